@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// Runs the uvu suites under c8 and ends with the plain `N passed, N failed, N skipped` line CI
+// reads. Arguments narrow the run: `npm test -- rpc` runs test files whose path matches /rpc/.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const filter = process.argv[2] ? `${process.argv[2]}.*\\.test\\.js$` : '\\.test\\.js$';
+const c8 = path.join(root, 'node_modules', 'c8', 'bin', 'c8.js');
+const uvu = path.join(root, 'node_modules', 'uvu', 'bin.js');
+
+const child = spawn(process.execPath, [c8, process.execPath, uvu, 'dist/test', filter], {
+  cwd: root,
+  stdio: ['ignore', 'pipe', 'inherit'],
+  env: { ...process.env, FORCE_COLOR: process.env.FORCE_COLOR ?? '0' },
+});
+let out = '';
+child.stdout.on('data', (chunk) => {
+  out += chunk;
+  process.stdout.write(chunk);
+});
+child.on('close', (code, signal) => {
+  // eslint-disable-next-line no-control-regex
+  const text = out.replace(/\x1b\[[0-9;]*m/g, '');
+  const num = (re) => { const m = re.exec(text); return m ? Number(m[1]) : undefined; };
+  const total = num(/Total:\s+(\d+)/);
+  const passed = num(/Passed:\s+(\d+)/);
+  const skipped = num(/Skipped:\s+(\d+)/) ?? 0;
+  if (total === undefined || passed === undefined) {
+    console.log(`\nthe test run ended without a summary (exit ${code ?? signal})`);
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  }
+  const failed = total - passed;
+  console.log(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+  process.exit(failed > 0 || code !== 0 ? 1 : 0);
+});

@@ -1,0 +1,69 @@
+import diagnostics_channel from 'node:diagnostics_channel';
+import type { ConnectionState } from './driver/base.js';
+
+/**
+ * hermod's lifecycle events on `node:diagnostics_channel`. Logging, metrics and tracing
+ * subscribe here; nothing in the hot path formats a log line unless somebody listens.
+ *
+ * ```ts
+ * import diagnostics_channel from 'node:diagnostics_channel';
+ * diagnostics_channel.subscribe('hermod:rpc:server:request', (e) => console.log(e));
+ * ```
+ */
+export const channels = {
+  /** {@link CallEvent} when a client call or cast finishes (either way). */
+  clientCall: diagnostics_channel.channel('hermod:rpc:client:call'),
+  /** {@link ServerRequestEvent} when a server finishes a request. */
+  serverRequest: diagnostics_channel.channel('hermod:rpc:server:request'),
+  /** {@link InvalidMessageEvent} when a listener drops a message it cannot decode. */
+  invalidMessage: diagnostics_channel.channel('hermod:message:invalid'),
+  /** {@link ConnectionStateEvent} on connection state changes of any driver. */
+  connection: diagnostics_channel.channel('hermod:connection:state'),
+  /** {@link NotificationEvent} when a listener endpoint fails or a notification is dropped. */
+  notification: diagnostics_channel.channel('hermod:notify:listener'),
+} as const;
+
+/** Published on `hermod:rpc:client:call`. */
+export interface CallEvent {
+  kind: 'call' | 'cast';
+  method: string;
+  topic: string;
+  server?: string;
+  fanout?: boolean;
+  durationMs: number;
+  error?: Error;
+}
+
+/** Published on `hermod:rpc:server:request`. */
+export interface ServerRequestEvent {
+  server: string;
+  topic: string;
+  method: string;
+  kind: 'call' | 'cast';
+  durationMs: number;
+  outcome: 'ok' | 'error' | 'invalid' | 'aborted';
+  error?: Error;
+}
+
+/** Published on `hermod:message:invalid`. */
+export interface InvalidMessageEvent {
+  where: string;
+  error: Error;
+  size?: number;
+}
+
+/** Published on `hermod:connection:state`. */
+export type ConnectionStateEvent = ConnectionState & { driver: string };
+
+/** Published on `hermod:notify:listener`. */
+export interface NotificationEvent {
+  eventType?: string;
+  priority?: string;
+  outcome: 'handled' | 'requeue' | 'error' | 'dropped';
+  error?: Error;
+}
+
+/** Publishes `event` on `channel` only when somebody subscribed. */
+export function publish<T extends object>(channel: diagnostics_channel.Channel, event: T | (() => T)): void {
+  if (channel.hasSubscribers) channel.publish(typeof event === 'function' ? (event as () => T)() : event);
+}

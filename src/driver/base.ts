@@ -1,0 +1,114 @@
+import type { EventEmitter } from 'node:events';
+import type { Target } from '../target.js';
+import type { Context } from '../serializer.js';
+
+/** oslo.messaging's failure object: how a remote exception travels. */
+export interface Failure {
+  class: string;
+  module: string;
+  message: string;
+  tb: string[];
+  args: unknown[];
+  kwargs: Record<string, unknown>;
+}
+
+/** An RPC request as the RPC layer hands it to a driver (oslo's message dict). */
+export interface RpcRequest {
+  method: string;
+  args: Record<string, unknown>;
+  namespace?: string;
+  version?: string;
+}
+
+/** What a call's reply carries: a result or a failure. */
+export type Reply = { result: unknown; failure?: undefined } | { failure: Failure; result?: undefined };
+
+/** Options of one {@link Driver.send}. Durations in milliseconds. */
+export interface SendOptions {
+  /** A call (true) waits for the reply; a cast (false) resolves once the broker has it. */
+  waitForReply: boolean;
+  /** Deadline for the reply of a call, and for delivery of a cast. */
+  timeout: number;
+  /** Fail a call when no heartbeat or reply arrives for this long; 0 turns the monitor off. */
+  callMonitorTimeout?: number;
+  /** Connection-failure retries: -1 forever (until the timeout), 0 none, N attempts. */
+  retry?: number;
+}
+
+/** Options of one {@link Driver.sendNotification}. */
+export interface NotificationSendOptions {
+  retry?: number;
+  /** `2.0` wraps the message in oslo's envelope (messagingv2); `1.0` sends it bare (messaging). */
+  envelope?: '1.0' | '2.0';
+}
+
+/** A received RPC request or notification, with the operations its receiver can apply. */
+export interface IncomingMessage {
+  readonly ctx: Context;
+  /** The request (method, args, namespace, version) or the notification dict. */
+  readonly message: Record<string, unknown>;
+  /** The caller expects a reply (a call, not a cast). */
+  readonly expectsReply: boolean;
+  /** The caller's call-monitor timeout in ms, or 0 when it has none. */
+  readonly callMonitorTimeout: number;
+  /** Sends the final reply of a call. A value that cannot be encoded throws SerializationError. */
+  reply(reply: Reply): Promise<void>;
+  /** Tells the caller the call is still running (oslo's call-monitor heartbeat). */
+  heartbeat(): Promise<void>;
+  /** Settles the message: it will not be delivered again. */
+  acknowledge(): void;
+  /** Gives the message back to the broker for another delivery. */
+  requeue(): void;
+  /** Processing is over; frees the slot it held in the listener's prefetch window. */
+  done(): void;
+}
+
+/** Called by a listener for each message. Must not throw; errors are the receiver's to handle. */
+export type MessageHandler = (message: IncomingMessage) => void;
+
+/** What a listener does with messages it could not decode. */
+export type InvalidMessageHandler = (error: Error, raw: { address: string; size: number }) => void;
+
+/** Options for {@link Driver.listen} and {@link Driver.listenForNotifications}. */
+export interface ListenOptions {
+  /** At most this many messages are delivered and not yet `done()` (broker prefetch / link credit). */
+  prefetch: number;
+  onMessage: MessageHandler;
+  /** Malformed input: the listener has already settled it; this only reports. */
+  onInvalid?: InvalidMessageHandler;
+}
+
+/** A running subscription. */
+export interface Listener {
+  /** Stops taking new messages (cancels consumers / detaches links); in-flight ones stay valid. */
+  stop(): Promise<void>;
+}
+
+/** Connection state changes, emitted as `'state'` events by every driver. */
+export type ConnectionState =
+  | { state: 'connected'; host: string }
+  | { state: 'disconnected'; host: string; error?: Error }
+  | { state: 'reconnecting'; host: string; attempt: number; delayMs: number }
+  | { state: 'blocked'; host: string; reason: string }
+  | { state: 'unblocked'; host: string };
+
+/**
+ * The driver contract (oslo's BaseDriver): the RPC and notification layers talk to brokers
+ * only through this. A driver owns its connections and reconnect loop and reports broker
+ * conditions as the typed errors of `errors.ts`.
+ */
+export interface Driver extends EventEmitter {
+  /** `memory`, `rabbit` or `amqp1`. */
+  readonly kind: string;
+  /** Sends a request; resolves with the reply for calls, with undefined for casts. */
+  send(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<Reply | undefined>;
+  /** Publishes a notification to `target.topic` (`<topic>.<priority>` already applied). */
+  sendNotification(target: Target, ctx: Context, message: Record<string, unknown>, opts: NotificationSendOptions): Promise<void>;
+  /** Subscribes an RPC server: topic (shared), topic.server and fanout. */
+  listen(target: Target, opts: ListenOptions): Promise<Listener>;
+  /** Subscribes a notification listener to `<topic>.<priority>` for each pair; a pool shares one queue. */
+  listenForNotifications(targets: Array<{ target: Target; priority: string }>, pool: string | undefined,
+    opts: ListenOptions): Promise<Listener>;
+  /** Closes every connection; pending calls fail with ClosedError. */
+  close(): Promise<void>;
+}

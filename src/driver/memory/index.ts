@@ -1,0 +1,228 @@
+import { EventEmitter } from 'node:events';
+import { ClosedError, MalformedMessage, MessageTooLarge } from '../../errors.js';
+import { encodeJson, type Context } from '../../serializer.js';
+import { uuidHex } from '../../util/ids.js';
+import type { HermodConfig } from '../../config.js';
+import type { TransportUrl } from '../../transport.js';
+import type { Target } from '../../target.js';
+import type {
+  Driver, IncomingMessage, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions,
+} from '../base.js';
+import { ReplyWaiter } from '../reply-waiter.js';
+import { memoryBroker, type MemoryBroker, type MemoryConsumer, type MemoryDelivery } from './broker.js';
+
+interface RequestBody {
+  ctx: Context;
+  message: Record<string, unknown>;
+  msgId?: string;
+  replyTo?: string;
+  monitor?: number;
+}
+
+interface ReplyBody {
+  msgId: string;
+  ending: boolean;
+  result?: unknown;
+  failure?: Reply['failure'] | null;
+}
+
+/**
+ * The in-memory driver: oslo semantics (competing servers, server-directed calls, fanout,
+ * exchanges, timeouts, call-monitor heartbeats, notifications) inside one process. Every
+ * `memory://<name>` transport of the process shares the broker called `<name>`.
+ */
+export class MemoryDriver extends EventEmitter implements Driver {
+  readonly kind = 'memory';
+  /** The shared in-process broker (exposed for tests and diagnostics). */
+  readonly broker: MemoryBroker;
+  private readonly waiter = new ReplyWaiter();
+  private readonly replyQueue = `reply_${uuidHex()}`;
+  private replyConsumerCancel: (() => void) | undefined;
+  private readonly subscriptions = new Set<MemoryListener>();
+  private closed = false;
+
+  constructor(readonly url: TransportUrl, private readonly config: HermodConfig) {
+    super();
+    this.broker = memoryBroker(url.name ?? 'default');
+  }
+
+  private exchange(target: Target): string {
+    return target.exchange ?? this.config.controlExchange;
+  }
+
+  private encode(value: unknown, what: string): string {
+    const body = encodeJson(value, what);
+    const size = Buffer.byteLength(body);
+    if (size > this.config.maxMessageSize) throw new MessageTooLarge(size, this.config.maxMessageSize);
+    return body;
+  }
+
+  private ensureReplyConsumer(): void {
+    if (this.replyConsumerCancel) return;
+    this.broker.declareQueue(this.replyQueue);
+    this.replyConsumerCancel = this.broker.consume(this.replyQueue, {
+      prefetch: Infinity,
+      inFlight: 0,
+      deliver: (d) => {
+        d.done();
+        let body: ReplyBody;
+        try {
+          body = JSON.parse(d.body) as ReplyBody;
+        } catch {
+          return;
+        }
+        if (!body.ending) this.waiter.heartbeat(body.msgId);
+        else this.waiter.resolve(body.msgId, body.failure ? { failure: body.failure } : { result: body.result ?? null });
+      },
+    });
+  }
+
+  async send(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<Reply | undefined> {
+    if (this.closed) throw new ClosedError('transport is closed');
+    const exchange = this.exchange(target);
+    const topic = target.topic!;
+    const body: RequestBody = { ctx, message: request as unknown as Record<string, unknown> };
+    let routeExchange = exchange;
+    let key = target.server ? `${topic}.${target.server}` : topic;
+    if (target.fanout) {
+      routeExchange = `${exchange}.${topic}_fanout`;
+      key = '';
+    }
+    if (!opts.waitForReply) {
+      this.broker.publish(routeExchange, key, this.encode(body, `cast ${request.method}`));
+      return undefined;
+    }
+    this.ensureReplyConsumer();
+    const msgId = uuidHex();
+    body.msgId = msgId;
+    body.replyTo = this.replyQueue;
+    if (opts.callMonitorTimeout) body.monitor = opts.callMonitorTimeout;
+    const encoded = this.encode(body, `call ${request.method}`);
+    const reply = this.waiter.wait(msgId, {
+      timeout: opts.timeout,
+      callMonitorTimeout: opts.callMonitorTimeout ?? 0,
+      describe: `${request.method} on topic ${topic}${target.server ? ` server ${target.server}` : ''}`,
+    });
+    this.broker.publish(routeExchange, key, encoded);
+    return reply;
+  }
+
+  async sendNotification(target: Target, ctx: Context, message: Record<string, unknown>, _opts: NotificationSendOptions): Promise<void> {
+    if (this.closed) throw new ClosedError('transport is closed');
+    const exchange = this.exchange(target);
+    // Like oslo's notifier, make sure the queue exists so notifications wait for a listener.
+    const queue = `${exchange}.${target.topic}`;
+    this.broker.declareQueue(queue);
+    this.broker.bind(queue, exchange, target.topic!);
+    this.broker.publish(exchange, target.topic!, this.encode({ ctx, message }, 'notification'));
+  }
+
+  async listen(target: Target, opts: ListenOptions): Promise<Listener> {
+    if (this.closed) throw new ClosedError('transport is closed');
+    const exchange = this.exchange(target);
+    const topic = target.topic!;
+    const fanoutQueue = `${exchange}.${topic}_fanout_${uuidHex()}`;
+    const queues: Array<[string, string, string]> = [
+      [`${exchange}.${topic}`, exchange, topic],
+      [`${exchange}.${topic}.${target.server}`, exchange, `${topic}.${target.server}`],
+      [fanoutQueue, `${exchange}.${topic}_fanout`, ''],
+    ];
+    return this.subscribe(queues, opts, [fanoutQueue]);
+  }
+
+  async listenForNotifications(targets: Array<{ target: Target; priority: string }>, pool: string | undefined,
+    opts: ListenOptions): Promise<Listener> {
+    if (this.closed) throw new ClosedError('transport is closed');
+    const queues: Array<[string, string, string]> = targets.map(({ target, priority }) => {
+      const exchange = this.exchange(target);
+      const key = `${target.topic}.${priority}`;
+      return [pool ? `${exchange}.${pool}` : `${exchange}.${key}`, exchange, key];
+    });
+    return this.subscribe(queues, opts, []);
+  }
+
+  private subscribe(queues: Array<[string, string, string]>, opts: ListenOptions, transient: string[]): Listener {
+    for (const [queue, exchange, key] of queues) {
+      this.broker.declareQueue(queue);
+      this.broker.bind(queue, exchange, key);
+    }
+    const listener = new MemoryListener(this, queues.map(([q]) => q), transient, opts);
+    this.subscriptions.add(listener);
+    listener.onStop = () => this.subscriptions.delete(listener);
+    return listener;
+  }
+
+  /** @internal */
+  makeIncoming(d: MemoryDelivery, body: RequestBody): IncomingMessage {
+    const { msgId, replyTo } = body;
+    const sendReply = (reply: ReplyBody) => {
+      if (!msgId || !replyTo) return;
+      this.broker.publish('', replyTo, this.encode(reply, 'reply'));
+    };
+    return {
+      ctx: body.ctx ?? {},
+      message: body.message,
+      expectsReply: Boolean(msgId && replyTo),
+      callMonitorTimeout: typeof body.monitor === 'number' ? body.monitor : 0,
+      async reply(reply) {
+        sendReply({ msgId: msgId!, ending: true, result: reply.result ?? null, failure: reply.failure ?? null });
+      },
+      async heartbeat() {
+        sendReply({ msgId: msgId!, ending: false, result: null, failure: null });
+      },
+      acknowledge() {},
+      requeue: () => d.requeue(),
+      done: () => d.done(),
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const l of [...this.subscriptions]) await l.stop();
+    this.replyConsumerCancel?.();
+    this.broker.deleteQueue(this.replyQueue);
+    this.waiter.failAll(new ClosedError('transport closed while waiting for a reply'));
+  }
+}
+
+class MemoryListener implements Listener {
+  private readonly cancels: Array<() => void> = [];
+  onStop: (() => void) | undefined;
+  private stopped = false;
+
+  constructor(private readonly driver: MemoryDriver, queues: string[], private readonly transient: string[],
+    private readonly opts: ListenOptions) {
+    const consumer: MemoryConsumer = {
+      prefetch: opts.prefetch,
+      inFlight: 0,
+      deliver: (d) => this.deliver(d),
+    };
+    for (const q of queues) this.cancels.push(driver.broker.consume(q, consumer));
+  }
+
+  private deliver(d: MemoryDelivery): void {
+    let body: RequestBody;
+    try {
+      body = JSON.parse(d.body) as RequestBody;
+      if (!body || typeof body !== 'object' || !body.message || typeof body.message !== 'object') {
+        throw new MalformedMessage('message has no message object');
+      }
+    } catch (err) {
+      d.done();
+      const e = err instanceof MalformedMessage ? err : new MalformedMessage(`message is not valid JSON: ${(err as Error).message}`, { cause: err });
+      this.opts.onInvalid?.(e, { address: 'memory', size: d.body.length });
+      return;
+    }
+    this.opts.onMessage(this.driver.makeIncoming(d, body));
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const c of this.cancels) c();
+    // A server's fanout queue goes with it, as oslo deletes it when the server's connection closes.
+    for (const q of this.transient) this.driver.broker.deleteQueue(q);
+    this.onStop?.();
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * hermod's error hierarchy. Every error has a stable `code` (tests and callers branch on it,
+ * never on message text) and an optional `cause`. `instanceof` works across duplicate
+ * installs of hermod because each class brands its instances with a global symbol.
+ */
+
+const BRAND = Symbol.for('hermod.error.codes');
+
+type Branded = { [BRAND]?: Set<string> };
+
+/** Base class of every error hermod throws. */
+export class HermodError extends Error {
+  /** Stable machine-readable code, e.g. `HERMOD_ERR_TIMEOUT`. */
+  get code(): string {
+    return (this.constructor as typeof HermodError).CODE;
+  }
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (value === null || typeof value !== 'object') return false;
+    const codes = (value as Branded)[BRAND];
+    const probe = (this as unknown as { CODE?: string }).CODE;
+    if (codes && probe) return codes.has(probe);
+    return Function.prototype[Symbol.hasInstance].call(this, value);
+  }
+
+  /** The code of this class; subclasses override it. */
+  static readonly CODE: string = 'HERMOD_ERR';
+}
+
+function define(cls: abstract new (...args: never[]) => HermodError, code: string): void {
+  Object.defineProperty(cls, 'CODE', { value: code });
+}
+
+// Each instance records the codes of all its ancestors so that the branded instanceof
+// check above answers like the prototype chain would.
+Object.defineProperty(HermodError.prototype, BRAND, {
+  get(this: HermodError) {
+    const codes = new Set<string>();
+    let proto = Object.getPrototypeOf(this);
+    while (proto && proto !== Error.prototype) {
+      const ctor = proto.constructor as { CODE?: string };
+      if (ctor?.CODE) codes.add(ctor.CODE);
+      proto = Object.getPrototypeOf(proto);
+    }
+    return codes;
+  },
+});
+
+/** A configuration value or transport URL is invalid; the message names the key. */
+export class ConfigError extends HermodError {
+  /** The offending configuration key or URL part, when known. */
+  readonly key: string | undefined;
+  constructor(message: string, options?: { cause?: unknown; key?: string }) {
+    super(message, options);
+    this.key = options?.key;
+  }
+}
+define(ConfigError, 'HERMOD_ERR_CONFIG');
+
+/** A Target cannot be used for the requested operation. */
+export class InvalidTarget extends HermodError {}
+define(InvalidTarget, 'HERMOD_ERR_INVALID_TARGET');
+
+/** Arguments given to a call or cast are not usable (not a plain object, say). */
+export class InvalidArgument extends HermodError {}
+define(InvalidArgument, 'HERMOD_ERR_INVALID_ARGUMENT');
+
+/** A value could not be encoded for the wire (BigInt, a cycle, ...). */
+export class SerializationError extends HermodError {}
+define(SerializationError, 'HERMOD_ERR_SERIALIZATION');
+
+/** A call received no reply within its timeout, or its call monitor saw no heartbeat. */
+export class MessagingTimeout extends HermodError {}
+define(MessagingTimeout, 'HERMOD_ERR_TIMEOUT');
+
+/** The server has no callable method of that name (or it is not public). */
+export class NoSuchMethod extends HermodError {
+  readonly method: string;
+  constructor(method: string, options?: { cause?: unknown }) {
+    super(`Endpoint does not support RPC method ${method}`, options);
+    this.method = method;
+  }
+}
+define(NoSuchMethod, 'HERMOD_ERR_NO_SUCH_METHOD');
+
+/** No endpoint accepts the requested namespace and version. */
+export class UnsupportedVersion extends HermodError {
+  readonly version: string | undefined;
+  readonly method: string | undefined;
+  constructor(version: string | undefined, method?: string, options?: { cause?: unknown; message?: string }) {
+    super(options?.message ?? `Endpoint does not support RPC version ${version ?? '1.0'}. Attempted method: ${method}`, options);
+    this.version = version;
+    this.method = method;
+  }
+}
+define(UnsupportedVersion, 'HERMOD_ERR_UNSUPPORTED_VERSION');
+
+/** A client tried to send a version above its `versionCap`. */
+export class RPCVersionCapError extends HermodError {
+  constructor(readonly version: string, readonly versionCap: string) {
+    super(`Requested message version, ${version} is incompatible. It needs to be equal in major version and less than or equal in minor version as the specified version cap ${versionCap}.`);
+  }
+}
+define(RPCVersionCapError, 'HERMOD_ERR_VERSION_CAP');
+
+/** The message envelope carries a version this implementation cannot read. */
+export class UnsupportedEnvelopeVersion extends HermodError {}
+define(UnsupportedEnvelopeVersion, 'HERMOD_ERR_UNSUPPORTED_ENVELOPE');
+
+/** An incoming message could not be decoded (bad JSON, missing fields, wrong types). */
+export class MalformedMessage extends HermodError {}
+define(MalformedMessage, 'HERMOD_ERR_MALFORMED_MESSAGE');
+
+/** A message is larger than the configured maximum. */
+export class MessageTooLarge extends HermodError {
+  constructor(readonly size: number, readonly limit: number) {
+    super(`message of ${size} bytes exceeds the limit of ${limit} bytes`);
+  }
+}
+define(MessageTooLarge, 'HERMOD_ERR_MESSAGE_TOO_LARGE');
+
+/** The broker or peer did not accept a message (rejected, released past retries, nacked). */
+export class MessageDeliveryFailure extends HermodError {}
+define(MessageDeliveryFailure, 'HERMOD_ERR_DELIVERY_FAILURE');
+
+/** A mandatory message could not be routed to any queue or receiver. */
+export class MessageUndeliverable extends MessageDeliveryFailure {}
+define(MessageUndeliverable, 'HERMOD_ERR_UNDELIVERABLE');
+
+/** The connection to the broker failed or was lost; the message says which host and why. */
+export class TransportError extends HermodError {}
+define(TransportError, 'HERMOD_ERR_TRANSPORT');
+
+/** The object was closed or stopped and can no longer be used for this operation. */
+export class ClosedError extends HermodError {}
+define(ClosedError, 'HERMOD_ERR_CLOSED');
+
+/** A stopping server abandoned the request at its wait() deadline. */
+export class ServerStopped extends HermodError {}
+define(ServerStopped, 'HERMOD_ERR_SERVER_STOPPED');
+
+/** A client reached its bound on in-flight calls and was configured to fail fast. */
+export class TooManyInFlight extends HermodError {}
+define(TooManyInFlight, 'HERMOD_ERR_TOO_MANY_IN_FLIGHT');
+
+/**
+ * An exception raised by the remote side that the client does not rebuild as its own class
+ * (oslo.messaging's RemoteError). `excType` is the remote class name, `value` its message.
+ */
+export class RemoteError extends HermodError {
+  /** Remote exception class name, e.g. `ValueError`. */
+  readonly excType: string;
+  /** Remote exception message. */
+  readonly value: string;
+  /** Remote module (Python module path, or `hermod` for hermod peers). */
+  readonly module: string;
+  /** Remote traceback lines, when the server sends them. */
+  readonly traceback: string[];
+  constructor(excType: string, value: string, options?: { module?: string; traceback?: string[]; cause?: unknown }) {
+    super(`Remote error: ${excType} ${value}`, options);
+    this.excType = excType;
+    this.value = value;
+    this.module = options?.module ?? '';
+    this.traceback = options?.traceback ?? [];
+  }
+}
+define(RemoteError, 'HERMOD_ERR_REMOTE');

@@ -1,0 +1,118 @@
+import { InvalidArgument, MalformedMessage, NoSuchMethod, UnsupportedVersion } from '../errors.js';
+import { Target, versionIsCompatible } from '../target.js';
+import { NoOpSerializer, type Context, type Serializer } from '../serializer.js';
+
+/**
+ * An endpoint: an object whose public methods are callable as `method(ctx, args)`. Its
+ * optional `target` gives the namespace and version it implements (default: no namespace,
+ * version 1.0).
+ */
+export interface Endpoint {
+  target?: Target;
+}
+
+/** Decides whether `method` of `endpoint` may be called remotely; runs after the built-in checks. */
+export type AccessPolicy = (endpoint: object, method: string) => boolean;
+
+/** Allows every method the built-in checks allow. */
+export const defaultAccessPolicy: AccessPolicy = () => true;
+
+const OBJECT_NAMES = new Set(Object.getOwnPropertyNames(Object.prototype));
+
+/**
+ * Finds a callable method without running any getter: only data properties holding functions,
+ * defined on the endpoint or its class chain below Object.prototype, and never `_private`,
+ * `constructor`, `target` or Object.prototype names.
+ */
+export function findMethod(endpoint: object, name: string): ((...args: unknown[]) => unknown) | undefined {
+  if (typeof name !== 'string' || name.length === 0) return undefined;
+  if (name.startsWith('_') || name === 'constructor' || name === 'target' || OBJECT_NAMES.has(name)) return undefined;
+  let proto: object | null = endpoint;
+  while (proto && proto !== Object.prototype && proto !== Function.prototype) {
+    const desc = Object.getOwnPropertyDescriptor(proto, name);
+    if (desc) {
+      if ('value' in desc && typeof desc.value === 'function') return desc.value as (...args: unknown[]) => unknown;
+      return undefined;
+    }
+    proto = Object.getPrototypeOf(proto) as object | null;
+  }
+  return undefined;
+}
+
+/** A request after validation. */
+export interface DispatchRequest {
+  method: string;
+  args: Record<string, unknown>;
+  namespace: string | undefined;
+  version: string;
+}
+
+/** Checks the shape of an incoming request dict; throws MalformedMessage / InvalidArgument. */
+export function parseRequest(message: Record<string, unknown>): DispatchRequest {
+  const { method, args, namespace, version } = message;
+  if (typeof method !== 'string' || method.length === 0) {
+    throw new MalformedMessage(`request has no method name (got ${JSON.stringify(method) ?? 'undefined'})`);
+  }
+  if (args !== undefined && args !== null && (typeof args !== 'object' || Array.isArray(args))) {
+    throw new InvalidArgument(`arguments of ${method} must be an object of named arguments, got ${Array.isArray(args) ? 'an array' : typeof args}`);
+  }
+  if (namespace !== undefined && namespace !== null && typeof namespace !== 'string') {
+    throw new MalformedMessage(`namespace of ${method} must be a string, got ${typeof namespace}`);
+  }
+  if (version !== undefined && version !== null && (typeof version !== 'string' || !/^\d+\.\d+(\.\d+)?$/.test(version))) {
+    throw new UnsupportedVersion(String(version), method, { message: `request version ${JSON.stringify(version)} of ${method} is not of the form X.Y` });
+  }
+  return {
+    method,
+    args: (args ?? {}) as Record<string, unknown>,
+    namespace: (namespace ?? undefined) as string | undefined,
+    version: (version as string | undefined) ?? '1.0',
+  };
+}
+
+/**
+ * Routes requests to endpoint methods with oslo.messaging's rules: the endpoint's namespace
+ * must equal the request's, its version must be compatible (same major, minor at least the
+ * requested one); a compatible endpoint without the method gives NoSuchMethod, no compatible
+ * endpoint gives UnsupportedVersion.
+ */
+export class RPCDispatcher {
+  private readonly entries: Array<{ endpoint: object; namespace: string | undefined; version: string }>;
+
+  constructor(endpoints: readonly object[], private readonly serializer: Serializer = new NoOpSerializer(),
+    private readonly accessPolicy: AccessPolicy = defaultAccessPolicy) {
+    if (!Array.isArray(endpoints) || endpoints.length === 0) throw new InvalidArgument('a server needs at least one endpoint object');
+    this.entries = endpoints.map((endpoint, i) => {
+      if (!endpoint || typeof endpoint !== 'object') throw new InvalidArgument(`endpoint #${i + 1} is not an object`);
+      const t = (endpoint as Endpoint).target;
+      if (t !== undefined && !(t instanceof Target)) throw new InvalidArgument(`endpoint #${i + 1}: its target must be a Target`);
+      return { endpoint, namespace: t?.namespace, version: t?.version ?? '1.0' };
+    });
+  }
+
+  /** Finds the method for a request or throws NoSuchMethod / UnsupportedVersion. */
+  resolve(req: DispatchRequest): { endpoint: object; fn: (...args: unknown[]) => unknown } {
+    let foundCompatible = false;
+    for (const e of this.entries) {
+      if (e.namespace !== req.namespace || !versionIsCompatible(e.version, req.version)) continue;
+      const fn = findMethod(e.endpoint, req.method);
+      if (fn && this.accessPolicy(e.endpoint, req.method)) return { endpoint: e.endpoint, fn };
+      foundCompatible = true;
+    }
+    if (foundCompatible) throw new NoSuchMethod(req.method);
+    const ns = req.namespace === undefined ? 'the default namespace' : `namespace '${req.namespace}'`;
+    throw new UnsupportedVersion(req.version, req.method, {
+      message: `Endpoint does not support RPC version ${req.version} in ${ns}. Attempted method: ${req.method}`,
+    });
+  }
+
+  /** Runs the request; resolves with the serialised result. */
+  async dispatch(ctx: Context, req: DispatchRequest): Promise<unknown> {
+    const { endpoint, fn } = this.resolve(req);
+    const local = this.serializer.deserializeContext(ctx);
+    const args: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(req.args)) args[k] = this.serializer.deserializeEntity(local, v);
+    const result = await fn.call(endpoint, local, args);
+    return this.serializer.serializeEntity(local, result === undefined ? null : result);
+  }
+}

@@ -1,0 +1,126 @@
+import {
+  MessagingTimeout, NoSuchMethod, RemoteError, UnsupportedVersion,
+  InvalidArgument, SerializationError, MessageTooLarge, ServerStopped, MalformedMessage,
+} from '../errors.js';
+import type { Failure } from '../driver/base.js';
+
+/** Builds a local error from a remote failure; registered per (module, class). */
+export type RemoteErrorFactory = (failure: Failure) => Error;
+
+const EXCEPTIONS_MODULES = new Set(['builtins', 'exceptions']);
+/** Module name hermod puts on failures for errors that name none themselves. */
+export const HERMOD_MODULE = 'hermod';
+const OSLO_DISPATCHER = 'oslo_messaging.rpc.dispatcher';
+
+const registry = new Map<string, RemoteErrorFactory>();
+const key = (module: string, cls: string) => `${module}:${cls}`;
+
+/**
+ * Lets clients rebuild failures of class `cls` from `module` as local errors. The module must
+ * also be in the client's allowed remote modules (`rpc.allowedRemoteExmods`) unless it is
+ * `hermod` or oslo.messaging's dispatcher, whose errors are always rebuilt.
+ */
+export function registerRemoteError(module: string, cls: string, factory: RemoteErrorFactory): void {
+  registry.set(key(module, cls), factory);
+}
+
+const msg = (f: Failure) => String(f.message ?? '');
+const firstArg = (f: Failure) => (Array.isArray(f.args) && typeof f.args[0] === 'string' ? f.args[0] : undefined);
+
+// oslo's own dispatcher errors and hermod's map onto the same classes, so a hermod client
+// sees NoSuchMethod whether a Python or a hermod server raised it.
+for (const module of [OSLO_DISPATCHER, HERMOD_MODULE]) {
+  registerRemoteError(module, 'NoSuchMethod', (f) => new NoSuchMethod(firstArg(f) ?? String(f.kwargs?.method ?? '')));
+  registerRemoteError(module, 'UnsupportedVersion', (f) =>
+    new UnsupportedVersion(firstArg(f), (f.kwargs?.method as string | undefined), { message: msg(f) }));
+}
+registerRemoteError(HERMOD_MODULE, 'MessagingTimeout', (f) => new MessagingTimeout(msg(f)));
+registerRemoteError(HERMOD_MODULE, 'InvalidArgument', (f) => new InvalidArgument(msg(f)));
+registerRemoteError(HERMOD_MODULE, 'ServerStopped', (f) => new ServerStopped(msg(f)));
+registerRemoteError(HERMOD_MODULE, 'MalformedMessage', (f) => new MalformedMessage(msg(f)));
+registerRemoteError(HERMOD_MODULE, 'SerializationError', (f) => new SerializationError(msg(f)));
+registerRemoteError(HERMOD_MODULE, 'MessageTooLarge', (f) => {
+  const [size, limit] = Array.isArray(f.args) ? f.args : [];
+  return new MessageTooLarge(Number(size) || 0, Number(limit) || 0);
+});
+
+/** The remote side of a rebuilt error: where it came from and its trace. */
+export interface RemoteOrigin {
+  module: string;
+  class: string;
+  traceback: string[];
+}
+
+/** Options for turning local errors into failures. */
+export interface SerializeFailureOptions {
+  /** Send the stack as `tb` (oslo always does; hermod only when asked). */
+  includeTraceback?: boolean;
+}
+
+/** Turns anything thrown by an endpoint into oslo's failure object. */
+export function serializeFailure(thrown: unknown, opts: SerializeFailureOptions = {}): Failure {
+  if (thrown instanceof NoSuchMethod) {
+    return failure(OSLO_DISPATCHER, 'NoSuchMethod', thrown, [thrown.method], {}, opts);
+  }
+  if (thrown instanceof UnsupportedVersion) {
+    return failure(OSLO_DISPATCHER, 'UnsupportedVersion', thrown, [thrown.version ?? '1.0'],
+      thrown.method === undefined ? {} : { method: thrown.method }, opts);
+  }
+  if (thrown instanceof MessageTooLarge) {
+    return failure(HERMOD_MODULE, 'MessageTooLarge', thrown, [thrown.size, thrown.limit], {}, opts);
+  }
+  if (thrown instanceof RemoteError) {
+    // Re-raising a remote error keeps its original identity, as oslo's _Remote suffix does.
+    return { class: thrown.excType, module: thrown.module, message: thrown.value, tb: thrown.traceback, args: [thrown.value], kwargs: {} };
+  }
+  if (thrown instanceof Error) {
+    const origin = (thrown as { remote?: RemoteOrigin }).remote;
+    if (origin) return failure(origin.module, origin.class, thrown, [thrown.message], {}, opts);
+    const ctor = thrown.constructor as { remoteModule?: unknown };
+    const module = typeof ctor.remoteModule === 'string' ? ctor.remoteModule : HERMOD_MODULE;
+    const kwargs = (thrown as { kwargs?: unknown }).kwargs;
+    return failure(module, thrown.name || 'Error', thrown, [thrown.message],
+      kwargs && typeof kwargs === 'object' ? (kwargs as Record<string, unknown>) : {}, opts);
+  }
+  // Thrown non-Errors (strings, objects, undefined) still say something useful.
+  let text: string;
+  try { text = typeof thrown === 'string' ? thrown : JSON.stringify(thrown) ?? String(thrown); } catch { text = String(thrown); }
+  return { class: 'NonErrorThrown', module: HERMOD_MODULE, message: `non-Error value thrown: ${text}`, tb: [], args: [text], kwargs: {} };
+}
+
+function failure(module: string, cls: string, err: Error, args: unknown[], kwargs: Record<string, unknown>,
+  opts: SerializeFailureOptions): Failure {
+  const tb = opts.includeTraceback && err.stack ? err.stack.split('\n').map((l) => `${l}\n`) : [];
+  return { class: cls, module, message: err.message, tb, args, kwargs };
+}
+
+/**
+ * Rebuilds a failure as a local error when its module is allowed and a factory is
+ * registered; otherwise a {@link RemoteError}. The result carries `remote` ({@link RemoteOrigin}).
+ */
+export function deserializeFailure(f: Failure, allowedModules: readonly string[] = []): Error {
+  const cls = typeof f.class === 'string' && f.class ? f.class : 'Exception';
+  const module = typeof f.module === 'string' ? f.module : '';
+  const tb = Array.isArray(f.tb) ? f.tb.map(String) : [];
+  const allowed = module === HERMOD_MODULE || module === OSLO_DISPATCHER || EXCEPTIONS_MODULES.has(module) ||
+    allowedModules.includes(module);
+  const factory = allowed ? registry.get(key(EXCEPTIONS_MODULES.has(module) ? 'builtins' : module, cls)) : undefined;
+  let err: Error;
+  if (factory) {
+    try {
+      err = factory(f);
+    } catch {
+      err = new RemoteError(cls, msg(f), { module, traceback: tb });
+    }
+  } else {
+    err = new RemoteError(cls, msg(f), { module, traceback: tb });
+  }
+  Object.defineProperty(err, 'remote', { value: { module, class: cls, traceback: tb } satisfies RemoteOrigin, enumerable: false });
+  return err;
+}
+
+/** True for errors that crossed the wire (rebuilt or RemoteError). */
+export function isRemote(err: unknown): err is Error & { remote: RemoteOrigin } {
+  return err instanceof Error && 'remote' in err;
+}
+

@@ -1,0 +1,125 @@
+import { InvalidTarget } from './errors.js';
+
+/** The fields of a {@link Target}; all optional, as in oslo.messaging. */
+export interface TargetFields {
+  /** Exchange the topic lives in; defaults to the transport's control exchange (`openstack`). */
+  exchange?: string;
+  /** Topic: the name servers listen on and clients address. */
+  topic?: string;
+  /** Namespace of the endpoint's methods; requests and endpoints must agree on it. */
+  namespace?: string;
+  /** API version, `X.Y`: a request is accepted by an endpoint of the same major and equal or higher minor. */
+  version?: string;
+  /** One server on the topic (clients), or this server's name (servers). */
+  server?: string;
+  /** Cast to every server listening on the topic. Not valid for calls. */
+  fanout?: boolean;
+}
+
+/** Overrides for {@link Target.merge}: `null` clears a field, `undefined` keeps it. */
+export type TargetOverrides = { [K in keyof TargetFields]?: TargetFields[K] | null };
+
+const VERSION_RE = /^\d+\.\d+(\.\d+)?$/;
+const FIELDS = ['exchange', 'topic', 'namespace', 'version', 'server', 'fanout'] as const;
+
+/**
+ * Where a message goes, or what a server listens on: exchange, topic, namespace, version,
+ * server and fanout. Immutable; {@link Target.merge} returns a new one.
+ */
+export class Target implements TargetFields {
+  readonly exchange?: string;
+  readonly topic?: string;
+  readonly namespace?: string;
+  readonly version?: string;
+  readonly server?: string;
+  readonly fanout?: boolean;
+
+  constructor(fields: TargetFields = {}) {
+    if (fields === null || typeof fields !== 'object') {
+      throw new InvalidTarget(`a target is built from an object of fields, got ${typeof fields}`);
+    }
+    for (const key of Object.keys(fields)) {
+      if (!(FIELDS as readonly string[]).includes(key)) {
+        throw new InvalidTarget(`unknown target field '${key}' (known: ${FIELDS.join(', ')})`);
+      }
+    }
+    for (const key of ['exchange', 'topic', 'namespace', 'server'] as const) {
+      const value = fields[key];
+      if (value === undefined || value === null) continue;
+      if (typeof value !== 'string' || value.length === 0) {
+        throw new InvalidTarget(`target ${key} must be a non-empty string, got ${JSON.stringify(value)}`);
+      }
+      if (/[\s\x00-\x1f]/.test(value)) {
+        throw new InvalidTarget(`target ${key} ${JSON.stringify(value)} must not contain whitespace or control characters`);
+      }
+      this[key] = value;
+    }
+    if (fields.version !== undefined && fields.version !== null) {
+      if (typeof fields.version !== 'string' || !VERSION_RE.test(fields.version)) {
+        throw new InvalidTarget(`target version must look like 'X.Y' (e.g. '1.3'), got ${JSON.stringify(fields.version)}`);
+      }
+      this.version = fields.version;
+    }
+    if (fields.fanout !== undefined && fields.fanout !== null) {
+      if (typeof fields.fanout !== 'boolean') {
+        throw new InvalidTarget(`target fanout must be a boolean, got ${JSON.stringify(fields.fanout)}`);
+      }
+      this.fanout = fields.fanout;
+    }
+    Object.freeze(this);
+  }
+
+  /** A new Target with `overrides` applied: a `null` value clears that field. */
+  merge(overrides: TargetOverrides): Target {
+    const fields: Record<string, unknown> = {};
+    for (const key of FIELDS) {
+      const o = overrides[key];
+      const value = o === undefined ? this[key] : o === null ? undefined : o;
+      if (value !== undefined) fields[key] = value;
+    }
+    return new Target(fields as TargetFields);
+  }
+
+  /** Throws {@link InvalidTarget} unless this target can address a call. */
+  assertCallable(): void {
+    if (!this.topic) throw new InvalidTarget(`a call requires a topic: ${this}`);
+    if (this.fanout) throw new InvalidTarget(`a call cannot be fanout (use cast): ${this}`);
+  }
+
+  /** Throws {@link InvalidTarget} unless this target can address a cast. */
+  assertCastable(): void {
+    if (!this.topic) throw new InvalidTarget(`a cast requires a topic: ${this}`);
+    if (this.fanout && this.server) {
+      throw new InvalidTarget(`a target cannot be both fanout and directed to server '${this.server}': ${this}`);
+    }
+  }
+
+  /** Throws {@link InvalidTarget} unless a server can listen on this target. */
+  assertListenable(): void {
+    if (!this.topic || !this.server) {
+      throw new InvalidTarget(`a server's target needs both a topic and a server name: ${this}`);
+    }
+  }
+
+  /** Field values as a plain object (undefined fields left out). */
+  toJSON(): TargetFields {
+    const out: Record<string, unknown> = {};
+    for (const key of FIELDS) if (this[key] !== undefined) out[key] = this[key];
+    return out as TargetFields;
+  }
+
+  toString(): string {
+    const parts = FIELDS.filter((k) => this[k] !== undefined).map((k) => `${k}=${this[k]}`);
+    return `<Target ${parts.join(', ')}>`;
+  }
+}
+
+/** oslo's rule: same major, and the requested minor no higher than the implemented one. */
+export function versionIsCompatible(implemented: string, requested: string): boolean {
+  const imp = implemented.split('.').map(Number);
+  const req = requested.split('.').map(Number);
+  if (req[0] !== imp[0]) return false;
+  if ((req[1] ?? 0) > (imp[1] ?? 0)) return false;
+  if ((req[1] ?? 0) === (imp[1] ?? 0) && (req[2] ?? 0) > (imp[2] ?? 0)) return false;
+  return true;
+}
