@@ -263,6 +263,14 @@ function flatten(obj: Record<string, unknown>, prefix = ''): Array<[string, unkn
   return out;
 }
 
+function setKey(conf: convict.Config<unknown>, key: string, value: unknown, source: string): void {
+  try {
+    conf.set(key as never, value as never);
+  } catch (err) {
+    throw new ConfigError(`invalid value for ${key} (from ${source}): ${(err as Error).message}`, { cause: err, key });
+  }
+}
+
 /** Where configuration comes from; every part is optional. */
 export interface ConfigSources {
   /** JSON files, applied in order. */
@@ -294,17 +302,17 @@ export function loadConfig(sources: ConfigSources = {}): HermodConfig {
       if (!data || typeof data !== 'object' || Array.isArray(data)) throw new ConfigError(`config file ${file} must hold a JSON object`);
       for (const [k, v] of flatten(data as Record<string, unknown>)) {
         assertKnown(k, `file ${file}`);
-        conf.set(k as never, v as never);
+        setKey(conf, k, v, `file ${file}`);
       }
     }
     // Environment outranks files: convict read it at construction, so re-apply it now.
     for (const k of KEYS) {
       const value = env[envName(k)];
-      if (value !== undefined) conf.set(k as never, value as never);
+      if (value !== undefined) setKey(conf, k, value, `environment ${envName(k)}`);
     }
     for (const [k, v] of Object.entries(sources.overrides ?? {})) {
       assertKnown(k, '--config');
-      conf.set(k as never, v as never);
+      setKey(conf, k, v, '--config');
     }
     conf.validate({ allowed: 'strict' });
   } catch (err) {

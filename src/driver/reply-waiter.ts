@@ -34,7 +34,7 @@ export class ReplyWaiter {
   wait(msgId: string, opts: WaitOptions): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.fail(msgId, new MessagingTimeout(`Timed out waiting for a reply to message ID ${msgId} (${opts.describe}) after ${opts.timeout} ms`));
+        this.fail(msgId, new MessagingTimeout(`Timed out waiting for a reply to message ID ${msgId} (${opts.describe}) after ${Math.round(opts.timeout)} ms`));
       }, opts.timeout);
       const monitorMs = opts.callMonitorTimeout ?? 0;
       const entry: Pending = { resolve, reject, timer, monitor: undefined, monitorMs, describe: opts.describe };

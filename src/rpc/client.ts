@@ -37,7 +37,6 @@ export interface CallOptions {
 }
 
 type AnyMethod = (ctx: Context, ...rest: never[]) => unknown;
-type ArgsOf<F> = F extends (ctx: Context, args: infer A) => unknown ? A : F extends (ctx: Context) => unknown ? undefined : never;
 
 /**
  * Typed remote calls for an endpoint type `T`: every method `m(ctx, args)` of `T` becomes
@@ -45,9 +44,7 @@ type ArgsOf<F> = F extends (ctx: Context, args: infer A) => unknown ? A : F exte
  */
 export type RpcProxy<T> = {
   [K in keyof T as K extends `_${string}` ? never : T[K] extends AnyMethod ? K : never]:
-    T[K] extends (ctx: Context, ...rest: infer P) => infer R
-      ? (...args: P extends [] ? [] : P extends [infer A] ? (undefined extends A ? [args?: A] : [args: A]) : [args: ArgsOf<T[K]>]) => Promise<Awaited<R>>
-      : never;
+    T[K] extends (ctx: Context, ...rest: infer P) => infer R ? (...args: P) => Promise<Awaited<R>> : never;
 };
 
 interface Resolved {

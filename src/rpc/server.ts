@@ -131,8 +131,9 @@ export class RPCServer {
     clearTimeout(timer);
     if (drained) return { completed: this.stats_.served - before, aborted: 0 };
     const left = [...this.running];
+    const servedBeforeAbort = this.stats_.served;
     await Promise.all(left.map((r) => r.abort()));
-    return { completed: this.stats_.served - before, aborted: left.length };
+    return { completed: servedBeforeAbort - before, aborted: left.length };
   }
 
   private checkIdle(): void {

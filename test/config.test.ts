@@ -1,0 +1,90 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadConfig, defaultConfig, parseConfigArgs, describeConfig, parseDuration, envName, CONFIG_KEYS } from '../src/index.js';
+import { rejects } from './support/assert.js';
+
+const t = suite('config');
+const dir = mkdtempSync(path.join(tmpdir(), 'hermod-config-'));
+t.after(() => rmSync(dir, { recursive: true, force: true }));
+
+t('defaults follow oslo', () => {
+  const c = defaultConfig();
+  assert.is(c.controlExchange, 'openstack');
+  assert.is(c.rpc.responseTimeout, 60_000);
+  assert.is(c.rpc.callMonitorTimeout, 0);
+  assert.is(c.rpc.serverConcurrency, 64);
+  assert.is(c.rpc.retry, -1);
+  assert.equal(c.rpc.allowedRemoteExmods, []);
+  assert.is(c.rabbit.frameMax, 131072);
+  assert.is(c.transportUrl, 'memory://');
+});
+
+t('every key has an env variable', () => {
+  assert.is(envName('rpc.responseTimeout'), 'HERMOD_RPC_RESPONSE_TIMEOUT');
+  assert.is(envName('transportUrl'), 'HERMOD_TRANSPORT_URL');
+  const help = describeConfig();
+  for (const k of CONFIG_KEYS) assert.ok(help.includes(k), k);
+  assert.match(help, /HERMOD_RPC_SERVER_CONCURRENCY/);
+});
+
+t('sources: file < env < overrides, with coercion', () => {
+  const file = path.join(dir, 'a.json');
+  writeFileSync(file, JSON.stringify({ controlExchange: 'nova', rpc: { responseTimeout: 1000, serverConcurrency: 8 } }));
+  const c = loadConfig({
+    files: [file],
+    env: { HERMOD_RPC_RESPONSE_TIMEOUT: '2s', HERMOD_RPC_ALLOWED_REMOTE_EXMODS: 'a.b, c.d', PATH: '/bin' },
+    overrides: { 'rpc.serverConcurrency': '16', 'rpc.sendTraceback': 'true' },
+  });
+  assert.is(c.controlExchange, 'nova');
+  assert.is(c.rpc.responseTimeout, 2000);
+  assert.is(c.rpc.serverConcurrency, 16);
+  assert.equal(c.rpc.allowedRemoteExmods, ['a.b', 'c.d']);
+  assert.is(c.rpc.sendTraceback, true);
+});
+
+t('unknown keys are rejected naming the nearest key', async () => {
+  await rejects(() => loadConfig({ env: {}, overrides: { 'rpc.responseTimout': '1' } }), 'HERMOD_ERR_CONFIG', /'rpc.responseTimout'.*did you mean 'rpc.responseTimeout'/);
+  await rejects(() => loadConfig({ env: { HERMOD_RPC_RESPONS_TIMEOUT: '1' } }), 'HERMOD_ERR_CONFIG', /HERMOD_RPC_RESPONS_TIMEOUT; did you mean HERMOD_RPC_RESPONSE_TIMEOUT/);
+  const file = path.join(dir, 'bad.json');
+  writeFileSync(file, JSON.stringify({ rabbit: { quorumQueue: true } }));
+  await rejects(() => loadConfig({ env: {}, files: [file] }), 'HERMOD_ERR_CONFIG', /'rabbit.quorumQueue'.*did you mean 'rabbit.quorumQueues'/);
+});
+
+t('bad values are rejected with the key', async () => {
+  await rejects(() => loadConfig({ env: {}, overrides: { 'rpc.serverConcurrency': '0' } }), 'HERMOD_ERR_CONFIG', /serverConcurrency/);
+  await rejects(() => loadConfig({ env: {}, overrides: { 'rpc.responseTimeout': 'soon' } }), 'HERMOD_ERR_CONFIG', /responseTimeout/);
+  await rejects(() => loadConfig({ env: {}, overrides: { 'rpc.inFlightOverflow': 'drop' } }), 'HERMOD_ERR_CONFIG', /inFlightOverflow/);
+  await rejects(() => loadConfig({ env: {}, overrides: { 'rpc.sendTraceback': 'maybe' } }), 'HERMOD_ERR_CONFIG', /sendTraceback/);
+  const notJson = path.join(dir, 'x.json');
+  writeFileSync(notJson, '{ nope');
+  await rejects(() => loadConfig({ env: {}, files: [notJson] }), 'HERMOD_ERR_CONFIG', /cannot read config file/);
+  await rejects(() => loadConfig({ env: {}, files: [path.join(dir, 'missing.json')] }), 'HERMOD_ERR_CONFIG', /cannot read/);
+  const arr = path.join(dir, 'arr.json');
+  writeFileSync(arr, '[1]');
+  await rejects(() => loadConfig({ env: {}, files: [arr] }), 'HERMOD_ERR_CONFIG', /JSON object/);
+});
+
+t('--config key=value, --config key value and --config-file', async () => {
+  const r = parseConfigArgs(['srv', '--config', 'rpc.retry=3', '--config', 'controlExchange', 'nova', '--config=log.level=debug', '--config-file', 'x.json', '--topic', 't']);
+  assert.equal(r.overrides, { 'rpc.retry': '3', controlExchange: 'nova', 'log.level': 'debug' });
+  assert.equal(r.files, ['x.json']);
+  assert.equal(r.rest, ['srv', '--topic', 't']);
+  await rejects(() => parseConfigArgs(['--config', 'rpc.retri=3']), 'HERMOD_ERR_CONFIG', /did you mean 'rpc.retry'/);
+  await rejects(() => parseConfigArgs(['--config']), 'HERMOD_ERR_CONFIG', /needs key=value/);
+  await rejects(() => parseConfigArgs(['--config', 'rpc.retry']), 'HERMOD_ERR_CONFIG', /needs a value/);
+  await rejects(() => parseConfigArgs(['--config-file']), 'HERMOD_ERR_CONFIG', /needs a path/);
+});
+
+t('durations', async () => {
+  assert.is(parseDuration('250ms'), 250);
+  assert.is(parseDuration('1.5s'), 1500);
+  assert.is(parseDuration('2m'), 120_000);
+  assert.is(parseDuration('1h'), 3_600_000);
+  assert.is(parseDuration(42), 42);
+  assert.throws(() => parseDuration('-1s'), /duration/);
+});
+
+t.run();

@@ -1,0 +1,121 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  HermodError, MessagingTimeout, RemoteError, NoSuchMethod, UnsupportedVersion, MessageUndeliverable, MessageDeliveryFailure,
+  ConfigError, serializeFailure, deserializeFailure, registerRemoteError, isRemote, MessageTooLarge,
+} from '../src/index.js';
+
+const t = suite('errors');
+
+t('stable codes, names, causes and instanceof', () => {
+  const cause = new Error('socket');
+  const e = new MessagingTimeout('late', { cause });
+  assert.is(e.code, 'HERMOD_ERR_TIMEOUT');
+  assert.is(e.name, 'MessagingTimeout');
+  assert.is(e.cause, cause);
+  assert.ok(e instanceof HermodError);
+  assert.ok(e instanceof Error);
+  assert.not.ok(e instanceof ConfigError);
+  const u = new MessageUndeliverable('no route');
+  assert.ok(u instanceof MessageDeliveryFailure);
+  assert.is(u.code, 'HERMOD_ERR_UNDELIVERABLE');
+  assert.not.ok(new Error('x') instanceof HermodError);
+  assert.not.ok((null as unknown) instanceof HermodError);
+});
+
+t('instanceof works for errors from another copy of the module (branded codes)', () => {
+  // Simulates a duplicate install: a foreign object with hermod's brand.
+  const foreign = Object.create(Error.prototype, {
+    [Symbol.for('hermod.error.codes')]: { value: new Set(['HERMOD_ERR', 'HERMOD_ERR_DELIVERY_FAILURE', 'HERMOD_ERR_UNDELIVERABLE']) },
+  });
+  assert.ok(foreign instanceof MessageUndeliverable);
+  assert.ok(foreign instanceof MessageDeliveryFailure);
+  assert.ok(foreign instanceof HermodError);
+  assert.not.ok(foreign instanceof MessagingTimeout);
+});
+
+t('failures use the oslo format', () => {
+  const f = serializeFailure(new TypeError('bad type'), { includeTraceback: true });
+  assert.is(f.class, 'TypeError');
+  assert.is(f.module, 'hermod');
+  assert.is(f.message, 'bad type');
+  assert.equal(f.args, ['bad type']);
+  assert.equal(f.kwargs, {});
+  assert.ok(f.tb.length > 0 && f.tb.every((l) => l.endsWith('\n')));
+  assert.equal(serializeFailure(new TypeError('x')).tb, []);
+  const nsm = serializeFailure(new NoSuchMethod('frob'));
+  assert.equal([nsm.module, nsm.class, nsm.args], ['oslo_messaging.rpc.dispatcher', 'NoSuchMethod', ['frob']]);
+  const uv = serializeFailure(new UnsupportedVersion('2.0', 'add'));
+  assert.equal([uv.class, uv.args, uv.kwargs], ['UnsupportedVersion', ['2.0'], { method: 'add' }]);
+});
+
+t('thrown non-Errors still produce useful failures', () => {
+  assert.match(serializeFailure('plain string').message, /plain string/);
+  assert.match(serializeFailure({ code: 42 }).message, /"code":42/);
+  assert.match(serializeFailure(undefined).message, /undefined/);
+  const cyclic: Record<string, unknown> = {};
+  cyclic.self = cyclic;
+  assert.match(serializeFailure(cyclic).message, /object/);
+  assert.is(serializeFailure(7).class, 'NonErrorThrown');
+});
+
+t('errors declare their remote module and kwargs', () => {
+  class QuotaExceeded extends Error {
+    static remoteModule = 'nova.exception';
+    kwargs = { quota: 5 };
+    override name = 'QuotaExceeded';
+  }
+  const f = serializeFailure(new QuotaExceeded('over quota'));
+  assert.equal([f.module, f.class, f.kwargs], ['nova.exception', 'QuotaExceeded', { quota: 5 }]);
+});
+
+t('unknown or disallowed remote errors become RemoteError with type, message and trace', () => {
+  const e = deserializeFailure({ class: 'ValueError', module: 'builtins', message: 'boom', tb: ['Traceback\n'], args: ['boom'], kwargs: {} });
+  assert.ok(e instanceof RemoteError);
+  const r = e as RemoteError;
+  assert.is(r.excType, 'ValueError');
+  assert.is(r.value, 'boom');
+  assert.is(r.module, 'builtins');
+  assert.equal(r.traceback, ['Traceback\n']);
+  assert.ok(isRemote(e));
+  const d = deserializeFailure({ class: 'Boom', module: 'myapp.errors', message: 'm', tb: [], args: [], kwargs: {} });
+  assert.ok(d instanceof RemoteError);
+});
+
+t('registered classes are rebuilt only for allowed modules', () => {
+  class QuotaError extends Error {}
+  registerRemoteError('myapp.quota', 'QuotaError', (f) => new QuotaError(f.message));
+  const f = { class: 'QuotaError', module: 'myapp.quota', message: 'over', tb: [], args: [], kwargs: {} };
+  assert.ok(deserializeFailure(f) instanceof RemoteError);
+  const rebuilt = deserializeFailure(f, ['myapp.quota']);
+  assert.ok(rebuilt instanceof QuotaError);
+  assert.is(rebuilt.message, 'over');
+  assert.is((rebuilt as unknown as { remote: { module: string } }).remote.module, 'myapp.quota');
+  // A factory that throws falls back to RemoteError rather than losing the failure.
+  registerRemoteError('myapp.quota', 'Broken', () => { throw new Error('bad factory'); });
+  assert.ok(deserializeFailure({ ...f, class: 'Broken' }, ['myapp.quota']) instanceof RemoteError);
+});
+
+t('oslo and hermod dispatcher errors rebuild as NoSuchMethod / UnsupportedVersion', () => {
+  const n = deserializeFailure({ class: 'NoSuchMethod', module: 'oslo_messaging.rpc.dispatcher', message: 'x', tb: [], args: ['frob'], kwargs: {} });
+  assert.ok(n instanceof NoSuchMethod);
+  assert.is((n as NoSuchMethod).method, 'frob');
+  const v = deserializeFailure(serializeFailure(new UnsupportedVersion('3.0', 'add')));
+  assert.ok(v instanceof UnsupportedVersion);
+  assert.is((v as UnsupportedVersion).version, '3.0');
+  const big = deserializeFailure(serializeFailure(new MessageTooLarge(10, 5)));
+  assert.ok(big instanceof MessageTooLarge);
+  // A re-raised remote error keeps its original identity on the way out.
+  const again = serializeFailure(new RemoteError('ValueError', 'boom', { module: 'builtins' }));
+  assert.equal([again.class, again.module, again.message], ['ValueError', 'builtins', 'boom']);
+  const rebuiltAgain = serializeFailure(n);
+  assert.equal([rebuiltAgain.class, rebuiltAgain.module], ['NoSuchMethod', 'oslo_messaging.rpc.dispatcher']);
+});
+
+t('garbage failure objects do not throw', () => {
+  const e = deserializeFailure({} as never);
+  assert.ok(e instanceof RemoteError);
+  assert.is((e as RemoteError).excType, 'Exception');
+});
+
+t.run();

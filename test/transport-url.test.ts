@@ -1,0 +1,73 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parseTransportUrl, redactUrl, getTransport, defaultConfig } from '../src/index.js';
+import { rejects } from './support/assert.js';
+
+const t = suite('transport url');
+
+t('rabbit URL with several hosts, vhost and options', () => {
+  const u = parseTransportUrl('rabbit://u1:p%40ss@h1:5672,u2:pw2@h2:5673/my%2Fvhost?heartbeat=30');
+  assert.is(u.driver, 'rabbit');
+  assert.is(u.tls, false);
+  assert.equal(u.hosts, [
+    { hostname: 'h1', port: 5672, username: 'u1', password: 'p@ss' },
+    { hostname: 'h2', port: 5673, username: 'u2', password: 'pw2' },
+  ]);
+  assert.is(u.virtualHost, 'my/vhost');
+  assert.equal(u.options, { 'rabbit.heartbeat': '30' });
+});
+
+t('default ports per scheme, IPv6 hosts, no credentials', () => {
+  assert.is(parseTransportUrl('rabbit://h/').hosts[0]!.port, 5672);
+  assert.is(parseTransportUrl('rabbits://h/').hosts[0]!.port, 5671);
+  assert.is(parseTransportUrl('rabbits://h/').tls, true);
+  const a = parseTransportUrl('amqp://[::1]:5673/');
+  assert.is(a.driver, 'amqp1');
+  assert.equal(a.hosts[0], { hostname: '::1', port: 5673 });
+  assert.is(a.virtualHost, undefined);
+  const s = parseTransportUrl('amqps://user@router');
+  assert.equal(s.hosts[0], { hostname: 'router', port: 5671, username: 'user' });
+});
+
+t('memory URLs name an in-process broker', () => {
+  assert.is(parseTransportUrl('memory://').name, 'default');
+  assert.is(parseTransportUrl('memory://tests').name, 'tests');
+  assert.is(String(parseTransportUrl('memory://tests')), 'memory://tests');
+});
+
+t('bad URLs give ConfigError saying what is wrong', async () => {
+  await rejects(() => parseTransportUrl(''), 'HERMOD_ERR_CONFIG', /empty/);
+  await rejects(() => parseTransportUrl('localhost:5672'), 'HERMOD_ERR_CONFIG', /no scheme/);
+  await rejects(() => parseTransportUrl('kafka://h/'), 'HERMOD_ERR_CONFIG', /scheme 'kafka' is not supported/);
+  await rejects(() => parseTransportUrl('rabbit://h:99999/'), 'HERMOD_ERR_CONFIG', /invalid port '99999'/);
+  await rejects(() => parseTransportUrl('rabbit://h:abc/'), 'HERMOD_ERR_CONFIG', /invalid port/);
+  await rejects(() => parseTransportUrl('rabbit://h1,,h2/'), 'HERMOD_ERR_CONFIG', /host #2 is empty/);
+  await rejects(() => parseTransportUrl('rabbit:///vhost'), 'HERMOD_ERR_CONFIG', /names no host/);
+  await rejects(() => parseTransportUrl('rabbit://[::1/'), 'HERMOD_ERR_CONFIG', /IPv6/);
+  await rejects(() => parseTransportUrl('rabbit://u:%zz@h/'), 'HERMOD_ERR_CONFIG', /password of host #1 is not valid percent-encoding/);
+  await rejects(() => parseTransportUrl('rabbit://h/?hartbeat=3'), 'HERMOD_ERR_CONFIG', /'hartbeat' is not an option of the rabbit driver; did you mean 'heartbeat'/);
+  await rejects(() => parseTransportUrl('memory://x/y'), 'HERMOD_ERR_CONFIG', /name only/);
+  await rejects(() => parseTransportUrl('memory://x?a=1'), 'HERMOD_ERR_CONFIG', /takes no options/);
+});
+
+t('passwords never appear in rendered URLs or errors', async () => {
+  const u = parseTransportUrl('rabbit://alice:s3cret@h1:5672,bob:hunter2@h2/');
+  assert.not.match(String(u), /s3cret|hunter2/);
+  assert.match(String(u), /alice:\*\*\*\*@h1:5672/);
+  assert.not.match(JSON.stringify(u.toString()), /s3cret/);
+  assert.is(redactUrl('amqp://bob:hunter2@r1:5672,carol:pw@r2/'), 'amqp://bob:****@r1:5672,carol:****@r2/');
+  const err = await rejects(() => parseTransportUrl('rabbit://alice:s3cret@h1:notaport/'), 'HERMOD_ERR_CONFIG');
+  assert.not.match(err.message, /s3cret/);
+  const err2 = await rejects(() => parseTransportUrl('rabbit:/alice:s3cret@h1/'), 'HERMOD_ERR_CONFIG');
+  assert.not.match(err2.message, /s3cret/);
+});
+
+t('getTransport applies URL options over the config and rejects unavailable drivers cleanly', async () => {
+  const tr = await getTransport('memory://urlopts', { config: defaultConfig(), overrides: { 'rpc.responseTimeout': '5s' } });
+  assert.is(tr.config.rpc.responseTimeout, 5000);
+  assert.is(tr.driver.kind, 'memory');
+  assert.match(String(tr), /memory:\/\/urlopts/);
+  await tr.close();
+});
+
+t.run();
