@@ -212,6 +212,11 @@ export async function getTransport(url?: string, options: TransportOptions = {})
       driver = new MemoryDriver(parsed, config);
       break;
     }
+    case 'amqp1': {
+      const { Amqp1Driver } = await import('./driver/amqp1/index.js');
+      driver = new Amqp1Driver(parsed, config);
+      break;
+    }
     default:
       throw new ConfigError(`the ${parsed.driver} driver is not available in this build`, { key: 'transportUrl' });
   }

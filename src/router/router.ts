@@ -139,6 +139,8 @@ export class Router {
       });
     });
     server.on('error', (err) => this.opts.log(`router: listener error: ${err.message}`));
+    // Small request/reply frames must not wait for Nagle's algorithm.
+    server.on('connection', (socket: import('node:net').Socket) => socket.setNoDelay(true));
     this.server = server;
     this.opts.log(`router listening on ${this.url}`);
     return this.port;
@@ -270,11 +272,12 @@ export class Router {
         c.backlog.push(item);
         this.drain(c.sender);
       }
+      this.topUp(receiver);
     } else {
+      // Anycast credit comes back only as messages move on, so a slow receiver pushes back.
       a.pending.push(item);
       this.drainAddress(a);
     }
-    this.topUp(receiver);
   }
 
   private drainAddress(a: Address): void {
@@ -307,6 +310,7 @@ export class Router {
     const out = raw ? c.sender.send(raw as never, undefined, 0) : c.sender.send(item.message as never);
     this.counters.forwarded++;
     c.unsettled.set(out, item);
+    if (item.remaining === undefined) this.topUp(item.from);
   }
 
   private onOutcome(ctx: EventContext, outcome: 'accepted' | 'released' | 'rejected' | 'modified'): void {
