@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import diagnostics_channel from 'node:diagnostics_channel';
+import { Command } from 'commander';
+import { getTransport, RPCServer, Target, type ServerRequestEvent } from '../src/index.js';
+import { cliConfig, makeLogger, logConnectionState, fatal, CLI_DEFAULT_URL } from '../src/cli/common.js';
+import { DemoEndpoints } from '../src/cli/demo-endpoints.js';
+
+async function loadEndpoints(specs: string[], ctx: { server: string; topic: string }): Promise<object[]> {
+  const out: object[] = [];
+  for (const spec of specs) {
+    const mod = (await import(pathToFileURL(path.resolve(spec)).href)) as Record<string, unknown>;
+    let value = mod.default ?? mod.endpoints;
+    if (value === undefined) throw new Error(`${spec} exports neither a default nor 'endpoints'`);
+    if (typeof value === 'function') {
+      const fn = value as { prototype?: unknown } & ((c: typeof ctx) => unknown);
+      value = /^class\s/.test(Function.prototype.toString.call(fn)) ? new (fn as unknown as new (c: typeof ctx) => object)(ctx) : await fn(ctx);
+    }
+    for (const e of Array.isArray(value) ? value : [value]) {
+      if (!e || typeof e !== 'object') throw new Error(`${spec}: endpoints must be objects`);
+      out.push(e);
+    }
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const { config, rest, urlFromConfig } = cliConfig(process.argv.slice(2));
+  const program = new Command('rpc-server')
+    .description('Serve RPC endpoints on a topic (built-in demo endpoints: echo, add, sleep, fail, info)')
+    .argument('<name>', 'this server\'s name (Target.server)')
+    .requiredOption('-t, --topic <topic>', 'topic to serve')
+    .option('--exchange <exchange>', 'exchange (default: controlExchange, "openstack")')
+    .option('--namespace <namespace>', 'namespace of the built-in endpoints')
+    .option('--version <version>', 'version of the built-in endpoints (X.Y)', '1.0')
+    .option('--endpoints <modules...>', 'ES modules whose default export is an endpoint, a list of them, a class or a factory')
+    .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL}, the embedded router)`)
+    .option('--concurrency <n>', 'requests run at once', (v) => Number(v))
+    .addHelpText('after', '\nAlso: --config key=value | --config key value, --config-file file.json, --help-config')
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+    .parse(rest, { from: 'user' });
+  const [name] = program.args as [string];
+  const o = program.opts<{ topic: string; exchange?: string; namespace?: string; version: string; endpoints?: string[]; transportUrl?: string; concurrency?: number }>();
+  const log = makeLogger(config, `rpc-server ${name}`);
+  logConnectionState(log);
+
+  const target = new Target({ topic: o.topic, server: name, ...(o.exchange ? { exchange: o.exchange } : {}) });
+  const endpoints = o.endpoints?.length
+    ? await loadEndpoints(o.endpoints, { server: name, topic: o.topic })
+    : [new DemoEndpoints(name, o.namespace, o.version)];
+  const url = o.transportUrl ?? (urlFromConfig ? config.transportUrl : CLI_DEFAULT_URL);
+  const transport = await getTransport(url, { config });
+  const server = new RPCServer(transport, target, endpoints, o.concurrency ? { concurrency: o.concurrency } : {});
+
+  diagnostics_channel.subscribe('hermod:rpc:server:request', (e) => {
+    const ev = e as ServerRequestEvent;
+    const err = ev.error ? ` ${ev.error.name}: ${ev.error.message}` : '';
+    log.info(`${ev.kind} ${ev.method} ${ev.outcome} ${ev.durationMs.toFixed(1)}ms${err}`, { method: ev.method, outcome: ev.outcome, durationMs: ev.durationMs });
+  });
+  diagnostics_channel.subscribe('hermod:message:invalid', (e) => {
+    const ev = e as { error: Error };
+    log.warn(`dropped an invalid message: ${ev.error.message}`);
+  });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info(`${signal}: no new work; finishing ${server.stats().inFlight} in-flight request(s)`);
+    await server.stop();
+    const res = await server.wait();
+    if (res.aborted) log.warn(`aborted ${res.aborted} request(s) still running at the deadline`);
+    await transport.close();
+    log.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+
+  await server.start();
+  log.info(`serving topic ${o.topic} as ${name} on ${transport.url} (exchange ${target.exchange ?? config.controlExchange}, ${endpoints.length} endpoint(s))`);
+}
+
+main().catch(fatal);
