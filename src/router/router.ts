@@ -26,6 +26,8 @@ export interface RouterStats {
   forwarded: number;
   released: number;
   rejected: number;
+  /** Anycast messages waiting for receiver credit. */
+  held: number;
 }
 
 const RAW = Symbol('hermod.router.raw');
@@ -55,6 +57,8 @@ interface Item {
 
 interface Consumer {
   sender: Sender;
+  /** Transfers handed to rhea on this link; rhea spends credit only when it writes them. */
+  sent: number;
   address: string;
   backlog: Item[];
   unsettled: Map<Delivery, Item>;
@@ -67,6 +71,12 @@ interface Address {
   producers: Set<Receiver>;
   pending: Item[];
   next: number;
+}
+
+/** Credit left on a consumer link, counting transfers rhea has not written yet. */
+function canSend(c: Consumer): boolean {
+  const link = c.sender as unknown as { credit: number; delivery_count: number };
+  return c.sender.sendable() && link.credit - (c.sent - link.delivery_count) > 0;
 }
 
 const isMulticast = (address: string) => address.includes('/multicast/') || address.startsWith('broadcast.') || address.startsWith('multicast.');
@@ -111,7 +121,9 @@ export class Router {
   }
 
   stats(): RouterStats {
-    return { connections: this.connections.size, addresses: this.addresses.size, ...this.counters };
+    let held = 0;
+    for (const a of this.addresses.values()) held += a.pending.length;
+    return { connections: this.connections.size, addresses: this.addresses.size, ...this.counters, held };
   }
 
   /** Starts listening; resolves with the bound port. */
@@ -221,7 +233,7 @@ export class Router {
       sender.close({ condition: 'amqp:invalid-field', description: 'a receiver needs a source address (or a dynamic source)' });
       return;
     }
-    const consumer: Consumer = { sender, address: name, backlog: [], unsettled: new Map() };
+    const consumer: Consumer = { sender, sent: 0, address: name, backlog: [], unsettled: new Map() };
     this.consumers.set(sender, consumer);
     const a = this.address(name);
     a.consumers.push(consumer);
@@ -286,7 +298,7 @@ export class Router {
       let chosen: Consumer | undefined;
       for (let i = 0; i < n; i++) {
         const c = a.consumers[(a.next + i) % n]!;
-        if (c.sender.sendable()) {
+        if (canSend(c)) {
           chosen = c;
           a.next = (a.next + i + 1) % n;
           break;
@@ -300,7 +312,7 @@ export class Router {
   private drain(sender: Sender): void {
     const c = this.consumers.get(sender);
     if (!c) return;
-    while (c.backlog.length > 0 && sender.sendable()) this.forward(c, c.backlog.shift()!);
+    while (c.backlog.length > 0 && canSend(c)) this.forward(c, c.backlog.shift()!);
     const a = this.addresses.get(c.address);
     if (a && !a.multicast) this.drainAddress(a);
   }
@@ -309,6 +321,7 @@ export class Router {
     const raw = item.message[RAW] as Buffer | undefined;
     const out = raw ? c.sender.send(raw as never, undefined, 0) : c.sender.send(item.message as never);
     this.counters.forwarded++;
+    c.sent++;
     c.unsettled.set(out, item);
     if (item.remaining === undefined) this.topUp(item.from);
   }
