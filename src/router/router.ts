@@ -164,7 +164,8 @@ export class Router {
     this.server = undefined;
     for (const c of this.connections) {
       try {
-        c.close();
+        // "forced" tells clients to reconnect (to us later, or to another router).
+        c.close({ condition: 'amqp:connection:forced', description: 'router shutting down' } as never);
       } catch {
         // already gone
       }

@@ -116,6 +116,8 @@ export class Amqp1Driver extends EventEmitter implements Driver {
     conn.on('connection_close', (ctx: EventContext) => {
       const err = (ctx.connection as unknown as { error?: { condition?: string; description?: string } }).error;
       if (err) this.lastError = `${err.condition}: ${err.description ?? ''}`;
+      // The peer closed on us: calls in flight lost their reply address, fail them now.
+      if (!this.closed) this.onDisconnected(ctx);
     });
     conn.on('connection_error', (ctx: EventContext) => {
       const err = (ctx.connection as unknown as { error?: { condition?: string; description?: string } }).error;
