@@ -1,0 +1,114 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { until } from './support/assert.js';
+
+const bin = (name: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', `${name}.js`);
+
+interface Proc { child: ChildProcess; out: string; err: string; exited: Promise<number | null> }
+function start(name: string, args: string[]): Proc {
+  const child = spawn(process.execPath, [bin(name), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HERMOD_TRANSPORT_URL: undefined } as never });
+  const p: Proc = { child, out: '', err: '', exited: new Promise((r) => child.once('exit', (code) => r(code))) };
+  child.stdout!.on('data', (d) => { p.out += d; });
+  child.stderr!.on('data', (d) => { p.err += d; });
+  return p;
+}
+async function run(name: string, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const p = start(name, args);
+  const code = await p.exited;
+  return { code, out: p.out, err: p.err };
+}
+
+interface Ctx { router: Proc; server: Proc; url: string }
+const t = suite<Ctx>('CLIs as subprocesses', { router: undefined as never, server: undefined as never, url: '' });
+
+t.before(async (ctx) => {
+  ctx.router = start('hermod-router', ['--port', '0']);
+  await until(() => /listening on (amqp:\/\/\S+)/.test(ctx.router.out), 'the router to listen', 10_000);
+  ctx.url = /listening on (amqp:\/\/\S+)/.exec(ctx.router.out)![1]!;
+  ctx.server = start('rpc-server', ['s1', '--topic', 'cli', '--transport-url', ctx.url]);
+  await until(() => ctx.server.out.includes('serving topic cli'), 'the server to serve', 10_000);
+});
+t.after(async (ctx) => {
+  for (const p of [ctx.server, ctx.router]) {
+    if (p.child.exitCode === null) { p.child.kill('SIGTERM'); await p.exited; }
+  }
+});
+
+t('call prints the result; JSON values parse, others stay strings', async (ctx) => {
+  const r = await run('rpc-client', ['cli', 'add', 'a=2', 'b=40', '--transport-url', ctx.url]);
+  assert.is(r.code, 0, r.err);
+  assert.is(r.out.trim(), '42');
+  const e = await run('rpc-client', ['cli', 'echo', 'value=hello', '--json', '--transport-url', ctx.url]);
+  assert.is(e.out.trim(), '"hello"');
+  await until(() => /call add ok/.test(ctx.server.out), 'a log line per request');
+});
+
+t('exit statuses: remote error 1, no such method 4, timeout 3, cannot connect 5, usage 2', async (ctx) => {
+  const f = await run('rpc-client', ['cli', 'fail', 'message=boom', '--transport-url', ctx.url]);
+  assert.is(f.code, 1);
+  assert.match(f.err, /remote error: DemoError: boom/);
+  const n = await run('rpc-client', ['cli', 'frobnicate', '--transport-url', ctx.url]);
+  assert.is(n.code, 4);
+  assert.match(n.err, /no such method/);
+  const to = await run('rpc-client', ['nobody', 'add', '--timeout', '0.5', '--transport-url', ctx.url]);
+  assert.is(to.code, 3);
+  assert.match(to.err, /timeout/);
+  const cc = await run('rpc-client', ['cli', 'add', '--timeout', '2', '--transport-url', 'amqp://127.0.0.1:1/', '--config', 'amqp1.retryInterval=50']);
+  assert.is(cc.code, 5);
+  assert.match(cc.err, /cannot connect to amqp:\/\/127\.0\.0\.1:1/);
+  const bad = await run('rpc-client', ['cli', 'add', '--config', 'rpc.respnseTimeout=5', '--transport-url', ctx.url]);
+  assert.is(bad.code, 2);
+  assert.match(bad.err, /did you mean 'rpc.responseTimeout'/);
+});
+
+t('server-directed, cast, fanout and --repeat statistics', async (ctx) => {
+  const i = await run('rpc-client', ['cli', 'info', '--server', 's1', '--json', '--transport-url', ctx.url]);
+  assert.is(JSON.parse(i.out).server, 's1');
+  const c = await run('rpc-client', ['cli', 'echo', 'value=1', '--cast', '--transport-url', ctx.url]);
+  assert.match(c.out, /cast sent/);
+  const f = await run('rpc-client', ['cli', 'echo', 'value=2', '--fanout', '--transport-url', ctx.url]);
+  assert.match(f.out, /cast sent \(fanout\)/);
+  const r = await run('rpc-client', ['cli', 'add', 'a=1', 'b=1', '--repeat', '50', '--json', '--transport-url', ctx.url]);
+  const stats = JSON.parse(r.out);
+  assert.is(stats.count, 50);
+  assert.is(stats.ok, 50);
+  assert.ok(stats.rate > 0 && stats.p50ms > 0 && stats.p99ms >= stats.p50ms);
+});
+
+t('SIGTERM: the server finishes its in-flight call, replies, and exits 0', async (ctx) => {
+  const server = start('rpc-server', ['s2', '--topic', 'drain', '--transport-url', ctx.url]);
+  await until(() => server.out.includes('serving topic drain'), 'the second server', 10_000);
+  const call = run('rpc-client', ['drain', 'sleep', 'seconds=1', '--transport-url', ctx.url]);
+  await new Promise((r) => setTimeout(r, 400));
+  server.child.kill('SIGTERM');
+  const [code, res] = await Promise.all([server.exited, call]);
+  assert.is(code, 0);
+  assert.is(res.code, 0, res.err);
+  assert.match(res.out, /"slept": 1/);
+  assert.match(server.out, /SIGTERM: no new work; finishing 1 in-flight/);
+});
+
+t('endpoint modules and --help-config', async (ctx) => {
+  const h = await run('rpc-server', ['--help-config']);
+  assert.is(h.code, 0);
+  assert.match(h.out, /rpc.responseTimeout/);
+  const { writeFileSync, mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-ep-'));
+  try {
+    writeFileSync(path.join(dir, 'ep.mjs'), 'export default class { constructor(c) { this.c = c; } async hello(_ctx, a) { return `hi ${a.name} from ${this.c.server}`; } }\n');
+    const s = start('rpc-server', ['mod1', '--topic', 'mod', '--endpoints', path.join(dir, 'ep.mjs'), '--transport-url', ctx.url]);
+    await until(() => s.out.includes('serving topic mod'), 'the module server', 10_000);
+    const r = await run('rpc-client', ['mod', 'hello', 'name=ann', '--transport-url', ctx.url]);
+    assert.is(r.out.trim(), 'hi ann from mod1');
+    s.child.kill('SIGTERM');
+    assert.is(await s.exited, 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+t.run();
