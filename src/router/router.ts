@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo, Server } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
 import rhea from 'rhea';
 import type { Connection, Container, Delivery, EventContext, Receiver, Sender } from 'rhea';
 
@@ -93,6 +93,8 @@ export class Router {
   private readonly addresses = new Map<string, Address>();
   private readonly consumers = new Map<Sender, Consumer>();
   private readonly connections = new Set<Connection>();
+  /** Every accepted socket, including ones that never completed an AMQP open. */
+  private readonly sockets = new Set<Socket>();
   private readonly opts: Required<Omit<RouterOptions, 'log'>> & { log: (line: string) => void };
   private readonly counters = { forwarded: 0, released: 0, rejected: 0 };
 
@@ -140,7 +142,6 @@ export class Router {
       offered_capabilities: ['ANONYMOUS-RELAY'],
       properties: { product: 'hermod-router', version: '0.1.0' },
       max_frame_size: 65536,
-      idle_time_out: 60_000,
     } as never) as unknown as Server;
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => reject(err);
@@ -152,7 +153,11 @@ export class Router {
     });
     server.on('error', (err) => this.opts.log(`router: listener error: ${err.message}`));
     // Small request/reply frames must not wait for Nagle's algorithm.
-    server.on('connection', (socket: import('node:net').Socket) => socket.setNoDelay(true));
+    server.on('connection', (socket: Socket) => {
+      socket.setNoDelay(true);
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
     this.server = server;
     this.opts.log(`router listening on ${this.url}`);
     return this.port;
@@ -172,9 +177,8 @@ export class Router {
     }
     // Give close frames a moment, then drop whatever is left.
     await new Promise((r) => setTimeout(r, 20));
-    for (const c of [...this.connections]) {
-      (c as unknown as { socket?: { destroy(): void } }).socket?.destroy();
-    }
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
     this.connections.clear();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
