@@ -81,13 +81,16 @@ t('server-directed, cast, fanout and --repeat statistics', async (ctx) => {
 t('SIGTERM: the server finishes its in-flight call, replies, and exits 0', async (ctx) => {
   const server = start('rpc-server', ['s2', '--topic', 'drain', '--transport-url', ctx.url]);
   await until(() => server.out.includes('serving topic drain'), 'the second server', 10_000);
-  const call = run('rpc-client', ['drain', 'sleep', 'seconds=1', '--transport-url', ctx.url]);
-  await new Promise((r) => setTimeout(r, 400));
+  const before = (ctx.router.out.match(/connection open/g) ?? []).length;
+  const call = run('rpc-client', ['drain', 'sleep', 'seconds=2', '--transport-url', ctx.url]);
+  // The call goes out right after the client's connection opens; signal only once it is running.
+  await until(() => (ctx.router.out.match(/connection open/g) ?? []).length > before, 'the client to connect', 10_000);
+  await new Promise((r) => setTimeout(r, 500));
   server.child.kill('SIGTERM');
   const [code, res] = await Promise.all([server.exited, call]);
   assert.is(code, 0);
   assert.is(res.code, 0, res.err);
-  assert.match(res.out, /"slept": 1/);
+  assert.match(res.out, /"slept": 2/);
   assert.match(server.out, /SIGTERM: no new work; finishing 1 in-flight/);
 });
 
