@@ -1,0 +1,101 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+
+// Compiled to dist/test/support; the script stays in the source tree.
+const SCRIPT = fileURLToPath(new URL('../../../test/support/oslo_peer.py', import.meta.url));
+/** Debian's python3, which has python3-oslo.messaging (another python3 may come first on PATH). */
+export const PYTHON = process.env.HERMOD_TEST_PYTHON ?? '/usr/bin/python3';
+
+/** Whether python3-oslo.messaging is importable; CI installs it, so suites fail rather than skip there. */
+export function osloAvailable(): boolean {
+  return existsSync(PYTHON) && existsSync('/usr/lib/python3/dist-packages/oslo_messaging');
+}
+
+/** What the Python side reports about an exception it caught. */
+export interface PyError { class: string; module: string; message: string; exc_type: string | null; value: string | null }
+export interface PyReply { id: number; ok: boolean; result?: unknown; error?: PyError }
+export interface PyEvent { event: string; [k: string]: unknown }
+
+/**
+ * A python3-oslo.messaging process (test/support/oslo_peer.py) driven over stdio: an RPC server,
+ * RPC client, notifier or notification listener on a real transport URL.
+ */
+export class OsloPeer {
+  readonly events: PyEvent[] = [];
+  private readonly pending = new Map<number, (r: PyReply) => void>();
+  private nextId = 1;
+  private readonly proc: ChildProcessWithoutNullStreams;
+  private readonly exited: Promise<void>;
+  private stderr = '';
+
+  private constructor(args: string[]) {
+    this.proc = spawn(PYTHON, [SCRIPT, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.proc.stderr.setEncoding('utf8');
+    this.proc.stderr.on('data', (d: string) => { this.stderr = (this.stderr + d).slice(-20000); });
+    createInterface({ input: this.proc.stdout }).on('line', (line) => {
+      let msg: PyReply & PyEvent;
+      try { msg = JSON.parse(line); } catch { return; }
+      if (typeof msg.id === 'number' && this.pending.has(msg.id)) {
+        const done = this.pending.get(msg.id)!;
+        this.pending.delete(msg.id);
+        done(msg);
+      } else {
+        this.events.push(msg);
+      }
+    });
+    this.exited = new Promise((resolve) => this.proc.once('exit', () => resolve()));
+  }
+
+  /** Starts a peer and waits for its `ready` line (oslo imports take about a second). */
+  static async start(mode: 'server' | 'client' | 'notify' | 'listen', opts: Record<string, string | undefined>): Promise<OsloPeer> {
+    const args: string[] = [mode];
+    for (const [k, v] of Object.entries(opts)) if (v !== undefined) args.push(`--${k}`, v);
+    const peer = new OsloPeer(args);
+    await peer.waitFor((e) => e.event === 'ready', 20000, `oslo ${mode} ready`);
+    return peer;
+  }
+
+  /** Waits until an event matching `pred` has been printed; returns it. */
+  async waitFor(pred: (e: PyEvent) => boolean, timeoutMs = 10000, what = 'event'): Promise<PyEvent> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.events.find(pred);
+      if (hit) return hit;
+      if (this.proc.exitCode !== null) throw new Error(`oslo peer exited (${this.proc.exitCode}) before ${what}:\n${this.stderr}`);
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; stderr:\n${this.stderr.slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /** Sends one request to a client/notify peer; resolves with its answer. */
+  request(req: Record<string, unknown>): Promise<PyReply> {
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      this.proc.stdin.write(JSON.stringify({ id, ...req }) + '\n');
+    });
+  }
+
+  /** Calls through the Python client; resolves with the result or throws the Python error info. */
+  async call(req: Record<string, unknown>): Promise<unknown> {
+    const r = await this.request({ op: 'call', ...req });
+    if (!r.ok) throw Object.assign(new Error(`python ${r.error!.class}: ${r.error!.message}`), { py: r.error });
+    return r.result;
+  }
+
+  get stderrText(): string { return this.stderr; }
+
+  /**
+   * Stops the peer (stdin EOF, then SIGTERM, then SIGKILL). Client processes exit at once;
+   * servers need up to ~5 s for oslo's stop().
+   */
+  async stop(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    this.proc.stdin.end();
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 8000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
