@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const filter = process.argv[2] ? `${process.argv[2]}.*\\.test\\.js$` : '\\.test\\.js$';
+const filter = process.argv[2] ? `(${process.argv[2]}).*\\.test\\.js$` : "\\.test\\.js$";
 const c8 = path.join(root, 'node_modules', 'c8', 'bin', 'c8.js');
 const uvu = path.join(root, 'node_modules', 'uvu', 'bin.js');
 

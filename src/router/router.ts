@@ -269,6 +269,10 @@ export class Router {
     const raw = message[RAW] as Buffer | undefined;
     const settled = (delivery as unknown as { remote_settled?: boolean }).remote_settled === true;
     const item: Item = { message, inbound: settled ? undefined : delivery, from: receiver };
+    // rhea frees a session's incoming slot only for deliveries settled locally, even presettled
+    // ones: without this, 2048 presettled messages (casts, replies) would close the session's
+    // window for good.
+    if (settled) (delivery as unknown as { update(settled: boolean): void }).update(true);
     if (raw && raw.length > this.opts.maxMessageSize) {
       this.counters.rejected++;
       this.settleInbound(item, 'rejected', { condition: 'amqp:link:message-size-exceeded', description: `message of ${raw.length} bytes exceeds ${this.opts.maxMessageSize}` });

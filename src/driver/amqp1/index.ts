@@ -22,6 +22,18 @@ import { notifyAddress, pickMode, rpcAddress, serverAddresses, type AddressingMo
 
 /** Delay before resending a message the peer released (no receiver yet). */
 const RESEND_DELAY_MS = 50;
+/**
+ * Slots of rhea's per-session delivery buffer (2048, FIFO, freed only from its head) kept for
+ * replies and heartbeats, so a burst of calls cannot starve the replies a server owes. An
+ * overflow of that buffer corrupts the session for good, so nothing may ever push past it.
+ */
+const REPLY_RESERVE = 128;
+
+/** Free slots in the outgoing delivery buffer of a link's session. */
+function sessionRoom(link: Sender | undefined): number {
+  const out = (link as unknown as { session?: { outgoing?: { deliveries?: { available(): number } } } } | undefined)?.session?.outgoing?.deliveries;
+  return out ? out.available() : 0;
+}
 
 interface Deferred<T> { promise: Promise<T>; resolve(v: T): void; reject(e: Error): void }
 function deferred<T>(): Deferred<T> {
@@ -56,6 +68,12 @@ export class Amqp1Driver extends EventEmitter implements Driver {
   private readonly inflight = new Map<string, (err: Error) => void>();
   private readonly sendWaiters = new Set<() => void>();
   private readonly subscriptions = new Set<Amqp1Listener>();
+  /** Calls and casts waiting for a slot in the session buffer, oldest first. */
+  private readonly roomWaiters: Array<() => void> = [];
+  /** Slots promised to woken waiters that have not sent yet. */
+  private reserved = 0;
+  private readonly replyBacklog: Message[] = [];
+  private pumpScheduled = false;
   private hostIndex = -1;
   private currentHost: TransportHost | undefined;
   private lastError: string | undefined;
@@ -145,7 +163,7 @@ export class Amqp1Driver extends EventEmitter implements Driver {
       this.settledSender = conn.open_sender({ target: {}, snd_settle_mode: 1, name: `hermod/sender/settled/${uuidHex()}` } as never);
       this.unsettledSender = conn.open_sender({ target: {}, name: `hermod/sender/unsettled/${uuidHex()}` } as never);
       for (const s of [this.settledSender, this.unsettledSender]) {
-        s.on('sendable', () => this.wakeSenders());
+        s.on('sendable', () => { this.wakeSenders(); this.schedulePump(); });
         s.on('sender_error', () => {});
       }
       this.replyReceiver = conn.open_receiver({
@@ -161,6 +179,8 @@ export class Amqp1Driver extends EventEmitter implements Driver {
       });
       this.replyReceiver.on('message', (c: EventContext) => this.onReply(c.message!));
       this.replyReceiver.on('receiver_error', () => {});
+    } else {
+      for (const l of this.subscriptions) l.reattached();
     }
     this.opened.resolve();
     this.wakeSenders();
@@ -187,6 +207,54 @@ export class Amqp1Driver extends EventEmitter implements Driver {
     }
     this.setState({ state: 'reconnecting', host, attempt: this.failedAttempts, delayMs: 0 });
     this.wakeSenders();
+  }
+
+  /** Slots a call or cast may take now. */
+  private requestRoom(): number {
+    return sessionRoom(this.unsettledSender) - this.reserved - REPLY_RESERVE;
+  }
+
+  /**
+   * Waits for a slot in the session's delivery buffer (FIFO among waiters), then reserves it;
+   * the caller must call `releaseRoom()` right after its synchronous send.
+   */
+  private async acquireRoom(deadline: number, what: string): Promise<void> {
+    if (this.roomWaiters.length === 0 && this.requestRoom() > 0) {
+      this.reserved++;
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const wake = () => { clearTimeout(timer); resolve(); };
+      const timer = setTimeout(() => {
+        const i = this.roomWaiters.indexOf(wake);
+        if (i >= 0) this.roomWaiters.splice(i, 1);
+        reject(new MessagingTimeout(`${what}: timed out waiting for room to send (${this.roomWaiters.length} sends queued on the connection)`));
+      }, Math.max(1, deadline - Date.now()));
+      this.roomWaiters.push(wake);
+      this.schedulePump();
+    });
+  }
+
+  private releaseRoom(): void {
+    this.reserved--;
+  }
+
+  /**
+   * Runs after rhea has processed I/O (it frees buffer slots only after dispatching outcome
+   * events): flushes held replies first, then wakes as many waiting sends as there is room for.
+   */
+  private schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      const replies = this.config.amqp1.presettledReplies ? this.settledSender : this.unsettledSender;
+      while (this.replyBacklog.length > 0 && this.isOpen && replies && sessionRoom(replies) > 0) replies.send(this.replyBacklog.shift()!);
+      while (this.roomWaiters.length > 0 && this.requestRoom() > 0) {
+        this.reserved++;
+        this.roomWaiters.shift()!();
+      }
+    });
   }
 
   private wakeSenders(): void {
@@ -275,13 +343,20 @@ export class Amqp1Driver extends EventEmitter implements Driver {
     for (;;) {
       const sender = () => (presettled ? this.settledSender : this.unsettledSender);
       await this.waitFor(() => this.isOpen && sender()?.sendable() === true, deadline, retry, what);
+      await this.acquireRoom(deadline, what);
+      if (!this.isOpen || sender()?.sendable() !== true) {
+        // Lost the connection or the credit while queued for room: go round again.
+        this.releaseRoom();
+        continue;
+      }
       const message = build();
       if (presettled) {
-        sender()!.send(message);
+        try { sender()!.send(message); } finally { this.releaseRoom(); }
         return;
       }
       const outcome = await new Promise<{ kind: string; detail?: string }>((resolve) => {
-        const d = sender()!.send(message) as Delivery & { hermodResolve?: unknown };
+        let d: Delivery;
+        try { d = sender()!.send(message) as Delivery; } finally { this.releaseRoom(); }
         const timer = setTimeout(() => resolve({ kind: 'timeout' }), Math.max(1, deadline - Date.now()));
         const done = (kind: string, detail?: string) => { clearTimeout(timer); this.sendWaiters.delete(lost); resolve({ kind, ...(detail ? { detail } : {}) }); };
         const lost = () => { if (!this.isOpen) done('lost'); };
@@ -309,6 +384,7 @@ export class Amqp1Driver extends EventEmitter implements Driver {
     const done = this.outcomes.get(d);
     if (!done) return;
     this.outcomes.delete(d);
+    if (this.roomWaiters.length > 0) this.schedulePump();
     const state = (d as unknown as { remote_state?: { error?: { condition?: string; description?: string } } }).remote_state;
     done(kind, state?.error ? `${state.error.condition ?? ''} ${state.error.description ?? ''}`.trim() : undefined);
   }
@@ -379,6 +455,13 @@ export class Amqp1Driver extends EventEmitter implements Driver {
     const m = { to, correlation_id: correlationId as string } as Message;
     if (body !== undefined) m.body = body;
     if (ttl) m.ttl = ttl;
+    // A full session buffer must not throw (that would corrupt the session): hold the reply
+    // until the pump finds room.
+    if (this.replyBacklog.length > 0 || sessionRoom(s) === 0) {
+      this.replyBacklog.push(m);
+      this.schedulePump();
+      return;
+    }
     s.send(m);
   }
 
@@ -421,9 +504,11 @@ class Amqp1Listener implements Listener {
   readonly attached: Promise<void>;
   onStop: (() => void) | undefined;
   private stopped = false;
+  /** Messages taken per receiver and not yet done: credit + processing = capacity, always. */
+  private readonly processing = new Map<Receiver, number>();
 
   constructor(private readonly driver: Amqp1Driver, conn: Connection, addresses: string[], private readonly opts: ListenOptions,
-    credit: number) {
+    private readonly credit: number) {
     const opens: Promise<void>[] = [];
     for (const address of addresses) {
       const r = conn.open_receiver({
@@ -434,6 +519,7 @@ class Amqp1Listener implements Listener {
       r.on('message', (ctx: EventContext) => this.onMessage(r, ctx));
       r.on('receiver_error', () => {});
       r.add_credit(credit);
+      this.processing.set(r, 0);
       this.receivers.push(r);
     }
     this.attached = Promise.all(opens).then(() => undefined);
@@ -443,7 +529,13 @@ class Amqp1Listener implements Listener {
     const message = ctx.message!;
     const delivery = ctx.delivery!;
     let freed = false;
-    const free = () => { if (!freed) { freed = true; if (!this.stopped && receiver.is_open()) receiver.add_credit(1); } };
+    this.processing.set(receiver, (this.processing.get(receiver) ?? 0) + 1);
+    const free = () => {
+      if (freed) return;
+      freed = true;
+      this.processing.set(receiver, (this.processing.get(receiver) ?? 1) - 1);
+      if (!this.stopped && receiver.is_open()) receiver.add_credit(1);
+    };
     const body = message.body as unknown;
     const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : undefined;
     let data: { request?: unknown; context?: unknown; call_monitor_timeout?: unknown };
@@ -503,6 +595,18 @@ class Amqp1Listener implements Listener {
       done: () => free(),
     };
     this.opts.onMessage(incoming);
+  }
+
+  /**
+   * After a reconnect rhea re-attaches the receivers with zero credit; grant what the
+   * messages still being processed from the old connection leave free.
+   */
+  reattached(): void {
+    if (this.stopped) return;
+    for (const r of this.receivers) {
+      const free = this.credit - (this.processing.get(r) ?? 0);
+      if (free > 0) r.add_credit(free);
+    }
   }
 
   async stop(): Promise<void> {
