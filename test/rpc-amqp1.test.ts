@@ -191,4 +191,29 @@ t('router gone: a call in flight fails promptly with TransportError, new calls s
   await until(() => rec.calls.filter((x) => x.method === 'bump').length === 2, 'cast and fanout after reconnect');
 });
 
+t('failover: a dead first host is skipped; losing the live router moves everyone to the other', async (ctx) => {
+  const portA = Number(new URL(ctx.url).port);
+  const dead = new Router({ port: 0 });
+  const deadPort = await dead.start();
+  await dead.stop();
+  const b = new Router({ port: 0 });
+  const portB = await b.start();
+  try {
+    const fast = { 'amqp1.retryInterval': 50, 'amqp1.intervalMax': 200 };
+    const urlAB = `amqp://127.0.0.1:${deadPort},127.0.0.1:${portA},127.0.0.1:${portB}/`;
+    const rec = new Recorder('s');
+    const server = new RPCServer(await transport(ctx, fast, urlAB), new Target({ topic: 'fo', server: 's' }), [rec]);
+    await server.start();
+    ctx.servers.push(server);
+    const c = new RPCClient(await transport(ctx, fast, urlAB), new Target({ topic: 'fo' }), { timeout: 5000 });
+    assert.is(await c.call({}, 'add', { a: 1, b: 2 }), 3, 'served via the second host');
+    assert.is(ctx.router.stats().connections, 2, 'both on router A');
+    await ctx.router.stop();
+    assert.is(await c.call({}, 'add', { a: 2, b: 2 }), 4, 'served again after failing over');
+    assert.is(b.stats().connections, 2, 'both moved to router B');
+  } finally {
+    await b.stop();
+  }
+});
+
 t.run();
