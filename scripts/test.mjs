@@ -10,17 +10,37 @@ const filter = process.argv[2] ? `(${process.argv[2]}).*\\.test\\.js$` : "\\.tes
 const c8 = path.join(root, 'node_modules', 'c8', 'bin', 'c8.js');
 const uvu = path.join(root, 'node_modules', 'uvu', 'bin.js');
 
+// One throwaway RabbitMQ node serves the whole run (it takes 4-8 s to boot); suites isolate
+// themselves with their own vhosts. Only started when a selected suite needs it.
+const { RabbitNode, rabbitAvailable } = await import(path.join(root, 'dist/test/support/rabbit.js'));
+const { readdirSync, readFileSync } = await import('node:fs');
+const selected = readdirSync(path.join(root, 'dist/test')).filter((f) => new RegExp(filter).test(f));
+const needsRabbit = selected.some((f) => readFileSync(path.join(root, 'dist/test', f), 'utf8').includes('RabbitNode'));
+let rabbit;
+if (needsRabbit && rabbitAvailable()) {
+  const t0 = Date.now();
+  rabbit = await RabbitNode.start({ name: 'hermod-test' });
+  console.log(`RabbitMQ node ${rabbit.nodename} on 127.0.0.1:${rabbit.port} (booted in ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+}
+const stopRabbit = async () => { if (rabbit) { const r = rabbit; rabbit = undefined; await r.stop(); } };
+process.on('SIGINT', () => { stopRabbit().finally(() => process.exit(130)); });
+
 const child = spawn(process.execPath, [c8, process.execPath, uvu, 'dist/test', filter], {
   cwd: root,
   stdio: ['ignore', 'pipe', 'inherit'],
-  env: { ...process.env, FORCE_COLOR: process.env.FORCE_COLOR ?? '0' },
+  env: {
+    ...process.env,
+    FORCE_COLOR: process.env.FORCE_COLOR ?? '0',
+    ...(rabbit ? { HERMOD_TEST_RABBIT: JSON.stringify(rabbit.info) } : {}),
+  },
 });
 let out = '';
 child.stdout.on('data', (chunk) => {
   out += chunk;
   process.stdout.write(chunk);
 });
-child.on('close', (code, signal) => {
+child.on('close', async (code, signal) => {
+  await stopRabbit();
   // eslint-disable-next-line no-control-regex
   const text = out.replace(/\x1b\[[0-9;]*m/g, '');
   const num = (re) => { const m = re.exec(text); return m ? Number(m[1]) : undefined; };

@@ -50,10 +50,20 @@ export interface HermodConfig {
     transientQueuesTtl: number;
     /** First reconnect delay, ms. */
     retryInterval: number;
-    /** Added to the delay after each failed attempt, ms. */
+    /** Factor the reconnect delay grows by after each failed attempt (capped, with jitter). */
     retryBackoff: number;
     /** Cap of the reconnect delay, ms. */
     intervalMax: number;
+    /** TCP connect and AMQP handshake timeout, ms. */
+    connectTimeout: number;
+    /** SASL mechanism: `AMQPLAIN` (oslo's default) or `PLAIN`. */
+    loginMethod: 'AMQPLAIN' | 'PLAIN';
+    /** Publish calls and casts mandatory: with no queue bound they fail at once with MessageUndeliverable. */
+    mandatoryRequests: boolean;
+    /** Mirror queues (`x-ha-policy: all`, oslo's `rabbit_ha_queues`). */
+    haQueues: boolean;
+    /** `x-delivery-limit` of quorum queues; 0 = unset (`rabbit_quorum_delivery_limit`). */
+    quorumDeliveryLimit: number;
   };
   amqp1: {
     /** `routable`, `legacy`, or `dynamic` (pick by the peer's product, as oslo does). */
@@ -167,8 +177,13 @@ const SCHEMA = {
     quorumQueues: opt('bool', false, 'Quorum topic, server and notification queues (rabbit_quorum_queue)'),
     transientQueuesTtl: opt('duration-ms', 1_800_000, 'x-expires of reply and fanout queues (rabbit_transient_queues_ttl)'),
     retryInterval: opt('duration-ms', 1_000, 'First reconnect delay'),
-    retryBackoff: opt('duration-ms', 2_000, 'Added to the reconnect delay after each failure'),
+    retryBackoff: opt('positive-int', 2, 'Factor the reconnect delay grows by after each failure (capped at intervalMax, ±25% jitter)'),
     intervalMax: opt('duration-ms', 30_000, 'Cap of the reconnect delay'),
+    connectTimeout: opt('duration-ms', 10_000, 'TCP connect and AMQP handshake timeout'),
+    loginMethod: opt(['AMQPLAIN', 'PLAIN'], 'AMQPLAIN', "SASL mechanism (oslo's rabbit_login_method)"),
+    mandatoryRequests: opt('bool', true, 'Calls and casts nobody is bound for fail at once with MessageUndeliverable (false: dropped by the broker as oslo does by default; a call then times out)'),
+    haQueues: opt('bool', false, 'x-ha-policy: all on topic, server, reply and fanout queues (rabbit_ha_queues)'),
+    quorumDeliveryLimit: opt('int-range', 0, 'x-delivery-limit of quorum queues; 0 = unset'),
   },
   amqp1: {
     addressingMode: opt(['dynamic', 'routable', 'legacy'], 'dynamic', 'Address format: routable, legacy, or dynamic (by the peer product, as oslo)'),

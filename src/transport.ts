@@ -217,6 +217,11 @@ export async function getTransport(url?: string, options: TransportOptions = {})
       driver = new Amqp1Driver(parsed, config);
       break;
     }
+    case 'rabbit': {
+      const { RabbitDriver } = await import('./driver/rabbit/index.js');
+      driver = new RabbitDriver(parsed, config);
+      break;
+    }
     default:
       throw new ConfigError(`the ${parsed.driver} driver is not available in this build`, { key: 'transportUrl' });
   }

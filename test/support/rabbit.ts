@@ -1,0 +1,184 @@
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync, openSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import net from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const SBIN = '/usr/lib/rabbitmq/bin';
+
+/** Whether the Debian rabbitmq-server package is installed (CI installs it). */
+export function rabbitAvailable(): boolean {
+  return existsSync(`${SBIN}/rabbitmq-server`);
+}
+
+/** A free TCP port on loopback (closed again before returning). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ port, host: '127.0.0.1' });
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+
+/** Where a node lives; enough to reattach to a node another process started. */
+export interface RabbitNodeInfo { nodename: string; port: number; distPort: number; dir: string }
+
+/**
+ * A throwaway RabbitMQ node from the Debian package: its own node name, ports, data, log and
+ * cookie (private HOME), started by running the node script directly (the /usr/sbin wrappers
+ * would switch to the rabbitmq user and its fixed directories) and stopped by pid.
+ */
+export class RabbitNode implements RabbitNodeInfo {
+  private proc: ChildProcess | undefined;
+  private constructor(readonly nodename: string, readonly port: number, readonly distPort: number, readonly dir: string,
+    private readonly owned: boolean) {}
+
+  /** Starts a node and waits until it accepts AMQP connections (4–8 s). */
+  static async start(opts: { name?: string } = {}): Promise<RabbitNode> {
+    if (!rabbitAvailable()) throw new Error('rabbitmq-server is not installed (.ci/run installs it)');
+    const dir = mkdtempSync(path.join(tmpdir(), 'hermod-rabbit-'));
+    const name = `${opts.name ?? 'hermod'}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    const node = new RabbitNode(`${name}@localhost`, await freePort(), await freePort(), dir, true);
+    writeFileSync(path.join(dir, 'enabled_plugins'), '[].\n');
+    await node.boot();
+    return node;
+  }
+
+  /** Reattaches to a node started elsewhere (scripts/test.mjs shares one per test run). */
+  static attach(info: RabbitNodeInfo): RabbitNode {
+    return new RabbitNode(info.nodename, info.port, info.distPort, info.dir, false);
+  }
+
+  /** Reattaches to the run's shared node when scripts/test.mjs started one, else starts one. */
+  static async shared(): Promise<RabbitNode> {
+    const info = process.env.HERMOD_TEST_RABBIT;
+    if (info) return RabbitNode.attach(JSON.parse(info) as RabbitNodeInfo);
+    return RabbitNode.start();
+  }
+
+  get info(): RabbitNodeInfo {
+    return { nodename: this.nodename, port: this.port, distPort: this.distPort, dir: this.dir };
+  }
+
+  private env(): NodeJS.ProcessEnv {
+    const d = this.dir;
+    return {
+      ...process.env,
+      HOME: d,
+      RABBITMQ_NODENAME: this.nodename,
+      RABBITMQ_NODE_IP_ADDRESS: '127.0.0.1',
+      RABBITMQ_NODE_PORT: String(this.port),
+      RABBITMQ_DIST_PORT: String(this.distPort),
+      RABBITMQ_MNESIA_BASE: path.join(d, 'mnesia'),
+      RABBITMQ_LOG_BASE: path.join(d, 'log'),
+      RABBITMQ_PID_FILE: path.join(d, 'pid'),
+      RABBITMQ_ENABLED_PLUGINS_FILE: path.join(d, 'enabled_plugins'),
+    };
+  }
+
+  private async boot(): Promise<void> {
+    const out = openSync(path.join(this.dir, 'server.out'), 'a');
+    this.proc = spawn(`${SBIN}/rabbitmq-server`, [], { env: this.env(), stdio: ['ignore', out, out] });
+    closeSync(out);
+    this.proc.on('error', () => {});
+    const end = Date.now() + 60000;
+    while (!(await accepts(this.port))) {
+      if (this.proc.exitCode !== null) throw new Error(`rabbitmq-server exited (${this.proc.exitCode}):\n${this.tail()}`);
+      if (Date.now() > end) throw new Error(`rabbitmq-server did not accept connections in 60 s:\n${this.tail()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  private tail(): string {
+    try { return readFileSync(path.join(this.dir, 'server.out'), 'utf8').slice(-3000); } catch { return ''; }
+  }
+
+  /** The beam process id (from the node's pid file). */
+  pid(): number | undefined {
+    try { return Number(readFileSync(path.join(this.dir, 'pid'), 'utf8').trim()) || undefined; } catch { return undefined; }
+  }
+
+  /** `rabbit://user:pass@127.0.0.1:<port>/<vhost>` */
+  url(vhost = '', user = 'guest', password = 'guest'): string {
+    return `rabbit://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${this.port}/${encodeURIComponent(vhost)}`;
+  }
+
+  /** Runs `rabbitmqctl -n <node> ...args` against this node. */
+  async ctl(...args: string[]): Promise<string> {
+    const { stdout } = await run(`${SBIN}/rabbitmqctl`, ['-n', this.nodename, ...args], { env: this.env(), timeout: 60000 });
+    return stdout;
+  }
+
+  /** Creates a vhost with full permissions for guest: the isolation unit of a test suite. */
+  async addVhost(name: string): Promise<string> {
+    await this.ctl('add_vhost', name);
+    await this.ctl('set_permissions', '-p', name, 'guest', '.*', '.*', '.*');
+    return name;
+  }
+
+  async deleteVhost(name: string): Promise<void> {
+    await this.ctl('delete_vhost', name).catch(() => {});
+  }
+
+  /** Names and counts of the queues of a vhost. */
+  async queues(vhost: string): Promise<Map<string, { messages: number; consumers: number; arguments: string; durable: boolean; autoDelete: boolean }>> {
+    const out = await this.ctl('list_queues', '-p', vhost, '--quiet', '--no-table-headers', 'name', 'messages', 'consumers', 'durable', 'auto_delete', 'arguments');
+    const m = new Map();
+    for (const line of out.split('\n')) {
+      const [name, messages, consumers, durable, autoDelete, ...args] = line.split('\t');
+      if (!name) continue;
+      m.set(name, { messages: Number(messages), consumers: Number(consumers), durable: durable === 'true', autoDelete: autoDelete === 'true', arguments: args.join('\t') });
+    }
+    return m;
+  }
+
+  /** Kills the node with SIGKILL (a crash), waiting until it is gone. */
+  async kill9(): Promise<void> {
+    const pid = this.pid();
+    if (pid) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    await this.waitGone(pid);
+  }
+
+  /** Starts the node again on the same ports and data directory. */
+  async restart(): Promise<void> {
+    await this.boot();
+  }
+
+  private async waitGone(pid: number | undefined): Promise<void> {
+    const end = Date.now() + 30000;
+    while ((pid && alive(pid)) || (this.proc && this.proc.exitCode === null && this.proc.signalCode === null)) {
+      if (Date.now() > end) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Ends a suite's use of the node: stops it only if this process started it (not the run's shared one). */
+  async release(): Promise<void> {
+    if (this.owned) await this.stop();
+  }
+
+  /** Stops the node (SIGTERM to beam, SIGKILL after 15 s) and, if this process made it, deletes its files. */
+  async stop(): Promise<void> {
+    const pid = this.pid();
+    if (pid) { try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ } }
+    const timer = setTimeout(() => { if (pid) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } } }, 15000);
+    await this.waitGone(pid);
+    clearTimeout(timer);
+    if (this.owned) rmSync(this.dir, { recursive: true, force: true });
+  }
+}
