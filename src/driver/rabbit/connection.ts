@@ -160,7 +160,12 @@ export class RabbitConnection extends EventEmitter {
       } catch (err) {
         if (model) this.emit('setup-failed', err);
         this.lastError = (err as Error).message;
-        this.authProblem = isAuthProblem(err);
+        // amqplib reports a refused connection.open (missing vhost, no permission on it) only
+        // as an unexpected frame; say what it means.
+        if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(this.lastError)) {
+          this.lastError = `the broker refused to open vhost '${this.url.virtualHost ?? '/'}' (NOT_ALLOWED: no such vhost, or no permission on it)`;
+        }
+        this.authProblem = isAuthProblem(this.lastError);
         this.failedAttempts++;
         if (model) { model.close().catch(() => {}); }
         this.model = undefined;

@@ -1,0 +1,269 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import amqplib, { type ChannelModel, type ConsumeMessage } from 'amqplib';
+import { getTransport, defaultConfig, Target, RPCServer, RPCClient, RemoteError, type Transport } from '../src/index.js';
+import { Recorder, Versioned } from './support/endpoints.js';
+import { RabbitNode } from './support/rabbit.js';
+import { rejects, sleep, until } from './support/assert.js';
+
+// The RabbitMQ driver against a real RabbitMQ node (one per test run, a vhost per suite), with
+// raw amqplib clients as the peer that checks what hermod puts on the wire.
+
+interface Ctx { node: RabbitNode; vhost: string; url: string; transports: Transport[]; servers: RPCServer[]; raws: ChannelModel[] }
+const t = suite<Ctx>('rpc over RabbitMQ', {} as Ctx);
+
+t.before(async (ctx) => {
+  ctx.node = await RabbitNode.shared();
+  ctx.vhost = await ctx.node.addVhost(`rpc-${process.pid}`);
+  ctx.url = ctx.node.url(ctx.vhost);
+});
+t.after(async (ctx) => {
+  await ctx.node.deleteVhost(ctx.vhost);
+  await ctx.node.release();
+});
+t.before.each((ctx) => { ctx.transports = []; ctx.servers = []; ctx.raws = []; });
+t.after.each(async (ctx) => {
+  for (const s of ctx.servers) { await s.stop(); await s.wait(1000); }
+  for (const tr of ctx.transports) await tr.close();
+  for (const r of ctx.raws) await r.close().catch(() => {});
+});
+
+async function transport(ctx: Ctx, overrides: Record<string, unknown> = {}, url = ctx.url): Promise<Transport> {
+  const tr = await getTransport(url, { config: defaultConfig(), overrides });
+  ctx.transports.push(tr);
+  return tr;
+}
+async function serve(ctx: Ctx, topic: string, server: string, endpoints: object[], opts = {}) {
+  const s = new RPCServer(await transport(ctx), new Target({ topic, server }), endpoints, opts);
+  await s.start();
+  ctx.servers.push(s);
+  return s;
+}
+async function raw(ctx: Ctx): Promise<ChannelModel> {
+  const m = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${ctx.node.port}/${encodeURIComponent(ctx.vhost)}`);
+  m.on('error', () => {});
+  ctx.raws.push(m);
+  return m;
+}
+const envelope = (msg: Record<string, unknown>) => Buffer.from(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': JSON.stringify(msg) }));
+const props = { contentType: 'application/json', contentEncoding: 'utf-8', deliveryMode: 2 };
+
+t('call, cast, server-directed call and fanout across two servers', async (ctx) => {
+  const a = new Recorder('a'); const b = new Recorder('b');
+  await serve(ctx, 'w', 'a', [a]);
+  await serve(ctx, 'w', 'b', [b]);
+  const c = new RPCClient(await transport(ctx), new Target({ topic: 'w' }), { timeout: 5000 });
+  assert.is(await c.call({ user: 'u' }, 'add', { a: 40, b: 2 }), 42);
+  const ctxObj = { request_id: 'req-9', roles: ['r'], n: 1.5, nested: { x: [1, null] } };
+  assert.equal(await c.call(ctxObj, 'ctx'), ctxObj);
+  const who = await Promise.all(Array.from({ length: 20 }, () => c.call<string>({}, 'whoami')));
+  assert.ok(who.includes('a') && who.includes('b'), 'competing consumers on the topic queue');
+  for (let i = 0; i < 3; i++) assert.is(await c.prepare({ server: 'b' }).call({}, 'whoami'), 'b');
+  await c.cast({}, 'bump', { seq: 1 });
+  await c.prepare({ fanout: true }).cast({}, 'bump', { seq: 2 });
+  await until(() => [...a.calls, ...b.calls].filter((x) => x.method === 'bump').length === 3, 'one cast + two fanout copies');
+  assert.ok(a.calls.some((x) => x.method === 'bump' && (x.args as { seq: number }).seq === 2));
+  assert.ok(b.calls.some((x) => x.method === 'bump' && (x.args as { seq: number }).seq === 2));
+  // 2000 concurrent calls from one client all match their replies.
+  const many = await Promise.all(Array.from({ length: 2000 }, (_, i) => c.call<number>({}, 'add', { a: i, b: 1 })));
+  assert.ok(many.every((r, i) => r === i + 1));
+});
+
+t('topology matches oslo: queue names, flags and x-expires', async (ctx) => {
+  await serve(ctx, 'topo', 's1', [new Recorder('s1')]);
+  const c = new RPCClient(await transport(ctx), new Target({ topic: 'topo' }), { timeout: 5000 });
+  await c.call({}, 'whoami');
+  const q = await ctx.node.queues(ctx.vhost);
+  assert.equal({ ...q.get('topo'), messages: 0 }, { messages: 0, consumers: 1, durable: false, autoDelete: false, arguments: '[]' });
+  assert.is(q.get('topo.s1')!.consumers, 1);
+  const fanout = [...q.keys()].find((n) => /^topo_fanout_[0-9a-f]{32}$/.test(n));
+  assert.ok(fanout, 'fanout queue topo_fanout_<uuid hex>');
+  assert.match(q.get(fanout!)!.arguments, /x-expires.*1800000/);
+  const reply = [...q.keys()].find((n) => /^reply_[0-9a-f]{32}$/.test(n));
+  assert.ok(reply, 'reply queue reply_<uuid hex>');
+  assert.match(q.get(reply!)!.arguments, /x-expires.*1800000/);
+  // The server's fanout queue goes when it stops; the shared topic queue stays.
+  await ctx.servers[0]!.stop();
+  const after = await ctx.node.queues(ctx.vhost);
+  assert.not.ok(after.has(fanout!), 'fanout queue deleted on stop');
+  assert.ok(after.has('topo'));
+});
+
+t('wire format: envelope, properties and keys of calls, casts and replies as oslo sends them', async (ctx) => {
+  const m = await raw(ctx);
+  const ch = await m.createChannel();
+  await ch.assertExchange('openstack', 'topic', { durable: false, autoDelete: false });
+  await ch.assertQueue('wire', { durable: false, autoDelete: false });
+  await ch.bindQueue('wire', 'openstack', 'wire');
+  const got: ConsumeMessage[] = [];
+  await ch.consume('wire', (msg) => { if (msg) { got.push(msg); ch.ack(msg); } });
+  const c = new RPCClient(await transport(ctx), new Target({ topic: 'wire', namespace: 'ns', version: '1.2' }), { timeout: 700, callMonitorTimeout: 2000 });
+  await rejects(c.call({ request_id: 'req-w', user: 'alice' }, 'add', { a: 1, b: 2 }), 'HERMOD_ERR_TIMEOUT');
+  await c.cast({ request_id: 'req-c' }, 'bump', { seq: 7 });
+  await until(() => got.length === 2, 'call and cast captured');
+  const [call, cast] = got as [ConsumeMessage, ConsumeMessage];
+  assert.is(call.properties.contentType, 'application/json');
+  assert.is(call.properties.contentEncoding, 'utf-8');
+  assert.is(call.properties.deliveryMode, 2);
+  assert.ok(Number(call.properties.expiration) > 0 && Number(call.properties.expiration) <= 700, `expiration ${call.properties.expiration}`);
+  assert.is(cast.properties.expiration, undefined, 'casts carry no expiration');
+  assert.is(call.properties.correlationId, undefined);
+  assert.is(call.properties.replyTo, undefined);
+  const outer = JSON.parse(call.content.toString());
+  assert.equal(Object.keys(outer).sort(), ['oslo.message', 'oslo.version']);
+  assert.is(outer['oslo.version'], '2.0');
+  const inner = JSON.parse(outer['oslo.message']);
+  assert.equal({ method: inner.method, args: inner.args, namespace: inner.namespace, version: inner.version }, { method: 'add', args: { a: 1, b: 2 }, namespace: 'ns', version: '1.2' });
+  assert.is(inner._context_request_id, 'req-w');
+  assert.is(inner._context_user, 'alice');
+  assert.match(inner._msg_id, /^[0-9a-f]{32}$/);
+  assert.match(inner._unique_id, /^[0-9a-f]{32}$/);
+  assert.match(inner._reply_q, /^reply_[0-9a-f]{32}$/);
+  assert.is(inner._timeout, 2, '_timeout is the call-monitor timeout in seconds');
+  const castInner = JSON.parse(JSON.parse(cast.content.toString())['oslo.message']);
+  assert.is(castInner._msg_id, undefined);
+  assert.is(castInner._reply_q, undefined);
+  assert.is('_timeout' in castInner, false);
+  // Answer the call by hand as an oslo server would, on the default exchange.
+  const c2 = new RPCClient(ctx.transports[0]!, new Target({ topic: 'wire' }), { timeout: 3000 });
+  const pending = c2.call({}, 'add', { a: 2, b: 3 });
+  await until(() => got.length === 3, 'second call captured');
+  const req = JSON.parse(JSON.parse(got[2]!.content.toString())['oslo.message']);
+  ch.publish('', req._reply_q, envelope({ result: 5, failure: null, ending: true, _msg_id: req._msg_id, _unique_id: 'u1' }), props);
+  assert.is(await pending, 5);
+});
+
+t('remote errors, NoSuchMethod, versions and namespaces', async (ctx) => {
+  await serve(ctx, 'e', 's', [new Recorder('s'), new Versioned()]);
+  const c = new RPCClient(await transport(ctx), new Target({ topic: 'e' }), { timeout: 5000 });
+  const err = await rejects(c.call({}, 'fail', { message: 'boom' }), 'HERMOD_ERR_REMOTE');
+  assert.equal([(err as RemoteError).excType, (err as RemoteError).value], ['TypeError', 'boom']);
+  await rejects(c.call({}, 'nothing'), 'HERMOD_ERR_NO_SUCH_METHOD');
+  assert.is(await c.prepare({ namespace: 'math', version: '1.2' }).call({}, 'mul', { a: 2, b: 5 }), 10);
+  await rejects(c.prepare({ namespace: 'math', version: '1.9' }).call({}, 'mul', { a: 1, b: 1 }), 'HERMOD_ERR_UNSUPPORTED_VERSION');
+  await rejects(c.call({}, 'bigint'), 'HERMOD_ERR_SERIALIZATION');
+  assert.is(await c.call({}, 'add', { a: 1, b: 1 }), 2);
+});
+
+t('long call kept alive by heartbeats; a hung server is caught by the call monitor', async (ctx) => {
+  await serve(ctx, 'hb', 's', [new Recorder('s')]);
+  const c = new RPCClient(await transport(ctx), new Target({ topic: 'hb' }), { timeout: 5000, callMonitorTimeout: 300 });
+  assert.is(await c.call({}, 'sleep', { ms: 900 }), 900);
+  // A raw consumer that takes requests and never answers: a hung server.
+  const ch = await (await raw(ctx)).createChannel();
+  await ch.assertQueue('hung', { durable: false });
+  await ch.bindQueue('hung', 'openstack', 'hung');
+  await ch.consume('hung', () => {}, { noAck: true });
+  const t0 = Date.now();
+  await rejects(c.prepare({ topic: 'hung' }).call({}, 'x'), 'HERMOD_ERR_TIMEOUT', /call monitor/);
+  assert.ok(Date.now() - t0 < 1500, 'caught by the 300 ms monitor, not the 5 s timeout');
+});
+
+t('a call nobody is bound for fails at once (mandatory), or at its deadline like oslo', async (ctx) => {
+  const c = new RPCClient(await transport(ctx), new Target({ topic: 'nobody-home' }), { timeout: 3000 });
+  let t0 = Date.now();
+  await rejects(c.call({}, 'x'), 'HERMOD_ERR_UNDELIVERABLE', /nobody-home/);
+  assert.ok(Date.now() - t0 < 1000, 'fails fast');
+  await rejects(c.cast({}, 'x'), 'HERMOD_ERR_UNDELIVERABLE');
+  await rejects(c.prepare({ fanout: true }).cast({}, 'x'), 'HERMOD_ERR_UNDELIVERABLE');
+  const osloLike = new RPCClient(await transport(ctx, { 'rabbit.mandatoryRequests': false }), new Target({ topic: 'nobody-home' }), { timeout: 400 });
+  t0 = Date.now();
+  await rejects(osloLike.call({}, 'x'), 'HERMOD_ERR_TIMEOUT');
+  assert.ok(Date.now() - t0 >= 350);
+  await osloLike.cast({}, 'x');
+});
+
+t('bad input at a server: no envelope, bad JSON, wrong version, bad fields, duplicates, oversize; it keeps serving', async (ctx) => {
+  const rec = new Recorder('s');
+  let invalid = 0;
+  const server = await serve(ctx, 'bad', 's', [rec]);
+  void server;
+  const { channel: diag } = await import('node:diagnostics_channel');
+  const onInvalid = () => { invalid++; };
+  diag('hermod:message:invalid').subscribe(onInvalid);
+  try {
+    const m = await raw(ctx);
+    const ch = await m.createChannel();
+    // A reply queue of our own to catch failures the server sends back.
+    const { queue: replyQ } = await ch.assertQueue('', { exclusive: true });
+    const replies: Array<Record<string, unknown>> = [];
+    await ch.consume(replyQ, (msg) => { if (msg) replies.push(JSON.parse(JSON.parse(msg.content.toString())['oslo.message'])); }, { noAck: true });
+    const send = (content: Buffer | string) => ch.publish('openstack', 'bad', Buffer.isBuffer(content) ? content : Buffer.from(content), props);
+    // 1. No envelope: a bare (1.0) message is accepted, as oslo does.
+    send(JSON.stringify({ method: 'bump', args: { seq: 1 }, _unique_id: 'bare1' }));
+    // 2. Not JSON, a JSON array, truncated envelope.
+    send('this is not json');
+    send('[1,2,3]');
+    send('{"oslo.version": "2.0", "oslo.message": "{\\"method\\": ');
+    // 3. Unsupported envelope version, on a call: the caller hears about it.
+    send(JSON.stringify({ 'oslo.version': '3.1', 'oslo.message': JSON.stringify({ method: 'add', args: {}, _msg_id: 'm-ver', _reply_q: replyQ, _unique_id: 'v3' }) }));
+    // 4. Wrong field types on a call: method a number, args a list.
+    send(envelope({ method: 42, args: [1], _msg_id: 'm-types', _reply_q: replyQ, _unique_id: 't1' }));
+    // 5. The same _unique_id twice: the endpoint runs once.
+    send(envelope({ method: 'bump', args: { seq: 5 }, _unique_id: 'dup-1' }));
+    send(envelope({ method: 'bump', args: { seq: 5 }, _unique_id: 'dup-1' }));
+    // 6. Larger than the server's maxMessageSize (16 MiB default): 17 MiB of junk.
+    send(Buffer.alloc(17 * 1024 * 1024, 0x61));
+    await until(() => replies.length === 2, 'failures for the two bad calls', 8000);
+    const byId = Object.fromEntries(replies.map((r) => [r._msg_id, r]));
+    assert.match(JSON.parse(byId['m-ver']!.failure as string).class, /UnsupportedEnvelopeVersion/);
+    assert.is(byId['m-types']!.ending, true);
+    assert.ok(byId['m-types']!.failure, 'bad field types become a failure reply');
+    await until(() => rec.calls.filter((c) => c.method === 'bump').length === 2, 'bare message and one copy of the duplicate');
+    await sleep(200);
+    assert.equal(rec.calls.filter((c) => c.method === 'bump').map((c) => (c.args as { seq: number }).seq).sort(), [1, 5]);
+    assert.ok(invalid >= 5, `invalid messages reported (${invalid})`);
+    // Everything was settled: nothing left in the queue, and the server still serves.
+    const q = await ctx.node.queues(ctx.vhost);
+    assert.is(q.get('bad')!.messages, 0);
+    const c = new RPCClient(await transport(ctx), new Target({ topic: 'bad' }), { timeout: 3000 });
+    assert.is(await c.call({}, 'add', { a: 2, b: 2 }), 4);
+    // A reply for an unknown id is dropped; the client goes on.
+    const replyQueue = [...q.keys()].find((n) => n.startsWith('reply_'));
+    if (replyQueue) ch.publish('', replyQueue, envelope({ result: 1, failure: null, ending: true, _msg_id: 'nobody', _unique_id: 'x' }), props);
+    ch.publish('', [...(await ctx.node.queues(ctx.vhost)).keys()].find((n) => n.startsWith('reply_'))!, Buffer.from('garbage'), props);
+    assert.is(await c.call({}, 'add', { a: 3, b: 3 }), 6);
+  } finally {
+    diag('hermod:message:invalid').unsubscribe(onInvalid);
+  }
+});
+
+t('oversized requests fail before sending; results too large become failures', async (ctx) => {
+  await serve(ctx, 'big', 's', [new Recorder('s')]);
+  const c = new RPCClient(await transport(ctx, { maxMessageSize: 4096 }), new Target({ topic: 'big' }), { timeout: 3000 });
+  await rejects(c.call({}, 'echo', { value: 'x'.repeat(5000) }), 'HERMOD_ERR_MESSAGE_TOO_LARGE');
+  assert.is(await c.call({}, 'echo', { value: 'small' }), 'small');
+});
+
+t('wrong credentials or vhost: a clear TransportError, quickly, no crash', async (ctx) => {
+  let t0 = Date.now();
+  const bad = await transport(ctx, {}, ctx.node.url(ctx.vhost, 'guest', 'wrong-password'));
+  const c = new RPCClient(bad, new Target({ topic: 'x' }), { timeout: 5000 });
+  await rejects(c.call({}, 'x'), 'HERMOD_ERR_TRANSPORT', /ACCESS_REFUSED|refused/i);
+  assert.ok(Date.now() - t0 < 3000, `${Date.now() - t0} ms`);
+  assert.not.match(String((await c.call({}, "x").catch((e: Error) => e) as Error).message), /wrong-password/, 'password never in messages');
+  t0 = Date.now();
+  const noVhost = await transport(ctx, {}, ctx.node.url('no-such-vhost'));
+  await rejects(new RPCClient(noVhost, new Target({ topic: 'x' }), { timeout: 5000 }).call({}, 'x'), 'HERMOD_ERR_TRANSPORT', /vhost|NOT_ALLOWED/i);
+  await rejects(new RPCServer(noVhost, new Target({ topic: 'x', server: 's' }), [new Recorder('s')]).start(), 'HERMOD_ERR_TRANSPORT');
+  assert.ok(Date.now() - t0 < 3000);
+  // Nothing listening at all: cannot connect, naming the host.
+  const dead = await transport(ctx, { 'rabbit.retryInterval': 50 }, 'rabbit://guest:guest@127.0.0.1:1/');
+  await rejects(new RPCClient(dead, new Target({ topic: 'x' }), { timeout: 300 }).call({}, 'x'), 'HERMOD_ERR_TRANSPORT', /127\.0\.0\.1:1/);
+});
+
+t('the broker closes the connections: servers and clients reconnect and serve again', async (ctx) => {
+  const rec = new Recorder('s');
+  const fast = { 'rabbit.retryInterval': 50, 'rabbit.intervalMax': 200 };
+  const server = new RPCServer(await transport(ctx, fast), new Target({ topic: 'rc', server: 's' }), [rec]);
+  await server.start();
+  ctx.servers.push(server);
+  const c = new RPCClient(await transport(ctx, fast), new Target({ topic: 'rc' }), { timeout: 5000 });
+  assert.is(await c.call({}, 'add', { a: 1, b: 1 }), 2);
+  await ctx.node.ctl('close_all_connections', '-p', ctx.vhost, 'test: forced close');
+  assert.is(await c.call({}, 'add', { a: 2, b: 2 }), 4);
+  await c.prepare({ fanout: true }).cast({}, 'bump', { seq: 9 });
+  await until(() => rec.calls.some((x) => x.method === 'bump'), 'fanout after reconnect');
+});
+
+t.run();
