@@ -31,7 +31,7 @@ const child = spawn(process.execPath, [c8, process.execPath, uvu, 'dist/test', f
   env: {
     ...process.env,
     FORCE_COLOR: process.env.FORCE_COLOR ?? '0',
-    ...(rabbit ? { HERMOD_TEST_RABBIT: JSON.stringify(rabbit.info) } : {}),
+    ...(rabbit ? { RABBIT_TEST_NODE: JSON.stringify(rabbit.info) } : {}),
   },
 });
 let out = '';

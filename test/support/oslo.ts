@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 // Compiled to dist/test/support; the script stays in the source tree.
 const SCRIPT = fileURLToPath(new URL('../../../test/support/oslo_peer.py', import.meta.url));
 /** Debian's python3, which has python3-oslo.messaging (another python3 may come first on PATH). */
-export const PYTHON = process.env.HERMOD_TEST_PYTHON ?? '/usr/bin/python3';
+export const PYTHON = process.env.OSLO_TEST_PYTHON ?? '/usr/bin/python3';
 
 /** Whether python3-oslo.messaging is importable; CI installs it, so suites fail rather than skip there. */
 export function osloAvailable(): boolean {

@@ -66,7 +66,7 @@ export class RabbitNode implements RabbitNodeInfo {
 
   /** Reattaches to the run's shared node when scripts/test.mjs started one, else starts one. */
   static async shared(): Promise<RabbitNode> {
-    const info = process.env.HERMOD_TEST_RABBIT;
+    const info = process.env.RABBIT_TEST_NODE;
     if (info) return RabbitNode.attach(JSON.parse(info) as RabbitNodeInfo);
     return RabbitNode.start();
   }
