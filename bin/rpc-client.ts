@@ -37,6 +37,8 @@ function describe(err: unknown): { status: number; text: string } {
   if (err instanceof RemoteError) return { status: EXIT.remote, text: `remote error: ${err.excType}: ${err.value}` };
   switch (e?.code) {
     case 'HERMOD_ERR_TIMEOUT': return { status: EXIT.timeout, text: `timeout: ${e.message}` };
+    // RabbitMQ returned it: no queue is bound, i.e. nobody serves the topic (or server).
+    case 'HERMOD_ERR_UNDELIVERABLE': return { status: EXIT.timeout, text: `nobody serves it: ${e.message}` };
     case 'HERMOD_ERR_NO_SUCH_METHOD': return { status: EXIT.noSuchMethod, text: `no such method: ${e.message}` };
     case 'HERMOD_ERR_UNSUPPORTED_VERSION': return { status: EXIT.noSuchMethod, text: `unsupported version: ${e.message}` };
     case 'HERMOD_ERR_TRANSPORT': return { status: EXIT.connect, text: e.message };

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { until } from './support/assert.js';
+import { RabbitNode } from './support/rabbit.js';
 
 const bin = (name: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', `${name}.js`);
 
@@ -115,3 +116,39 @@ t('endpoint modules and --help-config', async (ctx) => {
 });
 
 t.run();
+
+// The same CLIs on RabbitMQ (`--transport-url rabbit://…`), against the run's RabbitMQ node.
+interface RCtx { node: RabbitNode; vhost: string; url: string; servers: Proc[] }
+const r = suite<RCtx>('CLIs on RabbitMQ', {} as RCtx);
+r.before(async (ctx) => {
+  ctx.node = await RabbitNode.shared();
+  ctx.vhost = await ctx.node.addVhost(`cli-${process.pid}`);
+  ctx.url = ctx.node.url(ctx.vhost);
+  ctx.servers = [start('rpc-server', ['r1', '--topic', 'rcli', '--transport-url', ctx.url]), start('rpc-server', ['r2', '--topic', 'rcli', '--transport-url', ctx.url])];
+  for (const s of ctx.servers) await until(() => s.out.includes('serving topic rcli'), 'the rabbit server to serve', 20_000);
+});
+r.after(async (ctx) => {
+  for (const p of ctx.servers ?? []) if (p.child.exitCode === null) { p.child.kill('SIGTERM'); await p.exited; }
+  await ctx.node.deleteVhost(ctx.vhost);
+  await ctx.node.release();
+});
+
+r('call, server-directed call, fanout cast and exit statuses over rabbit://', async (ctx) => {
+  const c = await run('rpc-client', ['rcli', 'add', 'a=20', 'b=22', '--transport-url', ctx.url]);
+  assert.is(c.code, 0, c.err);
+  assert.is(c.out.trim(), '42');
+  const info = await run('rpc-client', ['rcli', 'info', '--server', 'r2', '--json', '--transport-url', ctx.url]);
+  assert.is(JSON.parse(info.out).server, 'r2');
+  const f = await run('rpc-client', ['rcli', 'echo', 'value=all', '--fanout', '--transport-url', ctx.url]);
+  assert.is(f.code, 0, f.err);
+  await until(() => ctx.servers.every((s) => /cast echo ok/.test(s.out)), 'the fanout cast on both servers');
+  const n = await run('rpc-client', ['rcli-nobody', 'add', '--transport-url', ctx.url]);
+  assert.is(n.code, 3);
+  assert.match(n.err, /nobody serves it/);
+  const bad = await run('rpc-client', ['rcli', 'add', '--transport-url', ctx.node.url(ctx.vhost, 'guest', 'nope')]);
+  assert.is(bad.code, 5);
+  assert.match(bad.err, /ACCESS_REFUSED/);
+  assert.not.match(bad.err, /nope/, 'no password in the message');
+});
+
+r.run();
