@@ -266,4 +266,37 @@ t('the broker closes the connections: servers and clients reconnect and serve ag
   await until(() => rec.calls.some((x) => x.method === 'bump'), 'fanout after reconnect');
 });
 
+t('failover: a dead first host is skipped', async (ctx) => {
+  const url = `rabbit://guest:guest@127.0.0.1:1,guest:guest@127.0.0.1:${ctx.node.port}/${encodeURIComponent(ctx.vhost)}`;
+  const fast = { 'rabbit.retryInterval': 20 };
+  const s = new RPCServer(await transport(ctx, fast, url), new Target({ topic: 'fo', server: 's' }), [new Recorder('s')]);
+  await s.start();
+  ctx.servers.push(s);
+  const c = new RPCClient(await transport(ctx, fast, url), new Target({ topic: 'fo' }), { timeout: 5000 });
+  assert.is(await c.call({}, 'add', { a: 1, b: 2 }), 3);
+});
+
+t('a server runs at most its concurrency at once (prefetch per consumer)', async (ctx) => {
+  const rec = new Recorder('s');
+  await serve(ctx, 'conc', 's', [rec], { concurrency: 3 });
+  const c = new RPCClient(await transport(ctx), new Target({ topic: 'conc' }), { timeout: 10000 });
+  await Promise.all(Array.from({ length: 12 }, () => c.call({}, 'sleep', { ms: 50 })));
+  assert.is(rec.maxActive, 3);
+});
+
+t('quorum queues: topic and server queues are quorum, reply and fanout stay classic', async (ctx) => {
+  const tr = await transport(ctx, { 'rabbit.quorumQueues': true, controlExchange: 'quorum-ex' });
+  const s = new RPCServer(tr, new Target({ topic: 'qq', server: 's' }), [new Recorder('s')]);
+  await s.start();
+  ctx.servers.push(s);
+  const c = new RPCClient(await transport(ctx, { 'rabbit.quorumQueues': true, controlExchange: 'quorum-ex' }), new Target({ topic: 'qq' }), { timeout: 5000 });
+  assert.is(await c.call({}, 'add', { a: 2, b: 2 }), 4);
+  const q = await ctx.node.queues(ctx.vhost);
+  assert.match(q.get('qq')!.arguments, /x-queue-type.*quorum/);
+  assert.ok(q.get('qq')!.durable, 'quorum forces durable');
+  assert.match(q.get('qq.s')!.arguments, /quorum/);
+  const fanout = [...q.keys()].find((n) => n.startsWith('qq_fanout_'))!;
+  assert.not.match(q.get(fanout)!.arguments, /quorum/);
+});
+
 t.run();
