@@ -35,6 +35,20 @@ export interface HermodConfig {
     /** Deadline for a server's wait() to finish in-flight calls after stop(), ms. */
     stopTimeout: number;
   };
+  notifications: {
+    /** Notifier drivers: `messagingv2`, `messaging`, `log`, `noop`, `routing`. */
+    driver: string[];
+    /** Topics a notifier publishes to (`<topic>.<priority>`). */
+    topics: string[];
+    /** Connection-failure retries of a notification: -1 forever, 0 none, N. */
+    retry: number;
+    /** JSON file with the routing driver's groups (oslo's routing_config, as JSON). */
+    routingConfig: string;
+    /** Let listener endpoints requeue (oslo's allow_requeue); otherwise requeue = handled. */
+    allowRequeue: boolean;
+    /** Requeues of one notification before it is dropped (a requeue storm stops here). */
+    redeliveryLimit: number;
+  };
   rabbit: {
     /** AMQP heartbeat, seconds (oslo's `heartbeat_timeout_threshold`); 0 = off. */
     heartbeat: number;
@@ -168,6 +182,14 @@ const SCHEMA = {
     allowedRemoteExmods: opt('string-list', [], 'Remote modules whose errors may be rebuilt as registered local classes'),
     sendTraceback: opt('bool', false, 'Servers include the stack trace in failures'),
     stopTimeout: opt('duration-ms', 30_000, "Deadline for a server's wait() after stop()"),
+  },
+  notifications: {
+    driver: opt('string-list', ['messagingv2'], 'Notifier drivers: messagingv2, messaging (1.0, no envelope), log, noop, routing'),
+    topics: opt('string-list', ['notifications'], 'Topics a notifier publishes to; listeners default to them too'),
+    retry: opt('int-range', -1, 'Connection-failure retries of a notification: -1 forever, 0 none, N'),
+    routingConfig: opt(String, '', "JSON file of the routing driver's groups (oslo's routing_config)"),
+    allowRequeue: opt('bool', false, "Listener endpoints may requeue (oslo's allow_requeue); otherwise a requeue counts as handled"),
+    redeliveryLimit: opt('int-range', 5, 'Requeues of one notification (by message_id) before it is dropped'),
   },
   rabbit: {
     heartbeat: opt('int-range', 60, 'AMQP heartbeat in seconds (heartbeat_timeout_threshold); 0 = off'),

@@ -22,6 +22,10 @@ export { RPCDispatcher, findMethod } from './rpc/dispatcher.js';
 export type { Endpoint, AccessPolicy } from './rpc/dispatcher.js';
 export { registerRemoteError, serializeFailure, deserializeFailure, isRemote } from './rpc/remote-errors.js';
 export type { RemoteErrorFactory, RemoteOrigin } from './rpc/remote-errors.js';
+export { Notifier, PRIORITIES, sanitizeContext, osloTimestamp } from './notify/notifier.js';
+export type { NotifierOptions, NotificationMessage, Priority, RoutingConfig } from './notify/notifier.js';
+export { NotificationListener, NotificationFilter } from './notify/listener.js';
+export type { NotificationListenerOptions, NotificationResult, NotificationMetadata, BatchedNotification } from './notify/listener.js';
 export type {
   Driver, IncomingMessage, Listener, ListenOptions, SendOptions, NotificationSendOptions, Reply, RpcRequest, Failure, ConnectionState,
 } from './driver/base.js';

@@ -6,7 +6,7 @@ import os from 'node:os';
 import rhea from 'rhea';
 import type { Connection, Container, Delivery, EventContext, Message, Receiver, Sender } from 'rhea';
 import {
-  ClosedError, MalformedMessage, MessageDeliveryFailure, MessageTooLarge, MessagingTimeout, TransportError,
+  ClosedError, InvalidArgument, MalformedMessage, MessageDeliveryFailure, MessageTooLarge, MessagingTimeout, TransportError,
 } from '../../errors.js';
 import { encodeJson, type Context } from '../../serializer.js';
 import { uuidHex } from '../../util/ids.js';
@@ -432,8 +432,11 @@ export class Amqp1Driver extends EventEmitter implements Driver {
     return this.subscribe(addresses, opts);
   }
 
-  async listenForNotifications(targets: Array<{ target: Target; priority: string }>, _pool: string | undefined,
+  async listenForNotifications(targets: Array<{ target: Target; priority: string }>, pool: string | undefined,
     opts: ListenOptions): Promise<Listener> {
+    // A router stores nothing, so it cannot give each pool its own copy; oslo's amqp1 driver
+    // refuses pools the same way.
+    if (pool) throw new InvalidArgument(`listener pools are not supported on AMQP 1.0 (pool '${pool}'); use RabbitMQ or the memory driver for pools`);
     const addresses = () => targets.map(({ target, priority }) => notifyAddress(this.mode, this.exchange(target), `${target.topic}.${priority}`, this.vhost));
     return this.subscribe(addresses, opts);
   }

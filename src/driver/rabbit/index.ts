@@ -58,13 +58,19 @@ export function unenvelope(content: Buffer): Record<string, unknown> {
 /** Remembers the last few ids seen, as oslo's duplicate check does. */
 class DedupRing {
   private readonly ids: string[] = [];
-  /** True when `id` was seen recently (a duplicate); records it otherwise. */
+  /** True when `id` was recorded recently (a duplicate). */
   seen(id: unknown): boolean {
-    if (typeof id !== 'string') return false;
-    if (this.ids.includes(id)) return true;
+    return typeof id === 'string' && this.ids.includes(id);
+  }
+
+  /**
+   * Records `id`. Listeners record on acknowledge, as oslo does, so a requeued message is not
+   * mistaken for a duplicate when it comes back.
+   */
+  add(id: unknown): void {
+    if (typeof id !== 'string' || this.ids.includes(id)) return;
     this.ids.push(id);
     if (this.ids.length > DEDUP_WINDOW) this.ids.shift();
-    return false;
   }
 }
 
@@ -195,6 +201,7 @@ export class RabbitDriver extends EventEmitter implements Driver {
       return;
     }
     if (this.replyDedup.seen(data._unique_id)) return;
+    this.replyDedup.add(data._unique_id);
     const id = data._msg_id;
     if (typeof id !== 'string') return;
     const failure = data.failure;
@@ -532,7 +539,7 @@ class RabbitListener implements Listener {
         if (!expectsReply) return;
         await driver.sendReply(replyQ!, msgId!, { ending: false, result: null, failure: null });
       },
-      acknowledge: () => settle(() => ch.ack(msg)),
+      acknowledge: () => { this.dedup.add(data._unique_id); settle(() => ch.ack(msg)); },
       requeue: () => settle(() => ch.nack(msg, false, true)),
       done: () => {},
     };

@@ -1,0 +1,204 @@
+import { readFileSync } from 'node:fs';
+import { ConfigError, InvalidArgument } from '../errors.js';
+import { Target } from '../target.js';
+import { NoOpSerializer, type Context, type Serializer } from '../serializer.js';
+import { uuid } from '../util/ids.js';
+import type { Transport } from '../transport.js';
+
+/** oslo's notification priorities, lower-case as in routing keys and endpoint method names. */
+export const PRIORITIES = ['audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+
+/** What a notifier puts on the wire (before `_context_*` and `_unique_id`), as oslo builds it. */
+export interface NotificationMessage {
+  message_id: string;
+  publisher_id: string;
+  event_type: string;
+  priority: string;
+  payload: unknown;
+  timestamp: string;
+}
+
+/**
+ * oslo's routing driver configuration: groups of `driver → rules`; a notification goes to every
+ * driver whose rules all match (`accepted_events` / `accepted_priorities`, shell-style globs).
+ */
+export type RoutingConfig = Record<string, Record<string, { accepted_events?: string[]; accepted_priorities?: string[] }>>;
+
+/** Options of {@link Notifier}. Unset ones come from the transport's `notifications.*` config. */
+export interface NotifierOptions {
+  /** Sender of the notifications, e.g. `compute.host1`. */
+  publisherId: string;
+  /** `messagingv2` (default), `messaging` (1.0 bodies), `log`, `noop`, `routing`; several allowed. */
+  driver?: string | string[];
+  /** Topics (default `notifications`); each notification goes to `<topic>.<priority>` on each. */
+  topics?: string[];
+  /** Exchange (default: the control exchange). */
+  exchange?: string;
+  serializer?: Serializer;
+  /** Connection-failure retries: -1 forever, 0 none, N. */
+  retry?: number;
+  /** For the `routing` driver; default: the JSON file named by `notifications.routingConfig`. */
+  routing?: RoutingConfig;
+  /** Where the `log` driver writes; default one JSON line on stderr. */
+  log?: (loggerName: string, priority: Priority, line: string) => void;
+}
+
+/** The context keys oslo lets into notifications (the rest may hold secrets). */
+const SAFE_CONTEXT_KEYS = new Set([
+  'user_id', 'project_id', 'domain_id', 'user_domain_id', 'project_domain_id', 'is_admin', 'request_id', 'roles',
+  'user_name', 'project_name', 'domain_name', 'user_domain_name', 'project_domain_name', 'service_user_id',
+  'service_user_domain_id', 'service_user_domain_name', 'service_project_id', 'service_project_name',
+  'service_project_domain_id', 'service_project_domain_name', 'service_roles', 'global_request_id', 'system_scope',
+  'user', 'domain', 'user_domain', 'project_domain',
+]);
+
+/** Keeps only oslo's safe context keys: tokens and credentials never reach the notification bus. */
+export function sanitizeContext(ctx: Context): Context {
+  const out: Context = {};
+  for (const [k, v] of Object.entries(ctx ?? {})) if (SAFE_CONTEXT_KEYS.has(k)) out[k] = v;
+  return out;
+}
+
+/** oslo's `str(timeutils.utcnow())`: naive UTC, space separator, microseconds. */
+export function osloTimestamp(d = new Date()): string {
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())}.${p(d.getUTCMilliseconds(), 3)}000`;
+}
+
+function glob(pattern: string): RegExp {
+  const re = pattern.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.').replace(/\[!/g, '[^');
+  return new RegExp(`^${re}$`);
+}
+
+const DRIVERS = new Set(['messagingv2', 'messaging', 'log', 'noop', 'routing']);
+
+/**
+ * Sends notifications (oslo.messaging's Notifier): one method per priority, each building
+ * oslo's message (uuid `message_id`, `publisher_id`, `event_type`, upper-case `priority`,
+ * `payload`, `timestamp`) and handing it to the configured drivers. The messaging drivers
+ * publish to `<topic>.<priority>` for each topic; the returned promise settles once the broker
+ * has it (and rejects with the typed error if it could not be sent).
+ */
+export class Notifier {
+  readonly publisherId: string;
+  private readonly drivers: string[];
+  private readonly topics: string[];
+  private readonly serializer: Serializer;
+  private readonly retry: number;
+  private routing: RoutingConfig | undefined;
+
+  constructor(private readonly transport: Transport, private readonly options: NotifierOptions) {
+    if (!options || typeof options.publisherId !== 'string' || options.publisherId === '') {
+      throw new InvalidArgument('Notifier needs a publisherId');
+    }
+    const conf = transport.config.notifications;
+    this.publisherId = options.publisherId;
+    this.drivers = options.driver === undefined ? conf.driver : Array.isArray(options.driver) ? options.driver : [options.driver];
+    for (const d of this.drivers) {
+      if (!DRIVERS.has(d)) throw new ConfigError(`unknown notification driver '${d}'; use one of ${[...DRIVERS].join(', ')}`, { key: 'notifications.driver' });
+    }
+    this.topics = options.topics ?? conf.topics;
+    if (this.topics.length === 0) throw new ConfigError('a notifier needs at least one topic', { key: 'notifications.topics' });
+    this.serializer = options.serializer ?? new NoOpSerializer();
+    this.retry = options.retry ?? conf.retry;
+    this.routing = options.routing;
+  }
+
+  /** A notifier with another publisher id or retry, sharing everything else (oslo's `prepare`). */
+  prepare(overrides: { publisherId?: string; retry?: number }): Notifier {
+    return new Notifier(this.transport, {
+      ...this.options,
+      publisherId: overrides.publisherId ?? this.publisherId,
+      retry: overrides.retry ?? this.retry,
+      ...(this.routing ? { routing: this.routing } : {}),
+    });
+  }
+
+  /** False when the only driver is `noop`: callers may skip building payloads. */
+  isEnabled(): boolean {
+    return this.drivers.some((d) => d !== 'noop');
+  }
+
+  audit(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'audit'); }
+  debug(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'debug'); }
+  info(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'info'); }
+  warn(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'warn'); }
+  /** Alias of {@link warn}, as oslo has. */
+  warning(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'warn'); }
+  error(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'error'); }
+  critical(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'critical'); }
+  sample(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'sample'); }
+
+  /** Sends one notification at `priority`. */
+  async notify(ctx: Context, eventType: string, payload: unknown, priority: Priority): Promise<void> {
+    if (!PRIORITIES.includes(priority)) {
+      throw new InvalidArgument(`unknown priority '${String(priority)}'; use one of ${PRIORITIES.join(', ')}`);
+    }
+    if (typeof eventType !== 'string' || eventType === '') throw new InvalidArgument('a notification needs an event type');
+    const serializedPayload = this.serializer.serializeEntity(ctx ?? {}, payload);
+    const safeCtx = this.serializer.serializeContext(sanitizeContext(ctx ?? {}));
+    const message: NotificationMessage = {
+      message_id: uuid(),
+      publisher_id: this.publisherId,
+      event_type: eventType,
+      priority: priority.toUpperCase(),
+      payload: serializedPayload,
+      timestamp: osloTimestamp(),
+    };
+    await Promise.all(this.driversFor(eventType, priority).map((d) => this.emit(d, safeCtx, message, priority)));
+  }
+
+  private driversFor(eventType: string, priority: Priority): string[] {
+    const out = new Set<string>();
+    for (const d of this.drivers) {
+      if (d !== 'routing') { out.add(d); continue; }
+      for (const group of Object.values(this.routingConfig())) {
+        for (const [driver, rules] of Object.entries(group)) {
+          const checks: boolean[] = [];
+          if (rules.accepted_events) checks.push(rules.accepted_events.some((p) => glob(p).test(eventType)));
+          if (rules.accepted_priorities) checks.push(rules.accepted_priorities.some((p) => glob(p.toLowerCase()).test(priority)));
+          if (checks.every(Boolean) && driver !== 'routing') out.add(driver);
+        }
+      }
+    }
+    return [...out];
+  }
+
+  private routingConfig(): RoutingConfig {
+    if (this.routing) return this.routing;
+    const file = this.transport.config.notifications.routingConfig;
+    if (!file) throw new ConfigError('the routing notification driver needs notifications.routingConfig (a JSON file) or the routing option', { key: 'notifications.routingConfig' });
+    try {
+      this.routing = JSON.parse(readFileSync(file, 'utf8')) as RoutingConfig;
+    } catch (err) {
+      throw new ConfigError(`cannot read notifications.routingConfig ${file}: ${(err as Error).message}`, { key: 'notifications.routingConfig', cause: err });
+    }
+    return this.routing;
+  }
+
+  private async emit(driver: string, ctx: Context, message: NotificationMessage, priority: Priority): Promise<void> {
+    switch (driver) {
+      case 'noop':
+        return;
+      case 'log': {
+        const name = `oslo.messaging.notification.${message.event_type}`;
+        const line = JSON.stringify(message);
+        if (this.options.log) this.options.log(name, priority, line);
+        else process.stderr.write(`${priority.toUpperCase()} ${name} ${line}\n`);
+        return;
+      }
+      case 'messaging':
+      case 'messagingv2': {
+        const envelope = driver === 'messagingv2' ? '2.0' : '1.0';
+        await Promise.all(this.topics.map((topic) => this.transport.driver.sendNotification(
+          new Target({ topic: `${topic}.${priority}`, ...(this.options.exchange ? { exchange: this.options.exchange } : {}) }),
+          ctx, message as unknown as Record<string, unknown>, { retry: this.retry, envelope },
+        )));
+        return;
+      }
+      default:
+        throw new ConfigError(`unknown notification driver '${driver}'`, { key: 'notifications.driver' });
+    }
+  }
+}

@@ -1,0 +1,188 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  getTransport, defaultConfig, Target, Notifier, NotificationListener, NotificationFilter, PRIORITIES,
+  type Transport, type Context, type BatchedNotification, type NotificationMetadata,
+} from '../../src/index.js';
+import { rejects, sleep, until } from './assert.js';
+
+/** Where a notification suite runs; `pools` says whether the driver supports listener pools. */
+export interface NotifyBroker { url: string; pools: boolean; stop(): Promise<void> }
+
+interface Got { priority: string; ctx: Context; publisherId: string; eventType: string; payload: unknown; metadata: NotificationMetadata }
+
+/** Records every notification it gets, at every priority. */
+export class Collector {
+  got: Got[] = [];
+  filterRule?: NotificationFilter;
+  fail = 0;
+  constructor(filter?: NotificationFilter) { if (filter) this.filterRule = filter; }
+  private rec(priority: string, ctx: Context, publisherId: string, eventType: string, payload: unknown, metadata: NotificationMetadata) {
+    this.got.push({ priority, ctx, publisherId, eventType, payload, metadata });
+    if (this.fail > 0) { this.fail--; throw new Error('endpoint failure on purpose'); }
+  }
+  audit(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) { this.rec('audit', c, p, e, pl, m); }
+  debug(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) { this.rec('debug', c, p, e, pl, m); }
+  info(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) { this.rec('info', c, p, e, pl, m); }
+  warn(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) { this.rec('warn', c, p, e, pl, m); }
+  error(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) { this.rec('error', c, p, e, pl, m); }
+  critical(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) { this.rec('critical', c, p, e, pl, m); }
+  sample(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) { this.rec('sample', c, p, e, pl, m); }
+}
+
+interface Ctx { broker: NotifyBroker; transports: Transport[]; listeners: NotificationListener[] }
+
+/** The notification cases every driver must pass. */
+export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
+  const t = suite<Ctx>(name, {} as Ctx);
+  t.before(async (ctx) => { ctx.broker = await broker(); });
+  t.after(async (ctx) => { await ctx.broker?.stop(); });
+  t.before.each((ctx) => { ctx.transports = []; ctx.listeners = []; });
+  t.after.each(async (ctx) => {
+    for (const l of ctx.listeners) { await l.stop(); await l.wait(1000); }
+    for (const tr of ctx.transports) await tr.close();
+  });
+
+  let n = 0;
+  // Topics unique per test: queues of earlier tests (RabbitMQ keeps them) cannot interfere.
+  const topic = () => `notif${++n}`;
+  async function transport(ctx: Ctx): Promise<Transport> {
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig() });
+    ctx.transports.push(tr);
+    return tr;
+  }
+  async function listen(ctx: Ctx, topics: string[], endpoints: object[], opts = {}): Promise<NotificationListener> {
+    const l = new NotificationListener(await transport(ctx), topics.map((tp) => new Target({ topic: tp })), endpoints, opts);
+    await l.start();
+    ctx.listeners.push(l);
+    return l;
+  }
+
+  t('every priority arrives with publisher id, event type, payload, metadata and a sanitized context', async (ctx) => {
+    const tp = topic();
+    const c = new Collector();
+    await listen(ctx, [tp], [c]);
+    const notifier = new Notifier(await transport(ctx), { publisherId: 'compute.host1', topics: [tp] });
+    const context = { user_id: 'u1', project_id: 'p1', request_id: 'req-1', roles: ['admin'], auth_token: 'secret-token', password: 'x' };
+    for (const p of PRIORITIES) await notifier[p](context, `thing.${p}`, { id: 1, p, nested: { list: [1, 'two'] } });
+    await until(() => c.got.length === PRIORITIES.length, 'one notification per priority');
+    for (const p of PRIORITIES) {
+      const g = c.got.find((x) => x.priority === p)!;
+      assert.ok(g, `got ${p}`);
+      assert.is(g.publisherId, 'compute.host1');
+      assert.is(g.eventType, `thing.${p}`);
+      assert.equal(g.payload, { id: 1, p, nested: { list: [1, 'two'] } });
+      assert.equal(g.ctx, { user_id: 'u1', project_id: 'p1', request_id: 'req-1', roles: ['admin'] }, 'secrets never reach the bus');
+      assert.match(g.metadata.message_id!, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      assert.match(g.metadata.timestamp!, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$/);
+    }
+    // prepare() changes the publisher id only.
+    await notifier.prepare({ publisherId: 'compute.host2' }).info({}, 'thing.moved', null);
+    await until(() => c.got.some((g) => g.publisherId === 'compute.host2' && g.eventType === 'thing.moved'), 'prepared publisher id');
+  });
+
+  t('filters: publisher id, event type, context and payload regexes, anchored at the start like oslo', async (ctx) => {
+    const tp = topic();
+    const filtered = new Collector(new NotificationFilter({ publisherId: '^compute', eventType: 'instance\\.', context: { project_id: 'p-' }, payload: { state: 'act' } }));
+    const all = new Collector();
+    await listen(ctx, [tp], [filtered, all]);
+    const nt = new Notifier(await transport(ctx), { publisherId: 'compute.h1', topics: [tp] });
+    await nt.info({ project_id: 'p-1' }, 'instance.create', { state: 'active' });          // passes
+    await nt.info({ project_id: 'p-1' }, 'volume.create', { state: 'active' });            // event type
+    await nt.info({ project_id: 'x-p-1' }, 'instance.create', { state: 'active' });        // context: match is anchored
+    await nt.info({ project_id: 'p-1' }, 'instance.create', { state: 42 });                // payload field not a string
+    await nt.prepare({ publisherId: 'network.h1' }).info({ project_id: 'p-1' }, 'instance.create', { state: 'active' });
+    await until(() => all.got.length === 5, 'the unfiltered endpoint gets all five');
+    await sleep(100);
+    assert.is(filtered.got.length, 1);
+    assert.equal(filtered.got[0]!.payload, { state: 'active' });
+  });
+
+  t('pools: each pool gets every notification once; listeners in a pool share them', async (ctx) => {
+    const tp = topic();
+    if (!ctx.broker.pools) {
+      await rejects(listen(ctx, [tp], [new Collector()], { pool: 'p1' }), 'HERMOD_ERR_INVALID_ARGUMENT', /pools are not supported/);
+      return;
+    }
+    const a1 = new Collector(); const a2 = new Collector(); const b1 = new Collector();
+    await listen(ctx, [tp], [a1], { pool: `${tp}-pool-a` });
+    await listen(ctx, [tp], [a2], { pool: `${tp}-pool-a` });
+    await listen(ctx, [tp], [b1], { pool: `${tp}-pool-b` });
+    const nt = new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp] });
+    for (let i = 0; i < 20; i++) await nt.info({}, 'e', { i });
+    await until(() => a1.got.length + a2.got.length === 20 && b1.got.length === 20, 'pool a: 20 shared; pool b: all 20');
+    assert.ok(a1.got.length > 0 && a2.got.length > 0, `shared in pool a: ${a1.got.length}/${a2.got.length}`);
+    const ids = (g: Got[]) => g.map((x) => (x.payload as { i: number }).i).sort((x, y) => x - y);
+    assert.equal(ids([...a1.got, ...a2.got]), Array.from({ length: 20 }, (_, i) => i), 'each once in pool a');
+  });
+
+  t('batch listener: batchSize groups, batchTimeout flushes the rest', async (ctx) => {
+    const tp = topic();
+    const batches: BatchedNotification[][] = [];
+    const ep = { info: async (msgs: BatchedNotification[]) => { batches.push(msgs); } };
+    await listen(ctx, [tp], [ep], { batchSize: 5, batchTimeout: 200 });
+    const nt = new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp] });
+    // Sent together: over a router a notification is settled only once the listener handled
+    // it, so one-at-a-time sends would never fill a batch.
+    await Promise.all(Array.from({ length: 12 }, (_, i) => nt.info({ request_id: `r${i}` }, 'e', { i })));
+    await until(() => batches.flat().length === 12, '12 notifications in batches');
+    assert.equal(batches.map((b) => b.length), [5, 5, 2]);
+    assert.equal(batches.flat().map((m) => (m.payload as { i: number }).i).sort((a, b) => a - b), Array.from({ length: 12 }, (_, i) => i));
+    const first = batches.flat().find((m) => (m.payload as { i: number }).i === 0)!;
+    assert.is(first.ctxt.request_id, 'r0');
+    assert.is(first.publisher_id, 'p');
+  });
+
+  t('an endpoint that throws: handled by default; with allowRequeue redelivered up to the limit, then dropped', async (ctx) => {
+    const tp = topic();
+    const c = new Collector();
+    c.fail = 1;
+    const l = await listen(ctx, [tp], [c]);
+    const nt = new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp] });
+    await nt.error({}, 'boom', { n: 1 });
+    await until(() => l.stats.failed === 1 && l.stats.handled === 1, 'failure counted, message handled');
+    await sleep(150);
+    assert.is(c.got.length, 1, 'not redelivered without allowRequeue');
+    const tp2 = topic();
+    const r = new Collector();
+    r.fail = 100;
+    const l2 = await listen(ctx, [tp2], [r], { allowRequeue: true, redeliveryLimit: 3 });
+    await new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp2] }).error({}, 'storm', {});
+    await until(() => l2.stats.dropped === 1, 'dropped after the redelivery limit', 10000);
+    assert.is(r.got.length, 4, 'first delivery + 3 redeliveries');
+    assert.is(l2.stats.requeued, 3);
+    // The requeue is honoured when the endpoint recovers.
+    r.fail = 1;
+    await new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp2] }).error({}, 'once', {});
+    await until(() => r.got.filter((g) => g.eventType === 'once').length === 2 && l2.stats.handled === 1, 'redelivered once, then handled', 10000);
+  });
+
+  t('notifier input errors are typed; noop, log and routing drivers', async (ctx) => {
+    const tr = await transport(ctx);
+    assert.throws(() => new Notifier(tr, { publisherId: '' }), /publisherId/);
+    assert.throws(() => new Notifier(tr, { publisherId: 'p', driver: 'carrier-pigeon' }), /unknown notification driver/);
+    const nt = new Notifier(tr, { publisherId: 'p', topics: [topic()] });
+    await rejects(nt.notify({}, 'e', {}, 'loud' as never), 'HERMOD_ERR_INVALID_ARGUMENT', /unknown priority/);
+    await rejects(nt.info({}, '', {}), 'HERMOD_ERR_INVALID_ARGUMENT');
+    await rejects(nt.info({}, 'e', { n: 10n }), 'HERMOD_ERR_SERIALIZATION');
+    assert.not.ok(new Notifier(tr, { publisherId: 'p', driver: 'noop' }).isEnabled());
+    const lines: string[] = [];
+    const tp = topic();
+    const c = new Collector();
+    await listen(ctx, [tp], [c]);
+    const routed = new Notifier(tr, {
+      publisherId: 'p', topics: [tp], driver: 'routing', log: (name, prio, line) => lines.push(`${prio} ${name} ${line}`),
+      routing: { group1: { messagingv2: { accepted_events: ['compute.*'], accepted_priorities: ['INFO', 'ERROR'] }, log: { accepted_priorities: ['warn'] } } },
+    });
+    await routed.info({}, 'compute.start', { a: 1 });       // messagingv2
+    await routed.info({}, 'network.start', { a: 2 });       // nothing: event does not match
+    await routed.warn({}, 'compute.slow', { a: 3 });        // log only
+    await until(() => c.got.length === 1 && lines.length === 1, 'one routed to messaging, one to log');
+    await sleep(100);
+    assert.is(c.got.length, 1);
+    assert.is(c.got[0]!.eventType, 'compute.start');
+    assert.match(lines[0]!, /^warn oslo\.messaging\.notification\.compute\.slow \{.*"priority":"WARN"/);
+  });
+
+  return t;
+}
