@@ -115,6 +115,23 @@ t('endpoint modules and --help-config', async (ctx) => {
   }
 });
 
+t('notify-listen prints what notify-send sends, filtered, and exits after --count', async (ctx) => {
+  const l = start('notify-listen', ['--topic', 'clinote', '--json', '--count', '2', '--event-type', '^compute\\.', '--transport-url', ctx.url]);
+  await until(() => l.err.includes('listening on'), 'the listener to listen', 10_000);
+  for (const [event, prio] of [['compute.start', 'warn'], ['network.up', 'info'], ['compute.end', 'info']]) {
+    const r = await run('notify-send', [event!, 'id=7', 'name=vm', '--priority', prio!, '--publisher-id', 'cli.host', '--topic', 'clinote', '--transport-url', ctx.url]);
+    assert.is(r.code, 0, r.err);
+    assert.match(r.out, new RegExp(`sent ${prio} ${event}`));
+  }
+  assert.is(await l.exited, 0, l.err);
+  const lines = l.out.trim().split('\n').map((x) => JSON.parse(x) as Record<string, unknown>);
+  assert.equal(lines.map((x) => [x.priority, x.event_type, x.publisher_id]), [['warn', 'compute.start', 'cli.host'], ['info', 'compute.end', 'cli.host']]);
+  assert.equal(lines[0]!.payload, { id: 7, name: 'vm' });
+  const bad = await run('notify-send', ['x', '--priority', 'loud', '--transport-url', ctx.url]);
+  assert.is(bad.code, 2);
+  assert.match(bad.err, /unknown priority/);
+});
+
 t.run();
 
 // The same CLIs on RabbitMQ (`--transport-url rabbit://…`), against the run's RabbitMQ node.

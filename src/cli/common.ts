@@ -22,14 +22,15 @@ export function cliConfig(argv: string[]): { config: HermodConfig; rest: string[
 const LEVELS = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 } as const;
 
 /** A small logger for the bins: one line per event, plain or JSON. */
-export function makeLogger(config: HermodConfig, name: string) {
+export function makeLogger(config: HermodConfig, name: string, allToStderr = false) {
   const min = LEVELS[config.log.level];
   const write = (level: keyof typeof LEVELS, msg: string, fields: Record<string, unknown> = {}) => {
     if (LEVELS[level] < min) return;
     const line = config.log.json
       ? JSON.stringify({ time: new Date().toISOString(), level, name, msg, ...fields })
       : `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${name}: ${msg}`;
-    (level === 'error' || level === 'warn' ? process.stderr : process.stdout).write(`${line}\n`);
+    // Tools whose stdout is data (notify-listen) log everything to stderr.
+    (allToStderr || level === 'error' || level === 'warn' ? process.stderr : process.stdout).write(`${line}\n`);
   };
   return {
     debug: (m: string, f?: Record<string, unknown>) => write('debug', m, f),
