@@ -14,6 +14,28 @@ export type SetupHook = (model: ChannelModel) => Promise<void>;
 
 export const hostLabel = (h: TransportHost) => `${h.hostname}:${h.port}`;
 
+/**
+ * amqplib writes every frame with its own `socket.write`, and with `noDelay` each becomes its own
+ * syscall and TCP segment. Corking on the first write and uncorking once the current tick's
+ * work is done turns a burst (acks, replies, publishes of one batch of deliveries) into one
+ * `writev`, without adding latency: the flush happens before the event loop moves on.
+ */
+function coalesceWrites(model: ChannelModel): void {
+  const socket = (model as unknown as { connection?: { stream?: { write: (...a: unknown[]) => boolean; cork?: () => void; uncork?: () => void } } }).connection?.stream;
+  if (!socket || typeof socket.cork !== 'function' || typeof socket.uncork !== 'function') return;
+  const write = socket.write.bind(socket);
+  let corked = false;
+  const uncork = () => { corked = false; socket.uncork!(); };
+  socket.write = (...args: unknown[]) => {
+    if (!corked) {
+      corked = true;
+      socket.cork!();
+      process.nextTick(uncork);
+    }
+    return write(...args);
+  };
+}
+
 /** Broker answers that retrying at full speed cannot fix: bad credentials, missing vhost. */
 function isAuthProblem(err: unknown): boolean {
   const m = String((err as Error)?.message ?? err);
@@ -135,6 +157,7 @@ export class RabbitConnection extends EventEmitter {
       let model: ChannelModel | undefined;
       try {
         model = await this.open(h);
+        coalesceWrites(model);
         model.on('error', (err: Error) => { this.lastError = err.message; });
         model.on('blocked', (reason: string) => this.setState({ state: 'blocked', host: hostLabel(h), reason }));
         model.on('unblocked', () => this.setState({ state: 'unblocked', host: hostLabel(h) }));

@@ -1,0 +1,337 @@
+#!/usr/bin/env node
+// `npm run bench`: hermod against a raw amqplib baseline (and oslo.messaging where installed)
+// on the same broker in one run. See bench/README.md for the workloads and how to read them.
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync, existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { Command } from 'commander';
+import amqplib, { type ChannelModel, type Channel, type ConfirmChannel } from 'amqplib';
+import { getTransport, defaultConfig, Target, RPCClient, type Transport } from '../src/index.js';
+import { Router } from '../src/router/router.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..', '..');
+
+interface Opts { transportUrl?: string; routerUrl?: string; calls: number; concurrency: number; payloadBytes: number; json?: string; oslo: boolean }
+const program = new Command('bench')
+  .option('--transport-url <url>', 'a RabbitMQ URL to use instead of a throwaway node')
+  .option('--router-url <url>', 'an AMQP 1.0 router to use instead of an embedded one')
+  .option('--calls <n>', 'calls per call workload', (v) => Number(v), 5000)
+  .option('--concurrency <n>', 'calls in flight for workload 2', (v) => Number(v), 64)
+  .option('--payload-bytes <n>', 'payload of workloads 1-4', (v) => Number(v), 32)
+  .option('--json <file>', 'also write the results as JSON')
+  .option('--no-oslo', 'skip the oslo.messaging peer rows')
+  .parse();
+const opts = program.opts<Opts>();
+
+const progress = (s: string) => process.stderr.write(`  ${s}\n`);
+
+// ---------- measurement helpers ----------
+
+interface Lat { rate: number; p50: number; p99: number; max: number; n: number }
+function stats(lat: number[], seconds: number): Lat {
+  const s = [...lat].sort((a, b) => a - b);
+  const q = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))] ?? 0;
+  return { rate: lat.length / seconds, p50: q(0.5), p99: q(0.99), max: s[s.length - 1] ?? 0, n: lat.length };
+}
+async function sequential(call: () => Promise<unknown>, n: number): Promise<Lat> {
+  for (let i = 0; i < Math.min(200, n); i++) await call(); // warm-up
+  const lat: number[] = [];
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await call();
+    lat.push(performance.now() - t);
+  }
+  return stats(lat, (performance.now() - t0) / 1000);
+}
+async function concurrent(call: () => Promise<unknown>, n: number, inFlight: number): Promise<Lat> {
+  await Promise.all(Array.from({ length: inFlight }, () => call()));
+  const lat: number[] = [];
+  let next = 0;
+  const t0 = performance.now();
+  const lane = async () => {
+    while (next < n) {
+      next++;
+      const t = performance.now();
+      await call();
+      lat.push(performance.now() - t);
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, lane));
+  return stats(lat, (performance.now() - t0) / 1000);
+}
+/** Publishes n casts with `window` outstanding; returns publish rate and end-to-end rate. */
+async function casts(cast: () => Promise<unknown>, n: number, window: number, counted: () => Promise<number>, expect = n): Promise<{ publish: number; e2e: number }> {
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(Array.from({ length: window }, async () => { while (next < n) { next++; await cast(); } }));
+  const published = (performance.now() - t0) / 1000;
+  const end = Date.now() + 60_000;
+  while ((await counted()) < expect) {
+    if (Date.now() > end) throw new Error(`only ${await counted()} of ${expect} casts arrived`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  const e2e = (performance.now() - t0) / 1000;
+  return { publish: n / published, e2e: expect / e2e };
+}
+
+// ---------- worker processes ----------
+
+class Worker {
+  private readonly child: ChildProcess;
+  private queue: Array<(m: Record<string, unknown>) => void> = [];
+  constructor() {
+    this.child = fork(path.join(here, 'worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.child.on('message', (m) => this.queue.shift()?.(m as Record<string, unknown>));
+  }
+  ask(m: Record<string, unknown>): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      this.queue.push((r) => (r.error ? reject(new Error(String(r.error))) : resolve(r)));
+      this.child.send(m);
+    });
+  }
+  async count(): Promise<number> { return Number((await this.ask({ op: 'count' })).casts); }
+  async rss(): Promise<number> { return Number((await this.ask({ op: 'rss' })).rss); }
+  async stop(): Promise<void> {
+    await this.ask({ op: 'stop' }).catch(() => {});
+    await new Promise((r) => { if (this.child.exitCode !== null) r(undefined); else this.child.once('exit', r); });
+  }
+}
+
+// ---------- the raw amqplib baseline client ----------
+
+class RawClient {
+  private conn!: ChannelModel;
+  private ch!: Channel;
+  private confirm!: ConfirmChannel;
+  private readonly pending = new Map<string, (v: unknown) => void>();
+  private seq = 0;
+  static async connect(url: string): Promise<RawClient> {
+    const c = new RawClient();
+    c.conn = await amqplib.connect(url, { noDelay: true });
+    c.ch = await c.conn.createChannel();
+    c.confirm = await c.conn.createConfirmChannel();
+    // Direct reply-to: the broker's pseudo-queue, consumed with no acks on the publishing channel.
+    await c.ch.consume('amq.rabbitmq.reply-to', (msg) => {
+      if (!msg) return;
+      const done = c.pending.get(msg.properties.correlationId);
+      c.pending.delete(msg.properties.correlationId);
+      done?.(JSON.parse(msg.content.toString()).result);
+    }, { noAck: true });
+    return c;
+  }
+  call(queue: string, body: unknown): Promise<unknown> {
+    const id = String(++this.seq);
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      this.ch.sendToQueue(queue, Buffer.from(JSON.stringify(body)), { replyTo: 'amq.rabbitmq.reply-to', correlationId: id, contentType: 'application/json' });
+    });
+  }
+  cast(exchange: string, key: string, body: unknown): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.confirm.publish(exchange, key, Buffer.from(JSON.stringify(body)), { contentType: 'application/json' }, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+  close(): Promise<void> { return this.conn.close(); }
+}
+
+// ---------- the oslo.messaging peer ----------
+
+const PYTHON = '/usr/bin/python3';
+function osloAvailable(): boolean {
+  return existsSync(PYTHON) && existsSync('/usr/lib/python3/dist-packages/oslo_messaging');
+}
+function pyProc(args: string[]): { child: ChildProcess; lines: string[]; wait(pred: (l: string) => boolean, ms: number): Promise<string> } {
+  const child = spawn(PYTHON, [path.join(root, 'bench', 'oslo_bench.py'), ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  createInterface({ input: child.stdout! }).on('line', (l) => lines.push(l));
+  return {
+    child, lines,
+    async wait(pred, ms) {
+      const end = Date.now() + ms;
+      for (;;) {
+        const hit = lines.find(pred);
+        if (hit) return hit;
+        if (child.exitCode !== null || Date.now() > end) throw new Error(`oslo bench peer: no answer (${args.join(' ')})`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+  };
+}
+
+// ---------- main ----------
+
+type Row = { id: string; name: string; unit: string; hermod?: number; raw?: number; oslo?: number; better: 'higher' | 'lower' };
+
+async function main(): Promise<void> {
+  const rows: Row[] = [];
+  const add = (name: string, unit: string, v: Partial<Row>, better: Row['better'] = 'higher') => {
+    rows.push({ id: `${rows.length + 1}`, name, unit, better, ...v });
+  };
+  const cleanups: Array<() => Promise<void>> = [];
+  const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+  process.stderr.write(`hermod bench: ${machine}\n`);
+  try {
+    let rabbitUrl = opts.transportUrl;
+    if (!rabbitUrl) {
+      progress('starting a throwaway RabbitMQ node…');
+      const { RabbitNode } = await import('../test/support/rabbit.js');
+      const node = await RabbitNode.start({ name: 'hermod-bench' });
+      cleanups.push(() => node.stop());
+      rabbitUrl = node.url();
+    }
+    const amqpUrl = rabbitUrl.replace(/^rabbit(s?):/, 'amqp$1:');
+    const payload = 'x'.repeat(Math.max(0, opts.payloadBytes));
+    const N = opts.calls;
+
+    // hermod on RabbitMQ: two server processes (for fanout), one client transport here.
+    const w1 = new Worker(); const w2 = new Worker();
+    cleanups.push(() => w1.stop(), () => w2.stop());
+    await w1.ask({ op: 'start-hermod', url: rabbitUrl, topic: 'bench', server: 's1', concurrency: 64 });
+    await w2.ask({ op: 'start-hermod', url: rabbitUrl, topic: 'bench_fan', server: 's2', concurrency: 64 });
+    const w1b = new Worker();
+    cleanups.push(() => w1b.stop());
+    await w1b.ask({ op: 'start-hermod', url: rabbitUrl, topic: 'bench_fan', server: 's1b', concurrency: 64 });
+    const idleRss = await w1.rss();
+    const tr: Transport = await getTransport(rabbitUrl, { config: defaultConfig(), overrides: { 'rpc.maxInFlight': 4096 } });
+    cleanups.push(() => tr.close());
+    const client = new RPCClient(tr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
+    const hcall = () => client.call({}, 'echo', { v: payload });
+
+    progress(`hermod (rabbit): ${N} sequential calls`);
+    const hs = await sequential(hcall, N);
+    progress(`hermod (rabbit): ${N} calls, ${opts.concurrency} in flight`);
+    let peakRss = idleRss;
+    const sampler = setInterval(() => { w1.rss().then((r) => { peakRss = Math.max(peakRss, r); }, () => {}); }, 100);
+    const hc = await concurrent(hcall, N, opts.concurrency);
+    clearInterval(sampler);
+    peakRss = Math.max(peakRss, await w1.rss());
+    progress(`hermod (rabbit): ${N} casts`);
+    await w1.ask({ op: 'reset' });
+    const hcast = new RPCClient(tr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
+    const hk = await casts(() => hcast.cast({}, 'count', { v: payload }), N, 64, () => w1.count());
+    progress(`hermod (rabbit): ${N} fanout casts to 2 servers`);
+    await w2.ask({ op: 'reset' }); await w1b.ask({ op: 'reset' });
+    const hfan = new RPCClient(tr, new Target({ topic: 'bench_fan', fanout: true }), { timeout: 30_000 });
+    const hf = await casts(() => hfan.cast({}, 'count', { v: payload }), N, 64, async () => (await w2.count()) + (await w1b.count()), 2 * N);
+    const sizes: Array<[string, number]> = [['32 B', 32], ['1 KiB', 1024], ['64 KiB', 65536]];
+    const hsz: Record<string, Lat> = {};
+    for (const [label, bytes] of sizes) {
+      progress(`hermod (rabbit): sequential calls, ${label} payload`);
+      const p = 'x'.repeat(bytes);
+      hsz[label] = await sequential(() => client.call({}, 'echo', { v: p }), bytes > 10_000 ? Math.min(N, 1000) : Math.min(N, 2000));
+    }
+
+    // Raw amqplib on the same broker: two responder processes, the client here.
+    const r1 = new Worker(); const r2 = new Worker();
+    cleanups.push(() => r1.stop(), () => r2.stop());
+    await r1.ask({ op: 'start-raw', url: amqpUrl, queue: 'raw_rpc', fanout: 'raw_fan', prefetch: 64 });
+    await r2.ask({ op: 'start-raw', url: amqpUrl, queue: 'raw_rpc2', fanout: 'raw_fan', prefetch: 64 });
+    const raw = await RawClient.connect(amqpUrl);
+    cleanups.push(() => raw.close());
+    const rcall = () => raw.call('raw_rpc', { v: payload });
+    progress(`raw amqplib: ${N} sequential calls`);
+    const rs = await sequential(rcall, N);
+    progress(`raw amqplib: ${N} calls, ${opts.concurrency} in flight`);
+    const rc = await concurrent(rcall, N, opts.concurrency);
+    progress(`raw amqplib: ${N} casts`);
+    await r1.ask({ op: 'reset' }); await r2.ask({ op: 'reset' });
+    const rk = await casts(() => raw.cast('', 'raw_rpc', { v: payload }), N, 64, () => r1.count());
+    progress(`raw amqplib: ${N} fanout casts to 2 consumers`);
+    await r1.ask({ op: 'reset' }); await r2.ask({ op: 'reset' });
+    const rf = await casts(() => raw.cast('raw_fan', '', { v: payload }), N, 64, async () => (await r1.count()) + (await r2.count()), 2 * N);
+    const rsz: Record<string, Lat> = {};
+    for (const [label, bytes] of sizes) {
+      progress(`raw amqplib: sequential calls, ${label} payload`);
+      const p = 'x'.repeat(bytes);
+      rsz[label] = await sequential(() => raw.call('raw_rpc', { v: p }), bytes > 10_000 ? Math.min(N, 1000) : Math.min(N, 2000));
+    }
+
+    // hermod over the embedded AMQP 1.0 router (in its own process).
+    let routerUrl = opts.routerUrl;
+    if (!routerUrl) {
+      const router = new Router({ port: 0 });
+      const port = await router.start();
+      cleanups.push(() => router.stop());
+      routerUrl = `amqp://127.0.0.1:${port}/`;
+    }
+    const a1 = new Worker();
+    cleanups.push(() => a1.stop());
+    await a1.ask({ op: 'start-hermod', url: routerUrl, topic: 'bench', server: 's1', concurrency: 64 });
+    const atr = await getTransport(routerUrl, { config: defaultConfig(), overrides: { 'rpc.maxInFlight': 4096 } });
+    cleanups.push(() => atr.close());
+    const aclient = new RPCClient(atr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
+    progress(`hermod (router): ${N} sequential calls`);
+    const as = await sequential(() => aclient.call({}, 'echo', { v: payload }), N);
+    progress(`hermod (router): ${N} calls, ${opts.concurrency} in flight`);
+    const ac = await concurrent(() => aclient.call({}, 'echo', { v: payload }), N, opts.concurrency);
+    progress(`hermod (router): ${N} casts`);
+    await a1.ask({ op: 'reset' });
+    const acast = new RPCClient(atr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
+    const ak = await casts(() => acast.cast({}, 'count', {}), N, 64, () => a1.count());
+
+    // oslo.messaging's own client and server on the same RabbitMQ.
+    let oslo: Record<string, number> | undefined;
+    if (opts.oslo && osloAvailable()) {
+      progress('oslo.messaging: server and client (Python) on the same broker');
+      const servers = [pyProc(['server', '--url', rabbitUrl, '--topic', 'obench', '--name', 'o1']), pyProc(['server', '--url', rabbitUrl, '--topic', 'obench', '--name', 'o2'])];
+      try {
+        await Promise.all(servers.map((s) => s.wait((l) => l.includes('"ready"'), 30_000)));
+        const oc = pyProc(['client', '--url', rabbitUrl, '--topic', 'obench', '--calls', String(Math.min(N, 3000)), '--concurrency', String(opts.concurrency), '--payload-bytes', String(opts.payloadBytes)]);
+        const line = await oc.wait((l) => l.startsWith('{"result"'), 300_000);
+        oslo = (JSON.parse(line) as { result: Record<string, number> }).result;
+        oc.child.kill('SIGKILL'); // its metrics thread would keep it ~10 s
+      } finally {
+        for (const s of servers) s.child.kill('SIGKILL');
+      }
+    } else {
+      progress('oslo.messaging rows skipped (python3-oslo.messaging not installed or --no-oslo)');
+    }
+
+    add('1. sequential calls', 'calls/s', { hermod: hs.rate, raw: rs.rate, oslo: oslo?.seq_rate });
+    add('   p50 latency', 'ms', { hermod: hs.p50, raw: rs.p50, oslo: oslo?.seq_p50 }, 'lower');
+    add('   p99 latency', 'ms', { hermod: hs.p99, raw: rs.p99, oslo: oslo?.seq_p99 }, 'lower');
+    add('   max latency', 'ms', { hermod: hs.max, raw: rs.max }, 'lower');
+    add(`2. calls, ${opts.concurrency} in flight`, 'calls/s', { hermod: hc.rate, raw: rc.rate, oslo: oslo?.conc_rate });
+    add('   p50 latency', 'ms', { hermod: hc.p50, raw: rc.p50 }, 'lower');
+    add('   p99 latency', 'ms', { hermod: hc.p99, raw: rc.p99 }, 'lower');
+    add('3. casts published (confirmed)', 'casts/s', { hermod: hk.publish, raw: rk.publish, oslo: oslo?.cast_rate });
+    add('   casts end to end', 'casts/s', { hermod: hk.e2e, raw: rk.e2e, oslo: oslo?.cast_e2e });
+    add('4. fanout to 2 servers', 'deliveries/s', { hermod: hf.e2e, raw: rf.e2e, oslo: oslo?.fanout_deliveries });
+    for (const [label] of sizes) {
+      add(`5. sequential, ${label} payload`, 'calls/s', { hermod: hsz[label]!.rate, raw: rsz[label]!.rate });
+      add(`   ${label} p50`, 'ms', { hermod: hsz[label]!.p50, raw: rsz[label]!.p50 }, 'lower');
+    }
+    add('6. router: sequential calls', 'calls/s', { hermod: as.rate });
+    add('   router: p50', 'ms', { hermod: as.p50 }, 'lower');
+    add('   router: p99', 'ms', { hermod: as.p99 }, 'lower');
+    add(`   router: ${opts.concurrency} in flight`, 'calls/s', { hermod: ac.rate });
+    add('   router: casts end to end', 'casts/s', { hermod: ak.e2e });
+    add('7. server RSS, idle', 'MB', { hermod: idleRss / 2 ** 20 }, 'lower');
+    add('   server RSS, under workload 2', 'MB', { hermod: peakRss / 2 ** 20 }, 'lower');
+
+    const f = (v: number | undefined, unit: string) => (v === undefined ? '—' : unit === 'ms' ? v.toFixed(3) : unit === 'MB' ? v.toFixed(1) : Math.round(v).toLocaleString('en-US'));
+    const ratio = (a: number | undefined, b: number | undefined, better: Row['better']) =>
+      (a === undefined || b === undefined || b === 0 ? '—' : `${(better === 'higher' ? a / b : b / a).toFixed(2)}×`);
+    const header = ['workload', 'unit', 'hermod', 'raw amqplib', 'oslo.messaging', 'hermod/raw', 'hermod/oslo'];
+    const table = rows.map((r) => [r.name, r.unit, f(r.hermod, r.unit), f(r.raw, r.unit), f(r.oslo, r.unit), ratio(r.hermod, r.raw, r.better), ratio(r.hermod, r.oslo, r.better)]);
+    const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
+    const line = (cells: string[]) => `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+    const out = [line(header), `|${widths.map((w, i) => (i < 2 ? ':' : '') + '-'.repeat(w + 1) + (i < 2 ? '' : ':')).join('|')}|`, ...table.map(line)].join('\n');
+    process.stdout.write(`\nhermod bench — ${machine}; RabbitMQ on loopback; ${N} calls per workload, payload ${opts.payloadBytes} B\n`);
+    process.stdout.write('ratios: hermod/raw and hermod/oslo, > 1 means hermod is better (for latencies and memory: the inverse)\n\n');
+    process.stdout.write(`${out}\n`);
+    if (opts.json) {
+      writeFileSync(opts.json, JSON.stringify({ machine, options: opts, rows, at: new Date().toISOString() }, null, 2));
+      process.stderr.write(`results written to ${opts.json}\n`);
+    }
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+  }
+}
+
+main().then(() => process.exit(0), (err) => { process.stderr.write(`bench failed: ${(err as Error).stack ?? err}\n`); process.exit(1); });

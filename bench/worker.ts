@@ -1,0 +1,89 @@
+// A server-side process for the benchmarks, driven over IPC by bench/run.ts: a hermod RPC
+// server, or the raw amqplib responder the baseline uses. Separate processes keep the client's
+// and the server's CPU apart and let the bench read a server's RSS.
+import amqplib, { type ChannelModel } from 'amqplib';
+import { getTransport, defaultConfig, Target, RPCServer, type Transport, type Context } from '../src/index.js';
+
+type Msg =
+  | { op: 'start-hermod'; url: string; topic: string; server: string; concurrency: number }
+  | { op: 'start-raw'; url: string; queue: string; fanout: string; prefetch: number }
+  | { op: 'count' }
+  | { op: 'reset' }
+  | { op: 'rss' }
+  | { op: 'stop' };
+
+let casts = 0;
+let transport: Transport | undefined;
+let server: RPCServer | undefined;
+let raw: ChannelModel | undefined;
+
+/** The endpoint every hermod bench server exposes. */
+class BenchEndpoint {
+  async echo(_ctx: Context, args: { v: unknown }) { return args.v; }
+  async add(_ctx: Context, args: { a: number; b: number }) { return args.a + args.b; }
+  async count(_ctx: Context) { casts++; }
+}
+
+const reply = (m: unknown) => process.send!(m);
+
+async function startRaw(url: string, queue: string, fanout: string, prefetch: number): Promise<void> {
+  raw = await amqplib.connect(url, { noDelay: true });
+  const ch = await raw.createChannel();
+  await ch.prefetch(prefetch);
+  await ch.assertQueue(queue, { durable: false, autoDelete: false });
+  // Request/reply responder: answer to the caller's direct reply-to, then ack.
+  await ch.consume(queue, (msg) => {
+    if (!msg) return;
+    const body = JSON.parse(msg.content.toString());
+    if (msg.properties.replyTo) {
+      ch.sendToQueue(msg.properties.replyTo, Buffer.from(JSON.stringify({ result: body.v ?? body.a + body.b })), { correlationId: msg.properties.correlationId });
+    } else {
+      casts++;
+    }
+    ch.ack(msg);
+  });
+  // Fanout: every responder process gets its own exclusive queue.
+  await ch.assertExchange(fanout, 'fanout', { durable: false, autoDelete: true });
+  const { queue: mine } = await ch.assertQueue('', { exclusive: true });
+  await ch.bindQueue(mine, fanout, '');
+  await ch.consume(mine, (msg) => { if (msg) { casts++; ch.ack(msg); } });
+}
+
+process.on('message', (m: Msg) => {
+  void (async () => {
+    try {
+      switch (m.op) {
+        case 'start-hermod':
+          transport = await getTransport(m.url, { config: defaultConfig(), overrides: { 'log.level': 'error' } });
+          server = new RPCServer(transport, new Target({ topic: m.topic, server: m.server }), [new BenchEndpoint()], { concurrency: m.concurrency });
+          await server.start();
+          reply({ ok: true });
+          break;
+        case 'start-raw':
+          await startRaw(m.url, m.queue, m.fanout, m.prefetch);
+          reply({ ok: true });
+          break;
+        case 'count':
+          reply({ casts });
+          break;
+        case 'reset':
+          casts = 0;
+          reply({ ok: true });
+          break;
+        case 'rss':
+          reply({ rss: process.memoryUsage().rss });
+          break;
+        case 'stop':
+          await server?.stop();
+          await server?.wait(2000);
+          await transport?.close();
+          await raw?.close().catch(() => {});
+          reply({ ok: true });
+          process.disconnect();
+          break;
+      }
+    } catch (err) {
+      reply({ error: (err as Error).message });
+    }
+  })();
+});
