@@ -38,7 +38,10 @@ async function main(): Promise<void> {
     await listener?.stop();
     await listener?.wait(2000);
     await transport.close();
-    process.exit(code);
+    // No process.exit(): ending with the event loop lets the last dispositions reach the broker.
+    process.exitCode = code;
+    process.removeAllListeners('SIGINT');
+    process.removeAllListeners('SIGTERM');
   };
   const endpoint: Record<string, unknown> = {};
   if (o.publisherId || o.eventType) {

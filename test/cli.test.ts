@@ -120,7 +120,7 @@ t('notify-listen prints what notify-send sends, filtered, and exits after --coun
   await until(() => l.err.includes('listening on'), 'the listener to listen', 10_000);
   for (const [event, prio] of [['compute.start', 'warn'], ['network.up', 'info'], ['compute.end', 'info']]) {
     const r = await run('notify-send', [event!, 'id=7', 'name=vm', '--priority', prio!, '--publisher-id', 'cli.host', '--topic', 'clinote', '--transport-url', ctx.url]);
-    assert.is(r.code, 0, r.err);
+    assert.is(r.code, 0, `${r.err}\nlistener out: ${l.out}\nlistener err: ${l.err}`);
     assert.match(r.out, new RegExp(`sent ${prio} ${event}`));
   }
   assert.is(await l.exited, 0, l.err);

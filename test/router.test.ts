@@ -92,6 +92,22 @@ t('thousands of presettled messages on one session keep flowing (session window 
   assert.is(got[total - 1]!.body, total - 1);
 });
 
+t('a receiver that accepts and detaches at once: the sender hears accepted, not modified', async (ctx) => {
+  const addr = 'openstack.org/om/rpc/anycast/openstack/quick';
+  const r = (await conn(ctx)).open_receiver({ source: { address: addr }, autoaccept: false, credit_window: 0 } as never);
+  r.add_credit(10);
+  await opened(r);
+  r.on('message', (e: EventContext) => { e.delivery!.accept(); setImmediate(() => r.close()); });
+  const s = (await conn(ctx)).open_sender({ target: {} } as never);
+  await until(() => s.sendable(), 'credit');
+  const outcomes: string[] = [];
+  for (const k of ['accepted', 'released', 'modified', 'rejected']) s.on(k, () => outcomes.push(k));
+  s.send({ to: addr, body: 'once' } as never);
+  await until(() => outcomes.length > 0, 'an outcome');
+  await sleep(100);
+  assert.equal(outcomes, ['accepted']);
+});
+
 t('named sender to an address with no receiver: no credit until one attaches, then held messages flow', async (ctx) => {
   const c = await conn(ctx);
   const s = c.open_sender('later');

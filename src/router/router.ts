@@ -380,9 +380,20 @@ export class Router {
     }
     // Delivered but unsettled: the receiver may have seen them, so tell the sender "modified,
     // delivery failed"; queued for it only: released. Same as Dispatch Router.
-    for (const item of c.unsettled.values()) {
+    // rhea records a disposition at once but raises its event only on its next processing pass,
+    // while a detach in the same read is handled immediately: an outcome the receiver already
+    // sent must win over "vanished", or an accepted message would be delivered twice.
+    for (const [out, item] of c.unsettled) {
+      const known = (out as unknown as { remote_state?: { constructor?: { composite_type?: string } } & Record<string, unknown> }).remote_state;
+      const outcome = known?.constructor?.composite_type as 'accepted' | 'released' | 'rejected' | 'modified' | undefined;
       if (item.remaining !== undefined) {
         if (--item.remaining === 0) this.settleInbound(item, 'accepted');
+      } else if (outcome === 'accepted' || outcome === 'released') {
+        this.settleInbound(item, outcome);
+      } else if (outcome === 'rejected') {
+        this.settleInbound(item, 'rejected', known!.error as never);
+      } else if (outcome === 'modified') {
+        this.settleInbound(item, 'modified', known as never);
       } else {
         this.settleInbound(item, 'modified', { delivery_failed: true, undeliverable_here: false });
       }
