@@ -17,8 +17,12 @@ import { RabbitConnection, type SetupHook } from './connection.js';
 
 /** oslo's message properties: JSON, persistent (even on transient queues), priority 0, no headers. */
 const BASE_PROPS = { contentType: 'application/json', contentEncoding: 'utf-8', deliveryMode: 2, priority: 0, headers: {} } as const;
-/** How many `_unique_id`s a receiver remembers to drop duplicates (oslo keeps 16). */
-const DEDUP_WINDOW = 16;
+/**
+ * How many `_unique_id`s a receiver remembers to drop duplicates. oslo keeps 16, enough for its
+ * immediate redeliveries; hermod resends unconfirmed casts after a reconnect, and their
+ * duplicates can arrive after hundreds of other messages.
+ */
+const DEDUP_WINDOW = 4096;
 
 /** Wraps an oslo message dict in the 2.0 envelope (the inner dict JSON-encoded into a string). */
 export function envelope(msg: Record<string, unknown>, what: string): string {
@@ -58,9 +62,10 @@ export function unenvelope(content: Buffer): Record<string, unknown> {
 /** Remembers the last few ids seen, as oslo's duplicate check does. */
 class DedupRing {
   private readonly ids: string[] = [];
+  private readonly set = new Set<string>();
   /** True when `id` was recorded recently (a duplicate). */
   seen(id: unknown): boolean {
-    return typeof id === 'string' && this.ids.includes(id);
+    return typeof id === 'string' && this.set.has(id);
   }
 
   /**
@@ -68,9 +73,10 @@ class DedupRing {
    * mistaken for a duplicate when it comes back.
    */
   add(id: unknown): void {
-    if (typeof id !== 'string' || this.ids.includes(id)) return;
+    if (typeof id !== 'string' || this.set.has(id)) return;
     this.ids.push(id);
-    if (this.ids.length > DEDUP_WINDOW) this.ids.shift();
+    this.set.add(id);
+    if (this.ids.length > DEDUP_WINDOW) this.set.delete(this.ids.shift()!);
   }
 }
 
