@@ -213,7 +213,7 @@ const SCHEMA = {
     replyCredit: opt('positive-int', 200, 'Link credit of the reply receiver (reply_link_credit)'),
     presettledCasts: opt('bool', true, 'Send casts presettled (oslo pre_settled rpc-cast)'),
     presettledReplies: opt('bool', true, 'Send replies presettled (oslo pre_settled rpc-reply)'),
-    idleTimeout: opt('duration-ms', 0, 'AMQP idle timeout; 0 = off'),
+    idleTimeout: opt('duration-ms', 60_000, 'AMQP idle timeout: a peer silent this long (no frames, no heartbeats) is taken for dead and the connection re-made; 0 = off'),
     retryInterval: opt('duration-ms', 1_000, 'First reconnect delay'),
     intervalMax: opt('duration-ms', 30_000, 'Cap of the reconnect delay'),
     containerName: opt(String, '', 'Container id on Open; empty = generated'),

@@ -216,7 +216,18 @@ export class RabbitDriver extends EventEmitter implements Driver {
   private async setupReplyConsumer(model: ChannelModel): Promise<void> {
     // The reconnect hook and the first call may both get here for one connection.
     if (this.replyModel === model) return;
+    const reconnect = this.replyModel !== undefined;
     this.replyModel = model;
+    if (reconnect && this.waiter.size > 0) {
+      // After a mere connection loss the reply queue is still there (x-expires) and pending
+      // calls complete. After a broker restart it is gone, and so are the replies sent to it:
+      // fail those calls now instead of at their timeouts.
+      const probe = await model.createChannel();
+      probe.on('error', () => {});
+      const exists = await probe.checkQueue(this.replyQueue).then(() => true, () => false);
+      if (exists) await probe.close().catch(() => {});
+      else this.waiter.failAll(new TransportError(`the reply queue ${this.replyQueue} was lost with the broker (restarted?); the call's reply cannot arrive`));
+    }
     const ch = await model.createChannel();
     ch.on('error', () => {});
     await ch.assertQueue(this.replyQueue, this.transientQueueOptions());
@@ -325,7 +336,14 @@ export class RabbitDriver extends EventEmitter implements Driver {
           await new Promise<void>((resolve, reject) => {
             const props: Options.Publish = { ...BASE_PROPS, headers: {}, mandatory: opts.mandatory };
             if (opts.expiration !== undefined) props.expiration = String(Math.max(1, Math.round(opts.expiration)));
-            const ok = ch.publish(exchange ? exchange.name : '', key, content, props, (err) => (err ? reject(err) : resolve()));
+            let ok: boolean;
+            try {
+              ok = ch.publish(exchange ? exchange.name : '', key, content, props, (err) => (err ? reject(err) : resolve()));
+            } catch (err) {
+              // amqplib refused to encode it (e.g. a routing key over 255 bytes): resending cannot help.
+              reject(new MessageDeliveryFailure(`${opts.what}: cannot be published: ${(err as Error).message}`, { cause: err }));
+              return;
+            }
             if (!ok && !this.drained) this.drained = new Promise((r) => { this.drainResolve = r; });
           });
         } finally {
@@ -336,7 +354,7 @@ export class RabbitDriver extends EventEmitter implements Driver {
         }
         return;
       } catch (err) {
-        if (err instanceof MessageUndeliverable) throw err;
+        if (err instanceof MessageDeliveryFailure) throw err;
         const msg = (err as Error).message ?? String(err);
         if (/NOT_FOUND|PRECONDITION_FAILED|ACCESS_REFUSED/.test(msg)) {
           throw new MessageDeliveryFailure(`${opts.what}: the broker refused it: ${msg}`, { cause: err });

@@ -1,0 +1,231 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import amqplib from 'amqplib';
+import { getTransport, defaultConfig, Target, RPCServer, RPCClient, type Transport, type ConnectionState } from '../src/index.js';
+import { Recorder } from './support/endpoints.js';
+import { RabbitNode } from './support/rabbit.js';
+import { rejects, sleep, until } from './support/assert.js';
+
+// Fault tests: brokers killed, stopped and refused under traffic. Each states its figures.
+// RabbitMQ faults use a node of their own (it gets killed), not the run's shared one.
+
+const bin = (name: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', `${name}.js`);
+const fast = { 'rabbit.retryInterval': 100, 'rabbit.intervalMax': 500, 'amqp1.retryInterval': 50, 'amqp1.intervalMax': 200 };
+
+interface Ctx { node: RabbitNode; transports: Transport[]; servers: RPCServer[] }
+const t = suite<Ctx>('faults', {} as Ctx);
+t.before(async (ctx) => { ctx.node = await RabbitNode.start({ name: 'hermod-faults' }); });
+t.after(async (ctx) => { await ctx.node?.stop(); });
+t.before.each((ctx) => { ctx.transports = []; ctx.servers = []; });
+t.after.each(async (ctx) => {
+  for (const s of ctx.servers) { await s.stop(); await s.wait(1000); }
+  for (const tr of ctx.transports) await tr.close();
+});
+async function transport(ctx: Ctx, url: string, overrides: Record<string, unknown> = {}): Promise<Transport> {
+  const tr = await getTransport(url, { config: defaultConfig(), overrides: { ...fast, ...overrides } });
+  ctx.transports.push(tr);
+  return tr;
+}
+
+t('kill -9 RabbitMQ during a burst of 400 durable casts: every cast arrives exactly once, then calls work again', async (ctx) => {
+  // Its own control exchange: a durable 'openstack' would clash with the other tests' transient one.
+  const durable = { 'rabbit.durableQueues': true, controlExchange: 'durable-ex' };
+  const rec = new Recorder('s');
+  const server = new RPCServer(await transport(ctx, ctx.node.url(), durable), new Target({ topic: 'burst', server: 's' }), [rec]);
+  await server.start();
+  ctx.servers.push(server);
+  const client = new RPCClient(await transport(ctx, ctx.node.url(), durable), new Target({ topic: 'burst' }), { timeout: 60_000, retry: -1 });
+  const total = 400;
+  let confirmed = 0;
+  let next = 0;
+  const failures: Error[] = [];
+  const lanes = Array.from({ length: 16 }, async () => {
+    while (next < total) {
+      const seq = next++;
+      await client.cast({}, 'bump', { seq }).then(() => { confirmed++; }, (e: Error) => { failures.push(e); });
+    }
+  });
+  await until(() => confirmed >= 100, '100 casts confirmed before the crash', 20_000);
+  await ctx.node.kill9();
+  await sleep(500);
+  await ctx.node.restart();
+  await Promise.all(lanes);
+  assert.equal(failures.map((e) => e.message), [], 'no cast failed: retry=-1 resends across the restart');
+  assert.is(confirmed, total);
+  await until(() => new Set(rec.calls.filter((c) => c.method === 'bump').map((c) => (c.args as { seq: number }).seq)).size === total, `all ${total} casts received`, 30_000);
+  await sleep(300);
+  const seqs = rec.calls.filter((c) => c.method === 'bump').map((c) => (c.args as { seq: number }).seq);
+  // Figures: sent 400, received 400 distinct, lost 0, duplicates run 0 (dropped by _unique_id).
+  assert.is(seqs.length, total, `duplicates reached the endpoint: ${seqs.length - total}`);
+  assert.is(await client.call({}, 'add', { a: 20, b: 22 }), 42);
+});
+
+t('a call in flight when the broker restarts fails promptly with TransportError, not at its timeout', async (ctx) => {
+  const server = new RPCServer(await transport(ctx, ctx.node.url()), new Target({ topic: 'inflight', server: 's' }), [new Recorder('s')]);
+  await server.start();
+  ctx.servers.push(server);
+  const client = new RPCClient(await transport(ctx, ctx.node.url()), new Target({ topic: 'inflight' }), { timeout: 60_000 });
+  assert.is(await client.call({}, 'add', { a: 1, b: 1 }), 2);
+  const t0 = Date.now();
+  const pending = client.call({}, 'sleep', { ms: 3000 }).then(() => 'ok', (e: Error & { code?: string }) => e.code);
+  await sleep(200);
+  await ctx.node.kill9();
+  await ctx.node.restart();
+  const outcome = await pending;
+  const took = Date.now() - t0;
+  // Either the reply made it after all, or the call failed once the lost reply queue was seen.
+  assert.ok(outcome === 'ok' || outcome === 'HERMOD_ERR_TRANSPORT', `outcome ${outcome}`);
+  assert.ok(took < 30_000, `settled after ${took} ms, far from its 60 s timeout`);
+  // Transient topic queues come back when their server has reconnected; until then a call is
+  // returned at once (mandatory), so poll.
+  let again: unknown;
+  const end = Date.now() + 20_000;
+  while (again !== 4 && Date.now() < end) {
+    again = await client.call({}, 'add', { a: 2, b: 2 }).catch((e: Error & { code?: string }) => (e.code === 'HERMOD_ERR_UNDELIVERABLE' ? sleep(100) : Promise.reject(e)));
+  }
+  assert.is(again, 4, 'served again after the restart');
+});
+
+t('a server killed mid-call: the caller gets a call-monitor timeout, not a hang', async (ctx) => {
+  const url = ctx.node.url();
+  const child = spawn(process.execPath, [bin('rpc-server'), 'victim', '--topic', 'victim', '--transport-url', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  await until(() => out.includes('serving topic victim'), 'the server subprocess', 15_000);
+  const client = new RPCClient(await transport(ctx, url), new Target({ topic: 'victim' }), { timeout: 30_000, callMonitorTimeout: 1000 });
+  const t0 = Date.now();
+  const pending = client.call({}, 'sleep', { seconds: 20 });
+  await sleep(600);
+  child.kill('SIGKILL');
+  await rejects(pending, 'HERMOD_ERR_TIMEOUT', /call monitor/);
+  const took = Date.now() - t0;
+  assert.ok(took < 4000, `failed after ${took} ms (monitor 1 s), not at the 30 s timeout`);
+});
+
+t('the broker blocks publishers (memory alarm): surfaced as a blocked state, then unblocked', async (ctx) => {
+  const tr = await transport(ctx, ctx.node.url());
+  const states: string[] = [];
+  tr.driver.on('state', (s: ConnectionState) => states.push(s.state));
+  const server = new RPCServer(await transport(ctx, ctx.node.url()), new Target({ topic: 'blk', server: 's' }), [new Recorder('s')]);
+  await server.start();
+  ctx.servers.push(server);
+  const c = new RPCClient(tr, new Target({ topic: 'blk' }), { timeout: 10_000 });
+  assert.is(await c.call({}, 'add', { a: 1, b: 1 }), 2);
+  await ctx.node.ctl('set_vm_memory_high_watermark', '0.0000001');
+  try {
+    const cast = c.cast({}, 'bump', { seq: 1 });
+    await until(() => states.includes('blocked'), 'a blocked state event', 10_000);
+    await ctx.node.ctl('set_vm_memory_high_watermark', '0.4');
+    await cast;
+    await until(() => states.includes('unblocked'), 'unblocked', 10_000);
+  } finally {
+    await ctx.node.ctl('set_vm_memory_high_watermark', '0.4');
+  }
+  assert.is(await c.call({}, 'add', { a: 2, b: 2 }), 4);
+});
+
+t('fuzz: 600 malformed messages at a server; all settled, none crash it, it keeps serving', async (ctx) => {
+  const rec = new Recorder('s');
+  const server = new RPCServer(await transport(ctx, ctx.node.url()), new Target({ topic: 'fuzz', server: 's' }), [rec]);
+  await server.start();
+  ctx.servers.push(server);
+  const raw = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${ctx.node.port}/`);
+  try {
+    const ch = await raw.createConfirmChannel();
+    // A seeded generator: the same 600 messages every run.
+    let seed = 0x5eed;
+    const rnd = () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x7fffffff; };
+    const junk = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(rnd() * 256)));
+    const values = [null, 1, -1.5, 'str', true, [], {}, [1, 'a'], { x: { y: [] } }, 'x'.repeat(1000)];
+    const pick = () => values[Math.floor(rnd() * values.length)];
+    const env = (m: unknown) => Buffer.from(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': JSON.stringify(m) }));
+    const bodies: Buffer[] = [];
+    for (let i = 0; i < 600; i++) {
+      const kind = i % 6;
+      if (kind === 0) bodies.push(junk(1 + Math.floor(rnd() * 400)));
+      else if (kind === 1) { const good = env({ method: 'add', args: { a: 1, b: 2 }, _unique_id: `f${i}` }); bodies.push(good.subarray(0, Math.floor(rnd() * good.length))); }
+      else if (kind === 2) bodies.push(env({ method: pick(), args: pick(), namespace: pick(), version: pick(), _unique_id: `f${i}`, _msg_id: pick(), _reply_q: pick(), _timeout: pick() }));
+      else if (kind === 3) bodies.push(Buffer.from(JSON.stringify({ 'oslo.version': pick(), 'oslo.message': pick() })));
+      else if (kind === 4) bodies.push(env({ method: 'echo', args: { value: 'y'.repeat(200_000 + Math.floor(rnd() * 100_000)) }, _unique_id: `f${i}` }));
+      else bodies.push(Buffer.from(JSON.stringify(pick())));
+    }
+    for (const b of bodies) ch.publish('openstack', 'fuzz', b, { contentType: rnd() < 0.5 ? 'application/json' : 'text/plain' });
+    await ch.waitForConfirms();
+    const c = new RPCClient(await transport(ctx, ctx.node.url()), new Target({ topic: 'fuzz' }), { timeout: 10_000 });
+    // Figures: 600 sent, 600 settled (queue empty), server alive.
+    const end = Date.now() + 20_000;
+    for (;;) {
+      const q = await ctx.node.queues('/');
+      if (q.get('fuzz')?.messages === 0) break;
+      if (Date.now() > end) throw new Error(`fuzz queue still has ${q.get('fuzz')?.messages} messages`);
+      await sleep(200);
+    }
+    assert.is(await c.call({}, 'add', { a: 3, b: 4 }), 7, 'still serving');
+  } finally {
+    await raw.close();
+  }
+});
+
+t('failover across two RabbitMQ nodes: losing the current one moves servers and clients to the other', async (ctx) => {
+  const other = await RabbitNode.start({ name: 'hermod-faults-b' });
+  try {
+    const url = `rabbit://guest:guest@127.0.0.1:${ctx.node.port},guest:guest@127.0.0.1:${other.port}/`;
+    const rec = new Recorder('s');
+    const server = new RPCServer(await transport(ctx, url), new Target({ topic: 'fo2', server: 's' }), [rec]);
+    await server.start();
+    ctx.servers.push(server);
+    const c = new RPCClient(await transport(ctx, url), new Target({ topic: 'fo2' }), { timeout: 20_000 });
+    assert.is(await c.call({}, 'add', { a: 1, b: 1 }), 2);
+    assert.ok((await ctx.node.queues('/')).has('fo2'), 'first on node A');
+    await ctx.node.kill9();
+    // Transient topic: the server re-declares its queues on node B, the client follows.
+    assert.is(await c.call({}, 'add', { a: 2, b: 3 }), 5);
+    assert.ok((await other.queues('/')).has('fo2'), 'now on node B');
+  } finally {
+    await other.stop();
+    await ctx.node.restart();
+  }
+});
+
+t('SIGSTOP an AMQP 1.0 router: the client notices within its idle timeout and recovers after SIGCONT', async (ctx) => {
+  const router = spawn(process.execPath, [bin('hermod-router'), '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let rout = '';
+  router.stdout!.on('data', (d) => { rout += d; });
+  try {
+    await until(() => /listening on (amqp:\/\/\S+)/.test(rout), 'the router', 10_000);
+    const url = /listening on (amqp:\/\/\S+)/.exec(rout)![1]!;
+    const idle = { 'amqp1.idleTimeout': 1000 };
+    const server = new RPCServer(await transport(ctx, url, idle), new Target({ topic: 'stop', server: 's' }), [new Recorder('s')]);
+    await server.start();
+    ctx.servers.push(server);
+    const tr = await transport(ctx, url, idle);
+    const states: string[] = [];
+    tr.driver.on('state', (s: ConnectionState) => states.push(s.state));
+    const c = new RPCClient(tr, new Target({ topic: 'stop' }), { timeout: 20_000 });
+    assert.is(await c.call({}, 'add', { a: 1, b: 1 }), 2);
+    router.kill('SIGSTOP');
+    const t0 = Date.now();
+    const pending = c.call({}, 'add', { a: 2, b: 2 }).then(() => 'ok', (e: Error & { code?: string }) => e.code);
+    await until(() => states.includes('disconnected'), 'the dead peer noticed', 5000);
+    const noticed = Date.now() - t0;
+    assert.ok(noticed < 3500, `noticed after ${noticed} ms (idle timeout 1 s)`);
+    assert.is(await pending, 'HERMOD_ERR_TRANSPORT', 'the call in flight failed promptly');
+    router.kill('SIGCONT');
+    const end = Date.now() + 15_000;
+    let result: unknown;
+    while (Date.now() < end) {
+      result = await c.call({}, 'add', { a: 3, b: 3 }, { timeout: 2000 }).catch(() => undefined);
+      if (result === 6) break;
+    }
+    assert.is(result, 6, 'serving again after SIGCONT');
+  } finally {
+    router.kill('SIGCONT');
+    router.kill('SIGTERM');
+    await new Promise((r) => router.once('exit', r));
+  }
+});
+
+t.run();
