@@ -65,7 +65,12 @@ async function main(): Promise<void> {
 
   let stopping = false;
   const shutdown = async (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal: do not wait for the running requests; their callers get ServerStopped.
+      log.warn(`${signal} again: aborting ${server.stats().inFlight} in-flight request(s)`);
+      await server.abort();
+      return;
+    }
     stopping = true;
     log.info(`${signal}: no new work; finishing ${server.stats().inFlight} in-flight request(s)`);
     await server.stop();

@@ -228,4 +228,32 @@ t('SIGSTOP an AMQP 1.0 router: the client notices within its idle timeout and re
   }
 });
 
+t('SIGSTOP the RabbitMQ node: heartbeats notice it, and everyone recovers after SIGCONT; SASL PLAIN works too', async (ctx) => {
+  const hb = { 'rabbit.heartbeat': 1, 'rabbit.loginMethod': 'PLAIN' };
+  const server = new RPCServer(await transport(ctx, ctx.node.url(), hb), new Target({ topic: 'hb', server: 's' }), [new Recorder('s')]);
+  await server.start();
+  ctx.servers.push(server);
+  const tr = await transport(ctx, ctx.node.url(), hb);
+  const states: string[] = [];
+  tr.driver.on('state', (s: ConnectionState) => states.push(s.state));
+  const c = new RPCClient(tr, new Target({ topic: 'hb' }), { timeout: 30_000 });
+  assert.is(await c.call({}, 'add', { a: 1, b: 1 }), 2);
+  const pid = ctx.node.pid()!;
+  process.kill(pid, 'SIGSTOP');
+  const t0 = Date.now();
+  try {
+    await until(() => states.includes('disconnected'), 'the silent broker noticed', 8000);
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  const noticed = Date.now() - t0;
+  assert.ok(noticed < 5000, `noticed after ${noticed} ms (heartbeat 1 s)`);
+  let again: unknown;
+  const end = Date.now() + 20_000;
+  while (again !== 4 && Date.now() < end) {
+    again = await c.call({}, 'add', { a: 2, b: 2 }, { timeout: 3000 }).catch(() => sleep(100));
+  }
+  assert.is(again, 4, 'served again after SIGCONT');
+});
+
 t.run();

@@ -283,6 +283,17 @@ t('wait() with a deadline aborts what is left and the caller hears ServerStopped
   await sleep(500); // the abandoned methods finish; their late results must go nowhere
 });
 
+t('abort(): stops and ends running calls at once; callers hear ServerStopped', async (ctx) => {
+  const s = await serve(ctx, 'abort-now', 's', [new Recorder('s')]);
+  const c = new RPCClient(ctx.transport, new Target({ topic: 'abort-now' }), { timeout: 5000 });
+  const a = c.call({}, 'sleep', { ms: 2000 });
+  await until(() => s.stats().inFlight === 1, 'the call running');
+  const t0 = Date.now();
+  assert.equal(await s.abort(), { completed: 0, aborted: 1 });
+  await rejects(a, 'HERMOD_ERR_SERVER_STOPPED');
+  assert.ok(Date.now() - t0 < 500, 'did not wait for the 2 s method');
+});
+
 t('a stopped server leaves queued requests for the next server on the topic', async (ctx) => {
   const first = await serve(ctx, 'handover', 'one', [new Recorder('one')], { concurrency: 1 });
   const c = new RPCClient(ctx.transport, new Target({ topic: 'handover' }), { timeout: 3000 });

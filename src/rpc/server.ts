@@ -136,6 +136,15 @@ export class RPCServer {
     return { completed: servedBeforeAbort - before, aborted: left.length };
   }
 
+  /**
+   * The abort strategy: stops taking work and ends what is running now; those callers get a
+   * ServerStopped failure and late results are dropped. Resolves with how many were aborted.
+   */
+  async abort(): Promise<WaitResult> {
+    await this.stop();
+    return this.wait(0);
+  }
+
   private checkIdle(): void {
     if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
