@@ -17,7 +17,7 @@ const fast = { 'rabbit.retryInterval': 100, 'rabbit.intervalMax': 500, 'amqp1.re
 
 interface Ctx { node: RabbitNode; transports: Transport[]; servers: RPCServer[] }
 const t = suite<Ctx>('faults', {} as Ctx);
-t.before(async (ctx) => { ctx.node = await RabbitNode.start({ name: 'hermod-faults' }); });
+t.before(async (ctx) => { ctx.node = await RabbitNode.start({ name: 'hermod-faults', tls: true }); });
 t.after(async (ctx) => { await ctx.node?.stop(); });
 t.before.each((ctx) => { ctx.transports = []; ctx.servers = []; });
 t.after.each(async (ctx) => {
@@ -254,6 +254,19 @@ t('SIGSTOP the RabbitMQ node: heartbeats notice it, and everyone recovers after 
     again = await c.call({}, 'add', { a: 2, b: 2 }, { timeout: 3000 }).catch(() => sleep(100));
   }
   assert.is(again, 4, 'served again after SIGCONT');
+});
+
+t('TLS: rabbits:// with the test CA serves; an unknown CA fails at once with a clear error', async (ctx) => {
+  const url = `rabbits://guest:guest@localhost:${ctx.node.tlsPort}/`;
+  const tr = await transport(ctx, url, { 'tls.ca': ctx.node.pki!.ca });
+  const server = new RPCServer(tr, new Target({ topic: 'tls', server: 's' }), [new Recorder('s')]);
+  await server.start();
+  ctx.servers.push(server);
+  assert.is(await new RPCClient(tr, new Target({ topic: 'tls' }), { timeout: 5000 }).call({}, 'add', { a: 40, b: 2 }), 42);
+  const t0 = Date.now();
+  const bad = await transport(ctx, url, { 'tls.ca': ctx.node.pki!.otherCa });
+  await rejects(new RPCClient(bad, new Target({ topic: 'tls' }), { timeout: 10_000 }).call({}, 'add', { a: 1, b: 1 }), 'HERMOD_ERR_TRANSPORT', /certificate/);
+  assert.ok(Date.now() - t0 < 3000, 'no retrying until the timeout');
 });
 
 t.run();

@@ -216,4 +216,24 @@ t('failover: a dead first host is skipped; losing the live router moves everyone
   }
 });
 
+t('a process that closes its transport exits at once (no rhea timers left behind)', async (ctx) => {
+  await serve(ctx, 'exit', 's', [new Recorder('s')]);
+  const { spawn } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const index = fileURLToPath(new URL('../src/index.js', import.meta.url));
+  const script = `const h = await import(${JSON.stringify(index)});
+    const t = await h.getTransport(${JSON.stringify(ctx.url)}, { config: h.defaultConfig() });
+    const c = new h.RPCClient(t, new h.Target({ topic: 'exit' }), { timeout: 3000 });
+    process.stdout.write(String(await c.call({}, 'add', { a: 1, b: 2 })));
+    await t.close();`;
+  const t0 = Date.now();
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  const code = await new Promise((r) => child.once('exit', r));
+  assert.is(code, 0);
+  assert.is(out.trim(), '3');
+  assert.ok(Date.now() - t0 < 5000, `exited after ${Date.now() - t0} ms; the idle-timeout timers (60 s) must not hold it`);
+});
+
 t.run();

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import rhea from 'rhea';
+import { clearRheaTimers } from '../util/rhea.js';
 import type { Connection, Container, Delivery, EventContext, Receiver, Sender } from 'rhea';
 
 /** Options of the embedded {@link Router}. */
@@ -178,6 +179,7 @@ export class Router {
     // Give close frames a moment, then drop whatever is left.
     await new Promise((r) => setTimeout(r, 20));
     for (const socket of this.sockets) socket.destroy();
+    for (const c of this.connections) clearRheaTimers(c);
     this.sockets.clear();
     this.connections.clear();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -425,6 +427,7 @@ export class Router {
 
   private dropConnection(conn: Connection): void {
     if (!this.connections.delete(conn)) return;
+    clearRheaTimers(conn);
     for (const sender of [...this.consumers.keys()]) if (sender.connection === conn) this.dropConsumer(sender);
     for (const a of [...this.addresses.values()]) {
       for (const r of [...a.producers]) if (r.connection === conn) this.dropProducer(r);

@@ -1,4 +1,4 @@
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
@@ -36,7 +36,21 @@ async function accepts(port: number): Promise<boolean> {
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
 /** Where a node lives; enough to reattach to a node another process started. */
-export interface RabbitNodeInfo { nodename: string; port: number; distPort: number; dir: string }
+export interface RabbitNodeInfo { nodename: string; port: number; distPort: number; dir: string; tlsPort?: number }
+
+/** Test PKI made with openssl: a CA, and a server certificate for localhost / 127.0.0.1. */
+export interface TestPki { ca: string; cert: string; key: string; otherCa: string }
+
+function makePki(dir: string): TestPki {
+  const f = (n: string) => path.join(dir, n);
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=hermod test CA', '-keyout', f('ca.key'), '-out', f('ca.pem'));
+  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=some other CA', '-keyout', f('other-ca.key'), '-out', f('other-ca.pem'));
+  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', f('server.key'), '-out', f('server.csr'));
+  writeFileSync(f('san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  ssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('san.ext'), '-out', f('server.pem'));
+  return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key'), otherCa: f('other-ca.pem') };
+}
 
 /**
  * A throwaway RabbitMQ node from the Debian package: its own node name, ports, data, log and
@@ -45,16 +59,32 @@ export interface RabbitNodeInfo { nodename: string; port: number; distPort: numb
  */
 export class RabbitNode implements RabbitNodeInfo {
   private proc: ChildProcess | undefined;
+  /** With `tls: true`: the TLS listener's port and the test PKI. */
+  tlsPort?: number;
+  pki?: TestPki;
   private constructor(readonly nodename: string, readonly port: number, readonly distPort: number, readonly dir: string,
     private readonly owned: boolean) {}
 
   /** Starts a node and waits until it accepts AMQP connections (4–8 s). */
-  static async start(opts: { name?: string } = {}): Promise<RabbitNode> {
+  static async start(opts: { name?: string; tls?: boolean } = {}): Promise<RabbitNode> {
     if (!rabbitAvailable()) throw new Error('rabbitmq-server is not installed (.ci/run installs it)');
     const dir = mkdtempSync(path.join(tmpdir(), 'hermod-rabbit-'));
     const name = `${opts.name ?? 'hermod'}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     const node = new RabbitNode(`${name}@localhost`, await freePort(), await freePort(), dir, true);
     writeFileSync(path.join(dir, 'enabled_plugins'), '[].\n');
+    if (opts.tls) {
+      node.pki = makePki(dir);
+      node.tlsPort = await freePort();
+      writeFileSync(path.join(dir, 'rabbitmq.conf'), [
+        `listeners.ssl.default = ${node.tlsPort}`,
+        `ssl_options.cacertfile = ${node.pki.ca}`,
+        `ssl_options.certfile = ${node.pki.cert}`,
+        `ssl_options.keyfile = ${node.pki.key}`,
+        'ssl_options.verify = verify_none',
+        'ssl_options.fail_if_no_peer_cert = false',
+        '',
+      ].join('\n'));
+    }
     await node.boot();
     return node;
   }
@@ -88,6 +118,7 @@ export class RabbitNode implements RabbitNodeInfo {
       RABBITMQ_LOG_BASE: path.join(d, 'log'),
       RABBITMQ_PID_FILE: path.join(d, 'pid'),
       RABBITMQ_ENABLED_PLUGINS_FILE: path.join(d, 'enabled_plugins'),
+      ...(this.tlsPort ? { RABBITMQ_CONFIG_FILE: path.join(d, 'rabbitmq.conf') } : {}),
     };
   }
 

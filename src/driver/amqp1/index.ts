@@ -4,6 +4,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import os from 'node:os';
 import rhea from 'rhea';
+import { clearRheaTimers } from '../../util/rhea.js';
 import type { Connection, Container, Delivery, EventContext, Message, Receiver, Sender } from 'rhea';
 import {
   ClosedError, InvalidArgument, MalformedMessage, MessageDeliveryFailure, MessageTooLarge, MessagingTimeout, TransportError,
@@ -498,6 +499,7 @@ export class Amqp1Driver extends EventEmitter implements Driver {
       });
     }
     (conn as unknown as { socket?: net.Socket }).socket?.destroy();
+    clearRheaTimers(conn);
     this.isOpen = false;
   }
 }

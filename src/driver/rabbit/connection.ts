@@ -36,10 +36,11 @@ function coalesceWrites(model: ChannelModel): void {
   };
 }
 
-/** Broker answers that retrying at full speed cannot fix: bad credentials, missing vhost. */
+/** Broker answers that retrying at full speed cannot fix: bad credentials, missing vhost, untrusted certificates. */
 function isAuthProblem(err: unknown): boolean {
   const m = String((err as Error)?.message ?? err);
-  return /ACCESS_REFUSED|NOT_ALLOWED|access_refused|not_allowed|authentication|vhost/i.test(m);
+  // Certificate problems are configuration too: a retry cannot fix them.
+  return /ACCESS_REFUSED|NOT_ALLOWED|access_refused|not_allowed|authentication|vhost|certificate|CERT_|self.signed/i.test(m);
 }
 
 /**
