@@ -23,7 +23,10 @@ if (needsRabbit && rabbitAvailable()) {
   console.log(`RabbitMQ node ${rabbit.nodename} on 127.0.0.1:${rabbit.port} (booted in ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 }
 const stopRabbit = async () => { if (rabbit) { const r = rabbit; rabbit = undefined; await r.stop(); } };
-process.on('SIGINT', () => { stopRabbit().finally(() => process.exit(130)); });
+// An interrupted run must not leave its RabbitMQ node behind.
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
+  process.on(sig, () => { stopRabbit().finally(() => process.exit(code)); });
+}
 
 const child = spawn(process.execPath, [c8, process.execPath, uvu, 'dist/test', filter], {
   cwd: root,
