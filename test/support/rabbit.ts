@@ -66,12 +66,14 @@ export class RabbitNode implements RabbitNodeInfo {
     private readonly owned: boolean) {}
 
   /** Starts a node and waits until it accepts AMQP connections (4–8 s). */
-  static async start(opts: { name?: string; tls?: boolean } = {}): Promise<RabbitNode> {
+  static async start(opts: { name?: string; tls?: boolean; cookie?: string } = {}): Promise<RabbitNode> {
     if (!rabbitAvailable()) throw new Error('rabbitmq-server is not installed (.ci/run installs it)');
     const dir = mkdtempSync(path.join(tmpdir(), 'hermod-rabbit-'));
     const name = `${opts.name ?? 'hermod'}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     const node = new RabbitNode(`${name}@localhost`, await freePort(), await freePort(), dir, true);
     writeFileSync(path.join(dir, 'enabled_plugins'), '[].\n');
+    // Nodes that are to form a cluster need the same Erlang cookie (HOME is per node).
+    if (opts.cookie) writeFileSync(path.join(dir, '.erlang.cookie'), opts.cookie, { mode: 0o400 });
     if (opts.tls) {
       node.pki = makePki(dir);
       node.tlsPort = await freePort();
@@ -153,6 +155,18 @@ export class RabbitNode implements RabbitNodeInfo {
   async ctl(...args: string[]): Promise<string> {
     const { stdout } = await run(`${SBIN}/rabbitmqctl`, ['-n', this.nodename, ...args], { env: this.env(), timeout: 60000 });
     return stdout;
+  }
+
+  /** Joins `other`'s cluster (both nodes must share a cookie): stop_app, join_cluster, start_app. */
+  async joinCluster(other: RabbitNode): Promise<void> {
+    await this.ctl('stop_app');
+    await this.ctl('join_cluster', other.nodename);
+    await this.ctl('start_app');
+    const end = Date.now() + 30000;
+    while (!(await accepts(this.port))) {
+      if (Date.now() > end) throw new Error(`${this.nodename} did not come back after joining the cluster`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /** Creates a vhost with full permissions for guest: the isolation unit of a test suite. */
