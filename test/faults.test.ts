@@ -302,4 +302,35 @@ t('a two-node cluster: stopping the node everyone is on moves servers and client
   }
 });
 
+t('casts with retry: 0 across a broker crash: each one resolves or rejects promptly; every confirmed one arrives', async (ctx) => {
+  const durable = { 'rabbit.durableQueues': true, controlExchange: 'durable-ex' };
+  const rec = new Recorder('s');
+  const server = new RPCServer(await transport(ctx, ctx.node.url(), durable), new Target({ topic: 'noretry', server: 's' }), [rec]);
+  await server.start();
+  ctx.servers.push(server);
+  const client = new RPCClient(await transport(ctx, ctx.node.url(), durable), new Target({ topic: 'noretry' }), { timeout: 60_000, retry: 0 });
+  const total = 200;
+  const confirmed = new Set<number>();
+  const failed: string[] = [];
+  let next = 0;
+  const lanes = Array.from({ length: 8 }, async () => {
+    while (next < total) {
+      const seq = next++;
+      await client.cast({}, 'bump', { seq }).then(() => { confirmed.add(seq); }, (e: Error & { code?: string }) => { failed.push(e.code ?? e.message); });
+    }
+  });
+  await until(() => confirmed.size >= 50, '50 casts confirmed', 20_000);
+  const t0 = Date.now();
+  await ctx.node.kill9();
+  await Promise.all(lanes);
+  const settledIn = Date.now() - t0;
+  await ctx.node.restart();
+  // Figures: 200 sent = confirmed + rejected; rejections are TransportError, at once (no resend).
+  assert.is(confirmed.size + failed.length, total);
+  assert.ok(failed.length > 0, 'the crash made some casts fail');
+  assert.ok(failed.every((c) => c === 'HERMOD_ERR_TRANSPORT'), `rejections: ${[...new Set(failed)]}`);
+  assert.ok(settledIn < 10_000, `all settled ${settledIn} ms after the crash, without waiting for the broker`);
+  await until(() => [...confirmed].every((seq) => rec.calls.some((c) => (c.args as { seq?: number }).seq === seq)), 'every confirmed cast received', 30_000);
+});
+
 t.run();
