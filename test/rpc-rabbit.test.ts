@@ -237,10 +237,15 @@ t('oversized requests fail before sending; results too large become failures', a
 
 t('wrong credentials or vhost: a clear TransportError, quickly, no crash', async (ctx) => {
   let t0 = Date.now();
-  const bad = await transport(ctx, {}, ctx.node.url(ctx.vhost, 'guest', 'wrong-password'));
+  // Fast retry settings, so a storm would show: a refused login must still wait intervalMax.
+  const bad = await transport(ctx, { 'rabbit.retryInterval': 20, 'rabbit.intervalMax': 5000 }, ctx.node.url(ctx.vhost, 'guest', 'wrong-password'));
+  const attempts: number[] = [];
+  bad.driver.on('state', (st: { state: string }) => { if (st.state === 'reconnecting') attempts.push(Date.now()); });
   const c = new RPCClient(bad, new Target({ topic: 'x' }), { timeout: 5000 });
   await rejects(c.call({}, 'x'), 'HERMOD_ERR_TRANSPORT', /ACCESS_REFUSED|refused/i);
   assert.ok(Date.now() - t0 < 3000, `${Date.now() - t0} ms`);
+  await sleep(1500);
+  assert.ok(attempts.length <= 1, `no reconnect storm: ${attempts.length} attempts in 1.5 s`);
   assert.not.match(String((await c.call({}, "x").catch((e: Error) => e) as Error).message), /wrong-password/, 'password never in messages');
   t0 = Date.now();
   const noVhost = await transport(ctx, {}, ctx.node.url('no-such-vhost'));
