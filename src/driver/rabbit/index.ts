@@ -23,6 +23,8 @@ const BASE_PROPS = { contentType: 'application/json', contentEncoding: 'utf-8', 
  * duplicates can arrive after hundreds of other messages.
  */
 const DEDUP_WINDOW = 4096;
+/** Frames a publishing channel buffers before publish() waits for `drain`. */
+const PUBLISH_HWM = 256;
 
 /** Wraps an oslo message dict in the 2.0 envelope (the inner dict JSON-encoded into a string). */
 export function envelope(msg: Record<string, unknown>, what: string): string {
@@ -123,13 +125,15 @@ export class RabbitDriver extends EventEmitter implements Driver {
     // Call requests go on a plain channel: their reply is the confirmation, and skipping the
     // broker's basic.ack per request saves a frame each way. Unroutable calls still come back
     // (mandatory) as basic.return and fail with MessageUndeliverable.
-    const calls = await model.createChannel();
+    // amqplib buffers up to 1024 frames per channel (128 MiB at frameMax) before it says "full";
+    // a smaller mark makes publish() wait for `drain` while the broker is not reading.
+    const calls = await model.createChannel({ highWaterMark: PUBLISH_HWM } as never);
     calls.on('error', () => {});
     calls.on('close', () => { if (this.callCh === calls) this.callCh = undefined; });
     calls.on('return', (msg: Message) => this.onCallReturn(msg));
     calls.on('drain', () => { const d = this.drainResolve; this.drainResolve = undefined; this.drained = undefined; d?.(); });
     this.callCh = calls;
-    const ch = await model.createConfirmChannel();
+    const ch = await model.createConfirmChannel({ highWaterMark: PUBLISH_HWM } as never);
     ch.on('error', () => {});
     ch.on('close', () => { if (this.pub === ch) this.pub = undefined; });
     ch.on('return', (msg: Message) => this.onReturn(msg));
