@@ -267,6 +267,12 @@ t('TLS: rabbits:// with the test CA serves; an unknown CA fails at once with a c
   const bad = await transport(ctx, url, { 'tls.ca': ctx.node.pki!.otherCa });
   await rejects(new RPCClient(bad, new Target({ topic: 'tls' }), { timeout: 10_000 }).call({}, 'add', { a: 1, b: 1 }), 'HERMOD_ERR_TRANSPORT', /certificate/);
   assert.ok(Date.now() - t0 < 3000, 'no retrying until the timeout');
+  // Mutual TLS: a client certificate from the node's CA is accepted, one from another CA refused.
+  const pki = ctx.node.pki!;
+  const mtls = await transport(ctx, url, { 'tls.ca': pki.ca, 'tls.cert': pki.clientCert, 'tls.key': pki.clientKey });
+  assert.is(await new RPCClient(mtls, new Target({ topic: 'tls' }), { timeout: 5000 }).call({}, 'add', { a: 1, b: 2 }), 3);
+  const rogue = await transport(ctx, url, { 'tls.ca': pki.ca, 'tls.cert': pki.rogueCert, 'tls.key': pki.rogueKey, 'rabbit.retryInterval': 50, 'rabbit.intervalMax': 100 });
+  await rejects(new RPCClient(rogue, new Target({ topic: 'tls' }), { timeout: 3000, retry: 2 }).call({}, 'add', { a: 1, b: 1 }), 'HERMOD_ERR_TRANSPORT');
 });
 
 t('a two-node cluster: stopping the node everyone is on moves servers and clients to the other', async (ctx) => {

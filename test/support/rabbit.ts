@@ -39,7 +39,11 @@ const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catc
 export interface RabbitNodeInfo { nodename: string; port: number; distPort: number; dir: string; tlsPort?: number }
 
 /** Test PKI made with openssl: a CA, and a server certificate for localhost / 127.0.0.1. */
-export interface TestPki { ca: string; cert: string; key: string; otherCa: string }
+export interface TestPki {
+  ca: string; cert: string; key: string; otherCa: string;
+  /** A client certificate from the test CA, and one from the other CA (refused by the node). */
+  clientCert: string; clientKey: string; rogueCert: string; rogueKey: string;
+}
 
 function makePki(dir: string): TestPki {
   const f = (n: string) => path.join(dir, n);
@@ -49,7 +53,14 @@ function makePki(dir: string): TestPki {
   ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', f('server.key'), '-out', f('server.csr'));
   writeFileSync(f('san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
   ssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('san.ext'), '-out', f('server.pem'));
-  return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key'), otherCa: f('other-ca.pem') };
+  for (const [name, ca] of [['client', 'ca'], ['rogue', 'other-ca']] as const) {
+    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=hermod ${name}`, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`));
+    ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f(`${ca}.pem`), '-CAkey', f(`${ca}.key`), '-CAcreateserial', '-days', '2', '-out', f(`${name}.pem`));
+  }
+  return {
+    ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key'), otherCa: f('other-ca.pem'),
+    clientCert: f('client.pem'), clientKey: f('client.key'), rogueCert: f('rogue.pem'), rogueKey: f('rogue.key'),
+  };
 }
 
 /**
@@ -82,7 +93,8 @@ export class RabbitNode implements RabbitNodeInfo {
         `ssl_options.cacertfile = ${node.pki.ca}`,
         `ssl_options.certfile = ${node.pki.cert}`,
         `ssl_options.keyfile = ${node.pki.key}`,
-        'ssl_options.verify = verify_none',
+        // Client certificates are checked when offered, not required: both kinds of test run.
+        'ssl_options.verify = verify_peer',
         'ssl_options.fail_if_no_peer_cert = false',
         '',
       ].join('\n'));
