@@ -1,21 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { getTransport, Notifier, PRIORITIES, HermodError, type Transport, type Priority } from '../src/index.js';
-import { cliConfig, fatal, CLI_DEFAULT_URL } from '../src/cli/common.js';
-
-function parseValue(v: string): unknown {
-  try { return JSON.parse(v); } catch { return v; }
-}
-
-function pairs(list: string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const p of list) {
-    const eq = p.indexOf('=');
-    if (eq <= 0) throw new HermodError(`expected key=value, got '${p}'`);
-    out[p.slice(0, eq)] = parseValue(p.slice(eq + 1));
-  }
-  return out;
-}
+import { getTransport, Notifier, PRIORITIES, type Transport, type Priority } from '../src/index.js';
+import { cliConfig, fatal, parseKeyValues, CLI_DEFAULT_URL } from '../src/cli/common.js';
 
 async function main(): Promise<void> {
   const { config, rest, urlFromConfig } = cliConfig(process.argv.slice(2));
@@ -39,7 +25,7 @@ async function main(): Promise<void> {
     process.stderr.write(`error: unknown priority '${o.priority}'; use one of ${PRIORITIES.join(', ')}\n`);
     process.exit(2);
   }
-  const payload = o.payload !== undefined ? JSON.parse(o.payload) : pairs(kv);
+  const payload = o.payload !== undefined ? JSON.parse(o.payload) : parseKeyValues(kv);
   const url = o.transportUrl ?? (urlFromConfig ? config.transportUrl : CLI_DEFAULT_URL);
   let transport: Transport | undefined;
   try {
@@ -51,7 +37,7 @@ async function main(): Promise<void> {
       ...(o.driver ? { driver: o.driver } : {}),
       retry: 2,
     });
-    await notifier.notify(pairs(o.context ?? []), eventType!, payload, o.priority.toLowerCase() as Priority);
+    await notifier.notify(parseKeyValues(o.context ?? []), eventType!, payload, o.priority.toLowerCase() as Priority);
     process.stdout.write(`sent ${o.priority.toLowerCase()} ${eventType}\n`);
   } finally {
     await transport?.close();

@@ -3,29 +3,11 @@ import { Command } from 'commander';
 import {
   getTransport, RPCClient, Target, HermodError, RemoteError, type Transport,
 } from '../src/index.js';
-import { cliConfig, fatal, CLI_DEFAULT_URL } from '../src/cli/common.js';
+import { cliConfig, fatal, parseKeyValues, CLI_DEFAULT_URL } from '../src/cli/common.js';
 import { isRemote } from '../src/rpc/remote-errors.js';
 
 /** Exit statuses, so scripts can tell failures apart. */
 const EXIT = { ok: 0, remote: 1, usage: 2, timeout: 3, noSuchMethod: 4, connect: 5, other: 6 } as const;
-
-function parseValue(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return text;
-  }
-}
-
-function parseArgs(pairs: string[]): Record<string, unknown> {
-  const args: Record<string, unknown> = {};
-  for (const p of pairs) {
-    const eq = p.indexOf('=');
-    if (eq <= 0) throw new HermodError(`argument '${p}' is not key=value`);
-    args[p.slice(0, eq)] = parseValue(p.slice(eq + 1));
-  }
-  return args;
-}
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
@@ -82,8 +64,8 @@ Also: --config key=value | --config key value, --config-file file.json, --help-c
   if (o.fanout && !o.cast) o.cast = true;
   if (!Number.isInteger(o.repeat) || o.repeat < 1) throw new HermodError('--repeat needs a positive integer');
   if (o.timeout !== undefined && !(o.timeout > 0)) throw new HermodError('--timeout needs a positive number of seconds');
-  const args = parseArgs(pairs);
-  const ctx = parseArgs(o.context ?? []);
+  const args = parseKeyValues(pairs);
+  const ctx = parseKeyValues(o.context ?? []);
   const url = o.transportUrl ?? (urlFromConfig ? config.transportUrl : CLI_DEFAULT_URL);
   // A shell user wants to hear "cannot connect" promptly, not after the whole call timeout.
   const retry = process.env.HERMOD_RPC_RETRY !== undefined || rest.some((a) => a.includes('rpc.retry')) ? config.rpc.retry : 2;

@@ -1,5 +1,5 @@
 import diagnostics_channel from 'node:diagnostics_channel';
-import { ConfigError } from '../errors.js';
+import { ConfigError, HermodError } from '../errors.js';
 import { loadConfig, parseConfigArgs, describeConfig, type HermodConfig } from '../config.js';
 import { redactUrl } from '../transport.js';
 
@@ -57,4 +57,24 @@ export function fatal(err: unknown): never {
   const msg = err instanceof Error ? err.message : String(err);
   process.stderr.write(`error: ${redactUrl(msg)}\n`);
   process.exit(err instanceof ConfigError ? 2 : 1);
+}
+
+/** A shell value: JSON when it parses (`5`, `true`, `{"a":1}`), else the string itself. */
+export function parseValue(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** `key=value` words (arguments, context, payload) into an object of parsed values. */
+export function parseKeyValues(pairs: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const p of pairs) {
+    const eq = p.indexOf('=');
+    if (eq <= 0) throw new HermodError(`argument '${p}' is not key=value`);
+    out[p.slice(0, eq)] = parseValue(p.slice(eq + 1));
+  }
+  return out;
 }
