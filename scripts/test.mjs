@@ -10,12 +10,19 @@ const filter = process.argv[2] ? `(${process.argv[2]}).*\\.test\\.js$` : "\\.tes
 const c8 = path.join(root, 'node_modules', 'c8', 'bin', 'c8.js');
 const uvu = path.join(root, 'node_modules', 'uvu', 'bin.js');
 
-// One throwaway RabbitMQ node serves the whole run (it takes 4-8 s to boot); suites isolate
-// themselves with their own vhosts. Only started when a selected suite needs it.
+// Suites live in three tiers: test/unit (pure logic), test/in-process (memory driver, embedded
+// router on port 0) and test/integration (a real RabbitMQ node and Python peers). One throwaway
+// RabbitMQ node serves the whole run (it takes 4-8 s to boot); suites isolate themselves with
+// their own vhosts. It is started when the run selects an integration suite.
 const { RabbitNode, rabbitAvailable } = await import(path.join(root, 'dist/test/support/rabbit.js'));
-const { readdirSync, readFileSync } = await import('node:fs');
-const selected = readdirSync(path.join(root, 'dist/test')).filter((f) => new RegExp(filter).test(f));
-const needsRabbit = selected.some((f) => readFileSync(path.join(root, 'dist/test', f), 'utf8').includes('RabbitNode'));
+const { readdirSync } = await import('node:fs');
+const selected = readdirSync(path.join(root, 'dist/test'), { recursive: true }).map(String).filter((f) => new RegExp(filter).test(f));
+if (selected.length === 0) {
+  console.log(`no test file matches ${process.argv[2]}`);
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
+const needsRabbit = selected.some((f) => f.startsWith(`integration${path.sep}`));
 let rabbit;
 if (needsRabbit && rabbitAvailable()) {
   const t0 = Date.now();

@@ -1,171 +1,12 @@
-import { ConfigError } from './errors.js';
-import { CONFIG_KEYS, loadConfig, nearestKey, type HermodConfig } from './config.js';
-import type { Driver } from './driver/base.js';
+import { EventEmitter } from 'node:events';
+import { ConfigError } from './core/errors.js';
+import type { ConnectionState } from './core/diagnostics.js';
+import { loadConfig, type HermodConfig } from './config/index.js';
+import { parseTransportUrl, type TransportUrl } from './config/transport-url.js';
+import type { Driver } from './driver/driver.js';
 
-/** One broker host of a transport URL. */
-export interface TransportHost {
-  hostname: string;
-  port: number;
-  username?: string;
-  password?: string;
-}
-
-/** A parsed transport URL. Its `toString()` never shows passwords. */
-export interface TransportUrl {
-  /** The scheme as written: `rabbit`, `rabbits`, `amqp`, `amqps` or `memory`. */
-  scheme: string;
-  /** Which driver serves it. */
-  driver: 'rabbit' | 'amqp1' | 'memory';
-  /** TLS (`rabbits://`, `amqps://`). */
-  tls: boolean;
-  /** Hosts in the order given; drivers fail over across them. Empty for memory://. */
-  hosts: TransportHost[];
-  /** Virtual host, percent-decoded; undefined when the URL has no path. */
-  virtualHost?: string;
-  /** Name of the in-process broker for memory:// (`default` when none). */
-  name?: string;
-  /** Query options, as dotted config keys (`rabbit.heartbeat`) → string values. */
-  options: Record<string, string>;
-  toString(): string;
-}
-
-const SCHEMES: Record<string, { driver: TransportUrl['driver']; tls: boolean; port: number }> = {
-  rabbit: { driver: 'rabbit', tls: false, port: 5672 },
-  rabbits: { driver: 'rabbit', tls: true, port: 5671 },
-  amqp: { driver: 'amqp1', tls: false, port: 5672 },
-  amqps: { driver: 'amqp1', tls: true, port: 5671 },
-  memory: { driver: 'memory', tls: false, port: 0 },
-};
-
-function decode(part: string, what: string): string {
-  try {
-    return decodeURIComponent(part);
-  } catch {
-    throw new ConfigError(`transport URL: ${what} is not valid percent-encoding`, { key: 'transportUrl' });
-  }
-}
-
-function parseHost(spec: string, defaultPort: number, index: number): TransportHost {
-  const where = `host #${index + 1}`;
-  let creds: string | undefined;
-  let hostport = spec;
-  const at = spec.lastIndexOf('@');
-  if (at >= 0) {
-    creds = spec.slice(0, at);
-    hostport = spec.slice(at + 1);
-  }
-  let hostname: string;
-  let portText: string | undefined;
-  if (hostport.startsWith('[')) {
-    const close = hostport.indexOf(']');
-    if (close < 0) throw new ConfigError(`transport URL: ${where} has an unclosed IPv6 bracket`, { key: 'transportUrl' });
-    hostname = hostport.slice(1, close);
-    const after = hostport.slice(close + 1);
-    if (after && !after.startsWith(':')) throw new ConfigError(`transport URL: ${where} has text after the IPv6 address`, { key: 'transportUrl' });
-    portText = after ? after.slice(1) : undefined;
-  } else {
-    const colon = hostport.lastIndexOf(':');
-    hostname = colon >= 0 ? hostport.slice(0, colon) : hostport;
-    portText = colon >= 0 ? hostport.slice(colon + 1) : undefined;
-  }
-  if (!hostname) throw new ConfigError(`transport URL: ${where} has no host name`, { key: 'transportUrl' });
-  if (!/^[A-Za-z0-9._:%-]+$/.test(hostname)) {
-    throw new ConfigError(`transport URL: ${where} has an invalid host name '${hostname}'`, { key: 'transportUrl' });
-  }
-  let port = defaultPort;
-  if (portText !== undefined && portText !== '') {
-    if (!/^\d+$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
-      throw new ConfigError(`transport URL: ${where} has an invalid port '${portText}' (1-65535)`, { key: 'transportUrl' });
-    }
-    port = Number(portText);
-  }
-  const host: TransportHost = { hostname, port };
-  if (creds !== undefined) {
-    const colon = creds.indexOf(':');
-    host.username = decode(colon >= 0 ? creds.slice(0, colon) : creds, `the user name of ${where}`);
-    if (colon >= 0) host.password = decode(creds.slice(colon + 1), `the password of ${where}`);
-  }
-  return host;
-}
-
-/** Replaces every password in a transport URL (parsed or raw) with `****`. */
-export function redactUrl(url: string | TransportUrl): string {
-  if (typeof url !== 'string') return url.toString();
-  return url.replace(/(^|[,/])([^,/@:]*):([^,/@]*)@/g, (_m, pre: string, user: string) => `${pre}${user}:****@`);
-}
-
-function render(u: Omit<TransportUrl, 'toString'>): string {
-  if (u.driver === 'memory') return `memory://${u.name === 'default' ? '' : u.name}`;
-  const hosts = u.hosts.map((h) => {
-    const name = h.hostname.includes(':') ? `[${h.hostname}]` : h.hostname;
-    const cred = h.username !== undefined ? `${encodeURIComponent(h.username)}${h.password !== undefined ? ':****' : ''}@` : '';
-    return `${cred}${name}:${h.port}`;
-  });
-  const query = Object.entries(u.options).map(([k, v]) => `${k.split('.').pop()}=${encodeURIComponent(v)}`).join('&');
-  const vhost = u.virtualHost === undefined ? '' : encodeURIComponent(u.virtualHost);
-  return `${u.scheme}://${hosts.join(',')}/${vhost}${query ? `?${query}` : ''}`;
-}
-
-/**
- * Parses a transport URL: `rabbit://user:pass@h1:5672,user:pass@h2:5673/vhost?heartbeat=30`,
- * `amqp://host:5672/` (AMQP 1.0), `rabbits://` / `amqps://` (TLS) or `memory://name`.
- * Query options name keys of the driver's config section. Errors never echo passwords.
- */
-export function parseTransportUrl(url: string): TransportUrl {
-  if (typeof url !== 'string' || url.length === 0) {
-    throw new ConfigError('transport URL is empty; expected e.g. rabbit://guest:guest@localhost:5672/ or memory://', { key: 'transportUrl' });
-  }
-  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s.exec(url);
-  if (!m) throw new ConfigError(`transport URL '${redactUrl(url)}' has no scheme; expected rabbit://, rabbits://, amqp://, amqps:// or memory://`, { key: 'transportUrl' });
-  const scheme = m[1]!.toLowerCase();
-  const info = SCHEMES[scheme];
-  if (!info) {
-    throw new ConfigError(`transport URL scheme '${scheme}' is not supported; use rabbit, rabbits, amqp (AMQP 1.0), amqps or memory`, { key: 'transportUrl' });
-  }
-  let rest = m[2]!;
-  let queryText = '';
-  const q = rest.indexOf('?');
-  if (q >= 0) {
-    queryText = rest.slice(q + 1);
-    rest = rest.slice(0, q);
-  }
-  const slash = rest.indexOf('/');
-  const netloc = slash >= 0 ? rest.slice(0, slash) : rest;
-  const path = slash >= 0 ? rest.slice(slash + 1) : undefined;
-
-  const options: Record<string, string> = {};
-  const section = info.driver;
-  for (const pair of queryText.split('&').filter(Boolean)) {
-    const eq = pair.indexOf('=');
-    const k = decode(eq >= 0 ? pair.slice(0, eq) : pair, 'a query option name');
-    const v = decode(eq >= 0 ? pair.slice(eq + 1) : '', `the value of query option ${k}`);
-    const full = `${section}.${k}`;
-    if (!CONFIG_KEYS.includes(full)) {
-      const known = CONFIG_KEYS.filter((c) => c.startsWith(`${section}.`));
-      const hint = known.length ? `; did you mean '${nearestKey(full, known).split('.').pop()}'?` : ` (${scheme}:// takes no options)`;
-      throw new ConfigError(`transport URL option '${k}' is not an option of the ${section} driver${hint}`, { key: full });
-    }
-    options[full] = v;
-  }
-
-  let parsed: Omit<TransportUrl, 'toString'>;
-  if (info.driver === 'memory') {
-    if (path) throw new ConfigError('memory:// URLs take a name only (memory://name), not a path', { key: 'transportUrl' });
-    const name = decode(netloc, 'the memory transport name') || 'default';
-    parsed = { scheme, driver: 'memory', tls: false, hosts: [], name, options };
-  } else {
-    if (!netloc) throw new ConfigError(`transport URL '${redactUrl(url)}' names no host`, { key: 'transportUrl' });
-    const hosts = netloc.split(',').map((h, i) => {
-      if (!h) throw new ConfigError(`transport URL: host #${i + 1} is empty (stray comma?)`, { key: 'transportUrl' });
-      return parseHost(h, info.port, i);
-    });
-    parsed = { scheme, driver: info.driver, tls: info.tls, hosts, options };
-    if (path !== undefined && path !== '') parsed.virtualHost = decode(path, 'the virtual host');
-  }
-  const out = parsed as TransportUrl;
-  Object.defineProperty(out, 'toString', { value: () => render(parsed), enumerable: false });
-  return out;
-}
+export { parseTransportUrl, redactUrl } from './config/transport-url.js';
+export type { TransportHost, TransportUrl } from './config/transport-url.js';
 
 /** Options of {@link getTransport}. */
 export interface TransportOptions {
@@ -175,23 +16,54 @@ export interface TransportOptions {
   overrides?: Record<string, unknown>;
 }
 
+/** Where a transport's connection stands: the latest state its driver reported, or `idle`/`closed`. */
+export type TransportState = ConnectionState | { state: 'idle' } | { state: 'closed' };
+
 /**
  * A connection to a messaging backend, shared by RPC clients, servers, notifiers and
- * listeners. Close it when done.
+ * listeners. It emits every connection change as a `state` event ({@link ConnectionState}:
+ * connected, disconnected, reconnecting, blocked, unblocked) and keeps the latest in
+ * {@link Transport.state}. Close it when done.
  */
-export class Transport {
+export class Transport extends EventEmitter {
+  private state_: TransportState = { state: 'idle' };
+
   /** @internal */
-  constructor(readonly url: TransportUrl, readonly config: HermodConfig, readonly driver: Driver) {}
+  constructor(readonly url: TransportUrl, readonly config: HermodConfig, readonly driver: Driver) {
+    super();
+    driver.on('state', (s: ConnectionState) => {
+      this.state_ = s;
+      this.emit('state', s);
+    });
+  }
+
+  /** The latest connection state (`idle` until the driver first connects; memory:// stays idle). */
+  get state(): TransportState {
+    return this.state_;
+  }
 
   /** Closes the driver's connections; pending calls fail with ClosedError. */
   async close(): Promise<void> {
     await this.driver.close();
+    this.state_ = { state: 'closed' };
   }
 
-  toString(): string {
+  override toString(): string {
     return `<Transport ${this.url}>`;
   }
 }
+
+type DriverFactory = (url: TransportUrl, config: HermodConfig) => Promise<Driver>;
+
+/**
+ * The driver registry: URL scheme family → driver, each loaded on first use so that a memory://
+ * user never loads amqplib or rhea.
+ */
+const DRIVERS: Record<TransportUrl['driver'], DriverFactory> = {
+  memory: async (url, config) => new (await import('./driver/memory/index.js')).MemoryDriver(url, config),
+  amqp1: async (url, config) => new (await import('./driver/amqp1/index.js')).Amqp1Driver(url, config),
+  rabbit: async (url, config) => new (await import('./driver/rabbit/index.js')).RabbitDriver(url, config),
+};
 
 /**
  * Builds a transport for `url` (default: the config's `transportUrl`). URL query options
@@ -205,26 +77,9 @@ export async function getTransport(url?: string, options: TransportOptions = {})
   const parsed = parseTransportUrl(url ?? config.transportUrl);
   if (Object.keys(parsed.options).length > 0) config = applyOverrides(config, parsed.options);
   config = { ...config, transportUrl: parsed.toString() };
-  let driver: Driver;
-  switch (parsed.driver) {
-    case 'memory': {
-      const { MemoryDriver } = await import('./driver/memory/index.js');
-      driver = new MemoryDriver(parsed, config);
-      break;
-    }
-    case 'amqp1': {
-      const { Amqp1Driver } = await import('./driver/amqp1/index.js');
-      driver = new Amqp1Driver(parsed, config);
-      break;
-    }
-    case 'rabbit': {
-      const { RabbitDriver } = await import('./driver/rabbit/index.js');
-      driver = new RabbitDriver(parsed, config);
-      break;
-    }
-    default:
-      throw new ConfigError(`the ${parsed.driver} driver is not available in this build`, { key: 'transportUrl' });
-  }
+  const load = DRIVERS[parsed.driver];
+  if (!load) throw new ConfigError(`the ${parsed.driver} driver is not available in this build`, { key: 'transportUrl' });
+  const driver = await load(parsed, config);
   return new Transport(parsed, config, driver);
 }
 

@@ -1,7 +1,7 @@
 import diagnostics_channel from 'node:diagnostics_channel';
-import { ConfigError, HermodError } from '../errors.js';
-import { loadConfig, parseConfigArgs, describeConfig, type HermodConfig } from '../config.js';
-import { redactUrl } from '../transport.js';
+import { ConfigError, HermodError } from '../core/errors.js';
+import { loadConfig, parseConfigArgs, describeConfig, type HermodConfig } from '../config/index.js';
+import { redactUrl } from '../config/transport-url.js';
 
 /** Where a CLI connects when neither a flag, the environment nor a config file names a URL: the embedded router. */
 export const CLI_DEFAULT_URL = 'amqp://127.0.0.1:5672/';

@@ -1,5 +1,5 @@
-import { Target } from '../target.js';
-import type { Context } from '../serializer.js';
+import { Target } from '../core/target.js';
+import type { Context } from '../core/serializer.js';
 
 /** The error the demo `fail` method raises: a typed error that crosses the wire with its class. */
 export class DemoError extends Error {

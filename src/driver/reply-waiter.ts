@@ -1,5 +1,5 @@
-import { ClosedError, MessagingTimeout } from '../errors.js';
-import type { Reply } from './base.js';
+import { ClosedError, MessagingTimeout } from '../core/errors.js';
+import type { Reply } from './driver.js';
 
 interface Pending {
   resolve(reply: Reply): void;

@@ -1,9 +1,9 @@
-import { InvalidArgument, InvalidTarget, MalformedMessage } from '../errors.js';
-import { Target } from '../target.js';
-import { NoOpSerializer, type Context, type Serializer } from '../serializer.js';
-import { channels, publish } from '../diagnostics.js';
+import { InvalidArgument, InvalidTarget, MalformedMessage } from '../core/errors.js';
+import { Target } from '../core/target.js';
+import { NoOpSerializer, type Context, type Serializer } from '../core/serializer.js';
+import { channels, publish } from '../core/diagnostics.js';
 import type { Transport } from '../transport.js';
-import type { IncomingMessage, Listener } from '../driver/base.js';
+import type { IncomingMessage, Listener } from '../driver/driver.js';
 import { PRIORITIES, type Priority } from './notifier.js';
 
 /** What an endpoint method returns: `handled` (default) or `requeue` (deliver again later). */

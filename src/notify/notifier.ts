@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError, InvalidArgument } from '../errors.js';
-import { Target } from '../target.js';
-import { NoOpSerializer, type Context, type Serializer } from '../serializer.js';
-import { uuid } from '../util/ids.js';
+import { ConfigError, InvalidArgument } from '../core/errors.js';
+import { Target } from '../core/target.js';
+import { NoOpSerializer, type Context, type Serializer } from '../core/serializer.js';
+import { uuid } from '../core/ids.js';
 import type { Transport } from '../transport.js';
 
 /** oslo's notification priorities, lower-case as in routing keys and endpoint method names. */

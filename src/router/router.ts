@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import rhea from 'rhea';
-import { clearRheaTimers } from '../util/rhea.js';
+import { clearRheaTimers } from '../rhea/index.js';
 import type { Connection, Container, Delivery, EventContext, Receiver, Sender } from 'rhea';
 
 /** Options of the embedded {@link Router}. */

@@ -1,9 +1,9 @@
-import { InvalidArgument, RPCVersionCapError } from '../errors.js';
-import { Target, versionIsCompatible, type TargetOverrides } from '../target.js';
-import { NoOpSerializer, type Context, type Serializer } from '../serializer.js';
-import { channels, publish } from '../diagnostics.js';
-import { Semaphore } from '../util/semaphore.js';
-import type { RpcRequest } from '../driver/base.js';
+import { InvalidArgument, RPCVersionCapError } from '../core/errors.js';
+import { Target, versionIsCompatible, type TargetOverrides } from '../core/target.js';
+import { NoOpSerializer, type Context, type Serializer } from '../core/serializer.js';
+import { channels, publish } from '../core/diagnostics.js';
+import { Semaphore } from '../core/semaphore.js';
+import type { RpcRequest } from '../driver/driver.js';
 import type { Transport } from '../transport.js';
 import { deserializeFailure } from './remote-errors.js';
 

@@ -1,6 +1,6 @@
-import { InvalidArgument, MalformedMessage, NoSuchMethod, UnsupportedVersion } from '../errors.js';
-import { Target, versionIsCompatible } from '../target.js';
-import { NoOpSerializer, type Context, type Serializer } from '../serializer.js';
+import { InvalidArgument, MalformedMessage, NoSuchMethod, UnsupportedVersion } from '../core/errors.js';
+import { Target, versionIsCompatible } from '../core/target.js';
+import { NoOpSerializer, type Context, type Serializer } from '../core/serializer.js';
 
 /**
  * An endpoint: an object whose public methods are callable as `method(ctx, args)`. Its

@@ -1,8 +1,8 @@
 import {
   MessagingTimeout, NoSuchMethod, RemoteError, UnsupportedVersion,
   InvalidArgument, SerializationError, MessageTooLarge, ServerStopped, MalformedMessage,
-} from '../errors.js';
-import type { Failure } from '../driver/base.js';
+} from '../core/errors.js';
+import type { Failure } from '../core/failure.js';
 
 /** Builds a local error from a remote failure; registered per (module, class). */
 export type RemoteErrorFactory = (failure: Failure) => Error;

@@ -1,8 +1,8 @@
-import { ClosedError, HermodError, InvalidArgument, SerializationError, ServerStopped } from '../errors.js';
-import { Target } from '../target.js';
-import { NoOpSerializer, type Serializer } from '../serializer.js';
-import { channels, publish, type ServerRequestEvent } from '../diagnostics.js';
-import type { IncomingMessage, Listener } from '../driver/base.js';
+import { ClosedError, HermodError, InvalidArgument, SerializationError, ServerStopped } from '../core/errors.js';
+import { Target } from '../core/target.js';
+import { NoOpSerializer, type Serializer } from '../core/serializer.js';
+import { channels, publish, type ServerRequestEvent } from '../core/diagnostics.js';
+import type { IncomingMessage, Listener } from '../driver/driver.js';
 import type { Transport } from '../transport.js';
 import { RPCDispatcher, parseRequest, type AccessPolicy } from './dispatcher.js';
 import { serializeFailure } from './remote-errors.js';

@@ -132,13 +132,16 @@ export class RabbitNode implements RabbitNodeInfo {
       RABBITMQ_LOG_BASE: path.join(d, 'log'),
       RABBITMQ_PID_FILE: path.join(d, 'pid'),
       RABBITMQ_ENABLED_PLUGINS_FILE: path.join(d, 'enabled_plugins'),
+      // A crashing node writes erl_crash.dump (and Mnesia core files) into its working
+      // directory: keep both inside the node's own temp dir, never the project root.
+      ERL_CRASH_DUMP: path.join(d, 'erl_crash.dump'),
       ...(this.tlsPort ? { RABBITMQ_CONFIG_FILE: path.join(d, 'rabbitmq.conf') } : {}),
     };
   }
 
   private async boot(): Promise<void> {
     const out = openSync(path.join(this.dir, 'server.out'), 'a');
-    this.proc = spawn(`${SBIN}/rabbitmq-server`, [], { env: this.env(), stdio: ['ignore', out, out] });
+    this.proc = spawn(`${SBIN}/rabbitmq-server`, [], { cwd: this.dir, env: this.env(), stdio: ['ignore', out, out] });
     closeSync(out);
     this.proc.on('error', () => {});
     const end = Date.now() + 60000;
@@ -165,7 +168,7 @@ export class RabbitNode implements RabbitNodeInfo {
 
   /** Runs `rabbitmqctl -n <node> ...args` against this node. */
   async ctl(...args: string[]): Promise<string> {
-    const { stdout } = await run(`${SBIN}/rabbitmqctl`, ['-n', this.nodename, ...args], { env: this.env(), timeout: 60000 });
+    const { stdout } = await run(`${SBIN}/rabbitmqctl`, ['-n', this.nodename, ...args], { cwd: this.dir, env: this.env(), timeout: 60000 });
     return stdout;
   }
 

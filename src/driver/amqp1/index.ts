@@ -4,20 +4,20 @@ import net from 'node:net';
 import tls from 'node:tls';
 import os from 'node:os';
 import rhea from 'rhea';
-import { clearRheaTimers } from '../../util/rhea.js';
+import { clearRheaTimers } from '../../rhea/index.js';
 import type { Connection, Container, Delivery, EventContext, Message, Receiver, Sender } from 'rhea';
 import {
   ClosedError, InvalidArgument, MalformedMessage, MessageDeliveryFailure, MessageTooLarge, MessagingTimeout, TransportError,
-} from '../../errors.js';
-import { encodeJson, type Context } from '../../serializer.js';
-import { uuidHex } from '../../util/ids.js';
-import { channels, publish } from '../../diagnostics.js';
-import type { HermodConfig } from '../../config.js';
-import type { TransportHost, TransportUrl } from '../../transport.js';
-import type { Target } from '../../target.js';
+} from '../../core/errors.js';
+import { encodeJson, type Context } from '../../core/serializer.js';
+import { uuidHex } from '../../core/ids.js';
+import { channels, publish } from '../../core/diagnostics.js';
+import type { HermodConfig } from '../../config/index.js';
+import type { TransportHost, TransportUrl } from '../../config/transport-url.js';
+import type { Target } from '../../core/target.js';
 import type {
   ConnectionState, Driver, Failure, IncomingMessage, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions,
-} from '../base.js';
+} from '../driver.js';
 import { ReplyWaiter } from '../reply-waiter.js';
 import { notifyAddress, pickMode, rpcAddress, serverAddresses, type AddressingMode } from './addressing.js';
 

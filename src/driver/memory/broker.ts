@@ -102,15 +102,6 @@ export class MemoryBroker {
     for (const keys of this.bindings.values()) for (const set of keys.values()) set.delete(name);
   }
 
-  hasQueue(name: string): boolean {
-    return this.queues.has(name);
-  }
-
-  /** Messages waiting in a queue (not yet delivered). */
-  depth(name: string): number {
-    return this.queues.get(name)?.messages.length ?? 0;
-  }
-
   bind(queue: string, exchange: string, key: string): void {
     let keys = this.bindings.get(exchange);
     if (!keys) this.bindings.set(exchange, (keys = new Map()));

@@ -1,14 +1,13 @@
-import { EventEmitter } from 'node:events';
-import { ClosedError, MalformedMessage, MessageTooLarge } from '../../errors.js';
-import { encodeJson, type Context } from '../../serializer.js';
-import { uuidHex } from '../../util/ids.js';
-import type { HermodConfig } from '../../config.js';
-import type { TransportUrl } from '../../transport.js';
-import type { Target } from '../../target.js';
+import { MalformedMessage } from '../../core/errors.js';
+import type { Context } from '../../core/serializer.js';
+import { uuidHex } from '../../core/ids.js';
+import type { HermodConfig } from '../../config/index.js';
+import type { TransportUrl } from '../../config/transport-url.js';
+import type { Target } from '../../core/target.js';
 import type {
   Driver, IncomingMessage, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions,
-} from '../base.js';
-import { ReplyWaiter } from '../reply-waiter.js';
+} from '../driver.js';
+import { DriverBase } from '../driver-base.js';
 import { memoryBroker, type MemoryBroker, type MemoryConsumer, type MemoryDelivery } from './broker.js';
 
 interface RequestBody {
@@ -31,30 +30,16 @@ interface ReplyBody {
  * exchanges, timeouts, call-monitor heartbeats, notifications) inside one process. Every
  * `memory://<name>` transport of the process shares the broker called `<name>`.
  */
-export class MemoryDriver extends EventEmitter implements Driver {
+export class MemoryDriver extends DriverBase implements Driver {
   readonly kind = 'memory';
   /** The shared in-process broker (exposed for tests and diagnostics). */
   readonly broker: MemoryBroker;
-  private readonly waiter = new ReplyWaiter();
   private readonly replyQueue = `reply_${uuidHex()}`;
   private replyConsumerCancel: (() => void) | undefined;
-  private readonly subscriptions = new Set<MemoryListener>();
-  private closed = false;
 
-  constructor(readonly url: TransportUrl, private readonly config: HermodConfig) {
-    super();
+  constructor(url: TransportUrl, config: HermodConfig) {
+    super(url, config);
     this.broker = memoryBroker(url.name ?? 'default');
-  }
-
-  private exchange(target: Target): string {
-    return target.exchange ?? this.config.controlExchange;
-  }
-
-  private encode(value: unknown, what: string): string {
-    const body = encodeJson(value, what);
-    const size = Buffer.byteLength(body);
-    if (size > this.config.maxMessageSize) throw new MessageTooLarge(size, this.config.maxMessageSize);
-    return body;
   }
 
   private ensureReplyConsumer(): void {
@@ -78,7 +63,7 @@ export class MemoryDriver extends EventEmitter implements Driver {
   }
 
   async send(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<Reply | undefined> {
-    if (this.closed) throw new ClosedError('transport is closed');
+    this.assertOpen();
     const exchange = this.exchange(target);
     const topic = target.topic!;
     const body: RequestBody = { ctx, message: request as unknown as Record<string, unknown> };
@@ -108,7 +93,7 @@ export class MemoryDriver extends EventEmitter implements Driver {
   }
 
   async sendNotification(target: Target, ctx: Context, message: Record<string, unknown>, _opts: NotificationSendOptions): Promise<void> {
-    if (this.closed) throw new ClosedError('transport is closed');
+    this.assertOpen();
     const exchange = this.exchange(target);
     // Like oslo's notifier, make sure the queue exists so notifications wait for a listener.
     const queue = `${exchange}.${target.topic}`;
@@ -118,7 +103,7 @@ export class MemoryDriver extends EventEmitter implements Driver {
   }
 
   async listen(target: Target, opts: ListenOptions): Promise<Listener> {
-    if (this.closed) throw new ClosedError('transport is closed');
+    this.assertOpen();
     const exchange = this.exchange(target);
     const topic = target.topic!;
     const fanoutQueue = `${exchange}.${topic}_fanout_${uuidHex()}`;
@@ -132,7 +117,7 @@ export class MemoryDriver extends EventEmitter implements Driver {
 
   async listenForNotifications(targets: Array<{ target: Target; priority: string }>, pool: string | undefined,
     opts: ListenOptions): Promise<Listener> {
-    if (this.closed) throw new ClosedError('transport is closed');
+    this.assertOpen();
     const queues: Array<[string, string, string]> = targets.map(({ target, priority }) => {
       const exchange = this.exchange(target);
       const key = `${target.topic}.${priority}`;
@@ -146,10 +131,7 @@ export class MemoryDriver extends EventEmitter implements Driver {
       this.broker.declareQueue(queue);
       this.broker.bind(queue, exchange, key);
     }
-    const listener = new MemoryListener(this, queues.map(([q]) => q), transient, opts);
-    this.subscriptions.add(listener);
-    listener.onStop = () => this.subscriptions.delete(listener);
-    return listener;
+    return this.track(new MemoryListener(this, queues.map(([q]) => q), transient, opts));
   }
 
   /** @internal */
@@ -176,13 +158,9 @@ export class MemoryDriver extends EventEmitter implements Driver {
     };
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    for (const l of [...this.subscriptions]) await l.stop();
+  protected async shutdown(): Promise<void> {
     this.replyConsumerCancel?.();
     this.broker.deleteQueue(this.replyQueue);
-    this.waiter.failAll(new ClosedError('transport closed while waiting for a reply'));
   }
 }
 

@@ -2,12 +2,12 @@ import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import amqplib, { type ChannelModel } from 'amqplib';
-import { ClosedError, MessagingTimeout, TransportError } from '../../errors.js';
-import { channels, publish } from '../../diagnostics.js';
-import { uuid } from '../../util/ids.js';
-import type { HermodConfig } from '../../config.js';
-import type { TransportHost, TransportUrl } from '../../transport.js';
-import type { ConnectionState } from '../base.js';
+import { ClosedError, MessagingTimeout, TransportError } from '../../core/errors.js';
+import { channels, publish } from '../../core/diagnostics.js';
+import { uuid } from '../../core/ids.js';
+import type { HermodConfig } from '../../config/index.js';
+import type { TransportHost, TransportUrl } from '../../config/transport-url.js';
+import type { ConnectionState } from '../driver.js';
 
 /** Runs on every (re)connect, before the connection counts as open: channels, topology, consumers. */
 export type SetupHook = (model: ChannelModel) => Promise<void>;

@@ -3,26 +3,21 @@ import type { ChannelModel, ConfirmChannel, Channel, ConsumeMessage, Message, Op
 import {
   ClosedError, MalformedMessage, MessageDeliveryFailure, MessageTooLarge, MessageUndeliverable, MessagingTimeout,
   TransportError, UnsupportedEnvelopeVersion,
-} from '../../errors.js';
-import { encodeJson, type Context } from '../../serializer.js';
-import { uuidHex } from '../../util/ids.js';
-import type { HermodConfig } from '../../config.js';
-import type { TransportUrl } from '../../transport.js';
-import type { Target } from '../../target.js';
+} from '../../core/errors.js';
+import { encodeJson, type Context } from '../../core/serializer.js';
+import { uuidHex } from '../../core/ids.js';
+import type { HermodConfig } from '../../config/index.js';
+import type { TransportUrl } from '../../config/transport-url.js';
+import type { Target } from '../../core/target.js';
 import type {
   ConnectionState, Driver, Failure, IncomingMessage, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions,
-} from '../base.js';
+} from '../driver.js';
 import { ReplyWaiter } from '../reply-waiter.js';
 import { RabbitConnection, type SetupHook } from './connection.js';
+import { DedupRing } from './dedup.js';
 
 /** oslo's message properties: JSON, persistent (even on transient queues), priority 0, no headers. */
 const BASE_PROPS = { contentType: 'application/json', contentEncoding: 'utf-8', deliveryMode: 2, priority: 0, headers: {} } as const;
-/**
- * How many `_unique_id`s a receiver remembers to drop duplicates. oslo keeps 16, enough for its
- * immediate redeliveries; hermod resends unconfirmed casts after a reconnect, and their
- * duplicates can arrive after hundreds of other messages.
- */
-const DEDUP_WINDOW = 4096;
 /** Frames a publishing channel buffers before publish() waits for `drain`. */
 const PUBLISH_HWM = 256;
 
@@ -59,27 +54,6 @@ export function unenvelope(content: Buffer): Record<string, unknown> {
   }
   if (!inner || typeof inner !== 'object' || Array.isArray(inner)) throw new MalformedMessage('oslo.message is not a JSON object');
   return inner as Record<string, unknown>;
-}
-
-/** Remembers the last few ids seen, as oslo's duplicate check does. */
-class DedupRing {
-  private readonly ids: string[] = [];
-  private readonly set = new Set<string>();
-  /** True when `id` was recorded recently (a duplicate). */
-  seen(id: unknown): boolean {
-    return typeof id === 'string' && this.set.has(id);
-  }
-
-  /**
-   * Records `id`. Listeners record on acknowledge, as oslo does, so a requeued message is not
-   * mistaken for a duplicate when it comes back.
-   */
-  add(id: unknown): void {
-    if (typeof id !== 'string' || this.set.has(id)) return;
-    this.ids.push(id);
-    this.set.add(id);
-    if (this.ids.length > DEDUP_WINDOW) this.set.delete(this.ids.shift()!);
-  }
 }
 
 interface PendingPublish { returned: boolean }

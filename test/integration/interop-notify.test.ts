@@ -1,11 +1,11 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { getTransport, defaultConfig, Target, Notifier, NotificationListener, NotificationFilter, PRIORITIES, type Transport } from '../src/index.js';
-import { Router } from '../src/router/router.js';
-import { RabbitNode } from './support/rabbit.js';
-import { OsloPeer, osloAvailable } from './support/oslo.js';
-import { Collector } from './support/notify-cases.js';
-import { sleep, until } from './support/assert.js';
+import { getTransport, defaultConfig, Target, Notifier, NotificationListener, NotificationFilter, PRIORITIES, type Transport } from '../../src/index.js';
+import { Router } from '../../src/router/router.js';
+import { RabbitNode } from '../support/rabbit.js';
+import { OsloPeer, osloAvailable } from '../support/oslo.js';
+import { Collector } from '../support/notify-cases.js';
+import { sleep, until } from '../support/assert.js';
 
 // Notifications between hermod and python3-oslo.messaging, both ways, on RabbitMQ and on the
 // embedded AMQP 1.0 router.

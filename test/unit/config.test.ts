@@ -3,8 +3,9 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { loadConfig, defaultConfig, parseConfigArgs, describeConfig, parseDuration, envName, CONFIG_KEYS } from '../src/index.js';
-import { rejects } from './support/assert.js';
+import { loadConfig, defaultConfig } from '../../src/index.js';
+import { parseConfigArgs, describeConfig, parseDuration, envName, CONFIG_KEYS } from '../../src/config/index.js';
+import { rejects } from '../support/assert.js';
 
 const t = suite('config');
 const dir = mkdtempSync(path.join(tmpdir(), 'hermod-config-'));

@@ -4,15 +4,15 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import amqplib from 'amqplib';
-import { getTransport, defaultConfig, Target, RPCServer, RPCClient, type Transport, type ConnectionState } from '../src/index.js';
-import { Recorder } from './support/endpoints.js';
-import { RabbitNode } from './support/rabbit.js';
-import { rejects, sleep, until } from './support/assert.js';
+import { getTransport, defaultConfig, Target, RPCServer, RPCClient, type Transport, type ConnectionState } from '../../src/index.js';
+import { Recorder } from '../support/endpoints.js';
+import { RabbitNode } from '../support/rabbit.js';
+import { rejects, sleep, until } from '../support/assert.js';
 
 // Fault tests: brokers killed, stopped and refused under traffic. Each states its figures.
 // RabbitMQ faults use a node of their own (it gets killed), not the run's shared one.
 
-const bin = (name: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', `${name}.js`);
+const bin = (name: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', `${name}.js`);
 const fast = { 'rabbit.retryInterval': 100, 'rabbit.intervalMax': 500, 'amqp1.retryInterval': 50, 'amqp1.intervalMax': 200 };
 
 interface Ctx { node: RabbitNode; transports: Transport[]; servers: RPCServer[] }

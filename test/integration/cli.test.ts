@@ -3,10 +3,10 @@ import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { until } from './support/assert.js';
-import { RabbitNode } from './support/rabbit.js';
+import { until } from '../support/assert.js';
+import { RabbitNode } from '../support/rabbit.js';
 
-const bin = (name: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'bin', `${name}.js`);
+const bin = (name: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', `${name}.js`);
 
 interface Proc { child: ChildProcess; out: string; err: string; exited: Promise<number | null> }
 function start(name: string, args: string[]): Proc {

@@ -1,16 +1,10 @@
 import type { EventEmitter } from 'node:events';
-import type { Target } from '../target.js';
-import type { Context } from '../serializer.js';
+import type { Target } from '../core/target.js';
+import type { Context } from '../core/serializer.js';
+import type { Failure } from '../core/failure.js';
 
-/** oslo.messaging's failure object: how a remote exception travels. */
-export interface Failure {
-  class: string;
-  module: string;
-  message: string;
-  tb: string[];
-  args: unknown[];
-  kwargs: Record<string, unknown>;
-}
+export type { Failure } from '../core/failure.js';
+export type { ConnectionState } from '../core/diagnostics.js';
 
 /** An RPC request as the RPC layer hands it to a driver (oslo's message dict). */
 export interface RpcRequest {
@@ -83,14 +77,6 @@ export interface Listener {
   /** Stops taking new messages (cancels consumers / detaches links); in-flight ones stay valid. */
   stop(): Promise<void>;
 }
-
-/** Connection state changes, emitted as `'state'` events by every driver. */
-export type ConnectionState =
-  | { state: 'connected'; host: string }
-  | { state: 'disconnected'; host: string; error?: Error }
-  | { state: 'reconnecting'; host: string; attempt: number; delayMs: number }
-  | { state: 'blocked'; host: string; reason: string }
-  | { state: 'unblocked'; host: string };
 
 /**
  * The driver contract (oslo's BaseDriver): the RPC and notification layers talk to brokers

@@ -1,5 +1,5 @@
-import { Router } from '../src/router/router.js';
-import { interopSuite } from './support/interop.js';
+import { Router } from '../../src/router/router.js';
+import { interopSuite } from '../support/interop.js';
 
 // python3-oslo.messaging's amqp1 driver (pyngus + python3-qpid-proton) through hermod's router:
 // a peer we did not write on both sides of hermod's AMQP 1.0 driver and of the router.

@@ -1,9 +1,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Connection, EventContext, Receiver, Sender } from 'rhea';
-import { Router } from '../src/router/router.js';
-import { rheaConnect, rheaClose } from './support/rhea-peer.js';
-import { sleep, until } from './support/assert.js';
+import { Router } from '../../src/router/router.js';
+import { rheaConnect, rheaClose } from '../support/rhea-peer.js';
+import { sleep, until } from '../support/assert.js';
 
 interface Ctx { router: Router; port: number; conns: Connection[] }
 const t = suite<Ctx>('router (rhea client as peer)', { router: undefined as never, port: 0, conns: [] });

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Target, versionIsCompatible } from '../src/index.js';
-import { rejects } from './support/assert.js';
+import { Target, versionIsCompatible } from '../../src/index.js';
+import { rejects } from '../support/assert.js';
 
 const t = suite('target');
 

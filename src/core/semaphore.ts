@@ -1,4 +1,4 @@
-import { MessagingTimeout, TooManyInFlight } from '../errors.js';
+import { MessagingTimeout, TooManyInFlight } from './errors.js';
 
 /** A counting semaphore with optional fail-fast and acquire deadlines. */
 export class Semaphore {

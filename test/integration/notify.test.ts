@@ -1,12 +1,12 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import amqplib from 'amqplib';
-import { getTransport, defaultConfig, Target, NotificationListener, Notifier } from '../src/index.js';
-import { Collector } from './support/notify-cases.js';
-import { until } from './support/assert.js';
-import { Router } from '../src/router/router.js';
-import { RabbitNode } from './support/rabbit.js';
-import { notifySuite } from './support/notify-cases.js';
+import { getTransport, defaultConfig, Target, NotificationListener, Notifier } from '../../src/index.js';
+import { Collector } from '../support/notify-cases.js';
+import { until } from '../support/assert.js';
+import { Router } from '../../src/router/router.js';
+import { RabbitNode } from '../support/rabbit.js';
+import { notifySuite } from '../support/notify-cases.js';
 
 // The same notification cases on all three drivers.
 let memoryBrokers = 0;

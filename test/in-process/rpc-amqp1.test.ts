@@ -1,11 +1,11 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import rhea from 'rhea';
-import { getTransport, defaultConfig, Target, RPCServer, RPCClient, RemoteError, type Transport } from '../src/index.js';
-import { Router } from '../src/router/router.js';
-import { Recorder, Versioned } from './support/endpoints.js';
-import { rheaConnect, rheaClose } from './support/rhea-peer.js';
-import { rejects, sleep, until } from './support/assert.js';
+import { getTransport, defaultConfig, Target, RPCServer, RPCClient, RemoteError, type Transport } from '../../src/index.js';
+import { Router } from '../../src/router/router.js';
+import { Recorder, Versioned } from '../support/endpoints.js';
+import { rheaConnect, rheaClose } from '../support/rhea-peer.js';
+import { rejects, sleep, until } from '../support/assert.js';
 
 interface Ctx { router: Router; url: string; transports: Transport[]; servers: RPCServer[] }
 const t = suite<Ctx>('rpc over amqp1 via the embedded router', { router: undefined as never, url: '', transports: [], servers: [] });
@@ -220,7 +220,7 @@ t('a process that closes its transport exits at once (no rhea timers left behind
   await serve(ctx, 'exit', 's', [new Recorder('s')]);
   const { spawn } = await import('node:child_process');
   const { fileURLToPath } = await import('node:url');
-  const index = fileURLToPath(new URL('../src/index.js', import.meta.url));
+  const index = fileURLToPath(new URL('../../src/index.js', import.meta.url));
   const script = `const h = await import(${JSON.stringify(index)});
     const t = await h.getTransport(${JSON.stringify(ctx.url)}, { config: h.defaultConfig() });
     const c = new h.RPCClient(t, new h.Target({ topic: 'exit' }), { timeout: 3000 });

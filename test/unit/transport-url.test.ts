@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseTransportUrl, redactUrl, getTransport, defaultConfig } from '../src/index.js';
-import { rejects } from './support/assert.js';
+import { parseTransportUrl, redactUrl, getTransport, defaultConfig } from '../../src/index.js';
+import { rejects } from '../support/assert.js';
 
 const t = suite('transport url');
 

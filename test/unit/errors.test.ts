@@ -2,8 +2,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   HermodError, MessagingTimeout, RemoteError, NoSuchMethod, UnsupportedVersion, MessageUndeliverable, MessageDeliveryFailure,
-  ConfigError, serializeFailure, deserializeFailure, registerRemoteError, isRemote, MessageTooLarge,
-} from '../src/index.js';
+  ConfigError, registerRemoteError, isRemote, MessageTooLarge,
+} from '../../src/index.js';
+import { serializeFailure, deserializeFailure } from '../../src/rpc/remote-errors.js';
 
 const t = suite('errors');
 

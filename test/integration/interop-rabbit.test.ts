@@ -1,5 +1,5 @@
-import { RabbitNode } from './support/rabbit.js';
-import { interopSuite } from './support/interop.js';
+import { RabbitNode } from '../support/rabbit.js';
+import { interopSuite } from '../support/interop.js';
 
 // python3-oslo.messaging's rabbit driver (kombu) and hermod's RabbitMQ driver on one real
 // RabbitMQ node, in a vhost of their own.

@@ -1,5 +1,4 @@
 import diagnostics_channel from 'node:diagnostics_channel';
-import type { ConnectionState } from './driver/base.js';
 
 /**
  * hermod's lifecycle events on `node:diagnostics_channel`. Logging, metrics and tracing
@@ -51,6 +50,14 @@ export interface InvalidMessageEvent {
   error: Error;
   size?: number;
 }
+
+/** Connection state changes, emitted as `'state'` events by every driver. */
+export type ConnectionState =
+  | { state: 'connected'; host: string }
+  | { state: 'disconnected'; host: string; error?: Error }
+  | { state: 'reconnecting'; host: string; attempt: number; delayMs: number }
+  | { state: 'blocked'; host: string; reason: string }
+  | { state: 'unblocked'; host: string };
 
 /** Published on `hermod:connection:state`. */
 export type ConnectionStateEvent = ConnectionState & { driver: string };

@@ -4,10 +4,10 @@ import diagnostics_channel from 'node:diagnostics_channel';
 import {
   getTransport, defaultConfig, Target, RPCServer, RPCClient, RemoteError, NoSuchMethod, type Transport,
   type ServerRequestEvent,
-} from '../src/index.js';
-import { MemoryDriver } from '../src/driver/memory/index.js';
-import { Recorder, Versioned } from './support/endpoints.js';
-import { rejects, sleep, until } from './support/assert.js';
+} from '../../src/index.js';
+import { MemoryDriver } from '../../src/driver/memory/index.js';
+import { Recorder, Versioned } from '../support/endpoints.js';
+import { rejects, sleep, until } from '../support/assert.js';
 
 let n = 0;
 const fresh = () => `rpc${++n}`;

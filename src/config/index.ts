@@ -1,6 +1,6 @@
 import convict from 'convict';
 import { readFileSync } from 'node:fs';
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../core/errors.js';
 
 /**
  * hermod's configuration, one convict schema: each option has a default, a doc line and a

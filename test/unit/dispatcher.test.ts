@@ -1,8 +1,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RPCDispatcher, Target, findMethod, JsonPayloadSerializer } from '../src/index.js';
-import { parseRequest } from '../src/rpc/dispatcher.js';
-import { rejects } from './support/assert.js';
+import { Target, JsonPayloadSerializer } from '../../src/index.js';
+import { RPCDispatcher, findMethod, parseRequest } from '../../src/rpc/dispatcher.js';
+import { rejects } from '../support/assert.js';
 
 const t = suite('dispatcher');
 

@@ -1,0 +1,64 @@
+import { ClosedError, MessagingTimeout, TransportError } from '../core/errors.js';
+
+/** What a {@link ConnectGate} needs to know about its connection at each check. */
+export interface GateStatus {
+  /** The transport was closed: waiting is over for good. */
+  closed: boolean;
+  /** A connection is open now. */
+  connected: boolean;
+  /** Failed connect attempts since the last success. */
+  failedAttempts: number;
+  /** The broker refused the login, vhost or certificate: retrying cannot help. */
+  refused: boolean;
+  /** "cannot connect to …: why", for errors. */
+  problem: string;
+}
+
+/**
+ * Where sends and subscriptions wait for their connection (and for whatever else they need:
+ * a channel, a reply address, credit). Waiters sleep until {@link wake} or their deadline; each
+ * wake re-checks, so the first waiter after a reconnect goes at once. Fails with ClosedError
+ * after close, TransportError when the retry budget is spent or the broker refused the login,
+ * and at the deadline with TransportError (still not connected) or MessagingTimeout.
+ */
+export class ConnectGate {
+  private readonly waiters = new Set<() => void>();
+
+  constructor(private readonly status: () => GateStatus) {}
+
+  /** Wakes every waiter to re-check (connected, lost, closed, credit arrived). */
+  wake(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  /**
+   * Resolves once `ready()` holds. `retry` counts failed connect attempts (-1: no limit).
+   * `pollMs` bounds each sleep for conditions nobody wakes the gate for.
+   */
+  async until(ready: () => boolean, deadline: number, retry: number, what: string, pollMs = Infinity): Promise<void> {
+    while (!ready()) {
+      const s = this.status();
+      if (s.closed) throw new ClosedError('transport is closed');
+      if (!s.connected) {
+        if (s.refused) throw new TransportError(`${s.problem} (the broker refused the login or vhost; not retrying for ${what})`);
+        if (retry >= 0 && s.failedAttempts > retry) {
+          throw new TransportError(`${s.problem} (gave up after ${s.failedAttempts} attempt${s.failedAttempts === 1 ? '' : 's'}, retry=${retry})`);
+        }
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        if (!s.connected) throw new TransportError(`${s.problem} (still trying when ${what} timed out)`);
+        throw new MessagingTimeout(`timed out waiting to send ${what}`);
+      }
+      await this.sleep(Math.min(left, pollMs));
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => { this.waiters.delete(done); clearTimeout(timer); resolve(); };
+      const timer = setTimeout(done, ms);
+      this.waiters.add(done);
+    });
+  }
+}
