@@ -200,7 +200,7 @@ t('dynamic sources get unique addresses; properties pass through with their type
   assert.equal(m.message_annotations, { 'x-opt-a': 'v' });
 });
 
-t('a slow receiver pushes back: the router holds at most its credit window per sender', async (ctx) => {
+t('a slow receiver pushes back: the router holds at most its credit window per sender', async () => {
   const small = new Router({ port: 0, linkCredit: 10 });
   const port = await small.start();
   const rc = await rheaConnect(port);

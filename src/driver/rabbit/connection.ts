@@ -53,7 +53,6 @@ export class RabbitConnection extends EventEmitter {
   private model: ChannelModel | undefined;
   private readonly hooks: SetupHook[] = [];
   private hostIndex = -1;
-  private currentHost: TransportHost | undefined;
   private lastError: string | undefined;
   private authProblem = false;
   /** Failed connect attempts since the last successful one. */
@@ -154,7 +153,6 @@ export class RabbitConnection extends EventEmitter {
   private async loop(): Promise<void> {
     while (!this.closed) {
       const h = this.nextHost();
-      this.currentHost = h;
       let model: ChannelModel | undefined;
       try {
         model = await this.open(h);

@@ -13,7 +13,7 @@ import type {
   ConnectionState, Driver, Failure, IncomingMessage, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions,
 } from '../driver.js';
 import { ReplyWaiter } from '../reply-waiter.js';
-import { RabbitConnection, type SetupHook } from './connection.js';
+import { RabbitConnection } from './connection.js';
 import { DedupRing } from './dedup.js';
 
 /** oslo's message properties: JSON, persistent (even on transient queues), priority 0, no headers. */
