@@ -1,29 +1,13 @@
-import { MalformedMessage } from '../../core/errors.js';
 import type { Context } from '../../core/serializer.js';
 import { uuidHex } from '../../core/ids.js';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
 import type { Target } from '../../core/target.js';
-import type {
-  Driver, IncomingMessage, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions,
-} from '../driver.js';
+import type { Driver, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions } from '../driver.js';
 import { DriverBase } from '../driver-base.js';
-import { memoryBroker, type MemoryBroker, type MemoryConsumer, type MemoryDelivery } from './broker.js';
-
-interface RequestBody {
-  ctx: Context;
-  message: Record<string, unknown>;
-  msgId?: string;
-  replyTo?: string;
-  monitor?: number;
-}
-
-interface ReplyBody {
-  msgId: string;
-  ending: boolean;
-  result?: unknown;
-  failure?: Reply['failure'] | null;
-}
+import { memoryBroker, type MemoryBroker } from './broker.js';
+import { MemoryListener } from './listener.js';
+import type { ReplyBody, RequestBody } from './wire.js';
 
 /**
  * The in-memory driver: oslo semantics (competing servers, server-directed calls, fanout,
@@ -131,76 +115,12 @@ export class MemoryDriver extends DriverBase implements Driver {
       this.broker.declareQueue(queue);
       this.broker.bind(queue, exchange, key);
     }
-    return this.track(new MemoryListener(this, queues.map(([q]) => q), transient, opts));
-  }
-
-  /** @internal */
-  makeIncoming(d: MemoryDelivery, body: RequestBody): IncomingMessage {
-    const { msgId, replyTo } = body;
-    const sendReply = (reply: ReplyBody) => {
-      if (!msgId || !replyTo) return;
-      this.broker.publish('', replyTo, this.encode(reply, 'reply'));
-    };
-    return {
-      ctx: body.ctx ?? {},
-      message: body.message,
-      expectsReply: Boolean(msgId && replyTo),
-      callMonitorTimeout: typeof body.monitor === 'number' ? body.monitor : 0,
-      async reply(reply) {
-        sendReply({ msgId: msgId!, ending: true, result: reply.result ?? null, failure: reply.failure ?? null });
-      },
-      async heartbeat() {
-        sendReply({ msgId: msgId!, ending: false, result: null, failure: null });
-      },
-      acknowledge() {},
-      requeue: () => d.requeue(),
-      done: () => d.done(),
-    };
+    const reply = (replyTo: string, body: ReplyBody) => this.broker.publish('', replyTo, this.encode(body, 'reply'));
+    return this.track(new MemoryListener(this.broker, queues.map(([q]) => q), transient, opts, reply));
   }
 
   protected async shutdown(): Promise<void> {
     this.replyConsumerCancel?.();
     this.broker.deleteQueue(this.replyQueue);
-  }
-}
-
-class MemoryListener implements Listener {
-  private readonly cancels: Array<() => void> = [];
-  onStop: (() => void) | undefined;
-  private stopped = false;
-
-  constructor(private readonly driver: MemoryDriver, queues: string[], private readonly transient: string[],
-    private readonly opts: ListenOptions) {
-    const consumer: MemoryConsumer = {
-      prefetch: opts.prefetch,
-      inFlight: 0,
-      deliver: (d) => this.deliver(d),
-    };
-    for (const q of queues) this.cancels.push(driver.broker.consume(q, consumer));
-  }
-
-  private deliver(d: MemoryDelivery): void {
-    let body: RequestBody;
-    try {
-      body = JSON.parse(d.body) as RequestBody;
-      if (!body || typeof body !== 'object' || !body.message || typeof body.message !== 'object') {
-        throw new MalformedMessage('message has no message object');
-      }
-    } catch (err) {
-      d.done();
-      const e = err instanceof MalformedMessage ? err : new MalformedMessage(`message is not valid JSON: ${(err as Error).message}`, { cause: err });
-      this.opts.onInvalid?.(e, { address: 'memory', size: d.body.length });
-      return;
-    }
-    this.opts.onMessage(this.driver.makeIncoming(d, body));
-  }
-
-  async stop(): Promise<void> {
-    if (this.stopped) return;
-    this.stopped = true;
-    for (const c of this.cancels) c();
-    // A server's fanout queue goes with it, as oslo deletes it when the server's connection closes.
-    for (const q of this.transient) this.driver.broker.deleteQueue(q);
-    this.onStop?.();
   }
 }

@@ -1,0 +1,72 @@
+import { MalformedMessage } from '../../core/errors.js';
+import type { IncomingMessage, ListenOptions } from '../driver.js';
+import type { TrackedListener } from '../driver-base.js';
+import type { MemoryBroker, MemoryConsumer, MemoryDelivery } from './broker.js';
+import type { ReplyBody, RequestBody } from './wire.js';
+
+/** Sends a reply or heartbeat to a caller's reply queue. */
+export type MemoryReply = (replyTo: string, body: ReplyBody) => void;
+
+/** One subscription of a memory transport: consumes its queues with one shared prefetch window. */
+export class MemoryListener implements TrackedListener {
+  private readonly cancels: Array<() => void> = [];
+  onStop: (() => void) | undefined;
+  private stopped = false;
+
+  constructor(private readonly broker: MemoryBroker, queues: string[], private readonly transient: string[],
+    private readonly opts: ListenOptions, private readonly reply: MemoryReply) {
+    const consumer: MemoryConsumer = {
+      prefetch: opts.prefetch,
+      inFlight: 0,
+      deliver: (d) => this.deliver(d),
+    };
+    for (const q of queues) this.cancels.push(broker.consume(q, consumer));
+  }
+
+  private deliver(d: MemoryDelivery): void {
+    let body: RequestBody;
+    try {
+      body = JSON.parse(d.body) as RequestBody;
+      if (!body || typeof body !== 'object' || !body.message || typeof body.message !== 'object') {
+        throw new MalformedMessage('message has no message object');
+      }
+    } catch (err) {
+      d.done();
+      const e = err instanceof MalformedMessage ? err : new MalformedMessage(`message is not valid JSON: ${(err as Error).message}`, { cause: err });
+      this.opts.onInvalid?.(e, { address: 'memory', size: d.body.length });
+      return;
+    }
+    this.opts.onMessage(this.incoming(d, body));
+  }
+
+  private incoming(d: MemoryDelivery, body: RequestBody): IncomingMessage {
+    const { msgId, replyTo } = body;
+    const send = (reply: ReplyBody) => {
+      if (msgId && replyTo) this.reply(replyTo, reply);
+    };
+    return {
+      ctx: body.ctx ?? {},
+      message: body.message,
+      expectsReply: Boolean(msgId && replyTo),
+      callMonitorTimeout: typeof body.monitor === 'number' ? body.monitor : 0,
+      async reply(reply) {
+        send({ msgId: msgId!, ending: true, result: reply.result ?? null, failure: reply.failure ?? null });
+      },
+      async heartbeat() {
+        send({ msgId: msgId!, ending: false, result: null, failure: null });
+      },
+      acknowledge() {},
+      requeue: () => d.requeue(),
+      done: () => d.done(),
+    };
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const c of this.cancels) c();
+    // A server's fanout queue goes with it, as oslo deletes it when the server's connection closes.
+    for (const q of this.transient) this.broker.deleteQueue(q);
+    this.onStop?.();
+  }
+}

@@ -1,0 +1,24 @@
+import type { Context } from '../../core/serializer.js';
+import type { Reply } from '../driver.js';
+
+/**
+ * What travels through the in-process broker, as JSON strings so that a memory transport has
+ * the same serialisation limits as a real one. Not oslo's wire format: nothing outside the
+ * process ever reads it.
+ */
+export interface RequestBody {
+  ctx: Context;
+  message: Record<string, unknown>;
+  msgId?: string;
+  replyTo?: string;
+  /** Call-monitor timeout, ms. */
+  monitor?: number;
+}
+
+/** A reply (`ending: true`) or a call-monitor heartbeat (`ending: false`). */
+export interface ReplyBody {
+  msgId: string;
+  ending: boolean;
+  result?: unknown;
+  failure?: Reply['failure'] | null;
+}
