@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { Router } from '../src/router/router.js';
+import { EXIT, exitOnUsage } from '../src/cli/exit-codes.js';
 
 const program = new Command('hermod-router')
   .description('An AMQP 1.0 message router for hermod and oslo.messaging (amqp1 driver). Not a broker: nothing is stored.')
   .option('--host <host>', 'interface to listen on', '127.0.0.1')
   .option('--port <port>', 'TCP port (0 = any free port)', (v) => Number(v), 5672)
   .option('--quiet', 'print only the listening line and errors')
-  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+  .exitOverride(exitOnUsage)
   .parse();
 const o = program.opts<{ host: string; port: number; quiet?: boolean }>();
 const stamp = () => new Date().toISOString();
@@ -26,5 +27,5 @@ router.start().then(() => {
   process.on('SIGTERM', () => void stop('SIGTERM'));
 }, (err: Error) => {
   process.stderr.write(`error: cannot listen on ${o.host}:${o.port}: ${err.message}\n`);
-  process.exit(1);
+  process.exit(EXIT.failed);
 });

@@ -3,10 +3,13 @@ import { Command } from 'commander';
 import {
   getTransport, NotificationListener, NotificationFilter, PRIORITIES, Target, type Transport, type Context, type NotificationMetadata,
 } from '../src/index.js';
-import { cliConfig, fatal, makeLogger, logConnectionState, CLI_DEFAULT_URL } from '../src/cli/common.js';
+import { cliConfig } from '../src/cli/config-args.js';
+import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
+import { UsageError, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
+import { makeLogger, logConnectionState } from '../src/cli/log.js';
 
 async function main(): Promise<void> {
-  const { config, rest, urlFromConfig } = cliConfig(process.argv.slice(2));
+  const { config, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
   const program = new Command('notify-listen')
     .description('Print notifications as they arrive: one line each, or JSON.')
     .option('--topic <topic...>', 'topics (default notifications.topics)')
@@ -18,17 +21,16 @@ async function main(): Promise<void> {
     .option('--count <n>', 'exit after n notifications', (v) => Number(v))
     .option('--json', 'one JSON object per line')
     .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
-    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+    .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
   const o = program.opts<{ topic?: string[]; priority?: string[]; exchange?: string; pool?: string; publisherId?: string; eventType?: string; count?: number; json?: boolean; transportUrl?: string }>();
   const priorities = (o.priority ?? [...PRIORITIES]).map((p) => p.toLowerCase());
   for (const p of priorities) {
-    if (!(PRIORITIES as readonly string[]).includes(p)) { process.stderr.write(`error: unknown priority '${p}'\n`); process.exit(2); }
+    if (!(PRIORITIES as readonly string[]).includes(p)) throw new UsageError(`unknown priority '${p}'`);
   }
   const log = makeLogger(config, 'notify-listen', true);
   logConnectionState(log);
-  const url = o.transportUrl ?? (urlFromConfig ? config.transportUrl : CLI_DEFAULT_URL);
-  const transport: Transport = await getTransport(url, { config });
+  const transport: Transport = await getTransport(o.transportUrl, { config });
   let seen = 0;
   let listener: NotificationListener | undefined;
   let stopping = false;
@@ -70,4 +72,4 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop(0));
 }
 
-main().catch((err) => fatal(err));
+main().catch(fatal);

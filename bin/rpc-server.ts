@@ -4,7 +4,10 @@ import { pathToFileURL } from 'node:url';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { Command } from 'commander';
 import { getTransport, RPCServer, Target, type ServerRequestEvent } from '../src/index.js';
-import { cliConfig, makeLogger, logConnectionState, fatal, CLI_DEFAULT_URL } from '../src/cli/common.js';
+import { cliConfig } from '../src/cli/config-args.js';
+import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
+import { exitOnUsage, fatal } from '../src/cli/exit-codes.js';
+import { makeLogger, logConnectionState } from '../src/cli/log.js';
 import { DemoEndpoints } from '../src/cli/demo-endpoints.js';
 
 async function loadEndpoints(specs: string[], ctx: { server: string; topic: string }): Promise<object[]> {
@@ -26,7 +29,7 @@ async function loadEndpoints(specs: string[], ctx: { server: string; topic: stri
 }
 
 async function main(): Promise<void> {
-  const { config, rest, urlFromConfig } = cliConfig(process.argv.slice(2));
+  const { config, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
   const program = new Command('rpc-server')
     .description('Serve RPC endpoints on a topic (built-in demo endpoints: echo, add, sleep, fail, info)')
     .argument('<name>', 'this server\'s name (Target.server)')
@@ -38,7 +41,7 @@ async function main(): Promise<void> {
     .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL}, the embedded router)`)
     .option('--concurrency <n>', 'requests run at once', (v) => Number(v))
     .addHelpText('after', '\nAlso: --config key=value | --config key value, --config-file file.json, --help-config')
-    .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2))
+    .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
   const [name] = program.args as [string];
   const o = program.opts<{ topic: string; exchange?: string; namespace?: string; version: string; endpoints?: string[]; transportUrl?: string; concurrency?: number }>();
@@ -49,8 +52,7 @@ async function main(): Promise<void> {
   const endpoints = o.endpoints?.length
     ? await loadEndpoints(o.endpoints, { server: name, topic: o.topic })
     : [new DemoEndpoints(name, o.namespace, o.version)];
-  const url = o.transportUrl ?? (urlFromConfig ? config.transportUrl : CLI_DEFAULT_URL);
-  const transport = await getTransport(url, { config });
+  const transport = await getTransport(o.transportUrl, { config });
   const server = new RPCServer(transport, target, endpoints, o.concurrency ? { concurrency: o.concurrency } : {});
 
   diagnostics_channel.subscribe('hermod:rpc:server:request', (e) => {

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { ConfigError } from './core/errors.js';
 import type { ConnectionState } from './core/diagnostics.js';
-import { loadConfig, type HermodConfig } from './config/index.js';
+import { applyOverrides, loadConfig, type HermodConfig } from './config/index.js';
 import { parseTransportUrl, type TransportUrl } from './config/transport-url.js';
 import type { Driver } from './driver/driver.js';
 
@@ -81,17 +81,4 @@ export async function getTransport(url?: string, options: TransportOptions = {})
   if (!load) throw new ConfigError(`the ${parsed.driver} driver is not available in this build`, { key: 'transportUrl' });
   const driver = await load(parsed, config);
   return new Transport(parsed, config, driver);
-}
-
-function applyOverrides(config: HermodConfig, overrides: Record<string, unknown>): HermodConfig {
-  const flat: Record<string, unknown> = {};
-  const walk = (o: Record<string, unknown>, p: string) => {
-    for (const [k, v] of Object.entries(o)) {
-      const path = p ? `${p}.${k}` : k;
-      if (v && typeof v === 'object' && !Array.isArray(v)) walk(v as Record<string, unknown>, path);
-      else flat[path] = v;
-    }
-  };
-  walk(config as unknown as Record<string, unknown>, '');
-  return loadConfig({ env: {}, overrides: { ...flat, ...overrides } });
 }

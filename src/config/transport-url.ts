@@ -4,7 +4,8 @@
  * of the driver's section and are checked against the schema.
  */
 import { ConfigError } from '../core/errors.js';
-import { CONFIG_KEYS, nearestKey } from './index.js';
+import { CONFIG_KEYS } from './schema.js';
+import { nearestKey } from './suggest.js';
 
 /** One broker host of a transport URL. */
 export interface TransportHost {

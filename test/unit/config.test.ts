@@ -4,7 +4,8 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig, defaultConfig } from '../../src/index.js';
-import { parseConfigArgs, describeConfig, parseDuration, envName, CONFIG_KEYS } from '../../src/config/index.js';
+import { parseDuration, envName, CONFIG_KEYS, applyOverrides } from '../../src/config/index.js';
+import { parseConfigArgs, describeConfig } from '../../src/cli/config-args.js';
 import { rejects } from '../support/assert.js';
 
 const t = suite('config');
@@ -44,6 +45,50 @@ t('sources: file < env < overrides, with coercion', () => {
   assert.is(c.rpc.serverConcurrency, 16);
   assert.equal(c.rpc.allowedRemoteExmods, ['a.b', 'c.d']);
   assert.is(c.rpc.sendTraceback, true);
+});
+
+t('caller defaults are the lowest source: file, env and overrides each outrank them', () => {
+  const defaults = { 'rpc.retry': 2, transportUrl: 'amqp://127.0.0.1:5672/', controlExchange: 'cli' } as const;
+  const d = loadConfig({ env: {}, defaults });
+  assert.is(d.rpc.retry, 2);
+  assert.is(d.transportUrl, 'amqp://127.0.0.1:5672/');
+  assert.is(d.rpc.responseTimeout, 60_000, 'schema defaults still fill the rest');
+  const file = path.join(dir, 'defaults.json');
+  writeFileSync(file, JSON.stringify({ rpc: { retry: 5 } }));
+  assert.is(loadConfig({ env: {}, defaults, files: [file] }).rpc.retry, 5);
+  assert.is(loadConfig({ env: { HERMOD_RPC_RETRY: '0' }, defaults }).rpc.retry, 0);
+  assert.is(loadConfig({ env: { HERMOD_TRANSPORT_URL: 'memory://' }, defaults }).transportUrl, 'memory://');
+  const all = loadConfig({ env: { HERMOD_RPC_RETRY: '0' }, defaults, files: [file], overrides: { 'rpc.retry': '7' } });
+  assert.is(all.rpc.retry, 7);
+  assert.is(all.controlExchange, 'cli');
+});
+
+t('defaults: unknown keys and bad values are rejected too', async () => {
+  await rejects(() => loadConfig({ env: {}, defaults: { 'rpc.retri': 2 } as never }), 'HERMOD_ERR_CONFIG', /'rpc.retri' \(from defaults\).*did you mean 'rpc.retry'/);
+  await rejects(() => loadConfig({ env: {}, defaults: { 'rpc.serverConcurrency': 0 } }), 'HERMOD_ERR_CONFIG', /serverConcurrency/);
+});
+
+t('applyOverrides: a loaded config with dotted keys over it; the environment is not read again', async () => {
+  const base = loadConfig({ env: {}, overrides: { controlExchange: 'nova', 'rpc.allowedRemoteExmods': 'a.b' } });
+  process.env.HERMOD_CONTROL_EXCHANGE = 'from-env';
+  let c;
+  try {
+    c = applyOverrides(base, { 'rpc.responseTimeout': '5s', 'rabbit.heartbeat': 10 });
+  } finally {
+    delete process.env.HERMOD_CONTROL_EXCHANGE;
+  }
+  assert.is(c.rpc.responseTimeout, 5000);
+  assert.is(c.rabbit.heartbeat, 10);
+  assert.is(c.controlExchange, 'nova');
+  assert.equal(c.rpc.allowedRemoteExmods, ['a.b']);
+  assert.is(base.rpc.responseTimeout, 60_000, 'the original is untouched');
+  await rejects(() => applyOverrides(base, { 'rpc.nope': 1 }), 'HERMOD_ERR_CONFIG', /'rpc.nope'/);
+});
+
+t('--help-config shows a command\'s own defaults beside the library defaults', () => {
+  const help = describeConfig({ 'rpc.retry': 2 });
+  assert.match(help, /rpc\.retry  \(default 2 here, library default -1, env HERMOD_RPC_RETRY\)/);
+  assert.match(help, /rpc\.responseTimeout  \(default 60000, env HERMOD_RPC_RESPONSE_TIMEOUT\)/);
 });
 
 t('unknown keys are rejected naming the nearest key', async () => {

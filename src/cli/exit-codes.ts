@@ -1,0 +1,73 @@
+/**
+ * Exit statuses of the bins, one table, so scripts can tell failures apart; and the error a bin
+ * throws for a usage mistake. README documents rpc-client's statuses: 0 ok, 1 remote error,
+ * 2 usage or config error, 3 timeout (or nobody serves it), 4 no such method / unsupported
+ * version, 5 cannot connect.
+ */
+import type { CommanderError } from 'commander';
+import { ConfigError, HermodError, RemoteError } from '../core/errors.js';
+import { redactUrl } from '../config/transport-url.js';
+import { isRemote } from '../rpc/remote-errors.js';
+
+/** Exit statuses by meaning. */
+export const EXIT = {
+  /** Done. */
+  ok: 0,
+  /** rpc-client: the remote method raised. */
+  remote: 1,
+  /** Any other bin: it failed (startup or run) for a reason not listed below. */
+  failed: 1,
+  /** Bad arguments, options or configuration. */
+  usage: 2,
+  /** rpc-client: no reply in time, or (RabbitMQ) no queue bound, i.e. nobody serves it. */
+  timeout: 3,
+  /** rpc-client: no such method, or the server does not support the requested version. */
+  noSuchMethod: 4,
+  /** Cannot connect to the broker or router. */
+  connect: 5,
+  /** rpc-client: a call failed in an unexpected way. */
+  other: 6,
+} as const;
+
+/** An exit status of {@link EXIT}. */
+export type ExitStatus = (typeof EXIT)[keyof typeof EXIT];
+
+/** A command line that cannot be run as written (a positional that is not key=value, say); exits {@link EXIT.usage}. */
+export class UsageError extends HermodError {
+  static override readonly CODE: string = 'HERMOD_ERR_USAGE';
+}
+
+/** Error codes whose meaning is a usage mistake, for {@link describeFailure}. */
+const USAGE_CODES: ReadonlySet<string> = new Set([
+  UsageError.CODE, ConfigError.CODE, 'HERMOD_ERR_INVALID_TARGET', 'HERMOD_ERR_INVALID_ARGUMENT',
+]);
+
+/** The exit status of an RPC failure and the line that explains it (rpc-client's statuses). */
+export function describeFailure(err: unknown): { status: ExitStatus; text: string } {
+  const e = err as HermodError & { code?: string };
+  if (err instanceof RemoteError) return { status: EXIT.remote, text: `remote error: ${err.excType}: ${err.value}` };
+  if (e?.code !== undefined && USAGE_CODES.has(e.code)) return { status: EXIT.usage, text: e.message };
+  switch (e?.code) {
+    case 'HERMOD_ERR_TIMEOUT': return { status: EXIT.timeout, text: `timeout: ${e.message}` };
+    // RabbitMQ returned it: no queue is bound, i.e. nobody serves the topic (or server).
+    case 'HERMOD_ERR_UNDELIVERABLE': return { status: EXIT.timeout, text: `nobody serves it: ${e.message}` };
+    case 'HERMOD_ERR_NO_SUCH_METHOD': return { status: EXIT.noSuchMethod, text: `no such method: ${e.message}` };
+    case 'HERMOD_ERR_UNSUPPORTED_VERSION': return { status: EXIT.noSuchMethod, text: `unsupported version: ${e.message}` };
+    case 'HERMOD_ERR_TRANSPORT': return { status: EXIT.connect, text: e.message };
+    default:
+      if (isRemote(err)) return { status: EXIT.remote, text: `remote error: ${(err as Error).name}: ${(err as Error).message}` };
+      return { status: EXIT.other, text: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
+  }
+}
+
+/** Prints a startup or usage error (passwords redacted) and exits: 2 for usage and config errors, else 1. */
+export function fatal(err: unknown): never {
+  const msg = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`error: ${redactUrl(msg)}\n`);
+  process.exit(err instanceof ConfigError || err instanceof UsageError ? EXIT.usage : EXIT.failed);
+}
+
+/** For commander's `exitOverride`: `--help` and `--version` exit 0, a bad command line exits 2. */
+export function exitOnUsage(err: CommanderError): never {
+  process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.usage);
+}

@@ -1,0 +1,83 @@
+/**
+ * The value formats of the config schema: each named format's TypeScript type ({@link FormatTypes})
+ * beside its convict validation and coercion, so the two cannot drift apart. Durations are
+ * milliseconds and also accept `500ms`, `30s`, `2m`, `1h`.
+ */
+import convict from 'convict';
+
+/** Parses `250`, `250ms`, `30s`, `2m`, `1h` into milliseconds. */
+export function parseDuration(value: unknown): number {
+  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value;
+  const m = typeof value === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(value) : null;
+  if (!m) throw new Error(`must be a duration such as 500ms, 30s, 2m or a number of milliseconds, got ${JSON.stringify(value)}`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 'ms';
+  return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!);
+}
+
+/** The TypeScript type of a value of each named format. */
+export interface FormatTypes {
+  'duration-ms': number;
+  'int-range': number;
+  'positive-int': number;
+  'string-list': string[];
+  bool: boolean;
+}
+
+/**
+ * What a schema option's `format` may be: a named format, `String`, or the list of allowed
+ * values of an enum option.
+ */
+export type Format = keyof FormatTypes | StringConstructor | readonly string[];
+
+/** The type of the values an option of format `F` holds (an enum's literal union for a list). */
+export type ValueOf<F> =
+  F extends keyof FormatTypes ? FormatTypes[F]
+    : F extends StringConstructor ? string
+      : F extends readonly (infer E)[] ? E
+        : never;
+
+const FORMATS: { [K in keyof FormatTypes]: convict.Format } = {
+  'duration-ms': {
+    validate(value: unknown) { parseDuration(value); },
+    coerce: (value: unknown) => (typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : parseDuration(value)),
+  },
+  'int-range': {
+    validate(value: unknown) {
+      if (!Number.isInteger(value)) throw new Error(`must be an integer, got ${JSON.stringify(value)}`);
+    },
+    coerce: (value: unknown) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value),
+  },
+  'positive-int': {
+    validate(value: unknown) {
+      if (!Number.isInteger(value) || (value as number) < 1) throw new Error(`must be an integer of 1 or more, got ${JSON.stringify(value)}`);
+    },
+    coerce: (value: unknown) => (typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value),
+  },
+  'string-list': {
+    validate(value: unknown) {
+      if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw new Error('must be a list of strings');
+    },
+    coerce: (value: unknown) => (typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value),
+  },
+  bool: {
+    validate(value: unknown) {
+      if (typeof value !== 'boolean') throw new Error(`must be true or false, got ${JSON.stringify(value)}`);
+    },
+    coerce: (value: unknown) => {
+      if (typeof value !== 'string') return value;
+      if (/^(true|1|yes|on)$/i.test(value)) return true;
+      if (/^(false|0|no|off)$/i.test(value)) return false;
+      return value;
+    },
+  },
+};
+
+let registered = false;
+
+/** Teaches convict the named formats (once per process; convict's format table is global). */
+export function registerFormats(): void {
+  if (registered) return;
+  convict.addFormats(FORMATS);
+  registered = true;
+}

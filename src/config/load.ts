@@ -1,0 +1,121 @@
+/**
+ * Loading a configuration. Sources from lowest to highest: schema defaults, caller defaults
+ * (a CLI's own defaults), `--config-file` JSON files, `HERMOD_*` environment, `--config
+ * key=value` overrides. Every value is validated; unknown keys and bad values throw
+ * {@link ConfigError} naming the key and where it came from.
+ */
+import convict from 'convict';
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../core/errors.js';
+import { registerFormats } from './formats.js';
+import { CONFIG_KEYS, convictSchema, envName, type ConfigValues, type HermodConfig } from './schema.js';
+import { assertKnownKey, nearestKey } from './suggest.js';
+
+/** Where configuration comes from; every part is optional. */
+export interface ConfigSources {
+  /**
+   * Lowest-priority values by dotted key, above the schema defaults and below everything else:
+   * a program's own defaults (the CLIs connect to the local router, say).
+   */
+  defaults?: ConfigValues;
+  /** JSON files, applied in order. */
+  files?: string[];
+  /** Environment to read `HERMOD_*` variables from; defaults to `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** Highest-priority values by dotted key (`rpc.responseTimeout`), e.g. from `--config`. */
+  overrides?: Record<string, unknown>;
+}
+
+function flatten(obj: Record<string, unknown>, prefix = ''): Array<[string, unknown]> {
+  const out: Array<[string, unknown]> = [];
+  for (const [k, v] of Object.entries(obj)) {
+    const path = prefix ? `${prefix}.${k}` : k;
+    if (v && typeof v === 'object' && !Array.isArray(v) && !CONFIG_KEYS.includes(path)) out.push(...flatten(v as Record<string, unknown>, path));
+    else out.push([path, v]);
+  }
+  return out;
+}
+
+function setKey(conf: convict.Config<unknown>, key: string, value: unknown, source: string): void {
+  try {
+    conf.set(key as never, value as never);
+  } catch (err) {
+    throw new ConfigError(`invalid value for ${key} (from ${source}): ${(err as Error).message}`, { cause: err, key });
+  }
+}
+
+function assertKnownEnv(env: NodeJS.ProcessEnv): void {
+  for (const name of Object.keys(env)) {
+    if (name.startsWith('HERMOD_') && !CONFIG_KEYS.some((k) => envName(k) === name)) {
+      const guess = nearestKey(name.slice(7).toLowerCase().replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()));
+      throw new ConfigError(`unknown environment variable ${name}; did you mean ${envName(guess)}?`, { key: name });
+    }
+  }
+}
+
+function readFile(file: string): Record<string, unknown> {
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`, { cause: err, key: file });
+  }
+  if (!data || typeof data !== 'object' || Array.isArray(data)) throw new ConfigError(`config file ${file} must hold a JSON object`);
+  return data as Record<string, unknown>;
+}
+
+/** Builds a validated configuration; unknown keys and bad values throw {@link ConfigError}. */
+export function loadConfig(sources: ConfigSources = {}): HermodConfig {
+  registerFormats();
+  const env = sources.env ?? process.env;
+  assertKnownEnv(env);
+  const conf = convict(convictSchema() as never, { env, args: [] });
+  try {
+    for (const [k, v] of Object.entries(sources.defaults ?? {})) {
+      assertKnownKey(k, 'defaults');
+      setKey(conf, k, v, 'defaults');
+    }
+    for (const file of sources.files ?? []) {
+      for (const [k, v] of flatten(readFile(file))) {
+        assertKnownKey(k, `file ${file}`);
+        setKey(conf, k, v, `file ${file}`);
+      }
+    }
+    // Environment outranks defaults and files: convict read it at construction, so re-apply it now.
+    for (const k of CONFIG_KEYS) {
+      const value = env[envName(k)];
+      if (value !== undefined) setKey(conf, k, value, `environment ${envName(k)}`);
+    }
+    for (const [k, v] of Object.entries(sources.overrides ?? {})) {
+      assertKnownKey(k, '--config');
+      setKey(conf, k, v, '--config');
+    }
+    conf.validate({ allowed: 'strict' });
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`invalid configuration: ${(err as Error).message}`, { cause: err });
+  }
+  return conf.getProperties() as unknown as HermodConfig;
+}
+
+/** The default configuration (no files, no environment). */
+export function defaultConfig(): HermodConfig {
+  return loadConfig({ env: {} });
+}
+
+/**
+ * `config` with dotted-key `overrides` applied over it (`{ 'rpc.responseTimeout': 5000 }`),
+ * validated like any other source; the environment is not read again.
+ */
+export function applyOverrides(config: HermodConfig, overrides: Record<string, unknown>): HermodConfig {
+  const flat: Record<string, unknown> = {};
+  const walk = (o: Record<string, unknown>, p: string) => {
+    for (const [k, v] of Object.entries(o)) {
+      const path = p ? `${p}.${k}` : k;
+      if (v && typeof v === 'object' && !Array.isArray(v)) walk(v as Record<string, unknown>, path);
+      else flat[path] = v;
+    }
+  };
+  walk(config as unknown as Record<string, unknown>, '');
+  return loadConfig({ env: {}, overrides: { ...flat, ...overrides } });
+}

@@ -1,0 +1,140 @@
+/**
+ * hermod's configuration schema: the single source of every option, its default, its doc line,
+ * its `HERMOD_*` environment variable (derived from the key by {@link envName}) and of the
+ * {@link HermodConfig} type (derived from the schema at type level, so adding an option here is
+ * the whole change). Loading and sources are in `load.ts`.
+ */
+import type { Format, ValueOf } from './formats.js';
+
+/** One option of the schema: its value format, its default and a one-line doc. */
+export interface Option<F extends Format = Format> {
+  readonly format: F;
+  readonly default: ValueOf<F>;
+  readonly doc: string;
+}
+
+/**
+ * Declares an option. `format` decides the option's type: `String` → string, `'bool'` →
+ * boolean, `'duration-ms'`/`'int-range'`/`'positive-int'` → number, `'string-list'` → string[],
+ * and a list of values → their literal union (`['wait', 'fail']` → `'wait' | 'fail'`); the
+ * default must be of that type.
+ */
+export function opt<const F extends Format>(format: F, def: NoInfer<ValueOf<F>>, doc: string): Option<F> {
+  return { format, default: def, doc };
+}
+
+export const SCHEMA = {
+  transportUrl: opt(String, 'memory://', 'Where to connect: memory://name, rabbit://user:pass@host:5672/vhost, amqp://host:5672/ (AMQP 1.0 router); several hosts comma-separated'),
+  controlExchange: opt(String, 'openstack', "Exchange used when a target names none (oslo's control_exchange)"),
+  maxMessageSize: opt('positive-int', 16 * 1024 * 1024, 'Largest message sent or accepted, in bytes'),
+  rpc: {
+    responseTimeout: opt('duration-ms', 60_000, 'Default call timeout (rpc_response_timeout)'),
+    callMonitorTimeout: opt('duration-ms', 0, 'Call-monitor timeout: a call fails after this long without a heartbeat; 0 = off'),
+    serverConcurrency: opt('positive-int', 64, 'Requests a server runs at once; also its prefetch / link credit'),
+    maxInFlight: opt('positive-int', 1024, 'Calls one client may have in flight'),
+    inFlightOverflow: opt(['wait', 'fail'], 'wait', 'Beyond maxInFlight: wait for a slot, or fail with TooManyInFlight'),
+    retry: opt('int-range', -1, 'Connection-failure retries of a send: -1 forever (within the timeout), 0 none, N attempts'),
+    allowedRemoteExmods: opt('string-list', [], 'Remote modules whose errors may be rebuilt as registered local classes'),
+    sendTraceback: opt('bool', false, 'Servers include the stack trace in failures'),
+    stopTimeout: opt('duration-ms', 30_000, "Deadline for a server's wait() after stop()"),
+  },
+  notifications: {
+    driver: opt('string-list', ['messagingv2'], 'Notifier drivers: messagingv2, messaging (1.0, no envelope), log, noop, routing'),
+    topics: opt('string-list', ['notifications'], 'Topics a notifier publishes to; listeners default to them too'),
+    retry: opt('int-range', -1, 'Connection-failure retries of a notification: -1 forever, 0 none, N'),
+    routingConfig: opt(String, '', "JSON file of the routing driver's groups (oslo's routing_config)"),
+    allowRequeue: opt('bool', false, "Listener endpoints may requeue (oslo's allow_requeue); otherwise a requeue counts as handled"),
+    redeliveryLimit: opt('int-range', 5, 'Requeues of one notification (by message_id) before it is dropped'),
+  },
+  rabbit: {
+    heartbeat: opt('int-range', 60, 'AMQP heartbeat in seconds (heartbeat_timeout_threshold); 0 = off'),
+    frameMax: opt('positive-int', 131_072, 'Largest AMQP frame in bytes'),
+    durableQueues: opt('bool', false, 'Topic and server queues durable (amqp_durable_queues)'),
+    autoDelete: opt('bool', false, 'Topic and server queues auto-delete (amqp_auto_delete)'),
+    quorumQueues: opt('bool', false, 'Quorum topic, server and notification queues (rabbit_quorum_queue)'),
+    transientQueuesTtl: opt('duration-ms', 1_800_000, 'x-expires of reply and fanout queues (rabbit_transient_queues_ttl)'),
+    retryInterval: opt('duration-ms', 1_000, 'First reconnect delay'),
+    retryBackoff: opt('positive-int', 2, 'Factor the reconnect delay grows by after each failure (capped at intervalMax, ±25% jitter)'),
+    intervalMax: opt('duration-ms', 30_000, 'Cap of the reconnect delay'),
+    connectTimeout: opt('duration-ms', 10_000, 'TCP connect and AMQP handshake timeout'),
+    loginMethod: opt(['AMQPLAIN', 'PLAIN'], 'AMQPLAIN', "SASL mechanism (oslo's rabbit_login_method)"),
+    mandatoryRequests: opt('bool', true, 'Calls and casts nobody is bound for fail at once with MessageUndeliverable (false: dropped by the broker as oslo does by default; a call then times out)'),
+    haQueues: opt('bool', false, 'x-ha-policy: all on topic, server, reply and fanout queues (rabbit_ha_queues)'),
+    quorumDeliveryLimit: opt('int-range', 0, 'x-delivery-limit of quorum queues; 0 = unset'),
+  },
+  amqp1: {
+    addressingMode: opt(['dynamic', 'routable', 'legacy'], 'dynamic', 'Address format: routable, legacy, or dynamic (by the peer product, as oslo)'),
+    serverCredit: opt('positive-int', 100, 'Link credit of each server receiver (rpc_server_credit)'),
+    replyCredit: opt('positive-int', 200, 'Link credit of the reply receiver (reply_link_credit)'),
+    presettledCasts: opt('bool', true, 'Send casts presettled (oslo pre_settled rpc-cast)'),
+    presettledReplies: opt('bool', true, 'Send replies presettled (oslo pre_settled rpc-reply)'),
+    idleTimeout: opt('duration-ms', 60_000, 'AMQP idle timeout: a peer silent this long (no frames, no heartbeats) is taken for dead and the connection re-made; 0 = off'),
+    retryInterval: opt('duration-ms', 1_000, 'First reconnect delay'),
+    intervalMax: opt('duration-ms', 30_000, 'Cap of the reconnect delay'),
+    containerName: opt(String, '', 'Container id on Open; empty = generated'),
+  },
+  tls: {
+    ca: opt(String, '', 'CA bundle (PEM path) for amqps:// and rabbits://'),
+    cert: opt(String, '', 'Client certificate (PEM path)'),
+    key: opt(String, '', 'Client private key (PEM path)'),
+    verify: opt('bool', true, 'Verify the server certificate'),
+  },
+  log: {
+    level: opt(['debug', 'info', 'warn', 'error', 'silent'], 'info', 'Log level'),
+    json: opt('bool', false, 'Log lines as JSON'),
+  },
+};
+
+/** The configuration a schema describes: each option replaced by the type of its values. */
+export type ConfigOf<S> = { -readonly [K in keyof S]: S[K] extends Option<infer F> ? ValueOf<F> : ConfigOf<S[K]> };
+
+/**
+ * hermod's configuration, as {@link loadConfig} returns it: one property per schema section and
+ * option (`config.rpc.responseTimeout`); `--help-config` lists them with defaults and docs.
+ */
+export interface HermodConfig extends ConfigOf<typeof SCHEMA> {}
+
+type KeysOf<S, P extends string = ''> = {
+  [K in keyof S & string]: S[K] extends Option ? `${P}${K}` : KeysOf<S[K], `${P}${K}.`>;
+}[keyof S & string];
+
+type ValueAt<S, K extends string> =
+  K extends `${infer H}.${infer R}` ? (H extends keyof S ? ValueAt<S[H], R> : never)
+    : K extends keyof S ? (S[K] extends Option<infer F> ? ValueOf<F> : never) : never;
+
+/** A dotted configuration key: `transportUrl`, `rpc.responseTimeout`, … */
+export type ConfigKey = KeysOf<typeof SCHEMA>;
+
+/** Typed values by dotted key, e.g. `{ 'rpc.retry': 2 }` (the CLI defaults are written so). */
+export type ConfigValues = { [K in ConfigKey]?: ValueAt<typeof SCHEMA, K> };
+
+function leaves(node: object, prefix = ''): Array<[string, Option]> {
+  const out: Array<[string, Option]> = [];
+  for (const [k, v] of Object.entries(node)) {
+    const path = prefix ? `${prefix}.${k}` : k;
+    if (v && typeof v === 'object' && 'doc' in v) out.push([path, v as Option]);
+    else out.push(...leaves(v as object, path));
+  }
+  return out;
+}
+
+/** Every option by dotted key, in schema order. */
+export const OPTIONS: ReadonlyArray<readonly [string, Option]> = leaves(SCHEMA);
+
+/** Every configuration key, dotted. */
+export const CONFIG_KEYS: readonly string[] = OPTIONS.map(([k]) => k);
+
+/** `rpc.responseTimeout` → `HERMOD_RPC_RESPONSE_TIMEOUT`. */
+export function envName(key: string): string {
+  return 'HERMOD_' + key.replace(/\./g, '_').replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+}
+
+/** The schema in convict's form: every option with its environment variable. */
+export function convictSchema(node: object = SCHEMA, prefix = ''): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(node)) {
+    const path = prefix ? `${prefix}.${k}` : k;
+    out[k] = v && typeof v === 'object' && 'doc' in v ? { ...(v as Option), env: envName(path) } : convictSchema(v as object, path);
+  }
+  return out;
+}

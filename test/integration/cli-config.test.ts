@@ -1,0 +1,104 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+// The bins' configuration sources and usage errors. Nothing here needs a peer: usage errors
+// are reported before connecting, and the rest connects to a closed port (the error names the
+// retry budget in force) or to memory:// (where nobody serves, so a call times out).
+const bin = (name: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', `${name}.js`);
+const NOWHERE = 'amqp://127.0.0.1:1/';
+
+async function run(name: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HERMOD_')));
+  const child = spawn(process.execPath, [bin(name), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...base, ...env } });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => { out += d; });
+  child.stderr.on('data', (d) => { err += d; });
+  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  return { code, out, err };
+}
+
+const t = suite('CLIs: usage errors exit 2, CLI defaults are the lowest config source');
+const dir = mkdtempSync(path.join(tmpdir(), 'hermod-cli-config-'));
+t.after(() => rmSync(dir, { recursive: true, force: true }));
+
+t('rpc-client: usage errors exit 2 as its help promises', async () => {
+  const notKv = await run('rpc-client', ['cli', 'add', 'foo', '--transport-url', NOWHERE]);
+  assert.is(notKv.code, 2, notKv.err);
+  assert.match(notKv.err, /argument 'foo' is not key=value/);
+  const ctx = await run('rpc-client', ['cli', 'add', 'a=1', '--context', 'user', '--transport-url', NOWHERE]);
+  assert.is(ctx.code, 2, ctx.err);
+  assert.match(ctx.err, /argument 'user' is not key=value/);
+  const noMethod = await run('rpc-client', ['cli', '--transport-url', NOWHERE]);
+  assert.is(noMethod.code, 2, noMethod.err);
+  assert.match(noMethod.err, /missing required argument 'method'/);
+  const repeat = await run('rpc-client', ['cli', 'add', '--repeat', '0', '--transport-url', NOWHERE]);
+  assert.is(repeat.code, 2, repeat.err);
+  assert.match(repeat.err, /--repeat needs a positive integer/);
+  const timeout = await run('rpc-client', ['cli', 'add', '--timeout', '0', '--transport-url', NOWHERE]);
+  assert.is(timeout.code, 2, timeout.err);
+  assert.match(timeout.err, /--timeout needs a positive number/);
+  const option = await run('rpc-client', ['cli', 'add', '--no-such-option']);
+  assert.is(option.code, 2, option.err);
+});
+
+t('notify-send: usage errors exit 2', async () => {
+  const notKv = await run('notify-send', ['compute.start', 'foo', '--transport-url', NOWHERE]);
+  assert.is(notKv.code, 2, notKv.err);
+  assert.match(notKv.err, /argument 'foo' is not key=value/);
+  const json = await run('notify-send', ['compute.start', '--payload', '{nope', '--transport-url', NOWHERE]);
+  assert.is(json.code, 2, json.err);
+  assert.match(json.err, /--payload is not valid JSON/);
+  const prio = await run('notify-send', ['compute.start', '--priority', 'loud', '--transport-url', NOWHERE]);
+  assert.is(prio.code, 2, prio.err);
+  assert.match(prio.err, /unknown priority 'loud'/);
+});
+
+t('rpc-client retries a connection twice by default; env, --config and a config file override that', async () => {
+  const args = ['cli', 'add', '--timeout', '10', '--transport-url', NOWHERE, '--config', 'amqp1.retryInterval=20'];
+  const byDefault = await run('rpc-client', args);
+  assert.is(byDefault.code, 5, byDefault.err);
+  assert.match(byDefault.err, /cannot connect to amqp:\/\/127\.0\.0\.1:1.*gave up after 3 attempts, retry=2/);
+  const byEnv = await run('rpc-client', args, { HERMOD_RPC_RETRY: '0' });
+  assert.is(byEnv.code, 5, byEnv.err);
+  assert.match(byEnv.err, /gave up after 1 attempt, retry=0/);
+  const byFlag = await run('rpc-client', [...args, '--config', 'rpc.retry=0']);
+  assert.is(byFlag.code, 5, byFlag.err);
+  assert.match(byFlag.err, /retry=0\)/);
+  const file = path.join(dir, 'retry.json');
+  writeFileSync(file, JSON.stringify({ rpc: { retry: 1 } }));
+  const byFile = await run('rpc-client', [...args, '--config-file', file]);
+  assert.is(byFile.code, 5, byFile.err);
+  assert.match(byFile.err, /gave up after 2 attempts, retry=1/);
+});
+
+t('notify-send retries a connection twice by default; HERMOD_NOTIFICATIONS_RETRY overrides it', async () => {
+  const args = ['compute.start', 'id=1', '--transport-url', NOWHERE, '--config', 'amqp1.retryInterval=20'];
+  const byDefault = await run('notify-send', args);
+  assert.is(byDefault.code, 5, byDefault.err);
+  assert.match(byDefault.err, /cannot connect to amqp:\/\/127\.0\.0\.1:1.*retry=2\)/);
+  const byEnv = await run('notify-send', args, { HERMOD_NOTIFICATIONS_RETRY: '0' });
+  assert.is(byEnv.code, 5, byEnv.err);
+  assert.match(byEnv.err, /retry=0\)/);
+});
+
+t('the CLI transport URL default yields to a config file and to HERMOD_TRANSPORT_URL', async () => {
+  const help = await run('rpc-client', ['--help-config']);
+  assert.is(help.code, 0);
+  assert.match(help.out, /transportUrl  \(default "amqp:\/\/127\.0\.0\.1:5672\/" here, library default "memory:\/\/"/);
+  assert.match(help.out, /rpc\.retry  \(default 2 here, library default -1/);
+  // memory:// in another process has no server: a call there times out instead of connecting anywhere.
+  const file = path.join(dir, 'memory.json');
+  writeFileSync(file, JSON.stringify({ transportUrl: 'memory://' }));
+  const byFile = await run('rpc-client', ['cli', 'add', '--timeout', '0.3', '--config-file', file]);
+  assert.is(byFile.code, 3, byFile.err);
+  const byEnv = await run('rpc-client', ['cli', 'add', '--timeout', '0.3'], { HERMOD_TRANSPORT_URL: 'memory://' });
+  assert.is(byEnv.code, 3, byEnv.err);
+});
+
+t.run();
