@@ -1,18 +1,17 @@
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import amqplib, { type ChannelModel } from 'amqplib';
-import { ClosedError, MessagingTimeout, TransportError } from '../../core/errors.js';
-import { channels, publish } from '../../core/diagnostics.js';
+import { backoffDelay } from '../../core/backoff.js';
 import { uuid } from '../../core/ids.js';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportHost, TransportUrl } from '../../config/transport-url.js';
 import type { ConnectionState } from '../driver.js';
+import { ConnectGate } from '../connect-gate.js';
+import { HostRotation, hostLabel } from '../hosts.js';
+import { tlsOptions } from '../tls.js';
 
 /** Runs on every (re)connect, before the connection counts as open: channels, topology, consumers. */
 export type SetupHook = (model: ChannelModel) => Promise<void>;
-
-export const hostLabel = (h: TransportHost) => `${h.hostname}:${h.port}`;
 
 /**
  * amqplib writes every frame with its own `socket.write`, and with `noDelay` each becomes its own
@@ -36,11 +35,14 @@ function coalesceWrites(model: ChannelModel): void {
   };
 }
 
-/** Broker answers that retrying at full speed cannot fix: bad credentials, missing vhost, untrusted certificates. */
-function isAuthProblem(err: unknown): boolean {
-  const m = String((err as Error)?.message ?? err);
+/**
+ * Broker answers that retrying at full speed cannot fix: bad credentials, missing vhost,
+ * untrusted certificates. Read from the text: amqplib reports a refused handshake (login,
+ * connection.open) as a plain Error naming the close frame, with no reply code on it.
+ */
+function isAuthProblem(message: string): boolean {
   // Certificate problems are configuration too: a retry cannot fix them.
-  return /ACCESS_REFUSED|NOT_ALLOWED|access_refused|not_allowed|authentication|vhost|certificate|CERT_|self.signed/i.test(m);
+  return /ACCESS_REFUSED|NOT_ALLOWED|access_refused|not_allowed|authentication|vhost|certificate|CERT_|self.signed/i.test(message);
 }
 
 /**
@@ -48,35 +50,34 @@ function isAuthProblem(err: unknown): boolean {
  * its setup hooks (the topology, declared as data by its owners) on every connect, and after a
  * loss reconnects with capped exponential backoff and jitter. Every connection and channel has
  * an error listener, so a broker or network failure never becomes an uncaught exception.
+ *
+ * Events: `state` (ConnectionState), `lost` (after an open connection closed), `setup-failed`
+ * (a hook threw on a fresh connection). No `error` event is ever emitted.
  */
 export class RabbitConnection extends EventEmitter {
   private model: ChannelModel | undefined;
   private readonly hooks: SetupHook[] = [];
-  private hostIndex = -1;
+  private readonly hosts: HostRotation;
+  private readonly gate: ConnectGate;
   private lastError: string | undefined;
   private authProblem = false;
   /** Failed connect attempts since the last successful one. */
-  failedAttempts = 0;
+  private failedAttempts = 0;
   private closed = false;
   private started = false;
-  private waiters = new Set<() => void>();
   private sleepTimer: NodeJS.Timeout | undefined;
   private wakeSleep: (() => void) | undefined;
-  private generation = 0;
 
   constructor(private readonly url: TransportUrl, private readonly config: HermodConfig, readonly role: string) {
     super();
-    // 'state' listeners are optional; 'error' is never emitted, so nothing can go uncaught.
-  }
-
-  /** The open connection, if any. */
-  get current(): ChannelModel | undefined {
-    return this.model;
-  }
-
-  /** Increases on every successful connect: lets owners drop per-connection caches. */
-  get epoch(): number {
-    return this.generation;
+    this.hosts = new HostRotation(url);
+    this.gate = new ConnectGate(() => ({
+      closed: this.closed,
+      connected: this.model !== undefined,
+      failedAttempts: this.failedAttempts,
+      refused: this.authProblem,
+      problem: `cannot connect to ${this.hosts.describe()}${this.lastError ? `: ${this.lastError}` : ''}`,
+    }));
   }
 
   get isOpen(): boolean {
@@ -89,11 +90,6 @@ export class RabbitConnection extends EventEmitter {
     if (this.model) await hook(this.model);
   }
 
-  removeHook(hook: SetupHook): void {
-    const i = this.hooks.indexOf(hook);
-    if (i >= 0) this.hooks.splice(i, 1);
-  }
-
   /** Starts the connect loop (idempotent). */
   start(): void {
     if (this.started || this.closed) return;
@@ -103,20 +99,12 @@ export class RabbitConnection extends EventEmitter {
 
   private setState(s: ConnectionState): void {
     this.emit('state', s);
-    publish(channels.connection, () => ({ ...s, driver: 'rabbit', role: this.role }));
-  }
-
-  private nextHost(): TransportHost {
-    this.hostIndex = (this.hostIndex + 1) % this.url.hosts.length;
-    return this.url.hosts[this.hostIndex]!;
   }
 
   private async open(h: TransportHost): Promise<ChannelModel> {
     const r = this.config.rabbit;
     const user = h.username ?? 'guest';
     const pass = h.password ?? 'guest';
-    const t = this.config.tls;
-    const read = (p: string) => (p ? readFileSync(p) : undefined);
     const socketOptions: Record<string, unknown> = {
       noDelay: true,
       timeout: r.connectTimeout,
@@ -128,9 +116,7 @@ export class RabbitConnection extends EventEmitter {
         host: os.hostname(),
       },
     };
-    if (this.url.tls) {
-      Object.assign(socketOptions, { ca: read(t.ca), cert: read(t.cert), key: read(t.key), rejectUnauthorized: t.verify, servername: h.hostname });
-    }
+    if (this.url.tls) Object.assign(socketOptions, tlsOptions(this.config.tls), { servername: h.hostname });
     return amqplib.connect({
       protocol: this.url.tls ? 'amqps' : 'amqp',
       hostname: h.hostname,
@@ -146,37 +132,36 @@ export class RabbitConnection extends EventEmitter {
   private backoff(): number {
     const r = this.config.rabbit;
     if (this.authProblem) return r.intervalMax;
-    const base = Math.min(r.intervalMax, r.retryInterval * Math.pow(r.retryBackoff, Math.max(0, this.failedAttempts - 1)));
-    return Math.round(base * (0.75 + Math.random() * 0.5));
+    return backoffDelay(this.failedAttempts, { initial: r.retryInterval, factor: r.retryBackoff, max: r.intervalMax });
   }
 
   private async loop(): Promise<void> {
     while (!this.closed) {
-      const h = this.nextHost();
+      const h = this.hosts.next();
+      const host = hostLabel(h);
       let model: ChannelModel | undefined;
       try {
         model = await this.open(h);
         coalesceWrites(model);
         model.on('error', (err: Error) => { this.lastError = err.message; });
-        model.on('blocked', (reason: string) => this.setState({ state: 'blocked', host: hostLabel(h), reason }));
-        model.on('unblocked', () => this.setState({ state: 'unblocked', host: hostLabel(h) }));
+        model.on('blocked', (reason: string) => this.setState({ state: 'blocked', host, reason }));
+        model.on('unblocked', () => this.setState({ state: 'unblocked', host }));
         const closedP = new Promise<Error | undefined>((resolve) => model!.once('close', (err?: Error) => resolve(err)));
         if (this.closed) { await model.close().catch(() => {}); return; }
         for (const hook of [...this.hooks]) await hook(model);
         this.model = model;
-        this.generation++;
         this.failedAttempts = 0;
         this.authProblem = false;
         this.lastError = undefined;
-        this.setState({ state: 'connected', host: hostLabel(h) });
-        this.wake();
+        this.setState({ state: 'connected', host });
+        this.gate.wake();
         const err = await closedP;
         this.model = undefined;
         if (this.closed) return;
         if (err) this.lastError = err.message;
-        this.setState({ state: 'disconnected', host: hostLabel(h), ...(err ? { error: err } : {}) });
+        this.setState({ state: 'disconnected', host, ...(err ? { error: err } : {}) });
         this.emit('lost', err);
-        this.wake();
+        this.gate.wake();
         // Reconnect at once after a loss (the next host may be fine); back off only on failures.
         continue;
       } catch (err) {
@@ -191,11 +176,11 @@ export class RabbitConnection extends EventEmitter {
         this.failedAttempts++;
         if (model) { model.close().catch(() => {}); }
         this.model = undefined;
-        this.wake();
+        this.gate.wake();
         if (this.closed) return;
       }
       const delay = this.backoff();
-      this.setState({ state: 'reconnecting', host: hostLabel(h), attempt: this.failedAttempts, delayMs: delay });
+      this.setState({ state: 'reconnecting', host, attempt: this.failedAttempts, delayMs: delay });
       await new Promise<void>((resolve) => {
         this.wakeSleep = resolve;
         this.sleepTimer = setTimeout(resolve, delay);
@@ -204,39 +189,15 @@ export class RabbitConnection extends EventEmitter {
     }
   }
 
-  private wake(): void {
-    for (const w of [...this.waiters]) w();
-  }
-
-  private problem(): string {
-    const hosts = this.url.hosts.map(hostLabel).join(', ');
-    return `cannot connect to ${this.url.scheme}://${hosts}${this.url.virtualHost ? ` vhost '${this.url.virtualHost}'` : ''}${this.lastError ? `: ${this.lastError}` : ''}`;
-  }
-
   /**
    * Waits for the connection. Fails with TransportError when the retry budget is spent (`retry`
-   * failed attempts; -1 = no limit), at once on bad credentials or vhost, or at `deadline`.
+   * failed attempts; -1 = no limit), at once on bad credentials or vhost, or at `deadline`;
+   * with ClosedError once closed.
    */
   async ready(deadline: number, retry: number, what: string): Promise<ChannelModel> {
     this.start();
-    for (;;) {
-      if (this.closed) throw new ClosedError('transport is closed');
-      if (this.model) return this.model;
-      if (this.authProblem) throw new TransportError(`${this.problem()} (the broker refused the login or vhost; not retrying for ${what})`);
-      if (retry >= 0 && this.failedAttempts > retry) {
-        throw new TransportError(`${this.problem()} (gave up after ${this.failedAttempts} attempt${this.failedAttempts === 1 ? '' : 's'}, retry=${retry})`);
-      }
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        if (this.failedAttempts > 0 || this.lastError) throw new TransportError(`${this.problem()} (still trying when ${what} timed out)`);
-        throw new MessagingTimeout(`timed out waiting for the connection to send ${what}`);
-      }
-      await new Promise<void>((resolve) => {
-        const done = () => { this.waiters.delete(done); clearTimeout(timer); resolve(); };
-        const timer = setTimeout(done, left);
-        this.waiters.add(done);
-      });
-    }
+    await this.gate.until(() => this.model !== undefined, deadline, retry, what);
+    return this.model!;
   }
 
   /** Closes the connection and stops reconnecting. */
@@ -245,7 +206,7 @@ export class RabbitConnection extends EventEmitter {
     this.closed = true;
     if (this.sleepTimer) clearTimeout(this.sleepTimer);
     this.wakeSleep?.();
-    this.wake();
+    this.gate.wake();
     const m = this.model;
     this.model = undefined;
     if (m) await m.close().catch(() => {});

@@ -1,0 +1,125 @@
+import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
+import { MessageTooLarge } from '../../core/errors.js';
+import { failureOf } from '../../core/failure.js';
+import type { IncomingMessage, ListenOptions } from '../driver.js';
+import type { TrackedListener } from '../driver-base.js';
+import { peek, unenvelope } from '../envelope.js';
+import type { RabbitConnection } from './connection.js';
+import { DedupRing } from './dedup.js';
+import type { QueueBinding, Topology } from './topology.js';
+import { replyAddress, splitIncoming, type ReplyAddress, type ReplyContent } from './wire.js';
+
+/** Publishes a reply (or heartbeat) to a caller's reply queue. */
+export type ReplySender = (to: ReplyAddress, reply: ReplyContent) => Promise<void>;
+
+/** What a {@link RabbitListener} is built from; its driver hands it in, and it reaches for nothing else. */
+export interface RabbitListenerOptions {
+  /** The listener's own connection (closed when it stops). */
+  conn: RabbitConnection;
+  topology: Topology;
+  /** Its queues, declared and bound on every (re)connect. */
+  bindings: QueueBinding[];
+  /** `rpc` answers calls; `notify` never replies. */
+  kind: 'rpc' | 'notify';
+  /** Larger deliveries are refused as MessageTooLarge. */
+  maxMessageSize: number;
+  reply: ReplySender;
+  listen: ListenOptions;
+}
+
+/**
+ * An RPC server's or notification listener's consumer: declares its bindings and consumes
+ * them with per-consumer prefetch on every (re)connect, drops duplicates by `_unique_id`, and
+ * hands each message over as an IncomingMessage. Bad input is acknowledged (so it cannot stall
+ * the queue), reported, and answered with a failure when it names a reply queue.
+ */
+export class RabbitListener implements TrackedListener {
+  onStop: (() => void) | undefined;
+  private channel: Channel | undefined;
+  private tags: string[] = [];
+  private stopped = false;
+  private readonly dedup = new DedupRing();
+
+  constructor(private readonly o: RabbitListenerOptions) {}
+
+  /** Setup hook: declares the topology and consumes; runs on every (re)connect. */
+  async setup(model: ChannelModel): Promise<void> {
+    if (this.stopped) return;
+    const ch = await model.createChannel();
+    ch.on('error', () => {});
+    // Per-consumer prefetch (never global QoS): each queue may have `prefetch` unacked.
+    await ch.prefetch(this.o.listen.prefetch, false);
+    for (const b of this.o.bindings) await this.o.topology.declareBinding(ch, b);
+    const tags: string[] = [];
+    for (const b of this.o.bindings) {
+      const { consumerTag } = await ch.consume(b.queue, (msg) => { if (msg) this.onMessage(ch, b.queue, msg); }, { noAck: false });
+      tags.push(consumerTag);
+    }
+    this.channel = ch;
+    this.tags = tags;
+  }
+
+  private onMessage(ch: Channel, queue: string, msg: ConsumeMessage): void {
+    let settled = false;
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      try { fn(); } catch { /* channel gone: the broker requeues it */ }
+    };
+    let data: Record<string, unknown>;
+    try {
+      if (msg.content.length > this.o.maxMessageSize) throw new MessageTooLarge(msg.content.length, this.o.maxMessageSize);
+      data = unenvelope(msg.content);
+    } catch (err) {
+      // Acknowledge bad input so it cannot stall the queue, and answer a call if we can tell.
+      settle(() => ch.ack(msg));
+      const e = err as Error;
+      this.answerBadCall(msg.content, e);
+      this.o.listen.onInvalid?.(e, { address: queue, size: msg.content.length });
+      return;
+    }
+    if (this.dedup.seen(data._unique_id)) {
+      settle(() => ch.ack(msg));
+      return;
+    }
+    const parts = splitIncoming(data);
+    const to = this.o.kind === 'rpc' ? parts.replyTo : undefined;
+    const reply = this.o.reply;
+    const incoming: IncomingMessage = {
+      ctx: parts.ctx,
+      message: parts.message,
+      expectsReply: to !== undefined,
+      callMonitorTimeout: to ? parts.callMonitorTimeout : 0,
+      async reply(r) {
+        if (to) await reply(to, { ending: true, result: r.result ?? null, failure: r.failure ?? null });
+      },
+      async heartbeat() {
+        if (to) await reply(to, { ending: false, result: null, failure: null });
+      },
+      acknowledge: () => { this.dedup.add(parts.uniqueId); settle(() => ch.ack(msg)); },
+      requeue: () => settle(() => ch.nack(msg, false, true)),
+      done: () => {},
+    };
+    this.o.listen.onMessage(incoming);
+  }
+
+  /** Best effort: an unsupported envelope or a bad field may still name its reply queue. */
+  private answerBadCall(content: Buffer, e: Error): void {
+    if (this.o.kind !== 'rpc') return;
+    const to = replyAddress(peek(content));
+    if (to) this.o.reply(to, { ending: true, result: null, failure: failureOf(e) }).catch(() => {});
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const ch = this.channel;
+    if (ch && this.o.conn.isOpen) {
+      for (const tag of this.tags) await ch.cancel(tag).catch(() => {});
+      for (const b of this.o.bindings) if (b.deleteOnStop) await ch.deleteQueue(b.queue).catch(() => {});
+    }
+    // Messages delivered but not yet acknowledged go back to the queue when the channel closes.
+    await this.o.conn.close();
+    this.onStop?.();
+  }
+}

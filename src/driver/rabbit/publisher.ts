@@ -1,0 +1,226 @@
+import type { Channel, ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
+import { MessageDeliveryFailure, MessageUndeliverable, MessagingTimeout, TransportError } from '../../core/errors.js';
+import { unenvelope } from '../envelope.js';
+import type { RabbitConnection } from './connection.js';
+import type { ExchangeRef, QueueBinding, Topology } from './topology.js';
+import { BASE_PROPS } from './wire.js';
+
+/** Frames a publishing channel buffers before publish() waits for `drain`. */
+const PUBLISH_HWM = 256;
+
+/** AMQP reply codes with which the broker refuses an operation: ACCESS_REFUSED, NOT_FOUND, PRECONDITION_FAILED. */
+const REFUSALS = new Set([403, 404, 406]);
+
+/**
+ * Whether `err` is a broker refusal that resending cannot change. amqplib puts the
+ * channel.close frame's `replyCode` on the error as a numeric `code` (hermod's errors have
+ * string codes).
+ */
+function isRefusal(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'number' && REFUSALS.has(code);
+}
+
+/** One message to publish, and how. */
+export interface Publication {
+  /** Undefined: the default exchange `""` (replies, routed by queue name). */
+  exchange: ExchangeRef | undefined;
+  key: string;
+  body: string;
+  /** The body's `_unique_id`: matches a basic.return to its confirmed publish. */
+  uniqueId: string;
+  mandatory: boolean;
+  /**
+   * true: wait for the broker's publisher confirm. false: a call request, sent on a plain
+   * channel with the time left as its expiration; its reply is the confirmation.
+   */
+  confirm: boolean;
+  /** A queue to declare and bind first (the notifier's, so notifications wait for a listener). */
+  declare?: QueueBinding;
+  deadline: number;
+  /** Resends after a connection loss: -1 until the deadline, 0 none, N at most N. */
+  retry: number;
+  /** Names the message in errors (`call add`, `reply to <id>`). */
+  what: string;
+}
+
+interface Channels {
+  /** Call requests: no confirms. */
+  calls: Channel;
+  /** Everything else: publisher confirms. */
+  confirms: ConfirmChannel;
+}
+
+/**
+ * Publishes on one connection: a plain channel for call requests and a confirm channel for
+ * the rest, with one retry loop for both. It resends after a channel or connection loss while
+ * the deadline and `retry` allow (receivers drop duplicates by `_unique_id`), waits for `drain`
+ * when amqplib's buffer is full, declares each exchange once per channel, and turns broker
+ * answers into typed errors: a refusal (403/404/406) or nack into MessageDeliveryFailure, a
+ * returned mandatory message into MessageUndeliverable.
+ */
+export class Publisher {
+  private chans: Channels | undefined;
+  private opening: Promise<Channels> | undefined;
+  /** Exchanges and notifier queues declared on the current channels. */
+  private declared = new Set<string>();
+  /** Confirmed mandatory publishes in flight, by `_unique_id`: set when the broker returns one. */
+  private readonly pending = new Map<string, { returned: boolean }>();
+  private drained: Promise<void> | undefined;
+  private drainResolve: (() => void) | undefined;
+
+  /** `onCallReturned` gets call requests the broker returned (mandatory, nobody bound). */
+  constructor(private readonly conn: RabbitConnection, private readonly topology: Topology,
+    private readonly onCallReturned: (msg: Message) => void) {}
+
+  /** Setup hook: opens the channels on every (re)connect. */
+  async setup(model: ChannelModel): Promise<void> {
+    await this.open(model);
+  }
+
+  private async open(model: ChannelModel): Promise<Channels> {
+    // Call requests go on a plain channel: their reply is the confirmation, and skipping the
+    // broker's basic.ack per request saves a frame each way. Unroutable calls still come back
+    // (mandatory) as basic.return and fail with MessageUndeliverable.
+    // amqplib buffers up to 1024 frames per channel (128 MiB at frameMax) before it says "full";
+    // a smaller mark makes publish() wait for `drain` while the broker is not reading.
+    const calls = await model.createChannel({ highWaterMark: PUBLISH_HWM } as never);
+    this.watch(calls);
+    calls.on('return', (msg: Message) => this.onCallReturned(msg));
+    const confirms = await model.createConfirmChannel({ highWaterMark: PUBLISH_HWM } as never);
+    this.watch(confirms);
+    confirms.on('return', (msg: Message) => this.onReturn(msg));
+    const chans = { calls, confirms };
+    this.chans = chans;
+    this.declared = new Set();
+    return chans;
+  }
+
+  private watch(ch: Channel): void {
+    ch.on('error', () => {});
+    ch.on('drain', () => this.releaseDrain());
+    ch.on('close', () => {
+      const c = this.chans;
+      if (c && (c.calls === ch || c.confirms === ch)) {
+        // The broker closed one of them (a refused declare) or the connection went: both are
+        // re-opened together on the next publish.
+        this.chans = undefined;
+        (c.calls === ch ? c.confirms : c.calls).close().catch(() => {});
+      }
+      // Publishes waiting for this channel's drain go on, and find the channel gone.
+      this.releaseDrain();
+    });
+  }
+
+  private releaseDrain(): void {
+    const d = this.drainResolve;
+    this.drainResolve = undefined;
+    this.drained = undefined;
+    d?.();
+  }
+
+  private onReturn(msg: Message): void {
+    try {
+      const p = this.pending.get(String(unenvelope(msg.content)._unique_id));
+      if (p) p.returned = true;
+    } catch { /* not ours */ }
+  }
+
+  /** Waits for the connection, then for channels (re-opening them if the broker closed them). */
+  private async channels(p: Publication): Promise<Channels> {
+    for (;;) {
+      const model = await this.conn.ready(p.deadline, p.retry, p.what);
+      if (this.chans) return this.chans;
+      try {
+        this.opening ??= this.open(model).finally(() => { this.opening = undefined; });
+        return await this.opening;
+      } catch {
+        // The connection is going away: ready() waits for the next one.
+        if (Date.now() >= p.deadline) throw new MessagingTimeout(`timed out waiting for a channel to send ${p.what}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  }
+
+  private async declare(ch: Channel, p: Publication): Promise<void> {
+    if (p.exchange && !this.declared.has(p.exchange.name)) {
+      await this.topology.declareExchange(ch, p.exchange);
+      this.declared.add(p.exchange.name);
+    }
+    const b = p.declare;
+    const key = b && `queue:${b.exchange.name}:${b.key}`;
+    if (b && key && !this.declared.has(key)) {
+      await this.topology.declareBinding(ch, b);
+      this.declared.add(key);
+    }
+  }
+
+  /** Publishes `p`; resolves once the broker confirmed it (or, for calls, once it is written). */
+  async publish(p: Publication): Promise<void> {
+    const content = Buffer.from(p.body, 'utf8');
+    let attempts = 0;
+    for (;;) {
+      const chans = await this.channels(p);
+      try {
+        await this.declare(chans.confirms, p);
+        while (this.drained) await this.drained;
+        await this.send(p.confirm ? chans.confirms : chans.calls, p, content);
+        return;
+      } catch (err) {
+        if (err instanceof MessageDeliveryFailure) throw err;
+        const msg = (err as Error).message ?? String(err);
+        if (isRefusal(err)) {
+          throw new MessageDeliveryFailure(`${p.what}: the broker refused it: ${msg}`, { cause: err });
+        }
+        // amqplib fails a nacked publish with a bare `Error('message nacked')`: no code to read.
+        // A nack while the channel still stands is the broker's answer, not a loss.
+        if (p.confirm && /nack/i.test(msg) && this.conn.isOpen && this.chans === chans) {
+          throw new MessageDeliveryFailure(`${p.what}: the broker nacked it`, { cause: err });
+        }
+        // The channel or connection went away before the confirm: resend if allowed. A call
+        // request has no confirm to lose; its budget is the connection's (ready()) and the deadline.
+        if (p.confirm && p.retry >= 0 && ++attempts > p.retry) {
+          throw new TransportError(`${p.what}: connection lost before the broker confirmed it (${msg}; retry=${p.retry})`, { cause: err });
+        }
+        if (Date.now() >= p.deadline) {
+          throw new MessagingTimeout(`${p.what}: ${p.confirm ? 'not confirmed by the broker' : 'could not be sent'} before the deadline (${msg})`);
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  }
+
+  /** One attempt: hands the message to amqplib and, on the confirm channel, waits for the confirm. */
+  private async send(ch: Channel, p: Publication, content: Buffer): Promise<void> {
+    const props: Options.Publish = { ...BASE_PROPS, headers: {}, mandatory: p.mandatory };
+    if (!p.confirm) props.expiration = String(Math.max(1, Math.round(p.deadline - Date.now())));
+    const exchange = p.exchange?.name ?? '';
+    const pending = { returned: false };
+    const track = p.confirm && p.mandatory;
+    if (track) this.pending.set(p.uniqueId, pending);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let ok: boolean;
+        try {
+          ok = p.confirm
+            ? (ch as ConfirmChannel).publish(exchange, p.key, content, props, (err) => (err ? reject(err) : resolve()))
+            : ch.publish(exchange, p.key, content, props);
+        } catch (err) {
+          // amqplib throws IllegalOperationError on a closing channel: a loss, resent by the loop.
+          // Anything else is a message it cannot encode (a routing key over 255 bytes): resending cannot help.
+          if ((err as Error).name === 'IllegalOperationError') reject(err);
+          else reject(new MessageDeliveryFailure(`${p.what}: cannot be published: ${(err as Error).message}`, { cause: err }));
+          return;
+        }
+        if (!ok && !this.drained) this.drained = new Promise((r) => { this.drainResolve = r; });
+        if (!p.confirm) resolve();
+      });
+    } finally {
+      if (track) this.pending.delete(p.uniqueId);
+    }
+    if (pending.returned) {
+      const where = p.exchange ? `exchange '${p.exchange.name}'` : 'the default exchange';
+      throw new MessageUndeliverable(`${p.what}: no queue is bound for ${where} routing key '${p.key}' (returned by the broker)`);
+    }
+  }
+}

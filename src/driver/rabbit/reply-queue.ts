@@ -1,0 +1,112 @@
+import type { ChannelModel, ConsumeMessage, Options } from 'amqplib';
+import { TransportError } from '../../core/errors.js';
+import { uuidHex } from '../../core/ids.js';
+import { unenvelope } from '../envelope.js';
+import type { ReplyWaiter } from '../reply-waiter.js';
+import type { RabbitConnection } from './connection.js';
+import { DedupRing } from './dedup.js';
+import { parseFailure } from './wire.js';
+
+/**
+ * The caller's `reply_<uuid>` queue: declared and consumed on the first call and again on every
+ * reconnect. Replies are routed to the waiting calls by `_msg_id`, duplicates dropped by
+ * `_unique_id`, heartbeats (`ending: false`) restart the call monitor, and old-style partial
+ * replies (result first, `ending` later) are joined.
+ */
+export class ReplyQueue {
+  readonly name = `reply_${uuidHex()}`;
+  /** A call has needed the queue: the setup hook declares it on every reconnect from then on. */
+  private wanted = false;
+  private ready: Promise<void> | undefined;
+  /** The connection the consumer was set up on. */
+  private model: ChannelModel | undefined;
+  private readonly dedup = new DedupRing();
+  /** Partial results of old-style replies (result first, `ending` later), by `_msg_id`. */
+  private readonly partial = new Map<string, { result: unknown; failure: unknown }>();
+
+  constructor(private readonly conn: RabbitConnection, private readonly waiter: ReplyWaiter,
+    private readonly options: Options.AssertQueue) {}
+
+  /** Setup hook: re-declares and consumes the queue on a reconnect, once a call has used it. */
+  async setup(model: ChannelModel): Promise<void> {
+    if (this.wanted) await this.consume(model);
+  }
+
+  /** Declares and consumes the queue if not yet done; waits for the connection within the call's budget. */
+  ensure(deadline: number, retry: number, what: string): Promise<void> {
+    if (this.ready) return this.ready;
+    this.wanted = true;
+    this.ready = (async () => {
+      const model = await this.conn.ready(deadline, retry, what);
+      await this.consume(model);
+    })();
+    this.ready.catch(() => { this.ready = undefined; this.wanted = false; });
+    return this.ready;
+  }
+
+  /** Drops what is kept for a call that has ended. */
+  forget(msgId: string): void {
+    this.partial.delete(msgId);
+  }
+
+  private async consume(model: ChannelModel): Promise<void> {
+    // The reconnect hook and the first call may both get here for one connection.
+    if (this.model === model) return;
+    const reconnect = this.model !== undefined;
+    this.model = model;
+    if (reconnect && this.waiter.size > 0) await this.checkSurvived(model);
+    const ch = await model.createChannel();
+    ch.on('error', () => {});
+    await ch.assertQueue(this.name, this.options);
+    // Acks are batched per tick: one frame acknowledges every reply that arrived in it.
+    let last: ConsumeMessage | undefined;
+    let scheduled = false;
+    await ch.consume(this.name, (msg) => {
+      if (!msg) return;
+      last = msg;
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(() => { scheduled = false; if (last) { try { ch.ack(last, true); } catch { /* channel gone */ } last = undefined; } });
+      }
+      this.onReply(msg);
+    }, { noAck: false });
+  }
+
+  /**
+   * After a mere connection loss the reply queue is still there (x-expires) and pending calls
+   * complete. After a broker restart it is gone, and so are the replies sent to it: fail those
+   * calls now instead of at their timeouts.
+   */
+  private async checkSurvived(model: ChannelModel): Promise<void> {
+    const probe = await model.createChannel();
+    probe.on('error', () => {});
+    const exists = await probe.checkQueue(this.name).then(() => true, () => false);
+    if (exists) await probe.close().catch(() => {});
+    else this.waiter.failAll(new TransportError(`the reply queue ${this.name} was lost with the broker (restarted?); the call's reply cannot arrive`));
+  }
+
+  private onReply(msg: ConsumeMessage): void {
+    let data: Record<string, unknown>;
+    try {
+      data = unenvelope(msg.content);
+    } catch {
+      return;
+    }
+    if (this.dedup.seen(data._unique_id)) return;
+    this.dedup.add(data._unique_id);
+    const id = data._msg_id;
+    if (typeof id !== 'string') return;
+    const { result, failure } = data;
+    if (data.ending !== true) {
+      // oslo < 2 sent the result first and `ending` separately; keep it for the final message.
+      if ((result !== null && result !== undefined) || failure) this.partial.set(id, { result, failure });
+      this.waiter.heartbeat(id);
+      return;
+    }
+    const early = this.partial.get(id);
+    this.partial.delete(id);
+    const f = failure ?? early?.failure;
+    if (f) this.waiter.resolve(id, { failure: parseFailure(f) });
+    else this.waiter.resolve(id, { result: result ?? early?.result ?? null });
+  }
+}

@@ -1,0 +1,117 @@
+import type { Context } from '../../core/serializer.js';
+import type { Failure } from '../../core/failure.js';
+import type { RpcRequest } from '../driver.js';
+
+/**
+ * oslo.messaging's rabbit wire format (WIRE.md part 1): the message properties and the keys of
+ * the message dicts that travel inside the 2.0 envelope. Key order follows oslo's, so bodies
+ * are byte-for-byte what oslo would send for the same input.
+ */
+
+/** oslo's message properties: JSON, persistent (even on transient queues), priority 0, no headers. */
+export const BASE_PROPS = { contentType: 'application/json', contentEncoding: 'utf-8', deliveryMode: 2, priority: 0, headers: {} } as const;
+
+const CONTEXT_PREFIX = '_context_';
+
+function addContext(msg: Record<string, unknown>, ctx: Context | undefined): void {
+  for (const [k, v] of Object.entries(ctx ?? {})) msg[`${CONTEXT_PREFIX}${k}`] = v;
+}
+
+/** A request dict (call or cast): method, args, namespace, version, the flattened context, `_unique_id`. */
+export function requestDict(ctx: Context | undefined, request: RpcRequest, uniqueId: string): Record<string, unknown> {
+  const msg: Record<string, unknown> = { method: request.method, args: request.args ?? {} };
+  if (request.namespace !== undefined) msg.namespace = request.namespace;
+  if (request.version !== undefined) msg.version = request.version;
+  addContext(msg, ctx);
+  msg._unique_id = uniqueId;
+  return msg;
+}
+
+/**
+ * Makes a request dict a call: `_msg_id`, `_reply_q`, and `_timeout`, which is always present
+ * and holds the call-monitor timeout in seconds (not the call timeout), or null.
+ */
+export function addCallFields(msg: Record<string, unknown>, msgId: string, replyQueue: string, callMonitorTimeoutMs: number | undefined): void {
+  msg._msg_id = msgId;
+  msg._reply_q = replyQueue;
+  msg._timeout = callMonitorTimeoutMs ? callMonitorTimeoutMs / 1000 : null;
+}
+
+/** A notification dict: the notifier's fields, the flattened context, `_unique_id`. */
+export function notificationDict(ctx: Context | undefined, message: Record<string, unknown>, uniqueId: string): Record<string, unknown> {
+  const msg: Record<string, unknown> = { ...message };
+  addContext(msg, ctx);
+  msg._unique_id = uniqueId;
+  return msg;
+}
+
+/** What a server answers: a final reply, or a call-monitor heartbeat (`ending: false`, no result). */
+export interface ReplyContent {
+  result?: unknown;
+  failure?: Failure | null;
+  ending: boolean;
+}
+
+/** A reply dict; the failure travels as a JSON string, as oslo sends it. */
+export function replyDict(msgId: string, reply: ReplyContent, uniqueId: string): Record<string, unknown> {
+  return {
+    result: reply.result ?? null,
+    failure: reply.failure ? JSON.stringify(reply.failure) : null,
+    ending: reply.ending,
+    _msg_id: msgId,
+    _unique_id: uniqueId,
+  };
+}
+
+/** Where to answer a call: the caller's reply queue and the request's `_msg_id`. */
+export interface ReplyAddress {
+  replyQueue: string;
+  msgId: string;
+}
+
+/** An incoming request or notification dict, split into its parts. */
+export interface IncomingDict {
+  ctx: Context;
+  /** The keys that are neither context nor `_`-prefixed transport fields. */
+  message: Record<string, unknown>;
+  uniqueId: unknown;
+  /** Set for calls (both `_msg_id` and `_reply_q` present). */
+  replyTo: ReplyAddress | undefined;
+  /** The caller's call-monitor timeout in ms, 0 when it has none. */
+  callMonitorTimeout: number;
+}
+
+/** Splits a decoded dict into context, message and reply information. */
+export function splitIncoming(data: Record<string, unknown>): IncomingDict {
+  const ctx: Context = {};
+  const message: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(data)) {
+    if (k.startsWith(CONTEXT_PREFIX)) ctx[k.slice(CONTEXT_PREFIX.length)] = v;
+    else if (!k.startsWith('_')) message[k] = v;
+  }
+  return {
+    ctx,
+    message,
+    uniqueId: data._unique_id,
+    replyTo: replyAddress(data),
+    callMonitorTimeout: typeof data._timeout === 'number' && data._timeout > 0 ? data._timeout * 1000 : 0,
+  };
+}
+
+/** The reply address of a request dict, if it is a call. */
+export function replyAddress(data: Record<string, unknown> | undefined): ReplyAddress | undefined {
+  if (!data || typeof data._msg_id !== 'string' || typeof data._reply_q !== 'string' || !data._msg_id || !data._reply_q) return undefined;
+  return { replyQueue: data._reply_q, msgId: data._msg_id };
+}
+
+/**
+ * A failure as it arrives in a reply: a JSON string (oslo), or an object (lenient). One that
+ * cannot be read still fails the call, with what could be seen of it.
+ */
+export function parseFailure(f: unknown): Failure {
+  try {
+    return (typeof f === 'string' ? JSON.parse(f) : f) as Failure;
+  } catch {
+    return { class: 'MalformedMessage', module: 'hermod', message: `unreadable failure: ${String(f).slice(0, 200)}`, tb: [], args: [], kwargs: {} };
+  }
+}

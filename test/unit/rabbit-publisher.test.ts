@@ -1,0 +1,111 @@
+import { EventEmitter } from 'node:events';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { defaultConfig } from '../../src/index.js';
+import { envelope } from '../../src/driver/envelope.js';
+import type { RabbitConnection } from '../../src/driver/rabbit/connection.js';
+import { Publisher, type Publication } from '../../src/driver/rabbit/publisher.js';
+import { Topology } from '../../src/driver/rabbit/topology.js';
+import { rejects } from '../support/assert.js';
+
+type Confirm = (err: Error | null) => void;
+
+/** An amqplib channel stand-in: records publishes, and lets each test script the broker's answers. */
+class FakeChannel extends EventEmitter {
+  published: Array<{ exchange: string; key: string; props: Record<string, unknown> }> = [];
+  assertExchange: (name: string) => Promise<unknown> = async () => ({});
+  onPublish: (content: Buffer, confirm: Confirm | undefined) => void = (_c, confirm) => confirm?.(null);
+  async assertQueue(): Promise<unknown> { return {}; }
+  async bindQueue(): Promise<unknown> { return {}; }
+  async close(): Promise<void> { this.emit('close'); }
+  publish(exchange: string, key: string, content: Buffer, props: Record<string, unknown>, confirm?: Confirm): boolean {
+    this.published.push({ exchange, key, props });
+    this.onPublish(content, confirm);
+    return true;
+  }
+}
+
+function setup() {
+  const opened: FakeChannel[] = [];
+  const model = {
+    createChannel: async () => { const c = new FakeChannel(); opened.push(c); return c; },
+    createConfirmChannel: async () => { const c = new FakeChannel(); opened.push(c); return c; },
+  };
+  const conn = { ready: async () => model, isOpen: true } as unknown as RabbitConnection;
+  const publisher = new Publisher(conn, new Topology(defaultConfig().rabbit), () => {});
+  const confirms = () => opened.filter((_, i) => i % 2 === 1);
+  return { publisher, model, opened, confirms };
+}
+
+const pub = (over: Partial<Publication> = {}): Publication => ({
+  exchange: { name: 'openstack', type: 'topic' }, key: 'k', body: envelope({ _unique_id: 'u1' }, 't'), uniqueId: 'u1',
+  mandatory: false, confirm: true, deadline: Date.now() + 2000, retry: -1, what: 'cast x', ...over,
+});
+
+const t = suite('rabbit publisher (fake channels)');
+
+t('a refusal is classified by its AMQP reply code: 406 on the exchange declare fails at once', async () => {
+  const { publisher, model, confirms } = setup();
+  await publisher.setup(model as never);
+  confirms()[0]!.assertExchange = async () => {
+    throw Object.assign(new Error('Operation failed: ExchangeDeclare; 406 (PRECONDITION-FAILED) with message "inequivalent arg"'), { code: 406 });
+  };
+  await rejects(publisher.publish(pub()), 'HERMOD_ERR_DELIVERY_FAILURE', /refused it.*PRECONDITION/);
+});
+
+t('a refusal named only in the text is not trusted: no code, so it is resent until the deadline', async () => {
+  const { publisher, model, confirms } = setup();
+  await publisher.setup(model as never);
+  let tries = 0;
+  confirms()[0]!.assertExchange = async () => { tries++; throw new Error('something NOT_FOUND-ish without a code'); };
+  await rejects(publisher.publish(pub({ deadline: Date.now() + 150 })), 'HERMOD_ERR_TIMEOUT');
+  assert.ok(tries > 1, `resent ${tries} times`);
+});
+
+t('a nack fails with MessageDeliveryFailure; a returned mandatory message with MessageUndeliverable', async () => {
+  const { publisher, model, confirms } = setup();
+  await publisher.setup(model as never);
+  const ch = confirms()[0]!;
+  ch.onPublish = (_c, confirm) => confirm?.(new Error('message nacked'));
+  await rejects(publisher.publish(pub()), 'HERMOD_ERR_DELIVERY_FAILURE', /nacked/);
+  ch.onPublish = (content, confirm) => { ch.emit('return', { content, fields: {} }); confirm?.(null); };
+  await rejects(publisher.publish(pub({ exchange: undefined, key: 'reply_gone', mandatory: true })), 'HERMOD_ERR_UNDELIVERABLE', /default exchange routing key 'reply_gone'/);
+});
+
+t('a confirm lost with the channel is resent within `retry`, and fails past it', async () => {
+  const { publisher, model, confirms } = setup();
+  await publisher.setup(model as never);
+  let n = 0;
+  confirms()[0]!.onPublish = (_c, confirm) => confirm?.(n++ === 0 ? new Error('channel closed') : null);
+  await publisher.publish(pub({ retry: 1 }));
+  assert.is(confirms()[0]!.published.length, 2);
+  confirms()[0]!.onPublish = (_c, confirm) => confirm?.(new Error('channel closed'));
+  await rejects(publisher.publish(pub({ retry: 0 })), 'HERMOD_ERR_TRANSPORT', /retry=0/);
+});
+
+t('a call request goes on the plain channel, unconfirmed, expiring at its deadline', async () => {
+  const { publisher, model, opened } = setup();
+  await publisher.setup(model as never);
+  await publisher.publish(pub({ confirm: false, deadline: Date.now() + 5000 }));
+  const [sent] = opened[0]!.published;
+  assert.ok(sent);
+  const ttl = Number(sent.props.expiration);
+  assert.ok(ttl > 4000 && ttl <= 5000, `expiration ${ttl}`);
+  assert.is(opened[1]!.published.length, 0);
+});
+
+t('channels the broker closed are re-opened on the next publish, and exchanges declared again', async () => {
+  const { publisher, model, confirms } = setup();
+  await publisher.setup(model as never);
+  let declared = 0;
+  confirms()[0]!.assertExchange = async () => { declared++; return {}; };
+  await publisher.publish(pub());
+  await publisher.publish(pub());
+  assert.is(declared, 1, 'declared once per channel');
+  confirms()[0]!.emit('close');
+  await publisher.publish(pub());
+  assert.is(confirms().length, 2);
+  assert.is(confirms()[1]!.published.length, 1);
+});
+
+t.run();
