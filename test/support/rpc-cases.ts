@@ -1,0 +1,409 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import diagnostics_channel from 'node:diagnostics_channel';
+import {
+  getTransport, defaultConfig, Target, RPCServer, RPCClient, RemoteError, NoSuchMethod,
+  type Transport, type ServerRequestEvent,
+} from '../../src/index.js';
+import { Recorder, Versioned } from './endpoints.js';
+import { rejects, sleep, until } from './assert.js';
+
+/** Where an RPC suite runs. */
+export interface RpcBroker {
+  /** Transport URL; every transport of the suite connects here. */
+  url: string;
+  /**
+   * Config overrides under which a request nobody is bound for waits for its deadline, as in
+   * oslo. (RabbitMQ's mandatory flag otherwise fails it at once; its own suite tests that.)
+   */
+  unrouted?: Record<string, unknown>;
+  /** What the MessagingTimeout of a call nobody serves says when its `ms` deadline passes. */
+  unservedTimeout(ms: number): RegExp;
+  /**
+   * How long before its deadline a call nobody serves may fail (default 5 ms). AMQP 1.0 does
+   * not start a resend of a released call that could not finish in time.
+   */
+  early?: number;
+  stop(): Promise<void>;
+}
+
+interface Ctx { broker: RpcBroker; transport: Transport; transports: Transport[]; servers: RPCServer[] }
+
+/** The RPC cases every driver must pass: the same assertions on memory://, AMQP 1.0 and RabbitMQ. */
+export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
+  const t = suite<Ctx>(name, {} as Ctx);
+  t.before(async (ctx) => { ctx.broker = await broker(); });
+  t.after(async (ctx) => { await ctx.broker?.stop(); });
+  t.before.each(async (ctx) => {
+    ctx.transports = [];
+    ctx.servers = [];
+    ctx.transport = await transport(ctx);
+  });
+  t.after.each(async (ctx) => {
+    for (const s of ctx.servers) { await s.stop(); await s.wait(1000); }
+    for (const tr of ctx.transports) await tr.close();
+  });
+
+  let n = 0;
+  // Topics unique per test: queues of earlier tests (RabbitMQ keeps them) cannot interfere.
+  const topic = (what: string) => `${what}-${++n}`;
+  async function transport(ctx: Ctx, overrides: Record<string, unknown> = {}): Promise<Transport> {
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig(), overrides });
+    ctx.transports.push(tr);
+    return tr;
+  }
+  /** An RPC server on its own transport (or `tr`), stopped after the test. */
+  async function serve(ctx: Ctx, tp: string, server: string, endpoints: object[], opts = {}, tr?: Transport) {
+    const s = new RPCServer(tr ?? await transport(ctx), new Target({ topic: tp, server }), endpoints, opts);
+    await s.start();
+    ctx.servers.push(s);
+    return s;
+  }
+
+  t('call returns the result and the context crosses intact', async (ctx) => {
+    const tp = topic('calc');
+    await serve(ctx, tp, 's1', [new Recorder('s1')]);
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 3000 });
+    assert.is(await c.call({}, 'add', { a: 2, b: 3 }), 5);
+    assert.is(await c.call({ user: 'u' }, 'add', { a: 40, b: 2 }), 42);
+    const context = { request_id: 'req-1', user: 'alice', roles: ['admin'], n: 1.5, nested: { a: 1, x: [1, null] } };
+    assert.equal(await c.call(context, 'ctx'), context);
+    assert.equal(await c.call({}, 'echo', { value: { list: [1, 'two', null], t: true } }), { list: [1, 'two', null], t: true });
+  });
+
+  t('cast runs without a reply', async (ctx) => {
+    const tp = topic('cast');
+    const rec = new Recorder('s1');
+    await serve(ctx, tp, 's1', [rec]);
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }));
+    assert.is(await c.cast({ user: 'bob' }, 'bump', { seq: 1 }), undefined);
+    await until(() => rec.calls.length === 1, 'the cast');
+    assert.equal(rec.calls[0], { method: 'bump', ctx: { user: 'bob' }, args: { seq: 1 } });
+  });
+
+  t('competing servers on one topic share the calls evenly; server= directs one', async (ctx) => {
+    const tp = topic('work');
+    await serve(ctx, tp, 'a', [new Recorder('a')]);
+    await serve(ctx, tp, 'b', [new Recorder('b')]);
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 3000 });
+    const who: string[] = [];
+    for (let i = 0; i < 20; i++) who.push(await c.call<string>({}, 'whoami'));
+    assert.is(who.filter((w) => w === 'a').length, 10, 'balanced anycast');
+    assert.is(who.filter((w) => w === 'b').length, 10, 'balanced anycast');
+    const toB = c.prepare({ server: 'b' });
+    for (let i = 0; i < 5; i++) assert.is(await toB.call({}, 'whoami'), 'b');
+  });
+
+  t('fanout cast reaches every server on the topic, and only that topic', async (ctx) => {
+    const tp = topic('fan');
+    const a = new Recorder('a'); const b = new Recorder('b'); const other = new Recorder('o');
+    await serve(ctx, tp, 'a', [a]);
+    await serve(ctx, tp, 'b', [b]);
+    await serve(ctx, topic('fan-other'), 'o', [other]);
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }));
+    await c.prepare({ fanout: true }).cast({}, 'bump', { seq: 9 });
+    await until(() => a.calls.length === 1 && b.calls.length === 1, 'both fanout deliveries');
+    await sleep(20);
+    assert.is(other.calls.length, 0);
+    assert.equal(a.calls[0]!.args, { seq: 9 });
+    assert.equal(b.calls[0]!.args, { seq: 9 });
+    await rejects(() => c.prepare({ fanout: true }).call({}, 'whoami'), 'HERMOD_ERR_INVALID_TARGET', /cannot be fanout/);
+  });
+
+  t('exchanges keep equal topics apart', async (ctx) => {
+    const tp = topic('same');
+    await serve(ctx, tp, 'n', [new Recorder('nova')]);
+    const s = new RPCServer(await transport(ctx), new Target({ exchange: 'cinder', topic: tp, server: 'c' }), [new Recorder('cinder')]);
+    await s.start();
+    ctx.servers.push(s);
+    const nova = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 2000 });
+    const cinder = new RPCClient(ctx.transport, new Target({ exchange: 'cinder', topic: tp }), { timeout: 2000 });
+    for (let i = 0; i < 4; i++) {
+      assert.is(await nova.call({}, 'whoami'), 'nova');
+      assert.is(await cinder.call({}, 'whoami'), 'cinder');
+    }
+  });
+
+  t('a call nobody serves times out with MessagingTimeout at its deadline, never hangs', async (ctx) => {
+    const tr = await transport(ctx, ctx.broker.unrouted);
+    const c = new RPCClient(tr, new Target({ topic: topic('nobody') }), { timeout: 400 });
+    const started = Date.now();
+    await rejects(c.call({}, 'x'), 'HERMOD_ERR_TIMEOUT', ctx.broker.unservedTimeout(400));
+    const took = Date.now() - started;
+    assert.ok(took >= 400 - (ctx.broker.early ?? 5) && took < 1300, `took ${took} ms`);
+    await rejects(c.call({}, 'x', {}, { timeout: 30 }), 'HERMOD_ERR_TIMEOUT', ctx.broker.unservedTimeout(30));
+  });
+
+  t('call monitor: heartbeats keep a long call alive past the monitor timeout', async (ctx) => {
+    const tp = topic('slow');
+    await serve(ctx, tp, 's', [new Recorder('s')]);
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 5000, callMonitorTimeout: 100 });
+    assert.is(await c.call({}, 'sleep', { ms: 400 }), 400);
+  });
+
+  t('call monitor: a server that hangs mid-call is detected within the monitor timeout', async (ctx) => {
+    // A listener that takes the request and never answers nor heartbeats: a hung or dead server.
+    // It settles the delivery, as a broker client does on receipt (an unsettled AMQP 1.0 call
+    // is still being delivered, and fails only at its deadline).
+    const tp = topic('dead');
+    const hung = await (await transport(ctx)).driver.listen(new Target({ topic: tp, server: 'z' }), { prefetch: 10, onMessage: (m) => m.acknowledge() });
+    try {
+      const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 10_000, callMonitorTimeout: 150 });
+      const started = Date.now();
+      await rejects(c.call({}, 'anything'), 'HERMOD_ERR_TIMEOUT', /no heartbeat from the server for 150 ms \(call monitor\)/);
+      assert.ok(Date.now() - started < 1000, 'caught by the monitor, not the 10 s timeout');
+    } finally {
+      await hung.stop();
+    }
+  });
+
+  t('remote errors arrive typed: class, message, module; NoSuchMethod and versions', async (ctx) => {
+    const tp = topic('err');
+    await serve(ctx, tp, 's', [new Recorder('s'), new Versioned()]);
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 3000 });
+    const e = await rejects(c.call({}, 'fail', { message: 'boom' }), 'HERMOD_ERR_REMOTE', /TypeError boom/);
+    assert.ok(e instanceof RemoteError);
+    assert.is((e as RemoteError).excType, 'TypeError');
+    assert.is((e as RemoteError).value, 'boom');
+    assert.equal((e as RemoteError).traceback, []);
+    const s = await rejects(c.call({}, 'throwString'), 'HERMOD_ERR_REMOTE', /just a string/);
+    assert.is((s as RemoteError).excType, 'NonErrorThrown');
+    const nsm = await rejects(c.call({}, 'nonexistent'), 'HERMOD_ERR_NO_SUCH_METHOD', /nonexistent/);
+    assert.ok(nsm instanceof NoSuchMethod);
+    await rejects(c.call({}, '_private'), 'HERMOD_ERR_NO_SUCH_METHOD');
+    await rejects(c.call({}, 'constructor'), 'HERMOD_ERR_NO_SUCH_METHOD');
+    await rejects(c.call({}, '__proto__'), 'HERMOD_ERR_NO_SUCH_METHOD');
+    assert.is(await c.prepare({ namespace: 'math', version: '1.1' }).call({}, 'mul', { a: 6, b: 7 }), 42);
+    assert.is(await c.prepare({ namespace: 'math', version: '1.2' }).call({}, 'mul', { a: 2, b: 5 }), 10);
+    await rejects(c.prepare({ namespace: 'math', version: '1.4' }).call({}, 'mul', { a: 1, b: 1 }), 'HERMOD_ERR_UNSUPPORTED_VERSION', /1\.4/);
+    await rejects(c.prepare({ namespace: 'math', version: '1.9' }).call({}, 'mul', { a: 1, b: 1 }), 'HERMOD_ERR_UNSUPPORTED_VERSION', /1\.9/);
+    await rejects(c.prepare({ namespace: 'math', version: '2.0' }).call({}, 'mul', { a: 1, b: 1 }), 'HERMOD_ERR_UNSUPPORTED_VERSION');
+    await rejects(c.prepare({ namespace: 'nope' }).call({}, 'mul', { a: 1, b: 1 }), 'HERMOD_ERR_UNSUPPORTED_VERSION', /namespace 'nope'/);
+    await rejects(c.call({}, 'bigint'), 'HERMOD_ERR_SERIALIZATION');
+    // The server kept serving through all of it.
+    assert.is(await c.call({}, 'add', { a: 1, b: 1 }), 2);
+  });
+
+  t('traceback is opt-in on the server', async (ctx) => {
+    const tp = topic('tb');
+    await serve(ctx, tp, 's', [new Recorder('s')], { sendTraceback: true });
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 3000 });
+    const e = (await rejects(c.call({}, 'fail', { message: 'x' }), 'HERMOD_ERR_REMOTE')) as RemoteError;
+    assert.ok(e.traceback.some((l) => l.includes('TypeError: x')));
+  });
+
+  t('non-serialisable results and arguments give typed errors; the server keeps serving', async (ctx) => {
+    const tp = topic('ser');
+    const limit = { maxMessageSize: 10_000 };
+    await serve(ctx, tp, 's', [new Recorder('s')], {}, await transport(ctx, limit));
+    const c = new RPCClient(await transport(ctx, limit), new Target({ topic: tp }), { timeout: 3000 });
+    await rejects(c.call({}, 'bigint'), 'HERMOD_ERR_SERIALIZATION', /BigInt/);
+    await rejects(c.call({}, 'cycle'), 'HERMOD_ERR_SERIALIZATION', /circular/);
+    await rejects(c.call({}, 'huge', { bytes: 20_000 }), 'HERMOD_ERR_MESSAGE_TOO_LARGE', /exceeds the limit of 10000/);
+    await rejects(c.call({}, 'echo', { value: 5n }), 'HERMOD_ERR_SERIALIZATION', /BigInt/);
+    await rejects(c.call({}, 'echo', { value: 'y'.repeat(20_000) }), 'HERMOD_ERR_MESSAGE_TOO_LARGE');
+    assert.is(await c.call({}, 'echo', { value: 'small' }), 'small');
+    assert.is(await c.call({}, 'add', { a: 2, b: 2 }), 4);
+  });
+
+  t('oversized messages are refused with MessageTooLarge on both sides', async (ctx) => {
+    const tp = topic('big');
+    await serve(ctx, tp, 's', [new Recorder('s')]);
+    const c = new RPCClient(await transport(ctx, { maxMessageSize: 5000 }), new Target({ topic: tp }), { timeout: 3000 });
+    await rejects(c.call({}, 'echo', { value: 'x'.repeat(6000) }), 'HERMOD_ERR_MESSAGE_TOO_LARGE');
+    const tp2 = topic('big');
+    await serve(ctx, tp2, 's', [new Recorder('s')], {}, await transport(ctx, { maxMessageSize: 5000 }));
+    const c2 = new RPCClient(ctx.transport, new Target({ topic: tp2 }), { timeout: 3000 });
+    await rejects(c2.call({}, 'echo', { value: 'y'.repeat(6000) }), 'HERMOD_ERR_MESSAGE_TOO_LARGE');
+    await rejects(c2.call({}, 'huge', { bytes: 6000 }), 'HERMOD_ERR_MESSAGE_TOO_LARGE');
+    assert.is(await c2.call({}, 'add', { a: 1, b: 2 }), 3);
+  });
+
+  t('5000 concurrent calls from one client all complete, each reply matched to its call', async (ctx) => {
+    const tp = topic('many');
+    await serve(ctx, tp, 's', [new Recorder('s')], { concurrency: 64 });
+    const c = new RPCClient(await transport(ctx, { 'rpc.maxInFlight': 10000 }), new Target({ topic: tp }), { timeout: 20000 });
+    const calls = 5000;
+    const results = await Promise.all(Array.from({ length: calls }, (_, i) => c.call<number>({}, 'add', { a: i, b: 1 })));
+    assert.is(results.length, calls);
+    assert.ok(results.every((r, i) => r === i + 1), 'each reply matched to its call');
+  });
+
+  t('bad client input: missing topic, non-object arguments, bad options, version cap', async (ctx) => {
+    const noTopic = new RPCClient(ctx.transport, new Target({}));
+    await rejects(noTopic.call({}, 'x'), 'HERMOD_ERR_INVALID_TARGET', /requires a topic/);
+    await rejects(noTopic.cast({}, 'x'), 'HERMOD_ERR_INVALID_TARGET', /requires a topic/);
+    const c = new RPCClient(ctx.transport, new Target({ topic: 't', version: '1.5' }), { versionCap: '1.3' });
+    for (const bad of [[1, 2], 'str', 5, null]) {
+      await rejects(c.prepare({ version: '1.0' }).call({}, 'm', bad as never), 'HERMOD_ERR_INVALID_ARGUMENT', /named arguments/);
+    }
+    await rejects(c.prepare({ version: '1.0' }).call([] as never, 'm'), 'HERMOD_ERR_INVALID_ARGUMENT', /context/);
+    await rejects(c.prepare({ version: '1.0' }).call({}, ''), 'HERMOD_ERR_INVALID_ARGUMENT', /method/);
+    await rejects(c.call({}, 'm'), 'HERMOD_ERR_VERSION_CAP', /1\.5 is incompatible.*1\.3/);
+    assert.not.ok(c.canSendVersion());
+    assert.ok(c.canSendVersion('1.2'));
+    assert.not.ok(c.canSendVersion('2.0'));
+    assert.ok(c.prepare({ versionCap: '1.6' }).canSendVersion());
+    assert.ok(new RPCClient(ctx.transport, new Target({ topic: 't' })).canSendVersion('9.9'));
+    await rejects(() => new RPCClient(ctx.transport, new Target({ topic: 't' }), { timeout: -1 }), 'HERMOD_ERR_INVALID_ARGUMENT', /timeout/);
+    await rejects(() => new RPCClient(ctx.transport, new Target({ topic: 't' }), { versionCap: 'x' }), 'HERMOD_ERR_INVALID_ARGUMENT', /versionCap/);
+    await rejects(() => new RPCClient(ctx.transport, new Target({ topic: 't' }), { retry: -2 }), 'HERMOD_ERR_INVALID_ARGUMENT', /retry/);
+    await rejects(() => new RPCClient(ctx.transport, {} as Target), 'HERMOD_ERR_INVALID_ARGUMENT');
+    await rejects(c.prepare({ version: '1.0' }).call({}, 'm', {}, { timeout: 0 }), 'HERMOD_ERR_INVALID_ARGUMENT', /timeout/);
+  });
+
+  t('malformed requests through the driver get a typed failure; the server keeps serving', async (ctx) => {
+    const tp = topic('raw');
+    await serve(ctx, tp, 's', [new Recorder('s')]);
+    const driver = ctx.transport.driver;
+    const target = new Target({ topic: tp });
+    const badArgs = await driver.send(target, {}, { method: 'echo', args: [1] as never }, { waitForReply: true, timeout: 2000 });
+    assert.is(badArgs?.failure?.class, 'InvalidArgument');
+    const noMethod = await driver.send(target, {}, { method: undefined as never, args: {} }, { waitForReply: true, timeout: 2000 });
+    assert.is(noMethod?.failure?.class, 'MalformedMessage');
+    const c = new RPCClient(ctx.transport, target, { timeout: 2000 });
+    assert.is(await c.call({}, 'add', { a: 1, b: 2 }), 3);
+  });
+
+  t('a server runs at most its concurrency at once', async (ctx) => {
+    const tp = topic('conc');
+    const rec = new Recorder('s');
+    const s = await serve(ctx, tp, 's', [rec], { concurrency: 3 });
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 10000 });
+    const results = await Promise.all(Array.from({ length: 12 }, () => c.call({}, 'sleep', { ms: 50 })));
+    assert.is(results.length, 12);
+    assert.is(rec.maxActive, 3);
+    // A call is counted once its reply is sent, which on RabbitMQ is when the broker confirms
+    // it: the caller may hold the reply a moment earlier.
+    await until(() => s.stats().served >= 12, 'every call counted', 2000);
+    assert.is(s.stats().served, 12);
+    assert.is(s.stats().inFlight, 0);
+  });
+
+  t('a client bounds in-flight calls: callers wait, or fail fast when configured', async (ctx) => {
+    const tp = topic('inf');
+    const rec = new Recorder('s');
+    await serve(ctx, tp, 's', [rec], { concurrency: 50 });
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 5000, maxInFlight: 2 });
+    const all = Promise.all(Array.from({ length: 6 }, () => c.call({}, 'sleep', { ms: 30 })));
+    await sleep(10);
+    assert.is(c.inFlight, 2);
+    await all;
+    assert.is(rec.maxActive, 2);
+    const fast = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 5000, maxInFlight: 1, inFlightOverflow: 'fail' });
+    const first = fast.call({}, 'sleep', { ms: 50 });
+    await rejects(fast.call({}, 'sleep', { ms: 1 }), 'HERMOD_ERR_TOO_MANY_IN_FLIGHT', /1 calls already in flight/);
+    await first;
+    const waiting = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 5000, maxInFlight: 1 });
+    const long = waiting.call({}, 'sleep', { ms: 200 });
+    await rejects(waiting.call({}, 'sleep', { ms: 1 }, { timeout: 50 }), 'HERMOD_ERR_TIMEOUT', /in-flight slots/);
+    await long;
+  });
+
+  t('stop() stops new work, wait() drains in-flight calls and their replies are sent', async (ctx) => {
+    const tp = topic('drain');
+    const s = await serve(ctx, tp, 's', [new Recorder('s')]);
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 3000 });
+    const inflight = c.call({}, 'sleep', { ms: 100 });
+    await until(() => s.stats().inFlight === 1, 'the call to start');
+    await s.stop();
+    // Checked at once: its 150 ms may run out while wait() still drains.
+    const late = rejects(c.call({}, 'add', { a: 1, b: 1 }, { timeout: 150 }), 'HERMOD_ERR_TIMEOUT');
+    const res = await s.wait(2000);
+    assert.equal(res, { completed: 1, aborted: 0 });
+    assert.is(await inflight, 100);
+    await late;
+    await rejects(s.start(), 'HERMOD_ERR_CLOSED', /cannot be started again/);
+  });
+
+  t('wait() with a deadline aborts what is left and the caller hears ServerStopped', async (ctx) => {
+    const tp = topic('abort');
+    const s = await serve(ctx, tp, 's', [new Recorder('s')]);
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 5000 });
+    const a = rejects(c.call({}, 'sleep', { ms: 500 }), 'HERMOD_ERR_SERVER_STOPPED', /stopped before sleep finished/);
+    const b = rejects(c.call({}, 'sleep', { ms: 500 }), 'HERMOD_ERR_SERVER_STOPPED');
+    await until(() => s.stats().inFlight === 2, 'two calls running');
+    await s.stop();
+    assert.equal(await s.wait(50), { completed: 0, aborted: 2 });
+    await a;
+    await b;
+    await sleep(500); // the abandoned methods finish; their late results must go nowhere
+  });
+
+  t('abort(): stops and ends running calls at once; callers hear ServerStopped', async (ctx) => {
+    const tp = topic('abort-now');
+    const s = await serve(ctx, tp, 's', [new Recorder('s')]);
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 5000 });
+    const a = rejects(c.call({}, 'sleep', { ms: 2000 }), 'HERMOD_ERR_SERVER_STOPPED');
+    await until(() => s.stats().inFlight === 1, 'the call running');
+    const t0 = Date.now();
+    assert.equal(await s.abort(), { completed: 0, aborted: 1 });
+    await a;
+    assert.ok(Date.now() - t0 < 500, 'did not wait for the 2 s method');
+  });
+
+  t('a stopped server leaves queued requests for the next server on the topic', async (ctx) => {
+    const tp = topic('handover');
+    const first = await serve(ctx, tp, 'one', [new Recorder('one')], { concurrency: 1 });
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 3000 });
+    const calls = [c.call({}, 'sleep', { ms: 80 }), c.call({}, 'whoami'), c.call({}, 'whoami')];
+    await until(() => first.stats().inFlight === 1, 'the first call');
+    await first.stop();
+    await serve(ctx, tp, 'two', [new Recorder('two')]);
+    const [slept, w1, w2] = await Promise.all(calls);
+    assert.is(slept, 80);
+    assert.equal([w1, w2], ['two', 'two']);
+  });
+
+  t('server events report method, duration and outcome', async (ctx) => {
+    const tp = topic('ev');
+    const events: ServerRequestEvent[] = [];
+    const sub = (e: unknown) => events.push(e as ServerRequestEvent);
+    diagnostics_channel.subscribe('hermod:rpc:server:request', sub);
+    try {
+      await serve(ctx, tp, 's', [new Recorder('s')]);
+      const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 2000 });
+      await c.call({}, 'add', { a: 1, b: 1 });
+      await c.call({}, 'fail', { message: 'x' }).catch(() => {});
+      await until(() => events.length === 2, 'two events');
+      assert.equal(events.map((e) => [e.method, e.kind, e.outcome]), [['add', 'call', 'ok'], ['fail', 'call', 'error']]);
+      assert.ok(events.every((e) => e.durationMs >= 0 && e.server === 's'));
+    } finally {
+      diagnostics_channel.unsubscribe('hermod:rpc:server:request', sub);
+    }
+  });
+
+  t('typed proxy calls the remote methods', async (ctx) => {
+    const tp = topic('px');
+    await serve(ctx, tp, 's', [new Recorder('s'), new Versioned()]);
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 2000 });
+    const rec = c.proxy<Recorder>({ user: 'p' });
+    assert.is(await rec.add({ a: 20, b: 22 }), 42);
+    assert.is(await rec.whoami(), 's');
+    const math = c.prepare({ namespace: 'math', version: '1.0' }).proxy<Versioned>();
+    assert.is(await math.mul({ a: 3, b: 3 }), 9);
+    assert.is((rec as unknown as { then?: unknown }).then, undefined);
+  });
+
+  t('closing a transport fails pending calls with ClosedError and refuses new work', async (ctx) => {
+    // Not in ctx.transports: the test closes it itself.
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig(), overrides: ctx.broker.unrouted ?? {} });
+    const c = new RPCClient(tr, new Target({ topic: topic('nobody') }), { timeout: 5000 });
+    const pending = c.call({}, 'x');
+    await sleep(5);
+    await tr.close();
+    await rejects(pending, 'HERMOD_ERR_CLOSED');
+    await rejects(c.call({}, 'x'), 'HERMOD_ERR_CLOSED');
+    await rejects(c.cast({}, 'x'), 'HERMOD_ERR_CLOSED');
+    await rejects(new RPCServer(tr, new Target({ topic: 'a', server: 'b' }), [{}]).start(), 'HERMOD_ERR_CLOSED');
+  });
+
+  t('server construction checks its target, endpoints and concurrency', async (ctx) => {
+    await rejects(() => new RPCServer(ctx.transport, new Target({ topic: 't' }), [{}]), 'HERMOD_ERR_INVALID_TARGET', /server name/);
+    await rejects(() => new RPCServer(ctx.transport, new Target({ topic: 't', server: 's' }), []), 'HERMOD_ERR_INVALID_ARGUMENT');
+    await rejects(() => new RPCServer(ctx.transport, new Target({ topic: 't', server: 's' }), [{}], { concurrency: 0 }), 'HERMOD_ERR_INVALID_ARGUMENT', /concurrency/);
+    await rejects(() => new RPCServer(ctx.transport, {} as Target, [{}]), 'HERMOD_ERR_INVALID_ARGUMENT');
+  });
+
+  return t;
+}

@@ -1,0 +1,121 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import FakeTimers from '@sinonjs/fake-timers';
+import { ConnectGate, type GateStatus } from '../../src/driver/connect-gate.js';
+import { rejects } from '../support/assert.js';
+
+interface Ctx { clock: ReturnType<typeof FakeTimers.install>; status: GateStatus; gate: ConnectGate }
+const t = suite<Ctx>('connect gate (fake timers)', {} as Ctx);
+t.before.each((ctx) => {
+  ctx.clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  ctx.status = { closed: false, connected: false, failedAttempts: 0, refused: false, problem: 'cannot connect to rabbit://h1:5672: ECONNREFUSED' };
+  const status = ctx.status;
+  ctx.gate = new ConnectGate(() => status);
+});
+t.after.each((ctx) => ctx.clock.uninstall());
+
+/** Captures how `p` settles, so the test can tick the clock before looking. */
+function track(p: Promise<void>) {
+  const s: { done: boolean; err?: Error & { code?: string } } = { done: false };
+  p.then(() => { s.done = true; }, (e: Error) => { s.done = true; s.err = e; });
+  return s;
+}
+
+t('ready at once: resolves without looking at the connection', async ({ gate, status }) => {
+  status.closed = true;
+  await gate.until(() => true, Date.now() - 1, 0, 'call x');
+});
+
+t('closed: ClosedError, whatever else holds', async ({ gate, status }) => {
+  status.closed = true;
+  status.refused = true;
+  await rejects(gate.until(() => false, Date.now() + 1000, -1, 'call x'), 'HERMOD_ERR_CLOSED');
+  status.connected = true;
+  await rejects(gate.until(() => false, Date.now() + 1000, -1, 'call x'), 'HERMOD_ERR_CLOSED');
+});
+
+t('refused login or vhost: TransportError at once, not retried; not while connected', async ({ gate, status, clock }) => {
+  status.refused = true;
+  await rejects(gate.until(() => false, Date.now() + 60_000, -1, 'call x'), 'HERMOD_ERR_TRANSPORT', /ECONNREFUSED.*not retrying for call x/);
+  // A connection that is up is not refused: the waiter waits for its condition.
+  status.connected = true;
+  let ready = false;
+  const s = track(gate.until(() => ready, Date.now() + 60_000, -1, 'credit'));
+  await clock.tickAsync(100);
+  assert.not.ok(s.done);
+  ready = true;
+  gate.wake();
+  await clock.tickAsync(0);
+  assert.ok(s.done);
+  assert.is(s.err, undefined);
+});
+
+t('retry budget: TransportError once failed attempts exceed it; -1 has no budget', async ({ gate, status, clock }) => {
+  status.failedAttempts = 2;
+  await rejects(gate.until(() => false, Date.now() + 60_000, 1, 'call x'), 'HERMOD_ERR_TRANSPORT', /gave up after 2 attempts, retry=1/);
+  status.failedAttempts = 1;
+  await rejects(gate.until(() => false, Date.now() + 60_000, 0, 'call x'), 'HERMOD_ERR_TRANSPORT', /gave up after 1 attempt, retry=0/);
+  // Within the budget, and without one, the waiter keeps waiting.
+  const within = track(gate.until(() => false, Date.now() + 1000, 1, 'call x'));
+  const unlimited = track(gate.until(() => false, Date.now() + 1000, -1, 'call y'));
+  await clock.tickAsync(500);
+  assert.not.ok(within.done);
+  assert.not.ok(unlimited.done);
+  // Another failed attempt spends the budget of the first; the woken waiters re-check.
+  status.failedAttempts = 2;
+  gate.wake();
+  await clock.tickAsync(0);
+  assert.is(within.err?.code, 'HERMOD_ERR_TRANSPORT');
+  assert.not.ok(unlimited.done);
+  status.failedAttempts = 50;
+  gate.wake();
+  await clock.tickAsync(0);
+  assert.not.ok(unlimited.done, 'retry -1 never gives up before the deadline');
+  await clock.tickAsync(500);
+  assert.is(unlimited.err?.code, 'HERMOD_ERR_TRANSPORT');
+});
+
+t('deadline: TransportError while still not connected, MessagingTimeout when connected; not before', async ({ gate, status, clock }) => {
+  const down = track(gate.until(() => false, Date.now() + 1000, -1, 'call x'));
+  await clock.tickAsync(999);
+  assert.not.ok(down.done);
+  await clock.tickAsync(1);
+  assert.is(down.err?.code, 'HERMOD_ERR_TRANSPORT');
+  assert.match(down.err!.message, /ECONNREFUSED.*still trying when call x timed out/);
+  status.connected = true;
+  const up = track(gate.until(() => false, Date.now() + 1000, -1, 'call x'));
+  await clock.tickAsync(999);
+  assert.not.ok(up.done);
+  await clock.tickAsync(1);
+  assert.is(up.err?.code, 'HERMOD_ERR_TIMEOUT');
+  // A deadline already past fails at once.
+  await rejects(gate.until(() => false, Date.now(), -1, 'cast y'), 'HERMOD_ERR_TIMEOUT');
+});
+
+t('wake: every waiter re-checks at once; without a wake they sleep until the deadline or pollMs', async ({ gate, status, clock }) => {
+  let connected = false;
+  const a = track(gate.until(() => connected, Date.now() + 10_000, -1, 'a'));
+  const b = track(gate.until(() => connected, Date.now() + 10_000, -1, 'b'));
+  await clock.tickAsync(1000);
+  connected = true;
+  status.connected = true;
+  await clock.tickAsync(1000);
+  assert.not.ok(a.done || b.done, 'nobody re-checks before a wake');
+  gate.wake();
+  await clock.tickAsync(0);
+  assert.ok(a.done && b.done);
+  assert.is(a.err ?? b.err, undefined);
+  // pollMs bounds each sleep for conditions nobody wakes the gate for.
+  let credit = false;
+  const c = track(gate.until(() => credit, Date.now() + 10_000, -1, 'c', 100));
+  credit = true;
+  await clock.tickAsync(99);
+  assert.not.ok(c.done);
+  await clock.tickAsync(1);
+  assert.ok(c.done);
+  assert.is(c.err, undefined);
+  gate.wake(); // no waiters left: nothing to do
+  assert.is(clock.countTimers(), 0, 'no timers left behind');
+});
+
+t.run();
