@@ -46,7 +46,7 @@ bad('garbage, unknown priorities and missing fields are settled and counted; the
     ch.publish('openstack', 'nb.info', env({ publisher_id: 'p', payload: {} }), props);                                  // no priority, event type
     ch.publish('openstack', 'nb.info', env({ publisher_id: 'p', event_type: 'e', priority: 'LOUD', payload: {} }), props); // unknown priority
     ch.publish('openstack', 'nb.info', env({ publisher_id: 'p', event_type: 'e', priority: 'INFO', payload: 'x'.repeat(1000) }), props);
-    await until(() => l.stats.invalid === 3 && l.stats.dropped === 1 && c.got.length === 1, `bad ones counted (${JSON.stringify(l.stats)})`);
+    await until(() => l.stats().invalid === 3 && l.stats().dropped === 1 && c.got.length === 1, `bad ones counted (${JSON.stringify(l.stats())})`);
     await new Notifier(tr, { publisherId: 'p', topics: ['nb'] }).info({}, 'after', { ok: true });
     await until(() => c.got.some((g) => g.eventType === 'after'), 'still listening');
     const q = await node.queues(vhost);

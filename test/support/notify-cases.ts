@@ -140,7 +140,7 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
     const l = await listen(ctx, [tp], [c]);
     const nt = new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp] });
     await nt.error({}, 'boom', { n: 1 });
-    await until(() => l.stats.failed === 1 && l.stats.handled === 1, 'failure counted, message handled');
+    await until(() => l.stats().failed === 1 && l.stats().handled === 1, 'failure counted, message handled');
     await sleep(150);
     assert.is(c.got.length, 1, 'not redelivered without allowRequeue');
     const tp2 = topic();
@@ -148,13 +148,13 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
     r.fail = 100;
     const l2 = await listen(ctx, [tp2], [r], { allowRequeue: true, redeliveryLimit: 3 });
     await new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp2] }).error({}, 'storm', {});
-    await until(() => l2.stats.dropped === 1, 'dropped after the redelivery limit', 10000);
+    await until(() => l2.stats().dropped === 1, 'dropped after the redelivery limit', 10000);
     assert.is(r.got.length, 4, 'first delivery + 3 redeliveries');
-    assert.is(l2.stats.requeued, 3);
+    assert.is(l2.stats().requeued, 3);
     // The requeue is honoured when the endpoint recovers.
     r.fail = 1;
     await new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp2] }).error({}, 'once', {});
-    await until(() => r.got.filter((g) => g.eventType === 'once').length === 2 && l2.stats.handled === 1, 'redelivered once, then handled', 10000);
+    await until(() => r.got.filter((g) => g.eventType === 'once').length === 2 && l2.stats().handled === 1, 'redelivered once, then handled', 10000);
   });
 
   t('notifier input errors are typed; noop, log and routing drivers', async (ctx) => {
