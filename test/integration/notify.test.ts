@@ -11,19 +11,19 @@ import { notifySuite } from '../support/notify-cases.js';
 // The same notification cases on all three drivers.
 let memoryBrokers = 0;
 notifySuite('notifications on the memory driver', async () => ({
-  url: `memory://notify-${++memoryBrokers}`, pools: true, stop: async () => {},
+  url: `memory://notify-${++memoryBrokers}`, pools: true, acksAfterStop: true, stop: async () => {},
 })).run();
 
 notifySuite('notifications over RabbitMQ', async () => {
   const node = await RabbitNode.shared();
   const vhost = await node.addVhost(`notify-${process.pid}`);
-  return { url: node.url(vhost), pools: true, stop: async () => { await node.deleteVhost(vhost); await node.release(); } };
+  return { url: node.url(vhost), pools: true, acksAfterStop: false, stop: async () => { await node.deleteVhost(vhost); await node.release(); } };
 }).run();
 
 notifySuite('notifications over the embedded AMQP 1.0 router', async () => {
   const router = new Router({ port: 0 });
   const port = await router.start();
-  return { url: `amqp://127.0.0.1:${port}/`, pools: false, stop: () => router.stop() };
+  return { url: `amqp://127.0.0.1:${port}/`, pools: false, acksAfterStop: false, stop: () => router.stop() };
 }).run();
 
 // Malformed notifications straight onto the queue a hermod listener consumes.
@@ -46,7 +46,7 @@ bad('garbage, unknown priorities and missing fields are settled and counted; the
     ch.publish('openstack', 'nb.info', env({ publisher_id: 'p', payload: {} }), props);                                  // no priority, event type
     ch.publish('openstack', 'nb.info', env({ publisher_id: 'p', event_type: 'e', priority: 'LOUD', payload: {} }), props); // unknown priority
     ch.publish('openstack', 'nb.info', env({ publisher_id: 'p', event_type: 'e', priority: 'INFO', payload: 'x'.repeat(1000) }), props);
-    await until(() => l.stats.invalid === 3 && l.stats.dropped === 1 && c.got.length === 1, `bad ones counted (${JSON.stringify(l.stats)})`);
+    await until(() => l.stats().invalid === 3 && l.stats().dropped === 1 && c.got.length === 1, `bad ones counted (${JSON.stringify(l.stats())})`);
     await new Notifier(tr, { publisherId: 'p', topics: ['nb'] }).info({}, 'after', { ok: true });
     await until(() => c.got.some((g) => g.eventType === 'after'), 'still listening');
     const q = await node.queues(vhost);

@@ -6,8 +6,12 @@ import {
 } from '../../src/index.js';
 import { rejects, sleep, until } from './assert.js';
 
-/** Where a notification suite runs; `pools` says whether the driver supports listener pools. */
-export interface NotifyBroker { url: string; pools: boolean; stop(): Promise<void> }
+/**
+ * Where a notification suite runs; `pools` says whether the driver supports listener pools,
+ * `acksAfterStop` whether a notification finished after the listener's stop() is still
+ * acknowledged (the RabbitMQ and AMQP 1.0 drivers close the channel or links on stop today).
+ */
+export interface NotifyBroker { url: string; pools: boolean; acksAfterStop: boolean; stop(): Promise<void> }
 
 interface Got { priority: string; ctx: Context; publisherId: string; eventType: string; payload: unknown; metadata: NotificationMetadata }
 
@@ -140,7 +144,7 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
     const l = await listen(ctx, [tp], [c]);
     const nt = new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp] });
     await nt.error({}, 'boom', { n: 1 });
-    await until(() => l.stats.failed === 1 && l.stats.handled === 1, 'failure counted, message handled');
+    await until(() => l.stats().failed === 1 && l.stats().handled === 1, 'failure counted, message handled');
     await sleep(150);
     assert.is(c.got.length, 1, 'not redelivered without allowRequeue');
     const tp2 = topic();
@@ -148,13 +152,76 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
     r.fail = 100;
     const l2 = await listen(ctx, [tp2], [r], { allowRequeue: true, redeliveryLimit: 3 });
     await new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp2] }).error({}, 'storm', {});
-    await until(() => l2.stats.dropped === 1, 'dropped after the redelivery limit', 10000);
+    await until(() => l2.stats().dropped === 1, 'dropped after the redelivery limit', 10000);
     assert.is(r.got.length, 4, 'first delivery + 3 redeliveries');
-    assert.is(l2.stats.requeued, 3);
+    assert.is(l2.stats().requeued, 3);
     // The requeue is honoured when the endpoint recovers.
     r.fail = 1;
     await new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp2] }).error({}, 'once', {});
-    await until(() => r.got.filter((g) => g.eventType === 'once').length === 2 && l2.stats.handled === 1, 'redelivered once, then handled', 10000);
+    await until(() => r.got.filter((g) => g.eventType === 'once').length === 2 && l2.stats().handled === 1, 'redelivered once, then handled', 10000);
+  });
+
+  t('lifecycle: stop() then wait() lets the endpoints finish; at the deadline the rest is requeued, not lost', async (ctx) => {
+    const tp = topic();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => { release = r; });
+    const slow = { seen: [] as string[], async info(_c: Context, _p: string, eventType: string) { this.seen.push(eventType); if (eventType === 'stuck') await gate; } };
+    const l1 = await listen(ctx, [tp], [slow], { concurrency: 1 });
+    const nt = new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp] });
+    await nt.info({}, 'quick', {});
+    await until(() => l1.stats().handled === 1, 'the first one handled');
+    // Over a router the send settles only once a listener settled the notification.
+    const sent = nt.info({}, 'stuck', {});
+    await until(() => l1.stats().inFlight === 1, 'the endpoint is on it');
+    const other = new Collector();
+    await listen(ctx, [tp], [other]);
+    await l1.stop();
+    assert.equal(await l1.wait(50), { completed: 0, aborted: 1 });
+    assert.equal(l1.stats(), { handled: 1, requeued: 1, dropped: 0, failed: 0, invalid: 0, inFlight: 0, queued: 0 });
+    await until(() => other.got.some((g) => g.eventType === 'stuck'), 'the aborted notification reaches the other listener', 10000);
+    await sent;
+    release();
+    await sleep(50);
+    assert.is(l1.stats().handled, 1, 'the late result is ignored');
+    assert.equal(slow.seen, ['quick', 'stuck']);
+    await rejects(l1.start(), 'HERMOD_ERR_CLOSED', /cannot be started again/);
+  });
+
+  t('lifecycle: wait() returns once the running notifications are handled; abort() requeues at once', async (ctx) => {
+    const tp = topic();
+    const ep = { async info() { await sleep(100); } };
+    const l = await listen(ctx, [tp], [ep]);
+    const nt = new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp] });
+    const sent = nt.info({}, 'e', {});
+    await until(() => l.stats().inFlight === 1, 'running');
+    await l.stop();
+    assert.equal(await l.wait(5000), { completed: 1, aborted: 0 });
+    assert.is(l.stats().handled, 1);
+    assert.equal(await l.abort(), { completed: 0, aborted: 0 }, 'nothing left to abort');
+    if (ctx.broker.acksAfterStop) {
+      await sent;
+      const after = new Collector();
+      await listen(ctx, [tp], [after]);
+      await sleep(200);
+      assert.is(after.got.length, 0, 'acknowledged after stop(): not delivered again');
+    } else {
+      // Known driver limit: stop() closes the channel or links, so this acknowledgement is lost.
+      await sent.catch(() => {});
+    }
+
+    const tp2 = topic();
+    const blocking = { async info() { await sleep(2000); } };
+    const l2 = await listen(ctx, [tp2], [blocking]);
+    const again = new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp2] }).info({}, 'e2', {});
+    await until(() => l2.stats().inFlight === 1, 'running on the second listener');
+    const last = new Collector();
+    await listen(ctx, [tp2], [last]);
+    const t0 = Date.now();
+    assert.equal(await l2.abort(), { completed: 0, aborted: 1 });
+    assert.ok(Date.now() - t0 < 1000, 'did not wait for the endpoint');
+    assert.is(l2.stats().requeued, 1);
+    await until(() => last.got.some((g) => g.eventType === 'e2'), 'the aborted one is delivered again', 10000);
+    await again;
   });
 
   t('notifier input errors are typed; noop, log and routing drivers', async (ctx) => {

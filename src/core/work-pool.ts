@@ -1,0 +1,175 @@
+import { InvalidArgument } from './errors.js';
+
+/**
+ * One unit of work a {@link WorkPool} runs: an RPC request, a notification or a batch of them.
+ * The work settles its own message; the pool only decides when it starts and when it is over.
+ */
+export interface Work {
+  /** Does the work. The pool counts it completed when this settles, either way. */
+  run(): Promise<void>;
+  /**
+   * Ends the work at a drain deadline. After this the work must not settle its message again:
+   * a late result of `run()` is the work's to drop (the pool no longer counts it).
+   */
+  abort(): Promise<void>;
+  /** Gives back work that was accepted but never started (the pool was closed). */
+  requeue(): void;
+}
+
+/** What a drain (a server's or listener's `wait()`) saw. */
+export interface WaitResult {
+  /** Work that finished while waiting. */
+  completed: number;
+  /** Work still running at the deadline, ended through its `abort()`. */
+  aborted: number;
+}
+
+/** Counters of a {@link WorkPool}. */
+export interface WorkPoolStats {
+  /** Running now. */
+  inFlight: number;
+  /** Accepted, waiting for a free slot. */
+  queued: number;
+  /** Finished on their own since the pool was made. */
+  completed: number;
+  /** Ended by a drain deadline. */
+  aborted: number;
+  /** Given back without being started. */
+  requeued: number;
+}
+
+interface Entry<W> {
+  readonly work: W;
+  /** Set once the pool started aborting it: from then on its own end is not counted. */
+  aborting: boolean;
+}
+
+/**
+ * What RPC servers and notification listeners share: at most `concurrency` pieces of work run
+ * at once, the rest wait in a FIFO backlog; {@link drain} waits for the running ones until a
+ * deadline and aborts what is left; {@link close} and {@link requeueBacklog} implement "no new
+ * work" on stop. Pure bookkeeping: the work itself knows how to settle its message.
+ */
+export class WorkPool<W extends Work = Work> {
+  private readonly running = new Set<Entry<W>>();
+  private readonly backlog: W[] = [];
+  private readonly idleWaiters: Array<() => void> = [];
+  private closed = false;
+  private completed = 0;
+  private aborted = 0;
+  private requeued = 0;
+
+  /** @param concurrency at most this many run at once (an integer ≥ 1, or Infinity: no bound) */
+  constructor(readonly concurrency: number) {
+    if (!(concurrency === Infinity || (Number.isInteger(concurrency) && concurrency >= 1))) {
+      throw new InvalidArgument(`concurrency must be an integer of 1 or more, got ${concurrency}`);
+    }
+  }
+
+  /** Running now. */
+  get inFlight(): number {
+    return this.running.size;
+  }
+
+  /** Waiting for a slot. */
+  get queued(): number {
+    return this.backlog.length;
+  }
+
+  stats(): WorkPoolStats {
+    return { inFlight: this.running.size, queued: this.backlog.length, completed: this.completed, aborted: this.aborted, requeued: this.requeued };
+  }
+
+  /**
+   * Starts `work` now if a slot is free, else queues it behind the others. A closed pool takes
+   * nothing: the work is requeued at once. Returns whether the pool took it.
+   */
+  submit(work: W): boolean {
+    if (this.closed) {
+      this.requeued++;
+      work.requeue();
+      return false;
+    }
+    if (this.running.size < this.concurrency) this.start(work);
+    else this.backlog.push(work);
+    return true;
+  }
+
+  /**
+   * Starts nothing more: running work goes on, queued work stays queued until
+   * {@link requeueBacklog}, and later submits are requeued at once.
+   */
+  close(): void {
+    this.closed = true;
+  }
+
+  /** Closes the pool and gives every queued piece of work back; returns how many. */
+  requeueBacklog(): number {
+    this.close();
+    const queued = this.backlog.splice(0);
+    for (const w of queued) w.requeue();
+    this.requeued += queued.length;
+    this.checkIdle();
+    return queued.length;
+  }
+
+  /** Resolves once nothing runs (at once if nothing does). */
+  idle(): Promise<void> {
+    if (this.running.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Waits until nothing runs, for at most `deadlineMs`; then aborts what still runs (each
+   * through its own `abort()`) and waits for those aborts. Counts what finished on its own
+   * before the deadline and what was aborted (also by a concurrent drain) meanwhile.
+   */
+  async drain(deadlineMs: number): Promise<WaitResult> {
+    if (this.running.size === 0) return { completed: 0, aborted: 0 };
+    const completedBefore = this.completed;
+    const abortedBefore = this.aborted;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), deadlineMs); });
+    const drained = await Promise.race([this.idle().then(() => true), deadline]);
+    clearTimeout(timer);
+    const completed = this.completed - completedBefore;
+    if (!drained) await this.abortRunning();
+    return { completed, aborted: this.aborted - abortedBefore };
+  }
+
+  private async abortRunning(): Promise<void> {
+    const left = [...this.running].filter((e) => !e.aborting);
+    for (const e of left) e.aborting = true;
+    await Promise.all(left.map(async (e) => {
+      try {
+        await e.work.abort();
+      } finally {
+        this.aborted++;
+        this.end(e);
+      }
+    }));
+  }
+
+  private start(work: W): void {
+    const entry: Entry<W> = { work, aborting: false };
+    this.running.add(entry);
+    const ended = () => {
+      if (entry.aborting) return;
+      this.completed++;
+      this.end(entry);
+    };
+    // A work that rejects is still over; reporting its error is the work's business.
+    work.run().then(ended, ended);
+  }
+
+  private end(entry: Entry<W>): void {
+    this.running.delete(entry);
+    const next = this.closed ? undefined : this.backlog.shift();
+    if (next) this.start(next);
+    this.checkIdle();
+  }
+
+  private checkIdle(): void {
+    if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+}

@@ -1,0 +1,96 @@
+import { InvalidArgument } from '../core/errors.js';
+import type { Context } from '../core/serializer.js';
+import { NotificationFilter } from './filter.js';
+import type { NotificationMetadata } from './message.js';
+import { PRIORITIES, type Priority } from './notifier.js';
+
+/** What an endpoint method returns: `handled` (default) or `requeue` (deliver again later). */
+export type NotificationResult = 'handled' | 'requeue' | undefined | void;
+
+/** One notification as a batch endpoint receives it (oslo's dict). */
+export interface BatchedNotification {
+  ctxt: Context;
+  publisher_id: string;
+  event_type: string;
+  payload: unknown;
+  metadata: NotificationMetadata;
+  priority: Priority;
+}
+
+/** Where an endpoint method failed, for the report. */
+export interface EndpointFailure { eventType?: string; priority: Priority; error: Error }
+
+type Callback = (...args: unknown[]) => unknown;
+
+/**
+ * oslo's NotificationDispatcher: finds each endpoint's method per priority and its optional
+ * `filterRule` (or `filter_rule`), and calls the methods that want a notification (or a batch).
+ * A method that throws counts as `requeue`; `onFailure` reports it.
+ */
+export class NotificationDispatcher {
+  private readonly callbacks = new Map<Priority, Array<{ filter: NotificationFilter | undefined; fn: Callback }>>();
+
+  constructor(endpoints: object[], private readonly onFailure: (failure: EndpointFailure) => void) {
+    for (const ep of endpoints) {
+      const filter = (ep as { filterRule?: unknown; filter_rule?: unknown }).filterRule ?? (ep as { filter_rule?: unknown }).filter_rule;
+      if (filter !== undefined && !(filter instanceof NotificationFilter)) throw new InvalidArgument('filterRule must be a NotificationFilter');
+      for (const p of PRIORITIES) {
+        const fn = (ep as Record<string, unknown>)[p];
+        if (typeof fn === 'function') {
+          const list = this.callbacks.get(p) ?? [];
+          list.push({ filter: filter as NotificationFilter | undefined, fn: (fn as Callback).bind(ep) });
+          this.callbacks.set(p, list);
+        }
+      }
+    }
+    if (this.callbacks.size === 0) throw new InvalidArgument(`no endpoint has a priority method (${PRIORITIES.join(', ')})`);
+  }
+
+  /** The priorities some endpoint handles. */
+  get priorities(): Priority[] {
+    return PRIORITIES.filter((p) => this.callbacks.has(p));
+  }
+
+  /** Calls the endpoints that want `m`, in order, until one asks for a requeue. */
+  async dispatch(m: BatchedNotification): Promise<NotificationResult> {
+    let result: NotificationResult = 'handled';
+    for (const { filter, fn } of this.callbacks.get(m.priority) ?? []) {
+      if (filter && !matches(filter, m)) continue;
+      result = await this.call(fn, [m.ctxt, m.publisher_id, m.event_type, m.payload, m.metadata], { eventType: m.event_type, priority: m.priority });
+      if (result === 'requeue') break;
+    }
+    return result;
+  }
+
+  /**
+   * Batch mode: each endpoint gets the notifications of one priority its filter passes, as one
+   * array. Returns the notifications to requeue: all of a priority whose endpoint asked for it.
+   */
+  async dispatchBatch(batch: BatchedNotification[]): Promise<Set<BatchedNotification>> {
+    const requeue = new Set<BatchedNotification>();
+    for (const priority of PRIORITIES) {
+      const group = batch.filter((m) => m.priority === priority);
+      if (group.length === 0) continue;
+      for (const { filter, fn } of this.callbacks.get(priority) ?? []) {
+        const selected = filter ? group.filter((m) => matches(filter, m)) : group;
+        if (selected.length === 0) continue;
+        const r = await this.call(fn, [selected], { priority });
+        if (r === 'requeue') { for (const m of group) requeue.add(m); break; }
+      }
+    }
+    return requeue;
+  }
+
+  private async call(fn: Callback, args: unknown[], what: { eventType?: string; priority: Priority }): Promise<NotificationResult> {
+    try {
+      return await fn(...args) as NotificationResult;
+    } catch (err) {
+      this.onFailure({ ...what, error: err instanceof Error ? err : new Error(String(err)) });
+      return 'requeue';
+    }
+  }
+}
+
+function matches(filter: NotificationFilter, m: BatchedNotification): boolean {
+  return filter.match(m.ctxt, m.publisher_id, m.event_type, m.metadata, m.payload);
+}

@@ -1,0 +1,63 @@
+import { InvalidArgument } from '../core/errors.js';
+import type { Context } from '../core/serializer.js';
+import type { NotificationMetadata } from './message.js';
+
+type Regexes = Record<string, string | RegExp>;
+
+/**
+ * oslo's NotificationFilter: regular expressions matched from the start of the publisher id,
+ * event type, and named fields of the context, metadata and payload. A field that is missing or
+ * not a string fails the match.
+ */
+export class NotificationFilter {
+  private readonly publisherId: RegExp | undefined;
+  private readonly eventType: RegExp | undefined;
+  private readonly ctx: Record<string, RegExp>;
+  private readonly metadata: Record<string, RegExp>;
+  private readonly payload: Record<string, RegExp>;
+
+  constructor(rules: { publisherId?: string | RegExp; eventType?: string | RegExp; context?: Regexes; metadata?: Regexes; payload?: Regexes }) {
+    this.publisherId = NotificationFilter.compile(rules.publisherId);
+    this.eventType = NotificationFilter.compile(rules.eventType);
+    this.ctx = NotificationFilter.dict(rules.context);
+    this.metadata = NotificationFilter.dict(rules.metadata);
+    this.payload = NotificationFilter.dict(rules.payload);
+  }
+
+  // Python's re.match anchors at the start only: the sticky flag does the same.
+  private static compile(p: string | RegExp | undefined): RegExp | undefined {
+    if (p === undefined) return undefined;
+    try {
+      return p instanceof RegExp ? new RegExp(p.source, p.flags.replace(/[gy]/g, '') + 'y') : new RegExp(p, 'y');
+    } catch (err) {
+      throw new InvalidArgument(`bad filter expression ${String(p)}: ${(err as Error).message}`);
+    }
+  }
+
+  private static dict(d: Regexes | undefined): Record<string, RegExp> {
+    const out: Record<string, RegExp> = {};
+    for (const [k, v] of Object.entries(d ?? {})) out[k] = NotificationFilter.compile(v)!;
+    return out;
+  }
+
+  private static single(value: unknown, re: RegExp | undefined): boolean {
+    if (!re) return true;
+    if (typeof value !== 'string') return false;
+    re.lastIndex = 0;
+    return re.test(value);
+  }
+
+  private static all(data: unknown, res: Record<string, RegExp>): boolean {
+    for (const [k, re] of Object.entries(res)) {
+      if (!data || typeof data !== 'object' || !(k in data)) return false;
+      if (!NotificationFilter.single((data as Record<string, unknown>)[k], re)) return false;
+    }
+    return true;
+  }
+
+  /** Whether a notification passes. */
+  match(ctx: Context, publisherId: unknown, eventType: unknown, metadata: NotificationMetadata, payload: unknown): boolean {
+    return NotificationFilter.single(publisherId, this.publisherId) && NotificationFilter.single(eventType, this.eventType)
+      && NotificationFilter.all(ctx, this.ctx) && NotificationFilter.all(metadata, this.metadata) && NotificationFilter.all(payload, this.payload);
+  }
+}

@@ -1,0 +1,115 @@
+import { HermodError, SerializationError, ServerStopped } from '../core/errors.js';
+import type { Target } from '../core/target.js';
+import type { Work } from '../core/work-pool.js';
+import { channels, publish, type ServerRequestEvent } from '../core/diagnostics.js';
+import type { IncomingMessage } from '../driver/driver.js';
+import { parseRequest, type RPCDispatcher } from './dispatcher.js';
+import { serializeFailure } from './remote-errors.js';
+
+type ReplyBody = { result: unknown } | { failure: ReturnType<typeof serializeFailure> };
+
+/** What a request needs from the server that received it. */
+export interface RequestHost {
+  readonly target: Target;
+  readonly dispatcher: RPCDispatcher;
+  readonly sendTraceback: boolean;
+  /** Called once per request when it is over, however it ended. */
+  finished(outcome: ServerRequestEvent['outcome']): void;
+}
+
+/**
+ * One RPC request on a server: dispatches it, keeps the caller's call monitor fed with
+ * heartbeats, sends the reply, and reports the outcome on `hermod:rpc:server:request`. Exactly
+ * one of "the method finished" and "the server aborted it" settles it; the other is dropped.
+ */
+export class ServerRequest implements Work {
+  private finished = false;
+  private started = 0;
+  private method: string;
+  private heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(private readonly incoming: IncomingMessage, private readonly host: RequestHost) {
+    this.method = typeof incoming.message.method === 'string' ? incoming.message.method : '?';
+  }
+
+  private get kind(): 'call' | 'cast' {
+    return this.incoming.expectsReply ? 'call' : 'cast';
+  }
+
+  async run(): Promise<void> {
+    const incoming = this.incoming;
+    this.started = performance.now();
+    // oslo acknowledges a request when it starts on it (at-most-once): a crash never runs it twice.
+    incoming.acknowledge();
+    if (incoming.expectsReply && incoming.callMonitorTimeout > 0) {
+      this.heartbeat = setInterval(() => { incoming.heartbeat().catch(() => {}); }, Math.max(incoming.callMonitorTimeout / 2, 10));
+    }
+    let outcome: ServerRequestEvent['outcome'] = 'ok';
+    let error: Error | undefined;
+    let reply: ReplyBody;
+    try {
+      const req = parseRequest(incoming.message);
+      this.method = req.method;
+      const result = await this.host.dispatcher.dispatch(incoming.ctx, req);
+      reply = { result };
+    } catch (err) {
+      error = err instanceof Error ? err : new Error(String(err));
+      outcome = err instanceof HermodError && (err.code === 'HERMOD_ERR_MALFORMED_MESSAGE' || err.code === 'HERMOD_ERR_INVALID_ARGUMENT') ? 'invalid' : 'error';
+      reply = { failure: serializeFailure(err, { includeTraceback: this.host.sendTraceback }) };
+    }
+    this.stopHeartbeat();
+    if (this.finished) return;
+    this.finished = true;
+    if (incoming.expectsReply) {
+      const problem = await this.sendReply(reply);
+      if (problem && !error) { error = problem; outcome = 'error'; }
+    }
+    this.finish(outcome, error);
+  }
+
+  /** The caller gets a ServerStopped failure now; the method's late result is dropped. */
+  async abort(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    this.stopHeartbeat();
+    const err = new ServerStopped(`server ${this.host.target.server} stopped before ${this.method} finished`);
+    await this.sendReply({ failure: serializeFailure(err) });
+    this.finish('aborted', err);
+  }
+
+  requeue(): void {
+    this.incoming.requeue();
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+  }
+
+  /** Sends a reply; a result that cannot be encoded becomes a failure the caller can read. */
+  private async sendReply(reply: ReplyBody): Promise<Error | undefined> {
+    if (!this.incoming.expectsReply) return undefined;
+    try {
+      await this.incoming.reply(reply as never);
+      return undefined;
+    } catch (err) {
+      const e = err instanceof Error ? err : new SerializationError(String(err));
+      try {
+        await this.incoming.reply({ failure: serializeFailure(e, { includeTraceback: this.host.sendTraceback }) });
+      } catch {
+        // The reply path itself is gone (caller vanished, connection lost): nothing to tell.
+      }
+      return e;
+    }
+  }
+
+  private finish(outcome: ServerRequestEvent['outcome'], error: Error | undefined): void {
+    this.host.finished(outcome);
+    this.incoming.done();
+    const target = this.host.target;
+    publish(channels.serverRequest, () => ({
+      server: target.server!, topic: target.topic!, method: this.method, kind: this.kind,
+      durationMs: performance.now() - this.started, outcome, ...(error ? { error } : {}),
+    }));
+  }
+}
