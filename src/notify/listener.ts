@@ -8,11 +8,6 @@ import type { IncomingMessage, Listener } from '../driver/driver.js';
 import { PRIORITIES, type Priority } from './notifier.js';
 import { NotificationDispatcher, type BatchedNotification, type NotificationResult } from './dispatcher.js';
 
-// Until src/index.ts imports them from their own modules.
-export { NotificationFilter } from './filter.js';
-export type { NotificationMetadata } from './message.js';
-export type { BatchedNotification, NotificationResult } from './dispatcher.js';
-
 /** Options of {@link NotificationListener}. */
 export interface NotificationListenerOptions {
   /** Listeners sharing a pool name share one queue: each pool gets every notification once. */

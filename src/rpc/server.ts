@@ -8,8 +8,6 @@ import type { Transport } from '../transport.js';
 import { RPCDispatcher, type AccessPolicy } from './dispatcher.js';
 import { ServerRequest, type RequestHost } from './request.js';
 
-export type { WaitResult } from '../core/work-pool.js';
-
 /** Options of an {@link RPCServer}. */
 export interface RPCServerOptions {
   /**
