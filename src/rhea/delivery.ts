@@ -25,8 +25,8 @@ export function remoteOutcome(delivery: Delivery): RemoteOutcome | undefined {
   if (kind !== 'accepted' && kind !== 'released' && kind !== 'rejected' && kind !== 'modified') return undefined;
   const out: RemoteOutcome = { kind };
   if (state!.error) out.error = state!.error as AmqpError;
-  if (state!.delivery_failed !== undefined) out.deliveryFailed = state!.delivery_failed as boolean;
-  if (state!.undeliverable_here !== undefined) out.undeliverableHere = state!.undeliverable_here as boolean;
+  if (state!.delivery_failed != null) out.deliveryFailed = state!.delivery_failed as boolean;
+  if (state!.undeliverable_here != null) out.undeliverableHere = state!.undeliverable_here as boolean;
   return out;
 }
 
