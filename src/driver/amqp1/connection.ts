@@ -16,8 +16,8 @@ import { tlsOptions } from '../tls.js';
 /** Sleeps of a waiting send are capped so conditions nobody wakes the gate for are re-checked. */
 const WAIT_POLL_MS = 250;
 
-/** What the connection tells its driver. */
-export interface ConnectionEvents {
+/** What the connection asks and tells its driver. */
+export interface ConnectionHooks {
   /** The driver was closed: stop reporting and reconnecting. */
   closed(): boolean;
   /** A state change for the driver's `state` events. */
@@ -45,16 +45,16 @@ export class Amqp1Connection {
   private failedAttempts = 0;
   private open_ = false;
 
-  constructor(private readonly url: TransportUrl, private readonly config: HermodConfig, private readonly events: ConnectionEvents) {
+  constructor(private readonly url: TransportUrl, private readonly config: HermodConfig, private readonly hooks: ConnectionHooks) {
     const id = config.amqp1.containerName || `hermod-${os.hostname()}-${process.pid}-${uuidHex().slice(0, 8)}`;
     this.container = rhea.create_container({ id });
     this.container.on('error', () => {});
     for (const kind of ['accepted', 'released', 'rejected', 'modified'] as const) {
-      this.container.on(kind, (ctx: EventContext) => this.events.outcome(ctx, kind));
+      this.container.on(kind, (ctx: EventContext) => this.hooks.outcome(ctx, kind));
     }
     this.hosts = new HostRotation(url);
     this.gate = new ConnectGate(() => ({
-      closed: this.events.closed(),
+      closed: this.hooks.closed(),
       connected: this.open_,
       failedAttempts: this.failedAttempts,
       refused: false,
@@ -74,7 +74,7 @@ export class Amqp1Connection {
 
   /** Opens the connection on first use; later callers share it. */
   private start(): void {
-    if (this.conn || this.events.closed()) return;
+    if (this.conn || this.hooks.closed()) return;
     const a = this.config.amqp1;
     const secure = this.url.tls ? tlsOptions(this.config.tls) : {};
     const conn: Connection = this.container.create_connection({
@@ -104,7 +104,7 @@ export class Amqp1Connection {
       const err = connectionError(ctx.connection);
       if (err) this.lastError = err;
       // The peer closed on us: calls in flight lost their reply address, fail them now.
-      if (!this.events.closed()) this.onDisconnected(ctx);
+      if (!this.hooks.closed()) this.onDisconnected(ctx);
     });
     conn.on('connection_error', (ctx: EventContext) => {
       const err = connectionError(ctx.connection);
@@ -118,8 +118,8 @@ export class Amqp1Connection {
     this.open_ = true;
     this.failedAttempts = 0;
     this.lastError = undefined;
-    this.events.state({ state: 'connected', host: this.hosts.currentLabel });
-    this.events.opened(ctx.connection);
+    this.hooks.state({ state: 'connected', host: this.hosts.currentLabel });
+    this.hooks.opened(ctx.connection);
     this.wake();
   }
 
@@ -130,14 +130,14 @@ export class Amqp1Connection {
     const error = ctx.error as Error | undefined;
     if (error) this.lastError = error.message;
     this.failedAttempts++;
-    if (this.events.closed()) return;
+    if (this.hooks.closed()) return;
     if (wasOpen) {
-      this.events.state({ state: 'disconnected', host, ...(error ? { error } : {}) });
+      this.hooks.state({ state: 'disconnected', host, ...(error ? { error } : {}) });
       // Replies to calls sent on the old connection would go to its dynamic address, which
       // is gone: fail those calls now instead of letting them run into their timeout.
-      this.events.lost(new TransportError(`connection to ${host} lost while waiting for a reply${this.lastError ? ` (${this.lastError})` : ''}`));
+      this.hooks.lost(new TransportError(`connection to ${host} lost while waiting for a reply${this.lastError ? ` (${this.lastError})` : ''}`));
     }
-    this.events.state({ state: 'reconnecting', host, attempt: this.failedAttempts, delayMs: 0 });
+    this.hooks.state({ state: 'reconnecting', host, attempt: this.failedAttempts, delayMs: 0 });
     this.wake();
   }
 

@@ -32,7 +32,7 @@ export interface Amqp1ListenerOptions {
  * a call among them is answered with the error.
  */
 export class Amqp1Listener implements Listener {
-  readonly receivers: Receiver[] = [];
+  private readonly receivers: Receiver[] = [];
   readonly attached: Promise<void>;
   onStop: (() => void) | undefined;
   private stopped = false;
