@@ -85,6 +85,8 @@ export class Router {
   /** Starts listening; resolves with the bound port. */
   async start(): Promise<number> {
     if (this.server) return this.port;
+    // rhea passes listen options down to every accepted connection and its links as defaults;
+    // its typings know only the connection-level ones.
     const server = this.container.listen({
       host: this.opts.host,
       port: this.opts.port,
@@ -96,8 +98,6 @@ export class Router {
       offered_capabilities: ['ANONYMOUS-RELAY'],
       properties: { product: 'hermod-router', version: '0.1.0' },
       max_frame_size: 65536,
-    // rhea passes listen options down to every accepted connection and its links as defaults;
-    // its typings know only the connection-level ones.
     } as ServerConnectionOptions);
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => reject(err);
