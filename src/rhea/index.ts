@@ -1,17 +1,9 @@
-import type { Connection } from 'rhea';
-
 /**
- * Clears the timers rhea keeps per connection (heartbeats, idle abort, reconnect). rhea clears
- * them only when it sees the socket end; a socket we destroy ourselves emits just `close`, and
- * the leftover idle-timeout timers would keep the process alive for minutes.
+ * The one place that touches rhea internals (fields and functions its typings leave out or
+ * that a future rhea may change). Each function names the rhea 3 behaviour it relies on; the
+ * driver and the router use only these and rhea's typed API.
  */
-export function clearRheaTimers(conn: Connection): void {
-  const c = conn as unknown as Record<string, NodeJS.Timeout | undefined>;
-  for (const k of ['heartbeat_in', 'heartbeat_out', 'abort_idle', 'scheduled_reconnect']) {
-    const t = c[k];
-    if (t) {
-      clearTimeout(t);
-      c[k] = undefined;
-    }
-  }
-}
+export { clearRheaTimers, connectionError, setSaslCredentials, socketOf, stopReconnect } from './connection.js';
+export { remoteOutcome, remoteSettled, settleLocally, type OutcomeKind, type RemoteOutcome } from './delivery.js';
+export { deliveryCount, linkCredit, sessionRoom } from './links.js';
+export { installRawDecode, rawBytes } from './raw-decode.js';

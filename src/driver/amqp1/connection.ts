@@ -1,0 +1,182 @@
+import net from 'node:net';
+import os from 'node:os';
+import tls from 'node:tls';
+import rhea from 'rhea';
+import type { Connection, Container, EventContext } from 'rhea';
+import { TransportError } from '../../core/errors.js';
+import { uuidHex } from '../../core/ids.js';
+import type { HermodConfig } from '../../config/index.js';
+import type { TransportUrl } from '../../config/transport-url.js';
+import { clearRheaTimers, connectionError, setSaslCredentials, socketOf, stopReconnect, type OutcomeKind } from '../../rhea/index.js';
+import { ConnectGate } from '../connect-gate.js';
+import type { ConnectionState } from '../driver.js';
+import { hostLabel, HostRotation } from '../hosts.js';
+import { tlsOptions } from '../tls.js';
+
+/** Sleeps of a waiting send are capped so conditions nobody wakes the gate for are re-checked. */
+const WAIT_POLL_MS = 250;
+
+/** What the connection asks and tells its driver. */
+export interface ConnectionHooks {
+  /** The driver was closed: stop reporting and reconnecting. */
+  closed(): boolean;
+  /** A state change for the driver's `state` events. */
+  state(s: ConnectionState): void;
+  /** The connection opened (first time, or again after rhea reconnected and re-attached links). */
+  opened(conn: Connection): void;
+  /** An open connection was lost; `err` names the host and the last error. */
+  lost(err: TransportError): void;
+  /** The peer settled one of our deliveries with `kind`. */
+  outcome(ctx: EventContext, kind: OutcomeKind): void;
+}
+
+/**
+ * One rhea connection per transport, opened on first use. rhea reconnects and re-attaches the
+ * links by itself; each attempt takes the next host of the URL (failover), with SASL PLAIN
+ * credentials of that host, over TLS when the URL asks for it. Sends and subscriptions wait
+ * for it through {@link until}.
+ */
+export class Amqp1Connection {
+  private readonly container: Container;
+  private readonly hosts: HostRotation;
+  private readonly gate: ConnectGate;
+  private conn: Connection | undefined;
+  private lastError: string | undefined;
+  private failedAttempts = 0;
+  private open_ = false;
+
+  constructor(private readonly url: TransportUrl, private readonly config: HermodConfig, private readonly hooks: ConnectionHooks) {
+    const id = config.amqp1.containerName || `hermod-${os.hostname()}-${process.pid}-${uuidHex().slice(0, 8)}`;
+    this.container = rhea.create_container({ id });
+    this.container.on('error', () => {});
+    for (const kind of ['accepted', 'released', 'rejected', 'modified'] as const) {
+      this.container.on(kind, (ctx: EventContext) => this.hooks.outcome(ctx, kind));
+    }
+    this.hosts = new HostRotation(url);
+    this.gate = new ConnectGate(() => ({
+      closed: this.hooks.closed(),
+      connected: this.open_,
+      failedAttempts: this.failedAttempts,
+      refused: false,
+      problem: this.problem(),
+    }));
+  }
+
+  /** An AMQP connection is open now. */
+  get isOpen(): boolean {
+    return this.open_;
+  }
+
+  /** The rhea connection (after the first {@link until}). */
+  get rhea(): Connection | undefined {
+    return this.conn;
+  }
+
+  /** Opens the connection on first use; later callers share it. */
+  private start(): void {
+    if (this.conn || this.hooks.closed()) return;
+    const a = this.config.amqp1;
+    const secure = this.url.tls ? tlsOptions(this.config.tls) : {};
+    const conn: Connection = this.container.create_connection({
+      connection_details: () => {
+        const h = this.hosts.next();
+        // SASL: PLAIN with the host's credentials, ANONYMOUS without.
+        setSaslCredentials(conn, h.username, h.password);
+        const connect = this.url.tls
+          ? (port: number, host: string, options: tls.ConnectionOptions, cb: () => void) => tls.connect({ ...options, port, host, servername: host }, cb)
+          : (port: number, host: string, _o: unknown, cb: () => void) => net.connect({ port, host, noDelay: true }, cb);
+        return { host: h.hostname, port: h.port, connect, options: secure } as never;
+      },
+      reconnect: true,
+      initial_reconnect_delay: a.retryInterval,
+      max_reconnect_delay: a.intervalMax,
+      // rhea treats most close conditions as fatal by default; a router restart or a forced
+      // close must lead to a reconnect, while auth failures must not cause a storm.
+      non_fatal_errors: ['amqp:connection:forced', 'amqp:connection:framing-error', 'amqp:internal-error', 'amqp:resource-limit-exceeded'],
+      idle_time_out: a.idleTimeout || undefined,
+      properties: { process: process.argv[1] ? process.argv[1].split('/').pop() : 'node', pid: process.pid, node: os.hostname() },
+    } as never);
+    this.conn = conn;
+    conn.connect();
+    conn.on('connection_open', (ctx: EventContext) => this.onOpen(ctx));
+    conn.on('disconnected', (ctx: EventContext) => this.onDisconnected(ctx));
+    conn.on('connection_close', (ctx: EventContext) => {
+      const err = connectionError(ctx.connection);
+      if (err) this.lastError = err;
+      // The peer closed on us: calls in flight lost their reply address, fail them now.
+      if (!this.hooks.closed()) this.onDisconnected(ctx);
+    });
+    conn.on('connection_error', (ctx: EventContext) => {
+      const err = connectionError(ctx.connection);
+      if (err) this.lastError = err;
+    });
+    conn.on('error', () => {});
+    conn.on('protocol_error', (err: Error) => { this.lastError = `protocol error: ${err.message}`; });
+  }
+
+  private onOpen(ctx: EventContext): void {
+    this.open_ = true;
+    this.failedAttempts = 0;
+    this.lastError = undefined;
+    this.hooks.state({ state: 'connected', host: this.hosts.currentLabel });
+    this.hooks.opened(ctx.connection);
+    this.wake();
+  }
+
+  private onDisconnected(ctx: EventContext): void {
+    const wasOpen = this.open_;
+    this.open_ = false;
+    const host = this.hosts.currentLabel;
+    const error = ctx.error as Error | undefined;
+    if (error) this.lastError = error.message;
+    this.failedAttempts++;
+    if (this.hooks.closed()) return;
+    if (wasOpen) {
+      this.hooks.state({ state: 'disconnected', host, ...(error ? { error } : {}) });
+      // Replies to calls sent on the old connection would go to its dynamic address, which
+      // is gone: fail those calls now instead of letting them run into their timeout.
+      this.hooks.lost(new TransportError(`connection to ${host} lost while waiting for a reply${this.lastError ? ` (${this.lastError})` : ''}`));
+    }
+    this.hooks.state({ state: 'reconnecting', host, attempt: this.failedAttempts, delayMs: 0 });
+    this.wake();
+  }
+
+  /** "cannot connect to …", with the last connection failure, for errors. */
+  private problem(): string {
+    const hosts = this.url.hosts.map(hostLabel).join(', ');
+    return `cannot connect to ${this.url.scheme}://${hosts}${this.lastError ? `: ${this.lastError}` : ''}`;
+  }
+
+  /** Wakes every send waiting in {@link until} to re-check its condition. */
+  wake(): void {
+    this.gate.wake();
+  }
+
+  /**
+   * Opens the connection if needed and waits until `ready()` holds, failing at `deadline` or
+   * when the retry budget (failed connect attempts, -1: none) is spent.
+   */
+  async until(ready: () => boolean, deadline: number, retry: number, what: string): Promise<void> {
+    this.start();
+    await this.gate.until(ready, deadline, retry, what, WAIT_POLL_MS);
+  }
+
+  /** Stops reconnecting, closes the connection (waiting briefly for the peer) and drops the socket. */
+  async close(): Promise<void> {
+    this.wake();
+    const conn = this.conn;
+    if (!conn) return;
+    stopReconnect(conn);
+    if (this.open_) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 500);
+        conn.once('connection_close', () => { clearTimeout(timer); resolve(); });
+        conn.once('disconnected', () => { clearTimeout(timer); resolve(); });
+        conn.close();
+      });
+    }
+    socketOf(conn)?.destroy();
+    clearRheaTimers(conn);
+    this.open_ = false;
+  }
+}

@@ -1,0 +1,106 @@
+import type { Message, Sender } from 'rhea';
+import { MessagingTimeout, TransportError } from '../../core/errors.js';
+import { sessionRoom } from '../../rhea/index.js';
+
+/**
+ * Slots of rhea's per-session delivery buffer (2048, FIFO, freed only from its head) kept for
+ * replies and heartbeats, so a burst of calls cannot starve the replies a server owes. An
+ * overflow of that buffer corrupts the session for good, so nothing may ever push past it.
+ */
+export const REPLY_RESERVE = 128;
+
+/** The links a {@link SendFlow} meters, looked up at each use (they change on reconnect). */
+export interface FlowLinks {
+  /** The connection is open. */
+  isOpen(): boolean;
+  /** The link calls and casts go out on (its session is the one metered). */
+  requests(): Sender | undefined;
+  /** The link replies and heartbeats go out on. */
+  replies(): Sender | undefined;
+}
+
+/**
+ * Gates sends on room in the session's outgoing delivery buffer: calls and casts wait their
+ * turn (FIFO) and leave {@link REPLY_RESERVE} slots free; replies never wait, they are held in
+ * a backlog when the buffer is full and pumped out as rhea frees slots.
+ */
+export class SendFlow {
+  /** Calls and casts waiting for a slot in the session buffer, oldest first. */
+  private readonly waiters: Array<() => void> = [];
+  /** Slots promised to woken waiters that have not sent yet. */
+  private reserved = 0;
+  private readonly replyBacklog: Message[] = [];
+  private pumpScheduled = false;
+
+  constructor(private readonly links: FlowLinks) {}
+
+  /** Slots a call or cast may take now. */
+  private requestRoom(): number {
+    return sessionRoom(this.links.requests()) - this.reserved - REPLY_RESERVE;
+  }
+
+  /**
+   * Waits for a slot in the session's delivery buffer (FIFO among waiters), then reserves it;
+   * the caller must call {@link release} right after its synchronous send.
+   */
+  async acquire(deadline: number, what: string): Promise<void> {
+    if (this.waiters.length === 0 && this.requestRoom() > 0) {
+      this.reserved++;
+      return;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const wake = () => { clearTimeout(timer); resolve(); };
+      const timer = setTimeout(() => {
+        const i = this.waiters.indexOf(wake);
+        if (i >= 0) this.waiters.splice(i, 1);
+        reject(new MessagingTimeout(`${what}: timed out waiting for room to send (${this.waiters.length} sends queued on the connection)`));
+      }, Math.max(1, deadline - Date.now()));
+      this.waiters.push(wake);
+      this.schedulePump();
+    });
+  }
+
+  /** Gives back the slot {@link acquire} reserved. */
+  release(): void {
+    this.reserved--;
+  }
+
+  /** A delivery was settled: room may have come free for waiting sends. */
+  settled(): void {
+    if (this.waiters.length > 0) this.schedulePump();
+  }
+
+  /**
+   * Sends a reply or heartbeat on the reply link, or holds it until the pump finds room: a full
+   * session buffer must not throw (that would corrupt the session). Throws TransportError when
+   * the connection is down.
+   */
+  sendReply(m: Message): void {
+    const s = this.links.replies();
+    if (!this.links.isOpen() || !s) throw new TransportError('connection lost before the reply could be sent');
+    if (this.replyBacklog.length > 0 || sessionRoom(s) === 0) {
+      this.replyBacklog.push(m);
+      this.schedulePump();
+      return;
+    }
+    s.send(m);
+  }
+
+  /**
+   * Runs after rhea has processed I/O (it frees buffer slots only after dispatching outcome
+   * events): flushes held replies first, then wakes as many waiting sends as there is room for.
+   */
+  schedulePump(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      const replies = this.links.replies();
+      while (this.replyBacklog.length > 0 && this.links.isOpen() && replies && sessionRoom(replies) > 0) replies.send(this.replyBacklog.shift()!);
+      while (this.waiters.length > 0 && this.requestRoom() > 0) {
+        this.reserved++;
+        this.waiters.shift()!();
+      }
+    });
+  }
+}

@@ -1,0 +1,135 @@
+import type { Connection, EventContext, Receiver } from 'rhea';
+import { MalformedMessage } from '../../core/errors.js';
+import { uuidHex } from '../../core/ids.js';
+import type { IncomingMessage, Listener, ListenOptions, Reply } from '../driver.js';
+import { badInputBody, bodyText, decodeRequest, replyBody } from './wire.js';
+
+/**
+ * Sends a reply body (undefined: a heartbeat, with `ttl` when the caller monitors the call) to
+ * `to`, correlated by `correlationId`. Throws when the body cannot be encoded or the
+ * connection is down.
+ */
+export type ReplyFn = (to: string, correlationId: unknown, body: Record<string, unknown> | undefined, ttl?: number) => void;
+
+/** What an {@link Amqp1Listener} is given by its driver. */
+export interface Amqp1ListenerOptions {
+  /** The connection to attach receivers on. */
+  conn: Connection;
+  /** One receiver per address. */
+  addresses: string[];
+  listen: ListenOptions;
+  /** Credit per receiver: at most this many messages taken and not yet done. */
+  credit: number;
+  /** Largest request body accepted, bytes. */
+  maxMessageSize: number;
+  reply: ReplyFn;
+}
+
+/**
+ * An RPC server's or notification listener's receivers, one per address, each with credit
+ * `credit` that comes back as messages are done. Messages are received unsettled and settled
+ * by acknowledge (accepted) or requeue (released); undecodable ones are rejected at once, and
+ * a call among them is answered with the error.
+ */
+export class Amqp1Listener implements Listener {
+  private readonly receivers: Receiver[] = [];
+  readonly attached: Promise<void>;
+  onStop: (() => void) | undefined;
+  private stopped = false;
+  private readonly credit: number;
+  /** Messages taken per receiver and not yet done: credit + processing = capacity, always. */
+  private readonly processing = new Map<Receiver, number>();
+
+  constructor(private readonly opts: Amqp1ListenerOptions) {
+    this.credit = opts.credit;
+    const opens: Promise<void>[] = [];
+    for (const address of opts.addresses) {
+      const r = opts.conn.open_receiver({
+        source: { address }, target: { address }, credit_window: 0, autoaccept: false, snd_settle_mode: 2,
+        name: `openstack.org/om/receiver/[${address}]/${uuidHex()}`,
+      });
+      opens.push(new Promise<void>((resolve) => r.once('receiver_open', () => resolve())));
+      r.on('message', (ctx: EventContext) => this.onMessage(r, ctx));
+      r.on('receiver_error', () => {});
+      r.add_credit(this.credit);
+      this.processing.set(r, 0);
+      this.receivers.push(r);
+    }
+    this.attached = Promise.all(opens).then(() => undefined);
+  }
+
+  private onMessage(receiver: Receiver, ctx: EventContext): void {
+    const message = ctx.message!;
+    const delivery = ctx.delivery!;
+    let freed = false;
+    this.processing.set(receiver, (this.processing.get(receiver) ?? 0) + 1);
+    const free = () => {
+      if (freed) return;
+      freed = true;
+      this.processing.set(receiver, (this.processing.get(receiver) ?? 1) - 1);
+      if (!this.stopped && receiver.is_open()) receiver.add_credit(1);
+    };
+    const replyTo = typeof message.reply_to === 'string' ? message.reply_to : undefined;
+    const correlationId = message.message_id;
+    let decoded: ReturnType<typeof decodeRequest>;
+    try {
+      decoded = decodeRequest(message.body, this.opts.maxMessageSize);
+    } catch (err) {
+      const e = err instanceof Error ? err : new MalformedMessage(String(err));
+      delivery.reject({ condition: 'amqp:decode-error', description: e.message });
+      free();
+      // A call deserves an answer even when its body is garbage: the caller stops waiting now.
+      if (replyTo !== undefined && correlationId !== undefined) {
+        try {
+          this.opts.reply(replyTo, correlationId, badInputBody(e));
+        } catch { /* connection gone */ }
+      }
+      this.opts.listen.onInvalid?.(e, { address: (receiver.source as { address?: string }).address ?? '?', size: bodyText(message.body)?.length ?? 0 });
+      return;
+    }
+    const expectsReply = Boolean(replyTo && correlationId !== undefined);
+    const cmt = decoded.callMonitorTimeout;
+    const reply = this.opts.reply;
+    let settled = false;
+    const settle = (fn: () => void) => { if (!settled) { settled = true; try { fn(); } catch { /* link gone */ } } };
+    const incoming: IncomingMessage = {
+      ctx: decoded.ctx,
+      message: decoded.message,
+      expectsReply,
+      callMonitorTimeout: cmt,
+      async reply(r: Reply) {
+        if (!expectsReply) return;
+        reply(replyTo!, correlationId, replyBody(r));
+      },
+      async heartbeat() {
+        if (!expectsReply) return;
+        reply(replyTo!, correlationId, undefined, cmt || undefined);
+      },
+      acknowledge: () => settle(() => delivery.accept()),
+      requeue: () => { settle(() => delivery.release()); free(); },
+      done: () => free(),
+    };
+    this.opts.listen.onMessage(incoming);
+  }
+
+  /**
+   * After a reconnect rhea re-attaches the receivers with zero credit; grant what the
+   * messages still being processed from the old connection leave free.
+   */
+  reattached(): void {
+    if (this.stopped) return;
+    for (const r of this.receivers) {
+      const free = this.credit - (this.processing.get(r) ?? 0);
+      if (free > 0) r.add_credit(free);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const r of this.receivers) {
+      try { r.close(); } catch { /* already closed */ }
+    }
+    this.onStop?.();
+  }
+}

@@ -1,0 +1,120 @@
+import type { Message } from 'rhea';
+import { MalformedMessage, MessageTooLarge } from '../../core/errors.js';
+import type { Context } from '../../core/serializer.js';
+import { failureOf } from '../../core/failure.js';
+import { open, wrap } from '../envelope.js';
+import type { Failure, Reply, RpcRequest } from '../driver.js';
+
+/*
+ * oslo.messaging's amqp1 message bodies: one JSON string (an AMQP string section) per message.
+ * A request is `{request, context[, call_monitor_timeout]}`, a notification `{request, context}`
+ * with the notification (messagingv2: in the 2.0 envelope) as its request, a reply
+ * `{response}` or `{failure}` (the failure JSON-encoded once more), a heartbeat a reply with no
+ * body at all. Correlation travels in the AMQP properties: `message_id` and `reply_to` on the
+ * request, `correlation_id` on the reply.
+ */
+
+/** The body of a call or cast; `callMonitorTimeoutMs` only for calls that have one. */
+export function requestBody(request: RpcRequest, ctx: Context, callMonitorTimeoutMs?: number): Record<string, unknown> {
+  const data: Record<string, unknown> = { request, context: ctx };
+  if (callMonitorTimeoutMs) data.call_monitor_timeout = callMonitorTimeoutMs / 1000;
+  return data;
+}
+
+/** The body of a notification: enveloped (2.0, messagingv2) unless `envelope` is `1.0`. */
+export function notificationBody(message: Record<string, unknown>, ctx: Context, envelope: '1.0' | '2.0' | undefined): Record<string, unknown> {
+  return { request: envelope === '1.0' ? message : wrap(message, 'notification'), context: ctx };
+}
+
+/** The body of a final reply. */
+export function replyBody(reply: Reply): Record<string, unknown> {
+  return reply.failure ? failureBody(reply.failure) : { response: reply.result ?? null };
+}
+
+/** The body of a failure reply. */
+export function failureBody(failure: Failure): Record<string, unknown> {
+  return { failure: JSON.stringify(failure) };
+}
+
+/** The reply (or, without a body, the heartbeat) to a request. */
+export function replyMessage(to: string, correlationId: unknown, body: string | undefined, ttl?: number): Message {
+  const m = { to, correlation_id: correlationId as string } as Message;
+  if (body !== undefined) m.body = body;
+  if (ttl) m.ttl = ttl;
+  return m;
+}
+
+/** The bad-input answer to a call: its error as an oslo failure. */
+export function badInputBody(err: Error): Record<string, unknown> {
+  return failureBody(failureOf(err));
+}
+
+/** What a message on the reply link carries. */
+export type DecodedReply =
+  | { kind: 'heartbeat'; id: string }
+  | { kind: 'reply'; id: string; reply: Reply }
+  | { kind: 'malformed'; id: string; error: MalformedMessage };
+
+/** Decodes a message on the reply link; undefined when it has no string correlation id. */
+export function decodeReply(message: Message): DecodedReply | undefined {
+  const id = message.correlation_id;
+  if (typeof id !== 'string') return undefined;
+  const body = message.body as unknown;
+  if (body === undefined || body === null) return { kind: 'heartbeat', id };
+  let data: { response?: unknown; failure?: unknown };
+  try {
+    data = JSON.parse(typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : String((body as { content?: unknown }).content ?? body));
+  } catch (err) {
+    return { kind: 'malformed', id, error: new MalformedMessage(`reply to ${id} is not valid JSON`, { cause: err }) };
+  }
+  if (data && data.failure !== undefined && data.failure !== null) {
+    try {
+      const failure = (typeof data.failure === 'string' ? JSON.parse(data.failure) : data.failure) as Failure;
+      return { kind: 'reply', id, reply: { failure } };
+    } catch (err) {
+      return { kind: 'malformed', id, error: new MalformedMessage(`failure in reply to ${id} is not valid JSON`, { cause: err }) };
+    }
+  }
+  return { kind: 'reply', id, reply: { result: data?.response ?? null } };
+}
+
+/** A decoded request or notification. */
+export interface DecodedRequest {
+  ctx: Context;
+  /** The request (method, args, …) or the notification dict. */
+  message: Record<string, unknown>;
+  /** The caller's call-monitor timeout in ms, 0 without one. */
+  callMonitorTimeout: number;
+}
+
+/**
+ * Decodes the body of a request or notification, at most `maxSize` bytes. A request wrapped
+ * in oslo's 2.0 envelope (notifications, some senders) is opened with its version checked.
+ * Throws MalformedMessage, MessageTooLarge or UnsupportedEnvelopeVersion.
+ */
+export function decodeRequest(body: unknown, maxSize: number): DecodedRequest {
+  const text = bodyText(body);
+  if (text === undefined) throw new MalformedMessage('message body is not a JSON string');
+  const size = Buffer.byteLength(text);
+  if (size > maxSize) throw new MessageTooLarge(size, maxSize);
+  let data: { request?: unknown; context?: unknown; call_monitor_timeout?: unknown };
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new MalformedMessage(`message body is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (!data || typeof data !== 'object') throw new MalformedMessage('message body is not a JSON object');
+  let req = data.request as Record<string, unknown> | undefined;
+  if (req && typeof req === 'object' && !Array.isArray(req)) req = open(req);
+  if (!req || typeof req !== 'object' || Array.isArray(req)) throw new MalformedMessage('message has no request object');
+  return {
+    ctx: (data.context && typeof data.context === 'object' ? data.context : {}) as Context,
+    message: req,
+    callMonitorTimeout: typeof data.call_monitor_timeout === 'number' ? data.call_monitor_timeout * 1000 : 0,
+  };
+}
+
+/** A body's JSON text: an AMQP string, or binary data read as UTF-8. */
+export function bodyText(body: unknown): string | undefined {
+  return typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : undefined;
+}

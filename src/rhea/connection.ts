@@ -1,0 +1,72 @@
+import type { Socket } from 'node:net';
+import type { AmqpError, Connection } from 'rhea';
+
+/** rhea keeps fields we need on the connection object without declaring them in its typings. */
+interface ConnectionInternals {
+  socket?: Socket;
+  options: Record<string, unknown>;
+  scheduled_reconnect?: NodeJS.Timeout;
+  set_reconnect(reconnect: boolean): void;
+}
+const internals = (conn: Connection) => conn as unknown as ConnectionInternals;
+
+/**
+ * The connection's current socket. rhea stores it as `connection.socket` in `init()` (on
+ * connect, reconnect and accept) and never clears it; undefined before the first connect.
+ */
+export function socketOf(conn: Connection): Socket | undefined {
+  return internals(conn).socket;
+}
+
+/**
+ * Sets or clears the SASL PLAIN credentials of the next connect attempt. rhea reads
+ * `connection.options.username/password` in `init()` each time it makes a socket (connect and
+ * every reconnect), so a `connection_details` callback may change them per host: PLAIN with a
+ * username and password, ANONYMOUS with neither.
+ */
+export function setSaslCredentials(conn: Connection, username: string | undefined, password: string | undefined): void {
+  const o = internals(conn).options;
+  if (username !== undefined) {
+    o.username = username;
+    o.password = password ?? '';
+  } else {
+    delete o.username;
+    delete o.password;
+  }
+}
+
+/**
+ * Turns rhea's automatic reconnect off and cancels one already scheduled. `set_reconnect(false)`
+ * stops future schedules; a reconnect rhea already queued (`scheduled_reconnect`, a plain
+ * setTimeout set in `_disconnected()`) would still fire, so it is cleared too.
+ */
+export function stopReconnect(conn: Connection): void {
+  const c = internals(conn);
+  c.set_reconnect(false);
+  if (c.scheduled_reconnect) clearTimeout(c.scheduled_reconnect);
+}
+
+/**
+ * The error of the peer's close frame as `condition: description`, or undefined. rhea exposes
+ * it as the getter `connection.error` (`remote.close.error`), reset on each reconnect.
+ */
+export function connectionError(conn: Connection): string | undefined {
+  const err = conn.error as AmqpError | undefined;
+  return err ? `${err.condition}: ${err.description ?? ''}` : undefined;
+}
+
+/**
+ * Clears the timers rhea keeps per connection (heartbeats, idle abort, reconnect). rhea clears
+ * them only when it sees the socket end; a socket we destroy ourselves emits just `close`, and
+ * the leftover idle-timeout timers would keep the process alive for minutes.
+ */
+export function clearRheaTimers(conn: Connection): void {
+  const c = conn as unknown as Record<string, NodeJS.Timeout | undefined>;
+  for (const k of ['heartbeat_in', 'heartbeat_out', 'abort_idle', 'scheduled_reconnect']) {
+    const t = c[k];
+    if (t) {
+      clearTimeout(t);
+      c[k] = undefined;
+    }
+  }
+}

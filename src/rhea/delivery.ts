@@ -1,0 +1,49 @@
+import type { AmqpError, Delivery } from 'rhea';
+
+/** The four AMQP 1.0 delivery outcomes. */
+export type OutcomeKind = 'accepted' | 'released' | 'rejected' | 'modified';
+
+/** An outcome the peer sent for one of our deliveries. */
+export interface RemoteOutcome {
+  kind: OutcomeKind;
+  /** `rejected`: the peer's error, as it sent it (passed on unchanged). */
+  error?: AmqpError;
+  /** `modified`: the peer's flags, undefined when it left them out. */
+  deliveryFailed?: boolean;
+  undeliverableHere?: boolean;
+}
+
+/**
+ * The outcome the peer recorded for a delivery we sent, or undefined while it sent none.
+ * rhea stores a received disposition's state at once in `delivery.remote_state`, unwrapped into
+ * an instance of its outcome class whose `constructor.composite_type` names the outcome (the
+ * same name it dispatches as an event, but only on its next processing pass).
+ */
+export function remoteOutcome(delivery: Delivery): RemoteOutcome | undefined {
+  const state = delivery.remote_state as ({ constructor?: { composite_type?: string } } & Record<string, unknown>) | undefined;
+  const kind = state?.constructor?.composite_type;
+  if (kind !== 'accepted' && kind !== 'released' && kind !== 'rejected' && kind !== 'modified') return undefined;
+  const out: RemoteOutcome = { kind };
+  if (state!.error) out.error = state!.error as AmqpError;
+  if (state!.delivery_failed != null) out.deliveryFailed = state!.delivery_failed as boolean;
+  if (state!.undeliverable_here != null) out.undeliverableHere = state!.undeliverable_here as boolean;
+  return out;
+}
+
+/**
+ * Whether the sender settled this incoming delivery before sending it (presettled). rhea copies
+ * the transfer's `settled` flag into `delivery.remote_settled`.
+ */
+export function remoteSettled(delivery: Delivery): boolean {
+  return delivery.remote_settled === true;
+}
+
+/**
+ * Marks an incoming delivery settled on our side without an outcome. rhea frees a session's
+ * incoming buffer slot (2048 per session) only for deliveries settled locally
+ * (`Incoming.process` pops `d.settled` from the head), even presettled ones; `update(true)`
+ * sets that flag and sends no disposition for a remotely settled delivery.
+ */
+export function settleLocally(delivery: Delivery): void {
+  delivery.update(true);
+}

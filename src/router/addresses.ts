@@ -1,0 +1,167 @@
+import { randomUUID } from 'node:crypto';
+import type { Delivery, Message, Receiver, Sender, Source } from 'rhea';
+import { deliveryCount, linkCredit } from '../rhea/index.js';
+
+/** One message on its way through the router. */
+export interface Item {
+  message: Message;
+  /** The sender's delivery; undefined once settled back. */
+  inbound: Delivery | undefined;
+  /** Inbound link, to return credit. */
+  from: Receiver;
+  /** Multicast: copies not yet settled downstream. */
+  remaining?: number;
+}
+
+/** A receiving client's link (our sender) on one address. */
+export interface Consumer {
+  sender: Sender;
+  /** Transfers handed to rhea on this link; rhea spends credit only when it writes them. */
+  sent: number;
+  address: string;
+  backlog: Item[];
+  unsettled: Map<Delivery, Item>;
+}
+
+/** An address with its receivers (consumers) and senders (producers). */
+export interface Address {
+  name: string;
+  multicast: boolean;
+  consumers: Consumer[];
+  producers: Set<Receiver>;
+  /** Anycast messages waiting for receiver credit. */
+  pending: Item[];
+  /** Round-robin position among the consumers. */
+  next: number;
+}
+
+/** oslo's multicast addresses (routable `/multicast/`, legacy `broadcast.`) and `multicast.` ones. */
+export const isMulticast = (address: string) => address.includes('/multicast/') || address.startsWith('broadcast.') || address.startsWith('multicast.');
+
+/** Credit left on a consumer link, counting transfers rhea has not written yet. */
+export function canSend(c: Consumer): boolean {
+  return c.sender.sendable() && linkCredit(c.sender) - (c.sent - deliveryCount(c.sender)) > 0;
+}
+
+/**
+ * The router's addresses: which links receive from and send to each, created on first use and
+ * dropped when nothing uses them. Producers get credit only while their address has receivers.
+ */
+export class AddressTable {
+  private readonly addresses = new Map<string, Address>();
+  private readonly consumers = new Map<Sender, Consumer>();
+
+  /** @param linkCredit credit given to each sender link while its address has receivers */
+  constructor(private readonly linkCredit: number) {}
+
+  /** Addresses in use. */
+  get size(): number {
+    return this.addresses.size;
+  }
+
+  /** Anycast messages waiting for receiver credit, over all addresses. */
+  held(): number {
+    let held = 0;
+    for (const a of this.addresses.values()) held += a.pending.length;
+    return held;
+  }
+
+  get(name: string): Address | undefined {
+    return this.addresses.get(name);
+  }
+
+  /** Every address (a copy: callers may drop links while iterating). */
+  all(): Address[] {
+    return [...this.addresses.values()];
+  }
+
+  /** The address called `name`, created if new. */
+  address(name: string): Address {
+    let a = this.addresses.get(name);
+    if (!a) {
+      a = { name, multicast: isMulticast(name), consumers: [], producers: new Set(), pending: [], next: 0 };
+      this.addresses.set(name, a);
+    }
+    return a;
+  }
+
+  /** Forgets an address nothing uses and nothing waits on. */
+  gc(a: Address): void {
+    if (a.consumers.length === 0 && a.producers.size === 0 && a.pending.length === 0) this.addresses.delete(a.name);
+  }
+
+  consumer(sender: Sender): Consumer | undefined {
+    return this.consumers.get(sender);
+  }
+
+  /** Every consumer link (a copy). */
+  consumerLinks(): Sender[] {
+    return [...this.consumers.keys()];
+  }
+
+  /**
+   * Adds a receiving client's link: its source address, or a fresh unique one for a dynamic
+   * source. A link with neither is refused (closed). Returns the address joined.
+   */
+  attachConsumer(sender: Sender): Address | undefined {
+    const source = sender.source as { address?: string; dynamic?: boolean } | undefined;
+    let name = source?.address;
+    if (source?.dynamic) {
+      name = `_dynamic/${randomUUID()}`;
+      sender.set_source({ address: name } as Source);
+    }
+    if (!name) {
+      sender.close({ condition: 'amqp:invalid-field', description: 'a receiver needs a source address (or a dynamic source)' });
+      return undefined;
+    }
+    const consumer: Consumer = { sender, sent: 0, address: name, backlog: [], unsettled: new Map() };
+    this.consumers.set(sender, consumer);
+    const a = this.address(name);
+    a.consumers.push(consumer);
+    return a;
+  }
+
+  /** Removes a consumer link from the table; its messages are the caller's to settle. */
+  detachConsumer(c: Consumer): Address | undefined {
+    this.consumers.delete(c.sender);
+    const a = this.addresses.get(c.address);
+    if (a) {
+      a.consumers = a.consumers.filter((x) => x !== c);
+      a.next = 0;
+    }
+    return a;
+  }
+
+  /** Adds a sending client's link (anonymous relay when it has no target address) and credits it. */
+  attachProducer(receiver: Receiver): void {
+    const name = targetAddress(receiver);
+    if (name) this.address(name).producers.add(receiver);
+    this.topUp(receiver);
+  }
+
+  /** Removes a sending client's link. */
+  detachProducer(receiver: Receiver): void {
+    const name = targetAddress(receiver);
+    const a = name ? this.addresses.get(name) : undefined;
+    if (a) {
+      a.producers.delete(receiver);
+      // Queued messages of a vanished sender can no longer be settled back; keep delivering
+      // them (at-most-once) rather than dropping work already sent.
+      this.gc(a);
+    }
+  }
+
+  /** Credit for a producer: a full window for anonymous relay or an address with receivers, none otherwise. */
+  topUp(receiver: Receiver): void {
+    if (!receiver.is_open()) return;
+    const name = targetAddress(receiver);
+    if (name && (this.addresses.get(name)?.consumers.length ?? 0) === 0) return;
+    const want = this.linkCredit - linkCredit(receiver);
+    if (want > 0) receiver.add_credit(want);
+  }
+}
+
+/** A producer link's target address; undefined for anonymous relay. */
+export function targetAddress(receiver: Receiver): string | undefined {
+  return (receiver.target as { address?: string } | undefined)?.address;
+}

@@ -1,0 +1,196 @@
+import type { AmqpError, EventContext, Receiver, Sender } from 'rhea';
+import { rawBytes, remoteOutcome, remoteSettled, settleLocally, type OutcomeKind, type RemoteOutcome } from '../rhea/index.js';
+import { canSend, targetAddress, type Address, type AddressTable, type Consumer, type Item } from './addresses.js';
+
+/** Counters kept by the {@link Forwarder}. */
+export interface ForwardCounters {
+  forwarded: number;
+  released: number;
+  rejected: number;
+}
+
+/** How the sender of a message is settled: an outcome, with the error or flags it carries. */
+interface Settlement {
+  error?: AmqpError;
+  deliveryFailed?: boolean;
+  undeliverableHere?: boolean;
+}
+
+/**
+ * Moves messages from sending links to receiving links with Dispatch Router's semantics:
+ * balanced anycast with credit that comes back only as messages move on, multicast to every
+ * receiver, outcomes passed back to senders, `released` at once where nobody can take a
+ * message, and a vanished receiver's messages handed back to their senders.
+ */
+export class Forwarder {
+  readonly counters: ForwardCounters = { forwarded: 0, released: 0, rejected: 0 };
+
+  constructor(private readonly table: AddressTable, private readonly maxMessageSize: number) {}
+
+  /** A receiving client attached: producers of its address get credit, held messages go. */
+  onConsumer(sender: Sender): void {
+    const a = this.table.attachConsumer(sender);
+    if (!a) return;
+    for (const p of a.producers) this.table.topUp(p);
+    this.drainAddress(a);
+  }
+
+  /** A sending client attached. */
+  onProducer(receiver: Receiver): void {
+    this.table.attachProducer(receiver);
+  }
+
+  onMessage(ctx: EventContext): void {
+    const receiver = ctx.receiver!;
+    const delivery = ctx.delivery!;
+    const message = ctx.message!;
+    const raw = rawBytes(message);
+    const settled = remoteSettled(delivery);
+    const item: Item = { message, inbound: settled ? undefined : delivery, from: receiver };
+    // rhea frees a session's incoming slot only for deliveries settled locally, even presettled
+    // ones: without this, 2048 presettled messages (casts, replies) would close the session's
+    // window for good.
+    if (settled) settleLocally(delivery);
+    if (raw && raw.length > this.maxMessageSize) {
+      this.counters.rejected++;
+      this.settleInbound(item, 'rejected', { error: { condition: 'amqp:link:message-size-exceeded', description: `message of ${raw.length} bytes exceeds ${this.maxMessageSize}` } });
+      return;
+    }
+    const name = targetAddress(receiver) ?? message.to;
+    const a = name ? this.table.get(name) : undefined;
+    if (!a || a.consumers.length === 0) {
+      // Nobody to take it: hand it back at once so the sender can retry or fail fast.
+      this.counters.released++;
+      this.settleInbound(item, 'released');
+      this.table.topUp(receiver);
+      return;
+    }
+    if (a.multicast) {
+      item.remaining = a.consumers.length;
+      for (const c of a.consumers) {
+        c.backlog.push(item);
+        this.drain(c.sender);
+      }
+      this.table.topUp(receiver);
+    } else {
+      // Anycast credit comes back only as messages move on, so a slow receiver pushes back.
+      a.pending.push(item);
+      this.drainAddress(a);
+    }
+  }
+
+  /** Hands an anycast address's held messages to its receivers with credit, round-robin. */
+  private drainAddress(a: Address): void {
+    while (a.pending.length > 0) {
+      const n = a.consumers.length;
+      let chosen: Consumer | undefined;
+      for (let i = 0; i < n; i++) {
+        const c = a.consumers[(a.next + i) % n]!;
+        if (canSend(c)) {
+          chosen = c;
+          a.next = (a.next + i + 1) % n;
+          break;
+        }
+      }
+      if (!chosen) return;
+      this.forward(chosen, a.pending.shift()!);
+    }
+  }
+
+  /** A receiving link got credit: its backlog (multicast) and its address's held messages go. */
+  drain(sender: Sender): void {
+    const c = this.table.consumer(sender);
+    if (!c) return;
+    while (c.backlog.length > 0 && canSend(c)) this.forward(c, c.backlog.shift()!);
+    const a = this.table.get(c.address);
+    if (a && !a.multicast) this.drainAddress(a);
+  }
+
+  private forward(c: Consumer, item: Item): void {
+    const raw = rawBytes(item.message);
+    const out = raw ? c.sender.send(raw, undefined, 0) : c.sender.send(item.message);
+    this.counters.forwarded++;
+    c.sent++;
+    c.unsettled.set(out, item);
+    if (item.remaining === undefined) this.table.topUp(item.from);
+  }
+
+  /** A receiver settled a message we forwarded: its sender hears the same outcome. */
+  onOutcome(ctx: EventContext, outcome: OutcomeKind): void {
+    const c = this.table.consumer(ctx.sender!);
+    const delivery = ctx.delivery!;
+    const item = c?.unsettled.get(delivery);
+    if (!c || !item) return;
+    c.unsettled.delete(delivery);
+    const state = remoteOutcome(delivery);
+    if (item.remaining !== undefined) {
+      // Multicast: the sender hears once, after every copy is settled.
+      if (--item.remaining === 0) this.settleInbound(item, 'accepted');
+      return;
+    }
+    this.settleInbound(item, outcome, settlementOf(state));
+  }
+
+  private settleInbound(item: Item, outcome: OutcomeKind, detail: Settlement = {}): void {
+    const d = item.inbound;
+    if (!d) return;
+    item.inbound = undefined;
+    try {
+      if (outcome === 'accepted') d.accept();
+      else if (outcome === 'released') d.release();
+      else if (outcome === 'rejected') d.reject(detail.error);
+      else d.modified({ delivery_failed: detail.deliveryFailed ?? true, undeliverable_here: detail.undeliverableHere ?? false });
+    } catch {
+      // The sender's link is gone; nothing to tell it.
+    }
+  }
+
+  /** A receiving link closed or its connection dropped. */
+  dropConsumer(sender: Sender): void {
+    const c = this.table.consumer(sender);
+    if (!c) return;
+    const a = this.table.detachConsumer(c);
+    // Delivered but unsettled: the receiver may have seen them, so tell the sender "modified,
+    // delivery failed"; queued for it only: released. Same as Dispatch Router.
+    // rhea records a disposition at once but raises its event only on its next processing pass,
+    // while a detach in the same read is handled immediately: an outcome the receiver already
+    // sent must win over "vanished", or an accepted message would be delivered twice.
+    for (const [out, item] of c.unsettled) {
+      const known = remoteOutcome(out);
+      if (item.remaining !== undefined) {
+        if (--item.remaining === 0) this.settleInbound(item, 'accepted');
+      } else if (known) {
+        this.settleInbound(item, known.kind, settlementOf(known));
+      } else {
+        this.settleInbound(item, 'modified', { deliveryFailed: true, undeliverableHere: false });
+      }
+    }
+    c.unsettled.clear();
+    for (const item of c.backlog.splice(0)) {
+      if (item.remaining !== undefined && --item.remaining === 0) this.settleInbound(item, 'accepted');
+    }
+    if (a) {
+      if (a.consumers.length === 0) {
+        for (const item of a.pending.splice(0)) { this.counters.released++; this.settleInbound(item, 'released'); }
+      } else {
+        this.drainAddress(a);
+      }
+      this.table.gc(a);
+    }
+  }
+
+  /** A sending link closed or its connection dropped. */
+  dropProducer(receiver: Receiver): void {
+    this.table.detachProducer(receiver);
+  }
+}
+
+/** What a receiver's outcome tells the sender: a rejection's error, a modification's flags. */
+function settlementOf(o: RemoteOutcome | undefined): Settlement {
+  if (!o) return {};
+  const s: Settlement = {};
+  if (o.error) s.error = o.error;
+  if (o.deliveryFailed !== undefined) s.deliveryFailed = o.deliveryFailed;
+  if (o.undeliverableHere !== undefined) s.undeliverableHere = o.undeliverableHere;
+  return s;
+}
