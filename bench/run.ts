@@ -179,7 +179,7 @@ async function main(): Promise<void> {
     let rabbitUrl = opts.transportUrl;
     if (!rabbitUrl) {
       progress('starting a throwaway RabbitMQ node…');
-      const { RabbitNode } = await import('../test/support/rabbit.js');
+      const { RabbitNode } = await import('../scripts/rabbit-node.js');
       const node = await RabbitNode.start({ name: 'hermod-bench' });
       cleanups.push(() => node.stop());
       rabbitUrl = node.url();

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { Router } from '../src/router/router.js';
-import { getTransport, RPCClient, Target, defaultConfig, RemoteError } from '../src/index.js';
+import { getTransport, RPCClient, Target, defaultConfig, type RemoteError } from '../src/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const say = (s: string) => process.stdout.write(`\n\x1b[1m▶ ${s}\x1b[0m\n`);

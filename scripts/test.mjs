@@ -14,7 +14,7 @@ const uvu = path.join(root, 'node_modules', 'uvu', 'bin.js');
 // router on port 0) and test/integration (a real RabbitMQ node and Python peers). One throwaway
 // RabbitMQ node serves the whole run (it takes 4-8 s to boot); suites isolate themselves with
 // their own vhosts. It is started when the run selects an integration suite.
-const { RabbitNode, rabbitAvailable } = await import(path.join(root, 'dist/test/support/rabbit.js'));
+const { RabbitNode, rabbitAvailable } = await import(path.join(root, 'dist/scripts/rabbit-node.js'));
 const { readdirSync } = await import('node:fs');
 const selected = readdirSync(path.join(root, 'dist/test'), { recursive: true }).map(String).filter((f) => new RegExp(filter).test(f));
 if (selected.length === 0) {
@@ -52,6 +52,7 @@ child.stdout.on('data', (chunk) => {
 child.on('close', async (code, signal) => {
   await stopRabbit();
   // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour sequences (ESC [ ... m)
   const text = out.replace(/\x1b\[[0-9;]*m/g, '');
   const num = (re) => { const m = re.exec(text); return m ? Number(m[1]) : undefined; };
   const total = num(/Total:\s+(\d+)/);

@@ -126,7 +126,7 @@ export const CONFIG_KEYS: readonly string[] = OPTIONS.map(([k]) => k);
 
 /** `rpc.responseTimeout` → `HERMOD_RPC_RESPONSE_TIMEOUT`. */
 export function envName(key: string): string {
-  return 'HERMOD_' + key.replace(/\./g, '_').replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+  return `HERMOD_${key.replace(/\./g, '_').replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`;
 }
 
 /** The schema in convict's form: every option with its environment variable. */

@@ -13,6 +13,6 @@ export interface BackoffOptions {
  * `random` is injectable for tests.
  */
 export function backoffDelay(failures: number, o: BackoffOptions, random: () => number = Math.random): number {
-  const base = Math.min(o.max, o.initial * Math.pow(o.factor, Math.max(0, failures - 1)));
+  const base = Math.min(o.max, o.initial * o.factor ** Math.max(0, failures - 1));
   return Math.min(o.max, Math.round(base * (0.75 + random() * 0.5)));
 }

@@ -20,11 +20,14 @@ export class HermodError extends Error {
     this.name = new.target.name;
   }
 
+  // `this` is the class instanceof was asked about (a subclass, not HermodError): it must stay `this`.
   static override [Symbol.hasInstance](value: unknown): boolean {
     if (value === null || typeof value !== 'object') return false;
     const codes = (value as Branded)[BRAND];
+    // biome-ignore lint/complexity/noThisInStatic: the subclass instanceof was called on
     const probe = (this as unknown as { CODE?: string }).CODE;
     if (codes && probe) return codes.has(probe);
+    // biome-ignore lint/complexity/noThisInStatic: the subclass instanceof was called on
     return Function.prototype[Symbol.hasInstance].call(this, value);
   }
 

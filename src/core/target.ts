@@ -49,6 +49,7 @@ export class Target implements TargetFields {
       if (typeof value !== 'string' || value.length === 0) {
         throw new InvalidTarget(`target ${key} must be a non-empty string, got ${JSON.stringify(value)}`);
       }
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
       if (/[\s\x00-\x1f]/.test(value)) {
         throw new InvalidTarget(`target ${key} ${JSON.stringify(value)} must not contain whitespace or control characters`);
       }

@@ -5,6 +5,7 @@ import type { NotificationMetadata } from './message.js';
 import { PRIORITIES, type Priority } from './notifier.js';
 
 /** What an endpoint method returns: `handled` (default) or `requeue` (deliver again later). */
+// biome-ignore lint/suspicious/noConfusingVoidType: endpoint methods that return nothing are typed `void`
 export type NotificationResult = 'handled' | 'requeue' | undefined | void;
 
 /** One notification as a batch endpoint receives it (oslo's dict). */

@@ -28,7 +28,7 @@ export class NotificationFilter {
   private static compile(p: string | RegExp | undefined): RegExp | undefined {
     if (p === undefined) return undefined;
     try {
-      return p instanceof RegExp ? new RegExp(p.source, p.flags.replace(/[gy]/g, '') + 'y') : new RegExp(p, 'y');
+      return p instanceof RegExp ? new RegExp(p.source, `${p.flags.replace(/[gy]/g, '')}y`) : new RegExp(p, 'y');
     } catch (err) {
       throw new InvalidArgument(`bad filter expression ${String(p)}: ${(err as Error).message}`);
     }

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import rhea from 'rhea';
+import type rhea from 'rhea';
 import { getTransport, defaultConfig, Target, RPCServer, RPCClient, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { Recorder } from '../support/endpoints.js';

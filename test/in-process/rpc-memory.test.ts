@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { getTransport, defaultConfig, Target, RPCServer, RPCClient, type Transport } from '../../src/index.js';
-import { MemoryDriver } from '../../src/driver/memory/index.js';
+import type { MemoryDriver } from '../../src/driver/memory/index.js';
 import { Recorder } from '../support/endpoints.js';
 import { rpcSuite } from '../support/rpc-cases.js';
 import { rejects, until } from '../support/assert.js';

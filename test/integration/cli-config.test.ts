@@ -90,8 +90,8 @@ t('notify-send retries a connection twice by default; HERMOD_NOTIFICATIONS_RETRY
 t('the CLI transport URL default yields to a config file and to HERMOD_TRANSPORT_URL', async () => {
   const help = await run('rpc-client', ['--help-config']);
   assert.is(help.code, 0);
-  assert.match(help.out, /transportUrl  \(default "amqp:\/\/127\.0\.0\.1:5672\/" here, library default "memory:\/\/"/);
-  assert.match(help.out, /rpc\.retry  \(default 2 here, library default -1/);
+  assert.match(help.out, /transportUrl {2}\(default "amqp:\/\/127\.0\.0\.1:5672\/" here, library default "memory:\/\/"/);
+  assert.match(help.out, /rpc\.retry {2}\(default 2 here, library default -1/);
   // memory:// in another process has no server: a call there times out instead of connecting anywhere.
   const file = path.join(dir, 'memory.json');
   writeFileSync(file, JSON.stringify({ transportUrl: 'memory://' }));

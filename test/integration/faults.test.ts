@@ -6,7 +6,7 @@ import path from 'node:path';
 import amqplib from 'amqplib';
 import { getTransport, defaultConfig, Target, RPCServer, RPCClient, type Transport, type ConnectionState } from '../../src/index.js';
 import { Recorder } from '../support/endpoints.js';
-import { RabbitNode } from '../support/rabbit.js';
+import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { rejects, sleep, until } from '../support/assert.js';
 
 // Fault tests: brokers killed, stopped and refused under traffic. Each states its figures.

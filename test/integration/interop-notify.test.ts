@@ -2,7 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { getTransport, defaultConfig, Target, Notifier, NotificationListener, NotificationFilter, PRIORITIES, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
-import { RabbitNode } from '../support/rabbit.js';
+import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { OsloPeer, osloAvailable } from '../support/oslo.js';
 import { Collector } from '../support/notify-cases.js';
 import { sleep, until } from '../support/assert.js';

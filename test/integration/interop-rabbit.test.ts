@@ -1,4 +1,4 @@
-import { RabbitNode } from '../support/rabbit.js';
+import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { interopSuite } from '../support/interop.js';
 
 // python3-oslo.messaging's rabbit driver (kombu) and hermod's RabbitMQ driver on one real

@@ -5,7 +5,7 @@ import { getTransport, defaultConfig, Target, NotificationListener, Notifier } f
 import { Collector } from '../support/notify-cases.js';
 import { until } from '../support/assert.js';
 import { Router } from '../../src/router/router.js';
-import { RabbitNode } from '../support/rabbit.js';
+import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { notifySuite } from '../support/notify-cases.js';
 
 // The same notification cases on all three drivers.

@@ -4,7 +4,7 @@ import amqplib, { type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { getTransport, defaultConfig, Target, RPCServer, RPCClient, type Transport } from '../../src/index.js';
 import { Recorder } from '../support/endpoints.js';
 import { rpcSuite } from '../support/rpc-cases.js';
-import { RabbitNode } from '../support/rabbit.js';
+import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { rejects, sleep, until } from '../support/assert.js';
 
 // The RPC cases every driver passes, in a vhost of their own.

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { getTransport, defaultConfig, Target, RPCServer, RPCClient, RemoteError, type Transport } from '../../src/index.js';
+import { getTransport, defaultConfig, Target, RPCServer, RPCClient, type RemoteError, type Transport } from '../../src/index.js';
 import { Recorder, Versioned } from './endpoints.js';
 import { OsloPeer, osloAvailable, type PyError } from './oslo.js';
 import { rejects, until } from './assert.js';

@@ -74,7 +74,7 @@ export class OsloPeer {
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
-      this.proc.stdin.write(JSON.stringify({ id, ...req }) + '\n');
+      this.proc.stdin.write(`${JSON.stringify({ id, ...req })}\n`);
     });
   }
 

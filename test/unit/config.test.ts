@@ -71,7 +71,7 @@ t('defaults: unknown keys and bad values are rejected too', async () => {
 t('applyOverrides: a loaded config with dotted keys over it; the environment is not read again', async () => {
   const base = loadConfig({ env: {}, overrides: { controlExchange: 'nova', 'rpc.allowedRemoteExmods': 'a.b' } });
   process.env.HERMOD_CONTROL_EXCHANGE = 'from-env';
-  let c;
+  let c: ReturnType<typeof applyOverrides>;
   try {
     c = applyOverrides(base, { 'rpc.responseTimeout': '5s', 'rabbit.heartbeat': 10 });
   } finally {
@@ -87,8 +87,8 @@ t('applyOverrides: a loaded config with dotted keys over it; the environment is 
 
 t('--help-config shows a command\'s own defaults beside the library defaults', () => {
   const help = describeConfig({ 'rpc.retry': 2 });
-  assert.match(help, /rpc\.retry  \(default 2 here, library default -1, env HERMOD_RPC_RETRY\)/);
-  assert.match(help, /rpc\.responseTimeout  \(default 60000, env HERMOD_RPC_RESPONSE_TIMEOUT\)/);
+  assert.match(help, /rpc\.retry {2}\(default 2 here, library default -1, env HERMOD_RPC_RETRY\)/);
+  assert.match(help, /rpc\.responseTimeout {2}\(default 60000, env HERMOD_RPC_RESPONSE_TIMEOUT\)/);
 });
 
 t('unknown keys are rejected naming the nearest key', async () => {

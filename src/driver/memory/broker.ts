@@ -104,9 +104,15 @@ export class MemoryBroker {
 
   bind(queue: string, exchange: string, key: string): void {
     let keys = this.bindings.get(exchange);
-    if (!keys) this.bindings.set(exchange, (keys = new Map()));
+    if (!keys) {
+      keys = new Map();
+      this.bindings.set(exchange, keys);
+    }
     let set = keys.get(key);
-    if (!set) keys.set(key, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      keys.set(key, set);
+    }
     set.add(queue);
   }
 
@@ -132,7 +138,10 @@ export class MemoryBroker {
     const q = this.queues.get(queue)!;
     q.consumers.push(consumer);
     let queues = this.attached.get(consumer);
-    if (!queues) this.attached.set(consumer, (queues = new Set()));
+    if (!queues) {
+      queues = new Set();
+      this.attached.set(consumer, queues);
+    }
     queues.add(q);
     q.schedule();
     return () => {
@@ -150,6 +159,9 @@ const brokers = new Map<string, MemoryBroker>();
 /** The process-wide broker called `name`, created on first use. */
 export function memoryBroker(name: string): MemoryBroker {
   let b = brokers.get(name);
-  if (!b) brokers.set(name, (b = new MemoryBroker(name)));
+  if (!b) {
+    b = new MemoryBroker(name);
+    brokers.set(name, b);
+  }
   return b;
 }
