@@ -36,7 +36,8 @@ module.exports = {
     {
       name: 'upper-layers-no-protocol',
       severity: 'error',
-      comment: 'rpc/, notify/, gateway/ and ops/ talk only to Transport and the Driver contract: never to a concrete driver, the router, amqplib or rhea.',
+      comment:
+        'rpc/, notify/, gateway/ and ops/ talk only to Transport and the Driver contract: never to a concrete driver, the router, amqplib or rhea.',
       from: { path: '^src/(rpc|notify|gateway|ops)/' },
       to: { path: ['^src/driver/(rabbit|amqp1|memory)/', '^src/router/', '^src/rhea/', '(^|/)node_modules/(amqplib|rhea)/'] },
     },
@@ -109,7 +110,10 @@ module.exports = {
     exclude: { path: '(^|/)(dist|coverage)/' },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
-    enhancedResolveOptions: { extensions: ['.ts', '.js', '.mjs', '.cjs'], conditionNames: ['import', 'require', 'node', 'default', 'types'] },
+    enhancedResolveOptions: {
+      extensions: ['.ts', '.js', '.mjs', '.cjs'],
+      conditionNames: ['import', 'require', 'node', 'default', 'types'],
+    },
     reporterOptions: {
       archi: { collapsePattern: '^(src/[^/]+/|src/[^/]+\\.ts$|bin/|bench/|scripts/)' },
     },

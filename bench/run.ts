@@ -1,21 +1,29 @@
 #!/usr/bin/env node
 // `npm run bench`: hermod against a raw amqplib baseline (and oslo.messaging where installed)
 // on the same broker in one run. See bench/README.md for the workloads and how to read them.
-import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync, existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import amqplib, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { Command } from 'commander';
-import amqplib, { type ChannelModel, type Channel, type ConfirmChannel } from 'amqplib';
-import { getTransport, defaultConfig, Target, RPCClient, type Transport } from '../src/index.js';
+import { defaultConfig, getTransport, RPCClient, Target, type Transport } from '../src/index.js';
 import { Router } from '../src/router/router.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
 
-interface Opts { transportUrl?: string; routerUrl?: string; calls: number; concurrency: number; payloadBytes: number; json?: string; oslo: boolean }
+interface Opts {
+  transportUrl?: string;
+  routerUrl?: string;
+  calls: number;
+  concurrency: number;
+  payloadBytes: number;
+  json?: string;
+  oslo: boolean;
+}
 const program = new Command('bench')
   .option('--transport-url <url>', 'a RabbitMQ URL to use instead of a throwaway node')
   .option('--router-url <url>', 'an AMQP 1.0 router to use instead of an embedded one')
@@ -31,7 +39,13 @@ const progress = (s: string) => process.stderr.write(`  ${s}\n`);
 
 // ---------- measurement helpers ----------
 
-interface Lat { rate: number; p50: number; p99: number; max: number; n: number }
+interface Lat {
+  rate: number;
+  p50: number;
+  p99: number;
+  max: number;
+  n: number;
+}
 function stats(lat: number[], seconds: number): Lat {
   const s = [...lat].sort((a, b) => a - b);
   const q = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))] ?? 0;
@@ -65,10 +79,23 @@ async function concurrent(call: () => Promise<unknown>, n: number, inFlight: num
   return stats(lat, (performance.now() - t0) / 1000);
 }
 /** Publishes n casts with `window` outstanding; returns publish rate and end-to-end rate. */
-async function casts(cast: () => Promise<unknown>, n: number, window: number, counted: () => Promise<number>, expect = n): Promise<{ publish: number; e2e: number }> {
+async function casts(
+  cast: () => Promise<unknown>,
+  n: number,
+  window: number,
+  counted: () => Promise<number>,
+  expect = n,
+): Promise<{ publish: number; e2e: number }> {
   const t0 = performance.now();
   let next = 0;
-  await Promise.all(Array.from({ length: window }, async () => { while (next < n) { next++; await cast(); } }));
+  await Promise.all(
+    Array.from({ length: window }, async () => {
+      while (next < n) {
+        next++;
+        await cast();
+      }
+    }),
+  );
   const published = (performance.now() - t0) / 1000;
   const end = Date.now() + 60_000;
   while ((await counted()) < expect) {
@@ -94,11 +121,18 @@ class Worker {
       this.child.send(m);
     });
   }
-  async count(): Promise<number> { return Number((await this.ask({ op: 'count' })).casts); }
-  async rss(): Promise<number> { return Number((await this.ask({ op: 'rss' })).rss); }
+  async count(): Promise<number> {
+    return Number((await this.ask({ op: 'count' })).casts);
+  }
+  async rss(): Promise<number> {
+    return Number((await this.ask({ op: 'rss' })).rss);
+  }
   async stop(): Promise<void> {
     await this.ask({ op: 'stop' }).catch(() => {});
-    await new Promise((r) => { if (this.child.exitCode !== null) r(undefined); else this.child.once('exit', r); });
+    await new Promise((r) => {
+      if (this.child.exitCode !== null) r(undefined);
+      else this.child.once('exit', r);
+    });
   }
 }
 
@@ -116,27 +150,39 @@ class RawClient {
     c.ch = await c.conn.createChannel();
     c.confirm = await c.conn.createConfirmChannel();
     // Direct reply-to: the broker's pseudo-queue, consumed with no acks on the publishing channel.
-    await c.ch.consume('amq.rabbitmq.reply-to', (msg) => {
-      if (!msg) return;
-      const done = c.pending.get(msg.properties.correlationId);
-      c.pending.delete(msg.properties.correlationId);
-      done?.(JSON.parse(msg.content.toString()).result);
-    }, { noAck: true });
+    await c.ch.consume(
+      'amq.rabbitmq.reply-to',
+      (msg) => {
+        if (!msg) return;
+        const done = c.pending.get(msg.properties.correlationId);
+        c.pending.delete(msg.properties.correlationId);
+        done?.(JSON.parse(msg.content.toString()).result);
+      },
+      { noAck: true },
+    );
     return c;
   }
   call(queue: string, body: unknown): Promise<unknown> {
     const id = String(++this.seq);
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
-      this.ch.sendToQueue(queue, Buffer.from(JSON.stringify(body)), { replyTo: 'amq.rabbitmq.reply-to', correlationId: id, contentType: 'application/json' });
+      this.ch.sendToQueue(queue, Buffer.from(JSON.stringify(body)), {
+        replyTo: 'amq.rabbitmq.reply-to',
+        correlationId: id,
+        contentType: 'application/json',
+      });
     });
   }
   cast(exchange: string, key: string, body: unknown): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.confirm.publish(exchange, key, Buffer.from(JSON.stringify(body)), { contentType: 'application/json' }, (err) => (err ? reject(err) : resolve()));
+      this.confirm.publish(exchange, key, Buffer.from(JSON.stringify(body)), { contentType: 'application/json' }, (err) =>
+        err ? reject(err) : resolve(),
+      );
     });
   }
-  close(): Promise<void> { return this.conn.close(); }
+  close(): Promise<void> {
+    return this.conn.close();
+  }
 }
 
 // ---------- the oslo.messaging peer ----------
@@ -150,7 +196,8 @@ function pyProc(args: string[]): { child: ChildProcess; lines: string[]; wait(pr
   const lines: string[] = [];
   createInterface({ input: child.stdout! }).on('line', (l) => lines.push(l));
   return {
-    child, lines,
+    child,
+    lines,
     async wait(pred, ms) {
       const end = Date.now() + ms;
       for (;;) {
@@ -189,8 +236,12 @@ async function main(): Promise<void> {
     const N = opts.calls;
 
     // hermod on RabbitMQ: two server processes (for fanout), one client transport here.
-    const w1 = new Worker(); const w2 = new Worker();
-    cleanups.push(() => w1.stop(), () => w2.stop());
+    const w1 = new Worker();
+    const w2 = new Worker();
+    cleanups.push(
+      () => w1.stop(),
+      () => w2.stop(),
+    );
     await w1.ask({ op: 'start-hermod', url: rabbitUrl, topic: 'bench', server: 's1', concurrency: 64 });
     await w2.ask({ op: 'start-hermod', url: rabbitUrl, topic: 'bench_fan', server: 's2', concurrency: 64 });
     const w1b = new Worker();
@@ -206,19 +257,42 @@ async function main(): Promise<void> {
     const hs = await sequential(hcall, N);
     progress(`hermod (rabbit): ${N} calls, ${opts.concurrency} in flight`);
     let peakRss = idleRss;
-    const sampler = setInterval(() => { w1.rss().then((r) => { peakRss = Math.max(peakRss, r); }, () => {}); }, 100);
+    const sampler = setInterval(() => {
+      w1.rss().then(
+        (r) => {
+          peakRss = Math.max(peakRss, r);
+        },
+        () => {},
+      );
+    }, 100);
     const hc = await concurrent(hcall, N, opts.concurrency);
     clearInterval(sampler);
     peakRss = Math.max(peakRss, await w1.rss());
     progress(`hermod (rabbit): ${N} casts`);
     await w1.ask({ op: 'reset' });
     const hcast = new RPCClient(tr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
-    const hk = await casts(() => hcast.cast({}, 'count', { v: payload }), N, 64, () => w1.count());
+    const hk = await casts(
+      () => hcast.cast({}, 'count', { v: payload }),
+      N,
+      64,
+      () => w1.count(),
+    );
     progress(`hermod (rabbit): ${N} fanout casts to 2 servers`);
-    await w2.ask({ op: 'reset' }); await w1b.ask({ op: 'reset' });
+    await w2.ask({ op: 'reset' });
+    await w1b.ask({ op: 'reset' });
     const hfan = new RPCClient(tr, new Target({ topic: 'bench_fan', fanout: true }), { timeout: 30_000 });
-    const hf = await casts(() => hfan.cast({}, 'count', { v: payload }), N, 64, async () => (await w2.count()) + (await w1b.count()), 2 * N);
-    const sizes: Array<[string, number]> = [['32 B', 32], ['1 KiB', 1024], ['64 KiB', 65536]];
+    const hf = await casts(
+      () => hfan.cast({}, 'count', { v: payload }),
+      N,
+      64,
+      async () => (await w2.count()) + (await w1b.count()),
+      2 * N,
+    );
+    const sizes: Array<[string, number]> = [
+      ['32 B', 32],
+      ['1 KiB', 1024],
+      ['64 KiB', 65536],
+    ];
     const hsz: Record<string, Lat> = {};
     for (const [label, bytes] of sizes) {
       progress(`hermod (rabbit): sequential calls, ${label} payload`);
@@ -227,8 +301,12 @@ async function main(): Promise<void> {
     }
 
     // Raw amqplib on the same broker: two responder processes, the client here.
-    const r1 = new Worker(); const r2 = new Worker();
-    cleanups.push(() => r1.stop(), () => r2.stop());
+    const r1 = new Worker();
+    const r2 = new Worker();
+    cleanups.push(
+      () => r1.stop(),
+      () => r2.stop(),
+    );
     await r1.ask({ op: 'start-raw', url: amqpUrl, queue: 'raw_rpc', fanout: 'raw_fan', prefetch: 64 });
     await r2.ask({ op: 'start-raw', url: amqpUrl, queue: 'raw_rpc2', fanout: 'raw_fan', prefetch: 64 });
     const raw = await RawClient.connect(amqpUrl);
@@ -239,11 +317,24 @@ async function main(): Promise<void> {
     progress(`raw amqplib: ${N} calls, ${opts.concurrency} in flight`);
     const rc = await concurrent(rcall, N, opts.concurrency);
     progress(`raw amqplib: ${N} casts`);
-    await r1.ask({ op: 'reset' }); await r2.ask({ op: 'reset' });
-    const rk = await casts(() => raw.cast('', 'raw_rpc', { v: payload }), N, 64, () => r1.count());
+    await r1.ask({ op: 'reset' });
+    await r2.ask({ op: 'reset' });
+    const rk = await casts(
+      () => raw.cast('', 'raw_rpc', { v: payload }),
+      N,
+      64,
+      () => r1.count(),
+    );
     progress(`raw amqplib: ${N} fanout casts to 2 consumers`);
-    await r1.ask({ op: 'reset' }); await r2.ask({ op: 'reset' });
-    const rf = await casts(() => raw.cast('raw_fan', '', { v: payload }), N, 64, async () => (await r1.count()) + (await r2.count()), 2 * N);
+    await r1.ask({ op: 'reset' });
+    await r2.ask({ op: 'reset' });
+    const rf = await casts(
+      () => raw.cast('raw_fan', '', { v: payload }),
+      N,
+      64,
+      async () => (await r1.count()) + (await r2.count()),
+      2 * N,
+    );
     const rsz: Record<string, Lat> = {};
     for (const [label, bytes] of sizes) {
       progress(`raw amqplib: sequential calls, ${label} payload`);
@@ -272,16 +363,36 @@ async function main(): Promise<void> {
     progress(`hermod (router): ${N} casts`);
     await a1.ask({ op: 'reset' });
     const acast = new RPCClient(atr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
-    const ak = await casts(() => acast.cast({}, 'count', {}), N, 64, () => a1.count());
+    const ak = await casts(
+      () => acast.cast({}, 'count', {}),
+      N,
+      64,
+      () => a1.count(),
+    );
 
     // oslo.messaging's own client and server on the same RabbitMQ.
     let oslo: Record<string, number> | undefined;
     if (opts.oslo && osloAvailable()) {
       progress('oslo.messaging: server and client (Python) on the same broker');
-      const servers = [pyProc(['server', '--url', rabbitUrl, '--topic', 'obench', '--name', 'o1']), pyProc(['server', '--url', rabbitUrl, '--topic', 'obench', '--name', 'o2'])];
+      const servers = [
+        pyProc(['server', '--url', rabbitUrl, '--topic', 'obench', '--name', 'o1']),
+        pyProc(['server', '--url', rabbitUrl, '--topic', 'obench', '--name', 'o2']),
+      ];
       try {
         await Promise.all(servers.map((s) => s.wait((l) => l.includes('"ready"'), 30_000)));
-        const oc = pyProc(['client', '--url', rabbitUrl, '--topic', 'obench', '--calls', String(Math.min(N, 3000)), '--concurrency', String(opts.concurrency), '--payload-bytes', String(opts.payloadBytes)]);
+        const oc = pyProc([
+          'client',
+          '--url',
+          rabbitUrl,
+          '--topic',
+          'obench',
+          '--calls',
+          String(Math.min(N, 3000)),
+          '--concurrency',
+          String(opts.concurrency),
+          '--payload-bytes',
+          String(opts.payloadBytes),
+        ]);
         const line = await oc.wait((l) => l.startsWith('{"result"'), 300_000);
         oslo = (JSON.parse(line) as { result: Record<string, number> }).result;
         oc.child.kill('SIGKILL'); // its metrics thread would keep it ~10 s
@@ -314,14 +425,27 @@ async function main(): Promise<void> {
     add('7. server RSS, idle', 'MB', { hermod: idleRss / 2 ** 20 }, 'lower');
     add('   server RSS, under workload 2', 'MB', { hermod: peakRss / 2 ** 20 }, 'lower');
 
-    const f = (v: number | undefined, unit: string) => (v === undefined ? '—' : unit === 'ms' ? v.toFixed(3) : unit === 'MB' ? v.toFixed(1) : Math.round(v).toLocaleString('en-US'));
+    const f = (v: number | undefined, unit: string) =>
+      v === undefined ? '—' : unit === 'ms' ? v.toFixed(3) : unit === 'MB' ? v.toFixed(1) : Math.round(v).toLocaleString('en-US');
     const ratio = (a: number | undefined, b: number | undefined, better: Row['better']) =>
-      (a === undefined || b === undefined || b === 0 ? '—' : `${(better === 'higher' ? a / b : b / a).toFixed(2)}×`);
+      a === undefined || b === undefined || b === 0 ? '—' : `${(better === 'higher' ? a / b : b / a).toFixed(2)}×`;
     const header = ['workload', 'unit', 'hermod', 'raw amqplib', 'oslo.messaging', 'hermod/raw', 'hermod/oslo'];
-    const table = rows.map((r) => [r.name, r.unit, f(r.hermod, r.unit), f(r.raw, r.unit), f(r.oslo, r.unit), ratio(r.hermod, r.raw, r.better), ratio(r.hermod, r.oslo, r.better)]);
+    const table = rows.map((r) => [
+      r.name,
+      r.unit,
+      f(r.hermod, r.unit),
+      f(r.raw, r.unit),
+      f(r.oslo, r.unit),
+      ratio(r.hermod, r.raw, r.better),
+      ratio(r.hermod, r.oslo, r.better),
+    ]);
     const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
     const line = (cells: string[]) => `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-    const out = [line(header), `|${widths.map((w, i) => (i < 2 ? ':' : '') + '-'.repeat(w + 1) + (i < 2 ? '' : ':')).join('|')}|`, ...table.map(line)].join('\n');
+    const out = [
+      line(header),
+      `|${widths.map((w, i) => (i < 2 ? ':' : '') + '-'.repeat(w + 1) + (i < 2 ? '' : ':')).join('|')}|`,
+      ...table.map(line),
+    ].join('\n');
     process.stdout.write(`\nhermod bench — ${machine}; RabbitMQ on loopback; ${N} calls per workload, payload ${opts.payloadBytes} B\n`);
     process.stdout.write('ratios: hermod/raw and hermod/oslo, > 1 means hermod is better (for latencies and memory: the inverse)\n\n');
     process.stdout.write(`${out}\n`);
@@ -334,4 +458,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(() => process.exit(0), (err) => { process.stderr.write(`bench failed: ${(err as Error).stack ?? err}\n`); process.exit(1); });
+main().then(
+  () => process.exit(0),
+  (err) => {
+    process.stderr.write(`bench failed: ${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  },
+);

@@ -2,7 +2,7 @@
 // server, or the raw amqplib responder the baseline uses. Separate processes keep the client's
 // and the server's CPU apart and let the bench read a server's RSS.
 import amqplib, { type ChannelModel } from 'amqplib';
-import { getTransport, defaultConfig, Target, RPCServer, type Transport, type Context } from '../src/index.js';
+import { type Context, defaultConfig, getTransport, RPCServer, Target, type Transport } from '../src/index.js';
 
 type Msg =
   | { op: 'start-hermod'; url: string; topic: string; server: string; concurrency: number }
@@ -19,9 +19,15 @@ let raw: ChannelModel | undefined;
 
 /** The endpoint every hermod bench server exposes. */
 class BenchEndpoint {
-  async echo(_ctx: Context, args: { v: unknown }) { return args.v; }
-  async add(_ctx: Context, args: { a: number; b: number }) { return args.a + args.b; }
-  async count(_ctx: Context) { casts++; }
+  async echo(_ctx: Context, args: { v: unknown }) {
+    return args.v;
+  }
+  async add(_ctx: Context, args: { a: number; b: number }) {
+    return args.a + args.b;
+  }
+  async count(_ctx: Context) {
+    casts++;
+  }
 }
 
 const reply = (m: unknown) => process.send!(m);
@@ -36,7 +42,9 @@ async function startRaw(url: string, queue: string, fanout: string, prefetch: nu
     if (!msg) return;
     const body = JSON.parse(msg.content.toString());
     if (msg.properties.replyTo) {
-      ch.sendToQueue(msg.properties.replyTo, Buffer.from(JSON.stringify({ result: body.v ?? body.a + body.b })), { correlationId: msg.properties.correlationId });
+      ch.sendToQueue(msg.properties.replyTo, Buffer.from(JSON.stringify({ result: body.v ?? body.a + body.b })), {
+        correlationId: msg.properties.correlationId,
+      });
     } else {
       casts++;
     }
@@ -46,7 +54,12 @@ async function startRaw(url: string, queue: string, fanout: string, prefetch: nu
   await ch.assertExchange(fanout, 'fanout', { durable: false, autoDelete: true });
   const { queue: mine } = await ch.assertQueue('', { exclusive: true });
   await ch.bindQueue(mine, fanout, '');
-  await ch.consume(mine, (msg) => { if (msg) { casts++; ch.ack(msg); } });
+  await ch.consume(mine, (msg) => {
+    if (msg) {
+      casts++;
+      ch.ack(msg);
+    }
+  });
 }
 
 process.on('message', (m: Msg) => {
@@ -55,7 +68,9 @@ process.on('message', (m: Msg) => {
       switch (m.op) {
         case 'start-hermod':
           transport = await getTransport(m.url, { config: defaultConfig(), overrides: { 'log.level': 'error' } });
-          server = new RPCServer(transport, new Target({ topic: m.topic, server: m.server }), [new BenchEndpoint()], { concurrency: m.concurrency });
+          server = new RPCServer(transport, new Target({ topic: m.topic, server: m.server }), [new BenchEndpoint()], {
+            concurrency: m.concurrency,
+          });
           await server.start();
           reply({ ok: true });
           break;

@@ -2,11 +2,11 @@
 // `npm run demo`: the embedded router, two rpc-server processes on one topic, and a client
 // showing a call, a cast, a server-directed call, a fanout cast, a remote error and a long
 // call kept alive by heartbeats. Everything runs on loopback and shuts down cleanly.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defaultConfig, getTransport, type RemoteError, RPCClient, Target } from '../src/index.js';
 import { Router } from '../src/router/router.js';
-import { getTransport, RPCClient, Target, defaultConfig, type RemoteError } from '../src/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const say = (s: string) => process.stdout.write(`\n\x1b[1m▶ ${s}\x1b[0m\n`);
@@ -23,7 +23,9 @@ async function main(): Promise<void> {
     const child = spawn(process.execPath, [path.join(here, 'rpc-server.js'), name, '--topic', 'demo', '--transport-url', url], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    child.stdout!.on('data', (d: Buffer) => process.stdout.write(`    [${name}] ${d.toString().trimEnd().split('\n').join(`\n    [${name}] `)}\n`));
+    child.stdout!.on('data', (d: Buffer) =>
+      process.stdout.write(`    [${name}] ${d.toString().trimEnd().split('\n').join(`\n    [${name}] `)}\n`),
+    );
     servers.push(child);
   }
 
@@ -33,7 +35,12 @@ async function main(): Promise<void> {
     // Wait until both servers answer on their own addresses.
     for (const name of ['alpha', 'beta']) {
       for (let i = 0; ; i++) {
-        try { await client.prepare({ server: name, timeout: 500 }).call({}, 'info'); break; } catch (err) { if (i > 40) throw err; }
+        try {
+          await client.prepare({ server: name, timeout: 500 }).call({}, 'info');
+          break;
+        } catch (err) {
+          if (i > 40) throw err;
+        }
       }
     }
     const ctx = { request_id: 'req-demo-1', user: 'demo' };
@@ -49,7 +56,7 @@ async function main(): Promise<void> {
     const info = await client.prepare({ server: 'beta' }).call<{ server: string; pid: number }>(ctx, 'info');
     console.log(`    answered by ${info.server} (pid ${info.pid})`);
 
-    say('fanout cast echo(value=\'hello everyone\') to every server on the topic');
+    say("fanout cast echo(value='hello everyone') to every server on the topic");
     await client.prepare({ fanout: true }).cast(ctx, 'echo', { value: 'hello everyone' });
     await sleep(200);
 
@@ -68,11 +75,16 @@ async function main(): Promise<void> {
   } finally {
     await transport.close();
     say('shutting down: SIGTERM to the servers (they finish in-flight work), then the router');
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => {
-      if (s.exitCode !== null) return resolve();
-      s.once('exit', () => resolve());
-      s.kill('SIGTERM');
-    })));
+    await Promise.all(
+      servers.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            if (s.exitCode !== null) return resolve();
+            s.once('exit', () => resolve());
+            s.kill('SIGTERM');
+          }),
+      ),
+    );
     await router.stop();
     console.log(`    router forwarded ${router.stats().forwarded} messages; all stopped`);
   }

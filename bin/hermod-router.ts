@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { Router } from '../src/router/router.js';
 import { EXIT, exitOnUsage } from '../src/cli/exit-codes.js';
+import { Router } from '../src/router/router.js';
 
 const program = new Command('hermod-router')
   .description('An AMQP 1.0 message router for hermod and oslo.messaging (amqp1 driver). Not a broker: nothing is stored.')
@@ -15,17 +15,22 @@ const stamp = () => new Date().toISOString();
 const router = new Router({
   host: o.host,
   port: o.port,
-  log: (line) => { if (!o.quiet || line.startsWith('router listening')) process.stdout.write(`${stamp()} INFO  ${line}\n`); },
+  log: (line) => {
+    if (!o.quiet || line.startsWith('router listening')) process.stdout.write(`${stamp()} INFO  ${line}\n`);
+  },
 });
-router.start().then(() => {
-  const stop = async (signal: string) => {
-    process.stdout.write(`${stamp()} INFO  ${signal}: stopping (${JSON.stringify(router.stats())})\n`);
-    await router.stop();
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-}, (err: Error) => {
-  process.stderr.write(`error: cannot listen on ${o.host}:${o.port}: ${err.message}\n`);
-  process.exit(EXIT.failed);
-});
+router.start().then(
+  () => {
+    const stop = async (signal: string) => {
+      process.stdout.write(`${stamp()} INFO  ${signal}: stopping (${JSON.stringify(router.stats())})\n`);
+      await router.stop();
+      process.exit(0);
+    };
+    process.on('SIGINT', () => void stop('SIGINT'));
+    process.on('SIGTERM', () => void stop('SIGTERM'));
+  },
+  (err: Error) => {
+    process.stderr.write(`error: cannot listen on ${o.host}:${o.port}: ${err.message}\n`);
+    process.exit(EXIT.failed);
+  },
+);

@@ -1,12 +1,19 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import {
-  getTransport, NotificationListener, NotificationFilter, PRIORITIES, Target, type Transport, type Context, type NotificationMetadata,
-} from '../src/index.js';
 import { cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
-import { UsageError, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
-import { makeLogger, logConnectionState } from '../src/cli/log.js';
+import { exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
+import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import {
+  type Context,
+  getTransport,
+  NotificationFilter,
+  NotificationListener,
+  type NotificationMetadata,
+  PRIORITIES,
+  Target,
+  type Transport,
+} from '../src/index.js';
 
 async function main(): Promise<void> {
   const { config, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
@@ -23,7 +30,17 @@ async function main(): Promise<void> {
     .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
-  const o = program.opts<{ topic?: string[]; priority?: string[]; exchange?: string; pool?: string; publisherId?: string; eventType?: string; count?: number; json?: boolean; transportUrl?: string }>();
+  const o = program.opts<{
+    topic?: string[];
+    priority?: string[];
+    exchange?: string;
+    pool?: string;
+    publisherId?: string;
+    eventType?: string;
+    count?: number;
+    json?: boolean;
+    transportUrl?: string;
+  }>();
   const priorities = (o.priority ?? [...PRIORITIES]).map((p) => p.toLowerCase());
   for (const p of priorities) {
     if (!(PRIORITIES as readonly string[]).includes(p)) throw new UsageError(`unknown priority '${p}'`);
@@ -47,7 +64,10 @@ async function main(): Promise<void> {
   };
   const endpoint: Record<string, unknown> = {};
   if (o.publisherId || o.eventType) {
-    endpoint.filterRule = new NotificationFilter({ ...(o.publisherId ? { publisherId: o.publisherId } : {}), ...(o.eventType ? { eventType: o.eventType } : {}) });
+    endpoint.filterRule = new NotificationFilter({
+      ...(o.publisherId ? { publisherId: o.publisherId } : {}),
+      ...(o.eventType ? { eventType: o.eventType } : {}),
+    });
   }
   for (const p of priorities) {
     endpoint[p] = (ctx: Context, publisherId: string, eventType: string, payload: unknown, metadata: NotificationMetadata) => {
@@ -62,10 +82,15 @@ async function main(): Promise<void> {
     };
   }
   const topics = o.topic ?? config.notifications.topics;
-  listener = new NotificationListener(transport, topics.map((topic) => new Target({ topic, ...(o.exchange ? { exchange: o.exchange } : {}) })), [endpoint], {
-    ...(o.pool ? { pool: o.pool } : {}),
-    allowRequeue: true,
-  });
+  listener = new NotificationListener(
+    transport,
+    topics.map((topic) => new Target({ topic, ...(o.exchange ? { exchange: o.exchange } : {}) })),
+    [endpoint],
+    {
+      ...(o.pool ? { pool: o.pool } : {}),
+      allowRequeue: true,
+    },
+  );
   await listener.start();
   log.info(`listening on ${topics.map((t) => `${t}.{${priorities.join(',')}}`).join(' ')}${o.pool ? ` in pool ${o.pool}` : ''}`);
   process.on('SIGINT', () => void stop(0));

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { getTransport, Notifier, PRIORITIES, type Transport, type Priority } from '../src/index.js';
 import { cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, NOTIFY_SEND_DEFAULTS } from '../src/cli/defaults.js';
-import { EXIT, UsageError, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
-import { parseKeyValues, parseJson } from '../src/cli/key-values.js';
+import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
+import { parseJson, parseKeyValues } from '../src/cli/key-values.js';
+import { getTransport, Notifier, PRIORITIES, type Priority, type Transport } from '../src/index.js';
 
 async function main(): Promise<void> {
   const { config, rest } = cliConfig(process.argv.slice(2), NOTIFY_SEND_DEFAULTS);
@@ -23,7 +23,16 @@ async function main(): Promise<void> {
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
   const [eventType, ...kv] = program.args;
-  const o = program.opts<{ priority: string; publisherId: string; topic?: string[]; exchange?: string; payload?: string; context?: string[]; driver?: string; transportUrl?: string }>();
+  const o = program.opts<{
+    priority: string;
+    publisherId: string;
+    topic?: string[];
+    exchange?: string;
+    payload?: string;
+    context?: string[];
+    driver?: string;
+    transportUrl?: string;
+  }>();
   if (!(PRIORITIES as readonly string[]).includes(o.priority.toLowerCase())) {
     throw new UsageError(`unknown priority '${o.priority}'; use one of ${PRIORITIES.join(', ')}`);
   }
@@ -46,6 +55,9 @@ async function main(): Promise<void> {
 
 main().catch((err) => {
   const code = (err as { code?: string }).code;
-  if (code === 'HERMOD_ERR_TRANSPORT') { process.stderr.write(`error: ${(err as Error).message}\n`); process.exit(EXIT.connect); }
+  if (code === 'HERMOD_ERR_TRANSPORT') {
+    process.stderr.write(`error: ${(err as Error).message}\n`);
+    process.exit(EXIT.connect);
+  }
   fatal(err);
 });

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { getTransport, RPCClient, Target, type Transport } from '../src/index.js';
 import { cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, RPC_CLIENT_DEFAULTS } from '../src/cli/defaults.js';
-import { EXIT, UsageError, describeFailure, exitOnUsage, fatal, type ExitStatus } from '../src/cli/exit-codes.js';
+import { describeFailure, EXIT, type ExitStatus, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { parseKeyValues } from '../src/cli/key-values.js';
+import { getTransport, RPCClient, Target, type Transport } from '../src/index.js';
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
@@ -30,15 +30,28 @@ async function main(): Promise<void> {
     .option('--context <key=value...>', 'context entries sent with the request')
     .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
     .option('--json', 'print results as JSON')
-    .addHelpText('after', `
+    .addHelpText(
+      'after',
+      `
 Exit status: 0 ok, 1 remote error, 2 usage, 3 timeout, 4 no such method / version, 5 cannot connect.
-Also: --config key=value | --config key value, --config-file file.json, --help-config`)
+Also: --config key=value | --config key value, --config-file file.json, --help-config`,
+    )
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
   const [topic, method, pairs] = program.args.length ? [program.args[0]!, program.args[1]!, program.args.slice(2)] : ['', '', []];
   const o = program.opts<{
-    server?: string; fanout?: boolean; cast?: boolean; exchange?: string; namespace?: string; version?: string;
-    timeout?: number; monitor?: number; repeat: number; context?: string[]; transportUrl?: string; json?: boolean;
+    server?: string;
+    fanout?: boolean;
+    cast?: boolean;
+    exchange?: string;
+    namespace?: string;
+    version?: string;
+    timeout?: number;
+    monitor?: number;
+    repeat: number;
+    context?: string[];
+    transportUrl?: string;
+    json?: boolean;
   }>();
   if (o.fanout && !o.cast) o.cast = true;
   if (!Number.isInteger(o.repeat) || o.repeat < 1) throw new UsageError('--repeat needs a positive integer');
@@ -50,8 +63,11 @@ Also: --config key=value | --config key value, --config-file file.json, --help-c
   try {
     transport = await getTransport(o.transportUrl, { config });
     const target = new Target({
-      topic, ...(o.server ? { server: o.server } : {}), ...(o.fanout ? { fanout: true } : {}),
-      ...(o.exchange ? { exchange: o.exchange } : {}), ...(o.namespace ? { namespace: o.namespace } : {}),
+      topic,
+      ...(o.server ? { server: o.server } : {}),
+      ...(o.fanout ? { fanout: true } : {}),
+      ...(o.exchange ? { exchange: o.exchange } : {}),
+      ...(o.namespace ? { namespace: o.namespace } : {}),
       ...(o.version ? { version: o.version } : {}),
     });
     const client = new RPCClient(transport, target, {
@@ -66,10 +82,14 @@ Also: --config key=value | --config key value, --config-file file.json, --help-c
       try {
         if (o.cast) {
           await client.cast(ctx, method, args);
-          if (o.repeat === 1) process.stdout.write(o.json ? `${JSON.stringify({ cast: true })}\n` : `cast sent${o.fanout ? ' (fanout)' : ''}\n`);
+          if (o.repeat === 1)
+            process.stdout.write(o.json ? `${JSON.stringify({ cast: true })}\n` : `cast sent${o.fanout ? ' (fanout)' : ''}\n`);
         } else {
           const result = await client.call(ctx, method, args);
-          if (o.repeat === 1) process.stdout.write(`${o.json ? JSON.stringify(result) : typeof result === 'string' ? result : JSON.stringify(result, null, 2)}\n`);
+          if (o.repeat === 1)
+            process.stdout.write(
+              `${o.json ? JSON.stringify(result) : typeof result === 'string' ? result : JSON.stringify(result, null, 2)}\n`,
+            );
         }
         latencies.push(performance.now() - t0);
       } catch (err) {
@@ -87,13 +107,20 @@ Also: --config key=value | --config key value, --config-file file.json, --help-c
       const secs = (performance.now() - started) / 1000;
       const sorted = [...latencies].sort((a, b) => a - b);
       const summary = {
-        count: o.repeat, ok: latencies.length, failed: failures, seconds: Number(secs.toFixed(3)),
+        count: o.repeat,
+        ok: latencies.length,
+        failed: failures,
+        seconds: Number(secs.toFixed(3)),
         rate: Number((latencies.length / secs).toFixed(1)),
-        p50ms: Number(percentile(sorted, 50).toFixed(3)), p99ms: Number(percentile(sorted, 99).toFixed(3)),
+        p50ms: Number(percentile(sorted, 50).toFixed(3)),
+        p99ms: Number(percentile(sorted, 99).toFixed(3)),
       };
       process.stderr.write('\n');
-      process.stdout.write(o.json ? `${JSON.stringify(summary)}\n`
-        : `${summary.count} ${o.cast ? 'casts' : 'calls'}, ${summary.ok} ok, ${summary.failed} failed in ${summary.seconds}s: ${summary.rate}/s, p50 ${summary.p50ms} ms, p99 ${summary.p99ms} ms\n`);
+      process.stdout.write(
+        o.json
+          ? `${JSON.stringify(summary)}\n`
+          : `${summary.count} ${o.cast ? 'casts' : 'calls'}, ${summary.ok} ok, ${summary.failed} failed in ${summary.seconds}s: ${summary.rate}/s, p50 ${summary.p50ms} ms, p99 ${summary.p99ms} ms\n`,
+      );
       if (failures === 0) status = EXIT.ok;
     }
   } finally {

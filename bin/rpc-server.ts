@@ -1,14 +1,14 @@
 #!/usr/bin/env node
+import diagnostics_channel from 'node:diagnostics_channel';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import diagnostics_channel from 'node:diagnostics_channel';
 import { Command } from 'commander';
-import { getTransport, RPCServer, Target, type ServerRequestEvent } from '../src/index.js';
 import { cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
-import { exitOnUsage, fatal } from '../src/cli/exit-codes.js';
-import { makeLogger, logConnectionState } from '../src/cli/log.js';
 import { DemoEndpoints } from '../src/cli/demo-endpoints.js';
+import { exitOnUsage, fatal } from '../src/cli/exit-codes.js';
+import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import { getTransport, RPCServer, type ServerRequestEvent, Target } from '../src/index.js';
 
 async function loadEndpoints(specs: string[], ctx: { server: string; topic: string }): Promise<object[]> {
   const out: object[] = [];
@@ -18,7 +18,9 @@ async function loadEndpoints(specs: string[], ctx: { server: string; topic: stri
     if (value === undefined) throw new Error(`${spec} exports neither a default nor 'endpoints'`);
     if (typeof value === 'function') {
       const fn = value as { prototype?: unknown } & ((c: typeof ctx) => unknown);
-      value = /^class\s/.test(Function.prototype.toString.call(fn)) ? new (fn as unknown as new (c: typeof ctx) => object)(ctx) : await fn(ctx);
+      value = /^class\s/.test(Function.prototype.toString.call(fn))
+        ? new (fn as unknown as new (c: typeof ctx) => object)(ctx)
+        : await fn(ctx);
     }
     for (const e of Array.isArray(value) ? value : [value]) {
       if (!e || typeof e !== 'object') throw new Error(`${spec}: endpoints must be objects`);
@@ -32,7 +34,7 @@ async function main(): Promise<void> {
   const { config, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
   const program = new Command('rpc-server')
     .description('Serve RPC endpoints on a topic (built-in demo endpoints: echo, add, sleep, fail, info)')
-    .argument('<name>', 'this server\'s name (Target.server)')
+    .argument('<name>', "this server's name (Target.server)")
     .requiredOption('-t, --topic <topic>', 'topic to serve')
     .option('--exchange <exchange>', 'exchange (default: controlExchange, "openstack")')
     .option('--namespace <namespace>', 'namespace of the built-in endpoints')
@@ -44,7 +46,15 @@ async function main(): Promise<void> {
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
   const [name] = program.args as [string];
-  const o = program.opts<{ topic: string; exchange?: string; namespace?: string; version: string; endpoints?: string[]; transportUrl?: string; concurrency?: number }>();
+  const o = program.opts<{
+    topic: string;
+    exchange?: string;
+    namespace?: string;
+    version: string;
+    endpoints?: string[];
+    transportUrl?: string;
+    concurrency?: number;
+  }>();
   const log = makeLogger(config, `rpc-server ${name}`);
   logConnectionState(log);
 
@@ -58,7 +68,11 @@ async function main(): Promise<void> {
   diagnostics_channel.subscribe('hermod:rpc:server:request', (e) => {
     const ev = e as ServerRequestEvent;
     const err = ev.error ? ` ${ev.error.name}: ${ev.error.message}` : '';
-    log.info(`${ev.kind} ${ev.method} ${ev.outcome} ${ev.durationMs.toFixed(1)}ms${err}`, { method: ev.method, outcome: ev.outcome, durationMs: ev.durationMs });
+    log.info(`${ev.kind} ${ev.method} ${ev.outcome} ${ev.durationMs.toFixed(1)}ms${err}`, {
+      method: ev.method,
+      outcome: ev.outcome,
+      durationMs: ev.durationMs,
+    });
   });
   diagnostics_channel.subscribe('hermod:message:invalid', (e) => {
     const ev = e as { error: Error };
@@ -86,7 +100,9 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
 
   await server.start();
-  log.info(`serving topic ${o.topic} as ${name} on ${transport.url} (exchange ${target.exchange ?? config.controlExchange}, ${endpoints.length} endpoint(s))`);
+  log.info(
+    `serving topic ${o.topic} as ${name} on ${transport.url} (exchange ${target.exchange ?? config.controlExchange}, ${endpoints.length} endpoint(s))`,
+  );
 }
 
 main().catch(fatal);

@@ -1,7 +1,7 @@
-import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync, openSync, closeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -28,38 +28,127 @@ export async function freePort(): Promise<number> {
 async function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once('error', () => resolve(false));
   });
 }
 
-const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 /** Where a node lives; enough to reattach to a node another process started. */
-export interface RabbitNodeInfo { nodename: string; port: number; distPort: number; dir: string; tlsPort?: number }
+export interface RabbitNodeInfo {
+  nodename: string;
+  port: number;
+  distPort: number;
+  dir: string;
+  tlsPort?: number;
+}
 
 /** Test PKI made with openssl: a CA, and a server certificate for localhost / 127.0.0.1. */
 export interface TestPki {
-  ca: string; cert: string; key: string; otherCa: string;
+  ca: string;
+  cert: string;
+  key: string;
+  otherCa: string;
   /** A client certificate from the test CA, and one from the other CA (refused by the node). */
-  clientCert: string; clientKey: string; rogueCert: string; rogueKey: string;
+  clientCert: string;
+  clientKey: string;
+  rogueCert: string;
+  rogueKey: string;
 }
 
 function makePki(dir: string): TestPki {
   const f = (n: string) => path.join(dir, n);
   const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=hermod test CA', '-keyout', f('ca.key'), '-out', f('ca.pem'));
-  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=some other CA', '-keyout', f('other-ca.key'), '-out', f('other-ca.pem'));
+  ssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=hermod test CA',
+    '-keyout',
+    f('ca.key'),
+    '-out',
+    f('ca.pem'),
+  );
+  ssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=some other CA',
+    '-keyout',
+    f('other-ca.key'),
+    '-out',
+    f('other-ca.pem'),
+  );
   ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', f('server.key'), '-out', f('server.csr'));
   writeFileSync(f('san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  ssl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('san.ext'), '-out', f('server.pem'));
-  for (const [name, ca] of [['client', 'ca'], ['rogue', 'other-ca']] as const) {
+  ssl(
+    'x509',
+    '-req',
+    '-in',
+    f('server.csr'),
+    '-CA',
+    f('ca.pem'),
+    '-CAkey',
+    f('ca.key'),
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    f('san.ext'),
+    '-out',
+    f('server.pem'),
+  );
+  for (const [name, ca] of [
+    ['client', 'ca'],
+    ['rogue', 'other-ca'],
+  ] as const) {
     ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=hermod ${name}`, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`));
-    ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f(`${ca}.pem`), '-CAkey', f(`${ca}.key`), '-CAcreateserial', '-days', '2', '-out', f(`${name}.pem`));
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      f(`${name}.csr`),
+      '-CA',
+      f(`${ca}.pem`),
+      '-CAkey',
+      f(`${ca}.key`),
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-out',
+      f(`${name}.pem`),
+    );
   }
   return {
-    ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key'), otherCa: f('other-ca.pem'),
-    clientCert: f('client.pem'), clientKey: f('client.key'), rogueCert: f('rogue.pem'), rogueKey: f('rogue.key'),
+    ca: f('ca.pem'),
+    cert: f('server.pem'),
+    key: f('server.key'),
+    otherCa: f('other-ca.pem'),
+    clientCert: f('client.pem'),
+    clientKey: f('client.key'),
+    rogueCert: f('rogue.pem'),
+    rogueKey: f('rogue.key'),
   };
 }
 
@@ -73,8 +162,13 @@ export class RabbitNode implements RabbitNodeInfo {
   /** With `tls: true`: the TLS listener's port and the test PKI. */
   tlsPort?: number;
   pki?: TestPki;
-  private constructor(readonly nodename: string, readonly port: number, readonly distPort: number, readonly dir: string,
-    private readonly owned: boolean) {}
+  private constructor(
+    readonly nodename: string,
+    readonly port: number,
+    readonly distPort: number,
+    readonly dir: string,
+    private readonly owned: boolean,
+  ) {}
 
   /** Starts a node and waits until it accepts AMQP connections (4–8 s). */
   static async start(opts: { name?: string; tls?: boolean; cookie?: string } = {}): Promise<RabbitNode> {
@@ -88,16 +182,19 @@ export class RabbitNode implements RabbitNodeInfo {
     if (opts.tls) {
       node.pki = makePki(dir);
       node.tlsPort = await freePort();
-      writeFileSync(path.join(dir, 'rabbitmq.conf'), [
-        `listeners.ssl.default = ${node.tlsPort}`,
-        `ssl_options.cacertfile = ${node.pki.ca}`,
-        `ssl_options.certfile = ${node.pki.cert}`,
-        `ssl_options.keyfile = ${node.pki.key}`,
-        // Client certificates are checked when offered, not required: both kinds of test run.
-        'ssl_options.verify = verify_peer',
-        'ssl_options.fail_if_no_peer_cert = false',
-        '',
-      ].join('\n'));
+      writeFileSync(
+        path.join(dir, 'rabbitmq.conf'),
+        [
+          `listeners.ssl.default = ${node.tlsPort}`,
+          `ssl_options.cacertfile = ${node.pki.ca}`,
+          `ssl_options.certfile = ${node.pki.cert}`,
+          `ssl_options.keyfile = ${node.pki.key}`,
+          // Client certificates are checked when offered, not required: both kinds of test run.
+          'ssl_options.verify = verify_peer',
+          'ssl_options.fail_if_no_peer_cert = false',
+          '',
+        ].join('\n'),
+      );
     }
     await node.boot();
     return node;
@@ -153,12 +250,20 @@ export class RabbitNode implements RabbitNodeInfo {
   }
 
   private tail(): string {
-    try { return readFileSync(path.join(this.dir, 'server.out'), 'utf8').slice(-3000); } catch { return ''; }
+    try {
+      return readFileSync(path.join(this.dir, 'server.out'), 'utf8').slice(-3000);
+    } catch {
+      return '';
+    }
   }
 
   /** The beam process id (from the node's pid file). */
   pid(): number | undefined {
-    try { return Number(readFileSync(path.join(this.dir, 'pid'), 'utf8').trim()) || undefined; } catch { return undefined; }
+    try {
+      return Number(readFileSync(path.join(this.dir, 'pid'), 'utf8').trim()) || undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** `rabbit://user:pass@127.0.0.1:<port>/<vhost>` */
@@ -196,13 +301,33 @@ export class RabbitNode implements RabbitNodeInfo {
   }
 
   /** Names and counts of the queues of a vhost. */
-  async queues(vhost: string): Promise<Map<string, { messages: number; consumers: number; arguments: string; durable: boolean; autoDelete: boolean }>> {
-    const out = await this.ctl('list_queues', '-p', vhost, '--quiet', '--no-table-headers', 'name', 'messages', 'consumers', 'durable', 'auto_delete', 'arguments');
+  async queues(
+    vhost: string,
+  ): Promise<Map<string, { messages: number; consumers: number; arguments: string; durable: boolean; autoDelete: boolean }>> {
+    const out = await this.ctl(
+      'list_queues',
+      '-p',
+      vhost,
+      '--quiet',
+      '--no-table-headers',
+      'name',
+      'messages',
+      'consumers',
+      'durable',
+      'auto_delete',
+      'arguments',
+    );
     const m = new Map();
     for (const line of out.split('\n')) {
       const [name, messages, consumers, durable, autoDelete, ...args] = line.split('\t');
       if (!name) continue;
-      m.set(name, { messages: Number(messages), consumers: Number(consumers), durable: durable === 'true', autoDelete: autoDelete === 'true', arguments: args.join('\t') });
+      m.set(name, {
+        messages: Number(messages),
+        consumers: Number(consumers),
+        durable: durable === 'true',
+        autoDelete: autoDelete === 'true',
+        arguments: args.join('\t'),
+      });
     }
     return m;
   }
@@ -210,7 +335,13 @@ export class RabbitNode implements RabbitNodeInfo {
   /** Kills the node with SIGKILL (a crash), waiting until it is gone. */
   async kill9(): Promise<void> {
     const pid = this.pid();
-    if (pid) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    if (pid) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
     await this.waitGone(pid);
   }
 
@@ -235,8 +366,22 @@ export class RabbitNode implements RabbitNodeInfo {
   /** Stops the node (SIGTERM to beam, SIGKILL after 15 s) and, if this process made it, deletes its files. */
   async stop(): Promise<void> {
     const pid = this.pid();
-    if (pid) { try { process.kill(pid, 'SIGTERM'); } catch { /* gone */ } }
-    const timer = setTimeout(() => { if (pid) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } } }, 15000);
+    if (pid) {
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        /* gone */
+      }
+    }
+    const timer = setTimeout(() => {
+      if (pid) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }, 15000);
     await this.waitGone(pid);
     clearTimeout(timer);
     if (this.owned) rmSync(this.dir, { recursive: true, force: true });

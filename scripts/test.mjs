@@ -2,11 +2,11 @@
 // Runs the uvu suites under c8 and ends with the plain `N passed, N failed, N skipped` line CI
 // reads. Arguments narrow the run: `npm test -- rpc` runs test files whose path matches /rpc/.
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const filter = process.argv[2] ? `(${process.argv[2]}).*\\.test\\.js$` : "\\.test\\.js$";
+const filter = process.argv[2] ? `(${process.argv[2]}).*\\.test\\.js$` : '\\.test\\.js$';
 const c8 = path.join(root, 'node_modules', 'c8', 'bin', 'c8.js');
 const uvu = path.join(root, 'node_modules', 'uvu', 'bin.js');
 
@@ -16,7 +16,9 @@ const uvu = path.join(root, 'node_modules', 'uvu', 'bin.js');
 // their own vhosts. It is started when the run selects an integration suite.
 const { RabbitNode, rabbitAvailable } = await import(path.join(root, 'dist/scripts/rabbit-node.js'));
 const { readdirSync } = await import('node:fs');
-const selected = readdirSync(path.join(root, 'dist/test'), { recursive: true }).map(String).filter((f) => new RegExp(filter).test(f));
+const selected = readdirSync(path.join(root, 'dist/test'), { recursive: true })
+  .map(String)
+  .filter((f) => new RegExp(filter).test(f));
 if (selected.length === 0) {
   console.log(`no test file matches ${process.argv[2]}`);
   console.log('0 passed, 1 failed');
@@ -29,10 +31,21 @@ if (needsRabbit && rabbitAvailable()) {
   rabbit = await RabbitNode.start({ name: 'hermod-test' });
   console.log(`RabbitMQ node ${rabbit.nodename} on 127.0.0.1:${rabbit.port} (booted in ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 }
-const stopRabbit = async () => { if (rabbit) { const r = rabbit; rabbit = undefined; await r.stop(); } };
+const stopRabbit = async () => {
+  if (rabbit) {
+    const r = rabbit;
+    rabbit = undefined;
+    await r.stop();
+  }
+};
 // An interrupted run must not leave its RabbitMQ node behind.
-for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]]) {
-  process.on(sig, () => { stopRabbit().finally(() => process.exit(code)); });
+for (const [sig, code] of [
+  ['SIGINT', 130],
+  ['SIGTERM', 143],
+]) {
+  process.on(sig, () => {
+    stopRabbit().finally(() => process.exit(code));
+  });
 }
 
 const child = spawn(process.execPath, [c8, process.execPath, uvu, 'dist/test', filter], {
@@ -54,7 +67,10 @@ child.on('close', async (code, signal) => {
   // eslint-disable-next-line no-control-regex
   // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour sequences (ESC [ ... m)
   const text = out.replace(/\x1b\[[0-9;]*m/g, '');
-  const num = (re) => { const m = re.exec(text); return m ? Number(m[1]) : undefined; };
+  const num = (re) => {
+    const m = re.exec(text);
+    return m ? Number(m[1]) : undefined;
+  };
   const total = num(/Total:\s+(\d+)/);
   const passed = num(/Passed:\s+(\d+)/);
   const skipped = num(/Skipped:\s+(\d+)/) ?? 0;

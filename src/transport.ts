@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events';
-import { ConfigError } from './core/errors.js';
-import type { ConnectionState } from './core/diagnostics.js';
-import { applyOverrides, loadConfig, type HermodConfig } from './config/index.js';
+import { applyOverrides, type HermodConfig, loadConfig } from './config/index.js';
 import { parseTransportUrl, type TransportUrl } from './config/transport-url.js';
+import type { ConnectionState } from './core/diagnostics.js';
+import { ConfigError } from './core/errors.js';
 import type { Driver } from './driver/driver.js';
 
-export { parseTransportUrl, redactUrl } from './config/transport-url.js';
 export type { TransportHost, TransportUrl } from './config/transport-url.js';
+export { parseTransportUrl, redactUrl } from './config/transport-url.js';
 
 /** Options of {@link getTransport}. */
 export interface TransportOptions {
@@ -29,7 +29,11 @@ export class Transport extends EventEmitter {
   private state_: TransportState = { state: 'idle' };
 
   /** @internal */
-  constructor(readonly url: TransportUrl, readonly config: HermodConfig, readonly driver: Driver) {
+  constructor(
+    readonly url: TransportUrl,
+    readonly config: HermodConfig,
+    readonly driver: Driver,
+  ) {
     super();
     driver.on('state', (s: ConnectionState) => {
       this.state_ = s;

@@ -2,8 +2,9 @@
  * The configuration flags every bin takes: `--config key=value`, `--config key value`,
  * `--config-file path` and `--help-config`.
  */
+
+import { assertKnownKey, type ConfigValues, envName, type HermodConfig, loadConfig, OPTIONS } from '../config/index.js';
 import { ConfigError } from '../core/errors.js';
-import { assertKnownKey, envName, loadConfig, OPTIONS, type ConfigValues, type HermodConfig } from '../config/index.js';
 
 /**
  * Pulls `--config key=value`, `--config key value` and `--config-file path` out of argv.
@@ -47,9 +48,10 @@ export function parseConfigArgs(argv: readonly string[]): { overrides: Record<st
 export function describeConfig(defaults: ConfigValues = {}): string {
   return OPTIONS.map(([k, option]) => {
     const own = (defaults as Record<string, unknown>)[k];
-    const def = own === undefined
-      ? `default ${JSON.stringify(option.default)}`
-      : `default ${JSON.stringify(own)} here, library default ${JSON.stringify(option.default)}`;
+    const def =
+      own === undefined
+        ? `default ${JSON.stringify(option.default)}`
+        : `default ${JSON.stringify(own)} here, library default ${JSON.stringify(option.default)}`;
     return `${k}  (${def}, env ${envName(k)})\n    ${option.doc}`;
   }).join('\n');
 }

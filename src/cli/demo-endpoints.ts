@@ -1,5 +1,5 @@
-import { Target } from '../core/target.js';
 import type { Context } from '../core/serializer.js';
+import { Target } from '../core/target.js';
 
 /** The error the demo `fail` method raises: a typed error that crosses the wire with its class. */
 export class DemoError extends Error {
@@ -13,7 +13,11 @@ export class DemoEndpoints {
   private readonly started = Date.now();
   calls = 0;
 
-  constructor(private readonly server: string, namespace?: string, version?: string) {
+  constructor(
+    private readonly server: string,
+    namespace?: string,
+    version?: string,
+  ) {
     this.target = new Target({ ...(namespace ? { namespace } : {}), version: version ?? '1.0' });
   }
 

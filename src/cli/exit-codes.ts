@@ -5,8 +5,8 @@
  * version, 5 cannot connect.
  */
 import type { CommanderError } from 'commander';
-import { ConfigError, HermodError, RemoteError } from '../core/errors.js';
 import { redactUrl } from '../config/transport-url.js';
+import { ConfigError, HermodError, RemoteError } from '../core/errors.js';
 import { isRemote } from '../rpc/remote-errors.js';
 
 /** Exit statuses by meaning. */
@@ -39,7 +39,10 @@ export class UsageError extends HermodError {
 
 /** Error codes whose meaning is a usage mistake, for {@link describeFailure}. */
 const USAGE_CODES: ReadonlySet<string> = new Set([
-  UsageError.CODE, ConfigError.CODE, 'HERMOD_ERR_INVALID_TARGET', 'HERMOD_ERR_INVALID_ARGUMENT',
+  UsageError.CODE,
+  ConfigError.CODE,
+  'HERMOD_ERR_INVALID_TARGET',
+  'HERMOD_ERR_INVALID_ARGUMENT',
 ]);
 
 /** The exit status of an RPC failure and the line that explains it (rpc-client's statuses). */
@@ -48,12 +51,17 @@ export function describeFailure(err: unknown): { status: ExitStatus; text: strin
   if (err instanceof RemoteError) return { status: EXIT.remote, text: `remote error: ${err.excType}: ${err.value}` };
   if (e?.code !== undefined && USAGE_CODES.has(e.code)) return { status: EXIT.usage, text: e.message };
   switch (e?.code) {
-    case 'HERMOD_ERR_TIMEOUT': return { status: EXIT.timeout, text: `timeout: ${e.message}` };
+    case 'HERMOD_ERR_TIMEOUT':
+      return { status: EXIT.timeout, text: `timeout: ${e.message}` };
     // RabbitMQ returned it: no queue is bound, i.e. nobody serves the topic (or server).
-    case 'HERMOD_ERR_UNDELIVERABLE': return { status: EXIT.timeout, text: `nobody serves it: ${e.message}` };
-    case 'HERMOD_ERR_NO_SUCH_METHOD': return { status: EXIT.noSuchMethod, text: `no such method: ${e.message}` };
-    case 'HERMOD_ERR_UNSUPPORTED_VERSION': return { status: EXIT.noSuchMethod, text: `unsupported version: ${e.message}` };
-    case 'HERMOD_ERR_TRANSPORT': return { status: EXIT.connect, text: e.message };
+    case 'HERMOD_ERR_UNDELIVERABLE':
+      return { status: EXIT.timeout, text: `nobody serves it: ${e.message}` };
+    case 'HERMOD_ERR_NO_SUCH_METHOD':
+      return { status: EXIT.noSuchMethod, text: `no such method: ${e.message}` };
+    case 'HERMOD_ERR_UNSUPPORTED_VERSION':
+      return { status: EXIT.noSuchMethod, text: `unsupported version: ${e.message}` };
+    case 'HERMOD_ERR_TRANSPORT':
+      return { status: EXIT.connect, text: e.message };
     default:
       if (isRemote(err)) return { status: EXIT.remote, text: `remote error: ${(err as Error).name}: ${(err as Error).message}` };
       return { status: EXIT.other, text: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };

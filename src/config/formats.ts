@@ -31,15 +31,19 @@ export interface FormatTypes {
 export type Format = keyof FormatTypes | StringConstructor | readonly string[];
 
 /** The type of the values an option of format `F` holds (an enum's literal union for a list). */
-export type ValueOf<F> =
-  F extends keyof FormatTypes ? FormatTypes[F]
-    : F extends StringConstructor ? string
-      : F extends readonly (infer E)[] ? E
-        : never;
+export type ValueOf<F> = F extends keyof FormatTypes
+  ? FormatTypes[F]
+  : F extends StringConstructor
+    ? string
+    : F extends readonly (infer E)[]
+      ? E
+      : never;
 
 const FORMATS: { [K in keyof FormatTypes]: convict.Format } = {
   'duration-ms': {
-    validate(value: unknown) { parseDuration(value); },
+    validate(value: unknown) {
+      parseDuration(value);
+    },
     coerce: (value: unknown) => (typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : parseDuration(value)),
   },
   'int-range': {
@@ -50,7 +54,8 @@ const FORMATS: { [K in keyof FormatTypes]: convict.Format } = {
   },
   'positive-int': {
     validate(value: unknown) {
-      if (!Number.isInteger(value) || (value as number) < 1) throw new Error(`must be an integer of 1 or more, got ${JSON.stringify(value)}`);
+      if (!Number.isInteger(value) || (value as number) < 1)
+        throw new Error(`must be an integer of 1 or more, got ${JSON.stringify(value)}`);
     },
     coerce: (value: unknown) => (typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value),
   },
@@ -58,7 +63,13 @@ const FORMATS: { [K in keyof FormatTypes]: convict.Format } = {
     validate(value: unknown) {
       if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw new Error('must be a list of strings');
     },
-    coerce: (value: unknown) => (typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value),
+    coerce: (value: unknown) =>
+      typeof value === 'string'
+        ? value
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : value,
   },
   bool: {
     validate(value: unknown) {

@@ -3,10 +3,11 @@
  * {@link HermodConfig}), value formats (`formats.ts`), loading from defaults, files, environment
  * and overrides (`load.ts`) and "did you mean" for unknown keys (`suggest.ts`).
  */
-export { SCHEMA, OPTIONS, CONFIG_KEYS, envName, opt } from './schema.js';
-export type { HermodConfig, ConfigOf, ConfigKey, ConfigValues, Option } from './schema.js';
-export { parseDuration } from './formats.js';
+
 export type { Format, FormatTypes, ValueOf } from './formats.js';
-export { nearestKey, assertKnownKey } from './suggest.js';
-export { loadConfig, defaultConfig, applyOverrides } from './load.js';
+export { parseDuration } from './formats.js';
 export type { ConfigSources } from './load.js';
+export { applyOverrides, defaultConfig, loadConfig } from './load.js';
+export type { ConfigKey, ConfigOf, ConfigValues, HermodConfig, Option } from './schema.js';
+export { CONFIG_KEYS, envName, OPTIONS, opt, SCHEMA } from './schema.js';
+export { assertKnownKey, nearestKey } from './suggest.js';

@@ -4,11 +4,12 @@
  * key=value` overrides. Every value is validated; unknown keys and bad values throw
  * {@link ConfigError} naming the key and where it came from.
  */
-import convict from 'convict';
+
 import { readFileSync } from 'node:fs';
+import convict from 'convict';
 import { ConfigError } from '../core/errors.js';
 import { registerFormats } from './formats.js';
-import { CONFIG_KEYS, convictSchema, envName, type ConfigValues, type HermodConfig } from './schema.js';
+import { CONFIG_KEYS, type ConfigValues, convictSchema, envName, type HermodConfig } from './schema.js';
 import { assertKnownKey, nearestKey } from './suggest.js';
 
 /** Where configuration comes from; every part is optional. */
@@ -30,7 +31,8 @@ function flatten(obj: Record<string, unknown>, prefix = ''): Array<[string, unkn
   const out: Array<[string, unknown]> = [];
   for (const [k, v] of Object.entries(obj)) {
     const path = prefix ? `${prefix}.${k}` : k;
-    if (v && typeof v === 'object' && !Array.isArray(v) && !CONFIG_KEYS.includes(path)) out.push(...flatten(v as Record<string, unknown>, path));
+    if (v && typeof v === 'object' && !Array.isArray(v) && !CONFIG_KEYS.includes(path))
+      out.push(...flatten(v as Record<string, unknown>, path));
     else out.push([path, v]);
   }
   return out;
@@ -47,7 +49,12 @@ function setKey(conf: convict.Config<unknown>, key: string, value: unknown, sour
 function assertKnownEnv(env: NodeJS.ProcessEnv): void {
   for (const name of Object.keys(env)) {
     if (name.startsWith('HERMOD_') && !CONFIG_KEYS.some((k) => envName(k) === name)) {
-      const guess = nearestKey(name.slice(7).toLowerCase().replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()));
+      const guess = nearestKey(
+        name
+          .slice(7)
+          .toLowerCase()
+          .replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()),
+      );
       throw new ConfigError(`unknown environment variable ${name}; did you mean ${envName(guess)}?`, { key: name });
     }
   }

@@ -24,7 +24,11 @@ export function opt<const F extends Format>(format: F, def: NoInfer<ValueOf<F>>,
 }
 
 export const SCHEMA = {
-  transportUrl: opt(String, 'memory://', 'Where to connect: memory://name, rabbit://user:pass@host:5672/vhost, amqp://host:5672/ (AMQP 1.0 router); several hosts comma-separated'),
+  transportUrl: opt(
+    String,
+    'memory://',
+    'Where to connect: memory://name, rabbit://user:pass@host:5672/vhost, amqp://host:5672/ (AMQP 1.0 router); several hosts comma-separated',
+  ),
   controlExchange: opt(String, 'openstack', "Exchange used when a target names none (oslo's control_exchange)"),
   maxMessageSize: opt('positive-int', 16 * 1024 * 1024, 'Largest message sent or accepted, in bytes'),
   rpc: {
@@ -58,17 +62,29 @@ export const SCHEMA = {
     intervalMax: opt('duration-ms', 30_000, 'Cap of the reconnect delay'),
     connectTimeout: opt('duration-ms', 10_000, 'TCP connect and AMQP handshake timeout'),
     loginMethod: opt(['AMQPLAIN', 'PLAIN'], 'AMQPLAIN', "SASL mechanism (oslo's rabbit_login_method)"),
-    mandatoryRequests: opt('bool', true, 'Calls and casts nobody is bound for fail at once with MessageUndeliverable (false: dropped by the broker as oslo does by default; a call then times out)'),
+    mandatoryRequests: opt(
+      'bool',
+      true,
+      'Calls and casts nobody is bound for fail at once with MessageUndeliverable (false: dropped by the broker as oslo does by default; a call then times out)',
+    ),
     haQueues: opt('bool', false, 'x-ha-policy: all on topic, server, reply and fanout queues (rabbit_ha_queues)'),
     quorumDeliveryLimit: opt('int-range', 0, 'x-delivery-limit of quorum queues; 0 = unset'),
   },
   amqp1: {
-    addressingMode: opt(['dynamic', 'routable', 'legacy'], 'dynamic', 'Address format: routable, legacy, or dynamic (by the peer product, as oslo)'),
+    addressingMode: opt(
+      ['dynamic', 'routable', 'legacy'],
+      'dynamic',
+      'Address format: routable, legacy, or dynamic (by the peer product, as oslo)',
+    ),
     serverCredit: opt('positive-int', 100, 'Link credit of each server receiver (rpc_server_credit)'),
     replyCredit: opt('positive-int', 200, 'Link credit of the reply receiver (reply_link_credit)'),
     presettledCasts: opt('bool', true, 'Send casts presettled (oslo pre_settled rpc-cast)'),
     presettledReplies: opt('bool', true, 'Send replies presettled (oslo pre_settled rpc-reply)'),
-    idleTimeout: opt('duration-ms', 60_000, 'AMQP idle timeout: a peer silent this long (no frames, no heartbeats) is taken for dead and the connection re-made; 0 = off'),
+    idleTimeout: opt(
+      'duration-ms',
+      60_000,
+      'AMQP idle timeout: a peer silent this long (no frames, no heartbeats) is taken for dead and the connection re-made; 0 = off',
+    ),
     retryInterval: opt('duration-ms', 1_000, 'First reconnect delay'),
     intervalMax: opt('duration-ms', 30_000, 'Cap of the reconnect delay'),
     containerName: opt(String, '', 'Container id on Open; empty = generated'),
@@ -98,9 +114,15 @@ type KeysOf<S, P extends string = ''> = {
   [K in keyof S & string]: S[K] extends Option ? `${P}${K}` : KeysOf<S[K], `${P}${K}.`>;
 }[keyof S & string];
 
-type ValueAt<S, K extends string> =
-  K extends `${infer H}.${infer R}` ? (H extends keyof S ? ValueAt<S[H], R> : never)
-    : K extends keyof S ? (S[K] extends Option<infer F> ? ValueOf<F> : never) : never;
+type ValueAt<S, K extends string> = K extends `${infer H}.${infer R}`
+  ? H extends keyof S
+    ? ValueAt<S[H], R>
+    : never
+  : K extends keyof S
+    ? S[K] extends Option<infer F>
+      ? ValueOf<F>
+      : never
+    : never;
 
 /** A dotted configuration key: `transportUrl`, `rpc.responseTimeout`, … */
 export type ConfigKey = KeysOf<typeof SCHEMA>;
@@ -126,7 +148,10 @@ export const CONFIG_KEYS: readonly string[] = OPTIONS.map(([k]) => k);
 
 /** `rpc.responseTimeout` → `HERMOD_RPC_RESPONSE_TIMEOUT`. */
 export function envName(key: string): string {
-  return `HERMOD_${key.replace(/\./g, '_').replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`;
+  return `HERMOD_${key
+    .replace(/\./g, '_')
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .toUpperCase()}`;
 }
 
 /** The schema in convict's form: every option with its environment variable. */

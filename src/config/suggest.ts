@@ -22,7 +22,10 @@ export function nearestKey(key: string, candidates: readonly string[] = CONFIG_K
   for (const c of candidates) {
     const last = c.split('.').pop()!.toLowerCase();
     const d = Math.min(distance(lower, c.toLowerCase()), distance(lower, last) + 1);
-    if (d < bestD) { bestD = d; best = c; }
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
   }
   return best;
 }
@@ -30,7 +33,10 @@ export function nearestKey(key: string, candidates: readonly string[] = CONFIG_K
 /** Throws {@link ConfigError} naming the nearest known key unless `key` is a configuration key. */
 export function assertKnownKey(key: string, source: string): void {
   if (!CONFIG_KEYS.includes(key)) {
-    throw new ConfigError(`unknown configuration key '${key}' (from ${source}); did you mean '${nearestKey(key)}'? ` +
-      'Run with --help-config to list the options.', { key });
+    throw new ConfigError(
+      `unknown configuration key '${key}' (from ${source}); did you mean '${nearestKey(key)}'? ` +
+        'Run with --help-config to list the options.',
+      { key },
+    );
   }
 }

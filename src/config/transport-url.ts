@@ -66,7 +66,8 @@ function parseHost(spec: string, defaultPort: number, index: number): TransportH
     if (close < 0) throw new ConfigError(`transport URL: ${where} has an unclosed IPv6 bracket`, { key: 'transportUrl' });
     hostname = hostport.slice(1, close);
     const after = hostport.slice(close + 1);
-    if (after && !after.startsWith(':')) throw new ConfigError(`transport URL: ${where} has text after the IPv6 address`, { key: 'transportUrl' });
+    if (after && !after.startsWith(':'))
+      throw new ConfigError(`transport URL: ${where} has text after the IPv6 address`, { key: 'transportUrl' });
     portText = after ? after.slice(1) : undefined;
   } else {
     const colon = hostport.lastIndexOf(':');
@@ -106,7 +107,9 @@ function render(u: Omit<TransportUrl, 'toString'>): string {
     const cred = h.username !== undefined ? `${encodeURIComponent(h.username)}${h.password !== undefined ? ':****' : ''}@` : '';
     return `${cred}${name}:${h.port}`;
   });
-  const query = Object.entries(u.options).map(([k, v]) => `${k.split('.').pop()}=${encodeURIComponent(v)}`).join('&');
+  const query = Object.entries(u.options)
+    .map(([k, v]) => `${k.split('.').pop()}=${encodeURIComponent(v)}`)
+    .join('&');
   const vhost = u.virtualHost === undefined ? '' : encodeURIComponent(u.virtualHost);
   return `${u.scheme}://${hosts.join(',')}/${vhost}${query ? `?${query}` : ''}`;
 }
@@ -118,14 +121,22 @@ function render(u: Omit<TransportUrl, 'toString'>): string {
  */
 export function parseTransportUrl(url: string): TransportUrl {
   if (typeof url !== 'string' || url.length === 0) {
-    throw new ConfigError('transport URL is empty; expected e.g. rabbit://guest:guest@localhost:5672/ or memory://', { key: 'transportUrl' });
+    throw new ConfigError('transport URL is empty; expected e.g. rabbit://guest:guest@localhost:5672/ or memory://', {
+      key: 'transportUrl',
+    });
   }
   const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s.exec(url);
-  if (!m) throw new ConfigError(`transport URL '${redactUrl(url)}' has no scheme; expected rabbit://, rabbits://, amqp://, amqps:// or memory://`, { key: 'transportUrl' });
+  if (!m)
+    throw new ConfigError(
+      `transport URL '${redactUrl(url)}' has no scheme; expected rabbit://, rabbits://, amqp://, amqps:// or memory://`,
+      { key: 'transportUrl' },
+    );
   const scheme = m[1]!.toLowerCase();
   const info = SCHEMES[scheme];
   if (!info) {
-    throw new ConfigError(`transport URL scheme '${scheme}' is not supported; use rabbit, rabbits, amqp (AMQP 1.0), amqps or memory`, { key: 'transportUrl' });
+    throw new ConfigError(`transport URL scheme '${scheme}' is not supported; use rabbit, rabbits, amqp (AMQP 1.0), amqps or memory`, {
+      key: 'transportUrl',
+    });
   }
   let rest = m[2]!;
   let queryText = '';

@@ -105,8 +105,13 @@ define(UnsupportedVersion, 'HERMOD_ERR_UNSUPPORTED_VERSION');
 
 /** A client tried to send a version above its `versionCap`. */
 export class RPCVersionCapError extends HermodError {
-  constructor(readonly version: string, readonly versionCap: string) {
-    super(`Requested message version, ${version} is incompatible. It needs to be equal in major version and less than or equal in minor version as the specified version cap ${versionCap}.`);
+  constructor(
+    readonly version: string,
+    readonly versionCap: string,
+  ) {
+    super(
+      `Requested message version, ${version} is incompatible. It needs to be equal in major version and less than or equal in minor version as the specified version cap ${versionCap}.`,
+    );
   }
 }
 define(RPCVersionCapError, 'HERMOD_ERR_VERSION_CAP');
@@ -121,7 +126,10 @@ define(MalformedMessage, 'HERMOD_ERR_MALFORMED_MESSAGE');
 
 /** A message is larger than the configured maximum. */
 export class MessageTooLarge extends HermodError {
-  constructor(readonly size: number, readonly limit: number) {
+  constructor(
+    readonly size: number,
+    readonly limit: number,
+  ) {
     super(`message of ${size} bytes exceeds the limit of ${limit} bytes`);
   }
 }

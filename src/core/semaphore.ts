@@ -5,7 +5,10 @@ export class Semaphore {
   private active = 0;
   private readonly waiters: Array<{ grant: () => void; timer?: NodeJS.Timeout }> = [];
 
-  constructor(readonly limit: number, private readonly overflow: 'wait' | 'fail' = 'wait') {}
+  constructor(
+    readonly limit: number,
+    private readonly overflow: 'wait' | 'fail' = 'wait',
+  ) {}
 
   get inUse(): number {
     return this.active;

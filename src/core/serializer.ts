@@ -17,10 +17,18 @@ export interface Serializer {
 
 /** Passes everything through unchanged. */
 export class NoOpSerializer implements Serializer {
-  serializeEntity(_ctx: Context, entity: unknown): unknown { return entity; }
-  deserializeEntity(_ctx: Context, entity: unknown): unknown { return entity; }
-  serializeContext(ctx: Context): Context { return ctx; }
-  deserializeContext(ctx: Context): Context { return ctx; }
+  serializeEntity(_ctx: Context, entity: unknown): unknown {
+    return entity;
+  }
+  deserializeEntity(_ctx: Context, entity: unknown): unknown {
+    return entity;
+  }
+  serializeContext(ctx: Context): Context {
+    return ctx;
+  }
+  deserializeContext(ctx: Context): Context {
+    return ctx;
+  }
 }
 
 /**
@@ -29,7 +37,9 @@ export class NoOpSerializer implements Serializer {
  * `jsonutils.to_primitive`.
  */
 export class JsonPayloadSerializer extends NoOpSerializer {
-  override serializeEntity(_ctx: Context, entity: unknown): unknown { return toPrimitive(entity); }
+  override serializeEntity(_ctx: Context, entity: unknown): unknown {
+    return toPrimitive(entity);
+  }
 }
 
 function toPrimitive(value: unknown, seen = new Set<unknown>()): unknown {

@@ -77,7 +77,13 @@ export class WorkPool<W extends Work = Work> {
   }
 
   stats(): WorkPoolStats {
-    return { inFlight: this.running.size, queued: this.backlog.length, completed: this.completed, aborted: this.aborted, requeued: this.requeued };
+    return {
+      inFlight: this.running.size,
+      queued: this.backlog.length,
+      completed: this.completed,
+      aborted: this.aborted,
+      requeued: this.requeued,
+    };
   }
 
   /**
@@ -129,7 +135,9 @@ export class WorkPool<W extends Work = Work> {
     const completedBefore = this.completed;
     const abortedBefore = this.aborted;
     let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), deadlineMs); });
+    const deadline = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), deadlineMs);
+    });
     const drained = await Promise.race([this.idle().then(() => true), deadline]);
     clearTimeout(timer);
     const completed = this.completed - completedBefore;
@@ -140,14 +148,16 @@ export class WorkPool<W extends Work = Work> {
   private async abortRunning(): Promise<void> {
     const left = [...this.running].filter((e) => !e.aborting);
     for (const e of left) e.aborting = true;
-    await Promise.all(left.map(async (e) => {
-      try {
-        await e.work.abort();
-      } finally {
-        this.aborted++;
-        this.end(e);
-      }
-    }));
+    await Promise.all(
+      left.map(async (e) => {
+        try {
+          await e.work.abort();
+        } finally {
+          this.aborted++;
+          this.end(e);
+        }
+      }),
+    );
   }
 
   private start(work: W): void {

@@ -42,7 +42,9 @@ export class ConnectGate {
       if (!s.connected) {
         if (s.refused) throw new TransportError(`${s.problem} (the broker refused the login or vhost; not retrying for ${what})`);
         if (retry >= 0 && s.failedAttempts > retry) {
-          throw new TransportError(`${s.problem} (gave up after ${s.failedAttempts} attempt${s.failedAttempts === 1 ? '' : 's'}, retry=${retry})`);
+          throw new TransportError(
+            `${s.problem} (gave up after ${s.failedAttempts} attempt${s.failedAttempts === 1 ? '' : 's'}, retry=${retry})`,
+          );
         }
       }
       const left = deadline - Date.now();
@@ -56,7 +58,11 @@ export class ConnectGate {
 
   private sleep(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
-      const done = () => { this.waiters.delete(done); clearTimeout(timer); resolve(); };
+      const done = () => {
+        this.waiters.delete(done);
+        clearTimeout(timer);
+        resolve();
+      };
       const timer = setTimeout(done, ms);
       this.waiters.add(done);
     });

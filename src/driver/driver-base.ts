@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events';
-import { ClosedError } from '../core/errors.js';
-import { channels, publish, type ConnectionState } from '../core/diagnostics.js';
-import type { Target } from '../core/target.js';
 import type { HermodConfig } from '../config/index.js';
 import type { TransportUrl } from '../config/transport-url.js';
+import { type ConnectionState, channels, publish } from '../core/diagnostics.js';
+import { ClosedError } from '../core/errors.js';
+import type { Target } from '../core/target.js';
+import type { Listener } from './driver.js';
 import { encodeBounded } from './envelope.js';
 import { ReplyWaiter } from './reply-waiter.js';
-import type { Listener } from './driver.js';
 
 /** A listener a driver tracks so that `close()` can stop it. */
 export interface TrackedListener extends Listener {
@@ -24,7 +24,10 @@ export abstract class DriverBase extends EventEmitter {
   protected readonly waiter = new ReplyWaiter();
   private readonly listeners_ = new Set<TrackedListener>();
 
-  constructor(readonly url: TransportUrl, protected readonly config: HermodConfig) {
+  constructor(
+    readonly url: TransportUrl,
+    protected readonly config: HermodConfig,
+  ) {
     super();
   }
 

@@ -1,10 +1,10 @@
 import type { EventEmitter } from 'node:events';
-import type { Target } from '../core/target.js';
-import type { Context } from '../core/serializer.js';
 import type { Failure } from '../core/failure.js';
+import type { Context } from '../core/serializer.js';
+import type { Target } from '../core/target.js';
 
-export type { Failure } from '../core/failure.js';
 export type { ConnectionState } from '../core/diagnostics.js';
+export type { Failure } from '../core/failure.js';
 
 /** An RPC request as the RPC layer hands it to a driver (oslo's message dict). */
 export interface RpcRequest {
@@ -93,8 +93,11 @@ export interface Driver extends EventEmitter {
   /** Subscribes an RPC server: topic (shared), topic.server and fanout. */
   listen(target: Target, opts: ListenOptions): Promise<Listener>;
   /** Subscribes a notification listener to `<topic>.<priority>` for each pair; a pool shares one queue. */
-  listenForNotifications(targets: Array<{ target: Target; priority: string }>, pool: string | undefined,
-    opts: ListenOptions): Promise<Listener>;
+  listenForNotifications(
+    targets: Array<{ target: Target; priority: string }>,
+    pool: string | undefined,
+    opts: ListenOptions,
+  ): Promise<Listener>;
   /** Closes every connection; pending calls fail with ClosedError. */
   close(): Promise<void>;
 }

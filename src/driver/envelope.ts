@@ -62,8 +62,8 @@ export function peek(content: Buffer | string): Record<string, unknown> | undefi
   try {
     const o = JSON.parse(typeof content === 'string' ? content : content.toString('utf8')) as Record<string, unknown>;
     if (!o || typeof o !== 'object') return undefined;
-    const inner = typeof o['oslo.message'] === 'string' ? JSON.parse(o['oslo.message']) as unknown : o;
-    return inner && typeof inner === 'object' && !Array.isArray(inner) ? inner as Record<string, unknown> : undefined;
+    const inner = typeof o['oslo.message'] === 'string' ? (JSON.parse(o['oslo.message']) as unknown) : o;
+    return inner && typeof inner === 'object' && !Array.isArray(inner) ? (inner as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }

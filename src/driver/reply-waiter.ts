@@ -34,7 +34,12 @@ export class ReplyWaiter {
   wait(msgId: string, opts: WaitOptions): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.fail(msgId, new MessagingTimeout(`Timed out waiting for a reply to message ID ${msgId} (${opts.describe}) after ${Math.round(opts.timeout)} ms`));
+        this.fail(
+          msgId,
+          new MessagingTimeout(
+            `Timed out waiting for a reply to message ID ${msgId} (${opts.describe}) after ${Math.round(opts.timeout)} ms`,
+          ),
+        );
       }, opts.timeout);
       const monitorMs = opts.callMonitorTimeout ?? 0;
       const entry: Pending = { resolve, reject, timer, monitor: undefined, monitorMs, describe: opts.describe };
@@ -47,7 +52,12 @@ export class ReplyWaiter {
     if (!entry.monitorMs) return;
     if (entry.monitor) clearTimeout(entry.monitor);
     entry.monitor = setTimeout(() => {
-      this.fail(msgId, new MessagingTimeout(`Timed out waiting for a reply to message ID ${msgId} (${entry.describe}): no heartbeat from the server for ${entry.monitorMs} ms (call monitor)`));
+      this.fail(
+        msgId,
+        new MessagingTimeout(
+          `Timed out waiting for a reply to message ID ${msgId} (${entry.describe}): no heartbeat from the server for ${entry.monitorMs} ms (call monitor)`,
+        ),
+      );
     }, entry.monitorMs);
   }
 

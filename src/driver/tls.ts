@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../core/errors.js';
 import type { HermodConfig } from '../config/index.js';
+import { ConfigError } from '../core/errors.js';
 
 /** Node TLS options from the `tls.*` config: PEM files read once, a missing file named in the error. */
 export function tlsOptions(t: HermodConfig['tls']): { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized: boolean } {

@@ -19,7 +19,11 @@ export interface BatchedNotification {
 }
 
 /** Where an endpoint method failed, for the report. */
-export interface EndpointFailure { eventType?: string; priority: Priority; error: Error }
+export interface EndpointFailure {
+  eventType?: string;
+  priority: Priority;
+  error: Error;
+}
 
 type Callback = (...args: unknown[]) => unknown;
 
@@ -31,10 +35,14 @@ type Callback = (...args: unknown[]) => unknown;
 export class NotificationDispatcher {
   private readonly callbacks = new Map<Priority, Array<{ filter: NotificationFilter | undefined; fn: Callback }>>();
 
-  constructor(endpoints: object[], private readonly onFailure: (failure: EndpointFailure) => void) {
+  constructor(
+    endpoints: object[],
+    private readonly onFailure: (failure: EndpointFailure) => void,
+  ) {
     for (const ep of endpoints) {
       const filter = (ep as { filterRule?: unknown; filter_rule?: unknown }).filterRule ?? (ep as { filter_rule?: unknown }).filter_rule;
-      if (filter !== undefined && !(filter instanceof NotificationFilter)) throw new InvalidArgument('filterRule must be a NotificationFilter');
+      if (filter !== undefined && !(filter instanceof NotificationFilter))
+        throw new InvalidArgument('filterRule must be a NotificationFilter');
       for (const p of PRIORITIES) {
         const fn = (ep as Record<string, unknown>)[p];
         if (typeof fn === 'function') {
@@ -57,7 +65,10 @@ export class NotificationDispatcher {
     let result: NotificationResult = 'handled';
     for (const { filter, fn } of this.callbacks.get(m.priority) ?? []) {
       if (filter && !matches(filter, m)) continue;
-      result = await this.call(fn, [m.ctxt, m.publisher_id, m.event_type, m.payload, m.metadata], { eventType: m.event_type, priority: m.priority });
+      result = await this.call(fn, [m.ctxt, m.publisher_id, m.event_type, m.payload, m.metadata], {
+        eventType: m.event_type,
+        priority: m.priority,
+      });
       if (result === 'requeue') break;
     }
     return result;
@@ -76,7 +87,10 @@ export class NotificationDispatcher {
         const selected = filter ? group.filter((m) => matches(filter, m)) : group;
         if (selected.length === 0) continue;
         const r = await this.call(fn, [selected], { priority });
-        if (r === 'requeue') { for (const m of group) requeue.add(m); break; }
+        if (r === 'requeue') {
+          for (const m of group) requeue.add(m);
+          break;
+        }
       }
     }
     return requeue;
@@ -84,7 +98,7 @@ export class NotificationDispatcher {
 
   private async call(fn: Callback, args: unknown[], what: { eventType?: string; priority: Priority }): Promise<NotificationResult> {
     try {
-      return await fn(...args) as NotificationResult;
+      return (await fn(...args)) as NotificationResult;
     } catch (err) {
       this.onFailure({ ...what, error: err instanceof Error ? err : new Error(String(err)) });
       return 'requeue';

@@ -16,7 +16,13 @@ export class NotificationFilter {
   private readonly metadata: Record<string, RegExp>;
   private readonly payload: Record<string, RegExp>;
 
-  constructor(rules: { publisherId?: string | RegExp; eventType?: string | RegExp; context?: Regexes; metadata?: Regexes; payload?: Regexes }) {
+  constructor(rules: {
+    publisherId?: string | RegExp;
+    eventType?: string | RegExp;
+    context?: Regexes;
+    metadata?: Regexes;
+    payload?: Regexes;
+  }) {
     this.publisherId = NotificationFilter.compile(rules.publisherId);
     this.eventType = NotificationFilter.compile(rules.eventType);
     this.ctx = NotificationFilter.dict(rules.context);
@@ -57,7 +63,12 @@ export class NotificationFilter {
 
   /** Whether a notification passes. */
   match(ctx: Context, publisherId: unknown, eventType: unknown, metadata: NotificationMetadata, payload: unknown): boolean {
-    return NotificationFilter.single(publisherId, this.publisherId) && NotificationFilter.single(eventType, this.eventType)
-      && NotificationFilter.all(ctx, this.ctx) && NotificationFilter.all(metadata, this.metadata) && NotificationFilter.all(payload, this.payload);
+    return (
+      NotificationFilter.single(publisherId, this.publisherId) &&
+      NotificationFilter.single(eventType, this.eventType) &&
+      NotificationFilter.all(ctx, this.ctx) &&
+      NotificationFilter.all(metadata, this.metadata) &&
+      NotificationFilter.all(payload, this.payload)
+    );
   }
 }

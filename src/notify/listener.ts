@@ -1,12 +1,12 @@
-import { ClosedError, InvalidArgument, InvalidTarget, MalformedMessage, ServerStopped } from '../core/errors.js';
-import type { Target } from '../core/target.js';
-import { NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { channels, publish } from '../core/diagnostics.js';
-import { WorkPool, type WaitResult, type Work } from '../core/work-pool.js';
-import type { Transport } from '../transport.js';
+import { ClosedError, InvalidArgument, InvalidTarget, MalformedMessage, ServerStopped } from '../core/errors.js';
+import { NoOpSerializer, type Serializer } from '../core/serializer.js';
+import type { Target } from '../core/target.js';
+import { type WaitResult, type Work, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
+import type { Transport } from '../transport.js';
+import { type BatchedNotification, NotificationDispatcher, type NotificationResult } from './dispatcher.js';
 import { PRIORITIES, type Priority } from './notifier.js';
-import { NotificationDispatcher, type BatchedNotification, type NotificationResult } from './dispatcher.js';
 
 /** Options of {@link NotificationListener}. */
 export interface NotificationListenerOptions {
@@ -76,8 +76,12 @@ export class NotificationListener {
   private readonly requeues = new Map<string, number>();
   private readonly counts = { handled: 0, requeued: 0, dropped: 0, failed: 0, invalid: 0 };
 
-  constructor(private readonly transport: Transport, private readonly targets: Target[], endpoints: object[],
-    private readonly options: NotificationListenerOptions = {}) {
+  constructor(
+    private readonly transport: Transport,
+    private readonly targets: Target[],
+    endpoints: object[],
+    private readonly options: NotificationListenerOptions = {},
+  ) {
     if (!Array.isArray(targets) || targets.length === 0) throw new InvalidTarget('a notification listener needs at least one target');
     for (const t of targets) if (!t.topic) throw new InvalidTarget('notification targets need a topic');
     const conf = transport.config;
@@ -121,7 +125,10 @@ export class NotificationListener {
       listener = await this.transport.driver.listenForNotifications(pairs, this.options.pool, {
         prefetch: this.batching ? Math.max(this.concurrency, this.options.batchSize!) : this.concurrency,
         onMessage: (m) => this.onMessage(m),
-        onInvalid: (error) => { this.counts.invalid++; publish(channels.notification, { outcome: 'dropped', error }); },
+        onInvalid: (error) => {
+          this.counts.invalid++;
+          publish(channels.notification, { outcome: 'dropped', error });
+        },
       });
     } catch (err) {
       if (this.state === 'starting') this.state = 'new';
@@ -176,7 +183,12 @@ export class NotificationListener {
       incoming.acknowledge();
       incoming.done();
       this.counts.dropped++;
-      publish(channels.notification, { eventType: m.event_type, priority, outcome: 'dropped', error: new InvalidArgument(`unknown priority '${priority}'`) });
+      publish(channels.notification, {
+        eventType: m.event_type,
+        priority,
+        outcome: 'dropped',
+        error: new InvalidArgument(`unknown priority '${priority}'`),
+      });
       return undefined;
     }
     const ctxt = this.serializer.deserializeContext(incoming.ctx ?? {});
@@ -194,7 +206,11 @@ export class NotificationListener {
   }
 
   private onMessage(incoming: IncomingMessage): void {
-    if (this.state !== 'running' && this.state !== 'starting') { incoming.requeue(); incoming.done(); return; }
+    if (this.state !== 'running' && this.state !== 'starting') {
+      incoming.requeue();
+      incoming.done();
+      return;
+    }
     const parsed = this.parse(incoming);
     if (!parsed) return;
     if (this.batching) {
@@ -203,10 +219,12 @@ export class NotificationListener {
       else if (!this.batchTimer) this.batchTimer = setTimeout(() => this.flushBatch(), this.options.batchTimeout ?? 1000);
       return;
     }
-    this.pool.submit(this.work([parsed], async () => {
-      const result = await this.dispatcher.dispatch(parsed.msg);
-      return () => result;
-    }));
+    this.pool.submit(
+      this.work([parsed], async () => {
+        const result = await this.dispatcher.dispatch(parsed.msg);
+        return () => result;
+      }),
+    );
   }
 
   private flushBatch(): void {
@@ -215,10 +233,12 @@ export class NotificationListener {
     const batch = this.batch;
     this.batch = [];
     if (batch.length === 0) return;
-    this.pool.submit(this.work(batch, async () => {
-      const requeue = await this.dispatcher.dispatchBatch(batch.map((p) => p.msg));
-      return (p) => (requeue.has(p.msg) ? 'requeue' : 'handled');
-    }));
+    this.pool.submit(
+      this.work(batch, async () => {
+        const requeue = await this.dispatcher.dispatchBatch(batch.map((p) => p.msg));
+        return (p) => (requeue.has(p.msg) ? 'requeue' : 'handled');
+      }),
+    );
   }
 
   /**
@@ -240,7 +260,10 @@ export class NotificationListener {
         for (const p of items) this.giveBack(p);
       },
       requeue: () => {
-        for (const p of items) { p.incoming.requeue(); p.incoming.done(); }
+        for (const p of items) {
+          p.incoming.requeue();
+          p.incoming.done();
+        }
       },
     };
   }
@@ -249,7 +272,9 @@ export class NotificationListener {
   private giveBack(p: Parsed): void {
     this.counts.requeued++;
     publish(channels.notification, {
-      eventType: p.msg.event_type, priority: p.msg.priority, outcome: 'requeue',
+      eventType: p.msg.event_type,
+      priority: p.msg.priority,
+      outcome: 'requeue',
       error: new ServerStopped(`listener stopped before the endpoints finished ${p.msg.event_type}; requeued`),
     });
     p.incoming.requeue();
@@ -260,7 +285,7 @@ export class NotificationListener {
     const id = p.msg.metadata.message_id;
     const { event_type: eventType, priority } = p.msg;
     if (result === 'requeue' && this.allowRequeue) {
-      const n = (id ? this.requeues.get(id) ?? 0 : 0) + 1;
+      const n = (id ? (this.requeues.get(id) ?? 0) : 0) + 1;
       if (n <= this.redeliveryLimit) {
         if (id) {
           this.requeues.set(id, n);
@@ -275,8 +300,12 @@ export class NotificationListener {
       }
       this.counts.dropped++;
       publish(channels.notification, {
-        eventType, priority, outcome: 'dropped',
-        error: new InvalidArgument(`notification ${id} requeued ${n - 1} times; dropped (notifications.redeliveryLimit=${this.redeliveryLimit})`),
+        eventType,
+        priority,
+        outcome: 'dropped',
+        error: new InvalidArgument(
+          `notification ${id} requeued ${n - 1} times; dropped (notifications.redeliveryLimit=${this.redeliveryLimit})`,
+        ),
       });
     } else {
       this.counts.handled++;

@@ -3,15 +3,40 @@ import type { Context } from '../core/serializer.js';
 // The parts of oslo's notification format that sender, filter and listener share.
 
 /** `message_id` and `timestamp` of a notification, as oslo passes them. */
-export interface NotificationMetadata { message_id?: string; timestamp?: string }
+export interface NotificationMetadata {
+  message_id?: string;
+  timestamp?: string;
+}
 
 /** The context keys oslo lets into notifications (the rest may hold secrets). */
 const SAFE_CONTEXT_KEYS = new Set([
-  'user_id', 'project_id', 'domain_id', 'user_domain_id', 'project_domain_id', 'is_admin', 'request_id', 'roles',
-  'user_name', 'project_name', 'domain_name', 'user_domain_name', 'project_domain_name', 'service_user_id',
-  'service_user_domain_id', 'service_user_domain_name', 'service_project_id', 'service_project_name',
-  'service_project_domain_id', 'service_project_domain_name', 'service_roles', 'global_request_id', 'system_scope',
-  'user', 'domain', 'user_domain', 'project_domain',
+  'user_id',
+  'project_id',
+  'domain_id',
+  'user_domain_id',
+  'project_domain_id',
+  'is_admin',
+  'request_id',
+  'roles',
+  'user_name',
+  'project_name',
+  'domain_name',
+  'user_domain_name',
+  'project_domain_name',
+  'service_user_id',
+  'service_user_domain_id',
+  'service_user_domain_name',
+  'service_project_id',
+  'service_project_name',
+  'service_project_domain_id',
+  'service_project_domain_name',
+  'service_roles',
+  'global_request_id',
+  'system_scope',
+  'user',
+  'domain',
+  'user_domain',
+  'project_domain',
 ]);
 
 /** Keeps only oslo's safe context keys: tokens and credentials never reach the notification bus. */

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError, InvalidArgument } from '../core/errors.js';
-import { Target } from '../core/target.js';
-import { NoOpSerializer, type Context, type Serializer } from '../core/serializer.js';
 import { uuid } from '../core/ids.js';
+import { type Context, NoOpSerializer, type Serializer } from '../core/serializer.js';
+import { Target } from '../core/target.js';
 import type { Transport } from '../transport.js';
 import { osloTimestamp, sanitizeContext } from './message.js';
 
@@ -46,7 +46,11 @@ export interface NotifierOptions {
 }
 
 function glob(pattern: string): RegExp {
-  const re = pattern.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.').replace(/\[!/g, '[^');
+  const re = pattern
+    .replace(/[.+^${}()|\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.')
+    .replace(/\[!/g, '[^');
   return new RegExp(`^${re}$`);
 }
 
@@ -67,7 +71,10 @@ export class Notifier {
   private readonly retry: number;
   private routing: RoutingConfig | undefined;
 
-  constructor(private readonly transport: Transport, private readonly options: NotifierOptions) {
+  constructor(
+    private readonly transport: Transport,
+    private readonly options: NotifierOptions,
+  ) {
     if (!options || typeof options.publisherId !== 'string' || options.publisherId === '') {
       throw new InvalidArgument('Notifier needs a publisherId');
     }
@@ -75,7 +82,8 @@ export class Notifier {
     this.publisherId = options.publisherId;
     this.drivers = options.driver === undefined ? conf.driver : Array.isArray(options.driver) ? options.driver : [options.driver];
     for (const d of this.drivers) {
-      if (!DRIVERS.has(d)) throw new ConfigError(`unknown notification driver '${d}'; use one of ${[...DRIVERS].join(', ')}`, { key: 'notifications.driver' });
+      if (!DRIVERS.has(d))
+        throw new ConfigError(`unknown notification driver '${d}'; use one of ${[...DRIVERS].join(', ')}`, { key: 'notifications.driver' });
     }
     this.topics = options.topics ?? conf.topics;
     if (this.topics.length === 0) throw new ConfigError('a notifier needs at least one topic', { key: 'notifications.topics' });
@@ -99,15 +107,31 @@ export class Notifier {
     return this.drivers.some((d) => d !== 'noop');
   }
 
-  audit(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'audit'); }
-  debug(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'debug'); }
-  info(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'info'); }
-  warn(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'warn'); }
+  audit(ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    return this.notify(ctx, eventType, payload, 'audit');
+  }
+  debug(ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    return this.notify(ctx, eventType, payload, 'debug');
+  }
+  info(ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    return this.notify(ctx, eventType, payload, 'info');
+  }
+  warn(ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    return this.notify(ctx, eventType, payload, 'warn');
+  }
   /** Alias of {@link warn}, as oslo has. */
-  warning(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'warn'); }
-  error(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'error'); }
-  critical(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'critical'); }
-  sample(ctx: Context, eventType: string, payload: unknown): Promise<void> { return this.notify(ctx, eventType, payload, 'sample'); }
+  warning(ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    return this.notify(ctx, eventType, payload, 'warn');
+  }
+  error(ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    return this.notify(ctx, eventType, payload, 'error');
+  }
+  critical(ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    return this.notify(ctx, eventType, payload, 'critical');
+  }
+  sample(ctx: Context, eventType: string, payload: unknown): Promise<void> {
+    return this.notify(ctx, eventType, payload, 'sample');
+  }
 
   /** Sends one notification at `priority`. */
   async notify(ctx: Context, eventType: string, payload: unknown, priority: Priority): Promise<void> {
@@ -131,7 +155,10 @@ export class Notifier {
   private driversFor(eventType: string, priority: Priority): string[] {
     const out = new Set<string>();
     for (const d of this.drivers) {
-      if (d !== 'routing') { out.add(d); continue; }
+      if (d !== 'routing') {
+        out.add(d);
+        continue;
+      }
       for (const group of Object.values(this.routingConfig())) {
         for (const [driver, rules] of Object.entries(group)) {
           const checks: boolean[] = [];
@@ -147,11 +174,17 @@ export class Notifier {
   private routingConfig(): RoutingConfig {
     if (this.routing) return this.routing;
     const file = this.transport.config.notifications.routingConfig;
-    if (!file) throw new ConfigError('the routing notification driver needs notifications.routingConfig (a JSON file) or the routing option', { key: 'notifications.routingConfig' });
+    if (!file)
+      throw new ConfigError('the routing notification driver needs notifications.routingConfig (a JSON file) or the routing option', {
+        key: 'notifications.routingConfig',
+      });
     try {
       this.routing = JSON.parse(readFileSync(file, 'utf8')) as RoutingConfig;
     } catch (err) {
-      throw new ConfigError(`cannot read notifications.routingConfig ${file}: ${(err as Error).message}`, { key: 'notifications.routingConfig', cause: err });
+      throw new ConfigError(`cannot read notifications.routingConfig ${file}: ${(err as Error).message}`, {
+        key: 'notifications.routingConfig',
+        cause: err,
+      });
     }
     return this.routing;
   }
@@ -170,10 +203,16 @@ export class Notifier {
       case 'messaging':
       case 'messagingv2': {
         const envelope = driver === 'messagingv2' ? '2.0' : '1.0';
-        await Promise.all(this.topics.map((topic) => this.transport.driver.sendNotification(
-          new Target({ topic: `${topic}.${priority}`, ...(this.options.exchange ? { exchange: this.options.exchange } : {}) }),
-          ctx, message as unknown as Record<string, unknown>, { retry: this.retry, envelope },
-        )));
+        await Promise.all(
+          this.topics.map((topic) =>
+            this.transport.driver.sendNotification(
+              new Target({ topic: `${topic}.${priority}`, ...(this.options.exchange ? { exchange: this.options.exchange } : {}) }),
+              ctx,
+              message as unknown as Record<string, unknown>,
+              { retry: this.retry, envelope },
+            ),
+          ),
+        );
         return;
       }
       default:

@@ -13,7 +13,8 @@ interface LinkInternals {
  * past it throws and leaves the session unusable.
  */
 export function sessionRoom(link: Sender | undefined): number {
-  const out = (link as unknown as { session?: { outgoing?: { deliveries?: { available(): number } } } } | undefined)?.session?.outgoing?.deliveries;
+  const out = (link as unknown as { session?: { outgoing?: { deliveries?: { available(): number } } } } | undefined)?.session?.outgoing
+    ?.deliveries;
   return out ? out.available() : 0;
 }
 

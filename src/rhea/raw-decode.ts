@@ -1,5 +1,5 @@
-import rhea from 'rhea';
 import type { Message } from 'rhea';
+import rhea from 'rhea';
 
 // Symbol.for: two copies of hermod in one process share the patch (see the hermodRaw flag).
 const RAW = Symbol.for('hermod.rhea.raw');

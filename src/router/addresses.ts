@@ -36,7 +36,8 @@ export interface Address {
 }
 
 /** oslo's multicast addresses (routable `/multicast/`, legacy `broadcast.`) and `multicast.` ones. */
-export const isMulticast = (address: string) => address.includes('/multicast/') || address.startsWith('broadcast.') || address.startsWith('multicast.');
+export const isMulticast = (address: string) =>
+  address.includes('/multicast/') || address.startsWith('broadcast.') || address.startsWith('multicast.');
 
 /** Credit left on a consumer link, counting transfers rhea has not written yet. */
 export function canSend(c: Consumer): boolean {

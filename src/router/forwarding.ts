@@ -1,6 +1,6 @@
 import type { AmqpError, EventContext, Receiver, Sender } from 'rhea';
-import { rawBytes, remoteOutcome, remoteSettled, settleLocally, type OutcomeKind, type RemoteOutcome } from '../rhea/index.js';
-import { canSend, targetAddress, type Address, type AddressTable, type Consumer, type Item } from './addresses.js';
+import { type OutcomeKind, type RemoteOutcome, rawBytes, remoteOutcome, remoteSettled, settleLocally } from '../rhea/index.js';
+import { type Address, type AddressTable, type Consumer, canSend, type Item, targetAddress } from './addresses.js';
 
 /** Counters kept by the {@link Forwarder}. */
 export interface ForwardCounters {
@@ -25,7 +25,10 @@ interface Settlement {
 export class Forwarder {
   readonly counters: ForwardCounters = { forwarded: 0, released: 0, rejected: 0 };
 
-  constructor(private readonly table: AddressTable, private readonly maxMessageSize: number) {}
+  constructor(
+    private readonly table: AddressTable,
+    private readonly maxMessageSize: number,
+  ) {}
 
   /** A receiving client attached: producers of its address get credit, held messages go. */
   onConsumer(sender: Sender): void {
@@ -53,7 +56,12 @@ export class Forwarder {
     if (settled) settleLocally(delivery);
     if (raw && raw.length > this.maxMessageSize) {
       this.counters.rejected++;
-      this.settleInbound(item, 'rejected', { error: { condition: 'amqp:link:message-size-exceeded', description: `message of ${raw.length} bytes exceeds ${this.maxMessageSize}` } });
+      this.settleInbound(item, 'rejected', {
+        error: {
+          condition: 'amqp:link:message-size-exceeded',
+          description: `message of ${raw.length} bytes exceeds ${this.maxMessageSize}`,
+        },
+      });
       return;
     }
     const name = targetAddress(receiver) ?? message.to;
@@ -171,7 +179,10 @@ export class Forwarder {
     }
     if (a) {
       if (a.consumers.length === 0) {
-        for (const item of a.pending.splice(0)) { this.counters.released++; this.settleInbound(item, 'released'); }
+        for (const item of a.pending.splice(0)) {
+          this.counters.released++;
+          this.settleInbound(item, 'released');
+        }
       } else {
         this.drainAddress(a);
       }

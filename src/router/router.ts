@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo, Server, Socket } from 'node:net';
-import rhea from 'rhea';
 import type { Connection, Container, EventContext, ServerConnectionOptions } from 'rhea';
+import rhea from 'rhea';
 import { clearRheaTimers, installRawDecode, socketOf } from '../rhea/index.js';
 import { AddressTable } from './addresses.js';
 import { Forwarder } from './forwarding.js';

@@ -1,8 +1,8 @@
-import { InvalidArgument, RPCVersionCapError } from '../core/errors.js';
-import { Target, versionIsCompatible, type TargetOverrides } from '../core/target.js';
-import { NoOpSerializer, type Context, type Serializer } from '../core/serializer.js';
 import { channels, publish } from '../core/diagnostics.js';
+import { InvalidArgument, RPCVersionCapError } from '../core/errors.js';
 import { Semaphore } from '../core/semaphore.js';
+import { type Context, NoOpSerializer, type Serializer } from '../core/serializer.js';
+import { Target, type TargetOverrides, versionIsCompatible } from '../core/target.js';
 import type { RpcRequest } from '../driver/driver.js';
 import type { Transport } from '../transport.js';
 import { deserializeFailure } from './remote-errors.js';
@@ -43,8 +43,12 @@ type AnyMethod = (ctx: Context, ...rest: never[]) => unknown;
  * `m(args)` returning a promise of its result. Non-method members and `_private` names drop out.
  */
 export type RpcProxy<T> = {
-  [K in keyof T as K extends `_${string}` ? never : T[K] extends AnyMethod ? K : never]:
-    T[K] extends (ctx: Context, ...rest: infer P) => infer R ? (...args: P) => Promise<Awaited<R>> : never;
+  [K in keyof T as K extends `_${string}` ? never : T[K] extends AnyMethod ? K : never]: T[K] extends (
+    ctx: Context,
+    ...rest: infer P
+  ) => infer R
+    ? (...args: P) => Promise<Awaited<R>>
+    : never;
 };
 
 interface Resolved {
@@ -72,7 +76,12 @@ export class RPCClient {
   private readonly opts: Resolved;
   private readonly slots: Semaphore;
 
-  constructor(readonly transport: Transport, target: Target, options: RPCClientOptions = {}, slots?: Semaphore) {
+  constructor(
+    readonly transport: Transport,
+    target: Target,
+    options: RPCClientOptions = {},
+    slots?: Semaphore,
+  ) {
     if (!(target instanceof Target)) throw new InvalidArgument('RPCClient needs a Target');
     const conf = transport.config.rpc;
     checkMs('timeout', options.timeout, false);
@@ -104,14 +113,19 @@ export class RPCClient {
   prepare(overrides: PrepareOptions = {}): RPCClient {
     const { timeout, callMonitorTimeout, retry, versionCap, ...targetFields } = overrides;
     const target = this.target.merge(targetFields);
-    return new RPCClient(this.transport, target, {
-      timeout: timeout ?? this.opts.timeout,
-      callMonitorTimeout: callMonitorTimeout ?? this.opts.callMonitorTimeout,
-      retry: retry ?? this.opts.retry,
-      ...((versionCap ?? this.opts.versionCap) !== undefined ? { versionCap: (versionCap ?? this.opts.versionCap)! } : {}),
-      serializer: this.opts.serializer,
-      allowedRemoteExmods: this.opts.allowed,
-    }, this.slots);
+    return new RPCClient(
+      this.transport,
+      target,
+      {
+        timeout: timeout ?? this.opts.timeout,
+        callMonitorTimeout: callMonitorTimeout ?? this.opts.callMonitorTimeout,
+        retry: retry ?? this.opts.retry,
+        ...((versionCap ?? this.opts.versionCap) !== undefined ? { versionCap: (versionCap ?? this.opts.versionCap)! } : {}),
+        serializer: this.opts.serializer,
+        allowedRemoteExmods: this.opts.allowed,
+      },
+      this.slots,
+    );
   }
 
   /** Whether `version` (default: the target's) is within the version cap. */
@@ -123,11 +137,15 @@ export class RPCClient {
   private build(ctx: Context, method: string, args: unknown): { request: RpcRequest; ctx: Context } {
     if (typeof method !== 'string' || method.length === 0) throw new InvalidArgument('method must be a non-empty string');
     if (ctx === null || typeof ctx !== 'object' || Array.isArray(ctx)) {
-      throw new InvalidArgument(`the context of ${method} must be a plain object, got ${Array.isArray(ctx) ? 'an array' : ctx === null ? 'null' : typeof ctx}`);
+      throw new InvalidArgument(
+        `the context of ${method} must be a plain object, got ${Array.isArray(ctx) ? 'an array' : ctx === null ? 'null' : typeof ctx}`,
+      );
     }
     if (args === undefined) args = {};
     if (args === null || typeof args !== 'object' || Array.isArray(args)) {
-      throw new InvalidArgument(`arguments of ${method} must be an object of named arguments, got ${Array.isArray(args) ? 'an array' : args === null ? 'null' : typeof args}`);
+      throw new InvalidArgument(
+        `arguments of ${method} must be an object of named arguments, got ${Array.isArray(args) ? 'an array' : args === null ? 'null' : typeof args}`,
+      );
     }
     const version = this.target.version;
     if (version !== undefined && !this.canSendVersion(version)) throw new RPCVersionCapError(version, this.opts.versionCap!);
@@ -172,8 +190,12 @@ export class RPCClient {
     } finally {
       this.slots.release();
       publish(channels.clientCall, () => ({
-        kind: 'call' as const, method, topic: this.target.topic!, ...(this.target.server ? { server: this.target.server } : {}),
-        durationMs: performance.now() - started, ...(error ? { error } : {}),
+        kind: 'call' as const,
+        method,
+        topic: this.target.topic!,
+        ...(this.target.server ? { server: this.target.server } : {}),
+        durationMs: performance.now() - started,
+        ...(error ? { error } : {}),
       }));
     }
   }
@@ -186,15 +208,22 @@ export class RPCClient {
     let error: Error | undefined;
     try {
       await this.transport.driver.send(this.target, wireCtx, request, {
-        waitForReply: false, timeout: this.opts.timeout, retry: this.opts.retry,
+        waitForReply: false,
+        timeout: this.opts.timeout,
+        retry: this.opts.retry,
       });
     } catch (err) {
       error = err as Error;
       throw err;
     } finally {
       publish(channels.clientCall, () => ({
-        kind: 'cast' as const, method, topic: this.target.topic!, ...(this.target.server ? { server: this.target.server } : {}),
-        ...(this.target.fanout ? { fanout: true } : {}), durationMs: performance.now() - started, ...(error ? { error } : {}),
+        kind: 'cast' as const,
+        method,
+        topic: this.target.topic!,
+        ...(this.target.server ? { server: this.target.server } : {}),
+        ...(this.target.fanout ? { fanout: true } : {}),
+        durationMs: performance.now() - started,
+        ...(error ? { error } : {}),
       }));
     }
   }
@@ -204,11 +233,14 @@ export class RPCClient {
    * call checked by tsc against `Compute.resize(ctx, args)`.
    */
   proxy<T extends object>(ctx: Context = {}): RpcProxy<T> {
-    return new Proxy({}, {
-      get: (_t, prop) => {
-        if (typeof prop !== 'string' || prop === 'then') return undefined;
-        return (args?: Record<string, unknown>) => this.call(ctx, prop, args);
+    return new Proxy(
+      {},
+      {
+        get: (_t, prop) => {
+          if (typeof prop !== 'string' || prop === 'then') return undefined;
+          return (args?: Record<string, unknown>) => this.call(ctx, prop, args);
+        },
       },
-    }) as RpcProxy<T>;
+    ) as RpcProxy<T>;
   }
 }

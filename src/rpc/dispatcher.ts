@@ -1,6 +1,6 @@
 import { InvalidArgument, MalformedMessage, NoSuchMethod, UnsupportedVersion } from '../core/errors.js';
+import { type Context, NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { Target, versionIsCompatible } from '../core/target.js';
-import { NoOpSerializer, type Context, type Serializer } from '../core/serializer.js';
 
 /**
  * An endpoint: an object whose public methods are callable as `method(ctx, args)`. Its
@@ -54,13 +54,17 @@ export function parseRequest(message: Record<string, unknown>): DispatchRequest 
     throw new MalformedMessage(`request has no method name (got ${JSON.stringify(method) ?? 'undefined'})`);
   }
   if (args !== undefined && args !== null && (typeof args !== 'object' || Array.isArray(args))) {
-    throw new InvalidArgument(`arguments of ${method} must be an object of named arguments, got ${Array.isArray(args) ? 'an array' : typeof args}`);
+    throw new InvalidArgument(
+      `arguments of ${method} must be an object of named arguments, got ${Array.isArray(args) ? 'an array' : typeof args}`,
+    );
   }
   if (namespace !== undefined && namespace !== null && typeof namespace !== 'string') {
     throw new MalformedMessage(`namespace of ${method} must be a string, got ${typeof namespace}`);
   }
   if (version !== undefined && version !== null && (typeof version !== 'string' || !/^\d+\.\d+(\.\d+)?$/.test(version))) {
-    throw new UnsupportedVersion(String(version), method, { message: `request version ${JSON.stringify(version)} of ${method} is not of the form X.Y` });
+    throw new UnsupportedVersion(String(version), method, {
+      message: `request version ${JSON.stringify(version)} of ${method} is not of the form X.Y`,
+    });
   }
   return {
     method,
@@ -79,8 +83,11 @@ export function parseRequest(message: Record<string, unknown>): DispatchRequest 
 export class RPCDispatcher {
   private readonly entries: Array<{ endpoint: object; namespace: string | undefined; version: string }>;
 
-  constructor(endpoints: readonly object[], private readonly serializer: Serializer = new NoOpSerializer(),
-    private readonly accessPolicy: AccessPolicy = defaultAccessPolicy) {
+  constructor(
+    endpoints: readonly object[],
+    private readonly serializer: Serializer = new NoOpSerializer(),
+    private readonly accessPolicy: AccessPolicy = defaultAccessPolicy,
+  ) {
     if (!Array.isArray(endpoints) || endpoints.length === 0) throw new InvalidArgument('a server needs at least one endpoint object');
     this.entries = endpoints.map((endpoint, i) => {
       if (!endpoint || typeof endpoint !== 'object') throw new InvalidArgument(`endpoint #${i + 1} is not an object`);

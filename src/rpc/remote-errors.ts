@@ -1,6 +1,13 @@
 import {
-  MessagingTimeout, NoSuchMethod, RemoteError, UnsupportedVersion,
-  InvalidArgument, SerializationError, MessageTooLarge, ServerStopped, MalformedMessage,
+  InvalidArgument,
+  MalformedMessage,
+  MessageTooLarge,
+  MessagingTimeout,
+  NoSuchMethod,
+  RemoteError,
+  SerializationError,
+  ServerStopped,
+  UnsupportedVersion,
 } from '../core/errors.js';
 import type { Failure } from '../core/failure.js';
 
@@ -31,8 +38,11 @@ const firstArg = (f: Failure) => (Array.isArray(f.args) && typeof f.args[0] === 
 // sees NoSuchMethod whether a Python or a hermod server raised it.
 for (const module of [OSLO_DISPATCHER, HERMOD_MODULE]) {
   registerRemoteError(module, 'NoSuchMethod', (f) => new NoSuchMethod(firstArg(f) ?? String(f.kwargs?.method ?? '')));
-  registerRemoteError(module, 'UnsupportedVersion', (f) =>
-    new UnsupportedVersion(firstArg(f), (f.kwargs?.method as string | undefined), { message: msg(f) }));
+  registerRemoteError(
+    module,
+    'UnsupportedVersion',
+    (f) => new UnsupportedVersion(firstArg(f), f.kwargs?.method as string | undefined, { message: msg(f) }),
+  );
 }
 registerRemoteError(HERMOD_MODULE, 'MessagingTimeout', (f) => new MessagingTimeout(msg(f)));
 registerRemoteError(HERMOD_MODULE, 'InvalidArgument', (f) => new InvalidArgument(msg(f)));
@@ -63,8 +73,14 @@ export function serializeFailure(thrown: unknown, opts: SerializeFailureOptions 
     return failure(OSLO_DISPATCHER, 'NoSuchMethod', thrown, [thrown.method], {}, opts);
   }
   if (thrown instanceof UnsupportedVersion) {
-    return failure(OSLO_DISPATCHER, 'UnsupportedVersion', thrown, [thrown.version ?? '1.0'],
-      thrown.method === undefined ? {} : { method: thrown.method }, opts);
+    return failure(
+      OSLO_DISPATCHER,
+      'UnsupportedVersion',
+      thrown,
+      [thrown.version ?? '1.0'],
+      thrown.method === undefined ? {} : { method: thrown.method },
+      opts,
+    );
   }
   if (thrown instanceof MessageTooLarge) {
     return failure(HERMOD_MODULE, 'MessageTooLarge', thrown, [thrown.size, thrown.limit], {}, opts);
@@ -79,17 +95,33 @@ export function serializeFailure(thrown: unknown, opts: SerializeFailureOptions 
     const ctor = thrown.constructor as { remoteModule?: unknown };
     const module = typeof ctor.remoteModule === 'string' ? ctor.remoteModule : HERMOD_MODULE;
     const kwargs = (thrown as { kwargs?: unknown }).kwargs;
-    return failure(module, thrown.name || 'Error', thrown, [thrown.message],
-      kwargs && typeof kwargs === 'object' ? (kwargs as Record<string, unknown>) : {}, opts);
+    return failure(
+      module,
+      thrown.name || 'Error',
+      thrown,
+      [thrown.message],
+      kwargs && typeof kwargs === 'object' ? (kwargs as Record<string, unknown>) : {},
+      opts,
+    );
   }
   // Thrown non-Errors (strings, objects, undefined) still say something useful.
   let text: string;
-  try { text = typeof thrown === 'string' ? thrown : JSON.stringify(thrown) ?? String(thrown); } catch { text = String(thrown); }
+  try {
+    text = typeof thrown === 'string' ? thrown : (JSON.stringify(thrown) ?? String(thrown));
+  } catch {
+    text = String(thrown);
+  }
   return { class: 'NonErrorThrown', module: HERMOD_MODULE, message: `non-Error value thrown: ${text}`, tb: [], args: [text], kwargs: {} };
 }
 
-function failure(module: string, cls: string, err: Error, args: unknown[], kwargs: Record<string, unknown>,
-  opts: SerializeFailureOptions): Failure {
+function failure(
+  module: string,
+  cls: string,
+  err: Error,
+  args: unknown[],
+  kwargs: Record<string, unknown>,
+  opts: SerializeFailureOptions,
+): Failure {
   const tb = opts.includeTraceback && err.stack ? err.stack.split('\n').map((l) => `${l}\n`) : [];
   return { class: cls, module, message: err.message, tb, args, kwargs };
 }
@@ -102,8 +134,8 @@ export function deserializeFailure(f: Failure, allowedModules: readonly string[]
   const cls = typeof f.class === 'string' && f.class ? f.class : 'Exception';
   const module = typeof f.module === 'string' ? f.module : '';
   const tb = Array.isArray(f.tb) ? f.tb.map(String) : [];
-  const allowed = module === HERMOD_MODULE || module === OSLO_DISPATCHER || EXCEPTIONS_MODULES.has(module) ||
-    allowedModules.includes(module);
+  const allowed =
+    module === HERMOD_MODULE || module === OSLO_DISPATCHER || EXCEPTIONS_MODULES.has(module) || allowedModules.includes(module);
   const factory = allowed ? registry.get(key(EXCEPTIONS_MODULES.has(module) ? 'builtins' : module, cls)) : undefined;
   let err: Error;
   if (factory) {
@@ -123,4 +155,3 @@ export function deserializeFailure(f: Failure, allowedModules: readonly string[]
 export function isRemote(err: unknown): err is Error & { remote: RemoteOrigin } {
   return err instanceof Error && 'remote' in err;
 }
-

@@ -1,7 +1,7 @@
+import { channels, publish, type ServerRequestEvent } from '../core/diagnostics.js';
 import { HermodError, SerializationError, ServerStopped } from '../core/errors.js';
 import type { Target } from '../core/target.js';
 import type { Work } from '../core/work-pool.js';
-import { channels, publish, type ServerRequestEvent } from '../core/diagnostics.js';
 import type { IncomingMessage } from '../driver/driver.js';
 import { parseRequest, type RPCDispatcher } from './dispatcher.js';
 import { serializeFailure } from './remote-errors.js';
@@ -28,7 +28,10 @@ export class ServerRequest implements Work {
   private method: string;
   private heartbeat: NodeJS.Timeout | undefined;
 
-  constructor(private readonly incoming: IncomingMessage, private readonly host: RequestHost) {
+  constructor(
+    private readonly incoming: IncomingMessage,
+    private readonly host: RequestHost,
+  ) {
     this.method = typeof incoming.message.method === 'string' ? incoming.message.method : '?';
   }
 
@@ -42,7 +45,12 @@ export class ServerRequest implements Work {
     // oslo acknowledges a request when it starts on it (at-most-once): a crash never runs it twice.
     incoming.acknowledge();
     if (incoming.expectsReply && incoming.callMonitorTimeout > 0) {
-      this.heartbeat = setInterval(() => { incoming.heartbeat().catch(() => {}); }, Math.max(incoming.callMonitorTimeout / 2, 10));
+      this.heartbeat = setInterval(
+        () => {
+          incoming.heartbeat().catch(() => {});
+        },
+        Math.max(incoming.callMonitorTimeout / 2, 10),
+      );
     }
     let outcome: ServerRequestEvent['outcome'] = 'ok';
     let error: Error | undefined;
@@ -54,7 +62,10 @@ export class ServerRequest implements Work {
       reply = { result };
     } catch (err) {
       error = err instanceof Error ? err : new Error(String(err));
-      outcome = err instanceof HermodError && (err.code === 'HERMOD_ERR_MALFORMED_MESSAGE' || err.code === 'HERMOD_ERR_INVALID_ARGUMENT') ? 'invalid' : 'error';
+      outcome =
+        err instanceof HermodError && (err.code === 'HERMOD_ERR_MALFORMED_MESSAGE' || err.code === 'HERMOD_ERR_INVALID_ARGUMENT')
+          ? 'invalid'
+          : 'error';
       reply = { failure: serializeFailure(err, { includeTraceback: this.host.sendTraceback }) };
     }
     this.stopHeartbeat();
@@ -62,7 +73,10 @@ export class ServerRequest implements Work {
     this.finished = true;
     if (incoming.expectsReply) {
       const problem = await this.sendReply(reply);
-      if (problem && !error) { error = problem; outcome = 'error'; }
+      if (problem && !error) {
+        error = problem;
+        outcome = 'error';
+      }
     }
     this.finish(outcome, error);
   }
@@ -108,8 +122,13 @@ export class ServerRequest implements Work {
     this.incoming.done();
     const target = this.host.target;
     publish(channels.serverRequest, () => ({
-      server: target.server!, topic: target.topic!, method: this.method, kind: this.kind,
-      durationMs: performance.now() - this.started, outcome, ...(error ? { error } : {}),
+      server: target.server!,
+      topic: target.topic!,
+      method: this.method,
+      kind: this.kind,
+      durationMs: performance.now() - this.started,
+      outcome,
+      ...(error ? { error } : {}),
     }));
   }
 }

@@ -1,12 +1,12 @@
-import { ClosedError, InvalidArgument } from '../core/errors.js';
-import { Target } from '../core/target.js';
-import { NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { channels, publish, type ServerRequestEvent } from '../core/diagnostics.js';
-import { WorkPool, type WaitResult } from '../core/work-pool.js';
+import { ClosedError, InvalidArgument } from '../core/errors.js';
+import { NoOpSerializer, type Serializer } from '../core/serializer.js';
+import { Target } from '../core/target.js';
+import { type WaitResult, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
 import type { Transport } from '../transport.js';
-import { RPCDispatcher, type AccessPolicy } from './dispatcher.js';
-import { ServerRequest, type RequestHost } from './request.js';
+import { type AccessPolicy, RPCDispatcher } from './dispatcher.js';
+import { type RequestHost, ServerRequest } from './request.js';
 
 /** Options of an {@link RPCServer}. */
 export interface RPCServerOptions {
@@ -52,7 +52,12 @@ export class RPCServer {
   private state: State = 'new';
   private readonly counts = { served: 0, failed: 0 };
 
-  constructor(readonly transport: Transport, target: Target, endpoints: readonly object[], options: RPCServerOptions = {}) {
+  constructor(
+    readonly transport: Transport,
+    target: Target,
+    endpoints: readonly object[],
+    options: RPCServerOptions = {},
+  ) {
     if (!(target instanceof Target)) throw new InvalidArgument('RPCServer needs a Target');
     target.assertListenable();
     this.target = target;

@@ -1,10 +1,10 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const t = suite('README');
@@ -24,8 +24,28 @@ t('the library quick start runs as written', () => {
   try {
     const src = m![1]!.replace("from 'hermod'", `from '${path.join(root, 'dist/src/index.js')}'`);
     writeFileSync(path.join(dir, 'example.mts'), src);
-    const tsc = spawnSync(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '--target', 'ES2022', '--module', 'NodeNext',
-      '--moduleResolution', 'NodeNext', '--strict', '--skipLibCheck', '--types', 'node', '--typeRoots', path.join(root, 'node_modules/@types'), '--outDir', dir, path.join(dir, 'example.mts')], { encoding: 'utf8' });
+    const tsc = spawnSync(
+      process.execPath,
+      [
+        path.join(root, 'node_modules/typescript/bin/tsc'),
+        '--target',
+        'ES2022',
+        '--module',
+        'NodeNext',
+        '--moduleResolution',
+        'NodeNext',
+        '--strict',
+        '--skipLibCheck',
+        '--types',
+        'node',
+        '--typeRoots',
+        path.join(root, 'node_modules/@types'),
+        '--outDir',
+        dir,
+        path.join(dir, 'example.mts'),
+      ],
+      { encoding: 'utf8' },
+    );
     assert.is(tsc.status, 0, tsc.stdout + tsc.stderr);
     const run = spawnSync(process.execPath, [path.join(dir, 'example.mjs')], { encoding: 'utf8', timeout: 20_000 });
     assert.is(run.status, 0, run.stderr);

@@ -1,11 +1,15 @@
+import type { Connection, EventContext, Receiver, Sender } from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { Connection, EventContext, Receiver, Sender } from 'rhea';
 import { Router } from '../../src/router/router.js';
-import { rheaConnect, rheaClose } from '../support/rhea-peer.js';
 import { sleep, until } from '../support/assert.js';
+import { rheaClose, rheaConnect } from '../support/rhea-peer.js';
 
-interface Ctx { router: Router; port: number; conns: Connection[] }
+interface Ctx {
+  router: Router;
+  port: number;
+  conns: Connection[];
+}
 const t = suite<Ctx>('router (rhea client as peer)', { router: undefined as never, port: 0, conns: [] });
 
 t.before.each(async (ctx) => {
@@ -30,10 +34,11 @@ function collect(r: Receiver): Array<Record<string, unknown>> {
   return got;
 }
 
-const opened = (l: Sender | Receiver) => new Promise<void>((resolve) => {
-  if (l.is_open()) resolve();
-  else l.once(l.is_receiver() ? 'receiver_open' : 'sender_open', () => resolve());
-});
+const opened = (l: Sender | Receiver) =>
+  new Promise<void>((resolve) => {
+    if (l.is_open()) resolve();
+    else l.once(l.is_receiver() ? 'receiver_open' : 'sender_open', () => resolve());
+  });
 
 t('open frame announces a product and ANONYMOUS-RELAY', async (ctx) => {
   const c = await conn(ctx);
@@ -47,7 +52,8 @@ t('anycast is balanced across receivers; outcomes come back to the sender', asyn
   const c2 = await conn(ctx);
   const r1 = c1.open_receiver('work');
   const r2 = c2.open_receiver('work');
-  const g1 = collect(r1); const g2 = collect(r2);
+  const g1 = collect(r1);
+  const g2 = collect(r2);
   await Promise.all([opened(r1), opened(r2)]);
   const s = (await conn(ctx)).open_sender('work');
   let accepted = 0;
@@ -97,7 +103,10 @@ t('a receiver that accepts and detaches at once: the sender hears accepted, not 
   const r = (await conn(ctx)).open_receiver({ source: { address: addr }, autoaccept: false, credit_window: 0 } as never);
   r.add_credit(10);
   await opened(r);
-  r.on('message', (e: EventContext) => { e.delivery!.accept(); setImmediate(() => r.close()); });
+  r.on('message', (e: EventContext) => {
+    e.delivery!.accept();
+    setImmediate(() => r.close());
+  });
   const s = (await conn(ctx)).open_sender({ target: {} } as never);
   await until(() => s.sendable(), 'credit');
   const outcomes: string[] = [];
@@ -145,7 +154,9 @@ t('a rejection travels back with its error condition', async (ctx) => {
   await opened(r);
   const s = (await conn(ctx)).open_sender('picky');
   let err: { condition?: string; description?: string } | undefined;
-  s.on('rejected', (e: EventContext) => { err = (e.delivery as unknown as { remote_state: { error: typeof err } }).remote_state.error; });
+  s.on('rejected', (e: EventContext) => {
+    err = (e.delivery as unknown as { remote_state: { error: typeof err } }).remote_state.error;
+  });
   await until(() => s.sendable(), 'credit');
   s.send({ body: 1 });
   await until(() => err !== undefined, 'the rejection');
@@ -162,7 +173,7 @@ t('a receiver that vanishes with unsettled messages: the sender hears modified(d
   const s = (await conn(ctx)).open_sender({ target: { address: 'flaky' } } as never);
   const outcomes: string[] = [];
   let failedFlag: unknown;
-  (s as unknown as { set_option?: unknown });
+  s as unknown as { set_option?: unknown };
   s.on('released', (e: EventContext) => {
     outcomes.push('released/modified');
     failedFlag = (e.delivery as unknown as { remote_state?: { delivery_failed?: boolean } }).remote_state?.delivery_failed;
@@ -174,7 +185,10 @@ t('a receiver that vanishes with unsettled messages: the sender hears modified(d
   (rc as unknown as { socket: { destroy(): void } }).socket.destroy();
   await until(() => outcomes.length > 0, 'an outcome after the receiver vanished');
   assert.is(failedFlag, true);
-  await until(() => ctx.router.stats().connections === 1 + ctx.conns.length - 1 || ctx.router.stats().connections <= ctx.conns.length, 'cleanup');
+  await until(
+    () => ctx.router.stats().connections === 1 + ctx.conns.length - 1 || ctx.router.stats().connections <= ctx.conns.length,
+    'cleanup',
+  );
 });
 
 t('dynamic sources get unique addresses; properties pass through with their types', async (ctx) => {
@@ -189,8 +203,12 @@ t('dynamic sources get unique addresses; properties pass through with their type
   const s = (await conn(ctx)).open_sender({ target: {} } as never);
   await until(() => s.sendable(), 'credit');
   s.send({
-    to: a1, body: 'p', correlation_id: 'cid-1', subject: 'subj',
-    application_properties: { n: 42, s: 'str', b: true, f: 1.5 }, message_annotations: { 'x-opt-a': 'v' },
+    to: a1,
+    body: 'p',
+    correlation_id: 'cid-1',
+    subject: 'subj',
+    application_properties: { n: 42, s: 'str', b: true, f: 1.5 },
+    message_annotations: { 'x-opt-a': 'v' },
   } as never);
   await until(() => got.length === 1, 'the message');
   const m = got[0]!;
@@ -212,7 +230,11 @@ t('a slow receiver pushes back: the router holds at most its credit window per s
     r.add_credit(2);
     const s = sc.open_sender('slow');
     let sent = 0;
-    const pump = () => { while (s.sendable() && sent < 100) { s.send({ body: sent++ }); } };
+    const pump = () => {
+      while (s.sendable() && sent < 100) {
+        s.send({ body: sent++ });
+      }
+    };
     s.on('sendable', pump);
     await sleep(150);
     pump();
@@ -224,7 +246,8 @@ t('a slow receiver pushes back: the router holds at most its credit window per s
     r.add_credit(200);
     await until(() => got.length === sent, 'the held messages');
   } finally {
-    await rheaClose(rc); await rheaClose(sc);
+    await rheaClose(rc);
+    await rheaClose(sc);
     await small.stop();
   }
 });

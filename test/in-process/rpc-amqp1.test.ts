@@ -1,12 +1,12 @@
+import type rhea from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type rhea from 'rhea';
-import { getTransport, defaultConfig, Target, RPCServer, RPCClient, type Transport } from '../../src/index.js';
+import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
-import { Recorder } from '../support/endpoints.js';
-import { rpcSuite } from '../support/rpc-cases.js';
-import { rheaConnect, rheaClose } from '../support/rhea-peer.js';
 import { rejects, sleep, until } from '../support/assert.js';
+import { Recorder } from '../support/endpoints.js';
+import { rheaClose, rheaConnect } from '../support/rhea-peer.js';
+import { rpcSuite } from '../support/rpc-cases.js';
 
 // The RPC cases every driver passes, through one embedded router.
 rpcSuite('rpc over amqp1 via the embedded router: shared cases', async () => {
@@ -23,7 +23,12 @@ rpcSuite('rpc over amqp1 via the embedded router: shared cases', async () => {
 
 // What is AMQP 1.0's own: raw rhea peers, released → resend, router loss and failover.
 
-interface Ctx { router: Router; url: string; transports: Transport[]; servers: RPCServer[] }
+interface Ctx {
+  router: Router;
+  url: string;
+  transports: Transport[];
+  servers: RPCServer[];
+}
 const t = suite<Ctx>('rpc over amqp1 via the embedded router', { router: undefined as never, url: '', transports: [], servers: [] });
 
 t.before.each(async (ctx) => {
@@ -34,7 +39,10 @@ t.before.each(async (ctx) => {
   ctx.servers = [];
 });
 t.after.each(async (ctx) => {
-  for (const s of ctx.servers) { await s.stop(); await s.wait(1000); }
+  for (const s of ctx.servers) {
+    await s.stop();
+    await s.wait(1000);
+  }
   for (const tr of ctx.transports) await tr.close();
   await ctx.router.stop();
 });
@@ -94,7 +102,11 @@ t('malformed bodies from a foreign peer: rejected, a failure reply for calls, th
     await until(() => s.sendable(), 'credit');
     s.send({ body: '{not json', message_id: 'id-1', reply_to: replyTo } as never);
     s.send({ body: JSON.stringify({ request: [1, 2] }) } as never);
-    s.send({ body: JSON.stringify({ request: { method: 'add', args: 'nope' }, context: {} }), message_id: 'id-3', reply_to: replyTo } as never);
+    s.send({
+      body: JSON.stringify({ request: { method: 'add', args: 'nope' }, context: {} }),
+      message_id: 'id-3',
+      reply_to: replyTo,
+    } as never);
     await until(() => outcomes.length === 3 && replies.length === 2, 'three outcomes and two replies');
     assert.equal(outcomes.slice(0, 2), ['rejected', 'rejected']);
     const failures = replies.map((r) => JSON.parse(JSON.parse(r.body as string).failure).class);
@@ -123,7 +135,10 @@ t('router gone: a call in flight fails promptly with TransportError, new calls s
   const c = new RPCClient(tr, new Target({ topic: 'rs' }), { timeout: 5000 });
   assert.is(await c.call({}, 'add', { a: 1, b: 1 }), 2);
   const t0 = Date.now();
-  const inflight = c.call({}, 'sleep', { ms: 1000 }).then(() => undefined, (e: Error & { code?: string }) => ({ e, at: Date.now() }));
+  const inflight = c.call({}, 'sleep', { ms: 1000 }).then(
+    () => undefined,
+    (e: Error & { code?: string }) => ({ e, at: Date.now() }),
+  );
   await sleep(100);
   await ctx.router.stop();
   const failed = await inflight;
@@ -183,7 +198,9 @@ t('a process that closes its transport exits at once (no rhea timers left behind
   const t0 = Date.now();
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
+  child.stdout!.on('data', (d) => {
+    out += d;
+  });
   const code = await new Promise((r) => child.once('exit', r));
   assert.is(code, 0);
   assert.is(out.trim(), '3');

@@ -1,11 +1,11 @@
+import diagnostics_channel from 'node:diagnostics_channel';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import diagnostics_channel from 'node:diagnostics_channel';
-import { getTransport, defaultConfig, Target, RPCServer, RPCClient, type Transport } from '../../src/index.js';
 import type { MemoryDriver } from '../../src/driver/memory/index.js';
+import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import { rejects, until } from '../support/assert.js';
 import { Recorder } from '../support/endpoints.js';
 import { rpcSuite } from '../support/rpc-cases.js';
-import { rejects, until } from '../support/assert.js';
 
 // The RPC cases every driver passes, on an in-process broker of its own.
 rpcSuite('rpc over memory', async () => ({
@@ -19,7 +19,10 @@ rpcSuite('rpc over memory', async () => ({
 let n = 0;
 const fresh = () => `rpc${++n}`;
 
-interface Ctx { transport: Transport; servers: RPCServer[] }
+interface Ctx {
+  transport: Transport;
+  servers: RPCServer[];
+}
 const t = suite<Ctx>('rpc over memory: in-process brokers', { transport: undefined as never, servers: [] });
 
 t.before.each(async (ctx) => {
@@ -27,7 +30,10 @@ t.before.each(async (ctx) => {
   ctx.servers = [];
 });
 t.after.each(async (ctx) => {
-  for (const s of ctx.servers) { await s.stop(); await s.wait(1000); }
+  for (const s of ctx.servers) {
+    await s.stop();
+    await s.wait(1000);
+  }
   await ctx.transport.close();
 });
 
@@ -48,8 +54,13 @@ t('transports sharing a memory:// name talk to each other; other names do not', 
     assert.is(await new RPCClient(t2, new Target({ topic: 'x' }), { timeout: 1000 }).call({}, 'whoami'), 's');
     await rejects(new RPCClient(t3, new Target({ topic: 'x' }), { timeout: 50 }).call({}, 'whoami'), 'HERMOD_ERR_TIMEOUT');
   } finally {
-    for (const s of ctx.servers.splice(0)) { await s.stop(); await s.wait(); }
-    await t1.close(); await t2.close(); await t3.close();
+    for (const s of ctx.servers.splice(0)) {
+      await s.stop();
+      await s.wait();
+    }
+    await t1.close();
+    await t2.close();
+    await t3.close();
   }
 });
 

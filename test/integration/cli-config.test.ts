@@ -1,10 +1,10 @@
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 
 // The bins' configuration sources and usage errors. Nothing here needs a peer: usage errors
 // are reported before connecting, and the rest connects to a closed port (the error names the
@@ -12,13 +12,21 @@ import path from 'node:path';
 const bin = (name: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', `${name}.js`);
 const NOWHERE = 'amqp://127.0.0.1:1/';
 
-async function run(name: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
+async function run(
+  name: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; out: string; err: string }> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HERMOD_')));
   const child = spawn(process.execPath, [bin(name), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...base, ...env } });
   let out = '';
   let err = '';
-  child.stdout.on('data', (d) => { out += d; });
-  child.stderr.on('data', (d) => { err += d; });
+  child.stdout.on('data', (d) => {
+    out += d;
+  });
+  child.stderr.on('data', (d) => {
+    err += d;
+  });
   const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
   return { code, out, err };
 }

@@ -1,19 +1,31 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
-import { until } from '../support/assert.js';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
+import { until } from '../support/assert.js';
 
 const bin = (name: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', `${name}.js`);
 
-interface Proc { child: ChildProcess; out: string; err: string; exited: Promise<number | null> }
+interface Proc {
+  child: ChildProcess;
+  out: string;
+  err: string;
+  exited: Promise<number | null>;
+}
 function start(name: string, args: string[]): Proc {
-  const child = spawn(process.execPath, [bin(name), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HERMOD_TRANSPORT_URL: undefined } as never });
+  const child = spawn(process.execPath, [bin(name), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, HERMOD_TRANSPORT_URL: undefined } as never,
+  });
   const p: Proc = { child, out: '', err: '', exited: new Promise((r) => child.once('exit', (code) => r(code))) };
-  child.stdout!.on('data', (d) => { p.out += d; });
-  child.stderr!.on('data', (d) => { p.err += d; });
+  child.stdout!.on('data', (d) => {
+    p.out += d;
+  });
+  child.stderr!.on('data', (d) => {
+    p.err += d;
+  });
   return p;
 }
 async function run(name: string, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
@@ -22,7 +34,11 @@ async function run(name: string, args: string[]): Promise<{ code: number | null;
   return { code, out: p.out, err: p.err };
 }
 
-interface Ctx { router: Proc; server: Proc; url: string }
+interface Ctx {
+  router: Proc;
+  server: Proc;
+  url: string;
+}
 const t = suite<Ctx>('CLIs as subprocesses', { router: undefined as never, server: undefined as never, url: '' });
 
 t.before(async (ctx) => {
@@ -34,7 +50,10 @@ t.before(async (ctx) => {
 });
 t.after(async (ctx) => {
   for (const p of [ctx.server, ctx.router]) {
-    if (p.child.exitCode === null) { p.child.kill('SIGTERM'); await p.exited; }
+    if (p.child.exitCode === null) {
+      p.child.kill('SIGTERM');
+      await p.exited;
+    }
   }
 });
 
@@ -57,7 +76,16 @@ t('exit statuses: remote error 1, no such method 4, timeout 3, cannot connect 5,
   const to = await run('rpc-client', ['nobody', 'add', '--timeout', '0.5', '--transport-url', ctx.url]);
   assert.is(to.code, 3);
   assert.match(to.err, /timeout/);
-  const cc = await run('rpc-client', ['cli', 'add', '--timeout', '2', '--transport-url', 'amqp://127.0.0.1:1/', '--config', 'amqp1.retryInterval=50']);
+  const cc = await run('rpc-client', [
+    'cli',
+    'add',
+    '--timeout',
+    '2',
+    '--transport-url',
+    'amqp://127.0.0.1:1/',
+    '--config',
+    'amqp1.retryInterval=50',
+  ]);
   assert.is(cc.code, 5);
   assert.match(cc.err, /cannot connect to amqp:\/\/127\.0\.0\.1:1/);
   const bad = await run('rpc-client', ['cli', 'add', '--config', 'rpc.respnseTimeout=5', '--transport-url', ctx.url]);
@@ -104,8 +132,11 @@ t('endpoint modules and --help-config', async (ctx) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'hermod-ep-'));
   try {
     // The module's source text holds a template literal of its own.
-    // biome-ignore lint/suspicious/noTemplateCurlyInString: JavaScript source written to a file
-    writeFileSync(path.join(dir, 'ep.mjs'), 'export default class { constructor(c) { this.c = c; } async hello(_ctx, a) { return `hi ${a.name} from ${this.c.server}`; } }\n');
+    writeFileSync(
+      path.join(dir, 'ep.mjs'),
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: JavaScript source written to a file
+      'export default class { constructor(c) { this.c = c; } async hello(_ctx, a) { return `hi ${a.name} from ${this.c.server}`; } }\n',
+    );
     const s = start('rpc-server', ['mod1', '--topic', 'mod', '--endpoints', path.join(dir, 'ep.mjs'), '--transport-url', ctx.url]);
     await until(() => s.out.includes('serving topic mod'), 'the module server', 10_000);
     const r = await run('rpc-client', ['mod', 'hello', 'name=ann', '--transport-url', ctx.url]);
@@ -118,16 +149,51 @@ t('endpoint modules and --help-config', async (ctx) => {
 });
 
 t('notify-listen prints what notify-send sends, filtered, and exits after --count', async (ctx) => {
-  const l = start('notify-listen', ['--topic', 'clinote', '--json', '--count', '2', '--event-type', '^compute\\.', '--transport-url', ctx.url]);
+  const l = start('notify-listen', [
+    '--topic',
+    'clinote',
+    '--json',
+    '--count',
+    '2',
+    '--event-type',
+    '^compute\\.',
+    '--transport-url',
+    ctx.url,
+  ]);
   await until(() => l.err.includes('listening on'), 'the listener to listen', 10_000);
-  for (const [event, prio] of [['compute.start', 'warn'], ['network.up', 'info'], ['compute.end', 'info']]) {
-    const r = await run('notify-send', [event!, 'id=7', 'name=vm', '--priority', prio!, '--publisher-id', 'cli.host', '--topic', 'clinote', '--transport-url', ctx.url]);
+  for (const [event, prio] of [
+    ['compute.start', 'warn'],
+    ['network.up', 'info'],
+    ['compute.end', 'info'],
+  ]) {
+    const r = await run('notify-send', [
+      event!,
+      'id=7',
+      'name=vm',
+      '--priority',
+      prio!,
+      '--publisher-id',
+      'cli.host',
+      '--topic',
+      'clinote',
+      '--transport-url',
+      ctx.url,
+    ]);
     assert.is(r.code, 0, `${r.err}\nlistener out: ${l.out}\nlistener err: ${l.err}`);
     assert.match(r.out, new RegExp(`sent ${prio} ${event}`));
   }
   assert.is(await l.exited, 0, l.err);
-  const lines = l.out.trim().split('\n').map((x) => JSON.parse(x) as Record<string, unknown>);
-  assert.equal(lines.map((x) => [x.priority, x.event_type, x.publisher_id]), [['warn', 'compute.start', 'cli.host'], ['info', 'compute.end', 'cli.host']]);
+  const lines = l.out
+    .trim()
+    .split('\n')
+    .map((x) => JSON.parse(x) as Record<string, unknown>);
+  assert.equal(
+    lines.map((x) => [x.priority, x.event_type, x.publisher_id]),
+    [
+      ['warn', 'compute.start', 'cli.host'],
+      ['info', 'compute.end', 'cli.host'],
+    ],
+  );
   assert.equal(lines[0]!.payload, { id: 7, name: 'vm' });
   const bad = await run('notify-send', ['x', '--priority', 'loud', '--transport-url', ctx.url]);
   assert.is(bad.code, 2);
@@ -137,17 +203,29 @@ t('notify-listen prints what notify-send sends, filtered, and exits after --coun
 t.run();
 
 // The same CLIs on RabbitMQ (`--transport-url rabbit://…`), against the run's RabbitMQ node.
-interface RCtx { node: RabbitNode; vhost: string; url: string; servers: Proc[] }
+interface RCtx {
+  node: RabbitNode;
+  vhost: string;
+  url: string;
+  servers: Proc[];
+}
 const r = suite<RCtx>('CLIs on RabbitMQ', {} as RCtx);
 r.before(async (ctx) => {
   ctx.node = await RabbitNode.shared();
   ctx.vhost = await ctx.node.addVhost(`cli-${process.pid}`);
   ctx.url = ctx.node.url(ctx.vhost);
-  ctx.servers = [start('rpc-server', ['r1', '--topic', 'rcli', '--transport-url', ctx.url]), start('rpc-server', ['r2', '--topic', 'rcli', '--transport-url', ctx.url])];
+  ctx.servers = [
+    start('rpc-server', ['r1', '--topic', 'rcli', '--transport-url', ctx.url]),
+    start('rpc-server', ['r2', '--topic', 'rcli', '--transport-url', ctx.url]),
+  ];
   for (const s of ctx.servers) await until(() => s.out.includes('serving topic rcli'), 'the rabbit server to serve', 20_000);
 });
 r.after(async (ctx) => {
-  for (const p of ctx.servers ?? []) if (p.child.exitCode === null) { p.child.kill('SIGTERM'); await p.exited; }
+  for (const p of ctx.servers ?? [])
+    if (p.child.exitCode === null) {
+      p.child.kill('SIGTERM');
+      await p.exited;
+    }
   await ctx.node.deleteVhost(ctx.vhost);
   await ctx.node.release();
 });

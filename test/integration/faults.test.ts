@@ -1,13 +1,13 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import amqplib from 'amqplib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
-import amqplib from 'amqplib';
-import { getTransport, defaultConfig, Target, RPCServer, RPCClient, type Transport, type ConnectionState } from '../../src/index.js';
-import { Recorder } from '../support/endpoints.js';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
+import { type ConnectionState, defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { rejects, sleep, until } from '../support/assert.js';
+import { Recorder } from '../support/endpoints.js';
 
 // Fault tests: brokers killed, stopped and refused under traffic. Each states its figures.
 // RabbitMQ faults use a node of their own (it gets killed), not the run's shared one.
@@ -15,13 +15,27 @@ import { rejects, sleep, until } from '../support/assert.js';
 const bin = (name: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', `${name}.js`);
 const fast = { 'rabbit.retryInterval': 100, 'rabbit.intervalMax': 500, 'amqp1.retryInterval': 50, 'amqp1.intervalMax': 200 };
 
-interface Ctx { node: RabbitNode; transports: Transport[]; servers: RPCServer[] }
+interface Ctx {
+  node: RabbitNode;
+  transports: Transport[];
+  servers: RPCServer[];
+}
 const t = suite<Ctx>('faults', {} as Ctx);
-t.before(async (ctx) => { ctx.node = await RabbitNode.start({ name: 'hermod-faults', tls: true }); });
-t.after(async (ctx) => { await ctx.node?.stop(); });
-t.before.each((ctx) => { ctx.transports = []; ctx.servers = []; });
+t.before(async (ctx) => {
+  ctx.node = await RabbitNode.start({ name: 'hermod-faults', tls: true });
+});
+t.after(async (ctx) => {
+  await ctx.node?.stop();
+});
+t.before.each((ctx) => {
+  ctx.transports = [];
+  ctx.servers = [];
+});
 t.after.each(async (ctx) => {
-  for (const s of ctx.servers) { await s.stop(); await s.wait(1000); }
+  for (const s of ctx.servers) {
+    await s.stop();
+    await s.wait(1000);
+  }
   for (const tr of ctx.transports) await tr.close();
 });
 async function transport(ctx: Ctx, url: string, overrides: Record<string, unknown> = {}): Promise<Transport> {
@@ -37,7 +51,10 @@ t('kill -9 RabbitMQ during a burst of 400 durable casts: every cast arrives exac
   const server = new RPCServer(await transport(ctx, ctx.node.url(), durable), new Target({ topic: 'burst', server: 's' }), [rec]);
   await server.start();
   ctx.servers.push(server);
-  const client = new RPCClient(await transport(ctx, ctx.node.url(), durable), new Target({ topic: 'burst' }), { timeout: 60_000, retry: -1 });
+  const client = new RPCClient(await transport(ctx, ctx.node.url(), durable), new Target({ topic: 'burst' }), {
+    timeout: 60_000,
+    retry: -1,
+  });
   const total = 400;
   let confirmed = 0;
   let next = 0;
@@ -45,7 +62,14 @@ t('kill -9 RabbitMQ during a burst of 400 durable casts: every cast arrives exac
   const lanes = Array.from({ length: 16 }, async () => {
     while (next < total) {
       const seq = next++;
-      await client.cast({}, 'bump', { seq }).then(() => { confirmed++; }, (e: Error) => { failures.push(e); });
+      await client.cast({}, 'bump', { seq }).then(
+        () => {
+          confirmed++;
+        },
+        (e: Error) => {
+          failures.push(e);
+        },
+      );
     }
   });
   await until(() => confirmed >= 100, '100 casts confirmed before the crash', 20_000);
@@ -53,9 +77,17 @@ t('kill -9 RabbitMQ during a burst of 400 durable casts: every cast arrives exac
   await sleep(500);
   await ctx.node.restart();
   await Promise.all(lanes);
-  assert.equal(failures.map((e) => e.message), [], 'no cast failed: retry=-1 resends across the restart');
+  assert.equal(
+    failures.map((e) => e.message),
+    [],
+    'no cast failed: retry=-1 resends across the restart',
+  );
   assert.is(confirmed, total);
-  await until(() => new Set(rec.calls.filter((c) => c.method === 'bump').map((c) => (c.args as { seq: number }).seq)).size === total, `all ${total} casts received`, 30_000);
+  await until(
+    () => new Set(rec.calls.filter((c) => c.method === 'bump').map((c) => (c.args as { seq: number }).seq)).size === total,
+    `all ${total} casts received`,
+    30_000,
+  );
   await sleep(300);
   const seqs = rec.calls.filter((c) => c.method === 'bump').map((c) => (c.args as { seq: number }).seq);
   // Figures: sent 400, received 400 distinct, lost 0, duplicates run 0 (dropped by _unique_id).
@@ -70,7 +102,10 @@ t('a call in flight when the broker restarts fails promptly with TransportError,
   const client = new RPCClient(await transport(ctx, ctx.node.url()), new Target({ topic: 'inflight' }), { timeout: 60_000 });
   assert.is(await client.call({}, 'add', { a: 1, b: 1 }), 2);
   const t0 = Date.now();
-  const pending = client.call({}, 'sleep', { ms: 3000 }).then(() => 'ok', (e: Error & { code?: string }) => e.code);
+  const pending = client.call({}, 'sleep', { ms: 3000 }).then(
+    () => 'ok',
+    (e: Error & { code?: string }) => e.code,
+  );
   await sleep(200);
   await ctx.node.kill9();
   await ctx.node.restart();
@@ -84,16 +119,22 @@ t('a call in flight when the broker restarts fails promptly with TransportError,
   let again: unknown;
   const end = Date.now() + 20_000;
   while (again !== 4 && Date.now() < end) {
-    again = await client.call({}, 'add', { a: 2, b: 2 }).catch((e: Error & { code?: string }) => (e.code === 'HERMOD_ERR_UNDELIVERABLE' ? sleep(100) : Promise.reject(e)));
+    again = await client
+      .call({}, 'add', { a: 2, b: 2 })
+      .catch((e: Error & { code?: string }) => (e.code === 'HERMOD_ERR_UNDELIVERABLE' ? sleep(100) : Promise.reject(e)));
   }
   assert.is(again, 4, 'served again after the restart');
 });
 
 t('a server killed mid-call: the caller gets a call-monitor timeout, not a hang', async (ctx) => {
   const url = ctx.node.url();
-  const child = spawn(process.execPath, [bin('rpc-server'), 'victim', '--topic', 'victim', '--transport-url', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [bin('rpc-server'), 'victim', '--topic', 'victim', '--transport-url', url], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
+  child.stdout!.on('data', (d) => {
+    out += d;
+  });
   await until(() => out.includes('serving topic victim'), 'the server subprocess', 15_000);
   const client = new RPCClient(await transport(ctx, url), new Target({ topic: 'victim' }), { timeout: 30_000, callMonitorTimeout: 1000 });
   const t0 = Date.now();
@@ -137,7 +178,10 @@ t('fuzz: 600 malformed messages at a server; all settled, none crash it, it keep
     const ch = await raw.createConfirmChannel();
     // A seeded generator: the same 600 messages every run.
     let seed = 0x5eed;
-    const rnd = () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x7fffffff; };
+    const rnd = () => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed / 0x7fffffff;
+    };
     const junk = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(rnd() * 256)));
     const values = [null, 1, -1.5, 'str', true, [], {}, [1, 'a'], { x: { y: [] } }, 'x'.repeat(1000)];
     const pick = () => values[Math.floor(rnd() * values.length)];
@@ -146,10 +190,25 @@ t('fuzz: 600 malformed messages at a server; all settled, none crash it, it keep
     for (let i = 0; i < 600; i++) {
       const kind = i % 6;
       if (kind === 0) bodies.push(junk(1 + Math.floor(rnd() * 400)));
-      else if (kind === 1) { const good = env({ method: 'add', args: { a: 1, b: 2 }, _unique_id: `f${i}` }); bodies.push(good.subarray(0, Math.floor(rnd() * good.length))); }
-      else if (kind === 2) bodies.push(env({ method: pick(), args: pick(), namespace: pick(), version: pick(), _unique_id: `f${i}`, _msg_id: pick(), _reply_q: pick(), _timeout: pick() }));
+      else if (kind === 1) {
+        const good = env({ method: 'add', args: { a: 1, b: 2 }, _unique_id: `f${i}` });
+        bodies.push(good.subarray(0, Math.floor(rnd() * good.length)));
+      } else if (kind === 2)
+        bodies.push(
+          env({
+            method: pick(),
+            args: pick(),
+            namespace: pick(),
+            version: pick(),
+            _unique_id: `f${i}`,
+            _msg_id: pick(),
+            _reply_q: pick(),
+            _timeout: pick(),
+          }),
+        );
       else if (kind === 3) bodies.push(Buffer.from(JSON.stringify({ 'oslo.version': pick(), 'oslo.message': pick() })));
-      else if (kind === 4) bodies.push(env({ method: 'echo', args: { value: 'y'.repeat(200_000 + Math.floor(rnd() * 100_000)) }, _unique_id: `f${i}` }));
+      else if (kind === 4)
+        bodies.push(env({ method: 'echo', args: { value: 'y'.repeat(200_000 + Math.floor(rnd() * 100_000)) }, _unique_id: `f${i}` }));
       else bodies.push(Buffer.from(JSON.stringify(pick())));
     }
     for (const b of bodies) ch.publish('openstack', 'fuzz', b, { contentType: rnd() < 0.5 ? 'application/json' : 'text/plain' });
@@ -193,7 +252,9 @@ t('failover across two RabbitMQ nodes: losing the current one moves servers and 
 t('SIGSTOP an AMQP 1.0 router: the client notices within its idle timeout and recovers after SIGCONT', async (ctx) => {
   const router = spawn(process.execPath, [bin('hermod-router'), '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let rout = '';
-  router.stdout!.on('data', (d) => { rout += d; });
+  router.stdout!.on('data', (d) => {
+    rout += d;
+  });
   try {
     await until(() => /listening on (amqp:\/\/\S+)/.test(rout), 'the router', 10_000);
     const url = /listening on (amqp:\/\/\S+)/.exec(rout)![1]!;
@@ -208,7 +269,10 @@ t('SIGSTOP an AMQP 1.0 router: the client notices within its idle timeout and re
     assert.is(await c.call({}, 'add', { a: 1, b: 1 }), 2);
     router.kill('SIGSTOP');
     const t0 = Date.now();
-    const pending = c.call({}, 'add', { a: 2, b: 2 }).then(() => 'ok', (e: Error & { code?: string }) => e.code);
+    const pending = c.call({}, 'add', { a: 2, b: 2 }).then(
+      () => 'ok',
+      (e: Error & { code?: string }) => e.code,
+    );
     await until(() => states.includes('disconnected'), 'the dead peer noticed', 5000);
     const noticed = Date.now() - t0;
     assert.ok(noticed < 3500, `noticed after ${noticed} ms (idle timeout 1 s)`);
@@ -265,14 +329,27 @@ t('TLS: rabbits:// with the test CA serves; an unknown CA fails at once with a c
   assert.is(await new RPCClient(tr, new Target({ topic: 'tls' }), { timeout: 5000 }).call({}, 'add', { a: 40, b: 2 }), 42);
   const t0 = Date.now();
   const bad = await transport(ctx, url, { 'tls.ca': ctx.node.pki!.otherCa });
-  await rejects(new RPCClient(bad, new Target({ topic: 'tls' }), { timeout: 10_000 }).call({}, 'add', { a: 1, b: 1 }), 'HERMOD_ERR_TRANSPORT', /certificate/);
+  await rejects(
+    new RPCClient(bad, new Target({ topic: 'tls' }), { timeout: 10_000 }).call({}, 'add', { a: 1, b: 1 }),
+    'HERMOD_ERR_TRANSPORT',
+    /certificate/,
+  );
   assert.ok(Date.now() - t0 < 3000, 'no retrying until the timeout');
   // Mutual TLS: a client certificate from the node's CA is accepted, one from another CA refused.
   const pki = ctx.node.pki!;
   const mtls = await transport(ctx, url, { 'tls.ca': pki.ca, 'tls.cert': pki.clientCert, 'tls.key': pki.clientKey });
   assert.is(await new RPCClient(mtls, new Target({ topic: 'tls' }), { timeout: 5000 }).call({}, 'add', { a: 1, b: 2 }), 3);
-  const rogue = await transport(ctx, url, { 'tls.ca': pki.ca, 'tls.cert': pki.rogueCert, 'tls.key': pki.rogueKey, 'rabbit.retryInterval': 50, 'rabbit.intervalMax': 100 });
-  await rejects(new RPCClient(rogue, new Target({ topic: 'tls' }), { timeout: 3000, retry: 2 }).call({}, 'add', { a: 1, b: 1 }), 'HERMOD_ERR_TRANSPORT');
+  const rogue = await transport(ctx, url, {
+    'tls.ca': pki.ca,
+    'tls.cert': pki.rogueCert,
+    'tls.key': pki.rogueKey,
+    'rabbit.retryInterval': 50,
+    'rabbit.intervalMax': 100,
+  });
+  await rejects(
+    new RPCClient(rogue, new Target({ topic: 'tls' }), { timeout: 3000, retry: 2 }).call({}, 'add', { a: 1, b: 1 }),
+    'HERMOD_ERR_TRANSPORT',
+  );
 });
 
 t('a two-node cluster: stopping the node everyone is on moves servers and clients to the other', async (ctx) => {
@@ -301,7 +378,10 @@ t('a two-node cluster: stopping the node everyone is on moves servers and client
     await c.prepare({ fanout: true }).cast({}, 'bump', { seq: 1 });
     await until(() => rec.calls.some((x) => x.method === 'bump'), 'fanout on node B');
   } finally {
-    for (const s of ctx.servers.splice(0)) { await s.stop(); await s.wait(1000); }
+    for (const s of ctx.servers.splice(0)) {
+      await s.stop();
+      await s.wait(1000);
+    }
     for (const tr of ctx.transports.splice(0)) await tr.close();
     await b.stop();
     await a.stop();
@@ -314,7 +394,10 @@ t('casts with retry: 0 across a broker crash: each one resolves or rejects promp
   const server = new RPCServer(await transport(ctx, ctx.node.url(), durable), new Target({ topic: 'noretry', server: 's' }), [rec]);
   await server.start();
   ctx.servers.push(server);
-  const client = new RPCClient(await transport(ctx, ctx.node.url(), durable), new Target({ topic: 'noretry' }), { timeout: 60_000, retry: 0 });
+  const client = new RPCClient(await transport(ctx, ctx.node.url(), durable), new Target({ topic: 'noretry' }), {
+    timeout: 60_000,
+    retry: 0,
+  });
   const total = 200;
   const confirmed = new Set<number>();
   const failed: string[] = [];
@@ -322,7 +405,14 @@ t('casts with retry: 0 across a broker crash: each one resolves or rejects promp
   const lanes = Array.from({ length: 8 }, async () => {
     while (next < total) {
       const seq = next++;
-      await client.cast({}, 'bump', { seq }).then(() => { confirmed.add(seq); }, (e: Error & { code?: string }) => { failed.push(e.code ?? e.message); });
+      await client.cast({}, 'bump', { seq }).then(
+        () => {
+          confirmed.add(seq);
+        },
+        (e: Error & { code?: string }) => {
+          failed.push(e.code ?? e.message);
+        },
+      );
     }
   });
   await until(() => confirmed.size >= 50, '50 casts confirmed', 20_000);
@@ -334,15 +424,24 @@ t('casts with retry: 0 across a broker crash: each one resolves or rejects promp
   // Figures: 200 sent = confirmed + rejected; rejections are TransportError, at once (no resend).
   assert.is(confirmed.size + failed.length, total);
   assert.ok(failed.length > 0, 'the crash made some casts fail');
-  assert.ok(failed.every((c) => c === 'HERMOD_ERR_TRANSPORT'), `rejections: ${[...new Set(failed)]}`);
+  assert.ok(
+    failed.every((c) => c === 'HERMOD_ERR_TRANSPORT'),
+    `rejections: ${[...new Set(failed)]}`,
+  );
   assert.ok(settledIn < 10_000, `all settled ${settledIn} ms after the crash, without waiting for the broker`);
-  await until(() => [...confirmed].every((seq) => rec.calls.some((c) => (c.args as { seq?: number }).seq === seq)), 'every confirmed cast received', 30_000);
+  await until(
+    () => [...confirmed].every((seq) => rec.calls.some((c) => (c.args as { seq?: number }).seq === seq)),
+    'every confirmed cast received',
+    30_000,
+  );
 });
 
 t('backpressure: while the broker stops reading, publishing waits for drain instead of buffering every cast', async (ctx) => {
   // amqplib does not export its ConfirmChannel class: take its prototype from a live channel.
   const probe = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${ctx.node.port}/`);
-  const ConfirmChannel = { prototype: Object.getPrototypeOf(await probe.createConfirmChannel()) as { publish: (...a: unknown[]) => boolean } };
+  const ConfirmChannel = {
+    prototype: Object.getPrototypeOf(await probe.createConfirmChannel()) as { publish: (...a: unknown[]) => boolean },
+  };
   await probe.close();
   const rec = new Recorder('s');
   const server = new RPCServer(await transport(ctx, ctx.node.url()), new Target({ topic: 'drain', server: 's' }), [rec]);
@@ -352,7 +451,10 @@ t('backpressure: while the broker stops reading, publishing waits for drain inst
   await c.cast({}, 'bump', { seq: -1 });
   const original = ConfirmChannel.prototype.publish;
   let handed = 0;
-  ConfirmChannel.prototype.publish = function (this: unknown, ...a: unknown[]) { handed++; return original.apply(this, a); };
+  ConfirmChannel.prototype.publish = function (this: unknown, ...a: unknown[]) {
+    handed++;
+    return original.apply(this, a);
+  };
   const total = 80;
   const big = 'z'.repeat(1024 * 1024);
   await ctx.node.ctl('set_vm_memory_high_watermark', '0.0000001');

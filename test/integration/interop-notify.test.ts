@@ -1,17 +1,35 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { getTransport, defaultConfig, Target, Notifier, NotificationListener, NotificationFilter, PRIORITIES, type Transport } from '../../src/index.js';
-import { Router } from '../../src/router/router.js';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
-import { OsloPeer, osloAvailable } from '../support/oslo.js';
-import { Collector } from '../support/notify-cases.js';
+import {
+  defaultConfig,
+  getTransport,
+  NotificationFilter,
+  NotificationListener,
+  Notifier,
+  PRIORITIES,
+  Target,
+  type Transport,
+} from '../../src/index.js';
+import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
+import { Collector } from '../support/notify-cases.js';
+import { OsloPeer, osloAvailable } from '../support/oslo.js';
 
 // Notifications between hermod and python3-oslo.messaging, both ways, on RabbitMQ and on the
 // embedded AMQP 1.0 router.
 
-interface Broker { url: string; pools: boolean; stop(): Promise<void> }
-interface Ctx { broker: Broker; transports: Transport[]; listeners: NotificationListener[]; peers: OsloPeer[] }
+interface Broker {
+  url: string;
+  pools: boolean;
+  stop(): Promise<void>;
+}
+interface Ctx {
+  broker: Broker;
+  transports: Transport[];
+  listeners: NotificationListener[];
+  peers: OsloPeer[];
+}
 
 function interopNotify(name: string, broker: () => Promise<Broker>) {
   const t = suite<Ctx>(name, {} as Ctx);
@@ -19,10 +37,19 @@ function interopNotify(name: string, broker: () => Promise<Broker>) {
     if (!osloAvailable()) throw new Error('python3-oslo.messaging is not installed (.ci/run installs it)');
     ctx.broker = await broker();
   });
-  t.after(async (ctx) => { await ctx.broker?.stop(); });
-  t.before.each((ctx) => { ctx.transports = []; ctx.listeners = []; ctx.peers = []; });
+  t.after(async (ctx) => {
+    await ctx.broker?.stop();
+  });
+  t.before.each((ctx) => {
+    ctx.transports = [];
+    ctx.listeners = [];
+    ctx.peers = [];
+  });
   t.after.each(async (ctx) => {
-    for (const l of ctx.listeners) { await l.stop(); await l.wait(1000); }
+    for (const l of ctx.listeners) {
+      await l.stop();
+      await l.wait(1000);
+    }
     await Promise.all(ctx.peers.map((p) => p.stop()));
     for (const tr of ctx.transports) await tr.close();
   });
@@ -45,10 +72,24 @@ function interopNotify(name: string, broker: () => Promise<Broker>) {
     ctx.listeners.push(l);
     const py = await peer(ctx, 'notify');
     for (const p of PRIORITIES) {
-      const r = await py.request({ publisher_id: 'py.host', event_type: `compute.${p}`, priority: p, topics: ['py2h'], payload: { p, n: [1, 2.5, null], s: 'ü' }, ctx: { request_id: 'req-py', user_id: 'u', auth_token: 'tok' } });
+      const r = await py.request({
+        publisher_id: 'py.host',
+        event_type: `compute.${p}`,
+        priority: p,
+        topics: ['py2h'],
+        payload: { p, n: [1, 2.5, null], s: 'ü' },
+        ctx: { request_id: 'req-py', user_id: 'u', auth_token: 'tok' },
+      });
       assert.ok(r.ok, JSON.stringify(r.error));
     }
-    const r1 = await py.request({ publisher_id: 'py.host', event_type: 'network.x', priority: 'info', topics: ['py2h'], payload: {}, driver: 'messaging' });
+    const r1 = await py.request({
+      publisher_id: 'py.host',
+      event_type: 'network.x',
+      priority: 'info',
+      topics: ['py2h'],
+      payload: {},
+      driver: 'messaging',
+    });
     assert.ok(r1.ok);
     await until(() => c.got.length === PRIORITIES.length + 1, 'every Python notification', 10000);
     for (const p of PRIORITIES) {
@@ -60,16 +101,21 @@ function interopNotify(name: string, broker: () => Promise<Broker>) {
       assert.is(g.ctx.auth_token, undefined, 'oslo sanitizes the context too');
       assert.match(g.metadata.message_id!, /^[0-9a-f-]{36}$/);
     }
-    assert.ok(c.got.some((g) => g.eventType === 'network.x'), 'a 1.0 (messaging driver) notification is read too');
+    assert.ok(
+      c.got.some((g) => g.eventType === 'network.x'),
+      'a 1.0 (messaging driver) notification is read too',
+    );
     await sleep(100);
     assert.is(filtered.got.length, PRIORITIES.length, 'the filter kept compute.* only');
   });
 
-  t('a hermod Notifier reaches a Python listener; a Python filter behaves like hermod\'s', async (ctx) => {
+  t("a hermod Notifier reaches a Python listener; a Python filter behaves like hermod's", async (ctx) => {
     const py = await peer(ctx, 'listen', { topics: 'h2py', name: 'pyl' });
     const pyFiltered = await peer(ctx, 'listen', { topics: 'h2pyf', name: 'pyf', 'filter-event-type': '^compute\\.' });
     const nt = new Notifier(await transport(ctx), { publisherId: 'hermod.host', topics: ['h2py'] });
-    const sends = PRIORITIES.map((p) => nt[p]({ request_id: 'req-h', project_id: 'pr', password: 'nope' }, `compute.${p}`, { p, ok: true }));
+    const sends = PRIORITIES.map((p) =>
+      nt[p]({ request_id: 'req-h', project_id: 'pr', password: 'nope' }, `compute.${p}`, { p, ok: true }),
+    );
     sends.push(nt.info({}, 'network.y', { other: 1 }));
     await Promise.all(sends);
     const got = (p: OsloPeer) => p.events.filter((e) => e.event === 'notification');
@@ -90,7 +136,10 @@ function interopNotify(name: string, broker: () => Promise<Broker>) {
     await Promise.all([nf.info({}, 'network.z', {}), nf.info({}, 'compute.z', {}), nf.info({}, 'xcompute.z', {})]);
     await until(() => got(pyFiltered).length === 1, 'the filtered Python listener got compute.z', 10000);
     await sleep(300);
-    assert.equal(got(pyFiltered).map((e) => e.event_type), ['compute.z']);
+    assert.equal(
+      got(pyFiltered).map((e) => e.event_type),
+      ['compute.z'],
+    );
   });
 
   if (name.includes('RabbitMQ')) {
@@ -105,7 +154,8 @@ function interopNotify(name: string, broker: () => Promise<Broker>) {
       await ol.start();
       ctx.listeners.push(ol);
       const py = await peer(ctx, 'notify');
-      for (let i = 0; i < 20; i++) await py.request({ publisher_id: 'py', event_type: 'e', priority: 'info', topics: ['pooled'], payload: { i } });
+      for (let i = 0; i < 20; i++)
+        await py.request({ publisher_id: 'py', event_type: 'e', priority: 'info', topics: ['pooled'], payload: { i } });
       const pyGot = () => pyInPool.events.filter((e) => e.event === 'notification').length;
       await until(() => pyGot() + h.got.length === 20 && other.got.length === 20, 'pool a shares 20, pool b gets 20', 10000);
       assert.ok(pyGot() > 0 && h.got.length > 0, `shared: python ${pyGot()}, hermod ${h.got.length}`);
@@ -117,7 +167,14 @@ function interopNotify(name: string, broker: () => Promise<Broker>) {
 interopNotify('interop notifications on RabbitMQ', async () => {
   const node = await RabbitNode.shared();
   const vhost = await node.addVhost(`inotify-${process.pid}`);
-  return { url: node.url(vhost), pools: true, stop: async () => { await node.deleteVhost(vhost); await node.release(); } };
+  return {
+    url: node.url(vhost),
+    pools: true,
+    stop: async () => {
+      await node.deleteVhost(vhost);
+      await node.release();
+    },
+  };
 }).run();
 
 interopNotify('interop notifications through the embedded router (amqp1)', async () => {

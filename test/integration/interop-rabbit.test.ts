@@ -8,6 +8,9 @@ interopSuite('interop rabbit: python3-oslo.messaging on RabbitMQ', async () => {
   const vhost = await node.addVhost(`interop-${process.pid}`);
   return {
     url: node.url(vhost),
-    stop: async () => { await node.deleteVhost(vhost); await node.release(); },
+    stop: async () => {
+      await node.deleteVhost(vhost);
+      await node.release();
+    },
   };
 }).run();

@@ -1,23 +1,33 @@
+import amqplib from 'amqplib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import amqplib from 'amqplib';
-import { getTransport, defaultConfig, Target, NotificationListener, Notifier } from '../../src/index.js';
-import { Collector } from '../support/notify-cases.js';
-import { until } from '../support/assert.js';
-import { Router } from '../../src/router/router.js';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
-import { notifySuite } from '../support/notify-cases.js';
+import { defaultConfig, getTransport, NotificationListener, Notifier, Target } from '../../src/index.js';
+import { Router } from '../../src/router/router.js';
+import { until } from '../support/assert.js';
+import { Collector, notifySuite } from '../support/notify-cases.js';
 
 // The same notification cases on all three drivers.
 let memoryBrokers = 0;
 notifySuite('notifications on the memory driver', async () => ({
-  url: `memory://notify-${++memoryBrokers}`, pools: true, acksAfterStop: true, stop: async () => {},
+  url: `memory://notify-${++memoryBrokers}`,
+  pools: true,
+  acksAfterStop: true,
+  stop: async () => {},
 })).run();
 
 notifySuite('notifications over RabbitMQ', async () => {
   const node = await RabbitNode.shared();
   const vhost = await node.addVhost(`notify-${process.pid}`);
-  return { url: node.url(vhost), pools: true, acksAfterStop: false, stop: async () => { await node.deleteVhost(vhost); await node.release(); } };
+  return {
+    url: node.url(vhost),
+    pools: true,
+    acksAfterStop: false,
+    stop: async () => {
+      await node.deleteVhost(vhost);
+      await node.release();
+    },
+  };
 }).run();
 
 notifySuite('notifications over the embedded AMQP 1.0 router', async () => {
@@ -43,10 +53,13 @@ bad('garbage, unknown priorities and missing fields are settled and counted; the
     const env = (m: object) => Buffer.from(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': JSON.stringify(m) }));
     ch.publish('openstack', 'nb.info', Buffer.from('not json at all'), props);
     ch.publish('openstack', 'nb.info', Buffer.from('{"oslo.version": "9.0", "oslo.message": "{}"}'), props);
-    ch.publish('openstack', 'nb.info', env({ publisher_id: 'p', payload: {} }), props);                                  // no priority, event type
+    ch.publish('openstack', 'nb.info', env({ publisher_id: 'p', payload: {} }), props); // no priority, event type
     ch.publish('openstack', 'nb.info', env({ publisher_id: 'p', event_type: 'e', priority: 'LOUD', payload: {} }), props); // unknown priority
     ch.publish('openstack', 'nb.info', env({ publisher_id: 'p', event_type: 'e', priority: 'INFO', payload: 'x'.repeat(1000) }), props);
-    await until(() => l.stats().invalid === 3 && l.stats().dropped === 1 && c.got.length === 1, `bad ones counted (${JSON.stringify(l.stats())})`);
+    await until(
+      () => l.stats().invalid === 3 && l.stats().dropped === 1 && c.got.length === 1,
+      `bad ones counted (${JSON.stringify(l.stats())})`,
+    );
     await new Notifier(tr, { publisherId: 'p', topics: ['nb'] }).info({}, 'after', { ok: true });
     await until(() => c.got.some((g) => g.eventType === 'after'), 'still listening');
     const q = await node.queues(vhost);

@@ -1,11 +1,11 @@
+import amqplib, { type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import amqplib, { type ChannelModel, type ConsumeMessage } from 'amqplib';
-import { getTransport, defaultConfig, Target, RPCServer, RPCClient, type Transport } from '../../src/index.js';
+import { RabbitNode } from '../../scripts/rabbit-node.js';
+import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import { rejects, sleep, until } from '../support/assert.js';
 import { Recorder } from '../support/endpoints.js';
 import { rpcSuite } from '../support/rpc-cases.js';
-import { RabbitNode } from '../../scripts/rabbit-node.js';
-import { rejects, sleep, until } from '../support/assert.js';
 
 // The RPC cases every driver passes, in a vhost of their own.
 rpcSuite('rpc over RabbitMQ: shared cases', async () => {
@@ -17,7 +17,10 @@ rpcSuite('rpc over RabbitMQ: shared cases', async () => {
     unrouted: { 'rabbit.mandatoryRequests': false },
     // The reply wait starts once connected and names the part of the deadline left by then.
     unservedTimeout: () => /Timed out waiting for a reply to message ID [0-9a-f]{32} \(x on topic nobody-\d+\) after \d+ ms/,
-    stop: async () => { await node.deleteVhost(vhost); await node.release(); },
+    stop: async () => {
+      await node.deleteVhost(vhost);
+      await node.release();
+    },
   };
 }).run();
 
@@ -25,7 +28,14 @@ rpcSuite('rpc over RabbitMQ: shared cases', async () => {
 // publishing, broker-side failures, reconnects and quorum queues. One RabbitMQ node per test
 // run, a vhost per suite.
 
-interface Ctx { node: RabbitNode; vhost: string; url: string; transports: Transport[]; servers: RPCServer[]; raws: ChannelModel[] }
+interface Ctx {
+  node: RabbitNode;
+  vhost: string;
+  url: string;
+  transports: Transport[];
+  servers: RPCServer[];
+  raws: ChannelModel[];
+}
 const t = suite<Ctx>('rpc over RabbitMQ', {} as Ctx);
 
 t.before(async (ctx) => {
@@ -37,9 +47,16 @@ t.after(async (ctx) => {
   await ctx.node.deleteVhost(ctx.vhost);
   await ctx.node.release();
 });
-t.before.each((ctx) => { ctx.transports = []; ctx.servers = []; ctx.raws = []; });
+t.before.each((ctx) => {
+  ctx.transports = [];
+  ctx.servers = [];
+  ctx.raws = [];
+});
 t.after.each(async (ctx) => {
-  for (const s of ctx.servers) { await s.stop(); await s.wait(1000); }
+  for (const s of ctx.servers) {
+    await s.stop();
+    await s.wait(1000);
+  }
   for (const tr of ctx.transports) await tr.close();
   for (const r of ctx.raws) await r.close().catch(() => {});
 });
@@ -61,7 +78,8 @@ async function raw(ctx: Ctx): Promise<ChannelModel> {
   ctx.raws.push(m);
   return m;
 }
-const envelope = (msg: Record<string, unknown>) => Buffer.from(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': JSON.stringify(msg) }));
+const envelope = (msg: Record<string, unknown>) =>
+  Buffer.from(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': JSON.stringify(msg) }));
 const props = { contentType: 'application/json', contentEncoding: 'utf-8', deliveryMode: 2 };
 
 t('topology matches oslo: queue names, flags and x-expires', async (ctx) => {
@@ -91,8 +109,16 @@ t('wire format: envelope, properties and keys of calls, casts and replies as osl
   await ch.assertQueue('wire', { durable: false, autoDelete: false });
   await ch.bindQueue('wire', 'openstack', 'wire');
   const got: ConsumeMessage[] = [];
-  await ch.consume('wire', (msg) => { if (msg) { got.push(msg); ch.ack(msg); } });
-  const c = new RPCClient(await transport(ctx), new Target({ topic: 'wire', namespace: 'ns', version: '1.2' }), { timeout: 700, callMonitorTimeout: 2000 });
+  await ch.consume('wire', (msg) => {
+    if (msg) {
+      got.push(msg);
+      ch.ack(msg);
+    }
+  });
+  const c = new RPCClient(await transport(ctx), new Target({ topic: 'wire', namespace: 'ns', version: '1.2' }), {
+    timeout: 700,
+    callMonitorTimeout: 2000,
+  });
   await rejects(c.call({ request_id: 'req-w', user: 'alice' }, 'add', { a: 1, b: 2 }), 'HERMOD_ERR_TIMEOUT');
   await c.cast({ request_id: 'req-c' }, 'bump', { seq: 7 });
   await until(() => got.length === 2, 'call and cast captured');
@@ -100,7 +126,10 @@ t('wire format: envelope, properties and keys of calls, casts and replies as osl
   assert.is(call.properties.contentType, 'application/json');
   assert.is(call.properties.contentEncoding, 'utf-8');
   assert.is(call.properties.deliveryMode, 2);
-  assert.ok(Number(call.properties.expiration) > 0 && Number(call.properties.expiration) <= 700, `expiration ${call.properties.expiration}`);
+  assert.ok(
+    Number(call.properties.expiration) > 0 && Number(call.properties.expiration) <= 700,
+    `expiration ${call.properties.expiration}`,
+  );
   assert.is(cast.properties.expiration, undefined, 'casts carry no expiration');
   assert.is(call.properties.correlationId, undefined);
   assert.is(call.properties.replyTo, undefined);
@@ -108,7 +137,10 @@ t('wire format: envelope, properties and keys of calls, casts and replies as osl
   assert.equal(Object.keys(outer).sort(), ['oslo.message', 'oslo.version']);
   assert.is(outer['oslo.version'], '2.0');
   const inner = JSON.parse(outer['oslo.message']);
-  assert.equal({ method: inner.method, args: inner.args, namespace: inner.namespace, version: inner.version }, { method: 'add', args: { a: 1, b: 2 }, namespace: 'ns', version: '1.2' });
+  assert.equal(
+    { method: inner.method, args: inner.args, namespace: inner.namespace, version: inner.version },
+    { method: 'add', args: { a: 1, b: 2 }, namespace: 'ns', version: '1.2' },
+  );
   assert.is(inner._context_request_id, 'req-w');
   assert.is(inner._context_user, 'alice');
   assert.match(inner._msg_id, /^[0-9a-f]{32}$/);
@@ -148,7 +180,9 @@ t('a call nobody is bound for fails at once (mandatory), or at its deadline like
   assert.ok(Date.now() - t0 < 1000, 'fails fast');
   await rejects(c.cast({}, 'x'), 'HERMOD_ERR_UNDELIVERABLE');
   await rejects(c.prepare({ fanout: true }).cast({}, 'x'), 'HERMOD_ERR_UNDELIVERABLE');
-  const osloLike = new RPCClient(await transport(ctx, { 'rabbit.mandatoryRequests': false }), new Target({ topic: 'nobody-home' }), { timeout: 400 });
+  const osloLike = new RPCClient(await transport(ctx, { 'rabbit.mandatoryRequests': false }), new Target({ topic: 'nobody-home' }), {
+    timeout: 400,
+  });
   t0 = Date.now();
   await rejects(osloLike.call({}, 'x'), 'HERMOD_ERR_TIMEOUT');
   assert.ok(Date.now() - t0 >= 350);
@@ -161,7 +195,9 @@ t('bad input at a server: no envelope, bad JSON, wrong version, bad fields, dupl
   const server = await serve(ctx, 'bad', 's', [rec]);
   void server;
   const { channel: diag } = await import('node:diagnostics_channel');
-  const onInvalid = () => { invalid++; };
+  const onInvalid = () => {
+    invalid++;
+  };
   diag('hermod:message:invalid').subscribe(onInvalid);
   try {
     const m = await raw(ctx);
@@ -169,8 +205,15 @@ t('bad input at a server: no envelope, bad JSON, wrong version, bad fields, dupl
     // A reply queue of our own to catch failures the server sends back.
     const { queue: replyQ } = await ch.assertQueue('', { exclusive: true });
     const replies: Array<Record<string, unknown>> = [];
-    await ch.consume(replyQ, (msg) => { if (msg) replies.push(JSON.parse(JSON.parse(msg.content.toString())['oslo.message'])); }, { noAck: true });
-    const send = (content: Buffer | string) => ch.publish('openstack', 'bad', Buffer.isBuffer(content) ? content : Buffer.from(content), props);
+    await ch.consume(
+      replyQ,
+      (msg) => {
+        if (msg) replies.push(JSON.parse(JSON.parse(msg.content.toString())['oslo.message']));
+      },
+      { noAck: true },
+    );
+    const send = (content: Buffer | string) =>
+      ch.publish('openstack', 'bad', Buffer.isBuffer(content) ? content : Buffer.from(content), props);
     // 1. No envelope: a bare (1.0) message is accepted, as oslo does.
     send(JSON.stringify({ method: 'bump', args: { seq: 1 }, _unique_id: 'bare1' }));
     // 2. Not JSON, a JSON array, truncated envelope.
@@ -178,7 +221,12 @@ t('bad input at a server: no envelope, bad JSON, wrong version, bad fields, dupl
     send('[1,2,3]');
     send('{"oslo.version": "2.0", "oslo.message": "{\\"method\\": ');
     // 3. Unsupported envelope version, on a call: the caller hears about it.
-    send(JSON.stringify({ 'oslo.version': '3.1', 'oslo.message': JSON.stringify({ method: 'add', args: {}, _msg_id: 'm-ver', _reply_q: replyQ, _unique_id: 'v3' }) }));
+    send(
+      JSON.stringify({
+        'oslo.version': '3.1',
+        'oslo.message': JSON.stringify({ method: 'add', args: {}, _msg_id: 'm-ver', _reply_q: replyQ, _unique_id: 'v3' }),
+      }),
+    );
     // 4. Wrong field types on a call: method a number, args a list.
     send(envelope({ method: 42, args: [1], _msg_id: 'm-types', _reply_q: replyQ, _unique_id: 't1' }));
     // 5. The same _unique_id twice: the endpoint runs once.
@@ -193,7 +241,13 @@ t('bad input at a server: no envelope, bad JSON, wrong version, bad fields, dupl
     assert.ok(byId['m-types']!.failure, 'bad field types become a failure reply');
     await until(() => rec.calls.filter((c) => c.method === 'bump').length === 2, 'bare message and one copy of the duplicate');
     await sleep(200);
-    assert.equal(rec.calls.filter((c) => c.method === 'bump').map((c) => (c.args as { seq: number }).seq).sort(), [1, 5]);
+    assert.equal(
+      rec.calls
+        .filter((c) => c.method === 'bump')
+        .map((c) => (c.args as { seq: number }).seq)
+        .sort(),
+      [1, 5],
+    );
     // The 17 MiB body reaches the consumer last and at its own pace: wait for it, not a fixed time.
     await until(() => invalid >= 5, `invalid messages reported (${invalid})`, 10000);
     // Everything was settled: nothing left in the queue, and the server still serves.
@@ -203,7 +257,8 @@ t('bad input at a server: no envelope, bad JSON, wrong version, bad fields, dupl
     assert.is(await c.call({}, 'add', { a: 2, b: 2 }), 4);
     // A reply for an unknown id is dropped; the client goes on.
     const replyQueue = [...q.keys()].find((n) => n.startsWith('reply_'));
-    if (replyQueue) ch.publish('', replyQueue, envelope({ result: 1, failure: null, ending: true, _msg_id: 'nobody', _unique_id: 'x' }), props);
+    if (replyQueue)
+      ch.publish('', replyQueue, envelope({ result: 1, failure: null, ending: true, _msg_id: 'nobody', _unique_id: 'x' }), props);
     ch.publish('', [...(await ctx.node.queues(ctx.vhost)).keys()].find((n) => n.startsWith('reply_'))!, Buffer.from('garbage'), props);
     assert.is(await c.call({}, 'add', { a: 3, b: 3 }), 6);
   } finally {
@@ -214,18 +269,32 @@ t('bad input at a server: no envelope, bad JSON, wrong version, bad fields, dupl
 t('wrong credentials or vhost: a clear TransportError, quickly, no crash', async (ctx) => {
   let t0 = Date.now();
   // Fast retry settings, so a storm would show: a refused login must still wait intervalMax.
-  const bad = await transport(ctx, { 'rabbit.retryInterval': 20, 'rabbit.intervalMax': 5000 }, ctx.node.url(ctx.vhost, 'guest', 'wrong-password'));
+  const bad = await transport(
+    ctx,
+    { 'rabbit.retryInterval': 20, 'rabbit.intervalMax': 5000 },
+    ctx.node.url(ctx.vhost, 'guest', 'wrong-password'),
+  );
   const attempts: number[] = [];
-  bad.driver.on('state', (st: { state: string }) => { if (st.state === 'reconnecting') attempts.push(Date.now()); });
+  bad.driver.on('state', (st: { state: string }) => {
+    if (st.state === 'reconnecting') attempts.push(Date.now());
+  });
   const c = new RPCClient(bad, new Target({ topic: 'x' }), { timeout: 5000 });
   await rejects(c.call({}, 'x'), 'HERMOD_ERR_TRANSPORT', /ACCESS_REFUSED|refused/i);
   assert.ok(Date.now() - t0 < 3000, `${Date.now() - t0} ms`);
   await sleep(1500);
   assert.ok(attempts.length <= 1, `no reconnect storm: ${attempts.length} attempts in 1.5 s`);
-  assert.not.match(String((await c.call({}, "x").catch((e: Error) => e) as Error).message), /wrong-password/, 'password never in messages');
+  assert.not.match(
+    String(((await c.call({}, 'x').catch((e: Error) => e)) as Error).message),
+    /wrong-password/,
+    'password never in messages',
+  );
   t0 = Date.now();
   const noVhost = await transport(ctx, {}, ctx.node.url('no-such-vhost'));
-  await rejects(new RPCClient(noVhost, new Target({ topic: 'x' }), { timeout: 5000 }).call({}, 'x'), 'HERMOD_ERR_TRANSPORT', /vhost|NOT_ALLOWED/i);
+  await rejects(
+    new RPCClient(noVhost, new Target({ topic: 'x' }), { timeout: 5000 }).call({}, 'x'),
+    'HERMOD_ERR_TRANSPORT',
+    /vhost|NOT_ALLOWED/i,
+  );
   await rejects(new RPCServer(noVhost, new Target({ topic: 'x', server: 's' }), [new Recorder('s')]).start(), 'HERMOD_ERR_TRANSPORT');
   assert.ok(Date.now() - t0 < 3000);
   // Nothing listening at all: cannot connect, naming the host.
@@ -262,7 +331,11 @@ t('quorum queues: topic and server queues are quorum, reply and fanout stay clas
   const s = new RPCServer(tr, new Target({ topic: 'qq', server: 's' }), [new Recorder('s')]);
   await s.start();
   ctx.servers.push(s);
-  const c = new RPCClient(await transport(ctx, { 'rabbit.quorumQueues': true, controlExchange: 'quorum-ex' }), new Target({ topic: 'qq' }), { timeout: 5000 });
+  const c = new RPCClient(
+    await transport(ctx, { 'rabbit.quorumQueues': true, controlExchange: 'quorum-ex' }),
+    new Target({ topic: 'qq' }),
+    { timeout: 5000 },
+  );
   assert.is(await c.call({}, 'add', { a: 2, b: 2 }), 4);
   const q = await ctx.node.queues(ctx.vhost);
   assert.match(q.get('qq')!.arguments, /x-queue-type.*quorum/);

@@ -1,4 +1,4 @@
-import { Target, type Context } from '../../src/index.js';
+import { type Context, Target } from '../../src/index.js';
 
 /** A test endpoint that records what it ran. */
 export class Recorder {

@@ -1,8 +1,17 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  getTransport, defaultConfig, Target, Notifier, NotificationListener, NotificationFilter, PRIORITIES,
-  type Transport, type Context, type BatchedNotification, type NotificationMetadata,
+  type BatchedNotification,
+  type Context,
+  defaultConfig,
+  getTransport,
+  NotificationFilter,
+  NotificationListener,
+  type NotificationMetadata,
+  Notifier,
+  PRIORITIES,
+  Target,
+  type Transport,
 } from '../../src/index.js';
 import { rejects, sleep, until } from './assert.js';
 
@@ -11,39 +20,84 @@ import { rejects, sleep, until } from './assert.js';
  * `acksAfterStop` whether a notification finished after the listener's stop() is still
  * acknowledged (the RabbitMQ and AMQP 1.0 drivers close the channel or links on stop today).
  */
-export interface NotifyBroker { url: string; pools: boolean; acksAfterStop: boolean; stop(): Promise<void> }
+export interface NotifyBroker {
+  url: string;
+  pools: boolean;
+  acksAfterStop: boolean;
+  stop(): Promise<void>;
+}
 
-interface Got { priority: string; ctx: Context; publisherId: string; eventType: string; payload: unknown; metadata: NotificationMetadata }
+interface Got {
+  priority: string;
+  ctx: Context;
+  publisherId: string;
+  eventType: string;
+  payload: unknown;
+  metadata: NotificationMetadata;
+}
 
 /** Records every notification it gets, at every priority. */
 export class Collector {
   got: Got[] = [];
   filterRule?: NotificationFilter;
   fail = 0;
-  constructor(filter?: NotificationFilter) { if (filter) this.filterRule = filter; }
+  constructor(filter?: NotificationFilter) {
+    if (filter) this.filterRule = filter;
+  }
   private rec(priority: string, ctx: Context, publisherId: string, eventType: string, payload: unknown, metadata: NotificationMetadata) {
     this.got.push({ priority, ctx, publisherId, eventType, payload, metadata });
-    if (this.fail > 0) { this.fail--; throw new Error('endpoint failure on purpose'); }
+    if (this.fail > 0) {
+      this.fail--;
+      throw new Error('endpoint failure on purpose');
+    }
   }
-  audit(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) { this.rec('audit', c, p, e, pl, m); }
-  debug(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) { this.rec('debug', c, p, e, pl, m); }
-  info(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) { this.rec('info', c, p, e, pl, m); }
-  warn(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) { this.rec('warn', c, p, e, pl, m); }
-  error(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) { this.rec('error', c, p, e, pl, m); }
-  critical(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) { this.rec('critical', c, p, e, pl, m); }
-  sample(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) { this.rec('sample', c, p, e, pl, m); }
+  audit(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) {
+    this.rec('audit', c, p, e, pl, m);
+  }
+  debug(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) {
+    this.rec('debug', c, p, e, pl, m);
+  }
+  info(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) {
+    this.rec('info', c, p, e, pl, m);
+  }
+  warn(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) {
+    this.rec('warn', c, p, e, pl, m);
+  }
+  error(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) {
+    this.rec('error', c, p, e, pl, m);
+  }
+  critical(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) {
+    this.rec('critical', c, p, e, pl, m);
+  }
+  sample(c: Context, p: string, e: string, pl: unknown, m: NotificationMetadata) {
+    this.rec('sample', c, p, e, pl, m);
+  }
 }
 
-interface Ctx { broker: NotifyBroker; transports: Transport[]; listeners: NotificationListener[] }
+interface Ctx {
+  broker: NotifyBroker;
+  transports: Transport[];
+  listeners: NotificationListener[];
+}
 
 /** The notification cases every driver must pass. */
 export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
   const t = suite<Ctx>(name, {} as Ctx);
-  t.before(async (ctx) => { ctx.broker = await broker(); });
-  t.after(async (ctx) => { await ctx.broker?.stop(); });
-  t.before.each((ctx) => { ctx.transports = []; ctx.listeners = []; });
+  t.before(async (ctx) => {
+    ctx.broker = await broker();
+  });
+  t.after(async (ctx) => {
+    await ctx.broker?.stop();
+  });
+  t.before.each((ctx) => {
+    ctx.transports = [];
+    ctx.listeners = [];
+  });
   t.after.each(async (ctx) => {
-    for (const l of ctx.listeners) { await l.stop(); await l.wait(1000); }
+    for (const l of ctx.listeners) {
+      await l.stop();
+      await l.wait(1000);
+    }
     for (const tr of ctx.transports) await tr.close();
   });
 
@@ -56,7 +110,12 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
     return tr;
   }
   async function listen(ctx: Ctx, topics: string[], endpoints: object[], opts = {}): Promise<NotificationListener> {
-    const l = new NotificationListener(await transport(ctx), topics.map((tp) => new Target({ topic: tp })), endpoints, opts);
+    const l = new NotificationListener(
+      await transport(ctx),
+      topics.map((tp) => new Target({ topic: tp })),
+      endpoints,
+      opts,
+    );
     await l.start();
     ctx.listeners.push(l);
     return l;
@@ -87,14 +146,21 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
 
   t('filters: publisher id, event type, context and payload regexes, anchored at the start like oslo', async (ctx) => {
     const tp = topic();
-    const filtered = new Collector(new NotificationFilter({ publisherId: '^compute', eventType: 'instance\\.', context: { project_id: 'p-' }, payload: { state: 'act' } }));
+    const filtered = new Collector(
+      new NotificationFilter({
+        publisherId: '^compute',
+        eventType: 'instance\\.',
+        context: { project_id: 'p-' },
+        payload: { state: 'act' },
+      }),
+    );
     const all = new Collector();
     await listen(ctx, [tp], [filtered, all]);
     const nt = new Notifier(await transport(ctx), { publisherId: 'compute.h1', topics: [tp] });
-    await nt.info({ project_id: 'p-1' }, 'instance.create', { state: 'active' });          // passes
-    await nt.info({ project_id: 'p-1' }, 'volume.create', { state: 'active' });            // event type
-    await nt.info({ project_id: 'x-p-1' }, 'instance.create', { state: 'active' });        // context: match is anchored
-    await nt.info({ project_id: 'p-1' }, 'instance.create', { state: 42 });                // payload field not a string
+    await nt.info({ project_id: 'p-1' }, 'instance.create', { state: 'active' }); // passes
+    await nt.info({ project_id: 'p-1' }, 'volume.create', { state: 'active' }); // event type
+    await nt.info({ project_id: 'x-p-1' }, 'instance.create', { state: 'active' }); // context: match is anchored
+    await nt.info({ project_id: 'p-1' }, 'instance.create', { state: 42 }); // payload field not a string
     await nt.prepare({ publisherId: 'network.h1' }).info({ project_id: 'p-1' }, 'instance.create', { state: 'active' });
     await until(() => all.got.length === 5, 'the unfiltered endpoint gets all five');
     await sleep(100);
@@ -108,7 +174,9 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
       await rejects(listen(ctx, [tp], [new Collector()], { pool: 'p1' }), 'HERMOD_ERR_INVALID_ARGUMENT', /pools are not supported/);
       return;
     }
-    const a1 = new Collector(); const a2 = new Collector(); const b1 = new Collector();
+    const a1 = new Collector();
+    const a2 = new Collector();
+    const b1 = new Collector();
     await listen(ctx, [tp], [a1], { pool: `${tp}-pool-a` });
     await listen(ctx, [tp], [a2], { pool: `${tp}-pool-a` });
     await listen(ctx, [tp], [b1], { pool: `${tp}-pool-b` });
@@ -117,21 +185,38 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
     await until(() => a1.got.length + a2.got.length === 20 && b1.got.length === 20, 'pool a: 20 shared; pool b: all 20');
     assert.ok(a1.got.length > 0 && a2.got.length > 0, `shared in pool a: ${a1.got.length}/${a2.got.length}`);
     const ids = (g: Got[]) => g.map((x) => (x.payload as { i: number }).i).sort((x, y) => x - y);
-    assert.equal(ids([...a1.got, ...a2.got]), Array.from({ length: 20 }, (_, i) => i), 'each once in pool a');
+    assert.equal(
+      ids([...a1.got, ...a2.got]),
+      Array.from({ length: 20 }, (_, i) => i),
+      'each once in pool a',
+    );
   });
 
   t('batch listener: batchSize groups, batchTimeout flushes the rest', async (ctx) => {
     const tp = topic();
     const batches: BatchedNotification[][] = [];
-    const ep = { info: async (msgs: BatchedNotification[]) => { batches.push(msgs); } };
+    const ep = {
+      info: async (msgs: BatchedNotification[]) => {
+        batches.push(msgs);
+      },
+    };
     await listen(ctx, [tp], [ep], { batchSize: 5, batchTimeout: 200 });
     const nt = new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp] });
     // Sent together: over a router a notification is settled only once the listener handled
     // it, so one-at-a-time sends would never fill a batch.
     await Promise.all(Array.from({ length: 12 }, (_, i) => nt.info({ request_id: `r${i}` }, 'e', { i })));
     await until(() => batches.flat().length === 12, '12 notifications in batches');
-    assert.equal(batches.map((b) => b.length), [5, 5, 2]);
-    assert.equal(batches.flat().map((m) => (m.payload as { i: number }).i).sort((a, b) => a - b), Array.from({ length: 12 }, (_, i) => i));
+    assert.equal(
+      batches.map((b) => b.length),
+      [5, 5, 2],
+    );
+    assert.equal(
+      batches
+        .flat()
+        .map((m) => (m.payload as { i: number }).i)
+        .sort((a, b) => a - b),
+      Array.from({ length: 12 }, (_, i) => i),
+    );
     const first = batches.flat().find((m) => (m.payload as { i: number }).i === 0)!;
     assert.is(first.ctxt.request_id, 'r0');
     assert.is(first.publisher_id, 'p');
@@ -158,14 +243,26 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
     // The requeue is honoured when the endpoint recovers.
     r.fail = 1;
     await new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp2] }).error({}, 'once', {});
-    await until(() => r.got.filter((g) => g.eventType === 'once').length === 2 && l2.stats().handled === 1, 'redelivered once, then handled', 10000);
+    await until(
+      () => r.got.filter((g) => g.eventType === 'once').length === 2 && l2.stats().handled === 1,
+      'redelivered once, then handled',
+      10000,
+    );
   });
 
   t('lifecycle: stop() then wait() lets the endpoints finish; at the deadline the rest is requeued, not lost', async (ctx) => {
     const tp = topic();
     let release!: () => void;
-    const gate = new Promise<void>((r) => { release = r; });
-    const slow = { seen: [] as string[], async info(_c: Context, _p: string, eventType: string) { this.seen.push(eventType); if (eventType === 'stuck') await gate; } };
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const slow = {
+      seen: [] as string[],
+      async info(_c: Context, _p: string, eventType: string) {
+        this.seen.push(eventType);
+        if (eventType === 'stuck') await gate;
+      },
+    };
     const l1 = await listen(ctx, [tp], [slow], { concurrency: 1 });
     const nt = new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp] });
     await nt.info({}, 'quick', {});
@@ -189,7 +286,11 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
 
   t('lifecycle: wait() returns once the running notifications are handled; abort() requeues at once', async (ctx) => {
     const tp = topic();
-    const ep = { async info() { await sleep(100); } };
+    const ep = {
+      async info() {
+        await sleep(100);
+      },
+    };
     const l = await listen(ctx, [tp], [ep]);
     const nt = new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp] });
     const sent = nt.info({}, 'e', {});
@@ -210,7 +311,11 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
     }
 
     const tp2 = topic();
-    const blocking = { async info() { await sleep(2000); } };
+    const blocking = {
+      async info() {
+        await sleep(2000);
+      },
+    };
     const l2 = await listen(ctx, [tp2], [blocking]);
     const again = new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp2] }).info({}, 'e2', {});
     await until(() => l2.stats().inFlight === 1, 'running on the second listener');
@@ -238,12 +343,20 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
     const c = new Collector();
     await listen(ctx, [tp], [c]);
     const routed = new Notifier(tr, {
-      publisherId: 'p', topics: [tp], driver: 'routing', log: (name, prio, line) => lines.push(`${prio} ${name} ${line}`),
-      routing: { group1: { messagingv2: { accepted_events: ['compute.*'], accepted_priorities: ['INFO', 'ERROR'] }, log: { accepted_priorities: ['warn'] } } },
+      publisherId: 'p',
+      topics: [tp],
+      driver: 'routing',
+      log: (name, prio, line) => lines.push(`${prio} ${name} ${line}`),
+      routing: {
+        group1: {
+          messagingv2: { accepted_events: ['compute.*'], accepted_priorities: ['INFO', 'ERROR'] },
+          log: { accepted_priorities: ['warn'] },
+        },
+      },
     });
-    await routed.info({}, 'compute.start', { a: 1 });       // messagingv2
-    await routed.info({}, 'network.start', { a: 2 });       // nothing: event does not match
-    await routed.warn({}, 'compute.slow', { a: 3 });        // log only
+    await routed.info({}, 'compute.start', { a: 1 }); // messagingv2
+    await routed.info({}, 'network.start', { a: 2 }); // nothing: event does not match
+    await routed.warn({}, 'compute.slow', { a: 3 }); // log only
     await until(() => c.got.length === 1 && lines.length === 1, 'one routed to messaging, one to log');
     await sleep(100);
     assert.is(c.got.length, 1);

@@ -1,7 +1,7 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { existsSync } from 'node:fs';
 
 // Compiled to dist/test/support; the script stays in the source tree.
 const SCRIPT = fileURLToPath(new URL('../../../test/support/oslo_peer.py', import.meta.url));
@@ -14,9 +14,23 @@ export function osloAvailable(): boolean {
 }
 
 /** What the Python side reports about an exception it caught. */
-export interface PyError { class: string; module: string; message: string; exc_type: string | null; value: string | null }
-export interface PyReply { id: number; ok: boolean; result?: unknown; error?: PyError }
-export interface PyEvent { event: string; [k: string]: unknown }
+export interface PyError {
+  class: string;
+  module: string;
+  message: string;
+  exc_type: string | null;
+  value: string | null;
+}
+export interface PyReply {
+  id: number;
+  ok: boolean;
+  result?: unknown;
+  error?: PyError;
+}
+export interface PyEvent {
+  event: string;
+  [k: string]: unknown;
+}
 
 /**
  * A python3-oslo.messaging process (test/support/oslo_peer.py) driven over stdio: an RPC server,
@@ -33,10 +47,16 @@ export class OsloPeer {
   private constructor(args: string[]) {
     this.proc = spawn(PYTHON, [SCRIPT, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.proc.stderr.setEncoding('utf8');
-    this.proc.stderr.on('data', (d: string) => { this.stderr = (this.stderr + d).slice(-20000); });
+    this.proc.stderr.on('data', (d: string) => {
+      this.stderr = (this.stderr + d).slice(-20000);
+    });
     createInterface({ input: this.proc.stdout }).on('line', (line) => {
       let msg: PyReply & PyEvent;
-      try { msg = JSON.parse(line); } catch { return; }
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        return;
+      }
       if (typeof msg.id === 'number' && this.pending.has(msg.id)) {
         const done = this.pending.get(msg.id)!;
         this.pending.delete(msg.id);
@@ -85,7 +105,9 @@ export class OsloPeer {
     return r.result;
   }
 
-  get stderrText(): string { return this.stderr; }
+  get stderrText(): string {
+    return this.stderr;
+  }
 
   /**
    * Stops the peer (stdin EOF, then SIGTERM, then SIGKILL). Client processes exit at once;

@@ -1,5 +1,5 @@
-import rhea from 'rhea';
 import type { Connection, EventContext } from 'rhea';
+import rhea from 'rhea';
 
 /** A plain rhea client connection (a peer hermod did not write) to the router under test. */
 export async function rheaConnect(port: number): Promise<Connection> {
@@ -17,8 +17,14 @@ export async function rheaConnect(port: number): Promise<Connection> {
 export async function rheaClose(conn: Connection): Promise<void> {
   await new Promise<void>((resolve) => {
     const t = setTimeout(resolve, 300);
-    conn.once('connection_close', () => { clearTimeout(t); resolve(); });
-    conn.once('disconnected', () => { clearTimeout(t); resolve(); });
+    conn.once('connection_close', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    conn.once('disconnected', () => {
+      clearTimeout(t);
+      resolve();
+    });
     conn.close();
   });
   (conn as unknown as { socket?: { destroy(): void } }).socket?.destroy();

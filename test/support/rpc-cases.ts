@@ -1,12 +1,19 @@
+import diagnostics_channel from 'node:diagnostics_channel';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import diagnostics_channel from 'node:diagnostics_channel';
 import {
-  getTransport, defaultConfig, Target, RPCServer, RPCClient, RemoteError, NoSuchMethod,
-  type Transport, type ServerRequestEvent,
+  defaultConfig,
+  getTransport,
+  NoSuchMethod,
+  RemoteError,
+  RPCClient,
+  RPCServer,
+  type ServerRequestEvent,
+  Target,
+  type Transport,
 } from '../../src/index.js';
-import { Recorder, Versioned } from './endpoints.js';
 import { rejects, sleep, until } from './assert.js';
+import { Recorder, Versioned } from './endpoints.js';
 
 /** Where an RPC suite runs. */
 export interface RpcBroker {
@@ -27,20 +34,32 @@ export interface RpcBroker {
   stop(): Promise<void>;
 }
 
-interface Ctx { broker: RpcBroker; transport: Transport; transports: Transport[]; servers: RPCServer[] }
+interface Ctx {
+  broker: RpcBroker;
+  transport: Transport;
+  transports: Transport[];
+  servers: RPCServer[];
+}
 
 /** The RPC cases every driver must pass: the same assertions on memory://, AMQP 1.0 and RabbitMQ. */
 export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
   const t = suite<Ctx>(name, {} as Ctx);
-  t.before(async (ctx) => { ctx.broker = await broker(); });
-  t.after(async (ctx) => { await ctx.broker?.stop(); });
+  t.before(async (ctx) => {
+    ctx.broker = await broker();
+  });
+  t.after(async (ctx) => {
+    await ctx.broker?.stop();
+  });
   t.before.each(async (ctx) => {
     ctx.transports = [];
     ctx.servers = [];
     ctx.transport = await transport(ctx);
   });
   t.after.each(async (ctx) => {
-    for (const s of ctx.servers) { await s.stop(); await s.wait(1000); }
+    for (const s of ctx.servers) {
+      await s.stop();
+      await s.wait(1000);
+    }
     for (const tr of ctx.transports) await tr.close();
   });
 
@@ -54,7 +73,7 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
   }
   /** An RPC server on its own transport (or `tr`), stopped after the test. */
   async function serve(ctx: Ctx, tp: string, server: string, endpoints: object[], opts = {}, tr?: Transport) {
-    const s = new RPCServer(tr ?? await transport(ctx), new Target({ topic: tp, server }), endpoints, opts);
+    const s = new RPCServer(tr ?? (await transport(ctx)), new Target({ topic: tp, server }), endpoints, opts);
     await s.start();
     ctx.servers.push(s);
     return s;
@@ -96,7 +115,9 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
 
   t('fanout cast reaches every server on the topic, and only that topic', async (ctx) => {
     const tp = topic('fan');
-    const a = new Recorder('a'); const b = new Recorder('b'); const other = new Recorder('o');
+    const a = new Recorder('a');
+    const b = new Recorder('b');
+    const other = new Recorder('o');
     await serve(ctx, tp, 'a', [a]);
     await serve(ctx, tp, 'b', [b]);
     await serve(ctx, topic('fan-other'), 'o', [other]);
@@ -146,7 +167,10 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     // It settles the delivery, as a broker client does on receipt (an unsettled AMQP 1.0 call
     // is still being delivered, and fails only at its deadline).
     const tp = topic('dead');
-    const hung = await (await transport(ctx)).driver.listen(new Target({ topic: tp, server: 'z' }), { prefetch: 10, onMessage: (m) => m.acknowledge() });
+    const hung = await (await transport(ctx)).driver.listen(new Target({ topic: tp, server: 'z' }), {
+      prefetch: 10,
+      onMessage: (m) => m.acknowledge(),
+    });
     try {
       const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 10_000, callMonitorTimeout: 150 });
       const started = Date.now();
@@ -175,8 +199,16 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     await rejects(c.call({}, '__proto__'), 'HERMOD_ERR_NO_SUCH_METHOD');
     assert.is(await c.prepare({ namespace: 'math', version: '1.1' }).call({}, 'mul', { a: 6, b: 7 }), 42);
     assert.is(await c.prepare({ namespace: 'math', version: '1.2' }).call({}, 'mul', { a: 2, b: 5 }), 10);
-    await rejects(c.prepare({ namespace: 'math', version: '1.4' }).call({}, 'mul', { a: 1, b: 1 }), 'HERMOD_ERR_UNSUPPORTED_VERSION', /1\.4/);
-    await rejects(c.prepare({ namespace: 'math', version: '1.9' }).call({}, 'mul', { a: 1, b: 1 }), 'HERMOD_ERR_UNSUPPORTED_VERSION', /1\.9/);
+    await rejects(
+      c.prepare({ namespace: 'math', version: '1.4' }).call({}, 'mul', { a: 1, b: 1 }),
+      'HERMOD_ERR_UNSUPPORTED_VERSION',
+      /1\.4/,
+    );
+    await rejects(
+      c.prepare({ namespace: 'math', version: '1.9' }).call({}, 'mul', { a: 1, b: 1 }),
+      'HERMOD_ERR_UNSUPPORTED_VERSION',
+      /1\.9/,
+    );
     await rejects(c.prepare({ namespace: 'math', version: '2.0' }).call({}, 'mul', { a: 1, b: 1 }), 'HERMOD_ERR_UNSUPPORTED_VERSION');
     await rejects(c.prepare({ namespace: 'nope' }).call({}, 'mul', { a: 1, b: 1 }), 'HERMOD_ERR_UNSUPPORTED_VERSION', /namespace 'nope'/);
     await rejects(c.call({}, 'bigint'), 'HERMOD_ERR_SERIALIZATION');
@@ -226,7 +258,10 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     const calls = 5000;
     const results = await Promise.all(Array.from({ length: calls }, (_, i) => c.call<number>({}, 'add', { a: i, b: 1 })));
     assert.is(results.length, calls);
-    assert.ok(results.every((r, i) => r === i + 1), 'each reply matched to its call');
+    assert.ok(
+      results.every((r, i) => r === i + 1),
+      'each reply matched to its call',
+    );
   });
 
   t('bad client input: missing topic, non-object arguments, bad options, version cap', async (ctx) => {
@@ -245,8 +280,16 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     assert.not.ok(c.canSendVersion('2.0'));
     assert.ok(c.prepare({ versionCap: '1.6' }).canSendVersion());
     assert.ok(new RPCClient(ctx.transport, new Target({ topic: 't' })).canSendVersion('9.9'));
-    await rejects(() => new RPCClient(ctx.transport, new Target({ topic: 't' }), { timeout: -1 }), 'HERMOD_ERR_INVALID_ARGUMENT', /timeout/);
-    await rejects(() => new RPCClient(ctx.transport, new Target({ topic: 't' }), { versionCap: 'x' }), 'HERMOD_ERR_INVALID_ARGUMENT', /versionCap/);
+    await rejects(
+      () => new RPCClient(ctx.transport, new Target({ topic: 't' }), { timeout: -1 }),
+      'HERMOD_ERR_INVALID_ARGUMENT',
+      /timeout/,
+    );
+    await rejects(
+      () => new RPCClient(ctx.transport, new Target({ topic: 't' }), { versionCap: 'x' }),
+      'HERMOD_ERR_INVALID_ARGUMENT',
+      /versionCap/,
+    );
     await rejects(() => new RPCClient(ctx.transport, new Target({ topic: 't' }), { retry: -2 }), 'HERMOD_ERR_INVALID_ARGUMENT', /retry/);
     await rejects(() => new RPCClient(ctx.transport, {} as Target), 'HERMOD_ERR_INVALID_ARGUMENT');
     await rejects(c.prepare({ version: '1.0' }).call({}, 'm', {}, { timeout: 0 }), 'HERMOD_ERR_INVALID_ARGUMENT', /timeout/);
@@ -366,7 +409,13 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
       await c.call({}, 'add', { a: 1, b: 1 });
       await c.call({}, 'fail', { message: 'x' }).catch(() => {});
       await until(() => events.length === 2, 'two events');
-      assert.equal(events.map((e) => [e.method, e.kind, e.outcome]), [['add', 'call', 'ok'], ['fail', 'call', 'error']]);
+      assert.equal(
+        events.map((e) => [e.method, e.kind, e.outcome]),
+        [
+          ['add', 'call', 'ok'],
+          ['fail', 'call', 'error'],
+        ],
+      );
       assert.ok(events.every((e) => e.durationMs >= 0 && e.server === 's'));
     } finally {
       diagnostics_channel.unsubscribe('hermod:rpc:server:request', sub);
@@ -401,7 +450,11 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
   t('server construction checks its target, endpoints and concurrency', async (ctx) => {
     await rejects(() => new RPCServer(ctx.transport, new Target({ topic: 't' }), [{}]), 'HERMOD_ERR_INVALID_TARGET', /server name/);
     await rejects(() => new RPCServer(ctx.transport, new Target({ topic: 't', server: 's' }), []), 'HERMOD_ERR_INVALID_ARGUMENT');
-    await rejects(() => new RPCServer(ctx.transport, new Target({ topic: 't', server: 's' }), [{}], { concurrency: 0 }), 'HERMOD_ERR_INVALID_ARGUMENT', /concurrency/);
+    await rejects(
+      () => new RPCServer(ctx.transport, new Target({ topic: 't', server: 's' }), [{}], { concurrency: 0 }),
+      'HERMOD_ERR_INVALID_ARGUMENT',
+      /concurrency/,
+    );
     await rejects(() => new RPCServer(ctx.transport, {} as Target, [{}]), 'HERMOD_ERR_INVALID_ARGUMENT');
   });
 

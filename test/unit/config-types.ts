@@ -1,9 +1,9 @@
 // Compile-time checks of the config types derived from the schema: `npm test` builds this file
 // with tsc, and every expect-error directive below fails the build if the type system stops
 // rejecting that misuse.
-import { opt, type HermodConfig, type ConfigValues, type ConfigKey } from '../../src/config/index.js';
+import { type ConfigKey, type ConfigValues, type HermodConfig, opt } from '../../src/config/index.js';
 
-type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends (<T>() => T extends B ? 1 : 2) ? true : false;
+type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 
 // Each format gives its type; enums keep their literal unions; string lists are string[].
 export const types: [
@@ -20,7 +20,8 @@ export const types: [
 export function configChecks(config: HermodConfig): void {
   const overflow: 'wait' | 'fail' = config.rpc.inFlightOverflow;
   const topics: string[] = config.notifications.topics;
-  void overflow; void topics;
+  void overflow;
+  void topics;
   // @ts-expect-error not one of the enum's values
   if (config.rpc.inFlightOverflow === 'x') return;
   // @ts-expect-error not one of the enum's values
@@ -43,7 +44,8 @@ export function configChecks(config: HermodConfig): void {
 export function valueChecks(): void {
   const ok: ConfigValues = { transportUrl: 'amqp://h/', 'rpc.retry': 2, 'rpc.inFlightOverflow': 'fail' };
   const key: ConfigKey = 'rabbit.quorumQueues';
-  void ok; void key;
+  void ok;
+  void key;
   // @ts-expect-error unknown dotted key
   const misspelt: ConfigValues = { 'rpc.retri': 2 };
   // @ts-expect-error wrong value type for the key
@@ -52,7 +54,10 @@ export function valueChecks(): void {
   const wrongEnum: ConfigValues = { 'rpc.inFlightOverflow': 'drop' };
   // @ts-expect-error a section is not a key
   const section: ConfigKey = 'rpc';
-  void misspelt; void wrongType; void wrongEnum; void section;
+  void misspelt;
+  void wrongType;
+  void wrongEnum;
+  void section;
 }
 
 export function optChecks(): void {

@@ -1,11 +1,11 @@
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { loadConfig, defaultConfig } from '../../src/index.js';
-import { parseDuration, envName, CONFIG_KEYS, applyOverrides } from '../../src/config/index.js';
-import { parseConfigArgs, describeConfig } from '../../src/cli/config-args.js';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { describeConfig, parseConfigArgs } from '../../src/cli/config-args.js';
+import { applyOverrides, CONFIG_KEYS, envName, parseDuration } from '../../src/config/index.js';
+import { defaultConfig, loadConfig } from '../../src/index.js';
 import { rejects } from '../support/assert.js';
 
 const t = suite('config');
@@ -64,7 +64,11 @@ t('caller defaults are the lowest source: file, env and overrides each outrank t
 });
 
 t('defaults: unknown keys and bad values are rejected too', async () => {
-  await rejects(() => loadConfig({ env: {}, defaults: { 'rpc.retri': 2 } as never }), 'HERMOD_ERR_CONFIG', /'rpc.retri' \(from defaults\).*did you mean 'rpc.retry'/);
+  await rejects(
+    () => loadConfig({ env: {}, defaults: { 'rpc.retri': 2 } as never }),
+    'HERMOD_ERR_CONFIG',
+    /'rpc.retri' \(from defaults\).*did you mean 'rpc.retry'/,
+  );
   await rejects(() => loadConfig({ env: {}, defaults: { 'rpc.serverConcurrency': 0 } }), 'HERMOD_ERR_CONFIG', /serverConcurrency/);
 });
 
@@ -85,18 +89,30 @@ t('applyOverrides: a loaded config with dotted keys over it; the environment is 
   await rejects(() => applyOverrides(base, { 'rpc.nope': 1 }), 'HERMOD_ERR_CONFIG', /'rpc.nope'/);
 });
 
-t('--help-config shows a command\'s own defaults beside the library defaults', () => {
+t("--help-config shows a command's own defaults beside the library defaults", () => {
   const help = describeConfig({ 'rpc.retry': 2 });
   assert.match(help, /rpc\.retry {2}\(default 2 here, library default -1, env HERMOD_RPC_RETRY\)/);
   assert.match(help, /rpc\.responseTimeout {2}\(default 60000, env HERMOD_RPC_RESPONSE_TIMEOUT\)/);
 });
 
 t('unknown keys are rejected naming the nearest key', async () => {
-  await rejects(() => loadConfig({ env: {}, overrides: { 'rpc.responseTimout': '1' } }), 'HERMOD_ERR_CONFIG', /'rpc.responseTimout'.*did you mean 'rpc.responseTimeout'/);
-  await rejects(() => loadConfig({ env: { HERMOD_RPC_RESPONS_TIMEOUT: '1' } }), 'HERMOD_ERR_CONFIG', /HERMOD_RPC_RESPONS_TIMEOUT; did you mean HERMOD_RPC_RESPONSE_TIMEOUT/);
+  await rejects(
+    () => loadConfig({ env: {}, overrides: { 'rpc.responseTimout': '1' } }),
+    'HERMOD_ERR_CONFIG',
+    /'rpc.responseTimout'.*did you mean 'rpc.responseTimeout'/,
+  );
+  await rejects(
+    () => loadConfig({ env: { HERMOD_RPC_RESPONS_TIMEOUT: '1' } }),
+    'HERMOD_ERR_CONFIG',
+    /HERMOD_RPC_RESPONS_TIMEOUT; did you mean HERMOD_RPC_RESPONSE_TIMEOUT/,
+  );
   const file = path.join(dir, 'bad.json');
   writeFileSync(file, JSON.stringify({ rabbit: { quorumQueue: true } }));
-  await rejects(() => loadConfig({ env: {}, files: [file] }), 'HERMOD_ERR_CONFIG', /'rabbit.quorumQueue'.*did you mean 'rabbit.quorumQueues'/);
+  await rejects(
+    () => loadConfig({ env: {}, files: [file] }),
+    'HERMOD_ERR_CONFIG',
+    /'rabbit.quorumQueue'.*did you mean 'rabbit.quorumQueues'/,
+  );
 });
 
 t('bad values are rejected with the key', async () => {
@@ -114,7 +130,19 @@ t('bad values are rejected with the key', async () => {
 });
 
 t('--config key=value, --config key value and --config-file', async () => {
-  const r = parseConfigArgs(['srv', '--config', 'rpc.retry=3', '--config', 'controlExchange', 'nova', '--config=log.level=debug', '--config-file', 'x.json', '--topic', 't']);
+  const r = parseConfigArgs([
+    'srv',
+    '--config',
+    'rpc.retry=3',
+    '--config',
+    'controlExchange',
+    'nova',
+    '--config=log.level=debug',
+    '--config-file',
+    'x.json',
+    '--topic',
+    't',
+  ]);
   assert.equal(r.overrides, { 'rpc.retry': '3', controlExchange: 'nova', 'log.level': 'debug' });
   assert.equal(r.files, ['x.json']);
   assert.equal(r.rest, ['srv', '--topic', 't']);

@@ -1,14 +1,24 @@
+import FakeTimers from '@sinonjs/fake-timers';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import FakeTimers from '@sinonjs/fake-timers';
 import { ConnectGate, type GateStatus } from '../../src/driver/connect-gate.js';
 import { rejects } from '../support/assert.js';
 
-interface Ctx { clock: ReturnType<typeof FakeTimers.install>; status: GateStatus; gate: ConnectGate }
+interface Ctx {
+  clock: ReturnType<typeof FakeTimers.install>;
+  status: GateStatus;
+  gate: ConnectGate;
+}
 const t = suite<Ctx>('connect gate (fake timers)', {} as Ctx);
 t.before.each((ctx) => {
   ctx.clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
-  ctx.status = { closed: false, connected: false, failedAttempts: 0, refused: false, problem: 'cannot connect to rabbit://h1:5672: ECONNREFUSED' };
+  ctx.status = {
+    closed: false,
+    connected: false,
+    failedAttempts: 0,
+    refused: false,
+    problem: 'cannot connect to rabbit://h1:5672: ECONNREFUSED',
+  };
   const status = ctx.status;
   ctx.gate = new ConnectGate(() => status);
 });
@@ -17,7 +27,15 @@ t.after.each((ctx) => ctx.clock.uninstall());
 /** Captures how `p` settles, so the test can tick the clock before looking. */
 function track(p: Promise<void>) {
   const s: { done: boolean; err?: Error & { code?: string } } = { done: false };
-  p.then(() => { s.done = true; }, (e: Error) => { s.done = true; s.err = e; });
+  p.then(
+    () => {
+      s.done = true;
+    },
+    (e: Error) => {
+      s.done = true;
+      s.err = e;
+    },
+  );
   return s;
 }
 
@@ -29,14 +47,24 @@ t('ready at once: resolves without looking at the connection', async ({ gate, st
 t('closed: ClosedError, whatever else holds', async ({ gate, status }) => {
   status.closed = true;
   status.refused = true;
-  await rejects(gate.until(() => false, Date.now() + 1000, -1, 'call x'), 'HERMOD_ERR_CLOSED');
+  await rejects(
+    gate.until(() => false, Date.now() + 1000, -1, 'call x'),
+    'HERMOD_ERR_CLOSED',
+  );
   status.connected = true;
-  await rejects(gate.until(() => false, Date.now() + 1000, -1, 'call x'), 'HERMOD_ERR_CLOSED');
+  await rejects(
+    gate.until(() => false, Date.now() + 1000, -1, 'call x'),
+    'HERMOD_ERR_CLOSED',
+  );
 });
 
 t('refused login or vhost: TransportError at once, not retried; not while connected', async ({ gate, status, clock }) => {
   status.refused = true;
-  await rejects(gate.until(() => false, Date.now() + 60_000, -1, 'call x'), 'HERMOD_ERR_TRANSPORT', /ECONNREFUSED.*not retrying for call x/);
+  await rejects(
+    gate.until(() => false, Date.now() + 60_000, -1, 'call x'),
+    'HERMOD_ERR_TRANSPORT',
+    /ECONNREFUSED.*not retrying for call x/,
+  );
   // A connection that is up is not refused: the waiter waits for its condition.
   status.connected = true;
   let ready = false;
@@ -52,9 +80,17 @@ t('refused login or vhost: TransportError at once, not retried; not while connec
 
 t('retry budget: TransportError once failed attempts exceed it; -1 has no budget', async ({ gate, status, clock }) => {
   status.failedAttempts = 2;
-  await rejects(gate.until(() => false, Date.now() + 60_000, 1, 'call x'), 'HERMOD_ERR_TRANSPORT', /gave up after 2 attempts, retry=1/);
+  await rejects(
+    gate.until(() => false, Date.now() + 60_000, 1, 'call x'),
+    'HERMOD_ERR_TRANSPORT',
+    /gave up after 2 attempts, retry=1/,
+  );
   status.failedAttempts = 1;
-  await rejects(gate.until(() => false, Date.now() + 60_000, 0, 'call x'), 'HERMOD_ERR_TRANSPORT', /gave up after 1 attempt, retry=0/);
+  await rejects(
+    gate.until(() => false, Date.now() + 60_000, 0, 'call x'),
+    'HERMOD_ERR_TRANSPORT',
+    /gave up after 1 attempt, retry=0/,
+  );
   // Within the budget, and without one, the waiter keeps waiting.
   const within = track(gate.until(() => false, Date.now() + 1000, 1, 'call x'));
   const unlimited = track(gate.until(() => false, Date.now() + 1000, -1, 'call y'));
@@ -89,7 +125,10 @@ t('deadline: TransportError while still not connected, MessagingTimeout when con
   await clock.tickAsync(1);
   assert.is(up.err?.code, 'HERMOD_ERR_TIMEOUT');
   // A deadline already past fails at once.
-  await rejects(gate.until(() => false, Date.now(), -1, 'cast y'), 'HERMOD_ERR_TIMEOUT');
+  await rejects(
+    gate.until(() => false, Date.now(), -1, 'cast y'),
+    'HERMOD_ERR_TIMEOUT',
+  );
 });
 
 t('wake: every waiter re-checks at once; without a wake they sleep until the deadline or pollMs', async ({ gate, status, clock }) => {

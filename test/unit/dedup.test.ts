@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DedupRing, DEDUP_WINDOW } from '../../src/driver/rabbit/dedup.js';
+import { DEDUP_WINDOW, DedupRing } from '../../src/driver/rabbit/dedup.js';
 
 const t = suite('rabbit duplicate check (_unique_id ring)');
 

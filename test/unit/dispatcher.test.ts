@@ -1,22 +1,32 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Target, JsonPayloadSerializer } from '../../src/index.js';
-import { RPCDispatcher, findMethod, parseRequest } from '../../src/rpc/dispatcher.js';
+import { JsonPayloadSerializer, Target } from '../../src/index.js';
+import { findMethod, parseRequest, RPCDispatcher } from '../../src/rpc/dispatcher.js';
 import { rejects } from '../support/assert.js';
 
 const t = suite('dispatcher');
 
 class Base {
-  async inherited() { return 'base'; }
+  async inherited() {
+    return 'base';
+  }
 }
 class Api extends Base {
   target = new Target({ namespace: 'api', version: '1.3' });
   plain = 'not a function';
   arrow = async () => 'arrow';
-  get secret() { throw new Error('getter must never run'); }
-  async add(_ctx: unknown, args: { a: number; b: number }) { return args.a + args.b; }
-  async _hidden() { return 'hidden'; }
-  async nothing() { return undefined; }
+  get secret() {
+    throw new Error('getter must never run');
+  }
+  async add(_ctx: unknown, args: { a: number; b: number }) {
+    return args.a + args.b;
+  }
+  async _hidden() {
+    return 'hidden';
+  }
+  async nothing() {
+    return undefined;
+  }
 }
 
 t('access policy: public methods only, getters never run', () => {
@@ -24,19 +34,50 @@ t('access policy: public methods only, getters never run', () => {
   assert.ok(findMethod(api, 'add'));
   assert.ok(findMethod(api, 'inherited'));
   assert.ok(findMethod(api, 'arrow'));
-  for (const name of ['_hidden', 'constructor', 'toString', 'hasOwnProperty', '__proto__', 'valueOf', 'plain', 'secret', 'target', 'missing', '', '__defineGetter__']) {
+  for (const name of [
+    '_hidden',
+    'constructor',
+    'toString',
+    'hasOwnProperty',
+    '__proto__',
+    'valueOf',
+    'plain',
+    'secret',
+    'target',
+    'missing',
+    '',
+    '__defineGetter__',
+  ]) {
     assert.is(findMethod(api, name), undefined, name);
   }
 });
 
 t('namespace and version rules follow oslo', async () => {
-  const d = new RPCDispatcher([new Api(), { async ping() { return 'pong'; } }]);
+  const d = new RPCDispatcher([
+    new Api(),
+    {
+      async ping() {
+        return 'pong';
+      },
+    },
+  ]);
   assert.is(await d.dispatch({}, parseRequest({ method: 'add', args: { a: 1, b: 2 }, namespace: 'api', version: '1.2' })), 3);
   assert.is(await d.dispatch({}, parseRequest({ method: 'ping', args: {} })), 'pong');
   assert.is(await d.dispatch({}, parseRequest({ method: 'nothing', namespace: 'api' })), null);
-  await rejects(() => d.dispatch({}, parseRequest({ method: 'add', args: {}, namespace: 'api', version: '1.4' })), 'HERMOD_ERR_UNSUPPORTED_VERSION', /1\.4 in namespace 'api'/);
-  await rejects(() => d.dispatch({}, parseRequest({ method: 'add', args: {}, namespace: 'api', version: '2.0' })), 'HERMOD_ERR_UNSUPPORTED_VERSION');
-  await rejects(() => d.dispatch({}, parseRequest({ method: 'add', args: {}, namespace: 'other' })), 'HERMOD_ERR_UNSUPPORTED_VERSION', /namespace 'other'/);
+  await rejects(
+    () => d.dispatch({}, parseRequest({ method: 'add', args: {}, namespace: 'api', version: '1.4' })),
+    'HERMOD_ERR_UNSUPPORTED_VERSION',
+    /1\.4 in namespace 'api'/,
+  );
+  await rejects(
+    () => d.dispatch({}, parseRequest({ method: 'add', args: {}, namespace: 'api', version: '2.0' })),
+    'HERMOD_ERR_UNSUPPORTED_VERSION',
+  );
+  await rejects(
+    () => d.dispatch({}, parseRequest({ method: 'add', args: {}, namespace: 'other' })),
+    'HERMOD_ERR_UNSUPPORTED_VERSION',
+    /namespace 'other'/,
+  );
   await rejects(() => d.dispatch({}, parseRequest({ method: 'frob', args: {}, namespace: 'api' })), 'HERMOD_ERR_NO_SUCH_METHOD', /frob/);
   await rejects(() => d.dispatch({}, parseRequest({ method: '_hidden', args: {}, namespace: 'api' })), 'HERMOD_ERR_NO_SUCH_METHOD');
   await rejects(() => d.dispatch({}, parseRequest({ method: 'add', args: {} })), 'HERMOD_ERR_NO_SUCH_METHOD');
@@ -64,7 +105,19 @@ t('endpoints are checked at construction', async () => {
 });
 
 t('serializer converts results', async () => {
-  const d = new RPCDispatcher([{ async when() { return new Date(0); }, async m() { return new Map([['a', new Set([1])]]); } }], new JsonPayloadSerializer());
+  const d = new RPCDispatcher(
+    [
+      {
+        async when() {
+          return new Date(0);
+        },
+        async m() {
+          return new Map([['a', new Set([1])]]);
+        },
+      },
+    ],
+    new JsonPayloadSerializer(),
+  );
   assert.is(await d.dispatch({}, parseRequest({ method: 'when' })), '1970-01-01T00:00:00.000Z');
   assert.equal(await d.dispatch({}, parseRequest({ method: 'm' })), { a: [1] });
 });

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ENVELOPE_VERSION, wrap, envelope, isEnvelope, open, unenvelope, peek, encodeBounded } from '../../src/driver/envelope.js';
 import { MessageTooLarge } from '../../src/core/errors.js';
+import { ENVELOPE_VERSION, encodeBounded, envelope, isEnvelope, open, peek, unenvelope, wrap } from '../../src/driver/envelope.js';
 import { rejects } from '../support/assert.js';
 
 const t = suite('oslo message envelope 2.0');

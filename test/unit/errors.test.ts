@@ -1,10 +1,19 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  HermodError, MessagingTimeout, RemoteError, NoSuchMethod, UnsupportedVersion, MessageUndeliverable, MessageDeliveryFailure,
-  ConfigError, registerRemoteError, isRemote, MessageTooLarge,
+  ConfigError,
+  HermodError,
+  isRemote,
+  MessageDeliveryFailure,
+  MessageTooLarge,
+  MessageUndeliverable,
+  MessagingTimeout,
+  NoSuchMethod,
+  RemoteError,
+  registerRemoteError,
+  UnsupportedVersion,
 } from '../../src/index.js';
-import { serializeFailure, deserializeFailure } from '../../src/rpc/remote-errors.js';
+import { deserializeFailure, serializeFailure } from '../../src/rpc/remote-errors.js';
 
 const t = suite('errors');
 
@@ -71,7 +80,14 @@ t('errors declare their remote module and kwargs', () => {
 });
 
 t('unknown or disallowed remote errors become RemoteError with type, message and trace', () => {
-  const e = deserializeFailure({ class: 'ValueError', module: 'builtins', message: 'boom', tb: ['Traceback\n'], args: ['boom'], kwargs: {} });
+  const e = deserializeFailure({
+    class: 'ValueError',
+    module: 'builtins',
+    message: 'boom',
+    tb: ['Traceback\n'],
+    args: ['boom'],
+    kwargs: {},
+  });
   assert.ok(e instanceof RemoteError);
   const r = e as RemoteError;
   assert.is(r.excType, 'ValueError');
@@ -93,12 +109,21 @@ t('registered classes are rebuilt only for allowed modules', () => {
   assert.is(rebuilt.message, 'over');
   assert.is((rebuilt as unknown as { remote: { module: string } }).remote.module, 'myapp.quota');
   // A factory that throws falls back to RemoteError rather than losing the failure.
-  registerRemoteError('myapp.quota', 'Broken', () => { throw new Error('bad factory'); });
+  registerRemoteError('myapp.quota', 'Broken', () => {
+    throw new Error('bad factory');
+  });
   assert.ok(deserializeFailure({ ...f, class: 'Broken' }, ['myapp.quota']) instanceof RemoteError);
 });
 
 t('oslo and hermod dispatcher errors rebuild as NoSuchMethod / UnsupportedVersion', () => {
-  const n = deserializeFailure({ class: 'NoSuchMethod', module: 'oslo_messaging.rpc.dispatcher', message: 'x', tb: [], args: ['frob'], kwargs: {} });
+  const n = deserializeFailure({
+    class: 'NoSuchMethod',
+    module: 'oslo_messaging.rpc.dispatcher',
+    message: 'x',
+    tb: [],
+    args: ['frob'],
+    kwargs: {},
+  });
   assert.ok(n instanceof NoSuchMethod);
   assert.is((n as NoSuchMethod).method, 'frob');
   const v = deserializeFailure(serializeFailure(new UnsupportedVersion('3.0', 'add')));

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { hostLabel, HostRotation } from '../../src/driver/hosts.js';
 import { parseTransportUrl } from '../../src/config/transport-url.js';
+import { HostRotation, hostLabel } from '../../src/driver/hosts.js';
 
 const t = suite('transport hosts: labels and failover rotation');
 
@@ -32,7 +32,10 @@ t('one host: every attempt goes to it', () => {
 });
 
 t('describe names the scheme, every host (no credentials) and the vhost', () => {
-  assert.is(new HostRotation(parseTransportUrl('rabbit://guest:secret@h1,h2:5673,[::1]/nova')).describe(), "rabbit://h1:5672, h2:5673, [::1]:5672 vhost 'nova'");
+  assert.is(
+    new HostRotation(parseTransportUrl('rabbit://guest:secret@h1,h2:5673,[::1]/nova')).describe(),
+    "rabbit://h1:5672, h2:5673, [::1]:5672 vhost 'nova'",
+  );
   assert.is(new HostRotation(parseTransportUrl('amqps://router/')).describe(), 'amqps://router:5671');
   assert.is(new HostRotation(parseTransportUrl('rabbit://h1')).describe(), 'rabbit://h1:5672');
 });

@@ -1,6 +1,6 @@
 // Compile-time checks of RPCClient.proxy<T>(): `npm test` builds this file with tsc, and every
 // expect-error directive below fails the build if the type system stops rejecting that misuse.
-import type { RPCClient, Context } from '../../src/index.js';
+import type { Context, RPCClient } from '../../src/index.js';
 
 class Compute {
   async resize(_ctx: Context, args: { instance: string; flavor: string }): Promise<{ ok: boolean }> {
@@ -22,7 +22,10 @@ export async function typeChecks(client: RPCClient): Promise<void> {
   const s: string = await compute.status();
   const m1: number = await compute.maybe();
   const m2: number = await compute.maybe({ verbose: true });
-  void r; void s; void m1; void m2;
+  void r;
+  void s;
+  void m1;
+  void m2;
   // @ts-expect-error missing required argument field
   await compute.resize({ instance: 'i-1' });
   // @ts-expect-error wrong argument type

@@ -1,11 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultConfig } from '../../src/index.js';
 import { envelope } from '../../src/driver/envelope.js';
 import type { RabbitConnection } from '../../src/driver/rabbit/connection.js';
-import { Publisher, type Publication } from '../../src/driver/rabbit/publisher.js';
+import { type Publication, Publisher } from '../../src/driver/rabbit/publisher.js';
 import { Topology } from '../../src/driver/rabbit/topology.js';
+import { defaultConfig } from '../../src/index.js';
 import { rejects } from '../support/assert.js';
 
 type Confirm = (err: Error | null) => void;
@@ -15,9 +15,15 @@ class FakeChannel extends EventEmitter {
   published: Array<{ exchange: string; key: string; props: Record<string, unknown> }> = [];
   assertExchange: (name: string) => Promise<unknown> = async () => ({});
   onPublish: (content: Buffer, confirm: Confirm | undefined) => void = (_c, confirm) => confirm?.(null);
-  async assertQueue(): Promise<unknown> { return {}; }
-  async bindQueue(): Promise<unknown> { return {}; }
-  async close(): Promise<void> { this.emit('close'); }
+  async assertQueue(): Promise<unknown> {
+    return {};
+  }
+  async bindQueue(): Promise<unknown> {
+    return {};
+  }
+  async close(): Promise<void> {
+    this.emit('close');
+  }
   publish(exchange: string, key: string, content: Buffer, props: Record<string, unknown>, confirm?: Confirm): boolean {
     this.published.push({ exchange, key, props });
     this.onPublish(content, confirm);
@@ -28,8 +34,16 @@ class FakeChannel extends EventEmitter {
 function setup() {
   const opened: FakeChannel[] = [];
   const model = {
-    createChannel: async () => { const c = new FakeChannel(); opened.push(c); return c; },
-    createConfirmChannel: async () => { const c = new FakeChannel(); opened.push(c); return c; },
+    createChannel: async () => {
+      const c = new FakeChannel();
+      opened.push(c);
+      return c;
+    },
+    createConfirmChannel: async () => {
+      const c = new FakeChannel();
+      opened.push(c);
+      return c;
+    },
   };
   const conn = { ready: async () => model, isOpen: true } as unknown as RabbitConnection;
   const publisher = new Publisher(conn, new Topology(defaultConfig().rabbit), () => {});
@@ -38,8 +52,16 @@ function setup() {
 }
 
 const pub = (over: Partial<Publication> = {}): Publication => ({
-  exchange: { name: 'openstack', type: 'topic' }, key: 'k', body: envelope({ _unique_id: 'u1' }, 't'), uniqueId: 'u1',
-  mandatory: false, confirm: true, deadline: Date.now() + 2000, retry: -1, what: 'cast x', ...over,
+  exchange: { name: 'openstack', type: 'topic' },
+  key: 'k',
+  body: envelope({ _unique_id: 'u1' }, 't'),
+  uniqueId: 'u1',
+  mandatory: false,
+  confirm: true,
+  deadline: Date.now() + 2000,
+  retry: -1,
+  what: 'cast x',
+  ...over,
 });
 
 const t = suite('rabbit publisher (fake channels)');
@@ -48,7 +70,9 @@ t('a refusal is classified by its AMQP reply code: 406 on the exchange declare f
   const { publisher, model, confirms } = setup();
   await publisher.setup(model as never);
   confirms()[0]!.assertExchange = async () => {
-    throw Object.assign(new Error('Operation failed: ExchangeDeclare; 406 (PRECONDITION-FAILED) with message "inequivalent arg"'), { code: 406 });
+    throw Object.assign(new Error('Operation failed: ExchangeDeclare; 406 (PRECONDITION-FAILED) with message "inequivalent arg"'), {
+      code: 406,
+    });
   };
   await rejects(publisher.publish(pub()), 'HERMOD_ERR_DELIVERY_FAILURE', /refused it.*PRECONDITION/);
 });
@@ -57,7 +81,10 @@ t('a refusal named only in the text is not trusted: no code, so it is resent unt
   const { publisher, model, confirms } = setup();
   await publisher.setup(model as never);
   let tries = 0;
-  confirms()[0]!.assertExchange = async () => { tries++; throw new Error('something NOT_FOUND-ish without a code'); };
+  confirms()[0]!.assertExchange = async () => {
+    tries++;
+    throw new Error('something NOT_FOUND-ish without a code');
+  };
   await rejects(publisher.publish(pub({ deadline: Date.now() + 150 })), 'HERMOD_ERR_TIMEOUT');
   assert.ok(tries > 1, `resent ${tries} times`);
 });
@@ -68,8 +95,15 @@ t('a nack fails with MessageDeliveryFailure; a returned mandatory message with M
   const ch = confirms()[0]!;
   ch.onPublish = (_c, confirm) => confirm?.(new Error('message nacked'));
   await rejects(publisher.publish(pub()), 'HERMOD_ERR_DELIVERY_FAILURE', /nacked/);
-  ch.onPublish = (content, confirm) => { ch.emit('return', { content, fields: {} }); confirm?.(null); };
-  await rejects(publisher.publish(pub({ exchange: undefined, key: 'reply_gone', mandatory: true })), 'HERMOD_ERR_UNDELIVERABLE', /default exchange routing key 'reply_gone'/);
+  ch.onPublish = (content, confirm) => {
+    ch.emit('return', { content, fields: {} });
+    confirm?.(null);
+  };
+  await rejects(
+    publisher.publish(pub({ exchange: undefined, key: 'reply_gone', mandatory: true })),
+    'HERMOD_ERR_UNDELIVERABLE',
+    /default exchange routing key 'reply_gone'/,
+  );
 });
 
 t('a confirm lost with the channel is resent within `retry`, and fails past it', async () => {
@@ -98,7 +132,10 @@ t('channels the broker closed are re-opened on the next publish, and exchanges d
   const { publisher, model, confirms } = setup();
   await publisher.setup(model as never);
   let declared = 0;
-  confirms()[0]!.assertExchange = async () => { declared++; return {}; };
+  confirms()[0]!.assertExchange = async () => {
+    declared++;
+    return {};
+  };
   await publisher.publish(pub());
   await publisher.publish(pub());
   assert.is(declared, 1, 'declared once per channel');

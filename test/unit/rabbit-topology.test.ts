@@ -1,8 +1,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultConfig } from '../../src/index.js';
 import { Target } from '../../src/core/target.js';
 import { requestRoute, Topology } from '../../src/driver/rabbit/topology.js';
+import { defaultConfig } from '../../src/index.js';
 
 const t = suite('rabbit topology');
 
@@ -11,7 +11,10 @@ const topology = (over: Partial<ReturnType<typeof defaultConfig>['rabbit']> = {}
 t('requests route to <topic>, <topic>.<server>, or the fanout exchange with key ""', () => {
   assert.equal(requestRoute(new Target({ topic: 't' }), 'openstack'), { exchange: { name: 'openstack', type: 'topic' }, key: 't' });
   assert.equal(requestRoute(new Target({ topic: 't', server: 's' }), 'nova'), { exchange: { name: 'nova', type: 'topic' }, key: 't.s' });
-  assert.equal(requestRoute(new Target({ topic: 't', fanout: true }), 'openstack'), { exchange: { name: 't_fanout', type: 'fanout' }, key: '' });
+  assert.equal(requestRoute(new Target({ topic: 't', fanout: true }), 'openstack'), {
+    exchange: { name: 't_fanout', type: 'fanout' },
+    key: '',
+  });
 });
 
 t('queue flags follow oslo: transient queues expire, quorum queues are durable and never auto-deleted', () => {
@@ -21,7 +24,9 @@ t('queue flags follow oslo: transient queues expire, quorum queues are durable a
   assert.equal(plain.exchangeOptions(), { durable: false, autoDelete: false });
   const quorum = topology({ quorumQueues: true, quorumDeliveryLimit: 5, autoDelete: true, haQueues: true });
   assert.equal(quorum.sharedQueue(), {
-    durable: true, autoDelete: false, arguments: { 'x-ha-policy': 'all', 'x-queue-type': 'quorum', 'x-delivery-limit': 5 },
+    durable: true,
+    autoDelete: false,
+    arguments: { 'x-ha-policy': 'all', 'x-queue-type': 'quorum', 'x-delivery-limit': 5 },
   });
   assert.equal(quorum.transientQueue().arguments, { 'x-expires': 1_800_000, 'x-ha-policy': 'all' });
   assert.equal(quorum.exchangeOptions(), { durable: true, autoDelete: true });
@@ -38,10 +43,25 @@ t('an RPC server binds its topic, its own server queue and a fanout queue delete
 });
 
 t('notification listeners consume <topic>.<priority>, or one queue named after the pool', () => {
-  const routes = [{ exchange: 'openstack', key: 'notifications.info' }, { exchange: 'nova', key: 'n.error' }];
-  assert.equal(topology().listenerBindings(routes, undefined).map((b) => [b.queue, b.exchange.name, b.key]),
-    [['notifications.info', 'openstack', 'notifications.info'], ['n.error', 'nova', 'n.error']]);
-  assert.equal(topology().listenerBindings(routes, 'pool').map((b) => b.queue), ['pool', 'pool']);
+  const routes = [
+    { exchange: 'openstack', key: 'notifications.info' },
+    { exchange: 'nova', key: 'n.error' },
+  ];
+  assert.equal(
+    topology()
+      .listenerBindings(routes, undefined)
+      .map((b) => [b.queue, b.exchange.name, b.key]),
+    [
+      ['notifications.info', 'openstack', 'notifications.info'],
+      ['n.error', 'nova', 'n.error'],
+    ],
+  );
+  assert.equal(
+    topology()
+      .listenerBindings(routes, 'pool')
+      .map((b) => b.queue),
+    ['pool', 'pool'],
+  );
 });
 
 t.run();

@@ -2,17 +2,25 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { envelope, peek } from '../../src/driver/envelope.js';
 import {
-  addCallFields, notificationDict, parseFailure, replyAddress, replyDict, requestDict, splitIncoming,
+  addCallFields,
+  notificationDict,
+  parseFailure,
+  replyAddress,
+  replyDict,
+  requestDict,
+  splitIncoming,
 } from '../../src/driver/rabbit/wire.js';
 
 const t = suite('rabbit wire format');
 
-t('a call request has oslo\'s keys in oslo\'s order, context flattened, _timeout in seconds', () => {
+t("a call request has oslo's keys in oslo's order, context flattened, _timeout in seconds", () => {
   const msg = requestDict({ request_id: 'r', user: 'alice' }, { method: 'add', args: { a: 1 }, namespace: 'math', version: '1.2' }, 'u1');
   addCallFields(msg, 'm1', 'reply_x', 2000);
-  assert.is(JSON.stringify(msg),
-    '{"method":"add","args":{"a":1},"namespace":"math","version":"1.2","_context_request_id":"r","_context_user":"alice",'
-    + '"_unique_id":"u1","_msg_id":"m1","_reply_q":"reply_x","_timeout":2}');
+  assert.is(
+    JSON.stringify(msg),
+    '{"method":"add","args":{"a":1},"namespace":"math","version":"1.2","_context_request_id":"r","_context_user":"alice",' +
+      '"_unique_id":"u1","_msg_id":"m1","_reply_q":"reply_x","_timeout":2}',
+  );
   assert.is(envelope(msg, 'call'), JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': JSON.stringify(msg) }));
 });
 
@@ -24,15 +32,17 @@ t('a call without call monitor still carries _timeout: null; a cast has no call 
   assert.equal(requestDict({}, { method: 'x', args: {} }, 'u3'), { method: 'x', args: {}, _unique_id: 'u3' });
 });
 
-t('a notification keeps the notifier\'s fields first, then context, then _unique_id', () => {
+t("a notification keeps the notifier's fields first, then context, then _unique_id", () => {
   const n = notificationDict({ user_id: 'u' }, { message_id: 'id', event_type: 'e', payload: {} }, 'u4');
   assert.equal(Object.keys(n), ['message_id', 'event_type', 'payload', '_context_user_id', '_unique_id']);
 });
 
 t('a reply carries the failure as a JSON string; a heartbeat has ending false and nulls', () => {
   const failure = { class: 'ValueError', module: 'builtins', message: 'bad', tb: [], args: ['bad'], kwargs: {} };
-  assert.is(JSON.stringify(replyDict('m1', { ending: true, failure }, 'u5')),
-    `{"result":null,"failure":${JSON.stringify(JSON.stringify(failure))},"ending":true,"_msg_id":"m1","_unique_id":"u5"}`);
+  assert.is(
+    JSON.stringify(replyDict('m1', { ending: true, failure }, 'u5')),
+    `{"result":null,"failure":${JSON.stringify(JSON.stringify(failure))},"ending":true,"_msg_id":"m1","_unique_id":"u5"}`,
+  );
   assert.equal(replyDict('m1', { ending: false }, 'u6'), { result: null, failure: null, ending: false, _msg_id: 'm1', _unique_id: 'u6' });
   assert.equal(parseFailure(JSON.stringify(failure)), failure);
   assert.is(parseFailure('{not json').class, 'MalformedMessage');
@@ -40,7 +50,13 @@ t('a reply carries the failure as a JSON string; a heartbeat has ending false an
 
 t('an incoming dict splits into context, message and reply address', () => {
   const parts = splitIncoming({
-    method: 'add', args: { a: 1 }, _context_user: 'alice', _unique_id: 'u', _msg_id: 'm', _reply_q: 'reply_q', _timeout: 2,
+    method: 'add',
+    args: { a: 1 },
+    _context_user: 'alice',
+    _unique_id: 'u',
+    _msg_id: 'm',
+    _reply_q: 'reply_q',
+    _timeout: 2,
   });
   assert.equal(parts.ctx, { user: 'alice' });
   assert.equal(parts.message, { method: 'add', args: { a: 1 } });

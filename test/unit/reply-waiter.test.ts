@@ -1,12 +1,14 @@
+import FakeTimers from '@sinonjs/fake-timers';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import FakeTimers from '@sinonjs/fake-timers';
-import { ReplyWaiter } from '../../src/driver/reply-waiter.js';
 import { Semaphore } from '../../src/core/semaphore.js';
+import { ReplyWaiter } from '../../src/driver/reply-waiter.js';
 import { rejects } from '../support/assert.js';
 
 const t = suite<{ clock: ReturnType<typeof FakeTimers.install> }>('reply waiter (fake timers)', { clock: undefined as never });
-t.before.each((ctx) => { ctx.clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] }); });
+t.before.each((ctx) => {
+  ctx.clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+});
 t.after.each((ctx) => ctx.clock.uninstall());
 
 t('the overall timeout fires at its deadline and not before', async ({ clock }) => {

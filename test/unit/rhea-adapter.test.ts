@@ -1,12 +1,21 @@
-import { suite } from 'uvu';
-import * as assert from 'uvu/assert';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import rhea from 'rhea';
 import type { Connection, Delivery, Sender } from 'rhea';
+import rhea from 'rhea';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import {
-  clearRheaTimers, connectionError, deliveryCount, linkCredit, remoteOutcome, remoteSettled, sessionRoom, setSaslCredentials,
-  settleLocally, socketOf, stopReconnect,
+  clearRheaTimers,
+  connectionError,
+  deliveryCount,
+  linkCredit,
+  remoteOutcome,
+  remoteSettled,
+  sessionRoom,
+  setSaslCredentials,
+  settleLocally,
+  socketOf,
+  stopReconnect,
 } from '../../src/rhea/index.js';
 
 const t = suite('rhea adapter');
@@ -22,7 +31,10 @@ t('remoteOutcome reads the outcome rhea recorded, with a rejection error and mod
   const rejected = remoteOutcome(delivery({ remote_state: outcomes.rejected!({ error: { condition: 'amqp:x', description: 'why' } }) }))!;
   assert.is(rejected.kind, 'rejected');
   assert.equal([rejected.error?.condition, rejected.error?.description], ['amqp:x', 'why']);
-  assert.equal(remoteOutcome(delivery({ remote_state: outcomes.modified!({ delivery_failed: true }) })), { kind: 'modified', deliveryFailed: true });
+  assert.equal(remoteOutcome(delivery({ remote_state: outcomes.modified!({ delivery_failed: true }) })), {
+    kind: 'modified',
+    deliveryFailed: true,
+  });
 });
 
 t('remoteSettled and settleLocally', () => {
@@ -86,7 +98,9 @@ t('importing the router does not patch rhea; a Router installs the raw-bytes dec
     process.stdout.write(JSON.stringify(out));`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
-  child.stdout!.on('data', (d) => { out += d; });
+  child.stdout!.on('data', (d) => {
+    out += d;
+  });
   const code = await new Promise((r) => child.once('exit', r));
   assert.is(code, 0);
   assert.equal(JSON.parse(out), [true, true, true, true, true, true]);

@@ -10,7 +10,9 @@ t('fields are kept and the object is frozen', () => {
   assert.is(target.topic, 'compute');
   assert.is(target.exchange, 'nova');
   assert.ok(Object.isFrozen(target));
-  assert.throws(() => { (target as { topic: string }).topic = 'x'; });
+  assert.throws(() => {
+    (target as { topic: string }).topic = 'x';
+  });
   assert.equal(target.toJSON(), { exchange: 'nova', topic: 'compute', namespace: 'ns', version: '1.3', server: 'h1' });
   assert.match(String(target), /topic=compute/);
 });
@@ -48,7 +50,11 @@ t('calls need a topic and cannot be fanout', async () => {
 
 t('casts need a topic; fanout with a server is an error', async () => {
   await rejects(() => new Target({}).assertCastable(), 'HERMOD_ERR_INVALID_TARGET', /a cast requires a topic/);
-  await rejects(() => new Target({ topic: 't', fanout: true, server: 's' }).assertCastable(), 'HERMOD_ERR_INVALID_TARGET', /both fanout and directed/);
+  await rejects(
+    () => new Target({ topic: 't', fanout: true, server: 's' }).assertCastable(),
+    'HERMOD_ERR_INVALID_TARGET',
+    /both fanout and directed/,
+  );
   new Target({ topic: 't', fanout: true }).assertCastable();
 });
 

@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseTransportUrl, redactUrl, getTransport, defaultConfig } from '../../src/index.js';
+import { defaultConfig, getTransport, parseTransportUrl, redactUrl } from '../../src/index.js';
 import { rejects } from '../support/assert.js';
 
 const t = suite('transport url');
@@ -45,7 +45,11 @@ t('bad URLs give ConfigError saying what is wrong', async () => {
   await rejects(() => parseTransportUrl('rabbit:///vhost'), 'HERMOD_ERR_CONFIG', /names no host/);
   await rejects(() => parseTransportUrl('rabbit://[::1/'), 'HERMOD_ERR_CONFIG', /IPv6/);
   await rejects(() => parseTransportUrl('rabbit://u:%zz@h/'), 'HERMOD_ERR_CONFIG', /password of host #1 is not valid percent-encoding/);
-  await rejects(() => parseTransportUrl('rabbit://h/?hartbeat=3'), 'HERMOD_ERR_CONFIG', /'hartbeat' is not an option of the rabbit driver; did you mean 'heartbeat'/);
+  await rejects(
+    () => parseTransportUrl('rabbit://h/?hartbeat=3'),
+    'HERMOD_ERR_CONFIG',
+    /'hartbeat' is not an option of the rabbit driver; did you mean 'heartbeat'/,
+  );
   await rejects(() => parseTransportUrl('memory://x/y'), 'HERMOD_ERR_CONFIG', /name only/);
   await rejects(() => parseTransportUrl('memory://x?a=1'), 'HERMOD_ERR_CONFIG', /takes no options/);
 });

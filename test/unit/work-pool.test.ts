@@ -1,27 +1,42 @@
+import FakeTimers from '@sinonjs/fake-timers';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import FakeTimers from '@sinonjs/fake-timers';
-import { WorkPool, type Work } from '../../src/core/work-pool.js';
+import { type Work, WorkPool } from '../../src/core/work-pool.js';
 
 /** Work that runs until the test finishes it (or for `ms` of fake time), recording what happened to it. */
 class Job implements Work {
   events: string[] = [];
   private finishRun: (() => void) | undefined;
-  constructor(readonly name: string, private readonly log: string[], private readonly ms?: number) {}
+  constructor(
+    readonly name: string,
+    private readonly log: string[],
+    private readonly ms?: number,
+  ) {}
   run(): Promise<void> {
     this.log.push(`start ${this.name}`);
     return new Promise<void>((resolve) => {
-      this.finishRun = () => { this.log.push(`end ${this.name}`); resolve(); };
+      this.finishRun = () => {
+        this.log.push(`end ${this.name}`);
+        resolve();
+      };
       if (this.ms !== undefined) setTimeout(this.finishRun, this.ms);
     });
   }
-  finish(): void { this.finishRun!(); }
-  async abort(): Promise<void> { this.log.push(`abort ${this.name}`); }
-  requeue(): void { this.log.push(`requeue ${this.name}`); }
+  finish(): void {
+    this.finishRun!();
+  }
+  async abort(): Promise<void> {
+    this.log.push(`abort ${this.name}`);
+  }
+  requeue(): void {
+    this.log.push(`requeue ${this.name}`);
+  }
 }
 
 const t = suite<{ clock: ReturnType<typeof FakeTimers.install> }>('work pool (fake timers)', { clock: undefined as never });
-t.before.each((ctx) => { ctx.clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] }); });
+t.before.each((ctx) => {
+  ctx.clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+});
 t.after.each((ctx) => ctx.clock.uninstall());
 
 t('runs at most its concurrency; the rest wait in FIFO order', async ({ clock }) => {
@@ -93,7 +108,11 @@ t('a second drain that aborts sooner is counted by the first too', async ({ cloc
   await clock.tickAsync(10);
   assert.equal(await hasty, { completed: 0, aborted: 1 });
   assert.equal(await patient, { completed: 0, aborted: 1 });
-  assert.equal(log.filter((l) => l.startsWith('abort')), ['abort a'], 'aborted once');
+  assert.equal(
+    log.filter((l) => l.startsWith('abort')),
+    ['abort a'],
+    'aborted once',
+  );
 });
 
 t('close: queued work waits, nothing new starts, late submits are requeued; requeueBacklog gives the queue back', async ({ clock }) => {
@@ -118,7 +137,13 @@ t('close: queued work waits, nothing new starts, late submits are requeued; requ
 t('work that rejects is over all the same; aborting frees a slot for the backlog while open', async ({ clock }) => {
   const log: string[] = [];
   const pool = new WorkPool(1);
-  pool.submit({ run: async () => { throw new Error('boom'); }, abort: async () => {}, requeue: () => {} });
+  pool.submit({
+    run: async () => {
+      throw new Error('boom');
+    },
+    abort: async () => {},
+    requeue: () => {},
+  });
   pool.submit(new Job('next', log));
   await clock.tickAsync(0);
   assert.equal(log, ['start next']);
@@ -132,7 +157,10 @@ t('work that rejects is over all the same; aborting frees a slot for the backlog
 
 t('concurrency must be a positive integer (or Infinity)', () => {
   for (const bad of [0, -1, 1.5, NaN]) {
-    assert.throws(() => new WorkPool(bad), (e: { code: string }) => e.code === 'HERMOD_ERR_INVALID_ARGUMENT');
+    assert.throws(
+      () => new WorkPool(bad),
+      (e: { code: string }) => e.code === 'HERMOD_ERR_INVALID_ARGUMENT',
+    );
   }
   const unbounded = new WorkPool(Infinity);
   const log: string[] = [];

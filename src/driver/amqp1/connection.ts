@@ -1,16 +1,16 @@
 import net from 'node:net';
 import os from 'node:os';
 import tls from 'node:tls';
-import rhea from 'rhea';
 import type { Connection, Container, EventContext } from 'rhea';
-import { TransportError } from '../../core/errors.js';
-import { uuidHex } from '../../core/ids.js';
+import rhea from 'rhea';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
-import { clearRheaTimers, connectionError, setSaslCredentials, socketOf, stopReconnect, type OutcomeKind } from '../../rhea/index.js';
+import { TransportError } from '../../core/errors.js';
+import { uuidHex } from '../../core/ids.js';
+import { clearRheaTimers, connectionError, type OutcomeKind, setSaslCredentials, socketOf, stopReconnect } from '../../rhea/index.js';
 import { ConnectGate } from '../connect-gate.js';
 import type { ConnectionState } from '../driver.js';
-import { hostLabel, HostRotation } from '../hosts.js';
+import { HostRotation, hostLabel } from '../hosts.js';
 import { tlsOptions } from '../tls.js';
 
 /** Sleeps of a waiting send are capped so conditions nobody wakes the gate for are re-checked. */
@@ -45,7 +45,11 @@ export class Amqp1Connection {
   private failedAttempts = 0;
   private open_ = false;
 
-  constructor(private readonly url: TransportUrl, private readonly config: HermodConfig, private readonly hooks: ConnectionHooks) {
+  constructor(
+    private readonly url: TransportUrl,
+    private readonly config: HermodConfig,
+    private readonly hooks: ConnectionHooks,
+  ) {
     const id = config.amqp1.containerName || `hermod-${os.hostname()}-${process.pid}-${uuidHex().slice(0, 8)}`;
     this.container = rhea.create_container({ id });
     this.container.on('error', () => {});
@@ -83,7 +87,8 @@ export class Amqp1Connection {
         // SASL: PLAIN with the host's credentials, ANONYMOUS without.
         setSaslCredentials(conn, h.username, h.password);
         const connect = this.url.tls
-          ? (port: number, host: string, options: tls.ConnectionOptions, cb: () => void) => tls.connect({ ...options, port, host, servername: host }, cb)
+          ? (port: number, host: string, options: tls.ConnectionOptions, cb: () => void) =>
+              tls.connect({ ...options, port, host, servername: host }, cb)
           : (port: number, host: string, _o: unknown, cb: () => void) => net.connect({ port, host, noDelay: true }, cb);
         return { host: h.hostname, port: h.port, connect, options: secure } as never;
       },
@@ -111,7 +116,9 @@ export class Amqp1Connection {
       if (err) this.lastError = err;
     });
     conn.on('error', () => {});
-    conn.on('protocol_error', (err: Error) => { this.lastError = `protocol error: ${err.message}`; });
+    conn.on('protocol_error', (err: Error) => {
+      this.lastError = `protocol error: ${err.message}`;
+    });
   }
 
   private onOpen(ctx: EventContext): void {
@@ -135,7 +142,9 @@ export class Amqp1Connection {
       this.hooks.state({ state: 'disconnected', host, ...(error ? { error } : {}) });
       // Replies to calls sent on the old connection would go to its dynamic address, which
       // is gone: fail those calls now instead of letting them run into their timeout.
-      this.hooks.lost(new TransportError(`connection to ${host} lost while waiting for a reply${this.lastError ? ` (${this.lastError})` : ''}`));
+      this.hooks.lost(
+        new TransportError(`connection to ${host} lost while waiting for a reply${this.lastError ? ` (${this.lastError})` : ''}`),
+      );
     }
     this.hooks.state({ state: 'reconnecting', host, attempt: this.failedAttempts, delayMs: 0 });
     this.wake();
@@ -170,8 +179,14 @@ export class Amqp1Connection {
     if (this.open_) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 500);
-        conn.once('connection_close', () => { clearTimeout(timer); resolve(); });
-        conn.once('disconnected', () => { clearTimeout(timer); resolve(); });
+        conn.once('connection_close', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        conn.once('disconnected', () => {
+          clearTimeout(timer);
+          resolve();
+        });
         conn.close();
       });
     }

@@ -49,12 +49,20 @@ export class SendFlow {
       return;
     }
     await new Promise<void>((resolve, reject) => {
-      const wake = () => { clearTimeout(timer); resolve(); };
-      const timer = setTimeout(() => {
-        const i = this.waiters.indexOf(wake);
-        if (i >= 0) this.waiters.splice(i, 1);
-        reject(new MessagingTimeout(`${what}: timed out waiting for room to send (${this.waiters.length} sends queued on the connection)`));
-      }, Math.max(1, deadline - Date.now()));
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(
+        () => {
+          const i = this.waiters.indexOf(wake);
+          if (i >= 0) this.waiters.splice(i, 1);
+          reject(
+            new MessagingTimeout(`${what}: timed out waiting for room to send (${this.waiters.length} sends queued on the connection)`),
+          );
+        },
+        Math.max(1, deadline - Date.now()),
+      );
       this.waiters.push(wake);
       this.schedulePump();
     });
@@ -96,7 +104,8 @@ export class SendFlow {
     setImmediate(() => {
       this.pumpScheduled = false;
       const replies = this.links.replies();
-      while (this.replyBacklog.length > 0 && this.links.isOpen() && replies && sessionRoom(replies) > 0) replies.send(this.replyBacklog.shift()!);
+      while (this.replyBacklog.length > 0 && this.links.isOpen() && replies && sessionRoom(replies) > 0)
+        replies.send(this.replyBacklog.shift()!);
       while (this.waiters.length > 0 && this.requestRoom() > 0) {
         this.reserved++;
         this.waiters.shift()!();

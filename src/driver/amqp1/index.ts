@@ -1,15 +1,13 @@
 import type { Connection, EventContext, Message, Receiver, Sender, Source } from 'rhea';
-import { InvalidArgument } from '../../core/errors.js';
-import type { Context } from '../../core/serializer.js';
-import { uuidHex } from '../../core/ids.js';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
+import { InvalidArgument } from '../../core/errors.js';
+import { uuidHex } from '../../core/ids.js';
+import type { Context } from '../../core/serializer.js';
 import type { Target } from '../../core/target.js';
-import type {
-  Driver, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions,
-} from '../driver.js';
+import type { Driver, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions } from '../driver.js';
 import { DriverBase } from '../driver-base.js';
-import { notifyAddress, pickMode, rpcAddress, serverAddresses, type AddressingMode } from './addressing.js';
+import { type AddressingMode, notifyAddress, pickMode, rpcAddress, serverAddresses } from './addressing.js';
 import { Amqp1Connection } from './connection.js';
 import { SendFlow } from './flow.js';
 import { Amqp1Listener } from './listener.js';
@@ -53,7 +51,9 @@ export class Amqp1Driver extends DriverBase implements Driver {
       requests: () => this.unsettledSender,
       replies: () => this.replyLink(),
     });
-    this.sender = new MessageSender(this.connection, this.flow, { link: (presettled) => (presettled ? this.settledSender : this.unsettledSender) });
+    this.sender = new MessageSender(this.connection, this.flow, {
+      link: (presettled) => (presettled ? this.settledSender : this.unsettledSender),
+    });
   }
 
   private get vhost(): string | undefined {
@@ -75,7 +75,10 @@ export class Amqp1Driver extends DriverBase implements Driver {
     this.settledSender = conn.open_sender({ target: {}, snd_settle_mode: 1, name: `hermod/sender/settled/${uuidHex()}` });
     this.unsettledSender = conn.open_sender({ target: {}, name: `hermod/sender/unsettled/${uuidHex()}` });
     for (const s of [this.settledSender, this.unsettledSender]) {
-      s.on('sendable', () => { this.connection.wake(); this.flow.schedulePump(); });
+      s.on('sendable', () => {
+        this.connection.wake();
+        this.flow.schedulePump();
+      });
       s.on('sender_error', () => {});
     }
     this.replyReceiver = conn.open_receiver({
@@ -102,18 +105,26 @@ export class Amqp1Driver extends DriverBase implements Driver {
   }
 
   private address(target: Target): string {
-    return rpcAddress(this.mode, {
-      exchange: this.exchange(target), topic: target.topic!,
-      ...(target.server ? { server: target.server } : {}), ...(target.fanout ? { fanout: true } : {}),
-    }, this.vhost);
+    return rpcAddress(
+      this.mode,
+      {
+        exchange: this.exchange(target),
+        topic: target.topic!,
+        ...(target.server ? { server: target.server } : {}),
+        ...(target.fanout ? { fanout: true } : {}),
+      },
+      this.vhost,
+    );
   }
 
   async send(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<Reply | undefined> {
     this.assertOpen();
     const deadline = Date.now() + opts.timeout;
     const retry = opts.retry ?? -1;
-    const body = this.encode(requestBody(request, ctx, opts.waitForReply ? opts.callMonitorTimeout : undefined),
-      `${opts.waitForReply ? 'call' : 'cast'} ${request.method}`);
+    const body = this.encode(
+      requestBody(request, ctx, opts.waitForReply ? opts.callMonitorTimeout : undefined),
+      `${opts.waitForReply ? 'call' : 'cast'} ${request.method}`,
+    );
     await this.connection.until(() => this.connection.isOpen, deadline, retry, request.method);
     if (!opts.waitForReply) {
       const presettled = this.config.amqp1.presettledCasts;
@@ -131,9 +142,20 @@ export class Amqp1Driver extends DriverBase implements Driver {
     reply.catch(() => {});
     const untrack = this.sender.trackCall(msgId, (err) => this.waiter.fail(msgId, err));
     try {
-      await this.sender.deliver(() => ({
-        to: this.address(target), body, message_id: msgId, reply_to: this.replyAddress!, ttl: Math.max(1, Math.round(deadline - Date.now())),
-      }), false, deadline, retry, `call ${request.method}`, true);
+      await this.sender.deliver(
+        () => ({
+          to: this.address(target),
+          body,
+          message_id: msgId,
+          reply_to: this.replyAddress!,
+          ttl: Math.max(1, Math.round(deadline - Date.now())),
+        }),
+        false,
+        deadline,
+        retry,
+        `call ${request.method}`,
+        true,
+      );
     } catch (err) {
       this.waiter.fail(msgId, err as Error);
     }
@@ -145,37 +167,62 @@ export class Amqp1Driver extends DriverBase implements Driver {
     const deadline = Date.now() + this.config.rpc.responseTimeout;
     const body = this.encode(notificationBody(message, ctx, opts.envelope), 'notification');
     await this.connection.until(() => this.connection.isOpen, deadline, opts.retry ?? -1, 'notification');
-    await this.sender.deliver(() => ({ to: notifyAddress(this.mode, this.exchange(target), target.topic!, this.vhost), body }), false, deadline, opts.retry ?? -1, 'notification');
+    await this.sender.deliver(
+      () => ({ to: notifyAddress(this.mode, this.exchange(target), target.topic!, this.vhost), body }),
+      false,
+      deadline,
+      opts.retry ?? -1,
+      'notification',
+    );
   }
 
   async listen(target: Target, opts: ListenOptions): Promise<Listener> {
-    const addresses = () => serverAddresses(this.mode, { exchange: this.exchange(target), topic: target.topic!, server: target.server! }, this.vhost);
+    const addresses = () =>
+      serverAddresses(this.mode, { exchange: this.exchange(target), topic: target.topic!, server: target.server! }, this.vhost);
     return this.subscribe(addresses, opts);
   }
 
-  async listenForNotifications(targets: Array<{ target: Target; priority: string }>, pool: string | undefined,
-    opts: ListenOptions): Promise<Listener> {
+  async listenForNotifications(
+    targets: Array<{ target: Target; priority: string }>,
+    pool: string | undefined,
+    opts: ListenOptions,
+  ): Promise<Listener> {
     // A router stores nothing, so it cannot give each pool its own copy; oslo's amqp1 driver
     // refuses pools the same way.
-    if (pool) throw new InvalidArgument(`listener pools are not supported on AMQP 1.0 (pool '${pool}'); use RabbitMQ or the memory driver for pools`);
-    const addresses = () => targets.map(({ target, priority }) => notifyAddress(this.mode, this.exchange(target), `${target.topic}.${priority}`, this.vhost));
+    if (pool)
+      throw new InvalidArgument(
+        `listener pools are not supported on AMQP 1.0 (pool '${pool}'); use RabbitMQ or the memory driver for pools`,
+      );
+    const addresses = () =>
+      targets.map(({ target, priority }) => notifyAddress(this.mode, this.exchange(target), `${target.topic}.${priority}`, this.vhost));
     return this.subscribe(addresses, opts);
   }
 
   private async subscribe(addresses: () => string[], opts: ListenOptions): Promise<Listener> {
     this.assertOpen();
-    await this.connection.until(() => this.connection.isOpen, Date.now() + this.config.rpc.responseTimeout, this.config.rpc.retry, 'subscribe');
-    const listener = this.track(new Amqp1Listener({
-      conn: this.connection.rhea!,
-      addresses: addresses(),
-      listen: opts,
-      credit: Math.min(opts.prefetch, this.config.amqp1.serverCredit),
-      maxMessageSize: this.maxMessageSize,
-      reply: (to, correlationId, body, ttl) => this.flow.sendReply(replyMessage(to, correlationId, body && this.encode(body, 'reply'), ttl)),
-    }));
+    await this.connection.until(
+      () => this.connection.isOpen,
+      Date.now() + this.config.rpc.responseTimeout,
+      this.config.rpc.retry,
+      'subscribe',
+    );
+    const listener = this.track(
+      new Amqp1Listener({
+        conn: this.connection.rhea!,
+        addresses: addresses(),
+        listen: opts,
+        credit: Math.min(opts.prefetch, this.config.amqp1.serverCredit),
+        maxMessageSize: this.maxMessageSize,
+        reply: (to, correlationId, body, ttl) =>
+          this.flow.sendReply(replyMessage(to, correlationId, body && this.encode(body, 'reply'), ttl)),
+      }),
+    );
     this.active.add(listener);
     const untrack = listener.onStop;
-    listener.onStop = () => { untrack?.(); this.active.delete(listener); };
+    listener.onStop = () => {
+      untrack?.();
+      this.active.delete(listener);
+    };
     await listener.attached;
     return listener;
   }

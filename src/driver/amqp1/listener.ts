@@ -45,7 +45,11 @@ export class Amqp1Listener implements Listener {
     const opens: Promise<void>[] = [];
     for (const address of opts.addresses) {
       const r = opts.conn.open_receiver({
-        source: { address }, target: { address }, credit_window: 0, autoaccept: false, snd_settle_mode: 2,
+        source: { address },
+        target: { address },
+        credit_window: 0,
+        autoaccept: false,
+        snd_settle_mode: 2,
         name: `openstack.org/om/receiver/[${address}]/${uuidHex()}`,
       });
       opens.push(new Promise<void>((resolve) => r.once('receiver_open', () => resolve())));
@@ -82,16 +86,30 @@ export class Amqp1Listener implements Listener {
       if (replyTo !== undefined && correlationId !== undefined) {
         try {
           this.opts.reply(replyTo, correlationId, badInputBody(e));
-        } catch { /* connection gone */ }
+        } catch {
+          /* connection gone */
+        }
       }
-      this.opts.listen.onInvalid?.(e, { address: (receiver.source as { address?: string }).address ?? '?', size: bodyText(message.body)?.length ?? 0 });
+      this.opts.listen.onInvalid?.(e, {
+        address: (receiver.source as { address?: string }).address ?? '?',
+        size: bodyText(message.body)?.length ?? 0,
+      });
       return;
     }
     const expectsReply = Boolean(replyTo && correlationId !== undefined);
     const cmt = decoded.callMonitorTimeout;
     const reply = this.opts.reply;
     let settled = false;
-    const settle = (fn: () => void) => { if (!settled) { settled = true; try { fn(); } catch { /* link gone */ } } };
+    const settle = (fn: () => void) => {
+      if (!settled) {
+        settled = true;
+        try {
+          fn();
+        } catch {
+          /* link gone */
+        }
+      }
+    };
     const incoming: IncomingMessage = {
       ctx: decoded.ctx,
       message: decoded.message,
@@ -106,7 +124,10 @@ export class Amqp1Listener implements Listener {
         reply(replyTo!, correlationId, undefined, cmt || undefined);
       },
       acknowledge: () => settle(() => delivery.accept()),
-      requeue: () => { settle(() => delivery.release()); free(); },
+      requeue: () => {
+        settle(() => delivery.release());
+        free();
+      },
       done: () => free(),
     };
     this.opts.listen.onMessage(incoming);
@@ -128,7 +149,11 @@ export class Amqp1Listener implements Listener {
     if (this.stopped) return;
     this.stopped = true;
     for (const r of this.receivers) {
-      try { r.close(); } catch { /* already closed */ }
+      try {
+        r.close();
+      } catch {
+        /* already closed */
+      }
     }
     this.onStop?.();
   }

@@ -31,7 +31,11 @@ export class MessageSender {
   /** Calls sent on the current connection: failed promptly when it drops. */
   private readonly inflight = new Map<string, (err: Error) => void>();
 
-  constructor(private readonly connection: Amqp1Connection, private readonly flow: SendFlow, private readonly links: SenderLinks) {}
+  constructor(
+    private readonly connection: Amqp1Connection,
+    private readonly flow: SendFlow,
+    private readonly links: SenderLinks,
+  ) {}
 
   /** Registers a call sent on the current connection; returns the function that forgets it. */
   trackCall(id: string, fail: (err: Error) => void): () => void {
@@ -62,8 +66,7 @@ export class MessageSender {
    * receiver, or one that vanished) resend after a short pause until the deadline, as oslo
    * does; `rejected` fails with MessageDeliveryFailure.
    */
-  async deliver(build: () => Message, presettled: boolean, deadline: number, retry: number, what: string,
-    isCall = false): Promise<void> {
+  async deliver(build: () => Message, presettled: boolean, deadline: number, retry: number, what: string, isCall = false): Promise<void> {
     const sender = () => this.links.link(presettled);
     for (;;) {
       await this.connection.until(() => this.connection.isOpen && sender()?.sendable() === true, deadline, retry, what);
@@ -75,20 +78,35 @@ export class MessageSender {
       }
       const message = build();
       if (presettled) {
-        try { sender()!.send(message); } finally { this.flow.release(); }
+        try {
+          sender()!.send(message);
+        } finally {
+          this.flow.release();
+        }
         return;
       }
       const outcome = await new Promise<Outcome>((resolve) => {
         let d: Delivery;
-        try { d = sender()!.send(message); } finally { this.flow.release(); }
+        try {
+          d = sender()!.send(message);
+        } finally {
+          this.flow.release();
+        }
         const timer = setTimeout(() => resolve({ kind: 'timeout' }), Math.max(1, deadline - Date.now()));
-        const done = (o: Outcome) => { clearTimeout(timer); this.awaiting.delete(lost); resolve(o); };
-        const lost = () => { if (!this.connection.isOpen) done({ kind: 'lost' }); };
+        const done = (o: Outcome) => {
+          clearTimeout(timer);
+          this.awaiting.delete(lost);
+          resolve(o);
+        };
+        const lost = () => {
+          if (!this.connection.isOpen) done({ kind: 'lost' });
+        };
         this.awaiting.add(lost);
         this.outcomes.set(d, done);
       });
       if (outcome.kind === 'accepted') return;
-      if (outcome.kind === 'rejected') throw new MessageDeliveryFailure(`${what} was rejected by the peer${outcome.detail ? `: ${outcome.detail}` : ''}`);
+      if (outcome.kind === 'rejected')
+        throw new MessageDeliveryFailure(`${what} was rejected by the peer${outcome.detail ? `: ${outcome.detail}` : ''}`);
       if (outcome.kind === 'timeout') {
         throw new MessagingTimeout(`${what}: no receiver accepted the message before the deadline (address has no consumer?)`);
       }

@@ -1,9 +1,9 @@
 import type { Message } from 'rhea';
 import { MalformedMessage, MessageTooLarge } from '../../core/errors.js';
-import type { Context } from '../../core/serializer.js';
 import { failureOf } from '../../core/failure.js';
-import { open, wrap } from '../envelope.js';
+import type { Context } from '../../core/serializer.js';
 import type { Failure, Reply, RpcRequest } from '../driver.js';
+import { open, wrap } from '../envelope.js';
 
 /*
  * oslo.messaging's amqp1 message bodies: one JSON string (an AMQP string section) per message.
@@ -22,7 +22,11 @@ export function requestBody(request: RpcRequest, ctx: Context, callMonitorTimeou
 }
 
 /** The body of a notification: enveloped (2.0, messagingv2) unless `envelope` is `1.0`. */
-export function notificationBody(message: Record<string, unknown>, ctx: Context, envelope: '1.0' | '2.0' | undefined): Record<string, unknown> {
+export function notificationBody(
+  message: Record<string, unknown>,
+  ctx: Context,
+  envelope: '1.0' | '2.0' | undefined,
+): Record<string, unknown> {
   return { request: envelope === '1.0' ? message : wrap(message, 'notification'), context: ctx };
 }
 
@@ -63,7 +67,13 @@ export function decodeReply(message: Message): DecodedReply | undefined {
   if (body === undefined || body === null) return { kind: 'heartbeat', id };
   let data: { response?: unknown; failure?: unknown };
   try {
-    data = JSON.parse(typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : String((body as { content?: unknown }).content ?? body));
+    data = JSON.parse(
+      typeof body === 'string'
+        ? body
+        : Buffer.isBuffer(body)
+          ? body.toString('utf8')
+          : String((body as { content?: unknown }).content ?? body),
+    );
   } catch (err) {
     return { kind: 'malformed', id, error: new MalformedMessage(`reply to ${id} is not valid JSON`, { cause: err }) };
   }

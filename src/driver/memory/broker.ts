@@ -25,7 +25,10 @@ class MemoryQueue {
   private next = 0;
   private scheduled = false;
 
-  constructor(readonly name: string, private readonly wake: (c: MemoryConsumer) => void) {}
+  constructor(
+    readonly name: string,
+    private readonly wake: (c: MemoryConsumer) => void,
+  ) {}
 
   push(body: string, front = false): void {
     if (front) this.messages.unshift(body);
@@ -59,8 +62,12 @@ class MemoryQueue {
       };
       consumer.deliver({
         body,
-        done: () => { release(); },
-        requeue: () => { if (release()) this.push(body, true); },
+        done: () => {
+          release();
+        },
+        requeue: () => {
+          if (release()) this.push(body, true);
+        },
       });
     }
   }
@@ -91,9 +98,12 @@ export class MemoryBroker {
 
   declareQueue(name: string): void {
     if (!this.queues.has(name)) {
-      this.queues.set(name, new MemoryQueue(name, (c) => {
-        for (const q of this.attached.get(c) ?? []) q.schedule();
-      }));
+      this.queues.set(
+        name,
+        new MemoryQueue(name, (c) => {
+          for (const q of this.attached.get(c) ?? []) q.schedule();
+        }),
+      );
     }
   }
 
@@ -128,7 +138,10 @@ export class MemoryBroker {
     let n = 0;
     for (const name of names) {
       const q = this.queues.get(name);
-      if (q) { q.push(body); n++; }
+      if (q) {
+        q.push(body);
+        n++;
+      }
     }
     return n;
   }

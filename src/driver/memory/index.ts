@@ -1,11 +1,11 @@
-import type { Context } from '../../core/serializer.js';
-import { uuidHex } from '../../core/ids.js';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
+import { uuidHex } from '../../core/ids.js';
+import type { Context } from '../../core/serializer.js';
 import type { Target } from '../../core/target.js';
 import type { Driver, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions } from '../driver.js';
 import { DriverBase } from '../driver-base.js';
-import { memoryBroker, type MemoryBroker } from './broker.js';
+import { type MemoryBroker, memoryBroker } from './broker.js';
 import { MemoryListener } from './listener.js';
 import type { ReplyBody, RequestBody } from './wire.js';
 
@@ -99,8 +99,11 @@ export class MemoryDriver extends DriverBase implements Driver {
     return this.subscribe(queues, opts, [fanoutQueue]);
   }
 
-  async listenForNotifications(targets: Array<{ target: Target; priority: string }>, pool: string | undefined,
-    opts: ListenOptions): Promise<Listener> {
+  async listenForNotifications(
+    targets: Array<{ target: Target; priority: string }>,
+    pool: string | undefined,
+    opts: ListenOptions,
+  ): Promise<Listener> {
     this.assertOpen();
     const queues: Array<[string, string, string]> = targets.map(({ target, priority }) => {
       const exchange = this.exchange(target);
@@ -116,7 +119,15 @@ export class MemoryDriver extends DriverBase implements Driver {
       this.broker.bind(queue, exchange, key);
     }
     const reply = (replyTo: string, body: ReplyBody) => this.broker.publish('', replyTo, this.encode(body, 'reply'));
-    return this.track(new MemoryListener(this.broker, queues.map(([q]) => q), transient, opts, reply));
+    return this.track(
+      new MemoryListener(
+        this.broker,
+        queues.map(([q]) => q),
+        transient,
+        opts,
+        reply,
+      ),
+    );
   }
 
   protected async shutdown(): Promise<void> {

@@ -13,8 +13,13 @@ export class MemoryListener implements TrackedListener {
   onStop: (() => void) | undefined;
   private stopped = false;
 
-  constructor(private readonly broker: MemoryBroker, queues: string[], private readonly transient: string[],
-    private readonly opts: ListenOptions, private readonly reply: MemoryReply) {
+  constructor(
+    private readonly broker: MemoryBroker,
+    queues: string[],
+    private readonly transient: string[],
+    private readonly opts: ListenOptions,
+    private readonly reply: MemoryReply,
+  ) {
     const consumer: MemoryConsumer = {
       prefetch: opts.prefetch,
       inFlight: 0,
@@ -32,7 +37,10 @@ export class MemoryListener implements TrackedListener {
       }
     } catch (err) {
       d.done();
-      const e = err instanceof MalformedMessage ? err : new MalformedMessage(`message is not valid JSON: ${(err as Error).message}`, { cause: err });
+      const e =
+        err instanceof MalformedMessage
+          ? err
+          : new MalformedMessage(`message is not valid JSON: ${(err as Error).message}`, { cause: err });
       this.opts.onInvalid?.(e, { address: 'memory', size: d.body.length });
       return;
     }

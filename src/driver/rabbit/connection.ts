@@ -1,12 +1,12 @@
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
 import amqplib, { type ChannelModel } from 'amqplib';
-import { backoffDelay } from '../../core/backoff.js';
-import { uuid } from '../../core/ids.js';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportHost, TransportUrl } from '../../config/transport-url.js';
-import type { ConnectionState } from '../driver.js';
+import { backoffDelay } from '../../core/backoff.js';
+import { uuid } from '../../core/ids.js';
 import { ConnectGate } from '../connect-gate.js';
+import type { ConnectionState } from '../driver.js';
 import { HostRotation, hostLabel } from '../hosts.js';
 import { tlsOptions } from '../tls.js';
 
@@ -20,11 +20,16 @@ export type SetupHook = (model: ChannelModel) => Promise<void>;
  * `writev`, without adding latency: the flush happens before the event loop moves on.
  */
 function coalesceWrites(model: ChannelModel): void {
-  const socket = (model as unknown as { connection?: { stream?: { write: (...a: unknown[]) => boolean; cork?: () => void; uncork?: () => void } } }).connection?.stream;
+  const socket = (
+    model as unknown as { connection?: { stream?: { write: (...a: unknown[]) => boolean; cork?: () => void; uncork?: () => void } } }
+  ).connection?.stream;
   if (!socket || typeof socket.cork !== 'function' || typeof socket.uncork !== 'function') return;
   const write = socket.write.bind(socket);
   let corked = false;
-  const uncork = () => { corked = false; socket.uncork!(); };
+  const uncork = () => {
+    corked = false;
+    socket.uncork!();
+  };
   socket.write = (...args: unknown[]) => {
     if (!corked) {
       corked = true;
@@ -68,7 +73,11 @@ export class RabbitConnection extends EventEmitter {
   private sleepTimer: NodeJS.Timeout | undefined;
   private wakeSleep: (() => void) | undefined;
 
-  constructor(private readonly url: TransportUrl, private readonly config: HermodConfig, readonly role: string) {
+  constructor(
+    private readonly url: TransportUrl,
+    private readonly config: HermodConfig,
+    readonly role: string,
+  ) {
     super();
     this.hosts = new HostRotation(url);
     this.gate = new ConnectGate(() => ({
@@ -117,16 +126,19 @@ export class RabbitConnection extends EventEmitter {
       },
     };
     if (this.url.tls) Object.assign(socketOptions, tlsOptions(this.config.tls), { servername: h.hostname });
-    return amqplib.connect({
-      protocol: this.url.tls ? 'amqps' : 'amqp',
-      hostname: h.hostname,
-      port: h.port,
-      username: user,
-      password: pass,
-      vhost: this.url.virtualHost ?? '/',
-      heartbeat: r.heartbeat,
-      frameMax: r.frameMax,
-    } as never, socketOptions as never) as unknown as Promise<ChannelModel>;
+    return amqplib.connect(
+      {
+        protocol: this.url.tls ? 'amqps' : 'amqp',
+        hostname: h.hostname,
+        port: h.port,
+        username: user,
+        password: pass,
+        vhost: this.url.virtualHost ?? '/',
+        heartbeat: r.heartbeat,
+        frameMax: r.frameMax,
+      } as never,
+      socketOptions as never,
+    ) as unknown as Promise<ChannelModel>;
   }
 
   private backoff(): number {
@@ -143,11 +155,16 @@ export class RabbitConnection extends EventEmitter {
       try {
         model = await this.open(h);
         coalesceWrites(model);
-        model.on('error', (err: Error) => { this.lastError = err.message; });
+        model.on('error', (err: Error) => {
+          this.lastError = err.message;
+        });
         model.on('blocked', (reason: string) => this.setState({ state: 'blocked', host, reason }));
         model.on('unblocked', () => this.setState({ state: 'unblocked', host }));
         const closedP = new Promise<Error | undefined>((resolve) => model!.once('close', (err?: Error) => resolve(err)));
-        if (this.closed) { await model.close().catch(() => {}); return; }
+        if (this.closed) {
+          await model.close().catch(() => {});
+          return;
+        }
         for (const hook of [...this.hooks]) await hook(model);
         this.model = model;
         this.failedAttempts = 0;
@@ -174,7 +191,9 @@ export class RabbitConnection extends EventEmitter {
         }
         this.authProblem = isAuthProblem(this.lastError);
         this.failedAttempts++;
-        if (model) { model.close().catch(() => {}); }
+        if (model) {
+          model.close().catch(() => {});
+        }
         this.model = undefined;
         this.gate.wake();
         if (this.closed) return;

@@ -1,12 +1,19 @@
 import type { Message } from 'amqplib';
-import { ClosedError, MessageUndeliverable, TransportError } from '../../core/errors.js';
-import type { Context } from '../../core/serializer.js';
-import { uuidHex } from '../../core/ids.js';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
+import { ClosedError, MessageUndeliverable, TransportError } from '../../core/errors.js';
+import { uuidHex } from '../../core/ids.js';
+import type { Context } from '../../core/serializer.js';
 import type { Target } from '../../core/target.js';
 import type {
-  ConnectionState, Driver, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions,
+  ConnectionState,
+  Driver,
+  Listener,
+  ListenOptions,
+  NotificationSendOptions,
+  Reply,
+  RpcRequest,
+  SendOptions,
 } from '../driver.js';
 import { DriverBase } from '../driver-base.js';
 import { unenvelope, wrap } from '../envelope.js';
@@ -14,7 +21,7 @@ import { RabbitConnection } from './connection.js';
 import { RabbitListener, type ReplySender } from './listener.js';
 import { Publisher } from './publisher.js';
 import { ReplyQueue } from './reply-queue.js';
-import { requestRoute, Topology, type QueueBinding } from './topology.js';
+import { type QueueBinding, requestRoute, Topology } from './topology.js';
 import { addCallFields, notificationDict, replyDict, requestDict } from './wire.js';
 
 /**
@@ -57,9 +64,16 @@ export class RabbitDriver extends DriverBase implements Driver {
     try {
       const data = unenvelope(msg.content);
       if (typeof data._msg_id === 'string') {
-        this.waiter.fail(data._msg_id, new MessageUndeliverable(`call ${String(data.method)}: no queue is bound for exchange '${msg.fields.exchange}' routing key '${msg.fields.routingKey}' (returned by the broker)`));
+        this.waiter.fail(
+          data._msg_id,
+          new MessageUndeliverable(
+            `call ${String(data.method)}: no queue is bound for exchange '${msg.fields.exchange}' routing key '${msg.fields.routingKey}' (returned by the broker)`,
+          ),
+        );
       }
-    } catch { /* not ours */ }
+    } catch {
+      /* not ours */
+    }
   }
 
   /** The 2.0 envelope of an oslo dict, within maxMessageSize. */
@@ -108,10 +122,17 @@ export class RabbitDriver extends DriverBase implements Driver {
     const what = `notification ${String(message.event_type ?? key)}`;
     const body = opts.envelope === '1.0' ? this.encode(msg, what) : this.enveloped(msg, what);
     await this.publisher.publish({
-      exchange: { name: exchange, type: 'topic' }, key, body, uniqueId, mandatory: false, confirm: true,
+      exchange: { name: exchange, type: 'topic' },
+      key,
+      body,
+      uniqueId,
+      mandatory: false,
+      confirm: true,
       // Like oslo's notifier: make sure the queue exists so notifications wait for a listener.
       declare: this.topology.notificationBinding(exchange, key),
-      deadline: Date.now() + this.config.rpc.responseTimeout, retry: opts.retry ?? -1, what,
+      deadline: Date.now() + this.config.rpc.responseTimeout,
+      retry: opts.retry ?? -1,
+      what,
     });
   }
 
@@ -119,8 +140,15 @@ export class RabbitDriver extends DriverBase implements Driver {
   private readonly sendReply: ReplySender = async (to, reply) => {
     const uniqueId = uuidHex();
     await this.publisher.publish({
-      exchange: undefined, key: to.replyQueue, body: this.enveloped(replyDict(to.msgId, reply, uniqueId), 'reply'), uniqueId,
-      mandatory: true, confirm: true, deadline: Date.now() + this.config.rpc.responseTimeout, retry: -1, what: `reply to ${to.msgId}`,
+      exchange: undefined,
+      key: to.replyQueue,
+      body: this.enveloped(replyDict(to.msgId, reply, uniqueId), 'reply'),
+      uniqueId,
+      mandatory: true,
+      confirm: true,
+      deadline: Date.now() + this.config.rpc.responseTimeout,
+      retry: -1,
+      what: `reply to ${to.msgId}`,
     });
   };
 
@@ -131,18 +159,32 @@ export class RabbitDriver extends DriverBase implements Driver {
     return this.subscribe(`server ${topic}.${target.server}`, bindings, opts, 'rpc');
   }
 
-  async listenForNotifications(targets: Array<{ target: Target; priority: string }>, pool: string | undefined,
-    opts: ListenOptions): Promise<Listener> {
+  async listenForNotifications(
+    targets: Array<{ target: Target; priority: string }>,
+    pool: string | undefined,
+    opts: ListenOptions,
+  ): Promise<Listener> {
     this.assertOpen();
     const routes = targets.map(({ target, priority }) => ({ exchange: this.exchange(target), key: `${target.topic}.${priority}` }));
-    return this.subscribe(`notification listener${pool ? ` pool ${pool}` : ''}`, this.topology.listenerBindings(routes, pool), opts, 'notify');
+    return this.subscribe(
+      `notification listener${pool ? ` pool ${pool}` : ''}`,
+      this.topology.listenerBindings(routes, pool),
+      opts,
+      'notify',
+    );
   }
 
   /** Starts a listener on a connection of its own; fails when its queues cannot be declared. */
   private async subscribe(role: string, bindings: QueueBinding[], listen: ListenOptions, kind: 'rpc' | 'notify'): Promise<Listener> {
     const conn = this.connection(role);
     const listener = new RabbitListener({
-      conn, topology: this.topology, bindings, kind, maxMessageSize: this.maxMessageSize, reply: this.sendReply, listen,
+      conn,
+      topology: this.topology,
+      bindings,
+      kind,
+      maxMessageSize: this.maxMessageSize,
+      reply: this.sendReply,
+      listen,
     });
     const failed = new Promise<never>((_, reject) => conn.once('setup-failed', (err: Error) => reject(err)));
     failed.catch(() => {});

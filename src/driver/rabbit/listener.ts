@@ -7,7 +7,7 @@ import { peek, unenvelope } from '../envelope.js';
 import type { RabbitConnection } from './connection.js';
 import { DedupRing } from './dedup.js';
 import type { QueueBinding, Topology } from './topology.js';
-import { replyAddress, splitIncoming, type ReplyAddress, type ReplyContent } from './wire.js';
+import { type ReplyAddress, type ReplyContent, replyAddress, splitIncoming } from './wire.js';
 
 /** Publishes a reply (or heartbeat) to a caller's reply queue. */
 export type ReplySender = (to: ReplyAddress, reply: ReplyContent) => Promise<void>;
@@ -52,7 +52,13 @@ export class RabbitListener implements TrackedListener {
     for (const b of this.o.bindings) await this.o.topology.declareBinding(ch, b);
     const tags: string[] = [];
     for (const b of this.o.bindings) {
-      const { consumerTag } = await ch.consume(b.queue, (msg) => { if (msg) this.onMessage(ch, b.queue, msg); }, { noAck: false });
+      const { consumerTag } = await ch.consume(
+        b.queue,
+        (msg) => {
+          if (msg) this.onMessage(ch, b.queue, msg);
+        },
+        { noAck: false },
+      );
       tags.push(consumerTag);
     }
     this.channel = ch;
@@ -64,7 +70,11 @@ export class RabbitListener implements TrackedListener {
     const settle = (fn: () => void) => {
       if (settled) return;
       settled = true;
-      try { fn(); } catch { /* channel gone: the broker requeues it */ }
+      try {
+        fn();
+      } catch {
+        /* channel gone: the broker requeues it */
+      }
     };
     let data: Record<string, unknown>;
     try {
@@ -96,7 +106,10 @@ export class RabbitListener implements TrackedListener {
       async heartbeat() {
         if (to) await reply(to, { ending: false, result: null, failure: null });
       },
-      acknowledge: () => { this.dedup.add(parts.uniqueId); settle(() => ch.ack(msg)); },
+      acknowledge: () => {
+        this.dedup.add(parts.uniqueId);
+        settle(() => ch.ack(msg));
+      },
       requeue: () => settle(() => ch.nack(msg, false, true)),
       done: () => {},
     };

@@ -70,8 +70,11 @@ export class Publisher {
   private drainResolve: (() => void) | undefined;
 
   /** `onCallReturned` gets call requests the broker returned (mandatory, nobody bound). */
-  constructor(private readonly conn: RabbitConnection, private readonly topology: Topology,
-    private readonly onCallReturned: (msg: Message) => void) {}
+  constructor(
+    private readonly conn: RabbitConnection,
+    private readonly topology: Topology,
+    private readonly onCallReturned: (msg: Message) => void,
+  ) {}
 
   /** Setup hook: opens the channels on every (re)connect. */
   async setup(model: ChannelModel): Promise<void> {
@@ -123,7 +126,9 @@ export class Publisher {
     try {
       const p = this.pending.get(String(unenvelope(msg.content)._unique_id));
       if (p) p.returned = true;
-    } catch { /* not ours */ }
+    } catch {
+      /* not ours */
+    }
   }
 
   /** Waits for the connection, then for channels (re-opening them if the broker closed them). */
@@ -132,7 +137,9 @@ export class Publisher {
       const model = await this.conn.ready(p.deadline, p.retry, p.what);
       if (this.chans) return this.chans;
       try {
-        this.opening ??= this.open(model).finally(() => { this.opening = undefined; });
+        this.opening ??= this.open(model).finally(() => {
+          this.opening = undefined;
+        });
         return await this.opening;
       } catch {
         // The connection is going away: ready() waits for the next one.
@@ -183,7 +190,9 @@ export class Publisher {
           throw new TransportError(`${p.what}: connection lost before the broker confirmed it (${msg}; retry=${p.retry})`, { cause: err });
         }
         if (Date.now() >= p.deadline) {
-          throw new MessagingTimeout(`${p.what}: ${p.confirm ? 'not confirmed by the broker' : 'could not be sent'} before the deadline (${msg})`);
+          throw new MessagingTimeout(
+            `${p.what}: ${p.confirm ? 'not confirmed by the broker' : 'could not be sent'} before the deadline (${msg})`,
+          );
         }
         await new Promise((r) => setTimeout(r, 20));
       }
@@ -212,7 +221,10 @@ export class Publisher {
           else reject(new MessageDeliveryFailure(`${p.what}: cannot be published: ${(err as Error).message}`, { cause: err }));
           return;
         }
-        if (!ok && !this.drained) this.drained = new Promise((r) => { this.drainResolve = r; });
+        if (!ok && !this.drained)
+          this.drained = new Promise((r) => {
+            this.drainResolve = r;
+          });
         if (!p.confirm) resolve();
       });
     } finally {

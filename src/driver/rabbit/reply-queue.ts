@@ -24,8 +24,11 @@ export class ReplyQueue {
   /** Partial results of old-style replies (result first, `ending` later), by `_msg_id`. */
   private readonly partial = new Map<string, { result: unknown; failure: unknown }>();
 
-  constructor(private readonly conn: RabbitConnection, private readonly waiter: ReplyWaiter,
-    private readonly options: Options.AssertQueue) {}
+  constructor(
+    private readonly conn: RabbitConnection,
+    private readonly waiter: ReplyWaiter,
+    private readonly options: Options.AssertQueue,
+  ) {}
 
   /** Setup hook: re-declares and consumes the queue on a reconnect, once a call has used it. */
   async setup(model: ChannelModel): Promise<void> {
@@ -40,7 +43,10 @@ export class ReplyQueue {
       const model = await this.conn.ready(deadline, retry, what);
       await this.consume(model);
     })();
-    this.ready.catch(() => { this.ready = undefined; this.wanted = false; });
+    this.ready.catch(() => {
+      this.ready = undefined;
+      this.wanted = false;
+    });
     return this.ready;
   }
 
@@ -61,15 +67,29 @@ export class ReplyQueue {
     // Acks are batched per tick: one frame acknowledges every reply that arrived in it.
     let last: ConsumeMessage | undefined;
     let scheduled = false;
-    await ch.consume(this.name, (msg) => {
-      if (!msg) return;
-      last = msg;
-      if (!scheduled) {
-        scheduled = true;
-        setImmediate(() => { scheduled = false; if (last) { try { ch.ack(last, true); } catch { /* channel gone */ } last = undefined; } });
-      }
-      this.onReply(msg);
-    }, { noAck: false });
+    await ch.consume(
+      this.name,
+      (msg) => {
+        if (!msg) return;
+        last = msg;
+        if (!scheduled) {
+          scheduled = true;
+          setImmediate(() => {
+            scheduled = false;
+            if (last) {
+              try {
+                ch.ack(last, true);
+              } catch {
+                /* channel gone */
+              }
+              last = undefined;
+            }
+          });
+        }
+        this.onReply(msg);
+      },
+      { noAck: false },
+    );
   }
 
   /**
@@ -80,9 +100,15 @@ export class ReplyQueue {
   private async checkSurvived(model: ChannelModel): Promise<void> {
     const probe = await model.createChannel();
     probe.on('error', () => {});
-    const exists = await probe.checkQueue(this.name).then(() => true, () => false);
+    const exists = await probe.checkQueue(this.name).then(
+      () => true,
+      () => false,
+    );
     if (exists) await probe.close().catch(() => {});
-    else this.waiter.failAll(new TransportError(`the reply queue ${this.name} was lost with the broker (restarted?); the call's reply cannot arrive`));
+    else
+      this.waiter.failAll(
+        new TransportError(`the reply queue ${this.name} was lost with the broker (restarted?); the call's reply cannot arrive`),
+      );
   }
 
   private onReply(msg: ConsumeMessage): void {

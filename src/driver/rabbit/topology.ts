@@ -1,6 +1,6 @@
 import type { Channel, Options } from 'amqplib';
-import { uuidHex } from '../../core/ids.js';
 import type { HermodConfig } from '../../config/index.js';
+import { uuidHex } from '../../core/ids.js';
 import type { Target } from '../../core/target.js';
 
 /**
@@ -100,7 +100,13 @@ export class Topology {
     return [
       { queue: topic, options: shared, exchange: ex, key: topic },
       { queue: `${topic}.${server}`, options: shared, exchange: ex, key: `${topic}.${server}` },
-      { queue: `${topic}_fanout_${uuidHex()}`, options: this.transientQueue(), exchange: fanoutExchange(topic), key: topic, deleteOnStop: true },
+      {
+        queue: `${topic}_fanout_${uuidHex()}`,
+        options: this.transientQueue(),
+        exchange: fanoutExchange(topic),
+        key: topic,
+        deleteOnStop: true,
+      },
     ];
   }
 

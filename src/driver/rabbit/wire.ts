@@ -1,5 +1,5 @@
-import type { Context } from '../../core/serializer.js';
 import type { Failure } from '../../core/failure.js';
+import type { Context } from '../../core/serializer.js';
 import type { RpcRequest } from '../driver.js';
 
 /**
@@ -31,7 +31,12 @@ export function requestDict(ctx: Context | undefined, request: RpcRequest, uniqu
  * Makes a request dict a call: `_msg_id`, `_reply_q`, and `_timeout`, which is always present
  * and holds the call-monitor timeout in seconds (not the call timeout), or null.
  */
-export function addCallFields(msg: Record<string, unknown>, msgId: string, replyQueue: string, callMonitorTimeoutMs: number | undefined): void {
+export function addCallFields(
+  msg: Record<string, unknown>,
+  msgId: string,
+  replyQueue: string,
+  callMonitorTimeoutMs: number | undefined,
+): void {
   msg._msg_id = msgId;
   msg._reply_q = replyQueue;
   msg._timeout = callMonitorTimeoutMs ? callMonitorTimeoutMs / 1000 : null;
@@ -112,6 +117,13 @@ export function parseFailure(f: unknown): Failure {
   try {
     return (typeof f === 'string' ? JSON.parse(f) : f) as Failure;
   } catch {
-    return { class: 'MalformedMessage', module: 'hermod', message: `unreadable failure: ${String(f).slice(0, 200)}`, tb: [], args: [], kwargs: {} };
+    return {
+      class: 'MalformedMessage',
+      module: 'hermod',
+      message: `unreadable failure: ${String(f).slice(0, 200)}`,
+      tb: [],
+      args: [],
+      kwargs: {},
+    };
   }
 }
