@@ -131,7 +131,7 @@ t('memory: a notification whose payload or context sets a prototype reaches no e
     note('bad.payload', '{}', '{"__proto__":{"admin":true}}');
     note('bad.ctx', '{"__proto__":{"is_admin":true}}', '{}');
     note('good', '{"user":"u"}', '{"x":1}');
-    await until(() => seen.length === 1, 'the clean notification');
+    await until(() => JSON.stringify(seen).includes('"good"'), 'the clean notification');
     await sleep(50);
     assert.equal(seen, [{ eventType: 'good', payload: { x: 1 }, plainCtx: true }]);
     assert.is(listener.stats().failed, 2, 'both refused notifications are counted');

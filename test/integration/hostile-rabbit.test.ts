@@ -141,7 +141,7 @@ t('a notification with __proto__ in its payload or _context_ keys reaches no end
   note('1', 'bad.payload', '"payload":{"__proto__":{"admin":true}}');
   note('2', 'bad.ctx', '"payload":{},"_context___proto__":{"is_admin":true}');
   note('3', 'good', '"payload":{"x":1}');
-  await until(() => seen.length === 1, 'the clean notification');
+  await until(() => JSON.stringify(seen).includes('"good"'), 'the clean notification');
   await sleep(50);
   assert.equal(seen, [{ eventType: 'good', payload: { x: 1 } }]);
   assert.is(listener.stats().failed, 2);
