@@ -57,6 +57,11 @@ export const SCHEMA = {
     autoDelete: opt('bool', false, 'Topic and server queues auto-delete (amqp_auto_delete)'),
     quorumQueues: opt('bool', false, 'Quorum topic, server and notification queues (rabbit_quorum_queue)'),
     transientQueuesTtl: opt('duration-ms', 1_800_000, 'x-expires of reply and fanout queues (rabbit_transient_queues_ttl)'),
+    serverQueueTtl: opt(
+      'duration-ms',
+      0,
+      "x-expires of each server's own <topic>.<server> queue: removed this long after its last consumer left; 0 = off (kept, as oslo's)",
+    ),
     retryInterval: opt('duration-ms', 1_000, 'First reconnect delay'),
     retryBackoff: opt('positive-int', 2, 'Factor the reconnect delay grows by after each failure (capped at intervalMax, ±25% jitter)'),
     intervalMax: opt('duration-ms', 30_000, 'Cap of the reconnect delay'),

@@ -94,10 +94,51 @@ function parseHost(spec: string, defaultPort: number, index: number): TransportH
   return host;
 }
 
-/** Replaces every password in a transport URL (parsed or raw) with `****`. */
+/**
+ * Whether the credentials in `rest` (what follows `scheme://`) are not where the parser finds
+ * them: an '@' after the host list (an unencoded '/' or '?' in a password, or an '@' in the
+ * virtual host), or a host without credentials before one with them (an unencoded ',' in a
+ * password). Such a URL is refused, and messages about it show none of its user info.
+ */
+function ambiguousCredentials(rest: string): boolean {
+  const lastAt = rest.lastIndexOf('@');
+  if (lastAt < 0) return false;
+  const end = rest.search(/[/?]/);
+  if (end >= 0 && end < lastAt) return true;
+  const hosts = (end >= 0 ? rest.slice(0, end) : rest).split(',');
+  const lastWithCreds = hosts.findLastIndex((h) => h.includes('@'));
+  return hosts.slice(0, lastWithCreds).some((h) => !h.includes('@'));
+}
+
+/**
+ * Replaces every password in a transport URL (parsed or raw), or in the URLs a message quotes,
+ * with `****`. A raw URL whose user info cannot be told apart from its hosts loses everything up
+ * to its last '@' but the first user name, so no part of a password survives however it was
+ * mistyped.
+ */
 export function redactUrl(url: string | TransportUrl): string {
   if (typeof url !== 'string') return url.toString();
-  return url.replace(/(^|[,/])([^,/@:]*):([^,/@]*)@/g, (_m, pre: string, user: string) => `${pre}${user}:****@`);
+  if (url.includes('://'))
+    return url.replace(/([A-Za-z][A-Za-z0-9+.-]*:\/\/)(\S*)/g, (_m, scheme: string, rest: string) => scheme + redactRest(rest));
+  // No scheme: a URL typed without one is redacted whole; in other text, each `user:pass@`.
+  if (!/\s/.test(url)) return redactRest(url);
+  return url.replace(/(^|[\s,/])([^\s,/@:]*):([^\s,/@]*)@/g, (_m, pre: string, user: string) => `${pre}${user}:****@`);
+}
+
+/** {@link redactUrl} of what follows `scheme://`. */
+function redactRest(rest: string): string {
+  if (ambiguousCredentials(rest)) {
+    const user = /^[^:@/?,]*/.exec(rest)![0];
+    return `${user}:****@${rest.slice(rest.lastIndexOf('@') + 1)}`;
+  }
+  const end = rest.search(/[/?]/);
+  const netloc = end >= 0 ? rest.slice(0, end) : rest;
+  const hosts = netloc.split(',').map((h) => {
+    const at = h.lastIndexOf('@');
+    const colon = h.indexOf(':');
+    return at >= 0 && colon >= 0 && colon < at ? `${h.slice(0, colon)}:****${h.slice(at)}` : h;
+  });
+  return `${hosts.join(',')}${end >= 0 ? rest.slice(end) : ''}`;
 }
 
 function render(u: Omit<TransportUrl, 'toString'>): string {
@@ -139,6 +180,13 @@ export function parseTransportUrl(url: string): TransportUrl {
     });
   }
   let rest = m[2]!;
+  // Before any other message can quote a fragment of it: a mistyped password must not leak.
+  if (info.driver !== 'memory' && ambiguousCredentials(rest)) {
+    throw new ConfigError(
+      `transport URL '${redactUrl(url)}' has ambiguous credentials: percent-encode '/', '?' and ',' in user names and passwords (%2F, %3F, %2C), give every host before one with credentials its own, and write '@' in a virtual host as %40`,
+      { key: 'transportUrl' },
+    );
+  }
   let queryText = '';
   const q = rest.indexOf('?');
   if (q >= 0) {

@@ -54,11 +54,19 @@ export function unenvelope(content: Buffer | string): Record<string, unknown> {
   return open(parseObject(typeof content === 'string' ? content : content.toString('utf8'), 'message body'));
 }
 
+/** Bodies up to this size are parsed by {@link peek}; larger ones are only scanned at both ends. */
+export const PEEK_PARSE_LIMIT = 64 * 1024;
+
 /**
  * Best effort on a body that failed to decode: the inner dict, without the version check, so a
  * receiver can still find where to send the caller an error. Undefined when it is not JSON.
+ * A body larger than {@link PEEK_PARSE_LIMIT} (one refused as too large, typically) is never
+ * parsed: only its first and last 64 KiB are searched for `_msg_id` and `_reply_q`, which
+ * oslo puts at the end of the dict, so answering it costs the same for 100 kB as for 100 MB.
  */
 export function peek(content: Buffer | string): Record<string, unknown> | undefined {
+  const size = typeof content === 'string' ? content.length : content.byteLength;
+  if (size > PEEK_PARSE_LIMIT) return scanCallFields(content);
   try {
     const o = JSON.parse(typeof content === 'string' ? content : content.toString('utf8')) as Record<string, unknown>;
     if (!o || typeof o !== 'object') return undefined;
@@ -67,6 +75,20 @@ export function peek(content: Buffer | string): Record<string, unknown> | undefi
   } catch {
     return undefined;
   }
+}
+
+// `"_msg_id": "…"`, or `\"_msg_id\": \"…\"` inside the JSON string of a 2.0 envelope. Only
+// the characters ids and queue names are made of, so a match cannot run into other fields.
+const CALL_FIELD = /\\?"(_msg_id|_reply_q)\\?"\s*:\s*\\?"([\w.:@-]{1,255})\\?"/g;
+
+function scanCallFields(content: Buffer | string): Record<string, unknown> | undefined {
+  const text = (from: number, to: number) => (typeof content === 'string' ? content.slice(from, to) : content.toString('utf8', from, to));
+  const size = typeof content === 'string' ? content.length : content.byteLength;
+  const found: Record<string, unknown> = {};
+  for (const part of [text(0, PEEK_PARSE_LIMIT), text(size - PEEK_PARSE_LIMIT, size)]) {
+    for (const m of part.matchAll(CALL_FIELD)) found[m[1]!] = m[2];
+  }
+  return found._msg_id !== undefined && found._reply_q !== undefined ? found : undefined;
 }
 
 /** JSON-encodes `value` and refuses it when it exceeds `limit` bytes (MessageTooLarge). */

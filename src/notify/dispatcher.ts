@@ -1,4 +1,5 @@
 import { InvalidArgument } from '../core/errors.js';
+import { findPrototypeKey, notPlainError } from '../core/plain.js';
 import type { Context } from '../core/serializer.js';
 import { NotificationFilter } from './filter.js';
 import type { NotificationMetadata } from './message.js';
@@ -60,8 +61,13 @@ export class NotificationDispatcher {
     return PRIORITIES.filter((p) => this.callbacks.has(p));
   }
 
-  /** Calls the endpoints that want `m`, in order, until one asks for a requeue. */
+  /**
+   * Calls the endpoints that want `m`, in order, until one asks for a requeue. A notification
+   * whose context or payload is not plain data (a `__proto__` key, see core/plain.ts) reaches
+   * no endpoint: it is reported through `onFailure` and dropped.
+   */
   async dispatch(m: BatchedNotification): Promise<NotificationResult> {
+    if (!this.plain(m)) return 'handled';
     let result: NotificationResult = 'handled';
     for (const { filter, fn } of this.callbacks.get(m.priority) ?? []) {
       if (filter && !matches(filter, m)) continue;
@@ -80,8 +86,9 @@ export class NotificationDispatcher {
    */
   async dispatchBatch(batch: BatchedNotification[]): Promise<Set<BatchedNotification>> {
     const requeue = new Set<BatchedNotification>();
+    const clean = batch.filter((m) => this.plain(m));
     for (const priority of PRIORITIES) {
-      const group = batch.filter((m) => m.priority === priority);
+      const group = clean.filter((m) => m.priority === priority);
       if (group.length === 0) continue;
       for (const { filter, fn } of this.callbacks.get(priority) ?? []) {
         const selected = filter ? group.filter((m) => matches(filter, m)) : group;
@@ -94,6 +101,14 @@ export class NotificationDispatcher {
       }
     }
     return requeue;
+  }
+
+  /** Whether `m` is plain data; reports it when not. */
+  private plain(m: BatchedNotification): boolean {
+    const at = findPrototypeKey(m.ctxt, 'context') ?? findPrototypeKey(m.payload, 'payload') ?? findPrototypeKey(m.metadata, 'metadata');
+    if (at === undefined) return true;
+    this.onFailure({ eventType: m.event_type, priority: m.priority, error: notPlainError('notification', at) });
+    return false;
   }
 
   private async call(fn: Callback, args: unknown[], what: { eventType?: string; priority: Priority }): Promise<NotificationResult> {

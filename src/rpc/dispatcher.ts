@@ -1,4 +1,5 @@
 import { InvalidArgument, MalformedMessage, NoSuchMethod, UnsupportedVersion } from '../core/errors.js';
+import { assertPlainData, setOwn } from '../core/plain.js';
 import { type Context, NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { Target, versionIsCompatible } from '../core/target.js';
 
@@ -47,8 +48,12 @@ export interface DispatchRequest {
   version: string;
 }
 
-/** Checks the shape of an incoming request dict; throws MalformedMessage / InvalidArgument. */
+/**
+ * Checks the shape of an incoming request dict; throws MalformedMessage / InvalidArgument. Only
+ * own, plain data gets through: a `__proto__` key anywhere in it is refused (core/plain.ts).
+ */
 export function parseRequest(message: Record<string, unknown>): DispatchRequest {
+  assertPlainData(message, 'request');
   const { method, args, namespace, version } = message;
   if (typeof method !== 'string' || method.length === 0) {
     throw new MalformedMessage(`request has no method name (got ${JSON.stringify(method) ?? 'undefined'})`);
@@ -113,12 +118,14 @@ export class RPCDispatcher {
     });
   }
 
-  /** Runs the request; resolves with the serialised result. */
+  /** Runs the request; resolves with the serialised result. The context must be plain data, as the request. */
   async dispatch(ctx: Context, req: DispatchRequest): Promise<unknown> {
+    assertPlainData(ctx, 'context');
     const { endpoint, fn } = this.resolve(req);
     const local = this.serializer.deserializeContext(ctx);
+    // Own data properties only: what Object.keys(args) lists is exactly what the endpoint sees.
     const args: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(req.args)) args[k] = this.serializer.deserializeEntity(local, v);
+    for (const [k, v] of Object.entries(req.args)) setOwn(args, k, this.serializer.deserializeEntity(local, v));
     const result = await fn.call(endpoint, local, args);
     return this.serializer.serializeEntity(local, result === undefined ? null : result);
   }

@@ -6,6 +6,27 @@ import type { IncomingMessage } from '../driver/driver.js';
 import { parseRequest, type RPCDispatcher } from './dispatcher.js';
 import { serializeFailure } from './remote-errors.js';
 
+/** Longest interval between two call-monitor heartbeats: a caller monitoring for longer is fed hourly. */
+export const MAX_HEARTBEAT_INTERVAL_MS = 3_600_000;
+
+/** Largest call-monitor timeout taken seriously: the longest delay a Node.js timer can hold (~24.8 days). */
+export const MAX_CALL_MONITOR_MS = 2 ** 31 - 1;
+
+/**
+ * The heartbeat interval for a caller's call-monitor timeout (ms), or undefined for none. As
+ * oslo's dispatcher: every int(N)/2 seconds, and none unless that is at least one second. The
+ * caller picks N, so it is bounded here: anything that is not a positive finite number or
+ * exceeds {@link MAX_CALL_MONITOR_MS} means no monitor, and the interval never exceeds
+ * {@link MAX_HEARTBEAT_INTERVAL_MS} (more often than asked is always safe for the caller).
+ */
+export function heartbeatInterval(callMonitorTimeoutMs: unknown): number | undefined {
+  if (typeof callMonitorTimeoutMs !== 'number' || !Number.isFinite(callMonitorTimeoutMs)) return undefined;
+  if (callMonitorTimeoutMs <= 0 || callMonitorTimeoutMs > MAX_CALL_MONITOR_MS) return undefined;
+  const intervalS = Math.trunc(callMonitorTimeoutMs / 1000) / 2;
+  if (intervalS < 1) return undefined;
+  return Math.min(intervalS * 1000, MAX_HEARTBEAT_INTERVAL_MS);
+}
+
 type ReplyBody = { result: unknown } | { failure: ReturnType<typeof serializeFailure> };
 
 /** What a request needs from the server that received it. */
@@ -44,13 +65,13 @@ export class ServerRequest implements Work {
     this.started = performance.now();
     // oslo acknowledges a request when it starts on it (at-most-once): a crash never runs it twice.
     incoming.acknowledge();
-    if (incoming.expectsReply && incoming.callMonitorTimeout > 0) {
-      this.heartbeat = setInterval(
-        () => {
-          incoming.heartbeat().catch(() => {});
-        },
-        Math.max(incoming.callMonitorTimeout / 2, 10),
-      );
+    const every = incoming.expectsReply ? heartbeatInterval(incoming.callMonitorTimeout) : undefined;
+    if (every !== undefined) {
+      this.heartbeat = setInterval(() => {
+        incoming.heartbeat().catch(() => {});
+      }, every);
+      // A heartbeat timer alone must not keep a stopping process alive.
+      this.heartbeat.unref();
     }
     let outcome: ServerRequestEvent['outcome'] = 'ok';
     let error: Error | undefined;

@@ -2,7 +2,7 @@ import type { Connection, EventContext, Receiver } from 'rhea';
 import { MalformedMessage } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import type { IncomingMessage, Listener, ListenOptions, Reply } from '../driver.js';
-import { badInputBody, bodyText, decodeRequest, replyBody } from './wire.js';
+import { badInputBody, bodySize, decodeRequest, replyBody } from './wire.js';
 
 /**
  * Sends a reply body (undefined: a heartbeat, with `ttl` when the caller monitors the call) to
@@ -92,7 +92,7 @@ export class Amqp1Listener implements Listener {
       }
       this.opts.listen.onInvalid?.(e, {
         address: (receiver.source as { address?: string }).address ?? '?',
-        size: bodyText(message.body)?.length ?? 0,
+        size: bodySize(message.body),
       });
       return;
     }

@@ -103,10 +103,11 @@ export interface DecodedRequest {
  * Throws MalformedMessage, MessageTooLarge or UnsupportedEnvelopeVersion.
  */
 export function decodeRequest(body: unknown, maxSize: number): DecodedRequest {
+  // The size is checked before the body is converted or parsed: a huge body costs nothing more.
+  const size = bodySize(body);
+  if (size > maxSize) throw new MessageTooLarge(size, maxSize);
   const text = bodyText(body);
   if (text === undefined) throw new MalformedMessage('message body is not a JSON string');
-  const size = Buffer.byteLength(text);
-  if (size > maxSize) throw new MessageTooLarge(size, maxSize);
   let data: { request?: unknown; context?: unknown; call_monitor_timeout?: unknown };
   try {
     data = JSON.parse(text);
@@ -122,6 +123,11 @@ export function decodeRequest(body: unknown, maxSize: number): DecodedRequest {
     message: req,
     callMonitorTimeout: typeof data.call_monitor_timeout === 'number' ? data.call_monitor_timeout * 1000 : 0,
   };
+}
+
+/** A body's size in bytes (UTF-8 for strings) without copying it; 0 for anything else. */
+export function bodySize(body: unknown): number {
+  return typeof body === 'string' ? Buffer.byteLength(body) : Buffer.isBuffer(body) ? body.byteLength : 0;
 }
 
 /** A body's JSON text: an AMQP string, or binary data read as UTF-8. */

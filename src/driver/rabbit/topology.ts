@@ -91,6 +91,18 @@ export class Topology {
   }
 
   /**
+   * Flags of a server's own `<topic>.<server>` queue: a shared queue, plus x-expires when
+   * `serverQueueTtl` is set. oslo leaves this queue behind when its server goes away, and a
+   * host that is renamed or scaled away leaves it forever; the TTL is opt-in because
+   * RabbitMQ refuses to redeclare an existing queue with different arguments.
+   */
+  serverQueue(): Options.AssertQueue {
+    const q = this.sharedQueue();
+    if (this.r.serverQueueTtl <= 0) return q;
+    return { ...q, arguments: { ...q.arguments, 'x-expires': this.r.serverQueueTtl } };
+  }
+
+  /**
    * An RPC server's queues: the shared `<topic>`, its own `<topic>.<server>`, and a fanout
    * queue `<topic>_fanout_<uuid>` of its own, deleted when it stops.
    */
@@ -99,7 +111,7 @@ export class Topology {
     const ex: ExchangeRef = { name: exchange, type: 'topic' };
     return [
       { queue: topic, options: shared, exchange: ex, key: topic },
-      { queue: `${topic}.${server}`, options: shared, exchange: ex, key: `${topic}.${server}` },
+      { queue: `${topic}.${server}`, options: this.serverQueue(), exchange: ex, key: `${topic}.${server}` },
       {
         queue: `${topic}_fanout_${uuidHex()}`,
         options: this.transientQueue(),

@@ -1,4 +1,5 @@
 import type { Failure } from '../../core/failure.js';
+import { setOwn } from '../../core/plain.js';
 import type { Context } from '../../core/serializer.js';
 import type { RpcRequest } from '../driver.js';
 
@@ -86,13 +87,17 @@ export interface IncomingDict {
   callMonitorTimeout: number;
 }
 
-/** Splits a decoded dict into context, message and reply information. */
+/**
+ * Splits a decoded dict into context, message and reply information. Keys are copied as own
+ * data properties: `_context___proto__` becomes an own `__proto__` key of the context (which
+ * the dispatchers refuse), never the context's prototype.
+ */
 export function splitIncoming(data: Record<string, unknown>): IncomingDict {
   const ctx: Context = {};
   const message: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(data)) {
-    if (k.startsWith(CONTEXT_PREFIX)) ctx[k.slice(CONTEXT_PREFIX.length)] = v;
-    else if (!k.startsWith('_')) message[k] = v;
+    if (k.startsWith(CONTEXT_PREFIX)) setOwn(ctx, k.slice(CONTEXT_PREFIX.length), v);
+    else if (!k.startsWith('_')) setOwn(message, k, v);
   }
   return {
     ctx,

@@ -1,0 +1,61 @@
+import { MalformedMessage } from './errors.js';
+
+/**
+ * Peer data is JSON, and JSON.parse keeps a `"__proto__"` key as an own property. It becomes a
+ * prototype the moment anyone copies it with `obj[key] = value`, `Object.assign` or a deep merge:
+ * the receiver then sees fields it does not own (`Object.keys(args)` is `[]` while `args.a` is
+ * 40). A `constructor` holding a `prototype` is the other deep-merge gadget. Such keys are never
+ * meaningful data, so messages carrying them are refused as MalformedMessage, which tells the
+ * caller, instead of being silently trimmed into something the caller did not send.
+ */
+
+/** The path of the first prototype-setting key or non-plain object in `value`, or undefined when it is plain data. */
+export function findPrototypeKey(value: unknown, root: string): string | undefined {
+  // Paths are built only once something is found: the common, clean walk allocates no strings.
+  return walk(value, undefined) ? walk(value, root) : undefined;
+}
+
+function walk(value: unknown, root: string | undefined): string | undefined {
+  const paths = root !== undefined;
+  // An explicit stack: peer data can nest deeper than the call stack.
+  const stack: Array<[object, string]> = [];
+  const push = (v: unknown, path: () => string) => {
+    if (v !== null && typeof v === 'object') stack.push([v, paths ? path() : '']);
+  };
+  push(value, () => root!);
+  while (stack.length > 0) {
+    const [v, path] = stack.pop()!;
+    if (Array.isArray(v)) {
+      if (Object.getPrototypeOf(v) !== Array.prototype) return path || '?';
+      for (let i = v.length - 1; i >= 0; i--) push(v[i], () => `${path}[${i}]`);
+      continue;
+    }
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) return path || '?';
+    for (const k of Object.keys(v)) {
+      const child = (v as Record<string, unknown>)[k];
+      if (k === '__proto__') return paths ? `${path}.__proto__` : '?';
+      if (k === 'constructor' && child !== null && typeof child === 'object' && Object.hasOwn(child, 'prototype')) {
+        return paths ? `${path}.constructor.prototype` : '?';
+      }
+      push(child, () => `${path}.${k}`);
+    }
+  }
+  return undefined;
+}
+
+/** The MalformedMessage refusing `what` (a request, a notification) for the key at `at`. */
+export function notPlainError(what: string, at: string): MalformedMessage {
+  return new MalformedMessage(`${what} refused: ${at.length > 200 ? `${at.slice(0, 200)}…` : at} would set a prototype (not plain data)`);
+}
+
+/** Throws MalformedMessage when `value` is not plain data (see {@link findPrototypeKey}). */
+export function assertPlainData(value: unknown, root: string): void {
+  const at = findPrototypeKey(value, root);
+  if (at !== undefined) throw notPlainError('message', at);
+}
+
+/** Sets an own data property, even for a key named `__proto__` (an assignment would set the prototype). */
+export function setOwn(obj: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+}

@@ -1,0 +1,321 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type rhea from 'rhea';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { memoryBroker } from '../../src/driver/memory/broker.js';
+import {
+  type Context,
+  defaultConfig,
+  getTransport,
+  NotificationListener,
+  RPCClient,
+  RPCServer,
+  Target,
+  type Transport,
+} from '../../src/index.js';
+import { Router } from '../../src/router/router.js';
+import { sleep, until } from '../support/assert.js';
+import { rheaClose, rheaConnect } from '../support/rhea-peer.js';
+
+// Hand-made messages from hostile peers, on the memory driver and over the embedded router with
+// a raw rhea client: prototype-setting keys, call-monitor timeouts chosen to amplify
+// heartbeats, and method names built to forge log lines. RabbitMQ: test/integration/hostile-rabbit.
+
+/** Records what each call really received. */
+class Probe {
+  seen: Array<{ keys: string[]; a: unknown; plainArgs: boolean; ctxKeys: string[]; plainCtx: boolean; admin: unknown }> = [];
+  async add(ctx: Context, args: { a: number; b: number }) {
+    this.seen.push({
+      keys: Object.keys(args),
+      a: args.a,
+      plainArgs: Object.getPrototypeOf(args) === Object.prototype,
+      ctxKeys: Object.keys(ctx),
+      plainCtx: Object.getPrototypeOf(ctx) === Object.prototype,
+      admin: (ctx as { is_admin?: unknown }).is_admin,
+    });
+    return args.a + args.b;
+  }
+  async sleep(_ctx: Context, args: { ms: number }) {
+    await sleep(args.ms);
+    return args.ms;
+  }
+}
+
+const t = suite('hostile peers (memory, amqp1)');
+const warnings: Error[] = [];
+const onWarning = (w: Error) => warnings.push(w);
+t.before(() => {
+  process.on('warning', onWarning);
+});
+t.after(() => {
+  process.off('warning', onWarning);
+});
+
+const clean = () => assert.is(({} as Record<string, unknown>).a, undefined, 'Object.prototype stays clean');
+const failureClass = (f: unknown) => (JSON.parse(String(f)) as { class: string; message: string }).class;
+
+async function memoryServer(name: string, topic: string, probe: object): Promise<{ transport: Transport; server: RPCServer }> {
+  const transport = await getTransport(`memory://${name}`, { config: defaultConfig() });
+  const server = new RPCServer(transport, new Target({ topic, server: 's' }), [probe]);
+  await server.start();
+  return { transport, server };
+}
+
+/** A raw reply queue on the memory broker `name`: every body that arrives on it, parsed. */
+function memoryReplies(name: string, queue: string): Array<{ msgId: string; ending: boolean; result?: unknown; failure?: unknown }> {
+  const got: Array<{ msgId: string; ending: boolean }> = [];
+  const broker = memoryBroker(name);
+  broker.declareQueue(queue);
+  broker.consume(queue, {
+    prefetch: Number.POSITIVE_INFINITY,
+    inFlight: 0,
+    deliver: (d) => {
+      d.done();
+      got.push(JSON.parse(d.body));
+    },
+  });
+  return got;
+}
+
+t('memory: __proto__ in args or context is refused with MalformedMessage; endpoints see own data only', async () => {
+  const probe = new Probe();
+  const { transport, server } = await memoryServer('hostile-proto', 'p', probe);
+  try {
+    const replies = memoryReplies('hostile-proto', 'raw-replies');
+    const broker = memoryBroker('hostile-proto');
+    const send = (msgId: string, body: string) =>
+      broker.publish('openstack', 'p', `${body.slice(0, -1)},"msgId":"${msgId}","replyTo":"raw-replies"}`);
+    send('args', '{"ctx":{},"message":{"method":"add","args":{"__proto__":{"a":40,"b":2}}}}');
+    send('ctx', '{"ctx":{"__proto__":{"is_admin":true}},"message":{"method":"add","args":{"a":1,"b":2}}}');
+    send('deep', '{"ctx":{},"message":{"method":"add","args":{"a":1,"b":2,"x":{"constructor":{"prototype":{"a":1}}}}}}');
+    send('ok', '{"ctx":{"user":"u"},"message":{"method":"add","args":{"a":40,"b":2}}}');
+    await until(() => replies.length === 4, 'four replies');
+    const by = new Map(replies.map((r) => [r.msgId, r]));
+    for (const id of ['args', 'ctx', 'deep']) assert.is((by.get(id)!.failure as { class: string }).class, 'MalformedMessage', id);
+    assert.is(by.get('ok')!.result, 42);
+    assert.equal(probe.seen, [{ keys: ['a', 'b'], a: 40, plainArgs: true, ctxKeys: ['user'], plainCtx: true, admin: undefined }]);
+    clean();
+  } finally {
+    await server.stop();
+    await server.wait(1000);
+    await transport.close();
+  }
+});
+
+t('memory: a notification whose payload or context sets a prototype reaches no endpoint', async () => {
+  const transport = await getTransport('memory://hostile-notify', { config: defaultConfig() });
+  const seen: unknown[] = [];
+  const listener = new NotificationListener(
+    transport,
+    [new Target({ topic: 'n' })],
+    [
+      {
+        info: (ctx: Context, _p: string, eventType: string, payload: unknown) => {
+          seen.push({ eventType, payload, plainCtx: Object.getPrototypeOf(ctx) === Object.prototype });
+        },
+      },
+    ],
+  );
+  await listener.start();
+  try {
+    const broker = memoryBroker('hostile-notify');
+    // The queue the listener consumes is bound by key `n.info` on the control exchange.
+    const note = (eventType: string, ctx: string, payload: string) =>
+      broker.publish(
+        'openstack',
+        'n.info',
+        `{"ctx":${ctx},"message":{"priority":"INFO","event_type":"${eventType}","publisher_id":"p","payload":${payload}}}`,
+      );
+    note('bad.payload', '{}', '{"__proto__":{"admin":true}}');
+    note('bad.ctx', '{"__proto__":{"is_admin":true}}', '{}');
+    note('good', '{"user":"u"}', '{"x":1}');
+    await until(() => JSON.stringify(seen).includes('"good"'), 'the clean notification');
+    await sleep(50);
+    assert.equal(seen, [{ eventType: 'good', payload: { x: 1 }, plainCtx: true }]);
+    assert.is(listener.stats().failed, 2, 'both refused notifications are counted');
+    clean();
+  } finally {
+    await listener.stop();
+    await listener.wait(1000);
+    await transport.close();
+  }
+});
+
+// With a huge or tiny monitor timeout the server must not flood the reply queue (before: 10 ms
+// timers, and a TimeoutOverflowWarning for 1e7 s). A 2 s monitor is the control: one heartbeat
+// in a 1.4 s call.
+t('memory: the caller cannot amplify heartbeats; a 2 s monitor still gets them', async () => {
+  const { transport, server } = await memoryServer('hostile-hb', 'hb', new Probe());
+  try {
+    const replies = memoryReplies('hostile-hb', 'hb-replies');
+    const monitors: Record<string, number> = { huge: 1e10, tiny: 1, nan: -1, control: 2000 };
+    for (const [kind, monitor] of Object.entries(monitors)) {
+      for (let i = 0; i < 10; i++) {
+        const body = { ctx: {}, message: { method: 'sleep', args: { ms: 1400 } }, msgId: `${kind}-${i}`, replyTo: 'hb-replies', monitor };
+        memoryBroker('hostile-hb').publish('openstack', 'hb', JSON.stringify(body));
+      }
+    }
+    await until(() => replies.filter((r) => r.ending).length === 40, 'forty replies', 5000);
+    const beats = (kind: string) => replies.filter((r) => !r.ending && r.msgId.startsWith(kind)).length;
+    assert.is(beats('huge'), 0);
+    assert.is(beats('tiny'), 0);
+    assert.is(beats('nan'), 0);
+    assert.is(beats('control'), 10, 'one heartbeat per control call');
+    assert.equal(
+      warnings.filter((w) => w.name === 'TimeoutOverflowWarning').map((w) => w.message),
+      [],
+    );
+  } finally {
+    await server.stop();
+    await server.wait(1000);
+    await transport.close();
+  }
+});
+
+interface RawPeer {
+  peer: rhea.Connection;
+  replies: Array<{ id: unknown; body: Record<string, unknown> | undefined }>;
+  send(id: string, data: Record<string, unknown>, topic: string): void;
+}
+
+async function rawPeer(router: Router): Promise<RawPeer> {
+  const peer = await rheaConnect(router.port);
+  const replies: RawPeer['replies'] = [];
+  const rr = peer.open_receiver({ source: { dynamic: true } } as never);
+  rr.on('message', (e: rhea.EventContext) => {
+    const b = e.message!.body;
+    replies.push({ id: e.message!.correlation_id, body: b === undefined || b === null ? undefined : JSON.parse(String(b)) });
+  });
+  await new Promise((res) => rr.once('receiver_open', res));
+  const replyTo = (rr.source as { address: string }).address;
+  const senders = new Map<string, rhea.Sender>();
+  return {
+    peer,
+    replies,
+    send(id, data, topic) {
+      let s = senders.get(topic);
+      if (!s) {
+        s = peer.open_sender(`openstack.org/om/rpc/anycast/openstack/${topic}`);
+        senders.set(topic, s);
+      }
+      s.send({ body: JSON.stringify(data), message_id: id, reply_to: replyTo } as never);
+    },
+  };
+}
+
+t('amqp1: __proto__ in request args or context is refused; the clean call is served', async () => {
+  const router = new Router({ port: 0 });
+  await router.start();
+  const transport = await getTransport(`amqp://127.0.0.1:${router.port}/`, { config: defaultConfig() });
+  const probe = new Probe();
+  const server = new RPCServer(transport, new Target({ topic: 'p', server: 's' }), [probe]);
+  await server.start();
+  const raw = await rawPeer(router);
+  try {
+    await sleep(100);
+    const req = (text: string) => JSON.parse(text) as Record<string, unknown>;
+    raw.send('args', req('{"request":{"method":"add","args":{"__proto__":{"a":40,"b":2}}},"context":{}}'), 'p');
+    raw.send('ctx', req('{"request":{"method":"add","args":{"a":1,"b":2}},"context":{"__proto__":{"is_admin":true}}}'), 'p');
+    raw.send('ok', req('{"request":{"method":"add","args":{"a":40,"b":2}},"context":{"user":"u"}}'), 'p');
+    await until(() => raw.replies.length === 3, 'three replies');
+    const by = new Map(raw.replies.map((r) => [r.id, r.body]));
+    assert.is(failureClass(by.get('args')!.failure), 'MalformedMessage');
+    assert.is(failureClass(by.get('ctx')!.failure), 'MalformedMessage');
+    assert.is(by.get('ok')!.response, 42);
+    assert.equal(probe.seen, [{ keys: ['a', 'b'], a: 40, plainArgs: true, ctxKeys: ['user'], plainCtx: true, admin: undefined }]);
+    clean();
+  } finally {
+    await rheaClose(raw.peer);
+    await server.stop();
+    await server.wait(1000);
+    await transport.close();
+    await router.stop();
+  }
+});
+
+t('amqp1: call_monitor_timeout 1e7, 0.001 and -1 give no heartbeats and no timer warning; 2 s gives one', async () => {
+  const router = new Router({ port: 0 });
+  await router.start();
+  const transport = await getTransport(`amqp://127.0.0.1:${router.port}/`, { config: defaultConfig() });
+  const server = new RPCServer(transport, new Target({ topic: 'hb', server: 's' }), [new Probe()]);
+  await server.start();
+  const raw = await rawPeer(router);
+  try {
+    await sleep(100);
+    const monitors: Record<string, number> = { huge: 1e7, tiny: 0.001, negative: -1, control: 2 };
+    for (const [kind, cmt] of Object.entries(monitors)) {
+      for (let i = 0; i < 10; i++) {
+        raw.send(`${kind}-${i}`, { request: { method: 'sleep', args: { ms: 1400 } }, context: {}, call_monitor_timeout: cmt }, 'hb');
+      }
+    }
+    await until(() => raw.replies.filter((r) => r.body).length === 40, 'forty replies', 5000);
+    const beats = (kind: string) => raw.replies.filter((r) => !r.body && String(r.id).startsWith(kind)).length;
+    assert.equal(
+      Object.keys(monitors).map((k) => [k, beats(k)]),
+      [
+        ['huge', 0],
+        ['tiny', 0],
+        ['negative', 0],
+        ['control', 10],
+      ],
+    );
+    assert.equal(
+      warnings.filter((w) => w.name === 'TimeoutOverflowWarning').map((w) => w.message),
+      [],
+    );
+  } finally {
+    await rheaClose(raw.peer);
+    await server.stop();
+    await server.wait(1000);
+    await transport.close();
+    await router.stop();
+  }
+});
+
+t('rpc-server log: a method name that forges a line with ESC sequences, and a 1 MiB one, log one escaped, capped line each', async () => {
+  const router = new Router({ port: 0 });
+  await router.start();
+  const url = `amqp://127.0.0.1:${router.port}/`;
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const child = spawn(process.execPath, [path.join(root, 'bin', 'rpc-server.js'), 's1', '--topic', 'logt', '--transport-url', url], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d) => {
+    out += d;
+  });
+  child.stderr!.on('data', (d) => {
+    out += d;
+  });
+  const transport = await getTransport(url, { config: defaultConfig() });
+  try {
+    await until(() => out.includes('serving topic logt'), 'the server subprocess', 10_000);
+    const forged = 'x\n2030-01-01T00:00:00.000Z INFO  rpc-server s1: call add ok 0.1ms \u001b[2J\u001b[31mpwned';
+    const client = new RPCClient(transport, new Target({ topic: 'logt' }), { timeout: 5000 });
+    await client.call({}, forged).catch(() => {});
+    await client.call({}, 'M'.repeat(1 << 20)).catch(() => {});
+    await until(() => (out.match(/NoSuchMethod/g) ?? []).length >= 2, 'two logged requests', 5000);
+    const lines = out.split('\n').filter(Boolean);
+    assert.not.ok(out.includes('\u001b'), 'no ESC reaches the log');
+    assert.not.ok(
+      lines.some((l) => l.startsWith('2030-')),
+      'no forged line',
+    );
+    const evil = lines.filter((l) => l.includes('NoSuchMethod'));
+    assert.is(evil.length, 2, evil.join('\n'));
+    assert.match(
+      evil[0]!,
+      /call x\\n2030-01-01T00:00:00\.000Z INFO {2}rpc-server s1: call add ok 0\.1ms \\u001b\[2J\\u001b\[31mpwned error/,
+    );
+    for (const l of lines) assert.ok(l.length < 2200, `a ${l.length}-char line`);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    await transport.close();
+    await router.stop();
+  }
+});
+
+t.run();
