@@ -14,12 +14,16 @@ import { Amqp1Listener } from './listener.js';
 import { MessageSender } from './sender.js';
 import { decodeReply, notificationBody, replyMessage, requestBody } from './wire.js';
 
+/** How long `close()` waits for casts and notifications already sent to be settled or written. */
+export const CLOSE_FLUSH_MS = 5_000;
+
 /**
  * The AMQP 1.0 driver (rhea), speaking oslo.messaging's amqp1 wire format: JSON bodies as
  * AMQP strings, routable (or legacy) addresses, one dynamic reply link per connection,
  * unsettled (confirmed) casts and presettled replies, call-monitor heartbeats as body-less
  * replies. One connection per transport; rhea reconnects and re-attaches links, failing over
- * across the URL's hosts.
+ * across the URL's hosts. `close()` first lets the casts and notifications already sent finish
+ * (settled, or written when presettled), within {@link CLOSE_FLUSH_MS}.
  */
 export class Amqp1Driver extends DriverBase implements Driver {
   readonly kind = 'amqp1';
@@ -33,11 +37,22 @@ export class Amqp1Driver extends DriverBase implements Driver {
   private mode: AddressingMode = 'routable';
   /** Listeners to grant credit again after a reconnect. */
   private readonly active = new Set<Amqp1Listener>();
+  /** Casts and notifications between send() and their outcome: close() waits for them. */
+  private casting = 0;
+  /** close() has flushed: the connection is shut for good. */
+  private shut = false;
+  /** Resolves when close() has closed the connection. */
+  private readonly closedDone: Promise<void>;
+  private markClosed: () => void = () => {};
 
   constructor(url: TransportUrl, config: HermodConfig) {
     super(url, config);
+    this.closedDone = new Promise((resolve) => {
+      this.markClosed = resolve;
+    });
     this.connection = new Amqp1Connection(url, config, {
-      closed: () => this.closed,
+      // While close() flushes, sends already made keep their connection.
+      closed: () => this.shut,
       state: (s) => this.setState(s),
       opened: (conn) => this.onOpen(conn),
       lost: (err) => {
@@ -119,18 +134,34 @@ export class Amqp1Driver extends DriverBase implements Driver {
 
   async send(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<Reply | undefined> {
     this.assertOpen();
+    if (!opts.waitForReply) return this.counted(() => this.cast(target, ctx, request, opts));
+    return this.call(target, ctx, request, opts);
+  }
+
+  /** Runs a cast or notification, counted for close() to wait on. */
+  private async counted<T>(send: () => Promise<T>): Promise<T> {
+    this.casting++;
+    try {
+      return await send();
+    } finally {
+      this.casting--;
+    }
+  }
+
+  private async cast(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<undefined> {
     const deadline = Date.now() + opts.timeout;
     const retry = opts.retry ?? -1;
-    const body = this.encode(
-      requestBody(request, ctx, opts.waitForReply ? opts.callMonitorTimeout : undefined),
-      `${opts.waitForReply ? 'call' : 'cast'} ${request.method}`,
-    );
+    const body = this.encode(requestBody(request, ctx), `cast ${request.method}`);
     await this.connection.until(() => this.connection.isOpen, deadline, retry, request.method);
-    if (!opts.waitForReply) {
-      const presettled = this.config.amqp1.presettledCasts;
-      await this.sender.deliver(() => ({ to: this.address(target), body }), presettled, deadline, retry, `cast ${request.method}`);
-      return undefined;
-    }
+    const presettled = this.config.amqp1.presettledCasts;
+    await this.sender.deliver(() => ({ to: this.address(target), body }), presettled, deadline, retry, `cast ${request.method}`);
+    return undefined;
+  }
+
+  private async call(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<Reply | undefined> {
+    const deadline = Date.now() + opts.timeout;
+    const retry = opts.retry ?? -1;
+    const body = this.encode(requestBody(request, ctx, opts.callMonitorTimeout), `call ${request.method}`);
     await this.connection.until(() => this.connection.isOpen && this.replyAddress !== undefined, deadline, retry, request.method);
     const msgId = uuidHex();
     const reply = this.waiter.wait(msgId, {
@@ -138,11 +169,14 @@ export class Amqp1Driver extends DriverBase implements Driver {
       callMonitorTimeout: opts.callMonitorTimeout ?? 0,
       describe: `${request.method} on topic ${target.topic}${target.server ? ` server ${target.server}` : ''}`,
     });
-    // The reply may fail (timeout) while the request is still being delivered below.
+    // The reply may fail (timeout, call monitor) while the request is still being delivered
+    // below, and a server may never settle the request: the reply decides when the call ends,
+    // and the request's delivery is abandoned then.
     reply.catch(() => {});
     const untrack = this.sender.trackCall(msgId, (err) => this.waiter.fail(msgId, err));
-    try {
-      await this.sender.deliver(
+    const abandon = new AbortController();
+    this.sender
+      .deliver(
         () => ({
           to: this.address(target),
           body,
@@ -155,15 +189,34 @@ export class Amqp1Driver extends DriverBase implements Driver {
         retry,
         `call ${request.method}`,
         true,
-      );
-    } catch (err) {
-      this.waiter.fail(msgId, err as Error);
-    }
-    return reply.finally(untrack);
+        abandon.signal,
+      )
+      .catch((err: Error) => this.waiter.fail(msgId, err));
+    const ended = () => {
+      abandon.abort();
+      untrack();
+    };
+    return reply.then(
+      (r) => {
+        ended();
+        return r;
+      },
+      async (err: Error) => {
+        ended();
+        // Failed by close(): reported once the transport is closed, like everything else
+        // close() ends, not while it is still flushing.
+        if (this.closed) await this.closedDone;
+        throw err;
+      },
+    );
   }
 
   async sendNotification(target: Target, ctx: Context, message: Record<string, unknown>, opts: NotificationSendOptions): Promise<void> {
     this.assertOpen();
+    await this.counted(() => this.notify(target, ctx, message, opts));
+  }
+
+  private async notify(target: Target, ctx: Context, message: Record<string, unknown>, opts: NotificationSendOptions): Promise<void> {
     const deadline = Date.now() + this.config.rpc.responseTimeout;
     const body = this.encode(notificationBody(message, ctx, opts.envelope), 'notification');
     await this.connection.until(() => this.connection.isOpen, deadline, opts.retry ?? -1, 'notification');
@@ -227,7 +280,24 @@ export class Amqp1Driver extends DriverBase implements Driver {
     return listener;
   }
 
+  /**
+   * Flushes, then closes: casts and notifications already sent get their outcome (a released
+   * one is not resent now) and presettled ones are written, within {@link CLOSE_FLUSH_MS} and
+   * while the connection stays up (a lost connection is not waited for); what is left then
+   * fails with ClosedError.
+   */
   protected async shutdown(): Promise<void> {
-    await this.connection.close();
+    this.sender.closing = true;
+    const end = Date.now() + CLOSE_FLUSH_MS;
+    while ((this.casting > 0 || !this.sender.flushed()) && this.connection.isOpen && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    this.shut = true;
+    this.connection.wake();
+    try {
+      await this.connection.close();
+    } finally {
+      this.markClosed();
+    }
   }
 }
