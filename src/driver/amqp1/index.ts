@@ -39,6 +39,8 @@ export class Amqp1Driver extends DriverBase implements Driver {
   private readonly active = new Set<Amqp1Listener>();
   /** Casts and notifications between send() and their outcome: close() waits for them. */
   private casting = 0;
+  /** The connection failed while close() was flushing: stop waiting for it. */
+  private flushGivenUp = false;
   /** close() has flushed: the connection is shut for good. */
   private shut = false;
   /** Resolves when close() has closed the connection. */
@@ -53,7 +55,11 @@ export class Amqp1Driver extends DriverBase implements Driver {
     this.connection = new Amqp1Connection(url, config, {
       // While close() flushes, sends already made keep their connection.
       closed: () => this.shut,
-      state: (s) => this.setState(s),
+      state: (s) => {
+        // A connection lost or failing while close() flushes is not waited for.
+        if (this.closed && s.state !== 'connected') this.flushGivenUp = true;
+        this.setState(s);
+      },
       opened: (conn) => this.onOpen(conn),
       lost: (err) => {
         this.replyAddress = undefined;
@@ -282,14 +288,14 @@ export class Amqp1Driver extends DriverBase implements Driver {
 
   /**
    * Flushes, then closes: casts and notifications already sent get their outcome (a released
-   * one is not resent now) and presettled ones are written, within {@link CLOSE_FLUSH_MS} and
-   * while the connection stays up (a lost connection is not waited for); what is left then
-   * fails with ClosedError.
+   * one is not resent now) and presettled ones are written, within {@link CLOSE_FLUSH_MS}. A
+   * first connect still under way is waited for; a connection that fails or is lost meanwhile
+   * is not (no reconnect while closing). What is left then fails with ClosedError.
    */
   protected async shutdown(): Promise<void> {
     this.sender.closing = true;
     const end = Date.now() + CLOSE_FLUSH_MS;
-    while ((this.casting > 0 || !this.sender.flushed()) && this.connection.isOpen && Date.now() < end) {
+    while ((this.casting > 0 || !this.sender.flushed()) && !this.flushGivenUp && Date.now() < end) {
       await new Promise((r) => setTimeout(r, 2));
     }
     this.shut = true;
