@@ -13,5 +13,6 @@ export {
   remoteSettled,
   settleLocally,
 } from './delivery.js';
+export { installDispositionFix } from './dispositions.js';
 export { deliveryCount, linkCredit, sessionRoom } from './links.js';
 export { installRawDecode, rawBytes } from './raw-decode.js';
