@@ -195,4 +195,26 @@ t('anycast is balanced by outstanding messages: a stalled receiver gets fewer', 
   assert.is(qg.length, 19);
 });
 
+t('accepting one delivery and releasing the next in one pass: the sender hears each outcome (rhea range bug fixed)', async (ctx) => {
+  const addr = 'openstack.org/om/rpc/anycast/openstack/mixed';
+  const r = (await conn(ctx)).open_receiver({ source: { address: addr }, autoaccept: false } as never);
+  const got: EventContext[] = [];
+  r.on('message', (e: EventContext) => got.push(e));
+  await opened(r);
+  const s = (await conn(ctx)).open_sender({ target: { address: addr } } as never);
+  const o = outcomes(s);
+  await until(() => s.sendable(), 'credit');
+  for (let i = 0; i < 4; i++) o.sent.set(s.send({ body: i }), i);
+  await until(() => got.length === 4, 'four deliveries');
+  got[0]!.delivery!.accept();
+  got[1]!.delivery!.release();
+  got[2]!.delivery!.release();
+  got[3]!.delivery!.accept();
+  await until(() => o.got.size === 4, 'four outcomes');
+  assert.equal(
+    [0, 1, 2, 3].map((i) => o.got.get(i)!.kind),
+    ['accepted', 'released', 'released', 'accepted'],
+  );
+});
+
 t.run();

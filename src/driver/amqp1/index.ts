@@ -5,6 +5,7 @@ import { InvalidArgument } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import type { Context } from '../../core/serializer.js';
 import type { Target } from '../../core/target.js';
+import { installDispositionFix } from '../../rhea/index.js';
 import type { Driver, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions } from '../driver.js';
 import { DriverBase } from '../driver-base.js';
 import { type AddressingMode, notifyAddress, pickMode, rpcAddress, serverAddresses } from './addressing.js';
@@ -49,6 +50,8 @@ export class Amqp1Driver extends DriverBase implements Driver {
 
   constructor(url: TransportUrl, config: HermodConfig) {
     super(url, config);
+    // A listener's accept and release in one pass must not merge (rhea bug, see the fix).
+    installDispositionFix();
     this.closedDone = new Promise((resolve) => {
       this.markClosed = resolve;
     });
@@ -140,8 +143,29 @@ export class Amqp1Driver extends DriverBase implements Driver {
 
   async send(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<Reply | undefined> {
     this.assertOpen();
-    if (!opts.waitForReply) return this.counted(() => this.cast(target, ctx, request, opts));
-    return this.call(target, ctx, request, opts);
+    return this.reportAfterClose(() =>
+      opts.waitForReply ? this.call(target, ctx, request, opts) : this.counted(() => this.cast(target, ctx, request, opts)),
+    );
+  }
+
+  /**
+   * Runs a send; a failure while the transport closes is reported once close() has finished
+   * (bounded), like everything else close() ends, not while it is still flushing.
+   */
+  private async reportAfterClose<T>(send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (err) {
+      if (this.closed) {
+        let timer: NodeJS.Timeout | undefined;
+        const bound = new Promise<void>((r) => {
+          timer = setTimeout(r, CLOSE_FLUSH_MS + 1000);
+        });
+        await Promise.race([this.closedDone, bound]);
+        clearTimeout(timer);
+      }
+      throw err;
+    }
   }
 
   /** Runs a cast or notification, counted for close() to wait on. */
@@ -207,11 +231,8 @@ export class Amqp1Driver extends DriverBase implements Driver {
         ended();
         return r;
       },
-      async (err: Error) => {
+      (err: Error) => {
         ended();
-        // Failed by close(): reported once the transport is closed, like everything else
-        // close() ends, not while it is still flushing.
-        if (this.closed) await this.closedDone;
         throw err;
       },
     );
@@ -219,7 +240,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
 
   async sendNotification(target: Target, ctx: Context, message: Record<string, unknown>, opts: NotificationSendOptions): Promise<void> {
     this.assertOpen();
-    await this.counted(() => this.notify(target, ctx, message, opts));
+    await this.reportAfterClose(() => this.counted(() => this.notify(target, ctx, message, opts)));
   }
 
   private async notify(target: Target, ctx: Context, message: Record<string, unknown>, opts: NotificationSendOptions): Promise<void> {
