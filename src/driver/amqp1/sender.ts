@@ -92,6 +92,8 @@ export class MessageSender {
     abandon?: AbortSignal,
   ): Promise<void> {
     const sender = () => this.links.link(presettled);
+    /** The router handed an earlier attempt back: the deadline then means "nobody took it". */
+    let handedBack = false;
     for (;;) {
       await this.connection.until(
         () => abandon?.aborted === true || (this.connection.isOpen && sender()?.sendable() === true),
@@ -149,17 +151,22 @@ export class MessageSender {
       if (outcome.kind === 'rejected')
         throw new MessageDeliveryFailure(`${what} was rejected by the peer${outcome.detail ? `: ${outcome.detail}` : ''}`);
       if (outcome.kind === 'timeout') {
+        if (handedBack) throw this.nobodyTook(what, isCall);
         throw new MessagingTimeout(`${what}: no receiver accepted the message before the deadline (address has no consumer?)`);
       }
+      handedBack = true;
       // released, modified or connection lost: try again while time allows.
       if (this.closing && !isCall) {
         throw new MessageDeliveryFailure(`${what}: the router ${outcome.kind} it while the transport was closing; not resent`);
       }
-      if (Date.now() + RESEND_DELAY_MS >= deadline) {
-        if (isCall) throw new MessagingTimeout(`${what}: nobody is serving it (the router released it until the deadline)`);
-        throw new MessageDeliveryFailure(`${what}: the router released it and the deadline passed (no receiver for the address)`);
-      }
+      if (Date.now() + RESEND_DELAY_MS >= deadline) throw this.nobodyTook(what, isCall);
       await new Promise((r) => setTimeout(r, RESEND_DELAY_MS));
     }
+  }
+
+  /** The error of a send the router kept handing back until its deadline. */
+  private nobodyTook(what: string, isCall: boolean): Error {
+    if (isCall) return new MessagingTimeout(`${what}: nobody is serving it (the router released it until the deadline)`);
+    return new MessageDeliveryFailure(`${what}: the router released it and the deadline passed (no receiver for the address)`);
   }
 }
