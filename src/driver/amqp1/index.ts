@@ -1,7 +1,7 @@
 import type { Connection, EventContext, Message, Receiver, Sender, Source } from 'rhea';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
-import { InvalidArgument } from '../../core/errors.js';
+import { ClosedError, InvalidArgument, MessagingTimeout } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import type { Context } from '../../core/serializer.js';
 import type { Target } from '../../core/target.js';
@@ -205,6 +205,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
     reply.catch(() => {});
     const untrack = this.sender.trackCall(msgId, (err) => this.waiter.fail(msgId, err));
     const abandon = new AbortController();
+    const progress = { handedBack: false };
     this.sender
       .deliver(
         () => ({
@@ -220,6 +221,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
         `call ${request.method}`,
         true,
         abandon.signal,
+        progress,
       )
       .catch((err: Error) => this.waiter.fail(msgId, err));
     const ended = () => {
@@ -233,6 +235,8 @@ export class Amqp1Driver extends DriverBase implements Driver {
       },
       (err: Error) => {
         ended();
+        // The reply's deadline and the request's last resend race: either way nobody took it.
+        if (err instanceof MessagingTimeout && progress.handedBack) throw this.sender.nobodyTook(`call ${request.method}`, true);
         throw err;
       },
     );
@@ -323,6 +327,8 @@ export class Amqp1Driver extends DriverBase implements Driver {
     this.connection.wake();
     try {
       await this.connection.close();
+      // Sends still waiting for an outcome past the flush bound end now (ClosedError).
+      this.sender.connectionLost(new ClosedError('transport closed before the peer settled the message'));
     } finally {
       this.markClosed();
     }

@@ -13,6 +13,12 @@ interface Outcome {
   detail?: string;
 }
 
+/** How far one send got, for its caller to word a timeout. */
+export interface SendProgress {
+  /** The router handed an attempt back (released, modified) and no later one was accepted yet. */
+  handedBack: boolean;
+}
+
 /** What a {@link MessageSender} sends through. */
 export interface SenderLinks {
   /** The presettled (true) or unsettled (false) anonymous sender of the current connection. */
@@ -90,19 +96,24 @@ export class MessageSender {
     what: string,
     isCall = false,
     abandon?: AbortSignal,
+    progress: SendProgress = { handedBack: false },
   ): Promise<void> {
     const sender = () => this.links.link(presettled);
-    /** The router handed an earlier attempt back: the deadline then means "nobody took it". */
-    let handedBack = false;
     for (;;) {
-      await this.connection.until(
-        () => abandon?.aborted === true || (this.connection.isOpen && sender()?.sendable() === true),
-        deadline,
-        retry,
-        what,
-      );
-      if (abandon?.aborted) return;
-      await this.flow.acquire(deadline, what);
+      try {
+        await this.connection.until(
+          () => abandon?.aborted === true || (this.connection.isOpen && sender()?.sendable() === true),
+          deadline,
+          retry,
+          what,
+        );
+        if (abandon?.aborted) return;
+        await this.flow.acquire(deadline, what);
+      } catch (err) {
+        // The deadline came while waiting to resend: say what happened to the message.
+        if (err instanceof MessagingTimeout && progress.handedBack) throw this.nobodyTook(what, isCall);
+        throw err;
+      }
       if (abandon?.aborted) {
         this.flow.release();
         return;
@@ -147,17 +158,19 @@ export class MessageSender {
         this.awaiting.add(lost);
         this.outcomes.set(d, done);
       });
+      if (outcome.kind === 'accepted') progress.handedBack = false;
       if (outcome.kind === 'accepted' || outcome.kind === 'abandoned') return;
       if (outcome.kind === 'rejected')
         throw new MessageDeliveryFailure(`${what} was rejected by the peer${outcome.detail ? `: ${outcome.detail}` : ''}`);
       if (outcome.kind === 'timeout') {
-        if (handedBack) throw this.nobodyTook(what, isCall);
+        if (progress.handedBack) throw this.nobodyTook(what, isCall);
         throw new MessagingTimeout(`${what}: no receiver accepted the message before the deadline (address has no consumer?)`);
       }
-      handedBack = true;
+      progress.handedBack = true;
       // released, modified or connection lost: try again while time allows.
       if (this.closing && !isCall) {
-        throw new MessageDeliveryFailure(`${what}: the router ${outcome.kind} it while the transport was closing; not resent`);
+        const why = outcome.kind === 'lost' ? 'the connection closed before it was settled' : `the router ${outcome.kind} it`;
+        throw new MessageDeliveryFailure(`${what}: ${why} while the transport was closing; not resent`);
       }
       if (Date.now() + RESEND_DELAY_MS >= deadline) throw this.nobodyTook(what, isCall);
       await new Promise((r) => setTimeout(r, RESEND_DELAY_MS));
@@ -165,7 +178,7 @@ export class MessageSender {
   }
 
   /** The error of a send the router kept handing back until its deadline. */
-  private nobodyTook(what: string, isCall: boolean): Error {
+  nobodyTook(what: string, isCall: boolean): Error {
     if (isCall) return new MessagingTimeout(`${what}: nobody is serving it (the router released it until the deadline)`);
     return new MessageDeliveryFailure(`${what}: the router released it and the deadline passed (no receiver for the address)`);
   }
