@@ -10,7 +10,6 @@ import { fileURLToPath } from 'node:url';
 import amqplib, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { Command } from 'commander';
 import { defaultConfig, getTransport, RPCClient, Target, type Transport } from '../src/index.js';
-import { Router } from '../src/router/router.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
@@ -23,6 +22,7 @@ interface Opts {
   payloadBytes: number;
   json?: string;
   oslo: boolean;
+  only?: 'rabbit' | 'router';
 }
 const program = new Command('bench')
   .option('--transport-url <url>', 'a RabbitMQ URL to use instead of a throwaway node')
@@ -32,8 +32,15 @@ const program = new Command('bench')
   .option('--payload-bytes <n>', 'payload of workloads 1-4', (v) => Number(v), 32)
   .option('--json <file>', 'also write the results as JSON')
   .option('--no-oslo', 'skip the oslo.messaging peer rows')
+  .option('--only <section>', 'run one section: rabbit (RabbitMQ, raw amqplib, oslo) or router (AMQP 1.0 alone)')
   .parse();
 const opts = program.opts<Opts>();
+if (opts.only !== undefined && opts.only !== 'rabbit' && opts.only !== 'router') {
+  process.stderr.write(`bench: --only takes rabbit or router, not ${opts.only}\n`);
+  process.exit(2);
+}
+const runRabbit = opts.only !== 'router';
+const runRouter = opts.only !== 'rabbit';
 
 const progress = (s: string) => process.stderr.write(`  ${s}\n`);
 
@@ -106,6 +113,42 @@ async function casts(
   return { publish: n / published, e2e: expect / e2e };
 }
 
+/**
+ * Publishes n casts that may be lost on the way (presettled): the publish rate, how many
+ * arrived once arrivals stopped (no new one for `quietMs`), and the end-to-end rate of those.
+ */
+async function lossyCasts(
+  cast: () => Promise<unknown>,
+  n: number,
+  window: number,
+  counted: () => Promise<number>,
+  quietMs = 1000,
+): Promise<{ publish: number; e2e: number; arrived: number }> {
+  const t0 = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: window }, async () => {
+      while (next < n) {
+        next++;
+        await cast();
+      }
+    }),
+  );
+  const published = (performance.now() - t0) / 1000;
+  let arrived = await counted();
+  let lastChange = performance.now();
+  let lastArrival = lastChange;
+  while (arrived < n && performance.now() - lastChange < quietMs) {
+    await new Promise((r) => setTimeout(r, 2));
+    const now = await counted();
+    if (now !== arrived) {
+      arrived = now;
+      lastChange = lastArrival = performance.now();
+    }
+  }
+  return { publish: n / published, e2e: arrived / ((lastArrival - t0) / 1000), arrived };
+}
+
 // ---------- worker processes ----------
 
 class Worker {
@@ -123,6 +166,10 @@ class Worker {
   }
   async count(): Promise<number> {
     return Number((await this.ask({ op: 'count' })).casts);
+  }
+  /** Starts an embedded router in this worker; returns its port. */
+  async router(): Promise<number> {
+    return Number((await this.ask({ op: 'start-router' })).port);
   }
   async rss(): Promise<number> {
     return Number((await this.ask({ op: 'rss' })).rss);
@@ -213,6 +260,235 @@ function pyProc(args: string[]): { child: ChildProcess; lines: string[]; wait(pr
 // ---------- main ----------
 
 type Row = { id: string; name: string; unit: string; hermod?: number; raw?: number; oslo?: number; better: 'higher' | 'lower' };
+type Add = (name: string, unit: string, v: Partial<Row>, better?: Row['better']) => void;
+type Cleanups = Array<() => Promise<void>>;
+
+/** Workloads 1-5 and 7 on RabbitMQ: hermod, raw amqplib and (where installed) oslo.messaging. */
+async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: number): Promise<void> {
+  let rabbitUrl = opts.transportUrl;
+  if (!rabbitUrl) {
+    progress('starting a throwaway RabbitMQ node…');
+    const { RabbitNode } = await import('../scripts/rabbit-node.js');
+    const node = await RabbitNode.start({ name: 'hermod-bench' });
+    cleanups.push(() => node.stop());
+    rabbitUrl = node.url();
+  }
+  const amqpUrl = rabbitUrl.replace(/^rabbit(s?):/, 'amqp$1:');
+
+  // hermod on RabbitMQ: two server processes (for fanout), one client transport here.
+  const w1 = new Worker();
+  const w2 = new Worker();
+  cleanups.push(
+    () => w1.stop(),
+    () => w2.stop(),
+  );
+  await w1.ask({ op: 'start-hermod', url: rabbitUrl, topic: 'bench', server: 's1', concurrency: 64 });
+  await w2.ask({ op: 'start-hermod', url: rabbitUrl, topic: 'bench_fan', server: 's2', concurrency: 64 });
+  const w1b = new Worker();
+  cleanups.push(() => w1b.stop());
+  await w1b.ask({ op: 'start-hermod', url: rabbitUrl, topic: 'bench_fan', server: 's1b', concurrency: 64 });
+  const idleRss = await w1.rss();
+  const tr: Transport = await getTransport(rabbitUrl, { config: defaultConfig(), overrides: { 'rpc.maxInFlight': 4096 } });
+  cleanups.push(() => tr.close());
+  const client = new RPCClient(tr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
+  const hcall = () => client.call({}, 'echo', { v: payload });
+
+  progress(`hermod (rabbit): ${N} sequential calls`);
+  const hs = await sequential(hcall, N);
+  progress(`hermod (rabbit): ${N} calls, ${opts.concurrency} in flight`);
+  let peakRss = idleRss;
+  const sampler = setInterval(() => {
+    w1.rss().then(
+      (r) => {
+        peakRss = Math.max(peakRss, r);
+      },
+      () => {},
+    );
+  }, 100);
+  const hc = await concurrent(hcall, N, opts.concurrency);
+  clearInterval(sampler);
+  peakRss = Math.max(peakRss, await w1.rss());
+  progress(`hermod (rabbit): ${N} casts`);
+  await w1.ask({ op: 'reset' });
+  const hcast = new RPCClient(tr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
+  const hk = await casts(
+    () => hcast.cast({}, 'count', { v: payload }),
+    N,
+    64,
+    () => w1.count(),
+  );
+  progress(`hermod (rabbit): ${N} fanout casts to 2 servers`);
+  await w2.ask({ op: 'reset' });
+  await w1b.ask({ op: 'reset' });
+  const hfan = new RPCClient(tr, new Target({ topic: 'bench_fan', fanout: true }), { timeout: 30_000 });
+  const hf = await casts(
+    () => hfan.cast({}, 'count', { v: payload }),
+    N,
+    64,
+    async () => (await w2.count()) + (await w1b.count()),
+    2 * N,
+  );
+  const sizes: Array<[string, number]> = [
+    ['32 B', 32],
+    ['1 KiB', 1024],
+    ['64 KiB', 65536],
+  ];
+  const hsz: Record<string, Lat> = {};
+  for (const [label, bytes] of sizes) {
+    progress(`hermod (rabbit): sequential calls, ${label} payload`);
+    const p = 'x'.repeat(bytes);
+    hsz[label] = await sequential(() => client.call({}, 'echo', { v: p }), bytes > 10_000 ? Math.min(N, 1000) : Math.min(N, 2000));
+  }
+
+  // Raw amqplib on the same broker: two responder processes, the client here.
+  const r1 = new Worker();
+  const r2 = new Worker();
+  cleanups.push(
+    () => r1.stop(),
+    () => r2.stop(),
+  );
+  await r1.ask({ op: 'start-raw', url: amqpUrl, queue: 'raw_rpc', fanout: 'raw_fan', prefetch: 64 });
+  await r2.ask({ op: 'start-raw', url: amqpUrl, queue: 'raw_rpc2', fanout: 'raw_fan', prefetch: 64 });
+  const raw = await RawClient.connect(amqpUrl);
+  cleanups.push(() => raw.close());
+  const rcall = () => raw.call('raw_rpc', { v: payload });
+  progress(`raw amqplib: ${N} sequential calls`);
+  const rs = await sequential(rcall, N);
+  progress(`raw amqplib: ${N} calls, ${opts.concurrency} in flight`);
+  const rc = await concurrent(rcall, N, opts.concurrency);
+  progress(`raw amqplib: ${N} casts`);
+  await r1.ask({ op: 'reset' });
+  await r2.ask({ op: 'reset' });
+  const rk = await casts(
+    () => raw.cast('', 'raw_rpc', { v: payload }),
+    N,
+    64,
+    () => r1.count(),
+  );
+  progress(`raw amqplib: ${N} fanout casts to 2 consumers`);
+  await r1.ask({ op: 'reset' });
+  await r2.ask({ op: 'reset' });
+  const rf = await casts(
+    () => raw.cast('raw_fan', '', { v: payload }),
+    N,
+    64,
+    async () => (await r1.count()) + (await r2.count()),
+    2 * N,
+  );
+  const rsz: Record<string, Lat> = {};
+  for (const [label, bytes] of sizes) {
+    progress(`raw amqplib: sequential calls, ${label} payload`);
+    const p = 'x'.repeat(bytes);
+    rsz[label] = await sequential(() => raw.call('raw_rpc', { v: p }), bytes > 10_000 ? Math.min(N, 1000) : Math.min(N, 2000));
+  }
+
+  // oslo.messaging's own client and server on the same RabbitMQ.
+  let oslo: Record<string, number> | undefined;
+  if (opts.oslo && osloAvailable()) {
+    progress('oslo.messaging: server and client (Python) on the same broker');
+    const servers = [
+      pyProc(['server', '--url', rabbitUrl, '--topic', 'obench', '--name', 'o1']),
+      pyProc(['server', '--url', rabbitUrl, '--topic', 'obench', '--name', 'o2']),
+    ];
+    try {
+      await Promise.all(servers.map((s) => s.wait((l) => l.includes('"ready"'), 30_000)));
+      const oc = pyProc([
+        'client',
+        '--url',
+        rabbitUrl,
+        '--topic',
+        'obench',
+        '--calls',
+        String(Math.min(N, 3000)),
+        '--concurrency',
+        String(opts.concurrency),
+        '--payload-bytes',
+        String(opts.payloadBytes),
+      ]);
+      const line = await oc.wait((l) => l.startsWith('{"result"'), 300_000);
+      oslo = (JSON.parse(line) as { result: Record<string, number> }).result;
+      oc.child.kill('SIGKILL'); // its metrics thread would keep it ~10 s
+    } finally {
+      for (const s of servers) s.child.kill('SIGKILL');
+    }
+  } else {
+    progress('oslo.messaging rows skipped (python3-oslo.messaging not installed or --no-oslo)');
+  }
+
+  add('1. sequential calls', 'calls/s', { hermod: hs.rate, raw: rs.rate, oslo: oslo?.seq_rate });
+  add('   p50 latency', 'ms', { hermod: hs.p50, raw: rs.p50, oslo: oslo?.seq_p50 }, 'lower');
+  add('   p99 latency', 'ms', { hermod: hs.p99, raw: rs.p99, oslo: oslo?.seq_p99 }, 'lower');
+  add('   max latency', 'ms', { hermod: hs.max, raw: rs.max }, 'lower');
+  add(`2. calls, ${opts.concurrency} in flight`, 'calls/s', { hermod: hc.rate, raw: rc.rate, oslo: oslo?.conc_rate });
+  add('   p50 latency', 'ms', { hermod: hc.p50, raw: rc.p50 }, 'lower');
+  add('   p99 latency', 'ms', { hermod: hc.p99, raw: rc.p99 }, 'lower');
+  add('3. casts published (confirmed)', 'casts/s', { hermod: hk.publish, raw: rk.publish, oslo: oslo?.cast_rate });
+  add('   casts end to end', 'casts/s', { hermod: hk.e2e, raw: rk.e2e, oslo: oslo?.cast_e2e });
+  add('4. fanout to 2 servers', 'deliveries/s', { hermod: hf.e2e, raw: rf.e2e, oslo: oslo?.fanout_deliveries });
+  for (const [label] of sizes) {
+    add(`5. sequential, ${label} payload`, 'calls/s', { hermod: hsz[label]!.rate, raw: rsz[label]!.rate });
+    add(`   ${label} p50`, 'ms', { hermod: hsz[label]!.p50, raw: rsz[label]!.p50 }, 'lower');
+  }
+  add('7. server RSS, idle', 'MB', { hermod: idleRss / 2 ** 20 }, 'lower');
+  add('   server RSS, under workload 2', 'MB', { hermod: peakRss / 2 ** 20 }, 'lower');
+}
+
+/**
+ * Workload 6 over AMQP 1.0 alone: hermod's client here, its server in a worker, through the
+ * embedded router (in a process of its own) or the router at `--router-url`. Casts run in both
+ * settle modes: unsettled ones (the default) must all arrive; presettled ones may be lost where
+ * a router drops them (Qpid Dispatch does past 250 waiting for one receiver), so they are
+ * counted, not assumed.
+ */
+async function routerSection(add: Add, cleanups: Cleanups, payload: string, N: number): Promise<void> {
+  let routerUrl = opts.routerUrl;
+  if (!routerUrl) {
+    const rw = new Worker();
+    cleanups.push(() => rw.stop());
+    routerUrl = `amqp://127.0.0.1:${await rw.router()}/`;
+    progress(`embedded router in its own process at ${routerUrl}`);
+  } else {
+    progress(`external router at ${routerUrl}`);
+  }
+  const a1 = new Worker();
+  cleanups.push(() => a1.stop());
+  await a1.ask({ op: 'start-hermod', url: routerUrl, topic: 'bench', server: 's1', concurrency: 64 });
+  const atr = await getTransport(routerUrl, { config: defaultConfig(), overrides: { 'rpc.maxInFlight': 4096 } });
+  cleanups.push(() => atr.close());
+  const aclient = new RPCClient(atr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
+  progress(`hermod (router): ${N} sequential calls`);
+  const as = await sequential(() => aclient.call({}, 'echo', { v: payload }), N);
+  progress(`hermod (router): ${N} calls, ${opts.concurrency} in flight`);
+  const ac = await concurrent(() => aclient.call({}, 'echo', { v: payload }), N, opts.concurrency);
+  progress(`hermod (router): ${N} casts, unsettled (confirmed by accepted)`);
+  await a1.ask({ op: 'reset' });
+  const acast = new RPCClient(atr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
+  const ak = await casts(
+    () => acast.cast({}, 'count', { v: payload }),
+    N,
+    64,
+    () => a1.count(),
+  );
+  progress(`hermod (router): ${N} casts, presettled`);
+  const ptr = await getTransport(routerUrl, { config: defaultConfig(), overrides: { 'amqp1.presettledCasts': true } });
+  cleanups.push(() => ptr.close());
+  const pcast = new RPCClient(ptr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
+  await pcast.cast({}, 'echo', { v: 'warm-up' });
+  await a1.ask({ op: 'reset' });
+  const pk = await lossyCasts(
+    () => pcast.cast({}, 'count', { v: payload }),
+    N,
+    64,
+    () => a1.count(),
+  );
+  add('6. router: sequential calls', 'calls/s', { hermod: as.rate });
+  add('   router: p50', 'ms', { hermod: as.p50 }, 'lower');
+  add('   router: p99', 'ms', { hermod: as.p99 }, 'lower');
+  add(`   router: ${opts.concurrency} in flight`, 'calls/s', { hermod: ac.rate });
+  add('   router: casts end to end (unsettled)', 'casts/s', { hermod: ak.e2e });
+  add('   router: casts end to end (presettled)', 'casts/s', { hermod: pk.e2e });
+  add('   router: presettled casts lost', `of ${N}`, { hermod: N - pk.arrived }, 'lower');
+}
 
 async function main(): Promise<void> {
   const rows: Row[] = [];
@@ -223,207 +499,9 @@ async function main(): Promise<void> {
   const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
   process.stderr.write(`hermod bench: ${machine}\n`);
   try {
-    let rabbitUrl = opts.transportUrl;
-    if (!rabbitUrl) {
-      progress('starting a throwaway RabbitMQ node…');
-      const { RabbitNode } = await import('../scripts/rabbit-node.js');
-      const node = await RabbitNode.start({ name: 'hermod-bench' });
-      cleanups.push(() => node.stop());
-      rabbitUrl = node.url();
-    }
-    const amqpUrl = rabbitUrl.replace(/^rabbit(s?):/, 'amqp$1:');
     const payload = 'x'.repeat(Math.max(0, opts.payloadBytes));
-    const N = opts.calls;
-
-    // hermod on RabbitMQ: two server processes (for fanout), one client transport here.
-    const w1 = new Worker();
-    const w2 = new Worker();
-    cleanups.push(
-      () => w1.stop(),
-      () => w2.stop(),
-    );
-    await w1.ask({ op: 'start-hermod', url: rabbitUrl, topic: 'bench', server: 's1', concurrency: 64 });
-    await w2.ask({ op: 'start-hermod', url: rabbitUrl, topic: 'bench_fan', server: 's2', concurrency: 64 });
-    const w1b = new Worker();
-    cleanups.push(() => w1b.stop());
-    await w1b.ask({ op: 'start-hermod', url: rabbitUrl, topic: 'bench_fan', server: 's1b', concurrency: 64 });
-    const idleRss = await w1.rss();
-    const tr: Transport = await getTransport(rabbitUrl, { config: defaultConfig(), overrides: { 'rpc.maxInFlight': 4096 } });
-    cleanups.push(() => tr.close());
-    const client = new RPCClient(tr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
-    const hcall = () => client.call({}, 'echo', { v: payload });
-
-    progress(`hermod (rabbit): ${N} sequential calls`);
-    const hs = await sequential(hcall, N);
-    progress(`hermod (rabbit): ${N} calls, ${opts.concurrency} in flight`);
-    let peakRss = idleRss;
-    const sampler = setInterval(() => {
-      w1.rss().then(
-        (r) => {
-          peakRss = Math.max(peakRss, r);
-        },
-        () => {},
-      );
-    }, 100);
-    const hc = await concurrent(hcall, N, opts.concurrency);
-    clearInterval(sampler);
-    peakRss = Math.max(peakRss, await w1.rss());
-    progress(`hermod (rabbit): ${N} casts`);
-    await w1.ask({ op: 'reset' });
-    const hcast = new RPCClient(tr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
-    const hk = await casts(
-      () => hcast.cast({}, 'count', { v: payload }),
-      N,
-      64,
-      () => w1.count(),
-    );
-    progress(`hermod (rabbit): ${N} fanout casts to 2 servers`);
-    await w2.ask({ op: 'reset' });
-    await w1b.ask({ op: 'reset' });
-    const hfan = new RPCClient(tr, new Target({ topic: 'bench_fan', fanout: true }), { timeout: 30_000 });
-    const hf = await casts(
-      () => hfan.cast({}, 'count', { v: payload }),
-      N,
-      64,
-      async () => (await w2.count()) + (await w1b.count()),
-      2 * N,
-    );
-    const sizes: Array<[string, number]> = [
-      ['32 B', 32],
-      ['1 KiB', 1024],
-      ['64 KiB', 65536],
-    ];
-    const hsz: Record<string, Lat> = {};
-    for (const [label, bytes] of sizes) {
-      progress(`hermod (rabbit): sequential calls, ${label} payload`);
-      const p = 'x'.repeat(bytes);
-      hsz[label] = await sequential(() => client.call({}, 'echo', { v: p }), bytes > 10_000 ? Math.min(N, 1000) : Math.min(N, 2000));
-    }
-
-    // Raw amqplib on the same broker: two responder processes, the client here.
-    const r1 = new Worker();
-    const r2 = new Worker();
-    cleanups.push(
-      () => r1.stop(),
-      () => r2.stop(),
-    );
-    await r1.ask({ op: 'start-raw', url: amqpUrl, queue: 'raw_rpc', fanout: 'raw_fan', prefetch: 64 });
-    await r2.ask({ op: 'start-raw', url: amqpUrl, queue: 'raw_rpc2', fanout: 'raw_fan', prefetch: 64 });
-    const raw = await RawClient.connect(amqpUrl);
-    cleanups.push(() => raw.close());
-    const rcall = () => raw.call('raw_rpc', { v: payload });
-    progress(`raw amqplib: ${N} sequential calls`);
-    const rs = await sequential(rcall, N);
-    progress(`raw amqplib: ${N} calls, ${opts.concurrency} in flight`);
-    const rc = await concurrent(rcall, N, opts.concurrency);
-    progress(`raw amqplib: ${N} casts`);
-    await r1.ask({ op: 'reset' });
-    await r2.ask({ op: 'reset' });
-    const rk = await casts(
-      () => raw.cast('', 'raw_rpc', { v: payload }),
-      N,
-      64,
-      () => r1.count(),
-    );
-    progress(`raw amqplib: ${N} fanout casts to 2 consumers`);
-    await r1.ask({ op: 'reset' });
-    await r2.ask({ op: 'reset' });
-    const rf = await casts(
-      () => raw.cast('raw_fan', '', { v: payload }),
-      N,
-      64,
-      async () => (await r1.count()) + (await r2.count()),
-      2 * N,
-    );
-    const rsz: Record<string, Lat> = {};
-    for (const [label, bytes] of sizes) {
-      progress(`raw amqplib: sequential calls, ${label} payload`);
-      const p = 'x'.repeat(bytes);
-      rsz[label] = await sequential(() => raw.call('raw_rpc', { v: p }), bytes > 10_000 ? Math.min(N, 1000) : Math.min(N, 2000));
-    }
-
-    // hermod over the embedded AMQP 1.0 router (in its own process).
-    let routerUrl = opts.routerUrl;
-    if (!routerUrl) {
-      const router = new Router({ port: 0 });
-      const port = await router.start();
-      cleanups.push(() => router.stop());
-      routerUrl = `amqp://127.0.0.1:${port}/`;
-    }
-    const a1 = new Worker();
-    cleanups.push(() => a1.stop());
-    await a1.ask({ op: 'start-hermod', url: routerUrl, topic: 'bench', server: 's1', concurrency: 64 });
-    const atr = await getTransport(routerUrl, { config: defaultConfig(), overrides: { 'rpc.maxInFlight': 4096 } });
-    cleanups.push(() => atr.close());
-    const aclient = new RPCClient(atr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
-    progress(`hermod (router): ${N} sequential calls`);
-    const as = await sequential(() => aclient.call({}, 'echo', { v: payload }), N);
-    progress(`hermod (router): ${N} calls, ${opts.concurrency} in flight`);
-    const ac = await concurrent(() => aclient.call({}, 'echo', { v: payload }), N, opts.concurrency);
-    progress(`hermod (router): ${N} casts`);
-    await a1.ask({ op: 'reset' });
-    const acast = new RPCClient(atr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
-    const ak = await casts(
-      () => acast.cast({}, 'count', {}),
-      N,
-      64,
-      () => a1.count(),
-    );
-
-    // oslo.messaging's own client and server on the same RabbitMQ.
-    let oslo: Record<string, number> | undefined;
-    if (opts.oslo && osloAvailable()) {
-      progress('oslo.messaging: server and client (Python) on the same broker');
-      const servers = [
-        pyProc(['server', '--url', rabbitUrl, '--topic', 'obench', '--name', 'o1']),
-        pyProc(['server', '--url', rabbitUrl, '--topic', 'obench', '--name', 'o2']),
-      ];
-      try {
-        await Promise.all(servers.map((s) => s.wait((l) => l.includes('"ready"'), 30_000)));
-        const oc = pyProc([
-          'client',
-          '--url',
-          rabbitUrl,
-          '--topic',
-          'obench',
-          '--calls',
-          String(Math.min(N, 3000)),
-          '--concurrency',
-          String(opts.concurrency),
-          '--payload-bytes',
-          String(opts.payloadBytes),
-        ]);
-        const line = await oc.wait((l) => l.startsWith('{"result"'), 300_000);
-        oslo = (JSON.parse(line) as { result: Record<string, number> }).result;
-        oc.child.kill('SIGKILL'); // its metrics thread would keep it ~10 s
-      } finally {
-        for (const s of servers) s.child.kill('SIGKILL');
-      }
-    } else {
-      progress('oslo.messaging rows skipped (python3-oslo.messaging not installed or --no-oslo)');
-    }
-
-    add('1. sequential calls', 'calls/s', { hermod: hs.rate, raw: rs.rate, oslo: oslo?.seq_rate });
-    add('   p50 latency', 'ms', { hermod: hs.p50, raw: rs.p50, oslo: oslo?.seq_p50 }, 'lower');
-    add('   p99 latency', 'ms', { hermod: hs.p99, raw: rs.p99, oslo: oslo?.seq_p99 }, 'lower');
-    add('   max latency', 'ms', { hermod: hs.max, raw: rs.max }, 'lower');
-    add(`2. calls, ${opts.concurrency} in flight`, 'calls/s', { hermod: hc.rate, raw: rc.rate, oslo: oslo?.conc_rate });
-    add('   p50 latency', 'ms', { hermod: hc.p50, raw: rc.p50 }, 'lower');
-    add('   p99 latency', 'ms', { hermod: hc.p99, raw: rc.p99 }, 'lower');
-    add('3. casts published (confirmed)', 'casts/s', { hermod: hk.publish, raw: rk.publish, oslo: oslo?.cast_rate });
-    add('   casts end to end', 'casts/s', { hermod: hk.e2e, raw: rk.e2e, oslo: oslo?.cast_e2e });
-    add('4. fanout to 2 servers', 'deliveries/s', { hermod: hf.e2e, raw: rf.e2e, oslo: oslo?.fanout_deliveries });
-    for (const [label] of sizes) {
-      add(`5. sequential, ${label} payload`, 'calls/s', { hermod: hsz[label]!.rate, raw: rsz[label]!.rate });
-      add(`   ${label} p50`, 'ms', { hermod: hsz[label]!.p50, raw: rsz[label]!.p50 }, 'lower');
-    }
-    add('6. router: sequential calls', 'calls/s', { hermod: as.rate });
-    add('   router: p50', 'ms', { hermod: as.p50 }, 'lower');
-    add('   router: p99', 'ms', { hermod: as.p99 }, 'lower');
-    add(`   router: ${opts.concurrency} in flight`, 'calls/s', { hermod: ac.rate });
-    add('   router: casts end to end', 'casts/s', { hermod: ak.e2e });
-    add('7. server RSS, idle', 'MB', { hermod: idleRss / 2 ** 20 }, 'lower');
-    add('   server RSS, under workload 2', 'MB', { hermod: peakRss / 2 ** 20 }, 'lower');
+    if (runRabbit) await rabbitSection(add, cleanups, payload, opts.calls);
+    if (runRouter) await routerSection(add, cleanups, payload, opts.calls);
 
     const f = (v: number | undefined, unit: string) =>
       v === undefined ? '—' : unit === 'ms' ? v.toFixed(3) : unit === 'MB' ? v.toFixed(1) : Math.round(v).toLocaleString('en-US');
@@ -446,7 +524,9 @@ async function main(): Promise<void> {
       `|${widths.map((w, i) => (i < 2 ? ':' : '') + '-'.repeat(w + 1) + (i < 2 ? '' : ':')).join('|')}|`,
       ...table.map(line),
     ].join('\n');
-    process.stdout.write(`\nhermod bench — ${machine}; RabbitMQ on loopback; ${N} calls per workload, payload ${opts.payloadBytes} B\n`);
+    const peers = [runRabbit && 'RabbitMQ', runRouter && (opts.routerUrl ? `the router at ${opts.routerUrl}` : 'the embedded router')];
+    const where = peers.filter(Boolean).join(' and ');
+    process.stdout.write(`\nhermod bench — ${machine}; ${where}; ${opts.calls} calls per workload, payload ${opts.payloadBytes} B\n`);
     process.stdout.write('ratios: hermod/raw and hermod/oslo, > 1 means hermod is better (for latencies and memory: the inverse)\n\n');
     process.stdout.write(`${out}\n`);
     if (opts.json) {

@@ -1,12 +1,14 @@
 // A server-side process for the benchmarks, driven over IPC by bench/run.ts: a hermod RPC
-// server, or the raw amqplib responder the baseline uses. Separate processes keep the client's
+// server, the raw amqplib responder the baseline uses, or the embedded AMQP 1.0 router. Separate processes keep the client's
 // and the server's CPU apart and let the bench read a server's RSS.
 import amqplib, { type ChannelModel } from 'amqplib';
 import { type Context, defaultConfig, getTransport, RPCServer, Target, type Transport } from '../src/index.js';
+import { Router } from '../src/router/router.js';
 
 type Msg =
   | { op: 'start-hermod'; url: string; topic: string; server: string; concurrency: number }
   | { op: 'start-raw'; url: string; queue: string; fanout: string; prefetch: number }
+  | { op: 'start-router' }
   | { op: 'count' }
   | { op: 'reset' }
   | { op: 'rss' }
@@ -16,6 +18,7 @@ let casts = 0;
 let transport: Transport | undefined;
 let server: RPCServer | undefined;
 let raw: ChannelModel | undefined;
+let router: Router | undefined;
 
 /** The endpoint every hermod bench server exposes. */
 class BenchEndpoint {
@@ -74,6 +77,10 @@ process.on('message', (m: Msg) => {
           await server.start();
           reply({ ok: true });
           break;
+        case 'start-router':
+          router = new Router({ port: 0 });
+          reply({ port: await router.start() });
+          break;
         case 'start-raw':
           await startRaw(m.url, m.queue, m.fanout, m.prefetch);
           reply({ ok: true });
@@ -93,6 +100,7 @@ process.on('message', (m: Msg) => {
           await server?.wait(2000);
           await transport?.close();
           await raw?.close().catch(() => {});
+          await router?.stop();
           reply({ ok: true });
           process.disconnect();
           break;

@@ -83,7 +83,11 @@ export const SCHEMA = {
     ),
     serverCredit: opt('positive-int', 100, 'Link credit of each server receiver (rpc_server_credit)'),
     replyCredit: opt('positive-int', 200, 'Link credit of the reply receiver (reply_link_credit)'),
-    presettledCasts: opt('bool', true, 'Send casts presettled (oslo pre_settled rpc-cast)'),
+    presettledCasts: opt(
+      'bool',
+      false,
+      'Send casts presettled (oslo pre_settled rpc-cast): cast() resolves once written, with no confirmation; a router may drop them (Qpid Dispatch does when 250 wait for one receiver)',
+    ),
     presettledReplies: opt('bool', true, 'Send replies presettled (oslo pre_settled rpc-reply)'),
     idleTimeout: opt(
       'duration-ms',

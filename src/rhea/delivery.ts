@@ -47,3 +47,21 @@ export function remoteSettled(delivery: Delivery): boolean {
 export function settleLocally(delivery: Delivery): void {
   delivery.update(true);
 }
+
+/**
+ * Makes a delivery we just sent presettled. rhea writes a transfer on its next processing pass
+ * with `settled` taken from `delivery.settled` (`Outgoing.process`), and drops a presettled
+ * delivery from the session buffer once written; `Sender.send` sets the same flag itself only
+ * on links attached with snd-settle-mode `settled`. Call it right after `send()`.
+ */
+export function markPresettled(delivery: Delivery): void {
+  (delivery as { settled: boolean }).settled = true;
+}
+
+/**
+ * Whether a presettled delivery we sent has been written to the socket: rhea sets
+ * `remote_settled` on it when it writes its last transfer frame (`Outgoing.process`).
+ */
+export function presettledWritten(delivery: Delivery): boolean {
+  return delivery.remote_settled === true;
+}

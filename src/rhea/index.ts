@@ -4,6 +4,15 @@
  * driver and the router use only these and rhea's typed API.
  */
 export { clearRheaTimers, connectionError, setSaslCredentials, socketOf, stopReconnect } from './connection.js';
-export { type OutcomeKind, type RemoteOutcome, remoteOutcome, remoteSettled, settleLocally } from './delivery.js';
+export {
+  markPresettled,
+  type OutcomeKind,
+  presettledWritten,
+  type RemoteOutcome,
+  remoteOutcome,
+  remoteSettled,
+  settleLocally,
+} from './delivery.js';
+export { installDispositionFix } from './dispositions.js';
 export { deliveryCount, linkCredit, sessionRoom } from './links.js';
 export { installRawDecode, rawBytes } from './raw-decode.js';

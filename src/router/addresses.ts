@@ -9,6 +9,8 @@ export interface Item {
   inbound: Delivery | undefined;
   /** Inbound link, to return credit. */
   from: Receiver;
+  /** The sender settled it before sending (presettled): forwarded presettled, no outcome. */
+  presettled: boolean;
   /** Multicast: copies not yet settled downstream. */
   remaining?: number;
 }
@@ -19,9 +21,13 @@ export interface Consumer {
   /** Transfers handed to rhea on this link; rhea spends credit only when it writes them. */
   sent: number;
   address: string;
+  /** Messages routed to this link and waiting for its credit (Dispatch's per-link queue). */
   backlog: Item[];
   unsettled: Map<Delivery, Item>;
 }
+
+/** Messages routed to a consumer and not yet settled by it: what balanced anycast evens out. */
+export const outstanding = (c: Consumer) => c.backlog.length + c.unsettled.size;
 
 /** An address with its receivers (consumers) and senders (producers). */
 export interface Address {
@@ -29,9 +35,7 @@ export interface Address {
   multicast: boolean;
   consumers: Consumer[];
   producers: Set<Receiver>;
-  /** Anycast messages waiting for receiver credit. */
-  pending: Item[];
-  /** Round-robin position among the consumers. */
+  /** Round-robin position among the consumers (breaks ties of outstanding counts). */
   next: number;
 }
 
@@ -60,10 +64,10 @@ export class AddressTable {
     return this.addresses.size;
   }
 
-  /** Anycast messages waiting for receiver credit, over all addresses. */
+  /** Messages routed to a receiver and waiting for its credit, over all receivers. */
   held(): number {
     let held = 0;
-    for (const a of this.addresses.values()) held += a.pending.length;
+    for (const c of this.consumers.values()) held += c.backlog.length;
     return held;
   }
 
@@ -80,15 +84,15 @@ export class AddressTable {
   address(name: string): Address {
     let a = this.addresses.get(name);
     if (!a) {
-      a = { name, multicast: isMulticast(name), consumers: [], producers: new Set(), pending: [], next: 0 };
+      a = { name, multicast: isMulticast(name), consumers: [], producers: new Set(), next: 0 };
       this.addresses.set(name, a);
     }
     return a;
   }
 
-  /** Forgets an address nothing uses and nothing waits on. */
+  /** Forgets an address nothing uses. */
   gc(a: Address): void {
-    if (a.consumers.length === 0 && a.producers.size === 0 && a.pending.length === 0) this.addresses.delete(a.name);
+    if (a.consumers.length === 0 && a.producers.size === 0) this.addresses.delete(a.name);
   }
 
   consumer(sender: Sender): Consumer | undefined {
@@ -128,7 +132,7 @@ export class AddressTable {
     const a = this.addresses.get(c.address);
     if (a) {
       a.consumers = a.consumers.filter((x) => x !== c);
-      a.next = 0;
+      if (a.next >= a.consumers.length) a.next = 0;
     }
     return a;
   }
@@ -146,8 +150,8 @@ export class AddressTable {
     const a = name ? this.addresses.get(name) : undefined;
     if (a) {
       a.producers.delete(receiver);
-      // Queued messages of a vanished sender can no longer be settled back; keep delivering
-      // them (at-most-once) rather than dropping work already sent.
+      // Queued messages of a vanished sender can no longer be settled back; they stay queued
+      // for their receivers and are delivered (at-most-once) rather than dropped.
       this.gc(a);
     }
   }

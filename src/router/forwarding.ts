@@ -1,6 +1,14 @@
 import type { AmqpError, EventContext, Receiver, Sender } from 'rhea';
-import { type OutcomeKind, type RemoteOutcome, rawBytes, remoteOutcome, remoteSettled, settleLocally } from '../rhea/index.js';
-import { type Address, type AddressTable, type Consumer, canSend, type Item, targetAddress } from './addresses.js';
+import {
+  markPresettled,
+  type OutcomeKind,
+  type RemoteOutcome,
+  rawBytes,
+  remoteOutcome,
+  remoteSettled,
+  settleLocally,
+} from '../rhea/index.js';
+import { type Address, type AddressTable, type Consumer, canSend, type Item, outstanding, targetAddress } from './addresses.js';
 
 /** Counters kept by the {@link Forwarder}. */
 export interface ForwardCounters {
@@ -18,9 +26,10 @@ interface Settlement {
 
 /**
  * Moves messages from sending links to receiving links with Dispatch Router's semantics:
- * balanced anycast with credit that comes back only as messages move on, multicast to every
- * receiver, outcomes passed back to senders, `released` at once where nobody can take a
- * message, and a vanished receiver's messages handed back to their senders.
+ * balanced anycast (each message queued for the receiver with the fewest outstanding) with
+ * credit that comes back only as messages move on, multicast to every receiver, settlement
+ * mode kept end to end, outcomes passed back to senders, `released` at once where nobody can
+ * take a message, and a vanished receiver's messages handed back to their senders.
  */
 export class Forwarder {
   readonly counters: ForwardCounters = { forwarded: 0, released: 0, rejected: 0 };
@@ -30,12 +39,11 @@ export class Forwarder {
     private readonly maxMessageSize: number,
   ) {}
 
-  /** A receiving client attached: producers of its address get credit, held messages go. */
+  /** A receiving client attached: producers of its address get credit. */
   onConsumer(sender: Sender): void {
     const a = this.table.attachConsumer(sender);
     if (!a) return;
     for (const p of a.producers) this.table.topUp(p);
-    this.drainAddress(a);
   }
 
   /** A sending client attached. */
@@ -49,7 +57,7 @@ export class Forwarder {
     const message = ctx.message!;
     const raw = rawBytes(message);
     const settled = remoteSettled(delivery);
-    const item: Item = { message, inbound: settled ? undefined : delivery, from: receiver };
+    const item: Item = { message, inbound: settled ? undefined : delivery, from: receiver, presettled: settled };
     // rhea frees a session's incoming slot only for deliveries settled locally, even presettled
     // ones: without this, 2048 presettled messages (casts, replies) would close the session's
     // window for good.
@@ -81,37 +89,37 @@ export class Forwarder {
       }
       this.table.topUp(receiver);
     } else {
-      // Anycast credit comes back only as messages move on, so a slow receiver pushes back.
-      a.pending.push(item);
-      this.drainAddress(a);
+      // Balanced anycast, as Dispatch: the message is routed now to the receiver with the fewest
+      // messages outstanding and waits in that link's queue for its credit; anycast credit
+      // comes back to the sender only as messages move on, so a slow receiver pushes back.
+      const c = this.pick(a);
+      c.backlog.push(item);
+      this.drain(c.sender);
     }
   }
 
-  /** Hands an anycast address's held messages to its receivers with credit, round-robin. */
-  private drainAddress(a: Address): void {
-    while (a.pending.length > 0) {
-      const n = a.consumers.length;
-      let chosen: Consumer | undefined;
-      for (let i = 0; i < n; i++) {
-        const c = a.consumers[(a.next + i) % n]!;
-        if (canSend(c)) {
-          chosen = c;
-          a.next = (a.next + i + 1) % n;
-          break;
-        }
+  /** The consumer with the fewest messages outstanding, round-robin among equals. */
+  private pick(a: Address): Consumer {
+    const n = a.consumers.length;
+    let best = a.consumers[a.next % n]!;
+    let bestAt = a.next % n;
+    for (let i = 1; i < n && outstanding(best) > 0; i++) {
+      const at = (a.next + i) % n;
+      const c = a.consumers[at]!;
+      if (outstanding(c) < outstanding(best)) {
+        best = c;
+        bestAt = at;
       }
-      if (!chosen) return;
-      this.forward(chosen, a.pending.shift()!);
     }
+    a.next = (bestAt + 1) % n;
+    return best;
   }
 
-  /** A receiving link got credit: its backlog (multicast) and its address's held messages go. */
+  /** A receiving link got credit (or a message was queued for it): its queue goes out. */
   drain(sender: Sender): void {
     const c = this.table.consumer(sender);
     if (!c) return;
     while (c.backlog.length > 0 && canSend(c)) this.forward(c, c.backlog.shift()!);
-    const a = this.table.get(c.address);
-    if (a && !a.multicast) this.drainAddress(a);
   }
 
   private forward(c: Consumer, item: Item): void {
@@ -119,7 +127,9 @@ export class Forwarder {
     const out = raw ? c.sender.send(raw, undefined, 0) : c.sender.send(item.message);
     this.counters.forwarded++;
     c.sent++;
-    c.unsettled.set(out, item);
+    // Settlement mode is kept end to end: presettled in, presettled out, with no outcome.
+    if (item.presettled) markPresettled(out);
+    else c.unsettled.set(out, item);
     if (item.remaining === undefined) this.table.topUp(item.from);
   }
 
@@ -159,7 +169,8 @@ export class Forwarder {
     if (!c) return;
     const a = this.table.detachConsumer(c);
     // Delivered but unsettled: the receiver may have seen them, so tell the sender "modified,
-    // delivery failed"; queued for it only: released. Same as Dispatch Router.
+    // delivery failed"; queued for it only: released. Same as Dispatch Router, which offers
+    // neither to another receiver: the sender decides whether to resend.
     // rhea records a disposition at once but raises its event only on its next processing pass,
     // while a detach in the same read is handled immediately: an outcome the receiver already
     // sent must win over "vanished", or an accepted message would be delivered twice.
@@ -175,19 +186,18 @@ export class Forwarder {
     }
     c.unsettled.clear();
     for (const item of c.backlog.splice(0)) {
-      if (item.remaining !== undefined && --item.remaining === 0) this.settleInbound(item, 'accepted');
-    }
-    if (a) {
-      if (a.consumers.length === 0) {
-        for (const item of a.pending.splice(0)) {
-          this.counters.released++;
-          this.settleInbound(item, 'released');
-        }
-      } else {
-        this.drainAddress(a);
+      if (item.remaining !== undefined) {
+        if (--item.remaining === 0) this.settleInbound(item, 'accepted');
+        continue;
       }
-      this.table.gc(a);
+      if (item.inbound) {
+        this.counters.released++;
+        this.settleInbound(item, 'released');
+      }
+      // Anycast credit comes back as a message leaves a queue, forwarded or not.
+      this.table.topUp(item.from);
     }
+    if (a) this.table.gc(a);
   }
 
   /** A sending link closed or its connection dropped. */

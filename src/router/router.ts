@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo, Server, Socket } from 'node:net';
 import type { Connection, Container, EventContext, ServerConnectionOptions } from 'rhea';
 import rhea from 'rhea';
-import { clearRheaTimers, installRawDecode, socketOf } from '../rhea/index.js';
+import { clearRheaTimers, installDispositionFix, installRawDecode, socketOf } from '../rhea/index.js';
 import { AddressTable } from './addresses.js';
 import { Forwarder } from './forwarding.js';
 
@@ -61,6 +61,7 @@ export class Router {
     // Forward the exact bytes a sender sent (properties, annotations and their AMQP types intact)
     // instead of re-encoding rhea's decoded view of them.
     installRawDecode();
+    installDispositionFix();
     this.table = new AddressTable(this.opts.linkCredit);
     this.forwarder = new Forwarder(this.table, this.opts.maxMessageSize);
     this.container = rhea.create_container({ id: this.opts.containerId });

@@ -1,10 +1,11 @@
 import type { Connection, EventContext, Message, Receiver, Sender, Source } from 'rhea';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
-import { InvalidArgument } from '../../core/errors.js';
+import { ClosedError, InvalidArgument, MessagingTimeout } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import type { Context } from '../../core/serializer.js';
 import type { Target } from '../../core/target.js';
+import { installDispositionFix } from '../../rhea/index.js';
 import type { Driver, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions } from '../driver.js';
 import { DriverBase } from '../driver-base.js';
 import { type AddressingMode, notifyAddress, pickMode, rpcAddress, serverAddresses } from './addressing.js';
@@ -14,12 +15,16 @@ import { Amqp1Listener } from './listener.js';
 import { MessageSender } from './sender.js';
 import { decodeReply, notificationBody, replyMessage, requestBody } from './wire.js';
 
+/** How long `close()` waits for casts and notifications already sent to be settled or written. */
+export const CLOSE_FLUSH_MS = 5_000;
+
 /**
  * The AMQP 1.0 driver (rhea), speaking oslo.messaging's amqp1 wire format: JSON bodies as
  * AMQP strings, routable (or legacy) addresses, one dynamic reply link per connection,
  * unsettled (confirmed) casts and presettled replies, call-monitor heartbeats as body-less
  * replies. One connection per transport; rhea reconnects and re-attaches links, failing over
- * across the URL's hosts.
+ * across the URL's hosts. `close()` first lets the casts and notifications already sent finish
+ * (settled, or written when presettled), within {@link CLOSE_FLUSH_MS}.
  */
 export class Amqp1Driver extends DriverBase implements Driver {
   readonly kind = 'amqp1';
@@ -33,12 +38,31 @@ export class Amqp1Driver extends DriverBase implements Driver {
   private mode: AddressingMode = 'routable';
   /** Listeners to grant credit again after a reconnect. */
   private readonly active = new Set<Amqp1Listener>();
+  /** Casts and notifications between send() and their outcome: close() waits for them. */
+  private casting = 0;
+  /** The connection failed while close() was flushing: stop waiting for it. */
+  private flushGivenUp = false;
+  /** close() has flushed: the connection is shut for good. */
+  private shut = false;
+  /** Resolves when close() has closed the connection. */
+  private readonly closedDone: Promise<void>;
+  private markClosed: () => void = () => {};
 
   constructor(url: TransportUrl, config: HermodConfig) {
     super(url, config);
+    // A listener's accept and release in one pass must not merge (rhea bug, see the fix).
+    installDispositionFix();
+    this.closedDone = new Promise((resolve) => {
+      this.markClosed = resolve;
+    });
     this.connection = new Amqp1Connection(url, config, {
-      closed: () => this.closed,
-      state: (s) => this.setState(s),
+      // While close() flushes, sends already made keep their connection.
+      closed: () => this.shut,
+      state: (s) => {
+        // A connection lost or failing while close() flushes is not waited for.
+        if (this.closed && s.state !== 'connected') this.flushGivenUp = true;
+        this.setState(s);
+      },
       opened: (conn) => this.onOpen(conn),
       lost: (err) => {
         this.replyAddress = undefined;
@@ -119,18 +143,55 @@ export class Amqp1Driver extends DriverBase implements Driver {
 
   async send(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<Reply | undefined> {
     this.assertOpen();
+    return this.reportAfterClose(() =>
+      opts.waitForReply ? this.call(target, ctx, request, opts) : this.counted(() => this.cast(target, ctx, request, opts)),
+    );
+  }
+
+  /**
+   * Runs a send; a failure while the transport closes is reported once close() has finished
+   * (bounded), like everything else close() ends, not while it is still flushing.
+   */
+  private async reportAfterClose<T>(send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (err) {
+      if (this.closed) {
+        let timer: NodeJS.Timeout | undefined;
+        const bound = new Promise<void>((r) => {
+          timer = setTimeout(r, CLOSE_FLUSH_MS + 1000);
+        });
+        await Promise.race([this.closedDone, bound]);
+        clearTimeout(timer);
+      }
+      throw err;
+    }
+  }
+
+  /** Runs a cast or notification, counted for close() to wait on. */
+  private async counted<T>(send: () => Promise<T>): Promise<T> {
+    this.casting++;
+    try {
+      return await send();
+    } finally {
+      this.casting--;
+    }
+  }
+
+  private async cast(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<undefined> {
     const deadline = Date.now() + opts.timeout;
     const retry = opts.retry ?? -1;
-    const body = this.encode(
-      requestBody(request, ctx, opts.waitForReply ? opts.callMonitorTimeout : undefined),
-      `${opts.waitForReply ? 'call' : 'cast'} ${request.method}`,
-    );
+    const body = this.encode(requestBody(request, ctx), `cast ${request.method}`);
     await this.connection.until(() => this.connection.isOpen, deadline, retry, request.method);
-    if (!opts.waitForReply) {
-      const presettled = this.config.amqp1.presettledCasts;
-      await this.sender.deliver(() => ({ to: this.address(target), body }), presettled, deadline, retry, `cast ${request.method}`);
-      return undefined;
-    }
+    const presettled = this.config.amqp1.presettledCasts;
+    await this.sender.deliver(() => ({ to: this.address(target), body }), presettled, deadline, retry, `cast ${request.method}`);
+    return undefined;
+  }
+
+  private async call(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<Reply | undefined> {
+    const deadline = Date.now() + opts.timeout;
+    const retry = opts.retry ?? -1;
+    const body = this.encode(requestBody(request, ctx, opts.callMonitorTimeout), `call ${request.method}`);
     await this.connection.until(() => this.connection.isOpen && this.replyAddress !== undefined, deadline, retry, request.method);
     const msgId = uuidHex();
     const reply = this.waiter.wait(msgId, {
@@ -138,11 +199,15 @@ export class Amqp1Driver extends DriverBase implements Driver {
       callMonitorTimeout: opts.callMonitorTimeout ?? 0,
       describe: `${request.method} on topic ${target.topic}${target.server ? ` server ${target.server}` : ''}`,
     });
-    // The reply may fail (timeout) while the request is still being delivered below.
+    // The reply may fail (timeout, call monitor) while the request is still being delivered
+    // below, and a server may never settle the request: the reply decides when the call ends,
+    // and the request's delivery is abandoned then.
     reply.catch(() => {});
     const untrack = this.sender.trackCall(msgId, (err) => this.waiter.fail(msgId, err));
-    try {
-      await this.sender.deliver(
+    const abandon = new AbortController();
+    const progress = { handedBack: false };
+    this.sender
+      .deliver(
         () => ({
           to: this.address(target),
           body,
@@ -155,15 +220,34 @@ export class Amqp1Driver extends DriverBase implements Driver {
         retry,
         `call ${request.method}`,
         true,
-      );
-    } catch (err) {
-      this.waiter.fail(msgId, err as Error);
-    }
-    return reply.finally(untrack);
+        abandon.signal,
+        progress,
+      )
+      .catch((err: Error) => this.waiter.fail(msgId, err));
+    const ended = () => {
+      abandon.abort();
+      untrack();
+    };
+    return reply.then(
+      (r) => {
+        ended();
+        return r;
+      },
+      (err: Error) => {
+        ended();
+        // The reply's deadline and the request's last resend race: either way nobody took it.
+        if (err instanceof MessagingTimeout && progress.handedBack) throw this.sender.nobodyTook(`call ${request.method}`, true);
+        throw err;
+      },
+    );
   }
 
   async sendNotification(target: Target, ctx: Context, message: Record<string, unknown>, opts: NotificationSendOptions): Promise<void> {
     this.assertOpen();
+    await this.reportAfterClose(() => this.counted(() => this.notify(target, ctx, message, opts)));
+  }
+
+  private async notify(target: Target, ctx: Context, message: Record<string, unknown>, opts: NotificationSendOptions): Promise<void> {
     const deadline = Date.now() + this.config.rpc.responseTimeout;
     const body = this.encode(notificationBody(message, ctx, opts.envelope), 'notification');
     await this.connection.until(() => this.connection.isOpen, deadline, opts.retry ?? -1, 'notification');
@@ -227,7 +311,26 @@ export class Amqp1Driver extends DriverBase implements Driver {
     return listener;
   }
 
+  /**
+   * Flushes, then closes: casts and notifications already sent get their outcome (a released
+   * one is not resent now) and presettled ones are written, within {@link CLOSE_FLUSH_MS}. A
+   * first connect still under way is waited for; a connection that fails or is lost meanwhile
+   * is not (no reconnect while closing). What is left then fails with ClosedError.
+   */
   protected async shutdown(): Promise<void> {
-    await this.connection.close();
+    this.sender.closing = true;
+    const end = Date.now() + CLOSE_FLUSH_MS;
+    while ((this.casting > 0 || !this.sender.flushed()) && !this.flushGivenUp && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    this.shut = true;
+    this.connection.wake();
+    try {
+      await this.connection.close();
+      // Sends still waiting for an outcome past the flush bound end now (ClosedError).
+      this.sender.connectionLost(new ClosedError('transport closed before the peer settled the message'));
+    } finally {
+      this.markClosed();
+    }
   }
 }

@@ -1,6 +1,6 @@
 import type { Delivery, EventContext, Message, Sender } from 'rhea';
 import { MessageDeliveryFailure, MessagingTimeout } from '../../core/errors.js';
-import { remoteOutcome } from '../../rhea/index.js';
+import { presettledWritten, remoteOutcome } from '../../rhea/index.js';
 import type { Amqp1Connection } from './connection.js';
 import type { SendFlow } from './flow.js';
 
@@ -9,8 +9,14 @@ const RESEND_DELAY_MS = 50;
 
 /** How one unsettled send ended. */
 interface Outcome {
-  kind: 'accepted' | 'released' | 'rejected' | 'modified' | 'timeout' | 'lost';
+  kind: 'accepted' | 'released' | 'rejected' | 'modified' | 'timeout' | 'lost' | 'abandoned';
   detail?: string;
+}
+
+/** How far one send got, for its caller to word a timeout. */
+export interface SendProgress {
+  /** The router handed an attempt back (released, modified) and no later one was accepted yet. */
+  handedBack: boolean;
 }
 
 /** What a {@link MessageSender} sends through. */
@@ -21,8 +27,9 @@ export interface SenderLinks {
 
 /**
  * Sends requests and notifications on the connection's anonymous-relay links: presettled ones
- * go and are done; unsettled ones wait for the peer's outcome and are resent on `released` or
- * `modified` until their deadline. Calls in flight are failed when the connection drops.
+ * go and are done (kept until rhea has written them, for {@link flushed}); unsettled ones wait
+ * for the peer's outcome and are resent on `released` or `modified` until their deadline. Calls
+ * in flight are failed when the connection drops.
  */
 export class MessageSender {
   private readonly outcomes = new WeakMap<Delivery, (o: Outcome) => void>();
@@ -30,6 +37,10 @@ export class MessageSender {
   private readonly awaiting = new Set<() => void>();
   /** Calls sent on the current connection: failed promptly when it drops. */
   private readonly inflight = new Map<string, (err: Error) => void>();
+  /** Presettled deliveries handed to rhea and perhaps not yet written. */
+  private readonly unwritten = new Set<Delivery>();
+  /** The transport is closing: a released message is not resent (nobody would wait for it). */
+  closing = false;
 
   constructor(
     private readonly connection: Amqp1Connection,
@@ -47,16 +58,26 @@ export class MessageSender {
   connectionLost(err: Error): void {
     for (const fail of [...this.inflight.values()]) fail(err);
     this.inflight.clear();
+    this.unwritten.clear();
     for (const lost of [...this.awaiting]) lost();
+  }
+
+  /** Every presettled message handed to rhea has been written to the socket. */
+  flushed(): boolean {
+    for (const d of this.unwritten) {
+      if (!presettledWritten(d)) return false;
+      this.unwritten.delete(d);
+    }
+    return true;
   }
 
   /** The peer settled one of our deliveries. */
   onOutcome(ctx: EventContext, kind: 'accepted' | 'released' | 'rejected' | 'modified'): void {
     const d = ctx.delivery!;
+    this.flow.settled();
     const done = this.outcomes.get(d);
     if (!done) return;
     this.outcomes.delete(d);
-    this.flow.settled();
     const error = remoteOutcome(d)?.error;
     done({ kind, ...(error ? { detail: `${error.condition ?? ''} ${error.description ?? ''}`.trim() } : {}) });
   }
@@ -64,13 +85,39 @@ export class MessageSender {
   /**
    * Sends one message; unsettled ones resolve on `accepted`. `released`/`modified` (no
    * receiver, or one that vanished) resend after a short pause until the deadline, as oslo
-   * does; `rejected` fails with MessageDeliveryFailure.
+   * does; `rejected` fails with MessageDeliveryFailure. A call's request is abandoned (no
+   * resend, no error) once `abandon` is aborted: its caller already has its answer or failure.
    */
-  async deliver(build: () => Message, presettled: boolean, deadline: number, retry: number, what: string, isCall = false): Promise<void> {
+  async deliver(
+    build: () => Message,
+    presettled: boolean,
+    deadline: number,
+    retry: number,
+    what: string,
+    isCall = false,
+    abandon?: AbortSignal,
+    progress: SendProgress = { handedBack: false },
+  ): Promise<void> {
     const sender = () => this.links.link(presettled);
     for (;;) {
-      await this.connection.until(() => this.connection.isOpen && sender()?.sendable() === true, deadline, retry, what);
-      await this.flow.acquire(deadline, what);
+      try {
+        await this.connection.until(
+          () => abandon?.aborted === true || (this.connection.isOpen && sender()?.sendable() === true),
+          deadline,
+          retry,
+          what,
+        );
+        if (abandon?.aborted) return;
+        await this.flow.acquire(deadline, what);
+      } catch (err) {
+        // The deadline came while waiting to resend: say what happened to the message.
+        if (err instanceof MessagingTimeout && progress.handedBack) throw this.nobodyTook(what, isCall);
+        throw err;
+      }
+      if (abandon?.aborted) {
+        this.flow.release();
+        return;
+      }
       if (!this.connection.isOpen || sender()?.sendable() !== true) {
         // Lost the connection or the credit while queued for room: go round again.
         this.flow.release();
@@ -79,7 +126,7 @@ export class MessageSender {
       const message = build();
       if (presettled) {
         try {
-          sender()!.send(message);
+          this.unwritten.add(sender()!.send(message));
         } finally {
           this.flow.release();
         }
@@ -96,26 +143,43 @@ export class MessageSender {
         const done = (o: Outcome) => {
           clearTimeout(timer);
           this.awaiting.delete(lost);
+          abandon?.removeEventListener('abort', quit);
           resolve(o);
         };
         const lost = () => {
           if (!this.connection.isOpen) done({ kind: 'lost' });
         };
+        // The outcome may never come (a server that never settles): stop waiting for it.
+        const quit = () => {
+          this.outcomes.delete(d);
+          done({ kind: 'abandoned' });
+        };
+        abandon?.addEventListener('abort', quit, { once: true });
         this.awaiting.add(lost);
         this.outcomes.set(d, done);
       });
-      if (outcome.kind === 'accepted') return;
+      if (outcome.kind === 'accepted') progress.handedBack = false;
+      if (outcome.kind === 'accepted' || outcome.kind === 'abandoned') return;
       if (outcome.kind === 'rejected')
         throw new MessageDeliveryFailure(`${what} was rejected by the peer${outcome.detail ? `: ${outcome.detail}` : ''}`);
       if (outcome.kind === 'timeout') {
+        if (progress.handedBack) throw this.nobodyTook(what, isCall);
         throw new MessagingTimeout(`${what}: no receiver accepted the message before the deadline (address has no consumer?)`);
       }
+      progress.handedBack = true;
       // released, modified or connection lost: try again while time allows.
-      if (Date.now() + RESEND_DELAY_MS >= deadline) {
-        if (isCall) throw new MessagingTimeout(`${what}: nobody is serving it (the router released it until the deadline)`);
-        throw new MessageDeliveryFailure(`${what}: the router released it and the deadline passed (no receiver for the address)`);
+      if (this.closing && !isCall) {
+        const why = outcome.kind === 'lost' ? 'the connection closed before it was settled' : `the router ${outcome.kind} it`;
+        throw new MessageDeliveryFailure(`${what}: ${why} while the transport was closing; not resent`);
       }
+      if (Date.now() + RESEND_DELAY_MS >= deadline) throw this.nobodyTook(what, isCall);
       await new Promise((r) => setTimeout(r, RESEND_DELAY_MS));
     }
+  }
+
+  /** The error of a send the router kept handing back until its deadline. */
+  nobodyTook(what: string, isCall: boolean): Error {
+    if (isCall) return new MessagingTimeout(`${what}: nobody is serving it (the router released it until the deadline)`);
+    return new MessageDeliveryFailure(`${what}: the router released it and the deadline passed (no receiver for the address)`);
   }
 }
