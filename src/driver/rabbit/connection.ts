@@ -1,4 +1,6 @@
+import diagnostics_channel from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import os from 'node:os';
 import amqplib, { type ChannelModel } from 'amqplib';
 import type { HermodConfig } from '../../config/index.js';
@@ -7,6 +9,7 @@ import { backoffDelay } from '../../core/backoff.js';
 import { uuid } from '../../core/ids.js';
 import { ConnectGate } from '../connect-gate.js';
 import type { ConnectionState } from '../driver.js';
+import { CLOSE_GRACE_MS, within } from '../driver-base.js';
 import { HostRotation, hostLabel } from '../hosts.js';
 import { tlsOptions } from '../tls.js';
 
@@ -41,6 +44,33 @@ function coalesceWrites(model: ChannelModel): void {
 }
 
 /**
+ * Opens one AMQP connection to a host. `onSocket` gets the TCP socket as soon as it exists, so
+ * that a close during the handshake can drop it instead of waiting for the connect timeout.
+ * Tests hand in a fake.
+ */
+export type Dial = (host: TransportHost, onSocket: (s: Socket) => void) => Promise<ChannelModel>;
+
+/**
+ * The socket `fn` creates synchronously with `net.connect` (amqplib does so inside `connect()`),
+ * seen through Node's `net.client.socket` diagnostics channel. TLS sockets are not seen; a close
+ * during a TLS handshake waits for `rabbit.connectTimeout` at worst.
+ */
+function capturingSocket<T>(fn: () => T, onSocket: (s: Socket) => void): T {
+  const seen = (m: unknown) => onSocket((m as { socket: Socket }).socket);
+  diagnostics_channel.subscribe('net.client.socket', seen);
+  try {
+    return fn();
+  } finally {
+    diagnostics_channel.unsubscribe('net.client.socket', seen);
+  }
+}
+
+/** The socket under an open amqplib connection. */
+function socketOfModel(model: ChannelModel): { destroy(): void } | undefined {
+  return (model as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+}
+
+/**
  * Broker answers that retrying at full speed cannot fix: bad credentials, missing vhost,
  * untrusted certificates. Read from the text: amqplib reports a refused handshake (login,
  * connection.open) as a plain Error naming the close frame, with no reply code on it.
@@ -58,9 +88,18 @@ function isAuthProblem(message: string): boolean {
  *
  * Events: `state` (ConnectionState), `lost` (after an open connection closed), `setup-failed`
  * (a hook threw on a fresh connection). No `error` event is ever emitted.
+ *
+ * Stopping: {@link holdOpen} keeps the connection as it is (so delivered messages can still be
+ * settled) but ends the loop at the next loss or failure instead of reconnecting; {@link close}
+ * ends it in any state within CLOSE_GRACE_MS, dropping the socket of a peer that does not answer.
  */
 export class RabbitConnection extends EventEmitter {
   private model: ChannelModel | undefined;
+  /** The connection being set up (hooks running) or open; what close() must close. */
+  private current: ChannelModel | undefined;
+  /** The socket of a connect in progress. */
+  private dialing: Socket | undefined;
+  private noReconnect = false;
   private readonly hooks: SetupHook[] = [];
   private readonly hosts: HostRotation;
   private readonly gate: ConnectGate;
@@ -77,6 +116,7 @@ export class RabbitConnection extends EventEmitter {
     private readonly url: TransportUrl,
     private readonly config: HermodConfig,
     readonly role: string,
+    private readonly dial: Dial = (h, onSocket) => capturingSocket(() => this.open(h), onSocket),
   ) {
     super();
     this.hosts = new HostRotation(url);
@@ -147,13 +187,32 @@ export class RabbitConnection extends EventEmitter {
     return backoffDelay(this.failedAttempts, { initial: r.retryInterval, factor: r.retryBackoff, max: r.intervalMax });
   }
 
+  /**
+   * The owner is stopping: no reconnect from now on. An open connection stays open until
+   * {@link close}; one that is not open (connecting, backing off) is closed now, as nothing on it
+   * can need settling.
+   */
+  async holdOpen(): Promise<void> {
+    this.noReconnect = true;
+    if (!this.model) await this.close();
+  }
+
+  /** The loop must end: closed, or stopping and the connection is gone. */
+  private get over(): boolean {
+    return this.closed || this.noReconnect;
+  }
+
   private async loop(): Promise<void> {
-    while (!this.closed) {
+    while (!this.over) {
       const h = this.hosts.next();
       const host = hostLabel(h);
       let model: ChannelModel | undefined;
       try {
-        model = await this.open(h);
+        model = await this.dial(h, (s) => {
+          this.dialing = s;
+        });
+        this.dialing = undefined;
+        this.current = model;
         coalesceWrites(model);
         model.on('error', (err: Error) => {
           this.lastError = err.message;
@@ -161,11 +220,15 @@ export class RabbitConnection extends EventEmitter {
         model.on('blocked', (reason: string) => this.setState({ state: 'blocked', host, reason }));
         model.on('unblocked', () => this.setState({ state: 'unblocked', host }));
         const closedP = new Promise<Error | undefined>((resolve) => model!.once('close', (err?: Error) => resolve(err)));
-        if (this.closed) {
-          await model.close().catch(() => {});
+        if (this.over) {
+          await this.closeModel(model);
           return;
         }
         for (const hook of [...this.hooks]) await hook(model);
+        if (this.over) {
+          await this.closeModel(model);
+          return;
+        }
         this.model = model;
         this.failedAttempts = 0;
         this.authProblem = false;
@@ -174,15 +237,24 @@ export class RabbitConnection extends EventEmitter {
         this.gate.wake();
         const err = await closedP;
         this.model = undefined;
+        this.current = undefined;
         if (this.closed) return;
         if (err) this.lastError = err.message;
         this.setState({ state: 'disconnected', host, ...(err ? { error: err } : {}) });
         this.emit('lost', err);
         this.gate.wake();
+        // Stopping: a lost connection stays lost (the broker requeues what it had delivered).
+        if (this.noReconnect) {
+          this.closed = true;
+          this.gate.wake();
+          return;
+        }
         // Reconnect at once after a loss (the next host may be fine); back off only on failures.
         continue;
       } catch (err) {
-        if (model) this.emit('setup-failed', err);
+        this.dialing = undefined;
+        this.current = undefined;
+        if (model && !this.closed) this.emit('setup-failed', err);
         this.lastError = (err as Error).message;
         // amqplib reports a refused connection.open (missing vhost, no permission on it) only
         // as an unexpected frame; say what it means.
@@ -191,12 +263,14 @@ export class RabbitConnection extends EventEmitter {
         }
         this.authProblem = isAuthProblem(this.lastError);
         this.failedAttempts++;
-        if (model) {
-          model.close().catch(() => {});
-        }
+        if (model) void this.closeModel(model);
         this.model = undefined;
         this.gate.wake();
-        if (this.closed) return;
+        if (this.over) {
+          this.closed = true;
+          this.gate.wake();
+          return;
+        }
       }
       const delay = this.backoff();
       this.setState({ state: 'reconnecting', host, attempt: this.failedAttempts, delayMs: delay });
@@ -205,7 +279,17 @@ export class RabbitConnection extends EventEmitter {
         this.sleepTimer = setTimeout(resolve, delay);
       });
       this.wakeSleep = undefined;
+      this.sleepTimer = undefined;
     }
+  }
+
+  /** Closes `model`, or drops its socket when the broker does not answer within the grace. */
+  private async closeModel(model: ChannelModel): Promise<void> {
+    const done = await within(
+      model.close().then(() => true),
+      CLOSE_GRACE_MS,
+    );
+    if (!done) socketOfModel(model)?.destroy();
   }
 
   /**
@@ -219,15 +303,22 @@ export class RabbitConnection extends EventEmitter {
     return this.model!;
   }
 
-  /** Closes the connection and stops reconnecting. */
+  /**
+   * Closes the connection and stops reconnecting, in any state: a backoff sleep ends, a connect
+   * in progress has its socket dropped, an open connection gets CLOSE_GRACE_MS to close cleanly.
+   */
   async close(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed && !this.current && !this.dialing) return;
     this.closed = true;
     if (this.sleepTimer) clearTimeout(this.sleepTimer);
+    this.sleepTimer = undefined;
     this.wakeSleep?.();
     this.gate.wake();
-    const m = this.model;
+    this.dialing?.destroy();
+    this.dialing = undefined;
+    const m = this.current;
     this.model = undefined;
-    if (m) await m.close().catch(() => {});
+    this.current = undefined;
+    if (m) await this.closeModel(m);
   }
 }

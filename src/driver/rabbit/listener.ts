@@ -2,7 +2,7 @@ import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { MessageTooLarge } from '../../core/errors.js';
 import { failureOf } from '../../core/failure.js';
 import type { IncomingMessage, ListenOptions } from '../driver.js';
-import type { TrackedListener } from '../driver-base.js';
+import { CLOSE_GRACE_MS, type TrackedListener, within } from '../driver-base.js';
 import { peek, unenvelope } from '../envelope.js';
 import type { RabbitConnection } from './connection.js';
 import { DedupRing } from './dedup.js';
@@ -38,6 +38,7 @@ export class RabbitListener implements TrackedListener {
   private channel: Channel | undefined;
   private tags: string[] = [];
   private stopped = false;
+  private closed = false;
   private readonly dedup = new DedupRing();
 
   constructor(private readonly o: RabbitListenerOptions) {}
@@ -123,15 +124,32 @@ export class RabbitListener implements TrackedListener {
     if (to) this.o.reply(to, { ending: true, result: null, failure: failureOf(e) }).catch(() => {});
   }
 
+  /**
+   * Cancels the consumers and keeps the channel, so messages already delivered can still be
+   * acknowledged or requeued; the connection is not re-made if it drops from now on. Not open
+   * (connecting, backing off): nothing was delivered that could be settled, so it closes now.
+   */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    await this.o.conn.holdOpen();
     const ch = this.channel;
     if (ch && this.o.conn.isOpen) {
-      for (const tag of this.tags) await ch.cancel(tag).catch(() => {});
-      for (const b of this.o.bindings) if (b.deleteOnStop) await ch.deleteQueue(b.queue).catch(() => {});
+      // A broker that is stopped, SIGSTOPped or blocked may never answer a cancel.
+      await within(Promise.all(this.tags.map((tag) => ch.cancel(tag))), CLOSE_GRACE_MS);
     }
-    // Messages delivered but not yet acknowledged go back to the queue when the channel closes.
+  }
+
+  /** Deletes the server's fanout queue and closes the connection; unsettled messages go back to the queue. */
+  async close(): Promise<void> {
+    await this.stop();
+    if (this.closed) return;
+    this.closed = true;
+    const ch = this.channel;
+    const transient = this.o.bindings.filter((b) => b.deleteOnStop);
+    if (ch && this.o.conn.isOpen && transient.length > 0) {
+      await within(Promise.all(transient.map((b) => ch.deleteQueue(b.queue))), CLOSE_GRACE_MS);
+    }
     await this.o.conn.close();
     this.onStop?.();
   }
