@@ -147,8 +147,16 @@ export class RabbitListener implements TrackedListener {
     this.closed = true;
     const ch = this.channel;
     const transient = this.o.bindings.filter((b) => b.deleteOnStop);
-    if (ch && this.o.conn.isOpen && transient.length > 0) {
-      await within(Promise.all(transient.map((b) => ch.deleteQueue(b.queue))), CLOSE_GRACE_MS);
+    if (ch && this.o.conn.isOpen) {
+      await within(
+        (async () => {
+          for (const b of transient) await ch.deleteQueue(b.queue);
+          // Closing the channel first flushes the acknowledgements queued on it: amqplib writes
+          // channel frames through its muxer, and a connection.close sent at once can overtake them.
+          await ch.close();
+        })(),
+        CLOSE_GRACE_MS,
+      );
     }
     await this.o.conn.close();
     this.onStop?.();
