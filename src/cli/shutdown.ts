@@ -60,18 +60,20 @@ export function handleShutdown(opts: { log: Logger; timeoutMs: number; target: S
   const { log, timeoutMs, target } = opts;
   const exit = opts.exit ?? ((code: number) => process.exit(code));
   let stopping = false;
+  /** Set by a second signal: its status wins over whatever the graceful stop reports. */
+  let forced: number | undefined;
   let progress: NodeJS.Timeout | undefined;
   let backstop: NodeJS.Timeout | undefined;
   const waitingFor = () => target.pending() || 'nothing';
   const end = (code: number) => {
     clearInterval(progress);
     clearTimeout(backstop);
-    exit(code);
+    exit(forced ?? code);
   };
   const graceful = (reason: string) => {
     stopping = true;
     const t0 = Date.now();
-    log.info(`${reason}: stopping (no new work); waiting up to ${timeoutMs / 1000} s for ${waitingFor()}`);
+    log.info(`${reason}: no new work; finishing ${target.pending() || 'nothing in flight'} (deadline ${timeoutMs / 1000} s)`);
     progress = setInterval(() => {
       const left = Math.max(0, timeoutMs - (Date.now() - t0)) / 1000;
       log.info(`stopping: waiting for ${waitingFor()} (${left.toFixed(0)} s left)`);
@@ -83,6 +85,7 @@ export function handleShutdown(opts: { log: Logger; timeoutMs: number; target: S
     }, timeoutMs + BACKSTOP_MS);
     target.graceful(timeoutMs).then(
       (aborted) => {
+        if (forced !== undefined) return;
         if (aborted > 0) log.warn(`stopped: aborted ${aborted} piece(s) of work still running at the deadline`);
         else log.info('stopped');
         end(aborted > 0 ? STOP_EXIT.aborted : STOP_EXIT.clean);
@@ -101,6 +104,7 @@ export function handleShutdown(opts: { log: Logger; timeoutMs: number; target: S
     // A second signal: whoever sent it wants the process gone, now.
     log.warn(`${signal} again: aborting ${waitingFor()} and exiting`);
     const code = 128 + (SIGNAL_NUMBERS[signal] ?? 15);
+    forced = code;
     const timer = setTimeout(() => end(code), 300);
     target.abort().then(
       () => {

@@ -43,6 +43,7 @@ export abstract class DriverBase extends EventEmitter {
   protected closed = false;
   protected readonly waiter = new ReplyWaiter();
   private readonly listeners_ = new Set<TrackedListener>();
+  private closing: Promise<void> | undefined;
 
   constructor(
     readonly url: TransportUrl,
@@ -93,12 +94,15 @@ export abstract class DriverBase extends EventEmitter {
    * Closes listeners (all at once, each bounded), fails pending calls, then lets the driver close
    * its connections. Never waits for a reconnect.
    */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await Promise.all([...this.listeners_].map((l) => l.close()));
-    this.waiter.failAll(new ClosedError('transport closed while waiting for a reply'));
-    await this.shutdown();
+  close(): Promise<void> {
+    // Every caller waits for the one close under way.
+    this.closing ??= (async () => {
+      this.closed = true;
+      await Promise.all([...this.listeners_].map((l) => l.close()));
+      this.waiter.failAll(new ClosedError('transport closed while waiting for a reply'));
+      await this.shutdown();
+    })();
+    return this.closing;
   }
 
   /** Closes the driver's own connections; runs once, after listeners stopped. */

@@ -100,6 +100,7 @@ export class RabbitConnection extends EventEmitter {
   /** The socket of a connect in progress. */
   private dialing: Socket | undefined;
   private noReconnect = false;
+  private closing: Promise<void> | undefined;
   private readonly hooks: SetupHook[] = [];
   private readonly hosts: HostRotation;
   private readonly gate: ConnectGate;
@@ -188,13 +189,13 @@ export class RabbitConnection extends EventEmitter {
   }
 
   /**
-   * The owner is stopping: no reconnect from now on. An open connection stays open until
-   * {@link close}; one that is not open (connecting, backing off) is closed now, as nothing on it
-   * can need settling.
+   * The owner is stopping: no reconnect from now on. A connection that is open or being set up
+   * stays until {@link close} (its channels may hold deliveries to settle); one that is not
+   * (dialing, backing off) is closed now.
    */
   async holdOpen(): Promise<void> {
     this.noReconnect = true;
-    if (!this.model) await this.close();
+    if (!this.current) await this.close();
   }
 
   /** The loop must end: closed, or stopping and the connection is gone. */
@@ -225,7 +226,8 @@ export class RabbitConnection extends EventEmitter {
           return;
         }
         for (const hook of [...this.hooks]) await hook(model);
-        if (this.over) {
+        // Stopping but not closed: the owner may still settle deliveries on it; close() ends it.
+        if (this.closed) {
           await this.closeModel(model);
           return;
         }
@@ -284,11 +286,14 @@ export class RabbitConnection extends EventEmitter {
   }
 
   /** Closes `model`, or drops its socket when the broker does not answer within the grace. */
-  private async closeModel(model: ChannelModel): Promise<void> {
-    const done = await within(
-      model.close().then(() => true),
-      CLOSE_GRACE_MS,
-    );
+  private async closeModel(model: ChannelModel, graceMs = CLOSE_GRACE_MS): Promise<void> {
+    const done =
+      graceMs > 0
+        ? await within(
+            model.close().then(() => true),
+            graceMs,
+          )
+        : (model.close().catch(() => {}), false);
     if (!done) socketOfModel(model)?.destroy();
   }
 
@@ -305,10 +310,17 @@ export class RabbitConnection extends EventEmitter {
 
   /**
    * Closes the connection and stops reconnecting, in any state: a backoff sleep ends, a connect
-   * in progress has its socket dropped, an open connection gets CLOSE_GRACE_MS to close cleanly.
+   * in progress has its socket dropped, an open connection gets `graceMs` to close cleanly
+   * before its socket is dropped.
    */
-  async close(): Promise<void> {
-    if (this.closed && !this.current && !this.dialing) return;
+  async close(graceMs: number = CLOSE_GRACE_MS): Promise<void> {
+    // A close already under way: wait for it, so that no caller returns before the socket is shut.
+    if (this.closing) return this.closing;
+    this.closing = this.doClose(graceMs);
+    return this.closing;
+  }
+
+  private async doClose(graceMs: number): Promise<void> {
     this.closed = true;
     if (this.sleepTimer) clearTimeout(this.sleepTimer);
     this.sleepTimer = undefined;
@@ -319,6 +331,6 @@ export class RabbitConnection extends EventEmitter {
     const m = this.current;
     this.model = undefined;
     this.current = undefined;
-    if (m) await this.closeModel(m);
+    if (m) await this.closeModel(m, graceMs);
   }
 }

@@ -38,7 +38,7 @@ export class RabbitListener implements TrackedListener {
   private channel: Channel | undefined;
   private tags: string[] = [];
   private stopped = false;
-  private closed = false;
+  private closing: Promise<void> | undefined;
   private readonly dedup = new DedupRing();
 
   constructor(private readonly o: RabbitListenerOptions) {}
@@ -48,6 +48,8 @@ export class RabbitListener implements TrackedListener {
     if (this.stopped) return;
     const ch = await model.createChannel();
     ch.on('error', () => {});
+    // Known from now on: deliveries may arrive before setup ends, and close() must flush their acks.
+    this.channel = ch;
     // Per-consumer prefetch (never global QoS): each queue may have `prefetch` unacked.
     await ch.prefetch(this.o.listen.prefetch, false);
     for (const b of this.o.bindings) await this.o.topology.declareBinding(ch, b);
@@ -62,7 +64,6 @@ export class RabbitListener implements TrackedListener {
       );
       tags.push(consumerTag);
     }
-    this.channel = ch;
     this.tags = tags;
   }
 
@@ -126,39 +127,46 @@ export class RabbitListener implements TrackedListener {
 
   /**
    * Cancels the consumers and keeps the channel, so messages already delivered can still be
-   * acknowledged or requeued; the connection is not re-made if it drops from now on. Not open
-   * (connecting, backing off): nothing was delivered that could be settled, so it closes now.
+   * acknowledged or requeued; the connection is not re-made if it drops from now on. Not set up
+   * yet (dialing, backing off): nothing was delivered that could be settled, so it closes now.
    */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     await this.o.conn.holdOpen();
     const ch = this.channel;
-    if (ch && this.o.conn.isOpen) {
-      // A broker that is stopped, SIGSTOPped or blocked may never answer a cancel.
-      await within(Promise.all(this.tags.map((tag) => ch.cancel(tag))), CLOSE_GRACE_MS);
-    }
+    // Not waiting for cancel-ok: a broker that is stopped, SIGSTOPped or blocked may never send
+    // it, and a delivery that still comes is given back by the server or listener above.
+    if (ch && this.o.conn.isOpen) for (const tag of this.tags) ch.cancel(tag).catch(() => {});
   }
 
   /** Deletes the server's fanout queue and closes the connection; unsettled messages go back to the queue. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    // One close for every caller: a transport closing meanwhile must wait for the same flush.
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
     await this.stop();
-    if (this.closed) return;
-    this.closed = true;
     const ch = this.channel;
     const transient = this.o.bindings.filter((b) => b.deleteOnStop);
-    if (ch && this.o.conn.isOpen) {
-      await within(
+    let answered = true;
+    if (ch) {
+      const done = await within(
         (async () => {
           for (const b of transient) await ch.deleteQueue(b.queue);
           // Closing the channel first flushes the acknowledgements queued on it: amqplib writes
           // channel frames through its muxer, and a connection.close sent at once can overtake them.
           await ch.close();
+          return true;
         })(),
         CLOSE_GRACE_MS,
       );
+      answered = done === true;
     }
-    await this.o.conn.close();
+    // A broker that did not answer the channel close will not answer the connection's either.
+    await this.o.conn.close(answered ? CLOSE_GRACE_MS : 0);
     this.onStop?.();
   }
 }
