@@ -287,13 +287,9 @@ export class RabbitConnection extends EventEmitter {
 
   /** Closes `model`, or drops its socket when the broker does not answer within the grace. */
   private async closeModel(model: ChannelModel, graceMs = CLOSE_GRACE_MS): Promise<void> {
-    const done =
-      graceMs > 0
-        ? await within(
-            model.close().then(() => true),
-            graceMs,
-          )
-        : (model.close().catch(() => {}), false);
+    const closing = model.close().then(() => true);
+    const done = graceMs > 0 ? await within(closing, graceMs) : false;
+    closing.catch(() => {});
     if (!done) socketOfModel(model)?.destroy();
   }
 
