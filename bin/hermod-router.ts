@@ -38,6 +38,7 @@ handleShutdown({
       const n = router.stats().connections;
       return n > 0 ? `${n} connection(s) to close` : '';
     },
+    aborted: () => 0,
     graceful: async () => {
       await router.stop();
       return 0;

@@ -64,6 +64,7 @@ async function main(): Promise<void> {
         const n = listener?.stats().inFlight ?? 0;
         return n > 0 ? `${n} notification(s) being handled` : '';
       },
+      aborted: () => listener?.stats().aborted ?? 0,
       graceful: async (deadline) => {
         await listener?.stop();
         const res = await listener?.wait(deadline);

@@ -92,6 +92,7 @@ async function main(): Promise<void> {
         const { inFlight, queued } = server.stats();
         return inFlight + queued > 0 ? `${inFlight} in-flight request(s)` : '';
       },
+      aborted: () => server.stats().aborted,
       graceful: async (deadline) => {
         await server.stop();
         const res = await server.wait(deadline);

@@ -17,7 +17,7 @@ export const STOP_EXIT = {
 } as const;
 
 /** Past the deadline, the backstop allows this much for the aborts' replies and the close handshakes. */
-export const BACKSTOP_MS = 900;
+export const BACKSTOP_MS = 700;
 
 const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGTERM: 15 };
 
@@ -25,6 +25,8 @@ const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGTERM: 15 };
 export interface ShutdownTarget {
   /** What is still running, for the log ("3 in-flight request(s)"); empty when nothing is. */
   pending(): string;
+  /** Work aborted so far (by a drain deadline): the backstop's exit status needs it. */
+  aborted(): number;
   /** Stops taking work, waits up to `deadlineMs` for what runs, closes; resolves with how many were aborted. */
   graceful(deadlineMs: number): Promise<number>;
   /** Ends everything now (second signal). */
@@ -81,7 +83,7 @@ export function handleShutdown(opts: { log: Logger; timeoutMs: number; target: S
     backstop = setTimeout(() => {
       const what = target.pending();
       log.warn(`stopping: gave up ${BACKSTOP_MS} ms past the deadline${what ? ` with ${what} not finished` : ' while closing'}`);
-      end(what ? STOP_EXIT.aborted : STOP_EXIT.clean);
+      end(what || target.aborted() > 0 ? STOP_EXIT.aborted : STOP_EXIT.clean);
     }, timeoutMs + BACKSTOP_MS);
     target.graceful(timeoutMs).then(
       (aborted) => {

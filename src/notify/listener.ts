@@ -42,6 +42,8 @@ export interface NotificationListenerStats {
   inFlight: number;
   /** Notifications taken but not started: waiting for a slot, or for their batch to fill. */
   queued: number;
+  /** Work (notifications, or batches) cut short by a stop deadline or abort() and requeued. */
+  aborted: number;
 }
 
 interface Parsed {
@@ -114,7 +116,8 @@ export class NotificationListener {
 
   /** Counters since start. */
   stats(): NotificationListenerStats {
-    return { ...this.counts, inFlight: this.pool.inFlight, queued: this.pool.queued + this.batch.length };
+    const { inFlight, queued, aborted } = this.pool.stats();
+    return { ...this.counts, inFlight, queued: queued + this.batch.length, aborted };
   }
 
   /**

@@ -34,6 +34,8 @@ export interface ServerStats {
   inFlight: number;
   /** Requests received but waiting for a concurrency slot. */
   queued: number;
+  /** Requests ended by a stop deadline or abort(); their callers got ServerStopped. */
+  aborted: number;
 }
 
 type State = 'new' | 'starting' | 'running' | 'stopped';
@@ -80,7 +82,8 @@ export class RPCServer {
 
   /** Counters since start. */
   stats(): ServerStats {
-    return { ...this.counts, inFlight: this.pool.inFlight, queued: this.pool.queued };
+    const { inFlight, queued, aborted } = this.pool.stats();
+    return { ...this.counts, inFlight, queued, aborted };
   }
 
   /**

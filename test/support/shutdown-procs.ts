@@ -78,6 +78,6 @@ export class Figures {
     this.rows.push(`${cell.padEnd(58)} ${String(ms).padStart(6)} ms  (bound ${boundMs} ms)  ${status}`);
   }
   print(title: string): void {
-    console.log(`\n${title}\n${this.rows.join('\n')}`);
+    console.log(`\n${title}\n${this.rows.splice(0).join('\n')}`);
   }
 }
