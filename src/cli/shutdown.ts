@@ -17,7 +17,7 @@ export const STOP_EXIT = {
 } as const;
 
 /** Past the deadline, the backstop allows this much for the aborts' replies and the close handshakes. */
-export const BACKSTOP_MS = 700;
+export const BACKSTOP_MS = 500;
 
 const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGTERM: 15 };
 

@@ -137,10 +137,16 @@ export class RabbitListener implements TrackedListener {
     const ch = this.channel;
     // Not waiting for cancel-ok: a broker that is stopped, SIGSTOPped or blocked may never send
     // it, and a delivery that still comes is given back by the server or listener above.
-    if (ch && this.o.conn.isOpen) for (const tag of this.tags) ch.cancel(tag).catch(() => {});
+    if (ch && this.o.conn.isOpen) {
+      for (const tag of this.tags) ch.cancel(tag).catch(() => {});
+      // The server's fanout queue goes now (oslo's goes with its connection): fanout requests
+      // are acknowledged when they start, so nothing in flight needs it. Bounded like the rest.
+      const transient = this.o.bindings.filter((b) => b.deleteOnStop);
+      if (transient.length > 0) await within(Promise.all(transient.map((b) => ch.deleteQueue(b.queue))), CLOSE_GRACE_MS);
+    }
   }
 
-  /** Deletes the server's fanout queue and closes the connection; unsettled messages go back to the queue. */
+  /** Closes the channel (flushing its acknowledgements), then the connection; unsettled messages go back to the queue. */
   close(): Promise<void> {
     // One close for every caller: a transport closing meanwhile must wait for the same flush.
     this.closing ??= this.doClose();
@@ -150,12 +156,10 @@ export class RabbitListener implements TrackedListener {
   private async doClose(): Promise<void> {
     await this.stop();
     const ch = this.channel;
-    const transient = this.o.bindings.filter((b) => b.deleteOnStop);
     let answered = true;
     if (ch) {
       const done = await within(
         (async () => {
-          for (const b of transient) await ch.deleteQueue(b.queue);
           // Closing the channel first flushes the acknowledgements queued on it: amqplib writes
           // channel frames through its muxer, and a connection.close sent at once can overtake them.
           await ch.close();
