@@ -4,6 +4,7 @@ import { cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import {
   type Context,
   getTransport,
@@ -27,6 +28,7 @@ async function main(): Promise<void> {
     .option('--event-type <regex>', 'only event types matching')
     .option('--count <n>', 'exit after n notifications', (v) => Number(v))
     .option('--json', 'one JSON object per line')
+    .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT or --count, how long handling may finish (default rpc.stopTimeout, 25 s)')
     .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
@@ -40,7 +42,9 @@ async function main(): Promise<void> {
     count?: number;
     json?: boolean;
     transportUrl?: string;
+    shutdownTimeout?: string;
   }>();
+  const timeoutMs = parseShutdownTimeout(o.shutdownTimeout, config.rpc.stopTimeout);
   const priorities = (o.priority ?? [...PRIORITIES]).map((p) => p.toLowerCase());
   for (const p of priorities) {
     if (!(PRIORITIES as readonly string[]).includes(p)) throw new UsageError(`unknown priority '${p}'`);
@@ -50,18 +54,29 @@ async function main(): Promise<void> {
   const transport: Transport = await getTransport(o.transportUrl, { config });
   let seen = 0;
   let listener: NotificationListener | undefined;
-  let stopping = false;
-  const stop = async (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    await listener?.stop();
-    await listener?.wait(2000);
-    await transport.close();
-    // No process.exit(): ending with the event loop lets the last dispositions reach the broker.
-    process.exitCode = code;
-    process.removeAllListeners('SIGINT');
-    process.removeAllListeners('SIGTERM');
-  };
+  // Installed before start(): notifications already queued are handled inside start(), and a
+  // signal (or --count) then must still stop the listener.
+  const shutdown = handleShutdown({
+    log,
+    timeoutMs,
+    target: {
+      pending: () => {
+        const n = listener?.stats().inFlight ?? 0;
+        return n > 0 ? `${n} notification(s) being handled` : '';
+      },
+      aborted: () => listener?.stats().aborted ?? 0,
+      graceful: async (deadline) => {
+        await listener?.stop();
+        const res = await listener?.wait(deadline);
+        await transport.close();
+        return res?.aborted ?? 0;
+      },
+      abort: async () => {
+        await listener?.abort();
+        await transport.close();
+      },
+    },
+  });
   const endpoint: Record<string, unknown> = {};
   if (o.publisherId || o.eventType) {
     endpoint.filterRule = new NotificationFilter({
@@ -71,13 +86,13 @@ async function main(): Promise<void> {
   }
   for (const p of priorities) {
     endpoint[p] = (ctx: Context, publisherId: string, eventType: string, payload: unknown, metadata: NotificationMetadata) => {
-      if (stopping) return 'requeue';
+      if (shutdown.stopping) return 'requeue';
       const line = o.json
         ? JSON.stringify({ priority: p, publisher_id: publisherId, event_type: eventType, payload, context: ctx, ...metadata })
         : `${metadata.timestamp ?? ''} ${p.toUpperCase()} ${publisherId} ${eventType} ${JSON.stringify(payload)}`;
       process.stdout.write(`${line}\n`);
       seen++;
-      if (o.count !== undefined && seen >= o.count) setImmediate(() => void stop(0));
+      if (o.count !== undefined && seen >= o.count) setImmediate(() => shutdown.stop(`--count ${o.count} reached`));
       return 'handled';
     };
   }
@@ -92,9 +107,8 @@ async function main(): Promise<void> {
     },
   );
   await listener.start();
+  if (shutdown.stopping) return;
   log.info(`listening on ${topics.map((t) => `${t}.{${priorities.join(',')}}`).join(' ')}${o.pool ? ` in pool ${o.pool}` : ''}`);
-  process.on('SIGINT', () => void stop(0));
-  process.on('SIGTERM', () => void stop(0));
 }
 
 main().catch(fatal);

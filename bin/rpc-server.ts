@@ -8,6 +8,7 @@ import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { DemoEndpoints } from '../src/cli/demo-endpoints.js';
 import { exitOnUsage, fatal } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { getTransport, RPCServer, type ServerRequestEvent, Target } from '../src/index.js';
 
 async function loadEndpoints(specs: string[], ctx: { server: string; topic: string }): Promise<object[]> {
@@ -42,6 +43,7 @@ async function main(): Promise<void> {
     .option('--endpoints <modules...>', 'ES modules whose default export is an endpoint, a list of them, a class or a factory')
     .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL}, the embedded router)`)
     .option('--concurrency <n>', 'requests run at once', (v) => Number(v))
+    .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long running requests may finish (default rpc.stopTimeout, 25 s)')
     .addHelpText('after', '\nAlso: --config key=value | --config key value, --config-file file.json, --help-config')
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
@@ -54,7 +56,9 @@ async function main(): Promise<void> {
     endpoints?: string[];
     transportUrl?: string;
     concurrency?: number;
+    shutdownTimeout?: string;
   }>();
+  const timeoutMs = parseShutdownTimeout(o.shutdownTimeout, config.rpc.stopTimeout);
   const log = makeLogger(config, `rpc-server ${name}`);
   logConnectionState(log);
 
@@ -79,27 +83,32 @@ async function main(): Promise<void> {
     log.warn(`dropped an invalid message: ${ev.error.message}`);
   });
 
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) {
-      // A second signal: do not wait for the running requests; their callers get ServerStopped.
-      log.warn(`${signal} again: aborting ${server.stats().inFlight} in-flight request(s)`);
-      await server.abort();
-      return;
-    }
-    stopping = true;
-    log.info(`${signal}: no new work; finishing ${server.stats().inFlight} in-flight request(s)`);
-    await server.stop();
-    const res = await server.wait();
-    if (res.aborted) log.warn(`aborted ${res.aborted} request(s) still running at the deadline`);
-    await transport.close();
-    log.info('stopped');
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  // Installed before start(): a signal while connecting stops at once instead of being lost.
+  const shutdown = handleShutdown({
+    log,
+    timeoutMs,
+    target: {
+      pending: () => {
+        const { inFlight, queued } = server.stats();
+        return inFlight + queued > 0 ? `${inFlight} in-flight request(s)` : '';
+      },
+      aborted: () => server.stats().aborted,
+      graceful: async (deadline) => {
+        await server.stop();
+        const res = await server.wait(deadline);
+        await transport.close();
+        return res.aborted;
+      },
+      // Their callers get ServerStopped; unacknowledged requests go back to the broker.
+      abort: async () => {
+        await server.abort();
+        await transport.close();
+      },
+    },
+  });
 
   await server.start();
+  if (shutdown.stopping) return;
   log.info(
     `serving topic ${o.topic} as ${name} on ${transport.url} (exchange ${target.exchange ?? config.controlExchange}, ${endpoints.length} endpoint(s))`,
   );

@@ -40,7 +40,11 @@ export const SCHEMA = {
     retry: opt('int-range', -1, 'Connection-failure retries of a send: -1 forever (within the timeout), 0 none, N attempts'),
     allowedRemoteExmods: opt('string-list', [], 'Remote modules whose errors may be rebuilt as registered local classes'),
     sendTraceback: opt('bool', false, 'Servers include the stack trace in failures'),
-    stopTimeout: opt('duration-ms', 30_000, "Deadline for a server's wait() after stop()"),
+    stopTimeout: opt(
+      'duration-ms',
+      25_000,
+      "Deadline for a server's or listener's wait() after stop(), and the CLIs' --shutdown-timeout default (under Kubernetes' 30 s grace period)",
+    ),
   },
   notifications: {
     driver: opt('string-list', ['messagingv2'], 'Notifier drivers: messagingv2, messaging (1.0, no envelope), log, noop, routing'),

@@ -38,6 +38,12 @@ export interface WorkPoolStats {
   requeued: number;
 }
 
+/**
+ * How long a drain waits for the aborts themselves (a ServerStopped reply, a requeue) before it
+ * returns anyway: an abort that needs a broker which stopped answering must not hold up a stop.
+ */
+export const ABORT_GRACE_MS = 1000;
+
 interface Entry<W> {
   readonly work: W;
   /** Set once the pool started aborting it: from then on its own end is not counted. */
@@ -127,10 +133,11 @@ export class WorkPool<W extends Work = Work> {
 
   /**
    * Waits until nothing runs, for at most `deadlineMs`; then aborts what still runs (each
-   * through its own `abort()`) and waits for those aborts. Counts what finished on its own
-   * before the deadline and what was aborted (also by a concurrent drain) meanwhile.
+   * through its own `abort()`) and waits for those aborts, at most `abortGraceMs`. Counts what
+   * finished on its own before the deadline and what was aborted (also by a concurrent drain)
+   * meanwhile. Returns within `deadlineMs + abortGraceMs` whatever the work does.
    */
-  async drain(deadlineMs: number): Promise<WaitResult> {
+  async drain(deadlineMs: number, abortGraceMs: number = ABORT_GRACE_MS): Promise<WaitResult> {
     if (this.running.size === 0) return { completed: 0, aborted: 0 };
     const completedBefore = this.completed;
     const abortedBefore = this.aborted;
@@ -141,23 +148,20 @@ export class WorkPool<W extends Work = Work> {
     const drained = await Promise.race([this.idle().then(() => true), deadline]);
     clearTimeout(timer);
     const completed = this.completed - completedBefore;
-    if (!drained) await this.abortRunning();
+    if (!drained) await this.abortRunning(abortGraceMs);
     return { completed, aborted: this.aborted - abortedBefore };
   }
 
-  private async abortRunning(): Promise<void> {
+  /** Aborts what runs: counted and out of the pool at once; their aborts get `graceMs` to finish. */
+  private async abortRunning(graceMs: number): Promise<void> {
     const left = [...this.running].filter((e) => !e.aborting);
     for (const e of left) e.aborting = true;
-    await Promise.all(
-      left.map(async (e) => {
-        try {
-          await e.work.abort();
-        } finally {
-          this.aborted++;
-          this.end(e);
-        }
-      }),
-    );
+    const aborts = Promise.all(left.map((e) => e.work.abort().catch(() => {})));
+    this.aborted += left.length;
+    for (const e of left) this.end(e);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([aborts, new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+    clearTimeout(timer);
   }
 
   private start(work: W): void {

@@ -8,7 +8,27 @@ import type { Listener } from './driver.js';
 import { encodeBounded } from './envelope.js';
 import { ReplyWaiter } from './reply-waiter.js';
 
-/** A listener a driver tracks so that `close()` can stop it. */
+/**
+ * How long a driver waits for a close handshake or a channel operation (cancel, delete) during
+ * stop and close before it gives up on the peer and drops the socket: a broker that is stopped,
+ * SIGSTOPped or blocked may never answer, and stopping must not wait for it.
+ */
+export const CLOSE_GRACE_MS = 1000;
+
+/** Resolves with `p`'s outcome, or with `undefined` after `ms`, whichever comes first; never rejects. */
+export async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([p.catch(() => undefined), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A listener a driver tracks so that `close()` can close it. */
 export interface TrackedListener extends Listener {
   onStop: (() => void) | undefined;
 }
@@ -23,6 +43,7 @@ export abstract class DriverBase extends EventEmitter {
   protected closed = false;
   protected readonly waiter = new ReplyWaiter();
   private readonly listeners_ = new Set<TrackedListener>();
+  private closing: Promise<void> | undefined;
 
   constructor(
     readonly url: TransportUrl,
@@ -64,15 +85,50 @@ export abstract class DriverBase extends EventEmitter {
     return listener;
   }
 
-  /** Stops listeners, fails pending calls, then lets the driver close its connections. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    for (const l of [...this.listeners_]) await l.stop();
-    this.waiter.failAll(new ClosedError('transport closed while waiting for a reply'));
-    await this.shutdown();
+  /** Forgets a listener that never got going (its subscription failed or was aborted). */
+  protected untrack(listener: TrackedListener): void {
+    this.listeners_.delete(listener);
+  }
+
+  /**
+   * Closes listeners (all at once, each bounded), fails pending calls, then lets the driver close
+   * its connections. Never waits for a reconnect.
+   */
+  close(): Promise<void> {
+    // Every caller waits for the one close under way.
+    this.closing ??= (async () => {
+      this.closed = true;
+      await Promise.all([...this.listeners_].map((l) => l.close()));
+      this.waiter.failAll(new ClosedError('transport closed while waiting for a reply'));
+      await this.shutdown();
+    })();
+    return this.closing;
   }
 
   /** Closes the driver's own connections; runs once, after listeners stopped. */
   protected abstract shutdown(): Promise<void>;
+}
+
+/**
+ * `p`, or a ClosedError as soon as `signal` aborts; a subscription that arrives after that is
+ * closed, since nobody will use it.
+ */
+export async function untilAborted(p: Promise<Listener>, signal: AbortSignal): Promise<Listener> {
+  if (signal.aborted) {
+    p.then((l) => l.close()).catch(() => {});
+    throw new ClosedError('stopped before the subscription was made');
+  }
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(new ClosedError('stopped before the subscription was made'));
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([p, aborted]);
+  } catch (err) {
+    if (signal.aborted) p.then((l) => l.close()).catch(() => {});
+    throw err;
+  } finally {
+    signal.removeEventListener('abort', onAbort!);
+  }
 }

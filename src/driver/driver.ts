@@ -70,12 +70,31 @@ export interface ListenOptions {
   onMessage: MessageHandler;
   /** Malformed input: the listener has already settled it; this only reports. */
   onInvalid?: InvalidMessageHandler;
+  /**
+   * Aborting it while the subscription is still being made (connecting, reconnecting, declaring)
+   * gives up at once: `listen` rejects with ClosedError and nothing stays open.
+   */
+  signal?: AbortSignal;
 }
 
-/** A running subscription. */
+/**
+ * A running subscription. Stopping is two steps so that work in flight can still be settled:
+ * {@link stop} ends delivery, {@link close} releases the channel or links once the owner has
+ * drained. Both are bounded in time in every connection state (connected, connecting,
+ * reconnecting, blocked, mid-close) and never wait for a reconnect.
+ */
 export interface Listener {
-  /** Stops taking new messages (cancels consumers / detaches links); in-flight ones stay valid. */
+  /**
+   * Stops taking new messages at once (cancels consumers / drains link credit). Messages already
+   * delivered stay valid: they can still be acknowledged, requeued and replied to until
+   * {@link close}. A connection of the listener's own that drops from now on is not re-opened.
+   */
   stop(): Promise<void>;
+  /**
+   * Stops (if not yet) and releases the channel, connection or links; whatever was delivered and
+   * is not settled by then goes back to the broker. Idempotent.
+   */
+  close(): Promise<void>;
 }
 
 /**

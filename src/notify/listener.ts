@@ -4,6 +4,7 @@ import { NoOpSerializer, type Serializer } from '../core/serializer.js';
 import type { Target } from '../core/target.js';
 import { type WaitResult, type Work, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
+import { untilAborted } from '../driver/driver-base.js';
 import type { Transport } from '../transport.js';
 import { type BatchedNotification, NotificationDispatcher, type NotificationResult } from './dispatcher.js';
 import { PRIORITIES, type Priority } from './notifier.js';
@@ -41,6 +42,8 @@ export interface NotificationListenerStats {
   inFlight: number;
   /** Notifications taken but not started: waiting for a slot, or for their batch to fill. */
   queued: number;
+  /** Work (notifications, or batches) cut short by a stop deadline or abort() and requeued. */
+  aborted: number;
 }
 
 interface Parsed {
@@ -71,6 +74,8 @@ export class NotificationListener {
   private readonly pool: WorkPool;
   private listener: Listener | undefined;
   private state: State = 'new';
+  /** Aborted by stop(): a subscription still being made gives up at once. */
+  private readonly stopping = new AbortController();
   private batch: Parsed[] = [];
   private batchTimer: NodeJS.Timeout | undefined;
   private readonly requeues = new Map<string, number>();
@@ -111,10 +116,15 @@ export class NotificationListener {
 
   /** Counters since start. */
   stats(): NotificationListenerStats {
-    return { ...this.counts, inFlight: this.pool.inFlight, queued: this.pool.queued + this.batch.length };
+    const { inFlight, queued, aborted } = this.pool.stats();
+    return { ...this.counts, inFlight, queued: queued + this.batch.length, aborted };
   }
 
-  /** Subscribes to `<topic>.<priority>` of every target for the priorities the endpoints handle. */
+  /**
+   * Subscribes to `<topic>.<priority>` of every target for the priorities the endpoints handle.
+   * A {@link stop} while this waits for the connection ends the wait: start() then resolves with
+   * nothing subscribed (notifications already being handled still finish, see {@link wait}).
+   */
   async start(): Promise<void> {
     if (this.state === 'running' || this.state === 'starting') return;
     if (this.state === 'stopped') throw new ClosedError('a stopped NotificationListener cannot be started again; make a new one');
@@ -122,21 +132,25 @@ export class NotificationListener {
     const pairs = this.targets.flatMap((target) => this.priorities.map((priority) => ({ target, priority })));
     let listener: Listener;
     try {
-      listener = await this.transport.driver.listenForNotifications(pairs, this.options.pool, {
+      const listening = this.transport.driver.listenForNotifications(pairs, this.options.pool, {
         prefetch: this.batching ? Math.max(this.concurrency, this.options.batchSize!) : this.concurrency,
         onMessage: (m) => this.onMessage(m),
         onInvalid: (error) => {
           this.counts.invalid++;
           publish(channels.notification, { outcome: 'dropped', error });
         },
+        signal: this.stopping.signal,
       });
+      listener = await untilAborted(listening, this.stopping.signal);
     } catch (err) {
+      // stop() came while subscribing: start() ends quietly with nothing subscribed.
+      if ((this.state as State) === 'stopped') return;
       if (this.state === 'starting') this.state = 'new';
       throw err;
     }
     this.listener = listener;
     // stop() came while subscribing: the subscription it could not cancel ends here.
-    if ((this.state as State) === 'stopped') await listener.stop();
+    if ((this.state as State) === 'stopped') await listener.close();
     else this.state = 'running';
   }
 
@@ -147,6 +161,7 @@ export class NotificationListener {
   async stop(): Promise<void> {
     const wasActive = this.state === 'running' || this.state === 'starting';
     this.state = 'stopped';
+    this.stopping.abort();
     // A partial batch still runs: its messages were taken and acknowledging them is the contract.
     this.flushBatch();
     this.pool.close();
@@ -157,10 +172,14 @@ export class NotificationListener {
   /**
    * Waits until the endpoints are done with what they had. Past `deadlineMs` (default config
    * `rpc.stopTimeout`) the rest is aborted: requeued, not acknowledged. `completed` and
-   * `aborted` count notifications, or batches in batch mode.
+   * `aborted` count notifications, or batches in batch mode. After a stop() it then releases
+   * the subscription; it returns within `deadlineMs` plus about 2 s whatever the broker does.
    */
-  wait(deadlineMs: number = this.transport.config.rpc.stopTimeout): Promise<WaitResult> {
-    return this.pool.drain(deadlineMs);
+  async wait(deadlineMs: number = this.transport.config.rpc.stopTimeout): Promise<WaitResult> {
+    const result = await this.pool.drain(deadlineMs);
+    // Only now: the acknowledgements of what finished went over the subscription's channel or links.
+    if (this.state === 'stopped') await this.listener?.close();
+    return result;
   }
 
   /** Stops taking notifications and requeues the ones being handled now. */

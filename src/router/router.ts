@@ -111,6 +111,11 @@ export class Router {
     server.on('error', (err) => this.opts.log(`router: listener error: ${err.message}`));
     // Small request/reply frames must not wait for Nagle's algorithm.
     server.on('connection', (socket: Socket) => {
+      // Accepted while stopping: stop() has already swept the sockets.
+      if (this.server !== server) {
+        socket.destroy();
+        return;
+      }
       socket.setNoDelay(true);
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
@@ -120,10 +125,14 @@ export class Router {
     return this.port;
   }
 
-  /** Closes every connection and the listener. */
+  /**
+   * Takes no new connections at once, tells every client to go elsewhere (`forced`), drops what
+   * is left after a moment; bounded whatever the clients do.
+   */
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
+    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     for (const c of this.connections) {
       try {
         // "forced" tells clients to reconnect (to us later, or to another router).
@@ -138,7 +147,7 @@ export class Router {
     for (const c of this.connections) clearRheaTimers(c);
     this.sockets.clear();
     this.connections.clear();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closed;
   }
 
   private wire(): void {

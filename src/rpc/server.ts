@@ -4,6 +4,7 @@ import { NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { Target } from '../core/target.js';
 import { type WaitResult, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
+import { untilAborted } from '../driver/driver-base.js';
 import type { Transport } from '../transport.js';
 import { type AccessPolicy, RPCDispatcher } from './dispatcher.js';
 import { type RequestHost, ServerRequest } from './request.js';
@@ -33,6 +34,8 @@ export interface ServerStats {
   inFlight: number;
   /** Requests received but waiting for a concurrency slot. */
   queued: number;
+  /** Requests ended by a stop deadline or abort(); their callers got ServerStopped. */
+  aborted: number;
 }
 
 type State = 'new' | 'starting' | 'running' | 'stopped';
@@ -50,6 +53,8 @@ export class RPCServer {
   private readonly pool: WorkPool<ServerRequest>;
   private listener: Listener | undefined;
   private state: State = 'new';
+  /** Aborted by stop(): a subscription still being made gives up at once. */
+  private readonly stopping = new AbortController();
   private readonly counts = { served: 0, failed: 0 };
 
   constructor(
@@ -77,38 +82,47 @@ export class RPCServer {
 
   /** Counters since start. */
   stats(): ServerStats {
-    return { ...this.counts, inFlight: this.pool.inFlight, queued: this.pool.queued };
+    const { inFlight, queued, aborted } = this.pool.stats();
+    return { ...this.counts, inFlight, queued, aborted };
   }
 
-  /** Subscribes to the target's topic, server and fanout addresses. */
+  /**
+   * Subscribes to the target's topic, server and fanout addresses. A {@link stop} while this
+   * waits for the connection ends the wait: start() then resolves with nothing subscribed.
+   */
   async start(): Promise<void> {
     if (this.state === 'running' || this.state === 'starting') return;
     if (this.state === 'stopped') throw new ClosedError('a stopped RPCServer cannot be started again; make a new one');
     this.state = 'starting';
     let listener: Listener;
     try {
-      listener = await this.transport.driver.listen(this.target, {
+      const listening = this.transport.driver.listen(this.target, {
         prefetch: this.concurrency,
         onMessage: (m) => this.onMessage(m),
         onInvalid: (error, raw) => publish(channels.invalidMessage, { where: `server ${this.target.server}`, error, size: raw.size }),
+        signal: this.stopping.signal,
       });
+      listener = await untilAborted(listening, this.stopping.signal);
     } catch (err) {
+      if ((this.state as State) === 'stopped') return;
       if (this.state === 'starting') this.state = 'new';
       throw err;
     }
     this.listener = listener;
     // stop() came while subscribing: the subscription it could not cancel ends here.
-    if ((this.state as State) === 'stopped') await listener.stop();
+    if ((this.state as State) === 'stopped') await listener.close();
     else this.state = 'running';
   }
 
   /**
-   * Stops taking new requests, at once: queued ones go back to the broker; running ones go on
-   * (see {@link wait}).
+   * Stops taking new requests, at once and in any connection state: a subscription still being
+   * made is given up, queued requests go back to the broker (for another server of the topic),
+   * running ones go on (see {@link wait}).
    */
   async stop(): Promise<void> {
     const wasRunning = this.state === 'running';
     this.state = 'stopped';
+    this.stopping.abort();
     this.pool.close();
     if (wasRunning) await this.listener?.stop();
     this.pool.requeueBacklog();
@@ -117,9 +131,13 @@ export class RPCServer {
   /**
    * Waits until running requests finish. Past `deadlineMs` (default config `rpc.stopTimeout`)
    * the rest are aborted: their callers get a ServerStopped failure and late results are dropped.
+   * After a stop() it then releases the subscription. Returns within `deadlineMs` plus about 2 s
+   * (the aborts' replies and the close handshake are bounded), whatever the broker does.
    */
-  wait(deadlineMs: number = this.transport.config.rpc.stopTimeout): Promise<WaitResult> {
-    return this.pool.drain(deadlineMs);
+  async wait(deadlineMs: number = this.transport.config.rpc.stopTimeout): Promise<WaitResult> {
+    const result = await this.pool.drain(deadlineMs);
+    if (this.state === 'stopped') await this.listener?.close();
+    return result;
   }
 
   /**

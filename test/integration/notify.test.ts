@@ -12,7 +12,6 @@ let memoryBrokers = 0;
 notifySuite('notifications on the memory driver', async () => ({
   url: `memory://notify-${++memoryBrokers}`,
   pools: true,
-  acksAfterStop: true,
   stop: async () => {},
 })).run();
 
@@ -22,7 +21,6 @@ notifySuite('notifications over RabbitMQ', async () => {
   return {
     url: node.url(vhost),
     pools: true,
-    acksAfterStop: false,
     stop: async () => {
       await node.deleteVhost(vhost);
       await node.release();
@@ -33,7 +31,7 @@ notifySuite('notifications over RabbitMQ', async () => {
 notifySuite('notifications over the embedded AMQP 1.0 router', async () => {
   const router = new Router({ port: 0 });
   const port = await router.start();
-  return { url: `amqp://127.0.0.1:${port}/`, pools: false, acksAfterStop: false, stop: () => router.stop() };
+  return { url: `amqp://127.0.0.1:${port}/`, pools: false, stop: () => router.stop() };
 }).run();
 
 // Malformed notifications straight onto the queue a hermod listener consumes.

@@ -36,6 +36,7 @@ export class Amqp1Listener implements Listener {
   readonly attached: Promise<void>;
   onStop: (() => void) | undefined;
   private stopped = false;
+  private closed = false;
   private readonly credit: number;
   /** Messages taken per receiver and not yet done: credit + processing = capacity, always. */
   private readonly processing = new Map<Receiver, number>();
@@ -145,9 +146,28 @@ export class Amqp1Listener implements Listener {
     }
   }
 
+  /**
+   * Takes no new messages: asks each sender to drain the credit it still holds and grants no more.
+   * The links stay attached, so deliveries already taken can still be accepted or released; a
+   * message that was on the wire arrives anyway and is released by the server or listener above.
+   */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    for (const r of this.receivers) {
+      try {
+        if (r.is_open()) r.drain_credit();
+      } catch {
+        /* link or connection gone */
+      }
+    }
+  }
+
+  /** Detaches the receivers; deliveries not settled by now go back to their senders. */
+  async close(): Promise<void> {
+    await this.stop();
+    if (this.closed) return;
+    this.closed = true;
     for (const r of this.receivers) {
       try {
         r.close();

@@ -12,6 +12,7 @@ export class MemoryListener implements TrackedListener {
   private readonly cancels: Array<() => void> = [];
   onStop: (() => void) | undefined;
   private stopped = false;
+  private closed = false;
 
   constructor(
     private readonly broker: MemoryBroker,
@@ -69,10 +70,17 @@ export class MemoryListener implements TrackedListener {
     };
   }
 
+  /** Cancels the consumers; deliveries already made stay valid until {@link close}. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     for (const c of this.cancels) c();
+  }
+
+  async close(): Promise<void> {
+    await this.stop();
+    if (this.closed) return;
+    this.closed = true;
     // A server's fanout queue goes with it, as oslo deletes it when the server's connection closes.
     for (const q of this.transient) this.broker.deleteQueue(q);
     this.onStop?.();

@@ -1,4 +1,6 @@
+import diagnostics_channel from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import os from 'node:os';
 import amqplib, { type ChannelModel } from 'amqplib';
 import type { HermodConfig } from '../../config/index.js';
@@ -7,6 +9,7 @@ import { backoffDelay } from '../../core/backoff.js';
 import { uuid } from '../../core/ids.js';
 import { ConnectGate } from '../connect-gate.js';
 import type { ConnectionState } from '../driver.js';
+import { CLOSE_GRACE_MS, within } from '../driver-base.js';
 import { HostRotation, hostLabel } from '../hosts.js';
 import { tlsOptions } from '../tls.js';
 
@@ -41,6 +44,33 @@ function coalesceWrites(model: ChannelModel): void {
 }
 
 /**
+ * Opens one AMQP connection to a host. `onSocket` gets the TCP socket as soon as it exists, so
+ * that a close during the handshake can drop it instead of waiting for the connect timeout.
+ * Tests hand in a fake.
+ */
+export type Dial = (host: TransportHost, onSocket: (s: Socket) => void) => Promise<ChannelModel>;
+
+/**
+ * The socket `fn` creates synchronously with `net.connect` (amqplib does so inside `connect()`),
+ * seen through Node's `net.client.socket` diagnostics channel. TLS sockets are not seen; a close
+ * during a TLS handshake waits for `rabbit.connectTimeout` at worst.
+ */
+function capturingSocket<T>(fn: () => T, onSocket: (s: Socket) => void): T {
+  const seen = (m: unknown) => onSocket((m as { socket: Socket }).socket);
+  diagnostics_channel.subscribe('net.client.socket', seen);
+  try {
+    return fn();
+  } finally {
+    diagnostics_channel.unsubscribe('net.client.socket', seen);
+  }
+}
+
+/** The socket under an open amqplib connection. */
+function socketOfModel(model: ChannelModel): { destroy(): void } | undefined {
+  return (model as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+}
+
+/**
  * Broker answers that retrying at full speed cannot fix: bad credentials, missing vhost,
  * untrusted certificates. Read from the text: amqplib reports a refused handshake (login,
  * connection.open) as a plain Error naming the close frame, with no reply code on it.
@@ -58,9 +88,19 @@ function isAuthProblem(message: string): boolean {
  *
  * Events: `state` (ConnectionState), `lost` (after an open connection closed), `setup-failed`
  * (a hook threw on a fresh connection). No `error` event is ever emitted.
+ *
+ * Stopping: {@link holdOpen} keeps the connection as it is (so delivered messages can still be
+ * settled) but ends the loop at the next loss or failure instead of reconnecting; {@link close}
+ * ends it in any state within CLOSE_GRACE_MS, dropping the socket of a peer that does not answer.
  */
 export class RabbitConnection extends EventEmitter {
   private model: ChannelModel | undefined;
+  /** The connection being set up (hooks running) or open; what close() must close. */
+  private current: ChannelModel | undefined;
+  /** The socket of a connect in progress. */
+  private dialing: Socket | undefined;
+  private noReconnect = false;
+  private closing: Promise<void> | undefined;
   private readonly hooks: SetupHook[] = [];
   private readonly hosts: HostRotation;
   private readonly gate: ConnectGate;
@@ -77,6 +117,7 @@ export class RabbitConnection extends EventEmitter {
     private readonly url: TransportUrl,
     private readonly config: HermodConfig,
     readonly role: string,
+    private readonly dial: Dial = (h, onSocket) => capturingSocket(() => this.open(h), onSocket),
   ) {
     super();
     this.hosts = new HostRotation(url);
@@ -147,13 +188,32 @@ export class RabbitConnection extends EventEmitter {
     return backoffDelay(this.failedAttempts, { initial: r.retryInterval, factor: r.retryBackoff, max: r.intervalMax });
   }
 
+  /**
+   * The owner is stopping: no reconnect from now on. A connection that is open or being set up
+   * stays until {@link close} (its channels may hold deliveries to settle); one that is not
+   * (dialing, backing off) is closed now.
+   */
+  async holdOpen(): Promise<void> {
+    this.noReconnect = true;
+    if (!this.current) await this.close();
+  }
+
+  /** The loop must end: closed, or stopping and the connection is gone. */
+  private get over(): boolean {
+    return this.closed || this.noReconnect;
+  }
+
   private async loop(): Promise<void> {
-    while (!this.closed) {
+    while (!this.over) {
       const h = this.hosts.next();
       const host = hostLabel(h);
       let model: ChannelModel | undefined;
       try {
-        model = await this.open(h);
+        model = await this.dial(h, (s) => {
+          this.dialing = s;
+        });
+        this.dialing = undefined;
+        this.current = model;
         coalesceWrites(model);
         model.on('error', (err: Error) => {
           this.lastError = err.message;
@@ -161,11 +221,16 @@ export class RabbitConnection extends EventEmitter {
         model.on('blocked', (reason: string) => this.setState({ state: 'blocked', host, reason }));
         model.on('unblocked', () => this.setState({ state: 'unblocked', host }));
         const closedP = new Promise<Error | undefined>((resolve) => model!.once('close', (err?: Error) => resolve(err)));
-        if (this.closed) {
-          await model.close().catch(() => {});
+        if (this.over) {
+          await this.closeModel(model);
           return;
         }
         for (const hook of [...this.hooks]) await hook(model);
+        // Stopping but not closed: the owner may still settle deliveries on it; close() ends it.
+        if (this.closed) {
+          await this.closeModel(model);
+          return;
+        }
         this.model = model;
         this.failedAttempts = 0;
         this.authProblem = false;
@@ -174,15 +239,24 @@ export class RabbitConnection extends EventEmitter {
         this.gate.wake();
         const err = await closedP;
         this.model = undefined;
+        this.current = undefined;
         if (this.closed) return;
         if (err) this.lastError = err.message;
         this.setState({ state: 'disconnected', host, ...(err ? { error: err } : {}) });
         this.emit('lost', err);
         this.gate.wake();
+        // Stopping: a lost connection stays lost (the broker requeues what it had delivered).
+        if (this.noReconnect) {
+          this.closed = true;
+          this.gate.wake();
+          return;
+        }
         // Reconnect at once after a loss (the next host may be fine); back off only on failures.
         continue;
       } catch (err) {
-        if (model) this.emit('setup-failed', err);
+        this.dialing = undefined;
+        this.current = undefined;
+        if (model && !this.closed) this.emit('setup-failed', err);
         this.lastError = (err as Error).message;
         // amqplib reports a refused connection.open (missing vhost, no permission on it) only
         // as an unexpected frame; say what it means.
@@ -191,12 +265,14 @@ export class RabbitConnection extends EventEmitter {
         }
         this.authProblem = isAuthProblem(this.lastError);
         this.failedAttempts++;
-        if (model) {
-          model.close().catch(() => {});
-        }
+        if (model) void this.closeModel(model);
         this.model = undefined;
         this.gate.wake();
-        if (this.closed) return;
+        if (this.over) {
+          this.closed = true;
+          this.gate.wake();
+          return;
+        }
       }
       const delay = this.backoff();
       this.setState({ state: 'reconnecting', host, attempt: this.failedAttempts, delayMs: delay });
@@ -205,7 +281,16 @@ export class RabbitConnection extends EventEmitter {
         this.sleepTimer = setTimeout(resolve, delay);
       });
       this.wakeSleep = undefined;
+      this.sleepTimer = undefined;
     }
+  }
+
+  /** Closes `model`, or drops its socket when the broker does not answer within the grace. */
+  private async closeModel(model: ChannelModel, graceMs = CLOSE_GRACE_MS): Promise<void> {
+    const closing = model.close().then(() => true);
+    const done = graceMs > 0 ? await within(closing, graceMs) : false;
+    closing.catch(() => {});
+    if (!done) socketOfModel(model)?.destroy();
   }
 
   /**
@@ -219,15 +304,29 @@ export class RabbitConnection extends EventEmitter {
     return this.model!;
   }
 
-  /** Closes the connection and stops reconnecting. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Closes the connection and stops reconnecting, in any state: a backoff sleep ends, a connect
+   * in progress has its socket dropped, an open connection gets `graceMs` to close cleanly
+   * before its socket is dropped.
+   */
+  async close(graceMs: number = CLOSE_GRACE_MS): Promise<void> {
+    // A close already under way: wait for it, so that no caller returns before the socket is shut.
+    if (this.closing) return this.closing;
+    this.closing = this.doClose(graceMs);
+    return this.closing;
+  }
+
+  private async doClose(graceMs: number): Promise<void> {
     this.closed = true;
     if (this.sleepTimer) clearTimeout(this.sleepTimer);
+    this.sleepTimer = undefined;
     this.wakeSleep?.();
     this.gate.wake();
-    const m = this.model;
+    this.dialing?.destroy();
+    this.dialing = undefined;
+    const m = this.current;
     this.model = undefined;
-    if (m) await m.close().catch(() => {});
+    this.current = undefined;
+    if (m) await this.closeModel(m, graceMs);
   }
 }

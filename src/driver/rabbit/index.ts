@@ -174,29 +174,42 @@ export class RabbitDriver extends DriverBase implements Driver {
     );
   }
 
-  /** Starts a listener on a connection of its own; fails when its queues cannot be declared. */
+  /**
+   * Starts a listener on a connection of its own; fails when its queues cannot be declared, and
+   * with ClosedError when `listen.signal` aborts or the transport closes meanwhile. It is tracked
+   * from the start, so closing the transport ends a subscription that is still connecting.
+   */
   private async subscribe(role: string, bindings: QueueBinding[], listen: ListenOptions, kind: 'rpc' | 'notify'): Promise<Listener> {
     const conn = this.connection(role);
-    const listener = new RabbitListener({
-      conn,
-      topology: this.topology,
-      bindings,
-      kind,
-      maxMessageSize: this.maxMessageSize,
-      reply: this.sendReply,
-      listen,
-    });
+    const listener = this.track(
+      new RabbitListener({
+        conn,
+        topology: this.topology,
+        bindings,
+        kind,
+        maxMessageSize: this.maxMessageSize,
+        reply: this.sendReply,
+        listen,
+      }),
+    );
     const failed = new Promise<never>((_, reject) => conn.once('setup-failed', (err: Error) => reject(err)));
     failed.catch(() => {});
+    const abort = () => void listener.close();
+    listen.signal?.addEventListener('abort', abort, { once: true });
     try {
+      if (listen.signal?.aborted) throw new ClosedError(`${role}: stopped before it was subscribed`);
       await conn.addHook((m) => listener.setup(m));
       await Promise.race([conn.ready(Date.now() + this.config.rabbit.connectTimeout * 3, this.config.rpc.retry, role), failed]);
     } catch (err) {
-      await conn.close();
+      await listener.close();
+      this.untrack(listener);
+      if (listen.signal?.aborted) throw new ClosedError(`${role}: stopped before it was subscribed`, { cause: err });
       if (err instanceof TransportError || err instanceof ClosedError) throw err;
       throw new TransportError(`${role}: could not declare its queues: ${(err as Error).message}`, { cause: err });
+    } finally {
+      listen.signal?.removeEventListener('abort', abort);
     }
-    return this.track(listener);
+    return listener;
   }
 
   protected async shutdown(): Promise<void> {

@@ -2,7 +2,7 @@ import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { MessageTooLarge } from '../../core/errors.js';
 import { failureOf } from '../../core/failure.js';
 import type { IncomingMessage, ListenOptions } from '../driver.js';
-import type { TrackedListener } from '../driver-base.js';
+import { CLOSE_GRACE_MS, type TrackedListener, within } from '../driver-base.js';
 import { peek, unenvelope } from '../envelope.js';
 import type { RabbitConnection } from './connection.js';
 import { DedupRing } from './dedup.js';
@@ -38,6 +38,7 @@ export class RabbitListener implements TrackedListener {
   private channel: Channel | undefined;
   private tags: string[] = [];
   private stopped = false;
+  private closing: Promise<void> | undefined;
   private readonly dedup = new DedupRing();
 
   constructor(private readonly o: RabbitListenerOptions) {}
@@ -47,6 +48,8 @@ export class RabbitListener implements TrackedListener {
     if (this.stopped) return;
     const ch = await model.createChannel();
     ch.on('error', () => {});
+    // Known from now on: deliveries may arrive before setup ends, and close() must flush their acks.
+    this.channel = ch;
     // Per-consumer prefetch (never global QoS): each queue may have `prefetch` unacked.
     await ch.prefetch(this.o.listen.prefetch, false);
     for (const b of this.o.bindings) await this.o.topology.declareBinding(ch, b);
@@ -61,7 +64,6 @@ export class RabbitListener implements TrackedListener {
       );
       tags.push(consumerTag);
     }
-    this.channel = ch;
     this.tags = tags;
   }
 
@@ -123,16 +125,52 @@ export class RabbitListener implements TrackedListener {
     if (to) this.o.reply(to, { ending: true, result: null, failure: failureOf(e) }).catch(() => {});
   }
 
+  /**
+   * Cancels the consumers and keeps the channel, so messages already delivered can still be
+   * acknowledged or requeued; the connection is not re-made if it drops from now on. Not set up
+   * yet (dialing, backing off): nothing was delivered that could be settled, so it closes now.
+   */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    await this.o.conn.holdOpen();
     const ch = this.channel;
+    // Not waiting for cancel-ok: a broker that is stopped, SIGSTOPped or blocked may never send
+    // it, and a delivery that still comes is given back by the server or listener above.
     if (ch && this.o.conn.isOpen) {
-      for (const tag of this.tags) await ch.cancel(tag).catch(() => {});
-      for (const b of this.o.bindings) if (b.deleteOnStop) await ch.deleteQueue(b.queue).catch(() => {});
+      for (const tag of this.tags) ch.cancel(tag).catch(() => {});
+      // The server's fanout queue goes now (oslo's goes with its connection): fanout requests
+      // are acknowledged when they start, so nothing in flight needs it. Bounded like the rest.
+      const transient = this.o.bindings.filter((b) => b.deleteOnStop);
+      if (transient.length > 0) await within(Promise.all(transient.map((b) => ch.deleteQueue(b.queue))), CLOSE_GRACE_MS);
     }
-    // Messages delivered but not yet acknowledged go back to the queue when the channel closes.
-    await this.o.conn.close();
+  }
+
+  /** Closes the channel (flushing its acknowledgements), then the connection; unsettled messages go back to the queue. */
+  close(): Promise<void> {
+    // One close for every caller: a transport closing meanwhile must wait for the same flush.
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    await this.stop();
+    const ch = this.channel;
+    let answered = true;
+    if (ch) {
+      const done = await within(
+        (async () => {
+          // Closing the channel first flushes the acknowledgements queued on it: amqplib writes
+          // channel frames through its muxer, and a connection.close sent at once can overtake them.
+          await ch.close();
+          return true;
+        })(),
+        CLOSE_GRACE_MS,
+      );
+      answered = done === true;
+    }
+    // A broker that did not answer the channel close will not answer the connection's either.
+    await this.o.conn.close(answered ? CLOSE_GRACE_MS : 0);
     this.onStop?.();
   }
 }

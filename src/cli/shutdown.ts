@@ -1,0 +1,132 @@
+/**
+ * How every long-running bin stops (rpc-server, notify-listen, hermod-router): SIGTERM or SIGINT
+ * starts the graceful stop with a deadline (`--shutdown-timeout`), logging what it waits for
+ * once a second; a second signal aborts and exits at once; the exit status says whether work was
+ * aborted. A backstop timer ends the process shortly after the deadline whatever the broker,
+ * the network or an endpoint does.
+ */
+import { UsageError } from './exit-codes.js';
+import type { Logger } from './log.js';
+
+/** Exit statuses of a stop. A second signal exits 128 + the signal's number (130 SIGINT, 143 SIGTERM). */
+export const STOP_EXIT = {
+  /** Stopped; every piece of work in flight finished. */
+  clean: 0,
+  /** Stopped at the deadline; work still running then was aborted (callers got ServerStopped, notifications requeued). */
+  aborted: 7,
+} as const;
+
+/** Past the deadline, the backstop allows this much for the aborts' replies and the close handshakes. */
+export const BACKSTOP_MS = 500;
+
+const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGTERM: 15 };
+
+/** What a bin tells {@link handleShutdown} about the thing it runs. */
+export interface ShutdownTarget {
+  /** What is still running, for the log ("3 in-flight request(s)"); empty when nothing is. */
+  pending(): string;
+  /** Work aborted so far (by a drain deadline): the backstop's exit status needs it. */
+  aborted(): number;
+  /** Stops taking work, waits up to `deadlineMs` for what runs, closes; resolves with how many were aborted. */
+  graceful(deadlineMs: number): Promise<number>;
+  /** Ends everything now (second signal). */
+  abort(): Promise<unknown>;
+}
+
+/** The handle a bin keeps: the stop in progress, and a way to start one without a signal (`--count`). */
+export interface Shutdown {
+  /** A stop has begun (a signal, or {@link stop}). */
+  readonly stopping: boolean;
+  /** Starts the graceful stop as a signal would; `reason` goes to the log. */
+  stop(reason: string): void;
+}
+
+/**
+ * Parses `--shutdown-timeout` (seconds, decimals allowed) into milliseconds; undefined keeps the
+ * configured default.
+ */
+export function parseShutdownTimeout(value: string | undefined, fallbackMs: number): number {
+  if (value === undefined) return fallbackMs;
+  const s = Number(value);
+  if (value.trim() === '' || !Number.isFinite(s) || s < 0) {
+    throw new UsageError(`--shutdown-timeout must be a number of seconds ≥ 0, got '${value}'`);
+  }
+  return Math.round(s * 1000);
+}
+
+/**
+ * Installs the SIGTERM/SIGINT handlers (call it before starting anything, so a signal during
+ * start-up is honoured) and returns the handle. `exit` is for tests of this module.
+ */
+export function handleShutdown(opts: { log: Logger; timeoutMs: number; target: ShutdownTarget; exit?: (code: number) => void }): Shutdown {
+  const { log, timeoutMs, target } = opts;
+  const exit = opts.exit ?? ((code: number) => process.exit(code));
+  let stopping = false;
+  /** Set by a second signal: its status wins over whatever the graceful stop reports. */
+  let forced: number | undefined;
+  let progress: NodeJS.Timeout | undefined;
+  let backstop: NodeJS.Timeout | undefined;
+  const waitingFor = () => target.pending() || 'nothing';
+  const end = (code: number) => {
+    clearInterval(progress);
+    clearTimeout(backstop);
+    exit(forced ?? code);
+  };
+  const graceful = (reason: string) => {
+    stopping = true;
+    const t0 = Date.now();
+    log.info(`${reason}: no new work; finishing ${target.pending() || 'nothing in flight'} (deadline ${timeoutMs / 1000} s)`);
+    progress = setInterval(() => {
+      const left = Math.max(0, timeoutMs - (Date.now() - t0)) / 1000;
+      log.info(`stopping: waiting for ${waitingFor()} (${left.toFixed(0)} s left)`);
+    }, 1000);
+    backstop = setTimeout(() => {
+      const what = target.pending();
+      log.warn(`stopping: gave up ${BACKSTOP_MS} ms past the deadline${what ? ` with ${what} not finished` : ' while closing'}`);
+      end(what || target.aborted() > 0 ? STOP_EXIT.aborted : STOP_EXIT.clean);
+    }, timeoutMs + BACKSTOP_MS);
+    target.graceful(timeoutMs).then(
+      (aborted) => {
+        if (forced !== undefined) return;
+        if (aborted > 0) log.warn(`stopped: aborted ${aborted} piece(s) of work still running at the deadline`);
+        else log.info('stopped');
+        end(aborted > 0 ? STOP_EXIT.aborted : STOP_EXIT.clean);
+      },
+      (err: Error) => {
+        log.error(`stopping failed: ${err.message}`);
+        end(STOP_EXIT.aborted);
+      },
+    );
+  };
+  const onSignal = (signal: string) => {
+    if (!stopping) {
+      graceful(signal);
+      return;
+    }
+    // A second signal: whoever sent it wants the process gone, now.
+    log.warn(`${signal} again: aborting ${waitingFor()} and exiting`);
+    const code = 128 + (SIGNAL_NUMBERS[signal] ?? 15);
+    forced = code;
+    const timer = setTimeout(() => end(code), 300);
+    target.abort().then(
+      () => {
+        clearTimeout(timer);
+        end(code);
+      },
+      () => {
+        clearTimeout(timer);
+        end(code);
+      },
+    );
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  return {
+    get stopping() {
+      return stopping;
+    },
+    stop(reason: string) {
+      if (!stopping) graceful(reason);
+    },
+  };
+}

@@ -1,0 +1,167 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { RabbitNode } from '../../scripts/rabbit-node.js';
+import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import { sleep, until } from '../support/assert.js';
+import { Recorder } from '../support/endpoints.js';
+import { Figures, type Proc, printed, reap, startBin } from '../support/shutdown-procs.js';
+
+// The stop matrix's destructive columns, on RabbitMQ nodes of their own (the shared one must
+// survive): the broker SIGSTOPped during stop, and the race of issue #22 (SIGTERM to rpc-server,
+// then the broker's own shutdown 0–50 ms later) looped with a CPU-busy process beside it.
+
+const DEADLINE_S = 2;
+const BOUND_MS = DEADLINE_S * 1000 + 1000;
+/** Race iterations; two nodes take turns so one boots while the other is raced. */
+const RACES = Number(process.env.HERMOD_SHUTDOWN_RACES ?? 20);
+const figures = new Figures();
+
+const alive = (pid: number | undefined) => {
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+interface Ctx {
+  nodes: RabbitNode[];
+  procs: Proc[];
+  transports: Transport[];
+}
+const t = suite<Ctx>('stopping: broker SIGSTOPped during stop, and the SIGTERM/broker-shutdown race', {} as Ctx);
+t.before(async (ctx) => {
+  ctx.nodes = await Promise.all([RabbitNode.start({ name: 'hermod-race-a' }), RabbitNode.start({ name: 'hermod-race-b' })]);
+});
+t.after(async (ctx) => {
+  figures.print('stop matrix (dedicated nodes): exit times');
+  for (const n of ctx.nodes ?? []) {
+    const pid = n.pid();
+    if (pid && alive(pid)) process.kill(pid, 'SIGCONT');
+    await n.stop();
+  }
+});
+t.before.each((ctx) => {
+  ctx.procs = [];
+  ctx.transports = [];
+});
+t.after.each(async (ctx) => {
+  reap(...ctx.procs);
+  for (const tr of ctx.transports) await tr.close();
+});
+
+function rpcServer(ctx: Ctx, url: string, name: string): Proc {
+  const p = startBin('rpc-server', [
+    name,
+    '--topic',
+    'race',
+    '--transport-url',
+    url,
+    '--shutdown-timeout',
+    String(DEADLINE_S),
+    '--config',
+    'rabbit.retryInterval=200',
+    '--config',
+    'rabbit.intervalMax=1000',
+  ]);
+  ctx.procs.push(p);
+  return p;
+}
+
+t(
+  'broker SIGSTOPped during stop: rpc-server (busy), notify-listen (idle) and the library objects stop within the deadline + 1 s',
+  async (ctx) => {
+    const node = ctx.nodes[0]!;
+    const pid = node.pid()!;
+    // rpc-server, busy: a call in flight, SIGTERM, then the broker freezes.
+    const s = rpcServer(ctx, node.url(), 'frozen');
+    await printed(s, /serving topic race/, 'serving');
+    const tr = await getTransport(node.url(), { config: defaultConfig() });
+    ctx.transports.push(tr);
+    void new RPCClient(tr, new Target({ topic: 'race', server: 'frozen' }), { timeout: 20_000 })
+      .call({}, 'sleep', { seconds: 30 })
+      .catch(() => {});
+    const l = startBin('notify-listen', ['--topic', 'race', '--transport-url', node.url(), '--shutdown-timeout', String(DEADLINE_S)]);
+    ctx.procs.push(l);
+    await printed(l, /listening on race/, 'listening');
+    const lib = new RPCServer(await getTransport(node.url(), { config: defaultConfig() }), new Target({ topic: 'race', server: 'lib' }), [
+      new Recorder('lib'),
+    ]);
+    await lib.start();
+    await sleep(500);
+    const t0 = Date.now();
+    s.child.kill('SIGTERM');
+    await sleep(20);
+    process.kill(pid, 'SIGSTOP');
+    try {
+      l.child.kill('SIGTERM');
+      const libDone = (async () => {
+        await lib.stop();
+        await lib.wait(DEADLINE_S * 1000);
+        await lib.transport.close();
+        return Date.now() - t0;
+      })();
+      const [rs, nl, libMs] = await Promise.all([s.exited, l.exited, libDone]);
+      figures.add('rpc-server × busy, broker SIGSTOPped during stop', rs.at - t0, BOUND_MS, `exit ${rs.code}`);
+      figures.add('notify-listen × idle, broker SIGSTOPped during stop', nl.at - t0, BOUND_MS, `exit ${nl.code}`);
+      figures.add('library RPCServer+Transport × broker SIGSTOPped during stop', libMs, BOUND_MS, 'returned');
+      assert.ok(rs.at - t0 <= BOUND_MS, `rpc-server: ${rs.at - t0} ms\n${s.out}${s.err}`);
+      assert.is(rs.code, 7, 'the call in flight was aborted');
+      assert.ok(nl.at - t0 <= BOUND_MS, `notify-listen: ${nl.at - t0} ms\n${l.err}`);
+      assert.is(nl.code, 0);
+      assert.ok(libMs <= BOUND_MS, `library: ${libMs} ms`);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+  },
+);
+
+t(`race: SIGTERM to rpc-server after 100 calls, the broker's shutdown 0–50 ms later, ${RACES} times beside a CPU hog`, async (ctx) => {
+  // A busy machine is what made the race lose (1 hang in 8 under load).
+  const hog: ChildProcess = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });
+  const booting = new Map<RabbitNode, Promise<void>>();
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < RACES; i++) {
+      const node = ctx.nodes[i % 2]!;
+      await booting.get(node);
+      const s = rpcServer(ctx, node.url(), `r${i}`);
+      await printed(s, /serving topic race/, `race ${i}: serving`, 30_000);
+      const tr = await getTransport(node.url(), { config: defaultConfig() });
+      const client = new RPCClient(tr, new Target({ topic: 'race', server: `r${i}` }), { timeout: 10_000 });
+      for (let n = 0; n < 100; n++) await client.call({}, 'add', { a: n, b: 1 });
+      await tr.close();
+      const delay = Math.floor(Math.random() * 51);
+      const pid = node.pid()!;
+      const t0 = Date.now();
+      s.child.kill('SIGTERM');
+      await sleep(delay);
+      // The broker's own graceful shutdown: CONNECTION_FORCED 'shutdown' to every client.
+      process.kill(pid, 'SIGTERM');
+      const timer = setTimeout(() => s.child.kill('SIGKILL'), BOUND_MS + 10_000);
+      const { code, at } = await s.exited;
+      clearTimeout(timer);
+      const ms = at - t0;
+      times.push(ms);
+      assert.ok(ms <= BOUND_MS, `race ${i} (broker ${delay} ms after SIGTERM): exited after ${ms} ms\n${s.out}${s.err}`);
+      assert.is(code, 0, `race ${i}: nothing was in flight\n${s.out}${s.err}`);
+      booting.set(
+        node,
+        (async () => {
+          await until(() => !alive(pid), 'the node to stop', 30_000);
+          await node.restart();
+        })(),
+      );
+    }
+    await Promise.all(booting.values());
+  } finally {
+    hog.kill('SIGKILL');
+  }
+  times.sort((a, b) => a - b);
+  figures.add(`race × ${RACES}: median / max`, times[Math.floor(times.length / 2)]!, BOUND_MS, `max ${times.at(-1)} ms, all exit 0`);
+});
+
+t.run();
