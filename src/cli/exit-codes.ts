@@ -27,6 +27,8 @@ export const EXIT = {
   connect: 5,
   /** rpc-client: a call failed in an unexpected way. */
   other: 6,
+  /** A server stopped at its shutdown deadline with work still running, which it aborted. */
+  aborted: 7,
 } as const;
 
 /** An exit status of {@link EXIT}. */

@@ -5,15 +5,15 @@
  * aborted. A backstop timer ends the process shortly after the deadline whatever the broker,
  * the network or an endpoint does.
  */
-import { UsageError } from './exit-codes.js';
+import { EXIT, UsageError } from './exit-codes.js';
 import type { Logger } from './log.js';
 
 /** Exit statuses of a stop. A second signal exits 128 + the signal's number (130 SIGINT, 143 SIGTERM). */
 export const STOP_EXIT = {
   /** Stopped; every piece of work in flight finished. */
-  clean: 0,
+  clean: EXIT.ok,
   /** Stopped at the deadline; work still running then was aborted (callers got ServerStopped, notifications requeued). */
-  aborted: 7,
+  aborted: EXIT.aborted,
 } as const;
 
 /** Past the deadline, the backstop allows this much for the aborts' replies and the close handshakes. */
