@@ -24,6 +24,11 @@ export interface Consumer {
   /** Messages routed to this link and waiting for its credit (Dispatch's per-link queue). */
   backlog: Item[];
   unsettled: Map<Delivery, Item>;
+  /**
+   * The receiver drained its credit (a stopping server does) and has granted none since: no
+   * new message is routed to it until it grants credit again.
+   */
+  drained: boolean;
 }
 
 /** Messages routed to a consumer and not yet settled by it: what balanced anycast evens out. */
@@ -119,7 +124,7 @@ export class AddressTable {
       sender.close({ condition: 'amqp:invalid-field', description: 'a receiver needs a source address (or a dynamic source)' });
       return undefined;
     }
-    const consumer: Consumer = { sender, sent: 0, address: name, backlog: [], unsettled: new Map() };
+    const consumer: Consumer = { sender, sent: 0, address: name, backlog: [], unsettled: new Map(), drained: false };
     this.consumers.set(sender, consumer);
     const a = this.address(name);
     a.consumers.push(consumer);

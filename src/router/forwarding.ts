@@ -74,7 +74,8 @@ export class Forwarder {
     }
     const name = targetAddress(receiver) ?? message.to;
     const a = name ? this.table.get(name) : undefined;
-    if (!a || a.consumers.length === 0) {
+    const open = a ? a.consumers.filter((c) => !c.drained) : [];
+    if (!a || open.length === 0) {
       // Nobody to take it: hand it back at once so the sender can retry or fail fast.
       this.counters.released++;
       this.settleInbound(item, 'released');
@@ -82,8 +83,8 @@ export class Forwarder {
       return;
     }
     if (a.multicast) {
-      item.remaining = a.consumers.length;
-      for (const c of a.consumers) {
+      item.remaining = open.length;
+      for (const c of open) {
         c.backlog.push(item);
         this.drain(c.sender);
       }
@@ -98,15 +99,16 @@ export class Forwarder {
     }
   }
 
-  /** The consumer with the fewest messages outstanding, round-robin among equals. */
+  /** The consumer with the fewest messages outstanding, round-robin among equals; drained ones are passed over. */
   private pick(a: Address): Consumer {
     const n = a.consumers.length;
-    let best = a.consumers[a.next % n]!;
     let bestAt = a.next % n;
+    for (let i = 0; i < n && a.consumers[bestAt]!.drained; i++) bestAt = (a.next + i + 1) % n;
+    let best = a.consumers[bestAt]!;
     for (let i = 1; i < n && outstanding(best) > 0; i++) {
       const at = (a.next + i) % n;
       const c = a.consumers[at]!;
-      if (outstanding(c) < outstanding(best)) {
+      if (!c.drained && outstanding(c) < outstanding(best)) {
         best = c;
         bestAt = at;
       }
@@ -119,6 +121,7 @@ export class Forwarder {
   drain(sender: Sender): void {
     const c = this.table.consumer(sender);
     if (!c) return;
+    if (c.drained && canSend(c)) c.drained = false;
     while (c.backlog.length > 0 && canSend(c)) this.forward(c, c.backlog.shift()!);
   }
 
@@ -163,6 +166,37 @@ export class Forwarder {
     }
   }
 
+  /**
+   * A receiving client asked to drain its credit (an RPC server that is stopping does): what its
+   * credit allows goes out first, as a drain asks; the messages still queued for it go back to
+   * their senders as `released` (they resend, and the address's other receivers get them), and
+   * it is passed over by routing until it grants credit again.
+   */
+  onDraining(sender: Sender): void {
+    const c = this.table.consumer(sender);
+    if (!c) return;
+    this.drain(sender);
+    c.drained = true;
+    this.releaseBacklog(c);
+    sender.set_drained(true);
+  }
+
+  /** Messages queued for `c` and not yet forwarded go back to their senders. */
+  private releaseBacklog(c: Consumer): void {
+    for (const item of c.backlog.splice(0)) {
+      if (item.remaining !== undefined) {
+        if (--item.remaining === 0) this.settleInbound(item, 'accepted');
+        continue;
+      }
+      if (item.inbound) {
+        this.counters.released++;
+        this.settleInbound(item, 'released');
+      }
+      // Anycast credit comes back as a message leaves a queue, forwarded or not.
+      this.table.topUp(item.from);
+    }
+  }
+
   /** A receiving link closed or its connection dropped. */
   dropConsumer(sender: Sender): void {
     const c = this.table.consumer(sender);
@@ -185,18 +219,7 @@ export class Forwarder {
       }
     }
     c.unsettled.clear();
-    for (const item of c.backlog.splice(0)) {
-      if (item.remaining !== undefined) {
-        if (--item.remaining === 0) this.settleInbound(item, 'accepted');
-        continue;
-      }
-      if (item.inbound) {
-        this.counters.released++;
-        this.settleInbound(item, 'released');
-      }
-      // Anycast credit comes back as a message leaves a queue, forwarded or not.
-      this.table.topUp(item.from);
-    }
+    this.releaseBacklog(c);
     if (a) this.table.gc(a);
   }
 

@@ -176,6 +176,7 @@ export class Router {
     c.on('session_error', () => {});
     c.on('message', (ctx: EventContext) => f.onMessage(ctx));
     c.on('sendable', (ctx: EventContext) => f.drain(ctx.sender!));
+    c.on('sender_draining', (ctx: EventContext) => f.onDraining(ctx.sender!));
     for (const kind of ['accepted', 'released', 'rejected', 'modified'] as const) {
       c.on(kind, (ctx: EventContext) => f.onOutcome(ctx, kind));
     }
