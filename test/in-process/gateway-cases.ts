@@ -64,6 +64,10 @@ export function userRoutes(topic: string): NonNullable<GatewayOptions['routes']>
   ];
 }
 
+/** Parsed JSON under test, probed field by field by the assertions. */
+// biome-ignore lint/suspicious/noExplicitAny: a response body of any shape; every use is an assertion
+export type Json = any;
+
 /** One HTTP exchange over a real socket. */
 export async function http(
   base: string,
@@ -71,7 +75,7 @@ export async function http(
   path: string,
   body?: unknown,
   headers: Record<string, string> = {},
-): Promise<{ status: number; headers: Headers; json: any; text: string }> {
+): Promise<{ status: number; headers: Headers; json: Json; text: string }> {
   const init: RequestInit = { method, headers: { ...headers } };
   if (body !== undefined) {
     init.body = typeof body === 'string' ? body : JSON.stringify(body);
@@ -260,7 +264,12 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
     assert.is(ip.json.error.data.status, 400);
     const pos = await http(ctx.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 'getUser', params: [1], id: 4 });
     assert.is(pos.json.error.code, -32602);
-    const remote = await http(ctx.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: `${ctx.topic}.fail`, params: { message: 'no' }, id: 5 });
+    const remote = await http(ctx.base, 'POST', '/jsonrpc', {
+      jsonrpc: '2.0',
+      method: `${ctx.topic}.fail`,
+      params: { message: 'no' },
+      id: 5,
+    });
     assert.is(remote.json.error.code, -32001);
     assert.is(remote.json.error.data.type, 'TypeError');
     assert.is(remote.json.error.message, 'no');
@@ -281,12 +290,12 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
     assert.is(r.status, 200);
     assert.ok(took < 550, `concurrent: took ${took} ms for two 300 ms calls`);
     assert.is(r.json.length, 6, 'one answer per request, none for the notification');
-    const byId = new Map<unknown, any>(r.json.filter((x: any) => x.id !== null).map((x: any) => [x.id, x]));
+    const byId = new Map<unknown, Json>(r.json.filter((x: Json) => x.id !== null).map((x: Json) => [x.id, x]));
     assert.is(byId.get('a').result, 300);
     assert.is(byId.get('b').result, 300);
     assert.is(byId.get(3).result.id, 9);
     assert.is(byId.get(4).error.code, -32601);
-    const invalid = r.json.filter((x: any) => x.id === null);
+    const invalid = r.json.filter((x: Json) => x.id === null);
     assert.is(invalid.length, 2);
     for (const x of invalid) assert.is(x.error.code, -32600);
     await until(() => ctx.users.touched.some((x) => x.args.n === 'note'), 'the notification cast');
@@ -302,7 +311,12 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
     await until(() => ctx.users.touched.length === 2, 'both notifications');
     const empty = await http(ctx.base, 'POST', '/jsonrpc', []);
     assert.equal(empty.json, { jsonrpc: '2.0', error: { code: -32600, message: 'Invalid Request: empty batch' }, id: null });
-    const parse = await http(ctx.base, 'POST', '/jsonrpc', '[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"');
+    const parse = await http(
+      ctx.base,
+      'POST',
+      '/jsonrpc',
+      '[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"',
+    );
     assert.is(parse.json.error.code, -32700);
     assert.is(parse.json.id, null);
     const single = await http(ctx.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 1, params: 'bar' });
