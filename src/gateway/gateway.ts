@@ -74,6 +74,13 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     logger: logger ?? false,
     bodyLimit: config.bodyLimit,
     requestTimeout: config.requestTimeout,
+    // Node checks request timeouts every 30 s by default, and only when the headers timeout is
+    // no longer than the request's: a slow client should hear 408 near its deadline.
+    http: {
+      requestTimeout: config.requestTimeout,
+      headersTimeout: config.requestTimeout,
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.requestTimeout / 4))),
+    },
     genReqId: (raw) => requestIdOf({ headers: raw.headers } as FastifyRequest),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
@@ -209,8 +216,9 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
         const drained = invoker.drain();
         const closing = app.close();
         let timer: NodeJS.Timeout | undefined;
+        // Slow uploads hold their connection without a call in flight: the deadline covers them too.
         const late = await Promise.race([
-          drained.then(() => false),
+          Promise.all([drained, closing]).then(() => false),
           new Promise<boolean>((r) => {
             timer = setTimeout(() => r(true), deadlineMs);
           }),

@@ -4,6 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createGateway, type Gateway, type GatewayOptions } from '../../src/gateway/index.js';
 import { type Context, defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
+import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
 import { Versioned } from '../support/endpoints.js';
 
@@ -324,3 +325,53 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
   });
   return t;
 }
+
+/** A users service on its own topic and a gateway in front of it, on one broker URL; `close()` undoes it all. */
+export interface Harness {
+  base: string;
+  topic: string;
+  users: Users;
+  gateway: Gateway;
+  transport: Transport;
+  close(): Promise<void>;
+}
+
+let harnesses = 0;
+export async function harness(url: string, options: GatewayOptions | ((topic: string) => GatewayOptions) = {}): Promise<Harness> {
+  const topic = `h-${process.pid}-${++harnesses}`;
+  const serverTransport = await getTransport(url, { config: defaultConfig() });
+  const users = new Users();
+  const server = new RPCServer(serverTransport, new Target({ topic, server: 'u1' }), [users]);
+  await server.start();
+  const transport = await getTransport(url, { config: defaultConfig() });
+  const opts = typeof options === 'function' ? options(topic) : options;
+  const gateway = createGateway(transport, { routes: userRoutes(topic), ...opts, listen: { host: '127.0.0.1', port: 0 } });
+  const { url: base } = await gateway.start();
+  return {
+    base,
+    topic,
+    users,
+    gateway,
+    transport,
+    async close() {
+      await gateway.stop(1000);
+      await server.stop();
+      await server.wait(1000);
+      await transport.close();
+      await serverTransport.close();
+    },
+  };
+}
+
+/** The in-process brokers every gateway feature is tested on: memory and the embedded router. */
+export const IN_PROCESS: Array<[string, () => Promise<GatewayBroker>]> = [
+  ['memory', async () => ({ url: 'memory://', stop: async () => {} })],
+  [
+    'amqp1 via the embedded router',
+    async () => {
+      const router = new Router({ port: 0 });
+      const port = await router.start();
+      return { url: `amqp://127.0.0.1:${port}/`, stop: () => router.stop() };
+    },
+  ],
+];
