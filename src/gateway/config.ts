@@ -161,7 +161,8 @@ export type ResolvedGatewayConfig = Required<Omit<GatewayConfig, 'cors' | 'rateL
   rateLimit?: GatewayConfig['rateLimit'];
 };
 
-const validate = new Ajv2020({ allErrors: false, strict: true }).compile(SCHEMA);
+// verbose: errors carry their parentSchema, whose known keys the "did you mean" picks from.
+const validate = new Ajv2020({ allErrors: false, strict: true, verbose: true }).compile(SCHEMA);
 
 function describe(err: ErrorObject, source: string): string {
   const at = err.instancePath
