@@ -14,7 +14,7 @@ import type { Transport } from '../transport.js';
 import { type Authenticate, type Identity, keysFileAuthenticator } from './auth.js';
 import { type GatewayConfig, type ResolvedGatewayConfig, resolveGatewayConfig } from './config.js';
 import { contextOf, requestIdOf } from './context.js';
-import { errorBody, mapError, Unauthenticated } from './errors.js';
+import { errorBody, mapError, RPC_CODES, Unauthenticated } from './errors.js';
 import { Invoker } from './invoker.js';
 import { registerJsonRpc } from './jsonrpc.js';
 import { openApiDocument } from './openapi.js';
@@ -101,14 +101,27 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
       // fastify's and its plugins' own errors (413, 415, 400 bad JSON, 408, 429) keep their status.
       const code = (err as FastifyError).statusCode;
       status = code && code >= 400 && code < 600 ? code : 500;
+      const limited = status === 429;
       body =
         status === 500
           ? { code: 'HERMOD_ERR_INTERNAL', type: 'InternalError', message: 'internal gateway error', requestId: request.id }
-          : { code: (err as FastifyError).code ?? 'HTTP_ERROR', type: err.name, message: err.message, requestId: request.id };
+          : {
+              code: limited ? 'HERMOD_ERR_RATE_LIMITED' : ((err as FastifyError).code ?? `HTTP_${status}`),
+              type: limited ? 'RateLimited' : err.name,
+              message: err.message,
+              requestId: request.id,
+            };
       if (status === 500) request.log.error(err);
     }
     if (jsonrpc) {
-      const rpcCode = err instanceof HermodError ? mapError(err).rpcCode : status === 400 ? -32600 : -32603;
+      const rpcCode =
+        err instanceof HermodError
+          ? mapError(err).rpcCode
+          : status === 429
+            ? RPC_CODES.unavailable
+            : status < 500
+              ? RPC_CODES.invalidRequest
+              : RPC_CODES.internalError;
       return reply
         .code(status)
         .send({ jsonrpc: '2.0', error: { code: rpcCode, message: body.message, data: { ...body, status } }, id: null });

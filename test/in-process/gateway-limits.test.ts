@@ -58,6 +58,7 @@ for (const [name, broker] of IN_PROCESS) {
     for (let i = 0; i < 3; i++) assert.is((await call('a')).status, 200);
     const limited = await call('a');
     assert.is(limited.status, 429);
+    assert.is(limited.json.error.code, 'HERMOD_ERR_RATE_LIMITED');
     assert.ok(Number(limited.headers.get('retry-after')) > 0);
     assert.is(ctx.h.users.seen.length, 3, 'the limited request was not sent');
     assert.is((await call('b')).status, 200, 'b has its own budget');
@@ -73,6 +74,7 @@ for (const [name, broker] of IN_PROCESS) {
     const j = await http(ctx.h.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 'getUser', params: big, id: 1 });
     assert.is(j.status, 413);
     assert.is(j.json.id, null);
+    assert.is(j.json.error.code, -32600);
     assert.is(ctx.h.users.seen.length, 0);
   });
 
