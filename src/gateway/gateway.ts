@@ -164,7 +164,9 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
         throw new Unauthenticated('credentials required (Authorization: Bearer <key> or X-API-Key)');
     }
     const base = contextOf(request, request.id, identity);
-    request.hermod = { identity, context: () => structuredClone(base) };
+    // A shallow copy per call is enough: nothing below the client mutates a context, and
+    // structuredClone showed up at 1-2 % of the gateway's CPU under load.
+    request.hermod = { identity, context: () => ({ ...base, ...(Array.isArray(base.roles) ? { roles: [...base.roles] } : {}) }) };
   });
 
   if (config.rateLimit) {
