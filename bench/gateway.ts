@@ -1,0 +1,211 @@
+#!/usr/bin/env node
+// The gateway row: HTTP calls through hermod-gateway (its own process) to an rpc server (its own
+// process) over RabbitMQ and over the embedded router, with autocannon at 1 and 64 connections,
+// beside the library client's own rates on the same server in the same run. Also the gateway's
+// RSS under the 64-connection load.  node dist/bench/gateway.js [--calls n] [--json file]
+import { fork } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { Command } from 'commander';
+import { defaultConfig, getTransport, RPCClient, Target } from '../src/index.js';
+import { Router } from '../src/router/router.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const opts = new Command('bench-gateway')
+  .option('--transport-url <url>', 'a RabbitMQ URL to use instead of a throwaway node')
+  .option('--calls <n>', 'calls per workload', (v) => Number(v), 5000)
+  .option('--json <file>', 'also write the results as JSON')
+  .parse()
+  .opts<{ transportUrl?: string; calls: number; json?: string }>();
+const progress = (s: string) => process.stderr.write(`  ${s}\n`);
+
+/** A child process answering one message per request, in order. */
+function child(file: string) {
+  const proc = fork(path.join(here, file), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const queue: Array<(m: Record<string, unknown>) => void> = [];
+  proc.on('message', (m) => queue.shift()?.(m as Record<string, unknown>));
+  return {
+    ask: (m: Record<string, unknown>) =>
+      new Promise<Record<string, unknown>>((resolve, reject) => {
+        queue.push((r) => (r.error ? reject(new Error(String(r.error))) : resolve(r)));
+        proc.send(m);
+      }),
+    exited: () => new Promise((r) => (proc.exitCode !== null ? r(undefined) : proc.once('exit', r))),
+  };
+}
+
+interface Row {
+  broker: string;
+  client: 'library' | 'gateway';
+  connections: number;
+  rate: number;
+  p50: number;
+  p99: number;
+}
+
+async function direct(url: string, n: number, inFlight: number): Promise<Omit<Row, 'broker' | 'client' | 'connections'>> {
+  const tr = await getTransport(url, { config: defaultConfig(), overrides: { 'rpc.maxInFlight': 4096 } });
+  try {
+    const c = new RPCClient(tr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
+    const call = () => c.call({}, 'echo', { v: 'x'.repeat(32) });
+    await Promise.all(Array.from({ length: Math.min(200, n) }, call));
+    const lat: number[] = [];
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        while (next++ < n) {
+          const t = performance.now();
+          await call();
+          lat.push(performance.now() - t);
+        }
+      }),
+    );
+    const secs = (performance.now() - t0) / 1000;
+    lat.sort((a, b) => a - b);
+    const q = (p: number) => lat[Math.min(lat.length - 1, Math.ceil(p * lat.length) - 1)]!;
+    return { rate: lat.length / secs, p50: q(0.5), p99: q(0.99) };
+  } finally {
+    await tr.close();
+  }
+}
+
+// Sequential: one keep-alive connection timed with performance.now() (autocannon's latencies are
+// whole milliseconds, too coarse for the added-p50 target).
+async function httpSequential(port: number, n: number): Promise<Omit<Row, 'broker' | 'client' | 'connections'>> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const body = JSON.stringify({ v: 'x'.repeat(32) });
+  const once = () =>
+    new Promise<void>((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/v1/bench/echo',
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json', 'content-length': body.length },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`gateway answered ${res.statusCode}`))));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  try {
+    for (let i = 0; i < Math.min(200, n); i++) await once();
+    const lat: number[] = [];
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) {
+      const t = performance.now();
+      await once();
+      lat.push(performance.now() - t);
+    }
+    const secs = (performance.now() - t0) / 1000;
+    lat.sort((a, b) => a - b);
+    const q = (p: number) => lat[Math.min(lat.length - 1, Math.ceil(p * lat.length) - 1)]!;
+    return { rate: lat.length / secs, p50: q(0.5), p99: q(0.99) };
+  } finally {
+    agent.destroy();
+  }
+}
+
+async function http(port: number, n: number, connections: number): Promise<Omit<Row, 'broker' | 'client' | 'connections'>> {
+  if (connections === 1) return httpSequential(port, n);
+  const run = (amount: number) =>
+    autocannon({
+      url: `http://127.0.0.1:${port}/v1/bench/echo`,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ v: 'x'.repeat(32) }),
+      connections,
+      amount,
+    });
+  await run(Math.min(200, n));
+  const r = await run(n);
+  if (r.non2xx || r.errors) throw new Error(`gateway answered ${r.non2xx} non-2xx and ${r.errors} errors`);
+  // autocannon's latencies are whole milliseconds; its p50 and p99 are taken over every request.
+  // r.duration is rounded to whole seconds; the start and finish stamps are not.
+  const secs = (new Date(r.finish).getTime() - new Date(r.start).getTime()) / 1000;
+  return { rate: r.requests.total / secs, p50: r.latency.p50, p99: r.latency.p99 };
+}
+
+async function main(): Promise<void> {
+  const rows: Row[] = [];
+  const rss: Record<string, number> = {};
+  const cleanups: Array<() => Promise<unknown>> = [];
+  process.stderr.write(`hermod gateway bench: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}\n`);
+  try {
+    let rabbitUrl = opts.transportUrl;
+    if (!rabbitUrl) {
+      progress('starting a throwaway RabbitMQ node…');
+      const { RabbitNode } = await import('../scripts/rabbit-node.js');
+      const node = await RabbitNode.start({ name: 'hermod-bench-gw' });
+      cleanups.push(() => node.stop());
+      rabbitUrl = node.url();
+    }
+    const router = new Router({ port: 0 });
+    const routerUrl = `amqp://127.0.0.1:${await router.start()}/`;
+    cleanups.push(() => router.stop());
+
+    for (const [broker, url] of [
+      ['RabbitMQ', rabbitUrl],
+      ['router', routerUrl],
+    ] as const) {
+      const server = child('worker.js');
+      await server.ask({ op: 'start-hermod', url, topic: 'bench', server: 's1', concurrency: 64 });
+      const gw = child('gateway-proc.js');
+      const { port } = (await gw.ask({ op: 'start', url, topic: 'bench', server: 's1' })) as { port: number };
+      try {
+        for (const connections of [1, 64]) {
+          progress(`${broker}: library client, ${connections} in flight`);
+          rows.push({ broker, client: 'library', connections, ...(await direct(url, opts.calls, connections)) });
+          progress(`${broker}: gateway over HTTP, ${connections} connection(s)`);
+          let peak = 0;
+          const sampler = setInterval(() => {
+            gw.ask({ op: 'rss' }).then((m) => {
+              peak = Math.max(peak, Number(m.rss));
+            });
+          }, 100);
+          rows.push({ broker, client: 'gateway', connections, ...(await http(port, opts.calls, connections)) });
+          clearInterval(sampler);
+          if (connections === 64) rss[broker] = peak;
+        }
+      } finally {
+        await gw.ask({ op: 'stop' });
+        await gw.exited();
+        await server.ask({ op: 'stop' }).catch(() => {});
+        await server.exited();
+      }
+    }
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+  }
+
+  const lines = ['| broker | client | in flight | calls/s | p50 ms | p99 ms |', '|---|---|---|---|---|---|'];
+  for (const r of rows)
+    lines.push(`| ${r.broker} | ${r.client} | ${r.connections} | ${r.rate.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} |`);
+  const summary: Record<string, unknown> = {};
+  for (const broker of ['RabbitMQ', 'router']) {
+    const find = (client: string, c: number) => rows.find((r) => r.broker === broker && r.client === client && r.connections === c)!;
+    const ratio = find('gateway', 64).rate / find('library', 64).rate;
+    const added = find('gateway', 1).p50 - find('library', 1).p50;
+    summary[broker] = { ratioAt64: ratio, addedP50Ms: added, gatewayRssMiB: rss[broker]! / 2 ** 20 };
+    lines.push(
+      `\n${broker}: gateway/library at 64 = ${ratio.toFixed(2)}× (target ≥ 0.6×); added p50 sequentially = ${added.toFixed(2)} ms (target ≤ 0.5 ms); gateway RSS under load ${(rss[broker]! / 2 ** 20).toFixed(0)} MiB`,
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  if (opts.json) writeFileSync(opts.json, JSON.stringify({ rows, summary }, null, 2));
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack : err}\n`);
+  process.exit(1);
+});

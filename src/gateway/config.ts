@@ -1,0 +1,251 @@
+/**
+ * The gateway's configuration as data: which topics and methods are exposed, under which paths,
+ * with which schemas and roles, and the HTTP limits. Validated strictly (unknown keys name the
+ * nearest known one, like hermod's own configuration).
+ */
+
+import { readFileSync } from 'node:fs';
+import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import { assertKnownKey, CONFIG_KEYS, nearestKey } from '../config/index.js';
+import { ConfigError } from '../core/errors.js';
+
+/** A JSON Schema (2020-12) object, as OpenAPI 3.1 uses it. */
+export type JsonSchema = Record<string, unknown>;
+
+/** HTTP methods an alias route may use. */
+export type AliasVerb = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/** One exposed RPC method. */
+export interface GatewayRoute {
+  /** Topic the call goes to. */
+  topic: string;
+  /** Remote method name. */
+  method: string;
+  /** Extra REST path for this method, `"GET /users/:id"`; path and query parameters become arguments. */
+  alias?: string;
+  /** Extra JSON-RPC method name (default name: `topic.method`). */
+  rpcName?: string;
+  /** JSON Schema of the arguments object; validated before any message is sent (400 / -32602). */
+  args?: JsonSchema;
+  /** JSON Schema of the result; a result that fails it is a 502 (the server broke its contract). */
+  result?: JsonSchema;
+  /** Roles of which the caller must hold at least one. @default none (any authenticated caller) */
+  roles?: string[];
+  /** Always send as a cast (no result; 202). @default false */
+  cast?: boolean;
+  /** Allow fanout casts (`?fanout=1`). @default false */
+  fanout?: boolean;
+  /** Target fields; the request may override `server`, `namespace` and `version`. */
+  exchange?: string;
+  server?: string;
+  namespace?: string;
+  version?: string;
+  /** Call timeout of this route in ms (requests may ask for less, never more than `maxCallTimeout`). */
+  timeout?: number;
+  /** One line for the OpenAPI document and the docs page. */
+  summary?: string;
+}
+
+/** The gateway's configuration file (`hermod-gateway --config-file gw.json`). */
+export interface GatewayConfig {
+  /** Where to listen. @default { host: '127.0.0.1', port: 8080 } */
+  listen?: { host?: string; port?: number };
+  /** `declared`: only the routes below; `any`: also any `topic.method` (no schemas). @default 'declared' */
+  mappingPolicy?: 'declared' | 'any';
+  /** Roles required for undeclared methods under `mappingPolicy: 'any'`. @default none */
+  anyRoles?: string[];
+  routes?: GatewayRoute[];
+  /** API keys / bearer tokens. Without `keysFile` (and without an `authenticate` hook) the API is open. */
+  auth?: { keysFile?: string; allowAnonymous?: boolean };
+  /** CORS (off by default): allowed origins. */
+  cors?: { origins: string[]; credentials?: boolean; maxAgeSeconds?: number };
+  /** Per-client rate limit (off by default): `max` requests per `windowMs`. */
+  rateLimit?: { max: number; windowMs: number };
+  /** Largest request body in bytes (413 above). @default 1 MiB */
+  bodyLimit?: number;
+  /** Time to receive a whole request in ms (408 above; slow clients). @default 10 000 */
+  requestTimeout?: number;
+  /** Default call timeout in ms. @default 30 000 */
+  callTimeout?: number;
+  /** Largest call timeout a request or route may ask for, in ms. @default 60 000 */
+  maxCallTimeout?: number;
+  /** RPC calls and casts in flight at once; beyond it requests get 503 with Retry-After. @default 256 */
+  maxInFlight?: number;
+  /** Largest JSON-RPC batch. @default 100 */
+  maxBatch?: number;
+  /** Send remote tracebacks to HTTP clients (they reveal server internals). @default false */
+  exposeTracebacks?: boolean;
+  /** Serve /openapi.json and /docs. @default true */
+  docs?: boolean;
+  /** hermod's own configuration (transport options), used by `hermod-gateway` only. */
+  hermod?: Record<string, unknown>;
+}
+
+const NAME = '^[A-Za-z0-9_][A-Za-z0-9_.:-]*$';
+const ms = { type: 'integer', minimum: 1, maximum: 86_400_000 };
+const roles = { type: 'array', items: { type: 'string', minLength: 1 } };
+
+const ROUTE = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['topic', 'method'],
+  properties: {
+    topic: { type: 'string', pattern: NAME },
+    method: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+    alias: { type: 'string', pattern: '^(GET|POST|PUT|PATCH|DELETE) /[^\\s]*$' },
+    rpcName: { type: 'string', pattern: NAME },
+    args: { type: 'object' },
+    result: { type: 'object' },
+    roles,
+    cast: { type: 'boolean' },
+    fanout: { type: 'boolean' },
+    exchange: { type: 'string', pattern: NAME },
+    server: { type: 'string', pattern: NAME },
+    namespace: { type: 'string', pattern: NAME },
+    version: { type: 'string', pattern: '^\\d+\\.\\d+(\\.\\d+)?$' },
+    timeout: ms,
+    summary: { type: 'string' },
+  },
+};
+
+const SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    listen: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { host: { type: 'string' }, port: { type: 'integer', minimum: 0, maximum: 65535 } },
+    },
+    mappingPolicy: { enum: ['declared', 'any'] },
+    anyRoles: roles,
+    routes: { type: 'array', items: ROUTE },
+    auth: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { keysFile: { type: 'string', minLength: 1 }, allowAnonymous: { type: 'boolean' } },
+    },
+    cors: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['origins'],
+      properties: {
+        origins: { type: 'array', items: { type: 'string', minLength: 1 } },
+        credentials: { type: 'boolean' },
+        maxAgeSeconds: { type: 'integer', minimum: 0 },
+      },
+    },
+    rateLimit: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['max', 'windowMs'],
+      properties: { max: { type: 'integer', minimum: 1 }, windowMs: ms },
+    },
+    bodyLimit: { type: 'integer', minimum: 2, maximum: 1 << 30 },
+    requestTimeout: ms,
+    callTimeout: ms,
+    maxCallTimeout: ms,
+    maxInFlight: { type: 'integer', minimum: 1 },
+    maxBatch: { type: 'integer', minimum: 1, maximum: 10_000 },
+    exposeTracebacks: { type: 'boolean' },
+    docs: { type: 'boolean' },
+    hermod: { type: 'object' },
+  },
+};
+
+/** The configuration with every default filled in. */
+export type ResolvedGatewayConfig = Required<Omit<GatewayConfig, 'cors' | 'rateLimit' | 'hermod' | 'listen' | 'auth'>> & {
+  listen: { host: string; port: number };
+  auth: { keysFile?: string; allowAnonymous: boolean };
+  cors?: GatewayConfig['cors'];
+  rateLimit?: GatewayConfig['rateLimit'];
+};
+
+// verbose: errors carry their parentSchema, whose known keys the "did you mean" picks from.
+const validate = new Ajv2020({ allErrors: false, strict: true, verbose: true }).compile(SCHEMA);
+
+function describe(err: ErrorObject, source: string): string {
+  const at = err.instancePath
+    ? err.instancePath
+        .slice(1)
+        .split('/')
+        .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
+        .join('')
+        .replace(/^\./, '')
+    : '';
+  if (err.keyword === 'additionalProperties') {
+    const key = (err.params as { additionalProperty: string }).additionalProperty;
+    const known = Object.keys((err.parentSchema as { properties: Record<string, unknown> }).properties);
+    const full = at ? `${at}.${key}` : key;
+    return `unknown gateway configuration key '${full}' (from ${source}); did you mean '${nearestKey(key, known)}'?`;
+  }
+  return `invalid gateway configuration at '${at || '(top)'}' (from ${source}): ${err.message}`;
+}
+
+/** Checks `input` strictly and fills the defaults; throws {@link ConfigError} naming the key. */
+export function resolveGatewayConfig(input: unknown, source = 'options'): ResolvedGatewayConfig {
+  if (!validate(input)) {
+    const err = validate.errors![0]!;
+    throw new ConfigError(describe(err, source), { key: err.instancePath || undefined });
+  }
+  const c = input as GatewayConfig;
+  const callTimeout = c.callTimeout ?? 30_000;
+  const maxCallTimeout = c.maxCallTimeout ?? Math.max(60_000, callTimeout);
+  if (callTimeout > maxCallTimeout) throw new ConfigError(`callTimeout (${callTimeout}) exceeds maxCallTimeout (${maxCallTimeout})`);
+  const seen = new Set<string>();
+  for (const [i, r] of (c.routes ?? []).entries()) {
+    for (const name of [`${r.topic}.${r.method}`, ...(r.rpcName ? [r.rpcName] : [])]) {
+      if (seen.has(name)) throw new ConfigError(`routes[${i}]: ${name} is declared twice`, { key: `routes[${i}]` });
+      seen.add(name);
+    }
+  }
+  return {
+    listen: { host: c.listen?.host ?? '127.0.0.1', port: c.listen?.port ?? 8080 },
+    mappingPolicy: c.mappingPolicy ?? 'declared',
+    anyRoles: c.anyRoles ?? [],
+    routes: c.routes ?? [],
+    auth: { ...(c.auth?.keysFile ? { keysFile: c.auth.keysFile } : {}), allowAnonymous: c.auth?.allowAnonymous ?? false },
+    ...(c.cors ? { cors: c.cors } : {}),
+    ...(c.rateLimit ? { rateLimit: c.rateLimit } : {}),
+    bodyLimit: c.bodyLimit ?? 1 << 20,
+    requestTimeout: c.requestTimeout ?? 10_000,
+    callTimeout,
+    maxCallTimeout,
+    maxInFlight: c.maxInFlight ?? 256,
+    maxBatch: c.maxBatch ?? 100,
+    exposeTracebacks: c.exposeTracebacks ?? false,
+    docs: c.docs ?? true,
+  };
+}
+
+/** Reads a gateway configuration file (JSON). */
+export function readGatewayConfig(file: string): GatewayConfig {
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`cannot read gateway config file ${file}: ${(err as Error).message}`, { cause: err, key: file });
+  }
+  resolveGatewayConfig(data, `file ${file}`);
+  return data as GatewayConfig;
+}
+
+/**
+ * The `hermod` section of a gateway file as dotted keys (`{ rpc: { retry: 2 } }` →
+ * `{ 'rpc.retry': 2 }`), each checked against hermod's own configuration keys.
+ */
+export function hermodSection(section: Record<string, unknown> | undefined, source: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const walk = (o: Record<string, unknown>, prefix: string) => {
+    for (const [k, v] of Object.entries(o)) {
+      const key = prefix ? `${prefix}.${k}` : k;
+      if (v && typeof v === 'object' && !Array.isArray(v) && !CONFIG_KEYS.includes(key)) walk(v as Record<string, unknown>, key);
+      else {
+        assertKnownKey(key, source);
+        out[key] = v;
+      }
+    }
+  };
+  walk(section ?? {}, '');
+  return out;
+}

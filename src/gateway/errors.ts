@@ -1,0 +1,138 @@
+/**
+ * The one table from errors to HTTP statuses and JSON-RPC codes (README "Gateway" prints it),
+ * and the body both faces send.
+ */
+
+import {
+  ClosedError,
+  HermodError,
+  InvalidArgument,
+  InvalidTarget,
+  MessageDeliveryFailure,
+  MessageUndeliverable,
+  MessagingTimeout,
+  NoSuchMethod,
+  RemoteError,
+  RPCVersionCapError,
+  ServerStopped,
+  TooManyInFlight,
+  TransportError,
+  UnsupportedVersion,
+} from '../core/errors.js';
+import { isRemote } from '../rpc/remote-errors.js';
+
+function code(cls: abstract new (...args: never[]) => HermodError, value: string): void {
+  Object.defineProperty(cls, 'CODE', { value });
+}
+
+/** The caller presented no credentials, or unknown ones. */
+export class Unauthenticated extends HermodError {}
+code(Unauthenticated, 'HERMOD_ERR_UNAUTHENTICATED');
+
+/** The caller lacks every role the route requires. */
+export class Forbidden extends HermodError {}
+code(Forbidden, 'HERMOD_ERR_FORBIDDEN');
+
+/** The topic/method is not exposed by this gateway (mapping policy `declared`). */
+export class NotExposed extends HermodError {}
+code(NotExposed, 'HERMOD_ERR_NOT_EXPOSED');
+
+/** The server's result does not match the route's result schema. */
+export class BadResult extends HermodError {}
+code(BadResult, 'HERMOD_ERR_BAD_RESULT');
+
+/** The transport is not connected, or the gateway is stopping. */
+export class Unavailable extends HermodError {}
+code(Unavailable, 'HERMOD_ERR_UNAVAILABLE');
+
+/** How one error is answered. */
+export interface Mapped {
+  status: number;
+  rpcCode: number;
+  retryAfter?: number;
+}
+
+/** JSON-RPC 2.0's own codes, and the implementation-defined server errors (-32000..-32099) used here. */
+export const RPC_CODES = {
+  parseError: -32700,
+  invalidRequest: -32600,
+  methodNotFound: -32601,
+  invalidParams: -32602,
+  internalError: -32603,
+  timeout: -32000,
+  remoteError: -32001,
+  unavailable: -32002,
+  forbidden: -32003,
+  versionConflict: -32004,
+  badResult: -32005,
+  unauthenticated: -32006,
+} as const;
+
+/**
+ * The table, first match wins. Order matters where classes nest (MessageUndeliverable is a
+ * MessageDeliveryFailure). Rebuilt remote errors (NoSuchMethod, UnsupportedVersion, a remote
+ * InvalidArgument) map like local ones: the caller's mistake is the same wherever it was found.
+ */
+export const ERROR_TABLE: ReadonlyArray<readonly [abstract new (...args: never[]) => Error, Mapped]> = [
+  [InvalidArgument, { status: 400, rpcCode: RPC_CODES.invalidParams }],
+  [InvalidTarget, { status: 400, rpcCode: RPC_CODES.invalidParams }],
+  [Unauthenticated, { status: 401, rpcCode: RPC_CODES.unauthenticated }],
+  [Forbidden, { status: 403, rpcCode: RPC_CODES.forbidden }],
+  [NotExposed, { status: 404, rpcCode: RPC_CODES.methodNotFound }],
+  [NoSuchMethod, { status: 404, rpcCode: RPC_CODES.methodNotFound }],
+  [UnsupportedVersion, { status: 409, rpcCode: RPC_CODES.versionConflict }],
+  [RPCVersionCapError, { status: 409, rpcCode: RPC_CODES.versionConflict }],
+  [RemoteError, { status: 502, rpcCode: RPC_CODES.remoteError }],
+  [BadResult, { status: 502, rpcCode: RPC_CODES.badResult }],
+  [MessageUndeliverable, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
+  [MessageDeliveryFailure, { status: 502, rpcCode: RPC_CODES.remoteError }],
+  [TooManyInFlight, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
+  [Unavailable, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
+  [TransportError, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
+  [ClosedError, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
+  [ServerStopped, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
+  [MessagingTimeout, { status: 504, rpcCode: RPC_CODES.timeout }],
+];
+
+const INTERNAL: Mapped = { status: 500, rpcCode: RPC_CODES.internalError };
+const OTHER_REMOTE: Mapped = { status: 502, rpcCode: RPC_CODES.remoteError };
+
+/**
+ * The row of {@link ERROR_TABLE} for `err`; any other error that crossed the wire is a 502
+ * (the server failed), anything else a 500 / -32603 (the gateway failed).
+ */
+export function mapError(err: unknown): Mapped {
+  for (const [cls, m] of ERROR_TABLE) if (err instanceof cls) return m;
+  return isRemote(err) ? OTHER_REMOTE : INTERNAL;
+}
+
+/** What a client sees of an error: its stable code, type and message; remote details when it came from a server. */
+export interface ErrorBody {
+  code: string;
+  type: string;
+  message: string;
+  requestId?: string;
+  remote?: { module: string; type: string; traceback?: string[] };
+}
+
+/** The error as sent to HTTP clients; internal (unmapped) errors say only that something failed. */
+export function errorBody(err: unknown, requestId: string | undefined, exposeTracebacks: boolean): ErrorBody {
+  const m = mapError(err);
+  const e = err as Error & { code?: string; remote?: { module: string; class: string; traceback?: string[] } };
+  if (m === INTERNAL) {
+    return { code: 'HERMOD_ERR_INTERNAL', type: 'InternalError', message: 'internal gateway error', ...(requestId ? { requestId } : {}) };
+  }
+  const body: ErrorBody = { code: e.code ?? 'HERMOD_ERR', type: e.name, message: e.message, ...(requestId ? { requestId } : {}) };
+  if (err instanceof RemoteError) {
+    body.type = err.excType;
+    body.message = err.value;
+    body.remote = { module: err.module, type: err.excType, ...(exposeTracebacks ? { traceback: err.traceback } : {}) };
+  } else if (e.remote) {
+    body.remote = {
+      module: e.remote.module,
+      type: e.remote.class,
+      ...(exposeTracebacks && e.remote.traceback ? { traceback: e.remote.traceback } : {}),
+    };
+  }
+  return body;
+}

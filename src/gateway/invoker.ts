@@ -1,0 +1,225 @@
+/**
+ * What REST and JSON-RPC share: the route table (declared routes, compiled schemas, the mapping
+ * policy), role checks, per-request call options, and the calls themselves through one
+ * RPCClient, bounded in flight.
+ */
+
+import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
+import { ConfigError, InvalidArgument, TooManyInFlight } from '../core/errors.js';
+import type { Context } from '../core/serializer.js';
+import { Target } from '../core/target.js';
+import { RPCClient } from '../rpc/client.js';
+import type { Transport } from '../transport.js';
+import type { Identity } from './auth.js';
+import type { GatewayRoute, ResolvedGatewayConfig } from './config.js';
+import { BadResult, Forbidden, NotExposed, Unauthenticated, Unavailable } from './errors.js';
+
+/** A route ready to serve: its schemas compiled once. */
+export interface CompiledRoute {
+  route: GatewayRoute;
+  /** `topic.method` */
+  name: string;
+  declared: boolean;
+  roles: string[];
+  checkArgs?: ValidateFunction;
+  checkResult?: ValidateFunction;
+}
+
+/** Per-request choices a client may make (query parameters or `X-Hermod-*` headers). */
+export interface CallControls {
+  server?: string;
+  namespace?: string;
+  version?: string;
+  timeout?: number;
+  cast?: boolean;
+  fanout?: boolean;
+}
+
+/** The names of {@link CallControls}: `?server=` or `X-Hermod-Server:`. */
+export const CONTROL_NAMES = ['server', 'namespace', 'version', 'timeout', 'cast', 'fanout'] as const;
+
+const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,254}$/;
+const VERSION = /^\d+\.\d+(\.\d+)?$/;
+const FLAG: Record<string, boolean> = { '1': true, true: true, '0': false, false: false };
+
+/** Reads and checks controls from string values (query or headers); bad values are InvalidArgument (400). */
+export function parseControls(values: Record<string, unknown>, maxTimeout: number): CallControls {
+  const out: CallControls = {};
+  for (const key of CONTROL_NAMES) {
+    const raw = values[key];
+    if (raw === undefined) continue;
+    const v = Array.isArray(raw) ? raw[raw.length - 1] : raw;
+    if (typeof v !== 'string') throw new InvalidArgument(`${key} must be given once as text`);
+    if (key === 'timeout') {
+      const n = Number(v);
+      if (!/^\d+$/.test(v) || n < 1 || n > maxTimeout)
+        throw new InvalidArgument(`timeout must be whole milliseconds from 1 to ${maxTimeout}, got ${v}`);
+      out.timeout = n;
+    } else if (key === 'cast' || key === 'fanout') {
+      const b = FLAG[v.toLowerCase()];
+      if (b === undefined) throw new InvalidArgument(`${key} must be 1, 0, true or false, got ${v}`);
+      out[key] = b;
+    } else if (key === 'version') {
+      if (!VERSION.test(v)) throw new InvalidArgument(`version must look like X.Y, got ${v}`);
+      out.version = v;
+    } else {
+      if (!NAME.test(v)) throw new InvalidArgument(`${key} has characters a ${key} name cannot have: ${v}`);
+      out[key] = v;
+    }
+  }
+  return out;
+}
+
+/** The outcome of one invocation. */
+export type Outcome = { kind: 'result'; result: unknown } | { kind: 'accepted' };
+
+export class Invoker {
+  private readonly byName = new Map<string, CompiledRoute>();
+  private readonly byTopicMethod = new Map<string, CompiledRoute>();
+  private readonly client: RPCClient;
+  private readonly ajv = new Ajv2020({ strict: true, allErrors: false });
+  private inFlight_ = 0;
+  private readonly idle: Array<() => void> = [];
+  private stopping = false;
+  /** Every declared route, in configuration order. */
+  readonly routes: CompiledRoute[] = [];
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly config: ResolvedGatewayConfig,
+  ) {
+    for (const [i, route] of config.routes.entries()) {
+      const compiled: CompiledRoute = {
+        route,
+        name: `${route.topic}.${route.method}`,
+        declared: true,
+        roles: route.roles ?? [],
+        ...(route.args ? { checkArgs: this.compile(route.args, `routes[${i}].args`) } : {}),
+        ...(route.result ? { checkResult: this.compile(route.result, `routes[${i}].result`) } : {}),
+      };
+      this.routes.push(compiled);
+      this.byTopicMethod.set(compiled.name, compiled);
+      this.byName.set(compiled.name, compiled);
+      if (route.rpcName) this.byName.set(route.rpcName, compiled);
+    }
+    // One client: its prepared copies share the in-flight bound, and it fails fast beyond it.
+    this.client = new RPCClient(transport, new Target({ topic: 'hermod-gateway' }), {
+      timeout: config.callTimeout,
+      maxInFlight: config.maxInFlight,
+      inFlightOverflow: 'fail',
+    });
+  }
+
+  private compile(schema: object, where: string): ValidateFunction {
+    try {
+      return this.ajv.compile(schema);
+    } catch (err) {
+      throw new ConfigError(`gateway configuration ${where} is not a usable JSON Schema: ${(err as Error).message}`, {
+        cause: err,
+        key: where,
+      });
+    }
+  }
+
+  /** Calls and casts running now. */
+  get inFlight(): number {
+    return this.inFlight_;
+  }
+
+  /** The route for `topic`/`method` (REST), or NotExposed. */
+  byPath(topic: string, method: string): CompiledRoute {
+    const found = this.byTopicMethod.get(`${topic}.${method}`);
+    if (found) return found;
+    return this.undeclared(topic, method, `${topic}.${method}`);
+  }
+
+  /** The route for a JSON-RPC method name (`topic.method` or a route's `rpcName`), or NotExposed. */
+  byRpcName(name: string): CompiledRoute {
+    const found = this.byName.get(name);
+    if (found) return found;
+    const dot = name.lastIndexOf('.');
+    return this.undeclared(name.slice(0, dot), name.slice(dot + 1), name);
+  }
+
+  private undeclared(topic: string, method: string, name: string): CompiledRoute {
+    if (this.config.mappingPolicy !== 'any' || !NAME.test(topic) || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(method)) {
+      throw new NotExposed(`${name} is not exposed by this gateway`);
+    }
+    return { route: { topic, method }, name: `${topic}.${method}`, declared: false, roles: this.config.anyRoles };
+  }
+
+  /** Throws Unauthenticated or Forbidden unless `identity` may use `route`. */
+  authorize(route: CompiledRoute, identity: Identity | undefined): void {
+    if (route.roles.length === 0) return;
+    if (!identity) throw new Unauthenticated(`${route.name} needs credentials`);
+    if (!route.roles.some((r) => identity.roles.includes(r))) {
+      throw new Forbidden(`${route.name} needs one of the roles ${route.roles.join(', ')}`);
+    }
+  }
+
+  /** Checks `args` against the route's schema; InvalidArgument (400 / -32602) when they fail it. */
+  checkArgs(route: CompiledRoute, args: unknown): Record<string, unknown> {
+    if (args === null || typeof args !== 'object' || Array.isArray(args)) {
+      throw new InvalidArgument(`arguments of ${route.name} must be a JSON object of named arguments`);
+    }
+    if (route.checkArgs && !route.checkArgs(args)) {
+      throw new InvalidArgument(
+        `arguments of ${route.name} do not match its schema: ${this.ajv.errorsText(route.checkArgs.errors, { dataVar: 'args' })}`,
+      );
+    }
+    return args as Record<string, unknown>;
+  }
+
+  /** No new calls from now on (they get Unavailable); resolves when the running ones are done. */
+  drain(): Promise<void> {
+    this.stopping = true;
+    if (this.inFlight_ === 0) return Promise.resolve();
+    return new Promise((r) => this.idle.push(r));
+  }
+
+  /** Whether the transport can take calls now (memory:// is always ready; a driver only once connected). */
+  ready(): boolean {
+    if (this.stopping) return false;
+    const s = this.transport.state.state;
+    if (this.transport.url.driver === 'memory') return s !== 'closed';
+    return s === 'connected' || s === 'unblocked' || s === 'idle';
+  }
+
+  /** Sends one call or cast for `route`; args must have passed {@link checkArgs}. */
+  async invoke(route: CompiledRoute, ctx: Context, args: Record<string, unknown>, controls: CallControls): Promise<Outcome> {
+    if (this.stopping) throw new Unavailable('the gateway is stopping');
+    if (!this.ready()) throw new Unavailable(`the transport is ${this.transport.state.state}`);
+    const cast = controls.fanout === true || controls.cast === true || route.route.cast === true;
+    if (controls.fanout && !route.route.fanout) throw new InvalidArgument(`${route.name} does not allow fanout casts`);
+    if (this.inFlight_ >= this.config.maxInFlight) {
+      throw new TooManyInFlight(`${this.config.maxInFlight} calls already in flight at the gateway`);
+    }
+    const r = route.route;
+    const client = this.client.prepare({
+      topic: r.topic,
+      exchange: r.exchange ?? null,
+      server: controls.server ?? r.server ?? null,
+      namespace: controls.namespace ?? r.namespace ?? null,
+      version: controls.version ?? r.version ?? null,
+      fanout: controls.fanout ? true : null,
+      timeout: Math.min(controls.timeout ?? r.timeout ?? this.config.callTimeout, this.config.maxCallTimeout),
+    });
+    this.inFlight_++;
+    try {
+      if (cast) {
+        await client.cast(ctx, r.method, args);
+        return { kind: 'accepted' };
+      }
+      const result = await client.call(ctx, r.method, args);
+      if (route.checkResult && !route.checkResult(result)) {
+        throw new BadResult(
+          `the result of ${route.name} does not match its schema: ${this.ajv.errorsText(route.checkResult.errors, { dataVar: 'result' })}`,
+        );
+      }
+      return { kind: 'result', result };
+    } finally {
+      this.inFlight_--;
+      if (this.inFlight_ === 0) for (const r of this.idle.splice(0)) r();
+    }
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * The OpenAPI 3.1 document of a gateway, built from its route table: one operation per REST
+ * path and alias, the JSON-RPC endpoint, the error shape and the security schemes. OpenAPI 3.1
+ * takes JSON Schema 2020-12 as it is, so the routes' schemas go in unchanged.
+ */
+
+import type { JsonSchema, ResolvedGatewayConfig } from './config.js';
+import type { CompiledRoute } from './invoker.js';
+
+const ERROR_REF = { $ref: '#/components/schemas/Error' };
+const errorResponse = (description: string) => ({ description, content: { 'application/json': { schema: ERROR_REF } } });
+
+const ERRORS = {
+  '400': errorResponse('Arguments or controls are invalid (schema violation, bad timeout, …)'),
+  '401': errorResponse('No or unknown credentials'),
+  '403': errorResponse('The caller lacks the roles this method needs'),
+  '404': errorResponse('Not exposed, or the server has no such method'),
+  '409': errorResponse('No server supports the requested version'),
+  '413': errorResponse('Body larger than the limit'),
+  '429': errorResponse('Rate limit reached (see Retry-After)'),
+  '502': errorResponse('The remote method raised, or broke its result schema'),
+  '503': errorResponse('Transport down, gateway stopping or overloaded (see Retry-After)'),
+  '504': errorResponse('No reply within the call timeout'),
+};
+
+const CONTROL_PARAMS = [
+  { name: 'server', schema: { type: 'string' }, description: 'Send to this server of the topic' },
+  { name: 'namespace', schema: { type: 'string' }, description: "The endpoint's namespace" },
+  { name: 'version', schema: { type: 'string', pattern: '^\\d+\\.\\d+$' }, description: 'API version X.Y' },
+  { name: 'timeout', schema: { type: 'integer', minimum: 1 }, description: 'Call timeout in ms' },
+  { name: 'cast', schema: { type: 'boolean' }, description: 'Send without waiting for a result (202)' },
+];
+
+function success(route: CompiledRoute | undefined) {
+  const result = route?.route.result ?? {};
+  return {
+    description: 'The method returned',
+    content: {
+      'application/json': { schema: { type: 'object', required: ['result'], properties: { result }, additionalProperties: false } },
+    },
+  };
+}
+
+const ACCEPTED = {
+  description: 'Cast accepted by the broker',
+  content: { 'application/json': { schema: { type: 'object', properties: { accepted: { const: true }, requestId: { type: 'string' } } } } },
+};
+
+function operation(route: CompiledRoute, extra: Record<string, unknown>) {
+  const r = route.route;
+  return {
+    operationId: route.name,
+    summary: r.summary ?? `${r.method} on topic ${r.topic}`,
+    tags: [r.topic],
+    ...extra,
+    responses: { ...(r.cast ? { '202': ACCEPTED } : { '200': success(route), '202': ACCEPTED }), ...ERRORS },
+    ...(route.roles.length ? { 'x-hermod-roles': route.roles } : {}),
+  };
+}
+
+/** Builds the document. */
+export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledRoute[], authOn: boolean): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  const add = (path: string, verb: string, op: unknown) => {
+    paths[path] ??= {};
+    paths[path][verb] = op;
+  };
+  for (const route of routes) {
+    const r = route.route;
+    const params = CONTROL_PARAMS.concat(
+      r.fanout ? [{ name: 'fanout', schema: { type: 'boolean' }, description: 'Cast to every server of the topic (202)' }] : [],
+    ).map((p) => ({ ...p, in: 'query', required: false }));
+    add(
+      `/v1/${r.topic}/${r.method}`,
+      'post',
+      operation(route, {
+        parameters: params,
+        requestBody: { required: false, content: { 'application/json': { schema: r.args ?? { type: 'object' } } } },
+      }),
+    );
+    if (r.alias) {
+      const [verb, url] = r.alias.split(' ') as [string, string];
+      const props = ((r.args?.properties as Record<string, JsonSchema> | undefined) ?? {}) as Record<string, JsonSchema>;
+      const pathNames = [...url.matchAll(/:([A-Za-z0-9_]+)/g)].map((m) => m[1]!);
+      const parameters: unknown[] = pathNames.map((name) => ({
+        name,
+        in: 'path',
+        required: true,
+        schema: props[name] ?? { type: 'string' },
+      }));
+      const hasBody = verb === 'POST' || verb === 'PUT' || verb === 'PATCH';
+      if (!hasBody) {
+        const required = (r.args?.required as string[] | undefined) ?? [];
+        for (const [name, schema] of Object.entries(props)) {
+          if (!pathNames.includes(name)) parameters.push({ name, in: 'query', required: required.includes(name), schema });
+        }
+      }
+      add(
+        url.replace(/:([A-Za-z0-9_]+)/g, '{$1}'),
+        verb.toLowerCase(),
+        operation(route, {
+          operationId: `${route.name}:alias`,
+          parameters,
+          ...(hasBody ? { requestBody: { content: { 'application/json': { schema: r.args ?? { type: 'object' } } } } } : {}),
+        }),
+      );
+    }
+  }
+  if (config.mappingPolicy === 'any') {
+    add('/v1/{topic}/{method}', 'post', {
+      operationId: 'any',
+      summary: 'Any method on any topic (mappingPolicy "any")',
+      parameters: [
+        { name: 'topic', in: 'path', required: true, schema: { type: 'string' } },
+        { name: 'method', in: 'path', required: true, schema: { type: 'string' } },
+        ...CONTROL_PARAMS.map((p) => ({ ...p, in: 'query', required: false })),
+      ],
+      requestBody: { content: { 'application/json': { schema: { type: 'object' } } } },
+      responses: { '200': success(undefined), '202': ACCEPTED, ...ERRORS },
+    });
+  }
+  const methods = routes.flatMap((r) => [r.name, ...(r.route.rpcName ? [r.route.rpcName] : [])]);
+  const request = {
+    type: 'object',
+    required: ['jsonrpc', 'method'],
+    properties: {
+      jsonrpc: { const: '2.0' },
+      method: methods.length && config.mappingPolicy === 'declared' ? { enum: methods } : { type: 'string' },
+      params: { type: 'object' },
+      id: { type: ['string', 'number', 'null'] },
+    },
+  };
+  add('/jsonrpc', 'post', {
+    operationId: 'jsonrpc',
+    summary: 'JSON-RPC 2.0: one request, a notification (no id) or a batch',
+    tags: ['jsonrpc'],
+    requestBody: {
+      required: true,
+      content: {
+        'application/json': {
+          schema: { oneOf: [request, { type: 'array', items: request, minItems: 1 }] },
+          example: routes[0] ? { jsonrpc: '2.0', method: routes[0].name, params: {}, id: 1 } : undefined,
+        },
+      },
+    },
+    responses: {
+      '200': {
+        description: 'A response object, or an array of them for a batch',
+        content: { 'application/json': { schema: { type: ['object', 'array'] } } },
+      },
+      '204': { description: 'Only notifications were sent' },
+    },
+  });
+  return {
+    openapi: '3.1.0',
+    info: { title: 'hermod gateway', version: '1', description: 'RPC methods exposed over HTTP by hermod-gateway' },
+    paths,
+    components: {
+      schemas: {
+        Error: {
+          type: 'object',
+          required: ['error'],
+          properties: {
+            error: {
+              type: 'object',
+              required: ['code', 'type', 'message'],
+              properties: {
+                code: { type: 'string' },
+                type: { type: 'string' },
+                message: { type: 'string' },
+                requestId: { type: 'string' },
+                remote: {
+                  type: 'object',
+                  properties: {
+                    module: { type: 'string' },
+                    type: { type: 'string' },
+                    traceback: { type: 'array', items: { type: 'string' } },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+      ...(authOn
+        ? {
+            securitySchemes: {
+              bearer: { type: 'http', scheme: 'bearer' },
+              apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+            },
+          }
+        : {}),
+    },
+    ...(authOn ? { security: [{ bearer: [] }, { apiKey: [] }] } : {}),
+  };
+}

@@ -1,0 +1,89 @@
+/**
+ * The REST face: `POST /v1/{topic}/{method}` (body = the arguments object; controls as query
+ * parameters or `X-Hermod-*` headers) and alias routes (`GET /users/:id` → users.get, path and
+ * query parameters merged into the arguments; controls as headers only).
+ */
+
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { InvalidArgument } from '../core/errors.js';
+import type { AliasVerb, JsonSchema } from './config.js';
+import { type CallControls, CONTROL_NAMES, type CompiledRoute, type Invoker, parseControls } from './invoker.js';
+import type { RequestState } from './state.js';
+
+/** `X-Hermod-Server` … from the headers. */
+export function headerControls(request: FastifyRequest, maxTimeout: number): CallControls {
+  const values: Record<string, unknown> = {};
+  for (const k of CONTROL_NAMES) {
+    const v = request.headers[`x-hermod-${k}`];
+    if (v !== undefined) values[k] = v;
+  }
+  return parseControls(values, maxTimeout);
+}
+
+function bodyObject(body: unknown, route: CompiledRoute): Record<string, unknown> {
+  if (body === undefined || body === null || body === '') return {};
+  if (typeof body !== 'object' || Array.isArray(body)) {
+    throw new InvalidArgument(`the body of ${route.name} must be a JSON object of named arguments`);
+  }
+  return body as Record<string, unknown>;
+}
+
+// Path and query values are text; where the route's schema says a property is a number or a
+// boolean, the text is read as one (and left as text when it is not one, for the schema to refuse).
+function coerce(value: unknown, schema: JsonSchema | undefined): unknown {
+  if (typeof value !== 'string' || !schema) return value;
+  const types = ([] as unknown[]).concat(schema.type ?? []);
+  if ((types.includes('integer') || types.includes('number')) && /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(value)) return Number(value);
+  if (types.includes('boolean') && (value === 'true' || value === 'false')) return value === 'true';
+  return value;
+}
+
+async function respond(
+  invoker: Invoker,
+  route: CompiledRoute,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  args: unknown,
+  controls: CallControls,
+) {
+  const state = request.hermod as RequestState;
+  invoker.authorize(route, state.identity);
+  const checked = invoker.checkArgs(route, args);
+  const outcome = await invoker.invoke(route, state.context(), checked, controls);
+  if (outcome.kind === 'accepted') return reply.code(202).send({ accepted: true, requestId: request.id });
+  // Always an object, so that a string or null result is still JSON (and unambiguous).
+  return reply.code(200).send({ result: outcome.result ?? null });
+}
+
+/** Registers the REST routes on `app`. */
+export function registerRest(app: FastifyInstance, invoker: Invoker, maxTimeout: number): void {
+  app.post<{ Params: { topic: string; method: string }; Querystring: Record<string, unknown> }>(
+    '/v1/:topic/:method',
+    async (request, reply) => {
+      const route = invoker.byPath(request.params.topic, request.params.method);
+      for (const k of Object.keys(request.query ?? {})) {
+        if (!(CONTROL_NAMES as readonly string[]).includes(k)) {
+          throw new InvalidArgument(`unknown query parameter ${k}; the arguments go in the body (query: ${CONTROL_NAMES.join(', ')})`);
+        }
+      }
+      const controls = { ...headerControls(request, maxTimeout), ...parseControls(request.query ?? {}, maxTimeout) };
+      return respond(invoker, route, request, reply, bodyObject(request.body, route), controls);
+    },
+  );
+
+  for (const route of invoker.routes) {
+    if (!route.route.alias) continue;
+    const [verb, url] = route.route.alias.split(' ') as [AliasVerb, string];
+    const props = (route.route.args?.properties ?? {}) as Record<string, JsonSchema>;
+    app.route<{ Params: Record<string, string>; Querystring: Record<string, unknown> }>({
+      method: verb,
+      url,
+      handler: async (request, reply) => {
+        const args: Record<string, unknown> = { ...bodyObject(request.body, route) };
+        for (const [k, v] of Object.entries(request.query ?? {})) args[k] = coerce(v, props[k]);
+        for (const [k, v] of Object.entries(request.params ?? {})) args[k] = coerce(v, props[k]);
+        return respond(invoker, route, request, reply, args, headerControls(request, maxTimeout));
+      },
+    });
+  }
+}

@@ -1,0 +1,377 @@
+// The gateway cases every transport passes (memory, the embedded router, RabbitMQ): real HTTP
+// on 127.0.0.1 port 0 against real RPC servers. Imported by gateway-*.test.ts files.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createGateway, type Gateway, type GatewayOptions } from '../../src/gateway/index.js';
+import { type Context, defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
+import { Router } from '../../src/router/router.js';
+import { sleep, until } from '../support/assert.js';
+import { Versioned } from '../support/endpoints.js';
+
+/** A users service for the gateway tests. */
+export class Users {
+  seen: Context[] = [];
+  touched: Array<{ ctx: Context; args: Record<string, unknown> }> = [];
+  constructor(readonly name = 'u1') {}
+  async get(ctx: Context, args: { id: number; verbose?: boolean }) {
+    this.seen.push(ctx);
+    return { id: args.id, name: `user-${args.id}`, verbose: args.verbose ?? false, by: this.name };
+  }
+  async touch(ctx: Context, args: Record<string, unknown>) {
+    this.touched.push({ ctx, args });
+  }
+  async fail(_ctx: Context, args: { message: string }) {
+    throw new TypeError(args.message);
+  }
+  async sleep(_ctx: Context, args: { ms: number }) {
+    await sleep(args.ms);
+    return args.ms;
+  }
+  async broken() {
+    return { id: 'not a number' };
+  }
+  async ctx(ctx: Context) {
+    return ctx;
+  }
+  async text() {
+    return 'plain';
+  }
+}
+
+export const USER_ARGS = {
+  type: 'object',
+  properties: { id: { type: 'integer', minimum: 1 }, verbose: { type: 'boolean' } },
+  required: ['id'],
+  additionalProperties: false,
+};
+export const USER_RESULT = {
+  type: 'object',
+  properties: { id: { type: 'integer' }, name: { type: 'string' } },
+  required: ['id', 'name'],
+};
+
+/** The routes of the users service on `topic`. */
+export function userRoutes(topic: string): NonNullable<GatewayOptions['routes']> {
+  return [
+    { topic, method: 'get', alias: 'GET /users/:id', rpcName: 'getUser', args: USER_ARGS, result: USER_RESULT, summary: 'A user by id' },
+    { topic, method: 'touch', cast: true, fanout: true },
+    { topic, method: 'fail' },
+    { topic, method: 'sleep' },
+    { topic, method: 'broken', result: USER_RESULT },
+    { topic, method: 'ctx' },
+    { topic, method: 'text' },
+    { topic, method: 'missing' },
+    { topic, method: 'mul', namespace: 'math', version: '1.3' },
+  ];
+}
+
+/** Parsed JSON under test, probed field by field by the assertions. */
+// biome-ignore lint/suspicious/noExplicitAny: a response body of any shape; every use is an assertion
+export type Json = any;
+
+/** One HTTP exchange over a real socket. */
+export async function http(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; json: Json; text: string }> {
+  const init: RequestInit = { method, headers: { ...headers } };
+  if (body !== undefined) {
+    init.body = typeof body === 'string' ? body : JSON.stringify(body);
+    (init.headers as Record<string, string>)['content-type'] ??= 'application/json';
+  }
+  const res = await fetch(`${base}${path}`, init);
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = text ? JSON.parse(text) : undefined;
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, json, text };
+}
+
+/** Where a gateway suite runs. */
+export interface GatewayBroker {
+  url: string;
+  stop(): Promise<void>;
+}
+
+interface Ctx {
+  broker: GatewayBroker;
+  transports: Transport[];
+  servers: RPCServer[];
+  gateways: Gateway[];
+  topic: string;
+  users: Users;
+  base: string;
+}
+
+/** The shared cases. */
+export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>) {
+  const t = suite<Ctx>(name, {} as Ctx);
+  let n = 0;
+  t.before(async (ctx) => {
+    ctx.broker = await broker();
+  });
+  t.after(async (ctx) => {
+    await ctx.broker?.stop();
+  });
+  t.before.each(async (ctx) => {
+    ctx.transports = [];
+    ctx.servers = [];
+    ctx.gateways = [];
+    ctx.topic = `users-${process.pid}-${++n}`;
+    ctx.users = new Users();
+    await serve(ctx, ctx.topic, 'u1', [ctx.users, new Versioned()]);
+    ctx.base = (await gateway(ctx)).address!.url;
+  });
+  t.after.each(async (ctx) => {
+    for (const g of ctx.gateways) await g.stop(1000);
+    for (const s of ctx.servers) {
+      await s.stop();
+      await s.wait(1000);
+    }
+    for (const tr of ctx.transports) await tr.close();
+  });
+
+  async function transport(ctx: Ctx): Promise<Transport> {
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig() });
+    ctx.transports.push(tr);
+    return tr;
+  }
+  async function serve(ctx: Ctx, topic: string, server: string, endpoints: object[]) {
+    const s = new RPCServer(await transport(ctx), new Target({ topic, server }), endpoints);
+    await s.start();
+    ctx.servers.push(s);
+    return s;
+  }
+  async function gateway(ctx: Ctx, options: GatewayOptions = {}): Promise<Gateway> {
+    const g = createGateway(await transport(ctx), { listen: { host: '127.0.0.1', port: 0 }, routes: userRoutes(ctx.topic), ...options });
+    ctx.gateways.push(g);
+    await g.start();
+    return g;
+  }
+
+  t('REST: POST /v1/{topic}/{method} calls and answers {result}; X-Request-Id echoed and sent as request_id', async (ctx) => {
+    const r = await http(ctx.base, 'POST', `/v1/${ctx.topic}/get`, { id: 7 }, { 'x-request-id': 'abc-123' });
+    assert.is(r.status, 200);
+    assert.equal(r.json, { result: { id: 7, name: 'user-7', verbose: false, by: 'u1' } });
+    assert.is(r.headers.get('x-request-id'), 'abc-123');
+    assert.is(ctx.users.seen[0]!.request_id, 'abc-123');
+    // A string result is still a JSON document.
+    const s = await http(ctx.base, 'POST', `/v1/${ctx.topic}/text`);
+    assert.is(s.status, 200);
+    assert.equal(s.json, { result: 'plain' });
+  });
+
+  t('context: request id generated when absent, traceparent passed, client context fields ignored', async (ctx) => {
+    const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const r = await http(ctx.base, 'POST', `/v1/${ctx.topic}/ctx`, {}, { traceparent: tp, 'x-request-id': 'bad id with spaces' });
+    assert.is(r.status, 200);
+    const id = r.headers.get('x-request-id')!;
+    assert.match(id, /^req-[0-9a-f-]{36}$/);
+    assert.equal(r.json.result, { request_id: id, traceparent: tp });
+    // Context fields in the body stay arguments: they never reach the context.
+    const forged = await http(ctx.base, 'POST', `/v1/${ctx.topic}/ctx`, { user_id: 'admin', roles: ['admin'] });
+    assert.is(forged.status, 200);
+    assert.is(forged.json.result.user_id, undefined);
+    assert.is(forged.json.result.roles, undefined);
+  });
+
+  t('REST alias: GET /users/:id merges path and query into the arguments, typed by the schema', async (ctx) => {
+    const r = await http(ctx.base, 'GET', '/users/42?verbose=true');
+    assert.is(r.status, 200);
+    assert.equal(r.json.result, { id: 42, name: 'user-42', verbose: true, by: 'u1' });
+    const bad = await http(ctx.base, 'GET', '/users/x');
+    assert.is(bad.status, 400);
+    assert.is(bad.json.error.code, 'HERMOD_ERR_INVALID_ARGUMENT');
+    assert.match(bad.json.error.message, /args\/id must be integer/);
+  });
+
+  t('casts: a cast route and ?cast=1 answer 202 once the broker took it; fanout where the route allows', async (ctx) => {
+    const other = new Users('u2');
+    await serve(ctx, ctx.topic, 'u2', [other]);
+    const r = await http(ctx.base, 'POST', `/v1/${ctx.topic}/touch`, { n: 1 });
+    assert.is(r.status, 202);
+    assert.is(r.json.accepted, true);
+    await until(() => ctx.users.touched.length + other.touched.length === 1, 'the cast');
+    const f = await http(ctx.base, 'POST', `/v1/${ctx.topic}/touch?fanout=1`, { n: 2 });
+    assert.is(f.status, 202);
+    await until(() => ctx.users.touched.some((x) => x.args.n === 2) && other.touched.some((x) => x.args.n === 2), 'the fanout on both');
+    const c = await http(ctx.base, 'POST', `/v1/${ctx.topic}/get?cast=1`, { id: 3 });
+    assert.is(c.status, 202);
+    await until(() => ctx.users.seen.length + other.seen.length === 1, 'the ?cast=1 call');
+    const noFan = await http(ctx.base, 'POST', `/v1/${ctx.topic}/get?fanout=1`, { id: 3 });
+    assert.is(noFan.status, 400);
+  });
+
+  t('errors: not exposed 404, NoSuchMethod 404, bad args 400 (nothing sent), remote 502, bad result 502', async (ctx) => {
+    const ne = await http(ctx.base, 'POST', `/v1/${ctx.topic}/secret`, {});
+    assert.is(ne.status, 404);
+    assert.is(ne.json.error.code, 'HERMOD_ERR_NOT_EXPOSED');
+    const nsm = await http(ctx.base, 'POST', `/v1/${ctx.topic}/missing`, {});
+    assert.is(nsm.status, 404);
+    assert.is(nsm.json.error.code, 'HERMOD_ERR_NO_SUCH_METHOD');
+    const bad = await http(ctx.base, 'POST', `/v1/${ctx.topic}/get`, { id: 0, extra: 1 });
+    assert.is(bad.status, 400);
+    assert.is(bad.json.error.code, 'HERMOD_ERR_INVALID_ARGUMENT');
+    assert.is(ctx.users.seen.length, 0, 'a refused call is never sent');
+    const notObject = await http(ctx.base, 'POST', `/v1/${ctx.topic}/get`, [1, 2]);
+    assert.is(notObject.status, 400);
+    const remote = await http(ctx.base, 'POST', `/v1/${ctx.topic}/fail`, { message: 'boom' });
+    assert.is(remote.status, 502);
+    assert.is(remote.json.error.code, 'HERMOD_ERR_REMOTE');
+    assert.is(remote.json.error.type, 'TypeError');
+    assert.is(remote.json.error.message, 'boom');
+    assert.is(remote.json.error.remote.traceback, undefined, 'no traceback unless configured');
+    const broken = await http(ctx.base, 'POST', `/v1/${ctx.topic}/broken`, {});
+    assert.is(broken.status, 502);
+    assert.is(broken.json.error.code, 'HERMOD_ERR_BAD_RESULT');
+  });
+
+  t('errors: MessagingTimeout 504, UnsupportedVersion 409, bad timeout 400', async (ctx) => {
+    const t0 = Date.now();
+    const slow = await http(ctx.base, 'POST', `/v1/${ctx.topic}/sleep?timeout=150`, { ms: 600 });
+    assert.is(slow.status, 504, JSON.stringify(slow.json));
+    assert.is(slow.json.error.code, 'HERMOD_ERR_TIMEOUT');
+    assert.ok(Date.now() - t0 < 550, 'the timeout came from ?timeout');
+    const v = await http(ctx.base, 'POST', `/v1/${ctx.topic}/mul?version=2.0`, { a: 2, b: 3 });
+    assert.is(v.status, 409);
+    assert.is(v.json.error.code, 'HERMOD_ERR_UNSUPPORTED_VERSION');
+    const ok = await http(ctx.base, 'POST', `/v1/${ctx.topic}/mul`, { a: 2, b: 3 }, { 'x-hermod-version': '1.1' });
+    assert.equal(ok.json, { result: 6 });
+    const badT = await http(ctx.base, 'POST', `/v1/${ctx.topic}/get?timeout=abc`, { id: 1 });
+    assert.is(badT.status, 400);
+    const unknownQ = await http(ctx.base, 'POST', `/v1/${ctx.topic}/get?id=1`, { id: 1 });
+    assert.is(unknownQ.status, 400);
+    assert.match(unknownQ.json.error.message, /unknown query parameter id/);
+  });
+
+  t('JSON-RPC: one call by topic.method and by alias; errors by code', async (ctx) => {
+    const r = await http(ctx.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: `${ctx.topic}.get`, params: { id: 5 }, id: 1 });
+    assert.is(r.status, 200);
+    assert.equal(r.json, { jsonrpc: '2.0', result: { id: 5, name: 'user-5', verbose: false, by: 'u1' }, id: 1 });
+    const a = await http(ctx.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 'getUser', params: { id: 6 }, id: 'x' });
+    assert.is(a.json.result.id, 6);
+    assert.is(a.json.id, 'x');
+    const nf = await http(ctx.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 'nope.nothing', id: 2 });
+    assert.is(nf.json.error.code, -32601);
+    assert.is(nf.json.id, 2);
+    const ip = await http(ctx.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 'getUser', params: { id: 'x' }, id: 3 });
+    assert.is(ip.json.error.code, -32602);
+    assert.is(ip.json.error.data.status, 400);
+    const pos = await http(ctx.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 'getUser', params: [1], id: 4 });
+    assert.is(pos.json.error.code, -32602);
+    const remote = await http(ctx.base, 'POST', '/jsonrpc', {
+      jsonrpc: '2.0',
+      method: `${ctx.topic}.fail`,
+      params: { message: 'no' },
+      id: 5,
+    });
+    assert.is(remote.json.error.code, -32001);
+    assert.is(remote.json.error.data.type, 'TypeError');
+    assert.is(remote.json.error.message, 'no');
+  });
+
+  t('JSON-RPC: a batch runs concurrently and answers one array matched by id; notifications are casts', async (ctx) => {
+    const t0 = Date.now();
+    const r = await http(ctx.base, 'POST', '/jsonrpc', [
+      { jsonrpc: '2.0', method: `${ctx.topic}.sleep`, params: { ms: 300 }, id: 'a' },
+      { jsonrpc: '2.0', method: `${ctx.topic}.sleep`, params: { ms: 300 }, id: 'b' },
+      { jsonrpc: '2.0', method: 'getUser', params: { id: 9 }, id: 3 },
+      { jsonrpc: '2.0', method: `${ctx.topic}.touch`, params: { n: 'note' } },
+      { jsonrpc: '2.0', method: `${ctx.topic}.missing`, id: 4 },
+      { foo: 'bar' },
+      1,
+    ]);
+    const took = Date.now() - t0;
+    assert.is(r.status, 200);
+    assert.ok(took < 550, `concurrent: took ${took} ms for two 300 ms calls`);
+    assert.is(r.json.length, 6, 'one answer per request, none for the notification');
+    const byId = new Map<unknown, Json>(r.json.filter((x: Json) => x.id !== null).map((x: Json) => [x.id, x]));
+    assert.is(byId.get('a').result, 300);
+    assert.is(byId.get('b').result, 300);
+    assert.is(byId.get(3).result.id, 9);
+    assert.is(byId.get(4).error.code, -32601);
+    const invalid = r.json.filter((x: Json) => x.id === null);
+    assert.is(invalid.length, 2);
+    for (const x of invalid) assert.is(x.error.code, -32600);
+    await until(() => ctx.users.touched.some((x) => x.args.n === 'note'), 'the notification cast');
+  });
+
+  t('JSON-RPC: all-notification batch → 204 nothing; empty batch, invalid JSON, invalid request → one error', async (ctx) => {
+    const none = await http(ctx.base, 'POST', '/jsonrpc', [
+      { jsonrpc: '2.0', method: `${ctx.topic}.touch`, params: { n: 1 } },
+      { jsonrpc: '2.0', method: `${ctx.topic}.touch`, params: { n: 2 } },
+    ]);
+    assert.is(none.status, 204);
+    assert.is(none.text, '');
+    await until(() => ctx.users.touched.length === 2, 'both notifications');
+    const empty = await http(ctx.base, 'POST', '/jsonrpc', []);
+    assert.equal(empty.json, { jsonrpc: '2.0', error: { code: -32600, message: 'Invalid Request: empty batch' }, id: null });
+    const parse = await http(
+      ctx.base,
+      'POST',
+      '/jsonrpc',
+      '[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"',
+    );
+    assert.is(parse.json.error.code, -32700);
+    assert.is(parse.json.id, null);
+    const single = await http(ctx.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 1, params: 'bar' });
+    assert.is(single.json.error.code, -32600);
+  });
+  return t;
+}
+
+/** A users service on its own topic and a gateway in front of it, on one broker URL; `close()` undoes it all. */
+export interface Harness {
+  base: string;
+  topic: string;
+  users: Users;
+  gateway: Gateway;
+  transport: Transport;
+  close(): Promise<void>;
+}
+
+let harnesses = 0;
+export async function harness(url: string, options: GatewayOptions | ((topic: string) => GatewayOptions) = {}): Promise<Harness> {
+  const topic = `h-${process.pid}-${++harnesses}`;
+  const serverTransport = await getTransport(url, { config: defaultConfig() });
+  const users = new Users();
+  const server = new RPCServer(serverTransport, new Target({ topic, server: 'u1' }), [users]);
+  await server.start();
+  const transport = await getTransport(url, { config: defaultConfig() });
+  const opts = typeof options === 'function' ? options(topic) : options;
+  const gateway = createGateway(transport, { routes: userRoutes(topic), ...opts, listen: { host: '127.0.0.1', port: 0 } });
+  const { url: base } = await gateway.start();
+  return {
+    base,
+    topic,
+    users,
+    gateway,
+    transport,
+    async close() {
+      await gateway.stop(1000);
+      await server.stop();
+      await server.wait(1000);
+      await transport.close();
+      await serverTransport.close();
+    },
+  };
+}
+
+/** The in-process brokers every gateway feature is tested on: memory and the embedded router. */
+export const IN_PROCESS: Array<[string, () => Promise<GatewayBroker>]> = [
+  ['memory', async () => ({ url: 'memory://', stop: async () => {} })],
+  [
+    'amqp1 via the embedded router',
+    async () => {
+      const router = new Router({ port: 0 });
+      const port = await router.start();
+      return { url: `amqp://127.0.0.1:${port}/`, stop: () => router.stop() };
+    },
+  ],
+];

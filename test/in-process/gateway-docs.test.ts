@@ -1,0 +1,122 @@
+import { existsSync, mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Validator } from '@seriousme/openapi-schema-validator';
+import puppeteer, { type Browser } from 'puppeteer-core';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { type GatewayBroker, type Harness, harness, http, IN_PROCESS, type Json } from './gateway-cases.js';
+
+// The OpenAPI 3.1 document (checked against the OpenAPI 3.1 schema) and the /docs page, driven
+// in headless Chromium: a person's "try it out" call from the page, answered by a real server.
+
+const CHROMIUM = '/usr/bin/chromium';
+
+for (const [name, broker] of IN_PROCESS) {
+  const t = suite<{ broker: GatewayBroker; h: Harness }>(`gateway OpenAPI over ${name}`, {} as never);
+  t.before(async (ctx) => {
+    ctx.broker = await broker();
+  });
+  t.after(async (ctx) => {
+    await ctx.broker.stop();
+  });
+  t.after.each(async (ctx) => {
+    await ctx.h?.close();
+  });
+
+  t('/openapi.json is a valid OpenAPI 3.1 document built from the routes and their schemas', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, { authenticate: () => ({ roles: [] }) });
+    const r = await http(ctx.h.base, 'GET', '/openapi.json');
+    assert.is(r.status, 200);
+    const doc = r.json;
+    assert.equal(await new Validator().validate(doc), { valid: true });
+    assert.is(doc.openapi, '3.1.0');
+    const get = doc.paths[`/v1/${ctx.h.topic}/get`].post;
+    assert.is(get.operationId, `${ctx.h.topic}.get`);
+    assert.equal(get.requestBody.content['application/json'].schema.required, ['id']);
+    assert.equal(get.responses['200'].content['application/json'].schema.properties.result.required, ['id', 'name']);
+    const alias = doc.paths['/users/{id}'].get;
+    assert.equal(
+      alias.parameters.map((p: Json) => [p.name, p.in]),
+      [
+        ['id', 'path'],
+        ['verbose', 'query'],
+      ],
+    );
+    assert.is(doc.paths[`/v1/${ctx.h.topic}/secret`], undefined, 'only declared routes');
+    assert.ok(doc.paths['/jsonrpc'].post.requestBody.content['application/json'].schema.oneOf);
+    assert.equal(doc.security, [{ bearer: [] }, { apiKey: [] }]);
+    // docs: false serves neither.
+    const off = await harness(ctx.broker.url, { docs: false });
+    try {
+      assert.is((await http(off.base, 'GET', '/openapi.json')).status, 404);
+      assert.is((await http(off.base, 'GET', '/docs')).status, 404);
+    } finally {
+      await off.close();
+    }
+  });
+  t.run();
+}
+
+const d = suite<{ broker: GatewayBroker; h: Harness; browser: Browser; dir: string }>('gateway /docs in headless Chromium', {} as never);
+d.before(async (ctx) => {
+  ctx.broker = await IN_PROCESS[1]![1]();
+  ctx.dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-docs-'));
+});
+d.after(async (ctx) => {
+  await ctx.browser?.close();
+  await ctx.h?.close();
+  await ctx.broker.stop();
+});
+
+d('a call made from the docs page reaches the server and its result is shown', async (ctx) => {
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is needed (apt-get install -y chromium; .ci/run installs it)`);
+  ctx.h = await harness(ctx.broker.url);
+  ctx.browser = await puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    userDataDir: path.join(ctx.dir, 'profile'),
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  const page = await ctx.browser.newPage();
+  await page.setViewport({ width: 1280, height: 1000 });
+  // Every request the page makes stays on the gateway (no CDN, no network).
+  const foreign: string[] = [];
+  page.on('request', (req) => {
+    if (!req.url().startsWith(ctx.h.base) && !req.url().startsWith('data:')) foreign.push(req.url());
+  });
+  await page.goto(`${ctx.h.base}/docs`, { waitUntil: 'networkidle0', timeout: 10_000 });
+  const block = await page.waitForSelector(
+    'xpath///div[contains(@class,"opblock-get")][.//*[contains(@class,"opblock-summary-path")][normalize-space(.)="/users/{id}"]]',
+    {
+      timeout: 10_000,
+    },
+  );
+  assert.ok(block);
+  await (await block.$('.opblock-summary-control, .opblock-summary'))!.click();
+  const id = await block.waitForSelector('input[placeholder="id"]', { timeout: 10_000 });
+  await id!.type('42');
+  await (await block.waitForSelector('button.execute', { timeout: 10_000 }))!.click();
+  const shown = await block.waitForSelector('.live-responses-table .response-col_description pre', { timeout: 10_000 });
+  const text = await shown!.evaluate((el) => el.textContent ?? '');
+  const status = await block.$eval('.live-responses-table tbody .response-col_status', (el) => el.textContent?.trim());
+  await (await block.$('.live-responses-table'))!.scrollIntoView();
+  const shot = path.join(ctx.dir, 'docs.png');
+  await page.screenshot({ path: shot });
+  console.log(`screenshot: ${shot}`);
+  assert.is(status, '200');
+  assert.equal(JSON.parse(text), { result: { id: 42, name: 'user-42', verbose: false, by: 'u1' } });
+  assert.is(ctx.h.users.seen.length, 1, 'the server ran the call');
+  assert.equal(foreign, []);
+  assert.ok(statSync(shot).size > 10_000);
+});
+d.run();

@@ -1,0 +1,102 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createGateway } from '../../src/gateway/index.js';
+import { defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
+import { Router } from '../../src/router/router.js';
+import { until } from '../support/assert.js';
+import { type GatewayBroker, type Harness, harness, http, IN_PROCESS, Users, userRoutes } from './gateway-cases.js';
+
+// /healthz, /readyz and stop(deadline): running calls finish, new requests are refused, and
+// what outlives the deadline is cut and counted.
+
+for (const [name, broker] of IN_PROCESS) {
+  const t = suite<{ broker: GatewayBroker; h: Harness }>(`gateway lifecycle over ${name}`, {} as never);
+  t.before(async (ctx) => {
+    ctx.broker = await broker();
+  });
+  t.after(async (ctx) => {
+    await ctx.broker.stop();
+  });
+  t.after.each(async (ctx) => {
+    await ctx.h?.close();
+  });
+
+  t('healthz and readyz answer 200 while serving', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url);
+    await http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/get`, { id: 1 });
+    const health = await http(ctx.h.base, 'GET', '/healthz');
+    assert.equal([health.status, health.json], [200, { status: 'ok' }]);
+    const ready = await http(ctx.h.base, 'GET', '/readyz');
+    assert.is(ready.status, 200);
+    assert.is(ready.json.status, 'ready');
+  });
+
+  t('stop(deadline): the running call finishes, new connections are refused, readyz says 503 meanwhile', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url);
+    const running = http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/sleep`, { ms: 300 });
+    await new Promise((r) => setTimeout(r, 80));
+    const stopping = ctx.h.gateway.stop(3000);
+    const during = await ctx.h.gateway.app.inject({ method: 'GET', url: '/readyz' });
+    assert.is(during.statusCode, 503);
+    let refused = false;
+    await http(ctx.h.base, 'GET', '/healthz').catch(() => {
+      refused = true;
+    });
+    assert.ok(refused, 'no new connections while stopping');
+    const r = await running;
+    assert.is(r.status, 200);
+    assert.equal(r.json, { result: 300 });
+    assert.equal(await stopping, { aborted: 0 });
+  });
+
+  t('stop(deadline): a call outliving the deadline is cut and counted', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url);
+    const running = http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/sleep`, { ms: 1500 }).then(
+      (r) => r.status,
+      () => 'cut',
+    );
+    await new Promise((r) => setTimeout(r, 80));
+    const t0 = Date.now();
+    assert.equal(await ctx.h.gateway.stop(200), { aborted: 1 });
+    assert.ok(Date.now() - t0 < 800, `stop took ${Date.now() - t0} ms`);
+    assert.is(await running, 'cut');
+  });
+  t.run();
+}
+
+const r = suite('gateway over the embedded router: transport down');
+r('a lost router turns calls into prompt 503s with Retry-After, and readyz into 503', async () => {
+  const router = new Router({ port: 0 });
+  const port = await router.start();
+  const url = `amqp://127.0.0.1:${port}/`;
+  const topic = `down-${process.pid}`;
+  const st = await getTransport(url, { config: defaultConfig() });
+  const server = new RPCServer(st, new Target({ topic, server: 'u1' }), [new Users()]);
+  await server.start();
+  const tr = await getTransport(url, { config: defaultConfig() });
+  const gw = createGateway(tr, { listen: { port: 0 }, routes: userRoutes(topic) });
+  try {
+    const { url: base } = await gw.start();
+    assert.is((await http(base, 'POST', `/v1/${topic}/get`, { id: 1 })).status, 200);
+    await router.stop();
+    await until(() => tr.state.state !== 'connected', 'the gateway transport to notice');
+    const t0 = Date.now();
+    const down = await http(base, 'POST', `/v1/${topic}/get`, { id: 1 });
+    assert.is(down.status, 503);
+    assert.is(down.json.error.code, 'HERMOD_ERR_UNAVAILABLE');
+    assert.is(down.headers.get('retry-after'), '1');
+    assert.ok(Date.now() - t0 < 300, 'at once, not after the call timeout');
+    const j = await http(base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 'getUser', params: { id: 1 }, id: 7 });
+    assert.is(j.json.error.code, -32002);
+    const ready = await http(base, 'GET', '/readyz');
+    assert.is(ready.status, 503);
+    assert.match(ready.json.transport, /disconnected|reconnecting/);
+  } finally {
+    await gw.stop(500);
+    await server.stop();
+    await server.wait(500);
+    await tr.close();
+    await st.close();
+  }
+});
+r.run();
