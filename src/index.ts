@@ -1,4 +1,5 @@
-// The package's public surface: this list is the whole of it. Everything else (CLI helpers,
+// The package's public surface: this list is the whole of it (the HTTP gateway is the one
+// subpath, `hermod/gateway`, so that only its users load fastify and ajv). Everything else (CLI helpers,
 // wire codecs, dispatcher internals) is internal and may change without notice.
 
 export type { ConfigSources, ConfigValues, HermodConfig } from './config/index.js';
