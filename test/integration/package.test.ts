@@ -72,8 +72,9 @@ t('every TypeScript block of the README compiles with tsc --strict and runs', (c
   const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
   assert.ok(blocks.length >= 2, `README has TypeScript blocks (${blocks.length})`);
   const expected: Array<[RegExp, RegExp[]]> = [
-    [/RPCServer/, [/i-1[^\n]*m1[^\n]*alice/, /i-2[^\n]*m2[^\n]*bob/]],
-    [/Notifier/, [/^compute\.host1 compute\.instance\.create\.end \{"id":"i-1"\} undefined$/m]],
+    [/'resize'/, [/i-1[^\n]*m1[^\n]*alice/, /i-2[^\n]*m2[^\n]*bob/]],
+    [/new Notifier\(/, [/^compute\.host1 compute\.instance\.create\.end \{"id":"i-1"\} undefined$/m]],
+    [/createGateway\(/, [/^200 \{ result: 5 \}$/m]],
   ];
   const files = blocks.map((code, i) => {
     const file = path.join(ctx.app, `example-${i + 1}.mts`);
@@ -102,6 +103,8 @@ t('every TypeScript block of the README compiles with tsc --strict and runs', (c
   blocks.forEach((code, i) => {
     const run = spawnSync(process.execPath, [path.join(ctx.app, 'out', `example-${i + 1}.mjs`)], {
       cwd: ctx.app,
+      // Plain output whatever the test run's own colour settings (console.log colours numbers).
+      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
       encoding: 'utf8',
       timeout: 30_000,
     });
