@@ -7,3 +7,4 @@ export { clearRheaTimers, connectionError, setSaslCredentials, socketOf, stopRec
 export { type OutcomeKind, type RemoteOutcome, remoteOutcome, remoteSettled, settleLocally } from './delivery.js';
 export { deliveryCount, linkCredit, sessionRoom } from './links.js';
 export { installRawDecode, rawBytes } from './raw-decode.js';
+export { acceptSocket, closeNow, discarded, limitIncomingMessages, type SaslPolicy } from './server.js';
