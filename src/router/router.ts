@@ -314,6 +314,8 @@ export class Router {
     peer.closing = true;
     peer.guard?.trip();
     if (peer.timer) clearTimeout(peer.timer);
+    // Read nothing more: a peer streaming junk meets a full TCP window, not a router reading it.
+    peer.socket.pause();
     peer.socket.end();
     peer.timer = setTimeout(() => peer.socket.destroy(), 1000);
   }
