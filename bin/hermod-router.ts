@@ -3,24 +3,86 @@ import { Command } from 'commander';
 import { EXIT, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { Router } from '../src/router/router.js';
+import { setPassword } from '../src/router/users.js';
 
+if (process.argv[2] === 'passwd') {
+  await passwd();
+}
+
+const seconds = (v: string) => Math.round(Number(v) * 1000);
 const program = new Command('hermod-router')
   .description('An AMQP 1.0 message router for hermod and oslo.messaging (amqp1 driver). Not a broker: nothing is stored.')
   .option('--host <host>', 'interface to listen on', '127.0.0.1')
   .option('--port <port>', 'TCP port (0 = any free port)', (v) => Number(v), 5672)
   .option('--quiet', 'print only the listening line and errors')
+  .option('--users <file>', 'users file: SASL PLAIN logins and per-user address rules (see `hermod-router passwd`)')
+  .option(
+    '--allow-anonymous',
+    'offer SASL ANONYMOUS (the default only without --users/--tls-ca; needed to listen beyond loopback without them)',
+  )
+  .option('--tls-cert <file>', 'listen with TLS (amqps): certificate (PEM)')
+  .option('--tls-key <file>', 'TLS private key (PEM)')
+  .option('--tls-ca <file>', 'CA of client certificates: clients may log in with one (SASL EXTERNAL, user = its CN)')
+  .option('--max-connections <n>', 'open connections at most', Number, 1000)
+  .option('--max-sessions <n>', 'sessions per connection at most', Number, 64)
+  .option('--max-links <n>', 'links per connection at most', Number, 1000)
+  .option('--max-message-size <bytes>', 'largest message accepted', Number, 16 * 1024 * 1024)
+  .option('--handshake-timeout <seconds>', 'time from connect to AMQP open (TLS and SASL included)', seconds, 5000)
+  .option(
+    '--idle-timeout <seconds>',
+    'idle timeout advertised to peers (0 = none); silent peers are closed after twice that',
+    seconds,
+    16000,
+  )
   .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long closing the connections may take', '5')
+  .addHelpText('after', '\nhermod-router passwd <file> <user>   sets a password in a users file (read from stdin, or prompted)')
   .exitOverride(exitOnUsage)
   .parse();
-const o = program.opts<{ host: string; port: number; quiet?: boolean; shutdownTimeout: string }>();
+const o = program.opts<{
+  host: string;
+  port: number;
+  quiet?: boolean;
+  users?: string;
+  allowAnonymous?: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  maxConnections: number;
+  maxSessions: number;
+  maxLinks: number;
+  maxMessageSize: number;
+  handshakeTimeout: number;
+  idleTimeout: number;
+  shutdownTimeout: string;
+}>();
 const stamp = () => new Date().toISOString();
-const router = new Router({
-  host: o.host,
-  port: o.port,
-  log: (line) => {
-    if (!o.quiet || line.startsWith('router listening')) process.stdout.write(`${stamp()} INFO  ${line}\n`);
-  },
-});
+if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
+  process.stderr.write('error: --tls-cert and --tls-key go together\n');
+  process.exit(EXIT.usage);
+}
+let router: Router;
+try {
+  router = new Router({
+    host: o.host,
+    port: o.port,
+    log: (line) => {
+      if (line.startsWith('WARNING')) process.stderr.write(`${stamp()} WARN  ${line.replace(/^WARNING: /, '')}\n`);
+      else if (!o.quiet || line.startsWith('router listening')) process.stdout.write(`${stamp()} INFO  ${line}\n`);
+    },
+    ...(o.users ? { users: o.users } : {}),
+    ...(o.allowAnonymous ? { allowAnonymous: true } : {}),
+    ...(o.tlsCert && o.tlsKey ? { tls: { cert: o.tlsCert, key: o.tlsKey, ...(o.tlsCa ? { ca: o.tlsCa } : {}) } } : {}),
+    maxConnections: o.maxConnections,
+    maxSessions: o.maxSessions,
+    maxLinks: o.maxLinks,
+    maxMessageSize: o.maxMessageSize,
+    handshakeTimeout: o.handshakeTimeout,
+    idleTimeout: o.idleTimeout,
+  });
+} catch (err) {
+  process.stderr.write(`error: ${(err as Error).message}\n`);
+  process.exit(EXIT.usage);
+}
 let timeoutMs = 0;
 try {
   timeoutMs = parseShutdownTimeout(o.shutdownTimeout, 5000);
@@ -50,3 +112,68 @@ router.start().catch((err: Error) => {
   process.stderr.write(`error: cannot listen on ${o.host}:${o.port}: ${err.message}\n`);
   process.exit(EXIT.failed);
 });
+
+/** `hermod-router passwd <file> <user>`: the password from stdin (first line), or prompted twice on a terminal. */
+async function passwd(): Promise<never> {
+  const [file, user] = process.argv.slice(3);
+  if (!file || !user || process.argv.length > 5) {
+    process.stderr.write('usage: hermod-router passwd <file> <user>   (password on stdin, or prompted)\n');
+    process.exit(EXIT.usage);
+  }
+  const password = process.stdin.isTTY ? await promptTwice() : (await readStdin()).split(/\r?\n/)[0]!;
+  if (!password) {
+    process.stderr.write('error: empty password\n');
+    process.exit(EXIT.usage);
+  }
+  try {
+    await setPassword(file, user, password);
+  } catch (err) {
+    process.stderr.write(`error: ${(err as Error).message}\n`);
+    process.exit(EXIT.failed);
+  }
+  process.stdout.write(`password of ${user} set in ${file}\n`);
+  process.exit(EXIT.ok);
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Reads a line from the terminal without echoing it. */
+function prompt(question: string): Promise<string> {
+  return new Promise((resolve) => {
+    process.stderr.write(question);
+    const stdin = process.stdin;
+    stdin.setRawMode(true);
+    stdin.resume();
+    let line = '';
+    const onData = (b: Buffer) => {
+      for (const ch of b.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') {
+          stdin.off('data', onData);
+          stdin.setRawMode(false);
+          stdin.pause();
+          process.stderr.write('\n');
+          resolve(line);
+          return;
+        }
+        if (ch === '\u0003') process.exit(130);
+        if (ch === '\u007f') line = line.slice(0, -1);
+        else line += ch;
+      }
+    };
+    stdin.on('data', onData);
+  });
+}
+
+async function promptTwice(): Promise<string> {
+  const a = await prompt('password: ');
+  const b = await prompt('again: ');
+  if (a !== b) {
+    process.stderr.write('error: the passwords differ\n');
+    process.exit(EXIT.usage);
+  }
+  return a;
+}

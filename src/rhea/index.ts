@@ -16,3 +16,4 @@ export {
 export { installDispositionFix } from './dispositions.js';
 export { deliveryCount, linkCredit, sessionRoom } from './links.js';
 export { installRawDecode, rawBytes } from './raw-decode.js';
+export { acceptSocket, closeNow, discarded, limitIncomingMessages, type SaslPolicy } from './server.js';

@@ -1,10 +1,31 @@
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo, Server, Socket } from 'node:net';
-import type { Connection, Container, EventContext, ServerConnectionOptions } from 'rhea';
+import { readFileSync } from 'node:fs';
+import net, { type AddressInfo, type Server, type Socket } from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
+import type { AmqpError, Connection, Container, Delivery, EventContext, Receiver, Sender } from 'rhea';
 import rhea from 'rhea';
-import { clearRheaTimers, installDispositionFix, installRawDecode, socketOf } from '../rhea/index.js';
-import { AddressTable } from './addresses.js';
+import { ConfigError } from '../core/errors.js';
+import {
+  acceptSocket,
+  clearRheaTimers,
+  closeNow,
+  discarded,
+  installDispositionFix,
+  installRawDecode,
+  limitIncomingMessages,
+} from '../rhea/index.js';
+import { AddressTable, targetAddress } from './addresses.js';
 import { Forwarder } from './forwarding.js';
+import { peerLabel, SocketGuard } from './guard.js';
+import { allowed, UserDb, type UserEntry } from './users.js';
+
+/** TLS files of the router's listener (PEM paths or contents). */
+export interface RouterTls {
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** CA of client certificates: when set, clients may authenticate with one (SASL EXTERNAL, user = the certificate's CN). */
+  ca?: string | Buffer;
+}
 
 /** Options of the embedded {@link Router}. */
 export interface RouterOptions {
@@ -18,8 +39,31 @@ export interface RouterOptions {
   containerId?: string;
   /** Receives one line per connection and notable event (info level). */
   log?: (line: string) => void;
-  /** Largest message accepted, bytes; larger transfers are rejected. @default 16 MiB */
+  /** Largest message accepted, bytes; counted as frames arrive, larger ones are rejected. @default 16 MiB */
   maxMessageSize?: number;
+  /** Largest incoming frame after `open` (the advertised max-frame-size). @default 65536 */
+  maxFrameSize?: number;
+  /** Largest SASL frame and `open` frame. @default 4096 */
+  handshakeFrameSize?: number;
+  /** Open connections (sockets) at most; more are refused and logged. @default 1000 */
+  maxConnections?: number;
+  /** Sessions per connection at most; the connection that opens more is closed. @default 64 */
+  maxSessions?: number;
+  /** Links per connection at most; more are refused (detached with an error). @default 1000 */
+  maxLinks?: number;
+  /** Milliseconds from accept to the peer's `open` (TLS, AMQP header, SASL included). @default 5000 */
+  handshakeTimeout?: number;
+  /** Idle timeout advertised in `open`, ms (0: none); rhea closes a peer silent for twice as long. @default 16000 */
+  idleTimeout?: number;
+  /** Users file path (or a loaded {@link UserDb}): SASL PLAIN against it, and per-user address rules. */
+  users?: string | UserDb;
+  /**
+   * Offer SASL ANONYMOUS. @default true without users and client certificates, else false.
+   * Listening on a non-loopback interface with anonymous access must be asked for (true).
+   */
+  allowAnonymous?: boolean;
+  /** Listen with TLS (amqps). */
+  tls?: RouterTls;
 }
 
 /** Counters for tests and the `--stats` view. */
@@ -31,13 +75,38 @@ export interface RouterStats {
   rejected: number;
   /** Anycast messages waiting for receiver credit. */
   held: number;
+  /** Sockets refused or closed by the router's limits, bounds and authentication. */
+  refused: number;
 }
+
+/** One accepted socket and what the router knows of its peer. */
+interface Peer {
+  label: string;
+  socket: Socket;
+  conn?: Connection;
+  guard?: SocketGuard;
+  /** The authenticated identity: a user name, a certificate CN or `anonymous`. */
+  user?: string;
+  sessions: number;
+  links: number;
+  timer?: NodeJS.Timeout;
+  closing?: boolean;
+}
+
+type Resolved = Required<Omit<RouterOptions, 'log' | 'users' | 'tls'>> & { log: (line: string) => void };
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
 /**
  * An AMQP 1.0 message router with Qpid Dispatch Router's semantics for the addresses oslo
  * and hermod use: balanced anycast, multicast, dynamic reply addresses, anonymous relay,
  * outcomes passed back to senders, no credit where no receiver exists and no storage.
  * Not a broker: a message nobody can take is released back to its sender.
+ *
+ * It is a network server and bounded like one: frames are checked against the negotiated
+ * limits before rhea buffers them, messages are counted as they arrive, connections, sessions
+ * and links are limited, a peer must finish its handshake in time, and peers authenticate
+ * (SASL PLAIN against a users file, EXTERNAL with a client certificate, ANONYMOUS when allowed).
  */
 export class Router {
   private readonly container: Container;
@@ -45,11 +114,18 @@ export class Router {
   private readonly table: AddressTable;
   private readonly forwarder: Forwarder;
   private readonly connections = new Set<Connection>();
-  /** Every accepted socket, including ones that never completed an AMQP open. */
+  private readonly peers = new Map<Connection, Peer>();
+  /** Every accepted TCP socket, including ones that never completed an AMQP open. */
   private readonly sockets = new Set<Socket>();
-  private readonly opts: Required<Omit<RouterOptions, 'log'>> & { log: (line: string) => void };
+  private readonly opts: Resolved;
+  private readonly users: UserDb | undefined;
+  private readonly tls: RouterTls | undefined;
+  private refused = 0;
 
   constructor(options: RouterOptions = {}) {
+    this.users = typeof options.users === 'string' ? UserDb.load(options.users) : options.users;
+    this.tls = options.tls;
+    const anonymousDefault = !this.users && !this.tls?.ca;
     this.opts = {
       host: options.host ?? '127.0.0.1',
       port: options.port ?? 5672,
@@ -57,7 +133,24 @@ export class Router {
       containerId: options.containerId ?? `hermod-router-${randomUUID()}`,
       log: options.log ?? (() => {}),
       maxMessageSize: options.maxMessageSize ?? 16 * 1024 * 1024,
+      maxFrameSize: options.maxFrameSize ?? 65536,
+      handshakeFrameSize: options.handshakeFrameSize ?? 4096,
+      maxConnections: options.maxConnections ?? 1000,
+      maxSessions: options.maxSessions ?? 64,
+      maxLinks: options.maxLinks ?? 1000,
+      handshakeTimeout: options.handshakeTimeout ?? 5000,
+      idleTimeout: options.idleTimeout ?? 16000,
+      allowAnonymous: options.allowAnonymous ?? anonymousDefault,
     };
+    if (!this.opts.allowAnonymous && !this.users && !this.tls?.ca) {
+      throw new ConfigError('the router needs a way to authenticate: users, TLS client certificates (tls.ca) or allowAnonymous');
+    }
+    if (this.opts.allowAnonymous && !LOOPBACK.test(this.opts.host) && options.allowAnonymous !== true) {
+      throw new ConfigError(
+        `listening on ${this.opts.host} without authentication must be asked for: allowAnonymous: true (--allow-anonymous), or give users`,
+        { key: 'allowAnonymous' },
+      );
+    }
     // Forward the exact bytes a sender sent (properties, annotations and their AMQP types intact)
     // instead of re-encoding rhea's decoded view of them.
     installRawDecode();
@@ -73,33 +166,29 @@ export class Router {
     return (this.server?.address() as AddressInfo | null)?.port ?? 0;
   }
 
-  /** `amqp://host:port/` of this router (after start). */
+  /** `amqp://host:port/` (`amqps://` with TLS) of this router (after start). */
   get url(): string {
     const h = this.opts.host.includes(':') ? `[${this.opts.host}]` : this.opts.host;
-    return `amqp://${h}:${this.port}/`;
+    return `${this.tls ? 'amqps' : 'amqp'}://${h}:${this.port}/`;
   }
 
   stats(): RouterStats {
-    return { connections: this.connections.size, addresses: this.table.size, ...this.forwarder.counters, held: this.table.held() };
+    return {
+      connections: this.connections.size,
+      addresses: this.table.size,
+      ...this.forwarder.counters,
+      held: this.table.held(),
+      refused: this.refused,
+    };
   }
 
   /** Starts listening; resolves with the bound port. */
   async start(): Promise<number> {
     if (this.server) return this.port;
-    // rhea passes listen options down to every accepted connection and its links as defaults;
-    // its typings know only the connection-level ones.
-    const server = this.container.listen({
-      host: this.opts.host,
-      port: this.opts.port,
-      // Incoming links: no automatic credit or settlement, the router decides both.
-      credit_window: 0,
-      autoaccept: false,
-      autosettle: true,
-      treat_modified_as_released: false,
-      offered_capabilities: ['ANONYMOUS-RELAY'],
-      properties: { product: 'hermod-router', version: '0.1.0' },
-      max_frame_size: 65536,
-    } as ServerConnectionOptions);
+    const server = this.tls ? this.tlsServer(this.tls) : net.createServer();
+    server.on('connection', (socket: Socket) => this.onSocket(socket));
+    if (!this.tls) server.on('connection', (socket: Socket) => this.accept(socket));
+    server.listen({ host: this.opts.host, port: this.opts.port });
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       server.once('error', onError);
@@ -109,20 +198,168 @@ export class Router {
       });
     });
     server.on('error', (err) => this.opts.log(`router: listener error: ${err.message}`));
-    // Small request/reply frames must not wait for Nagle's algorithm.
-    server.on('connection', (socket: Socket) => {
-      // Accepted while stopping: stop() has already swept the sockets.
-      if (this.server !== server) {
-        socket.destroy();
-        return;
-      }
-      socket.setNoDelay(true);
-      this.sockets.add(socket);
-      socket.once('close', () => this.sockets.delete(socket));
-    });
     this.server = server;
-    this.opts.log(`router listening on ${this.url}`);
+    const auth = [
+      this.users ? `PLAIN (${this.users.size} users)` : '',
+      this.tls?.ca ? 'EXTERNAL' : '',
+      this.opts.allowAnonymous ? 'ANONYMOUS' : '',
+    ]
+      .filter(Boolean)
+      .join(', ');
+    this.opts.log(`router listening on ${this.url} (SASL: ${auth})`);
+    if (this.opts.allowAnonymous && !LOOPBACK.test(this.opts.host)) {
+      this.opts.log(
+        `WARNING: anonymous clients are accepted on ${this.opts.host}: anyone who can reach it can send and receive any message`,
+      );
+    }
     return this.port;
+  }
+
+  private tlsServer(t: RouterTls): Server {
+    const pem = (v: string | Buffer) => (Buffer.isBuffer(v) || v.includes('-----BEGIN') ? v : readFileSync(v));
+    const server = tls.createServer({
+      cert: pem(t.cert),
+      key: pem(t.key),
+      ...(t.ca ? { ca: pem(t.ca), requestCert: true, rejectUnauthorized: false } : {}),
+      handshakeTimeout: this.opts.handshakeTimeout,
+    });
+    server.on('secureConnection', (socket: TLSSocket) => this.accept(socket));
+    server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+      this.refused++;
+      this.opts.log(`refused ${peerLabel(socket)}: TLS handshake failed: ${err.message}`);
+    });
+    return server;
+  }
+
+  /** Every TCP socket: the connection limit, and the handshake clock (TLS included). */
+  private onSocket(socket: Socket): void {
+    // Accepted while stopping: stop() has already swept the sockets.
+    if (!this.server) {
+      socket.destroy();
+      return;
+    }
+    if (this.sockets.size >= this.opts.maxConnections) {
+      this.refused++;
+      this.opts.log(`refused ${peerLabel(socket)}: connection limit of ${this.opts.maxConnections} reached`);
+      socket.destroy();
+      return;
+    }
+    // Small request/reply frames must not wait for Nagle's algorithm.
+    socket.setNoDelay(true);
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+  }
+
+  private accept(socket: Socket): void {
+    if (socket.destroyed) return;
+    const peer: Peer = { label: peerLabel(socket), socket, sessions: 0, links: 0 };
+    peer.timer = setTimeout(() => {
+      peer.timer = undefined;
+      this.hangUp(peer, `no AMQP open within ${this.opts.handshakeTimeout} ms`);
+    }, this.opts.handshakeTimeout);
+    peer.guard = new SocketGuard(socket, { handshake: this.opts.handshakeFrameSize, maxFrame: this.opts.maxFrameSize }, (reason) =>
+      this.refuse(peer, 'amqp:connection:framing-error', reason),
+    );
+    const cert = (socket as TLSSocket).authorized ? (socket as TLSSocket).getPeerCertificate() : undefined;
+    const users = this.users;
+    const conn = acceptSocket(this.container, this.connectionOptions(), socket, {
+      anonymous: this.opts.allowAnonymous,
+      external: cert !== undefined,
+      ...(users
+        ? {
+            plain: async (user: string, password: string) => {
+              const ok = await users.check(user, password);
+              if (!ok) {
+                this.refused++;
+                this.opts.log(`refused ${peer.label}: authentication failed for user ${JSON.stringify(user)}`);
+                // After rhea has written the failed outcome (it does so when this promise settles).
+                setImmediate(() => this.hangUp(peer));
+              }
+              return ok;
+            },
+          }
+        : {}),
+      succeeded: (mechanism, user) => {
+        peer.user = mechanism === 'PLAIN' ? user : mechanism === 'EXTERNAL' ? String(cert?.subject?.CN ?? '') : 'anonymous';
+      },
+    });
+    peer.conn = conn;
+    this.peers.set(conn, peer);
+    limitIncomingMessages(conn, this.opts.maxMessageSize, (delivery, bytes) => this.oversize(peer, delivery, bytes));
+    // rhea dispatches read errors (a decoder blowing its stack on a 100,000-deep list, a frame it
+    // cannot parse) on the connection, then ends the socket.
+    conn.on('error', (err: Error) => this.readError(peer, err));
+    conn.on('protocol_error', (err: Error) => this.readError(peer, err));
+    socket.once('close', () => this.gone(peer));
+  }
+
+  /** rhea options of every accepted connection (and, through them, defaults of its links). */
+  private connectionOptions(): object {
+    return {
+      // Incoming links: no automatic credit or settlement, the router decides both.
+      credit_window: 0,
+      autoaccept: false,
+      autosettle: true,
+      treat_modified_as_released: false,
+      offered_capabilities: ['ANONYMOUS-RELAY'],
+      properties: { product: 'hermod-router', version: '0.1.0' },
+      max_frame_size: this.opts.maxFrameSize,
+      channel_max: this.opts.maxSessions - 1,
+      ...(this.opts.idleTimeout > 0 ? { idle_time_out: this.opts.idleTimeout } : {}),
+    };
+  }
+
+  /** Closes a peer's connection for breaking a bound: a close frame with `condition` once open, else just the socket. */
+  private refuse(peer: Peer, condition: string, reason: string): void {
+    if (peer.closing) return;
+    this.refused++;
+    this.opts.log(`closing ${peer.label}${peer.user ? ` (${peer.user})` : ''}: ${reason} (${condition})`);
+    const conn = peer.conn;
+    if (conn?.is_remote_open()) closeNow(conn, { condition, description: reason } as AmqpError);
+    this.hangUp(peer);
+  }
+
+  /** Stops reading from a peer, ends its socket and destroys it if it does not go within a second. */
+  private hangUp(peer: Peer, reason?: string): void {
+    if (reason) {
+      this.refused++;
+      this.opts.log(`closing ${peer.label}: ${reason}`);
+    }
+    peer.closing = true;
+    peer.guard?.trip();
+    if (peer.timer) clearTimeout(peer.timer);
+    // Read nothing more: a peer streaming junk meets a full TCP window, not a router reading it.
+    peer.socket.pause();
+    peer.socket.end();
+    peer.timer = setTimeout(() => peer.socket.destroy(), 1000);
+  }
+
+  private readError(peer: Peer, err: Error): void {
+    const framing = err.name === 'ProtocolError';
+    const text = err instanceof RangeError ? `cannot decode a frame: ${err.message}` : err.message;
+    this.refuse(peer, framing ? 'amqp:connection:framing-error' : 'amqp:decode-error', text);
+  }
+
+  private oversize(peer: Peer, delivery: Delivery, bytes: number): void {
+    const max = this.opts.maxMessageSize;
+    this.forwarder.counters.rejected++;
+    this.opts.log(`rejected a message from ${peer.label} at ${bytes} bytes: larger than ${max}`);
+    try {
+      delivery.reject({ condition: 'amqp:link:message-size-exceeded', description: `message exceeds ${max} bytes` } as AmqpError);
+    } catch {
+      // link already gone
+    }
+  }
+
+  /** The socket closed: whatever the reason, forget the connection and its rhea timers. */
+  private gone(peer: Peer): void {
+    if (peer.timer) clearTimeout(peer.timer);
+    peer.timer = undefined;
+    const conn = peer.conn;
+    if (!conn) return;
+    clearRheaTimers(conn);
+    this.dropConnection(conn);
+    this.peers.delete(conn);
   }
 
   /**
@@ -145,20 +382,54 @@ export class Router {
     await new Promise((r) => setTimeout(r, 20));
     for (const socket of this.sockets) socket.destroy();
     for (const c of this.connections) clearRheaTimers(c);
+    for (const p of this.peers.values()) if (p.timer) clearTimeout(p.timer);
     this.sockets.clear();
     this.connections.clear();
+    this.peers.clear();
     await closed;
+  }
+
+  private rulesOf(conn: Connection): UserEntry | undefined {
+    const user = this.peers.get(conn)?.user;
+    return user !== undefined ? this.users?.rules(user) : undefined;
+  }
+
+  /** Counts a new link against its connection's limit; false (and the link refused) past it. */
+  private admitLink(link: Sender | Receiver): boolean {
+    const peer = this.peers.get(link.connection);
+    if (!peer) return true;
+    peer.links++;
+    if (peer.links <= this.opts.maxLinks) return true;
+    const reason = `link limit of ${this.opts.maxLinks} per connection reached`;
+    // A peer that keeps attaching after refusals is not going to stop.
+    if (peer.links > 2 * this.opts.maxLinks) this.refuse(peer, 'amqp:resource-limit-exceeded', reason);
+    else link.close({ condition: 'amqp:resource-limit-exceeded', description: reason } as AmqpError);
+    return false;
+  }
+
+  private deny(link: Sender | Receiver, what: string): void {
+    const peer = this.peers.get(link.connection);
+    this.refused++;
+    this.opts.log(`refused ${peer?.label}${peer?.user ? ` (${peer.user})` : ''}: may not ${what}`);
+    link.close({ condition: 'amqp:unauthorized-access', description: `not allowed to ${what}` } as AmqpError);
   }
 
   private wire(): void {
     const c = this.container;
     c.on('connection_open', (ctx: EventContext) => {
       const conn = ctx.connection;
+      const peer = this.peers.get(conn);
+      if (peer?.closing) return;
+      if (peer) {
+        if (peer.timer) clearTimeout(peer.timer);
+        peer.timer = undefined;
+        // A client that skipped SASL (allowed only with ANONYMOUS offered) is anonymous.
+        peer.user ??= 'anonymous';
+      }
       this.connections.add(conn);
-      const sock = socketOf(conn);
       const props = conn.properties as Record<string, unknown> | undefined;
       const product = props?.product ? ` product=${String(props.product)}` : '';
-      this.opts.log(`connection open from ${sock?.remoteAddress}:${sock?.remotePort} container=${conn.container_id}${product}`);
+      this.opts.log(`connection open from ${peer?.label} user=${peer?.user} container=${conn.container_id}${product}`);
     });
     const gone = (ctx: EventContext) => this.dropConnection(ctx.connection);
     c.on('connection_close', gone);
@@ -166,20 +437,89 @@ export class Router {
     c.on('connection_error', () => {});
     c.on('error', (err: Error) => this.opts.log(`router: ${err.message}`));
     c.on('protocol_error', (err: Error) => this.opts.log(`router: protocol error ${err.message}`));
+    c.on('session_open', (ctx: EventContext) => {
+      const peer = this.peers.get(ctx.connection);
+      if (peer && ++peer.sessions > this.opts.maxSessions) {
+        this.refuse(peer, 'amqp:resource-limit-exceeded', `session limit of ${this.opts.maxSessions} per connection reached`);
+      }
+    });
+    c.on('session_close', (ctx: EventContext) => {
+      const peer = this.peers.get(ctx.connection);
+      if (peer) peer.sessions--;
+    });
     const f = this.forwarder;
-    c.on('sender_open', (ctx: EventContext) => f.onConsumer(ctx.sender!));
-    c.on('receiver_open', (ctx: EventContext) => f.onProducer(ctx.receiver!));
-    c.on('sender_close', (ctx: EventContext) => f.dropConsumer(ctx.sender!));
-    c.on('receiver_close', (ctx: EventContext) => f.dropProducer(ctx.receiver!));
+    c.on('sender_open', (ctx: EventContext) => {
+      const sender = ctx.sender!;
+      if (!this.admitLink(sender)) return;
+      const source = sender.source as { address?: string; dynamic?: boolean } | undefined;
+      const rules = this.rulesOf(sender.connection);
+      if (rules && !source?.dynamic && !allowed(rules.receive, source?.address ?? '')) {
+        this.deny(sender, `receive from ${JSON.stringify(source?.address)}`);
+        return;
+      }
+      f.onConsumer(sender);
+    });
+    c.on('receiver_open', (ctx: EventContext) => {
+      const receiver = ctx.receiver!;
+      if (!this.admitLink(receiver)) return;
+      const target = targetAddress(receiver);
+      const rules = this.rulesOf(receiver.connection);
+      if (rules && target !== undefined && !mayAddress(rules, target)) {
+        this.deny(receiver, `send to ${JSON.stringify(target)}`);
+        return;
+      }
+      f.onProducer(receiver);
+    });
+    const linkGone = (ctx: EventContext) => {
+      const peer = this.peers.get(ctx.connection);
+      if (peer) peer.links--;
+    };
+    c.on('sender_close', (ctx: EventContext) => {
+      linkGone(ctx);
+      f.dropConsumer(ctx.sender!);
+    });
+    c.on('receiver_close', (ctx: EventContext) => {
+      linkGone(ctx);
+      f.dropProducer(ctx.receiver!);
+    });
     c.on('sender_error', () => {});
     c.on('receiver_error', () => {});
     c.on('session_error', () => {});
-    c.on('message', (ctx: EventContext) => f.onMessage(ctx));
+    c.on('message', (ctx: EventContext) => this.onMessage(ctx));
     c.on('sendable', (ctx: EventContext) => f.drain(ctx.sender!));
     c.on('sender_draining', (ctx: EventContext) => f.onDraining(ctx.sender!));
     for (const kind of ['accepted', 'released', 'rejected', 'modified'] as const) {
       c.on(kind, (ctx: EventContext) => f.onOutcome(ctx, kind));
     }
+  }
+
+  private onMessage(ctx: EventContext): void {
+    const receiver = ctx.receiver!;
+    const delivery = ctx.delivery!;
+    if (discarded(delivery)) {
+      // Rejected while it arrived (too large): only its credit is left to give back.
+      this.table.topUp(receiver);
+      return;
+    }
+    if (this.users && targetAddress(receiver) === undefined) {
+      // Anonymous relay: the rules apply to each message's `to`.
+      const rules = this.rulesOf(receiver.connection);
+      const to = ctx.message?.to;
+      if (rules && !mayAddress(rules, String(to ?? ''))) {
+        this.forwarder.counters.rejected++;
+        try {
+          delivery.reject({
+            condition: 'amqp:unauthorized-access',
+            description: `not allowed to send to ${JSON.stringify(to)}`,
+          } as AmqpError);
+        } catch {
+          // link already gone
+        }
+        this.table.topUp(receiver);
+        return;
+      }
+    }
+    this.forwarder.onMessage(ctx);
   }
 
   private dropConnection(conn: Connection): void {
@@ -189,6 +529,12 @@ export class Router {
     for (const a of this.table.all()) {
       for (const r of [...a.producers]) if (r.connection === conn) this.forwarder.dropProducer(r);
     }
-    this.opts.log(`connection closed container=${conn.container_id}`);
+    const peer = this.peers.get(conn);
+    this.opts.log(`connection closed ${peer?.label ?? ''} container=${conn.container_id}`);
   }
+}
+
+/** Whether a user with `rules` may send to `address`: its send prefixes, and always to dynamic (reply) addresses. */
+function mayAddress(rules: UserEntry, address: string): boolean {
+  return address.startsWith('_dynamic/') || allowed(rules.send, address);
 }

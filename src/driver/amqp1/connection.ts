@@ -44,6 +44,8 @@ export class Amqp1Connection {
   private lastError: string | undefined;
   private failedAttempts = 0;
   private open_ = false;
+  /** The peer refused our SASL login (or closed with unauthorized-access): retrying cannot help. */
+  private refused = false;
 
   constructor(
     private readonly url: TransportUrl,
@@ -61,7 +63,7 @@ export class Amqp1Connection {
       closed: this.hooks.closed(),
       connected: this.open_,
       failedAttempts: this.failedAttempts,
-      refused: false,
+      refused: this.refused,
       problem: this.problem(),
     }));
   }
@@ -114,6 +116,14 @@ export class Amqp1Connection {
     conn.on('connection_error', (ctx: EventContext) => {
       const err = connectionError(ctx.connection);
       if (err) this.lastError = err;
+      // rhea reports a failed SASL exchange as a connection error of its own (not a close frame)
+      // and, having set it as the transport error, never reconnects: say why at once.
+      const e = ctx.error as { condition?: string; message?: string } | undefined;
+      if (e?.condition === 'amqp:unauthorized-access') {
+        this.refused = true;
+        this.lastError = saslReason(e.message ?? '');
+        this.wake();
+      }
     });
     conn.on('error', () => {});
     conn.on('protocol_error', (err: Error) => {
@@ -135,7 +145,8 @@ export class Amqp1Connection {
     this.open_ = false;
     const host = this.hosts.currentLabel;
     const error = ctx.error as Error | undefined;
-    if (error) this.lastError = error.message;
+    // A refused login's reason beats what rhea's socket says as it goes ("write after end").
+    if (error && !this.refused) this.lastError = error.message;
     this.failedAttempts++;
     if (this.hooks.closed()) return;
     if (wasOpen) {
@@ -146,7 +157,8 @@ export class Amqp1Connection {
         new TransportError(`connection to ${host} lost while waiting for a reply${this.lastError ? ` (${this.lastError})` : ''}`),
       );
     }
-    this.hooks.state({ state: 'reconnecting', host, attempt: this.failedAttempts, delayMs: 0 });
+    // After a refused login rhea does not reconnect; do not claim it does.
+    if (!this.refused) this.hooks.state({ state: 'reconnecting', host, attempt: this.failedAttempts, delayMs: 0 });
     this.wake();
   }
 
@@ -194,4 +206,13 @@ export class Amqp1Connection {
     clearRheaTimers(conn);
     this.open_ = false;
   }
+}
+
+/** rhea's SASL failure texts, said plainly. */
+function saslReason(text: string): string {
+  const offered = /No suitable mechanism; server supports (.*)/.exec(text);
+  if (offered)
+    return `SASL failed: the server offers ${offered[1] || 'no mechanism'}, none of which this client can use (PLAIN needs a username and password in the URL)`;
+  if (/Failed to authenticate: 1\b/.test(text)) return 'SASL failed: authentication refused (wrong username or password)';
+  return `SASL failed: ${text || 'unauthorized access'}`;
 }

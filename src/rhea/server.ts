@@ -1,0 +1,160 @@
+import type { Socket } from 'node:net';
+import type { AmqpError, Connection, Container, Delivery, Receiver } from 'rhea';
+
+/** How one accepted connection authenticates. */
+export interface SaslPolicy {
+  /** Offer ANONYMOUS (and let a client skip SASL altogether). */
+  anonymous: boolean;
+  /** Offer PLAIN, checking each username and password with this. */
+  plain?: (username: string, password: string) => Promise<boolean>;
+  /** Offer EXTERNAL (the caller saw a verified TLS client certificate). */
+  external?: boolean;
+  /** Called once SASL succeeded, with the mechanism and the PLAIN username. */
+  succeeded?: (mechanism: string, username: string | undefined) => void;
+}
+
+interface ServerMechanism {
+  outcome?: boolean;
+  username?: string;
+  start(response: Buffer | undefined, hostname?: string): unknown;
+  step?(response: Buffer): unknown;
+}
+
+/**
+ * Accepts `socket` as a server connection of `container`, the way rhea's own `listen()` does
+ * (`new Connection(options, container).accept(socket)`), but with SASL mechanisms of this
+ * connection only. rhea reads `container.sasl_server_mechanisms` once, in `init()` during
+ * `accept()`, and keeps the object in its SASL layer, so swapping it around the call gives each
+ * connection mechanisms that know their peer. With ANONYMOUS offered rhea also accepts a client
+ * that skips SASL; without it, it requires SASL. An empty list would make rhea fall back to
+ * ANONYMOUS, so the caller offers at least one mechanism.
+ */
+export function acceptSocket(container: Container, options: object, socket: Socket, sasl: SaslPolicy): Connection {
+  const mechs: Record<string, () => ServerMechanism> = {};
+  const win = (name: string, m: ServerMechanism, username?: string) => {
+    m.outcome = true;
+    m.username = username;
+    sasl.succeeded?.(name, username);
+  };
+  if (sasl.anonymous) {
+    // The client's trace string is not an identity: the user is "anonymous" whatever it says.
+    mechs.ANONYMOUS = () => ({
+      start(this: ServerMechanism) {
+        win('ANONYMOUS', this);
+      },
+    });
+  }
+  const check = sasl.plain;
+  if (check) {
+    mechs.PLAIN = () => ({
+      async start(this: ServerMechanism, response: Buffer | undefined) {
+        // PLAIN: [authzid] NUL authcid NUL passwd
+        const parts = (response ?? Buffer.alloc(0)).toString('utf8').split('\0');
+        if (parts.length !== 3) {
+          this.outcome = false;
+          return;
+        }
+        if (await check(parts[1]!, parts[2]!)) win('PLAIN', this, parts[1]);
+        else this.outcome = false;
+      },
+    });
+  }
+  if (sasl.external) {
+    // Offered only when the caller saw a verified client certificate; the identity is the
+    // certificate's, so rhea's own EXTERNAL (which names no user) is not used.
+    mechs.EXTERNAL = () => ({
+      start(this: ServerMechanism) {
+        win('EXTERNAL', this);
+      },
+    });
+  }
+  const conn = container.create_connection(options as never);
+  const c = container as unknown as { sasl_server_mechanisms: object };
+  const saved = c.sasl_server_mechanisms;
+  c.sasl_server_mechanisms = mechs;
+  try {
+    (conn as unknown as { accept(s: Socket): void }).accept(socket);
+  } finally {
+    c.sasl_server_mechanisms = saved;
+  }
+  return conn;
+}
+
+/**
+ * Closes the connection with `error` and writes the close frame now rather than on rhea's next
+ * tick: after an error while reading input rhea ends the socket as soon as its error event
+ * returns, and a close frame written later would be lost. `_process()` is rhea's own flush (it
+ * writes a pending `open` first, as the protocol wants before a `close`).
+ */
+export function closeNow(conn: Connection, error: AmqpError): void {
+  conn.close(error);
+  try {
+    (conn as unknown as { _process(): void })._process();
+  } catch {
+    // the socket is already gone
+  }
+}
+
+const DISCARDED = new WeakSet<object>();
+
+/** Whether `delivery` was cut off by {@link limitIncomingMessages} (its message is empty). */
+export function discarded(delivery: Delivery): boolean {
+  return DISCARDED.has(delivery);
+}
+
+interface LinkState {
+  bytes: number;
+  dropping: boolean;
+}
+
+interface TransferFrame {
+  channel: number;
+  performative: { handle: number; more?: boolean };
+  payload?: Buffer;
+}
+
+interface ConnectionInternals {
+  on_transfer(frame: TransferFrame): void;
+  remote_channel_map: Record<number, { remote: { handles: Record<number, Receiver | undefined> } } | undefined>;
+  _register(): void;
+}
+
+/**
+ * Counts each incoming message's bytes as its transfer frames arrive and stops assembling one
+ * past `maxBytes`. rhea gathers every frame of a delivery (`Incoming.on_transfer` pushes
+ * `frame.payload` onto `delivery.frames`, the delivery under assembly being
+ * `receiver._incomplete`) and decodes only at the last one, so a 300 MiB message would be held
+ * whole. Past the limit `onOversize` runs once (while the sender is still sending: it can settle
+ * the delivery at once), the frames gathered so far are dropped, and later frames of that
+ * delivery pass through rhea with no payload, so its session and link accounting stay right;
+ * the final frame yields a message event for an empty, {@link discarded} delivery. rhea writes a
+ * session flow only when the connection is processed, so each dropped frame asks for that,
+ * keeping the sender's window open to the end of the message.
+ */
+export function limitIncomingMessages(conn: Connection, maxBytes: number, onOversize: (delivery: Delivery, bytes: number) => void): void {
+  const c = conn as unknown as ConnectionInternals;
+  const original = c.on_transfer;
+  const states = new WeakMap<Receiver, LinkState>();
+  c.on_transfer = function (this: ConnectionInternals, frame: TransferFrame) {
+    const link = this.remote_channel_map[frame.channel]?.remote.handles[frame.performative.handle];
+    if (!link) return original.call(this, frame);
+    const incomplete = (link as unknown as { _incomplete?: Delivery & { frames?: Buffer[] } })._incomplete;
+    let s = states.get(link);
+    if (!s || !incomplete) {
+      s = { bytes: 0, dropping: false };
+      states.set(link, s);
+    }
+    s.bytes += frame.payload?.length ?? 0;
+    if (s.dropping) frame.payload = undefined;
+    original.call(this, frame);
+    const current = (link as unknown as { _incomplete?: Delivery & { frames?: Buffer[] } })._incomplete;
+    if (s.dropping) {
+      this._register();
+    } else if (current && s.bytes > maxBytes) {
+      s.dropping = true;
+      current.frames = [];
+      DISCARDED.add(current);
+      onOversize(current, s.bytes);
+    }
+  };
+}

@@ -1,0 +1,85 @@
+/** Frame size bounds a {@link FrameScanner} enforces, in bytes. */
+export interface FrameBounds {
+  /** SASL frames and the AMQP `open` frame (nothing is negotiated yet). */
+  handshake: number;
+  /** Every AMQP frame after `open`: the max-frame-size the router advertises. */
+  maxFrame: number;
+}
+
+const MAGIC = 0x414d5150; // "AMQP"
+
+/**
+ * Follows the AMQP 1.0 byte stream a peer sends (protocol headers and frame headers only, never
+ * frame bodies) and says when it breaks the frame size bounds, before rhea sees the bytes. rhea
+ * buffers whatever size a frame header declares, so without this a peer that declares 2^31 bytes
+ * and keeps sending makes the router hold it all. Frames of SASL (protocol 3) and the first AMQP
+ * frame (the `open`) are held to the small handshake bound; later frames to the advertised
+ * max-frame-size. A header at a frame boundary is how a client moves from SASL to AMQP.
+ */
+export class FrameScanner {
+  private readonly head = Buffer.alloc(8);
+  /** Bytes of `head` filled: a protocol header (8) or a frame size (4) being read. */
+  private have = 0;
+  private inHeader = true;
+  private protocol = -1;
+  /** Body bytes of the current frame still to pass. */
+  private skip = 0;
+  private amqpFrames = 0;
+
+  constructor(private readonly bounds: FrameBounds) {}
+
+  /** Whether a first AMQP frame (the peer's `open`) has passed. */
+  get openSeen(): boolean {
+    return this.amqpFrames > 0;
+  }
+
+  /** Checks the next chunk of the stream; returns why it breaks the bounds, or undefined. */
+  scan(chunk: Buffer): string | undefined {
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, chunk.length - i);
+        this.skip -= n;
+        i += n;
+        continue;
+      }
+      const want = this.inHeader ? 8 : 4;
+      const n = Math.min(want - this.have, chunk.length - i);
+      chunk.copy(this.head, this.have, i, i + n);
+      this.have += n;
+      i += n;
+      if (this.have < want) continue;
+      this.have = 0;
+      const problem = this.inHeader ? this.header() : this.frame();
+      if (problem) return problem;
+    }
+    return undefined;
+  }
+
+  private header(): string | undefined {
+    const id = this.head[4]!;
+    if (this.head.readUInt32BE(0) !== MAGIC || (id !== 0 && id !== 3) || this.head[5] !== 1) {
+      return `not an AMQP 1.0 protocol header (${this.head.toString('hex')})`;
+    }
+    this.protocol = id;
+    this.inHeader = false;
+    return undefined;
+  }
+
+  private frame(): string | undefined {
+    const size = this.head.readUInt32BE(0);
+    // A SASL client sends the AMQP header where the next frame would start.
+    if (this.protocol === 3 && size === MAGIC) {
+      this.inHeader = true;
+      this.have = 4;
+      return undefined;
+    }
+    const bound = this.protocol === 3 || this.amqpFrames === 0 ? this.bounds.handshake : this.bounds.maxFrame;
+    const what = this.protocol === 3 ? 'SASL frame' : this.amqpFrames === 0 ? 'frame before open' : 'frame';
+    if (size < 8) return `${what} of ${size} bytes is shorter than a frame header`;
+    if (size > bound) return `${what} of ${size} bytes exceeds the limit of ${bound}`;
+    if (this.protocol === 0) this.amqpFrames++;
+    this.skip = size - 4;
+    return undefined;
+  }
+}

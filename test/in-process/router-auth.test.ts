@@ -1,0 +1,287 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Connection, EventContext } from 'rhea';
+import rhea from 'rhea';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import { Router, type RouterOptions } from '../../src/router/router.js';
+import { setPassword, UserDb } from '../../src/router/users.js';
+import { rejects, until } from '../support/assert.js';
+import { rheaClose } from '../support/rhea-peer.js';
+
+interface Ctx {
+  dir: string;
+  users: string;
+  router: Router | undefined;
+  port: number;
+  log: string[];
+  conns: Connection[];
+  transports: Transport[];
+  servers: RPCServer[];
+}
+const t = suite<Ctx>('router - authentication and authorisation', {
+  dir: '',
+  users: '',
+  router: undefined,
+  port: 0,
+  log: [],
+  conns: [],
+  transports: [],
+  servers: [],
+});
+
+t.before(async (ctx) => {
+  ctx.dir = mkdtempSync(path.join(tmpdir(), 'hermod-auth-'));
+  ctx.users = path.join(ctx.dir, 'users.json');
+  await setPassword(ctx.users, 'alice', 'wonderland');
+  await setPassword(ctx.users, 'bob', 'builder');
+  // bob may only use work/ (and reply addresses); alice has no rules.
+  const file = JSON.parse(readFileSync(ctx.users, 'utf8'));
+  file.users.bob.send = ['work/'];
+  file.users.bob.receive = ['work/'];
+  writeFileSync(ctx.users, JSON.stringify(file));
+});
+t.after((ctx) => rmSync(ctx.dir, { recursive: true, force: true }));
+t.before.each((ctx) => {
+  ctx.conns = [];
+  ctx.transports = [];
+  ctx.servers = [];
+  ctx.router = undefined;
+});
+t.after.each(async (ctx) => {
+  for (const s of ctx.servers) await s.stop();
+  for (const tr of ctx.transports) await tr.close();
+  for (const c of ctx.conns) await rheaClose(c);
+  await ctx.router?.stop();
+});
+
+async function startRouter(ctx: Ctx, o: RouterOptions = {}): Promise<void> {
+  ctx.log = [];
+  ctx.router = new Router({ port: 0, users: ctx.users, log: (l) => ctx.log.push(l), ...o });
+  ctx.port = await ctx.router.start();
+}
+
+/** Connects a plain rhea client; resolves with the open connection or the error it failed with. */
+async function attempt(
+  ctx: Ctx,
+  options: Record<string, unknown>,
+): Promise<{ conn?: Connection; error?: { condition?: string; message?: string } }> {
+  const c = rhea.create_container();
+  c.on('error', () => {});
+  const conn = c.connect({ port: ctx.port, host: '127.0.0.1', reconnect: false, ...options } as never);
+  ctx.conns.push(conn);
+  return new Promise((resolve) => {
+    conn.once('connection_open', () => resolve({ conn }));
+    conn.once('connection_error', (e: EventContext) =>
+      resolve({ error: (e as unknown as { error: { condition?: string; message?: string } }).error }),
+    );
+    conn.once('disconnected', () => resolve({ error: { condition: 'disconnected' } }));
+  });
+}
+
+t('users file: scrypt hashes, right password accepted, wrong one and unknown user refused', async (ctx) => {
+  const text = readFileSync(ctx.users, 'utf8');
+  assert.ok(!text.includes('wonderland'));
+  assert.match(text, /"password":\s*"scrypt\$16384\$8\$1\$/);
+  const db = UserDb.load(ctx.users);
+  assert.ok(await db.check('alice', 'wonderland'));
+  assert.not.ok(await db.check('alice', 'Wonderland'));
+  assert.not.ok(await db.check('carol', 'wonderland'));
+});
+
+t('SASL PLAIN: a rhea client with the right password gets in, with a wrong one is refused at once and logged', async (ctx) => {
+  await startRouter(ctx);
+  const ok = await attempt(ctx, { username: 'alice', password: 'wonderland' });
+  assert.ok(ok.conn?.is_open());
+  await until(() => ctx.log.some((l) => /connection open from 127\.0\.0\.1:\d+ user=alice/.test(l)), 'the open logged with the user');
+  const t0 = Date.now();
+  const bad = await attempt(ctx, { username: 'alice', password: 'nope' });
+  assert.is(bad.error?.condition, 'amqp:unauthorized-access');
+  assert.ok(Date.now() - t0 < 2000);
+  assert.ok(ctx.log.some((l) => /refused 127\.0\.0\.1:\d+: authentication failed for user "alice"/.test(l)));
+});
+
+t('with a users file ANONYMOUS is not offered unless allowed', async (ctx) => {
+  await startRouter(ctx);
+  const anon = await attempt(ctx, { username: 'anonymous' });
+  assert.is(anon.error?.condition, 'amqp:unauthorized-access');
+  assert.match(String(anon.error?.message), /server supports PLAIN/);
+  // A client that skips SASL altogether is cut off too.
+  const none = await attempt(ctx, {});
+  assert.ok(none.error);
+  await ctx.router!.stop();
+  await startRouter(ctx, { allowAnonymous: true });
+  assert.ok((await attempt(ctx, {})).conn?.is_open());
+  assert.ok((await attempt(ctx, { username: 'alice', password: 'wonderland' })).conn?.is_open());
+});
+
+t('without users the router is anonymous on loopback, and refuses to listen beyond it unless asked', async (ctx) => {
+  ctx.router = new Router({ port: 0 });
+  ctx.port = await ctx.router.start();
+  assert.ok((await attempt(ctx, {})).conn?.is_open());
+  assert.throws(() => new Router({ host: '0.0.0.0', port: 0 }), /without authentication must be asked for/);
+  const log: string[] = [];
+  const open = new Router({ host: '0.0.0.0', port: 0, allowAnonymous: true, log: (l) => log.push(l) });
+  await open.start();
+  await open.stop();
+  assert.ok(log.some((l) => /WARNING: anonymous clients are accepted on 0\.0\.0\.0/.test(l)));
+});
+
+t('address rules: bob may attach and send only under work/, anonymous relay included; alice has no rules', async (ctx) => {
+  await startRouter(ctx);
+  const bob = (await attempt(ctx, { username: 'bob', password: 'builder' })).conn!;
+  const errors: string[] = [];
+  const onErr = (name: string) => (e: EventContext) =>
+    errors.push(`${name}:${((e.sender ?? e.receiver)?.error as { condition?: string } | undefined)?.condition}`);
+  bob.open_receiver('secret/inbox').on('receiver_error', onErr('recv secret'));
+  bob.open_sender('secret/inbox').on('sender_error', onErr('send secret'));
+  const okRecv = bob.open_receiver('work/a');
+  const got: unknown[] = [];
+  okRecv.on('message', (e: EventContext) => got.push(e.message?.body));
+  await until(() => errors.length === 2, 'two refusals');
+  assert.equal(errors.sort(), ['recv secret:amqp:unauthorized-access', 'send secret:amqp:unauthorized-access']);
+  const relay = bob.open_sender({ target: {} } as never);
+  await until(() => relay.sendable(), 'relay credit');
+  const outcomes: string[] = [];
+  relay.on('rejected', (e: EventContext) =>
+    outcomes.push(`rejected:${(e.delivery?.remote_state as { error?: { condition?: string } })?.error?.condition}`),
+  );
+  relay.on('accepted', () => outcomes.push('accepted'));
+  relay.send({ to: 'secret/inbox', body: 'no' } as never);
+  relay.send({ to: 'work/a', body: 'yes' } as never);
+  await until(() => outcomes.length === 2, 'two outcomes');
+  assert.equal(outcomes.sort(), ['accepted', 'rejected:amqp:unauthorized-access']);
+  assert.equal(got, ['yes']);
+  const alice = (await attempt(ctx, { username: 'alice', password: 'wonderland' })).conn!;
+  const r = alice.open_receiver('secret/inbox');
+  await until(() => r.is_open(), 'alice attached anywhere');
+});
+
+async function transport(ctx: Ctx, url: string): Promise<Transport> {
+  const tr = await getTransport(url, { config: defaultConfig() });
+  ctx.transports.push(tr);
+  return tr;
+}
+
+t(
+  'hermod driver: calls with credentials work; a wrong password or a mechanism not offered fails at once with TransportError',
+  async (ctx) => {
+    await startRouter(ctx);
+    const server = new RPCServer(
+      await transport(ctx, `amqp://alice:wonderland@127.0.0.1:${ctx.port}/`),
+      new Target({ topic: 'auth', server: 's1' }),
+      [{ echo: async (_c: unknown, a: { v: number }) => a.v }],
+    );
+    await server.start();
+    ctx.servers.push(server);
+    const okClient = new RPCClient(await transport(ctx, `amqp://alice:wonderland@127.0.0.1:${ctx.port}/`), new Target({ topic: 'auth' }), {
+      timeout: 5000,
+    });
+    assert.is(await okClient.call({}, 'echo', { v: 7 }), 7);
+    let t0 = Date.now();
+    const wrong = new RPCClient(await transport(ctx, `amqp://alice:nope@127.0.0.1:${ctx.port}/`), new Target({ topic: 'auth' }), {
+      timeout: 30000,
+    });
+    await rejects(() => wrong.call({}, 'echo', { v: 1 }), 'HERMOD_ERR_TRANSPORT', /wrong username or password/);
+    assert.ok(Date.now() - t0 < 3000, `failed after ${Date.now() - t0} ms`);
+    // Against an anonymous-only router, credentials cannot be used: said at once too.
+    const anon = new Router({ port: 0 });
+    const port = await anon.start();
+    try {
+      t0 = Date.now();
+      const c = new RPCClient(await transport(ctx, `amqp://alice:wonderland@127.0.0.1:${port}/`), new Target({ topic: 'auth' }), {
+        timeout: 30000,
+      });
+      await rejects(() => c.call({}, 'echo', { v: 1 }), 'HERMOD_ERR_TRANSPORT', /offers ANONYMOUS/);
+      assert.ok(Date.now() - t0 < 3000, `failed after ${Date.now() - t0} ms`);
+    } finally {
+      await anon.stop();
+    }
+  },
+);
+
+/** A CA, a server certificate for 127.0.0.1 and a client certificate with CN=svc-1 (EC keys, made with openssl). */
+function pki(dir: string): Record<string, string> {
+  const f = (n: string) => path.join(dir, n);
+  const run = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+  run(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    f('ca.key'),
+    '-out',
+    f('ca.pem'),
+    '-days',
+    '1',
+    '-subj',
+    '/CN=test-ca',
+  );
+  for (const [name, cn] of [
+    ['server', '127.0.0.1'],
+    ['client', 'svc-1'],
+  ] as const) {
+    run(
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      f(`${name}.key`),
+      '-out',
+      f(`${name}.csr`),
+      '-subj',
+      `/CN=${cn}`,
+    );
+    writeFileSync(f(`${name}.ext`), name === 'server' ? 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' : 'extendedKeyUsage=clientAuth\n');
+    run(
+      'x509',
+      '-req',
+      '-in',
+      f(`${name}.csr`),
+      '-CA',
+      f('ca.pem'),
+      '-CAkey',
+      f('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      f(`${name}.pem`),
+      '-days',
+      '1',
+      '-extfile',
+      f(`${name}.ext`),
+    );
+  }
+  return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') };
+}
+
+t('TLS listener: PLAIN over TLS, and a client certificate logs in with SASL EXTERNAL as its CN', async (ctx) => {
+  const p = pki(ctx.dir);
+  await startRouter(ctx, { tls: { cert: p.cert!, key: p.key!, ca: p.ca! } });
+  assert.match(ctx.router!.url, /^amqps:/);
+  const tlsOpts = { transport: 'tls', ca: [readFileSync(p.ca!)], servername: 'localhost' };
+  const plain = await attempt(ctx, { ...tlsOpts, username: 'alice', password: 'wonderland' });
+  assert.ok(plain.conn?.is_open());
+  const ext = await attempt(ctx, {
+    ...tlsOpts,
+    cert: readFileSync(p.clientCert!),
+    key: readFileSync(p.clientKey!),
+    enable_sasl_external: true,
+  });
+  assert.ok(ext.conn?.is_open(), JSON.stringify(ext.error));
+  await until(() => ctx.log.some((l) => /user=svc-1/.test(l)), 'the certificate CN as the user');
+  // Without TLS the listener does not talk at all.
+  const cleartext = await attempt(ctx, { username: 'alice', password: 'wonderland' });
+  assert.ok(cleartext.error);
+});
+
+t.run();

@@ -1,0 +1,259 @@
+import net from 'node:net';
+import type { Connection, EventContext } from 'rhea';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Router, type RouterOptions } from '../../src/router/router.js';
+import { sleep, until } from '../support/assert.js';
+import { rheaClose, rheaConnect } from '../support/rhea-peer.js';
+
+interface Ctx {
+  router: Router;
+  port: number;
+  log: string[];
+  conns: Connection[];
+  sockets: net.Socket[];
+}
+const t = suite<Ctx>('router - bounded under bad input (raw sockets, rhea peers)', {
+  router: undefined as never,
+  port: 0,
+  log: [],
+  conns: [],
+  sockets: [],
+});
+
+async function startRouter(ctx: Ctx, o: RouterOptions = {}): Promise<void> {
+  ctx.log = [];
+  ctx.router = new Router({ port: 0, handshakeTimeout: 400, log: (l) => ctx.log.push(l), ...o });
+  ctx.port = await ctx.router.start();
+}
+
+t.before.each((ctx) => {
+  ctx.conns = [];
+  ctx.sockets = [];
+});
+t.after.each(async (ctx) => {
+  for (const s of ctx.sockets) s.destroy();
+  for (const c of ctx.conns) await rheaClose(c);
+  await ctx.router.stop();
+});
+
+const SASL_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 3, 1, 0, 0]);
+const AMQP_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 1, 0, 0]);
+/** A frame header declaring `size` bytes (doff 2, AMQP frame, channel 0). */
+const frameHeader = (size: number, type = 0) =>
+  Buffer.from([size >>> 24, (size >>> 16) & 255, (size >>> 8) & 255, size & 255, 2, type, 0, 0]);
+
+/** A raw TCP peer: what it wrote before the router closed it, and when that happened. */
+async function raw(ctx: Ctx): Promise<{ socket: net.Socket; closed: Promise<number> }> {
+  const socket = net.connect({ port: ctx.port, host: '127.0.0.1' });
+  ctx.sockets.push(socket);
+  socket.on('error', () => {});
+  socket.on('data', () => {});
+  await new Promise((r) => socket.once('connect', r));
+  const t0 = Date.now();
+  const closed = new Promise<number>((resolve) => socket.once('close', () => resolve(Date.now() - t0)));
+  return { socket, closed };
+}
+
+/** Writes `chunk` again and again (with backpressure) until the socket closes or `limit` bytes went; resolves with the bytes accepted. */
+async function flood(socket: net.Socket, chunk: Buffer, limit: number): Promise<number> {
+  let sent = 0;
+  while (!socket.destroyed && sent < limit) {
+    const ok = socket.write(chunk);
+    sent += chunk.length;
+    if (!ok) {
+      await Promise.race([new Promise((r) => socket.once('drain', r)), new Promise((r) => socket.once('close', r)), sleep(3000)]);
+    }
+  }
+  return socket.bytesWritten;
+}
+
+const LOT = 256 * 1024 * 1024;
+
+t('a frame declaring 2 GiB after the SASL header: the socket is closed before 16 MiB got in, memory stays flat', async (ctx) => {
+  await startRouter(ctx);
+  const before = process.memoryUsage().rss;
+  const { socket, closed } = await raw(ctx);
+  socket.write(Buffer.concat([SASL_HEADER, frameHeader(0x80000000, 1)]));
+  const accepted = await flood(socket, Buffer.alloc(64 * 1024, 7), LOT);
+  const ms = await closed;
+  const grown = process.memoryUsage().rss - before;
+  assert.ok(accepted < 16 * 1024 * 1024, `the router took ${accepted} bytes before closing`);
+  assert.ok(ms < 3000, `closed after ${ms} ms`);
+  assert.ok(grown < 64 * 1024 * 1024, `rss grew by ${grown} bytes`);
+  assert.ok(
+    ctx.log.some((l) =>
+      /closing 127\.0\.0\.1:\d+: SASL frame of 2147483648 bytes exceeds the limit of 4096 \(amqp:connection:framing-error\)/.test(l),
+    ),
+    ctx.log.join('\n'),
+  );
+  // Still serving.
+  ctx.conns.push(await rheaConnect(ctx.port));
+});
+
+t('an open connection that sends an oversized frame is closed with amqp:connection:framing-error', async (ctx) => {
+  await startRouter(ctx);
+  const c = await rheaConnect(ctx.port);
+  ctx.conns.push(c);
+  const err = new Promise<{ condition?: string; description?: string }>((resolve) =>
+    c.once('connection_error', (e: EventContext) => resolve((e.connection.error ?? {}) as never)),
+  );
+  const socket = (c as unknown as { socket: net.Socket }).socket;
+  socket.write(Buffer.concat([frameHeader(65537), Buffer.alloc(65529)]));
+  const e = await err;
+  assert.is(e.condition, 'amqp:connection:framing-error');
+  assert.match(String(e.description), /frame of 65537 bytes exceeds the limit of 65536/);
+  await until(() => ctx.router.stats().connections === 0, 'the router to forget the connection');
+});
+
+t('sockets that send nothing, only a header, or half a frame are closed at the handshake timeout', async (ctx) => {
+  await startRouter(ctx, { handshakeTimeout: 300 });
+  const silent = await raw(ctx);
+  const header = await raw(ctx);
+  header.socket.write(SASL_HEADER);
+  const half = await raw(ctx);
+  half.socket.write(Buffer.concat([AMQP_HEADER, frameHeader(100).subarray(0, 6)]));
+  const times = await Promise.all([silent.closed, header.closed, half.closed]);
+  for (const ms of times) assert.ok(ms >= 250 && ms < 2500, `closed after ${ms} ms`);
+  assert.is(ctx.log.filter((l) => /closing 127\.0\.0\.1:\d+: no AMQP open within 300 ms/.test(l)).length, 3, ctx.log.join('\n'));
+});
+
+t('garbage instead of a protocol header is refused at once', async (ctx) => {
+  await startRouter(ctx);
+  const { socket, closed } = await raw(ctx);
+  socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  assert.ok((await closed) < 1500);
+  assert.ok(ctx.log.some((l) => /not an AMQP 1.0 protocol header/.test(l)));
+});
+
+t('past maxConnections new sockets are refused and logged; once some leave, clients get in again', async (ctx) => {
+  await startRouter(ctx, { maxConnections: 5, handshakeTimeout: 5000 });
+  const held = [];
+  for (let i = 0; i < 5; i++) held.push(await raw(ctx));
+  const extra = await raw(ctx);
+  assert.ok((await extra.closed) < 1000);
+  assert.ok(ctx.log.some((l) => /refused 127\.0\.0\.1:\d+: connection limit of 5 reached/.test(l)));
+  for (const h of held) h.socket.destroy();
+  await until(() => (ctx.router as unknown as { sockets: Set<unknown> }).sockets.size === 0, 'the router to see them go');
+  ctx.conns.push(await rheaConnect(ctx.port));
+});
+
+/** An AMQP value section holding a list nested `depth` deep (list32 at each level). */
+function deepList(depth: number): Buffer {
+  const out = Buffer.alloc(3 + depth * 9 + 1);
+  out.set([0x00, 0x53, 0x77], 0);
+  for (let i = 0; i < depth; i++) {
+    const o = 3 + i * 9;
+    const rest = (depth - i - 1) * 9 + 1;
+    out[o] = 0xd0;
+    out.writeUInt32BE(rest + 4, o + 1);
+    out.writeUInt32BE(1, o + 5);
+  }
+  out[out.length - 1] = 0x40; // null at the bottom
+  return out;
+}
+
+t('a 100,000-deep AMQP list: that connection is closed with amqp:decode-error, logged, others keep working', async (ctx) => {
+  await startRouter(ctx);
+  const addr = 'openstack.org/om/rpc/anycast/openstack/deep';
+  const rc = await rheaConnect(ctx.port);
+  ctx.conns.push(rc);
+  const r = rc.open_receiver(addr);
+  const got: unknown[] = [];
+  r.on('message', (e: EventContext) => got.push(e.message?.body));
+  const bad = await rheaConnect(ctx.port);
+  ctx.conns.push(bad);
+  const s = bad.open_sender(addr);
+  await until(() => s.sendable(), 'credit');
+  const err = new Promise<{ condition?: string }>((resolve) =>
+    bad.once('connection_error', (e: EventContext) => resolve((e.connection.error ?? {}) as never)),
+  );
+  (s as unknown as { send(b: Buffer, tag: undefined, format: number): void }).send(deepList(100_000), undefined, 0);
+  assert.is((await err).condition, 'amqp:decode-error');
+  assert.ok(
+    ctx.log.some((l) =>
+      /closing 127\.0\.0\.1:\d+ \(anonymous\): cannot decode a frame: Maximum call stack size exceeded \(amqp:decode-error\)/.test(l),
+    ),
+  );
+  const good = await rheaConnect(ctx.port);
+  ctx.conns.push(good);
+  const s2 = good.open_sender(addr);
+  await until(() => s2.sendable(), 'credit');
+  s2.send({ body: 'after' });
+  await until(() => got.length === 1, 'the next message through');
+  assert.equal(got, ['after']);
+});
+
+t('a message past maxMessageSize is rejected with message-size-exceeded while it arrives; the link keeps working', async (ctx) => {
+  await startRouter(ctx, { maxMessageSize: 1024 * 1024 });
+  const addr = 'openstack.org/om/rpc/anycast/openstack/big';
+  const rc = await rheaConnect(ctx.port);
+  ctx.conns.push(rc);
+  const r = rc.open_receiver(addr);
+  const got: unknown[] = [];
+  r.on('message', (e: EventContext) => got.push(e.message?.body));
+  const sc = await rheaConnect(ctx.port);
+  ctx.conns.push(sc);
+  const s = sc.open_sender(addr);
+  await until(() => s.sendable(), 'credit');
+  const outcomes: Array<{ kind: string; condition?: string }> = [];
+  for (const k of ['accepted', 'rejected', 'released', 'modified']) {
+    s.on(k, (e: EventContext) => {
+      const st = e.delivery?.remote_state as { error?: { condition?: string } } | undefined;
+      outcomes.push({ kind: k, ...(st?.error?.condition ? { condition: st.error.condition } : {}) });
+    });
+  }
+  s.send({ body: Buffer.alloc(48 * 1024 * 1024, 1) });
+  await until(() => outcomes.length === 1, 'an outcome for the large message', 15000);
+  assert.equal(outcomes[0], { kind: 'rejected', condition: 'amqp:link:message-size-exceeded' });
+  assert.is(got.length, 0);
+  assert.ok(ctx.log.some((l) => /rejected a message from 127\.0\.0\.1:\d+ at \d+ bytes: larger than 1048576/.test(l)));
+  await until(() => s.sendable(), 'credit again', 15000);
+  s.send({ body: 'small' });
+  await until(() => got.length === 1, 'the small message through', 15000);
+  assert.equal(got, ['small']);
+  await until(() => outcomes.length === 2, 'the small message settled');
+  assert.is(outcomes[1]?.kind, 'accepted');
+});
+
+t('past the link limit an attach is refused with resource-limit-exceeded; past the session limit the connection is closed', async (ctx) => {
+  await startRouter(ctx, { maxLinks: 3, maxSessions: 2 });
+  const c = await rheaConnect(ctx.port);
+  ctx.conns.push(c);
+  const errors: string[] = [];
+  const links = [1, 2, 3, 4].map((i) => {
+    const l = c.open_receiver(`a/${i}`);
+    l.on('receiver_error', (e: EventContext) => errors.push(`${i}:${(e.receiver?.error as { condition?: string })?.condition}`));
+    return l;
+  });
+  await until(() => errors.length === 1, 'the fourth link refused');
+  assert.equal(errors, ['4:amqp:resource-limit-exceeded']);
+  assert.ok(links[0]!.is_open());
+  const c2 = await rheaConnect(ctx.port);
+  ctx.conns.push(c2);
+  const closed = new Promise<{ condition?: string }>((resolve) =>
+    c2.once('connection_error', (e: EventContext) => resolve((e.connection.error ?? {}) as never)),
+  );
+  for (let i = 0; i < 3; i++) (c2 as unknown as { create_session(): { begin(): void } }).create_session().begin();
+  assert.is((await closed).condition, 'amqp:resource-limit-exceeded');
+  assert.ok(ctx.log.some((l) => /session limit of 2 per connection reached/.test(l)));
+});
+
+t('a peer that goes silent after open is closed at twice the advertised idle timeout', async (ctx) => {
+  await startRouter(ctx, { idleTimeout: 200 });
+  const c = await rheaConnect(ctx.port);
+  ctx.conns.push(c);
+  assert.is(c.idle_time_out, 200);
+  const socket = (c as unknown as { socket: net.Socket }).socket;
+  // The client stops writing anything, heartbeats included, as a dead host would.
+  socket.write = (() => true) as never;
+  const gone = new Promise<number>((resolve) => {
+    const t0 = Date.now();
+    socket.once('close', () => resolve(Date.now() - t0));
+  });
+  const ms = await gone;
+  assert.ok(ms >= 300 && ms < 3000, `closed after ${ms} ms`);
+  await until(() => ctx.router.stats().connections === 0, 'the router to forget it');
+});
+
+t.run();

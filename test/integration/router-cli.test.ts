@@ -1,0 +1,80 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { EventContext } from 'rhea';
+import rhea from 'rhea';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { until } from '../support/assert.js';
+
+const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'hermod-router.js');
+
+/** Runs hermod-router with `args` and `input` on stdin; kills it after `ms` if it is still up. */
+function router(args: string[], input?: string, ms = 8000) {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const p = { child, out: '', err: '', exited: new Promise<number | null>((r) => child.once('exit', (code) => r(code))) };
+  child.stdout.on('data', (d) => {
+    p.out += d;
+  });
+  child.stderr.on('data', (d) => {
+    p.err += d;
+  });
+  child.stdin.end(input ?? '');
+  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+  void p.exited.then(() => clearTimeout(timer));
+  return p;
+}
+
+const t = suite<{ dir: string }>('hermod-router CLI: passwd, --users, secure defaults', { dir: '' });
+t.before((ctx) => {
+  ctx.dir = mkdtempSync(path.join(tmpdir(), 'hermod-router-cli-'));
+});
+t.after((ctx) => rmSync(ctx.dir, { recursive: true, force: true }));
+
+t('passwd writes a hashed entry from stdin; --users then takes PLAIN logins and refuses a wrong password', async (ctx) => {
+  const file = path.join(ctx.dir, 'users.json');
+  const pw = router(['passwd', file, 'alice'], 'wonderland\n');
+  assert.is(await pw.exited, 0, pw.err);
+  assert.is(statSync(file).mode & 0o777, 0o600);
+  assert.not.ok(readFileSync(file, 'utf8').includes('wonderland'));
+  const r = router(['--port', '0', '--users', file]);
+  try {
+    await until(() => /listening on amqp:\/\/127\.0\.0\.1:(\d+)\/ \(SASL: PLAIN \(1 users\)\)/.test(r.out), 'the listening line');
+    const port = Number(/:(\d+)\//.exec(r.out)![1]);
+    const login = (password: string) =>
+      new Promise<string>((resolve) => {
+        const c = rhea.create_container();
+        c.on('error', () => {});
+        const conn = c.connect({ port, host: '127.0.0.1', reconnect: false, username: 'alice', password } as never);
+        conn.on('disconnected', () => {});
+        conn.once('connection_open', () => {
+          conn.close();
+          resolve('open');
+        });
+        conn.once('connection_error', (e: EventContext) => resolve((e as unknown as { error: { condition: string } }).error.condition));
+      });
+    assert.is(await login('wonderland'), 'open');
+    assert.is(await login('wrong'), 'amqp:unauthorized-access');
+    await until(() => /refused 127\.0\.0\.1:\d+: authentication failed for user "alice"/.test(r.out), 'the refusal logged');
+  } finally {
+    r.child.kill('SIGTERM');
+    await r.exited;
+  }
+});
+
+t('a non-loopback bind without authentication exits 2 unless --allow-anonymous, which warns', async () => {
+  const refused = router(['--host', '0.0.0.0', '--port', '0']);
+  assert.is(await refused.exited, 2);
+  assert.match(refused.err, /without authentication must be asked for/);
+  const open = router(['--host', '0.0.0.0', '--port', '0', '--allow-anonymous']);
+  try {
+    await until(() => /WARN {2}anonymous clients are accepted on 0\.0\.0\.0/.test(open.err), 'the warning');
+  } finally {
+    open.child.kill('SIGTERM');
+    await open.exited;
+  }
+});
+
+t.run();
