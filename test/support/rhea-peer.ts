@@ -1,5 +1,6 @@
 import type { Connection, EventContext } from 'rhea';
 import rhea from 'rhea';
+import { clearRheaTimers } from '../../src/rhea/index.js';
 
 /** A plain rhea client connection (a peer hermod did not write) to the router under test. */
 export async function rheaConnect(port: number): Promise<Connection> {
@@ -28,4 +29,7 @@ export async function rheaClose(conn: Connection): Promise<void> {
     conn.close();
   });
   (conn as unknown as { socket?: { destroy(): void } }).socket?.destroy();
+  // The router advertises an idle timeout, so rhea keeps heartbeat timers on this connection; a
+  // socket destroyed here never tells rhea it ended, and those timers would hold the process.
+  clearRheaTimers(conn);
 }
