@@ -439,10 +439,12 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     // Not in ctx.transports: the test closes it itself.
     const tr = await getTransport(ctx.broker.url, { config: defaultConfig(), overrides: ctx.broker.unrouted ?? {} });
     const c = new RPCClient(tr, new Target({ topic: topic('nobody') }), { timeout: 5000 });
-    const pending = c.call({}, 'x');
+    // The handler goes on at once: the call may fail while close() is still running, and a
+    // rejection nobody handles by then ends the whole test process.
+    const pending = rejects(c.call({}, 'x'), 'HERMOD_ERR_CLOSED');
     await sleep(5);
     await tr.close();
-    await rejects(pending, 'HERMOD_ERR_CLOSED');
+    await pending;
     await rejects(c.call({}, 'x'), 'HERMOD_ERR_CLOSED');
     await rejects(c.cast({}, 'x'), 'HERMOD_ERR_CLOSED');
     await rejects(new RPCServer(tr, new Target({ topic: 'a', server: 'b' }), [{}]).start(), 'HERMOD_ERR_CLOSED');
