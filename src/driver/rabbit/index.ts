@@ -107,6 +107,7 @@ export class RabbitDriver extends DriverBase implements Driver {
     reply.catch(() => {});
     try {
       await this.publisher.publish({ ...publication, body, confirm: false });
+      this.replies.sent(msgId);
     } catch (err) {
       this.waiter.fail(msgId, err as Error);
     }

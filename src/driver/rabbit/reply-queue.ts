@@ -23,6 +23,8 @@ export class ReplyQueue {
   private readonly dedup = new DedupRing();
   /** Partial results of old-style replies (result first, `ending` later), by `_msg_id`. */
   private readonly partial = new Map<string, { result: unknown; failure: unknown }>();
+  /** Calls whose request went out naming this queue: the ones a lost queue leaves without a reply. */
+  private readonly published = new Set<string>();
 
   constructor(
     private readonly conn: RabbitConnection,
@@ -50,9 +52,15 @@ export class ReplyQueue {
     return this.ready;
   }
 
+  /** The request of call `msgId` has been published. */
+  sent(msgId: string): void {
+    this.published.add(msgId);
+  }
+
   /** Drops what is kept for a call that has ended. */
   forget(msgId: string): void {
     this.partial.delete(msgId);
+    this.published.delete(msgId);
   }
 
   private async consume(model: ChannelModel): Promise<void> {
@@ -60,7 +68,7 @@ export class ReplyQueue {
     if (this.model === model) return;
     const reconnect = this.model !== undefined;
     this.model = model;
-    if (reconnect && this.waiter.size > 0) await this.checkSurvived(model);
+    if (reconnect && this.published.size > 0) await this.checkSurvived(model);
     const ch = await model.createChannel();
     ch.on('error', () => {});
     await ch.assertQueue(this.name, this.options);
@@ -94,8 +102,9 @@ export class ReplyQueue {
 
   /**
    * After a mere connection loss the reply queue is still there (x-expires) and pending calls
-   * complete. After a broker restart it is gone, and so are the replies sent to it: fail those
-   * calls now instead of at their timeouts.
+   * complete. After a broker restart (or a failover to another node) it is gone, and so are the
+   * replies sent to it: fail the calls already published now instead of at their timeouts.
+   * Calls still waiting to be published go out once the queue is declared again.
    */
   private async checkSurvived(model: ChannelModel): Promise<void> {
     const probe = await model.createChannel();
@@ -104,11 +113,13 @@ export class ReplyQueue {
       () => true,
       () => false,
     );
-    if (exists) await probe.close().catch(() => {});
-    else
-      this.waiter.failAll(
-        new TransportError(`the reply queue ${this.name} was lost with the broker (restarted?); the call's reply cannot arrive`),
-      );
+    if (exists) {
+      await probe.close().catch(() => {});
+      return;
+    }
+    const err = new TransportError(`the reply queue ${this.name} was lost with the broker (restarted?); the call's reply cannot arrive`);
+    for (const id of [...this.published]) this.waiter.fail(id, err);
+    this.published.clear();
   }
 
   private onReply(msg: ConsumeMessage): void {
