@@ -68,9 +68,11 @@ async function main(): Promise<void> {
       console.log(`    ${e.name}: type=${e.excType} module=${e.module} message=${e.value}`);
     }
 
-    say('call sleep(seconds=3) with a 1 s call monitor: server heartbeats keep it alive');
+    say(
+      'call sleep(seconds=3) with a 2 s call monitor: the server heartbeats every 1 s (as oslo: every N/2 s, only when that is at least 1 s) and keeps it alive',
+    );
     const t0 = Date.now();
-    const slept = await client.call(ctx, 'sleep', { seconds: 3 }, { callMonitorTimeout: 1000 });
+    const slept = await client.call(ctx, 'sleep', { seconds: 3 }, { callMonitorTimeout: 2000 });
     console.log(`    result after ${((Date.now() - t0) / 1000).toFixed(1)} s:`, slept);
   } finally {
     await transport.close();
