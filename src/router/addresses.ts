@@ -167,8 +167,28 @@ export class AddressTable {
     const name = targetAddress(receiver);
     if (name && (this.addresses.get(name)?.consumers.length ?? 0) === 0) return;
     const want = this.linkCredit - linkCredit(receiver);
-    if (want > 0) receiver.add_credit(want);
+    if (want > 0) {
+      receiver.add_credit(want);
+      const t = tallies.get(receiver);
+      if (t) t.granted += want;
+      else tallies.set(receiver, { granted: want, received: 0 });
+    }
   }
+}
+
+/**
+ * Credit granted to and transfers received from each producer link. rhea neither refuses nor
+ * reports a transfer sent without credit (it only logs one and keeps the credit at 0), so the
+ * router counts both sides itself to find a peer that ignores flow control.
+ */
+const tallies = new WeakMap<Receiver, { granted: number; received: number }>();
+
+/** Counts one transfer from `receiver`'s peer; false when the peer had no credit left for it. */
+export function spendCredit(receiver: Receiver): boolean {
+  const t = tallies.get(receiver);
+  if (!t) return false;
+  t.received++;
+  return t.received <= t.granted;
 }
 
 /** A producer link's target address; undefined for anonymous relay. */

@@ -14,7 +14,7 @@ import {
   installRawDecode,
   limitIncomingMessages,
 } from '../rhea/index.js';
-import { AddressTable, targetAddress } from './addresses.js';
+import { AddressTable, spendCredit, targetAddress } from './addresses.js';
 import { Forwarder } from './forwarding.js';
 import { peerLabel, SocketGuard } from './guard.js';
 import { allowed, UserDb, type UserEntry } from './users.js';
@@ -496,6 +496,10 @@ export class Router {
   private onMessage(ctx: EventContext): void {
     const receiver = ctx.receiver!;
     const delivery = ctx.delivery!;
+    if (!spendCredit(receiver)) {
+      this.refuseOverCredit(receiver, delivery);
+      return;
+    }
     if (discarded(delivery)) {
       // Rejected while it arrived (too large): only its credit is left to give back.
       this.table.topUp(receiver);
@@ -520,6 +524,26 @@ export class Router {
       }
     }
     this.forwarder.onMessage(ctx);
+  }
+
+  /**
+   * A peer sent a transfer the router gave it no credit for: it ignores flow control, and what it
+   * sends would pile up in the router. Its link is detached with
+   * `amqp:link:transfer-limit-exceeded` (as the AMQP 1.0 spec names it); that transfer is rejected.
+   */
+  private refuseOverCredit(receiver: Receiver, delivery: Delivery): void {
+    this.forwarder.counters.rejected++;
+    const error = { condition: 'amqp:link:transfer-limit-exceeded', description: 'transfer sent without link credit' } as AmqpError;
+    const peer = this.peers.get(receiver.connection);
+    this.opts.log(
+      `link detached: transfer without credit from ${peer?.label ?? 'a peer'} on ${JSON.stringify(targetAddress(receiver) ?? '(anonymous relay)')}`,
+    );
+    try {
+      delivery.reject(error);
+      receiver.close(error);
+    } catch {
+      // link already gone
+    }
   }
 
   private dropConnection(conn: Connection): void {

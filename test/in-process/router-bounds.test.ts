@@ -216,6 +216,46 @@ t('a message past maxMessageSize is rejected with message-size-exceeded while it
   assert.is(outcomes[1]?.kind, 'accepted');
 });
 
+t(
+  'a client that ignores link credit: its link is detached with transfer-limit-exceeded, the router holds no more than its window',
+  async (ctx) => {
+    await startRouter(ctx, { linkCredit: 5 });
+    const addr = 'openstack.org/om/rpc/anycast/openstack/greedy';
+    const rc = await rheaConnect(ctx.port);
+    ctx.conns.push(rc);
+    // A receiver that never grants credit: whatever the router accepts stays held in it.
+    rc.open_receiver({ source: { address: addr }, credit_window: 0 } as never);
+    const sc = await rheaConnect(ctx.port);
+    ctx.conns.push(sc);
+    const s = sc.open_sender(addr);
+    await until(() => s.sendable(), 'credit');
+    let detached: { condition?: string } | undefined;
+    s.on('sender_error', (e: EventContext) => {
+      detached = (e.sender?.error ?? {}) as never;
+    });
+    // The hostile part: rhea's own sender waits for credit, so pretend it always has some.
+    (s as unknown as { has_credit(): boolean }).has_credit = () => true;
+    const quiet = console.error;
+    console.error = () => {}; // rhea logs each transfer it got without credit; the router's own log is asserted below
+    try {
+      for (let i = 0; i < 200; i++) s.send({ body: i });
+      await until(() => detached !== undefined, 'the greedy link detached');
+    } finally {
+      console.error = quiet;
+    }
+    assert.is(detached?.condition, 'amqp:link:transfer-limit-exceeded');
+    assert.ok(ctx.router.stats().held <= 5, `router holds ${ctx.router.stats().held} messages; its window is 5`);
+    assert.ok(
+      ctx.log.some((l) => /link detached: transfer without credit from 127\.0\.0\.1:\d+/.test(l)),
+      ctx.log.join('\n'),
+    );
+    // The router keeps serving others, on the same address.
+    const ok = (await rheaConnect(ctx.port)).open_sender(addr);
+    ctx.conns.push(ok.connection);
+    await until(() => ok.sendable(), 'credit for a well-behaved sender');
+  },
+);
+
 t('past the link limit an attach is refused with resource-limit-exceeded; past the session limit the connection is closed', async (ctx) => {
   await startRouter(ctx, { maxLinks: 3, maxSessions: 2 });
   const c = await rheaConnect(ctx.port);

@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import { type RemoteOutcome, remoteOutcome } from '../../src/rhea/index.js';
 import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
-import { rheaClose, rheaConnect } from '../support/rhea-peer.js';
+import { rheaClose, rheaConnect, rheaDrop } from '../support/rhea-peer.js';
 
 // Router semantics checked against what Qpid Dispatch Router 1.19 does (DESIGN.md), with rhea's
 // own client as the peer: settlement mode kept end to end, and a receiver that vanishes while
@@ -169,7 +169,7 @@ t('a holder closes its connection: same outcomes', async (ctx) => {
 
 t('a holder drops its TCP connection: same outcomes', async (ctx) => {
   await holderGoesAway(ctx, (c) => {
-    (c as unknown as { socket: { destroy(): void } }).socket.destroy();
+    void rheaDrop(c);
   });
 });
 

@@ -3,7 +3,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
-import { rheaClose, rheaConnect } from '../support/rhea-peer.js';
+import { rheaClose, rheaConnect, rheaDrop } from '../support/rhea-peer.js';
 
 interface Ctx {
   router: Router;
@@ -182,7 +182,7 @@ t('a receiver that vanishes with unsettled messages: the sender hears modified(d
   await until(() => s.sendable(), 'credit');
   s.send({ body: 'a' });
   await until(() => seen === 1, 'delivery to the flaky receiver');
-  (rc as unknown as { socket: { destroy(): void } }).socket.destroy();
+  await rheaDrop(rc);
   await until(() => outcomes.length > 0, 'an outcome after the receiver vanished');
   assert.is(failedFlag, true);
   await until(

@@ -119,6 +119,56 @@ t(
   },
 );
 
+t(
+  'broker blocked (memory alarm) during stop: rpc-server with a reply it cannot publish and the library objects stop within the deadline + 1 s',
+  async (ctx) => {
+    const node = ctx.nodes[1]!;
+    const s = rpcServer(ctx, node.url(), 'blocked');
+    await printed(s, /serving topic race/, 'serving');
+    const tr = await getTransport(node.url(), { config: defaultConfig() });
+    ctx.transports.push(tr);
+    const client = new RPCClient(tr, new Target({ topic: 'race', server: 'blocked' }), { timeout: 20_000 });
+    // Replies published after the alarm block the server's connection (RabbitMQ stops reading it).
+    const pending = client.call({}, 'sleep', { seconds: 0.7 }).catch((e: Error) => e);
+    const lib = new RPCServer(await getTransport(node.url(), { config: defaultConfig() }), new Target({ topic: 'race', server: 'lib-b' }), [
+      new Recorder('lib-b'),
+    ]);
+    await lib.start();
+    const libCall = new RPCClient(tr, new Target({ topic: 'race', server: 'lib-b' }), { timeout: 20_000 })
+      .call({}, 'sleep', { seconds: 0.7 })
+      .catch((e: Error) => e);
+    await sleep(200);
+    await node.ctl('set_vm_memory_high_watermark', '0');
+    try {
+      // Both servers' replies are stuck: RabbitMQ lists their connections as blocked.
+      const blockedConns = async () => ((await node.ctl('list_connections', '-q', 'state')).match(/^blocked$/gm) ?? []).length;
+      const end = Date.now() + 10_000;
+      while ((await blockedConns()) < 2) {
+        if (Date.now() > end)
+          throw new Error(`timed out waiting for two blocked connections\n${await node.ctl('list_connections', 'name', 'state')}`);
+        await sleep(100);
+      }
+      const t0 = Date.now();
+      s.child.kill('SIGTERM');
+      const libDone = (async () => {
+        await lib.stop();
+        await lib.wait(DEADLINE_S * 1000);
+        await lib.transport.close();
+        return Date.now() - t0;
+      })();
+      const [rs, libMs] = await Promise.all([s.exited, libDone]);
+      figures.add('rpc-server × broker blocked during stop', rs.at - t0, BOUND_MS, `exit ${rs.code}`);
+      figures.add('library RPCServer+Transport × broker blocked during stop', libMs, BOUND_MS, 'returned');
+      assert.ok(rs.at - t0 <= BOUND_MS, `rpc-server: ${rs.at - t0} ms\n${s.out}${s.err}`);
+      assert.ok(rs.code === 0 || rs.code === 7, `rpc-server exit ${rs.code}\n${s.out}${s.err}`);
+      assert.ok(libMs <= BOUND_MS, `library: ${libMs} ms`);
+    } finally {
+      await node.ctl('set_vm_memory_high_watermark', '0.4');
+    }
+    await Promise.all([pending, libCall]);
+  },
+);
+
 t(`race: SIGTERM to rpc-server after 100 calls, the broker's shutdown 0–50 ms later, ${RACES} times beside a CPU hog`, async (ctx) => {
   // A busy machine is what made the race lose (1 hang in 8 under load).
   const hog: ChildProcess = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' });

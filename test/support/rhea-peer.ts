@@ -33,3 +33,16 @@ export async function rheaClose(conn: Connection): Promise<void> {
   // socket destroyed here never tells rhea it ended, and those timers would hold the process.
   clearRheaTimers(conn);
 }
+
+/** Drops a rhea connection's socket without a close frame (a peer that vanishes), leaving no rhea timers behind. */
+export async function rheaDrop(conn: Connection): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, 300);
+    conn.once('disconnected', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    (conn as unknown as { socket: { destroy(): void } }).socket.destroy();
+  });
+  clearRheaTimers(conn);
+}
