@@ -14,6 +14,7 @@ export {
   settleLocally,
 } from './delivery.js';
 export { installDispositionFix } from './dispositions.js';
+export { installLinkNameFix } from './link-names.js';
 export { deliveryCount, linkCredit, sessionRoom } from './links.js';
 export { installRawDecode, rawBytes } from './raw-decode.js';
 export { acceptSocket, closeNow, discarded, limitIncomingMessages, type SaslPolicy } from './server.js';

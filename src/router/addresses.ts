@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Delivery, Message, Receiver, Sender, Source } from 'rhea';
+import type { Delivery, Message, Receiver, Sender, Source, TerminusOptions } from 'rhea';
 import { deliveryCount, linkCredit } from '../rhea/index.js';
 
 /** One message on its way through the router. */
@@ -116,10 +116,10 @@ export class AddressTable {
   attachConsumer(sender: Sender): Address | undefined {
     const source = sender.source as { address?: string; dynamic?: boolean } | undefined;
     let name = source?.address;
-    if (source?.dynamic) {
-      name = `_dynamic/${randomUUID()}`;
-      sender.set_source({ address: name } as Source);
-    }
+    if (source?.dynamic) name = `_dynamic/${randomUUID()}`;
+    // The attach reply names the address joined, as Qpid Dispatch does: rhea would answer with an
+    // empty source, which peers that check it (qpid-proton's BlockingReceiver) refuse.
+    if (name) sender.set_source({ address: name } as Source);
     if (!name) {
       sender.close({ condition: 'amqp:invalid-field', description: 'a receiver needs a source address (or a dynamic source)' });
       return undefined;
@@ -145,7 +145,11 @@ export class AddressTable {
   /** Adds a sending client's link (anonymous relay when it has no target address) and credits it. */
   attachProducer(receiver: Receiver): void {
     const name = targetAddress(receiver);
-    if (name) this.address(name).producers.add(receiver);
+    if (name) {
+      // Echo the target in the attach reply (see attachConsumer).
+      receiver.set_target({ address: name } as TerminusOptions);
+      this.address(name).producers.add(receiver);
+    }
     this.topUp(receiver);
   }
 

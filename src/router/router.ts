@@ -11,6 +11,7 @@ import {
   closeNow,
   discarded,
   installDispositionFix,
+  installLinkNameFix,
   installRawDecode,
   limitIncomingMessages,
 } from '../rhea/index.js';
@@ -155,6 +156,7 @@ export class Router {
     // instead of re-encoding rhea's decoded view of them.
     installRawDecode();
     installDispositionFix();
+    installLinkNameFix();
     this.table = new AddressTable(this.opts.linkCredit);
     this.forwarder = new Forwarder(this.table, this.opts.maxMessageSize);
     this.container = rhea.create_container({ id: this.opts.containerId });

@@ -74,8 +74,8 @@ for (const [name, broker] of BROKERS) {
           { jsonrpc: '2.0', method: 'py.add', params: { a: 2, b: 40 }, id: 'py' },
           { jsonrpc: '2.0', method: 'py.ctx', id: 'ctx' },
           { jsonrpc: '2.0', method: 'py.fail', params: { message: 'nope' }, id: 'fail' },
-          { jsonrpc: '2.0', method: 'py.sleep', params: { seconds: 0.4 }, id: 'py-sleep' },
-          { jsonrpc: '2.0', method: 'js.sleep', params: { ms: 400 }, id: 'js-sleep' },
+          { jsonrpc: '2.0', method: 'py.sleep', params: { seconds: 1.5 }, id: 'py-sleep' },
+          { jsonrpc: '2.0', method: 'js.sleep', params: { ms: 1500 }, id: 'js-sleep' },
           { jsonrpc: '2.0', method: 'py.bump', params: { seq: 7 } },
         ],
         { 'x-request-id': 'batch-1' },
@@ -91,9 +91,10 @@ for (const [name, broker] of BROKERS) {
       assert.is(byId.get('fail').error.data.type, 'ValueError');
       assert.is(byId.get('fail').error.message, 'nope');
       assert.is(byId.get('fail').error.data.remote.module, 'builtins');
-      assert.equal(byId.get('py-sleep').result, { slept: 0.4, server: 'p1' });
-      assert.is(byId.get('js-sleep').result, 400);
-      assert.ok(took < 780, `the two 400 ms sleeps ran concurrently (${took} ms)`);
+      assert.equal(byId.get('py-sleep').result, { slept: 1.5, server: 'p1' });
+      assert.is(byId.get('js-sleep').result, 1500);
+      // One after the other they would take at least 3 s; the margin absorbs a loaded machine.
+      assert.ok(took < 2900, `the two 1.5 s sleeps ran concurrently (${took} ms)`);
       await py.waitFor((e) => e.event === 'bump' && e.seq === 7, 5000, 'the notification as a cast to python');
       // REST reaches Python too, with its errors mapped by the same table.
       const rest = await http(url, 'POST', '/v1/py/add', { a: 1, b: 2 });

@@ -1,0 +1,69 @@
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const FIXED = Symbol.for('hermod.rhea.link-names');
+
+interface LinkLike {
+  name: string;
+  is_receiver(): boolean;
+  on_attach(frame: unknown): void;
+  remote: { attach?: unknown; handle?: number };
+  local: { handle: number };
+}
+interface SessionLike {
+  links: Record<string, LinkLike>;
+  remote: { handles: Record<number, LinkLike> };
+  local: { handles: Record<number, LinkLike | undefined> };
+  create_sender(name: string): LinkLike;
+  create_receiver(name: string): LinkLike;
+}
+interface SessionProto {
+  create_link(
+    this: SessionLike,
+    name: string,
+    ctor: new (s: SessionLike, name: string, handle: number, opts: unknown) => LinkLike,
+    opts: unknown,
+  ): LinkLike;
+  on_attach(this: SessionLike, frame: { performative: { name: string; role: boolean; handle: number } }): void;
+  remove_link(this: SessionLike, link: LinkLike): void;
+  [FIXED]?: boolean;
+}
+
+const key = (name: string, receiver: boolean) => `${receiver ? 'r' : 's'}:${name}`;
+
+/**
+ * Works around rhea 3.0.5 keeping a session's links by name alone. In AMQP 1.0 a link is named
+ * per direction, so a peer may attach a sender and a receiver under one name (qpid-proton's
+ * BlockingConnection names both `<container>-<address>`); rhea then finds the first link for the
+ * second attach and fails the connection with "Attach already received". This keys the table by
+ * role and name: our role is the opposite of the peer's (`role` true means the peer receives).
+ * Installed once per process; later calls do nothing.
+ */
+export function installLinkNameFix(): void {
+  const Session = require('rhea/lib/session.js') as { prototype: SessionProto };
+  const proto = Session.prototype;
+  if (proto[FIXED]) return;
+  proto.create_link = function (name, ctor, opts) {
+    let i = 0;
+    while (this.local.handles[i]) i++;
+    const l = new ctor(this, name, i, opts);
+    this.links[key(name, l.is_receiver())] = l;
+    this.local.handles[i] = l;
+    return l;
+  };
+  proto.on_attach = function (frame) {
+    const { name, role, handle } = frame.performative;
+    const ours = !role;
+    let link = this.links[key(name, ours)];
+    if (!link) link = role ? this.create_sender(name) : this.create_receiver(name);
+    this.remote.handles[handle] = link;
+    link.on_attach(frame);
+    link.remote.attach = frame.performative;
+  };
+  proto.remove_link = function (link) {
+    if (link.remote.handle !== undefined) delete this.remote.handles[link.remote.handle];
+    delete this.local.handles[link.local.handle];
+    delete this.links[key(link.name, link.is_receiver())];
+  };
+  proto[FIXED] = true;
+}
