@@ -62,6 +62,7 @@ export { Router } from './router/router.js';
 export type { CallOptions, PrepareOptions, RPCClientOptions, RpcProxy } from './rpc/client.js';
 export { RPCClient } from './rpc/client.js';
 export type { AccessPolicy, Endpoint } from './rpc/dispatcher.js';
+export { type Caller, MultiCall, type MultiCallOptions, MultiCallResults } from './rpc/multicall.js';
 export type { RemoteErrorFactory, RemoteOrigin } from './rpc/remote-errors.js';
 export { isRemote, registerRemoteError } from './rpc/remote-errors.js';
 export type { RPCServerOptions, ServerStats } from './rpc/server.js';

@@ -13,8 +13,17 @@ export {
   remoteSettled,
   settleLocally,
 } from './delivery.js';
-export { installDispositionFix } from './dispositions.js';
-export { installLinkNameFix } from './link-names.js';
+
+import { installDispositionFix } from './dispositions.js';
+import { installLinkNameFix } from './link-names.js';
+import { installCorkedWrites } from './writes.js';
+
+/** Installs hermod's rhea 3.0.5 workarounds (dispositions, link names, corked writes); idempotent. */
+export function installRheaFixes(): void {
+  installDispositionFix();
+  installLinkNameFix();
+  installCorkedWrites();
+}
 export { deliveryCount, linkCredit, sessionRoom } from './links.js';
 export { installRawDecode, rawBytes } from './raw-decode.js';
 export { acceptSocket, closeNow, discarded, limitIncomingMessages, type SaslPolicy } from './server.js';

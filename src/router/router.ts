@@ -10,8 +10,7 @@ import {
   clearRheaTimers,
   closeNow,
   discarded,
-  installDispositionFix,
-  installLinkNameFix,
+  installRheaFixes,
   installRawDecode,
   limitIncomingMessages,
 } from '../rhea/index.js';
@@ -155,8 +154,7 @@ export class Router {
     // Forward the exact bytes a sender sent (properties, annotations and their AMQP types intact)
     // instead of re-encoding rhea's decoded view of them.
     installRawDecode();
-    installDispositionFix();
-    installLinkNameFix();
+    installRheaFixes();
     this.table = new AddressTable(this.opts.linkCredit);
     this.forwarder = new Forwarder(this.table, this.opts.maxMessageSize);
     this.container = rhea.create_container({ id: this.opts.containerId });

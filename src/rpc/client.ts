@@ -5,6 +5,7 @@ import { type Context, NoOpSerializer, type Serializer } from '../core/serialize
 import { Target, type TargetOverrides, versionIsCompatible } from '../core/target.js';
 import type { RpcRequest } from '../driver/driver.js';
 import type { Transport } from '../transport.js';
+import { MultiCall } from './multicall.js';
 import { deserializeFailure } from './remote-errors.js';
 
 /** Options of an {@link RPCClient}; durations in milliseconds. */
@@ -226,6 +227,15 @@ export class RPCClient {
         ...(error ? { error } : {}),
       }));
     }
+  }
+
+  /**
+   * Several calls sent together, results read in order, each failure raised only when its
+   * result is read: `await client.multicall(ctx).call('a', {...}).call('b', {...}).run()`.
+   */
+  multicall(ctx: Context = {}): MultiCall {
+    this.target.assertCallable();
+    return new MultiCall(this, ctx);
   }
 
   /**

@@ -435,6 +435,58 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     assert.is((rec as unknown as { then?: unknown }).then, undefined);
   });
 
+  t('multicall: calls sent together, results in order, each failure raised only when its result is read', async (ctx) => {
+    const tp = topic('mc');
+    await serve(ctx, tp, 'a', [new Recorder('a')]);
+    await serve(ctx, tp, 'b', [new Recorder('b')]);
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 3000 });
+    const mc = c
+      .multicall({ user: 'm' })
+      .call('add', { a: 1, b: 2 })
+      .call('fail', { message: 'second one fails' })
+      .call('sleep', { ms: 150 })
+      .call('echo', { value: 'last' })
+      .call('whoami', {}, { via: c.prepare({ server: 'b' }) })
+      .call('nosuch');
+    assert.is(mc.size, 6);
+    const t0 = Date.now();
+    const results = await mc.run();
+    assert.ok(Date.now() - t0 < 1500, 'the sleep ran beside the others, not after them');
+    assert.is(results.length, 6);
+    assert.is(results.get(0), 3);
+    assert.throws(
+      () => results.get(1),
+      (e: Error) => e instanceof RemoteError && /second one fails/.test(e.message),
+    );
+    assert.is(results.get(3), 'last');
+    assert.is(results.get(4), 'b', 'a prepared client directs its entry');
+    assert.throws(
+      () => results.get(5),
+      (e: Error) => e instanceof NoSuchMethod,
+    );
+    assert.equal(
+      results.settled().map((r) => [r.method, r.ok]),
+      [
+        ['add', true],
+        ['fail', false],
+        ['sleep', true],
+        ['echo', true],
+        ['whoami', true],
+        ['nosuch', false],
+      ],
+    );
+    // Iteration (destructuring) stops at the first failure, as xmlrpclib's MultiCallIterator.
+    const seen: unknown[] = [];
+    assert.throws(() => {
+      for (const r of results) seen.push(r);
+    }, /second one fails/);
+    assert.equal(seen, [3]);
+    // A MultiCall runs once; an empty one resolves with nothing.
+    await rejects(mc.run(), 'HERMOD_ERR_INVALID_ARGUMENT', /already ran/);
+    assert.is((await c.multicall().run()).length, 0);
+    assert.throws(() => c.prepare({ fanout: true }).multicall(), /fanout/i);
+  });
+
   t('closing a transport fails pending calls with ClosedError and refuses new work', async (ctx) => {
     // Not in ctx.transports: the test closes it itself.
     const tr = await getTransport(ctx.broker.url, { config: defaultConfig(), overrides: ctx.broker.unrouted ?? {} });

@@ -5,7 +5,7 @@ import { ClosedError, InvalidArgument, MessagingTimeout } from '../../core/error
 import { uuidHex } from '../../core/ids.js';
 import type { Context } from '../../core/serializer.js';
 import type { Target } from '../../core/target.js';
-import { installDispositionFix, installLinkNameFix } from '../../rhea/index.js';
+import { installRheaFixes } from '../../rhea/index.js';
 import type { Driver, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions } from '../driver.js';
 import { DriverBase } from '../driver-base.js';
 import { type AddressingMode, notifyAddress, pickMode, rpcAddress, serverAddresses } from './addressing.js';
@@ -51,8 +51,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
   constructor(url: TransportUrl, config: HermodConfig) {
     super(url, config);
     // A listener's accept and release in one pass must not merge (rhea bug, see the fix).
-    installDispositionFix();
-    installLinkNameFix();
+    installRheaFixes();
     this.closedDone = new Promise((resolve) => {
       this.markClosed = resolve;
     });
