@@ -10,8 +10,8 @@ import {
   clearRheaTimers,
   closeNow,
   discarded,
-  installRheaFixes,
   installRawDecode,
+  installRheaFixes,
   limitIncomingMessages,
 } from '../rhea/index.js';
 import { AddressTable, spendCredit, targetAddress } from './addresses.js';
