@@ -1,6 +1,6 @@
 import diagnostics_channel from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import os from 'node:os';
 import amqplib, { type ChannelModel } from 'amqplib';
 import type { HermodConfig } from '../../config/index.js';
@@ -52,8 +52,8 @@ export type Dial = (host: TransportHost, onSocket: (s: Socket) => void) => Promi
 
 /**
  * The socket `fn` creates synchronously with `net.connect` (amqplib does so inside `connect()`),
- * seen through Node's `net.client.socket` diagnostics channel. TLS sockets are not seen; a close
- * during a TLS handshake waits for `rabbit.connectTimeout` at worst.
+ * seen through Node's `net.client.socket` diagnostics channel. For TLS, {@link open} makes the TCP
+ * socket itself and hands it to amqplib's `tls.connect`, so it is seen too.
  */
 function capturingSocket<T>(fn: () => T, onSocket: (s: Socket) => void): T {
   const seen = (m: unknown) => onSocket((m as { socket: Socket }).socket);
@@ -166,7 +166,15 @@ export class RabbitConnection extends EventEmitter {
         host: os.hostname(),
       },
     };
-    if (this.url.tls) Object.assign(socketOptions, tlsOptions(this.config.tls), { servername: h.hostname });
+    if (this.url.tls) {
+      // Our own TCP socket under amqplib's TLS one: it is created here with net.connect, so the
+      // dialing capture sees it and a close during the TLS handshake drops it at once.
+      const raw = net.connect({ host: h.hostname, port: h.port });
+      raw.on('error', () => {}); // reported through the TLS socket amqplib listens on
+      // SNI takes host names only (RFC 6066); Node warns when given an address.
+      const sni = net.isIP(h.hostname) === 0 ? { servername: h.hostname } : {};
+      Object.assign(socketOptions, tlsOptions(this.config.tls), sni, { socket: raw });
+    }
     return amqplib.connect(
       {
         protocol: this.url.tls ? 'amqps' : 'amqp',
