@@ -14,7 +14,8 @@ import { Figures, type Proc, printed, reap, startBin } from '../support/shutdown
 const DEADLINE_S = 2;
 const BOUND_MS = DEADLINE_S * 1000 + 1000;
 /** Race iterations; two nodes take turns so one boots while the other is raced. */
-const RACES = Number(process.env.HERMOD_SHUTDOWN_RACES ?? 20);
+// Not HERMOD_*: the CLIs under test refuse unknown HERMOD_ variables, and they inherit this environment.
+const RACES = Number(process.env.SHUTDOWN_RACES ?? 20);
 const figures = new Figures();
 
 const alive = (pid: number | undefined) => {
