@@ -77,5 +77,7 @@ export function logConnectionState(log: Logger): void {
     if (ev.state === 'connected') log.info(`connected to ${ev.host}`);
     else if (ev.state === 'disconnected') log.warn(`disconnected from ${ev.host}${ev.error ? `: ${ev.error.message}` : ''}`);
     else if (ev.state === 'reconnecting' && (ev.attempt ?? 0) <= 1) log.info(`connecting to ${ev.host}…`);
+    else if (ev.state === 'blocked') log.warn(`the broker at ${ev.host} blocked publishing: ${(ev as { reason?: string }).reason ?? ''}`);
+    else if (ev.state === 'unblocked') log.info(`the broker at ${ev.host} unblocked publishing`);
   });
 }
