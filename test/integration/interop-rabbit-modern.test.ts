@@ -22,7 +22,13 @@ const t = suite<Ctx>('interop rabbit: hermod configured unlike an oslo 18 deploy
 t.before(async (ctx) => {
   ctx.broker = await rabbitBroker('o18x');
   ctx.transports = [];
-  ctx.py = await OsloPeer.start('server', { url: ctx.broker.url, topic: 'mm', server: 'p1' }, flavor.oslo);
+  try {
+    ctx.py = await OsloPeer.start('server', { url: ctx.broker.url, topic: 'mm', server: 'p1' }, flavor.oslo);
+  } catch (err) {
+    // uvu marks every case failed when a hook throws but does not print why.
+    console.error('mismatch suite: setup failed:', err);
+    throw err;
+  }
 });
 t.after(async (ctx) => {
   await ctx.py?.stop();

@@ -69,11 +69,19 @@ export function interopSuite(name: string, broker: () => Promise<Broker>, flavor
     ctx.servers = [];
     ctx.others = [];
     // Two Python servers on topic "py" (p1, p2) and one Python client, started in parallel.
-    const [client, p1, p2] = await Promise.all([
+    const started = await Promise.allSettled([
       pyStart('client', { url: ctx.url }),
       pyStart('server', { url: ctx.url, topic: 'py', server: 'p1' }),
       pyStart('server', { url: ctx.url, topic: 'py', server: 'p2' }),
     ]);
+    const peers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      // The ones that did start must not outlive the suite.
+      await Promise.all(peers.map((p) => p.stop()));
+      throw failed.reason;
+    }
+    const [client, p1, p2] = peers as [OsloPeer, OsloPeer, OsloPeer];
     ctx.pyClient = client;
     ctx.pyServers = [p1, p2];
   }

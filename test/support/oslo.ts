@@ -110,7 +110,8 @@ export class OsloPeer {
   }
 
   /**
-   * Starts a peer and waits for its `ready` line (oslo imports take about a second); checks that
+   * Starts a peer and waits for its `ready` line (oslo imports take about a second, 10 s and
+   * more on a machine loaded many times over, hence the minute); checks that
    * it runs the oslo.messaging the flavor asks for. Without a flavor: Debian's, default options.
    */
   static async start(
@@ -122,7 +123,7 @@ export class OsloPeer {
     const conf = configFile(flavor);
     for (const [k, v] of Object.entries({ ...opts, 'config-file': conf })) if (v !== undefined) args.push(`--${k}`, v);
     const peer = new OsloPeer(args, flavor);
-    const ready = await peer.waitFor((e) => e.event === 'ready', 20000, `oslo ${mode} ready`);
+    const ready = await peer.waitFor((e) => e.event === 'ready', 60000, `oslo ${mode} ready`);
     const want = flavor?.version === '18' ? oslo18Path() : '/usr/lib/python3/dist-packages';
     if (!String(ready.oslo).startsWith(want)) {
       await peer.stop();
