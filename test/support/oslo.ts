@@ -45,7 +45,10 @@ export interface OsloFlavor {
 function configFile(flavor: OsloFlavor | undefined): string | undefined {
   if (!flavor?.rabbit || Object.keys(flavor.rabbit).length === 0) return undefined;
   const dir = mkdtempSync(path.join(tmpdir(), 'hermod-oslo-'));
-  const lines = ['[oslo_messaging_rabbit]', ...Object.entries(flavor.rabbit).map(([k, v]) => `${k} = ${v}`)];
+  const rabbit = { ...flavor.rabbit };
+  // Each peer is a process group of its own (see the constructor), so each needs its own name.
+  if (rabbit.use_queue_manager) rabbit.processname = `${rabbit.processname ?? 'oslo'}-${path.basename(dir)}`;
+  const lines = ['[oslo_messaging_rabbit]', ...Object.entries(rabbit).map(([k, v]) => `${k} = ${v}`)];
   lines.push('', '[oslo_concurrency]', `lock_path = ${dir}`, '');
   const file = path.join(dir, 'peer.conf');
   writeFileSync(file, lines.join('\n'));
@@ -86,7 +89,10 @@ export class OsloPeer {
   private constructor(args: string[], flavor: OsloFlavor | undefined) {
     const env = { ...process.env };
     if (flavor?.version === '18') env.PYTHONPATH = [oslo18Path(), process.env.PYTHONPATH].filter(Boolean).join(':');
-    this.proc = spawn(PYTHON, [SCRIPT, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env });
+    // oslo 18's queue manager reads /proc/<process group>/stat and fails when the group's leader
+    // has exited (a test run started from a shell that is gone): such a peer leads its own group.
+    const detached = Boolean(flavor?.rabbit?.use_queue_manager);
+    this.proc = spawn(PYTHON, [SCRIPT, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env, detached });
     this.proc.stderr.setEncoding('utf8');
     this.proc.stderr.on('data', (d: string) => {
       this.stderr = (this.stderr + d).slice(-20000);
