@@ -60,7 +60,28 @@ export const SCHEMA = {
     durableQueues: opt('bool', false, 'Topic and server queues durable (amqp_durable_queues)'),
     autoDelete: opt('bool', false, 'Topic and server queues auto-delete (amqp_auto_delete)'),
     quorumQueues: opt('bool', false, 'Quorum topic, server and notification queues (rabbit_quorum_queue)'),
-    transientQueuesTtl: opt('duration-ms', 1_800_000, 'x-expires of reply and fanout queues (rabbit_transient_queues_ttl)'),
+    transientQuorumQueues: opt(
+      'bool',
+      false,
+      'Reply and fanout queues as durable quorum queues, the <topic>_fanout exchanges durable (rabbit_transient_quorum_queue)',
+    ),
+    streamFanout: opt(
+      'bool',
+      false,
+      'Fanout through one shared <topic>_fanout stream queue per topic, consumed from offset last (rabbit_stream_fanout); needs transientQuorumQueues',
+    ),
+    queueManager: opt(
+      'bool',
+      false,
+      'Stable reply and fanout queue names <host>:<processName>:<n>, reused after a restart (use_queue_manager)',
+    ),
+    hostname: opt(String, '', "Host part of the queue manager's names; empty = os.hostname() (oslo's hostname)"),
+    processName: opt(String, '', "Process part of the queue manager's names; empty = the script's file name (oslo's processname)"),
+    transientQueuesTtl: opt(
+      'duration-ms',
+      1_800_000,
+      'x-expires of reply and fanout queues; with streamFanout the x-max-age of the stream, in whole seconds (rabbit_transient_queues_ttl); 0 = unset',
+    ),
     serverQueueTtl: opt(
       'duration-ms',
       0,

@@ -1,16 +1,6 @@
-import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { interopSuite } from '../support/interop.js';
+import { rabbitBroker } from '../support/oslo-rabbit.js';
 
-// python3-oslo.messaging's rabbit driver (kombu) and hermod's RabbitMQ driver on one real
-// RabbitMQ node, in a vhost of their own.
-interopSuite('interop rabbit: python3-oslo.messaging on RabbitMQ', async () => {
-  const node = await RabbitNode.shared();
-  const vhost = await node.addVhost(`interop-${process.pid}`);
-  return {
-    url: node.url(vhost),
-    stop: async () => {
-      await node.deleteVhost(vhost);
-      await node.release();
-    },
-  };
-}).run();
+// Debian 12's python3-oslo.messaging 14.0.3 (kombu) and hermod's RabbitMQ driver on one real
+// RabbitMQ node, in a vhost of their own, default options on both sides.
+interopSuite('interop rabbit: oslo.messaging 14.0.3 on RabbitMQ', () => rabbitBroker('o14'), { rabbit: true }).run();

@@ -1,17 +1,41 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultConfig, getTransport, type RemoteError, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
-import { rejects, until } from './assert.js';
+import type { RabbitNode } from '../../scripts/rabbit-node.js';
+import {
+  defaultConfig,
+  getTransport,
+  NotificationListener,
+  Notifier,
+  type RemoteError,
+  RPCClient,
+  RPCServer,
+  Target,
+  type Transport,
+} from '../../src/index.js';
+import { rejects, sleep, until } from './assert.js';
 import { Recorder, Versioned } from './endpoints.js';
-import { OsloPeer, osloAvailable, type PyError } from './oslo.js';
+import { Collector } from './notify-cases.js';
+import { type OsloFlavor, OsloPeer, osloAvailable, type PyError } from './oslo.js';
 
-// The same interop cases on every broker: python3-oslo.messaging processes (client and two
-// servers) against hermod, in both directions.
+// The same interop cases on every broker and every oslo.messaging: Python processes (client and
+// two servers) against hermod, in both directions.
 
 /** Where the peers meet: a URL both hermod and oslo.messaging understand, and its teardown. */
 export interface Broker {
   url: string;
   stop(): Promise<void>;
+  /** On RabbitMQ: the node and vhost, to look at queues and drop connections. */
+  rabbit?: { node: RabbitNode; vhost: string };
+}
+
+/** Which oslo.messaging the Python peers run and how both sides are configured. */
+export interface InteropFlavor {
+  /** The Python peers' oslo.messaging and its options; default Debian's 14.0.3, default options. */
+  oslo?: OsloFlavor;
+  /** hermod's matching options, as dotted-key overrides. */
+  hermod?: Record<string, unknown>;
+  /** Also the RabbitMQ cases: queue flags, restarts, reconnects (the broker has `rabbit`). */
+  rabbit?: boolean;
 }
 
 interface Ctx {
@@ -21,43 +45,64 @@ interface Ctx {
   servers: RPCServer[];
   pyClient: OsloPeer;
   pyServers: OsloPeer[];
+  others: OsloPeer[];
 }
-export function interopSuite(name: string, broker: () => Promise<Broker>) {
+export function interopSuite(name: string, broker: () => Promise<Broker>, flavor: InteropFlavor = {}) {
   const t = suite<Ctx>(name, {} as Ctx);
+  const pyStart = (mode: 'server' | 'client' | 'notify' | 'listen', opts: Record<string, string | undefined>) =>
+    OsloPeer.start(mode, opts, flavor.oslo);
 
   t.before(async (ctx) => {
+    try {
+      await setup(ctx);
+    } catch (err) {
+      // uvu marks every case failed when a hook throws but does not print why.
+      console.error(`${name}: setup failed:`, err);
+      throw err;
+    }
+  });
+  async function setup(ctx: Ctx) {
     if (!osloAvailable()) throw new Error('python3-oslo.messaging is not installed (.ci/run installs it)');
     ctx.broker = await broker();
     ctx.url = ctx.broker.url;
     ctx.transports = [];
     ctx.servers = [];
+    ctx.others = [];
     // Two Python servers on topic "py" (p1, p2) and one Python client, started in parallel.
-    const [client, p1, p2] = await Promise.all([
-      OsloPeer.start('client', { url: ctx.url }),
-      OsloPeer.start('server', { url: ctx.url, topic: 'py', server: 'p1' }),
-      OsloPeer.start('server', { url: ctx.url, topic: 'py', server: 'p2' }),
+    const started = await Promise.allSettled([
+      pyStart('client', { url: ctx.url }),
+      pyStart('server', { url: ctx.url, topic: 'py', server: 'p1' }),
+      pyStart('server', { url: ctx.url, topic: 'py', server: 'p2' }),
     ]);
+    const peers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      // The ones that did start must not outlive the suite.
+      await Promise.all(peers.map((p) => p.stop()));
+      throw failed.reason;
+    }
+    const [client, p1, p2] = peers as [OsloPeer, OsloPeer, OsloPeer];
     ctx.pyClient = client;
     ctx.pyServers = [p1, p2];
-  });
+  }
 
   t.after(async (ctx) => {
     for (const s of ctx.servers ?? []) {
       await s.stop();
       await s.wait(1000);
     }
-    await Promise.all([ctx.pyClient, ...(ctx.pyServers ?? [])].filter(Boolean).map((p) => p.stop()));
+    await Promise.all([ctx.pyClient, ...(ctx.pyServers ?? []), ...(ctx.others ?? [])].filter(Boolean).map((p) => p.stop()));
     for (const tr of ctx.transports ?? []) await tr.close();
     await ctx.broker?.stop();
   });
 
-  async function transport(ctx: Ctx): Promise<Transport> {
-    const tr = await getTransport(ctx.url, { config: defaultConfig() });
+  async function transport(ctx: Ctx, overrides = flavor.hermod ?? {}): Promise<Transport> {
+    const tr = await getTransport(ctx.url, { config: defaultConfig(), overrides });
     ctx.transports.push(tr);
     return tr;
   }
-  async function serve(ctx: Ctx, topic: string, server: string, endpoints: object[]) {
-    const s = new RPCServer(await transport(ctx), new Target({ topic, server }), endpoints);
+  async function serve(ctx: Ctx, topic: string, server: string, endpoints: object[], tr?: Transport) {
+    const s = new RPCServer(tr ?? (await transport(ctx)), new Target({ topic, server }), endpoints);
     await s.start();
     ctx.servers.push(s);
     return s;
@@ -197,5 +242,170 @@ export function interopSuite(name: string, broker: () => Promise<Broker>) {
     assert.ok(pyWho.includes('hx') && pyWho.some((w) => w === 'p1' || w === 'p2'), `python client split: ${pyWho}`);
   });
 
+  // ---- notifications, both ways ----
+
+  t('notifications cross both ways: a hermod Notifier to a Python listener, a Python Notifier to a hermod listener', async (ctx) => {
+    const pyl = await pyStart('listen', { url: ctx.url, topics: 'hn2py', name: 'pyl' });
+    ctx.others.push(pyl);
+    const nt = new Notifier(await transport(ctx), { publisherId: 'hermod.host', topics: ['hn2py'] });
+    await nt.info({ request_id: 'req-n1' }, 'compute.instance.create.end', { id: 'i-1' });
+    await nt.error({}, 'compute.instance.delete.error', { id: 'i-2' });
+    const got = () => pyl.events.filter((e) => e.event === 'notification');
+    await until(() => got().length === 2, 'both notifications reached Python', 10000);
+    const info = got().find((e) => e.priority === 'info')!;
+    assert.equal([info.event_type, info.publisher_id, info.payload], ['compute.instance.create.end', 'hermod.host', { id: 'i-1' }]);
+    assert.is((info.ctx as Record<string, unknown>).request_id, 'req-n1');
+    assert.is(got().find((e) => e.priority === 'error')!.event_type, 'compute.instance.delete.error');
+
+    const c = new Collector();
+    const l = new NotificationListener(await transport(ctx), [new Target({ topic: 'py2hn' })], [c]);
+    await l.start();
+    const pyn = await pyStart('notify', { url: ctx.url });
+    ctx.others.push(pyn);
+    try {
+      const r = await pyn.request({ publisher_id: 'py.host', event_type: 'net.x', priority: 'warn', topics: ['py2hn'], payload: { n: 1 } });
+      assert.ok(r.ok, JSON.stringify(r.error));
+      await until(() => c.got.length === 1, 'the Python notification reached hermod', 10000);
+      assert.equal(
+        [c.got[0]!.priority, c.got[0]!.eventType, c.got[0]!.publisherId, c.got[0]!.payload],
+        ['warn', 'net.x', 'py.host', { n: 1 }],
+      );
+    } finally {
+      await l.stop();
+      await l.wait(1000);
+    }
+  });
+
+  if (flavor.rabbit) rabbitCases(t, { transport, serve, flavor });
   return t;
+}
+
+interface Helpers {
+  transport(ctx: Ctx, overrides?: Record<string, unknown>): Promise<Transport>;
+  serve(ctx: Ctx, topic: string, server: string, endpoints: object[], tr?: Transport): Promise<RPCServer>;
+  flavor: InteropFlavor;
+}
+
+/** `[{"x-expires",1800000},{"x-queue-type","quorum"}]` → its entries, sorted. */
+function args(text: string): string[] {
+  return (text.match(/\{[^{}]*\}/g) ?? []).sort();
+}
+
+/** The RabbitMQ-only cases: what is declared, and what survives restarts and reconnects. */
+function rabbitCases(t: ReturnType<typeof suite<Ctx>>, h: Helpers) {
+  const { transport, serve, flavor } = h;
+  const rabbit = (ctx: Ctx) => {
+    if (!ctx.broker.rabbit) throw new Error('this suite needs a broker with `rabbit` (node and vhost)');
+    return ctx.broker.rabbit;
+  };
+  const streams = flavor.hermod?.['rabbit.streamFanout'] === true;
+
+  t('hermod declares reply and fanout queues with the flags and arguments oslo declares them with', async (ctx) => {
+    const { node, vhost } = rabbit(ctx);
+    await serve(ctx, 'hq', 'h1', [new Recorder('h1')]);
+    const c = new RPCClient(await transport(ctx), new Target({ topic: 'py' }), { timeout: 5000 });
+    await c.call({}, 'whoami');
+    await ctx.pyClient.call({ topic: 'hq', method: 'whoami' });
+    const queues = await node.queues(vhost);
+    const names = [...queues.keys()];
+    const hermodReply = names.filter(
+      (n) => n.startsWith('reply_') && (flavor.hermod?.['rabbit.queueManager'] ? n.includes(':hermod-') : true),
+    );
+    const pyReply = names.filter((n) => n.startsWith('reply_') && !hermodReply.includes(n));
+    if (flavor.hermod?.['rabbit.queueManager']) {
+      assert.ok(
+        hermodReply.length > 0 && hermodReply.every((n) => /^reply_[^:]+:hermod-[^:]+:\d+$/.test(n)),
+        `hermod reply queues: ${hermodReply}`,
+      );
+      assert.ok(pyReply.length > 0 && pyReply.every((n) => /^reply_[^:]+:[^:]+:\d+$/.test(n)), `python reply queues: ${pyReply}`);
+    }
+    const same = (a: string, b: string) => {
+      const qa = queues.get(a)!;
+      const qb = queues.get(b)!;
+      assert.equal([qa.durable, qa.autoDelete, args(qa.arguments)], [qb.durable, qb.autoDelete, args(qb.arguments)], `${a} vs ${b}`);
+    };
+    // Every reply queue (hermod's and Python's) is declared alike.
+    const replies = names.filter((n) => n.startsWith('reply_'));
+    assert.ok(replies.length >= 2, `reply queues: ${replies}`);
+    for (const r of replies) same(r, replies[0]!);
+    if (streams) {
+      assert.ok(queues.has('hq_fanout') && queues.has('py_fanout'), `stream fanout queues: ${names}`);
+      same('hq_fanout', 'py_fanout');
+      assert.match(queues.get('hq_fanout')!.arguments, /stream/);
+    } else {
+      const hf = names.find((n) => n.startsWith('hq_fanout_'))!;
+      const pf = names.find((n) => n.startsWith('py_fanout_'))!;
+      assert.ok(hf && pf, `fanout queues: ${names}`);
+      same(hf, pf);
+    }
+    same('hq', 'py');
+    same('hq.h1', 'py.p1');
+  });
+
+  t('a hermod server restarts while Python peers run: queued calls and casts are served, fanout reaches the new one', async (ctx) => {
+    const py = ctx.pyClient;
+    const tr1 = await transport(ctx);
+    const r1 = new Recorder('hr1');
+    const s1 = await serve(ctx, 'hr', 'hr1', [r1], tr1);
+    assert.is(await py.call({ topic: 'hr', method: 'whoami', server: 'hr1' }), 'hr1');
+    await py.request({ op: 'cast', topic: 'hr', method: 'bump', args: { seq: 1 }, fanout: true });
+    await until(() => r1.calls.some((c) => c.method === 'bump'), 'fanout before the restart');
+    // The process goes away: its server stops and its connections close.
+    await s1.stop();
+    await s1.wait(2000);
+    ctx.servers.splice(ctx.servers.indexOf(s1), 1);
+    await tr1.close();
+    // While it is down: a cast and a call to it wait in its queue.
+    assert.ok((await py.request({ op: 'cast', topic: 'hr', server: 'hr1', method: 'bump', args: { seq: 2 } })).ok);
+    const pending = py.call({ topic: 'hr', method: 'add', server: 'hr1', args: { a: 1, b: 2 }, timeout: 20 });
+    await sleep(300);
+    const r2 = new Recorder('hr1');
+    await serve(ctx, 'hr', 'hr1', [r2]);
+    assert.is(await pending, 3, 'the call made while the server was down is answered after its restart');
+    await until(() => r2.calls.some((c) => c.method === 'bump' && (c.args as { seq: number }).seq === 2), 'the queued cast');
+    await py.request({ op: 'cast', topic: 'hr', method: 'bump', args: { seq: 3 }, fanout: true });
+    await until(() => r2.calls.some((c) => c.method === 'bump' && (c.args as { seq: number }).seq === 3), 'fanout after the restart');
+    assert.is(r2.calls.filter((c) => c.method === 'bump' && (c.args as { seq: number }).seq === 3).length, 1);
+    // And the Python client's reply queue served every call of it.
+    assert.is(await py.call({ topic: 'hr', method: 'whoami' }), 'hr1');
+  });
+
+  t('a hermod server cut off while fanouts are sent gets each of them once after it reconnects (its stream offset kept)', async (ctx) => {
+    const { node, vhost } = rabbit(ctx);
+    // hermod connects as a user of its own, so the broker can shut it out and let it back in.
+    const user = `hd-${vhost}`;
+    const letIn = async () => {
+      await node.ctl('add_user', user, 'pw');
+      await node.ctl('set_permissions', '-p', vhost, user, '.*', '.*', '.*');
+    };
+    await letIn();
+    const r = new Recorder('hd');
+    const tr = await getTransport(ctx.broker.rabbit!.node.url(vhost, user, 'pw'), {
+      config: defaultConfig(),
+      overrides: { ...flavor.hermod, 'rabbit.retryInterval': 500, 'rabbit.intervalMax': 1000 },
+    });
+    ctx.transports.push(tr);
+    await serve(ctx, 'hd', 'hd1', [r], tr);
+    const py = ctx.pyClient;
+    const seqs = () =>
+      r.calls
+        .filter((c) => c.method === 'bump')
+        .map((c) => (c.args as { seq: number }).seq)
+        .sort((a, b) => a - b);
+    await py.request({ op: 'cast', topic: 'hd', method: 'bump', args: { seq: 1 }, fanout: true });
+    await until(() => seqs().length === 1, 'the first fanout');
+    // Deleting the user closes its connections, and its reconnects fail until it is back. With
+    // stream fanout the server must resume after the last offset it had: from `last` (the last
+    // chunk) it would miss the earlier of these.
+    await node.ctl('delete_user', user);
+    for (let seq = 2; seq <= 4; seq++)
+      assert.ok((await py.request({ op: 'cast', topic: 'hd', method: 'bump', args: { seq }, fanout: true })).ok);
+    await sleep(500);
+    assert.equal(seqs(), [1], 'nothing while cut off');
+    await letIn();
+    await until(() => seqs().length >= 4, 'every fanout after the reconnect', 15000);
+    await sleep(300);
+    assert.equal(seqs(), [1, 2, 3, 4], 'each fanout exactly once');
+    await node.ctl('delete_user', user);
+  });
 }

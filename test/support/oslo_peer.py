@@ -114,7 +114,8 @@ class NotifyEndpoint(object):
 def make_conf(args):
     # oslo 14 registers its metrics options on the global CONF only, so use that one.
     conf = cfg.CONF
-    conf([], project="hermod-interop")
+    # A config file carries [oslo_messaging_rabbit] options: the driver registers them later.
+    conf(["--config-file", args.config_file] if args.config_file else [], project="hermod-interop")
     if args.exchange:
         conf.set_override("control_exchange", args.exchange)
     return conf
@@ -140,7 +141,7 @@ def run_server(args):
     server = messaging.get_rpc_server(transport, target, [Endpoint(args.server), Versioned()],
                                       executor="threading")
     server.start()
-    emit({"event": "ready", "pid": os.getpid()})
+    emit({"event": "ready", "pid": os.getpid(), "oslo": os.path.dirname(os.path.dirname(messaging.__file__))})
     wait_for_exit()
     server.stop()
     server.wait()
@@ -159,7 +160,7 @@ def run_client(args):
     if args.allowed_exmods:
         conf.set_override("allowed_rpc_exception_modules", args.allowed_exmods.split(","))
     transport = messaging.get_rpc_transport(conf, url=args.url)
-    emit({"event": "ready", "pid": os.getpid()})
+    emit({"event": "ready", "pid": os.getpid(), "oslo": os.path.dirname(os.path.dirname(messaging.__file__))})
 
     def handle(req):
         target = messaging.Target(topic=req["topic"], exchange=req.get("exchange"))
@@ -197,7 +198,7 @@ def run_client(args):
 def run_notify(args):
     conf = make_conf(args)
     transport = messaging.get_notification_transport(conf, url=args.url)
-    emit({"event": "ready", "pid": os.getpid()})
+    emit({"event": "ready", "pid": os.getpid(), "oslo": os.path.dirname(os.path.dirname(messaging.__file__))})
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -226,7 +227,7 @@ def run_listen(args):
     listener = messaging.get_notification_listener(transport, targets, endpoints,
                                                    executor="threading", pool=args.pool)
     listener.start()
-    emit({"event": "ready", "pid": os.getpid()})
+    emit({"event": "ready", "pid": os.getpid(), "oslo": os.path.dirname(os.path.dirname(messaging.__file__))})
     wait_for_exit()
     listener.stop()
     listener.wait()
@@ -247,6 +248,7 @@ def main():
     p.add_argument("--filter-event-type")
     p.add_argument("--exchange")
     p.add_argument("--allowed-exmods")
+    p.add_argument("--config-file")
     args = p.parse_args()
     logging.basicConfig(level=os.environ.get("OSLO_PEER_LOG", "WARNING"), stream=sys.stderr)
     {"server": run_server, "client": run_client, "notify": run_notify, "listen": run_listen}[args.mode](args)

@@ -22,13 +22,14 @@ t('queue flags follow oslo: transient queues expire, quorum queues are durable a
   assert.equal(plain.sharedQueue(), { durable: false, autoDelete: false, arguments: {} });
   assert.equal(plain.transientQueue(), { durable: false, autoDelete: false, arguments: { 'x-expires': 1_800_000 } });
   assert.equal(plain.exchangeOptions(), { durable: false, autoDelete: false });
-  const quorum = topology({ quorumQueues: true, quorumDeliveryLimit: 5, autoDelete: true, haQueues: true });
+  const quorum = topology({ quorumQueues: true, quorumDeliveryLimit: 5, autoDelete: true });
   assert.equal(quorum.sharedQueue(), {
     durable: true,
     autoDelete: false,
-    arguments: { 'x-ha-policy': 'all', 'x-queue-type': 'quorum', 'x-delivery-limit': 5 },
+    arguments: { 'x-queue-type': 'quorum', 'x-delivery-limit': 5 },
   });
-  assert.equal(quorum.transientQueue().arguments, { 'x-expires': 1_800_000, 'x-ha-policy': 'all' });
+  assert.equal(quorum.transientQueue().arguments, { 'x-expires': 1_800_000 });
+  assert.equal(topology({ haQueues: true }).transientQueue().arguments, { 'x-ha-policy': 'all', 'x-expires': 1_800_000 });
   assert.equal(quorum.exchangeOptions(), { durable: true, autoDelete: true });
 });
 

@@ -1,7 +1,7 @@
 import type { Message } from 'amqplib';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
-import { ClosedError, MessageUndeliverable, TransportError } from '../../core/errors.js';
+import { ClosedError, ConfigError, MessageUndeliverable, TransportError } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import type { Context } from '../../core/serializer.js';
 import type { Target } from '../../core/target.js';
@@ -46,7 +46,7 @@ export class RabbitDriver extends DriverBase implements Driver {
     // Replies to calls in flight still reach the reply queue after a connection loss (it
     // outlives the connection by rabbit.transientQueuesTtl), so those calls complete after the
     // reconnect; the reply queue fails them at once when it was lost with the broker.
-    this.replies = new ReplyQueue(this.conn, this.waiter, this.topology.transientQueue());
+    this.replies = new ReplyQueue(this.topology.replyQueueName(), this.conn, this.waiter, this.topology.transientQueue());
     void this.conn.addHook(async (m) => {
       await this.publisher.setup(m);
       await this.replies.setup(m);
@@ -205,7 +205,8 @@ export class RabbitDriver extends DriverBase implements Driver {
       await listener.close();
       this.untrack(listener);
       if (listen.signal?.aborted) throw new ClosedError(`${role}: stopped before it was subscribed`, { cause: err });
-      if (err instanceof TransportError || err instanceof ClosedError) throw err;
+      // A ConfigError is a declare refused for other flags: it names the option that differs.
+      if (err instanceof TransportError || err instanceof ClosedError || err instanceof ConfigError) throw err;
       throw new TransportError(`${role}: could not declare its queues: ${(err as Error).message}`, { cause: err });
     } finally {
       listen.signal?.removeEventListener('abort', abort);

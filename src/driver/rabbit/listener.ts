@@ -40,6 +40,12 @@ export class RabbitListener implements TrackedListener {
   private stopped = false;
   private closing: Promise<void> | undefined;
   private readonly dedup = new DedupRing();
+  /**
+   * Where each stream queue is to be consumed from on the next (re)connect: `last` at first,
+   * then the offset after the last message delivered, as oslo keeps it (so a reconnect neither
+   * skips nor repeats fanouts; a new listener starts at the stream's last chunk).
+   */
+  private readonly streamOffset = new Map<string, number | 'last'>();
 
   constructor(private readonly o: RabbitListenerOptions) {}
 
@@ -54,17 +60,48 @@ export class RabbitListener implements TrackedListener {
     await ch.prefetch(this.o.listen.prefetch, false);
     for (const b of this.o.bindings) await this.o.topology.declareBinding(ch, b);
     const tags: string[] = [];
-    for (const b of this.o.bindings) {
-      const { consumerTag } = await ch.consume(
-        b.queue,
-        (msg) => {
-          if (msg) this.onMessage(ch, b.queue, msg);
-        },
-        { noAck: false },
-      );
-      tags.push(consumerTag);
-    }
+    for (const b of this.o.bindings) tags.push(await this.consume(ch, b));
     this.tags = tags;
+  }
+
+  private async consume(ch: Channel, b: QueueBinding): Promise<string> {
+    const args = b.stream ? { 'x-stream-offset': this.streamOffset.get(b.queue) ?? 'last' } : undefined;
+    // The callback may have to name its own consumer tag, known only once consume() answers.
+    const ref = { tag: '' };
+    const { consumerTag } = await ch.consume(
+      b.queue,
+      (msg) => {
+        if (msg) {
+          if (b.stream) this.trackOffset(b.queue, msg);
+          this.onMessage(ch, b.queue, msg);
+        } else if (b.stream) {
+          // The broker cancelled the consumer (the stream was deleted): declare it again and
+          // consume from `last`, as oslo does after a Basic.cancel.
+          this.streamOffset.set(b.queue, 'last');
+          void this.resubscribe(ch, b, ref.tag);
+        }
+      },
+      { noAck: false, ...(args ? { arguments: args } : {}) },
+    );
+    ref.tag = consumerTag;
+    return consumerTag;
+  }
+
+  private async resubscribe(ch: Channel, b: QueueBinding, oldTag: string): Promise<void> {
+    if (this.stopped || this.channel !== ch) return;
+    try {
+      await this.o.topology.declareBinding(ch, b);
+      const tag = await this.consume(ch, b);
+      this.tags = [...this.tags.filter((t) => t !== oldTag), tag];
+    } catch {
+      /* the channel went: the reconnect declares and consumes again */
+    }
+  }
+
+  private trackOffset(queue: string, msg: ConsumeMessage): void {
+    const offset = msg.properties.headers?.['x-stream-offset'];
+    if (typeof offset === 'number') this.streamOffset.set(queue, offset + 1);
+    else if (typeof offset === 'bigint') this.streamOffset.set(queue, Number(offset) + 1);
   }
 
   private onMessage(ch: Channel, queue: string, msg: ConsumeMessage): void {

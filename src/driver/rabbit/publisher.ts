@@ -1,5 +1,5 @@
 import type { Channel, ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
-import { MessageDeliveryFailure, MessageUndeliverable, MessagingTimeout, TransportError } from '../../core/errors.js';
+import { ConfigError, MessageDeliveryFailure, MessageUndeliverable, MessagingTimeout, TransportError } from '../../core/errors.js';
 import { unenvelope } from '../envelope.js';
 import type { RabbitConnection } from './connection.js';
 import type { ExchangeRef, QueueBinding, Topology } from './topology.js';
@@ -174,7 +174,8 @@ export class Publisher {
         await this.send(p.confirm ? chans.confirms : chans.calls, p, content);
         return;
       } catch (err) {
-        if (err instanceof MessageDeliveryFailure) throw err;
+        // A refused declare (inequivalent flags) is a ConfigError: resending cannot help.
+        if (err instanceof MessageDeliveryFailure || err instanceof ConfigError) throw err;
         const msg = (err as Error).message ?? String(err);
         if (isRefusal(err)) {
           throw new MessageDeliveryFailure(`${p.what}: the broker refused it: ${msg}`, { cause: err });

@@ -1,20 +1,19 @@
 import type { ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import { TransportError } from '../../core/errors.js';
-import { uuidHex } from '../../core/ids.js';
 import { unenvelope } from '../envelope.js';
 import type { ReplyWaiter } from '../reply-waiter.js';
 import type { RabbitConnection } from './connection.js';
+import { declaring } from './declare-errors.js';
 import { DedupRing } from './dedup.js';
 import { parseFailure } from './wire.js';
 
 /**
- * The caller's `reply_<uuid>` queue: declared and consumed on the first call and again on every
+ * The caller's `reply_<uuid>` queue (`reply_<host>:<process>:<n>` with the queue manager): declared and consumed on the first call and again on every
  * reconnect. Replies are routed to the waiting calls by `_msg_id`, duplicates dropped by
  * `_unique_id`, heartbeats (`ending: false`) restart the call monitor, and old-style partial
  * replies (result first, `ending` later) are joined.
  */
 export class ReplyQueue {
-  readonly name = `reply_${uuidHex()}`;
   /** A call has needed the queue: the setup hook declares it on every reconnect from then on. */
   private wanted = false;
   private ready: Promise<void> | undefined;
@@ -27,6 +26,7 @@ export class ReplyQueue {
   private readonly published = new Set<string>();
 
   constructor(
+    readonly name: string,
     private readonly conn: RabbitConnection,
     private readonly waiter: ReplyWaiter,
     private readonly options: Options.AssertQueue,
@@ -71,7 +71,7 @@ export class ReplyQueue {
     if (reconnect && this.published.size > 0) await this.checkSurvived(model);
     const ch = await model.createChannel();
     ch.on('error', () => {});
-    await ch.assertQueue(this.name, this.options);
+    await declaring(() => ch.assertQueue(this.name, this.options));
     // Acks are batched per tick: one frame acknowledges every reply that arrived in it.
     let last: ConsumeMessage | undefined;
     let scheduled = false;

@@ -1,7 +1,10 @@
 import type { Channel, Options } from 'amqplib';
 import type { HermodConfig } from '../../config/index.js';
+import { ConfigError } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import type { Target } from '../../core/target.js';
+import { declaring } from './declare-errors.js';
+import { type QueueManager, queueManagerFor } from './queue-manager.js';
 
 /**
  * What oslo's rabbit driver declares, as data: exchanges, queues with their flags, routing
@@ -29,10 +32,25 @@ export interface QueueBinding {
   key: string;
   /** The server's own fanout queue: deleted when it stops, as oslo does. */
   deleteOnStop?: boolean;
+  /** A stream queue (rabbit_stream_fanout): consumed from an offset kept across reconnects. */
+  stream?: boolean;
 }
 
-/** A `<topic>_fanout` exchange: auto-deleted, never durable. */
-const FANOUT_EXCHANGE_OPTIONS: Options.AssertExchange = { durable: false, autoDelete: true };
+type RabbitOptions = HermodConfig['rabbit'];
+
+/** Refuses the combinations oslo.messaging 18 refuses, with the same reasons. */
+export function checkRabbitOptions(r: RabbitOptions): void {
+  if (r.streamFanout && !r.transientQuorumQueues) {
+    throw new ConfigError(
+      'rabbit.streamFanout needs rabbit.transientQuorumQueues=true (as oslo: rabbit_stream_fanout needs rabbit_transient_quorum_queue)',
+      { key: 'rabbit.streamFanout' },
+    );
+  }
+  if (r.haQueues && (r.quorumQueues || r.transientQuorumQueues)) {
+    const key = r.quorumQueues ? 'rabbit.quorumQueues' : 'rabbit.transientQuorumQueues';
+    throw new ConfigError(`rabbit.haQueues and ${key} both set: a queue is quorum or HA (mirrored), not both (as oslo refuses)`, { key });
+  }
+}
 
 /** The fanout exchange of a topic. */
 export function fanoutExchange(topic: string): ExchangeRef {
@@ -46,18 +64,38 @@ export function requestRoute(target: Target, exchange: string): Route {
   return { exchange: { name: exchange, type: 'topic' }, key: target.server ? `${topic}.${target.server}` : topic };
 }
 
-/** Queue and exchange flags from the `rabbit.*` options, as oslo derives them. */
+/**
+ * Queue and exchange flags from the `rabbit.*` options, as oslo.messaging 18 derives them
+ * (impl_rabbit's `_get_queue_arguments` and the `declare_*_consumer` / `*_send` methods).
+ */
 export class Topology {
-  constructor(private readonly r: HermodConfig['rabbit']) {}
+  private readonly qm: QueueManager | undefined;
+
+  /** Throws ConfigError on a combination oslo refuses. */
+  constructor(private readonly r: RabbitOptions) {
+    checkRabbitOptions(r);
+    this.qm = r.queueManager ? queueManagerFor(r.hostname, r.processName) : undefined;
+  }
+
+  /** A unique suffix: the queue manager's stable `<host>:<process>:<n>`, or a uuid. */
+  uniqueName(): string {
+    return this.qm ? this.qm.get() : uuidHex();
+  }
+
+  /** The caller's reply queue name: `reply_<host>:<process>:<n>` with the queue manager. */
+  replyQueueName(): string {
+    return `reply_${this.uniqueName()}`;
+  }
 
   private queueArgs(kind: 'shared' | 'transient'): Record<string, unknown> {
     const args: Record<string, unknown> = {};
-    if (kind === 'transient') args['x-expires'] = this.r.transientQueuesTtl;
+    const quorum = kind === 'shared' ? this.r.quorumQueues : this.r.transientQuorumQueues;
     if (this.r.haQueues) args['x-ha-policy'] = 'all';
-    if (kind === 'shared' && this.r.quorumQueues) {
+    if (quorum) {
       args['x-queue-type'] = 'quorum';
       if (this.r.quorumDeliveryLimit > 0) args['x-delivery-limit'] = this.r.quorumDeliveryLimit;
     }
+    if (kind === 'transient' && this.r.transientQueuesTtl > 0) args['x-expires'] = this.r.transientQueuesTtl;
     return args;
   }
 
@@ -67,9 +105,28 @@ export class Topology {
     return { durable, autoDelete: this.r.quorumQueues ? false : this.r.autoDelete, arguments: this.queueArgs('shared') };
   }
 
-  /** Flags of reply and fanout queues: they expire `transientQueuesTtl` after their last consumer. */
+  /**
+   * Flags of reply and fanout queues: they expire `transientQueuesTtl` after their last
+   * consumer; durable quorum queues with `transientQuorumQueues`.
+   */
   transientQueue(): Options.AssertQueue {
-    return { durable: false, autoDelete: false, arguments: this.queueArgs('transient') };
+    return { durable: this.r.transientQuorumQueues, autoDelete: false, arguments: this.queueArgs('transient') };
+  }
+
+  /**
+   * The shared `<topic>_fanout` stream of `streamFanout`: durable, its messages kept
+   * `transientQueuesTtl` (x-max-age, whole seconds as oslo writes it), no other argument.
+   */
+  streamQueue(): Options.AssertQueue {
+    const args: Record<string, unknown> = { 'x-queue-type': 'stream' };
+    const ttl = this.r.transientQueuesTtl;
+    if (ttl > 0) args['x-max-age'] = `${Math.max(1, Math.round(ttl / 1000))}s`;
+    return { durable: true, autoDelete: false, arguments: args };
+  }
+
+  /** Flags of a `<topic>_fanout` exchange: auto-deleted; durable with transient quorum queues. */
+  fanoutExchangeOptions(): Options.AssertExchange {
+    return { durable: this.r.transientQuorumQueues || this.r.streamFanout, autoDelete: true };
   }
 
   /** Flags of the control exchange and other topic exchanges. */
@@ -80,13 +137,19 @@ export class Topology {
   /** Declares an exchange with its flags (the default exchange `""` needs none). */
   async declareExchange(ch: Channel, ex: ExchangeRef): Promise<void> {
     if (ex.name === '') return;
-    await ch.assertExchange(ex.name, ex.type, ex.type === 'fanout' ? FANOUT_EXCHANGE_OPTIONS : this.exchangeOptions());
+    const opts = ex.type === 'fanout' ? this.fanoutExchangeOptions() : this.exchangeOptions();
+    await declaring(() => ch.assertExchange(ex.name, ex.type, opts));
+  }
+
+  /** Declares a queue; a refusal for inequivalent flags is a ConfigError naming the option. */
+  async declareQueue(ch: Channel, queue: string, options: Options.AssertQueue): Promise<void> {
+    await declaring(() => ch.assertQueue(queue, options));
   }
 
   /** Declares a binding's exchange and queue and binds them. */
   async declareBinding(ch: Channel, b: QueueBinding): Promise<void> {
     await this.declareExchange(ch, b.exchange);
-    await ch.assertQueue(b.queue, b.options);
+    await this.declareQueue(ch, b.queue, b.options);
     await ch.bindQueue(b.queue, b.exchange.name, b.key);
   }
 
@@ -103,22 +166,27 @@ export class Topology {
   }
 
   /**
-   * An RPC server's queues: the shared `<topic>`, its own `<topic>.<server>`, and a fanout
-   * queue `<topic>_fanout_<uuid>` of its own, deleted when it stops.
+   * An RPC server's queues: the shared `<topic>`, its own `<topic>.<server>`, and its fanout
+   * queue: one `<topic>_fanout_<uuid>` of its own, deleted when it stops; with the queue
+   * manager `<topic>_fanout_<host>:<process>:<n>`, kept (it expires); with `streamFanout` the
+   * stream `<topic>_fanout` every server of the topic shares, kept.
    */
   serverBindings(exchange: string, topic: string, server: string): QueueBinding[] {
     const shared = this.sharedQueue();
     const ex: ExchangeRef = { name: exchange, type: 'topic' };
+    const fanout: QueueBinding = this.r.streamFanout
+      ? { queue: `${topic}_fanout`, options: this.streamQueue(), exchange: fanoutExchange(topic), key: topic, stream: true }
+      : {
+          queue: `${topic}_fanout_${this.uniqueName()}`,
+          options: this.transientQueue(),
+          exchange: fanoutExchange(topic),
+          key: topic,
+          deleteOnStop: !this.qm,
+        };
     return [
       { queue: topic, options: shared, exchange: ex, key: topic },
       { queue: `${topic}.${server}`, options: this.serverQueue(), exchange: ex, key: `${topic}.${server}` },
-      {
-        queue: `${topic}_fanout_${uuidHex()}`,
-        options: this.transientQueue(),
-        exchange: fanoutExchange(topic),
-        key: topic,
-        deleteOnStop: true,
-      },
+      fanout,
     ];
   }
 

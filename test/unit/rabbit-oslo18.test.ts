@@ -1,0 +1,124 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ConfigError } from '../../src/core/errors.js';
+import { explainDeclareError } from '../../src/driver/rabbit/declare-errors.js';
+import { QueueManager } from '../../src/driver/rabbit/queue-manager.js';
+import { Topology } from '../../src/driver/rabbit/topology.js';
+import { defaultConfig, getTransport } from '../../src/index.js';
+
+// The flags oslo.messaging 18's rabbit driver derives from its RabbitMQ 4-era options
+// (impl_rabbit.py: _get_queue_arguments, declare_direct/fanout_consumer, fanout_send).
+
+const t = suite('rabbit oslo 18 options');
+type R = ReturnType<typeof defaultConfig>['rabbit'];
+const topology = (over: Partial<R> = {}) => new Topology({ ...defaultConfig().rabbit, ...over });
+const proc = `unit-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+
+t('transient quorum queues: reply and fanout queues durable quorum with x-expires, the fanout exchange durable and auto-delete', () => {
+  const tq = topology({ transientQuorumQueues: true, quorumDeliveryLimit: 3 });
+  assert.equal(tq.transientQueue(), {
+    durable: true,
+    autoDelete: false,
+    arguments: { 'x-queue-type': 'quorum', 'x-delivery-limit': 3, 'x-expires': 1_800_000 },
+  });
+  assert.equal(tq.fanoutExchangeOptions(), { durable: true, autoDelete: true });
+  assert.equal(tq.sharedQueue(), { durable: false, autoDelete: false, arguments: {} }, 'topic queues follow quorumQueues only');
+  const [, , fanout] = tq.serverBindings('openstack', 'c', 's');
+  assert.match(fanout!.queue, /^c_fanout_[0-9a-f]{32}$/);
+  assert.equal(fanout!.options, tq.transientQueue());
+  assert.ok(fanout!.deleteOnStop);
+  assert.equal(topology().fanoutExchangeOptions(), { durable: false, autoDelete: true });
+  assert.equal(topology({ transientQueuesTtl: 0 }).transientQueue().arguments, {}, 'ttl 0: no x-expires');
+});
+
+t('stream fanout: one shared <topic>_fanout stream with x-max-age in seconds, never deleted by a server', () => {
+  const s = topology({ transientQuorumQueues: true, streamFanout: true, transientQueuesTtl: 600_000, haQueues: false });
+  const [, , fanout] = s.serverBindings('openstack', 'compute', 'h1');
+  assert.equal(fanout!.queue, 'compute_fanout');
+  assert.equal(fanout!.exchange, { name: 'compute_fanout', type: 'fanout' });
+  assert.equal(fanout!.options, { durable: true, autoDelete: false, arguments: { 'x-queue-type': 'stream', 'x-max-age': '600s' } });
+  assert.ok(fanout!.stream);
+  assert.not.ok(fanout!.deleteOnStop);
+  assert.equal(topology({ transientQuorumQueues: true, streamFanout: true, transientQueuesTtl: 0 }).streamQueue().arguments, {
+    'x-queue-type': 'stream',
+  });
+});
+
+t('combinations oslo refuses are a ConfigError naming the option', () => {
+  const refused = (over: Partial<R>, key: string, re: RegExp) => {
+    try {
+      topology(over);
+    } catch (err) {
+      assert.instance(err, ConfigError);
+      assert.is((err as ConfigError).key, key);
+      assert.match((err as Error).message, re);
+      return;
+    }
+    assert.unreachable(`accepted ${JSON.stringify(over)}`);
+  };
+  refused({ streamFanout: true }, 'rabbit.streamFanout', /needs rabbit.transientQuorumQueues/);
+  refused({ quorumQueues: true, haQueues: true }, 'rabbit.quorumQueues', /quorum or HA/);
+  refused({ transientQuorumQueues: true, haQueues: true }, 'rabbit.transientQuorumQueues', /quorum or HA/);
+});
+
+t('getTransport refuses stream fanout without transient quorum queues before it connects', async () => {
+  try {
+    await getTransport('rabbit://guest:guest@127.0.0.1:1/', { config: defaultConfig(), overrides: { 'rabbit.streamFanout': true } });
+  } catch (err) {
+    assert.is((err as ConfigError).code, 'HERMOD_ERR_CONFIG');
+    return;
+  }
+  assert.unreachable('accepted');
+});
+
+t('queue manager: <host>:<process>:<n>, counted across the processes of one group, again from 1 in another group', () => {
+  const qm = new QueueManager('node1', proc);
+  const file = `/dev/shm/hermod_node1_${proc}_qmanager`;
+  try {
+    assert.is(qm.get(), `node1:${proc}:1`);
+    assert.is(qm.get(), `node1:${proc}:2`);
+    const q = topology({ queueManager: true, hostname: 'node1', processName: proc });
+    assert.is(q.replyQueueName(), `reply_node1:${proc}:3`);
+    const [, , fanout] = q.serverBindings('openstack', 'compute', 'h1');
+    assert.is(fanout!.queue, `compute_fanout_node1:${proc}:4`);
+    assert.not.ok(fanout!.deleteOnStop, 'a stable fanout queue is left to expire, as oslo leaves it');
+    if (!existsSync('/dev/shm')) return;
+    // A child in this process group continues the count; one in a group of its own restarts it.
+    const script = `import('${new URL('../../src/driver/rabbit/queue-manager.js', import.meta.url).href}').then((m) => process.stdout.write(new m.QueueManager('node1', '${proc}').get()))`;
+    assert.is(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }), `node1:${proc}:5`);
+    assert.is(execFileSync('setsid', [process.execPath, '-e', script], { encoding: 'utf8' }), `node1:${proc}:1`);
+    assert.match(readFileSync(file, 'utf8'), /^\d+:1:\d+$/);
+  } finally {
+    rmSync(file, { force: true });
+  }
+});
+
+t('a PRECONDITION_FAILED on a declare names the option that probably differs', () => {
+  const refusal = (what: string) =>
+    Object.assign(
+      new Error(`Channel closed by server: 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - inequivalent arg ${what}"`),
+      { code: 406 },
+    );
+  let e = explainDeclareError(
+    refusal("'durable' for exchange 'compute_fanout' in vhost 'v': received 'false' but current is 'true'"),
+  ) as ConfigError;
+  assert.instance(e, ConfigError);
+  assert.is(e.key, 'rabbit.transientQuorumQueues');
+  assert.match(e.message, /exchange 'compute_fanout' exists with durable=true \(hermod declared false\).*rabbit_transient_quorum_queue/);
+  e = explainDeclareError(
+    refusal("'x-queue-type' for queue 'compute_fanout' in vhost 'v': received none but current is the value 'stream' of type 'longstr'"),
+  ) as ConfigError;
+  assert.is(e.key, 'rabbit.streamFanout');
+  e = explainDeclareError(
+    refusal("'x-queue-type' for queue 'compute' in vhost 'v': received none but current is the value 'quorum' of type 'longstr'"),
+  ) as ConfigError;
+  assert.is(e.key, 'rabbit.quorumQueues');
+  e = explainDeclareError(refusal("'durable' for queue 'reply_abc' in vhost 'v': received 'false' but current is 'true'")) as ConfigError;
+  assert.is(e.key, 'rabbit.transientQuorumQueues');
+  const other = new Error('Channel closed by server: 404 (NOT-FOUND)');
+  assert.is(explainDeclareError(other), other, 'anything else is left alone');
+});
+
+t.run();
