@@ -18,11 +18,12 @@ export function osloAvailable(): boolean {
 
 /**
  * Where oslo.messaging 18.1.0's package is (run with Debian's dependencies, first on
- * PYTHONPATH): `OSLO18_PATH`, else the shared peers next to the checkout.
+ * PYTHONPATH): `OSLO18_PATH`, else the copy in test/peers (see its README).
  */
 export function oslo18Path(): string {
   const candidates = [
     process.env.OSLO18_PATH,
+    path.resolve(ROOT, 'test/peers/oslo.messaging-18.1.0'),
     path.resolve(ROOT, '../shared/peers/oslo.messaging-18.1.0'),
     path.resolve(ROOT, '../../shared/peers/oslo.messaging-18.1.0'),
     '/work/shared/peers/oslo.messaging-18.1.0',
