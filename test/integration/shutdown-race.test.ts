@@ -148,8 +148,11 @@ t(
     await sleep(200);
     await node.ctl('set_vm_memory_high_watermark', '0');
     try {
-      await until(() => blockedSeen > 0, 'the library transport told it is blocked', 10_000);
-      await printed(s, /blocked/, 'rpc-server logs its connection blocked', 10_000);
+      // RabbitMQ blocks a connection when it publishes under the alarm: make the library's publish.
+      void new RPCClient(libTr, new Target({ topic: 'race' }), { timeout: 20_000 }).cast({}, 'bump', { seq: 1 }).catch(() => {});
+      await until(() => blockedSeen > 0, 'the library transport told it is blocked', 15_000);
+      // rpc-server's own publish is the reply of its 5 s call.
+      await printed(s, /blocked/, 'rpc-server logs its connection blocked', 15_000);
       const states = await node.ctl('list_connections', '-q', 'state');
       assert.ok((states.match(/^block(ed|ing)$/gm) ?? []).length >= 3, `connections under the alarm:\n${states}`);
       const t0 = Date.now();

@@ -71,6 +71,17 @@ function socketOfModel(model: ChannelModel): { destroy(): void } | undefined {
 }
 
 /**
+ * Drops an amqplib connection whose broker does not answer its close (blocked, frozen). amqplib
+ * stops its heartbeat timers only when a close completes or the socket ends; a socket destroyed
+ * here does neither, and those intervals would keep the process alive.
+ */
+function dropModel(model: ChannelModel): void {
+  const c = (model as unknown as { connection?: { heartbeater?: { clear(): void } } }).connection;
+  c?.heartbeater?.clear();
+  socketOfModel(model)?.destroy();
+}
+
+/**
  * Broker answers that retrying at full speed cannot fix: bad credentials, missing vhost,
  * untrusted certificates. Read from the text: amqplib reports a refused handshake (login,
  * connection.open) as a plain Error naming the close frame, with no reply code on it.
@@ -298,7 +309,7 @@ export class RabbitConnection extends EventEmitter {
     const closing = model.close().then(() => true);
     const done = graceMs > 0 ? await within(closing, graceMs) : false;
     closing.catch(() => {});
-    if (!done) socketOfModel(model)?.destroy();
+    if (!done) dropModel(model);
   }
 
   /**
