@@ -99,7 +99,9 @@ export class JobRunner {
       (error) => (outcome = { ok: false, error }),
     );
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([work, new Promise<void>((resolve) => (timer = setTimeout(resolve, bound)))]);
+    // A zero bound is a token at once: no timer (it would cost a millisecond per call).
+    const expired = bound === 0 ? Promise.resolve() : new Promise<void>((resolve) => (timer = setTimeout(resolve, bound)));
+    await Promise.race([work, expired]);
     clearTimeout(timer);
     requestSignal.removeEventListener('abort', onRequestAbort);
 
