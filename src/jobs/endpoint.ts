@@ -38,9 +38,7 @@ export class JobsEndpoint {
 
   /** The job's state, progress and timestamps. */
   async job_status(_ctx: Context, args: JobRef): Promise<JobStatusDict> {
-    const r = this.find(args);
-    if (FINAL_STATES.has(r.state) && r.state !== 'succeeded') r.collected = true;
-    return statusOf(r);
+    return statusOf(this.find(args));
   }
 
   /** The job's result; its own error if it failed; JobCancelled; JobPending while it runs. */

@@ -117,15 +117,15 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
 
   t('a long method that ends within deferAfter answers plainly; past it call() polls the job to its result', async (ctx) => {
     const tp = topic('follow');
-    const s = await serve(ctx, tp, 's1', new Images());
+    const s = await serve(ctx, tp, 's1', new Images(), {}, { 'jobs.deferAfter': 250 });
     const c = await client(ctx, tp);
     assert.equal(await c.call({ user: 'u1' }, 'resize', { ms: 4 }), { image: 'img', resized: true, user: 'u1' });
     assert.is(s.stats().jobs.held, 0, 'a call answered plainly leaves no job behind');
-    // 400 ms > deferAfter (50 ms) and > nothing else: the per-request timeout is 3 s, but jobTimeout governs the wait.
+    // 700 ms > deferAfter (250 ms) and > the request timeout (400 ms): the job wait is bounded by jobTimeout instead.
     const t0 = performance.now();
-    const r = await c.call({ user: 'u2' }, 'resize', { ms: 400, image: 'big' }, { timeout: 300 });
+    const r = await c.call({ user: 'u2' }, 'resize', { ms: 700, image: 'big' }, { timeout: 400 });
     assert.equal(r, { image: 'big', resized: true, user: 'u2' });
-    assert.ok(performance.now() - t0 >= 380, 'the result came after the job ended');
+    assert.ok(performance.now() - t0 >= 680, 'the result came after the job ended');
     assert.equal(s.stats().jobs, { running: 0, held: 1 });
   });
 
@@ -361,7 +361,7 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
   t('1,000 concurrent jobs on one server', async (ctx) => {
     const tp = topic('thousand');
     const s = await serve(ctx, tp, 's1', new Images(), {}, { 'jobs.deferAfter': 0 });
-    const c = await client(ctx, tp, { timeout: 10_000 }, { 'jobs.pollInterval': 100, 'jobs.pollMax': 400, 'jobs.pollTimeout': 10_000 });
+    const c = await client(ctx, tp, { timeout: 10_000 }, { 'jobs.pollInterval': 400, 'jobs.pollMax': 1000, 'jobs.pollTimeout': 10_000 });
     const N = 1000;
     const t0 = performance.now();
     const jobs = await Promise.all(Array.from({ length: N }, (_, i) => c.start({}, 'resize', { ms: 300, steps: 2, image: `i${i}` })));
