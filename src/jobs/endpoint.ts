@@ -29,21 +29,26 @@ const STATES = new Set<JobState>(['pending', 'running', 'succeeded', 'failed', '
 export class JobsEndpoint {
   readonly target = new Target({ namespace: HERMOD_NAMESPACE, version: JOBS_VERSION });
 
-  constructor(
-    private readonly store: JobStore,
-    private readonly identity: JobsIdentity,
-    /** Cancels a running job (the runner owns how). */
-    private readonly cancelJob: (r: JobRecord, why: string) => void,
-  ) {}
+  // ECMAScript private members: the dispatcher could otherwise reach a function-valued field or helper by name.
+  readonly #store: JobStore;
+  readonly #identity: JobsIdentity;
+  readonly #cancel: (r: JobRecord, why: string) => void;
+
+  /** `cancel` cancels a running job (the runner owns how). */
+  constructor(store: JobStore, identity: JobsIdentity, cancel: (r: JobRecord, why: string) => void) {
+    this.#store = store;
+    this.#identity = identity;
+    this.#cancel = cancel;
+  }
 
   /** The job's state, progress and timestamps. */
   async job_status(_ctx: Context, args: JobRef): Promise<JobStatusDict> {
-    return statusOf(this.find(args));
+    return statusOf(this.#find(args));
   }
 
   /** The job's result; its own error if it failed; JobCancelled; JobPending while it runs. */
   async job_result(_ctx: Context, args: JobRef): Promise<unknown> {
-    const r = this.find(args);
+    const r = this.#find(args);
     if (!FINAL_STATES.has(r.state)) {
       throw new JobPending(`job ${r.id} (${r.method}) is ${r.state}${r.progress === null ? '' : ` (${Math.round(r.progress * 100)} %)`}`);
     }
@@ -55,9 +60,9 @@ export class JobsEndpoint {
 
   /** Asks a running job to stop (cooperatively: its `ctx.signal` aborts); JobFinished once it has ended. */
   async job_cancel(_ctx: Context, args: JobRef): Promise<JobStatusDict> {
-    const r = this.find(args);
+    const r = this.#find(args);
     if (FINAL_STATES.has(r.state)) throw new JobFinished(`job ${r.id} (${r.method}) already ended: ${r.state}`);
-    this.cancelJob(r, 'cancelled by job_cancel');
+    this.#cancel(r, 'cancelled by job_cancel');
     return statusOf(r);
   }
 
@@ -67,20 +72,20 @@ export class JobsEndpoint {
     if (state !== undefined && state !== null && !STATES.has(state as JobState)) {
       throw new InvalidJobToken(`state must be one of ${[...STATES].join(', ')}, got ${JSON.stringify(state)}`);
     }
-    return this.store
+    return this.#store
       .list()
       .filter((r) => !state || r.state === state)
       .map(statusOf);
   }
 
-  private find(args: JobRef): JobRecord {
+  #find(args: JobRef): JobRecord {
     let id: unknown;
     let instance: unknown;
     if (args?.token !== undefined) {
       const t = parseJobToken(args.token);
-      if (t.server !== this.identity.server || t.topic !== this.identity.topic) {
+      if (t.server !== this.#identity.server || t.topic !== this.#identity.topic) {
         throw new InvalidJobToken(
-          `token of job ${t.job_id} belongs to server ${t.server} on topic ${t.topic}; this is ${this.identity.server} on ${this.identity.topic}`,
+          `token of job ${t.job_id} belongs to server ${t.server} on topic ${t.topic}; this is ${this.#identity.server} on ${this.#identity.topic}`,
         );
       }
       id = t.job_id;
@@ -91,14 +96,14 @@ export class JobsEndpoint {
     }
     if (typeof id !== 'string' || !HEX32.test(id))
       throw new InvalidJobToken(`job_id must be 32 hex digits, got ${JSON.stringify(id)?.slice(0, 80)}`);
-    if (instance !== undefined && instance !== null && instance !== this.identity.instance) {
+    if (instance !== undefined && instance !== null && instance !== this.#identity.instance) {
       throw new JobLost(
-        `job ${id} was started by an earlier run of server ${this.identity.server}, which stopped or restarted since: the job is lost`,
+        `job ${id} was started by an earlier run of server ${this.#identity.server}, which stopped or restarted since: the job is lost`,
       );
     }
-    const r = this.store.get(id);
+    const r = this.#store.get(id);
     if (!r)
-      throw new JobNotFound(`server ${this.identity.server} holds no job ${id} (never started here, or expired after jobs.resultTtl)`);
+      throw new JobNotFound(`server ${this.#identity.server} holds no job ${id} (never started here, or expired after jobs.resultTtl)`);
     return r;
   }
 }

@@ -246,6 +246,10 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     await rejects(hermod1.call({}, 'job_status', { job_id: 42 }), 'HERMOD_ERR_INVALID_JOB_TOKEN');
     await rejects(hermod1.call({}, 'job_status', { token: { hermod_job: 2 } }), 'HERMOD_ERR_INVALID_JOB_TOKEN');
     await rejects(hermod1.call({}, 'jobs', { state: 'nonsense' }), 'HERMOD_ERR_INVALID_JOB_TOKEN');
+    // Only the four job methods are callable in namespace hermod: no helper or field by name.
+    for (const m of ['find', '#find', 'cancel', 'store', 'identity', 'constructor', 'target']) {
+      await rejects(hermod1.call({}, m, { job_id: job.id }), 'HERMOD_ERR_NO_SUCH_METHOD');
+    }
     // A token of another run of the server (restarted since): lost, not unknown.
     await rejects(c.job({ ...job.token, instance: 'a'.repeat(32) }).status(), 'HERMOD_ERR_JOB_LOST', /earlier run of server s1/);
     // s1's token handed to s2.
