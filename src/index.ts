@@ -65,7 +65,7 @@ export {
 export type { JobProgress } from './jobs/job.js';
 export { Job } from './jobs/job.js';
 export type { JobStatus } from './jobs/poller.js';
-export type { JobStopStrategy } from './jobs/runner.js';
+export type { JobNotifier, JobStopStrategy } from './jobs/runner.js';
 export type { JobState, JobStatusDict } from './jobs/store.js';
 export type { JobToken } from './jobs/token.js';
 export { isJobToken, JOB_TOKEN_MARKER, parseJobToken, serializeJobToken } from './jobs/token.js';

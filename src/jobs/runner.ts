@@ -5,8 +5,18 @@ import type { DispatchRequest } from '../rpc/dispatcher.js';
 import { START_HINT, withHooks } from './context.js';
 import { JobsEndpoint } from './endpoint.js';
 import { JobCancelled, TooManyJobs } from './errors.js';
-import { FINAL_STATES, type JobRecord, JobStore } from './store.js';
+import { FINAL_STATES, type JobRecord, JobStore, statusOf } from './store.js';
 import { HERMOD_NAMESPACE, type JobToken } from './token.js';
+
+/**
+ * Receives a notification per job transition, nova-style: `<method>.start` (info) when a call
+ * becomes a job, `<method>.end` (info) when it succeeds, `<method>.error` (error) when it fails
+ * or is cancelled; the payload is the job's status dict plus `server`. A hermod `Notifier` is one.
+ */
+export interface JobNotifier {
+  info(ctx: Context, eventType: string, payload: unknown): Promise<void>;
+  error(ctx: Context, eventType: string, payload: unknown): Promise<void>;
+}
 
 /** What a stopping server does with running jobs. */
 export type JobStopStrategy = 'wait' | 'abort';
@@ -26,6 +36,8 @@ export interface JobRunnerOptions {
   long: readonly string[];
   stopStrategy: JobStopStrategy;
   stopLinger: number;
+  /** Sent a notification per transition; a failed notification never affects the job. */
+  notifier?: JobNotifier | undefined;
 }
 
 const noop = () => {};
@@ -125,6 +137,9 @@ export class JobRunner {
       job.progress = early.fraction;
       job.message = early.message;
     }
+    job.ctx = { ...wireCtx };
+    delete job.ctx[START_HINT];
+    this.notify(job);
     void work.then(() => this.finish(job, outcome!));
     return this.tokenOf(job);
   }
@@ -184,7 +199,10 @@ export class JobRunner {
     for (const r of this.store.list()) {
       if (FINAL_STATES.has(r.state)) continue;
       this.cancel(r, why);
-      if (this.store.end(r, { state: 'cancelled', error: new JobCancelled(why) })) n++;
+      if (this.store.end(r, { state: 'cancelled', error: new JobCancelled(why) })) {
+        n++;
+        this.notify(r);
+      }
       if (this.stopping) this.endedDuringStop.add(r);
     }
     return n;
@@ -196,6 +214,21 @@ export class JobRunner {
       ? this.store.end(r, { state: 'succeeded', result: o.value })
       : this.store.end(r, { state: r.cancelRequested ? 'cancelled' : 'failed', error: error! });
     if (ended && this.stopping) this.endedDuringStop.add(r);
+    if (ended) this.notify(r);
+  }
+
+  private notify(r: JobRecord): void {
+    const n = this.o.notifier;
+    if (!n) return;
+    const payload = { ...statusOf(r), server: this.o.server };
+    const ctx = r.ctx ?? {};
+    const sent =
+      r.state === 'running'
+        ? n.info(ctx, `${r.method}.start`, payload)
+        : r.state === 'succeeded'
+          ? n.info(ctx, `${r.method}.end`, payload)
+          : n.error(ctx, `${r.method}.error`, payload);
+    sent.catch(() => {});
   }
 
   private isLong(req: DispatchRequest): boolean {

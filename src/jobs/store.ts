@@ -28,6 +28,8 @@ export interface JobRecord {
   /** A poller has read its final state (status or result) since it ended. */
   collected: boolean;
   expiry?: NodeJS.Timeout;
+  /** The caller's context (for transition notifications). */
+  ctx?: Record<string, unknown>;
 }
 
 /** A job as `job_status` and `jobs` answer it: plain data, snake_case like oslo's dicts. */

@@ -5,7 +5,7 @@ import { Target } from '../core/target.js';
 import { type WaitResult, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
 import { untilAborted } from '../driver/driver-base.js';
-import { JobRunner, type JobStopStrategy } from '../jobs/runner.js';
+import { type JobNotifier, JobRunner, type JobStopStrategy } from '../jobs/runner.js';
 import { HERMOD_NAMESPACE } from '../jobs/token.js';
 import type { Transport } from '../transport.js';
 import { type AccessPolicy, RPCDispatcher } from './dispatcher.js';
@@ -32,6 +32,8 @@ export interface RPCServerOptions {
   deferAfter?: number;
   /** Methods that are long, on top of those each endpoint class lists in `static long = [...]`. */
   long?: string[];
+  /** Gets `<method>.start` / `.end` / `.error` per job transition (a `Notifier`); none by default. */
+  jobNotifier?: JobNotifier;
 }
 
 /** Options of {@link RPCServer.stop}. */
@@ -106,6 +108,7 @@ export class RPCServer {
         long: options.long ?? [],
         stopStrategy: jc.stopStrategy,
         stopLinger: jc.stopLinger,
+        notifier: options.jobNotifier,
       },
       (req): { endpoint: object } => dispatcher.resolve(req),
     );
