@@ -38,7 +38,7 @@ module.exports = {
       severity: 'error',
       comment:
         'rpc/, notify/, gateway/ and ops/ talk only to Transport and the Driver contract: never to a concrete driver, the router, amqplib or rhea.',
-      from: { path: '^src/(rpc|notify|gateway|ops)/' },
+      from: { path: '^src/(rpc|notify|gateway|ops|jobs)/' },
       to: { path: ['^src/driver/(rabbit|amqp1|memory)/', '^src/router/', '^src/rhea/', '(^|/)node_modules/(amqplib|rhea)/'] },
     },
     {
@@ -61,6 +61,16 @@ module.exports = {
       comment: 'The embedded router is a server of its own: it never imports rpc/, notify/, the drivers or the transport.',
       from: { path: '^src/router/' },
       to: { path: ['^src/(rpc|notify|gateway|ops|cli|driver)/', '^src/transport\\.ts$', '^src/index\\.ts$'] },
+    },
+    {
+      name: 'jobs-below-rpc-client-server',
+      severity: 'error',
+      comment:
+        'src/jobs/ (long operations) is hooked into the RPC client, server and request; it uses only the dispatcher types and remote errors of rpc/, never those three.',
+      from: { path: '^src/jobs/' },
+      to: {
+        path: ['^src/rpc/(client|server|request)\\.ts$', '^src/(notify|gateway|ops|cli)/', '^src/transport\\.ts$', '^src/index\\.ts$'],
+      },
     },
     {
       name: 'core-is-the-floor',

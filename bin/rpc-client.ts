@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, RPC_CLIENT_DEFAULTS } from '../src/cli/defaults.js';
 import { describeFailure, EXIT, type ExitStatus, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
+import { jobCommand, startJob } from '../src/cli/jobs-command.js';
 import { parseKeyValues } from '../src/cli/key-values.js';
 import { getTransport, RPCClient, Target, type Transport } from '../src/index.js';
 
@@ -13,6 +14,7 @@ function percentile(sorted: number[], p: number): number {
 
 async function main(): Promise<void> {
   const { config, rest } = cliConfig(process.argv.slice(2), RPC_CLIENT_DEFAULTS);
+  if (rest[0] === 'job') process.exit(await jobCommand(rest.slice(1), config));
   const program = new Command('rpc-client')
     .description('Call or cast an RPC method from the shell. Values parse as JSON when they can, else strings.')
     .argument('<topic>', 'topic to address')
@@ -21,6 +23,7 @@ async function main(): Promise<void> {
     .option('--server <server>', 'direct the call to one server')
     .option('--fanout', 'cast to every server on the topic')
     .option('--cast', 'do not wait for a result')
+    .option('--start', 'start the method as a job and print its token (then: rpc-client job <token> [--wait])')
     .option('--exchange <exchange>', 'exchange')
     .option('--namespace <namespace>', 'namespace')
     .option('--version <version>', 'version (X.Y)')
@@ -43,6 +46,7 @@ Also: --config key=value | --config key value, --config-file file.json, --help-c
     server?: string;
     fanout?: boolean;
     cast?: boolean;
+    start?: boolean;
     exchange?: string;
     namespace?: string;
     version?: string;
@@ -84,6 +88,8 @@ Also: --config key=value | --config key value, --config-file file.json, --help-c
           await client.cast(ctx, method, args);
           if (o.repeat === 1)
             process.stdout.write(o.json ? `${JSON.stringify({ cast: true })}\n` : `cast sent${o.fanout ? ' (fanout)' : ''}\n`);
+        } else if (o.start) {
+          await startJob(client, ctx, method, args, false, !!o.json);
         } else {
           const result = await client.call(ctx, method, args);
           if (o.repeat === 1)

@@ -50,6 +50,25 @@ export type {
   RpcRequest,
   SendOptions,
 } from './driver/driver.js';
+export type { JobContext } from './jobs/context.js';
+export {
+  InvalidJobToken,
+  JobCancelled,
+  JobFinished,
+  JobLost,
+  JobNotFound,
+  JobPending,
+  JobTimeout,
+  ServerUnavailable,
+  TooManyJobs,
+} from './jobs/errors.js';
+export type { JobProgress } from './jobs/job.js';
+export { Job } from './jobs/job.js';
+export type { JobStatus } from './jobs/poller.js';
+export type { JobNotifier, JobStopStrategy } from './jobs/runner.js';
+export type { JobState, JobStatusDict } from './jobs/store.js';
+export type { JobToken } from './jobs/token.js';
+export { isJobToken, JOB_TOKEN_MARKER, parseJobToken, serializeJobToken } from './jobs/token.js';
 export type { BatchedNotification, NotificationResult } from './notify/dispatcher.js';
 export { NotificationFilter } from './notify/filter.js';
 export type { NotificationListenerOptions, NotificationListenerStats } from './notify/listener.js';
@@ -65,7 +84,7 @@ export type { AccessPolicy, Endpoint } from './rpc/dispatcher.js';
 export { type Caller, MultiCall, type MultiCallOptions, MultiCallResults } from './rpc/multicall.js';
 export type { RemoteErrorFactory, RemoteOrigin } from './rpc/remote-errors.js';
 export { isRemote, registerRemoteError } from './rpc/remote-errors.js';
-export type { RPCServerOptions, ServerStats } from './rpc/server.js';
+export type { RPCServerOptions, ServerStats, StopOptions } from './rpc/server.js';
 export { RPCServer } from './rpc/server.js';
 export type { TransportHost, TransportOptions, TransportState, TransportUrl } from './transport.js';
 export { getTransport, parseTransportUrl, redactUrl, Transport } from './transport.js';

@@ -46,6 +46,41 @@ export const SCHEMA = {
       "Deadline for a server's or listener's wait() after stop(), and the CLIs' --shutdown-timeout default (under Kubernetes' 30 s grace period)",
     ),
   },
+  jobs: {
+    max: opt(
+      'positive-int',
+      10_000,
+      'Jobs one server holds (running, and finished ones kept for resultTtl); a long call beyond it fails with TooManyJobs',
+    ),
+    resultTtl: opt('duration-ms', 3_600_000, 'How long a finished job (its result, failure or cancellation) stays readable by pollers'),
+    deferAfter: opt(
+      'duration-ms',
+      1_000,
+      "Methods marked long answer with a job token when they have not finished within this; 0 = a token at once (a server's deferAfter option applies to every method)",
+    ),
+    stopStrategy: opt(
+      ['wait', 'abort'],
+      'wait',
+      'What a stopping server does with running jobs: wait (until the deadline) or abort (cancel them)',
+    ),
+    stopLinger: opt(
+      'duration-ms',
+      5_000,
+      'How long a stopping server keeps answering polls for jobs that ended during the stop and were not collected yet',
+    ),
+    pollInterval: opt('duration-ms', 100, "First delay between a client's polls of a job; grows by 1.5 up to pollMax"),
+    pollMax: opt('duration-ms', 2_000, 'Cap of the delay between polls of a job'),
+    pollTimeout: opt(
+      'duration-ms',
+      10_000,
+      'Timeout of one poll; a server that does not answer one fails the job wait with ServerUnavailable',
+    ),
+    jobTimeout: opt(
+      'duration-ms',
+      0,
+      "How long call() and Job.result() wait for a job's result; 0 = no bound (a gone server still ends the wait, see pollTimeout)",
+    ),
+  },
   notifications: {
     driver: opt('string-list', ['messagingv2'], 'Notifier drivers: messagingv2, messaging (1.0, no envelope), log, noop, routing'),
     topics: opt('string-list', ['notifications'], 'Topics a notifier publishes to; listeners default to them too'),

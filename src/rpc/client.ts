@@ -4,6 +4,11 @@ import { Semaphore } from '../core/semaphore.js';
 import { type Context, NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { Target, type TargetOverrides, versionIsCompatible } from '../core/target.js';
 import type { RpcRequest } from '../driver/driver.js';
+import { START_HINT } from '../jobs/context.js';
+import { InvalidJobToken } from '../jobs/errors.js';
+import { Job } from '../jobs/job.js';
+import { JobPoller, type PollOptions } from '../jobs/poller.js';
+import { isJobToken, type JobToken, parseJobToken } from '../jobs/token.js';
 import type { Transport } from '../transport.js';
 import { MultiCall } from './multicall.js';
 import { deserializeFailure } from './remote-errors.js';
@@ -26,15 +31,22 @@ export interface RPCClientOptions {
   inFlightOverflow?: 'wait' | 'fail';
   /** Remote modules whose errors are rebuilt as registered classes. @default config `rpc.allowedRemoteExmods` */
   allowedRemoteExmods?: string[];
+  /** How long `call()` follows a job a server answered with, in ms; 0 = no bound. @default config `jobs.jobTimeout` */
+  jobTimeout?: number;
+  /** `call()` polls a job token to its result (true) or returns the token dict (false). @default true */
+  followJobs?: boolean;
 }
 
 /** Overrides accepted by {@link RPCClient.prepare}: target fields plus per-call options. */
-export type PrepareOptions = TargetOverrides & Pick<RPCClientOptions, 'timeout' | 'callMonitorTimeout' | 'retry' | 'versionCap'>;
+export type PrepareOptions = TargetOverrides &
+  Pick<RPCClientOptions, 'timeout' | 'callMonitorTimeout' | 'retry' | 'versionCap' | 'jobTimeout' | 'followJobs'>;
 
 /** Per-call options of {@link RPCClient.call}. */
 export interface CallOptions {
   timeout?: number;
   callMonitorTimeout?: number;
+  /** Bound of following a job (when the server answers with a job token); 0 = none. */
+  jobTimeout?: number;
 }
 
 type AnyMethod = (ctx: Context, ...rest: never[]) => unknown;
@@ -59,6 +71,8 @@ interface Resolved {
   versionCap: string | undefined;
   serializer: Serializer;
   allowed: string[];
+  jobTimeout: number;
+  followJobs: boolean;
 }
 
 function checkMs(name: string, value: number | undefined, allowZero: boolean): void {
@@ -87,6 +101,7 @@ export class RPCClient {
     const conf = transport.config.rpc;
     checkMs('timeout', options.timeout, false);
     checkMs('callMonitorTimeout', options.callMonitorTimeout, true);
+    checkMs('jobTimeout', options.jobTimeout, true);
     if (options.versionCap !== undefined && !/^\d+\.\d+(\.\d+)?$/.test(options.versionCap)) {
       throw new InvalidArgument(`versionCap must look like 'X.Y', got ${JSON.stringify(options.versionCap)}`);
     }
@@ -101,6 +116,8 @@ export class RPCClient {
       versionCap: options.versionCap,
       serializer: options.serializer ?? new NoOpSerializer(),
       allowed: options.allowedRemoteExmods ?? conf.allowedRemoteExmods,
+      jobTimeout: options.jobTimeout ?? transport.config.jobs.jobTimeout,
+      followJobs: options.followJobs ?? true,
     };
     this.slots = slots ?? new Semaphore(options.maxInFlight ?? conf.maxInFlight, options.inFlightOverflow ?? conf.inFlightOverflow);
   }
@@ -112,7 +129,7 @@ export class RPCClient {
 
   /** A copy with target fields and options overridden (`null` clears a target field). */
   prepare(overrides: PrepareOptions = {}): RPCClient {
-    const { timeout, callMonitorTimeout, retry, versionCap, ...targetFields } = overrides;
+    const { timeout, callMonitorTimeout, retry, versionCap, jobTimeout, followJobs, ...targetFields } = overrides;
     const target = this.target.merge(targetFields);
     return new RPCClient(
       this.transport,
@@ -124,6 +141,8 @@ export class RPCClient {
         ...((versionCap ?? this.opts.versionCap) !== undefined ? { versionCap: (versionCap ?? this.opts.versionCap)! } : {}),
         serializer: this.opts.serializer,
         allowedRemoteExmods: this.opts.allowed,
+        jobTimeout: jobTimeout ?? this.opts.jobTimeout,
+        followJobs: followJobs ?? this.opts.followJobs,
       },
       this.slots,
     );
@@ -168,6 +187,55 @@ export class RPCClient {
     this.target.assertCallable();
     checkMs('timeout', options.timeout, false);
     checkMs('callMonitorTimeout', options.callMonitorTimeout, true);
+    checkMs('jobTimeout', options.jobTimeout, true);
+    const reply = await this.callOnce(ctx, method, args, options);
+    if (!this.opts.followJobs || !isJobToken(reply)) return this.opts.serializer.deserializeEntity(ctx, reply) as R;
+    return this.jobOf<R>(parseJobToken(reply), ctx).result({ timeout: options.jobTimeout ?? this.opts.jobTimeout });
+  }
+
+  /**
+   * Starts `method` as a job and returns its handle at once, whatever the method: a hermod
+   * server makes a job of it (bounded by its `jobs.max`) and answers with the token. Rejects with
+   * InvalidJobToken when the server answered with a plain result (not a hermod server).
+   */
+  async start<R = unknown>(ctx: Context, method: string, args?: Record<string, unknown>, options: CallOptions = {}): Promise<Job<R>> {
+    this.target.assertCallable();
+    const reply = await this.callOnce({ ...ctx, [START_HINT]: 'start' }, method, args, options);
+    if (!isJobToken(reply))
+      throw new InvalidJobToken(`${method} answered with a plain result, not a job token: the server does not run jobs`);
+    return this.jobOf<R>(parseJobToken(reply), ctx);
+  }
+
+  /**
+   * Re-attaches to a job from its token (the dict, or its JSON text as `job.serialized`), e.g.
+   * after this process restarted. Throws InvalidJobToken on a malformed token; polls go to the
+   * token's server, whatever this client's target.
+   */
+  job<R = unknown>(token: JobToken | string | Record<string, unknown>, ctx: Context = {}): Job<R> {
+    return this.jobOf<R>(parseJobToken(token), ctx);
+  }
+
+  private jobOf<R>(token: JobToken, ctx: Context): Job<R> {
+    const jc = this.transport.config.jobs;
+    const options: PollOptions = {
+      pollInterval: jc.pollInterval,
+      pollMax: jc.pollMax,
+      pollTimeout: jc.pollTimeout,
+      jobTimeout: this.opts.jobTimeout,
+    };
+    // Polls bypass the version cap (the jobs endpoint has its own version) and the in-flight bound.
+    const poll = (target: Target, c: Context, m: string, a: Record<string, unknown>, timeout: number) =>
+      new RPCClient(this.transport, target, {
+        timeout,
+        retry: this.opts.retry,
+        allowedRemoteExmods: this.opts.allowed,
+        followJobs: false,
+      }).callOnce(c, m, a, {});
+    return new Job<R>(new JobPoller(token, poll, ctx, options), (v) => this.opts.serializer.deserializeEntity(ctx, v));
+  }
+
+  /** One request and its reply (the wire result, not deserialized). */
+  private async callOnce(ctx: Context, method: string, args: Record<string, unknown> | undefined, options: CallOptions): Promise<unknown> {
     const { request, ctx: wireCtx } = this.build(ctx, method, args);
     const timeout = options.timeout ?? this.opts.timeout;
     const started = performance.now();
@@ -184,7 +252,7 @@ export class RPCClient {
       });
       if (!reply) throw new InvalidArgument('driver returned no reply for a call');
       if (reply.failure) throw deserializeFailure(reply.failure, this.opts.allowed);
-      return this.opts.serializer.deserializeEntity(ctx, reply.result) as R;
+      return reply.result;
     } catch (err) {
       error = err as Error;
       throw err;

@@ -3,6 +3,7 @@ import { HermodError, SerializationError, ServerStopped } from '../core/errors.j
 import type { Target } from '../core/target.js';
 import type { Work } from '../core/work-pool.js';
 import type { IncomingMessage } from '../driver/driver.js';
+import type { JobRunner } from '../jobs/runner.js';
 import { parseRequest, type RPCDispatcher } from './dispatcher.js';
 import { serializeFailure } from './remote-errors.js';
 
@@ -34,6 +35,8 @@ export interface RequestHost {
   readonly target: Target;
   readonly dispatcher: RPCDispatcher;
   readonly sendTraceback: boolean;
+  /** Long operations: runs each call, and makes a job of it when it is long or outlives deferAfter. */
+  readonly jobs?: JobRunner;
   /** Called once per request when it is over, however it ended. */
   finished(outcome: ServerRequestEvent['outcome']): void;
 }
@@ -48,6 +51,8 @@ export class ServerRequest implements Work {
   private started = 0;
   private method: string;
   private heartbeat: NodeJS.Timeout | undefined;
+  /** Aborted when the server abandons the request; the method sees it as `ctx.signal`. */
+  private readonly abandoned = new AbortController();
 
   constructor(
     private readonly incoming: IncomingMessage,
@@ -79,7 +84,10 @@ export class ServerRequest implements Work {
     try {
       const req = parseRequest(incoming.message);
       this.method = req.method;
-      const result = await this.host.dispatcher.dispatch(incoming.ctx, req);
+      const dispatch = (ctx: typeof incoming.ctx) => this.host.dispatcher.dispatch(ctx, req);
+      const jobs = this.host.jobs;
+      const result =
+        jobs && incoming.expectsReply ? await jobs.run(incoming.ctx, req, this.abandoned.signal, dispatch) : await dispatch(incoming.ctx);
       reply = { result };
     } catch (err) {
       error = err instanceof Error ? err : new Error(String(err));
@@ -108,6 +116,7 @@ export class ServerRequest implements Work {
     this.finished = true;
     this.stopHeartbeat();
     const err = new ServerStopped(`server ${this.host.target.server} stopped before ${this.method} finished`);
+    this.abandoned.abort(err);
     await this.sendReply({ failure: serializeFailure(err) });
     this.finish('aborted', err);
   }

@@ -5,6 +5,8 @@ import { Target } from '../core/target.js';
 import { type WaitResult, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
 import { untilAborted } from '../driver/driver-base.js';
+import { type JobNotifier, JobRunner, type JobStopStrategy } from '../jobs/runner.js';
+import { HERMOD_NAMESPACE } from '../jobs/token.js';
 import type { Transport } from '../transport.js';
 import { type AccessPolicy, RPCDispatcher } from './dispatcher.js';
 import { type RequestHost, ServerRequest } from './request.js';
@@ -22,6 +24,22 @@ export interface RPCServerOptions {
   accessPolicy?: AccessPolicy;
   /** Put stack traces into failures. @default config `rpc.sendTraceback` (false) */
   sendTraceback?: boolean;
+  /**
+   * Every call not finished within this many ms becomes a job: its caller gets a job token and
+   * the method runs on (README "Long operations"). Also the bound of methods marked long.
+   * @default undefined: only methods marked long become jobs, after config `jobs.deferAfter`
+   */
+  deferAfter?: number;
+  /** Methods that are long, on top of those each endpoint class lists in `static long = [...]`. */
+  long?: string[];
+  /** Gets `<method>.start` / `.end` / `.error` per job transition (a `Notifier`); none by default. */
+  jobNotifier?: JobNotifier;
+}
+
+/** Options of {@link RPCServer.stop}. */
+export interface StopOptions {
+  /** Running jobs: `wait` for them (until the wait() deadline) or `abort` them. @default config `jobs.stopStrategy` */
+  jobs?: JobStopStrategy;
 }
 
 /** Counters of a server, for `info`-style endpoints and tests. */
@@ -36,9 +54,15 @@ export interface ServerStats {
   queued: number;
   /** Requests ended by a stop deadline or abort(); their callers got ServerStopped. */
   aborted: number;
+  /** Jobs running now, and all held (running and finished ones kept for `jobs.resultTtl`). */
+  jobs: { running: number; held: number };
 }
 
-type State = 'new' | 'starting' | 'running' | 'stopped';
+/** `draining`: stopped for new work, still answering job polls while jobs end. */
+type State = 'new' | 'starting' | 'running' | 'draining' | 'stopped';
+
+/** How long a request refused while draining is held before it goes back to the broker (no hot requeue loop). */
+const HOLD_BACK_MS = 200;
 
 /**
  * Serves RPC requests for one target (topic + server name) by dispatching them to endpoint
@@ -56,6 +80,8 @@ export class RPCServer {
   /** Aborted by stop(): a subscription still being made gives up at once. */
   private readonly stopping = new AbortController();
   private readonly counts = { served: 0, failed: 0 };
+  private readonly jobs: JobRunner;
+  private readonly heldBack = new Map<NodeJS.Timeout, IncomingMessage>();
 
   constructor(
     readonly transport: Transport,
@@ -69,9 +95,30 @@ export class RPCServer {
     const conf = transport.config.rpc;
     this.concurrency = options.concurrency ?? conf.serverConcurrency;
     this.pool = new WorkPool(this.concurrency);
+    const jc = transport.config.jobs;
+    const jobs: JobRunner = new JobRunner(
+      {
+        server: target.server!,
+        topic: target.topic!,
+        exchange: target.exchange ?? transport.config.controlExchange,
+        max: jc.max,
+        resultTtl: jc.resultTtl,
+        longDeferAfter: jc.deferAfter,
+        deferAfter: options.deferAfter,
+        long: options.long ?? [],
+        stopStrategy: jc.stopStrategy,
+        stopLinger: jc.stopLinger,
+        notifier: options.jobNotifier,
+      },
+      (req): { endpoint: object } => dispatcher.resolve(req),
+    );
+    this.jobs = jobs;
+    const all: readonly object[] = Array.isArray(endpoints) && endpoints.length > 0 ? [...endpoints, jobs.endpoint] : endpoints;
+    const dispatcher: RPCDispatcher = new RPCDispatcher(all, options.serializer ?? new NoOpSerializer(), options.accessPolicy);
     this.host = {
       target,
-      dispatcher: new RPCDispatcher(endpoints, options.serializer ?? new NoOpSerializer(), options.accessPolicy),
+      jobs,
+      dispatcher,
       sendTraceback: options.sendTraceback ?? conf.sendTraceback,
       finished: (outcome: ServerRequestEvent['outcome']) => {
         this.counts.served++;
@@ -83,7 +130,7 @@ export class RPCServer {
   /** Counters since start. */
   stats(): ServerStats {
     const { inFlight, queued, aborted } = this.pool.stats();
-    return { ...this.counts, inFlight, queued, aborted };
+    return { ...this.counts, inFlight, queued, aborted, jobs: { running: this.jobs.active, held: this.jobs.store.size } };
   }
 
   /**
@@ -92,7 +139,8 @@ export class RPCServer {
    */
   async start(): Promise<void> {
     if (this.state === 'running' || this.state === 'starting') return;
-    if (this.state === 'stopped') throw new ClosedError('a stopped RPCServer cannot be started again; make a new one');
+    if (this.state === 'stopped' || this.state === 'draining')
+      throw new ClosedError('a stopped RPCServer cannot be started again; make a new one');
     this.state = 'starting';
     let listener: Listener;
     try {
@@ -119,13 +167,22 @@ export class RPCServer {
    * made is given up, queued requests go back to the broker (for another server of the topic),
    * running ones go on (see {@link wait}).
    */
-  async stop(): Promise<void> {
+  async stop(options: StopOptions = {}): Promise<void> {
+    if (this.state === 'draining') return;
+    if (this.state === 'running' && this.jobs.active > 0) {
+      // The subscription stays so that pollers can follow the jobs to their end: wait() ends it.
+      this.state = 'draining';
+      this.jobs.beginStop(options.jobs);
+      this.pool.requeueBacklog();
+      return;
+    }
     const wasRunning = this.state === 'running';
     this.state = 'stopped';
     this.stopping.abort();
     this.pool.close();
     if (wasRunning) await this.listener?.stop();
     this.pool.requeueBacklog();
+    this.releaseHeldBack();
   }
 
   /**
@@ -135,9 +192,19 @@ export class RPCServer {
    * (the aborts' replies and the close handshake are bounded), whatever the broker does.
    */
   async wait(deadlineMs: number = this.transport.config.rpc.stopTimeout): Promise<WaitResult> {
-    const result = await this.pool.drain(deadlineMs);
-    if (this.state === 'stopped') await this.listener?.close();
-    return result;
+    const started = performance.now();
+    let jobs: WaitResult = { completed: 0, aborted: 0 };
+    if (this.state === 'draining') {
+      jobs = await this.jobs.settle(deadlineMs);
+      this.state = 'running';
+      await this.stop();
+    }
+    const result = await this.pool.drain(Math.max(0, deadlineMs - (performance.now() - started)));
+    if (this.state === 'stopped') {
+      await this.listener?.close();
+      jobs.aborted += this.jobs.close();
+    }
+    return { completed: result.completed + jobs.completed, aborted: result.aborted + jobs.aborted };
   }
 
   /**
@@ -145,15 +212,38 @@ export class RPCServer {
    * ServerStopped failure and late results are dropped. Resolves with how many were aborted.
    */
   async abort(): Promise<WaitResult> {
-    await this.stop();
+    await this.stop({ jobs: 'abort' });
     return this.wait(0);
   }
 
   private onMessage(incoming: IncomingMessage): void {
+    if (this.state === 'draining') {
+      // Job polls are answered to the end of the stop, outside the (closed) pool: they are instant.
+      if (incoming.message.namespace === HERMOD_NAMESPACE && incoming.expectsReply) void new ServerRequest(incoming, this.host).run();
+      else this.holdBack(incoming);
+      return;
+    }
     if (this.state !== 'running') {
       incoming.requeue();
       return;
     }
     this.pool.submit(new ServerRequest(incoming, this.host));
+  }
+
+  /** A request a draining server will not run goes back to the broker, after a pause (see HOLD_BACK_MS). */
+  private holdBack(incoming: IncomingMessage): void {
+    const timer = setTimeout(() => {
+      this.heldBack.delete(timer);
+      incoming.requeue();
+    }, HOLD_BACK_MS);
+    this.heldBack.set(timer, incoming);
+  }
+
+  private releaseHeldBack(): void {
+    for (const [timer, incoming] of this.heldBack) {
+      clearTimeout(timer);
+      incoming.requeue();
+    }
+    this.heldBack.clear();
   }
 }

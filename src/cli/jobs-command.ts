@@ -1,0 +1,106 @@
+/**
+ * `rpc-client job <token>` and `rpc-client … --start`: long operations from the shell (README
+ * "Long operations"). The job logic is the library's; this file only parses, prints and maps
+ * errors to exit statuses.
+ */
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import type { HermodConfig } from '../config/index.js';
+import { type Context, getTransport, type Job, type JobProgress, RPCClient, Target, type Transport } from '../index.js';
+import { CLI_DEFAULT_URL } from './defaults.js';
+import { describeFailure, EXIT, type ExitStatus, exitOnUsage } from './exit-codes.js';
+
+/** Exit status and text for job errors, on top of the RPC ones. */
+export function describeJobFailure(err: unknown): { status: ExitStatus; text: string } {
+  const code = (err as { code?: unknown })?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  if (code === 'HERMOD_ERR_INVALID_JOB_TOKEN') return { status: EXIT.usage, text: `bad job token: ${message}` };
+  if (code === 'HERMOD_ERR_SERVER_UNAVAILABLE') return { status: EXIT.timeout, text: `server unavailable: ${message}` };
+  if (code === 'HERMOD_ERR_JOB_TIMEOUT') return { status: EXIT.timeout, text: `timeout: ${message}` };
+  return describeFailure(err);
+}
+
+const pct = (p: number | null) => (p === null ? '' : ` ${Math.round(p * 100)}%`);
+const line = (p: JobProgress) => `${p.state}${pct(p.progress)}${p.message ? ` ${p.message}` : ''}`;
+
+/**
+ * Follows a job: each change of state or progress goes to stderr (rewritten in place on a
+ * terminal), then the result to stdout.
+ */
+async function follow(job: Job, json: boolean, timeoutMs: number | undefined): Promise<void> {
+  const tty = process.stderr.isTTY;
+  for await (const p of job) process.stderr.write(tty ? `\r\x1b[K${line(p)}` : `${line(p)}\n`);
+  if (tty) process.stderr.write('\n');
+  const result = await job.result(timeoutMs === undefined ? {} : { timeout: timeoutMs });
+  process.stdout.write(`${json || typeof result !== 'string' ? JSON.stringify(result, null, json ? 0 : 2) : result}\n`);
+}
+
+/**
+ * `--start` of rpc-client: starts `method` as a job and prints its token (one line of JSON, for
+ * `rpc-client job`); with `wait`, then follows it to its result.
+ */
+export async function startJob(
+  client: RPCClient,
+  ctx: Context,
+  method: string,
+  args: Record<string, unknown>,
+  wait: boolean,
+  json: boolean,
+): Promise<void> {
+  const job = await client.start(ctx, method, args);
+  process.stdout.write(`${job.serialized}\n`);
+  if (wait) await follow(job, json, undefined);
+}
+
+/**
+ * `rpc-client job <token> [--wait] [--cancel] [--json]`: the job's status (state, progress,
+ * times), or `--wait` for its result with a progress display, or `--cancel`. The token is the
+ * JSON `--start` printed, `@file` holding it, or `-` for stdin. Returns the exit status.
+ */
+export async function jobCommand(argv: string[], config: HermodConfig): Promise<ExitStatus> {
+  const program = new Command('rpc-client job')
+    .description('Show, follow or cancel a job from its token')
+    .argument('<token>', 'the token --start printed (JSON), @file, or - for stdin')
+    .option('--wait', 'poll until the job ends, showing progress on stderr, then print its result')
+    .option('--cancel', 'ask the server to cancel the job')
+    .option('--timeout <seconds>', 'with --wait: give up after this long (the job runs on)', (v) => Number(v))
+    .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
+    .option('--json', 'print JSON')
+    .exitOverride(exitOnUsage)
+    .parse(argv, { from: 'user' });
+  const o = program.opts<{ wait?: boolean; cancel?: boolean; timeout?: number; transportUrl?: string; json?: boolean }>();
+  const raw = program.args[0]!;
+  let text: string;
+  try {
+    text = raw === '-' ? readFileSync(0, 'utf8') : raw.startsWith('@') ? readFileSync(raw.slice(1), 'utf8') : raw;
+  } catch (err) {
+    process.stderr.write(`error: cannot read the token: ${(err as Error).message}\n`);
+    return EXIT.usage;
+  }
+  let transport: Transport | undefined;
+  try {
+    transport = await getTransport(o.transportUrl, { config });
+    // The token names its own target; the client's is only a placeholder.
+    const job = new RPCClient(transport, new Target({ topic: 'hermod' })).job(text.trim());
+    if (o.cancel) {
+      const s = await job.cancel();
+      process.stdout.write(o.json ? `${JSON.stringify(s)}\n` : `cancel requested: ${s.method} ${s.state}${pct(s.progress)}\n`);
+    } else if (o.wait) {
+      await follow(job, !!o.json, o.timeout === undefined ? undefined : o.timeout * 1000);
+    } else {
+      const s = await job.status();
+      process.stdout.write(
+        o.json
+          ? `${JSON.stringify(s)}\n`
+          : `${s.method} ${s.state}${pct(s.progress)}${s.message ? ` ${s.message}` : ''}\n  job ${s.id} on ${job.token.server} (topic ${job.token.topic})\n  started ${s.startedAt}${s.endedAt ? `, ended ${s.endedAt}` : ''}${s.error ? `\n  error ${s.error.class}: ${s.error.message}` : ''}\n`,
+      );
+    }
+    return EXIT.ok;
+  } catch (err) {
+    const d = describeJobFailure(err);
+    process.stderr.write(`error: ${d.text}\n`);
+    return d.status;
+  } finally {
+    await transport?.close();
+  }
+}

@@ -1,0 +1,26 @@
+import type { Context } from '../core/serializer.js';
+
+/** Context key a client sets (through `RPCClient.start`) to ask for a job token at once; removed before the method sees the context. */
+export const START_HINT = 'hermod_job';
+
+/**
+ * The context an endpoint method receives on a hermod server: the caller's context plus two
+ * non-enumerable members (never sent on, never in `Object.keys`): `progress(fraction, message)`
+ * reports how far a job is (a no-op for a plain call), and `signal` aborts when the job is
+ * cancelled or the server aborts the request at a stop deadline. A caller's context key of the
+ * same name wins over them. Custom serializers must keep them (`deserializeContext` returning
+ * the object it was given, as NoOpSerializer does, or copying them).
+ */
+export type JobContext = Context & {
+  progress(fraction: number, message?: string): void;
+  readonly signal: AbortSignal;
+};
+
+/** A copy of the caller's context without the start hint, with `progress` and `signal`. */
+export function withHooks(wire: Context, signal: AbortSignal, progress: (fraction: number, message?: string) => void): Context {
+  const ctx: Context = { ...wire };
+  delete ctx[START_HINT];
+  if (!Object.hasOwn(ctx, 'progress')) Object.defineProperty(ctx, 'progress', { value: progress, enumerable: false });
+  if (!Object.hasOwn(ctx, 'signal')) Object.defineProperty(ctx, 'signal', { value: signal, enumerable: false });
+  return ctx;
+}

@@ -1,0 +1,109 @@
+import type { Context } from '../core/serializer.js';
+import { Target } from '../core/target.js';
+import { InvalidJobToken, JobCancelled, JobFinished, JobLost, JobNotFound, JobPending } from './errors.js';
+import { FINAL_STATES, type JobRecord, type JobState, type JobStatusDict, type JobStore, statusOf } from './store.js';
+import { HERMOD_NAMESPACE, JOBS_VERSION, parseJobToken } from './token.js';
+
+/** Who the jobs belong to: a poll names this server's run, or it is told the job is lost. */
+export interface JobsIdentity {
+  readonly server: string;
+  readonly topic: string;
+  readonly instance: string;
+}
+
+/** Arguments of every job method: the token dict, or its `job_id` (and optionally `instance`). */
+export interface JobRef {
+  token?: unknown;
+  job_id?: unknown;
+  instance?: unknown;
+}
+
+const HEX32 = /^[0-9a-f]{32}$/;
+const STATES = new Set<JobState>(['pending', 'running', 'succeeded', 'failed', 'cancelled']);
+
+/**
+ * The jobs of a server, served in the reserved namespace `hermod` (version 1.0) and addressed to
+ * the server itself: `job_status`, `job_result`, `job_cancel` and `jobs`. An unknown id is
+ * JobNotFound (a lost one, from before a restart, JobLost), never a pending job.
+ */
+export class JobsEndpoint {
+  readonly target = new Target({ namespace: HERMOD_NAMESPACE, version: JOBS_VERSION });
+
+  // ECMAScript private members: the dispatcher could otherwise reach a function-valued field or helper by name.
+  readonly #store: JobStore;
+  readonly #identity: JobsIdentity;
+  readonly #cancel: (r: JobRecord, why: string) => void;
+
+  /** `cancel` cancels a running job (the runner owns how). */
+  constructor(store: JobStore, identity: JobsIdentity, cancel: (r: JobRecord, why: string) => void) {
+    this.#store = store;
+    this.#identity = identity;
+    this.#cancel = cancel;
+  }
+
+  /** The job's state, progress and timestamps. */
+  async job_status(_ctx: Context, args: JobRef): Promise<JobStatusDict> {
+    return statusOf(this.#find(args));
+  }
+
+  /** The job's result; its own error if it failed; JobCancelled; JobPending while it runs. */
+  async job_result(_ctx: Context, args: JobRef): Promise<unknown> {
+    const r = this.#find(args);
+    if (!FINAL_STATES.has(r.state)) {
+      throw new JobPending(`job ${r.id} (${r.method}) is ${r.state}${r.progress === null ? '' : ` (${Math.round(r.progress * 100)} %)`}`);
+    }
+    r.collected = true;
+    if (r.state === 'succeeded') return r.result;
+    if (r.state === 'cancelled') throw new JobCancelled(`job ${r.id} (${r.method}) was cancelled: ${r.error?.message ?? ''}`);
+    throw r.error;
+  }
+
+  /** Asks a running job to stop (cooperatively: its `ctx.signal` aborts); JobFinished once it has ended. */
+  async job_cancel(_ctx: Context, args: JobRef): Promise<JobStatusDict> {
+    const r = this.#find(args);
+    if (FINAL_STATES.has(r.state)) throw new JobFinished(`job ${r.id} (${r.method}) already ended: ${r.state}`);
+    this.#cancel(r, 'cancelled by job_cancel');
+    return statusOf(r);
+  }
+
+  /** Every job held, or those in one state; newest last. */
+  async jobs(_ctx: Context, args: { state?: unknown }): Promise<JobStatusDict[]> {
+    const state = args?.state;
+    if (state !== undefined && state !== null && !STATES.has(state as JobState)) {
+      throw new InvalidJobToken(`state must be one of ${[...STATES].join(', ')}, got ${JSON.stringify(state)}`);
+    }
+    return this.#store
+      .list()
+      .filter((r) => !state || r.state === state)
+      .map(statusOf);
+  }
+
+  #find(args: JobRef): JobRecord {
+    let id: unknown;
+    let instance: unknown;
+    if (args?.token !== undefined) {
+      const t = parseJobToken(args.token);
+      if (t.server !== this.#identity.server || t.topic !== this.#identity.topic) {
+        throw new InvalidJobToken(
+          `token of job ${t.job_id} belongs to server ${t.server} on topic ${t.topic}; this is ${this.#identity.server} on ${this.#identity.topic}`,
+        );
+      }
+      id = t.job_id;
+      instance = t.instance;
+    } else {
+      id = args?.job_id;
+      instance = args?.instance;
+    }
+    if (typeof id !== 'string' || !HEX32.test(id))
+      throw new InvalidJobToken(`job_id must be 32 hex digits, got ${JSON.stringify(id)?.slice(0, 80)}`);
+    if (instance !== undefined && instance !== null && instance !== this.#identity.instance) {
+      throw new JobLost(
+        `job ${id} was started by an earlier run of server ${this.#identity.server}, which stopped or restarted since: the job is lost`,
+      );
+    }
+    const r = this.#store.get(id);
+    if (!r)
+      throw new JobNotFound(`server ${this.#identity.server} holds no job ${id} (never started here, or expired after jobs.resultTtl)`);
+    return r;
+  }
+}

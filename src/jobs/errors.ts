@@ -1,0 +1,60 @@
+import { HermodError, MessagingTimeout } from '../core/errors.js';
+import { HERMOD_MODULE, registerRemoteError } from '../rpc/remote-errors.js';
+
+// Same branding as core/errors.ts: `code` comes from the class's CODE.
+function define(cls: abstract new (...args: never[]) => HermodError, code: string): void {
+  Object.defineProperty(cls, 'CODE', { value: code });
+}
+
+/** The server holds no job of that id: never started there, or expired after `jobs.resultTtl`. */
+export class JobNotFound extends HermodError {}
+define(JobNotFound, 'HERMOD_ERR_JOB_NOT_FOUND');
+
+/** The token names a job of an earlier run of the server: it restarted since, and the job is gone. */
+export class JobLost extends JobNotFound {}
+define(JobLost, 'HERMOD_ERR_JOB_LOST');
+
+/** A job token is not a job token (wrong shape, wrong types, not JSON). */
+export class InvalidJobToken extends HermodError {}
+define(InvalidJobToken, 'HERMOD_ERR_INVALID_JOB_TOKEN');
+
+/** The server already holds `jobs.max` jobs: a new long call is refused before it starts. */
+export class TooManyJobs extends HermodError {}
+define(TooManyJobs, 'HERMOD_ERR_TOO_MANY_JOBS');
+
+/** `job_result` of a job that has not ended yet. */
+export class JobPending extends HermodError {}
+define(JobPending, 'HERMOD_ERR_JOB_PENDING');
+
+/** The job was cancelled (`job_cancel`, or a server stopping with the abort strategy). */
+export class JobCancelled extends HermodError {}
+define(JobCancelled, 'HERMOD_ERR_JOB_CANCELLED');
+
+/** `job_cancel` of a job that has already ended: nothing to cancel, its outcome stands. */
+export class JobFinished extends HermodError {}
+define(JobFinished, 'HERMOD_ERR_JOB_FINISHED');
+
+/** The job did not end within the caller's `jobTimeout`; it may still be running on the server. */
+export class JobTimeout extends MessagingTimeout {}
+define(JobTimeout, 'HERMOD_ERR_JOB_TIMEOUT');
+
+/**
+ * The server holding a job did not answer a poll within the poll's timeout (stopped, crashed,
+ * unreachable). The job's fate is unknown to the caller; the token stays valid if the server
+ * comes back without restarting.
+ */
+export class ServerUnavailable extends HermodError {}
+define(ServerUnavailable, 'HERMOD_ERR_SERVER_UNAVAILABLE');
+
+const msg = (f: { message?: unknown }) => String(f.message ?? '');
+for (const [name, cls] of [
+  ['JobNotFound', JobNotFound],
+  ['JobLost', JobLost],
+  ['InvalidJobToken', InvalidJobToken],
+  ['TooManyJobs', TooManyJobs],
+  ['JobPending', JobPending],
+  ['JobCancelled', JobCancelled],
+  ['JobFinished', JobFinished],
+] as const) {
+  registerRemoteError(HERMOD_MODULE, name, (f) => new cls(msg(f)));
+}

@@ -1,0 +1,74 @@
+import { isFinal, type JobPoller, type JobStatus, toStatus } from './poller.js';
+import type { JobStatusDict } from './store.js';
+import { type JobToken, serializeJobToken } from './token.js';
+
+/** A progress report of a job, as its async iteration yields them. */
+export interface JobProgress {
+  state: JobStatus['state'];
+  progress: number | null;
+  message: string | null;
+}
+
+/**
+ * A handle on a job running on a server: what `RPCClient.start()` and `RPCClient.job(token)`
+ * return. It holds no connection of its own: every method is one or more short polls, so a
+ * handle can be dropped and re-made from its {@link token} (e.g. after the client restarted).
+ * Iterating it (`for await (const p of job)`) yields each change of state or progress until
+ * the job ends.
+ */
+export class Job<R = unknown> implements AsyncIterable<JobProgress> {
+  constructor(
+    private readonly poller: JobPoller,
+    private readonly deserialize: (value: unknown) => unknown,
+  ) {}
+
+  /** The job's id on its server. */
+  get id(): string {
+    return this.poller.token.job_id;
+  }
+
+  /** The token: keep `JSON.stringify(job.token)` (or {@link serialized}) to re-attach with `client.job(...)`. */
+  get token(): JobToken {
+    return this.poller.token;
+  }
+
+  /** The token as one line of JSON. */
+  get serialized(): string {
+    return serializeJobToken(this.poller.token);
+  }
+
+  /** The job's state now (one poll). Rejects with JobNotFound / JobLost / ServerUnavailable. */
+  status(): Promise<JobStatus> {
+    return this.poller.status();
+  }
+
+  /**
+   * Waits for the job's end and resolves with its result, or rejects with its error,
+   * JobCancelled, ServerUnavailable, or JobTimeout after `timeout` ms (default config `jobs.jobTimeout`).
+   */
+  async result(options: { timeout?: number } = {}): Promise<R> {
+    return this.deserialize(await this.poller.result(options.timeout)) as R;
+  }
+
+  /** Asks the server to cancel the job (cooperative); resolves with its status. JobFinished if it had ended. */
+  async cancel(): Promise<JobStatus> {
+    return toStatus((await this.poller.poll('job_cancel')) as JobStatusDict);
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<JobProgress> {
+    let last = '';
+    let delay = this.poller.options.pollInterval;
+    for (;;) {
+      const s = await this.poller.status();
+      const p: JobProgress = { state: s.state, progress: s.progress, message: s.message };
+      const key = JSON.stringify(p);
+      if (key !== last) {
+        last = key;
+        yield p;
+      }
+      if (isFinal(s)) return;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(this.poller.options.pollMax, delay * 1.5);
+    }
+  }
+}

@@ -1,0 +1,129 @@
+import { MessageUndeliverable, MessagingTimeout } from '../core/errors.js';
+import type { Context } from '../core/serializer.js';
+import { Target } from '../core/target.js';
+import { JobTimeout, ServerUnavailable } from './errors.js';
+import { FINAL_STATES, type JobState, type JobStatusDict } from './store.js';
+import { HERMOD_NAMESPACE, JOBS_VERSION, type JobToken } from './token.js';
+
+/** Makes one short call (a poll) to a target; the RPC client provides it. */
+export type PollCall = (target: Target, ctx: Context, method: string, args: Record<string, unknown>, timeoutMs: number) => Promise<unknown>;
+
+/** How a client polls; durations in ms (config `jobs.*`). */
+export interface PollOptions {
+  /** First delay between polls; grows by 1.5 per poll. */
+  pollInterval: number;
+  /** Cap of the delay. */
+  pollMax: number;
+  /** Timeout of each poll: past it the server is taken for gone (ServerUnavailable). */
+  pollTimeout: number;
+  /** Overall bound of a wait for the result; 0 = none. */
+  jobTimeout: number;
+}
+
+/** A job's state as a client sees it. */
+export interface JobStatus {
+  id: string;
+  method: string;
+  state: JobState;
+  /** 0..1, or null before the method first reported progress. */
+  progress: number | null;
+  message: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  endedAt: string | null;
+  cancelRequested: boolean;
+  /** For a failed job: the error's class and message (`result()` rejects with the error itself). */
+  error?: { class: string; message: string };
+}
+
+/** Converts the wire dict. */
+export function toStatus(d: JobStatusDict): JobStatus {
+  return {
+    id: d.job_id,
+    method: d.method,
+    state: d.state,
+    progress: d.progress,
+    message: d.message,
+    createdAt: d.created_at,
+    startedAt: d.started_at,
+    endedAt: d.ended_at,
+    cancelRequested: d.cancel_requested,
+    ...(d.error ? { error: d.error } : {}),
+  };
+}
+
+/** Whether a job will not change any more. */
+export const isFinal = (s: JobStatus) => FINAL_STATES.has(s.state);
+
+/** The server-directed target of a token's jobs endpoint. */
+export function jobsTarget(token: JobToken): Target {
+  return new Target({
+    exchange: token.exchange,
+    topic: token.topic,
+    server: token.server,
+    namespace: HERMOD_NAMESPACE,
+    version: JOBS_VERSION,
+  });
+}
+
+/** Sleeps `ms`; an aborted signal ends the sleep early. */
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Talks to one job's server: each poll is a short server-directed call whose timeout (or an
+ * undeliverable message) means the server is gone: ServerUnavailable, never an endless wait.
+ */
+export class JobPoller {
+  private readonly target: Target;
+
+  constructor(
+    readonly token: JobToken,
+    private readonly call: PollCall,
+    private readonly ctx: Context,
+    readonly options: PollOptions,
+  ) {
+    this.target = jobsTarget(token);
+  }
+
+  /** One poll of `method` (job_status, job_result, job_cancel). */
+  async poll(method: string, timeoutMs = this.options.pollTimeout): Promise<unknown> {
+    const t = this.token;
+    try {
+      return await this.call(this.target, this.ctx, method, { job_id: t.job_id, instance: t.instance }, Math.max(1, timeoutMs));
+    } catch (err) {
+      if (err instanceof MessagingTimeout || err instanceof MessageUndeliverable) {
+        throw new ServerUnavailable(
+          `server ${t.server} (topic ${t.topic}) did not answer a poll of job ${t.job_id} (${t.method}) within ${Math.round(timeoutMs)} ms: it is stopped, restarting or unreachable; the job's outcome is unknown`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+  }
+
+  async status(): Promise<JobStatus> {
+    return toStatus((await this.poll('job_status')) as JobStatusDict);
+  }
+
+  /**
+   * Polls with backoff until the job ends, then returns its result (or rejects with its error,
+   * JobCancelled, ServerUnavailable, or JobTimeout past `timeoutMs`). `onStatus` sees every status read.
+   */
+  async result(timeoutMs = this.options.jobTimeout, onStatus?: (s: JobStatus) => void): Promise<unknown> {
+    const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
+    let delay = this.options.pollInterval;
+    for (;;) {
+      const s = await this.status();
+      onStatus?.(s);
+      if (isFinal(s)) return this.poll('job_result');
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new JobTimeout(
+          `job ${s.id} (${s.method}) on server ${this.token.server} did not end within ${timeoutMs} ms (state ${s.state}); it may still be running: its token stays valid`,
+        );
+      }
+      await sleep(Math.min(delay, left));
+      delay = Math.min(this.options.pollMax, Math.max(1, delay * 1.5));
+    }
+  }
+}

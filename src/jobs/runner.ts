@@ -1,0 +1,253 @@
+import { uuidHex } from '../core/ids.js';
+import type { Context } from '../core/serializer.js';
+import { ABORT_GRACE_MS, type WaitResult } from '../core/work-pool.js';
+import type { DispatchRequest } from '../rpc/dispatcher.js';
+import { START_HINT, withHooks } from './context.js';
+import { JobsEndpoint } from './endpoint.js';
+import { JobCancelled, TooManyJobs } from './errors.js';
+import { FINAL_STATES, type JobRecord, JobStore, statusOf } from './store.js';
+import { HERMOD_NAMESPACE, type JobToken } from './token.js';
+
+/**
+ * Receives a notification per job transition, nova-style: `<method>.start` (info) when a call
+ * becomes a job, `<method>.end` (info) when it succeeds, `<method>.error` (error) when it fails
+ * or is cancelled; the payload is the job's status dict plus `server`. A hermod `Notifier` is one.
+ */
+export interface JobNotifier {
+  info(ctx: Context, eventType: string, payload: unknown): Promise<void>;
+  error(ctx: Context, eventType: string, payload: unknown): Promise<void>;
+}
+
+/** What a stopping server does with running jobs. */
+export type JobStopStrategy = 'wait' | 'abort';
+
+/** Options of a {@link JobRunner}; durations in ms. */
+export interface JobRunnerOptions {
+  server: string;
+  topic: string;
+  exchange: string;
+  max: number;
+  resultTtl: number;
+  /** Bound for methods marked long. */
+  longDeferAfter: number;
+  /** Bound for every method (the server's `deferAfter` option); undefined: only long methods become jobs. */
+  deferAfter: number | undefined;
+  /** Method names marked long on top of each endpoint class's `static long`. */
+  long: readonly string[];
+  stopStrategy: JobStopStrategy;
+  stopLinger: number;
+  /** Sent a notification per transition; a failed notification never affects the job. */
+  notifier?: JobNotifier | undefined;
+}
+
+const noop = () => {};
+
+/**
+ * The server side of long operations: runs each call, and turns it into a job when it is marked
+ * long or outlives `deferAfter`: the caller then gets a {@link JobToken} and the method runs on,
+ * with its state, progress and outcome in a {@link JobStore} served by {@link JobsEndpoint}.
+ */
+export class JobRunner {
+  readonly store: JobStore;
+  readonly endpoint: JobsEndpoint;
+  /** This run of the server: tokens of an earlier run are answered JobLost. */
+  readonly instance = uuidHex();
+  private stopping: JobStopStrategy | undefined;
+  private readonly endedDuringStop = new Set<JobRecord>();
+
+  constructor(
+    private readonly o: JobRunnerOptions,
+    /** Finds the endpoint of a request (the server's dispatcher), to read its class's `static long`. */
+    private readonly resolve: (req: DispatchRequest) => { endpoint: object },
+  ) {
+    this.store = new JobStore(o.max, o.resultTtl);
+    this.endpoint = new JobsEndpoint(this.store, { server: o.server, topic: o.topic, instance: this.instance }, (r, why) =>
+      this.cancel(r, why),
+    );
+  }
+
+  /** Jobs not ended yet. */
+  get active(): number {
+    return this.store.active;
+  }
+
+  /**
+   * Runs one call. Resolves with its result, or with a job token when it became a job; rejects
+   * with its error, or TooManyJobs for a long method beyond `jobs.max` (which then never starts).
+   * `requestSignal` aborts when the server abandons the request (stop deadline) before it is a job.
+   */
+  async run(
+    wireCtx: Context,
+    req: DispatchRequest,
+    requestSignal: AbortSignal,
+    dispatch: (ctx: Context) => Promise<unknown>,
+  ): Promise<unknown> {
+    if (req.namespace === HERMOD_NAMESPACE) return dispatch(wireCtx);
+    const startNow = wireCtx[START_HINT] === 'start';
+    const long = startNow || this.isLong(req);
+    const bound = startNow ? 0 : long ? (this.o.deferAfter ?? this.o.longDeferAfter) : this.o.deferAfter;
+    if (bound === undefined) return dispatch(withHooks(wireCtx, requestSignal, noop));
+
+    const started = Date.now();
+    let rec: JobRecord | undefined = long ? this.store.create(req.method) : undefined;
+    const controller = rec?.controller ?? new AbortController();
+    const onRequestAbort = () => controller.abort(requestSignal.reason);
+    requestSignal.addEventListener('abort', onRequestAbort, { once: true });
+    let early: { fraction: number; message: string | null } | undefined;
+    const progress = (fraction: number, message?: string) => {
+      if (typeof fraction !== 'number' || !Number.isFinite(fraction)) return;
+      const f = Math.min(1, Math.max(0, fraction));
+      const m = typeof message === 'string' ? message.slice(0, 1000) : null;
+      if (!rec) early = { fraction: f, message: m };
+      else if (!FINAL_STATES.has(rec.state)) {
+        rec.progress = f;
+        rec.message = m;
+      }
+    };
+    const ctx = withHooks(wireCtx, controller.signal, progress);
+    let outcome: { ok: true; value: unknown } | { ok: false; error: unknown } | undefined;
+    const work = dispatch(ctx).then(
+      (value) => (outcome = { ok: true, value }),
+      (error) => (outcome = { ok: false, error }),
+    );
+    let timer: NodeJS.Timeout | undefined;
+    // A zero bound is a token at once: no timer (it would cost a millisecond per call).
+    const expired = bound === 0 ? Promise.resolve() : new Promise<void>((resolve) => (timer = setTimeout(resolve, bound)));
+    await Promise.race([work, expired]);
+    clearTimeout(timer);
+    requestSignal.removeEventListener('abort', onRequestAbort);
+
+    if (!outcome && !rec) {
+      try {
+        rec = this.store.create(req.method, controller, started);
+      } catch (err) {
+        // Past deferAfter with the store full: the call stays a plain call, its caller waits on.
+        if (!(err instanceof TooManyJobs)) throw err;
+      }
+    }
+    if (outcome || !rec) {
+      await work;
+      if (rec) this.store.remove(rec);
+      const o = outcome!;
+      if (o.ok) return o.value;
+      throw o.error;
+    }
+    const job = rec;
+    if (early) {
+      job.progress = early.fraction;
+      job.message = early.message;
+    }
+    job.ctx = { ...wireCtx };
+    delete job.ctx[START_HINT];
+    this.notify(job);
+    void work.then(() => this.finish(job, outcome!));
+    return this.tokenOf(job);
+  }
+
+  /** Asks a running job to stop: its `ctx.signal` aborts; the method decides when. */
+  cancel(r: JobRecord, why: string): void {
+    if (FINAL_STATES.has(r.state)) return;
+    r.cancelRequested = true;
+    r.controller.abort(new JobCancelled(why));
+  }
+
+  /**
+   * Stop, phase one: no new jobs come (the server takes only polls now); with `abort`, every
+   * running job is cancelled.
+   */
+  beginStop(strategy: JobStopStrategy = this.o.stopStrategy): void {
+    this.stopping = strategy;
+    if (strategy === 'abort') for (const r of this.store.list()) this.cancel(r, `server ${this.o.server} is stopping (abort strategy)`);
+  }
+
+  /** Whether a stop has begun. */
+  get isStopping(): boolean {
+    return this.stopping !== undefined;
+  }
+
+  /**
+   * Stop, phase two: waits for running jobs until the deadline and then cancels what is left
+   * (their late results are dropped); then keeps answering polls until every job that ended
+   * during the stop was read by a poller, at most `jobs.stopLinger` and never past the deadline
+   * plus 1 s. `completed` counts jobs that ended on their own meanwhile, `aborted` the rest.
+   */
+  async settle(deadlineMs: number): Promise<WaitResult> {
+    if (!this.stopping) this.beginStop();
+    const end = Date.now() + deadlineMs;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.store.idle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs)))]);
+    clearTimeout(timer);
+    const completed = this.endedDuringStop.size;
+    const aborted = this.forceEnd(`server ${this.o.server} stopped before the job finished`);
+    const lingerEnd = Math.min(Date.now() + this.o.stopLinger, Math.max(end, Date.now()) + ABORT_GRACE_MS);
+    while (Date.now() < lingerEnd && [...this.endedDuringStop].some((r) => !r.collected && this.store.get(r.id) === r)) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return { completed, aborted };
+  }
+
+  /** Cancels every running job now and forgets all jobs: the server is gone. */
+  close(): number {
+    const aborted = this.forceEnd(`server ${this.o.server} stopped before the job finished`);
+    this.store.clear();
+    this.endedDuringStop.clear();
+    return aborted;
+  }
+
+  private forceEnd(why: string): number {
+    let n = 0;
+    for (const r of this.store.list()) {
+      if (FINAL_STATES.has(r.state)) continue;
+      this.cancel(r, why);
+      if (this.store.end(r, { state: 'cancelled', error: new JobCancelled(why) })) {
+        n++;
+        this.notify(r);
+      }
+      if (this.stopping) this.endedDuringStop.add(r);
+    }
+    return n;
+  }
+
+  private finish(r: JobRecord, o: { ok: true; value: unknown } | { ok: false; error: unknown }): void {
+    const error = o.ok ? undefined : o.error instanceof Error ? o.error : new Error(String(o.error));
+    const ended = o.ok
+      ? this.store.end(r, { state: 'succeeded', result: o.value })
+      : this.store.end(r, { state: r.cancelRequested ? 'cancelled' : 'failed', error: error! });
+    if (ended && this.stopping) this.endedDuringStop.add(r);
+    if (ended) this.notify(r);
+  }
+
+  private notify(r: JobRecord): void {
+    const n = this.o.notifier;
+    if (!n) return;
+    const payload = { ...statusOf(r), server: this.o.server };
+    const ctx = r.ctx ?? {};
+    const sent =
+      r.state === 'running'
+        ? n.info(ctx, `${r.method}.start`, payload)
+        : r.state === 'succeeded'
+          ? n.info(ctx, `${r.method}.end`, payload)
+          : n.error(ctx, `${r.method}.error`, payload);
+    sent.catch(() => {});
+  }
+
+  private isLong(req: DispatchRequest): boolean {
+    if (this.o.long.includes(req.method)) return true;
+    // resolve() throws NoSuchMethod / UnsupportedVersion exactly as the dispatch would.
+    const { endpoint } = this.resolve(req);
+    const marked = (endpoint.constructor as { long?: unknown }).long;
+    return Array.isArray(marked) && marked.includes(req.method);
+  }
+
+  private tokenOf(r: JobRecord): JobToken {
+    return {
+      hermod_job: 1,
+      job_id: r.id,
+      server: this.o.server,
+      topic: this.o.topic,
+      exchange: this.o.exchange,
+      method: r.method,
+      instance: this.instance,
+    };
+  }
+}

@@ -1,0 +1,195 @@
+import { InvalidArgument } from '../core/errors.js';
+import { uuidHex } from '../core/ids.js';
+import { TooManyJobs } from './errors.js';
+
+/** Where a job is: `pending` (registered, not started), `running`, or one of the three ends. */
+export type JobState = 'pending' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+/** The states a job never leaves. */
+export const FINAL_STATES: ReadonlySet<JobState> = new Set(['succeeded', 'failed', 'cancelled']);
+
+/** One job held by a server. */
+export interface JobRecord {
+  readonly id: string;
+  readonly method: string;
+  state: JobState;
+  /** 0..1 as last reported by the method, or null before its first report. */
+  progress: number | null;
+  message: string | null;
+  readonly createdAt: number;
+  startedAt: number | null;
+  endedAt: number | null;
+  cancelRequested: boolean;
+  /** The method's result (succeeded), its error (failed) or why it was cancelled. */
+  result?: unknown;
+  error?: Error;
+  /** Cancelling the job aborts this; the method sees it as `ctx.signal`. */
+  readonly controller: AbortController;
+  /** A poller has read its final state (status or result) since it ended. */
+  collected: boolean;
+  expiry?: NodeJS.Timeout;
+  /** The caller's context (for transition notifications). */
+  ctx?: Record<string, unknown>;
+}
+
+/** A job as `job_status` and `jobs` answer it: plain data, snake_case like oslo's dicts. */
+export interface JobStatusDict {
+  job_id: string;
+  method: string;
+  state: JobState;
+  progress: number | null;
+  message: string | null;
+  created_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  cancel_requested: boolean;
+  /** For a failed job: the error's class and message. */
+  error?: { class: string; message: string };
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** The status dict of a record. */
+export function statusOf(r: JobRecord): JobStatusDict {
+  return {
+    job_id: r.id,
+    method: r.method,
+    state: r.state,
+    progress: r.progress,
+    message: r.message,
+    created_at: iso(r.createdAt)!,
+    started_at: iso(r.startedAt),
+    ended_at: iso(r.endedAt),
+    cancel_requested: r.cancelRequested,
+    ...(r.state === 'failed' && r.error ? { error: { class: r.error.name, message: r.error.message } } : {}),
+  };
+}
+
+/**
+ * The jobs of one server: at most `max` held (running and finished), finished ones dropped
+ * `resultTtl` ms after they ended. At the bound, the oldest finished job is dropped to make room
+ * (its poller then gets JobNotFound); only when every held job is unfinished is a new one refused.
+ */
+export class JobStore {
+  private readonly jobs = new Map<string, JobRecord>();
+  private unfinished = 0;
+  private readonly idleWaiters: Array<() => void> = [];
+  private readonly endWaiters = new Map<string, Array<() => void>>();
+
+  constructor(
+    readonly max: number,
+    readonly resultTtl: number,
+  ) {
+    if (!Number.isInteger(max) || max < 1) throw new InvalidArgument(`jobs.max must be a positive integer, got ${max}`);
+  }
+
+  get size(): number {
+    return this.jobs.size;
+  }
+
+  /** Jobs not ended yet. */
+  get active(): number {
+    return this.unfinished;
+  }
+
+  /**
+   * Registers a new job (running since `startedAt`, cancelled through `controller`); throws
+   * TooManyJobs at the bound.
+   */
+  create(method: string, controller = new AbortController(), startedAt = Date.now()): JobRecord {
+    if (this.jobs.size >= this.max && !this.evictOldestFinished()) {
+      throw new TooManyJobs(`server holds ${this.max} unfinished jobs (jobs.max): ${method} refused, try again later`);
+    }
+    const now = Date.now();
+    const r: JobRecord = {
+      id: uuidHex(),
+      method,
+      state: 'running',
+      progress: null,
+      message: null,
+      createdAt: Math.min(now, startedAt),
+      startedAt,
+      endedAt: null,
+      cancelRequested: false,
+      controller,
+      collected: false,
+    };
+    this.jobs.set(r.id, r);
+    this.unfinished++;
+    return r;
+  }
+
+  get(id: string): JobRecord | undefined {
+    return this.jobs.get(id);
+  }
+
+  list(): JobRecord[] {
+    return [...this.jobs.values()];
+  }
+
+  /** Ends a job once; a later end (a late result after a forced cancel) is ignored. Returns whether it ended it. */
+  end(r: JobRecord, outcome: { state: 'succeeded'; result: unknown } | { state: 'failed' | 'cancelled'; error: Error }): boolean {
+    if (FINAL_STATES.has(r.state) || this.jobs.get(r.id) !== r) return false;
+    r.state = outcome.state;
+    r.endedAt = Date.now();
+    if (outcome.state === 'succeeded') r.result = outcome.result;
+    else r.error = outcome.error;
+    if (outcome.state === 'succeeded') r.progress = 1;
+    this.unfinished--;
+    r.expiry = setTimeout(() => this.remove(r), this.resultTtl);
+    // Expiry alone must not keep a process alive.
+    r.expiry.unref();
+    for (const w of this.endWaiters.get(r.id) ?? []) w();
+    this.endWaiters.delete(r.id);
+    if (this.unfinished === 0) for (const w of this.idleWaiters.splice(0)) w();
+    return true;
+  }
+
+  /** Forgets a job (the caller got its result directly, or it expired). */
+  remove(r: JobRecord): void {
+    if (this.jobs.get(r.id) !== r) return;
+    this.jobs.delete(r.id);
+    if (r.expiry) clearTimeout(r.expiry);
+    if (!FINAL_STATES.has(r.state)) {
+      this.unfinished--;
+      if (this.unfinished === 0) for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  /** Resolves once no job is unfinished. */
+  idle(): Promise<void> {
+    if (this.unfinished === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Resolves once job `r` has ended. */
+  ended(r: JobRecord): Promise<void> {
+    if (FINAL_STATES.has(r.state)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const list = this.endWaiters.get(r.id) ?? [];
+      list.push(resolve);
+      this.endWaiters.set(r.id, list);
+    });
+  }
+
+  /** Drops every job and timer. */
+  clear(): void {
+    for (const r of this.jobs.values()) if (r.expiry) clearTimeout(r.expiry);
+    this.jobs.clear();
+    this.unfinished = 0;
+    for (const w of this.idleWaiters.splice(0)) w();
+    for (const ws of this.endWaiters.values()) for (const w of ws) w();
+    this.endWaiters.clear();
+  }
+
+  private evictOldestFinished(): boolean {
+    // Insertion order is creation order; ended jobs are rarely far from the front.
+    let oldest: JobRecord | undefined;
+    for (const r of this.jobs.values()) {
+      if (FINAL_STATES.has(r.state) && (!oldest || r.endedAt! < oldest.endedAt!)) oldest = r;
+    }
+    if (!oldest) return false;
+    this.remove(oldest);
+    return true;
+  }
+}

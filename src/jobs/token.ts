@@ -1,0 +1,88 @@
+import { InvalidJobToken } from './errors.js';
+
+/** The key that marks a reply as a job token; its value is the token format version. */
+export const JOB_TOKEN_MARKER = 'hermod_job';
+
+/** The namespace and version of the jobs endpoint (and of hermod's other reserved methods). */
+export const HERMOD_NAMESPACE = 'hermod';
+export const JOBS_VERSION = '1.0';
+
+/**
+ * What a deferred call answers instead of its result: a plain dict, so any peer (a Python
+ * oslo.messaging client included) can read it and poll the job with server-directed calls
+ * `job_status` / `job_result` / `job_cancel` in namespace `hermod` on `exchange`/`topic`/`server`.
+ *
+ * ```json
+ * { "hermod_job": 1, "job_id": "9f1c…", "server": "host1", "topic": "compute",
+ *   "exchange": "openstack", "method": "resize", "instance": "c0a8…" }
+ * ```
+ */
+export interface JobToken {
+  /** Token format version (1). Its presence marks the dict as a job token. */
+  hermod_job: 1;
+  /** The job's id on its server: 32 hex digits. */
+  job_id: string;
+  /** The server holding the job. */
+  server: string;
+  topic: string;
+  exchange: string;
+  /** The method the job runs. */
+  method: string;
+  /** Identifies the server's run: a restarted server tells a lost job from an unknown one. */
+  instance: string;
+}
+
+const HEX32 = /^[0-9a-f]{32}$/;
+
+/** Whether a call's result is a job token (only the marker is looked at; {@link parseJobToken} checks the rest). */
+export function isJobToken(value: unknown): boolean {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && Object.hasOwn(value, JOB_TOKEN_MARKER);
+}
+
+function name(t: Record<string, unknown>, key: string): string {
+  const v = t[key];
+  if (typeof v !== 'string' || v.length === 0 || v.length > 255) {
+    throw new InvalidJobToken(
+      `job token: ${key} must be a non-empty string of at most 255 characters, got ${JSON.stringify(v)?.slice(0, 80)}`,
+    );
+  }
+  return v;
+}
+
+/**
+ * Checks a token (the dict, or its JSON text as {@link serializeJobToken} writes it) and returns
+ * it with only its known fields; throws InvalidJobToken naming what is wrong.
+ */
+export function parseJobToken(value: unknown): JobToken {
+  let t = value;
+  if (typeof t === 'string') {
+    if (t.length > 4096) throw new InvalidJobToken(`job token text of ${t.length} characters is too long to be one`);
+    try {
+      t = JSON.parse(t);
+    } catch {
+      throw new InvalidJobToken('job token text is not JSON');
+    }
+  }
+  if (t === null || typeof t !== 'object' || Array.isArray(t)) throw new InvalidJobToken('a job token must be an object');
+  const o = t as Record<string, unknown>;
+  if (o[JOB_TOKEN_MARKER] !== 1)
+    throw new InvalidJobToken(`not a job token: ${JOB_TOKEN_MARKER} must be 1, got ${JSON.stringify(o[JOB_TOKEN_MARKER])}`);
+  const jobId = o.job_id;
+  if (typeof jobId !== 'string' || !HEX32.test(jobId)) throw new InvalidJobToken('job token: job_id must be 32 hex digits');
+  const instance = o.instance;
+  if (typeof instance !== 'string' || !HEX32.test(instance)) throw new InvalidJobToken('job token: instance must be 32 hex digits');
+  return {
+    hermod_job: 1,
+    job_id: jobId,
+    server: name(o, 'server'),
+    topic: name(o, 'topic'),
+    exchange: name(o, 'exchange'),
+    method: name(o, 'method'),
+    instance,
+  };
+}
+
+/** The token as one line of JSON: what a client stores to re-attach later ({@link parseJobToken} reads it back). */
+export function serializeJobToken(token: JobToken): string {
+  return JSON.stringify(token);
+}

@@ -1,0 +1,418 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  defaultConfig,
+  getTransport,
+  type JobContext,
+  type JobProgress,
+  type JobToken,
+  RPCClient,
+  RPCServer,
+  Target,
+  type Transport,
+} from '../../src/index.js';
+import { rejects, sleep, until } from './assert.js';
+
+/** Where a jobs suite runs. */
+export interface JobsBroker {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Sleeps `ms`, or rejects with the signal's reason once it aborts (a cooperative job). */
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** An endpoint with long methods: `resize` reports progress and honours cancellation, `stubborn` ignores it. */
+export class Images {
+  static long = ['resize', 'stubborn'];
+  started = 0;
+  cancelledSeen = 0;
+  async resize(ctx: JobContext, args: { ms: number; steps?: number; fail?: string; image?: string }) {
+    this.started++;
+    const steps = args.steps ?? 4;
+    try {
+      for (let i = 1; i <= steps; i++) {
+        await abortableSleep(args.ms / steps, ctx.signal);
+        ctx.progress(i / steps, `step ${i}/${steps}`);
+      }
+    } catch (err) {
+      this.cancelledSeen++;
+      throw err;
+    }
+    if (args.fail) throw new TypeError(args.fail);
+    return { image: args.image ?? 'img', resized: true, user: ctx.user ?? null };
+  }
+  async stubborn(_ctx: JobContext, args: { ms: number }) {
+    await sleep(args.ms);
+    return 'stubborn done';
+  }
+  async quick(_ctx: JobContext, args: { x: unknown }) {
+    return args.x;
+  }
+  async slowPlain(_ctx: JobContext, args: { ms: number }) {
+    await sleep(args.ms);
+    return 'plain done';
+  }
+}
+
+interface Ctx {
+  broker: JobsBroker;
+  transports: Transport[];
+  servers: RPCServer[];
+}
+
+/** Job settings that keep the cases fast: a short bound, fast polls, a poll timeout under a second. */
+const FAST = { 'jobs.deferAfter': 50, 'jobs.pollInterval': 20, 'jobs.pollMax': 100, 'jobs.pollTimeout': 2000, 'jobs.stopLinger': 2000 };
+
+/** The long-operation cases every driver must pass: memory://, AMQP 1.0 (router) and RabbitMQ. */
+export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
+  const t = suite<Ctx>(name, {} as Ctx);
+  t.before(async (ctx) => {
+    ctx.broker = await broker();
+  });
+  t.after(async (ctx) => {
+    await ctx.broker?.stop();
+  });
+  t.before.each((ctx) => {
+    ctx.transports = [];
+    ctx.servers = [];
+  });
+  t.after.each(async (ctx) => {
+    for (const s of ctx.servers) {
+      await s.stop({ jobs: 'abort' });
+      await s.wait(500);
+    }
+    for (const tr of ctx.transports) await tr.close();
+  });
+
+  let n = 0;
+  const topic = (what: string) => `jobs-${what}-${++n}`;
+  async function transport(ctx: Ctx, overrides: Record<string, unknown> = {}): Promise<Transport> {
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig(), overrides: { ...FAST, ...overrides } });
+    ctx.transports.push(tr);
+    return tr;
+  }
+  async function serve(ctx: Ctx, tp: string, server: string, endpoint: object, opts = {}, overrides: Record<string, unknown> = {}) {
+    const s = new RPCServer(await transport(ctx, overrides), new Target({ topic: tp, server }), [endpoint], opts);
+    await s.start();
+    ctx.servers.push(s);
+    return s;
+  }
+  async function client(ctx: Ctx, tp: string, opts = {}, overrides: Record<string, unknown> = {}) {
+    return new RPCClient(await transport(ctx, overrides), new Target({ topic: tp }), { timeout: 3000, ...opts });
+  }
+
+  t('a long method that ends within deferAfter answers plainly; past it call() polls the job to its result', async (ctx) => {
+    const tp = topic('follow');
+    const s = await serve(ctx, tp, 's1', new Images(), {}, { 'jobs.deferAfter': 250 });
+    const c = await client(ctx, tp);
+    assert.equal(await c.call({ user: 'u1' }, 'resize', { ms: 4 }), { image: 'img', resized: true, user: 'u1' });
+    assert.is(s.stats().jobs.held, 0, 'a call answered plainly leaves no job behind');
+    // 700 ms > deferAfter (250 ms) and > the request timeout (400 ms): the job wait is bounded by jobTimeout instead.
+    const t0 = performance.now();
+    const r = await c.call({ user: 'u2' }, 'resize', { ms: 700, image: 'big' }, { timeout: 400 });
+    assert.equal(r, { image: 'big', resized: true, user: 'u2' });
+    assert.ok(performance.now() - t0 >= 680, 'the result came after the job ended');
+    assert.equal(s.stats().jobs, { running: 0, held: 1 });
+  });
+
+  t('the token is a plain dict naming server, topic, exchange; job_status / job_result answer it', async (ctx) => {
+    const tp = topic('token');
+    await serve(ctx, tp, 's1', new Images(), { deferAfter: 30 });
+    const c = await client(ctx, tp, { followJobs: false });
+    // deferAfter on the server applies to methods not marked long too.
+    const token = (await c.call({}, 'slowPlain', { ms: 300 })) as JobToken;
+    assert.equal(Object.keys(token).sort(), ['exchange', 'hermod_job', 'instance', 'job_id', 'method', 'server', 'topic']);
+    assert.is(token.hermod_job, 1);
+    assert.is(token.server, 's1');
+    assert.is(token.topic, tp);
+    assert.is(token.exchange, 'openstack');
+    assert.is(token.method, 'slowPlain');
+    assert.match(token.job_id, /^[0-9a-f]{32}$/);
+    assert.is(await c.call({}, 'quick', { x: 7 }), 7, 'a fast call is not a job');
+    // The ordinary server-directed calls any peer can make:
+    const hermod = c.prepare({ server: 's1', namespace: 'hermod', version: '1.0' });
+    const st = (await hermod.call({}, 'job_status', { token })) as Record<string, unknown>;
+    assert.is(st.state, 'running');
+    assert.is(st.job_id, token.job_id);
+    await rejects(hermod.call({}, 'job_result', { job_id: token.job_id }), 'HERMOD_ERR_JOB_PENDING');
+    const job = c.job(JSON.stringify(token));
+    assert.is(await job.result(), 'plain done');
+    assert.is(await hermod.call({}, 'job_result', { token }), 'plain done');
+    const list = (await hermod.call({}, 'jobs', { state: 'succeeded' })) as Array<Record<string, unknown>>;
+    assert.equal(
+      list.map((j) => j.job_id),
+      [token.job_id],
+    );
+  });
+
+  t('start() gives a Job handle at once: status, progress as an async iterable, result', async (ctx) => {
+    const tp = topic('start');
+    await serve(ctx, tp, 's1', new Images());
+    const c = await client(ctx, tp);
+    const job = await c.start<{ image: string }>({ user: 'p' }, 'resize', { ms: 400, steps: 4, image: 'x' });
+    assert.match(job.id, /^[0-9a-f]{32}$/);
+    assert.is(job.token.job_id, job.id);
+    const first = await job.status();
+    assert.is(first.state, 'running');
+    assert.is(first.method, 'resize');
+    assert.ok(first.startedAt);
+    const seen: JobProgress[] = [];
+    for await (const p of job) seen.push(p);
+    assert.ok(seen.length >= 3, `several progress reports, got ${JSON.stringify(seen)}`);
+    assert.equal(seen.at(-1), { state: 'succeeded', progress: 1, message: 'step 4/4' });
+    const fractions = seen.map((p) => p.progress ?? 0);
+    assert.equal(
+      fractions,
+      [...fractions].sort((a, b) => a - b),
+      'progress only grows',
+    );
+    assert.equal(await job.result(), { image: 'x', resized: true, user: 'p' });
+    const end = await job.status();
+    assert.is(end.state, 'succeeded');
+    assert.ok(end.endedAt! >= end.startedAt!);
+  });
+
+  t('a failing job: call() rejects with the method error; status says failed with its class', async (ctx) => {
+    const tp = topic('fail');
+    await serve(ctx, tp, 's1', new Images());
+    const c = await client(ctx, tp);
+    const err = await rejects(c.call({}, 'resize', { ms: 200, fail: 'bad flavor' }), 'HERMOD_ERR_REMOTE', /TypeError bad flavor/);
+    assert.is((err as unknown as { excType: string }).excType, 'TypeError');
+    const job = await c.start({}, 'resize', { ms: 100, fail: 'again' });
+    await rejects(job.result(), 'HERMOD_ERR_REMOTE', /again/);
+    const st = await job.status();
+    assert.is(st.state, 'failed');
+    assert.equal(st.error, { class: 'TypeError', message: 'again' });
+  });
+
+  t('cancel: the method sees ctx.signal, the job ends cancelled; cancelling a finished job is JobFinished', async (ctx) => {
+    const tp = topic('cancel');
+    const images = new Images();
+    await serve(ctx, tp, 's1', images);
+    const c = await client(ctx, tp);
+    const job = await c.start({}, 'resize', { ms: 5000, steps: 50 });
+    const pending = job.result();
+    pending.catch(() => {});
+    const st = await job.cancel();
+    assert.is(st.cancelRequested, true);
+    await rejects(pending, 'HERMOD_ERR_JOB_CANCELLED');
+    assert.is(images.cancelledSeen, 1, 'the method saw the abort');
+    assert.is((await job.status()).state, 'cancelled');
+    await rejects(job.cancel(), 'HERMOD_ERR_JOB_FINISHED', /already ended: cancelled/);
+    const done = await c.start({}, 'resize', { ms: 20 });
+    await done.result();
+    await rejects(done.cancel(), 'HERMOD_ERR_JOB_FINISHED', /already ended: succeeded/);
+  });
+
+  t('bad tokens: unknown id ≠ pending, malformed, another run of the server, another server', async (ctx) => {
+    const tp = topic('bad');
+    await serve(ctx, tp, 's1', new Images());
+    await serve(ctx, tp, 's2', new Images());
+    const c = await client(ctx, tp);
+    const job = await c.start({}, 'resize', { ms: 3000, steps: 30 });
+    const unknown = c.job({ ...job.token, job_id: 'f'.repeat(32) });
+    await rejects(unknown.status(), 'HERMOD_ERR_JOB_NOT_FOUND', /holds no job f{32}/);
+    await rejects(unknown.result(), 'HERMOD_ERR_JOB_NOT_FOUND');
+    // Malformed tokens never reach the wire.
+    for (const bad of [
+      'not json',
+      '{}',
+      '[]',
+      JSON.stringify({ ...job.token, job_id: 'x' }),
+      JSON.stringify({ ...job.token, server: '' }),
+      'x'.repeat(5000),
+    ]) {
+      assert.throws(
+        () => c.job(bad),
+        (e: Error & { code?: string }) => e.code === 'HERMOD_ERR_INVALID_JOB_TOKEN',
+      );
+    }
+    const hermod1 = c.prepare({ server: 's1', namespace: 'hermod', version: '1.0' });
+    // ... and when a peer sends them anyway, the server answers InvalidJobToken.
+    await rejects(hermod1.call({}, 'job_status', { job_id: 42 }), 'HERMOD_ERR_INVALID_JOB_TOKEN');
+    await rejects(hermod1.call({}, 'job_status', { token: { hermod_job: 2 } }), 'HERMOD_ERR_INVALID_JOB_TOKEN');
+    await rejects(hermod1.call({}, 'jobs', { state: 'nonsense' }), 'HERMOD_ERR_INVALID_JOB_TOKEN');
+    // Only the four job methods are callable in namespace hermod: no helper or field by name.
+    for (const m of ['find', '#find', 'cancel', 'store', 'identity', 'constructor', 'target']) {
+      await rejects(hermod1.call({}, m, { job_id: job.id }), 'HERMOD_ERR_NO_SUCH_METHOD');
+    }
+    // A token of another run of the server (restarted since): lost, not unknown.
+    await rejects(c.job({ ...job.token, instance: 'a'.repeat(32) }).status(), 'HERMOD_ERR_JOB_LOST', /earlier run of server s1/);
+    // s1's token handed to s2.
+    const hermod2 = c.prepare({ server: 's2', namespace: 'hermod', version: '1.0' });
+    await rejects(hermod2.call({}, 'job_status', { token: job.token }), 'HERMOD_ERR_INVALID_JOB_TOKEN', /belongs to server s1/);
+    assert.is((await job.status()).state, 'running', 'the real job is unaffected');
+    assert.equal(await job.result(), { image: 'img', resized: true, user: null });
+  });
+
+  t('jobs.max: a long call beyond it is refused with TooManyJobs before it starts; finished jobs make room', async (ctx) => {
+    const tp = topic('max');
+    const images = new Images();
+    const s = await serve(ctx, tp, 's1', images, {}, { 'jobs.max': 2 });
+    const c = await client(ctx, tp);
+    const a = await c.start({}, 'resize', { ms: 300 });
+    const b = await c.start({}, 'resize', { ms: 300 });
+    await rejects(c.start({}, 'resize', { ms: 300 }), 'HERMOD_ERR_TOO_MANY_JOBS', /holds 2 unfinished jobs/);
+    await rejects(c.call({}, 'resize', { ms: 300 }), 'HERMOD_ERR_TOO_MANY_JOBS');
+    assert.is(images.started, 2, 'refused calls never ran');
+    assert.is(await c.call({}, 'quick', { x: 1 }), 1, 'plain calls still served');
+    await a.result();
+    await b.result();
+    const d = await c.start({}, 'resize', { ms: 10 });
+    assert.equal(await d.result(), { image: 'img', resized: true, user: null });
+    assert.is(s.stats().jobs.held, 2);
+    await rejects(a.status(), 'HERMOD_ERR_JOB_NOT_FOUND', /holds no job/);
+  });
+
+  t('jobTimeout bounds the wait apart from the request timeout; the token stays good', async (ctx) => {
+    const tp = topic('jobtimeout');
+    await serve(ctx, tp, 's1', new Images());
+    const c = await client(ctx, tp, { jobTimeout: 150 });
+    const t0 = performance.now();
+    await rejects(c.call({}, 'resize', { ms: 600 }), 'HERMOD_ERR_JOB_TIMEOUT', /did not end within 150 ms/);
+    const took = performance.now() - t0;
+    assert.ok(took >= 150 && took < 600, `JobTimeout after ${took.toFixed(0)} ms`);
+    const job = await c.start({}, 'resize', { ms: 300 });
+    await rejects(job.result({ timeout: 50 }), 'HERMOD_ERR_JOB_TIMEOUT');
+    assert.equal(await job.result({ timeout: 3000 }), { image: 'img', resized: true, user: null });
+  });
+
+  t('client killed mid-poll and resumed from its serialized token', async (ctx) => {
+    const tp = topic('resume');
+    await serve(ctx, tp, 's1', new Images());
+    const tr1 = await transport(ctx);
+    const c1 = new RPCClient(tr1, new Target({ topic: tp }), { timeout: 2000 });
+    const job = await c1.start({ user: 'r' }, 'resize', { ms: 600 });
+    const saved = job.serialized;
+    const polling = job.result();
+    polling.catch(() => {});
+    await sleep(150);
+    await tr1.close(); // the client process "dies" while polling
+    await rejects(polling, 'HERMOD_ERR_CLOSED');
+    const c2 = await client(ctx, tp);
+    const again = c2.job(saved, { user: 'r' });
+    assert.is(again.id, job.id);
+    assert.equal(await again.result(), { image: 'img', resized: true, user: 'r' });
+  });
+
+  t('stop({ jobs: "wait" }): polls are answered while running jobs finish; new work goes back to the broker', async (ctx) => {
+    const tp = topic('stopwait');
+    const s = await serve(ctx, tp, 's1', new Images());
+    const c = await client(ctx, tp);
+    const job = await c.start({}, 'resize', { ms: 500 });
+    const result = c.job(job.token).result();
+    await s.stop({ jobs: 'wait' });
+    const waited = s.wait(3000);
+    assert.is((await job.status()).state, 'running', 'a stopping server still answers polls');
+    assert.equal(await result, { image: 'img', resized: true, user: null });
+    const w = await waited;
+    assert.equal(w, { completed: 1, aborted: 0 });
+  });
+
+  t('stop({ jobs: "abort" }): running jobs are cancelled and pollers read cancelled; then the server is unavailable', async (ctx) => {
+    const tp = topic('stopabort');
+    const s = await serve(ctx, tp, 's1', new Images());
+    const c = await client(ctx, tp);
+    const coop = await c.start({}, 'resize', { ms: 5000, steps: 100 });
+    const stubborn = await c.start({}, 'stubborn', { ms: 3000 });
+    const r1 = coop.result();
+    const r2 = stubborn.result();
+    r1.catch(() => {});
+    r2.catch(() => {});
+    await s.stop({ jobs: 'abort' });
+    const t0 = performance.now();
+    const w = await s.wait(400);
+    const took = performance.now() - t0;
+    await rejects(r1, 'HERMOD_ERR_JOB_CANCELLED', /abort strategy/);
+    await rejects(r2, 'HERMOD_ERR_JOB_CANCELLED', /stopped before the job finished/);
+    assert.equal(w, { completed: 1, aborted: 1 }, 'the cooperative job ended by itself, the stubborn one at the deadline');
+    assert.ok(took < 400 + 1100, `wait() took ${took.toFixed(0)} ms`);
+    // Gone: a poll gets a definite error after its own timeout (jobs.pollTimeout 2 s), not an endless wait.
+    const t1 = performance.now();
+    await rejects(coop.status(), 'HERMOD_ERR_SERVER_UNAVAILABLE', /did not answer a poll of job .* within 2000 ms/);
+    const waitedMs = performance.now() - t1;
+    assert.ok(waitedMs >= 1900 && waitedMs < 4000, `ServerUnavailable after ${waitedMs.toFixed(0)} ms`);
+  });
+
+  t('server restarted mid-job: pollers get ServerUnavailable while it is down, JobLost once it is back', async (ctx) => {
+    const tp = topic('restart');
+    const s = await serve(ctx, tp, 's1', new Images());
+    const c = await client(ctx, tp);
+    const job = await c.start({}, 'stubborn', { ms: 2000 });
+    const polling = job.result();
+    polling.catch(() => {});
+    // The process dies: its connection is gone, nobody answers for the job (no stop, no linger).
+    await s.transport.close();
+    await rejects(polling, 'HERMOD_ERR_SERVER_UNAVAILABLE', /did not answer a poll of job [0-9a-f]{32} \(stubborn\)/);
+    await serve(ctx, tp, 's1', new Images());
+    await rejects(job.result(), 'HERMOD_ERR_JOB_LOST', /earlier run of server s1/);
+  });
+
+  t('job transitions as nova-style notifications: <method>.start, .end, .error', async (ctx) => {
+    const tp = topic('notify');
+    const sent: Array<{ priority: string; event: string; state: unknown; ctx: unknown }> = [];
+    const notifier = {
+      info: async (c: Record<string, unknown>, event: string, p: unknown) => {
+        sent.push({ priority: 'info', event, state: (p as { state: unknown }).state, ctx: c });
+      },
+      error: async (c: Record<string, unknown>, event: string, p: unknown) => {
+        sent.push({ priority: 'error', event, state: (p as { state: unknown }).state, ctx: c });
+      },
+    };
+    await serve(ctx, tp, 's1', new Images(), { jobNotifier: notifier });
+    const c = await client(ctx, tp);
+    await c.call({ user: 'n' }, 'resize', { ms: 200 });
+    await rejects(c.call({}, 'resize', { ms: 200, fail: 'nope' }), 'HERMOD_ERR_REMOTE');
+    await c.call({}, 'resize', { ms: 2 });
+    await until(() => sent.length === 4, 'four transitions');
+    assert.equal(
+      sent.map((e) => [e.priority, e.event, e.state]),
+      [
+        ['info', 'resize.start', 'running'],
+        ['info', 'resize.end', 'succeeded'],
+        ['info', 'resize.start', 'running'],
+        ['error', 'resize.error', 'failed'],
+      ],
+    );
+    assert.equal(sent[0]!.ctx, { user: 'n' }, 'the caller context, without hooks');
+  });
+
+  t('1,000 concurrent jobs on one server', async (ctx) => {
+    const tp = topic('thousand');
+    const s = await serve(ctx, tp, 's1', new Images(), {}, { 'jobs.deferAfter': 0 });
+    const c = await client(ctx, tp, { timeout: 30_000 }, { 'jobs.pollInterval': 400, 'jobs.pollMax': 1000, 'jobs.pollTimeout': 30_000 });
+    const N = 1000;
+    const t0 = performance.now();
+    const jobs = await Promise.all(Array.from({ length: N }, (_, i) => c.start({}, 'resize', { ms: 300, steps: 2, image: `i${i}` })));
+    const tStarted = performance.now() - t0;
+    assert.is(s.stats().jobs.held, N);
+    const peak = s.stats().jobs.running;
+    const results = await Promise.all(jobs.map((j) => j.result() as Promise<{ image: string }>));
+    const tAll = performance.now() - t0;
+    assert.equal(
+      results.map((r) => r.image),
+      Array.from({ length: N }, (_, i) => `i${i}`),
+    );
+    assert.is(s.stats().jobs.running, 0);
+    console.log(
+      `    ${ctx.broker.url.split(':')[0]}: ${N} jobs started in ${tStarted.toFixed(0)} ms (${peak} running at once), all ${N} results in ${tAll.toFixed(0)} ms (each job 300 ms); rss ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MB`,
+    );
+    await until(() => s.stats().inFlight === 0, 'polls answered');
+  });
+
+  return t;
+}

@@ -1,0 +1,132 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
+import { sleep } from './assert.js';
+import { Images } from './jobs-cases.js';
+import { OsloPeer, osloAvailable, type PyError } from './oslo.js';
+
+// A python3-oslo.messaging client against a hermod server with long methods: it gets the job
+// token as a plain dict and follows the job with ordinary server-directed calls in namespace
+// hermod. The same cases on every broker.
+
+export interface JobsInteropBroker {
+  url: string;
+  stop(): Promise<void>;
+}
+
+interface Ctx {
+  broker: JobsInteropBroker;
+  transports: Transport[];
+  servers: RPCServer[];
+  py: OsloPeer;
+}
+
+export function jobsInteropSuite(name: string, broker: () => Promise<JobsInteropBroker>) {
+  const t = suite<Ctx>(name, {} as Ctx);
+  t.before(async (ctx) => {
+    if (!osloAvailable()) throw new Error('python3-oslo.messaging is not installed (.ci/run installs it)');
+    ctx.broker = await broker();
+    ctx.transports = [];
+    ctx.servers = [];
+    ctx.py = await OsloPeer.start('client', { url: ctx.broker.url });
+  });
+  t.after(async (ctx) => {
+    for (const s of ctx.servers) {
+      await s.stop({ jobs: 'abort' });
+      await s.wait(500);
+    }
+    await ctx.py?.stop();
+    for (const tr of ctx.transports) await tr.close();
+    await ctx.broker?.stop();
+  });
+
+  let n = 0;
+  const topic = () => `pyjobs-${++n}`;
+  async function serve(ctx: Ctx, tp: string) {
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig(), overrides: { 'jobs.deferAfter': 50 } });
+    ctx.transports.push(tr);
+    const s = new RPCServer(tr, new Target({ topic: tp, server: 'h1' }), [new Images()]);
+    await s.start();
+    ctx.servers.push(s);
+    return s;
+  }
+  async function pyError(p: Promise<unknown>): Promise<PyError> {
+    try {
+      await p;
+    } catch (err) {
+      return (err as { py: PyError }).py;
+    }
+    throw new Error('expected the Python call to fail');
+  }
+  /** A server-directed call from Python to the jobs endpoint of the token's server. */
+  const hermodCall = (ctx: Ctx, token: Record<string, unknown>, method: string, args: Record<string, unknown>) =>
+    ctx.py.call({
+      topic: token.topic,
+      exchange: token.exchange,
+      server: token.server,
+      namespace: 'hermod',
+      version: '1.0',
+      method,
+      args,
+      timeout: 5,
+    });
+
+  t('a Python client gets the token dict and polls job_status / job_result to the result', async (ctx) => {
+    const tp = topic();
+    await serve(ctx, tp);
+    const quick = await ctx.py.call({ topic: tp, method: 'resize', args: { ms: 4 }, timeout: 5 });
+    assert.equal(quick, { image: 'img', resized: true, user: null }, 'a job that ends within the bound is a plain result');
+    const token = (await ctx.py.call({
+      topic: tp,
+      method: 'resize',
+      args: { ms: 600, image: 'py.png' },
+      ctx: { user: 'py' },
+      timeout: 5,
+    })) as Record<string, unknown>;
+    assert.is(token.hermod_job, 1);
+    assert.is(token.server, 'h1');
+    assert.is(token.topic, tp);
+    assert.is(token.exchange, 'openstack');
+    assert.is(token.method, 'resize');
+    const states: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const st = (await hermodCall(ctx, token, 'job_status', { token })) as Record<string, unknown>;
+      states.push(String(st.state));
+      if (st.state === 'succeeded') break;
+      await sleep(100);
+    }
+    assert.is(states.at(-1), 'succeeded');
+    assert.ok(states.includes('running'));
+    // By job_id alone too, as a Python caller that kept only the id would.
+    assert.equal(await hermodCall(ctx, token, 'job_result', { job_id: token.job_id }), { image: 'py.png', resized: true, user: 'py' });
+  });
+
+  t('a Python client reads unknown, pending and cancelled jobs as distinct remote errors', async (ctx) => {
+    const tp = topic();
+    await serve(ctx, tp);
+    const token = (await ctx.py.call({ topic: tp, method: 'resize', args: { ms: 5000, steps: 50 }, timeout: 5 })) as Record<
+      string,
+      unknown
+    >;
+    const pending = await pyError(hermodCall(ctx, token, 'job_result', { token }));
+    assert.is(pending.exc_type, 'JobPending', JSON.stringify(pending));
+    const unknown = await pyError(hermodCall(ctx, token, 'job_status', { job_id: '0'.repeat(32) }));
+    assert.is(unknown.exc_type, 'JobNotFound', JSON.stringify(unknown));
+    const bad = await pyError(hermodCall(ctx, token, 'job_status', { job_id: 'nope' }));
+    assert.is(bad.exc_type, 'InvalidJobToken', JSON.stringify(bad));
+    const st = (await hermodCall(ctx, token, 'job_cancel', { token })) as Record<string, unknown>;
+    assert.is(st.cancel_requested, true);
+    let state = '';
+    for (let i = 0; i < 50 && state !== 'cancelled'; i++) {
+      state = String(((await hermodCall(ctx, token, 'job_status', { token })) as Record<string, unknown>).state);
+      if (state !== 'cancelled') await sleep(50);
+    }
+    assert.is(state, 'cancelled');
+    const cancelled = await pyError(hermodCall(ctx, token, 'job_result', { token }));
+    assert.is(cancelled.exc_type, 'JobCancelled', JSON.stringify(cancelled));
+    const finished = await pyError(hermodCall(ctx, token, 'job_cancel', { token }));
+    assert.is(finished.exc_type, 'JobFinished', JSON.stringify(finished));
+  });
+
+  return t;
+}
