@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { channels, publish, type ServerRequestEvent } from '../core/diagnostics.js';
 import { ClosedError, InvalidArgument } from '../core/errors.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
@@ -7,6 +8,7 @@ import type { IncomingMessage, Listener } from '../driver/driver.js';
 import { untilAborted } from '../driver/driver-base.js';
 import type { Transport } from '../transport.js';
 import { type AccessPolicy, RPCDispatcher } from './dispatcher.js';
+import { IntrospectionEndpoint, type ServerDescription } from './introspection.js';
 import { type RequestHost, ServerRequest } from './request.js';
 
 /** Options of an {@link RPCServer}. */
@@ -22,6 +24,10 @@ export interface RPCServerOptions {
   accessPolicy?: AccessPolicy;
   /** Put stack traces into failures. @default config `rpc.sendTraceback` (false) */
   sendTraceback?: boolean;
+  /** Serve the `hermod` namespace (`ping`, `describe`). @default config `rpc.introspection` (true) */
+  introspection?: boolean;
+  /** Check results against their contracts too. @default config `rpc.validateResults` (false) */
+  validateResults?: boolean;
 }
 
 /** Counters of a server, for `info`-style endpoints and tests. */
@@ -56,6 +62,7 @@ export class RPCServer {
   /** Aborted by stop(): a subscription still being made gives up at once. */
   private readonly stopping = new AbortController();
   private readonly counts = { served: 0, failed: 0 };
+  private startedAt = 0;
 
   constructor(
     readonly transport: Transport,
@@ -69,9 +76,13 @@ export class RPCServer {
     const conf = transport.config.rpc;
     this.concurrency = options.concurrency ?? conf.serverConcurrency;
     this.pool = new WorkPool(this.concurrency);
+    const introspect = (options.introspection ?? conf.introspection) && Array.isArray(endpoints) && endpoints.length > 0;
+    const served = introspect ? [...endpoints, new IntrospectionEndpoint(() => this.describe())] : endpoints;
     this.host = {
       target,
-      dispatcher: new RPCDispatcher(endpoints, options.serializer ?? new NoOpSerializer(), options.accessPolicy),
+      dispatcher: new RPCDispatcher(served, options.serializer ?? new NoOpSerializer(), options.accessPolicy, {
+        validateResults: options.validateResults ?? conf.validateResults,
+      }),
       sendTraceback: options.sendTraceback ?? conf.sendTraceback,
       finished: (outcome: ServerRequestEvent['outcome']) => {
         this.counts.served++;
@@ -84,6 +95,22 @@ export class RPCServer {
   stats(): ServerStats {
     const { inFlight, queued, aborted } = this.pool.stats();
     return { ...this.counts, inFlight, queued, aborted };
+  }
+
+  /** What `hermod.describe` answers: the target, load, counters, endpoints and their contracts. */
+  describe(): ServerDescription {
+    const t = this.target;
+    return {
+      server: t.server!,
+      topic: t.topic!,
+      exchange: t.exchange ?? null,
+      host: hostname(),
+      pid: process.pid,
+      concurrency: this.concurrency,
+      uptimeMs: this.startedAt === 0 ? 0 : Math.round(performance.now() - this.startedAt),
+      stats: { ...this.stats() },
+      endpoints: this.host.dispatcher.describe(),
+    };
   }
 
   /**
@@ -111,7 +138,10 @@ export class RPCServer {
     this.listener = listener;
     // stop() came while subscribing: the subscription it could not cancel ends here.
     if ((this.state as State) === 'stopped') await listener.close();
-    else this.state = 'running';
+    else {
+      this.state = 'running';
+      this.startedAt = performance.now();
+    }
   }
 
   /**
