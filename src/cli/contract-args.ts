@@ -15,13 +15,15 @@ type Schema = Record<string, unknown>;
 /**
  * The contract of `method` as the servers of the client's target publish it, or undefined when
  * none is published or nobody answers within `timeoutMs` (an oslo.messaging server, an older
- * hermod, no server): the CLI then works as without contracts.
+ * hermod, no server): the CLI then works as without contracts. A transport failure (cannot
+ * connect) is thrown: the call would fail the same way.
  */
 export async function fetchContract(client: RPCClient, method: string, timeoutMs: number): Promise<MethodContract | undefined> {
   let d: ServerDescription;
   try {
     d = await client.prepare({ namespace: 'hermod', version: '1.0', timeout: timeoutMs }).call<ServerDescription>({}, 'describe');
-  } catch {
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'HERMOD_ERR_TRANSPORT') throw err;
     return undefined;
   }
   const ns = client.target.namespace ?? null;
