@@ -5,7 +5,7 @@
 // server and client so that load from elsewhere on the machine falls on both alike. Default:
 // through an embedded AMQP 1.0 router in this process; `--url memory://` isolates hermod's own cost.
 import { Command } from 'commander';
-import { type Context, defaultConfig, getTransport, RPCClient, RPCServer, Router, Target } from '../src/index.js';
+import { type Context, defaultConfig, getTransport, Router, RPCClient, RPCServer, Target } from '../src/index.js';
 
 const opts = new Command('bench-contracts')
   .option('--url <url>', 'transport URL (default: an embedded router)')
@@ -61,7 +61,9 @@ for (let r = 0; r < opts.rounds; r++) {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const plain = median(rates.plain!);
 const typed = median(rates.typed!);
-console.log(`contracts bench over ${opts.url ?? 'an embedded router'}: ${opts.rounds} rounds × ${opts.calls} calls, ${opts.concurrency} in flight`);
+console.log(
+  `contracts bench over ${opts.url ?? 'an embedded router'}: ${opts.rounds} rounds × ${opts.calls} calls, ${opts.concurrency} in flight`,
+);
 console.log(`  without a contract: ${plain.toFixed(0)} calls/s (rounds: ${rates.plain!.map((x) => x.toFixed(0)).join(', ')})`);
 console.log(`  with a contract:    ${typed.toFixed(0)} calls/s (rounds: ${rates.typed!.map((x) => x.toFixed(0)).join(', ')})`);
 console.log(`  cost: ${(((plain - typed) / plain) * 100).toFixed(1)} % (median against median)`);
