@@ -87,6 +87,13 @@ module.exports = {
       to: { path: '^src/', pathNot: '^src/(core|config)/' },
     },
     {
+      name: 'contracts-above-core-only',
+      severity: 'error',
+      comment: 'src/contracts/ (method schemas, their validation, ContractViolation) builds on core only: rpc/, gateway/ and cli/ use it.',
+      from: { path: '^src/contracts/' },
+      to: { path: '^src/', pathNot: '^src/(core|contracts)/' },
+    },
+    {
       name: 'rhea-internals-in-one-place',
       severity: 'error',
       comment: 'rhea is used by the AMQP 1.0 driver and the router; its internals only through src/rhea/.',
@@ -123,6 +130,8 @@ module.exports = {
     enhancedResolveOptions: {
       extensions: ['.ts', '.js', '.mjs', '.cjs'],
       conditionNames: ['import', 'require', 'node', 'default', 'types'],
+      // typebox is ESM-only and names its entry in "module".
+      mainFields: ['main', 'module', 'types'],
     },
     reporterOptions: {
       archi: { collapsePattern: '^(src/[^/]+/|src/[^/]+\\.ts$|bin/|bench/|scripts/)' },

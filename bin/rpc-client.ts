@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
 import { cliConfig } from '../src/cli/config-args.js';
+import { coerceArgs, fetchContract, needsContract, usage } from '../src/cli/contract-args.js';
 import { CLI_DEFAULT_URL, RPC_CLIENT_DEFAULTS } from '../src/cli/defaults.js';
 import { describeFailure, EXIT, type ExitStatus, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { jobCommand, startJob } from '../src/cli/jobs-command.js';
@@ -33,6 +34,7 @@ async function main(): Promise<void> {
     .option('--context <key=value...>', 'context entries sent with the request')
     .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
     .option('--json', 'print results as JSON')
+    .option('--describe', "print the method's usage from its published contract, and call nothing")
     .addHelpText(
       'after',
       `
@@ -56,11 +58,12 @@ Also: --config key=value | --config key value, --config-file file.json, --help-c
     context?: string[];
     transportUrl?: string;
     json?: boolean;
+    describe?: boolean;
   }>();
   if (o.fanout && !o.cast) o.cast = true;
   if (!Number.isInteger(o.repeat) || o.repeat < 1) throw new UsageError('--repeat needs a positive integer');
   if (o.timeout !== undefined && !(o.timeout > 0)) throw new UsageError('--timeout needs a positive number of seconds');
-  const args = parseKeyValues(pairs);
+  let args = parseKeyValues(pairs);
   const ctx = parseKeyValues(o.context ?? []);
   let transport: Transport | undefined;
   let status: ExitStatus = EXIT.ok;
@@ -78,6 +81,13 @@ Also: --config key=value | --config key value, --config-file file.json, --help-c
       ...(o.timeout ? { timeout: o.timeout * 1000 } : {}),
       ...(o.monitor ? { callMonitorTimeout: o.monitor * 1000 } : {}),
     });
+    // Values are coerced by the published contract (a=1 stays "1" where it says string).
+    const contract =
+      o.describe || needsContract(pairs)
+        ? await fetchContract(client, method, Math.min(1000, o.timeout ? o.timeout * 1000 : 1000))
+        : undefined;
+    if (o.describe) return void process.stdout.write(usage(topic, method, contract));
+    args = coerceArgs(pairs, contract);
     const latencies: number[] = [];
     let failures = 0;
     const started = performance.now();

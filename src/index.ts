@@ -4,6 +4,10 @@
 
 export type { ConfigSources, ConfigValues, HermodConfig } from './config/index.js';
 export { defaultConfig, loadConfig } from './config/index.js';
+export type { ArgsOf, ContractProxy, Contracts, JsonSchema, MethodContract, ResultOf } from './contracts/contract.js';
+export { defineContracts } from './contracts/contract.js';
+export type { Violation } from './contracts/violation.js';
+export { ContractViolation } from './contracts/violation.js';
 export type {
   CallEvent,
   ConnectionState,
@@ -78,9 +82,11 @@ export type { NotificationMessage, NotifierOptions, Priority, RoutingConfig } fr
 export { Notifier, PRIORITIES } from './notify/notifier.js';
 export type { RouterOptions, RouterStats } from './router/router.js';
 export { Router } from './router/router.js';
-export type { CallOptions, PrepareOptions, RPCClientOptions, RpcProxy } from './rpc/client.js';
+export type { CallOptions, ContractProxyOptions, PrepareOptions, RPCClientOptions, RpcProxy } from './rpc/client.js';
 export { RPCClient } from './rpc/client.js';
-export type { AccessPolicy, Endpoint } from './rpc/dispatcher.js';
+export type { AccessPolicy, Endpoint, EndpointDescription } from './rpc/dispatcher.js';
+export type { ServerDescription } from './rpc/introspection.js';
+export { INTROSPECTION_NAMESPACE, IntrospectionEndpoint } from './rpc/introspection.js';
 export { type Caller, MultiCall, type MultiCallOptions, MultiCallResults } from './rpc/multicall.js';
 export type { RemoteErrorFactory, RemoteOrigin } from './rpc/remote-errors.js';
 export { isRemote, registerRemoteError } from './rpc/remote-errors.js';

@@ -1,3 +1,4 @@
+import type { Contracts } from '../contracts/contract.js';
 import type { Context } from '../core/serializer.js';
 import { Target } from '../core/target.js';
 
@@ -9,6 +10,27 @@ export class DemoError extends Error {
 
 /** Built-in endpoints of `rpc-server` when no `--endpoints` module is given. */
 export class DemoEndpoints {
+  /** What `rpc-client demo add --describe` prints and what the server checks before a method runs. */
+  static readonly contracts: Contracts = {
+    echo: {
+      args: { type: 'object', additionalProperties: true },
+      description: 'Returns `value`, or all its arguments when there is no `value`.',
+    },
+    add: {
+      args: { type: 'object', required: ['a', 'b'], properties: { a: { type: 'number' }, b: { type: 'number' } } },
+      result: { type: 'number' },
+      description: 'Adds two numbers.',
+    },
+    sleep: {
+      args: { type: 'object', properties: { seconds: { type: 'number', minimum: 0, maximum: 3600, description: 'default 1' } } },
+      description: 'Sleeps, then answers which server slept.',
+    },
+    fail: {
+      args: { type: 'object', properties: { message: { type: 'string', maxLength: 1000 } } },
+      description: 'Raises DemoError (module hermod.demo).',
+    },
+    info: { args: { type: 'object', properties: {} }, description: 'The server, its pid, uptime, calls and the context it got.' },
+  };
   readonly target: Target;
   private readonly started = Date.now();
   calls = 0;

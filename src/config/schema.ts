@@ -40,6 +40,8 @@ export const SCHEMA = {
     retry: opt('int-range', -1, 'Connection-failure retries of a send: -1 forever (within the timeout), 0 none, N attempts'),
     allowedRemoteExmods: opt('string-list', [], 'Remote modules whose errors may be rebuilt as registered local classes'),
     sendTraceback: opt('bool', false, 'Servers include the stack trace in failures'),
+    introspection: opt('bool', true, "Servers answer the reserved 'hermod' namespace (ping, describe)"),
+    validateResults: opt('bool', false, "Servers check results against their methods' contracts (development and tests)"),
     stopTimeout: opt(
       'duration-ms',
       25_000,

@@ -77,6 +77,12 @@ export interface GatewayConfig {
   exposeTracebacks?: boolean;
   /** Serve /openapi.json and /docs. @default true */
   docs?: boolean;
+  /**
+   * At start, ask the servers of each declared route without an `args` schema for its contract
+   * (`hermod.describe`, waiting at most this many ms per topic) and use it for request checks and
+   * the OpenAPI document; 0 = off. @default 0
+   */
+  contractTimeout?: number;
   /** hermod's own configuration (transport options), used by `hermod-gateway` only. */
   hermod?: Record<string, unknown>;
 }
@@ -149,6 +155,7 @@ const SCHEMA = {
     maxBatch: { type: 'integer', minimum: 1, maximum: 10_000 },
     exposeTracebacks: { type: 'boolean' },
     docs: { type: 'boolean' },
+    contractTimeout: { type: 'integer', minimum: 0, maximum: 60_000 },
     hermod: { type: 'object' },
   },
 };
@@ -215,6 +222,7 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
     maxBatch: c.maxBatch ?? 100,
     exposeTracebacks: c.exposeTracebacks ?? false,
     docs: c.docs ?? true,
+    contractTimeout: c.contractTimeout ?? 0,
   };
 }
 

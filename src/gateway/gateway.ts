@@ -182,8 +182,9 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     });
   }
 
-  const doc = openApiDocument(config, invoker.routes, authenticate !== undefined);
   app.register(async (scope) => {
+    // Built when the app is readied (in start()), after the routes have adopted their contracts.
+    const doc = openApiDocument(config, invoker.routes, authenticate !== undefined);
     scope.get('/healthz', async () => ({ status: 'ok' }));
     scope.get('/readyz', async (_req, reply) => {
       const ready = invoker.ready();
@@ -219,6 +220,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     },
     async start() {
       if (stopped) throw new ClosedError('the gateway was stopped');
+      if (config.contractTimeout > 0) await invoker.loadContracts(config.contractTimeout);
       await app.listen({ host: config.listen.host, port: config.listen.port });
       const a = app.server.address();
       if (!a || typeof a === 'string') throw new ClosedError('the gateway has no TCP address');

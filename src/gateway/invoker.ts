@@ -5,9 +5,12 @@
  */
 
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
+import type { MethodContract } from '../contracts/contract.js';
+import { compileContracts, violations } from '../contracts/validator.js';
+import { ContractViolation } from '../contracts/violation.js';
 import { ConfigError, InvalidArgument, TooManyInFlight } from '../core/errors.js';
 import type { Context } from '../core/serializer.js';
-import { Target } from '../core/target.js';
+import { Target, versionIsCompatible } from '../core/target.js';
 import { RPCClient } from '../rpc/client.js';
 import type { Transport } from '../transport.js';
 import type { Identity } from './auth.js';
@@ -23,6 +26,13 @@ export interface CompiledRoute {
   roles: string[];
   checkArgs?: ValidateFunction;
   checkResult?: ValidateFunction;
+  /** The method's contract as its servers published it (used when the route declares no `args`). */
+  contract?: MethodContract;
+}
+
+/** What the gateway reads of a `hermod.describe` answer. */
+interface Described {
+  endpoints?: Array<{ namespace: string | null; version: string; methods: Record<string, MethodContract | null> }>;
 }
 
 /** Per-request choices a client may make (query parameters or `X-Hermod-*` headers). */
@@ -121,6 +131,49 @@ export class Invoker {
     }
   }
 
+  /**
+   * Asks the servers of each declared route that has no `args` schema for the method's contract
+   * (`hermod.describe` on the route's topic, namespace `hermod`), each topic at most `timeoutMs`,
+   * all at once. A route whose servers do not answer (none running, an oslo.messaging server, an
+   * older hermod) keeps going unchecked. Returns the names of the routes that got a contract.
+   */
+  async loadContracts(timeoutMs: number): Promise<string[]> {
+    const wanting = this.routes.filter((r) => !r.route.args);
+    const byTarget = new Map<string, CompiledRoute[]>();
+    for (const r of wanting) {
+      const key = JSON.stringify([r.route.topic, r.route.exchange ?? null, r.route.server ?? null]);
+      byTarget.set(key, [...(byTarget.get(key) ?? []), r]);
+    }
+    const adopted: string[] = [];
+    await Promise.all(
+      [...byTarget.values()].map(async (routes) => {
+        const r0 = routes[0]!.route;
+        const client = this.client.prepare({
+          topic: r0.topic,
+          exchange: r0.exchange ?? null,
+          server: r0.server ?? null,
+          namespace: 'hermod',
+          version: '1.0',
+          timeout: timeoutMs,
+        });
+        let described: Described;
+        try {
+          described = await client.call<Described>({}, 'describe');
+        } catch {
+          return;
+        }
+        for (const route of routes) {
+          const contract = findContract(described, route);
+          if (!contract) continue;
+          route.contract = contract;
+          route.checkArgs = compileContracts({ [route.route.method]: contract }, `contract of ${route.name}`).get(route.route.method)!.args;
+          adopted.push(route.name);
+        }
+      }),
+    );
+    return adopted;
+  }
+
   /** Calls and casts running now. */
   get inFlight(): number {
     return this.inFlight_;
@@ -161,6 +214,9 @@ export class Invoker {
   checkArgs(route: CompiledRoute, args: unknown): Record<string, unknown> {
     if (args === null || typeof args !== 'object' || Array.isArray(args)) {
       throw new InvalidArgument(`arguments of ${route.name} must be a JSON object of named arguments`);
+    }
+    if (route.contract && route.checkArgs && !route.checkArgs(args)) {
+      throw new ContractViolation(`arguments of ${route.name} break its contract`, violations(route.checkArgs.errors));
     }
     if (route.checkArgs && !route.checkArgs(args)) {
       throw new InvalidArgument(
@@ -222,4 +278,16 @@ export class Invoker {
       if (this.inFlight_ === 0) for (const r of this.idle.splice(0)) r();
     }
   }
+}
+
+/** The contract of `route`'s method in a describe answer: the endpoint of the route's namespace whose version serves the route's. */
+function findContract(described: Described, route: CompiledRoute): MethodContract | undefined {
+  const r = route.route;
+  for (const e of Array.isArray(described?.endpoints) ? described.endpoints : []) {
+    if ((e.namespace ?? undefined) !== (r.namespace ?? undefined)) continue;
+    if (typeof e.version !== 'string' || !versionIsCompatible(e.version, r.version ?? '1.0')) continue;
+    const c = e.methods?.[r.method];
+    if (c && typeof c === 'object' && c.args && typeof c.args === 'object') return c;
+  }
+  return undefined;
 }

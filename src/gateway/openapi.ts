@@ -31,8 +31,21 @@ const CONTROL_PARAMS = [
   { name: 'cast', schema: { type: 'boolean' }, description: 'Send without waiting for a result (202)' },
 ];
 
+/** The route as documented: its own schemas, else those of its method's published contract. */
+function documented(route: CompiledRoute) {
+  const r = route.route;
+  const c = route.contract;
+  if (!c) return r;
+  return {
+    ...r,
+    ...(r.args ? {} : { args: c.args as JsonSchema }),
+    ...(r.result || !c.result ? {} : { result: c.result as JsonSchema }),
+    ...(r.summary || !c.description ? {} : { summary: c.description }),
+  };
+}
+
 function success(route: CompiledRoute | undefined) {
-  const result = route?.route.result ?? {};
+  const result = (route ? documented(route).result : undefined) ?? {};
   return {
     description: 'The method returned',
     content: {
@@ -47,7 +60,7 @@ const ACCEPTED = {
 };
 
 function operation(route: CompiledRoute, extra: Record<string, unknown>) {
-  const r = route.route;
+  const r = documented(route);
   return {
     operationId: route.name,
     summary: r.summary ?? `${r.method} on topic ${r.topic}`,
@@ -66,7 +79,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
     paths[path][verb] = op;
   };
   for (const route of routes) {
-    const r = route.route;
+    const r = documented(route);
     const params = CONTROL_PARAMS.concat(
       r.fanout ? [{ name: 'fanout', schema: { type: 'boolean' }, description: 'Cast to every server of the topic (202)' }] : [],
     ).map((p) => ({ ...p, in: 'query', required: false }));

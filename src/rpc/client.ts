@@ -1,3 +1,6 @@
+import { type ContractProxy, type Contracts, contractsOf } from '../contracts/contract.js';
+import { checkArgs, compileContracts } from '../contracts/validator.js';
+import { ContractViolation } from '../contracts/violation.js';
 import { channels, publish } from '../core/diagnostics.js';
 import { InvalidArgument, RPCVersionCapError } from '../core/errors.js';
 import { Semaphore } from '../core/semaphore.js';
@@ -11,7 +14,18 @@ import { JobPoller, type PollOptions } from '../jobs/poller.js';
 import { isJobToken, type JobToken, parseJobToken } from '../jobs/token.js';
 import type { Transport } from '../transport.js';
 import { MultiCall } from './multicall.js';
-import { deserializeFailure } from './remote-errors.js';
+import { deserializeFailure, HERMOD_MODULE, registerRemoteError } from './remote-errors.js';
+
+// A server's ContractViolation comes back as one, with its violations.
+registerRemoteError(HERMOD_MODULE, 'ContractViolation', ContractViolation.fromFailure);
+
+/** Options of {@link RPCClient.proxy} given a contracts map. */
+export interface ContractProxyOptions<C extends Contracts> {
+  /** The endpoint's contracts (its class's static `contracts`): the proxy's types come from them. */
+  contracts: C;
+  /** Check arguments before sending: a bad call fails with ContractViolation and is not sent. @default false */
+  check?: boolean;
+}
 
 /** Options of an {@link RPCClient}; durations in milliseconds. */
 export interface RPCClientOptions {
@@ -308,17 +322,35 @@ export class RPCClient {
 
   /**
    * A typed stand-in for a remote endpoint: `client.proxy<Compute>(ctx).resize({...})` is a
-   * call checked by tsc against `Compute.resize(ctx, args)`.
+   * call checked by tsc against `Compute.resize(ctx, args)`. Given the endpoint's contracts
+   * (`client.proxy(ctx, { contracts: Calculator.contracts, check: true })`), argument and result
+   * types come from their TypeBox schemas, and `check` fails a bad call before it is sent.
    */
-  proxy<T extends object>(ctx: Context = {}): RpcProxy<T> {
+  proxy<T extends object>(ctx?: Context): RpcProxy<T>;
+  proxy<const C extends Contracts>(ctx: Context, options: ContractProxyOptions<C>): ContractProxy<C>;
+  proxy(ctx: Context = {}, options?: ContractProxyOptions<Contracts>): unknown {
+    const checks =
+      options?.check && options.contracts
+        ? compileContracts(contractsOf({ contracts: options.contracts }, 'proxy') ?? {}, 'proxy')
+        : undefined;
     return new Proxy(
       {},
       {
         get: (_t, prop) => {
           if (typeof prop !== 'string' || prop === 'then') return undefined;
-          return (args?: Record<string, unknown>) => this.call(ctx, prop, args);
+          const contract = checks?.get(prop);
+          return (args?: Record<string, unknown>) => {
+            if (contract) {
+              try {
+                checkArgs(contract, prop, args ?? {});
+              } catch (err) {
+                return Promise.reject(err);
+              }
+            }
+            return this.call(ctx, prop, args);
+          };
         },
       },
-    ) as RpcProxy<T>;
+    );
   }
 }

@@ -1,3 +1,5 @@
+import { type Contracts, contractsOf, type MethodContract } from '../contracts/contract.js';
+import { type CompiledContract, checkArgs, checkResult, compileContracts } from '../contracts/validator.js';
 import { InvalidArgument, MalformedMessage, NoSuchMethod, UnsupportedVersion } from '../core/errors.js';
 import { assertPlainData, setOwn } from '../core/plain.js';
 import { type Context, NoOpSerializer, type Serializer } from '../core/serializer.js';
@@ -10,6 +12,8 @@ import { Target, versionIsCompatible } from '../core/target.js';
  */
 export interface Endpoint {
   target?: Target;
+  /** Per-method argument and result schemas; or a static `contracts` on the class (README "Contracts"). */
+  contracts?: Contracts;
 }
 
 /** Decides whether `method` of `endpoint` may be called remotely; runs after the built-in checks. */
@@ -38,6 +42,30 @@ export function findMethod(endpoint: object, name: string): ((...args: unknown[]
     proto = Object.getPrototypeOf(proto) as object | null;
   }
   return undefined;
+}
+
+/** The names {@link findMethod} finds on `endpoint`, sorted. */
+export function methodNames(endpoint: object): string[] {
+  const names = new Set<string>();
+  let proto: object | null = endpoint;
+  while (proto && proto !== Object.prototype && proto !== Function.prototype) {
+    for (const n of Object.getOwnPropertyNames(proto)) if (findMethod(endpoint, n)) names.add(n);
+    proto = Object.getPrototypeOf(proto) as object | null;
+  }
+  return [...names].sort();
+}
+
+/** What `describe` tells of one endpoint: where it is served and each callable method's contract, if any. */
+export interface EndpointDescription {
+  namespace: string | null;
+  version: string;
+  methods: Record<string, MethodContract | null>;
+}
+
+/** Options of an {@link RPCDispatcher}. */
+export interface DispatcherOptions {
+  /** Check results against their contracts too (development and tests). @default false */
+  validateResults?: boolean;
 }
 
 /** A request after validation. */
@@ -86,29 +114,54 @@ export function parseRequest(message: Record<string, unknown>): DispatchRequest 
  * endpoint gives UnsupportedVersion.
  */
 export class RPCDispatcher {
-  private readonly entries: Array<{ endpoint: object; namespace: string | undefined; version: string }>;
+  private readonly entries: Array<{
+    endpoint: object;
+    namespace: string | undefined;
+    version: string;
+    contracts: Map<string, CompiledContract> | undefined;
+  }>;
+  private readonly validateResults: boolean;
 
   constructor(
     endpoints: readonly object[],
     private readonly serializer: Serializer = new NoOpSerializer(),
     private readonly accessPolicy: AccessPolicy = defaultAccessPolicy,
+    options: DispatcherOptions = {},
   ) {
     if (!Array.isArray(endpoints) || endpoints.length === 0) throw new InvalidArgument('a server needs at least one endpoint object');
+    this.validateResults = options.validateResults ?? false;
     this.entries = endpoints.map((endpoint, i) => {
       if (!endpoint || typeof endpoint !== 'object') throw new InvalidArgument(`endpoint #${i + 1} is not an object`);
       const t = (endpoint as Endpoint).target;
       if (t !== undefined && !(t instanceof Target)) throw new InvalidArgument(`endpoint #${i + 1}: its target must be a Target`);
-      return { endpoint, namespace: t?.namespace, version: t?.version ?? '1.0' };
+      const label = `endpoint #${i + 1} (${endpoint.constructor?.name || 'Object'})`;
+      const declared = contractsOf(endpoint, label);
+      for (const m of Object.keys(declared ?? {})) {
+        if (!findMethod(endpoint, m)) throw new InvalidArgument(`${label} has a contract for ${m} but no callable method of that name`);
+      }
+      const contracts = declared ? compileContracts(declared, label) : undefined;
+      return { endpoint, namespace: t?.namespace, version: t?.version ?? '1.0', contracts };
+    });
+  }
+
+  /** Each endpoint's namespace, version and callable methods (those the access policy allows) with their contracts. */
+  describe(): EndpointDescription[] {
+    return this.entries.map((e) => {
+      const methods: Record<string, MethodContract | null> = {};
+      for (const m of methodNames(e.endpoint)) {
+        if (this.accessPolicy(e.endpoint, m)) methods[m] = e.contracts?.get(m)?.contract ?? null;
+      }
+      return { namespace: e.namespace ?? null, version: e.version, methods };
     });
   }
 
   /** Finds the method for a request or throws NoSuchMethod / UnsupportedVersion. */
-  resolve(req: DispatchRequest): { endpoint: object; fn: (...args: unknown[]) => unknown } {
+  resolve(req: DispatchRequest): { endpoint: object; fn: (...args: unknown[]) => unknown; contract: CompiledContract | undefined } {
     let foundCompatible = false;
     for (const e of this.entries) {
       if (e.namespace !== req.namespace || !versionIsCompatible(e.version, req.version)) continue;
       const fn = findMethod(e.endpoint, req.method);
-      if (fn && this.accessPolicy(e.endpoint, req.method)) return { endpoint: e.endpoint, fn };
+      if (fn && this.accessPolicy(e.endpoint, req.method)) return { endpoint: e.endpoint, fn, contract: e.contracts?.get(req.method) };
       foundCompatible = true;
     }
     if (foundCompatible) throw new NoSuchMethod(req.method);
@@ -118,15 +171,22 @@ export class RPCDispatcher {
     });
   }
 
-  /** Runs the request; resolves with the serialised result. The context must be plain data, as the request. */
+  /**
+   * Runs the request; resolves with the serialised result. The context must be plain data, as the
+   * request. Arguments are checked against the method's contract (as they came over the wire,
+   * before the serializer) and the method does not run unless they meet it.
+   */
   async dispatch(ctx: Context, req: DispatchRequest): Promise<unknown> {
     assertPlainData(ctx, 'context');
-    const { endpoint, fn } = this.resolve(req);
+    const { endpoint, fn, contract } = this.resolve(req);
+    if (contract) checkArgs(contract, req.method, req.args);
     const local = this.serializer.deserializeContext(ctx);
     // Own data properties only: what Object.keys(args) lists is exactly what the endpoint sees.
     const args: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(req.args)) setOwn(args, k, this.serializer.deserializeEntity(local, v));
     const result = await fn.call(endpoint, local, args);
-    return this.serializer.serializeEntity(local, result === undefined ? null : result);
+    const wire = this.serializer.serializeEntity(local, result === undefined ? null : result);
+    if (contract && this.validateResults) checkResult(contract, req.method, wire);
+    return wire;
   }
 }

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { channels, publish, type ServerRequestEvent } from '../core/diagnostics.js';
 import { ClosedError, InvalidArgument } from '../core/errors.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
@@ -9,6 +10,7 @@ import { type JobNotifier, JobRunner, type JobStopStrategy } from '../jobs/runne
 import { HERMOD_NAMESPACE } from '../jobs/token.js';
 import type { Transport } from '../transport.js';
 import { type AccessPolicy, RPCDispatcher } from './dispatcher.js';
+import { IntrospectionEndpoint, type ServerDescription } from './introspection.js';
 import { type RequestHost, ServerRequest } from './request.js';
 
 /** Options of an {@link RPCServer}. */
@@ -24,6 +26,10 @@ export interface RPCServerOptions {
   accessPolicy?: AccessPolicy;
   /** Put stack traces into failures. @default config `rpc.sendTraceback` (false) */
   sendTraceback?: boolean;
+  /** Serve the `hermod` namespace (`ping`, `describe`). @default config `rpc.introspection` (true) */
+  introspection?: boolean;
+  /** Check results against their contracts too. @default config `rpc.validateResults` (false) */
+  validateResults?: boolean;
   /**
    * Every call not finished within this many ms becomes a job: its caller gets a job token and
    * the method runs on (README "Long operations"). Also the bound of methods marked long.
@@ -82,6 +88,7 @@ export class RPCServer {
   private readonly counts = { served: 0, failed: 0 };
   private readonly jobs: JobRunner;
   private readonly heldBack = new Map<NodeJS.Timeout, IncomingMessage>();
+  private startedAt = 0;
 
   constructor(
     readonly transport: Transport,
@@ -95,6 +102,7 @@ export class RPCServer {
     const conf = transport.config.rpc;
     this.concurrency = options.concurrency ?? conf.serverConcurrency;
     this.pool = new WorkPool(this.concurrency);
+    const introspect = (options.introspection ?? conf.introspection) && Array.isArray(endpoints) && endpoints.length > 0;
     const jc = transport.config.jobs;
     const jobs: JobRunner = new JobRunner(
       {
@@ -113,8 +121,11 @@ export class RPCServer {
       (req): { endpoint: object } => dispatcher.resolve(req),
     );
     this.jobs = jobs;
-    const all: readonly object[] = Array.isArray(endpoints) && endpoints.length > 0 ? [...endpoints, jobs.endpoint] : endpoints;
-    const dispatcher: RPCDispatcher = new RPCDispatcher(all, options.serializer ?? new NoOpSerializer(), options.accessPolicy);
+    const withJobs: readonly object[] = Array.isArray(endpoints) && endpoints.length > 0 ? [...endpoints, jobs.endpoint] : endpoints;
+    const served = introspect ? [...withJobs, new IntrospectionEndpoint(() => this.describe())] : withJobs;
+    const dispatcher: RPCDispatcher = new RPCDispatcher(served, options.serializer ?? new NoOpSerializer(), options.accessPolicy, {
+      validateResults: options.validateResults ?? conf.validateResults,
+    });
     this.host = {
       target,
       jobs,
@@ -131,6 +142,22 @@ export class RPCServer {
   stats(): ServerStats {
     const { inFlight, queued, aborted } = this.pool.stats();
     return { ...this.counts, inFlight, queued, aborted, jobs: { running: this.jobs.active, held: this.jobs.store.size } };
+  }
+
+  /** What `hermod.describe` answers: the target, load, counters, endpoints and their contracts. */
+  describe(): ServerDescription {
+    const t = this.target;
+    return {
+      server: t.server!,
+      topic: t.topic!,
+      exchange: t.exchange ?? null,
+      host: hostname(),
+      pid: process.pid,
+      concurrency: this.concurrency,
+      uptimeMs: this.startedAt === 0 ? 0 : Math.round(performance.now() - this.startedAt),
+      stats: { ...this.stats() },
+      endpoints: this.host.dispatcher.describe(),
+    };
   }
 
   /**
@@ -159,7 +186,10 @@ export class RPCServer {
     this.listener = listener;
     // stop() came while subscribing: the subscription it could not cancel ends here.
     if ((this.state as State) === 'stopped') await listener.close();
-    else this.state = 'running';
+    else {
+      this.state = 'running';
+      this.startedAt = performance.now();
+    }
   }
 
   /**

@@ -1,0 +1,124 @@
+/**
+ * What `rpc-client` does with a published contract: fetch it (`hermod.describe`), coerce
+ * `key=value` words by the schema (`a=1` a number where it says number, the text where it says
+ * string), and print a method's usage (`--describe`).
+ */
+import type { MethodContract } from '../contracts/contract.js';
+import { versionIsCompatible } from '../core/target.js';
+import type { RPCClient } from '../rpc/client.js';
+import type { ServerDescription } from '../rpc/introspection.js';
+import { UsageError } from './exit-codes.js';
+import { parseValue } from './key-values.js';
+
+type Schema = Record<string, unknown>;
+
+/**
+ * The contract of `method` as the servers of the client's target publish it, or undefined when
+ * none is published or nobody answers within `timeoutMs` (an oslo.messaging server, an older
+ * hermod, no server): the CLI then works as without contracts. A transport failure (cannot
+ * connect) is thrown: the call would fail the same way.
+ */
+export async function fetchContract(client: RPCClient, method: string, timeoutMs: number): Promise<MethodContract | undefined> {
+  let d: ServerDescription;
+  try {
+    d = await client.prepare({ namespace: 'hermod', version: '1.0', timeout: timeoutMs }).call<ServerDescription>({}, 'describe');
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'HERMOD_ERR_TRANSPORT') throw err;
+    return undefined;
+  }
+  const ns = client.target.namespace ?? null;
+  const version = client.target.version ?? '1.0';
+  for (const e of Array.isArray(d?.endpoints) ? d.endpoints : []) {
+    if (e.namespace !== ns || typeof e.version !== 'string' || !versionIsCompatible(e.version, version)) continue;
+    const c = e.methods?.[method];
+    if (c && typeof c === 'object' && c.args && typeof c.args === 'object') return c;
+  }
+  return undefined;
+}
+
+/** Whether `words` hold a value whose type a contract could change (`a=1`, `b=true`): only then is one worth fetching. */
+export function needsContract(words: string[]): boolean {
+  return words.some((w) => {
+    const eq = w.indexOf('=');
+    return eq > 0 && typeof parseValue(w.slice(eq + 1)) !== 'string';
+  });
+}
+
+const typesOf = (s: Schema | undefined): string[] => {
+  const t = s?.type;
+  return typeof t === 'string' ? [t] : Array.isArray(t) ? t.map(String) : [];
+};
+
+/** One value by its property schema: text stays text where the schema wants a string; anything else parses as JSON when it can. */
+function coerce(text: string, schema: Schema | undefined): unknown {
+  const types = typesOf(schema);
+  if (types.includes('string') && !types.some((t) => t === 'number' || t === 'integer' || t === 'boolean')) return text;
+  if (types.length === 0 && (schema?.const !== undefined || Array.isArray(schema?.enum))) {
+    const options = (schema?.enum as unknown[] | undefined) ?? [schema?.const];
+    if (options.includes(text)) return text;
+  }
+  return parseValue(text);
+}
+
+/**
+ * `key=value` words into named arguments, each value coerced by the contract's property schema
+ * when one is given (a name the contract does not know is parsed as without one, and the server
+ * says it is unknown). Anything that is not `key=value` is a {@link UsageError}.
+ */
+export function coerceArgs(words: string[], contract?: MethodContract): Record<string, unknown> {
+  const props = ((contract?.args as Schema | undefined)?.properties ?? {}) as Record<string, Schema>;
+  const out: Record<string, unknown> = {};
+  for (const w of words) {
+    const eq = w.indexOf('=');
+    if (eq <= 0) throw new UsageError(`argument '${w}' is not key=value`);
+    const key = w.slice(0, eq);
+    Object.defineProperty(out, key, {
+      value: coerce(w.slice(eq + 1), Object.hasOwn(props, key) ? props[key] : undefined),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return out;
+}
+
+/** A schema in a few words: `number`, `string ≤ 16`, `array of string`, `'a' | 'b'`. */
+export function typeText(s: Schema | undefined): string {
+  if (!s) return 'any';
+  if (Array.isArray(s.enum)) return s.enum.map((v) => JSON.stringify(v)).join(' | ');
+  if (s.const !== undefined) return JSON.stringify(s.const);
+  const types = typesOf(s);
+  const base = types.length ? types.join(' | ') : Array.isArray(s.anyOf) ? (s.anyOf as Schema[]).map(typeText).join(' | ') : 'any';
+  const items = types.includes('array') && s.items && typeof s.items === 'object' ? ` of ${typeText(s.items as Schema)}` : '';
+  const bounds: string[] = [];
+  for (const [k, label] of [
+    ['minimum', '≥'],
+    ['maximum', '≤'],
+    ['minLength', 'length ≥'],
+    ['maxLength', 'length ≤'],
+    ['minItems', 'items ≥'],
+    ['maxItems', 'items ≤'],
+    ['format', 'format'],
+  ] as const) {
+    if (s[k] !== undefined) bounds.push(`${label} ${String(s[k])}`);
+  }
+  return `${base}${items}${bounds.length ? ` (${bounds.join(', ')})` : ''}`;
+}
+
+/** The usage of `method` from its contract, for `rpc-client topic method --describe`. */
+export function usage(topic: string, method: string, contract: MethodContract | undefined): string {
+  if (!contract) return `${topic} ${method}: no contract is published for it (the servers of ${topic} do not describe it)\n`;
+  const args = contract.args as Schema;
+  const props = (args.properties ?? {}) as Record<string, Schema>;
+  const required = new Set(Array.isArray(args.required) ? (args.required as string[]) : []);
+  const words = Object.keys(props).map((k) => (required.has(k) ? `${k}=<${typesOf(props[k]).join('|') || 'value'}>` : `[${k}=…]`));
+  const lines = [`usage: rpc-client ${topic} ${method}${words.length ? ` ${words.join(' ')}` : ''}`];
+  if (contract.description) lines.push(`  ${contract.description}`);
+  for (const [k, s] of Object.entries(props)) {
+    const note = typeof s.description === 'string' ? `  ${s.description}` : '';
+    lines.push(`  ${k.padEnd(12)} ${typeText(s)}${required.has(k) ? ', required' : ''}${note}`);
+  }
+  if (args.additionalProperties !== true) lines.push('  (other names are refused)');
+  if (contract.result) lines.push(`  returns ${typeText(contract.result as Schema)}`);
+  return `${lines.join('\n')}\n`;
+}

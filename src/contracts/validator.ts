@@ -1,0 +1,120 @@
+import { createRequire } from 'node:module';
+import type { Ajv2020 as AjvClass, ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
+import type { FormatsPlugin } from 'ajv-formats';
+import { InvalidArgument } from '../core/errors.js';
+import type { Contracts, JsonSchema, MethodContract } from './contract.js';
+import { ContractViolation, MAX_VIOLATIONS, type Violation } from './violation.js';
+
+/** A method's contract with its schemas compiled. */
+export interface CompiledContract {
+  readonly contract: MethodContract;
+  readonly args: ValidateFunction;
+  readonly result: ValidateFunction | undefined;
+}
+
+const require = createRequire(import.meta.url);
+let shared: AjvClass | undefined;
+
+/**
+ * The one ajv instance of the process, made on first use: applications without contracts never
+ * load ajv (importing hermod stays light). Draft 2020-12 as the gateway's; `allErrors` so a
+ * violation lists every problem (bounded by the message size limit, and reported up to
+ * {@link MAX_VIOLATIONS}); unknown keywords and formats are schema errors (strict).
+ */
+export function sharedAjv(): AjvClass {
+  if (shared) return shared;
+  const Ajv = (require('ajv/dist/2020.js') as { default: typeof AjvClass }).default;
+  const addFormats = (require('ajv-formats') as { default: FormatsPlugin }).default;
+  const ajv = new Ajv({ strict: true, strictTypes: false, strictRequired: false, allErrors: true });
+  addFormats(ajv);
+  ajv.addKeyword({
+    keyword: 'maxDepth',
+    schemaType: 'number',
+    errors: false,
+    validate: (max: number, data: unknown) => depthAtMost(data, max),
+  });
+  shared = ajv;
+  return ajv;
+}
+
+/** Whether `value` nests objects and arrays at most `max` levels deep (a scalar is 0). */
+export function depthAtMost(value: unknown, max: number): boolean {
+  if (value === null || typeof value !== 'object') return true;
+  if (max < 1) return false;
+  for (const v of Array.isArray(value) ? value : Object.values(value)) if (!depthAtMost(v, max - 1)) return false;
+  return true;
+}
+
+const COMPOSED = ['allOf', 'anyOf', 'oneOf', '$ref', 'if', 'dependentSchemas'];
+
+/**
+ * The argument schema as the server checks it: closed to unknown names unless it says otherwise.
+ * A composed schema is closed with `unevaluatedProperties`, which sees through its subschemas.
+ */
+export function closedArgs(schema: JsonSchema): Record<string, unknown> {
+  const s = schema as Record<string, unknown>;
+  if (s.additionalProperties !== undefined || s.unevaluatedProperties !== undefined) return { ...s };
+  const composed = COMPOSED.some((k) => k in s);
+  return { type: 'object', ...s, [composed ? 'unevaluatedProperties' : 'additionalProperties']: false };
+}
+
+const compiled = new WeakMap<MethodContract, CompiledContract>();
+
+/** Compiles each method's schemas once (per contract object, process-wide); bad schemas are InvalidArgument. */
+export function compileContracts(contracts: Contracts, label: string): Map<string, CompiledContract> {
+  const out = new Map<string, CompiledContract>();
+  for (const [method, contract] of Object.entries(contracts)) {
+    let c = compiled.get(contract);
+    if (!c) {
+      c = {
+        contract,
+        args: compileSchema(closedArgs(contract.args), `${label}: the args schema of ${method}`),
+        result: contract.result === undefined ? undefined : compileSchema(contract.result, `${label}: the result schema of ${method}`),
+      };
+      compiled.set(contract, c);
+    }
+    out.set(method, c);
+  }
+  return out;
+}
+
+function compileSchema(schema: JsonSchema, where: string): ValidateFunction {
+  try {
+    return sharedAjv().compile(schema as object);
+  } catch (err) {
+    throw new InvalidArgument(`${where} is not a usable JSON Schema: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** Throws ContractViolation unless `args` meet the method's argument contract. */
+export function checkArgs(c: CompiledContract, method: string, args: unknown): void {
+  if (!c.args(args)) throw new ContractViolation(`arguments of ${method} break its contract`, violations(c.args.errors));
+}
+
+/** Throws ContractViolation unless `result` meets the method's result contract (if it has one). */
+export function checkResult(c: CompiledContract, method: string, result: unknown): void {
+  if (c.result && !c.result(result))
+    throw new ContractViolation(`the result of ${method} breaks its contract`, violations(c.result.errors));
+}
+
+/** ajv's errors as violations: the path names the offending property itself where ajv names it in params. */
+export function violations(errors: ErrorObject[] | null | undefined): Violation[] {
+  const out: Violation[] = [];
+  for (const e of errors ?? []) {
+    if (out.length > MAX_VIOLATIONS) break;
+    const p = e.params as Record<string, unknown>;
+    if (e.keyword === 'additionalProperties' || e.keyword === 'unevaluatedProperties') {
+      const name = String(p.additionalProperty ?? p.unevaluatedProperty ?? '');
+      out.push({ path: `${e.instancePath}/${pointerPart(name)}`, message: 'is not allowed here (unknown name)' });
+    } else if (e.keyword === 'required') {
+      out.push({ path: `${e.instancePath}/${pointerPart(String(p.missingProperty))}`, message: 'is required' });
+    } else if (e.keyword === 'maxDepth') {
+      out.push({ path: e.instancePath, message: 'nests deeper than its maxDepth allows' });
+    } else {
+      out.push({ path: e.instancePath, message: e.message ?? e.keyword });
+    }
+  }
+  return out;
+}
+
+const pointerPart = (name: string) => name.replaceAll('~', '~0').replaceAll('/', '~1');

@@ -1,0 +1,48 @@
+import { InvalidArgument } from '../core/errors.js';
+import type { Failure } from '../core/failure.js';
+
+/** One way a value breaks its contract: a JSON Pointer into it and what is wrong there. */
+export interface Violation {
+  /** JSON Pointer from the arguments (or result) object: `/items/2/name`; `` for the object itself. */
+  path: string;
+  message: string;
+}
+
+/** At most this many violations travel in one error: the rest are counted. */
+export const MAX_VIOLATIONS = 20;
+
+/**
+ * Arguments (or a result) that break a method's contract. The violations travel in the failure's
+ * `kwargs.violations`, so a hermod client rebuilds this class, and an oslo.messaging caller sees a
+ * `RemoteError` whose `exc_type` is `ContractViolation` and whose message lists them.
+ */
+export class ContractViolation extends InvalidArgument {
+  readonly violations: Violation[];
+  /** What crosses the wire beside the message (see core/failure.ts). */
+  readonly kwargs: { violations: Violation[] };
+
+  /** `subject` leads the message: "arguments of add break its contract". */
+  constructor(subject: string, violations: Violation[], options?: { cause?: unknown }) {
+    const shown = violations.slice(0, MAX_VIOLATIONS);
+    const more = violations.length - shown.length;
+    const list = shown.map((v) => `${v.path || '/'} ${v.message}`).join('; ');
+    super(`${subject}: ${list}${more > 0 ? ` (and ${more} more)` : ''}`, options);
+    this.violations = shown;
+    this.kwargs = { violations: shown };
+  }
+
+  /** Rebuilds the error a server sent (registered with registerRemoteError). */
+  static fromFailure(f: Failure): ContractViolation {
+    const raw = f.kwargs?.violations;
+    const violations = Array.isArray(raw)
+      ? raw
+          .slice(0, MAX_VIOLATIONS)
+          .map((v) => ({ path: String((v as Violation)?.path ?? ''), message: String((v as Violation)?.message ?? '') }))
+      : [];
+    const err = new ContractViolation('', violations);
+    // The server's own text, not a re-rendering of it.
+    err.message = String(f.message ?? '');
+    return err;
+  }
+}
+Object.defineProperty(ContractViolation, 'CODE', { value: 'HERMOD_ERR_CONTRACT_VIOLATION' });

@@ -1,0 +1,85 @@
+import type { Contracts } from '../contracts/contract.js';
+import { Target } from '../core/target.js';
+import type { EndpointDescription } from './dispatcher.js';
+
+/** The namespace hermod reserves for what every server answers about itself. */
+export const INTROSPECTION_NAMESPACE = 'hermod';
+
+/** What `hermod.describe` answers: the server, its load, and every endpoint it serves with their contracts. */
+export interface ServerDescription {
+  server: string;
+  topic: string;
+  exchange: string | null;
+  host: string;
+  pid: number;
+  /** Requests a server runs at once. */
+  concurrency: number;
+  /** Milliseconds since start(); 0 before. */
+  uptimeMs: number;
+  /** The server's counters (RPCServer.stats()). */
+  stats: Readonly<Record<string, number | Readonly<Record<string, number>>>>;
+  /** Each endpoint's namespace and version, its methods and their contracts (null: none declared). */
+  endpoints: EndpointDescription[];
+}
+
+const NO_ARGS = { type: 'object', properties: {} } as const;
+
+/**
+ * The `hermod` namespace, version 1.0, that every RPCServer serves beside its own endpoints unless
+ * `rpc.introspection` is off (an access policy can also refuse it per method):
+ * `ping` answers at once, `describe` tells what the server serves. Called like any method:
+ * `client.prepare({ namespace: 'hermod', version: '1.0' }).call({}, 'describe')`.
+ */
+export class IntrospectionEndpoint {
+  readonly target = new Target({ namespace: INTROSPECTION_NAMESPACE, version: '1.0' });
+
+  static readonly contracts: Contracts = {
+    ping: {
+      args: NO_ARGS,
+      result: {
+        type: 'object',
+        required: ['pong', 'server', 'time'],
+        properties: { pong: { const: true }, server: { type: 'string' }, time: { type: 'string' } },
+      },
+      description: 'Answers at once: the server is up and serving this topic.',
+    },
+    describe: {
+      args: NO_ARGS,
+      result: {
+        type: 'object',
+        required: ['server', 'topic', 'concurrency', 'uptimeMs', 'stats', 'endpoints'],
+        properties: {
+          server: { type: 'string' },
+          topic: { type: 'string' },
+          concurrency: { type: 'integer' },
+          uptimeMs: { type: 'number' },
+          stats: { type: 'object', additionalProperties: { type: 'number' } },
+          endpoints: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['namespace', 'version', 'methods'],
+              properties: { namespace: { type: ['string', 'null'] }, version: { type: 'string' }, methods: { type: 'object' } },
+            },
+          },
+        },
+      },
+      description: "The server's endpoints with their namespaces, versions and contracts; its concurrency, uptime and counters.",
+    },
+  };
+
+  // A #private field: a property holding a function would be a callable method.
+  readonly #source: () => ServerDescription;
+
+  constructor(source: () => ServerDescription) {
+    this.#source = source;
+  }
+
+  ping(_ctx: unknown): { pong: true; server: string; time: string } {
+    return { pong: true, server: this.#source().server, time: new Date().toISOString() };
+  }
+
+  describe(_ctx: unknown): ServerDescription {
+    return this.#source();
+  }
+}

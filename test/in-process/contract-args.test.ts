@@ -1,0 +1,94 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { coerceArgs, fetchContract, needsContract, typeText, usage } from '../../src/cli/contract-args.js';
+import { DemoEndpoints } from '../../src/cli/demo-endpoints.js';
+import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import { rejects } from '../support/assert.js';
+
+// rpc-client's use of published contracts, against a real server (the demo endpoints) over memory://.
+
+interface Ctx {
+  transport: Transport;
+  server: RPCServer;
+}
+const t = suite<Ctx>('cli: contract-driven arguments and usage', {} as Ctx);
+t.before(async (ctx) => {
+  ctx.transport = await getTransport('memory://contract-args', { config: defaultConfig() });
+  ctx.server = new RPCServer(ctx.transport, new Target({ topic: 'demo', server: 's1' }), [new DemoEndpoints('s1')]);
+  await ctx.server.start();
+});
+t.after(async (ctx) => {
+  await ctx.server.stop();
+  await ctx.server.wait(1000);
+  await ctx.transport.close();
+});
+
+t('the demo add contract is fetched from hermod.describe; a=1 becomes a number, and the call succeeds', async (ctx) => {
+  const client = new RPCClient(ctx.transport, new Target({ topic: 'demo' }), { timeout: 2000 });
+  const add = await fetchContract(client, 'add', 1000);
+  assert.ok(add, 'published');
+  assert.equal(add, DemoEndpoints.contracts.add);
+  const args = coerceArgs(['a=1', 'b=41'], add);
+  assert.equal(args, { a: 1, b: 41 });
+  assert.is(await client.call({}, 'add', args), 42);
+  assert.is(await fetchContract(client, 'nope', 1000), undefined, 'a method without a contract');
+});
+
+t('where the schema says string, text stays text (message=123 is "123"); unknown names parse as JSON', async (ctx) => {
+  const client = new RPCClient(ctx.transport, new Target({ topic: 'demo' }), { timeout: 2000 });
+  const fail = await fetchContract(client, 'fail', 1000);
+  assert.equal(coerceArgs(['message=123', 'other=7'], fail), { message: '123', other: 7 });
+  assert.equal(coerceArgs(['message=123']), { message: 123 }, 'without a contract: JSON when it parses');
+  // The demo server refuses the number by its contract: what coercion saves the user from.
+  await rejects(client.call({}, 'fail', { message: 123 }), 'HERMOD_ERR_CONTRACT_VIOLATION', /\/message must be string/);
+  await rejects(client.call({}, 'fail', coerceArgs(['message=123'], fail)), 'HERMOD_ERR_REMOTE', /123/);
+  assert.equal(
+    coerceArgs(['mode=1', 'n=true', 'xs=[1,2]'], {
+      args: {
+        type: 'object',
+        properties: { mode: { enum: ['1', '2'] }, n: { type: 'boolean' }, xs: { type: 'array', items: { type: 'number' } } },
+      },
+    }),
+    { mode: '1', n: true, xs: [1, 2] },
+  );
+  await rejects(() => coerceArgs(['novalue']), 'HERMOD_ERR_USAGE');
+  assert.equal(Object.keys(coerceArgs(['__proto__=1'])), ['__proto__'], 'an own key, never a prototype');
+});
+
+t('no contract published (nobody answers, or namespace/version not served): undefined within the timeout', async (ctx) => {
+  const nobody = new RPCClient(ctx.transport, new Target({ topic: 'nobody' }), { timeout: 2000 });
+  const t0 = Date.now();
+  assert.is(await fetchContract(nobody, 'add', 200), undefined);
+  assert.ok(Date.now() - t0 < 1500);
+  const other = new RPCClient(ctx.transport, new Target({ topic: 'demo', namespace: 'x' }), { timeout: 2000 });
+  assert.is(await fetchContract(other, 'add', 1000), undefined);
+});
+
+t('usage from the contract: rpc-client demo add --describe', async (ctx) => {
+  const client = new RPCClient(ctx.transport, new Target({ topic: 'demo' }), { timeout: 2000 });
+  const text = usage('demo', 'add', await fetchContract(client, 'add', 1000));
+  assert.is(
+    text,
+    [
+      'usage: rpc-client demo add a=<number> b=<number>',
+      '  Adds two numbers.',
+      '  a            number, required',
+      '  b            number, required',
+      '  (other names are refused)',
+      '  returns number',
+      '',
+    ].join('\n'),
+  );
+  assert.match(usage('demo', 'sleep', DemoEndpoints.contracts.sleep), /\[seconds=…\]\n[\s\S]*seconds +number \(≥ 0, ≤ 3600\) {2}default 1/);
+  assert.match(usage('demo', 'x', undefined), /no contract is published/);
+  assert.is(typeText({ type: 'array', items: { type: 'string', maxLength: 8 }, maxItems: 4 }), 'array of string (length ≤ 8) (items ≤ 4)');
+});
+
+t('needsContract: only values a schema could read differently are worth a describe round trip', () => {
+  assert.ok(needsContract(['a=1']));
+  assert.ok(needsContract(['x=abc', 'flag=true']));
+  assert.not.ok(needsContract(['name=alice', 'm=hello world']));
+  assert.not.ok(needsContract([]));
+});
+
+t.run();

@@ -1,0 +1,226 @@
+import { Type } from 'typebox';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  type Context,
+  ContractViolation,
+  defaultConfig,
+  defineContracts,
+  getTransport,
+  RPCClient,
+  RPCServer,
+  type ServerDescription,
+  Target,
+  type Transport,
+} from '../../src/index.js';
+import { rejects } from './assert.js';
+import type { RpcBroker } from './rpc-cases.js';
+
+/** Contracts written with TypeBox: static types and JSON Schema from one object. */
+export const calculatorContracts = defineContracts({
+  add: {
+    args: Type.Object({ a: Type.Number(), b: Type.Number() }),
+    result: Type.Number(),
+    description: 'Adds two numbers.',
+  },
+  tag: {
+    args: Type.Object({
+      name: Type.String({ maxLength: 16 }),
+      labels: Type.Optional(Type.Array(Type.String({ maxLength: 8 }), { maxItems: 4 })),
+      meta: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { maxProperties: 4, maxDepth: 3 })),
+    }),
+    result: Type.String(),
+  },
+  open: { args: Type.Object({ id: Type.Integer() }, { additionalProperties: true }) },
+  // A contract whose result schema the method breaks: caught only with validateResults.
+  drift: { args: Type.Object({}), result: Type.Number() },
+});
+
+/** An endpoint with contracts; `runs` counts method runs, so a test sees that a refused call never ran. */
+export class Calculator {
+  static readonly contracts = calculatorContracts;
+  runs = 0;
+  add(_ctx: Context, { a, b }: { a: number; b: number }): number {
+    this.runs++;
+    return a + b;
+  }
+  tag(_ctx: Context, { name, labels }: { name: string; labels?: string[] }): string {
+    this.runs++;
+    return [name, ...(labels ?? [])].join(',');
+  }
+  open(_ctx: Context, args: { id: number }): unknown {
+    this.runs++;
+    return args;
+  }
+  drift(_ctx: Context): unknown {
+    this.runs++;
+    return 'not a number';
+  }
+  untyped(_ctx: Context, args: unknown): unknown {
+    this.runs++;
+    return args;
+  }
+}
+
+/** A second version of an API in another namespace, for describe. */
+export class StoreV2 {
+  readonly target = new Target({ namespace: 'store', version: '2.1' });
+  static readonly contracts = defineContracts({ get: { args: Type.Object({ key: Type.String() }) } });
+  get(_ctx: Context, { key }: { key: string }): string {
+    return key;
+  }
+}
+
+interface Ctx {
+  broker: RpcBroker;
+  transports: Transport[];
+  servers: RPCServer[];
+}
+
+/** The contract cases every driver must pass: memory://, the embedded router and RabbitMQ. */
+export function contractSuite(name: string, broker: () => Promise<RpcBroker>) {
+  const t = suite<Ctx>(name, {} as Ctx);
+  t.before(async (ctx) => {
+    ctx.broker = await broker();
+  });
+  t.after(async (ctx) => {
+    await ctx.broker?.stop();
+  });
+  t.before.each((ctx) => {
+    ctx.transports = [];
+    ctx.servers = [];
+  });
+  t.after.each(async (ctx) => {
+    for (const s of ctx.servers) {
+      await s.stop();
+      await s.wait(1000);
+    }
+    for (const tr of ctx.transports) await tr.close();
+  });
+
+  let n = 0;
+  const topic = (what: string) => `${what}-${++n}`;
+  async function transport(ctx: Ctx): Promise<Transport> {
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig() });
+    ctx.transports.push(tr);
+    return tr;
+  }
+  async function serve(ctx: Ctx, endpoints: object[], opts = {}) {
+    const tp = topic('contracts');
+    const s = new RPCServer(await transport(ctx), new Target({ topic: tp, server: 's1' }), endpoints, opts);
+    await s.start();
+    ctx.servers.push(s);
+    return { server: s, client: new RPCClient(await transport(ctx), new Target({ topic: tp }), { timeout: 5000 }) };
+  }
+
+  t('a call that meets its contract runs; the typed proxy takes its types from the contracts', async (ctx) => {
+    const calc = new Calculator();
+    const { client } = await serve(ctx, [calc]);
+    const calcProxy = client.proxy({}, { contracts: Calculator.contracts });
+    const sum: number = await calcProxy.add({ a: 40, b: 2 });
+    assert.is(sum, 42);
+    assert.is(await calcProxy.tag({ name: 'n', labels: ['x', 'y'] }), 'n,x,y');
+    assert.equal(await client.call({}, 'open', { id: 7, extra: 'allowed by its schema' }), { id: 7, extra: 'allowed by its schema' });
+    assert.equal(await client.call({}, 'untyped', { anything: [1] }), { anything: [1] }, 'a method without a contract is unchecked');
+    assert.is(calc.runs, 4);
+  });
+
+  t('wrong types, missing and unknown names: ContractViolation listing each path, the method never runs', async (ctx) => {
+    const calc = new Calculator();
+    const { client, server } = await serve(ctx, [calc]);
+    const err = (await rejects(client.call({}, 'add', { a: '1', c: 3 }), 'HERMOD_ERR_CONTRACT_VIOLATION')) as ContractViolation;
+    assert.ok(err instanceof ContractViolation, 'rebuilt as its class');
+    assert.equal(
+      err.violations.map((v) => v.path).sort(),
+      ['/a', '/b', '/c'],
+      `one violation per problem: ${JSON.stringify(err.violations)}`,
+    );
+    assert.match(err.message, /arguments of add break its contract: .*\/a must be number/);
+    assert.match(err.message, /\/b is required/);
+    assert.match(err.message, /\/c is not allowed here/);
+    assert.is(calc.runs, 0, 'the method did not run');
+    assert.is(server.stats().failed, 1);
+  });
+
+  t('bounds stop oversized and deeply nested arguments before the method runs', async (ctx) => {
+    const calc = new Calculator();
+    const { client } = await serve(ctx, [calc]);
+    await rejects(
+      client.call({}, 'tag', { name: 'x'.repeat(17) }),
+      'HERMOD_ERR_CONTRACT_VIOLATION',
+      /\/name must NOT have more than 16 characters/,
+    );
+    await rejects(
+      client.call({}, 'tag', { name: 'n', labels: ['a', 'b', 'c', 'd', 'e'] }),
+      'HERMOD_ERR_CONTRACT_VIOLATION',
+      /\/labels must NOT have more than 4 items/,
+    );
+    await rejects(
+      client.call({}, 'tag', { name: 'n', meta: { a: 1, b: 2, c: 3, d: 4, e: 5 } }),
+      'HERMOD_ERR_CONTRACT_VIOLATION',
+      /\/meta must NOT have more than 4 properties/,
+    );
+    await rejects(
+      client.call({}, 'tag', { name: 'n', meta: { a: { b: { c: { d: 1 } } } } }),
+      'HERMOD_ERR_CONTRACT_VIOLATION',
+      /\/meta nests deeper than its maxDepth allows/,
+    );
+    assert.is(await client.call({}, 'tag', { name: 'n', meta: { a: { b: { c: 1 } } } }), 'n', 'three levels are allowed');
+    assert.is(calc.runs, 1, 'only the call within bounds ran');
+  });
+
+  t('result validation is opt-in: a result that drifted from its contract is caught only with validateResults', async (ctx) => {
+    const loose = await serve(ctx, [new Calculator()]);
+    assert.is(await loose.client.call({}, 'drift'), 'not a number');
+    const strict = await serve(ctx, [new Calculator()], { validateResults: true });
+    await rejects(
+      strict.client.call({}, 'drift'),
+      'HERMOD_ERR_CONTRACT_VIOLATION',
+      /the result of drift breaks its contract: \/ must be number/,
+    );
+    assert.is(await strict.client.call({}, 'add', { a: 1, b: 2 }), 3);
+  });
+
+  t('the client-side check fails a bad call before it is sent', async (ctx) => {
+    const calc = new Calculator();
+    const { client, server } = await serve(ctx, [calc]);
+    const checked = client.proxy({}, { contracts: Calculator.contracts, check: true });
+    // @ts-expect-error b must be a number: tsc refuses it too
+    const err = await rejects(checked.add({ a: 1, b: 'two' }), 'HERMOD_ERR_CONTRACT_VIOLATION', /\/b must be number/);
+    assert.not.ok('remote' in err, 'raised locally, not by the server');
+    assert.is(server.stats().served, 0, 'nothing reached the server');
+    assert.is(await checked.add({ a: 1, b: 2 }), 3);
+  });
+
+  t('hermod.ping and hermod.describe: every endpoint with its namespace, version and contracts; load and counters', async (ctx) => {
+    const { client } = await serve(ctx, [new Calculator(), new StoreV2()], { concurrency: 7 });
+    assert.is(await client.call({}, 'add', { a: 1, b: 1 }), 2);
+    const hermod = client.prepare({ namespace: 'hermod', version: '1.0' });
+    const pong = await hermod.call<{ pong: boolean; server: string }>({}, 'ping');
+    assert.is(pong.pong, true);
+    assert.is(pong.server, 's1');
+    const d = await hermod.call<ServerDescription>({}, 'describe');
+    assert.is(d.server, 's1');
+    assert.is(d.concurrency, 7);
+    assert.ok(d.uptimeMs >= 0 && d.pid > 0 && d.host.length > 0);
+    assert.is(d.stats.served, 2, 'add and ping served before describe');
+    const byNs = Object.fromEntries(d.endpoints.map((e) => [`${e.namespace}@${e.version}`, e]));
+    assert.equal(Object.keys(byNs).sort(), ['hermod@1.0', 'null@1.0', 'store@2.1']);
+    const calc = byNs['null@1.0']!;
+    assert.equal(Object.keys(calc.methods), ['add', 'drift', 'open', 'tag', 'untyped']);
+    assert.equal(calc.methods.add, JSON.parse(JSON.stringify(calculatorContracts.add)), 'the schemas as declared');
+    assert.is(calc.methods.untyped, null, 'no contract declared');
+    assert.equal(Object.keys(byNs['store@2.1']!.methods), ['get']);
+    assert.equal(Object.keys(byNs['hermod@1.0']!.methods), ['describe', 'ping']);
+    // The hermod namespace enforces its own contracts.
+    await rejects(hermod.call({}, 'ping', { x: 1 }), 'HERMOD_ERR_CONTRACT_VIOLATION', /\/x is not allowed/);
+  });
+
+  t('introspection off: the hermod namespace is not served', async (ctx) => {
+    const { client } = await serve(ctx, [new Calculator()], { introspection: false });
+    await rejects(client.prepare({ namespace: 'hermod', version: '1.0' }).call({}, 'ping'), 'HERMOD_ERR_UNSUPPORTED_VERSION');
+    assert.is(await client.call({}, 'add', { a: 2, b: 2 }), 4);
+  });
+
+  return t;
+}

@@ -1,0 +1,134 @@
+import { Type } from 'typebox';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { closedArgs, depthAtMost } from '../../src/contracts/validator.js';
+import { ContractViolation, InvalidArgument, Target } from '../../src/index.js';
+import { parseRequest, RPCDispatcher } from '../../src/rpc/dispatcher.js';
+import { deserializeFailure, serializeFailure } from '../../src/rpc/remote-errors.js';
+import { rejects } from '../support/assert.js';
+import { Calculator } from '../support/contract-cases.js';
+
+const t = suite('contracts');
+
+const request = (json: string) => parseRequest(JSON.parse(json));
+
+t('prototype keys never reach a method with a contract, even one that allows extra names', async () => {
+  const calc = new Calculator();
+  const d = new RPCDispatcher([calc]);
+  // JSON.parse keeps "__proto__" as an own key: what a hostile peer sends.
+  await rejects(
+    () => d.dispatch({}, request('{"method":"open","args":{"id":1,"__proto__":{"polluted":true}}}')),
+    'HERMOD_ERR_MALFORMED_MESSAGE',
+  );
+  await rejects(
+    () => d.dispatch({}, request('{"method":"open","args":{"id":1,"constructor":{"prototype":{"polluted":true}}}}')),
+    'HERMOD_ERR_MALFORMED_MESSAGE',
+  );
+  assert.is(calc.runs, 0);
+  assert.is(({} as { polluted?: unknown }).polluted, undefined);
+  assert.equal(await d.dispatch({}, request('{"method":"open","args":{"id":1,"x":2}}')), { id: 1, x: 2 });
+});
+
+t('unknown names are refused unless the schema allows them; composed schemas are closed too', async () => {
+  class Composed {
+    static contracts = {
+      both: { args: Type.Intersect([Type.Object({ a: Type.Number() }), Type.Object({ b: Type.Number() })]) },
+    };
+    both(_ctx: unknown, args: object) {
+      return args;
+    }
+  }
+  const d = new RPCDispatcher([new Composed()]);
+  assert.equal(await d.dispatch({}, request('{"method":"both","args":{"a":1,"b":2}}')), { a: 1, b: 2 });
+  const err = (await rejects(
+    () => d.dispatch({}, request('{"method":"both","args":{"a":1,"b":2,"c":3}}')),
+    'HERMOD_ERR_CONTRACT_VIOLATION',
+  )) as ContractViolation;
+  assert.equal(err.violations, [{ path: '/c', message: 'is not allowed here (unknown name)' }]);
+  assert.equal(closedArgs({ type: 'object', additionalProperties: true }), { type: 'object', additionalProperties: true });
+});
+
+t('a violation travels as oslo failure kwargs and comes back as ContractViolation; is an InvalidArgument', () => {
+  const v = new ContractViolation('arguments of add break its contract', [
+    { path: '/a', message: 'must be number' },
+    { path: '/b', message: 'is required' },
+  ]);
+  assert.is(v.code, 'HERMOD_ERR_CONTRACT_VIOLATION');
+  assert.ok(v instanceof ContractViolation);
+  const f = serializeFailure(v);
+  assert.is(f.class, 'ContractViolation');
+  assert.is(f.module, 'hermod');
+  assert.is(f.message, 'arguments of add break its contract: /a must be number; /b is required');
+  assert.equal(f.kwargs, { violations: v.violations });
+  const back = deserializeFailure(JSON.parse(JSON.stringify(f))) as ContractViolation;
+  assert.ok(back instanceof ContractViolation);
+  assert.is(back.message, f.message);
+  assert.equal(back.violations, v.violations);
+  assert.is(back.code, 'HERMOD_ERR_CONTRACT_VIOLATION');
+  assert.ok(back instanceof InvalidArgument, 'callers catching InvalidArgument catch it too');
+});
+
+t('many violations: the first 20 are listed, the rest counted', () => {
+  const many = Array.from({ length: 30 }, (_, i) => ({ path: `/${i}`, message: 'bad' }));
+  const v = new ContractViolation('x', many);
+  assert.is(v.violations.length, 20);
+  assert.match(v.message, /\(and 10 more\)$/);
+});
+
+t('construction refuses contracts that cannot work, naming the endpoint and method', async () => {
+  class Typo {
+    static contracts = { ad: { args: Type.Object({}) } };
+    add() {}
+  }
+  await rejects(
+    () => new RPCDispatcher([new Typo()]),
+    'HERMOD_ERR_INVALID_ARGUMENT',
+    /endpoint #1 \(Typo\) has a contract for ad but no callable method/,
+  );
+  class BadKeyword {
+    static contracts = { m: { args: { type: 'object', maxLenght: 3 } } };
+    m() {}
+  }
+  await rejects(
+    () => new RPCDispatcher([new BadKeyword()]),
+    'HERMOD_ERR_INVALID_ARGUMENT',
+    /args schema of m is not a usable JSON Schema.*maxLenght/,
+  );
+  class NotNamed {
+    static contracts = { m: { args: Type.Array(Type.Number()) } };
+    m() {}
+  }
+  await rejects(() => new RPCDispatcher([new NotNamed()]), 'HERMOD_ERR_INVALID_ARGUMENT', /args must be an object schema/);
+  class Extra {
+    static contracts = { m: { args: Type.Object({}), results: Type.Number() } };
+    m() {}
+  }
+  await rejects(() => new RPCDispatcher([new Extra()]), 'HERMOD_ERR_INVALID_ARGUMENT', /unknown keys: results/);
+});
+
+t('a plain-object endpoint declares its contracts as an own property; formats are checked', async () => {
+  const endpoint = {
+    target: new Target({ version: '1.2' }),
+    contracts: { mail: { args: { type: 'object', required: ['to'], properties: { to: { type: 'string', format: 'email' } } } } },
+    mail: (_ctx: unknown, { to }: { to: string }) => to,
+  };
+  const d = new RPCDispatcher([endpoint]);
+  assert.is(await d.dispatch({}, request('{"method":"mail","args":{"to":"a@b.org"}}')), 'a@b.org');
+  await rejects(
+    () => d.dispatch({}, request('{"method":"mail","args":{"to":"nope"}}')),
+    'HERMOD_ERR_CONTRACT_VIOLATION',
+    /\/to must match format "email"/,
+  );
+  assert.equal(d.describe(), [{ namespace: null, version: '1.2', methods: { mail: endpoint.contracts.mail } }]);
+});
+
+t('depthAtMost counts nesting without recursion surprises', () => {
+  assert.ok(depthAtMost(1, 0));
+  assert.ok(depthAtMost({ a: [1] }, 2));
+  assert.not.ok(depthAtMost({ a: [{}] }, 2));
+  let deep: unknown = 0;
+  for (let i = 0; i < 10_000; i++) deep = [deep];
+  assert.not.ok(depthAtMost(deep, 32), 'stops at the bound, not at the bottom');
+});
+
+t.run();
