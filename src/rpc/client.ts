@@ -1,4 +1,4 @@
-import { channels, publish } from '../core/diagnostics.js';
+import { type CallStartEvent, channels, publish } from '../core/diagnostics.js';
 import { InvalidArgument, RPCVersionCapError } from '../core/errors.js';
 import { Semaphore } from '../core/semaphore.js';
 import { type Context, NoOpSerializer, type Serializer } from '../core/serializer.js';
@@ -134,6 +134,21 @@ export class RPCClient {
     return versionIsCompatible(this.opts.versionCap, version);
   }
 
+  /** The fields of this client's diagnostics events for one call or cast of `method`. */
+  private event(kind: 'call' | 'cast', method: string): CallStartEvent {
+    const t = this.target;
+    return {
+      kind,
+      method,
+      topic: t.topic!,
+      exchange: t.exchange ?? this.transport.config.controlExchange,
+      ...(t.server ? { server: t.server } : {}),
+      ...(t.fanout ? { fanout: true } : {}),
+      ...(t.namespace !== undefined ? { namespace: t.namespace } : {}),
+      ...(t.version !== undefined ? { version: t.version } : {}),
+    };
+  }
+
   private build(ctx: Context, method: string, args: unknown): { request: RpcRequest; ctx: Context } {
     if (typeof method !== 'string' || method.length === 0) throw new InvalidArgument('method must be a non-empty string');
     if (ctx === null || typeof ctx !== 'object' || Array.isArray(ctx)) {
@@ -173,6 +188,7 @@ export class RPCClient {
     let error: Error | undefined;
     const acquired = this.slots.acquire(timeout, `call ${method}`);
     if (acquired) await acquired;
+    publish(channels.clientCallStart, () => this.event('call', method));
     try {
       const remaining = Math.max(1, timeout - (performance.now() - started));
       const reply = await this.transport.driver.send(this.target, wireCtx, request, {
@@ -190,10 +206,7 @@ export class RPCClient {
     } finally {
       this.slots.release();
       publish(channels.clientCall, () => ({
-        kind: 'call' as const,
-        method,
-        topic: this.target.topic!,
-        ...(this.target.server ? { server: this.target.server } : {}),
+        ...this.event('call', method),
         durationMs: performance.now() - started,
         ...(error ? { error } : {}),
       }));
@@ -206,6 +219,7 @@ export class RPCClient {
     const { request, ctx: wireCtx } = this.build(ctx, method, args);
     const started = performance.now();
     let error: Error | undefined;
+    publish(channels.clientCallStart, () => this.event('cast', method));
     try {
       await this.transport.driver.send(this.target, wireCtx, request, {
         waitForReply: false,
@@ -217,11 +231,7 @@ export class RPCClient {
       throw err;
     } finally {
       publish(channels.clientCall, () => ({
-        kind: 'cast' as const,
-        method,
-        topic: this.target.topic!,
-        ...(this.target.server ? { server: this.target.server } : {}),
-        ...(this.target.fanout ? { fanout: true } : {}),
+        ...this.event('cast', method),
         durationMs: performance.now() - started,
         ...(error ? { error } : {}),
       }));

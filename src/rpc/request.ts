@@ -1,4 +1,4 @@
-import { channels, publish, type ServerRequestEvent } from '../core/diagnostics.js';
+import { channels, publish, type ServerRequestEvent, type ServerRequestStartEvent } from '../core/diagnostics.js';
 import { HermodError, SerializationError, ServerStopped } from '../core/errors.js';
 import type { Target } from '../core/target.js';
 import type { Work } from '../core/work-pool.js';
@@ -32,6 +32,8 @@ type ReplyBody = { result: unknown } | { failure: ReturnType<typeof serializeFai
 /** What a request needs from the server that received it. */
 export interface RequestHost {
   readonly target: Target;
+  /** The exchange the target is in (the transport's control exchange when it names none). */
+  readonly exchange: string;
   readonly dispatcher: RPCDispatcher;
   readonly sendTraceback: boolean;
   /** Called once per request when it is over, however it ended. */
@@ -47,6 +49,10 @@ export class ServerRequest implements Work {
   private finished = false;
   private started = 0;
   private method: string;
+  private namespace: string | undefined;
+  private version: string | undefined;
+  /** Whether the start event went out (a malformed request has none). */
+  private startedEvent = false;
   private heartbeat: NodeJS.Timeout | undefined;
 
   constructor(
@@ -79,6 +85,10 @@ export class ServerRequest implements Work {
     try {
       const req = parseRequest(incoming.message);
       this.method = req.method;
+      this.namespace = req.namespace;
+      this.version = req.version;
+      this.startedEvent = channels.serverRequestStart.hasSubscribers;
+      publish(channels.serverRequestStart, () => this.event());
       const result = await this.host.dispatcher.dispatch(incoming.ctx, req);
       reply = { result };
     } catch (err) {
@@ -141,15 +151,25 @@ export class ServerRequest implements Work {
   private finish(outcome: ServerRequestEvent['outcome'], error: Error | undefined): void {
     this.host.finished(outcome);
     this.incoming.done();
-    const target = this.host.target;
     publish(channels.serverRequest, () => ({
-      server: target.server!,
-      topic: target.topic!,
-      method: this.method,
-      kind: this.kind,
+      ...this.event(),
       durationMs: performance.now() - this.started,
       outcome,
+      started: this.startedEvent,
       ...(error ? { error } : {}),
     }));
+  }
+
+  private event(): ServerRequestStartEvent {
+    const target = this.host.target;
+    return {
+      server: target.server!,
+      topic: target.topic!,
+      exchange: this.host.exchange,
+      method: this.method,
+      ...(this.namespace !== undefined ? { namespace: this.namespace } : {}),
+      ...(this.version !== undefined ? { version: this.version } : {}),
+      kind: this.kind,
+    };
   }
 }

@@ -71,6 +71,7 @@ export class RPCServer {
     this.pool = new WorkPool(this.concurrency);
     this.host = {
       target,
+      exchange: target.exchange ?? transport.config.controlExchange,
       dispatcher: new RPCDispatcher(endpoints, options.serializer ?? new NoOpSerializer(), options.accessPolicy),
       sendTraceback: options.sendTraceback ?? conf.sendTraceback,
       finished: (outcome: ServerRequestEvent['outcome']) => {
