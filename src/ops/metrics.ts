@@ -10,6 +10,8 @@ import type {
   ServerRequestEvent,
   ServerRequestStartEvent,
 } from '../core/diagnostics.js';
+import { InvalidArgument } from '../core/errors.js';
+import { type MetricsServer, serveMetrics } from './metrics-http.js';
 import { LabelCap, OTHER } from './metrics-labels.js';
 
 export { type MetricsServer, type ServeMetricsOptions, serveClusterMetrics, serveMetrics } from './metrics-http.js';
@@ -285,4 +287,32 @@ function defineMetrics(registry: Registry, buckets: number[] | undefined) {
       ['priority', 'outcome'],
     ),
   };
+}
+
+/**
+ * What `--metrics-port [host:]port` does in the CLIs: starts a {@link Metrics} and serves it
+ * (host 127.0.0.1 unless given, e.g. `0.0.0.0:9100` for a scraper on another host). `close()`
+ * stops both.
+ */
+export async function exposeMetrics(spec: string): Promise<MetricsServer> {
+  const m = /^(?:(.*):)?(\d{1,5})$/.exec(spec.trim());
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || port > 65535) throw new InvalidArgument(`--metrics-port wants [host:]port, got ${JSON.stringify(spec)}`);
+  const metrics = new Metrics();
+  metrics.start();
+  const host = m[1]?.replace(/^\[(.*)\]$/, '$1');
+  try {
+    const server = await serveMetrics(metrics, { port, ...(host ? { host } : {}) });
+    return {
+      port: server.port,
+      url: server.url,
+      close: async () => {
+        await server.close();
+        metrics.close();
+      },
+    };
+  } catch (err) {
+    metrics.close();
+    throw err;
+  }
 }

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
@@ -161,6 +162,42 @@ t('serveClusterMetrics: the primary sums the metrics of 2 real workers', async (
   assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_end_total', labels), 8);
   assert.is(sampleValue(text, 'oslo_messaging_rpc_server_processing_second_count', labels), 8);
   assert.is(sampleValue(text, 'hermod_rpc_server_in_flight', { topic: 'cluster-metrics', server: 'w' }), 0);
+});
+
+t('rpc-server --metrics-port serves its metrics and stops with the server on SIGTERM', async (ctx) => {
+  const router = new Router({ port: 0 });
+  const port = await router.start();
+  ctx.closers.push(() => router.stop());
+  const url = `amqp://127.0.0.1:${port}/`;
+  const bin = fileURLToPath(new URL('../../bin/rpc-server.js', import.meta.url));
+  const child = spawn(process.execPath, [bin, 'cli1', '-t', 'mt-cli', '--transport-url', url, '--metrics-port', '127.0.0.1:0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  ctx.closers.push(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  await until(() => /serving topic mt-cli/.test(out), 'rpc-server started', 8000);
+  const metricsUrl = /metrics at (http:\/\/\S+)/.exec(out)?.[1];
+  assert.ok(metricsUrl, out);
+  const transport = await getTransport(url, { config: defaultConfig() });
+  ctx.transports.push(transport);
+  const client = new RPCClient(transport, new Target({ topic: 'mt-cli' }), { timeout: 3000 });
+  assert.is(await client.call({}, 'add', { a: 2, b: 3 }), 5);
+  const text = await scrape(metricsUrl!);
+  const labels = { exchange: 'openstack', topic: 'mt-cli', server: 'cli1', namespace: '', version: '1.0', method: 'add' };
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_end_total', labels), 1);
+  child.kill('SIGTERM');
+  assert.is(await exited, 0, out);
+  // The endpoint went away with the server (fetch wraps the socket error in its cause).
+  const err = await fetch(metricsUrl!).then(
+    () => undefined,
+    (e: Error & { cause?: { code?: string } }) => e,
+  );
+  assert.is(err?.cause?.code, 'ECONNREFUSED');
 });
 
 t.run();
