@@ -3,6 +3,7 @@ import { InvalidArgument, RPCVersionCapError } from '../core/errors.js';
 import { Semaphore } from '../core/semaphore.js';
 import { type Context, NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { Target, type TargetOverrides, versionIsCompatible } from '../core/target.js';
+import { clientSpan } from '../core/tracing.js';
 import type { RpcRequest } from '../driver/driver.js';
 import type { Transport } from '../transport.js';
 import { deserializeFailure } from './remote-errors.js';
@@ -189,9 +190,10 @@ export class RPCClient {
     const acquired = this.slots.acquire(timeout, `call ${method}`);
     if (acquired) await acquired;
     publish(channels.clientCallStart, () => this.event('call', method));
+    const span = clientSpan(() => this.event('call', method), wireCtx);
     try {
       const remaining = Math.max(1, timeout - (performance.now() - started));
-      const reply = await this.transport.driver.send(this.target, wireCtx, request, {
+      const reply = await this.transport.driver.send(this.target, span?.ctx ?? wireCtx, request, {
         waitForReply: true,
         timeout: remaining,
         callMonitorTimeout: options.callMonitorTimeout ?? this.opts.callMonitorTimeout,
@@ -205,6 +207,7 @@ export class RPCClient {
       throw err;
     } finally {
       this.slots.release();
+      span?.end(error);
       publish(channels.clientCall, () => ({
         ...this.event('call', method),
         durationMs: performance.now() - started,
@@ -220,8 +223,9 @@ export class RPCClient {
     const started = performance.now();
     let error: Error | undefined;
     publish(channels.clientCallStart, () => this.event('cast', method));
+    const span = clientSpan(() => this.event('cast', method), wireCtx);
     try {
-      await this.transport.driver.send(this.target, wireCtx, request, {
+      await this.transport.driver.send(this.target, span?.ctx ?? wireCtx, request, {
         waitForReply: false,
         timeout: this.opts.timeout,
         retry: this.opts.retry,
@@ -230,6 +234,7 @@ export class RPCClient {
       error = err as Error;
       throw err;
     } finally {
+      span?.end(error);
       publish(channels.clientCall, () => ({
         ...this.event('cast', method),
         durationMs: performance.now() - started,

@@ -1,6 +1,7 @@
 import { channels, publish, type ServerRequestEvent, type ServerRequestStartEvent } from '../core/diagnostics.js';
 import { HermodError, SerializationError, ServerStopped } from '../core/errors.js';
 import type { Target } from '../core/target.js';
+import { serverSpan } from '../core/tracing.js';
 import type { Work } from '../core/work-pool.js';
 import type { IncomingMessage } from '../driver/driver.js';
 import { parseRequest, type RPCDispatcher } from './dispatcher.js';
@@ -89,7 +90,11 @@ export class ServerRequest implements Work {
       this.version = req.version;
       this.startedEvent = channels.serverRequestStart.hasSubscribers;
       publish(channels.serverRequestStart, () => this.event());
-      const result = await this.host.dispatcher.dispatch(incoming.ctx, req);
+      const result = await serverSpan(
+        incoming.ctx,
+        () => this.event(),
+        () => this.host.dispatcher.dispatch(incoming.ctx, req),
+      );
       reply = { result };
     } catch (err) {
       error = err instanceof Error ? err : new Error(String(err));
