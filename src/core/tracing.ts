@@ -44,7 +44,7 @@ export interface ClientSpan {
   end(error?: Error): void;
 }
 
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^]*)?$/;
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/s;
 const MAX_TRACESTATE = 512;
 
 /** The registered tracer, or undefined when the application registered none. */
