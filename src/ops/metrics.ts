@@ -1,6 +1,6 @@
 import cluster from 'node:cluster';
 import diagnostics_channel from 'node:diagnostics_channel';
-import { AggregatorRegistry, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, Registry } from 'prom-client';
 import type {
   CallEvent,
   CallStartEvent,
@@ -11,6 +11,7 @@ import type {
   ServerRequestStartEvent,
 } from '../core/diagnostics.js';
 import { InvalidArgument } from '../core/errors.js';
+import { type Cell, type HistogramCell, HistogramFamily, ValueFamily } from './metrics-family.js';
 import { type MetricsServer, serveMetrics } from './metrics-http.js';
 import { LabelCap, OTHER } from './metrics-labels.js';
 
@@ -32,17 +33,22 @@ export interface MetricsOptions {
   buckets?: number[];
 }
 
-const SERVER_LABELS = ['exchange', 'topic', 'server', 'namespace', 'version', 'method'] as const;
-const CLIENT_LABELS = ['call_type', 'exchange', 'topic', 'namespace', 'version', 'server', 'fanout'] as const;
 const PRIORITIES = new Set(['audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample']);
+/** prom-client's (and Python prometheus_client's, so oslo.metrics') default buckets, in seconds. */
+const DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 type Labels = Record<string, string>;
+/** The cells of one server or client series, found once per distinct label set. */
 interface Series {
-  start: Counter.Internal;
-  end: Counter.Internal;
-  seconds: Histogram.Internal<string>;
+  key: string;
   labels: Labels;
+  start: Cell;
+  end: Cell;
+  seconds: HistogramCell;
+  inFlightGauge: Cell;
   inFlight: number;
+  /** The event fields it was made for: the next event with the same ones skips the lookup. */
+  fields: readonly (string | undefined)[];
 }
 
 /** Workers whose metrics the primary aggregates ({@link serveClusterMetrics}). */
@@ -52,8 +58,9 @@ let clusterListening = false;
 /**
  * Prometheus metrics of everything hermod does in this process, built only from its
  * `node:diagnostics_channel` events: oslo.metrics' RPC server and client series (same names
- * and labels, minus `endpoint` and `process`), plus in-flight calls, outcomes, undeliverable
- * messages, connection state, reconnects, invalid messages and notifications.
+ * and labels, minus `endpoint` and `process`; the client side adds `method`), plus in-flight
+ * calls, outcomes, undeliverable messages, connection state, reconnects, invalid messages and
+ * notifications.
  *
  * `start()` subscribes, `stop()` unsubscribes (series keep their values), `close()` also
  * empties the registry. Nothing is counted while stopped, and nothing costs anything then:
@@ -67,12 +74,13 @@ export class Metrics {
   private readonly clientSeries: LabelCap<Series>;
   private readonly serverExceptions: LabelCap<string>;
   private readonly clientExceptions: LabelCap<string>;
-
+  private lastServer: Series | undefined;
+  private lastClient: Series | undefined;
   private readonly m: ReturnType<typeof defineMetrics>;
 
   constructor(options: MetricsOptions = {}) {
     this.registry = options.registry ?? new Registry();
-    this.m = defineMetrics(this.registry, options.buckets);
+    this.m = defineMetrics(this.registry, options.buckets ?? DEFAULT_BUCKETS);
     const maxMethods = options.maxMethods ?? 500;
     const maxExceptions = options.maxExceptions ?? 100;
     this.serverSeries = new LabelCap(maxMethods);
@@ -85,7 +93,7 @@ export class Metrics {
       ['hermod:rpc:client:start', (e) => this.onClientStart(e as CallStartEvent)],
       ['hermod:rpc:client:call', (e) => this.onClientEnd(e as CallEvent)],
       ['hermod:connection:state', (e) => this.onConnection(e as ConnectionStateEvent)],
-      ['hermod:message:invalid', (e) => this.m.invalid.inc({ where: (e as InvalidMessageEvent).where })],
+      ['hermod:message:invalid', (e) => this.m.invalid.at({ where: (e as InvalidMessageEvent).where }).value++],
       ['hermod:notify:listener', (e) => this.onNotification(e as NotificationEvent)],
     ];
   }
@@ -132,8 +140,22 @@ export class Metrics {
   }
 
   private server(e: ServerRequestStartEvent): Series {
+    const last = this.lastServer;
+    const f = last?.fields;
+    if (
+      f &&
+      f[0] === e.method &&
+      f[1] === e.topic &&
+      f[2] === e.server &&
+      f[3] === e.exchange &&
+      f[4] === e.namespace &&
+      f[5] === e.version
+    ) {
+      return last!;
+    }
     const own = `${e.exchange}\0${e.topic}\0${e.server}`;
-    return this.serverSeries.get(`${own}\0${e.namespace ?? ''}\0${e.version ?? ''}\0${e.method}`, own, (admitted) => {
+    const key = `${own}\0${e.namespace ?? ''}\0${e.version ?? ''}\0${e.method}`;
+    const s = this.serverSeries.get(key, own, (admitted) => {
       const labels: Labels = {
         exchange: e.exchange ?? '',
         topic: e.topic,
@@ -142,13 +164,33 @@ export class Metrics {
         version: admitted ? (e.version ?? '') : OTHER,
         method: admitted ? e.method : OTHER,
       };
-      return this.series(labels, this.m.serverStart, this.m.serverEnd, this.m.serverSeconds);
+      const gauge = this.m.serverInFlight.at({ topic: e.topic, server: e.server });
+      return this.series(admitted ? key : `${own}\0${OTHER}`, labels, 'server', gauge);
     });
+    s.fields = [e.method, e.topic, e.server, e.exchange, e.namespace, e.version];
+    this.lastServer = s;
+    return s;
   }
 
   private client(e: CallStartEvent): Series {
+    const last = this.lastClient;
+    const f = last?.fields;
+    if (
+      f &&
+      f[0] === e.method &&
+      f[1] === e.topic &&
+      f[2] === e.server &&
+      f[3] === e.exchange &&
+      f[4] === e.namespace &&
+      f[5] === e.version &&
+      f[6] === e.kind &&
+      f[7] === (e.fanout ? 'True' : 'False')
+    ) {
+      return last!;
+    }
     const own = `${e.kind}\0${e.exchange}\0${e.topic}\0${e.server ?? ''}\0${e.fanout ? 1 : 0}`;
-    return this.clientSeries.get(`${own}\0${e.namespace ?? ''}\0${e.version ?? ''}\0${e.method}`, own, (admitted) => {
+    const key = `${own}\0${e.namespace ?? ''}\0${e.version ?? ''}\0${e.method}`;
+    const s = this.clientSeries.get(key, own, (admitted) => {
       const labels: Labels = {
         call_type: e.kind,
         exchange: e.exchange ?? '',
@@ -157,74 +199,92 @@ export class Metrics {
         version: admitted ? (e.version ?? '') : OTHER,
         server: e.server ?? '',
         fanout: e.fanout ? 'True' : 'False',
+        // Not an oslo.metrics client label (oslo groups by target); hermod adds it.
+        method: admitted ? e.method : OTHER,
       };
-      // Method is not an oslo.metrics client label (oslo groups by target); hermod adds it.
-      labels.method = admitted ? e.method : OTHER;
-      return this.series(labels, this.m.clientStart, this.m.clientEnd, this.m.clientSeconds);
+      const gauge = this.m.clientInFlight.at({ call_type: e.kind, topic: e.topic });
+      return this.series(admitted ? key : `${own}\0${OTHER}`, labels, 'client', gauge);
     });
+    s.fields = [e.method, e.topic, e.server, e.exchange, e.namespace, e.version, e.kind, e.fanout ? 'True' : 'False'];
+    this.lastClient = s;
+    return s;
   }
 
-  private series(labels: Labels, start: Counter, end: Counter, seconds: Histogram): Series {
-    return { start: start.labels(labels), end: end.labels(labels), seconds: seconds.labels(labels), labels, inFlight: 0 };
+  private series(key: string, labels: Labels, side: 'server' | 'client', inFlightGauge: Cell): Series {
+    const m =
+      side === 'server'
+        ? [this.m.serverStart, this.m.serverEnd, this.m.serverSeconds]
+        : [this.m.clientStart, this.m.clientEnd, this.m.clientSeconds];
+    return {
+      key,
+      labels,
+      start: (m[0] as ValueFamily).cell(key, labels),
+      end: (m[1] as ValueFamily).cell(key, labels),
+      seconds: (m[2] as HistogramFamily).cell(key, labels),
+      inFlightGauge,
+      inFlight: 0,
+      fields: [],
+    };
   }
 
   private onServerStart(e: ServerRequestStartEvent): void {
     const s = this.server(e);
-    s.start.inc();
+    s.start.value++;
     s.inFlight++;
-    this.m.serverInFlight.inc({ topic: e.topic, server: e.server });
+    s.inFlightGauge.value++;
   }
 
   private onServerEnd(e: ServerRequestEvent): void {
     const s = this.server(e);
-    this.m.serverOutcome.inc({ exchange: e.exchange ?? '', topic: e.topic, server: e.server, outcome: e.outcome });
-    if (e.error && isUndeliverable(e.error)) this.m.undeliverable.inc({ side: 'server', topic: e.topic });
+    this.m.serverOutcome.at({ exchange: e.exchange ?? '', topic: e.topic, server: e.server, outcome: e.outcome }).value++;
+    if (e.error && isUndeliverable(e.error)) this.m.undeliverable.at({ side: 'server', topic: e.topic }).value++;
     // A request that never started (malformed) or started before we subscribed is not in flight here.
     if (!e.started || s.inFlight === 0) return;
     s.inFlight--;
-    this.m.serverInFlight.dec({ topic: e.topic, server: e.server });
-    s.end.inc();
+    s.inFlightGauge.value--;
+    s.end.value++;
     s.seconds.observe(e.durationMs / 1000);
     if (e.error) {
-      const exception = this.serverExceptions.get(e.error.name, '', (ok) => (ok ? e.error!.name : OTHER));
-      this.m.serverException.inc({ ...s.labels, exception });
+      const name = e.error.name;
+      const exception = this.serverExceptions.get(name, '', (ok) => (ok ? name : OTHER));
+      this.m.serverException.at({ ...s.labels, exception }).value++;
     }
   }
 
   private onClientStart(e: CallStartEvent): void {
     const s = this.client(e);
-    s.start.inc();
+    s.start.value++;
     s.inFlight++;
-    this.m.clientInFlight.inc({ call_type: e.kind, topic: e.topic });
+    s.inFlightGauge.value++;
   }
 
   private onClientEnd(e: CallEvent): void {
     const s = this.client(e);
-    if (e.error && isUndeliverable(e.error)) this.m.undeliverable.inc({ side: 'client', topic: e.topic });
+    if (e.error && isUndeliverable(e.error)) this.m.undeliverable.at({ side: 'client', topic: e.topic }).value++;
     if (s.inFlight === 0) return;
     s.inFlight--;
-    this.m.clientInFlight.dec({ call_type: e.kind, topic: e.topic });
-    s.end.inc();
+    s.inFlightGauge.value--;
+    s.end.value++;
     s.seconds.observe(e.durationMs / 1000);
     if (e.error) {
       const name = exceptionName(e.error);
       const exception = this.clientExceptions.get(name, '', (ok) => (ok ? name : OTHER));
-      this.m.clientException.inc({ ...s.labels, exception });
+      this.m.clientException.at({ ...s.labels, exception }).value++;
     }
   }
 
   private onConnection(e: ConnectionStateEvent): void {
     const labels = { driver: e.driver, host: e.host };
-    if (e.state === 'connected') this.m.connectionUp.set(labels, 1);
-    else if (e.state === 'disconnected') this.m.connectionUp.set(labels, 0);
-    else if (e.state === 'reconnecting') this.m.reconnects.inc({ driver: e.driver });
-    else if (e.state === 'blocked') this.m.blocked.set(labels, 1);
-    else if (e.state === 'unblocked') this.m.blocked.set(labels, 0);
+    if (e.state === 'connected') this.m.connectionUp.at(labels).value = 1;
+    else if (e.state === 'disconnected') this.m.connectionUp.at(labels).value = 0;
+    else if (e.state === 'reconnecting') this.m.reconnects.at({ driver: e.driver }).value++;
+    else if (e.state === 'blocked') this.m.blocked.at(labels).value = 1;
+    else if (e.state === 'unblocked') this.m.blocked.at(labels).value = 0;
   }
 
   private onNotification(e: NotificationEvent): void {
-    const priority = e.priority && PRIORITIES.has(e.priority.toLowerCase()) ? e.priority.toLowerCase() : OTHER;
-    this.m.notifications.inc({ priority, outcome: e.outcome });
+    const p = typeof e.priority === 'string' ? e.priority.toLowerCase() : '';
+    this.m.notifications.at({ priority: PRIORITIES.has(p) ? p : OTHER, outcome: e.outcome }).value++;
   }
 }
 
@@ -238,53 +298,36 @@ function exceptionName(err: Error): string {
   return typeof remote === 'string' && remote.length > 0 ? remote : err.name;
 }
 
-function defineMetrics(registry: Registry, buckets: number[] | undefined) {
-  const registers = [registry];
-  const counter = (name: string, help: string, labelNames: readonly string[]) => new Counter({ name, help, labelNames, registers });
-  const histogram = (name: string, help: string, labelNames: readonly string[]) =>
-    new Histogram({ name, help, labelNames, registers, ...(buckets ? { buckets } : {}) });
-  const gauge = (name: string, help: string, labelNames: readonly string[]) => new Gauge({ name, help, labelNames, registers });
-  const client = [...CLIENT_LABELS, 'method'];
+function defineMetrics(registry: Registry, buckets: readonly number[]) {
+  const counter = (name: string, help: string) => new ValueFamily(name, help, 'counter').register(registry);
+  const gauge = (name: string, help: string) => new ValueFamily(name, help, 'gauge').register(registry);
+  const histogram = (name: string, help: string) => new HistogramFamily(name, help, buckets).register(registry);
   return {
     serverStart: counter(
       'oslo_messaging_rpc_server_invocation_start_total',
       'Requests a server started on (parsed; malformed ones are not counted)',
-      SERVER_LABELS,
     ),
-    serverEnd: counter('oslo_messaging_rpc_server_invocation_end_total', 'Requests a server finished, either way', SERVER_LABELS),
-    serverException: counter('oslo_messaging_rpc_server_exception_total', 'Requests that ended in an exception, by exception class', [
-      ...SERVER_LABELS,
-      'exception',
-    ]),
-    serverSeconds: histogram('oslo_messaging_rpc_server_processing_second', 'Server processing time in seconds', SERVER_LABELS),
-    serverInFlight: gauge('hermod_rpc_server_in_flight', 'Requests running on servers now', ['topic', 'server']),
-    serverOutcome: counter('hermod_rpc_server_requests_total', 'Requests a server finished, by outcome (ok, error, invalid, aborted)', [
-      'exchange',
-      'topic',
-      'server',
-      'outcome',
-    ]),
-    clientStart: counter('oslo_messaging_rpc_client_invocation_start_total', 'Calls and casts started', client),
-    clientEnd: counter('oslo_messaging_rpc_client_invocation_end_total', 'Calls and casts finished, either way', client),
-    clientException: counter('oslo_messaging_rpc_client_exception_total', 'Calls and casts that failed, by exception class', [
-      ...client,
-      'exception',
-    ]),
-    clientSeconds: histogram('oslo_messaging_rpc_client_processing_second', 'Call and cast time in seconds', client),
-    clientInFlight: gauge('hermod_rpc_client_in_flight', 'Calls and casts in flight now', ['call_type', 'topic']),
+    serverEnd: counter('oslo_messaging_rpc_server_invocation_end_total', 'Requests a server finished, either way'),
+    serverException: counter('oslo_messaging_rpc_server_exception_total', 'Requests that ended in an exception, by exception class'),
+    serverSeconds: histogram('oslo_messaging_rpc_server_processing_second', 'Server processing time in seconds'),
+    serverInFlight: gauge('hermod_rpc_server_in_flight', 'Requests running on servers now'),
+    serverOutcome: counter('hermod_rpc_server_requests_total', 'Requests a server finished, by outcome (ok, error, invalid, aborted)'),
+    clientStart: counter('oslo_messaging_rpc_client_invocation_start_total', 'Calls and casts started'),
+    clientEnd: counter('oslo_messaging_rpc_client_invocation_end_total', 'Calls and casts finished, either way'),
+    clientException: counter('oslo_messaging_rpc_client_exception_total', 'Calls and casts that failed, by exception class'),
+    clientSeconds: histogram('oslo_messaging_rpc_client_processing_second', 'Call and cast time in seconds'),
+    clientInFlight: gauge('hermod_rpc_client_in_flight', 'Calls and casts in flight now'),
     undeliverable: counter(
       'hermod_rpc_undeliverable_total',
       'Messages nobody could take: calls with no queue bound (client), replies whose caller is gone (server)',
-      ['side', 'topic'],
     ),
-    connectionUp: gauge('hermod_connection_up', '1 while the connection to this host is up, 0 after it went down', ['driver', 'host']),
-    blocked: gauge('hermod_connection_blocked', '1 while the broker blocks publishing on this connection', ['driver', 'host']),
-    reconnects: counter('hermod_connection_reconnects_total', 'Reconnect attempts', ['driver']),
-    invalid: counter('hermod_messages_invalid_total', 'Messages dropped because they could not be decoded', ['where']),
+    connectionUp: gauge('hermod_connection_up', '1 while the connection to this host is up, 0 after it went down'),
+    blocked: gauge('hermod_connection_blocked', '1 while the broker blocks publishing on this connection'),
+    reconnects: counter('hermod_connection_reconnects_total', 'Reconnect attempts'),
+    invalid: counter('hermod_messages_invalid_total', 'Messages dropped because they could not be decoded'),
     notifications: counter(
       'hermod_notifications_total',
       'Notifications seen by listeners: handled, requeue, dropped, error (an endpoint threw)',
-      ['priority', 'outcome'],
     ),
   };
 }

@@ -50,11 +50,19 @@ t('oslo.metrics series, in-flight gauges and exceptions, scraped over HTTP', asy
   const { http, client } = await setup(ctx, 'memory://ops-metrics-1', 'mt1');
   for (let i = 0; i < 3; i++) assert.is(await client.call({}, 'add', { a: i, b: 1 }), i + 1);
   await rejects(client.call({}, 'fail', { message: 'no' }), 'HERMOD_ERR_REMOTE');
-  const slow = client.call({}, 'sleep', { ms: 300 });
-  await sleep(100);
-  let text = await scrape(http.url);
-  assert.is(sampleValue(text, 'hermod_rpc_server_in_flight', { topic: 'mt1', server: 's1' }), 1);
-  assert.is(sampleValue(text, 'hermod_rpc_client_in_flight', { call_type: 'call', topic: 'mt1' }), 1);
+  // While a slow call runs, both sides show it in flight (polled: the machine may be loaded).
+  const slow = client.call({}, 'sleep', { ms: 2000 });
+  let text = '';
+  const deadline = Date.now() + 1800;
+  let seen = false;
+  while (!seen && Date.now() < deadline) {
+    text = await scrape(http.url);
+    seen =
+      sampleValue(text, 'hermod_rpc_server_in_flight', { topic: 'mt1', server: 's1' }) === 1 &&
+      sampleValue(text, 'hermod_rpc_client_in_flight', { call_type: 'call', topic: 'mt1' }) === 1;
+    if (!seen) await sleep(50);
+  }
+  assert.ok(seen, `in-flight gauges never showed the slow call:\n${text}`);
   await slow;
 
   text = await scrape(http.url);
