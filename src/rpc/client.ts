@@ -1,4 +1,4 @@
-import { type CallStartEvent, channels, publish } from '../core/diagnostics.js';
+import { type CallEvent, channels, publish } from '../core/diagnostics.js';
 import { InvalidArgument, RPCVersionCapError } from '../core/errors.js';
 import { Semaphore } from '../core/semaphore.js';
 import { type Context, NoOpSerializer, type Serializer } from '../core/serializer.js';
@@ -136,18 +136,19 @@ export class RPCClient {
   }
 
   /** The fields of this client's diagnostics events for one call or cast of `method`. */
-  private event(kind: 'call' | 'cast', method: string): CallStartEvent {
+  private event(kind: 'call' | 'cast', method: string, end?: { started: number; error: Error | undefined }): CallEvent {
     const t = this.target;
-    return {
-      kind,
-      method,
-      topic: t.topic!,
-      exchange: t.exchange ?? this.transport.config.controlExchange,
-      ...(t.server ? { server: t.server } : {}),
-      ...(t.fanout ? { fanout: true } : {}),
-      ...(t.namespace !== undefined ? { namespace: t.namespace } : {}),
-      ...(t.version !== undefined ? { version: t.version } : {}),
-    };
+    // Built field by field: object spreads showed in the metrics bench.
+    const e = { kind, method, topic: t.topic!, exchange: t.exchange ?? this.transport.config.controlExchange } as CallEvent;
+    if (t.server) e.server = t.server;
+    if (t.fanout) e.fanout = true;
+    if (t.namespace !== undefined) e.namespace = t.namespace;
+    if (t.version !== undefined) e.version = t.version;
+    if (end) {
+      e.durationMs = performance.now() - end.started;
+      if (end.error) e.error = end.error;
+    }
+    return e;
   }
 
   private build(ctx: Context, method: string, args: unknown): { request: RpcRequest; ctx: Context } {
@@ -208,11 +209,7 @@ export class RPCClient {
     } finally {
       this.slots.release();
       span?.end(error);
-      publish(channels.clientCall, () => ({
-        ...this.event('call', method),
-        durationMs: performance.now() - started,
-        ...(error ? { error } : {}),
-      }));
+      publish(channels.clientCall, () => this.event('call', method, { started, error }));
     }
   }
 
@@ -235,11 +232,7 @@ export class RPCClient {
       throw err;
     } finally {
       span?.end(error);
-      publish(channels.clientCall, () => ({
-        ...this.event('cast', method),
-        durationMs: performance.now() - started,
-        ...(error ? { error } : {}),
-      }));
+      publish(channels.clientCall, () => this.event('cast', method, { started, error }));
     }
   }
 

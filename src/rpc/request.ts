@@ -156,25 +156,28 @@ export class ServerRequest implements Work {
   private finish(outcome: ServerRequestEvent['outcome'], error: Error | undefined): void {
     this.host.finished(outcome);
     this.incoming.done();
-    publish(channels.serverRequest, () => ({
-      ...this.event(),
-      durationMs: performance.now() - this.started,
-      outcome,
-      started: this.startedEvent,
-      ...(error ? { error } : {}),
-    }));
+    publish(channels.serverRequest, () => {
+      const e = this.event() as ServerRequestEvent;
+      e.durationMs = performance.now() - this.started;
+      e.outcome = outcome;
+      e.started = this.startedEvent;
+      if (error) e.error = error;
+      return e;
+    });
   }
 
   private event(): ServerRequestStartEvent {
     const target = this.host.target;
-    return {
+    // Built field by field: object spreads showed in the metrics bench.
+    const e: ServerRequestStartEvent = {
       server: target.server!,
       topic: target.topic!,
       exchange: this.host.exchange,
       method: this.method,
-      ...(this.namespace !== undefined ? { namespace: this.namespace } : {}),
-      ...(this.version !== undefined ? { version: this.version } : {}),
       kind: this.kind,
     };
+    if (this.namespace !== undefined) e.namespace = this.namespace;
+    if (this.version !== undefined) e.version = this.version;
+    return e;
   }
 }
