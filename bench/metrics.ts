@@ -23,8 +23,10 @@ const opts = new Command('bench-metrics')
 
 const progress = (s: string) => process.stderr.write(`  ${s}\n`);
 
-async function rate(call: () => Promise<unknown>, n: number, inFlight: number): Promise<number> {
+/** Calls per second, and CPU µs of this process per call (steadier than wall time on a loaded machine). */
+async function rate(call: () => Promise<unknown>, n: number, inFlight: number): Promise<{ rate: number; cpu: number }> {
   let next = 0;
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const lane = async () => {
     while (next < n) {
@@ -33,7 +35,8 @@ async function rate(call: () => Promise<unknown>, n: number, inFlight: number): 
     }
   };
   await Promise.all(Array.from({ length: inFlight }, lane));
-  return n / ((performance.now() - t0) / 1000);
+  const c = process.cpuUsage(c0);
+  return { rate: n / ((performance.now() - t0) / 1000), cpu: (c.user + c.system) / n };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -43,6 +46,8 @@ interface Row {
   off: number;
   on: number;
   cost: number;
+  cpuOff: number;
+  cpuOn: number;
   offRounds: number[];
   onRounds: number[];
 }
@@ -64,12 +69,15 @@ async function measure(target: string, url: string): Promise<Row> {
     await rate(call, Math.min(2000, opts.calls), opts.concurrency);
     const off: number[] = [];
     const on: number[] = [];
+    const cpuOff: number[] = [];
+    const cpuOn: number[] = [];
     for (let r = 0; r < opts.rounds; r++) {
       for (const setting of r % 2 === 0 ? ['off', 'on'] : ['on', 'off']) {
         if (setting === 'on') metrics.start();
         const v = await rate(call, opts.calls, opts.concurrency);
         metrics.stop();
-        (setting === 'on' ? on : off).push(v);
+        (setting === 'on' ? on : off).push(v.rate);
+        (setting === 'on' ? cpuOn : cpuOff).push(v.cpu);
       }
       progress(`${target}: round ${r + 1}/${opts.rounds} off ${Math.round(off.at(-1)!)} on ${Math.round(on.at(-1)!)} calls/s`);
     }
@@ -80,7 +88,7 @@ async function measure(target: string, url: string): Promise<Row> {
     }
     const o = median(off);
     const n = median(on);
-    return { target, off: o, on: n, cost: 1 - n / o, offRounds: off, onRounds: on };
+    return { target, off: o, on: n, cost: 1 - n / o, cpuOff: median(cpuOff), cpuOn: median(cpuOn), offRounds: off, onRounds: on };
   } finally {
     metrics.close();
     await server.stop();
@@ -123,9 +131,12 @@ async function main(): Promise<void> {
   const lines = [
     `metrics cost — ${machine}; ${opts.concurrency} in flight, ${opts.calls} calls × ${opts.rounds} rounds per setting (medians)`,
     '',
-    '| target | metrics off (calls/s) | metrics on (calls/s) | cost |',
-    '|:--|--:|--:|--:|',
-    ...rows.map((r) => `| ${r.target} | ${Math.round(r.off)} | ${Math.round(r.on)} | ${(r.cost * 100).toFixed(1)} % |`),
+    '| target | off (calls/s) | on (calls/s) | throughput cost | CPU µs/call off | on | CPU cost |',
+    '|:--|--:|--:|--:|--:|--:|--:|',
+    ...rows.map(
+      (r) =>
+        `| ${r.target} | ${Math.round(r.off)} | ${Math.round(r.on)} | ${(r.cost * 100).toFixed(1)} % | ${r.cpuOff.toFixed(1)} | ${r.cpuOn.toFixed(1)} | ${((r.cpuOn / r.cpuOff - 1) * 100).toFixed(1)} % |`,
+    ),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   if (opts.json) writeFileSync(opts.json, JSON.stringify({ machine, options: opts, rows, at: new Date().toISOString() }, null, 2));
