@@ -115,6 +115,13 @@ module.exports = {
       to: { path: '^src/', pathNot: '^src/(rhea|core)/' },
     },
     {
+      name: 'ops-on-top',
+      severity: 'error',
+      comment: 'src/ops/ (runner, workers, metrics, status) builds on rpc/, notify/ and the transport; nothing else in src/ imports it.',
+      from: { path: '^src/', pathNot: '^src/ops/' },
+      to: { path: '^src/ops/' },
+    },
+    {
       name: 'no-unresolvable',
       severity: 'error',
       comment: 'Every import resolves (a moved file left a stale path).',

@@ -10,6 +10,7 @@ import { exitOnUsage, fatal } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { getTransport, RPCServer, type ServerRequestEvent, Target } from '../src/index.js';
+import { exposeMetrics } from '../src/ops/metrics.js';
 
 async function loadEndpoints(specs: string[], ctx: { server: string; topic: string }): Promise<object[]> {
   const out: object[] = [];
@@ -43,6 +44,7 @@ async function main(): Promise<void> {
     .option('--endpoints <modules...>', 'ES modules whose default export is an endpoint, a list of them, a class or a factory')
     .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL}, the embedded router)`)
     .option('--concurrency <n>', 'requests run at once', (v) => Number(v))
+    .option('--metrics-port <[host:]port>', 'serve Prometheus metrics at http://host:port/metrics (host 127.0.0.1 unless given)')
     .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long running requests may finish (default rpc.stopTimeout, 25 s)')
     .addHelpText('after', '\nAlso: --config key=value | --config key value, --config-file file.json, --help-config')
     .exitOverride(exitOnUsage)
@@ -57,6 +59,7 @@ async function main(): Promise<void> {
     transportUrl?: string;
     concurrency?: number;
     shutdownTimeout?: string;
+    metricsPort?: string;
   }>();
   const timeoutMs = parseShutdownTimeout(o.shutdownTimeout, config.rpc.stopTimeout);
   const log = makeLogger(config, `rpc-server ${name}`);
@@ -66,6 +69,8 @@ async function main(): Promise<void> {
   const endpoints = o.endpoints?.length
     ? await loadEndpoints(o.endpoints, { server: name, topic: o.topic })
     : [new DemoEndpoints(name, o.namespace, o.version)];
+  const metrics = o.metricsPort === undefined ? undefined : await exposeMetrics(o.metricsPort);
+  if (metrics) log.info(`metrics at ${metrics.url}`);
   const transport = await getTransport(o.transportUrl, { config });
   const server = new RPCServer(transport, target, endpoints, o.concurrency ? { concurrency: o.concurrency } : {});
 
@@ -97,12 +102,14 @@ async function main(): Promise<void> {
         await server.stop();
         const res = await server.wait(deadline);
         await transport.close();
+        await metrics?.close();
         return res.aborted;
       },
       // Their callers get ServerStopped; unacknowledged requests go back to the broker.
       abort: async () => {
         await server.abort();
         await transport.close();
+        await metrics?.close();
       },
     },
   });

@@ -10,8 +10,12 @@ import diagnostics_channel from 'node:diagnostics_channel';
  * ```
  */
 export const channels = {
+  /** {@link CallStartEvent} when a client call or cast starts. */
+  clientCallStart: diagnostics_channel.channel('hermod:rpc:client:start'),
   /** {@link CallEvent} when a client call or cast finishes (either way). */
   clientCall: diagnostics_channel.channel('hermod:rpc:client:call'),
+  /** {@link ServerRequestStartEvent} when a server has parsed a request and starts on it. */
+  serverRequestStart: diagnostics_channel.channel('hermod:rpc:server:start'),
   /** {@link ServerRequestEvent} when a server finishes a request. */
   serverRequest: diagnostics_channel.channel('hermod:rpc:server:request'),
   /** {@link InvalidMessageEvent} when a listener drops a message it cannot decode. */
@@ -22,25 +26,45 @@ export const channels = {
   notification: diagnostics_channel.channel('hermod:notify:listener'),
 } as const;
 
-/** Published on `hermod:rpc:client:call`. */
-export interface CallEvent {
+/** Published on `hermod:rpc:client:start`; the matching {@link CallEvent} follows. */
+export interface CallStartEvent {
   kind: 'call' | 'cast';
   method: string;
   topic: string;
   server?: string;
   fanout?: boolean;
+  /** The target's exchange, when it names one (else the transport's control exchange). */
+  exchange?: string;
+  namespace?: string;
+  version?: string;
+}
+
+/** Published on `hermod:rpc:client:call`. */
+export interface CallEvent extends CallStartEvent {
   durationMs: number;
   error?: Error;
 }
 
-/** Published on `hermod:rpc:server:request`. */
-export interface ServerRequestEvent {
+/**
+ * Published on `hermod:rpc:server:start` once a request parsed (a malformed one has no start,
+ * only its end); the matching {@link ServerRequestEvent} follows. `method`, `namespace` and
+ * `version` come from the caller: consumers must bound what they keep per distinct value.
+ */
+export interface ServerRequestStartEvent {
   server: string;
   topic: string;
+  exchange?: string;
   method: string;
+  namespace?: string;
+  version?: string;
   kind: 'call' | 'cast';
+}
+
+/** Published on `hermod:rpc:server:request`. `started` tells whether a start event came before. */
+export interface ServerRequestEvent extends ServerRequestStartEvent {
   durationMs: number;
   outcome: 'ok' | 'error' | 'invalid' | 'aborted';
+  started: boolean;
   error?: Error;
 }
 

@@ -1,11 +1,12 @@
 import { type ContractProxy, type Contracts, contractsOf } from '../contracts/contract.js';
 import { checkArgs, compileContracts } from '../contracts/validator.js';
 import { ContractViolation } from '../contracts/violation.js';
-import { channels, publish } from '../core/diagnostics.js';
+import { type CallEvent, channels, publish } from '../core/diagnostics.js';
 import { InvalidArgument, RPCVersionCapError } from '../core/errors.js';
 import { Semaphore } from '../core/semaphore.js';
 import { type Context, NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { Target, type TargetOverrides, versionIsCompatible } from '../core/target.js';
+import { clientSpan } from '../core/tracing.js';
 import type { RpcRequest } from '../driver/driver.js';
 import { START_HINT } from '../jobs/context.js';
 import { InvalidJobToken } from '../jobs/errors.js';
@@ -168,6 +169,22 @@ export class RPCClient {
     return versionIsCompatible(this.opts.versionCap, version);
   }
 
+  /** The fields of this client's diagnostics events for one call or cast of `method`. */
+  private event(kind: 'call' | 'cast', method: string, end?: { started: number; error: Error | undefined }): CallEvent {
+    const t = this.target;
+    // Built field by field: object spreads showed in the metrics bench.
+    const e = { kind, method, topic: t.topic!, exchange: t.exchange ?? this.transport.config.controlExchange } as CallEvent;
+    if (t.server) e.server = t.server;
+    if (t.fanout) e.fanout = true;
+    if (t.namespace !== undefined) e.namespace = t.namespace;
+    if (t.version !== undefined) e.version = t.version;
+    if (end) {
+      e.durationMs = performance.now() - end.started;
+      if (end.error) e.error = end.error;
+    }
+    return e;
+  }
+
   private build(ctx: Context, method: string, args: unknown): { request: RpcRequest; ctx: Context } {
     if (typeof method !== 'string' || method.length === 0) throw new InvalidArgument('method must be a non-empty string');
     if (ctx === null || typeof ctx !== 'object' || Array.isArray(ctx)) {
@@ -256,9 +273,11 @@ export class RPCClient {
     let error: Error | undefined;
     const acquired = this.slots.acquire(timeout, `call ${method}`);
     if (acquired) await acquired;
+    publish(channels.clientCallStart, () => this.event('call', method));
+    const span = clientSpan(() => this.event('call', method), wireCtx);
     try {
       const remaining = Math.max(1, timeout - (performance.now() - started));
-      const reply = await this.transport.driver.send(this.target, wireCtx, request, {
+      const reply = await this.transport.driver.send(this.target, span?.ctx ?? wireCtx, request, {
         waitForReply: true,
         timeout: remaining,
         callMonitorTimeout: options.callMonitorTimeout ?? this.opts.callMonitorTimeout,
@@ -272,14 +291,8 @@ export class RPCClient {
       throw err;
     } finally {
       this.slots.release();
-      publish(channels.clientCall, () => ({
-        kind: 'call' as const,
-        method,
-        topic: this.target.topic!,
-        ...(this.target.server ? { server: this.target.server } : {}),
-        durationMs: performance.now() - started,
-        ...(error ? { error } : {}),
-      }));
+      span?.end(error);
+      publish(channels.clientCall, () => this.event('call', method, { started, error }));
     }
   }
 
@@ -289,8 +302,10 @@ export class RPCClient {
     const { request, ctx: wireCtx } = this.build(ctx, method, args);
     const started = performance.now();
     let error: Error | undefined;
+    publish(channels.clientCallStart, () => this.event('cast', method));
+    const span = clientSpan(() => this.event('cast', method), wireCtx);
     try {
-      await this.transport.driver.send(this.target, wireCtx, request, {
+      await this.transport.driver.send(this.target, span?.ctx ?? wireCtx, request, {
         waitForReply: false,
         timeout: this.opts.timeout,
         retry: this.opts.retry,
@@ -299,15 +314,8 @@ export class RPCClient {
       error = err as Error;
       throw err;
     } finally {
-      publish(channels.clientCall, () => ({
-        kind: 'cast' as const,
-        method,
-        topic: this.target.topic!,
-        ...(this.target.server ? { server: this.target.server } : {}),
-        ...(this.target.fanout ? { fanout: true } : {}),
-        durationMs: performance.now() - started,
-        ...(error ? { error } : {}),
-      }));
+      span?.end(error);
+      publish(channels.clientCall, () => this.event('cast', method, { started, error }));
     }
   }
 

@@ -53,7 +53,10 @@ export class IntrospectionEndpoint {
           topic: { type: 'string' },
           concurrency: { type: 'integer' },
           uptimeMs: { type: 'number' },
-          stats: { type: 'object', additionalProperties: { type: 'number' } },
+          stats: {
+            type: 'object',
+            additionalProperties: { anyOf: [{ type: 'number' }, { type: 'object', additionalProperties: { type: 'number' } }] },
+          },
           endpoints: {
             type: 'array',
             items: {

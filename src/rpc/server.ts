@@ -128,6 +128,7 @@ export class RPCServer {
     });
     this.host = {
       target,
+      exchange: target.exchange ?? transport.config.controlExchange,
       jobs,
       dispatcher,
       sendTraceback: options.sendTraceback ?? conf.sendTraceback,

@@ -1,0 +1,153 @@
+import {
+  context,
+  createTraceState,
+  isSpanContextValid,
+  type Context as OtelContext,
+  ProxyTracerProvider,
+  ROOT_CONTEXT,
+  type Span,
+  type SpanContext,
+  SpanKind,
+  SpanStatusCode,
+  type Tracer,
+  trace,
+} from '@opentelemetry/api';
+import type { Context } from './serializer.js';
+
+/**
+ * W3C trace context in the RPC context, and spans around client calls and server dispatch
+ * through `@opentelemetry/api`. The keys are `traceparent` and `tracestate`, which the rabbit
+ * wire carries as `_context_traceparent` / `_context_tracestate`; oslo peers pass unknown
+ * context keys through. Nothing happens unless the application registered a tracer provider
+ * (an OpenTelemetry SDK): then the cost is one global lookup per call.
+ *
+ * traceparent is parsed and formatted here (a few lines of the W3C spec) rather than through
+ * the application's propagator: the wire field must be W3C whatever propagator the application
+ * uses, and `@opentelemetry/core` would be a second runtime dependency for it.
+ */
+
+/** What a span is about: the event fields of the call or request. */
+export interface SpanInfo {
+  kind: 'call' | 'cast';
+  method: string;
+  topic?: string;
+  server?: string;
+  exchange?: string;
+  namespace?: string;
+  version?: string;
+  fanout?: boolean;
+}
+
+/** A client span in progress: send `ctx` (the context with traceparent), then `end()`. */
+export interface ClientSpan {
+  readonly ctx: Context;
+  end(error?: Error): void;
+}
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/s;
+const MAX_TRACESTATE = 512;
+
+/** The registered tracer, or undefined when the application registered none. */
+function tracer(): Tracer | undefined {
+  const provider = trace.getTracerProvider();
+  if (provider instanceof ProxyTracerProvider) return provider.getDelegateTracer('hermod');
+  return provider.getTracer('hermod');
+}
+
+/** The span context in `ctx.traceparent`/`tracestate`, or undefined when absent or malformed. */
+export function extractTraceContext(ctx: Context): SpanContext | undefined {
+  const tp = ctx.traceparent;
+  if (typeof tp !== 'string' || tp.length > 512) return undefined;
+  const m = TRACEPARENT.exec(tp.trim().toLowerCase());
+  if (!m || m[1] === 'ff' || (m[1] === '00' && m[5] !== undefined)) return undefined;
+  const sc: SpanContext = { traceId: m[2]!, spanId: m[3]!, traceFlags: Number.parseInt(m[4]!, 16) & 1, isRemote: true };
+  if (!isSpanContextValid(sc)) return undefined;
+  const ts = ctx.tracestate;
+  if (typeof ts === 'string' && ts.length > 0 && ts.length <= MAX_TRACESTATE) sc.traceState = createTraceState(ts);
+  return sc;
+}
+
+/** `ctx` plus the traceparent (and tracestate) of `sc`. */
+export function injectTraceContext(ctx: Context, sc: SpanContext): Context {
+  const out: Context = { ...ctx, traceparent: `00-${sc.traceId}-${sc.spanId}-0${sc.traceFlags & 1}` };
+  const ts = sc.traceState?.serialize();
+  if (ts) out.tracestate = ts;
+  else delete out.tracestate;
+  return out;
+}
+
+function attributes(info: SpanInfo): Record<string, string | boolean> {
+  const a: Record<string, string | boolean> = { 'rpc.system': 'oslo_messaging', 'rpc.method': info.method, 'hermod.kind': info.kind };
+  if (info.topic !== undefined) {
+    a['rpc.service'] = info.topic;
+    a['messaging.destination.name'] = info.topic;
+  }
+  if (info.server !== undefined) a['hermod.server'] = info.server;
+  if (info.exchange !== undefined) a['hermod.exchange'] = info.exchange;
+  if (info.namespace !== undefined) a['hermod.namespace'] = info.namespace;
+  if (info.version !== undefined) a['hermod.version'] = info.version;
+  if (info.fanout) a['hermod.fanout'] = true;
+  return a;
+}
+
+function finish(span: Span, error: unknown): void {
+  if (error !== undefined) {
+    const err = error instanceof Error ? error : new Error(String(error));
+    span.recordException(err);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+  }
+  span.end();
+}
+
+/**
+ * Starts the span of a call or cast, child of the active span or else of the traceparent the
+ * context already carries; undefined (and nothing done) when no tracer is registered.
+ */
+export function clientSpan(info: () => SpanInfo, wireCtx: Context): ClientSpan | undefined {
+  const t = tracer();
+  if (!t) return undefined;
+  const i = info();
+  let parent: OtelContext = context.active();
+  if (!trace.getSpanContext(parent)) {
+    const remote = extractTraceContext(wireCtx);
+    if (remote) parent = trace.setSpanContext(parent, remote);
+  }
+  const span = t.startSpan(
+    `${i.topic ?? ''}/${i.method}`,
+    { kind: i.kind === 'call' ? SpanKind.CLIENT : SpanKind.PRODUCER, attributes: attributes(i) },
+    parent,
+  );
+  const sc = span.spanContext();
+  return {
+    ctx: isSpanContextValid(sc) ? injectTraceContext(wireCtx, sc) : wireCtx,
+    end: (error) => finish(span, error),
+  };
+}
+
+/**
+ * Runs a server's dispatch of one request inside its span (child of the caller's traceparent),
+ * active for the endpoint so its own calls nest under it; just runs `fn` when no tracer is
+ * registered.
+ */
+export function serverSpan<T>(ctx: Context, info: () => SpanInfo, fn: () => Promise<T>): Promise<T> {
+  const t = tracer();
+  if (!t) return fn();
+  const i = info();
+  const remote = extractTraceContext(ctx);
+  const parent = remote ? trace.setSpanContext(ROOT_CONTEXT, remote) : ROOT_CONTEXT;
+  const span = t.startSpan(
+    `${i.topic ?? ''}/${i.method}`,
+    { kind: i.kind === 'call' ? SpanKind.SERVER : SpanKind.CONSUMER, attributes: attributes(i) },
+    parent,
+  );
+  return context.with(trace.setSpan(parent, span), fn).then(
+    (result) => {
+      finish(span, undefined);
+      return result;
+    },
+    (err: unknown) => {
+      finish(span, err);
+      throw err;
+    },
+  );
+}

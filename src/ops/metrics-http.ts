@@ -1,0 +1,86 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AggregatorRegistry, type Registry } from 'prom-client';
+
+/** Options of {@link serveMetrics} and {@link serveClusterMetrics}. */
+export interface ServeMetricsOptions {
+  /** TCP port; 0 picks a free one (see {@link MetricsServer.port}). */
+  port: number;
+  /** Address to bind. @default '127.0.0.1' (metrics are not for the world unless asked) */
+  host?: string;
+  /** Path of the exposition. @default '/metrics' */
+  path?: string;
+}
+
+/** A running metrics endpoint. */
+export interface MetricsServer {
+  /** The bound port (the real one when 0 was asked). */
+  readonly port: number;
+  /** `http://host:port/metrics`. */
+  readonly url: string;
+  /** Stops listening and ends open connections; resolves when closed. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves a registry as Prometheus text over HTTP (`GET /metrics`; anything else is 404).
+ * Plain node:http rather than fastify: one read-only route needs no framework, and this keeps
+ * fastify's load time out of `rpc-server --metrics-port`.
+ */
+export function serveMetrics(
+  metrics: { text(): Promise<string>; readonly contentType: string } | Registry,
+  options: ServeMetricsOptions,
+): Promise<MetricsServer> {
+  const exposition = 'text' in metrics ? () => metrics.text() : () => (metrics as Registry).metrics();
+  return listen(options, exposition, () => metrics.contentType);
+}
+
+/**
+ * On a `node:cluster` primary: serves the sum of every worker's metrics (counters and
+ * histograms summed, gauges summed: in-flight calls of all workers, connections up). Each
+ * worker runs a started {@link Metrics}; a scrape asks every connected worker and fails with
+ * 500 if one does not answer within 5 s (prom-client's limit).
+ */
+export function serveClusterMetrics(options: ServeMetricsOptions): Promise<MetricsServer> {
+  const aggregator = new AggregatorRegistry();
+  return listen(
+    options,
+    () => aggregator.clusterMetrics(),
+    () => aggregator.contentType,
+  );
+}
+
+function listen(options: ServeMetricsOptions, exposition: () => Promise<string>, contentType: () => string): Promise<MetricsServer> {
+  const host = options.host ?? '127.0.0.1';
+  const path = options.path ?? '/metrics';
+  const server = http.createServer((req, res) => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (url !== path || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res.writeHead(url === path ? 405 : 404, { 'content-type': 'text/plain' }).end(url === path ? 'method not allowed\n' : 'not found\n');
+      return;
+    }
+    exposition().then(
+      (text) => res.writeHead(200, { 'content-type': contentType() }).end(req.method === 'HEAD' ? undefined : text),
+      (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics unavailable: ${err.message}\n`),
+    );
+  });
+  // A scrape is one short request: idle keep-alive sockets must not hold a stopping process.
+  server.keepAliveTimeout = 5_000;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, host, () => {
+      server.off('error', reject);
+      const port = (server.address() as AddressInfo).port;
+      const shown = host.includes(':') ? `[${host}]` : host;
+      resolve({
+        port,
+        url: `http://${shown}:${port}${path}`,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            server.closeAllConnections();
+          }),
+      });
+    });
+  });
+}

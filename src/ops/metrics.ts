@@ -1,0 +1,361 @@
+import cluster from 'node:cluster';
+import diagnostics_channel from 'node:diagnostics_channel';
+import { AggregatorRegistry, Registry } from 'prom-client';
+import type {
+  CallEvent,
+  CallStartEvent,
+  ConnectionStateEvent,
+  InvalidMessageEvent,
+  NotificationEvent,
+  ServerRequestEvent,
+  ServerRequestStartEvent,
+} from '../core/diagnostics.js';
+import { InvalidArgument } from '../core/errors.js';
+import { type Cell, type HistogramCell, HistogramFamily, ValueFamily } from './metrics-family.js';
+import { type MetricsServer, serveMetrics } from './metrics-http.js';
+import { LabelCap, OTHER } from './metrics-labels.js';
+
+export { type MetricsServer, type ServeMetricsOptions, serveClusterMetrics, serveMetrics } from './metrics-http.js';
+
+/** Options of {@link Metrics}. */
+export interface MetricsOptions {
+  /** Registry to fill. @default a registry of its own */
+  registry?: Registry;
+  /**
+   * Distinct namespace/version/method combinations kept per side (server, client); later
+   * ones are counted under `__other__`. Method names come from peers: this bounds the series
+   * a caller can create. @default 500
+   */
+  maxMethods?: number;
+  /** Distinct `exception` label values kept per side. @default 100 */
+  maxExceptions?: number;
+  /** Histogram buckets in seconds. @default prom-client's (as oslo.metrics: 5 ms … 10 s) */
+  buckets?: number[];
+}
+
+const PRIORITIES = new Set(['audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample']);
+/** prom-client's (and Python prometheus_client's, so oslo.metrics') default buckets, in seconds. */
+const DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+type Labels = Record<string, string>;
+/** The cells of one server or client series, found once per distinct label set. */
+interface Series {
+  key: string;
+  labels: Labels;
+  start: Cell;
+  end: Cell;
+  seconds: HistogramCell;
+  inFlightGauge: Cell;
+  inFlight: number;
+  /** The event fields it was made for: the next event with the same ones skips the lookup. */
+  fields: readonly (string | undefined)[];
+}
+
+/** Workers whose metrics the primary aggregates ({@link serveClusterMetrics}). */
+const clusterRegistries = new Set<Registry>();
+let clusterListening = false;
+
+/**
+ * Prometheus metrics of everything hermod does in this process, built only from its
+ * `node:diagnostics_channel` events: oslo.metrics' RPC server and client series (same names
+ * and labels, minus `endpoint` and `process`; the client side adds `method`), plus in-flight
+ * calls, outcomes, undeliverable messages, connection state, reconnects, invalid messages and
+ * notifications.
+ *
+ * `start()` subscribes, `stop()` unsubscribes (series keep their values), `close()` also
+ * empties the registry. Nothing is counted while stopped, and nothing costs anything then:
+ * the events are not even built without a subscriber.
+ */
+export class Metrics {
+  readonly registry: Registry;
+  private readonly subscriptions: Array<[string, (message: unknown) => void]>;
+  private running = false;
+  private readonly serverSeries: LabelCap<Series>;
+  private readonly clientSeries: LabelCap<Series>;
+  private readonly serverExceptions: LabelCap<string>;
+  private readonly clientExceptions: LabelCap<string>;
+  private lastServer: Series | undefined;
+  private lastClient: Series | undefined;
+  private readonly m: ReturnType<typeof defineMetrics>;
+
+  constructor(options: MetricsOptions = {}) {
+    this.registry = options.registry ?? new Registry();
+    this.m = defineMetrics(this.registry, options.buckets ?? DEFAULT_BUCKETS);
+    const maxMethods = options.maxMethods ?? 500;
+    const maxExceptions = options.maxExceptions ?? 100;
+    this.serverSeries = new LabelCap(maxMethods);
+    this.clientSeries = new LabelCap(maxMethods);
+    this.serverExceptions = new LabelCap(maxExceptions);
+    this.clientExceptions = new LabelCap(maxExceptions);
+    this.subscriptions = [
+      ['hermod:rpc:server:start', (e) => this.onServerStart(e as ServerRequestStartEvent)],
+      ['hermod:rpc:server:request', (e) => this.onServerEnd(e as ServerRequestEvent)],
+      ['hermod:rpc:client:start', (e) => this.onClientStart(e as CallStartEvent)],
+      ['hermod:rpc:client:call', (e) => this.onClientEnd(e as CallEvent)],
+      ['hermod:connection:state', (e) => this.onConnection(e as ConnectionStateEvent)],
+      ['hermod:message:invalid', (e) => this.m.invalid.at({ where: (e as InvalidMessageEvent).where }).value++],
+      ['hermod:notify:listener', (e) => this.onNotification(e as NotificationEvent)],
+    ];
+  }
+
+  /** Subscribes to hermod's events; idempotent. In a cluster worker, also answers the primary's scrapes. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    for (const [name, fn] of this.subscriptions) diagnostics_channel.subscribe(name, fn);
+    if (cluster.isWorker) {
+      clusterRegistries.add(this.registry);
+      // prom-client answers the primary from the registries set here; its listener lives as
+      // long as the worker (prom-client cannot remove it), and answers [] once all stopped.
+      if (!clusterListening) {
+        new AggregatorRegistry();
+        clusterListening = true;
+      }
+      AggregatorRegistry.setRegistries([...clusterRegistries]);
+    }
+  }
+
+  /** Unsubscribes; the series keep their values. */
+  stop(): void {
+    if (!this.running) return;
+    this.running = false;
+    for (const [name, fn] of this.subscriptions) diagnostics_channel.unsubscribe(name, fn);
+    if (clusterRegistries.delete(this.registry)) AggregatorRegistry.setRegistries([...clusterRegistries]);
+  }
+
+  /** Stops and removes every series from the registry. */
+  close(): void {
+    this.stop();
+    this.registry.clear();
+  }
+
+  /** The Prometheus text exposition of the registry. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** The content type of {@link text}. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private server(e: ServerRequestStartEvent): Series {
+    const last = this.lastServer;
+    const f = last?.fields;
+    if (
+      f &&
+      f[0] === e.method &&
+      f[1] === e.topic &&
+      f[2] === e.server &&
+      f[3] === e.exchange &&
+      f[4] === e.namespace &&
+      f[5] === e.version
+    ) {
+      return last!;
+    }
+    const own = `${e.exchange}\0${e.topic}\0${e.server}`;
+    const key = `${own}\0${e.namespace ?? ''}\0${e.version ?? ''}\0${e.method}`;
+    const s = this.serverSeries.get(key, own, (admitted) => {
+      const labels: Labels = {
+        exchange: e.exchange ?? '',
+        topic: e.topic,
+        server: e.server,
+        namespace: admitted ? (e.namespace ?? '') : OTHER,
+        version: admitted ? (e.version ?? '') : OTHER,
+        method: admitted ? e.method : OTHER,
+      };
+      const gauge = this.m.serverInFlight.at({ topic: e.topic, server: e.server });
+      return this.series(admitted ? key : `${own}\0${OTHER}`, labels, 'server', gauge);
+    });
+    s.fields = [e.method, e.topic, e.server, e.exchange, e.namespace, e.version];
+    this.lastServer = s;
+    return s;
+  }
+
+  private client(e: CallStartEvent): Series {
+    const last = this.lastClient;
+    const f = last?.fields;
+    if (
+      f &&
+      f[0] === e.method &&
+      f[1] === e.topic &&
+      f[2] === e.server &&
+      f[3] === e.exchange &&
+      f[4] === e.namespace &&
+      f[5] === e.version &&
+      f[6] === e.kind &&
+      f[7] === (e.fanout ? 'True' : 'False')
+    ) {
+      return last!;
+    }
+    const own = `${e.kind}\0${e.exchange}\0${e.topic}\0${e.server ?? ''}\0${e.fanout ? 1 : 0}`;
+    const key = `${own}\0${e.namespace ?? ''}\0${e.version ?? ''}\0${e.method}`;
+    const s = this.clientSeries.get(key, own, (admitted) => {
+      const labels: Labels = {
+        call_type: e.kind,
+        exchange: e.exchange ?? '',
+        topic: e.topic,
+        namespace: admitted ? (e.namespace ?? '') : OTHER,
+        version: admitted ? (e.version ?? '') : OTHER,
+        server: e.server ?? '',
+        fanout: e.fanout ? 'True' : 'False',
+        // Not an oslo.metrics client label (oslo groups by target); hermod adds it.
+        method: admitted ? e.method : OTHER,
+      };
+      const gauge = this.m.clientInFlight.at({ call_type: e.kind, topic: e.topic });
+      return this.series(admitted ? key : `${own}\0${OTHER}`, labels, 'client', gauge);
+    });
+    s.fields = [e.method, e.topic, e.server, e.exchange, e.namespace, e.version, e.kind, e.fanout ? 'True' : 'False'];
+    this.lastClient = s;
+    return s;
+  }
+
+  private series(key: string, labels: Labels, side: 'server' | 'client', inFlightGauge: Cell): Series {
+    const m =
+      side === 'server'
+        ? [this.m.serverStart, this.m.serverEnd, this.m.serverSeconds]
+        : [this.m.clientStart, this.m.clientEnd, this.m.clientSeconds];
+    return {
+      key,
+      labels,
+      start: (m[0] as ValueFamily).cell(key, labels),
+      end: (m[1] as ValueFamily).cell(key, labels),
+      seconds: (m[2] as HistogramFamily).cell(key, labels),
+      inFlightGauge,
+      inFlight: 0,
+      fields: [],
+    };
+  }
+
+  private onServerStart(e: ServerRequestStartEvent): void {
+    const s = this.server(e);
+    s.start.value++;
+    s.inFlight++;
+    s.inFlightGauge.value++;
+  }
+
+  private onServerEnd(e: ServerRequestEvent): void {
+    const s = this.server(e);
+    this.m.serverOutcome.at({ exchange: e.exchange ?? '', topic: e.topic, server: e.server, outcome: e.outcome }).value++;
+    if (e.error && isUndeliverable(e.error)) this.m.undeliverable.at({ side: 'server', topic: e.topic }).value++;
+    // A request that never started (malformed) or started before we subscribed is not in flight here.
+    if (!e.started || s.inFlight === 0) return;
+    s.inFlight--;
+    s.inFlightGauge.value--;
+    s.end.value++;
+    s.seconds.observe(e.durationMs / 1000);
+    if (e.error) {
+      const name = e.error.name;
+      const exception = this.serverExceptions.get(name, '', (ok) => (ok ? name : OTHER));
+      this.m.serverException.at({ ...s.labels, exception }).value++;
+    }
+  }
+
+  private onClientStart(e: CallStartEvent): void {
+    const s = this.client(e);
+    s.start.value++;
+    s.inFlight++;
+    s.inFlightGauge.value++;
+  }
+
+  private onClientEnd(e: CallEvent): void {
+    const s = this.client(e);
+    if (e.error && isUndeliverable(e.error)) this.m.undeliverable.at({ side: 'client', topic: e.topic }).value++;
+    if (s.inFlight === 0) return;
+    s.inFlight--;
+    s.inFlightGauge.value--;
+    s.end.value++;
+    s.seconds.observe(e.durationMs / 1000);
+    if (e.error) {
+      const name = exceptionName(e.error);
+      const exception = this.clientExceptions.get(name, '', (ok) => (ok ? name : OTHER));
+      this.m.clientException.at({ ...s.labels, exception }).value++;
+    }
+  }
+
+  private onConnection(e: ConnectionStateEvent): void {
+    const labels = { driver: e.driver, host: e.host };
+    if (e.state === 'connected') this.m.connectionUp.at(labels).value = 1;
+    else if (e.state === 'disconnected') this.m.connectionUp.at(labels).value = 0;
+    else if (e.state === 'reconnecting') this.m.reconnects.at({ driver: e.driver }).value++;
+    else if (e.state === 'blocked') this.m.blocked.at(labels).value = 1;
+    else if (e.state === 'unblocked') this.m.blocked.at(labels).value = 0;
+  }
+
+  private onNotification(e: NotificationEvent): void {
+    const p = typeof e.priority === 'string' ? e.priority.toLowerCase() : '';
+    this.m.notifications.at({ priority: PRIORITIES.has(p) ? p : OTHER, outcome: e.outcome }).value++;
+  }
+}
+
+function isUndeliverable(err: Error): boolean {
+  return (err as { code?: unknown }).code === 'HERMOD_ERR_UNDELIVERABLE';
+}
+
+/** A remote error is labelled by the remote class (oslo labels by exception class). */
+function exceptionName(err: Error): string {
+  const remote = (err as { excType?: unknown }).excType;
+  return typeof remote === 'string' && remote.length > 0 ? remote : err.name;
+}
+
+function defineMetrics(registry: Registry, buckets: readonly number[]) {
+  const counter = (name: string, help: string) => new ValueFamily(name, help, 'counter').register(registry);
+  const gauge = (name: string, help: string) => new ValueFamily(name, help, 'gauge').register(registry);
+  const histogram = (name: string, help: string) => new HistogramFamily(name, help, buckets).register(registry);
+  return {
+    serverStart: counter(
+      'oslo_messaging_rpc_server_invocation_start_total',
+      'Requests a server started on (parsed; malformed ones are not counted)',
+    ),
+    serverEnd: counter('oslo_messaging_rpc_server_invocation_end_total', 'Requests a server finished, either way'),
+    serverException: counter('oslo_messaging_rpc_server_exception_total', 'Requests that ended in an exception, by exception class'),
+    serverSeconds: histogram('oslo_messaging_rpc_server_processing_second', 'Server processing time in seconds'),
+    serverInFlight: gauge('hermod_rpc_server_in_flight', 'Requests running on servers now'),
+    serverOutcome: counter('hermod_rpc_server_requests_total', 'Requests a server finished, by outcome (ok, error, invalid, aborted)'),
+    clientStart: counter('oslo_messaging_rpc_client_invocation_start_total', 'Calls and casts started'),
+    clientEnd: counter('oslo_messaging_rpc_client_invocation_end_total', 'Calls and casts finished, either way'),
+    clientException: counter('oslo_messaging_rpc_client_exception_total', 'Calls and casts that failed, by exception class'),
+    clientSeconds: histogram('oslo_messaging_rpc_client_processing_second', 'Call and cast time in seconds'),
+    clientInFlight: gauge('hermod_rpc_client_in_flight', 'Calls and casts in flight now'),
+    undeliverable: counter(
+      'hermod_rpc_undeliverable_total',
+      'Messages nobody could take: calls with no queue bound (client), replies whose caller is gone (server)',
+    ),
+    connectionUp: gauge('hermod_connection_up', '1 while the connection to this host is up, 0 after it went down'),
+    blocked: gauge('hermod_connection_blocked', '1 while the broker blocks publishing on this connection'),
+    reconnects: counter('hermod_connection_reconnects_total', 'Reconnect attempts'),
+    invalid: counter('hermod_messages_invalid_total', 'Messages dropped because they could not be decoded'),
+    notifications: counter(
+      'hermod_notifications_total',
+      'Notifications seen by listeners: handled, requeue, dropped, error (an endpoint threw)',
+    ),
+  };
+}
+
+/**
+ * What `--metrics-port [host:]port` does in the CLIs: starts a {@link Metrics} and serves it
+ * (host 127.0.0.1 unless given, e.g. `0.0.0.0:9100` for a scraper on another host). `close()`
+ * stops both.
+ */
+export async function exposeMetrics(spec: string): Promise<MetricsServer> {
+  const m = /^(?:(.*):)?(\d{1,5})$/.exec(spec.trim());
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || port > 65535) throw new InvalidArgument(`--metrics-port wants [host:]port, got ${JSON.stringify(spec)}`);
+  const metrics = new Metrics();
+  metrics.start();
+  const host = m[1]?.replace(/^\[(.*)\]$/, '$1');
+  try {
+    const server = await serveMetrics(metrics, { port, ...(host ? { host } : {}) });
+    return {
+      port: server.port,
+      url: server.url,
+      close: async () => {
+        await server.close();
+        metrics.close();
+      },
+    };
+  } catch (err) {
+    metrics.close();
+    throw err;
+  }
+}

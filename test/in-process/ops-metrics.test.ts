@@ -1,0 +1,211 @@
+import { spawn } from 'node:child_process';
+import cluster, { type Worker } from 'node:cluster';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import { Metrics, serveClusterMetrics, serveMetrics } from '../../src/ops/metrics.js';
+import { Router } from '../../src/router/router.js';
+import { rejects, sleep, until } from '../support/assert.js';
+import { Recorder } from '../support/endpoints.js';
+import { sampleValue, scrape } from '../support/prometheus.js';
+
+interface Ctx {
+  transports: Transport[];
+  servers: RPCServer[];
+  closers: Array<() => Promise<unknown> | unknown>;
+}
+const t = suite<Ctx>('ops - metrics', { transports: [], servers: [], closers: [] });
+
+t.before.each((ctx) => {
+  ctx.transports = [];
+  ctx.servers = [];
+  ctx.closers = [];
+});
+t.after.each(async (ctx) => {
+  for (const s of ctx.servers) {
+    await s.stop();
+    await s.wait(1000);
+  }
+  for (const tr of ctx.transports) await tr.close();
+  for (const c of ctx.closers.reverse()) await c();
+});
+
+async function setup(ctx: Ctx, url: string, topic: string, options: ConstructorParameters<typeof Metrics>[0] = {}) {
+  const metrics = new Metrics(options);
+  metrics.start();
+  ctx.closers.push(() => metrics.close());
+  const http = await serveMetrics(metrics, { port: 0 });
+  ctx.closers.push(() => http.close());
+  const transport = await getTransport(url, { config: defaultConfig() });
+  ctx.transports.push(transport);
+  const server = new RPCServer(transport, new Target({ topic, server: 's1' }), [new Recorder('s1')]);
+  await server.start();
+  ctx.servers.push(server);
+  const client = new RPCClient(transport, new Target({ topic }), { timeout: 3000 });
+  return { metrics, http, client, server };
+}
+
+t('oslo.metrics series, in-flight gauges and exceptions, scraped over HTTP', async (ctx) => {
+  const { http, client } = await setup(ctx, 'memory://ops-metrics-1', 'mt1');
+  for (let i = 0; i < 3; i++) assert.is(await client.call({}, 'add', { a: i, b: 1 }), i + 1);
+  await rejects(client.call({}, 'fail', { message: 'no' }), 'HERMOD_ERR_REMOTE');
+  // While a slow call runs, both sides show it in flight (polled: the machine may be loaded).
+  const slow = client.call({}, 'sleep', { ms: 2000 });
+  let text = '';
+  const deadline = Date.now() + 1800;
+  let seen = false;
+  while (!seen && Date.now() < deadline) {
+    text = await scrape(http.url);
+    seen =
+      sampleValue(text, 'hermod_rpc_server_in_flight', { topic: 'mt1', server: 's1' }) === 1 &&
+      sampleValue(text, 'hermod_rpc_client_in_flight', { call_type: 'call', topic: 'mt1' }) === 1;
+    if (!seen) await sleep(50);
+  }
+  assert.ok(seen, `in-flight gauges never showed the slow call:\n${text}`);
+  await slow;
+
+  text = await scrape(http.url);
+  const server = { exchange: 'openstack', topic: 'mt1', server: 's1', namespace: '', version: '1.0', method: 'add' };
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_start_total', server), 3);
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_end_total', server), 3);
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_processing_second_count', server), 3);
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_processing_second_bucket', { ...server, le: '+Inf' }), 3);
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_exception_total', { ...server, method: 'fail', exception: 'TypeError' }), 1);
+  const caller = { call_type: 'call', exchange: 'openstack', topic: 'mt1', namespace: '', version: '', server: '', fanout: 'False' };
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_client_invocation_end_total', { ...caller, method: 'add' }), 3);
+  // The client labels a remote failure by the remote class.
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_client_exception_total', { ...caller, method: 'fail', exception: 'TypeError' }), 1);
+  assert.is(sampleValue(text, 'hermod_rpc_server_in_flight', { topic: 'mt1', server: 's1' }), 0);
+  assert.is(
+    sampleValue(text, 'hermod_rpc_server_requests_total', { exchange: 'openstack', topic: 'mt1', server: 's1', outcome: 'error' }),
+    1,
+  );
+  assert.is(sampleValue(text, 'hermod_rpc_server_requests_total', { exchange: 'openstack', topic: 'mt1', server: 's1', outcome: 'ok' }), 4);
+
+  const res = await fetch(http.url.replace('/metrics', '/other'));
+  assert.is(res.status, 404);
+  await res.text();
+});
+
+t('method names from peers cannot grow the series without bound', async (ctx) => {
+  const { http, client } = await setup(ctx, 'memory://ops-metrics-2', 'mt2', { maxMethods: 20 });
+  await client.call({}, 'add', { a: 1, b: 1 });
+  for (let i = 0; i < 200; i++) await rejects(client.call({}, `nosuch_${i}`), 'HERMOD_ERR_NO_SUCH_METHOD');
+  const text = await scrape(http.url);
+  const methods = new Set(
+    [...text.matchAll(/^oslo_messaging_rpc_server_invocation_start_total\{[^}]*method="([^"]*)"/gm)].map((m) => m[1]),
+  );
+  // 20 kept (add and the first 19 unknown names), everything later under __other__.
+  assert.is(methods.size, 21);
+  assert.ok(methods.has('add') && methods.has('__other__'));
+  const other = { exchange: 'openstack', topic: 'mt2', server: 's1', namespace: '__other__', version: '__other__', method: '__other__' };
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_start_total', other), 181);
+  assert.ok(text.length < 200_000, `exposition grew to ${text.length} bytes`);
+});
+
+t('connection state over the embedded router; stop() counts nothing more, close() empties', async (ctx) => {
+  const router = new Router({ port: 0 });
+  const port = await router.start();
+  ctx.closers.push(() => router.stop());
+  const { metrics, http, client } = await setup(ctx, `amqp://127.0.0.1:${port}/`, 'mt3');
+  await client.call({}, 'add', { a: 1, b: 2 });
+  let text = await scrape(http.url);
+  const up = [...text.matchAll(/^hermod_connection_up\{driver="amqp1",host="([^"]+)"\} (\d+)/gm)];
+  assert.ok(up.length >= 1, text);
+  assert.ok(
+    up.every((m) => m[2] === '1'),
+    'connection shown up',
+  );
+  const labels = { exchange: 'openstack', topic: 'mt3', server: 's1', namespace: '', version: '1.0', method: 'add' };
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_end_total', labels), 1);
+  metrics.stop();
+  await client.call({}, 'add', { a: 1, b: 2 });
+  text = await scrape(http.url);
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_end_total', labels), 1);
+  metrics.close();
+  text = await scrape(http.url);
+  assert.not.match(text, /oslo_messaging/);
+});
+
+t('serveMetrics: a taken port is a clear error; close() ends keep-alive connections', async (ctx) => {
+  const metrics = new Metrics();
+  const a = await serveMetrics(metrics, { port: 0 });
+  ctx.closers.push(() => a.close());
+  await rejects(serveMetrics(metrics, { port: a.port }), 'EADDRINUSE');
+  const res = await fetch(a.url);
+  assert.is(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /text\/plain/);
+  await res.text();
+  const t0 = Date.now();
+  await a.close();
+  assert.ok(Date.now() - t0 < 1000);
+});
+
+t('serveClusterMetrics: the primary sums the metrics of 2 real workers', async (ctx) => {
+  const exec = fileURLToPath(new URL('../support/metrics-worker.js', import.meta.url));
+  cluster.setupPrimary({ exec, silent: false });
+  const primary = await serveClusterMetrics({ port: 0 });
+  ctx.closers.push(() => primary.close());
+  const workers: Worker[] = [];
+  ctx.closers.push(async () => {
+    for (const w of workers) {
+      if (w.isDead()) continue;
+      const exited = new Promise((r) => w.once('exit', r));
+      w.kill();
+      await exited;
+    }
+  });
+  const ready: number[] = [];
+  for (const calls of [3, 5]) {
+    const w = cluster.fork({ METRICS_WORKER_CALLS: String(calls) });
+    w.on('message', (m: { ready?: number }) => {
+      if (typeof m?.ready === 'number') ready.push(m.ready);
+    });
+    workers.push(w);
+  }
+  await until(() => ready.length === 2, 'both workers made their calls', 8000);
+  const text = await scrape(primary.url);
+  const labels = { exchange: 'openstack', topic: 'cluster-metrics', server: 'w', namespace: '', version: '1.0', method: 'add' };
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_end_total', labels), 8);
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_processing_second_count', labels), 8);
+  assert.is(sampleValue(text, 'hermod_rpc_server_in_flight', { topic: 'cluster-metrics', server: 'w' }), 0);
+});
+
+t('rpc-server --metrics-port serves its metrics and stops with the server on SIGTERM', async (ctx) => {
+  const router = new Router({ port: 0 });
+  const port = await router.start();
+  ctx.closers.push(() => router.stop());
+  const url = `amqp://127.0.0.1:${port}/`;
+  const bin = fileURLToPath(new URL('../../bin/rpc-server.js', import.meta.url));
+  const child = spawn(process.execPath, [bin, 'cli1', '-t', 'mt-cli', '--transport-url', url, '--metrics-port', '127.0.0.1:0'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  ctx.closers.push(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  await until(() => /serving topic mt-cli/.test(out), 'rpc-server started', 8000);
+  const metricsUrl = /metrics at (http:\/\/\S+)/.exec(out)?.[1];
+  assert.ok(metricsUrl, out);
+  const transport = await getTransport(url, { config: defaultConfig() });
+  ctx.transports.push(transport);
+  const client = new RPCClient(transport, new Target({ topic: 'mt-cli' }), { timeout: 3000 });
+  assert.is(await client.call({}, 'add', { a: 2, b: 3 }), 5);
+  const text = await scrape(metricsUrl!);
+  const labels = { exchange: 'openstack', topic: 'mt-cli', server: 'cli1', namespace: '', version: '1.0', method: 'add' };
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_end_total', labels), 1);
+  child.kill('SIGTERM');
+  assert.is(await exited, 0, out);
+  // The endpoint went away with the server (fetch wraps the socket error in its cause).
+  const err = await fetch(metricsUrl!).then(
+    () => undefined,
+    (e: Error & { cause?: { code?: string } }) => e,
+  );
+  assert.is(err?.cause?.code, 'ECONNREFUSED');
+});
+
+t.run();

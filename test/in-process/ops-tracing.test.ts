@@ -1,0 +1,122 @@
+import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { extractTraceContext } from '../../src/core/tracing.js';
+import { type Context, defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import { Router } from '../../src/router/router.js';
+import { rejects, until } from '../support/assert.js';
+import { Recorder } from '../support/endpoints.js';
+
+interface Ctx {
+  exporter: InMemorySpanExporter;
+  transports: Transport[];
+  servers: RPCServer[];
+  router?: Router;
+}
+const t = suite<Ctx>('ops - tracing', { exporter: undefined as never, transports: [], servers: [] });
+
+t.before.each((ctx) => {
+  ctx.exporter = new InMemorySpanExporter();
+  trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(ctx.exporter)] }));
+  ctx.transports = [];
+  ctx.servers = [];
+});
+t.after.each(async (ctx) => {
+  trace.disable();
+  for (const s of ctx.servers) {
+    await s.stop();
+    await s.wait(1000);
+  }
+  for (const tr of ctx.transports) await tr.close();
+  await ctx.router?.stop();
+  ctx.router = undefined;
+});
+
+async function pair(ctx: Ctx, url: string, topic: string) {
+  const transport = await getTransport(url, { config: defaultConfig() });
+  ctx.transports.push(transport);
+  const server = new RPCServer(transport, new Target({ topic, server: 's1' }), [new Recorder('s1')]);
+  await server.start();
+  ctx.servers.push(server);
+  return new RPCClient(transport, new Target({ topic }), { timeout: 3000 });
+}
+
+async function oneTrace(ctx: Ctx, url: string, topic: string) {
+  const client = await pair(ctx, url, topic);
+  const seen = (await client.call({ user: 'u1' }, 'ctx')) as Context;
+  await until(() => ctx.exporter.getFinishedSpans().length === 2, 'a client and a server span');
+  const spans = ctx.exporter.getFinishedSpans();
+  const c = spans.find((s) => s.kind === SpanKind.CLIENT)!;
+  const s = spans.find((x) => x.kind === SpanKind.SERVER)!;
+  assert.ok(c && s, `kinds ${spans.map((x) => x.kind)}`);
+  assert.is(s.spanContext().traceId, c.spanContext().traceId);
+  assert.is(s.parentSpanContext?.spanId, c.spanContext().spanId);
+  assert.is(c.name, `${topic}/ctx`);
+  assert.is(s.attributes['rpc.method'], 'ctx');
+  assert.is(s.attributes['hermod.server'], 's1');
+  // What the server's endpoint saw: the caller's context plus the W3C traceparent of the client span.
+  assert.is(seen.user, 'u1');
+  assert.is(seen.traceparent, `00-${c.spanContext().traceId}-${c.spanContext().spanId}-01`);
+}
+
+t('a client span and a server span share one trace over memory', async (ctx) => {
+  await oneTrace(ctx, 'memory://tracing-1', 'tr1');
+});
+
+t('a client span and a server span share one trace through the embedded router', async (ctx) => {
+  ctx.router = new Router({ port: 0 });
+  const port = await ctx.router.start();
+  await oneTrace(ctx, `amqp://127.0.0.1:${port}/`, 'tr2');
+});
+
+t('a failing call marks both spans as errors; a cast is a producer/consumer pair', async (ctx) => {
+  const client = await pair(ctx, 'memory://tracing-3', 'tr3');
+  await rejects(client.call({}, 'fail', { message: 'nope' }), 'HERMOD_ERR_REMOTE');
+  await client.cast({}, 'bump', { seq: 1 });
+  await until(() => ctx.exporter.getFinishedSpans().length === 4, 'four spans');
+  const spans = ctx.exporter.getFinishedSpans();
+  const failed = spans.filter((s) => s.name === 'tr3/fail');
+  assert.is(failed.length, 2);
+  assert.ok(failed.every((s) => s.status.code === SpanStatusCode.ERROR));
+  const cast = spans.filter((s) => s.name === 'tr3/bump');
+  assert.equal(cast.map((s) => s.kind).sort(), [SpanKind.PRODUCER, SpanKind.CONSUMER].sort());
+  assert.is(cast[0]!.spanContext().traceId, cast[1]!.spanContext().traceId);
+});
+
+t('a traceparent already in the context is the parent; a malformed one is replaced', async (ctx) => {
+  const client = await pair(ctx, 'memory://tracing-4', 'tr4');
+  const parent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+  const seen = (await client.call({ traceparent: parent, tracestate: 'vendor=x' }, 'ctx')) as Context;
+  assert.match(String(seen.traceparent), /^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
+  assert.is.not(seen.traceparent, parent);
+  assert.is(seen.tracestate, 'vendor=x');
+  const bad = (await client.call({ traceparent: 'ff-zz' }, 'ctx')) as Context;
+  assert.ok(extractTraceContext(bad), `replaced by a valid traceparent, got ${bad.traceparent}`);
+});
+
+t('no tracer registered: nothing added to the context, no spans', async (ctx) => {
+  trace.disable();
+  const client = await pair(ctx, 'memory://tracing-5', 'tr5');
+  const seen = (await client.call({ a: 1 }, 'ctx')) as Context;
+  assert.equal(seen, { a: 1 });
+  assert.is(ctx.exporter.getFinishedSpans().length, 0);
+});
+
+t('extractTraceContext follows W3C: version ff, zero ids, extra fields on version 00 are refused', () => {
+  const ok = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+  assert.ok(extractTraceContext({ traceparent: ok }));
+  assert.ok(extractTraceContext({ traceparent: '01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-later' }));
+  for (const bad of [
+    'ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    '00-00000000000000000000000000000000-b7ad6b7169203331-01',
+    '00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01',
+    `${ok}-extra`,
+    '00-0af7651916cd43dd8448eb211c80319-b7ad6b7169203331-01',
+    42,
+  ]) {
+    assert.is(extractTraceContext({ traceparent: bad }), undefined, String(bad));
+  }
+});
+
+t.run();
