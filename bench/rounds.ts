@@ -4,7 +4,8 @@
 // responder is the rpc-server CLI as users run it (its built-in echo, default logging); raw
 // amqplib's is bench/worker.ts; the Node peers' are bench/peers/*.cjs.
 import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -93,7 +94,6 @@ async function waitLine(proc: ChildProcess, pred: (l: string) => boolean, ms: nu
       }
     });
   });
-  // Keeps reading (the rpc-server logs every request at its default level) without holding a buffer.
 }
 
 interface Running {
@@ -113,17 +113,23 @@ async function startSystem(system: System, rabbitUrl: string): Promise<Running> 
     new Promise<void>((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', () => r())));
   if (system === 'hermod' || system === 'hermod-drt') {
     const name = system === 'hermod' ? 'p1' : 'p2';
-    responder = spawn(
-      process.execPath,
-      [path.join(root, 'dist', 'bin', 'rpc-server.js'), name, '--topic', 'pbench', '--transport-url', rabbitUrl],
-      {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    await waitLine(responder, (l) => l.includes('serving topic'), 30_000, 'rpc-server');
+    // Its log (a line per request at the default level) goes to a file, as from a service
+    // manager: a pipe read by this busy process would make the server wait on the reader.
+    const dir = mkdtempSync(path.join(tmpdir(), 'hermod-bench-'));
+    const logFile = path.join(dir, 'rpc-server.log');
+    const fd = openSync(logFile, 'w');
+    const args = [path.join(root, 'dist', 'bin', 'rpc-server.js'), name, '--topic', 'pbench', '--transport-url', rabbitUrl];
+    responder = spawn(process.execPath, args, { stdio: ['ignore', fd, 'inherit'] });
+    closeSync(fd);
+    const end = Date.now() + 30_000;
+    while (!readFileSync(logFile, 'utf8').includes('serving topic')) {
+      if (responder.exitCode !== null || Date.now() > end) throw new Error(`rpc-server did not start:\n${readFileSync(logFile, 'utf8')}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
     stopResponder = async () => {
       responder.kill('SIGTERM');
       await exited(responder);
+      rmSync(dir, { recursive: true, force: true });
     };
   } else if (system === 'raw') {
     responder = fork(path.join(here, 'worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
