@@ -52,11 +52,9 @@ async function rawClient(url: string, queue: string): Promise<CallerClient> {
   };
 }
 
-async function hermodClient(url: string, topic: string, server: string, directReplyTo: boolean): Promise<CallerClient> {
+async function hermodClient(url: string, topic: string, server: string): Promise<CallerClient> {
   const { defaultConfig, getTransport, RPCClient, Target } = await import('../src/index.js');
-  const overrides: Record<string, unknown> = { 'rpc.maxInFlight': 4096 };
-  if (directReplyTo) overrides['rabbit.directReplyTo'] = true;
-  const tr = await getTransport(url, { config: defaultConfig(), overrides });
+  const tr = await getTransport(url, { config: defaultConfig(), overrides: { 'rpc.maxInFlight': 4096 } });
   const client = new RPCClient(tr, new Target({ topic, server }), { timeout: 30_000 });
   return { call: (v) => client.call({}, 'echo', { v }), close: () => tr.close() };
 }
@@ -99,8 +97,7 @@ process.on('message', (m: Msg) => {
       if (m.op === 'init') {
         const amqp = m.url.replace(/^rabbit(s?):/, 'amqp$1:');
         if (m.system === 'raw') client = await rawClient(amqp, m.queue);
-        else if (m.system === 'hermod') client = await hermodClient(m.url, m.topic, m.server, false);
-        else if (m.system === 'hermod-drt') client = await hermodClient(m.url, m.topic, m.server, true);
+        else if (m.system === 'hermod') client = await hermodClient(m.url, m.topic, m.server);
         else client = await peerClient(m.system, amqp);
         process.send!({ ok: true });
       } else if (m.op === 'run') {

@@ -15,7 +15,7 @@ const root = path.resolve(here, '..', '..');
 const peersDir = path.join(root, 'bench', 'peers');
 
 /** The systems of the call workloads, in the order of each round (raw first). */
-export const SYSTEMS = ['raw', 'hermod', 'hermod-drt', 'nest', 'moleculer'] as const;
+export const SYSTEMS = ['raw', 'hermod', 'nest', 'moleculer'] as const;
 export type System = (typeof SYSTEMS)[number];
 
 /** One workload's figures for one system, over all rounds. */
@@ -111,8 +111,8 @@ async function startSystem(system: System, rabbitUrl: string): Promise<Running> 
   let stopResponder: () => Promise<void>;
   const exited = (p: ChildProcess) =>
     new Promise<void>((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', () => r())));
-  if (system === 'hermod' || system === 'hermod-drt') {
-    const name = system === 'hermod' ? 'p1' : 'p2';
+  if (system === 'hermod') {
+    const name = 'p1';
     // Its log (a line per request at the default level) goes to a file, as from a service
     // manager: a pipe read by this busy process would make the server wait on the reader.
     const dir = mkdtempSync(path.join(tmpdir(), 'hermod-bench-'));
@@ -155,7 +155,7 @@ async function startSystem(system: System, rabbitUrl: string): Promise<Running> 
   const callerProc = fork(path.join(here, 'caller.js'), [], { stdio: ['ignore', 2, 2, 'ipc'] });
   const caller = new Ipc(callerProc);
   try {
-    await caller.ask({ op: 'init', system, url: rabbitUrl, topic: 'pbench', server: system === 'hermod' ? 'p1' : 'p2', queue: 'praw' });
+    await caller.ask({ op: 'init', system, url: rabbitUrl, topic: 'pbench', server: 'p1', queue: 'praw' });
   } catch (err) {
     callerProc.kill('SIGKILL');
     await stopResponder();

@@ -26,7 +26,6 @@ interface Opts {
   peers: boolean;
   gateway: boolean;
   rounds: number;
-  directReplyTo: boolean;
   only?: 'rabbit' | 'router' | 'calls';
 }
 const program = new Command('bench')
@@ -40,7 +39,6 @@ const program = new Command('bench')
   .option('--no-peers', 'skip the NestJS and Moleculer rows')
   .option('--no-gateway', 'skip the gateway rows (bench/gateway.ts)')
   .option('--rounds <n>', 'alternating rounds of workloads 1 and 2', (v) => Number(v), 3)
-  .option('--direct-reply-to', 'also run hermod with rabbit.directReplyTo=true')
   .option(
     '--only <section>',
     'run one section: rabbit (RabbitMQ, raw amqplib, oslo, peers), router (AMQP 1.0 alone) or calls (workloads 1-2 on RabbitMQ)',
@@ -278,7 +276,6 @@ type Row = {
   hermod?: number;
   raw?: number;
   oslo?: number;
-  drt?: number;
   nest?: number;
   moleculer?: number;
   better: 'higher' | 'lower';
@@ -303,7 +300,6 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
 
   // Workloads 1 and 2: every system as a responder process and a caller process, alternating rounds.
   const systems: System[] = ['raw', 'hermod'];
-  if (opts.directReplyTo) systems.push('hermod-drt');
   if (!opts.peers) notes.push('NestJS and Moleculer rows skipped (--no-peers)');
   else if (!peersInstalled()) {
     const why = 'NestJS and Moleculer rows skipped: bench/peers is not installed (npm --prefix bench/peers ci)';
@@ -317,7 +313,6 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
   const by = (pick: (r: NonNullable<(typeof R)['raw']>) => number): Partial<Row> => ({
     hermod: R.hermod && pick(R.hermod),
     raw: R.raw && pick(R.raw),
-    drt: R['hermod-drt'] && pick(R['hermod-drt']),
     nest: R.nest && pick(R.nest),
     moleculer: R.moleculer && pick(R.moleculer),
   });
@@ -630,18 +625,15 @@ async function main(): Promise<void> {
       v === undefined ? '—' : unit === 'ms' ? v.toFixed(3) : unit === 'MB' ? v.toFixed(1) : Math.round(v).toLocaleString('en-US');
     const ratio = (a: number | undefined, b: number | undefined, better: Row['better']) =>
       a === undefined || b === undefined || b === 0 ? '—' : `${(better === 'higher' ? a / b : b / a).toFixed(2)}×`;
-    const drt = opts.directReplyTo;
     const header = [
       'workload',
       'unit',
       'hermod',
-      ...(drt ? ['hermod DRT'] : []),
       'raw amqplib',
       'oslo.messaging',
       'NestJS',
       'Moleculer',
       'hermod/raw',
-      ...(drt ? ['DRT/raw'] : []),
       'hermod/oslo',
       'NestJS/raw',
       'Moleculer/raw',
@@ -650,13 +642,11 @@ async function main(): Promise<void> {
       r.name,
       r.unit,
       f(r.hermod, r.unit),
-      ...(drt ? [f(r.drt, r.unit)] : []),
       f(r.raw, r.unit),
       f(r.oslo, r.unit),
       f(r.nest, r.unit),
       f(r.moleculer, r.unit),
       ratio(r.hermod, r.raw, r.better),
-      ...(drt ? [ratio(r.drt, r.raw, r.better)] : []),
       ratio(r.hermod, r.oslo, r.better),
       ratio(r.nest, r.raw, r.better),
       ratio(r.moleculer, r.raw, r.better),
