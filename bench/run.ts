@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import amqplib, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { Command } from 'commander';
 import { defaultConfig, getTransport, RPCClient, Target, type Transport } from '../src/index.js';
+import { callRounds, peersInstalled, type System } from './rounds.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
@@ -22,7 +23,10 @@ interface Opts {
   payloadBytes: number;
   json?: string;
   oslo: boolean;
-  only?: 'rabbit' | 'router';
+  peers: boolean;
+  gateway: boolean;
+  rounds: number;
+  only?: 'rabbit' | 'router' | 'calls';
 }
 const program = new Command('bench')
   .option('--transport-url <url>', 'a RabbitMQ URL to use instead of a throwaway node')
@@ -32,15 +36,21 @@ const program = new Command('bench')
   .option('--payload-bytes <n>', 'payload of workloads 1-4', (v) => Number(v), 32)
   .option('--json <file>', 'also write the results as JSON')
   .option('--no-oslo', 'skip the oslo.messaging peer rows')
-  .option('--only <section>', 'run one section: rabbit (RabbitMQ, raw amqplib, oslo) or router (AMQP 1.0 alone)')
+  .option('--no-peers', 'skip the NestJS and Moleculer rows')
+  .option('--no-gateway', 'skip the gateway rows (bench/gateway.ts)')
+  .option('--rounds <n>', 'alternating rounds of workloads 1 and 2', (v) => Number(v), 3)
+  .option(
+    '--only <section>',
+    'run one section: rabbit (RabbitMQ, raw amqplib, oslo, peers), router (AMQP 1.0 alone) or calls (workloads 1-2 on RabbitMQ)',
+  )
   .parse();
 const opts = program.opts<Opts>();
-if (opts.only !== undefined && opts.only !== 'rabbit' && opts.only !== 'router') {
-  process.stderr.write(`bench: --only takes rabbit or router, not ${opts.only}\n`);
+if (opts.only !== undefined && opts.only !== 'rabbit' && opts.only !== 'router' && opts.only !== 'calls') {
+  process.stderr.write(`bench: --only takes rabbit, router or calls, not ${opts.only}\n`);
   process.exit(2);
 }
 const runRabbit = opts.only !== 'router';
-const runRouter = opts.only !== 'rabbit';
+const runRouter = opts.only === undefined || opts.only === 'router';
 
 const progress = (s: string) => process.stderr.write(`  ${s}\n`);
 
@@ -259,12 +269,25 @@ function pyProc(args: string[]): { child: ChildProcess; lines: string[]; wait(pr
 
 // ---------- main ----------
 
-type Row = { id: string; name: string; unit: string; hermod?: number; raw?: number; oslo?: number; better: 'higher' | 'lower' };
+type Row = {
+  id: string;
+  name: string;
+  unit: string;
+  hermod?: number;
+  raw?: number;
+  oslo?: number;
+  nest?: number;
+  moleculer?: number;
+  better: 'higher' | 'lower';
+};
 type Add = (name: string, unit: string, v: Partial<Row>, better?: Row['better']) => void;
 type Cleanups = Array<() => Promise<void>>;
 
-/** Workloads 1-5 and 7 on RabbitMQ: hermod, raw amqplib and (where installed) oslo.messaging. */
-async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: number): Promise<void> {
+/** Lines printed under the table: per-round ratios, skipped peers. */
+const notes: string[] = [];
+
+/** Workloads 1-5 and 7 on RabbitMQ: hermod, raw amqplib, the Node peers and (where installed) oslo.messaging; returns the broker's URL. */
+async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: number): Promise<string> {
   let rabbitUrl = opts.transportUrl;
   if (!rabbitUrl) {
     progress('starting a throwaway RabbitMQ node…');
@@ -274,6 +297,115 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
     rabbitUrl = node.url();
   }
   const amqpUrl = rabbitUrl.replace(/^rabbit(s?):/, 'amqp$1:');
+
+  // Workloads 1 and 2: every system as a responder process and a caller process, alternating rounds.
+  const systems: System[] = ['raw', 'hermod'];
+  if (!opts.peers) notes.push('NestJS and Moleculer rows skipped (--no-peers)');
+  else if (!peersInstalled()) {
+    const why = 'NestJS and Moleculer rows skipped: bench/peers is not installed (npm --prefix bench/peers ci)';
+    progress(why);
+    notes.push(why);
+  } else systems.push('nest', 'moleculer');
+  progress(`workloads 1-2: ${systems.join(', ')}; ${opts.rounds} alternating rounds of ${Math.round(N / opts.rounds)} calls`);
+  const rounds = await callRounds({ rabbitUrl, systems, calls: N, rounds: opts.rounds, inFlight: opts.concurrency, payload, progress });
+  notes.push(...rounds.skipped);
+  const R = rounds.results;
+  const by = (pick: (r: NonNullable<(typeof R)['raw']>) => number): Partial<Row> => ({
+    hermod: R.hermod && pick(R.hermod),
+    raw: R.raw && pick(R.raw),
+    nest: R.nest && pick(R.nest),
+    moleculer: R.moleculer && pick(R.moleculer),
+  });
+  const range = (xs: number[]) => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`;
+  for (const s of systems.filter((x) => x !== 'raw')) {
+    const r = R[s];
+    if (r) notes.push(`${s}/raw per round: sequential ${range(r.seq.ratios)}, ${opts.concurrency} in flight ${range(r.conc.ratios)}`);
+  }
+  // oslo's figures join rows 1-2 once its peer has run (below).
+  let oslo: Record<string, number> | undefined;
+  const rows12: Row[] = [];
+  const add12: Add = (name, unit, v, better = 'higher') => rows12.push({ id: '', name, unit, better, ...v });
+  add12(
+    '1. sequential calls',
+    'calls/s',
+    by((r) => r.seq.rate),
+  );
+  add12(
+    '   p50 latency',
+    'ms',
+    by((r) => r.seq.p50),
+    'lower',
+  );
+  add12(
+    '   p99 latency',
+    'ms',
+    by((r) => r.seq.p99),
+    'lower',
+  );
+  add12(
+    '   max latency',
+    'ms',
+    by((r) => r.seq.max),
+    'lower',
+  );
+  add12(
+    '   CPU per call (caller + server)',
+    'µs',
+    by((r) => r.seq.cpuPerCall),
+    'lower',
+  );
+  add12(
+    `2. calls, ${opts.concurrency} in flight`,
+    'calls/s',
+    by((r) => r.conc.rate),
+  );
+  add12(
+    '   p50 latency',
+    'ms',
+    by((r) => r.conc.p50),
+    'lower',
+  );
+  add12(
+    '   p99 latency',
+    'ms',
+    by((r) => r.conc.p99),
+    'lower',
+  );
+  add12(
+    '   CPU per call (caller + server)',
+    'µs',
+    by((r) => r.conc.cpuPerCall),
+    'lower',
+  );
+  const rss = () => {
+    add(
+      '7. server RSS, idle',
+      'MB',
+      by((r) => r.rssIdle / 2 ** 20),
+      'lower',
+    );
+    add(
+      '   server RSS, under workload 2',
+      'MB',
+      by((r) => r.rssPeak / 2 ** 20),
+      'lower',
+    );
+  };
+  const flush12 = () => {
+    const [seq, p50, p99] = [rows12[0]!, rows12[1]!, rows12[2]!];
+    if (oslo) {
+      seq.oslo = oslo.seq_rate;
+      p50.oslo = oslo.seq_p50;
+      p99.oslo = oslo.seq_p99;
+      rows12[5]!.oslo = oslo.conc_rate;
+    }
+    for (const r of rows12) add(r.name, r.unit, r, r.better);
+  };
+  if (opts.only === 'calls') {
+    flush12();
+    rss();
+    return rabbitUrl;
+  }
 
   // hermod on RabbitMQ: two server processes (for fanout), one client transport here.
   const w1 = new Worker();
@@ -287,27 +419,9 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
   const w1b = new Worker();
   cleanups.push(() => w1b.stop());
   await w1b.ask({ op: 'start-hermod', url: rabbitUrl, topic: 'bench_fan', server: 's1b', concurrency: 64 });
-  const idleRss = await w1.rss();
   const tr: Transport = await getTransport(rabbitUrl, { config: defaultConfig(), overrides: { 'rpc.maxInFlight': 4096 } });
   cleanups.push(() => tr.close());
   const client = new RPCClient(tr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
-  const hcall = () => client.call({}, 'echo', { v: payload });
-
-  progress(`hermod (rabbit): ${N} sequential calls`);
-  const hs = await sequential(hcall, N);
-  progress(`hermod (rabbit): ${N} calls, ${opts.concurrency} in flight`);
-  let peakRss = idleRss;
-  const sampler = setInterval(() => {
-    w1.rss().then(
-      (r) => {
-        peakRss = Math.max(peakRss, r);
-      },
-      () => {},
-    );
-  }, 100);
-  const hc = await concurrent(hcall, N, opts.concurrency);
-  clearInterval(sampler);
-  peakRss = Math.max(peakRss, await w1.rss());
   progress(`hermod (rabbit): ${N} casts`);
   await w1.ask({ op: 'reset' });
   const hcast = new RPCClient(tr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
@@ -351,11 +465,6 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
   await r2.ask({ op: 'start-raw', url: amqpUrl, queue: 'raw_rpc2', fanout: 'raw_fan', prefetch: 64 });
   const raw = await RawClient.connect(amqpUrl);
   cleanups.push(() => raw.close());
-  const rcall = () => raw.call('raw_rpc', { v: payload });
-  progress(`raw amqplib: ${N} sequential calls`);
-  const rs = await sequential(rcall, N);
-  progress(`raw amqplib: ${N} calls, ${opts.concurrency} in flight`);
-  const rc = await concurrent(rcall, N, opts.concurrency);
   progress(`raw amqplib: ${N} casts`);
   await r1.ask({ op: 'reset' });
   await r2.ask({ op: 'reset' });
@@ -383,7 +492,6 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
   }
 
   // oslo.messaging's own client and server on the same RabbitMQ.
-  let oslo: Record<string, number> | undefined;
   if (opts.oslo && osloAvailable()) {
     progress('oslo.messaging: server and client (Python) on the same broker');
     const servers = [
@@ -415,13 +523,7 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
     progress('oslo.messaging rows skipped (python3-oslo.messaging not installed or --no-oslo)');
   }
 
-  add('1. sequential calls', 'calls/s', { hermod: hs.rate, raw: rs.rate, oslo: oslo?.seq_rate });
-  add('   p50 latency', 'ms', { hermod: hs.p50, raw: rs.p50, oslo: oslo?.seq_p50 }, 'lower');
-  add('   p99 latency', 'ms', { hermod: hs.p99, raw: rs.p99, oslo: oslo?.seq_p99 }, 'lower');
-  add('   max latency', 'ms', { hermod: hs.max, raw: rs.max }, 'lower');
-  add(`2. calls, ${opts.concurrency} in flight`, 'calls/s', { hermod: hc.rate, raw: rc.rate, oslo: oslo?.conc_rate });
-  add('   p50 latency', 'ms', { hermod: hc.p50, raw: rc.p50 }, 'lower');
-  add('   p99 latency', 'ms', { hermod: hc.p99, raw: rc.p99 }, 'lower');
+  flush12();
   add('3. casts published (confirmed)', 'casts/s', { hermod: hk.publish, raw: rk.publish, oslo: oslo?.cast_rate });
   add('   casts end to end', 'casts/s', { hermod: hk.e2e, raw: rk.e2e, oslo: oslo?.cast_e2e });
   add('4. fanout to 2 servers', 'deliveries/s', { hermod: hf.e2e, raw: rf.e2e, oslo: oslo?.fanout_deliveries });
@@ -429,8 +531,8 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
     add(`5. sequential, ${label} payload`, 'calls/s', { hermod: hsz[label]!.rate, raw: rsz[label]!.rate });
     add(`   ${label} p50`, 'ms', { hermod: hsz[label]!.p50, raw: rsz[label]!.p50 }, 'lower');
   }
-  add('7. server RSS, idle', 'MB', { hermod: idleRss / 2 ** 20 }, 'lower');
-  add('   server RSS, under workload 2', 'MB', { hermod: peakRss / 2 ** 20 }, 'lower');
+  rss();
+  return rabbitUrl;
 }
 
 /**
@@ -490,6 +592,21 @@ async function routerSection(add: Add, cleanups: Cleanups, payload: string, N: n
   add('   router: presettled casts lost', `of ${N}`, { hermod: N - pk.arrived }, 'lower');
 }
 
+/** The gateway rows: bench/gateway.ts in a process of its own on the same RabbitMQ node; its table as text. */
+async function gatewayRows(rabbitUrl: string): Promise<string> {
+  progress('gateway: bench/gateway.ts on the same RabbitMQ node and its own embedded router');
+  const child = spawn(process.execPath, [path.join(here, 'gateway.js'), '--transport-url', rabbitUrl, '--calls', String(opts.calls)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const code = await new Promise<number | null>((r) => child.once('exit', r));
+  if (code !== 0) throw new Error(`bench/gateway.ts exited with ${code}`);
+  return out;
+}
+
 async function main(): Promise<void> {
   const rows: Row[] = [];
   const add = (name: string, unit: string, v: Partial<Row>, better: Row['better'] = 'higher') => {
@@ -500,22 +617,39 @@ async function main(): Promise<void> {
   process.stderr.write(`hermod bench: ${machine}\n`);
   try {
     const payload = 'x'.repeat(Math.max(0, opts.payloadBytes));
-    if (runRabbit) await rabbitSection(add, cleanups, payload, opts.calls);
+    const rabbitUrl = runRabbit ? await rabbitSection(add, cleanups, payload, opts.calls) : undefined;
     if (runRouter) await routerSection(add, cleanups, payload, opts.calls);
+    const gateway = opts.gateway && opts.only === undefined ? await gatewayRows(rabbitUrl!) : undefined;
 
     const f = (v: number | undefined, unit: string) =>
       v === undefined ? '—' : unit === 'ms' ? v.toFixed(3) : unit === 'MB' ? v.toFixed(1) : Math.round(v).toLocaleString('en-US');
     const ratio = (a: number | undefined, b: number | undefined, better: Row['better']) =>
       a === undefined || b === undefined || b === 0 ? '—' : `${(better === 'higher' ? a / b : b / a).toFixed(2)}×`;
-    const header = ['workload', 'unit', 'hermod', 'raw amqplib', 'oslo.messaging', 'hermod/raw', 'hermod/oslo'];
+    const header = [
+      'workload',
+      'unit',
+      'hermod',
+      'raw amqplib',
+      'oslo.messaging',
+      'NestJS',
+      'Moleculer',
+      'hermod/raw',
+      'hermod/oslo',
+      'NestJS/raw',
+      'Moleculer/raw',
+    ];
     const table = rows.map((r) => [
       r.name,
       r.unit,
       f(r.hermod, r.unit),
       f(r.raw, r.unit),
       f(r.oslo, r.unit),
+      f(r.nest, r.unit),
+      f(r.moleculer, r.unit),
       ratio(r.hermod, r.raw, r.better),
       ratio(r.hermod, r.oslo, r.better),
+      ratio(r.nest, r.raw, r.better),
+      ratio(r.moleculer, r.raw, r.better),
     ]);
     const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
     const line = (cells: string[]) => `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
@@ -524,11 +658,18 @@ async function main(): Promise<void> {
       `|${widths.map((w, i) => (i < 2 ? ':' : '') + '-'.repeat(w + 1) + (i < 2 ? '' : ':')).join('|')}|`,
       ...table.map(line),
     ].join('\n');
-    const peers = [runRabbit && 'RabbitMQ', runRouter && (opts.routerUrl ? `the router at ${opts.routerUrl}` : 'the embedded router')];
+    const peers = [
+      runRabbit && (opts.only === 'calls' ? 'RabbitMQ (calls only)' : 'RabbitMQ'),
+      runRouter && (opts.routerUrl ? `the router at ${opts.routerUrl}` : 'the embedded router'),
+    ];
     const where = peers.filter(Boolean).join(' and ');
     process.stdout.write(`\nhermod bench — ${machine}; ${where}; ${opts.calls} calls per workload, payload ${opts.payloadBytes} B\n`);
-    process.stdout.write('ratios: hermod/raw and hermod/oslo, > 1 means hermod is better (for latencies and memory: the inverse)\n\n');
-    process.stdout.write(`${out}\n`);
+    process.stdout.write('ratios: X/raw and hermod/oslo, > 1 means X is better (for latencies, CPU and memory: the inverse)\n');
+    process.stdout.write(
+      "workloads 1-2: each system a server process and a caller process, alternating rounds; hermod's server is the rpc-server CLI\n\n",
+    );
+    process.stdout.write(`${out}\n\n${notes.join('\n')}\n`);
+    if (gateway) process.stdout.write(`\ngateway (bench/gateway.ts, same RabbitMQ node):\n${gateway}`);
     if (opts.json) {
       writeFileSync(opts.json, JSON.stringify({ machine, options: opts, rows, at: new Date().toISOString() }, null, 2));
       process.stderr.write(`results written to ${opts.json}\n`);

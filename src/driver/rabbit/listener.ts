@@ -6,6 +6,7 @@ import { CLOSE_GRACE_MS, type TrackedListener, within } from '../driver-base.js'
 import { peek, unenvelope } from '../envelope.js';
 import type { RabbitConnection } from './connection.js';
 import { DedupRing } from './dedup.js';
+import { TickAcks } from './tick-acks.js';
 import type { QueueBinding, Topology } from './topology.js';
 import { type ReplyAddress, type ReplyContent, replyAddress, splitIncoming } from './wire.js';
 
@@ -36,6 +37,7 @@ export interface RabbitListenerOptions {
 export class RabbitListener implements TrackedListener {
   onStop: (() => void) | undefined;
   private channel: Channel | undefined;
+  private acks: TickAcks | undefined;
   private tags: string[] = [];
   private stopped = false;
   private closing: Promise<void> | undefined;
@@ -56,6 +58,8 @@ export class RabbitListener implements TrackedListener {
     ch.on('error', () => {});
     // Known from now on: deliveries may arrive before setup ends, and close() must flush their acks.
     this.channel = ch;
+    const acks = new TickAcks(ch);
+    this.acks = acks;
     // Per-consumer prefetch (never global QoS): each queue may have `prefetch` unacked.
     await ch.prefetch(this.o.listen.prefetch, false);
     for (const b of this.o.bindings) await this.o.topology.declareBinding(ch, b);
@@ -73,7 +77,8 @@ export class RabbitListener implements TrackedListener {
       (msg) => {
         if (msg) {
           if (b.stream) this.trackOffset(b.queue, msg);
-          this.onMessage(ch, b.queue, msg);
+          // Set by subscribe() before the first consume, for this channel.
+          if (this.acks) this.onMessage(this.acks, b.queue, msg);
         } else if (b.stream) {
           // The broker cancelled the consumer (the stream was deleted): declare it again and
           // consume from `last`, as oslo does after a Basic.cancel.
@@ -104,7 +109,8 @@ export class RabbitListener implements TrackedListener {
     else if (typeof offset === 'bigint') this.streamOffset.set(queue, Number(offset) + 1);
   }
 
-  private onMessage(ch: Channel, queue: string, msg: ConsumeMessage): void {
+  private onMessage(acks: TickAcks, queue: string, msg: ConsumeMessage): void {
+    acks.delivered(msg);
     let settled = false;
     const settle = (fn: () => void) => {
       if (settled) return;
@@ -121,14 +127,14 @@ export class RabbitListener implements TrackedListener {
       data = unenvelope(msg.content);
     } catch (err) {
       // Acknowledge bad input so it cannot stall the queue, and answer a call if we can tell.
-      settle(() => ch.ack(msg));
+      settle(() => acks.ack(msg));
       const e = err as Error;
       this.answerBadCall(msg.content, e);
       this.o.listen.onInvalid?.(e, { address: queue, size: msg.content.length });
       return;
     }
     if (this.dedup.seen(data._unique_id)) {
-      settle(() => ch.ack(msg));
+      settle(() => acks.ack(msg));
       return;
     }
     const parts = splitIncoming(data);
@@ -147,9 +153,9 @@ export class RabbitListener implements TrackedListener {
       },
       acknowledge: () => {
         this.dedup.add(parts.uniqueId);
-        settle(() => ch.ack(msg));
+        settle(() => acks.ack(msg));
       },
-      requeue: () => settle(() => ch.nack(msg, false, true)),
+      requeue: () => settle(() => acks.requeue(msg)),
       done: () => {},
     };
     this.o.listen.onMessage(incoming);
@@ -199,6 +205,7 @@ export class RabbitListener implements TrackedListener {
         (async () => {
           // Closing the channel first flushes the acknowledgements queued on it: amqplib writes
           // channel frames through its muxer, and a connection.close sent at once can overtake them.
+          this.acks?.flush();
           await ch.close();
           return true;
         })(),
