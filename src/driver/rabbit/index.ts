@@ -1,7 +1,7 @@
 import type { Message } from 'amqplib';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
-import { ClosedError, MessageUndeliverable, TransportError } from '../../core/errors.js';
+import { ClosedError, ConfigError, MessageUndeliverable, TransportError } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import type { Context } from '../../core/serializer.js';
 import type { Target } from '../../core/target.js';
@@ -205,7 +205,8 @@ export class RabbitDriver extends DriverBase implements Driver {
       await listener.close();
       this.untrack(listener);
       if (listen.signal?.aborted) throw new ClosedError(`${role}: stopped before it was subscribed`, { cause: err });
-      if (err instanceof TransportError || err instanceof ClosedError) throw err;
+      // A wrong URL (the other AMQP version) stays the configuration error it is.
+      if (err instanceof TransportError || err instanceof ClosedError || err instanceof ConfigError) throw err;
       throw new TransportError(`${role}: could not declare its queues: ${(err as Error).message}`, { cause: err });
     } finally {
       listen.signal?.removeEventListener('abort', abort);
