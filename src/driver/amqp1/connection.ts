@@ -52,7 +52,8 @@ export class Amqp1Connection {
   private refused: ((what: string) => Error) | undefined;
   /** The host of the current connect attempt, and whether its TCP connection came up. */
   private attempt: { host: TransportHost; tcpUp: boolean } | undefined;
-  private probing = false;
+  /** A protocol probe in progress: failures seen meanwhile count once it has answered. */
+  private probing: Promise<void> | undefined;
   /** Ends a probe in progress when the connection is closed. */
   private readonly closing = new AbortController();
 
@@ -175,14 +176,16 @@ export class Amqp1Connection {
         new TransportError(`connection to ${host} lost while waiting for a reply${this.lastError ? ` (${this.lastError})` : ''}`),
       );
     }
+    // The attempt counts once a probe has said whether retrying can help, so that a retry
+    // budget of 0 does not fail with "gave up" before the peer's protocol is known.
     const a = this.attempt;
     if (!wasOpen && !this.refused && !this.probing && a?.tcpUp && !this.url.tls) {
-      // The attempt counts once the probe has said whether retrying can help, so that a retry
-      // budget of 0 does not fail with "gave up" before the peer's protocol is known.
-      void this.probe(a.host).then(() => this.attemptFailed(host));
-      return;
+      this.probing = this.probe(a.host).finally(() => {
+        this.probing = undefined;
+      });
     }
-    this.attemptFailed(host);
+    if (this.probing) void this.probing.then(() => this.attemptFailed(host));
+    else this.attemptFailed(host);
   }
 
   private attemptFailed(host: string): void {
@@ -198,17 +201,11 @@ export class Amqp1Connection {
    * with WrongProtocol and rhea stops reconnecting, as after a refused login.
    */
   private async probe(host: TransportHost): Promise<void> {
-    if (this.probing) return;
-    this.probing = true;
-    try {
-      const speaks = await probeProtocol(host, 2000, this.closing.signal);
-      if (speaks !== 'AMQP 0-9-1' || this.hooks.closed() || this.open_) return;
-      this.lastError = wrongProtocol(host, 'AMQP 1.0', 'connecting').message;
-      this.refused = (what) => wrongProtocol(host, 'AMQP 1.0', what);
-      if (this.conn) stopReconnect(this.conn);
-    } finally {
-      this.probing = false;
-    }
+    const speaks = await probeProtocol(host, 2000, this.closing.signal);
+    if (speaks !== 'AMQP 0-9-1' || this.hooks.closed() || this.open_) return;
+    this.lastError = wrongProtocol(host, 'AMQP 1.0', 'connecting').message;
+    this.refused = (what) => wrongProtocol(host, 'AMQP 1.0', what);
+    if (this.conn) stopReconnect(this.conn);
   }
 
   /** "cannot connect to …", with the last connection failure, for errors. */
