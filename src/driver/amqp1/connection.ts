@@ -179,7 +179,7 @@ export class Amqp1Connection {
     // The attempt counts once a probe has said whether retrying can help, so that a retry
     // budget of 0 does not fail with "gave up" before the peer's protocol is known.
     const a = this.attempt;
-    if (!wasOpen && !this.refused && !this.probing && a?.tcpUp && !this.url.tls) {
+    if (!wasOpen && !this.refused && !this.probing && a?.tcpUp && !this.url.tls && !this.hooks.closed()) {
       this.probing = this.probe(a.host).finally(() => {
         this.probing = undefined;
       });

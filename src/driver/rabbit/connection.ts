@@ -323,7 +323,8 @@ export class RabbitConnection extends EventEmitter {
           `cannot connect to ${this.hosts.describe()}: ${message} (the broker refused the login or vhost; not retrying for ${what})`,
         );
     }
-    if (!handshakeFailed || this.url.tls || !isHandshakeFailure(message)) return undefined;
+    // Closing or stopping: our own close broke the handshake, there is nobody to tell.
+    if (this.over || !handshakeFailed || this.url.tls || !isHandshakeFailure(message)) return undefined;
     const speaks = await probeProtocol(h, Math.min(this.config.rabbit.connectTimeout, 2000), this.aborter.signal);
     if (speaks !== 'AMQP 1.0') return undefined;
     this.lastError = wrongProtocol(h, 'AMQP 0-9-1', 'connecting').message;
