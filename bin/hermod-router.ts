@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { EXIT, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { Router } from '../src/router/router.js';
@@ -10,10 +10,14 @@ if (process.argv[2] === 'passwd') {
 }
 
 const seconds = (v: string) => Math.round(Number(v) * 1000);
+const port = (v: string) => {
+  if (!/^\d{1,5}$/.test(v) || Number(v) > 65535) throw new InvalidArgumentError('expected a TCP port, 0-65535.');
+  return Number(v);
+};
 const program = new Command('hermod-router')
   .description('An AMQP 1.0 message router for hermod and oslo.messaging (amqp1 driver). Not a broker: nothing is stored.')
   .option('--host <host>', 'interface to listen on', '127.0.0.1')
-  .option('--port <port>', 'TCP port (0 = any free port)', (v) => Number(v), 5672)
+  .option('--port <port>', 'TCP port (0 = any free port)', port, 5672)
   .option('--quiet', 'print only the listening line and errors')
   .option('--users <file>', 'users file: SASL PLAIN logins and per-user address rules (see `hermod-router passwd`)')
   .option(

@@ -55,7 +55,7 @@ async function main(): Promise<void> {
 
 main().catch((err) => {
   const code = (err as { code?: string }).code;
-  if (code === 'HERMOD_ERR_TRANSPORT') {
+  if (code === 'HERMOD_ERR_TRANSPORT' || code === 'HERMOD_ERR_ACCESS_REFUSED') {
     process.stderr.write(`error: ${(err as Error).message}\n`);
     process.exit(EXIT.connect);
   }

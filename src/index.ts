@@ -18,6 +18,7 @@ export type {
 } from './core/diagnostics.js';
 export { channels } from './core/diagnostics.js';
 export {
+  AccessRefused,
   ClosedError,
   ConfigError,
   HermodError,
@@ -37,6 +38,7 @@ export {
   TransportError,
   UnsupportedEnvelopeVersion,
   UnsupportedVersion,
+  WrongProtocol,
 } from './core/errors.js';
 export type { Failure } from './core/failure.js';
 export type { Context, Serializer } from './core/serializer.js';

@@ -43,6 +43,8 @@ export class UsageError extends HermodError {
 const USAGE_CODES: ReadonlySet<string> = new Set([
   UsageError.CODE,
   ConfigError.CODE,
+  // The transport URL points at a peer of the other AMQP version.
+  'HERMOD_ERR_WRONG_PROTOCOL',
   'HERMOD_ERR_INVALID_TARGET',
   'HERMOD_ERR_INVALID_ARGUMENT',
 ]);
@@ -63,6 +65,7 @@ export function describeFailure(err: unknown): { status: ExitStatus; text: strin
     case 'HERMOD_ERR_UNSUPPORTED_VERSION':
       return { status: EXIT.noSuchMethod, text: `unsupported version: ${e.message}` };
     case 'HERMOD_ERR_TRANSPORT':
+    case 'HERMOD_ERR_ACCESS_REFUSED':
       return { status: EXIT.connect, text: e.message };
     default:
       if (isRemote(err)) return { status: EXIT.remote, text: `remote error: ${(err as Error).name}: ${(err as Error).message}` };

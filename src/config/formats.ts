@@ -1,23 +1,37 @@
 /**
  * The value formats of the config schema: each named format's TypeScript type ({@link FormatTypes})
- * beside its convict validation and coercion, so the two cannot drift apart. Durations are
- * milliseconds and also accept `500ms`, `30s`, `2m`, `1h`.
+ * beside its convict validation and coercion, so the two cannot drift apart. Every duration
+ * accepts a bare number in its key's unit or a number with a unit: `500ms`, `30s`, `2m`, `1h`.
  */
 import convict from 'convict';
 
-/** Parses `250`, `250ms`, `30s`, `2m`, `1h` into milliseconds. */
-export function parseDuration(value: unknown): number {
-  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+
+/**
+ * Parses `250`, `250ms`, `30s`, `2m`, `1h` into milliseconds; a bare number counts in `unit`
+ * (milliseconds unless said otherwise).
+ */
+export function parseDuration(value: unknown, unit: 'ms' | 's' = 'ms'): number {
+  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value * UNIT_MS[unit];
   const m = typeof value === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(value) : null;
-  if (!m) throw new Error(`must be a duration such as 500ms, 30s, 2m or a number of milliseconds, got ${JSON.stringify(value)}`);
-  const n = Number(m[1]);
-  const unit = m[2] ?? 'ms';
-  return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!);
+  if (!m) {
+    const bare = unit === 'ms' ? 'a number of milliseconds' : 'a number of seconds';
+    throw new Error(`must be a duration such as 500ms, 30s, 2m or ${bare}, got ${JSON.stringify(value)}`);
+  }
+  return Math.round(Number(m[1]) * UNIT_MS[(m[2] as keyof typeof UNIT_MS | undefined) ?? unit]);
+}
+
+/** {@link parseDuration} for keys counted in whole seconds (an AMQP heartbeat): `30`, `30s`, `1m`. */
+export function parseSeconds(value: unknown): number {
+  const ms = parseDuration(value, 's');
+  if (ms % 1000 !== 0) throw new Error(`must be whole seconds, such as 30, 30s or 1m, got ${JSON.stringify(value)}`);
+  return ms / 1000;
 }
 
 /** The TypeScript type of a value of each named format. */
 export interface FormatTypes {
   'duration-ms': number;
+  'duration-s': number;
   'int-range': number;
   'positive-int': number;
   'string-list': string[];
@@ -45,6 +59,12 @@ const FORMATS: { [K in keyof FormatTypes]: convict.Format } = {
       parseDuration(value);
     },
     coerce: (value: unknown) => (typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : parseDuration(value)),
+  },
+  'duration-s': {
+    validate(value: unknown) {
+      parseSeconds(value);
+    },
+    coerce: (value: unknown) => parseSeconds(value),
   },
   'int-range': {
     validate(value: unknown) {
@@ -91,4 +111,18 @@ export function registerFormats(): void {
   if (registered) return;
   convict.addFormats(FORMATS);
   registered = true;
+}
+
+/**
+ * Checks an already coerced `value` against `format`, throwing an Error whose message says what
+ * is expected and quotes the value once (convict's own messages quote it twice).
+ */
+export function checkValue(format: Format, value: unknown): void {
+  if (format === String) {
+    if (typeof value !== 'string') throw new Error(`must be a string, got ${JSON.stringify(value)}`);
+  } else if (Array.isArray(format)) {
+    if (!format.includes(value as string)) throw new Error(`must be one of ${format.join(', ')}, got ${JSON.stringify(value)}`);
+  } else {
+    FORMATS[format as keyof FormatTypes].validate!(value, undefined as never);
+  }
 }

@@ -8,9 +8,9 @@
 import { readFileSync } from 'node:fs';
 import convict from 'convict';
 import { ConfigError } from '../core/errors.js';
-import { registerFormats } from './formats.js';
-import { CONFIG_KEYS, type ConfigValues, convictSchema, envName, type HermodConfig } from './schema.js';
-import { assertKnownKey, nearestKey } from './suggest.js';
+import { checkValue, registerFormats } from './formats.js';
+import { CONFIG_KEYS, type ConfigValues, convictSchema, envName, type HermodConfig, OPTIONS } from './schema.js';
+import { assertKnownKey, closeKey } from './suggest.js';
 
 /** Where configuration comes from; every part is optional. */
 export interface ConfigSources {
@@ -38,9 +38,14 @@ function flatten(obj: Record<string, unknown>, prefix = ''): Array<[string, unkn
   return out;
 }
 
+const FORMAT_OF = new Map(OPTIONS.map(([k, o]) => [k, o.format]));
+
+/** Sets and checks one value at once, so that a bad value is reported with its source, and once. */
 function setKey(conf: convict.Config<unknown>, key: string, value: unknown, source: string): void {
   try {
     conf.set(key as never, value as never);
+    const format = FORMAT_OF.get(key);
+    if (format !== undefined) checkValue(format, conf.get(key as never));
   } catch (err) {
     throw new ConfigError(`invalid value for ${key} (from ${source}): ${(err as Error).message}`, { cause: err, key });
   }
@@ -49,13 +54,14 @@ function setKey(conf: convict.Config<unknown>, key: string, value: unknown, sour
 function assertKnownEnv(env: NodeJS.ProcessEnv): void {
   for (const name of Object.keys(env)) {
     if (name.startsWith('HERMOD_') && !CONFIG_KEYS.some((k) => envName(k) === name)) {
-      const guess = nearestKey(
+      const guess = closeKey(
         name
           .slice(7)
           .toLowerCase()
           .replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()),
       );
-      throw new ConfigError(`unknown environment variable ${name}; did you mean ${envName(guess)}?`, { key: name });
+      const hint = guess ? `; did you mean ${envName(guess)}?` : ' (no hermod option has that name; --help-config lists them)';
+      throw new ConfigError(`unknown environment variable ${name}${hint}`, { key: name });
     }
   }
 }
@@ -76,7 +82,8 @@ export function loadConfig(sources: ConfigSources = {}): HermodConfig {
   registerFormats();
   const env = sources.env ?? process.env;
   assertKnownEnv(env);
-  const conf = convict(convictSchema() as never, { env, args: [] });
+  // The environment is applied below, key by key, so that a bad value names its variable.
+  const conf = convict(convictSchema() as never, { env: {}, args: [] });
   try {
     for (const [k, v] of Object.entries(sources.defaults ?? {})) {
       assertKnownKey(k, 'defaults');
@@ -88,7 +95,7 @@ export function loadConfig(sources: ConfigSources = {}): HermodConfig {
         setKey(conf, k, v, `file ${file}`);
       }
     }
-    // Environment outranks defaults and files: convict read it at construction, so re-apply it now.
+    // Environment outranks defaults and files.
     for (const k of CONFIG_KEYS) {
       const value = env[envName(k)];
       if (value !== undefined) setKey(conf, k, value, `environment ${envName(k)}`);

@@ -15,7 +15,7 @@ export interface Option<F extends Format = Format> {
 
 /**
  * Declares an option. `format` decides the option's type: `String` → string, `'bool'` →
- * boolean, `'duration-ms'`/`'int-range'`/`'positive-int'` → number, `'string-list'` → string[],
+ * boolean, `'duration-ms'`/`'duration-s'`/`'int-range'`/`'positive-int'` → number, `'string-list'` → string[],
  * and a list of values → their literal union (`['wait', 'fail']` → `'wait' | 'fail'`); the
  * default must be of that type.
  */
@@ -92,7 +92,7 @@ export const SCHEMA = {
     redeliveryLimit: opt('int-range', 5, 'Requeues of one notification (by message_id) before it is dropped'),
   },
   rabbit: {
-    heartbeat: opt('int-range', 60, 'AMQP heartbeat in seconds (heartbeat_timeout_threshold); 0 = off'),
+    heartbeat: opt('duration-s', 60, 'AMQP heartbeat in seconds, or 30s, 2m (heartbeat_timeout_threshold); 0 = off'),
     frameMax: opt('positive-int', 131_072, 'Largest AMQP frame in bytes'),
     durableQueues: opt('bool', false, 'Topic and server queues durable (amqp_durable_queues)'),
     autoDelete: opt('bool', false, 'Topic and server queues auto-delete (amqp_auto_delete)'),

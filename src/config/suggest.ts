@@ -1,4 +1,8 @@
-/** "Did you mean" for misspelt configuration keys: unknown keys are errors that name the nearest one. */
+/**
+ * "Did you mean" for misspelt configuration keys: unknown keys are errors that name the known key
+ * they are a likely typo of, and only then (a suggestion far from what was typed misleads more
+ * than it helps).
+ */
 import { ConfigError } from '../core/errors.js';
 import { CONFIG_KEYS } from './schema.js';
 
@@ -14,14 +18,28 @@ function distance(a: string, b: string): number {
   return d[a.length]![b.length]!;
 }
 
-/** The known key closest to `key`, for "did you mean" messages. */
+/**
+ * How far `typed` is from candidate `key`, compared whole or with its last segment (a key typed
+ * without its section, `heartbeat` for `rabbit.heartbeat`), case-insensitively, and the most
+ * edits still taken for a typo of it: a third of the longer string, 1 to 3 edits.
+ */
+function score(typed: string, key: string): { d: number; allowed: number } {
+  const lower = typed.toLowerCase();
+  const full = key.toLowerCase();
+  const last = full.split('.').pop()!;
+  const dFull = distance(lower, full);
+  const dLast = distance(lower, last);
+  const target = dFull <= dLast ? full : last;
+  const allowed = Math.min(3, Math.max(1, Math.floor(Math.max(lower.length, target.length) / 3)));
+  return { d: Math.min(dFull, dLast), allowed };
+}
+
+/** The known key closest to `key`, however far; see {@link closeKey} for suggestions. */
 export function nearestKey(key: string, candidates: readonly string[] = CONFIG_KEYS): string {
-  const lower = key.toLowerCase();
   let best = candidates[0]!;
   let bestD = Infinity;
   for (const c of candidates) {
-    const last = c.split('.').pop()!.toLowerCase();
-    const d = Math.min(distance(lower, c.toLowerCase()), distance(lower, last) + 1);
+    const { d } = score(key, c);
     if (d < bestD) {
       bestD = d;
       best = c;
@@ -30,11 +48,26 @@ export function nearestKey(key: string, candidates: readonly string[] = CONFIG_K
   return best;
 }
 
-/** Throws {@link ConfigError} naming the nearest known key unless `key` is a configuration key. */
+/** The known key `key` is a likely typo of (a few edits away), or undefined when none is close. */
+export function closeKey(key: string, candidates: readonly string[] = CONFIG_KEYS): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const { d, allowed } = score(key, c);
+    if (d <= allowed && d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  return best;
+}
+
+/** Throws {@link ConfigError} (naming the close known key, if any) unless `key` is a configuration key. */
 export function assertKnownKey(key: string, source: string): void {
   if (!CONFIG_KEYS.includes(key)) {
+    const guess = closeKey(key);
     throw new ConfigError(
-      `unknown configuration key '${key}' (from ${source}); did you mean '${nearestKey(key)}'? ` +
+      `unknown configuration key '${key}' (from ${source})${guess ? `; did you mean '${guess}'?` : '.'} ` +
         'Run with --help-config to list the options.',
       { key },
     );

@@ -3,9 +3,10 @@
  * `memory://name`. It lives beside the config schema because its query options are config keys
  * of the driver's section and are checked against the schema.
  */
+import { isIPv6 } from 'node:net';
 import { ConfigError } from '../core/errors.js';
 import { CONFIG_KEYS } from './schema.js';
-import { nearestKey } from './suggest.js';
+import { closeKey } from './suggest.js';
 
 /** One broker host of a transport URL. */
 export interface TransportHost {
@@ -50,8 +51,8 @@ function decode(part: string, what: string): string {
   }
 }
 
-function parseHost(spec: string, defaultPort: number, index: number): TransportHost {
-  const where = `host #${index + 1}`;
+function parseHost(spec: string, defaultPort: number, index: number, url: string): TransportHost {
+  const fail = (what: string) => new ConfigError(`transport URL '${redactUrl(url)}': host #${index + 1} ${what}`, { key: 'transportUrl' });
   let creds: string | undefined;
   let hostport = spec;
   const at = spec.lastIndexOf('@');
@@ -63,33 +64,33 @@ function parseHost(spec: string, defaultPort: number, index: number): TransportH
   let portText: string | undefined;
   if (hostport.startsWith('[')) {
     const close = hostport.indexOf(']');
-    if (close < 0) throw new ConfigError(`transport URL: ${where} has an unclosed IPv6 bracket`, { key: 'transportUrl' });
+    if (close < 0) throw fail(`'${hostport}' has an unclosed IPv6 bracket`);
     hostname = hostport.slice(1, close);
     const after = hostport.slice(close + 1);
-    if (after && !after.startsWith(':'))
-      throw new ConfigError(`transport URL: ${where} has text after the IPv6 address`, { key: 'transportUrl' });
+    if (after && !after.startsWith(':')) throw fail(`'${hostport}' has text after the IPv6 address (expected [address]:port)`);
     portText = after ? after.slice(1) : undefined;
+    if (!isIPv6(hostname)) throw fail(`'${hostport}': '${hostname}' in brackets is not an IPv6 address`);
   } else {
-    const colon = hostport.lastIndexOf(':');
-    hostname = colon >= 0 ? hostport.slice(0, colon) : hostport;
-    portText = colon >= 0 ? hostport.slice(colon + 1) : undefined;
-  }
-  if (!hostname) throw new ConfigError(`transport URL: ${where} has no host name`, { key: 'transportUrl' });
-  if (!/^[A-Za-z0-9._:%-]+$/.test(hostname)) {
-    throw new ConfigError(`transport URL: ${where} has an invalid host name '${hostname}'`, { key: 'transportUrl' });
+    const parts = hostport.split(':');
+    // Only one ':' is a port separator; an IPv6 address must be bracketed to tell its colons apart.
+    if (parts.length > 2) throw fail(`'${hostport}' is not host:port (an IPv6 address goes in brackets: [::1]:5672)`);
+    hostname = parts[0]!;
+    portText = parts[1];
+    if (!hostname) throw fail('has no host name');
+    if (!/^[A-Za-z0-9._-]+$/.test(hostname)) throw fail(`has an invalid host name '${hostname}'`);
   }
   let port = defaultPort;
   if (portText !== undefined && portText !== '') {
-    if (!/^\d+$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
-      throw new ConfigError(`transport URL: ${where} has an invalid port '${portText}' (1-65535)`, { key: 'transportUrl' });
+    if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
+      throw fail(`has an invalid port '${portText}' (1-65535)`);
     }
     port = Number(portText);
   }
   const host: TransportHost = { hostname, port };
   if (creds !== undefined) {
     const colon = creds.indexOf(':');
-    host.username = decode(colon >= 0 ? creds.slice(0, colon) : creds, `the user name of ${where}`);
-    if (colon >= 0) host.password = decode(creds.slice(colon + 1), `the password of ${where}`);
+    host.username = decode(colon >= 0 ? creds.slice(0, colon) : creds, `the user name of host #${index + 1}`);
+    if (colon >= 0) host.password = decode(creds.slice(colon + 1), `the password of host #${index + 1}`);
   }
   return host;
 }
@@ -206,7 +207,12 @@ export function parseTransportUrl(url: string): TransportUrl {
     const full = `${section}.${k}`;
     if (!CONFIG_KEYS.includes(full)) {
       const known = CONFIG_KEYS.filter((c) => c.startsWith(`${section}.`));
-      const hint = known.length ? `; did you mean '${nearestKey(full, known).split('.').pop()}'?` : ` (${scheme}:// takes no options)`;
+      const guess = closeKey(full, known);
+      const hint = !known.length
+        ? ` (${scheme}:// takes no options)`
+        : guess
+          ? `; did you mean '${guess.split('.').pop()}'?`
+          : ` (options: ${known.map((c) => c.split('.').pop()).join(', ')})`;
       throw new ConfigError(`transport URL option '${k}' is not an option of the ${section} driver${hint}`, { key: full });
     }
     options[full] = v;
@@ -220,8 +226,8 @@ export function parseTransportUrl(url: string): TransportUrl {
   } else {
     if (!netloc) throw new ConfigError(`transport URL '${redactUrl(url)}' names no host`, { key: 'transportUrl' });
     const hosts = netloc.split(',').map((h, i) => {
-      if (!h) throw new ConfigError(`transport URL: host #${i + 1} is empty (stray comma?)`, { key: 'transportUrl' });
-      return parseHost(h, info.port, i);
+      if (!h) throw new ConfigError(`transport URL '${redactUrl(url)}': host #${i + 1} is empty (stray comma?)`, { key: 'transportUrl' });
+      return parseHost(h, info.port, i, url);
     });
     parsed = { scheme, driver: info.driver, tls: info.tls, hosts, options };
     if (path !== undefined && path !== '') parsed.virtualHost = decode(path, 'the virtual host');

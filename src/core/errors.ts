@@ -147,6 +147,32 @@ define(MessageUndeliverable, 'HERMOD_ERR_UNDELIVERABLE');
 export class TransportError extends HermodError {}
 define(TransportError, 'HERMOD_ERR_TRANSPORT');
 
+/**
+ * The broker or router refused this client: wrong user name or password, a SASL mechanism it
+ * does not offer, or no access to the virtual host. Retrying with the same credentials cannot
+ * help, so waiting sends and calls fail with it at once.
+ */
+export class AccessRefused extends TransportError {}
+define(AccessRefused, 'HERMOD_ERR_ACCESS_REFUSED');
+
+/**
+ * The host of a transport URL answers in the other AMQP version: an AMQP 1.0 router behind a
+ * `rabbit://` URL, or a RabbitMQ (0-9-1) behind an `amqp://` one. A configuration mistake (the
+ * wrong URL or port), so it is a {@link ConfigError} on `transportUrl` and is not retried.
+ */
+export class WrongProtocol extends ConfigError {
+  /** `host:port` that answered. */
+  readonly host: string;
+  /** What the host speaks. */
+  readonly speaks: 'AMQP 1.0' | 'AMQP 0-9-1';
+  constructor(message: string, host: string, speaks: 'AMQP 1.0' | 'AMQP 0-9-1') {
+    super(message, { key: 'transportUrl' });
+    this.host = host;
+    this.speaks = speaks;
+  }
+}
+define(WrongProtocol, 'HERMOD_ERR_WRONG_PROTOCOL');
+
 /** The object was closed or stopped and can no longer be used for this operation. */
 export class ClosedError extends HermodError {}
 define(ClosedError, 'HERMOD_ERR_CLOSED');

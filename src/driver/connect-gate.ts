@@ -8,8 +8,12 @@ export interface GateStatus {
   connected: boolean;
   /** Failed connect attempts since the last success. */
   failedAttempts: number;
-  /** The broker refused the login, vhost or certificate: retrying cannot help. */
-  refused: boolean;
+  /**
+   * Retrying cannot help: the broker refused the login, vhost or certificate, or speaks another
+   * protocol. `true` fails waiters with a TransportError; a function gives the error to fail
+   * them with (an AccessRefused, a WrongProtocol), given what the waiter waits for.
+   */
+  refused: boolean | ((what: string) => Error);
   /** "cannot connect to …: why", for errors. */
   problem: string;
 }
@@ -40,6 +44,7 @@ export class ConnectGate {
       const s = this.status();
       if (s.closed) throw new ClosedError('transport is closed');
       if (!s.connected) {
+        if (typeof s.refused === 'function') throw s.refused(what);
         if (s.refused) throw new TransportError(`${s.problem} (the broker refused the login or vhost; not retrying for ${what})`);
         if (retry >= 0 && s.failedAttempts > retry) {
           throw new TransportError(

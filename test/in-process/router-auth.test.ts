@@ -185,7 +185,7 @@ t(
     const wrong = new RPCClient(await transport(ctx, `amqp://alice:nope@127.0.0.1:${ctx.port}/`), new Target({ topic: 'auth' }), {
       timeout: 30000,
     });
-    await rejects(() => wrong.call({}, 'echo', { v: 1 }), 'HERMOD_ERR_TRANSPORT', /wrong username or password/);
+    await rejects(() => wrong.call({}, 'echo', { v: 1 }), 'HERMOD_ERR_ACCESS_REFUSED', /wrong username or password/);
     assert.ok(Date.now() - t0 < 3000, `failed after ${Date.now() - t0} ms`);
     // Against an anonymous-only router, credentials cannot be used: said at once too.
     const anon = new Router({ port: 0 });
@@ -195,7 +195,7 @@ t(
       const c = new RPCClient(await transport(ctx, `amqp://alice:wonderland@127.0.0.1:${port}/`), new Target({ topic: 'auth' }), {
         timeout: 30000,
       });
-      await rejects(() => c.call({}, 'echo', { v: 1 }), 'HERMOD_ERR_TRANSPORT', /offers ANONYMOUS/);
+      await rejects(() => c.call({}, 'echo', { v: 1 }), 'HERMOD_ERR_ACCESS_REFUSED', /offers ANONYMOUS/);
       assert.ok(Date.now() - t0 < 3000, `failed after ${Date.now() - t0} ms`);
     } finally {
       await anon.stop();

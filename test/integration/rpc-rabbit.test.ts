@@ -279,7 +279,7 @@ t('wrong credentials or vhost: a clear TransportError, quickly, no crash', async
     if (st.state === 'reconnecting') attempts.push(Date.now());
   });
   const c = new RPCClient(bad, new Target({ topic: 'x' }), { timeout: 5000 });
-  await rejects(c.call({}, 'x'), 'HERMOD_ERR_TRANSPORT', /ACCESS_REFUSED|refused/i);
+  await rejects(c.call({}, 'x'), 'HERMOD_ERR_ACCESS_REFUSED', /ACCESS_REFUSED|refused/i);
   assert.ok(Date.now() - t0 < 3000, `${Date.now() - t0} ms`);
   await sleep(1500);
   assert.ok(attempts.length <= 1, `no reconnect storm: ${attempts.length} attempts in 1.5 s`);
@@ -292,10 +292,10 @@ t('wrong credentials or vhost: a clear TransportError, quickly, no crash', async
   const noVhost = await transport(ctx, {}, ctx.node.url('no-such-vhost'));
   await rejects(
     new RPCClient(noVhost, new Target({ topic: 'x' }), { timeout: 5000 }).call({}, 'x'),
-    'HERMOD_ERR_TRANSPORT',
+    'HERMOD_ERR_ACCESS_REFUSED',
     /vhost|NOT_ALLOWED/i,
   );
-  await rejects(new RPCServer(noVhost, new Target({ topic: 'x', server: 's' }), [new Recorder('s')]).start(), 'HERMOD_ERR_TRANSPORT');
+  await rejects(new RPCServer(noVhost, new Target({ topic: 'x', server: 's' }), [new Recorder('s')]).start(), 'HERMOD_ERR_ACCESS_REFUSED');
   assert.ok(Date.now() - t0 < 3000);
   // Nothing listening at all: cannot connect, naming the host.
   const dead = await transport(ctx, { 'rabbit.retryInterval': 50 }, 'rabbit://guest:guest@127.0.0.1:1/');

@@ -4,13 +4,14 @@ import tls from 'node:tls';
 import type { Connection, Container, EventContext } from 'rhea';
 import rhea from 'rhea';
 import type { HermodConfig } from '../../config/index.js';
-import type { TransportUrl } from '../../config/transport-url.js';
-import { TransportError } from '../../core/errors.js';
+import type { TransportHost, TransportUrl } from '../../config/transport-url.js';
+import { AccessRefused, TransportError } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import { clearRheaTimers, connectionError, type OutcomeKind, setSaslCredentials, socketOf, stopReconnect } from '../../rhea/index.js';
 import { ConnectGate } from '../connect-gate.js';
 import type { ConnectionState } from '../driver.js';
 import { HostRotation, hostLabel } from '../hosts.js';
+import { probeProtocol, wrongProtocol } from '../protocol-probe.js';
 import { tlsOptions } from '../tls.js';
 
 /** Sleeps of a waiting send are capped so conditions nobody wakes the gate for are re-checked. */
@@ -44,8 +45,17 @@ export class Amqp1Connection {
   private lastError: string | undefined;
   private failedAttempts = 0;
   private open_ = false;
-  /** The peer refused our SASL login (or closed with unauthorized-access): retrying cannot help. */
-  private refused = false;
+  /**
+   * Retrying cannot help: the peer refused our SASL login, or speaks AMQP 0-9-1. The error that
+   * waiting sends fail with, given what they wait for.
+   */
+  private refused: ((what: string) => Error) | undefined;
+  /** The host of the current connect attempt, and whether its TCP connection came up. */
+  private attempt: { host: TransportHost; tcpUp: boolean } | undefined;
+  /** A protocol probe in progress: failures seen meanwhile count once it has answered. */
+  private probing: Promise<void> | undefined;
+  /** Ends a probe in progress when the connection is closed. */
+  private readonly closing = new AbortController();
 
   constructor(
     private readonly url: TransportUrl,
@@ -63,7 +73,7 @@ export class Amqp1Connection {
       closed: this.hooks.closed(),
       connected: this.open_,
       failedAttempts: this.failedAttempts,
-      refused: this.refused,
+      refused: this.refused ?? false,
       problem: this.problem(),
     }));
   }
@@ -88,10 +98,16 @@ export class Amqp1Connection {
         const h = this.hosts.next();
         // SASL: PLAIN with the host's credentials, ANONYMOUS without.
         setSaslCredentials(conn, h.username, h.password);
+        const attempt = { host: h, tcpUp: false };
+        this.attempt = attempt;
         const connect = this.url.tls
           ? (port: number, host: string, options: tls.ConnectionOptions, cb: () => void) =>
               tls.connect({ ...options, port, host, servername: host }, cb)
-          : (port: number, host: string, _o: unknown, cb: () => void) => net.connect({ port, host, noDelay: true }, cb);
+          : (port: number, host: string, _o: unknown, cb: () => void) =>
+              net.connect({ port, host, noDelay: true }, () => {
+                attempt.tcpUp = true;
+                cb();
+              });
         return { host: h.hostname, port: h.port, connect, options: secure } as never;
       },
       reconnect: true,
@@ -120,8 +136,9 @@ export class Amqp1Connection {
       // and, having set it as the transport error, never reconnects: say why at once.
       const e = ctx.error as { condition?: string; message?: string } | undefined;
       if (e?.condition === 'amqp:unauthorized-access') {
-        this.refused = true;
         this.lastError = saslReason(e.message ?? '');
+        const problem = this.problem();
+        this.refused = (what) => new AccessRefused(`${problem} (the peer refused the login; not retrying for ${what})`);
         this.wake();
       }
     });
@@ -147,8 +164,10 @@ export class Amqp1Connection {
     const error = ctx.error as Error | undefined;
     // A refused login's reason beats what rhea's socket says as it goes ("write after end").
     if (error && !this.refused) this.lastError = error.message;
-    this.failedAttempts++;
-    if (this.hooks.closed()) return;
+    if (this.hooks.closed()) {
+      this.failedAttempts++;
+      return;
+    }
     if (wasOpen) {
       this.hooks.state({ state: 'disconnected', host, ...(error ? { error } : {}) });
       // Replies to calls sent on the old connection would go to its dynamic address, which
@@ -157,9 +176,36 @@ export class Amqp1Connection {
         new TransportError(`connection to ${host} lost while waiting for a reply${this.lastError ? ` (${this.lastError})` : ''}`),
       );
     }
+    // The attempt counts once a probe has said whether retrying can help, so that a retry
+    // budget of 0 does not fail with "gave up" before the peer's protocol is known.
+    const a = this.attempt;
+    if (!wasOpen && !this.refused && !this.probing && a?.tcpUp && !this.url.tls && !this.hooks.closed()) {
+      this.probing = this.probe(a.host).finally(() => {
+        this.probing = undefined;
+      });
+    }
+    if (this.probing) void this.probing.then(() => this.attemptFailed(host));
+    else this.attemptFailed(host);
+  }
+
+  private attemptFailed(host: string): void {
+    this.failedAttempts++;
     // After a refused login rhea does not reconnect; do not claim it does.
-    if (!this.refused) this.hooks.state({ state: 'reconnecting', host, attempt: this.failedAttempts, delayMs: 0 });
+    if (!this.refused && !this.hooks.closed()) this.hooks.state({ state: 'reconnecting', host, attempt: this.failedAttempts, delayMs: 0 });
     this.wake();
+  }
+
+  /**
+   * A connection that came up but closed before AMQP's open: ask the peer what it speaks. A 0-9-1
+   * peer (RabbitMQ without its AMQP 1.0 plugin) is a configuration mistake: waiting sends fail
+   * with WrongProtocol and rhea stops reconnecting, as after a refused login.
+   */
+  private async probe(host: TransportHost): Promise<void> {
+    const speaks = await probeProtocol(host, 2000, this.closing.signal);
+    if (speaks !== 'AMQP 0-9-1' || this.hooks.closed() || this.open_) return;
+    this.lastError = wrongProtocol(host, 'AMQP 1.0', 'connecting').message;
+    this.refused = (what) => wrongProtocol(host, 'AMQP 1.0', what);
+    if (this.conn) stopReconnect(this.conn);
   }
 
   /** "cannot connect to …", with the last connection failure, for errors. */
@@ -184,6 +230,7 @@ export class Amqp1Connection {
 
   /** Stops reconnecting, closes the connection (waiting briefly for the peer) and drops the socket. */
   async close(): Promise<void> {
+    this.closing.abort();
     this.wake();
     const conn = this.conn;
     if (!conn) return;

@@ -6,11 +6,13 @@ import amqplib, { type ChannelModel } from 'amqplib';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportHost, TransportUrl } from '../../config/transport-url.js';
 import { backoffDelay } from '../../core/backoff.js';
+import { AccessRefused } from '../../core/errors.js';
 import { uuid } from '../../core/ids.js';
 import { ConnectGate } from '../connect-gate.js';
 import type { ConnectionState } from '../driver.js';
 import { CLOSE_GRACE_MS, within } from '../driver-base.js';
 import { HostRotation, hostLabel } from '../hosts.js';
+import { probeProtocol, wrongProtocol } from '../protocol-probe.js';
 import { tlsOptions } from '../tls.js';
 
 /** Runs on every (re)connect, before the connection counts as open: channels, topology, consumers. */
@@ -91,6 +93,19 @@ function isAuthProblem(message: string): boolean {
   return /ACCESS_REFUSED|NOT_ALLOWED|access_refused|not_allowed|authentication|vhost|certificate|CERT_|self.signed/i.test(message);
 }
 
+function isCertificateProblem(message: string): boolean {
+  return /certificate|CERT_|self.signed/i.test(message);
+}
+
+/**
+ * How amqplib fails when the peer is no AMQP 0-9-1 broker: it closes the socket (an AMQP 1.0
+ * peer refusing the 0-9-1 header, as hermod-router does) or answers bytes that are no 0-9-1
+ * frame (an AMQP 1.0 header). Such failures are worth asking the peer what it speaks.
+ */
+function isHandshakeFailure(message: string): boolean {
+  return /opening handshake|frame|Expected ConnectionStart|Unexpected|Unknown|Invalid/i.test(message);
+}
+
 /**
  * One AMQP 0-9-1 connection that stays up: it connects to the URL's hosts round-robin, runs
  * its setup hooks (the topology, declared as data by its owners) on every connect, and after a
@@ -117,11 +132,15 @@ export class RabbitConnection extends EventEmitter {
   private readonly gate: ConnectGate;
   private lastError: string | undefined;
   private authProblem = false;
+  /** Why retrying cannot help (a refused login, the wrong protocol): the error waiters fail with. */
+  private refusal: ((what: string) => Error) | undefined;
   /** Failed connect attempts since the last successful one. */
   private failedAttempts = 0;
   private closed = false;
   private started = false;
   private sleepTimer: NodeJS.Timeout | undefined;
+  /** Ends a protocol probe in progress on close. */
+  private readonly aborter = new AbortController();
   private wakeSleep: (() => void) | undefined;
 
   constructor(
@@ -136,7 +155,7 @@ export class RabbitConnection extends EventEmitter {
       closed: this.closed,
       connected: this.model !== undefined,
       failedAttempts: this.failedAttempts,
-      refused: this.authProblem,
+      refused: this.refusal ?? this.authProblem,
       problem: `cannot connect to ${this.hosts.describe()}${this.lastError ? `: ${this.lastError}` : ''}`,
     }));
   }
@@ -203,7 +222,7 @@ export class RabbitConnection extends EventEmitter {
 
   private backoff(): number {
     const r = this.config.rabbit;
-    if (this.authProblem) return r.intervalMax;
+    if (this.authProblem || this.refusal) return r.intervalMax;
     return backoffDelay(this.failedAttempts, { initial: r.retryInterval, factor: r.retryBackoff, max: r.intervalMax });
   }
 
@@ -227,9 +246,11 @@ export class RabbitConnection extends EventEmitter {
       const h = this.hosts.next();
       const host = hostLabel(h);
       let model: ChannelModel | undefined;
+      let socket: Socket | undefined;
       try {
         model = await this.dial(h, (s) => {
           this.dialing = s;
+          socket = s;
         });
         this.dialing = undefined;
         this.current = model;
@@ -253,6 +274,7 @@ export class RabbitConnection extends EventEmitter {
         this.model = model;
         this.failedAttempts = 0;
         this.authProblem = false;
+        this.refusal = undefined;
         this.lastError = undefined;
         this.setState({ state: 'connected', host });
         this.gate.wake();
@@ -283,6 +305,8 @@ export class RabbitConnection extends EventEmitter {
           this.lastError = `the broker refused to open vhost '${this.url.virtualHost ?? '/'}' (NOT_ALLOWED: no such vhost, or no permission on it)`;
         }
         this.authProblem = isAuthProblem(this.lastError);
+        // amqplib writes its header once the TCP connection is up: bytes written mean the peer answered the connect.
+        this.refusal = await this.refusalOf(h, this.lastError, !model && (socket?.bytesWritten ?? 0) > 0);
         this.failedAttempts++;
         if (model) void this.closeModel(model);
         this.model = undefined;
@@ -302,6 +326,28 @@ export class RabbitConnection extends EventEmitter {
       this.wakeSleep = undefined;
       this.sleepTimer = undefined;
     }
+  }
+
+  /**
+   * Whether a failed attempt on `h` cannot be helped by retrying, and the error to say so: a
+   * refused login or vhost (AccessRefused), or a peer that turns out to speak AMQP 1.0
+   * (WrongProtocol, asked only after a handshake failure on a socket that did connect, and not
+   * over TLS, where the probe's plain header would prove nothing).
+   */
+  private async refusalOf(h: TransportHost, message: string, handshakeFailed: boolean): Promise<((what: string) => Error) | undefined> {
+    if (this.authProblem) {
+      if (isCertificateProblem(message)) return undefined;
+      return (what) =>
+        new AccessRefused(
+          `cannot connect to ${this.hosts.describe()}: ${message} (the broker refused the login or vhost; not retrying for ${what})`,
+        );
+    }
+    // Closing or stopping: our own close broke the handshake, there is nobody to tell.
+    if (this.over || !handshakeFailed || this.url.tls || !isHandshakeFailure(message)) return undefined;
+    const speaks = await probeProtocol(h, Math.min(this.config.rabbit.connectTimeout, 2000), this.aborter.signal);
+    if (speaks !== 'AMQP 1.0') return undefined;
+    this.lastError = wrongProtocol(h, 'AMQP 0-9-1', 'connecting').message;
+    return (what) => wrongProtocol(h, 'AMQP 0-9-1', what);
   }
 
   /** Closes `model`, or drops its socket when the broker does not answer within the grace. */
@@ -337,6 +383,7 @@ export class RabbitConnection extends EventEmitter {
 
   private async doClose(graceMs: number): Promise<void> {
     this.closed = true;
+    this.aborter.abort();
     if (this.sleepTimer) clearTimeout(this.sleepTimer);
     this.sleepTimer = undefined;
     this.wakeSleep?.();

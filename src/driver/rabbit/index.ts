@@ -205,7 +205,8 @@ export class RabbitDriver extends DriverBase implements Driver {
       await listener.close();
       this.untrack(listener);
       if (listen.signal?.aborted) throw new ClosedError(`${role}: stopped before it was subscribed`, { cause: err });
-      // A ConfigError is a declare refused for other flags: it names the option that differs.
+      // A ConfigError stays one: a declare refused for other flags (it names the option that
+      // differs) or a URL pointing at the other AMQP version.
       if (err instanceof TransportError || err instanceof ClosedError || err instanceof ConfigError) throw err;
       throw new TransportError(`${role}: could not declare its queues: ${(err as Error).message}`, { cause: err });
     } finally {

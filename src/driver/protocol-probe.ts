@@ -1,0 +1,91 @@
+/**
+ * Which AMQP version a host speaks, asked the way the specifications allow: a client sends a
+ * protocol header and the server answers with its own, the one it speaks (AMQP 0-9-1 §4.2.2,
+ * AMQP 1.0 §2.2: a server refusing the version answers with its header and closes). The drivers ask only after a
+ * handshake failed on a socket that did connect, so that a client pointed at the wrong port says
+ * so instead of "Socket closed abruptly" or retrying forever.
+ */
+import net from 'node:net';
+import type { TransportHost } from '../config/transport-url.js';
+import { WrongProtocol } from '../core/errors.js';
+
+/** An AMQP version, as {@link probeProtocol} reports it. */
+export type AmqpVersion = 'AMQP 1.0' | 'AMQP 0-9-1';
+
+/**
+ * AMQP 1.0 with SASL (protocol id 3), what rhea and Qpid clients send first. Both kinds of peer
+ * answer it at once: an AMQP 1.0 one with its header (then it waits for SASL), a 0-9-1 one
+ * (RabbitMQ without its AMQP 1.0 plugin) with its own header as a refusal. A 0-9-1 header would
+ * not do: RabbitMQ answers it with a frame, and hermod-router with nothing.
+ */
+const AMQP1_SASL_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 3, 1, 0, 0]);
+
+/**
+ * The version a server's first 8 bytes announce: an AMQP 1.0 header (`AMQP` 0|2|3 1 0 0), or a
+ * 0-9-1 / 0-9 / 0-8 one (`AMQP` 0 0 9 1, `AMQP` 1 1 0 9, `AMQP` 1 1 8 0: RabbitMQ's answer to a
+ * header it does not take); undefined for anything else.
+ */
+export function versionOfHeader(bytes: Uint8Array): AmqpVersion | undefined {
+  if (bytes.length < 8 || Buffer.from(bytes.subarray(0, 4)).toString('latin1') !== 'AMQP') return undefined;
+  const [id, major, minor, revision] = bytes.subarray(4, 8);
+  if ((id === 0 || id === 2 || id === 3) && major === 1 && minor === 0 && revision === 0) return 'AMQP 1.0';
+  const v091 = id === 0 && major === 0 && minor === 9 && revision === 1;
+  // 0-9 and 0-8 headers: class 1, instance 1, then the version (0 9, 8 0).
+  const older = id === 1 && major === 1 && ((minor === 0 && revision === 9) || (minor === 8 && revision === 0));
+  if (v091 || older) return 'AMQP 0-9-1';
+  return undefined;
+}
+
+/**
+ * Connects to `host` (plain TCP), sends an AMQP 1.0 SASL header and reads the header that comes
+ * back within `timeoutMs`. Returns the version the peer announced, or undefined (no answer, no
+ * AMQP peer, cannot connect, or `signal` aborted). Never throws; the socket is always destroyed.
+ */
+export function probeProtocol(host: TransportHost, timeoutMs: number, signal?: AbortSignal): Promise<AmqpVersion | undefined> {
+  return new Promise((resolve) => {
+    let got = Buffer.alloc(0);
+    const socket = net.connect({ host: host.hostname, port: host.port });
+    const abort = () => done(undefined);
+    const done = (v: AmqpVersion | undefined) => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', abort);
+      socket.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(abort, timeoutMs);
+    if (signal?.aborted) return done(undefined);
+    signal?.addEventListener('abort', abort, { once: true });
+    socket.once('connect', () => socket.write(AMQP1_SASL_HEADER));
+    socket.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (got.length >= 8) done(versionOfHeader(got));
+    });
+    socket.once('error', () => done(undefined));
+    socket.once('close', () => done(got.length >= 8 ? versionOfHeader(got) : undefined));
+  });
+}
+
+/** The host label of a URL host, `[::1]:5672` or `h:5672`. */
+function label(host: TransportHost): string {
+  return `${host.hostname.includes(':') ? `[${host.hostname}]` : host.hostname}:${host.port}`;
+}
+
+/**
+ * The error for a client of `clientSpeaks` that reached a peer of the other version, naming the
+ * URL scheme that would work there.
+ */
+export function wrongProtocol(host: TransportHost, clientSpeaks: AmqpVersion, what: string): WrongProtocol {
+  const where = label(host);
+  if (clientSpeaks === 'AMQP 0-9-1') {
+    return new WrongProtocol(
+      `${where} speaks AMQP 1.0, not RabbitMQ's AMQP 0-9-1: use amqp://${where}/ for an AMQP 1.0 router such as hermod-router, or point rabbit:// at RabbitMQ's port (${what} not retried)`,
+      where,
+      'AMQP 1.0',
+    );
+  }
+  return new WrongProtocol(
+    `${where} speaks AMQP 0-9-1 (RabbitMQ without its AMQP 1.0 plugin): use rabbit://${where}/ for it, or point amqp:// at an AMQP 1.0 router (${what} not retried)`,
+    where,
+    'AMQP 0-9-1',
+  );
+}
