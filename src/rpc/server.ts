@@ -49,6 +49,8 @@ type State = 'new' | 'starting' | 'running' | 'stopped';
 export class RPCServer {
   readonly target: Target;
   private readonly host: RequestHost;
+  private dispatcher: RPCDispatcher;
+  private readonly makeDispatcher: (endpoints: readonly object[]) => RPCDispatcher;
   private readonly concurrency: number;
   private readonly pool: WorkPool<ServerRequest>;
   private listener: Listener | undefined;
@@ -69,15 +71,30 @@ export class RPCServer {
     const conf = transport.config.rpc;
     this.concurrency = options.concurrency ?? conf.serverConcurrency;
     this.pool = new WorkPool(this.concurrency);
+    this.makeDispatcher = (eps) => new RPCDispatcher(eps, options.serializer ?? new NoOpSerializer(), options.accessPolicy);
+    this.dispatcher = this.makeDispatcher(endpoints);
+    const server = this;
     this.host = {
       target,
-      dispatcher: new RPCDispatcher(endpoints, options.serializer ?? new NoOpSerializer(), options.accessPolicy),
+      // Read when a request starts: one already running keeps the dispatcher it began with.
+      get dispatcher() {
+        return server.dispatcher;
+      },
       sendTraceback: options.sendTraceback ?? conf.sendTraceback,
       finished: (outcome: ServerRequestEvent['outcome']) => {
         this.counts.served++;
         if (outcome !== 'ok') this.counts.failed++;
       },
     };
+  }
+
+  /**
+   * Swaps the endpoints (hot reload): requests that start from now on go to `endpoints`; those
+   * already running finish on the old ones. The subscription is untouched. Throws what the
+   * constructor would for bad endpoints, keeping the old ones.
+   */
+  replaceEndpoints(endpoints: readonly object[]): void {
+    this.dispatcher = this.makeDispatcher(endpoints);
   }
 
   /** Counters since start. */
