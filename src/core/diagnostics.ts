@@ -42,6 +42,8 @@ export interface ServerRequestEvent {
   durationMs: number;
   outcome: 'ok' | 'error' | 'invalid' | 'aborted';
   error?: Error;
+  /** The caller's request id (`request_id` in the context, as oslo's RequestContext), when it sent one. */
+  requestId?: string;
 }
 
 /** Published on `hermod:message:invalid`. */

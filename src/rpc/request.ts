@@ -142,6 +142,7 @@ export class ServerRequest implements Work {
     this.host.finished(outcome);
     this.incoming.done();
     const target = this.host.target;
+    const requestId = this.incoming.ctx.request_id;
     publish(channels.serverRequest, () => ({
       server: target.server!,
       topic: target.topic!,
@@ -150,6 +151,7 @@ export class ServerRequest implements Work {
       durationMs: performance.now() - this.started,
       outcome,
       ...(error ? { error } : {}),
+      ...(typeof requestId === 'string' ? { requestId } : {}),
     }));
   }
 }
