@@ -5,10 +5,14 @@
  * running finish on the old code. A module that fails to load leaves the old code serving and
  * is logged with its file and line; the next save tries again.
  */
+import { statSync } from 'node:fs';
 import path from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import { type EndpointContext, endpointsOf, importFresh, loadErrorLocation } from '../load-endpoints.js';
 import type { RunLogger } from './types.js';
+
+/** After a reload, when modification times are compared again (past chokidar's 50 ms change throttle). */
+const VERIFY_MS = 120;
 
 /** How files are watched. */
 export interface WatchOptions {
@@ -42,6 +46,7 @@ export class EndpointReloader {
   private watcher: FSWatcher | undefined;
   private target: EndpointTarget | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private verify: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
   private closed = false;
@@ -65,13 +70,15 @@ export class EndpointReloader {
       const involved = [spec];
       const onFile = (f: string) => {
         involved.push(f);
+        if (this.files.has(f)) return;
         this.files.add(f);
         this.watcher?.add(f);
       };
       try {
         out.push(...(await endpointsOf(await importFresh(spec, { onFile }), spec, this.ctx)));
       } catch (err) {
-        throw Object.assign(err instanceof Error ? err : new Error(String(err)), { location: await loadErrorLocation(err, involved) });
+        const candidates = [...new Set([...involved, ...this.files])];
+        throw Object.assign(err instanceof Error ? err : new Error(String(err)), { location: await loadErrorLocation(err, candidates) });
       }
     }
     return out;
@@ -97,6 +104,7 @@ export class EndpointReloader {
   async reload(): Promise<boolean> {
     if (this.closed || !this.target) return false;
     const t0 = performance.now();
+    this.log.debug('reloading endpoint modules', { ...this.fields, event: 'reloading' });
     try {
       const endpoints = await this.load();
       this.target.replaceEndpoints(endpoints);
@@ -129,18 +137,43 @@ export class EndpointReloader {
     return { ...this.counts };
   }
 
+  /** Resolves when no reload runs or waits to run (for tests and orderly shutdowns). */
+  async idle(): Promise<void> {
+    while (this.running || this.timer || this.verify || this.again) {
+      await (this.running ?? new Promise((r) => setTimeout(r, 10)));
+    }
+  }
+
   /** Stops watching; a reload in progress finishes first. */
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
+    clearTimeout(this.verify);
     await this.watcher?.close();
     await this.running;
+  }
+
+  private mtimes(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const f of this.files) {
+      try {
+        out.set(f, statSync(f).mtimeMs);
+      } catch {
+        out.set(f, -1);
+      }
+    }
+    return out;
   }
 
   private schedule(): void {
     if (this.closed) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.run(), this.options.debounceMs ?? 100);
+    clearTimeout(this.verify);
+    this.verify = undefined;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.run();
+    }, this.options.debounceMs ?? 100);
   }
 
   private run(): void {
@@ -148,12 +181,25 @@ export class EndpointReloader {
       this.again = true;
       return;
     }
+    const before = this.mtimes();
     this.running = this.reload().then(() => {
       this.running = undefined;
-      if (this.again) {
+      if (this.again || this.changedSince(before)) {
         this.again = false;
         this.run();
+        return;
       }
+      // chokidar drops a file's change event within 50 ms of its previous one: a save landing
+      // then is found by comparing modification times once that window is over.
+      this.verify = setTimeout(() => {
+        this.verify = undefined;
+        if (this.changedSince(before)) this.schedule();
+      }, VERIFY_MS);
     });
+  }
+
+  private changedSince(before: Map<string, number>): boolean {
+    for (const [f, t] of this.mtimes()) if (before.get(f) !== t) return true;
+    return false;
   }
 }
