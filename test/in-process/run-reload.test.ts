@@ -182,7 +182,7 @@ t('a broken module keeps the old code serving and is logged with file and line; 
 });
 
 t('TypeScript modules and their TypeScript imports reload; type errors in syntax are located', async (ctx) => {
-  write(ctx, 'util.ts', 'export const greet = (n: string): string => `hello ${n}`;\n');
+  write(ctx, 'util.ts', "export const greet = (n: string): string => 'hello ' + n;\n");
   const file = write(
     ctx,
     'greeter.ts',
@@ -191,11 +191,11 @@ t('TypeScript modules and their TypeScript imports reload; type errors in syntax
   const { reloader, client } = await serve(ctx, file, 'ts');
   assert.is(await client.call({}, 'hello', { name: 'a' }), 'hello a');
   let before = reloader.stats();
-  write(ctx, 'util.ts', 'export const greet = (n: string): string => `bonjour ${n}`;\n');
+  write(ctx, 'util.ts', "export const greet = (n: string): string => 'bonjour ' + n;\n");
   await reloaded(reloader, before, 'reloads');
   assert.is(await client.call({}, 'hello', { name: 'a' }), 'bonjour a');
   before = reloader.stats();
-  const util = write(ctx, 'util.ts', 'export const greet = (n: string): string => `x ${n}`;;;\nlet = ;\n');
+  const util = write(ctx, 'util.ts', "export const greet = (n: string): string => 'x ' + n;\nlet = ;\n");
   await reloaded(reloader, before, 'failures');
   assert.match(String(ctx.lines.find((l) => l.level === 'error')!.fields.file), new RegExp(`^${util}:2:\\d+$`));
   assert.is(await client.call({}, 'hello', { name: 'a' }), 'bonjour a');
