@@ -45,6 +45,7 @@ async function runCommand(argv: string[]): Promise<void> {
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
   const o = program.opts<{ workers?: string; watch?: boolean; watchPolling?: string | true; shutdownTimeout?: string }>();
+  const cliWorkers = o.workers === undefined ? undefined : parseWorkers(o.workers, '--workers');
   const file = (program.args[0] as string | undefined) ?? DEFAULT_RUN_FILES.find((f) => existsSync(f));
   if (!file) throw new UsageError(`no run file named and none of ${DEFAULT_RUN_FILES.join(', ')} here`);
   const spec = await readRunFile(file);
@@ -60,13 +61,16 @@ async function runCommand(argv: string[]): Promise<void> {
   };
   const base = configOf(spec.config, `${file}: config`);
   const configs = new Map(spec.services.map((s) => [s, configOf({ ...spec.config, ...s.config }, `${file}: services.${s.name}`)]));
-  const cliWorkers = o.workers === undefined ? undefined : parseWorkers(o.workers, '--workers');
   const workersOf = (s: ServiceSpec) => cliWorkers ?? s.workers ?? spec.workers ?? 1;
   let watch: WatchOptions | false = spec.watch ?? false;
   if (o.watch || o.watchPolling !== undefined) watch = { ...(watch || {}) };
   if (o.watchPolling !== undefined && watch) {
     watch.usePolling = true;
-    if (o.watchPolling !== true) watch.interval = parseWorkers(o.watchPolling, '--watch-polling');
+    if (o.watchPolling !== true) {
+      const ms = Number(o.watchPolling);
+      if (!Number.isInteger(ms) || ms < 1) throw new UsageError(`--watch-polling takes an interval in ms ≥ 1, got '${o.watchPolling}'`);
+      watch.interval = ms;
+    }
   }
   const timeoutMs = parseShutdownTimeout(o.shutdownTimeout, base.rpc.stopTimeout);
   const worker = workerNumber();
