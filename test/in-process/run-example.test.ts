@@ -42,7 +42,9 @@ test('the example runs: calc on two workers, greeter from TypeScript; SIGTERM ex
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const transport = await getTransport(url, { config: defaultConfig() });
   try {
-    await until(() => (out.match(/"event":"serving"/g) ?? []).length === 3, `3 servers serving: ${out}`, 20_000);
+    await until(() => (out.match(/"event":"serving"/g) ?? []).length === 3, '3 servers serving', 20_000).catch((err: Error) => {
+      throw new Error(`${err.message}; the runner said:\n${out}`);
+    });
     const calc = new RPCClient(transport, new Target({ topic: 'calc', namespace: 'calc', version: '1.1' }), { timeout: 5000 });
     assert.is(await calc.call({}, 'add', { a: 2, b: 40 }), 42);
     const who = await Promise.all([1, 2].map((n) => calc.prepare({ server: `calc-host-${n}` }).call({}, 'whoami', {})));
