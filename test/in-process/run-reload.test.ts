@@ -119,16 +119,19 @@ t('reload under load: 0 failed calls, new calls reach the new code, the subscrip
     }
   };
   const loops = Array.from({ length: 8 }, loop);
-  for (let v = 2; v <= 8; v++) {
-    const before = reloader.stats();
-    // Alternate between editing the module and editing its local import.
-    if (v % 2 === 0) endpoints(ctx, v);
-    else write(ctx, 'lib/version.js', `export const version = ${v};\n`);
-    await reloaded(reloader, before, 'reloads');
-    await until(() => seen.at(-1) === v, `calls answered by version ${v}`, 3000);
+  try {
+    for (let v = 2; v <= 8; v++) {
+      const before = reloader.stats();
+      // Alternate between editing the module and editing its local import.
+      if (v % 2 === 0) endpoints(ctx, v);
+      else write(ctx, 'lib/version.js', `export const version = ${v};\n`);
+      await reloaded(reloader, before, 'reloads');
+      await until(() => seen.at(-1) === v, `calls answered by version ${v}`, 3000);
+    }
+  } finally {
+    stop = true;
+    await Promise.all(loops);
   }
-  stop = true;
-  await Promise.all(loops);
   assert.equal(failures, [], 'no call failed across the reloads');
   assert.ok(ok > 50, `calls kept flowing (${ok})`);
   assert.is(await client.call({}, 'v', {}), 8);

@@ -172,23 +172,27 @@ t('--watch under load through the runner: 0 failed calls, a broken module keeps 
     }
   };
   const loops = Array.from({ length: 6 }, loop);
-  await until(() => seen.length > 0, `the first answer (${run.err})`, 15_000);
-  for (let v = 2; v <= 5; v++) {
-    version(v);
-    await until(() => seen.at(-1) === v, `version ${v} answering`, 5000);
+  try {
+    await until(() => seen.length > 0, 'the first answer', 15_000);
+    for (let v = 2; v <= 5; v++) {
+      version(v);
+      await until(() => seen.at(-1) === v, `version ${v} answering`, 5000);
+    }
+    write('export default { async v() { return 6; } };\nexport const oops = ;\n');
+    await until(() => count(run, (l) => l.event === 'reload-failed') === 1, 'the failed reload logged');
+    const failed = run.lines.find((l) => l.event === 'reload-failed')!;
+    assert.is(failed.file, `${path.join(ctx.dir, 'ep.js')}:2`);
+    assert.is(failed.service, 'svc');
+    const n = seen.length;
+    await until(() => seen.length > n + 20, 'calls still answered');
+    assert.is(seen.at(-1), 5, 'the old code still serves');
+    version(7);
+    await until(() => seen.at(-1) === 7, 'the fixed module serving', 5000);
+  } finally {
+    // A failed step must not leave the loops calling (they would spin once the transport closes).
+    stop = true;
+    await Promise.all(loops);
   }
-  write('export default { async v() { return 6; } };\nexport const oops = ;\n');
-  await until(() => count(run, (l) => l.event === 'reload-failed') === 1, 'the failed reload logged');
-  const failed = run.lines.find((l) => l.event === 'reload-failed')!;
-  assert.is(failed.file, `${path.join(ctx.dir, 'ep.js')}:2`);
-  assert.is(failed.service, 'svc');
-  const n = seen.length;
-  await until(() => seen.length > n + 20, 'calls still answered');
-  assert.is(seen.at(-1), 5, 'the old code still serves');
-  version(7);
-  await until(() => seen.at(-1) === 7, 'the fixed module serving', 5000);
-  stop = true;
-  await Promise.all(loops);
   assert.equal(failures, [], 'no call failed');
   assert.ok(seen.length > 100, `calls kept flowing (${seen.length})`);
   run.child.kill('SIGTERM');
