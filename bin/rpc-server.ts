@@ -1,7 +1,5 @@
 #!/usr/bin/env node
 import diagnostics_channel from 'node:diagnostics_channel';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { Command } from 'commander';
 import { cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
@@ -10,12 +8,13 @@ import { exitOnUsage, fatal } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { getTransport, RPCServer, type ServerRequestEvent, Target } from '../src/index.js';
+import { importModule } from '../src/ops/load-endpoints.js';
 import { exposeMetrics } from '../src/ops/metrics.js';
 
 async function loadEndpoints(specs: string[], ctx: { server: string; topic: string }): Promise<object[]> {
   const out: object[] = [];
   for (const spec of specs) {
-    const mod = (await import(pathToFileURL(path.resolve(spec)).href)) as Record<string, unknown>;
+    const mod = await importModule(spec);
     let value = mod.default ?? mod.endpoints;
     if (value === undefined) throw new Error(`${spec} exports neither a default nor 'endpoints'`);
     if (typeof value === 'function') {

@@ -66,6 +66,8 @@ export interface ServerRequestEvent extends ServerRequestStartEvent {
   outcome: 'ok' | 'error' | 'invalid' | 'aborted';
   started: boolean;
   error?: Error;
+  /** The caller's request id (`request_id` in the context, as oslo's RequestContext), when it sent one. */
+  requestId?: string;
 }
 
 /** Published on `hermod:message:invalid`. */

@@ -170,6 +170,8 @@ export class ServerRequest implements Work {
       e.outcome = outcome;
       e.started = this.startedEvent;
       if (error) e.error = error;
+      const requestId = this.incoming.ctx.request_id;
+      if (typeof requestId === 'string') e.requestId = requestId;
       return e;
     });
   }

@@ -79,6 +79,8 @@ const HOLD_BACK_MS = 200;
 export class RPCServer {
   readonly target: Target;
   private readonly host: RequestHost;
+  private dispatcher: RPCDispatcher;
+  private readonly makeDispatcher: (endpoints: readonly object[]) => RPCDispatcher;
   private readonly concurrency: number;
   private readonly pool: WorkPool<ServerRequest>;
   private listener: Listener | undefined;
@@ -104,6 +106,7 @@ export class RPCServer {
     this.pool = new WorkPool(this.concurrency);
     const introspect = (options.introspection ?? conf.introspection) && Array.isArray(endpoints) && endpoints.length > 0;
     const jc = transport.config.jobs;
+    const server = this;
     const jobs: JobRunner = new JobRunner(
       {
         server: target.server!,
@@ -118,25 +121,42 @@ export class RPCServer {
         stopLinger: jc.stopLinger,
         notifier: options.jobNotifier,
       },
-      (req): { endpoint: object } => dispatcher.resolve(req),
+      (req): { endpoint: object } => server.dispatcher.resolve(req),
     );
     this.jobs = jobs;
-    const withJobs: readonly object[] = Array.isArray(endpoints) && endpoints.length > 0 ? [...endpoints, jobs.endpoint] : endpoints;
-    const served = introspect ? [...withJobs, new IntrospectionEndpoint(() => this.describe())] : withJobs;
-    const dispatcher: RPCDispatcher = new RPCDispatcher(served, options.serializer ?? new NoOpSerializer(), options.accessPolicy, {
-      validateResults: options.validateResults ?? conf.validateResults,
-    });
+    // The application's endpoints plus hermod's own (jobs, introspection), for the constructor and
+    // for replaceEndpoints().
+    this.makeDispatcher = (eps) => {
+      const withJobs: readonly object[] = Array.isArray(eps) && eps.length > 0 ? [...eps, jobs.endpoint] : eps;
+      const served = introspect ? [...withJobs, new IntrospectionEndpoint(() => this.describe())] : withJobs;
+      return new RPCDispatcher(served, options.serializer ?? new NoOpSerializer(), options.accessPolicy, {
+        validateResults: options.validateResults ?? conf.validateResults,
+      });
+    };
+    this.dispatcher = this.makeDispatcher(endpoints);
     this.host = {
       target,
       exchange: target.exchange ?? transport.config.controlExchange,
       jobs,
-      dispatcher,
+      // Read when a request starts: one already running keeps the dispatcher it began with.
+      get dispatcher() {
+        return server.dispatcher;
+      },
       sendTraceback: options.sendTraceback ?? conf.sendTraceback,
       finished: (outcome: ServerRequestEvent['outcome']) => {
         this.counts.served++;
         if (outcome !== 'ok') this.counts.failed++;
       },
     };
+  }
+
+  /**
+   * Swaps the endpoints (hot reload): requests that start from now on go to `endpoints`; those
+   * already running finish on the old ones. The subscription is untouched. Throws what the
+   * constructor would for bad endpoints, keeping the old ones.
+   */
+  replaceEndpoints(endpoints: readonly object[]): void {
+    this.dispatcher = this.makeDispatcher(endpoints);
   }
 
   /** Counters since start. */

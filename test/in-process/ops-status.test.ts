@@ -50,10 +50,10 @@ async function serve(ctx: Ctx, topic: string, name: string, intervalMs: number) 
   return { server, beacon, transport };
 }
 
-const bin = fileURLToPath(new URL('../../bin/hermod-status.js', import.meta.url));
+const bin = fileURLToPath(new URL('../../bin/hermod.js', import.meta.url));
 
 function status(ctx: Ctx, args: string[]) {
-  const child = spawn(process.execPath, [bin, '--transport-url', ctx.url, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [bin, 'status', '--transport-url', ctx.url, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   ctx.children.push(child);
   const snapshots: Array<{ servers: PresenceRow[]; note: string }> = [];
   let buf = '';

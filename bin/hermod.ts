@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+/**
+ * `hermod <command>`: the operations commands. Each subcommand is one row of {@link COMMANDS}
+ * (its one-line summary and its main function, loaded when chosen).
+ */
+import { existsSync } from 'node:fs';
+import { Command } from 'commander';
+import { cliConfig, describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
+import { CLI_DEFAULTS } from '../src/cli/defaults.js';
+import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
+import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
+import { type ConfigValues, type HermodConfig, loadConfig, nearestKey } from '../src/config/index.js';
+import { ConfigError } from '../src/core/errors.js';
+import { DEFAULT_RUN_FILES, parseWorkers, readRunFile, type ServiceSpec } from '../src/ops/run/config.js';
+import type { WatchOptions } from '../src/ops/run/reloader.js';
+import { ServiceGroup } from '../src/ops/run/services.js';
+import { onPrimaryStop, WorkerSupervisor, workerNumber } from '../src/ops/run/workers.js';
+import { runStatus } from '../src/ops/status/index.js';
+
+/** The subcommands: name → summary and main (argv after the name). */
+const COMMANDS: Record<string, { summary: string; main: (argv: string[]) => Promise<void> }> = {
+  run: { summary: 'run the services a hermod.config.json declares (workers, hot reload)', main: runCommand },
+  status: { summary: 'a live table of the servers on topics, from their presence beacons', main: statusCommand },
+};
+
+async function statusCommand(argv: string[]): Promise<void> {
+  const { config, rest } = cliConfig(argv, CLI_DEFAULTS);
+  process.exitCode = await runStatus(rest, config);
+}
+
+/** `hermod run`'s own defaults: the CLIs' (the local router), and JSON log lines for aggregators. */
+const RUN_DEFAULTS: ConfigValues = { ...CLI_DEFAULTS, 'log.json': true };
+
+/** Past the workers' deadline, how long the primary waits for them to exit before it kills them. */
+const PRIMARY_MARGIN_MS = 1500;
+
+async function runCommand(argv: string[]): Promise<void> {
+  if (argv.includes('--help-config')) {
+    process.stdout.write(`${describeConfig(RUN_DEFAULTS)}\n`);
+    process.exit(EXIT.ok);
+  }
+  const { overrides, files, rest } = parseConfigArgs(argv);
+  const program = new Command('hermod run')
+    .description('Run the services of a deployment file (default ./hermod.config.json or .js): one RPC server per service')
+    .argument('[file]', 'the run file: JSON, or a module (.js/.mjs/.ts) exporting it')
+    .option('--workers <n|max>', 'worker processes per service (node:cluster), over the file; max = one per core')
+    .option('--watch', 'reload endpoint modules when they or their local imports change')
+    .option('--watch-polling [ms]', 'as --watch, polling file stats every ms (containers, network filesystems; default 300)')
+    .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long running requests may finish (default rpc.stopTimeout, 25 s)')
+    .addHelpText('after', '\nAlso: --config key=value | --config key value, --config-file file.json, --help-config')
+    .exitOverride(exitOnUsage)
+    .parse(rest, { from: 'user' });
+  const o = program.opts<{ workers?: string; watch?: boolean; watchPolling?: string | true; shutdownTimeout?: string }>();
+  const cliWorkers = o.workers === undefined ? undefined : parseWorkers(o.workers, '--workers');
+  const file = (program.args[0] as string | undefined) ?? DEFAULT_RUN_FILES.find((f) => existsSync(f));
+  if (!file) throw new UsageError(`no run file named and none of ${DEFAULT_RUN_FILES.join(', ')} here`);
+  const spec = await readRunFile(file);
+
+  const configOf = (sections: Record<string, unknown>, where: string): HermodConfig => {
+    try {
+      return loadConfig({ defaults: { ...RUN_DEFAULTS, ...sections } as ConfigValues, files, overrides });
+    } catch (err) {
+      throw err instanceof ConfigError
+        ? new ConfigError(`${where}: ${err.message}`, { cause: err, ...(err.key ? { key: err.key } : {}) })
+        : err;
+    }
+  };
+  const base = configOf(spec.config, `${file}: config`);
+  const configs = new Map(spec.services.map((s) => [s, configOf({ ...spec.config, ...s.config }, `${file}: services.${s.name}`)]));
+  const workersOf = (s: ServiceSpec) => cliWorkers ?? s.workers ?? spec.workers ?? 1;
+  let watch: WatchOptions | false = spec.watch ?? false;
+  if (o.watch || o.watchPolling !== undefined) watch = { ...(watch || {}) };
+  if (o.watchPolling !== undefined && watch) {
+    watch.usePolling = true;
+    if (o.watchPolling !== true) {
+      const ms = Number(o.watchPolling);
+      if (!Number.isInteger(ms) || ms < 1) throw new UsageError(`--watch-polling takes an interval in ms ≥ 1, got '${o.watchPolling}'`);
+      watch.interval = ms;
+    }
+  }
+  const timeoutMs = parseShutdownTimeout(o.shutdownTimeout, base.rpc.stopTimeout);
+  const worker = workerNumber();
+  const log = makeLogger(base, worker === undefined ? 'hermod run' : `hermod run worker ${worker}`);
+  const count = Math.max(...spec.services.map(workersOf));
+
+  if (worker === undefined && count > 1) {
+    const supervisor = new WorkerSupervisor({ count, log });
+    handleShutdown({
+      log,
+      timeoutMs: timeoutMs + PRIMARY_MARGIN_MS,
+      target: {
+        pending: () => (supervisor.alive() > 0 ? `${supervisor.alive()} worker(s)` : ''),
+        aborted: () => supervisor.aborted(),
+        graceful: (deadline) => supervisor.stop(deadline),
+        abort: () => supervisor.abort(),
+      },
+    });
+    log.info(`starting ${count} workers for ${spec.services.length} service(s) from ${file}`, { workers: count });
+    supervisor.start();
+    return;
+  }
+
+  logConnectionState(log);
+  const group = new ServiceGroup({
+    services: spec.services.filter((s) => worker === undefined || workersOf(s) >= worker),
+    ...(worker === undefined ? {} : { worker }),
+    workersOf,
+    configFor: (s) => configs.get(s)!,
+    log,
+    watch,
+  });
+  const shutdown = handleShutdown({
+    log,
+    timeoutMs,
+    target: {
+      pending: () => group.pending(),
+      aborted: () => group.aborted(),
+      graceful: async (deadline) => {
+        await group.stop();
+        return group.wait(deadline);
+      },
+      abort: () => group.abort(),
+    },
+  });
+  if (worker !== undefined) onPrimaryStop((reason) => shutdown.stop(reason));
+  await group.start();
+}
+
+async function main(): Promise<void> {
+  const [name, ...argv] = process.argv.slice(2);
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(10)} ${c.summary}`);
+    process.stdout.write(`Usage: hermod <command> [options]   (hermod <command> --help)\n\nCommands:\n${rows.join('\n')}\n`);
+    process.exit(name === undefined ? EXIT.usage : EXIT.ok);
+  }
+  const command = COMMANDS[name];
+  if (!command) throw new UsageError(`unknown command '${name}'; did you mean '${nearestKey(name, Object.keys(COMMANDS))}'?`);
+  await command.main(argv);
+}
+
+main().catch(fatal);

@@ -1,0 +1,6 @@
+// TypeScript endpoints load through tsx; a class is constructed with { server, topic, service, worker }.
+export default class Greeter {
+  async hello(_ctx: unknown, args: { name: string }): Promise<string> {
+    return `hello ${args.name}`;
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * Loading endpoint modules by path, for `rpc-server --endpoints`, `hermod run` and hot reload.
+ * A module's default export (or its `endpoints` export) is an endpoint object, a list of them, a
+ * class (constructed with the {@link EndpointContext}) or a factory (called with it, may be async).
+ * TypeScript modules (`.ts`, `.mts`, `.cts`) load through tsx, registered on first need.
+ */
+import { execFile } from 'node:child_process';
+import { register as registerHooks } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { MessageChannel } from 'node:worker_threads';
+import { ConfigError } from '../core/errors.js';
+import { RELOAD_PARAM } from './run/reload-hooks.js';
+
+/** What a class or factory export receives. */
+export interface EndpointContext {
+  /** The server name (Target.server) the endpoints serve as. */
+  server: string;
+  topic: string;
+  /** The service name in a `hermod run` file. */
+  service?: string;
+  /** The worker number (1…N) under `hermod run --workers`. */
+  worker?: number;
+}
+
+const TS = /\.[cm]?tsx?$/;
+let tsx: Promise<unknown> | undefined;
+let hooks: ((generation: string, listener: (file: string) => void) => () => void) | undefined;
+
+/** Registers tsx's ESM loader once, so `.ts` modules (and their `.ts` imports) can be imported. */
+export function enableTypeScript(): Promise<unknown> {
+  tsx ??= import('tsx/esm/api').then((m) => m.register());
+  return tsx;
+}
+
+/**
+ * Registers the reload hooks once; returns a function that reports, per reload generation, the
+ * local files a module imported (for the watcher).
+ */
+function reloadHooks(): (generation: string, listener: (file: string) => void) => () => void {
+  if (hooks) return hooks;
+  const { port1, port2 } = new MessageChannel();
+  const listeners = new Map<string, (file: string) => void>();
+  port1.on('message', (m: { generation: string; file: string }) => listeners.get(m.generation)?.(m.file));
+  port1.unref();
+  registerHooks('./run/reload-hooks.js', import.meta.url, { data: { port: port2 }, transferList: [port2] });
+  hooks = (generation, listener) => {
+    listeners.set(generation, listener);
+    return () => listeners.delete(generation);
+  };
+  return hooks;
+}
+
+let generations = 0;
+
+/** Options of {@link importFresh}. */
+export interface FreshImport {
+  /** Called with every local file the module imports, as the loader resolves it. */
+  onFile?: (file: string) => void;
+}
+
+/**
+ * Imports `file` as a new module instance: it and its local imports are evaluated again
+ * (`node_modules` stays cached), so edited code is what runs. Each call leaves the old instance
+ * in Node's module map (ESM modules are never unloaded): memory grows by one copy of the
+ * module's code per reload, which is why this is for development-time and occasional reloads.
+ */
+export async function importFresh(file: string, options: FreshImport = {}): Promise<Record<string, unknown>> {
+  await enableTypeScript();
+  const generation = String(++generations);
+  const done = reloadHooks()(generation, options.onFile ?? (() => {}));
+  try {
+    const url = new URL(pathToFileURL(path.resolve(file)));
+    url.searchParams.set(RELOAD_PARAM, generation);
+    return (await import(url.href)) as Record<string, unknown>;
+  } finally {
+    // Late reports from the loader thread still reach the listener for a moment.
+    setTimeout(done, 1000).unref();
+  }
+}
+
+/** Imports a module once (TypeScript through tsx). */
+export async function importModule(file: string): Promise<Record<string, unknown>> {
+  if (TS.test(file)) await enableTypeScript();
+  return (await import(pathToFileURL(path.resolve(file)).href)) as Record<string, unknown>;
+}
+
+/** Turns a module's exports into endpoint objects. */
+export async function endpointsOf(mod: Record<string, unknown>, spec: string, ctx: EndpointContext): Promise<object[]> {
+  let value = mod.default ?? mod.endpoints;
+  if (value === undefined) throw new ConfigError(`${spec} exports neither a default nor 'endpoints'`, { key: spec });
+  if (typeof value === 'function') {
+    const fn = value as (c: EndpointContext) => unknown;
+    value = /^class\s/.test(Function.prototype.toString.call(fn))
+      ? new (fn as unknown as new (c: EndpointContext) => object)(ctx)
+      : await fn(ctx);
+  }
+  const out: object[] = [];
+  for (const e of Array.isArray(value) ? value : [value]) {
+    if (!e || typeof e !== 'object')
+      throw new ConfigError(`${spec}: endpoints must be objects, got ${e === null ? 'null' : typeof e}`, { key: spec });
+    out.push(e);
+  }
+  return out;
+}
+
+/** Loads the endpoints of every module in `specs` (paths, relative to the working directory). */
+export async function loadEndpoints(specs: readonly string[], ctx: EndpointContext): Promise<object[]> {
+  const out: object[] = [];
+  for (const spec of specs) out.push(...(await endpointsOf(await importModule(spec), spec, ctx)));
+  return out;
+}
+
+const LOCATION = /(file:\/\/[^\s)?:]+|\/[^\s():?]+\.[cm]?[jt]sx?)(?:\?[^\s):]*)?:(\d+)(?::(\d+))?/;
+
+function location(text: string): string | undefined {
+  const m = LOCATION.exec(text);
+  if (!m) return undefined;
+  const file = m[1]!.startsWith('file:') ? fileURLToPath(m[1]!) : m[1]!;
+  return `${file}:${m[2]}${m[3] ? `:${m[3]}` : ''}`;
+}
+
+/**
+ * Where a module failed to load, as `file:line[:column]`: from the error (esbuild transform
+ * errors, a throw at the top level), else, for a JavaScript syntax error (V8 does not put the
+ * file in the error of an ESM parse), by `node --check` on each file the load involved (`files`,
+ * the module first). Falls back to the module's path.
+ */
+export async function loadErrorLocation(err: unknown, files: readonly string[]): Promise<string> {
+  const text = err instanceof Error ? `${err.message}\n${err.stack ?? ''}` : String(err);
+  const found = location(text);
+  if (found || !(err instanceof SyntaxError)) return found ?? files[0] ?? '?';
+  for (const file of files.filter((f) => /\.[cm]?js$/.test(f))) {
+    const out = await new Promise<string>((resolve) => {
+      execFile(process.execPath, ['--check', file], { timeout: 5000 }, (error, _stdout, stderr) => resolve(error ? stderr : ''));
+    });
+    const where = out && location(out.split('\n')[0]!);
+    if (where) return where;
+  }
+  return files[0] ?? '?';
+}

@@ -1,0 +1,194 @@
+/**
+ * The `hermod run` file: the services of a deployment, validated strictly. Unknown keys are
+ * errors naming the nearest known key (as in the rest of the configuration); `config` sections
+ * hold hermod configuration keys (nested or dotted), checked against the schema.
+ */
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CONFIG_KEYS, nearestKey } from '../../config/index.js';
+import { ConfigError } from '../../core/errors.js';
+import { importModule } from '../load-endpoints.js';
+import type { WatchOptions } from './reloader.js';
+
+/** One service of a run file, validated, with paths resolved. */
+export interface ServiceSpec {
+  /** Its key in `services`. */
+  name: string;
+  /** Endpoint modules, absolute paths (relative ones are taken from the run file's folder). */
+  endpoints: string[];
+  topic: string;
+  /** Target.server. @default the host name */
+  server: string;
+  exchange?: string;
+  /** Namespace and version given to endpoints that declare no `target`. */
+  namespace?: string;
+  version?: string;
+  concurrency?: number;
+  /** Worker processes; undefined leaves it to `--workers` or the file's `workers`. */
+  workers?: number;
+  /** hermod configuration of this service (dotted keys), over the file's `config`. */
+  config: Record<string, unknown>;
+}
+
+/** A validated run file. */
+export interface RunSpec {
+  file: string;
+  services: ServiceSpec[];
+  /** Workers per service unless a service says otherwise. @default 1 */
+  workers?: number;
+  /** Hot reload settings; `watch: true` or an object turns it on. */
+  watch?: WatchOptions | false;
+  /** hermod configuration of every service (dotted keys). */
+  config: Record<string, unknown>;
+}
+
+const TOP_KEYS = ['services', 'config', 'workers', 'watch'] as const;
+const SERVICE_KEYS = ['endpoints', 'topic', 'server', 'exchange', 'namespace', 'version', 'concurrency', 'workers', 'config'] as const;
+const WATCH_KEYS = ['usePolling', 'interval', 'debounceMs'] as const;
+
+function fail(where: string, message: string, key?: string): never {
+  throw new ConfigError(`${where}: ${message}`, key === undefined ? {} : { key });
+}
+
+function object(value: unknown, where: string): Record<string, unknown> {
+  if (!value || typeof value !== 'object' || Array.isArray(value))
+    fail(where, `must be an object, got ${Array.isArray(value) ? 'an array' : typeof value}`);
+  return value as Record<string, unknown>;
+}
+
+function onlyKnown(obj: Record<string, unknown>, known: readonly string[], where: string): void {
+  for (const k of Object.keys(obj)) {
+    if (!known.includes(k)) fail(where, `unknown key '${k}'; did you mean '${nearestKey(k, known)}'?`, k);
+  }
+}
+
+function text(value: unknown, where: string): string {
+  if (typeof value !== 'string' || value.trim() === '') fail(where, `must be a non-empty string, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+/** `N` (≥ 1) or `"max"` (one per core), as `--workers` takes it. */
+export function parseWorkers(value: unknown, where: string): number {
+  if (value === 'max') return os.availableParallelism();
+  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 256)
+    fail(where, `must be a whole number from 1 to 256 or "max", got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function positiveInt(value: unknown, where: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1)
+    fail(where, `must be a whole number ≥ 1, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+/** Flattens a `config` section to dotted keys and rejects keys the schema does not know. */
+function configSection(value: unknown, where: string): Record<string, unknown> {
+  if (value === undefined) return {};
+  const out: Record<string, unknown> = {};
+  const walk = (o: Record<string, unknown>, prefix: string) => {
+    for (const [k, v] of Object.entries(o)) {
+      const key = prefix ? `${prefix}.${k}` : k;
+      if (CONFIG_KEYS.includes(key)) out[key] = v;
+      else if (v && typeof v === 'object' && !Array.isArray(v) && CONFIG_KEYS.some((c) => c.startsWith(`${key}.`)))
+        walk(v as Record<string, unknown>, key);
+      else
+        fail(
+          `${where}.${key}`,
+          `unknown configuration key '${key}'; did you mean '${nearestKey(key)}'? (hermod run --help-config lists them)`,
+          key,
+        );
+    }
+  };
+  walk(object(value, where), '');
+  return out;
+}
+
+function watchSection(value: unknown, where: string): WatchOptions | false {
+  if (value === undefined || value === false) return false;
+  if (value === true) return {};
+  const w = object(value, where);
+  onlyKnown(w, WATCH_KEYS, where);
+  const out: WatchOptions = {};
+  if (w.usePolling !== undefined) {
+    if (typeof w.usePolling !== 'boolean') fail(`${where}.usePolling`, 'must be true or false');
+    out.usePolling = w.usePolling;
+  }
+  if (w.interval !== undefined) out.interval = positiveInt(w.interval, `${where}.interval`);
+  if (w.debounceMs !== undefined) out.debounceMs = positiveInt(w.debounceMs, `${where}.debounceMs`);
+  return out;
+}
+
+function service(name: string, value: unknown, dir: string, where: string): ServiceSpec {
+  const s = object(value, where);
+  onlyKnown(s, SERVICE_KEYS, where);
+  if (s.endpoints === undefined) fail(where, "needs 'endpoints' (a module path or a list of them)", 'endpoints');
+  const list = Array.isArray(s.endpoints) ? s.endpoints : [s.endpoints];
+  if (list.length === 0) fail(`${where}.endpoints`, 'must name at least one module');
+  const spec: ServiceSpec = {
+    name,
+    endpoints: list.map((e, i) => path.resolve(dir, text(e, `${where}.endpoints[${i}]`))),
+    topic: text(s.topic, `${where}.topic`),
+    server: s.server === undefined ? os.hostname() : text(s.server, `${where}.server`),
+    config: configSection(s.config, `${where}.config`),
+  };
+  if (s.exchange !== undefined) spec.exchange = text(s.exchange, `${where}.exchange`);
+  if (s.namespace !== undefined) spec.namespace = text(s.namespace, `${where}.namespace`);
+  if (s.version !== undefined) {
+    spec.version = text(s.version, `${where}.version`);
+    if (!/^\d+\.\d+$/.test(spec.version)) fail(`${where}.version`, `must be of the form X.Y, got ${JSON.stringify(s.version)}`);
+  }
+  if (s.concurrency !== undefined) spec.concurrency = positiveInt(s.concurrency, `${where}.concurrency`);
+  if (s.workers !== undefined) spec.workers = parseWorkers(s.workers, `${where}.workers`);
+  return spec;
+}
+
+/** Validates the parsed contents of run file `file`; throws {@link ConfigError} naming the place. */
+export function parseRunSpec(data: unknown, file: string): RunSpec {
+  const top = object(data, file);
+  onlyKnown(top, TOP_KEYS, file);
+  const services = object(top.services, `${file}: services`);
+  if (Object.keys(services).length === 0) fail(`${file}: services`, 'declares no service');
+  const dir = path.dirname(path.resolve(file));
+  const spec: RunSpec = {
+    file,
+    services: Object.entries(services).map(([name, v]) => service(name, v, dir, `${file}: services.${name}`)),
+    watch: watchSection(top.watch, `${file}: watch`),
+    config: configSection(top.config, `${file}: config`),
+  };
+  if (top.workers !== undefined) spec.workers = parseWorkers(top.workers, `${file}: workers`);
+  const seen = new Map<string, string>();
+  for (const s of spec.services) {
+    const id = `${s.exchange ?? ''}/${s.topic}/${s.server}`;
+    const other = seen.get(id);
+    if (other)
+      fail(
+        `${file}: services.${s.name}`,
+        `serves topic '${s.topic}' as server '${s.server}' like services.${other}: one of them needs another server name`,
+      );
+    seen.set(id, s.name);
+  }
+  return spec;
+}
+
+/** Default run files, looked for in the working directory when none is named. */
+export const DEFAULT_RUN_FILES = ['hermod.config.json', 'hermod.config.js', 'hermod.config.mjs', 'hermod.config.ts'] as const;
+
+/**
+ * Reads and validates a run file: JSON, or a module (`.js`, `.mjs`, `.ts`) whose default export
+ * is the object or a function (may be async) returning it.
+ */
+export async function readRunFile(file: string): Promise<RunSpec> {
+  let data: unknown;
+  try {
+    if (file.endsWith('.json')) data = JSON.parse(readFileSync(file, 'utf8'));
+    else {
+      const mod = await importModule(file);
+      data = typeof mod.default === 'function' ? await (mod.default as () => unknown)() : mod.default;
+    }
+  } catch (err) {
+    throw new ConfigError(`cannot read run file ${file}: ${(err as Error).message}`, { cause: err, key: file });
+  }
+  return parseRunSpec(data, file);
+}

@@ -1,0 +1,205 @@
+/**
+ * Hot reload of one server's endpoint modules: chokidar watches each module and the local files
+ * it imports; a change re-imports the modules as new instances (importFresh) and swaps them into
+ * the running server, whose subscription and connection stay as they are. Requests already
+ * running finish on the old code. A module that fails to load leaves the old code serving and
+ * is logged with its file and line; the next save tries again.
+ */
+import { statSync } from 'node:fs';
+import path from 'node:path';
+import { type FSWatcher, watch } from 'chokidar';
+import { type EndpointContext, endpointsOf, importFresh, loadErrorLocation } from '../load-endpoints.js';
+import type { RunLogger } from './types.js';
+
+/** After a reload, when modification times are compared again (past chokidar's 50 ms change throttle). */
+const VERIFY_MS = 120;
+
+/** How files are watched. */
+export interface WatchOptions {
+  /**
+   * Poll file stats instead of OS events: for containers with bind mounts and network
+   * filesystems, where OS events do not arrive.
+   * @default false
+   */
+  usePolling?: boolean;
+  /** Polling interval, ms. @default 300 */
+  interval?: number;
+  /** Quiet time after the last change before reloading, ms (an editor's save is often several writes). @default 100 */
+  debounceMs?: number;
+}
+
+/** Where the new endpoints go: a running RPCServer. */
+export interface EndpointTarget {
+  replaceEndpoints(endpoints: readonly object[]): void;
+}
+
+/** Counters of a reloader, for logs and tests. */
+export interface ReloadStats {
+  reloads: number;
+  failures: number;
+}
+
+/** Watches and reloads the endpoint modules of one server. */
+export class EndpointReloader {
+  private readonly specs: readonly string[];
+  private readonly files = new Set<string>();
+  private watcher: FSWatcher | undefined;
+  private target: EndpointTarget | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private verify: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private closed = false;
+  private readonly counts: ReloadStats = { reloads: 0, failures: 0 };
+
+  constructor(
+    specs: readonly string[],
+    private readonly ctx: EndpointContext,
+    private readonly log: RunLogger,
+    private readonly options: WatchOptions = {},
+    private readonly fields: Record<string, unknown> = {},
+  ) {
+    this.specs = specs.map((s) => path.resolve(s));
+    for (const s of this.specs) this.files.add(s);
+  }
+
+  /** Loads the modules as fresh instances, recording the local files they import. */
+  async load(): Promise<object[]> {
+    const out: object[] = [];
+    for (const spec of this.specs) {
+      const involved = [spec];
+      const onFile = (f: string) => {
+        involved.push(f);
+        if (this.files.has(f)) return;
+        this.files.add(f);
+        this.watcher?.add(f);
+      };
+      try {
+        out.push(...(await endpointsOf(await importFresh(spec, { onFile }), spec, this.ctx)));
+      } catch (err) {
+        const candidates = [...new Set([...involved, ...this.files])];
+        throw Object.assign(err instanceof Error ? err : new Error(String(err)), { location: await loadErrorLocation(err, candidates) });
+      }
+    }
+    return out;
+  }
+
+  /** Starts watching; changes then go to `target`. Resolves once the watcher is ready. */
+  async start(target: EndpointTarget): Promise<void> {
+    this.target = target;
+    const watcher = watch([...this.files], {
+      ignoreInitial: true,
+      usePolling: this.options.usePolling ?? false,
+      interval: this.options.interval ?? 300,
+    });
+    this.watcher = watcher;
+    watcher.on('all', (event) => {
+      if (event === 'change' || event === 'add') this.schedule();
+    });
+    watcher.on('error', (err) => this.log.warn(`watching endpoint modules: ${(err as Error).message}`, this.fields));
+    await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
+  }
+
+  /** Reloads and counts; never throws (a failure is logged and the old code keeps serving). */
+  async reload(): Promise<boolean> {
+    if (this.closed || !this.target) return false;
+    const t0 = performance.now();
+    this.log.debug('reloading endpoint modules', { ...this.fields, event: 'reloading' });
+    try {
+      const endpoints = await this.load();
+      this.target.replaceEndpoints(endpoints);
+      this.counts.reloads++;
+      const ms = performance.now() - t0;
+      this.log.info(
+        `reloaded ${this.specs.map((s) => path.basename(s)).join(', ')} (${endpoints.length} endpoint(s), ${ms.toFixed(0)} ms)`,
+        {
+          ...this.fields,
+          event: 'reload',
+          durationMs: Math.round(ms),
+        },
+      );
+      return true;
+    } catch (err) {
+      this.counts.failures++;
+      const where = (err as { location?: string }).location ?? this.specs[0];
+      this.log.error(`reload failed at ${where}: ${(err as Error).message.split('\n')[0]}; the previous code keeps serving`, {
+        ...this.fields,
+        event: 'reload-failed',
+        file: where,
+        error: (err as Error).message,
+      });
+      return false;
+    }
+  }
+
+  /** Reloads and failures so far. */
+  stats(): ReloadStats {
+    return { ...this.counts };
+  }
+
+  /** Resolves when no reload runs or waits to run (for tests and orderly shutdowns). */
+  async idle(): Promise<void> {
+    while (this.running || this.timer || this.verify || this.again) {
+      await (this.running ?? new Promise((r) => setTimeout(r, 10)));
+    }
+  }
+
+  /** Stops watching; a reload in progress finishes first. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.verify);
+    await this.watcher?.close();
+    await this.running;
+  }
+
+  private mtimes(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const f of this.files) {
+      try {
+        out.set(f, statSync(f).mtimeMs);
+      } catch {
+        out.set(f, -1);
+      }
+    }
+    return out;
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    clearTimeout(this.timer);
+    clearTimeout(this.verify);
+    this.verify = undefined;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.run();
+    }, this.options.debounceMs ?? 100);
+  }
+
+  private run(): void {
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    const before = this.mtimes();
+    this.running = this.reload().then(() => {
+      this.running = undefined;
+      if (this.again || this.changedSince(before)) {
+        this.again = false;
+        this.run();
+        return;
+      }
+      // chokidar drops a file's change event within 50 ms of its previous one: a save landing
+      // then is found by comparing modification times once that window is over.
+      this.verify = setTimeout(() => {
+        this.verify = undefined;
+        if (this.changedSince(before)) this.schedule();
+      }, VERIFY_MS);
+    });
+  }
+
+  private changedSince(before: Map<string, number>): boolean {
+    for (const [f, t] of this.mtimes()) if (before.get(f) !== t) return true;
+    return false;
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * The services of one process of `hermod run`: an RPCServer per service, one transport per
+ * distinct configuration (services with the same configuration share a connection), hot reload
+ * when asked, one JSON log line per request. Its lifecycle is every server's: start, stop (no new
+ * work), wait(deadline), abort.
+ */
+import diagnostics_channel from 'node:diagnostics_channel';
+import type { HermodConfig } from '../../config/index.js';
+import type { ServerRequestEvent } from '../../core/diagnostics.js';
+import { Target } from '../../core/target.js';
+import { RPCServer } from '../../rpc/server.js';
+import { getTransport, type Transport } from '../../transport.js';
+import { type EndpointContext, loadEndpoints } from '../load-endpoints.js';
+import type { ServiceSpec } from './config.js';
+import { EndpointReloader, type WatchOptions } from './reloader.js';
+import type { RunLogger } from './types.js';
+
+/** What a {@link ServiceGroup} runs. */
+export interface GroupOptions {
+  /** The services this process serves. */
+  services: readonly ServiceSpec[];
+  /** This process's worker number (1…N) under workers; undefined for a single process. */
+  worker?: number;
+  /** Worker count of a service: above 1, its server name gets `-<worker>`. */
+  workersOf(service: ServiceSpec): number;
+  /** The validated configuration of a service. */
+  configFor(service: ServiceSpec): HermodConfig;
+  log: RunLogger;
+  /** Hot reload; false or absent: modules load once. */
+  watch?: WatchOptions | false;
+}
+
+interface Running {
+  spec: ServiceSpec;
+  server: RPCServer;
+  reloader?: EndpointReloader;
+}
+
+/** Endpoints that declare no `target` get the service's namespace and version. */
+function withServiceTarget(endpoints: object[], spec: ServiceSpec): object[] {
+  if (spec.namespace === undefined && spec.version === undefined) return endpoints;
+  for (const e of endpoints) {
+    if ((e as { target?: unknown }).target === undefined) {
+      Object.defineProperty(e, 'target', {
+        value: new Target({ namespace: spec.namespace, version: spec.version ?? '1.0' }),
+        enumerable: false,
+      });
+    }
+  }
+  return endpoints;
+}
+
+/** One process's services. */
+export class ServiceGroup {
+  private readonly running: Running[] = [];
+  private readonly transports = new Map<string, Transport>();
+  private readonly names = new Map<string, string>();
+  private stopping = false;
+  private readonly onRequest = (e: unknown) => this.logRequest(e as ServerRequestEvent);
+
+  constructor(private readonly options: GroupOptions) {}
+
+  /** The server name a service runs under in this process. */
+  serverName(spec: ServiceSpec): string {
+    return this.options.workersOf(spec) > 1 && this.options.worker !== undefined ? `${spec.server}-${this.options.worker}` : spec.server;
+  }
+
+  /** Connects, loads every service's endpoints and subscribes; a stop() meanwhile ends it early. */
+  async start(): Promise<void> {
+    const { log, watch, worker } = this.options;
+    diagnostics_channel.subscribe('hermod:rpc:server:request', this.onRequest);
+    for (const spec of this.options.services) {
+      if (this.stopping) return;
+      const server = this.serverName(spec);
+      const fields = { service: spec.name, ...(worker === undefined ? {} : { worker }), topic: spec.topic, server };
+      const ctx: EndpointContext = { server, topic: spec.topic, service: spec.name, ...(worker === undefined ? {} : { worker }) };
+      const reloader = watch ? new EndpointReloader(spec.endpoints, ctx, log, watch, fields) : undefined;
+      const endpoints = withServiceTarget(reloader ? await reloader.load() : await loadEndpoints(spec.endpoints, ctx), spec);
+      const config = this.options.configFor(spec);
+      const transport = await this.transportFor(config);
+      const target = new Target({ topic: spec.topic, server, ...(spec.exchange ? { exchange: spec.exchange } : {}) });
+      const rpc = new RPCServer(transport, target, endpoints, spec.concurrency ? { concurrency: spec.concurrency } : {});
+      this.running.push({ spec, server: rpc, ...(reloader ? { reloader } : {}) });
+      this.names.set(`${spec.topic}\0${server}`, spec.name);
+      if (this.stopping) return;
+      await rpc.start();
+      if (this.stopping) return;
+      await reloader?.start({ replaceEndpoints: (eps) => rpc.replaceEndpoints(withServiceTarget([...eps], spec)) });
+      log.info(
+        `serving ${spec.name}: topic ${spec.topic} as ${server} on ${transport.url} (exchange ${target.exchange ?? config.controlExchange}, ${endpoints.length} endpoint(s)${reloader ? ', watching' : ''})`,
+        { ...fields, event: 'serving' },
+      );
+    }
+  }
+
+  /** What is still running, for the shutdown log; empty when nothing is. */
+  pending(): string {
+    let n = 0;
+    for (const r of this.running) {
+      const s = r.server.stats();
+      n += s.inFlight + s.queued;
+    }
+    return n > 0 ? `${n} in-flight request(s)` : '';
+  }
+
+  /** Requests aborted so far (by a deadline or abort()). */
+  aborted(): number {
+    return this.running.reduce((n, r) => n + r.server.stats().aborted, 0);
+  }
+
+  /** The running servers, by service name (for tests and introspection). */
+  servers(): ReadonlyMap<string, RPCServer> {
+    return new Map(this.running.map((r) => [r.spec.name, r.server]));
+  }
+
+  /** Reload counters, by service name. */
+  reloaders(): ReadonlyMap<string, EndpointReloader> {
+    return new Map(this.running.filter((r) => r.reloader).map((r) => [r.spec.name, r.reloader!]));
+  }
+
+  /** Takes no new work, at once: watchers closed, every server stopped. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.running.map(async (r) => Promise.all([r.reloader?.close(), r.server.stop()])));
+  }
+
+  /** Waits up to `deadlineMs` for running requests, then closes; resolves with how many were aborted. */
+  async wait(deadlineMs: number): Promise<number> {
+    const results = await Promise.all(this.running.map((r) => r.server.wait(deadlineMs)));
+    await this.close();
+    return results.reduce((n, r) => n + r.aborted, 0);
+  }
+
+  /** Ends everything now. */
+  async abort(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.running.map(async (r) => Promise.all([r.reloader?.close(), r.server.abort()])));
+    await this.close();
+  }
+
+  private async close(): Promise<void> {
+    diagnostics_channel.unsubscribe('hermod:rpc:server:request', this.onRequest);
+    await Promise.all([...this.transports.values()].map((t) => t.close()));
+  }
+
+  private async transportFor(config: HermodConfig): Promise<Transport> {
+    const key = JSON.stringify(config);
+    let t = this.transports.get(key);
+    if (!t) {
+      t = await getTransport(undefined, { config });
+      this.transports.set(key, t);
+    }
+    return t;
+  }
+
+  private logRequest(ev: ServerRequestEvent): void {
+    const service = this.names.get(`${ev.topic}\0${ev.server}`);
+    if (service === undefined) return;
+    const { worker } = this.options;
+    const fields = {
+      service,
+      ...(worker === undefined ? {} : { worker }),
+      topic: ev.topic,
+      server: ev.server,
+      kind: ev.kind,
+      method: ev.method,
+      durationMs: Math.round(ev.durationMs * 10) / 10,
+      outcome: ev.outcome,
+      ...(ev.requestId === undefined ? {} : { requestId: ev.requestId }),
+      ...(ev.error ? { error: `${ev.error.name}: ${ev.error.message}` } : {}),
+    };
+    const line = `${ev.kind} ${ev.method} ${ev.outcome} ${fields.durationMs}ms`;
+    if (ev.outcome === 'ok') this.options.log.info(line, fields);
+    else this.options.log.warn(line, fields);
+  }
+}

@@ -1,0 +1,108 @@
+// The run file is validated strictly: unknown keys name the nearest known one, bad values name
+// their place; the CLI turns each into exit status 2 with that message.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { parseRunSpec } from '../../src/ops/run/config.js';
+import { rejects } from '../support/assert.js';
+
+const HERMOD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'hermod.js');
+const ok = { endpoints: './ep.js', topic: 'compute' };
+
+test('run file: a valid file resolves paths and keeps every field', () => {
+  const spec = parseRunSpec(
+    {
+      workers: 2,
+      watch: { usePolling: true, interval: 500 },
+      config: { transportUrl: 'rabbit://h/', rpc: { responseTimeout: '5s' } },
+      services: {
+        compute: {
+          ...ok,
+          endpoints: ['./a.js', 'b.ts'],
+          server: 'n1',
+          exchange: 'nova',
+          namespace: 'c',
+          version: '1.3',
+          concurrency: 8,
+          workers: 'max',
+          config: { 'rpc.sendTraceback': true },
+        },
+        billing: { endpoints: './billing.js', topic: 'billing' },
+      },
+    },
+    '/srv/app/hermod.config.json',
+  );
+  const c = spec.services[0]!;
+  assert.equal(c.endpoints, ['/srv/app/a.js', '/srv/app/b.ts']);
+  assert.equal(
+    [c.server, c.exchange, c.namespace, c.version, c.concurrency, c.workers],
+    ['n1', 'nova', 'c', '1.3', 8, os.availableParallelism()],
+  );
+  assert.equal(c.config, { 'rpc.sendTraceback': true });
+  assert.equal(spec.config, { transportUrl: 'rabbit://h/', 'rpc.responseTimeout': '5s' });
+  assert.equal(spec.watch, { usePolling: true, interval: 500 });
+  assert.is(spec.services[1]!.server, os.hostname(), 'the server name defaults to the host name');
+});
+
+test('run file: unknown keys name the nearest known key, bad values their place', async () => {
+  const f = 'h.json';
+  const cases: Array<[unknown, RegExp]> = [
+    [{ servics: {} }, /h\.json: unknown key 'servics'; did you mean 'services'\?/],
+    [{ services: { a: { ...ok, topc: 'x' } } }, /services\.a: unknown key 'topc'; did you mean 'topic'\?/],
+    [
+      { services: { a: { ...ok, config: { rpc: { responseTimout: 1 } } } } },
+      /services\.a\.config\.rpc\.responseTimout: unknown configuration key .*did you mean 'rpc\.responseTimeout'/,
+    ],
+    [{ config: { rabit: { heartbeat: 1 } }, services: { a: ok } }, /config\.rabit: unknown configuration key 'rabit'/],
+    [{ services: { a: { topic: 'x' } } }, /services\.a: needs 'endpoints'/],
+    [{ services: { a: { ...ok, topic: '' } } }, /services\.a\.topic: must be a non-empty string/],
+    [{ services: { a: { ...ok, workers: 0 } } }, /services\.a\.workers: must be a whole number from 1 to 256 or "max"/],
+    [{ services: { a: { ...ok, version: '1' } } }, /services\.a\.version: must be of the form X\.Y/],
+    [{ services: { a: { ...ok, concurrency: 1.5 } } }, /services\.a\.concurrency: must be a whole number ≥ 1/],
+    [{ watch: { polling: true }, services: { a: ok } }, /watch: unknown key 'polling'; did you mean 'usePolling'\?/],
+    [{ services: {} }, /services: declares no service/],
+    [{ services: [ok] }, /services: must be an object, got an array/],
+    [
+      { services: { a: { ...ok, server: 's' }, b: { ...ok, server: 's' } } },
+      /services\.b: serves topic 'compute' as server 's' like services\.a/,
+    ],
+  ];
+  for (const [data, message] of cases) await rejects(() => parseRunSpec(data, f), 'HERMOD_ERR_CONFIG', message);
+});
+
+test('hermod run: a bad file, a bad config value and an unknown command exit 2 with the reason', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-runcfg-'));
+  try {
+    const file = path.join(dir, 'hermod.config.json');
+    const hermod = (args: string[]) => spawnSync(process.execPath, [HERMOD, ...args], { cwd: dir, encoding: 'utf8', timeout: 10_000 });
+    writeFileSync(file, JSON.stringify({ services: { a: { ...ok, wrokers: 2 } } }));
+    let r = hermod(['run']);
+    assert.is(r.status, 2, r.stderr);
+    assert.match(r.stderr, /services\.a: unknown key 'wrokers'; did you mean 'workers'\?/);
+    writeFileSync(file, JSON.stringify({ services: { a: { ...ok, config: { 'rpc.responseTimeout': 'soon' } } } }));
+    r = hermod(['run', 'hermod.config.json']);
+    assert.is(r.status, 2, r.stderr);
+    assert.match(r.stderr, /services\.a: invalid value for rpc\.responseTimeout/);
+    r = hermod(['run', '--workers', 'lots']);
+    assert.is(r.status, 2);
+    assert.match(r.stderr, /--workers: must be a whole number/);
+    writeFileSync(file, '{ "services": ');
+    r = hermod(['run']);
+    assert.is(r.status, 2);
+    assert.match(r.stderr, /cannot read run file hermod\.config\.json/);
+    r = hermod(['rnu']);
+    assert.is(r.status, 2);
+    assert.match(r.stderr, /unknown command 'rnu'; did you mean 'run'\?/);
+    r = spawnSync(process.execPath, [HERMOD, 'run'], { cwd: os.tmpdir(), encoding: 'utf8', timeout: 10_000 });
+    assert.is(r.status, 2);
+    assert.match(r.stderr, /no run file named/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();

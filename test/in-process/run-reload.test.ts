@@ -1,0 +1,233 @@
+// Hot reload without the runner: an EndpointReloader on a plain RPCServer over the embedded
+// router (real AMQP 1.0 sockets). Modules are rewritten on disk and picked up by chokidar.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import { EndpointReloader, type WatchOptions } from '../../src/ops/run/reloader.js';
+import type { RunLogger } from '../../src/ops/run/types.js';
+import { Router } from '../../src/router/router.js';
+import { sleep, until } from '../support/assert.js';
+
+interface Line {
+  level: string;
+  msg: string;
+  fields: Record<string, unknown>;
+}
+interface Ctx {
+  router: Router;
+  url: string;
+  dir: string;
+  transports: Transport[];
+  servers: RPCServer[];
+  reloaders: EndpointReloader[];
+  lines: Line[];
+}
+const t = suite<Ctx>('hot reload of endpoint modules (library, embedded router)', {} as Ctx);
+
+t.before.each(async (ctx) => {
+  ctx.router = new Router({ port: 0 });
+  ctx.url = `amqp://127.0.0.1:${await ctx.router.start()}/`;
+  ctx.dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-reload-'));
+  writeFileSync(path.join(ctx.dir, 'package.json'), '{"type":"module"}\n');
+  ctx.transports = [];
+  ctx.servers = [];
+  ctx.reloaders = [];
+  ctx.lines = [];
+});
+t.after.each(async (ctx) => {
+  for (const r of ctx.reloaders) await r.close();
+  for (const s of ctx.servers) {
+    await s.stop();
+    await s.wait(1000);
+  }
+  for (const tr of ctx.transports) await tr.close();
+  await ctx.router.stop();
+  rmSync(ctx.dir, { recursive: true, force: true });
+});
+
+function logger(ctx: Ctx): RunLogger {
+  const at =
+    (level: string) =>
+    (msg: string, fields: Record<string, unknown> = {}) =>
+      ctx.lines.push({ level, msg, fields });
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+/** Writes file `name` of the test's folder (the write that a save in an editor makes). */
+function write(ctx: Ctx, name: string, text: string): string {
+  const file = path.join(ctx.dir, name);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, text);
+  return file;
+}
+
+/** An endpoints module: `version` comes from a local import, so editing either file is a change. */
+function endpoints(ctx: Ctx, version: number): string {
+  write(ctx, 'lib/version.js', `export const version = ${version};\n`);
+  return write(
+    ctx,
+    'ep.js',
+    `import { version } from './lib/version.js';
+globalThis.__hermodCasts ??= 0;
+export default {
+  async v() { return version; },
+  async slow(_ctx, { ms }) { await new Promise((r) => setTimeout(r, ms)); return version; },
+  async count() { globalThis.__hermodCasts++; },
+};
+`,
+  );
+}
+
+async function serve(ctx: Ctx, file: string, topic: string, watch: WatchOptions = {}) {
+  const transport = await getTransport(ctx.url, { config: defaultConfig() });
+  ctx.transports.push(transport);
+  const reloader = new EndpointReloader([file], { server: 's1', topic }, logger(ctx), { debounceMs: 30, ...watch }, { service: topic });
+  ctx.reloaders.push(reloader);
+  const server = new RPCServer(transport, new Target({ topic, server: 's1' }), await reloader.load());
+  await server.start();
+  ctx.servers.push(server);
+  await reloader.start(server);
+  const client = new RPCClient(transport, new Target({ topic }), { timeout: 5000 });
+  return { server, reloader, client };
+}
+
+async function reloaded(r: EndpointReloader, before: { reloads: number; failures: number }, what: 'reloads' | 'failures') {
+  await until(() => r.stats()[what] > before[what], `a ${what === 'reloads' ? 'reload' : 'failed reload'}`, 5000);
+  // The next edit comes after this one is fully taken in, as a person's would.
+  await r.idle();
+}
+
+t('reload under load: 0 failed calls, new calls reach the new code, the subscription is not touched', async (ctx) => {
+  const file = endpoints(ctx, 1);
+  const { reloader, client, server } = await serve(ctx, file, 'load');
+  assert.is(await client.call({}, 'v', {}), 1);
+  let stop = false;
+  let ok = 0;
+  const failures: unknown[] = [];
+  const seen: number[] = [];
+  const loop = async () => {
+    while (!stop) {
+      try {
+        seen.push((await client.call({}, 'v', {})) as number);
+        ok++;
+      } catch (err) {
+        failures.push(err);
+      }
+    }
+  };
+  const loops = Array.from({ length: 8 }, loop);
+  try {
+    for (let v = 2; v <= 8; v++) {
+      const before = reloader.stats();
+      // Alternate between editing the module and editing its local import.
+      if (v % 2 === 0) endpoints(ctx, v);
+      else write(ctx, 'lib/version.js', `export const version = ${v};\n`);
+      await reloaded(reloader, before, 'reloads');
+      await until(() => seen.at(-1) === v, `calls answered by version ${v}`, 3000);
+    }
+  } finally {
+    stop = true;
+    await Promise.all(loops);
+  }
+  assert.equal(failures, [], 'no call failed across the reloads');
+  assert.ok(ok > 50, `calls kept flowing (${ok})`);
+  assert.is(await client.call({}, 'v', {}), 8);
+  assert.is(server.stats().failed, 0);
+});
+
+t('a running call finishes on the old code while new calls get the new', async (ctx) => {
+  const file = endpoints(ctx, 1);
+  const { reloader, client } = await serve(ctx, file, 'inflight');
+  const slow = client.call({}, 'slow', { ms: 600 });
+  await sleep(100);
+  const before = reloader.stats();
+  endpoints(ctx, 2);
+  await reloaded(reloader, before, 'reloads');
+  assert.is(await client.call({}, 'v', {}), 2);
+  assert.is(await slow, 1, 'the call that started on version 1 ends on it');
+});
+
+t('a broken module keeps the old code serving and is logged with file and line; the fixed one loads on the next save', async (ctx) => {
+  const file = endpoints(ctx, 1);
+  const { reloader, client } = await serve(ctx, file, 'broken');
+  // A syntax error in the local import: V8 names no file for it, the reloader finds it.
+  let before = reloader.stats();
+  const lib = write(ctx, 'lib/version.js', 'export const version = 2;\nthis is not javascript;\n');
+  await reloaded(reloader, before, 'failures');
+  const err = ctx.lines.find((l) => l.level === 'error')!;
+  assert.ok(err, 'an error line');
+  assert.is(err.fields.file, `${lib}:2`);
+  assert.match(err.msg, /reload failed at .*version\.js:2: .*previous code keeps serving/);
+  assert.is(await client.call({}, 'v', {}), 1, 'the old code still answers');
+
+  // A throw at the top level of the module itself.
+  before = reloader.stats();
+  write(ctx, 'ep.js', "export default { async v() { return 3; } };\n\nthrow new Error('not today');\n");
+  await reloaded(reloader, before, 'failures');
+  const err2 = ctx.lines.filter((l) => l.level === 'error')[1]!;
+  assert.is(err2.fields.file, `${file}:3:7`);
+  assert.match(String(err2.fields.error), /not today/);
+  assert.is(await client.call({}, 'v', {}), 1);
+
+  // An export that is not an endpoint.
+  before = reloader.stats();
+  write(ctx, 'ep.js', 'export const nothing = 1;\n');
+  await reloaded(reloader, before, 'failures');
+  assert.match(ctx.lines.filter((l) => l.level === 'error')[2]!.msg, /exports neither a default nor 'endpoints'/);
+
+  before = reloader.stats();
+  endpoints(ctx, 4);
+  await reloaded(reloader, before, 'reloads');
+  assert.is(await client.call({}, 'v', {}), 4, 'the fixed module serves');
+});
+
+t('TypeScript modules and their TypeScript imports reload; type errors in syntax are located', async (ctx) => {
+  write(ctx, 'util.ts', "export const greet = (n: string): string => 'hello ' + n;\n");
+  const file = write(
+    ctx,
+    'greeter.ts',
+    "import { greet } from './util.js';\nexport default class Greeter {\n  async hello(_c: unknown, a: { name: string }): Promise<string> { return greet(a.name); }\n}\n",
+  );
+  const { reloader, client } = await serve(ctx, file, 'ts');
+  assert.is(await client.call({}, 'hello', { name: 'a' }), 'hello a');
+  let before = reloader.stats();
+  write(ctx, 'util.ts', "export const greet = (n: string): string => 'bonjour ' + n;\n");
+  await reloaded(reloader, before, 'reloads');
+  assert.is(await client.call({}, 'hello', { name: 'a' }), 'bonjour a');
+  before = reloader.stats();
+  const util = write(ctx, 'util.ts', "export const greet = (n: string): string => 'x ' + n;\nlet = ;\n");
+  await reloaded(reloader, before, 'failures');
+  assert.match(String(ctx.lines.find((l) => l.level === 'error')!.fields.file), new RegExp(`^${util}:2:\\d+$`));
+  assert.is(await client.call({}, 'hello', { name: 'a' }), 'bonjour a');
+});
+
+t('no duplicated service after reloads: a fanout cast runs once, one consumer', async (ctx) => {
+  const file = endpoints(ctx, 1);
+  const { reloader, client } = await serve(ctx, file, 'dup');
+  for (let v = 2; v <= 5; v++) {
+    const before = reloader.stats();
+    endpoints(ctx, v);
+    await reloaded(reloader, before, 'reloads');
+  }
+  const g = globalThis as { __hermodCasts?: number };
+  const start = g.__hermodCasts ?? 0;
+  await client.prepare({ fanout: true }).cast({}, 'count', {});
+  await client.cast({}, 'count', {});
+  assert.is(await client.call({}, 'v', {}), 5);
+  await sleep(200);
+  assert.is((g.__hermodCasts ?? 0) - start, 2, 'one fanout cast and one cast ran once each');
+});
+
+t('polling (containers, network filesystems): usePolling picks up a change', async (ctx) => {
+  const file = endpoints(ctx, 1);
+  const { reloader, client } = await serve(ctx, file, 'poll', { usePolling: true, interval: 50 });
+  const before = reloader.stats();
+  endpoints(ctx, 2);
+  await reloaded(reloader, before, 'reloads');
+  assert.is(await client.call({}, 'v', {}), 2);
+});
+
+t.run();

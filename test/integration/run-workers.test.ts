@@ -1,0 +1,202 @@
+// `hermod run` as a subprocess on a real RabbitMQ node: workers as competing consumers with
+// their own names, a killed worker restarted, SIGTERM draining every worker; hot reload under
+// load through the runner with 0 failed calls, and a broken module that keeps the old code.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { RabbitNode } from '../../scripts/rabbit-node.js';
+import { defaultConfig, getTransport, RPCClient, Target, type Transport } from '../../src/index.js';
+import { sleep, until } from '../support/assert.js';
+
+const HERMOD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'hermod.js');
+
+interface Run {
+  child: ChildProcess;
+  lines: Array<Record<string, unknown>>;
+  err: string;
+  exited: Promise<number | null>;
+}
+
+function hermodRun(args: string[], cwd: string): Run {
+  const child = spawn(process.execPath, [HERMOD, 'run', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const run: Run = { child, lines: [], err: '', exited: new Promise((r) => child.once('exit', (code) => r(code))) };
+  let buf = '';
+  const take = (d: Buffer) => {
+    buf += d;
+    let i = buf.indexOf('\n');
+    while (i >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        run.lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        run.err += `${line}\n`;
+      }
+      i = buf.indexOf('\n');
+    }
+  };
+  child.stdout!.on('data', take);
+  child.stderr!.on('data', take);
+  return run;
+}
+
+const count = (run: Run, pred: (l: Record<string, unknown>) => boolean) => run.lines.filter(pred).length;
+
+interface Ctx {
+  node: RabbitNode;
+  vhost: string;
+  url: string;
+  dir: string;
+  transport: Transport;
+  runs: Run[];
+}
+const t = suite<Ctx>('hermod run on RabbitMQ', {} as Ctx);
+
+t.before(async (ctx) => {
+  ctx.node = await RabbitNode.shared();
+  ctx.vhost = await ctx.node.addVhost(`run-${process.pid}`);
+  ctx.url = ctx.node.url(ctx.vhost);
+  ctx.transport = await getTransport(ctx.url, { config: defaultConfig() });
+});
+t.before.each((ctx) => {
+  ctx.dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-run-'));
+  writeFileSync(path.join(ctx.dir, 'package.json'), '{"type":"module"}\n');
+  ctx.runs = [];
+});
+t.after.each(async (ctx) => {
+  for (const r of ctx.runs) {
+    if (r.child.exitCode === null && r.child.signalCode === null) {
+      r.child.kill('SIGKILL');
+      await r.exited;
+    }
+  }
+  rmSync(ctx.dir, { recursive: true, force: true });
+});
+t.after(async (ctx) => {
+  await ctx.transport.close();
+  await ctx.node.deleteVhost(ctx.vhost);
+  await ctx.node.release();
+});
+
+function runFile(ctx: Ctx, services: Record<string, unknown>): string {
+  const file = path.join(ctx.dir, 'hermod.config.json');
+  writeFileSync(file, JSON.stringify({ config: { transportUrl: ctx.url }, services }, null, 2));
+  return file;
+}
+
+t('workers share the topic, keep their own names, restart after a kill, and SIGTERM drains them all (exit 0)', async (ctx) => {
+  writeFileSync(
+    path.join(ctx.dir, 'ep.js'),
+    `export default (c) => ({
+  async whoami() { return { server: c.server, worker: c.worker, pid: process.pid }; },
+  async slow(_ctx, { ms }) { await new Promise((r) => setTimeout(r, ms)); return c.worker; },
+  async mark() {},
+});
+`,
+  );
+  const topic = `run-w-${process.pid}`;
+  runFile(ctx, { work: { endpoints: './ep.js', topic, server: 'node', workers: 2 } });
+  const run = hermodRun([], ctx.dir);
+  ctx.runs.push(run);
+  const serving = () => count(run, (l) => l.event === 'serving');
+  await until(() => serving() === 2, `two workers serving (${run.err})`, 15_000);
+
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 5000 });
+  type Who = { server: string; worker: number; pid: number };
+  const answers = await Promise.all(Array.from({ length: 40 }, () => client.call({}, 'whoami', {}) as Promise<Who>));
+  const byWorker = new Map<number, number>();
+  for (const a of answers) byWorker.set(a.worker, (byWorker.get(a.worker) ?? 0) + 1);
+  assert.equal([...byWorker.keys()].sort(), [1, 2], 'both workers answered');
+  assert.ok(Math.min(...byWorker.values()) >= 5, `load shared: ${JSON.stringify([...byWorker])}`);
+
+  // Server-directed calls and fanout reach each worker by its own name.
+  const one = (await client.prepare({ server: 'node-1' }).call({}, 'whoami', {})) as Who;
+  const two = (await client.prepare({ server: 'node-2' }).call({}, 'whoami', {})) as Who;
+  assert.equal([one.server, one.worker, two.server, two.worker], ['node-1', 1, 'node-2', 2]);
+  await client.prepare({ fanout: true }).cast({ request_id: 'req-fanout-1' }, 'mark', {});
+  await until(() => count(run, (l) => l.method === 'mark' && l.outcome === 'ok') === 2, 'the fanout cast on both workers');
+  const mark = run.lines.find((l) => l.method === 'mark')!;
+  for (const k of ['service', 'worker', 'topic', 'method', 'durationMs', 'outcome', 'requestId']) assert.ok(k in mark, `log field ${k}`);
+  assert.is(mark.requestId, 'req-fanout-1');
+  assert.is(mark.service, 'work');
+
+  // A worker killed outright is logged and replaced under the same name.
+  process.kill(one.pid, 'SIGKILL');
+  await until(() => count(run, (l) => l.event === 'worker-crash') === 1, 'the crash logged');
+  const crash = run.lines.find((l) => l.event === 'worker-crash')!;
+  assert.is(crash.worker, 1);
+  assert.is(crash.signal, 'SIGKILL');
+  await until(() => serving() === 3, 'worker 1 serving again', 15_000);
+  const again = (await client.prepare({ server: 'node-1' }).call({}, 'whoami', {})) as Who;
+  assert.is(again.server, 'node-1');
+  assert.is.not(again.pid, one.pid);
+
+  // SIGTERM: calls already running finish, every worker stops, the runner exits 0.
+  const slow = [client.call({}, 'slow', { ms: 700 }), client.call({}, 'slow', { ms: 700 })];
+  await sleep(200);
+  run.child.kill('SIGTERM');
+  const results = await Promise.all(slow);
+  assert.equal(results.sort(), [1, 2], 'the running calls finished on both workers');
+  assert.is(await run.exited, 0, run.err);
+  assert.is(
+    count(run, (l) => /^worker \d stopped \(exit status 0\)$/.test(String(l.msg))),
+    2,
+  );
+});
+
+t('--watch under load through the runner: 0 failed calls, a broken module keeps the old code, the fixed one loads', async (ctx) => {
+  const write = (body: string) => writeFileSync(path.join(ctx.dir, 'ep.js'), body);
+  const version = (v: number) => write(`export default { async v() { return ${v}; } };\n`);
+  version(1);
+  const topic = `run-r-${process.pid}`;
+  runFile(ctx, { svc: { endpoints: ['./ep.js'], topic, server: 'r' } });
+  const run = hermodRun(['--watch', '--config', 'log.level=warn'], ctx.dir);
+  ctx.runs.push(run);
+  // log.level=warn keeps the request lines out; the loops below wait for the first answer.
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 5000 });
+  const seen: number[] = [];
+  const failures: unknown[] = [];
+  let stop = false;
+  const loop = async () => {
+    while (!stop) {
+      try {
+        seen.push((await client.call({}, 'v', {})) as number);
+      } catch (err) {
+        if (seen.length > 0) failures.push(err);
+        else await sleep(100);
+      }
+    }
+  };
+  const loops = Array.from({ length: 6 }, loop);
+  try {
+    await until(() => seen.length > 0, 'the first answer', 15_000);
+    for (let v = 2; v <= 5; v++) {
+      version(v);
+      await until(() => seen.at(-1) === v, `version ${v} answering`, 5000);
+    }
+    write('export default { async v() { return 6; } };\nexport const oops = ;\n');
+    await until(() => count(run, (l) => l.event === 'reload-failed') === 1, 'the failed reload logged');
+    const failed = run.lines.find((l) => l.event === 'reload-failed')!;
+    assert.is(failed.file, `${path.join(ctx.dir, 'ep.js')}:2`);
+    assert.is(failed.service, 'svc');
+    const n = seen.length;
+    await until(() => seen.length > n + 20, 'calls still answered');
+    assert.is(seen.at(-1), 5, 'the old code still serves');
+    version(7);
+    await until(() => seen.at(-1) === 7, 'the fixed module serving', 5000);
+  } finally {
+    // A failed step must not leave the loops calling (they would spin once the transport closes).
+    stop = true;
+    await Promise.all(loops);
+  }
+  assert.equal(failures, [], 'no call failed');
+  assert.ok(seen.length > 100, `calls kept flowing (${seen.length})`);
+  run.child.kill('SIGTERM');
+  assert.is(await run.exited, 0, run.err);
+});
+
+t.run();
