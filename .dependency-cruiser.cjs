@@ -139,7 +139,8 @@ module.exports = {
   ],
   options: {
     doNotFollow: { path: 'node_modules' },
-    exclude: { path: '(^|/)(dist|coverage)/' },
+    // bench/peers is a package of its own (NestJS, Moleculer), installed only for the bench.
+    exclude: { path: '(^|/)(dist|coverage)/|^bench/peers/' },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: 'tsconfig.json' },
     enhancedResolveOptions: {
