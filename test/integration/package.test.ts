@@ -72,7 +72,7 @@ t('every TypeScript block of the README compiles with tsc --strict and runs', (c
   const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
   assert.ok(blocks.length >= 2, `README has TypeScript blocks (${blocks.length})`);
   const expected: Array<[RegExp, RegExp[]]> = [
-    [/'resize'/, [/i-1[^\n]*m1[^\n]*alice/, /i-2[^\n]*m2[^\n]*bob/]],
+    [/\{ user: 'alice' \}, 'resize'/, [/i-1[^\n]*m1[^\n]*alice/, /i-2[^\n]*m2[^\n]*bob/]],
     [/new Notifier\(/, [/^compute\.host1 compute\.instance\.create\.end \{"id":"i-1"\} undefined$/m]],
     [/createGateway\(/, [/^200 \{ result: 5 \}$/m]],
   ];

@@ -446,7 +446,10 @@ for (const driver of ['rabbit', 'amqp1'] as const) {
       assert.ok(queuedAtStop > 0, 'the case happened: a had taken requests it had not started');
       assert.is(a.calls.length, 0, 'a started none of them');
       assert.is(await blocker, 1500, 'the running one still finished');
-      assert.equal(await sa.wait(2000), { completed: 0, aborted: 0 });
+      // The blocker may still be finishing its own bookkeeping (ack) when its caller has the reply.
+      const waited = await sa.wait(2000);
+      assert.is(waited.aborted, 0);
+      assert.ok(waited.completed <= 1, `completed ${waited.completed}: only the blocker ran`);
       await sb.stop();
       await sb.wait(1000);
     } finally {

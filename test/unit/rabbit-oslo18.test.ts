@@ -85,9 +85,13 @@ t('queue manager: <host>:<process>:<n>, counted across the processes of one grou
     assert.is(fanout!.queue, `compute_fanout_node1:${proc}:4`);
     assert.not.ok(fanout!.deleteOnStop, 'a stable fanout queue is left to expire, as oslo leaves it');
     if (!existsSync('/dev/shm')) return;
-    // A child in this process group continues the count; one in a group of its own restarts it.
-    const script = `import('${new URL('../../src/driver/rabbit/queue-manager.js', import.meta.url).href}').then((m) => process.stdout.write(new m.QueueManager('node1', '${proc}').get()))`;
-    assert.is(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' }), `node1:${proc}:5`);
+    // A process in a group of its own restarts the count, and a child in its group continues it.
+    // (Run under setsid: the test's own group may have lost its leader, e.g. under a detached CI
+    // shell, and then every process counts on its own.)
+    const mod = new URL('../../src/driver/rabbit/queue-manager.js', import.meta.url).href;
+    const script = `import('${mod}').then((m) => process.stdout.write(new m.QueueManager('node1', '${proc}').get()))`;
+    const leader = `import('${mod}').then((m) => { process.stdout.write(new m.QueueManager('node1', '${proc}').get() + ' '); process.stdout.write(require('node:child_process').execFileSync(process.execPath, ['-e', ${JSON.stringify(script)}], { encoding: 'utf8' })); })`;
+    assert.is(execFileSync('setsid', [process.execPath, '-e', leader], { encoding: 'utf8' }), `node1:${proc}:1 node1:${proc}:2`);
     assert.is(execFileSync('setsid', [process.execPath, '-e', script], { encoding: 'utf8' }), `node1:${proc}:1`);
     assert.match(readFileSync(file, 'utf8'), /^\d+:1:\d+$/);
   } finally {

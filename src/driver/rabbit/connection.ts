@@ -123,6 +123,8 @@ export class RabbitConnection extends EventEmitter {
   private model: ChannelModel | undefined;
   /** The connection being set up (hooks running) or open; what close() must close. */
   private current: ChannelModel | undefined;
+  /** The broker sent connection.blocked (a resource alarm) and has not unblocked it since. */
+  private blocked = false;
   /** The socket of a connect in progress. */
   private dialing: Socket | undefined;
   private noReconnect = false;
@@ -254,12 +256,19 @@ export class RabbitConnection extends EventEmitter {
         });
         this.dialing = undefined;
         this.current = model;
+        this.blocked = false;
         coalesceWrites(model);
         model.on('error', (err: Error) => {
           this.lastError = err.message;
         });
-        model.on('blocked', (reason: string) => this.setState({ state: 'blocked', host, reason }));
-        model.on('unblocked', () => this.setState({ state: 'unblocked', host }));
+        model.on('blocked', (reason: string) => {
+          this.blocked = true;
+          this.setState({ state: 'blocked', host, reason });
+        });
+        model.on('unblocked', () => {
+          this.blocked = false;
+          this.setState({ state: 'unblocked', host });
+        });
         const closedP = new Promise<Error | undefined>((resolve) => model!.once('close', (err?: Error) => resolve(err)));
         if (this.over) {
           await this.closeModel(model);
@@ -393,6 +402,7 @@ export class RabbitConnection extends EventEmitter {
     const m = this.current;
     this.model = undefined;
     this.current = undefined;
-    if (m) await this.closeModel(m, graceMs);
+    // A blocked connection is one the broker no longer reads: its close-ok cannot come.
+    if (m) await this.closeModel(m, this.blocked ? 0 : graceMs);
   }
 }
