@@ -76,7 +76,9 @@ export function loadConfig(sources: ConfigSources = {}): HermodConfig {
   registerFormats();
   const env = sources.env ?? process.env;
   assertKnownEnv(env);
-  const conf = convict(convictSchema() as never, { env, args: [] });
+  // The environment is applied below, where a bad value's error names its variable (convict's own
+  // reading would throw a bare "must be a duration" first).
+  const conf = convict(convictSchema() as never, { env: {}, args: [] });
   try {
     for (const [k, v] of Object.entries(sources.defaults ?? {})) {
       assertKnownKey(k, 'defaults');
@@ -88,7 +90,7 @@ export function loadConfig(sources: ConfigSources = {}): HermodConfig {
         setKey(conf, k, v, `file ${file}`);
       }
     }
-    // Environment outranks defaults and files: convict read it at construction, so re-apply it now.
+    // Environment outranks defaults and files.
     for (const k of CONFIG_KEYS) {
       const value = env[envName(k)];
       if (value !== undefined) setKey(conf, k, value, `environment ${envName(k)}`);
