@@ -69,6 +69,27 @@ async function main(): Promise<void> {
         ? `${JSON.stringify({ error: { status: d.status, code: (err as { code?: string })?.code ?? null, message: d.text } })}\n`
         : `error: ${d.text}\n`,
     );
+  const stats: RepeatStats = {
+    requested: o.repeat,
+    latencies: [],
+    failed: 0,
+    started: performance.now(),
+    kind: o.cast ? 'casts' : 'calls',
+  };
+  const printSummary = (interrupted: boolean) => {
+    const end = { ...stats, interrupted, ended: performance.now() };
+    process.stdout.write(o.json ? `${JSON.stringify(summaryJson(end))}\n` : `${summaryText(end)}\n`);
+  };
+  // A progress counter is for a person at a terminal: never into a file or a pipe.
+  const progress = o.repeat > 1 && process.stderr.isTTY === true;
+  if (o.repeat > 1) {
+    // Ctrl-C during a run (connecting included): what was measured so far, then the usual status of an interrupt.
+    process.once('SIGINT', () => {
+      if (progress) process.stderr.write('\n');
+      printSummary(true);
+      process.exit(130);
+    });
+  }
   let transport: Transport | undefined;
   let status: ExitStatus = EXIT.ok;
   try {
@@ -85,27 +106,7 @@ async function main(): Promise<void> {
       ...(o.timeout ? { timeout: o.timeout * 1000 } : {}),
       ...(o.monitor ? { callMonitorTimeout: o.monitor * 1000 } : {}),
     });
-    const stats: RepeatStats = {
-      requested: o.repeat,
-      latencies: [],
-      failed: 0,
-      started: performance.now(),
-      kind: o.cast ? 'casts' : 'calls',
-    };
-    const printSummary = (interrupted: boolean) => {
-      const end = { ...stats, interrupted, ended: performance.now() };
-      process.stdout.write(o.json ? `${JSON.stringify(summaryJson(end))}\n` : `${summaryText(end)}\n`);
-    };
-    // A progress counter is for a person at a terminal: never into a file or a pipe.
-    const progress = o.repeat > 1 && process.stderr.isTTY === true;
-    if (o.repeat > 1) {
-      // Ctrl-C during a run: what was measured so far, then the usual status of an interrupt.
-      process.once('SIGINT', () => {
-        if (progress) process.stderr.write('\n');
-        printSummary(true);
-        process.exit(130);
-      });
-    }
+    stats.started = performance.now();
     for (let i = 0; i < o.repeat; i++) {
       const t0 = performance.now();
       try {
