@@ -182,7 +182,7 @@ t('exit 3: notify-send --timeout when no listener takes it; exit 7: a server sto
   const n = await run('notify-send', ['compute.x', '--topic', 'nobody-listens', '--timeout', '0.5', '--transport-url', ctx.url]);
   assert.is(n.code, 3, n.err);
   assert.match(n.err, /timeout: not taken within 0\.5 s \(nobody listening on nobody-listens\.info\?\)/);
-  assert.ok(Date.now() - t0 < 5000, `${Date.now() - t0} ms`);
+  assert.ok(Date.now() - t0 < 15_000, `${Date.now() - t0} ms, not the old silent minute`);
   const s = start('rpc-server', ['x7', '--topic', 'ex7', '--shutdown-timeout', '0.3', '--transport-url', ctx.url]);
   await until(() => s.out.includes('serving topic ex7'), 'the second server', 10_000);
   const forwarded = ctx.router.stats().forwarded;
@@ -199,7 +199,7 @@ t('--repeat: stops at the first timeout unless --keep-going, counts attempts, no
   const t0 = Date.now();
   const r = await run('rpc-client', ['nobody', 'add', '--repeat', '1000', '--timeout', '0.2', '--transport-url', ctx.url]);
   assert.is(r.code, 3);
-  assert.ok(Date.now() - t0 < 5000, 'stopped at the first timeout');
+  assert.ok(Date.now() - t0 < 15_000, 'stopped at the first timeout, not after 1000 of them');
   assert.match(r.out, /^1 of 1000 calls attempted, 0 ok, 1 failed in [\d.]+ s\n$/, 'no rate, no p50 of nothing');
   assert.match(r.err, /stopping at the first timeout \(call 1 of 1000\); --keep-going goes on/);
   const k = await run('rpc-client', [
