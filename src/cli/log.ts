@@ -109,16 +109,21 @@ export type Logger = ReturnType<typeof makeLogger>;
 export function logConnectionState(log: Logger): void {
   // The last reason each host gave: a 'reconnecting' event may not carry one itself.
   const reasons = new Map<string, string>();
+  // Hosts that failed or were lost since they were last connected.
+  const troubled = new Set<string>();
   diagnostics_channel.subscribe('hermod:connection:state', (e) => {
     const ev = e as { state: string; host: string; error?: Error; reason?: string; attempt?: number; delayMs?: number };
     const reason = ev.error?.message ?? ev.reason;
     if (ev.state === 'connected') {
+      // News at info only after trouble; a first connect is routine (and the bins say where they serve).
+      (troubled.delete(ev.host) ? log.info : log.debug)(`connected to ${ev.host}`);
       reasons.delete(ev.host);
-      log.info(`connected to ${ev.host}`);
     } else if (ev.state === 'disconnected') {
       if (reason) reasons.set(ev.host, reason);
+      troubled.add(ev.host);
       log.warn(`disconnected from ${ev.host}${reason ? `: ${reason}` : ''}`);
     } else if (ev.state === 'reconnecting') {
+      troubled.add(ev.host);
       const why = reason ?? reasons.get(ev.host);
       const next = ev.delayMs ? `next try in ${(ev.delayMs / 1000).toFixed(1)} s` : 'trying again';
       log.info(`cannot reach ${ev.host}${why ? ` (${why})` : ''}: attempt ${ev.attempt ?? '?'} failed, ${next}`, {
