@@ -126,7 +126,7 @@ export function logConnectionState(log: Logger): void {
       troubled.add(ev.host);
       const why = reason ?? reasons.get(ev.host);
       const next = ev.delayMs ? `next try in ${(ev.delayMs / 1000).toFixed(1)} s` : 'trying again';
-      log.info(`cannot reach ${ev.host}${why ? ` (${why})` : ''}: attempt ${ev.attempt ?? '?'} failed, ${next}`, {
+      log.info(`reconnecting to ${ev.host}${why ? ` (${why})` : ''}: attempt ${ev.attempt ?? '?'} failed, ${next}`, {
         host: ev.host,
         attempt: ev.attempt,
         delayMs: ev.delayMs,
