@@ -2,8 +2,9 @@
 import { Command } from 'commander';
 import { describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
-import { exitOnUsage, fatal } from '../src/cli/exit-codes.js';
+import { EXIT, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import { applyLogFlags, commonOptions, type LogFlags } from '../src/cli/program.js';
 import { hermodSection, readGatewayConfig } from '../src/gateway/config.js';
 import { createGateway, type GatewayConfig } from '../src/gateway/index.js';
 import { getTransport, loadConfig } from '../src/index.js';
@@ -17,16 +18,25 @@ async function main(): Promise<void> {
   // --config-file names gateway files (routes, limits; hermod options under "hermod");
   // --config key=value sets hermod options, above the files and the environment.
   const { overrides, files, rest } = parseConfigArgs(argv);
-  const program = new Command('hermod-gateway')
-    .description('HTTP/JSON gateway: REST and JSON-RPC 2.0 in front of hermod (and oslo.messaging) RPC servers')
-    .option('--host <host>', 'interface to listen on (default: listen.host, 127.0.0.1)')
-    .option('--port <port>', 'TCP port, 0 = any free port (default: listen.port, 8080)', (v) => Number(v))
-    .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL}, the embedded router)`)
-    .option('--shutdown-timeout <ms>', 'on SIGTERM/SIGINT, how long running calls may finish', (v) => Number(v), 10_000)
-    .addHelpText('after', '\nAlso: --config-file gw.json (the gateway file; repeatable, later wins), --config key=value, --help-config')
+  const program = commonOptions(
+    new Command('hermod-gateway')
+      .description('HTTP/JSON gateway: REST and JSON-RPC 2.0 in front of hermod (and oslo.messaging) RPC servers')
+      .option('--host <host>', 'interface to listen on (default: listen.host, 127.0.0.1)')
+      .option('--port <port>', 'TCP port, 0 = any free port (default: listen.port, 8080)', (v) => Number(v))
+      .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL}, the embedded router)`)
+      .option(
+        '--shutdown-timeout <ms>',
+        'on SIGTERM/SIGINT, how long running calls may finish (default 10000 ms)',
+        (v) => Number(v),
+        10_000,
+      ),
+    [
+      'Configuration: --config-file gw.json (the gateway file, hermod options under "hermod"; repeatable, later wins), --config key=value | --config key value, --help-config (every key)',
+    ],
+  )
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
-  const o = program.opts<{ host?: string; port?: number; transportUrl?: string; shutdownTimeout: number }>();
+  const o = program.opts<{ host?: string; port?: number; transportUrl?: string; shutdownTimeout: number } & LogFlags>();
 
   let gw: GatewayConfig = {};
   const hermod: Record<string, unknown> = {};
@@ -36,7 +46,7 @@ async function main(): Promise<void> {
     gw = { ...gw, ...part };
   }
   gw.listen = { ...gw.listen, ...(o.host !== undefined ? { host: o.host } : {}), ...(o.port !== undefined ? { port: o.port } : {}) };
-  const config = loadConfig({ defaults: { ...CLI_DEFAULTS, ...hermod }, overrides });
+  const config = applyLogFlags(loadConfig({ defaults: { ...CLI_DEFAULTS, ...hermod }, overrides }), o);
   const log = makeLogger(config, 'hermod-gateway');
   logConnectionState(log);
 
@@ -51,7 +61,7 @@ async function main(): Promise<void> {
     await transport.close();
     if (aborted) log.warn(`closed ${aborted} call(s) still running at the deadline`);
     log.info('stopped');
-    process.exit(aborted ? 1 : 0);
+    process.exit(aborted ? EXIT.aborted : EXIT.ok);
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from 'commander';
-import { EXIT, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
+import { CONFIG_HELP_LINE, cliConfig, parseConfigArgs } from '../src/cli/config-args.js';
+import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
+import { makeLogger } from '../src/cli/log.js';
+import { applyLogFlags, commonOptions, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { Router } from '../src/router/router.js';
 import { setPassword } from '../src/router/users.js';
@@ -14,52 +17,73 @@ const port = (v: string) => {
   if (!/^\d{1,5}$/.test(v) || Number(v) > 65535) throw new InvalidArgumentError('expected a TCP port, 0-65535.');
   return Number(v);
 };
-const program = new Command('hermod-router')
-  .description('An AMQP 1.0 message router for hermod and oslo.messaging (amqp1 driver). Not a broker: nothing is stored.')
-  .option('--host <host>', 'interface to listen on', '127.0.0.1')
-  .option('--port <port>', 'TCP port (0 = any free port)', port, 5672)
-  .option('--quiet', 'print only the listening line and errors')
-  .option('--users <file>', 'users file: SASL PLAIN logins and per-user address rules (see `hermod-router passwd`)')
-  .option(
-    '--allow-anonymous',
-    'offer SASL ANONYMOUS (the default only without --users/--tls-ca; needed to listen beyond loopback without them)',
-  )
-  .option('--tls-cert <file>', 'listen with TLS (amqps): certificate (PEM)')
-  .option('--tls-key <file>', 'TLS private key (PEM)')
-  .option('--tls-ca <file>', 'CA of client certificates: clients may log in with one (SASL EXTERNAL, user = its CN)')
-  .option('--max-connections <n>', 'open connections at most', Number, 1000)
-  .option('--max-sessions <n>', 'sessions per connection at most', Number, 64)
-  .option('--max-links <n>', 'links per connection at most', Number, 1000)
-  .option('--max-message-size <bytes>', 'largest message accepted', Number, 16 * 1024 * 1024)
-  .option('--handshake-timeout <seconds>', 'time from connect to AMQP open (TLS and SASL included)', seconds, 5000)
-  .option(
-    '--idle-timeout <seconds>',
-    'idle timeout advertised to peers (0 = none); silent peers are closed after twice that',
-    seconds,
-    16000,
-  )
-  .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long closing the connections may take', '5')
-  .addHelpText('after', '\nhermod-router passwd <file> <user>   sets a password in a users file (read from stdin, or prompted)')
+/** The router's own settings are its flags; of hermod's configuration it reads log.* only. */
+function routerConfig(argv: string[]): ReturnType<typeof cliConfig> {
+  try {
+    const misplaced = Object.keys(parseConfigArgs(argv).overrides).find((k) => !k.startsWith('log.'));
+    if (misplaced)
+      throw new UsageError(`hermod-router takes only log.* keys with --config (got '${misplaced}'); its own settings are flags (--help)`);
+    return cliConfig(argv, {});
+  } catch (err) {
+    fatal(err);
+  }
+}
+const loaded = routerConfig(process.argv.slice(2));
+const program = commonOptions(
+  new Command('hermod-router')
+    .description('An AMQP 1.0 message router for hermod and oslo.messaging (amqp1 driver). Not a broker: nothing is stored.')
+    .option('--host <host>', 'interface to listen on', '127.0.0.1')
+    .option('--port <port>', 'TCP port (0 = any free port)', port, 5672)
+    .option('--users <file>', 'users file: SASL PLAIN logins and per-user address rules (see `hermod-router passwd`)')
+    .option(
+      '--allow-anonymous',
+      'offer SASL ANONYMOUS (the default only without --users/--tls-ca; needed to listen beyond loopback without them)',
+    )
+    .option('--tls-cert <file>', 'listen with TLS (amqps): certificate (PEM)')
+    .option('--tls-key <file>', 'TLS private key (PEM)')
+    .option('--tls-ca <file>', 'CA of client certificates: clients may log in with one (SASL EXTERNAL, user = its CN)')
+    .option('--max-connections <n>', 'open connections at most', Number, 1000)
+    .option('--max-sessions <n>', 'sessions per connection at most', Number, 64)
+    .option('--max-links <n>', 'links per connection at most', Number, 1000)
+    .option('--max-message-size <bytes>', 'largest message accepted', Number, 16 * 1024 * 1024)
+    .option('--handshake-timeout <seconds>', 'time from connect to AMQP open (TLS and SASL included)', seconds, 5000)
+    .option(
+      '--idle-timeout <seconds>',
+      'idle timeout advertised to peers (0 = none); silent peers are closed after twice that',
+      seconds,
+      16000,
+    )
+    .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long closing the connections may take (default 5 s)', '5'),
+  [
+    'hermod-router passwd <file> <user>   sets a password in a users file (read from stdin, or prompted)',
+    '--quiet still prints the listening line. Connections opening and closing are logged at info.',
+    `${CONFIG_HELP_LINE}; of these, the router reads only log.* (its own settings are the flags above)`,
+  ],
+)
   .exitOverride(exitOnUsage)
-  .parse();
-const o = program.opts<{
-  host: string;
-  port: number;
-  quiet?: boolean;
-  users?: string;
-  allowAnonymous?: boolean;
-  tlsCert?: string;
-  tlsKey?: string;
-  tlsCa?: string;
-  maxConnections: number;
-  maxSessions: number;
-  maxLinks: number;
-  maxMessageSize: number;
-  handshakeTimeout: number;
-  idleTimeout: number;
-  shutdownTimeout: string;
-}>();
-const stamp = () => new Date().toISOString();
+  .parse(loaded.rest, { from: 'user' });
+const o = program.opts<
+  {
+    host: string;
+    port: number;
+    users?: string;
+    allowAnonymous?: boolean;
+    tlsCert?: string;
+    tlsKey?: string;
+    tlsCa?: string;
+    maxConnections: number;
+    maxSessions: number;
+    maxLinks: number;
+    maxMessageSize: number;
+    handshakeTimeout: number;
+    idleTimeout: number;
+    shutdownTimeout: string;
+  } & LogFlags
+>();
+const logConfig = applyLogFlags(loaded.config, o);
+const log = makeLogger(logConfig, 'hermod-router');
+// The listening line is what scripts and people wait for: printed even with --quiet (not with silent).
+const announce = makeLogger({ log: { ...logConfig.log, level: logConfig.log.level === 'silent' ? 'silent' : 'info' } }, 'hermod-router');
 if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
   process.stderr.write('error: --tls-cert and --tls-key go together\n');
   process.exit(EXIT.usage);
@@ -70,8 +94,9 @@ try {
     host: o.host,
     port: o.port,
     log: (line) => {
-      if (line.startsWith('WARNING')) process.stderr.write(`${stamp()} WARN  ${line.replace(/^WARNING: /, '')}\n`);
-      else if (!o.quiet || line.startsWith('router listening')) process.stdout.write(`${stamp()} INFO  ${line}\n`);
+      if (line.startsWith('WARNING')) log.warn(line.replace(/^WARNING: /, ''));
+      else if (line.startsWith('router listening')) announce.info(line);
+      else log.info(line);
     },
     ...(o.users ? { users: o.users } : {}),
     ...(o.allowAnonymous ? { allowAnonymous: true } : {}),
@@ -93,11 +118,10 @@ try {
 } catch (err) {
   fatal(err);
 }
-const line = (level: string) => (m: string) => process.stdout.write(`${stamp()} ${level.padEnd(5)} ${m}\n`);
 // Installed before start(): a signal while binding stops too. The router holds no work of its own:
 // stopping tells every client to reconnect elsewhere and closes their connections.
 handleShutdown({
-  log: { debug: () => {}, info: line('INFO'), warn: line('WARN'), error: line('ERROR') },
+  log,
   timeoutMs,
   target: {
     pending: () => {

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { cliConfig } from '../src/cli/config-args.js';
+import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import {
   type Context,
@@ -17,33 +18,42 @@ import {
 } from '../src/index.js';
 
 async function main(): Promise<void> {
-  const { config, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
-  const program = new Command('notify-listen')
-    .description('Print notifications as they arrive: one line each, or JSON.')
-    .option('--topic <topic...>', 'topics (default notifications.topics)')
-    .option('--priority <priority...>', `priorities to listen to (default all: ${PRIORITIES.join(', ')})`)
-    .option('--exchange <exchange>', 'exchange (default the control exchange)')
-    .option('--pool <name>', 'listener pool: listeners sharing a pool share its notifications')
-    .option('--publisher-id <regex>', 'only publisher ids matching (anchored at the start, as oslo)')
-    .option('--event-type <regex>', 'only event types matching')
-    .option('--count <n>', 'exit after n notifications', (v) => Number(v))
-    .option('--json', 'one JSON object per line')
-    .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT or --count, how long handling may finish (default rpc.stopTimeout, 25 s)')
-    .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
+  const { config: loaded, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
+  const program = commonOptions(
+    new Command('notify-listen')
+      .description('Print notifications as they arrive: one line each, or JSON.')
+      .option('--topic <topic...>', 'topics (default notifications.topics)')
+      .option('--priority <priority...>', `priorities to listen to (default all: ${PRIORITIES.join(', ')})`)
+      .option('--exchange <exchange>', 'exchange (default the control exchange)')
+      .option('--pool <name>', 'listener pool: listeners sharing a pool share its notifications (RabbitMQ and memory only)')
+      .option('--publisher-id <regex>', 'only publisher ids matching (anchored at the start, as oslo)')
+      .option('--event-type <regex>', 'only event types matching')
+      .option('--count <n>', 'exit after n notifications', intAtLeast(1))
+      .option('--json', 'one JSON object per line')
+      .option(
+        '--shutdown-timeout <seconds>',
+        `on SIGTERM/SIGINT or --count, how long handling may finish (default rpc.stopTimeout, ${loaded.rpc.stopTimeout / 1000} s)`,
+      )
+      .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`),
+    ['Notifications go to stdout, logs to stderr.', CONFIG_HELP_LINE],
+  )
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
-  const o = program.opts<{
-    topic?: string[];
-    priority?: string[];
-    exchange?: string;
-    pool?: string;
-    publisherId?: string;
-    eventType?: string;
-    count?: number;
-    json?: boolean;
-    transportUrl?: string;
-    shutdownTimeout?: string;
-  }>();
+  const o = program.opts<
+    {
+      topic?: string[];
+      priority?: string[];
+      exchange?: string;
+      pool?: string;
+      publisherId?: string;
+      eventType?: string;
+      count?: number;
+      json?: boolean;
+      transportUrl?: string;
+      shutdownTimeout?: string;
+    } & LogFlags
+  >();
+  const config = applyLogFlags(loaded, o);
   const timeoutMs = parseShutdownTimeout(o.shutdownTimeout, config.rpc.stopTimeout);
   const priorities = (o.priority ?? [...PRIORITIES]).map((p) => p.toLowerCase());
   for (const p of priorities) {

@@ -1,38 +1,59 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { cliConfig } from '../src/cli/config-args.js';
+import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, NOTIFY_SEND_DEFAULTS } from '../src/cli/defaults.js';
 import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { parseJson, parseKeyValues } from '../src/cli/key-values.js';
+import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import { applyLogFlags, commonOptions, type LogFlags, positiveSeconds } from '../src/cli/program.js';
 import { getTransport, Notifier, PRIORITIES, type Priority, type Transport } from '../src/index.js';
 
+/** Default `--timeout`: a notification through a router waits for a listener; a shell user should not wait a minute to learn there is none. */
+const DEFAULT_TIMEOUT_S = 10;
+
 async function main(): Promise<void> {
-  const { config, rest } = cliConfig(process.argv.slice(2), NOTIFY_SEND_DEFAULTS);
-  const program = new Command('notify-send')
-    .description('Send one notification (oslo Notifier format) from the shell.')
-    .argument('<event-type>', 'event type, e.g. compute.instance.create.end')
-    .argument('[payload...]', 'payload as key=value (JSON values parse), or one JSON document with --payload')
-    .option('--priority <priority>', `one of ${PRIORITIES.join(', ')}`, 'info')
-    .option('--publisher-id <id>', 'publisher id', 'hermod.cli')
-    .option('--topic <topic...>', 'topics (default notifications.topics)')
-    .option('--exchange <exchange>', 'exchange (default the control exchange)')
-    .option('--payload <json>', 'the whole payload as JSON')
-    .option('--context <key=value...>', 'context entries (oslo keeps only its safe keys)')
-    .option('--driver <driver>', 'messagingv2 (default), messaging (1.0 bodies), log')
-    .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
+  const { config: loaded, rest } = cliConfig(process.argv.slice(2), NOTIFY_SEND_DEFAULTS);
+  const program = commonOptions(
+    new Command('notify-send')
+      .description('Send one notification (oslo Notifier format) from the shell.')
+      .argument('<event-type>', 'event type, e.g. compute.instance.create.end')
+      .argument('[payload...]', 'payload as key=value (JSON values parse), or one JSON document with --payload')
+      .option('--priority <priority>', `one of ${PRIORITIES.join(', ')}`, 'info')
+      .option('--publisher-id <id>', 'publisher id', 'hermod.cli')
+      .option('--topic <topic...>', 'topics (default notifications.topics)')
+      .option('--exchange <exchange>', 'exchange (default the control exchange)')
+      .option('--payload <json>', 'the whole payload as JSON')
+      .option('--context <key=value...>', 'context entries (oslo keeps only its safe keys)')
+      .option('--driver <driver>', 'messagingv2 (default), messaging (1.0 bodies), log')
+      .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
+      .option(
+        '--timeout <seconds>',
+        `give up (exit 3) when the broker has not taken it by then; through a router, a listener must take it (default ${DEFAULT_TIMEOUT_S} s)`,
+        positiveSeconds,
+        DEFAULT_TIMEOUT_S,
+      ),
+    [CONFIG_HELP_LINE],
+  )
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
   const [eventType, ...kv] = program.args;
-  const o = program.opts<{
-    priority: string;
-    publisherId: string;
-    topic?: string[];
-    exchange?: string;
-    payload?: string;
-    context?: string[];
-    driver?: string;
-    transportUrl?: string;
-  }>();
+  const o = program.opts<
+    {
+      priority: string;
+      publisherId: string;
+      topic?: string[];
+      exchange?: string;
+      payload?: string;
+      context?: string[];
+      driver?: string;
+      transportUrl?: string;
+      timeout: number;
+    } & LogFlags
+  >();
+  const config = applyLogFlags(loaded, o);
+  // stdout says what was sent; logs (connection progress) go to stderr.
+  const log = makeLogger(config, 'notify-send', true);
+  logConnectionState(log);
   if (!(PRIORITIES as readonly string[]).includes(o.priority.toLowerCase())) {
     throw new UsageError(`unknown priority '${o.priority}'; use one of ${PRIORITIES.join(', ')}`);
   }
@@ -46,18 +67,28 @@ async function main(): Promise<void> {
       ...(o.exchange ? { exchange: o.exchange } : {}),
       ...(o.driver ? { driver: o.driver } : {}),
     });
-    await notifier.notify(parseKeyValues(o.context ?? []), eventType!, payload, o.priority.toLowerCase() as Priority);
+    const sent = notifier.notify(parseKeyValues(o.context ?? []), eventType!, payload, o.priority.toLowerCase() as Priority);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), o.timeout * 1000);
+    });
+    const waiting = setTimeout(() => log.info('waiting for the broker to take it (through a router: for a listener)…'), 1000);
+    const outcome = await Promise.race([sent, timedOut]).finally(() => {
+      clearTimeout(timer);
+      clearTimeout(waiting);
+    });
+    if (outcome === 'timeout') {
+      sent.catch(() => {});
+      process.stderr.write(
+        `error: timeout: not taken within ${o.timeout} s (nobody listening on ${(o.topic ?? config.notifications.topics).map((t) => `${t}.${o.priority.toLowerCase()}`).join(', ')}?)\n`,
+      );
+      process.exitCode = EXIT.timeout;
+      return;
+    }
     process.stdout.write(`sent ${o.priority.toLowerCase()} ${eventType}\n`);
   } finally {
     await transport?.close();
   }
 }
 
-main().catch((err) => {
-  const code = (err as { code?: string }).code;
-  if (code === 'HERMOD_ERR_TRANSPORT' || code === 'HERMOD_ERR_ACCESS_REFUSED') {
-    process.stderr.write(`error: ${(err as Error).message}\n`);
-    process.exit(EXIT.connect);
-  }
-  fatal(err);
-});
+main().then(() => process.exit(process.exitCode ?? EXIT.ok), fatal);

@@ -1,70 +1,102 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { cliConfig } from '../src/cli/config-args.js';
+import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { coerceArgs, fetchContract, needsContract, usage } from '../src/cli/contract-args.js';
 import { CLI_DEFAULT_URL, RPC_CLIENT_DEFAULTS } from '../src/cli/defaults.js';
-import { describeFailure, EXIT, type ExitStatus, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
+import { describeFailure, EXIT, type ExitStatus, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
 import { jobCommand, startJob } from '../src/cli/jobs-command.js';
 import { parseKeyValues } from '../src/cli/key-values.js';
+import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import { applyLogFlags, commonOptions, intAtLeast, type LogFlags, positiveSeconds } from '../src/cli/program.js';
+import { type RepeatStats, summaryJson, summaryText } from '../src/cli/repeat.js';
 import { getTransport, RPCClient, Target, type Transport } from '../src/index.js';
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
 async function main(): Promise<void> {
-  const { config, rest } = cliConfig(process.argv.slice(2), RPC_CLIENT_DEFAULTS);
-  if (rest[0] === 'job') process.exit(await jobCommand(rest.slice(1), config));
-  const program = new Command('rpc-client')
-    .description('Call or cast an RPC method from the shell. Values parse as JSON when they can, else strings.')
-    .argument('<topic>', 'topic to address')
-    .argument('<method>', 'method to invoke')
-    .argument('[args...]', 'arguments as key=value')
-    .option('--server <server>', 'direct the call to one server')
-    .option('--fanout', 'cast to every server on the topic')
-    .option('--cast', 'do not wait for a result')
-    .option('--start', 'start the method as a job and print its token (then: rpc-client job <token> [--wait])')
-    .option('--exchange <exchange>', 'exchange')
-    .option('--namespace <namespace>', 'namespace')
-    .option('--version <version>', 'version (X.Y)')
-    .option('--timeout <seconds>', 'call timeout in seconds', (v) => Number(v))
-    .option('--monitor <seconds>', 'call-monitor timeout in seconds (server heartbeats keep long calls alive)', (v) => Number(v))
-    .option('--repeat <n>', 'repeat and print count, rate and p50/p99 latency', (v) => Number(v), 1)
-    .option('--context <key=value...>', 'context entries sent with the request')
-    .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
-    .option('--json', 'print results as JSON')
-    .option('--describe', "print the method's usage from its published contract, and call nothing")
-    .addHelpText(
-      'after',
-      `
-Exit status: 0 ok, 1 remote error, 2 usage, 3 timeout, 4 no such method / version, 5 cannot connect.
-Also: --config key=value | --config key value, --config-file file.json, --help-config`,
-    )
+  const { config: loaded, rest } = cliConfig(process.argv.slice(2), RPC_CLIENT_DEFAULTS);
+  if (rest[0] === 'job') process.exit(await jobCommand(rest.slice(1), loaded));
+  const program = commonOptions(
+    new Command('rpc-client')
+      .description('Call or cast an RPC method from the shell. Values parse as JSON when they can, else strings.')
+      .argument('<topic>', 'topic to address')
+      .argument('<method>', 'method to invoke')
+      .argument('[args...]', 'arguments as key=value')
+      .option('--server <server>', 'direct the call to one server')
+      .option('--fanout', 'cast to every server on the topic')
+      .option('--cast', 'do not wait for a result')
+      .option('--start', 'start the method as a job and print its token (then: rpc-client job <token> [--wait])')
+      .option('--exchange <exchange>', 'exchange (default controlExchange, "openstack")')
+      .option('--namespace <namespace>', 'namespace')
+      .option('--target-version <version>', 'version the call asks for (X.Y)')
+      .option(
+        '--timeout <seconds>',
+        `call timeout in seconds (default rpc.responseTimeout, ${loaded.rpc.responseTimeout / 1000} s)`,
+        positiveSeconds,
+      )
+      .option('--monitor <seconds>', 'call-monitor timeout in seconds (server heartbeats keep long calls alive)', positiveSeconds)
+      .option('--repeat <n>', 'repeat and print calls attempted, rate and p50/p99 latency', intAtLeast(1), 1)
+      .option('--keep-going', 'with --repeat: go on after a timeout (by default the first timeout stops the run)')
+      .option('--context <key=value...>', 'context entries sent with the request')
+      .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
+      .option('--json', 'print results, the --repeat summary and errors as JSON')
+      .option('--describe', "print the method's usage from its published contract, and call nothing"),
+    [CONFIG_HELP_LINE],
+  )
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
-  const [topic, method, pairs] = program.args.length ? [program.args[0]!, program.args[1]!, program.args.slice(2)] : ['', '', []];
-  const o = program.opts<{
-    server?: string;
-    fanout?: boolean;
-    cast?: boolean;
-    start?: boolean;
-    exchange?: string;
-    namespace?: string;
-    version?: string;
-    timeout?: number;
-    monitor?: number;
-    repeat: number;
-    context?: string[];
-    transportUrl?: string;
-    json?: boolean;
-    describe?: boolean;
-  }>();
+  const [topic, method, pairs] = [program.args[0]!, program.args[1]!, program.args.slice(2)];
+  const o = program.opts<
+    {
+      server?: string;
+      fanout?: boolean;
+      cast?: boolean;
+      exchange?: string;
+      namespace?: string;
+      targetVersion?: string;
+      timeout?: number;
+      monitor?: number;
+      repeat: number;
+      keepGoing?: boolean;
+      context?: string[];
+      transportUrl?: string;
+      json?: boolean;
+      start?: boolean;
+      describe?: boolean;
+    } & LogFlags
+  >();
+  const config = applyLogFlags(loaded, o);
+  // stdout is the result: logs (connection progress) go to stderr.
+  const log = makeLogger(config, 'rpc-client', true);
+  logConnectionState(log);
   if (o.fanout && !o.cast) o.cast = true;
-  if (!Number.isInteger(o.repeat) || o.repeat < 1) throw new UsageError('--repeat needs a positive integer');
-  if (o.timeout !== undefined && !(o.timeout > 0)) throw new UsageError('--timeout needs a positive number of seconds');
   let args = parseKeyValues(pairs);
   const ctx = parseKeyValues(o.context ?? []);
+  const printError = (d: { status: ExitStatus; text: string }, err: unknown) =>
+    process.stderr.write(
+      o.json
+        ? `${JSON.stringify({ error: { status: d.status, code: (err as { code?: string })?.code ?? null, message: d.text } })}\n`
+        : `error: ${d.text}\n`,
+    );
+  const stats: RepeatStats = {
+    requested: o.repeat,
+    latencies: [],
+    failed: 0,
+    started: performance.now(),
+    kind: o.cast ? 'casts' : 'calls',
+  };
+  const printSummary = (interrupted: boolean) => {
+    const end = { ...stats, interrupted, ended: performance.now() };
+    process.stdout.write(o.json ? `${JSON.stringify(summaryJson(end))}\n` : `${summaryText(end)}\n`);
+  };
+  // A progress counter is for a person at a terminal: never into a file or a pipe.
+  const progress = o.repeat > 1 && process.stderr.isTTY === true;
+  if (o.repeat > 1) {
+    // Ctrl-C during a run (connecting included): what was measured so far, then the usual status of an interrupt.
+    process.once('SIGINT', () => {
+      if (progress) process.stderr.write('\n');
+      printSummary(true);
+      process.exit(130);
+    });
+  }
   let transport: Transport | undefined;
   let status: ExitStatus = EXIT.ok;
   try {
@@ -75,7 +107,7 @@ Also: --config key=value | --config key value, --config-file file.json, --help-c
       ...(o.fanout ? { fanout: true } : {}),
       ...(o.exchange ? { exchange: o.exchange } : {}),
       ...(o.namespace ? { namespace: o.namespace } : {}),
-      ...(o.version ? { version: o.version } : {}),
+      ...(o.targetVersion ? { version: o.targetVersion } : {}),
     });
     const client = new RPCClient(transport, target, {
       ...(o.timeout ? { timeout: o.timeout * 1000 } : {}),
@@ -88,9 +120,7 @@ Also: --config key=value | --config key value, --config-file file.json, --help-c
         : undefined;
     if (o.describe) return void process.stdout.write(usage(topic, method, contract));
     args = coerceArgs(pairs, contract);
-    const latencies: number[] = [];
-    let failures = 0;
-    const started = performance.now();
+    stats.started = performance.now();
     for (let i = 0; i < o.repeat; i++) {
       const t0 = performance.now();
       try {
@@ -107,47 +137,39 @@ Also: --config key=value | --config key value, --config-file file.json, --help-c
               `${o.json ? JSON.stringify(result) : typeof result === 'string' ? result : JSON.stringify(result, null, 2)}\n`,
             );
         }
-        latencies.push(performance.now() - t0);
+        stats.latencies.push(performance.now() - t0);
       } catch (err) {
-        failures++;
-        const d = describeFailure(err);
+        stats.failed++;
+        const d = describeFailure(err, method);
         status = d.status;
-        if (o.repeat === 1 || d.status === EXIT.connect || failures === 1) process.stderr.write(`error: ${d.text}\n`);
+        if (stats.failed === 1 || d.status === EXIT.connect) {
+          if (progress) process.stderr.write('\n');
+          printError(d, err);
+        }
+        // Nothing to gain from going on: the broker is gone, the command line is wrong, or (unless
+        // --keep-going) nobody answers, and each further call would wait its whole timeout.
         if (d.status === EXIT.connect || d.status === EXIT.usage) break;
+        if (d.status === EXIT.timeout && !o.keepGoing && o.repeat > 1) {
+          log.warn(`stopping at the first timeout (call ${i + 1} of ${o.repeat}); --keep-going goes on`);
+          break;
+        }
       }
-      if (o.repeat > 1 && (i + 1) % Math.max(1, Math.floor(o.repeat / 10)) === 0) {
-        process.stderr.write(`\r${i + 1}/${o.repeat}`);
-      }
+      if (progress && (i + 1) % Math.max(1, Math.floor(o.repeat / 10)) === 0) process.stderr.write(`\r${i + 1}/${o.repeat}`);
     }
     if (o.repeat > 1) {
-      const secs = (performance.now() - started) / 1000;
-      const sorted = [...latencies].sort((a, b) => a - b);
-      const summary = {
-        count: o.repeat,
-        ok: latencies.length,
-        failed: failures,
-        seconds: Number(secs.toFixed(3)),
-        rate: Number((latencies.length / secs).toFixed(1)),
-        p50ms: Number(percentile(sorted, 50).toFixed(3)),
-        p99ms: Number(percentile(sorted, 99).toFixed(3)),
-      };
-      process.stderr.write('\n');
-      process.stdout.write(
-        o.json
-          ? `${JSON.stringify(summary)}\n`
-          : `${summary.count} ${o.cast ? 'casts' : 'calls'}, ${summary.ok} ok, ${summary.failed} failed in ${summary.seconds}s: ${summary.rate}/s, p50 ${summary.p50ms} ms, p99 ${summary.p99ms} ms\n`,
-      );
-      if (failures === 0) status = EXIT.ok;
+      if (progress) process.stderr.write('\n');
+      printSummary(false);
+      if (stats.failed === 0) status = EXIT.ok;
     }
+  } catch (err) {
+    const d = describeFailure(err, method);
+    if (d.status === EXIT.other) throw err;
+    printError(d, err);
+    status = d.status;
   } finally {
     await transport?.close();
   }
   process.exit(status);
 }
 
-main().catch((err) => {
-  const d = describeFailure(err);
-  if (d.status === EXIT.other) fatal(err);
-  process.stderr.write(`error: ${d.text}\n`);
-  process.exit(d.status);
-});
+main().catch(fatal);

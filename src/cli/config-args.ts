@@ -6,6 +6,10 @@
 import { assertKnownKey, type ConfigValues, envName, type HermodConfig, loadConfig, OPTIONS } from '../config/index.js';
 import { ConfigError } from '../core/errors.js';
 
+/** The epilog line of the bins that take the configuration flags. */
+export const CONFIG_HELP_LINE =
+  'Configuration: --config key=value | --config key value, --config-file file.json (repeatable), --help-config (every key, its default and environment variable)';
+
 /**
  * Pulls `--config key=value`, `--config key value` and `--config-file path` out of argv.
  * Returns the remaining arguments untouched.

@@ -1,8 +1,7 @@
 /**
- * Exit statuses of the bins, one table, so scripts can tell failures apart; and the error a bin
- * throws for a usage mistake. README documents rpc-client's statuses: 0 ok, 1 remote error,
- * 2 usage or config error, 3 timeout (or nobody serves it), 4 no such method / unsupported
- * version, 5 cannot connect.
+ * Exit statuses of the bins, one table for all of them (printed by every `--help` and in the
+ * README's "Exit statuses"), so scripts can tell failures apart; and the error a bin throws for
+ * a usage mistake.
  */
 import type { CommanderError } from 'commander';
 import { redactUrl } from '../config/transport-url.js';
@@ -31,6 +30,18 @@ export const EXIT = {
   aborted: 7,
 } as const;
 
+/** The exit-status table every bin's `--help` ends with; the README's "Exit statuses" says the same. */
+export const EXIT_TABLE = `Exit status (all hermod CLIs):
+  0  ok
+  1  the remote method raised (rpc-client), or another failure not listed here
+  2  usage or configuration error (bad option, argument, config key or value, endpoint module)
+  3  timeout: no reply in time, or (RabbitMQ) nobody serves the topic
+  4  no such method, or the server does not support the requested version
+  5  cannot connect to the broker or router (gave up; the message says where and why)
+  6  rpc-client: a call failed in an unexpected way (the message says how)
+  7  stopped at the shutdown deadline with work still running, which was aborted
+  130 / 143  a second SIGINT / SIGTERM ended a graceful stop at once`;
+
 /** An exit status of {@link EXIT}. */
 export type ExitStatus = (typeof EXIT)[keyof typeof EXIT];
 
@@ -49,8 +60,12 @@ const USAGE_CODES: ReadonlySet<string> = new Set([
   'HERMOD_ERR_INVALID_ARGUMENT',
 ]);
 
-/** The exit status of an RPC failure and the line that explains it (rpc-client's statuses). */
-export function describeFailure(err: unknown): { status: ExitStatus; text: string } {
+/**
+ * The exit status of an RPC failure and the line that explains it (rpc-client's statuses).
+ * `method` is the method the caller asked for: a "no such method" names it from there, since
+ * peers word (and oslo's rebuilt errors repeat) the message in their own ways.
+ */
+export function describeFailure(err: unknown, method?: string): { status: ExitStatus; text: string } {
   const e = err as HermodError & { code?: string };
   if (err instanceof RemoteError) return { status: EXIT.remote, text: `remote error: ${err.excType}: ${err.value}` };
   if (e?.code !== undefined && USAGE_CODES.has(e.code)) return { status: EXIT.usage, text: e.message };
@@ -61,7 +76,7 @@ export function describeFailure(err: unknown): { status: ExitStatus; text: strin
     case 'HERMOD_ERR_UNDELIVERABLE':
       return { status: EXIT.timeout, text: `nobody serves it: ${e.message}` };
     case 'HERMOD_ERR_NO_SUCH_METHOD':
-      return { status: EXIT.noSuchMethod, text: `no such method: ${e.message}` };
+      return { status: EXIT.noSuchMethod, text: method === undefined ? `no such method: ${e.message}` : `no such method: ${method}` };
     case 'HERMOD_ERR_UNSUPPORTED_VERSION':
       return { status: EXIT.noSuchMethod, text: `unsupported version: ${e.message}` };
     case 'HERMOD_ERR_TRANSPORT':
@@ -73,11 +88,19 @@ export function describeFailure(err: unknown): { status: ExitStatus; text: strin
   }
 }
 
-/** Prints a startup or usage error (passwords redacted) and exits: 2 for usage and config errors, else 1. */
+/** The exit status of a bin's startup or run failure: 2 usage or config, 5 cannot connect, else 1. */
+export function failureStatus(err: unknown): ExitStatus {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (err instanceof ConfigError || err instanceof UsageError || (typeof code === 'string' && USAGE_CODES.has(code))) return EXIT.usage;
+  if (code === 'HERMOD_ERR_TRANSPORT' || code === 'HERMOD_ERR_ACCESS_REFUSED') return EXIT.connect;
+  return EXIT.failed;
+}
+
+/** Prints a startup or usage error (passwords redacted) and exits with {@link failureStatus}. */
 export function fatal(err: unknown): never {
   const msg = err instanceof Error ? err.message : String(err);
   process.stderr.write(`error: ${redactUrl(msg)}\n`);
-  process.exit(err instanceof ConfigError || err instanceof UsageError ? EXIT.usage : EXIT.failed);
+  process.exit(failureStatus(err));
 }
 
 /** For commander's `exitOverride`: `--help` and `--version` exit 0, a bad command line exits 2. */

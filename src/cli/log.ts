@@ -1,8 +1,7 @@
-/** Logging of the bins: one line per event, plain or JSON, at `log.level`; connection changes logged. */
+/** Logging of the bins (pino): one line per event, plain or JSON, at `log.level`; connection changes logged. */
 import diagnostics_channel from 'node:diagnostics_channel';
+import { pino } from 'pino';
 import type { HermodConfig } from '../config/index.js';
-
-const LEVELS = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 } as const;
 
 /** Longest run of non-blank characters a log line keeps: a method name or topic is cut after it. */
 export const MAX_LOG_TOKEN = 200;
@@ -46,18 +45,50 @@ function safeFields(fields: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-/** A small logger for the bins: one line per event, plain or JSON; every line passes {@link logSafe}. */
-export function makeLogger(config: HermodConfig, name: string, allToStderr = false) {
-  const min = LEVELS[config.log.level];
-  const who = logSafe(name, MAX_LOG_FIELD);
-  const write = (level: keyof typeof LEVELS, msg: string, fields: Record<string, unknown> = {}) => {
-    if (LEVELS[level] < min) return;
+/** What {@link makeLogger} reads of the configuration: `log.level` and `log.json`. */
+export type LogConfig = Pick<HermodConfig, 'log'>;
+
+/** Plain text for a person: `time LEVEL name: message`, the fields already said in the message. */
+function plainLine(json: string): string {
+  const e = JSON.parse(json) as { time: string; level: string; name: string; msg: string };
+  return `${e.time} ${e.level.toUpperCase().padEnd(5)} ${e.name}: ${e.msg}\n`;
+}
+
+/**
+ * The bins' logger, on pino: one line per event at `log.level`, JSON (`log.json`, pino's
+ * format with ISO times and level names) or plain text; every message and string field passes
+ * {@link logSafe}. Debug and info go to stdout, warnings and errors to stderr; with
+ * `allToStderr` (tools whose stdout is data, such as notify-listen) everything goes to stderr.
+ * Lines are written through `process.stdout`/`process.stderr`, which are synchronous for files
+ * and pipes, so nothing is lost when a bin calls `process.exit`.
+ */
+export function makeLogger(config: LogConfig, name: string, allToStderr = false) {
+  const format = config.log.json ? (s: string) => s : plainLine;
+  const sink = (stream: () => NodeJS.WriteStream) => ({ write: (s: string) => stream().write(format(s)) });
+  // Looked up at each write, so that a test (or a bin) replacing process.stdout.write sees the lines.
+  const out = sink(() => process.stdout);
+  const err = sink(() => process.stderr);
+  const logger = pino(
+    {
+      name: logSafe(name, MAX_LOG_FIELD),
+      level: config.log.level,
+      base: { pid: process.pid },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    pino.multistream(
+      [
+        { level: 'debug', stream: allToStderr ? err : out },
+        { level: 'warn', stream: err },
+      ],
+      { dedupe: true },
+    ),
+  );
+  const write = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => {
+    if (!logger.isLevelEnabled(level)) return;
     const text = logSafe(String(msg));
-    const line = config.log.json
-      ? JSON.stringify({ time: new Date().toISOString(), level, name: who, msg: text, ...safeFields(fields) })
-      : `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${who}: ${text}`;
-    // Tools whose stdout is data (notify-listen) log everything to stderr.
-    (allToStderr || level === 'error' || level === 'warn' ? process.stderr : process.stdout).write(`${line}\n`);
+    if (fields) logger[level](safeFields(fields), text);
+    else logger[level](text);
   };
   return {
     debug: (m: string, f?: Record<string, unknown>) => write('debug', m, f),
@@ -70,14 +101,40 @@ export function makeLogger(config: HermodConfig, name: string, allToStderr = fal
 /** The logger {@link makeLogger} returns. */
 export type Logger = ReturnType<typeof makeLogger>;
 
-/** Logs connection state changes (reconnects, failovers) from any driver. */
+/**
+ * Logs connection state changes of any driver (`hermod:connection:state`): each reconnect
+ * attempt at info with the host, the reason when known and when the next try comes, so that a
+ * bin waiting for a broker is never silent; losses and flow control at warn.
+ */
 export function logConnectionState(log: Logger): void {
+  // The last reason each host gave: a 'reconnecting' event may not carry one itself.
+  const reasons = new Map<string, string>();
+  // Hosts that failed or were lost since they were last connected.
+  const troubled = new Set<string>();
   diagnostics_channel.subscribe('hermod:connection:state', (e) => {
-    const ev = e as { state: string; host: string; error?: Error; attempt?: number };
-    if (ev.state === 'connected') log.info(`connected to ${ev.host}`);
-    else if (ev.state === 'disconnected') log.warn(`disconnected from ${ev.host}${ev.error ? `: ${ev.error.message}` : ''}`);
-    else if (ev.state === 'reconnecting' && (ev.attempt ?? 0) <= 1) log.info(`connecting to ${ev.host}…`);
-    else if (ev.state === 'blocked') log.warn(`the broker at ${ev.host} blocked publishing: ${(ev as { reason?: string }).reason ?? ''}`);
-    else if (ev.state === 'unblocked') log.info(`the broker at ${ev.host} unblocked publishing`);
+    const ev = e as { state: string; host: string; error?: Error; reason?: string; attempt?: number; delayMs?: number };
+    const reason = ev.error?.message ?? ev.reason;
+    if (ev.state === 'connected') {
+      // News at info only after trouble; a first connect is routine (and the bins say where they serve).
+      (troubled.delete(ev.host) ? log.info : log.debug)(`connected to ${ev.host}`);
+      reasons.delete(ev.host);
+    } else if (ev.state === 'disconnected') {
+      if (reason) reasons.set(ev.host, reason);
+      troubled.add(ev.host);
+      log.warn(`disconnected from ${ev.host}${reason ? `: ${reason}` : ''}`);
+    } else if (ev.state === 'reconnecting') {
+      troubled.add(ev.host);
+      const why = reason ?? reasons.get(ev.host);
+      const next = ev.delayMs ? `next try in ${(ev.delayMs / 1000).toFixed(1)} s` : 'trying again';
+      log.info(`reconnecting to ${ev.host}${why ? ` (${why})` : ''}: attempt ${ev.attempt ?? '?'} failed, ${next}`, {
+        host: ev.host,
+        attempt: ev.attempt,
+        delayMs: ev.delayMs,
+      });
+    } else if (ev.state === 'blocked') {
+      log.warn(`${ev.host} blocked publishing${reason ? `: ${reason}` : ''}`);
+    } else if (ev.state === 'unblocked') {
+      log.info(`${ev.host} unblocked`);
+    }
   });
 }

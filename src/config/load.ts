@@ -82,7 +82,8 @@ export function loadConfig(sources: ConfigSources = {}): HermodConfig {
   registerFormats();
   const env = sources.env ?? process.env;
   assertKnownEnv(env);
-  // The environment is applied below, key by key, so that a bad value names its variable.
+  // The environment is applied below, where a bad value's error names its variable (convict's own
+  // reading would throw a bare "must be a duration" first).
   const conf = convict(convictSchema() as never, { env: {}, args: [] });
   try {
     for (const [k, v] of Object.entries(sources.defaults ?? {})) {

@@ -47,10 +47,10 @@ t('rpc-client: usage errors exit 2 as its help promises', async () => {
   assert.match(noMethod.err, /missing required argument 'method'/);
   const repeat = await run('rpc-client', ['cli', 'add', '--repeat', '0', '--transport-url', NOWHERE]);
   assert.is(repeat.code, 2, repeat.err);
-  assert.match(repeat.err, /--repeat needs a positive integer/);
+  assert.match(repeat.err, /option '--repeat <n>' argument '0' is invalid\. needs a whole number ≥ 1/);
   const timeout = await run('rpc-client', ['cli', 'add', '--timeout', '0', '--transport-url', NOWHERE]);
   assert.is(timeout.code, 2, timeout.err);
-  assert.match(timeout.err, /--timeout needs a positive number/);
+  assert.match(timeout.err, /option '--timeout <seconds>' argument '0' is invalid\. needs a number of seconds > 0/);
   const option = await run('rpc-client', ['cli', 'add', '--no-such-option']);
   assert.is(option.code, 2, option.err);
 });

@@ -70,7 +70,7 @@ t('a non-loopback bind without authentication exits 2 unless --allow-anonymous, 
   assert.match(refused.err, /without authentication must be asked for/);
   const open = router(['--host', '0.0.0.0', '--port', '0', '--allow-anonymous']);
   try {
-    await until(() => /WARN {2}anonymous clients are accepted on 0\.0\.0\.0/.test(open.err), 'the warning');
+    await until(() => /WARN {2}hermod-router: anonymous clients are accepted on 0\.0\.0\.0/.test(open.err), 'the warning');
   } finally {
     open.child.kill('SIGTERM');
     await open.exited;

@@ -1,0 +1,89 @@
+/** rpc-server's `--endpoints` modules: loading them (a broken one is a usage error naming file and line) and saying what they serve. */
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { findMethod } from '../rpc/dispatcher.js';
+import { UsageError } from './exit-codes.js';
+
+/** What a class or factory export receives. */
+export interface EndpointContext {
+  server: string;
+  topic: string;
+}
+
+/**
+ * `file:line` and the message of a syntax error in `file`, from `node --check` (an `import()`
+ * that fails to parse says neither file nor line). Only run on that error path.
+ */
+function syntaxErrorAt(file: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--check', file], { timeout: 10_000 }, (_err, _out, stderr) => {
+      const where = /^(.+:\d+)$/m.exec(stderr)?.[1];
+      const what = /^SyntaxError: .*$/m.exec(stderr)?.[0];
+      resolve(where && what ? `${where}: ${what}` : undefined);
+    });
+  });
+}
+
+/** How a module is imported: plain `import()` here; the bins pass one that also loads TypeScript. */
+export type ModuleImporter = (file: string) => Promise<Record<string, unknown>>;
+
+const plainImport: ModuleImporter = async (file) => (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+
+async function importModule(spec: string, load: ModuleImporter): Promise<Record<string, unknown>> {
+  const file = path.resolve(spec);
+  try {
+    return await load(file);
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    if (e instanceof SyntaxError) {
+      const at = await syntaxErrorAt(file);
+      throw new UsageError(`--endpoints ${spec}: ${at ?? `${e.name}: ${e.message}`}`, { cause: err });
+    }
+    if (e?.code === 'ERR_MODULE_NOT_FOUND' || e?.code === 'ENOENT')
+      throw new UsageError(`--endpoints ${spec}: ${e.message}`, { cause: err });
+    // The module ran and threw: its own error, with its own stack, is the useful report.
+    throw new UsageError(`--endpoints ${spec}: loading it threw ${e?.name ?? 'an error'}: ${e?.message ?? String(err)}`, { cause: err });
+  }
+}
+
+/**
+ * Loads endpoint modules: the default export (or `endpoints`) is an endpoint, a list of them, a
+ * class (constructed with `ctx`) or a factory (called with `ctx`, may be async).
+ */
+export async function loadEndpoints(specs: string[], ctx: EndpointContext, load: ModuleImporter = plainImport): Promise<object[]> {
+  const out: object[] = [];
+  for (const spec of specs) {
+    const mod = await importModule(spec, load);
+    let value = mod.default ?? mod.endpoints;
+    if (value === undefined) throw new UsageError(`--endpoints ${spec} exports neither a default nor 'endpoints'`);
+    if (typeof value === 'function') {
+      const fn = value as (c: EndpointContext) => unknown;
+      value = /^class\s/.test(Function.prototype.toString.call(fn))
+        ? new (fn as unknown as new (c: EndpointContext) => object)(ctx)
+        : await fn(ctx);
+    }
+    for (const e of Array.isArray(value) ? value : [value]) {
+      if (!e || typeof e !== 'object') throw new UsageError(`--endpoints ${spec}: endpoints must be objects`);
+      out.push(e);
+    }
+  }
+  return out;
+}
+
+/** The methods an endpoint serves (those the dispatcher would call), in definition order. */
+export function methodNames(endpoint: object): string[] {
+  const names = new Set<string>();
+  for (let o: object | null = endpoint; o && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+    for (const n of Object.getOwnPropertyNames(o)) if (findMethod(endpoint, n)) names.add(n);
+  }
+  return [...names];
+}
+
+/** One endpoint for the log: `namespace compute v1.3: resize, reboot`. */
+export function describeEndpoint(endpoint: object): string {
+  const t = (endpoint as { target?: { namespace?: string; version?: string } }).target;
+  const ns = t?.namespace ? `namespace ${t.namespace} ` : '';
+  const methods = methodNames(endpoint);
+  return `${ns}v${t?.version ?? '1.0'}: ${methods.length ? methods.join(', ') : '(no methods)'}`;
+}

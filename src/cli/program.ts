@@ -1,0 +1,65 @@
+/**
+ * What every bin's command line shares: `--version` (hermod's), the logging flags
+ * (`--log-level`, `--quiet`, `--log-json`), strict number options, and the help epilog with the
+ * exit-status table, so that the bins' `--help` texts agree with each other and the README.
+ */
+import { readFileSync } from 'node:fs';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { HermodConfig } from '../config/index.js';
+import { EXIT_TABLE } from './exit-codes.js';
+
+/** hermod's version, from its package.json (`dist/src/cli/` → the package root). */
+export const HERMOD_VERSION: string = (() => {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+})();
+
+/** Log levels the logging flags take (those of `log.level`). */
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+
+/** The logging flags' values, as commander parses them. */
+export interface LogFlags {
+  logLevel?: (typeof LOG_LEVELS)[number];
+  quiet?: boolean;
+  logJson?: boolean;
+}
+
+/**
+ * Adds `-V, --version`, the logging flags and the epilog (what `extra` says, then the exit
+ * statuses) to `cmd`; a command line error exits 2 (see `exitOnUsage`).
+ */
+export function commonOptions(cmd: Command, extra: string[] = []): Command {
+  return cmd
+    .version(HERMOD_VERSION, '-V, --version', "print hermod's version")
+    .addOption(new Option('--log-level <level>', 'log level (default log.level, info)').choices(LOG_LEVELS))
+    .option('--quiet', 'log warnings and errors only (as --log-level warn)')
+    .option('--log-json', 'log one JSON object per line (pino format) instead of text')
+    .addHelpText('after', `\n${[...extra, EXIT_TABLE].join('\n\n')}`);
+}
+
+/** Applies the logging flags over `config.log` (flags win over files, environment and `--config`). */
+export function applyLogFlags<C extends Pick<HermodConfig, 'log'>>(config: C, o: LogFlags): C {
+  return {
+    ...config,
+    log: { ...config.log, level: o.logLevel ?? (o.quiet ? 'warn' : config.log.level), json: o.logJson ?? config.log.json },
+  };
+}
+
+/** A commander parser: a whole number ≥ `min` ("abc", "1.5", "-1" and "" rejected, exit 2). */
+export function intAtLeast(min: number): (v: string) => number {
+  return (v) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isInteger(n) || n < min) throw new InvalidArgumentError(`needs a whole number ≥ ${min}.`);
+    return n;
+  };
+}
+
+/** A commander parser: seconds > 0, decimals allowed ("0", "-1", "abc" rejected, exit 2). */
+export function positiveSeconds(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('needs a number of seconds > 0.');
+  return n;
+}

@@ -1,0 +1,295 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Router } from '../../src/router/router.js';
+import { until } from '../support/assert.js';
+
+// The CLIs' common surface (issue #13, "CLIs"): one exit-status table, --version, the logging
+// flags, no silent waits, and output fit for pipes. Peers are an in-process router and
+// rpc-server subprocesses on loopback; "nothing listening" is a closed port.
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const bin = (name: string) => path.join(root, 'bin', `${name}.js`);
+const BINS = ['rpc-client', 'rpc-server', 'notify-send', 'notify-listen', 'hermod-router', 'hermod-gateway'];
+const NOWHERE = 'amqp://127.0.0.1:1/';
+const VERSION = (JSON.parse(readFileSync(path.join(root, '..', 'package.json'), 'utf8')) as { version: string }).version;
+
+interface Proc {
+  child: ChildProcess;
+  out: string;
+  err: string;
+  exited: Promise<number | null>;
+}
+function start(name: string, args: string[], env: Record<string, string> = {}): Proc {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HERMOD_')));
+  const child = spawn(process.execPath, [bin(name), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...base, ...env } });
+  const p: Proc = { child, out: '', err: '', exited: new Promise((r) => child.once('exit', (code) => r(code))) };
+  child.stdout!.on('data', (d) => {
+    p.out += d;
+  });
+  child.stderr!.on('data', (d) => {
+    p.err += d;
+  });
+  return p;
+}
+async function run(name: string, args: string[], env: Record<string, string> = {}) {
+  const p = start(name, args, env);
+  // Bounded: none of these commands may run for long (30 s allows for a loaded CI machine).
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), 30_000);
+  void p.exited.then(() => clearTimeout(timer));
+  const code = await p.exited;
+  // Output goes to pipes here: never a terminal escape or a carriage return.
+  for (const s of [p.out, p.err]) {
+    assert.not.ok(s.includes('\u001b'), `no ANSI escape from ${name} ${args.join(' ')}: ${JSON.stringify(s)}`);
+    assert.not.ok(s.includes('\r'), `no \\r from ${name} ${args.join(' ')}`);
+  }
+  return { code, out: p.out, err: p.err };
+}
+async function stop(p: Proc): Promise<number | null> {
+  if (p.child.exitCode === null) p.child.kill('SIGTERM');
+  return p.exited;
+}
+
+interface Ctx {
+  router: Router;
+  url: string;
+  server: Proc;
+  dir: string;
+}
+const t = suite<Ctx>('CLIs: exit statuses, --version, logging flags, no silent waits', {} as Ctx);
+
+t.before(async (ctx) => {
+  ctx.router = new Router({ port: 0, log: () => {} });
+  ctx.url = `amqp://127.0.0.1:${await ctx.router.start()}/`;
+  ctx.dir = mkdtempSync(path.join(tmpdir(), 'hermod-cli-exit-'));
+  ctx.server = start('rpc-server', ['x1', '--topic', 'ex', '--transport-url', ctx.url]);
+  await until(() => ctx.server.out.includes('serving topic ex'), 'the server', 10_000);
+});
+t.after(async (ctx) => {
+  if (ctx.server) await stop(ctx.server);
+  await ctx.router?.stop();
+  rmSync(ctx.dir, { recursive: true, force: true });
+});
+
+t("--version prints hermod's version and --help ends with the one exit-status table, on every CLI", async () => {
+  for (const name of BINS) {
+    const v = await run(name, ['--version']);
+    assert.is(v.code, 0, `${name}: ${v.err}`);
+    assert.is(v.out.trim(), VERSION, name);
+    const h = await run(name, ['--help']);
+    assert.is(h.code, 0, name);
+    assert.match(h.out, /Exit status \(all hermod CLIs\):\n {2}0 {2}ok\n[\s\S]*\n {2}7 {2}stopped at the shutdown deadline/, name);
+    for (const flag of ['--log-level', '--quiet', '--log-json', '--config key=value', '--help-config'])
+      assert.ok(h.out.includes(flag), `${name} --help names ${flag}`);
+  }
+  // commander wraps the help at 80 columns into a pipe.
+  const server = (await run('rpc-server', ['--help'])).out.replace(/\s+/g, ' ');
+  assert.match(server, /--concurrency <n> requests run at once \(default rpc\.serverConcurrency, 64\)/);
+  assert.match(server, /--target-version <version>/);
+  const client = (await run('rpc-client', ['--help'])).out.replace(/\s+/g, ' ');
+  assert.match(client, /--timeout <seconds> call timeout in seconds \(default rpc\.responseTimeout, 60 s\)/);
+});
+
+t('exit 2: every usage and configuration mistake of the issue', async (ctx) => {
+  const broken = path.join(ctx.dir, 'broken.mjs');
+  writeFileSync(broken, 'export default {\n  async hi() { return 1; }\n  oops oops\n};\n');
+  const cases: Array<[string, string[], Record<string, string>, RegExp]> = [
+    ['rpc-client', ['demo', 'add', '2', '3', '--transport-url', NOWHERE], {}, /argument '2' is not key=value/],
+    ['rpc-client', ['demo', 'add', '--timeout', '0', '--transport-url', NOWHERE], {}, /'--timeout <seconds>' argument '0' is invalid/],
+    ['rpc-client', ['demo', 'add', '--timeout', '-1', '--transport-url', NOWHERE], {}, /argument '-1' is invalid/],
+    ['rpc-client', ['demo', 'add', '--timeout', 'abc', '--transport-url', NOWHERE], {}, /argument 'abc' is invalid/],
+    ['rpc-client', ['demo', 'add', '--repeat', '0', '--transport-url', NOWHERE], {}, /'--repeat <n>' argument '0' is invalid/],
+    ['rpc-client', ['demo', 'add', '--target-version', '1', '--transport-url', NOWHERE], {}, /target version must look like 'X\.Y'/],
+    [
+      'rpc-client',
+      ['demo', 'add', '--transport-url', NOWHERE],
+      { HERMOD_RPC_RESPONSE_TIMEOUT: 'zz' },
+      /environment HERMOD_RPC_RESPONSE_TIMEOUT/,
+    ],
+    ['rpc-client', ['demo', 'add', '--log-level', 'loud'], {}, /'--log-level <level>' argument 'loud' is invalid/],
+    ['rpc-server', ['s', '-t', 'x', '--concurrency', '-1', '--transport-url', NOWHERE], {}, /argument '-1' is invalid/],
+    ['rpc-server', ['s', '-t', 'x', '--concurrency', '0', '--transport-url', NOWHERE], {}, /argument '0' is invalid/],
+    ['rpc-server', ['s', '-t', 'x', '--concurrency', 'abc', '--transport-url', NOWHERE], {}, /argument 'abc' is invalid/],
+    ['rpc-server', ['s', '-t', 'x', '--target-version', '1', '--transport-url', NOWHERE], {}, /target version must look like/],
+    [
+      'rpc-server',
+      ['s', '-t', 'x', '--endpoints', broken, '--transport-url', NOWHERE],
+      {},
+      /broken\.mjs:3: SyntaxError: Unexpected identifier 'oops'/,
+    ],
+    [
+      'rpc-server',
+      ['s', '-t', 'x', '--endpoints', path.join(ctx.dir, 'none.mjs'), '--transport-url', NOWHERE],
+      {},
+      /none\.mjs: Cannot find module/,
+    ],
+    ['notify-listen', ['--pool', 'p', '--transport-url', ctx.url], {}, /listener pools are not supported on AMQP 1\.0 \(pool 'p'\)/],
+    ['notify-send', ['x', '--timeout', '0', '--transport-url', NOWHERE], {}, /'--timeout <seconds>' argument '0' is invalid/],
+    ['hermod-router', ['--port', '0', '--config', 'rpc.retry=1'], {}, /takes only log\.\* keys with --config \(got 'rpc\.retry'\)/],
+  ];
+  for (const [name, args, env, message] of cases) {
+    const r = await run(name, args, env);
+    assert.is(r.code, 2, `${name} ${args.join(' ')}: exit ${r.code}\n${r.err}`);
+    assert.match(r.err, message, `${name} ${args.join(' ')}`);
+  }
+});
+
+t('exit 0, 1, 3, 4, 5 and 6 of rpc-client; a "no such method" said once; --json errors are JSON', async (ctx) => {
+  const url = ['--transport-url', ctx.url];
+  const ok = await run('rpc-client', ['ex', 'add', 'a=2', 'b=3', ...url]);
+  assert.is(ok.code, 0, ok.err);
+  assert.is(ok.out, '5\n');
+  assert.is(ok.err, '', 'a call that works says nothing on stderr');
+  const remote = await run('rpc-client', ['ex', 'fail', 'message=boom', ...url]);
+  assert.is(remote.code, 1);
+  assert.match(remote.err, /remote error: DemoError: boom/);
+  const timeout = await run('rpc-client', ['nobody', 'add', '--timeout', '0.3', ...url]);
+  assert.is(timeout.code, 3);
+  const nsm = await run('rpc-client', ['ex', 'nosuch', ...url]);
+  assert.is(nsm.code, 4);
+  assert.is(nsm.err, 'error: no such method: nosuch\n');
+  const cannot = await run('rpc-client', ['ex', 'add', '--transport-url', NOWHERE, '--config', 'amqp1.retryInterval=20']);
+  assert.is(cannot.code, 5);
+  assert.match(cannot.err, /reconnecting to 127\.0\.0\.1:1: attempt 1 failed/, 'each attempt logged');
+  assert.match(cannot.err, /error: cannot connect to amqp:\/\/127\.0\.0\.1:1/);
+  const big = await run('rpc-client', ['ex', 'echo', `value=${'v'.repeat(5000)}`, '--config', 'maxMessageSize=1000', ...url]);
+  assert.is(big.code, 6, big.err);
+  assert.match(big.err, /MessageTooLarge/);
+  const json = await run('rpc-client', ['ex', 'nosuch', '--json', ...url]);
+  assert.is(json.code, 4);
+  assert.equal(JSON.parse(json.err), { error: { status: 4, code: 'HERMOD_ERR_NO_SUCH_METHOD', message: 'no such method: nosuch' } });
+});
+
+t('exit 5: rpc-server, notify-listen and notify-send that cannot connect log each attempt, then give up', async () => {
+  const fast = ['--transport-url', NOWHERE, '--config', 'amqp1.retryInterval=50', '--config', 'rpc.responseTimeout=1s'];
+  for (const [name, args] of [
+    ['rpc-server', ['s', '-t', 'x', ...fast]],
+    ['notify-listen', fast],
+    ['notify-send', ['compute.x', ...fast]],
+  ] as const) {
+    const r = await run(name, [...args]);
+    assert.is(r.code, 5, `${name}: ${r.err}`);
+    assert.match(r.out + r.err, /INFO {2}\S+( \S+)?: reconnecting to 127\.0\.0\.1:1: attempt 1 failed/, name);
+    assert.match(r.err, /error: cannot connect to amqp:\/\/127\.0\.0\.1:1/, name);
+  }
+});
+
+t('exit 3: notify-send --timeout when no listener takes it; exit 7: a server stopped with work aborted', async (ctx) => {
+  const t0 = Date.now();
+  const n = await run('notify-send', ['compute.x', '--topic', 'nobody-listens', '--timeout', '0.5', '--transport-url', ctx.url]);
+  assert.is(n.code, 3, n.err);
+  assert.match(n.err, /timeout: not taken within 0\.5 s \(nobody listening on nobody-listens\.info\?\)/);
+  assert.ok(Date.now() - t0 < 15_000, `${Date.now() - t0} ms, not the old silent minute`);
+  const s = start('rpc-server', ['x7', '--topic', 'ex7', '--shutdown-timeout', '0.3', '--transport-url', ctx.url]);
+  await until(() => s.out.includes('serving topic ex7'), 'the second server', 10_000);
+  const forwarded = ctx.router.stats().forwarded;
+  const call = run('rpc-client', ['ex7', 'sleep', 'seconds=5', '--transport-url', ctx.url]);
+  // The request reached the server: it is in flight when the signal comes.
+  await until(() => ctx.router.stats().forwarded > forwarded, 'the call to reach the server', 15_000);
+  await new Promise((r) => setTimeout(r, 200));
+  s.child.kill('SIGTERM');
+  assert.is(await s.exited, 7, s.out + s.err);
+  assert.is((await call).code, 1, 'the caller got ServerStopped');
+});
+
+t('--repeat: stops at the first timeout unless --keep-going, counts attempts, no made-up latency', async (ctx) => {
+  const t0 = Date.now();
+  const r = await run('rpc-client', ['nobody', 'add', '--repeat', '1000', '--timeout', '0.2', '--transport-url', ctx.url]);
+  assert.is(r.code, 3);
+  assert.ok(Date.now() - t0 < 15_000, 'stopped at the first timeout, not after 1000 of them');
+  assert.match(r.out, /^1 of 1000 calls attempted, 0 ok, 1 failed in [\d.]+ s\n$/, 'no rate, no p50 of nothing');
+  assert.match(r.err, /stopping at the first timeout \(call 1 of 1000\); --keep-going goes on/);
+  const k = await run('rpc-client', [
+    'nobody',
+    'add',
+    '--repeat',
+    '3',
+    '--keep-going',
+    '--timeout',
+    '0.2',
+    '--json',
+    '--transport-url',
+    ctx.url,
+  ]);
+  assert.is(k.code, 3, k.out + k.err);
+  const s = JSON.parse(k.out);
+  assert.equal([s.count, s.requested, s.ok, s.failed, s.rate, s.p50ms, s.p99ms], [3, 3, 0, 3, null, null, null]);
+  assert.is(k.err.trim().split('\n').length, 1, 'the first error only');
+  assert.is(JSON.parse(k.err).error.status, 3);
+});
+
+t('Ctrl-C during --repeat prints the partial summary and exits 130', async (ctx) => {
+  const before = ctx.router.stats().forwarded;
+  const p = start('rpc-client', ['ex', 'add', 'a=1', 'b=1', '--repeat', '1000000', '--transport-url', ctx.url]);
+  await until(() => ctx.router.stats().forwarded > before + 20, 'some calls to go through', 15_000);
+  p.child.kill('SIGINT');
+  assert.is(await p.exited, 130, p.err);
+  const m =
+    /^(\d+) of 1000000 calls attempted \(interrupted\), (\d+) ok, 0 failed in [\d.]+ s: [\d.]+\/s, p50 [\d.]+ ms, p99 [\d.]+ ms\n$/.exec(
+      p.out,
+    );
+  assert.ok(m, p.out);
+  assert.ok(Number(m![1]) > 0 && m![1] === m![2], p.out);
+  assert.not.ok(p.err.includes('\r'), 'no progress counter into a pipe');
+});
+
+t('logging: methods served, failed requests at info, every request at debug, --quiet, --log-json; pino lines', async (ctx) => {
+  const d = start('rpc-server', ['x2', '--topic', 'ex2', '--log-level', 'debug', '--transport-url', ctx.url]);
+  const j = start('rpc-server', ['x3', '--topic', 'ex3', '--log-json', '--transport-url', ctx.url]);
+  const q = start('rpc-server', ['x4', '--topic', 'ex4', '--quiet', '--transport-url', ctx.url]);
+  try {
+    await until(() => d.out.includes('serving topic ex2') && j.out.includes('serving topic ex3'), 'the servers', 10_000);
+    assert.match(
+      d.out,
+      /serving topic ex2 as x2 on amqp:\/\/127\.0\.0\.1:\d+\/ \(exchange openstack\): v1\.0: echo, add, sleep, fail, info\n/,
+    );
+    for (const topic of ['ex2', 'ex3', 'ex4', 'ex']) {
+      assert.is((await run('rpc-client', [topic, 'add', 'a=1', 'b=2', '--transport-url', ctx.url])).code, 0);
+      assert.is((await run('rpc-client', [topic, 'fail', '--transport-url', ctx.url])).code, 1);
+    }
+    await until(() => /DEBUG rpc-server x2: call add ok/.test(d.out), 'a debug line per request');
+    await until(() => j.out.includes('"outcome":"error"'), 'the failed request in JSON');
+    await until(() => /INFO {2}rpc-server x1: call fail error .*DemoError: failed on purpose/.test(ctx.server.out), 'a failure at info');
+    assert.not.match(ctx.server.out, /call add ok/, 'no line per successful request at info');
+    const lines = j.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.ok(
+      lines.every((l) => typeof l.time === 'string' && l.name === 'rpc-server x3' && typeof l.msg === 'string' && l.pid === j.child.pid),
+    );
+    assert.equal(
+      lines.map((l) => l.level),
+      ['info', 'info'],
+      'serving, and the failure',
+    );
+    assert.ok(!lines.some((l) => l.method === 'add'), 'ok requests are debug');
+    assert.is(q.out, '', '--quiet: no info lines');
+  } finally {
+    for (const p of [d, j, q]) assert.is(await stop(p), 0);
+  }
+});
+
+t('hermod-router: --quiet keeps the listening line; --log-json; log.* from --config', async () => {
+  const q = start('hermod-router', ['--port', '0', '--quiet', '--log-json', '--config', 'log.level=debug']);
+  try {
+    await until(() => q.out.includes('listening on'), 'the listening line', 10_000);
+    const line = JSON.parse(q.out.trim().split('\n')[0]!) as Record<string, unknown>;
+    assert.is(line.level, 'info');
+    assert.is(line.name, 'hermod-router');
+    assert.match(String(line.msg), /^router listening on amqp:\/\/127\.0\.0\.1:\d+\//);
+  } finally {
+    assert.is(await stop(q), 0);
+  }
+  // Every line is JSON; --quiet (warn) outranks log.level=debug from --config: no "SIGTERM: …" info line.
+  const lines = q.out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { msg: string });
+  assert.is(lines.length, 1, q.out);
+});
+
+t.run();
