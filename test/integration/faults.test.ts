@@ -240,9 +240,15 @@ t('failover across two RabbitMQ nodes: losing the current one moves servers and 
     assert.is(await c.call({}, 'add', { a: 1, b: 1 }), 2);
     assert.ok((await ctx.node.queues('/')).has('fo2'), 'first on node A');
     await ctx.node.kill9();
-    // Transient topic: the server re-declares its queues on node B, the client follows.
+    // Transient topic: the server re-declares its queues on node B, the client follows. Until
+    // the server is back, a call is returned as unroutable (mandatory: "nobody serves it"), so the
+    // call goes once the queue exists again.
+    const end = Date.now() + 15_000;
+    while (!(await other.queues('/').catch(() => new Map())).has('fo2')) {
+      if (Date.now() > end) assert.unreachable('the server never re-declared its queue on node B');
+      await sleep(200);
+    }
     assert.is(await c.call({}, 'add', { a: 2, b: 3 }), 5);
-    assert.ok((await other.queues('/')).has('fo2'), 'now on node B');
   } finally {
     await other.stop();
     await ctx.node.restart();
