@@ -3,7 +3,7 @@ import { channels, publish, type ServerRequestEvent } from '../core/diagnostics.
 import { ClosedError, InvalidArgument } from '../core/errors.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { Target } from '../core/target.js';
-import { type WaitResult, WorkPool } from '../core/work-pool.js';
+import { ABORT_GRACE_MS, type WaitResult, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
 import { untilAborted } from '../driver/driver-base.js';
 import { type JobNotifier, JobRunner, type JobStopStrategy } from '../jobs/runner.js';
@@ -250,7 +250,10 @@ export class RPCServer {
       this.state = 'running';
       await this.stop();
     }
-    const result = await this.pool.drain(Math.max(0, deadlineMs - (performance.now() - started)));
+    // Aborted requests answer ServerStopped through the broker; one that blocked publishing (a
+    // resource alarm) takes none of those answers, so they get no grace.
+    const blocked = this.transport.state.state === 'blocked';
+    const result = await this.pool.drain(Math.max(0, deadlineMs - (performance.now() - started)), blocked ? 0 : ABORT_GRACE_MS);
     if (this.state === 'stopped') {
       await this.listener?.close();
       jobs.aborted += this.jobs.close();
