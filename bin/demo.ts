@@ -9,7 +9,9 @@ import { defaultConfig, getTransport, type RemoteError, RPCClient, Target } from
 import { Router } from '../src/router/router.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const say = (s: string) => process.stdout.write(`\n\x1b[1m▶ ${s}\x1b[0m\n`);
+// Bold only on a terminal, and never with NO_COLOR (https://no-color.org).
+const bold = process.stdout.isTTY === true && !process.env.NO_COLOR;
+const say = (s: string) => process.stdout.write(bold ? `\n\x1b[1m▶ ${s}\x1b[0m\n` : `\n▶ ${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
