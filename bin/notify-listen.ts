@@ -2,11 +2,12 @@
 import { Command } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
-import { exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
+import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import {
+  type ConnectionState,
   type Context,
   getTransport,
   NotificationFilter,
@@ -116,6 +117,11 @@ async function main(): Promise<void> {
       allowRequeue: true,
     },
   );
+  // A reconnect that can never succeed (the broker refuses our declares for flags a peer set
+  // meanwhile): logged by logConnectionState; stop, and exit as for any configuration error.
+  transport.on('state', (s: ConnectionState) => {
+    if (s.state === 'failed') shutdown.stop('the connection gave up', EXIT.usage);
+  });
   await listener.start();
   if (shutdown.stopping) return;
   log.info(`listening on ${topics.map((t) => `${t}.{${priorities.join(',')}}`).join(' ')}${o.pool ? ` in pool ${o.pool}` : ''}`);

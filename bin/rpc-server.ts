@@ -5,11 +5,11 @@ import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { DemoEndpoints } from '../src/cli/demo-endpoints.js';
 import { describeEndpoint, loadEndpoints } from '../src/cli/endpoints.js';
-import { exitOnUsage, fatal } from '../src/cli/exit-codes.js';
+import { EXIT, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
-import { getTransport, RPCServer, type ServerRequestEvent, Target } from '../src/index.js';
+import { type ConnectionState, getTransport, RPCServer, type ServerRequestEvent, Target } from '../src/index.js';
 import { importModule } from '../src/ops/load-endpoints.js';
 import { exposeMetrics } from '../src/ops/metrics.js';
 
@@ -107,6 +107,11 @@ async function main(): Promise<void> {
     },
   });
 
+  // A reconnect that can never succeed (the broker refuses our declares for flags a peer set
+  // meanwhile): logged by logConnectionState; stop, and exit as for any configuration error.
+  transport.on('state', (s: ConnectionState) => {
+    if (s.state === 'failed') shutdown.stop('the connection gave up', EXIT.usage);
+  });
   await server.start();
   if (shutdown.stopping) return;
   log.info(

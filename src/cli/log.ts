@@ -135,6 +135,8 @@ export function logConnectionState(log: Logger): void {
       log.warn(`${ev.host} blocked publishing${reason ? `: ${reason}` : ''}`);
     } else if (ev.state === 'unblocked') {
       log.info(`${ev.host} unblocked`);
+    } else if (ev.state === 'failed') {
+      log.error(`gave up on ${ev.host}: ${reason ?? 'no reason given'}`);
     }
   });
 }

@@ -37,8 +37,12 @@ export interface ShutdownTarget {
 export interface Shutdown {
   /** A stop has begun (a signal, or {@link stop}). */
   readonly stopping: boolean;
-  /** Starts the graceful stop as a signal would; `reason` goes to the log. */
-  stop(reason: string): void;
+  /**
+   * Starts the graceful stop as a signal would; `reason` goes to the log. `status`, when given,
+   * is the exit status whatever the stop reports (a failure that ended the service: the stop is
+   * still graceful, but the process did not end because it was asked to).
+   */
+  stop(reason: string, status?: number): void;
 }
 
 /**
@@ -64,13 +68,15 @@ export function handleShutdown(opts: { log: Logger; timeoutMs: number; target: S
   let stopping = false;
   /** Set by a second signal: its status wins over whatever the graceful stop reports. */
   let forced: number | undefined;
+  /** Set by stop(reason, status): why the service ended, whatever the drain reports. */
+  let failure: number | undefined;
   let progress: NodeJS.Timeout | undefined;
   let backstop: NodeJS.Timeout | undefined;
   const waitingFor = () => target.pending() || 'nothing';
   const end = (code: number) => {
     clearInterval(progress);
     clearTimeout(backstop);
-    exit(forced ?? code);
+    exit(forced ?? failure ?? code);
   };
   const graceful = (reason: string) => {
     stopping = true;
@@ -125,8 +131,10 @@ export function handleShutdown(opts: { log: Logger; timeoutMs: number; target: S
     get stopping() {
       return stopping;
     },
-    stop(reason: string) {
-      if (!stopping) graceful(reason);
+    stop(reason: string, status?: number) {
+      if (stopping) return;
+      failure = status;
+      graceful(reason);
     },
   };
 }

@@ -83,7 +83,14 @@ export type ConnectionState =
   | { state: 'disconnected'; host: string; error?: Error }
   | { state: 'reconnecting'; host: string; attempt: number; delayMs: number }
   | { state: 'blocked'; host: string; reason: string }
-  | { state: 'unblocked'; host: string };
+  | { state: 'unblocked'; host: string }
+  /**
+   * Given up for good: retrying cannot help. So far only a reconnect whose declares the broker
+   * refuses for other flags (a peer re-declared a queue or exchange differently meanwhile); the
+   * error is that ConfigError, naming the option that probably differs. What used the
+   * connection (a server's or listener's subscription, calls waiting for it) has ended.
+   */
+  | { state: 'failed'; host: string; error: Error };
 
 /** Published on `hermod:connection:state`. */
 export type ConnectionStateEvent = ConnectionState & { driver: string };

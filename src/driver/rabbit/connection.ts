@@ -6,7 +6,7 @@ import amqplib, { type ChannelModel } from 'amqplib';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportHost, TransportUrl } from '../../config/transport-url.js';
 import { backoffDelay } from '../../core/backoff.js';
-import { AccessRefused } from '../../core/errors.js';
+import { AccessRefused, ConfigError } from '../../core/errors.js';
 import { uuid } from '../../core/ids.js';
 import { ConnectGate } from '../connect-gate.js';
 import type { ConnectionState } from '../driver.js';
@@ -113,7 +113,8 @@ function isHandshakeFailure(message: string): boolean {
  * an error listener, so a broker or network failure never becomes an uncaught exception.
  *
  * Events: `state` (ConnectionState), `lost` (after an open connection closed), `setup-failed`
- * (a hook threw on a fresh connection). No `error` event is ever emitted.
+ * (a hook threw on a fresh connection). No `error` event is ever emitted. A hook that throws a
+ * ConfigError ends the loop for good (state `failed` after a reconnect): retrying cannot help.
  *
  * Stopping: {@link holdOpen} keeps the connection as it is (so delivered messages can still be
  * settled) but ends the loop at the next loss or failure instead of reconnecting; {@link close}
@@ -139,6 +140,10 @@ export class RabbitConnection extends EventEmitter {
   /** Failed connect attempts since the last successful one. */
   private failedAttempts = 0;
   private closed = false;
+  /** It was open once: a later give-up is news only a `failed` state can carry. */
+  private wasConnected = false;
+  /** Gave up for good (see {@link refusal}); unlike `closed`, waiters learn why. */
+  private failed = false;
   private started = false;
   private sleepTimer: NodeJS.Timeout | undefined;
   /** Ends a protocol probe in progress on close. */
@@ -240,7 +245,7 @@ export class RabbitConnection extends EventEmitter {
 
   /** The loop must end: closed, or stopping and the connection is gone. */
   private get over(): boolean {
-    return this.closed || this.noReconnect;
+    return this.closed || this.noReconnect || this.failed;
   }
 
   private async loop(): Promise<void> {
@@ -281,6 +286,7 @@ export class RabbitConnection extends EventEmitter {
           return;
         }
         this.model = model;
+        this.wasConnected = true;
         this.failedAttempts = 0;
         this.authProblem = false;
         this.refusal = undefined;
@@ -307,6 +313,21 @@ export class RabbitConnection extends EventEmitter {
         this.dialing = undefined;
         this.current = undefined;
         if (model && !this.closed) this.emit('setup-failed', err);
+        // A hook refused as misconfigured (a declare the broker refuses for other flags, set by a
+        // peer while we were away) fails the same way on every try: give up instead of retrying
+        // forever. Waiters fail with the ConfigError; a connection that had been up reports the
+        // end as a `failed` state, since nobody is waiting on it to hear otherwise.
+        if (model && err instanceof ConfigError) {
+          this.refusal = () => err;
+          this.lastError = err.message;
+          this.current = undefined;
+          this.model = undefined;
+          this.failed = true;
+          void this.closeModel(model);
+          if (this.wasConnected) this.setState({ state: 'failed', host, error: err });
+          this.gate.wake();
+          return;
+        }
         this.lastError = (err as Error).message;
         // amqplib reports a refused connection.open (missing vhost, no permission on it) only
         // as an unexpected frame; say what it means.

@@ -1,0 +1,110 @@
+import amqplib from 'amqplib';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { RabbitNode } from '../../scripts/rabbit-node.js';
+import {
+  ConfigError,
+  type ConnectionState,
+  defaultConfig,
+  getTransport,
+  RPCClient,
+  RPCServer,
+  Target,
+  type Transport,
+} from '../../src/index.js';
+import { sleep, until } from '../support/assert.js';
+import { Recorder } from '../support/endpoints.js';
+import { printed, startBin } from '../support/shutdown-procs.js';
+
+// A declare mismatch that first appears on a reconnect: while hermod was disconnected, a peer
+// re-declared its queue with other flags. Every retry would be refused the same way, so the
+// connection gives up (state `failed`, the ConfigError naming the option) instead of retrying
+// forever, and rpc-server exits with the configuration status.
+
+interface Ctx {
+  node: RabbitNode;
+  vhost: string;
+  transports: Transport[];
+}
+const t = suite<Ctx>('a declare refused on a reconnect', {} as Ctx);
+const fast = { 'rabbit.retryInterval': 50, 'rabbit.intervalMax': 200 };
+
+t.before(async (ctx) => {
+  ctx.node = await RabbitNode.shared();
+  ctx.vhost = await ctx.node.addVhost(`declare-rc-${process.pid}`);
+  ctx.transports = [];
+});
+t.after(async (ctx) => {
+  for (const tr of ctx.transports) await tr.close();
+  await ctx.node.deleteVhost(ctx.vhost);
+  await ctx.node.release();
+});
+
+/** As a peer configured otherwise would: the queue again, durable where hermod declares it transient. */
+async function redeclareDurable(ctx: Ctx, queue: string): Promise<void> {
+  const conn = await amqplib.connect(ctx.node.url(ctx.vhost).replace(/^rabbit:/, 'amqp:'));
+  try {
+    const ch = await conn.createChannel();
+    await ch.deleteQueue(queue);
+    await ch.assertQueue(queue, { durable: true });
+    await ch.close();
+  } finally {
+    await conn.close();
+  }
+}
+
+t('library: the server connection ends in state failed with the ConfigError, and stops retrying', async (ctx) => {
+  const tr = await getTransport(ctx.node.url(ctx.vhost), { config: defaultConfig(), overrides: fast });
+  ctx.transports.push(tr);
+  const states: ConnectionState[] = [];
+  tr.on('state', (s: ConnectionState) => states.push(s));
+  const server = new RPCServer(tr, new Target({ topic: 'rcq', server: 's1' }), [new Recorder('s1')]);
+  await server.start();
+  const client = new RPCClient(tr, new Target({ topic: 'rcq' }), { timeout: 5000 });
+  assert.is(await client.call({}, 'add', { a: 1, b: 2 }), 3);
+
+  await redeclareDurable(ctx, 'rcq');
+  await ctx.node.ctl('close_all_connections', '-p', ctx.vhost, 'test: reconnect into a mismatch');
+  // rabbitmqctl returns once the connections are closed (it takes seconds itself to start).
+  const t0 = Date.now();
+  await until(() => states.some((s) => s.state === 'failed'), 'a failed state', 10_000);
+  const failed = states.find((s) => s.state === 'failed') as Extract<ConnectionState, { state: 'failed' }>;
+  assert.instance(failed.error, ConfigError);
+  assert.is((failed.error as ConfigError).key, 'rabbit.quorumQueues');
+  assert.match(failed.error.message, /queue 'rcq' exists with durable=true/);
+  const at = states.length;
+  await sleep(1000);
+  // Before the fix this connection retried every 50-200 ms for ever.
+  const after = states.slice(at).filter((s) => s.state === 'reconnecting' || s.state === 'failed');
+  assert.is(after.length, 0, `no retries after giving up: ${JSON.stringify(states.slice(at))}`);
+  console.log(`    gave up ${Date.now() - t0 - 1000} ms after the forced reconnect; no retry in the next 1 s`);
+  await server.stop();
+  await server.wait(1000);
+});
+
+t('rpc-server: logs why it gave up and exits 2 (configuration), not retrying forever', async (ctx) => {
+  const url = ctx.node.url(ctx.vhost);
+  const p = startBin('rpc-server', [
+    'rc-cli',
+    '--topic',
+    'rcc',
+    '--transport-url',
+    url,
+    '--config',
+    'rabbit.retryInterval=50',
+    '--config',
+    'rabbit.intervalMax=200',
+  ]);
+  await printed(p, /serving topic rcc/, 'rpc-server serving');
+  await redeclareDurable(ctx, 'rcc');
+  await ctx.node.ctl('close_all_connections', '-p', ctx.vhost, 'test: reconnect into a mismatch');
+  const t0 = Date.now();
+  const end = await Promise.race([p.exited, sleep(10_000).then(() => undefined)]);
+  if (!end) p.child.kill('SIGKILL');
+  assert.ok(end, `rpc-server still running 10 s after the reconnect was refused:\n${p.err}`);
+  assert.is(end!.code, 2, p.err);
+  assert.match(p.err, /gave up on .*queue 'rcc' exists with durable=true/);
+  console.log(`    rpc-server exited ${end!.code} ${end!.at - t0} ms after the forced reconnect`);
+});
+
+t.run();
