@@ -24,6 +24,7 @@ export function installRheaFixes(): void {
   installLinkNameFix();
   installCorkedWrites();
 }
+export { batchWrites } from './batching.js';
 export { deliveryCount, linkCredit, sessionRoom } from './links.js';
 export { installRawDecode, rawBytes } from './raw-decode.js';
 export { acceptSocket, closeNow, discarded, limitIncomingMessages, type SaslPolicy } from './server.js';

@@ -165,13 +165,18 @@ export class AddressTable {
     }
   }
 
-  /** Credit for a producer: a full window for anonymous relay or an address with receivers, none otherwise. */
+  /**
+   * Credit for a producer: a full window for anonymous relay or an address with receivers, none
+   * otherwise. Refilled once half the window is used, as proton's credit windows do: topping up
+   * after every message cost a flow frame per message each way (written by the router, read by
+   * the client), and the bound on what a sender may have in the router stays the window.
+   */
   topUp(receiver: Receiver): void {
     if (!receiver.is_open()) return;
     const name = targetAddress(receiver);
     if (name && (this.addresses.get(name)?.consumers.length ?? 0) === 0) return;
     const want = this.linkCredit - linkCredit(receiver);
-    if (want > 0) {
+    if (want > 0 && 2 * want >= this.linkCredit) {
       receiver.add_credit(want);
       const t = tallies.get(receiver);
       if (t) t.granted += want;

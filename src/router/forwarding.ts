@@ -74,8 +74,7 @@ export class Forwarder {
     }
     const name = targetAddress(receiver) ?? message.to;
     const a = name ? this.table.get(name) : undefined;
-    const open = a ? a.consumers.filter((c) => !c.drained) : [];
-    if (!a || open.length === 0) {
+    if (!a?.consumers.some((c) => !c.drained)) {
       // Nobody to take it: hand it back at once so the sender can retry or fail fast.
       this.counters.released++;
       this.settleInbound(item, 'released');
@@ -83,6 +82,7 @@ export class Forwarder {
       return;
     }
     if (a.multicast) {
+      const open = a.consumers.filter((c) => !c.drained);
       item.remaining = open.length;
       for (const c of open) {
         c.backlog.push(item);

@@ -7,6 +7,7 @@ import rhea from 'rhea';
 import { ConfigError } from '../core/errors.js';
 import {
   acceptSocket,
+  batchWrites,
   clearRheaTimers,
   closeNow,
   discarded,
@@ -283,6 +284,7 @@ export class Router {
         peer.user = mechanism === 'PLAIN' ? user : mechanism === 'EXTERNAL' ? String(cert?.subject?.CN ?? '') : 'anonymous';
       },
     });
+    batchWrites(conn);
     peer.conn = conn;
     this.peers.set(conn, peer);
     limitIncomingMessages(conn, this.opts.maxMessageSize, (delivery, bytes) => this.oversize(peer, delivery, bytes));
