@@ -24,6 +24,13 @@ import { Figures, type Proc, printed, reap, startBin } from '../support/shutdown
 
 const DEADLINE_S = 2;
 const BOUND_MS = DEADLINE_S * 1000 + 1000;
+/**
+ * A library object with work running past its deadline on a broker that answers nothing: the
+ * deadline, then its channel's close handshake (CLOSE_GRACE_MS, 1 s) before the socket is dropped,
+ * as `wait()` documents ("deadline plus about 2 s"). The CLIs have a backstop at deadline + 0.5 s;
+ * the library does not.
+ */
+const LIB_FROZEN_MS = DEADLINE_S * 1000 + 2000;
 /** Race iterations; two nodes take turns so one boots while the other is raced. */
 // Not HERMOD_*: the CLIs under test refuse unknown HERMOD_ variables, and they inherit this environment.
 const RACES = Number(process.env.SHUTDOWN_RACES ?? 20);
@@ -84,7 +91,7 @@ function rpcServer(ctx: Ctx, url: string, name: string): Proc {
 }
 
 t(
-  'broker SIGSTOPped during stop: rpc-server (busy), notify-listen (busy with a backlog) and the library objects (busy) stop within the deadline + 1 s',
+  'broker SIGSTOPped during stop: rpc-server (busy) and notify-listen (busy with a backlog) exit within the deadline + 1 s; the library objects return within their bounds',
   async (ctx) => {
     const node = ctx.nodes[0]!;
     const pid = node.pid()!;
@@ -139,15 +146,15 @@ t(
       const [rs, nl, libMs, libLMs] = await Promise.all([s.exited, l.exited, stopLib(lib, lib.transport), stopLib(libL, libLTr)]);
       figures.add('rpc-server × busy, broker SIGSTOPped during stop', rs.at - t0, BOUND_MS, `exit ${rs.code}`);
       figures.add('notify-listen × busy, broker SIGSTOPped during stop', nl.at - t0, BOUND_MS, `exit ${nl.code}`);
-      figures.add('library RPCServer+Transport × busy, broker SIGSTOPped', libMs, BOUND_MS, 'returned');
-      figures.add('library NotificationListener+Transport × busy, SIGSTOPped', libLMs, BOUND_MS, 'returned');
+      figures.add('library RPCServer+Transport × idle, broker SIGSTOPped', libMs, BOUND_MS, 'returned');
+      figures.add('library NotificationListener+Transport × busy, SIGSTOPped', libLMs, LIB_FROZEN_MS, 'returned');
       assert.ok(rs.at - t0 <= BOUND_MS, `rpc-server: ${rs.at - t0} ms\n${s.out}${s.err}`);
       assert.is(rs.code, 7, 'the call in flight was aborted');
       assert.ok(nl.at - t0 <= BOUND_MS, `notify-listen: ${nl.at - t0} ms\n${l.err}`);
       // 0 if its stop was done before the freeze; it then waits for nothing but its close.
       assert.ok(nl.code === 0 || nl.code === 7, `notify-listen exit ${nl.code}\n${l.err}`);
       assert.ok(libMs <= BOUND_MS, `library server: ${libMs} ms`);
-      assert.ok(libLMs <= BOUND_MS, `library listener: ${libLMs} ms`);
+      assert.ok(libLMs <= LIB_FROZEN_MS, `library listener: ${libLMs} ms`);
     } finally {
       process.kill(pid, 'SIGCONT');
       release();
@@ -185,7 +192,8 @@ t(
     const early = [direct('blocked').call({}, 'sleep', { seconds: 0.7 }), direct('lib-b').call({}, 'sleep', { ms: 700 })].map((p) =>
       p.catch((e: Error) => e),
     );
-    const late = [direct('blocked').call({}, 'sleep', { seconds: 5 }), direct('lib-b').call({}, 'sleep', { ms: 5000 })].map((p) =>
+    // Long enough to be running at SIGTERM however long the alarm takes to block the connections (seconds under load).
+    const late = [direct('blocked').call({}, 'sleep', { seconds: 30 }), direct('lib-b').call({}, 'sleep', { ms: 30_000 })].map((p) =>
       p.catch((e: Error) => e),
     );
     await sleep(200);
@@ -194,7 +202,7 @@ t(
       // RabbitMQ blocks a connection when it publishes under the alarm: make the library's publish.
       void new RPCClient(libTr, new Target({ topic: 'race' }), { timeout: 20_000 }).cast({}, 'bump', { seq: 1 }).catch(() => {});
       await until(() => blockedSeen > 0, 'the library transport told it is blocked', 15_000);
-      // rpc-server's own publish is the reply of its 5 s call.
+      // rpc-server's own publish is the reply of its 0.7 s call.
       await printed(s, /blocked/, 'rpc-server logs its connection blocked', 15_000);
       const states = await node.ctl('list_connections', '-q', 'state');
       assert.ok((states.match(/^block(ed|ing)$/gm) ?? []).length >= 3, `connections under the alarm:\n${states}`);
@@ -210,11 +218,14 @@ t(
       figures.add('rpc-server × broker blocked during stop', rs.at - t0, BOUND_MS, `exit ${rs.code}`);
       figures.add('library RPCServer+Transport × broker blocked during stop', libMs, BOUND_MS, 'returned');
       assert.ok(rs.at - t0 <= BOUND_MS, `rpc-server: ${rs.at - t0} ms\n${s.out}${s.err}`);
-      assert.is(rs.code, 7, `rpc-server aborted its 5 s call at the deadline\n${s.out}${s.err}`);
+      assert.is(rs.code, 7, `rpc-server aborted its 30 s call at the deadline\n${s.out}${s.err}`);
       assert.ok(libMs <= BOUND_MS, `library: ${libMs} ms`);
     } finally {
       await node.ctl('set_vm_memory_high_watermark', '0.4');
     }
+    // The late calls' ServerStopped could not be published under the alarm: closing their
+    // transport ends them (ClosedError) instead of their 20 s timeout.
+    await tr.close();
     await Promise.all([...early, ...late]);
   },
 );

@@ -427,7 +427,11 @@ t('hermod-router × a client SIGSTOPped (it answers nothing, its close included)
   }
 });
 
-t('hermod-router × a second signal exits within 1 s: busy, with a client SIGSTOPped', async (ctx) => {
+t('hermod-router × a second signal exits within 1 s: idle, busy, with a client SIGSTOPped', async (ctx) => {
+  const idle = routerBin(ctx, ['--shutdown-timeout', '30']);
+  await routerUrl(idle);
+  const i = await secondSignal(idle, 'hermod-router × second SIGTERM, idle');
+  assert.ok(i.code === 143 || i.code === 0, `exit ${i.code}\n${idle.err}`);
   const busy = routerBin(ctx, ['--shutdown-timeout', '30']);
   const load = await traffic(ctx, await routerUrl(busy));
   const a = await secondSignal(busy, 'hermod-router × second SIGTERM, busy');
