@@ -136,10 +136,25 @@ handleShutdown({
     abort: () => router.stop(),
   },
 });
-router.start().catch((err: Error) => {
-  process.stderr.write(`error: cannot listen on ${o.host}:${o.port}: ${err.message}\n`);
+router.start().catch((err: NodeJS.ErrnoException) => {
+  process.stderr.write(`error: ${listenFailure(err, o.host, o.port)}\n`);
   process.exit(EXIT.failed);
 });
+
+/** One line saying why the router cannot listen, with what to do about it. */
+function listenFailure(err: NodeJS.ErrnoException, host: string, port: number): string {
+  switch (err.code) {
+    case 'EADDRINUSE':
+      // 5672/5671 are AMQP's ports: what usually holds them is a RabbitMQ node.
+      return `port ${port} is in use — ${port === 5672 || port === 5671 ? 'is RabbitMQ running? ' : ''}use --port <n> to pick another (0 = any free port)`;
+    case 'EACCES':
+      return `not allowed to listen on port ${port} (ports below 1024 need privileges); use --port`;
+    case 'EADDRNOTAVAIL':
+      return `cannot listen on ${host}: no such local address; use --host`;
+    default:
+      return `cannot listen on ${host}:${port}: ${err.message}`;
+  }
+}
 
 /** `hermod-router passwd <file> <user>`: the password from stdin (first line), or prompted twice on a terminal. */
 async function passwd(): Promise<never> {

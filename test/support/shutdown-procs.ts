@@ -15,11 +15,15 @@ export interface Proc {
   exited: Promise<{ code: number | null; signal: string | null; at: number }>;
 }
 
-/** Starts `bin/<name>.js` with `args`; no HERMOD_* URL from the environment. */
+/**
+ * Starts `bin/<name>.js` with `args`; no HERMOD_* URL from the environment, and no coverage: c8's
+ * dump at exit (NODE_V8_COVERAGE) adds 0.3 s or more to every exit, and exit times are what
+ * these suites measure.
+ */
 export function startBin(name: string, args: string[]): Proc {
   const child = spawn(process.execPath, [bin(name), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, HERMOD_TRANSPORT_URL: undefined } as never,
+    env: { ...process.env, HERMOD_TRANSPORT_URL: undefined, NODE_V8_COVERAGE: undefined } as never,
   });
   const p: Proc = {
     child,
@@ -76,6 +80,10 @@ export class Figures {
   private readonly rows: string[] = [];
   add(cell: string, ms: number, boundMs: number, status: string): void {
     this.rows.push(`${cell.padEnd(58)} ${String(ms).padStart(6)} ms  (bound ${boundMs} ms)  ${status}`);
+  }
+  /** A cell that does not apply, with the reason (printed in the table so its absence is explained). */
+  na(cell: string, why: string): void {
+    this.rows.push(`${cell.padEnd(58)} ${'n/a'.padStart(6)}     ${why}`);
   }
   print(title: string): void {
     console.log(`\n${title}\n${this.rows.splice(0).join('\n')}`);
