@@ -126,7 +126,78 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     const r = await c.call({ user: 'u2' }, 'resize', { ms: 700, image: 'big' }, { timeout: 400 });
     assert.equal(r, { image: 'big', resized: true, user: 'u2' });
     assert.ok(performance.now() - t0 >= 680, 'the result came after the job ended');
-    assert.equal(s.stats().jobs, { running: 0, held: 1 });
+    assert.equal(s.stats().jobs, { running: 0, pending: 0, held: 1 });
+  });
+
+  t('pending: with concurrency 1 a second job waits pending until the first ends, then runs; status and progress say so', async (ctx) => {
+    const tp = topic('pending');
+    const images = new Images();
+    const s = await serve(ctx, tp, 's1', images, { concurrency: 1 });
+    const c = await client(ctx, tp);
+    const first = await c.start({}, 'resize', { ms: 600, steps: 3, image: 'first' });
+    const second = await c.start({}, 'resize', { ms: 150, steps: 1, image: 'second' });
+    assert.is((await first.status()).state, 'running');
+    const waiting = await second.status();
+    assert.is(waiting.state, 'pending', 'registered, its method not started');
+    assert.is(waiting.startedAt, null);
+    assert.is(images.started, 1, 'only the first method runs');
+    assert.equal(s.stats().jobs, { running: 1, pending: 1, held: 2 });
+    const hermod = c.prepare({ server: 's1', namespace: 'hermod', version: '1.0' });
+    await rejects(hermod.call({}, 'job_result', { token: second.token }), 'HERMOD_ERR_JOB_PENDING', /is pending/);
+    const listed = (await hermod.call({}, 'jobs', { state: 'pending' })) as Array<{ job_id: string }>;
+    assert.equal(
+      listed.map((j) => j.job_id),
+      [second.id],
+    );
+    // Plain calls and polls are served meanwhile: jobs do not hold the request slot.
+    assert.is(await c.call({}, 'quick', { x: 3 }), 3);
+    const seen: string[] = [];
+    for await (const p of second) if (seen.at(-1) !== p.state) seen.push(p.state);
+    assert.equal(seen, ['pending', 'running', 'succeeded'], 'the iteration reports pending → running → succeeded');
+    const a = await first.status();
+    const b = await second.status();
+    assert.is(a.state, 'succeeded');
+    assert.ok(b.startedAt! >= a.endedAt!, `second started ${b.startedAt} after the first ended ${a.endedAt}`);
+    assert.ok(Date.parse(b.startedAt!) - Date.parse(b.createdAt) >= 400, 'it was pending for most of the first job');
+    console.log(
+      `    ${ctx.broker.url.split(':')[0]}: second job pending ${Date.parse(b.startedAt!) - Date.parse(b.createdAt)} ms (first job 600 ms), started ${Date.parse(b.startedAt!) - Date.parse(a.endedAt!)} ms after the first ended`,
+    );
+    // A pending job cancelled never starts; a pending job is cancelled at a stop with abort.
+    const third = await c.start({}, 'resize', { ms: 1000, steps: 10 });
+    const fourth = await c.start({}, 'resize', { ms: 100, steps: 1 });
+    assert.is((await fourth.status()).state, 'pending');
+    const cancelled = await fourth.cancel();
+    assert.is(cancelled.cancelRequested, true);
+    await rejects(fourth.result(), 'HERMOD_ERR_JOB_CANCELLED');
+    assert.is((await fourth.status()).startedAt, null, 'a job cancelled while pending never started');
+    assert.is(images.started, 3, 'its method never ran');
+    const fifth = await c.start({}, 'resize', { ms: 100, steps: 1 });
+    assert.is((await fifth.status()).state, 'pending');
+    const r3 = third.result();
+    const r5 = fifth.result();
+    r3.catch(() => {});
+    r5.catch(() => {});
+    await s.stop({ jobs: 'abort' });
+    await s.wait(1000);
+    await rejects(r3, 'HERMOD_ERR_JOB_CANCELLED', /abort strategy/);
+    await rejects(r5, 'HERMOD_ERR_JOB_CANCELLED', /abort strategy/);
+    assert.is(images.started, 3, 'the pending job never ran');
+  });
+
+  t('pending jobs start in turn when a stopping server waits for its jobs', async (ctx) => {
+    const tp = topic('pendingwait');
+    const images = new Images();
+    const s = await serve(ctx, tp, 's1', images, { concurrency: 1 });
+    const c = await client(ctx, tp);
+    const a = await c.start({}, 'resize', { ms: 300, steps: 1, image: 'a' });
+    const b = await c.start({}, 'resize', { ms: 300, steps: 1, image: 'b' });
+    const ra = c.job(a.token).result();
+    const rb = c.job(b.token).result();
+    await s.stop({ jobs: 'wait' });
+    const w = await s.wait(3000);
+    assert.equal(w, { completed: 2, aborted: 0 });
+    assert.equal(await ra, { image: 'a', resized: true, user: null });
+    assert.equal(await rb, { image: 'b', resized: true, user: null });
   });
 
   t('the token is a plain dict naming server, topic, exchange; job_status / job_result answer it', async (ctx) => {
@@ -393,9 +464,10 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
 
   t('1,000 concurrent jobs on one server', async (ctx) => {
     const tp = topic('thousand');
-    const s = await serve(ctx, tp, 's1', new Images(), {}, { 'jobs.deferAfter': 0 });
-    const c = await client(ctx, tp, { timeout: 30_000 }, { 'jobs.pollInterval': 400, 'jobs.pollMax': 1000, 'jobs.pollTimeout': 30_000 });
     const N = 1000;
+    // Concurrency 1000: all of them run at once (with the default 64, the rest would wait pending).
+    const s = await serve(ctx, tp, 's1', new Images(), { concurrency: N }, { 'jobs.deferAfter': 0 });
+    const c = await client(ctx, tp, { timeout: 30_000 }, { 'jobs.pollInterval': 400, 'jobs.pollMax': 1000, 'jobs.pollTimeout': 30_000 });
     const t0 = performance.now();
     const jobs = await Promise.all(Array.from({ length: N }, (_, i) => c.start({}, 'resize', { ms: 300, steps: 2, image: `i${i}` })));
     const tStarted = performance.now() - t0;
