@@ -95,7 +95,8 @@ export class JobRunner {
   ): Promise<unknown> {
     if (req.namespace === HERMOD_NAMESPACE) return dispatch(wireCtx);
     const startNow = wireCtx[START_HINT] === 'start';
-    const long = startNow || this.isLong(req);
+    // isLong() first: it throws NoSuchMethod / UnsupportedVersion, so start() of a method that is not there is refused, not a job.
+    const long = this.isLong(req) || startNow;
     const bound = startNow ? 0 : long ? (this.o.deferAfter ?? this.o.longDeferAfter) : this.o.deferAfter;
     if (bound === undefined) return dispatch(withHooks(wireCtx, requestSignal, noop));
 
@@ -268,9 +269,9 @@ export class JobRunner {
   }
 
   private isLong(req: DispatchRequest): boolean {
-    if (this.o.long.includes(req.method)) return true;
     // resolve() throws NoSuchMethod / UnsupportedVersion exactly as the dispatch would.
     const { endpoint } = this.resolve(req);
+    if (this.o.long.includes(req.method)) return true;
     const marked = (endpoint.constructor as { long?: unknown }).long;
     return Array.isArray(marked) && marked.includes(req.method);
   }

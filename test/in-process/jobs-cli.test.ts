@@ -75,6 +75,39 @@ t('--start prints the token; job shows status, --wait follows progress to the re
   assert.match(after.stderr, /JobCancelled/);
 });
 
+t('--start --wait prints the token, follows progress on stderr, prints the result; exit status as for a call', async (ctx) => {
+  const t0 = performance.now();
+  const ok = await cli(ctx, ['img', 'resize', 'ms=1500', 'steps=3', 'image=both.png', '--start', '--wait', '--json']);
+  const took = performance.now() - t0;
+  assert.is(ok.code, 0, ok.stderr);
+  const [tokenLine, resultLine, ...more] = ok.stdout.trim().split('\n');
+  assert.equal(more, [], ok.stdout);
+  const token = JSON.parse(tokenLine!);
+  assert.is(token.hermod_job, 1);
+  assert.is(token.method, 'resize');
+  assert.equal(JSON.parse(resultLine!), { image: 'both.png', resized: true, user: null });
+  // Not a terminal: one line per change, no escape codes.
+  assert.match(ok.stderr, /^running( \d+%)?/m, ok.stderr);
+  assert.match(ok.stderr, /^running 33% step 1\/3$/m, ok.stderr);
+  assert.match(ok.stderr, /^succeeded 100% step 3\/3$/m);
+  assert.not.match(ok.stderr, /\x1b/);
+  assert.ok(took >= 1500, `the result came after the job's 1.5 s (${took.toFixed(0)} ms)`);
+
+  const failed = await cli(ctx, ['img', 'resize', 'ms=300', 'fail=no+disk', '--start', '--wait']);
+  assert.is(failed.code, 1, 'the method raised: 1, as for a call');
+  assert.match(failed.stdout, /^\{"hermod_job":1,/, 'the token was printed first');
+  assert.match(failed.stderr, /^failed/m);
+  assert.match(failed.stderr, /error: remote error: TypeError: no\+disk/);
+
+  const missing = await cli(ctx, ['img', 'nosuch', '--start', '--wait']);
+  assert.is(missing.code, 4, 'no such method: 4, as for a call');
+  assert.is(missing.stdout, '', 'no token: nothing was started');
+
+  const lone = await cli(ctx, ['img', 'resize', '--wait']);
+  assert.is(lone.code, 2, '--wait without --start is a usage error');
+  assert.match(lone.stderr, /--wait goes with --start/);
+});
+
 t('bad tokens exit 2 (usage); an unknown job exits 1 with JobNotFound', async (ctx) => {
   const bad = await cli(ctx, ['job', '{"hermod_job":1}']);
   assert.is(bad.code, 2);
