@@ -21,7 +21,8 @@ export function describeJobFailure(err: unknown, method?: string): { status: Exi
 }
 
 const pct = (p: number | null) => (p === null ? '' : ` ${Math.round(p * 100)}%`);
-const line = (p: JobProgress) => `${p.state}${pct(p.progress)}${p.message ? ` ${p.message}` : ''}`;
+/** One progress report as the CLIs print it: `running 50% step 2 of 4`. */
+export const progressLine = (p: JobProgress) => `${p.state}${pct(p.progress)}${p.message ? ` ${p.message}` : ''}`;
 
 /**
  * Follows a job: each change of state or progress goes to stderr (rewritten in place on a
@@ -29,7 +30,7 @@ const line = (p: JobProgress) => `${p.state}${pct(p.progress)}${p.message ? ` ${
  */
 async function follow(job: Job, json: boolean, timeoutMs: number | undefined): Promise<void> {
   const tty = process.stderr.isTTY;
-  for await (const p of job) process.stderr.write(tty ? `\r\x1b[K${line(p)}` : `${line(p)}\n`);
+  for await (const p of job) process.stderr.write(tty ? `\r\x1b[K${progressLine(p)}` : `${progressLine(p)}\n`);
   if (tty) process.stderr.write('\n');
   const result = await job.result(timeoutMs === undefined ? {} : { timeout: timeoutMs });
   process.stdout.write(`${json || typeof result !== 'string' ? JSON.stringify(result, null, json ? 0 : 2) : result}\n`);
