@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   const { config: loaded, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
   const program = commonOptions(
     new Command('rpc-server')
-      .description('Serve RPC endpoints on a topic (built-in demo endpoints: echo, add, sleep, fail, info)')
+      .description('Serve RPC endpoints on a topic (built-in demo endpoints: echo, add, sleep, fail, info, and resize, a long operation)')
       .argument('<name>', "this server's name (Target.server)")
       .requiredOption('-t, --topic <topic>', 'topic to serve')
       .option('--exchange <exchange>', 'exchange (default controlExchange, "openstack")')
