@@ -104,6 +104,8 @@ export class JobRunner {
     let rec: JobRecord | undefined = long ? this.store.create(req.method) : undefined;
     /** Whether this call holds a job slot (given back when the method ends). */
     let slot = false;
+    /** Its caller got a token: the slot is given back once the job's end is recorded, so the next job starts after it. */
+    let published = false;
     const controller = rec?.controller ?? new AbortController();
     const onRequestAbort = () => controller.abort(requestSignal.reason);
     requestSignal.addEventListener('abort', onRequestAbort, { once: true });
@@ -136,12 +138,12 @@ export class JobRunner {
     };
     const work = begin().then(
       (value) => {
-        ended();
         outcome = { ok: true, value };
+        if (!published) ended();
       },
       (error) => {
-        ended();
         outcome = { ok: false, error };
+        if (!published) ended();
       },
     );
     let timer: NodeJS.Timeout | undefined;
@@ -177,7 +179,11 @@ export class JobRunner {
     delete job.ctx[START_HINT];
     // A pending job is announced when it gets its slot (begin above).
     if (job.state === 'running') this.notify(job);
-    void work.then(() => this.finish(job, outcome!));
+    published = true;
+    void work.then(() => {
+      this.finish(job, outcome!);
+      ended();
+    });
     return this.tokenOf(job);
   }
 

@@ -285,8 +285,15 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     assert.is((await job.status()).state, 'cancelled');
     await rejects(job.cancel(), 'HERMOD_ERR_JOB_FINISHED', /already ended: cancelled/);
     const done = await c.start({}, 'resize', { ms: 20 });
-    await done.result();
+    const doneResult = await done.result();
     await rejects(done.cancel(), 'HERMOD_ERR_JOB_FINISHED', /already ended: succeeded/);
+    assert.equal(await done.result(), doneResult, 'a refused cancel leaves the result as it was');
+    const st2 = await done.status();
+    assert.is(st2.state, 'succeeded');
+    assert.is(st2.cancelRequested, false);
+    console.log(
+      `    ${ctx.broker.url.split(':')[0]}: cancel of a running job: cancelled, the method saw the abort (${images.cancelledSeen}); cancel of a cancelled and of a succeeded job: JobFinished, outcome unchanged`,
+    );
   });
 
   t('bad tokens: unknown id ≠ pending, malformed, another run of the server, another server', async (ctx) => {
@@ -296,7 +303,9 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     const c = await client(ctx, tp);
     const job = await c.start({}, 'resize', { ms: 3000, steps: 30 });
     const unknown = c.job({ ...job.token, job_id: 'f'.repeat(32) });
+    const tUnknown = performance.now();
     await rejects(unknown.status(), 'HERMOD_ERR_JOB_NOT_FOUND', /holds no job f{32}/);
+    const unknownMs = performance.now() - tUnknown;
     await rejects(unknown.result(), 'HERMOD_ERR_JOB_NOT_FOUND');
     // Malformed tokens never reach the wire.
     for (const bad of [
@@ -325,9 +334,14 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     await rejects(c.job({ ...job.token, instance: 'a'.repeat(32) }).status(), 'HERMOD_ERR_JOB_LOST', /earlier run of server s1/);
     // s1's token handed to s2.
     const hermod2 = c.prepare({ server: 's2', namespace: 'hermod', version: '1.0' });
+    const tOther = performance.now();
     await rejects(hermod2.call({}, 'job_status', { token: job.token }), 'HERMOD_ERR_INVALID_JOB_TOKEN', /belongs to server s1/);
+    const otherMs = performance.now() - tOther;
     assert.is((await job.status()).state, 'running', 'the real job is unaffected');
     assert.equal(await job.result(), { image: 'img', resized: true, user: null });
+    console.log(
+      `    ${ctx.broker.url.split(':')[0]}: unknown id answered JobNotFound in ${unknownMs.toFixed(1)} ms, another server's token InvalidJobToken in ${otherMs.toFixed(1)} ms; 6 malformed tokens refused locally, 3 by the server, 7 non-job names NoSuchMethod; the job ran on`,
+    );
   });
 
   t('jobs.max: a long call beyond it is refused with TooManyJobs before it starts; finished jobs make room', async (ctx) => {
@@ -337,7 +351,9 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     const c = await client(ctx, tp);
     const a = await c.start({}, 'resize', { ms: 300 });
     const b = await c.start({}, 'resize', { ms: 300 });
+    const tRefused = performance.now();
     await rejects(c.start({}, 'resize', { ms: 300 }), 'HERMOD_ERR_TOO_MANY_JOBS', /holds 2 unfinished jobs/);
+    const refusedMs = performance.now() - tRefused;
     await rejects(c.call({}, 'resize', { ms: 300 }), 'HERMOD_ERR_TOO_MANY_JOBS');
     assert.is(images.started, 2, 'refused calls never ran');
     assert.is(await c.call({}, 'quick', { x: 1 }), 1, 'plain calls still served');
@@ -347,6 +363,9 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     assert.equal(await d.result(), { image: 'img', resized: true, user: null });
     assert.is(s.stats().jobs.held, 2);
     await rejects(a.status(), 'HERMOD_ERR_JOB_NOT_FOUND', /holds no job/);
+    console.log(
+      `    ${ctx.broker.url.split(':')[0]}: jobs.max 2: third long call refused TooManyJobs in ${refusedMs.toFixed(1)} ms, ${images.started} of 5 long calls ran (the 2 refused never started), the oldest finished job dropped to make room`,
+    );
   });
 
   t('jobTimeout bounds the wait apart from the request timeout; the token stays good', async (ctx) => {
@@ -375,9 +394,14 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     await tr1.close(); // the client process "dies" while polling
     await rejects(polling, 'HERMOD_ERR_CLOSED');
     const c2 = await client(ctx, tp);
+    const tResume = performance.now();
     const again = c2.job(saved, { user: 'r' });
     assert.is(again.id, job.id);
     assert.equal(await again.result(), { image: 'img', resized: true, user: 'r' });
+    const st = await again.status();
+    console.log(
+      `    ${ctx.broker.url.split(':')[0]}: client closed 150 ms into a 600 ms job, a new client resumed from the ${saved.length}-character token and had the result ${(performance.now() - tResume).toFixed(0)} ms later (job ran ${Date.parse(st.endedAt!) - Date.parse(st.startedAt!)} ms)`,
+    );
   });
 
   t('stop({ jobs: "wait" }): polls are answered while running jobs finish; new work goes back to the broker', async (ctx) => {
@@ -427,10 +451,18 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     const polling = job.result();
     polling.catch(() => {});
     // The process dies: its connection is gone, nobody answers for the job (no stop, no linger).
+    const tDead = performance.now();
     await s.transport.close();
     await rejects(polling, 'HERMOD_ERR_SERVER_UNAVAILABLE', /did not answer a poll of job [0-9a-f]{32} \(stubborn\)/);
+    const unavailableMs = performance.now() - tDead;
+    // Bounded by one poll's timeout (jobs.pollTimeout 2 s here) plus a poll interval, never an endless wait.
+    assert.ok(unavailableMs < 2000 + 1000, `ServerUnavailable after ${unavailableMs.toFixed(0)} ms`);
     await serve(ctx, tp, 's1', new Images());
+    const tLost = performance.now();
     await rejects(job.result(), 'HERMOD_ERR_JOB_LOST', /earlier run of server s1/);
+    console.log(
+      `    ${ctx.broker.url.split(':')[0]}: server gone mid-job: poller got ServerUnavailable ${unavailableMs.toFixed(0)} ms later (poll timeout 2000 ms); restarted server answered JobLost in ${(performance.now() - tLost).toFixed(0)} ms`,
+    );
   });
 
   t('job transitions as nova-style notifications: <method>.start, .end, .error', async (ctx) => {
