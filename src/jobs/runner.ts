@@ -11,8 +11,8 @@ import { HERMOD_NAMESPACE, type JobToken } from './token.js';
 
 /**
  * Receives a notification per job transition, nova-style: `<method>.start` (info) when a job's
- * method runs (a call that became a job, or a pending job that got its slot), `<method>.end` (info) when it succeeds, `<method>.error` (error) when it fails
- * or is cancelled; the payload is the job's status dict plus `server`. A hermod `Notifier` is one.
+ * method runs (a call that became a job, or a pending job that got its slot), `<method>.end`
+ * (info) when it succeeds, `<method>.error` (error) when it fails or is cancelled; the payload is the job's status dict plus `server`. A hermod `Notifier` is one.
  */
 export interface JobNotifier {
   info(ctx: Context, eventType: string, payload: unknown): Promise<void>;
@@ -85,7 +85,8 @@ export class JobRunner {
    * Runs one call. Resolves with its result, or with a job token when it became a job; rejects
    * with its error, or TooManyJobs for a long method beyond `jobs.max` (which then never starts).
    * A long method is a job from the start: `pending` until one of the `concurrency` job slots is
-   * free, then `running`; its caller gets the token at the bound either way. `requestSignal` aborts when the server abandons the request (stop deadline) before it is a job.
+   * free, then `running`; its caller gets the token at the bound either way. `requestSignal`
+   * aborts when the server abandons the request (stop deadline) before it is a job.
    */
   async run(
     wireCtx: Context,
@@ -95,16 +96,18 @@ export class JobRunner {
   ): Promise<unknown> {
     if (req.namespace === HERMOD_NAMESPACE) return dispatch(wireCtx);
     const startNow = wireCtx[START_HINT] === 'start';
-    // isLong() first: it throws NoSuchMethod / UnsupportedVersion, so start() of a method that is not there is refused, not a job.
+    // isLong() first: it throws NoSuchMethod / UnsupportedVersion, so start() of a method that is
+    // not there is refused rather than made a job that fails.
     const long = this.isLong(req) || startNow;
     const bound = startNow ? 0 : long ? (this.o.deferAfter ?? this.o.longDeferAfter) : this.o.deferAfter;
     if (bound === undefined) return dispatch(withHooks(wireCtx, requestSignal, noop));
 
     const started = Date.now();
     let rec: JobRecord | undefined = long ? this.store.create(req.method) : undefined;
-    /** Whether this call holds a job slot (given back when the method ends). */
+    // Whether this call holds a job slot (given back when the method ends).
     let slot = false;
-    /** Its caller got a token: the slot is given back once the job's end is recorded, so the next job starts after it. */
+    // Once its caller got a token, the slot is given back after the job's end is recorded, so
+    // that the next job starts after it (by the timestamps too).
     let published = false;
     const controller = rec?.controller ?? new AbortController();
     const onRequestAbort = () => controller.abort(requestSignal.reason);
@@ -128,6 +131,8 @@ export class JobRunner {
         const waiting = this.slots.acquire(controller.signal);
         if (waiting) await waiting;
         slot = true;
+        // Granted and cancelled in the same tick: the method must not start.
+        if (controller.signal.aborted) throw controller.signal.reason;
         if (this.store.start(rec) && rec.ctx) this.notify(rec);
       }
       return dispatch(ctx);
