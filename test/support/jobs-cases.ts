@@ -373,9 +373,9 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     await serve(ctx, tp, 's1', new Images());
     const c = await client(ctx, tp, { jobTimeout: 150 });
     const t0 = performance.now();
-    await rejects(c.call({}, 'resize', { ms: 600 }), 'HERMOD_ERR_JOB_TIMEOUT', /did not end within 150 ms/);
+    await rejects(c.call({}, 'resize', { ms: 2000 }), 'HERMOD_ERR_JOB_TIMEOUT', /did not end within 150 ms/);
     const took = performance.now() - t0;
-    assert.ok(took >= 150 && took < 600, `JobTimeout after ${took.toFixed(0)} ms`);
+    assert.ok(took >= 150 && took < 2000, `JobTimeout before the 2 s job ended: after ${took.toFixed(0)} ms`);
     const job = await c.start({}, 'resize', { ms: 300 });
     await rejects(job.result({ timeout: 50 }), 'HERMOD_ERR_JOB_TIMEOUT');
     assert.equal(await job.result({ timeout: 3000 }), { image: 'img', resized: true, user: null });
