@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // `npm run demo`: the embedded router, two rpc-server processes on one topic, and a client
-// showing a call, a cast, a server-directed call, a fanout cast, a remote error and a long
-// call kept alive by heartbeats. Everything runs on loopback and shuts down cleanly.
+// showing a call, a cast, a server-directed call, a fanout cast, a remote error, a long
+// call kept alive by heartbeats and a job followed to its result. Everything runs on loopback and shuts down cleanly.
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { demoJob } from '../src/cli/demo-job.js';
 import { defaultConfig, getTransport, type RemoteError, RPCClient, Target } from '../src/index.js';
 import { Router } from '../src/router/router.js';
 
@@ -76,6 +77,8 @@ async function main(): Promise<void> {
     const t0 = Date.now();
     const slept = await client.call(ctx, 'sleep', { seconds: 3 }, { callMonitorTimeout: 2000 });
     console.log(`    result after ${((Date.now() - t0) / 1000).toFixed(1)} s:`, slept);
+
+    await demoJob(url, ctx, say);
   } finally {
     await transport.close();
     say('shutting down: SIGTERM to the servers (they finish in-flight work), then the router');

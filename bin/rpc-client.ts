@@ -4,7 +4,7 @@ import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { coerceArgs, fetchContract, needsContract, usage } from '../src/cli/contract-args.js';
 import { CLI_DEFAULT_URL, RPC_CLIENT_DEFAULTS } from '../src/cli/defaults.js';
 import { describeFailure, EXIT, type ExitStatus, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
-import { jobCommand, startJob } from '../src/cli/jobs-command.js';
+import { describeJobFailure, jobCommand, startJob } from '../src/cli/jobs-command.js';
 import { parseKeyValues } from '../src/cli/key-values.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags, positiveSeconds } from '../src/cli/program.js';
@@ -24,6 +24,7 @@ async function main(): Promise<void> {
       .option('--fanout', 'cast to every server on the topic')
       .option('--cast', 'do not wait for a result')
       .option('--start', 'start the method as a job and print its token (then: rpc-client job <token> [--wait])')
+      .option('--wait', 'with --start: then follow the job, progress on stderr, and print its result (exit status as for a call)')
       .option('--exchange <exchange>', 'exchange (default controlExchange, "openstack")')
       .option('--namespace <namespace>', 'namespace')
       .option('--target-version <version>', 'version the call asks for (X.Y)')
@@ -60,6 +61,7 @@ async function main(): Promise<void> {
       transportUrl?: string;
       json?: boolean;
       start?: boolean;
+      wait?: boolean;
       describe?: boolean;
     } & LogFlags
   >();
@@ -67,6 +69,7 @@ async function main(): Promise<void> {
   // stdout is the result: logs (connection progress) go to stderr.
   const log = makeLogger(config, 'rpc-client', true);
   logConnectionState(log);
+  if (o.wait && !o.start) program.error('error: --wait goes with --start (or: rpc-client job <token> --wait)');
   if (o.fanout && !o.cast) o.cast = true;
   let args = parseKeyValues(pairs);
   const ctx = parseKeyValues(o.context ?? []);
@@ -129,7 +132,7 @@ async function main(): Promise<void> {
           if (o.repeat === 1)
             process.stdout.write(o.json ? `${JSON.stringify({ cast: true })}\n` : `cast sent${o.fanout ? ' (fanout)' : ''}\n`);
         } else if (o.start) {
-          await startJob(client, ctx, method, args, false, !!o.json);
+          await startJob(client, ctx, method, args, !!o.wait, !!o.json);
         } else {
           const result = await client.call(ctx, method, args);
           if (o.repeat === 1)
@@ -140,7 +143,7 @@ async function main(): Promise<void> {
         stats.latencies.push(performance.now() - t0);
       } catch (err) {
         stats.failed++;
-        const d = describeFailure(err, method);
+        const d = o.start ? describeJobFailure(err, method) : describeFailure(err, method);
         status = d.status;
         if (stats.failed === 1 || d.status === EXIT.connect) {
           if (progress) process.stderr.write('\n');

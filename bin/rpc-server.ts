@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import diagnostics_channel from 'node:diagnostics_channel';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { DemoEndpoints } from '../src/cli/demo-endpoints.js';
@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   const { config: loaded, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
   const program = commonOptions(
     new Command('rpc-server')
-      .description('Serve RPC endpoints on a topic (built-in demo endpoints: echo, add, sleep, fail, info)')
+      .description('Serve RPC endpoints on a topic (built-in demo endpoints: echo, add, sleep, fail, info, and resize, a long operation)')
       .argument('<name>', "this server's name (Target.server)")
       .requiredOption('-t, --topic <topic>', 'topic to serve')
       .option('--exchange <exchange>', 'exchange (default controlExchange, "openstack")')
@@ -30,6 +30,12 @@ async function main(): Promise<void> {
       .option(
         '--shutdown-timeout <seconds>',
         `on SIGTERM/SIGINT, how long running requests may finish (default rpc.stopTimeout, ${loaded.rpc.stopTimeout / 1000} s)`,
+      )
+      .addOption(
+        new Option(
+          '--stop-jobs <strategy>',
+          `on SIGTERM/SIGINT, running jobs: wait (finish within --shutdown-timeout, polls answered) or abort (cancelled at once; pollers read cancelled) (default jobs.stopStrategy, ${loaded.jobs.stopStrategy})`,
+        ).choices(['wait', 'abort']),
       ),
     ['Logs a line per failed request at info, per request at debug (--log-level debug).', CONFIG_HELP_LINE],
   )
@@ -46,6 +52,7 @@ async function main(): Promise<void> {
       transportUrl?: string;
       concurrency?: number;
       shutdownTimeout?: string;
+      stopJobs?: 'wait' | 'abort';
       metricsPort?: string;
     } & LogFlags
   >();
@@ -87,12 +94,16 @@ async function main(): Promise<void> {
     timeoutMs,
     target: {
       pending: () => {
-        const { inFlight, queued } = server.stats();
-        return inFlight + queued > 0 ? `${inFlight} in-flight request(s)` : '';
+        const { inFlight, queued, jobs } = server.stats();
+        const what = [
+          inFlight + queued > 0 ? `${inFlight} in-flight request(s)` : '',
+          jobs.running + jobs.pending > 0 ? `${jobs.running + jobs.pending} job(s)` : '',
+        ];
+        return what.filter(Boolean).join(', ');
       },
       aborted: () => server.stats().aborted,
       graceful: async (deadline) => {
-        await server.stop();
+        await server.stop(o.stopJobs ? { jobs: o.stopJobs } : {});
         const res = await server.wait(deadline);
         await transport.close();
         await metrics?.close();

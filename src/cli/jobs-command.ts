@@ -10,18 +10,19 @@ import { type Context, getTransport, type Job, type JobProgress, RPCClient, Targ
 import { CLI_DEFAULT_URL } from './defaults.js';
 import { describeFailure, EXIT, type ExitStatus, exitOnUsage } from './exit-codes.js';
 
-/** Exit status and text for job errors, on top of the RPC ones. */
-export function describeJobFailure(err: unknown): { status: ExitStatus; text: string } {
+/** Exit status and text for job errors, on top of the RPC ones (`method`: as for {@link describeFailure}). */
+export function describeJobFailure(err: unknown, method?: string): { status: ExitStatus; text: string } {
   const code = (err as { code?: unknown })?.code;
   const message = err instanceof Error ? err.message : String(err);
   if (code === 'HERMOD_ERR_INVALID_JOB_TOKEN') return { status: EXIT.usage, text: `bad job token: ${message}` };
   if (code === 'HERMOD_ERR_SERVER_UNAVAILABLE') return { status: EXIT.timeout, text: `server unavailable: ${message}` };
   if (code === 'HERMOD_ERR_JOB_TIMEOUT') return { status: EXIT.timeout, text: `timeout: ${message}` };
-  return describeFailure(err);
+  return describeFailure(err, method);
 }
 
 const pct = (p: number | null) => (p === null ? '' : ` ${Math.round(p * 100)}%`);
-const line = (p: JobProgress) => `${p.state}${pct(p.progress)}${p.message ? ` ${p.message}` : ''}`;
+/** One progress report as the CLIs print it: `running 50% step 2 of 4`. */
+export const progressLine = (p: JobProgress) => `${p.state}${pct(p.progress)}${p.message ? ` ${p.message}` : ''}`;
 
 /**
  * Follows a job: each change of state or progress goes to stderr (rewritten in place on a
@@ -29,7 +30,7 @@ const line = (p: JobProgress) => `${p.state}${pct(p.progress)}${p.message ? ` ${
  */
 async function follow(job: Job, json: boolean, timeoutMs: number | undefined): Promise<void> {
   const tty = process.stderr.isTTY;
-  for await (const p of job) process.stderr.write(tty ? `\r\x1b[K${line(p)}` : `${line(p)}\n`);
+  for await (const p of job) process.stderr.write(tty ? `\r\x1b[K${progressLine(p)}` : `${progressLine(p)}\n`);
   if (tty) process.stderr.write('\n');
   const result = await job.result(timeoutMs === undefined ? {} : { timeout: timeoutMs });
   process.stdout.write(`${json || typeof result !== 'string' ? JSON.stringify(result, null, json ? 0 : 2) : result}\n`);
@@ -37,7 +38,8 @@ async function follow(job: Job, json: boolean, timeoutMs: number | undefined): P
 
 /**
  * `--start` of rpc-client: starts `method` as a job and prints its token (one line of JSON, for
- * `rpc-client job`); with `wait`, then follows it to its result.
+ * `rpc-client job`); with `wait` (`--start --wait`), then follows it to its result as
+ * `rpc-client job <token> --wait` does. Errors are the caller's to map ({@link describeJobFailure}).
  */
 export async function startJob(
   client: RPCClient,

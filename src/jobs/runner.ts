@@ -5,13 +5,14 @@ import type { DispatchRequest } from '../rpc/dispatcher.js';
 import { START_HINT, withHooks } from './context.js';
 import { JobsEndpoint } from './endpoint.js';
 import { JobCancelled, TooManyJobs } from './errors.js';
+import { JobSlots } from './slots.js';
 import { FINAL_STATES, type JobRecord, JobStore, statusOf } from './store.js';
 import { HERMOD_NAMESPACE, type JobToken } from './token.js';
 
 /**
- * Receives a notification per job transition, nova-style: `<method>.start` (info) when a call
- * becomes a job, `<method>.end` (info) when it succeeds, `<method>.error` (error) when it fails
- * or is cancelled; the payload is the job's status dict plus `server`. A hermod `Notifier` is one.
+ * Receives a notification per job transition, nova-style: `<method>.start` (info) when a job's
+ * method runs (a call that became a job, or a pending job that got its slot), `<method>.end`
+ * (info) when it succeeds, `<method>.error` (error) when it fails or is cancelled; the payload is the job's status dict plus `server`. A hermod `Notifier` is one.
  */
 export interface JobNotifier {
   info(ctx: Context, eventType: string, payload: unknown): Promise<void>;
@@ -27,6 +28,8 @@ export interface JobRunnerOptions {
   topic: string;
   exchange: string;
   max: number;
+  /** Job methods run at once (the server's concurrency); jobs beyond it wait `pending`. */
+  concurrency: number;
   resultTtl: number;
   /** Bound for methods marked long. */
   longDeferAfter: number;
@@ -50,6 +53,7 @@ const noop = () => {};
 export class JobRunner {
   readonly store: JobStore;
   readonly endpoint: JobsEndpoint;
+  private readonly slots: JobSlots;
   /** This run of the server: tokens of an earlier run are answered JobLost. */
   readonly instance = uuidHex();
   private stopping: JobStopStrategy | undefined;
@@ -61,20 +65,28 @@ export class JobRunner {
     private readonly resolve: (req: DispatchRequest) => { endpoint: object },
   ) {
     this.store = new JobStore(o.max, o.resultTtl);
+    this.slots = new JobSlots(o.concurrency);
     this.endpoint = new JobsEndpoint(this.store, { server: o.server, topic: o.topic, instance: this.instance }, (r, why) =>
       this.cancel(r, why),
     );
   }
 
-  /** Jobs not ended yet. */
+  /** Jobs not ended yet (pending or running). */
   get active(): number {
     return this.store.active;
+  }
+
+  /** Jobs waiting for a slot: registered, their method not started. */
+  get pending(): number {
+    return this.store.pending;
   }
 
   /**
    * Runs one call. Resolves with its result, or with a job token when it became a job; rejects
    * with its error, or TooManyJobs for a long method beyond `jobs.max` (which then never starts).
-   * `requestSignal` aborts when the server abandons the request (stop deadline) before it is a job.
+   * A long method is a job from the start: `pending` until one of the `concurrency` job slots is
+   * free, then `running`; its caller gets the token at the bound either way. `requestSignal`
+   * aborts when the server abandons the request (stop deadline) before it is a job.
    */
   async run(
     wireCtx: Context,
@@ -84,12 +96,19 @@ export class JobRunner {
   ): Promise<unknown> {
     if (req.namespace === HERMOD_NAMESPACE) return dispatch(wireCtx);
     const startNow = wireCtx[START_HINT] === 'start';
-    const long = startNow || this.isLong(req);
+    // isLong() first: it throws NoSuchMethod / UnsupportedVersion, so start() of a method that is
+    // not there is refused rather than made a job that fails.
+    const long = this.isLong(req) || startNow;
     const bound = startNow ? 0 : long ? (this.o.deferAfter ?? this.o.longDeferAfter) : this.o.deferAfter;
     if (bound === undefined) return dispatch(withHooks(wireCtx, requestSignal, noop));
 
     const started = Date.now();
     let rec: JobRecord | undefined = long ? this.store.create(req.method) : undefined;
+    // Whether this call holds a job slot (given back when the method ends).
+    let slot = false;
+    // Once its caller got a token, the slot is given back after the job's end is recorded, so
+    // that the next job starts after it (by the timestamps too).
+    let published = false;
     const controller = rec?.controller ?? new AbortController();
     const onRequestAbort = () => controller.abort(requestSignal.reason);
     requestSignal.addEventListener('abort', onRequestAbort, { once: true });
@@ -106,9 +125,31 @@ export class JobRunner {
     };
     const ctx = withHooks(wireCtx, controller.signal, progress);
     let outcome: { ok: true; value: unknown } | { ok: false; error: unknown } | undefined;
-    const work = dispatch(ctx).then(
-      (value) => (outcome = { ok: true, value }),
-      (error) => (outcome = { ok: false, error }),
+    const begin = async () => {
+      if (rec) {
+        // Synchronous when a slot is free: the method starts in this tick, as a plain call does.
+        const waiting = this.slots.acquire(controller.signal);
+        if (waiting) await waiting;
+        slot = true;
+        // Granted and cancelled in the same tick: the method must not start.
+        if (controller.signal.aborted) throw controller.signal.reason;
+        if (this.store.start(rec) && rec.ctx) this.notify(rec);
+      }
+      return dispatch(ctx);
+    };
+    const ended = () => {
+      if (slot) this.slots.release();
+      slot = false;
+    };
+    const work = begin().then(
+      (value) => {
+        outcome = { ok: true, value };
+        if (!published) ended();
+      },
+      (error) => {
+        outcome = { ok: false, error };
+        if (!published) ended();
+      },
     );
     let timer: NodeJS.Timeout | undefined;
     // A zero bound is a token at once: no timer (it would cost a millisecond per call).
@@ -120,6 +161,8 @@ export class JobRunner {
     if (!outcome && !rec) {
       try {
         rec = this.store.create(req.method, controller, started);
+        this.slots.take();
+        slot = true;
       } catch (err) {
         // Past deferAfter with the store full: the call stays a plain call, its caller waits on.
         if (!(err instanceof TooManyJobs)) throw err;
@@ -139,8 +182,13 @@ export class JobRunner {
     }
     job.ctx = { ...wireCtx };
     delete job.ctx[START_HINT];
-    this.notify(job);
-    void work.then(() => this.finish(job, outcome!));
+    // A pending job is announced when it gets its slot (begin above).
+    if (job.state === 'running') this.notify(job);
+    published = true;
+    void work.then(() => {
+      this.finish(job, outcome!);
+      ended();
+    });
     return this.tokenOf(job);
   }
 
@@ -232,9 +280,9 @@ export class JobRunner {
   }
 
   private isLong(req: DispatchRequest): boolean {
-    if (this.o.long.includes(req.method)) return true;
     // resolve() throws NoSuchMethod / UnsupportedVersion exactly as the dispatch would.
     const { endpoint } = this.resolve(req);
+    if (this.o.long.includes(req.method)) return true;
     const marked = (endpoint.constructor as { long?: unknown }).long;
     return Array.isArray(marked) && marked.includes(req.method);
   }

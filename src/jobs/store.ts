@@ -73,6 +73,7 @@ export function statusOf(r: JobRecord): JobStatusDict {
 export class JobStore {
   private readonly jobs = new Map<string, JobRecord>();
   private unfinished = 0;
+  private waiting = 0;
   private readonly idleWaiters: Array<() => void> = [];
   private readonly endWaiters = new Map<string, Array<() => void>>();
 
@@ -87,16 +88,22 @@ export class JobStore {
     return this.jobs.size;
   }
 
-  /** Jobs not ended yet. */
+  /** Jobs not ended yet (pending or running). */
   get active(): number {
     return this.unfinished;
   }
 
+  /** Jobs registered whose method has not started yet. */
+  get pending(): number {
+    return this.waiting;
+  }
+
   /**
-   * Registers a new job (running since `startedAt`, cancelled through `controller`); throws
-   * TooManyJobs at the bound.
+   * Registers a new job, cancelled through `controller`: `pending` until {@link start}, or
+   * running since `startedAt` when given (a call that was already running). Throws TooManyJobs
+   * at the bound.
    */
-  create(method: string, controller = new AbortController(), startedAt = Date.now()): JobRecord {
+  create(method: string, controller = new AbortController(), startedAt?: number): JobRecord {
     if (this.jobs.size >= this.max && !this.evictOldestFinished()) {
       throw new TooManyJobs(`server holds ${this.max} unfinished jobs (jobs.max): ${method} refused, try again later`);
     }
@@ -104,11 +111,11 @@ export class JobStore {
     const r: JobRecord = {
       id: uuidHex(),
       method,
-      state: 'running',
+      state: startedAt === undefined ? 'pending' : 'running',
       progress: null,
       message: null,
-      createdAt: Math.min(now, startedAt),
-      startedAt,
+      createdAt: Math.min(now, startedAt ?? now),
+      startedAt: startedAt ?? null,
       endedAt: null,
       cancelRequested: false,
       controller,
@@ -116,7 +123,17 @@ export class JobStore {
     };
     this.jobs.set(r.id, r);
     this.unfinished++;
+    if (r.state === 'pending') this.waiting++;
     return r;
+  }
+
+  /** A pending job's method starts now. Returns false if it is not pending (ended or forgotten meanwhile). */
+  start(r: JobRecord): boolean {
+    if (r.state !== 'pending' || this.jobs.get(r.id) !== r) return false;
+    r.state = 'running';
+    r.startedAt = Date.now();
+    this.waiting--;
+    return true;
   }
 
   get(id: string): JobRecord | undefined {
@@ -130,6 +147,7 @@ export class JobStore {
   /** Ends a job once; a later end (a late result after a forced cancel) is ignored. Returns whether it ended it. */
   end(r: JobRecord, outcome: { state: 'succeeded'; result: unknown } | { state: 'failed' | 'cancelled'; error: Error }): boolean {
     if (FINAL_STATES.has(r.state) || this.jobs.get(r.id) !== r) return false;
+    if (r.state === 'pending') this.waiting--;
     r.state = outcome.state;
     r.endedAt = Date.now();
     if (outcome.state === 'succeeded') r.result = outcome.result;
@@ -150,6 +168,7 @@ export class JobStore {
     if (this.jobs.get(r.id) !== r) return;
     this.jobs.delete(r.id);
     if (r.expiry) clearTimeout(r.expiry);
+    if (r.state === 'pending') this.waiting--;
     if (!FINAL_STATES.has(r.state)) {
       this.unfinished--;
       if (this.unfinished === 0) for (const w of this.idleWaiters.splice(0)) w();
@@ -177,6 +196,7 @@ export class JobStore {
     for (const r of this.jobs.values()) if (r.expiry) clearTimeout(r.expiry);
     this.jobs.clear();
     this.unfinished = 0;
+    this.waiting = 0;
     for (const w of this.idleWaiters.splice(0)) w();
     for (const ws of this.endWaiters.values()) for (const w of ws) w();
     this.endWaiters.clear();

@@ -16,7 +16,8 @@ import { type RequestHost, ServerRequest } from './request.js';
 /** Options of an {@link RPCServer}. */
 export interface RPCServerOptions {
   /**
-   * Requests run at once; also the driver's prefetch / link credit.
+   * Requests run at once; also the driver's prefetch / link credit, and the number of job
+   * methods run at once (apart from requests: jobs beyond it wait `pending`).
    * @default config `rpc.serverConcurrency` (64)
    */
   concurrency?: number;
@@ -60,8 +61,8 @@ export interface ServerStats {
   queued: number;
   /** Requests ended by a stop deadline or abort(); their callers got ServerStopped. */
   aborted: number;
-  /** Jobs running now, and all held (running and finished ones kept for `jobs.resultTtl`). */
-  jobs: { running: number; held: number };
+  /** Jobs running now, waiting for a slot, and all held (with finished ones kept for `jobs.resultTtl`). */
+  jobs: { running: number; pending: number; held: number };
 }
 
 /** `draining`: stopped for new work, still answering job polls while jobs end. */
@@ -113,6 +114,7 @@ export class RPCServer {
         topic: target.topic!,
         exchange: target.exchange ?? transport.config.controlExchange,
         max: jc.max,
+        concurrency: this.concurrency,
         resultTtl: jc.resultTtl,
         longDeferAfter: jc.deferAfter,
         deferAfter: options.deferAfter,
@@ -162,7 +164,13 @@ export class RPCServer {
   /** Counters since start. */
   stats(): ServerStats {
     const { inFlight, queued, aborted } = this.pool.stats();
-    return { ...this.counts, inFlight, queued, aborted, jobs: { running: this.jobs.active, held: this.jobs.store.size } };
+    return {
+      ...this.counts,
+      inFlight,
+      queued,
+      aborted,
+      jobs: { running: this.jobs.active - this.jobs.pending, pending: this.jobs.pending, held: this.jobs.store.size },
+    };
   }
 
   /** What `hermod.describe` answers: the target, load, counters, endpoints and their contracts. */

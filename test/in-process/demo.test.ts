@@ -9,9 +9,30 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const t = suite('demo');
 
 t('npm run demo runs router, servers and client to the end and exits 0', () => {
-  const run = spawnSync(process.execPath, [path.join(root, 'dist/bin/demo.js')], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+  // As a user's pipe: uvu run directly sets FORCE_COLOR, which would colour console.log's objects.
+  const env = { ...process.env };
+  delete env.FORCE_COLOR;
+  const run = spawnSync(process.execPath, [path.join(root, 'dist/bin/demo.js')], { cwd: root, encoding: 'utf8', timeout: 60_000, env });
   assert.is(run.status, 0, run.stdout + run.stderr);
   assert.match(run.stdout, /result after [\d.]+ s/);
+  // One job from start to result: its token, progress lines in order, the result.
+  const job = run.stdout.slice(run.stdout.indexOf('▶ start resize'));
+  assert.match(job, /^ {4}token: job [0-9a-f]{8}… on server (alpha|beta) /m, run.stdout);
+  const steps = [...job.matchAll(/^ {4}(pending|running|succeeded)( \d+%)?( step (\d) of 4)?$/gm)].map((m) => m[0].trim());
+  assert.ok(steps.length >= 3, `progress lines: ${JSON.stringify(steps)}`);
+  assert.match(steps.find((l) => l.startsWith('running') && l.includes('%')) ?? '', /^running \d+% step [1-3] of 4$/);
+  assert.is(steps.at(-1), 'succeeded 100% step 4 of 4');
+  const fractions = steps.map((l) => Number(/(\d+)%/.exec(l)?.[1] ?? 0));
+  assert.equal(
+    fractions,
+    [...fractions].sort((a, b) => a - b),
+    'progress only grows',
+  );
+  const took = /^ {4}result after ([\d.]+) s: \{ image: 'cat\.png', size: '1024x768', server: '(alpha|beta)' \}$/m.exec(job);
+  assert.ok(took, job);
+  assert.ok(Number(took[1]) >= 2, 'the job took its 2 s');
+  // A pipe: no escape codes anywhere (bold, colours, line rewrites).
+  assert.ok(!run.stdout.includes('\x1b'), 'no escape codes');
   assert.match(run.stdout, /all stopped/);
 });
 

@@ -50,17 +50,20 @@ async function cli(ctx: Ctx, args: string[]): Promise<{ code: number; stdout: st
 }
 
 t('--start prints the token; job shows status, --wait follows progress to the result, --cancel cancels', async (ctx) => {
-  const started = await cli(ctx, ['img', 'resize', 'ms=6000', 'steps=3', 'image=cli.png', '--start']);
+  const started = await cli(ctx, ['img', 'resize', 'ms=9000', 'steps=3', 'image=cli.png', '--start']);
   assert.is(started.code, 0, started.stderr);
   const token = JSON.parse(started.stdout.trim());
   assert.is(token.hermod_job, 1);
   assert.is(token.server, 'img1');
-  const status = await cli(ctx, ['job', started.stdout.trim()]);
+  // Both at once: each CLI process takes seconds to start under coverage on a loaded machine, and
+  // the 9 s job must still be running for both (status, and progress seen before the end).
+  const [status, waited] = await Promise.all([
+    cli(ctx, ['job', started.stdout.trim()]),
+    cli(ctx, ['job', started.stdout.trim(), '--wait', '--json']),
+  ]);
   assert.is(status.code, 0, status.stderr);
-  // Each CLI process takes a second or two to start under coverage: the 6 s job is still running.
   assert.match(status.stdout, /^resize running/, status.stdout);
   assert.match(status.stdout, new RegExp(`job ${token.job_id} on img1 \\(topic img\\)`));
-  const waited = await cli(ctx, ['job', started.stdout.trim(), '--wait', '--json']);
   assert.is(waited.code, 0, waited.stderr);
   assert.match(waited.stderr, /^running \d+% step [12]\/3$/m, waited.stderr);
   assert.match(waited.stderr, /^succeeded 100% step 3\/3$/m);
@@ -73,6 +76,39 @@ t('--start prints the token; job shows status, --wait follows progress to the re
   const after = await cli(ctx, ['job', long.stdout.trim(), '--wait']);
   assert.is(after.code, 1, 'a cancelled job is a remote error');
   assert.match(after.stderr, /JobCancelled/);
+});
+
+t('--start --wait prints the token, follows progress on stderr, prints the result; exit status as for a call', async (ctx) => {
+  const t0 = performance.now();
+  const ok = await cli(ctx, ['img', 'resize', 'ms=3000', 'steps=3', 'image=both.png', '--start', '--wait', '--json']);
+  const took = performance.now() - t0;
+  assert.is(ok.code, 0, ok.stderr);
+  const [tokenLine, resultLine, ...more] = ok.stdout.trim().split('\n');
+  assert.equal(more, [], ok.stdout);
+  const token = JSON.parse(tokenLine!);
+  assert.is(token.hermod_job, 1);
+  assert.is(token.method, 'resize');
+  assert.equal(JSON.parse(resultLine!), { image: 'both.png', resized: true, user: null });
+  // Not a terminal: one line per change, no escape codes.
+  assert.match(ok.stderr, /^running( \d+%)?/m, ok.stderr);
+  assert.match(ok.stderr, /^running 33% step 1\/3$/m, ok.stderr);
+  assert.match(ok.stderr, /^succeeded 100% step 3\/3$/m);
+  assert.ok(!ok.stderr.includes('\x1b'), 'no escape codes');
+  assert.ok(took >= 3000, `the result came after the job's 3 s (${took.toFixed(0)} ms)`);
+
+  const failed = await cli(ctx, ['img', 'resize', 'ms=300', 'fail=no+disk', '--start', '--wait']);
+  assert.is(failed.code, 1, 'the method raised: 1, as for a call');
+  assert.match(failed.stdout, /^\{"hermod_job":1,/, 'the token was printed first');
+  assert.match(failed.stderr, /^failed/m);
+  assert.match(failed.stderr, /error: remote error: TypeError: no\+disk/);
+
+  const missing = await cli(ctx, ['img', 'nosuch', '--start', '--wait']);
+  assert.is(missing.code, 4, 'no such method: 4, as for a call');
+  assert.is(missing.stdout, '', 'no token: nothing was started');
+
+  const lone = await cli(ctx, ['img', 'resize', '--wait']);
+  assert.is(lone.code, 2, '--wait without --start is a usage error');
+  assert.match(lone.stderr, /--wait goes with --start/);
 });
 
 t('bad tokens exit 2 (usage); an unknown job exits 1 with JobNotFound', async (ctx) => {

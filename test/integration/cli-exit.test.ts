@@ -244,7 +244,7 @@ t('logging: methods served, failed requests at info, every request at debug, --q
     await until(() => d.out.includes('serving topic ex2') && j.out.includes('serving topic ex3'), 'the servers', 10_000);
     assert.match(
       d.out,
-      /serving topic ex2 as x2 on amqp:\/\/127\.0\.0\.1:\d+\/ \(exchange openstack\): v1\.0: echo, add, sleep, fail, info\n/,
+      /serving topic ex2 as x2 on amqp:\/\/127\.0\.0\.1:\d+\/ \(exchange openstack\): v1\.0: echo, add, sleep, fail, info, resize\n/,
     );
     for (const topic of ['ex2', 'ex3', 'ex4', 'ex']) {
       assert.is((await run('rpc-client', [topic, 'add', 'a=1', 'b=2', '--transport-url', ctx.url])).code, 0);

@@ -1,0 +1,128 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { defaultConfig, getTransport, type Job, RPCClient, Target, type Transport } from '../../src/index.js';
+import { Router } from '../../src/router/router.js';
+import { rejects, until } from '../support/assert.js';
+
+// rpc-server maps SIGTERM to its job stop strategy (--stop-jobs, default jobs.stopStrategy): an
+// rpc-server process with the built-in demo endpoints (resize is long) on the embedded router,
+// a poller in this process.
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const BIN = path.join(root, 'dist/bin/rpc-server.js');
+
+interface Ctx {
+  router: Router;
+  url: string;
+  transport: Transport;
+  children: ChildProcess[];
+}
+const t = suite<Ctx>('rpc-server: SIGTERM and jobs', {} as Ctx);
+
+t.before(async (ctx) => {
+  ctx.router = new Router({ port: 0 });
+  ctx.url = `amqp://127.0.0.1:${await ctx.router.start()}/`;
+  // Fast polls: the poller must read the job's end while the stopping server still answers.
+  ctx.transport = await getTransport(ctx.url, {
+    config: defaultConfig(),
+    overrides: { 'jobs.pollInterval': 20, 'jobs.pollMax': 100, 'jobs.pollTimeout': 2000 },
+  });
+  ctx.children = [];
+});
+t.after(async (ctx) => {
+  for (const c of ctx.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await ctx.transport.close();
+  await ctx.router.stop();
+});
+
+let n = 0;
+/** Starts an rpc-server and resolves once it serves; `exited` resolves with its exit code and when. */
+async function server(ctx: Ctx, extra: string[]) {
+  const topic = `sigterm-${++n}`;
+  const child = spawn(process.execPath, [BIN, 'j1', '--topic', topic, '--transport-url', ctx.url, ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NO_COLOR: '1' },
+  });
+  ctx.children.push(child);
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d));
+  child.stderr!.on('data', (d: Buffer) => (out += d));
+  const exited = new Promise<{ code: number | null; at: number }>((resolve) =>
+    child.once('exit', (code) => resolve({ code, at: performance.now() })),
+  );
+  await until(() => out.includes('serving topic'), `rpc-server serving (${out})`, 15_000);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 5000 });
+  return { child, exited, client, log: () => out };
+}
+
+/** Starts the demo resize job and waits until it reported its first step. */
+async function started(client: RPCClient, seconds: number): Promise<Job> {
+  const job = await client.start({}, 'resize', { image: 'sig.png', seconds });
+  for await (const p of job) if ((p.progress ?? 0) > 0) break;
+  return job;
+}
+
+t('wait (the default): a running job finishes within the deadline, its poller gets the result, exit 0', async (ctx) => {
+  const s = await server(ctx, ['--shutdown-timeout', '10']);
+  const job = await started(s.client, 2);
+  const result = job.result();
+  const t0 = performance.now();
+  s.child.kill('SIGTERM');
+  assert.equal(await result, { image: 'sig.png', size: '1024x768', server: 'j1' });
+  const tResult = performance.now() - t0;
+  const { code, at } = await s.exited;
+  assert.is(code, 0, s.log());
+  assert.match(s.log(), /SIGTERM: no new work; finishing 1 job\(s\) \(deadline 10 s\)/);
+  // The job had ~1.5 of its 2 s left when the signal came.
+  assert.ok(tResult >= 1000 && tResult < 5000, `result ${tResult.toFixed(0)} ms after SIGTERM`);
+  console.log(`    wait: result ${tResult.toFixed(0)} ms after SIGTERM, exit ${(at - t0).toFixed(0)} ms after it`);
+  await rejects(job.status(), 'HERMOD_ERR_SERVER_UNAVAILABLE', /did not answer a poll/);
+});
+
+t('wait: a job still running at the deadline is cancelled, its poller reads cancelled, exit 7', async (ctx) => {
+  const s = await server(ctx, ['--shutdown-timeout', '1', '--stop-jobs', 'wait']);
+  const job = await started(s.client, 20);
+  const result = job.result();
+  result.catch(() => {});
+  const t0 = performance.now();
+  s.child.kill('SIGTERM');
+  await rejects(result, 'HERMOD_ERR_JOB_CANCELLED', /stopped before the job finished/);
+  const tResult = performance.now() - t0;
+  const { code, at } = await s.exited;
+  assert.is(code, 7, s.log());
+  assert.ok(tResult >= 900 && at - t0 < 1000 + 1500, `cancelled after ${tResult.toFixed(0)} ms, exit after ${(at - t0).toFixed(0)} ms`);
+  console.log(
+    `    wait past the deadline (1 s): cancelled ${tResult.toFixed(0)} ms after SIGTERM, exit ${(at - t0).toFixed(0)} ms after it`,
+  );
+});
+
+t('--stop-jobs abort: the job is cancelled at once, its poller reads cancelled', async (ctx) => {
+  const s = await server(ctx, ['--shutdown-timeout', '10', '--stop-jobs', 'abort']);
+  const job = await started(s.client, 20);
+  const result = job.result();
+  result.catch(() => {});
+  const t0 = performance.now();
+  s.child.kill('SIGTERM');
+  await rejects(result, 'HERMOD_ERR_JOB_CANCELLED', /stopping \(abort strategy\)/);
+  const tResult = performance.now() - t0;
+  const { code, at } = await s.exited;
+  // The method stopped on its signal by itself: nothing was left running at the deadline.
+  assert.is(code, 0, s.log());
+  assert.ok(at - t0 < 3000, `exit ${(at - t0).toFixed(0)} ms after SIGTERM, not at the 10 s deadline`);
+  console.log(`    abort: cancelled ${tResult.toFixed(0)} ms after SIGTERM, exit ${(at - t0).toFixed(0)} ms after it`);
+});
+
+t('--stop-jobs takes only wait or abort', async (ctx) => {
+  const child = spawn(process.execPath, [BIN, 'j1', '--topic', 'x', '--transport-url', ctx.url, '--stop-jobs', 'later'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d));
+  const code = await new Promise((resolve) => child.once('exit', resolve));
+  assert.is(code, 2);
+  assert.match(err, /--stop-jobs <strategy>' argument 'later' is invalid\. Allowed choices are wait, abort/);
+});
+
+t.run();
