@@ -327,7 +327,13 @@ export class RabbitConnection extends EventEmitter {
         }
       }
       const delay = this.backoff();
-      this.setState({ state: 'reconnecting', host, attempt: this.failedAttempts, delayMs: delay });
+      this.setState({
+        state: 'reconnecting',
+        host,
+        attempt: this.failedAttempts,
+        delayMs: delay,
+        ...(this.lastError ? { reason: this.lastError } : {}),
+      });
       await new Promise<void>((resolve) => {
         this.wakeSleep = resolve;
         this.sleepTimer = setTimeout(resolve, delay);
