@@ -53,6 +53,8 @@ export class Amqp1Connection {
   private failedAttempts = 0;
   /** The connection was open until the current disconnect (the next try is at once). */
   private wasOpen = false;
+  /** A close frame ended the open connection; rhea's `disconnected` for it is still to come. */
+  private lostOpen = false;
   /** The delay of the reconnect rhea scheduled last. */
   private nextDelayMs = 0;
   private open_ = false;
@@ -61,7 +63,7 @@ export class Amqp1Connection {
    * waiting sends fail with, given what they wait for.
    */
   private refused: ((what: string) => Error) | undefined;
-  /** The host of the current connect attempt, and whether its TCP connection came up. */
+  /** The host of the current connect attempt, and whether its TCP connection (and TLS session) came up. */
   private attempt: { host: TransportHost; tcpUp: boolean } | undefined;
   /** A protocol probe in progress: failures seen meanwhile count once it has answered. */
   private probing: Promise<void> | undefined;
@@ -113,7 +115,10 @@ export class Amqp1Connection {
         this.attempt = attempt;
         const connect = this.url.tls
           ? (port: number, host: string, options: tls.ConnectionOptions, cb: () => void) =>
-              tls.connect({ ...options, port, host, servername: host }, cb)
+              tls.connect({ ...options, port, host, ...(net.isIP(host) === 0 ? { servername: host } : {}) }, () => {
+                attempt.tcpUp = true;
+                cb();
+              })
           : (port: number, host: string, _o: unknown, cb: () => void) =>
               net.connect({ port, host, noDelay: true }, () => {
                 attempt.tcpUp = true;
@@ -175,6 +180,7 @@ export class Amqp1Connection {
     this.open_ = true;
     this.failedAttempts = 0;
     this.wasOpen = true;
+    this.lostOpen = false;
     this.lastError = undefined;
     this.hooks.state({ state: 'connected', host: this.hosts.currentLabel });
     this.hooks.opened(ctx.connection);
@@ -188,6 +194,7 @@ export class Amqp1Connection {
   private markLost(error?: Error): void {
     if (!this.open_) return;
     this.open_ = false;
+    this.lostOpen = true;
     const host = this.hosts.currentLabel;
     const err = error ?? (this.lastError ? new Error(this.lastError) : undefined);
     this.hooks.state({ state: 'disconnected', host, ...(err ? { error: err } : {}) });
@@ -198,7 +205,9 @@ export class Amqp1Connection {
   }
 
   private onDisconnected(ctx: EventContext): void {
-    const wasOpen = this.open_;
+    // Open until now, or until the close frame that came just before (markLost ran then).
+    const wasOpen = this.open_ || this.lostOpen;
+    this.lostOpen = false;
     const host = this.hosts.currentLabel;
     const error = ctx.error as Error | undefined;
     // A refused login's reason beats what rhea's socket says as it goes ("write after end").
@@ -219,7 +228,7 @@ export class Amqp1Connection {
     // The attempt counts once a probe has said whether retrying can help, so that a retry
     // budget of 0 does not fail with "gave up" before the peer's protocol is known.
     const a = this.attempt;
-    if (!wasOpen && !this.refused && !this.probing && a?.tcpUp && !this.url.tls && !this.hooks.closed()) {
+    if (!wasOpen && !this.refused && !this.probing && a?.tcpUp && !this.hooks.closed()) {
       this.probing = this.probe(a.host).finally(() => {
         this.probing = undefined;
       });
@@ -250,10 +259,11 @@ export class Amqp1Connection {
    * with WrongProtocol and rhea stops reconnecting, as after a refused login.
    */
   private async probe(host: TransportHost): Promise<void> {
-    const speaks = await probeProtocol(host, 2000, this.closing.signal);
+    const secure = this.url.tls ? tlsOptions(this.config.tls) : undefined;
+    const speaks = await probeProtocol(host, 2000, this.closing.signal, secure);
     if (speaks !== 'AMQP 0-9-1' || this.hooks.closed() || this.open_) return;
-    this.lastError = wrongProtocol(host, 'AMQP 1.0', 'connecting').message;
-    this.refused = (what) => wrongProtocol(host, 'AMQP 1.0', what);
+    this.lastError = wrongProtocol(host, 'AMQP 1.0', 'connecting', this.url.tls).message;
+    this.refused = (what) => wrongProtocol(host, 'AMQP 1.0', what, this.url.tls);
     if (this.conn) stopReconnect(this.conn);
   }
 
