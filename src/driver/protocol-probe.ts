@@ -17,7 +17,7 @@ export type AmqpVersion = 'AMQP 1.0' | 'AMQP 0-9-1';
  * AMQP 1.0 with SASL (protocol id 3), what rhea and Qpid clients send first. Both kinds of peer
  * answer it at once: an AMQP 1.0 one with its header (then it waits for SASL), a 0-9-1 one
  * (RabbitMQ without its AMQP 1.0 plugin) with its own header as a refusal. A 0-9-1 header would
- * not do: RabbitMQ answers it with a frame, and hermod-router with nothing.
+ * not do: RabbitMQ answers it with a frame.
  */
 const AMQP1_SASL_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 3, 1, 0, 0]);
 
