@@ -10,7 +10,7 @@ import { CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
-import { type ConfigValues, type HermodConfig, loadConfig, nearestKey } from '../src/config/index.js';
+import { type ConfigValues, closeKey, type HermodConfig, loadConfig } from '../src/config/index.js';
 import { ConfigError } from '../src/core/errors.js';
 import { DEFAULT_RUN_FILES, parseWorkers, readRunFile, type ServiceSpec } from '../src/ops/run/config.js';
 import type { WatchOptions } from '../src/ops/run/reloader.js';
@@ -135,7 +135,12 @@ async function main(): Promise<void> {
     process.exit(name === undefined ? EXIT.usage : EXIT.ok);
   }
   const command = COMMANDS[name];
-  if (!command) throw new UsageError(`unknown command '${name}'; did you mean '${nearestKey(name, Object.keys(COMMANDS))}'?`);
+  if (!command) {
+    const guess = closeKey(name, Object.keys(COMMANDS));
+    throw new UsageError(
+      `unknown command '${name}'${guess ? `; did you mean '${guess}'?` : ` (commands: ${Object.keys(COMMANDS).join(', ')})`}`,
+    );
+  }
   await command.main(argv);
 }
 

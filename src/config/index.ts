@@ -10,4 +10,4 @@ export type { ConfigSources } from './load.js';
 export { applyOverrides, defaultConfig, loadConfig } from './load.js';
 export type { ConfigKey, ConfigOf, ConfigValues, HermodConfig, Option } from './schema.js';
 export { CONFIG_KEYS, envName, OPTIONS, opt, SCHEMA } from './schema.js';
-export { assertKnownKey, closeKey, nearestKey } from './suggest.js';
+export { assertKnownKey, closeKey } from './suggest.js';

@@ -6,13 +6,17 @@
 import { ConfigError } from '../core/errors.js';
 import { CONFIG_KEYS } from './schema.js';
 
-/** Levenshtein distance between two strings. */
+/**
+ * Edit distance between two strings where swapping two neighbours is one edit, as typing does
+ * (optimal string alignment: `rnu` is one edit from `run`, not two).
+ */
 function distance(a: string, b: string): number {
   const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
   for (let j = 1; j <= b.length; j++) d[0]![j] = j;
   for (let i = 1; i <= a.length; i++) {
     for (let j = 1; j <= b.length; j++) {
       d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
     }
   }
   return d[a.length]![b.length]!;
@@ -32,20 +36,6 @@ function score(typed: string, key: string): { d: number; allowed: number } {
   const target = dFull <= dLast ? full : last;
   const allowed = Math.min(3, Math.max(1, Math.floor(Math.max(lower.length, target.length) / 3)));
   return { d: Math.min(dFull, dLast), allowed };
-}
-
-/** The known key closest to `key`, however far; see {@link closeKey} for suggestions. */
-export function nearestKey(key: string, candidates: readonly string[] = CONFIG_KEYS): string {
-  let best = candidates[0]!;
-  let bestD = Infinity;
-  for (const c of candidates) {
-    const { d } = score(key, c);
-    if (d < bestD) {
-      bestD = d;
-      best = c;
-    }
-  }
-  return best;
 }
 
 /** The known key `key` is a likely typo of (a few edits away), or undefined when none is close. */

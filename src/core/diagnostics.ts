@@ -81,7 +81,7 @@ export interface InvalidMessageEvent {
 export type ConnectionState =
   | { state: 'connected'; host: string }
   | { state: 'disconnected'; host: string; error?: Error }
-  | { state: 'reconnecting'; host: string; attempt: number; delayMs: number }
+  | { state: 'reconnecting'; host: string; attempt: number; delayMs: number; reason?: string }
   | { state: 'blocked'; host: string; reason: string }
   | { state: 'unblocked'; host: string }
   /**

@@ -6,6 +6,7 @@
  * so instead of "Socket closed abruptly" or retrying forever.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import type { TransportHost } from '../config/transport-url.js';
 import { WrongProtocol } from '../core/errors.js';
 
@@ -16,7 +17,7 @@ export type AmqpVersion = 'AMQP 1.0' | 'AMQP 0-9-1';
  * AMQP 1.0 with SASL (protocol id 3), what rhea and Qpid clients send first. Both kinds of peer
  * answer it at once: an AMQP 1.0 one with its header (then it waits for SASL), a 0-9-1 one
  * (RabbitMQ without its AMQP 1.0 plugin) with its own header as a refusal. A 0-9-1 header would
- * not do: RabbitMQ answers it with a frame, and hermod-router with nothing.
+ * not do: RabbitMQ answers it with a frame.
  */
 const AMQP1_SASL_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 3, 1, 0, 0]);
 
@@ -37,14 +38,25 @@ export function versionOfHeader(bytes: Uint8Array): AmqpVersion | undefined {
 }
 
 /**
- * Connects to `host` (plain TCP), sends an AMQP 1.0 SASL header and reads the header that comes
- * back within `timeoutMs`. Returns the version the peer announced, or undefined (no answer, no
- * AMQP peer, cannot connect, or `signal` aborted). Never throws; the socket is always destroyed.
+ * Connects to `host`, sends an AMQP 1.0 SASL header and reads the header that comes back within
+ * `timeoutMs`. With `secure` (the client's TLS options) the exchange runs inside TLS, as the
+ * client's own does on an `amqps://` or `rabbits://` port; a TLS handshake that fails answers
+ * nothing. Returns the version the peer announced, or undefined (no answer, no AMQP peer, cannot
+ * connect, or `signal` aborted). Never throws; the socket is always destroyed.
  */
-export function probeProtocol(host: TransportHost, timeoutMs: number, signal?: AbortSignal): Promise<AmqpVersion | undefined> {
+export function probeProtocol(
+  host: TransportHost,
+  timeoutMs: number,
+  signal?: AbortSignal,
+  secure?: tls.ConnectionOptions,
+): Promise<AmqpVersion | undefined> {
   return new Promise((resolve) => {
     let got = Buffer.alloc(0);
-    const socket = net.connect({ host: host.hostname, port: host.port });
+    // SNI takes host names only (RFC 6066); Node warns when given an address.
+    const sni = net.isIP(host.hostname) === 0 ? { servername: host.hostname } : {};
+    const socket = secure
+      ? tls.connect({ ...secure, ...sni, host: host.hostname, port: host.port })
+      : net.connect({ host: host.hostname, port: host.port });
     const abort = () => done(undefined);
     const done = (v: AmqpVersion | undefined) => {
       clearTimeout(timer);
@@ -55,7 +67,7 @@ export function probeProtocol(host: TransportHost, timeoutMs: number, signal?: A
     const timer = setTimeout(abort, timeoutMs);
     if (signal?.aborted) return done(undefined);
     signal?.addEventListener('abort', abort, { once: true });
-    socket.once('connect', () => socket.write(AMQP1_SASL_HEADER));
+    socket.once(secure ? 'secureConnect' : 'connect', () => socket.write(AMQP1_SASL_HEADER));
     socket.on('data', (d: Buffer) => {
       got = Buffer.concat([got, d]);
       if (got.length >= 8) done(versionOfHeader(got));
@@ -72,19 +84,20 @@ function label(host: TransportHost): string {
 
 /**
  * The error for a client of `clientSpeaks` that reached a peer of the other version, naming the
- * URL scheme that would work there.
+ * URL scheme that would work there (the TLS one when `secure`).
  */
-export function wrongProtocol(host: TransportHost, clientSpeaks: AmqpVersion, what: string): WrongProtocol {
+export function wrongProtocol(host: TransportHost, clientSpeaks: AmqpVersion, what: string, secure = false): WrongProtocol {
   const where = label(host);
+  const s = secure ? 's' : '';
   if (clientSpeaks === 'AMQP 0-9-1') {
     return new WrongProtocol(
-      `${where} speaks AMQP 1.0, not RabbitMQ's AMQP 0-9-1: use amqp://${where}/ for an AMQP 1.0 router such as hermod-router, or point rabbit:// at RabbitMQ's port (${what} not retried)`,
+      `${where} speaks AMQP 1.0, not RabbitMQ's AMQP 0-9-1: use amqp${s}://${where}/ for an AMQP 1.0 router such as hermod-router, or point rabbit${s}:// at RabbitMQ's ${secure ? 'TLS ' : ''}port (${what} not retried)`,
       where,
       'AMQP 1.0',
     );
   }
   return new WrongProtocol(
-    `${where} speaks AMQP 0-9-1 (RabbitMQ without its AMQP 1.0 plugin): use rabbit://${where}/ for it, or point amqp:// at an AMQP 1.0 router (${what} not retried)`,
+    `${where} speaks AMQP 0-9-1 (RabbitMQ without its AMQP 1.0 plugin): use rabbit${s}://${where}/ for it, or point amqp${s}:// at an AMQP 1.0 router (${what} not retried)`,
     where,
     'AMQP 0-9-1',
   );

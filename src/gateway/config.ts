@@ -6,7 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
-import { assertKnownKey, CONFIG_KEYS, nearestKey } from '../config/index.js';
+import { assertKnownKey, CONFIG_KEYS, closeKey } from '../config/index.js';
 import { ConfigError } from '../core/errors.js';
 
 /** A JSON Schema (2020-12) object, as OpenAPI 3.1 uses it. */
@@ -184,7 +184,8 @@ function describe(err: ErrorObject, source: string): string {
     const key = (err.params as { additionalProperty: string }).additionalProperty;
     const known = Object.keys((err.parentSchema as { properties: Record<string, unknown> }).properties);
     const full = at ? `${at}.${key}` : key;
-    return `unknown gateway configuration key '${full}' (from ${source}); did you mean '${nearestKey(key, known)}'?`;
+    const guess = closeKey(key, known);
+    return `unknown gateway configuration key '${full}' (from ${source})${guess ? `; did you mean '${guess}'?` : ''}`;
   }
   return `invalid gateway configuration at '${at || '(top)'}' (from ${source}): ${err.message}`;
 }

@@ -8,6 +8,9 @@ export interface FrameBounds {
 
 const MAGIC = 0x414d5150; // "AMQP"
 
+/** How {@link FrameScanner.scan}'s answer begins for a protocol header that is not AMQP 1.0's. */
+export const NOT_A_HEADER = 'not an AMQP 1.0 protocol header';
+
 /**
  * Follows the AMQP 1.0 byte stream a peer sends (protocol headers and frame headers only, never
  * frame bodies) and says when it breaks the frame size bounds, before rhea sees the bytes. rhea
@@ -59,7 +62,7 @@ export class FrameScanner {
   private header(): string | undefined {
     const id = this.head[4]!;
     if (this.head.readUInt32BE(0) !== MAGIC || (id !== 0 && id !== 3) || this.head[5] !== 1) {
-      return `not an AMQP 1.0 protocol header (${this.head.toString('hex')})`;
+      return `${NOT_A_HEADER} (${this.head.toString('hex')})`;
     }
     this.protocol = id;
     this.inHeader = false;

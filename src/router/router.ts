@@ -17,6 +17,7 @@ import {
 } from '../rhea/index.js';
 import { AddressTable, spendCredit, targetAddress } from './addresses.js';
 import { Forwarder } from './forwarding.js';
+import { NOT_A_HEADER } from './frame-scanner.js';
 import { peerLabel, SocketGuard } from './guard.js';
 import { allowed, UserDb, type UserEntry } from './users.js';
 
@@ -95,6 +96,10 @@ interface Peer {
 }
 
 type Resolved = Required<Omit<RouterOptions, 'log' | 'users' | 'tls'>> & { log: (line: string) => void };
+
+/** The protocol headers the router answers a foreign one with: AMQP, or SASL when it requires a login. */
+const AMQP_HEADER = Buffer.from('AMQP\x00\x01\x00\x00', 'latin1');
+const SASL_HEADER = Buffer.from('AMQP\x03\x01\x00\x00', 'latin1');
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
@@ -258,9 +263,14 @@ export class Router {
       peer.timer = undefined;
       this.hangUp(peer, `no AMQP open within ${this.opts.handshakeTimeout} ms`);
     }, this.opts.handshakeTimeout);
-    peer.guard = new SocketGuard(socket, { handshake: this.opts.handshakeFrameSize, maxFrame: this.opts.maxFrameSize }, (reason) =>
-      this.refuse(peer, 'amqp:connection:framing-error', reason),
-    );
+    peer.guard = new SocketGuard(socket, { handshake: this.opts.handshakeFrameSize, maxFrame: this.opts.maxFrameSize }, (reason) => {
+      // AMQP 1.0 §2.2: a protocol header the server does not take is answered with the header it
+      // does take, then the socket closes, so that a client of another version (AMQP 0-9-1) learns
+      // at once, as from Qpid Dispatch Router or RabbitMQ. Only for the first header: the one
+      // after SASL (user known) already had rhea's answer.
+      if (peer.user === undefined && reason.startsWith(NOT_A_HEADER)) socket.write(this.opts.allowAnonymous ? AMQP_HEADER : SASL_HEADER);
+      this.refuse(peer, 'amqp:connection:framing-error', reason);
+    });
     const cert = (socket as TLSSocket).authorized ? (socket as TLSSocket).getPeerCertificate() : undefined;
     const users = this.users;
     const conn = acceptSocket(this.container, this.connectionOptions(), socket, {

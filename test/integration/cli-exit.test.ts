@@ -153,7 +153,11 @@ t('exit 0, 1, 3, 4, 5 and 6 of rpc-client; a "no such method" said once; --json 
   assert.is(nsm.err, 'error: no such method: nosuch\n');
   const cannot = await run('rpc-client', ['ex', 'add', '--transport-url', NOWHERE, '--config', 'amqp1.retryInterval=20']);
   assert.is(cannot.code, 5);
-  assert.match(cannot.err, /reconnecting to 127\.0\.0\.1:1: attempt 1 failed/, 'each attempt logged');
+  assert.match(
+    cannot.err,
+    /reconnecting to 127\.0\.0\.1:1 \(connect ECONNREFUSED 127\.0\.0\.1:1\): attempt 1 failed, next try in \d+\.\d s/,
+    'each attempt logged',
+  );
   assert.match(cannot.err, /error: cannot connect to amqp:\/\/127\.0\.0\.1:1/);
   const big = await run('rpc-client', ['ex', 'echo', `value=${'v'.repeat(5000)}`, '--config', 'maxMessageSize=1000', ...url]);
   assert.is(big.code, 6, big.err);
@@ -172,7 +176,11 @@ t('exit 5: rpc-server, notify-listen and notify-send that cannot connect log eac
   ] as const) {
     const r = await run(name, [...args]);
     assert.is(r.code, 5, `${name}: ${r.err}`);
-    assert.match(r.out + r.err, /INFO {2}\S+( \S+)?: reconnecting to 127\.0\.0\.1:1: attempt 1 failed/, name);
+    assert.match(
+      r.out + r.err,
+      /INFO {2}\S+( \S+)?: reconnecting to 127\.0\.0\.1:1 \(connect ECONNREFUSED 127\.0\.0\.1:1\): attempt 1 failed, next try in \d+\.\d s/,
+      name,
+    );
     assert.match(r.err, /error: cannot connect to amqp:\/\/127\.0\.0\.1:1/, name);
   }
 });

@@ -5,6 +5,7 @@ import type { Connection, Container, EventContext } from 'rhea';
 import rhea from 'rhea';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportHost, TransportUrl } from '../../config/transport-url.js';
+import { backoffDelay } from '../../core/backoff.js';
 import { AccessRefused, TransportError } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import { clearRheaTimers, connectionError, type OutcomeKind, setSaslCredentials, socketOf, stopReconnect } from '../../rhea/index.js';
@@ -16,6 +17,12 @@ import { tlsOptions } from '../tls.js';
 
 /** Sleeps of a waiting send are capped so conditions nobody wakes the gate for are re-checked. */
 const WAIT_POLL_MS = 250;
+
+/**
+ * Close conditions after which rhea reconnects. rhea treats most as fatal by default; a router
+ * restart or a forced close must lead to a reconnect, while auth failures must not cause a storm.
+ */
+const NON_FATAL = ['amqp:connection:forced', 'amqp:connection:framing-error', 'amqp:internal-error', 'amqp:resource-limit-exceeded'];
 
 /** What the connection asks and tells its driver. */
 export interface ConnectionHooks {
@@ -44,13 +51,19 @@ export class Amqp1Connection {
   private conn: Connection | undefined;
   private lastError: string | undefined;
   private failedAttempts = 0;
+  /** The connection was open until the current disconnect (the next try is at once). */
+  private wasOpen = false;
+  /** A close frame ended the open connection; rhea's `disconnected` for it is still to come. */
+  private lostOpen = false;
+  /** The delay of the reconnect rhea scheduled last. */
+  private nextDelayMs = 0;
   private open_ = false;
   /**
    * Retrying cannot help: the peer refused our SASL login, or speaks AMQP 0-9-1. The error that
    * waiting sends fail with, given what they wait for.
    */
   private refused: ((what: string) => Error) | undefined;
-  /** The host of the current connect attempt, and whether its TCP connection came up. */
+  /** The host of the current connect attempt, and whether its TCP connection (and TLS session) came up. */
   private attempt: { host: TransportHost; tcpUp: boolean } | undefined;
   /** A protocol probe in progress: failures seen meanwhile count once it has answered. */
   private probing: Promise<void> | undefined;
@@ -102,7 +115,10 @@ export class Amqp1Connection {
         this.attempt = attempt;
         const connect = this.url.tls
           ? (port: number, host: string, options: tls.ConnectionOptions, cb: () => void) =>
-              tls.connect({ ...options, port, host, servername: host }, cb)
+              tls.connect({ ...options, port, host, ...(net.isIP(host) === 0 ? { servername: host } : {}) }, () => {
+                attempt.tcpUp = true;
+                cb();
+              })
           : (port: number, host: string, _o: unknown, cb: () => void) =>
               net.connect({ port, host, noDelay: true }, () => {
                 attempt.tcpUp = true;
@@ -110,12 +126,19 @@ export class Amqp1Connection {
               });
         return { host: h.hostname, port: h.port, connect, options: secure } as never;
       },
-      reconnect: true,
-      initial_reconnect_delay: a.retryInterval,
-      max_reconnect_delay: a.intervalMax,
-      // rhea treats most close conditions as fatal by default; a router restart or a forced
-      // close must lead to a reconnect, while auth failures must not cause a storm.
-      non_fatal_errors: ['amqp:connection:forced', 'amqp:connection:framing-error', 'amqp:internal-error', 'amqp:resource-limit-exceeded'],
+      // Our delays instead of rhea's own backoff, so that each reconnecting event can say when
+      // the next try comes: at once after a loss (the next host may be fine), then growing with
+      // jitter after failed attempts, as the RabbitMQ driver does.
+      reconnect: () => {
+        const afterLoss = this.wasOpen;
+        this.wasOpen = false;
+        // Called as rhea schedules, before it reports this failure: failedAttempts + 1 so far.
+        this.nextDelayMs = afterLoss
+          ? 0
+          : backoffDelay(this.failedAttempts + 1, { initial: a.retryInterval, factor: 2, max: a.intervalMax });
+        return this.nextDelayMs;
+      },
+      non_fatal_errors: NON_FATAL,
       idle_time_out: a.idleTimeout || undefined,
       properties: { process: process.argv[1] ? process.argv[1].split('/').pop() : 'node', pid: process.pid, node: os.hostname() },
     } as never);
@@ -126,8 +149,13 @@ export class Amqp1Connection {
     conn.on('connection_close', (ctx: EventContext) => {
       const err = connectionError(ctx.connection);
       if (err) this.lastError = err;
-      // The peer closed on us: calls in flight lost their reply address, fail them now.
-      if (!this.hooks.closed()) this.onDisconnected(ctx);
+      if (this.hooks.closed()) return;
+      // The peer closed on us: calls in flight lost their reply address, fail them now. After a
+      // non-fatal condition rhea reconnects and reports `disconnected` once the socket is gone;
+      // after any other close it does neither, and the attempt ends here.
+      this.markLost();
+      const condition = (ctx.connection.error as { condition?: string } | undefined)?.condition;
+      if (!condition || !NON_FATAL.includes(condition)) this.attemptFailed(this.hosts.currentLabel, false);
     });
     conn.on('connection_error', (ctx: EventContext) => {
       const err = connectionError(ctx.connection);
@@ -151,47 +179,77 @@ export class Amqp1Connection {
   private onOpen(ctx: EventContext): void {
     this.open_ = true;
     this.failedAttempts = 0;
+    this.wasOpen = true;
+    this.lostOpen = false;
     this.lastError = undefined;
     this.hooks.state({ state: 'connected', host: this.hosts.currentLabel });
     this.hooks.opened(ctx.connection);
     this.wake();
   }
 
-  private onDisconnected(ctx: EventContext): void {
-    const wasOpen = this.open_;
+  /**
+   * The open connection is gone: say so, and fail the calls waiting for replies, which would go
+   * to its dynamic address. A loss is no failed attempt (rhea tries again at once).
+   */
+  private markLost(error?: Error): void {
+    if (!this.open_) return;
     this.open_ = false;
+    this.lostOpen = true;
+    const host = this.hosts.currentLabel;
+    const err = error ?? (this.lastError ? new Error(this.lastError) : undefined);
+    this.hooks.state({ state: 'disconnected', host, ...(err ? { error: err } : {}) });
+    this.hooks.lost(
+      new TransportError(`connection to ${host} lost while waiting for a reply${this.lastError ? ` (${this.lastError})` : ''}`),
+    );
+    this.wake();
+  }
+
+  private onDisconnected(ctx: EventContext): void {
+    // Open until now, or until the close frame that came just before (markLost ran then).
+    const wasOpen = this.open_ || this.lostOpen;
+    this.lostOpen = false;
     const host = this.hosts.currentLabel;
     const error = ctx.error as Error | undefined;
     // A refused login's reason beats what rhea's socket says as it goes ("write after end").
     if (error && !this.refused) this.lastError = error.message;
+    // A socket that just ended (a killed router) comes with no error: say that much.
+    else if (wasOpen && !this.lastError) this.lastError = 'the peer closed the connection';
     if (this.hooks.closed()) {
+      this.open_ = false;
       this.failedAttempts++;
       return;
     }
+    const reconnecting = (ctx as { reconnecting?: boolean }).reconnecting === true;
     if (wasOpen) {
-      this.hooks.state({ state: 'disconnected', host, ...(error ? { error } : {}) });
-      // Replies to calls sent on the old connection would go to its dynamic address, which
-      // is gone: fail those calls now instead of letting them run into their timeout.
-      this.hooks.lost(
-        new TransportError(`connection to ${host} lost while waiting for a reply${this.lastError ? ` (${this.lastError})` : ''}`),
-      );
+      this.markLost(error);
+      // rhea tries again at once; only a failed attempt is news (as on RabbitMQ).
+      if (reconnecting) return;
     }
     // The attempt counts once a probe has said whether retrying can help, so that a retry
     // budget of 0 does not fail with "gave up" before the peer's protocol is known.
     const a = this.attempt;
-    if (!wasOpen && !this.refused && !this.probing && a?.tcpUp && !this.url.tls && !this.hooks.closed()) {
+    if (!wasOpen && !this.refused && !this.probing && a?.tcpUp && !this.hooks.closed()) {
       this.probing = this.probe(a.host).finally(() => {
         this.probing = undefined;
       });
     }
-    if (this.probing) void this.probing.then(() => this.attemptFailed(host));
-    else this.attemptFailed(host);
+    if (this.probing) void this.probing.then(() => this.attemptFailed(host, reconnecting));
+    else this.attemptFailed(host, reconnecting);
   }
 
-  private attemptFailed(host: string): void {
+  /** A connect attempt failed; `reconnecting`: rhea scheduled the next one, {@link nextDelayMs} from now. */
+  private attemptFailed(host: string, reconnecting: boolean): void {
     this.failedAttempts++;
-    // After a refused login rhea does not reconnect; do not claim it does.
-    if (!this.refused && !this.hooks.closed()) this.hooks.state({ state: 'reconnecting', host, attempt: this.failedAttempts, delayMs: 0 });
+    // After a refused login or a wrong protocol rhea does not reconnect; do not claim it does.
+    if (reconnecting && !this.refused && !this.hooks.closed()) {
+      this.hooks.state({
+        state: 'reconnecting',
+        host,
+        attempt: this.failedAttempts,
+        delayMs: this.nextDelayMs,
+        ...(this.lastError ? { reason: this.lastError } : {}),
+      });
+    }
     this.wake();
   }
 
@@ -201,10 +259,11 @@ export class Amqp1Connection {
    * with WrongProtocol and rhea stops reconnecting, as after a refused login.
    */
   private async probe(host: TransportHost): Promise<void> {
-    const speaks = await probeProtocol(host, 2000, this.closing.signal);
+    const secure = this.url.tls ? tlsOptions(this.config.tls) : undefined;
+    const speaks = await probeProtocol(host, 2000, this.closing.signal, secure);
     if (speaks !== 'AMQP 0-9-1' || this.hooks.closed() || this.open_) return;
-    this.lastError = wrongProtocol(host, 'AMQP 1.0', 'connecting').message;
-    this.refused = (what) => wrongProtocol(host, 'AMQP 1.0', what);
+    this.lastError = wrongProtocol(host, 'AMQP 1.0', 'connecting', this.url.tls).message;
+    this.refused = (what) => wrongProtocol(host, 'AMQP 1.0', what, this.url.tls);
     if (this.conn) stopReconnect(this.conn);
   }
 

@@ -348,7 +348,13 @@ export class RabbitConnection extends EventEmitter {
         }
       }
       const delay = this.backoff();
-      this.setState({ state: 'reconnecting', host, attempt: this.failedAttempts, delayMs: delay });
+      this.setState({
+        state: 'reconnecting',
+        host,
+        attempt: this.failedAttempts,
+        delayMs: delay,
+        ...(this.lastError ? { reason: this.lastError } : {}),
+      });
       await new Promise<void>((resolve) => {
         this.wakeSleep = resolve;
         this.sleepTimer = setTimeout(resolve, delay);
@@ -361,8 +367,8 @@ export class RabbitConnection extends EventEmitter {
   /**
    * Whether a failed attempt on `h` cannot be helped by retrying, and the error to say so: a
    * refused login or vhost (AccessRefused), or a peer that turns out to speak AMQP 1.0
-   * (WrongProtocol, asked only after a handshake failure on a socket that did connect, and not
-   * over TLS, where the probe's plain header would prove nothing).
+   * (WrongProtocol, asked only after a handshake failure on a socket that did connect; over TLS
+   * the probe runs inside TLS with the client's own TLS options).
    */
   private async refusalOf(h: TransportHost, message: string, handshakeFailed: boolean): Promise<((what: string) => Error) | undefined> {
     if (this.authProblem) {
@@ -373,11 +379,12 @@ export class RabbitConnection extends EventEmitter {
         );
     }
     // Closing or stopping: our own close broke the handshake, there is nobody to tell.
-    if (this.over || !handshakeFailed || this.url.tls || !isHandshakeFailure(message)) return undefined;
-    const speaks = await probeProtocol(h, Math.min(this.config.rabbit.connectTimeout, 2000), this.aborter.signal);
+    if (this.over || !handshakeFailed || !isHandshakeFailure(message)) return undefined;
+    const secure = this.url.tls ? tlsOptions(this.config.tls) : undefined;
+    const speaks = await probeProtocol(h, Math.min(this.config.rabbit.connectTimeout, 2000), this.aborter.signal, secure);
     if (speaks !== 'AMQP 1.0') return undefined;
-    this.lastError = wrongProtocol(h, 'AMQP 0-9-1', 'connecting').message;
-    return (what) => wrongProtocol(h, 'AMQP 0-9-1', what);
+    this.lastError = wrongProtocol(h, 'AMQP 0-9-1', 'connecting', this.url.tls).message;
+    return (what) => wrongProtocol(h, 'AMQP 0-9-1', what, this.url.tls);
   }
 
   /** Closes `model`, or drops its socket when the broker does not answer within the grace. */

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CONFIG_KEYS, nearestKey } from '../../config/index.js';
+import { CONFIG_KEYS, closeKey } from '../../config/index.js';
 import { ConfigError } from '../../core/errors.js';
 import { importModule } from '../load-endpoints.js';
 import type { WatchOptions } from './reloader.js';
@@ -59,7 +59,10 @@ function object(value: unknown, where: string): Record<string, unknown> {
 
 function onlyKnown(obj: Record<string, unknown>, known: readonly string[], where: string): void {
   for (const k of Object.keys(obj)) {
-    if (!known.includes(k)) fail(where, `unknown key '${k}'; did you mean '${nearestKey(k, known)}'?`, k);
+    if (!known.includes(k)) {
+      const guess = closeKey(k, known);
+      fail(where, `unknown key '${k}'${guess ? `; did you mean '${guess}'?` : ''}`, k);
+    }
   }
 }
 
@@ -96,7 +99,7 @@ function configSection(value: unknown, where: string): Record<string, unknown> {
       else
         fail(
           `${where}.${key}`,
-          `unknown configuration key '${key}'; did you mean '${nearestKey(key)}'? (hermod run --help-config lists them)`,
+          `unknown configuration key '${key}'${closeKey(key) ? `; did you mean '${closeKey(key)}'?` : ''} (hermod run --help-config lists them)`,
           key,
         );
     }
