@@ -53,8 +53,10 @@ async function rawClient(url: string, queue: string): Promise<CallerClient> {
 }
 
 async function hermodClient(url: string, topic: string, server: string): Promise<CallerClient> {
-  const { defaultConfig, getTransport, RPCClient, Target } = await import('../src/index.js');
-  const tr = await getTransport(url, { config: defaultConfig(), overrides: { 'rpc.maxInFlight': 4096 } });
+  const { getTransport, loadConfig, RPCClient, Target } = await import('../src/index.js');
+  // The environment's HERMOD_* options apply, as they do to the rpc-server CLI it calls
+  // (e.g. HERMOD_RABBIT_DIRECT_REPLY_TO=true to measure that mode).
+  const tr = await getTransport(url, { config: loadConfig(), overrides: { 'rpc.maxInFlight': 4096 } });
   const client = new RPCClient(tr, new Target({ topic, server }), { timeout: 30_000 });
   return { call: (v) => client.call({}, 'echo', { v }), close: () => tr.close() };
 }

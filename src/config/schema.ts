@@ -134,6 +134,11 @@ export const SCHEMA = {
       true,
       'Calls and casts nobody is bound for fail at once with MessageUndeliverable (false: dropped by the broker as oslo does by default; a call then times out)',
     ),
+    directReplyTo: opt(
+      'bool',
+      false,
+      'Replies to calls come by RabbitMQ direct reply-to (amq.rabbitmq.reply-to) instead of a reply_<uuid> queue; calls in flight fail at once when the connection drops',
+    ),
     haQueues: opt('bool', false, 'x-ha-policy: all on topic, server, reply and fanout queues (rabbit_ha_queues)'),
     quorumDeliveryLimit: opt('int-range', 0, 'x-delivery-limit of quorum queues; 0 = unset'),
   },

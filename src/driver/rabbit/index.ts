@@ -1,4 +1,4 @@
-import type { Message } from 'amqplib';
+import type { ChannelModel, Message } from 'amqplib';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
 import { ClosedError, ConfigError, MessageUndeliverable, TransportError } from '../../core/errors.js';
@@ -18,11 +18,23 @@ import type {
 import { DriverBase } from '../driver-base.js';
 import { unenvelope, wrap } from '../envelope.js';
 import { RabbitConnection } from './connection.js';
+import { DIRECT_REPLY_TO, DirectReplyTo } from './direct-reply.js';
 import { RabbitListener, type ReplySender } from './listener.js';
 import { Publisher } from './publisher.js';
 import { ReplyQueue } from './reply-queue.js';
 import { type QueueBinding, requestRoute, Topology } from './topology.js';
 import { addCallFields, notificationDict, replyDict, requestDict } from './wire.js';
+
+const DIRECT_REPLY_PREFIX = `${DIRECT_REPLY_TO}.`;
+
+/** Where a client's replies come: its `reply_<uuid>` queue, or a direct reply-to channel. */
+interface Replies {
+  readonly name: string;
+  setup(model: ChannelModel): Promise<void>;
+  ensure(deadline: number, retry: number, what: string): Promise<void>;
+  sent(msgId: string, replyTo: string): void;
+  forget(msgId: string): void;
+}
 
 /**
  * The RabbitMQ driver (AMQP 0-9-1, amqplib), on oslo.messaging's rabbit wire format: the
@@ -36,7 +48,7 @@ export class RabbitDriver extends DriverBase implements Driver {
   private readonly conn: RabbitConnection;
   private readonly topology: Topology;
   private readonly publisher: Publisher;
-  private readonly replies: ReplyQueue;
+  private readonly replies: Replies;
 
   constructor(url: TransportUrl, config: HermodConfig) {
     super(url, config);
@@ -46,7 +58,11 @@ export class RabbitDriver extends DriverBase implements Driver {
     // Replies to calls in flight still reach the reply queue after a connection loss (it
     // outlives the connection by rabbit.transientQueuesTtl), so those calls complete after the
     // reconnect; the reply queue fails them at once when it was lost with the broker.
-    this.replies = new ReplyQueue(this.topology.replyQueueName(), this.conn, this.waiter, this.topology.transientQueue());
+    // With rabbit.directReplyTo, replies come to the publisher connection's direct reply-to
+    // channel instead; calls in flight when it goes fail at once (direct-reply.ts).
+    this.replies = config.rabbit.directReplyTo
+      ? new DirectReplyTo(this.conn, this.waiter)
+      : new ReplyQueue(this.topology.replyQueueName(), this.conn, this.waiter, this.topology.transientQueue());
     void this.conn.addHook(async (m) => {
       await this.publisher.setup(m);
       await this.replies.setup(m);
@@ -96,9 +112,11 @@ export class RabbitDriver extends DriverBase implements Driver {
       return undefined;
     }
     const msgId = uuidHex();
-    addCallFields(msg, msgId, this.replies.name, opts.callMonitorTimeout);
-    const body = this.enveloped(msg, what);
+    // The reply address first: a direct reply-to address is known once its channel is open.
     await this.replies.ensure(deadline, retry, what);
+    const replyTo = this.replies.name;
+    addCallFields(msg, msgId, replyTo, opts.callMonitorTimeout);
+    const body = this.enveloped(msg, what);
     const reply = this.waiter.wait(msgId, {
       timeout: Math.max(1, deadline - Date.now()),
       callMonitorTimeout: opts.callMonitorTimeout ?? 0,
@@ -107,7 +125,7 @@ export class RabbitDriver extends DriverBase implements Driver {
     reply.catch(() => {});
     try {
       await this.publisher.publish({ ...publication, body, confirm: false });
-      this.replies.sent(msgId);
+      this.replies.sent(msgId, replyTo);
     } catch (err) {
       this.waiter.fail(msgId, err as Error);
     }
@@ -137,7 +155,12 @@ export class RabbitDriver extends DriverBase implements Driver {
     });
   }
 
-  /** Publishes a reply (or heartbeat) to a caller's reply queue: mandatory, on the default exchange. */
+  /**
+   * Publishes a reply (or heartbeat) to a caller's reply queue: mandatory, on the default
+   * exchange. A caller's direct reply-to address is the exception: RabbitMQ (3.10) returns a
+   * mandatory message sent there as unroutable even when it delivered it, so that one goes
+   * without the flag (a caller that is gone cannot be told about anyway).
+   */
   private readonly sendReply: ReplySender = async (to, reply) => {
     const uniqueId = uuidHex();
     await this.publisher.publish({
@@ -145,7 +168,7 @@ export class RabbitDriver extends DriverBase implements Driver {
       key: to.replyQueue,
       body: this.enveloped(replyDict(to.msgId, reply, uniqueId), 'reply'),
       uniqueId,
-      mandatory: true,
+      mandatory: !to.replyQueue.startsWith(DIRECT_REPLY_PREFIX),
       confirm: true,
       deadline: Date.now() + this.config.rpc.responseTimeout,
       retry: -1,

@@ -149,6 +149,11 @@ export class Publisher {
     }
   }
 
+  /** Whether `p` needs an exchange or notifier queue not yet declared on the current channels. */
+  private undeclared(p: Publication): boolean {
+    return (p.exchange !== undefined && !this.declared.has(p.exchange.name)) || p.declare !== undefined;
+  }
+
   private async declare(ch: Channel, p: Publication): Promise<void> {
     if (p.exchange && !this.declared.has(p.exchange.name)) {
       await this.topology.declareExchange(ch, p.exchange);
@@ -167,9 +172,10 @@ export class Publisher {
     const content = Buffer.from(p.body, 'utf8');
     let attempts = 0;
     for (;;) {
-      const chans = await this.channels(p);
+      // The hot path (connected, channels open, exchange declared) takes no await before the send.
+      const chans = this.chans && this.conn.isOpen ? this.chans : await this.channels(p);
       try {
-        await this.declare(chans.confirms, p);
+        if (this.undeclared(p)) await this.declare(chans.confirms, p);
         while (this.drained) await this.drained;
         await this.send(p.confirm ? chans.confirms : chans.calls, p, content);
         return;

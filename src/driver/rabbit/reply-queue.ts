@@ -1,11 +1,9 @@
 import type { ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import { TransportError } from '../../core/errors.js';
-import { unenvelope } from '../envelope.js';
 import type { ReplyWaiter } from '../reply-waiter.js';
 import type { RabbitConnection } from './connection.js';
 import { declaring } from './declare-errors.js';
-import { DedupRing } from './dedup.js';
-import { parseFailure } from './wire.js';
+import { ReplyDispatch } from './reply-dispatch.js';
 
 /**
  * The caller's `reply_<uuid>` queue (`reply_<host>:<process>:<n>` with the queue manager): declared and consumed on the first call and again on every
@@ -19,9 +17,7 @@ export class ReplyQueue {
   private ready: Promise<void> | undefined;
   /** The connection the consumer was set up on. */
   private model: ChannelModel | undefined;
-  private readonly dedup = new DedupRing();
-  /** Partial results of old-style replies (result first, `ending` later), by `_msg_id`. */
-  private readonly partial = new Map<string, { result: unknown; failure: unknown }>();
+  private readonly dispatch: ReplyDispatch;
   /** Calls whose request went out naming this queue: the ones a lost queue leaves without a reply. */
   private readonly published = new Set<string>();
 
@@ -30,7 +26,9 @@ export class ReplyQueue {
     private readonly conn: RabbitConnection,
     private readonly waiter: ReplyWaiter,
     private readonly options: Options.AssertQueue,
-  ) {}
+  ) {
+    this.dispatch = new ReplyDispatch(waiter);
+  }
 
   /** Setup hook: re-declares and consumes the queue on a reconnect, once a call has used it. */
   async setup(model: ChannelModel): Promise<void> {
@@ -59,7 +57,7 @@ export class ReplyQueue {
 
   /** Drops what is kept for a call that has ended. */
   forget(msgId: string): void {
-    this.partial.delete(msgId);
+    this.dispatch.forget(msgId);
     this.published.delete(msgId);
   }
 
@@ -94,7 +92,7 @@ export class ReplyQueue {
             }
           });
         }
-        this.onReply(msg);
+        this.dispatch.onReply(msg.content);
       },
       { noAck: false },
     );
@@ -120,30 +118,5 @@ export class ReplyQueue {
     const err = new TransportError(`the reply queue ${this.name} was lost with the broker (restarted?); the call's reply cannot arrive`);
     for (const id of [...this.published]) this.waiter.fail(id, err);
     this.published.clear();
-  }
-
-  private onReply(msg: ConsumeMessage): void {
-    let data: Record<string, unknown>;
-    try {
-      data = unenvelope(msg.content);
-    } catch {
-      return;
-    }
-    if (this.dedup.seen(data._unique_id)) return;
-    this.dedup.add(data._unique_id);
-    const id = data._msg_id;
-    if (typeof id !== 'string') return;
-    const { result, failure } = data;
-    if (data.ending !== true) {
-      // oslo < 2 sent the result first and `ending` separately; keep it for the final message.
-      if ((result !== null && result !== undefined) || failure) this.partial.set(id, { result, failure });
-      this.waiter.heartbeat(id);
-      return;
-    }
-    const early = this.partial.get(id);
-    this.partial.delete(id);
-    const f = failure ?? early?.failure;
-    if (f) this.waiter.resolve(id, { failure: parseFailure(f) });
-    else this.waiter.resolve(id, { result: result ?? early?.result ?? null });
   }
 }
