@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 // `npm run demo`: the embedded router, two rpc-server processes on one topic, and a client
 // showing a call, a cast, a server-directed call, a fanout cast, a remote error and a long
-// call kept alive by heartbeats. Everything runs on loopback and shuts down cleanly.
+// call kept alive by heartbeats; then `hermod run` with two workers and a metrics scrape.
+// Everything runs on loopback and shuts down cleanly.
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
+import { demoRun } from '../src/cli/demo-run.js';
 import { defaultConfig, getTransport, type RemoteError, RPCClient, Target } from '../src/index.js';
 import { Router } from '../src/router/router.js';
 
@@ -12,6 +15,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 // Bold only on a terminal, and never with NO_COLOR (https://no-color.org).
 const bold = process.stdout.isTTY === true && !process.env.NO_COLOR;
 const say = (s: string) => process.stdout.write(bold ? `\n\x1b[1m▶ ${s}\x1b[0m\n` : `\n▶ ${s}\n`);
+// Values as plain text: console.log would colour them whenever FORCE_COLOR is set, NO_COLOR or not.
+const show = (v: unknown) => inspect(v, { colors: false });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
@@ -48,7 +53,7 @@ async function main(): Promise<void> {
     const ctx = { request_id: 'req-demo-1', user: 'demo' };
 
     say("call add(a=2, b=3) on topic 'demo' (any server)");
-    console.log('    result:', await client.call(ctx, 'add', { a: 2, b: 3 }));
+    console.log(`    result: ${show(await client.call(ctx, 'add', { a: 2, b: 3 }))}`);
 
     say("cast echo(value='fire and forget') (no reply)");
     await client.cast(ctx, 'echo', { value: 'fire and forget' });
@@ -75,7 +80,10 @@ async function main(): Promise<void> {
     );
     const t0 = Date.now();
     const slept = await client.call(ctx, 'sleep', { seconds: 3 }, { callMonitorTimeout: 2000 });
-    console.log(`    result after ${((Date.now() - t0) / 1000).toFixed(1)} s:`, slept);
+    console.log(`    result after ${((Date.now() - t0) / 1000).toFixed(1)} s: ${show(slept)}`);
+
+    // hermod run: two workers and one metrics scrape (src/cli/demo-run.ts).
+    await demoRun(path.join(here, 'hermod.js'), url, transport, { say, line: (text) => console.log(`    ${text}`) });
   } finally {
     await transport.close();
     say('shutting down: SIGTERM to the servers (they finish in-flight work), then the router');
