@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import amqplib, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { Command } from 'commander';
 import { defaultConfig, getTransport, RPCClient, Target, type Transport } from '../src/index.js';
+import { opsBench } from './ops.js';
 import { callRounds, peersInstalled, type System } from './rounds.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -25,6 +26,7 @@ interface Opts {
   oslo: boolean;
   peers: boolean;
   gateway: boolean;
+  ops: boolean;
   rounds: number;
   only?: 'rabbit' | 'router' | 'calls';
 }
@@ -38,6 +40,7 @@ const program = new Command('bench')
   .option('--no-oslo', 'skip the oslo.messaging peer rows')
   .option('--no-peers', 'skip the NestJS and Moleculer rows')
   .option('--no-gateway', 'skip the gateway rows (bench/gateway.ts)')
+  .option('--no-ops', 'skip the operations rows (bench/ops.ts: workers, metrics cost, reload soak)')
   .option('--rounds <n>', 'alternating rounds of workloads 1 and 2', (v) => Number(v), 3)
   .option(
     '--only <section>',
@@ -607,6 +610,11 @@ async function gatewayRows(rabbitUrl: string): Promise<string> {
   return out;
 }
 
+function opsRows(transportUrl: string): Promise<string[]> {
+  const only = new Set(['workers', 'metrics', 'reload']);
+  return opsBench({ transportUrl, calls: opts.calls, rounds: opts.rounds, concurrency: opts.concurrency, reloads: 1000, only });
+}
+
 async function main(): Promise<void> {
   const rows: Row[] = [];
   const add = (name: string, unit: string, v: Partial<Row>, better: Row['better'] = 'higher') => {
@@ -620,6 +628,7 @@ async function main(): Promise<void> {
     const rabbitUrl = runRabbit ? await rabbitSection(add, cleanups, payload, opts.calls) : undefined;
     if (runRouter) await routerSection(add, cleanups, payload, opts.calls);
     const gateway = opts.gateway && opts.only === undefined ? await gatewayRows(rabbitUrl!) : undefined;
+    const ops = opts.ops && opts.only === undefined ? await opsRows(rabbitUrl!) : undefined;
 
     const f = (v: number | undefined, unit: string) =>
       v === undefined ? '—' : unit === 'ms' ? v.toFixed(3) : unit === 'MB' ? v.toFixed(1) : Math.round(v).toLocaleString('en-US');
@@ -670,6 +679,7 @@ async function main(): Promise<void> {
     );
     process.stdout.write(`${out}\n\n${notes.join('\n')}\n`);
     if (gateway) process.stdout.write(`\ngateway (bench/gateway.ts, same RabbitMQ node):\n${gateway}`);
+    if (ops) process.stdout.write(`\noperations (bench/ops.ts, same RabbitMQ node):\n${ops.join('\n')}\n`);
     if (opts.json) {
       writeFileSync(opts.json, JSON.stringify({ machine, options: opts, rows, at: new Date().toISOString() }, null, 2));
       process.stderr.write(`results written to ${opts.json}\n`);

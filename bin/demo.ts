@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // `npm run demo`: the embedded router, two rpc-server processes on one topic, and a client
 // showing a call, a cast, a server-directed call, a fanout cast, a remote error, a long
-// call kept alive by heartbeats and a job followed to its result. Everything runs on loopback and shuts down cleanly.
+// call kept alive by heartbeats and a job followed to its result; then `hermod run` with two
+// workers and a metrics scrape. Everything runs on loopback and shuts down cleanly.
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
 import { demoJob } from '../src/cli/demo-job.js';
+import { demoRun } from '../src/cli/demo-run.js';
 import { defaultConfig, getTransport, type RemoteError, RPCClient, Target } from '../src/index.js';
 import { Router } from '../src/router/router.js';
 
@@ -13,6 +16,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 // Bold only on a terminal, and never with NO_COLOR (https://no-color.org).
 const bold = process.stdout.isTTY === true && !process.env.NO_COLOR;
 const say = (s: string) => process.stdout.write(bold ? `\n\x1b[1m▶ ${s}\x1b[0m\n` : `\n▶ ${s}\n`);
+// Values as plain text: console.log would colour them whenever FORCE_COLOR is set, NO_COLOR or not.
+const show = (v: unknown) => inspect(v, { colors: false });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
@@ -49,7 +54,7 @@ async function main(): Promise<void> {
     const ctx = { request_id: 'req-demo-1', user: 'demo' };
 
     say("call add(a=2, b=3) on topic 'demo' (any server)");
-    console.log('    result:', await client.call(ctx, 'add', { a: 2, b: 3 }));
+    console.log(`    result: ${show(await client.call(ctx, 'add', { a: 2, b: 3 }))}`);
 
     say("cast echo(value='fire and forget') (no reply)");
     await client.cast(ctx, 'echo', { value: 'fire and forget' });
@@ -76,9 +81,12 @@ async function main(): Promise<void> {
     );
     const t0 = Date.now();
     const slept = await client.call(ctx, 'sleep', { seconds: 3 }, { callMonitorTimeout: 2000 });
-    console.log(`    result after ${((Date.now() - t0) / 1000).toFixed(1)} s:`, slept);
+    console.log(`    result after ${((Date.now() - t0) / 1000).toFixed(1)} s: ${show(slept)}`);
 
     await demoJob(url, ctx, say);
+
+    // hermod run: two workers and one metrics scrape (src/cli/demo-run.ts).
+    await demoRun(path.join(here, 'hermod.js'), url, transport, { say, line: (text) => console.log(`    ${text}`) });
   } finally {
     await transport.close();
     say('shutting down: SIGTERM to the servers (they finish in-flight work), then the router');

@@ -12,6 +12,7 @@ import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { type ConfigValues, closeKey, type HermodConfig, loadConfig } from '../src/config/index.js';
 import { ConfigError } from '../src/core/errors.js';
+import { exposeMetrics, Metrics, type MetricsServer, parseMetricsAddress, serveClusterMetrics } from '../src/ops/metrics.js';
 import { DEFAULT_RUN_FILES, parseWorkers, readRunFile, type ServiceSpec } from '../src/ops/run/config.js';
 import type { WatchOptions } from '../src/ops/run/reloader.js';
 import { ServiceGroup } from '../src/ops/run/services.js';
@@ -48,10 +49,20 @@ async function runCommand(argv: string[]): Promise<void> {
     .option('--watch', 'reload endpoint modules when they or their local imports change')
     .option('--watch-polling [ms]', 'as --watch, polling file stats every ms (containers, network filesystems; default 300)')
     .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long running requests may finish (default rpc.stopTimeout, 25 s)')
+    .option(
+      '--metrics-port <[host:]port>',
+      "serve Prometheus metrics (every worker's, summed) at http://host:port/metrics; over the file's metricsPort",
+    )
     .addHelpText('after', '\nAlso: --config key=value | --config key value, --config-file file.json, --help-config')
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
-  const o = program.opts<{ workers?: string; watch?: boolean; watchPolling?: string | true; shutdownTimeout?: string }>();
+  const o = program.opts<{
+    workers?: string;
+    watch?: boolean;
+    watchPolling?: string | true;
+    shutdownTimeout?: string;
+    metricsPort?: string;
+  }>();
   const cliWorkers = o.workers === undefined ? undefined : parseWorkers(o.workers, '--workers');
   const file = (program.args[0] as string | undefined) ?? DEFAULT_RUN_FILES.find((f) => existsSync(f));
   if (!file) throw new UsageError(`no run file named and none of ${DEFAULT_RUN_FILES.join(', ')} here`);
@@ -83,8 +94,12 @@ async function runCommand(argv: string[]): Promise<void> {
   const worker = workerNumber();
   const log = makeLogger(base, worker === undefined ? 'hermod run' : `hermod run worker ${worker}`);
   const count = Math.max(...spec.services.map(workersOf));
+  const metricsAt = o.metricsPort ?? spec.metricsPort;
+  if (metricsAt !== undefined) parseMetricsAddress(metricsAt);
 
   if (worker === undefined && count > 1) {
+    // One scrape for the whole run: the primary sums what every worker's Metrics counted.
+    const metrics = metricsAt === undefined ? undefined : await serveClusterMetrics(parseMetricsAddress(metricsAt));
     const supervisor = new WorkerSupervisor({ count, log });
     handleShutdown({
       log,
@@ -92,16 +107,31 @@ async function runCommand(argv: string[]): Promise<void> {
       target: {
         pending: () => (supervisor.alive() > 0 ? `${supervisor.alive()} worker(s)` : ''),
         aborted: () => supervisor.aborted(),
-        graceful: (deadline) => supervisor.stop(deadline),
-        abort: () => supervisor.abort(),
+        graceful: async (deadline) => {
+          const failed = await supervisor.stop(deadline);
+          await metrics?.close();
+          return failed;
+        },
+        abort: async () => {
+          await supervisor.abort();
+          await metrics?.close();
+        },
       },
     });
     log.info(`starting ${count} workers for ${spec.services.length} service(s) from ${file}`, { workers: count });
+    if (metrics) log.info(`metrics of all workers at ${metrics.url}`, { event: 'metrics', url: metrics.url });
     supervisor.start();
     return;
   }
 
   logConnectionState(log);
+  let metrics: MetricsServer | undefined;
+  if (metricsAt !== undefined && worker !== undefined)
+    new Metrics().start(); // answers the primary's scrapes
+  else if (metricsAt !== undefined) {
+    metrics = await exposeMetrics(metricsAt);
+    log.info(`metrics at ${metrics.url}`, { event: 'metrics', url: metrics.url });
+  }
   const group = new ServiceGroup({
     services: spec.services.filter((s) => worker === undefined || workersOf(s) >= worker),
     ...(worker === undefined ? {} : { worker }),
@@ -109,6 +139,7 @@ async function runCommand(argv: string[]): Promise<void> {
     configFor: (s) => configs.get(s)!,
     log,
     watch,
+    beacons: spec.beacons ?? false,
   });
   const shutdown = handleShutdown({
     log,
@@ -118,9 +149,14 @@ async function runCommand(argv: string[]): Promise<void> {
       aborted: () => group.aborted(),
       graceful: async (deadline) => {
         await group.stop();
-        return group.wait(deadline);
+        const aborted = await group.wait(deadline);
+        await metrics?.close();
+        return aborted;
       },
-      abort: () => group.abort(),
+      abort: async () => {
+        await group.abort();
+        await metrics?.close();
+      },
     },
   });
   if (worker !== undefined) onPrimaryStop((reason) => shutdown.stop(reason));
@@ -138,7 +174,7 @@ async function main(): Promise<void> {
   if (!command) {
     const guess = closeKey(name, Object.keys(COMMANDS));
     throw new UsageError(
-      `unknown command '${name}'${guess ? `; did you mean '${guess}'?` : ` (commands: ${Object.keys(COMMANDS).join(', ')})`}`,
+      `unknown command '${name}'${guess ? `; did you mean '${guess}'?` : ''} (commands: ${Object.keys(COMMANDS).join(', ')})`,
     );
   }
   await command.main(argv);

@@ -12,6 +12,7 @@ import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { type ConnectionState, getTransport, RPCServer, type ServerRequestEvent, Target } from '../src/index.js';
 import { importModule } from '../src/ops/load-endpoints.js';
 import { exposeMetrics } from '../src/ops/metrics.js';
+import { PresenceBeacon } from '../src/ops/status/beacon.js';
 
 async function main(): Promise<void> {
   const { config: loaded, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
@@ -26,6 +27,7 @@ async function main(): Promise<void> {
       .option('--endpoints <modules...>', 'ES modules whose default export is an endpoint, a list of them, a class or a factory')
       .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL}, the embedded router)`)
       .option('--metrics-port <[host:]port>', 'serve Prometheus metrics at http://host:port/metrics (host 127.0.0.1 unless given)')
+      .option('--beacon [ms]', 'send presence beacons for `hermod status` every ms (default 5000)', intAtLeast(50))
       .option('--concurrency <n>', `requests run at once (default rpc.serverConcurrency, ${loaded.rpc.serverConcurrency})`, intAtLeast(1))
       .option(
         '--shutdown-timeout <seconds>',
@@ -54,6 +56,7 @@ async function main(): Promise<void> {
       shutdownTimeout?: string;
       stopJobs?: 'wait' | 'abort';
       metricsPort?: string;
+      beacon?: number | true;
     } & LogFlags
   >();
   const config = applyLogFlags(loaded, o);
@@ -69,6 +72,7 @@ async function main(): Promise<void> {
   if (metrics) log.info(`metrics at ${metrics.url}`);
   const transport = await getTransport(o.transportUrl, { config });
   const server = new RPCServer(transport, target, endpoints, o.concurrency ? { concurrency: o.concurrency } : {});
+  const beacon = o.beacon === undefined ? undefined : new PresenceBeacon(server, o.beacon === true ? {} : { intervalMs: o.beacon });
 
   // A request that succeeded is logged at debug, one that failed at info: at info, a line per
   // request would cost a busy server much of its throughput (README "Logging").
@@ -103,7 +107,7 @@ async function main(): Promise<void> {
       },
       aborted: () => server.stats().aborted,
       graceful: async (deadline) => {
-        await server.stop(o.stopJobs ? { jobs: o.stopJobs } : {});
+        await Promise.all([server.stop(o.stopJobs ? { jobs: o.stopJobs } : {}), beacon?.stop()]);
         const res = await server.wait(deadline);
         await transport.close();
         await metrics?.close();
@@ -111,6 +115,7 @@ async function main(): Promise<void> {
       },
       // Their callers get ServerStopped; unacknowledged requests go back to the broker.
       abort: async () => {
+        beacon?.abort();
         await server.abort();
         await transport.close();
         await metrics?.close();
@@ -125,6 +130,7 @@ async function main(): Promise<void> {
   });
   await server.start();
   if (shutdown.stopping) return;
+  beacon?.start();
   log.info(
     `serving topic ${o.topic} as ${name} on ${transport.url} (exchange ${target.exchange ?? config.controlExchange}): ${endpoints.map(describeEndpoint).join('; ')}`,
   );

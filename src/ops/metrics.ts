@@ -332,20 +332,26 @@ function defineMetrics(registry: Registry, buckets: readonly number[]) {
   };
 }
 
+/** A `[host:]port` metrics address (`9100`, `0.0.0.0:9100`, `[::1]:9100`); `what` names it in the error. */
+export function parseMetricsAddress(spec: string, what = '--metrics-port'): { port: number; host?: string } {
+  const m = /^(?:(.*):)?(\d{1,5})$/.exec(spec.trim());
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || port > 65535) throw new InvalidArgument(`${what} wants [host:]port, got ${JSON.stringify(spec)}`);
+  const host = m[1]?.replace(/^\[(.*)\]$/, '$1');
+  return host ? { port, host } : { port };
+}
+
 /**
  * What `--metrics-port [host:]port` does in the CLIs: starts a {@link Metrics} and serves it
  * (host 127.0.0.1 unless given, e.g. `0.0.0.0:9100` for a scraper on another host). `close()`
  * stops both.
  */
 export async function exposeMetrics(spec: string): Promise<MetricsServer> {
-  const m = /^(?:(.*):)?(\d{1,5})$/.exec(spec.trim());
-  const port = m ? Number(m[2]) : Number.NaN;
-  if (!m || port > 65535) throw new InvalidArgument(`--metrics-port wants [host:]port, got ${JSON.stringify(spec)}`);
+  const address = parseMetricsAddress(spec);
   const metrics = new Metrics();
   metrics.start();
-  const host = m[1]?.replace(/^\[(.*)\]$/, '$1');
   try {
-    const server = await serveMetrics(metrics, { port, ...(host ? { host } : {}) });
+    const server = await serveMetrics(metrics, address);
     return {
       port: server.port,
       url: server.url,

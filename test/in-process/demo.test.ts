@@ -36,4 +36,29 @@ t('npm run demo runs router, servers and client to the end and exits 0', () => {
   assert.match(run.stdout, /all stopped/);
 });
 
+t('the demo shows hermod run with two workers sharing the calls and one scrape summing them, without escape codes', () => {
+  // NO_COLOR and a pipe: plain text only.
+  const run = spawnSync(process.execPath, [path.join(root, 'dist/bin/demo.js')], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, NO_COLOR: '1' },
+  });
+  assert.is(run.status, 0, run.stdout + run.stderr);
+  assert.not.ok(run.stdout.includes('\u001b['), 'no escape codes');
+  assert.match(run.stdout, /\[hermod run\] worker 1 started/);
+  assert.match(run.stdout, /\[hermod run\] worker 2 started/);
+  const spread = /answered by calc-1 × (\d+), calc-2 × (\d+)/.exec(run.stdout);
+  assert.ok(spread, `both workers answered:\n${run.stdout}`);
+  assert.is(Number(spread[1]) + Number(spread[2]), 20);
+  const scraped = [...run.stdout.matchAll(/oslo_messaging_rpc_server_invocation_end_total\{[^}]*server="(calc-[12])"[^}]*\} (\d+)/g)];
+  assert.equal(
+    scraped.map((m) => `${m[1]} ${m[2]}`),
+    [`calc-1 ${spread[1]}`, `calc-2 ${spread[2]}`],
+    'the scrape counts what each worker answered',
+  );
+  assert.match(run.stdout, /20 calls counted over both workers in one scrape/);
+  assert.match(run.stdout, /hermod run exited with status 0/);
+});
+
 t.run();

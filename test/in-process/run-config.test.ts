@@ -18,6 +18,8 @@ test('run file: a valid file resolves paths and keeps every field', () => {
     {
       workers: 2,
       watch: { usePolling: true, interval: 500 },
+      metricsPort: '0.0.0.0:9100',
+      beacons: { intervalMs: 2000, version: '2.0.1' },
       config: { transportUrl: 'rabbit://h/', rpc: { responseTimeout: '5s' } },
       services: {
         compute: {
@@ -45,10 +47,15 @@ test('run file: a valid file resolves paths and keeps every field', () => {
   assert.equal(c.config, { 'rpc.sendTraceback': true });
   assert.equal(spec.config, { transportUrl: 'rabbit://h/', 'rpc.responseTimeout': '5s' });
   assert.equal(spec.watch, { usePolling: true, interval: 500 });
+  assert.is(spec.metricsPort, '0.0.0.0:9100');
+  assert.equal(spec.beacons, { intervalMs: 2000, version: '2.0.1' });
+  const plain = parseRunSpec({ metricsPort: 9100, beacons: true, services: { a: ok } }, 'h.json');
+  assert.equal([plain.metricsPort, plain.beacons], ['9100', {}]);
+  assert.equal(parseRunSpec({ services: { a: ok } }, 'h.json').beacons, false, 'beacons are off unless asked');
   assert.is(spec.services[1]!.server, os.hostname(), 'the server name defaults to the host name');
 });
 
-test('run file: unknown keys name the nearest known key, bad values their place', async () => {
+test('run file: unknown keys suggest a known key only when close, bad values name their place', async () => {
   const f = 'h.json';
   const cases: Array<[unknown, RegExp]> = [
     [{ servics: {} }, /h\.json: unknown key 'servics'; did you mean 'services'\?/],
@@ -58,6 +65,12 @@ test('run file: unknown keys name the nearest known key, bad values their place'
       /services\.a\.config\.rpc\.responseTimout: unknown configuration key .*did you mean 'rpc\.responseTimeout'/,
     ],
     [{ config: { rabit: { heartbeat: 1 } }, services: { a: ok } }, /config\.rabit: unknown configuration key 'rabit'/],
+    // Far from every key: no suggestion (a wild guess misleads), the known keys instead.
+    [{ services: { a: { ...ok, xyzzy: 1 } } }, /services\.a: unknown key 'xyzzy' \(known keys: endpoints, topic, server,/],
+    [
+      { services: { a: { ...ok, config: { frobnicate: 1 } } } },
+      /unknown configuration key 'frobnicate' \(hermod run --help-config lists them\)$/,
+    ],
     [{ services: { a: { topic: 'x' } } }, /services\.a: needs 'endpoints'/],
     [{ services: { a: { ...ok, topic: '' } } }, /services\.a\.topic: must be a non-empty string/],
     [{ services: { a: { ...ok, workers: 0 } } }, /services\.a\.workers: must be a whole number from 1 to 256 or "max"/],
@@ -65,6 +78,9 @@ test('run file: unknown keys name the nearest known key, bad values their place'
     [{ services: { a: { ...ok, concurrency: 1.5 } } }, /services\.a\.concurrency: must be a whole number ≥ 1/],
     [{ watch: { polling: true }, services: { a: ok } }, /watch: unknown key 'polling'; did you mean 'usePolling'\?/],
     [{ services: {} }, /services: declares no service/],
+    [{ metricsPort: 'http://x', services: { a: ok } }, /metricsPort: must be a port or "host:port"/],
+    [{ beacons: { interval: 1 }, services: { a: ok } }, /beacons: unknown key 'interval'; did you mean 'intervalMs'\?/],
+    [{ beacons: { intervalMs: 10 }, services: { a: ok } }, /beacons\.intervalMs: must be at least 50 ms/],
     [{ services: [ok] }, /services: must be an object, got an array/],
     [
       { services: { a: { ...ok, server: 's' }, b: { ...ok, server: 's' } } },
@@ -94,9 +110,13 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
     r = hermod(['run']);
     assert.is(r.status, 2);
     assert.match(r.stderr, /cannot read run file hermod\.config\.json/);
-    r = hermod(['rnu']);
+    r = hermod(['statsu']);
     assert.is(r.status, 2);
-    assert.match(r.stderr, /unknown command 'rnu'; did you mean 'run'\?/);
+    assert.match(r.stderr, /unknown command 'statsu'; did you mean 'status'\?/);
+    r = hermod(['deploy']);
+    assert.is(r.status, 2);
+    assert.match(r.stderr, /unknown command 'deploy' \(commands: run, status\)/);
+    assert.not.match(r.stderr, /did you mean/);
     r = spawnSync(process.execPath, [HERMOD, 'run'], { cwd: os.tmpdir(), encoding: 'utf8', timeout: 10_000 });
     assert.is(r.status, 2);
     assert.match(r.stderr, /no run file named/);

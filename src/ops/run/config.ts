@@ -1,6 +1,7 @@
 /**
  * The `hermod run` file: the services of a deployment, validated strictly. Unknown keys are
- * errors naming the nearest known key (as in the rest of the configuration); `config` sections
+ * errors that suggest a known key only when it is a likely typo (as in the rest of the
+ * configuration) and list the known ones otherwise; `config` sections
  * hold hermod configuration keys (nested or dotted), checked against the schema.
  */
 import { readFileSync } from 'node:fs';
@@ -9,6 +10,7 @@ import path from 'node:path';
 import { CONFIG_KEYS, closeKey } from '../../config/index.js';
 import { ConfigError } from '../../core/errors.js';
 import { importModule } from '../load-endpoints.js';
+import { parseMetricsAddress } from '../metrics.js';
 import type { WatchOptions } from './reloader.js';
 
 /** One service of a run file, validated, with paths resolved. */
@@ -41,11 +43,24 @@ export interface RunSpec {
   watch?: WatchOptions | false;
   /** hermod configuration of every service (dotted keys). */
   config: Record<string, unknown>;
+  /** `[host:]port` of the Prometheus endpoint (summed over the workers); `--metrics-port` wins. */
+  metricsPort?: string;
+  /** Presence beacons of every server, for `hermod status`: off unless set. */
+  beacons?: BeaconSettings | false;
 }
 
-const TOP_KEYS = ['services', 'config', 'workers', 'watch'] as const;
+/** The run file's `beacons`: `true` or these settings. */
+export interface BeaconSettings {
+  /** Every how long. @default 5000 */
+  intervalMs?: number;
+  /** The VERSION column of `hermod status` (the application's version). @default '' */
+  version?: string;
+}
+
+const TOP_KEYS = ['services', 'config', 'workers', 'watch', 'metricsPort', 'beacons'] as const;
 const SERVICE_KEYS = ['endpoints', 'topic', 'server', 'exchange', 'namespace', 'version', 'concurrency', 'workers', 'config'] as const;
 const WATCH_KEYS = ['usePolling', 'interval', 'debounceMs'] as const;
+const BEACON_KEYS = ['intervalMs', 'version'] as const;
 
 function fail(where: string, message: string, key?: string): never {
   throw new ConfigError(`${where}: ${message}`, key === undefined ? {} : { key });
@@ -59,10 +74,9 @@ function object(value: unknown, where: string): Record<string, unknown> {
 
 function onlyKnown(obj: Record<string, unknown>, known: readonly string[], where: string): void {
   for (const k of Object.keys(obj)) {
-    if (!known.includes(k)) {
-      const guess = closeKey(k, known);
-      fail(where, `unknown key '${k}'${guess ? `; did you mean '${guess}'?` : ''}`, k);
-    }
+    if (known.includes(k)) continue;
+    const guess = closeKey(k, known);
+    fail(where, `unknown key '${k}'${guess ? `; did you mean '${guess}'?` : ` (known keys: ${known.join(', ')})`}`, k);
   }
 }
 
@@ -96,12 +110,14 @@ function configSection(value: unknown, where: string): Record<string, unknown> {
       if (CONFIG_KEYS.includes(key)) out[key] = v;
       else if (v && typeof v === 'object' && !Array.isArray(v) && CONFIG_KEYS.some((c) => c.startsWith(`${key}.`)))
         walk(v as Record<string, unknown>, key);
-      else
+      else {
+        const guess = closeKey(key);
         fail(
           `${where}.${key}`,
-          `unknown configuration key '${key}'${closeKey(key) ? `; did you mean '${closeKey(key)}'?` : ''} (hermod run --help-config lists them)`,
+          `unknown configuration key '${key}'${guess ? `; did you mean '${guess}'?` : ''} (hermod run --help-config lists them)`,
           key,
         );
+      }
     }
   };
   walk(object(value, where), '');
@@ -121,6 +137,31 @@ function watchSection(value: unknown, where: string): WatchOptions | false {
   if (w.interval !== undefined) out.interval = positiveInt(w.interval, `${where}.interval`);
   if (w.debounceMs !== undefined) out.debounceMs = positiveInt(w.debounceMs, `${where}.debounceMs`);
   return out;
+}
+
+function beaconsSection(value: unknown, where: string): BeaconSettings | false {
+  if (value === undefined || value === false) return false;
+  if (value === true) return {};
+  const b = object(value, where);
+  onlyKnown(b, BEACON_KEYS, where);
+  const out: BeaconSettings = {};
+  if (b.intervalMs !== undefined) {
+    out.intervalMs = positiveInt(b.intervalMs, `${where}.intervalMs`);
+    if (out.intervalMs < 50) fail(`${where}.intervalMs`, `must be at least 50 ms, got ${out.intervalMs}`);
+  }
+  if (b.version !== undefined) out.version = text(b.version, `${where}.version`);
+  return out;
+}
+
+function metricsSection(value: unknown, where: string): string | undefined {
+  if (value === undefined) return undefined;
+  const spec = typeof value === 'number' ? String(value) : text(value, where);
+  try {
+    parseMetricsAddress(spec, where);
+  } catch {
+    fail(where, `must be a port or "host:port", got ${JSON.stringify(value)}`);
+  }
+  return spec;
 }
 
 function service(name: string, value: unknown, dir: string, where: string): ServiceSpec {
@@ -159,7 +200,10 @@ export function parseRunSpec(data: unknown, file: string): RunSpec {
     services: Object.entries(services).map(([name, v]) => service(name, v, dir, `${file}: services.${name}`)),
     watch: watchSection(top.watch, `${file}: watch`),
     config: configSection(top.config, `${file}: config`),
+    beacons: beaconsSection(top.beacons, `${file}: beacons`),
   };
+  const metricsPort = metricsSection(top.metricsPort, `${file}: metricsPort`);
+  if (metricsPort !== undefined) spec.metricsPort = metricsPort;
   if (top.workers !== undefined) spec.workers = parseWorkers(top.workers, `${file}: workers`);
   const seen = new Map<string, string>();
   for (const s of spec.services) {

@@ -11,6 +11,7 @@ import { Target } from '../../core/target.js';
 import { RPCServer } from '../../rpc/server.js';
 import { getTransport, type Transport } from '../../transport.js';
 import { type EndpointContext, loadEndpoints } from '../load-endpoints.js';
+import { PresenceBeacon, type PresenceBeaconOptions } from '../status/beacon.js';
 import type { ServiceSpec } from './config.js';
 import { EndpointReloader, type WatchOptions } from './reloader.js';
 import type { RunLogger } from './types.js';
@@ -28,12 +29,15 @@ export interface GroupOptions {
   log: RunLogger;
   /** Hot reload; false or absent: modules load once. */
   watch?: WatchOptions | false;
+  /** Presence beacons of every server (for `hermod status`); false or absent: none. */
+  beacons?: PresenceBeaconOptions | false;
 }
 
 interface Running {
   spec: ServiceSpec;
   server: RPCServer;
   reloader?: EndpointReloader;
+  beacon?: PresenceBeacon;
 }
 
 /** Endpoints that declare no `target` get the service's namespace and version. */
@@ -86,6 +90,11 @@ export class ServiceGroup {
       await rpc.start();
       if (this.stopping) return;
       await reloader?.start({ replaceEndpoints: (eps) => rpc.replaceEndpoints(withServiceTarget([...eps], spec)) });
+      if (this.options.beacons) {
+        const running = this.running.at(-1)!;
+        running.beacon = new PresenceBeacon(rpc, this.options.beacons);
+        running.beacon.start();
+      }
       log.info(
         `serving ${spec.name}: topic ${spec.topic} as ${server} on ${transport.url} (exchange ${target.exchange ?? config.controlExchange}, ${endpoints.length} endpoint(s)${reloader ? ', watching' : ''})`,
         { ...fields, event: 'serving' },
@@ -118,10 +127,10 @@ export class ServiceGroup {
     return new Map(this.running.filter((r) => r.reloader).map((r) => [r.spec.name, r.reloader!]));
   }
 
-  /** Takes no new work, at once: watchers closed, every server stopped. */
+  /** Takes no new work, at once: watchers closed, every server stopped, beacons end with a goodbye. */
   async stop(): Promise<void> {
     this.stopping = true;
-    await Promise.all(this.running.map(async (r) => Promise.all([r.reloader?.close(), r.server.stop()])));
+    await Promise.all(this.running.map(async (r) => Promise.all([r.reloader?.close(), r.server.stop(), r.beacon?.stop()])));
   }
 
   /** Waits up to `deadlineMs` for running requests, then closes; resolves with how many were aborted. */
@@ -134,6 +143,7 @@ export class ServiceGroup {
   /** Ends everything now. */
   async abort(): Promise<void> {
     this.stopping = true;
+    for (const r of this.running) r.beacon?.abort();
     await Promise.all(this.running.map(async (r) => Promise.all([r.reloader?.close(), r.server.abort()])));
     await this.close();
   }
