@@ -3,6 +3,7 @@
  * `hermod <command>`: the operations commands. Each subcommand is one row of {@link COMMANDS}
  * (its one-line summary and its main function, loaded when chosen).
  */
+import diagnostics_channel from 'node:diagnostics_channel';
 import { existsSync } from 'node:fs';
 import { Command } from 'commander';
 import { cliConfig, describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
@@ -160,6 +161,11 @@ async function runCommand(argv: string[]): Promise<void> {
     },
   });
   if (worker !== undefined) onPrimaryStop((reason) => shutdown.stop(reason));
+  // A connection that gave up (declares refused for flags a peer set while it was away) ends
+  // the services on it for good: stop, and exit as for any configuration error.
+  diagnostics_channel.subscribe('hermod:connection:state', (e) => {
+    if ((e as { state: string }).state === 'failed') shutdown.stop('a connection gave up', EXIT.usage);
+  });
   await group.start();
 }
 
