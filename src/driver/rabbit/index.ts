@@ -46,7 +46,13 @@ export class RabbitDriver extends DriverBase implements Driver {
     // Replies to calls in flight still reach the reply queue after a connection loss (it
     // outlives the connection by rabbit.transientQueuesTtl), so those calls complete after the
     // reconnect; the reply queue fails them at once when it was lost with the broker.
-    this.replies = new ReplyQueue(this.topology.replyQueueName(), this.conn, this.waiter, this.topology.transientQueue());
+    this.replies = new ReplyQueue(
+      this.topology.replyQueueName(),
+      this.conn,
+      this.waiter,
+      this.topology.transientQueue(),
+      config.maxJsonDepth,
+    );
     void this.conn.addHook(async (m) => {
       await this.publisher.setup(m);
       await this.replies.setup(m);
@@ -189,6 +195,7 @@ export class RabbitDriver extends DriverBase implements Driver {
         bindings,
         kind,
         maxMessageSize: this.maxMessageSize,
+        maxJsonDepth: this.config.maxJsonDepth,
         reply: this.sendReply,
         listen,
       }),

@@ -30,6 +30,7 @@ export class ReplyQueue {
     private readonly conn: RabbitConnection,
     private readonly waiter: ReplyWaiter,
     private readonly options: Options.AssertQueue,
+    private readonly maxJsonDepth: number,
   ) {}
 
   /** Setup hook: re-declares and consumes the queue on a reconnect, once a call has used it. */
@@ -125,7 +126,7 @@ export class ReplyQueue {
   private onReply(msg: ConsumeMessage): void {
     let data: Record<string, unknown>;
     try {
-      data = unenvelope(msg.content);
+      data = unenvelope(msg.content, this.maxJsonDepth);
     } catch {
       return;
     }
