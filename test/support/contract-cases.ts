@@ -7,6 +7,7 @@ import {
   defaultConfig,
   defineContracts,
   getTransport,
+  NestingTooDeep,
   RPCClient,
   RPCServer,
   type ServerDescription,
@@ -100,17 +101,17 @@ export function contractSuite(name: string, broker: () => Promise<RpcBroker>) {
 
   let n = 0;
   const topic = (what: string) => `${what}-${++n}`;
-  async function transport(ctx: Ctx): Promise<Transport> {
-    const tr = await getTransport(ctx.broker.url, { config: defaultConfig() });
+  async function transport(ctx: Ctx, overrides: Record<string, unknown> = {}): Promise<Transport> {
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig(), overrides });
     ctx.transports.push(tr);
     return tr;
   }
-  async function serve(ctx: Ctx, endpoints: object[], opts = {}) {
+  async function serve(ctx: Ctx, endpoints: object[], opts = {}, overrides: Record<string, unknown> = {}) {
     const tp = topic('contracts');
-    const s = new RPCServer(await transport(ctx), new Target({ topic: tp, server: 's1' }), endpoints, opts);
+    const s = new RPCServer(await transport(ctx, overrides), new Target({ topic: tp, server: 's1' }), endpoints, opts);
     await s.start();
     ctx.servers.push(s);
-    return { server: s, client: new RPCClient(await transport(ctx), new Target({ topic: tp }), { timeout: 5000 }) };
+    return { server: s, client: new RPCClient(await transport(ctx, overrides), new Target({ topic: tp }), { timeout: 5000 }) };
   }
 
   t('a call that meets its contract runs; the typed proxy takes its types from the contracts', async (ctx) => {
@@ -168,6 +169,38 @@ export function contractSuite(name: string, broker: () => Promise<RpcBroker>) {
     assert.is(await client.call({}, 'tag', { name: 'n', meta: { a: { b: { c: 1 } } } }), 'n', 'three levels are allowed');
     assert.is(calc.runs, 1, 'only the call within bounds ran');
   });
+
+  t(
+    'a default depth limit: arguments nested past maxJsonDepth (128) are NestingTooDeep, contract or none; it is configurable',
+    async (ctx) => {
+      const calc = new Calculator();
+      const { client, server } = await serve(ctx, [calc]);
+      const nest = (n: number) => {
+        let v: unknown = 1;
+        for (let i = 0; i < n; i++) v = [v];
+        return v;
+      };
+      // `untyped` has no contract; `open`'s schema allows any other names with any values.
+      for (const method of ['untyped', 'open']) {
+        const err = await rejects(
+          client.call({}, method, { id: 1, deep: nest(1000) }),
+          'HERMOD_ERR_NESTING_TOO_DEEP',
+          /deeper than 128 levels/,
+        );
+        assert.ok(err instanceof NestingTooDeep, 'rebuilt as its class');
+        assert.is((err as NestingTooDeep).limit, 128);
+      }
+      assert.is(calc.runs, 0, 'neither method ran');
+      assert.equal(await client.call({}, 'untyped', { deep: nest(100) }), { deep: nest(100) }, 'within the limit');
+      assert.is(server.stats().served, 1);
+      const wide = await serve(ctx, [calc], {}, { maxJsonDepth: 2000 });
+      assert.equal(
+        await wide.client.call({}, 'open', { id: 1, deep: nest(1000) }),
+        { id: 1, deep: nest(1000) },
+        'maxJsonDepth 2000 lets it in',
+      );
+    },
+  );
 
   t('result validation is opt-in: a result that drifted from its contract is caught only with validateResults', async (ctx) => {
     const loose = await serve(ctx, [new Calculator()]);
