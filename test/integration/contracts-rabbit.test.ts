@@ -1,8 +1,10 @@
+import amqplib from 'amqplib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
-import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
-import { Calculator, contractSuite } from '../support/contract-cases.js';
+import { type Context, defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
+import { until } from '../support/assert.js';
+import { Calculator, contractSuite, longestStall } from '../support/contract-cases.js';
 import { OsloPeer, osloAvailable, type PyError } from '../support/oslo.js';
 
 // The contract cases every driver passes, in a vhost of their own.
@@ -77,3 +79,67 @@ t('a Python caller reads the contracts from hermod.describe', async (ctx) => {
 });
 
 t.run();
+
+// A hostile peer's 1,000,000-level arguments, published with raw amqplib (no client can encode them).
+const h = suite('contracts: a default depth limit against hostile nesting on RabbitMQ');
+
+h('1,000,000 levels to a method without a contract or with an open schema: NestingTooDeep at once, nothing runs', async () => {
+  const node = await RabbitNode.shared();
+  const vhost = await node.addVhost(`contracts-depth-${process.pid}`);
+  const transport = await getTransport(node.url(vhost), { config: defaultConfig() });
+  let runs = 0;
+  const open = {
+    contracts: { anything: { args: { type: 'object', additionalProperties: true } } },
+    untyped: (_ctx: Context, args: unknown) => (runs++, args),
+    anything: (_ctx: Context, args: unknown) => (runs++, args),
+  };
+  const server = new RPCServer(transport, new Target({ topic: 'd', server: 's' }), [open]);
+  await server.start();
+  const raw = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${node.port}/${encodeURIComponent(vhost)}`);
+  try {
+    const ch = await raw.createChannel();
+    const replies: Array<{ _msg_id: string; result: unknown; failure: string | null }> = [];
+    await ch.assertQueue('raw-replies', { exclusive: true });
+    await ch.consume(
+      'raw-replies',
+      (m) => {
+        if (m) replies.push({ ...JSON.parse(JSON.parse(m.content.toString())['oslo.message']) });
+      },
+      { noAck: true },
+    );
+    const depth = 1_000_000;
+    const deep = `${'['.repeat(depth)}1${']'.repeat(depth)}`;
+    const body = (id: string, method: string, args: string) => {
+      const inner = `{"method":"${method}","args":${args},"_unique_id":"u-${id}","_msg_id":"${id}","_reply_q":"raw-replies","_timeout":null}`;
+      return Buffer.from(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': inner }));
+    };
+    const bodies = [
+      body('untyped', 'untyped', `{"x":${deep}}`),
+      body('anything', 'anything', `{"x":${deep}}`),
+      body('ok', 'untyped', '{"x":[[1]]}'),
+    ];
+    // The server runs in this process: parsing those bodies blocked its event loop for seconds before the limit.
+    const stall = await longestStall(async () => {
+      for (const b of bodies) ch.publish('openstack', 'd', b);
+      await until(() => replies.length === 3, 'three replies', 15_000);
+    });
+    const by = new Map(replies.map((r) => [r._msg_id, r]));
+    for (const id of ['untyped', 'anything']) {
+      const f = JSON.parse(by.get(id)!.failure!) as { class: string; message: string };
+      assert.is(f.class, 'NestingTooDeep', id);
+      assert.match(f.message, /deeper than 128 levels \(maxJsonDepth\)/);
+    }
+    assert.equal(by.get('ok')!.result, { x: [[1]] });
+    assert.ok(stall < 1000, `the event loop stalled ${stall.toFixed(0)} ms`);
+    assert.is(runs, 1, 'only the clean call ran');
+  } finally {
+    await raw.close().catch(() => {});
+    await server.stop();
+    await server.wait(1000);
+    await transport.close();
+    await node.deleteVhost(vhost);
+    await node.release();
+  }
+});
+
+h.run();

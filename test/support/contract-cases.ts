@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Type } from 'typebox';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -258,4 +259,20 @@ export function contractSuite(name: string, broker: () => Promise<RpcBroker>) {
   });
 
   return t;
+}
+
+/** Watches the event loop while `fn` runs; resolves with its longest stall, ms. */
+export async function longestStall(fn: () => Promise<void>): Promise<number> {
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  h.enable();
+  // The histogram's timer must be running before the work starts, and tick once after it ends.
+  const tick = () => new Promise((r) => setTimeout(r, 30));
+  try {
+    await tick();
+    await fn();
+    await tick();
+  } finally {
+    h.disable();
+  }
+  return h.max / 1e6;
 }
