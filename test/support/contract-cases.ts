@@ -16,6 +16,7 @@ import {
   type Transport,
 } from '../../src/index.js';
 import { rejects } from './assert.js';
+import { OsloPeer, osloAvailable, type PyError } from './oslo.js';
 import type { RpcBroker } from './rpc-cases.js';
 
 /** Contracts written with TypeBox: static types and JSON Schema from one object. */
@@ -275,4 +276,69 @@ export async function longestStall(fn: () => Promise<void>): Promise<number> {
     h.disable();
   }
   return h.max / 1e6;
+}
+
+interface OsloCtx {
+  broker: { url: string; stop(): Promise<void> };
+  transport: Transport;
+  server: RPCServer;
+  py: OsloPeer;
+  calc: Calculator;
+}
+
+/**
+ * A python3-oslo.messaging caller (the driver its URL picks: rabbit, or amqp1 through a router)
+ * breaking a hermod method's contract, and reading the contracts from hermod.describe.
+ */
+export function osloContractSuite(name: string, broker: () => Promise<{ url: string; stop(): Promise<void> }>) {
+  const t = suite<OsloCtx>(name, {} as OsloCtx);
+  t.before(async (ctx) => {
+    if (!osloAvailable()) throw new Error('python3-oslo.messaging is not installed (.ci/run installs it)');
+    ctx.broker = await broker();
+    ctx.transport = await getTransport(ctx.broker.url, { config: defaultConfig() });
+    ctx.calc = new Calculator();
+    ctx.server = new RPCServer(ctx.transport, new Target({ topic: 'calc', server: 'h1' }), [ctx.calc]);
+    const [py] = await Promise.all([OsloPeer.start('client', { url: ctx.broker.url }), ctx.server.start()]);
+    ctx.py = py;
+  });
+  t.after(async (ctx) => {
+    await ctx.py?.stop();
+    await ctx.server?.stop();
+    await ctx.server?.wait(1000);
+    await ctx.transport?.close();
+    await ctx.broker?.stop();
+  });
+
+  t('a Python caller gets a RemoteError of type ContractViolation listing each violation; good calls pass', async (ctx) => {
+    assert.is(await ctx.py.call({ topic: 'calc', method: 'add', args: { a: 40, b: 2 } }), 42);
+    let err: PyError | undefined;
+    try {
+      await ctx.py.call({ topic: 'calc', method: 'add', args: { a: 'forty', c: 1 } });
+    } catch (e) {
+      err = (e as { py: PyError }).py;
+    }
+    assert.ok(err, 'the call must fail');
+    assert.is(err!.class, 'RemoteError');
+    assert.is(err!.exc_type, 'ContractViolation');
+    assert.match(err!.value!, /^arguments of add break its contract: /);
+    assert.match(err!.value!, /\/a must be number/);
+    assert.match(err!.value!, /\/b is required/);
+    assert.match(err!.value!, /\/c is not allowed here/);
+    assert.is(ctx.calc.runs, 1, 'the bad call never ran');
+  });
+
+  t('a Python caller reads the contracts from hermod.describe', async (ctx) => {
+    const d = (await ctx.py.call({ topic: 'calc', method: 'describe', namespace: 'hermod', version: '1.0' })) as {
+      server: string;
+      endpoints: Array<{ namespace: string | null; version: string; methods: Record<string, { args: { required?: string[] } } | null> }>;
+    };
+    assert.is(d.server, 'h1');
+    const calc = d.endpoints.find((e) => e.namespace === null)!;
+    assert.is(calc.version, '1.0');
+    assert.equal(calc.methods.add!.args.required, ['a', 'b']);
+    assert.equal(calc.methods.add, JSON.parse(JSON.stringify(calculatorContracts.add)), 'the schemas as declared');
+    assert.is(calc.methods.untyped, null, 'no contract declared');
+  });
+
+  return t;
 }
