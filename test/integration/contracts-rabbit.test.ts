@@ -43,8 +43,14 @@ h('1,000,000 levels to a method without a contract or with an open schema: Nesti
   let runs = 0;
   const open = {
     contracts: { anything: { args: { type: 'object', additionalProperties: true } } },
-    untyped: (_ctx: Context, args: unknown) => (runs++, args),
-    anything: (_ctx: Context, args: unknown) => (runs++, args),
+    untyped(_ctx: Context, args: unknown) {
+      runs++;
+      return args;
+    },
+    anything(_ctx: Context, args: unknown) {
+      runs++;
+      return args;
+    },
   };
   const server = new RPCServer(transport, new Target({ topic: 'd', server: 's' }), [open]);
   await server.start();
