@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import amqplib, { type Channel, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { Command } from 'commander';
 import { defaultConfig, getTransport, RPCClient, Target, type Transport } from '../src/index.js';
+import type { ContractFigures } from './contracts.js';
 import { opsBench } from './ops.js';
 import { callRounds, peersInstalled, type System } from './rounds.js';
 
@@ -27,6 +28,7 @@ interface Opts {
   peers: boolean;
   gateway: boolean;
   ops: boolean;
+  contracts: boolean;
   rounds: number;
   only?: 'rabbit' | 'router' | 'calls';
 }
@@ -41,6 +43,7 @@ const program = new Command('bench')
   .option('--no-peers', 'skip the NestJS and Moleculer rows')
   .option('--no-gateway', 'skip the gateway rows (bench/gateway.ts)')
   .option('--no-ops', 'skip the operations rows (bench/ops.ts: workers, metrics cost, reload soak)')
+  .option('--no-contracts', 'skip the contract-cost rows (bench/contracts.ts)')
   .option('--rounds <n>', 'alternating rounds of workloads 1 and 2', (v) => Number(v), 3)
   .option(
     '--only <section>',
@@ -615,6 +618,28 @@ function opsRows(transportUrl: string): Promise<string[]> {
   return opsBench({ transportUrl, calls: opts.calls, rounds: opts.rounds, concurrency: opts.concurrency, reloads: 1000, only });
 }
 
+/** Row 8, the cost of a contract: bench/contracts.ts (its own caller and server processes) on the same RabbitMQ node. */
+async function contractRows(add: Add, rabbitUrl: string): Promise<void> {
+  progress('contracts: bench/contracts.ts on the same RabbitMQ node (paired rounds, with and without a contract)');
+  const args = [path.join(here, 'contracts.js'), '--transport-url', rabbitUrl, '--concurrency', String(opts.concurrency), '--json'];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const code = await new Promise<number | null>((r) => child.once('exit', r));
+  if (code !== 0) throw new Error(`bench/contracts.ts exited with ${code}`);
+  const f = JSON.parse(out) as ContractFigures;
+  add(`8. ${f.concurrency} in flight, no contract (small object)`, 'calls/s', { hermod: f.plain.rate });
+  add('   same call, small object contract', 'calls/s', { hermod: f.contract.rate });
+  add('   CPU per call, no contract', 'µs', { hermod: f.plain.cpu }, 'lower');
+  add('   CPU per call, with the contract', 'µs', { hermod: f.contract.cpu }, 'lower');
+  const pct = (x: number) => `${x.toFixed(1)} %`;
+  notes.push(
+    `contracts (row 8): median of ${f.rounds} paired rounds × ${f.calls} calls: throughput ${pct(f.rateCost)} lower, CPU per call ${pct(f.cpuCost)} higher with the contract; the check alone ${f.checkUs.toFixed(2)} µs per call (per round: ${f.plain.rounds.map((p, i) => pct((1 - f.contract.rounds[i]!.rate / p.rate) * 100)).join(', ')})`,
+  );
+}
+
 async function main(): Promise<void> {
   const rows: Row[] = [];
   const add = (name: string, unit: string, v: Partial<Row>, better: Row['better'] = 'higher') => {
@@ -627,6 +652,7 @@ async function main(): Promise<void> {
     const payload = 'x'.repeat(Math.max(0, opts.payloadBytes));
     const rabbitUrl = runRabbit ? await rabbitSection(add, cleanups, payload, opts.calls) : undefined;
     if (runRouter) await routerSection(add, cleanups, payload, opts.calls);
+    if (opts.contracts && rabbitUrl && opts.only !== 'calls') await contractRows(add, rabbitUrl);
     const gateway = opts.gateway && opts.only === undefined ? await gatewayRows(rabbitUrl!) : undefined;
     const ops = opts.ops && opts.only === undefined ? await opsRows(rabbitUrl!) : undefined;
 

@@ -29,6 +29,7 @@ export {
   MessageTooLarge,
   MessageUndeliverable,
   MessagingTimeout,
+  NestingTooDeep,
   NoSuchMethod,
   RemoteError,
   RPCVersionCapError,

@@ -31,6 +31,7 @@ export const SCHEMA = {
   ),
   controlExchange: opt(String, 'openstack', "Exchange used when a target names none (oslo's control_exchange)"),
   maxMessageSize: opt('positive-int', 16 * 1024 * 1024, 'Largest message sent or accepted, in bytes'),
+  maxJsonDepth: opt('positive-int', 128, 'Deepest nesting of arrays and objects a received message may have (checked before parsing)'),
   rpc: {
     responseTimeout: opt('duration-ms', 60_000, 'Default call timeout (rpc_response_timeout)'),
     callMonitorTimeout: opt('duration-ms', 0, 'Call-monitor timeout: a call fails after this long without a heartbeat; 0 = off'),

@@ -124,6 +124,23 @@ define(UnsupportedEnvelopeVersion, 'HERMOD_ERR_UNSUPPORTED_ENVELOPE');
 export class MalformedMessage extends HermodError {}
 define(MalformedMessage, 'HERMOD_ERR_MALFORMED_MESSAGE');
 
+/**
+ * Incoming JSON nests arrays and objects deeper than the configured `maxJsonDepth`: refused
+ * before it is parsed, since parsing and walking such text costs far more than its size.
+ */
+export class NestingTooDeep extends MalformedMessage {
+  /** What crosses the wire beside the message. */
+  readonly kwargs: { limit: number };
+  constructor(
+    readonly limit: number,
+    what = 'message',
+  ) {
+    super(`${what} nests arrays and objects deeper than ${limit} levels (maxJsonDepth)`);
+    this.kwargs = { limit };
+  }
+}
+define(NestingTooDeep, 'HERMOD_ERR_NESTING_TOO_DEEP');
+
 /** A message is larger than the configured maximum. */
 export class MessageTooLarge extends HermodError {
   constructor(

@@ -1,4 +1,5 @@
 import { MalformedMessage, MessageTooLarge, UnsupportedEnvelopeVersion } from '../core/errors.js';
+import { DEFAULT_MAX_JSON_DEPTH, nestsDeeperThan, parsePeerJson } from '../core/json.js';
 import { encodeJson } from '../core/serializer.js';
 
 /**
@@ -23,22 +24,18 @@ export function isEnvelope(o: Record<string, unknown>): boolean {
   return 'oslo.version' in o && 'oslo.message' in o;
 }
 
-function parseObject(text: string, what: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new MalformedMessage(`${what} is not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
+function parseObject(text: string, what: string, maxDepth: number): Record<string, unknown> {
+  const value = parsePeerJson(text, what, maxDepth);
   if (!value || typeof value !== 'object' || Array.isArray(value)) throw new MalformedMessage(`${what} is not a JSON object`);
   return value as Record<string, unknown>;
 }
 
 /**
  * Opens an envelope object, checking its version as oslo does (major 2, minor 0), or returns a
- * bare (1.0) message as it is. Throws MalformedMessage / UnsupportedEnvelopeVersion.
+ * bare (1.0) message as it is. Throws MalformedMessage (NestingTooDeep past `maxDepth`) /
+ * UnsupportedEnvelopeVersion.
  */
-export function open(o: Record<string, unknown>): Record<string, unknown> {
+export function open(o: Record<string, unknown>, maxDepth = DEFAULT_MAX_JSON_DEPTH): Record<string, unknown> {
   if (!isEnvelope(o)) return o;
   const version = String(o['oslo.version']);
   const [major, minor] = version.split('.').map(Number);
@@ -46,12 +43,12 @@ export function open(o: Record<string, unknown>): Record<string, unknown> {
     throw new UnsupportedEnvelopeVersion(`message envelope version ${version} is not supported (expected ${ENVELOPE_VERSION})`);
   }
   if (typeof o['oslo.message'] !== 'string') throw new MalformedMessage('oslo.message is not a string');
-  return parseObject(o['oslo.message'], 'oslo.message');
+  return parseObject(o['oslo.message'], 'oslo.message', maxDepth);
 }
 
-/** Decodes a message body: JSON, then {@link open}. */
-export function unenvelope(content: Buffer | string): Record<string, unknown> {
-  return open(parseObject(typeof content === 'string' ? content : content.toString('utf8'), 'message body'));
+/** Decodes a message body: JSON, then {@link open}; neither may nest deeper than `maxDepth`. */
+export function unenvelope(content: Buffer | string, maxDepth = DEFAULT_MAX_JSON_DEPTH): Record<string, unknown> {
+  return open(parseObject(typeof content === 'string' ? content : content.toString('utf8'), 'message body', maxDepth), maxDepth);
 }
 
 /** Bodies up to this size are parsed by {@link peek}; larger ones are only scanned at both ends. */
@@ -60,17 +57,22 @@ export const PEEK_PARSE_LIMIT = 64 * 1024;
 /**
  * Best effort on a body that failed to decode: the inner dict, without the version check, so a
  * receiver can still find where to send the caller an error. Undefined when it is not JSON.
- * A body larger than {@link PEEK_PARSE_LIMIT} (one refused as too large, typically) is never
- * parsed: only its first and last 64 KiB are searched for `_msg_id` and `_reply_q`, which
+ * A body larger than {@link PEEK_PARSE_LIMIT} (one refused as too large, typically) or nesting
+ * deeper than the default maxJsonDepth is never parsed: only its first and last 64 KiB are searched for `_msg_id` and `_reply_q`, which
  * oslo puts at the end of the dict, so answering it costs the same for 100 kB as for 100 MB.
  */
 export function peek(content: Buffer | string): Record<string, unknown> | undefined {
   const size = typeof content === 'string' ? content.length : content.byteLength;
   if (size > PEEK_PARSE_LIMIT) return scanCallFields(content);
   try {
-    const o = JSON.parse(typeof content === 'string' ? content : content.toString('utf8')) as Record<string, unknown>;
+    const text = typeof content === 'string' ? content : content.toString('utf8');
+    // Refused for its depth: parsing it is what must not happen.
+    if (nestsDeeperThan(text, DEFAULT_MAX_JSON_DEPTH)) return scanCallFields(content);
+    const o = JSON.parse(text) as Record<string, unknown>;
     if (!o || typeof o !== 'object') return undefined;
-    const inner = typeof o['oslo.message'] === 'string' ? (JSON.parse(o['oslo.message']) as unknown) : o;
+    const message = o['oslo.message'];
+    if (typeof message === 'string' && nestsDeeperThan(message, DEFAULT_MAX_JSON_DEPTH)) return scanCallFields(content);
+    const inner = typeof message === 'string' ? (JSON.parse(message) as unknown) : o;
     return inner && typeof inner === 'object' && !Array.isArray(inner) ? (inner as Record<string, unknown>) : undefined;
   } catch {
     return undefined;

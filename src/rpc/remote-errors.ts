@@ -3,6 +3,7 @@ import {
   MalformedMessage,
   MessageTooLarge,
   MessagingTimeout,
+  NestingTooDeep,
   NoSuchMethod,
   RemoteError,
   SerializationError,
@@ -49,6 +50,12 @@ registerRemoteError(HERMOD_MODULE, 'InvalidArgument', (f) => new InvalidArgument
 registerRemoteError(HERMOD_MODULE, 'ServerStopped', (f) => new ServerStopped(msg(f)));
 registerRemoteError(HERMOD_MODULE, 'MalformedMessage', (f) => new MalformedMessage(msg(f)));
 registerRemoteError(HERMOD_MODULE, 'SerializationError', (f) => new SerializationError(msg(f)));
+registerRemoteError(HERMOD_MODULE, 'NestingTooDeep', (f) => {
+  const limit = f.kwargs?.limit ?? /deeper than (\d+) levels/.exec(msg(f))?.[1];
+  const err = new NestingTooDeep(Number(limit) || 0);
+  err.message = msg(f);
+  return err;
+});
 registerRemoteError(HERMOD_MODULE, 'MessageTooLarge', (f) => {
   const [size, limit] = Array.isArray(f.args) ? f.args : [];
   return new MessageTooLarge(Number(size) || 0, Number(limit) || 0);

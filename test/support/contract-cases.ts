@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Type } from 'typebox';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -7,13 +8,15 @@ import {
   defaultConfig,
   defineContracts,
   getTransport,
+  NestingTooDeep,
   RPCClient,
   RPCServer,
   type ServerDescription,
   Target,
   type Transport,
 } from '../../src/index.js';
-import { rejects } from './assert.js';
+import { rejects, until } from './assert.js';
+import { OsloPeer, osloAvailable, type PyError } from './oslo.js';
 import type { RpcBroker } from './rpc-cases.js';
 
 /** Contracts written with TypeBox: static types and JSON Schema from one object. */
@@ -100,17 +103,17 @@ export function contractSuite(name: string, broker: () => Promise<RpcBroker>) {
 
   let n = 0;
   const topic = (what: string) => `${what}-${++n}`;
-  async function transport(ctx: Ctx): Promise<Transport> {
-    const tr = await getTransport(ctx.broker.url, { config: defaultConfig() });
+  async function transport(ctx: Ctx, overrides: Record<string, unknown> = {}): Promise<Transport> {
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig(), overrides });
     ctx.transports.push(tr);
     return tr;
   }
-  async function serve(ctx: Ctx, endpoints: object[], opts = {}) {
+  async function serve(ctx: Ctx, endpoints: object[], opts = {}, overrides: Record<string, unknown> = {}) {
     const tp = topic('contracts');
-    const s = new RPCServer(await transport(ctx), new Target({ topic: tp, server: 's1' }), endpoints, opts);
+    const s = new RPCServer(await transport(ctx, overrides), new Target({ topic: tp, server: 's1' }), endpoints, opts);
     await s.start();
     ctx.servers.push(s);
-    return { server: s, client: new RPCClient(await transport(ctx), new Target({ topic: tp }), { timeout: 5000 }) };
+    return { server: s, client: new RPCClient(await transport(ctx, overrides), new Target({ topic: tp }), { timeout: 5000 }) };
   }
 
   t('a call that meets its contract runs; the typed proxy takes its types from the contracts', async (ctx) => {
@@ -169,6 +172,39 @@ export function contractSuite(name: string, broker: () => Promise<RpcBroker>) {
     assert.is(calc.runs, 1, 'only the call within bounds ran');
   });
 
+  t(
+    'a default depth limit: arguments nested past maxJsonDepth (128) are NestingTooDeep, contract or none; it is configurable',
+    async (ctx) => {
+      const calc = new Calculator();
+      const { client, server } = await serve(ctx, [calc]);
+      const nest = (n: number) => {
+        let v: unknown = 1;
+        for (let i = 0; i < n; i++) v = [v];
+        return v;
+      };
+      // `untyped` has no contract; `open`'s schema allows any other names with any values.
+      for (const method of ['untyped', 'open']) {
+        const err = await rejects(
+          client.call({}, method, { id: 1, deep: nest(1000) }),
+          'HERMOD_ERR_NESTING_TOO_DEEP',
+          /deeper than 128 levels/,
+        );
+        assert.ok(err instanceof NestingTooDeep, 'rebuilt as its class');
+        assert.is((err as NestingTooDeep).limit, 128);
+      }
+      assert.is(calc.runs, 0, 'neither method ran');
+      assert.equal(await client.call({}, 'untyped', { deep: nest(100) }), { deep: nest(100) }, 'within the limit');
+      // Counted once its reply is away (on RabbitMQ, once confirmed); the refused calls never are.
+      await until(() => server.stats().served === 1, 'the one served call counted');
+      const wide = await serve(ctx, [calc], {}, { maxJsonDepth: 2000 });
+      assert.equal(
+        await wide.client.call({}, 'open', { id: 1, deep: nest(1000) }),
+        { id: 1, deep: nest(1000) },
+        'maxJsonDepth 2000 lets it in',
+      );
+    },
+  );
+
   t('result validation is opt-in: a result that drifted from its contract is caught only with validateResults', async (ctx) => {
     const loose = await serve(ctx, [new Calculator()]);
     assert.is(await loose.client.call({}, 'drift'), 'not a number');
@@ -222,6 +258,87 @@ export function contractSuite(name: string, broker: () => Promise<RpcBroker>) {
     await rejects(hermod.call({}, 'ping'), 'HERMOD_ERR_NO_SUCH_METHOD');
     await rejects(hermod.call({}, 'describe'), 'HERMOD_ERR_NO_SUCH_METHOD');
     assert.is(await client.call({}, 'add', { a: 2, b: 2 }), 4);
+  });
+
+  return t;
+}
+
+/** Watches the event loop while `fn` runs; resolves with its longest stall, ms. */
+export async function longestStall(fn: () => Promise<void>): Promise<number> {
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  h.enable();
+  // The histogram's timer must be running before the work starts, and tick once after it ends.
+  const tick = () => new Promise((r) => setTimeout(r, 30));
+  try {
+    await tick();
+    await fn();
+    await tick();
+  } finally {
+    h.disable();
+  }
+  return h.max / 1e6;
+}
+
+interface OsloCtx {
+  broker: { url: string; stop(): Promise<void> };
+  transport: Transport;
+  server: RPCServer;
+  py: OsloPeer;
+  calc: Calculator;
+}
+
+/**
+ * A python3-oslo.messaging caller (the driver its URL picks: rabbit, or amqp1 through a router)
+ * breaking a hermod method's contract, and reading the contracts from hermod.describe.
+ */
+export function osloContractSuite(name: string, broker: () => Promise<{ url: string; stop(): Promise<void> }>) {
+  const t = suite<OsloCtx>(name, {} as OsloCtx);
+  t.before(async (ctx) => {
+    if (!osloAvailable()) throw new Error('python3-oslo.messaging is not installed (.ci/run installs it)');
+    ctx.broker = await broker();
+    ctx.transport = await getTransport(ctx.broker.url, { config: defaultConfig() });
+    ctx.calc = new Calculator();
+    ctx.server = new RPCServer(ctx.transport, new Target({ topic: 'calc', server: 'h1' }), [ctx.calc]);
+    const [py] = await Promise.all([OsloPeer.start('client', { url: ctx.broker.url }), ctx.server.start()]);
+    ctx.py = py;
+  });
+  t.after(async (ctx) => {
+    await ctx.py?.stop();
+    await ctx.server?.stop();
+    await ctx.server?.wait(1000);
+    await ctx.transport?.close();
+    await ctx.broker?.stop();
+  });
+
+  t('a Python caller gets a RemoteError of type ContractViolation listing each violation; good calls pass', async (ctx) => {
+    assert.is(await ctx.py.call({ topic: 'calc', method: 'add', args: { a: 40, b: 2 } }), 42);
+    let err: PyError | undefined;
+    try {
+      await ctx.py.call({ topic: 'calc', method: 'add', args: { a: 'forty', c: 1 } });
+    } catch (e) {
+      err = (e as { py: PyError }).py;
+    }
+    assert.ok(err, 'the call must fail');
+    assert.is(err!.class, 'RemoteError');
+    assert.is(err!.exc_type, 'ContractViolation');
+    assert.match(err!.value!, /^arguments of add break its contract: /);
+    assert.match(err!.value!, /\/a must be number/);
+    assert.match(err!.value!, /\/b is required/);
+    assert.match(err!.value!, /\/c is not allowed here/);
+    assert.is(ctx.calc.runs, 1, 'the bad call never ran');
+  });
+
+  t('a Python caller reads the contracts from hermod.describe', async (ctx) => {
+    const d = (await ctx.py.call({ topic: 'calc', method: 'describe', namespace: 'hermod', version: '1.0' })) as {
+      server: string;
+      endpoints: Array<{ namespace: string | null; version: string; methods: Record<string, { args: { required?: string[] } } | null> }>;
+    };
+    assert.is(d.server, 'h1');
+    const calc = d.endpoints.find((e) => e.namespace === null)!;
+    assert.is(calc.version, '1.0');
+    assert.equal(calc.methods.add!.args.required, ['a', 'b']);
+    assert.equal(calc.methods.add, JSON.parse(JSON.stringify(calculatorContracts.add)), 'the schemas as declared');
+    assert.is(calc.methods.untyped, null, 'no contract declared');
   });
 
   return t;

@@ -121,7 +121,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
   }
 
   private onReply(message: Message): void {
-    const r = decodeReply(message);
+    const r = decodeReply(message, this.config.maxJsonDepth);
     if (!r) return;
     if (r.kind === 'heartbeat') this.waiter.heartbeat(r.id);
     else if (r.kind === 'malformed') this.waiter.fail(r.id, r.error);
@@ -297,6 +297,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
         listen: opts,
         credit: Math.min(opts.prefetch, this.config.amqp1.serverCredit),
         maxMessageSize: this.maxMessageSize,
+        maxJsonDepth: this.config.maxJsonDepth,
         reply: (to, correlationId, body, ttl) =>
           this.flow.sendReply(replyMessage(to, correlationId, body && this.encode(body, 'reply'), ttl)),
       }),

@@ -22,6 +22,8 @@ export interface Amqp1ListenerOptions {
   credit: number;
   /** Largest request body accepted, bytes. */
   maxMessageSize: number;
+  /** Deeper-nested bodies are refused as NestingTooDeep before they are parsed. */
+  maxJsonDepth: number;
   reply: ReplyFn;
 }
 
@@ -78,7 +80,7 @@ export class Amqp1Listener implements Listener {
     const correlationId = message.message_id;
     let decoded: ReturnType<typeof decodeRequest>;
     try {
-      decoded = decodeRequest(message.body, this.opts.maxMessageSize);
+      decoded = decodeRequest(message.body, this.opts.maxMessageSize, this.opts.maxJsonDepth);
     } catch (err) {
       const e = err instanceof Error ? err : new MalformedMessage(String(err));
       delivery.reject({ condition: 'amqp:decode-error', description: e.message });

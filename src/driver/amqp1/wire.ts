@@ -1,6 +1,7 @@
 import type { Message } from 'rhea';
-import { MalformedMessage, MessageTooLarge } from '../../core/errors.js';
+import { MalformedMessage, MessageTooLarge, NestingTooDeep } from '../../core/errors.js';
 import { failureOf } from '../../core/failure.js';
+import { DEFAULT_MAX_JSON_DEPTH, parsePeerJson } from '../../core/json.js';
 import type { Context } from '../../core/serializer.js';
 import type { Failure, Reply, RpcRequest } from '../driver.js';
 import { open, wrap } from '../envelope.js';
@@ -60,22 +61,25 @@ export type DecodedReply =
   | { kind: 'malformed'; id: string; error: MalformedMessage };
 
 /** Decodes a message on the reply link; undefined when it has no string correlation id. */
-export function decodeReply(message: Message): DecodedReply | undefined {
+export function decodeReply(message: Message, maxDepth = DEFAULT_MAX_JSON_DEPTH): DecodedReply | undefined {
   const id = message.correlation_id;
   if (typeof id !== 'string') return undefined;
   const body = message.body as unknown;
   if (body === undefined || body === null) return { kind: 'heartbeat', id };
   let data: { response?: unknown; failure?: unknown };
   try {
-    data = JSON.parse(
+    data = parsePeerJson(
       typeof body === 'string'
         ? body
         : Buffer.isBuffer(body)
           ? body.toString('utf8')
           : String((body as { content?: unknown }).content ?? body),
-    );
+      'reply',
+      maxDepth,
+    ) as typeof data;
   } catch (err) {
-    return { kind: 'malformed', id, error: new MalformedMessage(`reply to ${id} is not valid JSON`, { cause: err }) };
+    const error = err instanceof NestingTooDeep ? err : new MalformedMessage(`reply to ${id} is not valid JSON`, { cause: err });
+    return { kind: 'malformed', id, error };
   }
   if (data && data.failure !== undefined && data.failure !== null) {
     try {
@@ -100,23 +104,18 @@ export interface DecodedRequest {
 /**
  * Decodes the body of a request or notification, at most `maxSize` bytes. A request wrapped
  * in oslo's 2.0 envelope (notifications, some senders) is opened with its version checked.
- * Throws MalformedMessage, MessageTooLarge or UnsupportedEnvelopeVersion.
+ * Throws MalformedMessage (NestingTooDeep past `maxDepth`), MessageTooLarge or UnsupportedEnvelopeVersion.
  */
-export function decodeRequest(body: unknown, maxSize: number): DecodedRequest {
+export function decodeRequest(body: unknown, maxSize: number, maxDepth = DEFAULT_MAX_JSON_DEPTH): DecodedRequest {
   // The size is checked before the body is converted or parsed: a huge body costs nothing more.
   const size = bodySize(body);
   if (size > maxSize) throw new MessageTooLarge(size, maxSize);
   const text = bodyText(body);
   if (text === undefined) throw new MalformedMessage('message body is not a JSON string');
-  let data: { request?: unknown; context?: unknown; call_monitor_timeout?: unknown };
-  try {
-    data = JSON.parse(text);
-  } catch (err) {
-    throw new MalformedMessage(`message body is not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
+  const data = parsePeerJson(text, 'message body', maxDepth) as { request?: unknown; context?: unknown; call_monitor_timeout?: unknown };
   if (!data || typeof data !== 'object') throw new MalformedMessage('message body is not a JSON object');
   let req = data.request as Record<string, unknown> | undefined;
-  if (req && typeof req === 'object' && !Array.isArray(req)) req = open(req);
+  if (req && typeof req === 'object' && !Array.isArray(req)) req = open(req, maxDepth);
   if (!req || typeof req !== 'object' || Array.isArray(req)) throw new MalformedMessage('message has no request object');
   return {
     ctx: (data.context && typeof data.context === 'object' ? data.context : {}) as Context,

@@ -1,6 +1,7 @@
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
 import { uuidHex } from '../../core/ids.js';
+import { parsePeerJson } from '../../core/json.js';
 import type { Context } from '../../core/serializer.js';
 import type { Target } from '../../core/target.js';
 import type { Driver, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions } from '../driver.js';
@@ -36,7 +37,7 @@ export class MemoryDriver extends DriverBase implements Driver {
         d.done();
         let body: ReplyBody;
         try {
-          body = JSON.parse(d.body) as ReplyBody;
+          body = parsePeerJson(d.body, 'reply', this.config.maxJsonDepth) as ReplyBody;
         } catch {
           return;
         }
@@ -126,6 +127,7 @@ export class MemoryDriver extends DriverBase implements Driver {
         transient,
         opts,
         reply,
+        this.config.maxJsonDepth,
       ),
     );
   }

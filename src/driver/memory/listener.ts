@@ -1,4 +1,6 @@
 import { MalformedMessage } from '../../core/errors.js';
+import { failureOf } from '../../core/failure.js';
+import { parsePeerJson } from '../../core/json.js';
 import type { IncomingMessage, ListenOptions } from '../driver.js';
 import type { TrackedListener } from '../driver-base.js';
 import type { MemoryBroker, MemoryConsumer, MemoryDelivery } from './broker.js';
@@ -20,6 +22,7 @@ export class MemoryListener implements TrackedListener {
     private readonly transient: string[],
     private readonly opts: ListenOptions,
     private readonly reply: MemoryReply,
+    private readonly maxJsonDepth: number,
   ) {
     const consumer: MemoryConsumer = {
       prefetch: opts.prefetch,
@@ -32,7 +35,7 @@ export class MemoryListener implements TrackedListener {
   private deliver(d: MemoryDelivery): void {
     let body: RequestBody;
     try {
-      body = JSON.parse(d.body) as RequestBody;
+      body = parsePeerJson(d.body, 'message body', this.maxJsonDepth) as RequestBody;
       if (!body || typeof body !== 'object' || !body.message || typeof body.message !== 'object') {
         throw new MalformedMessage('message has no message object');
       }
@@ -43,9 +46,18 @@ export class MemoryListener implements TrackedListener {
           ? err
           : new MalformedMessage(`message is not valid JSON: ${(err as Error).message}`, { cause: err });
       this.opts.onInvalid?.(e, { address: 'memory', size: d.body.length });
+      this.answerBadCall(d.body, e);
       return;
     }
     this.opts.onMessage(this.incoming(d, body));
+  }
+
+  /** A caller whose body could not be decoded still gets the error: its ids are the body's last fields. */
+  private answerBadCall(body: string, e: Error): void {
+    const tail = body.slice(-1024);
+    const msgId = /"msgId":"([\w.:@-]{1,255})"/.exec(tail)?.[1];
+    const replyTo = /"replyTo":"([\w.:@-]{1,255})"/.exec(tail)?.[1];
+    if (msgId && replyTo) this.reply(replyTo, { msgId, ending: true, result: null, failure: failureOf(e) });
   }
 
   private incoming(d: MemoryDelivery, body: RequestBody): IncomingMessage {

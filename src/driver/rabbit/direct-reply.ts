@@ -37,8 +37,9 @@ export class DirectReplyTo {
   constructor(
     private readonly conn: RabbitConnection,
     private readonly waiter: ReplyWaiter,
+    maxJsonDepth: number,
   ) {
-    this.dispatch = new ReplyDispatch(waiter);
+    this.dispatch = new ReplyDispatch(waiter, maxJsonDepth);
   }
 
   /** Setup hook: opens a new channel (and address) on a reconnect, once a call has used one. */

@@ -61,8 +61,8 @@ export class RabbitDriver extends DriverBase implements Driver {
     // With rabbit.directReplyTo, replies come to the publisher connection's direct reply-to
     // channel instead; calls in flight when it goes fail at once (direct-reply.ts).
     this.replies = config.rabbit.directReplyTo
-      ? new DirectReplyTo(this.conn, this.waiter)
-      : new ReplyQueue(this.topology.replyQueueName(), this.conn, this.waiter, this.topology.transientQueue());
+      ? new DirectReplyTo(this.conn, this.waiter, config.maxJsonDepth)
+      : new ReplyQueue(this.topology.replyQueueName(), this.conn, this.waiter, this.topology.transientQueue(), config.maxJsonDepth);
     void this.conn.addHook(async (m) => {
       await this.publisher.setup(m);
       await this.replies.setup(m);
@@ -212,6 +212,7 @@ export class RabbitDriver extends DriverBase implements Driver {
         bindings,
         kind,
         maxMessageSize: this.maxMessageSize,
+        maxJsonDepth: this.config.maxJsonDepth,
         reply: this.sendReply,
         listen,
       }),

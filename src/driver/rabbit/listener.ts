@@ -24,6 +24,8 @@ export interface RabbitListenerOptions {
   kind: 'rpc' | 'notify';
   /** Larger deliveries are refused as MessageTooLarge. */
   maxMessageSize: number;
+  /** Deeper-nested bodies are refused as NestingTooDeep before they are parsed. */
+  maxJsonDepth: number;
   reply: ReplySender;
   listen: ListenOptions;
 }
@@ -124,7 +126,7 @@ export class RabbitListener implements TrackedListener {
     let data: Record<string, unknown>;
     try {
       if (msg.content.length > this.o.maxMessageSize) throw new MessageTooLarge(msg.content.length, this.o.maxMessageSize);
-      data = unenvelope(msg.content);
+      data = unenvelope(msg.content, this.o.maxJsonDepth);
     } catch (err) {
       // Acknowledge bad input so it cannot stall the queue, and answer a call if we can tell.
       settle(() => acks.ack(msg));

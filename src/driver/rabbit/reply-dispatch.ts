@@ -14,7 +14,11 @@ export class ReplyDispatch {
   /** Partial results of old-style replies (result first, `ending` later), by `_msg_id`. */
   private readonly partial = new Map<string, { result: unknown; failure: unknown }>();
 
-  constructor(private readonly waiter: ReplyWaiter) {}
+  constructor(
+    private readonly waiter: ReplyWaiter,
+    /** Bodies nested deeper are dropped unparsed (`maxJsonDepth`). */
+    private readonly maxJsonDepth: number,
+  ) {}
 
   /** Drops what is kept for a call that has ended. */
   forget(msgId: string): void {
@@ -25,7 +29,7 @@ export class ReplyDispatch {
   onReply(content: Buffer): void {
     let data: Record<string, unknown>;
     try {
-      data = unenvelope(content);
+      data = unenvelope(content, this.maxJsonDepth);
     } catch {
       return;
     }

@@ -26,8 +26,9 @@ export class ReplyQueue {
     private readonly conn: RabbitConnection,
     private readonly waiter: ReplyWaiter,
     private readonly options: Options.AssertQueue,
+    maxJsonDepth: number,
   ) {
-    this.dispatch = new ReplyDispatch(waiter);
+    this.dispatch = new ReplyDispatch(waiter, maxJsonDepth);
   }
 
   /** Setup hook: re-declares and consumes the queue on a reconnect, once a call has used it. */

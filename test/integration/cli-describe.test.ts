@@ -1,0 +1,142 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { until } from '../support/assert.js';
+
+// rpc-client reading published contracts end to end: the CLIs as subprocesses (a router, an
+// rpc-server with the demo endpoints and one with an endpoints module of its own), the usage
+// printed by --describe, and key=value words coerced by the contract.
+
+const bin = (name: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', `${name}.js`);
+
+interface Proc {
+  child: ChildProcess;
+  out: string;
+  err: string;
+  exited: Promise<number | null>;
+}
+function start(name: string, args: string[]): Proc {
+  const child = spawn(process.execPath, [bin(name), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, HERMOD_TRANSPORT_URL: undefined } as never,
+  });
+  const p: Proc = { child, out: '', err: '', exited: new Promise((r) => child.once('exit', (code) => r(code))) };
+  child.stdout!.on('data', (d) => {
+    p.out += d;
+  });
+  child.stderr!.on('data', (d) => {
+    p.err += d;
+  });
+  return p;
+}
+async function run(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const p = start('rpc-client', args);
+  const code = await p.exited;
+  return { code, out: p.out, err: p.err };
+}
+
+/** An endpoints module whose contract says `code` is a string and `n` an integer; both methods echo what they got, with its type. */
+const MODULE = `
+export default class Labels {
+  static contracts = {
+    label: {
+      args: { type: 'object', required: ['code'], properties: { code: { type: 'string', maxLength: 8, description: 'kept as text' }, n: { type: 'integer' } } },
+      result: { type: 'object' },
+      description: 'Echoes code and n with their types.',
+    },
+  };
+  label(_ctx, args) { return { code: args.code, codeType: typeof args.code, n: args.n ?? null, nType: typeof args.n }; }
+  loose(_ctx, args) { return { code: args.code, codeType: typeof args.code }; }
+}
+`;
+
+interface Ctx {
+  router: Proc;
+  servers: Proc[];
+  url: string;
+  dir: string;
+}
+const t = suite<Ctx>('rpc-client --describe and contract coercion (CLIs as subprocesses)', {} as Ctx);
+
+t.before(async (ctx) => {
+  ctx.dir = mkdtempSync(path.join(tmpdir(), 'hermod-describe-'));
+  writeFileSync(path.join(ctx.dir, 'labels.mjs'), MODULE);
+  ctx.router = start('hermod-router', ['--port', '0']);
+  await until(() => /listening on (amqp:\/\/\S+)/.test(ctx.router.out), 'the router to listen', 10_000);
+  ctx.url = /listening on (amqp:\/\/\S+)/.exec(ctx.router.out)![1]!;
+  ctx.servers = [
+    start('rpc-server', ['d1', '--topic', 'demo', '--transport-url', ctx.url]),
+    start('rpc-server', ['l1', '--topic', 'labels', '--endpoints', path.join(ctx.dir, 'labels.mjs'), '--transport-url', ctx.url]),
+  ];
+  await until(() => ctx.servers.every((s) => s.out.includes('serving topic')), 'both servers to serve', 10_000);
+});
+t.after(async (ctx) => {
+  for (const p of [...(ctx.servers ?? []), ctx.router]) {
+    if (p && p.child.exitCode === null) {
+      p.child.kill('SIGTERM');
+      await p.exited;
+    }
+  }
+  rmSync(ctx.dir, { recursive: true, force: true });
+});
+
+t('--describe prints the usage of a demo method from its published contract, and calls nothing', async (ctx) => {
+  const r = await run(['demo', 'add', '--describe', '--transport-url', ctx.url]);
+  assert.is(r.code, 0, r.err);
+  assert.is(
+    r.out,
+    [
+      'usage: rpc-client demo add a=<number> b=<number>',
+      '  Adds two numbers.',
+      '  a            number, required',
+      '  b            number, required',
+      '  (other names are refused)',
+      '  returns number',
+      '',
+    ].join('\n'),
+  );
+  const sleep = await run(['demo', 'sleep', '--describe', '--transport-url', ctx.url]);
+  assert.match(sleep.out, /^usage: rpc-client demo sleep \[seconds=…\]\n/);
+  assert.match(sleep.out, /seconds +number \(≥ 0, ≤ 3600\) +default 1/);
+  const info = await run(['demo', 'info', '--json', '--transport-url', ctx.url]);
+  assert.is((JSON.parse(info.out) as { calls: number }).calls, 1, '--describe ran nothing: info is the first call');
+});
+
+t('--describe of a module endpoint and of a method without a contract', async (ctx) => {
+  const r = await run(['labels', 'label', '--describe', '--transport-url', ctx.url]);
+  assert.is(r.code, 0, r.err);
+  assert.match(r.out, /^usage: rpc-client labels label code=<string> \[n=…\]\n {2}Echoes code and n with their types\.\n/);
+  assert.match(r.out, /code +string \(length ≤ 8\), required +kept as text/);
+  assert.match(r.out, /n +integer\n/);
+  const loose = await run(['labels', 'loose', '--describe', '--transport-url', ctx.url]);
+  assert.is(loose.code, 0, loose.err);
+  assert.match(loose.out, /labels loose: no contract is published for it/);
+});
+
+t('key=value coercion by the contract: a=1 a number where it says number, text where it says string', async (ctx) => {
+  const add = await run(['demo', 'add', 'a=1', 'b=2', '--transport-url', ctx.url]);
+  assert.is(add.code, 0, add.err);
+  assert.is(add.out.trim(), '3');
+  // Without the contract `code=42` would be the number 42 and break it; the contract keeps the text.
+  const label = await run(['labels', 'label', 'code=42', 'n=5', '--json', '--transport-url', ctx.url]);
+  assert.is(label.code, 0, label.err);
+  assert.equal(JSON.parse(label.out), { code: '42', codeType: 'string', n: 5, nType: 'number' });
+  const fail = await run(['demo', 'fail', 'message=123', '--transport-url', ctx.url]);
+  assert.is(fail.code, 1);
+  assert.match(fail.err, /remote error: DemoError: 123/, 'message is a string in the contract');
+  // No contract for `loose`: JSON values parse as without contracts.
+  const loose = await run(['labels', 'loose', 'code=42', '--json', '--transport-url', ctx.url]);
+  assert.equal(JSON.parse(loose.out), { code: 42, codeType: 'number' });
+});
+
+t('a value the contract refuses: the server says which, the exit status is 1', async (ctx) => {
+  const r = await run(['demo', 'add', 'a=1', 'b=two', '--transport-url', ctx.url]);
+  assert.is(r.code, 1, r.out);
+  assert.match(r.err, /ContractViolation.*arguments of add break its contract: \/b must be number/);
+});
+
+t.run();

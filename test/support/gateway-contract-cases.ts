@@ -1,0 +1,109 @@
+import { Validator } from '@seriousme/openapi-schema-validator';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createGateway, type Gateway } from '../../src/gateway/index.js';
+import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
+import { type GatewayBroker, http } from '../in-process/gateway-cases.js';
+import { Calculator, calculatorContracts } from './contract-cases.js';
+
+// The gateway's contract cases, on every driver: a declared route without schemas of its own
+// takes its method's contract from the servers (hermod.describe); requests are checked at the
+// gateway, and /openapi.json documents it.
+
+interface Ctx {
+  broker: GatewayBroker;
+  transports: Transport[];
+  servers: RPCServer[];
+  gateways: Gateway[];
+}
+let n = 0;
+
+/** The gateway's contract cases over one broker (memory, the router, RabbitMQ). */
+export function gatewayContractSuite(name: string, broker: () => Promise<GatewayBroker>) {
+  const t = suite<Ctx>(name, {} as Ctx);
+  t.before(async (ctx) => {
+    ctx.broker = await broker();
+  });
+  t.after(async (ctx) => {
+    await ctx.broker.stop();
+  });
+  t.before.each((ctx) => {
+    ctx.transports = [];
+    ctx.servers = [];
+    ctx.gateways = [];
+  });
+  t.after.each(async (ctx) => {
+    for (const g of ctx.gateways) await g.stop(1000);
+    for (const s of ctx.servers) {
+      await s.stop();
+      await s.wait(1000);
+    }
+    for (const tr of ctx.transports) await tr.close();
+  });
+
+  async function setup(ctx: Ctx, contractTimeout: number) {
+    const topic = `gwc-${++n}`;
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig() });
+    ctx.transports.push(tr);
+    const calc = new Calculator();
+    const server = new RPCServer(tr, new Target({ topic, server: 's1' }), [calc]);
+    await server.start();
+    ctx.servers.push(server);
+    const gw = createGateway(tr, {
+      listen: { port: 0 },
+      contractTimeout,
+      routes: [
+        { topic, method: 'add' },
+        { topic, method: 'tag', args: { type: 'object' } },
+        { topic: `${topic}-nobody`, method: 'add' },
+      ],
+    });
+    ctx.gateways.push(gw);
+    const t0 = Date.now();
+    const { url } = await gw.start();
+    return { topic, calc, server, base: url, startMs: Date.now() - t0 };
+  }
+
+  t('a route without args takes the contract: a bad request is a 400 ContractViolation and never reaches the server', async (ctx) => {
+    const { topic, calc, base, startMs } = await setup(ctx, 300);
+    // Topics are asked at once: one that nobody serves delays start by its timeout, not more.
+    assert.ok(startMs < 300 + 2000, `started in ${startMs} ms`);
+    const ok = await http(base, 'POST', `/v1/${topic}/add`, { a: 1, b: 2 });
+    assert.is(ok.status, 200);
+    assert.equal(ok.json, { result: 3 });
+    const bad = await http(base, 'POST', `/v1/${topic}/add`, { a: 'one', extra: 1 });
+    assert.is(bad.status, 400);
+    assert.is(bad.json.error.code, 'HERMOD_ERR_CONTRACT_VIOLATION');
+    assert.match(bad.json.error.message, /\/b is required/);
+    assert.match(bad.json.error.message, /\/extra is not allowed/);
+    assert.not.ok(bad.json.error.remote, 'refused at the gateway, not by the server');
+    assert.is(calc.runs, 1, 'only the good call ran');
+    // The route's own schema wins: tag's contract would refuse this, the route lets it through and the server refuses it.
+    const own = await http(base, 'POST', `/v1/${topic}/tag`, { name: 'x'.repeat(40) });
+    assert.is(own.status, 400);
+    assert.equal(own.json.error.remote?.type, 'ContractViolation', 'refused by the server this time');
+    const rpc = await http(base, 'POST', '/jsonrpc', { jsonrpc: '2.0', id: 1, method: `${topic}.add`, params: { a: 1 } });
+    assert.is(rpc.json.error.code, -32602);
+  });
+
+  t('/openapi.json documents the contract (args, result, description) of a route that declares none', async (ctx) => {
+    const { topic, base } = await setup(ctx, 300);
+    const doc = (await http(base, 'GET', '/openapi.json')).json;
+    assert.equal(await new Validator().validate(doc), { valid: true });
+    const add = doc.paths[`/v1/${topic}/add`].post;
+    assert.equal(add.requestBody.content['application/json'].schema, JSON.parse(JSON.stringify(calculatorContracts.add.args)));
+    assert.equal(add.responses['200'].content['application/json'].schema.properties.result, { type: 'number' });
+    assert.is(add.summary, 'Adds two numbers.');
+    assert.equal(doc.paths[`/v1/${topic}/tag`].post.requestBody.content['application/json'].schema, { type: 'object' });
+    assert.equal(doc.paths[`/v1/${topic}-nobody/add`].post.requestBody.content['application/json'].schema, { type: 'object' });
+  });
+
+  t('contractTimeout 0 (the default): routes stay as declared', async (ctx) => {
+    const { topic, calc, base } = await setup(ctx, 0);
+    const bad = await http(base, 'POST', `/v1/${topic}/add`, { a: 'one' });
+    assert.is(bad.status, 400);
+    assert.is(bad.json.error.remote?.type, 'ContractViolation', 'refused by the server');
+    assert.is(calc.runs, 0);
+  });
+  return t;
+}
