@@ -50,14 +50,15 @@ async function cli(ctx: Ctx, args: string[]): Promise<{ code: number; stdout: st
 }
 
 t('--start prints the token; job shows status, --wait follows progress to the result, --cancel cancels', async (ctx) => {
-  const started = await cli(ctx, ['img', 'resize', 'ms=6000', 'steps=3', 'image=cli.png', '--start']);
+  const started = await cli(ctx, ['img', 'resize', 'ms=9000', 'steps=3', 'image=cli.png', '--start']);
   assert.is(started.code, 0, started.stderr);
   const token = JSON.parse(started.stdout.trim());
   assert.is(token.hermod_job, 1);
   assert.is(token.server, 'img1');
   const status = await cli(ctx, ['job', started.stdout.trim()]);
   assert.is(status.code, 0, status.stderr);
-  // Each CLI process takes a second or two to start under coverage: the 6 s job is still running.
+  // Each CLI process takes a second or two to start under coverage, more with other test files
+  // beside it: the 9 s job (3 s a step) is still running here and when --wait starts.
   assert.match(status.stdout, /^resize running/, status.stdout);
   assert.match(status.stdout, new RegExp(`job ${token.job_id} on img1 \\(topic img\\)`));
   const waited = await cli(ctx, ['job', started.stdout.trim(), '--wait', '--json']);
