@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 /**
  * The long-operation step of `npm run demo`: one job from start to result with its progress
  * (README "Long operations"). Its own file so that the demo's other steps merge apart from it.
@@ -17,7 +18,7 @@ export async function demoJob(url: string, ctx: Context, say: (s: string) => voi
     console.log(`    token: job ${job.id.slice(0, 8)}… on server ${job.token.server} (keep job.serialized to re-attach after a restart)`);
     for await (const p of job) console.log(`    ${progressLine(p)}`);
     const result = await job.result();
-    console.log(`    result after ${((Date.now() - t0) / 1000).toFixed(1)} s:`, result);
+    console.log(`    result after ${((Date.now() - t0) / 1000).toFixed(1)} s: ${inspect(result, { colors: false })}`);
   } finally {
     await transport.close();
   }
