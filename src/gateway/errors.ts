@@ -11,6 +11,7 @@ import {
   MessageDeliveryFailure,
   MessageUndeliverable,
   MessagingTimeout,
+  NestingTooDeep,
   NoSuchMethod,
   RemoteError,
   RPCVersionCapError,
@@ -74,6 +75,8 @@ export const RPC_CODES = {
  * InvalidArgument) map like local ones: the caller's mistake is the same wherever it was found.
  */
 export const ERROR_TABLE: ReadonlyArray<readonly [abstract new (...args: never[]) => Error, Mapped]> = [
+  // A request body (or a call's arguments, as a server refused them) nested past maxJsonDepth.
+  [NestingTooDeep, { status: 400, rpcCode: RPC_CODES.invalidRequest }],
   [InvalidArgument, { status: 400, rpcCode: RPC_CODES.invalidParams }],
   [InvalidTarget, { status: 400, rpcCode: RPC_CODES.invalidParams }],
   [Unauthenticated, { status: 401, rpcCode: RPC_CODES.unauthenticated }],

@@ -9,7 +9,8 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import { ClosedError, HermodError } from '../core/errors.js';
+import { ClosedError, HermodError, NestingTooDeep } from '../core/errors.js';
+import { nestsDeeperThan } from '../core/json.js';
 import type { Transport } from '../transport.js';
 import { type Authenticate, type Identity, keysFileAuthenticator } from './auth.js';
 import { type GatewayConfig, type ResolvedGatewayConfig, resolveGatewayConfig } from './config.js';
@@ -86,6 +87,19 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     forceCloseConnections: 'idle',
   });
   app.decorateRequest('hermod', null);
+  // JSON bodies pass the same depth bound as messages from the broker before they are parsed:
+  // JSON.parse of deep nesting takes time superlinear in the depth, and a 1 MB body of `[` would
+  // stall the gateway. fastify's own parser (prototype-poisoning checks included) does the rest.
+  const maxDepth = transport.config.maxJsonDepth;
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (nestsDeeperThan(body as string, maxDepth)) {
+      done(new NestingTooDeep(maxDepth, 'the request body'), undefined);
+      return;
+    }
+    parseJson(request, body as string, done);
+  });
 
   app.setErrorHandler((err: FastifyError | HermodError, request, reply) => {
     const jsonrpc = request.url.startsWith('/jsonrpc');
@@ -204,6 +218,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     registerRest(scope, invoker, config.maxCallTimeout);
     registerJsonRpc(scope, {
       invoker,
+      maxDepth,
       exposeTracebacks: config.exposeTracebacks,
       maxBatch: config.maxBatch,
       maxTimeout: config.maxCallTimeout,

@@ -7,6 +7,7 @@
 
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { InvalidArgument } from '../core/errors.js';
+import { nestsDeeperThan } from '../core/json.js';
 import type { Context } from '../core/serializer.js';
 import { type ErrorBody, errorBody, mapError, RPC_CODES } from './errors.js';
 import type { CallControls, Invoker } from './invoker.js';
@@ -80,7 +81,7 @@ async function one(
 }
 
 /** Registers `POST /jsonrpc`, with its own body parser so that invalid JSON is a JSON-RPC parse error. */
-export function registerJsonRpc(app: FastifyInstance, shared: Shared & { maxBatch: number; maxTimeout: number }): void {
+export function registerJsonRpc(app: FastifyInstance, shared: Shared & { maxBatch: number; maxTimeout: number; maxDepth: number }): void {
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => done(null, body));
@@ -88,8 +89,14 @@ export function registerJsonRpc(app: FastifyInstance, shared: Shared & { maxBatc
       const state = request.hermod as RequestState;
       const controls = headerControls(request, shared.maxTimeout);
       let payload: unknown;
+      const text = String(request.body ?? '');
+      if (nestsDeeperThan(text, shared.maxDepth)) {
+        return reply.send(
+          failure(RPC_CODES.invalidRequest, `Invalid Request: the body nests deeper than ${shared.maxDepth} levels (maxJsonDepth)`, null),
+        );
+      }
       try {
-        payload = JSON.parse(String(request.body ?? ''));
+        payload = JSON.parse(text);
       } catch {
         return reply.send(failure(RPC_CODES.parseError, 'Parse error: the body is not valid JSON', null));
       }

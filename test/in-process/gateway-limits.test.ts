@@ -65,6 +65,32 @@ for (const [name, broker] of IN_PROCESS) {
     for (let i = 0; i < 5; i++) assert.is((await http(ctx.h.base, 'GET', '/healthz')).status, 200);
   });
 
+  t('a deeply nested body → 400 on REST and an Invalid Request on JSON-RPC, refused before parsing; nothing sent', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url);
+    // 500,000 levels in 1 MB: JSON.parse alone would hold the event loop for a second or more.
+    const depth = 500_000;
+    const deep = `{"id":1,"pad":${'['.repeat(depth)}${']'.repeat(depth)}}`;
+    const t0 = performance.now();
+    const r = await http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/get`, deep);
+    assert.is(r.status, 400, r.text);
+    assert.is(r.json.error.code, 'HERMOD_ERR_NESTING_TOO_DEEP');
+    assert.match(r.json.error.message, /deeper than 128 levels/);
+    const j = await http(ctx.h.base, 'POST', '/jsonrpc', `{"jsonrpc":"2.0","method":"getUser","params":${deep},"id":1}`);
+    assert.is(j.status, 200);
+    assert.is(j.json.id, null);
+    assert.is(j.json.error.code, -32600);
+    assert.match(j.json.error.message, /deeper than 128 levels/);
+    const ms = performance.now() - t0;
+    console.log(`    two 1 MB bodies of ${depth} levels refused in ${ms.toFixed(0)} ms`);
+    assert.is(ctx.h.users.seen.length, 0, 'nothing sent');
+    // Prototype keys stay refused by fastify's own parser; sane bodies pass, nested ones too.
+    const proto = await http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/get`, '{"id":1,"__proto__":{"x":1}}');
+    assert.is(proto.status, 400, proto.text);
+    assert.is((await http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/get`, { id: 1 })).status, 200);
+    const nested = await http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/ctx`, { pad: [[[{ a: [[1]] }]]] });
+    assert.is(nested.status, 200, nested.text);
+  });
+
   t('body limit → 413 on REST and JSON-RPC; nothing sent', async (ctx) => {
     ctx.h = await harness(ctx.broker.url, { bodyLimit: 1024 });
     const big = { id: 1, pad: 'x'.repeat(2000) };

@@ -43,6 +43,8 @@ export class RabbitListener implements TrackedListener {
   private tags: string[] = [];
   private stopped = false;
   private closing: Promise<void> | undefined;
+  /** When stop() sent its consumer cancels, while they are unanswered (a frozen or lost broker). */
+  private cancelSentAt: number | undefined;
   private readonly dedup = new DedupRing();
   /**
    * Where each stream queue is to be consumed from on the next (re)connect: `last` at first,
@@ -183,7 +185,13 @@ export class RabbitListener implements TrackedListener {
     // Not waiting for cancel-ok: a broker that is stopped, SIGSTOPped or blocked may never send
     // it, and a delivery that still comes is given back by the server or listener above.
     if (ch && this.o.conn.isOpen) {
-      for (const tag of this.tags) ch.cancel(tag).catch(() => {});
+      if (this.tags.length > 0) {
+        const sentAt = performance.now();
+        this.cancelSentAt = sentAt;
+        void Promise.allSettled(this.tags.map((tag) => ch.cancel(tag))).then(() => {
+          if (this.cancelSentAt === sentAt) this.cancelSentAt = undefined;
+        });
+      }
       // The server's fanout queue goes now (oslo's goes with its connection): fanout requests
       // are acknowledged when they start, so nothing in flight needs it. Bounded like the rest.
       const transient = this.o.bindings.filter((b) => b.deleteOnStop);
@@ -203,6 +211,11 @@ export class RabbitListener implements TrackedListener {
     const ch = this.channel;
     let answered = true;
     if (ch) {
+      // One grace per stop for a broker that answers nothing: counted from the cancels stop()
+      // sent. One that has not answered them by now will not answer a close either, and waiting
+      // the full grace again would push a stop past its deadline + 1 s.
+      const grace =
+        this.cancelSentAt === undefined ? CLOSE_GRACE_MS : Math.max(0, CLOSE_GRACE_MS - (performance.now() - this.cancelSentAt));
       const done = await within(
         (async () => {
           // Closing the channel first flushes the acknowledgements queued on it: amqplib writes
@@ -211,7 +224,7 @@ export class RabbitListener implements TrackedListener {
           await ch.close();
           return true;
         })(),
-        CLOSE_GRACE_MS,
+        grace,
       );
       answered = done === true;
     }
