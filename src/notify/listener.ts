@@ -173,7 +173,9 @@ export class NotificationListener {
    * Waits until the endpoints are done with what they had. Past `deadlineMs` (default config
    * `rpc.stopTimeout`) the rest is aborted: requeued, not acknowledged. `completed` and
    * `aborted` count notifications, or batches in batch mode. After a stop() it then releases
-   * the subscription; it returns within `deadlineMs` plus about 2 s whatever the broker does.
+   * the subscription; it returns within `deadlineMs` plus about 1 s whatever the broker does (the
+   * aborted handlers' grace; a broker that has not answered the consumer cancels of stop() gets no
+   * second grace for the close).
    */
   async wait(deadlineMs: number = this.transport.config.rpc.stopTimeout): Promise<WaitResult> {
     const result = await this.pool.drain(deadlineMs);

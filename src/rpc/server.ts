@@ -247,8 +247,9 @@ export class RPCServer {
   /**
    * Waits until running requests finish. Past `deadlineMs` (default config `rpc.stopTimeout`)
    * the rest are aborted: their callers get a ServerStopped failure and late results are dropped.
-   * After a stop() it then releases the subscription. Returns within `deadlineMs` plus about 2 s
-   * (the aborts' replies and the close handshake are bounded), whatever the broker does.
+   * After a stop() it then releases the subscription. Returns within `deadlineMs` plus about 1 s
+   * (the aborts' replies get up to 1 s; a broker that has not answered the consumer cancels of
+   * stop() gets no second grace for the close handshake), whatever the broker does.
    */
   async wait(deadlineMs: number = this.transport.config.rpc.stopTimeout): Promise<WaitResult> {
     const started = performance.now();
