@@ -52,6 +52,8 @@ export interface RabbitNodeInfo {
   distPort: number;
   dir: string;
   tlsPort?: number;
+  /** With `management: true`: the HTTP API's port (loopback). */
+  mgmtPort?: number;
 }
 
 /** Test PKI made with openssl: a CA, and a server certificate for localhost / 127.0.0.1. */
@@ -162,6 +164,7 @@ export class RabbitNode implements RabbitNodeInfo {
   /** With `tls: true`: the TLS listener's port and the test PKI. */
   tlsPort?: number;
   pki?: TestPki;
+  mgmtPort?: number;
   private constructor(
     readonly nodename: string,
     readonly port: number,
@@ -171,38 +174,46 @@ export class RabbitNode implements RabbitNodeInfo {
   ) {}
 
   /** Starts a node and waits until it accepts AMQP connections (4–8 s). */
-  static async start(opts: { name?: string; tls?: boolean; cookie?: string } = {}): Promise<RabbitNode> {
+  static async start(opts: { name?: string; tls?: boolean; cookie?: string; management?: boolean } = {}): Promise<RabbitNode> {
     if (!rabbitAvailable()) throw new Error('rabbitmq-server is not installed (.ci/run installs it)');
     const dir = mkdtempSync(path.join(tmpdir(), 'hermod-rabbit-'));
     const name = `${opts.name ?? 'hermod'}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     const node = new RabbitNode(`${name}@localhost`, await freePort(), await freePort(), dir, true);
-    writeFileSync(path.join(dir, 'enabled_plugins'), '[].\n');
+    // The management plugin is the run's shared node's only: its HTTP API makes and deletes a
+    // suite's vhost in milliseconds, where each rabbitmqctl call boots an Erlang VM (about 1.2 s
+    // of CPU; three per suite). Nodes a suite starts for itself are rebooted often: no plugin.
+    writeFileSync(path.join(dir, 'enabled_plugins'), opts.management ? '[rabbitmq_management].\n' : '[].\n');
     // Nodes that are to form a cluster need the same Erlang cookie (HOME is per node).
     if (opts.cookie) writeFileSync(path.join(dir, '.erlang.cookie'), opts.cookie, { mode: 0o400 });
+    const conf: string[] = [];
+    if (opts.management) {
+      node.mgmtPort = await freePort();
+      // No message rates: nothing reads them, and collecting them costs the node CPU.
+      conf.push(`management.tcp.port = ${node.mgmtPort}`, 'management.tcp.ip = 127.0.0.1', 'management.rates_mode = none');
+    }
     if (opts.tls) {
       node.pki = makePki(dir);
       node.tlsPort = await freePort();
-      writeFileSync(
-        path.join(dir, 'rabbitmq.conf'),
-        [
-          `listeners.ssl.default = ${node.tlsPort}`,
-          `ssl_options.cacertfile = ${node.pki.ca}`,
-          `ssl_options.certfile = ${node.pki.cert}`,
-          `ssl_options.keyfile = ${node.pki.key}`,
-          // Client certificates are checked when offered, not required: both kinds of test run.
-          'ssl_options.verify = verify_peer',
-          'ssl_options.fail_if_no_peer_cert = false',
-          '',
-        ].join('\n'),
+      conf.push(
+        `listeners.ssl.default = ${node.tlsPort}`,
+        `ssl_options.cacertfile = ${node.pki.ca}`,
+        `ssl_options.certfile = ${node.pki.cert}`,
+        `ssl_options.keyfile = ${node.pki.key}`,
+        // Client certificates are checked when offered, not required: both kinds of test run.
+        'ssl_options.verify = verify_peer',
+        'ssl_options.fail_if_no_peer_cert = false',
       );
     }
+    if (conf.length) writeFileSync(path.join(dir, 'rabbitmq.conf'), `${conf.join('\n')}\n`);
     await node.boot();
     return node;
   }
 
   /** Reattaches to a node started elsewhere (scripts/test.mjs shares one per test run). */
   static attach(info: RabbitNodeInfo): RabbitNode {
-    return new RabbitNode(info.nodename, info.port, info.distPort, info.dir, false);
+    const node = new RabbitNode(info.nodename, info.port, info.distPort, info.dir, false);
+    node.mgmtPort = info.mgmtPort;
+    return node;
   }
 
   /** Reattaches to the run's shared node when scripts/test.mjs started one, else starts one. */
@@ -213,7 +224,7 @@ export class RabbitNode implements RabbitNodeInfo {
   }
 
   get info(): RabbitNodeInfo {
-    return { nodename: this.nodename, port: this.port, distPort: this.distPort, dir: this.dir };
+    return { nodename: this.nodename, port: this.port, distPort: this.distPort, dir: this.dir, mgmtPort: this.mgmtPort };
   }
 
   private env(): NodeJS.ProcessEnv {
@@ -232,7 +243,10 @@ export class RabbitNode implements RabbitNodeInfo {
       // A crashing node writes erl_crash.dump (and Mnesia core files) into its working
       // directory: keep both inside the node's own temp dir, never the project root.
       ERL_CRASH_DUMP: path.join(d, 'erl_crash.dump'),
-      ...(this.tlsPort ? { RABBITMQ_CONFIG_FILE: path.join(d, 'rabbitmq.conf') } : {}),
+      ...(this.tlsPort || this.mgmtPort ? { RABBITMQ_CONFIG_FILE: path.join(d, 'rabbitmq.conf') } : {}),
+      // Erlang's schedulers spin before they sleep; on a shared 2-core machine that spinning is
+      // CPU the suites beside the node do not get (RabbitMQ's docs advise this on shared hosts).
+      RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '+sbwt none +sbwtdcpu none +sbwtdio none',
     };
   }
 
@@ -242,7 +256,7 @@ export class RabbitNode implements RabbitNodeInfo {
     closeSync(out);
     this.proc.on('error', () => {});
     const end = Date.now() + 60000;
-    while (!(await accepts(this.port))) {
+    while (!(await accepts(this.port)) || (this.mgmtPort !== undefined && !(await accepts(this.mgmtPort)))) {
       if (this.proc.exitCode !== null) throw new Error(`rabbitmq-server exited (${this.proc.exitCode}):\n${this.tail()}`);
       if (Date.now() > end) throw new Error(`rabbitmq-server did not accept connections in 60 s:\n${this.tail()}`);
       await new Promise((r) => setTimeout(r, 100));
@@ -277,6 +291,18 @@ export class RabbitNode implements RabbitNodeInfo {
     return stdout;
   }
 
+  /** One call to the management HTTP API (nodes started with `management: true`). */
+  private async api(method: string, p: string, body?: object): Promise<void> {
+    const res = await fetch(`http://127.0.0.1:${this.mgmtPort}${p}`, {
+      method,
+      headers: { authorization: `Basic ${Buffer.from('guest:guest').toString('base64')}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(60_000),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`RabbitMQ management API: ${method} ${p} → ${res.status} ${text}`);
+  }
+
   /** Joins `other`'s cluster (both nodes must share a cookie): stop_app, join_cluster, start_app. */
   async joinCluster(other: RabbitNode): Promise<void> {
     await this.ctl('stop_app');
@@ -291,12 +317,22 @@ export class RabbitNode implements RabbitNodeInfo {
 
   /** Creates a vhost with full permissions for guest: the isolation unit of a test suite. */
   async addVhost(name: string): Promise<string> {
+    if (this.mgmtPort !== undefined) {
+      const v = encodeURIComponent(name);
+      await this.api('PUT', `/api/vhosts/${v}`);
+      await this.api('PUT', `/api/permissions/${v}/guest`, { configure: '.*', write: '.*', read: '.*' });
+      return name;
+    }
     await this.ctl('add_vhost', name);
     await this.ctl('set_permissions', '-p', name, 'guest', '.*', '.*', '.*');
     return name;
   }
 
   async deleteVhost(name: string): Promise<void> {
+    if (this.mgmtPort !== undefined) {
+      await this.api('DELETE', `/api/vhosts/${encodeURIComponent(name)}`).catch(() => {});
+      return;
+    }
     await this.ctl('delete_vhost', name).catch(() => {});
   }
 

@@ -77,7 +77,7 @@ for (const [sig, code] of [
 }
 if (needsRabbit && rabbitAvailable()) {
   const t0 = Date.now();
-  rabbit = await RabbitNode.start({ name: 'hermod-test' });
+  rabbit = await RabbitNode.start({ name: 'hermod-test', management: true });
   console.log(`RabbitMQ node ${rabbit.nodename} on 127.0.0.1:${rabbit.port} (booted in ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 }
 
@@ -92,6 +92,21 @@ if (coverage) {
 // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour sequences (ESC [ ... m)
 const plain = (s) => s.replace(/\x1b\[[0-9;]*m/g, '');
 const reEscape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+// CPU seconds of every process the run started and reaped (test files, the CLIs and peers they
+// ran, the RabbitMQ node): on Linux, the cutime and cstime fields of /proc/self/stat (in
+// 1/100 s). Unlike wall time it hardly depends on what else loads the machine.
+const childCpu = () => {
+  try {
+    const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
+    return (Number(f[13]) + Number(f[14])) / 100;
+  } catch {
+    return undefined;
+  }
+};
+// A file's CPU is what the run's reaped-children counter grew by when that file's process was
+// reaped: the process reaps its own children (CLIs, peers) before it exits, so they count too.
+let cpuSeen = childCpu() ?? 0;
 
 /** Runs one test file in its own uvu process; resolves with its counts and its output. */
 function runFile(file) {
@@ -128,6 +143,14 @@ function runFile(file) {
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
+    let cpu;
+    child.on('exit', () => {
+      const now = childCpu();
+      if (now !== undefined) {
+        cpu = now - cpuSeen;
+        cpuSeen = now;
+      }
+    });
     child.on('close', (code, signal) => {
       clearTimeout(stuck);
       children.delete(child);
@@ -139,7 +162,7 @@ function runFile(file) {
       const total = num(/Total:\s+(\d+)/);
       const passed = num(/Passed:\s+(\d+)/);
       const skipped = num(/Skipped:\s+(\d+)/) ?? 0;
-      const r = { file, out, seconds: (Date.now() - t0) / 1000, passed: passed ?? 0, skipped, failed: 0 };
+      const r = { file, out, seconds: (Date.now() - t0) / 1000, cpu, passed: passed ?? 0, skipped, failed: 0 };
       if (total === undefined || passed === undefined) {
         r.out += `\nFAIL ${file} ended without a summary (exit ${code ?? signal})\n`;
         r.failed = 1;
@@ -159,7 +182,9 @@ const results = [];
 const report = (r) => {
   results.push(r);
   const status = r.failed ? `FAILED (${r.failed})` : 'ok';
-  process.stdout.write(`\n── ${r.file.split(path.sep).join('/')}: ${status}, ${r.seconds.toFixed(1)} s\n${r.out.replace(/\s+$/, '')}\n`);
+  process.stdout.write(
+    `\n── ${r.file.split(path.sep).join('/')}: ${status}, ${r.seconds.toFixed(1)} s${r.cpu === undefined ? '' : `, ${r.cpu.toFixed(1)} s CPU`}\n${r.out.replace(/\s+$/, '')}\n`,
+  );
 };
 
 const t0 = Date.now();
@@ -183,23 +208,18 @@ if (coverage) {
 }
 
 const sum = (k) => results.reduce((n, r) => n + r[k], 0);
-// CPU seconds of every process the run started and reaped (test files, the CLIs and peers they
-// ran, the RabbitMQ node): on Linux, the cutime and cstime fields of /proc/self/stat (in
-// 1/100 s). Unlike wall time it hardly depends on what else loads the machine.
-const childCpu = () => {
-  try {
-    const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ');
-    return (Number(f[13]) + Number(f[14])) / 100;
-  } catch {
-    return undefined;
-  }
-};
 const cpu = childCpu();
 const slowest = [...results].sort((a, b) => b.seconds - a.seconds).slice(0, 8);
+const hungriest = [...results]
+  .filter((r) => r.cpu !== undefined)
+  .sort((a, b) => b.cpu - a.cpu)
+  .slice(0, 8);
 console.log(
   `\n${results.length} files in ${wall.toFixed(1)} s with ${jobs} at a time (${serial.length} alone first)${
     cpu === undefined ? '' : `, ${cpu.toFixed(0)} s of CPU`
-  }; slowest: ${slowest.map((r) => `${r.file.split(path.sep).join('/')} ${r.seconds.toFixed(0)} s`).join(', ')}`,
+  }; slowest: ${slowest.map((r) => `${r.file.split(path.sep).join('/')} ${r.seconds.toFixed(0)} s`).join(', ')}${
+    hungriest.length ? `; most CPU: ${hungriest.map((r) => `${r.file.split(path.sep).join('/')} ${r.cpu.toFixed(0)} s`).join(', ')}` : ''
+  }`,
 );
 if (process.env.TEST_TIMES_OUT) {
   const { writeFileSync } = await import('node:fs');

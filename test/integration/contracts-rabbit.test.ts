@@ -5,33 +5,18 @@ import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { type Context, defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
 import { until } from '../support/assert.js';
 import { contractSuite, longestStall, osloContractSuite } from '../support/contract-cases.js';
+import { sharedVhost } from '../support/rabbit-vhost.js';
 
 // The contract cases every driver passes, in a vhost of their own.
-contractSuite('contracts over RabbitMQ', async () => {
-  const node = await RabbitNode.shared();
-  const vhost = await node.addVhost(`contract-cases-${process.pid}`);
-  return {
-    url: node.url(vhost),
+contractSuite(
+  'contracts over RabbitMQ',
+  sharedVhost('contract-cases', {
     unservedTimeout: () => /Timed out/,
-    stop: async () => {
-      await node.deleteVhost(vhost);
-      await node.release();
-    },
-  };
-}).run();
+  }),
+).run();
 
 // A python3-oslo.messaging caller (its rabbit driver) breaking a hermod method's contract and reading describe.
-osloContractSuite('contracts: an oslo.messaging caller over RabbitMQ', async () => {
-  const node = await RabbitNode.shared();
-  const vhost = await node.addVhost(`contracts-oslo-${process.pid}`);
-  return {
-    url: node.url(vhost),
-    stop: async () => {
-      await node.deleteVhost(vhost);
-      await node.release();
-    },
-  };
-}).run();
+osloContractSuite('contracts: an oslo.messaging caller over RabbitMQ', sharedVhost('contracts-oslo')).run();
 
 // A hostile peer's 1,000,000-level arguments, published with raw amqplib (no client can encode them).
 const h = suite('contracts: a default depth limit against hostile nesting on RabbitMQ');

@@ -3,23 +3,22 @@ import * as assert from 'uvu/assert';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport, TransportError } from '../../src/index.js';
 import { sleep, until } from '../support/assert.js';
+import { sharedVhost } from '../support/rabbit-vhost.js';
 import { rpcSuite } from '../support/rpc-cases.js';
 
 // rabbit.directReplyTo: replies by RabbitMQ's direct reply-to instead of a reply_<uuid> queue.
 // The RPC cases every driver passes, with every client in that mode (a URL query option).
-rpcSuite('rpc over RabbitMQ with rabbit.directReplyTo: shared cases', async () => {
-  const node = await RabbitNode.shared();
-  const vhost = await node.addVhost(`drt-cases-${process.pid}`);
-  return {
-    url: `${node.url(vhost)}?directReplyTo=true`,
-    unrouted: { 'rabbit.mandatoryRequests': false },
-    unservedTimeout: () => /Timed out waiting for a reply to message ID [0-9a-f]{32} \(x on topic nobody-\d+\) after \d+ ms/,
-    stop: async () => {
-      await node.deleteVhost(vhost);
-      await node.release();
+rpcSuite(
+  'rpc over RabbitMQ with rabbit.directReplyTo: shared cases',
+  sharedVhost(
+    'drt-cases',
+    {
+      unrouted: { 'rabbit.mandatoryRequests': false },
+      unservedTimeout: () => /Timed out waiting for a reply to message ID [0-9a-f]{32} \(x on topic nobody-\d+\) after \d+ ms/,
     },
-  };
-}).run();
+    '?directReplyTo=true',
+  ),
+).run();
 
 interface Ctx {
   node: RabbitNode;

@@ -1,30 +1,17 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { createGateway } from '../../src/gateway/index.js';
 import { defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { type GatewayBroker, http, type Json, Users } from '../in-process/gateway-cases.js';
 import { OsloPeer, osloAvailable } from '../support/oslo.js';
+import { sharedVhost } from '../support/rabbit-vhost.js';
 
 // The gateway is an RPC client: a Python oslo.messaging server is reached exactly like a hermod
 // one. One JSON-RPC batch mixes both, on RabbitMQ and through the embedded router.
 
 const BROKERS: Array<[string, () => Promise<GatewayBroker>]> = [
-  [
-    'RabbitMQ',
-    async () => {
-      const node = await RabbitNode.shared();
-      const vhost = await node.addVhost(`gateway-interop-${process.pid}`);
-      return {
-        url: node.url(vhost),
-        stop: async () => {
-          await node.deleteVhost(vhost);
-          await node.release();
-        },
-      };
-    },
-  ],
+  ['RabbitMQ', sharedVhost('gateway-interop')],
   [
     'the embedded router (amqp1)',
     async () => {

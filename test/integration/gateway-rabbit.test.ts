@@ -4,19 +4,10 @@ import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { createGateway } from '../../src/gateway/index.js';
 import { defaultConfig, getTransport } from '../../src/index.js';
 import { gatewaySuite, http } from '../in-process/gateway-cases.js';
+import { sharedVhost } from '../support/rabbit-vhost.js';
 
 // The gateway's shared cases on RabbitMQ, in a vhost of their own.
-gatewaySuite('gateway over RabbitMQ: shared cases', async () => {
-  const node = await RabbitNode.shared();
-  const vhost = await node.addVhost(`gateway-cases-${process.pid}`);
-  return {
-    url: node.url(vhost),
-    stop: async () => {
-      await node.deleteVhost(vhost);
-      await node.release();
-    },
-  };
-}).run();
+gatewaySuite('gateway over RabbitMQ: shared cases', sharedVhost('gateway-cases')).run();
 
 // What is RabbitMQ's own: a call nobody serves is unroutable (mandatory) at once → 503.
 const t = suite('gateway over RabbitMQ');

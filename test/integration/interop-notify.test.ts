@@ -1,6 +1,5 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RabbitNode } from '../../scripts/rabbit-node.js';
 import {
   defaultConfig,
   getTransport,
@@ -15,6 +14,7 @@ import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
 import { Collector } from '../support/notify-cases.js';
 import { OsloPeer, osloAvailable } from '../support/oslo.js';
+import { sharedVhost } from '../support/rabbit-vhost.js';
 
 // Notifications between hermod and python3-oslo.messaging, both ways, on RabbitMQ and on the
 // embedded AMQP 1.0 router.
@@ -164,18 +164,12 @@ function interopNotify(name: string, broker: () => Promise<Broker>) {
   return t;
 }
 
-interopNotify('interop notifications on RabbitMQ', async () => {
-  const node = await RabbitNode.shared();
-  const vhost = await node.addVhost(`inotify-${process.pid}`);
-  return {
-    url: node.url(vhost),
+interopNotify(
+  'interop notifications on RabbitMQ',
+  sharedVhost('inotify', {
     pools: true,
-    stop: async () => {
-      await node.deleteVhost(vhost);
-      await node.release();
-    },
-  };
-}).run();
+  }),
+).run();
 
 interopNotify('interop notifications through the embedded router (amqp1)', async () => {
   const router = new Router({ port: 0 });

@@ -6,6 +6,7 @@ import { defaultConfig, getTransport, NotificationListener, Notifier, Target } f
 import { Router } from '../../src/router/router.js';
 import { until } from '../support/assert.js';
 import { Collector, notifySuite } from '../support/notify-cases.js';
+import { sharedVhost } from '../support/rabbit-vhost.js';
 
 // The same notification cases on all three drivers.
 let memoryBrokers = 0;
@@ -15,18 +16,12 @@ notifySuite('notifications on the memory driver', async () => ({
   stop: async () => {},
 })).run();
 
-notifySuite('notifications over RabbitMQ', async () => {
-  const node = await RabbitNode.shared();
-  const vhost = await node.addVhost(`notify-${process.pid}`);
-  return {
-    url: node.url(vhost),
+notifySuite(
+  'notifications over RabbitMQ',
+  sharedVhost('notify', {
     pools: true,
-    stop: async () => {
-      await node.deleteVhost(vhost);
-      await node.release();
-    },
-  };
-}).run();
+  }),
+).run();
 
 notifySuite('notifications over the embedded AMQP 1.0 router', async () => {
   const router = new Router({ port: 0 });

@@ -5,24 +5,19 @@ import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { rejects, sleep, until } from '../support/assert.js';
 import { Recorder } from '../support/endpoints.js';
+import { sharedVhost } from '../support/rabbit-vhost.js';
 import { rpcSuite } from '../support/rpc-cases.js';
 
 // The RPC cases every driver passes, in a vhost of their own.
-rpcSuite('rpc over RabbitMQ: shared cases', async () => {
-  const node = await RabbitNode.shared();
-  const vhost = await node.addVhost(`rpc-cases-${process.pid}`);
-  return {
-    url: node.url(vhost),
+rpcSuite(
+  'rpc over RabbitMQ: shared cases',
+  sharedVhost('rpc-cases', {
     // Without the mandatory flag a request nobody is bound for is dropped, as oslo's is.
     unrouted: { 'rabbit.mandatoryRequests': false },
     // The reply wait starts once connected and names the part of the deadline left by then.
     unservedTimeout: () => /Timed out waiting for a reply to message ID [0-9a-f]{32} \(x on topic nobody-\d+\) after \d+ ms/,
-    stop: async () => {
-      await node.deleteVhost(vhost);
-      await node.release();
-    },
-  };
-}).run();
+  }),
+).run();
 
 // What is RabbitMQ's own: topology and wire format checked with raw amqplib clients, mandatory
 // publishing, broker-side failures, reconnects and quorum queues. One RabbitMQ node per test
