@@ -1,43 +1,16 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { until } from '../support/assert.js';
+import { type CliProc as Proc, runCli, startCli as start } from '../support/cli-procs.js';
 
 // rpc-client reading published contracts end to end: the CLIs as subprocesses (a router, an
 // rpc-server with the demo endpoints and one with an endpoints module of its own), the usage
 // printed by --describe, and key=value words coerced by the contract.
 
-const bin = (name: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', `${name}.js`);
-
-interface Proc {
-  child: ChildProcess;
-  out: string;
-  err: string;
-  exited: Promise<number | null>;
-}
-function start(name: string, args: string[]): Proc {
-  const child = spawn(process.execPath, [bin(name), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, HERMOD_TRANSPORT_URL: undefined } as never,
-  });
-  const p: Proc = { child, out: '', err: '', exited: new Promise((r) => child.once('exit', (code) => r(code))) };
-  child.stdout!.on('data', (d) => {
-    p.out += d;
-  });
-  child.stderr!.on('data', (d) => {
-    p.err += d;
-  });
-  return p;
-}
-async function run(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const p = start('rpc-client', args);
-  const code = await p.exited;
-  return { code, out: p.out, err: p.err };
-}
+const run = (args: string[]) => runCli('rpc-client', args);
 
 /** An endpoints module whose contract says `code` is a string and `n` an integer; both methods echo what they got, with its type. */
 const MODULE = `

@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,39 +6,19 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Router } from '../../src/router/router.js';
 import { until } from '../support/assert.js';
+import { type CliProc as Proc, startCli as start } from '../support/cli-procs.js';
 
 // The CLIs' common surface (issue #13, "CLIs"): one exit-status table, --version, the logging
 // flags, no silent waits, and output fit for pipes. Peers are an in-process router and
 // rpc-server subprocesses on loopback; "nothing listening" is a closed port.
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const bin = (name: string) => path.join(root, 'bin', `${name}.js`);
 const BINS = ['rpc-client', 'rpc-server', 'notify-send', 'notify-listen', 'hermod-router', 'hermod-gateway'];
 const NOWHERE = 'amqp://127.0.0.1:1/';
 const VERSION = (JSON.parse(readFileSync(path.join(root, '..', 'package.json'), 'utf8')) as { version: string }).version;
 
-interface Proc {
-  child: ChildProcess;
-  out: string;
-  err: string;
-  exited: Promise<number | null>;
-}
-function start(name: string, args: string[], env: Record<string, string> = {}): Proc {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HERMOD_')));
-  const child = spawn(process.execPath, [bin(name), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...base, ...env } });
-  const p: Proc = { child, out: '', err: '', exited: new Promise((r) => child.once('exit', (code) => r(code))) };
-  child.stdout!.on('data', (d) => {
-    p.out += d;
-  });
-  child.stderr!.on('data', (d) => {
-    p.err += d;
-  });
-  return p;
-}
 async function run(name: string, args: string[], env: Record<string, string> = {}) {
-  const p = start(name, args, env);
   // Bounded: none of these commands may run for long (30 s allows for a loaded CI machine).
-  const timer = setTimeout(() => p.child.kill('SIGKILL'), 30_000);
-  void p.exited.then(() => clearTimeout(timer));
+  const p = start(name, args, { env, killAfterMs: 30_000 });
   const code = await p.exited;
   // Output goes to pipes here: never a terminal escape or a carriage return.
   for (const s of [p.out, p.err]) {
@@ -66,7 +45,8 @@ t.before(async (ctx) => {
   ctx.url = `amqp://127.0.0.1:${await ctx.router.start()}/`;
   ctx.dir = mkdtempSync(path.join(tmpdir(), 'hermod-cli-exit-'));
   ctx.server = start('rpc-server', ['x1', '--topic', 'ex', '--transport-url', ctx.url]);
-  await until(() => ctx.server.out.includes('serving topic ex'), 'the server', 10_000);
+  // Set-up, not a bound under test: a loaded CI machine can take seconds to start a CLI.
+  await until(() => ctx.server.out.includes('serving topic ex'), 'the server', 30_000);
 });
 t.after(async (ctx) => {
   if (ctx.server) await stop(ctx.server);

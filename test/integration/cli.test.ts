@@ -1,38 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { until } from '../support/assert.js';
-
-const bin = (name: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', `${name}.js`);
-
-interface Proc {
-  child: ChildProcess;
-  out: string;
-  err: string;
-  exited: Promise<number | null>;
-}
-function start(name: string, args: string[]): Proc {
-  const child = spawn(process.execPath, [bin(name), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, HERMOD_TRANSPORT_URL: undefined } as never,
-  });
-  const p: Proc = { child, out: '', err: '', exited: new Promise((r) => child.once('exit', (code) => r(code))) };
-  child.stdout!.on('data', (d) => {
-    p.out += d;
-  });
-  child.stderr!.on('data', (d) => {
-    p.err += d;
-  });
-  return p;
-}
-async function run(name: string, args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const p = start(name, args);
-  const code = await p.exited;
-  return { code, out: p.out, err: p.err };
-}
+import { type CliProc as Proc, runCli as run, startCli as start } from '../support/cli-procs.js';
 
 interface Ctx {
   router: Proc;
