@@ -91,6 +91,8 @@ export class Invoker {
   private inFlight_ = 0;
   private readonly idle: Array<() => void> = [];
   private stopping = false;
+  /** The turn of the event loop the calls of the requests read so far start in (see {@link invoke}). */
+  private turn: Promise<void> | undefined;
   /** Every declared route, in configuration order. */
   readonly routes: CompiledRoute[] = [];
 
@@ -241,6 +243,22 @@ export class Invoker {
     return s === 'connected' || s === 'unblocked' || s === 'idle';
   }
 
+  /**
+   * Resolves in the event loop's check phase, once for every request read in the poll phase
+   * before it. Each HTTP request arrives in its own socket callback, and the drivers flush what
+   * one callback sent in a write of its own; started together, the calls of all the requests
+   * read in one turn leave in one write, and the broker and the server read them in one go too.
+   */
+  private nextTurn(): Promise<void> {
+    this.turn ??= new Promise((resolve) =>
+      setImmediate(() => {
+        this.turn = undefined;
+        resolve();
+      }),
+    );
+    return this.turn;
+  }
+
   /** Sends one call or cast for `route`; args must have passed {@link checkArgs}. */
   async invoke(route: CompiledRoute, ctx: Context, args: Record<string, unknown>, controls: CallControls): Promise<Outcome> {
     if (this.stopping) throw new Unavailable('the gateway is stopping');
@@ -262,6 +280,7 @@ export class Invoker {
     });
     this.inFlight_++;
     try {
+      await this.nextTurn();
       if (cast) {
         await client.cast(ctx, r.method, args);
         return { kind: 'accepted' };
