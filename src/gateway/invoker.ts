@@ -28,6 +28,8 @@ export interface CompiledRoute {
   checkResult?: ValidateFunction;
   /** The method's contract as its servers published it (used when the route declares no `args`). */
   contract?: MethodContract;
+  /** The client for calls that change nothing of the route's target (made on first use). */
+  client?: RPCClient;
 }
 
 /** What the gateway reads of a `hermod.describe` answer. */
@@ -269,15 +271,26 @@ export class Invoker {
       throw new TooManyInFlight(`${this.config.maxInFlight} calls already in flight at the gateway`);
     }
     const r = route.route;
-    const client = this.client.prepare({
-      topic: r.topic,
-      exchange: r.exchange ?? null,
-      server: controls.server ?? r.server ?? null,
-      namespace: controls.namespace ?? r.namespace ?? null,
-      version: controls.version ?? r.version ?? null,
-      fanout: controls.fanout ? true : null,
-      timeout: Math.min(controls.timeout ?? r.timeout ?? this.config.callTimeout, this.config.maxCallTimeout),
-    });
+    const prepare = () =>
+      this.client.prepare({
+        topic: r.topic,
+        exchange: r.exchange ?? null,
+        server: controls.server ?? r.server ?? null,
+        namespace: controls.namespace ?? r.namespace ?? null,
+        version: controls.version ?? r.version ?? null,
+        fanout: controls.fanout ? true : null,
+        timeout: Math.min(controls.timeout ?? r.timeout ?? this.config.callTimeout, this.config.maxCallTimeout),
+      });
+    // Most requests change nothing of the route's target: they share one prepared client (a
+    // view of the gateway's, same in-flight bound) instead of a new one and a new Target each.
+    const plain =
+      controls.server === undefined &&
+      controls.namespace === undefined &&
+      controls.version === undefined &&
+      controls.timeout === undefined &&
+      controls.fanout !== true;
+    if (plain && !route.client) route.client = prepare();
+    const client = plain ? route.client! : prepare();
     this.inFlight_++;
     try {
       await this.nextTurn();
