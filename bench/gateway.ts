@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // The gateway row: HTTP calls through hermod-gateway (its own process) to an rpc server (its own
-// process) over RabbitMQ and over the embedded router, with autocannon at 1 and 64 connections,
-// beside the library client's own rates on the same server in the same run. Also the gateway's
-// RSS under the 64-connection load.  node dist/bench/gateway.js [--calls n] [--json file]
-import { fork } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+// process) over RabbitMQ and over the embedded router (its own process, as in bench/run.ts), with
+// autocannon at 64 connections and a timed keep-alive loop at 1, beside the library client's own
+// rates on the same server in the same run. Also the gateway's RSS under the 64-connection load,
+// and the CPU time per call of each process (Linux), which a loaded machine disturbs less than
+// rates do.  node dist/bench/gateway.js [--calls n] [--json file]
+import { execFileSync, fork } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +14,6 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { Command } from 'commander';
 import { defaultConfig, getTransport, RPCClient, Target } from '../src/index.js';
-import { Router } from '../src/router/router.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const opts = new Command('bench-gateway')
@@ -22,6 +23,48 @@ const opts = new Command('bench-gateway')
   .parse()
   .opts<{ transportUrl?: string; calls: number; json?: string }>();
 const progress = (s: string) => process.stderr.write(`  ${s}\n`);
+// Both sides get the same warm-up, long enough for the JIT to settle on the HTTP path too.
+const warmUp = Math.min(1000, opts.calls);
+
+const clockTicks = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
+  } catch {
+    return 100;
+  }
+})();
+/** CPU time (user + system) of this process or another so far in µs; another's from /proc (undefined where there is none). */
+function cpuOf(pid: number | 'self' | undefined): number | undefined {
+  if (pid === 'self') {
+    const u = process.cpuUsage();
+    return u.user + u.system;
+  }
+  if (pid === undefined) return undefined;
+  try {
+    // The fields after the command name (which may hold spaces): state is 3rd, utime 14th, stime 15th.
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1e6) / clockTicks;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU µs per call of the processes in a workload: `begin` right before the timed calls, `end` right after. */
+class Meter {
+  private start: Array<number | undefined> = [];
+  cpu: Record<string, number | undefined> = {};
+  constructor(private readonly procs: Record<string, number | 'self' | undefined>) {}
+  begin(): void {
+    this.start = Object.values(this.procs).map(cpuOf);
+  }
+  end(calls: number): void {
+    Object.keys(this.procs).forEach((name, i) => {
+      const a = this.start[i];
+      const b = cpuOf(this.procs[name]);
+      this.cpu[name] = a === undefined || b === undefined ? undefined : (b - a) / calls;
+    });
+  }
+}
 
 /** A child process answering one message per request, in order. */
 function child(file: string) {
@@ -29,6 +72,7 @@ function child(file: string) {
   const queue: Array<(m: Record<string, unknown>) => void> = [];
   proc.on('message', (m) => queue.shift()?.(m as Record<string, unknown>));
   return {
+    pid: proc.pid,
     ask: (m: Record<string, unknown>) =>
       new Promise<Record<string, unknown>>((resolve, reject) => {
         queue.push((r) => (r.error ? reject(new Error(String(r.error))) : resolve(r)));
@@ -45,16 +89,20 @@ interface Row {
   rate: number;
   p50: number;
   p99: number;
+  /** CPU µs per call: `bench` is this process (the library client, or the HTTP load generator). */
+  cpu: Record<string, number | undefined>;
 }
+type Measured = Omit<Row, 'broker' | 'client' | 'connections' | 'cpu'>;
 
-async function direct(url: string, n: number, inFlight: number): Promise<Omit<Row, 'broker' | 'client' | 'connections'>> {
+async function direct(url: string, n: number, inFlight: number, meter: Meter): Promise<Measured> {
   const tr = await getTransport(url, { config: defaultConfig(), overrides: { 'rpc.maxInFlight': 4096 } });
   try {
     const c = new RPCClient(tr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
     const call = () => c.call({}, 'echo', { v: 'x'.repeat(32) });
-    await Promise.all(Array.from({ length: Math.min(200, n) }, call));
+    for (let i = 0; i < warmUp; i += inFlight) await Promise.all(Array.from({ length: inFlight }, call));
     const lat: number[] = [];
     let next = 0;
+    meter.begin();
     const t0 = performance.now();
     await Promise.all(
       Array.from({ length: inFlight }, async () => {
@@ -66,6 +114,7 @@ async function direct(url: string, n: number, inFlight: number): Promise<Omit<Ro
       }),
     );
     const secs = (performance.now() - t0) / 1000;
+    meter.end(lat.length);
     lat.sort((a, b) => a - b);
     const q = (p: number) => lat[Math.min(lat.length - 1, Math.ceil(p * lat.length) - 1)]!;
     return { rate: lat.length / secs, p50: q(0.5), p99: q(0.99) };
@@ -76,7 +125,7 @@ async function direct(url: string, n: number, inFlight: number): Promise<Omit<Ro
 
 // Sequential: one keep-alive connection timed with performance.now() (autocannon's latencies are
 // whole milliseconds, too coarse for the added-p50 target).
-async function httpSequential(port: number, n: number): Promise<Omit<Row, 'broker' | 'client' | 'connections'>> {
+async function httpSequential(port: number, n: number, meter: Meter): Promise<Measured> {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const body = JSON.stringify({ v: 'x'.repeat(32) });
   const once = () =>
@@ -99,8 +148,9 @@ async function httpSequential(port: number, n: number): Promise<Omit<Row, 'broke
       req.end(body);
     });
   try {
-    for (let i = 0; i < Math.min(200, n); i++) await once();
+    for (let i = 0; i < warmUp; i++) await once();
     const lat: number[] = [];
+    meter.begin();
     const t0 = performance.now();
     for (let i = 0; i < n; i++) {
       const t = performance.now();
@@ -108,6 +158,7 @@ async function httpSequential(port: number, n: number): Promise<Omit<Row, 'broke
       lat.push(performance.now() - t);
     }
     const secs = (performance.now() - t0) / 1000;
+    meter.end(n);
     lat.sort((a, b) => a - b);
     const q = (p: number) => lat[Math.min(lat.length - 1, Math.ceil(p * lat.length) - 1)]!;
     return { rate: lat.length / secs, p50: q(0.5), p99: q(0.99) };
@@ -116,8 +167,8 @@ async function httpSequential(port: number, n: number): Promise<Omit<Row, 'broke
   }
 }
 
-async function http(port: number, n: number, connections: number): Promise<Omit<Row, 'broker' | 'client' | 'connections'>> {
-  if (connections === 1) return httpSequential(port, n);
+async function http(port: number, n: number, connections: number, meter: Meter): Promise<Measured> {
+  if (connections === 1) return httpSequential(port, n, meter);
   const run = (amount: number) =>
     autocannon({
       url: `http://127.0.0.1:${port}/v1/bench/echo`,
@@ -127,8 +178,10 @@ async function http(port: number, n: number, connections: number): Promise<Omit<
       connections,
       amount,
     });
-  await run(Math.min(200, n));
+  await run(warmUp);
+  meter.begin();
   const r = await run(n);
+  meter.end(r.requests.total);
   if (r.non2xx || r.errors) throw new Error(`gateway answered ${r.non2xx} non-2xx and ${r.errors} errors`);
   // autocannon's latencies are whole milliseconds; its p50 and p99 are taken over every request.
   // r.duration is rounded to whole seconds; the start and finish stamps are not.
@@ -143,16 +196,22 @@ async function main(): Promise<void> {
   process.stderr.write(`hermod gateway bench: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}\n`);
   try {
     let rabbitUrl = opts.transportUrl;
+    let beam: number | undefined;
     if (!rabbitUrl) {
       progress('starting a throwaway RabbitMQ node…');
       const { RabbitNode } = await import('../scripts/rabbit-node.js');
       const node = await RabbitNode.start({ name: 'hermod-bench-gw' });
       cleanups.push(() => node.stop());
       rabbitUrl = node.url();
+      beam = node.pid();
     }
-    const router = new Router({ port: 0 });
-    const routerUrl = `amqp://127.0.0.1:${await router.start()}/`;
-    cleanups.push(() => router.stop());
+    // In a process of its own: in this one it would share a core with the load generator.
+    const router = child('worker.js');
+    const routerUrl = `amqp://127.0.0.1:${(await router.ask({ op: 'start-router' })).port}/`;
+    cleanups.push(async () => {
+      await router.ask({ op: 'stop' });
+      await router.exited();
+    });
 
     for (const [broker, url] of [
       ['RabbitMQ', rabbitUrl],
@@ -163,9 +222,11 @@ async function main(): Promise<void> {
       const gw = child('gateway-proc.js');
       const { port } = (await gw.ask({ op: 'start', url, topic: 'bench', server: 's1' })) as { port: number };
       try {
+        const procs = { bench: 'self' as const, gateway: gw.pid, server: server.pid, broker: broker === 'router' ? router.pid : beam };
         for (const connections of [1, 64]) {
           progress(`${broker}: library client, ${connections} in flight`);
-          rows.push({ broker, client: 'library', connections, ...(await direct(url, opts.calls, connections)) });
+          let meter = new Meter(procs);
+          rows.push({ broker, client: 'library', connections, ...(await direct(url, opts.calls, connections, meter)), cpu: meter.cpu });
           progress(`${broker}: gateway over HTTP, ${connections} connection(s)`);
           let peak = 0;
           const sampler = setInterval(() => {
@@ -173,7 +234,8 @@ async function main(): Promise<void> {
               peak = Math.max(peak, Number(m.rss));
             });
           }, 100);
-          rows.push({ broker, client: 'gateway', connections, ...(await http(port, opts.calls, connections)) });
+          meter = new Meter(procs);
+          rows.push({ broker, client: 'gateway', connections, ...(await http(port, opts.calls, connections, meter)), cpu: meter.cpu });
           clearInterval(sampler);
           if (connections === 64) rss[broker] = peak;
         }
@@ -188,17 +250,35 @@ async function main(): Promise<void> {
     for (const c of cleanups.reverse()) await c().catch(() => {});
   }
 
-  const lines = ['| broker | client | in flight | calls/s | p50 ms | p99 ms |', '|---|---|---|---|---|---|'];
+  const us = (v: number | undefined) => (v === undefined ? '–' : v.toFixed(0));
+  const lines = [
+    '| broker | client | in flight | calls/s | p50 ms | p99 ms | CPU µs/call: bench | gateway | server | broker |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ];
   for (const r of rows)
-    lines.push(`| ${r.broker} | ${r.client} | ${r.connections} | ${r.rate.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} |`);
+    lines.push(
+      `| ${r.broker} | ${r.client} | ${r.connections} | ${r.rate.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${us(r.cpu.bench)} | ${r.client === 'gateway' ? us(r.cpu.gateway) : '–'} | ${us(r.cpu.server)} | ${us(r.cpu.broker)} |`,
+    );
   const summary: Record<string, unknown> = {};
   for (const broker of ['RabbitMQ', 'router']) {
     const find = (client: string, c: number) => rows.find((r) => r.broker === broker && r.client === client && r.connections === c)!;
     const ratio = find('gateway', 64).rate / find('library', 64).rate;
     const added = find('gateway', 1).p50 - find('library', 1).p50;
-    summary[broker] = { ratioAt64: ratio, addedP50Ms: added, gatewayRssMiB: rss[broker]! / 2 ** 20 };
+    // CPU per call summed over the processes of each path: what bounds the rates on a busy machine.
+    const lib = find('library', 64).cpu;
+    const gw = find('gateway', 64).cpu;
+    const sum = (c: Row['cpu'], keys: string[]) => (keys.some((k) => c[k] === undefined) ? undefined : keys.reduce((t, k) => t + c[k]!, 0));
+    const cpu = {
+      libraryClient: lib.bench,
+      gateway: gw.gateway,
+      loadGenerator: gw.bench,
+      libraryPath: sum(lib, ['bench', 'server', 'broker']),
+      gatewayPath: sum(gw, ['bench', 'gateway', 'server', 'broker']),
+    };
+    summary[broker] = { ratioAt64: ratio, addedP50Ms: added, gatewayRssMiB: rss[broker]! / 2 ** 20, cpuUsPerCallAt64: cpu };
     lines.push(
       `\n${broker}: gateway/library at 64 = ${ratio.toFixed(2)}× (target ≥ 0.6×); added p50 sequentially = ${added.toFixed(2)} ms (target ≤ 0.5 ms); gateway RSS under load ${(rss[broker]! / 2 ** 20).toFixed(0)} MiB`,
+      `${broker}: CPU µs per call at 64: gateway process ${us(cpu.gateway)} (library client ${us(cpu.libraryClient)}, HTTP load generator ${us(cpu.loadGenerator)}); all processes: gateway path ${us(cpu.gatewayPath)}, library path ${us(cpu.libraryPath)}`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);

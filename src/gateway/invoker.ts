@@ -28,6 +28,8 @@ export interface CompiledRoute {
   checkResult?: ValidateFunction;
   /** The method's contract as its servers published it (used when the route declares no `args`). */
   contract?: MethodContract;
+  /** The client for calls that change nothing of the route's target (made on first use). */
+  client?: RPCClient;
 }
 
 /** What the gateway reads of a `hermod.describe` answer. */
@@ -91,6 +93,8 @@ export class Invoker {
   private inFlight_ = 0;
   private readonly idle: Array<() => void> = [];
   private stopping = false;
+  /** The turn of the event loop the calls of the requests read so far start in (see {@link invoke}). */
+  private turn: Promise<void> | undefined;
   /** Every declared route, in configuration order. */
   readonly routes: CompiledRoute[] = [];
 
@@ -241,6 +245,22 @@ export class Invoker {
     return s === 'connected' || s === 'unblocked' || s === 'idle';
   }
 
+  /**
+   * Resolves in the event loop's check phase, once for every request read in the poll phase
+   * before it. Each HTTP request arrives in its own socket callback, and the drivers flush what
+   * one callback sent in a write of its own; started together, the calls of all the requests
+   * read in one turn leave in one write, and the broker and the server read them in one go too.
+   */
+  private nextTurn(): Promise<void> {
+    this.turn ??= new Promise((resolve) =>
+      setImmediate(() => {
+        this.turn = undefined;
+        resolve();
+      }),
+    );
+    return this.turn;
+  }
+
   /** Sends one call or cast for `route`; args must have passed {@link checkArgs}. */
   async invoke(route: CompiledRoute, ctx: Context, args: Record<string, unknown>, controls: CallControls): Promise<Outcome> {
     if (this.stopping) throw new Unavailable('the gateway is stopping');
@@ -251,17 +271,29 @@ export class Invoker {
       throw new TooManyInFlight(`${this.config.maxInFlight} calls already in flight at the gateway`);
     }
     const r = route.route;
-    const client = this.client.prepare({
-      topic: r.topic,
-      exchange: r.exchange ?? null,
-      server: controls.server ?? r.server ?? null,
-      namespace: controls.namespace ?? r.namespace ?? null,
-      version: controls.version ?? r.version ?? null,
-      fanout: controls.fanout ? true : null,
-      timeout: Math.min(controls.timeout ?? r.timeout ?? this.config.callTimeout, this.config.maxCallTimeout),
-    });
+    const prepare = () =>
+      this.client.prepare({
+        topic: r.topic,
+        exchange: r.exchange ?? null,
+        server: controls.server ?? r.server ?? null,
+        namespace: controls.namespace ?? r.namespace ?? null,
+        version: controls.version ?? r.version ?? null,
+        fanout: controls.fanout ? true : null,
+        timeout: Math.min(controls.timeout ?? r.timeout ?? this.config.callTimeout, this.config.maxCallTimeout),
+      });
+    // Most requests change nothing of the route's target: they share one prepared client (a
+    // view of the gateway's, same in-flight bound) instead of a new one and a new Target each.
+    const plain =
+      controls.server === undefined &&
+      controls.namespace === undefined &&
+      controls.version === undefined &&
+      controls.timeout === undefined &&
+      controls.fanout !== true;
+    if (plain && !route.client) route.client = prepare();
+    const client = plain ? route.client! : prepare();
     this.inFlight_++;
     try {
+      await this.nextTurn();
       if (cast) {
         await client.cast(ctx, r.method, args);
         return { kind: 'accepted' };

@@ -10,11 +10,13 @@ import type { AliasVerb, JsonSchema } from './config.js';
 import { type CallControls, CONTROL_NAMES, type CompiledRoute, type Invoker, parseControls } from './invoker.js';
 import type { RequestState } from './state.js';
 
+const HEADERS = CONTROL_NAMES.map((k) => [k, `x-hermod-${k}`] as const);
+
 /** `X-Hermod-Server` … from the headers. */
 export function headerControls(request: FastifyRequest, maxTimeout: number): CallControls {
   const values: Record<string, unknown> = {};
-  for (const k of CONTROL_NAMES) {
-    const v = request.headers[`x-hermod-${k}`];
+  for (const [k, header] of HEADERS) {
+    const v = request.headers[header];
     if (v !== undefined) values[k] = v;
   }
   return parseControls(values, maxTimeout);
