@@ -1,3 +1,7 @@
+/// <reference types="node" preserve="true" />
+// A package entry point: its .d.ts use Node's types (EventEmitter, Buffer, NodeJS.*), and from
+// TypeScript 6 on an app loads no @types package it is not told about (`types` defaults to []);
+// `preserve` keeps this line in the emitted .d.ts (TypeScript 5.5+ drops it otherwise).
 // The package's public surface: this list is the whole of it (the HTTP gateway is the one
 // subpath, `hermod/gateway`, so that only its users load fastify and ajv). Everything else (CLI helpers,
 // wire codecs, dispatcher internals) is internal and may change without notice.

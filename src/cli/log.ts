@@ -102,6 +102,18 @@ export function makeLogger(config: LogConfig, name: string, allToStderr = false)
 export type Logger = ReturnType<typeof makeLogger>;
 
 /**
+ * When the next connection attempt comes, for a reconnect line: `at once` for 0, milliseconds
+ * below 100 ms (one decimal of a second would print 30 ms as `0.0 s`), else seconds with one
+ * decimal (`in 4.0 s`); `trying again` when the driver gave no delay.
+ */
+export function nextTryText(delayMs: number | undefined): string {
+  if (delayMs === undefined || !Number.isFinite(delayMs) || delayMs < 0) return 'trying again';
+  if (delayMs === 0) return 'next try at once';
+  if (delayMs < 100) return `next try in ${Math.max(1, Math.round(delayMs))} ms`;
+  return `next try in ${(delayMs / 1000).toFixed(1)} s`;
+}
+
+/**
  * Logs connection state changes of any driver (`hermod:connection:state`): each reconnect
  * attempt at info with the host, the reason when known and when the next try comes, so that a
  * bin waiting for a broker is never silent; losses and flow control at warn.
@@ -125,7 +137,7 @@ export function logConnectionState(log: Logger): void {
     } else if (ev.state === 'reconnecting') {
       troubled.add(ev.host);
       const why = reason ?? reasons.get(ev.host);
-      const next = ev.delayMs ? `next try in ${(ev.delayMs / 1000).toFixed(1)} s` : 'trying again';
+      const next = nextTryText(ev.delayMs);
       log.info(`reconnecting to ${ev.host}${why ? ` (${why})` : ''}: attempt ${ev.attempt ?? '?'} failed, ${next}`, {
         host: ev.host,
         attempt: ev.attempt,

@@ -1,0 +1,55 @@
+import diagnostics_channel from 'node:diagnostics_channel';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { type Logger, logConnectionState, nextTryText } from '../../src/cli/log.js';
+
+// The reconnect line's delay: a 30 ms delay printed "next try in 0.0 s" (one decimal of a second).
+
+const t = suite('cli log: when the next connection attempt comes');
+
+t('0 is at once, under 100 ms in ms, from 100 ms on in seconds, no delay says trying again', () => {
+  const cases: Array<[number | undefined, string]> = [
+    [0, 'next try at once'],
+    [0.4, 'next try in 1 ms'],
+    [1, 'next try in 1 ms'],
+    [30, 'next try in 30 ms'],
+    [49.6, 'next try in 50 ms'],
+    [99, 'next try in 99 ms'],
+    [100, 'next try in 0.1 s'],
+    [250, 'next try in 0.3 s'],
+    [4000, 'next try in 4.0 s'],
+    [61_234, 'next try in 61.2 s'],
+    [undefined, 'trying again'],
+    [-5, 'trying again'],
+    [Number.NaN, 'trying again'],
+  ];
+  assert.equal(
+    cases.map(([ms]) => [ms, nextTryText(ms)]),
+    cases,
+  );
+});
+
+t('the reconnect line of a driver event with a 30 ms delay says "next try in 30 ms"', () => {
+  const lines: string[] = [];
+  let listening = true;
+  // The subscription cannot be undone; the recorder goes quiet after this test.
+  const record = (m: string) => {
+    if (listening) lines.push(m);
+  };
+  const log: Logger = { debug: record, info: record, warn: record, error: record };
+  logConnectionState(log);
+  const channel = diagnostics_channel.channel('hermod:connection:state');
+  channel.publish({ state: 'disconnected', host: 'h:1', reason: 'the peer closed the connection' });
+  channel.publish({ state: 'reconnecting', host: 'h:1', attempt: 1, delayMs: 0 });
+  channel.publish({ state: 'reconnecting', host: 'h:1', attempt: 2, delayMs: 30, reason: 'connect ECONNREFUSED h:1' });
+  channel.publish({ state: 'reconnecting', host: 'h:1', attempt: 3, delayMs: 1200 });
+  listening = false;
+  assert.equal(lines, [
+    'disconnected from h:1: the peer closed the connection',
+    'reconnecting to h:1 (the peer closed the connection): attempt 1 failed, next try at once',
+    'reconnecting to h:1 (connect ECONNREFUSED h:1): attempt 2 failed, next try in 30 ms',
+    'reconnecting to h:1 (the peer closed the connection): attempt 3 failed, next try in 1.2 s',
+  ]);
+});
+
+t.run();
