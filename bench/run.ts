@@ -2,7 +2,7 @@
 // `npm run bench`: hermod against a raw amqplib baseline (and oslo.messaging where installed)
 // on the same broker in one run. See bench/README.md for the workloads and how to read them.
 import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -20,6 +20,7 @@ const root = path.resolve(here, '..', '..');
 interface Opts {
   transportUrl?: string;
   routerUrl?: string;
+  routerPid?: number;
   calls: number;
   concurrency: number;
   payloadBytes: number;
@@ -35,6 +36,7 @@ interface Opts {
 const program = new Command('bench')
   .option('--transport-url <url>', 'a RabbitMQ URL to use instead of a throwaway node')
   .option('--router-url <url>', 'an AMQP 1.0 router to use instead of an embedded one')
+  .option('--router-pid <pid>', "the --router-url router's process id, to report its CPU per message (Linux)", (v) => Number(v))
   .option('--calls <n>', 'calls per call workload', (v) => Number(v), 5000)
   .option('--concurrency <n>', 'calls in flight for workload 2', (v) => Number(v), 64)
   .option('--payload-bytes <n>', 'payload of workloads 1-4', (v) => Number(v), 32)
@@ -182,6 +184,9 @@ class Worker {
   }
   async count(): Promise<number> {
     return Number((await this.ask({ op: 'count' })).casts);
+  }
+  get pid(): number | undefined {
+    return this.child.pid;
   }
   /** Starts an embedded router in this worker; returns its port. */
   async router(): Promise<number> {
@@ -550,10 +555,12 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
  */
 async function routerSection(add: Add, cleanups: Cleanups, payload: string, N: number): Promise<void> {
   let routerUrl = opts.routerUrl;
+  let routerPid = opts.routerPid;
   if (!routerUrl) {
     const rw = new Worker();
     cleanups.push(() => rw.stop());
     routerUrl = `amqp://127.0.0.1:${await rw.router()}/`;
+    routerPid = rw.pid;
     progress(`embedded router in its own process at ${routerUrl}`);
   } else {
     progress(`external router at ${routerUrl}`);
@@ -565,11 +572,15 @@ async function routerSection(add: Add, cleanups: Cleanups, payload: string, N: n
   cleanups.push(() => atr.close());
   const aclient = new RPCClient(atr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
   progress(`hermod (router): ${N} sequential calls`);
+  const cpu = routerCpu(routerPid);
   const as = await sequential(() => aclient.call({}, 'echo', { v: payload }), N);
+  const asCpu = cpu.lap(2 * (N + Math.min(200, N)));
   progress(`hermod (router): ${N} calls, ${opts.concurrency} in flight`);
   const ac = await concurrent(() => aclient.call({}, 'echo', { v: payload }), N, opts.concurrency);
+  const acCpu = cpu.lap(2 * (N + opts.concurrency));
   progress(`hermod (router): ${N} casts, unsettled (confirmed by accepted)`);
   await a1.ask({ op: 'reset' });
+  cpu.lap(0);
   const acast = new RPCClient(atr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
   const ak = await casts(
     () => acast.cast({}, 'count', { v: payload }),
@@ -577,18 +588,21 @@ async function routerSection(add: Add, cleanups: Cleanups, payload: string, N: n
     64,
     () => a1.count(),
   );
+  const akCpu = cpu.lap(N);
   progress(`hermod (router): ${N} casts, presettled`);
   const ptr = await getTransport(routerUrl, { config: defaultConfig(), overrides: { 'amqp1.presettledCasts': true } });
   cleanups.push(() => ptr.close());
   const pcast = new RPCClient(ptr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
   await pcast.cast({}, 'echo', { v: 'warm-up' });
   await a1.ask({ op: 'reset' });
+  cpu.lap(0);
   const pk = await lossyCasts(
     () => pcast.cast({}, 'count', { v: payload }),
     N,
     64,
     () => a1.count(),
   );
+  const pkCpu = cpu.lap(N);
   add('6. router: sequential calls', 'calls/s', { hermod: as.rate });
   add('   router: p50', 'ms', { hermod: as.p50 }, 'lower');
   add('   router: p99', 'ms', { hermod: as.p99 }, 'lower');
@@ -596,6 +610,39 @@ async function routerSection(add: Add, cleanups: Cleanups, payload: string, N: n
   add('   router: casts end to end (unsettled)', 'casts/s', { hermod: ak.e2e });
   add('   router: casts end to end (presettled)', 'casts/s', { hermod: pk.e2e });
   add('   router: presettled casts lost', `of ${N}`, { hermod: N - pk.arrived }, 'lower');
+  if (pkCpu === undefined) return;
+  // Per message the router received (a call is two: request and reply); a cast the router
+  // dropped still cost it the read.
+  add('   router CPU per message: sequential', 'µs', { hermod: asCpu }, 'lower');
+  add(`   router CPU per message: ${opts.concurrency} in flight`, 'µs', { hermod: acCpu }, 'lower');
+  add('   router CPU per message: unsettled casts', 'µs', { hermod: akCpu }, 'lower');
+  add('   router CPU per message: presettled casts', 'µs', { hermod: pkCpu }, 'lower');
+}
+
+/**
+ * CPU time of the router process (Linux: utime + stime from /proc/<pid>/stat, in clock ticks
+ * of 10 ms) between laps, per message of the lap. Undefined without a pid or /proc.
+ */
+function routerCpu(pid: number | undefined): { lap(messages: number): number | undefined } {
+  const ticks = (): number | undefined => {
+    if (pid === undefined) return undefined;
+    try {
+      // The command name (field 2) may hold spaces; the fields after its closing parenthesis don't.
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return Number(fields[11]) + Number(fields[12]);
+    } catch {
+      return undefined;
+    }
+  };
+  let last = ticks();
+  return {
+    lap(messages: number) {
+      const now = ticks();
+      const spent = now === undefined || last === undefined ? undefined : now - last;
+      last = now;
+      return spent === undefined || messages === 0 ? undefined : (spent * 10_000) / messages;
+    },
+  };
 }
 
 /** The gateway rows: bench/gateway.ts in a process of its own on the same RabbitMQ node; its table as text. */
