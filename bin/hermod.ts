@@ -143,7 +143,7 @@ async function runCommand(argv: string[]): Promise<void> {
       },
     });
     log.info(
-      `starting ${count} worker(s) for ${spec.services.length} service(s) from ${file}${recycleAfter > 0 ? `, each recycled after ${recycleAfter} reloads` : ''}`,
+      `starting ${count} worker${count === 1 ? '' : 's'} for ${spec.services.length} service(s) from ${file}${recycleAfter > 0 ? `, each recycled after ${recycleAfter} reloads` : ''}`,
       { workers: count, recycleAfter },
     );
     if (metrics) log.info(`metrics of all workers at ${metrics.url}`, { event: 'metrics', url: metrics.url });

@@ -95,14 +95,18 @@ export class ServiceGroup {
       this.running.push({ spec, server: rpc, ...(reloader ? { reloader } : {}) });
       this.names.set(`${spec.topic}\0${server}`, spec.name);
       if (this.stopping) return;
-      await rpc.start();
-      if (this.stopping) return;
+      // Watching starts before consuming, and an edit made since the load is taken in first: a
+      // recycled worker's replacement must not answer with older code than the worker it replaces.
       await reloader?.start({
         replaceEndpoints: (eps) => {
           rpc.replaceEndpoints(withServiceTarget([...eps], spec));
           this.reloaded();
         },
       });
+      await reloader?.idle();
+      if (this.stopping) return;
+      await rpc.start();
+      if (this.stopping) return;
       if (this.options.beacons) {
         const running = this.running.at(-1)!;
         running.beacon = new PresenceBeacon(rpc, this.options.beacons);
