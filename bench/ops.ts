@@ -3,8 +3,10 @@
 // --transport-url). (1) `hermod run --workers 2` against 1 worker on the 64-in-flight call
 // workload, both deployments running at once on their own topics and rounds alternating so
 // other load hits both alike; (2) the cost of metrics, by bench/metrics.ts on the same node;
-// (3) a bounded reload soak: `hermod run --watch`, N reloads under a steady call rate, failed
-// calls counted and the runner's RSS read at start, middle and end. Also run by bench/run.ts.
+// (3) a bounded reload soak: `hermod run --watch` (recycling its worker every 100 reloads, the
+// default), N reloads under a steady call rate, failed calls counted, and the RSS of the worker
+// that answers (the process holding the reloaded code) and of the primary read at start, middle
+// and end, with the worker's largest RSS over the run. Also run by bench/run.ts.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -149,14 +151,18 @@ async function metricsRow(o: OpsBenchOptions, url: string): Promise<string[]> {
 }
 
 function rssMiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : Number.NaN;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN; // exited (a recycled worker)
+  }
 }
 
 /** Row 3: N reloads under a steady call rate; failed calls and RSS at start, middle, end. */
 async function reloadRow(o: OpsBenchOptions, url: string, dir: string, transport: Transport): Promise<string[]> {
   const ep = path.join(dir, 'v.js');
-  const version = (v: number) => writeFileSync(ep, `export default { async v() { return ${v}; } };\n`);
+  const version = (v: number) => writeFileSync(ep, `export default { async v() { return [${v}, process.pid]; } };\n`);
   version(0);
   const file = writeRunFile(
     dir,
@@ -168,14 +174,21 @@ async function reloadRow(o: OpsBenchOptions, url: string, dir: string, transport
   const run = hermodRun(dir, file, []);
   const client = new RPCClient(transport, new Target({ topic: 'bench_ops_reload' }), { timeout: 10_000 });
   let last = -1;
+  let pid = 0;
   let ok = 0;
   const failures: string[] = [];
+  const pids = new Set<number>();
+  let stale = 0;
   let stop = false;
   // Steady rate: 4 lanes, each a call then 10 ms of pause.
   const lane = async () => {
     while (!stop) {
       try {
-        last = (await client.call({}, 'v', {})) as number;
+        const [v, p] = (await client.call({}, 'v', {})) as [number, number];
+        // A fresh worker must never answer with older code than the one it replaced.
+        if (!pids.has(p) && pids.size > 0 && v < last) stale++;
+        pids.add(p);
+        [last, pid] = [v, p];
         ok++;
       } catch (err) {
         failures.push((err as Error).message);
@@ -183,27 +196,41 @@ async function reloadRow(o: OpsBenchOptions, url: string, dir: string, transport
       await sleep(10);
     }
   };
+  // The worker that answered last may be a recycled one that has just exited: then the next.
+  const workerRss = async () => {
+    for (;;) {
+      const m = rssMiB(pid);
+      if (Number.isFinite(m)) return m;
+      await sleep(20);
+    }
+  };
   let lanes: Promise<void>[] = [];
   try {
     lanes = Array.from({ length: 4 }, lane);
     await until(() => last === 0, 'the first answer');
     failures.length = 0; // calls before the runner was up are not failures of a reload
-    const rss: Array<[string, number]> = [['start', rssMiB(run.child.pid!)]];
+    // The worker's RSS after a few hundred calls have warmed it up.
+    await until(() => ok > 300, 'warm-up calls');
+    const primary = run.child.pid!;
+    const rss: Array<[string, number, number]> = [['start', await workerRss(), rssMiB(primary)]];
+    let peak = rss[0]![1];
     const t0 = performance.now();
     for (let v = 1; v <= o.reloads; v++) {
       version(v);
       await until(() => last === v, `version ${v} answering`, 30_000);
-      if (v === Math.floor(o.reloads / 2)) rss.push(['middle', rssMiB(run.child.pid!)]);
-      if (v % 100 === 0) progress(`reload: ${v}/${o.reloads}, ${ok} calls, ${failures.length} failed`);
+      if (v % 10 === 0) peak = Math.max(peak, await workerRss());
+      if (v === Math.floor(o.reloads / 2)) rss.push(['middle', await workerRss(), rssMiB(primary)]);
+      if (v % 100 === 0) progress(`reload: ${v}/${o.reloads}, ${ok} calls, ${failures.length} failed, ${pids.size} worker pids`);
     }
-    rss.push(['end', rssMiB(run.child.pid!)]);
+    rss.push(['end', await workerRss(), rssMiB(primary)]);
     const seconds = (performance.now() - t0) / 1000;
+    const mib = (m: number) => `${m.toFixed(0)} MiB`;
     return [
-      `reload soak: hermod run --watch, ${o.reloads} reloads in ${seconds.toFixed(0)} s under 4 callers (a call then 10 ms pause each)`,
+      `reload soak: hermod run --watch (worker recycled every 100 reloads, the default), ${o.reloads} reloads in ${seconds.toFixed(0)} s under 4 callers (a call then 10 ms pause each); RSS of the worker answering at that moment (VmRSS), and of the primary`,
       '',
-      '| reloads | calls answered | failed calls | RSS start | middle | end |',
-      '|--:|--:|--:|--:|--:|--:|',
-      `| ${o.reloads} | ${ok} | ${failures.length}${failures.length ? ` (${failures[0]})` : ''} | ${rss.map(([, m]) => `${m.toFixed(0)} MiB`).join(' | ')} |`,
+      '| reloads | calls answered | failed calls | worker pids | worker RSS start | middle | end | largest | primary RSS start → end |',
+      '|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+      `| ${o.reloads} | ${ok} | ${failures.length}${failures.length ? ` (${failures[0]})` : ''} | ${pids.size}${stale ? ` (${stale} stale answers)` : ''} | ${rss.map(([, w]) => mib(w)).join(' | ')} | ${mib(peak)} | ${mib(rss[0]![2])} → ${mib(rss.at(-1)![2])} |`,
     ];
   } finally {
     stop = true;

@@ -14,10 +14,17 @@ import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { type ConfigValues, closeKey, type HermodConfig, loadConfig } from '../src/config/index.js';
 import { ConfigError } from '../src/core/errors.js';
 import { exposeMetrics, Metrics, type MetricsServer, parseMetricsAddress, serveClusterMetrics } from '../src/ops/metrics.js';
-import { DEFAULT_RUN_FILES, parseWorkers, readRunFile, type ServiceSpec } from '../src/ops/run/config.js';
-import type { WatchOptions } from '../src/ops/run/reloader.js';
+import {
+  DEFAULT_RECYCLE_AFTER,
+  DEFAULT_RUN_FILES,
+  parseRecycleAfter,
+  parseWorkers,
+  type RunWatch,
+  readRunFile,
+  type ServiceSpec,
+} from '../src/ops/run/config.js';
 import { ServiceGroup } from '../src/ops/run/services.js';
-import { onPrimaryStop, WorkerSupervisor, workerNumber } from '../src/ops/run/workers.js';
+import { onPrimaryStop, READY_MESSAGE, tellPrimary, WorkerSupervisor, workerNumber } from '../src/ops/run/workers.js';
 import { runStatus } from '../src/ops/status/index.js';
 
 /** The subcommands: name → summary and main (argv after the name). */
@@ -49,6 +56,10 @@ async function runCommand(argv: string[]): Promise<void> {
     .option('--workers <n|max>', 'worker processes per service (node:cluster), over the file; max = one per core')
     .option('--watch', 'reload endpoint modules when they or their local imports change')
     .option('--watch-polling [ms]', 'as --watch, polling file stats every ms (containers, network filesystems; default 300)')
+    .option(
+      '--recycle-after <n>',
+      `with --watch, hand each worker over to a fresh process after n reloads (reloaded modules stay in memory); 0 = never (default ${DEFAULT_RECYCLE_AFTER})`,
+    )
     .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long running requests may finish (default rpc.stopTimeout, 25 s)')
     .option(
       '--metrics-port <[host:]port>',
@@ -61,6 +72,7 @@ async function runCommand(argv: string[]): Promise<void> {
     workers?: string;
     watch?: boolean;
     watchPolling?: string | true;
+    recycleAfter?: string;
     shutdownTimeout?: string;
     metricsPort?: string;
   }>();
@@ -81,7 +93,7 @@ async function runCommand(argv: string[]): Promise<void> {
   const base = configOf(spec.config, `${file}: config`);
   const configs = new Map(spec.services.map((s) => [s, configOf({ ...spec.config, ...s.config }, `${file}: services.${s.name}`)]));
   const workersOf = (s: ServiceSpec) => cliWorkers ?? s.workers ?? spec.workers ?? 1;
-  let watch: WatchOptions | false = spec.watch ?? false;
+  let watch: RunWatch | false = spec.watch ?? false;
   if (o.watch || o.watchPolling !== undefined) watch = { ...(watch || {}) };
   if (o.watchPolling !== undefined && watch) {
     watch.usePolling = true;
@@ -91,6 +103,13 @@ async function runCommand(argv: string[]): Promise<void> {
       watch.interval = ms;
     }
   }
+  if (o.recycleAfter !== undefined && !watch)
+    throw new UsageError('--recycle-after applies to a watched run (--watch, or watch in the run file)');
+  const recycleAfter = !watch
+    ? 0
+    : o.recycleAfter !== undefined
+      ? parseRecycleAfter(o.recycleAfter, '--recycle-after')
+      : (watch.recycleAfter ?? DEFAULT_RECYCLE_AFTER);
   const timeoutMs = parseShutdownTimeout(o.shutdownTimeout, base.rpc.stopTimeout);
   const worker = workerNumber();
   const log = makeLogger(base, worker === undefined ? 'hermod run' : `hermod run worker ${worker}`);
@@ -98,7 +117,11 @@ async function runCommand(argv: string[]): Promise<void> {
   const metricsAt = o.metricsPort ?? spec.metricsPort;
   if (metricsAt !== undefined) parseMetricsAddress(metricsAt);
 
-  if (worker === undefined && count > 1) {
+  // A recycled run serves from a cluster worker even with one worker: ES modules re-imported on
+  // each reload are never unloaded, so the process holding them must be replaced now and then,
+  // and a worker can be handed over to a fresh one while the run itself (its pid for the
+  // service manager, its signals, its metrics port) stays.
+  if (worker === undefined && (count > 1 || recycleAfter > 0)) {
     // One scrape for the whole run: the primary sums what every worker's Metrics counted.
     const metrics = metricsAt === undefined ? undefined : await serveClusterMetrics(parseMetricsAddress(metricsAt));
     const supervisor = new WorkerSupervisor({ count, log });
@@ -119,7 +142,10 @@ async function runCommand(argv: string[]): Promise<void> {
         },
       },
     });
-    log.info(`starting ${count} workers for ${spec.services.length} service(s) from ${file}`, { workers: count });
+    log.info(
+      `starting ${count} worker${count === 1 ? '' : 's'} for ${spec.services.length} service(s) from ${file}${recycleAfter > 0 ? `, each recycled after ${recycleAfter} reloads` : ''}`,
+      { workers: count, recycleAfter },
+    );
     if (metrics) log.info(`metrics of all workers at ${metrics.url}`, { event: 'metrics', url: metrics.url });
     supervisor.start();
     return;
@@ -139,8 +165,10 @@ async function runCommand(argv: string[]): Promise<void> {
     workersOf,
     configFor: (s) => configs.get(s)!,
     log,
-    watch,
+    watch: watch && { ...watch },
     beacons: spec.beacons ?? false,
+    recycleAfter: worker === undefined ? 0 : recycleAfter,
+    onRecycle: (reloads) => tellPrimary({ hermod: 'recycle', reloads }),
   });
   const shutdown = handleShutdown({
     log,
@@ -167,6 +195,8 @@ async function runCommand(argv: string[]): Promise<void> {
     if ((e as { state: string }).state === 'failed') shutdown.stop('a connection gave up', EXIT.usage);
   });
   await group.start();
+  // The primary hands over to a recycled worker's replacement once this is said.
+  if (worker !== undefined && !shutdown.stopping) tellPrimary(READY_MESSAGE);
 }
 
 async function main(): Promise<void> {

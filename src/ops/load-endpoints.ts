@@ -25,7 +25,13 @@ export interface EndpointContext {
 
 const TS = /\.[cm]?tsx?$/;
 let tsx: Promise<unknown> | undefined;
-let hooks: ((generation: string, listener: (file: string) => void) => () => void) | undefined;
+interface ReloadHooks {
+  /** Sends the local files a module of `generation` imports to `listener`; returns its removal. */
+  listen(generation: string, listener: (file: string) => void): () => void;
+  /** Resolves once every file the loader reported so far has reached its listener. */
+  flush(): Promise<void>;
+}
+let hooks: ReloadHooks | undefined;
 
 /** Registers tsx's ESM loader once, so `.ts` modules (and their `.ts` imports) can be imported. */
 export function enableTypeScript(): Promise<unknown> {
@@ -34,19 +40,41 @@ export function enableTypeScript(): Promise<unknown> {
 }
 
 /**
- * Registers the reload hooks once; returns a function that reports, per reload generation, the
- * local files a module imported (for the watcher).
+ * Registers the reload hooks once; they report, per reload generation, the local files a module
+ * imported (for the watcher).
  */
-function reloadHooks(): (generation: string, listener: (file: string) => void) => () => void {
+function reloadHooks(): ReloadHooks {
   if (hooks) return hooks;
   const { port1, port2 } = new MessageChannel();
   const listeners = new Map<string, (file: string) => void>();
-  port1.on('message', (m: { generation: string; file: string }) => listeners.get(m.generation)?.(m.file));
+  const flushes = new Map<number, () => void>();
+  let flushId = 0;
+  port1.on('message', (m: { generation: string; file: string } | { flushed: number }) => {
+    if ('flushed' in m) flushes.get(m.flushed)?.();
+    else listeners.get(m.generation)?.(m.file);
+  });
   port1.unref();
   registerHooks('./run/reload-hooks.js', import.meta.url, { data: { port: port2 }, transferList: [port2] });
-  hooks = (generation, listener) => {
-    listeners.set(generation, listener);
-    return () => listeners.delete(generation);
+  hooks = {
+    listen(generation, listener) {
+      listeners.set(generation, listener);
+      return () => listeners.delete(generation);
+    },
+    // The loader thread answers a flush on the port its reports travel on, so the answer comes
+    // after them: import() alone may resolve before they arrive (it did on a loaded machine,
+    // and a file edited just after was never watched).
+    flush() {
+      const id = ++flushId;
+      port1.ref();
+      return new Promise<void>((resolve) => {
+        flushes.set(id, () => {
+          flushes.delete(id);
+          if (flushes.size === 0) port1.unref();
+          resolve();
+        });
+        port1.postMessage({ flush: id });
+      });
+    },
   };
   return hooks;
 }
@@ -68,12 +96,15 @@ export interface FreshImport {
 export async function importFresh(file: string, options: FreshImport = {}): Promise<Record<string, unknown>> {
   await enableTypeScript();
   const generation = String(++generations);
-  const done = reloadHooks()(generation, options.onFile ?? (() => {}));
+  const reload = reloadHooks();
+  const done = reload.listen(generation, options.onFile ?? (() => {}));
   try {
     const url = new URL(pathToFileURL(path.resolve(file)));
     url.searchParams.set(RELOAD_PARAM, generation);
     return (await import(url.href)) as Record<string, unknown>;
   } finally {
+    // Also when the import failed: the files it got to are where the error may be.
+    await reload.flush();
     // Late reports from the loader thread still reach the listener for a moment.
     setTimeout(done, 1000).unref();
   }

@@ -17,7 +17,7 @@ test('run file: a valid file resolves paths and keeps every field', () => {
   const spec = parseRunSpec(
     {
       workers: 2,
-      watch: { usePolling: true, interval: 500 },
+      watch: { usePolling: true, interval: 500, recycleAfter: 0 },
       metricsPort: '0.0.0.0:9100',
       beacons: { intervalMs: 2000, version: '2.0.1' },
       config: { transportUrl: 'rabbit://h/', rpc: { responseTimeout: '5s' } },
@@ -46,7 +46,7 @@ test('run file: a valid file resolves paths and keeps every field', () => {
   );
   assert.equal(c.config, { 'rpc.sendTraceback': true });
   assert.equal(spec.config, { transportUrl: 'rabbit://h/', 'rpc.responseTimeout': '5s' });
-  assert.equal(spec.watch, { usePolling: true, interval: 500 });
+  assert.equal(spec.watch, { usePolling: true, interval: 500, recycleAfter: 0 }, 'recycleAfter 0: never recycle');
   assert.is(spec.metricsPort, '0.0.0.0:9100');
   assert.equal(spec.beacons, { intervalMs: 2000, version: '2.0.1' });
   const plain = parseRunSpec({ metricsPort: 9100, beacons: true, services: { a: ok } }, 'h.json');
@@ -77,6 +77,11 @@ test('run file: unknown keys suggest a known key only when close, bad values nam
     [{ services: { a: { ...ok, version: '1' } } }, /services\.a\.version: must be of the form X\.Y/],
     [{ services: { a: { ...ok, concurrency: 1.5 } } }, /services\.a\.concurrency: must be a whole number ≥ 1/],
     [{ watch: { polling: true }, services: { a: ok } }, /watch: unknown key 'polling'; did you mean 'usePolling'\?/],
+    [
+      { watch: { recycleAfter: -1 }, services: { a: ok } },
+      /watch\.recycleAfter: must be a whole number of reloads ≥ 0 \(0: never recycle\)/,
+    ],
+    [{ watch: { recycleAftr: 5 }, services: { a: ok } }, /watch: unknown key 'recycleAftr'; did you mean 'recycleAfter'\?/],
     [{ services: {} }, /services: declares no service/],
     [{ metricsPort: 'http://x', services: { a: ok } }, /metricsPort: must be a port or "host:port"/],
     [{ beacons: { interval: 1 }, services: { a: ok } }, /beacons: unknown key 'interval'; did you mean 'intervalMs'\?/],

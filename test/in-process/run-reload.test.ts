@@ -95,7 +95,13 @@ async function serve(ctx: Ctx, file: string, topic: string, watch: WatchOptions 
 }
 
 async function reloaded(r: EndpointReloader, before: { reloads: number; failures: number }, what: 'reloads' | 'failures') {
-  await until(() => r.stats()[what] > before[what], `a ${what === 'reloads' ? 'reload' : 'failed reload'}`, 5000);
+  // A failed reload is counted once its file and line are found, which may take a `node --check`
+  // per file: seconds each on a loaded machine (over 5 s at load 19 beside two CPU hogs).
+  await until(
+    () => r.stats()[what] > before[what],
+    `a ${what === 'reloads' ? 'reload' : 'failed reload'}`,
+    what === 'reloads' ? 5000 : 15_000,
+  );
   // The next edit comes after this one is fully taken in, as a person's would.
   await r.idle();
 }

@@ -40,7 +40,7 @@ export interface RunSpec {
   /** Workers per service unless a service says otherwise. @default 1 */
   workers?: number;
   /** Hot reload settings; `watch: true` or an object turns it on. */
-  watch?: WatchOptions | false;
+  watch?: RunWatch | false;
   /** hermod configuration of every service (dotted keys). */
   config: Record<string, unknown>;
   /** `[host:]port` of the Prometheus endpoint (summed over the workers); `--metrics-port` wins. */
@@ -48,6 +48,19 @@ export interface RunSpec {
   /** Presence beacons of every server, for `hermod status`: off unless set. */
   beacons?: BeaconSettings | false;
 }
+
+/** The run file's `watch`: the reloader's options, and when to recycle the process. */
+export interface RunWatch extends WatchOptions {
+  /**
+   * Reloads after which the worker process is replaced by a fresh one (a graceful hand-over):
+   * reloaded ES modules are never unloaded, so without it memory grows with every reload.
+   * 0: never. @default 100
+   */
+  recycleAfter?: number;
+}
+
+/** Reloads before a recycle when neither the file nor `--recycle-after` says. */
+export const DEFAULT_RECYCLE_AFTER = 100;
 
 /** The run file's `beacons`: `true` or these settings. */
 export interface BeaconSettings {
@@ -59,7 +72,7 @@ export interface BeaconSettings {
 
 const TOP_KEYS = ['services', 'config', 'workers', 'watch', 'metricsPort', 'beacons'] as const;
 const SERVICE_KEYS = ['endpoints', 'topic', 'server', 'exchange', 'namespace', 'version', 'concurrency', 'workers', 'config'] as const;
-const WATCH_KEYS = ['usePolling', 'interval', 'debounceMs'] as const;
+const WATCH_KEYS = ['usePolling', 'interval', 'debounceMs', 'recycleAfter'] as const;
 const BEACON_KEYS = ['intervalMs', 'version'] as const;
 
 function fail(where: string, message: string, key?: string): never {
@@ -124,12 +137,21 @@ function configSection(value: unknown, where: string): Record<string, unknown> {
   return out;
 }
 
-function watchSection(value: unknown, where: string): WatchOptions | false {
+/** A whole number ≥ 0 (`--recycle-after`, `watch.recycleAfter`); 0 turns recycling off. */
+export function parseRecycleAfter(value: unknown, where: string): number {
+  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0)
+    fail(where, `must be a whole number of reloads ≥ 0 (0: never recycle), got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function watchSection(value: unknown, where: string): RunWatch | false {
   if (value === undefined || value === false) return false;
   if (value === true) return {};
   const w = object(value, where);
   onlyKnown(w, WATCH_KEYS, where);
-  const out: WatchOptions = {};
+  const out: RunWatch = {};
+  if (w.recycleAfter !== undefined) out.recycleAfter = parseRecycleAfter(w.recycleAfter, `${where}.recycleAfter`);
   if (w.usePolling !== undefined) {
     if (typeof w.usePolling !== 'boolean') fail(`${where}.usePolling`, 'must be true or false');
     out.usePolling = w.usePolling;

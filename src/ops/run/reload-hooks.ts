@@ -17,6 +17,11 @@ let port: MessagePort | undefined;
 /** Receives the port the main thread listens on for imported files. */
 export function initialize(data: { port?: MessagePort } | undefined): void {
   port = data?.port;
+  // A flush is answered on the port the reports travel on: the main thread then has them all.
+  port?.on('message', (m: { flush?: number }) => {
+    if (m.flush !== undefined) port?.postMessage({ flushed: m.flush });
+  });
+  port?.unref();
 }
 
 type Resolved = { url: string; format?: string | null; shortCircuit?: boolean };

@@ -6,6 +6,7 @@
  * is logged with its file and line; the next save tries again.
  */
 import { statSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
 import { type EndpointContext, endpointsOf, importFresh, loadErrorLocation } from '../load-endpoints.js';
@@ -47,6 +48,10 @@ export class EndpointReloader {
   private target: EndpointTarget | undefined;
   private timer: NodeJS.Timeout | undefined;
   private verify: NodeJS.Timeout | undefined;
+  private settle: NodeJS.Timeout | undefined;
+  private settling: Promise<void> | undefined;
+  /** What each file was when the serving code was read from it. */
+  private loadedStamps = new Map<string, string>();
   private running: Promise<void> | undefined;
   private again = false;
   private closed = false;
@@ -66,12 +71,14 @@ export class EndpointReloader {
   /** Loads the modules as fresh instances, recording the local files they import. */
   async load(): Promise<object[]> {
     const out: object[] = [];
+    const stamps = this.stamps();
     for (const spec of this.specs) {
       const involved = [spec];
       const onFile = (f: string) => {
         involved.push(f);
         if (this.files.has(f)) return;
         this.files.add(f);
+        stamps.set(f, stampOf(f));
         this.watcher?.add(f);
       };
       try {
@@ -81,6 +88,7 @@ export class EndpointReloader {
         throw Object.assign(err instanceof Error ? err : new Error(String(err)), { location: await loadErrorLocation(err, candidates) });
       }
     }
+    this.loadedStamps = stamps;
     return out;
   }
 
@@ -98,6 +106,26 @@ export class EndpointReloader {
     });
     watcher.on('error', (err) => this.log.warn(`watching endpoint modules: ${(err as Error).message}`, this.fields));
     await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
+    this.settling = this.settled();
+  }
+
+  /**
+   * No event reports an edit made before the watcher took its baseline: one between load() and
+   * start() (the broker connection may take seconds), or, when polling, one before fs.watchFile's
+   * first stat, which runs on libuv's thread pool after chokidar's `ready` (an edit right after
+   * start was lost that way on a loaded machine). So the files are compared once with what was
+   * loaded: at once for OS events; when polling, after a stat of our own has come back through
+   * the same pool and one interval has passed, by when the watcher's baseline is taken.
+   */
+  private async settled(): Promise<void> {
+    if (this.options.usePolling) {
+      await Promise.all([...this.files].map((f) => stat(f).catch(() => undefined)));
+      await new Promise<void>((resolve) => {
+        this.settle = setTimeout(resolve, this.options.interval ?? 300);
+      });
+      this.settle = undefined;
+    }
+    if (!this.closed && this.changedSince(this.loadedStamps)) this.schedule();
   }
 
   /** Reloads and counts; never throws (a failure is logged and the old code keeps serving). */
@@ -139,6 +167,7 @@ export class EndpointReloader {
 
   /** Resolves when no reload runs or waits to run (for tests and orderly shutdowns). */
   async idle(): Promise<void> {
+    if (this.settling && !this.closed) await this.settling;
     while (this.running || this.timer || this.verify || this.again) {
       await (this.running ?? new Promise((r) => setTimeout(r, 10)));
     }
@@ -149,20 +178,13 @@ export class EndpointReloader {
     this.closed = true;
     clearTimeout(this.timer);
     clearTimeout(this.verify);
+    clearTimeout(this.settle);
     await this.watcher?.close();
     await this.running;
   }
 
-  private mtimes(): Map<string, number> {
-    const out = new Map<string, number>();
-    for (const f of this.files) {
-      try {
-        out.set(f, statSync(f).mtimeMs);
-      } catch {
-        out.set(f, -1);
-      }
-    }
-    return out;
+  private stamps(): Map<string, string> {
+    return new Map([...this.files].map((f) => [f, stampOf(f)]));
   }
 
   private schedule(): void {
@@ -181,7 +203,7 @@ export class EndpointReloader {
       this.again = true;
       return;
     }
-    const before = this.mtimes();
+    const before = this.stamps();
     this.running = this.reload().then(() => {
       this.running = undefined;
       if (this.again || this.changedSince(before)) {
@@ -198,8 +220,21 @@ export class EndpointReloader {
     });
   }
 
-  private changedSince(before: Map<string, number>): boolean {
-    for (const [f, t] of this.mtimes()) if (before.get(f) !== t) return true;
+  private changedSince(before: Map<string, string>): boolean {
+    for (const [f, t] of this.stamps()) if (before.get(f) !== t) return true;
     return false;
+  }
+}
+
+/**
+ * A file's modification time, change time and size: a rewrite of the same length within the
+ * file system's timestamp tick changes none of them and is not seen (as by chokidar itself).
+ */
+function stampOf(file: string): string {
+  try {
+    const s = statSync(file);
+    return `${s.mtimeMs}/${s.ctimeMs}/${s.size}`;
+  } catch {
+    return 'missing';
   }
 }

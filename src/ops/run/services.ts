@@ -31,6 +31,13 @@ export interface GroupOptions {
   watch?: WatchOptions | false;
   /** Presence beacons of every server (for `hermod status`); false or absent: none. */
   beacons?: PresenceBeaconOptions | false;
+  /**
+   * Reloads (all services together) after which this process asks to be replaced, since every
+   * reload leaves its modules in memory; asked again after each further reload. 0 or absent: never.
+   */
+  recycleAfter?: number;
+  /** Called with the reloads so far once they reach `recycleAfter`, and after each further one. */
+  onRecycle?: (reloads: number) => void;
 }
 
 interface Running {
@@ -60,6 +67,7 @@ export class ServiceGroup {
   private readonly transports = new Map<string, Transport>();
   private readonly names = new Map<string, string>();
   private stopping = false;
+  private reloads = 0;
   private readonly onRequest = (e: unknown) => this.logRequest(e as ServerRequestEvent);
 
   constructor(private readonly options: GroupOptions) {}
@@ -87,9 +95,18 @@ export class ServiceGroup {
       this.running.push({ spec, server: rpc, ...(reloader ? { reloader } : {}) });
       this.names.set(`${spec.topic}\0${server}`, spec.name);
       if (this.stopping) return;
+      // Watching starts before consuming, and an edit made since the load is taken in first: a
+      // recycled worker's replacement must not answer with older code than the worker it replaces.
+      await reloader?.start({
+        replaceEndpoints: (eps) => {
+          rpc.replaceEndpoints(withServiceTarget([...eps], spec));
+          this.reloaded();
+        },
+      });
+      await reloader?.idle();
+      if (this.stopping) return;
       await rpc.start();
       if (this.stopping) return;
-      await reloader?.start({ replaceEndpoints: (eps) => rpc.replaceEndpoints(withServiceTarget([...eps], spec)) });
       if (this.options.beacons) {
         const running = this.running.at(-1)!;
         running.beacon = new PresenceBeacon(rpc, this.options.beacons);
@@ -146,6 +163,12 @@ export class ServiceGroup {
     for (const r of this.running) r.beacon?.abort();
     await Promise.all(this.running.map(async (r) => Promise.all([r.reloader?.close(), r.server.abort()])));
     await this.close();
+  }
+
+  private reloaded(): void {
+    this.reloads++;
+    const { recycleAfter, onRecycle } = this.options;
+    if (recycleAfter && this.reloads >= recycleAfter && !this.stopping) onRecycle?.(this.reloads);
   }
 
   private async close(): Promise<void> {

@@ -3,7 +3,9 @@
  * running the services with its own connection (competing consumers on each topic, server names
  * `<server>-<n>`), restarts a worker that dies with a capped, jittered backoff and logs the crash,
  * and on stop asks every worker to drain (each runs the CLIs' stop contract: stop, wait with the
- * deadline, exit 0, or 7 if it had to abort work).
+ * deadline, exit 0, or 7 if it had to abort work). A worker that asks to be recycled (hot reload
+ * keeps every reloaded module in memory) is replaced by a hand-over: a fresh worker of the same
+ * number starts, and once it consumes, the old one gets the graceful stop.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { type BackoffOptions, backoffDelay } from '../../core/backoff.js';
@@ -14,6 +16,20 @@ export const WORKER_ENV = '_HERMOD_RUN_WORKER';
 
 /** The message the primary sends a worker to start its graceful stop. */
 export const STOP_MESSAGE = { hermod: 'stop' } as const;
+
+/** What a worker tells the primary once its services consume. */
+export const READY_MESSAGE = { hermod: 'ready' } as const;
+
+/** What a worker asks the primary for when it wants a fresh process (`reloads`: its reloads so far). */
+export interface RecycleMessage {
+  hermod: 'recycle';
+  reloads: number;
+}
+
+/** Sends a message to the primary, if this process has one. */
+export function tellPrimary(message: typeof READY_MESSAGE | RecycleMessage): void {
+  if (cluster.isWorker && process.connected) process.send?.(message);
+}
 
 /** The worker number of this process, or undefined in the primary or a single process. */
 export function workerNumber(): number | undefined {
@@ -42,7 +58,12 @@ export interface SupervisorOptions {
 
 interface Slot {
   n: number;
+  /** The worker that serves. */
   worker: Worker | undefined;
+  /** Its replacement while a recycle hands over: started, not yet consuming. */
+  next: Worker | undefined;
+  /** When the recycle began, and the reloads the old worker had made. */
+  recycle: { at: number; reloads: number } | undefined;
   startedAt: number;
   failures: number;
   timer: NodeJS.Timeout | undefined;
@@ -52,17 +73,23 @@ interface Slot {
 export class WorkerSupervisor {
   private readonly slots: Slot[];
   private stopping = false;
-  private readonly exits = new Map<number, number>();
+  private readonly exitCodes: number[] = [];
+  /** Recycled workers draining their last requests. */
+  private readonly retiring = new Map<Worker, number>();
   private allExited: (() => void) | undefined;
   private readonly backoff: BackoffOptions;
   /** Crashes seen (exits not asked for). */
   crashes = 0;
+  /** Recycles done (hand-overs to a fresh worker). */
+  recycles = 0;
 
   constructor(private readonly options: SupervisorOptions) {
     this.backoff = options.backoff ?? { initial: 200, factor: 2, max: 10_000 };
     this.slots = Array.from({ length: options.count }, (_, i) => ({
       n: i + 1,
       worker: undefined,
+      next: undefined,
+      recycle: undefined,
       startedAt: 0,
       failures: 0,
       timer: undefined,
@@ -74,14 +101,20 @@ export class WorkerSupervisor {
     for (const slot of this.slots) this.fork(slot);
   }
 
-  /** Workers alive now. */
+  /** Worker processes alive now (replacements starting and recycled ones draining included). */
   alive(): number {
-    return this.slots.filter((s) => s.worker).length;
+    return this.processes().length;
   }
 
   /** Workers that exited with status 7 (aborted work at their deadline) during the stop. */
   aborted(): number {
-    return [...this.exits.values()].filter((c) => c !== 0).length;
+    return this.exitCodes.filter((c) => c !== 0).length;
+  }
+
+  private processes(): Worker[] {
+    const out = [...this.retiring.keys()];
+    for (const s of this.slots) for (const w of [s.worker, s.next]) if (w) out.push(w);
+    return out;
   }
 
   /**
@@ -95,9 +128,12 @@ export class WorkerSupervisor {
       this.allExited = resolve;
     });
     for (const slot of this.slots) {
-      if (slot.worker?.isConnected()) slot.worker.send(STOP_MESSAGE);
-      else slot.worker?.process.kill('SIGTERM');
+      for (const w of [slot.worker, slot.next]) {
+        if (w?.isConnected()) w.send(STOP_MESSAGE);
+        else w?.process.kill('SIGTERM');
+      }
     }
+    // Recycled workers are stopping already: a second request would abort their requests.
     if (this.alive() === 0) return this.aborted();
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<void>((resolve) => {
@@ -106,12 +142,10 @@ export class WorkerSupervisor {
     await Promise.race([done, late]);
     clearTimeout(timer);
     let killed = 0;
-    for (const slot of this.slots) {
-      if (slot.worker) {
-        killed++;
-        this.options.log.warn(`worker ${slot.n} did not exit by the deadline; killing it`, { worker: slot.n });
-        slot.worker.process.kill('SIGKILL');
-      }
+    for (const w of this.processes()) {
+      killed++;
+      this.options.log.warn(`worker pid ${w.process.pid} did not exit by the deadline; killing it`, { pid: w.process.pid });
+      w.process.kill('SIGKILL');
     }
     return this.aborted() + killed;
   }
@@ -119,36 +153,96 @@ export class WorkerSupervisor {
   /** Ends every worker now: a signal to a stopping worker aborts its work. */
   async abort(): Promise<void> {
     this.stopping = true;
-    for (const slot of this.slots) {
-      clearTimeout(slot.timer);
-      slot.worker?.process.kill('SIGTERM');
-    }
+    for (const slot of this.slots) clearTimeout(slot.timer);
+    for (const w of this.processes()) w.process.kill('SIGTERM');
   }
 
-  private fork(slot: Slot): void {
+  private fork(slot: Slot, replacement = false): Worker {
     const worker = cluster.fork({ [WORKER_ENV]: String(slot.n) });
-    slot.worker = worker;
-    slot.startedAt = Date.now();
+    if (replacement) slot.next = worker;
+    else {
+      slot.worker = worker;
+      slot.startedAt = Date.now();
+    }
     worker.on('online', () =>
-      this.options.log.info(`worker ${slot.n} started (pid ${worker.process.pid})`, { worker: slot.n, pid: worker.process.pid }),
+      this.options.log.info(`worker ${slot.n} started (pid ${worker.process.pid})${replacement ? ' to replace a recycled one' : ''}`, {
+        worker: slot.n,
+        pid: worker.process.pid,
+      }),
     );
+    worker.on('message', (m: unknown) => this.message(slot, worker, m));
     worker.on('exit', (code, signal) => this.exited(slot, worker, code, signal));
+    return worker;
+  }
+
+  private message(slot: Slot, worker: Worker, m: unknown): void {
+    const msg = m as { hermod?: string; reloads?: unknown } | null;
+    if (this.stopping || !msg) return;
+    if (msg.hermod === 'recycle' && worker === slot.worker && !slot.next) {
+      // Asked again after every further reload, so a replacement that failed is tried again.
+      slot.recycle = { at: Date.now(), reloads: Number(msg.reloads) || 0 };
+      this.fork(slot, true);
+    } else if (msg.hermod === READY_MESSAGE.hermod && worker === slot.next) this.handOver(slot);
+  }
+
+  /** The replacement consumes: it becomes the slot's worker, and the old one drains and exits. */
+  private handOver(slot: Slot): void {
+    const old = slot.worker;
+    const fresh = slot.next!;
+    slot.worker = fresh;
+    slot.next = undefined;
+    slot.startedAt = Date.now();
+    this.recycles++;
+    const { at, reloads } = slot.recycle ?? { at: Date.now(), reloads: 0 };
+    slot.recycle = undefined;
+    if (!old) return;
+    this.retiring.set(old, slot.n);
+    if (old.isConnected()) old.send(STOP_MESSAGE);
+    else old.process.kill('SIGTERM');
+    this.options.log.info(
+      `worker ${slot.n} recycled after ${reloads} reloads: pid ${fresh.process.pid} consumes, pid ${old.process.pid} drains and exits (hand-over ${Date.now() - at} ms)`,
+      { worker: slot.n, event: 'worker-recycle', reloads, pid: fresh.process.pid, oldPid: old.process.pid, handOverMs: Date.now() - at },
+    );
   }
 
   private exited(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
-    if (slot.worker !== worker) return;
-    slot.worker = undefined;
     const how = signal ? `signal ${signal}` : `exit status ${code}`;
-    if (this.stopping) {
-      this.exits.set(slot.n, code ?? 1);
-      this.options.log.info(`worker ${slot.n} stopped (${how})`, { worker: slot.n, code, signal });
-      if (this.alive() === 0) this.allExited?.();
-      return;
+    const pid = worker.process.pid;
+    if (this.retiring.delete(worker)) {
+      // A recycled worker ran the graceful stop: not a crash, nothing to restart.
+      if (this.stopping) this.exitCodes.push(code ?? 1);
+      if (code !== 0)
+        this.options.log.warn(`recycled worker ${slot.n} (pid ${pid}) ended with ${how}`, { worker: slot.n, pid, code, signal });
+    } else if (worker === slot.next) {
+      slot.next = undefined;
+      slot.recycle = undefined;
+      if (this.stopping) this.exitCodes.push(code ?? 1);
+      else
+        this.options.log.error(
+          `the replacement of worker ${slot.n} (pid ${pid}) died (${how}) before it consumed; the old one keeps serving`,
+          {
+            worker: slot.n,
+            pid,
+            code,
+            signal,
+            event: 'recycle-failed',
+          },
+        );
+    } else if (worker === slot.worker) {
+      slot.worker = undefined;
+      if (this.stopping) {
+        this.exitCodes.push(code ?? 1);
+        this.options.log.info(`worker ${slot.n} stopped (${how})`, { worker: slot.n, code, signal });
+      } else this.crashed(slot, worker, how, code, signal);
     }
+    if (this.stopping && this.alive() === 0) this.allExited?.();
+  }
+
+  private crashed(slot: Slot, worker: Worker, how: string, code: number | null, signal: string | null): void {
     this.crashes++;
     const lived = Date.now() - slot.startedAt;
     slot.failures = lived >= (this.options.stableMs ?? 10_000) ? 1 : slot.failures + 1;
-    const delay = backoffDelay(slot.failures, this.backoff);
+    const delay = slot.next ? 0 : backoffDelay(slot.failures, this.backoff);
     this.options.log.error(
       `worker ${slot.n} (pid ${worker.process.pid}) died (${how}) after ${(lived / 1000).toFixed(1)} s; restarting in ${delay} ms`,
       {
@@ -160,6 +254,13 @@ export class WorkerSupervisor {
         restartInMs: delay,
       },
     );
+    if (slot.next) {
+      // A replacement was starting already (a recycle): it takes the slot now, no restart needed.
+      slot.worker = slot.next;
+      slot.next = undefined;
+      slot.startedAt = Date.now();
+      return;
+    }
     slot.timer = setTimeout(() => {
       slot.timer = undefined;
       if (!this.stopping) this.fork(slot);

@@ -1,0 +1,145 @@
+// `hermod run --watch` recycling its worker on a real RabbitMQ node: after every `recycleAfter`
+// reloads the worker holding the reloaded modules is handed over to a fresh process (it starts,
+// consumes, then the old one drains and exits), under a steady call rate with no failed call.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { RabbitNode } from '../../scripts/rabbit-node.js';
+import { defaultConfig, getTransport, RPCClient, Target, type Transport } from '../../src/index.js';
+import { sleep, until } from '../support/assert.js';
+import { hermodRun, linesOf, type Run } from '../support/ops-run.js';
+
+interface Ctx {
+  node: RabbitNode;
+  vhost: string;
+  url: string;
+  dir: string;
+  transport: Transport;
+  runs: Run[];
+}
+const t = suite<Ctx>('hermod run --watch recycles its worker (RabbitMQ)', {} as Ctx);
+
+t.before(async (ctx) => {
+  ctx.node = await RabbitNode.shared();
+  ctx.vhost = await ctx.node.addVhost(`recycle-${process.pid}`);
+  ctx.url = ctx.node.url(ctx.vhost);
+  ctx.transport = await getTransport(ctx.url, { config: defaultConfig() });
+});
+t.before.each((ctx) => {
+  ctx.dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-recycle-'));
+  writeFileSync(path.join(ctx.dir, 'package.json'), '{"type":"module"}\n');
+  ctx.runs = [];
+});
+t.after.each(async (ctx) => {
+  for (const r of ctx.runs) {
+    if (r.child.exitCode === null && r.child.signalCode === null) {
+      r.child.kill('SIGKILL');
+      await r.exited;
+    }
+  }
+  rmSync(ctx.dir, { recursive: true, force: true });
+});
+t.after(async (ctx) => {
+  await ctx.transport.close();
+  await ctx.node.deleteVhost(ctx.vhost);
+  await ctx.node.release();
+});
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+t('recycleAfter 3: 10 reloads under load, a fresh pid after every 3rd, newest code after each, 0 failed calls', async (ctx) => {
+  const version = (v: number) =>
+    writeFileSync(
+      path.join(ctx.dir, 'ep.js'),
+      `export default { async v() { return [${v}, process.pid]; }, async slow(_c, { ms }) { await new Promise((r) => setTimeout(r, ms)); return [${v}, process.pid]; } };\n`,
+    );
+  version(1);
+  const topic = `run-recycle-${process.pid}`;
+  writeFileSync(
+    path.join(ctx.dir, 'hermod.config.json'),
+    JSON.stringify({
+      config: { transportUrl: ctx.url, log: { level: 'info' } },
+      watch: { debounceMs: 30, recycleAfter: 3 },
+      services: { svc: { endpoints: './ep.js', topic, server: 'r' } },
+    }),
+  );
+  const run = hermodRun([], ctx.dir);
+  ctx.runs.push(run);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 10_000 });
+  const seen: Array<[number, number]> = [];
+  const failures: unknown[] = [];
+  let stop = false;
+  // Steady rate: 6 callers, each a call then 5 ms of pause; a slow call now and then is in
+  // flight when a hand-over stops the old worker.
+  const loop = async (i: number) => {
+    let n = 0;
+    while (!stop) {
+      try {
+        const slow = seen.length > 0 && i === 0 && n++ % 10 === 0;
+        seen.push((await client.call({}, slow ? 'slow' : 'v', slow ? { ms: 300 } : {})) as [number, number]);
+      } catch (err) {
+        if (seen.length > 0) failures.push(err);
+        else await sleep(100);
+      }
+      await sleep(5);
+    }
+  };
+  const loops = Array.from({ length: 6 }, (_, i) => loop(i));
+  const recycles = () => linesOf(run, (l) => l.event === 'worker-recycle');
+  const pids: number[] = [];
+  try {
+    await until(() => seen.length > 0, `the first answer (${run.err})`, 20_000);
+    pids.push(seen.at(-1)![1]);
+    for (let v = 2; v <= 11; v++) {
+      version(v);
+      const reloads = v - 1;
+      if (reloads % 3 === 0) {
+        // The worker asks to be recycled; its replacement loads the newest code itself.
+        await until(() => recycles().length === reloads / 3, `recycle ${reloads / 3} (${run.err})`, 20_000);
+        const line = recycles().at(-1)!;
+        assert.is(line.reloads, 3);
+        assert.is(line.oldPid, pids.at(-1));
+        assert.is.not(line.pid, line.oldPid);
+        pids.push(line.pid as number);
+        const mark = seen.length;
+        await until(() => seen.slice(mark).some(([, pid]) => pid === line.pid), `pid ${line.pid} answering`, 10_000);
+        await until(() => !alive(line.oldPid as number), `old pid ${line.oldPid} gone`, 10_000);
+        const after = seen.length;
+        await until(() => seen.length > after + 20, 'calls after the hand-over');
+        assert.equal(
+          seen.slice(after).filter(([cv, pid]) => cv !== v || pid !== line.pid),
+          [],
+          `after recycle ${reloads / 3}, every answer is version ${v} from pid ${line.pid}`,
+        );
+      } else {
+        await until(() => seen.at(-1)?.[0] === v, `version ${v} answering`, 10_000);
+        assert.is(seen.at(-1)![1], pids.at(-1), 'a reload keeps the pid');
+      }
+    }
+  } finally {
+    stop = true;
+    await Promise.all(loops);
+  }
+  assert.equal(failures, [], 'no call failed across 10 reloads and 3 recycles');
+  assert.is(new Set(pids).size, 4, `4 pids in turn: ${pids.join(', ')}`);
+  assert.equal(
+    recycles().map((l) => l.reloads),
+    [3, 3, 3],
+  );
+  assert.is(linesOf(run, (l) => l.event === 'worker-crash' || l.event === 'recycle-failed').length, 0, 'a recycle is not a crash');
+  assert.ok(seen.length > 200, `calls kept flowing (${seen.length})`);
+  run.child.kill('SIGTERM');
+  assert.is(await run.exited, 0, run.err);
+  assert.is(linesOf(run, (l) => /^worker 1 stopped \(exit status 0\)$/.test(String(l.msg))).length, 1);
+});
+
+t.run();
