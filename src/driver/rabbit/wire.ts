@@ -17,7 +17,13 @@ import type { RpcRequest } from '../driver.js';
 const NO_HEADERS = Object.freeze({});
 
 /** oslo's message properties: JSON, persistent (even on transient queues), priority 0, no headers. */
-export const BASE_PROPS = { contentType: 'application/json', contentEncoding: 'utf-8', deliveryMode: 2, priority: 0, headers: NO_HEADERS } as const;
+export const BASE_PROPS = {
+  contentType: 'application/json',
+  contentEncoding: 'utf-8',
+  deliveryMode: 2,
+  priority: 0,
+  headers: NO_HEADERS,
+} as const;
 
 const CONTEXT_PREFIX = '_context_';
 
