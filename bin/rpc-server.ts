@@ -76,9 +76,12 @@ async function main(): Promise<void> {
 
   // A request that succeeded is logged at debug, one that failed at info: at info, a line per
   // request would cost a busy server much of its throughput (README "Logging").
-  if (config.log.level === 'debug' || config.log.level === 'info') {
+  const debug = config.log.level === 'debug';
+  if (debug || config.log.level === 'info') {
     diagnostics_channel.subscribe('hermod:rpc:server:request', (e) => {
       const ev = e as ServerRequestEvent;
+      // At info, a request that succeeded costs no formatting of a line nobody writes.
+      if (ev.outcome === 'ok' && !debug) return;
       const err = ev.error ? ` ${ev.error.name}: ${ev.error.message}` : '';
       (ev.outcome === 'ok' ? log.debug : log.info)(`${ev.kind} ${ev.method} ${ev.outcome} ${ev.durationMs.toFixed(1)}ms${err}`, {
         method: ev.method,

@@ -1,17 +1,17 @@
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { MessageTooLarge } from '../../core/errors.js';
 import { failureOf } from '../../core/failure.js';
-import type { IncomingMessage, ListenOptions } from '../driver.js';
+import type { ListenOptions } from '../driver.js';
 import { CLOSE_GRACE_MS, type TrackedListener, within } from '../driver-base.js';
 import { peek, unenvelope } from '../envelope.js';
 import type { RabbitConnection } from './connection.js';
 import { DedupRing } from './dedup.js';
+import { type IncomingHost, RabbitIncoming, type ReplySender } from './incoming.js';
 import { TickAcks } from './tick-acks.js';
 import type { QueueBinding, Topology } from './topology.js';
-import { type ReplyAddress, type ReplyContent, replyAddress, splitIncoming } from './wire.js';
+import { replyAddress, splitIncoming } from './wire.js';
 
-/** Publishes a reply (or heartbeat) to a caller's reply queue. */
-export type ReplySender = (to: ReplyAddress, reply: ReplyContent) => Promise<void>;
+export type { ReplySender } from './incoming.js';
 
 /** What a {@link RabbitListener} is built from; its driver hands it in, and it reaches for nothing else. */
 export interface RabbitListenerOptions {
@@ -40,6 +40,8 @@ export class RabbitListener implements TrackedListener {
   onStop: (() => void) | undefined;
   private channel: Channel | undefined;
   private acks: TickAcks | undefined;
+  /** What the current channel's deliveries share (its acks, the duplicate check, the reply sender). */
+  private host: IncomingHost | undefined;
   private tags: string[] = [];
   private stopped = false;
   private closing: Promise<void> | undefined;
@@ -64,6 +66,7 @@ export class RabbitListener implements TrackedListener {
     this.channel = ch;
     const acks = new TickAcks(ch);
     this.acks = acks;
+    this.host = { acks, dedup: this.dedup, reply: this.o.reply };
     // Per-consumer prefetch (never global QoS): each queue may have `prefetch` unacked.
     await ch.prefetch(this.o.listen.prefetch, false);
     for (const b of this.o.bindings) await this.o.topology.declareBinding(ch, b);
@@ -82,7 +85,7 @@ export class RabbitListener implements TrackedListener {
         if (msg) {
           if (b.stream) this.trackOffset(b.queue, msg);
           // Set by subscribe() before the first consume, for this channel.
-          if (this.acks) this.onMessage(this.acks, b.queue, msg);
+          if (this.host) this.onMessage(this.host, b.queue, msg);
         } else if (b.stream) {
           // The broker cancelled the consumer (the stream was deleted): declare it again and
           // consume from `last`, as oslo does after a Basic.cancel.
@@ -113,14 +116,12 @@ export class RabbitListener implements TrackedListener {
     else if (typeof offset === 'bigint') this.streamOffset.set(queue, Number(offset) + 1);
   }
 
-  private onMessage(acks: TickAcks, queue: string, msg: ConsumeMessage): void {
+  private onMessage(host: IncomingHost, queue: string, msg: ConsumeMessage): void {
+    const acks = host.acks;
     acks.delivered(msg);
-    let settled = false;
-    const settle = (fn: () => void) => {
-      if (settled) return;
-      settled = true;
+    const ackNow = () => {
       try {
-        fn();
+        acks.ack(msg);
       } catch {
         /* channel gone: the broker requeues it */
       }
@@ -131,38 +132,18 @@ export class RabbitListener implements TrackedListener {
       data = unenvelope(msg.content, this.o.maxJsonDepth);
     } catch (err) {
       // Acknowledge bad input so it cannot stall the queue, and answer a call if we can tell.
-      settle(() => acks.ack(msg));
+      ackNow();
       const e = err as Error;
       this.answerBadCall(msg.content, e);
       this.o.listen.onInvalid?.(e, { address: queue, size: msg.content.length });
       return;
     }
     if (this.dedup.seen(data._unique_id)) {
-      settle(() => acks.ack(msg));
+      ackNow();
       return;
     }
     const parts = splitIncoming(data);
-    const to = this.o.kind === 'rpc' ? parts.replyTo : undefined;
-    const reply = this.o.reply;
-    const incoming: IncomingMessage = {
-      ctx: parts.ctx,
-      message: parts.message,
-      expectsReply: to !== undefined,
-      callMonitorTimeout: to ? parts.callMonitorTimeout : 0,
-      async reply(r) {
-        if (to) await reply(to, { ending: true, result: r.result ?? null, failure: r.failure ?? null });
-      },
-      async heartbeat() {
-        if (to) await reply(to, { ending: false, result: null, failure: null });
-      },
-      acknowledge: () => {
-        this.dedup.add(parts.uniqueId);
-        settle(() => acks.ack(msg));
-      },
-      requeue: () => settle(() => acks.requeue(msg)),
-      done: () => {},
-    };
-    this.o.listen.onMessage(incoming);
+    this.o.listen.onMessage(new RabbitIncoming(host, msg, parts, this.o.kind === 'rpc' ? parts.replyTo : undefined));
   }
 
   /** Best effort: an unsupported envelope or a bad field may still name its reply queue. */

@@ -208,7 +208,7 @@ export class Publisher {
 
   /** One attempt: hands the message to amqplib and, on the confirm channel, waits for the confirm. */
   private async send(ch: Channel, p: Publication, content: Buffer): Promise<void> {
-    const props: Options.Publish = { ...BASE_PROPS, headers: {}, mandatory: p.mandatory };
+    const props: Options.Publish = { ...BASE_PROPS, mandatory: p.mandatory };
     if (!p.confirm) props.expiration = String(Math.max(1, Math.round(p.deadline - Date.now())));
     const exchange = p.exchange?.name ?? '';
     const pending = { returned: false };

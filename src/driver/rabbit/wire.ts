@@ -9,8 +9,21 @@ import type { RpcRequest } from '../driver.js';
  * are byte-for-byte what oslo would send for the same input.
  */
 
+/**
+ * The (empty) headers of every message, one frozen object for all: amqplib makes each publish's
+ * header table with `Object.create(options.headers)`, and a new prototype object per publish
+ * costs V8 a prototype map each time (amqplib's `Args.publish` was 5 % of a caller's CPU).
+ */
+const NO_HEADERS = Object.freeze({});
+
 /** oslo's message properties: JSON, persistent (even on transient queues), priority 0, no headers. */
-export const BASE_PROPS = { contentType: 'application/json', contentEncoding: 'utf-8', deliveryMode: 2, priority: 0, headers: {} } as const;
+export const BASE_PROPS = {
+  contentType: 'application/json',
+  contentEncoding: 'utf-8',
+  deliveryMode: 2,
+  priority: 0,
+  headers: NO_HEADERS,
+} as const;
 
 const CONTEXT_PREFIX = '_context_';
 
