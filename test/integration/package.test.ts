@@ -1,46 +1,21 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { type PackedApp, packAndInstall, root, typescriptSpec } from '../support/package-app.js';
 
 // The package as a user gets it: `npm pack`, installed from the tarball into an empty app next
 // to TypeScript and nothing else, then every TypeScript block of the README compiled with
 // `tsc --strict` against the installed `.d.ts` files and run. This is what catches a type that
 // needs an undeclared dependency, a missing export, or an example that only works in-tree.
+// The CommonJS app is package-cjs.test.ts: it is what each Node line must run, while these
+// checks of files and types do not depend on the line.
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const npm = (args: string[], cwd: string) =>
-  spawnSync('npm', args, { cwd, encoding: 'utf8', timeout: 180_000, env: { ...process.env, npm_config_update_notifier: 'false' } });
+const t = suite<PackedApp>('package: the README examples in a fresh app', { dir: '', app: '', tarball: '', files: [] });
 
-interface Ctx {
-  dir: string;
-  app: string;
-  tarball: string;
-  /** The tarball's file list, as `npm pack --json` reports it (paths relative to the package root). */
-  files: string[];
-}
-const t = suite<Ctx>('package: the README examples in a fresh app', { dir: '', app: '', tarball: '', files: [] });
-
-t.before(async (ctx) => {
-  ctx.dir = mkdtempSync(path.join(tmpdir(), 'hermod-pkg-'));
-  // dist/ is already built by `npm test`; --ignore-scripts keeps `prepare` from rebuilding it
-  // under the suites that are running from it.
-  const pack = npm(['pack', '--json', '--ignore-scripts', '--pack-destination', ctx.dir], root);
-  assert.is(pack.status, 0, pack.stderr);
-  const [info] = JSON.parse(pack.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
-  ctx.tarball = path.join(ctx.dir, info!.filename);
-  ctx.files = info!.files.map((f) => f.path);
-  ctx.app = path.join(ctx.dir, 'app');
-  mkdirSync(ctx.app);
-  writeFileSync(path.join(ctx.app, 'package.json'), JSON.stringify({ name: 'scratch-app', private: true, type: 'module' }));
-  const tsVersion = (JSON.parse(readFileSync(path.join(root, 'node_modules/typescript/package.json'), 'utf8')) as { version: string })
-    .version;
-  // --prefer-offline: the packages are in npm's cache after `npm ci`; the registry is only asked when they are not.
-  const install = npm(['install', '--prefer-offline', '--no-audit', '--no-fund', ctx.tarball, `typescript@${tsVersion}`], ctx.app);
-  assert.is(install.status, 0, install.stdout + install.stderr);
+t.before((ctx) => {
+  Object.assign(ctx, packAndInstall([typescriptSpec()]));
 });
 
 t.after((ctx) => {
@@ -175,33 +150,6 @@ t('every TypeScript block of the README compiles with tsc --strict and runs', (c
       if (which.test(code)) for (const out of outputs) assert.match(run.stdout, out, `block ${i + 1} prints ${out}:\n${run.stdout}`);
     }
   });
-});
-
-t('a CommonJS app require()s hermod and makes a call over the embedded router', (ctx) => {
-  // require() of an ES module works from Node 20.19 and 22.12 on (engines says so): many
-  // services that would join an RPC mesh are still CommonJS.
-  const file = path.join(ctx.app, 'cjs-app.cjs');
-  writeFileSync(
-    file,
-    `const { getTransport, Router, RPCServer, RPCClient, Target } = require('hermod');
-(async () => {
-  const router = new Router({ port: 0 });
-  const port = await router.start();
-  const transport = await getTransport('amqp://127.0.0.1:' + port + '/');
-  const server = new RPCServer(transport, new Target({ topic: 'cjs', server: 's1' }), [{ async add(_ctx, a) { return a.a + a.b; } }]);
-  await server.start();
-  const client = new RPCClient(transport, new Target({ topic: 'cjs' }), { timeout: 5000 });
-  console.log('sum=' + (await client.call({}, 'add', { a: 2, b: 3 })) + ' on ' + process.version);
-  await server.stop();
-  await server.wait();
-  await transport.close();
-  await router.stop();
-})().catch((err) => { console.error(err); process.exit(1); });
-`,
-  );
-  const run = spawnSync(process.execPath, [file], { cwd: ctx.app, encoding: 'utf8', timeout: 30_000 });
-  assert.is(run.status, 0, run.stderr);
-  assert.match(run.stdout, new RegExp(`^sum=5 on ${process.version.replace(/\./g, '\\.')}$`, 'm'));
 });
 
 /** Markdown with fenced code blocks blanked (their lines kept, so line numbers stay right). */
