@@ -3,16 +3,14 @@
 // sees the servers of `hermod run` (beacons on in the run file) and of `rpc-server --beacon`
 // appear, get busy and disappear when they stop.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RabbitNode } from '../../scripts/rabbit-node.js';
-import { defaultConfig, getTransport, RPCClient, Target, type Transport } from '../../src/index.js';
+import { RPCClient, Target } from '../../src/index.js';
 import type { PresenceRow } from '../../src/ops/status/index.js';
 import { until } from '../support/assert.js';
+import { procSuite } from '../support/ops-run.js';
 import { samples, scrape } from '../support/prometheus.js';
 
 const bin = (name: string) => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', `${name}.js`);
@@ -54,42 +52,9 @@ function latest(status: Proc): PresenceRow[] {
 }
 const row = (status: Proc, name: string) => latest(status).find((r) => r.name === name);
 
-interface Ctx {
-  node: RabbitNode;
-  vhost: string;
-  url: string;
-  dir: string;
-  transport: Transport;
-  procs: Proc[];
-}
-const t = suite<Ctx>('hermod run metrics and status, real processes', {} as Ctx);
-
-t.before(async (ctx) => {
-  ctx.node = await RabbitNode.shared();
-  ctx.vhost = await ctx.node.addVhost(`observe-${process.pid}`);
-  ctx.url = ctx.node.url(ctx.vhost);
-  ctx.transport = await getTransport(ctx.url, { config: defaultConfig() });
-});
-t.before.each((ctx) => {
-  ctx.dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-observe-'));
-  writeFileSync(path.join(ctx.dir, 'package.json'), '{"type":"module"}\n');
-  writeFileSync(path.join(ctx.dir, 'ep.js'), 'export default (c) => ({ async whoami() { return c.server; } });\n');
-  ctx.procs = [];
-});
-t.after.each(async (ctx) => {
-  for (const p of ctx.procs) {
-    if (p.child.exitCode === null && p.child.signalCode === null) {
-      p.child.kill('SIGKILL');
-      await p.exited;
-    }
-  }
-  rmSync(ctx.dir, { recursive: true, force: true });
-});
-t.after(async (ctx) => {
-  await ctx.transport.close();
-  await ctx.node.deleteVhost(ctx.vhost);
-  await ctx.node.release();
-});
+const t = procSuite<Proc>('hermod run metrics and status, real processes', 'observe', (dir) =>
+  writeFileSync(path.join(dir, 'ep.js'), 'export default (c) => ({ async whoami() { return c.server; } });\n'),
+);
 
 t('hermod run --workers 2 --metrics-port: one scrape in the primary sums both workers', async (ctx) => {
   const topic = `obs-m-${process.pid}`;

@@ -1,51 +1,14 @@
 // `hermod run --watch` recycling its worker on a real RabbitMQ node: after every `recycleAfter`
 // reloads the worker holding the reloaded modules is handed over to a fresh process (it starts,
 // consumes, then the old one drains and exits), under a steady call rate with no failed call.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RabbitNode } from '../../scripts/rabbit-node.js';
-import { defaultConfig, getTransport, RPCClient, Target, type Transport } from '../../src/index.js';
+import { RPCClient, Target } from '../../src/index.js';
 import { sleep, until } from '../support/assert.js';
-import { hermodRun, linesOf, type Run } from '../support/ops-run.js';
+import { hermodRun, linesOf, procSuite, type Run } from '../support/ops-run.js';
 
-interface Ctx {
-  node: RabbitNode;
-  vhost: string;
-  url: string;
-  dir: string;
-  transport: Transport;
-  runs: Run[];
-}
-const t = suite<Ctx>('hermod run --watch recycles its worker (RabbitMQ)', {} as Ctx);
-
-t.before(async (ctx) => {
-  ctx.node = await RabbitNode.shared();
-  ctx.vhost = await ctx.node.addVhost(`recycle-${process.pid}`);
-  ctx.url = ctx.node.url(ctx.vhost);
-  ctx.transport = await getTransport(ctx.url, { config: defaultConfig() });
-});
-t.before.each((ctx) => {
-  ctx.dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-recycle-'));
-  writeFileSync(path.join(ctx.dir, 'package.json'), '{"type":"module"}\n');
-  ctx.runs = [];
-});
-t.after.each(async (ctx) => {
-  for (const r of ctx.runs) {
-    if (r.child.exitCode === null && r.child.signalCode === null) {
-      r.child.kill('SIGKILL');
-      await r.exited;
-    }
-  }
-  rmSync(ctx.dir, { recursive: true, force: true });
-});
-t.after(async (ctx) => {
-  await ctx.transport.close();
-  await ctx.node.deleteVhost(ctx.vhost);
-  await ctx.node.release();
-});
+const t = procSuite<Run>('hermod run --watch recycles its worker (RabbitMQ)', 'recycle');
 
 const alive = (pid: number) => {
   try {
@@ -73,7 +36,7 @@ t('recycleAfter 3: 10 reloads under load, a fresh pid after every 3rd, newest co
     }),
   );
   const run = hermodRun([], ctx.dir);
-  ctx.runs.push(run);
+  ctx.procs.push(run);
   const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 10_000 });
   const seen: Array<[number, number]> = [];
   const failures: unknown[] = [];

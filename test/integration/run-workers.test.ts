@@ -1,86 +1,14 @@
-// `hermod run` as a subprocess on a real RabbitMQ node: workers as competing consumers with
-// their own names, a killed worker restarted, SIGTERM draining every worker; hot reload under
-// load through the runner with 0 failed calls, and a broken module that keeps the old code.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RabbitNode } from '../../scripts/rabbit-node.js';
-import { defaultConfig, getTransport, RPCClient, Target, type Transport } from '../../src/index.js';
+import { RPCClient, Target } from '../../src/index.js';
 import { sleep, until } from '../support/assert.js';
-
-const HERMOD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'hermod.js');
-
-interface Run {
-  child: ChildProcess;
-  lines: Array<Record<string, unknown>>;
-  err: string;
-  exited: Promise<number | null>;
-}
-
-function hermodRun(args: string[], cwd: string): Run {
-  const child = spawn(process.execPath, [HERMOD, 'run', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  const run: Run = { child, lines: [], err: '', exited: new Promise((r) => child.once('exit', (code) => r(code))) };
-  let buf = '';
-  const take = (d: Buffer) => {
-    buf += d;
-    let i = buf.indexOf('\n');
-    while (i >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      try {
-        run.lines.push(JSON.parse(line) as Record<string, unknown>);
-      } catch {
-        run.err += `${line}\n`;
-      }
-      i = buf.indexOf('\n');
-    }
-  };
-  child.stdout!.on('data', take);
-  child.stderr!.on('data', take);
-  return run;
-}
+import { hermodRun, type ProcSuiteCtx, procSuite, type Run } from '../support/ops-run.js';
 
 const count = (run: Run, pred: (l: Record<string, unknown>) => boolean) => run.lines.filter(pred).length;
 
-interface Ctx {
-  node: RabbitNode;
-  vhost: string;
-  url: string;
-  dir: string;
-  transport: Transport;
-  runs: Run[];
-}
-const t = suite<Ctx>('hermod run on RabbitMQ', {} as Ctx);
-
-t.before(async (ctx) => {
-  ctx.node = await RabbitNode.shared();
-  ctx.vhost = await ctx.node.addVhost(`run-${process.pid}`);
-  ctx.url = ctx.node.url(ctx.vhost);
-  ctx.transport = await getTransport(ctx.url, { config: defaultConfig() });
-});
-t.before.each((ctx) => {
-  ctx.dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-run-'));
-  writeFileSync(path.join(ctx.dir, 'package.json'), '{"type":"module"}\n');
-  ctx.runs = [];
-});
-t.after.each(async (ctx) => {
-  for (const r of ctx.runs) {
-    if (r.child.exitCode === null && r.child.signalCode === null) {
-      r.child.kill('SIGKILL');
-      await r.exited;
-    }
-  }
-  rmSync(ctx.dir, { recursive: true, force: true });
-});
-t.after(async (ctx) => {
-  await ctx.transport.close();
-  await ctx.node.deleteVhost(ctx.vhost);
-  await ctx.node.release();
-});
+const t = procSuite<Run>('hermod run on RabbitMQ', 'run');
+type Ctx = ProcSuiteCtx<Run>;
 
 function runFile(ctx: Ctx, services: Record<string, unknown>): string {
   const file = path.join(ctx.dir, 'hermod.config.json');
@@ -101,7 +29,7 @@ t('workers share the topic, keep their own names, restart after a kill, and SIGT
   const topic = `run-w-${process.pid}`;
   runFile(ctx, { work: { endpoints: './ep.js', topic, server: 'node', workers: 2 } });
   const run = hermodRun([], ctx.dir);
-  ctx.runs.push(run);
+  ctx.procs.push(run);
   const serving = () => count(run, (l) => l.event === 'serving');
   await until(() => serving() === 2, `two workers serving (${run.err})`, 15_000);
 
@@ -155,7 +83,7 @@ t('--watch under load through the runner: 0 failed calls, a broken module keeps 
   const topic = `run-r-${process.pid}`;
   runFile(ctx, { svc: { endpoints: ['./ep.js'], topic, server: 'r' } });
   const run = hermodRun(['--watch', '--config', 'log.level=warn'], ctx.dir);
-  ctx.runs.push(run);
+  ctx.procs.push(run);
   // log.level=warn keeps the request lines out; the loops below wait for the first answer.
   const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 5000 });
   const seen: number[] = [];

@@ -1,8 +1,13 @@
 // `hermod run` as a subprocess for the runner's tests: JSON log lines parsed as they come,
 // anything else kept as text.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import { RabbitNode } from '../../scripts/rabbit-node.js';
+import { defaultConfig, getTransport, type Transport } from '../../src/index.js';
 
 const HERMOD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'hermod.js');
 
@@ -41,4 +46,55 @@ export function hermodRun(args: string[], cwd: string): Run {
 /** Log lines of `run` that `pred` accepts. */
 export function linesOf(run: Run, pred: (l: Record<string, unknown>) => boolean): Array<Record<string, unknown>> {
   return run.lines.filter(pred);
+}
+
+/** What the runner's process suites share: a vhost of their own, a client transport, a temp dir per test, the processes it started. */
+export interface ProcSuiteCtx<P> {
+  node: RabbitNode;
+  vhost: string;
+  url: string;
+  dir: string;
+  transport: Transport;
+  procs: P[];
+}
+
+/**
+ * A suite of tests that start real processes on the run's RabbitMQ node: its vhost and a
+ * transport for the test's own clients for the whole suite; per test a temp dir (an ES-module
+ * package, plus what `prepare` writes) and the list of processes it started, killed after it
+ * if still running, so a failed test leaves nothing behind.
+ */
+export function procSuite<P extends { child: ChildProcess; exited: Promise<unknown> }>(
+  title: string,
+  tag: string,
+  prepare?: (dir: string) => void,
+) {
+  const t = suite<ProcSuiteCtx<P>>(title, {} as ProcSuiteCtx<P>);
+  t.before(async (ctx) => {
+    ctx.node = await RabbitNode.shared();
+    ctx.vhost = await ctx.node.addVhost(`${tag}-${process.pid}`);
+    ctx.url = ctx.node.url(ctx.vhost);
+    ctx.transport = await getTransport(ctx.url, { config: defaultConfig() });
+  });
+  t.before.each((ctx) => {
+    ctx.dir = mkdtempSync(path.join(os.tmpdir(), `hermod-${tag}-`));
+    writeFileSync(path.join(ctx.dir, 'package.json'), '{"type":"module"}\n');
+    prepare?.(ctx.dir);
+    ctx.procs = [];
+  });
+  t.after.each(async (ctx) => {
+    for (const p of ctx.procs) {
+      if (p.child.exitCode === null && p.child.signalCode === null) {
+        p.child.kill('SIGKILL');
+        await p.exited;
+      }
+    }
+    rmSync(ctx.dir, { recursive: true, force: true });
+  });
+  t.after(async (ctx) => {
+    await ctx.transport.close();
+    await ctx.node.deleteVhost(ctx.vhost);
+    await ctx.node.release();
+  });
+  return t;
 }
