@@ -24,7 +24,7 @@ import { Figures, type Proc, printed, reap, startBin } from '../support/shutdown
 
 const DEADLINE_S = 2;
 const BOUND_MS = DEADLINE_S * 1000 + 1000;
-/** Race iterations; two nodes take turns so one boots while the other is raced. */
+/** Race iterations; three nodes take turns so two boot while the third is raced. */
 // Not HERMOD_*: the CLIs under test refuse unknown HERMOD_ variables, and they inherit this environment.
 const RACES = Number(process.env.SHUTDOWN_RACES ?? 20);
 const figures = new Figures();
@@ -46,7 +46,9 @@ interface Ctx {
 }
 const t = suite<Ctx>('stopping: broker SIGSTOPped during stop, and the SIGTERM/broker-shutdown race', {} as Ctx);
 t.before(async (ctx) => {
-  ctx.nodes = await Promise.all([RabbitNode.start({ name: 'hermod-race-a' }), RabbitNode.start({ name: 'hermod-race-b' })]);
+  // Three: the race loop takes them in turn, so each has two races' time to reboot (a boot
+  // beside the CPU hog took as long as a whole race; with two nodes every race waited on one).
+  ctx.nodes = await Promise.all(['a', 'b', 'c'].map((n) => RabbitNode.start({ name: `hermod-race-${n}` })));
 });
 t.after(async (ctx) => {
   figures.print('stop matrix (dedicated nodes): exit times');
@@ -233,7 +235,7 @@ t(`race: SIGTERM to rpc-server after 100 calls, the broker's shutdown 0–50 ms 
   const times: number[] = [];
   try {
     for (let i = 0; i < RACES; i++) {
-      const node = ctx.nodes[i % 2]!;
+      const node = ctx.nodes[i % ctx.nodes.length]!;
       await booting.get(node);
       const s = rpcServer(ctx, node.url(), `r${i}`);
       await printed(s, /serving topic race/, `race ${i}: serving`, 30_000);
