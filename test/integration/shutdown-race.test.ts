@@ -46,8 +46,7 @@ interface Ctx {
 }
 const t = suite<Ctx>('stopping: broker SIGSTOPped during stop, and the SIGTERM/broker-shutdown race', {} as Ctx);
 t.before(async (ctx) => {
-  // Three: the race loop takes them in turn, so each has two races' time to reboot (a boot
-  // beside the CPU hog took as long as a whole race; with two nodes every race waited on one).
+  // Three: the race loop takes them in turn, so each has two races' time to reboot.
   ctx.nodes = await Promise.all(['a', 'b', 'c'].map((n) => RabbitNode.start({ name: `hermod-race-${n}` })));
 });
 t.after(async (ctx) => {
@@ -228,9 +227,14 @@ t(
 
 t(`race: SIGTERM to rpc-server after 100 calls, the broker's shutdown 0–50 ms later, ${RACES} times beside a CPU hog`, async (ctx) => {
   // A busy machine is what made the race lose (1 hang in 8 under load).
-  // It ends itself once orphaned (the test process killed), so an interrupted run leaves no hog.
+  // It ends itself once orphaned (the test process killed), so an interrupted run leaves no hog;
+  // SIGKILL in `finally` ends it when stopped.
   const spin = 'const p = process.ppid; for (let i = 1; ; i++) if (i % 5e7 === 0 && process.ppid !== p) process.exit(0);';
   const hog: ChildProcess = spawn(process.execPath, ['-e', spin], { stdio: 'ignore' });
+  // The hog spins from just before each SIGTERM until rpc-server has exited: that is the race.
+  // Between races it is stopped, so the node reboots and the next server's start and 100 calls
+  // get both cores (beside a spinning hog each race took 8 s, most of it a node's boot).
+  hog.kill('SIGSTOP');
   const booting = new Map<RabbitNode, Promise<void>>();
   const times: number[] = [];
   try {
@@ -245,6 +249,7 @@ t(`race: SIGTERM to rpc-server after 100 calls, the broker's shutdown 0–50 ms 
       await tr.close();
       const delay = Math.floor(Math.random() * 51);
       const pid = node.pid()!;
+      hog.kill('SIGCONT');
       const t0 = Date.now();
       s.child.kill('SIGTERM');
       await sleep(delay);
@@ -252,6 +257,7 @@ t(`race: SIGTERM to rpc-server after 100 calls, the broker's shutdown 0–50 ms 
       process.kill(pid, 'SIGTERM');
       const timer = setTimeout(() => s.child.kill('SIGKILL'), BOUND_MS + 10_000);
       const { code, at } = await s.exited;
+      hog.kill('SIGSTOP');
       clearTimeout(timer);
       const ms = at - t0;
       times.push(ms);

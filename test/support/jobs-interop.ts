@@ -43,7 +43,9 @@ export function jobsInteropSuite(name: string, broker: () => Promise<JobsInterop
   let n = 0;
   const topic = () => `pyjobs-${++n}`;
   async function serve(ctx: Ctx, tp: string) {
-    const tr = await getTransport(ctx.broker.url, { config: defaultConfig(), overrides: { 'jobs.deferAfter': 50 } });
+    // 250 ms: a 4 ms job on a server's first call took over 50 ms once in CI (four suites at a
+    // time on 2 cores) and came back as a token; the 600 ms job is still well past the bound.
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig(), overrides: { 'jobs.deferAfter': 250 } });
     ctx.transports.push(tr);
     const s = new RPCServer(tr, new Target({ topic: tp, server: 'h1' }), [new Images()]);
     await s.start();
