@@ -36,7 +36,9 @@ async function accepts(port: number): Promise<boolean> {
   });
 }
 
-const alive = (pid: number) => {
+/** Whether a process with this pid exists (signal 0). */
+export const alive = (pid: number | undefined): boolean => {
+  if (!pid) return false;
   try {
     process.kill(pid, 0);
     return true;

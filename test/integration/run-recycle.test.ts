@@ -4,20 +4,12 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as assert from 'uvu/assert';
+import { alive } from '../../scripts/rabbit-node.js';
 import { RPCClient, Target } from '../../src/index.js';
 import { sleep, until } from '../support/assert.js';
 import { hermodRun, linesOf, procSuite, type Run } from '../support/ops-run.js';
 
 const t = procSuite<Run>('hermod run --watch recycles its worker (RabbitMQ)', 'recycle');
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 t('recycleAfter 3: 10 reloads under load, a fresh pid after every 3rd, newest code after each, 0 failed calls', async (ctx) => {
   const version = (v: number) =>

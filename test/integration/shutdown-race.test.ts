@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RabbitNode } from '../../scripts/rabbit-node.js';
+import { alive, RabbitNode } from '../../scripts/rabbit-node.js';
 import {
   type ConnectionState,
   defaultConfig,
@@ -28,16 +28,6 @@ const BOUND_MS = DEADLINE_S * 1000 + 1000;
 // Not HERMOD_*: the CLIs under test refuse unknown HERMOD_ variables, and they inherit this environment.
 const RACES = Number(process.env.SHUTDOWN_RACES ?? 20);
 const figures = new Figures();
-
-const alive = (pid: number | undefined) => {
-  if (!pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 interface Ctx {
   nodes: RabbitNode[];
