@@ -17,17 +17,19 @@ export {
 import { installDispositionFix } from './dispositions.js';
 import { installFastFrames } from './fast-frames.js';
 import { installLinkNameFix } from './link-names.js';
+import { installQuietLogs } from './quiet-logs.js';
 import { installCorkedWrites } from './writes.js';
 
-/** Installs hermod's rhea 3.0.5 workarounds (dispositions, link names, corked writes, the transfer/disposition codec); idempotent. */
+/** Installs hermod's rhea 3.0.5 workarounds (dispositions, link names, corked writes, the transfer/disposition codec, disabled loggers as no-ops); idempotent. */
 export function installRheaFixes(): void {
   installDispositionFix();
   installFastFrames();
   installLinkNameFix();
   installCorkedWrites();
+  installQuietLogs();
 }
 export { batchWrites } from './batching.js';
 export { installFastFrames, rheaCodec } from './fast-frames.js';
 export { deliveryCount, linkCredit, sessionRoom } from './links.js';
-export { installRawDecode, rawBytes } from './raw-decode.js';
+export { installRawDecode, rawBytes, scanInsteadOfDecode } from './raw-decode.js';
 export { acceptSocket, closeNow, discarded, limitIncomingMessages, type SaslPolicy } from './server.js';

@@ -14,6 +14,7 @@ import {
   installRawDecode,
   installRheaFixes,
   limitIncomingMessages,
+  scanInsteadOfDecode,
 } from '../rhea/index.js';
 import { AddressTable, spendCredit, targetAddress } from './addresses.js';
 import { Forwarder } from './forwarding.js';
@@ -101,6 +102,11 @@ type Resolved = Required<Omit<RouterOptions, 'log' | 'users' | 'tls'>> & { log: 
 const AMQP_HEADER = Buffer.from('AMQP\x00\x01\x00\x00', 'latin1');
 const SASL_HEADER = Buffer.from('AMQP\x03\x01\x00\x00', 'latin1');
 
+/**
+ * Deepest nesting of AMQP values (lists, maps, arrays, described values) a message may have; a
+ * deeper one closes its connection with amqp:decode-error. hermod's own messages nest 3 deep.
+ */
+export const MAX_NESTING = 128;
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
 /**
@@ -298,6 +304,8 @@ export class Router {
     peer.conn = conn;
     this.peers.set(conn, peer);
     limitIncomingMessages(conn, this.opts.maxMessageSize, (delivery, bytes) => this.oversize(peer, delivery, bytes));
+    // The router reads only `to` of a message and forwards its bytes: checked, not decoded.
+    scanInsteadOfDecode(conn, MAX_NESTING);
     // rhea dispatches read errors (a decoder blowing its stack on a 100,000-deep list, a frame it
     // cannot parse) on the connection, then ends the socket.
     conn.on('error', (err: Error) => this.readError(peer, err));

@@ -106,4 +106,32 @@ t('importing the router does not patch rhea; a Router installs the raw-bytes dec
   assert.equal(JSON.parse(out), [true, true, true, true, true, true]);
 });
 
+t("rhea's disabled debug loggers become no-ops; one enabled by DEBUG at start stays", async () => {
+  const adapter = fileURLToPath(new URL('../../src/rhea/index.js', import.meta.url));
+  const script = `const { createRequire } = await import('node:module');
+    const { installRheaFixes } = await import(${JSON.stringify(adapter)});
+    installRheaFixes();
+    const log = createRequire(${JSON.stringify(adapter)})('rhea/lib/log.js');
+    process.stdout.write(JSON.stringify(Object.fromEntries(Object.entries(log).map(([k, f]) => [k, f.name]))));`;
+  const run = async (env: NodeJS.ProcessEnv) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'], env });
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+    });
+    assert.is(await new Promise((r) => child.once('exit', r)), 0);
+    return JSON.parse(out) as Record<string, string>;
+  };
+  const { DEBUG: _, ...env } = process.env;
+  const quiet = await run(env);
+  assert.ok(Object.keys(quiet).length >= 8, JSON.stringify(quiet));
+  assert.ok(
+    Object.values(quiet).every((n) => n === 'noop'),
+    JSON.stringify(quiet),
+  );
+  const frames = await run({ ...env, DEBUG: 'rhea:frames' });
+  assert.is(frames.frames, 'debug');
+  assert.is(frames.events, 'noop');
+});
+
 t.run();

@@ -1,0 +1,147 @@
+import rhea from 'rhea';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { scanMessage } from '../../src/rhea/message-scan.js';
+
+const t = suite('router message scan (src/rhea/message-scan.ts)');
+
+interface Codec {
+  encode(m: object): Buffer;
+  decode(b: Buffer): { to?: string };
+  data_section(b: Buffer): object;
+  sequence_section(l: unknown[]): object;
+}
+const codec = (rhea as unknown as { message: Codec }).message;
+const types = (rhea as unknown as { types: Record<string, (...a: unknown[]) => unknown> }).types;
+
+/** Messages of every kind of value rhea writes, with and without `to`. */
+function samples(): Buffer[] {
+  const wrap = types;
+  return [
+    codec.encode({}),
+    codec.encode({ body: 'plain' }),
+    codec.encode({ to: 'openstack.org/om/rpc/anycast/openstack/demo', body: '{"oslo.message":"{}"}' }),
+    codec.encode({
+      to: 'ünïcode/⁂',
+      message_id: 'id-1',
+      user_id: Buffer.from('u'),
+      subject: 's',
+      reply_to: 'r',
+      correlation_id: wrap.wrap_uuid!(Buffer.alloc(16, 7)),
+      content_type: 'application/json',
+      absolute_expiry_time: new Date(1_700_000_000_000),
+      group_sequence: 3,
+      durable: true,
+      priority: 4,
+      ttl: 30_000,
+      delivery_annotations: { 'x-opt-d': 1 },
+      message_annotations: { 'x-opt-a': 'b', 'x-opt-n': 2 ** 40 },
+      application_properties: { i: -5, f: 1.5, b: false, n: null, s: 'x'.repeat(300), big: 2 ** 53 - 1 },
+      footer: { f: 'end' },
+      body: [1, 'a', [2, { k: 'v' }], null, 1.25, true, Buffer.alloc(300, 1)],
+    }),
+    codec.encode({ to: 'x', body: codec.data_section(Buffer.alloc(70_000, 3)) }),
+    codec.encode({ to: 'y', body: codec.sequence_section([1, 2, 'three']) }),
+    codec.encode({ to: 'z', body: wrap.wrap_array!([1, 2, 3], 0x71) }),
+    codec.encode({ to: 'w', body: wrap.wrap_array!(['a', 'bb'], 0xa1) }),
+    codec.encode({ to: 'v', body: wrap.wrap_map!({ m: wrap.wrap_list!([wrap.wrap_symbol!('sym'), wrap.wrap_ulong!(7)]) }) }),
+  ];
+}
+
+t('reads the same `to` as rhea decodes, from every kind of message rhea writes', () => {
+  for (const buf of samples()) {
+    assert.equal(
+      scanMessage(buf, 128),
+      codec.decode(buf).to === undefined ? {} : { to: codec.decode(buf).to },
+      buf.toString('hex').slice(0, 80),
+    );
+  }
+});
+
+t('`to` behind the other two descriptor forms of the properties section (ulong, symbol)', () => {
+  const small = codec.encode({ to: 'the/address', subject: 's', body: 'b' });
+  const at = small.indexOf(Buffer.from([0x00, 0x53, 0x73]));
+  assert.ok(at >= 0);
+  const ulong = Buffer.concat([small.subarray(0, at + 1), Buffer.from([0x80, 0, 0, 0, 0, 0, 0, 0, 0x73]), small.subarray(at + 3)]);
+  const sym = Buffer.concat([
+    small.subarray(0, at + 1),
+    Buffer.from([0xa3, 20]),
+    Buffer.from('amqp:properties:list', 'latin1'),
+    small.subarray(at + 3),
+  ]);
+  assert.equal(scanMessage(ulong, 128), { to: 'the/address' });
+  assert.equal(scanMessage(sym, 128), { to: 'the/address' });
+  assert.is(codec.decode(ulong).to, 'the/address', 'rhea reads it so too');
+});
+
+t('a message cut short anywhere inside a section is refused, naming where', () => {
+  for (const buf of samples().slice(1, 4)) {
+    // Where each section starts: a cut there leaves a shorter but whole message.
+    const starts = new Set<number>();
+    for (let pos = 0; pos < buf.length; ) {
+      starts.add(pos);
+      const rest = buf.subarray(pos);
+      let len = rest.length;
+      for (let n = 1; n <= rest.length; n++) {
+        try {
+          scanMessage(rest.subarray(0, n), 128);
+          len = n;
+          break;
+        } catch {
+          /* not a whole section yet */
+        }
+      }
+      pos += len;
+    }
+    for (let cut = 1; cut < buf.length; cut++) {
+      if (starts.has(cut)) continue;
+      assert.throws(
+        () => scanMessage(buf.subarray(0, cut), 128),
+        (e: Error) => e instanceof RangeError && / at byte \d+ of a \d+-byte message$/.test(e.message),
+        `cut at ${cut} of ${buf.length}`,
+      );
+    }
+  }
+});
+
+t('unknown constructors, sizes past the end, odd maps and short compounds are refused', () => {
+  const refuse = (hex: string, why: RegExp) =>
+    assert.throws(
+      () => scanMessage(Buffer.from(hex.replace(/ /g, ''), 'hex'), 128),
+      (e: Error) => e instanceof RangeError && why.test(e.message),
+      hex,
+    );
+  refuse('00 53 77 ff', /unknown AMQP type constructor 0xff at byte 3/);
+  refuse('00 53 77 a1 05 61 62', /runs past its end/);
+  refuse('00 53 77 b1 ff ff ff ff 61', /runs past its end/);
+  refuse('00 53 77 c1 03 01 a1 00', /odd number of items/);
+  refuse('00 53 77 c0 04 02 40 40 40', /does not fill its size/);
+  refuse('00 53 77 c0 02 03 40', /runs past its end|is missing/);
+  refuse('00 53 77 e0 03 02 71 00', /runs past its end/);
+  // The smallest valid forms pass.
+  assert.equal(scanMessage(Buffer.from('005377c0010000537745', 'hex'), 128), {});
+  assert.equal(scanMessage(Buffer.alloc(0), 128), {});
+});
+
+/** An AMQP value section holding a list nested `depth` deep (list32 at each level). */
+function deepList(depth: number): Buffer {
+  const out = Buffer.alloc(3 + depth * 9 + 1);
+  out.set([0x00, 0x53, 0x77], 0);
+  for (let i = 0; i < depth; i++) {
+    const o = 3 + i * 9;
+    out[o] = 0xd0;
+    out.writeUInt32BE((depth - i - 1) * 9 + 1 + 4, o + 1);
+    out.writeUInt32BE(1, o + 5);
+  }
+  out[out.length - 1] = 0x40;
+  return out;
+}
+
+t('nesting: up to maxDepth levels pass, one more is refused, 100,000 is refused without recursion trouble', () => {
+  assert.equal(scanMessage(deepList(128), 128), {});
+  assert.is(codec.decode(deepList(128)) !== undefined, true, 'rhea decodes it too');
+  assert.throws(() => scanMessage(deepList(129), 128), /nested deeper than 128 levels/);
+  assert.throws(() => scanMessage(deepList(100_000), 128), /nested deeper than 128 levels/);
+});
+
+t.run();
