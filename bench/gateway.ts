@@ -4,7 +4,7 @@
 // autocannon at 64 connections and a timed keep-alive loop at 1, beside the library client's own
 // rates on the same server in the same run. Also the gateway's RSS under the 64-connection load,
 // and the CPU time per call of each process (Linux), which a loaded machine disturbs less than
-// rates do.  node dist/bench/gateway.js [--calls n] [--json file]
+// rates do.  node dist/bench/gateway.js [--calls n] [--concurrent-calls n] [--json file]
 import { execFileSync, fork } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -19,13 +19,19 @@ import { defaultConfig, getTransport, RPCClient, Target } from '../src/index.js'
 const here = path.dirname(fileURLToPath(import.meta.url));
 const opts = new Command('bench-gateway')
   .option('--transport-url <url>', 'a RabbitMQ URL to use instead of a throwaway node')
-  .option('--calls <n>', 'calls per workload', (v) => Number(v), 5000)
+  .option('--calls <n>', 'calls of each sequential row', (v) => Number(v), 5000)
+  .option('--concurrent-calls <n>', 'calls of each 64-in-flight row', (v) => Number(v), 20000)
   .option('--json <file>', 'also write the results as JSON')
   .parse()
-  .opts<{ transportUrl?: string; calls: number; json?: string }>();
+  .opts<{ transportUrl?: string; calls: number; concurrentCalls: number; json?: string }>();
 const progress = (s: string) => process.stderr.write(`  ${s}\n`);
-// Both sides get the same warm-up, long enough for the JIT to settle on the HTTP path too.
-const warmUp = Math.min(1000, opts.calls);
+// Both sides get the same warm-up, long enough for the JIT to settle on the HTTP path too: at
+// 64 connections the gateway was still speeding up after 1,000 requests (5,000 measured after
+// them ran at 3,600/s, 30,000 at 5,600/s), so the concurrent rows warm up longer and run longer.
+const warmUpOf = (inFlight: number) => (inFlight === 1 ? Math.min(1000, opts.calls) : Math.min(5000, opts.concurrentCalls));
+const callsOf = (inFlight: number) => (inFlight === 1 ? opts.calls : opts.concurrentCalls);
+/** The pause of the 'library, paused' row: about what a request spends crossing the HTTP hop. */
+const PAUSE_MS = 0.3;
 
 const clockTicks = (() => {
   try {
@@ -85,7 +91,7 @@ function child(file: string) {
 
 interface Row {
   broker: string;
-  client: 'library' | 'gateway';
+  client: 'library' | 'library, paused' | 'gateway';
   connections: number;
   rate: number;
   p50: number;
@@ -95,12 +101,17 @@ interface Row {
 }
 type Measured = Omit<Row, 'broker' | 'client' | 'connections' | 'cpu'>;
 
-async function direct(url: string, n: number, inFlight: number, meter: Meter): Promise<Measured> {
+/**
+ * The library client's calls; with `pauseMs`, each sequential call starts that long (busy, so
+ * this process does not sleep) after the last answer: the broker and the server idle as long as
+ * they do while a request crosses the gateway's HTTP hop, which alone makes calls slower.
+ */
+async function direct(url: string, n: number, inFlight: number, meter: Meter, pauseMs = 0): Promise<Measured> {
   const tr = await getTransport(url, { config: defaultConfig(), overrides: { 'rpc.maxInFlight': 4096 } });
   try {
     const c = new RPCClient(tr, new Target({ topic: 'bench', server: 's1' }), { timeout: 30_000 });
     const call = () => c.call({}, 'echo', { v: 'x'.repeat(32) });
-    for (let i = 0; i < warmUp; i += inFlight) await Promise.all(Array.from({ length: inFlight }, call));
+    for (let i = 0; i < warmUpOf(inFlight); i += inFlight) await Promise.all(Array.from({ length: inFlight }, call));
     const lat: number[] = [];
     let next = 0;
     meter.begin();
@@ -108,6 +119,7 @@ async function direct(url: string, n: number, inFlight: number, meter: Meter): P
     await Promise.all(
       Array.from({ length: inFlight }, async () => {
         while (next++ < n) {
+          if (pauseMs) for (const t = performance.now(); performance.now() - t < pauseMs; );
           const t = performance.now();
           await call();
           lat.push(performance.now() - t);
@@ -149,7 +161,7 @@ async function httpSequential(port: number, n: number, meter: Meter): Promise<Me
       req.end(body);
     });
   try {
-    for (let i = 0; i < warmUp; i++) await once();
+    for (let i = 0; i < warmUpOf(1); i++) await once();
     const lat: number[] = [];
     meter.begin();
     const t0 = performance.now();
@@ -179,7 +191,7 @@ async function http(port: number, n: number, connections: number, meter: Meter):
       connections,
       amount,
     });
-  await run(warmUp);
+  await run(warmUpOf(connections));
   meter.begin();
   const t0 = performance.now();
   // Timed from its own responses: autocannon notices the last one only at its next 1 s sampling
@@ -206,6 +218,7 @@ async function http(port: number, n: number, connections: number, meter: Meter):
 async function main(): Promise<void> {
   const rows: Row[] = [];
   const rss: Record<string, number> = {};
+  const ownP50: Record<string, number> = {};
   const cleanups: Array<() => Promise<unknown>> = [];
   process.stderr.write(`hermod gateway bench: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}\n`);
   try {
@@ -240,7 +253,12 @@ async function main(): Promise<void> {
         for (const connections of [1, 64]) {
           progress(`${broker}: library client, ${connections} in flight`);
           let meter = new Meter(procs);
-          rows.push({ broker, client: 'library', connections, ...(await direct(url, opts.calls, connections, meter)), cpu: meter.cpu });
+          rows.push({ broker, client: 'library', connections, ...(await direct(url, callsOf(connections), connections, meter)), cpu: meter.cpu });
+          if (connections === 1) {
+            meter = new Meter(procs);
+            const paused = await direct(url, opts.calls, 1, meter, PAUSE_MS);
+            rows.push({ broker, client: 'library, paused', connections, ...paused, cpu: meter.cpu });
+          }
           progress(`${broker}: gateway over HTTP, ${connections} connection(s)`);
           let peak = 0;
           const sampler = setInterval(() => {
@@ -249,8 +267,10 @@ async function main(): Promise<void> {
             });
           }, 100);
           meter = new Meter(procs);
-          rows.push({ broker, client: 'gateway', connections, ...(await http(port, opts.calls, connections, meter)), cpu: meter.cpu });
+          if (connections === 1) await gw.ask({ op: 'own-start' });
+          rows.push({ broker, client: 'gateway', connections, ...(await http(port, callsOf(connections), connections, meter)), cpu: meter.cpu });
           clearInterval(sampler);
+          if (connections === 1) ownP50[broker] = Number((await gw.ask({ op: 'own-stop' })).p50);
           if (connections === 64) rss[broker] = peak;
         }
       } finally {
@@ -289,9 +309,18 @@ async function main(): Promise<void> {
       libraryPath: sum(lib, ['bench', 'server', 'broker']),
       gatewayPath: sum(gw, ['bench', 'gateway', 'server', 'broker']),
     };
-    summary[broker] = { ratioAt64: ratio, addedP50Ms: added, gatewayRssMiB: rss[broker]! / 2 ** 20, cpuUsPerCallAt64: cpu };
+    const pauseCost = find('library, paused', 1).p50 - find('library', 1).p50;
+    summary[broker] = {
+      ratioAt64: ratio,
+      addedP50Ms: added,
+      gatewayOwnP50Ms: ownP50[broker],
+      pauseCostP50Ms: pauseCost,
+      gatewayRssMiB: rss[broker]! / 2 ** 20,
+      cpuUsPerCallAt64: cpu,
+    };
     lines.push(
       `\n${broker}: gateway/library at 64 = ${ratio.toFixed(2)}× (target ≥ 0.6×); added p50 sequentially = ${added.toFixed(2)} ms (target ≤ 0.5 ms); gateway RSS under load ${(rss[broker]! / 2 ** 20).toFixed(0)} MiB`,
+      `${broker}: of the added p50, the gateway's own time per request (HTTP in → call, reply → HTTP out) is ${ownP50[broker]!.toFixed(2)} ms; library calls made ${PAUSE_MS} ms after the last answer are ${pauseCost.toFixed(2)} ms slower than back-to-back ones`,
       `${broker}: CPU µs per call at 64: gateway process ${us(cpu.gateway)} (library client ${us(cpu.libraryClient)}, HTTP load generator ${us(cpu.loadGenerator)}); all processes: gateway path ${us(cpu.gatewayPath)}, library path ${us(cpu.libraryPath)}`,
     );
   }
