@@ -21,53 +21,56 @@ const onCallEnd = () => {
   own.callEnd = performance.now();
 };
 
-process.on('message', async (m: { op: 'start'; url: string; topic: string; server: string } | { op: 'rss' | 'stop' | 'own-start' | 'own-stop' }) => {
-  try {
-    if (m.op === 'start') {
-      transport = await getTransport(m.url, { config: defaultConfig(), overrides: { 'rpc.maxInFlight': 4096 } });
-      gateway = createGateway(transport, {
-        listen: { host: '127.0.0.1', port: 0 },
-        maxInFlight: 4096,
-        routes: [
-          {
-            topic: m.topic,
-            method: 'echo',
-            server: m.server,
-            args: { type: 'object', properties: { v: { type: 'string' } }, required: ['v'] },
-          },
-        ],
-      });
-      // Callback hooks, not async ones: no promise per request in the rows that do not measure.
-      gateway.app.addHook('onRequest', (_req, _reply, done) => {
-        if (own.on) own.req = performance.now();
-        done();
-      });
-      gateway.app.addHook('onResponse', (_req, _reply, done) => {
-        if (own.on && own.callEnd > own.callStart) own.times.push(own.callStart - own.req + (performance.now() - own.callEnd));
-        done();
-      });
-      const { port } = await gateway.start();
-      process.send!({ port });
-    } else if (m.op === 'own-start') {
-      Object.assign(own, { on: true, times: [] });
-      diagnostics_channel.subscribe('hermod:rpc:client:start', onCallStart);
-      diagnostics_channel.subscribe('hermod:rpc:client:call', onCallEnd);
-      process.send!({ ok: true });
-    } else if (m.op === 'own-stop') {
-      own.on = false;
-      diagnostics_channel.unsubscribe('hermod:rpc:client:start', onCallStart);
-      diagnostics_channel.unsubscribe('hermod:rpc:client:call', onCallEnd);
-      const t = own.times.sort((a, b) => a - b);
-      process.send!({ p50: t[Math.floor(t.length / 2)] ?? 0, n: t.length });
-    } else if (m.op === 'rss') {
-      process.send!({ rss: process.memoryUsage.rss() });
-    } else {
-      await gateway?.stop(2000);
-      await transport?.close();
-      process.send!({ stopped: true });
-      process.exit(0);
+process.on(
+  'message',
+  async (m: { op: 'start'; url: string; topic: string; server: string } | { op: 'rss' | 'stop' | 'own-start' | 'own-stop' }) => {
+    try {
+      if (m.op === 'start') {
+        transport = await getTransport(m.url, { config: defaultConfig(), overrides: { 'rpc.maxInFlight': 4096 } });
+        gateway = createGateway(transport, {
+          listen: { host: '127.0.0.1', port: 0 },
+          maxInFlight: 4096,
+          routes: [
+            {
+              topic: m.topic,
+              method: 'echo',
+              server: m.server,
+              args: { type: 'object', properties: { v: { type: 'string' } }, required: ['v'] },
+            },
+          ],
+        });
+        // Callback hooks, not async ones: no promise per request in the rows that do not measure.
+        gateway.app.addHook('onRequest', (_req, _reply, done) => {
+          if (own.on) own.req = performance.now();
+          done();
+        });
+        gateway.app.addHook('onResponse', (_req, _reply, done) => {
+          if (own.on && own.callEnd > own.callStart) own.times.push(own.callStart - own.req + (performance.now() - own.callEnd));
+          done();
+        });
+        const { port } = await gateway.start();
+        process.send!({ port });
+      } else if (m.op === 'own-start') {
+        Object.assign(own, { on: true, times: [] });
+        diagnostics_channel.subscribe('hermod:rpc:client:start', onCallStart);
+        diagnostics_channel.subscribe('hermod:rpc:client:call', onCallEnd);
+        process.send!({ ok: true });
+      } else if (m.op === 'own-stop') {
+        own.on = false;
+        diagnostics_channel.unsubscribe('hermod:rpc:client:start', onCallStart);
+        diagnostics_channel.unsubscribe('hermod:rpc:client:call', onCallEnd);
+        const t = own.times.sort((a, b) => a - b);
+        process.send!({ p50: t[Math.floor(t.length / 2)] ?? 0, n: t.length });
+      } else if (m.op === 'rss') {
+        process.send!({ rss: process.memoryUsage.rss() });
+      } else {
+        await gateway?.stop(2000);
+        await transport?.close();
+        process.send!({ stopped: true });
+        process.exit(0);
+      }
+    } catch (err) {
+      process.send!({ error: String(err) });
     }
-  } catch (err) {
-    process.send!({ error: String(err) });
-  }
-});
+  },
+);

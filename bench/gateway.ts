@@ -253,7 +253,13 @@ async function main(): Promise<void> {
         for (const connections of [1, 64]) {
           progress(`${broker}: library client, ${connections} in flight`);
           let meter = new Meter(procs);
-          rows.push({ broker, client: 'library', connections, ...(await direct(url, callsOf(connections), connections, meter)), cpu: meter.cpu });
+          rows.push({
+            broker,
+            client: 'library',
+            connections,
+            ...(await direct(url, callsOf(connections), connections, meter)),
+            cpu: meter.cpu,
+          });
           if (connections === 1) {
             meter = new Meter(procs);
             const paused = await direct(url, opts.calls, 1, meter, PAUSE_MS);
@@ -268,7 +274,13 @@ async function main(): Promise<void> {
           }, 100);
           meter = new Meter(procs);
           if (connections === 1) await gw.ask({ op: 'own-start' });
-          rows.push({ broker, client: 'gateway', connections, ...(await http(port, callsOf(connections), connections, meter)), cpu: meter.cpu });
+          rows.push({
+            broker,
+            client: 'gateway',
+            connections,
+            ...(await http(port, callsOf(connections), connections, meter)),
+            cpu: meter.cpu,
+          });
           clearInterval(sampler);
           if (connections === 1) ownP50[broker] = Number((await gw.ask({ op: 'own-stop' })).p50);
           if (connections === 64) rss[broker] = peak;
