@@ -20,10 +20,16 @@ for (const c of [0x94, 0x98]) FIXED[c] = 16;
 export interface ScannedMessage {
   /** The properties section's `to`, when it is a string or symbol. */
   to?: string;
+  /**
+   * The properties section is in a form the scan does not read `to` from (an array, a `to` that
+   * is a number or described): the message is valid, but only a full decode gives its `to`.
+   */
+  odd?: true;
 }
 
 class Scanner {
   to: string | undefined;
+  odd = false;
   constructor(
     private readonly buf: Buffer,
     private readonly maxDepth: number,
@@ -87,12 +93,16 @@ class Scanner {
         let at = pos + 2 * w;
         if (code === 0xe0 || code === 0xf0) {
           if (count === 0) return stop;
-          // An array: one constructor (maybe described), then the values without theirs.
+          // An array: one constructor (maybe described, even more than once), then the values
+          // without theirs.
           let element = at;
-          if (buf[element] === 0x00) element = this.value(element + 1, stop, depth + 1);
+          while (element < stop && buf[element] === 0x00) element = this.value(element + 1, stop, depth + 1);
           if (element >= stop) this.fail('an AMQP array has no element constructor', element);
           const inner = buf[element]!;
           at = element + 1;
+          // Elements of no width (null, true, uint0, list0…) take no bytes: 4 billion of them fit
+          // in a 13-byte message, so they are not walked one by one.
+          if (FIXED[inner] === 0) return at === stop ? stop : this.fail('an AMQP compound value does not fill its size', at);
           for (let i = 0; i < count; i++) at = this.body(inner, at, stop, depth + 1);
         } else {
           if ((code === 0xc1 || code === 0xd1) && count % 2 !== 0) this.fail('an AMQP map has an odd number of items', pos);
@@ -106,22 +116,44 @@ class Scanner {
     }
   }
 
-  /** Whether the value at `pos` is the descriptor of the properties section (0x73 or its symbol). */
-  isProperties(pos: number, end: number): boolean {
+  /**
+   * Whether the (validated) value at `pos` is the descriptor of the properties section: 0x73 in
+   * any unsigned integer form, or the symbol `amqp:properties:list` (rhea looks descriptors up
+   * by value, so all of these are the properties section to it).
+   */
+  isProperties(pos: number): boolean {
     const buf = this.buf;
-    const code = buf[pos];
-    if (code === 0x53) return pos + 1 < end && buf[pos + 1] === 0x73;
-    if (code === 0x80) return pos + 8 < end && buf.readUInt32BE(pos + 1) === 0 && buf.readUInt32BE(pos + 5) === 0x73;
-    if (code === 0xa3)
-      return pos + 22 <= end && buf[pos + 1] === 20 && buf.toString('latin1', pos + 2, pos + 22) === 'amqp:properties:list';
-    return false;
+    switch (buf[pos]) {
+      case 0x52:
+      case 0x53:
+        return buf[pos + 1] === 0x73;
+      case 0x70:
+        return buf.readUInt32BE(pos + 1) === 0x73;
+      case 0x80:
+        return buf.readUInt32BE(pos + 1) === 0 && buf.readUInt32BE(pos + 5) === 0x73;
+      case 0xa3:
+        return buf[pos + 1] === 20 && buf.toString('latin1', pos + 2, pos + 22) === 'amqp:properties:list';
+      case 0xb3:
+        return buf.readUInt32BE(pos + 1) === 20 && buf.toString('latin1', pos + 5, pos + 25) === 'amqp:properties:list';
+      default:
+        return false;
+    }
   }
 
-  /** Reads `to`, the third field of the properties list at `pos` (already validated). */
+  /**
+   * Reads `to`, the third field of the properties list at `pos` (already validated), as rhea
+   * would: a later properties section's `to` wins, a null one changes nothing, symbols read as
+   * ASCII. A form this does not read (the section as an array or a described value, a `to` that
+   * is not a string or a symbol) makes the message {@link ScannedMessage.odd}.
+   */
   readTo(pos: number): void {
     const buf = this.buf;
     const code = buf[pos]!;
-    if (code !== 0xc0 && code !== 0xd0) return;
+    if (code === 0x45) return;
+    if (code !== 0xc0 && code !== 0xd0) {
+      this.odd = true;
+      return;
+    }
     const w = code === 0xd0 ? 4 : 1;
     const count = w === 4 ? buf.readUInt32BE(pos + 1 + w) : buf[pos + 1 + w]!;
     if (count < 3) return;
@@ -129,9 +161,24 @@ class Scanner {
     let at = pos + 1 + 2 * w;
     at = this.value(at, stop, 0);
     at = this.value(at, stop, 0);
-    const c = buf[at];
-    if (c === 0xa1 || c === 0xa3) this.to = buf.toString('utf8', at + 2, at + 2 + buf[at + 1]!);
-    else if (c === 0xb1 || c === 0xb3) this.to = buf.toString('utf8', at + 5, at + 5 + buf.readUInt32BE(at + 1));
+    switch (buf[at]) {
+      case 0x40:
+        return;
+      case 0xa1:
+        this.to = buf.toString('utf8', at + 2, at + 2 + buf[at + 1]!);
+        return;
+      case 0xa3:
+        this.to = buf.toString('ascii', at + 2, at + 2 + buf[at + 1]!);
+        return;
+      case 0xb1:
+        this.to = buf.toString('utf8', at + 5, at + 5 + buf.readUInt32BE(at + 1));
+        return;
+      case 0xb3:
+        this.to = buf.toString('ascii', at + 5, at + 5 + buf.readUInt32BE(at + 1));
+        return;
+      default:
+        this.odd = true;
+    }
   }
 
   message(): void {
@@ -142,7 +189,7 @@ class Scanner {
         const descriptor = pos + 1;
         const valueAt = this.value(descriptor, end, 1);
         const next = this.value(valueAt, end, 1);
-        if (this.to === undefined && this.isProperties(descriptor, valueAt)) this.readTo(valueAt);
+        if (this.isProperties(descriptor)) this.readTo(valueAt);
         pos = next;
       } else {
         // rhea only warns about a section that is not a described value; so does not this.
@@ -159,5 +206,6 @@ class Scanner {
 export function scanMessage(buf: Buffer, maxDepth: number): ScannedMessage {
   const s = new Scanner(buf, maxDepth);
   s.message();
+  if (s.odd) return { odd: true };
   return s.to === undefined ? {} : { to: s.to };
 }

@@ -32,7 +32,9 @@ export function installRawDecode(): void {
   const original = mod.decode;
   if (original.hermodRaw) return;
   const decode = (buffer: Buffer) => {
-    const m = state.scanDepth > 0 ? scanMessage(buffer, state.scanDepth) : original(buffer);
+    let m: object = state.scanDepth > 0 ? scanMessage(buffer, state.scanDepth) : original(buffer);
+    // Valid, nested no deeper than the limit, but `to` is in a form only rhea reads: decode it.
+    if ((m as { odd?: true }).odd) m = original(buffer);
     Object.defineProperty(m, RAW, { value: buffer, enumerable: false });
     return m;
   };

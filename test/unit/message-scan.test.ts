@@ -1,6 +1,7 @@
 import rhea from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { installRawDecode, rawBytes, scanInsteadOfDecode } from '../../src/rhea/index.js';
 import { scanMessage } from '../../src/rhea/message-scan.js';
 
 const t = suite('router message scan (src/rhea/message-scan.ts)');
@@ -143,5 +144,70 @@ t('nesting: up to maxDepth levels pass, one more is refused, 100,000 is refused 
   assert.throws(() => scanMessage(deepList(129), 128), /nested deeper than 128 levels/);
   assert.throws(() => scanMessage(deepList(100_000), 128), /nested deeper than 128 levels/);
 });
+
+const hex = (h: string) => Buffer.from(h.replace(/ /g, ''), 'hex');
+/** A message of one properties section (descriptor `desc`, list of `fields`), then an amqp-value null. */
+const withProperties = (desc: string, fields: string[]) => {
+  const body = hex(fields.join(''));
+  return Buffer.concat([hex(`00 ${desc} c0`), Buffer.from([body.length + 1, fields.length]), body, hex('00 53 77 40')]);
+};
+
+t('an array of 4 billion zero-width elements in 13 bytes is checked at once, not walked', () => {
+  const t0 = performance.now();
+  assert.equal(scanMessage(hex('00 53 77 f0 00000005 fffffff0 40'), 128), {});
+  assert.equal(scanMessage(hex('00 53 77 f0 00000005 fffffff0 45'), 128), {});
+  assert.ok(performance.now() - t0 < 50, `took ${performance.now() - t0} ms`);
+  assert.throws(() => scanMessage(hex('00 53 77 f0 00000006 fffffff0 40 40'), 128), /does not fill its size/);
+});
+
+t('`to` as rhea reads it: the last properties section wins, a null to changes nothing, symbols are ASCII, every descriptor form', () => {
+  const first = withProperties('53 73', ['40', '40', 'a1 05 6669727374']);
+  const second = withProperties('53 73', ['40', '40', 'a1 06 7365636f6e64']);
+  const nullTo = withProperties('53 73', ['40', '40', '40']);
+  for (const buf of [Buffer.concat([first, second]), Buffer.concat([first, nullTo]), Buffer.concat([nullTo, first])]) {
+    assert.equal(scanMessage(buf, 128), { to: codec.decode(buf).to }, buf.toString('hex'));
+  }
+  const forms = ['52 73', '70 00000073', 'b3 00000014 616d71703a70726f706572746965733a6c697374'];
+  for (const desc of forms) {
+    const buf = withProperties(desc, ['40', '40', 'a1 01 61']);
+    assert.equal(scanMessage(buf, 128), { to: 'a' }, desc);
+    assert.is(codec.decode(buf).to, 'a', `rhea too: ${desc}`);
+  }
+  const sym = withProperties('53 73', ['40', '40', 'a3 01 e1']);
+  assert.equal(scanMessage(sym, 128), { to: codec.decode(sym).to });
+  // A described array element constructor, described twice.
+  assert.equal(scanMessage(hex('00 53 77 e0 0a 02 00 53 01 00 53 02 50 07 08'), 128), {});
+});
+
+t(
+  'a `to` only rhea reads (a number, a described string, the section as an array) makes the message odd, and the router decodes those with rhea',
+  () => {
+    const odd = [
+      withProperties('53 73', ['40', '40', '52 05']),
+      withProperties('53 73', ['40', '40', '00 53 01 a1 01 61']),
+      hex('00 53 73 e0 08 03 a1 01 78 01 79 01 7a 00 53 77 40'),
+    ];
+    for (const buf of odd) assert.equal(scanMessage(buf, 128), { odd: true }, buf.toString('hex'));
+    installRawDecode();
+    let decoded: { to?: unknown } | undefined;
+    const conn = {
+      on_transfer(frame: Buffer) {
+        decoded = codec.decode(frame);
+      },
+    };
+    scanInsteadOfDecode(conn as never, 128);
+    for (const buf of odd) {
+      conn.on_transfer(buf);
+      assert.equal(decoded?.to, codec.decode(buf).to, `rhea's to for ${buf.toString('hex')}`);
+      assert.ok(decoded?.to !== undefined);
+      assert.is(rawBytes(decoded!), buf);
+    }
+    const clean = withProperties('53 73', ['40', '40', 'a1 01 61']);
+    conn.on_transfer(clean);
+    assert.equal({ ...decoded }, { to: 'a' }, 'scanned, not decoded: only to');
+    decoded = codec.decode(clean);
+    assert.ok('body' in decoded!, 'outside a scanning connection, a full decode');
+  },
+);
 
 t.run();
