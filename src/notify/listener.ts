@@ -175,7 +175,7 @@ export class NotificationListener {
    * `aborted` count notifications, or batches in batch mode. After a stop() it then releases
    * the subscription; it returns within `deadlineMs` plus about 1 s whatever the broker does (the
    * aborted handlers' grace; a broker that has not answered the consumer cancels of stop() gets no
-   * second grace for the close).
+   * second grace for the close), and at most 2 s (one CI run saw a second grace).
    */
   async wait(deadlineMs: number = this.transport.config.rpc.stopTimeout): Promise<WaitResult> {
     const result = await this.pool.drain(deadlineMs);

