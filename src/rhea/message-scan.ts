@@ -1,5 +1,6 @@
 /**
- * A check of an encoded AMQP 1.0 message that allocates nothing but the `to` it reads: every
+ * A check of an encoded AMQP 1.0 message that allocates next to nothing (the scanner, the `to`
+ * it reads): every
  * value's constructor is known and its bytes lie inside the message, compound values (lists,
  * maps, arrays, described values) nest at most `maxDepth` deep, and the properties section's
  * `to` is read out. A router forwards the bytes it received, so this is all it needs of a
