@@ -1,11 +1,10 @@
 /**
  * A check of an encoded AMQP 1.0 message that allocates next to nothing (the scanner, the `to`
- * it reads): every
- * value's constructor is known and its bytes lie inside the message, compound values (lists,
- * maps, arrays, described values) nest at most `maxDepth` deep, and the properties section's
- * `to` is read out. A router forwards the bytes it received, so this is all it needs of a
- * message; rhea's decoder builds a typed wrapper per value and a message object per transfer,
- * which was most of the router's garbage.
+ * it reads): every value's constructor is known and its bytes lie inside the message, compound
+ * values (lists, maps, arrays, described values) nest at most `maxDepth` deep, and the properties
+ * section's `to` is read out. A router forwards the bytes it received, so this is all it needs
+ * of a message; rhea's decoder builds a typed wrapper per value and a message object per
+ * transfer, which was most of the router's garbage.
  */
 
 /** Width in bytes of the fixed-width types, by constructor (0: no data). */
