@@ -4,7 +4,7 @@
  * values (lists, maps, arrays, described values) nest at most `maxDepth` deep, and the properties
  * section's `to` is read out. A router forwards the bytes it received, so this is all it needs
  * of a message; rhea's decoder builds a typed wrapper per value and a message object per
- * transfer, which was most of the router's garbage.
+ * transfer, none of which the router needs.
  */
 
 /** Width in bytes of the fixed-width types, by constructor (0: no data). */
