@@ -1,9 +1,9 @@
-import type { Channel, ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel, Message } from 'amqplib';
 import { ConfigError, MessageDeliveryFailure, MessageUndeliverable, MessagingTimeout, TransportError } from '../../core/errors.js';
 import { unenvelope } from '../envelope.js';
 import type { RabbitConnection } from './connection.js';
 import type { ExchangeRef, QueueBinding, Topology } from './topology.js';
-import { BASE_PROPS } from './wire.js';
+import { publishProps } from './wire.js';
 
 /** Frames a publishing channel buffers before publish() waits for `drain`. */
 const PUBLISH_HWM = 256;
@@ -208,8 +208,7 @@ export class Publisher {
 
   /** One attempt: hands the message to amqplib and, on the confirm channel, waits for the confirm. */
   private async send(ch: Channel, p: Publication, content: Buffer): Promise<void> {
-    const props: Options.Publish = { ...BASE_PROPS, mandatory: p.mandatory };
-    if (!p.confirm) props.expiration = String(Math.max(1, Math.round(p.deadline - Date.now())));
+    const props = publishProps(p.mandatory, p.confirm ? undefined : String(Math.max(1, Math.round(p.deadline - Date.now()))));
     const exchange = p.exchange?.name ?? '';
     const pending = { returned: false };
     const track = p.confirm && p.mandatory;

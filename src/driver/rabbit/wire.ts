@@ -1,3 +1,4 @@
+import type { Options } from 'amqplib';
 import type { Failure } from '../../core/failure.js';
 import { setOwn } from '../../core/plain.js';
 import type { Context } from '../../core/serializer.js';
@@ -16,14 +17,24 @@ import type { RpcRequest } from '../driver.js';
  */
 const NO_HEADERS = Object.freeze({});
 
-/** oslo's message properties: JSON, persistent (even on transient queues), priority 0, no headers. */
-export const BASE_PROPS = {
-  contentType: 'application/json',
-  contentEncoding: 'utf-8',
-  deliveryMode: 2,
-  priority: 0,
-  headers: NO_HEADERS,
-} as const;
+/**
+ * The publish options of one message with oslo's properties: JSON, persistent (even on transient
+ * queues), priority 0, no headers; `expiration` (ms, as a string) for a call request. Written out
+ * as one literal on purpose: amqplib reads about twenty fields of it, and an object made by
+ * spreading shared properties and adding these made its `Args.publish` take ~4.4 µs instead of
+ * ~70 ns per message (1,000,000 calls in a loop, Node 20).
+ */
+export function publishProps(mandatory: boolean, expiration: string | undefined): Options.Publish {
+  return {
+    contentType: 'application/json',
+    contentEncoding: 'utf-8',
+    deliveryMode: 2,
+    priority: 0,
+    headers: NO_HEADERS,
+    mandatory,
+    expiration,
+  };
+}
 
 const CONTEXT_PREFIX = '_context_';
 
