@@ -32,9 +32,14 @@ export function installRawDecode(): void {
   const original = mod.decode;
   if (original.hermodRaw) return;
   const decode = (buffer: Buffer) => {
-    let m: object = state.scanDepth > 0 ? scanMessage(buffer, state.scanDepth) : original(buffer);
-    // Valid, nested no deeper than the limit, but `to` is in a form only rhea reads: decode it.
-    if ((m as { odd?: true }).odd) m = original(buffer);
+    let m: object;
+    if (state.scanDepth > 0) {
+      const scanned = scanMessage(buffer, state.scanDepth);
+      // Valid, nested no deeper than the limit, but `to` is in a form only rhea reads: decode it.
+      m = scanned.odd ? original(buffer) : scanned;
+    } else {
+      m = original(buffer);
+    }
     Object.defineProperty(m, RAW, { value: buffer, enumerable: false });
     return m;
   };
