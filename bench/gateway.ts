@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 // The gateway row: HTTP calls through hermod-gateway (its own process) to an rpc server (its own
 // process) over RabbitMQ and over the embedded router (its own process, as in bench/run.ts), with
-// autocannon at 64 connections and a timed keep-alive loop at 1, beside the library client's own
+// autocannon at 64 connections and a timed keep-alive loop at 1 (a lean client, and Node's own), beside the library client's own
 // rates on the same server in the same run. Also the gateway's RSS under the 64-connection load,
 // and the CPU time per call of each process (Linux), which a loaded machine disturbs less than
 // rates do.  node dist/bench/gateway.js [--calls n] [--concurrent-calls n] [--json file]
 import { execFileSync, fork } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
+import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -91,7 +93,7 @@ function child(file: string) {
 
 interface Row {
   broker: string;
-  client: 'library' | 'library, paused' | 'gateway';
+  client: 'library' | 'library, paused' | 'gateway' | 'gateway, node:http client';
   connections: number;
   rate: number;
   p50: number;
@@ -180,8 +182,64 @@ async function httpSequential(port: number, n: number, meter: Meter): Promise<Me
   }
 }
 
+/**
+ * Sequential, as wrk and autocannon send requests: one keep-alive socket, the request's bytes
+ * written once and reused, the response read up to its `content-length`. Node's own HTTP client
+ * spends its own time per request (a request object, header serialisation, a parser and stream
+ * events), which is the load generator's, not the gateway's.
+ */
+async function leanSequential(port: number, n: number, meter: Meter): Promise<Measured> {
+  const body = JSON.stringify({ v: 'x'.repeat(32) });
+  const req = Buffer.from(
+    `POST /v1/bench/echo HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+  const sock = net.connect({ port, host: '127.0.0.1', noDelay: true });
+  await once(sock, 'connect');
+  let waiting: ((err?: Error) => void) | undefined;
+  let acc: Buffer = Buffer.alloc(0);
+  sock.on('error', (err) => waiting?.(err));
+  sock.on('close', () => waiting?.(new Error('the gateway closed the connection')));
+  sock.on('data', (d: Buffer) => {
+    acc = acc.length ? Buffer.concat([acc, d]) : d;
+    const head = acc.indexOf('\r\n\r\n');
+    if (head < 0) return;
+    const headers = acc.toString('latin1', 0, head);
+    const len = /\r\ncontent-length: *(\d+)/i.exec(headers);
+    if (!len) return waiting?.(new Error(`no content-length in ${headers}`));
+    const total = head + 4 + Number(len[1]);
+    if (acc.length < total) return;
+    acc = acc.subarray(total);
+    const w = waiting;
+    waiting = undefined;
+    w?.(headers.startsWith('HTTP/1.1 200') ? undefined : new Error(`gateway answered ${headers.split('\r\n')[0]}`));
+  });
+  const call = () =>
+    new Promise<void>((resolve, reject) => {
+      waiting = (err) => (err ? reject(err) : resolve());
+      sock.write(req);
+    });
+  try {
+    for (let i = 0; i < warmUpOf(1); i++) await call();
+    const lat: number[] = [];
+    meter.begin();
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) {
+      const t = performance.now();
+      await call();
+      lat.push(performance.now() - t);
+    }
+    const secs = (performance.now() - t0) / 1000;
+    meter.end(n);
+    lat.sort((a, b) => a - b);
+    const q = (p: number) => lat[Math.min(lat.length - 1, Math.ceil(p * lat.length) - 1)]!;
+    return { rate: lat.length / secs, p50: q(0.5), p99: q(0.99) };
+  } finally {
+    sock.destroy();
+  }
+}
+
 async function http(port: number, n: number, connections: number, meter: Meter): Promise<Measured> {
-  if (connections === 1) return httpSequential(port, n, meter);
+  if (connections === 1) return leanSequential(port, n, meter);
   const run = (amount: number) =>
     autocannon({
       url: `http://127.0.0.1:${port}/v1/bench/echo`,
@@ -282,7 +340,13 @@ async function main(): Promise<void> {
             cpu: meter.cpu,
           });
           clearInterval(sampler);
-          if (connections === 1) ownP50[broker] = Number((await gw.ask({ op: 'own-stop' })).p50);
+          if (connections === 1) {
+            ownP50[broker] = Number((await gw.ask({ op: 'own-stop' })).p50);
+            progress(`${broker}: gateway over HTTP, 1 connection, Node's HTTP client`);
+            meter = new Meter(procs);
+            const nodeHttp = await httpSequential(port, opts.calls, meter);
+            rows.push({ broker, client: 'gateway, node:http client', connections, ...nodeHttp, cpu: meter.cpu });
+          }
           if (connections === 64) rss[broker] = peak;
         }
       } finally {
@@ -303,13 +367,14 @@ async function main(): Promise<void> {
   ];
   for (const r of rows)
     lines.push(
-      `| ${r.broker} | ${r.client} | ${r.connections} | ${r.rate.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${us(r.cpu.bench)} | ${r.client === 'gateway' ? us(r.cpu.gateway) : '–'} | ${us(r.cpu.server)} | ${us(r.cpu.broker)} |`,
+      `| ${r.broker} | ${r.client} | ${r.connections} | ${r.rate.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${us(r.cpu.bench)} | ${r.client.startsWith('gateway') ? us(r.cpu.gateway) : '–'} | ${us(r.cpu.server)} | ${us(r.cpu.broker)} |`,
     );
   const summary: Record<string, unknown> = {};
   for (const broker of ['RabbitMQ', 'router']) {
     const find = (client: string, c: number) => rows.find((r) => r.broker === broker && r.client === client && r.connections === c)!;
     const ratio = find('gateway', 64).rate / find('library', 64).rate;
     const added = find('gateway', 1).p50 - find('library', 1).p50;
+    const addedNodeHttp = find('gateway, node:http client', 1).p50 - find('library', 1).p50;
     // CPU per call summed over the processes of each path: what bounds the rates on a busy machine.
     const lib = find('library', 64).cpu;
     const gw = find('gateway', 64).cpu;
@@ -325,13 +390,14 @@ async function main(): Promise<void> {
     summary[broker] = {
       ratioAt64: ratio,
       addedP50Ms: added,
+      addedP50NodeHttpClientMs: addedNodeHttp,
       gatewayOwnP50Ms: ownP50[broker],
       pauseCostP50Ms: pauseCost,
       gatewayRssMiB: rss[broker]! / 2 ** 20,
       cpuUsPerCallAt64: cpu,
     };
     lines.push(
-      `\n${broker}: gateway/library at 64 = ${ratio.toFixed(2)}× (target ≥ 0.6×); added p50 sequentially = ${added.toFixed(2)} ms (target ≤ 0.5 ms); gateway RSS under load ${(rss[broker]! / 2 ** 20).toFixed(0)} MiB`,
+      `\n${broker}: gateway/library at 64 = ${ratio.toFixed(2)}× (target ≥ 0.6×); added p50 sequentially = ${added.toFixed(2)} ms (target ≤ 0.5 ms; ${addedNodeHttp.toFixed(2)} ms with Node's HTTP client as the caller); gateway RSS under load ${(rss[broker]! / 2 ** 20).toFixed(0)} MiB`,
       `${broker}: of the added p50, the gateway's own time per request (HTTP in → call, reply → HTTP out) is ${ownP50[broker]!.toFixed(2)} ms; library calls made ${PAUSE_MS} ms after the last answer are ${pauseCost.toFixed(2)} ms slower than back-to-back ones`,
       `${broker}: CPU µs per call at 64: gateway process ${us(cpu.gateway)} (library client ${us(cpu.libraryClient)}, HTTP load generator ${us(cpu.loadGenerator)}); all processes: gateway path ${us(cpu.gatewayPath)}, library path ${us(cpu.libraryPath)}`,
     );
