@@ -19,7 +19,8 @@ import { printed, startBin } from '../support/shutdown-procs.js';
 // A declare mismatch that first appears on a reconnect: while hermod was disconnected, a peer
 // re-declared its queue with other flags. Every retry would be refused the same way, so the
 // connection gives up (state `failed`, the ConfigError naming the option) instead of retrying
-// forever, and rpc-server exits with the configuration status.
+// forever, and rpc-server exits with the configuration status. And one refusal that is a race to
+// retry, not a mismatch: a fanout exchange auto-deleted between a starting server's declare and bind.
 
 interface Ctx {
   node: RabbitNode;
@@ -107,5 +108,50 @@ t('rpc-server: logs why it gave up and exits 2 (configuration), not retrying for
   assert.match(p.err, /gave up on .*queue 'rcc' exists with durable=true/);
   console.log(`    rpc-server exited ${end!.code} ${end!.at - t0} ms after the rabbitmqctl call that forced the reconnect`);
 });
+
+// The other race with auto-delete fanout exchanges: the last other server of a topic stops
+// between this server's declare of `<topic>_fanout` and its bind, the broker deletes the
+// exchange, and the bind is refused with 404 (an rpc-server starting in CI exited on it).
+t(
+  "a fanout exchange deleted between a starting server's declare and its bind: declared again, the server starts and gets fanouts",
+  async (ctx) => {
+    const amqpUrl = ctx.node.url(ctx.vhost).replace(/^rabbit:/, 'amqp:');
+    const admin = await amqplib.connect(amqpUrl);
+    const ach = await admin.createChannel();
+    // The prototype of amqplib's promise-API channels: every plain channel hermod opens shares it.
+    const proto = Object.getPrototypeOf(ach) as {
+      bindQueue: (this: unknown, queue: string, exchange: string, ...rest: unknown[]) => Promise<unknown>;
+    };
+    const bind = proto.bindQueue;
+    let deleted = 0;
+    proto.bindQueue = async function (this: unknown, queue: string, exchange: string, ...rest: unknown[]) {
+      if (exchange === 'vanish_fanout' && deleted === 0) {
+        deleted++;
+        await ach.deleteExchange('vanish_fanout');
+      }
+      return bind.call(this, queue, exchange, ...rest);
+    };
+    try {
+      const tr = await getTransport(ctx.node.url(ctx.vhost), { config: defaultConfig(), overrides: fast });
+      ctx.transports.push(tr);
+      const rec = new Recorder('v1');
+      const server = new RPCServer(tr, new Target({ topic: 'vanish', server: 'v1' }), [rec]);
+      await server.start();
+      assert.is(deleted, 1, 'the exchange was deleted right before the bind');
+      await ach.checkExchange('vanish_fanout');
+      await new RPCClient(tr, new Target({ topic: 'vanish', fanout: true })).cast({}, 'bump', { seq: 7 });
+      await until(() => rec.calls.some((c) => c.method === 'bump' && c.args.seq === 7), 'the fanout cast to arrive', 10_000);
+      assert.is(
+        await new RPCClient(tr, new Target({ topic: 'vanish', server: 'v1' }), { timeout: 10_000 }).call({}, 'add', { a: 2, b: 3 }),
+        5,
+      );
+      await server.stop();
+      await server.wait(2000);
+    } finally {
+      proto.bindQueue = bind;
+      await admin.close();
+    }
+  },
+);
 
 t.run();

@@ -13,6 +13,22 @@ import { replyAddress, splitIncoming } from './wire.js';
 
 export type { ReplySender } from './incoming.js';
 
+/** Times a listener's setup declares again after its exchange vanished before it stops trying. */
+const VANISHED_RETRIES = 5;
+
+/**
+ * Whether `err` is a bind the broker refused because the exchange no longer exists although it
+ * was declared just before on the same channel. Fanout exchanges are auto-delete (as oslo
+ * declares them): when the last other server of a topic stops between this server's exchange
+ * declare and its bind, the broker deletes the exchange and answers the bind with 404. Declaring
+ * again creates it anew; that is a race to retry, not a setup failure (which would end a
+ * starting server: an rpc-server exited on it in CI).
+ */
+export function exchangeVanished(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | undefined;
+  return e?.code === 404 && typeof e.message === 'string' && /QueueBind/.test(e.message) && /no exchange/.test(e.message);
+}
+
 /** What a {@link RabbitListener} is built from; its driver hands it in, and it reaches for nothing else. */
 export interface RabbitListenerOptions {
   /** The listener's own connection (closed when it stops). */
@@ -57,8 +73,21 @@ export class RabbitListener implements TrackedListener {
 
   constructor(private readonly o: RabbitListenerOptions) {}
 
-  /** Setup hook: declares the topology and consumes; runs on every (re)connect. */
+  /**
+   * Setup hook: declares the topology and consumes; runs on every (re)connect. A bind refused
+   * because its exchange is gone is declared again on a fresh channel (see {@link exchangeVanished}).
+   */
   async setup(model: ChannelModel): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.setupOnce(model);
+      } catch (err) {
+        if (attempt >= VANISHED_RETRIES || !exchangeVanished(err) || this.stopped) throw err;
+      }
+    }
+  }
+
+  private async setupOnce(model: ChannelModel): Promise<void> {
     if (this.stopped) return;
     const ch = await model.createChannel();
     ch.on('error', () => {});
