@@ -138,6 +138,24 @@ async function direct(url: string, n: number, inFlight: number, meter: Meter, pa
   }
 }
 
+/** One request at a time, after the warm-up: the rate, and p50 and p99 from performance.now(). */
+async function timedSequential(once: () => Promise<void>, n: number, meter: Meter): Promise<Measured> {
+  for (let i = 0; i < warmUpOf(1); i++) await once();
+  const lat: number[] = [];
+  meter.begin();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await once();
+    lat.push(performance.now() - t);
+  }
+  const secs = (performance.now() - t0) / 1000;
+  meter.end(n);
+  lat.sort((a, b) => a - b);
+  const q = (p: number) => lat[Math.min(lat.length - 1, Math.ceil(p * lat.length) - 1)]!;
+  return { rate: lat.length / secs, p50: q(0.5), p99: q(0.99) };
+}
+
 // Sequential: one keep-alive connection timed with performance.now() (autocannon's latencies are
 // whole milliseconds, too coarse for the added-p50 target).
 async function httpSequential(port: number, n: number, meter: Meter): Promise<Measured> {
@@ -163,20 +181,7 @@ async function httpSequential(port: number, n: number, meter: Meter): Promise<Me
       req.end(body);
     });
   try {
-    for (let i = 0; i < warmUpOf(1); i++) await once();
-    const lat: number[] = [];
-    meter.begin();
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) {
-      const t = performance.now();
-      await once();
-      lat.push(performance.now() - t);
-    }
-    const secs = (performance.now() - t0) / 1000;
-    meter.end(n);
-    lat.sort((a, b) => a - b);
-    const q = (p: number) => lat[Math.min(lat.length - 1, Math.ceil(p * lat.length) - 1)]!;
-    return { rate: lat.length / secs, p50: q(0.5), p99: q(0.99) };
+    return await timedSequential(once, n, meter);
   } finally {
     agent.destroy();
   }
@@ -219,20 +224,7 @@ async function leanSequential(port: number, n: number, meter: Meter): Promise<Me
       sock.write(req);
     });
   try {
-    for (let i = 0; i < warmUpOf(1); i++) await call();
-    const lat: number[] = [];
-    meter.begin();
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) {
-      const t = performance.now();
-      await call();
-      lat.push(performance.now() - t);
-    }
-    const secs = (performance.now() - t0) / 1000;
-    meter.end(n);
-    lat.sort((a, b) => a - b);
-    const q = (p: number) => lat[Math.min(lat.length - 1, Math.ceil(p * lat.length) - 1)]!;
-    return { rate: lat.length / secs, p50: q(0.5), p99: q(0.99) };
+    return await timedSequential(call, n, meter);
   } finally {
     sock.destroy();
   }
