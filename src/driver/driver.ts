@@ -23,6 +23,12 @@ export interface SendOptions {
   waitForReply: boolean;
   /** Deadline for the reply of a call, and for delivery of a cast. */
   timeout: number;
+  /**
+   * The call's whole timeout as its caller set it, for timeout messages. `timeout` is what is
+   * left of it once the client had a slot; a message saying "after 399 ms" for a call given
+   * 400 ms reads as a bug. @default timeout
+   */
+  callTimeout?: number;
   /** Fail a call when no heartbeat or reply arrives for this long; 0 turns the monitor off. */
   callMonitorTimeout?: number;
   /** Connection-failure retries: -1 forever (until the timeout), 0 none, N attempts. */

@@ -16,6 +16,8 @@ export interface WaitOptions {
   callMonitorTimeout?: number;
   /** Names the call in timeout messages, e.g. `add on topic demo`. */
   describe: string;
+  /** The duration timeout messages name, when it differs from `timeout` (see SendOptions.callTimeout). @default timeout */
+  named?: number;
 }
 
 /**
@@ -37,7 +39,7 @@ export class ReplyWaiter {
         this.fail(
           msgId,
           new MessagingTimeout(
-            `Timed out waiting for a reply to message ID ${msgId} (${opts.describe}) after ${Math.round(opts.timeout)} ms`,
+            `Timed out waiting for a reply to message ID ${msgId} (${opts.describe}) after ${Math.round(opts.named ?? opts.timeout)} ms`,
           ),
         );
       }, opts.timeout);

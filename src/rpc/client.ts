@@ -280,6 +280,7 @@ export class RPCClient {
       const reply = await this.transport.driver.send(this.target, span?.ctx ?? wireCtx, request, {
         waitForReply: true,
         timeout: remaining,
+        callTimeout: timeout,
         callMonitorTimeout: options.callMonitorTimeout ?? this.opts.callMonitorTimeout,
         retry: this.opts.retry,
       });

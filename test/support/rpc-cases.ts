@@ -153,6 +153,14 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     const took = Date.now() - started;
     assert.ok(took >= 400 - (ctx.broker.early ?? 5) && took < 1300, `took ${took} ms`);
     await rejects(c.call({}, 'x', {}, { timeout: 30 }), 'HERMOD_ERR_TIMEOUT', ctx.broker.unservedTimeout(30));
+    // A call that first waited for an in-flight slot still names the timeout its caller gave.
+    const one = new RPCClient(tr, new Target({ topic: topic('nobody') }), { timeout: 150, maxInFlight: 1 });
+    const holder = rejects(one.call({}, 'x'), 'HERMOD_ERR_TIMEOUT', ctx.broker.unservedTimeout(150));
+    const queuedAt = Date.now();
+    await rejects(one.call({}, 'x', {}, { timeout: 400 }), 'HERMOD_ERR_TIMEOUT', ctx.broker.unservedTimeout(400));
+    const queuedTook = Date.now() - queuedAt;
+    assert.ok(queuedTook >= 400 - (ctx.broker.early ?? 5) && queuedTook < 1300, `queued call took ${queuedTook} ms`);
+    await holder;
   });
 
   t('call monitor: heartbeats keep a long call alive past the monitor timeout', async (ctx) => {

@@ -71,6 +71,7 @@ export class MemoryDriver extends DriverBase implements Driver {
     const reply = this.waiter.wait(msgId, {
       timeout: opts.timeout,
       callMonitorTimeout: opts.callMonitorTimeout ?? 0,
+      named: opts.callTimeout ?? opts.timeout,
       describe: `${request.method} on topic ${topic}${target.server ? ` server ${target.server}` : ''}`,
     });
     this.broker.publish(routeExchange, key, encoded);

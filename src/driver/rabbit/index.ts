@@ -120,6 +120,7 @@ export class RabbitDriver extends DriverBase implements Driver {
     const reply = this.waiter.wait(msgId, {
       timeout: Math.max(1, deadline - Date.now()),
       callMonitorTimeout: opts.callMonitorTimeout ?? 0,
+      named: opts.callTimeout ?? opts.timeout,
       describe: `${request.method} on topic ${target.topic}${target.server ? ` server ${target.server}` : ''}`,
     });
     reply.catch(() => {});
