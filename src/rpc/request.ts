@@ -1,5 +1,6 @@
 import { channels, publish, type ServerRequestEvent, type ServerRequestStartEvent } from '../core/diagnostics.js';
 import { HermodError, SerializationError, ServerStopped } from '../core/errors.js';
+import { LazyAbort } from '../core/lazy-abort.js';
 import type { Target } from '../core/target.js';
 import { serverSpan } from '../core/tracing.js';
 import type { Work } from '../core/work-pool.js';
@@ -59,7 +60,7 @@ export class ServerRequest implements Work {
   private startedEvent = false;
   private heartbeat: NodeJS.Timeout | undefined;
   /** Aborted when the server abandons the request; the method sees it as `ctx.signal`. */
-  private readonly abandoned = new AbortController();
+  private readonly abandoned = new LazyAbort();
 
   constructor(
     private readonly incoming: IncomingMessage,
@@ -100,7 +101,7 @@ export class ServerRequest implements Work {
       const result = await serverSpan(
         incoming.ctx,
         () => this.event(),
-        () => (jobs && incoming.expectsReply ? jobs.run(incoming.ctx, req, this.abandoned.signal, dispatch) : dispatch(incoming.ctx)),
+        () => (jobs && incoming.expectsReply ? jobs.run(incoming.ctx, req, this.abandoned, dispatch) : dispatch(incoming.ctx)),
       );
       reply = { result };
     } catch (err) {

@@ -7,10 +7,15 @@ export const DEDUP_WINDOW = 4096;
 
 /** Remembers the last few ids seen, as oslo's duplicate check does. */
 export class DedupRing {
-  constructor(private readonly window = DEDUP_WINDOW) {}
-
-  private readonly ids: string[] = [];
+  /** The last `window` ids in a ring: `next` is the oldest slot, overwritten next. */
+  private readonly ids: Array<string | undefined>;
+  private next = 0;
   private readonly set = new Set<string>();
+
+  constructor(private readonly window = DEDUP_WINDOW) {
+    this.ids = new Array<string | undefined>(window).fill(undefined);
+  }
+
   /** True when `id` was recorded recently (a duplicate). */
   seen(id: unknown): boolean {
     return typeof id === 'string' && this.set.has(id);
@@ -22,8 +27,10 @@ export class DedupRing {
    */
   add(id: unknown): void {
     if (typeof id !== 'string' || this.set.has(id)) return;
-    this.ids.push(id);
+    const old = this.ids[this.next];
+    if (old !== undefined) this.set.delete(old);
+    this.ids[this.next] = id;
+    this.next = (this.next + 1) % this.window;
     this.set.add(id);
-    if (this.ids.length > this.window) this.set.delete(this.ids.shift()!);
   }
 }

@@ -10,8 +10,6 @@ export const DIRECT_REPLY_TO = 'amq.rabbitmq.reply-to';
 /** How long learning the channel's reply-to address may take (one message to itself). */
 const LEARN_TIMEOUT_MS = 10_000;
 
-const READY = Promise.resolve();
-
 /**
  * The `rabbit.directReplyTo` mode: replies come to RabbitMQ's direct reply-to pseudo-queue of
  * one channel instead of a `reply_<uuid>` queue, so there is no reply queue to declare, no
@@ -48,8 +46,8 @@ export class DirectReplyTo {
   }
 
   /** Opens the channel and learns its address if not yet done; waits for the connection within the call's budget. */
-  ensure(deadline: number, retry: number, what: string): Promise<void> {
-    if (this.channel) return READY;
+  ensure(deadline: number, retry: number, what: string): Promise<void> | undefined {
+    if (this.channel) return undefined;
     this.wanted = true;
     return (async () => {
       const model = await this.conn.ready(deadline, retry, what);

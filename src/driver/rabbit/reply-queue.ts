@@ -15,6 +15,8 @@ export class ReplyQueue {
   /** A call has needed the queue: the setup hook declares it on every reconnect from then on. */
   private wanted = false;
   private ready: Promise<void> | undefined;
+  /** Declared and consumed once: later calls need not wait (a reconnect declares it again in setup()). */
+  private declared = false;
   /** The connection the consumer was set up on. */
   private model: ChannelModel | undefined;
   private readonly dispatch: ReplyDispatch;
@@ -37,18 +39,25 @@ export class ReplyQueue {
   }
 
   /** Declares and consumes the queue if not yet done; waits for the connection within the call's budget. */
-  ensure(deadline: number, retry: number, what: string): Promise<void> {
+  ensure(deadline: number, retry: number, what: string): Promise<void> | undefined {
+    if (this.declared) return undefined;
     if (this.ready) return this.ready;
     this.wanted = true;
-    this.ready = (async () => {
+    const ready = (async () => {
       const model = await this.conn.ready(deadline, retry, what);
       await this.consume(model);
     })();
-    this.ready.catch(() => {
-      this.ready = undefined;
-      this.wanted = false;
-    });
-    return this.ready;
+    this.ready = ready;
+    ready.then(
+      () => {
+        if (this.ready === ready) this.declared = true;
+      },
+      () => {
+        this.ready = undefined;
+        this.wanted = false;
+      },
+    );
+    return ready;
   }
 
   /** The request of call `msgId` has been published. */

@@ -1,0 +1,45 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { LazyAbort } from '../../src/core/lazy-abort.js';
+import { withHooks } from '../../src/jobs/context.js';
+
+const t = suite('lazy abort signal (a request signal made on first read)');
+
+t('read before the abort: one signal, aborted with the reason, listeners called once', () => {
+  const a = new LazyAbort();
+  const s = a.signal;
+  assert.is(a.signal, s, 'the same signal on every read');
+  assert.not.ok(s.aborted);
+  let calls = 0;
+  s.addEventListener('abort', () => calls++);
+  const why = new Error('stopped');
+  a.abort(why);
+  a.abort(new Error('again'));
+  assert.ok(s.aborted);
+  assert.is(s.reason, why);
+  assert.is(calls, 1);
+});
+
+t('first read after the abort: already aborted, with the first reason', () => {
+  const a = new LazyAbort();
+  const why = new Error('deadline');
+  a.abort(why);
+  a.abort(new Error('later'));
+  assert.ok(a.signal.aborted);
+  assert.is(a.signal.reason, why);
+});
+
+t("withHooks: ctx.signal is the source's signal, read when the method reads it; not enumerable; a caller's key wins", () => {
+  const a = new LazyAbort();
+  const ctx = withHooks({ user: 'u', hermod_job: 'start' }, a, () => {}) as Record<string, unknown>;
+  assert.equal(Object.keys(ctx), ['user']);
+  a.abort(new Error('gone'));
+  const signal = ctx.signal as AbortSignal;
+  assert.ok(signal instanceof AbortSignal);
+  assert.ok(signal.aborted);
+  assert.is(ctx.signal, signal);
+  const own = withHooks({ signal: 'mine' }, new LazyAbort(), () => {}) as Record<string, unknown>;
+  assert.is(own.signal, 'mine');
+});
+
+t.run();
