@@ -21,6 +21,10 @@ t('wrap / envelope and open / unenvelope round trip', () => {
   assert.equal(JSON.parse(text), w);
   assert.equal(unenvelope(text), msg);
   assert.equal(unenvelope(Buffer.from(text, 'utf8')), msg);
+  // Written as text, it is still exactly what encoding the envelope object gives, escapes included.
+  for (const m of [msg, { s: 'quote " backslash \\ newline \n tab \t nul \u0000 é 日本 😀 \u2028', n: [1.5, -0, null, true] }]) {
+    assert.is(envelope(m, 'x'), JSON.stringify(wrap(m, 'x')));
+  }
 });
 
 t('values JSON cannot hold fail with SerializationError', async () => {

@@ -16,7 +16,7 @@ import type {
   SendOptions,
 } from '../driver.js';
 import { DriverBase } from '../driver-base.js';
-import { unenvelope, wrap } from '../envelope.js';
+import { bounded, envelope, unenvelope } from '../envelope.js';
 import { RabbitConnection } from './connection.js';
 import { DIRECT_REPLY_TO, DirectReplyTo } from './direct-reply.js';
 import { RabbitListener, type ReplySender } from './listener.js';
@@ -95,7 +95,7 @@ export class RabbitDriver extends DriverBase implements Driver {
 
   /** The 2.0 envelope of an oslo dict, within maxMessageSize. */
   private enveloped(msg: Record<string, unknown>, what: string): string {
-    return this.encode(wrap(msg, what), what);
+    return bounded(envelope(msg, what), this.config.maxMessageSize);
   }
 
   async send(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<Reply | undefined> {
