@@ -23,7 +23,8 @@ export type JobContext = Context & {
  */
 export function withHooks(wire: Context, aborts: SignalSource, progress: (fraction: number, message?: string) => void): Context {
   const ctx: Context = { ...wire };
-  delete ctx[START_HINT];
+  // Only when there: a delete turns the object into a slow (dictionary) one.
+  if (Object.hasOwn(ctx, START_HINT)) delete ctx[START_HINT];
   if (!Object.hasOwn(ctx, 'progress')) Object.defineProperty(ctx, 'progress', { value: progress, enumerable: false });
   if (!Object.hasOwn(ctx, 'signal')) Object.defineProperty(ctx, 'signal', { get: () => aborts.signal, enumerable: false });
   return ctx;

@@ -159,7 +159,9 @@ export class RPCDispatcher {
   resolve(req: DispatchRequest): { endpoint: object; fn: (...args: unknown[]) => unknown; contract: CompiledContract | undefined } {
     let foundCompatible = false;
     for (const e of this.entries) {
-      if (e.namespace !== req.namespace || !versionIsCompatible(e.version, req.version)) continue;
+      // The same text is compatible: the common case skips parsing both (a request's version is
+      // checked to be X.Y[.Z] on arrival).
+      if (e.namespace !== req.namespace || (e.version !== req.version && !versionIsCompatible(e.version, req.version))) continue;
       const fn = findMethod(e.endpoint, req.method);
       if (fn && this.accessPolicy(e.endpoint, req.method)) return { endpoint: e.endpoint, fn, contract: e.contracts?.get(req.method) };
       foundCompatible = true;
@@ -183,7 +185,12 @@ export class RPCDispatcher {
     const local = this.serializer.deserializeContext(ctx);
     // Own data properties only: what Object.keys(args) lists is exactly what the endpoint sees.
     const args: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(req.args)) setOwn(args, k, this.serializer.deserializeEntity(local, v));
+    for (const k of Object.keys(req.args)) {
+      const v = this.serializer.deserializeEntity(local, req.args[k]);
+      // An assignment to `__proto__` would set the prototype; any other key is a plain set.
+      if (k === '__proto__') setOwn(args, k, v);
+      else args[k] = v;
+    }
     const result = await fn.call(endpoint, local, args);
     const wire = this.serializer.serializeEntity(local, result === undefined ? null : result);
     if (contract && this.validateResults) checkResult(contract, req.method, wire);

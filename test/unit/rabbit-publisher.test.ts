@@ -145,4 +145,33 @@ t('channels the broker closed are re-opened on the next publish, and exchanges d
   assert.is(confirms()[1]!.published.length, 1);
 });
 
+t('publishNow sends a call request at once only when nothing stands in the way, and otherwise sends nothing', async () => {
+  const { publisher, model, opened } = setup();
+  const call = pub({ confirm: false, deadline: Date.now() + 5000 });
+  assert.is(publisher.publishNow(call), false, 'no channels yet');
+  await publisher.setup(model as never);
+  assert.is(publisher.publishNow(call), false, 'exchange not declared yet');
+  assert.is(opened[0]!.published.length, 0);
+  await publisher.publish(call);
+  assert.is(publisher.publishNow(pub({ confirm: true })), false, 'a confirmed publish never goes this way');
+  assert.is(publisher.publishNow(call), true);
+  assert.is(opened[0]!.published.length, 2);
+  const ttl = Number(opened[0]!.published[1]!.props.expiration);
+  assert.ok(ttl > 4000 && ttl <= 5000, `expiration ${ttl}`);
+  // amqplib's buffer is full: this one is written, and the next waits for drain in publish().
+  opened[0]!.publish = (exchange, key, _content, props) => {
+    opened[0]!.published.push({ exchange, key, props });
+    return false;
+  };
+  assert.is(publisher.publishNow(call), true);
+  assert.is(publisher.publishNow(call), false, 'waiting for drain');
+  opened[0]!.emit('drain');
+  assert.is(publisher.publishNow(call), true);
+  // A closing channel throws: nothing sent, publish() takes over.
+  opened[0]!.publish = () => {
+    throw Object.assign(new Error('Channel closing'), { name: 'IllegalOperationError' });
+  };
+  assert.is(publisher.publishNow(call), false);
+});
+
 t.run();

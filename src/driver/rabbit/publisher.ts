@@ -167,6 +167,31 @@ export class Publisher {
     }
   }
 
+  /**
+   * Hands a call request (no confirm) to amqplib at once when nothing stands in the way: the
+   * channels are open, the exchange declared, no `drain` awaited. Returns false, having sent
+   * nothing, when something does; {@link publish} then takes its usual path. A call makes no
+   * promise and no async frames here: in a profile of the allocations per call, the client's
+   * async publish path was the largest share after the driver's own send.
+   */
+  publishNow(p: Publication): boolean {
+    const chans = this.chans;
+    if (p.confirm || !chans || !this.conn.isOpen || this.drained || this.undeclared(p)) return false;
+    const props = publishProps(p.mandatory, String(Math.max(1, Math.round(p.deadline - Date.now()))));
+    let ok: boolean;
+    try {
+      ok = chans.calls.publish(p.exchange?.name ?? '', p.key, Buffer.from(p.body, 'utf8'), props);
+    } catch {
+      // A closing channel, or a message amqplib cannot encode: publish() resends or explains.
+      return false;
+    }
+    if (!ok && !this.drained)
+      this.drained = new Promise((r) => {
+        this.drainResolve = r;
+      });
+    return true;
+  }
+
   /** Publishes `p`; resolves once the broker confirmed it (or, for calls, once it is written). */
   async publish(p: Publication): Promise<void> {
     const content = Buffer.from(p.body, 'utf8');
