@@ -16,6 +16,7 @@ export interface CallerClient {
 type Msg =
   | { op: 'init'; system: string; url: string; topic: string; server: string; queue: string }
   | { op: 'run'; n: number; inFlight: number; payload: string }
+  | { op: 'warm'; n: number; inFlight: number; payload: string }
   | { op: 'stop' };
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -70,6 +71,19 @@ async function peerClient(system: string, url: string): Promise<CallerClient> {
 
 let client: CallerClient | undefined;
 
+/** `n` untimed calls, `inFlight` at a time: both processes' JIT reaches its steady state first. */
+async function warm(n: number, inFlight: number, payload: string) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(inFlight, n) }, async () => {
+      while (next < n) {
+        next++;
+        await client!.call(payload);
+      }
+    }),
+  );
+}
+
 async function run(n: number, inFlight: number, payload: string) {
   const call = () => client!.call(payload);
   await Promise.all(Array.from({ length: Math.min(inFlight, 200) }, call)); // warm-up
@@ -101,6 +115,9 @@ process.on('message', (m: Msg) => {
         if (m.system === 'raw') client = await rawClient(amqp, m.queue);
         else if (m.system === 'hermod') client = await hermodClient(m.url, m.topic, m.server);
         else client = await peerClient(m.system, amqp);
+        process.send!({ ok: true });
+      } else if (m.op === 'warm') {
+        await warm(m.n, m.inFlight, m.payload);
         process.send!({ ok: true });
       } else if (m.op === 'run') {
         process.send!(await run(m.n, m.inFlight, m.payload));

@@ -232,6 +232,8 @@ export async function callRounds(o: {
   rounds: number;
   inFlight: number;
   payload: string;
+  /** Untimed calls per system before the first round of each workload. */
+  warmup: number;
   progress: (s: string) => void;
 }): Promise<RoundsResult> {
   const skipped: string[] = [];
@@ -253,6 +255,12 @@ export async function callRounds(o: {
       ['seq', 1],
       ['conc', o.inFlight],
     ] as const) {
+      // A few hundred calls leave the JIT of both processes far from what a long-running
+      // service runs: every system gets the same untimed calls first.
+      if (o.warmup > 0) {
+        o.progress(`warm-up, ${inFlight} in flight: ${o.warmup} calls per system`);
+        for (const s of running) await s.caller.ask({ op: 'warm', n: o.warmup, inFlight, payload: o.payload });
+      }
       for (let r = 0; r < o.rounds; r++) {
         const line: string[] = [];
         for (const s of running) {

@@ -31,6 +31,7 @@ interface Opts {
   ops: boolean;
   contracts: boolean;
   rounds: number;
+  warmup: number;
   only?: 'rabbit' | 'router' | 'calls';
 }
 const program = new Command('bench')
@@ -47,6 +48,7 @@ const program = new Command('bench')
   .option('--no-ops', 'skip the operations rows (bench/ops.ts: workers, metrics cost, reload soak)')
   .option('--no-contracts', 'skip the contract-cost rows (bench/contracts.ts)')
   .option('--rounds <n>', 'alternating rounds of workloads 1 and 2', (v) => Number(v), 3)
+  .option('--warmup <n>', 'untimed calls per system before workloads 1 and 2', (v) => Number(v), 5000)
   .option(
     '--only <section>',
     'run one section: rabbit (RabbitMQ, raw amqplib, oslo, peers), router (AMQP 1.0 alone) or calls (workloads 1-2 on RabbitMQ)',
@@ -318,7 +320,16 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
     notes.push(why);
   } else systems.push('nest', 'moleculer');
   progress(`workloads 1-2: ${systems.join(', ')}; ${opts.rounds} alternating rounds of ${Math.round(N / opts.rounds)} calls`);
-  const rounds = await callRounds({ rabbitUrl, systems, calls: N, rounds: opts.rounds, inFlight: opts.concurrency, payload, progress });
+  const rounds = await callRounds({
+    rabbitUrl,
+    systems,
+    calls: N,
+    rounds: opts.rounds,
+    inFlight: opts.concurrency,
+    payload,
+    warmup: opts.warmup,
+    progress,
+  });
   notes.push(...rounds.skipped);
   const R = rounds.results;
   const by = (pick: (r: NonNullable<(typeof R)['raw']>) => number): Partial<Row> => ({
