@@ -4,7 +4,10 @@ import type { Reply } from './driver.js';
 interface Pending {
   resolve(reply: Reply): void;
   reject(err: Error): void;
-  timer: NodeJS.Timeout;
+  /** performance.now() at which the call times out. */
+  deadline: number;
+  /** The timeout its message names. */
+  named: number;
   monitor: NodeJS.Timeout | undefined;
   monitorMs: number;
   describe: string;
@@ -26,6 +29,15 @@ export interface WaitOptions {
  */
 export class ReplyWaiter {
   private readonly pending = new Map<string, Pending>();
+  /**
+   * One timer for every pending call's deadline, armed for the earliest one (`armedAt`), instead
+   * of a timer per call: creating and clearing a Node timer per call was ~3 µs of a sequential
+   * caller's time (a new timer list, the priority queue, the libuv timer each time). Calls
+   * mostly share a timeout, so a new call's deadline is rarely earlier than the armed one. The
+   * timer is unref'ed while nothing waits, as a cleared one would be.
+   */
+  private timer: NodeJS.Timeout | undefined;
+  private armedAt = Infinity;
 
   /** Calls waiting for a reply. */
   get size(): number {
@@ -35,19 +47,52 @@ export class ReplyWaiter {
   /** Registers `msgId` before the request is sent, so an early reply is never missed. */
   wait(msgId: string, opts: WaitOptions): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.fail(
-          msgId,
-          new MessagingTimeout(
-            `Timed out waiting for a reply to message ID ${msgId} (${opts.describe}) after ${Math.round(opts.named ?? opts.timeout)} ms`,
-          ),
-        );
-      }, opts.timeout);
+      const deadline = performance.now() + opts.timeout;
       const monitorMs = opts.callMonitorTimeout ?? 0;
-      const entry: Pending = { resolve, reject, timer, monitor: undefined, monitorMs, describe: opts.describe };
+      const entry: Pending = {
+        resolve,
+        reject,
+        deadline,
+        named: opts.named ?? opts.timeout,
+        monitor: undefined,
+        monitorMs,
+        describe: opts.describe,
+      };
+      if (this.pending.size === 0) this.timer?.ref();
       this.pending.set(msgId, entry);
+      if (deadline < this.armedAt) this.arm(deadline);
       this.armMonitor(msgId, entry);
     });
+  }
+
+  private arm(at: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.armedAt = at;
+    // Rounded up: a timer never fires before its deadline, so none is seen as not yet due.
+    this.timer = setTimeout(() => this.expire(), Math.max(0, Math.ceil(at - performance.now())));
+  }
+
+  /** Fails the calls whose deadline has come, and arms the timer for the next one. */
+  private expire(): void {
+    // The timer fired for `armedAt`: that deadline has come even if the clock reads a hair less.
+    const now = Math.max(performance.now(), this.armedAt);
+    this.timer = undefined;
+    this.armedAt = Infinity;
+    let next = Infinity;
+    for (const [msgId, e] of this.pending) {
+      if (e.deadline <= now) {
+        this.fail(
+          msgId,
+          new MessagingTimeout(`Timed out waiting for a reply to message ID ${msgId} (${e.describe}) after ${Math.round(e.named)} ms`),
+        );
+      } else if (e.deadline < next) {
+        next = e.deadline;
+      }
+    }
+    if (next !== Infinity) {
+      this.armedAt = next;
+      this.timer = setTimeout(() => this.expire(), Math.ceil(next - now));
+    }
   }
 
   private armMonitor(msgId: string, entry: Pending): void {
@@ -90,14 +135,19 @@ export class ReplyWaiter {
   /** Fails every pending call, e.g. when the transport closes. */
   failAll(err: Error = new ClosedError('transport closed while waiting for a reply')): void {
     for (const id of [...this.pending.keys()]) this.fail(id, err);
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.armedAt = Infinity;
   }
 
   private take(msgId: string): Pending | undefined {
     const entry = this.pending.get(msgId);
     if (!entry) return undefined;
     this.pending.delete(msgId);
-    clearTimeout(entry.timer);
     if (entry.monitor) clearTimeout(entry.monitor);
+    // Nothing waits: the armed timer must not keep the process alive (it fires once, finds
+    // nothing, and is not re-armed).
+    if (this.pending.size === 0) this.timer?.unref();
     return entry;
   }
 }

@@ -49,6 +49,37 @@ t('replies resolve once; unknown and late ids are reported, not thrown', async (
   await clock.tickAsync(2000);
 });
 
+t('one timer serves every deadline: shorter, longer and equal timeouts each fail at their own', async ({ clock }) => {
+  const w = new ReplyWaiter();
+  const failedAt = new Map<string, number>();
+  const start = clock.now;
+  const track = (id: string, timeout: number) =>
+    w.wait(id, { timeout, describe: id }).catch((e: Error) => {
+      failedAt.set(id, clock.now - start);
+      assert.match(e.message, new RegExp(`${id}\\) after ${timeout} ms`));
+    });
+  const all = [track('long', 3000), track('short', 1000), track('mid', 2000), track('mid2', 2000), track('done', 1500)];
+  assert.ok(w.resolve('done', { result: 1 }));
+  for (let i = 0; i < 35; i++) await clock.tickAsync(100);
+  await Promise.all(all);
+  // Deadlines are taken from the real clock when each call starts (the fake one drives the
+  // timer), so a later call's may lie a fraction of a millisecond further.
+  for (const [id, at] of Object.entries({ short: 1000, mid: 2000, mid2: 2000, long: 3000 })) {
+    const t = failedAt.get(id);
+    assert.ok(t !== undefined && t >= at && t <= at + 5, `${id} failed at ${t}, due at ${at}`);
+  }
+  assert.not.ok(failedAt.has('done'));
+  assert.is(w.size, 0);
+  // Armed again for a new call after everything ended.
+  let late: unknown;
+  const p = w.wait('again', { timeout: 500, describe: 'again' }).catch((e) => (late = e));
+  await clock.tickAsync(499);
+  assert.is(late, undefined);
+  await clock.tickAsync(1);
+  await p;
+  assert.is((late as { code: string }).code, 'HERMOD_ERR_TIMEOUT');
+});
+
 t('failAll rejects everything pending', async () => {
   const w = new ReplyWaiter();
   const a = w.wait('a', { timeout: 1000, describe: 'd' });
