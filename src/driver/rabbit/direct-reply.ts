@@ -64,6 +64,9 @@ export class DirectReplyTo {
     else this.waiter.fail(msgId, this.lostError('was replaced while the request was sent'));
   }
 
+  /** Direct reply-to replies are not acknowledged (consumed with noAck). */
+  flushAcks(): void {}
+
   /** Drops what is kept for a call that has ended. */
   forget(msgId: string): void {
     this.dispatch.forget(msgId);

@@ -34,6 +34,8 @@ interface Replies {
   /** Undefined when the reply address is ready: a call then takes no await for it. */
   ensure(deadline: number, retry: number, what: string): Promise<void> | undefined;
   sent(msgId: string, replyTo: string): void;
+  /** Acknowledges the replies received so far, so that the acks leave with the next request. */
+  flushAcks(): void;
   forget(msgId: string): void;
 }
 
@@ -129,6 +131,7 @@ export class RabbitDriver extends DriverBase implements Driver {
     // promise chain fewer per call than awaiting the publish and then the reply, and none at
     // all when the request can be handed to amqplib at once.
     const req = { ...publication, body, confirm: false };
+    this.replies.flushAcks();
     if (this.publisher.publishNow(req)) this.replies.sent(msgId, replyTo);
     else
       this.publisher.publish(req).then(
@@ -250,6 +253,8 @@ export class RabbitDriver extends DriverBase implements Driver {
   }
 
   protected async shutdown(): Promise<void> {
+    // The replies received are acknowledged before the connection goes (see flushAcks).
+    this.replies.flushAcks();
     await this.conn.close();
   }
 }
