@@ -185,12 +185,7 @@ export class RPCDispatcher {
     const local = this.serializer.deserializeContext(ctx);
     // Own data properties only: what Object.keys(args) lists is exactly what the endpoint sees.
     const args: Record<string, unknown> = {};
-    for (const k of Object.keys(req.args)) {
-      const v = this.serializer.deserializeEntity(local, req.args[k]);
-      // An assignment to `__proto__` would set the prototype; any other key is a plain set.
-      if (k === '__proto__') setOwn(args, k, v);
-      else args[k] = v;
-    }
+    for (const k of Object.keys(req.args)) setOwn(args, k, this.serializer.deserializeEntity(local, req.args[k]));
     const result = await fn.call(endpoint, local, args);
     const wire = this.serializer.serializeEntity(local, result === undefined ? null : result);
     if (contract && this.validateResults) checkResult(contract, req.method, wire);

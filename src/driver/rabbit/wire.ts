@@ -122,15 +122,8 @@ export function splitIncoming(data: Record<string, unknown>): IncomingDict {
   const message: Record<string, unknown> = {};
   for (const k of Object.keys(data)) {
     const v = data[k];
-    if (k.startsWith(CONTEXT_PREFIX)) {
-      const name = k.slice(CONTEXT_PREFIX.length);
-      // defineProperty only where an assignment would not make an own key: it cost ~1 µs a key.
-      if (name === '__proto__') setOwn(ctx, name, v);
-      else ctx[name] = v;
-    } else if (k.charCodeAt(0) !== UNDERSCORE) {
-      if (k === '__proto__') setOwn(message, k, v);
-      else message[k] = v;
-    }
+    if (k.startsWith(CONTEXT_PREFIX)) setOwn(ctx, k.slice(CONTEXT_PREFIX.length), v);
+    else if (k.charCodeAt(0) !== UNDERSCORE) setOwn(message, k, v);
   }
   return {
     ctx,
