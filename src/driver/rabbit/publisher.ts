@@ -115,6 +115,13 @@ export class Publisher {
     });
   }
 
+  /** amqplib's buffer is full: later publishes wait for its `drain`. */
+  private awaitDrain(): void {
+    this.drained ??= new Promise((r) => {
+      this.drainResolve = r;
+    });
+  }
+
   private releaseDrain(): void {
     const d = this.drainResolve;
     this.drainResolve = undefined;
@@ -185,10 +192,7 @@ export class Publisher {
       // A closing channel, or a message amqplib cannot encode: publish() resends or explains.
       return false;
     }
-    if (!ok && !this.drained)
-      this.drained = new Promise((r) => {
-        this.drainResolve = r;
-      });
+    if (!ok) this.awaitDrain();
     return true;
   }
 
@@ -252,10 +256,7 @@ export class Publisher {
           else reject(new MessageDeliveryFailure(`${p.what}: cannot be published: ${(err as Error).message}`, { cause: err }));
           return;
         }
-        if (!ok && !this.drained)
-          this.drained = new Promise((r) => {
-            this.drainResolve = r;
-          });
+        if (!ok) this.awaitDrain();
         if (!p.confirm) resolve();
       });
     } finally {
