@@ -11,18 +11,46 @@ import { MalformedMessage } from './errors.js';
 
 /** The path of the first prototype-setting key or non-plain object in `value`, or undefined when it is plain data. */
 export function findPrototypeKey(value: unknown, root: string): string | undefined {
-  // Paths are built only once something is found: the common, clean walk allocates no strings.
-  return walk(value, undefined) ? walk(value, root) : undefined;
+  // Paths are built only once something is found: every request's context and arguments take
+  // the clean walk, which makes no strings and no closures.
+  return isPlain(value) ? undefined : pathOf(value, root);
 }
 
-function walk(value: unknown, root: string | undefined): string | undefined {
-  const paths = root !== undefined;
-  // An explicit stack: peer data can nest deeper than the call stack.
+/** Whether a value is plain data (see {@link findPrototypeKey}); an explicit stack, as peer data can nest deeper than the call stack. */
+function isPlain(value: unknown): boolean {
+  if (value === null || typeof value !== 'object') return true;
+  const stack: object[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop()!;
+    if (Array.isArray(v)) {
+      if (Object.getPrototypeOf(v) !== Array.prototype) return false;
+      for (let i = v.length - 1; i >= 0; i--) {
+        const child: unknown = v[i];
+        if (child !== null && typeof child === 'object') stack.push(child);
+      }
+      continue;
+    }
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) return false;
+    for (const k in v) {
+      // for-in also lists inherited enumerable keys; only a null-prototype object can have none
+      // but its own, and a plain object's prototype has no enumerable keys.
+      const child = (v as Record<string, unknown>)[k];
+      if (k === '__proto__') return false;
+      if (k === 'constructor' && child !== null && typeof child === 'object' && Object.hasOwn(child, 'prototype')) return false;
+      if (child !== null && typeof child === 'object') stack.push(child);
+    }
+  }
+  return true;
+}
+
+/** The path of the first prototype-setting key or non-plain object (the same walk as {@link isPlain}, naming where). */
+function pathOf(value: unknown, root: string): string | undefined {
   const stack: Array<[object, string]> = [];
   const push = (v: unknown, path: () => string) => {
-    if (v !== null && typeof v === 'object') stack.push([v, paths ? path() : '']);
+    if (v !== null && typeof v === 'object') stack.push([v, path()]);
   };
-  push(value, () => root!);
+  push(value, () => root);
   while (stack.length > 0) {
     const [v, path] = stack.pop()!;
     if (Array.isArray(v)) {
@@ -34,9 +62,9 @@ function walk(value: unknown, root: string | undefined): string | undefined {
     if (proto !== Object.prototype && proto !== null) return path || '?';
     for (const k of Object.keys(v)) {
       const child = (v as Record<string, unknown>)[k];
-      if (k === '__proto__') return paths ? `${path}.__proto__` : '?';
+      if (k === '__proto__') return `${path}.__proto__`;
       if (k === 'constructor' && child !== null && typeof child === 'object' && Object.hasOwn(child, 'prototype')) {
-        return paths ? `${path}.constructor.prototype` : '?';
+        return `${path}.constructor.prototype`;
       }
       push(child, () => `${path}.${k}`);
     }

@@ -26,6 +26,22 @@ export function withHooks(wire: Context, aborts: SignalSource, progress: (fracti
   // Only when there: a delete turns the object into a slow (dictionary) one.
   if (Object.hasOwn(ctx, START_HINT)) delete ctx[START_HINT];
   if (!Object.hasOwn(ctx, 'progress')) Object.defineProperty(ctx, 'progress', { value: progress, enumerable: false });
-  if (!Object.hasOwn(ctx, 'signal')) Object.defineProperty(ctx, 'signal', { get: () => aborts.signal, enumerable: false });
+  if (!Object.hasOwn(ctx, 'signal')) {
+    // One getter for every context, the source in a hidden field: V8 shares the object's shape
+    // only between accessors of the same function, and a closure per request made every
+    // context a dictionary-mode object.
+    Object.defineProperty(ctx, ABORTS, { value: aborts, enumerable: false });
+    Object.defineProperty(ctx, 'signal', SIGNAL);
+  }
   return ctx;
 }
+
+/** Where {@link withHooks} keeps a context's signal source. */
+const ABORTS = Symbol('hermod.aborts');
+
+const SIGNAL: PropertyDescriptor = {
+  get(this: Record<symbol, SignalSource>) {
+    return this[ABORTS]!.signal;
+  },
+  enumerable: false,
+};

@@ -42,4 +42,16 @@ t("withHooks: ctx.signal is the source's signal, read when the method reads it; 
   assert.is(own.signal, 'mine');
 });
 
+t('withHooks: contexts made one after another keep their own signals, and nothing of it is sent on', () => {
+  const a = new LazyAbort();
+  const b = new LazyAbort();
+  const ca = withHooks({ request_id: 'a' }, a, () => {}) as Record<string, unknown>;
+  const cb = withHooks({ request_id: 'b' }, b, () => {}) as Record<string, unknown>;
+  b.abort(new Error('only b'));
+  assert.not.ok((ca.signal as AbortSignal).aborted);
+  assert.ok((cb.signal as AbortSignal).aborted);
+  assert.is(JSON.stringify(ca), '{"request_id":"a"}');
+  assert.equal({ ...cb }, { request_id: 'b' });
+});
+
 t.run();

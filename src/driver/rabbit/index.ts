@@ -174,12 +174,19 @@ export class RabbitDriver extends DriverBase implements Driver {
    * mandatory message sent there as unroutable even when it delivered it, so that one goes
    * without the flag (a caller that is gone cannot be told about anyway).
    */
-  private readonly sendReply: ReplySender = async (to, reply) => {
+  private readonly sendReply: ReplySender = (to, reply) => {
     const uniqueId = uuidHex();
-    await this.publisher.publish({
+    let body: string;
+    try {
+      body = this.enveloped(replyDict(to.msgId, reply, uniqueId), 'reply');
+    } catch (err) {
+      // Heartbeats call this from a timer: an unencodable reply must reject, never throw.
+      return Promise.reject(err);
+    }
+    return this.publisher.publish({
       exchange: undefined,
       key: to.replyQueue,
-      body: this.enveloped(replyDict(to.msgId, reply, uniqueId), 'reply'),
+      body,
       uniqueId,
       mandatory: !to.replyQueue.startsWith(DIRECT_REPLY_PREFIX),
       confirm: true,

@@ -196,75 +196,111 @@ export class Publisher {
     return true;
   }
 
-  /** Publishes `p`; resolves once the broker confirmed it (or, for calls, once it is written). */
-  async publish(p: Publication): Promise<void> {
+  /**
+   * Publishes `p`; resolves once the broker confirmed it (or, for calls, once it is written).
+   * Connected, with the channels open, the exchange declared and no `drain` awaited, the message
+   * goes to amqplib in this tick with one promise (every reply and cast takes this path); the
+   * rest, and every failure, goes through {@link resend}'s loop.
+   */
+  publish(p: Publication): Promise<void> {
     const content = Buffer.from(p.body, 'utf8');
+    const chans = this.chans;
+    if (!chans || !this.conn.isOpen || this.drained || this.undeclared(p)) return this.resend(p, content, undefined, undefined);
+    return this.send(p.confirm ? chans.confirms : chans.calls, p, content).then(undefined, (err: unknown) =>
+      this.resend(p, content, err, chans),
+    );
+  }
+
+  /**
+   * The slow path: judges `failed` (the error of an attempt on `failedOn`) when given, then
+   * waits for channels, declares, waits for `drain` and sends, until sent or out of budget.
+   */
+  private async resend(p: Publication, content: Buffer, failed: unknown, failedOn: Channels | undefined): Promise<void> {
     let attempts = 0;
+    let err = failed;
+    let on = failedOn;
     for (;;) {
-      // The hot path (connected, channels open, exchange declared) takes no await before the send.
+      if (on !== undefined) {
+        attempts = this.judge(p, err, on, attempts);
+        await new Promise((r) => setTimeout(r, 20));
+      }
       const chans = this.chans && this.conn.isOpen ? this.chans : await this.channels(p);
       try {
         if (this.undeclared(p)) await this.declare(chans.confirms, p);
         while (this.drained) await this.drained;
         await this.send(p.confirm ? chans.confirms : chans.calls, p, content);
         return;
-      } catch (err) {
-        // A refused declare (inequivalent flags) is a ConfigError: resending cannot help.
-        if (err instanceof MessageDeliveryFailure || err instanceof ConfigError) throw err;
-        const msg = (err as Error).message ?? String(err);
-        if (isRefusal(err)) {
-          throw new MessageDeliveryFailure(`${p.what}: the broker refused it: ${msg}`, { cause: err });
-        }
-        // amqplib fails a nacked publish with a bare `Error('message nacked')`: no code to read.
-        // A nack while the channel still stands is the broker's answer, not a loss.
-        if (p.confirm && /nack/i.test(msg) && this.conn.isOpen && this.chans === chans) {
-          throw new MessageDeliveryFailure(`${p.what}: the broker nacked it`, { cause: err });
-        }
-        // The channel or connection went away before the confirm: resend if allowed. A call
-        // request has no confirm to lose; its budget is the connection's (ready()) and the deadline.
-        if (p.confirm && p.retry >= 0 && ++attempts > p.retry) {
-          throw new TransportError(`${p.what}: connection lost before the broker confirmed it (${msg}; retry=${p.retry})`, { cause: err });
-        }
-        if (Date.now() >= p.deadline) {
-          throw new MessagingTimeout(
-            `${p.what}: ${p.confirm ? 'not confirmed by the broker' : 'could not be sent'} before the deadline (${msg})`,
-          );
-        }
-        await new Promise((r) => setTimeout(r, 20));
+      } catch (e) {
+        err = e;
+        on = chans;
       }
     }
   }
 
-  /** One attempt: hands the message to amqplib and, on the confirm channel, waits for the confirm. */
-  private async send(ch: Channel, p: Publication, content: Buffer): Promise<void> {
+  /**
+   * Throws the typed error for a failed attempt when resending cannot help or the budget is
+   * spent; returns the attempts counted so far when another one may go.
+   */
+  private judge(p: Publication, err: unknown, chans: Channels, attempts: number): number {
+    // A refused declare (inequivalent flags) is a ConfigError: resending cannot help.
+    if (err instanceof MessageDeliveryFailure || err instanceof ConfigError) throw err;
+    const msg = (err as Error)?.message ?? String(err);
+    if (isRefusal(err)) {
+      throw new MessageDeliveryFailure(`${p.what}: the broker refused it: ${msg}`, { cause: err });
+    }
+    // amqplib fails a nacked publish with a bare `Error('message nacked')`: no code to read.
+    // A nack while the channel still stands is the broker's answer, not a loss.
+    if (p.confirm && /nack/i.test(msg) && this.conn.isOpen && this.chans === chans) {
+      throw new MessageDeliveryFailure(`${p.what}: the broker nacked it`, { cause: err });
+    }
+    // The channel or connection went away before the confirm: resend if allowed. A call
+    // request has no confirm to lose; its budget is the connection's (ready()) and the deadline.
+    if (p.confirm && p.retry >= 0 && attempts + 1 > p.retry) {
+      throw new TransportError(`${p.what}: connection lost before the broker confirmed it (${msg}; retry=${p.retry})`, { cause: err });
+    }
+    if (Date.now() >= p.deadline) {
+      throw new MessagingTimeout(
+        `${p.what}: ${p.confirm ? 'not confirmed by the broker' : 'could not be sent'} before the deadline (${msg})`,
+      );
+    }
+    return p.confirm ? attempts + 1 : attempts;
+  }
+
+  /**
+   * One attempt: hands the message to amqplib and, on the confirm channel, settles on the
+   * confirm (MessageUndeliverable when the broker returned it first).
+   */
+  private send(ch: Channel, p: Publication, content: Buffer): Promise<void> {
     const props = publishProps(p.mandatory, p.confirm ? undefined : String(Math.max(1, Math.round(p.deadline - Date.now()))));
     const exchange = p.exchange?.name ?? '';
-    const pending = { returned: false };
-    const track = p.confirm && p.mandatory;
-    if (track) this.pending.set(p.uniqueId, pending);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        let ok: boolean;
-        try {
-          ok = p.confirm
-            ? (ch as ConfirmChannel).publish(exchange, p.key, content, props, (err) => (err ? reject(err) : resolve()))
-            : ch.publish(exchange, p.key, content, props);
-        } catch (err) {
-          // amqplib throws IllegalOperationError on a closing channel: a loss, resent by the loop.
-          // Anything else is a message it cannot encode (a routing key over 255 bytes): resending cannot help.
-          if ((err as Error).name === 'IllegalOperationError') reject(err);
-          else reject(new MessageDeliveryFailure(`${p.what}: cannot be published: ${(err as Error).message}`, { cause: err }));
-          return;
-        }
-        if (!ok) this.awaitDrain();
-        if (!p.confirm) resolve();
-      });
-    } finally {
-      if (track) this.pending.delete(p.uniqueId);
-    }
-    if (pending.returned) {
-      const where = p.exchange ? `exchange '${p.exchange.name}'` : 'the default exchange';
-      throw new MessageUndeliverable(`${p.what}: no queue is bound for ${where} routing key '${p.key}' (returned by the broker)`);
-    }
+    const pending = p.confirm && p.mandatory ? { returned: false } : undefined;
+    if (pending) this.pending.set(p.uniqueId, pending);
+    return new Promise<void>((resolve, reject) => {
+      const fail = (err: unknown) => {
+        if (pending) this.pending.delete(p.uniqueId);
+        reject(err);
+      };
+      let ok: boolean;
+      try {
+        ok = p.confirm
+          ? (ch as ConfirmChannel).publish(exchange, p.key, content, props, (err) => {
+              if (err) return fail(err);
+              if (!pending) return resolve();
+              this.pending.delete(p.uniqueId);
+              if (!pending.returned) return resolve();
+              const where = p.exchange ? `exchange '${p.exchange.name}'` : 'the default exchange';
+              reject(new MessageUndeliverable(`${p.what}: no queue is bound for ${where} routing key '${p.key}' (returned by the broker)`));
+            })
+          : ch.publish(exchange, p.key, content, props);
+      } catch (err) {
+        // amqplib throws IllegalOperationError on a closing channel: a loss, resent by the loop.
+        // Anything else is a message it cannot encode (a routing key over 255 bytes): resending cannot help.
+        if ((err as Error).name === 'IllegalOperationError') fail(err);
+        else fail(new MessageDeliveryFailure(`${p.what}: cannot be published: ${(err as Error).message}`, { cause: err }));
+        return;
+      }
+      if (!ok) this.awaitDrain();
+      if (!p.confirm) resolve();
+    });
   }
 }
