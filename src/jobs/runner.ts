@@ -89,15 +89,32 @@ export class JobRunner {
    * free, then `running`; its caller gets the token at the bound either way. `request`'s signal
    * aborts when the server abandons the request (stop deadline) before it is a job.
    */
-  async run(wireCtx: Context, req: DispatchRequest, request: SignalSource, dispatch: (ctx: Context) => Promise<unknown>): Promise<unknown> {
+  run(wireCtx: Context, req: DispatchRequest, request: SignalSource, dispatch: (ctx: Context) => Promise<unknown>): Promise<unknown> {
     if (req.namespace === HERMOD_NAMESPACE) return dispatch(wireCtx);
     const startNow = wireCtx[START_HINT] === 'start';
-    // isLong() first: it throws NoSuchMethod / UnsupportedVersion, so start() of a method that is
-    // not there is refused rather than made a job that fails.
-    const long = this.isLong(req) || startNow;
+    let long: boolean;
+    try {
+      // isLong() first: it throws NoSuchMethod / UnsupportedVersion, so start() of a method that
+      // is not there is refused rather than made a job that fails.
+      long = this.isLong(req) || startNow;
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const bound = startNow ? 0 : long ? (this.o.deferAfter ?? this.o.longDeferAfter) : this.o.deferAfter;
+    // A plain call (most of them) is dispatched without another async frame around it.
     if (bound === undefined) return dispatch(withHooks(wireCtx, request, noop));
+    return this.runBounded(wireCtx, req, request, dispatch, long, bound);
+  }
 
+  /** {@link run} for a call that becomes a job when it is long or outlives `bound` ms. */
+  private async runBounded(
+    wireCtx: Context,
+    req: DispatchRequest,
+    request: SignalSource,
+    dispatch: (ctx: Context) => Promise<unknown>,
+    long: boolean,
+    bound: number,
+  ): Promise<unknown> {
     const started = Date.now();
     let rec: JobRecord | undefined = long ? this.store.create(req.method) : undefined;
     // Whether this call holds a job slot (given back when the method ends).
