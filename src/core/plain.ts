@@ -12,61 +12,46 @@ import { MalformedMessage } from './errors.js';
 /** The path of the first prototype-setting key or non-plain object in `value`, or undefined when it is plain data. */
 export function findPrototypeKey(value: unknown, root: string): string | undefined {
   // Paths are built only once something is found: every request's context and arguments take
-  // the clean walk, which makes no strings and no closures.
-  return isPlain(value) ? undefined : pathOf(value, root);
+  // the clean walk, which makes no strings, no closures and no key arrays.
+  return walk(value, undefined) === undefined ? undefined : walk(value, root);
 }
 
-/** Whether a value is plain data (see {@link findPrototypeKey}); an explicit stack, as peer data can nest deeper than the call stack. */
-function isPlain(value: unknown): boolean {
-  if (value === null || typeof value !== 'object') return true;
+/**
+ * The first prototype-setting key or non-plain object in `value`: its path when `root` is
+ * given, else only some string. An explicit stack, as peer data can nest deeper than the call
+ * stack; `paths` runs beside it only when paths are wanted.
+ */
+function walk(value: unknown, root: string | undefined): string | undefined {
+  if (value === null || typeof value !== 'object') return undefined;
   const stack: object[] = [value];
+  const paths: string[] | undefined = root === undefined ? undefined : [root];
   while (stack.length > 0) {
     const v = stack.pop()!;
+    const path = paths ? paths.pop()! : '';
     if (Array.isArray(v)) {
-      if (Object.getPrototypeOf(v) !== Array.prototype) return false;
+      if (Object.getPrototypeOf(v) !== Array.prototype) return path || '?';
       for (let i = v.length - 1; i >= 0; i--) {
         const child: unknown = v[i];
-        if (child !== null && typeof child === 'object') stack.push(child);
+        if (child === null || typeof child !== 'object') continue;
+        stack.push(child);
+        paths?.push(`${path}[${i}]`);
       }
       continue;
     }
     const proto = Object.getPrototypeOf(v);
-    if (proto !== Object.prototype && proto !== null) return false;
-    for (const k in v) {
-      // for-in also lists inherited enumerable keys; only a null-prototype object can have none
-      // but its own, and a plain object's prototype has no enumerable keys.
-      const child = (v as Record<string, unknown>)[k];
-      if (k === '__proto__') return false;
-      if (k === 'constructor' && child !== null && typeof child === 'object' && Object.hasOwn(child, 'prototype')) return false;
-      if (child !== null && typeof child === 'object') stack.push(child);
-    }
-  }
-  return true;
-}
-
-/** The path of the first prototype-setting key or non-plain object (the same walk as {@link isPlain}, naming where). */
-function pathOf(value: unknown, root: string): string | undefined {
-  const stack: Array<[object, string]> = [];
-  const push = (v: unknown, path: () => string) => {
-    if (v !== null && typeof v === 'object') stack.push([v, path()]);
-  };
-  push(value, () => root);
-  while (stack.length > 0) {
-    const [v, path] = stack.pop()!;
-    if (Array.isArray(v)) {
-      if (Object.getPrototypeOf(v) !== Array.prototype) return path || '?';
-      for (let i = v.length - 1; i >= 0; i--) push(v[i], () => `${path}[${i}]`);
-      continue;
-    }
-    const proto = Object.getPrototypeOf(v);
     if (proto !== Object.prototype && proto !== null) return path || '?';
-    for (const k of Object.keys(v)) {
+    for (const k in v) {
+      // for-in, unlike Object.keys, makes no array; it also lists inherited enumerable keys,
+      // which a polluted Object.prototype has, and those are not the value's data.
+      if (!Object.hasOwn(v, k)) continue;
       const child = (v as Record<string, unknown>)[k];
       if (k === '__proto__') return `${path}.__proto__`;
       if (k === 'constructor' && child !== null && typeof child === 'object' && Object.hasOwn(child, 'prototype')) {
         return `${path}.constructor.prototype`;
       }
-      push(child, () => `${path}.${k}`);
+      if (child === null || typeof child !== 'object') continue;
+      stack.push(child);
+      paths?.push(`${path}.${k}`);
     }
   }
   return undefined;

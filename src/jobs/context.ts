@@ -9,8 +9,10 @@ export const START_HINT = 'hermod_job';
  * non-enumerable members (never sent on, never in `Object.keys`): `progress(fraction, message)`
  * reports how far a job is (a no-op for a plain call), and `signal` aborts when the job is
  * cancelled or the server aborts the request at a stop deadline. A caller's context key of the
- * same name wins over them. Custom serializers must keep them (`deserializeContext` returning
- * the object it was given, as NoOpSerializer does, or copying them).
+ * same name wins over them. Custom serializers must keep them: `deserializeContext` returns
+ * the object it was given, as NoOpSerializer does, or copies it with
+ * `Object.defineProperties(copy, Object.getOwnPropertyDescriptors(ctx))`, which also copies the
+ * hidden field `signal` reads.
  */
 export type JobContext = Context & {
   progress(fraction: number, message?: string): void;
@@ -40,8 +42,14 @@ export function withHooks(wire: Context, aborts: SignalSource, progress: (fracti
 const ABORTS = Symbol('hermod.aborts');
 
 const SIGNAL: PropertyDescriptor = {
-  get(this: Record<symbol, SignalSource>) {
-    return this[ABORTS]!.signal;
+  get(this: Record<symbol, SignalSource | undefined>) {
+    const aborts = this[ABORTS];
+    if (!aborts) {
+      throw new TypeError(
+        'this context has the signal getter of another: copy contexts with Object.getOwnPropertyDescriptors, which keeps its source',
+      );
+    }
+    return aborts.signal;
   },
   enumerable: false,
 };

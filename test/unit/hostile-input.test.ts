@@ -28,6 +28,17 @@ t("heartbeat interval: oslo's int(N)/2 s, none below 1 s, bounded above, nonsens
   }
 });
 
+t('prototype keys: a polluted Object.prototype is not walked as the data (an object-valued key there once looped forever)', () => {
+  const proto = Object.prototype as Record<string, unknown>;
+  proto.polluted = { a: 1 };
+  try {
+    assert.is(findPrototypeKey(JSON.parse('{"a":{"b":1},"c":[{"d":2}]}'), 'args'), undefined);
+    assert.is(findPrototypeKey(JSON.parse('{"a":{"__proto__":{}}}'), 'args'), 'args.a.__proto__');
+  } finally {
+    delete proto.polluted;
+  }
+});
+
 t('prototype keys: found at any depth, in arrays, and constructor.prototype; plain data passes', () => {
   const parsed = JSON.parse('{"a":1,"b":[{"c":{"__proto__":{"x":1}}}]}');
   assert.is(findPrototypeKey(parsed, 'args'), 'args.b[0].c.__proto__');

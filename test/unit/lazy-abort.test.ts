@@ -54,4 +54,13 @@ t('withHooks: contexts made one after another keep their own signals, and nothin
   assert.equal({ ...cb }, { request_id: 'b' });
 });
 
+t('withHooks: a copy made with getOwnPropertyDescriptors keeps ctx.signal; a getter copied alone says how to copy', () => {
+  const a = new LazyAbort();
+  const ctx = withHooks({ request_id: 'r' }, a, () => {});
+  const copy = Object.defineProperties({}, Object.getOwnPropertyDescriptors(ctx)) as Record<string, unknown>;
+  assert.is(copy.signal, a.signal);
+  const bare = Object.defineProperty({}, 'signal', Object.getOwnPropertyDescriptor(ctx, 'signal')!) as Record<string, unknown>;
+  assert.throws(() => bare.signal, /getOwnPropertyDescriptors/);
+});
+
 t.run();

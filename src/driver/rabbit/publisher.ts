@@ -295,8 +295,11 @@ export class Publisher {
       } catch (err) {
         // amqplib throws IllegalOperationError on a closing channel: a loss, resent by the loop.
         // Anything else is a message it cannot encode (a routing key over 255 bytes): resending cannot help.
-        if ((err as Error).name === 'IllegalOperationError') fail(err);
-        else fail(new MessageDeliveryFailure(`${p.what}: cannot be published: ${(err as Error).message}`, { cause: err }));
+        if ((err as Error | null)?.name === 'IllegalOperationError') fail(err);
+        else
+          fail(
+            new MessageDeliveryFailure(`${p.what}: cannot be published: ${(err as Error | null)?.message ?? String(err)}`, { cause: err }),
+          );
         return;
       }
       if (!ok) this.awaitDrain();
