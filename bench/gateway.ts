@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 // The gateway row: HTTP calls through hermod-gateway (its own process) to an rpc server (its own
 // process) over RabbitMQ and over the embedded router (its own process, as in bench/run.ts), with
-// autocannon at 64 connections and a timed keep-alive loop at 1 (a lean client, and Node's own), beside the library client's own
+// wrk (or autocannon) at 64 connections and a timed keep-alive loop at 1 (a lean client, and Node's own), beside the library client's own
 // rates on the same server in the same run. Also the gateway's RSS under the 64-connection load,
 // and the CPU time per call of each process (Linux), which a loaded machine disturbs less than
-// rates do.  node dist/bench/gateway.js [--calls n] [--concurrent-calls n] [--json file]
-import { execFileSync, fork } from 'node:child_process';
+// rates do. The compared rows (library and gateway, at 1 and at 64) run in alternating rounds and
+// report each figure's median over the rounds, so that one slow moment of a shared machine does
+// not decide a ratio alone.  node dist/bench/gateway.js [--calls n] [--concurrent-calls n] [--rounds n] [--json file]
+import { execFile, execFileSync, fork } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
 import { once } from 'node:events';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -23,9 +25,24 @@ const opts = new Command('bench-gateway')
   .option('--transport-url <url>', 'a RabbitMQ URL to use instead of a throwaway node')
   .option('--calls <n>', 'calls of each sequential row', (v) => Number(v), 5000)
   .option('--concurrent-calls <n>', 'calls of each 64-in-flight row', (v) => Number(v), 20000)
+  .option('--load-generator <name>', "HTTP load generator of the 64-connection rows: wrk (Debian's, when installed) or autocannon", 'wrk')
+  .option('--wrk-seconds <n>', 'length of each measured wrk run (after a warm-up run of a second)', (v) => Number(v), 4)
+  .option('--rounds <n>', 'alternating library/gateway rounds of each compared row (medians reported)', (v) => Number(v), 3)
   .option('--json <file>', 'also write the results as JSON')
   .parse()
-  .opts<{ transportUrl?: string; calls: number; concurrentCalls: number; json?: string }>();
+  .opts<{
+    transportUrl?: string;
+    calls: number;
+    concurrentCalls: number;
+    rounds: number;
+    loadGenerator: string;
+    wrkSeconds: number;
+    json?: string;
+  }>();
+if (opts.loadGenerator !== 'wrk' && opts.loadGenerator !== 'autocannon') {
+  throw new Error(`--load-generator must be wrk or autocannon, got ${opts.loadGenerator}`);
+}
+if (!Number.isInteger(opts.rounds) || opts.rounds < 1) throw new Error(`--rounds must be a whole number from 1, got ${opts.rounds}`);
 const progress = (s: string) => process.stderr.write(`  ${s}\n`);
 // Both sides get the same warm-up, long enough for the JIT to settle on the HTTP path too: at
 // 64 connections the gateway was still speeding up after 1,000 requests (5,000 measured after
@@ -100,8 +117,33 @@ interface Row {
   p99: number;
   /** CPU µs per call: `bench` is this process (the library client, or the HTTP load generator). */
   cpu: Record<string, number | undefined>;
+  /** Each round's figures, where the row is the median of several. */
+  rounds?: Array<Measured & { cpu: Record<string, number | undefined> }>;
 }
-type Measured = Omit<Row, 'broker' | 'client' | 'connections' | 'cpu'>;
+type Measured = Omit<Row, 'broker' | 'client' | 'connections' | 'cpu' | 'rounds'>;
+
+const median = (xs: number[]): number => {
+  const v = [...xs].sort((a, b) => a - b);
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+};
+
+/** One row from several rounds: the median of each figure (CPU per process too). */
+function medianRow(base: Pick<Row, 'broker' | 'client' | 'connections'>, rounds: NonNullable<Row['rounds']>): Row {
+  const cpu: Record<string, number | undefined> = {};
+  for (const k of Object.keys(rounds[0]!.cpu)) {
+    const vs = rounds.map((r) => r.cpu[k]);
+    cpu[k] = vs.some((v) => v === undefined) ? undefined : median(vs as number[]);
+  }
+  return {
+    ...base,
+    rate: median(rounds.map((r) => r.rate)),
+    p50: median(rounds.map((r) => r.p50)),
+    p99: median(rounds.map((r) => r.p99)),
+    cpu,
+    rounds,
+  };
+}
 
 /**
  * The library client's calls; with `pauseMs`, each sequential call starts that long (busy, so
@@ -230,8 +272,83 @@ async function leanSequential(port: number, n: number, meter: Meter): Promise<Me
   }
 }
 
+/** Whether Debian's `wrk` can run here. */
+const wrkInstalled = (() => {
+  try {
+    execFileSync('wrk', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch (err) {
+    // wrk --version prints its banner and exits 1: it ran.
+    return (err as { status?: number }).status !== undefined;
+  }
+})();
+
+/** The load generator the 64-connection rows use: wrk unless it is missing or autocannon was asked for. */
+const loadGenerator = opts.loadGenerator === 'wrk' && wrkInstalled ? 'wrk' : 'autocannon';
+
+// wrk reports its own CPU time at the end (utime + stime from /proc/self/stat, in clock ticks),
+// so that its column is its own and not this idle process's. Latencies are µs.
+const WRK_SCRIPT = `wrk.method = "POST"
+wrk.body = '${JSON.stringify({ v: 'x'.repeat(32) })}'
+wrk.headers["Content-Type"] = "application/json"
+done = function(summary, latency, requests)
+  local f = io.open("/proc/self/stat")
+  local stat = f:read("*a")
+  f:close()
+  local rest = stat:match("%) (.*)")
+  local fields = {}
+  for w in rest:gmatch("%S+") do fields[#fields + 1] = w end
+  local e = summary.errors
+  io.write(string.format("HERMOD-WRK %d %d %d %d %d %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout,
+    tonumber(fields[12]) + tonumber(fields[13])))
+end
+`;
+
+/**
+ * Debian's wrk (C, one thread) at `connections`: a warm-up run of a second, then one of
+ * `--wrk-seconds`. It costs far less CPU per request than autocannon, and on a two-core machine
+ * every µs the load generator burns is a µs the gateway path does not get.
+ */
+async function wrk(port: number, connections: number, meter: Meter): Promise<Measured> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-wrk-'));
+  try {
+    const script = path.join(dir, 'post.lua');
+    writeFileSync(script, WRK_SCRIPT);
+    const run = (seconds: number) =>
+      new Promise<string>((resolve, reject) =>
+        execFile(
+          'wrk',
+          ['-t1', `-c${connections}`, `-d${seconds}s`, '-s', script, `http://127.0.0.1:${port}/v1/bench/echo`],
+          (err, stdout) => (err ? reject(err) : resolve(stdout)),
+        ),
+      );
+    await run(1);
+    meter.begin();
+    const out = await run(opts.wrkSeconds);
+    const line = /HERMOD-WRK (\d+) (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)/.exec(out);
+    if (!line) throw new Error(`wrk printed no summary:\n${out}`);
+    const [requests, durationUs, p50Us, p99Us, non2xx, socketErrors, ticks] = line.slice(1).map(Number) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    meter.end(requests);
+    if (non2xx || socketErrors) throw new Error(`gateway answered ${non2xx} non-2xx; ${socketErrors} socket errors`);
+    meter.cpu.bench = (ticks * 1e6) / clockTicks / requests;
+    return { rate: requests / (durationUs / 1e6), p50: p50Us / 1000, p99: p99Us / 1000 };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function http(port: number, n: number, connections: number, meter: Meter): Promise<Measured> {
   if (connections === 1) return leanSequential(port, n, meter);
+  if (loadGenerator === 'wrk') return wrk(port, connections, meter);
   const run = (amount: number) =>
     autocannon({
       url: `http://127.0.0.1:${port}/v1/bench/echo`,
@@ -301,39 +418,40 @@ async function main(): Promise<void> {
       try {
         const procs = { bench: 'self' as const, gateway: gw.pid, server: server.pid, broker: broker === 'router' ? router.pid : beam };
         for (const connections of [1, 64]) {
-          progress(`${broker}: library client, ${connections} in flight`);
-          let meter = new Meter(procs);
-          rows.push({
-            broker,
-            client: 'library',
-            connections,
-            ...(await direct(url, callsOf(connections), connections, meter)),
-            cpu: meter.cpu,
-          });
-          if (connections === 1) {
-            meter = new Meter(procs);
-            const paused = await direct(url, opts.calls, 1, meter, PAUSE_MS);
-            rows.push({ broker, client: 'library, paused', connections, ...paused, cpu: meter.cpu });
-          }
-          progress(`${broker}: gateway over HTTP, ${connections} connection(s)`);
+          const libraryRounds: NonNullable<Row['rounds']> = [];
+          const gatewayRounds: NonNullable<Row['rounds']> = [];
           let peak = 0;
-          const sampler = setInterval(() => {
-            gw.ask({ op: 'rss' }).then((m) => {
-              peak = Math.max(peak, Number(m.rss));
-            });
-          }, 100);
-          meter = new Meter(procs);
+          const sampler =
+            connections === 64
+              ? setInterval(() => {
+                  gw.ask({ op: 'rss' }).then((m) => {
+                    peak = Math.max(peak, Number(m.rss));
+                  });
+                }, 100)
+              : undefined;
           if (connections === 1) await gw.ask({ op: 'own-start' });
-          rows.push({
-            broker,
-            client: 'gateway',
-            connections,
-            ...(await http(port, callsOf(connections), connections, meter)),
-            cpu: meter.cpu,
-          });
-          clearInterval(sampler);
+          try {
+            for (let round = 1; round <= opts.rounds; round++) {
+              const of = opts.rounds > 1 ? ` (round ${round} of ${opts.rounds})` : '';
+              progress(`${broker}: library client, ${connections} in flight${of}`);
+              let meter = new Meter(procs);
+              libraryRounds.push({ ...(await direct(url, callsOf(connections), connections, meter)), cpu: meter.cpu });
+              progress(`${broker}: gateway over HTTP, ${connections} connection(s)${of}`);
+              meter = new Meter(procs);
+              gatewayRounds.push({ ...(await http(port, callsOf(connections), connections, meter)), cpu: meter.cpu });
+            }
+          } finally {
+            if (sampler) clearInterval(sampler);
+          }
+          rows.push(medianRow({ broker, client: 'library', connections }, libraryRounds));
+          rows.push(medianRow({ broker, client: 'gateway', connections }, gatewayRounds));
           if (connections === 1) {
             ownP50[broker] = Number((await gw.ask({ op: 'own-stop' })).p50);
+            // Once each: what an idle pause alone costs, and Node's own HTTP client as the caller.
+            progress(`${broker}: library client, 1 in flight, ${PAUSE_MS} ms pause before each call`);
+            let meter = new Meter(procs);
+            const paused = await direct(url, opts.calls, 1, meter, PAUSE_MS);
+            rows.push({ broker, client: 'library, paused', connections, ...paused, cpu: meter.cpu });
             progress(`${broker}: gateway over HTTP, 1 connection, Node's HTTP client`);
             meter = new Meter(procs);
             const nodeHttp = await httpSequential(port, opts.calls, meter);
@@ -354,6 +472,11 @@ async function main(): Promise<void> {
 
   const us = (v: number | undefined) => (v === undefined ? '–' : v.toFixed(0));
   const lines = [
+    opts.rounds > 1
+      ? `library and gateway rows: the median of ${opts.rounds} alternating rounds of each figure; the ratio and the added p50 below pair each gateway round with the library round before it`
+      : 'one round of each row',
+    `64-connection gateway rows: ${loadGenerator === 'wrk' ? `wrk, one thread, ${opts.wrkSeconds} s runs (its CPU is the bench column)` : `autocannon${opts.loadGenerator === 'wrk' ? ' (wrk is not installed: apt-get install wrk)' : ''}`}`,
+    '',
     '| broker | client | in flight | calls/s | p50 ms | p99 ms | CPU µs/call: bench | gateway | server | broker |',
     '|---|---|---|---|---|---|---|---|---|---|',
   ];
@@ -364,8 +487,18 @@ async function main(): Promise<void> {
   const summary: Record<string, unknown> = {};
   for (const broker of ['RabbitMQ', 'router']) {
     const find = (client: string, c: number) => rows.find((r) => r.broker === broker && r.client === client && r.connections === c)!;
-    const ratio = find('gateway', 64).rate / find('library', 64).rate;
-    const added = find('gateway', 1).p50 - find('library', 1).p50;
+    // Paired by round (library then gateway, back to back): the median of the rounds' figures.
+    const paired = (c: number, f: (lib: Measured, gw: Measured) => number) => {
+      const lib = find('library', c).rounds!;
+      const gw = find('gateway', c).rounds!;
+      const each = lib.map((l, i) => f(l, gw[i]!));
+      return { median: median(each), each };
+    };
+    const ratios = paired(64, (l, g) => g.rate / l.rate);
+    const addeds = paired(1, (l, g) => g.p50 - l.p50);
+    const ratio = ratios.median;
+    const added = addeds.median;
+    const spread = (xs: number[], digits: number) => (xs.length > 1 ? ` (rounds: ${xs.map((x) => x.toFixed(digits)).join(', ')})` : '');
     const addedNodeHttp = find('gateway, node:http client', 1).p50 - find('library', 1).p50;
     // CPU per call summed over the processes of each path: what bounds the rates on a busy machine.
     const lib = find('library', 64).cpu;
@@ -381,7 +514,9 @@ async function main(): Promise<void> {
     const pauseCost = find('library, paused', 1).p50 - find('library', 1).p50;
     summary[broker] = {
       ratioAt64: ratio,
+      ratioAt64Rounds: ratios.each,
       addedP50Ms: added,
+      addedP50MsRounds: addeds.each,
       addedP50NodeHttpClientMs: addedNodeHttp,
       gatewayOwnP50Ms: ownP50[broker],
       pauseCostP50Ms: pauseCost,
@@ -389,7 +524,7 @@ async function main(): Promise<void> {
       cpuUsPerCallAt64: cpu,
     };
     lines.push(
-      `\n${broker}: gateway/library at 64 = ${ratio.toFixed(2)}× (target ≥ 0.6×); added p50 sequentially = ${added.toFixed(2)} ms (target ≤ 0.5 ms; ${addedNodeHttp.toFixed(2)} ms with Node's HTTP client as the caller); gateway RSS under load ${(rss[broker]! / 2 ** 20).toFixed(0)} MiB`,
+      `\n${broker}: gateway/library at 64 = ${ratio.toFixed(2)}×${spread(ratios.each, 2)} (target ≥ 0.6×); added p50 sequentially = ${added.toFixed(2)} ms${spread(addeds.each, 2)} (target ≤ 0.5 ms; ${addedNodeHttp.toFixed(2)} ms with Node's HTTP client as the caller); gateway RSS under load ${(rss[broker]! / 2 ** 20).toFixed(0)} MiB`,
       `${broker}: of the added p50, the gateway's own time per request (HTTP in → call, reply → HTTP out) is ${ownP50[broker]!.toFixed(2)} ms; library calls made ${PAUSE_MS} ms after the last answer are ${pauseCost.toFixed(2)} ms slower than back-to-back ones`,
       `${broker}: CPU µs per call at 64: gateway process ${us(cpu.gateway)} (library client ${us(cpu.libraryClient)}, HTTP load generator ${us(cpu.loadGenerator)}); all processes: gateway path ${us(cpu.gatewayPath)}, library path ${us(cpu.libraryPath)}`,
     );
