@@ -156,6 +156,12 @@ export class Publisher {
     }
   }
 
+  /** The channels when `p` can be handed to amqplib right now: open, nothing to declare first, no `drain` awaited. */
+  private ready(p: Publication): Channels | undefined {
+    const chans = this.chans;
+    return chans && this.conn.isOpen && !this.drained && !this.undeclared(p) ? chans : undefined;
+  }
+
   /** Whether `p` needs an exchange or notifier queue not yet declared on the current channels. */
   private undeclared(p: Publication): boolean {
     return (p.exchange !== undefined && !this.declared.has(p.exchange.name)) || p.declare !== undefined;
@@ -182,8 +188,8 @@ export class Publisher {
    * async publish path was the largest share after the driver's own send.
    */
   publishNow(p: Publication): boolean {
-    const chans = this.chans;
-    if (p.confirm || !chans || !this.conn.isOpen || this.drained || this.undeclared(p)) return false;
+    const chans = p.confirm ? undefined : this.ready(p);
+    if (!chans) return false;
     const props = publishProps(p.mandatory, String(Math.max(1, Math.round(p.deadline - Date.now()))));
     let ok: boolean;
     try {
@@ -204,8 +210,8 @@ export class Publisher {
    */
   publish(p: Publication): Promise<void> {
     const content = Buffer.from(p.body, 'utf8');
-    const chans = this.chans;
-    if (!chans || !this.conn.isOpen || this.drained || this.undeclared(p)) return this.resend(p, content, undefined, undefined);
+    const chans = this.ready(p);
+    if (!chans) return this.resend(p, content, undefined, undefined);
     return this.send(p.confirm ? chans.confirms : chans.calls, p, content).then(undefined, (err: unknown) =>
       this.resend(p, content, err, chans),
     );
