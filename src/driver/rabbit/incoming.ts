@@ -24,15 +24,26 @@ export class RabbitIncoming implements IncomingMessage {
   readonly message: Record<string, unknown>;
   readonly expectsReply: boolean;
   readonly callMonitorTimeout: number;
-  private settled = false;
+
+  /**
+   * The delivery, until it is settled. A server holds its request until the broker confirms the
+   * reply, a round trip later; dropping the delivery (its frames, properties and content) when
+   * it is acknowledged keeps those out of the old generation. They were most of what a busy
+   * server promoted per call.
+   */
+  private msg: ConsumeMessage | undefined;
+  /** `_unique_id`, until it is recorded on acknowledge. */
+  private uniqueId: unknown;
 
   constructor(
     private readonly host: IncomingHost,
-    private readonly msg: ConsumeMessage,
-    private readonly parts: IncomingDict,
+    msg: ConsumeMessage,
+    parts: IncomingDict,
     /** Undefined for a cast, and for anything a notification listener receives. */
     private readonly to: ReplyAddress | undefined,
   ) {
+    this.msg = msg;
+    this.uniqueId = parts.uniqueId;
     this.ctx = parts.ctx;
     this.message = parts.message;
     this.expectsReply = to !== undefined;
@@ -51,7 +62,7 @@ export class RabbitIncoming implements IncomingMessage {
 
   acknowledge(): void {
     // Recorded on acknowledge, as oslo does: a requeued message is no duplicate when it returns.
-    this.host.dedup.add(this.parts.uniqueId);
+    this.host.dedup.add(this.uniqueId);
     this.settle(true);
   }
 
@@ -62,11 +73,13 @@ export class RabbitIncoming implements IncomingMessage {
   done(): void {}
 
   private settle(ack: boolean): void {
-    if (this.settled) return;
-    this.settled = true;
+    const msg = this.msg;
+    if (!msg) return;
+    this.msg = undefined;
+    this.uniqueId = undefined;
     try {
-      if (ack) this.host.acks.ack(this.msg);
-      else this.host.acks.requeue(this.msg);
+      if (ack) this.host.acks.ack(msg);
+      else this.host.acks.requeue(msg);
     } catch {
       /* channel gone: the broker requeues it */
     }
