@@ -48,6 +48,8 @@ interface Entry<W> {
   readonly work: W;
   /** Set once the pool started aborting it: from then on its own end is not counted. */
   aborting: boolean;
+  /** Its place in the pool's running slots, -1 once it ended. */
+  slot: number;
 }
 
 /**
@@ -57,7 +59,14 @@ interface Entry<W> {
  * work" on stop. Pure bookkeeping: the work itself knows how to settle its message.
  */
 export class WorkPool<W extends Work = Work> {
-  private readonly running = new Set<Entry<W>>();
+  /**
+   * What runs, in slots that an end clears (free ones listed in `freeSlots`), not a Set: a Set
+   * with an entry in and out per request keeps every request it held reachable from its old
+   * tables until a full GC (see SlotMap), and a busy server promoted each request that way.
+   */
+  private readonly running: Array<Entry<W> | undefined> = [];
+  private readonly freeSlots: number[] = [];
+  private runningCount = 0;
   private readonly backlog: W[] = [];
   private readonly idleWaiters: Array<() => void> = [];
   private closed = false;
@@ -74,7 +83,7 @@ export class WorkPool<W extends Work = Work> {
 
   /** Running now. */
   get inFlight(): number {
-    return this.running.size;
+    return this.runningCount;
   }
 
   /** Waiting for a slot. */
@@ -84,7 +93,7 @@ export class WorkPool<W extends Work = Work> {
 
   stats(): WorkPoolStats {
     return {
-      inFlight: this.running.size,
+      inFlight: this.runningCount,
       queued: this.backlog.length,
       completed: this.completed,
       aborted: this.aborted,
@@ -102,7 +111,7 @@ export class WorkPool<W extends Work = Work> {
       work.requeue();
       return false;
     }
-    if (this.running.size < this.concurrency) this.start(work);
+    if (this.runningCount < this.concurrency) this.start(work);
     else this.backlog.push(work);
     return true;
   }
@@ -127,7 +136,7 @@ export class WorkPool<W extends Work = Work> {
 
   /** Resolves once nothing runs (at once if nothing does). */
   idle(): Promise<void> {
-    if (this.running.size === 0) return Promise.resolve();
+    if (this.runningCount === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -138,7 +147,7 @@ export class WorkPool<W extends Work = Work> {
    * meanwhile. Returns within `deadlineMs + abortGraceMs` whatever the work does.
    */
   async drain(deadlineMs: number, abortGraceMs: number = ABORT_GRACE_MS): Promise<WaitResult> {
-    if (this.running.size === 0) return { completed: 0, aborted: 0 };
+    if (this.runningCount === 0) return { completed: 0, aborted: 0 };
     const completedBefore = this.completed;
     const abortedBefore = this.aborted;
     let timer: NodeJS.Timeout | undefined;
@@ -154,7 +163,7 @@ export class WorkPool<W extends Work = Work> {
 
   /** Aborts what runs: counted and out of the pool at once; their aborts get `graceMs` to finish. */
   private async abortRunning(graceMs: number): Promise<void> {
-    const left = [...this.running].filter((e) => !e.aborting);
+    const left = this.running.filter((e): e is Entry<W> => e !== undefined && !e.aborting);
     for (const e of left) e.aborting = true;
     const aborts = Promise.all(left.map((e) => e.work.abort().catch(() => {})));
     this.aborted += left.length;
@@ -165,8 +174,10 @@ export class WorkPool<W extends Work = Work> {
   }
 
   private start(work: W): void {
-    const entry: Entry<W> = { work, aborting: false };
-    this.running.add(entry);
+    const slot = this.freeSlots.pop() ?? this.running.length;
+    const entry: Entry<W> = { work, aborting: false, slot };
+    this.running[slot] = entry;
+    this.runningCount++;
     const ended = () => {
       if (entry.aborting) return;
       this.completed++;
@@ -177,13 +188,18 @@ export class WorkPool<W extends Work = Work> {
   }
 
   private end(entry: Entry<W>): void {
-    this.running.delete(entry);
+    if (entry.slot >= 0) {
+      this.running[entry.slot] = undefined;
+      this.freeSlots.push(entry.slot);
+      entry.slot = -1;
+      this.runningCount--;
+    }
     const next = this.closed ? undefined : this.backlog.shift();
     if (next) this.start(next);
     this.checkIdle();
   }
 
   private checkIdle(): void {
-    if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
+    if (this.runningCount === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 }

@@ -1,4 +1,5 @@
 import { ClosedError, MessagingTimeout } from '../core/errors.js';
+import { SlotMap } from '../core/slot-map.js';
 import type { Reply } from './driver.js';
 
 interface Pending {
@@ -28,7 +29,8 @@ export interface WaitOptions {
  * call-monitor timer that heartbeats restart, and routing of replies. Shared by all drivers.
  */
 export class ReplyWaiter {
-  private readonly pending = new Map<string, Pending>();
+  /** A SlotMap, not a Map: a finished call's entry (its promise, its caller's frame) must not outlive it (see SlotMap). */
+  private readonly pending = new SlotMap<string, Pending>();
   /**
    * One timer for every pending call's deadline, armed for the earliest one (`armedAt`), instead
    * of a timer per call: creating and clearing a Node timer per call was ~3 µs of a sequential
@@ -79,7 +81,7 @@ export class ReplyWaiter {
     this.timer = undefined;
     this.armedAt = Infinity;
     let next = Infinity;
-    for (const [msgId, e] of this.pending) {
+    for (const [msgId, e] of this.pending.entries()) {
       if (e.deadline <= now) {
         this.fail(
           msgId,
@@ -134,16 +136,15 @@ export class ReplyWaiter {
 
   /** Fails every pending call, e.g. when the transport closes. */
   failAll(err: Error = new ClosedError('transport closed while waiting for a reply')): void {
-    for (const id of [...this.pending.keys()]) this.fail(id, err);
+    for (const id of this.pending.keys()) this.fail(id, err);
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.armedAt = Infinity;
   }
 
   private take(msgId: string): Pending | undefined {
-    const entry = this.pending.get(msgId);
+    const entry = this.pending.take(msgId);
     if (!entry) return undefined;
-    this.pending.delete(msgId);
     if (entry.monitor) clearTimeout(entry.monitor);
     // Nothing waits: the armed timer must not keep the process alive (it fires once, finds
     // nothing, and is not re-armed).

@@ -1,5 +1,6 @@
 import type { Channel, ChannelModel, ConfirmChannel, Message } from 'amqplib';
 import { ConfigError, MessageDeliveryFailure, MessageUndeliverable, MessagingTimeout, TransportError } from '../../core/errors.js';
+import { SlotMap } from '../../core/slot-map.js';
 import { unenvelope } from '../envelope.js';
 import type { RabbitConnection } from './connection.js';
 import type { ExchangeRef, QueueBinding, Topology } from './topology.js';
@@ -65,7 +66,7 @@ export class Publisher {
   /** Exchanges and notifier queues declared on the current channels. */
   private declared = new Set<string>();
   /** Confirmed mandatory publishes in flight, by `_unique_id`: set when the broker returns one. */
-  private readonly pending = new Map<string, { returned: boolean }>();
+  private readonly pending = new SlotMap<string, { returned: boolean }>();
   private drained: Promise<void> | undefined;
   private drainResolve: (() => void) | undefined;
 

@@ -1,0 +1,73 @@
+/**
+ * A map for short-lived entries in a long-lived table: the calls waiting for replies, the
+ * requests a server runs. Values sit in a slot array that a delete clears at once; the key
+ * index holds slot numbers only.
+ *
+ * Why not a plain Map: V8 rehashes a Map or Set that keeps taking and dropping entries every
+ * few dozen operations, and the table it leaves behind still points at every value it held
+ * (and at the next table) until a full mark-compact. Once such a table is in the old
+ * generation, each scavenge takes those pointers as roots: every value that went through the
+ * Map (a pending call's promise and everything its continuation holds, a request and its
+ * message) survives twice and is promoted. A busy client or server promoted about 2 KB per
+ * call this way, which grew its young generation to the maximum and its old space with
+ * garbage. Here the old tables hold keys and small integers, and a deleted value is
+ * unreachable at once.
+ */
+export class SlotMap<K, V> {
+  private readonly index = new Map<K, number>();
+  private readonly slots: Array<V | undefined> = [];
+  private readonly free: number[] = [];
+
+  /** Entries held. */
+  get size(): number {
+    return this.index.size;
+  }
+
+  has(key: K): boolean {
+    return this.index.has(key);
+  }
+
+  get(key: K): V | undefined {
+    const slot = this.index.get(key);
+    return slot === undefined ? undefined : this.slots[slot];
+  }
+
+  set(key: K, value: V): this {
+    let slot = this.index.get(key);
+    if (slot === undefined) {
+      slot = this.free.pop() ?? this.slots.length;
+      this.index.set(key, slot);
+    }
+    this.slots[slot] = value;
+    return this;
+  }
+
+  /** Removes `key`'s entry and returns its value (undefined when there was none). */
+  take(key: K): V | undefined {
+    const slot = this.index.get(key);
+    if (slot === undefined) return undefined;
+    const value = this.slots[slot];
+    this.index.delete(key);
+    this.slots[slot] = undefined;
+    this.free.push(slot);
+    return value;
+  }
+
+  delete(key: K): boolean {
+    if (!this.index.has(key)) return false;
+    this.take(key);
+    return true;
+  }
+
+  /** The keys held now, in no particular order: a copy, so the caller may delete while walking it. */
+  keys(): K[] {
+    return [...this.index.keys()];
+  }
+
+  /** The entries held now, in no particular order: a copy, so the caller may delete while walking it. */
+  entries(): Array<[K, V]> {
+    const out: Array<[K, V]> = [];
+    for (const [key, slot] of this.index) out.push([key, this.slots[slot]!]);
+    return out;
+  }
+}
