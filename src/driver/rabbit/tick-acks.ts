@@ -11,18 +11,31 @@ import type { Channel, Message } from 'amqplib';
 export class TickAcks {
   /** Delivered and neither flushed nor requeued, in delivery (tag) order. */
   private readonly open: number[] = [];
-  /** Acknowledged, waiting for the end of the tick. */
-  private readonly done = new Set<number>();
+  /**
+   * Beside `open`, whether each was acknowledged (waiting for the end of the tick). Flags in an
+   * array, not a Set of tags: the Set was cleared every flush, and each clear made V8 a new
+   * table, thousands per second on a busy server.
+   */
+  private readonly acked: boolean[] = [];
+  /** Acknowledged tags that were never recorded as delivered: acked one by one. */
+  private readonly stray: number[] = [];
+  private waiting = 0;
   private scheduled = false;
 
   constructor(private readonly ch: Channel) {}
 
   delivered(msg: Message): void {
     this.open.push(msg.fields.deliveryTag);
+    this.acked.push(false);
   }
 
   ack(msg: Message): void {
-    this.done.add(msg.fields.deliveryTag);
+    const tag = msg.fields.deliveryTag;
+    const i = this.open.indexOf(tag);
+    if (i < 0) this.stray.push(tag);
+    else if (!this.acked[i]) this.acked[i] = true;
+    else return;
+    this.waiting++;
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.flush());
@@ -32,28 +45,39 @@ export class TickAcks {
   /** Requeues now (a requeued message should be redelivered without waiting). */
   requeue(msg: Message): void {
     const i = this.open.indexOf(msg.fields.deliveryTag);
-    if (i >= 0) this.open.splice(i, 1);
+    if (i >= 0) {
+      if (this.acked[i]) this.waiting--;
+      this.open.splice(i, 1);
+      this.acked.splice(i, 1);
+    }
     this.ch.nack(msg, false, true);
   }
 
   /** Sends what is waiting; also called before the channel closes, so that no acknowledgement is lost. */
   flush(): void {
     this.scheduled = false;
-    if (this.done.size === 0) return;
-    let last = -1;
-    while (this.open.length > 0 && this.done.has(this.open[0]!)) {
-      last = this.open.shift()!;
-      this.done.delete(last);
+    if (this.waiting === 0) return;
+    this.waiting = 0;
+    let n = 0;
+    while (n < this.open.length && this.acked[n]) n++;
+    const last = n > 0 ? this.open[n - 1]! : -1;
+    const single: number[] = this.stray.splice(0);
+    if (n > 0) {
+      this.open.splice(0, n);
+      this.acked.splice(0, n);
+    }
+    for (let i = 0; i < this.open.length; ) {
+      if (this.acked[i]) {
+        single.push(this.open[i]!);
+        this.open.splice(i, 1);
+        this.acked.splice(i, 1);
+      } else i++;
     }
     try {
       if (last >= 0) this.ch.ack({ fields: { deliveryTag: last } } as Message, true);
-      for (const tag of this.done) {
-        this.open.splice(this.open.indexOf(tag), 1);
-        this.ch.ack({ fields: { deliveryTag: tag } } as Message, false);
-      }
+      for (const tag of single) this.ch.ack({ fields: { deliveryTag: tag } } as Message, false);
     } catch {
       /* channel gone: the broker requeues what was not acknowledged */
     }
-    this.done.clear();
   }
 }
