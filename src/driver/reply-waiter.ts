@@ -12,6 +12,8 @@ interface Pending {
   monitor: NodeJS.Timeout | undefined;
   monitorMs: number;
   describe: string;
+  /** What the request went out through (a reply queue, a direct reply-to channel), once published. */
+  via: object | undefined;
 }
 
 /** Options of {@link ReplyWaiter.wait}; durations in ms. */
@@ -59,6 +61,7 @@ export class ReplyWaiter {
         monitor: undefined,
         monitorMs,
         describe: opts.describe,
+        via: undefined,
       };
       if (this.pending.size === 0) this.timer?.ref();
       this.pending.set(msgId, entry);
@@ -116,6 +119,28 @@ export class ReplyWaiter {
     if (!entry) return false;
     this.armMonitor(msgId, entry);
     return true;
+  }
+
+  /**
+   * Records that `msgId`'s request was published through `via`, whose loss leaves it without a
+   * reply (see {@link failVia}). Kept on the pending entry, so that it goes with the call: a
+   * Set of ids beside it cost a hash insert and delete per call, and held ids of calls that had
+   * ended before their publish was confirmed.
+   */
+  published(msgId: string, via: object): void {
+    const entry = this.pending.get(msgId);
+    if (entry) entry.via = via;
+  }
+
+  /** Whether a call published through `via` still waits. */
+  waitsVia(via: object): boolean {
+    for (const [, e] of this.pending.entries()) if (e.via === via) return true;
+    return false;
+  }
+
+  /** Fails every call published through `via` (its reply queue or channel was lost). */
+  failVia(via: object, err: Error): void {
+    for (const [msgId, e] of this.pending.entries()) if (e.via === via) this.fail(msgId, err);
   }
 
   /** The final reply arrived; false when nobody waits for `msgId` (late or unknown). */

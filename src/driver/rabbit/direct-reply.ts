@@ -29,8 +29,8 @@ export class DirectReplyTo {
   private channel: Channel | undefined;
   private opening: { model: ChannelModel; done: Promise<void> } | undefined;
   private readonly dispatch: ReplyDispatch;
-  /** Calls whose request went out naming the current address. */
-  private readonly published = new Set<string>();
+  /** Stands for the current address in the waiter: calls published naming it (see ReplyWaiter.published). */
+  private address: object = {};
 
   constructor(
     private readonly conn: RabbitConnection,
@@ -60,7 +60,7 @@ export class DirectReplyTo {
    * since the request was built, its reply cannot arrive: the call fails now.
    */
   sent(msgId: string, replyTo: string): void {
-    if (replyTo === this.name) this.published.add(msgId);
+    if (replyTo === this.name) this.waiter.published(msgId, this.address);
     else this.waiter.fail(msgId, this.lostError('was replaced while the request was sent'));
   }
 
@@ -70,7 +70,6 @@ export class DirectReplyTo {
   /** Drops what is kept for a call that has ended. */
   forget(msgId: string): void {
     this.dispatch.forget(msgId);
-    this.published.delete(msgId);
   }
 
   private open(model: ChannelModel): Promise<void> {
@@ -107,9 +106,9 @@ export class DirectReplyTo {
     this.channel = undefined;
     this.name = '';
     const err = this.lostError('closed (connection lost?)');
-    const ids = [...this.published];
-    this.published.clear();
-    for (const id of ids) this.waiter.fail(id, err);
+    const address = this.address;
+    this.address = {};
+    this.waiter.failVia(address, err);
   }
 
   private lostError(what: string): TransportError {

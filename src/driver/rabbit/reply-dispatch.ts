@@ -22,7 +22,7 @@ export class ReplyDispatch {
 
   /** Drops what is kept for a call that has ended. */
   forget(msgId: string): void {
-    this.partial.delete(msgId);
+    if (this.partial.size > 0) this.partial.delete(msgId);
   }
 
   /** One reply body as it arrived; anything unreadable or not ours is dropped. */

@@ -27,8 +27,6 @@ export class ReplyQueue {
   private lastReply: ConsumeMessage | undefined;
   private ackChannel: Channel | undefined;
   private ackTimer: NodeJS.Timeout | undefined;
-  /** Calls whose request went out naming this queue: the ones a lost queue leaves without a reply. */
-  private readonly published = new Set<string>();
 
   constructor(
     readonly name: string,
@@ -69,13 +67,13 @@ export class ReplyQueue {
 
   /** The request of call `msgId` has been published. */
   sent(msgId: string): void {
-    this.published.add(msgId);
+    // The calls published naming this queue are the ones a lost queue leaves without a reply.
+    this.waiter.published(msgId, this);
   }
 
   /** Drops what is kept for a call that has ended. */
   forget(msgId: string): void {
     this.dispatch.forget(msgId);
-    this.published.delete(msgId);
   }
 
   private async consume(model: ChannelModel): Promise<void> {
@@ -83,7 +81,7 @@ export class ReplyQueue {
     if (this.model === model) return;
     const reconnect = this.model !== undefined;
     this.model = model;
-    if (reconnect && this.published.size > 0) await this.checkSurvived(model);
+    if (reconnect && this.waiter.waitsVia(this)) await this.checkSurvived(model);
     const ch = await model.createChannel();
     ch.on('error', () => {});
     await declaring(() => ch.assertQueue(this.name, this.options));
@@ -141,7 +139,6 @@ export class ReplyQueue {
       return;
     }
     const err = new TransportError(`the reply queue ${this.name} was lost with the broker (restarted?); the call's reply cannot arrive`);
-    for (const id of [...this.published]) this.waiter.fail(id, err);
-    this.published.clear();
+    this.waiter.failVia(this, err);
   }
 }
