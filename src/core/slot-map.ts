@@ -71,3 +71,42 @@ export class SlotMap<K, V> {
     return out;
   }
 }
+
+/**
+ * A set of short-lived values in a long-lived list, for the same reason as {@link SlotMap}:
+ * `add` returns the value's slot, and `remove(slot)` clears it at once.
+ */
+export class SlotList<V> {
+  private readonly slots: Array<V | undefined> = [];
+  private readonly free: number[] = [];
+  private count = 0;
+
+  /** Values held. */
+  get size(): number {
+    return this.count;
+  }
+
+  add(value: V): number {
+    const slot = this.free.pop() ?? this.slots.length;
+    this.slots[slot] = value;
+    this.count++;
+    return slot;
+  }
+
+  /** Clears `slot`; a slot already cleared is left alone. */
+  remove(slot: number): void {
+    if (this.slots[slot] === undefined) return;
+    this.slots[slot] = undefined;
+    this.free.push(slot);
+    this.count--;
+  }
+
+  /** The values held now: a copy, so the caller may remove while walking it. */
+  values(): V[] {
+    return this.slots.filter((v): v is V => v !== undefined);
+  }
+
+  clear(): void {
+    for (let i = 0; i < this.slots.length; i++) this.remove(i);
+  }
+}

@@ -2,7 +2,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { SlotMap } from '../../src/core/slot-map.js';
+import { SlotList, SlotMap } from '../../src/core/slot-map.js';
+import { Abandon } from '../../src/driver/amqp1/sender.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -61,6 +62,35 @@ t('a taken value is no longer held by the map (its slot is cleared)', async () =
   await new Promise((r) => setImmediate(r));
   gc();
   assert.is(ref.deref(), undefined);
+});
+
+t('SlotList: add returns a slot, remove clears it once, values() is a copy of what is held', () => {
+  const l = new SlotList<string>();
+  const a = l.add('a');
+  const b = l.add('b');
+  assert.is(l.size, 2);
+  l.remove(a);
+  l.remove(a);
+  assert.is(l.size, 1);
+  assert.equal(l.values(), ['b']);
+  const c = l.add('c');
+  assert.is(c, a, 'a freed slot is reused');
+  for (const v of l.values()) if (v === 'b') l.remove(b);
+  assert.equal(l.values(), ['c']);
+  l.clear();
+  assert.is(l.size, 0);
+  assert.equal(l.values(), []);
+});
+
+t('Abandon calls its listener once, on the first abort only', () => {
+  const a = new Abandon();
+  let calls = 0;
+  a.onAbort = () => calls++;
+  a.abort();
+  a.abort();
+  assert.is(calls, 1);
+  assert.ok(a.aborted);
+  assert.is(a.onAbort, undefined);
 });
 
 t.run();

@@ -1,5 +1,6 @@
 import type { Delivery, EventContext, Message, Sender } from 'rhea';
 import { MessageDeliveryFailure, MessagingTimeout } from '../../core/errors.js';
+import { SlotList, SlotMap } from '../../core/slot-map.js';
 import { presettledWritten, remoteOutcome } from '../../rhea/index.js';
 import type { Amqp1Connection } from './connection.js';
 import type { SendFlow } from './flow.js';
@@ -19,6 +20,30 @@ export interface SendProgress {
   handedBack: boolean;
 }
 
+/**
+ * Tells a call's request delivery to stop waiting for its outcome (the reply or failure came).
+ * A plain object instead of an AbortController: Node builds an EventTarget per controller
+ * (with three hidden-class transitions each) and dispatches an event on abort, for one
+ * listener that this calls directly.
+ */
+export class Abandon {
+  aborted = false;
+  /** Called once, on the first abort. */
+  onAbort: (() => void) | undefined = undefined;
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const f = this.onAbort;
+    this.onAbort = undefined;
+    f?.();
+  }
+}
+
+/** Where an unsettled delivery keeps the callback its outcome settles. */
+const OUTCOME = Symbol('hermod.outcome');
+type OutcomeHolder = Delivery & { [OUTCOME]?: ((o: Outcome) => void) | undefined };
+
 /** What a {@link MessageSender} sends through. */
 export interface SenderLinks {
   /** The presettled (true) or unsettled (false) anonymous sender of the current connection. */
@@ -32,11 +57,16 @@ export interface SenderLinks {
  * in flight are failed when the connection drops.
  */
 export class MessageSender {
-  private readonly outcomes = new WeakMap<Delivery, (o: Outcome) => void>();
+  /*
+   * Per-call bookkeeping is kept where V8 can drop it at once: the outcome callback on the
+   * delivery itself, the rest in slot tables. Maps, Sets and WeakMaps that take and drop an
+   * entry per message keep every value they held reachable for the scavenger until a full GC
+   * (see SlotMap), which promoted each call's promise chain.
+   */
   /** Unsettled sends waiting for their outcome: told when the connection drops. */
-  private readonly awaiting = new Set<() => void>();
+  private readonly awaiting = new SlotList<() => void>();
   /** Calls sent on the current connection: failed promptly when it drops. */
-  private readonly inflight = new Map<string, (err: Error) => void>();
+  private readonly inflight = new SlotMap<string, (err: Error) => void>();
   /** Presettled deliveries handed to rhea and perhaps not yet written. */
   private readonly unwritten = new Set<Delivery>();
   /** The transport is closing: a released message is not resent (nobody would wait for it). */
@@ -51,15 +81,19 @@ export class MessageSender {
   /** Registers a call sent on the current connection; returns the function that forgets it. */
   trackCall(id: string, fail: (err: Error) => void): () => void {
     this.inflight.set(id, fail);
-    return () => this.inflight.delete(id);
+    return () => {
+      this.inflight.delete(id);
+    };
   }
 
   /** The connection dropped: calls in flight fail with `err`, unsettled sends resend. */
   connectionLost(err: Error): void {
-    for (const fail of [...this.inflight.values()]) fail(err);
-    this.inflight.clear();
+    for (const [id, fail] of this.inflight.entries()) {
+      this.inflight.delete(id);
+      fail(err);
+    }
     this.unwritten.clear();
-    for (const lost of [...this.awaiting]) lost();
+    for (const lost of this.awaiting.values()) lost();
   }
 
   /** Every presettled message handed to rhea has been written to the socket. */
@@ -75,9 +109,9 @@ export class MessageSender {
   onOutcome(ctx: EventContext, kind: 'accepted' | 'released' | 'rejected' | 'modified'): void {
     const d = ctx.delivery!;
     this.flow.settled();
-    const done = this.outcomes.get(d);
+    const done = (d as OutcomeHolder)[OUTCOME];
     if (!done) return;
-    this.outcomes.delete(d);
+    (d as OutcomeHolder)[OUTCOME] = undefined;
     const error = remoteOutcome(d)?.error;
     done({ kind, ...(error ? { detail: `${error.condition ?? ''} ${error.description ?? ''}`.trim() } : {}) });
   }
@@ -95,7 +129,7 @@ export class MessageSender {
     retry: number,
     what: string,
     isCall = false,
-    abandon?: AbortSignal,
+    abandon?: Abandon,
     progress: SendProgress = { handedBack: false },
   ): Promise<void> {
     const sender = () => this.links.link(presettled);
@@ -142,21 +176,21 @@ export class MessageSender {
         const timer = setTimeout(() => resolve({ kind: 'timeout' }), Math.max(1, deadline - Date.now()));
         const done = (o: Outcome) => {
           clearTimeout(timer);
-          this.awaiting.delete(lost);
-          abandon?.removeEventListener('abort', quit);
+          this.awaiting.remove(slot);
+          if (abandon) abandon.onAbort = undefined;
           resolve(o);
         };
         const lost = () => {
           if (!this.connection.isOpen) done({ kind: 'lost' });
         };
         // The outcome may never come (a server that never settles): stop waiting for it.
-        const quit = () => {
-          this.outcomes.delete(d);
-          done({ kind: 'abandoned' });
-        };
-        abandon?.addEventListener('abort', quit, { once: true });
-        this.awaiting.add(lost);
-        this.outcomes.set(d, done);
+        if (abandon)
+          abandon.onAbort = () => {
+            (d as OutcomeHolder)[OUTCOME] = undefined;
+            done({ kind: 'abandoned' });
+          };
+        const slot = this.awaiting.add(lost);
+        (d as OutcomeHolder)[OUTCOME] = done;
       });
       if (outcome.kind === 'accepted') progress.handedBack = false;
       if (outcome.kind === 'accepted' || outcome.kind === 'abandoned') return;
