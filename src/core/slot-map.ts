@@ -93,6 +93,11 @@ export class SlotList<V> {
     return slot;
   }
 
+  /** The value in `slot`, undefined once it was removed. */
+  get(slot: number): V | undefined {
+    return this.slots[slot];
+  }
+
   /** Clears `slot`; a slot already cleared is left alone. */
   remove(slot: number): void {
     if (this.slots[slot] === undefined) return;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Delivery, Message, Receiver, Sender, Source, TerminusOptions } from 'rhea';
+import { SlotList } from '../core/slot-map.js';
 import { deliveryCount, linkCredit } from '../rhea/index.js';
 
 /** One message on its way through the router. */
@@ -23,13 +24,29 @@ export interface Consumer {
   address: string;
   /** Messages routed to this link and waiting for its credit (Dispatch's per-link queue). */
   backlog: Item[];
-  unsettled: Map<Delivery, Item>;
+  /**
+   * Forwarded and not yet settled by the receiver; each outbound delivery carries its slot
+   * ({@link UNSETTLED_SLOT}). A slot list, not a Map by delivery: a Map with an entry in and out
+   * per message kept every delivery and its message reachable for the scavenger until a full
+   * GC (see SlotMap), and the router promoted about 1.4 MB per young collection.
+   */
+  unsettled: SlotList<Unsettled>;
   /**
    * The receiver drained its credit (a stopping server does) and has granted none since: no
    * new message is routed to it until it grants credit again.
    */
   drained: boolean;
 }
+
+/** A message forwarded to a consumer, until the consumer settles it. */
+export interface Unsettled {
+  out: Delivery;
+  item: Item;
+}
+
+/** Where an outbound delivery keeps its slot in its consumer's `unsettled`. */
+export const UNSETTLED_SLOT = Symbol('hermod.router.unsettled');
+export type SlottedDelivery = Delivery & { [UNSETTLED_SLOT]?: number | undefined };
 
 /** Messages routed to a consumer and not yet settled by it: what balanced anycast evens out. */
 export const outstanding = (c: Consumer) => c.backlog.length + c.unsettled.size;
@@ -124,7 +141,7 @@ export class AddressTable {
       sender.close({ condition: 'amqp:invalid-field', description: 'a receiver needs a source address (or a dynamic source)' });
       return undefined;
     }
-    const consumer: Consumer = { sender, sent: 0, address: name, backlog: [], unsettled: new Map(), drained: false };
+    const consumer: Consumer = { sender, sent: 0, address: name, backlog: [], unsettled: new SlotList<Unsettled>(), drained: false };
     this.consumers.set(sender, consumer);
     const a = this.address(name);
     a.consumers.push(consumer);

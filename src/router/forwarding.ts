@@ -8,7 +8,17 @@ import {
   remoteSettled,
   settleLocally,
 } from '../rhea/index.js';
-import { type Address, type AddressTable, type Consumer, canSend, type Item, outstanding, targetAddress } from './addresses.js';
+import {
+  type Address,
+  type AddressTable,
+  type Consumer,
+  canSend,
+  type Item,
+  outstanding,
+  type SlottedDelivery,
+  targetAddress,
+  UNSETTLED_SLOT,
+} from './addresses.js';
 
 /** Counters kept by the {@link Forwarder}. */
 export interface ForwardCounters {
@@ -132,17 +142,21 @@ export class Forwarder {
     c.sent++;
     // Settlement mode is kept end to end: presettled in, presettled out, with no outcome.
     if (item.presettled) markPresettled(out);
-    else c.unsettled.set(out, item);
+    else (out as SlottedDelivery)[UNSETTLED_SLOT] = c.unsettled.add({ out, item });
     if (item.remaining === undefined) this.table.topUp(item.from);
   }
 
   /** A receiver settled a message we forwarded: its sender hears the same outcome. */
   onOutcome(ctx: EventContext, outcome: OutcomeKind): void {
     const c = this.table.consumer(ctx.sender!);
-    const delivery = ctx.delivery!;
-    const item = c?.unsettled.get(delivery);
-    if (!c || !item) return;
-    c.unsettled.delete(delivery);
+    const delivery = ctx.delivery! as SlottedDelivery;
+    const slot = delivery[UNSETTLED_SLOT];
+    if (!c || slot === undefined) return;
+    const entry = c.unsettled.get(slot);
+    if (!entry || entry.out !== delivery) return;
+    c.unsettled.remove(slot);
+    delivery[UNSETTLED_SLOT] = undefined;
+    const item = entry.item;
     const state = remoteOutcome(delivery);
     if (item.remaining !== undefined) {
       // Multicast: the sender hears once, after every copy is settled.
@@ -208,7 +222,7 @@ export class Forwarder {
     // rhea records a disposition at once but raises its event only on its next processing pass,
     // while a detach in the same read is handled immediately: an outcome the receiver already
     // sent must win over "vanished", or an accepted message would be delivered twice.
-    for (const [out, item] of c.unsettled) {
+    for (const { out, item } of c.unsettled.values()) {
       const known = remoteOutcome(out);
       if (item.remaining !== undefined) {
         if (--item.remaining === 0) this.settleInbound(item, 'accepted');
