@@ -186,6 +186,24 @@ t('sequential presettled casts, then close(): the last ones are written before t
   await until(() => counter.count >= 2000, `all 2,000 casts at the server (got ${counter.count})`, 5000);
 });
 
+t('presettled casts already written are not kept: the sender tracks a bounded number of them', async (ctx) => {
+  const counter = new Counter();
+  await serve(ctx, 'many', 's', counter);
+  const tr = await getTransport(ctx.url, { config: defaultConfig(), overrides: { 'amqp1.presettledCasts': true } });
+  const c = new RPCClient(tr, new Target({ topic: 'many' }), { timeout: 10_000 });
+  try {
+    for (let i = 0; i < 3000; i++) await c.cast({}, 'bump', { seq: i });
+    await until(() => counter.count >= 3000, `all 3,000 casts at the server (got ${counter.count})`, 5000);
+    // One more, once the others are written: the driver's own bookkeeping, read directly, used
+    // to keep every presettled delivery it ever sent.
+    await c.cast({}, 'bump', { seq: 3000 });
+    const tracked = (tr.driver as unknown as { sender: { unwritten: Set<unknown> } }).sender.unwritten.size;
+    assert.ok(tracked <= 300, `${tracked} presettled deliveries still tracked after 3,000 written`);
+  } finally {
+    await tr.close();
+  }
+});
+
 t('close() does not wait for a cast nobody takes: released during close fails at once', async (ctx) => {
   const tr = await getTransport(ctx.url, { config: defaultConfig() });
   const c = new RPCClient(tr, new Target({ topic: 'nobody' }), { timeout: 10_000 });

@@ -5,6 +5,9 @@ import { presettledWritten, remoteOutcome } from '../../rhea/index.js';
 import type { Amqp1Connection } from './connection.js';
 import type { SendFlow } from './flow.js';
 
+/** Presettled deliveries tracked before the written ones are dropped from the set. */
+const UNWRITTEN_PRUNE_AT = 256;
+
 /** Delay before resending a message the peer released (no receiver yet). */
 const RESEND_DELAY_MS = 50;
 
@@ -161,6 +164,9 @@ export class MessageSender {
       if (presettled) {
         try {
           this.unwritten.add(sender()!.send(message));
+          // Written ones leave in order: pruning the written head keeps the set to what is
+          // still in rhea's buffers (a long-running caster of presettled casts grew it forever).
+          if (this.unwritten.size > UNWRITTEN_PRUNE_AT) this.flushed();
         } finally {
           this.flow.release();
         }
