@@ -1,4 +1,5 @@
 import { InvalidArgument } from './errors.js';
+import { SlotList } from './slot-map.js';
 
 /**
  * One unit of work a {@link WorkPool} runs: an RPC request, a notification or a batch of them.
@@ -60,13 +61,11 @@ interface Entry<W> {
  */
 export class WorkPool<W extends Work = Work> {
   /**
-   * What runs, in slots that an end clears (free ones listed in `freeSlots`), not a Set: a Set
+   * What runs, in slots that an end clears (each entry knows its slot), not a Set: a Set
    * with an entry in and out per request keeps every request it held reachable from its old
    * tables until a full GC (see SlotMap), and a busy server promoted each request that way.
    */
-  private readonly running: Array<Entry<W> | undefined> = [];
-  private readonly freeSlots: number[] = [];
-  private runningCount = 0;
+  private readonly running = new SlotList<Entry<W>>();
   private readonly backlog: W[] = [];
   private readonly idleWaiters: Array<() => void> = [];
   private closed = false;
@@ -83,7 +82,7 @@ export class WorkPool<W extends Work = Work> {
 
   /** Running now. */
   get inFlight(): number {
-    return this.runningCount;
+    return this.running.size;
   }
 
   /** Waiting for a slot. */
@@ -93,7 +92,7 @@ export class WorkPool<W extends Work = Work> {
 
   stats(): WorkPoolStats {
     return {
-      inFlight: this.runningCount,
+      inFlight: this.running.size,
       queued: this.backlog.length,
       completed: this.completed,
       aborted: this.aborted,
@@ -111,7 +110,7 @@ export class WorkPool<W extends Work = Work> {
       work.requeue();
       return false;
     }
-    if (this.runningCount < this.concurrency) this.start(work);
+    if (this.running.size < this.concurrency) this.start(work);
     else this.backlog.push(work);
     return true;
   }
@@ -136,7 +135,7 @@ export class WorkPool<W extends Work = Work> {
 
   /** Resolves once nothing runs (at once if nothing does). */
   idle(): Promise<void> {
-    if (this.runningCount === 0) return Promise.resolve();
+    if (this.running.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -147,7 +146,7 @@ export class WorkPool<W extends Work = Work> {
    * meanwhile. Returns within `deadlineMs + abortGraceMs` whatever the work does.
    */
   async drain(deadlineMs: number, abortGraceMs: number = ABORT_GRACE_MS): Promise<WaitResult> {
-    if (this.runningCount === 0) return { completed: 0, aborted: 0 };
+    if (this.running.size === 0) return { completed: 0, aborted: 0 };
     const completedBefore = this.completed;
     const abortedBefore = this.aborted;
     let timer: NodeJS.Timeout | undefined;
@@ -163,7 +162,7 @@ export class WorkPool<W extends Work = Work> {
 
   /** Aborts what runs: counted and out of the pool at once; their aborts get `graceMs` to finish. */
   private async abortRunning(graceMs: number): Promise<void> {
-    const left = this.running.filter((e): e is Entry<W> => e !== undefined && !e.aborting);
+    const left = this.running.values().filter((e) => !e.aborting);
     for (const e of left) e.aborting = true;
     const aborts = Promise.all(left.map((e) => e.work.abort().catch(() => {})));
     this.aborted += left.length;
@@ -174,10 +173,8 @@ export class WorkPool<W extends Work = Work> {
   }
 
   private start(work: W): void {
-    const slot = this.freeSlots.pop() ?? this.running.length;
-    const entry: Entry<W> = { work, aborting: false, slot };
-    this.running[slot] = entry;
-    this.runningCount++;
+    const entry: Entry<W> = { work, aborting: false, slot: -1 };
+    entry.slot = this.running.add(entry);
     const ended = () => {
       if (entry.aborting) return;
       this.completed++;
@@ -189,10 +186,8 @@ export class WorkPool<W extends Work = Work> {
 
   private end(entry: Entry<W>): void {
     if (entry.slot >= 0) {
-      this.running[entry.slot] = undefined;
-      this.freeSlots.push(entry.slot);
+      this.running.remove(entry.slot);
       entry.slot = -1;
-      this.runningCount--;
     }
     const next = this.closed ? undefined : this.backlog.shift();
     if (next) this.start(next);
@@ -200,6 +195,6 @@ export class WorkPool<W extends Work = Work> {
   }
 
   private checkIdle(): void {
-    if (this.runningCount === 0) for (const w of this.idleWaiters.splice(0)) w();
+    if (this.running.size === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 }
