@@ -41,7 +41,8 @@ function parseObject(text: string, what: string, maxDepth: number): Record<strin
 export function open(o: Record<string, unknown>, maxDepth = DEFAULT_MAX_JSON_DEPTH): Record<string, unknown> {
   if (!isEnvelope(o)) return o;
   const version = String(o['oslo.version']);
-  const [major, minor] = version.split('.').map(Number);
+  // Every message of oslo and hermod says exactly "2.0": no split and no array for it.
+  const [major, minor] = version === ENVELOPE_VERSION ? [2, 0] : version.split('.').map(Number);
   if (major !== 2 || !(minor !== undefined && minor <= 0)) {
     throw new UnsupportedEnvelopeVersion(`message envelope version ${version} is not supported (expected ${ENVELOPE_VERSION})`);
   }

@@ -46,6 +46,15 @@ export interface RabbitListenerOptions {
   listen: ListenOptions;
 }
 
+/** Acknowledges a delivery the listener settles itself (bad input, a duplicate): a function, not a closure made for every delivery. */
+function ackNow(host: IncomingHost, msg: ConsumeMessage): void {
+  try {
+    host.acks.ack(msg);
+  } catch {
+    /* channel gone: the broker requeues it */
+  }
+}
+
 /**
  * An RPC server's or notification listener's consumer: declares its bindings and consumes
  * them with per-consumer prefetch on every (re)connect, drops duplicates by `_unique_id`, and
@@ -146,29 +155,21 @@ export class RabbitListener implements TrackedListener {
   }
 
   private onMessage(host: IncomingHost, queue: string, msg: ConsumeMessage): void {
-    const acks = host.acks;
-    acks.delivered(msg);
-    const ackNow = () => {
-      try {
-        acks.ack(msg);
-      } catch {
-        /* channel gone: the broker requeues it */
-      }
-    };
+    host.acks.delivered(msg);
     let data: Record<string, unknown>;
     try {
       if (msg.content.length > this.o.maxMessageSize) throw new MessageTooLarge(msg.content.length, this.o.maxMessageSize);
       data = unenvelope(msg.content, this.o.maxJsonDepth);
     } catch (err) {
       // Acknowledge bad input so it cannot stall the queue, and answer a call if we can tell.
-      ackNow();
+      ackNow(host, msg);
       const e = err as Error;
       this.answerBadCall(msg.content, e);
       this.o.listen.onInvalid?.(e, { address: queue, size: msg.content.length });
       return;
     }
     if (this.dedup.seen(data._unique_id)) {
-      ackNow();
+      ackNow(host, msg);
       return;
     }
     const parts = splitIncoming(data);

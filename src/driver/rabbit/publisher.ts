@@ -1,6 +1,5 @@
 import type { Channel, ChannelModel, ConfirmChannel, Message } from 'amqplib';
 import { ConfigError, MessageDeliveryFailure, MessageUndeliverable, MessagingTimeout, TransportError } from '../../core/errors.js';
-import { SlotMap } from '../../core/slot-map.js';
 import { unenvelope } from '../envelope.js';
 import type { RabbitConnection } from './connection.js';
 import type { ExchangeRef, QueueBinding, Topology } from './topology.js';
@@ -65,8 +64,15 @@ export class Publisher {
   private opening: Promise<Channels> | undefined;
   /** Exchanges and notifier queues declared on the current channels. */
   private declared = new Set<string>();
-  /** Confirmed mandatory publishes in flight, by `_unique_id`: set when the broker returns one. */
-  private readonly pending = new SlotMap<string, { returned: boolean }>();
+  /**
+   * `_unique_id`s of confirmed mandatory publishes the broker returned, until their confirm
+   * comes. RabbitMQ sends a basic.return before the basic.ack of the same message, on the same
+   * channel, and amqplib calls back in frame order, so the confirm callback finds its return
+   * here. Nothing is kept per publish: a table of every reply in flight (a SlotMap of
+   * `{ returned }` entries) cost each reply a map insert and delete and an object, while
+   * returns are rare.
+   */
+  private returned = new Set<string>();
   private drained: Promise<void> | undefined;
   private drainResolve: (() => void) | undefined;
 
@@ -97,6 +103,8 @@ export class Publisher {
     const chans = { calls, confirms };
     this.chans = chans;
     this.declared = new Set();
+    // Returns seen on the old channels: their publishes failed with it (or are being resent).
+    this.returned = new Set();
     return chans;
   }
 
@@ -132,8 +140,8 @@ export class Publisher {
 
   private onReturn(msg: Message): void {
     try {
-      const p = this.pending.get(String(unenvelope(msg.content)._unique_id));
-      if (p) p.returned = true;
+      const id = unenvelope(msg.content)._unique_id;
+      if (typeof id === 'string') this.returned.add(id);
     } catch {
       /* not ours */
     }
@@ -280,11 +288,9 @@ export class Publisher {
   private send(ch: Channel, p: Publication, content: Buffer): Promise<void> {
     const props = publishProps(p.mandatory, p.confirm ? undefined : String(Math.max(1, Math.round(p.deadline - Date.now()))));
     const exchange = p.exchange?.name ?? '';
-    const pending = p.confirm && p.mandatory ? { returned: false } : undefined;
-    if (pending) this.pending.set(p.uniqueId, pending);
     return new Promise<void>((resolve, reject) => {
       const fail = (err: unknown) => {
-        if (pending) this.pending.delete(p.uniqueId);
+        if (this.returned.size > 0) this.returned.delete(p.uniqueId);
         reject(err);
       };
       let ok: boolean;
@@ -292,9 +298,7 @@ export class Publisher {
         ok = p.confirm
           ? (ch as ConfirmChannel).publish(exchange, p.key, content, props, (err) => {
               if (err) return fail(err);
-              if (!pending) return resolve();
-              this.pending.delete(p.uniqueId);
-              if (!pending.returned) return resolve();
+              if (this.returned.size === 0 || !this.returned.delete(p.uniqueId)) return resolve();
               const where = p.exchange ? `exchange '${p.exchange.name}'` : 'the default exchange';
               reject(new MessageUndeliverable(`${p.what}: no queue is bound for ${where} routing key '${p.key}' (returned by the broker)`));
             })
