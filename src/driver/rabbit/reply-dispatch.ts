@@ -1,16 +1,19 @@
 import { unenvelope } from '../envelope.js';
 import type { ReplyWaiter } from '../reply-waiter.js';
-import { DedupRing } from './dedup.js';
 import { parseFailure } from './wire.js';
 
 /**
  * Routes the replies a client receives (on its reply queue or its direct reply-to channel) to
- * the waiting calls by `_msg_id`: duplicates dropped by `_unique_id`, heartbeats
- * (`ending: false`) restart the call monitor, and old-style partial replies (result first,
- * `ending` later) are joined.
+ * the waiting calls by `_msg_id`: heartbeats (`ending: false`) restart the call monitor, and
+ * old-style partial replies (result first, `ending` later) are joined.
+ *
+ * No duplicate check by `_unique_id` (oslo keeps one; this did, with a 4,096-id ring): a copy
+ * of a final reply finds its call ended and is dropped, a copy of a heartbeat restarts the
+ * monitor once more, and a copy of a partial result is kept only while its call waits, so a
+ * copy cannot do anything the original did not. The check cost every reply about 1 µs (a Set
+ * lookup, insert and delete on a 4,096-entry table).
  */
 export class ReplyDispatch {
-  private readonly dedup = new DedupRing();
   /** Partial results of old-style replies (result first, `ending` later), by `_msg_id`. */
   private readonly partial = new Map<string, { result: unknown; failure: unknown }>();
 
@@ -19,6 +22,11 @@ export class ReplyDispatch {
     /** Bodies nested deeper are dropped unparsed (`maxJsonDepth`). */
     private readonly maxJsonDepth: number,
   ) {}
+
+  /** Partial results kept for calls that wait (old-style replies in progress). */
+  get partials(): number {
+    return this.partial.size;
+  }
 
   /** Drops what is kept for a call that has ended. */
   forget(msgId: string): void {
@@ -33,15 +41,13 @@ export class ReplyDispatch {
     } catch {
       return;
     }
-    if (this.dedup.seen(data._unique_id)) return;
-    this.dedup.add(data._unique_id);
     const id = data._msg_id;
     if (typeof id !== 'string') return;
     const { result, failure } = data;
     if (data.ending !== true) {
-      // oslo < 2 sent the result first and `ending` separately; keep it for the final message.
-      if ((result !== null && result !== undefined) || failure) this.partial.set(id, { result, failure });
-      this.waiter.heartbeat(id);
+      // oslo < 2 sent the result first and `ending` separately; keep it for the final message,
+      // while the call waits (a late copy must not stay behind after forget()).
+      if (this.waiter.heartbeat(id) && ((result !== null && result !== undefined) || failure)) this.partial.set(id, { result, failure });
       return;
     }
     const early = this.partial.get(id);
