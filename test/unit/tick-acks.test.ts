@@ -1,21 +1,22 @@
 import type { Channel, Message } from 'amqplib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { TickAcks } from '../../src/driver/rabbit/tick-acks.js';
+import { QUIET_ACK_DELAY_MS, TickAcks } from '../../src/driver/rabbit/tick-acks.js';
 
 const t = suite('rabbit acknowledgements per tick (TickAcks)');
 
-function fixture() {
+function fixture(prefetch?: number) {
   const sent: string[] = [];
   const ch = {
     ack: (m: Message, multiple: boolean) => sent.push(`ack ${m.fields.deliveryTag}${multiple ? ' multiple' : ''}`),
     nack: (m: Message, _all: boolean, requeue: boolean) => sent.push(`nack ${m.fields.deliveryTag}${requeue ? ' requeue' : ''}`),
   } as unknown as Channel;
   const msg = (tag: number) => ({ fields: { deliveryTag: tag } }) as Message;
-  return { acks: new TickAcks(ch), sent, msg };
+  return { acks: new TickAcks(ch, prefetch), sent, msg };
 }
 
 const tick = () => new Promise((r) => setImmediate(r));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 t('acks of one tick leave as one multiple ack up to the first delivery still open, the rest one by one', async () => {
   const { acks, sent, msg } = fixture();
@@ -69,6 +70,49 @@ t('a channel that throws on ack does not throw out of flush', () => {
   acks.delivered({ fields: { deliveryTag: 1 } } as Message);
   acks.ack({ fields: { deliveryTag: 1 } } as Message);
   acks.flush();
+});
+
+t('a quiet channel (under half the prefetch unacknowledged) acks after a short delay, many calls in one frame', async () => {
+  const { acks, sent, msg } = fixture(8);
+  acks.delivered(msg(1));
+  acks.ack(msg(1));
+  await tick();
+  assert.equal(sent, [], 'not at the end of the tick: the broker still has credit');
+  acks.delivered(msg(2));
+  acks.ack(msg(2));
+  acks.delivered(msg(3));
+  await tick();
+  acks.ack(msg(3));
+  await sleep(QUIET_ACK_DELAY_MS + 15);
+  assert.equal(sent, ['ack 3 multiple'], 'one frame for the three, within the delay');
+  // The timer is re-armed for the next quiet batch.
+  acks.delivered(msg(4));
+  acks.ack(msg(4));
+  await sleep(QUIET_ACK_DELAY_MS + 15);
+  assert.equal(sent.slice(1), ['ack 4 multiple']);
+});
+
+t('from half the prefetch unacknowledged on, acks leave at the end of the tick', async () => {
+  const { acks, sent, msg } = fixture(8);
+  for (const tag of [1, 2, 3]) acks.delivered(msg(tag));
+  acks.ack(msg(1));
+  await tick();
+  assert.equal(sent, [], 'three open of eight: waits');
+  acks.delivered(msg(4));
+  acks.ack(msg(2));
+  await tick();
+  assert.equal(sent, ['ack 2 multiple'], 'four open of eight: this tick, with the one that waited');
+  // The quiet timer armed before fires into nothing.
+  await sleep(QUIET_ACK_DELAY_MS + 15);
+  assert.equal(sent, ['ack 2 multiple']);
+});
+
+t('flush sends waiting acks at once (a consumer that stops loses none of them)', () => {
+  const { acks, sent, msg } = fixture(64);
+  acks.delivered(msg(1));
+  acks.ack(msg(1));
+  acks.flush();
+  assert.equal(sent, ['ack 1 multiple']);
 });
 
 t.run();

@@ -102,7 +102,7 @@ export class RabbitListener implements TrackedListener {
     ch.on('error', () => {});
     // Known from now on: deliveries may arrive before setup ends, and close() must flush their acks.
     this.channel = ch;
-    const acks = new TickAcks(ch);
+    const acks = new TickAcks(ch, this.o.listen.prefetch);
     this.acks = acks;
     this.host = { acks, dedup: this.dedup, reply: this.o.reply };
     // Per-consumer prefetch (never global QoS): each queue may have `prefetch` unacked.
