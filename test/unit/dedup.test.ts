@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DEDUP_WINDOW, DedupRing } from '../../src/driver/rabbit/dedup.js';
@@ -49,6 +50,51 @@ t(`the default window is ${DEDUP_WINDOW} ids`, () => {
   assert.not.ok(ring.seen('id-0'));
   assert.ok(ring.seen('id-1'));
   assert.ok(ring.seen(`id-${DEDUP_WINDOW}`));
+});
+
+const hex = () => randomBytes(16).toString('hex');
+
+t("uuid-hex ids (oslo's and hermod's form) and other ids share one window, oldest out first", () => {
+  const ring = new DedupRing(4);
+  const [a, b] = [hex(), hex()];
+  for (const id of [a, 'x', b, a.toUpperCase()]) ring.add(id);
+  assert.ok([a, 'x', b, a.toUpperCase()].every((id) => ring.seen(id)));
+  assert.not.ok(ring.seen(b.toUpperCase()), 'upper-case hex is another id, not the lower-case one');
+  assert.not.ok(ring.seen(`${a.slice(0, 31)}g`), 'one digit off');
+  ring.add('y');
+  assert.not.ok(ring.seen(a), 'a evicted by y');
+  ring.add(hex());
+  assert.not.ok(ring.seen('x'), 'x evicted by a hex id');
+  assert.ok(ring.seen(b) && ring.seen('y'));
+});
+
+t('agrees with a plain ring and Set over 200,000 random adds and checks, small windows (long probe runs) included', () => {
+  for (const window of [1, 3, 8, 64, 4096]) {
+    const ring = new DedupRing(window);
+    const order: string[] = [];
+    const model = new Set<string>();
+    // A small pool of ids, so adds of recorded ids, evictions and re-adds all happen often.
+    const pool = Array.from({ length: window * 3 + 2 }, (_, i) => (i % 7 === 0 ? `other-${i}` : hex()));
+    let state = 12345;
+    const rand = (n: number) => {
+      state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+      return state % n;
+    };
+    for (let op = 0; op < 40_000; op++) {
+      const id = pool[rand(pool.length)]!;
+      if (rand(2) === 0) {
+        if (!model.has(id)) {
+          order.push(id);
+          model.add(id);
+          if (order.length > window) model.delete(order.shift()!);
+        }
+        ring.add(id);
+      } else if (ring.seen(id) !== model.has(id)) {
+        assert.unreachable(`window ${window}, op ${op}: seen(${id}) = ${ring.seen(id)}, expected ${model.has(id)}`);
+      }
+    }
+    for (const id of pool) assert.is(ring.seen(id), model.has(id), `window ${window}: final state of ${id}`);
+  }
 });
 
 t.run();
