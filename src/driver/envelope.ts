@@ -41,10 +41,12 @@ function parseObject(text: string, what: string, maxDepth: number): Record<strin
 export function open(o: Record<string, unknown>, maxDepth = DEFAULT_MAX_JSON_DEPTH): Record<string, unknown> {
   if (!isEnvelope(o)) return o;
   const version = String(o['oslo.version']);
-  // Every message of oslo and hermod says exactly "2.0": no split and no array for it.
-  const [major, minor] = version === ENVELOPE_VERSION ? [2, 0] : version.split('.').map(Number);
-  if (major !== 2 || !(minor !== undefined && minor <= 0)) {
-    throw new UnsupportedEnvelopeVersion(`message envelope version ${version} is not supported (expected ${ENVELOPE_VERSION})`);
+  // Every message of oslo and hermod says exactly "2.0": only another spelling is split and read.
+  if (version !== ENVELOPE_VERSION) {
+    const [major, minor] = version.split('.').map(Number);
+    if (major !== 2 || !(minor !== undefined && minor <= 0)) {
+      throw new UnsupportedEnvelopeVersion(`message envelope version ${version} is not supported (expected ${ENVELOPE_VERSION})`);
+    }
   }
   if (typeof o['oslo.message'] !== 'string') throw new MalformedMessage('oslo.message is not a string');
   return parseObject(o['oslo.message'], 'oslo.message', maxDepth);
