@@ -7,7 +7,7 @@ import { rejects } from '../support/assert.js';
 
 const t = suite<{ clock: ReturnType<typeof FakeTimers.install> }>('reply waiter (fake timers)', { clock: undefined as never });
 t.before.each((ctx) => {
-  ctx.clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+  ctx.clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance'] });
 });
 t.after.each((ctx) => ctx.clock.uninstall());
 
