@@ -3,6 +3,8 @@
  * `hermod <command>`: the operations commands. Each subcommand is one row of {@link COMMANDS}
  * (its one-line summary and its main function, loaded when chosen).
  */
+// First: it must run before the other modules load (see the module).
+import '../src/cli/young-gen.js';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { existsSync } from 'node:fs';
 import { Command } from 'commander';

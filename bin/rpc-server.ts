@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: it must run before the other modules load (see the module).
+import '../src/cli/young-gen.js';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { Command, Option } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
@@ -9,10 +11,12 @@ import { EXIT, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
-import { type ConnectionState, getTransport, RPCServer, type ServerRequestEvent, Target } from '../src/index.js';
+import type { ConnectionState, ServerRequestEvent } from '../src/core/diagnostics.js';
+import { Target } from '../src/core/target.js';
 import { importModule } from '../src/ops/load-endpoints.js';
-import { exposeMetrics } from '../src/ops/metrics.js';
 import { PresenceBeacon } from '../src/ops/status/beacon.js';
+import { RPCServer } from '../src/rpc/server.js';
+import { getTransport } from '../src/transport.js';
 
 async function main(): Promise<void> {
   const { config: loaded, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
@@ -68,7 +72,9 @@ async function main(): Promise<void> {
   const endpoints = o.endpoints?.length
     ? await loadEndpoints(o.endpoints, { server: name, topic: o.topic }, importModule)
     : [new DemoEndpoints(name, o.namespace, o.targetVersion)];
-  const metrics = o.metricsPort === undefined ? undefined : await exposeMetrics(o.metricsPort);
+  // Not from the package index, and metrics only when asked for: a server holds in memory the
+  // code it loads, and the index brings the router (rhea) and prom-client.
+  const metrics = o.metricsPort === undefined ? undefined : await (await import('../src/ops/metrics.js')).exposeMetrics(o.metricsPort);
   if (metrics) log.info(`metrics at ${metrics.url}`);
   const transport = await getTransport(o.transportUrl, { config });
   const server = new RPCServer(transport, target, endpoints, o.concurrency ? { concurrency: o.concurrency } : {});
