@@ -33,7 +33,7 @@ function newSpaceMb(nodeArgs: string[], env: NodeJS.ProcessEnv = {}): number {
   return Number(out);
 }
 
-t('a node flag of the user for the young generation, on the command line or in NODE_OPTIONS, wins', () => {
+t('a node flag of the user for the young generation or the scavenger, on the command line or in NODE_OPTIONS, wins', () => {
   assert.ok(governsYoungGeneration([], {}));
   assert.ok(governsYoungGeneration(['--enable-source-maps', '--max-old-space-size=512'], { NODE_OPTIONS: '--trace-warnings' }));
   for (const flag of [
