@@ -1,5 +1,6 @@
 // The gateway under benchmark, in a process of its own (so that its CPU and RSS are its own):
-// driven over IPC by bench/gateway.ts.
+// driven over IPC by bench/gateway.ts. Its young generation is governed as hermod-gateway's is.
+import '../src/cli/young-gen.js';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { createGateway, type Gateway } from '../src/gateway/index.js';
 import { defaultConfig, getTransport, type Transport } from '../src/index.js';

@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: it must run before the other modules load (see the module).
+import '../src/cli/young-gen.js';
 import { Command } from 'commander';
 import { describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';

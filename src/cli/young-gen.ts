@@ -1,5 +1,6 @@
 /**
- * Imported first by the long-running CLIs (`rpc-server`, `hermod`, `notify-listen`) for its side
+ * Imported first by the long-running CLIs (`rpc-server`, `hermod`, `notify-listen`,
+ * `hermod-gateway`) for its side
  * effect: V8's young generation grows to two 4 MB semi-spaces at most instead of V8's 16 MB.
  *
  * Why: a busy server allocates fast but keeps little (a call lives a few ms), and V8 answers the
