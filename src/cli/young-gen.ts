@@ -1,31 +1,32 @@
 /**
  * Imported first by the long-running CLIs (`rpc-server`, `hermod`, `notify-listen`,
- * `hermod-gateway`) for its side
- * effect: V8's young generation grows to two 4 MB semi-spaces at most instead of V8's 16 MB.
+ * `hermod-gateway`) for its side effect: V8's young generation stops growing at two 4 MB
+ * semi-spaces, and scavenges run on the main thread alone.
  *
  * Why: a busy server allocates fast but keeps little (a call lives a few ms), and V8 answers the
- * allocation rate by growing each semi-space from 1 MB to 16 MB. Scavenges then run less often,
- * but each copies only the few calls in flight, so past a few MB the CPU saved is lost in the
- * noise while the semi-spaces stay committed: 24 MB more of a server's resident memory than at
- * 4 MB. Measured with the rpc-server CLI at 64 calls in flight (README, Performance): RSS under
- * load 86-101 MB at V8's sizing, 76-79 MB here, CPU per call the same within the noise; held at
- * 1 MB it cost the server about 10 % more CPU.
+ * allocation rate by growing each semi-space up to its maximum (16 MB on a machine with 8 GB or
+ * more). Scavenges then run less often, but each copies only the calls in flight, so past a few
+ * MB the CPU saved is lost in the noise while the semi-spaces stay committed. Measured with the
+ * rpc-server CLI at 64 calls in flight on a 24 GB machine (README, "Memory of the long-running
+ * CLIs"): RSS under load 82-84 MiB with V8's sizing against 73-77 MiB, CPU per call the same
+ * within the noise. Held at 1 MB instead, it cost the server about 10 % more CPU.
+ *
+ * Single-threaded scavenges: at this size a scavenge copies about 120 KB, and V8 still splits
+ * it across helper threads; on a machine whose cores are busy with the broker and the callers,
+ * handing the work over and waiting for it cost more than the copy (pauses of 1.8 ms against
+ * 0.8 ms alone).
  *
  * How: `--max-semi-space-size` is read only when the heap is set up, so it cannot be set from
- * inside a process started as `rpc-server ...`. The growth factor is read at each growth. So the
- * factor is 1 while the modules load (start-up's allocations all survive and would otherwise grow
- * the young generation at once), and after each garbage collection it is set to what takes the
- * current size to the cap in one step, or 1 once there. V8 may shrink the young generation when
- * allocation slows; the next collection then lets it grow back.
+ * inside a process started as `rpc-server ...`. The growth factor is read at each growth, so after
+ * every garbage collection it is set to what takes the semi-space to the cap in one growth, or to
+ * 1 once there. Both flags are set again after every collection: starting a worker thread (a
+ * module loader registered with `module.register`, such as tsx's, is one) puts V8's flags back to
+ * their defaults. The cap is best-effort: the setting follows a collection, so a long synchronous
+ * burst of surviving allocations can grow the young generation past it before the next one.
  *
- * Scavenges run on the main thread alone. With semi-spaces this small a scavenge copies about
- * 100 KB (the calls in flight), and V8 still splits it across helper threads; on a machine whose
- * cores are busy with the broker and the callers, handing the work over and waiting for it cost
- * more than the copy: pauses of 1.8 ms against 0.77 ms alone, and a little more CPU.
- *
- * A node flag of the user's own for the young generation or the scavenger (`node --max-semi-space-size=32
- * .../rpc-server.js`, or `NODE_OPTIONS=--max-semi-space-size=16` for V8's usual sizing) wins:
- * then this module does nothing.
+ * A node flag of the user's own that sizes the heap or chooses the young generation's collector
+ * (`node --max-semi-space-size=32 .../rpc-server.js`, or `NODE_OPTIONS=--max-semi-space-size=16`
+ * for V8's usual sizing) wins: then this module does nothing.
  */
 import { PerformanceObserver } from 'node:perf_hooks';
 import v8 from 'node:v8';
@@ -34,29 +35,30 @@ import v8 from 'node:v8';
 export const SEMI_SPACE_MB = 4;
 
 const OWN_FLAG =
-  /--(?:no[-_])?(?:(?:max|min)[-_]semi[-_]space[-_]size|semi[-_]space[-_]growth[-_]factor|max[-_]young[-_]generation[-_]size|parallel[-_]scavenge|single[-_]threaded[-_]gc)\b/;
+  /--(?:no[-_])?(?:(?:max|min)[-_]semi[-_]space[-_]size|semi[-_]space[-_]growth[-_]factor|max[-_]young[-_]generation[-_]size|max[-_]heap[-_]size|parallel[-_]scavenge|single[-_]threaded(?:[-_]gc)?|minor[-_]m[cs])\b/;
 
-/** Whether the CLI governs the young generation's size (see the module comment). */
+/** Whether the CLI governs the young generation (see the module comment). */
 export function governsYoungGeneration(execArgv: readonly string[], env: NodeJS.ProcessEnv): boolean {
   return !execArgv.some((a) => OWN_FLAG.test(a)) && !OWN_FLAG.test(env.NODE_OPTIONS ?? '');
 }
 
-/** The growth factor that takes a semi-space of `semiMb` to the cap in one growth, or 1 at the cap. */
+/** The growth factor that takes a semi-space of `semiMb` (whole MB) to the cap in one growth, or 1 at or past it. */
 export function growthFactor(semiMb: number): number {
-  return semiMb >= SEMI_SPACE_MB ? 1 : 2;
+  return semiMb >= SEMI_SPACE_MB ? 1 : Math.max(1, Math.floor(SEMI_SPACE_MB / Math.max(1, semiMb)));
 }
 
-let factor = 0;
-function setFactor(f: number): void {
-  if (f === factor) return;
-  factor = f;
-  v8.setFlagsFromString(`--semi-space-growth-factor=${f}`);
+/** One semi-space's capacity in whole MB: the new space's used plus available bytes (its committed size counts a second semi-space only once it is in use). */
+function semiSpaceMb(): number {
+  const s = v8.getHeapSpaceStatistics().find((x) => x.space_name === 'new_space');
+  return s ? Math.round((s.space_used_size + s.space_available_size) / 2 ** 20) : SEMI_SPACE_MB;
+}
+
+function govern(): void {
+  v8.setFlagsFromString(`--semi-space-growth-factor=${growthFactor(semiSpaceMb())}`);
+  v8.setFlagsFromString('--no-parallel-scavenge');
 }
 
 if (governsYoungGeneration(process.execArgv, process.env)) {
-  setFactor(1);
-  v8.setFlagsFromString('--no-parallel-scavenge');
-  // The new space is two semi-spaces.
-  const semiMb = () => (v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0) / 2 ** 21;
-  new PerformanceObserver(() => setFactor(growthFactor(semiMb()))).observe({ entryTypes: ['gc'] });
+  govern();
+  new PerformanceObserver(govern).observe({ entryTypes: ['gc'] });
 }
