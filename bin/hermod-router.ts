@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: it must run before the other modules load (see the module).
+import '../src/cli/young-gen.js';
 import { Command, InvalidArgumentError } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';

@@ -1,7 +1,7 @@
 /**
  * Imported first by the long-running CLIs (`rpc-server`, `hermod`, `notify-listen`,
- * `hermod-gateway`) for its side effect: V8's young generation stops growing at two 4 MB
- * semi-spaces, and scavenges run on the main thread alone.
+ * `hermod-gateway`, `hermod-router`) for its side effect: V8's young generation stops growing at
+ * two 4 MB semi-spaces, and scavenges run on the main thread alone.
  *
  * Why: a busy server allocates fast but keeps little (a call lives a few ms), and V8 answers the
  * allocation rate by growing each semi-space up to its maximum (16 MB on a machine with 8 GB or

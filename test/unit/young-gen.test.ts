@@ -86,7 +86,7 @@ t('loaded first, it lets the young generation grow to two 4 MB semi-spaces and n
 });
 
 t('every long-running CLI imports it before any other module', () => {
-  for (const name of ['rpc-server', 'hermod', 'notify-listen', 'hermod-gateway']) {
+  for (const name of ['rpc-server', 'hermod', 'notify-listen', 'hermod-gateway', 'hermod-router']) {
     const first = /^import\s[^\n]*$/m.exec(readFileSync(BIN(name), 'utf8'))?.[0];
     assert.is(first, "import '../src/cli/young-gen.js';", name);
   }
