@@ -63,4 +63,22 @@ t('withHooks: a copy made with getOwnPropertyDescriptors keeps ctx.signal; a get
   assert.throws(() => bare.signal, /getOwnPropertyDescriptors/);
 });
 
+t('withHooks: keys named like Object.prototype members stay own data; the hook fields stay out of keys, for...in and JSON', () => {
+  const wire: Record<string, unknown> = { request_id: 'r' };
+  Object.defineProperty(wire, '__proto__', { value: { polluted: true }, enumerable: true, writable: true, configurable: true });
+  Object.assign(wire, { toString: 'not a function' });
+  const ctx = withHooks(wire, new LazyAbort(), () => {}) as Record<string, unknown>;
+  assert.is(Object.getPrototypeOf(ctx), Object.prototype, 'a __proto__ key never becomes the prototype');
+  assert.is((ctx as { polluted?: unknown }).polluted, undefined);
+  assert.equal(Object.getOwnPropertyDescriptor(ctx, '__proto__')?.value, { polluted: true });
+  assert.is(ctx.toString, 'not a function');
+  const seen: string[] = [];
+  for (const k in ctx) seen.push(k);
+  assert.equal(seen, ['request_id', '__proto__', 'toString']);
+  assert.equal(Object.keys(ctx), seen);
+  assert.is(JSON.stringify(ctx), '{"request_id":"r","__proto__":{"polluted":true},"toString":"not a function"}');
+  assert.ok(ctx.signal instanceof AbortSignal);
+  assert.is(typeof ctx.progress, 'function');
+});
+
 t.run();
