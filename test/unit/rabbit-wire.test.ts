@@ -68,6 +68,26 @@ t('an incoming dict splits into context, message and reply address', () => {
   assert.is(cast.callMonitorTimeout, 0);
 });
 
+t("context keys round-trip past the key tables' bound (3,000 distinct keys), inherited names included, in order", () => {
+  for (let round = 0; round < 2; round++) {
+    const ctx: Record<string, unknown> = {};
+    for (let i = 0; i < 3000; i++) ctx[`k${i}`] = i;
+    Object.defineProperty(ctx, '__proto__', { value: 'p', enumerable: true, writable: true, configurable: true });
+    const msg = requestDict(ctx, { method: 'm', args: {} }, 'u');
+    assert.is(msg._context_k2999, 2999);
+    assert.is(msg._context___proto__, 'p');
+    const parts = splitIncoming(JSON.parse(JSON.stringify(msg)));
+    assert.is(Object.getPrototypeOf(parts.ctx), Object.prototype);
+    assert.equal(Object.keys(parts.ctx), Object.keys(ctx));
+    assert.is(parts.ctx.k0, 0);
+    assert.is(Object.getOwnPropertyDescriptor(parts.ctx, '__proto__')?.value, 'p');
+  }
+  // Inherited enumerable keys (a polluted prototype) are not the context's.
+  const child = Object.create({ inherited: 1 }) as Record<string, unknown>;
+  child.own = 2;
+  assert.equal(Object.keys(requestDict(child, { method: 'm', args: {} }, 'u')), ['method', 'args', '_context_own', '_unique_id']);
+});
+
 t('a body that fails to decode can still name its reply address', () => {
   const bad = JSON.stringify({ 'oslo.version': '3.0', 'oslo.message': JSON.stringify({ _msg_id: 'm', _reply_q: 'reply_q' }) });
   assert.equal(replyAddress(peek(bad)), { replyQueue: 'reply_q', msgId: 'm' });
