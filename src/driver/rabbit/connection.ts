@@ -14,6 +14,7 @@ import { CLOSE_GRACE_MS, within } from '../driver-base.js';
 import { HostRotation, hostLabel } from '../hosts.js';
 import { probeProtocol, wrongProtocol } from '../protocol-probe.js';
 import { tlsOptions } from '../tls.js';
+import { encodePublishes } from './publish-frames.js';
 
 /** Runs on every (re)connect, before the connection counts as open: channels, topology, consumers. */
 export type SetupHook = (model: ChannelModel) => Promise<void>;
@@ -263,6 +264,7 @@ export class RabbitConnection extends EventEmitter {
         this.current = model;
         this.blocked = false;
         coalesceWrites(model);
+        encodePublishes(model);
         model.on('error', (err: Error) => {
           this.lastError = err.message;
         });
