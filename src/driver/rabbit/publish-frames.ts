@@ -10,8 +10,8 @@ import type { ChannelModel } from 'amqplib';
  * collection (the backing store and its tracking), against 0.1 µs for a pooled
  * `Buffer.allocUnsafe` (2,000,000 in a loop, Node 20), and there are three per call on the caller
  * and three per reply on the server. amqplib's path took 14 µs of CPU per publish in a loop of
- * 300,000, this one 0.45 µs; at 64 calls in flight the caller's CPU per call fell 2.6-5 µs and
- * the server's 2.3-4.6 µs (four pairs against the build before). Everything above the bytes (channel state, flow control, publisher
+ * 300,000, this one 0.45 µs; at 64 calls in flight the caller's CPU per call fell 2.2-5 µs and
+ * the server's 1-4.6 µs (nine pairs against the build before). Everything above the bytes (channel state, flow control, publisher
  * confirms and their callbacks, returns) stays amqplib's.
  *
  * Only the common case is handled here: the properties hermod and most users set, no header
