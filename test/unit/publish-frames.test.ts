@@ -94,6 +94,34 @@ t('frames handed out stay intact while later ones are encoded (slabs are never w
   for (const [ours, theirs] of kept) assert.ok(ours.equals(theirs));
 });
 
+t('messages with every string at its longest, across many slab boundaries, stay exact', () => {
+  const long = (c: string) => c.repeat(255);
+  const options = {
+    contentType: long('a'),
+    contentEncoding: long('b'),
+    correlationId: long('c'),
+    replyTo: long('d'),
+    expiration: '9'.repeat(255),
+    messageId: long('e'),
+    type: long('f'),
+    userId: long('g'),
+    appId: long('h'),
+    clusterId: long('i'),
+    deliveryMode: 2,
+    priority: 9,
+    headers: {},
+  };
+  const kept: Array<[Buffer, Buffer]> = [];
+  for (let i = 0; i < 600; i++) {
+    // Sizes that put each message's start at a different offset in its slab.
+    const content = Buffer.alloc((i * 97) % 3000, 0x30 + (i % 10));
+    const ours = encodePublish(3, Args.publish(long('x'), long('y'), options), content, 131072);
+    assert.ok(ours);
+    kept.push([ours, amqplibBytes(3, Args.publish(long('x'), long('y'), options), content)]);
+  }
+  for (const [ours, theirs] of kept) assert.ok(ours.equals(theirs));
+});
+
 t('what it does not handle is left to amqplib: header entries, a timestamp, large bodies, values amqplib refuses', () => {
   const body = Buffer.from('x');
   const none = (fields: PublishFields, content = body, frameMax = 131072) =>

@@ -65,8 +65,12 @@ const TAIL_STRINGS = [
   ['clusterId', 0x0004],
 ] as const;
 
-/** Room for the frames around a body at most: three frame overheads, the method's fixed part and ten short strings, the table and the octets. */
-const MAX_OVERHEAD = 3 * FRAME_OVERHEAD + 2 + 2 + 2 + 1 + 2 + 2 + 8 + 2 + 10 * 256 + 4 + 2;
+/**
+ * Room for the frames around a body at most: three frame overheads, the method's fixed fields,
+ * the header's fixed fields, twelve short strings (exchange and routing key, ten properties) of
+ * up to 255 bytes and their length octets, the empty table and the two octets.
+ */
+const MAX_OVERHEAD = 3 * FRAME_OVERHEAD + (2 + 2 + 2 + 1) + (2 + 2 + 8 + 2) + 12 * 256 + 4 + 2;
 
 /** Messages are written into slabs of this size, as Node's Buffer pool does with 8 KiB. */
 const SLAB_SIZE = 64 * 1024;
