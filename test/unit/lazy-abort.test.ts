@@ -1,3 +1,5 @@
+import nodeAssert from 'node:assert';
+import { inspect } from 'node:util';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LazyAbort } from '../../src/core/lazy-abort.js';
@@ -79,6 +81,14 @@ t('withHooks: keys named like Object.prototype members stay own data; the hook f
   assert.is(JSON.stringify(ctx), '{"request_id":"r","__proto__":{"polluted":true},"toString":"not a function"}');
   assert.ok(ctx.signal instanceof AbortSignal);
   assert.is(typeof ctx.progress, 'function');
+});
+
+t("withHooks: spreads, Object.assign, util.inspect and deep equality see only the caller's keys", () => {
+  const ctx = withHooks({ user: 'u' }, new LazyAbort(), () => {});
+  assert.equal(Reflect.ownKeys({ ...ctx }), ['user']);
+  assert.equal(Reflect.ownKeys(Object.assign({}, ctx)), ['user']);
+  assert.is(inspect(ctx), "{ user: 'u' }");
+  nodeAssert.deepStrictEqual(ctx, { user: 'u' });
 });
 
 t.run();

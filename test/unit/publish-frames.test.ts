@@ -17,6 +17,17 @@ const Args = require(join(amqplibDir, 'lib/api_args.js')) as {
   publish(exchange: string, key: string, options?: Record<string, unknown>): PublishFields;
 };
 const BASIC_PUBLISH = 3932200;
+/** A seeded generator (mulberry32): the same cases on every run. */
+function seeded(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const random = seeded(0x5eed);
 const BASIC_PROPERTIES = 60;
 
 /** What amqplib itself writes for a publish: all chunks, concatenated. */
@@ -73,13 +84,13 @@ t('every other property, unicode strings and boundary sizes encode exactly as am
   const names = ['contentType', 'contentEncoding', 'correlationId', 'replyTo', 'messageId', 'type', 'userId', 'appId', 'clusterId'];
   for (let i = 0; i < 300; i++) {
     const o: Record<string, unknown> = {};
-    for (const n of names) if (Math.random() < 0.5) o[n] = 'v'.repeat(Math.floor(Math.random() * 40));
-    if (Math.random() < 0.5) o.deliveryMode = Math.floor(Math.random() * 3);
-    if (Math.random() < 0.5) o.priority = Math.floor(Math.random() * 10);
-    if (Math.random() < 0.5) o.expiration = String(Math.floor(Math.random() * 1e6));
-    if (Math.random() < 0.5) o.mandatory = true;
-    if (Math.random() < 0.3) o.headers = null;
-    same(1 + (i % 5), `ex${i}`, `key.${i}`, o, Buffer.alloc(Math.floor(Math.random() * 600), i & 0xff));
+    for (const n of names) if (random() < 0.5) o[n] = 'v'.repeat(Math.floor(random() * 40));
+    if (random() < 0.5) o.deliveryMode = Math.floor(random() * 3);
+    if (random() < 0.5) o.priority = Math.floor(random() * 10);
+    if (random() < 0.5) o.expiration = String(Math.floor(random() * 1e6));
+    if (random() < 0.5) o.mandatory = true;
+    if (random() < 0.3) o.headers = null;
+    same(1 + (i % 5), `ex${i}`, `key.${i}`, o, Buffer.alloc(Math.floor(random() * 600), i & 0xff));
   }
 });
 
@@ -122,6 +133,51 @@ t('messages with every string at its longest, across many slab boundaries, stay 
   for (const [ours, theirs] of kept) assert.ok(ours.equals(theirs));
 });
 
+t('through the connection: the same chunks as amqplib (its channel buffer counts writes) and the same flow-control answer', () => {
+  const BASE = { contentType: 'application/json', deliveryMode: 2, headers: {} };
+  for (const [size, long] of [
+    [10, false],
+    [2000, false],
+    [2100, false],
+    [60000, false],
+    [0, true],
+    [3000, true],
+  ] as Array<[number, boolean]>) {
+    const options = long
+      ? {
+          ...BASE,
+          messageId: 'm'.repeat(255),
+          correlationId: 'c'.repeat(255),
+          type: 't'.repeat(255),
+          appId: 'a'.repeat(255),
+          userId: 'u'.repeat(255),
+          clusterId: 'k'.repeat(255),
+          replyTo: 'r'.repeat(255),
+          expiration: '1'.repeat(255),
+        }
+      : BASE;
+    const content = Buffer.alloc(size, 0x62);
+    for (const refuseFrom of [0, 1, 2, 3, 99]) {
+      const run = (ours: boolean) => {
+        const chunks: Buffer[] = [];
+        const conn = {
+          channels: [undefined, { buffer: { write: (b: Buffer) => chunks.push(Buffer.from(b)) <= refuseFrom } }],
+          frameMax: 131072,
+          sentSinceLastCheck: false,
+          sendContent: Connection.prototype.sendContent,
+          sendMessage: Connection.prototype.sendMessage,
+        };
+        if (ours) encodePublishes({ connection: conn } as unknown as ChannelModel);
+        assert.is(conn.sendMessage !== Connection.prototype.sendMessage, ours, ours ? 'installed' : 'plain amqplib');
+        const fields = Args.publish('e'.repeat(200), 'k'.repeat(200), options);
+        const answer = conn.sendMessage(1, BASIC_PUBLISH, fields, BASIC_PROPERTIES, fields, content);
+        return { answer, chunks: chunks.map((c) => c.toString('hex')), sent: conn.sentSinceLastCheck };
+      };
+      assert.equal(run(true), run(false), `${size} bytes, long properties ${long}, writes refused from #${refuseFrom}`);
+    }
+  }
+});
+
 t('what it does not handle is left to amqplib: header entries, a timestamp, large bodies, values amqplib refuses', () => {
   const body = Buffer.from('x');
   const none = (fields: PublishFields, content = body, frameMax = 131072) =>
@@ -145,12 +201,15 @@ t('on a connection, publishes it handles are written in one buffer, the rest by 
     channels: [undefined, { buffer: { write: (b: Buffer) => writes.push(b) > 0 } }],
     frameMax: 131072,
     sentSinceLastCheck: false,
+    sendContent: Connection.prototype.sendContent,
     sendMessage(...args: unknown[]) {
       originalCalls++;
       return Connection.prototype.sendMessage.apply(this, args);
     },
   };
   encodePublishes({ connection: conn } as unknown as ChannelModel);
+  assert.is(writes.length, 0, 'checking the installed amqplib on install sends nothing');
+  originalCalls = 0;
   const fields = Args.publish('e', 'k', { contentType: 'application/json' });
   assert.ok(conn.sendMessage(1, BASIC_PUBLISH, fields, BASIC_PROPERTIES, fields, Buffer.from('{}')));
   assert.is(originalCalls, 0);
@@ -161,6 +220,20 @@ t('on a connection, publishes it handles are written in one buffer, the rest by 
   conn.sendMessage(1, BASIC_PUBLISH, withHeaders, BASIC_PROPERTIES, withHeaders, Buffer.from('{}'));
   assert.is(originalCalls, 1);
   assert.equal(Buffer.concat(writes.slice(1)), amqplibBytes(1, Args.publish('e', 'k', { headers: { a: 'b' } }), Buffer.from('{}')));
+  // An amqplib whose encoder writes anything else for the sample publications is left alone.
+  const other = {
+    channels: [undefined, { buffer: { write: () => true } }],
+    frameMax: 131072,
+    sentSinceLastCheck: false,
+    sendContent: Connection.prototype.sendContent,
+    sendMessage(this: unknown, ...args: unknown[]) {
+      const content = args[5] as Buffer;
+      return Connection.prototype.sendMessage.apply(this, [...args.slice(0, 5), Buffer.concat([content, Buffer.from('!')])]);
+    },
+  };
+  const before = other.sendMessage;
+  encodePublishes({ connection: other } as unknown as ChannelModel);
+  assert.is(other.sendMessage, before);
   // A connection that does not look like amqplib's is left alone.
   const odd = { sendMessage: () => true };
   encodePublishes({ connection: odd } as unknown as ChannelModel);

@@ -3,6 +3,9 @@ import * as assert from 'uvu/assert';
 import { envelope, peek } from '../../src/driver/envelope.js';
 import {
   addCallFields,
+  KeyTable,
+  MAX_CACHED_KEY_LENGTH,
+  MAX_CACHED_KEYS,
   notificationDict,
   parseFailure,
   replyAddress,
@@ -86,6 +89,26 @@ t("context keys round-trip past the key tables' bound (3,000 distinct keys), inh
   const child = Object.create({ inherited: 1 }) as Record<string, unknown>;
   child.own = 2;
   assert.equal(Object.keys(requestDict(child, { method: 'm', args: {} }, 'u')), ['method', 'args', '_context_own', '_unique_id']);
+});
+
+t('a key table holds at most MAX_CACHED_KEYS keys of at most MAX_CACHED_KEY_LENGTH characters', () => {
+  let made = 0;
+  const table = new KeyTable((k) => {
+    made++;
+    return `p${k}`;
+  });
+  assert.is(table.get('a'), 'pa');
+  assert.is(table.get('a'), 'pa');
+  assert.is(made, 1, 'made once, then remembered');
+  const long = 'x'.repeat(MAX_CACHED_KEY_LENGTH + 1);
+  assert.is(table.get(long), `p${long}`);
+  assert.is(table.get(long), `p${long}`);
+  assert.is(made, 3, 'a long key (a peer may send megabytes) is made each time, never kept');
+  assert.is(table.size, 1);
+  for (let i = 0; i < MAX_CACHED_KEYS * 3; i++) {
+    table.get(`k${i}`);
+    assert.ok(table.size <= MAX_CACHED_KEYS);
+  }
 });
 
 t('a body that fails to decode can still name its reply address', () => {

@@ -72,6 +72,16 @@ const TAIL_STRINGS = [
  */
 const MAX_OVERHEAD = 3 * FRAME_OVERHEAD + (2 + 2 + 2 + 1) + (2 + 2 + 8 + 2) + 12 * 256 + 4 + 2;
 
+/** The largest body amqplib's `makeBodyFrame` writes (its size field is a signed 32-bit write). */
+const MAX_BODY = 0x7fffffff;
+
+/** amqplib writes a publish whose frames total less than this as one chunk (connection.js `SINGLE_CHUNK_THRESHOLD`). */
+const SINGLE_CHUNK = 2048;
+
+/** Where the method and header frames of the last {@link encodePublish} result end (offsets into it). */
+let methodEnd = 0;
+let headerEnd = 0;
+
 /** Messages are written into slabs of this size, as Node's Buffer pool does with 8 KiB. */
 const SLAB_SIZE = 64 * 1024;
 let slab = Buffer.allocUnsafe(SLAB_SIZE);
@@ -123,6 +133,8 @@ function putShort(buf: Buffer, at: number, v: unknown): number {
 export function encodePublish(channel: number, f: PublishFields, content: Buffer, frameMax: number): Buffer | undefined {
   if (!Number.isInteger(channel) || channel < 0 || channel > 0xffff) return undefined;
   if (!Number.isInteger(frameMax) || frameMax < 4096 || content.length + FRAME_OVERHEAD > frameMax) return undefined;
+  // amqplib refuses a body frame of 2 GiB or more (a 32-bit signed size): so does its encoder.
+  if (content.length > MAX_BODY) return undefined;
   if (f.ticket !== undefined && f.ticket !== 0) return undefined;
   if (f.timestamp != null) return undefined;
   const headers = f.headers != null;
@@ -196,6 +208,7 @@ export function encodePublish(channel: number, f: PublishFields, content: Buffer
   buf.writeUInt16BE(flags, header + 19);
   buf.writeUInt32BE(at - header - 7, header + 3);
   buf[at++] = FRAME_END;
+  const headersAt = at;
 
   if (content.length > 0) {
     buf[at] = FRAME_BODY;
@@ -205,9 +218,31 @@ export function encodePublish(channel: number, f: PublishFields, content: Buffer
     at += 7 + content.length;
     buf[at++] = FRAME_END;
   }
+  // Out-of-range writes to a Buffer are dropped, not thrown: a room estimate that fell short
+  // would make a short frame. It cannot (MAX_OVERHEAD is the worst case), but must never go out.
+  if (at > buf.length) return undefined;
   // The next message starts 8-aligned, as in Node's pool.
-  slabAt = (at + 7) & ~7;
+  slabAt = Math.min(SLAB_SIZE, at + 7 - ((at + 7) % 8));
+  methodEnd = header - start;
+  headerEnd = headersAt - start;
   return buf.subarray(start, at);
+}
+
+/**
+ * Writes `frames` (just returned by {@link encodePublish}) in the chunks amqplib would: its
+ * channel buffer is an object-mode stream that counts writes toward its high-water mark, and
+ * amqplib returns the last write's answer. So flow control reads the same as with amqplib.
+ */
+function writeAsAmqplib(out: { write(b: Buffer): boolean }, frames: Buffer): boolean {
+  if (frames.length < SINGLE_CHUNK) return out.write(frames);
+  const m = methodEnd;
+  const h = headerEnd;
+  if (h < SINGLE_CHUNK) out.write(frames.subarray(0, h));
+  else {
+    out.write(frames.subarray(0, m));
+    out.write(frames.subarray(m, h));
+  }
+  return h < frames.length ? out.write(frames.subarray(h)) : true;
 }
 
 /** The parts of amqplib's connection that {@link encodePublishes} relies on. */
@@ -218,9 +253,80 @@ interface AmqplibConnection {
   sentSinceLastCheck: boolean;
 }
 
+/** Publications to check the installed amqplib against: hermod's own kind, and every property at once. */
+function samples(): Array<{ fields: PublishFields; content: Buffer }> {
+  const base = { immediate: false, ticket: undefined, timestamp: undefined };
+  return [
+    {
+      fields: {
+        ...base,
+        exchange: 'openstack',
+        routingKey: 'topic.server',
+        mandatory: true,
+        contentType: 'application/json',
+        contentEncoding: 'utf-8',
+        headers: Object.create(Object.freeze({})),
+        deliveryMode: 2,
+        priority: 0,
+        expiration: '30000',
+      },
+      content: Buffer.from('{"oslo.version":"2.0","oslo.message":"{}"}'),
+    },
+    {
+      fields: {
+        ...base,
+        exchange: '',
+        routingKey: 'reply_ключ',
+        mandatory: false,
+        contentType: 'text/plain',
+        contentEncoding: 'gzip',
+        headers: Object.create(null),
+        deliveryMode: 1,
+        priority: 9,
+        correlationId: 'c',
+        replyTo: 'r',
+        expiration: '1',
+        messageId: 'm',
+        type: 't',
+        userId: 'u',
+        appId: 'a',
+        clusterId: 'k',
+      },
+      content: Buffer.alloc(3000, 0x78),
+    },
+  ];
+}
+
+/**
+ * Whether `original` (the connection's own sendMessage) writes what {@link writeAsAmqplib}
+ * would, chunk for chunk, for each of {@link samples}: run on a view of the connection whose
+ * channel collects the writes, so nothing is sent.
+ */
+function agrees(conn: AmqplibConnection, original: AmqplibConnection['sendMessage']): boolean {
+  try {
+    for (const { fields, content } of samples()) {
+      const theirs: Buffer[] = [];
+      const ours: Buffer[] = [];
+      const view = Object.create(conn) as AmqplibConnection;
+      view.channels = [];
+      view.channels[1] = { buffer: { write: (b: Buffer) => theirs.push(Buffer.from(b)) > 0 } };
+      view.sentSinceLastCheck = false;
+      original.call(view, 1, BASIC_PUBLISH, fields, BASIC_PROPERTIES, fields, content);
+      const frames = encodePublish(1, fields, content, conn.frameMax);
+      if (!frames) return false;
+      writeAsAmqplib({ write: (b: Buffer) => ours.push(b) > 0 }, frames);
+      if (theirs.length !== ours.length || !theirs.every((b, i) => b.equals(ours[i]!))) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Makes the connection of `model` encode its publishes with {@link encodePublish}. Left as it is
- * when the connection does not look like the amqplib this was written against, so an amqplib
+ * when the connection does not look like the amqplib this was written against, or when the
+ * installed amqplib's own encoder writes anything else for the sample publications: an amqplib
  * upgrade that changes these internals costs speed, never correctness.
  */
 export function encodePublishes(model: ChannelModel): void {
@@ -228,14 +334,21 @@ export function encodePublishes(model: ChannelModel): void {
   if (!conn || typeof conn.sendMessage !== 'function' || !Array.isArray(conn.channels) || typeof conn.frameMax !== 'number') return;
   if (typeof conn.sentSinceLastCheck !== 'boolean') return;
   const original = conn.sendMessage;
+  if (!agrees(conn, original)) return;
   conn.sendMessage = function (this: AmqplibConnection, channel, method, fields, properties, props, content) {
     // amqplib passes one object as both the method fields and the properties (Args.publish).
     if (method === BASIC_PUBLISH && properties === BASIC_PROPERTIES && fields === props && Buffer.isBuffer(content)) {
       const out = this.channels[channel]?.buffer;
-      const frames = out ? encodePublish(channel, fields as PublishFields, content, this.frameMax) : undefined;
+      let frames: Buffer | undefined;
+      try {
+        frames = out ? encodePublish(channel, fields as PublishFields, content, this.frameMax) : undefined;
+      } catch {
+        // Never expected; amqplib's encoder decides, and throws what it throws.
+        frames = undefined;
+      }
       if (out && frames) {
         this.sentSinceLastCheck = true;
-        return out.write(frames);
+        return writeAsAmqplib(out, frames);
       }
     }
     return original.call(this, channel, method, fields, properties, props, content);
