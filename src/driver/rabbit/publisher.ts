@@ -5,7 +5,7 @@ import type { RabbitConnection } from './connection.js';
 import type { ExchangeRef, QueueBinding, Topology } from './topology.js';
 import { publishProps } from './wire.js';
 
-/** Frames a publishing channel buffers before publish() waits for `drain`. */
+/** Writes (amqplib's chunks: one per publish under 2 KiB, two or three above) a publishing channel buffers before publish() waits for `drain`. */
 const PUBLISH_HWM = 256;
 
 /** AMQP reply codes with which the broker refuses an operation: ACCESS_REFUSED, NOT_FOUND, PRECONDITION_FAILED. */
@@ -92,7 +92,7 @@ export class Publisher {
     // Call requests go on a plain channel: their reply is the confirmation, and skipping the
     // broker's basic.ack per request saves a frame each way. Unroutable calls still come back
     // (mandatory) as basic.return and fail with MessageUndeliverable.
-    // amqplib buffers up to 1024 frames per channel (128 MiB at frameMax) before it says "full";
+    // amqplib buffers up to 1024 writes per channel (a frame each at most: 128 MiB at frameMax) before it says "full";
     // a smaller mark makes publish() wait for `drain` while the broker is not reading.
     const calls = await model.createChannel({ highWaterMark: PUBLISH_HWM } as never);
     this.watch(calls);
