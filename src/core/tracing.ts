@@ -1,17 +1,6 @@
-import {
-  context,
-  createTraceState,
-  isSpanContextValid,
-  type Context as OtelContext,
-  ProxyTracerProvider,
-  ROOT_CONTEXT,
-  type Span,
-  type SpanContext,
-  SpanKind,
-  SpanStatusCode,
-  type Tracer,
-  trace,
-} from '@opentelemetry/api';
+import { createRequire } from 'node:module';
+import type * as OtelApi from '@opentelemetry/api';
+import type { Context as OtelContext, Span, SpanContext, Tracer } from '@opentelemetry/api';
 import type { Context } from './serializer.js';
 
 /**
@@ -44,13 +33,43 @@ export interface ClientSpan {
   end(error?: Error): void;
 }
 
+const require = createRequire(import.meta.url);
+
+/**
+ * Where every copy of `@opentelemetry/api` 1.x keeps what an application registered
+ * (`trace.setGlobalTracerProvider` puts its provider under `trace`). Reading it tells whether
+ * anyone registered a tracer without loading the API: the package and its 44 modules cost a
+ * process about 7 MB of RSS, which a server that traces nothing should not pay. A test checks
+ * the key against the installed API, so a major upgrade fails there instead of tracing nothing.
+ */
+export const OTEL_GLOBAL = Symbol.for('opentelemetry.js.api.1');
+
+let loaded: typeof OtelApi | undefined;
+
+/** The OpenTelemetry API, loaded on first use. */
+function api(): typeof OtelApi {
+  loaded ??= require('@opentelemetry/api') as typeof OtelApi;
+  return loaded;
+}
+
+/** The API once an application has registered a tracer provider; undefined (and nothing loaded) before. */
+function registeredApi(): typeof OtelApi | undefined {
+  if (loaded) return loaded;
+  const registry = (globalThis as Record<symbol, { trace?: unknown } | undefined>)[OTEL_GLOBAL];
+  return registry?.trace === undefined ? undefined : api();
+}
+
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/s;
 const MAX_TRACESTATE = 512;
 
 /** The registered tracer, or undefined when the application registered none. */
 function tracer(): Tracer | undefined {
-  const provider = trace.getTracerProvider();
-  if (provider instanceof ProxyTracerProvider) return provider.getDelegateTracer('hermod');
+  const otel = registeredApi();
+  if (!otel) return undefined;
+  const provider = otel.trace.getTracerProvider() as ReturnType<typeof otel.trace.getTracerProvider> & Partial<OtelApi.ProxyTracerProvider>;
+  // Duck-typed: the provider may come from the application's ESM copy of the API, whose
+  // ProxyTracerProvider is not the class of the CommonJS copy loaded here.
+  if (typeof provider.getDelegateTracer === 'function') return provider.getDelegateTracer('hermod');
   return provider.getTracer('hermod');
 }
 
@@ -61,9 +80,10 @@ export function extractTraceContext(ctx: Context): SpanContext | undefined {
   const m = TRACEPARENT.exec(tp.trim().toLowerCase());
   if (!m || m[1] === 'ff' || (m[1] === '00' && m[5] !== undefined)) return undefined;
   const sc: SpanContext = { traceId: m[2]!, spanId: m[3]!, traceFlags: Number.parseInt(m[4]!, 16) & 1, isRemote: true };
-  if (!isSpanContextValid(sc)) return undefined;
+  const otel = api();
+  if (!otel.isSpanContextValid(sc)) return undefined;
   const ts = ctx.tracestate;
-  if (typeof ts === 'string' && ts.length > 0 && ts.length <= MAX_TRACESTATE) sc.traceState = createTraceState(ts);
+  if (typeof ts === 'string' && ts.length > 0 && ts.length <= MAX_TRACESTATE) sc.traceState = otel.createTraceState(ts);
   return sc;
 }
 
@@ -94,7 +114,7 @@ function finish(span: Span, error: unknown): void {
   if (error !== undefined) {
     const err = error instanceof Error ? error : new Error(String(error));
     span.recordException(err);
-    span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+    span.setStatus({ code: api().SpanStatusCode.ERROR, message: err.message });
   }
   span.end();
 }
@@ -106,6 +126,7 @@ function finish(span: Span, error: unknown): void {
 export function clientSpan(info: () => SpanInfo, wireCtx: Context): ClientSpan | undefined {
   const t = tracer();
   if (!t) return undefined;
+  const { context, trace, SpanKind, isSpanContextValid } = api();
   const i = info();
   let parent: OtelContext = context.active();
   if (!trace.getSpanContext(parent)) {
@@ -132,6 +153,7 @@ export function clientSpan(info: () => SpanInfo, wireCtx: Context): ClientSpan |
 export function serverSpan<T>(ctx: Context, info: () => SpanInfo, fn: () => Promise<T>): Promise<T> {
   const t = tracer();
   if (!t) return fn();
+  const { context, trace, ROOT_CONTEXT, SpanKind } = api();
   const i = info();
   const remote = extractTraceContext(ctx);
   const parent = remote ? trace.setSpanContext(ROOT_CONTEXT, remote) : ROOT_CONTEXT;

@@ -1,8 +1,11 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { extractTraceContext } from '../../src/core/tracing.js';
+import { extractTraceContext, OTEL_GLOBAL } from '../../src/core/tracing.js';
 import { type Context, defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { rejects, until } from '../support/assert.js';
@@ -117,6 +120,34 @@ t('extractTraceContext follows W3C: version ff, zero ids, extra fields on versio
   ]) {
     assert.is(extractTraceContext({ traceparent: bad }), undefined, String(bad));
   }
+});
+
+t('the registry key hermod reads is where the installed API keeps a registered provider', () => {
+  // before.each registered a provider: a major upgrade of the API moves it, and this fails.
+  const registry = (globalThis as Record<symbol, { trace?: unknown } | undefined>)[OTEL_GLOBAL];
+  assert.ok(registry?.trace, `nothing under ${String(OTEL_GLOBAL)}`);
+});
+
+t('a process that registers no tracer never loads the OpenTelemetry API', () => {
+  // Calls and serves over memory:// in a fresh process whose ESM resolver refuses the API, then
+  // lists the CommonJS modules loaded (hermod's lazy load is a require).
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+  const refuse = `export async function resolve(s, c, next) { if (s.startsWith('@opentelemetry/')) throw new Error('imported ' + s); return next(s, c); }`;
+  const script = `
+    const { createRequire, register } = await import('node:module');
+    register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(refuse)}`)});
+    const h = await import(${JSON.stringify(path.join(root, 'dist/src/index.js'))});
+    const tr = await h.getTransport('memory://no-otel', { config: h.defaultConfig() });
+    const server = new h.RPCServer(tr, new h.Target({ topic: 'n', server: 's' }), [{ echo: (_c, a) => a }]);
+    await server.start();
+    const r = await new h.RPCClient(tr, new h.Target({ topic: 'n' })).call({ traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' }, 'echo', { v: 1 });
+    await server.stop(); await server.wait(1000); await tr.close();
+    const req = createRequire(${JSON.stringify(path.join(root, 'package.json'))});
+    console.log(JSON.stringify({ r, otel: Object.keys(req.cache).filter((k) => k.includes('@opentelemetry')).length }));
+  `;
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  assert.is(run.status, 0, run.stderr);
+  assert.equal(JSON.parse(run.stdout), { r: { v: 1 }, otel: 0 });
 });
 
 t.run();
