@@ -39,12 +39,13 @@ const require = createRequire(import.meta.url);
  * Where every copy of `@opentelemetry/api` 1.x keeps what an application registered
  * (`trace.setGlobalTracerProvider` puts its provider under `trace`). Reading it tells whether
  * anyone registered a tracer without loading the API: the package and its 44 modules cost a
- * process about 7 MB of RSS, which a server that traces nothing should not pay. A test checks
+ * process about 6 MB of RSS, which a server that traces nothing should not pay. A test checks
  * the key against the installed API, so a major upgrade fails there instead of tracing nothing.
  */
 export const OTEL_GLOBAL = Symbol.for('opentelemetry.js.api.1');
 
-let loaded: typeof OtelApi | undefined;
+/** The API once loaded; null when a provider was registered but the API could not be loaded. */
+let loaded: typeof OtelApi | null | undefined;
 
 /** The OpenTelemetry API, loaded on first use. */
 function api(): typeof OtelApi {
@@ -54,9 +55,23 @@ function api(): typeof OtelApi {
 
 /** The API once an application has registered a tracer provider; undefined (and nothing loaded) before. */
 function registeredApi(): typeof OtelApi | undefined {
-  if (loaded) return loaded;
+  if (loaded !== undefined) return loaded ?? undefined;
   const registry = (globalThis as Record<symbol, { trace?: unknown } | undefined>)[OTEL_GLOBAL];
-  return registry?.trace === undefined ? undefined : api();
+  if (registry?.trace === undefined) return undefined;
+  try {
+    return api();
+  } catch (err) {
+    // A bundle shipped without node_modules: the require is invisible to bundlers. Calls go on
+    // untraced, said once, rather than each failing.
+    loaded = null;
+    process.emitWarning(
+      `a tracer provider is registered but hermod cannot load @opentelemetry/api (${String(err)}): calls are not traced`,
+      {
+        type: 'HermodWarning',
+      },
+    );
+    return undefined;
+  }
 }
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/s;
@@ -67,8 +82,8 @@ function tracer(): Tracer | undefined {
   const otel = registeredApi();
   if (!otel) return undefined;
   const provider = otel.trace.getTracerProvider() as ReturnType<typeof otel.trace.getTracerProvider> & Partial<OtelApi.ProxyTracerProvider>;
-  // Duck-typed: the provider may come from the application's ESM copy of the API, whose
-  // ProxyTracerProvider is not the class of the CommonJS copy loaded here.
+  // Duck-typed: the provider may come from another copy of the API (a bundle, a nested
+  // install), whose ProxyTracerProvider is not the class of the copy loaded here.
   if (typeof provider.getDelegateTracer === 'function') return provider.getDelegateTracer('hermod');
   return provider.getTracer('hermod');
 }

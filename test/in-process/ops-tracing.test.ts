@@ -150,4 +150,35 @@ t('a process that registers no tracer never loads the OpenTelemetry API', () => 
   assert.equal(JSON.parse(run.stdout), { r: { v: 1 }, otel: 0 });
 });
 
+t('a provider registered where hermod cannot load the API: calls go on untraced, with one warning', () => {
+  // As in a bundle shipped without node_modules: the registry says "traced", the require fails.
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+  const script = `
+    const Module = (await import('node:module')).default;
+    const resolve = Module._resolveFilename;
+    Module._resolveFilename = function (request, ...rest) {
+      if (request === '@opentelemetry/api') throw Object.assign(new Error('Cannot find module ' + request), { code: 'MODULE_NOT_FOUND' });
+      return resolve.call(this, request, ...rest);
+    };
+    globalThis[Symbol.for('opentelemetry.js.api.1')] = { version: '1.9.1', trace: {} };
+    const warnings = [];
+    process.on('warning', (w) => warnings.push(w.name + ': ' + w.message));
+    const h = await import(${JSON.stringify(path.join(root, 'dist/src/index.js'))});
+    const tr = await h.getTransport('memory://bundled', { config: h.defaultConfig() });
+    const server = new h.RPCServer(tr, new h.Target({ topic: 'b', server: 's' }), [{ echo: (_c, a) => a }]);
+    await server.start();
+    const client = new h.RPCClient(tr, new h.Target({ topic: 'b' }));
+    const r = [await client.call({}, 'echo', { v: 1 }), await client.call({}, 'echo', { v: 2 })];
+    await server.stop(); await server.wait(1000); await tr.close();
+    await new Promise((ok) => setImmediate(ok));
+    console.log(JSON.stringify({ r, warnings }));
+  `;
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  assert.is(run.status, 0, run.stderr);
+  const out = JSON.parse(run.stdout) as { r: unknown[]; warnings: string[] };
+  assert.equal(out.r, [{ v: 1 }, { v: 2 }]);
+  assert.is(out.warnings.length, 1, out.warnings.join('\n'));
+  assert.match(out.warnings[0]!, /^HermodWarning: a tracer provider is registered but hermod cannot load @opentelemetry\/api/);
+});
+
 t.run();
