@@ -140,6 +140,11 @@ export const SCHEMA = {
       false,
       'Replies to calls come by RabbitMQ direct reply-to (amq.rabbitmq.reply-to) instead of a reply_<uuid> queue; calls in flight fail at once when the connection drops',
     ),
+    replyAcks: opt(
+      'bool',
+      true,
+      "Acknowledge each reply taken from the reply_<uuid> queue, as oslo does (false: consumed without acknowledgements, as RabbitMQ's RPC tutorial does: less broker work per call, but a reply the broker had already sent on a connection that drops is lost and its call times out)",
+    ),
     haQueues: opt('bool', false, 'x-ha-policy: all on topic, server, reply and fanout queues (rabbit_ha_queues)'),
     quorumDeliveryLimit: opt('int-range', 0, 'x-delivery-limit of quorum queues; 0 = unset'),
   },

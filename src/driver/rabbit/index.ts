@@ -65,7 +65,14 @@ export class RabbitDriver extends DriverBase implements Driver {
     // channel instead; calls in flight when it goes fail at once (direct-reply.ts).
     this.replies = config.rabbit.directReplyTo
       ? new DirectReplyTo(this.conn, this.waiter, config.maxJsonDepth)
-      : new ReplyQueue(this.topology.replyQueueName(), this.conn, this.waiter, this.topology.transientQueue(), config.maxJsonDepth);
+      : new ReplyQueue(
+          this.topology.replyQueueName(),
+          this.conn,
+          this.waiter,
+          this.topology.transientQueue(),
+          config.maxJsonDepth,
+          config.rabbit.replyAcks,
+        );
     void this.conn.addHook(async (m) => {
       await this.publisher.setup(m);
       await this.replies.setup(m);

