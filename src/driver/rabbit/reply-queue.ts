@@ -96,18 +96,16 @@ export class ReplyQueue {
       this.name,
       (msg) => {
         if (!msg) return;
-        if (!this.acks) {
-          this.dispatch.onReply(msg.content);
-          return;
-        }
-        this.ackChannel = ch;
-        this.lastReply = msg;
-        if (!this.ackTimer) {
-          this.ackTimer = setTimeout(() => {
-            this.ackTimer = undefined;
-            this.flushAcks();
-          }, REPLY_ACK_DELAY_MS);
-          this.ackTimer.unref();
+        if (this.acks) {
+          this.ackChannel = ch;
+          this.lastReply = msg;
+          if (!this.ackTimer) {
+            this.ackTimer = setTimeout(() => {
+              this.ackTimer = undefined;
+              this.flushAcks();
+            }, REPLY_ACK_DELAY_MS);
+            this.ackTimer.unref();
+          }
         }
         this.dispatch.onReply(msg.content);
       },
