@@ -1,76 +1,17 @@
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RabbitNode } from '../../scripts/rabbit-node.js';
-import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport, TransportError } from '../../src/index.js';
+import { defaultConfig, getTransport, RPCClient, Target, type Transport, TransportError } from '../../src/index.js';
 import { sleep, until } from '../support/assert.js';
-import { sharedVhost } from '../support/rabbit-vhost.js';
+import { type ModeCtx, modeCases, modeSuite, modeTransport, serveSlow as serve } from '../support/rabbit-mode.js';
 import { rpcSuite } from '../support/rpc-cases.js';
 
 // rabbit.directReplyTo: replies by RabbitMQ's direct reply-to instead of a reply_<uuid> queue.
 // The RPC cases every driver passes, with every client in that mode (a URL query option).
-rpcSuite(
-  'rpc over RabbitMQ with rabbit.directReplyTo: shared cases',
-  sharedVhost(
-    'drt-cases',
-    {
-      unrouted: { 'rabbit.mandatoryRequests': false },
-      unservedTimeout: () => /Timed out waiting for a reply to message ID [0-9a-f]{32} \(x on topic nobody-\d+\) after \d+ ms/,
-    },
-    '?directReplyTo=true',
-  ),
-).run();
+rpcSuite('rpc over RabbitMQ with rabbit.directReplyTo: shared cases', modeCases('drt-cases', '?directReplyTo=true')).run();
 
-interface Ctx {
-  node: RabbitNode;
-  vhost: string;
-  url: string;
-  transports: Transport[];
-  servers: RPCServer[];
-}
-const t = suite<Ctx>('rabbit.directReplyTo', {} as Ctx);
+const t = modeSuite('rabbit.directReplyTo', 'drt');
 
-t.before(async (ctx) => {
-  ctx.node = await RabbitNode.shared();
-  ctx.vhost = await ctx.node.addVhost(`drt-${process.pid}`);
-  ctx.url = ctx.node.url(ctx.vhost);
-});
-t.after(async (ctx) => {
-  await ctx.node.deleteVhost(ctx.vhost);
-  await ctx.node.release();
-});
-t.before.each((ctx) => {
-  ctx.transports = [];
-  ctx.servers = [];
-});
-t.after.each(async (ctx) => {
-  for (const s of ctx.servers) {
-    await s.stop();
-    await s.wait(1000);
-  }
-  for (const tr of ctx.transports) await tr.close();
-});
-
-async function transport(ctx: Ctx, directReplyTo: boolean): Promise<Transport> {
-  const tr = await getTransport(ctx.url, { config: defaultConfig(), overrides: { 'rabbit.directReplyTo': directReplyTo } });
-  ctx.transports.push(tr);
-  return tr;
-}
-
-class Slow {
-  async echo(_ctx: unknown, args: { v: unknown }) {
-    return args.v;
-  }
-  async sleep(_ctx: unknown, args: { ms: number }) {
-    await sleep(args.ms);
-    return args.ms;
-  }
-}
-
-async function serve(ctx: Ctx, topic: string): Promise<RPCServer> {
-  const s = new RPCServer(await transport(ctx, false), new Target({ topic, server: 's1' }), [new Slow()]);
-  await s.start();
-  ctx.servers.push(s);
-  return s;
+function transport(ctx: ModeCtx, directReplyTo: boolean): Promise<Transport> {
+  return modeTransport(ctx, { 'rabbit.directReplyTo': directReplyTo });
 }
 
 t('calls come back by direct reply-to: no reply queue, and the server counts no failed reply', async (ctx) => {

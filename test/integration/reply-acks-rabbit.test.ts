@@ -1,79 +1,21 @@
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RabbitNode } from '../../scripts/rabbit-node.js';
-import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import { defaultConfig, getTransport, RPCClient, Target, type Transport } from '../../src/index.js';
 import { sleep } from '../support/assert.js';
-import { sharedVhost } from '../support/rabbit-vhost.js';
+import { type ModeCtx, modeCases, modeSuite, modeTransport, serveSlow as serve } from '../support/rabbit-mode.js';
 import { rpcSuite } from '../support/rpc-cases.js';
 
 // rabbit.replyAcks=false: the reply_<uuid> queue consumed without acknowledgements.
 // The RPC cases every driver passes, with every client in that mode (a URL query option).
-rpcSuite(
-  'rpc over RabbitMQ with rabbit.replyAcks=false: shared cases',
-  sharedVhost(
-    'racks-cases',
-    {
-      unrouted: { 'rabbit.mandatoryRequests': false },
-      unservedTimeout: () => /Timed out waiting for a reply to message ID [0-9a-f]{32} \(x on topic nobody-\d+\) after \d+ ms/,
-    },
-    '?replyAcks=false',
-  ),
-).run();
+rpcSuite('rpc over RabbitMQ with rabbit.replyAcks=false: shared cases', modeCases('racks-cases', '?replyAcks=false')).run();
 
-interface Ctx {
-  node: RabbitNode;
-  vhost: string;
-  url: string;
-  transports: Transport[];
-  servers: RPCServer[];
-}
-const t = suite<Ctx>('rabbit.replyAcks', {} as Ctx);
+const t = modeSuite('rabbit.replyAcks', 'racks');
 
-t.before(async (ctx) => {
-  ctx.node = await RabbitNode.shared();
-  ctx.vhost = await ctx.node.addVhost(`racks-${process.pid}`);
-  ctx.url = ctx.node.url(ctx.vhost);
-});
-t.after(async (ctx) => {
-  await ctx.node.deleteVhost(ctx.vhost);
-  await ctx.node.release();
-});
-t.before.each((ctx) => {
-  ctx.transports = [];
-  ctx.servers = [];
-});
-t.after.each(async (ctx) => {
-  for (const s of ctx.servers) {
-    await s.stop();
-    await s.wait(1000);
-  }
-  for (const tr of ctx.transports) await tr.close();
-});
-
-async function transport(ctx: Ctx, replyAcks: boolean): Promise<Transport> {
-  const tr = await getTransport(ctx.url, { config: defaultConfig(), overrides: { 'rabbit.replyAcks': replyAcks } });
-  ctx.transports.push(tr);
-  return tr;
-}
-
-class Slow {
-  async echo(_ctx: unknown, args: { v: unknown }) {
-    return args.v;
-  }
-  async sleep(_ctx: unknown, args: { ms: number }) {
-    await sleep(args.ms);
-    return args.ms;
-  }
-}
-
-async function serve(ctx: Ctx, topic: string): Promise<void> {
-  const s = new RPCServer(await transport(ctx, true), new Target({ topic, server: 's1' }), [new Slow()]);
-  await s.start();
-  ctx.servers.push(s);
+function transport(ctx: ModeCtx, replyAcks: boolean): Promise<Transport> {
+  return modeTransport(ctx, { 'rabbit.replyAcks': replyAcks });
 }
 
 /** `ack_required` of the consumers on reply queues, as the broker reports it. */
-async function replyConsumers(ctx: Ctx): Promise<string[]> {
+async function replyConsumers(ctx: ModeCtx): Promise<string[]> {
   const out = await ctx.node.ctl('list_consumers', '-p', ctx.vhost, '--no-table-headers', '-q', 'queue_name', 'ack_required');
   return out
     .split('\n')

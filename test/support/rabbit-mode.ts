@@ -1,0 +1,85 @@
+import { suite, type Test } from 'uvu';
+import { RabbitNode } from '../../scripts/rabbit-node.js';
+import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
+import { sleep } from './assert.js';
+import { sharedVhost } from './rabbit-vhost.js';
+
+/**
+ * The set-up of a suite about one rabbit.* mode (direct reply-to, reply acknowledgements): a
+ * vhost of its own on the run's shared node, transports closed and servers stopped after each
+ * test.
+ */
+export interface ModeCtx {
+  node: RabbitNode;
+  vhost: string;
+  url: string;
+  transports: Transport[];
+  servers: RPCServer[];
+}
+
+/** A suite with the hooks of {@link ModeCtx}; its vhost is named `<prefix>-<pid>`. */
+export function modeSuite(title: string, prefix: string): Test<ModeCtx> {
+  const t = suite<ModeCtx>(title, {} as ModeCtx);
+  t.before(async (ctx) => {
+    ctx.node = await RabbitNode.shared();
+    ctx.vhost = await ctx.node.addVhost(`${prefix}-${process.pid}`);
+    ctx.url = ctx.node.url(ctx.vhost);
+  });
+  t.after(async (ctx) => {
+    await ctx.node.deleteVhost(ctx.vhost);
+    await ctx.node.release();
+  });
+  t.before.each((ctx) => {
+    ctx.transports = [];
+    ctx.servers = [];
+  });
+  t.after.each(async (ctx) => {
+    for (const s of ctx.servers) {
+      await s.stop();
+      await s.wait(1000);
+    }
+    for (const tr of ctx.transports) await tr.close();
+  });
+  return t;
+}
+
+/** A transport on the suite's vhost with `overrides`, closed after the test. */
+export async function modeTransport(ctx: ModeCtx, overrides: Record<string, unknown> = {}): Promise<Transport> {
+  const tr = await getTransport(ctx.url, { config: defaultConfig(), overrides });
+  ctx.transports.push(tr);
+  return tr;
+}
+
+/** What the mode suites' servers serve: an echo, and a call that answers after `ms`. */
+export class Slow {
+  async echo(_ctx: unknown, args: { v: unknown }) {
+    return args.v;
+  }
+  async sleep(_ctx: unknown, args: { ms: number }) {
+    await sleep(args.ms);
+    return args.ms;
+  }
+}
+
+/** Starts a {@link Slow} server `s1` on `topic` with the default options, stopped after the test. */
+export async function serveSlow(ctx: ModeCtx, topic: string): Promise<RPCServer> {
+  const s = new RPCServer(await modeTransport(ctx), new Target({ topic, server: 's1' }), [new Slow()]);
+  await s.start();
+  ctx.servers.push(s);
+  return s;
+}
+
+/**
+ * The shared RPC cases' set-up for a mode given as a URL query (`?directReplyTo=true`): calls
+ * nobody serves are dropped as oslo drops them, and time out with oslo's message.
+ */
+export function modeCases(prefix: string, query: string) {
+  return sharedVhost(
+    prefix,
+    {
+      unrouted: { 'rabbit.mandatoryRequests': false },
+      unservedTimeout: () => /Timed out waiting for a reply to message ID [0-9a-f]{32} \(x on topic nobody-\d+\) after \d+ ms/,
+    },
+    query,
+  );
+}
