@@ -37,8 +37,8 @@ export class ReplyQueue {
     /**
      * `rabbit.replyAcks`. Without acknowledgements the broker drops each reply as it sends it
      * instead of keeping it until the ack: 4–18 µs less broker CPU per call at 64 in flight on
-     * the bench machine (seven pairs). The price is a reply already on a connection that drops: with acks the
-     * broker sends it again after the reconnect, without them it is gone.
+     * the bench machine (seven pairs). The price is a reply already on a connection that
+     * drops: with acks the broker sends it again after the reconnect, without them it is gone.
      */
     private readonly acks = true,
   ) {
