@@ -82,8 +82,15 @@ const SINGLE_CHUNK = 2048;
 let methodEnd = 0;
 let headerEnd = 0;
 
-/** Messages are written into slabs of this size, as Node's Buffer pool does with 8 KiB. */
-const SLAB_SIZE = 64 * 1024;
+/**
+ * Messages are written into slabs of this size, as Node's Buffer pool does. Not larger: a slab
+ * lives until it is full, and a 64 KiB one (about 150 replies) outlived two scavenges often
+ * enough to be promoted, so spent slabs piled up as external memory until the next full
+ * collection. A server alternating sequential and 64-in-flight runs grew 2 MB of external
+ * memory per cycle (2.7 → 7.7 MB, RSS 73 → 78.5 MB); with 8 KiB it stayed at 2.5–2.7 MB and
+ * 72.5–73.3 MB, its CPU per call the same (three pairs).
+ */
+const SLAB_SIZE = 8 * 1024;
 let slab = Buffer.allocUnsafe(SLAB_SIZE);
 let slabAt = 0;
 
