@@ -14,8 +14,13 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
 const peersDir = path.join(root, 'bench', 'peers');
 
-/** The systems of the call workloads, in the order of each round (raw first). */
-export const SYSTEMS = ['raw', 'hermod', 'nest', 'moleculer'] as const;
+/**
+ * The systems of the call workloads, in the order of each round (raw first). `lane` is hermod
+ * with the README's fast lane on its caller (`FAST_LANE` in caller.ts), against an rpc-server CLI of its
+ * own with default options.
+ */
+export const SYSTEMS = ['raw', 'hermod', 'lane', 'nest', 'moleculer'] as const;
+
 export type System = (typeof SYSTEMS)[number];
 
 /** One workload's figures for one system, over all rounds. */
@@ -111,14 +116,15 @@ async function startSystem(system: System, rabbitUrl: string): Promise<Running> 
   let stopResponder: () => Promise<void>;
   const exited = (p: ChildProcess) =>
     new Promise<void>((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', () => r())));
-  if (system === 'hermod') {
+  const topic = system === 'lane' ? 'pbench-lane' : 'pbench';
+  if (system === 'hermod' || system === 'lane') {
     const name = 'p1';
     // Its log (a line per request at the default level) goes to a file, as from a service
     // manager: a pipe read by this busy process would make the server wait on the reader.
     const dir = mkdtempSync(path.join(tmpdir(), 'hermod-bench-'));
     const logFile = path.join(dir, 'rpc-server.log');
     const fd = openSync(logFile, 'w');
-    const args = [path.join(root, 'dist', 'bin', 'rpc-server.js'), name, '--topic', 'pbench', '--transport-url', rabbitUrl];
+    const args = [path.join(root, 'dist', 'bin', 'rpc-server.js'), name, '--topic', topic, '--transport-url', rabbitUrl];
     responder = spawn(process.execPath, args, { stdio: ['ignore', fd, 'inherit'] });
     closeSync(fd);
     const end = Date.now() + 30_000;
@@ -155,7 +161,7 @@ async function startSystem(system: System, rabbitUrl: string): Promise<Running> 
   const callerProc = fork(path.join(here, 'caller.js'), [], { stdio: ['ignore', 2, 2, 'ipc'] });
   const caller = new Ipc(callerProc);
   try {
-    await caller.ask({ op: 'init', system, url: rabbitUrl, topic: 'pbench', server: 'p1', queue: 'praw' });
+    await caller.ask({ op: 'init', system, url: rabbitUrl, topic, server: 'p1', queue: 'praw' });
   } catch (err) {
     callerProc.kill('SIGKILL');
     await stopResponder();
@@ -243,7 +249,7 @@ export async function callRounds(o: {
       try {
         running.push(await startSystem(system, o.rabbitUrl));
       } catch (err) {
-        if (system === 'raw' || system === 'hermod') throw err;
+        if (system === 'raw' || system === 'hermod' || system === 'lane') throw err;
         const why = `${system} skipped: ${(err as Error).message.split('\n')[0]}`;
         o.progress(why);
         skipped.push(why);

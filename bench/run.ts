@@ -287,6 +287,8 @@ type Row = {
   name: string;
   unit: string;
   hermod?: number;
+  /** hermod with the fast lane on its caller (rows 1, 2 and 7). */
+  lane?: number;
   raw?: number;
   oslo?: number;
   nest?: number;
@@ -312,7 +314,7 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
   const amqpUrl = rabbitUrl.replace(/^rabbit(s?):/, 'amqp$1:');
 
   // Workloads 1 and 2: every system as a responder process and a caller process, alternating rounds.
-  const systems: System[] = ['raw', 'hermod'];
+  const systems: System[] = ['raw', 'hermod', 'lane'];
   if (!opts.peers) notes.push('NestJS and Moleculer rows skipped (--no-peers)');
   else if (!peersInstalled()) {
     const why = 'NestJS and Moleculer rows skipped: bench/peers is not installed (npm --prefix bench/peers ci)';
@@ -334,6 +336,7 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
   const R = rounds.results;
   const by = (pick: (r: NonNullable<(typeof R)['raw']>) => number): Partial<Row> => ({
     hermod: R.hermod && pick(R.hermod),
+    lane: R.lane && pick(R.lane),
     raw: R.raw && pick(R.raw),
     nest: R.nest && pick(R.nest),
     moleculer: R.moleculer && pick(R.moleculer),
@@ -722,11 +725,13 @@ async function main(): Promise<void> {
       'workload',
       'unit',
       'hermod',
+      'hermod, fast lane',
       'raw amqplib',
       'oslo.messaging',
       'NestJS',
       'Moleculer',
       'hermod/raw',
+      'fast lane/raw',
       'hermod/oslo',
       'NestJS/raw',
       'Moleculer/raw',
@@ -735,11 +740,13 @@ async function main(): Promise<void> {
       r.name,
       r.unit,
       f(r.hermod, r.unit),
+      f(r.lane, r.unit),
       f(r.raw, r.unit),
       f(r.oslo, r.unit),
       f(r.nest, r.unit),
       f(r.moleculer, r.unit),
       ratio(r.hermod, r.raw, r.better),
+      ratio(r.lane, r.raw, r.better),
       ratio(r.hermod, r.oslo, r.better),
       ratio(r.nest, r.raw, r.better),
       ratio(r.moleculer, r.raw, r.better),

@@ -145,6 +145,16 @@ export const SCHEMA = {
       true,
       "Acknowledge each reply taken from the reply_<uuid> queue, as oslo does (false: consumed without acknowledgements, as RabbitMQ's RPC tutorial does: less broker work per call, but a reply the broker had already sent on a connection that drops is lost and its call times out)",
     ),
+    requestRouting: opt(
+      ['exchange', 'queue'],
+      'exchange',
+      "How calls and casts reach a server's queue: exchange = published to the target's topic exchange with the routing key <topic>[.<server>], as oslo does; queue = straight to the queue of that name through the default exchange, the queue oslo and hermod servers consume (less broker work per call; the target's exchange and any other binding of the key are bypassed)",
+    ),
+    requestExpiration: opt(
+      'bool',
+      true,
+      "Each call request carries its time left as a per-message expiration, as oslo's do (false: a request waits in its queue until a server takes it, even after its caller gave up; less broker work per call)",
+    ),
     haQueues: opt('bool', false, 'x-ha-policy: all on topic, server, reply and fanout queues (rabbit_ha_queues)'),
     quorumDeliveryLimit: opt('int-range', 0, 'x-delivery-limit of quorum queues; 0 = unset'),
   },

@@ -9,12 +9,36 @@ const t = suite('rabbit topology');
 const topology = (over: Partial<ReturnType<typeof defaultConfig>['rabbit']> = {}) => new Topology({ ...defaultConfig().rabbit, ...over });
 
 t('requests route to <topic>, <topic>.<server>, or the fanout exchange with key ""', () => {
-  assert.equal(requestRoute(new Target({ topic: 't' }), 'openstack'), { exchange: { name: 'openstack', type: 'topic' }, key: 't' });
-  assert.equal(requestRoute(new Target({ topic: 't', server: 's' }), 'nova'), { exchange: { name: 'nova', type: 'topic' }, key: 't.s' });
-  assert.equal(requestRoute(new Target({ topic: 't', fanout: true }), 'openstack'), {
+  assert.equal(requestRoute(new Target({ topic: 't' }), 'openstack', 'exchange'), {
+    exchange: { name: 'openstack', type: 'topic' },
+    key: 't',
+  });
+  assert.equal(requestRoute(new Target({ topic: 't', server: 's' }), 'nova', 'exchange'), {
+    exchange: { name: 'nova', type: 'topic' },
+    key: 't.s',
+  });
+  assert.equal(requestRoute(new Target({ topic: 't', fanout: true }), 'openstack', 'exchange'), {
     exchange: { name: 't_fanout', type: 'fanout' },
     key: '',
   });
+});
+
+t('with rabbit.requestRouting = queue, requests go by the default exchange to the queue the key names; fanout keeps its exchange', () => {
+  assert.equal(requestRoute(new Target({ topic: 't' }), 'openstack', 'queue'), { exchange: undefined, key: 't' });
+  assert.equal(requestRoute(new Target({ topic: 't', server: 's' }), 'nova', 'queue'), { exchange: undefined, key: 't.s' });
+  assert.equal(requestRoute(new Target({ topic: 't', fanout: true }), 'openstack', 'queue'), {
+    exchange: { name: 't_fanout', type: 'fanout' },
+    key: '',
+  });
+  // The keys are the names the servers give their queues.
+  const names = topology()
+    .serverBindings('nova', 't', 's')
+    .filter((b) => b.exchange.type === 'topic')
+    .map((b) => [b.queue, b.key]);
+  assert.equal(names, [
+    ['t', 't'],
+    ['t.s', 't.s'],
+  ]);
 });
 
 t('queue flags follow oslo: transient queues expire, quorum queues are durable and never auto-deleted', () => {

@@ -113,7 +113,7 @@ export class RabbitDriver extends DriverBase implements Driver {
     const retry = opts.retry ?? -1;
     const uniqueId = uuidHex();
     const msg = requestDict(ctx, request, uniqueId);
-    const { exchange, key } = requestRoute(target, this.exchange(target));
+    const { exchange, key } = requestRoute(target, this.exchange(target), this.config.rabbit.requestRouting);
     const mandatory = this.config.rabbit.mandatoryRequests;
     const what = `${opts.waitForReply ? 'call' : 'cast'} ${request.method}`;
     // Publications are written out in one key order (sendReply's too): an object spread here
@@ -140,7 +140,8 @@ export class RabbitDriver extends DriverBase implements Driver {
     // Not awaited: the reply decides when the call ends, and a failed publish fails it. One
     // promise chain fewer per call than awaiting the publish and then the reply, and none at
     // all when the request can be handed to amqplib at once.
-    const req: Publication = { exchange, key, body, uniqueId, mandatory, confirm: false, deadline, retry, what };
+    const expires = this.config.rabbit.requestExpiration;
+    const req: Publication = { exchange, key, body, uniqueId, mandatory, confirm: false, expires, deadline, retry, what };
     this.replies.flushAcks();
     if (this.publisher.publishNow(req)) this.replies.sent(msgId, replyTo);
     else

@@ -21,9 +21,17 @@ function isRefusal(err: unknown): boolean {
   return typeof code === 'number' && REFUSALS.has(code);
 }
 
+/** A call request's per-message expiration: the time left, in whole milliseconds (at least 1). */
+function expiration(p: Publication): string | undefined {
+  return p.expires && !p.confirm ? String(Math.max(1, Math.round(p.deadline - Date.now()))) : undefined;
+}
+
 /** One message to publish, and how. */
 export interface Publication {
-  /** Undefined: the default exchange `""` (replies, routed by queue name). */
+  /**
+   * Undefined: the default exchange `""`, routed by queue name (replies, and calls and casts
+   * with `rabbit.requestRouting` = queue).
+   */
   exchange: ExchangeRef | undefined;
   key: string;
   body: string;
@@ -32,9 +40,11 @@ export interface Publication {
   mandatory: boolean;
   /**
    * true: wait for the broker's publisher confirm. false: a call request, sent on a plain
-   * channel with the time left as its expiration; its reply is the confirmation.
+   * channel; its reply is the confirmation.
    */
   confirm: boolean;
+  /** A call request carries the time left as its expiration (`rabbit.requestExpiration`). */
+  expires?: boolean;
   /** A queue to declare and bind first (the notifier's, so notifications wait for a listener). */
   declare?: QueueBinding;
   deadline: number;
@@ -199,7 +209,7 @@ export class Publisher {
   publishNow(p: Publication): boolean {
     const chans = p.confirm ? undefined : this.ready(p);
     if (!chans) return false;
-    const props = publishProps(p.mandatory, String(Math.max(1, Math.round(p.deadline - Date.now()))));
+    const props = publishProps(p.mandatory, expiration(p));
     let ok: boolean;
     try {
       ok = chans.calls.publish(p.exchange?.name ?? '', p.key, Buffer.from(p.body, 'utf8'), props);
@@ -286,7 +296,7 @@ export class Publisher {
    * confirm (MessageUndeliverable when the broker returned it first).
    */
   private send(ch: Channel, p: Publication, content: Buffer): Promise<void> {
-    const props = publishProps(p.mandatory, p.confirm ? undefined : String(Math.max(1, Math.round(p.deadline - Date.now()))));
+    const props = publishProps(p.mandatory, expiration(p));
     const exchange = p.exchange?.name ?? '';
     return new Promise<void>((resolve, reject) => {
       const fail = (err: unknown) => {

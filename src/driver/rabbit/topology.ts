@@ -18,9 +18,9 @@ export interface ExchangeRef {
   type: 'topic' | 'fanout';
 }
 
-/** Where a request goes: exchange and routing key. */
+/** Where a request goes: exchange (none: the default exchange) and routing key. */
 export interface Route {
-  exchange: ExchangeRef;
+  exchange: ExchangeRef | undefined;
   key: string;
 }
 
@@ -57,11 +57,18 @@ export function fanoutExchange(topic: string): ExchangeRef {
   return { name: `${topic}_fanout`, type: 'fanout' };
 }
 
-/** Routing of a call or cast: `<topic>`, `<topic>.<server>`, or the topic's fanout exchange with key `""`. */
-export function requestRoute(target: Target, exchange: string): Route {
+/**
+ * Routing of a call or cast: `<topic>` or `<topic>.<server>` on the topic exchange, or the
+ * topic's fanout exchange with key `""`. With `rabbit.requestRouting` = queue the first two go
+ * through the default exchange instead: every queue is bound there by its own name, and oslo's
+ * and hermod's servers name their queues after the very keys they bind, so the message lands in
+ * the same queue without the broker matching the topic exchange's bindings.
+ */
+export function requestRoute(target: Target, exchange: string, routing: RabbitOptions['requestRouting']): Route {
   const topic = target.topic!;
   if (target.fanout) return { exchange: fanoutExchange(topic), key: '' };
-  return { exchange: { name: exchange, type: 'topic' }, key: target.server ? `${topic}.${target.server}` : topic };
+  const key = target.server ? `${topic}.${target.server}` : topic;
+  return { exchange: routing === 'queue' ? undefined : { name: exchange, type: 'topic' }, key };
 }
 
 /**
