@@ -344,7 +344,10 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
   const range = (xs: number[]) => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`;
   for (const s of systems.filter((x) => x !== 'raw')) {
     const r = R[s];
-    if (r) notes.push(`${s}/raw per round: sequential ${range(r.seq.ratios)}, ${opts.concurrency} in flight ${range(r.conc.ratios)}`);
+    if (r)
+      notes.push(
+        `${s === 'lane' ? 'fast lane' : s}/raw per round: sequential ${range(r.seq.ratios)}, ${opts.concurrency} in flight ${range(r.conc.ratios)}`,
+      );
   }
   // oslo's figures join rows 1-2 once its peer has run (below).
   let oslo: Record<string, number> | undefined;

@@ -32,11 +32,28 @@ async function unboundQueue(ctx: ModeCtx, name: string) {
   return { got, close: () => m.close().catch(() => {}) };
 }
 
+const warmServed = new WeakSet<object>();
+
+/**
+ * A client on a transport of its own that has made one call already, so that a short timeout
+ * below times the request, not the connect and the reply queue's set-up on a busy machine.
+ */
+async function warmClient(ctx: ModeCtx, overrides: Record<string, unknown>, target: Target, timeout: number): Promise<RPCClient> {
+  // ctx.servers is a new array in each test: one warm-up server per test.
+  if (!warmServed.has(ctx.servers)) {
+    warmServed.add(ctx.servers);
+    await serve(ctx, 'lane-warm');
+  }
+  const tr = await modeTransport(ctx, overrides);
+  assert.is(await new RPCClient(tr, new Target({ topic: 'lane-warm' }), { timeout: 30_000 }).call({}, 'echo', { v: 'warm' }), 'warm');
+  return new RPCClient(tr, target, { timeout });
+}
+
 t('requestRouting=queue: calls and casts reach the queue by the default exchange, without the topic exchange', async (ctx) => {
   const q = await unboundQueue(ctx, 'lane-raw.s1');
   try {
     const target = new Target({ topic: 'lane-raw', server: 's1' });
-    const direct = new RPCClient(await modeTransport(ctx, { 'rabbit.requestRouting': 'queue' }), target, { timeout: 600 });
+    const direct = await warmClient(ctx, { 'rabbit.requestRouting': 'queue' }, target, 600);
     await rejects(direct.call({}, 'echo', { v: 1 }), 'HERMOD_ERR_TIMEOUT');
     await direct.cast({}, 'echo', { v: 2 });
     await until(() => q.got.length === 2, 'the call and the cast in the unbound queue');
@@ -59,12 +76,24 @@ t('requestRouting=queue: calls and casts reach the queue by the default exchange
   }
 });
 
-t('requestRouting=queue: a queue that does not exist still fails the call at once (mandatory)', async (ctx) => {
-  const c = new RPCClient(await modeTransport(ctx, { 'rabbit.requestRouting': 'queue' }), new Target({ topic: 'lane-nobody' }), {
-    timeout: 5000,
-  });
-  await rejects(c.call({}, 'echo', { v: 1 }), 'HERMOD_ERR_UNDELIVERABLE');
-});
+t(
+  'requestRouting=queue: a queue that does not exist still fails a call or cast at once (mandatory), naming the default exchange',
+  async (ctx) => {
+    const c = new RPCClient(await modeTransport(ctx, { 'rabbit.requestRouting': 'queue' }), new Target({ topic: 'lane-nobody' }), {
+      timeout: 5000,
+    });
+    await rejects(
+      c.call({}, 'echo', { v: 1 }),
+      'HERMOD_ERR_UNDELIVERABLE',
+      /no queue is bound for the default exchange \(no queue of that name\) routing key 'lane-nobody'/,
+    );
+    await rejects(
+      c.cast({}, 'echo', { v: 2 }),
+      'HERMOD_ERR_UNDELIVERABLE',
+      /the default exchange \(no queue of that name\) routing key 'lane-nobody'/,
+    );
+  },
+);
 
 t('requestRouting=queue: hermod servers on a topic, server-directed calls and fanout casts', async (ctx) => {
   await serve(ctx, 'lane-srv');
@@ -83,11 +112,9 @@ t('requestExpiration=false: call requests carry no expiration, so a request nobo
   await q.close();
   const target = new Target({ topic: 'lane-exp', server: 's1' });
   // The expiring request first: RabbitMQ drops an expired message only at the head of its queue.
-  const expiring = new RPCClient(await modeTransport(ctx, { 'rabbit.requestRouting': 'queue' }), target, { timeout: 300 });
+  const expiring = await warmClient(ctx, { 'rabbit.requestRouting': 'queue' }, target, 300);
+  const lasting = await warmClient(ctx, { 'rabbit.requestRouting': 'queue', 'rabbit.requestExpiration': false }, target, 300);
   await rejects(expiring.call({}, 'echo', { v: 1 }), 'HERMOD_ERR_TIMEOUT');
-  const lasting = new RPCClient(await modeTransport(ctx, { 'rabbit.requestRouting': 'queue', 'rabbit.requestExpiration': false }), target, {
-    timeout: 300,
-  });
   await rejects(lasting.call({}, 'echo', { v: 2 }), 'HERMOD_ERR_TIMEOUT');
   const deadline = Date.now() + 10_000;
   let messages = (await ctx.node.queues(ctx.vhost)).get('lane-exp.s1')?.messages;

@@ -58,6 +58,7 @@ const pub = (over: Partial<Publication> = {}): Publication => ({
   uniqueId: 'u1',
   mandatory: false,
   confirm: true,
+  expires: true,
   deadline: Date.now() + 2000,
   retry: -1,
   what: 'cast x',
@@ -102,7 +103,7 @@ t('a nack fails with MessageDeliveryFailure; a returned mandatory message with M
   await rejects(
     publisher.publish(pub({ exchange: undefined, key: 'reply_gone', mandatory: true })),
     'HERMOD_ERR_UNDELIVERABLE',
-    /default exchange routing key 'reply_gone'/,
+    /default exchange \(no queue of that name\) routing key 'reply_gone'/,
   );
 });
 
@@ -127,6 +128,22 @@ t('a call request goes on the plain channel, unconfirmed, expiring at its deadli
   assert.ok(ttl > 4000 && ttl <= 5000, `expiration ${ttl}`);
   assert.is(opened[1]!.published.length, 0);
 });
+
+t(
+  'without expires (rabbit.requestExpiration=false) a call request carries no expiration on either path; a confirmed publish never does',
+  async () => {
+    const { publisher, model, opened, confirms } = setup();
+    await publisher.setup(model as never);
+    await publisher.publish(pub({ confirm: false, expires: false, deadline: Date.now() + 5000 }));
+    assert.is(publisher.publishNow(pub({ confirm: false, expires: false, deadline: Date.now() + 5000 })), true);
+    assert.equal(
+      opened[0]!.published.map((p) => p.props.expiration),
+      [undefined, undefined],
+    );
+    await publisher.publish(pub({ confirm: true, expires: true }));
+    assert.is(confirms()[0]!.published[0]!.props.expiration, undefined);
+  },
+);
 
 t('channels the broker closed are re-opened on the next publish, and exchanges declared again', async () => {
   const { publisher, model, confirms } = setup();

@@ -90,10 +90,12 @@ export class RabbitDriver extends DriverBase implements Driver {
     try {
       const data = unenvelope(msg.content);
       if (typeof data._msg_id === 'string') {
+        const ex = msg.fields.exchange;
+        const where = ex ? `exchange '${ex}'` : 'the default exchange (no queue of that name)';
         this.waiter.fail(
           data._msg_id,
           new MessageUndeliverable(
-            `call ${String(data.method)}: no queue is bound for exchange '${msg.fields.exchange}' routing key '${msg.fields.routingKey}' (returned by the broker)`,
+            `call ${String(data.method)}: no queue is bound for ${where} routing key '${msg.fields.routingKey}' (returned by the broker)`,
           ),
         );
       }
@@ -121,7 +123,7 @@ export class RabbitDriver extends DriverBase implements Driver {
     // transition cache), two descriptor arrays and a load handler each, all garbage.
     if (!opts.waitForReply) {
       const body = this.enveloped(msg, what);
-      await this.publisher.publish({ exchange, key, body, uniqueId, mandatory, confirm: true, deadline, retry, what });
+      await this.publisher.publish({ exchange, key, body, uniqueId, mandatory, confirm: true, expires: false, deadline, retry, what });
       return undefined;
     }
     const msgId = uuidHex();
@@ -171,6 +173,7 @@ export class RabbitDriver extends DriverBase implements Driver {
       uniqueId,
       mandatory: false,
       confirm: true,
+      expires: false,
       // Like oslo's notifier: make sure the queue exists so notifications wait for a listener.
       declare: this.topology.notificationBinding(exchange, key),
       deadline: Date.now() + this.config.rpc.responseTimeout,
@@ -201,6 +204,7 @@ export class RabbitDriver extends DriverBase implements Driver {
       uniqueId,
       mandatory: !to.replyQueue.startsWith(DIRECT_REPLY_PREFIX),
       confirm: true,
+      expires: false,
       deadline: Date.now() + this.config.rpc.responseTimeout,
       retry: -1,
       what: `reply to ${to.msgId}`,

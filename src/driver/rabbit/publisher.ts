@@ -21,7 +21,10 @@ function isRefusal(err: unknown): boolean {
   return typeof code === 'number' && REFUSALS.has(code);
 }
 
-/** A call request's per-message expiration: the time left, in whole milliseconds (at least 1). */
+/**
+ * A call request's per-message expiration: the time left, in whole milliseconds (at least 1);
+ * undefined for a confirmed publish or with `expires` off.
+ */
 function expiration(p: Publication): string | undefined {
   return p.expires && !p.confirm ? String(Math.max(1, Math.round(p.deadline - Date.now()))) : undefined;
 }
@@ -43,8 +46,12 @@ export interface Publication {
    * channel; its reply is the confirmation.
    */
   confirm: boolean;
-  /** A call request carries the time left as its expiration (`rabbit.requestExpiration`). */
-  expires?: boolean;
+  /**
+   * A call request (`confirm` false) carries the time left as its expiration, as oslo's do;
+   * false with `rabbit.requestExpiration` off. Required so that no call request loses it by
+   * omission; ignored when `confirm` is true.
+   */
+  expires: boolean;
   /** A queue to declare and bind first (the notifier's, so notifications wait for a listener). */
   declare?: QueueBinding;
   deadline: number;
@@ -309,7 +316,7 @@ export class Publisher {
           ? (ch as ConfirmChannel).publish(exchange, p.key, content, props, (err) => {
               if (err) return fail(err);
               if (this.returned.size === 0 || !this.returned.delete(p.uniqueId)) return resolve();
-              const where = p.exchange ? `exchange '${p.exchange.name}'` : 'the default exchange';
+              const where = p.exchange ? `exchange '${p.exchange.name}'` : 'the default exchange (no queue of that name)';
               reject(new MessageUndeliverable(`${p.what}: no queue is bound for ${where} routing key '${p.key}' (returned by the broker)`));
             })
           : ch.publish(exchange, p.key, content, props);
