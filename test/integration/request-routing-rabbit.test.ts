@@ -1,8 +1,8 @@
-import amqplib, { type ConsumeMessage } from 'amqplib';
+import type { ConsumeMessage } from 'amqplib';
 import * as assert from 'uvu/assert';
 import { defaultConfig, getTransport, RPCClient, Target } from '../../src/index.js';
 import { rejects, sleep, until } from '../support/assert.js';
-import { type ModeCtx, modeCases, modeSuite, modeTransport, serveSlow as serve } from '../support/rabbit-mode.js';
+import { type ModeCtx, modeCases, modeRaw, modeSuite, modeTransport, serveSlow as serve } from '../support/rabbit-mode.js';
 import { rpcSuite } from '../support/rpc-cases.js';
 
 // rabbit.requestRouting = queue (calls and casts through the default exchange, straight to the
@@ -16,10 +16,9 @@ rpcSuite(
 
 const t = modeSuite('rabbit.requestRouting and rabbit.requestExpiration', 'lane');
 
-/** A raw consumer on a queue of its own that no exchange binds: only the default exchange reaches it. */
+/** A raw consumer on a queue of its own that no exchange binds: only the default exchange reaches it. `close` ends the consumer early. */
 async function unboundQueue(ctx: ModeCtx, name: string) {
-  const m = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${ctx.node.port}/${encodeURIComponent(ctx.vhost)}`);
-  m.on('error', () => {});
+  const m = await modeRaw(ctx);
   const ch = await m.createChannel();
   await ch.assertQueue(name, { durable: false, autoDelete: false });
   const got: ConsumeMessage[] = [];
@@ -123,17 +122,12 @@ t('requestExpiration=false: call requests carry no expiration, so a request nobo
     messages = (await ctx.node.queues(ctx.vhost)).get('lane-exp.s1')?.messages;
   }
   assert.is(messages, 1, 'the expired request dropped, the other left');
-  const m = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${ctx.node.port}/${encodeURIComponent(ctx.vhost)}`);
-  try {
-    const ch = await m.createChannel();
-    const left = await ch.get('lane-exp.s1', { noAck: true });
-    assert.ok(left, 'a request in the queue');
-    assert.is(left.properties.expiration, undefined);
-    const inner = JSON.parse(JSON.parse(left.content.toString())['oslo.message']);
-    assert.equal(inner.args, { v: 2 });
-  } finally {
-    await m.close();
-  }
+  const ch = await (await modeRaw(ctx)).createChannel();
+  const left = await ch.get('lane-exp.s1', { noAck: true });
+  assert.ok(left, 'a request in the queue');
+  assert.is(left.properties.expiration, undefined);
+  const inner = JSON.parse(JSON.parse(left.content.toString())['oslo.message']);
+  assert.equal(inner.args, { v: 2 });
 });
 
 t('both options are validated like every other', async (ctx) => {

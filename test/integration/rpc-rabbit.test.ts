@@ -1,10 +1,9 @@
-import amqplib, { type ChannelModel, type ConsumeMessage } from 'amqplib';
-import { suite } from 'uvu';
+import type { ConsumeMessage } from 'amqplib';
 import * as assert from 'uvu/assert';
-import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { rejects, sleep, until } from '../support/assert.js';
 import { Recorder } from '../support/endpoints.js';
+import { type ModeCtx, modeRaw, modeSuite } from '../support/rabbit-mode.js';
 import { sharedVhost } from '../support/rabbit-vhost.js';
 import { rpcSuite } from '../support/rpc-cases.js';
 
@@ -23,38 +22,8 @@ rpcSuite(
 // publishing, broker-side failures, reconnects and quorum queues. One RabbitMQ node per test
 // run, a vhost per suite.
 
-interface Ctx {
-  node: RabbitNode;
-  vhost: string;
-  url: string;
-  transports: Transport[];
-  servers: RPCServer[];
-  raws: ChannelModel[];
-}
-const t = suite<Ctx>('rpc over RabbitMQ', {} as Ctx);
-
-t.before(async (ctx) => {
-  ctx.node = await RabbitNode.shared();
-  ctx.vhost = await ctx.node.addVhost(`rpc-${process.pid}`);
-  ctx.url = ctx.node.url(ctx.vhost);
-});
-t.after(async (ctx) => {
-  await ctx.node.deleteVhost(ctx.vhost);
-  await ctx.node.release();
-});
-t.before.each((ctx) => {
-  ctx.transports = [];
-  ctx.servers = [];
-  ctx.raws = [];
-});
-t.after.each(async (ctx) => {
-  for (const s of ctx.servers) {
-    await s.stop();
-    await s.wait(1000);
-  }
-  for (const tr of ctx.transports) await tr.close();
-  for (const r of ctx.raws) await r.close().catch(() => {});
-});
+type Ctx = ModeCtx;
+const t = modeSuite('rpc over RabbitMQ', 'rpc');
 
 async function transport(ctx: Ctx, overrides: Record<string, unknown> = {}, url = ctx.url): Promise<Transport> {
   const tr = await getTransport(url, { config: defaultConfig(), overrides });
@@ -67,12 +36,7 @@ async function serve(ctx: Ctx, topic: string, server: string, endpoints: object[
   ctx.servers.push(s);
   return s;
 }
-async function raw(ctx: Ctx): Promise<ChannelModel> {
-  const m = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${ctx.node.port}/${encodeURIComponent(ctx.vhost)}`);
-  m.on('error', () => {});
-  ctx.raws.push(m);
-  return m;
-}
+const raw = modeRaw;
 const envelope = (msg: Record<string, unknown>) =>
   Buffer.from(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': JSON.stringify(msg) }));
 const props = { contentType: 'application/json', contentEncoding: 'utf-8', deliveryMode: 2 };

@@ -1,3 +1,4 @@
+import amqplib, { type ChannelModel } from 'amqplib';
 import { suite, type Test } from 'uvu';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
@@ -5,9 +6,9 @@ import { sleep } from './assert.js';
 import { sharedVhost } from './rabbit-vhost.js';
 
 /**
- * The set-up of a suite about one rabbit.* mode (direct reply-to, reply acknowledgements): a
- * vhost of its own on the run's shared node, transports closed and servers stopped after each
- * test.
+ * The set-up of a RabbitMQ suite (the rabbit.* modes, the driver's own cases): a vhost of its
+ * own on the run's shared node, servers stopped and transports and raw connections closed after
+ * each test.
  */
 export interface ModeCtx {
   node: RabbitNode;
@@ -15,6 +16,8 @@ export interface ModeCtx {
   url: string;
   transports: Transport[];
   servers: RPCServer[];
+  /** Plain amqplib connections of the test ({@link modeRaw}), closed after it. */
+  raws: ChannelModel[];
 }
 
 /** A suite with the hooks of {@link ModeCtx}; its vhost is named `<prefix>-<pid>`. */
@@ -32,6 +35,7 @@ export function modeSuite(title: string, prefix: string): Test<ModeCtx> {
   t.before.each((ctx) => {
     ctx.transports = [];
     ctx.servers = [];
+    ctx.raws = [];
   });
   t.after.each(async (ctx) => {
     for (const s of ctx.servers) {
@@ -39,8 +43,17 @@ export function modeSuite(title: string, prefix: string): Test<ModeCtx> {
       await s.wait(1000);
     }
     for (const tr of ctx.transports) await tr.close();
+    for (const r of ctx.raws) await r.close().catch(() => {});
   });
   return t;
+}
+
+/** A plain amqplib connection to the suite's vhost, to look at what hermod put on the wire; closed after the test. */
+export async function modeRaw(ctx: ModeCtx): Promise<ChannelModel> {
+  const m = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${ctx.node.port}/${encodeURIComponent(ctx.vhost)}`);
+  m.on('error', () => {});
+  ctx.raws.push(m);
+  return m;
 }
 
 /** A transport on the suite's vhost with `overrides`, closed after the test. */
