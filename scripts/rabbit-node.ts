@@ -36,6 +36,37 @@ async function accepts(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * Whether the AMQP server on `port` is the node named `shortName`: its `connection.start` carries
+ * the cluster name, which for a node on its own is `<short name>@<host>`. A port taken from the
+ * OS with {@link freePort} is free only until it is closed, and another process of a parallel
+ * test run may listen on it first; then the node cannot bind it, while something else accepts
+ * connections there.
+ */
+async function answersAs(port: number, shortName: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    let got = Buffer.alloc(0);
+    const s = net.connect({ port, host: '127.0.0.1' });
+    const done = (v: boolean) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(got.includes(shortName)), 2000);
+    s.once('connect', () => s.write(Buffer.from('AMQP\x00\x00\x09\x01', 'latin1')));
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      // The frame header (type, channel, size) and the frame end: the whole connection.start.
+      if (got.length >= 7 && got.length >= 8 + got.readUInt32BE(3)) done(got.includes(shortName));
+    });
+    s.once('error', () => done(false));
+    s.once('close', () => done(got.includes(shortName)));
+  });
+}
+
+/** The error of a node that could not listen on its ports (another process took one first). */
+class PortsTaken extends Error {}
+
 /** Whether a process with this pid exists (signal 0). */
 export const alive = (pid: number | undefined): boolean => {
   if (!pid) return false;
@@ -167,16 +198,33 @@ export class RabbitNode implements RabbitNodeInfo {
   tlsPort?: number;
   pki?: TestPki;
   mgmtPort?: number;
+  /** What its `connection.start` names as the cluster: its own short name, or that of the node it joined. */
+  private clusterShortName: string;
   private constructor(
     readonly nodename: string,
     readonly port: number,
     readonly distPort: number,
     readonly dir: string,
     private readonly owned: boolean,
-  ) {}
+  ) {
+    this.clusterShortName = nodename.split('@')[0]!;
+  }
 
-  /** Starts a node and waits until it accepts AMQP connections (4–8 s). */
+  /**
+   * Starts a node and waits until it accepts AMQP connections (4–8 s). When another process took
+   * one of its ports before it could listen, it starts again on new ones (three times at most).
+   */
   static async start(opts: { name?: string; tls?: boolean; cookie?: string; management?: boolean } = {}): Promise<RabbitNode> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await RabbitNode.startOnce(opts);
+      } catch (err) {
+        if (!(err instanceof PortsTaken) || attempt === 3) throw err;
+      }
+    }
+  }
+
+  private static async startOnce(opts: { name?: string; tls?: boolean; cookie?: string; management?: boolean }): Promise<RabbitNode> {
     if (!rabbitAvailable()) throw new Error('rabbitmq-server is not installed (.ci/run installs it)');
     const dir = mkdtempSync(path.join(tmpdir(), 'hermod-rabbit-'));
     const name = `${opts.name ?? 'hermod'}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -207,7 +255,12 @@ export class RabbitNode implements RabbitNodeInfo {
       );
     }
     if (conf.length) writeFileSync(path.join(dir, 'rabbitmq.conf'), `${conf.join('\n')}\n`);
-    await node.boot();
+    try {
+      await node.boot();
+    } catch (err) {
+      await node.stop().catch(() => {});
+      throw err;
+    }
     return node;
   }
 
@@ -258,9 +311,24 @@ export class RabbitNode implements RabbitNodeInfo {
     closeSync(out);
     this.proc.on('error', () => {});
     const end = Date.now() + 60000;
-    while (!(await accepts(this.port)) || (this.mgmtPort !== undefined && !(await accepts(this.mgmtPort)))) {
-      if (this.proc.exitCode !== null) throw new Error(`rabbitmq-server exited (${this.proc.exitCode}):\n${this.tail()}`);
-      if (Date.now() > end) throw new Error(`rabbitmq-server did not accept connections in 60 s:\n${this.tail()}`);
+    const shortName = this.clusterShortName;
+    // Something that accepts connections on the node's port is not yet the node: see answersAs.
+    let foreign = false;
+    for (;;) {
+      if (await accepts(this.port)) {
+        if (await answersAs(this.port, shortName)) {
+          if (this.mgmtPort === undefined || (await accepts(this.mgmtPort))) return;
+        } else foreign = true;
+      }
+      if (this.proc.exitCode !== null) {
+        const out = this.tail();
+        const why = `rabbitmq-server exited (${this.proc.exitCode})${foreign ? `, and another server answers on its port ${this.port}` : ''}:\n${out}`;
+        throw foreign || /eaddrinuse/i.test(out) ? new PortsTaken(why) : new Error(why);
+      }
+      if (Date.now() > end) {
+        const why = `rabbitmq-server did not accept connections in 60 s${foreign ? ` (another server answers on its port ${this.port})` : ''}:\n${this.tail()}`;
+        throw foreign ? new PortsTaken(why) : new Error(why);
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -309,6 +377,7 @@ export class RabbitNode implements RabbitNodeInfo {
   async joinCluster(other: RabbitNode): Promise<void> {
     await this.ctl('stop_app');
     await this.ctl('join_cluster', other.nodename);
+    this.clusterShortName = other.clusterShortName;
     await this.ctl('start_app');
     const end = Date.now() + 30000;
     while (!(await accepts(this.port))) {

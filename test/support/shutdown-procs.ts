@@ -42,9 +42,17 @@ export function startBin(name: string, args: string[]): Proc {
 
 /** Waits until the process printed something matching `re` (stdout or stderr). */
 export async function printed(p: Proc, re: RegExp, what: string, timeoutMs = 15_000): Promise<void> {
-  await until(() => re.test(p.out) || re.test(p.err) || p.child.exitCode !== null, what, timeoutMs);
+  try {
+    await until(() => re.test(p.out) || re.test(p.err) || p.child.exitCode !== null, what, timeoutMs);
+  } catch (err) {
+    // A process that never got there says why in its own output (a broker it could not reach,
+    // a slow start): without it a timeout in CI cannot be told from a hang.
+    throw new Error(`${(err as Error).message}; the process printed:\n${tail(p.out)}\n${tail(p.err)}`, { cause: err });
+  }
   if (!(re.test(p.out) || re.test(p.err))) throw new Error(`${what}: the process exited first:\n${p.out}\n${p.err}`);
 }
+
+const tail = (s: string, max = 4000) => (s.length > max ? `…${s.slice(-max)}` : s);
 
 /** Kills what is still running (a failed test must not leave processes behind). */
 export function reap(...procs: Array<Proc | undefined>): void {
