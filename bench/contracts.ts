@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { checkArgs, compileContracts } from '../src/contracts/validator.js';
 import { type Context, defaultConfig, getTransport, RPCClient, RPCServer, Target } from '../src/index.js';
+import { median } from './stats.js';
 
 const opts = new Command('bench-contracts')
   .option('--transport-url <url>', 'where to run (default: a throwaway RabbitMQ node)')
@@ -108,12 +109,6 @@ function checkCost(): number {
   }
   return best;
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 async function measure(url: string, where: string): Promise<ContractFigures> {
   const script = fileURLToPath(import.meta.url);

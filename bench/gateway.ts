@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { Command } from 'commander';
 import { defaultConfig, getTransport, RPCClient, Target } from '../src/index.js';
+import { median } from './stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const opts = new Command('bench-gateway')
@@ -121,12 +122,6 @@ interface Row {
   rounds?: Array<Measured & { cpu: Record<string, number | undefined> }>;
 }
 type Measured = Omit<Row, 'broker' | 'client' | 'connections' | 'cpu' | 'rounds'>;
-
-const median = (xs: number[]): number => {
-  const v = [...xs].sort((a, b) => a - b);
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
-};
 
 /** One row from several rounds: the median of each figure (CPU per process too). */
 function medianRow(base: Pick<Row, 'broker' | 'client' | 'connections'>, rounds: NonNullable<Row['rounds']>): Row {

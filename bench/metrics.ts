@@ -10,6 +10,7 @@ import { Command } from 'commander';
 import { defaultConfig, getTransport, RPCClient, RPCServer, Target } from '../src/index.js';
 import { Metrics } from '../src/ops/metrics.js';
 import { Router } from '../src/router/router.js';
+import { median } from './stats.js';
 
 const opts = new Command('bench-metrics')
   .option('--calls <n>', 'calls per round', (v) => Number(v), 5000)
@@ -38,8 +39,6 @@ async function rate(call: () => Promise<unknown>, n: number, inFlight: number): 
   const c = process.cpuUsage(c0);
   return { rate: n / ((performance.now() - t0) / 1000), cpu: (c.user + c.system) / n };
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 interface Row {
   target: string;

@@ -13,6 +13,7 @@ import { defaultConfig, getTransport, RPCClient, Target, type Transport } from '
 import type { ContractFigures } from './contracts.js';
 import { opsBench } from './ops.js';
 import { callRounds, peersInstalled, type System } from './rounds.js';
+import { median } from './stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
@@ -344,11 +345,6 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
   // The table's rates are all calls over all time, so one slow moment of the shared machine in
   // one round drags a whole column; the median of the per-round ratios is the figure that such
   // a moment moves least, printed beside the range.
-  const median = (xs: number[]) => {
-    const o = [...xs].sort((a, b) => a - b);
-    const m = o.length >> 1;
-    return o.length % 2 ? o[m]! : (o[m - 1]! + o[m]!) / 2;
-  };
   const spread = (xs: number[]) => `median ${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
   for (const s of systems.filter((x) => x !== 'raw')) {
     const r = R[s];

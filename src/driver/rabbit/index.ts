@@ -20,7 +20,7 @@ import { bounded, envelope, unenvelope } from '../envelope.js';
 import { RabbitConnection } from './connection.js';
 import { DIRECT_REPLY_TO, DirectReplyTo } from './direct-reply.js';
 import { RabbitListener, type ReplySender } from './listener.js';
-import { type Publication, Publisher } from './publisher.js';
+import { type Publication, Publisher, returnedFrom } from './publisher.js';
 import { ReplyQueue } from './reply-queue.js';
 import { type QueueBinding, requestRoute, Topology } from './topology.js';
 import { addCallFields, notificationDict, replyDict, requestDict } from './wire.js';
@@ -90,12 +90,10 @@ export class RabbitDriver extends DriverBase implements Driver {
     try {
       const data = unenvelope(msg.content);
       if (typeof data._msg_id === 'string') {
-        const ex = msg.fields.exchange;
-        const where = ex ? `exchange '${ex}'` : 'the default exchange (no queue of that name)';
         this.waiter.fail(
           data._msg_id,
           new MessageUndeliverable(
-            `call ${String(data.method)}: no queue is bound for ${where} routing key '${msg.fields.routingKey}' (returned by the broker)`,
+            `call ${String(data.method)}: no queue is bound for ${returnedFrom(msg.fields.exchange)} routing key '${msg.fields.routingKey}' (returned by the broker)`,
           ),
         );
       }

@@ -21,6 +21,11 @@ function isRefusal(err: unknown): boolean {
   return typeof code === 'number' && REFUSALS.has(code);
 }
 
+/** Where a returned message was sent, for MessageUndeliverable: to the default exchange, a key names a queue. */
+export function returnedFrom(exchange: string | undefined): string {
+  return exchange ? `exchange '${exchange}'` : 'the default exchange (no queue of that name)';
+}
+
 /**
  * A call request's per-message expiration: the time left, in whole milliseconds (at least 1);
  * undefined for a confirmed publish or with `expires` off.
@@ -316,8 +321,11 @@ export class Publisher {
           ? (ch as ConfirmChannel).publish(exchange, p.key, content, props, (err) => {
               if (err) return fail(err);
               if (this.returned.size === 0 || !this.returned.delete(p.uniqueId)) return resolve();
-              const where = p.exchange ? `exchange '${p.exchange.name}'` : 'the default exchange (no queue of that name)';
-              reject(new MessageUndeliverable(`${p.what}: no queue is bound for ${where} routing key '${p.key}' (returned by the broker)`));
+              reject(
+                new MessageUndeliverable(
+                  `${p.what}: no queue is bound for ${returnedFrom(p.exchange?.name)} routing key '${p.key}' (returned by the broker)`,
+                ),
+              );
             })
           : ch.publish(exchange, p.key, content, props);
       } catch (err) {
