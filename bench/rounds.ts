@@ -240,6 +240,8 @@ export async function callRounds(o: {
   payload: string;
   /** Untimed calls per system before the first round of each workload. */
   warmup: number;
+  /** Untimed calls per system right before each of its timed rounds. */
+  rewarm: number;
   progress: (s: string) => void;
 }): Promise<RoundsResult> {
   const skipped: string[] = [];
@@ -270,6 +272,10 @@ export async function callRounds(o: {
       for (let r = 0; r < o.rounds; r++) {
         const line: string[] = [];
         for (const s of running) {
+          // A process idle while the others took their turns is slower for its next thousand
+          // calls or so (raw amqplib's caller 131–159 µs per call after 12 s idle, against
+          // 95–103): without these, every round measured how each system wakes up.
+          if (o.rewarm > 0) await s.caller.ask({ op: 'warm', n: o.rewarm, inFlight, payload: o.payload });
           const out = await runOnce(s, per, inFlight, o.payload);
           runs.get(s.system)![kind].push(out);
           line.push(`${s.system} ${Math.round(out.lat.length / out.secs)}/s`);

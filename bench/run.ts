@@ -33,6 +33,7 @@ interface Opts {
   contracts: boolean;
   rounds: number;
   warmup: number;
+  rewarm: number;
   only?: 'rabbit' | 'router' | 'calls';
 }
 const program = new Command('bench')
@@ -50,6 +51,7 @@ const program = new Command('bench')
   .option('--no-contracts', 'skip the contract-cost rows (bench/contracts.ts)')
   .option('--rounds <n>', 'alternating rounds of workloads 1 and 2', (v) => Number(v), 3)
   .option('--warmup <n>', 'untimed calls per system before workloads 1 and 2', (v) => Number(v), 5000)
+  .option('--rewarm <n>', 'untimed calls per system right before each of its timed rounds of workloads 1 and 2', (v) => Number(v), 1000)
   .option(
     '--only <section>',
     'run one section: rabbit (RabbitMQ, raw amqplib, oslo, peers), router (AMQP 1.0 alone) or calls (workloads 1-2 on RabbitMQ)',
@@ -331,6 +333,7 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
     inFlight: opts.concurrency,
     payload,
     warmup: opts.warmup,
+    rewarm: opts.rewarm,
     progress,
   });
   notes.push(...rounds.skipped);
@@ -773,7 +776,7 @@ async function main(): Promise<void> {
     process.stdout.write(`\nhermod bench — ${machine}; ${where}; ${opts.calls} calls per workload, payload ${opts.payloadBytes} B\n`);
     process.stdout.write('ratios: X/raw and hermod/oslo, > 1 means X is better (for latencies, CPU and memory: the inverse)\n');
     process.stdout.write(
-      "workloads 1-2: each system a server process and a caller process, alternating rounds; hermod's server is the rpc-server CLI\n\n",
+      `workloads 1-2: each system a server process and a caller process, ${opts.rounds} alternating rounds, ${opts.warmup} untimed calls per system first and ${opts.rewarm} before each of its rounds; hermod's server is the rpc-server CLI\n\n`,
     );
     process.stdout.write(`${out}\n\n${notes.join('\n')}\n`);
     if (gateway) process.stdout.write(`\ngateway (bench/gateway.ts, same RabbitMQ node):\n${gateway}`);
