@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { createGateway, hashApiKey } from '../../src/gateway/index.js';
 import { defaultConfig, getTransport } from '../../src/index.js';
 import { rejects } from '../support/assert.js';
-import { type GatewayBroker, type Harness, harness, http, IN_PROCESS, type Json } from './gateway-cases.js';
+import { harness, harnessSuite, http, IN_PROCESS, type Json } from './gateway-cases.js';
 
 // API keys from a file of SHA-256 hashes, per-route roles, the authenticate hook, and what of the
 // identity reaches the RPC context — over real HTTP, on memory and through the embedded router.
@@ -27,16 +27,7 @@ writeFileSync(
 );
 
 for (const [name, broker] of IN_PROCESS) {
-  const t = suite<{ broker: GatewayBroker; h: Harness }>(`gateway auth over ${name}`, {} as never);
-  t.before(async (ctx) => {
-    ctx.broker = await broker();
-  });
-  t.after(async (ctx) => {
-    await ctx.broker.stop();
-  });
-  t.after.each(async (ctx) => {
-    await ctx.h?.close();
-  });
+  const t = harnessSuite(`gateway auth over ${name}`, broker);
 
   t('keys file: 401 without or with an unknown key, Bearer and X-API-Key accepted, roles per route', async (ctx) => {
     ctx.h = await harness(ctx.broker.url, (topic) => ({

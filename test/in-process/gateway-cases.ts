@@ -366,6 +366,24 @@ export async function harness(url: string, options: GatewayOptions | ((topic: st
   };
 }
 
+/**
+ * A suite on one broker, started before its tests and stopped after them, where each test keeps
+ * its harness in `ctx.h` and has it closed after it, pass or fail.
+ */
+export function harnessSuite(title: string, broker: () => Promise<GatewayBroker>) {
+  const t = suite<{ broker: GatewayBroker; h: Harness }>(title, {} as never);
+  t.before(async (ctx) => {
+    ctx.broker = await broker();
+  });
+  t.after(async (ctx) => {
+    await ctx.broker.stop();
+  });
+  t.after.each(async (ctx) => {
+    await ctx.h?.close();
+  });
+  return t;
+}
+
 /** The in-process brokers every gateway feature is tested on: memory and the embedded router. */
 export const IN_PROCESS: Array<[string, () => Promise<GatewayBroker>]> = [
   ['memory', async () => ({ url: 'memory://', stop: async () => {} })],

@@ -5,7 +5,7 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import puppeteer, { type Browser } from 'puppeteer-core';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type GatewayBroker, type Harness, harness, http, IN_PROCESS, type Json } from './gateway-cases.js';
+import { type GatewayBroker, type Harness, harness, harnessSuite, http, IN_PROCESS, type Json } from './gateway-cases.js';
 
 // The OpenAPI 3.1 document (checked against the OpenAPI 3.1 schema) and the /docs page, driven
 // in headless Chromium: a person's "try it out" call from the page, answered by a real server.
@@ -14,16 +14,7 @@ const CHROMIUM = '/usr/bin/chromium';
 const WAIT = 45_000;
 
 for (const [name, broker] of IN_PROCESS) {
-  const t = suite<{ broker: GatewayBroker; h: Harness }>(`gateway OpenAPI over ${name}`, {} as never);
-  t.before(async (ctx) => {
-    ctx.broker = await broker();
-  });
-  t.after(async (ctx) => {
-    await ctx.broker.stop();
-  });
-  t.after.each(async (ctx) => {
-    await ctx.h?.close();
-  });
+  const t = harnessSuite(`gateway OpenAPI over ${name}`, broker);
 
   t('/openapi.json is a valid OpenAPI 3.1 document built from the routes and their schemas', async (ctx) => {
     ctx.h = await harness(ctx.broker.url, { authenticate: () => ({ roles: [] }) });

@@ -4,22 +4,13 @@ import { createGateway } from '../../src/gateway/index.js';
 import { defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { until } from '../support/assert.js';
-import { type GatewayBroker, type Harness, harness, http, IN_PROCESS, Users, userRoutes } from './gateway-cases.js';
+import { harness, harnessSuite, http, IN_PROCESS, Users, userRoutes } from './gateway-cases.js';
 
 // /healthz, /readyz and stop(deadline): running calls finish, new requests are refused, and
 // what outlives the deadline is cut and counted.
 
 for (const [name, broker] of IN_PROCESS) {
-  const t = suite<{ broker: GatewayBroker; h: Harness }>(`gateway lifecycle over ${name}`, {} as never);
-  t.before(async (ctx) => {
-    ctx.broker = await broker();
-  });
-  t.after(async (ctx) => {
-    await ctx.broker.stop();
-  });
-  t.after.each(async (ctx) => {
-    await ctx.h?.close();
-  });
+  const t = harnessSuite(`gateway lifecycle over ${name}`, broker);
 
   t('healthz and readyz answer 200 while serving', async (ctx) => {
     ctx.h = await harness(ctx.broker.url);

@@ -1,22 +1,12 @@
 import net from 'node:net';
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type GatewayBroker, type Harness, harness, http, IN_PROCESS } from './gateway-cases.js';
+import { harness, harnessSuite, http, IN_PROCESS } from './gateway-cases.js';
 
 // CORS (off by default), per-client rate limits, the body limit, the receive timeout, the call
 // timeout cap and the in-flight bound — over real HTTP, on memory and through the embedded router.
 
 for (const [name, broker] of IN_PROCESS) {
-  const t = suite<{ broker: GatewayBroker; h: Harness }>(`gateway limits over ${name}`, {} as never);
-  t.before(async (ctx) => {
-    ctx.broker = await broker();
-  });
-  t.after(async (ctx) => {
-    await ctx.broker.stop();
-  });
-  t.after.each(async (ctx) => {
-    await ctx.h?.close();
-  });
+  const t = harnessSuite(`gateway limits over ${name}`, broker);
 
   t('CORS is off by default: no Access-Control headers, preflight not answered', async (ctx) => {
     ctx.h = await harness(ctx.broker.url);
