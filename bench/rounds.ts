@@ -272,9 +272,10 @@ export async function callRounds(o: {
       for (let r = 0; r < o.rounds; r++) {
         const line: string[] = [];
         for (const s of running) {
-          // A process idle while the others took their turns is slower for its next thousand
-          // calls or so (raw amqplib's caller 131–159 µs per call after 12 s idle, against
-          // 95–103): without these, every round measured how each system wakes up.
+          // A process idle while the others took their turns is slower for its next few thousand
+          // calls (raw amqplib's caller 131–159 µs per call over 5,000 after 12 s idle, against
+          // 95–103): without these, each round would partly measure how its system wakes up.
+          // A thousand by default: a compromise with the run's length, not a measured recovery time.
           if (o.rewarm > 0) await s.caller.ask({ op: 'warm', n: o.rewarm, inFlight, payload: o.payload });
           const out = await runOnce(s, per, inFlight, o.payload);
           runs.get(s.system)![kind].push(out);

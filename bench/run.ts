@@ -49,7 +49,7 @@ const program = new Command('bench')
   .option('--no-gateway', 'skip the gateway rows (bench/gateway.ts)')
   .option('--no-ops', 'skip the operations rows (bench/ops.ts: workers, metrics cost, reload soak)')
   .option('--no-contracts', 'skip the contract-cost rows (bench/contracts.ts)')
-  .option('--rounds <n>', 'alternating rounds of workloads 1 and 2', (v) => Number(v), 3)
+  .option('--rounds <n>', 'alternating rounds of workloads 1, 2 and 5', (v) => Number(v), 3)
   .option('--warmup <n>', 'untimed calls per system before workloads 1 and 2', (v) => Number(v), 5000)
   .option('--rewarm <n>', 'untimed calls per system right before each of its timed rounds of workloads 1 and 2', (v) => Number(v), 1000)
   .option(
@@ -61,6 +61,16 @@ const opts = program.opts<Opts>();
 if (opts.only !== undefined && opts.only !== 'rabbit' && opts.only !== 'router' && opts.only !== 'calls') {
   process.stderr.write(`bench: --only takes rabbit, router or calls, not ${opts.only}\n`);
   process.exit(2);
+}
+for (const [name, value, least] of [
+  ['--rounds', opts.rounds, 1],
+  ['--warmup', opts.warmup, 0],
+  ['--rewarm', opts.rewarm, 0],
+] as const) {
+  if (!Number.isInteger(value) || value < least) {
+    process.stderr.write(`bench: ${name} takes a whole number from ${least}, not ${value}\n`);
+    process.exit(2);
+  }
 }
 const runRabbit = opts.only !== 'router';
 const runRouter = opts.only === undefined || opts.only === 'router';
@@ -523,22 +533,28 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
     async () => (await r1.count()) + (await r2.count()),
     2 * N,
   );
-  // Workload 5 takes turns like workloads 1-2: run once each, hermod's then raw's, a slow minute
-  // of the machine fell on one side only (1 KiB at 0.41× raw in one run, 0.60× in the one before).
+  // Workload 5 takes turns like workloads 1-2: measured once each, hermod's then raw's, one slow
+  // minute of the machine could fall on one side only (1 KiB came out at 0.79× raw in one run and
+  // 0.41× in another on the same day).
   const hsz: Record<string, Lat> = {};
   const rsz: Record<string, Lat> = {};
+  const sizeNotes: string[] = [];
   for (const [label, bytes] of sizes) {
     const p = 'x'.repeat(bytes);
     const per = Math.max(1, Math.round((bytes > 10_000 ? Math.min(N, 1000) : Math.min(N, 2000)) / opts.rounds));
     const h: Lat[] = [];
     const r: Lat[] = [];
     for (let round = 1; round <= opts.rounds; round++) {
-      progress(`sequential calls, ${label} payload, round ${round}/${opts.rounds}: hermod, raw amqplib`);
       h.push(await sequential(() => client.call({}, 'echo', { v: p }), per));
       r.push(await sequential(() => raw.call('raw_rpc', { v: p }), per));
+      progress(
+        `sequential calls, ${label} payload, round ${round}/${opts.rounds}: hermod ${Math.round(h.at(-1)!.rate)}/s, raw amqplib ${Math.round(r.at(-1)!.rate)}/s`,
+      );
     }
     hsz[label] = medianOf(h);
     rsz[label] = medianOf(r);
+    const ratios = h.map((x, i) => x.rate / r[i]!.rate);
+    sizeNotes.push(`${label} median ${median(ratios).toFixed(2)} (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`);
   }
 
   // oslo.messaging's own client and server on the same RabbitMQ.
@@ -577,6 +593,7 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
   add('3. casts published (confirmed)', 'casts/s', { hermod: hk.publish, raw: rk.publish, oslo: oslo?.cast_rate });
   add('   casts end to end', 'casts/s', { hermod: hk.e2e, raw: rk.e2e, oslo: oslo?.cast_e2e });
   add('4. fanout to 2 servers', 'deliveries/s', { hermod: hf.e2e, raw: rf.e2e, oslo: oslo?.fanout_deliveries });
+  notes.push(`hermod/raw per round, workload 5 (sequential, by payload): ${sizeNotes.join(', ')}`);
   for (const [label] of sizes) {
     add(`5. sequential, ${label} payload`, 'calls/s', { hermod: hsz[label]!.rate, raw: rsz[label]!.rate });
     add(`   ${label} p50`, 'ms', { hermod: hsz[label]!.p50, raw: rsz[label]!.p50 }, 'lower');
@@ -790,9 +807,12 @@ async function main(): Promise<void> {
     const where = peers.filter(Boolean).join(' and ');
     process.stdout.write(`\nhermod bench — ${machine}; ${where}; ${opts.calls} calls per workload, payload ${opts.payloadBytes} B\n`);
     process.stdout.write('ratios: X/raw and hermod/oslo, > 1 means X is better (for latencies, CPU and memory: the inverse)\n');
-    process.stdout.write(
-      `workloads 1-2: each system a server process and a caller process, ${opts.rounds} alternating rounds, ${opts.warmup} untimed calls per system first and ${opts.rewarm} before each of its rounds; hermod's server is the rpc-server CLI\n\n`,
-    );
+    if (runRabbit) {
+      process.stdout.write(
+        `workloads 1-2: each system a server process and a caller process, ${opts.rounds} alternating rounds, ${opts.warmup} untimed calls per system first and ${opts.rewarm} before each of its rounds; hermod's server is the rpc-server CLI\n`,
+      );
+    }
+    process.stdout.write('\n');
     process.stdout.write(`${out}\n\n${notes.join('\n')}\n`);
     if (gateway) process.stdout.write(`\ngateway (bench/gateway.ts, same RabbitMQ node):\n${gateway}`);
     if (ops) process.stdout.write(`\noperations (bench/ops.ts, same RabbitMQ node):\n${ops.join('\n')}\n`);
