@@ -49,7 +49,7 @@ const program = new Command('bench')
   .option('--no-gateway', 'skip the gateway rows (bench/gateway.ts)')
   .option('--no-ops', 'skip the operations rows (bench/ops.ts: workers, metrics cost, reload soak)')
   .option('--no-contracts', 'skip the contract-cost rows (bench/contracts.ts)')
-  .option('--rounds <n>', 'alternating rounds of workloads 1, 2 and 5', (v) => Number(v), 3)
+  .option('--rounds <n>', 'alternating rounds of workloads 1-5', (v) => Number(v), 3)
   .option('--warmup <n>', 'untimed calls per system before workloads 1 and 2', (v) => Number(v), 5000)
   .option('--rewarm <n>', 'untimed calls per system right before each of its timed rounds of workloads 1 and 2', (v) => Number(v), 1000)
   .option(
@@ -498,9 +498,10 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
   cleanups.push(() => raw.close());
 
   // Workloads 3 and 4 take turns, hermod's and raw's, after untimed casts of each. Measured once
-  // each, hermod's first and JIT-cold (5,000 casts are under a second), hermod's casts came out
-  // at 0.73–0.94× raw's and 4.6–7.0× oslo's from one run to the next on the same day; a thousand
-  // untimed ones still left both sides' first round at half the later ones' rate.
+  // each, hermod's first and JIT-cold (5,000 casts took about half a second), hermod's casts came
+  // out at 0.73–0.94× raw's and 5.3–7.0× oslo's from one run to the next on the same day; a
+  // thousand untimed ones still left both sides' first round at half the later ones' rate.
+  // hermod goes first in each round, as it always did here (raw goes first in workloads 1-2).
   const resetAll = async () => {
     for (const w of [w1, w2, w1b, r1, r2]) await w.ask({ op: 'reset' });
   };
