@@ -91,6 +91,9 @@ function stats(lat: number[], seconds: number): Lat {
   const q = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))] ?? 0;
   return { rate: lat.length / seconds, p50: q(0.5), p99: q(0.99), max: s[s.length - 1] ?? 0, n: lat.length };
 }
+/** Per-round ratios as the notes under the table print them: the median, then the range. */
+const spread = (xs: number[]) => `median ${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
+
 /** Several rounds as one: the median of each figure, the largest maximum, every call counted. */
 function medianOf(rounds: Lat[]): Lat {
   return {
@@ -368,7 +371,6 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
   // The table's rates are all calls over all time, so one slow moment of the shared machine in
   // one round drags a whole column; the median of the per-round ratios is the figure that such
   // a moment moves least, printed beside the range.
-  const spread = (xs: number[]) => `median ${median(xs).toFixed(2)} (${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)})`;
   for (const s of systems.filter((x) => x !== 'raw')) {
     const r = R[s];
     if (r)
@@ -526,9 +528,7 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
       );
     }
     const ratios = runs[0]!.map((h, i) => h.e2e / runs[1]![i]!.e2e);
-    notes.push(
-      `hermod/raw per round, ${what} end to end: median ${median(ratios).toFixed(2)} (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`,
-    );
+    notes.push(`hermod/raw per round, ${what} end to end: ${spread(ratios)}`);
     return runs.map((r) => ({ publish: median(r.map((x) => x.publish)), e2e: median(r.map((x) => x.e2e)) }));
   };
   const [hk, rk] = await castTurns(
@@ -576,7 +576,7 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
     hsz[label] = medianOf(h);
     rsz[label] = medianOf(r);
     const ratios = h.map((x, i) => x.rate / r[i]!.rate);
-    sizeNotes.push(`${label} median ${median(ratios).toFixed(2)} (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`);
+    sizeNotes.push(`${label} ${spread(ratios)}`);
   }
 
   // oslo.messaging's own client and server on the same RabbitMQ.
