@@ -38,6 +38,9 @@ const times = (() => {
 const tierGuess = { integration: 20, 'in-process': 5, unit: 1 };
 const weight = (f) => times[f.split(path.sep).join('/')] ?? tierGuess[f.split(path.sep)[0]] ?? 5;
 
+// How long a file's process may stay alive after uvu's totals before it counts as a leaked
+// handle (TEST_LINGER_MS to change it).
+const LINGER_MS = Number.parseInt(process.env.TEST_LINGER_MS ?? '', 10) || 15_000;
 const jobsDefault = () => 2 * (os.availableParallelism?.() ?? os.cpus().length);
 const jobs = Math.max(1, Number.parseInt(process.env.TEST_JOBS ?? '', 10) || jobsDefault());
 const coverage = process.env.TEST_COVERAGE !== '0';
@@ -128,17 +131,20 @@ function runFile(file) {
     let out = '';
     let stuck;
     let endedStuck = false;
+    let doneAt;
     const onData = (chunk) => {
       out += chunk;
-      // uvu prints its totals when every suite of the file has run. A process still alive a
-      // minute later is held open by a leaked handle (a timer, a socket): that is a failure,
-      // and ending it here keeps CI from hanging on it.
+      // uvu prints its totals when every suite of the file has run. A process still alive
+      // LINGER_MS later is held open by a leaked handle (a timer, a socket): that is a failure,
+      // and ending it here keeps CI from hanging on it. A file's own teardown has run by then,
+      // so its process exits within a second or so.
       if (!stuck && /Duration:\s+[\d.]+m?s/.test(plain(out))) {
+        doneAt = Date.now();
         stuck = setTimeout(() => {
-          out += '\nFAIL the test process did not exit 60 s after its last suite: a leaked handle keeps it alive (counted as a failure)\n';
+          out += `\nFAIL the test process did not exit ${LINGER_MS / 1000} s after its last suite: a leaked handle keeps it alive (counted as a failure)\n`;
           endedStuck = true;
           child.kill('SIGTERM');
-        }, 60_000);
+        }, LINGER_MS);
       }
     };
     child.stdout.on('data', onData);
@@ -162,7 +168,8 @@ function runFile(file) {
       const total = num(/Total:\s+(\d+)/);
       const passed = num(/Passed:\s+(\d+)/);
       const skipped = num(/Skipped:\s+(\d+)/) ?? 0;
-      const r = { file, out, seconds: (Date.now() - t0) / 1000, cpu, passed: passed ?? 0, skipped, failed: 0 };
+      const linger = doneAt === undefined ? undefined : (Date.now() - doneAt) / 1000;
+      const r = { file, out, seconds: (Date.now() - t0) / 1000, cpu, linger, passed: passed ?? 0, skipped, failed: 0 };
       if (total === undefined || passed === undefined) {
         r.out += `\nFAIL ${file} ended without a summary (exit ${code ?? signal})\n`;
         r.failed = 1;
@@ -183,7 +190,7 @@ const report = (r) => {
   results.push(r);
   const status = r.failed ? `FAILED (${r.failed})` : 'ok';
   process.stdout.write(
-    `\n── ${r.file.split(path.sep).join('/')}: ${status}, ${r.seconds.toFixed(1)} s${r.cpu === undefined ? '' : `, ${r.cpu.toFixed(1)} s CPU`}\n${r.out.replace(/\s+$/, '')}\n`,
+    `\n── ${r.file.split(path.sep).join('/')}: ${status}, ${r.seconds.toFixed(1)} s${r.cpu === undefined ? '' : `, ${r.cpu.toFixed(1)} s CPU`}${r.linger > 2 ? `, exited ${r.linger.toFixed(1)} s after its last suite` : ''}\n${r.out.replace(/\s+$/, '')}\n`,
   );
 };
 

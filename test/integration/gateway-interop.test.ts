@@ -92,7 +92,7 @@ for (const [name, broker] of BROKERS) {
       await gw.stop(1000);
       await server.stop();
       await server.wait(1000);
-      await py.stop();
+      await py.kill();
       await tr.close();
       await st.close();
       await b.stop();

@@ -50,7 +50,7 @@ function interopNotify(name: string, broker: () => Promise<Broker>) {
       await l.stop();
       await l.wait(1000);
     }
-    await Promise.all(ctx.peers.map((p) => p.stop()));
+    await Promise.all(ctx.peers.map((p) => p.kill()));
     for (const tr of ctx.transports) await tr.close();
   });
   async function transport(ctx: Ctx): Promise<Transport> {

@@ -51,7 +51,7 @@ lane.before(async (ctx) => {
 });
 lane.after(async (ctx) => {
   for (const tr of ctx.transports) await tr.close();
-  await ctx.server?.stop();
+  await ctx.server?.kill();
   await ctx.broker?.stop();
 });
 

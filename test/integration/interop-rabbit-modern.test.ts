@@ -31,7 +31,7 @@ t.before(async (ctx) => {
   }
 });
 t.after(async (ctx) => {
-  await ctx.py?.stop();
+  await ctx.py?.kill();
   for (const tr of ctx.transports ?? []) await tr.close();
   await ctx.broker?.stop();
 });

@@ -141,7 +141,8 @@ t('every TypeScript block of the README compiles with tsc --strict and runs', (c
     const run = spawnSync(process.execPath, [path.join(ctx.app, 'out', `example-${i + 1}.mjs`)], {
       cwd: ctx.app,
       // Plain output whatever the test run's own colour settings (console.log colours numbers).
-      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+      // RESIZE_SECONDS: the jobs example's resize takes 3 s instead of its 20 (as in jobs-readme).
+      env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0', RESIZE_SECONDS: '3' },
       encoding: 'utf8',
       timeout: 30_000,
     });

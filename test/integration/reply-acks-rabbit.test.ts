@@ -1,7 +1,7 @@
 import * as assert from 'uvu/assert';
 import { defaultConfig, getTransport, RPCClient, Target, type Transport } from '../../src/index.js';
-import { sleep } from '../support/assert.js';
-import { type ModeCtx, modeCases, modeSuite, modeTransport, serveSlow as serve } from '../support/rabbit-mode.js';
+import { until } from '../support/assert.js';
+import { heldCount, type ModeCtx, modeCases, modeSuite, modeTransport, releaseHeld, serveSlow as serve } from '../support/rabbit-mode.js';
 import { rpcSuite } from '../support/rpc-cases.js';
 
 // rabbit.replyAcks=false: the reply_<uuid> queue consumed without acknowledgements.
@@ -40,15 +40,21 @@ t('the broker sees the reply queue consumed without acknowledgements, and with t
 // still set up again on the reconnect, and a reply sent after it arrives.
 t('without acknowledgements, a call whose reply is sent after a reconnect still completes', async (ctx) => {
   await serve(ctx, 'racks-drop');
-  const c = new RPCClient(await transport(ctx, false), new Target({ topic: 'racks-drop' }), { timeout: 60_000 });
+  const tr = await transport(ctx, false);
+  const states: string[] = [];
+  tr.on('state', (s: { state: string }) => states.push(s.state));
+  const c = new RPCClient(tr, new Target({ topic: 'racks-drop' }), { timeout: 60_000 });
   assert.is(await c.call({}, 'echo', { v: 'warm' }), 'warm');
-  // The server answers after 20 s, long after the connections are back (rabbitmqctl itself can
-  // take seconds to start on a busy machine).
-  const inFlight = c.call({}, 'sleep', { ms: 20_000 });
-  await sleep(300);
+  // The server holds this call's reply until the connections are back on both sides: the
+  // client's 'connected' comes once its reply consumer is set up again, and the second call's
+  // answer shows the server's side is back.
+  const inFlight = c.call({}, 'hold', {});
+  await until(() => heldCount() === 1, 'the server holding the call');
   await ctx.node.ctl('close_all_connections', '-p', ctx.vhost, 'test: forced close');
-  assert.is(await inFlight, 20_000);
+  await until(() => states.includes('disconnected') && states.at(-1) === 'connected', 'the client reconnected', 15_000);
   assert.is(await c.call({}, 'echo', { v: 'again' }, { timeout: 15_000 }), 'again');
+  releaseHeld();
+  assert.is(await inFlight, 'released');
 });
 
 t('the option is validated like every other', async (ctx) => {

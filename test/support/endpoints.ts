@@ -28,7 +28,9 @@ export class Recorder {
     this.active++;
     this.maxActive = Math.max(this.maxActive, this.active);
     try {
-      await new Promise((r) => setTimeout(r, args.ms));
+      // Unref'd: a call a test leaves sleeping on purpose (its server stopped under it) must not
+      // hold the test process open for the rest of the sleep after its last test.
+      await new Promise((r) => setTimeout(r, args.ms).unref());
       return args.ms;
     } finally {
       this.active--;

@@ -91,7 +91,7 @@ export function interopSuite(name: string, broker: () => Promise<Broker>, flavor
       await s.stop();
       await s.wait(1000);
     }
-    await Promise.all([ctx.pyClient, ...(ctx.pyServers ?? []), ...(ctx.others ?? [])].filter(Boolean).map((p) => p.stop()));
+    await Promise.all([ctx.pyClient, ...(ctx.pyServers ?? []), ...(ctx.others ?? [])].filter(Boolean).map((p) => p.kill()));
     for (const tr of ctx.transports ?? []) await tr.close();
     await ctx.broker?.stop();
   });
@@ -374,10 +374,7 @@ function rabbitCases(t: ReturnType<typeof suite<Ctx>>, h: Helpers) {
     const { node, vhost } = rabbit(ctx);
     // hermod connects as a user of its own, so the broker can shut it out and let it back in.
     const user = `hd-${vhost}`;
-    const letIn = async () => {
-      await node.ctl('add_user', user, 'pw');
-      await node.ctl('set_permissions', '-p', vhost, user, '.*', '.*', '.*');
-    };
+    const letIn = () => node.addUser(user, 'pw', vhost);
     await letIn();
     const r = new Recorder('hd');
     const tr = await getTransport(ctx.broker.rabbit!.node.url(vhost, user, 'pw'), {
@@ -385,6 +382,8 @@ function rabbitCases(t: ReturnType<typeof suite<Ctx>>, h: Helpers) {
       overrides: { ...flavor.hermod, 'rabbit.retryInterval': 500, 'rabbit.intervalMax': 1000 },
     });
     ctx.transports.push(tr);
+    const states: string[] = [];
+    tr.on('state', (s: { state: string }) => states.push(s.state));
     await serve(ctx, 'hd', 'hd1', [r], tr);
     const py = ctx.pyClient;
     const seqs = () =>
@@ -397,7 +396,8 @@ function rabbitCases(t: ReturnType<typeof suite<Ctx>>, h: Helpers) {
     // Deleting the user closes its connections, and its reconnects fail until it is back. With
     // stream fanout the server must resume after the last offset it had: from `last` (the last
     // chunk) it would miss the earlier of these.
-    await node.ctl('delete_user', user);
+    await node.deleteUser(user);
+    await until(() => states.includes('disconnected'), 'the server cut off', 10_000);
     for (let seq = 2; seq <= 4; seq++)
       assert.ok((await py.request({ op: 'cast', topic: 'hd', method: 'bump', args: { seq }, fanout: true })).ok);
     await sleep(500);
@@ -406,6 +406,6 @@ function rabbitCases(t: ReturnType<typeof suite<Ctx>>, h: Helpers) {
     await until(() => seqs().length >= 4, 'every fanout after the reconnect', 15000);
     await sleep(300);
     assert.equal(seqs(), [1, 2, 3, 4], 'each fanout exactly once');
-    await node.ctl('delete_user', user);
+    await node.deleteUser(user);
   });
 }

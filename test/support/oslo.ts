@@ -182,4 +182,15 @@ export class OsloPeer {
     await this.exited;
     clearTimeout(timer);
   }
+
+  /**
+   * Ends the peer at once (SIGKILL), for after-hooks: oslo's graceful stop waits out its
+   * consumer's idle poll (up to 5 s, `ACK_REQUEUE_EVERY_SECONDS_MAX`), and nothing after a
+   * suite looks at how the peer stopped.
+   */
+  async kill(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    this.proc.kill('SIGKILL');
+    await this.exited;
+  }
 }

@@ -2,7 +2,6 @@ import amqplib, { type ChannelModel } from 'amqplib';
 import { suite, type Test } from 'uvu';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
-import { sleep } from './assert.js';
 import { sharedVhost } from './rabbit-vhost.js';
 
 /**
@@ -38,6 +37,7 @@ export function modeSuite(title: string, prefix: string): Test<ModeCtx> {
     ctx.raws = [];
   });
   t.after.each(async (ctx) => {
+    releaseHeld();
     for (const s of ctx.servers) {
       await s.stop();
       await s.wait(1000);
@@ -63,14 +63,34 @@ export async function modeTransport(ctx: ModeCtx, overrides: Record<string, unkn
   return tr;
 }
 
-/** What the mode suites' servers serve: an echo, and a call that answers after `ms`. */
+/** The `hold` calls the suite's servers are holding; {@link releaseHeld} answers them. */
+const held = new Set<() => void>();
+
+/** How many `hold` calls are waiting for {@link releaseHeld}. */
+export function heldCount(): number {
+  return held.size;
+}
+
+/** Lets every waiting `hold` call answer. */
+export function releaseHeld(): void {
+  for (const r of held) r();
+  held.clear();
+}
+
+/** What the mode suites' servers serve: an echo, a call that answers after `ms`, and one held until the test releases it. */
 export class Slow {
   async echo(_ctx: unknown, args: { v: unknown }) {
     return args.v;
   }
   async sleep(_ctx: unknown, args: { ms: number }) {
-    await sleep(args.ms);
+    // Unref'd: the call a test leaves sleeping on purpose must not hold the test process open
+    // for the rest of the sleep after its last test.
+    await new Promise((r) => setTimeout(r, args.ms).unref());
     return args.ms;
+  }
+  async hold() {
+    await new Promise<void>((r) => held.add(r));
+    return 'released';
   }
 }
 
