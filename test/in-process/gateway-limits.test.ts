@@ -115,6 +115,7 @@ for (const [name, broker] of IN_PROCESS) {
     assert.match(r.json.error.message, /timeout must be whole milliseconds from 1 to 5000/);
     const { port } = ctx.h.gateway.address!;
     const t0 = Date.now();
+    let guard: NodeJS.Timeout | undefined;
     const answer = await new Promise<string>((resolve, reject) => {
       const s = net.connect(port, '127.0.0.1', () => {
         s.write(`POST /v1/${ctx.h.topic}/get HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"id":`);
@@ -125,8 +126,8 @@ for (const [name, broker] of IN_PROCESS) {
       });
       s.on('close', () => resolve(data));
       s.on('error', reject);
-      setTimeout(() => s.destroy(new Error('no answer within 3 s')), 3000);
-    });
+      guard = setTimeout(() => s.destroy(new Error('no answer within 3 s')), 3000);
+    }).finally(() => clearTimeout(guard));
     assert.match(answer, /^HTTP\/1\.1 408/);
     assert.ok(Date.now() - t0 < 1500, `408 after ${Date.now() - t0} ms`);
   });
