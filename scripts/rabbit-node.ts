@@ -230,7 +230,7 @@ export class RabbitNode implements RabbitNodeInfo {
     const name = `${opts.name ?? 'hermod'}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     const node = new RabbitNode(`${name}@localhost`, await freePort(), await freePort(), dir, true);
     // The management plugin is the run's shared node's only: its HTTP API makes and deletes a
-    // suite's vhost in milliseconds, where each rabbitmqctl call boots an Erlang VM (about 1.2 s
+    // suite's vhost in milliseconds, where each rabbitmqctl call boots an Erlang VM (about 1 s
     // of CPU; three per suite). Nodes a suite starts for itself are rebooted often: no plugin.
     writeFileSync(path.join(dir, 'enabled_plugins'), opts.management ? '[rabbitmq_management].\n' : '[].\n');
     // Nodes that are to form a cluster need the same Erlang cookie (HOME is per node).

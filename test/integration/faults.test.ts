@@ -30,12 +30,24 @@ t.before(async (ctx) => {
   // four together take less time than three one after the other; the cases then run with no boot
   // beside them (other than the restarts they are about).
   const cookie = `HERMODTEST${Math.random().toString(36).slice(2, 12).toUpperCase()}`;
-  const [node, other, a, b] = await Promise.all([
+  const started = await Promise.allSettled([
     RabbitNode.start({ name: 'hermod-faults', tls: true }),
     RabbitNode.start({ name: 'hermod-faults-b' }),
     RabbitNode.start({ name: 'hermod-cl-a', cookie }),
     RabbitNode.start({ name: 'hermod-cl-b', cookie }),
   ]);
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    // The nodes that did boot must not outlive the suite.
+    await Promise.all(started.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+    throw failed.reason;
+  }
+  const [node, other, a, b] = started.map((r) => (r as PromiseFulfilledResult<RabbitNode>).value) as [
+    RabbitNode,
+    RabbitNode,
+    RabbitNode,
+    RabbitNode,
+  ];
   Object.assign(ctx, { node, other, clusterNodes: [a, b] });
 });
 t.after(async (ctx) => {

@@ -131,7 +131,7 @@ t('every TypeScript block of the README compiles with tsc --strict and runs', (c
     // Type-checking every .d.ts hermod pulls in took over 120 s once on a machine at load
     // average 15 with 2 cores; the bound is against a hung compiler, not a measure.
     // PACKAGE_TYPECHECK=0 (CI's second full Node line) only emits (`--noCheck`): the types checked
-    // are the installed packages', whatever Node runs tsc, and the check is 50 s of CPU.
+    // are the installed packages', whatever Node runs tsc, and the check takes 50 s (70 s of CPU).
     const noCheck = process.env.PACKAGE_TYPECHECK === '0' ? ['--noCheck'] : [];
     const tsc = spawnSync(process.execPath, [path.join(ctx.app, 'node_modules/typescript/bin/tsc'), '-p', config, ...noCheck], {
       cwd: ctx.app,

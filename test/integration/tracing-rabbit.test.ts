@@ -37,7 +37,7 @@ t.after.each(async (ctx) => {
     await s.stop();
     await s.wait(1000);
   }
-  await ctx.py?.stop();
+  await ctx.py?.kill();
   ctx.py = undefined;
   await ctx.transport.close();
 });

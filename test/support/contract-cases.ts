@@ -305,7 +305,7 @@ export function osloContractSuite(name: string, broker: () => Promise<{ url: str
     ctx.py = py;
   });
   t.after(async (ctx) => {
-    await ctx.py?.stop();
+    await ctx.py?.kill();
     await ctx.server?.stop();
     await ctx.server?.wait(1000);
     await ctx.transport?.close();

@@ -35,7 +35,7 @@ export function jobsInteropSuite(name: string, broker: () => Promise<JobsInterop
       await s.stop({ jobs: 'abort' });
       await s.wait(500);
     }
-    await ctx.py?.stop();
+    await ctx.py?.kill();
     for (const tr of ctx.transports) await tr.close();
     await ctx.broker?.stop();
   });
