@@ -224,6 +224,21 @@ export class RabbitNode implements RabbitNodeInfo {
     }
   }
 
+  /**
+   * Boots several nodes at once (on two cores, four together take less time than three one
+   * after the other). If one fails, the ones that booted are stopped before the error is thrown,
+   * so none outlives its suite.
+   */
+  static async startAll(opts: Array<{ name?: string; tls?: boolean; cookie?: string; management?: boolean }>): Promise<RabbitNode[]> {
+    const started = await Promise.allSettled(opts.map((o) => RabbitNode.start(o)));
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      await Promise.all(started.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
+      throw failed.reason;
+    }
+    return started.map((r) => (r as PromiseFulfilledResult<RabbitNode>).value);
+  }
+
   private static async startOnce(opts: { name?: string; tls?: boolean; cookie?: string; management?: boolean }): Promise<RabbitNode> {
     if (!rabbitAvailable()) throw new Error('rabbitmq-server is not installed (.ci/run installs it)');
     const dir = mkdtempSync(path.join(tmpdir(), 'hermod-rabbit-'));

@@ -26,28 +26,15 @@ interface Ctx {
 }
 const t = suite<Ctx>('faults', {} as Ctx);
 t.before(async (ctx) => {
-  // Every node the suite needs boots here, at once: a boot is about 5 s of CPU, and on two cores
-  // four together take less time than three one after the other; the cases then run with no boot
-  // beside them (other than the restarts they are about).
+  // Every node the suite needs boots here, at once (a boot is about 5 s of CPU); the cases then
+  // run with no boot beside them, other than the restarts they are about.
   const cookie = `HERMODTEST${Math.random().toString(36).slice(2, 12).toUpperCase()}`;
-  const started = await Promise.allSettled([
-    RabbitNode.start({ name: 'hermod-faults', tls: true }),
-    RabbitNode.start({ name: 'hermod-faults-b' }),
-    RabbitNode.start({ name: 'hermod-cl-a', cookie }),
-    RabbitNode.start({ name: 'hermod-cl-b', cookie }),
+  const [node, other, a, b] = await RabbitNode.startAll([
+    { name: 'hermod-faults', tls: true },
+    { name: 'hermod-faults-b' },
+    { name: 'hermod-cl-a', cookie },
+    { name: 'hermod-cl-b', cookie },
   ]);
-  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) {
-    // The nodes that did boot must not outlive the suite.
-    await Promise.all(started.map((r) => (r.status === 'fulfilled' ? r.value.stop() : undefined)));
-    throw failed.reason;
-  }
-  const [node, other, a, b] = started.map((r) => (r as PromiseFulfilledResult<RabbitNode>).value) as [
-    RabbitNode,
-    RabbitNode,
-    RabbitNode,
-    RabbitNode,
-  ];
   Object.assign(ctx, { node, other, clusterNodes: [a, b] });
 });
 t.after(async (ctx) => {

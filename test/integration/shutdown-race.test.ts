@@ -38,7 +38,7 @@ interface Ctx {
 const t = suite<Ctx>('stopping: broker SIGSTOPped during stop, and the SIGTERM/broker-shutdown race', {} as Ctx);
 t.before(async (ctx) => {
   // Three: the race loop takes them in turn, so each has two races' time to reboot.
-  ctx.nodes = await Promise.all(['a', 'b', 'c'].map((n) => RabbitNode.start({ name: `hermod-race-${n}` })));
+  ctx.nodes = await RabbitNode.startAll(['a', 'b', 'c'].map((n) => ({ name: `hermod-race-${n}` })));
 });
 t.after(async (ctx) => {
   figures.print('stop matrix (dedicated nodes): exit times');
