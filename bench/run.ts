@@ -378,6 +378,20 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
         `${s === 'lane' ? 'fast lane' : s}/raw per round: sequential ${spread(r.seq.ratios)}, ${opts.concurrency} in flight ${spread(r.conc.ratios)}`,
       );
   }
+  // Rounds alternate, so each round's rates were taken under the same conditions: how many rounds
+  // hermod won against each peer is a paired comparison that a slow moment in one round moves by
+  // one, where the table's rates can swing with it.
+  for (const h of ['hermod', 'lane'] as const) {
+    for (const peer of ['nest', 'moleculer'] as const) {
+      const a = R[h];
+      const b = R[peer];
+      if (!a || !b) continue;
+      const won = (x: number[], y: number[]) => `${x.filter((v, i) => v >= y[i]!).length} of ${x.length}`;
+      notes.push(
+        `${h === 'lane' ? 'fast lane' : h} ahead of ${peer} per round: sequential ${won(a.seq.ratios, b.seq.ratios)}, ${opts.concurrency} in flight ${won(a.conc.ratios, b.conc.ratios)}`,
+      );
+    }
+  }
   // oslo's figures join rows 1-2 once its peer has run (below).
   let oslo: Record<string, number> | undefined;
   const rows12: Row[] = [];
