@@ -15,7 +15,7 @@ const root = path.resolve(here, '..', '..');
 const peersDir = path.join(root, 'bench', 'peers');
 
 /**
- * The systems of the call workloads, in the order of each round (raw first). `lane` is hermod
+ * The systems of the call workloads, in the order of the first round (raw first; each later round starts one system later). `lane` is hermod
  * with the README's fast lane on its caller (`FAST_LANE` in caller.ts), against an rpc-server CLI of its
  * own with default options.
  */
@@ -31,6 +31,13 @@ export interface CallFigures {
   max: number;
   /** Caller + responder CPU time per call, µs. */
   cpuPerCall: number;
+  /**
+   * The broker's CPU time per call over the same runs, µs (undefined when the bench did not
+   * start the broker). Most of a call's CPU on one machine is the broker's, and what a system
+   * asks of it (exchange routing, per-message expiration, a reply queue and its acks) is where
+   * systems differ most.
+   */
+  brokerCpuPerCall: number | undefined;
   /** This system's rate over raw's in each round. */
   ratios: number[];
 }
@@ -189,9 +196,20 @@ interface RunOut {
   lat: number[];
   secs: number;
   cpuUs: number;
+  brokerUs: number | undefined;
 }
 
-async function runOnce(s: Running, n: number, inFlight: number, payload: string): Promise<RunOut> {
+/** CPU µs of a process so far; undefined when it cannot be read (no pid, gone, not Linux). */
+function cpuOrUndefined(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    return procCpuUs(pid);
+  } catch {
+    return undefined;
+  }
+}
+
+async function runOnce(s: Running, n: number, inFlight: number, payload: string, brokerPid: number | undefined): Promise<RunOut> {
   const pid = s.responder.pid!;
   const sampler = setInterval(() => {
     try {
@@ -201,10 +219,13 @@ async function runOnce(s: Running, n: number, inFlight: number, payload: string)
     }
   }, 100);
   const before = procCpuUs(pid);
+  const brokerBefore = cpuOrUndefined(brokerPid);
   try {
     const r = (await s.caller.ask({ op: 'run', n, inFlight, payload })) as unknown as { lat: number[]; secs: number; cpuUs: number };
     const responderUs = procCpuUs(pid) - before;
-    return { lat: r.lat, secs: r.secs, cpuUs: r.cpuUs + responderUs };
+    const brokerAfter = cpuOrUndefined(brokerPid);
+    const brokerUs = brokerBefore === undefined || brokerAfter === undefined ? undefined : brokerAfter - brokerBefore;
+    return { lat: r.lat, secs: r.secs, cpuUs: r.cpuUs + responderUs, brokerUs };
   } finally {
     clearInterval(sampler);
     s.rssPeak = Math.max(s.rssPeak, procRss(pid));
@@ -222,6 +243,7 @@ function figures(runs: RunOut[], rawRuns: RunOut[]): CallFigures {
     p99: q(0.99),
     max: lat[lat.length - 1] ?? 0,
     cpuPerCall: runs.reduce((a, r) => a + r.cpuUs, 0) / lat.length,
+    brokerCpuPerCall: runs.every((r) => r.brokerUs !== undefined) ? runs.reduce((a, r) => a + r.brokerUs!, 0) / lat.length : undefined,
     ratios: runs.map((r, i) => rate(r) / rate(rawRuns[i]!)),
   };
 }
@@ -233,6 +255,8 @@ function figures(runs: RunOut[], rawRuns: RunOut[]): CallFigures {
  */
 export async function callRounds(o: {
   rabbitUrl: string;
+  /** The broker's process id when this machine runs it (its CPU per call is then reported). */
+  brokerPid?: number;
   systems: System[];
   calls: number;
   rounds: number;
@@ -271,13 +295,18 @@ export async function callRounds(o: {
       }
       for (let r = 0; r < o.rounds; r++) {
         const line: string[] = [];
-        for (const s of running) {
+        // Each round starts one system later than the one before, so that over the rounds every
+        // system runs in every position and after every other system: a fixed order would give
+        // each system the same predecessor in every round (whose traffic the broker may still be
+        // settling, whose processes the scheduler has just put to sleep) and the same place in
+        // the machine's slow and fast moments, a bias that no number of rounds averages out.
+        for (const s of [...running.slice(r % running.length), ...running.slice(0, r % running.length)]) {
           // A process idle while the others took their turns is slower for its next few thousand
           // calls (raw amqplib's caller 131–159 µs per call over 5,000 after 12 s idle, against
           // 95–103): without these, each round would partly measure how its system wakes up.
           // A thousand by default: a compromise with the run's length, not a measured recovery time.
           if (o.rewarm > 0) await s.caller.ask({ op: 'warm', n: o.rewarm, inFlight, payload: o.payload });
-          const out = await runOnce(s, per, inFlight, o.payload);
+          const out = await runOnce(s, per, inFlight, o.payload, o.brokerPid);
           runs.get(s.system)![kind].push(out);
           line.push(`${s.system} ${Math.round(out.lat.length / out.secs)}/s`);
         }

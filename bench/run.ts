@@ -330,12 +330,14 @@ const notes: string[] = [];
 /** Workloads 1-5 and 7 on RabbitMQ: hermod, raw amqplib, the Node peers and (where installed) oslo.messaging; returns the broker's URL. */
 async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: number): Promise<string> {
   let rabbitUrl = opts.transportUrl;
+  let brokerPid: number | undefined;
   if (!rabbitUrl) {
     progress('starting a throwaway RabbitMQ node…');
     const { RabbitNode } = await import('../scripts/rabbit-node.js');
     const node = await RabbitNode.start({ name: 'hermod-bench' });
     cleanups.push(() => node.stop());
     rabbitUrl = node.url();
+    brokerPid = node.pid();
   }
   const amqpUrl = rabbitUrl.replace(/^rabbit(s?):/, 'amqp$1:');
 
@@ -350,6 +352,7 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
   progress(`workloads 1-2: ${systems.join(', ')}; ${opts.rounds} alternating rounds of ${Math.round(N / opts.rounds)} calls`);
   const rounds = await callRounds({
     rabbitUrl,
+    brokerPid,
     systems,
     calls: N,
     rounds: opts.rounds,
@@ -361,7 +364,7 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
   });
   notes.push(...rounds.skipped);
   const R = rounds.results;
-  const by = (pick: (r: NonNullable<(typeof R)['raw']>) => number): Partial<Row> => ({
+  const by = (pick: (r: NonNullable<(typeof R)['raw']>) => number | undefined): Partial<Row> => ({
     hermod: R.hermod && pick(R.hermod),
     lane: R.lane && pick(R.lane),
     raw: R.raw && pick(R.raw),
@@ -425,6 +428,13 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
     by((r) => r.seq.cpuPerCall),
     'lower',
   );
+  if (brokerPid !== undefined)
+    add12(
+      '   broker CPU per call',
+      'µs',
+      by((r) => r.seq.brokerCpuPerCall),
+      'lower',
+    );
   add12(
     `2. calls, ${opts.concurrency} in flight`,
     'calls/s',
@@ -448,6 +458,13 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
     by((r) => r.conc.cpuPerCall),
     'lower',
   );
+  if (brokerPid !== undefined)
+    add12(
+      '   broker CPU per call',
+      'µs',
+      by((r) => r.conc.brokerCpuPerCall),
+      'lower',
+    );
   const rss = () => {
     add(
       '7. server RSS, idle',
@@ -468,7 +485,7 @@ async function rabbitSection(add: Add, cleanups: Cleanups, payload: string, N: n
       seq.oslo = oslo.seq_rate;
       p50.oslo = oslo.seq_p50;
       p99.oslo = oslo.seq_p99;
-      rows12[5]!.oslo = oslo.conc_rate;
+      rows12.find((r) => r.name.startsWith('2. '))!.oslo = oslo.conc_rate;
     }
     for (const r of rows12) add(r.name, r.unit, r, r.better);
   };
