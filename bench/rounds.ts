@@ -15,9 +15,9 @@ const root = path.resolve(here, '..', '..');
 const peersDir = path.join(root, 'bench', 'peers');
 
 /**
- * The systems of the call workloads, in the order of the first round (raw first; each later round starts one system later). `lane` is hermod
- * with the README's fast lane on its caller (`FAST_LANE` in caller.ts), against an rpc-server CLI of its
- * own with default options.
+ * The systems of the call workloads, in the order of the first round (raw first; each later
+ * round starts one system later). `lane` is hermod with the README's fast lane on its caller
+ * (`FAST_LANE` in caller.ts), against an rpc-server CLI of its own with default options.
  */
 export const SYSTEMS = ['raw', 'hermod', 'lane', 'nest', 'moleculer'] as const;
 
