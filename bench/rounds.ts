@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { RawShape } from './worker.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
@@ -66,7 +67,7 @@ export function peersInstalled(): boolean {
 const TICK_US = 1e6 / 100; // USER_HZ is 100 on Linux
 
 /** utime + stime of a process, µs (/proc/<pid>/stat; 10 ms resolution). */
-function procCpuUs(pid: number): number {
+export function procCpuUs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) * TICK_US;
@@ -78,7 +79,7 @@ function procRss(pid: number): number {
 }
 
 /** A process answering one IPC message per request, in order. */
-class Ipc {
+export class Ipc {
   private readonly queue: Array<(m: Record<string, unknown>) => void> = [];
   constructor(readonly proc: ChildProcess) {
     proc.on('message', (m) => this.queue.shift()?.(m as Record<string, unknown>));
@@ -108,7 +109,8 @@ async function waitLine(proc: ChildProcess, pred: (l: string) => boolean, ms: nu
   });
 }
 
-interface Running {
+/** A system's responder and caller processes, started. */
+export interface Running {
   system: System;
   responder: ChildProcess;
   caller: Ipc;
@@ -117,13 +119,18 @@ interface Running {
   stop(): Promise<void>;
 }
 
-async function startSystem(system: System, rabbitUrl: string): Promise<Running> {
+/**
+ * Starts `system`'s responder and its caller process. `rawShape` builds raw amqplib's responder
+ * another way (bench/split.ts), on a queue of its own.
+ */
+export async function startSystem(system: System, rabbitUrl: string, rawShape?: RawShape): Promise<Running> {
   const amqpUrl = rabbitUrl.replace(/^rabbit(s?):/, 'amqp$1:');
   let responder: ChildProcess;
   let stopResponder: () => Promise<void>;
   const exited = (p: ChildProcess) =>
     new Promise<void>((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', () => r())));
   const topic = system === 'lane' ? 'pbench-lane' : 'pbench';
+  const rawQueue = rawShape ? `praw-${rawShape.replies}-${rawShape.acks}` : 'praw';
   if (system === 'hermod' || system === 'lane') {
     const name = 'p1';
     // Its log (a line per request at the default level) goes to a file, as from a service
@@ -147,7 +154,7 @@ async function startSystem(system: System, rabbitUrl: string): Promise<Running> 
   } else if (system === 'raw') {
     responder = fork(path.join(here, 'worker.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const w = new Ipc(responder);
-    await w.ask({ op: 'start-raw', url: amqpUrl, queue: 'praw', fanout: 'praw_fan', prefetch: 64 });
+    await w.ask({ op: 'start-raw', url: amqpUrl, queue: rawQueue, fanout: `${rawQueue}_fan`, prefetch: 64, shape: rawShape });
     stopResponder = async () => {
       await w.ask({ op: 'stop' }).catch(() => {});
       await exited(responder);
@@ -168,7 +175,7 @@ async function startSystem(system: System, rabbitUrl: string): Promise<Running> 
   const callerProc = fork(path.join(here, 'caller.js'), [], { stdio: ['ignore', 2, 2, 'ipc'] });
   const caller = new Ipc(callerProc);
   try {
-    await caller.ask({ op: 'init', system, url: rabbitUrl, topic, server: 'p1', queue: 'praw' });
+    await caller.ask({ op: 'init', system, url: rabbitUrl, topic, server: 'p1', queue: rawQueue });
   } catch (err) {
     callerProc.kill('SIGKILL');
     await stopResponder();
