@@ -2,6 +2,7 @@
 // server, the raw amqplib responder the baseline uses, or the embedded AMQP 1.0 router. Separate processes keep the client's
 // and the server's CPU apart and let the bench read a server's RSS.
 import amqplib, { type ChannelModel, type ConsumeMessage } from 'amqplib';
+import { QUIET_ACK_DELAY_MS } from '../src/driver/rabbit/tick-acks.js';
 import { type Context, defaultConfig, getTransport, RPCServer, Target, type Transport } from '../src/index.js';
 import { Router } from '../src/router/router.js';
 
@@ -40,14 +41,12 @@ const reply = (m: unknown) => process.send!(m);
  * amqplib: `replies` on the consuming channel (the baseline's way, and Moleculer's) or on a
  * connection of their own, plain or with publisher confirms (oslo's servers' and hermod's way);
  * `acks` right after each reply, or batched as hermod's server does (one `multiple` ack at most
- * 10 ms later).
+ * `QUIET_ACK_DELAY_MS` later).
  */
 export interface RawShape {
   replies: 'same' | 'own' | 'own-confirmed';
   acks: 'each' | 'batched';
 }
-
-const BATCHED_ACK_MS = 10;
 
 async function startRaw(url: string, queue: string, fanout: string, prefetch: number, shape?: RawShape): Promise<void> {
   raw = await amqplib.connect(url, { noDelay: true });
@@ -72,6 +71,7 @@ async function startRaw(url: string, queue: string, fanout: string, prefetch: nu
     if (shape?.acks !== 'batched') return ch.ack(msg);
     unacked = msg;
     if (ackTimer) return;
+    // hermod's server's own delay for a quiet consumer's acknowledgements: the shape stays hermod's.
     ackTimer = setTimeout(() => {
       ackTimer = undefined;
       try {
@@ -80,7 +80,7 @@ async function startRaw(url: string, queue: string, fanout: string, prefetch: nu
         /* stopped meanwhile: the broker requeues what was not acknowledged */
       }
       unacked = undefined;
-    }, BATCHED_ACK_MS);
+    }, QUIET_ACK_DELAY_MS);
   };
   // Request/reply responder: answer to the caller's direct reply-to, then ack.
   await ch.consume(queue, (msg) => {
