@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import amqplib from 'amqplib';
 import type { RawShape } from './worker.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -109,6 +110,20 @@ async function waitLine(proc: ChildProcess, pred: (l: string) => boolean, ms: nu
   });
 }
 
+/** Whether `queue` exists and has a consumer. */
+async function hasConsumer(amqpUrl: string, queue: string): Promise<boolean> {
+  const conn = await amqplib.connect(amqpUrl);
+  try {
+    const ch = await conn.createChannel();
+    ch.on('error', () => {});
+    return (await ch.checkQueue(queue)).consumerCount > 0;
+  } catch {
+    return false;
+  } finally {
+    await conn.close().catch(() => {});
+  }
+}
+
 /** A system's responder and caller processes, started. */
 export interface Running {
   system: System;
@@ -120,16 +135,26 @@ export interface Running {
 }
 
 /**
- * Starts `system`'s responder and its caller process. `rawShape` builds raw amqplib's responder
- * another way (bench/split.ts), on a queue of its own.
+ * An `rpc-server` CLI started another way (bench/split.ts): its own topic, more command line
+ * arguments, node flags before the script.
  */
-export async function startSystem(system: System, rabbitUrl: string, rawShape?: RawShape): Promise<Running> {
+export interface CliVariant {
+  topic: string;
+  args: string[];
+  nodeArgs: string[];
+}
+
+/**
+ * Starts `system`'s responder and its caller process. `rawShape` builds raw amqplib's responder
+ * another way, `cli` hermod's (bench/split.ts), each on a queue of its own.
+ */
+export async function startSystem(system: System, rabbitUrl: string, rawShape?: RawShape, cli?: CliVariant): Promise<Running> {
   const amqpUrl = rabbitUrl.replace(/^rabbit(s?):/, 'amqp$1:');
   let responder: ChildProcess;
   let stopResponder: () => Promise<void>;
   const exited = (p: ChildProcess) =>
     new Promise<void>((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once('exit', () => r())));
-  const topic = system === 'lane' ? 'pbench-lane' : 'pbench';
+  const topic = cli?.topic ?? (system === 'lane' ? 'pbench-lane' : 'pbench');
   const rawQueue = rawShape ? `praw-${rawShape.replies}-${rawShape.acks}` : 'praw';
   if (system === 'hermod' || system === 'lane') {
     const name = 'p1';
@@ -138,11 +163,24 @@ export async function startSystem(system: System, rabbitUrl: string, rawShape?: 
     const dir = mkdtempSync(path.join(tmpdir(), 'hermod-bench-'));
     const logFile = path.join(dir, 'rpc-server.log');
     const fd = openSync(logFile, 'w');
-    const args = [path.join(root, 'dist', 'bin', 'rpc-server.js'), name, '--topic', topic, '--transport-url', rabbitUrl];
+    const args = [
+      ...(cli?.nodeArgs ?? []),
+      path.join(root, 'dist', 'bin', 'rpc-server.js'),
+      name,
+      '--topic',
+      topic,
+      '--transport-url',
+      rabbitUrl,
+      ...(cli?.args ?? []),
+    ];
     responder = spawn(process.execPath, args, { stdio: ['ignore', fd, 'inherit'] });
     closeSync(fd);
     const end = Date.now() + 30_000;
-    while (!readFileSync(logFile, 'utf8').includes('serving topic')) {
+    // Below info the CLI does not say it is serving: then its topic's queue having a consumer does.
+    const ready = cli?.args.includes('--log-level')
+      ? () => hasConsumer(amqpUrl, topic)
+      : async () => readFileSync(logFile, 'utf8').includes('serving topic');
+    while (!(await ready())) {
       if (responder.exitCode !== null || Date.now() > end) throw new Error(`rpc-server did not start:\n${readFileSync(logFile, 'utf8')}`);
       await new Promise((r) => setTimeout(r, 50));
     }

@@ -5,18 +5,20 @@
 // broker's CPU time, each main thread's voluntary and involuntary context switches, and with
 // --strace the system calls of caller and responder. Rates here are for comparing rounds side by
 // side; the bench's table is `npm run bench`.
-//   node dist/bench/split.js [--systems raw,lane,moleculer,raw:own-confirmed:batched] [--calls n] [--rounds n] [--in-flight n] [--strace]
+//   node dist/bench/split.js [--systems raw,lane,moleculer,raw:own-confirmed:batched,lane:quiet+plain] [--calls n] [--rounds n] [--in-flight n] [--strace]
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { RabbitNode } from '../scripts/rabbit-node.js';
-import { peersInstalled, procCpuUs, type Running, SYSTEMS, type System, startSystem } from './rounds.js';
+import { type CliVariant, peersInstalled, procCpuUs, type Running, SYSTEMS, type System, startSystem } from './rounds.js';
 import type { RawShape } from './worker.js';
 
 const opts = new Command('bench-split')
   .option(
     '--systems <list>',
-    "comma-separated: raw, hermod, lane, nest, moleculer, or raw:<same|own|own-confirmed>:<each|batched> (how raw amqplib's responder replies and acknowledges)",
+    "comma-separated: raw, hermod, lane, nest, moleculer, raw:<same|own|own-confirmed>:<each|batched> (how raw amqplib's responder replies and acknowledges), or hermod:<variants> and lane:<variants>, variants joined by + from quiet (--log-level warn), v8gc (V8's young-generation sizing), plain (echo without contracts)",
     'raw,lane,moleculer,raw:own-confirmed:batched',
   )
   .option('--calls <n>', 'calls per system per round', (v) => Number(v), 6000)
@@ -38,13 +40,35 @@ interface Entry {
   label: string;
   system: System;
   shape?: RawShape;
+  cli?: CliVariant;
 }
+
+/** How `hermod:<v>+<v>…` and `lane:<v>+<v>…` start their `rpc-server` CLI. */
+const CLI_VARIANTS: Record<string, (v: CliVariant) => void> = {
+  // Logging at warn: no subscription to every request's diagnostics event.
+  quiet: (v) => v.args.push('--log-level', 'warn'),
+  // V8's own young-generation sizing (src/cli/young-gen.ts steps aside for a flag of the user's).
+  v8gc: (v) => v.nodeArgs.push('--max-semi-space-size=16'),
+  // A CPU profile of the server (node --cpu-prof) in $BENCH_PROFILE_DIR, or the working directory.
+  prof: (v) => v.nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR ?? '.'}`),
+  // `echo` without the built-in endpoints' contracts.
+  plain: (v) => v.args.push('--endpoints', path.join(path.dirname(fileURLToPath(import.meta.url)), 'echo-endpoint.js')),
+};
 
 function parseEntry(spec: string): Entry {
   const [system, replies, acks] = spec.split(':');
   if (!(SYSTEMS as readonly string[]).includes(system!)) throw new Error(`--systems: unknown system '${system}' (${SYSTEMS.join(', ')})`);
   if (replies === undefined) return { label: spec, system: system as System };
-  if (system !== 'raw') throw new Error(`--systems: only raw takes a shape, got '${spec}'`);
+  if (system === 'hermod' || system === 'lane') {
+    const cli: CliVariant = { topic: `psplit-${spec.replace(/[^a-z0-9]+/gi, '-')}`, args: [], nodeArgs: [] };
+    for (const v of replies.split('+')) {
+      const apply = CLI_VARIANTS[v];
+      if (!apply) throw new Error(`--systems: '${spec}': unknown variant '${v}' (${Object.keys(CLI_VARIANTS).join(', ')})`);
+      apply(cli);
+    }
+    return { label: spec, system, cli };
+  }
+  if (system !== 'raw') throw new Error(`--systems: only raw, hermod and lane take a shape or variant, got '${spec}'`);
   if (replies !== 'same' && replies !== 'own' && replies !== 'own-confirmed') {
     throw new Error(`--systems: '${spec}': replies must be same, own or own-confirmed`);
   }
@@ -114,7 +138,7 @@ const running: Array<{ entry: Entry; s: Running }> = [];
 const rows: Row[] = [];
 const payload = 'x'.repeat(32);
 try {
-  for (const entry of entries) running.push({ entry, s: await startSystem(entry.system, node.url(), entry.shape) });
+  for (const entry of entries) running.push({ entry, s: await startSystem(entry.system, node.url(), entry.shape, entry.cli) });
   for (const { s } of running) await s.caller.ask({ op: 'warm', n: 5000, inFlight: opts.inFlight, payload });
   for (let round = 1; round <= opts.rounds; round++) {
     for (const { entry, s } of round % 2 ? running : [...running].reverse()) {
