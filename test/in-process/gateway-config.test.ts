@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -158,6 +159,109 @@ cli('serves the routes of --config-file, takes hermod options from its "hermod" 
     await server.wait(500);
     await st.close();
     await router.stop();
+  }
+});
+/** Established TCP connections to local `port` held by process `pid` (its socket inodes matched against /proc/net/tcp). */
+function connectionsOf(pid: number, port: number): number {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  let n = 0;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length > 9 && Number.parseInt(f[1]!.split(':')[1]!, 16) === port && f[3] === '01' && inodes.has(f[9]!)) n++;
+  }
+  return n;
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+cli('--workers 2: both workers answer on the one port, a killed worker is replaced, SIGTERM stops them all', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
+  const router = new Router({ port: 0 });
+  const port = await router.start();
+  const url = `amqp://127.0.0.1:${port}/`;
+  const topic = `workers-${process.pid}`;
+  const st = await getTransport(url, { config: defaultConfig() });
+  const server = new RPCServer(st, new Target({ topic, server: 'u1' }), [new Users()]);
+  await server.start();
+  const file = path.join(dir, 'gw.json');
+  writeFileSync(file, JSON.stringify({ routes: userRoutes(topic), hermod: { log: { level: 'info' } } }));
+  const gw = start(['--config-file', file, '--port', '0', '--transport-url', url, '--workers', '2']);
+  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  const get = (base: string, id: number) =>
+    new Promise<{ status: number; body: { result?: { name: string } } }>((resolve, reject) => {
+      const req = request(`${base}/users/${id}`, { agent }, (res) => {
+        let text = '';
+        res.on('data', (d) => {
+          text += d;
+        });
+        res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  const pids = () => [...gw.out.matchAll(/worker (\d) started \(pid (\d+)\)/g)].map((m) => ({ n: Number(m[1]), pid: Number(m[2]) }));
+  try {
+    await until(() => (gw.out.match(/listening on http/g) ?? []).length === 2, 'both workers to listen', 15_000);
+    const base = /listening on (http:\/\/\S+)/.exec(gw.out)![1]!;
+    const gwPort = Number(new URL(base).port);
+    const answers = await Promise.all(Array.from({ length: 32 }, (_, i) => get(base, i + 1)));
+    assert.equal(
+      answers.map((a) => [a.status, a.body.result?.name ?? JSON.stringify(a.body)]),
+      answers.map((_, i) => [200, `user-${i + 1}`]),
+    );
+    // The primary hands each accepted connection to a worker that is free for it (round-robin
+    // among the free ones, so not always 4 and 4): all 8 keep-alive connections, both workers.
+    const [w1, w2] = pids();
+    assert.equal([w1!.n, w2!.n].sort(), [1, 2]);
+    const held = [connectionsOf(w1!.pid, gwPort), connectionsOf(w2!.pid, gwPort)];
+    assert.is(held[0]! + held[1]!, 8, String(held));
+    assert.ok(held[0]! > 0 && held[1]! > 0, `connections per worker: ${held}`);
+
+    agent.destroy();
+    process.kill(w1!.pid, 'SIGKILL');
+    // Logged at error level, so on stderr.
+    await until(() => /worker \d \(pid \d+\) died \(signal SIGKILL\)/.test(gw.err), 'the crash to be logged', 10_000);
+    await until(() => pids().length === 3 && (gw.out.match(/listening on http/g) ?? []).length === 3, 'a replacement to listen', 15_000);
+    const again = await Promise.all(Array.from({ length: 8 }, (_, i) => get(base, 100 + i)));
+    assert.equal(
+      again.map((a) => a.status),
+      Array(8).fill(200),
+    );
+
+    gw.child.kill('SIGTERM');
+    assert.is(await gw.exited, 0);
+    for (const { pid } of pids().slice(1)) assert.not.ok(alive(pid), `worker pid ${pid} still alive after the primary exited`);
+    assert.is((gw.out.match(/hermod-gateway worker \d: stopped/g) ?? []).length, 2, gw.out);
+  } finally {
+    agent.destroy();
+    if (gw.child.exitCode === null) gw.child.kill('SIGKILL');
+    for (const { pid } of pids()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    await server.stop();
+    await server.wait(500);
+    await st.close();
+    await router.stop();
+  }
+});
+cli('--workers takes a whole number from 1 or max, else exits 2', async () => {
+  for (const bad of ['0', 'two', '1.5']) {
+    const p = start(['--workers', bad]);
+    assert.is(await p.exited, 2, bad);
+    assert.match(p.err, /--workers: must be a whole number from 1 to 256 or "max"/);
   }
 });
 cli('a misspelt key in the gateway file or its hermod section exits 2 naming it', async () => {
