@@ -6,8 +6,10 @@
 // and the CPU time per call of each process (Linux), which a loaded machine disturbs less than
 // rates do. The compared rows (library and gateway, at 1 and at 64) run in alternating rounds and
 // report each figure's median over the rounds, so that one slow moment of a shared machine does
-// not decide a ratio alone.  node dist/bench/gateway.js [--calls n] [--concurrent-calls n] [--rounds n] [--json file]
-import { execFile, execFileSync, fork } from 'node:child_process';
+// not decide a ratio alone. At 64 connections the rounds also take the hermod-gateway CLI with
+// --workers 2 (node:cluster) in front of the same server, as users start it on more than one core.
+//   node dist/bench/gateway.js [--calls n] [--concurrent-calls n] [--rounds n] [--gateway-workers n] [--json file]
+import { execFile, execFileSync, fork, spawn } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -29,6 +31,12 @@ const opts = new Command('bench-gateway')
   .option('--load-generator <name>', "HTTP load generator of the 64-connection rows: wrk (Debian's, when installed) or autocannon", 'wrk')
   .option('--wrk-seconds <n>', 'length of each measured wrk run (after a warm-up run of a second)', (v) => Number(v), 4)
   .option('--rounds <n>', 'alternating library/gateway rounds of each compared row (medians reported)', (v) => Number(v), 3)
+  .option(
+    '--gateway-workers <n>',
+    'also the hermod-gateway CLI with --workers n at 64 connections, in the same rounds (0: not)',
+    (v) => Number(v),
+    2,
+  )
   .option('--json <file>', 'also write the results as JSON')
   .parse()
   .opts<{
@@ -38,12 +46,16 @@ const opts = new Command('bench-gateway')
     rounds: number;
     loadGenerator: string;
     wrkSeconds: number;
+    gatewayWorkers: number;
     json?: string;
   }>();
 if (opts.loadGenerator !== 'wrk' && opts.loadGenerator !== 'autocannon') {
   throw new Error(`--load-generator must be wrk or autocannon, got ${opts.loadGenerator}`);
 }
 if (!Number.isInteger(opts.rounds) || opts.rounds < 1) throw new Error(`--rounds must be a whole number from 1, got ${opts.rounds}`);
+if (!Number.isInteger(opts.gatewayWorkers) || opts.gatewayWorkers < 0 || opts.gatewayWorkers === 1) {
+  throw new Error(`--gateway-workers must be 0 or a whole number from 2, got ${opts.gatewayWorkers}`);
+}
 const progress = (s: string) => process.stderr.write(`  ${s}\n`);
 // Both sides get the same warm-up, long enough for the JIT to settle on the HTTP path too: at
 // 64 connections the gateway was still speeding up after 1,000 requests (5,000 measured after
@@ -61,7 +73,11 @@ const clockTicks = (() => {
   }
 })();
 /** CPU time (user + system) of this process or another so far in µs; another's from /proc (undefined where there is none). */
-function cpuOf(pid: number | 'self' | undefined): number | undefined {
+function cpuOf(pid: number | number[] | 'self' | undefined): number | undefined {
+  if (Array.isArray(pid)) {
+    const each = pid.map(cpuOf);
+    return each.some((v) => v === undefined) ? undefined : each.reduce((t, v) => t! + v!, 0);
+  }
   if (pid === 'self') {
     const u = process.cpuUsage();
     return u.user + u.system;
@@ -80,7 +96,7 @@ function cpuOf(pid: number | 'self' | undefined): number | undefined {
 class Meter {
   private start: Array<number | undefined> = [];
   cpu: Record<string, number | undefined> = {};
-  constructor(private readonly procs: Record<string, number | 'self' | undefined>) {}
+  constructor(private readonly procs: Record<string, number | number[] | 'self' | undefined>) {}
   begin(): void {
     this.start = Object.values(this.procs).map(cpuOf);
   }
@@ -111,7 +127,7 @@ function child(file: string) {
 
 interface Row {
   broker: string;
-  client: 'library' | 'library, paused' | 'gateway' | 'gateway, node:http client';
+  client: 'library' | 'library, paused' | 'gateway' | 'gateway, node:http client' | `gateway, ${number} workers`;
   connections: number;
   rate: number;
   p50: number;
@@ -377,6 +393,61 @@ async function http(port: number, n: number, connections: number, meter: Meter):
   return { rate: r.requests.total / secs, p50: r.latency.p50, p99: r.latency.p99 };
 }
 
+/** The bench route's argument schema, as bench/gateway-proc.ts declares it. */
+const BENCH_ARGS_SCHEMA = { type: 'object', properties: { v: { type: 'string' } }, required: ['v'] };
+
+/** RSS of a process in bytes (/proc/<pid>/status), 0 once it is gone. */
+function rssOf(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * The `hermod-gateway` CLI as users start it with `--workers n`, in front of the same server:
+ * the primary and its workers' pids (for their CPU and RSS) and the port they share.
+ */
+async function startWorkersGateway(url: string, workers: number) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-gw-workers-'));
+  const file = path.join(dir, 'gw.json');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      listen: { host: '127.0.0.1', port: 0 },
+      maxInFlight: 4096,
+      routes: [{ topic: 'bench', method: 'echo', server: 's1', args: BENCH_ARGS_SCHEMA }],
+    }),
+  );
+  const bin = path.join(here, '..', 'bin', 'hermod-gateway.js');
+  const args = [bin, '--config-file', file, '--transport-url', url, '--workers', String(workers), '--config', 'rpc.maxInFlight=4096'];
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  proc.stdout!.on('data', (d) => {
+    out += d;
+  });
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const end = Date.now() + 30_000;
+  while ((out.match(/listening on http/g) ?? []).length < workers) {
+    if (proc.exitCode !== null || Date.now() > end) throw new Error(`hermod-gateway --workers ${workers} did not start:\n${out}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const port = Number(/listening on http:\/\/[^:]+:(\d+)/.exec(out)![1]);
+  const workerPids = [...out.matchAll(/worker \d+ started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
+  return {
+    port,
+    pids: [proc.pid!, ...workerPids],
+    rss: () => workerPids.reduce((t, pid) => t + rssOf(pid), rssOf(proc.pid!)),
+    async stop() {
+      proc.kill('SIGTERM');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const rows: Row[] = [];
   const rss: Record<string, number> = {};
@@ -410,18 +481,23 @@ async function main(): Promise<void> {
       await server.ask({ op: 'start-hermod', url, topic: 'bench', server: 's1', concurrency: 64 });
       const gw = child('gateway-proc.js');
       const { port } = (await gw.ask({ op: 'start', url, topic: 'bench', server: 's1' })) as { port: number };
+      const workers = opts.gatewayWorkers ? await startWorkersGateway(url, opts.gatewayWorkers) : undefined;
+      const workersClient = `gateway, ${opts.gatewayWorkers} workers` as const;
       try {
         const procs = { bench: 'self' as const, gateway: gw.pid, server: server.pid, broker: broker === 'router' ? router.pid : beam };
         for (const connections of [1, 64]) {
           const libraryRounds: NonNullable<Row['rounds']> = [];
           const gatewayRounds: NonNullable<Row['rounds']> = [];
+          const workersRounds: NonNullable<Row['rounds']> = [];
           let peak = 0;
+          let workersPeak = 0;
           const sampler =
             connections === 64
               ? setInterval(() => {
                   gw.ask({ op: 'rss' }).then((m) => {
                     peak = Math.max(peak, Number(m.rss));
                   });
+                  if (workers) workersPeak = Math.max(workersPeak, workers.rss());
                 }, 100)
               : undefined;
           if (connections === 1) await gw.ask({ op: 'own-start' });
@@ -434,12 +510,21 @@ async function main(): Promise<void> {
               progress(`${broker}: gateway over HTTP, ${connections} connection(s)${of}`);
               meter = new Meter(procs);
               gatewayRounds.push({ ...(await http(port, callsOf(connections), connections, meter)), cpu: meter.cpu });
+              if (workers && connections === 64) {
+                progress(`${broker}: hermod-gateway --workers ${opts.gatewayWorkers} over HTTP, ${connections} connections${of}`);
+                meter = new Meter({ ...procs, gateway: workers.pids });
+                workersRounds.push({ ...(await http(workers.port, callsOf(connections), connections, meter)), cpu: meter.cpu });
+              }
             }
           } finally {
             if (sampler) clearInterval(sampler);
           }
           rows.push(medianRow({ broker, client: 'library', connections }, libraryRounds));
           rows.push(medianRow({ broker, client: 'gateway', connections }, gatewayRounds));
+          if (workersRounds.length) {
+            rows.push(medianRow({ broker, client: workersClient, connections }, workersRounds));
+            rss[`${broker} workers`] = workersPeak;
+          }
           if (connections === 1) {
             ownP50[broker] = Number((await gw.ask({ op: 'own-stop' })).p50);
             // Once each: what an idle pause alone costs, and Node's own HTTP client as the caller.
@@ -455,6 +540,7 @@ async function main(): Promise<void> {
           if (connections === 64) rss[broker] = peak;
         }
       } finally {
+        await workers?.stop();
         await gw.ask({ op: 'stop' });
         await gw.exited();
         await server.ask({ op: 'stop' }).catch(() => {});
@@ -518,11 +604,29 @@ async function main(): Promise<void> {
       gatewayRssMiB: rss[broker]! / 2 ** 20,
       cpuUsPerCallAt64: cpu,
     };
+    const workersRow = rows.find((r) => r.broker === broker && r.client === `gateway, ${opts.gatewayWorkers} workers`);
+    if (workersRow) {
+      const each = find('library', 64).rounds!.map((l, i) => workersRow.rounds![i]!.rate / l.rate);
+      summary[broker] = {
+        ...(summary[broker] as object),
+        workers: opts.gatewayWorkers,
+        workersRatioAt64: median(each),
+        workersRatioAt64Rounds: each,
+        workersRssMiB: rss[`${broker} workers`]! / 2 ** 20,
+        workersCpuUsPerCallAt64: workersRow.cpu.gateway,
+      };
+    }
     lines.push(
       `\n${broker}: gateway/library at 64 = ${ratio.toFixed(2)}×${spread(ratios.each, 2)} (target ≥ 0.6×); added p50 sequentially = ${added.toFixed(2)} ms${spread(addeds.each, 2)} (target ≤ 0.5 ms; ${addedNodeHttp.toFixed(2)} ms with Node's HTTP client as the caller); gateway RSS under load ${(rss[broker]! / 2 ** 20).toFixed(0)} MiB`,
       `${broker}: of the added p50, the gateway's own time per request (HTTP in → call, reply → HTTP out) is ${ownP50[broker]!.toFixed(2)} ms; library calls made ${PAUSE_MS} ms after the last answer are ${pauseCost.toFixed(2)} ms slower than back-to-back ones`,
       `${broker}: CPU µs per call at 64: gateway process ${us(cpu.gateway)} (library client ${us(cpu.libraryClient)}, HTTP load generator ${us(cpu.loadGenerator)}); all processes: gateway path ${us(cpu.gatewayPath)}, library path ${us(cpu.libraryPath)}`,
     );
+    if (workersRow) {
+      const s = summary[broker] as { workersRatioAt64: number; workersRatioAt64Rounds: number[]; workersRssMiB: number };
+      lines.push(
+        `${broker}: hermod-gateway --workers ${opts.gatewayWorkers}/library at 64 = ${s.workersRatioAt64.toFixed(2)}×${spread(s.workersRatioAt64Rounds, 2)}; its processes' CPU ${us(workersRow.cpu.gateway)} µs per request, RSS under load ${s.workersRssMiB.toFixed(0)} MiB (primary and workers)`,
+      );
+    }
   }
   process.stdout.write(`${lines.join('\n')}\n`);
   if (opts.json) writeFileSync(opts.json, JSON.stringify({ rows, summary }, null, 2));
