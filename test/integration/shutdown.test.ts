@@ -79,7 +79,8 @@ function ownStopMs(p: Proc): number | undefined {
     return m ? Date.parse(m[1]!) : undefined;
   };
   const from = at(/^(\S+Z) INFO .*: SIG(?:TERM|INT): no new work/m);
-  const to = at(/^(\S+Z) INFO .*: stopped$/m);
+  // A stop that aborted work says so at warn: `stopped: aborted 1 piece(s) of work …`.
+  const to = at(/^(\S+Z) (?:INFO|WARN) .*: stopped(?:$|: )/m);
   return from !== undefined && to !== undefined ? to - from : undefined;
 }
 
@@ -188,8 +189,13 @@ t('rpc-server × CONNECTION_FORCED during stop (close_all_connections): not re-o
   s.child.kill('SIGTERM');
   await ctx.node.ctl('close_all_connections', '-p', ctx.vhost, 'shutdown test');
   const { code, at } = await s.exited;
-  figures.add('rpc-server × CONNECTION_FORCED during stop (rabbit)', at - t0, BOUND_MS, `exit ${code}`);
-  assert.ok(at - t0 <= BOUND_MS, `exited after ${at - t0} ms\n${s.out}\n${s.err}`);
+  const own = ownStopMs(s);
+  figures.add('rpc-server × CONNECTION_FORCED during stop (rabbit)', at - t0, BOUND_MS, `exit ${code}, own stop ${own} ms`);
+  // The bound is on the server's own stop (its SIGTERM line to `stopped`). The signal-to-exit time
+  // also holds rabbitmqctl booting an Erlang VM beside it on the same cores (a loaded CI machine
+  // once stretched it to 3,043 ms around an own stop of 2,234), so it gets a second more.
+  assert.ok(own !== undefined && own <= BOUND_MS, `its own stop took ${own} ms, bound ${BOUND_MS} ms\n${s.out}\n${s.err}`);
+  assert.ok(at - t0 <= BOUND_MS + 1000, `exited after ${at - t0} ms, bound ${BOUND_MS + 1000} ms\n${s.out}\n${s.err}`);
   assert.ok(code === 7 || code === 0, `exit ${code}\n${s.out}\n${s.err}`);
   // The server's own consumer never came back (the transport's publisher may reconnect to send replies).
   assert.is((await ctx.node.queues(ctx.vhost)).get('sd.forced')?.consumers ?? 0, 0);
