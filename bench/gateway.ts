@@ -431,7 +431,14 @@ async function startWorkersGateway(url: string, workers: number) {
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   const end = Date.now() + 30_000;
   while ((out.match(/listening on http/g) ?? []).length < workers) {
-    if (proc.exitCode !== null || Date.now() > end) throw new Error(`hermod-gateway --workers ${workers} did not start:\n${out}`);
+    if (proc.exitCode !== null || Date.now() > end) {
+      // SIGTERM lets the primary stop its workers; SIGKILL alone would leave them behind.
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`hermod-gateway --workers ${workers} did not start:\n${out}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   const port = Number(/listening on http:\/\/[^:]+:(\d+)/.exec(out)![1]);

@@ -18,7 +18,7 @@ import type { RawShape } from './worker.js';
 const opts = new Command('bench-split')
   .option(
     '--systems <list>',
-    "comma-separated: raw, hermod, lane, nest, moleculer, raw:<same|own|own-confirmed>:<each|batched> (how raw amqplib's responder replies and acknowledges), or hermod:<variants> and lane:<variants>, variants joined by + from quiet (--log-level warn), v8gc (V8's young-generation sizing), plain (echo without contracts)",
+    "comma-separated: raw, hermod, lane, nest, moleculer, raw:<same|own|own-confirmed>:<each|batched> (how raw amqplib's responder replies and acknowledges), or hermod:<variants> and lane:<variants>, variants joined by + from quiet (--log-level warn), v8gc (V8's young-generation sizing), plain (echo without contracts), prof (--cpu-prof of the responder into $BENCH_PROFILE_DIR)",
     'raw,lane,moleculer,raw:own-confirmed:batched',
   )
   .option('--calls <n>', 'calls per system per round', (v) => Number(v), 6000)

@@ -1,16 +1,17 @@
 #!/usr/bin/env node
 // First: it must run before the other modules load (see the module).
 import '../src/cli/young-gen.js';
+import cluster from 'node:cluster';
 import { Command } from 'commander';
 import { describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { EXIT, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
-import { applyLogFlags, commonOptions, type LogFlags } from '../src/cli/program.js';
+import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown } from '../src/cli/shutdown.js';
-import { hermodSection, readGatewayConfig, resolveGatewayConfig } from '../src/gateway/config.js';
-import { createGateway, type GatewayConfig } from '../src/gateway/index.js';
-import { getTransport, loadConfig } from '../src/index.js';
+import { hermodSection, readGatewayConfig } from '../src/gateway/config.js';
+import { createGateway, type Gateway, type GatewayConfig } from '../src/gateway/index.js';
+import { defaultConfig, getTransport, loadConfig, type Transport } from '../src/index.js';
 import { parseWorkers } from '../src/ops/run/config.js';
 import { onPrimaryStop, READY_MESSAGE, tellPrimary, WorkerSupervisor, workerNumber } from '../src/ops/run/workers.js';
 
@@ -30,7 +31,7 @@ async function main(): Promise<void> {
     new Command('hermod-gateway')
       .description('HTTP/JSON gateway: REST and JSON-RPC 2.0 in front of hermod (and oslo.messaging) RPC servers')
       .option('--host <host>', 'interface to listen on (default: listen.host, 127.0.0.1)')
-      .option('--port <port>', 'TCP port, 0 = any free port (default: listen.port, 8080)', (v) => Number(v))
+      .option('--port <port>', 'TCP port, 0 = any free port (default: listen.port, 8080)', intAtLeast(0))
       .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL}, the embedded router)`)
       .option(
         '--workers <n|max>',
@@ -38,8 +39,8 @@ async function main(): Promise<void> {
       )
       .option(
         '--shutdown-timeout <ms>',
-        'on SIGTERM/SIGINT, how long running calls may finish (default 10000 ms)',
-        (v) => Number(v),
+        'on SIGTERM/SIGINT, how long running calls may finish, in ms (default 10000)',
+        intAtLeast(0),
         10_000,
       ),
     [
@@ -67,10 +68,16 @@ async function main(): Promise<void> {
   // in turn, and a connection stays with its worker. Workers that die are restarted; on
   // SIGTERM/SIGINT each drains as a single gateway does.
   if (worker === undefined && count > 1) {
-    // A bad gateway file fails here, once, instead of in every worker and every restart.
-    resolveGatewayConfig(gw);
+    // Every check a worker would make at start (the file, route schemas, the keys file) fails
+    // here, once, with exit 2, instead of in every worker and every restart.
+    const probe = await getTransport('memory://', { config: defaultConfig() });
+    try {
+      createGateway(probe, gw);
+    } finally {
+      await probe.close();
+    }
     const supervisor = new WorkerSupervisor({ count, log });
-    handleShutdown({
+    const shutdown = handleShutdown({
       log,
       timeoutMs: o.shutdownTimeout + PRIMARY_MARGIN_MS,
       target: {
@@ -80,29 +87,54 @@ async function main(): Promise<void> {
         abort: () => supervisor.abort(),
       },
     });
-    log.info(`starting ${count} workers`, { workers: count });
+    // A worker that ends before any worker listened met what a single gateway would have exited
+    // on (the port taken, the broker refusing it): end the run with its status instead of
+    // restarting it forever.
+    let listening = false;
+    cluster.on('message', (_w, m: unknown) => {
+      if ((m as { hermod?: string } | null)?.hermod === READY_MESSAGE.hermod) listening = true;
+    });
+    cluster.on('exit', (w, code) => {
+      if (listening || shutdown.stopping) return;
+      log.error(`worker pid ${w.process.pid} exited (${code ?? 'signal'}) before any worker listened; stopping`);
+      shutdown.stop('a worker failed to start', code || EXIT.usage);
+    });
+    log.info(`starting ${count} workers (deadline of each on stop ${o.shutdownTimeout} ms)`, { workers: count });
     supervisor.start();
     return;
   }
   logConnectionState(log);
 
-  const transport = await getTransport(o.transportUrl, { config });
-  const gateway = createGateway(transport, gw);
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info(`${signal}: no new requests; finishing running calls (up to ${o.shutdownTimeout} ms)`);
-    const { aborted } = await gateway.stop(o.shutdownTimeout);
-    await transport.close();
-    if (aborted) log.warn(`closed ${aborted} call(s) still running at the deadline`);
-    log.info('stopped');
-    process.exit(aborted ? EXIT.aborted : EXIT.ok);
-  };
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  if (worker !== undefined) onPrimaryStop((reason) => void shutdown(reason));
+  let transport: Transport | undefined;
+  let gateway: Gateway | undefined;
+  // Installed before connecting: a signal (or the primary's stop) while connecting stops at once.
+  const shutdown = handleShutdown({
+    log,
+    timeoutMs: o.shutdownTimeout,
+    target: {
+      pending: () => (gateway && gateway.inFlight > 0 ? `${gateway.inFlight} call(s) in flight` : ''),
+      aborted: () => aborted,
+      graceful: async (deadline) => {
+        if (gateway) aborted = (await gateway.stop(deadline)).aborted;
+        await transport?.close();
+        return aborted;
+      },
+      abort: async () => {
+        gateway?.app.server.closeAllConnections();
+        await transport?.close();
+      },
+    },
+  });
+  let aborted = 0;
+  if (worker !== undefined) {
+    onPrimaryStop((reason) => shutdown.stop(reason));
+    if (!process.connected) shutdown.stop('the primary is gone');
+  }
+  transport = await getTransport(o.transportUrl, { config });
+  if (shutdown.stopping) return;
+  gateway = createGateway(transport, gw);
   const addr = await gateway.start();
+  if (shutdown.stopping) return;
   log.info(
     `listening on ${addr.url} (transport ${transport.url}, ${gateway.config.routes.length} route(s), policy ${gateway.config.mappingPolicy})`,
   );

@@ -49,6 +49,8 @@ export interface Gateway {
   readonly address: GatewayAddress | undefined;
   /** The effective configuration. */
   readonly config: ResolvedGatewayConfig;
+  /** Calls and casts sent and not yet answered (what a stop waits for). */
+  readonly inFlight: number;
   /** Listens on `listen.host`:`listen.port` (port 0: any free port). */
   start(): Promise<GatewayAddress>;
   /**
@@ -232,6 +234,9 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     config,
     get address() {
       return address;
+    },
+    get inFlight() {
+      return invoker.inFlight;
     },
     async start() {
       if (stopped) throw new ClosedError('the gateway was stopped');

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -108,7 +109,8 @@ const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..
 function start(args: string[]) {
   const child: ChildProcess = spawn(process.execPath, [bin, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, HERMOD_TRANSPORT_URL: undefined } as never,
+    // The assertions read the plain log lines.
+    env: { ...process.env, HERMOD_TRANSPORT_URL: undefined, HERMOD_LOG_JSON: undefined } as never,
   });
   const p = { child, out: '', err: '', exited: new Promise<number | null>((r) => child.once('exit', (code) => r(code))) };
   child.stdout!.on('data', (d) => {
@@ -262,6 +264,32 @@ cli('--workers takes a whole number from 1 or max, else exits 2', async () => {
     const p = start(['--workers', bad]);
     assert.is(await p.exited, 2, bad);
     assert.match(p.err, /--workers: must be a whole number from 1 to 256 or "max"/);
+  }
+});
+cli('--workers 2: an unusable route schema exits 2 before any worker starts', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
+  const file = path.join(dir, 'gw.json');
+  writeFileSync(file, JSON.stringify({ routes: [{ topic: 't', method: 'm', args: { type: 'nope' } }] }));
+  const p = start(['--config-file', file, '--port', '0', '--workers', '2', '--transport-url', 'memory://']);
+  assert.is(await p.exited, 2);
+  assert.match(p.err, /routes\[0\]\.args is not a usable JSON Schema/);
+  assert.not.match(p.out, /worker \d started/);
+});
+cli('--workers 2: a port already taken ends the run with the worker exit status instead of restarting it', async () => {
+  const taken = createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  const port = (taken.address() as AddressInfo).port;
+  const p = start(['--port', String(port), '--workers', '2', '--transport-url', 'memory://']);
+  try {
+    const code = await p.exited;
+    assert.ok(code !== 0 && code !== null, `exit ${code}`);
+    assert.match(p.err, /EADDRINUSE|address already in use/i);
+    assert.match(p.err, /before any worker listened; stopping/);
+    // Neither the first worker nor a replacement got to listen.
+    assert.not.match(p.out, /listening on http/);
+  } finally {
+    if (p.child.exitCode === null) p.child.kill('SIGKILL');
+    await new Promise((r) => taken.close(r));
   }
 });
 cli('a misspelt key in the gateway file or its hermod section exits 2 naming it', async () => {

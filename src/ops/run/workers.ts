@@ -106,7 +106,7 @@ export class WorkerSupervisor {
     return this.processes().length;
   }
 
-  /** Workers that exited with status 7 (aborted work at their deadline) during the stop. */
+  /** Workers that exited with a non-zero status during the stop (7: they aborted work at their deadline). */
   aborted(): number {
     return this.exitCodes.filter((c) => c !== 0).length;
   }
