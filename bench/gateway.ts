@@ -37,6 +37,11 @@ const opts = new Command('bench-gateway')
     (v) => Number(v),
     2,
   )
+  .option(
+    '--lane',
+    'RabbitMQ calls in the fast lane (direct reply-to, requests straight to the queue, no expiration) for the library client and the gateways alike',
+  )
+  .option('--brokers <list>', 'comma-separated: rabbitmq, router', 'rabbitmq,router')
   .option('--json <file>', 'also write the results as JSON')
   .parse()
   .opts<{
@@ -47,6 +52,8 @@ const opts = new Command('bench-gateway')
     loadGenerator: string;
     wrkSeconds: number;
     gatewayWorkers: number;
+    lane?: boolean;
+    brokers: string;
     json?: string;
   }>();
 if (opts.loadGenerator !== 'wrk' && opts.loadGenerator !== 'autocannon') {
@@ -56,6 +63,8 @@ if (!Number.isInteger(opts.rounds) || opts.rounds < 1) throw new Error(`--rounds
 if (!Number.isInteger(opts.gatewayWorkers) || opts.gatewayWorkers < 0 || opts.gatewayWorkers === 1) {
   throw new Error(`--gateway-workers must be 0 or a whole number from 2, got ${opts.gatewayWorkers}`);
 }
+const brokers = opts.brokers.split(',').map((b) => b.trim().toLowerCase());
+for (const b of brokers) if (b !== 'rabbitmq' && b !== 'router') throw new Error(`--brokers: unknown broker '${b}' (rabbitmq, router)`);
 const progress = (s: string) => process.stderr.write(`  ${s}\n`);
 // Both sides get the same warm-up, long enough for the JIT to settle on the HTTP path too: at
 // 64 connections the gateway was still speeding up after 1,000 requests (5,000 measured after
@@ -464,7 +473,7 @@ async function main(): Promise<void> {
   try {
     let rabbitUrl = opts.transportUrl;
     let beam: number | undefined;
-    if (!rabbitUrl) {
+    if (!rabbitUrl && brokers.includes('rabbitmq')) {
       progress('starting a throwaway RabbitMQ node…');
       const { RabbitNode } = await import('../scripts/rabbit-node.js');
       const node = await RabbitNode.start({ name: 'hermod-bench-gw' });
@@ -472,6 +481,8 @@ async function main(): Promise<void> {
       rabbitUrl = node.url();
       beam = node.pid();
     }
+    // Caller-side options only: the servers answer such calls unchanged.
+    if (opts.lane && rabbitUrl) rabbitUrl += `${rabbitUrl.includes('?') ? '&' : '?'}directReplyTo=true&requestRouting=queue&requestExpiration=false`;
     // In a process of its own: in this one it would share a core with the load generator.
     const router = child('worker.js');
     const routerUrl = `amqp://127.0.0.1:${(await router.ask({ op: 'start-router' })).port}/`;
@@ -481,9 +492,10 @@ async function main(): Promise<void> {
     });
 
     for (const [broker, url] of [
-      ['RabbitMQ', rabbitUrl],
+      ['RabbitMQ', rabbitUrl ?? ''],
       ['router', routerUrl],
     ] as const) {
+      if (!brokers.includes(broker.toLowerCase())) continue;
       const server = child('worker.js');
       await server.ask({ op: 'start-hermod', url, topic: 'bench', server: 's1', concurrency: 64 });
       const gw = child('gateway-proc.js');
@@ -563,6 +575,11 @@ async function main(): Promise<void> {
     opts.rounds > 1
       ? `library and gateway rows: the median of ${opts.rounds} alternating rounds of each figure; the ratio and the added p50 below pair each gateway round with the library round before it`
       : 'one round of each row',
+    ...(opts.lane
+      ? [
+          'RabbitMQ rows in the fast lane (directReplyTo, requestRouting=queue, requestExpiration=false) for the library client and the gateways',
+        ]
+      : []),
     `64-connection gateway rows: ${loadGenerator === 'wrk' ? `wrk, one thread, ${opts.wrkSeconds} s runs (its CPU is the bench column)` : `autocannon${opts.loadGenerator === 'wrk' ? ' (wrk is not installed: apt-get install wrk)' : ''}`}`,
     '',
     '| broker | client | in flight | calls/s | p50 ms | p99 ms | CPU µs/call: bench | gateway | server | broker |',
@@ -574,6 +591,7 @@ async function main(): Promise<void> {
     );
   const summary: Record<string, unknown> = {};
   for (const broker of ['RabbitMQ', 'router']) {
+    if (!rows.some((r) => r.broker === broker)) continue;
     const find = (client: string, c: number) => rows.find((r) => r.broker === broker && r.client === client && r.connections === c)!;
     // Paired by round (library then gateway, back to back): the median of the rounds' figures.
     const paired = (c: number, f: (lib: Measured, gw: Measured) => number) => {
