@@ -482,7 +482,8 @@ async function main(): Promise<void> {
       beam = node.pid();
     }
     // Caller-side options only: the servers answer such calls unchanged.
-    if (opts.lane && rabbitUrl) rabbitUrl += `${rabbitUrl.includes('?') ? '&' : '?'}directReplyTo=true&requestRouting=queue&requestExpiration=false`;
+    if (opts.lane && rabbitUrl)
+      rabbitUrl += `${rabbitUrl.includes('?') ? '&' : '?'}directReplyTo=true&requestRouting=queue&requestExpiration=false`;
     // In a process of its own: in this one it would share a core with the load generator.
     const router = child('worker.js');
     const routerUrl = `amqp://127.0.0.1:${(await router.ask({ op: 'start-router' })).port}/`;
