@@ -441,7 +441,7 @@ async function startWorkersGateway(url: string, workers: number) {
   const end = Date.now() + 30_000;
   while ((out.match(/listening on http/g) ?? []).length < workers) {
     if (proc.exitCode !== null || Date.now() > end) {
-      // SIGTERM lets the primary stop its workers; SIGKILL alone would leave them behind.
+      // SIGTERM lets the primary stop its workers and report; after SIGKILL they would drain on their own.
       if (proc.exitCode === null) proc.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
       if (proc.exitCode === null) proc.kill('SIGKILL');

@@ -94,10 +94,11 @@ async function main(): Promise<void> {
     cluster.on('message', (_w, m: unknown) => {
       if ((m as { hermod?: string } | null)?.hermod === READY_MESSAGE.hermod) listening = true;
     });
-    cluster.on('exit', (w, code) => {
+    cluster.on('exit', (w, code, signal) => {
       if (listening || shutdown.stopping) return;
-      log.error(`worker pid ${w.process.pid} exited (${code ?? 'signal'}) before any worker listened; stopping`);
-      shutdown.stop('a worker failed to start', code || EXIT.usage);
+      log.error(`worker pid ${w.process.pid} exited (${signal ?? `status ${code}`}) before any worker listened; stopping`);
+      // Its own status when it chose one (2 for a usage error, 5 for an unreachable broker), else 1.
+      shutdown.stop('a worker failed to start', code ? code : EXIT.failed);
     });
     log.info(`starting ${count} workers (deadline of each on stop ${o.shutdownTimeout} ms)`, { workers: count });
     supervisor.start();
@@ -126,10 +127,7 @@ async function main(): Promise<void> {
     },
   });
   let aborted = 0;
-  if (worker !== undefined) {
-    onPrimaryStop((reason) => shutdown.stop(reason));
-    if (!process.connected) shutdown.stop('the primary is gone');
-  }
+  if (worker !== undefined) onPrimaryStop((reason) => shutdown.stop(reason));
   transport = await getTransport(o.transportUrl, { config });
   if (shutdown.stopping) return;
   gateway = createGateway(transport, gw);

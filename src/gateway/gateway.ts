@@ -51,12 +51,16 @@ export interface Gateway {
   readonly config: ResolvedGatewayConfig;
   /** Calls and casts sent and not yet answered (what a stop waits for). */
   readonly inFlight: number;
-  /** Listens on `listen.host`:`listen.port` (port 0: any free port). */
+  /**
+   * Listens on `listen.host`:`listen.port` (port 0: any free port). Rejects with a
+   * `ClosedError` once {@link stop} was called, including a stop that came while it started.
+   */
   start(): Promise<GatewayAddress>;
   /**
    * Stops accepting requests at once (new ones get 503), lets the running ones finish for up
    * to `deadlineMs`, then closes what is left. `aborted` counts the calls still running then.
-   * The transport is the caller's: it stays open.
+   * The transport is the caller's: it stays open. Called while {@link start} runs, it waits for
+   * the port to be bound and closes it, so nothing listens once it resolves.
    */
   stop(deadlineMs?: number): Promise<{ aborted: number }>;
 }
@@ -170,6 +174,16 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     });
   }
 
+  // fastify answers requests that arrive while closing with `Connection: close`, but a response to
+  // one that was running when stop() began keeps its keep-alive connection open, and the close
+  // then waits for the client to hang up (or the deadline). Ending those connections with their
+  // last response lets the drain finish when the calls do.
+  // Callback style: an async hook would cost a promise on every response.
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (stopping) reply.header('connection', 'close');
+    done(null, payload);
+  });
+
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
     if (isPublic(request)) return;
@@ -229,6 +243,9 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
 
   let address: GatewayAddress | undefined;
   let stopped: Promise<{ aborted: number }> | undefined;
+  let starting: Promise<void> | undefined;
+  /** Set when stop() is called: responses from then on close their connection. */
+  let stopping = false;
   return {
     app,
     config,
@@ -240,8 +257,15 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     },
     async start() {
       if (stopped) throw new ClosedError('the gateway was stopped');
-      if (config.contractTimeout > 0) await invoker.loadContracts(config.contractTimeout);
-      await app.listen({ host: config.listen.host, port: config.listen.port });
+      const run = (async () => {
+        if (config.contractTimeout > 0) await invoker.loadContracts(config.contractTimeout);
+        if (stopped) throw new ClosedError('the gateway was stopped while starting');
+        await app.listen({ host: config.listen.host, port: config.listen.port });
+      })();
+      starting = run;
+      await run;
+      // stop() waited for the listen and closed what it bound.
+      if (stopped) throw new ClosedError('the gateway was stopped while starting');
       const a = app.server.address();
       if (!a || typeof a === 'string') throw new ClosedError('the gateway has no TCP address');
       const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
@@ -249,7 +273,11 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
       return address;
     },
     stop(deadlineMs = 10_000) {
+      stopping = true;
       stopped ??= (async () => {
+        // fastify's close before a pending listen has bound finds no server, and the listen
+        // binds one after it: let the start finish (or fail) first.
+        await starting?.catch(() => undefined);
         const drained = invoker.drain();
         const closing = app.close();
         let timer: NodeJS.Timeout | undefined;

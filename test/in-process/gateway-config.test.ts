@@ -112,7 +112,8 @@ function start(args: string[]) {
     // The assertions read the plain log lines.
     env: { ...process.env, HERMOD_TRANSPORT_URL: undefined, HERMOD_LOG_JSON: undefined } as never,
   });
-  const p = { child, out: '', err: '', exited: new Promise<number | null>((r) => child.once('exit', (code) => r(code))) };
+  // 'close', not 'exit': every line written (workers' too, on the inherited pipes) has been read.
+  const p = { child, out: '', err: '', exited: new Promise<number | null>((r) => child.once('close', (code) => r(code))) };
   child.stdout!.on('data', (d) => {
     p.out += d;
   });
@@ -280,16 +281,86 @@ cli('--workers 2: a port already taken ends the run with the worker exit status 
   await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
   const port = (taken.address() as AddressInfo).port;
   const p = start(['--port', String(port), '--workers', '2', '--transport-url', 'memory://']);
+  let timer: NodeJS.Timeout | undefined;
   try {
-    const code = await p.exited;
-    assert.ok(code !== 0 && code !== null, `exit ${code}`);
+    // A regression would restart the worker forever: bound the wait instead of the suite's.
+    const code = await Promise.race([
+      p.exited,
+      new Promise<string>((r) => (timer = setTimeout(() => r('still running after 20 s'), 20_000))),
+    ]);
+    // The worker's own status (EADDRINUSE is no usage error: 1), carried to the primary's exit.
+    assert.is(code, 1);
     assert.match(p.err, /EADDRINUSE|address already in use/i);
     assert.match(p.err, /before any worker listened; stopping/);
     // Neither the first worker nor a replacement got to listen.
     assert.not.match(p.out, /listening on http/);
   } finally {
+    clearTimeout(timer);
     if (p.child.exitCode === null) p.child.kill('SIGKILL');
     await new Promise((r) => taken.close(r));
+  }
+});
+cli('--workers 2: SIGTERM while the workers still load their modules stops them at once, nothing killed', async () => {
+  const p = start(['--port', '0', '--workers', '2', '--transport-url', 'memory://', '--shutdown-timeout', '30000', '--log-level', 'info']);
+  const pids = () => [...p.out.matchAll(/worker \d started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
+  try {
+    // 'started' is node:cluster's online event: the worker process runs, its modules not loaded yet.
+    await until(() => pids().length >= 1, 'a worker process to be up', 10_000);
+    const t0 = Date.now();
+    p.child.kill('SIGTERM');
+    const code = await p.exited;
+    const took = Date.now() - t0;
+    // A stop request sent before a worker listened for it used to be lost: the primary waited
+    // out the deadline (30 s + 1.5 s), killed the workers and exited 7. Loading the modules
+    // takes a second or two on a busy machine; the bound leaves room for that.
+    assert.is(code, 0, `${p.out}\n${p.err}`);
+    assert.ok(took < 15_000, `stopped after ${took} ms:\n${p.out}\n${p.err}`);
+    assert.not.match(p.err, /did not exit by the deadline/);
+    for (const pid of pids()) assert.not.ok(alive(pid), `worker pid ${pid} still alive`);
+  } finally {
+    if (p.child.exitCode === null) p.child.kill('SIGKILL');
+    for (const pid of pids()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  }
+});
+cli('--workers 2: a killed primary lets the workers finish the calls they run, then they exit', async () => {
+  const router = new Router({ port: 0 });
+  const port = await router.start();
+  const url = `amqp://127.0.0.1:${port}/`;
+  const topic = `orphan-${process.pid}`;
+  const st = await getTransport(url, { config: defaultConfig() });
+  class Counted extends Users {
+    sleeping = 0;
+    override async sleep(ctx: Parameters<Users['sleep']>[0], args: { ms: number }) {
+      this.sleeping++;
+      return super.sleep(ctx, args);
+    }
+  }
+  const users = new Counted();
+  const server = new RPCServer(st, new Target({ topic, server: 'u1' }), [users]);
+  await server.start();
+  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
+  const file = path.join(dir, 'gw.json');
+  writeFileSync(file, JSON.stringify({ routes: userRoutes(topic), hermod: { log: { level: 'info' } } }));
+  const gw = start(['--config-file', file, '--port', '0', '--transport-url', url, '--workers', '2']);
+  const pids = () => [...gw.out.matchAll(/worker \d started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
+  try {
+    await until(() => (gw.out.match(/listening on http/g) ?? []).length === 2, 'both workers to listen', 15_000);
+    const base = /listening on (http:\/\/\S+)/.exec(gw.out)![1]!;
+    const call = http(base, 'POST', `/v1/${topic}/sleep`, { ms: 1500 });
+    await until(() => users.sleeping === 1, 'the call to reach the server', 5000);
+    process.kill(gw.child.pid!, 'SIGKILL');
+    // node:cluster's own handler would exit the worker at once (status 0), cutting the call.
+    const r = await call;
+    assert.equal([r.status, r.json.result], [200, 1500]);
+    await until(() => pids().every((pid) => !alive(pid)), 'the workers to exit', 10_000);
+    assert.match(gw.out, /the primary is gone/);
+  } finally {
+    if (gw.child.exitCode === null) gw.child.kill('SIGKILL');
+    for (const pid of pids()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    await server.stop();
+    await server.wait(500);
+    await st.close();
+    await router.stop();
   }
 });
 cli('a misspelt key in the gateway file or its hermod section exits 2 naming it', async () => {

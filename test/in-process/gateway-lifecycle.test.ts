@@ -1,9 +1,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createGateway } from '../../src/gateway/index.js';
-import { defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
+import { ClosedError, defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
-import { until } from '../support/assert.js';
+import { rejects, until } from '../support/assert.js';
 import { harness, harnessSuite, http, IN_PROCESS, Users, userRoutes } from './gateway-cases.js';
 
 // /healthz, /readyz and stop(deadline): running calls finish, new requests are refused, and
@@ -26,6 +26,7 @@ for (const [name, broker] of IN_PROCESS) {
     ctx.h = await harness(ctx.broker.url);
     const running = http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/sleep`, { ms: 300 });
     await new Promise((r) => setTimeout(r, 80));
+    const t0 = Date.now();
     const stopping = ctx.h.gateway.stop(3000);
     const during = await ctx.h.gateway.app.inject({ method: 'GET', url: '/readyz' });
     assert.is(during.statusCode, 503);
@@ -37,7 +38,11 @@ for (const [name, broker] of IN_PROCESS) {
     const r = await running;
     assert.is(r.status, 200);
     assert.equal(r.json, { result: 300 });
+    // The response ends its keep-alive connection, so the stop ends with the call instead of
+    // waiting for the client to hang up or for the deadline.
+    assert.is(r.headers.get('connection'), 'close');
     assert.equal(await stopping, { aborted: 0 });
+    assert.ok(Date.now() - t0 < 1500, `stop took ${Date.now() - t0} ms for a call of 300 ms (deadline 3000)`);
   });
 
   t('stop(deadline): a call outliving the deadline is cut and counted', async (ctx) => {
@@ -91,3 +96,21 @@ r('a lost router turns calls into prompt 503s with Retry-After, and readyz into 
   }
 });
 r.run();
+
+const early = suite('gateway: stop while starting');
+early('stop() during start() leaves nothing listening and start() rejects with ClosedError', async () => {
+  const tr = await getTransport('memory://', { config: defaultConfig() });
+  const gw = createGateway(tr, { listen: { port: 0 }, routes: [] });
+  try {
+    const starting = gw.start();
+    starting.catch(() => undefined);
+    assert.equal(await gw.stop(500), { aborted: 0 });
+    // Resolved stop means the port is closed, not closing later.
+    assert.is(gw.app.server.listening, false);
+    await rejects(starting, ClosedError.CODE, /stopped while starting/);
+    await rejects(() => gw.start(), ClosedError.CODE, /the gateway was stopped/);
+  } finally {
+    await tr.close();
+  }
+});
+early.run();

@@ -20,6 +20,12 @@ export const STOP_MESSAGE = { hermod: 'stop' } as const;
 /** What a worker tells the primary once its services consume. */
 export const READY_MESSAGE = { hermod: 'ready' } as const;
 
+/**
+ * What a worker tells the primary once it listens for {@link STOP_MESSAGE}: a message sent
+ * before that (while the worker still loads its modules) would reach no listener and be lost.
+ */
+export const HELLO_MESSAGE = { hermod: 'hello' } as const;
+
 /** What a worker asks the primary for when it wants a fresh process (`reloads`: its reloads so far). */
 export interface RecycleMessage {
   hermod: 'recycle';
@@ -27,7 +33,7 @@ export interface RecycleMessage {
 }
 
 /** Sends a message to the primary, if this process has one. */
-export function tellPrimary(message: typeof READY_MESSAGE | RecycleMessage): void {
+export function tellPrimary(message: typeof READY_MESSAGE | typeof HELLO_MESSAGE | RecycleMessage): void {
   if (cluster.isWorker && process.connected) process.send?.(message);
 }
 
@@ -38,12 +44,22 @@ export function workerNumber(): number | undefined {
   return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
-/** Calls `stop` when the primary asks this worker to stop or goes away. */
+/**
+ * Calls `stop` when the primary asks this worker to stop or goes away, and tells the primary it
+ * may now be asked. Call it before anything slow (connecting), so a stop asked for during start-up
+ * is honoured.
+ */
 export function onPrimaryStop(stop: (reason: string) => void): void {
   process.on('message', (m: unknown) => {
     if ((m as { hermod?: string } | null)?.hermod === STOP_MESSAGE.hermod) stop('asked by the primary');
   });
+  // node:cluster's own handler, installed first, exits at once (status 0) on a lost channel
+  // unless the disconnect was asked for: requests in flight would be cut. Marking it asked for
+  // lets this worker drain them (the primary was killed, say) under the usual deadline.
+  if (cluster.worker) cluster.worker.exitedAfterDisconnect = true;
   process.on('disconnect', () => stop('the primary is gone'));
+  if (!process.connected) stop('the primary is gone');
+  else tellPrimary(HELLO_MESSAGE);
 }
 
 /** Options of a {@link WorkerSupervisor}. */
@@ -78,6 +94,10 @@ export class WorkerSupervisor {
   private readonly retiring = new Map<Worker, number>();
   private allExited: (() => void) | undefined;
   private readonly backoff: BackoffOptions;
+  /** Workers that said hello: a stop message reaches them. */
+  private readonly heard = new WeakSet<Worker>();
+  /** Workers asked to stop before they said hello: asked again when they do. */
+  private readonly askedEarly = new WeakSet<Worker>();
   /** Crashes seen (exits not asked for). */
   crashes = 0;
   /** Recycles done (hand-overs to a fresh worker). */
@@ -127,12 +147,7 @@ export class WorkerSupervisor {
     const done = new Promise<void>((resolve) => {
       this.allExited = resolve;
     });
-    for (const slot of this.slots) {
-      for (const w of [slot.worker, slot.next]) {
-        if (w?.isConnected()) w.send(STOP_MESSAGE);
-        else w?.process.kill('SIGTERM');
-      }
-    }
+    for (const slot of this.slots) for (const w of [slot.worker, slot.next]) if (w) this.askToStop(w);
     // Recycled workers are stopping already: a second request would abort their requests.
     if (this.alive() === 0) return this.aborted();
     let timer: NodeJS.Timeout | undefined;
@@ -157,6 +172,13 @@ export class WorkerSupervisor {
     for (const w of this.processes()) w.process.kill('SIGTERM');
   }
 
+  /** Starts `w`'s graceful stop: now if it listens for the request, else once it says hello. */
+  private askToStop(w: Worker): void {
+    if (!w.isConnected()) w.process.kill('SIGTERM');
+    else if (this.heard.has(w)) w.send(STOP_MESSAGE);
+    else this.askedEarly.add(w);
+  }
+
   private fork(slot: Slot, replacement = false): Worker {
     const worker = cluster.fork({ [WORKER_ENV]: String(slot.n) });
     if (replacement) slot.next = worker;
@@ -177,6 +199,11 @@ export class WorkerSupervisor {
 
   private message(slot: Slot, worker: Worker, m: unknown): void {
     const msg = m as { hermod?: string; reloads?: unknown } | null;
+    if (msg?.hermod === HELLO_MESSAGE.hermod) {
+      this.heard.add(worker);
+      if (this.askedEarly.has(worker) && worker.isConnected()) worker.send(STOP_MESSAGE);
+      return;
+    }
     if (this.stopping || !msg) return;
     if (msg.hermod === 'recycle' && worker === slot.worker && !slot.next) {
       // Asked again after every further reload, so a replacement that failed is tried again.
@@ -197,8 +224,7 @@ export class WorkerSupervisor {
     slot.recycle = undefined;
     if (!old) return;
     this.retiring.set(old, slot.n);
-    if (old.isConnected()) old.send(STOP_MESSAGE);
-    else old.process.kill('SIGTERM');
+    this.askToStop(old);
     this.options.log.info(
       `worker ${slot.n} recycled after ${reloads} reloads: pid ${fresh.process.pid} consumes, pid ${old.process.pid} drains and exits (hand-over ${Date.now() - at} ms)`,
       { worker: slot.n, event: 'worker-recycle', reloads, pid: fresh.process.pid, oldPid: old.process.pid, handOverMs: Date.now() - at },
