@@ -131,8 +131,12 @@ async function main(): Promise<void> {
   transport = await getTransport(o.transportUrl, { config });
   if (shutdown.stopping) return;
   gateway = createGateway(transport, gw);
-  const addr = await gateway.start();
-  if (shutdown.stopping) return;
+  // A stop while binding makes start() reject (ClosedError): the stop in progress ends the process.
+  const addr = await gateway.start().catch((err: unknown) => {
+    if (shutdown.stopping) return undefined;
+    throw err;
+  });
+  if (!addr || shutdown.stopping) return;
   log.info(
     `listening on ${addr.url} (transport ${transport.url}, ${gateway.config.routes.length} route(s), policy ${gateway.config.mappingPolicy})`,
   );
