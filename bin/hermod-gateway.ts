@@ -17,6 +17,8 @@ import { onPrimaryStop, READY_MESSAGE, tellPrimary, WorkerSupervisor, workerNumb
 
 /** Past the workers' deadline, how long the primary waits for them to exit before it kills them. */
 const PRIMARY_MARGIN_MS = 1500;
+/** Refused connections are logged at most once per this interval. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
@@ -130,7 +132,22 @@ async function main(): Promise<void> {
   if (worker !== undefined) onPrimaryStop((reason) => shutdown.stop(reason));
   transport = await getTransport(o.transportUrl, { config });
   if (shutdown.stopping) return;
-  gateway = createGateway(transport, gw);
+  // One line when refusing starts, then at most one per interval with the count since.
+  let lastRefusalLog = 0;
+  let refusedAtLog = 0;
+  gateway = createGateway(transport, {
+    ...gw,
+    onConnectionRefused: ({ limit, refused, remoteAddress }) => {
+      const now = Date.now();
+      if (now - lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
+      log.warn(
+        `refused ${refused - refusedAtLog} connection(s)${remoteAddress ? `, the last from ${remoteAddress}` : ''}: ${limit} open (maxConnections)`,
+        { event: 'connections-refused', refused, limit },
+      );
+      lastRefusalLog = now;
+      refusedAtLog = refused;
+    },
+  });
   // A stop while binding makes start() reject (ClosedError): the stop in progress ends the process.
   const addr = await gateway.start().catch((err: unknown) => {
     if (shutdown.stopping) return undefined;

@@ -65,6 +65,14 @@ export interface GatewayConfig {
   bodyLimit?: number;
   /** Time to receive a whole request in ms (408 above; slow clients). @default 10 000 */
   requestTimeout?: number;
+  /**
+   * Open HTTP connections at most (per worker); a connection beyond it is closed as it is
+   * accepted, so a flood of clients cannot take the file descriptors the transport needs to
+   * reconnect. @default 1000
+   */
+  maxConnections?: number;
+  /** How long an idle keep-alive connection stays open, in ms (fastify's default). @default 72 000 */
+  keepAliveTimeout?: number;
   /** Default call timeout in ms. @default 30 000 */
   callTimeout?: number;
   /** Largest call timeout a request or route may ask for, in ms. @default 60 000 */
@@ -149,6 +157,8 @@ const SCHEMA = {
     },
     bodyLimit: { type: 'integer', minimum: 2, maximum: 1 << 30 },
     requestTimeout: ms,
+    maxConnections: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+    keepAliveTimeout: ms,
     callTimeout: ms,
     maxCallTimeout: ms,
     maxInFlight: { type: 'integer', minimum: 1 },
@@ -217,6 +227,8 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
     ...(c.rateLimit ? { rateLimit: c.rateLimit } : {}),
     bodyLimit: c.bodyLimit ?? 1 << 20,
     requestTimeout: c.requestTimeout ?? 10_000,
+    maxConnections: c.maxConnections ?? 1000,
+    keepAliveTimeout: c.keepAliveTimeout ?? 72_000,
     callTimeout,
     maxCallTimeout,
     maxInFlight: c.maxInFlight ?? 256,

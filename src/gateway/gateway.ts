@@ -4,6 +4,7 @@
  * Transport only, so it works on every driver and with oslo.messaging servers alike.
  */
 
+import type { Socket } from 'node:net';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
@@ -31,6 +32,21 @@ export interface GatewayOptions extends Omit<GatewayConfig, 'hermod'> {
   authenticate?: Authenticate;
   /** fastify's logger option. @default false */
   logger?: FastifyServerOptions['logger'];
+  /**
+   * Told of each connection closed for `maxConnections` (the bin logs a line per burst). It runs
+   * on the accepting path: keep it cheap.
+   */
+  onConnectionRefused?: (event: ConnectionRefusedEvent) => void;
+}
+
+/** A connection the gateway closed because `maxConnections` were open. */
+export interface ConnectionRefusedEvent {
+  /** The limit in force. */
+  limit: number;
+  /** Connections refused since the gateway was created, this one included. */
+  refused: number;
+  /** The client's address, when the socket still knows it. */
+  remoteAddress?: string;
 }
 
 /** Where a started gateway listens. */
@@ -51,6 +67,8 @@ export interface Gateway {
   readonly config: ResolvedGatewayConfig;
   /** Calls and casts sent and not yet answered (what a stop waits for). */
   readonly inFlight: number;
+  /** HTTP connections open now, and refused so far for `maxConnections`. */
+  readonly connections: { open: number; refused: number };
   /**
    * Listens on `listen.host`:`listen.port` (port 0: any free port). Rejects with a
    * `ClosedError` once {@link stop} was called, including a stop that came while it started.
@@ -73,7 +91,7 @@ const isPublic = (request: FastifyRequest) => {
 
 /** Builds a gateway over `transport`; nothing listens until `start()`. Throws ConfigError on a bad configuration. */
 export function createGateway(transport: Transport, options: GatewayOptions = {}): Gateway {
-  const { authenticate: hook, logger, ...data } = options;
+  const { authenticate: hook, logger, onConnectionRefused, ...data } = options;
   const config = resolveGatewayConfig(data);
   const authenticate: Authenticate | undefined = hook ?? (config.auth.keysFile ? keysFileAuthenticator(config.auth.keysFile) : undefined);
   const invoker = new Invoker(transport, config);
@@ -88,9 +106,29 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
       headersTimeout: config.requestTimeout,
       connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.requestTimeout / 4))),
     },
+    keepAliveTimeout: config.keepAliveTimeout,
     genReqId: (raw) => requestIdOf({ headers: raw.headers } as FastifyRequest),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+  });
+  // Counted here rather than with Node's server.maxConnections: a cluster worker at that limit
+  // hands the connection back to the primary, which offers it to the next worker, round and
+  // round while every worker is full. Closed here, it ends.
+  let open = 0;
+  let refused = 0;
+  app.server.on('connection', (socket: Socket) => {
+    if (open >= config.maxConnections) {
+      refused++;
+      onConnectionRefused?.({
+        limit: config.maxConnections,
+        refused,
+        ...(socket.remoteAddress ? { remoteAddress: socket.remoteAddress } : {}),
+      });
+      socket.destroy();
+      return;
+    }
+    open++;
+    socket.once('close', () => open--);
   });
   app.decorateRequest('hermod', null);
   // JSON bodies pass the same depth bound as messages from the broker before they are parsed:
@@ -254,6 +292,9 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     },
     get inFlight() {
       return invoker.inFlight;
+    },
+    get connections() {
+      return { open, refused };
     },
     async start() {
       if (stopped) throw new ClosedError('the gateway was stopped');

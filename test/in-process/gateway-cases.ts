@@ -1,5 +1,6 @@
 // The gateway cases every transport passes (memory, the embedded router, RabbitMQ): real HTTP
 // on 127.0.0.1 port 0 against real RPC servers. Imported by gateway-*.test.ts files.
+import net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createGateway, type Gateway, type GatewayOptions } from '../../src/gateway/index.js';
@@ -396,3 +397,55 @@ export const IN_PROCESS: Array<[string, () => Promise<GatewayBroker>]> = [
     },
   ],
 ];
+
+/** A raw keep-alive HTTP/1.1 connection (see {@link keepAlive}). */
+export interface KeepAlive {
+  socket: net.Socket;
+  /** Resolves when the server closed the connection. */
+  closed: Promise<void>;
+  /** One GET; resolves with the response's head and body as read, or '' when the server closed instead. */
+  get(path: string): Promise<string>;
+}
+
+/** Opens a raw keep-alive HTTP/1.1 connection, to see exactly when the gateway accepts and closes. */
+export function keepAlive(port: number): Promise<KeepAlive> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let data = '';
+    let waiter: ((s: string) => void) | undefined;
+    let ended = false;
+    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    socket.on('data', (d) => {
+      data += d;
+      // Every response here is small and carries Content-Length: complete once the body is in.
+      const head = data.indexOf('\r\n\r\n');
+      const len = /content-length: (\d+)/i.exec(data)?.[1];
+      if (waiter && head >= 0 && len !== undefined && data.length >= head + 4 + Number(len)) {
+        const w = waiter;
+        waiter = undefined;
+        const out = data;
+        data = '';
+        w(out);
+      }
+    });
+    socket.once('close', () => {
+      ended = true;
+      waiter?.(data);
+      waiter = undefined;
+    });
+    socket.on('error', () => undefined);
+    socket.once('connect', () =>
+      resolve({
+        socket,
+        closed,
+        get: (path) =>
+          new Promise<string>((r) => {
+            if (ended) return r('');
+            waiter = r;
+            socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n`);
+          }),
+      }),
+    );
+    socket.once('error', reject);
+  });
+}

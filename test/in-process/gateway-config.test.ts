@@ -11,7 +11,7 @@ import { createGateway, resolveGatewayConfig } from '../../src/gateway/index.js'
 import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { rejects, until } from '../support/assert.js';
-import { harness, http, IN_PROCESS, Users, userRoutes } from './gateway-cases.js';
+import { harness, http, IN_PROCESS, type KeepAlive, keepAlive, Users, userRoutes } from './gateway-cases.js';
 
 // The gateway configuration: strict validation naming the key, the mapping policy, and the
 // hermod-gateway bin reading it (a subprocess against the embedded router).
@@ -54,6 +54,8 @@ c('unknown keys are refused, naming the key and the nearest known one', async (c
     /t\.m is declared twice/,
   );
   await rejects(() => resolveGatewayConfig({ callTimeout: 9000, maxCallTimeout: 5000 }), 'HERMOD_ERR_CONFIG', /exceeds maxCallTimeout/);
+  await rejects(() => resolveGatewayConfig({ maxConnections: 0 }), 'HERMOD_ERR_CONFIG', /'maxConnections'.*must be >= 1/);
+  await rejects(() => resolveGatewayConfig({ keepAliveTimeout: 'long' }), 'HERMOD_ERR_CONFIG', /'keepAliveTimeout'.*must be integer/);
   // Schemas are compiled strictly at creation: a typo in a schema is a configuration error, not a silent pass.
   await rejects(
     () => createGateway(ctx.tr, { routes: [{ topic: 't', method: 'm', args: { type: 'object', propertys: {} } }] }),
@@ -65,6 +67,8 @@ c('unknown keys are refused, naming the key and the nearest known one', async (c
   assert.is(d.cors, undefined);
   assert.is(d.rateLimit, undefined);
   assert.is(d.exposeTracebacks, false);
+  assert.is(d.maxConnections, 1000);
+  assert.is(d.keepAliveTimeout, 72_000);
 });
 c.run();
 
@@ -374,5 +378,33 @@ cli('a misspelt key in the gateway file or its hermod section exits 2 naming it'
   p = start(['--config-file', file]);
   assert.is(await p.exited, 2);
   assert.match(p.err, /unknown configuration key 'rpc\.responseTimeot'.*did you mean 'rpc\.responseTimeout'/);
+});
+cli('maxConnections from the file: a connection past it is closed and logged once per burst; SIGTERM still exits 0', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
+  const file = path.join(dir, 'gw.json');
+  writeFileSync(file, JSON.stringify({ maxConnections: 1 }));
+  const gw = start(['--config-file', file, '--port', '0', '--transport-url', 'memory://']);
+  const held: KeepAlive[] = [];
+  try {
+    await until(() => /listening on http:\/\/127\.0\.0\.1:(\d+)/.test(gw.out), 'the gateway to listen', 10_000);
+    const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(gw.out)![1]);
+    const first = await keepAlive(port);
+    held.push(first);
+    assert.match(await first.get('/healthz'), /^HTTP\/1\.1 200 /);
+    for (let i = 0; i < 3; i++) {
+      const over = await keepAlive(port);
+      held.push(over);
+      assert.is(await over.get('/healthz'), '', `connection ${i + 2} closed unanswered`);
+    }
+    await until(() => /refused/.test(gw.err), 'the refusal logged');
+    assert.match(gw.err, /WARN .*refused 1 connection\(s\), the last from 127\.0\.0\.1: 1 open \(maxConnections\)/);
+    assert.is(gw.err.match(/refused \d+ connection/g)?.length, 1, 'one line for the burst');
+    assert.match(await first.get('/healthz'), /^HTTP\/1\.1 200 /, 'the admitted connection still served');
+    gw.child.kill('SIGTERM');
+    assert.is(await gw.exited, 0, gw.err);
+  } finally {
+    for (const c of held) c.socket.destroy();
+    if (gw.child.exitCode === null) gw.child.kill('SIGKILL');
+  }
 });
 cli.run();

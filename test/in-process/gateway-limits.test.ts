@@ -1,6 +1,8 @@
 import net from 'node:net';
 import * as assert from 'uvu/assert';
-import { harness, harnessSuite, http, IN_PROCESS } from './gateway-cases.js';
+import type { ConnectionRefusedEvent } from '../../src/gateway/index.js';
+import { until } from '../support/assert.js';
+import { harness, harnessSuite, http, IN_PROCESS, type KeepAlive, keepAlive } from './gateway-cases.js';
 
 // CORS (off by default), per-client rate limits, the body limit, the receive timeout, the call
 // timeout cap and the in-flight bound — over real HTTP, on memory and through the embedded router.
@@ -130,6 +132,63 @@ for (const [name, broker] of IN_PROCESS) {
     }).finally(() => clearTimeout(guard));
     assert.match(answer, /^HTTP\/1\.1 408/);
     assert.ok(Date.now() - t0 < 1500, `408 after ${Date.now() - t0} ms`);
+  });
+  t(
+    'connection limit: past maxConnections a connection is closed as accepted and reported; a freed slot takes the next one',
+    async (ctx) => {
+      const refusals: ConnectionRefusedEvent[] = [];
+      ctx.h = await harness(ctx.broker.url, { maxConnections: 3, onConnectionRefused: (e) => refusals.push(e) });
+      const { port } = ctx.h.gateway.address!;
+      const held: KeepAlive[] = [];
+      try {
+        for (let i = 0; i < 3; i++) {
+          const c = await keepAlive(port);
+          held.push(c);
+          assert.match(await c.get('/healthz'), /^HTTP\/1\.1 200 /, `connection ${i + 1} served`);
+        }
+        assert.equal(ctx.h.gateway.connections, { open: 3, refused: 0 });
+        const over = await keepAlive(port);
+        held.push(over);
+        assert.is(await over.get('/healthz'), '', 'the fourth connection is closed without an answer');
+        assert.is(ctx.h.gateway.connections.refused, 1);
+        assert.equal(refusals, [{ limit: 3, refused: 1, remoteAddress: '127.0.0.1' }]);
+        // The held connections keep working, calls included.
+        assert.match(await held[0]!.get('/readyz'), /^HTTP\/1\.1 200 /);
+        held[1]!.socket.destroy();
+        await until(() => ctx.h.gateway.connections.open === 2, 'the slot freed');
+        const next = await keepAlive(port);
+        held.push(next);
+        assert.match(await next.get('/healthz'), /^HTTP\/1\.1 200 /, 'a freed slot takes a new connection');
+        assert.equal(ctx.h.gateway.connections, { open: 3, refused: 1 });
+        const r = await http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/get`, { id: 1 }).catch((e: Error) => e);
+        assert.instance(r, Error, 'a fourth connection is refused again while three are open');
+        assert.is(ctx.h.gateway.connections.refused, 2);
+      } finally {
+        for (const c of held) c.socket.destroy();
+      }
+    },
+  );
+
+  t('keepAliveTimeout: an idle keep-alive connection is closed by the gateway, its slot freed', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, { keepAliveTimeout: 200, maxConnections: 1 });
+    const { port } = ctx.h.gateway.address!;
+    const c = await keepAlive(port);
+    try {
+      assert.match(await c.get('/healthz'), /^HTTP\/1\.1 200 /);
+      const t0 = Date.now();
+      await c.closed;
+      const idle = Date.now() - t0;
+      assert.ok(idle >= 150 && idle < 2000, `closed after ${idle} ms idle`);
+      await until(() => ctx.h.gateway.connections.open === 0, 'the slot freed');
+      const again = await keepAlive(port);
+      try {
+        assert.match(await again.get('/healthz'), /^HTTP\/1\.1 200 /);
+      } finally {
+        again.socket.destroy();
+      }
+    } finally {
+      c.socket.destroy();
+    }
   });
   t.run();
 }
