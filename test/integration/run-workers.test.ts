@@ -76,6 +76,44 @@ t('workers share the topic, keep their own names, restart after a kill, and SIGT
   );
 });
 
+t('a killed primary: each worker finishes the call it runs, then exits', async (ctx) => {
+  writeFileSync(
+    path.join(ctx.dir, 'ep.js'),
+    `export default (c) => ({
+  async whoami() { return { worker: c.worker, pid: process.pid }; },
+  async slow(_ctx, { ms }) { await new Promise((r) => setTimeout(r, ms)); return c.worker; },
+});
+`,
+  );
+  const topic = `run-k-${process.pid}`;
+  runFile(ctx, { work: { endpoints: './ep.js', topic, server: 'node', workers: 2 } });
+  const run = hermodRun([], ctx.dir);
+  ctx.procs.push(run);
+  await until(() => count(run, (l) => l.event === 'serving') === 2, `two workers serving (${run.err})`, 15_000);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 10_000 });
+  const pids = await Promise.all(
+    ['node-1', 'node-2'].map(async (server) => ((await client.prepare({ server }).call({}, 'whoami', {})) as { pid: number }).pid),
+  );
+  const slow = ['node-1', 'node-2'].map((server) => client.prepare({ server }).call({}, 'slow', { ms: 1500 }));
+  await sleep(300);
+  run.child.kill('SIGKILL');
+  assert.equal((await Promise.all(slow)).sort(), [1, 2], 'both running calls answered after the primary died');
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  await until(() => !pids.some(alive), 'both workers gone', 10_000);
+  assert.is(
+    count(run, (l) => /the primary is gone/.test(String(l.msg))),
+    2,
+    'each worker said why it stopped',
+  );
+});
+
 t('--watch under load through the runner: 0 failed calls, a broken module keeps the old code, the fixed one loads', async (ctx) => {
   const write = (body: string) => writeFileSync(path.join(ctx.dir, 'ep.js'), body);
   const version = (v: number) => write(`export default { async v() { return ${v}; } };\n`);
