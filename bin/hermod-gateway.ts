@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 // First: it must run before the other modules load (see the module).
 import '../src/cli/young-gen.js';
-import cluster from 'node:cluster';
 import { Command } from 'commander';
 import { describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
@@ -39,12 +38,7 @@ async function main(): Promise<void> {
         '--workers <n|max>',
         'worker processes (node:cluster) answering on the one port, each with its own connection; max = one per core (default 1: this process answers)',
       )
-      .option(
-        '--shutdown-timeout <ms>',
-        'on SIGTERM/SIGINT, how long running calls may finish, in ms (default 10000)',
-        intAtLeast(0),
-        10_000,
-      ),
+      .option('--shutdown-timeout <ms>', 'on SIGTERM/SIGINT, how long running calls may finish, in ms', intAtLeast(0), 10_000),
     [
       'Configuration: --config-file gw.json (the gateway file, hermod options under "hermod"; repeatable, later wins), --config key=value | --config key value, --help-config (every key)',
     ],
@@ -78,7 +72,19 @@ async function main(): Promise<void> {
     } finally {
       await probe.close();
     }
-    const supervisor = new WorkerSupervisor({ count, log });
+    // A worker that ends before any worker listened met what a single gateway would have exited
+    // on (the port taken, the broker refusing it): end the run with its status instead of
+    // restarting it forever.
+    const supervisor = new WorkerSupervisor({
+      count,
+      log,
+      onEarlyDeath: ({ worker: n, pid, code, signal }) => {
+        if (shutdown.stopping) return;
+        log.error(`worker ${n} (pid ${pid}) exited (${signal ?? `status ${code}`}) before any worker listened; stopping`);
+        // Its own status when it chose one (2 for a usage error, 5 for an unreachable broker), else 1.
+        shutdown.stop('a worker failed to start', code ? code : EXIT.failed);
+      },
+    });
     const shutdown = handleShutdown({
       log,
       timeoutMs: o.shutdownTimeout + PRIMARY_MARGIN_MS,
@@ -88,19 +94,6 @@ async function main(): Promise<void> {
         graceful: (deadline) => supervisor.stop(deadline),
         abort: () => supervisor.abort(),
       },
-    });
-    // A worker that ends before any worker listened met what a single gateway would have exited
-    // on (the port taken, the broker refusing it): end the run with its status instead of
-    // restarting it forever.
-    let listening = false;
-    cluster.on('message', (_w, m: unknown) => {
-      if ((m as { hermod?: string } | null)?.hermod === READY_MESSAGE.hermod) listening = true;
-    });
-    cluster.on('exit', (w, code, signal) => {
-      if (listening || shutdown.stopping) return;
-      log.error(`worker pid ${w.process.pid} exited (${signal ?? `status ${code}`}) before any worker listened; stopping`);
-      // Its own status when it chose one (2 for a usage error, 5 for an unreachable broker), else 1.
-      shutdown.stop('a worker failed to start', code ? code : EXIT.failed);
     });
     log.info(`starting ${count} workers (deadline of each on stop ${o.shutdownTimeout} ms)`, { workers: count });
     supervisor.start();
@@ -141,7 +134,7 @@ async function main(): Promise<void> {
       const now = Date.now();
       if (now - lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
       log.warn(
-        `refused ${refused - refusedAtLog} connection(s)${remoteAddress ? `, the last from ${remoteAddress}` : ''}: ${limit} open (maxConnections)`,
+        `refused ${refused - refusedAtLog} connection(s) since the last such line (${refused} in all)${remoteAddress ? `, the last from ${remoteAddress}` : ''}: ${limit} open (maxConnections)`,
         { event: 'connections-refused', refused, limit },
       );
       lastRefusalLog = now;

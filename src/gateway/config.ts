@@ -5,6 +5,7 @@
  */
 
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { assertKnownKey, CONFIG_KEYS, closeKey } from '../config/index.js';
 import { ConfigError } from '../core/errors.js';
@@ -239,7 +240,7 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
   };
 }
 
-/** Reads a gateway configuration file (JSON). */
+/** Reads a gateway configuration file (JSON); a relative `auth.keysFile` is taken from the file's directory. */
 export function readGatewayConfig(file: string): GatewayConfig {
   let data: unknown;
   try {
@@ -248,7 +249,13 @@ export function readGatewayConfig(file: string): GatewayConfig {
     throw new ConfigError(`cannot read gateway config file ${file}: ${(err as Error).message}`, { cause: err, key: file });
   }
   resolveGatewayConfig(data, `file ${file}`);
-  return data as GatewayConfig;
+  const config = data as GatewayConfig;
+  // A relative keys file is next to the file that names it, whatever directory the gateway
+  // is started from (a service manager's is rarely the configuration's).
+  const keysFile = config.auth?.keysFile;
+  if (keysFile && !path.isAbsolute(keysFile))
+    return { ...config, auth: { ...config.auth, keysFile: path.resolve(path.dirname(file), keysFile) } };
+  return config;
 }
 
 /**

@@ -216,9 +216,12 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   // one that was running when stop() began keeps its keep-alive connection open, and the close
   // then waits for the client to hang up (or the deadline). Ending those connections with their
   // last response lets the drain finish when the calls do.
+  // A request answered before its body was read (401 from onRequest, 413, 404 on a POST) closes
+  // too: the rest of its body would otherwise be read as the next request, or sit half-sent
+  // until requestTimeout writes a second response (408) on the same connection.
   // Callback style: an async hook would cost a promise on every response.
-  app.addHook('onSend', (_request, reply, payload, done) => {
-    if (stopping) reply.header('connection', 'close');
+  app.addHook('onSend', (request, reply, payload, done) => {
+    if (stopping || !request.raw.complete) reply.header('connection', 'close');
     done(null, payload);
   });
 
@@ -228,8 +231,13 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     let identity: Identity | undefined;
     if (authenticate) {
       identity = (await authenticate(request)) ?? undefined;
-      if (!identity && !config.auth.allowAnonymous)
-        throw new Unauthenticated('credentials required (Authorization: Bearer <key> or X-API-Key)');
+      if (!identity) {
+        // A client that sent a key wants its identity: a wrong or mistyped key must not pass
+        // as anonymous (and then fail on roles, or succeed with less than the client thinks).
+        if (request.headers.authorization !== undefined || request.headers['x-api-key'] !== undefined)
+          throw new Unauthenticated('the credentials sent are not valid (an unknown key, or not "Bearer <key>")');
+        if (!config.auth.allowAnonymous) throw new Unauthenticated('credentials required (Authorization: Bearer <key> or X-API-Key)');
+      }
     }
     const base = contextOf(request, request.id, identity);
     // A shallow copy per call is enough: nothing below the client mutates a context, and

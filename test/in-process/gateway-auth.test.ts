@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
@@ -7,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { createGateway, hashApiKey } from '../../src/gateway/index.js';
 import { defaultConfig, getTransport } from '../../src/index.js';
 import { rejects } from '../support/assert.js';
-import { harness, harnessSuite, http, IN_PROCESS, type Json } from './gateway-cases.js';
+import { harness, harnessSuite, http, IN_PROCESS, type Json, keepAlive } from './gateway-cases.js';
 
 // API keys from a file of SHA-256 hashes, per-route roles, the authenticate hook, and what of the
 // identity reaches the RPC context — over real HTTP, on memory and through the embedded router.
@@ -50,6 +51,8 @@ for (const [name, broker] of IN_PROCESS) {
       { authorization: `Bearer ${randomBytes(32).toString('base64url')}` },
     );
     assert.is(wrong.status, 401);
+    assert.match(none.json.error.message, /^credentials required/);
+    assert.match(wrong.json.error.message, /^the credentials sent are not valid/);
     assert.is(ctx.h.users.seen.length, 0, 'nothing sent for unauthenticated requests');
     const bearer = await http(base, 'POST', `/v1/${topic}/get`, { id: 1 }, { authorization: `Bearer ${reader}` });
     assert.is(bearer.status, 200);
@@ -125,6 +128,44 @@ for (const [name, broker] of IN_PROCESS) {
     });
     assert.is((await http(base, 'POST', `/v1/${topic}/get`, { id: 1 })).status, 401, 'a role route needs an identity');
     assert.is((await http(base, 'POST', `/v1/${topic}/get`, { id: 1 }, { 'x-test-user': 'carol' })).status, 200);
+    // Credentials the hook does not accept are refused, not taken for anonymous.
+    for (const bad of [{ authorization: 'Bearer not-a-key' }, { 'x-api-key': 'nope' }] as Array<Record<string, string>>) {
+      const r = await http(base, 'POST', `/v1/${topic}/ctx`, {}, bad);
+      assert.is(r.status, 401, JSON.stringify(bad));
+      assert.match(r.json.error.message, /^the credentials sent are not valid/);
+    }
+  });
+
+  t('a request refused before its body is read closes its connection: one answer, no 408 after it', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, { auth: { keysFile }, requestTimeout: 1000 });
+    const { port } = ctx.h.gateway.address!;
+    const t0 = Date.now();
+    let guard: NodeJS.Timeout | undefined;
+    const answer = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        // Half the body: the 401 comes from the headers alone.
+        s.write(`POST /v1/${ctx.h.topic}/get HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"id":`);
+      });
+      let data = '';
+      s.on('data', (d) => {
+        data += d;
+      });
+      s.on('close', () => resolve(data));
+      s.on('error', reject);
+      guard = setTimeout(() => s.destroy(new Error('still open after 3 s')), 3000);
+    }).finally(() => clearTimeout(guard));
+    assert.match(answer, /^HTTP\/1\.1 401 /);
+    assert.match(answer, /\r\nconnection: close\r\n/i);
+    assert.is(answer.match(/HTTP\/1\.1 /g)?.length, 1, `one response: ${answer}`);
+    assert.ok(Date.now() - t0 < 900, `closed after ${Date.now() - t0} ms, before the request timeout`);
+    // A complete request keeps its keep-alive connection.
+    const c = await keepAlive(port);
+    try {
+      assert.match(await c.get('/healthz'), /^HTTP\/1\.1 200 /);
+      assert.match(await c.get('/healthz'), /^HTTP\/1\.1 200 /, 'the same connection serves a second request');
+    } finally {
+      c.socket.destroy();
+    }
   });
   t.run();
 }

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createGateway, resolveGatewayConfig } from '../../src/gateway/index.js';
+import { createGateway, readGatewayConfig, resolveGatewayConfig } from '../../src/gateway/index.js';
 import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { rejects, until } from '../support/assert.js';
@@ -69,6 +69,14 @@ c('unknown keys are refused, naming the key and the nearest known one', async (c
   assert.is(d.exposeTracebacks, false);
   assert.is(d.maxConnections, 1000);
   assert.is(d.keepAliveTimeout, 72_000);
+});
+c("a relative auth.keysFile is read from the gateway file's directory, not the working directory", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-keys-'));
+  const file = path.join(dir, 'gw.json');
+  writeFileSync(file, JSON.stringify({ auth: { keysFile: 'keys.json', allowAnonymous: true } }));
+  assert.equal(readGatewayConfig(file).auth, { keysFile: path.join(dir, 'keys.json'), allowAnonymous: true });
+  writeFileSync(file, JSON.stringify({ auth: { keysFile: '/etc/hermod/keys.json' } }));
+  assert.equal(readGatewayConfig(file).auth, { keysFile: '/etc/hermod/keys.json' });
 });
 c.run();
 
@@ -296,6 +304,8 @@ cli('--workers 2: a port already taken ends the run with the worker exit status 
     assert.is(code, 1);
     assert.match(p.err, /EADDRINUSE|address already in use/i);
     assert.match(p.err, /before any worker listened; stopping/);
+    // Not restarted, and not said to be.
+    assert.not.match(p.err + p.out, /restarting in/);
     // Neither the first worker nor a replacement got to listen.
     assert.not.match(p.out, /listening on http/);
   } finally {
@@ -397,7 +407,10 @@ cli('maxConnections from the file: a connection past it is closed and logged onc
       assert.is(await over.get('/healthz'), '', `connection ${i + 2} closed unanswered`);
     }
     await until(() => /refused/.test(gw.err), 'the refusal logged');
-    assert.match(gw.err, /WARN .*refused 1 connection\(s\), the last from 127\.0\.0\.1: 1 open \(maxConnections\)/);
+    assert.match(
+      gw.err,
+      /WARN .*refused 1 connection\(s\) since the last such line \(1 in all\), the last from 127\.0\.0\.1: 1 open \(maxConnections\)/,
+    );
     assert.is(gw.err.match(/refused \d+ connection/g)?.length, 1, 'one line for the burst');
     assert.match(await first.get('/healthz'), /^HTTP\/1\.1 200 /, 'the admitted connection still served');
     gw.child.kill('SIGTERM');

@@ -70,6 +70,12 @@ export interface SupervisorOptions {
   backoff?: BackoffOptions;
   /** A worker that lived this long before it died restarts at the first delay again. @default 10 s */
   stableMs?: number;
+  /**
+   * Given, a worker that dies before any worker said it was ready is not restarted: it met
+   * what every worker would (the port taken, a broker refusing the credentials), and this is
+   * told instead, to end the run. Without it, such a worker restarts like any other.
+   */
+  onEarlyDeath?: (death: { worker: number; pid: number | undefined; code: number | null; signal: string | null }) => void;
 }
 
 interface Slot {
@@ -98,6 +104,8 @@ export class WorkerSupervisor {
   private readonly heard = new WeakSet<Worker>();
   /** Workers asked to stop before they said hello: asked again when they do. */
   private readonly askedEarly = new WeakSet<Worker>();
+  /** Some worker said it was ready (serving, or listening). */
+  private anyReady = false;
   /** Crashes seen (exits not asked for). */
   crashes = 0;
   /** Recycles done (hand-overs to a fresh worker). */
@@ -204,6 +212,7 @@ export class WorkerSupervisor {
       if (this.askedEarly.has(worker) && worker.isConnected()) worker.send(STOP_MESSAGE);
       return;
     }
+    if (msg?.hermod === READY_MESSAGE.hermod) this.anyReady = true;
     if (this.stopping || !msg) return;
     if (msg.hermod === 'recycle' && worker === slot.worker && !slot.next) {
       // Asked again after every further reload, so a replacement that failed is tried again.
@@ -266,6 +275,10 @@ export class WorkerSupervisor {
 
   private crashed(slot: Slot, worker: Worker, how: string, code: number | null, signal: string | null): void {
     this.crashes++;
+    if (!this.anyReady && this.options.onEarlyDeath) {
+      this.options.onEarlyDeath({ worker: slot.n, pid: worker.process.pid, code, signal });
+      return;
+    }
     const lived = Date.now() - slot.startedAt;
     slot.failures = lived >= (this.options.stableMs ?? 10_000) ? 1 : slot.failures + 1;
     const delay = slot.next ? 0 : backoffDelay(slot.failures, this.backoff);
