@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
@@ -8,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { createGateway, hashApiKey } from '../../src/gateway/index.js';
 import { defaultConfig, getTransport } from '../../src/index.js';
 import { rejects } from '../support/assert.js';
-import { harness, harnessSuite, http, IN_PROCESS, type Json, keepAlive } from './gateway-cases.js';
+import { halfSentPost, harness, harnessSuite, http, IN_PROCESS, type Json, keepAlive } from './gateway-cases.js';
 
 // API keys from a file of SHA-256 hashes, per-route roles, the authenticate hook, and what of the
 // identity reaches the RPC context — over real HTTP, on memory and through the embedded router.
@@ -140,20 +139,8 @@ for (const [name, broker] of IN_PROCESS) {
     ctx.h = await harness(ctx.broker.url, { auth: { keysFile }, requestTimeout: 1000 });
     const { port } = ctx.h.gateway.address!;
     const t0 = Date.now();
-    let guard: NodeJS.Timeout | undefined;
-    const answer = await new Promise<string>((resolve, reject) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        // Half the body: the 401 comes from the headers alone.
-        s.write(`POST /v1/${ctx.h.topic}/get HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"id":`);
-      });
-      let data = '';
-      s.on('data', (d) => {
-        data += d;
-      });
-      s.on('close', () => resolve(data));
-      s.on('error', reject);
-      guard = setTimeout(() => s.destroy(new Error('still open after 3 s')), 3000);
-    }).finally(() => clearTimeout(guard));
+    // Part of the body: the 401 comes from the headers alone.
+    const answer = await halfSentPost(port, `/v1/${ctx.h.topic}/get`);
     assert.match(answer, /^HTTP\/1\.1 401 /);
     assert.match(answer, /\r\nconnection: close\r\n/i);
     assert.is(answer.match(/HTTP\/1\.1 /g)?.length, 1, `one response: ${answer}`);

@@ -449,3 +449,23 @@ export function keepAlive(port: number): Promise<KeepAlive> {
     socket.once('error', reject);
   });
 }
+
+/**
+ * Sends the headers of a POST to `path` announcing 100 bytes of body and only part of it; resolves
+ * with everything the gateway wrote back once it closes the connection (at most `guardMs`).
+ */
+export async function halfSentPost(port: number, path: string, guardMs = 3000): Promise<string> {
+  let guard: NodeJS.Timeout | undefined;
+  return new Promise<string>((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => {
+      s.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"id":`);
+    });
+    let data = '';
+    s.on('data', (d) => {
+      data += d;
+    });
+    s.on('close', () => resolve(data));
+    s.on('error', reject);
+    guard = setTimeout(() => s.destroy(new Error(`still open after ${guardMs} ms`)), guardMs);
+  }).finally(() => clearTimeout(guard));
+}

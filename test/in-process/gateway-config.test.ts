@@ -11,6 +11,7 @@ import { createGateway, readGatewayConfig, resolveGatewayConfig } from '../../sr
 import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { rejects, until } from '../support/assert.js';
+import { alive } from '../support/cli-procs.js';
 import { harness, http, IN_PROCESS, type KeepAlive, keepAlive, Users, userRoutes } from './gateway-cases.js';
 
 // The gateway configuration: strict validation naming the key, the mapping policy, and the
@@ -194,15 +195,6 @@ function connectionsOf(pid: number, port: number): number {
   }
   return n;
 }
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 cli('--workers 2: both workers answer on the one port, a killed worker is replaced, SIGTERM stops them all', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));

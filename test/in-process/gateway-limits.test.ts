@@ -1,8 +1,7 @@
-import net from 'node:net';
 import * as assert from 'uvu/assert';
 import type { ConnectionRefusedEvent } from '../../src/gateway/index.js';
 import { until } from '../support/assert.js';
-import { harness, harnessSuite, http, IN_PROCESS, type KeepAlive, keepAlive } from './gateway-cases.js';
+import { halfSentPost, harness, harnessSuite, http, IN_PROCESS, type KeepAlive, keepAlive } from './gateway-cases.js';
 
 // CORS (off by default), per-client rate limits, the body limit, the receive timeout, the call
 // timeout cap and the in-flight bound — over real HTTP, on memory and through the embedded router.
@@ -117,19 +116,7 @@ for (const [name, broker] of IN_PROCESS) {
     assert.match(r.json.error.message, /timeout must be whole milliseconds from 1 to 5000/);
     const { port } = ctx.h.gateway.address!;
     const t0 = Date.now();
-    let guard: NodeJS.Timeout | undefined;
-    const answer = await new Promise<string>((resolve, reject) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.write(`POST /v1/${ctx.h.topic}/get HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"id":`);
-      });
-      let data = '';
-      s.on('data', (d) => {
-        data += d;
-      });
-      s.on('close', () => resolve(data));
-      s.on('error', reject);
-      guard = setTimeout(() => s.destroy(new Error('no answer within 3 s')), 3000);
-    }).finally(() => clearTimeout(guard));
+    const answer = await halfSentPost(port, `/v1/${ctx.h.topic}/get`);
     assert.match(answer, /^HTTP\/1\.1 408/);
     assert.ok(Date.now() - t0 < 1500, `408 after ${Date.now() - t0} ms`);
   });

@@ -1,7 +1,7 @@
 // The README's Gateway walkthrough, run as written: its key lines in bash, its gateway file, the
 // rpc-server and hermod-gateway CLIs, and every curl line of its REST and JSON-RPC examples,
 // each answer matched against the comment under it ("…" matches anything, "(NNN)" is the status).
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,6 +10,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Router } from '../../src/router/router.js';
 import { until } from '../support/assert.js';
+import { type CliProc, startCli } from '../support/cli-procs.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
@@ -74,22 +75,6 @@ function matches(body: string, expected: string): string | undefined {
   return undefined;
 }
 
-function cli(name: string, args: string[], cwd: string) {
-  const child: ChildProcess = spawn(process.execPath, [path.join(root, 'dist/bin', `${name}.js`), ...args], {
-    cwd,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, HERMOD_TRANSPORT_URL: undefined, HERMOD_LOG_JSON: undefined } as never,
-  });
-  const p = { child, out: '', exited: new Promise<number | null>((r) => child.once('close', (code) => r(code))) };
-  child.stdout!.on('data', (d) => {
-    p.out += d;
-  });
-  child.stderr!.on('data', (d) => {
-    p.out += d;
-  });
-  return p;
-}
-
 /** Runs a bash command to its end, at most 15 s. */
 function sh(command: string, env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -116,7 +101,7 @@ t('the walkthrough runs as written: keys file, gateway file, every curl example 
   const dir = mkdtempSync(path.join(tmpdir(), 'hermod-readme-gw-'));
   const router = new Router({ port: 0 });
   const url = `amqp://127.0.0.1:${await router.start()}/`;
-  const procs: Array<ReturnType<typeof cli>> = [];
+  const procs: CliProc[] = [];
   try {
     // The key lines of the start block, in bash, in the directory of the gateway file.
     const start = block('gateway-start');
@@ -130,13 +115,15 @@ t('the walkthrough runs as written: keys file, gateway file, every curl example 
     assert.match(start, /^npx hermod-gateway --config-file gw.json &/m);
     writeFileSync(path.join(dir, 'gw.json'), block('gateway-file'));
 
-    const server = cli('rpc-server', ['alpha', '--topic', 'demo', '--transport-url', url], dir);
+    const server = startCli('rpc-server', ['alpha', '--topic', 'demo', '--transport-url', url], { cwd: dir });
     procs.push(server);
-    await until(() => /serving topic demo/.test(server.out), `rpc-server serving (${server.out})`, 15_000);
+    await until(() => /serving topic demo/.test(server.out), `rpc-server serving (${server.out}${server.err})`, 15_000);
     // Started from elsewhere: the file's relative keysFile is read next to it.
-    const gw = cli('hermod-gateway', ['--config-file', path.join(dir, 'gw.json'), '--port', '0', '--transport-url', url], tmpdir());
+    const gw = startCli('hermod-gateway', ['--config-file', path.join(dir, 'gw.json'), '--port', '0', '--transport-url', url], {
+      cwd: tmpdir(),
+    });
     procs.push(gw);
-    await until(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(gw.out), `the gateway listening (${gw.out})`, 15_000);
+    await until(() => /listening on http:\/\/127\.0\.0\.1:\d+/.test(gw.out), `the gateway listening (${gw.out}${gw.err})`, 15_000);
     const port = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(gw.out)![1]!;
 
     const all = [...examples(block('gateway-rest')), ...examples(block('gateway-jsonrpc'))];
@@ -159,7 +146,7 @@ t('the walkthrough runs as written: keys file, gateway file, every curl example 
     const anon = await sh(`curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${port}/add/2/40`, process.env);
     assert.is(anon.stdout, '401');
     gw.child.kill('SIGTERM');
-    assert.is(await gw.exited, 0, gw.out);
+    assert.is(await gw.exited, 0, gw.err);
   } finally {
     for (const p of procs) if (p.child.exitCode === null) p.child.kill('SIGTERM');
     await Promise.all(procs.map((p) => p.exited));

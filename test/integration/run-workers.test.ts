@@ -3,6 +3,7 @@ import path from 'node:path';
 import * as assert from 'uvu/assert';
 import { RPCClient, Target } from '../../src/index.js';
 import { sleep, until } from '../support/assert.js';
+import { alive } from '../support/cli-procs.js';
 import { hermodRun, type ProcSuiteCtx, procSuite, type Run } from '../support/ops-run.js';
 
 const count = (run: Run, pred: (l: Record<string, unknown>) => boolean) => run.lines.filter(pred).length;
@@ -98,14 +99,6 @@ t('a killed primary: each worker finishes the call it runs, then exits', async (
   await sleep(300);
   run.child.kill('SIGKILL');
   assert.equal((await Promise.all(slow)).sort(), [1, 2], 'both running calls answered after the primary died');
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
   await until(() => !pids.some(alive), 'both workers gone', 10_000);
   assert.is(
     count(run, (l) => /the primary is gone/.test(String(l.msg))),

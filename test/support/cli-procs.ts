@@ -19,9 +19,17 @@ export interface CliProc {
  * it (the CLIs refuse unknown ones, and a transport URL from outside would change what is
  * tested); `env` adds the ones a test means. `killAfterMs` bounds a command that must not run long.
  */
-export function startCli(name: string, args: string[], opts: { env?: Record<string, string>; killAfterMs?: number } = {}): CliProc {
+export function startCli(
+  name: string,
+  args: string[],
+  opts: { env?: Record<string, string>; killAfterMs?: number; cwd?: string } = {},
+): CliProc {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HERMOD_')));
-  const child = spawn(process.execPath, [bin(name), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...base, ...opts.env } });
+  const child = spawn(process.execPath, [bin(name), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...base, ...opts.env },
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+  });
   const p: CliProc = { child, out: '', err: '', exited: new Promise((r) => child.once('exit', (code) => r(code))) };
   if (opts.killAfterMs !== undefined) {
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.killAfterMs);
@@ -41,4 +49,14 @@ export async function runCli(name: string, args: string[], opts?: { env?: Record
   const p = startCli(name, args, opts);
   const code = await p.exited;
   return { code, out: p.out, err: p.err };
+}
+
+/** Whether process `pid` still exists. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
