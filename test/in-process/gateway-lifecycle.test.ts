@@ -25,7 +25,8 @@ for (const [name, broker] of IN_PROCESS) {
   t('stop(deadline): the running call finishes, new connections are refused, readyz says 503 meanwhile', async (ctx) => {
     ctx.h = await harness(ctx.broker.url);
     const running = http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/sleep`, { ms: 300 });
-    await new Promise((r) => setTimeout(r, 80));
+    // The call running at the gateway, not a fixed wait: on a loaded machine 80 ms was not always enough.
+    await until(() => ctx.h.gateway.inFlight === 1, 'the call in flight at the gateway');
     const t0 = Date.now();
     const stopping = ctx.h.gateway.stop(3000);
     const during = await ctx.h.gateway.app.inject({ method: 'GET', url: '/readyz' });
@@ -51,7 +52,8 @@ for (const [name, broker] of IN_PROCESS) {
       (r) => r.status,
       () => 'cut',
     );
-    await new Promise((r) => setTimeout(r, 80));
+    // The call running at the gateway, not a fixed wait: on a loaded machine 80 ms was not always enough.
+    await until(() => ctx.h.gateway.inFlight === 1, 'the call in flight at the gateway');
     const t0 = Date.now();
     assert.equal(await ctx.h.gateway.stop(200), { aborted: 1 });
     assert.ok(Date.now() - t0 < 800, `stop took ${Date.now() - t0} ms`);

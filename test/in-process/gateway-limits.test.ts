@@ -98,7 +98,7 @@ for (const [name, broker] of IN_PROCESS) {
   t('in-flight bound: calls beyond maxInFlight get 503 with Retry-After at once', async (ctx) => {
     ctx.h = await harness(ctx.broker.url, { maxInFlight: 2 });
     const slow = [1, 2].map(() => http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/sleep`, { ms: 400 }));
-    await new Promise((r) => setTimeout(r, 100));
+    await until(() => ctx.h.gateway.inFlight === 2, 'both calls in flight at the gateway');
     const t0 = Date.now();
     const over = await http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/get`, { id: 1 });
     assert.is(over.status, 503);
