@@ -10,7 +10,7 @@ import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/
 import { handleShutdown } from '../src/cli/shutdown.js';
 import { hermodSection, readGatewayConfig } from '../src/gateway/config.js';
 import { createGateway, type Gateway, type GatewayConfig } from '../src/gateway/index.js';
-import { defaultConfig, getTransport, loadConfig, type Transport } from '../src/index.js';
+import { ClosedError, defaultConfig, getTransport, loadConfig, type Transport } from '../src/index.js';
 import { parseWorkers } from '../src/ops/run/config.js';
 import { onPrimaryStop, READY_MESSAGE, tellPrimary, WorkerSupervisor, workerNumber } from '../src/ops/run/workers.js';
 
@@ -143,8 +143,10 @@ async function main(): Promise<void> {
   });
   // A stop while binding makes start() reject (ClosedError): the stop in progress ends the process.
   const addr = await gateway.start().catch((err: unknown) => {
-    if (shutdown.stopping) return undefined;
-    throw err;
+    if (!shutdown.stopping) throw err;
+    // The stop's own ClosedError is expected; anything else (the bind it waited on failed) is said.
+    if ((err as { code?: string }).code !== ClosedError.CODE) log.warn(`the gateway did not start: ${(err as Error).message}`);
+    return undefined;
   });
   if (!addr || shutdown.stopping) return;
   log.info(

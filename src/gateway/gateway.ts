@@ -71,14 +71,16 @@ export interface Gateway {
   readonly connections: { open: number; refused: number };
   /**
    * Listens on `listen.host`:`listen.port` (port 0: any free port). Rejects with a
-   * `ClosedError` once {@link stop} was called, including a stop that came while it started.
+   * `ClosedError` once {@link stop} was called, including a stop that came while it started
+   * (but with the listen's own error, such as EADDRINUSE, when the bind a stop waited on failed).
    */
   start(): Promise<GatewayAddress>;
   /**
    * Stops accepting requests at once (new ones get 503), lets the running ones finish for up
    * to `deadlineMs`, then closes what is left. `aborted` counts the calls still running then.
-   * The transport is the caller's: it stays open. Called while {@link start} runs, it waits for
-   * the port to be bound and closes it, so nothing listens once it resolves.
+   * The transport is the caller's: it stays open. Called while {@link start} loads contracts,
+   * the start ends there; called while it binds, it waits for the bind (at most `deadlineMs`) and
+   * closes the port, so nothing listens once it resolves.
    */
   stop(deadlineMs?: number): Promise<{ aborted: number }>;
 }
@@ -289,7 +291,8 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
 
   let address: GatewayAddress | undefined;
   let stopped: Promise<{ aborted: number }> | undefined;
-  let starting: Promise<void> | undefined;
+  /** The listen in progress or done, once start() got that far. */
+  let binding: Promise<unknown> | undefined;
   /** Set when stop() is called: responses from then on close their connection. */
   let stopping = false;
   return {
@@ -308,12 +311,14 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
       if (stopped) throw new ClosedError('the gateway was stopped');
       const run = (async () => {
         if (config.contractTimeout > 0) await invoker.loadContracts(config.contractTimeout);
+        // A stop during the contracts' load ends the start here; only a bind in progress is
+        // something stop() must wait for.
         if (stopped) throw new ClosedError('the gateway was stopped while starting');
-        await app.listen({ host: config.listen.host, port: config.listen.port });
+        binding = app.listen({ host: config.listen.host, port: config.listen.port });
+        await binding;
       })();
-      starting = run;
       await run;
-      // stop() waited for the listen and closed what it bound.
+      // stop() is waiting on this bind and closes what it bound.
       if (stopped) throw new ClosedError('the gateway was stopped while starting');
       const a = app.server.address();
       if (!a || typeof a === 'string') throw new ClosedError('the gateway has no TCP address');
@@ -324,10 +329,21 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     stop(deadlineMs = 10_000) {
       stopping = true;
       stopped ??= (async () => {
-        // fastify's close before a pending listen has bound finds no server, and the listen
-        // binds one after it: let the start finish (or fail) first.
-        await starting?.catch(() => undefined);
+        // No new calls from this moment (readyz says 503), whatever the bind below waits for.
         const drained = invoker.drain();
+        // fastify's close before a pending listen has bound finds no server, and the listen
+        // binds one after it: let the bind finish (or fail) first, within the deadline (a cluster
+        // worker's listen never settles once its primary is gone).
+        if (binding) {
+          let bindTimer: NodeJS.Timeout | undefined;
+          await Promise.race([
+            binding.catch(() => undefined),
+            new Promise((r) => {
+              bindTimer = setTimeout(r, deadlineMs);
+            }),
+          ]);
+          clearTimeout(bindTimer);
+        }
         const closing = app.close();
         let timer: NodeJS.Timeout | undefined;
         // Slow uploads hold their connection without a call in flight: the deadline covers them too.

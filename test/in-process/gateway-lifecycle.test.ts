@@ -43,7 +43,7 @@ for (const [name, broker] of IN_PROCESS) {
     // waiting for the client to hang up or for the deadline.
     assert.is(r.headers.get('connection'), 'close');
     assert.equal(await stopping, { aborted: 0 });
-    assert.ok(Date.now() - t0 < 1500, `stop took ${Date.now() - t0} ms for a call of 300 ms (deadline 3000)`);
+    assert.ok(Date.now() - t0 < 2500, `stop took ${Date.now() - t0} ms for a call of 300 ms (deadline 3000)`);
   });
 
   t('stop(deadline): a call outliving the deadline is cut and counted', async (ctx) => {

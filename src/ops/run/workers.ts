@@ -34,7 +34,9 @@ export interface RecycleMessage {
 
 /** Sends a message to the primary, if this process has one. */
 export function tellPrimary(message: typeof READY_MESSAGE | typeof HELLO_MESSAGE | RecycleMessage): void {
-  if (cluster.isWorker && process.connected) process.send?.(message);
+  // With a callback, a channel that closes between the check and the write (the primary just
+  // died) reports to it instead of throwing EPIPE as an 'error' nobody listens for.
+  if (cluster.isWorker && process.connected) process.send?.(message, undefined, {}, () => undefined);
 }
 
 /** The worker number of this process, or undefined in the primary or a single process. */
