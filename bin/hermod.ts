@@ -53,7 +53,7 @@ async function runCommand(argv: string[]): Promise<void> {
   }
   const { overrides, files, rest } = parseConfigArgs(argv);
   const program = new Command('hermod run')
-    .description('Run the services of a deployment file (default ./hermod.config.json or .js): one RPC server per service')
+    .description('Run the services of a deployment file (default ./hermod.config.json, .js, .mjs or .ts): one RPC server per service')
     .argument('[file]', 'the run file: JSON, or a module (.js/.mjs/.ts) exporting it')
     .option('--workers <n|max>', 'worker processes per service (node:cluster), over the file; max = one per core')
     .option('--watch', 'reload endpoint modules when they or their local imports change')
@@ -82,6 +82,13 @@ async function runCommand(argv: string[]): Promise<void> {
   const file = (program.args[0] as string | undefined) ?? DEFAULT_RUN_FILES.find((f) => existsSync(f));
   if (!file) throw new UsageError(`no run file named and none of ${DEFAULT_RUN_FILES.join(', ')} here`);
   const spec = await readRunFile(file);
+  // A module that is not there fails every worker alike, at every restart: said once, here.
+  for (const s of spec.services) {
+    for (const m of s.endpoints) {
+      if (!existsSync(m))
+        throw new ConfigError(`${file}: services.${s.name}.endpoints: ${m} does not exist`, { key: `services.${s.name}.endpoints` });
+    }
+  }
 
   const configOf = (sections: Record<string, unknown>, where: string): HermodConfig => {
     try {

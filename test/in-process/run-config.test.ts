@@ -99,6 +99,7 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-runcfg-'));
   try {
     const file = path.join(dir, 'hermod.config.json');
+    writeFileSync(path.join(dir, 'ep.js'), 'export default {};\n');
     const hermod = (args: string[]) => spawnSync(process.execPath, [HERMOD, ...args], { cwd: dir, encoding: 'utf8', timeout: 10_000 });
     writeFileSync(file, JSON.stringify({ services: { a: { ...ok, wrokers: 2 } } }));
     let r = hermod(['run']);
@@ -108,6 +109,13 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
     r = hermod(['run', 'hermod.config.json']);
     assert.is(r.status, 2, r.stderr);
     assert.match(r.stderr, /services\.a: invalid value for rpc\.responseTimeout/);
+    // A missing endpoints module: before any worker starts (was exit 1, or workers restarted forever).
+    writeFileSync(file, JSON.stringify({ services: { a: { ...ok, endpoints: './nope.js' } } }));
+    for (const args of [['run'], ['run', '--workers', '2'], ['run', '--watch']]) {
+      r = hermod(args);
+      assert.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /services\.a\.endpoints: \S*nope\.js does not exist/);
+    }
     r = hermod(['run', '--workers', 'lots']);
     assert.is(r.status, 2);
     assert.match(r.stderr, /--workers: must be a whole number/);

@@ -62,18 +62,18 @@ t('recycleAfter 3: 10 reloads under load, a fresh pid after every 3rd, newest co
         await until(() => recycles().length === reloads / 3, `recycle ${reloads / 3} (${run.err})`, 20_000);
         const line = recycles().at(-1)!;
         assert.is(line.reloads, 3);
-        assert.is(line.oldPid, pids.at(-1));
-        assert.is.not(line.pid, line.oldPid);
-        pids.push(line.pid as number);
+        assert.is(line.oldWorkerPid, pids.at(-1));
+        assert.is.not(line.workerPid, line.oldWorkerPid);
+        pids.push(line.workerPid as number);
         const mark = seen.length;
-        await until(() => seen.slice(mark).some(([, pid]) => pid === line.pid), `pid ${line.pid} answering`, 10_000);
-        await until(() => !alive(line.oldPid as number), `old pid ${line.oldPid} gone`, 10_000);
+        await until(() => seen.slice(mark).some(([, pid]) => pid === line.workerPid), `pid ${line.workerPid} answering`, 10_000);
+        await until(() => !alive(line.oldWorkerPid as number), `old pid ${line.oldWorkerPid} gone`, 10_000);
         const after = seen.length;
         await until(() => seen.length > after + 20, 'calls after the hand-over');
         assert.equal(
-          seen.slice(after).filter(([cv, pid]) => cv !== v || pid !== line.pid),
+          seen.slice(after).filter(([cv, pid]) => cv !== v || pid !== line.workerPid),
           [],
-          `after recycle ${reloads / 3}, every answer is version ${v} from pid ${line.pid}`,
+          `after recycle ${reloads / 3}, every answer is version ${v} from pid ${line.workerPid}`,
         );
       } else {
         await until(() => seen.at(-1)?.[0] === v, `version ${v} answering`, 10_000);

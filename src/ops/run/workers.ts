@@ -199,7 +199,7 @@ export class WorkerSupervisor {
     worker.on('online', () =>
       this.options.log.info(`worker ${slot.n} started (pid ${worker.process.pid})${replacement ? ' to replace a recycled one' : ''}`, {
         worker: slot.n,
-        pid: worker.process.pid,
+        workerPid: worker.process.pid,
       }),
     );
     worker.on('message', (m: unknown) => this.message(slot, worker, m));
@@ -238,7 +238,14 @@ export class WorkerSupervisor {
     this.askToStop(old);
     this.options.log.info(
       `worker ${slot.n} recycled after ${reloads} reloads: pid ${fresh.process.pid} consumes, pid ${old.process.pid} drains and exits (hand-over ${Date.now() - at} ms)`,
-      { worker: slot.n, event: 'worker-recycle', reloads, pid: fresh.process.pid, oldPid: old.process.pid, handOverMs: Date.now() - at },
+      {
+        worker: slot.n,
+        event: 'worker-recycle',
+        reloads,
+        workerPid: fresh.process.pid,
+        oldWorkerPid: old.process.pid,
+        handOverMs: Date.now() - at,
+      },
     );
   }
 
@@ -249,7 +256,7 @@ export class WorkerSupervisor {
       // A recycled worker ran the graceful stop: not a crash, nothing to restart.
       if (this.stopping) this.exitCodes.push(code ?? 1);
       if (code !== 0)
-        this.options.log.warn(`recycled worker ${slot.n} (pid ${pid}) ended with ${how}`, { worker: slot.n, pid, code, signal });
+        this.options.log.warn(`recycled worker ${slot.n} (pid ${pid}) ended with ${how}`, { worker: slot.n, workerPid: pid, code, signal });
     } else if (worker === slot.next) {
       slot.next = undefined;
       slot.recycle = undefined;
@@ -259,7 +266,7 @@ export class WorkerSupervisor {
           `the replacement of worker ${slot.n} (pid ${pid}) died (${how}) before it consumed; the old one keeps serving`,
           {
             worker: slot.n,
-            pid,
+            workerPid: pid,
             code,
             signal,
             event: 'recycle-failed',
@@ -288,7 +295,7 @@ export class WorkerSupervisor {
       `worker ${slot.n} (pid ${worker.process.pid}) died (${how}) after ${(lived / 1000).toFixed(1)} s; restarting in ${delay} ms`,
       {
         worker: slot.n,
-        pid: worker.process.pid,
+        workerPid: worker.process.pid,
         code,
         signal,
         event: 'worker-crash',
