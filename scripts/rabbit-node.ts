@@ -67,9 +67,19 @@ async function answersAs(port: number, shortName: string): Promise<boolean> {
 /** The error of a node that could not listen on its ports (another process took one first). */
 class PortsTaken extends Error {}
 
-/** Whether a process with this pid exists (signal 0). */
+/**
+ * Whether process `pid` still runs. A zombie does not: an orphaned process that exited waits for
+ * PID 1 to reap it (1-2 s on some machines, never under a PID 1 that does not reap), and
+ * `kill(pid, 0)` still succeeds on it.
+ */
 export const alive = (pid: number | undefined): boolean => {
   if (!pid) return false;
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    // No /proc entry: gone (or no /proc at all, where kill(pid, 0) is the test left).
+    if (existsSync('/proc/self/stat')) return false;
+  }
   try {
     process.kill(pid, 0);
     return true;

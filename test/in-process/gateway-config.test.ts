@@ -7,11 +7,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { alive } from '../../scripts/rabbit-node.js';
 import { createGateway, readGatewayConfig, resolveGatewayConfig } from '../../src/gateway/index.js';
 import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { rejects, until } from '../support/assert.js';
-import { alive } from '../support/cli-procs.js';
 import { harness, http, IN_PROCESS, type KeepAlive, keepAlive, Users, userRoutes } from './gateway-cases.js';
 
 // The gateway configuration: strict validation naming the key, the mapping policy, and the

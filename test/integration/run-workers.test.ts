@@ -1,9 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as assert from 'uvu/assert';
+import { alive } from '../../scripts/rabbit-node.js';
 import { RPCClient, Target } from '../../src/index.js';
 import { sleep, until } from '../support/assert.js';
-import { alive } from '../support/cli-procs.js';
 import { hermodRun, type ProcSuiteCtx, procSuite, type Run } from '../support/ops-run.js';
 
 const count = (run: Run, pred: (l: Record<string, unknown>) => boolean) => run.lines.filter(pred).length;

@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -50,24 +49,4 @@ export async function runCli(name: string, args: string[], opts?: { env?: Record
   const p = startCli(name, args, opts);
   const code = await p.exited;
   return { code, out: p.out, err: p.err };
-}
-
-/**
- * Whether process `pid` still runs. A zombie does not: an orphaned worker that exited waits for
- * PID 1 to reap it (1-2 s on some machines, never under a PID 1 that does not reap), and
- * `kill(pid, 0)` still succeeds on it.
- */
-export function alive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    // No /proc entry: gone (or no /proc at all, where kill(pid, 0) is the test left).
-    if (existsSync('/proc/self/stat')) return false;
-  }
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
