@@ -107,6 +107,7 @@ async function main(): Promise<void> {
   const shutdown = handleShutdown({
     log,
     timeoutMs: o.shutdownTimeout,
+    ...(worker === undefined ? {} : { primaryRelaysSigint: () => process.connected }),
     target: {
       pending: () => (gateway && gateway.inFlight > 0 ? `${gateway.inFlight} call(s) in flight` : ''),
       aborted: () => aborted,

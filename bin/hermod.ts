@@ -12,6 +12,7 @@ import { cliConfig, describeConfig, parseConfigArgs } from '../src/cli/config-ar
 import { CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import { HERMOD_VERSION } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { type ConfigValues, closeKey, type HermodConfig, loadConfig } from '../src/config/index.js';
 import { ConfigError } from '../src/core/errors.js';
@@ -37,6 +38,8 @@ const COMMANDS: Record<string, { summary: string; main: (argv: string[]) => Prom
 
 async function statusCommand(argv: string[]): Promise<void> {
   const { config, rest } = cliConfig(argv, CLI_DEFAULTS);
+  // Reconnects on stderr, or an unreachable broker is a silent wait until the connect gives up.
+  if (!rest.some((a) => a === '--help' || a === '-h')) logConnectionState(makeLogger(config, 'hermod status', true));
   process.exitCode = await runStatus(rest, config);
 }
 
@@ -67,6 +70,7 @@ async function runCommand(argv: string[]): Promise<void> {
       '--metrics-port <[host:]port>',
       "serve Prometheus metrics (every worker's, summed) at http://host:port/metrics; over the file's metricsPort",
     )
+    .version(HERMOD_VERSION, '-V, --version', "print hermod's version")
     .addHelpText('after', '\nAlso: --config key=value | --config key value, --config-file file.json, --help-config')
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
@@ -90,17 +94,18 @@ async function runCommand(argv: string[]): Promise<void> {
     }
   }
 
-  const configOf = (sections: Record<string, unknown>, where: string): HermodConfig => {
-    try {
-      return loadConfig({ defaults: { ...RUN_DEFAULTS, ...sections } as ConfigValues, files, overrides });
-    } catch (err) {
-      throw err instanceof ConfigError
-        ? new ConfigError(`${where}: ${err.message}`, { cause: err, ...(err.key ? { key: err.key } : {}) })
-        : err;
-    }
-  };
-  const base = configOf(spec.config, `${file}: config`);
-  const configs = new Map(spec.services.map((s) => [s, configOf({ ...spec.config, ...s.config }, `${file}: services.${s.name}`)]));
+  // The run file's sections are named layers, so a bad value there is reported from its section,
+  // and one from --config, a --config-file or the environment from its own source.
+  const top = { source: `${file}: config`, values: spec.config };
+  const configOf = (s?: ServiceSpec): HermodConfig =>
+    loadConfig({
+      defaults: RUN_DEFAULTS,
+      layers: s ? [top, { source: `${file}: services.${s.name}.config`, values: s.config }] : [top],
+      files,
+      overrides,
+    });
+  const base = configOf();
+  const configs = new Map(spec.services.map((s) => [s, configOf(s)]));
   const workersOf = (s: ServiceSpec) => cliWorkers ?? s.workers ?? spec.workers ?? 1;
   let watch: RunWatch | false = spec.watch ?? false;
   if (o.watch || o.watchPolling !== undefined) watch = { ...(watch || {}) };
@@ -182,6 +187,7 @@ async function runCommand(argv: string[]): Promise<void> {
   const shutdown = handleShutdown({
     log,
     timeoutMs,
+    ...(worker === undefined ? {} : { primaryRelaysSigint: () => process.connected }),
     target: {
       pending: () => group.pending(),
       aborted: () => group.aborted(),
@@ -212,8 +218,14 @@ async function main(): Promise<void> {
   const [name, ...argv] = process.argv.slice(2);
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(10)} ${c.summary}`);
-    process.stdout.write(`Usage: hermod <command> [options]   (hermod <command> --help)\n\nCommands:\n${rows.join('\n')}\n`);
+    process.stdout.write(
+      `Usage: hermod <command> [options]   (hermod <command> --help)\n\nCommands:\n${rows.join('\n')}\n\nOptions:\n  -V, --version  print hermod's version\n  -h, --help     this text\n`,
+    );
     process.exit(name === undefined ? EXIT.usage : EXIT.ok);
+  }
+  if (name === '-V' || name === '--version') {
+    process.stdout.write(`${HERMOD_VERSION}\n`);
+    process.exit(EXIT.ok);
   }
   const command = COMMANDS[name];
   if (!command) {

@@ -62,7 +62,20 @@ export function parseShutdownTimeout(value: string | undefined, fallbackMs: numb
  * Installs the SIGTERM/SIGINT handlers (call it before starting anything, so a signal during
  * start-up is honoured) and returns the handle. `exit` is for tests of this module.
  */
-export function handleShutdown(opts: { log: Logger; timeoutMs: number; target: ShutdownTarget; exit?: (code: number) => void }): Shutdown {
+export function handleShutdown(opts: {
+  log: Logger;
+  timeoutMs: number;
+  target: ShutdownTarget;
+  /**
+   * A cluster worker's: SIGINT is left to the primary. A terminal's Ctrl-C reaches the whole
+   * process group, and the primary passes it on as its stop request; taken here as well, a
+   * request that came first made the worker's own SIGINT look like a second signal, which aborts
+   * the work in flight. SIGTERM (the primary's abort, a service manager) is handled as usual, and
+   * so is SIGINT while this returns false (the primary is gone: nobody passes Ctrl-C on).
+   */
+  primaryRelaysSigint?: () => boolean;
+  exit?: (code: number) => void;
+}): Shutdown {
   const { log, timeoutMs, target } = opts;
   const exit = opts.exit ?? ((code: number) => process.exit(code));
   let stopping = false;
@@ -125,7 +138,10 @@ export function handleShutdown(opts: { log: Logger; timeoutMs: number; target: S
       },
     );
   };
-  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGINT', () => {
+    if (opts.primaryRelaysSigint?.()) log.debug('SIGINT: left to the primary, which asks the workers to stop');
+    else onSignal('SIGINT');
+  });
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   return {
     get stopping() {

@@ -1,6 +1,6 @@
 /**
  * Loading a configuration. Sources from lowest to highest: schema defaults, caller defaults
- * (a CLI's own defaults), `--config-file` JSON files, `HERMOD_*` environment, `--config
+ * (a CLI's own defaults), named layers (a run file's `config` sections), `--config-file` JSON files, `HERMOD_*` environment, `--config
  * key=value` overrides. Every value is validated; unknown keys and bad values throw
  * {@link ConfigError} naming the key and where it came from.
  */
@@ -19,6 +19,11 @@ export interface ConfigSources {
    * a program's own defaults (the CLIs connect to the local router, say).
    */
   defaults?: ConfigValues;
+  /**
+   * Values by dotted key from named places, in order, above `defaults` and below files: a run
+   * file's `config` sections, say. A bad value's error names its layer's `source`.
+   */
+  layers?: Array<{ source: string; values: Record<string, unknown> }>;
   /** JSON files, applied in order. */
   files?: string[];
   /** Environment to read `HERMOD_*` variables from; defaults to `process.env`. */
@@ -89,6 +94,12 @@ export function loadConfig(sources: ConfigSources = {}): HermodConfig {
     for (const [k, v] of Object.entries(sources.defaults ?? {})) {
       assertKnownKey(k, 'defaults');
       setKey(conf, k, v, 'defaults');
+    }
+    for (const { source, values } of sources.layers ?? []) {
+      for (const [k, v] of Object.entries(values)) {
+        assertKnownKey(k, source);
+        setKey(conf, k, v, source);
+      }
     }
     for (const file of sources.files ?? []) {
       for (const [k, v] of flatten(readFile(file))) {

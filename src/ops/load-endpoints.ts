@@ -142,13 +142,34 @@ export async function loadEndpoints(specs: readonly string[], ctx: EndpointConte
   return out;
 }
 
-const LOCATION = /(file:\/\/[^\s)?:]+|\/[^\s():?]+\.[cm]?[jt]sx?)(?:\?[^\s):]*)?:(\d+)(?::(\d+))?/;
+const LOCATION = /(file:\/\/[^\s)?:]+|\/[^\s():?]+\.[cm]?[jt]sx?)(?:\?[^\s):]*)?:(\d+)(?::(\d+))?/g;
+/**
+ * hermod's own code, never where a user's module failed: dist/src/ (this file is in its ops/), and
+ * src/ for stacks mapped back to the TypeScript sources (--enable-source-maps).
+ */
+const DIST_SRC = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
+const OWN = [DIST_SRC, path.resolve(DIST_SRC, '..', '..', 'src')].map((d) => d + path.sep);
 
 function location(text: string): string | undefined {
-  const m = LOCATION.exec(text);
-  if (!m) return undefined;
-  const file = m[1]!.startsWith('file:') ? fileURLToPath(m[1]!) : m[1]!;
-  return `${file}:${m[2]}${m[3] ? `:${m[3]}` : ''}`;
+  for (const m of text.matchAll(LOCATION)) {
+    const file = m[1]!.startsWith('file:') ? fileURLToPath(m[1]!) : m[1]!;
+    // Frames in hermod (an export that is no endpoint is reported from endpointsOf) or a package
+    // (tsx, esbuild) would send the reader to code that is not theirs.
+    if (OWN.some((d) => file.startsWith(d)) || file.includes(`${path.sep}node_modules${path.sep}`)) continue;
+    return `${file}:${m[2]}${m[3] ? `:${m[3]}` : ''}`;
+  }
+  return undefined;
+}
+
+/**
+ * A load error in one line for a log message: esbuild's (TypeScript through tsx) begins with
+ * "Transform failed with 1 error:" and gives the reason on the next line, after its location.
+ */
+export function loadErrorMessage(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const [first = '', ...rest] = message.split('\n');
+  if (!/^Transform failed with \d+ errors?:$/.test(first) || rest.length === 0) return first;
+  return rest[0]!.replace(/^.*?: ERROR: /, '');
 }
 
 /**

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -328,11 +328,12 @@ cli('--workers 2: SIGTERM while the workers still load their modules stops them 
     for (const pid of pids()) if (alive(pid)) process.kill(pid, 'SIGKILL');
   }
 });
-cli('--workers 2: a killed primary lets the workers finish the calls they run, then they exit', async () => {
+/** hermod-gateway --workers 2 in front of a server whose `sleep` calls are counted as they start. */
+async function sleepyWorkers(tag: string) {
   const router = new Router({ port: 0 });
   const port = await router.start();
   const url = `amqp://127.0.0.1:${port}/`;
-  const topic = `orphan-${process.pid}`;
+  const topic = `${tag}-${process.pid}`;
   const st = await getTransport(url, { config: defaultConfig() });
   class Counted extends Users {
     sleeping = 0;
@@ -349,24 +350,57 @@ cli('--workers 2: a killed primary lets the workers finish the calls they run, t
   writeFileSync(file, JSON.stringify({ routes: userRoutes(topic), hermod: { log: { level: 'info' } } }));
   const gw = start(['--config-file', file, '--port', '0', '--transport-url', url, '--workers', '2']);
   const pids = () => [...gw.out.matchAll(/worker \d started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
+  return {
+    gw,
+    users,
+    pids,
+    /** Once both workers listen: a 1.5 s call through the gateway, resolved when it runs on the server. */
+    async sleeping() {
+      await until(() => (gw.out.match(/listening on http/g) ?? []).length === 2, 'both workers to listen', 15_000);
+      const base = /listening on (http:\/\/\S+)/.exec(gw.out)![1]!;
+      const call = http(base, 'POST', `/v1/${topic}/sleep`, { ms: 1500 });
+      await until(() => users.sleeping === 1, 'the call to reach the server', 5000);
+      return call;
+    },
+    async close() {
+      if (gw.child.exitCode === null) gw.child.kill('SIGKILL');
+      for (const pid of pids()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+      await server.stop();
+      await server.wait(500);
+      await st.close();
+      await router.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+cli('--workers 2: a killed primary lets the workers finish the calls they run, then they exit', async () => {
+  const w = await sleepyWorkers('orphan');
   try {
-    await until(() => (gw.out.match(/listening on http/g) ?? []).length === 2, 'both workers to listen', 15_000);
-    const base = /listening on (http:\/\/\S+)/.exec(gw.out)![1]!;
-    const call = http(base, 'POST', `/v1/${topic}/sleep`, { ms: 1500 });
-    await until(() => users.sleeping === 1, 'the call to reach the server', 5000);
-    process.kill(gw.child.pid!, 'SIGKILL');
+    const call = await w.sleeping();
+    process.kill(w.gw.child.pid!, 'SIGKILL');
     // node:cluster's own handler would exit the worker at once (status 0), cutting the call.
     const r = await call;
     assert.equal([r.status, r.json.result], [200, 1500]);
-    await until(() => pids().every((pid) => !alive(pid)), 'the workers to exit', 10_000);
-    assert.match(gw.out, /the primary is gone/);
+    await until(() => w.pids().every((pid) => !alive(pid)), 'the workers to exit', 10_000);
+    assert.match(w.gw.out, /the primary is gone/);
   } finally {
-    if (gw.child.exitCode === null) gw.child.kill('SIGKILL');
-    for (const pid of pids()) if (alive(pid)) process.kill(pid, 'SIGKILL');
-    await server.stop();
-    await server.wait(500);
-    await st.close();
-    await router.stop();
+    await w.close();
+  }
+});
+cli('--workers 2: Ctrl-C (SIGINT to the primary and each worker, as a terminal sends it) drains, nothing aborted', async () => {
+  const w = await sleepyWorkers('ctrl-c');
+  try {
+    const call = await w.sleeping();
+    w.gw.child.kill('SIGINT');
+    await until(() => (w.gw.out.match(/asked by the primary/g) ?? []).length === 2, 'both workers asked to stop', 5000);
+    // The group's signal after the primary's request: taken as a second signal, it cut the call.
+    for (const pid of w.pids()) process.kill(pid, 'SIGINT');
+    const r = await call;
+    assert.equal([r.status, r.json.result], [200, 1500]);
+    assert.is(await w.gw.exited, 0, w.gw.err);
+    assert.not.match(w.gw.out + w.gw.err, /again/);
+  } finally {
+    await w.close();
   }
 });
 cli('a misspelt key in the gateway file or its hermod section exits 2 naming it', async () => {

@@ -1,4 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -132,6 +133,21 @@ t('a bad option is a usage error (2)', async (ctx) => {
   const view = status(ctx, ['--refresh', 'soon']);
   assert.is(await view.exited, 2);
   assert.match(view.stderr(), /--refresh wants a positive number/);
+});
+
+t('an unreachable broker: each reconnect said on stderr (was silent until the connect gave up); --help names --config', async (ctx) => {
+  const closed = net.createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const port = (closed.address() as net.AddressInfo).port;
+  await new Promise((r) => closed.close(r));
+  const view = status({ ...ctx, url: `amqp://127.0.0.1:${port}/` }, ['--json']);
+  await until(() => view.stderr().includes(`reconnecting to 127.0.0.1:${port}`), 'a reconnect line', 8000);
+  assert.match(view.stderr(), /ECONNREFUSED/);
+  assert.is(view.snapshots.length, 0);
+  const help = spawnSync(process.execPath, [bin, 'status', '--help'], { encoding: 'utf8', timeout: 10_000 });
+  assert.is(help.status, 0, help.stderr);
+  assert.match(help.stdout, /--config key=value/);
+  assert.is(help.stderr, '');
 });
 
 t('beacons from peers are checked and bounded; the table shows no control characters', async (ctx) => {

@@ -108,7 +108,17 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
     writeFileSync(file, JSON.stringify({ services: { a: { ...ok, config: { 'rpc.responseTimeout': 'soon' } } } }));
     r = hermod(['run', 'hermod.config.json']);
     assert.is(r.status, 2, r.stderr);
-    assert.match(r.stderr, /services\.a: invalid value for rpc\.responseTimeout/);
+    assert.match(r.stderr, /invalid value for rpc\.responseTimeout \(from hermod\.config\.json: services\.a\.config\)/);
+    writeFileSync(file, JSON.stringify({ config: { 'rpc.responseTimeout': 'soon' }, services: { a: ok } }));
+    r = hermod(['run']);
+    assert.is(r.status, 2, r.stderr);
+    assert.match(r.stderr, /invalid value for rpc\.responseTimeout \(from hermod\.config\.json: config\)/);
+    // A --config or environment mistake is its own, not the run file's.
+    writeFileSync(file, JSON.stringify({ services: { a: ok } }));
+    r = hermod(['run', '--config', 'rpc.responseTimeout=soon']);
+    assert.is(r.status, 2, r.stderr);
+    assert.match(r.stderr, /invalid value for rpc\.responseTimeout \(from --config\)/);
+    assert.not.match(r.stderr, /hermod\.config\.json/);
     // A missing endpoints module: before any worker starts (was exit 1, or workers restarted forever).
     writeFileSync(file, JSON.stringify({ services: { a: { ...ok, endpoints: './nope.js' } } }));
     for (const args of [['run'], ['run', '--workers', '2'], ['run', '--watch']]) {
@@ -123,6 +133,11 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
     r = hermod(['run']);
     assert.is(r.status, 2);
     assert.match(r.stderr, /cannot read run file hermod\.config\.json/);
+    for (const args of [['--version'], ['-V'], ['run', '--version']]) {
+      r = hermod(args);
+      assert.is(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, /^\d+\.\d+\.\d+\S*\n$/);
+    }
     r = hermod(['statsu']);
     assert.is(r.status, 2);
     assert.match(r.stderr, /unknown command 'statsu'; did you mean 'status'\?/);

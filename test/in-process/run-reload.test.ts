@@ -182,7 +182,10 @@ t('a broken module keeps the old code serving and is logged with file and line; 
   before = reloader.stats();
   write(ctx, 'ep.js', 'export const nothing = 1;\n');
   await reloaded(reloader, before, 'failures');
-  assert.match(ctx.lines.filter((l) => l.level === 'error')[2]!.msg, /exports neither a default nor 'endpoints'/);
+  const err3 = ctx.lines.filter((l) => l.level === 'error')[2]!;
+  assert.match(err3.msg, /exports neither a default nor 'endpoints'/);
+  // The module, not hermod's own file that found it out.
+  assert.is(err3.fields.file, file);
 
   before = reloader.stats();
   endpoints(ctx, 4);
@@ -206,7 +209,10 @@ t('TypeScript modules and their TypeScript imports reload; type errors in syntax
   before = reloader.stats();
   const util = write(ctx, 'util.ts', "export const greet = (n: string): string => 'x ' + n;\nlet = ;\n");
   await reloaded(reloader, before, 'failures');
-  assert.match(String(ctx.lines.find((l) => l.level === 'error')!.fields.file), new RegExp(`^${util}:2:\\d+$`));
+  const err = ctx.lines.find((l) => l.level === 'error')!;
+  assert.match(String(err.fields.file), new RegExp(`^${util}:2:\\d+$`));
+  // esbuild's reason, not its "Transform failed with 1 error:" heading.
+  assert.match(err.msg, /util\.ts:2:\d+: Unexpected ";"; the previous code keeps serving$/, err.msg);
   assert.is(await client.call({}, 'hello', { name: 'a' }), 'bonjour a');
 });
 

@@ -107,6 +107,40 @@ t('a killed primary: each worker finishes the call it runs, then exits', async (
   );
 });
 
+t('Ctrl-C (SIGINT to the primary and each worker, as a terminal sends it): the workers drain, nothing aborted', async (ctx) => {
+  writeFileSync(
+    path.join(ctx.dir, 'ep.js'),
+    `export default (c) => ({
+  async whoami() { return { worker: c.worker, pid: process.pid }; },
+  async slow(_ctx, { ms }) { await new Promise((r) => setTimeout(r, ms)); return c.worker; },
+});
+`,
+  );
+  const topic = `run-i-${process.pid}`;
+  runFile(ctx, { work: { endpoints: './ep.js', topic, server: 'node', workers: 2 } });
+  const run = hermodRun([], ctx.dir);
+  ctx.procs.push(run);
+  await until(() => count(run, (l) => l.event === 'serving') === 2, `two workers serving (${run.err})`, 15_000);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 10_000 });
+  const pids = await Promise.all(
+    ['node-1', 'node-2'].map(async (server) => ((await client.prepare({ server }).call({}, 'whoami', {})) as { pid: number }).pid),
+  );
+  const slow = ['node-1', 'node-2'].map((server) => client.prepare({ server }).call({}, 'slow', { ms: 1500 }));
+  await sleep(300);
+  // The group's signal reaches a worker after the primary's stop request here (the order a busy
+  // machine can give): taken as a second signal, it aborted the calls.
+  run.child.kill('SIGINT');
+  await until(() => count(run, (l) => /^asked by the primary/.test(String(l.msg))) === 2, 'both workers asked to stop', 5000);
+  for (const pid of pids) process.kill(pid, 'SIGINT');
+  assert.equal((await Promise.all(slow)).sort(), [1, 2], 'both running calls answered');
+  assert.is(await run.exited, 0, run.err);
+  assert.is(
+    count(run, (l) => /again/.test(String(l.msg))),
+    0,
+    JSON.stringify(run.lines.filter((l) => /again/.test(String(l.msg)))),
+  );
+});
+
 t('--watch under load through the runner: 0 failed calls, a broken module keeps the old code, the fixed one loads', async (ctx) => {
   const write = (body: string) => writeFileSync(path.join(ctx.dir, 'ep.js'), body);
   const version = (v: number) => write(`export default { async v() { return ${v}; } };\n`);

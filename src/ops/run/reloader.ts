@@ -9,7 +9,7 @@ import { statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
-import { type EndpointContext, endpointsOf, importFresh, loadErrorLocation } from '../load-endpoints.js';
+import { type EndpointContext, endpointsOf, importFresh, loadErrorLocation, loadErrorMessage } from '../load-endpoints.js';
 import type { RunLogger } from './types.js';
 
 /** After a reload, when modification times are compared again (past chokidar's 50 ms change throttle). */
@@ -150,7 +150,7 @@ export class EndpointReloader {
     } catch (err) {
       this.counts.failures++;
       const where = (err as { location?: string }).location ?? this.specs[0];
-      this.log.error(`reload failed at ${where}: ${(err as Error).message.split('\n')[0]}; the previous code keeps serving`, {
+      this.log.error(`reload failed at ${where}: ${loadErrorMessage(err)}; the previous code keeps serving`, {
         ...this.fields,
         event: 'reload-failed',
         file: where,

@@ -30,6 +30,7 @@ export async function runStatus(argv: string[], config: HermodConfig = defaultCo
     .option('--once', 'listen for --wait ms, print once and exit')
     .option('--wait <ms>', 'with --once: how long to listen (ms)', (v) => positive('--wait', v), 6000)
     .option('--json', 'print JSON (one object per refresh) instead of a table')
+    .addHelpText('after', '\nAlso: --config key=value | --config key value, --config-file file.json, --help-config')
     .exitOverride();
   try {
     program.parse(argv, { from: 'user' });
