@@ -1,9 +1,10 @@
 // The README's hermod.config.json is examples/run/hermod.config.json, and it runs as written:
 // two workers of a JavaScript service and a TypeScript service, on the embedded router.
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultConfig, getTransport, RPCClient, Target } from '../../src/index.js';
@@ -11,6 +12,7 @@ import { parseRunSpec } from '../../src/ops/run/config.js';
 import { Router } from '../../src/router/router.js';
 import { until } from '../support/assert.js';
 
+const execFileAsync = promisify(execFile);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const example = path.join(root, 'examples', 'run', 'hermod.config.json');
 
@@ -54,6 +56,34 @@ test('the example runs: calc on two workers, greeter from TypeScript; SIGTERM ex
     );
     const greeter = new RPCClient(transport, new Target({ topic: 'greeter' }), { timeout: 5000 });
     assert.is(await greeter.call({}, 'hello', { name: 'operator' }), 'hello operator');
+    // The README's calls of the running example, each printing what its comment says.
+    const calls = /<!-- readme-example: run-calls -->\s*```sh\n([\s\S]*?)```/.exec(readFileSync(path.join(root, 'README.md'), 'utf8'));
+    assert.ok(calls, 'README has the marked run-calls block');
+    const lines = calls![1]!.split('\n').filter((l) => l.startsWith('rpc-client '));
+    assert.is(lines.length, 3);
+    for (const line of lines) {
+      const [command, expected] = line.split(/\s+# /) as [string, string];
+      // Not spawnSync: the router answering it runs in this process.
+      const r = await execFileAsync(
+        process.execPath,
+        [path.join(root, 'dist/bin/rpc-client.js'), ...command.trim().split(/\s+/).slice(1)],
+        {
+          encoding: 'utf8',
+          timeout: 15_000,
+          env: { ...process.env, HERMOD_TRANSPORT_URL: url },
+        },
+      ).catch((err: Error & { stderr?: string }) => {
+        throw new Error(`${command}: ${err.message} ${err.stderr}`);
+      });
+      const shown = r.stdout.replace(/\s+/g, ' ').trim();
+      const want = new RegExp(
+        `^${expected
+          .split('…')
+          .map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+          .join('.+')}$`,
+      );
+      assert.match(shown, want, `${command}: ${shown}`);
+    }
     child.kill('SIGTERM');
     assert.is(await exited, 0, out);
   } finally {
