@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { coerceArgs, fetchContract, needsContract, usage } from '../src/cli/contract-args.js';
 import { CLI_DEFAULT_URL, RPC_CLIENT_DEFAULTS } from '../src/cli/defaults.js';
-import { describeFailure, EXIT, type ExitStatus, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
+import { EXIT, type ExitStatus, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
 import { describeJobFailure, jobCommand, startJob } from '../src/cli/jobs-command.js';
 import { parseKeyValues } from '../src/cli/key-values.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
@@ -40,7 +40,10 @@ async function main(): Promise<void> {
       .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
       .option('--json', 'print results, the --repeat summary and errors as JSON')
       .option('--describe', "print the method's usage from its published contract, and call nothing"),
-    [CONFIG_HELP_LINE],
+    [
+      'Jobs: rpc-client job <token> [--wait [--timeout s] | --cancel] shows, follows or cancels a job --start began (rpc-client job --help)',
+      CONFIG_HELP_LINE,
+    ],
   )
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
@@ -70,6 +73,9 @@ async function main(): Promise<void> {
   const log = makeLogger(config, 'rpc-client', true);
   logConnectionState(log);
   if (o.wait && !o.start) program.error('error: --wait goes with --start (or: rpc-client job <token> --wait)');
+  // A cast has no answer, so no token to print: it would silently be a plain cast.
+  if (o.start && (o.cast || o.fanout))
+    program.error('error: --start makes a call that answers with a job token; not with --cast or --fanout');
   if (o.fanout && !o.cast) o.cast = true;
   let args = parseKeyValues(pairs);
   const ctx = parseKeyValues(o.context ?? []);
@@ -143,7 +149,8 @@ async function main(): Promise<void> {
         stats.latencies.push(performance.now() - t0);
       } catch (err) {
         stats.failed++;
-        const d = o.start ? describeJobFailure(err, method) : describeFailure(err, method);
+        // A plain call of a long method follows its job too: JobTimeout and ServerUnavailable are timeouts (3).
+        const d = describeJobFailure(err, method);
         status = d.status;
         if (stats.failed === 1 || d.status === EXIT.connect) {
           if (progress) process.stderr.write('\n');
@@ -165,7 +172,7 @@ async function main(): Promise<void> {
       if (stats.failed === 0) status = EXIT.ok;
     }
   } catch (err) {
-    const d = describeFailure(err, method);
+    const d = describeJobFailure(err, method);
     if (d.status === EXIT.other) throw err;
     printError(d, err);
     status = d.status;

@@ -108,9 +108,11 @@ async function main(): Promise<void> {
     target: {
       pending: () => {
         const { inFlight, queued, jobs } = server.stats();
+        const active = jobs.running + jobs.pending;
         const what = [
           inFlight + queued > 0 ? `${inFlight} in-flight request(s)` : '',
-          jobs.running + jobs.pending > 0 ? `${jobs.running + jobs.pending} job(s)` : '',
+          active > 0 ? `${active} job(s)${(o.stopJobs ?? config.jobs.stopStrategy) === 'abort' ? ' (cancelling them)' : ''}` : '',
+          jobs.uncollected > 0 ? `pollers to collect ${jobs.uncollected} ended job(s)` : '',
         ];
         return what.filter(Boolean).join(', ');
       },

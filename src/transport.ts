@@ -12,7 +12,7 @@ export { parseTransportUrl, redactUrl } from './config/transport-url.js';
 export interface TransportOptions {
   /** A complete configuration (from {@link loadConfig}); by default one is loaded from the environment. */
   config?: HermodConfig;
-  /** Dotted-key overrides applied over `config` (e.g. `{ 'rpc.responseTimeout': 5000 }`). */
+  /** Overrides applied over `config`: dotted keys (`{ 'rpc.responseTimeout': 5000 }`) or nested (`{ rpc: { responseTimeout: 5000 } }`). */
   overrides?: Record<string, unknown>;
 }
 
@@ -74,9 +74,9 @@ const DRIVERS: Record<TransportUrl['driver'], DriverFactory> = {
  * override the config's values for that driver.
  */
 export async function getTransport(url?: string, options: TransportOptions = {}): Promise<Transport> {
-  let config = options.config ?? loadConfig({ overrides: options.overrides ?? {} });
+  let config = options.config ?? loadConfig({ overrides: options.overrides ?? {}, overridesSource: 'getTransport overrides' });
   if (options.config && options.overrides) {
-    config = applyOverrides(options.config, options.overrides);
+    config = applyOverrides(options.config, options.overrides, 'getTransport overrides');
   }
   const parsed = parseTransportUrl(url ?? config.transportUrl);
   if (Object.keys(parsed.options).length > 0) config = applyOverrides(config, parsed.options);

@@ -7,8 +7,11 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import type { HermodConfig } from '../config/index.js';
 import { type Context, getTransport, type Job, type JobProgress, RPCClient, Target, type Transport } from '../index.js';
+import { CONFIG_HELP_LINE } from './config-args.js';
 import { CLI_DEFAULT_URL } from './defaults.js';
 import { describeFailure, EXIT, type ExitStatus, exitOnUsage } from './exit-codes.js';
+import { logConnectionState, makeLogger } from './log.js';
+import { applyLogFlags, commonOptions, type LogFlags, positiveSeconds } from './program.js';
 
 /** Exit status and text for job errors, on top of the RPC ones (`method`: as for {@link describeFailure}). */
 export function describeJobFailure(err: unknown, method?: string): { status: ExitStatus; text: string } {
@@ -26,14 +29,26 @@ export const progressLine = (p: JobProgress) => `${p.state}${pct(p.progress)}${p
 
 /**
  * Follows a job: each change of state or progress goes to stderr (rewritten in place on a
- * terminal), then the result to stdout.
+ * terminal), then the result to stdout. `timeoutMs` bounds the whole wait (JobTimeout; the job
+ * runs on), by default config `jobs.jobTimeout`.
  */
 async function follow(job: Job, json: boolean, timeoutMs: number | undefined): Promise<void> {
   const tty = process.stderr.isTTY;
-  for await (const p of job) process.stderr.write(tty ? `\r\x1b[K${progressLine(p)}` : `${progressLine(p)}\n`);
-  if (tty) process.stderr.write('\n');
-  const result = await job.result(timeoutMs === undefined ? {} : { timeout: timeoutMs });
-  process.stdout.write(`${json || typeof result !== 'string' ? JSON.stringify(result, null, json ? 0 : 2) : result}\n`);
+  let shown = false;
+  try {
+    const result = await job.result({
+      ...(timeoutMs === undefined ? {} : { timeout: timeoutMs }),
+      onProgress: (p) => {
+        shown = true;
+        process.stderr.write(tty ? `\r\x1b[K${progressLine(p)}` : `${progressLine(p)}\n`);
+      },
+    });
+    if (tty && shown) process.stderr.write('\n');
+    process.stdout.write(`${json || typeof result !== 'string' ? JSON.stringify(result, null, json ? 0 : 2) : result}\n`);
+  } catch (err) {
+    if (tty && shown) process.stderr.write('\n');
+    throw err;
+  }
 }
 
 /**
@@ -59,25 +74,44 @@ export async function startJob(
  * times), or `--wait` for its result with a progress display, or `--cancel`. The token is the
  * JSON `--start` printed, `@file` holding it, or `-` for stdin. Returns the exit status.
  */
-export async function jobCommand(argv: string[], config: HermodConfig): Promise<ExitStatus> {
-  const program = new Command('rpc-client job')
-    .description('Show, follow or cancel a job from its token')
-    .argument('<token>', 'the token --start printed (JSON), @file, or - for stdin')
-    .option('--wait', 'poll until the job ends, showing progress on stderr, then print its result')
-    .option('--cancel', 'ask the server to cancel the job')
-    .option('--timeout <seconds>', 'with --wait: give up after this long (the job runs on)', (v) => Number(v))
-    .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
-    .option('--json', 'print JSON')
+export async function jobCommand(argv: string[], loaded: HermodConfig): Promise<ExitStatus> {
+  const program = commonOptions(
+    new Command('rpc-client job')
+      .description('Show, follow or cancel a job from its token')
+      .argument('<token>', 'the token --start printed (JSON), @file, or - for stdin')
+      .option('--wait', 'poll until the job ends, showing progress on stderr, then print its result')
+      .option('--cancel', 'ask the server to cancel the job')
+      .option(
+        '--timeout <seconds>',
+        `with --wait: give up after this long, exit 3 (the job runs on; default jobs.jobTimeout, ${loaded.jobs.jobTimeout ? `${loaded.jobs.jobTimeout / 1000} s` : 'no bound'})`,
+        positiveSeconds,
+      )
+      .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
+      .option('--json', 'print the status, result and errors as JSON'),
+    [CONFIG_HELP_LINE],
+  )
     .exitOverride(exitOnUsage)
     .parse(argv, { from: 'user' });
-  const o = program.opts<{ wait?: boolean; cancel?: boolean; timeout?: number; transportUrl?: string; json?: boolean }>();
+  const o = program.opts<{ wait?: boolean; cancel?: boolean; timeout?: number; transportUrl?: string; json?: boolean } & LogFlags>();
+  if (o.wait && o.cancel) program.error('error: --wait and --cancel do not go together (cancel, then: rpc-client job <token> --wait)');
+  if (o.timeout !== undefined && !o.wait) program.error('error: --timeout goes with --wait');
+  const config = applyLogFlags(loaded, o);
+  // stdout is the status or result: logs (connection progress) go to stderr.
+  logConnectionState(makeLogger(config, 'rpc-client job', true));
+  const fail = (d: { status: ExitStatus; text: string }, err?: unknown) => {
+    process.stderr.write(
+      o.json
+        ? `${JSON.stringify({ error: { status: d.status, code: (err as { code?: string } | undefined)?.code ?? null, message: d.text } })}\n`
+        : `error: ${d.text}\n`,
+    );
+    return d.status;
+  };
   const raw = program.args[0]!;
   let text: string;
   try {
     text = raw === '-' ? readFileSync(0, 'utf8') : raw.startsWith('@') ? readFileSync(raw.slice(1), 'utf8') : raw;
   } catch (err) {
-    process.stderr.write(`error: cannot read the token: ${(err as Error).message}\n`);
-    return EXIT.usage;
+    return fail({ status: EXIT.usage, text: `cannot read the token: ${(err as Error).message}` });
   }
   let transport: Transport | undefined;
   try {
@@ -94,14 +128,12 @@ export async function jobCommand(argv: string[], config: HermodConfig): Promise<
       process.stdout.write(
         o.json
           ? `${JSON.stringify(s)}\n`
-          : `${s.method} ${s.state}${pct(s.progress)}${s.message ? ` ${s.message}` : ''}\n  job ${s.id} on ${job.token.server} (topic ${job.token.topic})\n  started ${s.startedAt}${s.endedAt ? `, ended ${s.endedAt}` : ''}${s.error ? `\n  error ${s.error.class}: ${s.error.message}` : ''}\n`,
+          : `${s.method} ${s.state}${pct(s.progress)}${s.message ? ` ${s.message}` : ''}\n  job ${s.id} on ${job.token.server} (topic ${job.token.topic})\n  ${s.startedAt ? `started ${s.startedAt}` : 'not started yet'}${s.endedAt ? `, ended ${s.endedAt}` : ''}${s.error ? `\n  error ${s.error.class}: ${s.error.message}` : ''}\n`,
       );
     }
     return EXIT.ok;
   } catch (err) {
-    const d = describeJobFailure(err);
-    process.stderr.write(`error: ${d.text}\n`);
-    return d.status;
+    return fail(describeJobFailure(err), err);
   } finally {
     await transport?.close();
   }

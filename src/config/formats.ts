@@ -31,6 +31,8 @@ export function parseSeconds(value: unknown): number {
 /** The TypeScript type of a value of each named format. */
 export interface FormatTypes {
   'duration-ms': number;
+  /** A duration in ms above 0: a delay or timeout where 0 would mean a busy loop or no wait at all. */
+  'duration-ms-positive': number;
   'duration-s': number;
   'int-range': number;
   'positive-int': number;
@@ -57,6 +59,12 @@ const FORMATS: { [K in keyof FormatTypes]: convict.Format } = {
   'duration-ms': {
     validate(value: unknown) {
       parseDuration(value);
+    },
+    coerce: (value: unknown) => (typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : parseDuration(value)),
+  },
+  'duration-ms-positive': {
+    validate(value: unknown) {
+      if (parseDuration(value) <= 0) throw new Error(`must be a duration above 0, such as 500ms, 30s or 2m, got ${JSON.stringify(value)}`);
     },
     coerce: (value: unknown) => (typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : parseDuration(value)),
   },

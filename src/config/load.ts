@@ -28,8 +28,13 @@ export interface ConfigSources {
   files?: string[];
   /** Environment to read `HERMOD_*` variables from; defaults to `process.env`. */
   env?: NodeJS.ProcessEnv;
-  /** Highest-priority values by dotted key (`rpc.responseTimeout`), e.g. from `--config`. */
+  /**
+   * Highest-priority values by dotted key (`rpc.responseTimeout`), e.g. from `--config`; nested
+   * objects (`{ jobs: { resultTtl: 5000 } }`) are read as in a file.
+   */
   overrides?: Record<string, unknown>;
+  /** Where `overrides` came from, for error messages. @default '--config' */
+  overridesSource?: string;
 }
 
 function flatten(obj: Record<string, unknown>, prefix = ''): Array<[string, unknown]> {
@@ -112,9 +117,10 @@ export function loadConfig(sources: ConfigSources = {}): HermodConfig {
       const value = env[envName(k)];
       if (value !== undefined) setKey(conf, k, value, `environment ${envName(k)}`);
     }
-    for (const [k, v] of Object.entries(sources.overrides ?? {})) {
-      assertKnownKey(k, '--config');
-      setKey(conf, k, v, '--config');
+    const from = sources.overridesSource ?? '--config';
+    for (const [k, v] of flatten(sources.overrides ?? {})) {
+      assertKnownKey(k, from);
+      setKey(conf, k, v, from);
     }
     conf.validate({ allowed: 'strict' });
   } catch (err) {
@@ -133,7 +139,7 @@ export function defaultConfig(): HermodConfig {
  * `config` with dotted-key `overrides` applied over it (`{ 'rpc.responseTimeout': 5000 }`),
  * validated like any other source; the environment is not read again.
  */
-export function applyOverrides(config: HermodConfig, overrides: Record<string, unknown>): HermodConfig {
+export function applyOverrides(config: HermodConfig, overrides: Record<string, unknown>, source = 'overrides'): HermodConfig {
   const flat: Record<string, unknown> = {};
   const walk = (o: Record<string, unknown>, p: string) => {
     for (const [k, v] of Object.entries(o)) {
@@ -143,5 +149,5 @@ export function applyOverrides(config: HermodConfig, overrides: Record<string, u
     }
   };
   walk(config as unknown as Record<string, unknown>, '');
-  return loadConfig({ env: {}, overrides: { ...flat, ...overrides } });
+  return loadConfig({ env: {}, layers: [{ source: 'the configuration given', values: flat }], overrides, overridesSource: source });
 }

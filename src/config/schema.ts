@@ -15,7 +15,7 @@ export interface Option<F extends Format = Format> {
 
 /**
  * Declares an option. `format` decides the option's type: `String` → string, `'bool'` →
- * boolean, `'duration-ms'`/`'duration-s'`/`'int-range'`/`'positive-int'` → number, `'string-list'` → string[],
+ * boolean, `'duration-ms'`/`'duration-ms-positive'`/`'duration-s'`/`'int-range'`/`'positive-int'` → number, `'string-list'` → string[],
  * and a list of values → their literal union (`['wait', 'fail']` → `'wait' | 'fail'`); the
  * default must be of that type.
  */
@@ -33,7 +33,7 @@ export const SCHEMA = {
   maxMessageSize: opt('positive-int', 16 * 1024 * 1024, 'Largest message sent or accepted, in bytes'),
   maxJsonDepth: opt('positive-int', 128, 'Deepest nesting of arrays and objects a received message may have (checked before parsing)'),
   rpc: {
-    responseTimeout: opt('duration-ms', 60_000, 'Default call timeout (rpc_response_timeout)'),
+    responseTimeout: opt('duration-ms-positive', 60_000, 'Default call timeout (rpc_response_timeout)'),
     callMonitorTimeout: opt('duration-ms', 0, 'Call-monitor timeout: a call fails after this long without a heartbeat; 0 = off'),
     serverConcurrency: opt('positive-int', 64, 'Requests a server runs at once; also its prefetch / link credit'),
     maxInFlight: opt('positive-int', 1024, 'Calls one client may have in flight'),
@@ -71,10 +71,10 @@ export const SCHEMA = {
       5_000,
       'How long a stopping server keeps answering polls for jobs that ended during the stop and were not collected yet',
     ),
-    pollInterval: opt('duration-ms', 100, "First delay between a client's polls of a job; grows by 1.5 up to pollMax"),
-    pollMax: opt('duration-ms', 2_000, 'Cap of the delay between polls of a job'),
+    pollInterval: opt('duration-ms-positive', 100, "First delay between a client's polls of a job; grows by 1.5 up to pollMax"),
+    pollMax: opt('duration-ms-positive', 2_000, 'Cap of the delay between polls of a job'),
     pollTimeout: opt(
-      'duration-ms',
+      'duration-ms-positive',
       10_000,
       'Timeout of one poll; a server that does not answer one fails the job wait with ServerUnavailable',
     ),
@@ -125,10 +125,10 @@ export const SCHEMA = {
       0,
       "x-expires of each server's own <topic>.<server> queue: removed this long after its last consumer left; 0 = off (kept, as oslo's)",
     ),
-    retryInterval: opt('duration-ms', 1_000, 'First reconnect delay'),
+    retryInterval: opt('duration-ms-positive', 1_000, 'First reconnect delay'),
     retryBackoff: opt('positive-int', 2, 'Factor the reconnect delay grows by after each failure (capped at intervalMax, ±25% jitter)'),
-    intervalMax: opt('duration-ms', 30_000, 'Cap of the reconnect delay'),
-    connectTimeout: opt('duration-ms', 10_000, 'TCP connect and AMQP handshake timeout'),
+    intervalMax: opt('duration-ms-positive', 30_000, 'Cap of the reconnect delay'),
+    connectTimeout: opt('duration-ms-positive', 10_000, 'TCP connect and AMQP handshake timeout'),
     loginMethod: opt(['AMQPLAIN', 'PLAIN'], 'AMQPLAIN', "SASL mechanism (oslo's rabbit_login_method)"),
     mandatoryRequests: opt(
       'bool',
@@ -177,8 +177,8 @@ export const SCHEMA = {
       60_000,
       'AMQP idle timeout: a peer silent this long (no frames, no heartbeats) is taken for dead and the connection re-made; 0 = off',
     ),
-    retryInterval: opt('duration-ms', 1_000, 'First reconnect delay'),
-    intervalMax: opt('duration-ms', 30_000, 'Cap of the reconnect delay'),
+    retryInterval: opt('duration-ms-positive', 1_000, 'First reconnect delay'),
+    intervalMax: opt('duration-ms-positive', 30_000, 'Cap of the reconnect delay'),
     containerName: opt(String, '', 'Container id on Open; empty = generated'),
   },
   tls: {

@@ -73,6 +73,14 @@ define(InvalidTarget, 'HERMOD_ERR_INVALID_TARGET');
 export class InvalidArgument extends HermodError {}
 define(InvalidArgument, 'HERMOD_ERR_INVALID_ARGUMENT');
 
+/** Throws {@link InvalidArgument} unless `value` (an option named `name`) is undefined or a number of ms ≥ 0 (> 0 without `allowZero`). */
+export function assertMs(name: string, value: number | undefined, allowZero: boolean): void {
+  if (value === undefined) return;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
+    throw new InvalidArgument(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} number of milliseconds, got ${value}`);
+  }
+}
+
 /** A value could not be encoded for the wire (BigInt, a cycle, ...). */
 export class SerializationError extends HermodError {}
 define(SerializationError, 'HERMOD_ERR_SERIALIZATION');

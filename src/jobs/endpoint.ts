@@ -1,3 +1,4 @@
+import { InvalidArgument } from '../core/errors.js';
 import type { Context } from '../core/serializer.js';
 import { Target } from '../core/target.js';
 import { InvalidJobToken, JobCancelled, JobFinished, JobLost, JobNotFound, JobPending } from './errors.js';
@@ -70,7 +71,8 @@ export class JobsEndpoint {
   async jobs(_ctx: Context, args: { state?: unknown }): Promise<JobStatusDict[]> {
     const state = args?.state;
     if (state !== undefined && state !== null && !STATES.has(state as JobState)) {
-      throw new InvalidJobToken(`state must be one of ${[...STATES].join(', ')}, got ${JSON.stringify(state)}`);
+      // A bad filter is a bad argument, not a bad token.
+      throw new InvalidArgument(`state must be one of ${[...STATES].join(', ')}, got ${JSON.stringify(state)?.slice(0, 80)}`);
     }
     return this.#store
       .list()

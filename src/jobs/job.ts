@@ -45,9 +45,21 @@ export class Job<R = unknown> implements AsyncIterable<JobProgress> {
   /**
    * Waits for the job's end and resolves with its result, or rejects with its error,
    * JobCancelled, ServerUnavailable, or JobTimeout after `timeout` ms (default config `jobs.jobTimeout`).
+   * `onProgress` sees each change of state or progress on the way, as iterating the job would.
    */
-  async result(options: { timeout?: number } = {}): Promise<R> {
-    return this.deserialize(await this.poller.result(options.timeout)) as R;
+  async result(options: { timeout?: number; onProgress?: (p: JobProgress) => void } = {}): Promise<R> {
+    const { onProgress } = options;
+    let last = '';
+    const onStatus =
+      onProgress &&
+      ((s: JobStatus) => {
+        const p: JobProgress = { state: s.state, progress: s.progress, message: s.message };
+        const key = JSON.stringify(p);
+        if (key === last) return;
+        last = key;
+        onProgress(p);
+      });
+    return this.deserialize(await this.poller.result(options.timeout, onStatus)) as R;
   }
 
   /** Asks the server to cancel the job (cooperative); resolves with its status. JobFinished if it had ended. */

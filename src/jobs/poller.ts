@@ -92,8 +92,14 @@ export class JobPoller {
       return await this.call(this.target, this.ctx, method, { job_id: t.job_id, instance: t.instance }, Math.max(1, timeoutMs));
     } catch (err) {
       if (err instanceof MessagingTimeout || err instanceof MessageUndeliverable) {
+        // Undeliverable comes at once (the broker returned the poll: nothing receives that server's
+        // messages), so no timeout was waited out.
+        const what =
+          err instanceof MessageUndeliverable
+            ? `could not be sent a poll of job ${t.job_id} (${t.method}): nothing receives its messages`
+            : `did not answer a poll of job ${t.job_id} (${t.method}) within ${Math.round(timeoutMs)} ms`;
         throw new ServerUnavailable(
-          `server ${t.server} (topic ${t.topic}) did not answer a poll of job ${t.job_id} (${t.method}) within ${Math.round(timeoutMs)} ms: it is stopped, restarting or unreachable; the job's outcome is unknown`,
+          `server ${t.server} (topic ${t.topic}) ${what}: it is stopped, restarting or unreachable; the job's outcome is unknown`,
           { cause: err },
         );
       }

@@ -82,6 +82,13 @@ export class JobRunner {
     return this.store.pending;
   }
 
+  /** Jobs that ended during a stop and whose outcome no poller has read yet (the stop lingers for them). */
+  get uncollected(): number {
+    let n = 0;
+    for (const r of this.endedDuringStop) if (!r.collected && this.store.get(r.id) === r) n++;
+    return n;
+  }
+
   /**
    * Runs one call. Resolves with its result, or with a job token when it became a job; rejects
    * with its error, or TooManyJobs for a long method beyond `jobs.max` (which then never starts).
@@ -242,7 +249,7 @@ export class JobRunner {
     const completed = this.endedDuringStop.size;
     const aborted = this.forceEnd(`server ${this.o.server} stopped before the job finished`);
     const lingerEnd = Math.min(Date.now() + this.o.stopLinger, Math.max(end, Date.now()) + ABORT_GRACE_MS);
-    while (Date.now() < lingerEnd && [...this.endedDuringStop].some((r) => !r.collected && this.store.get(r.id) === r)) {
+    while (Date.now() < lingerEnd && this.uncollected > 0) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     return { completed, aborted };

@@ -2,7 +2,7 @@ import { type ContractProxy, type Contracts, contractsOf } from '../contracts/co
 import { checkArgs, compileContracts } from '../contracts/validator.js';
 import { ContractViolation } from '../contracts/violation.js';
 import { type CallEvent, channels, publish } from '../core/diagnostics.js';
-import { InvalidArgument, RPCVersionCapError } from '../core/errors.js';
+import { assertMs, InvalidArgument, RPCVersionCapError } from '../core/errors.js';
 import { Semaphore } from '../core/semaphore.js';
 import { type Context, NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { Target, type TargetOverrides, versionIsCompatible } from '../core/target.js';
@@ -90,13 +90,6 @@ interface Resolved {
   followJobs: boolean;
 }
 
-function checkMs(name: string, value: number | undefined, allowZero: boolean): void {
-  if (value === undefined) return;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
-    throw new InvalidArgument(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} number of milliseconds, got ${value}`);
-  }
-}
-
 /**
  * Sends calls (with a reply) and casts (without) to a target. `prepare()` returns a copy
  * with some target fields or options changed; copies share the in-flight bound.
@@ -114,9 +107,9 @@ export class RPCClient {
   ) {
     if (!(target instanceof Target)) throw new InvalidArgument('RPCClient needs a Target');
     const conf = transport.config.rpc;
-    checkMs('timeout', options.timeout, false);
-    checkMs('callMonitorTimeout', options.callMonitorTimeout, true);
-    checkMs('jobTimeout', options.jobTimeout, true);
+    assertMs('timeout', options.timeout, false);
+    assertMs('callMonitorTimeout', options.callMonitorTimeout, true);
+    assertMs('jobTimeout', options.jobTimeout, true);
     if (options.versionCap !== undefined && !/^\d+\.\d+(\.\d+)?$/.test(options.versionCap)) {
       throw new InvalidArgument(`versionCap must look like 'X.Y', got ${JSON.stringify(options.versionCap)}`);
     }
@@ -216,9 +209,9 @@ export class RPCClient {
    */
   async call<R = unknown>(ctx: Context, method: string, args?: Record<string, unknown>, options: CallOptions = {}): Promise<R> {
     this.target.assertCallable();
-    checkMs('timeout', options.timeout, false);
-    checkMs('callMonitorTimeout', options.callMonitorTimeout, true);
-    checkMs('jobTimeout', options.jobTimeout, true);
+    assertMs('timeout', options.timeout, false);
+    assertMs('callMonitorTimeout', options.callMonitorTimeout, true);
+    assertMs('jobTimeout', options.jobTimeout, true);
     const reply = await this.callOnce(ctx, method, args, options);
     if (!this.opts.followJobs || !isJobToken(reply)) return this.opts.serializer.deserializeEntity(ctx, reply) as R;
     return this.jobOf<R>(parseJobToken(reply), ctx).result({ timeout: options.jobTimeout ?? this.opts.jobTimeout });

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { channels, publish, type ServerRequestEvent } from '../core/diagnostics.js';
-import { ClosedError, InvalidArgument } from '../core/errors.js';
+import { assertMs, ClosedError, InvalidArgument } from '../core/errors.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { Target } from '../core/target.js';
 import { ABORT_GRACE_MS, type WaitResult, WorkPool } from '../core/work-pool.js';
@@ -61,8 +61,12 @@ export interface ServerStats {
   queued: number;
   /** Requests ended by a stop deadline or abort(); their callers got ServerStopped. */
   aborted: number;
-  /** Jobs running now, waiting for a slot, and all held (with finished ones kept for `jobs.resultTtl`). */
-  jobs: { running: number; pending: number; held: number };
+  /**
+   * Jobs running now, waiting for a slot, and all held (with finished ones kept for `jobs.resultTtl`);
+   * `uncollected`: during a stop, jobs that ended and whose outcome no poller has read yet (the
+   * stop keeps answering polls for them, up to `jobs.stopLinger`).
+   */
+  jobs: { running: number; pending: number; held: number; uncollected: number };
 }
 
 /** `draining`: stopped for new work, still answering job polls while jobs end. */
@@ -103,6 +107,8 @@ export class RPCServer {
     target.assertListenable();
     this.target = target;
     const conf = transport.config.rpc;
+    // 0 is "a token at once"; a negative or NaN one made every method a job after a tick.
+    assertMs('deferAfter', options.deferAfter, true);
     this.concurrency = options.concurrency ?? conf.serverConcurrency;
     this.pool = new WorkPool(this.concurrency);
     const introspect = (options.introspection ?? conf.introspection) && Array.isArray(endpoints) && endpoints.length > 0;
@@ -169,7 +175,12 @@ export class RPCServer {
       inFlight,
       queued,
       aborted,
-      jobs: { running: this.jobs.active - this.jobs.pending, pending: this.jobs.pending, held: this.jobs.store.size },
+      jobs: {
+        running: this.jobs.active - this.jobs.pending,
+        pending: this.jobs.pending,
+        held: this.jobs.store.size,
+        uncollected: this.jobs.uncollected,
+      },
     };
   }
 

@@ -111,6 +111,47 @@ t('--start --wait prints the token, follows progress on stderr, prints the resul
   assert.match(lone.stderr, /--wait goes with --start/);
 });
 
+t(
+  'a bounded wait: job --wait --timeout and a call past jobs.jobTimeout exit 3 (JobTimeout) while the job runs on; bad combinations exit 2',
+  async (ctx) => {
+    const started = await cli(ctx, ['img', 'resize', 'ms=8000', 'steps=4', '--start']);
+    assert.is(started.code, 0, started.stderr);
+    const token = started.stdout.trim();
+    // Both at once (each CLI takes a second or more to start on a loaded machine): the job lasts 8 s.
+    const t0 = performance.now();
+    const [bounded, call] = await Promise.all([
+      cli(ctx, ['job', token, '--wait', '--timeout', '1', '--json', '--quiet']),
+      // Was exit 6 (an unmapped error) for a plain call, and --timeout was applied only after the
+      // progress loop had followed the job to its end.
+      cli(ctx, ['img', 'resize', 'ms=8000', '--config', 'jobs.jobTimeout=1s']),
+    ]);
+    const took = performance.now() - t0;
+    assert.is(bounded.code, 3, bounded.stderr);
+    const err = JSON.parse(bounded.stderr.trim().split('\n').at(-1)!);
+    assert.is(err.error.code, 'HERMOD_ERR_JOB_TIMEOUT', bounded.stderr);
+    assert.is(err.error.status, 3);
+    assert.is(bounded.stdout, '');
+    assert.is(call.code, 3, call.stderr);
+    assert.match(call.stderr, /error: timeout: job [0-9a-f]{32} \(resize\) .* did not end within 1000 ms/);
+    assert.ok(took < 7000, `both gave up before the job's end (${took.toFixed(0)} ms)`);
+    const still = await cli(ctx, ['job', token]);
+    assert.match(still.stdout, /^resize running/, 'the job runs on');
+
+    for (const [args, message] of [
+      [['job', token, '--wait', '--timeout', 'abc'], /--timeout.*needs a number of seconds > 0/],
+      [['job', token, '--wait', '--timeout', '-1'], /needs a number of seconds > 0/],
+      [['job', token, '--timeout', '1'], /--timeout goes with --wait/],
+      [['job', token, '--wait', '--cancel'], /--wait and --cancel do not go together/],
+      [['img', 'resize', '--start', '--cast'], /--start .* not with --cast or --fanout/],
+      [['img', 'resize', '--start', '--fanout'], /--start .* not with --cast or --fanout/],
+    ] as Array<[string[], RegExp]>) {
+      const r = await cli(ctx, args);
+      assert.is(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+    }
+  },
+);
+
 t('bad tokens exit 2 (usage); an unknown job exits 1 with JobNotFound', async (ctx) => {
   const bad = await cli(ctx, ['job', '{"hermod_job":1}']);
   assert.is(bad.code, 2);

@@ -114,6 +114,8 @@ t('--stop-jobs abort: the job is cancelled at once, its poller reads cancelled',
   // The method stopped on its signal by itself: nothing was left running at the deadline.
   assert.is(code, 0, s.log());
   assert.ok(at - t0 < 3000, `exit ${(at - t0).toFixed(0)} ms after SIGTERM, not at the 10 s deadline`);
+  // Said as what happens (was "finishing 1 job(s)").
+  assert.match(s.log(), /SIGTERM: no new work; finishing 1 job\(s\) \(cancelling them\)/);
   console.log(`    abort: cancelled ${tResult.toFixed(0)} ms after SIGTERM, exit ${(at - t0).toFixed(0)} ms after it`);
 });
 

@@ -510,7 +510,7 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     await rejects(new RPCServer(tr, new Target({ topic: 'a', server: 'b' }), [{}]).start(), 'HERMOD_ERR_CLOSED');
   });
 
-  t('server construction checks its target, endpoints and concurrency', async (ctx) => {
+  t('server construction checks its target, endpoints, concurrency and deferAfter', async (ctx) => {
     await rejects(() => new RPCServer(ctx.transport, new Target({ topic: 't' }), [{}]), 'HERMOD_ERR_INVALID_TARGET', /server name/);
     await rejects(() => new RPCServer(ctx.transport, new Target({ topic: 't', server: 's' }), []), 'HERMOD_ERR_INVALID_ARGUMENT');
     await rejects(
@@ -519,6 +519,14 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
       /concurrency/,
     );
     await rejects(() => new RPCServer(ctx.transport, {} as Target, [{}]), 'HERMOD_ERR_INVALID_ARGUMENT');
+    // A negative or NaN deferAfter made every method a job after a tick.
+    for (const deferAfter of [-1, Number.NaN, 'abc' as unknown as number]) {
+      await rejects(
+        () => new RPCServer(ctx.transport, new Target({ topic: 't', server: 's' }), [{}], { deferAfter }),
+        'HERMOD_ERR_INVALID_ARGUMENT',
+        /deferAfter must be a non-negative number of milliseconds/,
+      );
+    }
   });
 
   return t;

@@ -14,7 +14,9 @@ const t = suite('config messages');
 const load = (overrides: Record<string, unknown>, env: NodeJS.ProcessEnv = {}) => loadConfig({ env, overrides });
 
 t('every duration key takes 30s, 2m and a bare number in its unit', () => {
-  const durations = OPTIONS.filter(([, o]) => o.format === 'duration-ms' || o.format === 'duration-s');
+  const durations = OPTIONS.filter(
+    ([, o]) => o.format === 'duration-ms' || o.format === 'duration-ms-positive' || o.format === 'duration-s',
+  );
   assert.ok(
     durations.some(([k]) => k === 'rabbit.heartbeat'),
     'rabbit.heartbeat is a duration key',
@@ -36,6 +38,52 @@ t('a heartbeat is whole seconds: 1500ms is refused, saying so', async () => {
   await rejects(() => load({ 'rabbit.heartbeat': '1500ms' }), 'HERMOD_ERR_CONFIG', /rabbit\.heartbeat.*whole seconds.*"1500ms"/);
   assert.is(load({ 'rabbit.heartbeat': '2000ms' }).rabbit.heartbeat, 2);
   await rejects(() => load({ 'rabbit.heartbeat': 'soon' }), 'HERMOD_ERR_CONFIG', /rabbit\.heartbeat \(from --config\): must be a duration/);
+});
+
+t('a delay or timeout that cannot be 0 refuses 0 (a poll of 1 ms, a reconnect loop without pause); "0 = off" keys take it', async () => {
+  const positive = OPTIONS.filter(([, o]) => o.format === 'duration-ms-positive').map(([k]) => k);
+  for (const key of [
+    'jobs.pollTimeout',
+    'jobs.pollInterval',
+    'jobs.pollMax',
+    'rabbit.retryInterval',
+    'amqp1.intervalMax',
+    'rpc.responseTimeout',
+  ])
+    assert.ok(positive.includes(key), key);
+  for (const key of positive) {
+    await rejects(
+      () => load({ [key]: '0' }),
+      'HERMOD_ERR_CONFIG',
+      new RegExp(`${key.replace('.', '\\.')} \\(from --config\\): must be a duration above 0, such as 500ms, 30s or 2m, got 0$`),
+    );
+    await rejects(() => load({ [key]: '0s' }), 'HERMOD_ERR_CONFIG', /above 0/);
+  }
+  assert.is(load({ 'rpc.callMonitorTimeout': 0, 'jobs.jobTimeout': '0' }).rpc.callMonitorTimeout, 0);
+});
+
+t('getTransport overrides: nested or dotted, a mistake named as theirs (not --config)', async () => {
+  const { getTransport } = await import('../../src/index.js');
+  const { defaultConfig } = await import('../../src/config/index.js');
+  const a = await getTransport('memory://cfg-nested', { overrides: { jobs: { resultTtl: 5000 } } });
+  assert.is(a.config.jobs.resultTtl, 5000);
+  await a.close();
+  const b = await getTransport('memory://cfg-nested', {
+    config: defaultConfig(),
+    overrides: { jobs: { resultTtl: 7000 }, 'rpc.responseTimeout': 100 },
+  });
+  assert.equal([b.config.jobs.resultTtl, b.config.rpc.responseTimeout], [7000, 100]);
+  await b.close();
+  await rejects(
+    () => getTransport('memory://cfg-nested', { overrides: { jobs: { resultTtll: 5 } } }),
+    'HERMOD_ERR_CONFIG',
+    /unknown configuration key 'jobs\.resultTtll' \(from getTransport overrides\); did you mean 'jobs\.resultTtl'/,
+  );
+  await rejects(
+    () => getTransport('memory://cfg-nested', { config: defaultConfig(), overrides: { 'jobs.resultTtl': 'x' } }),
+    'HERMOD_ERR_CONFIG',
+    /jobs\.resultTtl \(from getTransport overrides\)/,
+  );
 });
 
 t('unknown keys: a close typo gets its key suggested, a far miss gets none', async () => {
