@@ -14,7 +14,15 @@ if (process.argv[2] === 'passwd') {
   await passwd();
 }
 
-const seconds = (v: string) => Math.round(Number(v) * 1000);
+/** A commander parser: seconds (decimals allowed) ≥ 0, or > 0 without `zero`, into ms. */
+const seconds =
+  (zero: boolean) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0 || (!zero && n === 0))
+      throw new InvalidArgumentError(`needs a number of seconds ${zero ? '≥' : '>'} 0.`);
+    return Math.round(n * 1000);
+  };
 const port = (v: string) => {
   if (!/^\d{1,5}$/.test(v) || Number(v) > 65535) throw new InvalidArgumentError('expected a TCP port, 0-65535.');
   return Number(v);
@@ -48,14 +56,14 @@ const program = commonOptions(
     .option('--max-sessions <n>', 'sessions per connection at most', Number, 64)
     .option('--max-links <n>', 'links per connection at most', Number, 1000)
     .option('--max-message-size <bytes>', 'largest message accepted', Number, 16 * 1024 * 1024)
-    .option('--handshake-timeout <seconds>', 'time from connect to AMQP open (TLS and SASL included)', seconds, 5000)
+    // Defaults applied below, not here: commander would print them in ms beside "<seconds>".
+    .option('--handshake-timeout <seconds>', 'time from connect to AMQP open (TLS and SASL included; default 5 s)', seconds(false))
     .option(
       '--idle-timeout <seconds>',
-      'idle timeout advertised to peers (0 = none); silent peers are closed after twice that',
-      seconds,
-      16000,
+      'idle timeout advertised to peers (0 = none; default 16 s); silent peers are closed after twice that',
+      seconds(true),
     )
-    .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long closing the connections may take (default 5 s)', '5'),
+    .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long closing the connections may take (default 5 s)'),
   [
     'hermod-router passwd <file> <user>   sets a password in a users file (read from stdin, or prompted)',
     '--quiet still prints the listening line. Connections opening and closing are logged at info.',
@@ -77,9 +85,9 @@ const o = program.opts<
     maxSessions: number;
     maxLinks: number;
     maxMessageSize: number;
-    handshakeTimeout: number;
-    idleTimeout: number;
-    shutdownTimeout: string;
+    handshakeTimeout?: number;
+    idleTimeout?: number;
+    shutdownTimeout?: string;
   } & LogFlags
 >();
 const logConfig = applyLogFlags(loaded.config, o);
@@ -107,8 +115,8 @@ try {
     maxSessions: o.maxSessions,
     maxLinks: o.maxLinks,
     maxMessageSize: o.maxMessageSize,
-    handshakeTimeout: o.handshakeTimeout,
-    idleTimeout: o.idleTimeout,
+    handshakeTimeout: o.handshakeTimeout ?? 5000,
+    idleTimeout: o.idleTimeout ?? 16_000,
   });
 } catch (err) {
   process.stderr.write(`error: ${(err as Error).message}\n`);

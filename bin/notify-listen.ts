@@ -99,7 +99,9 @@ async function main(): Promise<void> {
   }
   for (const p of priorities) {
     endpoint[p] = (ctx: Context, publisherId: string, eventType: string, payload: unknown, metadata: NotificationMetadata) => {
-      if (shutdown.stopping) return 'requeue';
+      // Past --count before the stop begins: queued notifications come in a burst (the prefetch),
+      // and each one after the count goes back to the queue for the next listener.
+      if (shutdown.stopping || (o.count !== undefined && seen >= o.count)) return 'requeue';
       const line = o.json
         ? JSON.stringify({ priority: p, publisher_id: publisherId, event_type: eventType, payload, context: ctx, ...metadata })
         : `${metadata.timestamp ?? ''} ${p.toUpperCase()} ${publisherId} ${eventType} ${JSON.stringify(payload)}`;

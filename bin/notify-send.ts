@@ -24,13 +24,12 @@ async function main(): Promise<void> {
       .option('--exchange <exchange>', 'exchange (default the control exchange)')
       .option('--payload <json>', 'the whole payload as JSON')
       .option('--context <key=value...>', 'context entries (oslo keeps only its safe keys)')
-      .option('--driver <driver>', 'messagingv2 (default), messaging (1.0 bodies), log')
+      .option('--driver <driver>', 'messagingv2 (default), messaging (1.0 bodies), log, noop, routing (notifications.routingConfig)')
       .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
       .option(
         '--timeout <seconds>',
         `give up (exit 3) when the broker has not taken it by then; through a router, a listener must take it (default ${DEFAULT_TIMEOUT_S} s)`,
         positiveSeconds,
-        DEFAULT_TIMEOUT_S,
       ),
     [CONFIG_HELP_LINE],
   )
@@ -47,7 +46,7 @@ async function main(): Promise<void> {
       context?: string[];
       driver?: string;
       transportUrl?: string;
-      timeout: number;
+      timeout?: number;
     } & LogFlags
   >();
   const config = applyLogFlags(loaded, o);
@@ -70,7 +69,7 @@ async function main(): Promise<void> {
     const sent = notifier.notify(parseKeyValues(o.context ?? []), eventType!, payload, o.priority.toLowerCase() as Priority);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), o.timeout * 1000);
+      timer = setTimeout(() => resolve('timeout'), (o.timeout ?? DEFAULT_TIMEOUT_S) * 1000);
     });
     const waiting = setTimeout(() => log.info('waiting for the broker to take it (through a router: for a listener)…'), 1000);
     const outcome = await Promise.race([sent, timedOut]).finally(() => {
@@ -80,7 +79,7 @@ async function main(): Promise<void> {
     if (outcome === 'timeout') {
       sent.catch(() => {});
       process.stderr.write(
-        `error: timeout: not taken within ${o.timeout} s (nobody listening on ${(o.topic ?? config.notifications.topics).map((t) => `${t}.${o.priority.toLowerCase()}`).join(', ')}?)\n`,
+        `error: timeout: not taken within ${o.timeout ?? DEFAULT_TIMEOUT_S} s (nobody listening on ${(o.topic ?? config.notifications.topics).map((t) => `${t}.${o.priority.toLowerCase()}`).join(', ')}?)\n`,
       );
       process.exitCode = EXIT.timeout;
       return;

@@ -34,7 +34,9 @@ export interface FormatTypes {
   /** A duration in ms above 0: a delay or timeout where 0 would mean a busy loop or no wait at all. */
   'duration-ms-positive': number;
   'duration-s': number;
+  /** An integer from -1 (a retry count: -1 forever, 0 none, N). */
   'int-range': number;
+  'non-negative-int': number;
   'positive-int': number;
   'string-list': string[];
   bool: boolean;
@@ -76,7 +78,15 @@ const FORMATS: { [K in keyof FormatTypes]: convict.Format } = {
   },
   'int-range': {
     validate(value: unknown) {
-      if (!Number.isInteger(value)) throw new Error(`must be an integer, got ${JSON.stringify(value)}`);
+      if (!Number.isInteger(value) || (value as number) < -1)
+        throw new Error(`must be -1 (forever), 0 (none) or a number of attempts, got ${JSON.stringify(value)}`);
+    },
+    coerce: (value: unknown) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value),
+  },
+  'non-negative-int': {
+    validate(value: unknown) {
+      if (!Number.isInteger(value) || (value as number) < 0)
+        throw new Error(`must be an integer of 0 or more, got ${JSON.stringify(value)}`);
     },
     coerce: (value: unknown) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value),
   },

@@ -15,7 +15,7 @@ export interface Option<F extends Format = Format> {
 
 /**
  * Declares an option. `format` decides the option's type: `String` → string, `'bool'` →
- * boolean, `'duration-ms'`/`'duration-ms-positive'`/`'duration-s'`/`'int-range'`/`'positive-int'` → number, `'string-list'` → string[],
+ * boolean, `'duration-ms'`/`'duration-ms-positive'`/`'duration-s'`/`'int-range'`/`'non-negative-int'`/`'positive-int'` → number, `'string-list'` → string[],
  * and a list of values → their literal union (`['wait', 'fail']` → `'wait' | 'fail'`); the
  * default must be of that type.
  */
@@ -90,7 +90,7 @@ export const SCHEMA = {
     retry: opt('int-range', -1, 'Connection-failure retries of a notification: -1 forever, 0 none, N'),
     routingConfig: opt(String, '', "JSON file of the routing driver's groups (oslo's routing_config)"),
     allowRequeue: opt('bool', false, "Listener endpoints may requeue (oslo's allow_requeue); otherwise a requeue counts as handled"),
-    redeliveryLimit: opt('int-range', 5, 'Requeues of one notification (by message_id) before it is dropped'),
+    redeliveryLimit: opt('non-negative-int', 5, 'Requeues of one notification (by message_id) before it is dropped'),
   },
   rabbit: {
     heartbeat: opt('duration-s', 60, 'AMQP heartbeat in seconds, or 30s, 2m (heartbeat_timeout_threshold); 0 = off'),
@@ -156,7 +156,7 @@ export const SCHEMA = {
       "Each call request carries its time left as a per-message expiration, as oslo's do (false: a request waits in its queue until a server takes it, even after its caller gave up; less broker work per call)",
     ),
     haQueues: opt('bool', false, 'x-ha-policy: all on topic, server, reply and fanout queues (rabbit_ha_queues)'),
-    quorumDeliveryLimit: opt('int-range', 0, 'x-delivery-limit of quorum queues; 0 = unset'),
+    quorumDeliveryLimit: opt('non-negative-int', 0, 'x-delivery-limit of quorum queues; 0 = unset'),
   },
   amqp1: {
     addressingMode: opt(

@@ -81,12 +81,22 @@ export class Notifier {
     const conf = transport.config.notifications;
     this.publisherId = options.publisherId;
     this.drivers = options.driver === undefined ? conf.driver : Array.isArray(options.driver) ? options.driver : [options.driver];
+    // Named as the user set it: the option, or the config key (its value may come from a file,
+    // the environment or --config).
+    const driverFrom = options.driver === undefined ? 'config notifications.driver' : "the Notifier's driver option";
     for (const d of this.drivers) {
       if (!DRIVERS.has(d))
-        throw new ConfigError(`unknown notification driver '${d}'; use one of ${[...DRIVERS].join(', ')}`, { key: 'notifications.driver' });
+        throw new ConfigError(`unknown notification driver '${d}' (from ${driverFrom}); use one of ${[...DRIVERS].join(', ')}`, {
+          key: 'notifications.driver',
+        });
     }
     this.topics = options.topics ?? conf.topics;
-    if (this.topics.length === 0) throw new ConfigError('a notifier needs at least one topic', { key: 'notifications.topics' });
+    if (this.topics.length === 0 || this.topics.some((t) => typeof t !== 'string' || t === '')) {
+      const from = options.topics === undefined ? 'config notifications.topics' : "the Notifier's topics option";
+      throw new ConfigError(`a notifier needs one topic or more, none empty (from ${from}), got ${JSON.stringify(this.topics)}`, {
+        key: 'notifications.topics',
+      });
+    }
     this.serializer = options.serializer ?? new NoOpSerializer();
     this.retry = options.retry ?? conf.retry;
     this.routing = options.routing;

@@ -4,7 +4,8 @@ import * as assert from 'uvu/assert';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { defaultConfig, getTransport, NotificationListener, Notifier, Target } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
-import { until } from '../support/assert.js';
+import { sleep, until } from '../support/assert.js';
+import { runCli } from '../support/cli-procs.js';
 import { Collector, notifySuite } from '../support/notify-cases.js';
 import { sharedVhost } from '../support/rabbit-vhost.js';
 
@@ -66,3 +67,71 @@ bad('garbage, unknown priorities and missing fields are settled and counted; the
   }
 });
 bad.run();
+
+const pool = suite('notifications: pools and notify-listen on RabbitMQ');
+pool('a pool member consumes its one queue once, so a member with one consumer (as oslo has) gets its share', async () => {
+  const node = await RabbitNode.shared();
+  const vhost = await node.addVhost(`notify-pool-${process.pid}`);
+  const tr = await getTransport(node.url(vhost), { config: defaultConfig() });
+  const raw = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${node.port}/${vhost}`);
+  try {
+    const c = new Collector();
+    // Every priority: one queue (the pool's) bound seven times. A consumer per binding took 7 of 8 shares.
+    const l = new NotificationListener(tr, [new Target({ topic: 'pooled' })], [c], { pool: 'fair' });
+    await l.start();
+    const ch = await raw.createChannel();
+    assert.is((await ch.checkQueue('fair')).consumerCount, 1, 'one consumer for the pool queue');
+    let other = 0;
+    await ch.prefetch(64);
+    await ch.consume('fair', (m) => {
+      if (!m) return;
+      other++;
+      ch.ack(m);
+    });
+    const nt = new Notifier(tr, { publisherId: 'p', topics: ['pooled'] });
+    for (let i = 0; i < 20; i++) await nt.info({}, 'e', { i });
+    await until(() => c.got.length + other === 20, `all 20 taken (hermod ${c.got.length}, other ${other})`);
+    // The broker deals round robin among the queue's consumers: 10 each, give or take.
+    assert.ok(Math.abs(c.got.length - other) <= 4, `shared fairly: hermod ${c.got.length}, other ${other}`);
+    await l.stop();
+  } finally {
+    await raw.close();
+    await tr.close();
+    await node.deleteVhost(vhost);
+    await node.release();
+  }
+});
+pool('notify-listen --count 1 with five notifications queued prints one and leaves four on the queue', async () => {
+  const node = await RabbitNode.shared();
+  const vhost = await node.addVhost(`notify-count-${process.pid}`);
+  const url = node.url(vhost);
+  const tr = await getTransport(url, { config: defaultConfig() });
+  try {
+    const nt = new Notifier(tr, { publisherId: 'p', topics: ['backlog'] });
+    for (let i = 0; i < 5; i++) await nt.info({}, `ev.${i}`, { i });
+    // The queued five arrive in one burst (the prefetch): all five were printed before the stop.
+    const r = await runCli(
+      'notify-listen',
+      ['--topic', 'backlog', '--priority', 'info', '--count', '1', '--json', '--transport-url', url],
+      {
+        killAfterMs: 20_000,
+      },
+    );
+    assert.is(r.code, 0, r.err);
+    const lines = r.out.trim().split('\n');
+    assert.is(lines.length, 1, r.out);
+    assert.is(JSON.parse(lines[0]!).event_type, 'ev.0');
+    // Requeued on the listener's way out: the broker counts them ready once its channel closed.
+    let left: number | undefined;
+    for (let i = 0; i < 50 && left !== 4; i++) {
+      left = (await node.queues(vhost)).get('backlog.info')?.messages;
+      if (left !== 4) await sleep(100);
+    }
+    assert.is(left, 4, 'four left on the queue');
+  } finally {
+    await tr.close();
+    await node.deleteVhost(vhost);
+    await node.release();
+  }
+});
+pool.run();

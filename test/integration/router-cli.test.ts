@@ -77,4 +77,23 @@ t('a non-loopback bind without authentication exits 2 unless --allow-anonymous, 
   }
 });
 
+t('timeouts are seconds: --help shows their defaults in seconds, a bad one exits 2', async () => {
+  const help = router(['--help']);
+  assert.is(await help.exited, 0);
+  assert.match(
+    help.out.replace(/\s+/g, ' '),
+    /--handshake-timeout <seconds> time from connect to AMQP open \(TLS and SASL included; default 5 s\)/,
+  );
+  assert.not.match(help.out, /\(default: (5000|16000)\)/);
+  for (const args of [
+    ['--handshake-timeout', 'abc'],
+    ['--handshake-timeout', '0'],
+    ['--idle-timeout', '-1'],
+  ]) {
+    const bad = router([...args, '--port', '0']);
+    assert.is(await bad.exited, 2, args.join(' '));
+    assert.match(bad.err, /needs a number of seconds/);
+  }
+});
+
 t.run();

@@ -323,7 +323,21 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
   t('notifier input errors are typed; noop, log and routing drivers', async (ctx) => {
     const tr = await transport(ctx);
     assert.throws(() => new Notifier(tr, { publisherId: '' }), /publisherId/);
-    assert.throws(() => new Notifier(tr, { publisherId: 'p', driver: 'carrier-pigeon' }), /unknown notification driver/);
+    assert.throws(
+      () => new Notifier(tr, { publisherId: 'p', driver: 'carrier-pigeon' }),
+      /unknown notification driver 'carrier-pigeon' \(from the Notifier's driver option\); use one of messagingv2, messaging, log, noop, routing/,
+    );
+    const conf = { ...tr.config, notifications: { ...tr.config.notifications, driver: ['bogus'], topics: [] as string[] } };
+    const fromConfig = { config: conf } as unknown as typeof tr;
+    assert.throws(() => new Notifier(fromConfig, { publisherId: 'p' }), /'bogus' \(from config notifications\.driver\)/);
+    assert.throws(
+      () => new Notifier(fromConfig, { publisherId: 'p', driver: 'noop' }),
+      /one topic or more.*from config notifications\.topics/,
+    );
+    assert.throws(
+      () => new Notifier(tr, { publisherId: 'p', topics: [''] }),
+      /none empty \(from the Notifier's topics option\), got \[""\]/,
+    );
     const nt = new Notifier(tr, { publisherId: 'p', topics: [topic()] });
     await rejects(nt.notify({}, 'e', {}, 'loud' as never), 'HERMOD_ERR_INVALID_ARGUMENT', /unknown priority/);
     await rejects(nt.info({}, '', {}), 'HERMOD_ERR_INVALID_ARGUMENT');

@@ -62,6 +62,19 @@ t('a delay or timeout that cannot be 0 refuses 0 (a poll of 1 ms, a reconnect lo
   assert.is(load({ 'rpc.callMonitorTimeout': 0, 'jobs.jobTimeout': '0' }).rpc.callMonitorTimeout, 0);
 });
 
+t('counts: a retry count takes -1 (forever) and no lower; a limit takes 0 and no lower', async () => {
+  assert.is(load({ 'notifications.retry': '-1' }).notifications.retry, -1);
+  await rejects(
+    () => load({ 'notifications.retry': '-5' }),
+    'HERMOD_ERR_CONFIG',
+    /notifications\.retry .*must be -1 \(forever\), 0 \(none\) or a number of attempts, got -5/,
+  );
+  await rejects(() => load({ 'rpc.retry': -2 }), 'HERMOD_ERR_CONFIG', /rpc\.retry/);
+  assert.is(load({ 'notifications.redeliveryLimit': 0 }).notifications.redeliveryLimit, 0);
+  await rejects(() => load({ 'notifications.redeliveryLimit': '-7' }), 'HERMOD_ERR_CONFIG', /redeliveryLimit .*0 or more, got -7/);
+  await rejects(() => load({ 'rabbit.quorumDeliveryLimit': -3 }), 'HERMOD_ERR_CONFIG', /quorumDeliveryLimit .*0 or more/);
+});
+
 t('getTransport overrides: nested or dotted, a mistake named as theirs (not --config)', async () => {
   const { getTransport } = await import('../../src/index.js');
   const { defaultConfig } = await import('../../src/config/index.js');
@@ -108,7 +121,7 @@ t('a bad value is quoted once, with the key and where it came from', async () =>
   const count = (s: string, sub: string) => s.split(sub).length - 1;
   for (const [key, value, expect] of [
     ['rpc.maxInFlight', 'lots', /must be an integer of 1 or more/],
-    ['rpc.retry', 'x', /must be an integer/],
+    ['rpc.retry', 'x', /must be -1 \(forever\), 0 \(none\) or a number of attempts/],
     ['rpc.responseTimeout', 'abc', /must be a duration/],
     ['log.level', 'loud', /must be one of debug, info, warn, error, silent/],
     ['rabbit.durableQueues', 'perhaps', /must be true or false/],

@@ -109,7 +109,15 @@ export class RabbitListener implements TrackedListener {
     await ch.prefetch(this.o.listen.prefetch, false);
     for (const b of this.o.bindings) await this.o.topology.declareBinding(ch, b);
     const tags: string[] = [];
-    for (const b of this.o.bindings) tags.push(await this.consume(ch, b));
+    // One consumer per queue: a pool's one queue is bound once per priority, and a consumer per
+    // binding took that many shares of the pool from the other members (an oslo listener too)
+    // with that many times the prefetch.
+    const consumed = new Set<string>();
+    for (const b of this.o.bindings) {
+      if (consumed.has(b.queue)) continue;
+      consumed.add(b.queue);
+      tags.push(await this.consume(ch, b));
+    }
     this.tags = tags;
   }
 
