@@ -58,9 +58,11 @@ async function main(): Promise<void> {
   >();
   const config = applyLogFlags(loaded, o);
   const timeoutMs = parseShutdownTimeout(o.shutdownTimeout, config.rpc.stopTimeout);
-  const priorities = (o.priority ?? [...PRIORITIES]).map((p) => p.toLowerCase());
+  // 'warning' as oslo's Notifier.warning() names WARN.
+  const priorities = [...new Set((o.priority ?? [...PRIORITIES]).map((p) => (p.toLowerCase() === 'warning' ? 'warn' : p.toLowerCase())))];
   for (const p of priorities) {
-    if (!(PRIORITIES as readonly string[]).includes(p)) throw new UsageError(`unknown priority '${p}'`);
+    if (!(PRIORITIES as readonly string[]).includes(p))
+      throw new UsageError(`unknown priority '${p}'; use one of ${PRIORITIES.join(', ')}`);
   }
   const log = makeLogger(config, 'notify-listen', true);
   logConnectionState(log);

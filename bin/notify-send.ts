@@ -53,9 +53,13 @@ async function main(): Promise<void> {
   // stdout says what was sent; logs (connection progress) go to stderr.
   const log = makeLogger(config, 'notify-send', true);
   logConnectionState(log);
-  if (!(PRIORITIES as readonly string[]).includes(o.priority.toLowerCase())) {
+  // oslo's Notifier.warning() sends WARN: the name is taken here too.
+  const priority = o.priority.toLowerCase() === 'warning' ? 'warn' : o.priority.toLowerCase();
+  if (!(PRIORITIES as readonly string[]).includes(priority)) {
     throw new UsageError(`unknown priority '${o.priority}'; use one of ${PRIORITIES.join(', ')}`);
   }
+  if (o.payload !== undefined && kv.length > 0)
+    throw new UsageError(`key=value arguments (${kv.join(' ')}) and --payload are two payloads: give one`);
   const payload = o.payload !== undefined ? parseJson(o.payload, '--payload') : parseKeyValues(kv);
   let transport: Transport | undefined;
   try {
@@ -66,25 +70,37 @@ async function main(): Promise<void> {
       ...(o.exchange ? { exchange: o.exchange } : {}),
       ...(o.driver ? { driver: o.driver } : {}),
     });
-    const sent = notifier.notify(parseKeyValues(o.context ?? []), eventType!, payload, o.priority.toLowerCase() as Priority);
+    const sent = notifier.notify(parseKeyValues(o.context ?? []), eventType!, payload, priority as Priority);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), (o.timeout ?? DEFAULT_TIMEOUT_S) * 1000);
     });
-    const waiting = setTimeout(() => log.info('waiting for the broker to take it (through a router: for a listener)…'), 1000);
+    const waiting = setTimeout(
+      () =>
+        log.info(
+          `waiting for the broker to take it${/^amqps?$/.test(transport!.url.scheme) ? ' (through a router: for a listener)' : ''}…`,
+        ),
+      1000,
+    );
     const outcome = await Promise.race([sent, timedOut]).finally(() => {
       clearTimeout(timer);
       clearTimeout(waiting);
     });
     if (outcome === 'timeout') {
       sent.catch(() => {});
+      const queues = (o.topic ?? config.notifications.topics).map((t) => `${t}.${priority}`).join(', ');
       process.stderr.write(
-        `error: timeout: not taken within ${o.timeout ?? DEFAULT_TIMEOUT_S} s (nobody listening on ${(o.topic ?? config.notifications.topics).map((t) => `${t}.${o.priority.toLowerCase()}`).join(', ')}?)\n`,
+        `error: timeout: not taken within ${o.timeout ?? DEFAULT_TIMEOUT_S} s (${/^amqps?$/.test(transport.url.scheme) ? `nobody listening on ${queues}?` : 'the broker did not confirm it: blocked or unreachable?'})\n`,
       );
       process.exitCode = EXIT.timeout;
       return;
     }
-    process.stdout.write(`sent ${o.priority.toLowerCase()} ${eventType}\n`);
+    // The noop driver (or a routing config that matched no driver) sends nothing: not "sent".
+    process.stdout.write(
+      notifier.isEnabled()
+        ? `sent ${priority} ${eventType}\n`
+        : `not sent: no driver sends it (${o.driver ?? config.notifications.driver.join(',')})\n`,
+    );
   } finally {
     await transport?.close();
   }

@@ -168,7 +168,20 @@ t('notify-listen prints what notify-send sends, filtered, and exits after --coun
   assert.equal(lines[0]!.payload, { id: 7, name: 'vm' });
   const bad = await run('notify-send', ['x', '--priority', 'loud', '--transport-url', ctx.url]);
   assert.is(bad.code, 2);
-  assert.match(bad.err, /unknown priority/);
+  assert.match(bad.err, /unknown priority 'loud'; use one of audit, debug, info, warn, error, critical, sample/);
+  const badListen = await run('notify-listen', ['--priority', 'loud', '--transport-url', ctx.url]);
+  assert.is(badListen.code, 2);
+  assert.match(badListen.err, /unknown priority 'loud'; use one of audit/);
+  // Two payloads: key=value arguments were dropped silently for --payload.
+  const both = await run('notify-send', ['x', 'a=1', '--payload', '{"b":2}', '--transport-url', ctx.url]);
+  assert.is(both.code, 2);
+  assert.match(both.err, /key=value arguments \(a=1\) and --payload are two payloads/);
+  const noop = await run('notify-send', ['x', 'a=1', '--driver', 'noop', '--transport-url', ctx.url]);
+  assert.is(noop.code, 0, noop.err);
+  assert.match(noop.out, /^not sent: no driver sends it \(noop\)$/m);
+  const empty = await run('notify-send', ['x', '--topic', '', '--transport-url', ctx.url]);
+  assert.is(empty.code, 2, empty.err);
+  assert.match(empty.err, /one topic or more, none empty/);
 });
 
 t.run();

@@ -158,7 +158,8 @@ function interopNotify(name: string, broker: () => Promise<Broker>) {
         await py.request({ publisher_id: 'py', event_type: 'e', priority: 'info', topics: ['pooled'], payload: { i } });
       const pyGot = () => pyInPool.events.filter((e) => e.event === 'notification').length;
       await until(() => pyGot() + h.got.length === 20 && other.got.length === 20, 'pool a shares 20, pool b gets 20', 10000);
-      assert.ok(pyGot() > 0 && h.got.length > 0, `shared: python ${pyGot()}, hermod ${h.got.length}`);
+      // Round robin between one consumer each (hermod consumed once per priority binding: 7 of 8 shares).
+      assert.ok(Math.abs(pyGot() - h.got.length) <= 6, `shared fairly: python ${pyGot()}, hermod ${h.got.length}`);
     });
   }
   return t;
