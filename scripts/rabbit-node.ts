@@ -3,6 +3,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, wri
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -545,4 +546,23 @@ export class RabbitNode implements RabbitNodeInfo {
     clearTimeout(timer);
     if (this.owned) rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+// `npm run rabbit`: a throwaway node for trying hermod against RabbitMQ by hand (README
+// "RabbitMQ"), on free ports, gone with its data when this process is stopped.
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  if (!rabbitAvailable()) {
+    process.stderr.write('rabbitmq-server is not installed (Debian: apt-get install rabbitmq-server)\n');
+    process.exit(1);
+  }
+  const node = await RabbitNode.start();
+  process.stdout.write(`${node.url()}\n`);
+  process.stderr.write(
+    `RabbitMQ ${node.nodename} (pid ${node.pid()}, data in ${node.dir}) on 127.0.0.1:${node.port}; Ctrl-C stops it and deletes its data\n`,
+  );
+  const stop = () => {
+    void node.stop().then(() => process.exit(0));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
 }
