@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // First: it must run before the other modules load (see the module).
 import '../src/cli/young-gen.js';
+// Second: a worker must not die of a Ctrl-C while the rest loads (see the module).
+import '../src/ops/run/early-sigint.js';
 import { Command } from 'commander';
 import { describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
@@ -50,14 +52,16 @@ async function main(): Promise<void> {
   const worker = workerNumber();
 
   let gw: GatewayConfig = {};
-  const hermod: Record<string, unknown> = {};
+  // Each file's hermod section is a named layer: a bad value there is reported from it.
+  const layers: Array<{ source: string; values: Record<string, unknown> }> = [];
   for (const file of files) {
     const { hermod: section, ...part } = readGatewayConfig(file);
-    Object.assign(hermod, hermodSection(section, `file ${file}, section hermod`));
+    const source = `file ${file}, section hermod`;
+    layers.push({ source, values: hermodSection(section, source) });
     gw = { ...gw, ...part };
   }
   gw.listen = { ...gw.listen, ...(o.host !== undefined ? { host: o.host } : {}), ...(o.port !== undefined ? { port: o.port } : {}) };
-  const config = applyLogFlags(loadConfig({ defaults: { ...CLI_DEFAULTS, ...hermod }, overrides }), o);
+  const config = applyLogFlags(loadConfig({ defaults: CLI_DEFAULTS, layers, overrides }), o);
   const log = makeLogger(config, worker === undefined ? 'hermod-gateway' : `hermod-gateway worker ${worker}`);
 
   // The primary answers nothing itself: node:cluster hands each accepted connection to a worker

@@ -121,6 +121,10 @@ async function main(): Promise<void> {
     {
       ...(o.pool ? { pool: o.pool } : {}),
       allowRequeue: true,
+      // Its endpoints only requeue to give back (past --count, or stopping): never drop one for
+      // it. A limit would let a notification that bounces back before the consumer is cancelled
+      // be acknowledged and lost.
+      redeliveryLimit: Number.MAX_SAFE_INTEGER,
     },
   );
   // A reconnect that can never succeed (the broker refuses our declares for flags a peer set

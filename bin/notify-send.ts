@@ -58,6 +58,11 @@ async function main(): Promise<void> {
   if (!(PRIORITIES as readonly string[]).includes(priority)) {
     throw new UsageError(`unknown priority '${o.priority}'; use one of ${PRIORITIES.join(', ')}`);
   }
+  // Checked here so that the message names the flag the user typed, not the library's option.
+  const drivers = ['messagingv2', 'messaging', 'log', 'noop', 'routing'];
+  if (o.driver !== undefined && !drivers.includes(o.driver))
+    throw new UsageError(`--driver: unknown notification driver '${o.driver}'; use one of ${drivers.join(', ')}`);
+  if (o.topic?.some((t) => t.trim() === '')) throw new UsageError('--topic: a topic cannot be empty');
   if (o.payload !== undefined && kv.length > 0)
     throw new UsageError(`key=value arguments (${kv.join(' ')}) and --payload are two payloads: give one`);
   const payload = o.payload !== undefined ? parseJson(o.payload, '--payload') : parseKeyValues(kv);
@@ -95,7 +100,8 @@ async function main(): Promise<void> {
       process.exitCode = EXIT.timeout;
       return;
     }
-    // The noop driver (or a routing config that matched no driver) sends nothing: not "sent".
+    // The noop driver sends nothing: not "sent". (A routing config that matches no driver for this
+    // event also sends nothing, but the notifier does not tell; that still says "sent".)
     process.stdout.write(
       notifier.isEnabled()
         ? `sent ${priority} ${eventType}\n`

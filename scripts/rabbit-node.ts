@@ -560,9 +560,14 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   process.stderr.write(
     `RabbitMQ ${node.nodename} (pid ${node.pid()}, data in ${node.dir}) on 127.0.0.1:${node.port}; Ctrl-C stops it and deletes its data\n`,
   );
+  // Every signal handled, the stop run once: a second Ctrl-C during it must not end this process
+  // before the node and its data are gone.
+  let stopping = false;
   const stop = () => {
+    if (stopping) return;
+    stopping = true;
     void node.stop().then(() => process.exit(0));
   };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
 }

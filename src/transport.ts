@@ -79,7 +79,7 @@ export async function getTransport(url?: string, options: TransportOptions = {})
     config = applyOverrides(options.config, options.overrides, 'getTransport overrides');
   }
   const parsed = parseTransportUrl(url ?? config.transportUrl);
-  if (Object.keys(parsed.options).length > 0) config = applyOverrides(config, parsed.options);
+  if (Object.keys(parsed.options).length > 0) config = applyOverrides(config, parsed.options, 'the transport URL');
   config = { ...config, transportUrl: parsed.toString() };
   const load = DRIVERS[parsed.driver];
   if (!load) throw new ConfigError(`the ${parsed.driver} driver is not available in this build`, { key: 'transportUrl' });

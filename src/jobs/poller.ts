@@ -119,16 +119,30 @@ export class JobPoller {
     const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
     let delay = this.options.pollInterval;
     for (;;) {
-      const s = await this.status();
+      // Each poll gets at most what is left of the wait: a server that does not answer must not
+      // stretch a 1 s bound to a poll's 10 s.
+      const left = deadline - Date.now();
+      const bounded = left < this.options.pollTimeout;
+      let s: JobStatus;
+      try {
+        s = toStatus((await this.poll('job_status', bounded ? Math.max(1, left) : this.options.pollTimeout)) as JobStatusDict);
+      } catch (err) {
+        if (bounded && err instanceof ServerUnavailable && err.cause instanceof MessagingTimeout) {
+          throw new JobTimeout(
+            `job ${this.token.job_id} (${this.token.method}) on server ${this.token.server} did not end within ${timeoutMs} ms (its last poll went unanswered); it may still be running: its token stays valid`,
+          );
+        }
+        throw err;
+      }
       onStatus?.(s);
       if (isFinal(s)) return this.poll('job_result');
-      const left = deadline - Date.now();
-      if (left <= 0) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) {
         throw new JobTimeout(
           `job ${s.id} (${s.method}) on server ${this.token.server} did not end within ${timeoutMs} ms (state ${s.state}); it may still be running: its token stays valid`,
         );
       }
-      await sleep(Math.min(delay, left));
+      await sleep(Math.min(delay, remaining));
       delay = Math.min(this.options.pollMax, Math.max(1, delay * 1.5));
     }
   }

@@ -94,6 +94,9 @@ export class NotificationListener {
     this.concurrency = options.concurrency ?? conf.rpc.serverConcurrency;
     this.allowRequeue = options.allowRequeue ?? conf.notifications.allowRequeue;
     this.redeliveryLimit = options.redeliveryLimit ?? conf.notifications.redeliveryLimit;
+    // A negative limit dropped every requeue at once.
+    if (!Number.isInteger(this.redeliveryLimit) || this.redeliveryLimit < 0)
+      throw new InvalidArgument(`redeliveryLimit must be an integer of 0 or more, got ${this.redeliveryLimit}`);
     if (options.batchSize !== undefined && !(Number.isInteger(options.batchSize) && options.batchSize >= 1)) {
       throw new InvalidArgument('batchSize must be a positive integer');
     }

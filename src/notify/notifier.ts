@@ -99,6 +99,8 @@ export class Notifier {
     }
     this.serializer = options.serializer ?? new NoOpSerializer();
     this.retry = options.retry ?? conf.retry;
+    if (!Number.isInteger(this.retry) || this.retry < -1)
+      throw new InvalidArgument(`retry must be -1 (forever), 0 (none) or a number of attempts, got ${this.retry}`);
     this.routing = options.routing;
   }
 

@@ -414,6 +414,11 @@ cli('a misspelt key in the gateway file or its hermod section exits 2 naming it'
   p = start(['--config-file', file]);
   assert.is(await p.exited, 2);
   assert.match(p.err, /unknown configuration key 'rpc\.responseTimeot'.*did you mean 'rpc\.responseTimeout'/);
+  // A bad value there names the file's section (it said "from defaults").
+  writeFileSync(file, JSON.stringify({ hermod: { rpc: { responseTimeout: 'soon' } } }));
+  p = start(['--config-file', file]);
+  assert.is(await p.exited, 2);
+  assert.match(p.err, /invalid value for rpc\.responseTimeout \(from file \S*gw\.json, section hermod\)/);
 });
 cli('maxConnections from the file: a connection past it is closed and logged once per burst; SIGTERM still exits 0', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));

@@ -181,7 +181,10 @@ t('notify-listen prints what notify-send sends, filtered, and exits after --coun
   assert.match(noop.out, /^not sent: no driver sends it \(noop\)$/m);
   const empty = await run('notify-send', ['x', '--topic', '', '--transport-url', ctx.url]);
   assert.is(empty.code, 2, empty.err);
-  assert.match(empty.err, /one topic or more, none empty/);
+  assert.match(empty.err, /--topic: a topic cannot be empty/);
+  const carrier = await run('notify-send', ['x', '--driver', 'pigeon', '--transport-url', ctx.url]);
+  assert.is(carrier.code, 2);
+  assert.match(carrier.err, /--driver: unknown notification driver 'pigeon'; use one of messagingv2/);
 });
 
 t.run();

@@ -141,6 +141,32 @@ t('Ctrl-C (SIGINT to the primary and each worker, as a terminal sends it): the w
   );
 });
 
+t('Ctrl-C to the whole process group while the workers still load: they stop, the run exits 0', async (ctx) => {
+  writeFileSync(path.join(ctx.dir, 'ep.js'), 'export default { async ping() { return 1; } };\n');
+  runFile(ctx, { work: { endpoints: './ep.js', topic: `run-g-${process.pid}`, server: 'node', workers: 2 } });
+  const run = hermodRun([], ctx.dir, { group: true });
+  ctx.procs.push(run);
+  try {
+    // The primary forks at this line; its workers then load their modules for a while.
+    await until(() => count(run, (l) => /^starting 2 workers/.test(String(l.msg))) === 1, `the primary forking (${run.err})`, 15_000);
+    // A terminal's Ctrl-C: every process of the group. A worker that died of it (Node's default
+    // action, before its handlers) made the run exit 7 although nothing was cut.
+    process.kill(-run.child.pid!, 'SIGINT');
+    assert.is(await run.exited, 0, `${run.err}\n${JSON.stringify(run.lines)}`);
+    assert.is(
+      count(run, (l) => /SIGINT|signal/.test(String(l.msg)) && l.level === 'warn'),
+      0,
+      JSON.stringify(run.lines),
+    );
+  } finally {
+    try {
+      process.kill(-run.child.pid!, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+});
+
 t('--watch under load through the runner: 0 failed calls, a broken module keeps the old code, the fixed one loads', async (ctx) => {
   const write = (body: string) => writeFileSync(path.join(ctx.dir, 'ep.js'), body);
   const version = (v: number) => write(`export default { async v() { return ${v}; } };\n`);

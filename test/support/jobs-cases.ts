@@ -461,6 +461,22 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     assert.ok(waitedMs >= 1900 && waitedMs < 4000, `ServerUnavailable after ${waitedMs.toFixed(0)} ms`);
   });
 
+  t("a bounded wait is bounded by its own timeout, not by one poll's (jobs.pollTimeout)", async (ctx) => {
+    const tp = topic('bounded');
+    // One request slot: a plain call holding it leaves the job's polls unanswered.
+    await serve(ctx, tp, 's1', new Images(), { concurrency: 1 });
+    const c = await client(ctx, tp);
+    const job = await c.start({}, 'resize', { ms: 3000 });
+    const busy = c.call({}, 'slowPlain', { ms: 2500 });
+    await sleep(100);
+    const t0 = performance.now();
+    await rejects(job.result({ timeout: 400 }), 'HERMOD_ERR_JOB_TIMEOUT', /did not end within 400 ms \(its last poll went unanswered\)/);
+    const took = performance.now() - t0;
+    // Was ServerUnavailable after the poll's 2 s.
+    assert.ok(took < 1500, `JobTimeout after ${took.toFixed(0)} ms`);
+    assert.is(await busy, 'plain done');
+  });
+
   t('server restarted mid-job: pollers get ServerUnavailable while it is down, JobLost once it is back', async (ctx) => {
     const tp = topic('restart');
     const s = await serve(ctx, tp, 's1', new Images());

@@ -338,6 +338,15 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
       () => new Notifier(tr, { publisherId: 'p', topics: [''] }),
       /none empty \(from the Notifier's topics option\), got \[""\]/,
     );
+    assert.throws(
+      () => new Notifier(tr, { publisherId: 'p', retry: -5 }),
+      /retry must be -1 \(forever\), 0 \(none\) or a number of attempts, got -5/,
+    );
+    assert.throws(() => new Notifier(tr, { publisherId: 'p' }).prepare({ retry: 1.5 }), /retry must be/);
+    assert.throws(
+      () => new NotificationListener(tr, [new Target({ topic: 't' })], [{}], { redeliveryLimit: -1 }),
+      /redeliveryLimit must be an integer of 0 or more, got -1/,
+    );
     const nt = new Notifier(tr, { publisherId: 'p', topics: [topic()] });
     await rejects(nt.notify({}, 'e', {}, 'loud' as never), 'HERMOD_ERR_INVALID_ARGUMENT', /unknown priority/);
     await rejects(nt.info({}, '', {}), 'HERMOD_ERR_INVALID_ARGUMENT');

@@ -19,9 +19,13 @@ export interface Run {
   exited: Promise<number | null>;
 }
 
-/** Starts `hermod run <args>` in `cwd`. */
-export function hermodRun(args: string[], cwd: string): Run {
-  const child = spawn(process.execPath, [HERMOD, 'run', ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts `hermod run <args>` in `cwd`; `group`: in a process group of its own (as a terminal starts it), for signals to the whole group. */
+export function hermodRun(args: string[], cwd: string, opts: { group?: boolean } = {}): Run {
+  const child = spawn(process.execPath, [HERMOD, 'run', ...args], {
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: opts.group ?? false,
+  });
   const run: Run = { child, lines: [], err: '', exited: new Promise((r) => child.once('exit', (code) => r(code))) };
   let buf = '';
   const take = (d: Buffer) => {

@@ -99,6 +99,11 @@ t('getTransport overrides: nested or dotted, a mistake named as theirs (not --co
   );
 });
 
+t('a bad value in a transport URL query is reported from the URL', async () => {
+  const { getTransport } = await import('../../src/index.js');
+  await rejects(() => getTransport('rabbit://guest:guest@127.0.0.1:1/?retryInterval=0'), 'HERMOD_ERR_CONFIG', /\(from the transport URL\)/);
+});
+
 t('unknown keys: a close typo gets its key suggested, a far miss gets none', async () => {
   const close = await rejects(() => load({ 'rpc.responseTimout': 1 }), 'HERMOD_ERR_CONFIG');
   assert.match(close.message, /did you mean 'rpc\.responseTimeout'\?/);

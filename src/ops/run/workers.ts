@@ -10,9 +10,10 @@
 import cluster, { type Worker } from 'node:cluster';
 import { type BackoffOptions, backoffDelay } from '../../core/backoff.js';
 import type { RunLogger } from './types.js';
+import { WORKER_ENV } from './worker-env.js';
 
 /** The environment variable that tells a forked process its worker number (not a HERMOD_* config key). */
-export const WORKER_ENV = '_HERMOD_RUN_WORKER';
+export { WORKER_ENV };
 
 /** The message the primary sends a worker to start its graceful stop. */
 export const STOP_MESSAGE = { hermod: 'stop' } as const;
@@ -252,6 +253,10 @@ export class WorkerSupervisor {
   private exited(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
     const how = signal ? `signal ${signal}` : `exit status ${code}`;
     const pid = worker.process.pid;
+    // During a stop, a worker that had not said hello had started no service: a stop signal that
+    // killed it (a terminal's Ctrl-C reaches the whole group, also a worker still in Node's own
+    // start-up, before any handler of ours) cut nothing, so it counts as a clean stop.
+    const status = this.stopping && !this.heard.has(worker) && (signal === 'SIGINT' || signal === 'SIGTERM') ? 0 : (code ?? 1);
     if (this.retiring.delete(worker)) {
       // A recycled worker ran the graceful stop: not a crash, nothing to restart.
       if (this.stopping) this.exitCodes.push(code ?? 1);
@@ -260,7 +265,7 @@ export class WorkerSupervisor {
     } else if (worker === slot.next) {
       slot.next = undefined;
       slot.recycle = undefined;
-      if (this.stopping) this.exitCodes.push(code ?? 1);
+      if (this.stopping) this.exitCodes.push(status);
       else
         this.options.log.error(
           `the replacement of worker ${slot.n} (pid ${pid}) died (${how}) before it consumed; the old one keeps serving`,
@@ -275,8 +280,12 @@ export class WorkerSupervisor {
     } else if (worker === slot.worker) {
       slot.worker = undefined;
       if (this.stopping) {
-        this.exitCodes.push(code ?? 1);
-        this.options.log.info(`worker ${slot.n} stopped (${how})`, { worker: slot.n, code, signal });
+        this.exitCodes.push(status);
+        this.options.log.info(`worker ${slot.n} stopped (${how}${status === 0 && signal ? ', before it had started anything' : ''})`, {
+          worker: slot.n,
+          code,
+          signal,
+        });
       } else this.crashed(slot, worker, how, code, signal);
     }
     if (this.stopping && this.alive() === 0) this.allExited?.();
