@@ -2,7 +2,7 @@ import amqplib from 'amqplib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
-import { defaultConfig, getTransport, NotificationListener, Notifier, Target } from '../../src/index.js';
+import { defaultConfig, getTransport, NotificationListener, Notifier, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
 import { runCli } from '../support/cli-procs.js';
@@ -32,13 +32,29 @@ notifySuite('notifications over the embedded AMQP 1.0 router', async () => {
 
 // Malformed notifications straight onto the queue a hermod listener consumes.
 
-const bad = suite('notifications: malformed input on RabbitMQ');
-bad('garbage, unknown priorities and missing fields are settled and counted; the listener goes on', async () => {
+/** Runs `fn` in a vhost of its own on the run's RabbitMQ node, with a transport and a raw amqplib connection there; all gone after. */
+async function inVhost(
+  tag: string,
+  fn: (env: { node: RabbitNode; vhost: string; url: string; tr: Transport; raw: amqplib.ChannelModel }) => Promise<void>,
+): Promise<void> {
   const node = await RabbitNode.shared();
-  const vhost = await node.addVhost(`notify-bad-${process.pid}`);
-  const tr = await getTransport(node.url(vhost), { config: defaultConfig() });
+  const vhost = await node.addVhost(`notify-${tag}-${process.pid}`);
+  const url = node.url(vhost);
+  const tr = await getTransport(url, { config: defaultConfig() });
   const raw = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${node.port}/${vhost}`);
   try {
+    await fn({ node, vhost, url, tr, raw });
+  } finally {
+    await raw.close();
+    await tr.close();
+    await node.deleteVhost(vhost);
+    await node.release();
+  }
+}
+
+const bad = suite('notifications: malformed input on RabbitMQ');
+bad('garbage, unknown priorities and missing fields are settled and counted; the listener goes on', () =>
+  inVhost('bad', async ({ node, vhost, tr, raw }) => {
     const c = new Collector();
     const l = new NotificationListener(tr, [new Target({ topic: 'nb' })], [c]);
     await l.start();
@@ -59,22 +75,13 @@ bad('garbage, unknown priorities and missing fields are settled and counted; the
     const q = await node.queues(vhost);
     assert.is(q.get('nb.info')!.messages, 0, 'nothing left to stall the queue');
     await l.stop();
-  } finally {
-    await raw.close();
-    await tr.close();
-    await node.deleteVhost(vhost);
-    await node.release();
-  }
-});
+  }),
+);
 bad.run();
 
 const pool = suite('notifications: pools and notify-listen on RabbitMQ');
-pool('a pool member consumes its one queue once, so a member with one consumer (as oslo has) gets its share', async () => {
-  const node = await RabbitNode.shared();
-  const vhost = await node.addVhost(`notify-pool-${process.pid}`);
-  const tr = await getTransport(node.url(vhost), { config: defaultConfig() });
-  const raw = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${node.port}/${vhost}`);
-  try {
+pool('a pool member consumes its one queue once, so a member with one consumer (as oslo has) gets its share', () =>
+  inVhost('pool', async ({ tr, raw }) => {
     const c = new Collector();
     // Every priority: one queue (the pool's) bound seven times. A consumer per binding took 7 of 8 shares.
     const l = new NotificationListener(tr, [new Target({ topic: 'pooled' })], [c], { pool: 'fair' });
@@ -94,19 +101,10 @@ pool('a pool member consumes its one queue once, so a member with one consumer (
     // The broker deals round robin among the queue's consumers: 10 each, give or take.
     assert.ok(Math.abs(c.got.length - other) <= 4, `shared fairly: hermod ${c.got.length}, other ${other}`);
     await l.stop();
-  } finally {
-    await raw.close();
-    await tr.close();
-    await node.deleteVhost(vhost);
-    await node.release();
-  }
-});
-pool('notify-listen --count 1 with five notifications queued prints one and leaves four on the queue', async () => {
-  const node = await RabbitNode.shared();
-  const vhost = await node.addVhost(`notify-count-${process.pid}`);
-  const url = node.url(vhost);
-  const tr = await getTransport(url, { config: defaultConfig() });
-  try {
+  }),
+);
+pool('notify-listen --count 1 with five notifications queued prints one and leaves four on the queue', () =>
+  inVhost('count', async ({ node, vhost, url, tr }) => {
     const nt = new Notifier(tr, { publisherId: 'p', topics: ['backlog'] });
     for (let i = 0; i < 5; i++) await nt.info({}, `ev.${i}`, { i });
     // The queued five arrive in one burst (the prefetch): all five were printed before the stop.
@@ -128,10 +126,6 @@ pool('notify-listen --count 1 with five notifications queued prints one and leav
       if (left !== 4) await sleep(100);
     }
     assert.is(left, 4, 'four left on the queue');
-  } finally {
-    await tr.close();
-    await node.deleteVhost(vhost);
-    await node.release();
-  }
-});
+  }),
+);
 pool.run();

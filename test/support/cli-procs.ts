@@ -24,8 +24,17 @@ export function startCli(
   args: string[],
   opts: { env?: Record<string, string>; killAfterMs?: number; cwd?: string } = {},
 ): CliProc {
+  return startScript(bin(name), args, opts);
+}
+
+/** {@link startCli} for any script of the build (`scripts/rabbit-node.js`, say). */
+export function startScript(
+  file: string,
+  args: string[],
+  opts: { env?: Record<string, string>; killAfterMs?: number; cwd?: string } = {},
+): CliProc {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HERMOD_')));
-  const child = spawn(process.execPath, [bin(name), ...args], {
+  const child = spawn(process.execPath, [file, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...base, ...opts.env },
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
