@@ -94,7 +94,8 @@ export function handleShutdown(opts: {
   const graceful = (reason: string) => {
     stopping = true;
     const t0 = Date.now();
-    log.info(`${reason}: no new work; finishing ${target.pending() || 'nothing in flight'} (deadline ${timeoutMs / 1000} s)`);
+    const running = target.pending();
+    log.info(`${reason}: no new work; ${running ? `finishing ${running}` : 'nothing in flight'} (deadline ${timeoutMs / 1000} s)`);
     progress = setInterval(() => {
       const left = Math.max(0, timeoutMs - (Date.now() - t0)) / 1000;
       log.info(`stopping: waiting for ${waitingFor()} (${left.toFixed(0)} s left)`);
