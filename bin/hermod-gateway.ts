@@ -1,8 +1,6 @@
 #!/usr/bin/env node
 // First: it must run before the other modules load (see the module).
 import '../src/cli/young-gen.js';
-// Second: a worker must not die of a Ctrl-C while the rest loads (see the module).
-import '../src/ops/run/early-sigint.js';
 import { Command } from 'commander';
 import { describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';

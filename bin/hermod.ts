@@ -5,8 +5,6 @@
  */
 // First: it must run before the other modules load (see the module).
 import '../src/cli/young-gen.js';
-// Second: a worker must not die of a Ctrl-C while the rest loads (see the module).
-import '../src/ops/run/early-sigint.js';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { existsSync } from 'node:fs';
 import { Command } from 'commander';

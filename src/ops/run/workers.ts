@@ -10,10 +10,9 @@
 import cluster, { type Worker } from 'node:cluster';
 import { type BackoffOptions, backoffDelay } from '../../core/backoff.js';
 import type { RunLogger } from './types.js';
-import { WORKER_ENV } from './worker-env.js';
 
 /** The environment variable that tells a forked process its worker number (not a HERMOD_* config key). */
-export { WORKER_ENV };
+export const WORKER_ENV = '_HERMOD_RUN_WORKER';
 
 /** The message the primary sends a worker to start its graceful stop. */
 export const STOP_MESSAGE = { hermod: 'stop' } as const;
