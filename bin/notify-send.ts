@@ -6,7 +6,7 @@ import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { parseJson, parseKeyValues } from '../src/cli/key-values.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, type LogFlags, positiveSeconds } from '../src/cli/program.js';
-import { getTransport, Notifier, PRIORITIES, type Priority, type Transport } from '../src/index.js';
+import { getTransport, NOTIFICATION_DRIVERS, Notifier, PRIORITIES, type Priority, type Transport } from '../src/index.js';
 
 /** Default `--timeout`: a notification through a router waits for a listener; a shell user should not wait a minute to learn there is none. */
 const DEFAULT_TIMEOUT_S = 10;
@@ -59,9 +59,8 @@ async function main(): Promise<void> {
     throw new UsageError(`unknown priority '${o.priority}'; use one of ${PRIORITIES.join(', ')}`);
   }
   // Checked here so that the message names the flag the user typed, not the library's option.
-  const drivers = ['messagingv2', 'messaging', 'log', 'noop', 'routing'];
-  if (o.driver !== undefined && !drivers.includes(o.driver))
-    throw new UsageError(`--driver: unknown notification driver '${o.driver}'; use one of ${drivers.join(', ')}`);
+  if (o.driver !== undefined && !(NOTIFICATION_DRIVERS as readonly string[]).includes(o.driver))
+    throw new UsageError(`--driver: unknown notification driver '${o.driver}'; use one of ${NOTIFICATION_DRIVERS.join(', ')}`);
   if (o.topic?.some((t) => t.trim() === '')) throw new UsageError('--topic: a topic cannot be empty');
   if (o.payload !== undefined && kv.length > 0)
     throw new UsageError(`key=value arguments (${kv.join(' ')}) and --payload are two payloads: give one`);

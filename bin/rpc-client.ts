@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { coerceArgs, fetchContract, needsContract, usage } from '../src/cli/contract-args.js';
 import { CLI_DEFAULT_URL, RPC_CLIENT_DEFAULTS } from '../src/cli/defaults.js';
-import { EXIT, type ExitStatus, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
+import { EXIT, type ExitStatus, exitOnUsage, fatal, printFailure } from '../src/cli/exit-codes.js';
 import { describeJobFailure, jobCommand, startJob } from '../src/cli/jobs-command.js';
 import { parseKeyValues } from '../src/cli/key-values.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
@@ -79,12 +79,7 @@ async function main(): Promise<void> {
   if (o.fanout && !o.cast) o.cast = true;
   let args = parseKeyValues(pairs);
   const ctx = parseKeyValues(o.context ?? []);
-  const printError = (d: { status: ExitStatus; text: string }, err: unknown) =>
-    process.stderr.write(
-      o.json
-        ? `${JSON.stringify({ error: { status: d.status, code: (err as { code?: string })?.code ?? null, message: d.text } })}\n`
-        : `error: ${d.text}\n`,
-    );
+  const printError = (d: { status: ExitStatus; text: string }, err: unknown) => printFailure(d, err, !!o.json);
   const stats: RepeatStats = {
     requested: o.repeat,
     latencies: [],

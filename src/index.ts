@@ -86,7 +86,7 @@ export type { NotificationListenerOptions, NotificationListenerStats } from './n
 export { NotificationListener } from './notify/listener.js';
 export type { NotificationMetadata } from './notify/message.js';
 export type { NotificationMessage, NotifierOptions, Priority, RoutingConfig } from './notify/notifier.js';
-export { Notifier, PRIORITIES } from './notify/notifier.js';
+export { NOTIFICATION_DRIVERS, Notifier, PRIORITIES } from './notify/notifier.js';
 export type { RouterOptions, RouterStats } from './router/router.js';
 export { Router } from './router/router.js';
 export type { CallOptions, ContractProxyOptions, PrepareOptions, RPCClientOptions, RpcProxy } from './rpc/client.js';

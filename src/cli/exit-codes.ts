@@ -65,6 +65,15 @@ const USAGE_CODES: ReadonlySet<string> = new Set([
  * `method` is the method the caller asked for: a "no such method" names it from there, since
  * peers word (and oslo's rebuilt errors repeat) the message in their own ways.
  */
+/** Writes a failure {@link describeFailure} described to stderr: `error: text`, or one JSON object under `--json`. */
+export function printFailure(d: { status: ExitStatus; text: string }, err: unknown, json: boolean): void {
+  process.stderr.write(
+    json
+      ? `${JSON.stringify({ error: { status: d.status, code: (err as { code?: string } | undefined)?.code ?? null, message: d.text } })}\n`
+      : `error: ${d.text}\n`,
+  );
+}
+
 export function describeFailure(err: unknown, method?: string): { status: ExitStatus; text: string } {
   const e = err as HermodError & { code?: string };
   if (err instanceof RemoteError) return { status: EXIT.remote, text: `remote error: ${err.excType}: ${err.value}` };

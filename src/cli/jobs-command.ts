@@ -9,7 +9,7 @@ import type { HermodConfig } from '../config/index.js';
 import { type Context, getTransport, type Job, type JobProgress, RPCClient, Target, type Transport } from '../index.js';
 import { CONFIG_HELP_LINE } from './config-args.js';
 import { CLI_DEFAULT_URL } from './defaults.js';
-import { describeFailure, EXIT, type ExitStatus, exitOnUsage } from './exit-codes.js';
+import { describeFailure, EXIT, type ExitStatus, exitOnUsage, printFailure } from './exit-codes.js';
 import { logConnectionState, makeLogger } from './log.js';
 import { applyLogFlags, commonOptions, type LogFlags, positiveSeconds } from './program.js';
 
@@ -99,11 +99,7 @@ export async function jobCommand(argv: string[], loaded: HermodConfig): Promise<
   // stdout is the status or result: logs (connection progress) go to stderr.
   logConnectionState(makeLogger(config, 'rpc-client job', true));
   const fail = (d: { status: ExitStatus; text: string }, err?: unknown) => {
-    process.stderr.write(
-      o.json
-        ? `${JSON.stringify({ error: { status: d.status, code: (err as { code?: string } | undefined)?.code ?? null, message: d.text } })}\n`
-        : `error: ${d.text}\n`,
-    );
+    printFailure(d, err, !!o.json);
     return d.status;
   };
   const raw = program.args[0]!;

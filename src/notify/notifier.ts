@@ -54,7 +54,9 @@ function glob(pattern: string): RegExp {
   return new RegExp(`^${re}$`);
 }
 
-const DRIVERS = new Set(['messagingv2', 'messaging', 'log', 'noop', 'routing']);
+/** The notifier drivers (`notifications.driver`), as oslo names them. */
+export const NOTIFICATION_DRIVERS = ['messagingv2', 'messaging', 'log', 'noop', 'routing'] as const;
+const DRIVERS = new Set<string>(NOTIFICATION_DRIVERS);
 
 /**
  * Sends notifications (oslo.messaging's Notifier): one method per priority, each building
