@@ -12,12 +12,13 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const filter = process.argv[2] ? new RegExp(`(${process.argv[2]}).*\\.test\\.js$`) : /\.test\.js$/;
 const c8 = path.join(root, 'node_modules', 'c8', 'bin', 'c8.js');
 const uvu = path.join(root, 'node_modules', 'uvu', 'bin.js');
+const lingerReport = pathToFileURL(path.join(root, 'scripts', 'linger-report.mjs')).href;
 
 // Files that must run with no other file beside them. faults and shutdown-race start RabbitMQ
 // nodes of their own, kill -9 them, restart them and raise memory alarms on them, and assert
@@ -116,7 +117,7 @@ function runFile(file) {
   return new Promise((resolve) => {
     const t0 = Date.now();
     // Colour only on a terminal: CI logs stay plain text.
-    const args = [uvu, 'dist/test', `^${reEscape(file)}$`, ...(process.stdout.isTTY ? [] : ['--no-color'])];
+    const args = ['--import', lingerReport, uvu, 'dist/test', `^${reEscape(file)}$`, ...(process.stdout.isTTY ? [] : ['--no-color'])];
     const child = spawn(process.execPath, args, {
       cwd: root,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -143,7 +144,10 @@ function runFile(file) {
         stuck = setTimeout(() => {
           out += `\nFAIL the test process did not exit ${LINGER_MS / 1000} s after its last suite: a leaked handle keeps it alive (counted as a failure)\n`;
           endedStuck = true;
-          child.kill('SIGTERM');
+          // scripts/linger-report.mjs prints what is still alive (sockets, timers and where they
+          // were made) on SIGUSR2; its output lands in `out` before the SIGTERM ends the process.
+          child.kill('SIGUSR2');
+          stuck = setTimeout(() => child.kill('SIGTERM'), 1000);
         }, LINGER_MS);
       }
     };
