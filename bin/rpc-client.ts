@@ -12,7 +12,10 @@ import { type RepeatStats, summaryJson, summaryText } from '../src/cli/repeat.js
 import { getTransport, RPCClient, Target, type Transport } from '../src/index.js';
 
 async function main(): Promise<void> {
-  const { config: loaded, rest } = cliConfig(process.argv.slice(2), RPC_CLIENT_DEFAULTS);
+  const { config: loaded, rest: given } = cliConfig(process.argv.slice(2), RPC_CLIENT_DEFAULTS);
+  // `rpc-client help` and `rpc-client help job`, as git and npm take them. Only these two forms:
+  // `rpc-client help <method>` stays a call to a topic named help.
+  const rest = given.length === 1 && given[0] === 'help' ? ['--help'] : given.join(' ') === 'help job' ? ['job', '--help'] : given;
   if (rest[0] === 'job') process.exit(await jobCommand(rest.slice(1), loaded));
   const program = commonOptions(
     new Command('rpc-client')

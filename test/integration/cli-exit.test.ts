@@ -71,6 +71,13 @@ t("--version prints hermod's version and --help ends with the one exit-status ta
   assert.match(server, /--target-version <version>/);
   const client = (await run('rpc-client', ['--help'])).out.replace(/\s+/g, ' ');
   assert.match(client, /--timeout <seconds> call timeout in seconds \(default rpc\.responseTimeout, 60 s\)/);
+  // `help` and `help job` as git takes them (they tried to connect and call a topic named help).
+  const help = await run('rpc-client', ['help']);
+  assert.is(help.code, 0, help.err);
+  assert.match(help.out, /^Usage: rpc-client \[options\] <topic> <method>/);
+  const helpJob = await run('rpc-client', ['help', 'job']);
+  assert.is(helpJob.code, 0, helpJob.err);
+  assert.match(helpJob.out, /^Usage: rpc-client job \[options\] <token>/);
 });
 
 t('exit 2: every usage and configuration mistake of the issue', async (ctx) => {
