@@ -99,12 +99,15 @@ async function main(): Promise<void> {
       process.exitCode = EXIT.timeout;
       return;
     }
-    // The noop driver sends nothing: not "sent". (A routing config that matches no driver for this
-    // event also sends nothing, but the notifier does not tell; that still says "sent".)
+    // The noop driver sends nothing, nor does a routing config with no rule for this event: not "sent".
+    const drivers = notifier.driversFor(eventType!, priority as Priority).filter((d) => d !== 'noop');
+    const configured = o.driver ?? config.notifications.driver.join(',');
     process.stdout.write(
-      notifier.isEnabled()
+      drivers.length > 0
         ? `sent ${priority} ${eventType}\n`
-        : `not sent: no driver sends it (${o.driver ?? config.notifications.driver.join(',')})\n`,
+        : notifier.isEnabled()
+          ? `not sent: no rule of the routing config (${config.notifications.routingConfig}) selects a driver for ${eventType} at ${priority}\n`
+          : `not sent: no driver sends it (${configured})\n`,
     );
   } finally {
     await transport?.close();

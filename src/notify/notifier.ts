@@ -166,7 +166,12 @@ export class Notifier {
     await Promise.all(this.driversFor(eventType, priority).map((d) => this.emit(d, safeCtx, message, priority)));
   }
 
-  private driversFor(eventType: string, priority: Priority): string[] {
+  /**
+   * The drivers a notification of `eventType` at `priority` goes to: the configured ones, with
+   * `routing` replaced by the drivers its rules select (none when no rule matches: oslo then
+   * drops the notification silently). `noop` is listed when configured; it sends nothing.
+   */
+  driversFor(eventType: string, priority: Priority): string[] {
     const out = new Set<string>();
     for (const d of this.drivers) {
       if (d !== 'routing') {

@@ -1,3 +1,5 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -179,6 +181,21 @@ t('notify-listen prints what notify-send sends, filtered, and exits after --coun
   const noop = await run('notify-send', ['x', 'a=1', '--driver', 'noop', '--transport-url', ctx.url]);
   assert.is(noop.code, 0, noop.err);
   assert.match(noop.out, /^not sent: no driver sends it \(noop\)$/m);
+  // A routing config with no rule for the event sends nothing (oslo drops it): not "sent".
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-routing-'));
+  try {
+    const routing = path.join(dir, 'routing.json');
+    writeFileSync(routing, JSON.stringify({ group: { log: { accepted_events: ['compute.*'] } } }));
+    const via = ['--driver', 'routing', '--config', `notifications.routingConfig=${routing}`, '--transport-url', ctx.url];
+    const unrouted = await run('notify-send', ['image.upload', 'a=1', ...via]);
+    assert.is(unrouted.code, 0, unrouted.err);
+    assert.match(unrouted.out, /^not sent: no rule of the routing config \(.*routing\.json\) selects a driver for image\.upload at info$/m);
+    const routed = await run('notify-send', ['compute.start', 'a=1', ...via]);
+    assert.is(routed.code, 0, routed.err);
+    assert.match(routed.out, /^sent info compute\.start$/m);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
   const empty = await run('notify-send', ['x', '--topic', '', '--transport-url', ctx.url]);
   assert.is(empty.code, 2, empty.err);
   assert.match(empty.err, /--topic: a topic cannot be empty/);
