@@ -77,13 +77,17 @@ export interface Gateway {
   start(): Promise<GatewayAddress>;
   /**
    * Stops accepting requests at once (new ones get 503), lets the running ones finish for up
-   * to `deadlineMs`, then closes what is left. `aborted` counts the calls still running then.
+   * to `deadlineMs`, then answers the calls still running with 503 (Unavailable: the method may
+   * have run) and closes what is left. `aborted` counts the calls still running at the deadline.
    * The transport is the caller's: it stays open. Called while {@link start} loads contracts,
    * the start ends there; called while it binds, it waits for the bind (at most `deadlineMs`) and
    * closes the port, so nothing listens once it resolves.
    */
   stop(deadlineMs?: number): Promise<{ aborted: number }>;
 }
+
+/** After the stop's deadline, how long the 503s of the calls still running get to be written before every connection is cut. */
+const CUT_GRACE_MS = 250;
 
 const PUBLIC = new Set(['/healthz', '/readyz', '/openapi.json']);
 const isPublic = (request: FastifyRequest) => {
@@ -355,7 +359,20 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
         ]);
         clearTimeout(timer);
         const aborted = late ? invoker.inFlight : 0;
-        if (late) app.server.closeAllConnections();
+        if (late) {
+          // The calls still running get a 503 (with Connection: close) instead of a cut
+          // connection; what is left a moment later (slow uploads, clients not reading) is cut.
+          invoker.cut();
+          let grace: NodeJS.Timeout | undefined;
+          await Promise.race([
+            closing,
+            new Promise((r) => {
+              grace = setTimeout(r, CUT_GRACE_MS);
+            }),
+          ]);
+          clearTimeout(grace);
+          app.server.closeAllConnections();
+        }
         await closing;
         return { aborted };
       })();

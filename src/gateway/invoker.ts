@@ -93,6 +93,8 @@ export class Invoker {
   private inFlight_ = 0;
   private readonly idle: Array<() => void> = [];
   private stopping = false;
+  /** Rejects each call or cast still waiting, for {@link cut}. */
+  private readonly waiting = new Set<(err: Error) => void>();
   /** The turn of the event loop the calls of the requests read so far start in (see {@link invoke}). */
   private turn: Promise<void> | undefined;
   /** Every declared route, in configuration order. */
@@ -237,6 +239,34 @@ export class Invoker {
     return new Promise((r) => this.idle.push(r));
   }
 
+  /**
+   * Fails every call and cast still waiting with Unavailable (503), so that the stop's deadline
+   * answers their requests instead of cutting their connections. Their replies, if any come, are
+   * dropped; the methods may have run.
+   */
+  cut(): void {
+    const err = new Unavailable('the gateway stopped before the call finished (its shutdown deadline passed); the method may have run');
+    for (const reject of this.waiting) reject(err);
+    this.waiting.clear();
+  }
+
+  /** `p`, unless {@link cut} rejects it first. */
+  private cuttable<T>(p: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.add(reject);
+      p.then(
+        (v) => {
+          this.waiting.delete(reject);
+          resolve(v);
+        },
+        (e) => {
+          this.waiting.delete(reject);
+          reject(e);
+        },
+      );
+    });
+  }
+
   /** Whether the transport can take calls now (memory:// is always ready; a driver only once connected). */
   ready(): boolean {
     if (this.stopping) return false;
@@ -295,10 +325,10 @@ export class Invoker {
     try {
       await this.nextTurn();
       if (cast) {
-        await client.cast(ctx, r.method, args);
+        await this.cuttable(client.cast(ctx, r.method, args));
         return { kind: 'accepted' };
       }
-      const result = await client.call(ctx, r.method, args);
+      const result = await this.cuttable(client.call(ctx, r.method, args));
       if (route.checkResult && !route.checkResult(result)) {
         throw new BadResult(
           `the result of ${route.name} does not match its schema: ${this.ajv.errorsText(route.checkResult.errors, { dataVar: 'result' })}`,

@@ -46,18 +46,29 @@ for (const [name, broker] of IN_PROCESS) {
     assert.ok(Date.now() - t0 < 2500, `stop took ${Date.now() - t0} ms for a call of 300 ms (deadline 3000)`);
   });
 
-  t('stop(deadline): a call outliving the deadline is cut and counted', async (ctx) => {
+  t('stop(deadline): a call outliving the deadline is answered 503 and counted, in REST and in a JSON-RPC batch', async (ctx) => {
     ctx.h = await harness(ctx.broker.url);
-    const running = http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/sleep`, { ms: 1500 }).then(
-      (r) => r.status,
-      () => 'cut',
-    );
-    // The call running at the gateway, not a fixed wait: on a loaded machine 80 ms was not always enough.
-    await until(() => ctx.h.gateway.inFlight === 1, 'the call in flight at the gateway');
+    const running = http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/sleep`, { ms: 1500 });
+    const batch = http(ctx.h.base, 'POST', '/jsonrpc', [
+      { jsonrpc: '2.0', id: 1, method: `${ctx.h.topic}.get`, params: { id: 1 } },
+      { jsonrpc: '2.0', id: 2, method: `${ctx.h.topic}.sleep`, params: { ms: 1500 } },
+    ]);
+    // The calls running at the gateway, not a fixed wait: on a loaded machine 80 ms was not always enough.
+    await until(() => ctx.h.gateway.inFlight === 2, 'the two sleeps in flight at the gateway');
     const t0 = Date.now();
-    assert.equal(await ctx.h.gateway.stop(200), { aborted: 1 });
+    assert.equal(await ctx.h.gateway.stop(200), { aborted: 2 });
     assert.ok(Date.now() - t0 < 800, `stop took ${Date.now() - t0} ms`);
-    assert.is(await running, 'cut');
+    // An answer, not a connection cut: the client learns the gateway went away mid-call.
+    const r = await running;
+    assert.is(r.status, 503, JSON.stringify(r.json));
+    assert.is(r.json.error.type, 'Unavailable');
+    assert.match(r.json.error.message, /stopped before the call finished .*the method may have run/);
+    assert.is(r.headers.get('connection'), 'close');
+    const b = await batch;
+    assert.is(b.status, 200);
+    assert.is(b.json[0].result.id, 1);
+    assert.is(b.json[1].id, 2);
+    assert.match(b.json[1].error.message, /stopped before the call finished/);
   });
   t.run();
 }
