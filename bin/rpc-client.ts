@@ -123,7 +123,12 @@ async function main(): Promise<void> {
     // Values are coerced by the published contract (a=1 stays "1" where it says string).
     const contract =
       o.describe || needsContract(pairs)
-        ? await fetchContract(client, method, Math.min(1000, o.timeout ? o.timeout * 1000 : 1000))
+        ? await fetchContract(
+            client,
+            method,
+            Math.min(1000, o.timeout ? o.timeout * 1000 : 1000),
+            o.timeout ? o.timeout * 1000 : config.rpc.responseTimeout,
+          )
         : undefined;
     if (o.describe) return void process.stdout.write(usage(topic, method, contract));
     args = coerceArgs(pairs, contract);

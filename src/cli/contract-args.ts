@@ -4,6 +4,7 @@
  * string), and print a method's usage (`--describe`).
  */
 import type { MethodContract } from '../contracts/contract.js';
+import { TransportError } from '../core/errors.js';
 import { versionIsCompatible } from '../core/target.js';
 import type { RPCClient } from '../rpc/client.js';
 import type { ServerDescription } from '../rpc/introspection.js';
@@ -16,15 +17,29 @@ type Schema = Record<string, unknown>;
  * The contract of `method` as the servers of the client's target publish it, or undefined when
  * none is published or nobody answers within `timeoutMs` (an oslo.messaging server, an older
  * hermod, no server): the CLI then works as without contracts. A transport failure (cannot
- * connect) is thrown: the call would fail the same way.
+ * connect) is thrown: the call would fail the same way. A first connect still under way when
+ * `timeoutMs` passes is waited for, up to `connectWithinMs` in all (the call's own timeout).
  */
-export async function fetchContract(client: RPCClient, method: string, timeoutMs: number): Promise<MethodContract | undefined> {
+export async function fetchContract(
+  client: RPCClient,
+  method: string,
+  timeoutMs: number,
+  connectWithinMs = timeoutMs,
+): Promise<MethodContract | undefined> {
   let d: ServerDescription;
-  try {
-    d = await client.prepare({ namespace: 'hermod', version: '1.0', timeout: timeoutMs }).call<ServerDescription>({}, 'describe');
-  } catch (err) {
-    if ((err as { code?: unknown }).code === 'HERMOD_ERR_TRANSPORT') throw err;
-    return undefined;
+  const describer = client.prepare({ namespace: 'hermod', version: '1.0', timeout: timeoutMs });
+  const connectBy = Date.now() + connectWithinMs;
+  for (;;) {
+    try {
+      d = await describer.call<ServerDescription>({}, 'describe');
+      break;
+    } catch (err) {
+      if (!(err instanceof TransportError)) return undefined;
+      // The short describe deadline passed while a slow first connect was still under way: that
+      // is no "cannot connect"; keep asking for as long as the call itself would wait.
+      if (err.stillConnecting && Date.now() < connectBy) continue;
+      throw err;
+    }
   }
   const ns = client.target.namespace ?? null;
   const version = client.target.version ?? '1.0';

@@ -54,7 +54,8 @@ export class ConnectGate {
       }
       const left = deadline - Date.now();
       if (left <= 0) {
-        if (!s.connected) throw new TransportError(`${s.problem} (still trying when ${what} timed out)`);
+        if (!s.connected)
+          throw Object.assign(new TransportError(`${s.problem} (still trying when ${what} timed out)`), { stillConnecting: true });
         throw new MessagingTimeout(`timed out waiting to send ${what}`);
       }
       await this.sleep(Math.min(left, pollMs));
