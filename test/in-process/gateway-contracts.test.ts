@@ -1,6 +1,42 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createGateway } from '../../src/gateway/index.js';
+import { defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
+import { Router } from '../../src/router/router.js';
+import { Calculator } from '../support/contract-cases.js';
 import { gatewayContractSuite } from '../support/gateway-contract-cases.js';
-import { IN_PROCESS } from './gateway-cases.js';
+import { slowProxy } from '../support/slow-proxy.js';
+import { http, IN_PROCESS } from './gateway-cases.js';
 
 // The gateway's contract cases on memory and through the embedded router; RabbitMQ:
 // test/integration/gateway-contracts-rabbit.
 for (const [name, broker] of IN_PROCESS) gatewayContractSuite(`gateway contracts over ${name}`, broker).run();
+
+const slow = suite('gateway contracts: a slow first connect');
+slow('a first connect slower than contractTimeout is waited for: the routes still get their contracts', async () => {
+  const router = new Router({ port: 0 });
+  const url = `amqp://127.0.0.1:${await router.start()}/`;
+  // TCP is up at once, the AMQP open comes 1 s late: past the 300 ms the servers get to answer.
+  const proxy = await slowProxy(url, 1000);
+  const st = await getTransport(url, { config: defaultConfig() });
+  const server = new RPCServer(st, new Target({ topic: 'slowc', server: 's1' }), [new Calculator()]);
+  await server.start();
+  const gt = await getTransport(proxy.url, { config: defaultConfig() });
+  const gw = createGateway(gt, { listen: { port: 0 }, contractTimeout: 300, routes: [{ topic: 'slowc', method: 'add' }] });
+  try {
+    const { url: base } = await gw.start();
+    const bad = await http(base, 'POST', '/v1/slowc/add', { a: 'one' });
+    assert.is(bad.status, 400);
+    assert.is(bad.json.error.code, 'HERMOD_ERR_CONTRACT_VIOLATION');
+    assert.not.ok(bad.json.error.remote, 'refused at the gateway: the contract was adopted');
+  } finally {
+    await gw.stop(1000);
+    await server.stop();
+    await server.wait(1000);
+    await gt.close();
+    await st.close();
+    await proxy.close();
+    await router.stop();
+  }
+});
+slow.run();

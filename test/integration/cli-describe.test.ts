@@ -1,11 +1,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { until } from '../support/assert.js';
 import { type CliProc as Proc, runCli, startCli as start } from '../support/cli-procs.js';
+import { slowProxy } from '../support/slow-proxy.js';
 
 // rpc-client reading published contracts end to end: the CLIs as subprocesses (a router, an
 // rpc-server with the demo endpoints and one with an endpoints module of its own), the usage
@@ -113,39 +113,16 @@ t('a value the contract refuses: the server says which, the exit status is 1', a
   assert.match(r.err, /ContractViolation.*arguments of add break its contract: \/b must be number/);
 });
 
-t(
-  'a first connect slower than the contract fetch\'s 1 s: the fetch waits for it, as the call would (it said "cannot connect")',
-  async (ctx) => {
-    // A proxy that holds each connection 1.5 s before it passes bytes on: TCP is up at once, the
-    // AMQP open comes late.
-    const upstream = new URL(ctx.url);
-    const sockets = new Set<net.Socket>();
-    const proxy = net.createServer((client) => {
-      sockets.add(client);
-      client.pause();
-      const timer = setTimeout(() => {
-        const up = net.connect(Number(upstream.port), upstream.hostname, () => {
-          client.pipe(up).pipe(client);
-          client.resume();
-        });
-        sockets.add(up);
-        up.on('error', () => client.destroy());
-        client.on('error', () => up.destroy());
-        client.on('close', () => up.destroy());
-      }, 1500);
-      client.on('close', () => clearTimeout(timer));
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    try {
-      const slow = `amqp://127.0.0.1:${(proxy.address() as net.AddressInfo).port}/`;
-      const label = await run(['labels', 'label', 'code=42', '--json', '--transport-url', slow]);
-      assert.is(label.code, 0, label.err);
-      assert.equal(JSON.parse(label.out), { code: '42', codeType: 'string', n: null, nType: 'undefined' });
-    } finally {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => proxy.close(r));
-    }
-  },
-);
+t('a first connect slower than the contract fetch\'s 1 s is waited for, as the call would (it said "cannot connect")', async (ctx) => {
+  // TCP is up at once, the AMQP open comes 1.5 s late.
+  const proxy = await slowProxy(ctx.url, 1500);
+  try {
+    const label = await run(['labels', 'label', 'code=42', '--json', '--transport-url', proxy.url]);
+    assert.is(label.code, 0, label.err);
+    assert.equal(JSON.parse(label.out), { code: '42', codeType: 'string', n: null, nType: 'undefined' });
+  } finally {
+    await proxy.close();
+  }
+});
 
 t.run();
