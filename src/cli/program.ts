@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { HermodConfig } from '../config/index.js';
+import { MAX_TIMER_MS } from '../core/errors.js';
 import { EXIT_TABLE } from './exit-codes.js';
 
 /** hermod's version, from its package.json (`dist/src/cli/` → the package root). */
@@ -61,5 +62,6 @@ export function intAtLeast(min: number): (v: string) => number {
 export function positiveSeconds(v: string): number {
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('needs a number of seconds > 0.');
+  if (n * 1000 > MAX_TIMER_MS) throw new InvalidArgumentError(`needs at most ${Math.floor(MAX_TIMER_MS / 1000)} seconds (about 24.8 days).`);
   return n;
 }

@@ -4,6 +4,7 @@
  * accepts a bare number in its key's unit or a number with a unit: `500ms`, `30s`, `2m`, `1h`.
  */
 import convict from 'convict';
+import { MAX_TIMER_MS } from '../core/errors.js';
 
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
 
@@ -12,13 +13,20 @@ const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
  * (milliseconds unless said otherwise).
  */
 export function parseDuration(value: unknown, unit: 'ms' | 's' = 'ms'): number {
-  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value * UNIT_MS[unit];
   const m = typeof value === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(value) : null;
-  if (!m) {
+  const ms =
+    typeof value === 'number' && Number.isFinite(value) && value >= 0
+      ? value * UNIT_MS[unit]
+      : m
+        ? Math.round(Number(m[1]) * UNIT_MS[(m[2] as keyof typeof UNIT_MS | undefined) ?? unit])
+        : undefined;
+  if (ms === undefined) {
     const bare = unit === 'ms' ? 'a number of milliseconds' : 'a number of seconds';
     throw new Error(`must be a duration such as 500ms, 30s, 2m or ${bare}, got ${JSON.stringify(value)}`);
   }
-  return Math.round(Number(m[1]) * UNIT_MS[(m[2] as keyof typeof UNIT_MS | undefined) ?? unit]);
+  // Every duration ends up in a timer, and Node fires a longer one after 1 ms.
+  if (ms > MAX_TIMER_MS) throw new Error(`must be at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest timer Node sets), got ${JSON.stringify(value)}`);
+  return ms;
 }
 
 /** {@link parseDuration} for keys counted in whole seconds (an AMQP heartbeat): `30`, `30s`, `1m`. */

@@ -97,11 +97,13 @@ export function checkResult(c: CompiledContract, method: string, result: unknown
     throw new ContractViolation(`the result of ${method} breaks its contract`, violations(c.result.errors));
 }
 
-/** ajv's errors as violations: the path names the offending property itself where ajv names it in params. */
+/**
+ * ajv's errors as violations: the path names the offending property itself where ajv names it in
+ * params. All of them: ContractViolation shows the first MAX_VIOLATIONS and counts the rest.
+ */
 export function violations(errors: ErrorObject[] | null | undefined): Violation[] {
   const out: Violation[] = [];
   for (const e of errors ?? []) {
-    if (out.length > MAX_VIOLATIONS) break;
     const p = e.params as Record<string, unknown>;
     if (e.keyword === 'additionalProperties' || e.keyword === 'unevaluatedProperties') {
       const name = String(p.additionalProperty ?? p.unevaluatedProperty ?? '');

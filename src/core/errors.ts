@@ -73,11 +73,23 @@ define(InvalidTarget, 'HERMOD_ERR_INVALID_TARGET');
 export class InvalidArgument extends HermodError {}
 define(InvalidArgument, 'HERMOD_ERR_INVALID_ARGUMENT');
 
-/** Throws {@link InvalidArgument} unless `value` (an option named `name`) is undefined or a number of ms ≥ 0 (> 0 without `allowZero`). */
+/**
+ * The longest delay Node's timers take (2³¹−1 ms, about 24.8 days): a longer one fires after
+ * 1 ms with a TimeoutOverflowWarning, so a longer timeout would end a call at once.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * Throws {@link InvalidArgument} unless `value` (an option named `name`) is undefined or a number
+ * of ms ≥ 0 (> 0 without `allowZero`) and at most {@link MAX_TIMER_MS}.
+ */
 export function assertMs(name: string, value: number | undefined, allowZero: boolean): void {
   if (value === undefined) return;
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
     throw new InvalidArgument(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} number of milliseconds, got ${value}`);
+  }
+  if (value > MAX_TIMER_MS) {
+    throw new InvalidArgument(`${name} must be at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest timer Node sets), got ${value}`);
   }
 }
 

@@ -1,3 +1,5 @@
+import { MessageTooLarge } from './errors.js';
+
 /** oslo.messaging's failure object: how a remote exception travels. */
 export interface Failure {
   class: string;
@@ -13,5 +15,8 @@ export interface Failure {
  * unsupported envelope): the error's class and message, in oslo's shape so Python callers read it.
  */
 export function failureOf(err: Error, module = 'hermod'): Failure {
-  return { class: err.name, module, message: err.message, tb: [], args: [err.message], kwargs: {} };
+  // A MessageTooLarge travels with its sizes as args, as remote-errors serializes it, so that
+  // the caller rebuilds it with them (it read "0 bytes exceeds the limit of 0").
+  const args = err instanceof MessageTooLarge ? [err.size, err.limit] : [err.message];
+  return { class: err.name, module, message: err.message, tb: [], args, kwargs: {} };
 }

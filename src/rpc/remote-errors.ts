@@ -58,7 +58,10 @@ registerRemoteError(HERMOD_MODULE, 'NestingTooDeep', (f) => {
 });
 registerRemoteError(HERMOD_MODULE, 'MessageTooLarge', (f) => {
   const [size, limit] = Array.isArray(f.args) ? f.args : [];
-  return new MessageTooLarge(Number(size) || 0, Number(limit) || 0);
+  if (typeof size === 'number' && typeof limit === 'number') return new MessageTooLarge(size, limit);
+  // Older hermod receivers sent the message as the only arg: read the sizes from it.
+  const m = /of (\d+) bytes exceeds the limit of (\d+) bytes/.exec(msg(f));
+  return new MessageTooLarge(Number(m?.[1]) || 0, Number(m?.[2]) || 0);
 });
 
 /** The remote side of a rebuilt error: where it came from and its trace. */

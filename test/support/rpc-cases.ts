@@ -255,7 +255,13 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     const tp2 = topic('big');
     await serve(ctx, tp2, 's', [new Recorder('s')], {}, await transport(ctx, { maxMessageSize: 5000 }));
     const c2 = new RPCClient(ctx.transport, new Target({ topic: tp2 }), { timeout: 3000 });
-    await rejects(c2.call({}, 'echo', { value: 'y'.repeat(6000) }), 'HERMOD_ERR_MESSAGE_TOO_LARGE');
+    // Refused by the server's receiver: the caller's error carries the sizes (AMQP 1.0 sent zeros).
+    const refused = (await rejects(c2.call({}, 'echo', { value: 'y'.repeat(6000) }), 'HERMOD_ERR_MESSAGE_TOO_LARGE')) as Error & {
+      size?: number;
+      limit?: number;
+    };
+    assert.is(refused.limit, 5000, refused.message);
+    assert.ok((refused.size ?? 0) > 6000, refused.message);
     await rejects(c2.call({}, 'huge', { bytes: 6000 }), 'HERMOD_ERR_MESSAGE_TOO_LARGE');
     assert.is(await c2.call({}, 'add', { a: 1, b: 2 }), 3);
   });

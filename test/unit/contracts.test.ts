@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { closedArgs, depthAtMost } from '../../src/contracts/validator.js';
+import { checkArgs, closedArgs, compileContracts, depthAtMost } from '../../src/contracts/validator.js';
 import { ContractViolation, InvalidArgument, Target } from '../../src/index.js';
 import { parseRequest, RPCDispatcher } from '../../src/rpc/dispatcher.js';
 import { deserializeFailure, serializeFailure } from '../../src/rpc/remote-errors.js';
@@ -73,6 +73,17 @@ t('many violations: the first 20 are listed, the rest counted', () => {
   const v = new ContractViolation('x', many);
   assert.is(v.violations.length, 20);
   assert.match(v.message, /\(and 10 more\)$/);
+  // From a real validation: 30 unknown names are 30 violations (it said "and 1 more").
+  const closed = compileContracts({ m: { args: Type.Object({}, { additionalProperties: false }) } }, 'closed').get('m')!;
+  const args = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`k${i}`, 1]));
+  const e = (() => {
+    try {
+      checkArgs(closed, 'm', args);
+    } catch (err) {
+      return err as ContractViolation;
+    }
+  })();
+  assert.match(e?.message ?? '', /\(and 10 more\)$/);
 });
 
 t('construction refuses contracts that cannot work, naming the endpoint and method', async () => {
