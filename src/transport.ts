@@ -3,6 +3,7 @@ import { applyOverrides, type HermodConfig, loadConfig } from './config/index.js
 import { parseTransportUrl, type TransportUrl } from './config/transport-url.js';
 import type { ConnectionState } from './core/diagnostics.js';
 import { ConfigError } from './core/errors.js';
+import { assertOptions } from './core/suggest.js';
 import type { Driver } from './driver/driver.js';
 
 export type { TransportHost, TransportUrl } from './config/transport-url.js';
@@ -15,6 +16,8 @@ export interface TransportOptions {
   /** Overrides applied over `config`: dotted keys (`{ 'rpc.responseTimeout': 5000 }`) or nested (`{ rpc: { responseTimeout: 5000 } }`). */
   overrides?: Record<string, unknown>;
 }
+
+const TRANSPORT_OPTIONS: Record<keyof TransportOptions, true> = { config: true, overrides: true };
 
 /** Where a transport's connection stands: the latest state its driver reported, or `idle`/`closed`. */
 export type TransportState = ConnectionState | { state: 'idle' } | { state: 'closed' };
@@ -74,10 +77,12 @@ const DRIVERS: Record<TransportUrl['driver'], DriverFactory> = {
  * override the config's values for that driver.
  */
 export async function getTransport(url?: string, options: TransportOptions = {}): Promise<Transport> {
-  let config = options.config ?? loadConfig({ overrides: options.overrides ?? {}, overridesSource: 'getTransport overrides' });
-  if (options.config && options.overrides) {
-    config = applyOverrides(options.config, options.overrides, 'getTransport overrides');
-  }
+  assertOptions(options, TRANSPORT_OPTIONS, 'getTransport options');
+  // A given config is checked as a file would be (a partial one gets the defaults): used as it
+  // was, a missing section failed later as an unrelated TypeError, a bad value not at all.
+  let config = options.config
+    ? applyOverrides(options.config, options.overrides ?? {}, 'getTransport overrides')
+    : loadConfig({ overrides: options.overrides ?? {}, overridesSource: 'getTransport overrides' });
   const parsed = parseTransportUrl(url ?? config.transportUrl);
   if (Object.keys(parsed.options).length > 0) config = applyOverrides(config, parsed.options, 'the transport URL');
   config = { ...config, transportUrl: parsed.toString() };

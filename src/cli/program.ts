@@ -62,6 +62,7 @@ export function intAtLeast(min: number): (v: string) => number {
 export function positiveSeconds(v: string): number {
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('needs a number of seconds > 0.');
-  if (n * 1000 > MAX_TIMER_MS) throw new InvalidArgumentError(`needs at most ${Math.floor(MAX_TIMER_MS / 1000)} seconds (about 24.8 days).`);
+  if (n * 1000 > MAX_TIMER_MS)
+    throw new InvalidArgumentError(`needs at most ${Math.floor(MAX_TIMER_MS / 1000)} seconds (about 24.8 days).`);
   return n;
 }

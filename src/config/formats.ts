@@ -25,7 +25,8 @@ export function parseDuration(value: unknown, unit: 'ms' | 's' = 'ms'): number {
     throw new Error(`must be a duration such as 500ms, 30s, 2m or ${bare}, got ${JSON.stringify(value)}`);
   }
   // Every duration ends up in a timer, and Node fires a longer one after 1 ms.
-  if (ms > MAX_TIMER_MS) throw new Error(`must be at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest timer Node sets), got ${JSON.stringify(value)}`);
+  if (ms > MAX_TIMER_MS)
+    throw new Error(`must be at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest timer Node sets), got ${JSON.stringify(value)}`);
   return ms;
 }
 

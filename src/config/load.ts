@@ -61,6 +61,14 @@ function setKey(conf: convict.Config<unknown>, key: string, value: unknown, sour
   }
 }
 
+/** `HERMOD_RPC_`, `HERMOD_RABBIT_`, …: the prefixes of the variables of each config section. */
+const SECTION_PREFIXES = [...new Set(CONFIG_KEYS.filter((k) => k.includes('.')).map((k) => `${envName(k.split('.')[0]!)}_`))];
+
+/**
+ * Refuses a `HERMOD_*` variable that looks meant for hermod's configuration but names no option:
+ * one in a section's namespace (`HERMOD_RPC_RESPONSE_TIMOUT`) or a likely typo of an option.
+ * Others (`HERMOD_HOME`, an application's own) are not configuration attempts and are left alone.
+ */
 function assertKnownEnv(env: NodeJS.ProcessEnv): void {
   for (const name of Object.keys(env)) {
     if (name.startsWith('HERMOD_') && !CONFIG_KEYS.some((k) => envName(k) === name)) {
@@ -70,6 +78,7 @@ function assertKnownEnv(env: NodeJS.ProcessEnv): void {
           .toLowerCase()
           .replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()),
       );
+      if (!guess && !SECTION_PREFIXES.some((p) => name.startsWith(p))) continue;
       const hint = guess ? `; did you mean ${envName(guess)}?` : ' (no hermod option has that name; --help-config lists them)';
       throw new ConfigError(`unknown environment variable ${name}${hint}`, { key: name });
     }

@@ -1,6 +1,7 @@
 import { channels, publish } from '../core/diagnostics.js';
 import { ClosedError, InvalidArgument, InvalidTarget, MalformedMessage, ServerStopped } from '../core/errors.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
+import { assertOptions } from '../core/suggest.js';
 import type { Target } from '../core/target.js';
 import { type WaitResult, type Work, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
@@ -25,6 +26,16 @@ export interface NotificationListenerOptions {
   redeliveryLimit?: number;
   serializer?: Serializer;
 }
+
+const LISTENER_OPTIONS: Record<keyof NotificationListenerOptions, true> = {
+  pool: true,
+  concurrency: true,
+  batchSize: true,
+  batchTimeout: true,
+  allowRequeue: true,
+  redeliveryLimit: true,
+  serializer: true,
+};
 
 /** Counters of a {@link NotificationListener}, for monitoring and tests. */
 export interface NotificationListenerStats {
@@ -88,6 +99,7 @@ export class NotificationListener {
     private readonly options: NotificationListenerOptions = {},
   ) {
     if (!Array.isArray(targets) || targets.length === 0) throw new InvalidTarget('a notification listener needs at least one target');
+    assertOptions(options, LISTENER_OPTIONS, 'NotificationListener options');
     for (const t of targets) if (!t.topic) throw new InvalidTarget('notification targets need a topic');
     const conf = transport.config;
     this.serializer = options.serializer ?? new NoOpSerializer();

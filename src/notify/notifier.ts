@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, InvalidArgument } from '../core/errors.js';
 import { uuid } from '../core/ids.js';
 import { type Context, NoOpSerializer, type Serializer } from '../core/serializer.js';
+import { assertOptions } from '../core/suggest.js';
 import { Target } from '../core/target.js';
 import type { Transport } from '../transport.js';
 import { osloTimestamp, sanitizeContext } from './message.js';
@@ -45,6 +46,17 @@ export interface NotifierOptions {
   log?: (loggerName: string, priority: Priority, line: string) => void;
 }
 
+const NOTIFIER_OPTIONS: Record<keyof NotifierOptions, true> = {
+  publisherId: true,
+  driver: true,
+  topics: true,
+  exchange: true,
+  serializer: true,
+  retry: true,
+  routing: true,
+  log: true,
+};
+
 function glob(pattern: string): RegExp {
   const re = pattern
     .replace(/[.+^${}()|\\]/g, '\\$&')
@@ -80,6 +92,7 @@ export class Notifier {
     if (!options || typeof options.publisherId !== 'string' || options.publisherId === '') {
       throw new InvalidArgument('Notifier needs a publisherId');
     }
+    assertOptions(options, NOTIFIER_OPTIONS, 'Notifier options');
     const conf = transport.config.notifications;
     this.publisherId = options.publisherId;
     this.drivers = options.driver === undefined ? conf.driver : Array.isArray(options.driver) ? options.driver : [options.driver];

@@ -5,6 +5,7 @@ import { type CallEvent, channels, publish } from '../core/diagnostics.js';
 import { assertMs, InvalidArgument, RPCVersionCapError } from '../core/errors.js';
 import { Semaphore } from '../core/semaphore.js';
 import { type Context, NoOpSerializer, type Serializer } from '../core/serializer.js';
+import { assertOptions } from '../core/suggest.js';
 import { Target, type TargetOverrides, versionIsCompatible } from '../core/target.js';
 import { clientSpan } from '../core/tracing.js';
 import type { RpcRequest } from '../driver/driver.js';
@@ -64,6 +65,37 @@ export interface CallOptions {
   jobTimeout?: number;
 }
 
+// Every option name of each options type: the compiler keeps these complete, and misspelt
+// options are refused (see assertOptions).
+const CLIENT_OPTIONS: Record<keyof RPCClientOptions, true> = {
+  timeout: true,
+  callMonitorTimeout: true,
+  retry: true,
+  versionCap: true,
+  serializer: true,
+  maxInFlight: true,
+  inFlightOverflow: true,
+  allowedRemoteExmods: true,
+  jobTimeout: true,
+  followJobs: true,
+};
+const PREPARE_OPTIONS: Record<keyof PrepareOptions, true> = {
+  exchange: true,
+  topic: true,
+  namespace: true,
+  version: true,
+  server: true,
+  fanout: true,
+  timeout: true,
+  callMonitorTimeout: true,
+  retry: true,
+  versionCap: true,
+  jobTimeout: true,
+  followJobs: true,
+};
+const CALL_OPTIONS: Record<keyof CallOptions, true> = { timeout: true, callMonitorTimeout: true, jobTimeout: true };
+const PROXY_OPTIONS: Record<keyof ContractProxyOptions<Contracts>, true> = { contracts: true, check: true };
+
 type AnyMethod = (ctx: Context, ...rest: never[]) => unknown;
 
 /**
@@ -106,6 +138,7 @@ export class RPCClient {
     slots?: Semaphore,
   ) {
     if (!(target instanceof Target)) throw new InvalidArgument('RPCClient needs a Target');
+    assertOptions(options, CLIENT_OPTIONS, 'RPCClient options');
     const conf = transport.config.rpc;
     assertMs('timeout', options.timeout, false);
     assertMs('callMonitorTimeout', options.callMonitorTimeout, true);
@@ -137,6 +170,7 @@ export class RPCClient {
 
   /** A copy with target fields and options overridden (`null` clears a target field). */
   prepare(overrides: PrepareOptions = {}): RPCClient {
+    assertOptions(overrides, PREPARE_OPTIONS, 'prepare()');
     const { timeout, callMonitorTimeout, retry, versionCap, jobTimeout, followJobs, ...targetFields } = overrides;
     const target = this.target.merge(targetFields);
     return new RPCClient(
@@ -209,6 +243,7 @@ export class RPCClient {
    */
   async call<R = unknown>(ctx: Context, method: string, args?: Record<string, unknown>, options: CallOptions = {}): Promise<R> {
     this.target.assertCallable();
+    assertOptions(options, CALL_OPTIONS, 'call options');
     assertMs('timeout', options.timeout, false);
     assertMs('callMonitorTimeout', options.callMonitorTimeout, true);
     assertMs('jobTimeout', options.jobTimeout, true);
@@ -331,6 +366,7 @@ export class RPCClient {
   proxy<T extends object>(ctx?: Context): RpcProxy<T>;
   proxy<const C extends Contracts>(ctx: Context, options: ContractProxyOptions<C>): ContractProxy<C>;
   proxy(ctx: Context = {}, options?: ContractProxyOptions<Contracts>): unknown {
+    assertOptions(options, PROXY_OPTIONS, 'proxy() options');
     const checks =
       options?.check && options.contracts
         ? compileContracts(contractsOf({ contracts: options.contracts }, 'proxy') ?? {}, 'proxy')

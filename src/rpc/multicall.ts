@@ -1,5 +1,6 @@
 import { InvalidArgument } from '../core/errors.js';
 import type { Context } from '../core/serializer.js';
+import { assertOptions } from '../core/suggest.js';
 
 /** What a {@link MultiCall} needs of a client: its `call`. */
 export interface Caller {
@@ -23,6 +24,8 @@ export interface MultiCallOptions {
    */
   via?: Caller;
 }
+
+const ENTRY_OPTIONS: Record<keyof MultiCallOptions, true> = { timeout: true, callMonitorTimeout: true, via: true };
 
 interface Queued {
   via: Caller;
@@ -64,7 +67,13 @@ export class MultiCall {
   call(method: string, args?: Record<string, unknown>, options: MultiCallOptions = {}): this {
     if (this.ran) throw new InvalidArgument('this MultiCall already ran: make a new one with client.multicall()');
     if (typeof method !== 'string' || method === '') throw new InvalidArgument('a MultiCall entry needs a method name');
+    assertOptions(options, ENTRY_OPTIONS, `MultiCall options of ${method}`);
     const { via, ...callOptions } = options;
+    // Checked here: a bad one failed in run() after the calls before it were sent, unhandled.
+    if (via !== undefined && typeof (via as Partial<Caller> | null)?.call !== 'function')
+      throw new InvalidArgument(
+        `MultiCall options of ${method}: via must be a client (client.prepare({ … })), got ${via === null ? 'null' : typeof via}`,
+      );
     this.queued.push({ via: via ?? this.client, method, args, options: callOptions });
     return this;
   }
@@ -74,7 +83,15 @@ export class MultiCall {
     if (this.ran) throw new InvalidArgument('this MultiCall already ran: make a new one with client.multicall()');
     this.ran = true;
     // Started in one synchronous loop: no await between them, so they reach the driver together.
-    const pending = this.queued.map((q) => q.via.call(this.ctx, q.method, q.args, q.options));
+    // A call that throws at once (bad arguments) is that call's failure, not run()'s: the others
+    // are sent and read as usual.
+    const pending = this.queued.map((q) => {
+      try {
+        return q.via.call(this.ctx, q.method, q.args, q.options);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    });
     return new MultiCallResults(
       this.queued.map((q) => q.method),
       await Promise.allSettled(pending),

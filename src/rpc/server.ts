@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { channels, publish, type ServerRequestEvent } from '../core/diagnostics.js';
 import { assertMs, ClosedError, InvalidArgument } from '../core/errors.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
+import { assertOptions } from '../core/suggest.js';
 import { Target } from '../core/target.js';
 import { ABORT_GRACE_MS, type WaitResult, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
@@ -48,6 +49,19 @@ export interface StopOptions {
   /** Running jobs: `wait` for them (until the wait() deadline) or `abort` them. @default config `jobs.stopStrategy` */
   jobs?: JobStopStrategy;
 }
+
+const SERVER_OPTIONS: Record<keyof RPCServerOptions, true> = {
+  concurrency: true,
+  serializer: true,
+  accessPolicy: true,
+  sendTraceback: true,
+  introspection: true,
+  validateResults: true,
+  deferAfter: true,
+  long: true,
+  jobNotifier: true,
+};
+const STOP_OPTIONS: Record<keyof StopOptions, true> = { jobs: true };
 
 /** Counters of a server, for `info`-style endpoints and tests. */
 export interface ServerStats {
@@ -104,6 +118,7 @@ export class RPCServer {
     options: RPCServerOptions = {},
   ) {
     if (!(target instanceof Target)) throw new InvalidArgument('RPCServer needs a Target');
+    assertOptions(options, SERVER_OPTIONS, 'RPCServer options');
     target.assertListenable();
     this.target = target;
     const conf = transport.config.rpc;
@@ -238,6 +253,7 @@ export class RPCServer {
    * running ones go on (see {@link wait}).
    */
   async stop(options: StopOptions = {}): Promise<void> {
+    assertOptions(options, STOP_OPTIONS, 'stop() options');
     if (this.state === 'draining') return;
     if (this.state === 'running' && this.jobs.active > 0) {
       // The subscription stays so that pollers can follow the jobs to their end: wait() ends it.

@@ -308,7 +308,11 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     await rejects(() => new RPCClient(ctx.transport, new Target({ topic: 't' }), { retry: -2 }), 'HERMOD_ERR_INVALID_ARGUMENT', /retry/);
     await rejects(() => new RPCClient(ctx.transport, {} as Target), 'HERMOD_ERR_INVALID_ARGUMENT');
     await rejects(c.prepare({ version: '1.0' }).call({}, 'm', {}, { timeout: 0 }), 'HERMOD_ERR_INVALID_ARGUMENT', /timeout/);
-    await rejects(c.prepare({ version: '1.0' }).call({}, 'm', {}, { timeout: 3e9 }), 'HERMOD_ERR_INVALID_ARGUMENT', /at most 2147483647 ms/);
+    await rejects(
+      c.prepare({ version: '1.0' }).call({}, 'm', {}, { timeout: 3e9 }),
+      'HERMOD_ERR_INVALID_ARGUMENT',
+      /at most 2147483647 ms/,
+    );
   });
 
   t('malformed requests through the driver get a typed failure; the server keeps serving', async (ctx) => {

@@ -115,8 +115,15 @@ t('unknown keys: a close typo gets its key suggested, a far miss gets none', asy
   assert.is(closeKey('bogus'), undefined);
   assert.is(closeKey('xyz'), undefined);
   assert.is(closeKey('rabit.heartbeat'), 'rabbit.heartbeat');
-  const env = await rejects(() => loadConfig({ env: { HERMOD_BOGUS: '1' } }), 'HERMOD_ERR_CONFIG');
+  // A far miss in a section's namespace is refused without a guess; a variable outside every
+  // section and far from every option is not a configuration attempt (HERMOD_HOME broke library use).
+  const env = await rejects(
+    () => loadConfig({ env: { HERMOD_RPC_BOGUS: '1' } }),
+    'HERMOD_ERR_CONFIG',
+    /unknown environment variable HERMOD_RPC_BOGUS/,
+  );
   assert.not.match(env.message, /did you mean/);
+  assert.is(loadConfig({ env: { HERMOD_HOME: '/x', HERMOD_BOGUS: '1' } }).rpc.responseTimeout, 60_000);
   await rejects(() => loadConfig({ env: { HERMOD_RABBIT_HARTBEAT: '1' } }), 'HERMOD_ERR_CONFIG', /did you mean HERMOD_RABBIT_HEARTBEAT\?/);
   const farOption = await rejects(() => parseTransportUrl('rabbit://h/?zzz=1'), 'HERMOD_ERR_CONFIG', /options: heartbeat, /);
   assert.not.match(farOption.message, /did you mean/);
