@@ -1,4 +1,5 @@
 /** `key=value` words from the shell (call arguments, context, payload) into objects. */
+import { setOwn } from '../core/plain.js';
 import { UsageError } from './exit-codes.js';
 
 /** A shell value: JSON when it parses (`5`, `true`, `{"a":1}`), else the string itself. */
@@ -16,7 +17,8 @@ export function parseKeyValues(pairs: string[]): Record<string, unknown> {
   for (const p of pairs) {
     const eq = p.indexOf('=');
     if (eq <= 0) throw new UsageError(`argument '${p}' is not key=value`);
-    out[p.slice(0, eq)] = parseValue(p.slice(eq + 1));
+    // An own key even for `__proto__`: the receiver refuses it, instead of it vanishing here.
+    setOwn(out, p.slice(0, eq), parseValue(p.slice(eq + 1)));
   }
   return out;
 }

@@ -3,6 +3,7 @@ import { checkArgs, compileContracts } from '../contracts/validator.js';
 import { ContractViolation } from '../contracts/violation.js';
 import { type CallEvent, channels, publish } from '../core/diagnostics.js';
 import { assertMs, InvalidArgument, RPCVersionCapError } from '../core/errors.js';
+import { setOwn } from '../core/plain.js';
 import { Semaphore } from '../core/semaphore.js';
 import { type Context, NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { assertOptions } from '../core/suggest.js';
@@ -230,7 +231,9 @@ export class RPCClient {
     const s = this.opts.serializer;
     const wireCtx = s.serializeContext(ctx);
     const wireArgs: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(args as Record<string, unknown>)) wireArgs[k] = s.serializeEntity(ctx, v);
+    // setOwn: a `__proto__` argument (from JSON.parse) stays an argument, which a hermod server
+    // refuses as MalformedMessage; `wireArgs[k] =` made it the prototype and the call ran without it.
+    for (const [k, v] of Object.entries(args as Record<string, unknown>)) setOwn(wireArgs, k, s.serializeEntity(ctx, v));
     const request: RpcRequest = { method, args: wireArgs };
     if (this.target.namespace !== undefined) request.namespace = this.target.namespace;
     if (version !== undefined) request.version = version;

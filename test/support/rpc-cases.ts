@@ -206,6 +206,10 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     await rejects(c.call({}, '_private'), 'HERMOD_ERR_NO_SUCH_METHOD');
     await rejects(c.call({}, 'constructor'), 'HERMOD_ERR_NO_SUCH_METHOD');
     await rejects(c.call({}, '__proto__'), 'HERMOD_ERR_NO_SUCH_METHOD');
+    // A `__proto__` key from JSON.parse is sent as a key and refused by the server, in the
+    // arguments and in the context: the client made it the prototype, and the call ran without it.
+    await rejects(c.call({}, 'echo', JSON.parse('{"__proto__":{"x":1},"value":1}')), 'HERMOD_ERR_MALFORMED_MESSAGE', /args\.__proto__/);
+    await rejects(c.call(JSON.parse('{"__proto__":{"x":1}}'), 'echo', { value: 1 }), 'HERMOD_ERR_MALFORMED_MESSAGE', /context\.__proto__/);
     assert.is(await c.prepare({ namespace: 'math', version: '1.1' }).call({}, 'mul', { a: 6, b: 7 }), 42);
     assert.is(await c.prepare({ namespace: 'math', version: '1.2' }).call({}, 'mul', { a: 2, b: 5 }), 10);
     await rejects(
