@@ -89,14 +89,28 @@ export function peek(content: Buffer | string): Record<string, unknown> | undefi
 // the characters ids and queue names are made of, so a match cannot run into other fields.
 const CALL_FIELD = /\\?"(_msg_id|_reply_q)\\?"\s*:\s*\\?"([\w.:@-]{1,255})\\?"/g;
 
-function scanCallFields(content: Buffer | string): Record<string, unknown> | undefined {
+function scanFields(content: Buffer | string): Record<string, unknown> {
   const text = (from: number, to: number) => (typeof content === 'string' ? content.slice(from, to) : content.toString('utf8', from, to));
   const size = typeof content === 'string' ? content.length : content.byteLength;
   const found: Record<string, unknown> = {};
-  for (const part of [text(0, PEEK_PARSE_LIMIT), text(size - PEEK_PARSE_LIMIT, size)]) {
+  for (const part of [text(0, PEEK_PARSE_LIMIT), text(Math.max(0, size - PEEK_PARSE_LIMIT), size)]) {
     for (const m of part.matchAll(CALL_FIELD)) found[m[1]!] = m[2];
   }
+  return found;
+}
+
+function scanCallFields(content: Buffer | string): Record<string, unknown> | undefined {
+  const found = scanFields(content);
   return found._msg_id !== undefined && found._reply_q !== undefined ? found : undefined;
+}
+
+/**
+ * The `_msg_id` of a reply body that failed to decode (too deep, not JSON), found as {@link peek}
+ * finds a request's ids, so that its call fails with the reason instead of at its timeout.
+ */
+export function peekReplyId(content: Buffer | string): string | undefined {
+  const id = peek(content)?._msg_id ?? scanFields(content)._msg_id;
+  return typeof id === 'string' ? id : undefined;
 }
 
 /** JSON-encodes `value` and refuses it when it exceeds `limit` bytes (MessageTooLarge). */

@@ -53,6 +53,12 @@ export class Recorder {
   async huge(_ctx: Context, args: { bytes: number }) {
     return 'x'.repeat(args.bytes);
   }
+  /** A result nested `levels` arrays deep. */
+  async deep(_ctx: Context, args: { levels: number }) {
+    let v: unknown = 1;
+    for (let i = 0; i < args.levels; i++) v = [v];
+    return v;
+  }
 }
 
 /** Versioned endpoint in a namespace. */

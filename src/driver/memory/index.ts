@@ -38,7 +38,11 @@ export class MemoryDriver extends DriverBase implements Driver {
         let body: ReplyBody;
         try {
           body = parsePeerJson(d.body, 'reply', this.config.maxJsonDepth) as ReplyBody;
-        } catch {
+        } catch (err) {
+          // The call gets the reason (NestingTooDeep, MalformedMessage) instead of its timeout:
+          // the reply's id is its first field.
+          const id = /^\{"msgId":"([\w.:@-]{1,255})"/.exec(d.body)?.[1];
+          if (id) this.waiter.fail(id, err as Error);
           return;
         }
         if (!body.ending) this.waiter.heartbeat(body.msgId);

@@ -1,4 +1,5 @@
-import { unenvelope } from '../envelope.js';
+import { MalformedMessage } from '../../core/errors.js';
+import { peekReplyId, unenvelope } from '../envelope.js';
 import type { ReplyWaiter } from '../reply-waiter.js';
 import { parseFailure } from './wire.js';
 
@@ -38,7 +39,11 @@ export class ReplyDispatch {
     let data: Record<string, unknown>;
     try {
       data = unenvelope(content, this.maxJsonDepth);
-    } catch {
+    } catch (err) {
+      // The call gets the reason (NestingTooDeep, MalformedMessage) at once instead of its
+      // timeout: the reply's `_msg_id` is found without parsing what was refused.
+      const id = peekReplyId(content);
+      if (id) this.waiter.fail(id, err instanceof Error ? err : new MalformedMessage(String(err)));
       return;
     }
     const id = data._msg_id;
