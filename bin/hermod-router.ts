@@ -5,7 +5,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { makeLogger } from '../src/cli/log.js';
-import { applyLogFlags, commonOptions, type LogFlags } from '../src/cli/program.js';
+import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { Router } from '../src/router/router.js';
 import { setPassword } from '../src/router/users.js';
@@ -52,10 +52,10 @@ const program = commonOptions(
     .option('--tls-cert <file>', 'listen with TLS (amqps): certificate (PEM)')
     .option('--tls-key <file>', 'TLS private key (PEM)')
     .option('--tls-ca <file>', 'CA of client certificates: clients may log in with one (SASL EXTERNAL, user = its CN)')
-    .option('--max-connections <n>', 'open connections at most', Number, 1000)
-    .option('--max-sessions <n>', 'sessions per connection at most', Number, 64)
-    .option('--max-links <n>', 'links per connection at most', Number, 1000)
-    .option('--max-message-size <bytes>', 'largest message accepted', Number, 16 * 1024 * 1024)
+    .option('--max-connections <n>', 'open connections at most', intAtLeast(1), 1000)
+    .option('--max-sessions <n>', 'sessions per connection at most', intAtLeast(1), 64)
+    .option('--max-links <n>', 'links per connection at most', intAtLeast(1), 1000)
+    .option('--max-message-size <bytes>', 'largest message accepted', intAtLeast(1), 16 * 1024 * 1024)
     // Defaults applied below, not here: commander would print them in ms beside "<seconds>".
     .option('--handshake-timeout <seconds>', 'time from connect to AMQP open (TLS and SASL included; default 5 s)', seconds(false))
     .option(

@@ -154,6 +154,11 @@ export class Router {
       idleTimeout: options.idleTimeout ?? 16000,
       allowAnonymous: options.allowAnonymous ?? anonymousDefault,
     };
+    // A NaN limit compared false everywhere and switched the bound off; 0 or less refused everyone.
+    for (const key of ['maxConnections', 'maxSessions', 'maxLinks', 'maxMessageSize', 'maxFrameSize', 'linkCredit'] as const) {
+      const v = this.opts[key];
+      if (!Number.isInteger(v) || v < 1) throw new ConfigError(`router ${key} must be a whole number ≥ 1, got ${v}`, { key });
+    }
     if (!this.opts.allowAnonymous && !this.users && !this.tls?.ca) {
       throw new ConfigError('the router needs a way to authenticate: users, TLS client certificates (tls.ca) or allowAnonymous');
     }

@@ -94,6 +94,17 @@ t('timeouts are seconds: --help shows their defaults in seconds, a bad one exits
     assert.is(await bad.exited, 2, args.join(' '));
     assert.match(bad.err, /needs a number of seconds/);
   }
+  // Limits: `abc` switched the bound off (NaN), 0 or -3 refused every client.
+  for (const args of [
+    ['--max-connections', 'abc'],
+    ['--max-sessions', '0'],
+    ['--max-links', '-3'],
+    ['--max-message-size', '1.5'],
+  ]) {
+    const bad = router([...args, '--port', '0']);
+    assert.is(await bad.exited, 2, args.join(' '));
+    assert.match(bad.err, /needs a whole number ≥ 1/);
+  }
 });
 
 t.run();
