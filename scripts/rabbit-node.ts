@@ -570,4 +570,19 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  // Closing the terminal sends SIGHUP: without this the node outlived the script, orphaned.
+  process.on('SIGHUP', stop);
+  // A node that dies on its own (killed, crashed) takes this script with it, and its data.
+  const pid = node.pid();
+  const watch = setInterval(() => {
+    if (stopping || !pid) return;
+    try {
+      process.kill(pid, 0);
+    } catch {
+      clearInterval(watch);
+      stopping = true;
+      process.stderr.write(`RabbitMQ ${node.nodename} (pid ${pid}) exited on its own; its data is deleted\n`);
+      void node.stop().then(() => process.exit(1));
+    }
+  }, 1000);
 }

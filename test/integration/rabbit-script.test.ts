@@ -42,4 +42,19 @@ test('npm run rabbit: a URL on stdout, calls work over it, Ctrl-C leaves no node
   }
 });
 
+test('npm run rabbit: a node killed under it ends the script (status 1) and its data is deleted', async () => {
+  const p = startScript(script, [], { killAfterMs: 60_000 });
+  try {
+    await until(() => p.err.includes('Ctrl-C'), `the node line (${p.err})`, 45_000);
+    const [, pid, dir] = /\(pid (\d+), data in (\S+)\)/.exec(p.err) ?? [];
+    assert.ok(pid && dir && existsSync(dir), p.err);
+    process.kill(Number(pid), 'SIGKILL');
+    assert.is(await p.exited, 1, p.err);
+    assert.match(p.err, /exited on its own; its data is deleted/);
+    assert.not.ok(existsSync(dir!), 'its data is gone');
+  } finally {
+    if (p.child.exitCode === null) p.child.kill('SIGKILL');
+  }
+});
+
 test.run();
