@@ -239,11 +239,15 @@ export class Metrics {
   }
 
   private onServerEnd(e: ServerRequestEvent): void {
-    const s = this.server(e);
     this.m.serverOutcome.at({ exchange: e.exchange ?? '', topic: e.topic, server: e.server, outcome: e.outcome }).value++;
     if (e.error && isUndeliverable(e.error)) this.m.undeliverable.at({ side: 'server', topic: e.topic }).value++;
-    // A request that never started (malformed) or started before we subscribed is not in flight here.
-    if (!e.started || s.inFlight === 0) return;
+    // A request that never started (refused as malformed, before dispatch) is counted by its
+    // outcome only, as oslo.metrics counts nothing it did not dispatch: looking its series up
+    // here made zero-valued invocation series with empty labels appear.
+    if (!e.started) return;
+    const s = this.server(e);
+    // Started before we subscribed: not in flight here.
+    if (s.inFlight === 0) return;
     s.inFlight--;
     s.inFlightGauge.value--;
     s.end.value++;

@@ -83,6 +83,16 @@ t('oslo.metrics series, in-flight gauges and exceptions, scraped over HTTP', asy
   );
   assert.is(sampleValue(text, 'hermod_rpc_server_requests_total', { exchange: 'openstack', topic: 'mt1', server: 's1', outcome: 'ok' }), 4);
 
+  // A request refused before dispatch counts by its outcome only: no exception, no
+  // zero-valued invocation series (they appeared, with version="").
+  await rejects(client.call({}, 'echo', JSON.parse('{"__proto__":{"x":1}}')), 'HERMOD_ERR_MALFORMED_MESSAGE');
+  text = await scrape(http.url);
+  assert.is(
+    sampleValue(text, 'hermod_rpc_server_requests_total', { exchange: 'openstack', topic: 'mt1', server: 's1', outcome: 'invalid' }),
+    1,
+  );
+  assert.not.match(text, /oslo_messaging_rpc_server_[a-z_]+\{[^}]*method="echo"/);
+
   const res = await fetch(http.url.replace('/metrics', '/other'));
   assert.is(res.status, 404);
   await res.text();
