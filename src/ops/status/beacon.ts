@@ -44,6 +44,9 @@ export interface PresenceBeaconOptions {
  * `start()` sends one at once, `stop()` sends a goodbye (state `stopped`) and ends the timer,
  * `abort()` ends it silently (what a crash looks like to the view). No handle is left.
  */
+/** How long a stop waits for the beacon in flight and for its goodbye: the status view gets it at once or not at all. */
+const GOODBYE_MS = 300;
+
 export class PresenceBeacon {
   /** Beacons that could not be sent. */
   failures = 0;
@@ -79,8 +82,12 @@ export class PresenceBeacon {
   async stop(): Promise<void> {
     if (!this.timer) return;
     this.abort();
-    await this.sending;
-    await this.send('stopped');
+    // Bounded: with no status view listening, a router releases a fanout cast and the driver
+    // retries it until its timeout, which added a whole interval (5 s) to every stop.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.sending, new Promise((r) => (timer = setTimeout(r, GOODBYE_MS)))]);
+    clearTimeout(timer);
+    await this.send('stopped', GOODBYE_MS);
   }
 
   /** Ends the beacons without a word. */
@@ -113,10 +120,10 @@ export class PresenceBeacon {
     };
   }
 
-  private send(state: Beacon['state']): Promise<void> {
+  private send(state: Beacon['state'], timeoutMs = this.intervalMs): Promise<void> {
     const beacon = this.beacon(state);
     const sending = this.server.transport.driver
-      .send(this.target, {}, { method: 'beacon', args: { beacon } }, { waitForReply: false, timeout: this.intervalMs, retry: 0 })
+      .send(this.target, {}, { method: 'beacon', args: { beacon } }, { waitForReply: false, timeout: timeoutMs, retry: 0 })
       .then(
         () => {
           this.sent++;
