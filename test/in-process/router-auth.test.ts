@@ -203,6 +203,22 @@ t(
   },
 );
 
+t('an RPC server whose links the router refuses fails to start with AccessRefused (it said serving and received nothing)', async (ctx) => {
+  await startRouter(ctx);
+  const server = new RPCServer(
+    await transport(ctx, `amqp://bob:builder@127.0.0.1:${ctx.port}/`),
+    new Target({ topic: 'auth', server: 's1' }),
+    [{ echo: async (_c: unknown, a: { v: number }) => a.v }],
+  );
+  await rejects(
+    server.start(),
+    'HERMOD_ERR_ACCESS_REFUSED',
+    /refused to let this listener receive from openstack\.org\/om\/rpc\/.*not allowed to receive/,
+  );
+  // Nothing of it stays attached at the router.
+  await until(() => ctx.log.filter((l) => l.includes('may not receive')).length >= 1, 'the router to log the refusal');
+});
+
 /** A CA, a server certificate for 127.0.0.1 and a client certificate with CN=svc-1 (EC keys, made with openssl). */
 function pki(dir: string): Record<string, string> {
   const f = (n: string) => path.join(dir, n);

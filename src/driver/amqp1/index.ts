@@ -309,7 +309,13 @@ export class Amqp1Driver extends DriverBase implements Driver {
       untrack?.();
       this.active.delete(listener);
     };
-    await listener.attached;
+    try {
+      await listener.attached;
+    } catch (err) {
+      // A refused link: the others are detached, and the subscription fails as a whole.
+      await listener.close();
+      throw err;
+    }
     return listener;
   }
 

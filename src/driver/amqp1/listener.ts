@@ -1,5 +1,5 @@
 import type { Connection, EventContext, Receiver } from 'rhea';
-import { MalformedMessage } from '../../core/errors.js';
+import { AccessRefused, MalformedMessage, TransportError } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import type { IncomingMessage, Listener, ListenOptions, Reply } from '../driver.js';
 import { badInputBody, bodySize, decodeRequest, replyBody } from './wire.js';
@@ -55,9 +55,23 @@ export class Amqp1Listener implements Listener {
         snd_settle_mode: 2,
         name: `openstack.org/om/receiver/[${address}]/${uuidHex()}`,
       });
-      opens.push(new Promise<void>((resolve) => r.once('receiver_open', () => resolve())));
+      opens.push(
+        new Promise<void>((resolve, reject) => {
+          let refused: Error | undefined;
+          // A peer that refuses a link (no permission, a link limit) attaches it and detaches it
+          // with an error at once: both frames come in one read, so the error is known by the
+          // next turn. Without this the server said "serving" and received nothing.
+          r.once('receiver_open', () => setImmediate(() => (refused ? reject(refused) : resolve())));
+          r.on('receiver_error', (ctx: EventContext) => {
+            const e = (ctx.receiver?.error ?? {}) as { condition?: string; description?: string };
+            const why = `${e.condition ?? 'detached'}${e.description ? `: ${e.description}` : ''}`;
+            const text = `the peer refused to let this listener receive from ${address} (${why})`;
+            refused ??= e.condition === 'amqp:unauthorized-access' ? new AccessRefused(text) : new TransportError(text);
+            reject(refused);
+          });
+        }),
+      );
       r.on('message', (ctx: EventContext) => this.onMessage(r, ctx));
-      r.on('receiver_error', () => {});
       r.add_credit(this.credit);
       this.processing.set(r, 0);
       this.receivers.push(r);
