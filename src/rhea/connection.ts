@@ -18,20 +18,35 @@ export function socketOf(conn: Connection): Socket | undefined {
   return internals(conn).socket;
 }
 
+/** rhea's SASL client mechanisms (the container's `sasl` module, untyped in its typings). */
+interface ClientMechanisms {
+  enable_anonymous(name?: string): void;
+  enable_external(): void;
+}
+const clientMechanisms = (conn: Connection): ClientMechanisms =>
+  (conn.container as unknown as { sasl: { client_mechanisms(): ClientMechanisms } }).sasl.client_mechanisms();
+
 /**
- * Sets or clears the SASL PLAIN credentials of the next connect attempt. rhea reads
- * `connection.options.username/password` in `init()` each time it makes a socket (connect and
- * every reconnect), so a `connection_details` callback may change them per host: PLAIN with a
- * username and password, ANONYMOUS with neither.
+ * Sets the SASL login of the next connect attempt. rhea reads `connection.options` in `init()`
+ * each time it makes a socket (connect and every reconnect), so a `connection_details` callback
+ * may change it per host: PLAIN with a username and password; without them ANONYMOUS, plus
+ * EXTERNAL when `external` (a TLS client certificate is configured), and the peer's offer picks
+ * one. rhea alone skips SASL without a username, which a router that requires a login answers by
+ * dropping the connection with no reason the client can read ("Expecting SASL layer").
  */
-export function setSaslCredentials(conn: Connection, username: string | undefined, password: string | undefined): void {
+export function setSaslCredentials(conn: Connection, username: string | undefined, password: string | undefined, external = false): void {
   const o = internals(conn).options;
   if (username !== undefined) {
     o.username = username;
     o.password = password ?? '';
+    delete o.sasl_mechanisms;
   } else {
     delete o.username;
     delete o.password;
+    const mechanisms = clientMechanisms(conn);
+    mechanisms.enable_anonymous();
+    if (external) mechanisms.enable_external();
+    o.sasl_mechanisms = mechanisms;
   }
 }
 

@@ -195,7 +195,11 @@ t(
       const c = new RPCClient(await transport(ctx, `amqp://alice:wonderland@127.0.0.1:${port}/`), new Target({ topic: 'auth' }), {
         timeout: 30000,
       });
-      await rejects(() => c.call({}, 'echo', { v: 1 }), 'HERMOD_ERR_ACCESS_REFUSED', /offers ANONYMOUS/);
+      await rejects(
+        () => c.call({}, 'echo', { v: 1 }),
+        'HERMOD_ERR_ACCESS_REFUSED',
+        /offers ANONYMOUS, and this client logs in with PLAIN .*leave them out of the URL/,
+      );
       assert.ok(Date.now() - t0 < 3000, `failed after ${Date.now() - t0} ms`);
     } finally {
       await anon.stop();
@@ -298,6 +302,31 @@ t('TLS listener: PLAIN over TLS, and a client certificate logs in with SASL EXTE
   // Without TLS the listener does not talk at all.
   const cleartext = await attempt(ctx, { username: 'alice', password: 'wonderland' });
   assert.ok(cleartext.error);
+  // hermod's own driver logs in with its certificate too: amqps:// without a username, tls.cert/key.
+  const certified = await getTransport(`amqps://localhost:${ctx.port}/`, {
+    config: defaultConfig(),
+    overrides: { 'tls.ca': p.ca, 'tls.cert': p.clientCert, 'tls.key': p.clientKey },
+  });
+  ctx.transports.push(certified);
+  const server = new RPCServer(certified, new Target({ topic: 'ext', server: 's1' }), [
+    { echo: async (_c: unknown, a: { v: number }) => a.v },
+  ]);
+  await server.start();
+  ctx.servers.push(server);
+  assert.is(await new RPCClient(certified, new Target({ topic: 'ext' }), { timeout: 5000 }).call({}, 'echo', { v: 3 }), 3);
+  assert.ok(ctx.log.filter((l) => /user=svc-1/.test(l)).length >= 2, ctx.log.join('\n'));
+});
+
+t('no login in the URL against a router that requires one: AccessRefused at once, saying why (it retried with no reason)', async (ctx) => {
+  await startRouter(ctx);
+  const t0 = Date.now();
+  const c = new RPCClient(await transport(ctx, `amqp://127.0.0.1:${ctx.port}/`), new Target({ topic: 'auth' }), { timeout: 30000 });
+  await rejects(
+    () => c.call({}, 'echo', { v: 1 }),
+    'HERMOD_ERR_ACCESS_REFUSED',
+    /offers PLAIN, none of which this client can use without a login \(PLAIN needs a username and password in the URL\)/,
+  );
+  assert.ok(Date.now() - t0 < 3000, `failed after ${Date.now() - t0} ms`);
 });
 
 t.run();

@@ -110,7 +110,7 @@ export class Amqp1Connection {
       connection_details: () => {
         const h = this.hosts.next();
         // SASL: PLAIN with the host's credentials, ANONYMOUS without.
-        setSaslCredentials(conn, h.username, h.password);
+        setSaslCredentials(conn, h.username, h.password, Boolean(this.url.tls && this.config.tls.cert));
         const attempt = { host: h, tcpUp: false };
         this.attempt = attempt;
         const connect = this.url.tls
@@ -164,7 +164,7 @@ export class Amqp1Connection {
       // and, having set it as the transport error, never reconnects: say why at once.
       const e = ctx.error as { condition?: string; message?: string } | undefined;
       if (e?.condition === 'amqp:unauthorized-access') {
-        this.lastError = saslReason(e.message ?? '');
+        this.lastError = saslReason(e.message ?? '', this.attempt?.host.username !== undefined);
         const problem = this.problem();
         this.refused = (what) => new AccessRefused(`${problem} (the peer refused the login; not retrying for ${what})`);
         this.wake();
@@ -315,10 +315,14 @@ export class Amqp1Connection {
 }
 
 /** rhea's SASL failure texts, said plainly. */
-function saslReason(text: string): string {
+function saslReason(text: string, withCredentials: boolean): string {
   const offered = /No suitable mechanism; server supports (.*)/.exec(text);
-  if (offered)
-    return `SASL failed: the server offers ${offered[1] || 'no mechanism'}, none of which this client can use (PLAIN needs a username and password in the URL)`;
+  if (offered) {
+    const mechs = offered[1] || 'no mechanism';
+    if (withCredentials)
+      return `SASL failed: the server offers ${mechs}, and this client logs in with PLAIN (the URL's username and password)${/ANONYMOUS/.test(mechs) ? ': leave them out of the URL for ANONYMOUS' : ''}`;
+    return `SASL failed: the server offers ${mechs}, none of which this client can use without a login (PLAIN needs a username and password in the URL${/EXTERNAL/.test(mechs) ? '; EXTERNAL needs amqps:// and tls.cert/tls.key' : ''})`;
+  }
   if (/Failed to authenticate: 1\b/.test(text)) return 'SASL failed: authentication refused (wrong username or password)';
   return `SASL failed: ${text || 'unauthorized access'}`;
 }
