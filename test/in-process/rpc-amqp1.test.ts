@@ -188,6 +188,38 @@ t('failover: a dead first host is skipped; losing the live router moves everyone
   }
 });
 
+t(
+  'a peer that takes the TCP connection and never answers: each attempt ends at amqp1.connectTimeout, and the call fails saying so',
+  async (ctx) => {
+    const sockets = new Set<import('node:net').Socket>();
+    const { createServer } = await import('node:net');
+    const silent = createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const port = (silent.address() as import('node:net').AddressInfo).port;
+      const tr = await transport(
+        ctx,
+        { 'amqp1.connectTimeout': 300, 'amqp1.retryInterval': 50, 'rpc.retry': 1 },
+        `amqp://127.0.0.1:${port}/`,
+      );
+      const t0 = Date.now();
+      await rejects(
+        new RPCClient(tr, new Target({ topic: 'silent' }), { timeout: 30_000 }).call({}, 'x'),
+        'HERMOD_ERR_TRANSPORT',
+        /no AMQP open within 0\.3 s .*gave up after 2 attempts/,
+      );
+      // Two attempts of 0.3 s (no protocol probe after a timeout: the peer would not answer it either).
+      assert.ok(Date.now() - t0 < 3000, `gave up after ${Date.now() - t0} ms`);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
+  },
+);
+
 t('a process that closes its transport exits at once (no rhea timers left behind)', async (ctx) => {
   await serve(ctx, 'exit', 's', [new Recorder('s')]);
   const { spawn } = await import('node:child_process');

@@ -64,7 +64,9 @@ export class Amqp1Connection {
    */
   private refused: ((what: string) => Error) | undefined;
   /** The host of the current connect attempt, and whether its TCP connection (and TLS session) came up. */
-  private attempt: { host: TransportHost; tcpUp: boolean } | undefined;
+  private attempt: { host: TransportHost; tcpUp: boolean; timedOut?: boolean } | undefined;
+  /** Ends the current connect attempt at `amqp1.connectTimeout` unless it reached AMQP open. */
+  private connectTimer: NodeJS.Timeout | undefined;
   /** A protocol probe in progress: failures seen meanwhile count once it has answered. */
   private probing: Promise<void> | undefined;
   /** Ends a probe in progress when the connection is closed. */
@@ -113,6 +115,7 @@ export class Amqp1Connection {
         setSaslCredentials(conn, h.username, h.password, Boolean(this.url.tls && this.config.tls.cert));
         const attempt = { host: h, tcpUp: false };
         this.attempt = attempt;
+        this.armConnectTimer(attempt);
         const connect = this.url.tls
           ? (port: number, host: string, options: tls.ConnectionOptions, cb: () => void) =>
               tls.connect({ ...options, port, host, ...(net.isIP(host) === 0 ? { servername: host } : {}) }, () => {
@@ -176,7 +179,34 @@ export class Amqp1Connection {
     });
   }
 
+  /**
+   * rhea has no connect timeout: a peer that takes the TCP connection and never answers (a
+   * wrong service on the port, a hung router) held the attempt forever, silent and past the
+   * retry budget. At `amqp1.connectTimeout` the attempt's socket is dropped and counts as failed.
+   */
+  private armConnectTimer(attempt: { host: TransportHost; tcpUp: boolean; timedOut?: boolean }): void {
+    clearTimeout(this.connectTimer);
+    const ms = this.config.amqp1.connectTimeout;
+    this.connectTimer = setTimeout(() => {
+      this.connectTimer = undefined;
+      if (this.open_ || this.hooks.closed() || this.attempt !== attempt || !this.conn) return;
+      const s = `${ms / 1000} s`;
+      // No protocol probe after it: a peer that did not answer our header will not answer the probe's.
+      attempt.timedOut = true;
+      // With an error: rhea notices a socket's end through its `error` and `end` events only.
+      socketOf(this.conn)?.destroy(
+        new Error(
+          attempt.tcpUp
+            ? `no AMQP open within ${s} (the peer took the connection and did not answer: not an AMQP 1.0 peer, or hung)`
+            : `TCP connect timed out after ${s}`,
+        ),
+      );
+    }, ms);
+    this.connectTimer.unref();
+  }
+
   private onOpen(ctx: EventContext): void {
+    clearTimeout(this.connectTimer);
     this.open_ = true;
     this.failedAttempts = 0;
     this.wasOpen = true;
@@ -205,6 +235,7 @@ export class Amqp1Connection {
   }
 
   private onDisconnected(ctx: EventContext): void {
+    clearTimeout(this.connectTimer);
     // Open until now, or until the close frame that came just before (markLost ran then).
     const wasOpen = this.open_ || this.lostOpen;
     this.lostOpen = false;
@@ -228,7 +259,7 @@ export class Amqp1Connection {
     // The attempt counts once a probe has said whether retrying can help, so that a retry
     // budget of 0 does not fail with "gave up" before the peer's protocol is known.
     const a = this.attempt;
-    if (!wasOpen && !this.refused && !this.probing && a?.tcpUp && !this.hooks.closed()) {
+    if (!wasOpen && !this.refused && !this.probing && a?.tcpUp && !a.timedOut && !this.hooks.closed()) {
       this.probing = this.probe(a.host).finally(() => {
         this.probing = undefined;
       });
@@ -289,6 +320,7 @@ export class Amqp1Connection {
 
   /** Stops reconnecting, closes the connection (waiting briefly for the peer) and drops the socket. */
   async close(): Promise<void> {
+    clearTimeout(this.connectTimer);
     this.closing.abort();
     this.wake();
     const conn = this.conn;
