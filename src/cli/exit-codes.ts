@@ -7,6 +7,7 @@ import type { CommanderError } from 'commander';
 import { redactUrl } from '../config/transport-url.js';
 import { ConfigError, HermodError, RemoteError } from '../core/errors.js';
 import { isRemote } from '../rpc/remote-errors.js';
+import { logSafe } from './log.js';
 
 /** Exit statuses by meaning. */
 export const EXIT = {
@@ -67,10 +68,13 @@ const USAGE_CODES: ReadonlySet<string> = new Set([
  */
 /** Writes a failure {@link describeFailure} described to stderr: `error: text`, or one JSON object under `--json`. */
 export function printFailure(d: { status: ExitStatus; text: string }, err: unknown, json: boolean): void {
+  // The text quotes what peers and the command line sent (remote error messages, method names):
+  // one line of bounded size, no terminal escapes, as in the logs.
+  const text = logSafe(d.text);
   process.stderr.write(
     json
-      ? `${JSON.stringify({ error: { status: d.status, code: (err as { code?: string } | undefined)?.code ?? null, message: d.text } })}\n`
-      : `error: ${d.text}\n`,
+      ? `${JSON.stringify({ error: { status: d.status, code: (err as { code?: string } | undefined)?.code ?? null, message: text } })}\n`
+      : `error: ${text}\n`,
   );
 }
 
@@ -108,7 +112,7 @@ export function failureStatus(err: unknown): ExitStatus {
 /** Prints a startup or usage error (passwords redacted) and exits with {@link failureStatus}. */
 export function fatal(err: unknown): never {
   const msg = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`error: ${redactUrl(msg)}\n`);
+  process.stderr.write(`error: ${logSafe(redactUrl(msg))}\n`);
   process.exit(failureStatus(err));
 }
 

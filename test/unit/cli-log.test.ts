@@ -1,6 +1,7 @@
 import diagnostics_channel from 'node:diagnostics_channel';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { EXIT, printFailure } from '../../src/cli/exit-codes.js';
 import { type Logger, logConnectionState, nextTryText } from '../../src/cli/log.js';
 
 // The reconnect line's delay: a 30 ms delay printed "next try in 0.0 s" (one decimal of a second).
@@ -53,3 +54,27 @@ t('the reconnect line of a driver event with a 30 ms delay says "next try in 30 
 });
 
 t.run();
+
+const p = suite('cli errors: what a peer or the command line sent reaches the terminal escaped and bounded');
+p('printFailure escapes newlines and terminal escapes and cuts a long text; JSON too', () => {
+  const lines: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string) => {
+    lines.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    const evil = `no such method: evil\nFAKE\u001b[31m${'x'.repeat(5000)}`;
+    printFailure({ status: EXIT.noSuchMethod, text: evil }, new Error('x'), false);
+    printFailure({ status: EXIT.noSuchMethod, text: evil }, new Error('x'), true);
+  } finally {
+    process.stderr.write = write;
+  }
+  const [plain, json] = lines;
+  assert.is(plain!.split('\n').length, 2, 'one line');
+  assert.not.ok(plain!.includes('\u001b'), 'no ESC');
+  assert.match(plain!, /evil\\nFAKE\\u001b\[31m/);
+  assert.ok(plain!.length < 2200, `${plain!.length} characters`);
+  assert.match(JSON.parse(json!).error.message, /evil\\nFAKE/);
+});
+p.run();
