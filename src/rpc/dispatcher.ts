@@ -146,13 +146,22 @@ export class RPCDispatcher {
 
   /** Each endpoint's namespace, version and callable methods (those the access policy allows) with their contracts. */
   describe(): EndpointDescription[] {
-    return this.entries.map((e) => {
-      const methods: Record<string, MethodContract | null> = {};
-      for (const m of methodNames(e.endpoint)) {
-        if (this.accessPolicy(e.endpoint, m)) methods[m] = e.contracts?.get(m)?.contract ?? null;
+    // One entry per namespace and version: endpoints sharing them (hermod's job methods and its
+    // introspection, both `hermod` 1.0) are one interface to a caller. The first endpoint with a
+    // method wins, as in resolve().
+    const out = new Map<string, EndpointDescription>();
+    for (const e of this.entries) {
+      const key = `${e.namespace ?? ''}\0${e.version}`;
+      let d = out.get(key);
+      if (!d) {
+        d = { namespace: e.namespace ?? null, version: e.version, methods: {} };
+        out.set(key, d);
       }
-      return { namespace: e.namespace ?? null, version: e.version, methods };
-    });
+      for (const m of methodNames(e.endpoint)) {
+        if (!Object.hasOwn(d.methods, m) && this.accessPolicy(e.endpoint, m)) setOwn(d.methods, m, e.contracts?.get(m)?.contract ?? null);
+      }
+    }
+    return [...out.values()];
   }
 
   /** Finds the method for a request or throws NoSuchMethod / UnsupportedVersion. */

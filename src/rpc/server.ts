@@ -205,7 +205,8 @@ export class RPCServer {
     return {
       server: t.server!,
       topic: t.topic!,
-      exchange: t.exchange ?? null,
+      // The exchange it listens on: the control exchange when the target names none.
+      exchange: t.exchange ?? this.transport.config.controlExchange,
       host: hostname(),
       pid: process.pid,
       concurrency: this.concurrency,

@@ -249,7 +249,11 @@ export function contractSuite(name: string, broker: () => Promise<RpcBroker>) {
     assert.equal(calc.methods.add, JSON.parse(JSON.stringify(calculatorContracts.add)), 'the schemas as declared');
     assert.is(calc.methods.untyped, null, 'no contract declared');
     assert.equal(Object.keys(byNs['store@2.1']!.methods), ['get']);
-    assert.equal(Object.keys(byNs['hermod@1.0']!.methods), ['describe', 'ping']);
+    // One entry per namespace and version: the job methods and the introspection were two.
+    assert.is(d.endpoints.length, 3);
+    assert.equal(Object.keys(byNs['hermod@1.0']!.methods), ['job_cancel', 'job_result', 'job_status', 'jobs', 'describe', 'ping']);
+    // The exchange it listens on, the control exchange (it said null).
+    assert.is(d.exchange, 'openstack');
     // The hermod namespace enforces its own contracts.
     await rejects(hermod.call({}, 'ping', { x: 1 }), 'HERMOD_ERR_CONTRACT_VIOLATION', /\/x is not allowed/);
   });
