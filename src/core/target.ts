@@ -8,7 +8,7 @@ export interface TargetFields {
   topic?: string;
   /** Namespace of the endpoint's methods; requests and endpoints must agree on it. */
   namespace?: string;
-  /** API version, `X.Y`: a request is accepted by an endpoint of the same major and equal or higher minor. */
+  /** API version, `X.Y` (or `X.Y.Z`, as oslo): a request is accepted by an endpoint of the same major and equal or higher minor. */
   version?: string;
   /** One server on the topic (clients), or this server's name (servers). */
   server?: string;
@@ -57,7 +57,9 @@ export class Target implements TargetFields {
     }
     if (fields.version !== undefined && fields.version !== null) {
       if (typeof fields.version !== 'string' || !VERSION_RE.test(fields.version)) {
-        throw new InvalidTarget(`target version must look like 'X.Y' (e.g. '1.3'), got ${JSON.stringify(fields.version)}`);
+        throw new InvalidTarget(
+          `target version must look like 'X.Y' or 'X.Y.Z' (e.g. '1.3', as oslo), got ${JSON.stringify(fields.version)}`,
+        );
       }
       this.version = fields.version;
     }

@@ -38,7 +38,7 @@ export interface RPCClientOptions {
   callMonitorTimeout?: number;
   /** Connection-failure retries: -1 forever (within the timeout), 0 none, N attempts. @default config `rpc.retry` */
   retry?: number;
-  /** Highest version this client may send, `X.Y`. */
+  /** Highest version this client may send, `X.Y` (or `X.Y.Z`). */
   versionCap?: string;
   /** Converts arguments and results. @default NoOpSerializer */
   serializer?: Serializer;
@@ -145,7 +145,7 @@ export class RPCClient {
     assertMs('callMonitorTimeout', options.callMonitorTimeout, true);
     assertMs('jobTimeout', options.jobTimeout, true);
     if (options.versionCap !== undefined && !/^\d+\.\d+(\.\d+)?$/.test(options.versionCap)) {
-      throw new InvalidArgument(`versionCap must look like 'X.Y', got ${JSON.stringify(options.versionCap)}`);
+      throw new InvalidArgument(`versionCap must look like 'X.Y' or 'X.Y.Z', got ${JSON.stringify(options.versionCap)}`);
     }
     if (options.retry !== undefined && (!Number.isInteger(options.retry) || options.retry < -1)) {
       throw new InvalidArgument(`retry must be -1 (forever), 0 (none) or a number of attempts, got ${options.retry}`);

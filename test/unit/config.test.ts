@@ -1,6 +1,7 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { describeConfig, parseConfigArgs } from '../../src/cli/config-args.js';
@@ -30,6 +31,24 @@ t('every key has an env variable', () => {
   const help = describeConfig();
   for (const k of CONFIG_KEYS) assert.ok(help.includes(k), k);
   assert.match(help, /HERMOD_RPC_SERVER_CONCURRENCY/);
+});
+
+t("the README's configuration table lists every key ('a.b / c' rows name a.b and a.c)", () => {
+  const readme = readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../README.md'), 'utf8');
+  const start = readme.indexOf('| key | default | env | meaning |');
+  assert.ok(start > 0, 'the table');
+  const listed = new Set<string>();
+  for (const row of readme.slice(start).split('\n').slice(2)) {
+    if (!row.startsWith('| `')) break;
+    const names = [...row.split('|')[1]!.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
+    const section = names[0]!.includes('.') ? names[0]!.split('.')[0] : '';
+    for (const n of names) listed.add(n.includes('.') || !section ? n : `${section}.${n}`);
+  }
+  assert.equal(
+    CONFIG_KEYS.filter((k) => !listed.has(k)),
+    [],
+    'keys missing from the table',
+  );
 });
 
 t('sources: file < env < overrides, with coercion', () => {
