@@ -128,6 +128,7 @@ async function main(): Promise<void> {
             method,
             Math.min(1000, o.timeout ? o.timeout * 1000 : 1000),
             o.timeout ? o.timeout * 1000 : config.rpc.responseTimeout,
+            { requireMethod: o.describe === true },
           )
         : undefined;
     if (o.describe) return void process.stdout.write(usage(topic, method, contract));

@@ -4,7 +4,7 @@
  * string), and print a method's usage (`--describe`).
  */
 import type { MethodContract } from '../contracts/contract.js';
-import { TransportError } from '../core/errors.js';
+import { NoSuchMethod, TransportError } from '../core/errors.js';
 import { versionIsCompatible } from '../core/target.js';
 import type { RPCClient } from '../rpc/client.js';
 import type { ServerDescription } from '../rpc/introspection.js';
@@ -25,6 +25,7 @@ export async function fetchContract(
   method: string,
   timeoutMs: number,
   connectWithinMs = timeoutMs,
+  options: { requireMethod?: boolean } = {},
 ): Promise<MethodContract | undefined> {
   let d: ServerDescription;
   const describer = client.prepare({ namespace: 'hermod', version: '1.0', timeout: timeoutMs });
@@ -43,10 +44,18 @@ export async function fetchContract(
   }
   const ns = client.target.namespace ?? null;
   const version = client.target.version ?? '1.0';
+  const published: string[] = [];
   for (const e of Array.isArray(d?.endpoints) ? d.endpoints : []) {
     if (e.namespace !== ns || typeof e.version !== 'string' || !versionIsCompatible(e.version, version)) continue;
-    const c = e.methods?.[method];
+    const methods = e.methods && typeof e.methods === 'object' ? e.methods : {};
+    published.push(...Object.keys(methods));
+    const c = Object.hasOwn(methods, method) ? methods[method] : undefined;
     if (c && typeof c === 'object' && c.args && typeof c.args === 'object') return c;
+    if (Object.hasOwn(methods, method)) return undefined;
+  }
+  // `--describe` of a method the answering server does not have: say so, as a call would.
+  if (options.requireMethod && published.length > 0 && !published.includes(method)) {
+    throw new NoSuchMethod(method);
   }
   return undefined;
 }

@@ -89,6 +89,10 @@ t('--describe of a module endpoint and of a method without a contract', async (c
   const loose = await run(['labels', 'loose', '--describe', '--transport-url', ctx.url]);
   assert.is(loose.code, 0, loose.err);
   assert.match(loose.out, /labels loose: no contract is published for it/);
+  // A method the server does not have: as a call would say (it printed "no contract" and exit 0).
+  const nope = await run(['labels', 'nope', '--describe', '--transport-url', ctx.url]);
+  assert.is(nope.code, 4, nope.out);
+  assert.match(nope.err, /no such method: nope/);
 });
 
 t('key=value coercion by the contract: a=1 a number where it says number, text where it says string', async (ctx) => {
