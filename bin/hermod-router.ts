@@ -169,8 +169,13 @@ function listenFailure(err: NodeJS.ErrnoException, host: string, port: number): 
 /** `hermod-router passwd <file> <user>`: the password from stdin (first line), or prompted twice on a terminal. */
 async function passwd(): Promise<never> {
   const [file, user] = process.argv.slice(3);
+  const usageLine = 'usage: hermod-router passwd <file> <user>   (password on stdin, or prompted)\n';
+  if (file === '--help' || file === '-h') {
+    process.stdout.write(usageLine);
+    process.exit(EXIT.ok);
+  }
   if (!file || !user || process.argv.length > 5) {
-    process.stderr.write('usage: hermod-router passwd <file> <user>   (password on stdin, or prompted)\n');
+    process.stderr.write(usageLine);
     process.exit(EXIT.usage);
   }
   const password = process.stdin.isTTY ? await promptTwice() : (await readStdin()).split(/\r?\n/)[0]!;

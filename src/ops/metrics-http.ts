@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AggregatorRegistry, type Registry } from 'prom-client';
+import { ConfigError } from '../core/errors.js';
 
 /** Options of {@link serveMetrics} and {@link serveClusterMetrics}. */
 export interface ServeMetricsOptions {
@@ -67,9 +68,25 @@ function listen(options: ServeMetricsOptions, exposition: () => Promise<string>,
   // A scrape is one short request: idle keep-alive sockets must not hold a stopping process.
   server.keepAliveTimeout = 5_000;
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    // Said with the address asked for: a bare "listen EADDRINUSE" or "getaddrinfo ENOTFOUND"
+    // did not say that it was about the metrics port.
+    const fail = (err: NodeJS.ErrnoException) => {
+      const where = `${host.includes(':') ? `[${host}]` : host}:${options.port}`;
+      const why =
+        err.code === 'EADDRINUSE'
+          ? 'the port is in use'
+          : err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN'
+            ? 'unknown host'
+            : err.code === 'EADDRNOTAVAIL'
+              ? 'no interface of this host has that address'
+              : err.code === 'EACCES'
+                ? 'permission denied (a port below 1024?)'
+                : err.message;
+      reject(new ConfigError(`cannot serve metrics on ${where}: ${why} (${err.code ?? 'error'})`, { cause: err, key: 'metrics' }));
+    };
+    server.once('error', fail);
     server.listen(options.port, host, () => {
-      server.off('error', reject);
+      server.off('error', fail);
       const port = (server.address() as AddressInfo).port;
       const shown = host.includes(':') ? `[${host}]` : host;
       resolve({

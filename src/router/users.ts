@@ -121,8 +121,13 @@ export async function setPassword(path: string, username: string, password: stri
   }
   file.users[username] = { ...file.users[username], password: await hashPassword(password) };
   const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
-  await rename(tmp, path);
+  try {
+    await writeFile(tmp, `${JSON.stringify(file, null, 2)}\n`, { mode: 0o600 });
+    await rename(tmp, path);
+  } catch (err) {
+    // Named by the file asked for, not the temporary one (ENOENT for a missing directory).
+    throw new Error(`cannot write ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+  }
 }
 
 /** Whether `address` starts with one of `prefixes` (undefined: no rule, everything allowed). */

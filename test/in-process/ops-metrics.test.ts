@@ -142,7 +142,12 @@ t('serveMetrics: a taken port is a clear error; close() ends keep-alive connecti
   const metrics = new Metrics();
   const a = await serveMetrics(metrics, { port: 0 });
   ctx.closers.push(() => a.close());
-  await rejects(serveMetrics(metrics, { port: a.port }), 'EADDRINUSE');
+  await rejects(
+    serveMetrics(metrics, { port: a.port }),
+    'HERMOD_ERR_CONFIG',
+    /cannot serve metrics on 127\.0\.0\.1:\d+: the port is in use \(EADDRINUSE\)/,
+  );
+  await rejects(serveMetrics(metrics, { host: 'nosuch.invalid', port: 0 }), 'HERMOD_ERR_CONFIG', /nosuch\.invalid:0: unknown host/);
   const res = await fetch(a.url);
   assert.is(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', /text\/plain/);

@@ -142,6 +142,10 @@ t('a bad option is a usage error (2)', async (ctx) => {
   const view = status(ctx, ['--refresh', 'soon']);
   assert.is(await view.exited, 2);
   assert.match(view.stderr(), /--refresh wants a positive number/);
+  // A flag where a value belongs: it became the topic, and the URL after it was lost.
+  const flag = status(ctx, ['--presence-topic', '--once']);
+  assert.is(await flag.exited, 2);
+  assert.match(flag.stderr(), /--presence-topic <topic>' argument '--once' is invalid/);
 });
 
 t('an unreachable broker: each reconnect said on stderr (was silent until the connect gave up); --help names --config', async (ctx) => {

@@ -39,6 +39,14 @@ t('passwd writes a hashed entry from stdin; --users then takes PLAIN logins and 
   assert.is(await pw.exited, 0, pw.err);
   assert.is(statSync(file).mode & 0o777, 0o600);
   assert.not.ok(readFileSync(file, 'utf8').includes('wonderland'));
+  const help = router(['passwd', '--help']);
+  assert.is(await help.exited, 0, help.err);
+  assert.match(help.out, /^usage: hermod-router passwd <file> <user>/);
+  // A missing directory: the error names the file asked for, not a temporary one.
+  const nodir = router(['passwd', path.join(ctx.dir, 'none', 'u.json'), 'alice'], 'pw\n');
+  assert.is(await nodir.exited, 1);
+  assert.match(nodir.err, /cannot write .*none\/u\.json: ENOENT/);
+  assert.not.match(nodir.err, /\.tmp/);
   const r = router(['--port', '0', '--users', file]);
   try {
     await until(() => /listening on amqp:\/\/127\.0\.0\.1:(\d+)\/ \(SASL: PLAIN \(1 users\)\)/.test(r.out), 'the listening line');

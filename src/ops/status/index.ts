@@ -19,13 +19,19 @@ export { type PresenceRow, PresenceView, type PresenceViewOptions } from './view
  * what `--wait` ms of listening saw and exits; `--json` prints one JSON object per refresh.
  * `config` comes from the bin's config arguments. Resolves with the exit status.
  */
+/** A commander parser for a value: `--presence-topic --transport-url x` took the next flag as the topic. */
+function notAnOption(v: string): string {
+  if (v.startsWith('-')) throw new InvalidArgumentError(`needs a value, got the option ${v}.`);
+  return v;
+}
+
 export async function runStatus(argv: string[], config: HermodConfig = defaultConfig()): Promise<number> {
   const program = new Command('hermod status')
     .description('Show the hermod servers that send presence beacons, live')
     .argument('[topics...]', 'topics to show (default: all)')
-    .option('--transport-url <url>', 'transport URL (default: the transportUrl config option)')
-    .option('--exchange <exchange>', 'exchange of the presence topic (default: controlExchange)')
-    .option('--presence-topic <topic>', 'topic beacons are sent to', PRESENCE_TOPIC)
+    .option('--transport-url <url>', 'transport URL (default: the transportUrl config option)', notAnOption)
+    .option('--exchange <exchange>', 'exchange of the presence topic (default: controlExchange)', notAnOption)
+    .option('--presence-topic <topic>', 'topic beacons are sent to', notAnOption, PRESENCE_TOPIC)
     .option('--refresh <ms>', 'refresh every (ms)', (v) => positive('--refresh', v), 1000)
     .option('--once', 'listen for --wait ms, print once and exit')
     .option('--wait <ms>', 'with --once: how long to listen (ms)', (v) => positive('--wait', v), 6000)
