@@ -23,6 +23,8 @@ export function parseConfigArgs(argv: readonly string[]): { overrides: Record<st
     if (a === '--config' || a.startsWith('--config=')) {
       let spec = a === '--config' ? argv[++i] : a.slice('--config='.length);
       if (spec === undefined) throw new ConfigError('--config needs key=value or key value');
+      if (spec.startsWith('=') || spec === '')
+        throw new ConfigError(`--config ${spec} names no key: use --config key=value or --config key value`);
       let value: string | undefined;
       const eq = spec.indexOf('=');
       if (eq > 0) {

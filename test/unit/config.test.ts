@@ -168,6 +168,7 @@ t('--config key=value, --config key value and --config-file', async () => {
   await rejects(() => parseConfigArgs(['--config', 'rpc.retri=3']), 'HERMOD_ERR_CONFIG', /did you mean 'rpc.retry'/);
   await rejects(() => parseConfigArgs(['--config']), 'HERMOD_ERR_CONFIG', /needs key=value/);
   await rejects(() => parseConfigArgs(['--config', 'rpc.retry']), 'HERMOD_ERR_CONFIG', /needs a value/);
+  await rejects(() => parseConfigArgs(['--config', '=5']), 'HERMOD_ERR_CONFIG', /--config =5 names no key/);
   await rejects(() => parseConfigArgs(['--config-file']), 'HERMOD_ERR_CONFIG', /needs a path/);
 });
 
