@@ -6,7 +6,7 @@ import { describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { EXIT, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
-import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
+import { applyLogFlags, commonOptions, intAtLeast, type LogFlags, msAtLeast } from '../src/cli/program.js';
 import { handleShutdown } from '../src/cli/shutdown.js';
 import { hermodSection, readGatewayConfig } from '../src/gateway/config.js';
 import { createGateway, type Gateway, type GatewayConfig } from '../src/gateway/index.js';
@@ -38,7 +38,7 @@ async function main(): Promise<void> {
         '--workers <n|max>',
         'worker processes (node:cluster) answering on the one port, each with its own connection; max = one per core (default 1: this process answers)',
       )
-      .option('--shutdown-timeout <ms>', 'on SIGTERM/SIGINT, how long running calls may finish, in ms', intAtLeast(0), 10_000),
+      .option('--shutdown-timeout <ms>', 'on SIGTERM/SIGINT, how long running calls may finish, in ms', msAtLeast(0), 10_000),
     [
       'Configuration: --config-file gw.json (the gateway file, hermod options under "hermod"; repeatable, later wins), --config key=value | --config key value, --help-config (every key)',
     ],

@@ -7,6 +7,7 @@ import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
+import { MAX_TIMER_MS } from '../src/core/errors.js';
 import { Router } from '../src/router/router.js';
 import { setPassword } from '../src/router/users.js';
 
@@ -19,8 +20,8 @@ const seconds =
   (zero: boolean) =>
   (v: string): number => {
     const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n) || n < 0 || (!zero && n === 0))
-      throw new InvalidArgumentError(`needs a number of seconds ${zero ? '≥' : '>'} 0.`);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0 || (!zero && n === 0) || n * 1000 > MAX_TIMER_MS)
+      throw new InvalidArgumentError(`needs a number of seconds ${zero ? '≥' : '>'} 0 and at most ${Math.floor(MAX_TIMER_MS / 1000)}.`);
     return Math.round(n * 1000);
   };
 const port = (v: string) => {

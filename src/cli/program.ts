@@ -58,6 +58,16 @@ export function intAtLeast(min: number): (v: string) => number {
   };
 }
 
+/** A commander parser: milliseconds, a whole number from `min` to the longest timer Node sets. */
+export function msAtLeast(min: number): (v: string) => number {
+  const int = intAtLeast(min);
+  return (v) => {
+    const n = int(v);
+    if (n > MAX_TIMER_MS) throw new InvalidArgumentError(`needs at most ${MAX_TIMER_MS} ms (about 24.8 days).`);
+    return n;
+  };
+}
+
 /** A commander parser: seconds > 0, decimals allowed ("0", "-1", "abc" rejected, exit 2). */
 export function positiveSeconds(v: string): number {
   const n = Number(v);

@@ -5,6 +5,8 @@
  * aborted. A backstop timer ends the process shortly after the deadline whatever the broker,
  * the network or an endpoint does.
  */
+
+import { MAX_TIMER_MS } from '../core/errors.js';
 import { EXIT, UsageError } from './exit-codes.js';
 import type { Logger } from './log.js';
 
@@ -52,8 +54,8 @@ export interface Shutdown {
 export function parseShutdownTimeout(value: string | undefined, fallbackMs: number): number {
   if (value === undefined) return fallbackMs;
   const s = Number(value);
-  if (value.trim() === '' || !Number.isFinite(s) || s < 0) {
-    throw new UsageError(`--shutdown-timeout must be a number of seconds ≥ 0, got '${value}'`);
+  if (value.trim() === '' || !Number.isFinite(s) || s < 0 || s * 1000 > MAX_TIMER_MS) {
+    throw new UsageError(`--shutdown-timeout must be a number of seconds from 0 to ${Math.floor(MAX_TIMER_MS / 1000)}, got '${value}'`);
   }
   return Math.round(s * 1000);
 }

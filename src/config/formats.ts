@@ -12,7 +12,7 @@ const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
  * Parses `250`, `250ms`, `30s`, `2m`, `1h` into milliseconds; a bare number counts in `unit`
  * (milliseconds unless said otherwise).
  */
-export function parseDuration(value: unknown, unit: 'ms' | 's' = 'ms'): number {
+export function parseDuration(value: unknown, unit: 'ms' | 's' = 'ms', max = MAX_TIMER_MS): number {
   const m = typeof value === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(value) : null;
   const ms =
     typeof value === 'number' && Number.isFinite(value) && value >= 0
@@ -24,8 +24,9 @@ export function parseDuration(value: unknown, unit: 'ms' | 's' = 'ms'): number {
     const bare = unit === 'ms' ? 'a number of milliseconds' : 'a number of seconds';
     throw new Error(`must be a duration such as 500ms, 30s, 2m or ${bare}, got ${JSON.stringify(value)}`);
   }
-  // Every duration ends up in a timer, and Node fires a longer one after 1 ms.
-  if (ms > MAX_TIMER_MS)
+  // Durations end up in timers (but broker-side ones: `max` Infinity), and Node fires a longer
+  // timer after 1 ms.
+  if (ms > max)
     throw new Error(`must be at most ${MAX_TIMER_MS} ms (about 24.8 days, the longest timer Node sets), got ${JSON.stringify(value)}`);
   return ms;
 }
@@ -40,6 +41,8 @@ export function parseSeconds(value: unknown): number {
 /** The TypeScript type of a value of each named format. */
 export interface FormatTypes {
   'duration-ms': number;
+  /** A duration the broker applies (a queue's x-expires), not a Node timer: no 24.8-day bound. */
+  'duration-ms-broker': number;
   /** A duration in ms above 0: a delay or timeout where 0 would mean a busy loop or no wait at all. */
   'duration-ms-positive': number;
   'duration-s': number;
@@ -72,6 +75,13 @@ const FORMATS: { [K in keyof FormatTypes]: convict.Format } = {
       parseDuration(value);
     },
     coerce: (value: unknown) => (typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : parseDuration(value)),
+  },
+  'duration-ms-broker': {
+    validate(value: unknown) {
+      parseDuration(value, 'ms', Number.POSITIVE_INFINITY);
+    },
+    coerce: (value: unknown) =>
+      typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : parseDuration(value, 'ms', Number.POSITIVE_INFINITY),
   },
   'duration-ms-positive': {
     validate(value: unknown) {

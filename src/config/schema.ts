@@ -15,7 +15,7 @@ export interface Option<F extends Format = Format> {
 
 /**
  * Declares an option. `format` decides the option's type: `String` → string, `'bool'` →
- * boolean, `'duration-ms'`/`'duration-ms-positive'`/`'duration-s'`/`'int-range'`/`'non-negative-int'`/`'positive-int'` → number, `'string-list'` → string[],
+ * boolean, `'duration-ms'`/`'duration-ms-broker'`/`'duration-ms-positive'`/`'duration-s'`/`'int-range'`/`'non-negative-int'`/`'positive-int'` → number, `'string-list'` → string[],
  * and a list of values → their literal union (`['wait', 'fail']` → `'wait' | 'fail'`); the
  * default must be of that type.
  */
@@ -116,12 +116,12 @@ export const SCHEMA = {
     hostname: opt(String, '', "Host part of the queue manager's names; empty = os.hostname() (oslo's hostname)"),
     processName: opt(String, '', "Process part of the queue manager's names; empty = the script's file name (oslo's processname)"),
     transientQueuesTtl: opt(
-      'duration-ms',
+      'duration-ms-broker',
       1_800_000,
       'x-expires of reply and fanout queues; with streamFanout the x-max-age of the stream, in whole seconds (rabbit_transient_queues_ttl); 0 = unset',
     ),
     serverQueueTtl: opt(
-      'duration-ms',
+      'duration-ms-broker',
       0,
       "x-expires of each server's own <topic>.<server> queue: removed this long after its last consumer left; 0 = off (kept, as oslo's)",
     ),

@@ -57,6 +57,8 @@ const NOTIFIER_OPTIONS: Record<keyof NotifierOptions, true> = {
   log: true,
 };
 
+const PREPARE_OPTIONS = { publisherId: true, retry: true } as const;
+
 function glob(pattern: string): RegExp {
   const re = pattern
     .replace(/[.+^${}()|\\]/g, '\\$&')
@@ -89,10 +91,11 @@ export class Notifier {
     private readonly transport: Transport,
     private readonly options: NotifierOptions,
   ) {
+    // Unknown names first: a misspelt `publisherID` gets its suggestion, not "needs a publisherId".
+    assertOptions(options, NOTIFIER_OPTIONS, 'Notifier options');
     if (!options || typeof options.publisherId !== 'string' || options.publisherId === '') {
       throw new InvalidArgument('Notifier needs a publisherId');
     }
-    assertOptions(options, NOTIFIER_OPTIONS, 'Notifier options');
     const conf = transport.config.notifications;
     this.publisherId = options.publisherId;
     this.drivers = options.driver === undefined ? conf.driver : Array.isArray(options.driver) ? options.driver : [options.driver];
@@ -121,6 +124,7 @@ export class Notifier {
 
   /** A notifier with another publisher id or retry, sharing everything else (oslo's `prepare`). */
   prepare(overrides: { publisherId?: string; retry?: number }): Notifier {
+    assertOptions(overrides, PREPARE_OPTIONS, 'Notifier.prepare()');
     return new Notifier(this.transport, {
       ...this.options,
       publisherId: overrides.publisherId ?? this.publisherId,

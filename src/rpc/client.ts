@@ -262,6 +262,10 @@ export class RPCClient {
    */
   async start<R = unknown>(ctx: Context, method: string, args?: Record<string, unknown>, options: CallOptions = {}): Promise<Job<R>> {
     this.target.assertCallable();
+    assertOptions(options, CALL_OPTIONS, 'start options');
+    assertMs('timeout', options.timeout, false);
+    assertMs('callMonitorTimeout', options.callMonitorTimeout, true);
+    assertMs('jobTimeout', options.jobTimeout, true);
     const reply = await this.callOnce({ ...ctx, [START_HINT]: 'start' }, method, args, options);
     if (!isJobToken(reply))
       throw new InvalidJobToken(`${method} answered with a plain result, not a job token: the server does not run jobs`);

@@ -32,6 +32,8 @@ t('RPCClient, prepare(), call options, proxy options', async (ctx) => {
     /proxy\(\) options: unknown option 'chek'; did you mean 'check'\?/,
   );
   await rejects(() => new RPCClient(ctx.tr, target, 5 as never), BAD, /RPCClient options must be an object, got number/);
+  await rejects(c.start({}, 'm', {}, { timout: 1 } as never), BAD, /start options: unknown option 'timout'/);
+  await rejects(c.start({}, 'm', {}, { timeout: 3e9 }), BAD, /at most 2147483647 ms/);
   // Every documented option still passes.
   c.prepare({ server: 's', timeout: 10, retry: 0, versionCap: '1.0', jobTimeout: 0, followJobs: false, fanout: null });
 });
@@ -42,6 +44,12 @@ t('RPCServer and its stop(), Notifier, NotificationListener, getTransport', asyn
   const server = new RPCServer(ctx.tr, target, [{}]);
   await rejects(server.stop({ job: 'abort' } as never), BAD, /stop\(\) options: unknown option 'job'; did you mean 'jobs'\?/);
   await rejects(() => new Notifier(ctx.tr, { publisherId: 'p', topic: ['x'] } as never), BAD, /did you mean 'topics'\?/);
+  await rejects(() => new Notifier(ctx.tr, { publisherID: 'p' } as never), BAD, /did you mean 'publisherId'\?/);
+  await rejects(
+    () => new Notifier(ctx.tr, { publisherId: 'p' }).prepare({ publisher_id: 'q' } as never),
+    BAD,
+    /Notifier\.prepare\(\): unknown option 'publisher_id'/,
+  );
   await rejects(
     () => new NotificationListener(ctx.tr, [new Target({ topic: 'n' })], [{}], { pol: 'x' } as never),
     BAD,

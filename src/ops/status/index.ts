@@ -5,6 +5,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { defaultConfig } from '../../config/index.js';
 import type { HermodConfig } from '../../config/schema.js';
+import { MAX_TIMER_MS } from '../../core/errors.js';
 import { getTransport } from '../../transport.js';
 import { PRESENCE_TOPIC } from './beacon.js';
 import { renderTable, UNKNOWN_PEERS } from './table.js';
@@ -91,7 +92,7 @@ export async function runStatus(argv: string[], config: HermodConfig = defaultCo
 
 function positive(name: string, v: string): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0)
-    throw new InvalidArgumentError(`${name} wants a positive number of milliseconds, got ${JSON.stringify(v)}`);
+  if (!Number.isFinite(n) || n <= 0 || n > MAX_TIMER_MS)
+    throw new InvalidArgumentError(`${name} wants a positive number of milliseconds (at most ${MAX_TIMER_MS}), got ${JSON.stringify(v)}`);
   return n;
 }
