@@ -180,6 +180,11 @@ export const SCHEMA = {
     retryInterval: opt('duration-ms-positive', 1_000, 'First reconnect delay'),
     intervalMax: opt('duration-ms-positive', 30_000, 'Cap of the reconnect delay'),
     connectTimeout: opt('duration-ms-positive', 10_000, 'TCP connect, TLS, SASL and AMQP open timeout of each connect attempt'),
+    saslAnonymous: opt(
+      'bool',
+      true,
+      'Without credentials in the URL, log in with SASL ANONYMOUS (EXTERNAL with tls.cert over amqps); false: no SASL layer, for a peer with SASL disabled',
+    ),
     containerName: opt(String, '', 'Container id on Open; empty = generated'),
   },
   tls: {

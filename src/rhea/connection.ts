@@ -29,12 +29,18 @@ const clientMechanisms = (conn: Connection): ClientMechanisms =>
 /**
  * Sets the SASL login of the next connect attempt. rhea reads `connection.options` in `init()`
  * each time it makes a socket (connect and every reconnect), so a `connection_details` callback
- * may change it per host: PLAIN with a username and password; without them ANONYMOUS, plus
- * EXTERNAL when `external` (a TLS client certificate is configured), and the peer's offer picks
- * one. rhea alone skips SASL without a username, which a router that requires a login answers by
- * dropping the connection with no reason the client can read ("Expecting SASL layer").
+ * may change it per host: PLAIN with a username and password; without them EXTERNAL when
+ * `external` (a TLS client certificate is configured), else ANONYMOUS unless `anonymous` is
+ * false (no SASL layer at all, for a peer with SASL disabled). rhea alone skips SASL without a
+ * username, which a router that requires a login answers by dropping the connection with no
+ * reason the client can read ("Expecting SASL layer").
  */
-export function setSaslCredentials(conn: Connection, username: string | undefined, password: string | undefined, external = false): void {
+export function setSaslCredentials(
+  conn: Connection,
+  username: string | undefined,
+  password: string | undefined,
+  { external = false, anonymous = true }: { external?: boolean; anonymous?: boolean } = {},
+): void {
   const o = internals(conn).options;
   if (username !== undefined) {
     o.username = username;
@@ -43,9 +49,15 @@ export function setSaslCredentials(conn: Connection, username: string | undefine
   } else {
     delete o.username;
     delete o.password;
+    if (!external && !anonymous) {
+      delete o.sasl_mechanisms;
+      return;
+    }
     const mechanisms = clientMechanisms(conn);
-    mechanisms.enable_anonymous();
+    // A certificate is the login: EXTERNAL alone, or a peer that lists ANONYMOUS first (hermod's
+    // router, Dispatch) would take the client as anonymous.
     if (external) mechanisms.enable_external();
+    else mechanisms.enable_anonymous();
     o.sasl_mechanisms = mechanisms;
   }
 }

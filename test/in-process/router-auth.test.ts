@@ -315,6 +315,58 @@ t('TLS listener: PLAIN over TLS, and a client certificate logs in with SASL EXTE
   ctx.servers.push(server);
   assert.is(await new RPCClient(certified, new Target({ topic: 'ext' }), { timeout: 5000 }).call({}, 'echo', { v: 3 }), 3);
   assert.ok(ctx.log.filter((l) => /user=svc-1/.test(l)).length >= 2, ctx.log.join('\n'));
+  // A router that also offers ANONYMOUS (listed first): the certificate is still the login.
+  const log: string[] = [];
+  const open = new Router({
+    port: 0,
+    users: ctx.users,
+    allowAnonymous: true,
+    tls: { cert: p.cert!, key: p.key!, ca: p.ca! },
+    log: (l) => log.push(l),
+  });
+  const openPort = await open.start();
+  try {
+    const tr = await getTransport(`amqps://localhost:${openPort}/`, {
+      config: defaultConfig(),
+      overrides: { 'tls.ca': p.ca, 'tls.cert': p.clientCert, 'tls.key': p.clientKey },
+    });
+    ctx.transports.push(tr);
+    await rejects(new RPCClient(tr, new Target({ topic: 'nobody' }), { timeout: 300 }).call({}, 'x'), 'HERMOD_ERR_TIMEOUT');
+    assert.ok(
+      log.some((l) => /user=svc-1/.test(l)),
+      log.join('\n'),
+    );
+    assert.not.ok(
+      log.some((l) => /user=anonymous/.test(l)),
+      log.join('\n'),
+    );
+    await tr.close();
+  } finally {
+    await open.stop();
+  }
+});
+
+t('amqp1.saslAnonymous=false: no SASL layer, for a peer that has SASL disabled (ANONYMOUS, the default, fails there)', async (ctx) => {
+  const c = rhea.create_container();
+  c.on('error', () => {});
+  c.on('disconnected', () => {});
+  const server = c.listen({ port: 0, host: '127.0.0.1', disable_sasl: true } as never) as unknown as import('node:net').Server;
+  await new Promise((r) => server.once('listening', r));
+  try {
+    const url = `amqp://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}/`;
+    const bare = await getTransport(url, { config: defaultConfig(), overrides: { 'amqp1.saslAnonymous': false, 'rpc.retry': 0 } });
+    ctx.transports.push(bare);
+    // Connected: the call waits for a reply nobody sends, instead of failing to connect.
+    await rejects(new RPCClient(bare, new Target({ topic: 't' }), { timeout: 500 }).call({}, 'x'), 'HERMOD_ERR_TIMEOUT');
+    assert.is(bare.state.state, 'connected');
+    const anon = await getTransport(url, { config: defaultConfig(), overrides: { 'rpc.retry': 0 } });
+    ctx.transports.push(anon);
+    await rejects(new RPCClient(anon, new Target({ topic: 't' }), { timeout: 2000 }).call({}, 'x'), 'HERMOD_ERR_TRANSPORT');
+  } finally {
+    // The transports first: the listening socket's close waits for its connections.
+    for (const tr of ctx.transports.splice(0)) await tr.close();
+    await new Promise((r) => server.close(r));
+  }
 });
 
 t('no login in the URL against a router that requires one: AccessRefused at once, saying why (it retried with no reason)', async (ctx) => {

@@ -112,7 +112,10 @@ export class Amqp1Connection {
       connection_details: () => {
         const h = this.hosts.next();
         // SASL: PLAIN with the host's credentials, ANONYMOUS without.
-        setSaslCredentials(conn, h.username, h.password, Boolean(this.url.tls && this.config.tls.cert));
+        setSaslCredentials(conn, h.username, h.password, {
+          external: Boolean(this.url.tls && this.config.tls.cert),
+          anonymous: this.config.amqp1.saslAnonymous,
+        });
         const attempt = { host: h, tcpUp: false };
         this.attempt = attempt;
         this.armConnectTimer(attempt);
