@@ -4,7 +4,7 @@
  * string), and print a method's usage (`--describe`).
  */
 import type { MethodContract } from '../contracts/contract.js';
-import { NoSuchMethod, TransportError } from '../core/errors.js';
+import { AccessRefused, NoSuchMethod, TransportError, WrongProtocol } from '../core/errors.js';
 import { versionIsCompatible } from '../core/target.js';
 import type { RPCClient } from '../rpc/client.js';
 import type { ServerDescription } from '../rpc/introspection.js';
@@ -16,8 +16,8 @@ type Schema = Record<string, unknown>;
 /**
  * The contract of `method` as the servers of the client's target publish it, or undefined when
  * none is published or nobody answers within `timeoutMs` (an oslo.messaging server, an older
- * hermod, no server): the CLI then works as without contracts. A transport failure (cannot
- * connect) is thrown: the call would fail the same way. A first connect still under way when
+ * hermod, no server, a broker it cannot reach yet): the CLI then works as without contracts. A
+ * refused login or a wrong protocol is thrown: the call would fail the same way. A first connect still under way when
  * `timeoutMs` passes is waited for, up to `connectWithinMs` in all (the call's own timeout).
  */
 export async function fetchContract(
@@ -35,11 +35,17 @@ export async function fetchContract(
       d = await describer.call<ServerDescription>({}, 'describe');
       break;
     } catch (err) {
+      // Retrying cannot help (a refused login, the wrong protocol): the call would fail the same.
+      if (err instanceof AccessRefused || err instanceof WrongProtocol) throw err;
       if (!(err instanceof TransportError)) return undefined;
       // The short describe deadline passed while a slow first connect was still under way: that
       // is no "cannot connect"; keep asking for as long as the call itself would wait.
       if (err.stillConnecting && Date.now() < connectBy) continue;
-      throw err;
+      // `--describe` is this request: its failure is the answer (exit 5). Before a call: no
+      // contract, and the call says what is wrong within its own retry budget, naming its
+      // method (not "describe").
+      if (options.requireMethod) throw err;
+      return undefined;
     }
   }
   const ns = client.target.namespace ?? null;

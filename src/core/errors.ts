@@ -183,8 +183,9 @@ define(MessageUndeliverable, 'HERMOD_ERR_UNDELIVERABLE');
 /** The connection to the broker failed or was lost; the message says which host and why. */
 export class TransportError extends HermodError {
   /**
-   * Set when the send's own deadline passed while the connection was still being made (a slow
-   * connect, not a failed one): the same send with a longer deadline may succeed.
+   * Set when the send's own deadline passed during the first connect attempt, which had not
+   * failed yet (a slow connect, not a failing one): the same send with a longer deadline may
+   * succeed.
    */
   stillConnecting?: boolean;
 }

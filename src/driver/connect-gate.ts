@@ -55,7 +55,9 @@ export class ConnectGate {
       const left = deadline - Date.now();
       if (left <= 0) {
         if (!s.connected)
-          throw Object.assign(new TransportError(`${s.problem} (still trying when ${what} timed out)`), { stillConnecting: true });
+          throw Object.assign(new TransportError(`${s.problem} (still trying when ${what} timed out)`), {
+            stillConnecting: s.failedAttempts === 0,
+          });
         throw new MessagingTimeout(`timed out waiting to send ${what}`);
       }
       await this.sleep(Math.min(left, pollMs));

@@ -171,7 +171,7 @@ export class Invoker {
           try {
             described = await client.call<Described>({}, 'describe');
           } catch (err) {
-            if (err instanceof TransportError && err.stillConnecting && Date.now() < connectBy) continue;
+            if (err instanceof TransportError && err.stillConnecting && Date.now() < connectBy && !this.stopping) continue;
             return;
           }
         }

@@ -39,4 +39,29 @@ slow('a first connect slower than contractTimeout is waited for: the routes stil
     await router.stop();
   }
 });
+slow(
+  'a broker that refuses the connection does not hold the start up to callTimeout (only a first attempt still under way is waited for)',
+  async () => {
+    const closed = new Router({ port: 0 });
+    const port = await closed.start();
+    await closed.stop();
+    const gt = await getTransport(`amqp://127.0.0.1:${port}/`, { config: defaultConfig() });
+    const gw = createGateway(gt, {
+      listen: { port: 0 },
+      contractTimeout: 300,
+      callTimeout: 5000,
+      routes: [{ topic: 'downc', method: 'add' }],
+    });
+    try {
+      const t0 = Date.now();
+      const { url: base } = await gw.start();
+      assert.ok(Date.now() - t0 < 2500, `started after ${Date.now() - t0} ms`);
+      assert.is((await http(base, 'GET', '/healthz')).status, 200);
+    } finally {
+      await gw.stop(1000);
+      await gt.close();
+    }
+  },
+);
+
 slow.run();
