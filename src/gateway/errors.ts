@@ -46,6 +46,14 @@ code(BadResult, 'HERMOD_ERR_BAD_RESULT');
 export class Unavailable extends HermodError {}
 code(Unavailable, 'HERMOD_ERR_UNAVAILABLE');
 
+/**
+ * The gateway stopped (its shutdown deadline passed) while the call ran: the method may have run,
+ * so unlike Unavailable it carries no Retry-After (a client or proxy retrying 503s would resend
+ * it); answered as a timeout, 504.
+ */
+export class CallCut extends HermodError {}
+code(CallCut, 'HERMOD_ERR_CALL_CUT');
+
 /** How one error is answered. */
 export interface Mapped {
   status: number;
@@ -95,6 +103,7 @@ export const ERROR_TABLE: ReadonlyArray<readonly [abstract new (...args: never[]
   [ClosedError, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
   [ServerStopped, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
   [MessagingTimeout, { status: 504, rpcCode: RPC_CODES.timeout }],
+  [CallCut, { status: 504, rpcCode: RPC_CODES.timeout }],
 ];
 
 const INTERNAL: Mapped = { status: 500, rpcCode: RPC_CODES.internalError };

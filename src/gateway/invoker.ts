@@ -15,7 +15,7 @@ import { RPCClient } from '../rpc/client.js';
 import type { Transport } from '../transport.js';
 import type { Identity } from './auth.js';
 import type { GatewayRoute, ResolvedGatewayConfig } from './config.js';
-import { BadResult, Forbidden, NotExposed, Unauthenticated, Unavailable } from './errors.js';
+import { BadResult, CallCut, Forbidden, NotExposed, Unauthenticated, Unavailable } from './errors.js';
 
 /** A route ready to serve: its schemas compiled once. */
 export interface CompiledRoute {
@@ -247,12 +247,12 @@ export class Invoker {
   }
 
   /**
-   * Fails every call and cast still waiting with Unavailable (503), so that the stop's deadline
-   * answers their requests instead of cutting their connections. Their replies, if any come, are
-   * dropped; the methods may have run.
+   * Fails every call and cast still waiting with CallCut (504, no Retry-After), so that the stop's
+   * deadline answers their requests instead of cutting their connections. Their replies, if any
+   * come, are dropped; the methods may have run.
    */
   cut(): void {
-    const err = new Unavailable('the gateway stopped before the call finished (its shutdown deadline passed); the method may have run');
+    const err = new CallCut('the gateway stopped before the call finished (its shutdown deadline passed); the method may have run');
     for (const reject of this.waiting) reject(err);
     this.waiting.clear();
   }

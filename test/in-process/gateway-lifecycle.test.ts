@@ -46,9 +46,11 @@ for (const [name, broker] of IN_PROCESS) {
     assert.ok(Date.now() - t0 < 2500, `stop took ${Date.now() - t0} ms for a call of 300 ms (deadline 3000)`);
   });
 
-  t('stop(deadline): a call outliving the deadline is answered 503 and counted, in REST and in a JSON-RPC batch', async (ctx) => {
+  t('stop(deadline): a call outliving the deadline is answered 504 CallCut and counted, in REST and in a JSON-RPC batch', async (ctx) => {
     ctx.h = await harness(ctx.broker.url);
     const running = http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/sleep`, { ms: 1500 });
+    // The REST call in flight first: a batch read before it could make the count 2 on its own.
+    await until(() => ctx.h.gateway.inFlight === 1, 'the REST call in flight at the gateway');
     const batch = http(ctx.h.base, 'POST', '/jsonrpc', [
       { jsonrpc: '2.0', id: 1, method: `${ctx.h.topic}.get`, params: { id: 1 } },
       { jsonrpc: '2.0', id: 2, method: `${ctx.h.topic}.sleep`, params: { ms: 1500 } },
@@ -60,8 +62,11 @@ for (const [name, broker] of IN_PROCESS) {
     assert.ok(Date.now() - t0 < 800, `stop took ${Date.now() - t0} ms`);
     // An answer, not a connection cut: the client learns the gateway went away mid-call.
     const r = await running;
-    assert.is(r.status, 503, JSON.stringify(r.json));
-    assert.is(r.json.error.type, 'Unavailable');
+    // 504 without Retry-After, unlike "the gateway is stopping" (never sent, safe to retry):
+    // a client or proxy retrying 503s must not resend a call that may have run.
+    assert.is(r.status, 504, JSON.stringify(r.json));
+    assert.is(r.json.error.code, 'HERMOD_ERR_CALL_CUT');
+    assert.is(r.headers.get('retry-after'), null);
     assert.match(r.json.error.message, /stopped before the call finished .*the method may have run/);
     assert.is(r.headers.get('connection'), 'close');
     const b = await batch;
@@ -69,6 +74,7 @@ for (const [name, broker] of IN_PROCESS) {
     assert.is(b.json[0].result.id, 1);
     assert.is(b.json[1].id, 2);
     assert.match(b.json[1].error.message, /stopped before the call finished/);
+    assert.is(b.json[1].error.code, -32000);
   });
   t.run();
 }
