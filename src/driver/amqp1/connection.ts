@@ -64,7 +64,7 @@ export class Amqp1Connection {
    */
   private refused: ((what: string) => Error) | undefined;
   /** The host of the current connect attempt, and whether its TCP connection (and TLS session) came up. */
-  private attempt: { host: TransportHost; tcpUp: boolean; timedOut?: boolean } | undefined;
+  private attempt: Attempt | undefined;
   /** Ends the current connect attempt at `amqp1.connectTimeout` unless it reached AMQP open. */
   private connectTimer: NodeJS.Timeout | undefined;
   /** A protocol probe in progress: failures seen meanwhile count once it has answered. */
@@ -111,20 +111,26 @@ export class Amqp1Connection {
     const conn: Connection = this.container.create_connection({
       connection_details: () => {
         const h = this.hosts.next();
-        // SASL: PLAIN with the host's credentials, ANONYMOUS without.
+        // SASL per host: PLAIN with its credentials, else EXTERNAL or ANONYMOUS (setSaslCredentials).
         setSaslCredentials(conn, h.username, h.password, {
           external: Boolean(this.url.tls && this.config.tls.cert),
           anonymous: this.config.amqp1.saslAnonymous,
         });
-        const attempt = { host: h, tcpUp: false };
+        const attempt: Attempt = { host: h, tcpUp: false };
         this.attempt = attempt;
         this.armConnectTimer(attempt);
         const connect = this.url.tls
-          ? (port: number, host: string, options: tls.ConnectionOptions, cb: () => void) =>
-              tls.connect({ ...options, port, host, ...(net.isIP(host) === 0 ? { servername: host } : {}) }, () => {
+          ? (port: number, host: string, options: tls.ConnectionOptions, cb: () => void) => {
+              const socket = tls.connect({ ...options, port, host, ...(net.isIP(host) === 0 ? { servername: host } : {}) }, () => {
                 attempt.tcpUp = true;
                 cb();
-              })
+              });
+              // TCP up, TLS still to come: what a connect timeout then says.
+              socket.once('connect', () => {
+                attempt.tlsPending = true;
+              });
+              return socket;
+            }
           : (port: number, host: string, _o: unknown, cb: () => void) =>
               net.connect({ port, host, noDelay: true }, () => {
                 attempt.tcpUp = true;
@@ -170,7 +176,8 @@ export class Amqp1Connection {
       // and, having set it as the transport error, never reconnects: say why at once.
       const e = ctx.error as { condition?: string; message?: string } | undefined;
       if (e?.condition === 'amqp:unauthorized-access') {
-        this.lastError = saslReason(e.message ?? '', this.attempt?.host.username !== undefined);
+        // rhea logs in with PLAIN only given a password; a username alone is ANONYMOUS's trace.
+        this.lastError = saslReason(e.message ?? '', Boolean(this.attempt?.host.password));
         const problem = this.problem();
         this.refused = (what) => new AccessRefused(`${problem} (the peer refused the login; not retrying for ${what})`);
         this.wake();
@@ -187,7 +194,7 @@ export class Amqp1Connection {
    * wrong service on the port, a hung router) held the attempt forever, silent and past the
    * retry budget. At `amqp1.connectTimeout` the attempt's socket is dropped and counts as failed.
    */
-  private armConnectTimer(attempt: { host: TransportHost; tcpUp: boolean; timedOut?: boolean }): void {
+  private armConnectTimer(attempt: Attempt): void {
     clearTimeout(this.connectTimer);
     const ms = this.config.amqp1.connectTimeout;
     this.connectTimer = setTimeout(() => {
@@ -201,7 +208,9 @@ export class Amqp1Connection {
         new Error(
           attempt.tcpUp
             ? `no AMQP open within ${s} (the peer took the connection and did not answer: not an AMQP 1.0 peer, or hung)`
-            : `TCP connect timed out after ${s}`,
+            : attempt.tlsPending
+              ? `no TLS handshake within ${s} (the peer took the connection and did not answer it: not a TLS port, or hung)`
+              : `TCP connect timed out after ${s}`,
         ),
       );
     }, ms);
@@ -347,6 +356,16 @@ export class Amqp1Connection {
     clearRheaTimers(conn);
     this.open_ = false;
   }
+}
+
+/** One connect attempt: its host, whether its TCP connection (and TLS session) came up, how it ended. */
+interface Attempt {
+  host: TransportHost;
+  tcpUp: boolean;
+  /** TLS only: TCP is up, the handshake is not done. */
+  tlsPending?: boolean;
+  /** Ended by the connect timeout. */
+  timedOut?: boolean;
 }
 
 /** rhea's SASL failure texts, said plainly. */

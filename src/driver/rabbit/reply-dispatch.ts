@@ -1,4 +1,4 @@
-import { MalformedMessage } from '../../core/errors.js';
+import { MalformedMessage, NestingTooDeep } from '../../core/errors.js';
 import { peekReplyId, unenvelope } from '../envelope.js';
 import type { ReplyWaiter } from '../reply-waiter.js';
 import { parseFailure } from './wire.js';
@@ -43,7 +43,13 @@ export class ReplyDispatch {
       // The call gets the reason (NestingTooDeep, MalformedMessage) at once instead of its
       // timeout: the reply's `_msg_id` is found without parsing what was refused.
       const id = peekReplyId(content);
-      if (id) this.waiter.fail(id, err instanceof Error ? err : new MalformedMessage(String(err)));
+      if (id) {
+        const why =
+          err instanceof NestingTooDeep
+            ? new NestingTooDeep(err.limit, 'reply')
+            : new MalformedMessage(`reply is not readable: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        this.waiter.fail(id, why);
+      }
       return;
     }
     const id = data._msg_id;
