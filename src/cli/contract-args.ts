@@ -7,7 +7,7 @@ import type { MethodContract } from '../contracts/contract.js';
 import { AccessRefused, NoSuchMethod, TransportError, WrongProtocol } from '../core/errors.js';
 import { versionIsCompatible } from '../core/target.js';
 import type { RPCClient } from '../rpc/client.js';
-import type { ServerDescription } from '../rpc/introspection.js';
+import { describeWhenConnected, type ServerDescription } from '../rpc/introspection.js';
 import { UsageError } from './exit-codes.js';
 import { parseValue } from './key-values.js';
 
@@ -28,25 +28,16 @@ export async function fetchContract(
   options: { requireMethod?: boolean } = {},
 ): Promise<MethodContract | undefined> {
   let d: ServerDescription;
-  const describer = client.prepare({ namespace: 'hermod', version: '1.0', timeout: timeoutMs });
-  const connectBy = Date.now() + connectWithinMs;
-  for (;;) {
-    try {
-      d = await describer.call<ServerDescription>({}, 'describe');
-      break;
-    } catch (err) {
-      // Retrying cannot help (a refused login, the wrong protocol): the call would fail the same.
-      if (err instanceof AccessRefused || err instanceof WrongProtocol) throw err;
-      if (!(err instanceof TransportError)) return undefined;
-      // The short describe deadline passed while a slow first connect was still under way: that
-      // is no "cannot connect"; keep asking for as long as the call itself would wait.
-      if (err.stillConnecting && Date.now() < connectBy) continue;
-      // `--describe` is this request: its failure is the answer (exit 5). Before a call: no
-      // contract, and the call says what is wrong within its own retry budget, naming its
-      // method (not "describe").
-      if (options.requireMethod) throw err;
-      return undefined;
-    }
+  try {
+    d = await describeWhenConnected(client.prepare({ namespace: 'hermod', version: '1.0', timeout: timeoutMs }), connectWithinMs);
+  } catch (err) {
+    // Retrying cannot help (a refused login, the wrong protocol): the call would fail the same.
+    if (err instanceof AccessRefused || err instanceof WrongProtocol) throw err;
+    // `--describe` is this request: a transport failure is the answer (exit 5). Before a call:
+    // no contract, and the call says what is wrong within its own retry budget, naming its
+    // method (not "describe"). Anything else (no answer, an oslo server): no contract.
+    if (err instanceof TransportError && options.requireMethod) throw err;
+    return undefined;
   }
   const ns = client.target.namespace ?? null;
   const version = client.target.version ?? '1.0';

@@ -8,10 +8,11 @@ import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import type { MethodContract } from '../contracts/contract.js';
 import { compileContracts, violations } from '../contracts/validator.js';
 import { ContractViolation } from '../contracts/violation.js';
-import { ConfigError, InvalidArgument, TooManyInFlight, TransportError } from '../core/errors.js';
+import { ConfigError, InvalidArgument, TooManyInFlight } from '../core/errors.js';
 import type { Context } from '../core/serializer.js';
 import { Target, versionIsCompatible } from '../core/target.js';
 import { RPCClient } from '../rpc/client.js';
+import { describeWhenConnected } from '../rpc/introspection.js';
 import type { Transport } from '../transport.js';
 import type { Identity } from './auth.js';
 import type { GatewayRoute, ResolvedGatewayConfig } from './config.js';
@@ -162,18 +163,14 @@ export class Invoker {
           version: '1.0',
           timeout: timeoutMs,
         });
-        let described: Described | undefined;
-        // The timeout is for the servers' answer: a first connect still under way when it passes
-        // is waited for (up to the gateway's call timeout), else a slow broker would silently
-        // leave every route without its contract.
-        const connectBy = Date.now() + this.config.callTimeout;
-        while (described === undefined) {
-          try {
-            described = await client.call<Described>({}, 'describe');
-          } catch (err) {
-            if (err instanceof TransportError && err.stillConnecting && Date.now() < connectBy && !this.stopping) continue;
-            return;
-          }
+        let described: Described;
+        try {
+          // The timeout is for the servers' answer: a first connect still under way when it
+          // passes is waited for (up to the gateway's call timeout), else a slow broker would
+          // silently leave every route without its contract.
+          described = await describeWhenConnected(client, this.config.callTimeout, () => this.stopping);
+        } catch {
+          return;
         }
         for (const route of routes) {
           const contract = findContract(described, route);

@@ -97,6 +97,19 @@ const PREPARE_OPTIONS: Record<keyof PrepareOptions, true> = {
 const CALL_OPTIONS: Record<keyof CallOptions, true> = { timeout: true, callMonitorTimeout: true, jobTimeout: true };
 const PROXY_OPTIONS: Record<keyof ContractProxyOptions<Contracts>, true> = { contracts: true, check: true };
 
+/** The durations a client and each call take: a timeout above 0, the others 0 (off) or more. */
+function checkDurations(o: CallOptions): void {
+  assertMs('timeout', o.timeout, false);
+  assertMs('callMonitorTimeout', o.callMonitorTimeout, true);
+  assertMs('jobTimeout', o.jobTimeout, true);
+}
+
+/** A call's or start's options: known names, valid durations. */
+function checkCallOptions(options: CallOptions, what: string): void {
+  assertOptions(options, CALL_OPTIONS, what);
+  checkDurations(options);
+}
+
 type AnyMethod = (ctx: Context, ...rest: never[]) => unknown;
 
 /**
@@ -141,9 +154,7 @@ export class RPCClient {
     if (!(target instanceof Target)) throw new InvalidArgument('RPCClient needs a Target');
     assertOptions(options, CLIENT_OPTIONS, 'RPCClient options');
     const conf = transport.config.rpc;
-    assertMs('timeout', options.timeout, false);
-    assertMs('callMonitorTimeout', options.callMonitorTimeout, true);
-    assertMs('jobTimeout', options.jobTimeout, true);
+    checkDurations(options);
     if (options.versionCap !== undefined && !/^\d+\.\d+(\.\d+)?$/.test(options.versionCap)) {
       throw new InvalidArgument(`versionCap must look like 'X.Y' or 'X.Y.Z', got ${JSON.stringify(options.versionCap)}`);
     }
@@ -246,10 +257,7 @@ export class RPCClient {
    */
   async call<R = unknown>(ctx: Context, method: string, args?: Record<string, unknown>, options: CallOptions = {}): Promise<R> {
     this.target.assertCallable();
-    assertOptions(options, CALL_OPTIONS, 'call options');
-    assertMs('timeout', options.timeout, false);
-    assertMs('callMonitorTimeout', options.callMonitorTimeout, true);
-    assertMs('jobTimeout', options.jobTimeout, true);
+    checkCallOptions(options, 'call options');
     const reply = await this.callOnce(ctx, method, args, options);
     if (!this.opts.followJobs || !isJobToken(reply)) return this.opts.serializer.deserializeEntity(ctx, reply) as R;
     return this.jobOf<R>(parseJobToken(reply), ctx).result({ timeout: options.jobTimeout ?? this.opts.jobTimeout });
@@ -262,10 +270,7 @@ export class RPCClient {
    */
   async start<R = unknown>(ctx: Context, method: string, args?: Record<string, unknown>, options: CallOptions = {}): Promise<Job<R>> {
     this.target.assertCallable();
-    assertOptions(options, CALL_OPTIONS, 'start options');
-    assertMs('timeout', options.timeout, false);
-    assertMs('callMonitorTimeout', options.callMonitorTimeout, true);
-    assertMs('jobTimeout', options.jobTimeout, true);
+    checkCallOptions(options, 'start options');
     const reply = await this.callOnce({ ...ctx, [START_HINT]: 'start' }, method, args, options);
     if (!isJobToken(reply))
       throw new InvalidJobToken(`${method} answered with a plain result, not a job token: the server does not run jobs`);

@@ -1,5 +1,7 @@
 import type { Contracts } from '../contracts/contract.js';
+import { TransportError } from '../core/errors.js';
 import { Target } from '../core/target.js';
+import type { RPCClient } from './client.js';
 import type { EndpointDescription } from './dispatcher.js';
 
 /** The namespace hermod reserves for what every server answers about itself. */
@@ -84,5 +86,26 @@ export class IntrospectionEndpoint {
 
   describe(_ctx: unknown): ServerDescription {
     return this.#source();
+  }
+}
+
+/**
+ * Calls `hermod.describe` with `describer` (a client prepared for namespace `hermod` 1.0, whose
+ * timeout bounds the servers' answer). A first connect still under way when that timeout passes
+ * is no failure: the call is made again, until `connectWithinMs` has passed or `stopped()` says so.
+ * Any other error is thrown as the call threw it.
+ */
+export async function describeWhenConnected(
+  describer: RPCClient,
+  connectWithinMs: number,
+  stopped: () => boolean = () => false,
+): Promise<ServerDescription> {
+  const connectBy = Date.now() + connectWithinMs;
+  for (;;) {
+    try {
+      return await describer.call<ServerDescription>({}, 'describe');
+    } catch (err) {
+      if (!(err instanceof TransportError && err.stillConnecting && Date.now() < connectBy && !stopped())) throw err;
+    }
   }
 }
