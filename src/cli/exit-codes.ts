@@ -61,11 +61,13 @@ const USAGE_CODES: ReadonlySet<string> = new Set([
   'HERMOD_ERR_INVALID_ARGUMENT',
 ]);
 
-/**
- * The exit status of an RPC failure and the line that explains it (rpc-client's statuses).
- * `method` is the method the caller asked for: a "no such method" names it from there, since
- * peers word (and oslo's rebuilt errors repeat) the message in their own ways.
- */
+/** Codes a server answers about the request itself, which keep their exit status when rebuilt from the wire. */
+const CALLER_MISTAKES: ReadonlySet<string> = new Set([
+  'HERMOD_ERR_NO_SUCH_METHOD',
+  'HERMOD_ERR_UNSUPPORTED_VERSION',
+  'HERMOD_ERR_INVALID_ARGUMENT',
+]);
+
 /** Writes a failure {@link describeFailure} described to stderr: `error: text`, or one JSON object under `--json`. */
 export function printFailure(d: { status: ExitStatus; text: string }, err: unknown, json: boolean): void {
   // The text quotes what peers and the command line sent (remote error messages, method names):
@@ -78,9 +80,19 @@ export function printFailure(d: { status: ExitStatus; text: string }, err: unkno
   );
 }
 
+/**
+ * The exit status of an RPC failure and the line that explains it (rpc-client's statuses).
+ * `method` is the method the caller asked for: a "no such method" names it from there, since
+ * peers word (and oslo's rebuilt errors repeat) the message in their own ways.
+ */
 export function describeFailure(err: unknown, method?: string): { status: ExitStatus; text: string } {
   const e = err as HermodError & { code?: string };
   if (err instanceof RemoteError) return { status: EXIT.remote, text: `remote error: ${err.excType}: ${err.value}` };
+  // A rebuilt error keeps its local class: a MessagingTimeout the method itself raised (its own
+  // call to another service timed out) is the method failing, not this call timing out. Only the
+  // dispatcher's verdicts on the request (no such method, version, arguments) keep their status.
+  if (isRemote(err) && !CALLER_MISTAKES.has(e.code ?? ''))
+    return { status: EXIT.remote, text: `remote error: ${err.name}: ${err.message}` };
   if (e?.code !== undefined && USAGE_CODES.has(e.code)) return { status: EXIT.usage, text: e.message };
   switch (e?.code) {
     case 'HERMOD_ERR_TIMEOUT':
@@ -96,7 +108,6 @@ export function describeFailure(err: unknown, method?: string): { status: ExitSt
     case 'HERMOD_ERR_ACCESS_REFUSED':
       return { status: EXIT.connect, text: e.message };
     default:
-      if (isRemote(err)) return { status: EXIT.remote, text: `remote error: ${(err as Error).name}: ${(err as Error).message}` };
       return { status: EXIT.other, text: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
   }
 }

@@ -101,7 +101,9 @@ export const ERROR_TABLE: ReadonlyArray<readonly [abstract new (...args: never[]
   [Unavailable, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
   [TransportError, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
   [ClosedError, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
-  [ServerStopped, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
+  // The server stopped at its deadline while the method ran: it may have run (or still run), so,
+  // as for CallCut, no Retry-After to invite a resend; the upstream failed mid-call, a 502.
+  [ServerStopped, { status: 502, rpcCode: RPC_CODES.remoteError }],
   [MessagingTimeout, { status: 504, rpcCode: RPC_CODES.timeout }],
   [CallCut, { status: 504, rpcCode: RPC_CODES.timeout }],
 ];
@@ -114,9 +116,28 @@ const OTHER_REMOTE: Mapped = { status: 502, rpcCode: RPC_CODES.remoteError };
  * (the server failed), anything else a 500 / -32603 (the gateway failed).
  */
 export function mapError(err: unknown): Mapped {
-  for (const [cls, m] of ERROR_TABLE) if (err instanceof cls) return m;
-  return isRemote(err) ? OTHER_REMOTE : INTERNAL;
+  const remote = isRemote(err);
+  for (const [cls, m] of ERROR_TABLE) {
+    if (!(err instanceof cls)) continue;
+    // A method that raised MessagingTimeout (its own call elsewhere timed out) failed; this call
+    // did not time out, and a 504 would say it did.
+    if (remote && LOCAL_ONLY.has(cls)) break;
+    return m;
+  }
+  return remote ? OTHER_REMOTE : INTERNAL;
 }
+
+/** Rows that describe this gateway's own call, not what a server answered: a rebuilt one is a 502. */
+const LOCAL_ONLY: ReadonlySet<unknown> = new Set([
+  MessagingTimeout,
+  TooManyInFlight,
+  TransportError,
+  ClosedError,
+  MessageUndeliverable,
+  MessageDeliveryFailure,
+  Unavailable,
+  CallCut,
+]);
 
 /** What a client sees of an error: its stable code, type and message; remote details when it came from a server. */
 export interface ErrorBody {

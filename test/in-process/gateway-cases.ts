@@ -4,7 +4,7 @@ import net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createGateway, type Gateway, type GatewayOptions } from '../../src/gateway/index.js';
-import { type Context, defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
+import { type Context, defaultConfig, getTransport, MessagingTimeout, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
 import { Versioned } from '../support/endpoints.js';
@@ -21,7 +21,9 @@ export class Users {
   async touch(ctx: Context, args: Record<string, unknown>) {
     this.touched.push({ ctx, args });
   }
-  async fail(_ctx: Context, args: { message: string }) {
+  async fail(_ctx: Context, args: { message: string; timeout?: boolean }) {
+    // As a method whose own call to another service timed out would.
+    if (args.timeout) throw new MessagingTimeout(args.message);
     throw new TypeError(args.message);
   }
   async sleep(_ctx: Context, args: { ms: number }) {
@@ -231,6 +233,22 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
     const broken = await http(ctx.base, 'POST', `/v1/${ctx.topic}/broken`, {});
     assert.is(broken.status, 502);
     assert.is(broken.json.error.code, 'HERMOD_ERR_BAD_RESULT');
+    // The method raised MessagingTimeout itself: the server failed, this call did not time out.
+    const inner = await http(ctx.base, 'POST', `/v1/${ctx.topic}/fail`, { message: 'inventory did not answer', timeout: true });
+    assert.is(inner.status, 502, JSON.stringify(inner.json));
+    assert.is(inner.json.error.type, 'MessagingTimeout');
+    assert.is(inner.json.error.message, 'inventory did not answer');
+    assert.ok(inner.json.error.remote, 'said to come from the server');
+  });
+
+  t('errors: a server aborting the running call (ServerStopped) is 502 without Retry-After: the method may have run', async (ctx) => {
+    const call = http(ctx.base, 'POST', `/v1/${ctx.topic}/sleep`, { ms: 1500 }); // the method runs on after the abort: short, so the process ends soon
+    await until(() => ctx.servers[0]!.stats().inFlight === 1, 'the call running');
+    await ctx.servers[0]!.abort();
+    const r = await call;
+    assert.is(r.status, 502, JSON.stringify(r.json));
+    assert.is(r.json.error.code, 'HERMOD_ERR_SERVER_STOPPED');
+    assert.is(r.headers.get('retry-after'), null);
   });
 
   t('errors: MessagingTimeout 504, UnsupportedVersion 409, bad timeout 400', async (ctx) => {

@@ -1,0 +1,54 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { describeFailure, EXIT } from '../../src/cli/exit-codes.js';
+import { type Context, getTransport, InvalidArgument, MessagingTimeout, RPCClient, RPCServer, Target } from '../../src/index.js';
+
+// rpc-client's exit status comes from the error's code, but a rebuilt remote error keeps its local
+// class: a method whose own call elsewhere timed out made rpc-client say "timeout" and exit 3, as
+// if nobody had answered this call.
+
+const t = suite('exit statuses of errors that crossed the wire');
+
+t(
+  'a remote MessagingTimeout is the method failing (1); a local one is a timeout (3); the server refusing arguments stays usage (2)',
+  async () => {
+    const transport = await getTransport('memory://');
+    const server = new RPCServer(transport, new Target({ topic: 'exit-codes', server: 's' }), [
+      {
+        inner(_ctx: Context) {
+          throw new MessagingTimeout('inventory did not answer');
+        },
+        refuse(_ctx: Context) {
+          throw new InvalidArgument('n must be positive');
+        },
+        async slow(_ctx: Context) {
+          await new Promise((r) => setTimeout(r, 300));
+        },
+      },
+    ]);
+    await server.start();
+    const client = new RPCClient(transport, new Target({ topic: 'exit-codes' }));
+    const failure = async (method: string, timeout?: number) => {
+      try {
+        await client.call({}, method, {}, timeout === undefined ? {} : { timeout });
+      } catch (err) {
+        return describeFailure(err, method);
+      }
+      throw new Error(`${method} did not fail`);
+    };
+    try {
+      assert.equal(await failure('inner'), { status: EXIT.remote, text: 'remote error: MessagingTimeout: inventory did not answer' });
+      assert.equal(await failure('refuse'), { status: EXIT.usage, text: 'n must be positive' });
+      const local = await failure('slow', 50);
+      assert.is(local.status, EXIT.timeout);
+      assert.match(local.text, /^timeout: /);
+      assert.is((await failure('nope')).status, EXIT.noSuchMethod);
+    } finally {
+      await server.stop();
+      await server.wait(1000);
+      await transport.close();
+    }
+  },
+);
+
+t.run();
