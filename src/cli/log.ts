@@ -119,36 +119,40 @@ export function nextTryText(delayMs: number | undefined): string {
  * bin waiting for a broker is never silent; losses and flow control at warn.
  */
 export function logConnectionState(log: Logger): void {
-  // The last reason each host gave: a 'reconnecting' event may not carry one itself.
+  // The last reason each connection gave: a 'reconnecting' event may not carry one itself.
   const reasons = new Map<string, string>();
-  // Hosts that failed or were lost since they were last connected.
+  // Connections that failed or were lost since they were last connected.
   const troubled = new Set<string>();
   diagnostics_channel.subscribe('hermod:connection:state', (e) => {
-    const ev = e as { state: string; host: string; error?: Error; reason?: string; attempt?: number; delayMs?: number };
+    const ev = e as { state: string; host: string; role?: string; error?: Error; reason?: string; attempt?: number; delayMs?: number };
     const reason = ev.error?.message ?? ev.reason;
+    // The RabbitMQ driver keeps a connection for publishing and one per server or listener, each
+    // with its own backoff: one broker lost is a line per connection, and the role tells them apart.
+    const host = ev.role ? `${ev.host} [${ev.role}]` : ev.host;
     if (ev.state === 'connected') {
       // News at info only after trouble; a first connect is routine (and the bins say where they serve).
-      (troubled.delete(ev.host) ? log.info : log.debug)(`connected to ${ev.host}`);
-      reasons.delete(ev.host);
+      (troubled.delete(host) ? log.info : log.debug)(`connected to ${host}`);
+      reasons.delete(host);
     } else if (ev.state === 'disconnected') {
-      if (reason) reasons.set(ev.host, reason);
-      troubled.add(ev.host);
-      log.warn(`disconnected from ${ev.host}${reason ? `: ${reason}` : ''}`);
+      if (reason) reasons.set(host, reason);
+      troubled.add(host);
+      log.warn(`disconnected from ${host}${reason ? `: ${reason}` : ''}`);
     } else if (ev.state === 'reconnecting') {
-      troubled.add(ev.host);
-      const why = reason ?? reasons.get(ev.host);
+      troubled.add(host);
+      const why = reason ?? reasons.get(host);
       const next = nextTryText(ev.delayMs);
-      log.info(`reconnecting to ${ev.host}${why ? ` (${why})` : ''}: attempt ${ev.attempt ?? '?'} failed, ${next}`, {
+      log.info(`reconnecting to ${host}${why ? ` (${why})` : ''}: attempt ${ev.attempt ?? '?'} failed, ${next}`, {
         host: ev.host,
+        ...(ev.role ? { role: ev.role } : {}),
         attempt: ev.attempt,
         delayMs: ev.delayMs,
       });
     } else if (ev.state === 'blocked') {
-      log.warn(`${ev.host} blocked publishing${reason ? `: ${reason}` : ''}`);
+      log.warn(`${host} blocked publishing${reason ? `: ${reason}` : ''}`);
     } else if (ev.state === 'unblocked') {
-      log.info(`${ev.host} unblocked`);
+      log.info(`${host} unblocked`);
     } else if (ev.state === 'failed') {
-      log.error(`gave up on ${ev.host}: ${reason ?? 'no reason given'}`);
+      log.error(`gave up on ${host}: ${reason ?? 'no reason given'}`);
     }
   });
 }

@@ -94,7 +94,7 @@ t('AMQP 1.0: the router killed and restarted; the loss, each failed attempt with
   await until(() => new RegExp(`INFO {2}rpc-server s1: connected to ${host}\\n`).test(server.out), 'the reconnect', 20_000);
 });
 
-t('RabbitMQ: each failed attempt says why and when the next comes', async (ctx) => {
+t("RabbitMQ: each failed attempt says why, when the next comes and which connection (the server's own)", async (ctx) => {
   const port = await freePort();
   const server = start('rpc-server', [
     's1',
@@ -110,7 +110,7 @@ t('RabbitMQ: each failed attempt says why and when the next comes', async (ctx) 
   assert.match(
     server.out,
     new RegExp(
-      `INFO {2}rpc-server s1: reconnecting to 127\\.0\\.0\\.1:${port} \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\): attempt 1 failed, next try in 0\\.[234] s\\n`,
+      `INFO {2}rpc-server s1: reconnecting to 127\\.0\\.0\\.1:${port} \\[server reconnect\\.s1\\] \\(connect ECONNREFUSED 127\\.0\\.0\\.1:${port}\\): attempt 1 failed, next try in 0\\.[234] s\\n`,
     ),
   );
 });

@@ -44,12 +44,21 @@ t('the reconnect line of a driver event with a 30 ms delay says "next try in 30 
   channel.publish({ state: 'reconnecting', host: 'h:1', attempt: 1, delayMs: 0 });
   channel.publish({ state: 'reconnecting', host: 'h:1', attempt: 2, delayMs: 30, reason: 'connect ECONNREFUSED h:1' });
   channel.publish({ state: 'reconnecting', host: 'h:1', attempt: 3, delayMs: 1200 });
+  // RabbitMQ: a connection per role, each with its own reason and backoff.
+  channel.publish({ state: 'disconnected', host: 'h:1', role: 'publisher', reason: 'CONNECTION_FORCED' });
+  channel.publish({ state: 'reconnecting', host: 'h:1', role: 'server t.s1', attempt: 1, delayMs: 300 });
+  channel.publish({ state: 'reconnecting', host: 'h:1', role: 'publisher', attempt: 1, delayMs: 0 });
+  channel.publish({ state: 'connected', host: 'h:1', role: 'publisher' });
   listening = false;
   assert.equal(lines, [
     'disconnected from h:1: the peer closed the connection',
     'reconnecting to h:1 (the peer closed the connection): attempt 1 failed, next try at once',
     'reconnecting to h:1 (connect ECONNREFUSED h:1): attempt 2 failed, next try in 30 ms',
     'reconnecting to h:1 (the peer closed the connection): attempt 3 failed, next try in 1.2 s',
+    'disconnected from h:1 [publisher]: CONNECTION_FORCED',
+    'reconnecting to h:1 [server t.s1]: attempt 1 failed, next try in 0.3 s',
+    'reconnecting to h:1 [publisher] (CONNECTION_FORCED): attempt 1 failed, next try at once',
+    'connected to h:1 [publisher]',
   ]);
 });
 
