@@ -35,9 +35,12 @@ export type ContractProxy<C extends Contracts> = {
   readonly [K in keyof C]: (args: ArgsOf<C[K]>) => Promise<ResultOf<C[K]>>;
 };
 
-/** Checks the shape of a contracts map at compile time and returns it unchanged. */
+/**
+ * Checks the shape of a contracts map, at compile time and (for JavaScript callers and casts) at
+ * run time, and returns it unchanged. Throws InvalidArgument as a server given it would.
+ */
 export function defineContracts<const C extends Contracts>(contracts: C): C {
-  return contracts;
+  return checkContracts(contracts, 'defineContracts') as C;
 }
 
 /**
@@ -52,7 +55,12 @@ export function contractsOf(endpoint: object, label: string): Contracts | undefi
   const found =
     own !== undefined && typeof own !== 'function' ? own : (endpoint.constructor as { contracts?: unknown } | undefined)?.contracts;
   if (found === undefined || found === null) return undefined;
-  if (typeof found !== 'object' || Array.isArray(found))
+  return checkContracts(found, label);
+}
+
+/** `found` as a contracts map, or InvalidArgument naming `label` and the method. */
+function checkContracts(found: unknown, label: string): Contracts {
+  if (!found || typeof found !== 'object' || Array.isArray(found))
     throw new InvalidArgument(`${label}: contracts must be an object of method contracts`);
   for (const [method, c] of Object.entries(found)) {
     const where = `${label}: the contract of ${method}`;

@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { checkArgs, closedArgs, compileContracts, depthAtMost } from '../../src/contracts/validator.js';
-import { ContractViolation, InvalidArgument, Target } from '../../src/index.js';
+import { ContractViolation, defineContracts, InvalidArgument, Target } from '../../src/index.js';
 import { parseRequest, RPCDispatcher } from '../../src/rpc/dispatcher.js';
 import { deserializeFailure, serializeFailure } from '../../src/rpc/remote-errors.js';
 import { rejects } from '../support/assert.js';
@@ -115,6 +115,18 @@ t('construction refuses contracts that cannot work, naming the endpoint and meth
     m() {}
   }
   await rejects(() => new RPCDispatcher([new Extra()]), 'HERMOD_ERR_INVALID_ARGUMENT', /unknown keys: results/);
+  // defineContracts checks the same at run time, for JavaScript callers and casts (it only
+  // typed them, so a typo surfaced later, at the server's construction, far from its source).
+  const loose = defineContracts as (c: unknown) => unknown;
+  await rejects(
+    () => loose({ m: { args: Type.Object({}), results: Type.Number() } }),
+    'HERMOD_ERR_INVALID_ARGUMENT',
+    /defineContracts: the contract of m has unknown keys: results/,
+  );
+  await rejects(() => loose({ m: { result: Type.Number() } }), 'HERMOD_ERR_INVALID_ARGUMENT', /the contract of m needs an args schema/);
+  await rejects(() => loose([]), 'HERMOD_ERR_INVALID_ARGUMENT', /contracts must be an object/);
+  const ok = { m: { args: Type.Object({}) } };
+  assert.is(defineContracts(ok), ok);
 });
 
 t('a plain-object endpoint declares its contracts as an own property; formats are checked', async () => {
