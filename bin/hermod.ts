@@ -10,11 +10,12 @@ import { existsSync } from 'node:fs';
 import { Command } from 'commander';
 import { cliConfig, describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULTS } from '../src/cli/defaults.js';
-import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
+import { EXIT, exitOnUsage, failureStatus, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { HERMOD_VERSION } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { type ConfigValues, closeKey, type HermodConfig, loadConfig } from '../src/config/index.js';
+import type { ConnectionState } from '../src/core/diagnostics.js';
 import { ConfigError } from '../src/core/errors.js';
 import { exposeMetrics, Metrics, type MetricsServer, parseMetricsAddress, serveClusterMetrics } from '../src/ops/metrics.js';
 import {
@@ -204,10 +205,11 @@ async function runCommand(argv: string[]): Promise<void> {
     },
   });
   if (worker !== undefined) onPrimaryStop((reason) => shutdown.stop(reason));
-  // A connection that gave up (declares refused for flags a peer set while it was away) ends
-  // the services on it for good: stop, and exit as for any configuration error.
+  // A connection that gave up (declares refused for flags a peer set while it was away, links a
+  // router refuses after a reconnect) ends the services on it for good: stop, exit 2 or 5.
   diagnostics_channel.subscribe('hermod:connection:state', (e) => {
-    if ((e as { state: string }).state === 'failed') shutdown.stop('a connection gave up', EXIT.usage);
+    const ev = e as ConnectionState;
+    if (ev.state === 'failed') shutdown.stop('a connection gave up', failureStatus(ev.error));
   });
   await group.start();
   // The primary hands over to a recycled worker's replacement once this is said.

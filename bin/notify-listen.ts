@@ -4,7 +4,7 @@ import '../src/cli/young-gen.js';
 import { Command } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
-import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
+import { exitOnUsage, failureStatus, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
@@ -127,10 +127,10 @@ async function main(): Promise<void> {
       redeliveryLimit: Number.MAX_SAFE_INTEGER,
     },
   );
-  // A reconnect that can never succeed (the broker refuses our declares for flags a peer set
-  // meanwhile): logged by logConnectionState; stop, and exit as for any configuration error.
+  // A subscription that can never come back (declares refused for flags a peer set meanwhile,
+  // links a router refuses after a reconnect): logged; stop, exit 2 or 5 as the error says.
   transport.on('state', (s: ConnectionState) => {
-    if (s.state === 'failed') shutdown.stop('the connection gave up', EXIT.usage);
+    if (s.state === 'failed') shutdown.stop('the connection gave up', failureStatus(s.error));
   });
   await listener.start();
   if (shutdown.stopping) return;

@@ -7,7 +7,7 @@ import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { DemoEndpoints } from '../src/cli/demo-endpoints.js';
 import { describeEndpoint, loadEndpoints } from '../src/cli/endpoints.js';
-import { EXIT, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
+import { exitOnUsage, failureStatus, fatal } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
@@ -134,10 +134,11 @@ async function main(): Promise<void> {
     },
   });
 
-  // A reconnect that can never succeed (the broker refuses our declares for flags a peer set
-  // meanwhile): logged by logConnectionState; stop, and exit as for any configuration error.
+  // A subscription that can never come back (RabbitMQ refuses our declares for flags a peer set
+  // meanwhile; a router refuses our links after a reconnect): logged by logConnectionState; stop,
+  // and exit as for a configuration error (2) or a refusal (5).
   transport.on('state', (s: ConnectionState) => {
-    if (s.state === 'failed') shutdown.stop('the connection gave up', EXIT.usage);
+    if (s.state === 'failed') shutdown.stop('the connection gave up', failureStatus(s.error));
   });
   await server.start();
   if (shutdown.stopping) return;

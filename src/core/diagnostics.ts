@@ -85,10 +85,13 @@ export type ConnectionState =
   | { state: 'blocked'; host: string; reason: string }
   | { state: 'unblocked'; host: string }
   /**
-   * Given up for good: retrying cannot help. So far only a reconnect whose declares the broker
+   * Given up for good: retrying cannot help. On RabbitMQ, a reconnect whose declares the broker
    * refuses for other flags (a peer re-declared a queue or exchange differently meanwhile); the
    * error is that ConfigError, naming the option that probably differs. What used the
-   * connection (a server's or listener's subscription, calls waiting for it) has ended.
+   * connection (a server's or listener's subscription, calls waiting for it) has ended. On
+   * AMQP 1.0, a server's or listener's link the peer refused once it had started (after a
+   * reconnect, to a router whose policy changed): AccessRefused or TransportError naming the
+   * address; that subscription has ended, the connection serves the rest.
    */
   | { state: 'failed'; host: string; error: Error };
 

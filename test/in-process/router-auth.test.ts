@@ -223,6 +223,41 @@ t('an RPC server whose links the router refuses fails to start with AccessRefuse
   await until(() => ctx.log.filter((l) => l.includes('may not receive')).length >= 1, 'the router to log the refusal');
 });
 
+t(
+  'a server whose links a restarted router refuses after a reconnect reports it: a failed state naming the address (it went deaf silently)',
+  async (ctx) => {
+    await startRouter(ctx);
+    const port = ctx.port;
+    const config = defaultConfig();
+    config.amqp1.retryInterval = 100;
+    const tr = await getTransport(`amqp://alice:wonderland@127.0.0.1:${port}/`, { config });
+    ctx.transports.push(tr);
+    const states: Array<{ state: string; error?: Error }> = [];
+    tr.on('state', (s: { state: string; error?: Error }) => states.push(s));
+    const server = new RPCServer(tr, new Target({ topic: 'auth', server: 's1' }), [{ echo: async (_c: unknown, a: { v: number }) => a.v }]);
+    ctx.servers.push(server);
+    await server.start();
+    // The same router comes back with a policy that no longer lets alice receive from RPC topics.
+    const strict = path.join(ctx.dir, 'strict.json');
+    const file = JSON.parse(readFileSync(ctx.users, 'utf8'));
+    file.users.alice.receive = ['work/'];
+    writeFileSync(strict, JSON.stringify(file));
+    await ctx.router!.stop();
+    await startRouter(ctx, { port, users: strict });
+    await until(() => states.some((s) => s.state === 'failed'), 'the failed state', 15_000);
+    const failed = states.find((s) => s.state === 'failed')!;
+    assert.is((failed.error as { code?: string }).code, 'HERMOD_ERR_ACCESS_REFUSED');
+    assert.match(
+      failed.error!.message,
+      /refused to let this listener receive from openstack\.org\/om\/rpc\/.*auth.*not allowed to receive/,
+    );
+    assert.ok(
+      states.some((s) => s.state === 'connected'),
+      'the connection itself came back',
+    );
+  },
+);
+
 /** A CA, a server certificate for 127.0.0.1 and a client certificate with CN=svc-1 (EC keys, made with openssl). */
 function pki(dir: string): Record<string, string> {
   const f = (n: string) => path.join(dir, n);

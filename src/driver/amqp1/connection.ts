@@ -47,6 +47,10 @@ export interface ConnectionHooks {
 export class Amqp1Connection {
   private readonly container: Container;
   private readonly hosts: HostRotation;
+  /** `host:port` of the peer this connection uses (or tries) now, as state events name it. */
+  get hostLabel(): string {
+    return this.hosts.currentLabel;
+  }
   private readonly gate: ConnectGate;
   private conn: Connection | undefined;
   private lastError: string | undefined;

@@ -301,6 +301,8 @@ export class Amqp1Driver extends DriverBase implements Driver {
         maxJsonDepth: this.config.maxJsonDepth,
         reply: (to, correlationId, body, ttl) =>
           this.flow.sendReply(replyMessage(to, correlationId, body && this.encode(body, 'reply'), ttl)),
+        // The subscription has ended, as a RabbitMQ one whose declares are refused on a reconnect.
+        onRefused: (error) => this.setState({ state: 'failed', host: this.connection.hostLabel, error }),
       }),
     );
     this.active.add(listener);

@@ -25,6 +25,11 @@ export interface Amqp1ListenerOptions {
   /** Deeper-nested bodies are refused as NestingTooDeep before they are parsed. */
   maxJsonDepth: number;
   reply: ReplyFn;
+  /**
+   * A link refused after the listener started (a reconnect re-attached it and the peer refused):
+   * it receives nothing from that address any more.
+   */
+  onRefused?: (err: Error) => void;
 }
 
 /**
@@ -58,16 +63,31 @@ export class Amqp1Listener implements Listener {
       opens.push(
         new Promise<void>((resolve, reject) => {
           let refused: Error | undefined;
+          let started = false;
           // A peer that refuses a link (no permission, a link limit) attaches it and detaches it
           // with an error at once: both frames come in one read, so the error is known by the
           // next turn. Without this the server said "serving" and received nothing.
-          r.once('receiver_open', () => setImmediate(() => (refused ? reject(refused) : resolve())));
+          r.once('receiver_open', () =>
+            setImmediate(() => {
+              started = true;
+              if (refused) reject(refused);
+              else resolve();
+            }),
+          );
           r.on('receiver_error', (ctx: EventContext) => {
             const e = (ctx.receiver?.error ?? {}) as { condition?: string; description?: string };
             const why = `${e.condition ?? 'detached'}${e.description ? `: ${e.description}` : ''}`;
             const text = `the peer refused to let this listener receive from ${address} (${why})`;
-            refused ??= e.condition === 'amqp:unauthorized-access' ? new AccessRefused(text) : new TransportError(text);
-            reject(refused);
+            const err = e.condition === 'amqp:unauthorized-access' ? new AccessRefused(text) : new TransportError(text);
+            if (!started) {
+              refused ??= err;
+              reject(refused);
+              return;
+            }
+            // Refused once running: re-attached after a reconnect to a router whose policy changed,
+            // or a detach that came in a later read than the attach. rhea does not attach a
+            // refused link again, so this address is deaf for good: say so instead of idling.
+            if (!this.stopped && !this.closed) this.opts.onRefused?.(err);
           });
         }),
       );
