@@ -99,11 +99,21 @@ async function main(): Promise<void> {
       ...(o.eventType ? { eventType: o.eventType } : {}),
     });
   }
+  const topics = o.topic ?? config.notifications.topics;
+  let announced = false;
+  // Said once: after start(), or at the first notification when queued ones arrive inside start()
+  // (and --count may be reached, and the stop begun, before start() returns).
+  const announce = () => {
+    if (announced) return;
+    announced = true;
+    log.info(`listening on ${topics.map((t) => `${t}.{${priorities.join(',')}}`).join(' ')}${o.pool ? ` in pool ${o.pool}` : ''}`);
+  };
   for (const p of priorities) {
     endpoint[p] = (ctx: Context, publisherId: string, eventType: string, payload: unknown, metadata: NotificationMetadata) => {
       // Past --count before the stop begins: queued notifications come in a burst (the prefetch),
       // and each one after the count goes back to the queue for the next listener.
       if (shutdown.stopping || (o.count !== undefined && seen >= o.count)) return 'requeue';
+      announce();
       const line = o.json
         ? JSON.stringify({ priority: p, publisher_id: publisherId, event_type: eventType, payload, context: ctx, ...metadata })
         : `${metadata.timestamp ?? ''} ${p.toUpperCase()} ${publisherId} ${eventType} ${JSON.stringify(payload)}`;
@@ -113,7 +123,6 @@ async function main(): Promise<void> {
       return 'handled';
     };
   }
-  const topics = o.topic ?? config.notifications.topics;
   listener = new NotificationListener(
     transport,
     topics.map((topic) => new Target({ topic, ...(o.exchange ? { exchange: o.exchange } : {}) })),
@@ -134,7 +143,7 @@ async function main(): Promise<void> {
   });
   await listener.start();
   if (shutdown.stopping) return;
-  log.info(`listening on ${topics.map((t) => `${t}.{${priorities.join(',')}}`).join(' ')}${o.pool ? ` in pool ${o.pool}` : ''}`);
+  announce();
 }
 
 main().catch(fatal);

@@ -119,6 +119,8 @@ pool('notify-listen --count 1 with five notifications queued prints one and leav
     const lines = r.out.trim().split('\n');
     assert.is(lines.length, 1, r.out);
     assert.is(JSON.parse(lines[0]!).event_type, 'ev.0');
+    // Said even when the backlog reached --count inside start(), before it returned.
+    assert.match(r.err, /listening on backlog\.\{info\}/);
     // Requeued on the listener's way out: the broker counts them ready once its channel closed.
     let left: number | undefined;
     for (let i = 0; i < 50 && left !== 4; i++) {
