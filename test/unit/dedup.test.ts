@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEDUP_WINDOW, DedupRing } from '../../src/driver/rabbit/dedup.js';
+import { DEDUP_WINDOW, DedupRing, MAX_KEPT_ID } from '../../src/driver/rabbit/dedup.js';
 
 const t = suite('rabbit duplicate check (_unique_id ring)');
 
@@ -95,6 +97,35 @@ t('agrees with a plain ring and Set over 200,000 random adds and checks, small w
     }
     for (const id of pool) assert.is(ring.seen(id), model.has(id), `window ${window}: final state of ${id}`);
   }
+});
+
+t('long ids of other forms are kept as digests: a window of 2 MiB ids holds kilobytes, and still finds their duplicates', () => {
+  // A peer on the broker chose 16 MiB ids and the window of them took a server past its heap.
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const ring = new DedupRing(32);
+  const buf = Buffer.alloc(2 * 1024 * 1024, 'a');
+  const id = (i: number) => {
+    buf.writeUInt32BE(i, 0);
+    return buf.toString('latin1');
+  };
+  gc();
+  const before = process.memoryUsage().heapUsed + process.memoryUsage().external;
+  for (let i = 0; i < 32; i++) ring.add(id(i));
+  // Drops the last id's own string, which the ring may hold for its next check.
+  ring.seen('short');
+  gc();
+  const grown = process.memoryUsage().heapUsed + process.memoryUsage().external - before;
+  assert.ok(grown < 8 * 1024 * 1024, `the window of 32 ids of 2 MiB grew the heap by ${Math.round(grown / 1024 / 1024)} MiB`);
+  assert.ok(ring.seen(id(5)), 'a long id recorded is a duplicate');
+  assert.not.ok(ring.seen(id(40)), 'another long id is not');
+  ring.add('x'.repeat(MAX_KEPT_ID));
+  assert.ok(ring.seen('x'.repeat(MAX_KEPT_ID)), 'at the bound, kept as itself');
+  // Oldest out first, digests or not.
+  ring.add(id(100));
+  assert.not.ok(ring.seen(id(0)));
+  assert.not.ok(ring.seen(id(1)));
+  assert.ok(ring.seen(id(2)));
 });
 
 t.run();

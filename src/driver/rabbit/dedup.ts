@@ -1,4 +1,4 @@
-import { randomInt } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 
 /**
  * How many `_unique_id`s a receiver remembers to drop duplicates. oslo keeps 16, enough for its
@@ -6,6 +6,13 @@ import { randomInt } from 'node:crypto';
  * duplicates can arrive after hundreds of other messages.
  */
 export const DEDUP_WINDOW = 4096;
+
+/**
+ * Ids of other forms longer than this are remembered by their SHA-256, not as the string: an id
+ * is bounded only by the message size, and a window of 16 MiB ids sent by any peer on the broker
+ * grew a server past its heap.
+ */
+export const MAX_KEPT_ID = 128;
 
 /**
  * Lower-case hex digit values by char code, -1 for anything else: a table, not comparisons,
@@ -49,6 +56,9 @@ export class DedupRing {
   /** The id last read into `scratch`, and whether it was hex. */
   private lastId: string | undefined;
   private lastHex = false;
+  /** The long id last digested, and its digest. */
+  private lastLong: string | undefined;
+  private lastDigest = '';
   /** The oldest slot, overwritten next. */
   private next = 0;
 
@@ -66,7 +76,7 @@ export class DedupRing {
   /** True when `id` was recorded recently (a duplicate). */
   seen(id: unknown): boolean {
     if (typeof id !== 'string') return false;
-    if (!this.parse(id)) return this.otherSet.has(id);
+    if (!this.parse(id)) return this.otherSet.has(this.otherKey(id));
     return this.find(this.home()) >= 0;
   }
 
@@ -74,9 +84,10 @@ export class DedupRing {
    * Records `id`. Listeners record on acknowledge, as oslo does, so a requeued message is not
    * mistaken for a duplicate when it comes back.
    */
-  add(id: unknown): void {
-    if (typeof id !== 'string') return;
-    const hex = this.parse(id);
+  add(raw: unknown): void {
+    if (typeof raw !== 'string') return;
+    const hex = this.parse(raw);
+    const id = hex ? raw : this.otherKey(raw);
     let home = 0;
     if (hex) {
       home = this.home();
@@ -102,6 +113,16 @@ export class DedupRing {
       this.otherSet.add(id);
     }
     this.next = (slot + 1) % this.window;
+  }
+
+  /** What the Set keeps for a non-hex id: itself, or the digest of a long one (computed once per id). */
+  private otherKey(id: string): string {
+    if (id.length <= MAX_KEPT_ID) return id;
+    if (id !== this.lastLong) {
+      this.lastLong = id;
+      this.lastDigest = `sha256:${createHash('sha256').update(id).digest('base64')}`;
+    }
+    return this.lastDigest;
   }
 
   /** Reads a 32-digit lower-case hex id into `scratch`; false for any other string. */
