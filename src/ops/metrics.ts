@@ -17,7 +17,7 @@ import type {
 import { InvalidArgument } from '../core/errors.js';
 import { type Cell, type HistogramCell, HistogramFamily, ValueFamily } from './metrics-family.js';
 import { type MetricsServer, serveMetrics } from './metrics-http.js';
-import { LabelCap, OTHER } from './metrics-labels.js';
+import { LabelCap, labelsFit, OTHER } from './metrics-labels.js';
 
 export { type MetricsServer, type ServeMetricsOptions, serveClusterMetrics, serveMetrics } from './metrics-http.js';
 
@@ -159,18 +159,23 @@ export class Metrics {
     }
     const own = `${e.exchange}\0${e.topic}\0${e.server}`;
     const key = `${own}\0${e.namespace ?? ''}\0${e.version ?? ''}\0${e.method}`;
-    const s = this.serverSeries.get(key, own, (admitted) => {
-      const labels: Labels = {
-        exchange: e.exchange ?? '',
-        topic: e.topic,
-        server: e.server,
-        namespace: admitted ? (e.namespace ?? '') : OTHER,
-        version: admitted ? (e.version ?? '') : OTHER,
-        method: admitted ? e.method : OTHER,
-      };
-      const gauge = this.m.serverInFlight.at({ topic: e.topic, server: e.server });
-      return this.series(admitted ? key : `${own}\0${OTHER}`, labels, 'server', gauge);
-    });
+    const s = this.serverSeries.get(
+      key,
+      own,
+      (admitted) => {
+        const labels: Labels = {
+          exchange: e.exchange ?? '',
+          topic: e.topic,
+          server: e.server,
+          namespace: admitted ? (e.namespace ?? '') : OTHER,
+          version: admitted ? (e.version ?? '') : OTHER,
+          method: admitted ? e.method : OTHER,
+        };
+        const gauge = this.m.serverInFlight.at({ topic: e.topic, server: e.server });
+        return this.series(admitted ? key : `${own}\0${OTHER}`, labels, 'server', gauge);
+      },
+      labelsFit(e.method, e.namespace, e.version),
+    );
     s.fields = [e.method, e.topic, e.server, e.exchange, e.namespace, e.version];
     this.lastServer = s;
     return s;
@@ -194,21 +199,26 @@ export class Metrics {
     }
     const own = `${e.kind}\0${e.exchange}\0${e.topic}\0${e.server ?? ''}\0${e.fanout ? 1 : 0}`;
     const key = `${own}\0${e.namespace ?? ''}\0${e.version ?? ''}\0${e.method}`;
-    const s = this.clientSeries.get(key, own, (admitted) => {
-      const labels: Labels = {
-        call_type: e.kind,
-        exchange: e.exchange ?? '',
-        topic: e.topic,
-        namespace: admitted ? (e.namespace ?? '') : OTHER,
-        version: admitted ? (e.version ?? '') : OTHER,
-        server: e.server ?? '',
-        fanout: e.fanout ? 'True' : 'False',
-        // Not an oslo.metrics client label (oslo groups by target); hermod adds it.
-        method: admitted ? e.method : OTHER,
-      };
-      const gauge = this.m.clientInFlight.at({ call_type: e.kind, topic: e.topic });
-      return this.series(admitted ? key : `${own}\0${OTHER}`, labels, 'client', gauge);
-    });
+    const s = this.clientSeries.get(
+      key,
+      own,
+      (admitted) => {
+        const labels: Labels = {
+          call_type: e.kind,
+          exchange: e.exchange ?? '',
+          topic: e.topic,
+          namespace: admitted ? (e.namespace ?? '') : OTHER,
+          version: admitted ? (e.version ?? '') : OTHER,
+          server: e.server ?? '',
+          fanout: e.fanout ? 'True' : 'False',
+          // Not an oslo.metrics client label (oslo groups by target); hermod adds it.
+          method: admitted ? e.method : OTHER,
+        };
+        const gauge = this.m.clientInFlight.at({ call_type: e.kind, topic: e.topic });
+        return this.series(admitted ? key : `${own}\0${OTHER}`, labels, 'client', gauge);
+      },
+      labelsFit(e.method, e.namespace, e.version),
+    );
     s.fields = [e.method, e.topic, e.server, e.exchange, e.namespace, e.version, e.kind, e.fanout ? 'True' : 'False'];
     this.lastClient = s;
     return s;
@@ -254,7 +264,7 @@ export class Metrics {
     s.seconds.observe(e.durationMs / 1000);
     if (e.error) {
       const name = e.error.name;
-      const exception = this.serverExceptions.get(name, '', (ok) => (ok ? name : OTHER));
+      const exception = this.serverExceptions.get(name, '', (ok) => (ok ? name : OTHER), labelsFit(name));
       this.m.serverException.at({ ...s.labels, exception }).value++;
     }
   }
@@ -276,7 +286,7 @@ export class Metrics {
     s.seconds.observe(e.durationMs / 1000);
     if (e.error) {
       const name = exceptionName(e.error);
-      const exception = this.clientExceptions.get(name, '', (ok) => (ok ? name : OTHER));
+      const exception = this.clientExceptions.get(name, '', (ok) => (ok ? name : OTHER), labelsFit(name));
       this.m.clientException.at({ ...s.labels, exception }).value++;
     }
   }

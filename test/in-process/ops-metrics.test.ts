@@ -114,6 +114,24 @@ t('method names from peers cannot grow the series without bound', async (ctx) =>
   assert.ok(text.length < 200_000, `exposition grew to ${text.length} bytes`);
 });
 
+t(
+  'long method names from peers are counted under __other__, not kept: 50 names of 100 kB stay out of memory and the scrape',
+  async (ctx) => {
+    const { http, client } = await setup(ctx, 'memory://ops-metrics-long', 'mtl');
+    await client.call({}, 'add', { a: 1, b: 1 });
+    // Below the series limit: the length alone sends them to __other__ (500 names of 400 kB took a
+    // server to 677 MiB and its scrape to 18 s).
+    for (let i = 0; i < 50; i++) await rejects(client.call({}, `${'m'.repeat(100_000)}${i}`), 'HERMOD_ERR_NO_SUCH_METHOD');
+    await rejects(client.call({}, 'n'.repeat(200)), 'HERMOD_ERR_NO_SUCH_METHOD');
+    const text = await scrape(http.url);
+    assert.ok(text.length < 100_000, `exposition grew to ${text.length} bytes`);
+    const other = { exchange: 'openstack', topic: 'mtl', server: 's1', namespace: '__other__', version: '__other__', method: '__other__' };
+    assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_start_total', other), 50);
+    // At the bound a name is still its own series.
+    assert.match(text, new RegExp(`method="${'n'.repeat(200)}"`));
+  },
+);
+
 t('connection state over the embedded router; stop() counts nothing more, close() empties', async (ctx) => {
   const router = new Router({ port: 0 });
   const port = await router.start();
