@@ -14,6 +14,8 @@ export interface Item {
   presettled: boolean;
   /** Multicast: copies not yet settled downstream. */
   remaining?: number;
+  /** Encoded size in bytes (0 when unknown), for the multicast backlog's bound. */
+  size: number;
 }
 
 /** A receiving client's link (our sender) on one address. */
@@ -24,6 +26,8 @@ export interface Consumer {
   address: string;
   /** Messages routed to this link and waiting for its credit (Dispatch's per-link queue). */
   backlog: Item[];
+  /** The bytes of `backlog`'s messages. */
+  backlogBytes: number;
   /**
    * Forwarded and not yet settled by the receiver; each outbound delivery carries its slot
    * ({@link UNSETTLED_SLOT}). A slot list, not a Map by delivery: a Map with an entry in and out
@@ -141,7 +145,15 @@ export class AddressTable {
       sender.close({ condition: 'amqp:invalid-field', description: 'a receiver needs a source address (or a dynamic source)' });
       return undefined;
     }
-    const consumer: Consumer = { sender, sent: 0, address: name, backlog: [], unsettled: new SlotList<Unsettled>(), drained: false };
+    const consumer: Consumer = {
+      sender,
+      sent: 0,
+      address: name,
+      backlog: [],
+      backlogBytes: 0,
+      unsettled: new SlotList<Unsettled>(),
+      drained: false,
+    };
     this.consumers.set(sender, consumer);
     const a = this.address(name);
     a.consumers.push(consumer);

@@ -25,6 +25,8 @@ export interface ForwardCounters {
   forwarded: number;
   released: number;
   rejected: number;
+  /** Multicast copies not queued for a receiver that already had a full backlog (it grants no credit). */
+  dropped: number;
 }
 
 /** How the sender of a message is settled: an outcome, with the error or flags it carries. */
@@ -42,12 +44,33 @@ interface Settlement {
  * take a message, and a vanished receiver's messages handed back to their senders.
  */
 export class Forwarder {
-  readonly counters: ForwardCounters = { forwarded: 0, released: 0, rejected: 0 };
+  readonly counters: ForwardCounters = { forwarded: 0, released: 0, rejected: 0, dropped: 0 };
+  /** Consumers told about once per episode of a full multicast backlog (see {@link onSlow}). */
+  private readonly slow = new WeakSet<Consumer>();
 
+  /**
+   * @param backlog multicast copies (and their bytes) queued per receiver at most: a multicast
+   *   sender gets its credit back at once (one slow receiver must not stop a fanout to the
+   *   others), so only this bounds what a receiver that never grants credit makes the router hold
+   * @param onSlow said once when a receiver's backlog fills, again after it has drained
+   */
   constructor(
     private readonly table: AddressTable,
     private readonly maxMessageSize: number,
+    private readonly backlog: { messages: number; bytes: number } = { messages: Number.POSITIVE_INFINITY, bytes: Number.POSITIVE_INFINITY },
+    private readonly onSlow: (c: Consumer) => void = () => {},
   ) {}
+
+  /** Whether a multicast copy of `item` would take `c`'s backlog past its bound (one message always fits). */
+  private full(c: Consumer, item: Item): boolean {
+    if (c.backlog.length === 0) return false;
+    return c.backlog.length >= this.backlog.messages || c.backlogBytes + item.size > this.backlog.bytes;
+  }
+
+  private queue(c: Consumer, item: Item): void {
+    c.backlog.push(item);
+    c.backlogBytes += item.size;
+  }
 
   /** A receiving client attached: producers of its address get credit. */
   onConsumer(sender: Sender): void {
@@ -67,7 +90,7 @@ export class Forwarder {
     const message = ctx.message!;
     const raw = rawBytes(message);
     const settled = remoteSettled(delivery);
-    const item: Item = { message, inbound: settled ? undefined : delivery, from: receiver, presettled: settled };
+    const item: Item = { message, inbound: settled ? undefined : delivery, from: receiver, presettled: settled, size: raw?.length ?? 0 };
     // rhea frees a session's incoming slot only for deliveries settled locally, even presettled
     // ones: without this, 2048 presettled messages (casts, replies) would close the session's
     // window for good.
@@ -94,9 +117,27 @@ export class Forwarder {
     if (a.multicast) {
       const open = a.consumers.filter((c) => !c.drained);
       item.remaining = open.length;
+      let queued = 0;
       for (const c of open) {
-        c.backlog.push(item);
+        if (this.full(c, item)) {
+          // Its copy is dropped, as Dispatch drops multicast for a receiver that cannot keep up:
+          // the other receivers still get theirs.
+          this.counters.dropped++;
+          item.remaining--;
+          if (!this.slow.has(c)) {
+            this.slow.add(c);
+            this.onSlow(c);
+          }
+          continue;
+        }
+        queued++;
+        this.queue(c, item);
         this.drain(c.sender);
+      }
+      // Nobody could take a copy: as when nobody listens, the sender hears `released`.
+      if (queued === 0) {
+        this.counters.released++;
+        this.settleInbound(item, 'released');
       }
       this.table.topUp(receiver);
     } else {
@@ -104,7 +145,7 @@ export class Forwarder {
       // messages outstanding and waits in that link's queue for its credit; anycast credit
       // comes back to the sender only as messages move on, so a slow receiver pushes back.
       const c = this.pick(a);
-      c.backlog.push(item);
+      this.queue(c, item);
       this.drain(c.sender);
     }
   }
@@ -132,7 +173,12 @@ export class Forwarder {
     const c = this.table.consumer(sender);
     if (!c) return;
     if (c.drained && canSend(c)) c.drained = false;
-    while (c.backlog.length > 0 && canSend(c)) this.forward(c, c.backlog.shift()!);
+    while (c.backlog.length > 0 && canSend(c)) {
+      const item = c.backlog.shift()!;
+      c.backlogBytes -= item.size;
+      this.forward(c, item);
+    }
+    if (c.backlog.length === 0) this.slow.delete(c);
   }
 
   private forward(c: Consumer, item: Item): void {
@@ -197,6 +243,7 @@ export class Forwarder {
 
   /** Messages queued for `c` and not yet forwarded go back to their senders. */
   private releaseBacklog(c: Consumer): void {
+    c.backlogBytes = 0;
     for (const item of c.backlog.splice(0)) {
       if (item.remaining !== undefined) {
         if (--item.remaining === 0) this.settleInbound(item, 'accepted');

@@ -70,14 +70,24 @@ export interface RouterOptions {
 }
 
 /** Counters for tests and the `--stats` view. */
+/**
+ * What a multicast receiver may have queued for its credit: this many senders' credit windows
+ * (2,500 messages by default), and at most this many bytes. A burst of fanout casts to a busy
+ * server fits; a receiver that never grants credit cannot make the router hold more.
+ */
+const MULTICAST_BACKLOG_CREDITS = 10;
+const MULTICAST_BACKLOG_BYTES = 64 * 1024 * 1024;
+
 export interface RouterStats {
   connections: number;
   addresses: number;
   forwarded: number;
   released: number;
   rejected: number;
-  /** Anycast messages waiting for receiver credit. */
+  /** Messages waiting for receiver credit (anycast, and multicast copies). */
   held: number;
+  /** Multicast copies dropped for a receiver whose backlog was full. */
+  dropped: number;
   /** Sockets refused or closed by the router's limits, bounds and authentication. */
   refused: number;
 }
@@ -173,7 +183,13 @@ export class Router {
     installRawDecode();
     installRheaFixes();
     this.table = new AddressTable(this.opts.linkCredit);
-    this.forwarder = new Forwarder(this.table, this.opts.maxMessageSize);
+    const backlog = { messages: MULTICAST_BACKLOG_CREDITS * this.opts.linkCredit, bytes: MULTICAST_BACKLOG_BYTES };
+    this.forwarder = new Forwarder(this.table, this.opts.maxMessageSize, backlog, (c) => {
+      const peer = this.peers.get(c.sender.connection);
+      this.opts.log(
+        `multicast to ${c.address}: ${peer?.label ?? 'a receiver'}${peer?.user ? ` (${peer.user})` : ''} has ${c.backlog.length} messages (${c.backlogBytes} bytes) waiting for its credit; its copies are dropped until it takes them`,
+      );
+    });
     this.container = rhea.create_container({ id: this.opts.containerId });
     this.wire();
   }

@@ -219,6 +219,61 @@ t('a message past maxMessageSize is rejected with message-size-exceeded while it
 });
 
 t(
+  'multicast: a receiver that never grants credit gets at most ten credit windows queued; the rest of its copies are dropped, the others get every message',
+  async (ctx) => {
+    // A multicast sender's credit comes back at once, so nothing else bounded what the router held
+    // for such a receiver: 10 kB presettled fanouts grew it by 150 MB/s.
+    await startRouter(ctx, { linkCredit: 5 });
+    const addr = 'openstack.org/om/rpc/multicast/openstack/fan';
+    const stuck = await rheaConnect(ctx.port);
+    ctx.conns.push(stuck);
+    const held = stuck.open_receiver({ source: { address: addr }, credit_window: 0 } as never);
+    const rc = await rheaConnect(ctx.port);
+    ctx.conns.push(rc);
+    let got = 0;
+    const good = rc.open_receiver({ source: { address: addr } } as never);
+    good.on('message', () => got++);
+    await until(() => held.is_open() && good.is_open(), 'both receivers attached');
+    const sc = await rheaConnect(ctx.port);
+    ctx.conns.push(sc);
+    const s = sc.open_sender({ target: { address: addr }, snd_settle_mode: 1 } as never);
+    const body = Buffer.alloc(1000, 1);
+    let sent = 0;
+    await until(() => {
+      while (sent < 300 && s.sendable()) {
+        s.send({ body });
+        sent++;
+      }
+      return sent === 300;
+    }, 'all 300 sent');
+    await until(() => got === 300, `the receiver that takes them gets all 300 (got ${got})`);
+    const st = ctx.router.stats();
+    assert.is(st.held, 50, 'ten windows of 5 held for the stuck receiver');
+    assert.is(st.dropped, 250);
+    assert.is(
+      ctx.log.filter((l) =>
+        /^multicast to openstack\.org\/om\/rpc\/multicast\/openstack\/fan: 127\.0\.0\.1:\d+ \(anonymous\) has 50 messages \(\d+ bytes\) waiting for its credit; its copies are dropped/.test(
+          l,
+        ),
+      ).length,
+      1,
+      ctx.log.join('\n'),
+    );
+    // With only the stuck receiver left, an unsettled message has no copy queued anywhere: released.
+    await rheaClose(rc);
+    await until(() => ctx.router.stats().connections === 2, 'the good receiver gone');
+    const us = sc.open_sender(addr);
+    const outcome = await new Promise<string>((resolve) => {
+      us.on('released', () => resolve('released'));
+      us.on('accepted', () => resolve('accepted'));
+      const go = () => (us.sendable() ? us.send({ body: 'x' }) : setTimeout(go, 10));
+      go();
+    });
+    assert.is(outcome, 'released');
+  },
+);
+
+t(
   'a client that ignores link credit: its link is detached with transfer-limit-exceeded, the router holds no more than its window',
   async (ctx) => {
     await startRouter(ctx, { linkCredit: 5 });
