@@ -59,6 +59,12 @@ export class Recorder {
     for (let i = 0; i < args.levels; i++) v = [v];
     return v;
   }
+  /** Fails with kwargs nested `levels` arrays deep: the failure's own JSON (a string inside the reply on the wire) nests that deep. */
+  async deepFailure(_ctx: Context, args: { levels: number }) {
+    let v: unknown = 1;
+    for (let i = 0; i < args.levels; i++) v = [v];
+    throw Object.assign(new Error('deep'), { kwargs: { v } });
+  }
 }
 
 /** Versioned endpoint in a namespace. */

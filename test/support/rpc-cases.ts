@@ -276,6 +276,14 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
       /reply nests arrays and objects deeper than 128 levels/,
     );
     assert.ok(Date.now() - t0 < 2500, `failed after ${Date.now() - t0} ms (timeout 3000)`);
+    // So does a failure whose own JSON (a string inside the reply on the wire) nests too deep:
+    // it was parsed unchecked, and a peer's 5-million-deep one held the event loop for seconds.
+    await rejects(
+      c.call({}, 'deepFailure', { levels: 200 }),
+      'HERMOD_ERR_NESTING_TOO_DEEP',
+      /nests arrays and objects deeper than 128 levels/,
+    );
+    await rejects(c.call({}, 'deepFailure', { levels: 100 }), 'HERMOD_ERR_REMOTE');
     assert.is(await c2.call({}, 'add', { a: 1, b: 2 }), 3);
   });
 

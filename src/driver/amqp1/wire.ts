@@ -83,9 +83,13 @@ export function decodeReply(message: Message, maxDepth = DEFAULT_MAX_JSON_DEPTH)
   }
   if (data && data.failure !== undefined && data.failure !== null) {
     try {
-      const failure = (typeof data.failure === 'string' ? JSON.parse(data.failure) : data.failure) as Failure;
+      // JSON inside the reply's JSON: its depth is checked as the reply's was.
+      const failure = (
+        typeof data.failure === 'string' ? parsePeerJson(data.failure, 'the failure in a reply', maxDepth) : data.failure
+      ) as Failure;
       return { kind: 'reply', id, reply: { failure } };
     } catch (err) {
+      if (err instanceof NestingTooDeep) return { kind: 'malformed', id, error: err };
       return { kind: 'malformed', id, error: new MalformedMessage(`failure in reply to ${id} is not valid JSON`, { cause: err }) };
     }
   }

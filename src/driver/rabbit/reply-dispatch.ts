@@ -64,7 +64,15 @@ export class ReplyDispatch {
     const early = this.partial.get(id);
     if (early) this.partial.delete(id);
     const f = failure ?? early?.failure;
-    if (f) this.waiter.resolve(id, { failure: parseFailure(f) });
-    else this.waiter.resolve(id, { result: result ?? early?.result ?? null });
+    if (f) {
+      let parsed: ReturnType<typeof parseFailure>;
+      try {
+        parsed = parseFailure(f, this.maxJsonDepth);
+      } catch (err) {
+        this.waiter.fail(id, err as Error);
+        return;
+      }
+      this.waiter.resolve(id, { failure: parsed });
+    } else this.waiter.resolve(id, { result: result ?? early?.result ?? null });
   }
 }

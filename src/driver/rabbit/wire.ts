@@ -1,5 +1,7 @@
 import type { Options } from 'amqplib';
+import { NestingTooDeep } from '../../core/errors.js';
 import type { Failure } from '../../core/failure.js';
+import { DEFAULT_MAX_JSON_DEPTH, parsePeerJson } from '../../core/json.js';
 import { setOwn } from '../../core/plain.js';
 import type { Context } from '../../core/serializer.js';
 import type { RpcRequest } from '../driver.js';
@@ -184,10 +186,13 @@ export function replyAddress(data: Record<string, unknown> | undefined): ReplyAd
  * A failure as it arrives in a reply: a JSON string (oslo), or an object (lenient). One that
  * cannot be read still fails the call, with what could be seen of it.
  */
-export function parseFailure(f: unknown): Failure {
+export function parseFailure(f: unknown, maxDepth: number = DEFAULT_MAX_JSON_DEPTH): Failure {
   try {
-    return (typeof f === 'string' ? JSON.parse(f) : f) as Failure;
-  } catch {
+    // The failure is JSON inside the reply's JSON: its own depth is checked as the reply's was
+    // (a 5-million-deep one held a client's event loop for 3.5 s).
+    return (typeof f === 'string' ? parsePeerJson(f, 'the failure in a reply', maxDepth) : f) as Failure;
+  } catch (err) {
+    if (err instanceof NestingTooDeep) throw err;
     return {
       class: 'MalformedMessage',
       module: 'hermod',
