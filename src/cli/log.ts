@@ -13,7 +13,7 @@ export const MAX_LOG_FIELD = 200;
 // C0 and C1 controls (newlines, ESC, CSI), line and paragraph separators, and bidi overrides:
 // whatever could end a line, forge another one or rewrite the terminal.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
 const SHORT: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
 function escapeUnsafe(s: string): string {

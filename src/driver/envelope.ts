@@ -40,7 +40,14 @@ function parseObject(text: string, what: string, maxDepth: number): Record<strin
  */
 export function open(o: Record<string, unknown>, maxDepth = DEFAULT_MAX_JSON_DEPTH): Record<string, unknown> {
   if (!isEnvelope(o)) return o;
-  const version = String(o['oslo.version']);
+  const raw = o['oslo.version'];
+  // A peer's object here would be turned into text by its own toString (or throw a TypeError).
+  if (typeof raw !== 'string' && typeof raw !== 'number') {
+    throw new UnsupportedEnvelopeVersion(
+      `message envelope version is not a version (a ${raw === null ? 'null' : Array.isArray(raw) ? 'list' : typeof raw}; expected ${ENVELOPE_VERSION})`,
+    );
+  }
+  const version = String(raw);
   // Every message of oslo and hermod says exactly "2.0": only another spelling is split and read.
   if (version !== ENVELOPE_VERSION) {
     const [major, minor] = version.split('.').map(Number);
@@ -71,19 +78,23 @@ export function peek(content: Buffer | string): Record<string, unknown> | undefi
   const size = typeof content === 'string' ? content.length : content.byteLength;
   if (size > PEEK_PARSE_LIMIT) return scanCallFields(content);
   try {
-    const text = typeof content === 'string' ? content : content.toString('utf8');
+    // A byte-order mark fails the real parse (as in Python's json.loads), not the search for where to answer.
+    const text = stripBom(typeof content === 'string' ? content : content.toString('utf8'));
     // Refused for its depth: parsing it is what must not happen.
     if (nestsDeeperThan(text, DEFAULT_MAX_JSON_DEPTH)) return scanCallFields(content);
     const o = JSON.parse(text) as Record<string, unknown>;
     if (!o || typeof o !== 'object') return undefined;
     const message = o['oslo.message'];
     if (typeof message === 'string' && nestsDeeperThan(message, DEFAULT_MAX_JSON_DEPTH)) return scanCallFields(content);
-    const inner = typeof message === 'string' ? (JSON.parse(message) as unknown) : o;
+    // `oslo.message` as an object, not the string it must be: its ids are still where to answer.
+    const inner = typeof message === 'string' ? (JSON.parse(message) as unknown) : message && typeof message === 'object' ? message : o;
     return inner && typeof inner === 'object' && !Array.isArray(inner) ? (inner as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }
 }
+
+const stripBom = (s: string) => (s.charCodeAt(0) === 0xfeff ? s.slice(1) : s);
 
 // `"_msg_id": "…"`, or `\"_msg_id\": \"…\"` inside the JSON string of a 2.0 envelope. Only
 // the characters ids and queue names are made of, so a match cannot run into other fields.

@@ -120,6 +120,28 @@ t('__proto__ in args and in _context___proto__ is refused with MalformedMessage;
   assert.is(({} as Record<string, unknown>).a, undefined, 'Object.prototype stays clean');
 });
 
+t(
+  'envelopes the server cannot open are still answered where the ids can be read: oslo.message an object, a byte-order mark, oslo.version an object',
+  async (ctx) => {
+    await serve(ctx, 'env', [new Probe()]);
+    const raw = (body: string) => ctx.ch.publish('openstack', 'env', Buffer.from(body), { contentType: 'application/json' });
+    const inner = (id: string) => call(id, '"method":"add","args":{"a":1,"b":2}');
+    // Each was dropped without a word (the caller waited for its timeout), or answered with a
+    // TypeError the peer's own toString raised.
+    raw(`{"oslo.version":"2.0","oslo.message":${inner('object')}}`);
+    raw(`\ufeff${JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': inner('bom') })}`);
+    raw(JSON.stringify({ 'oslo.version': { toString: 1 }, 'oslo.message': inner('version') }));
+    publish(ctx, 'env', inner('good'));
+    await until(() => ctx.replies.filter((r) => r.ending).length === 4, 'four answers');
+    const by = new Map(ctx.replies.filter((r) => r.ending).map((r) => [r._msg_id, r]));
+    assert.is(failureClass(by.get('object')), 'MalformedMessage');
+    assert.is(failureClass(by.get('bom')), 'MalformedMessage');
+    assert.is(failureClass(by.get('version')), 'UnsupportedEnvelopeVersion');
+    assert.match(JSON.parse(by.get('version')!.failure!).message, /envelope version is not a version \(a object/);
+    assert.is(by.get('good')!.result, 3);
+  },
+);
+
 t('a notification with __proto__ in its payload or _context_ keys reaches no endpoint', async (ctx) => {
   const seen: unknown[] = [];
   const listener = new NotificationListener(

@@ -87,6 +87,9 @@ t('log lines: control characters escaped, long runs and long lines capped, JSON 
   const safe = logSafe(`call ${forged} error`);
   for (const c of ['\n', '\r', '\u001b', '\u009b', '\u202e']) assert.not.ok(safe.includes(c), JSON.stringify(c));
   assert.match(safe, /x\\n2030-01-01T00:00:00\.000Z INFO {2}rpc-server s1: call add ok 0\.1ms\\u001b\[2J\\u009b\\u202e error$/);
+  // Invisible format characters too (a byte-order mark, zero-width and direction marks): a peer's
+  // text must read as what it is.
+  assert.is(logSafe('\ufeff{"a":1}\u200b\u200f\u2066x'), '\\ufeff{"a":1}\\u200b\\u200f\\u2066x');
   const huge = logSafe(`call ${'m'.repeat(1 << 20)} NoSuchMethod ok`);
   assert.ok(huge.length <= MAX_LOG_TOKEN + 40, `${huge.length} chars`);
   assert.match(huge, /^call m+…\[\+1048376 chars\] NoSuchMethod ok$/);
