@@ -1,5 +1,6 @@
 import { InvalidArgument } from '../core/errors.js';
 import type { Failure } from '../core/failure.js';
+import { peerText } from '../core/plain.js';
 
 /** One way a value breaks its contract: a JSON Pointer into it and what is wrong there. */
 export interface Violation {
@@ -35,13 +36,11 @@ export class ContractViolation extends InvalidArgument {
   static fromFailure(f: Failure): ContractViolation {
     const raw = f.kwargs?.violations;
     const violations = Array.isArray(raw)
-      ? raw
-          .slice(0, MAX_VIOLATIONS)
-          .map((v) => ({ path: String((v as Violation)?.path ?? ''), message: String((v as Violation)?.message ?? '') }))
+      ? raw.slice(0, MAX_VIOLATIONS).map((v) => ({ path: peerText((v as Violation)?.path), message: peerText((v as Violation)?.message) }))
       : [];
     const err = new ContractViolation('', violations);
     // The server's own text, not a re-rendering of it.
-    err.message = String(f.message ?? '');
+    err.message = peerText(f.message);
     return err;
   }
 }

@@ -80,3 +80,20 @@ export function setOwn(obj: Record<string, unknown>, key: string, value: unknown
   if (INHERITED.has(key)) Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
   else obj[key] = value;
 }
+
+/**
+ * Text of a value a peer sent where text belongs (an error's message, a traceback line): its
+ * own text, numbers and booleans as written, nothing for null, anything else as JSON. Never
+ * through the value's own `toString`: a peer's `{"toString": 1}` made `String()` throw a
+ * TypeError where the caller should have had the remote error.
+ */
+export function peerText(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value === null || value === undefined) return '';
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  try {
+    return JSON.stringify(value) ?? '';
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}

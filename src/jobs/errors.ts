@@ -1,4 +1,5 @@
 import { HermodError, MessagingTimeout } from '../core/errors.js';
+import { peerText } from '../core/plain.js';
 import { HERMOD_MODULE, registerRemoteError } from '../rpc/remote-errors.js';
 
 // Same branding as core/errors.ts: `code` comes from the class's CODE.
@@ -46,7 +47,7 @@ define(JobTimeout, 'HERMOD_ERR_JOB_TIMEOUT');
 export class ServerUnavailable extends HermodError {}
 define(ServerUnavailable, 'HERMOD_ERR_SERVER_UNAVAILABLE');
 
-const msg = (f: { message?: unknown }) => String(f.message ?? '');
+const msg = (f: { message?: unknown }) => peerText(f.message);
 for (const [name, cls] of [
   ['JobNotFound', JobNotFound],
   ['JobLost', JobLost],

@@ -11,6 +11,7 @@ import {
   UnsupportedVersion,
 } from '../core/errors.js';
 import type { Failure } from '../core/failure.js';
+import { peerText } from '../core/plain.js';
 
 /** Builds a local error from a remote failure; registered per (module, class). */
 export type RemoteErrorFactory = (failure: Failure) => Error;
@@ -32,13 +33,13 @@ export function registerRemoteError(module: string, cls: string, factory: Remote
   registry.set(key(module, cls), factory);
 }
 
-const msg = (f: Failure) => String(f.message ?? '');
+const msg = (f: Failure) => peerText(f.message);
 const firstArg = (f: Failure) => (Array.isArray(f.args) && typeof f.args[0] === 'string' ? f.args[0] : undefined);
 
 // oslo's own dispatcher errors and hermod's map onto the same classes, so a hermod client
 // sees NoSuchMethod whether a Python or a hermod server raised it.
 for (const module of [OSLO_DISPATCHER, HERMOD_MODULE]) {
-  registerRemoteError(module, 'NoSuchMethod', (f) => new NoSuchMethod(firstArg(f) ?? String(f.kwargs?.method ?? '')));
+  registerRemoteError(module, 'NoSuchMethod', (f) => new NoSuchMethod(firstArg(f) ?? peerText(f.kwargs?.method)));
   registerRemoteError(
     module,
     'UnsupportedVersion',
@@ -143,7 +144,7 @@ function failure(
 export function deserializeFailure(f: Failure, allowedModules: readonly string[] = []): Error {
   const cls = typeof f.class === 'string' && f.class ? f.class : 'Exception';
   const module = typeof f.module === 'string' ? f.module : '';
-  const tb = Array.isArray(f.tb) ? f.tb.map(String) : [];
+  const tb = Array.isArray(f.tb) ? f.tb.map(peerText) : [];
   const allowed =
     module === HERMOD_MODULE || module === OSLO_DISPATCHER || EXCEPTIONS_MODULES.has(module) || allowedModules.includes(module);
   const factory = allowed ? registry.get(key(EXCEPTIONS_MODULES.has(module) ? 'builtins' : module, cls)) : undefined;

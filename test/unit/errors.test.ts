@@ -144,4 +144,19 @@ t('garbage failure objects do not throw', () => {
   assert.is((e as RemoteError).excType, 'Exception');
 });
 
+t('a failure whose text fields are objects (a peer\'s {"toString": 1}) still rebuilds, as JSON text, never through their toString', () => {
+  const hostile = { toString: 1 } as unknown as string;
+  const e = deserializeFailure({ class: 'Boom', module: 'x', message: hostile, tb: [hostile, 'line'], args: [], kwargs: {} });
+  assert.ok(e instanceof RemoteError);
+  assert.is((e as RemoteError).value, '{"toString":1}');
+  assert.equal((e as RemoteError).traceback, ['{"toString":1}', 'line']);
+  // Registered classes too (hermod's, a job's), and a number stays as written.
+  const t1 = deserializeFailure({ class: 'MessagingTimeout', module: 'hermod', message: hostile, tb: [], args: [], kwargs: {} });
+  assert.is(t1.message, '{"toString":1}');
+  const j = deserializeFailure({ class: 'JobNotFound', module: 'hermod', message: 42 as unknown as string, tb: [], args: [], kwargs: {} });
+  assert.is(j.message, '42');
+  const n = deserializeFailure({ class: 'NoSuchMethod', module: 'hermod', message: 'm', tb: [], args: [], kwargs: { method: hostile } });
+  assert.match(n.message, /\{"toString":1\}/);
+});
+
 t.run();
