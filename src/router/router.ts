@@ -76,6 +76,8 @@ export interface RouterOptions {
  * server fits; a receiver that never grants credit cannot make the router hold more.
  */
 const MULTICAST_BACKLOG_CREDITS = 10;
+/** At most one "connection limit reached" line per this interval. */
+const LIMIT_LOG_INTERVAL_MS = 10_000;
 const MULTICAST_BACKLOG_BYTES = 64 * 1024 * 1024;
 
 export interface RouterStats {
@@ -143,6 +145,11 @@ export class Router {
   private readonly users: UserDb | undefined;
   private readonly tls: RouterTls | undefined;
   private refused = 0;
+  /** Sockets refused for the connection limit. */
+  private atLimit = 0;
+  /** When the last "connection limit reached" line was logged, and how many were refused before then. */
+  private limitLoggedAt = 0;
+  private limitRefusedAtLog = 0;
 
   constructor(options: RouterOptions = {}) {
     this.users = typeof options.users === 'string' ? UserDb.load(options.users) : options.users;
@@ -273,7 +280,18 @@ export class Router {
     }
     if (this.sockets.size >= this.opts.maxConnections) {
       this.refused++;
-      this.opts.log(`refused ${peerLabel(socket)}: connection limit of ${this.opts.maxConnections} reached`);
+      this.atLimit++;
+      // A flood of connections past the limit is one line per interval, not one per socket: the
+      // log is the disk's, and the flood is the peer's.
+      const now = Date.now();
+      if (now - this.limitLoggedAt >= LIMIT_LOG_INTERVAL_MS) {
+        const more = this.atLimit - this.limitRefusedAtLog - 1;
+        this.opts.log(
+          `refused ${peerLabel(socket)}: connection limit of ${this.opts.maxConnections} reached${more > 0 ? ` (and ${more} more since the last such line)` : ''}`,
+        );
+        this.limitLoggedAt = now;
+        this.limitRefusedAtLog = this.atLimit;
+      }
       socket.destroy();
       return;
     }

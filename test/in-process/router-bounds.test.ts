@@ -133,6 +133,10 @@ t('past maxConnections new sockets are refused and logged; once some leave, clie
   const extra = await raw(ctx);
   assert.ok((await extra.closed) < 1000);
   assert.ok(ctx.log.some((l) => /refused 127\.0\.0\.1:\d+: connection limit of 5 reached/.test(l)));
+  // A flood past the limit is refused socket by socket but logged once per 10 s, not per socket.
+  for (let i = 0; i < 50; i++) assert.ok((await (await raw(ctx)).closed) < 1000);
+  assert.is(ctx.log.filter((l) => /connection limit of 5 reached/.test(l)).length, 1, ctx.log.join('\n'));
+  assert.is(ctx.router.stats().refused, 51);
   for (const h of held) h.socket.destroy();
   await until(() => (ctx.router as unknown as { sockets: Set<unknown> }).sockets.size === 0, 'the router to see them go');
   ctx.conns.push(await rheaConnect(ctx.port));
