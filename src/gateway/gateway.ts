@@ -139,9 +139,11 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   app.decorateRequest('hermod', null);
   // JSON bodies pass the same depth bound as messages from the broker before they are parsed:
   // JSON.parse of deep nesting takes time superlinear in the depth, and a 1 MB body of `[` would
-  // stall the gateway. fastify's own parser (prototype-poisoning checks included) does the rest.
+  // stall the gateway. fastify's own parser does the rest; a `__proto__` or `constructor.prototype`
+  // key is kept as data here and refused with the arguments (400 naming the key, as JSON-RPC's
+  // params are): fastify's own refusal said only "Body is not valid JSON".
   const maxDepth = transport.config.maxJsonDepth;
-  const parseJson = app.getDefaultJsonParser('error', 'error');
+  const parseJson = app.getDefaultJsonParser('ignore', 'ignore');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if (nestsDeeperThan(body as string, maxDepth)) {

@@ -9,6 +9,7 @@ import type { MethodContract } from '../contracts/contract.js';
 import { compileContracts, violations } from '../contracts/validator.js';
 import { ContractViolation } from '../contracts/violation.js';
 import { ConfigError, InvalidArgument, TooManyInFlight } from '../core/errors.js';
+import { findPrototypeKey } from '../core/plain.js';
 import type { Context } from '../core/serializer.js';
 import { Target, versionIsCompatible } from '../core/target.js';
 import { RPCClient } from '../rpc/client.js';
@@ -225,6 +226,11 @@ export class Invoker {
     if (args === null || typeof args !== 'object' || Array.isArray(args)) {
       throw new InvalidArgument(`arguments of ${route.name} must be a JSON object of named arguments`);
     }
+    // Refused here, as the server would refuse it (MalformedMessage, a 502), and before any
+    // schema or copy could treat the key as a prototype.
+    const at = findPrototypeKey(args, 'args');
+    if (at !== undefined)
+      throw new InvalidArgument(`arguments of ${route.name} refused: ${at.slice(0, 200)} would set a prototype (not plain data)`);
     if (route.contract && route.checkArgs && !route.checkArgs(args)) {
       throw new ContractViolation(`arguments of ${route.name} break its contract`, violations(route.checkArgs.errors));
     }

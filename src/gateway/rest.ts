@@ -6,6 +6,7 @@
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { InvalidArgument } from '../core/errors.js';
+import { setOwn } from '../core/plain.js';
 import type { AliasVerb, JsonSchema } from './config.js';
 import { type CallControls, CONTROL_NAMES, type CompiledRoute, type Invoker, parseControls } from './invoker.js';
 import type { RequestState } from './state.js';
@@ -82,8 +83,9 @@ export function registerRest(app: FastifyInstance, invoker: Invoker, maxTimeout:
       url,
       handler: async (request, reply) => {
         const args: Record<string, unknown> = { ...bodyObject(request.body, route) };
-        for (const [k, v] of Object.entries(request.query ?? {})) args[k] = coerce(v, props[k]);
-        for (const [k, v] of Object.entries(request.params ?? {})) args[k] = coerce(v, props[k]);
+        // setOwn: `?__proto__=…` is a key the arguments then refuse, not a prototype set in passing.
+        for (const [k, v] of Object.entries(request.query ?? {})) setOwn(args, k, coerce(v, props[k]));
+        for (const [k, v] of Object.entries(request.params ?? {})) setOwn(args, k, coerce(v, props[k]));
         return respond(invoker, route, request, reply, args, headerControls(request, maxTimeout));
       },
     });
