@@ -57,6 +57,12 @@ const program = commonOptions(
     .option('--max-sessions <n>', 'sessions per connection at most', intAtLeast(1), 64)
     .option('--max-links <n>', 'links per connection at most', intAtLeast(1), 1000)
     .option('--max-message-size <bytes>', 'largest message accepted', intAtLeast(1), 16 * 1024 * 1024)
+    .option(
+      '--max-held-bytes <bytes>',
+      'bytes held for receivers without credit, all together; past it, messages that would wait are released',
+      intAtLeast(1),
+      512 * 1024 * 1024,
+    )
     // Defaults applied below, not here: commander would print them in ms beside "<seconds>".
     .option('--handshake-timeout <seconds>', 'time from connect to AMQP open (TLS and SASL included; default 5 s)', seconds(false))
     .option(
@@ -86,6 +92,7 @@ const o = program.opts<
     maxSessions: number;
     maxLinks: number;
     maxMessageSize: number;
+    maxHeldBytes: number;
     handshakeTimeout?: number;
     idleTimeout?: number;
     shutdownTimeout?: string;
@@ -116,6 +123,7 @@ try {
     maxSessions: o.maxSessions,
     maxLinks: o.maxLinks,
     maxMessageSize: o.maxMessageSize,
+    maxHeldBytes: o.maxHeldBytes,
     handshakeTimeout: o.handshakeTimeout ?? 5000,
     idleTimeout: o.idleTimeout ?? 16_000,
   });

@@ -14,8 +14,10 @@ export interface Item {
   presettled: boolean;
   /** Multicast: copies not yet settled downstream. */
   remaining?: number;
-  /** Encoded size in bytes (0 when unknown), for the multicast backlog's bound. */
+  /** Encoded size in bytes (0 when unknown), for the multicast backlog's bound and the held-bytes budget. */
   size: number;
+  /** Backlogs holding it now (a multicast message is held once, whatever its copies). */
+  copies?: number;
 }
 
 /** A receiving client's link (our sender) on one address. */

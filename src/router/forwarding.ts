@@ -25,9 +25,27 @@ export interface ForwardCounters {
   forwarded: number;
   released: number;
   rejected: number;
-  /** Multicast copies not queued for a receiver that already had a full backlog (it grants no credit). */
+  /**
+   * Messages (or multicast copies) not queued: for a receiver whose multicast backlog was full, or
+   * presettled ones past the router's held-bytes budget (unsettled ones are `released` instead).
+   */
   dropped: number;
 }
+
+/** Bounds on what the router holds for receivers that have no credit for it. */
+export interface HoldLimits {
+  /** Multicast copies queued per receiver at most, and their bytes. */
+  multicastMessages: number;
+  multicastBytes: number;
+  /** Bytes of messages waiting for receiver credit, over all receivers (a multicast message counted once). */
+  heldBytes: number;
+}
+
+const UNBOUNDED: HoldLimits = {
+  multicastMessages: Number.POSITIVE_INFINITY,
+  multicastBytes: Number.POSITIVE_INFINITY,
+  heldBytes: Number.POSITIVE_INFINITY,
+};
 
 /** How the sender of a message is settled: an outcome, with the error or flags it carries. */
 interface Settlement {
@@ -45,31 +63,72 @@ interface Settlement {
  */
 export class Forwarder {
   readonly counters: ForwardCounters = { forwarded: 0, released: 0, rejected: 0, dropped: 0 };
+  /** Bytes of the messages in every backlog, a multicast message once. */
+  private held = 0;
   /** Consumers told about once per episode of a full multicast backlog (see {@link onSlow}). */
   private readonly slow = new WeakSet<Consumer>();
+  /** Whether the held-bytes budget was reached and not yet relieved (said once per episode). */
+  private overBudget = false;
 
   /**
-   * @param backlog multicast copies (and their bytes) queued per receiver at most: a multicast
-   *   sender gets its credit back at once (one slow receiver must not stop a fanout to the
-   *   others), so only this bounds what a receiver that never grants credit makes the router hold
-   * @param onSlow said once when a receiver's backlog fills, again after it has drained
+   * @param limits what may wait for receiver credit. An anycast sender's credit comes back only as
+   *   its messages move on, but a window of large messages is still a lot (250 of 16 MiB is 4 GB
+   *   for one link): the held-bytes budget bounds all of them together. A multicast sender gets
+   *   its credit back at once (one slow receiver must not stop a fanout to the others), so its
+   *   per-receiver bound is what stops a receiver that never grants credit.
+   * @param notify said once when a receiver's multicast backlog fills (`slow`), again after it
+   *   has drained; and once when the held-bytes budget is reached (`budget`), again after it was
+   *   relieved
    */
   constructor(
     private readonly table: AddressTable,
     private readonly maxMessageSize: number,
-    private readonly backlog: { messages: number; bytes: number } = { messages: Number.POSITIVE_INFINITY, bytes: Number.POSITIVE_INFINITY },
-    private readonly onSlow: (c: Consumer) => void = () => {},
+    private readonly limits: HoldLimits = UNBOUNDED,
+    private readonly notify: (e: { kind: 'slow'; consumer: Consumer } | { kind: 'budget'; held: number }) => void = () => {},
   ) {}
+
+  /** Bytes of the messages waiting for receiver credit. */
+  get heldBytes(): number {
+    return this.held;
+  }
 
   /** Whether a multicast copy of `item` would take `c`'s backlog past its bound (one message always fits). */
   private full(c: Consumer, item: Item): boolean {
     if (c.backlog.length === 0) return false;
-    return c.backlog.length >= this.backlog.messages || c.backlogBytes + item.size > this.backlog.bytes;
+    return c.backlog.length >= this.limits.multicastMessages || c.backlogBytes + item.size > this.limits.multicastBytes;
   }
 
-  private queue(c: Consumer, item: Item): void {
+  /**
+   * Hands `item` to `c`: at once when it has credit and nothing queued, else into its backlog
+   * if the held-bytes budget allows. False when it was not taken (over the budget).
+   */
+  private route(c: Consumer, item: Item): boolean {
+    if (c.backlog.length === 0 && canSend(c)) {
+      this.forward(c, item);
+      return true;
+    }
+    if (!item.copies && this.held + item.size > this.limits.heldBytes) {
+      if (!this.overBudget) {
+        this.overBudget = true;
+        this.notify({ kind: 'budget', held: this.held });
+      }
+      return false;
+    }
     c.backlog.push(item);
     c.backlogBytes += item.size;
+    item.copies = (item.copies ?? 0) + 1;
+    if (item.copies === 1) this.held += item.size;
+    this.drain(c.sender);
+    return true;
+  }
+
+  /** `item` left `c`'s backlog (forwarded, released or dropped with it). */
+  private unqueued(c: Consumer, item: Item): void {
+    c.backlogBytes -= item.size;
+    item.copies = (item.copies ?? 1) - 1;
+    if (item.copies === 0) this.held -= item.size;
+    // Relieved once half the budget is free again: one line per episode, not one per message.
+    if (this.overBudget && this.held <= this.limits.heldBytes / 2) this.overBudget = false;
   }
 
   /** A receiving client attached: producers of its address get credit. */
@@ -119,34 +178,43 @@ export class Forwarder {
       item.remaining = open.length;
       let queued = 0;
       for (const c of open) {
-        if (this.full(c, item)) {
-          // Its copy is dropped, as Dispatch drops multicast for a receiver that cannot keep up:
-          // the other receivers still get theirs.
+        const full = this.full(c, item);
+        if (full && !this.slow.has(c)) {
+          this.slow.add(c);
+          this.notify({ kind: 'slow', consumer: c });
+        }
+        // Its copy is dropped, as Dispatch drops multicast for a receiver that cannot keep up:
+        // the other receivers still get theirs.
+        if (full || !this.route(c, item)) {
           this.counters.dropped++;
           item.remaining--;
-          if (!this.slow.has(c)) {
-            this.slow.add(c);
-            this.onSlow(c);
-          }
           continue;
         }
         queued++;
-        this.queue(c, item);
-        this.drain(c.sender);
       }
       // Nobody could take a copy: as when nobody listens, the sender hears `released`.
-      if (queued === 0) {
-        this.counters.released++;
-        this.settleInbound(item, 'released');
-      }
+      if (queued === 0) this.release(item);
       this.table.topUp(receiver);
     } else {
       // Balanced anycast, as Dispatch: the message is routed now to the receiver with the fewest
       // messages outstanding and waits in that link's queue for its credit; anycast credit
       // comes back to the sender only as messages move on, so a slow receiver pushes back.
       const c = this.pick(a);
-      this.queue(c, item);
-      this.drain(c.sender);
+      if (!this.route(c, item)) {
+        // Past the held-bytes budget: handed back (or, presettled, dropped) instead of held.
+        this.release(item);
+        this.table.topUp(receiver);
+      }
+    }
+  }
+
+  /** `item` goes back to its sender `released`; a presettled one, which cannot be, is dropped. */
+  private release(item: Item): void {
+    if (item.inbound) {
+      this.counters.released++;
+      this.settleInbound(item, 'released');
+    } else if (item.presettled) {
+      this.counters.dropped++;
     }
   }
 
@@ -175,7 +243,7 @@ export class Forwarder {
     if (c.drained && canSend(c)) c.drained = false;
     while (c.backlog.length > 0 && canSend(c)) {
       const item = c.backlog.shift()!;
-      c.backlogBytes -= item.size;
+      this.unqueued(c, item);
       this.forward(c, item);
     }
     if (c.backlog.length === 0) this.slow.delete(c);
@@ -243,8 +311,8 @@ export class Forwarder {
 
   /** Messages queued for `c` and not yet forwarded go back to their senders. */
   private releaseBacklog(c: Consumer): void {
-    c.backlogBytes = 0;
     for (const item of c.backlog.splice(0)) {
+      this.unqueued(c, item);
       if (item.remaining !== undefined) {
         if (--item.remaining === 0) this.settleInbound(item, 'accepted');
         continue;

@@ -44,6 +44,12 @@ export interface RouterOptions {
   log?: (line: string) => void;
   /** Largest message accepted, bytes; counted as frames arrive, larger ones are rejected. @default 16 MiB */
   maxMessageSize?: number;
+  /**
+   * Bytes of messages the router may hold for receivers without credit, all together (a multicast
+   * message once); past it, a message that would wait is released to its sender (a presettled one
+   * dropped). At least `maxMessageSize`. @default 512 MiB
+   */
+  maxHeldBytes?: number;
   /** Largest incoming frame after `open` (the advertised max-frame-size). @default 65536 */
   maxFrameSize?: number;
   /** Largest SASL frame and `open` frame. @default 4096 */
@@ -88,7 +94,9 @@ export interface RouterStats {
   rejected: number;
   /** Messages waiting for receiver credit (anycast, and multicast copies). */
   held: number;
-  /** Multicast copies dropped for a receiver whose backlog was full. */
+  /** Bytes of the held messages (a multicast message once). */
+  heldBytes: number;
+  /** Multicast copies dropped for a receiver whose backlog was full, and presettled messages past `maxHeldBytes`. */
   dropped: number;
   /** Sockets refused or closed by the router's limits, bounds and authentication. */
   refused: number;
@@ -162,6 +170,7 @@ export class Router {
       containerId: options.containerId ?? `hermod-router-${randomUUID()}`,
       log: options.log ?? (() => {}),
       maxMessageSize: options.maxMessageSize ?? 16 * 1024 * 1024,
+      maxHeldBytes: options.maxHeldBytes ?? 512 * 1024 * 1024,
       maxFrameSize: options.maxFrameSize ?? 65536,
       handshakeFrameSize: options.handshakeFrameSize ?? 4096,
       maxConnections: options.maxConnections ?? 1000,
@@ -172,9 +181,24 @@ export class Router {
       allowAnonymous: options.allowAnonymous ?? anonymousDefault,
     };
     // A NaN limit compared false everywhere and switched the bound off; 0 or less refused everyone.
-    for (const key of ['maxConnections', 'maxSessions', 'maxLinks', 'maxMessageSize', 'maxFrameSize', 'linkCredit'] as const) {
+    for (const key of [
+      'maxConnections',
+      'maxSessions',
+      'maxLinks',
+      'maxMessageSize',
+      'maxHeldBytes',
+      'maxFrameSize',
+      'linkCredit',
+    ] as const) {
       const v = this.opts[key];
       if (!Number.isInteger(v) || v < 1) throw new ConfigError(`router ${key} must be a whole number ≥ 1, got ${v}`, { key });
+    }
+    // A budget below one message would refuse every message that has to wait at all.
+    if (this.opts.maxHeldBytes < this.opts.maxMessageSize) {
+      throw new ConfigError(
+        `router maxHeldBytes (${this.opts.maxHeldBytes}) must be at least maxMessageSize (${this.opts.maxMessageSize})`,
+        { key: 'maxHeldBytes' },
+      );
     }
     if (!this.opts.allowAnonymous && !this.users && !this.tls?.ca) {
       throw new ConfigError('the router needs a way to authenticate: users, TLS client certificates (tls.ca) or allowAnonymous');
@@ -190,8 +214,19 @@ export class Router {
     installRawDecode();
     installRheaFixes();
     this.table = new AddressTable(this.opts.linkCredit);
-    const backlog = { messages: MULTICAST_BACKLOG_CREDITS * this.opts.linkCredit, bytes: MULTICAST_BACKLOG_BYTES };
-    this.forwarder = new Forwarder(this.table, this.opts.maxMessageSize, backlog, (c) => {
+    const limits = {
+      multicastMessages: MULTICAST_BACKLOG_CREDITS * this.opts.linkCredit,
+      multicastBytes: MULTICAST_BACKLOG_BYTES,
+      heldBytes: this.opts.maxHeldBytes,
+    };
+    this.forwarder = new Forwarder(this.table, this.opts.maxMessageSize, limits, (e) => {
+      if (e.kind === 'budget') {
+        this.opts.log(
+          `holding ${e.held} bytes for receivers without credit (--max-held-bytes ${this.opts.maxHeldBytes}): further messages that would wait are released (presettled ones dropped) until half of that is free`,
+        );
+        return;
+      }
+      const c = e.consumer;
       const peer = this.peers.get(c.sender.connection);
       this.opts.log(
         `multicast to ${c.address}: ${peer?.label ?? 'a receiver'}${peer?.user ? ` (${peer.user})` : ''} has ${c.backlog.length} messages (${c.backlogBytes} bytes) waiting for its credit; its copies are dropped until it takes them`,
@@ -218,6 +253,7 @@ export class Router {
       addresses: this.table.size,
       ...this.forwarder.counters,
       held: this.table.held(),
+      heldBytes: this.forwarder.heldBytes,
       refused: this.refused,
     };
   }

@@ -278,6 +278,51 @@ t(
 );
 
 t(
+  'held bytes: past maxHeldBytes a message that would wait is released (presettled: dropped); the router holds no more, and takes again once receivers drain',
+  async (ctx) => {
+    // A window of 250 credits of 16 MiB messages let one anycast link make the router hold 4 GB.
+    await startRouter(ctx, { maxMessageSize: 64 * 1024, maxHeldBytes: 256 * 1024 });
+    const addr = 'openstack.org/om/rpc/anycast/openstack/heavy';
+    const rc = await rheaConnect(ctx.port);
+    ctx.conns.push(rc);
+    let got = 0;
+    const slow = rc.open_receiver({ source: { address: addr }, credit_window: 0, autoaccept: true } as never);
+    slow.on('message', () => got++);
+    await until(() => slow.is_open(), 'the receiver attached');
+    const sc = await rheaConnect(ctx.port);
+    ctx.conns.push(sc);
+    const s = sc.open_sender(addr);
+    const outcomes: string[] = [];
+    s.on('accepted', () => outcomes.push('accepted'));
+    s.on('released', () => outcomes.push('released'));
+    await until(() => s.sendable(), 'credit');
+    const body = Buffer.alloc(30 * 1000, 7);
+    for (let i = 0; i < 20; i++) s.send({ body });
+    await until(() => outcomes.length === 12, `twelve released at once (${outcomes.length})`);
+    assert.equal(outcomes, Array(12).fill('released'));
+    const st = ctx.router.stats();
+    assert.is(st.held, 8, 'eight of 30 kB fit 256 KiB');
+    assert.ok(st.heldBytes <= 256 * 1024 && st.heldBytes >= 8 * 30_000, `${st.heldBytes} bytes held`);
+    assert.is(
+      ctx.log.filter((l) => /^holding \d+ bytes for receivers without credit \(--max-held-bytes 262144\)/.test(l)).length,
+      1,
+      ctx.log.join('\n'),
+    );
+    // Presettled ones past the budget cannot be released: dropped, and counted.
+    const ps = sc.open_sender({ target: { address: addr }, snd_settle_mode: 1 } as never);
+    await until(() => ps.sendable(), 'credit for the presettled sender');
+    for (let i = 0; i < 3; i++) ps.send({ body });
+    await until(() => ctx.router.stats().dropped === 3, 'three dropped');
+    // The receiver takes what was held; the budget is free again and messages wait as before.
+    slow.add_credit(100);
+    await until(() => got === 8 && outcomes.filter((o) => o === 'accepted').length === 8, 'the eight held delivered and accepted');
+    assert.is(ctx.router.stats().heldBytes, 0);
+    s.send({ body });
+    await until(() => got === 9, 'a later message delivered');
+  },
+);
+
+t(
   'a client that ignores link credit: its link is detached with transfer-limit-exceeded, the router holds no more than its window',
   async (ctx) => {
     await startRouter(ctx, { linkCredit: 5 });

@@ -108,11 +108,16 @@ t('timeouts are seconds: --help shows their defaults in seconds, a bad one exits
     ['--max-sessions', '0'],
     ['--max-links', '-3'],
     ['--max-message-size', '1.5'],
+    ['--max-held-bytes', 'lots'],
   ]) {
     const bad = router([...args, '--port', '0']);
     assert.is(await bad.exited, 2, args.join(' '));
     assert.match(bad.err, /needs a whole number ≥ 1/);
   }
+  // A held-bytes budget below one message would refuse every message that has to wait.
+  const small = router(['--max-held-bytes', '1000', '--port', '0']);
+  assert.is(await small.exited, 2);
+  assert.match(small.err, /maxHeldBytes \(1000\) must be at least maxMessageSize \(16777216\)/);
 });
 
 t.run();
