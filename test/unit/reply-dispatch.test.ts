@@ -1,5 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { decodeReply } from '../../src/driver/amqp1/wire.js';
 import { envelope } from '../../src/driver/envelope.js';
 import { ReplyDispatch } from '../../src/driver/rabbit/reply-dispatch.js';
 import { ReplyWaiter } from '../../src/driver/reply-waiter.js';
@@ -10,7 +11,7 @@ const body = (msg: Record<string, unknown>) => Buffer.from(envelope({ _unique_id
 
 t('a copy of a final reply finds its call ended: resolved once, nothing kept', async () => {
   const waiter = new ReplyWaiter();
-  const d = new ReplyDispatch(waiter, 100);
+  const d = new ReplyDispatch(waiter, { maxJsonDepth: 100, maxMessageSize: 1 << 20 });
   let resolved = 0;
   const call = waiter.wait('m1', { timeout: 5_000, describe: 'echo' }).then((r) => {
     resolved++;
@@ -28,7 +29,7 @@ t('a copy of a final reply finds its call ended: resolved once, nothing kept', a
 
 t('old-style replies (result, then ending) are joined; a late copy of the partial result is not kept', async () => {
   const waiter = new ReplyWaiter();
-  const d = new ReplyDispatch(waiter, 100);
+  const d = new ReplyDispatch(waiter, { maxJsonDepth: 100, maxMessageSize: 1 << 20 });
   const call = waiter.wait('m2', { timeout: 5_000, describe: 'echo' });
   const partial = body({ _msg_id: 'm2', result: 'early', failure: null, ending: false });
   d.onReply(partial);
@@ -44,12 +45,44 @@ t('old-style replies (result, then ending) are joined; a late copy of the partia
 
 t('replies for calls nobody waits for, and unreadable bodies, are dropped', () => {
   const waiter = new ReplyWaiter();
-  const d = new ReplyDispatch(waiter, 100);
+  const d = new ReplyDispatch(waiter, { maxJsonDepth: 100, maxMessageSize: 1 << 20 });
   d.onReply(body({ _msg_id: 'nobody', result: 1, failure: null, ending: false }));
   d.onReply(body({ _msg_id: 'nobody', result: 1, failure: null, ending: true }));
   d.onReply(Buffer.from('{not json'));
   assert.is(d.partials, 0);
   assert.is(waiter.size, 0);
+});
+
+t('a reply over maxMessageSize fails its call with MessageTooLarge, unparsed (RabbitMQ dispatch and AMQP 1.0 decoding)', async () => {
+  // A peer on the broker (or a peer that is no router) could send a reply of any size, which
+  // was parsed whole.
+  const waiter = new ReplyWaiter();
+  const d = new ReplyDispatch(waiter, { maxJsonDepth: 100, maxMessageSize: 1 << 20 });
+  const call = waiter.wait('big', { timeout: 5_000, describe: 'echo' });
+  const huge = body({ result: 'x'.repeat(2 << 20), failure: null, ending: true, _msg_id: 'big' });
+  const parse = JSON.parse;
+  let parsedLarge = false;
+  JSON.parse = ((text: string, ...rest: never[]) => {
+    if (text.length > 1 << 20) parsedLarge = true;
+    return parse(text, ...rest);
+  }) as typeof JSON.parse;
+  try {
+    d.onReply(huge);
+  } finally {
+    JSON.parse = parse;
+  }
+  const err = (await call.then(
+    () => undefined,
+    (e: unknown) => e,
+  )) as Error & { code?: string; size?: number; limit?: number };
+  assert.is(err?.code, 'HERMOD_ERR_MESSAGE_TOO_LARGE');
+  assert.is(err.limit, 1 << 20);
+  assert.ok((err.size ?? 0) > 2 << 20);
+  assert.not.ok(parsedLarge, 'never parsed');
+  const r = decodeReply({ correlation_id: 'c1', body: JSON.stringify({ response: 'y'.repeat(3000) }) } as never, 100, 1000);
+  assert.is(r?.kind, 'malformed');
+  assert.is((r as { error: { code?: string } }).error.code, 'HERMOD_ERR_MESSAGE_TOO_LARGE');
+  assert.is(decodeReply({ correlation_id: 'c2', body: '{"response":1}' } as never, 100, 1000)?.kind, 'reply');
 });
 
 t.run();

@@ -121,7 +121,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
   }
 
   private onReply(message: Message): void {
-    const r = decodeReply(message, this.config.maxJsonDepth);
+    const r = decodeReply(message, this.config.maxJsonDepth, this.maxMessageSize);
     if (!r) return;
     if (r.kind === 'heartbeat') this.waiter.heartbeat(r.id);
     else if (r.kind === 'malformed') this.waiter.fail(r.id, r.error);

@@ -58,14 +58,24 @@ export function badInputBody(err: Error): Record<string, unknown> {
 export type DecodedReply =
   | { kind: 'heartbeat'; id: string }
   | { kind: 'reply'; id: string; reply: Reply }
-  | { kind: 'malformed'; id: string; error: MalformedMessage };
+  | { kind: 'malformed'; id: string; error: MalformedMessage | MessageTooLarge };
 
-/** Decodes a message on the reply link; undefined when it has no string correlation id. */
-export function decodeReply(message: Message, maxDepth = DEFAULT_MAX_JSON_DEPTH): DecodedReply | undefined {
+/**
+ * Decodes a message on the reply link; undefined when it has no string correlation id. A body
+ * over `maxSize` bytes fails its call with MessageTooLarge unparsed, as a request's does at a
+ * server: the router bounds what it forwards, a peer that is no router need not.
+ */
+export function decodeReply(
+  message: Message,
+  maxDepth = DEFAULT_MAX_JSON_DEPTH,
+  maxSize = Number.POSITIVE_INFINITY,
+): DecodedReply | undefined {
   const id = message.correlation_id;
   if (typeof id !== 'string') return undefined;
   const body = message.body as unknown;
   if (body === undefined || body === null) return { kind: 'heartbeat', id };
+  const size = bodySize(body);
+  if (size > maxSize) return { kind: 'malformed', id, error: new MessageTooLarge(size, maxSize) };
   let data: { response?: unknown; failure?: unknown };
   try {
     data = parsePeerJson(

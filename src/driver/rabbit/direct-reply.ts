@@ -2,7 +2,7 @@ import type { Channel, ChannelModel } from 'amqplib';
 import { MessagingTimeout, TransportError } from '../../core/errors.js';
 import type { ReplyWaiter } from '../reply-waiter.js';
 import type { RabbitConnection } from './connection.js';
-import { ReplyDispatch } from './reply-dispatch.js';
+import { ReplyDispatch, type ReplyLimits } from './reply-dispatch.js';
 
 /** RabbitMQ's pseudo-queue for direct reply-to: consumed without acks, never declared. */
 export const DIRECT_REPLY_TO = 'amq.rabbitmq.reply-to';
@@ -35,9 +35,9 @@ export class DirectReplyTo {
   constructor(
     private readonly conn: RabbitConnection,
     private readonly waiter: ReplyWaiter,
-    maxJsonDepth: number,
+    limits: ReplyLimits,
   ) {
-    this.dispatch = new ReplyDispatch(waiter, maxJsonDepth);
+    this.dispatch = new ReplyDispatch(waiter, limits);
   }
 
   /** Setup hook: opens a new channel (and address) on a reconnect, once a call has used one. */

@@ -64,13 +64,13 @@ export class RabbitDriver extends DriverBase implements Driver {
     // With rabbit.directReplyTo, replies come to the publisher connection's direct reply-to
     // channel instead; calls in flight when it goes fail at once (direct-reply.ts).
     this.replies = config.rabbit.directReplyTo
-      ? new DirectReplyTo(this.conn, this.waiter, config.maxJsonDepth)
+      ? new DirectReplyTo(this.conn, this.waiter, config)
       : new ReplyQueue(
           this.topology.replyQueueName(),
           this.conn,
           this.waiter,
           this.topology.transientQueue(),
-          config.maxJsonDepth,
+          config,
           config.rabbit.replyAcks,
         );
     void this.conn.addHook(async (m) => {

@@ -1,7 +1,17 @@
-import { MalformedMessage, NestingTooDeep } from '../../core/errors.js';
+import { MalformedMessage, MessageTooLarge, NestingTooDeep } from '../../core/errors.js';
 import { peekReplyId, unenvelope } from '../envelope.js';
 import type { ReplyWaiter } from '../reply-waiter.js';
 import { parseFailure } from './wire.js';
+
+/**
+ * What a reply may be: nested at most `maxJsonDepth` deep (deeper ones fail their call unparsed),
+ * and at most `maxMessageSize` bytes (larger ones too: any peer on the broker can publish to a
+ * reply queue, and the broker's own bound is far higher).
+ */
+export interface ReplyLimits {
+  maxJsonDepth: number;
+  maxMessageSize: number;
+}
 
 /**
  * Routes the replies a client receives (on its reply queue or its direct reply-to channel) to
@@ -18,11 +28,16 @@ export class ReplyDispatch {
   /** Partial results of old-style replies (result first, `ending` later), by `_msg_id`. */
   private readonly partial = new Map<string, { result: unknown; failure: unknown }>();
 
+  private readonly maxJsonDepth: number;
+  private readonly maxMessageSize: number;
+
   constructor(
     private readonly waiter: ReplyWaiter,
-    /** Bodies nested deeper are dropped unparsed (`maxJsonDepth`). */
-    private readonly maxJsonDepth: number,
-  ) {}
+    limits: ReplyLimits,
+  ) {
+    this.maxJsonDepth = limits.maxJsonDepth;
+    this.maxMessageSize = limits.maxMessageSize;
+  }
 
   /** Partial results kept for calls that wait (old-style replies in progress). */
   get partials(): number {
@@ -36,6 +51,12 @@ export class ReplyDispatch {
 
   /** One reply body as it arrived; anything unreadable or not ours is dropped. */
   onReply(content: Buffer): void {
+    if (content.length > this.maxMessageSize) {
+      // Found by scanning the body's ends only, as an oversized request's ids are.
+      const id = peekReplyId(content);
+      if (id) this.waiter.fail(id, new MessageTooLarge(content.length, this.maxMessageSize));
+      return;
+    }
     let data: Record<string, unknown>;
     try {
       data = unenvelope(content, this.maxJsonDepth);

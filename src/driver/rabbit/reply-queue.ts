@@ -3,7 +3,7 @@ import { TransportError } from '../../core/errors.js';
 import type { ReplyWaiter } from '../reply-waiter.js';
 import type { RabbitConnection } from './connection.js';
 import { declaring } from './declare-errors.js';
-import { ReplyDispatch } from './reply-dispatch.js';
+import { ReplyDispatch, type ReplyLimits } from './reply-dispatch.js';
 
 /** Longest a received reply waits for its acknowledgement when no request follows it. */
 const REPLY_ACK_DELAY_MS = 20;
@@ -33,7 +33,7 @@ export class ReplyQueue {
     private readonly conn: RabbitConnection,
     private readonly waiter: ReplyWaiter,
     private readonly options: Options.AssertQueue,
-    maxJsonDepth: number,
+    limits: ReplyLimits,
     /**
      * `rabbit.replyAcks`. Without acknowledgements the broker drops each reply as it sends it
      * instead of keeping it until the ack: 4–18 µs less broker CPU per call at 64 in flight on
@@ -42,7 +42,7 @@ export class ReplyQueue {
      */
     private readonly acks = true,
   ) {
-    this.dispatch = new ReplyDispatch(waiter, maxJsonDepth);
+    this.dispatch = new ReplyDispatch(waiter, limits);
   }
 
   /** Setup hook: re-declares and consumes the queue on a reconnect, once a call has used it. */
