@@ -65,7 +65,7 @@ export class Forwarder {
   readonly counters: ForwardCounters = { forwarded: 0, released: 0, rejected: 0, dropped: 0 };
   /** Bytes of the messages in every backlog, a multicast message once. */
   private held = 0;
-  /** Consumers told about once per episode of a full multicast backlog (see {@link onSlow}). */
+  /** Consumers told about once per episode of a full multicast backlog (see `notify`). */
   private readonly slow = new WeakSet<Consumer>();
   /** Whether the held-bytes budget was reached and not yet relieved (said once per episode). */
   private overBudget = false;
@@ -192,8 +192,9 @@ export class Forwarder {
         }
         queued++;
       }
-      // Nobody could take a copy: as when nobody listens, the sender hears `released`.
-      if (queued === 0) this.release(item);
+      // Nobody could take a copy: as when nobody listens, the sender hears `released` (a presettled
+      // message's copies were counted as dropped above).
+      if (queued === 0 && item.inbound) this.release(item);
       this.table.topUp(receiver);
     } else {
       // Balanced anycast, as Dispatch: the message is routed now to the receiver with the fewest
