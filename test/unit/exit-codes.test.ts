@@ -18,6 +18,10 @@ t(
         inner(_ctx: Context) {
           throw new MessagingTimeout('inventory did not answer');
         },
+        contracts: { checked: { args: { type: 'object', required: ['n'], properties: { n: { type: 'number' } } } } },
+        checked(_ctx: Context, args: { n: number }) {
+          return args.n;
+        },
         refuse(_ctx: Context) {
           throw new InvalidArgument('n must be positive');
         },
@@ -43,6 +47,10 @@ t(
       assert.is(local.status, EXIT.timeout);
       assert.match(local.text, /^timeout: /);
       assert.is((await failure('nope')).status, EXIT.noSuchMethod);
+      // The server's contract refusing the arguments is a usage error too (it exited 1).
+      const bad = await failure('checked');
+      assert.is(bad.status, EXIT.usage, bad.text);
+      assert.match(bad.text, /ContractViolation: arguments of checked break its contract/);
     } finally {
       await server.stop();
       await server.wait(1000);
