@@ -29,7 +29,13 @@ export async function fetchContract(
 ): Promise<MethodContract | undefined> {
   let d: ServerDescription;
   try {
-    d = await describeWhenConnected(client.prepare({ namespace: 'hermod', version: '1.0', timeout: timeoutMs }), connectWithinMs);
+    // No call monitor on it, whatever the user's --monitor: an oslo server has no `describe`, and
+    // its dispatcher starts the heartbeat thread before it finds the method and never stops it,
+    // heartbeating into a reply queue nobody reads for as long as it runs.
+    d = await describeWhenConnected(
+      client.prepare({ namespace: 'hermod', version: '1.0', timeout: timeoutMs, callMonitorTimeout: 0 }),
+      connectWithinMs,
+    );
   } catch (err) {
     // Retrying cannot help (a refused login, the wrong protocol): the call would fail the same.
     if (err instanceof AccessRefused || err instanceof WrongProtocol) throw err;

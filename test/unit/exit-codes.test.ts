@@ -1,5 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { fetchContract } from '../../src/cli/contract-args.js';
 import { describeFailure, EXIT } from '../../src/cli/exit-codes.js';
 import { type Context, getTransport, InvalidArgument, MessagingTimeout, RPCClient, RPCServer, Target } from '../../src/index.js';
 
@@ -51,6 +52,32 @@ t(
       const bad = await failure('checked');
       assert.is(bad.status, EXIT.usage, bad.text);
       assert.match(bad.text, /ContractViolation: arguments of checked break its contract/);
+    } finally {
+      await server.stop();
+      await server.wait(1000);
+      await transport.close();
+    }
+  },
+);
+
+t(
+  "rpc-client's contract lookup is sent without a call monitor, whatever --monitor says (an oslo server heartbeated into a dead reply queue)",
+  async () => {
+    const transport = await getTransport('memory://');
+    const sent: Array<{ method: unknown; monitor: unknown }> = [];
+    const send = transport.driver.send.bind(transport.driver);
+    transport.driver.send = (target, ctx, request, opts) => {
+      sent.push({ method: request.method, monitor: opts.callMonitorTimeout });
+      return send(target, ctx, request, opts);
+    };
+    const server = new RPCServer(transport, new Target({ topic: 'monitor', server: 's' }), [
+      { add: (_c: Context, a: { a: number }) => a.a },
+    ]);
+    await server.start();
+    try {
+      const client = new RPCClient(transport, new Target({ topic: 'monitor' }), { callMonitorTimeout: 4000 });
+      await fetchContract(client, 'add', 1000);
+      assert.equal(sent, [{ method: 'describe', monitor: 0 }]);
     } finally {
       await server.stop();
       await server.wait(1000);
