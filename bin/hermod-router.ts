@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // First: it must run before the other modules load (see the module).
 import '../src/cli/young-gen.js';
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
@@ -105,6 +106,21 @@ const announce = makeLogger({ log: { ...logConfig.log, level: logConfig.log.leve
 if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
   process.stderr.write('error: --tls-cert and --tls-key go together\n');
   process.exit(EXIT.usage);
+}
+// Read now, as --users is: a missing file is the command line's mistake (2, naming the flag), not
+// a failure to listen (1).
+for (const [flag, file] of [
+  ['--tls-cert', o.tlsCert],
+  ['--tls-key', o.tlsKey],
+  ['--tls-ca', o.tlsCa],
+] as const) {
+  if (file === undefined) continue;
+  try {
+    readFileSync(file);
+  } catch (err) {
+    process.stderr.write(`error: cannot read ${flag} file ${file}: ${(err as Error).message}\n`);
+    process.exit(EXIT.usage);
+  }
 }
 let router: Router;
 try {

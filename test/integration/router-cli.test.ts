@@ -114,6 +114,11 @@ t('timeouts are seconds: --help shows their defaults in seconds, a bad one exits
     assert.is(await bad.exited, 2, args.join(' '));
     assert.match(bad.err, /needs a whole number ≥ 1/);
   }
+  // A TLS file that cannot be read is the command line's mistake, named by its flag (it was
+  // "cannot listen on …: ENOENT", exit 1).
+  const noCert = router(['--tls-cert', '/nonexistent/cert.pem', '--tls-key', '/nonexistent/key.pem', '--port', '0']);
+  assert.is(await noCert.exited, 2);
+  assert.match(noCert.err, /cannot read --tls-cert file \/nonexistent\/cert\.pem: ENOENT/);
   // A held-bytes budget below one message would refuse every message that has to wait.
   const small = router(['--max-held-bytes', '1000', '--port', '0']);
   assert.is(await small.exited, 2);
