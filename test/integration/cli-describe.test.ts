@@ -111,9 +111,9 @@ t('key=value coercion by the contract: a=1 a number where it says number, text w
   assert.equal(JSON.parse(loose.out), { code: 42, codeType: 'number' });
 });
 
-t('a value the contract refuses: the server says which, the exit status is 1', async (ctx) => {
+t('a value the contract refuses: the server says which, the exit status is 2 (a bad argument, as the exit table says)', async (ctx) => {
   const r = await run(['demo', 'add', 'a=1', 'b=two', '--transport-url', ctx.url]);
-  assert.is(r.code, 1, r.out);
+  assert.is(r.code, 2, r.out);
   assert.match(r.err, /ContractViolation.*arguments of add break its contract: \/b must be number/);
 });
 
