@@ -7,8 +7,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
+import { Command } from 'commander';
 import { demoJob } from '../src/cli/demo-job.js';
 import { demoRun } from '../src/cli/demo-run.js';
+import { EXIT_TABLE, exitOnUsage } from '../src/cli/exit-codes.js';
+import { HERMOD_VERSION } from '../src/cli/program.js';
 import { defaultConfig, getTransport, type RemoteError, RPCClient, Target } from '../src/index.js';
 import { Router } from '../src/router/router.js';
 
@@ -21,6 +24,16 @@ const show = (v: unknown) => inspect(v, { colors: false });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
+  // Takes no options: --help says what it does instead of running it, a stray flag is a usage error.
+  new Command('hermod-demo')
+    .description(
+      'The demo (npm run demo): an embedded AMQP 1.0 router, two rpc-server processes on topic demo, and a client showing a call, a cast, a directed call, a fanout, a remote error, a call kept alive by heartbeats, a job, then hermod run with two workers and a metrics scrape. Loopback only; needs no broker; everything stops at the end.',
+    )
+    .version(HERMOD_VERSION, '-V, --version', "print hermod's version")
+    .addHelpText('after', `\n${EXIT_TABLE}`)
+    .allowExcessArguments(false)
+    .exitOverride(exitOnUsage)
+    .parse();
   const router = new Router({ port: 0 });
   const port = await router.start();
   const url = `amqp://127.0.0.1:${port}/`;

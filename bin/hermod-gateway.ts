@@ -6,8 +6,8 @@ import { describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { EXIT, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
-import { applyLogFlags, commonOptions, intAtLeast, type LogFlags, msAtLeast } from '../src/cli/program.js';
-import { handleShutdown } from '../src/cli/shutdown.js';
+import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
+import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { hermodSection, readGatewayConfig } from '../src/gateway/config.js';
 import { createGateway, type Gateway, type GatewayConfig } from '../src/gateway/index.js';
 import { ClosedError, defaultConfig, getTransport, loadConfig, type Transport } from '../src/index.js';
@@ -16,6 +16,8 @@ import { onPrimaryStop, READY_MESSAGE, tellPrimary, WorkerSupervisor, workerNumb
 
 /** Past the workers' deadline, how long the primary waits for them to exit before it kills them. */
 const PRIMARY_MARGIN_MS = 1500;
+/** How long running calls may finish on a stop, without --shutdown-timeout. */
+const GATEWAY_SHUTDOWN_MS = 10_000;
 /** Refused connections are logged at most once per this interval. */
 const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
@@ -38,14 +40,16 @@ async function main(): Promise<void> {
         '--workers <n|max>',
         'worker processes (node:cluster) answering on the one port, each with its own connection; max = one per core (default 1: this process answers)',
       )
-      .option('--shutdown-timeout <ms>', 'on SIGTERM/SIGINT, how long running calls may finish, in ms', msAtLeast(0), 10_000),
+      .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long running calls may finish (default 10 s)'),
     [
       'Configuration: --config-file gw.json (the gateway file, hermod options under "hermod"; repeatable, later wins), --config key=value | --config key value, --help-config (every key)',
     ],
   )
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
-  const o = program.opts<{ host?: string; port?: number; transportUrl?: string; shutdownTimeout: number; workers?: string } & LogFlags>();
+  const o = program.opts<{ host?: string; port?: number; transportUrl?: string; shutdownTimeout?: string; workers?: string } & LogFlags>();
+  // In seconds, as every bin's --shutdown-timeout (it was milliseconds here alone).
+  const shutdownMs = parseShutdownTimeout(o.shutdownTimeout, GATEWAY_SHUTDOWN_MS);
   const count = o.workers === undefined ? 1 : parseWorkers(o.workers, '--workers');
   const worker = workerNumber();
 
@@ -89,7 +93,7 @@ async function main(): Promise<void> {
     });
     const shutdown = handleShutdown({
       log,
-      timeoutMs: o.shutdownTimeout + PRIMARY_MARGIN_MS,
+      timeoutMs: shutdownMs + PRIMARY_MARGIN_MS,
       target: {
         pending: () => (supervisor.alive() > 0 ? `${supervisor.alive()} worker(s)` : ''),
         aborted: () => supervisor.aborted(),
@@ -97,7 +101,7 @@ async function main(): Promise<void> {
         abort: () => supervisor.abort(),
       },
     });
-    log.info(`starting ${count} workers (deadline of each on stop ${o.shutdownTimeout} ms)`, { workers: count });
+    log.info(`starting ${count} workers (deadline of each on stop ${shutdownMs / 1000} s)`, { workers: count });
     supervisor.start();
     return;
   }
@@ -108,7 +112,7 @@ async function main(): Promise<void> {
   // Installed before connecting: a signal (or the primary's stop) while connecting stops at once.
   const shutdown = handleShutdown({
     log,
-    timeoutMs: o.shutdownTimeout,
+    timeoutMs: shutdownMs,
     ...(worker === undefined ? {} : { primaryRelaysSigint: () => process.connected }),
     target: {
       pending: () => (gateway && gateway.inFlight > 0 ? `${gateway.inFlight} call(s) in flight` : ''),

@@ -7,16 +7,16 @@
 import '../src/cli/young-gen.js';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { existsSync } from 'node:fs';
-import { Command } from 'commander';
-import { cliConfig, describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
+import { Command, InvalidArgumentError } from 'commander';
+import { CONFIG_HELP_LINE, cliConfig, describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULTS } from '../src/cli/defaults.js';
-import { EXIT, exitOnUsage, failureStatus, fatal, UsageError } from '../src/cli/exit-codes.js';
+import { EXIT, EXIT_TABLE, exitOnUsage, failureStatus, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
-import { HERMOD_VERSION } from '../src/cli/program.js';
+import { applyLogFlags, commonOptions, HERMOD_VERSION, type LogFlags, positiveSeconds } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { type ConfigValues, closeKey, type HermodConfig, loadConfig } from '../src/config/index.js';
 import type { ConnectionState } from '../src/core/diagnostics.js';
-import { ConfigError } from '../src/core/errors.js';
+import { ConfigError, TransportError } from '../src/core/errors.js';
 import { exposeMetrics, Metrics, type MetricsServer, parseMetricsAddress, serveClusterMetrics } from '../src/ops/metrics.js';
 import {
   DEFAULT_RECYCLE_AFTER,
@@ -29,7 +29,9 @@ import {
 } from '../src/ops/run/config.js';
 import { ServiceGroup } from '../src/ops/run/services.js';
 import { onPrimaryStop, READY_MESSAGE, tellPrimary, WorkerSupervisor, workerNumber } from '../src/ops/run/workers.js';
-import { runStatus } from '../src/ops/status/index.js';
+import { PRESENCE_TOPIC, PresenceView } from '../src/ops/status/index.js';
+import { renderTable, UNKNOWN_PEERS } from '../src/ops/status/table.js';
+import { getTransport } from '../src/transport.js';
 
 /** The subcommands: name → summary and main (argv after the name). */
 const COMMANDS: Record<string, { summary: string; main: (argv: string[]) => Promise<void> }> = {
@@ -37,11 +39,105 @@ const COMMANDS: Record<string, { summary: string; main: (argv: string[]) => Prom
   status: { summary: 'a live table of the servers on topics, from their presence beacons', main: statusCommand },
 };
 
+// `hermod status [topic…]`: the command line of the presence view (src/ops/status), in seconds as
+// the other bins' durations, with every bin's flags.
+/** A commander parser for a value: `--presence-topic --transport-url x` took the next flag as the topic. */
+function notAnOption(v: string): string {
+  if (v.startsWith('-')) throw new InvalidArgumentError(`needs a value, got the option ${v}.`);
+  return v;
+}
+
+/**
+ * Runs `hermod status` with `argv` (after the subcommand's name) over `config` (the bin's
+ * configuration flags, already taken out). Prints a live table (or JSON) every `--refresh`
+ * seconds until SIGINT/SIGTERM; with `--once`, what `--wait` seconds of listening saw. Resolves
+ * with the exit status; throws what the bins' `fatal` reports (a broker `--once` cannot reach
+ * within `--wait`: exit 5).
+ */
+async function runStatusCommand(argv: string[], config: HermodConfig): Promise<number> {
+  const program = commonOptions(
+    new Command('hermod status')
+      .description('Show the hermod servers that send presence beacons, live (servers started with beacons on)')
+      .argument('[topics...]', 'topics to show (default: all)')
+      .option('--transport-url <url>', 'transport URL (default: the transportUrl config option)', notAnOption)
+      .option('--exchange <exchange>', 'exchange of the presence topic (default: controlExchange)', notAnOption)
+      .option('--presence-topic <topic>', 'topic beacons are sent to', notAnOption, PRESENCE_TOPIC)
+      .option('--refresh <seconds>', 'refresh every this many seconds', positiveSeconds, 1)
+      .option('--once', 'listen for --wait seconds, print once and exit (5 if the broker cannot be reached by then)')
+      .option('--wait <seconds>', 'with --once: how long to listen', positiveSeconds, 6)
+      .option('--json', 'print JSON (one object per refresh) instead of a table'),
+    [CONFIG_HELP_LINE],
+  )
+    .exitOverride(exitOnUsage)
+    .parse(argv, { from: 'user' });
+  const topics = program.args;
+  const o = program.opts<
+    {
+      transportUrl?: string;
+      exchange?: string;
+      presenceTopic: string;
+      refresh: number;
+      once?: boolean;
+      wait: number;
+      json?: boolean;
+    } & LogFlags
+  >();
+  const settings = applyLogFlags(config, o);
+  // Reconnects on stderr, or an unreachable broker is a silent wait.
+  logConnectionState(makeLogger(settings, 'hermod status', true));
+  const transport = await getTransport(o.transportUrl, { config: settings });
+  const view = new PresenceView(transport, { presenceTopic: o.presenceTopic, ...(o.exchange ? { exchange: o.exchange } : {}) });
+  const tty = process.stdout.isTTY && !o.json;
+  const print = () => {
+    const rows = view.rows(topics);
+    if (o.json) process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), topics, servers: rows, note: UNKNOWN_PEERS })}\n`);
+    else process.stdout.write(`${tty && !o.once ? '\x1b[H\x1b[2J' : ''}${renderTable(rows, topics)}`);
+  };
+  try {
+    if (o.once) {
+      // One deadline for connecting and listening: --once is for scripts, which must not wait
+      // for the connect's own budget (rpc.responseTimeout) when they asked for a few seconds.
+      const deadline = Date.now() + o.wait * 1000;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((r) => {
+        timer = setTimeout(() => r('late'), o.wait * 1000);
+      });
+      try {
+        if ((await Promise.race([view.start(), late])) === 'late') {
+          const s = transport.state;
+          const why = s.state === 'reconnecting' && s.reason ? `: ${s.reason}` : '';
+          throw new TransportError(`cannot connect to ${transport.url} within --wait (${o.wait} s)${why}`);
+        }
+        await new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())));
+      } finally {
+        clearTimeout(timer);
+      }
+      print();
+      return 0;
+    }
+    await view.start();
+    await new Promise<void>((resolve) => {
+      const timer = setInterval(print, o.refresh * 1000);
+      const end = () => {
+        clearInterval(timer);
+        process.off('SIGINT', end);
+        process.off('SIGTERM', end);
+        resolve();
+      };
+      process.on('SIGINT', end);
+      process.on('SIGTERM', end);
+      print();
+    });
+    return 0;
+  } finally {
+    await view.stop();
+    await transport.close();
+  }
+}
+
 async function statusCommand(argv: string[]): Promise<void> {
   const { config, rest } = cliConfig(argv, CLI_DEFAULTS);
-  // Reconnects on stderr, or an unreachable broker is a silent wait until the connect gives up.
-  if (!rest.some((a) => a === '--help' || a === '-h')) logConnectionState(makeLogger(config, 'hermod status', true));
-  process.exitCode = await runStatus(rest, config);
+  process.exitCode = await runStatusCommand(rest, config);
 }
 
 /** `hermod run`'s own defaults: the CLIs' (the local router), and JSON log lines for aggregators. */
@@ -56,33 +152,36 @@ async function runCommand(argv: string[]): Promise<void> {
     process.exit(EXIT.ok);
   }
   const { overrides, files, rest } = parseConfigArgs(argv);
-  const program = new Command('hermod run')
-    .description('Run the services of a deployment file (default ./hermod.config.json, .js, .mjs or .ts): one RPC server per service')
-    .argument('[file]', 'the run file: JSON, or a module (.js/.mjs/.ts) exporting it')
-    .option('--workers <n|max>', 'worker processes per service (node:cluster), over the file; max = one per core')
-    .option('--watch', 'reload endpoint modules when they or their local imports change')
-    .option('--watch-polling [ms]', 'as --watch, polling file stats every ms (containers, network filesystems; default 300)')
-    .option(
-      '--recycle-after <n>',
-      `with --watch, hand each worker over to a fresh process after n reloads (reloaded modules stay in memory); 0 = never (default ${DEFAULT_RECYCLE_AFTER})`,
-    )
-    .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long running requests may finish (default rpc.stopTimeout, 25 s)')
-    .option(
-      '--metrics-port <[host:]port>',
-      "serve Prometheus metrics (every worker's, summed) at http://host:port/metrics; over the file's metricsPort",
-    )
-    .version(HERMOD_VERSION, '-V, --version', "print hermod's version")
-    .addHelpText('after', '\nAlso: --config key=value | --config key value, --config-file file.json, --help-config')
+  const program = commonOptions(
+    new Command('hermod run')
+      .description('Run the services of a deployment file (default ./hermod.config.json, .js, .mjs or .ts): one RPC server per service')
+      .argument('[file]', 'the run file: JSON, or a module (.js/.mjs/.ts) exporting it')
+      .option('--workers <n|max>', 'worker processes per service (node:cluster), over the file; max = one per core')
+      .option('--watch', 'reload endpoint modules when they or their local imports change')
+      .option('--watch-polling [ms]', 'as --watch, polling file stats every ms (containers, network filesystems; default 300)')
+      .option(
+        '--recycle-after <n>',
+        `with --watch, hand each worker over to a fresh process after n reloads (reloaded modules stay in memory); 0 = never (default ${DEFAULT_RECYCLE_AFTER})`,
+      )
+      .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long running requests may finish (default rpc.stopTimeout, 25 s)')
+      .option(
+        '--metrics-port <[host:]port>',
+        "serve Prometheus metrics (every worker's, summed) at http://host:port/metrics; over the file's metricsPort",
+      ),
+    [CONFIG_HELP_LINE],
+  )
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
-  const o = program.opts<{
-    workers?: string;
-    watch?: boolean;
-    watchPolling?: string | true;
-    recycleAfter?: string;
-    shutdownTimeout?: string;
-    metricsPort?: string;
-  }>();
+  const o = program.opts<
+    {
+      workers?: string;
+      watch?: boolean;
+      watchPolling?: string | true;
+      recycleAfter?: string;
+      shutdownTimeout?: string;
+      metricsPort?: string;
+    } & LogFlags
+  >();
   const cliWorkers = o.workers === undefined ? undefined : parseWorkers(o.workers, '--workers');
   const file = (program.args[0] as string | undefined) ?? DEFAULT_RUN_FILES.find((f) => existsSync(f));
   if (!file) throw new UsageError(`no run file named and none of ${DEFAULT_RUN_FILES.join(', ')} here`);
@@ -99,12 +198,15 @@ async function runCommand(argv: string[]): Promise<void> {
   // and one from --config, a --config-file or the environment from its own source.
   const top = { source: `${file}: config`, values: spec.config };
   const configOf = (s?: ServiceSpec): HermodConfig =>
-    loadConfig({
-      defaults: RUN_DEFAULTS,
-      layers: s ? [top, { source: `${file}: services.${s.name}.config`, values: s.config }] : [top],
-      files,
-      overrides,
-    });
+    applyLogFlags(
+      loadConfig({
+        defaults: RUN_DEFAULTS,
+        layers: s ? [top, { source: `${file}: services.${s.name}.config`, values: s.config }] : [top],
+        files,
+        overrides,
+      }),
+      o,
+    );
   const base = configOf();
   const configs = new Map(spec.services.map((s) => [s, configOf(s)]));
   const workersOf = (s: ServiceSpec) => cliWorkers ?? s.workers ?? spec.workers ?? 1;
@@ -221,7 +323,7 @@ async function main(): Promise<void> {
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(10)} ${c.summary}`);
     process.stdout.write(
-      `Usage: hermod <command> [options]   (hermod <command> --help)\n\nCommands:\n${rows.join('\n')}\n\nOptions:\n  -V, --version  print hermod's version\n  -h, --help     this text\n`,
+      `Usage: hermod <command> [options]   (hermod <command> --help)\n\nCommands:\n${rows.join('\n')}\n\nOptions:\n  -V, --version  print hermod's version\n  -h, --help     this text\n\n${EXIT_TABLE}\n`,
     );
     process.exit(name === undefined ? EXIT.usage : EXIT.ok);
   }

@@ -271,6 +271,13 @@ cli('--workers takes a whole number from 1 or max, else exits 2', async () => {
     assert.match(p.err, /--workers: must be a whole number from 1 to 256 or "max"/);
   }
 });
+cli('--shutdown-timeout takes seconds from 0, else exits 2', async () => {
+  for (const bad of ['-1', 'soon', '']) {
+    const p = start(['--shutdown-timeout', bad, '--port', '0', '--transport-url', 'memory://']);
+    assert.is(await p.exited, 2, bad);
+    assert.match(p.err, /--shutdown-timeout must be a number of seconds from 0/);
+  }
+});
 cli('--workers 2: an unusable route schema exits 2 before any worker starts', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
   const file = path.join(dir, 'gw.json');
@@ -307,7 +314,7 @@ cli('--workers 2: a port already taken ends the run with the worker exit status 
   }
 });
 cli('--workers 2: SIGTERM while the workers still load their modules stops them at once, nothing killed', async () => {
-  const p = start(['--port', '0', '--workers', '2', '--transport-url', 'memory://', '--shutdown-timeout', '30000', '--log-level', 'info']);
+  const p = start(['--port', '0', '--workers', '2', '--transport-url', 'memory://', '--shutdown-timeout', '30', '--log-level', 'info']);
   const pids = () => [...p.out.matchAll(/worker \d started \(pid (\d+)\)/g)].map((m) => Number(m[1]));
   try {
     // 'started' is node:cluster's online event: the worker process runs, its modules not loaded yet.
@@ -322,6 +329,8 @@ cli('--workers 2: SIGTERM while the workers still load their modules stops them 
     assert.is(code, 0, `${p.out}\n${p.err}`);
     assert.ok(took < 15_000, `stopped after ${took} ms:\n${p.out}\n${p.err}`);
     assert.not.match(p.err, /did not exit by the deadline/);
+    // Seconds, as every bin's --shutdown-timeout (it took milliseconds here alone).
+    assert.match(p.out + p.err, /deadline of each on stop 30 s/);
     for (const pid of pids()) assert.not.ok(alive(pid), `worker pid ${pid} still alive`);
   } finally {
     if (p.child.exitCode === null) p.child.kill('SIGKILL');

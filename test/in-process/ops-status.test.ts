@@ -77,7 +77,7 @@ const latest = (s: { snapshots: Array<{ servers: PresenceRow[] }> }) => s.snapsh
 const row = (s: { snapshots: Array<{ servers: PresenceRow[] }> }, name: string) => latest(s).find((r) => r.name === name);
 
 t('hermod status sees servers come, get busy, stop (goodbye) and vanish (no more beacons)', async (ctx) => {
-  const view = status(ctx, ['st1', '--json', '--refresh', '100']);
+  const view = status(ctx, ['st1', '--json', '--refresh', '0.1']);
   await until(() => view.snapshots.length > 0, 'a first snapshot', 8000);
   assert.match(view.snapshots[0]!.note, /unknown peers may exist/);
   const a = await serve(ctx, 'st1', 'st-a', 200);
@@ -120,7 +120,7 @@ t('hermod status sees servers come, get busy, stop (goodbye) and vanish (no more
 t('hermod status --once --json prints what it heard and exits 0; beacons nobody hears are not errors', async (ctx) => {
   const { beacon } = await serve(ctx, 'st2', 'st-once', 150);
   await until(() => beacon.sent + beacon.failures >= 2, 'beacons into the void', 3000);
-  const view = status(ctx, ['--once', '--wait', '800', '--json']);
+  const view = status(ctx, ['--once', '--wait', '0.8', '--json']);
   assert.is(await view.exited, 0, view.stderr());
   assert.is(view.snapshots.length, 1);
   assert.ok(
@@ -141,7 +141,7 @@ t('a beacon nobody hears does not hold up the stop (it added a whole interval)',
 t('a bad option is a usage error (2)', async (ctx) => {
   const view = status(ctx, ['--refresh', 'soon']);
   assert.is(await view.exited, 2);
-  assert.match(view.stderr(), /--refresh wants a positive number/);
+  assert.match(view.stderr(), /--refresh <seconds>' argument 'soon' is invalid\. needs a number of seconds/);
   // A flag where a value belongs: it became the topic, and the URL after it was lost.
   const flag = status(ctx, ['--presence-topic', '--once']);
   assert.is(await flag.exited, 2);
@@ -160,7 +160,26 @@ t('an unreachable broker: each reconnect said on stderr (was silent until the co
   const help = spawnSync(process.execPath, [bin, 'status', '--help'], { encoding: 'utf8', timeout: 10_000 });
   assert.is(help.status, 0, help.stderr);
   assert.match(help.stdout, /--config key=value/);
+  // The flags and the exit table every bin's --help has.
+  assert.match(help.stdout, /--log-level <level>/);
+  assert.match(help.stdout, /Exit status \(all hermod CLIs\)/);
   assert.is(help.stderr, '');
+});
+
+t('--once gives up on an unreachable broker at --wait, exit 5 with the reason (it waited the 60 s connect budget)', async (ctx) => {
+  const closed = net.createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const port = (closed.address() as net.AddressInfo).port;
+  await new Promise((r) => closed.close(r));
+  const t0 = Date.now();
+  const view = status({ ...ctx, url: `amqp://127.0.0.1:${port}/` }, ['--once', '--wait', '1.5', '--quiet']);
+  assert.is(await view.exited, 5, view.stderr());
+  const took = Date.now() - t0;
+  assert.ok(took < 8000, `took ${took} ms with --wait 1.5`);
+  assert.match(view.stderr(), new RegExp(`cannot connect to amqp://127\\.0\\.0\\.1:${port}/ within --wait \\(1\\.5 s\\): .*ECONNREFUSED`));
+  // --quiet: no reconnect lines at info.
+  assert.not.match(view.stderr(), /reconnecting to/);
+  assert.is(view.snapshots.length, 0);
 });
 
 t('beacons from peers are checked and bounded; the table shows no control characters', async (ctx) => {

@@ -105,7 +105,7 @@ t('hermod status sees servers of hermod run (beacons in the run file) and of rpc
       services: { calc: { endpoints: './ep.js', topic, server: 'calc', workers: 2 } },
     }),
   );
-  const status = start('hermod', ['status', topic, '--json', '--refresh', '100', '--transport-url', ctx.url], ctx.dir);
+  const status = start('hermod', ['status', topic, '--json', '--refresh', '0.1', '--transport-url', ctx.url], ctx.dir);
   ctx.procs.push(status);
   await until(() => status.json.length > 0, `the status view running (${status.text})`, 10_000);
 
