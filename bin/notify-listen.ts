@@ -94,10 +94,15 @@ async function main(): Promise<void> {
   });
   const endpoint: Record<string, unknown> = {};
   if (o.publisherId || o.eventType) {
-    endpoint.filterRule = new NotificationFilter({
-      ...(o.publisherId ? { publisherId: o.publisherId } : {}),
-      ...(o.eventType ? { eventType: o.eventType } : {}),
-    });
+    try {
+      endpoint.filterRule = new NotificationFilter({
+        ...(o.publisherId ? { publisherId: o.publisherId } : {}),
+        ...(o.eventType ? { eventType: o.eventType } : {}),
+      });
+    } catch (err) {
+      // Named by the flag the user typed, not the library's rule.
+      throw new UsageError((err as Error).message.replace(/^publisherId:/, '--publisher-id:').replace(/^eventType:/, '--event-type:'));
+    }
   }
   const topics = o.topic ?? config.notifications.topics;
   let announced = false;

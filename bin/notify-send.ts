@@ -52,7 +52,7 @@ async function main(): Promise<void> {
   const config = applyLogFlags(loaded, o);
   // stdout says what was sent; logs (connection progress) go to stderr.
   const log = makeLogger(config, 'notify-send', true);
-  logConnectionState(log);
+  logConnectionState(log, { retry: config.notifications.retry, key: 'notifications.retry' });
   // oslo's Notifier.warning() sends WARN: the name is taken here too.
   const priority = o.priority.toLowerCase() === 'warning' ? 'warn' : o.priority.toLowerCase();
   if (!(PRIORITIES as readonly string[]).includes(priority)) {
@@ -79,16 +79,15 @@ async function main(): Promise<void> {
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), (o.timeout ?? DEFAULT_TIMEOUT_S) * 1000);
     });
-    const waiting = setTimeout(
-      () =>
-        log.info(
-          `waiting for the broker to take it${/^amqps?$/.test(transport!.url.scheme) ? ' (through a router: for a listener)' : ''}…`,
-        ),
-      1000,
-    );
+    // Said once a second has passed connected: while it is not, the reconnect lines say why it waits.
+    const waiting = setInterval(() => {
+      if (transport!.state.state !== 'connected') return;
+      clearInterval(waiting);
+      log.info(`waiting for the broker to take it${/^amqps?$/.test(transport!.url.scheme) ? ' (through a router: for a listener)' : ''}…`);
+    }, 1000);
     const outcome = await Promise.race([sent, timedOut]).finally(() => {
       clearTimeout(timer);
-      clearTimeout(waiting);
+      clearInterval(waiting);
     });
     if (outcome === 'timeout') {
       sent.catch(() => {});

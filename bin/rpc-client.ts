@@ -74,7 +74,8 @@ async function main(): Promise<void> {
   const config = applyLogFlags(loaded, o);
   // stdout is the result: logs (connection progress) go to stderr.
   const log = makeLogger(config, 'rpc-client', true);
-  logConnectionState(log);
+  // One call gives up past rpc.retry; --repeat's calls go on trying, each within the budget.
+  logConnectionState(log, o.repeat === 1 ? { retry: config.rpc.retry, key: 'rpc.retry' } : undefined);
   if (o.wait && !o.start) program.error('error: --wait goes with --start (or: rpc-client job <token> --wait)');
   // A cast has no answer, so no token to print: it would silently be a plain cast.
   if (o.start && (o.cast || o.fanout))

@@ -116,9 +116,11 @@ export function nextTryText(delayMs: number | undefined): string {
 /**
  * Logs connection state changes of any driver (`hermod:connection:state`): each reconnect
  * attempt at info with the host, the reason when known and when the next try comes, so that a
- * bin waiting for a broker is never silent; losses and flow control at warn.
+ * bin waiting for a broker is never silent; losses and flow control at warn. `budget`: the retry
+ * budget of a bin that makes one request and gives up past it (rpc-client's `rpc.retry`), so the
+ * attempt that spends it says so instead of announcing a next try.
  */
-export function logConnectionState(log: Logger): void {
+export function logConnectionState(log: Logger, budget?: { retry: number; key: string }): void {
   // The last reason each connection gave: a 'reconnecting' event may not carry one itself.
   const reasons = new Map<string, string>();
   // Connections that failed or were lost since they were last connected.
@@ -140,7 +142,10 @@ export function logConnectionState(log: Logger): void {
     } else if (ev.state === 'reconnecting') {
       troubled.add(host);
       const why = reason ?? reasons.get(host);
-      const next = nextTryText(ev.delayMs);
+      // The connection itself would try again, but the one request of a short-lived bin gives up
+      // past its retry budget: "next try in 4.4 s" right before "gave up" misled.
+      const spent = budget !== undefined && budget.retry >= 0 && (ev.attempt ?? 0) > budget.retry;
+      const next = spent ? `no more tries (${budget.key}=${budget.retry})` : nextTryText(ev.delayMs);
       log.info(`reconnecting to ${host}${why ? ` (${why})` : ''}: attempt ${ev.attempt ?? '?'} failed, ${next}`, {
         host: ev.host,
         ...(ev.role ? { role: ev.role } : {}),

@@ -40,6 +40,7 @@ export class ConnectGate {
    * `pollMs` bounds each sleep for conditions nobody wakes the gate for.
    */
   async until(ready: () => boolean, deadline: number, retry: number, what: string, pollMs = Infinity): Promise<void> {
+    const started = Date.now();
     while (!ready()) {
       const s = this.status();
       if (s.closed) throw new ClosedError('transport is closed');
@@ -55,10 +56,12 @@ export class ConnectGate {
       const left = deadline - Date.now();
       if (left <= 0) {
         if (!s.connected)
-          throw Object.assign(new TransportError(`${s.problem} (still trying when ${what} timed out)`), {
+          // How long it waited: a timeout given in the wrong unit (`rpc.responseTimeout=8`, meant
+          // as seconds, is 8 ms) shows at once.
+          throw Object.assign(new TransportError(`${s.problem} (still trying when ${what} timed out after ${waited(started)})`), {
             stillConnecting: s.failedAttempts === 0,
           });
-        throw new MessagingTimeout(`timed out waiting to send ${what}`);
+        throw new MessagingTimeout(`timed out waiting to send ${what} (after ${waited(started)})`);
       }
       await this.sleep(Math.min(left, pollMs));
     }
@@ -75,4 +78,10 @@ export class ConnectGate {
       this.waiters.add(done);
     });
   }
+}
+
+/** Time since `started`, for an error: `8 ms`, `2.5 s`. */
+function waited(started: number): string {
+  const ms = Date.now() - started;
+  return ms < 1000 ? `${ms} ms` : `${Number((ms / 1000).toFixed(1))} s`;
 }

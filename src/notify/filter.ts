@@ -23,26 +23,31 @@ export class NotificationFilter {
     metadata?: Regexes;
     payload?: Regexes;
   }) {
-    this.publisherId = NotificationFilter.compile(rules.publisherId);
-    this.eventType = NotificationFilter.compile(rules.eventType);
-    this.ctx = NotificationFilter.dict(rules.context);
-    this.metadata = NotificationFilter.dict(rules.metadata);
-    this.payload = NotificationFilter.dict(rules.payload);
+    this.publisherId = NotificationFilter.compile(rules.publisherId, 'publisherId');
+    this.eventType = NotificationFilter.compile(rules.eventType, 'eventType');
+    this.ctx = NotificationFilter.dict(rules.context, 'context');
+    this.metadata = NotificationFilter.dict(rules.metadata, 'metadata');
+    this.payload = NotificationFilter.dict(rules.payload, 'payload');
   }
 
-  // Python's re.match anchors at the start only: the sticky flag does the same.
-  private static compile(p: string | RegExp | undefined): RegExp | undefined {
+  /**
+   * A rule as a RegExp anchored at the start, as Python's re.match (the sticky flag does the
+   * same). A pattern that does not compile is an InvalidArgument naming the rule (`field`) and the
+   * pattern as written: the engine's own message shows it with the sticky flag added (`/(/y`).
+   */
+  private static compile(p: string | RegExp | undefined, field: string): RegExp | undefined {
     if (p === undefined) return undefined;
     try {
       return p instanceof RegExp ? new RegExp(p.source, `${p.flags.replace(/[gy]/g, '')}y`) : new RegExp(p, 'y');
     } catch (err) {
-      throw new InvalidArgument(`bad filter expression ${String(p)}: ${(err as Error).message}`);
+      const why = (err as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '');
+      throw new InvalidArgument(`${field}: bad regular expression ${JSON.stringify(String(p))}: ${why}`);
     }
   }
 
-  private static dict(d: Regexes | undefined): Record<string, RegExp> {
+  private static dict(d: Regexes | undefined, field: string): Record<string, RegExp> {
     const out: Record<string, RegExp> = {};
-    for (const [k, v] of Object.entries(d ?? {})) out[k] = NotificationFilter.compile(v)!;
+    for (const [k, v] of Object.entries(d ?? {})) out[k] = NotificationFilter.compile(v, `${field}.${k}`)!;
     return out;
   }
 

@@ -55,6 +55,16 @@ t('rpc-client: usage errors exit 2 as its help promises', async () => {
   assert.is(option.code, 2, option.err);
 });
 
+t('notify-listen: a filter that is no regular expression exits 2 naming its flag and the pattern as typed', async () => {
+  const bad = await run('notify-listen', ['--event-type', '(', '--transport-url', 'memory://']);
+  assert.is(bad.code, 2, bad.err);
+  // It said 'bad filter expression (: Invalid regular expression: /(/y: …': no flag, and the sticky flag hermod adds.
+  assert.is(bad.err, 'error: --event-type: bad regular expression "(": Unterminated group\n');
+  const pub = await run('notify-listen', ['--publisher-id', 'a[', '--transport-url', 'memory://']);
+  assert.is(pub.code, 2, pub.err);
+  assert.match(pub.err, /^error: --publisher-id: bad regular expression "a\[": /);
+});
+
 t('notify-send: usage errors exit 2', async () => {
   const notKv = await run('notify-send', ['compute.start', 'foo', '--transport-url', NOWHERE]);
   assert.is(notKv.code, 2, notKv.err);
@@ -72,6 +82,9 @@ t('rpc-client retries a connection twice by default; env, --config and a config 
   const byDefault = await run('rpc-client', args);
   assert.is(byDefault.code, 5, byDefault.err);
   assert.match(byDefault.err, /cannot connect to amqp:\/\/127\.0\.0\.1:1.*gave up after 3 attempts, retry=2/);
+  // The attempt that spends the budget says so (it announced a next try that never came).
+  assert.match(byDefault.err, /attempt 3 failed, no more tries \(rpc\.retry=2\)\n/);
+  assert.match(byDefault.err, /attempt 2 failed, next try /);
   const byEnv = await run('rpc-client', args, { HERMOD_RPC_RETRY: '0' });
   assert.is(byEnv.code, 5, byEnv.err);
   assert.match(byEnv.err, /gave up after 1 attempt, retry=0/);
@@ -90,9 +103,16 @@ t('notify-send retries a connection twice by default; HERMOD_NOTIFICATIONS_RETRY
   const byDefault = await run('notify-send', args);
   assert.is(byDefault.code, 5, byDefault.err);
   assert.match(byDefault.err, /cannot connect to amqp:\/\/127\.0\.0\.1:1.*retry=2\)/);
+  assert.match(byDefault.err, /attempt 3 failed, no more tries \(notifications\.retry=2\)\n/);
   const byEnv = await run('notify-send', args, { HERMOD_NOTIFICATIONS_RETRY: '0' });
   assert.is(byEnv.code, 5, byEnv.err);
   assert.match(byEnv.err, /retry=0\)/);
+  // Failing to connect for over a second: the reconnect lines say why it waits, and no line
+  // claims the broker has it and is deciding ("waiting for the broker to take it").
+  const slow = await run('notify-send', ['compute.start', 'id=1', '--transport-url', NOWHERE, '--config', 'amqp1.retryInterval=700']);
+  assert.is(slow.code, 5, slow.err);
+  assert.match(slow.err, /attempt 2 failed/);
+  assert.not.match(slow.err, /waiting for the broker/);
 });
 
 t('the CLI transport URL default yields to a config file and to HERMOD_TRANSPORT_URL', async () => {
