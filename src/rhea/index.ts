@@ -32,4 +32,4 @@ export { batchWrites } from './batching.js';
 export { installFastFrames, rheaCodec } from './fast-frames.js';
 export { deliveryCount, linkCredit, sessionRoom } from './links.js';
 export { installRawDecode, rawBytes, scanInsteadOfDecode } from './raw-decode.js';
-export { acceptSocket, closeNow, discarded, limitIncomingMessages, type SaslPolicy } from './server.js';
+export { acceptSocket, closeNow, discarded, discardedBytes, limitIncomingMessages, type SaslPolicy } from './server.js';

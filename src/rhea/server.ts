@@ -95,16 +95,24 @@ export function closeNow(conn: Connection, error: AmqpError): void {
   }
 }
 
-const DISCARDED = new WeakSet<object>();
+/** Deliveries cut off by {@link limitIncomingMessages}, with their bytes counted so far. */
+const DISCARDED = new WeakMap<object, number>();
 
 /** Whether `delivery` was cut off by {@link limitIncomingMessages} (its message is empty). */
 export function discarded(delivery: Delivery): boolean {
   return DISCARDED.has(delivery);
 }
 
+/** The size a delivery cut off by {@link limitIncomingMessages} reached (all of it, once its last frame came). */
+export function discardedBytes(delivery: Delivery): number | undefined {
+  return DISCARDED.get(delivery);
+}
+
 interface LinkState {
   bytes: number;
   dropping: boolean;
+  /** The delivery being dropped, whose size is kept up to date. */
+  delivery?: Delivery;
 }
 
 interface TransferFrame {
@@ -145,15 +153,20 @@ export function limitIncomingMessages(conn: Connection, maxBytes: number, onOver
       states.set(link, s);
     }
     s.bytes += frame.payload?.length ?? 0;
-    if (s.dropping) frame.payload = undefined;
+    if (s.dropping) {
+      frame.payload = undefined;
+      // Before rhea handles the frame: the last one dispatches the message event at once.
+      if (s.delivery) DISCARDED.set(s.delivery, s.bytes);
+    }
     original.call(this, frame);
     const current = (link as unknown as { _incomplete?: Delivery & { frames?: Buffer[] } })._incomplete;
     if (s.dropping) {
       this._register();
     } else if (current && s.bytes > maxBytes) {
       s.dropping = true;
+      s.delivery = current;
       current.frames = [];
-      DISCARDED.add(current);
+      DISCARDED.set(current, s.bytes);
       onOversize(current, s.bytes);
     }
   };

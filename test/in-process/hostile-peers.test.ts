@@ -1,9 +1,11 @@
 import { spawn } from 'node:child_process';
+import diagnostics_channel from 'node:diagnostics_channel';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type rhea from 'rhea';
+import rhea from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { loadConfig } from '../../src/config/index.js';
 import { memoryBroker } from '../../src/driver/memory/broker.js';
 import {
   type Context,
@@ -234,6 +236,101 @@ t('amqp1: __proto__ in request args or context is refused; the clean call is ser
     await router.stop();
   }
 });
+
+/** The source a peer asked for when it attached `link` (rhea's typings leave `remote` out). */
+const remoteSource = (link: rhea.Sender | rhea.Receiver) =>
+  (link as unknown as { remote: { attach?: { source?: unknown } } }).remote.attach?.source;
+
+t(
+  'amqp1, a peer that is no router: a request past twice maxMessageSize is dropped as it arrives and rejected; one just over it is answered MessageTooLarge',
+  async () => {
+    // Nothing on the way enforces a size (a Qpid Dispatch mesh with no maxMessageSize, a broker of
+    // any kind): rhea assembled any message whole before hermod saw its size.
+    const container = rhea.create_container();
+    container.on('error', () => {});
+    const senders: rhea.Sender[] = [];
+    const replies: Array<{ id: unknown; body: Record<string, unknown> }> = [];
+    const outcomes: Array<{ kind: string; condition?: string }> = [];
+    container.on('sender_open', (e: rhea.EventContext) => {
+      // hermod's reply link asks for a dynamic address: this peer names it.
+      if ((remoteSource(e.sender!) as { dynamic?: boolean } | undefined)?.dynamic) e.sender!.set_source({ address: 'dyn-1' } as never);
+      senders.push(e.sender!);
+    });
+    container.on('message', (e: rhea.EventContext) => {
+      // Replies carry the call's id as correlation_id; the call hermod sends later, as message_id.
+      replies.push({ id: e.message!.correlation_id ?? e.message!.message_id, body: JSON.parse(String(e.message!.body)) });
+    });
+    for (const kind of ['accepted', 'rejected', 'released', 'modified']) {
+      container.on(kind, (e: rhea.EventContext) => {
+        const st = e.delivery?.remote_state as { error?: { condition?: string } } | undefined;
+        outcomes.push({ kind, ...(st?.error?.condition ? { condition: st.error.condition } : {}) });
+      });
+    }
+    const listener = container.listen({ port: 0, host: '127.0.0.1' } as never) as unknown as import('node:net').Server;
+    await new Promise((r) => listener.once('listening', r));
+    const port = (listener.address() as import('node:net').AddressInfo).port;
+    const invalid: Array<{ where: string; error: Error; size: number }> = [];
+    const onInvalid = (e: unknown) => invalid.push(e as { where: string; error: Error; size: number });
+    diagnostics_channel.subscribe('hermod:message:invalid', onInvalid);
+    const maxMessageSize = 64 * 1024;
+    const transport = await getTransport(`amqp://127.0.0.1:${port}/`, {
+      config: loadConfig({ env: {}, overrides: { maxMessageSize: String(maxMessageSize) } }),
+    });
+    const probe = new Probe();
+    const server = new RPCServer(transport, new Target({ topic: 'big', server: 's' }), [probe]);
+    try {
+      await server.start();
+      // No router's product in the peer's open: hermod uses the legacy addresses of oslo's amqp1 driver.
+      const topic = senders.find((x) => (remoteSource(x) as { address?: string }).address === 'unicast.openstack.big');
+      assert.ok(topic, `hermod attached to its topic address: ${senders.map((x) => JSON.stringify(remoteSource(x))).join(' ')}`);
+      await until(() => topic!.sendable(), 'credit from the server');
+      const request = (pad: number) =>
+        JSON.stringify({ request: { method: 'add', args: { a: 40, b: 2, pad: 'x'.repeat(pad) } }, context: {} });
+      const before = process.memoryUsage().rss;
+      // 20 MiB: over twice the limit, sent in the frames the peer chose (rhea: 4 MiB each at most here).
+      topic!.send({ body: request(20 * 1024 * 1024), message_id: 'huge', reply_to: 'dyn-1' } as never);
+      await until(() => outcomes.length === 1, 'an outcome for the huge request', 15_000);
+      assert.equal(outcomes[0], { kind: 'rejected', condition: 'amqp:link:message-size-exceeded' });
+      await until(() => invalid.length === 1, 'the server reports it');
+      assert.is(invalid[0]!.where, 'server s');
+      assert.is(invalid[0]!.error.name, 'MessageTooLarge');
+      assert.ok(invalid[0]!.size >= 20 * 1024 * 1024, `size ${invalid[0]!.size}`);
+      assert.ok(process.memoryUsage().rss - before < 200 * 1024 * 1024, 'nothing of it kept');
+      // Just over the limit: assembled and decoded, so the caller is told.
+      topic!.send({ body: request(maxMessageSize + 1000), message_id: 'over', reply_to: 'dyn-1' } as never);
+      topic!.send({ body: request(10), message_id: 'ok', reply_to: 'dyn-1' } as never);
+      await until(() => replies.length === 2, 'two replies', 15_000);
+      const by = new Map(replies.map((r) => [r.id, r.body]));
+      assert.is(failureClass(by.get('over')!.failure), 'MessageTooLarge');
+      assert.is(by.get('ok')!.response, 42);
+      assert.is(probe.seen.length, 1);
+      // A reply of 20 MiB on the client's reply link: dropped as it arrives, reported; the call,
+      // whose id went with the dropped frames, times out.
+      const client = new RPCClient(transport, new Target({ topic: 'other' }), { timeout: 1500 });
+      const call = client.call({}, 'add', { a: 1, b: 2 }).then(
+        () => 'answered',
+        (e: Error) => e.name,
+      );
+      await until(() => replies.length === 3, 'the call reaches this peer');
+      const replyLink = senders.find((x) => (remoteSource(x) as { dynamic?: boolean } | undefined)?.dynamic);
+      assert.ok(replyLink, 'the reply link');
+      await until(() => replyLink!.sendable(), 'reply credit');
+      const hugeReply = JSON.stringify({ response: 'y'.repeat(20 * 1024 * 1024), ending: true });
+      replyLink!.send({ body: hugeReply, correlation_id: replies[2]!.id } as never);
+      assert.is(await call, 'MessagingTimeout');
+      const cut = invalid.find((i) => i.where === 'reply link');
+      assert.ok(cut, JSON.stringify(invalid.map((i) => i.where)));
+      assert.is(cut!.error.name, 'MessageTooLarge');
+      assert.ok(cut!.size >= 20 * 1024 * 1024, `size ${cut!.size}`);
+    } finally {
+      diagnostics_channel.unsubscribe('hermod:message:invalid', onInvalid);
+      await server.stop();
+      await server.wait(1000);
+      await transport.close();
+      await new Promise((r) => listener.close(r));
+    }
+  },
+);
 
 t('amqp1: call_monitor_timeout 1e7, 0.001 and -1 give no heartbeats and no timer warning; 2 s gives one', async () => {
   const router = new Router({ port: 0 });

@@ -8,12 +8,31 @@ import type { TransportHost, TransportUrl } from '../../config/transport-url.js'
 import { backoffDelay } from '../../core/backoff.js';
 import { AccessRefused, TransportError } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
-import { clearRheaTimers, connectionError, type OutcomeKind, setSaslCredentials, socketOf, stopReconnect } from '../../rhea/index.js';
+import {
+  clearRheaTimers,
+  connectionError,
+  limitIncomingMessages,
+  type OutcomeKind,
+  setSaslCredentials,
+  socketOf,
+  stopReconnect,
+} from '../../rhea/index.js';
 import { ConnectGate } from '../connect-gate.js';
 import type { ConnectionState } from '../driver.js';
 import { HostRotation, hostLabel } from '../hosts.js';
 import { probeProtocol, wrongProtocol } from '../protocol-probe.js';
 import { tlsOptions } from '../tls.js';
+
+/**
+ * The most bytes of one incoming message rhea assembles: twice `maxMessageSize` (a message a
+ * little over it is still decoded, so that its call is answered MessageTooLarge).
+ */
+export function incomingLimit(maxMessageSize: number): number {
+  return maxMessageSize * 2;
+}
+
+/** The largest frame this side takes (advertised in its open): 1 MiB. */
+export const MAX_FRAME_SIZE = 1024 * 1024;
 
 /** Sleeps of a waiting send are capped so conditions nobody wakes the gate for are re-checked. */
 const WAIT_POLL_MS = 250;
@@ -154,11 +173,29 @@ export class Amqp1Connection {
           : backoffDelay(this.failedAttempts + 1, { initial: a.retryInterval, factor: 2, max: a.intervalMax });
         return this.nextDelayMs;
       },
+      // rhea's default is 4 GiB: a peer could send any message as one frame, which rhea buffers
+      // whole, past the reach of limitIncomingMessages. Peers split by what we advertise.
+      max_frame_size: MAX_FRAME_SIZE,
       non_fatal_errors: NON_FATAL,
       idle_time_out: a.idleTimeout || undefined,
       properties: { process: process.argv[1] ? process.argv[1].split('/').pop() : 'node', pid: process.pid, node: os.hostname() },
     } as never);
     this.conn = conn;
+    // rhea assembles a message whole before anyone sees its size, so a peer that is no router
+    // (nothing on the way enforces a limit) could make this process hold any size it sends.
+    // Past twice maxMessageSize the rest is dropped as it arrives and the delivery rejected; up
+    // to that, the receiver still decodes it and answers MessageTooLarge, as for any oversize.
+    const limit = incomingLimit(this.config.maxMessageSize);
+    limitIncomingMessages(conn, limit, (delivery) => {
+      // A link that accepts by itself (the reply link) would accept it after the reject: one
+      // outcome only, the accept, which tells the sender nothing worse than the lost call.
+      if ((delivery.link as unknown as { get_option(k: string, d: boolean): boolean }).get_option('autoaccept', true)) return;
+      try {
+        delivery.reject({ condition: 'amqp:link:message-size-exceeded', description: `message exceeds ${limit} bytes` } as never);
+      } catch {
+        // the link is gone
+      }
+    });
     conn.connect();
     conn.on('connection_open', (ctx: EventContext) => this.onOpen(ctx));
     conn.on('disconnected', (ctx: EventContext) => this.onDisconnected(ctx));

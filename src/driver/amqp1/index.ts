@@ -1,11 +1,12 @@
 import type { Connection, EventContext, Message, Receiver, Sender, Source } from 'rhea';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
-import { ClosedError, InvalidArgument, MessagingTimeout } from '../../core/errors.js';
+import { channels, publish } from '../../core/diagnostics.js';
+import { ClosedError, InvalidArgument, MessageTooLarge, MessagingTimeout } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import type { Context } from '../../core/serializer.js';
 import type { Target } from '../../core/target.js';
-import { installRheaFixes } from '../../rhea/index.js';
+import { discardedBytes, installRheaFixes } from '../../rhea/index.js';
 import type { Driver, Listener, ListenOptions, NotificationSendOptions, Reply, RpcRequest, SendOptions } from '../driver.js';
 import { DriverBase } from '../driver-base.js';
 import { type AddressingMode, notifyAddress, pickMode, rpcAddress, serverAddresses } from './addressing.js';
@@ -116,7 +117,15 @@ export class Amqp1Driver extends DriverBase implements Driver {
     this.replyReceiver.on('receiver_open', (c: EventContext) => {
       this.replyAddress = (c.receiver!.source as { address?: string }).address;
     });
-    this.replyReceiver.on('message', (c: EventContext) => this.onReply(c.message!));
+    this.replyReceiver.on('message', (c: EventContext) => {
+      // Cut off while it arrived (see incomingLimit): nothing says which call it answered.
+      const cut = discardedBytes(c.delivery!);
+      if (cut !== undefined) {
+        publish(channels.invalidMessage, { where: 'reply link', error: new MessageTooLarge(cut, this.maxMessageSize), size: cut });
+        return;
+      }
+      this.onReply(c.message!);
+    });
     this.replyReceiver.on('receiver_error', () => {});
   }
 

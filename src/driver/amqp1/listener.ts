@@ -1,6 +1,7 @@
 import type { Connection, EventContext, Receiver } from 'rhea';
-import { AccessRefused, MalformedMessage, TransportError } from '../../core/errors.js';
+import { AccessRefused, MalformedMessage, MessageTooLarge, TransportError } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
+import { discardedBytes } from '../../rhea/index.js';
 import type { IncomingMessage, Listener, ListenOptions, Reply } from '../driver.js';
 import { badInputBody, bodySize, decodeRequest, replyBody } from './wire.js';
 
@@ -110,6 +111,17 @@ export class Amqp1Listener implements Listener {
       this.processing.set(receiver, (this.processing.get(receiver) ?? 1) - 1);
       if (!this.stopped && receiver.is_open()) receiver.add_credit(1);
     };
+    // Cut off while it arrived (see incomingLimit): rejected already, and nothing of it is left,
+    // not even the reply address, so the caller cannot be told; the server's log is.
+    const cut = discardedBytes(delivery);
+    if (cut !== undefined) {
+      free();
+      this.opts.listen.onInvalid?.(new MessageTooLarge(cut, this.opts.maxMessageSize), {
+        address: (receiver.source as { address?: string }).address ?? '?',
+        size: cut,
+      });
+      return;
+    }
     const replyTo = typeof message.reply_to === 'string' ? message.reply_to : undefined;
     const correlationId = message.message_id;
     let decoded: ReturnType<typeof decodeRequest>;
