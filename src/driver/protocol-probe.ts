@@ -77,6 +77,74 @@ export function probeProtocol(
   });
 }
 
+/** A TLS handshake that met a peer answering in plain text (OpenSSL 1.1 and 3 say it these ways). */
+export function isPlainTextPeer(message: string): boolean {
+  return /wrong version number|packet length too long|unknown protocol|record layer failure|http request/i.test(message);
+}
+
+/**
+ * Whether `host` takes a TLS handshake: connects with TLS (any certificate: this only asks
+ * whether TLS is spoken there, nothing is sent over it) and answers true once the handshake
+ * completes, false on anything else within `timeoutMs`. For a plain client whose header the
+ * peer answered by closing, as a TLS-only port does. Never throws.
+ */
+export function speaksTls(host: TransportHost, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sni = net.isIP(host.hostname) === 0 ? { servername: host.hostname } : {};
+    const socket = tls.connect({ host: host.hostname, port: host.port, rejectUnauthorized: false, ...sni });
+    const abort = () => done(false);
+    const done = (v: boolean) => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', abort);
+      socket.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(abort, timeoutMs);
+    if (signal?.aborted) return done(false);
+    signal?.addEventListener('abort', abort, { once: true });
+    socket.once('secureConnect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.once('close', () => done(false));
+  });
+}
+
+/**
+ * The error for a client whose URL and port disagree on TLS: `tls` true when the client used TLS
+ * on a plain port (`speaks` what the port answered in plain text), false for a plain client on
+ * a TLS port. A configuration mistake (WrongProtocol, not retried).
+ */
+export function tlsMismatch(host: TransportHost, scheme: string, tls: boolean, what: string, speaks?: AmqpVersion): WrongProtocol {
+  const where = label(host);
+  const version = speaks ?? (scheme.startsWith('rabbit') ? 'AMQP 0-9-1' : 'AMQP 1.0');
+  // The scheme that would work there: the peer's protocol, with or without TLS.
+  const base = version === 'AMQP 1.0' ? 'amqp' : 'rabbit';
+  if (tls) {
+    return new WrongProtocol(
+      `${where} does not speak TLS${speaks ? ` (it answered in plain ${speaks})` : ''}: use ${base}://${where}/, or point ${scheme}:// at the TLS port (${what} not retried)`,
+      where,
+      version,
+    );
+  }
+  return new WrongProtocol(
+    `${where} expects TLS (it closed on a plain AMQP header and completed a TLS handshake${speaks ? `, then spoke ${speaks}` : ''}): use ${base}s://${where}/ (${what} not retried)`,
+    where,
+    version,
+  );
+}
+
+/**
+ * After a plain connect got no header: whether `host` is a TLS port, and which AMQP it speaks
+ * inside TLS (any certificate accepted: only the answer is read). `false` when it is no TLS port.
+ */
+export async function tlsPortSpeaks(
+  host: TransportHost,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<AmqpVersion | 'unknown' | false> {
+  if (!(await speaksTls(host, timeoutMs, signal))) return false;
+  return (await probeProtocol(host, timeoutMs, signal, { rejectUnauthorized: false })) ?? 'unknown';
+}
+
 /** The host label of a URL host, `[::1]:5672` or `h:5672`. */
 function label(host: TransportHost): string {
   return `${host.hostname.includes(':') ? `[${host.hostname}]` : host.hostname}:${host.port}`;

@@ -103,6 +103,57 @@ t('amqps:// to RabbitMQ TLS port: WrongProtocol naming rabbits://, also with no 
   }
 });
 
+t('TLS on a plain port and plain on a TLS port: WrongProtocol naming the URL that works, at once', async (ctx) => {
+  // Each said only "wrong version number" (OpenSSL's, with its source file) or "Socket closed
+  // abruptly", three times, and gave up as if the broker were down.
+  const plainRouter = new Router({ port: 0, allowAnonymous: true });
+  const plainRouterPort = await plainRouter.start();
+  try {
+    const cases: Array<[string, RegExp]> = [
+      [
+        `amqp://127.0.0.1:${ctx.routerPort}/`,
+        new RegExp(
+          `^${re(`127.0.0.1:${ctx.routerPort}`)} expects TLS \\(.*then spoke AMQP 1\\.0\\): use amqps://${re(`127.0.0.1:${ctx.routerPort}`)}/`,
+        ),
+      ],
+      [
+        `rabbit://guest:guest@127.0.0.1:${ctx.node.tlsPort}/`,
+        new RegExp(
+          `^${re(`127.0.0.1:${ctx.node.tlsPort}`)} expects TLS \\(.*then spoke AMQP 0-9-1\\): use rabbits://${re(`127.0.0.1:${ctx.node.tlsPort}`)}/`,
+        ),
+      ],
+      [
+        `amqps://127.0.0.1:${plainRouterPort}/`,
+        new RegExp(
+          `^${re(`127.0.0.1:${plainRouterPort}`)} does not speak TLS \\(it answered in plain AMQP 1\\.0\\): use amqp://${re(`127.0.0.1:${plainRouterPort}`)}/`,
+        ),
+      ],
+      [
+        `rabbits://guest:guest@127.0.0.1:${ctx.node.port}/`,
+        new RegExp(
+          `^${re(`127.0.0.1:${ctx.node.port}`)} does not speak TLS \\(it answered in plain AMQP 0-9-1\\): use rabbit://${re(`127.0.0.1:${ctx.node.port}`)}/`,
+        ),
+      ],
+    ];
+    for (const [url, message] of cases) {
+      const { tr, attempts } = await transport(ctx, url, { 'rpc.retry': 0 });
+      const t0 = Date.now();
+      const err = await rejects(
+        new RPCClient(tr, new Target({ topic: 'x' }), { timeout: 30_000 }).call({}, 'echo'),
+        'HERMOD_ERR_WRONG_PROTOCOL',
+        message,
+      );
+      assert.ok(err instanceof ConfigError, url);
+      assert.ok(Date.now() - t0 < 15_000, `${url}: failed after ${Date.now() - t0} ms`);
+      const before = attempts();
+      await sleep(500);
+      assert.is(attempts() - before, 0, `${url}: no reconnects after the verdict`);
+    }
+  } finally {
+    await plainRouter.stop();
+  }
+});
+
 t('the right TLS peers still work, and an untrusted certificate is no protocol verdict', async (ctx) => {
   const { tr: ok } = await transport(ctx, `amqps://127.0.0.1:${ctx.routerPort}/`);
   const server = new RPCServer(ok, new Target({ topic: 'fine', server: 's' }), [{ add: async (_c: unknown, a: { a: number }) => a.a + 1 }]);

@@ -20,7 +20,7 @@ import {
 import { ConnectGate } from '../connect-gate.js';
 import type { ConnectionState } from '../driver.js';
 import { HostRotation, hostLabel } from '../hosts.js';
-import { probeProtocol, wrongProtocol } from '../protocol-probe.js';
+import { isPlainTextPeer, probeProtocol, tlsMismatch, tlsPortSpeaks, wrongProtocol } from '../protocol-probe.js';
 import { tlsOptions } from '../tls.js';
 
 /**
@@ -312,8 +312,10 @@ export class Amqp1Connection {
     // The attempt counts once a probe has said whether retrying can help, so that a retry
     // budget of 0 does not fail with "gave up" before the peer's protocol is known.
     const a = this.attempt;
-    if (!wasOpen && !this.refused && !this.probing && a?.tcpUp && !a.timedOut && !this.hooks.closed()) {
-      this.probing = this.probe(a.host).finally(() => {
+    // TLS that met a plain-text answer never counts as up (tcpUp is set at secureConnect).
+    const plainPeer = this.url.tls && isPlainTextPeer(this.lastError ?? '');
+    if (!wasOpen && !this.refused && !this.probing && (a?.tcpUp || plainPeer) && a && !a.timedOut && !this.hooks.closed()) {
+      this.probing = this.probe(a.host, plainPeer).finally(() => {
         this.probing = undefined;
       });
     }
@@ -338,17 +340,34 @@ export class Amqp1Connection {
   }
 
   /**
-   * A connection that came up but closed before AMQP's open: ask the peer what it speaks. A 0-9-1
-   * peer (RabbitMQ without its AMQP 1.0 plugin) is a configuration mistake: waiting sends fail
-   * with WrongProtocol and rhea stops reconnecting, as after a refused login.
+   * A connection that came up but closed before AMQP's open, or a TLS handshake answered in
+   * plain text (`plainPeer`): ask the peer what it speaks. A 0-9-1 peer (RabbitMQ without its
+   * AMQP 1.0 plugin), a plain port behind an `amqps://` URL or a TLS-only port behind an
+   * `amqp://` one is a configuration mistake: waiting sends fail with WrongProtocol naming the URL
+   * that would work, and rhea stops reconnecting, as after a refused login.
    */
-  private async probe(host: TransportHost): Promise<void> {
+  private async probe(host: TransportHost, plainPeer: boolean): Promise<void> {
+    const refuse = (error: (what: string) => Error) => {
+      this.lastError = error('connecting').message;
+      this.refused = error;
+      if (this.conn) stopReconnect(this.conn);
+    };
+    const scheme = this.url.scheme;
+    if (plainPeer) {
+      // amqps:// to a plain port: what it speaks in plain text says which URL would work.
+      const plain = await probeProtocol(host, 2000, this.closing.signal);
+      if (plain === undefined || this.hooks.closed() || this.open_) return;
+      return refuse((what) => tlsMismatch(host, scheme, true, what, plain));
+    }
     const secure = this.url.tls ? tlsOptions(this.config.tls) : undefined;
     const speaks = await probeProtocol(host, 2000, this.closing.signal, secure);
-    if (speaks !== 'AMQP 0-9-1' || this.hooks.closed() || this.open_) return;
-    this.lastError = wrongProtocol(host, 'AMQP 1.0', 'connecting', this.url.tls).message;
-    this.refused = (what) => wrongProtocol(host, 'AMQP 1.0', what, this.url.tls);
-    if (this.conn) stopReconnect(this.conn);
+    if (this.hooks.closed() || this.open_) return;
+    if (speaks === 'AMQP 0-9-1') return refuse((what) => wrongProtocol(host, 'AMQP 1.0', what, this.url.tls));
+    // No header at all from a plain connect: a TLS-only port closes on one.
+    if (speaks !== undefined || this.url.tls) return;
+    const inside = await tlsPortSpeaks(host, 2000, this.closing.signal);
+    if (inside === false || this.hooks.closed() || this.open_) return;
+    refuse((what) => tlsMismatch(host, scheme, false, what, inside === 'unknown' ? undefined : inside));
   }
 
   /** "cannot connect to …", with the last connection failure, for errors. */

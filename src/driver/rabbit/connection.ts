@@ -12,7 +12,7 @@ import { ConnectGate } from '../connect-gate.js';
 import type { ConnectionState } from '../driver.js';
 import { CLOSE_GRACE_MS, within } from '../driver-base.js';
 import { HostRotation, hostLabel } from '../hosts.js';
-import { probeProtocol, wrongProtocol } from '../protocol-probe.js';
+import { isPlainTextPeer, probeProtocol, tlsMismatch, tlsPortSpeaks, wrongProtocol } from '../protocol-probe.js';
 import { tlsOptions } from '../tls.js';
 import { encodePublishes } from './publish-frames.js';
 
@@ -381,12 +381,28 @@ export class RabbitConnection extends EventEmitter {
         );
     }
     // Closing or stopping: our own close broke the handshake, there is nobody to tell.
-    if (this.over || !handshakeFailed || !isHandshakeFailure(message)) return undefined;
+    if (this.over || !handshakeFailed) return undefined;
+    const timeoutMs = Math.min(this.config.rabbit.connectTimeout, 2000);
+    const scheme = this.url.scheme;
+    const refuse = (error: (what: string) => Error) => {
+      this.lastError = error('connecting').message;
+      return error;
+    };
+    // rabbits:// to a plain port: what it speaks in plain text says which URL would work.
+    if (this.url.tls && isPlainTextPeer(message)) {
+      const plain = await probeProtocol(h, timeoutMs, this.aborter.signal);
+      return plain === undefined ? undefined : refuse((what) => tlsMismatch(h, scheme, true, what, plain));
+    }
+    // A TLS-only listener resets a plain connection (RabbitMQ's) or closes it (Node's).
+    if (!isHandshakeFailure(message) && !(!this.url.tls && /ECONNRESET/.test(message))) return undefined;
     const secure = this.url.tls ? tlsOptions(this.config.tls) : undefined;
-    const speaks = await probeProtocol(h, Math.min(this.config.rabbit.connectTimeout, 2000), this.aborter.signal, secure);
-    if (speaks !== 'AMQP 1.0') return undefined;
-    this.lastError = wrongProtocol(h, 'AMQP 0-9-1', 'connecting', this.url.tls).message;
-    return (what) => wrongProtocol(h, 'AMQP 0-9-1', what, this.url.tls);
+    const speaks = await probeProtocol(h, timeoutMs, this.aborter.signal, secure);
+    if (speaks === 'AMQP 1.0') return refuse((what) => wrongProtocol(h, 'AMQP 0-9-1', what, this.url.tls));
+    // No header at all from a plain connect: a TLS-only port closes on one.
+    if (speaks !== undefined || this.url.tls) return undefined;
+    const inside = await tlsPortSpeaks(h, timeoutMs, this.aborter.signal);
+    if (inside === false) return undefined;
+    return refuse((what) => tlsMismatch(h, scheme, false, what, inside === 'unknown' ? undefined : inside));
   }
 
   /** Closes `model`, or drops its socket when the broker does not answer within the grace. */
