@@ -205,7 +205,7 @@ export class Router {
     }
     if (this.opts.allowAnonymous && !LOOPBACK.test(this.opts.host) && options.allowAnonymous !== true) {
       throw new ConfigError(
-        `listening on ${this.opts.host} without authentication must be asked for: allowAnonymous: true (--allow-anonymous), or give users`,
+        `listening on ${this.opts.host} (beyond loopback) without authentication must be asked for: anyone who can reach it could send and receive on every address. Give users (--users <file>) or client certificates (--tls-ca), or allow it with allowAnonymous: true (--allow-anonymous)`,
         { key: 'allowAnonymous' },
       );
     }

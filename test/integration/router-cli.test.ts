@@ -76,6 +76,8 @@ t('a non-loopback bind without authentication exits 2 unless --allow-anonymous, 
   const refused = router(['--host', '0.0.0.0', '--port', '0']);
   assert.is(await refused.exited, 2);
   assert.match(refused.err, /without authentication must be asked for/);
+  // What to do, in flags.
+  assert.match(refused.err, /--users <file>.*--tls-ca.*--allow-anonymous/);
   const open = router(['--host', '0.0.0.0', '--port', '0', '--allow-anonymous']);
   try {
     await until(() => /WARN {2}hermod-router: anonymous clients are accepted on 0\.0\.0\.0/.test(open.err), 'the warning');
