@@ -92,7 +92,7 @@ export function describeFailure(err: unknown, method?: string): { status: ExitSt
   // call to another service timed out) is the method failing, not this call timing out. Only the
   // dispatcher's verdicts on the request (no such method, version, arguments) keep their status.
   // A ContractViolation is the caller's mistake for its arguments, the server's for its result.
-  const argsRefused = e.code === 'HERMOD_ERR_CONTRACT_VIOLATION' && /^arguments of /.test(e.message);
+  const argsRefused = e.code === 'HERMOD_ERR_CONTRACT_VIOLATION' && (e as { of?: string }).of === 'arguments';
   if (argsRefused) return { status: EXIT.usage, text: `remote error: ContractViolation: ${e.message}` };
   if (isRemote(err) && !CALLER_MISTAKES.has(e.code ?? ''))
     return { status: EXIT.remote, text: `remote error: ${err.name}: ${err.message}` };

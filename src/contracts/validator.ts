@@ -88,13 +88,14 @@ function compileSchema(schema: JsonSchema, where: string): ValidateFunction {
 
 /** Throws ContractViolation unless `args` meet the method's argument contract. */
 export function checkArgs(c: CompiledContract, method: string, args: unknown): void {
-  if (!c.args(args)) throw new ContractViolation(`arguments of ${method} break its contract`, violations(c.args.errors));
+  if (!c.args(args))
+    throw new ContractViolation(`arguments of ${method} break its contract`, violations(c.args.errors), { of: 'arguments' });
 }
 
 /** Throws ContractViolation unless `result` meets the method's result contract (if it has one). */
 export function checkResult(c: CompiledContract, method: string, result: unknown): void {
   if (c.result && !c.result(result))
-    throw new ContractViolation(`the result of ${method} breaks its contract`, violations(c.result.errors));
+    throw new ContractViolation(`the result of ${method} breaks its contract`, violations(c.result.errors), { of: 'result' });
 }
 
 /**

@@ -19,17 +19,23 @@ export const MAX_VIOLATIONS = 20;
  */
 export class ContractViolation extends InvalidArgument {
   readonly violations: Violation[];
+  /**
+   * What broke the contract: the caller's `arguments` (the caller's mistake: a usage error, HTTP
+   * 400) or the method's `result` (the server's). Undefined when a peer did not say.
+   */
+  readonly of: 'arguments' | 'result' | undefined;
   /** What crosses the wire beside the message (see core/failure.ts). */
-  readonly kwargs: { violations: Violation[] };
+  readonly kwargs: { violations: Violation[]; of?: 'arguments' | 'result' };
 
   /** `subject` leads the message: "arguments of add break its contract". */
-  constructor(subject: string, violations: Violation[], options?: { cause?: unknown }) {
+  constructor(subject: string, violations: Violation[], options?: { cause?: unknown; of?: 'arguments' | 'result' }) {
     const shown = violations.slice(0, MAX_VIOLATIONS);
     const more = violations.length - shown.length;
     const list = shown.map((v) => `${v.path || '/'} ${v.message}`).join('; ');
     super(`${subject}: ${list}${more > 0 ? ` (and ${more} more)` : ''}`, options);
     this.violations = shown;
-    this.kwargs = { violations: shown };
+    this.of = options?.of;
+    this.kwargs = { violations: shown, ...(options?.of ? { of: options.of } : {}) };
   }
 
   /** Rebuilds the error a server sent (registered with registerRemoteError). */
@@ -38,9 +44,20 @@ export class ContractViolation extends InvalidArgument {
     const violations = Array.isArray(raw)
       ? raw.slice(0, MAX_VIOLATIONS).map((v) => ({ path: peerText((v as Violation)?.path), message: peerText((v as Violation)?.message) }))
       : [];
-    const err = new ContractViolation('', violations);
+    const message = peerText(f.message);
+    // Servers before `of` travelled said it only in the message's first words.
+    const said = f.kwargs?.of;
+    const of =
+      said === 'arguments' || said === 'result'
+        ? said
+        : /^arguments of /.test(message)
+          ? 'arguments'
+          : /^the result of /.test(message)
+            ? 'result'
+            : undefined;
+    const err = new ContractViolation('', violations, of ? { of } : {});
     // The server's own text, not a re-rendering of it.
-    err.message = peerText(f.message);
+    err.message = message;
     return err;
   }
 }

@@ -3,6 +3,7 @@
  * and the body both faces send.
  */
 
+import { ContractViolation } from '../contracts/violation.js';
 import {
   ClosedError,
   HermodError,
@@ -110,6 +111,7 @@ export const ERROR_TABLE: ReadonlyArray<readonly [abstract new (...args: never[]
 
 const INTERNAL: Mapped = { status: 500, rpcCode: RPC_CODES.internalError };
 const OTHER_REMOTE: Mapped = { status: 502, rpcCode: RPC_CODES.remoteError };
+const BROKEN_RESULT: Mapped = { status: 502, rpcCode: RPC_CODES.badResult };
 
 /**
  * The row of {@link ERROR_TABLE} for `err`; any other error that crossed the wire is a 502
@@ -117,6 +119,9 @@ const OTHER_REMOTE: Mapped = { status: 502, rpcCode: RPC_CODES.remoteError };
  */
 export function mapError(err: unknown): Mapped {
   const remote = isRemote(err);
+  // A ContractViolation is an InvalidArgument, but one of the result is the server failing its
+  // own contract, as a BadResult is: not the caller's mistake.
+  if (err instanceof ContractViolation && err.of === 'result') return BROKEN_RESULT;
   for (const [cls, m] of ERROR_TABLE) {
     if (!(err instanceof cls)) continue;
     // A method that raised MessagingTimeout (its own call elsewhere timed out) failed; this call

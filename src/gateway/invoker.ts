@@ -232,7 +232,9 @@ export class Invoker {
     if (at !== undefined)
       throw new InvalidArgument(`arguments of ${route.name} refused: ${at.slice(0, 200)} would set a prototype (not plain data)`);
     if (route.contract && route.checkArgs && !route.checkArgs(args)) {
-      throw new ContractViolation(`arguments of ${route.name} break its contract`, violations(route.checkArgs.errors));
+      throw new ContractViolation(`arguments of ${route.name} break its contract`, violations(route.checkArgs.errors), {
+        of: 'arguments',
+      });
     }
     if (route.checkArgs && !route.checkArgs(args)) {
       throw new InvalidArgument(

@@ -86,6 +86,35 @@ export function gatewayContractSuite(name: string, broker: () => Promise<Gateway
     assert.is(rpc.json.error.code, -32602);
   });
 
+  t("a result that breaks its contract on the server is the server failing: 502 / -32005, not the caller's 400", async (ctx) => {
+    const topic = `gwc-${++n}`;
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig() });
+    ctx.transports.push(tr);
+    const server = new RPCServer(tr, new Target({ topic, server: 's1' }), [new Calculator()], { validateResults: true });
+    await server.start();
+    ctx.servers.push(server);
+    const gw = createGateway(tr, {
+      listen: { port: 0 },
+      routes: [
+        { topic, method: 'drift' },
+        { topic, method: 'add' },
+      ],
+    });
+    ctx.gateways.push(gw);
+    const { url: base } = await gw.start();
+    const rest = await http(base, 'POST', `/v1/${topic}/drift`, {});
+    assert.is(rest.status, 502, JSON.stringify(rest.json));
+    assert.is(rest.json.error.code, 'HERMOD_ERR_CONTRACT_VIOLATION');
+    assert.match(rest.json.error.message, /the result of drift breaks its contract/);
+    assert.is(rest.json.error.remote?.type, 'ContractViolation');
+    const rpc = await http(base, 'POST', '/jsonrpc', { jsonrpc: '2.0', id: 1, method: `${topic}.drift`, params: {} });
+    assert.is(rpc.json.error.code, -32005);
+    // The caller's arguments refused by the server stay the caller's mistake.
+    const args = await http(base, 'POST', `/v1/${topic}/add`, { a: 'one', b: 2 });
+    assert.is(args.status, 400, JSON.stringify(args.json));
+    assert.is(args.json.error.remote?.type, 'ContractViolation');
+  });
+
   t('/openapi.json documents the contract (args, result, description) of a route that declares none', async (ctx) => {
     const { topic, base } = await setup(ctx, 300);
     const doc = (await http(base, 'GET', '/openapi.json')).json;
