@@ -66,6 +66,19 @@ t('a violation travels as oslo failure kwargs and comes back as ContractViolatio
   assert.equal(back.violations, v.violations);
   assert.is(back.code, 'HERMOD_ERR_CONTRACT_VIOLATION');
   assert.ok(back instanceof InvalidArgument, 'callers catching InvalidArgument catch it too');
+  // Said without `of`, the message's first words decide (servers before kwargs.of).
+  assert.is(back.of, 'arguments');
+});
+
+t('of: what broke the contract travels in kwargs.of and wins over the message', () => {
+  const v = new ContractViolation('the result of drift breaks its contract', [{ path: '', message: 'must be number' }], { of: 'result' });
+  const f = serializeFailure(v);
+  assert.equal(f.kwargs, { violations: v.violations, of: 'result' });
+  assert.is((deserializeFailure(JSON.parse(JSON.stringify(f))) as ContractViolation).of, 'result');
+  const said = { ...f, message: 'arguments of x break its contract: / no', kwargs: { ...f.kwargs, of: 'result' } };
+  assert.is((deserializeFailure(said) as ContractViolation).of, 'result');
+  const unknown = { ...f, message: 'something else', kwargs: { violations: [], of: 'bogus' } };
+  assert.is((deserializeFailure(unknown) as ContractViolation).of, undefined);
 });
 
 t('many violations: the first 20 are listed, the rest counted', () => {
