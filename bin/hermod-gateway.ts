@@ -137,11 +137,16 @@ async function main(): Promise<void> {
   let refusedAtLog = 0;
   gateway = createGateway(transport, {
     ...gw,
-    onConnectionRefused: ({ limit, refused, remoteAddress }) => {
+    onConnectionRefused: ({ limit, refused, remoteAddress, perAddress, pipelined }) => {
       const now = Date.now();
       if (now - lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
+      const why = pipelined
+        ? `it had more than ${limit} requests unanswered (maxPipelined)`
+        : perAddress
+          ? `${limit} open from its address (maxConnectionsPerAddress)`
+          : `${limit} open (maxConnections)`;
       log.warn(
-        `refused ${refused - refusedAtLog} connection(s) since the last such line (${refused} in all)${remoteAddress ? `, the last from ${remoteAddress}` : ''}: ${limit} open (maxConnections)`,
+        `refused ${refused - refusedAtLog} connection(s) since the last such line (${refused} in all)${remoteAddress ? `, the last from ${remoteAddress}` : ''}: ${why}`,
         { event: 'connections-refused', refused, limit },
       );
       lastRefusalLog = now;

@@ -72,6 +72,19 @@ export interface GatewayConfig {
    * reconnect. @default 1000
    */
   maxConnections?: number;
+  /**
+   * Open HTTP connections from one client address at most; 0 = no such limit (behind a proxy
+   * that connects from one address). One client cannot take every slot of `maxConnections`
+   * with idle or slow connections. @default 256
+   */
+  maxConnectionsPerAddress?: number;
+  /**
+   * Requests one connection may have waiting for their answers at once (HTTP pipelining); a
+   * connection that sends more is closed. Node parses every request a client pipelines and
+   * holds each answer until the ones before it are sent, so a client that sends thousands and
+   * never reads would make the gateway hold them all. @default 16
+   */
+  maxPipelined?: number;
   /** How long an idle keep-alive connection stays open, in ms (fastify's default). @default 72 000 */
   keepAliveTimeout?: number;
   /** Default call timeout in ms. @default 30 000 */
@@ -159,6 +172,8 @@ const SCHEMA = {
     bodyLimit: { type: 'integer', minimum: 2, maximum: 1 << 30 },
     requestTimeout: ms,
     maxConnections: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+    maxConnectionsPerAddress: { type: 'integer', minimum: 0, maximum: 1_000_000 },
+    maxPipelined: { type: 'integer', minimum: 1, maximum: 10_000 },
     keepAliveTimeout: ms,
     callTimeout: ms,
     maxCallTimeout: ms,
@@ -229,6 +244,8 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
     bodyLimit: c.bodyLimit ?? 1 << 20,
     requestTimeout: c.requestTimeout ?? 10_000,
     maxConnections: c.maxConnections ?? 1000,
+    maxConnectionsPerAddress: c.maxConnectionsPerAddress ?? 256,
+    maxPipelined: c.maxPipelined ?? 16,
     keepAliveTimeout: c.keepAliveTimeout ?? 72_000,
     callTimeout,
     maxCallTimeout,

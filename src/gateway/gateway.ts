@@ -33,16 +33,20 @@ export interface GatewayOptions extends Omit<GatewayConfig, 'hermod'> {
   /** fastify's logger option. @default false */
   logger?: FastifyServerOptions['logger'];
   /**
-   * Told of each connection closed for `maxConnections` (the bin logs a line per burst). It runs
-   * on the accepting path: keep it cheap.
+   * Told of each connection closed for `maxConnections`, `maxConnectionsPerAddress` or
+   * `maxPipelined` (the bin logs a line per burst). It runs on the accepting path: keep it cheap.
    */
   onConnectionRefused?: (event: ConnectionRefusedEvent) => void;
 }
 
-/** A connection the gateway closed because `maxConnections` were open. */
+/** A connection the gateway closed: `maxConnections` (or `maxConnectionsPerAddress`) were open, or it pipelined past `maxPipelined`. */
 export interface ConnectionRefusedEvent {
   /** The limit in force. */
   limit: number;
+  /** The client's address had `maxConnectionsPerAddress` open. */
+  perAddress?: boolean;
+  /** The connection had more than `maxPipelined` requests unanswered (it was open until then). */
+  pipelined?: boolean;
   /** Connections refused since the gateway was created, this one included. */
   refused: number;
   /** The client's address, when the socket still knows it. */
@@ -122,20 +126,34 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   // round while every worker is full. Closed here, it ends.
   let open = 0;
   let refused = 0;
+  /** Open connections by client address, for maxConnectionsPerAddress. */
+  const byAddress = new Map<string, number>();
   app.server.on('connection', (socket: Socket) => {
-    if (open >= config.maxConnections) {
+    const from = socket.remoteAddress ?? '';
+    const fromHere = byAddress.get(from) ?? 0;
+    const perAddress = config.maxConnectionsPerAddress > 0 && fromHere >= config.maxConnectionsPerAddress;
+    if (open >= config.maxConnections || perAddress) {
       refused++;
       onConnectionRefused?.({
-        limit: config.maxConnections,
+        limit: perAddress ? config.maxConnectionsPerAddress : config.maxConnections,
         refused,
+        ...(perAddress ? { perAddress: true } : {}),
         ...(socket.remoteAddress ? { remoteAddress: socket.remoteAddress } : {}),
       });
       socket.destroy();
       return;
     }
     open++;
-    socket.once('close', () => open--);
+    byAddress.set(from, fromHere + 1);
+    socket.once('close', () => {
+      open--;
+      const left = (byAddress.get(from) ?? 1) - 1;
+      if (left > 0) byAddress.set(from, left);
+      else byAddress.delete(from);
+    });
   });
+  // Requests of each connection not yet answered (pipelined ones wait for those before them).
+  const unanswered = new WeakMap<Socket, number>();
   app.decorateRequest('hermod', null);
   // JSON bodies pass the same depth bound as messages from the broker before they are parsed:
   // JSON.parse of deep nesting takes time superlinear in the depth, and a 1 MB body of `[` would
@@ -231,6 +249,31 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   app.addHook('onSend', (request, reply, payload, done) => {
     if (stopping || !request.raw.complete) reply.header('connection', 'close');
     done(null, payload);
+  });
+
+  // Callback style, first of the request hooks: a pipelining flood is cut before any work.
+  app.addHook('onRequest', (request, _reply, done) => {
+    const socket = request.raw.socket;
+    const n = (unanswered.get(socket) ?? 0) + 1;
+    unanswered.set(socket, n);
+    if (n > config.maxPipelined && !socket.destroyed) {
+      // Closed, not answered: an answer would wait behind the others like the rest.
+      refused++;
+      onConnectionRefused?.({
+        limit: config.maxPipelined,
+        refused,
+        pipelined: true,
+        ...(socket.remoteAddress ? { remoteAddress: socket.remoteAddress } : {}),
+      });
+      socket.destroy();
+    }
+    done();
+  });
+  app.addHook('onResponse', (request, _reply, done) => {
+    const socket = request.raw.socket;
+    const n = unanswered.get(socket);
+    if (n !== undefined) unanswered.set(socket, n - 1);
+    done();
   });
 
   app.addHook('onRequest', async (request, reply) => {

@@ -426,9 +426,9 @@ export interface KeepAlive {
 }
 
 /** Opens a raw keep-alive HTTP/1.1 connection, to see exactly when the gateway accepts and closes. */
-export function keepAlive(port: number): Promise<KeepAlive> {
+export function keepAlive(port: number, localAddress?: string): Promise<KeepAlive> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
+    const socket = net.connect({ port, host: '127.0.0.1', ...(localAddress ? { localAddress } : {}) });
     let data = '';
     let waiter: ((s: string) => void) | undefined;
     let ended = false;

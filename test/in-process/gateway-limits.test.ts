@@ -1,3 +1,4 @@
+import net from 'node:net';
 import * as assert from 'uvu/assert';
 import type { ConnectionRefusedEvent } from '../../src/gateway/index.js';
 import { until } from '../support/assert.js';
@@ -169,6 +170,64 @@ for (const [name, broker] of IN_PROCESS) {
       }
     },
   );
+
+  t('per address: past maxConnectionsPerAddress a connection from that address is closed; another address still gets in', async (ctx) => {
+    const refusals: ConnectionRefusedEvent[] = [];
+    ctx.h = await harness(ctx.broker.url, { maxConnectionsPerAddress: 2, onConnectionRefused: (e) => refusals.push(e) });
+    const { port } = ctx.h.gateway.address!;
+    const held: KeepAlive[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const c = await keepAlive(port);
+        held.push(c);
+        assert.match(await c.get('/healthz'), /^HTTP\/1\.1 200 /);
+      }
+      const over = await keepAlive(port);
+      held.push(over);
+      assert.is(await over.get('/healthz'), '', 'a third from 127.0.0.1 is closed without an answer');
+      assert.equal(refusals, [{ limit: 2, refused: 1, perAddress: true, remoteAddress: '127.0.0.1' }]);
+      // Loopback is a /8: 127.0.0.2 is another client to the gateway.
+      const other = await keepAlive(port, '127.0.0.2');
+      held.push(other);
+      assert.match(await other.get('/healthz'), /^HTTP\/1\.1 200 /, 'another address is served');
+    } finally {
+      for (const c of held) c.socket.destroy();
+    }
+  });
+
+  t('pipelining: a connection with more than maxPipelined requests unanswered is closed; the gateway holds nothing for it', async (ctx) => {
+    // A client that pipelined 20,000 GETs of /openapi.json on each of 200 connections and read
+    // nothing took the gateway past 3 GB and out of memory: Node parses them all and keeps each
+    // answer until the ones before it are sent.
+    const refusals: ConnectionRefusedEvent[] = [];
+    ctx.h = await harness(ctx.broker.url, { maxPipelined: 8, onConnectionRefused: (e) => refusals.push(e) });
+    const { port } = ctx.h.gateway.address!;
+    const flood = net.connect(port, '127.0.0.1');
+    flood.on('error', () => undefined);
+    // Read nothing: the answers back up as they would for such a client.
+    flood.pause();
+    const closed = new Promise<void>((r) => flood.once('close', () => r()));
+    await new Promise((r) => flood.once('connect', r));
+    flood.write('GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(5000));
+    await until(() => refusals.some((e) => e.pipelined && e.limit === 8), 'the flood refused');
+    // Reading now: a few answers at most, then the end of the connection.
+    let answers = 0;
+    flood.on('data', (d: Buffer) => {
+      answers += (d.toString('latin1').match(/HTTP\/1\.1 200 /g) ?? []).length;
+    });
+    flood.resume();
+    await closed;
+    assert.ok(answers <= 8, `${answers} answers`);
+    // A client that pipelines a few is served in order.
+    const polite = net.connect(port, '127.0.0.1');
+    let got = '';
+    polite.on('data', (d) => (got += d));
+    await new Promise((r) => polite.once('connect', r));
+    polite.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(4));
+    await until(() => (got.match(/HTTP\/1\.1 200 /g) ?? []).length === 4, 'four answers');
+    polite.destroy();
+    assert.is((await http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/get`, { id: 1 })).status, 200);
+  });
 
   t('keepAliveTimeout: an idle keep-alive connection is closed by the gateway, its slot freed', async (ctx) => {
     ctx.h = await harness(ctx.broker.url, { keepAliveTimeout: 200, maxConnections: 1 });
