@@ -8,10 +8,11 @@ import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import type { MethodContract } from '../contracts/contract.js';
 import { compileContracts, violations } from '../contracts/validator.js';
 import { ContractViolation } from '../contracts/violation.js';
-import { ConfigError, InvalidArgument, TooManyInFlight } from '../core/errors.js';
+import { ConfigError, InvalidArgument, MessagingTimeout, TooManyInFlight } from '../core/errors.js';
 import { findPrototypeKey } from '../core/plain.js';
 import type { Context } from '../core/serializer.js';
 import { Target, versionIsCompatible } from '../core/target.js';
+import { isJobToken } from '../jobs/token.js';
 import { RPCClient } from '../rpc/client.js';
 import { describeWhenConnected } from '../rpc/introspection.js';
 import type { Transport } from '../transport.js';
@@ -125,6 +126,8 @@ export class Invoker {
       timeout: config.callTimeout,
       maxInFlight: config.maxInFlight,
       inFlightOverflow: 'fail',
+      // A job token is followed here, within the request's own timeout (see invoke).
+      followJobs: false,
     });
   }
 
@@ -207,7 +210,9 @@ export class Invoker {
 
   private undeclared(topic: string, method: string, name: string): CompiledRoute {
     if (this.config.mappingPolicy !== 'any' || !NAME.test(topic) || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(method)) {
-      throw new NotExposed(`${name} is not exposed by this gateway`);
+      // Bounded: the name is the client's text, sent back to it (a 900 kB name made a 1.8 MB answer).
+      const shown = name.length > 200 ? `${name.slice(0, 200)}… (${name.length} characters)` : name;
+      throw new NotExposed(`${shown} is not exposed by this gateway`);
     }
     return { route: { topic, method }, name: `${topic}.${method}`, declared: false, roles: this.config.anyRoles };
   }
@@ -303,6 +308,28 @@ export class Invoker {
     return this.turn;
   }
 
+  /**
+   * The result of the job a server answered a call with (a long method that outlived its
+   * `deferAfter`), within the request's deadline: an HTTP request is bounded by its `timeout`
+   * (at most `maxCallTimeout`) whatever the method does, and holds its in-flight slot no longer.
+   * A job given up on (the deadline, or the gateway's stop) is cancelled: nobody else has its
+   * token, so it would run on for nobody.
+   */
+  private async follow(ctx: Context, token: unknown, deadline: number, timeout: number, name: string): Promise<unknown> {
+    const job = this.client.job(token as Record<string, unknown>, ctx);
+    try {
+      return await this.cuttable(job.result({ timeout: Math.max(1, deadline - Date.now()) }));
+    } catch (err) {
+      if (!(err instanceof MessagingTimeout || err instanceof CallCut)) throw err;
+      void job.cancel().catch(() => undefined);
+      // Not JobTimeout, whose message offers a token to come back with: this caller has none.
+      if (err instanceof CallCut) throw err;
+      throw new MessagingTimeout(`${name} did not finish within ${timeout} ms (it ran as a job on the server, now cancelled)`, {
+        cause: err,
+      });
+    }
+  }
+
   /** Sends one call or cast for `route`; args must have passed {@link checkArgs}. */
   async invoke(route: CompiledRoute, ctx: Context, args: Record<string, unknown>, controls: CallControls): Promise<Outcome> {
     if (this.stopping) throw new Unavailable('the gateway is stopping');
@@ -321,8 +348,10 @@ export class Invoker {
         namespace: controls.namespace ?? r.namespace ?? null,
         version: controls.version ?? r.version ?? null,
         fanout: controls.fanout ? true : null,
-        timeout: Math.min(controls.timeout ?? r.timeout ?? this.config.callTimeout, this.config.maxCallTimeout),
+        timeout: timeoutOf(controls),
       });
+    const timeoutOf = (c: CallControls) => Math.min(c.timeout ?? r.timeout ?? this.config.callTimeout, this.config.maxCallTimeout);
+    const deadline = Date.now() + timeoutOf(controls);
     // Most requests change nothing of the route's target: they share one prepared client (a
     // view of the gateway's, same in-flight bound) instead of a new one and a new Target each.
     const plain =
@@ -340,7 +369,8 @@ export class Invoker {
         await this.cuttable(client.cast(ctx, r.method, args));
         return { kind: 'accepted' };
       }
-      const result = await this.cuttable(client.call(ctx, r.method, args));
+      let result = await this.cuttable(client.call(ctx, r.method, args));
+      if (isJobToken(result)) result = await this.follow(ctx, result, deadline, timeoutOf(controls), route.name);
       if (route.checkResult && !route.checkResult(result)) {
         throw new BadResult(
           `the result of ${route.name} does not match its schema: ${this.ajv.errorsText(route.checkResult.errors, { dataVar: 'result' })}`,

@@ -11,7 +11,7 @@ import { nestsDeeperThan } from '../core/json.js';
 import type { Context } from '../core/serializer.js';
 import { type ErrorBody, errorBody, mapError, RPC_CODES } from './errors.js';
 import type { CallControls, Invoker } from './invoker.js';
-import { headerControls } from './rest.js';
+import { requestControls } from './rest.js';
 import type { RequestState } from './state.js';
 
 type Id = string | number | null;
@@ -87,7 +87,7 @@ export function registerJsonRpc(app: FastifyInstance, shared: Shared & { maxBatc
     scope.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => done(null, body));
     scope.post('/jsonrpc', async (request: FastifyRequest, reply) => {
       const state = request.hermod as RequestState;
-      const controls = headerControls(request, shared.maxTimeout);
+      const controls = requestControls(request, shared.maxTimeout);
       let payload: unknown;
       const text = String(request.body ?? '');
       if (nestsDeeperThan(text, shared.maxDepth)) {

@@ -23,6 +23,22 @@ export function headerControls(request: FastifyRequest, maxTimeout: number): Cal
   return parseControls(values, maxTimeout);
 }
 
+/**
+ * The controls of a REST or JSON-RPC request: the `X-Hermod-*` headers, then the query (which
+ * wins). Any other query parameter is refused: arguments go in the body.
+ */
+export function requestControls(request: FastifyRequest, maxTimeout: number): CallControls {
+  const query = (request.query ?? {}) as Record<string, unknown>;
+  for (const k of Object.keys(query)) {
+    if (!(CONTROL_NAMES as readonly string[]).includes(k)) {
+      // Bounded: the name is the client's text, sent back to it.
+      const name = k.length > 100 ? `${k.slice(0, 100)}… (${k.length} characters)` : k;
+      throw new InvalidArgument(`unknown query parameter ${name}; the arguments go in the body (query: ${CONTROL_NAMES.join(', ')})`);
+    }
+  }
+  return { ...headerControls(request, maxTimeout), ...parseControls(query, maxTimeout) };
+}
+
 function bodyObject(body: unknown, route: CompiledRoute): Record<string, unknown> {
   if (body === undefined || body === null || body === '') return {};
   if (typeof body !== 'object' || Array.isArray(body)) {
@@ -64,13 +80,7 @@ export function registerRest(app: FastifyInstance, invoker: Invoker, maxTimeout:
     '/v1/:topic/:method',
     async (request, reply) => {
       const route = invoker.byPath(request.params.topic, request.params.method);
-      for (const k of Object.keys(request.query ?? {})) {
-        if (!(CONTROL_NAMES as readonly string[]).includes(k)) {
-          throw new InvalidArgument(`unknown query parameter ${k}; the arguments go in the body (query: ${CONTROL_NAMES.join(', ')})`);
-        }
-      }
-      const controls = { ...headerControls(request, maxTimeout), ...parseControls(request.query ?? {}, maxTimeout) };
-      return respond(invoker, route, request, reply, bodyObject(request.body, route), controls);
+      return respond(invoker, route, request, reply, bodyObject(request.body, route), requestControls(request, maxTimeout));
     },
   );
 

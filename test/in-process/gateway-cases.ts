@@ -11,7 +11,11 @@ import { Versioned } from '../support/endpoints.js';
 
 /** A users service for the gateway tests. */
 export class Users {
+  /** `render` answers with a job token once it runs past the server's deferAfter (1 s). */
+  static long = ['render'];
   seen: Context[] = [];
+  /** Renders whose job was cancelled (their ctx.signal aborted). */
+  cancelled = 0;
   touched: Array<{ ctx: Context; args: Record<string, unknown> }> = [];
   constructor(readonly name = 'u1') {}
   async get(ctx: Context, args: { id: number; verbose?: boolean }) {
@@ -38,6 +42,19 @@ export class Users {
   }
   async text() {
     return 'plain';
+  }
+  async render(ctx: Context, args: { ms: number }) {
+    const signal = (ctx as { signal: AbortSignal }).signal;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, args.ms);
+      signal.addEventListener('abort', () => {
+        clearTimeout(timer);
+        this.cancelled++;
+        resolve();
+      });
+    });
+    if (signal.aborted) throw signal.reason;
+    return args.ms;
   }
 }
 
@@ -296,6 +313,20 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
     assert.is(remote.json.error.code, -32001);
     assert.is(remote.json.error.data.type, 'TypeError');
     assert.is(remote.json.error.message, 'no');
+    // The controls in the query, as on REST (they were silently dropped): the timeout applies...
+    const slow = { jsonrpc: '2.0', method: `${ctx.topic}.sleep`, params: { ms: 1500 }, id: 6 };
+    const t0 = Date.now();
+    const timed = await http(ctx.base, 'POST', '/jsonrpc?timeout=300', slow);
+    assert.is(timed.json.error?.code, -32000, JSON.stringify(timed.json));
+    assert.ok(Date.now() - t0 < 1400, `answered after ${Date.now() - t0} ms with timeout=300`);
+    // ...and an unknown query parameter is refused, its name bounded in the answer.
+    const unknown = await http(ctx.base, 'POST', `/jsonrpc?${'z'.repeat(5000)}=1`, slow);
+    assert.is(unknown.status, 400);
+    assert.is(unknown.json.error.code, -32602);
+    assert.ok(unknown.text.length < 2000, `${unknown.text.length} bytes`);
+    const long = await http(ctx.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: `x.${'m'.repeat(100_000)}`, id: 7 });
+    assert.is(long.json.error.code, -32601);
+    assert.ok(long.text.length < 2000, `a 100 kB method name answered in ${long.text.length} bytes`);
   });
 
   t('JSON-RPC: a batch runs concurrently and answers one array matched by id; notifications are casts', async (ctx) => {

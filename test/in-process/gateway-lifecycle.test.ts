@@ -22,6 +22,25 @@ for (const [name, broker] of IN_PROCESS) {
     assert.is(ready.json.status, 'ready');
   });
 
+  t(
+    'a long method that becomes a job is followed within the request timeout: 504 at the timeout, the job cancelled, the slot freed',
+    async (ctx) => {
+      // The gateway followed such a job with no bound (jobs.jobTimeout 0): a request with
+      // ?timeout=2000 answered after 151 s, and abandoned requests held every in-flight slot.
+      ctx.h = await harness(ctx.broker.url, (topic) => ({ routes: [...userRoutes(topic), { topic, method: 'render' }] }));
+      const quick = await http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/render`, { ms: 1300 });
+      assert.equal([quick.status, quick.json], [200, { result: 1300 }], 'a job that ends in time answers its result');
+      const t0 = Date.now();
+      const late = await http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/render?timeout=1500`, { ms: 60_000 });
+      const took = Date.now() - t0;
+      assert.is(late.status, 504, JSON.stringify(late.json));
+      assert.is(late.json.error.code, 'HERMOD_ERR_TIMEOUT');
+      assert.ok(took >= 1400 && took < 5000, `answered after ${took} ms with a 1500 ms timeout`);
+      await until(() => ctx.h.users.cancelled === 1, 'the job given up on is cancelled');
+      assert.is(ctx.h.gateway.inFlight, 0);
+    },
+  );
+
   t('stop(deadline): the running call finishes, new connections are refused, readyz says 503 meanwhile', async (ctx) => {
     ctx.h = await harness(ctx.broker.url);
     const running = http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/sleep`, { ms: 300 });
