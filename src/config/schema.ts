@@ -56,6 +56,11 @@ export const SCHEMA = {
       'Jobs one server holds (running, and finished ones kept for resultTtl); a long call beyond it fails with TooManyJobs',
     ),
     resultTtl: opt('duration-ms', 3_600_000, 'How long a finished job (its result, failure or cancellation) stays readable by pollers'),
+    maxResultBytes: opt(
+      'positive-int',
+      256 * 1024 * 1024,
+      "Bytes of finished jobs' results (as JSON) one server holds for pollers, all together; past it the oldest finished jobs are dropped early (JobNotFound)",
+    ),
     deferAfter: opt(
       'duration-ms',
       1_000,

@@ -32,6 +32,8 @@ export interface JobRunnerOptions {
   /** Job methods run at once (the server's concurrency); jobs beyond it wait `pending`. */
   concurrency: number;
   resultTtl: number;
+  /** Bytes of finished results held at most (see JobStore). */
+  maxResultBytes: number;
   /** Bound for methods marked long. */
   longDeferAfter: number;
   /** Bound for every method (the server's `deferAfter` option); undefined: only long methods become jobs. */
@@ -65,7 +67,7 @@ export class JobRunner {
     /** Finds the endpoint of a request (the server's dispatcher), to read its class's `static long`. */
     private readonly resolve: (req: DispatchRequest) => { endpoint: object },
   ) {
-    this.store = new JobStore(o.max, o.resultTtl);
+    this.store = new JobStore(o.max, o.resultTtl, o.maxResultBytes);
     this.slots = new JobSlots(o.concurrency);
     this.endpoint = new JobsEndpoint(this.store, { server: o.server, topic: o.topic, instance: this.instance }, (r, why) =>
       this.cancel(r, why),

@@ -28,6 +28,8 @@ export interface JobRecord {
   /** A poller has read its final state (status or result) since it ended. */
   collected: boolean;
   expiry?: NodeJS.Timeout;
+  /** Bytes its result counts against the store's `maxResultBytes` (its JSON length), once ended. */
+  bytes?: number;
   /** The caller's context (for transition notifications). */
   ctx?: Record<string, unknown>;
 }
@@ -69,6 +71,9 @@ export function statusOf(r: JobRecord): JobStatusDict {
  * The jobs of one server: at most `max` held (running and finished), finished ones dropped
  * `resultTtl` ms after they ended. At the bound, the oldest finished job is dropped to make room
  * (its poller then gets JobNotFound); only when every held job is unfinished is a new one refused.
+ * Finished results are bounded in bytes too (`maxResultBytes`, their JSON length, all together):
+ * any caller may start any method as a job, and 1,000 results of 4 MiB nobody collected took a
+ * server out of memory. Past the budget the oldest finished jobs go first, as at the count bound.
  */
 export class JobStore {
   private readonly jobs = new Map<string, JobRecord>();
@@ -77,11 +82,20 @@ export class JobStore {
   private readonly idleWaiters: Array<() => void> = [];
   private readonly endWaiters = new Map<string, Array<() => void>>();
 
+  /** Bytes of the finished results held now. */
+  private resultBytes = 0;
+
   constructor(
     readonly max: number,
     readonly resultTtl: number,
+    readonly maxResultBytes: number = Number.POSITIVE_INFINITY,
   ) {
     if (!Number.isInteger(max) || max < 1) throw new InvalidArgument(`jobs.max must be a positive integer, got ${max}`);
+  }
+
+  /** Bytes of the finished results held now (their JSON length). */
+  get heldResultBytes(): number {
+    return this.resultBytes;
   }
 
   get size(): number {
@@ -154,6 +168,7 @@ export class JobStore {
     else r.error = outcome.error;
     if (outcome.state === 'succeeded') r.progress = 1;
     this.unfinished--;
+    if (outcome.state === 'succeeded') this.hold(r);
     r.expiry = setTimeout(() => this.remove(r), this.resultTtl);
     // Expiry alone must not keep a process alive.
     r.expiry.unref();
@@ -163,10 +178,18 @@ export class JobStore {
     return true;
   }
 
+  /** Counts `r`'s result against the budget, dropping the oldest other finished jobs past it. */
+  private hold(r: JobRecord): void {
+    r.bytes = jsonBytes(r.result);
+    this.resultBytes += r.bytes;
+    while (this.resultBytes > this.maxResultBytes && this.evictOldestFinished(r)) {}
+  }
+
   /** Forgets a job (the caller got its result directly, or it expired). */
   remove(r: JobRecord): void {
     if (this.jobs.get(r.id) !== r) return;
     this.jobs.delete(r.id);
+    if (r.bytes !== undefined) this.resultBytes -= r.bytes;
     if (r.expiry) clearTimeout(r.expiry);
     if (r.state === 'pending') this.waiting--;
     if (!FINAL_STATES.has(r.state)) {
@@ -195,6 +218,7 @@ export class JobStore {
   clear(): void {
     for (const r of this.jobs.values()) if (r.expiry) clearTimeout(r.expiry);
     this.jobs.clear();
+    this.resultBytes = 0;
     this.unfinished = 0;
     this.waiting = 0;
     for (const w of this.idleWaiters.splice(0)) w();
@@ -202,14 +226,24 @@ export class JobStore {
     this.endWaiters.clear();
   }
 
-  private evictOldestFinished(): boolean {
+  /** Drops the finished job that ended first (but `keep`); false when there is none. */
+  private evictOldestFinished(keep?: JobRecord): boolean {
     // Insertion order is creation order; ended jobs are rarely far from the front.
     let oldest: JobRecord | undefined;
     for (const r of this.jobs.values()) {
-      if (FINAL_STATES.has(r.state) && (!oldest || r.endedAt! < oldest.endedAt!)) oldest = r;
+      if (r !== keep && FINAL_STATES.has(r.state) && (!oldest || r.endedAt! < oldest.endedAt!)) oldest = r;
     }
     if (!oldest) return false;
     this.remove(oldest);
     return true;
+  }
+}
+
+/** The JSON length of a result, as it would travel (0 for what JSON cannot say; a cycle counts as 0 too: it cannot be sent). */
+function jsonBytes(value: unknown): number {
+  try {
+    return Buffer.byteLength(JSON.stringify(value) ?? '');
+  } catch {
+    return 0;
   }
 }

@@ -137,6 +137,7 @@ export class RPCServer {
         max: jc.max,
         concurrency: this.concurrency,
         resultTtl: jc.resultTtl,
+        maxResultBytes: jc.maxResultBytes,
         longDeferAfter: jc.deferAfter,
         deferAfter: options.deferAfter,
         long: options.long ?? [],
