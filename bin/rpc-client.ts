@@ -143,7 +143,7 @@ async function main(): Promise<void> {
           if (o.repeat === 1)
             process.stdout.write(o.json ? `${JSON.stringify({ cast: true })}\n` : `cast sent${o.fanout ? ' (fanout)' : ''}\n`);
         } else if (o.start) {
-          await startJob(client, ctx, method, args, !!o.wait, !!o.json);
+          await startJob(client, ctx, method, args, !!o.wait, !!o.json, o.timeout === undefined ? undefined : o.timeout * 1000);
         } else {
           const result = await client.call(ctx, method, args);
           if (o.repeat === 1)

@@ -54,7 +54,8 @@ async function follow(job: Job, json: boolean, timeoutMs: number | undefined): P
 /**
  * `--start` of rpc-client: starts `method` as a job and prints its token (one line of JSON, for
  * `rpc-client job`); with `wait` (`--start --wait`), then follows it to its result as
- * `rpc-client job <token> --wait` does. Errors are the caller's to map ({@link describeJobFailure}).
+ * `rpc-client job <token> --wait` does, within `waitMs` when given (default `jobs.jobTimeout`).
+ * Errors are the caller's to map ({@link describeJobFailure}).
  */
 export async function startJob(
   client: RPCClient,
@@ -63,10 +64,12 @@ export async function startJob(
   args: Record<string, unknown>,
   wait: boolean,
   json: boolean,
+  waitMs?: number,
 ): Promise<void> {
   const job = await client.start(ctx, method, args);
   process.stdout.write(`${job.serialized}\n`);
-  if (wait) await follow(job, json, undefined);
+  // --timeout bounds the wait as it does for `rpc-client job <token> --wait` (it was ignored here).
+  if (wait) await follow(job, json, waitMs);
 }
 
 /**

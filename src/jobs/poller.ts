@@ -129,7 +129,7 @@ export class JobPoller {
       } catch (err) {
         if (bounded && err instanceof ServerUnavailable && err.cause instanceof MessagingTimeout) {
           throw new JobTimeout(
-            `job ${this.token.job_id} (${this.token.method}) on server ${this.token.server} did not end within ${timeoutMs} ms (its last poll went unanswered); it may still be running: its token stays valid`,
+            `job ${this.token.job_id} (${this.token.method}) on server ${this.token.server} did not end within ${timeoutMs} ms (the wait ran out while a poll was on its way); it may still be running: its token stays valid`,
           );
         }
         throw err;

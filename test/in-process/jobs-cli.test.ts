@@ -106,6 +106,13 @@ t('--start --wait prints the token, follows progress on stderr, prints the resul
   assert.is(missing.code, 4, 'no such method: 4, as for a call');
   assert.is(missing.stdout, '', 'no token: nothing was started');
 
+  // --timeout bounds the wait, as for `job <token> --wait --timeout` (it was ignored here).
+  const t1 = Date.now();
+  const bounded = await cli(ctx, ['img', 'resize', 'ms=20000', '--start', '--wait', '--timeout', '1.5']);
+  assert.is(bounded.code, 3, bounded.stderr);
+  assert.ok(Date.now() - t1 < 10_000, `gave up after ${Date.now() - t1} ms`);
+  assert.match(bounded.stderr, /did not end within 1500 ms/);
+
   const lone = await cli(ctx, ['img', 'resize', '--wait']);
   assert.is(lone.code, 2, '--wait without --start is a usage error');
   assert.match(lone.stderr, /--wait goes with --start/);
