@@ -49,6 +49,15 @@ export class Transport extends EventEmitter {
     return this.state_;
   }
 
+  /**
+   * Opens the driver's connection now rather than at first use, waiting at most `timeoutMs`
+   * (default `rpc.responseTimeout`); rejects as a call would (TransportError, AccessRefused,
+   * WrongProtocol, ClosedError). memory:// has nothing to open.
+   */
+  async connect(timeoutMs: number = this.config.rpc.responseTimeout): Promise<void> {
+    await this.driver.connect?.(Date.now() + timeoutMs);
+  }
+
   /** Closes the driver's connections; pending calls fail with ClosedError. */
   async close(): Promise<void> {
     await this.driver.close();

@@ -123,6 +123,13 @@ export interface Driver extends EventEmitter {
     pool: string | undefined,
     opts: ListenOptions,
   ): Promise<Listener>;
+  /**
+   * Opens the connection now instead of at first use (memory: nothing to open) and resolves once
+   * it is up, or rejects as a send would at `deadline` (TransportError, AccessRefused,
+   * WrongProtocol, ClosedError). For a process that must know its broker is reachable before it
+   * says it is ready (a gateway's /readyz).
+   */
+  connect?(deadline: number): Promise<void>;
   /** Closes every connection; pending calls fail with ClosedError. */
   close(): Promise<void>;
 }

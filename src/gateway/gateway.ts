@@ -358,6 +358,10 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     },
     async start() {
       if (stopped) throw new ClosedError('the gateway was stopped');
+      // The connection opens now, not at the first request: /readyz says ready only once it is
+      // up (it said ready before any connection, with the broker down). It keeps trying as the
+      // driver does; the bin logs each attempt.
+      if (transport.url.driver !== 'memory') transport.connect().catch(() => undefined);
       const run = (async () => {
         if (config.contractTimeout > 0) await invoker.loadContracts(config.contractTimeout);
         // A stop during the contracts' load ends the start here; only a bind in progress is

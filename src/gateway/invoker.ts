@@ -284,12 +284,15 @@ export class Invoker {
     });
   }
 
-  /** Whether the transport can take calls now (memory:// is always ready; a driver only once connected). */
+  /**
+   * Whether the transport can take calls now (memory:// is always ready; a driver only once
+   * connected: `idle`, never connected yet, said ready while the broker was down).
+   */
   ready(): boolean {
     if (this.stopping) return false;
     const s = this.transport.state.state;
     if (this.transport.url.driver === 'memory') return s !== 'closed';
-    return s === 'connected' || s === 'unblocked' || s === 'idle';
+    return s === 'connected' || s === 'unblocked';
   }
 
   /**
@@ -333,7 +336,9 @@ export class Invoker {
   /** Sends one call or cast for `route`; args must have passed {@link checkArgs}. */
   async invoke(route: CompiledRoute, ctx: Context, args: Record<string, unknown>, controls: CallControls): Promise<Outcome> {
     if (this.stopping) throw new Unavailable('the gateway is stopping');
-    if (!this.ready()) throw new Unavailable(`the transport is ${this.transport.state.state}`);
+    // Not connected yet (`idle`): the call opens the connection, as any first call does.
+    if (!this.ready() && !(this.transport.state.state === 'idle' && !this.stopping))
+      throw new Unavailable(`the transport is ${this.transport.state.state}`);
     const cast = controls.fanout === true || controls.cast === true || route.route.cast === true;
     if (controls.fanout && !route.route.fanout) throw new InvalidArgument(`${route.name} does not allow fanout casts`);
     if (this.inFlight_ >= this.config.maxInFlight) {

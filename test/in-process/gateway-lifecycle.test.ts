@@ -133,6 +133,33 @@ r('a lost router turns calls into prompt 503s with Retry-After, and readyz into 
     await st.close();
   }
 });
+r('readyz is 503 until the transport first connects (it said ready before any connection); the gateway connects at start', async () => {
+  // A port nothing listens on yet; the router comes up there later.
+  const probe = new Router({ port: 0 });
+  const port = await probe.start();
+  await probe.stop();
+  const tr = await getTransport(`amqp://127.0.0.1:${port}/`, {
+    config: defaultConfig(),
+    overrides: { 'amqp1.retryInterval': 50, 'amqp1.intervalMax': 200 },
+  });
+  const gw = createGateway(tr, { listen: { port: 0 }, routes: userRoutes('nobody') });
+  let router: Router | undefined;
+  try {
+    const { url: base } = await gw.start();
+    const before = await http(base, 'GET', '/readyz');
+    assert.is(before.status, 503, JSON.stringify(before.json));
+    assert.match(before.json.transport, /idle|reconnecting/);
+    router = new Router({ port });
+    await router.start();
+    // No request in between: the gateway opened the connection itself.
+    await until(() => tr.state.state === 'connected', 'the connection the gateway opened', 10_000);
+    assert.is((await http(base, 'GET', '/readyz')).status, 200);
+  } finally {
+    await gw.stop(500);
+    await tr.close();
+    await router?.stop();
+  }
+});
 r.run();
 
 const early = suite('gateway: stop while starting');

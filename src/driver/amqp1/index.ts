@@ -150,6 +150,11 @@ export class Amqp1Driver extends DriverBase implements Driver {
     );
   }
 
+  /** Opens the connection now (see Driver.connect); no retry limit before `deadline`. */
+  async connect(deadline: number): Promise<void> {
+    await this.connection.until(() => this.connection.isOpen, deadline, -1, 'connect');
+  }
+
   async send(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<Reply | undefined> {
     this.assertOpen();
     return this.reportAfterClose(() =>

@@ -107,6 +107,11 @@ export class RabbitDriver extends DriverBase implements Driver {
     return bounded(envelope(msg, what), this.config.maxMessageSize);
   }
 
+  /** Opens the publishing connection now (see Driver.connect); no retry limit before `deadline`. */
+  async connect(deadline: number): Promise<void> {
+    await this.conn.ready(deadline, -1, 'connect');
+  }
+
   async send(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<Reply | undefined> {
     this.assertOpen();
     const deadline = Date.now() + opts.timeout;
