@@ -241,8 +241,25 @@ async function runCommand(argv: string[]): Promise<void> {
   if (worker === undefined && (count > 1 || recycleAfter > 0)) {
     // One scrape for the whole run: the primary sums what every worker's Metrics counted.
     const metrics = metricsAt === undefined ? undefined : await serveClusterMetrics(parseMetricsAddress(metricsAt));
-    const supervisor = new WorkerSupervisor({ count, log });
-    handleShutdown({
+    // A worker that exits 2 before any worker served met a mistake every worker meets (a module
+    // that does not load, a bad value): the run ends with it instead of restarting workers
+    // forever. Under --watch it restarts (the module may be fixed meanwhile), as does a worker
+    // that failed on something it can outlive (5: the broker, which may come back).
+    const supervisor = new WorkerSupervisor({
+      count,
+      log,
+      onEarlyDeath: ({ worker: n, pid, code, signal }) => {
+        if (code !== EXIT.usage || watch) return false;
+        if (shutdown.stopping) return;
+        log.error(`worker ${n} (pid ${pid}) exited (${signal ?? `status ${code}`}) before any worker served; stopping`, {
+          worker: n,
+          code,
+          signal,
+        });
+        shutdown.stop('a worker failed to start', code ? code : EXIT.failed);
+      },
+    });
+    const shutdown = handleShutdown({
       log,
       timeoutMs: timeoutMs + PRIMARY_MARGIN_MS,
       target: {

@@ -5,6 +5,7 @@
  * TypeScript modules (`.ts`, `.mts`, `.cts`) load through tsx, registered on first need.
  */
 import { execFile } from 'node:child_process';
+import { createReadStream } from 'node:fs';
 import { register as registerHooks } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -183,11 +184,34 @@ export async function loadErrorLocation(err: unknown, files: readonly string[]):
   const found = location(text);
   if (found || !(err instanceof SyntaxError)) return found ?? files[0] ?? '?';
   for (const file of files.filter((f) => /\.[cm]?js$/.test(f))) {
-    const out = await new Promise<string>((resolve) => {
-      execFile(process.execPath, ['--check', file], { timeout: 5000 }, (error, _stdout, stderr) => resolve(error ? stderr : ''));
-    });
-    const where = out && location(out.split('\n')[0]!);
+    const where = (await checkSyntax(file, false)) ?? (file.endsWith('.cjs') ? undefined : await checkSyntax(file, true));
     if (where) return where;
   }
   return files[0] ?? '?';
+}
+
+/**
+ * `file:line` of a syntax error in `file`, by `node --check`. Node 20 checks a `.js` file outside
+ * a `"type": "module"` package as CommonJS and passes an ES module's syntax error, so `asModule`
+ * feeds it on stdin as a module (`--input-type=module`), naming the file in place of `[stdin]`.
+ */
+function checkSyntax(file: string, asModule: boolean): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const child = execFile(
+      process.execPath,
+      asModule ? ['--input-type=module', '--check'] : ['--check', file],
+      { timeout: 5000 },
+      (error, _stdout, stderr) => {
+        if (!error || !stderr) return resolve(undefined);
+        const first = stderr.split('\n')[0]!;
+        resolve(location(asModule ? first.replace(/^\[stdin\]/, path.resolve(file)) : first));
+      },
+    );
+    if (asModule) {
+      const input = createReadStream(file);
+      input.on('error', () => child.stdin?.end());
+      child.stdin?.on('error', () => undefined);
+      input.pipe(child.stdin!);
+    } else child.stdin?.end();
+  });
 }

@@ -126,6 +126,24 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
       assert.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /services\.a\.endpoints: \S*nope\.js does not exist/);
     }
+    // A module that does not load: exit 2 naming service, file and line, before any service
+    // serves (it served the services before it, then exited 1; with workers, restarted forever).
+    writeFileSync(path.join(dir, 'bad.js'), 'export default {\n  async a() { return 1 + ; }\n};\n');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        config: { transportUrl: 'memory://' },
+        services: { calc: ok, broken: { ...ok, topic: 'b', endpoints: './bad.js' } },
+      }),
+    );
+    for (const args of [['run'], ['run', '--workers', '2']]) {
+      r = hermod(args);
+      assert.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /services\.broken\.endpoints: \S*bad\.js:2: SyntaxError: Unexpected token ';'/, args.join(' '));
+      assert.not.match(r.stdout, /"event":"serving"/, `${args.join(' ')}: nothing served`);
+      assert.not.match(r.stdout + r.stderr, /restarting in/);
+      assert.not.match(r.stdout, /aborted \d+ piece/);
+    }
     r = hermod(['run', '--workers', 'lots']);
     assert.is(r.status, 2);
     assert.match(r.stderr, /--workers: must be a whole number/);

@@ -7,10 +7,11 @@
 import diagnostics_channel from 'node:diagnostics_channel';
 import type { HermodConfig } from '../../config/index.js';
 import type { ServerRequestEvent } from '../../core/diagnostics.js';
+import { ConfigError } from '../../core/errors.js';
 import { Target } from '../../core/target.js';
 import { RPCServer } from '../../rpc/server.js';
 import { getTransport, type Transport } from '../../transport.js';
-import { type EndpointContext, loadEndpoints } from '../load-endpoints.js';
+import { type EndpointContext, loadEndpoints, loadErrorLocation, loadErrorMessage } from '../load-endpoints.js';
 import { PresenceBeacon, type PresenceBeaconOptions } from '../status/beacon.js';
 import type { ServiceSpec } from './config.js';
 import { EndpointReloader, type WatchOptions } from './reloader.js';
@@ -81,13 +82,29 @@ export class ServiceGroup {
   async start(): Promise<void> {
     const { log, watch, worker } = this.options;
     diagnostics_channel.subscribe('hermod:rpc:server:request', this.onRequest);
+    // Every service's modules load before any service starts: one that does not load stops the
+    // run before anything serves (it started the services before it, then died with exit 1).
+    const loaded: Array<{ endpoints: object[]; reloader: EndpointReloader | undefined }> = [];
     for (const spec of this.options.services) {
       if (this.stopping) return;
       const server = this.serverName(spec);
       const fields = { service: spec.name, ...(worker === undefined ? {} : { worker }), topic: spec.topic, server };
       const ctx: EndpointContext = { server, topic: spec.topic, service: spec.name, ...(worker === undefined ? {} : { worker }) };
       const reloader = watch ? new EndpointReloader(spec.endpoints, ctx, log, watch, fields) : undefined;
-      const endpoints = withServiceTarget(reloader ? await reloader.load() : await loadEndpoints(spec.endpoints, ctx), spec);
+      try {
+        loaded.push({
+          endpoints: withServiceTarget(reloader ? await reloader.load() : await loadEndpoints(spec.endpoints, ctx), spec),
+          reloader,
+        });
+      } catch (err) {
+        throw await loadFailure(err, spec);
+      }
+    }
+    for (const [i, spec] of this.options.services.entries()) {
+      if (this.stopping) return;
+      const server = this.serverName(spec);
+      const fields = { service: spec.name, ...(worker === undefined ? {} : { worker }), topic: spec.topic, server };
+      const { endpoints, reloader } = loaded[i]!;
       const config = this.options.configFor(spec);
       const transport = await this.transportFor(config);
       const target = new Target({ topic: spec.topic, server, ...(spec.exchange ? { exchange: spec.exchange } : {}) });
@@ -206,4 +223,18 @@ export class ServiceGroup {
     if (ev.outcome === 'ok') this.options.log.info(line, fields);
     else this.options.log.warn(line, fields);
   }
+}
+
+/**
+ * A service's module that did not load, as a ConfigError (exit 2, as rpc-server's `--endpoints`)
+ * naming the service, the file and line, and the reason in one line.
+ */
+async function loadFailure(err: unknown, spec: ServiceSpec): Promise<Error> {
+  if (err instanceof ConfigError) return err;
+  const where = (err as { location?: string }).location ?? (await loadErrorLocation(err, spec.endpoints));
+  const name = err instanceof Error ? err.name : 'Error';
+  return new ConfigError(`services.${spec.name}.endpoints: ${where}: ${name}: ${loadErrorMessage(err)}`, {
+    key: `services.${spec.name}.endpoints`,
+    cause: err,
+  });
 }

@@ -75,9 +75,10 @@ export interface SupervisorOptions {
   /**
    * Given, a worker that dies before any worker said it was ready is not restarted: it met
    * what every worker would (the port taken, a broker refusing the credentials), and this is
-   * told instead, to end the run. Without it, such a worker restarts like any other.
+   * told instead, to end the run; unless it returns `false`, and that worker restarts like any
+   * other. Without it, such a worker restarts like any other.
    */
-  onEarlyDeath?: (death: { worker: number; pid: number | undefined; code: number | null; signal: string | null }) => void;
+  onEarlyDeath?: (death: { worker: number; pid: number | undefined; code: number | null; signal: string | null }) => boolean | void;
 }
 
 interface Slot {
@@ -138,7 +139,8 @@ export class WorkerSupervisor {
 
   /** Workers that exited with a non-zero status during the stop (7: they aborted work at their deadline). */
   aborted(): number {
-    return this.exitCodes.filter((c) => c !== 0).length;
+    // 2 (usage) and 5 (cannot connect): a worker that never started serving, so aborted nothing.
+    return this.exitCodes.filter((c) => c !== 0 && c !== 2 && c !== 5).length;
   }
 
   private processes(): Worker[] {
@@ -293,8 +295,8 @@ export class WorkerSupervisor {
   private crashed(slot: Slot, worker: Worker, how: string, code: number | null, signal: string | null): void {
     this.crashes++;
     if (!this.anyReady && this.options.onEarlyDeath) {
-      this.options.onEarlyDeath({ worker: slot.n, pid: worker.process.pid, code, signal });
-      return;
+      const handled = this.options.onEarlyDeath({ worker: slot.n, pid: worker.process.pid, code, signal });
+      if (handled !== false) return;
     }
     const lived = Date.now() - slot.startedAt;
     slot.failures = lived >= (this.options.stableMs ?? 10_000) ? 1 : slot.failures + 1;
