@@ -85,10 +85,11 @@ async function main(): Promise<void> {
       count,
       log,
       onEarlyDeath: ({ worker: n, pid, code, signal }) => {
-        if (shutdown.stopping) return;
+        if (shutdown.stopping) return true;
         log.error(`worker ${n} (pid ${pid}) exited (${signal ?? `status ${code}`}) before any worker listened; stopping`);
         // Its own status when it chose one (2 for a usage error, 5 for an unreachable broker), else 1.
         shutdown.stop('a worker failed to start', code ? code : EXIT.failed);
+        return true;
       },
     });
     const shutdown = handleShutdown({

@@ -250,13 +250,14 @@ async function runCommand(argv: string[]): Promise<void> {
       log,
       onEarlyDeath: ({ worker: n, pid, code, signal }) => {
         if (code !== EXIT.usage || watch) return false;
-        if (shutdown.stopping) return;
+        if (shutdown.stopping) return true;
         log.error(`worker ${n} (pid ${pid}) exited (${signal ?? `status ${code}`}) before any worker served; stopping`, {
           worker: n,
           code,
           signal,
         });
         shutdown.stop('a worker failed to start', code ? code : EXIT.failed);
+        return true;
       },
     });
     const shutdown = handleShutdown({

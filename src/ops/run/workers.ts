@@ -78,7 +78,7 @@ export interface SupervisorOptions {
    * told instead, to end the run; unless it returns `false`, and that worker restarts like any
    * other. Without it, such a worker restarts like any other.
    */
-  onEarlyDeath?: (death: { worker: number; pid: number | undefined; code: number | null; signal: string | null }) => boolean | void;
+  onEarlyDeath?: (death: { worker: number; pid: number | undefined; code: number | null; signal: string | null }) => boolean | undefined;
 }
 
 interface Slot {
