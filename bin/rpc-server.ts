@@ -8,7 +8,7 @@ import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { DemoEndpoints } from '../src/cli/demo-endpoints.js';
 import { describeEndpoint, loadEndpoints } from '../src/cli/endpoints.js';
 import { exitOnUsage, failureStatus, fatal } from '../src/cli/exit-codes.js';
-import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import { lineBudget, logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import type { ConnectionState, ServerRequestEvent } from '../src/core/diagnostics.js';
@@ -17,6 +17,9 @@ import { importModule } from '../src/ops/load-endpoints.js';
 import { PresenceBeacon } from '../src/ops/status/beacon.js';
 import { RPCServer } from '../src/rpc/server.js';
 import { getTransport } from '../src/transport.js';
+
+/** Lines per second for failed requests, and for invalid messages, before the rest are only counted. */
+const FAILURE_LINES_PER_SECOND = 20;
 
 async function main(): Promise<void> {
   const { config: loaded, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
@@ -84,10 +87,15 @@ async function main(): Promise<void> {
   // request would cost a busy server much of its throughput (README "Logging").
   const debug = config.log.level === 'debug';
   if (debug || config.log.level === 'info') {
+    // Failed requests are a peer's to cause: a flood of them is a line a second past the budget.
+    const failures = lineBudget(FAILURE_LINES_PER_SECOND, 1000, (n) =>
+      log.info(`${n} more failed request(s) in the last second not logged`, { event: 'failures-not-logged', skipped: n }),
+    );
     diagnostics_channel.subscribe('hermod:rpc:server:request', (e) => {
       const ev = e as ServerRequestEvent;
       // At info, a request that succeeded costs no formatting of a line nobody writes.
       if (ev.outcome === 'ok' && !debug) return;
+      if (ev.outcome !== 'ok' && !failures()) return;
       const err = ev.error ? ` ${ev.error.name}: ${ev.error.message}` : '';
       (ev.outcome === 'ok' ? log.debug : log.info)(`${ev.kind} ${ev.method} ${ev.outcome} ${ev.durationMs.toFixed(1)}ms${err}`, {
         method: ev.method,
@@ -96,9 +104,12 @@ async function main(): Promise<void> {
       });
     });
   }
+  const invalid = lineBudget(FAILURE_LINES_PER_SECOND, 1000, (n) =>
+    log.warn(`${n} more invalid message(s) in the last second not logged`, { event: 'invalid-not-logged', skipped: n }),
+  );
   diagnostics_channel.subscribe('hermod:message:invalid', (e) => {
     const ev = e as { error: Error };
-    log.warn(`dropped an invalid message: ${ev.error.message}`);
+    if (invalid()) log.warn(`dropped an invalid message: ${ev.error.message}`);
   });
 
   // Installed before start(): a signal while connecting stops at once instead of being lost.

@@ -2,11 +2,22 @@ import diagnostics_channel from 'node:diagnostics_channel';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EXIT, printFailure } from '../../src/cli/exit-codes.js';
-import { type Logger, logConnectionState, nextTryText } from '../../src/cli/log.js';
+import { type Logger, lineBudget, logConnectionState, nextTryText } from '../../src/cli/log.js';
 
 // The reconnect line's delay: a 30 ms delay printed "next try in 0.0 s" (one decimal of a second).
 
 const t = suite('cli log: when the next connection attempt comes');
+
+t('lineBudget: lines up to the budget, the rest counted and said once when the window ends', async () => {
+  const said: number[] = [];
+  const allow = lineBudget(3, 150, (n) => said.push(n));
+  const first = Array.from({ length: 10 }, () => allow());
+  assert.equal(first, [true, true, true, false, false, false, false, false, false, false]);
+  assert.equal(said, [], 'nothing said before the window ends');
+  await new Promise((r) => setTimeout(r, 250));
+  assert.equal(said, [7], 'one summary for the seven skipped, with no further event needed');
+  assert.ok(allow(), 'a new window, a new budget');
+});
 
 t('0 is at once, under 100 ms in ms, from 100 ms on in seconds, no delay says trying again', () => {
   const cases: Array<[number | undefined, string]> = [
