@@ -163,6 +163,9 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   const maxDepth = transport.config.maxJsonDepth;
   const parseJson = app.getDefaultJsonParser('ignore', 'ignore');
   app.removeContentTypeParser('application/json');
+  // JSON only: fastify's text/plain parser handed a JSON body sent as text on as a string, and
+  // the call was refused as "not a JSON object" (400) instead of the 415 a wrong type earns.
+  app.removeContentTypeParser('text/plain');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if (nestsDeeperThan(body as string, maxDepth)) {
       done(new NestingTooDeep(maxDepth, 'the request body'), undefined);

@@ -256,6 +256,10 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
     assert.is(inner.json.error.type, 'MessagingTimeout');
     assert.is(inner.json.error.message, 'inventory did not answer');
     assert.ok(inner.json.error.remote, 'said to come from the server');
+    // JSON sent as text: 415, as the README says (it was a 400 "not a JSON object").
+    const text = await http(ctx.base, 'POST', `/v1/${ctx.topic}/get`, '{"id": 1}', { 'content-type': 'text/plain' });
+    assert.is(text.status, 415, JSON.stringify(text.json));
+    assert.is(text.json.error.code, 'FST_ERR_CTP_INVALID_MEDIA_TYPE');
   });
 
   t('errors: a server aborting the running call (ServerStopped) is 502 without Retry-After: the method may have run', async (ctx) => {
