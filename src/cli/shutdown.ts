@@ -87,7 +87,8 @@ export function handleShutdown(opts: {
   let failure: number | undefined;
   let progress: NodeJS.Timeout | undefined;
   let backstop: NodeJS.Timeout | undefined;
-  const waitingFor = () => target.pending() || 'nothing';
+  // Nothing of the target's own left: what remains is closing (connections, the broker's answers).
+  const waitingFor = () => target.pending() || 'connections to close';
   const end = (code: number) => {
     clearInterval(progress);
     clearTimeout(backstop);
