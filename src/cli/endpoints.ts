@@ -1,7 +1,7 @@
 /** rpc-server's `--endpoints` modules: loading them (a broken one is a usage error naming file and line) and saying what they serve. */
-import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { syntaxErrorOf } from '../core/syntax-check.js';
 import { findMethod } from '../rpc/dispatcher.js';
 import { UsageError } from './exit-codes.js';
 
@@ -11,18 +11,10 @@ export interface EndpointContext {
   topic: string;
 }
 
-/**
- * `file:line` and the message of a syntax error in `file`, from `node --check` (an `import()`
- * that fails to parse says neither file nor line). Only run on that error path.
- */
-function syntaxErrorAt(file: string): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--check', file], { timeout: 10_000 }, (_err, _out, stderr) => {
-      const where = /^(.+:\d+)$/m.exec(stderr)?.[1];
-      const what = /^SyntaxError: .*$/m.exec(stderr)?.[0];
-      resolve(where && what ? `${where}: ${what}` : undefined);
-    });
-  });
+/** `file:line: SyntaxError: …` of a syntax error in `file` (see syntaxErrorOf). */
+async function syntaxErrorAt(file: string): Promise<string | undefined> {
+  const found = await syntaxErrorOf(file);
+  return found ? `${found.where}: ${found.what}` : undefined;
 }
 
 /** How a module is imported: plain `import()` here; the bins pass one that also loads TypeScript. */

@@ -4,13 +4,12 @@
  * class (constructed with the {@link EndpointContext}) or a factory (called with it, may be async).
  * TypeScript modules (`.ts`, `.mts`, `.cts`) load through tsx, registered on first need.
  */
-import { execFile } from 'node:child_process';
-import { createReadStream } from 'node:fs';
 import { register as registerHooks } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
 import { ConfigError } from '../core/errors.js';
+import { syntaxErrorOf } from '../core/syntax-check.js';
 import { RELOAD_PARAM } from './run/reload-hooks.js';
 
 /** What a class or factory export receives. */
@@ -184,34 +183,9 @@ export async function loadErrorLocation(err: unknown, files: readonly string[]):
   const found = location(text);
   if (found || !(err instanceof SyntaxError)) return found ?? files[0] ?? '?';
   for (const file of files.filter((f) => /\.[cm]?js$/.test(f))) {
-    const where = (await checkSyntax(file, false)) ?? (file.endsWith('.cjs') ? undefined : await checkSyntax(file, true));
+    const found = await syntaxErrorOf(file);
+    const where = found && location(found.where);
     if (where) return where;
   }
   return files[0] ?? '?';
-}
-
-/**
- * `file:line` of a syntax error in `file`, by `node --check`. Node 20 checks a `.js` file outside
- * a `"type": "module"` package as CommonJS and passes an ES module's syntax error, so `asModule`
- * feeds it on stdin as a module (`--input-type=module`), naming the file in place of `[stdin]`.
- */
-function checkSyntax(file: string, asModule: boolean): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      process.execPath,
-      asModule ? ['--input-type=module', '--check'] : ['--check', file],
-      { timeout: 5000 },
-      (error, _stdout, stderr) => {
-        if (!error || !stderr) return resolve(undefined);
-        const first = stderr.split('\n')[0]!;
-        resolve(location(asModule ? first.replace(/^\[stdin\]/, path.resolve(file)) : first));
-      },
-    );
-    if (asModule) {
-      const input = createReadStream(file);
-      input.on('error', () => child.stdin?.end());
-      child.stdin?.on('error', () => undefined);
-      input.pipe(child.stdin!);
-    } else child.stdin?.end();
-  });
 }

@@ -81,6 +81,8 @@ t("--version prints hermod's version and --help ends with the one exit-status ta
 });
 
 t('exit 2: every usage and configuration mistake of the issue', async (ctx) => {
+  const brokenJs = path.join(ctx.dir, 'broken.js');
+  writeFileSync(brokenJs, 'export default {\n  async a() { return 1 + ; }\n};\n');
   const broken = path.join(ctx.dir, 'broken.mjs');
   writeFileSync(broken, 'export default {\n  async hi() { return 1; }\n  oops oops\n};\n');
   const cases: Array<[string, string[], Record<string, string>, RegExp]> = [
@@ -106,6 +108,14 @@ t('exit 2: every usage and configuration mistake of the issue', async (ctx) => {
       ['s', '-t', 'x', '--endpoints', broken, '--transport-url', NOWHERE],
       {},
       /broken\.mjs:3: SyntaxError: Unexpected identifier 'oops'/,
+    ],
+    // An ES module in a .js file outside a "type": "module" package: Node 20's --check passed it
+    // (no line was given), so the check reads it as a module too.
+    [
+      'rpc-server',
+      ['s', '-t', 'x', '--endpoints', brokenJs, '--transport-url', NOWHERE],
+      {},
+      /broken\.js:2: SyntaxError: Unexpected token ';'/,
     ],
     [
       'rpc-server',
