@@ -55,6 +55,12 @@ const program = commonOptions(
     .option('--tls-key <file>', 'TLS private key (PEM)')
     .option('--tls-ca <file>', 'CA of client certificates: clients may log in with one (SASL EXTERNAL, user = its CN)')
     .option('--max-connections <n>', 'open connections at most', intAtLeast(1), 1000)
+    .option(
+      '--max-handshakes-per-address <n>',
+      'connections from one client address still logging in (before AMQP open) at most',
+      intAtLeast(1),
+      64,
+    )
     .option('--max-sessions <n>', 'sessions per connection at most', intAtLeast(1), 64)
     .option('--max-links <n>', 'links per connection at most', intAtLeast(1), 1000)
     .option('--max-message-size <bytes>', 'largest message accepted', intAtLeast(1), 16 * 1024 * 1024)
@@ -90,6 +96,7 @@ const o = program.opts<
     tlsKey?: string;
     tlsCa?: string;
     maxConnections: number;
+    maxHandshakesPerAddress: number;
     maxSessions: number;
     maxLinks: number;
     maxMessageSize: number;
@@ -136,6 +143,7 @@ try {
     ...(o.allowAnonymous ? { allowAnonymous: true } : {}),
     ...(o.tlsCert && o.tlsKey ? { tls: { cert: o.tlsCert, key: o.tlsKey, ...(o.tlsCa ? { ca: o.tlsCa } : {}) } } : {}),
     maxConnections: o.maxConnections,
+    maxHandshakesPerAddress: o.maxHandshakesPerAddress,
     maxSessions: o.maxSessions,
     maxLinks: o.maxLinks,
     maxMessageSize: o.maxMessageSize,

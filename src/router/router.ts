@@ -56,6 +56,12 @@ export interface RouterOptions {
   handshakeFrameSize?: number;
   /** Open connections (sockets) at most; more are refused and logged. @default 1000 */
   maxConnections?: number;
+  /**
+   * Connections from one client address still in their handshake (before AMQP `open`) at most;
+   * more from that address are refused and logged, so one client cannot hold every slot of
+   * `maxConnections` with sockets that never log in. @default 64
+   */
+  maxHandshakesPerAddress?: number;
   /** Sessions per connection at most; the connection that opens more is closed. @default 64 */
   maxSessions?: number;
   /** Links per connection at most; more are refused (detached with an error). @default 1000 */
@@ -149,6 +155,10 @@ export class Router {
   private readonly peers = new Map<Connection, Peer>();
   /** Every accepted TCP socket, including ones that never completed an AMQP open. */
   private readonly sockets = new Set<Socket>();
+  /** Sockets in their handshake, by client address (maxHandshakesPerAddress). */
+  private readonly handshaking = new Map<string, number>();
+  /** Ends a socket's handshake count: at its connection's open, or when it closes first. */
+  private readonly handshakeDone = new WeakMap<Socket, () => void>();
   private readonly opts: Resolved;
   private readonly users: UserDb | undefined;
   private readonly tls: RouterTls | undefined;
@@ -174,6 +184,7 @@ export class Router {
       maxFrameSize: options.maxFrameSize ?? 65536,
       handshakeFrameSize: options.handshakeFrameSize ?? 4096,
       maxConnections: options.maxConnections ?? 1000,
+      maxHandshakesPerAddress: options.maxHandshakesPerAddress ?? 64,
       maxSessions: options.maxSessions ?? 64,
       maxLinks: options.maxLinks ?? 1000,
       handshakeTimeout: options.handshakeTimeout ?? 5000,
@@ -183,6 +194,7 @@ export class Router {
     // A NaN limit compared false everywhere and switched the bound off; 0 or less refused everyone.
     for (const key of [
       'maxConnections',
+      'maxHandshakesPerAddress',
       'maxSessions',
       'maxLinks',
       'maxMessageSize',
@@ -315,26 +327,49 @@ export class Router {
       return;
     }
     if (this.sockets.size >= this.opts.maxConnections) {
-      this.refused++;
-      this.atLimit++;
-      // A flood of connections past the limit is one line per interval, not one per socket: the
-      // log is the disk's, and the flood is the peer's.
-      const now = Date.now();
-      if (now - this.limitLoggedAt >= LIMIT_LOG_INTERVAL_MS) {
-        const more = this.atLimit - this.limitRefusedAtLog - 1;
-        this.opts.log(
-          `refused ${peerLabel(socket)}: connection limit of ${this.opts.maxConnections} reached${more > 0 ? ` (and ${more} more since the last such line)` : ''}`,
-        );
-        this.limitLoggedAt = now;
-        this.limitRefusedAtLog = this.atLimit;
-      }
-      socket.destroy();
+      this.refuseAtLimit(socket, `connection limit of ${this.opts.maxConnections} reached`);
       return;
     }
+    const from = socket.remoteAddress ?? '';
+    const shaking = this.handshaking.get(from) ?? 0;
+    if (shaking >= this.opts.maxHandshakesPerAddress) {
+      this.refuseAtLimit(socket, `${shaking} connections from its address are still in their handshake (maxHandshakesPerAddress)`);
+      return;
+    }
+    this.handshaking.set(from, shaking + 1);
+    let counted = true;
+    const done = () => {
+      if (!counted) return;
+      counted = false;
+      const left = (this.handshaking.get(from) ?? 1) - 1;
+      if (left > 0) this.handshaking.set(from, left);
+      else this.handshaking.delete(from);
+    };
+    this.handshakeDone.set(socket, done);
     // Small request/reply frames must not wait for Nagle's algorithm.
     socket.setNoDelay(true);
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      done();
+    });
+  }
+
+  /**
+   * Refuses a socket at a connection limit. A flood past a limit is one line per interval, not
+   * one per socket: the log is the disk's, and the flood is the peer's.
+   */
+  private refuseAtLimit(socket: Socket, why: string): void {
+    this.refused++;
+    this.atLimit++;
+    const now = Date.now();
+    if (now - this.limitLoggedAt >= LIMIT_LOG_INTERVAL_MS) {
+      const more = this.atLimit - this.limitRefusedAtLog - 1;
+      this.opts.log(`refused ${peerLabel(socket)}: ${why}${more > 0 ? ` (and ${more} more since the last such line)` : ''}`);
+      this.limitLoggedAt = now;
+      this.limitRefusedAtLog = this.atLimit;
+    }
+    socket.destroy();
   }
 
   private accept(socket: Socket): void {
@@ -518,6 +553,7 @@ export class Router {
       if (peer) {
         if (peer.timer) clearTimeout(peer.timer);
         peer.timer = undefined;
+        this.handshakeDone.get(peer.socket)?.();
         // A client that skipped SASL (allowed only with ANONYMOUS offered) is anonymous.
         peer.user ??= 'anonymous';
       }

@@ -44,8 +44,8 @@ const frameHeader = (size: number, type = 0) =>
   Buffer.from([size >>> 24, (size >>> 16) & 255, (size >>> 8) & 255, size & 255, 2, type, 0, 0]);
 
 /** A raw TCP peer: what it wrote before the router closed it, and when that happened. */
-async function raw(ctx: Ctx): Promise<{ socket: net.Socket; closed: Promise<number> }> {
-  const socket = net.connect({ port: ctx.port, host: '127.0.0.1' });
+async function raw(ctx: Ctx, localAddress?: string): Promise<{ socket: net.Socket; closed: Promise<number> }> {
+  const socket = net.connect({ port: ctx.port, host: '127.0.0.1', ...(localAddress ? { localAddress } : {}) });
   ctx.sockets.push(socket);
   socket.on('error', () => {});
   socket.on('data', () => {});
@@ -116,6 +116,28 @@ t('sockets that send nothing, only a header, or half a frame are closed at the h
   const times = await Promise.all([silent.closed, header.closed, half.closed]);
   for (const ms of times) assert.ok(ms >= 250 && ms < 2500, `closed after ${ms} ms`);
   assert.is(ctx.log.filter((l) => /closing 127\.0\.0\.1:\d+: no AMQP open within 300 ms/.test(l)).length, 3, ctx.log.join('\n'));
+});
+
+t('maxHandshakesPerAddress: sockets of one address that never log in hold at most that many slots; others still get in', async (ctx) => {
+  // 1,000 half-open sockets from one address, reopened as they closed, refused 60 of 69 new
+  // handshakes of other clients: nothing bounded one address below maxConnections.
+  await startRouter(ctx, { handshakeTimeout: 5000, maxHandshakesPerAddress: 3 });
+  const idle = [await raw(ctx), await raw(ctx), await raw(ctx)];
+  const over = await raw(ctx);
+  assert.ok((await over.closed) < 1000, 'the fourth from 127.0.0.1 is closed at once');
+  assert.ok(
+    ctx.log.some((l) => /refused 127\.0\.0\.1:\d+: 3 connections from its address are still in their handshake/.test(l)),
+    ctx.log.join('\n'),
+  );
+  // Another address is another client (loopback is a /8).
+  const other = await raw(ctx, '127.0.0.2');
+  const stillOpen = await Promise.race([other.closed.then(() => false), new Promise((r) => setTimeout(() => r(true), 300))]);
+  assert.ok(stillOpen, '127.0.0.2 is not refused');
+  // A slot freed, a real client from the first address logs in; once open it no longer counts.
+  idle[0]!.socket.destroy();
+  await idle[0]!.closed;
+  ctx.conns.push(await rheaConnect(ctx.port));
+  ctx.conns.push(await rheaConnect(ctx.port));
 });
 
 t('garbage instead of a protocol header is refused at once', async (ctx) => {
