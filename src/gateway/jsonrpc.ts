@@ -5,7 +5,7 @@
  * answered with nothing (HTTP 204). Errors carry the gateway's code and HTTP status in `data`.
  */
 
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { InvalidArgument } from '../core/errors.js';
 import { nestsDeeperThan } from '../core/json.js';
 import type { Context } from '../core/serializer.js';
@@ -81,7 +81,16 @@ async function one(
 }
 
 /** Registers `POST /jsonrpc`, with its own body parser so that invalid JSON is a JSON-RPC parse error. */
-export function registerJsonRpc(app: FastifyInstance, shared: Shared & { maxBatch: number; maxTimeout: number; maxDepth: number }): void {
+export function registerJsonRpc(
+  app: FastifyInstance,
+  shared: Shared & {
+    maxBatch: number;
+    maxTimeout: number;
+    maxDepth: number;
+    /** Counts a batch's members past the first against the client's rate limit; throws a 429 past it. */
+    chargeBatch?: (request: FastifyRequest, reply: FastifyReply, extra: number) => void;
+  },
+): void {
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => done(null, body));
@@ -105,6 +114,8 @@ export function registerJsonRpc(app: FastifyInstance, shared: Shared & { maxBatc
         if (payload.length > shared.maxBatch) {
           return reply.send(failure(RPC_CODES.invalidRequest, `Invalid Request: a batch holds at most ${shared.maxBatch} requests`, null));
         }
+        // The rate limit counted this request once; its other members count too.
+        shared.chargeBatch?.(request, reply, payload.length - 1);
         const answers = (await Promise.all(payload.map((item) => one(item, shared, state, request.id, controls)))).filter(
           (a): a is RpcResponse => a !== undefined,
         );

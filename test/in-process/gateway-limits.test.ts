@@ -57,6 +57,27 @@ for (const [name, broker] of IN_PROCESS) {
     for (let i = 0; i < 5; i++) assert.is((await http(ctx.h.base, 'GET', '/healthz')).status, 200);
   });
 
+  t('rate limit and JSON-RPC batches: the calls of batches count too (a batch was one request of up to maxBatch calls)', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, { rateLimit: { max: 10, windowMs: 60_000 } });
+    const batch = (n: number, from: number) =>
+      http(
+        ctx.h.base,
+        'POST',
+        '/jsonrpc',
+        Array.from({ length: n }, (_, i) => ({ jsonrpc: '2.0', id: from + i, method: `${ctx.h.topic}.get`, params: { id: 1 } })),
+      );
+    const first = await batch(8, 0);
+    assert.is(first.status, 200);
+    assert.is(first.json.length, 8);
+    // 7 extra calls counted so far; 6 more would make 13 past 10.
+    const over = await batch(7, 100);
+    assert.is(over.status, 429, JSON.stringify(over.json));
+    assert.is(over.json.error.data.code, 'HERMOD_ERR_RATE_LIMITED');
+    assert.is(over.json.error.code, -32002);
+    assert.ok(Number(over.headers.get('retry-after')) > 0);
+    assert.is(ctx.h.users.seen.length, 8, 'nothing of the refused batch was sent');
+  });
+
   t('a deeply nested body → 400 on REST and an Invalid Request on JSON-RPC, refused before parsing; nothing sent', async (ctx) => {
     ctx.h = await harness(ctx.broker.url);
     // 500,000 levels in 1 MB: JSON.parse alone would hold the event loop for a second or more.
