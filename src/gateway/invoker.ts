@@ -345,6 +345,7 @@ export class Invoker {
       throw new TooManyInFlight(`${this.config.maxInFlight} calls already in flight at the gateway`);
     }
     const r = route.route;
+    const timeout = Math.min(controls.timeout ?? r.timeout ?? this.config.callTimeout, this.config.maxCallTimeout);
     const prepare = () =>
       this.client.prepare({
         topic: r.topic,
@@ -353,10 +354,8 @@ export class Invoker {
         namespace: controls.namespace ?? r.namespace ?? null,
         version: controls.version ?? r.version ?? null,
         fanout: controls.fanout ? true : null,
-        timeout: timeoutOf(controls),
+        timeout,
       });
-    const timeoutOf = (c: CallControls) => Math.min(c.timeout ?? r.timeout ?? this.config.callTimeout, this.config.maxCallTimeout);
-    const deadline = Date.now() + timeoutOf(controls);
     // Most requests change nothing of the route's target: they share one prepared client (a
     // view of the gateway's, same in-flight bound) instead of a new one and a new Target each.
     const plain =
@@ -374,8 +373,10 @@ export class Invoker {
         await this.cuttable(client.cast(ctx, r.method, args));
         return { kind: 'accepted' };
       }
+      const sent = Date.now();
       let result = await this.cuttable(client.call(ctx, r.method, args));
-      if (isJobToken(result)) result = await this.follow(ctx, result, deadline, timeoutOf(controls), route.name);
+      // The whole request within its timeout: the job gets what the call left of it.
+      if (isJobToken(result)) result = await this.follow(ctx, result, sent + timeout, timeout, route.name);
       if (route.checkResult && !route.checkResult(result)) {
         throw new BadResult(
           `the result of ${route.name} does not match its schema: ${this.ajv.errorsText(route.checkResult.errors, { dataVar: 'result' })}`,
