@@ -292,8 +292,17 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     await serve(ctx, tp, 's', [new Recorder('s')], { concurrency: 64 });
     const c = new RPCClient(await transport(ctx, { 'rpc.maxInFlight': 10000 }), new Target({ topic: tp }), { timeout: 20000 });
     const calls = 5000;
-    const results = await Promise.all(Array.from({ length: calls }, (_, i) => c.call<number>({}, 'add', { a: i, b: 1 })));
-    assert.is(results.length, calls);
+    const t0 = performance.now();
+    const settled = await Promise.allSettled(Array.from({ length: calls }, (_, i) => c.call<number>({}, 'add', { a: i, b: 1 })));
+    // How many failed and how long it took tell a lost reply (one, at the timeout) from a
+    // machine too loaded to serve 5000 in 20 s (many): a CI run once saw one timeout, no more said.
+    const failed = settled.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    assert.is(
+      failed.length,
+      0,
+      `${failed.length} of ${calls} failed, all settled in ${(performance.now() - t0).toFixed(0)} ms; the first: ${(failed[0]?.reason as Error | undefined)?.message}`,
+    );
+    const results = settled.map((r) => (r as PromiseFulfilledResult<number>).value);
     assert.ok(
       results.every((r, i) => r === i + 1),
       'each reply matched to its call',
