@@ -112,6 +112,10 @@ t('--start --wait prints the token, follows progress on stderr, prints the resul
   assert.is(bounded.code, 3, bounded.stderr);
   assert.ok(Date.now() - t1 < 10_000, `gave up after ${Date.now() - t1} ms`);
   assert.match(bounded.stderr, /did not end within 1500 ms/);
+  // The job runs on (its token stays valid): cancelled here, or its 20 s kept this process alive
+  // past the end of the suite.
+  const cancelled = await cli(ctx, ['job', bounded.stdout.trim(), '--cancel']);
+  assert.is(cancelled.code, 0, cancelled.stderr);
 
   const lone = await cli(ctx, ['img', 'resize', '--wait']);
   assert.is(lone.code, 2, '--wait without --start is a usage error');

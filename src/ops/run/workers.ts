@@ -187,7 +187,11 @@ export class WorkerSupervisor {
   /** Starts `w`'s graceful stop: now if it listens for the request, else once it says hello. */
   private askToStop(w: Worker): void {
     if (!w.isConnected()) w.process.kill('SIGTERM');
-    else if (this.heard.has(w)) w.send(STOP_MESSAGE);
+    else if (this.heard.has(w))
+      w.send(STOP_MESSAGE, undefined, undefined, (err) => {
+        // The channel broke on the way: a signal asks the same.
+        if (err && !w.isDead()) w.process.kill('SIGTERM');
+      });
     else this.askedEarly.add(w);
   }
 
@@ -206,6 +210,9 @@ export class WorkerSupervisor {
     );
     worker.on('message', (m: unknown) => this.message(slot, worker, m));
     worker.on('exit', (code, signal) => this.exited(slot, worker, code, signal));
+    // A send to a worker whose channel broke (it is exiting: its exit event follows) emits an
+    // error; unheard, it ended the primary (EPIPE while stopping the others after an early death).
+    worker.on('error', () => undefined);
     return worker;
   }
 
@@ -213,7 +220,7 @@ export class WorkerSupervisor {
     const msg = m as { hermod?: string; reloads?: unknown } | null;
     if (msg?.hermod === HELLO_MESSAGE.hermod) {
       this.heard.add(worker);
-      if (this.askedEarly.has(worker) && worker.isConnected()) worker.send(STOP_MESSAGE);
+      if (this.askedEarly.has(worker) && worker.isConnected()) worker.send(STOP_MESSAGE, undefined, undefined, () => undefined);
       return;
     }
     if (msg?.hermod === READY_MESSAGE.hermod) this.anyReady = true;
