@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // First: it must run before the other modules load (see the module).
 import '../src/cli/young-gen.js';
+import { randomBytes } from 'node:crypto';
 import { Command } from 'commander';
 import { describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
@@ -9,7 +10,7 @@ import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { hermodSection, readGatewayConfig } from '../src/gateway/config.js';
-import { createGateway, type Gateway, type GatewayConfig } from '../src/gateway/index.js';
+import { createGateway, type Gateway, type GatewayConfig, JOBS_KEY_ENV } from '../src/gateway/index.js';
 import { ClosedError, defaultConfig, getTransport, loadConfig, type Transport } from '../src/index.js';
 import { parseWorkers } from '../src/ops/run/config.js';
 import { onPrimaryStop, READY_MESSAGE, tellPrimary, WorkerSupervisor, workerNumber } from '../src/ops/run/workers.js';
@@ -102,6 +103,10 @@ async function main(): Promise<void> {
         abort: () => supervisor.abort(),
       },
     });
+    // The workers seal job references with one key (a poll may reach any of them); without a
+    // key file or variable, one made for this run, which they inherit with the environment.
+    if (gw.jobs?.enabled !== false && !gw.jobs?.keyFile && !process.env[JOBS_KEY_ENV]?.trim())
+      process.env[JOBS_KEY_ENV] = randomBytes(32).toString('base64');
     log.info(`starting ${count} workers (deadline of each on stop ${shutdownMs / 1000} s)`, { workers: count });
     supervisor.start();
     return;

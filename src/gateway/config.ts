@@ -105,6 +105,22 @@ export interface GatewayConfig {
    * the OpenAPI document; 0 = off. @default 0
    */
   contractTimeout?: number;
+  /**
+   * Long operations over HTTP (README "Gateway", "Jobs over HTTP"): a request with
+   * `Prefer: respond-async` starts its call as a job and gets `202` with a job reference to poll
+   * at `/v1/jobs/{ref}`.
+   */
+  jobs?: {
+    /** Serve `/v1/jobs/{ref}` and honour `Prefer: respond-async`. @default true */
+    enabled?: boolean;
+    /**
+     * A file holding the key job references are sealed with (at least 32 characters, e.g.
+     * `openssl rand -base64 32`); relative to the configuration file. Without it, the
+     * `HERMOD_GATEWAY_JOBS_KEY` variable, else a random key per process (and per `--workers`
+     * run): references then stop working when the gateway restarts.
+     */
+    keyFile?: string;
+  };
   /** hermod's own configuration (transport options), used by `hermod-gateway` only. */
   hermod?: Record<string, unknown>;
 }
@@ -182,13 +198,19 @@ const SCHEMA = {
     exposeTracebacks: { type: 'boolean' },
     docs: { type: 'boolean' },
     contractTimeout: { type: 'integer', minimum: 0, maximum: 60_000 },
+    jobs: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { enabled: { type: 'boolean' }, keyFile: { type: 'string', minLength: 1 } },
+    },
     hermod: { type: 'object' },
   },
 };
 
 /** The configuration with every default filled in. */
-export type ResolvedGatewayConfig = Required<Omit<GatewayConfig, 'cors' | 'rateLimit' | 'hermod' | 'listen' | 'auth'>> & {
+export type ResolvedGatewayConfig = Required<Omit<GatewayConfig, 'cors' | 'rateLimit' | 'hermod' | 'listen' | 'auth' | 'jobs'>> & {
   listen: { host: string; port: number };
+  jobs: { enabled: boolean; keyFile?: string };
   auth: { keysFile?: string; allowAnonymous: boolean };
   cors?: GatewayConfig['cors'];
   rateLimit?: GatewayConfig['rateLimit'];
@@ -254,6 +276,7 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
     exposeTracebacks: c.exposeTracebacks ?? false,
     docs: c.docs ?? true,
     contractTimeout: c.contractTimeout ?? 0,
+    jobs: { enabled: c.jobs?.enabled ?? true, ...(c.jobs?.keyFile ? { keyFile: c.jobs.keyFile } : {}) },
   };
 }
 
@@ -266,12 +289,14 @@ export function readGatewayConfig(file: string): GatewayConfig {
     throw new ConfigError(`cannot read gateway config file ${file}: ${(err as Error).message}`, { cause: err, key: file });
   }
   resolveGatewayConfig(data, `file ${file}`);
-  const config = data as GatewayConfig;
+  let config = data as GatewayConfig;
   // A relative keys file is next to the file that names it, whatever directory the gateway
   // is started from (a service manager's is rarely the configuration's).
+  const near = (f: string) => (path.isAbsolute(f) ? f : path.resolve(path.dirname(file), f));
   const keysFile = config.auth?.keysFile;
-  if (keysFile && !path.isAbsolute(keysFile))
-    return { ...config, auth: { ...config.auth, keysFile: path.resolve(path.dirname(file), keysFile) } };
+  if (keysFile) config = { ...config, auth: { ...config.auth, keysFile: near(keysFile) } };
+  const jobsKeyFile = config.jobs?.keyFile;
+  if (jobsKeyFile) config = { ...config, jobs: { ...config.jobs, keyFile: near(jobsKeyFile) } };
   return config;
 }
 

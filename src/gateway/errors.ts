@@ -21,6 +21,7 @@ import {
   TransportError,
   UnsupportedVersion,
 } from '../core/errors.js';
+import { InvalidJobToken, JobCancelled, JobFinished, JobNotFound, ServerUnavailable, TooManyJobs } from '../jobs/errors.js';
 import { isRemote } from '../rpc/remote-errors.js';
 
 function code(cls: abstract new (...args: never[]) => HermodError, value: string): void {
@@ -76,6 +77,8 @@ export const RPC_CODES = {
   versionConflict: -32004,
   badResult: -32005,
   unauthenticated: -32006,
+  jobNotFound: -32007,
+  jobConflict: -32008,
 } as const;
 
 /**
@@ -92,10 +95,21 @@ export const ERROR_TABLE: ReadonlyArray<readonly [abstract new (...args: never[]
   [Forbidden, { status: 403, rpcCode: RPC_CODES.forbidden }],
   [NotExposed, { status: 404, rpcCode: RPC_CODES.methodNotFound }],
   [NoSuchMethod, { status: 404, rpcCode: RPC_CODES.methodNotFound }],
+  // A job reference that is unknown, expired, damaged or another caller's (the gateway's jobs routes).
+  [JobNotFound, { status: 404, rpcCode: RPC_CODES.jobNotFound }],
   [UnsupportedVersion, { status: 409, rpcCode: RPC_CODES.versionConflict }],
+  // A cancel of a job that had ended; a job waited for that was cancelled.
+  [JobFinished, { status: 409, rpcCode: RPC_CODES.jobConflict }],
+  [JobCancelled, { status: 409, rpcCode: RPC_CODES.jobConflict }],
   [RPCVersionCapError, { status: 409, rpcCode: RPC_CODES.versionConflict }],
   [RemoteError, { status: 502, rpcCode: RPC_CODES.remoteError }],
   [BadResult, { status: 502, rpcCode: RPC_CODES.badResult }],
+  // The server answered with something that is not a job token.
+  [InvalidJobToken, { status: 502, rpcCode: RPC_CODES.remoteError }],
+  // The server holds jobs.max jobs, all running: a new one may fit later.
+  [TooManyJobs, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 5 }],
+  // The job's server did not answer a poll: its fate is unknown, the reference stays valid.
+  [ServerUnavailable, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 5 }],
   [MessageUndeliverable, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
   [MessageDeliveryFailure, { status: 502, rpcCode: RPC_CODES.remoteError }],
   [TooManyInFlight, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],

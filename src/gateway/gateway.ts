@@ -24,6 +24,8 @@ import { type GatewayConfig, type ResolvedGatewayConfig, resolveGatewayConfig } 
 import { contextOf, requestIdOf } from './context.js';
 import { errorBody, mapError, RPC_CODES, Unauthenticated } from './errors.js';
 import { Invoker } from './invoker.js';
+import { JobRefs, jobsKey, MAX_REF_CHARS } from './job-refs.js';
+import { registerJobs } from './jobs-http.js';
 import { registerJsonRpc } from './jsonrpc.js';
 import { openApiDocument } from './openapi.js';
 import { registerRest } from './rest.js';
@@ -36,6 +38,11 @@ export interface GatewayOptions extends Omit<GatewayConfig, 'hermod'> {
    * credentials: the request gets 401 unless `auth.allowAnonymous`.
    */
   authenticate?: Authenticate;
+  /**
+   * Key material for job references (at least 32 characters), in place of `jobs.keyFile` and
+   * the `HERMOD_GATEWAY_JOBS_KEY` variable: gateways that share it read each other's references.
+   */
+  jobsKey?: string;
   /** fastify's logger option. @default false */
   logger?: FastifyServerOptions['logger'];
   /**
@@ -107,8 +114,13 @@ const isPublic = (request: FastifyRequest) => {
 
 /** Builds a gateway over `transport`; nothing listens until `start()`. Throws ConfigError on a bad configuration. */
 export function createGateway(transport: Transport, options: GatewayOptions = {}): Gateway {
-  const { authenticate: hook, logger, onConnectionRefused, ...data } = options;
+  const { authenticate: hook, logger, onConnectionRefused, jobsKey: keyText, ...data } = options;
   const config = resolveGatewayConfig(data);
+  const refs = config.jobs.enabled
+    ? new JobRefs(
+        jobsKey({ ...(keyText !== undefined ? { text: keyText } : {}), ...(config.jobs.keyFile ? { keyFile: config.jobs.keyFile } : {}) }),
+      )
+    : undefined;
   const authenticate: Authenticate | undefined = hook ?? (config.auth.keysFile ? keysFileAuthenticator(config.auth.keysFile) : undefined);
   const invoker = new Invoker(transport, config);
   const app = Fastify({
@@ -124,6 +136,22 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     },
     keepAliveTimeout: config.keepAliveTimeout,
     genReqId: (raw) => requestIdOf({ headers: raw.headers } as FastifyRequest),
+    // A job reference is a path parameter of a few hundred characters (fastify's default: 100).
+    routerOptions: { maxParamLength: MAX_REF_CHARS },
+    // fastify answers a malformed URL (`/users/%zz`) or an overlong path parameter itself, in
+    // its own shape and quoting the whole path back; here in the gateway's shape, without it.
+    frameworkErrors: (err, request, reply: FastifyReply) => {
+      const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
+      const message =
+        err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? `a path parameter is longer than ${MAX_REF_CHARS} characters`
+          : 'the URL is not valid (a malformed percent-escape?)';
+      void reply
+        .code(status)
+        .header('x-request-id', request.id)
+        .header('connection', 'close')
+        .send({ error: { code: err.code, type: 'BadUrl', message, requestId: request.id } });
+    },
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });
@@ -201,7 +229,8 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
           : {
               code: limited ? 'HERMOD_ERR_RATE_LIMITED' : ((err as FastifyError).code ?? `HTTP_${status}`),
               type: limited ? 'RateLimited' : err.name,
-              message: err.message,
+              // Bounded: fastify's own messages can quote the client's text (a 414 quotes the URL).
+              message: err.message.length > 300 ? `${err.message.slice(0, 300)}… (${err.message.length} characters)` : err.message,
               requestId: request.id,
             };
       if (status === 500) request.log.error(err);
@@ -360,7 +389,9 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
         staticCSP: true,
       });
     }
-    registerRest(scope, invoker, config.maxCallTimeout);
+    const jobs = refs ? { refs, maxWaitMs: config.maxCallTimeout } : undefined;
+    registerRest(scope, invoker, config.maxCallTimeout, jobs);
+    if (refs) registerJobs(scope, invoker, refs, { maxWaitMs: config.maxCallTimeout, exposeTracebacks: config.exposeTracebacks });
     registerJsonRpc(scope, {
       invoker,
       maxDepth,

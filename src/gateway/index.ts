@@ -13,3 +13,5 @@ export { readGatewayConfig, resolveGatewayConfig } from './config.js';
 export { BadResult, CallCut, ERROR_TABLE, Forbidden, NotExposed, RPC_CODES, Unauthenticated, Unavailable } from './errors.js';
 export type { ConnectionRefusedEvent, Gateway, GatewayAddress, GatewayOptions } from './gateway.js';
 export { createGateway } from './gateway.js';
+export type { JobOwner } from './job-refs.js';
+export { JOBS_KEY_ENV } from './job-refs.js';

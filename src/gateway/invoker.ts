@@ -12,9 +12,13 @@ import { ConfigError, InvalidArgument, MessagingTimeout, TooManyInFlight } from 
 import { findPrototypeKey } from '../core/plain.js';
 import type { Context } from '../core/serializer.js';
 import { Target, versionIsCompatible } from '../core/target.js';
-import { isJobToken } from '../jobs/token.js';
+import { START_HINT } from '../jobs/context.js';
+import { InvalidJobToken, JobNotFound, JobPending, JobTimeout } from '../jobs/errors.js';
+import { isFinal, type JobStatus } from '../jobs/poller.js';
+import { isJobToken, type JobToken, parseJobToken } from '../jobs/token.js';
 import { RPCClient } from '../rpc/client.js';
 import { describeWhenConnected } from '../rpc/introspection.js';
+import { isRemote } from '../rpc/remote-errors.js';
 import type { Transport } from '../transport.js';
 import type { Identity } from './auth.js';
 import type { GatewayRoute, ResolvedGatewayConfig } from './config.js';
@@ -85,8 +89,25 @@ export function parseControls(values: Record<string, unknown>, maxTimeout: numbe
   return out;
 }
 
-/** The outcome of one invocation. */
-export type Outcome = { kind: 'result'; result: unknown } | { kind: 'accepted' };
+/** The outcome of one invocation: a result, a cast accepted, or (asked for) a job still running. */
+export type Outcome = { kind: 'result'; result: unknown } | { kind: 'accepted' } | { kind: 'job'; token: JobToken };
+
+/** A job as the gateway reports it: its status, and once it ended its result or its error. */
+export interface JobView {
+  status: JobStatus;
+  /** Set when the job succeeded (the result may be null). */
+  result?: { value: unknown };
+  /** The job's own failure: the method's error, JobCancelled, or a result that broke the route's schema. */
+  error?: Error;
+}
+
+/**
+ * Whether `err` is the job's own outcome (the method raised, or the job was cancelled), as
+ * opposed to a failure to learn it (the server unreachable, the job unknown there).
+ */
+function isJobOutcome(err: unknown): boolean {
+  return isRemote(err) && !(err instanceof JobNotFound || err instanceof InvalidJobToken || err instanceof JobPending);
+}
 
 export class Invoker {
   private readonly byName = new Map<string, CompiledRoute>();
@@ -333,17 +354,38 @@ export class Invoker {
     }
   }
 
-  /** Sends one call or cast for `route`; args must have passed {@link checkArgs}. */
-  async invoke(route: CompiledRoute, ctx: Context, args: Record<string, unknown>, controls: CallControls): Promise<Outcome> {
+  /** Checks that a request may start RPC work now (InvalidArgument, Unavailable, TooManyInFlight otherwise). */
+  private admit(): void {
     if (this.stopping) throw new Unavailable('the gateway is stopping');
     // Not connected yet (`idle`): the call opens the connection, as any first call does.
     if (!this.ready() && !(this.transport.state.state === 'idle' && !this.stopping))
       throw new Unavailable(`the transport is ${this.transport.state.state}`);
-    const cast = controls.fanout === true || controls.cast === true || route.route.cast === true;
-    if (controls.fanout && !route.route.fanout) throw new InvalidArgument(`${route.name} does not allow fanout casts`);
     if (this.inFlight_ >= this.config.maxInFlight) {
       throw new TooManyInFlight(`${this.config.maxInFlight} calls already in flight at the gateway`);
     }
+  }
+
+  private leave(): void {
+    this.inFlight_--;
+    if (this.inFlight_ === 0) for (const r of this.idle.splice(0)) r();
+  }
+
+  /**
+   * Sends one call or cast for `route`; args must have passed {@link checkArgs}. With
+   * `startJob`, a call runs as a job on a hermod server (`client.start()`'s request) and
+   * answers with its token unless it ends within `startJob.waitMs`; a server that does not run
+   * jobs (oslo.messaging) answers the call as usual.
+   */
+  async invoke(
+    route: CompiledRoute,
+    ctx: Context,
+    args: Record<string, unknown>,
+    controls: CallControls,
+    startJob?: { waitMs: number },
+  ): Promise<Outcome> {
+    const cast = controls.fanout === true || controls.cast === true || route.route.cast === true;
+    if (controls.fanout && !route.route.fanout) throw new InvalidArgument(`${route.name} does not allow fanout casts`);
+    this.admit();
     const r = route.route;
     const timeout = Math.min(controls.timeout ?? r.timeout ?? this.config.callTimeout, this.config.maxCallTimeout);
     const prepare = () =>
@@ -374,18 +416,83 @@ export class Invoker {
         return { kind: 'accepted' };
       }
       const sent = Date.now();
+      if (startJob) {
+        const answer = await this.cuttable(client.call({ ...ctx, [START_HINT]: 'start' }, r.method, args));
+        if (!isJobToken(answer)) return { kind: 'result', result: this.checkedResult(route, answer) };
+        const token = parseJobToken(answer);
+        if (startJob.waitMs <= 0) return { kind: 'job', token };
+        try {
+          const job = this.client.job(token, ctx);
+          return { kind: 'result', result: this.checkedResult(route, await this.cuttable(job.result({ timeout: startJob.waitMs }))) };
+        } catch (err) {
+          // Still running: the client has asked for its token, and it keeps running.
+          if (err instanceof JobTimeout) return { kind: 'job', token };
+          throw err;
+        }
+      }
       let result = await this.cuttable(client.call(ctx, r.method, args));
       // The whole request within its timeout: the job gets what the call left of it.
       if (isJobToken(result)) result = await this.follow(ctx, result, sent + timeout, timeout, route.name);
-      if (route.checkResult && !route.checkResult(result)) {
-        throw new BadResult(
-          `the result of ${route.name} does not match its schema: ${this.ajv.errorsText(route.checkResult.errors, { dataVar: 'result' })}`,
-        );
-      }
-      return { kind: 'result', result };
+      return { kind: 'result', result: this.checkedResult(route, result) };
     } finally {
-      this.inFlight_--;
-      if (this.inFlight_ === 0) for (const r of this.idle.splice(0)) r();
+      this.leave();
+    }
+  }
+
+  /** `result`, unless it breaks the route's result schema (BadResult, 502). */
+  private checkedResult(route: CompiledRoute, result: unknown): unknown {
+    if (route.checkResult && !route.checkResult(result)) {
+      throw new BadResult(
+        `the result of ${route.name} does not match its schema: ${this.ajv.errorsText(route.checkResult.errors, { dataVar: 'result' })}`,
+      );
+    }
+    return result;
+  }
+
+  /**
+   * The state of the job of `token` (started on `route`), after waiting up to `waitMs` for it to
+   * end; once it ended, with its result or its error. Polls count as calls in flight (a stop
+   * waits for them, and {@link cut} answers them). Rejects with JobNotFound / JobLost,
+   * ServerUnavailable, or a transport error when the state cannot be learnt.
+   */
+  async jobView(route: CompiledRoute, token: JobToken, ctx: Context, waitMs: number): Promise<JobView> {
+    this.admit();
+    this.inFlight_++;
+    try {
+      const job = this.client.job(token, ctx);
+      let ended: Omit<JobView, 'status'> | undefined;
+      const outcome = async (wait: number) => {
+        try {
+          return { result: { value: this.checkedResult(route, await this.cuttable(job.result({ timeout: wait }))) } };
+        } catch (err) {
+          if (err instanceof BadResult || isJobOutcome(err)) return { error: err as Error };
+          throw err;
+        }
+      };
+      if (waitMs > 0) {
+        try {
+          ended = await outcome(waitMs);
+        } catch (err) {
+          if (!(err instanceof JobTimeout)) throw err;
+        }
+      }
+      const status = await this.cuttable(job.status());
+      // Ended (or ending since the wait gave up): one more poll fetches what it ended with.
+      if (!ended && isFinal(status)) ended = await outcome(this.transport.config.jobs.pollTimeout);
+      return { status, ...ended };
+    } finally {
+      this.leave();
+    }
+  }
+
+  /** Asks the job of `token` to stop (cooperative); its status. JobFinished when it had ended. */
+  async cancelJob(token: JobToken, ctx: Context): Promise<JobStatus> {
+    this.admit();
+    this.inFlight_++;
+    try {
+      return await this.cuttable(this.client.job(token, ctx).cancel());
+    } finally {
+      this.leave();
     }
   }
 }

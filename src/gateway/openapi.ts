@@ -54,19 +54,98 @@ function success(route: CompiledRoute | undefined) {
   };
 }
 
+const CAST_ACCEPTED = { type: 'object', properties: { accepted: { const: true }, requestId: { type: 'string' } } };
 const ACCEPTED = {
   description: 'Cast accepted by the broker',
-  content: { 'application/json': { schema: { type: 'object', properties: { accepted: { const: true }, requestId: { type: 'string' } } } } },
+  content: { 'application/json': { schema: CAST_ACCEPTED } },
+};
+const JOB_STARTED = {
+  type: 'object',
+  required: ['job', 'href'],
+  properties: {
+    job: { type: 'string', description: 'The job reference' },
+    href: { type: 'string', description: 'Where to poll it (also the Location header)' },
+    method: { type: 'string' },
+    state: { const: 'pending' },
+    requestId: { type: 'string' },
+  },
+};
+/** A call's 202 where jobs are served: a cast (`?cast=1`), or a job started by `Prefer: respond-async`. */
+const ACCEPTED_OR_JOB = {
+  description: 'Cast accepted by the broker, or (Prefer: respond-async) the call started as a job: poll the Location',
+  headers: { Location: { description: "The job's URL (jobs only)", schema: { type: 'string' } } },
+  content: { 'application/json': { schema: { oneOf: [CAST_ACCEPTED, JOB_STARTED] } } },
+};
+const PREFER = {
+  name: 'Prefer',
+  in: 'header',
+  required: false,
+  schema: { type: 'string', examples: ['respond-async', 'respond-async, wait=5'] },
+  description: 'respond-async: run the call as a job and answer 202 with its reference at once (wait=N: unless it ends within N seconds)',
+};
+const JOB_REF = { name: 'ref', in: 'path', required: true, schema: { type: 'string' }, description: 'The job reference of the 202' };
+const JOB_REF_SCHEMA = { $ref: '#/components/schemas/Job' };
+const JOB_SCHEMA = {
+  type: 'object',
+  required: ['job', 'method', 'state', 'done'],
+  properties: {
+    job: { type: 'string' },
+    method: { type: 'string' },
+    state: { enum: ['pending', 'running', 'succeeded', 'failed', 'cancelled'] },
+    done: { type: 'boolean' },
+    progress: { type: ['number', 'null'] },
+    message: { type: ['string', 'null'] },
+    createdAt: { type: 'string' },
+    startedAt: { type: ['string', 'null'] },
+    endedAt: { type: ['string', 'null'] },
+    cancelRequested: { type: 'boolean' },
+    result: { description: 'The result, once the job succeeded' },
+    error: { description: 'Why it failed or was cancelled, shaped as the error of a call', $ref: '#/components/schemas/ErrorDetail' },
+  },
 };
 
-function operation(route: CompiledRoute, extra: Record<string, unknown>) {
+/** The job routes' operations. */
+function jobPaths(maxWaitSeconds: number) {
+  const found = (description: string, status: string) => ({
+    [status]: { description, content: { 'application/json': { schema: JOB_REF_SCHEMA } } },
+    '404': errorResponse('No such job: unknown, expired, or started by another caller'),
+    '503': errorResponse("The job's server did not answer, or the gateway is overloaded (see Retry-After)"),
+  });
+  return {
+    get: {
+      operationId: 'job:get',
+      summary: "A job's state; once it ended, its result or error",
+      tags: ['jobs'],
+      parameters: [
+        JOB_REF,
+        {
+          name: 'wait',
+          in: 'query',
+          required: false,
+          schema: { type: 'integer', minimum: 0, maximum: maxWaitSeconds },
+          description: 'Wait up to this many seconds for the job to end first (also Prefer: wait=N)',
+        },
+      ],
+      responses: found('The job', '200'),
+    },
+    delete: {
+      operationId: 'job:cancel',
+      summary: 'Ask a job to stop (cooperative)',
+      tags: ['jobs'],
+      parameters: [JOB_REF],
+      responses: { ...found('Cancellation requested', '202'), '409': errorResponse('The job had already ended') },
+    },
+  };
+}
+
+function operation(route: CompiledRoute, extra: Record<string, unknown>, jobs: boolean) {
   const r = documented(route);
   return {
     operationId: route.name,
     summary: r.summary ?? `${r.method} on topic ${r.topic}`,
     tags: [r.topic],
     ...extra,
-    responses: { ...(r.cast ? { '202': ACCEPTED } : { '200': success(route), '202': ACCEPTED }), ...ERRORS },
+    responses: { ...(r.cast ? { '202': ACCEPTED } : { '200': success(route), '202': jobs ? ACCEPTED_OR_JOB : ACCEPTED }), ...ERRORS },
     ...(route.roles.length ? { 'x-hermod-roles': route.roles } : {}),
   };
 }
@@ -78,18 +157,27 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
     paths[path] ??= {};
     paths[path][verb] = op;
   };
+  const jobs = config.jobs.enabled;
   for (const route of routes) {
     const r = documented(route);
-    const params = CONTROL_PARAMS.concat(
-      r.fanout ? [{ name: 'fanout', schema: { type: 'boolean' }, description: 'Cast to every server of the topic (202)' }] : [],
-    ).map((p) => ({ ...p, in: 'query', required: false }));
+    const prefer = jobs && !r.cast ? [PREFER] : [];
+    const params = [
+      ...CONTROL_PARAMS.concat(
+        r.fanout ? [{ name: 'fanout', schema: { type: 'boolean' }, description: 'Cast to every server of the topic (202)' }] : [],
+      ).map((p) => ({ ...p, in: 'query', required: false })),
+      ...prefer,
+    ];
     add(
       `/v1/${r.topic}/${r.method}`,
       'post',
-      operation(route, {
-        parameters: params,
-        requestBody: { required: false, content: { 'application/json': { schema: r.args ?? { type: 'object' } } } },
-      }),
+      operation(
+        route,
+        {
+          parameters: params,
+          requestBody: { required: false, content: { 'application/json': { schema: r.args ?? { type: 'object' } } } },
+        },
+        jobs,
+      ),
     );
     if (r.alias) {
       const [verb, url] = r.alias.split(' ') as [string, string];
@@ -108,14 +196,19 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
           if (!pathNames.includes(name)) parameters.push({ name, in: 'query', required: required.includes(name), schema });
         }
       }
+      parameters.push(...prefer);
       add(
         url.replace(/:([A-Za-z0-9_]+)/g, '{$1}'),
         verb.toLowerCase(),
-        operation(route, {
-          operationId: `${route.name}:alias`,
-          parameters,
-          ...(hasBody ? { requestBody: { content: { 'application/json': { schema: r.args ?? { type: 'object' } } } } } : {}),
-        }),
+        operation(
+          route,
+          {
+            operationId: `${route.name}:alias`,
+            parameters,
+            ...(hasBody ? { requestBody: { content: { 'application/json': { schema: r.args ?? { type: 'object' } } } } } : {}),
+          },
+          jobs,
+        ),
       );
     }
   }
@@ -127,11 +220,13 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
         { name: 'topic', in: 'path', required: true, schema: { type: 'string' } },
         { name: 'method', in: 'path', required: true, schema: { type: 'string' } },
         ...CONTROL_PARAMS.map((p) => ({ ...p, in: 'query', required: false })),
+        ...(jobs ? [PREFER] : []),
       ],
       requestBody: { content: { 'application/json': { schema: { type: 'object' } } } },
-      responses: { '200': success(undefined), '202': ACCEPTED, ...ERRORS },
+      responses: { '200': success(undefined), '202': jobs ? ACCEPTED_OR_JOB : ACCEPTED, ...ERRORS },
     });
   }
+  if (jobs) paths['/v1/jobs/{ref}'] = jobPaths(Math.floor(config.maxCallTimeout / 1000));
   const methods = routes.flatMap((r) => [r.name, ...(r.route.rpcName ? [r.route.rpcName] : [])]);
   const request = {
     type: 'object',
@@ -170,30 +265,26 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
     paths,
     components: {
       schemas: {
-        Error: {
+        Error: { type: 'object', required: ['error'], properties: { error: { $ref: '#/components/schemas/ErrorDetail' } } },
+        ErrorDetail: {
           type: 'object',
-          required: ['error'],
+          required: ['code', 'type', 'message'],
           properties: {
-            error: {
+            code: { type: 'string' },
+            type: { type: 'string' },
+            message: { type: 'string' },
+            requestId: { type: 'string' },
+            remote: {
               type: 'object',
-              required: ['code', 'type', 'message'],
               properties: {
-                code: { type: 'string' },
+                module: { type: 'string' },
                 type: { type: 'string' },
-                message: { type: 'string' },
-                requestId: { type: 'string' },
-                remote: {
-                  type: 'object',
-                  properties: {
-                    module: { type: 'string' },
-                    type: { type: 'string' },
-                    traceback: { type: 'array', items: { type: 'string' } },
-                  },
-                },
+                traceback: { type: 'array', items: { type: 'string' } },
               },
             },
           },
         },
+        ...(jobs ? { Job: JOB_SCHEMA } : {}),
       },
       ...(authOn
         ? {

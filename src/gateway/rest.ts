@@ -9,7 +9,15 @@ import { InvalidArgument } from '../core/errors.js';
 import { setOwn } from '../core/plain.js';
 import type { AliasVerb, JsonSchema } from './config.js';
 import { type CallControls, CONTROL_NAMES, type CompiledRoute, type Invoker, parseControls } from './invoker.js';
+import type { JobRefs } from './job-refs.js';
+import { acceptedJob, preferences } from './jobs-http.js';
 import type { RequestState } from './state.js';
+
+/** Jobs over REST, when the gateway serves them: the key of its references, and the longest `Prefer: wait`. */
+export interface RestJobs {
+  refs: JobRefs;
+  maxWaitMs: number;
+}
 
 const HEADERS = CONTROL_NAMES.map((k) => [k, `x-hermod-${k}`] as const);
 
@@ -64,23 +72,33 @@ async function respond(
   reply: FastifyReply,
   args: unknown,
   controls: CallControls,
+  jobs: RestJobs | undefined,
 ) {
   const state = request.hermod as RequestState;
   invoker.authorize(route, state.identity);
   const checked = invoker.checkArgs(route, args);
-  const outcome = await invoker.invoke(route, state.context(), checked, controls);
+  // Asked for a job: only for calls (a cast already answers at once).
+  let startJob: { waitMs: number } | undefined;
+  if (jobs && request.headers.prefer !== undefined) {
+    const vary = reply.getHeader('vary');
+    reply.header('vary', vary ? `${String(vary)}, Prefer` : 'Prefer');
+    const prefer = preferences(request, jobs.maxWaitMs);
+    if (prefer.respondAsync) startJob = { waitMs: prefer.waitMs ?? 0 };
+  }
+  const outcome = await invoker.invoke(route, state.context(), checked, controls, startJob);
   if (outcome.kind === 'accepted') return reply.code(202).send({ accepted: true, requestId: request.id });
+  if (outcome.kind === 'job') return acceptedJob(reply, jobs!.refs, route, outcome.token, request);
   // Always an object, so that a string or null result is still JSON (and unambiguous).
   return reply.code(200).send({ result: outcome.result ?? null });
 }
 
 /** Registers the REST routes on `app`. */
-export function registerRest(app: FastifyInstance, invoker: Invoker, maxTimeout: number): void {
+export function registerRest(app: FastifyInstance, invoker: Invoker, maxTimeout: number, jobs?: RestJobs): void {
   app.post<{ Params: { topic: string; method: string }; Querystring: Record<string, unknown> }>(
     '/v1/:topic/:method',
     async (request, reply) => {
       const route = invoker.byPath(request.params.topic, request.params.method);
-      return respond(invoker, route, request, reply, bodyObject(request.body, route), requestControls(request, maxTimeout));
+      return respond(invoker, route, request, reply, bodyObject(request.body, route), requestControls(request, maxTimeout), jobs);
     },
   );
 
@@ -96,7 +114,7 @@ export function registerRest(app: FastifyInstance, invoker: Invoker, maxTimeout:
         // setOwn: `?__proto__=…` is a key the arguments then refuse, not a prototype set in passing.
         for (const [k, v] of Object.entries(request.query ?? {})) setOwn(args, k, coerce(v, props[k]));
         for (const [k, v] of Object.entries(request.params ?? {})) setOwn(args, k, coerce(v, props[k]));
-        return respond(invoker, route, request, reply, args, headerControls(request, maxTimeout));
+        return respond(invoker, route, request, reply, args, headerControls(request, maxTimeout), jobs);
       },
     });
   }

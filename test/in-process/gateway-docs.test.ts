@@ -33,8 +33,26 @@ for (const [name, broker] of IN_PROCESS) {
       [
         ['id', 'path'],
         ['verbose', 'query'],
+        ['Prefer', 'header'],
       ],
     );
+    // Jobs over HTTP: a call's 202 may be a job, polled and cancelled at /v1/jobs/{ref}.
+    assert.equal(
+      get.responses['202'].content['application/json'].schema.oneOf.map((s: Json) => Object.keys(s.properties)),
+      [
+        ['accepted', 'requestId'],
+        ['job', 'href', 'method', 'state', 'requestId'],
+      ],
+    );
+    const jobs = doc.paths['/v1/jobs/{ref}'];
+    assert.equal(Object.keys(jobs), ['get', 'delete']);
+    assert.is(jobs.get.responses['200'].content['application/json'].schema.$ref, '#/components/schemas/Job');
+    assert.ok(doc.components.schemas.Job.properties.state.enum.includes('cancelled'));
+    // A cast route offers no job.
+    assert.equal(Object.keys(doc.paths[`/v1/${ctx.h.topic}/touch`].post.responses['202'].content['application/json'].schema.properties), [
+      'accepted',
+      'requestId',
+    ]);
     assert.is(doc.paths[`/v1/${ctx.h.topic}/secret`], undefined, 'only declared routes');
     assert.ok(doc.paths['/jsonrpc'].post.requestBody.content['application/json'].schema.oneOf);
     assert.equal(doc.security, [{ bearer: [] }, { apiKey: [] }]);

@@ -4,10 +4,12 @@ import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { createGateway } from '../../src/gateway/index.js';
 import { defaultConfig, getTransport } from '../../src/index.js';
 import { gatewaySuite, http } from '../in-process/gateway-cases.js';
+import { gatewayJobSuite } from '../in-process/gateway-jobs-cases.js';
 import { sharedVhost } from '../support/rabbit-vhost.js';
 
 // The gateway's shared cases on RabbitMQ, in a vhost of their own.
 gatewaySuite('gateway over RabbitMQ: shared cases', sharedVhost('gateway-cases')).run();
+gatewayJobSuite('gateway jobs over RabbitMQ', sharedVhost('gateway-jobs')).run();
 
 // What is RabbitMQ's own: a call nobody serves is unroutable (mandatory) at once → 503.
 const t = suite('gateway over RabbitMQ');

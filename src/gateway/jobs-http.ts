@@ -1,0 +1,129 @@
+/**
+ * Long operations over HTTP. A REST request sent with `Prefer: respond-async` (RFC 7240) starts
+ * its call as a job on the server and is answered `202 Accepted` with a `Location` to poll,
+ * `/v1/jobs/{ref}`: `GET` reads the job's state (and, once it ended, its result or error), `DELETE`
+ * asks it to stop. `Prefer: wait=N` (or `?wait=N` on a poll) waits up to N seconds for the end
+ * first. The reference is sealed (see job-refs.ts): only the caller that started the job can use it.
+ */
+
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { InvalidArgument } from '../core/errors.js';
+import type { JobStatus } from '../jobs/poller.js';
+import type { JobToken } from '../jobs/token.js';
+import { errorBody } from './errors.js';
+import type { CompiledRoute, Invoker, JobView } from './invoker.js';
+import { type JobRefs, ownerOf } from './job-refs.js';
+import type { RequestState } from './state.js';
+
+/** What a request's `Prefer` header asks of the gateway. */
+export interface Preferences {
+  /** `respond-async`: answer 202 with a job reference rather than wait for the end. */
+  respondAsync: boolean;
+  /** `wait=N`, in ms: how long the client is willing to wait for a result first. */
+  waitMs?: number;
+}
+
+/** Longer `Prefer` headers are read only this far: a preference list is short. */
+const MAX_PREFER_CHARS = 1024;
+
+/**
+ * The preferences of `request` this gateway knows. Unknown preferences and malformed values are
+ * ignored, as RFC 7240 asks of a server; `wait` is bounded by `maxWaitMs`.
+ */
+export function preferences(request: FastifyRequest, maxWaitMs: number): Preferences {
+  const out: Preferences = { respondAsync: false };
+  const raw = request.headers.prefer;
+  if (raw === undefined) return out;
+  const text = (Array.isArray(raw) ? raw.join(',') : raw).slice(0, MAX_PREFER_CHARS);
+  for (const item of text.split(',')) {
+    const [head = ''] = item.split(';');
+    const eq = head.indexOf('=');
+    const name = (eq < 0 ? head : head.slice(0, eq)).trim().toLowerCase();
+    const value =
+      eq < 0
+        ? undefined
+        : head
+            .slice(eq + 1)
+            .trim()
+            .replace(/^"(.*)"$/, '$1');
+    if (name === 'respond-async') out.respondAsync = true;
+    else if (name === 'wait' && value !== undefined && /^\d{1,9}$/.test(value)) out.waitMs = Math.min(Number(value) * 1000, maxWaitMs);
+  }
+  return out;
+}
+
+/** The path of a job's reference. */
+const jobPath = (ref: string) => `/v1/jobs/${ref}`;
+
+/** Answers a started job: 202, its reference and where to poll it. */
+export function acceptedJob(reply: FastifyReply, refs: JobRefs, route: CompiledRoute, token: JobToken, request: FastifyRequest) {
+  const ref = refs.seal(token, route.name, ownerOf((request.hermod as RequestState).identity));
+  return reply
+    .code(202)
+    .header('location', jobPath(ref))
+    .header('preference-applied', 'respond-async')
+    .send({ job: ref, href: jobPath(ref), method: route.name, state: 'pending', requestId: request.id });
+}
+
+/** The JSON of a job's status, as the jobs routes answer it. */
+function statusBody(ref: string, route: CompiledRoute, s: JobStatus) {
+  return {
+    job: ref,
+    method: route.name,
+    state: s.state,
+    done: s.state === 'succeeded' || s.state === 'failed' || s.state === 'cancelled',
+    progress: s.progress,
+    message: s.message,
+    createdAt: s.createdAt,
+    startedAt: s.startedAt,
+    endedAt: s.endedAt,
+    cancelRequested: s.cancelRequested,
+  };
+}
+
+/** `?wait=N` of a poll (seconds), else the `Prefer: wait=N`; InvalidArgument for anything but whole seconds. */
+function pollWait(request: FastifyRequest, maxWaitMs: number): number {
+  const query = (request.query ?? {}) as Record<string, unknown>;
+  for (const k of Object.keys(query)) {
+    if (k !== 'wait') throw new InvalidArgument(`unknown query parameter ${k.slice(0, 100)}; a job poll takes wait (seconds)`);
+  }
+  const raw = query.wait;
+  if (raw === undefined) return preferences(request, maxWaitMs).waitMs ?? 0;
+  if (typeof raw !== 'string' || !/^\d{1,9}$/.test(raw)) throw new InvalidArgument('wait must be whole seconds, given once');
+  return Math.min(Number(raw) * 1000, maxWaitMs);
+}
+
+/** Registers `GET` and `DELETE /v1/jobs/:ref` on `app`. */
+export function registerJobs(
+  app: FastifyInstance,
+  invoker: Invoker,
+  refs: JobRefs,
+  options: { maxWaitMs: number; exposeTracebacks: boolean },
+): void {
+  /** The job of the request's reference, and the route it was started on (whose roles the caller must still hold). */
+  const opened = (request: FastifyRequest<{ Params: { ref: string } }>) => {
+    const state = request.hermod as RequestState;
+    const { token, route: name } = refs.open(request.params.ref, ownerOf(state.identity));
+    const route = invoker.byRpcName(name);
+    invoker.authorize(route, state.identity);
+    return { state, token, route };
+  };
+
+  app.get<{ Params: { ref: string } }>('/v1/jobs/:ref', async (request, reply) => {
+    const waitMs = pollWait(request, options.maxWaitMs);
+    const { state, token, route } = opened(request);
+    const view: JobView = await invoker.jobView(route, token, state.context(), waitMs);
+    return reply.code(200).send({
+      ...statusBody(request.params.ref, route, view.status),
+      ...(view.result ? { result: view.result.value ?? null } : {}),
+      ...(view.error ? { error: errorBody(view.error, request.id, options.exposeTracebacks) } : {}),
+    });
+  });
+
+  app.delete<{ Params: { ref: string } }>('/v1/jobs/:ref', async (request, reply) => {
+    if (Object.keys((request.query ?? {}) as object).length > 0) throw new InvalidArgument('a job cancel takes no query parameters');
+    const { state, token, route } = opened(request);
+    const status = await invoker.cancelJob(token, state.context());
+    return reply.code(202).send(statusBody(request.params.ref, route, status));
+  });
+}

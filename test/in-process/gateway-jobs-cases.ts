@@ -1,0 +1,239 @@
+// Long operations over HTTP: `Prefer: respond-async` starts a call as a job, `/v1/jobs/{ref}`
+// polls and cancels it. Real HTTP against real RPC servers; run on memory and the embedded router
+// (gateway-jobs.test.ts) and on RabbitMQ (gateway-rabbit.test.ts).
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import * as assert from 'uvu/assert';
+import { createGateway, hashApiKey } from '../../src/gateway/index.js';
+import { defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
+import { until } from '../support/assert.js';
+import { type GatewayBroker, harness, harnessSuite, http, Users, userRoutes } from './gateway-cases.js';
+
+const ASYNC = { prefer: 'respond-async' };
+
+export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBroker>) {
+  const t = harnessSuite(title, broker);
+  const withRender = (topic: string) => ({ routes: [...userRoutes(topic), { topic, method: 'render', summary: 'A long render' }] });
+
+  t('Prefer: respond-async answers 202 with a sealed reference; GET polls it to the result', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, withRender);
+    const { base, topic } = ctx.h;
+    const t0 = Date.now();
+    const started = await http(base, 'POST', `/v1/${topic}/render`, { ms: 700 }, ASYNC);
+    const startMs = Date.now() - t0;
+    assert.is(started.status, 202, JSON.stringify(started.json));
+    assert.ok(startMs < 600, `the 202 came before the 700 ms job ended (${startMs} ms)`);
+    const ref: string = started.json.job;
+    assert.match(ref, /^[A-Za-z0-9_-]{100,}$/);
+    assert.is(started.headers.get('location'), `/v1/jobs/${ref}`);
+    assert.is(started.json.href, `/v1/jobs/${ref}`);
+    assert.is(started.json.method, `${topic}.render`);
+    assert.is(started.headers.get('preference-applied'), 'respond-async');
+    assert.match(started.headers.get('vary') ?? '', /prefer/i);
+    // Sealed: the server's name, topic and job id are not readable from the reference.
+    const bytes = Buffer.from(ref, 'base64url').toString('latin1');
+    for (const secret of [topic, 'u1', 'openstack']) assert.not.ok(bytes.includes(secret), `${secret} readable in the reference`);
+
+    const running = await http(base, 'GET', `/v1/jobs/${ref}`);
+    assert.is(running.status, 200, JSON.stringify(running.json));
+    assert.ok(['pending', 'running'].includes(running.json.state), running.json.state);
+    assert.is(running.json.done, false);
+    assert.is(running.json.result, undefined);
+    assert.is(running.json.job, ref);
+    assert.is(running.json.method, `${topic}.render`);
+    assert.type(running.json.createdAt, 'string');
+
+    const t1 = Date.now();
+    const done = await http(base, 'GET', `/v1/jobs/${ref}?wait=10`);
+    const waitedMs = Date.now() - t1;
+    assert.is(done.status, 200);
+    assert.is(done.json.state, 'succeeded', JSON.stringify(done.json));
+    assert.is(done.json.done, true);
+    assert.is(done.json.result, 700);
+    assert.type(done.json.endedAt, 'string');
+    assert.ok(waitedMs < 5000, `?wait answered when the job ended (${waitedMs} ms)`);
+    // Read again: the result stays until the server's resultTtl.
+    const again = await http(base, 'GET', `/v1/jobs/${ref}`, undefined, { prefer: 'wait=3' });
+    assert.is(again.json.result, 700);
+    console.log(`    ${ctx.broker.url.split(':')[0]}: 202 in ${startMs} ms, the 700 ms job's result by ?wait ${waitedMs} ms after`);
+  });
+
+  t('any method can be started; wait=N answers 200 with the result when it ends in time', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, withRender);
+    const { base, topic } = ctx.h;
+    const quick = await http(base, 'POST', `/v1/${topic}/get`, { id: 4 }, { prefer: 'respond-async, wait=5' });
+    assert.is(quick.status, 200, JSON.stringify(quick.json));
+    assert.equal(quick.json, { result: { id: 4, name: 'user-4', verbose: false, by: 'u1' } });
+    assert.is(quick.headers.get('preference-applied'), null);
+    // The alias route and a plain method, started without waiting.
+    const alias = await http(base, 'GET', '/users/5', undefined, ASYNC);
+    assert.is(alias.status, 202);
+    const polled = await http(base, 'GET', `${alias.headers.get('location')}?wait=5`);
+    assert.is(polled.json.result.id, 5);
+    // A wait shorter than the job: 202 after it, and the job runs on.
+    const t0 = Date.now();
+    const slow = await http(base, 'POST', `/v1/${topic}/render`, { ms: 2500 }, { prefer: 'wait=1; x=y, respond-async' });
+    assert.is(slow.status, 202);
+    assert.ok(Date.now() - t0 >= 900, `waited ${Date.now() - t0} ms of wait=1`);
+    const end = await http(base, 'GET', `/v1/jobs/${slow.json.job}?wait=10`);
+    assert.is(end.json.result, 2500);
+    // Casts ignore it (they answer at once anyway); unknown preferences are ignored.
+    const cast = await http(base, 'POST', `/v1/${topic}/touch`, { n: 1 }, ASYNC);
+    assert.is(cast.status, 202);
+    assert.is(cast.json.accepted, true);
+    const other = await http(base, 'POST', `/v1/${topic}/get`, { id: 6 }, { prefer: 'return=minimal, handling=strict' });
+    assert.is(other.status, 200);
+  });
+
+  t('a failed job reads as state failed with the error of a call; schemas apply to job results too', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, withRender);
+    const { base, topic } = ctx.h;
+    const started = await http(base, 'POST', `/v1/${topic}/fail`, { message: 'boom' }, ASYNC);
+    assert.is(started.status, 202);
+    const r = await http(base, 'GET', `/v1/jobs/${started.json.job}?wait=5`);
+    assert.is(r.status, 200);
+    assert.is(r.json.state, 'failed');
+    assert.is(r.json.done, true);
+    assert.is(r.json.error.code, 'HERMOD_ERR_REMOTE');
+    assert.is(r.json.error.type, 'TypeError');
+    assert.is(r.json.error.message, 'boom');
+    assert.is(r.json.error.remote.traceback, undefined);
+    assert.is(r.json.result, undefined);
+    const broken = await http(base, 'POST', `/v1/${topic}/broken`, {}, ASYNC);
+    const b = await http(base, 'GET', `/v1/jobs/${broken.json.job}?wait=5`);
+    assert.is(b.json.state, 'succeeded');
+    assert.is(b.json.error.code, 'HERMOD_ERR_BAD_RESULT', JSON.stringify(b.json));
+    assert.is(b.json.result, undefined, 'a result that breaks the schema is not passed on');
+    // A method that fails within wait=N answers as the call would.
+    const quick = await http(base, 'POST', `/v1/${topic}/fail`, { message: 'now' }, { prefer: 'respond-async, wait=5' });
+    assert.is(quick.status, 502);
+    assert.is(quick.json.error.message, 'now');
+  });
+
+  t('DELETE cancels (202); the job ends cancelled; a second DELETE is 409', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, withRender);
+    const { base, topic, users } = ctx.h;
+    const started = await http(base, 'POST', `/v1/${topic}/render`, { ms: 60_000 }, ASYNC);
+    const ref = started.json.job;
+    const c = await http(base, 'DELETE', `/v1/jobs/${ref}`);
+    assert.is(c.status, 202, JSON.stringify(c.json));
+    assert.is(c.json.cancelRequested, true);
+    const r = await http(base, 'GET', `/v1/jobs/${ref}?wait=5`);
+    assert.is(r.json.state, 'cancelled', JSON.stringify(r.json));
+    assert.is(r.json.error.code, 'HERMOD_ERR_JOB_CANCELLED');
+    await until(() => users.cancelled === 1, 'the method saw its signal abort');
+    const twice = await http(base, 'DELETE', `/v1/jobs/${ref}`);
+    assert.is(twice.status, 409);
+    assert.is(twice.json.error.code, 'HERMOD_ERR_JOB_FINISHED');
+  });
+
+  t('references: forged, damaged or foreign ones are 404; a gateway with the same key reads them; bad ?wait 400', async (ctx) => {
+    const key = randomBytes(32).toString('base64');
+    ctx.h = await harness(ctx.broker.url, (topic) => ({ ...withRender(topic), jobsKey: key }));
+    const { base, topic } = ctx.h;
+    const started = await http(base, 'POST', `/v1/${topic}/sleep`, { ms: 10 }, ASYNC);
+    const ref: string = started.json.job;
+    for (const bad of ['x', 'A'.repeat(300), `${ref.slice(0, 40)}${ref[40] === 'A' ? 'B' : 'A'}${ref.slice(41)}`, `${ref}A`, `${ref}==`]) {
+      const r = await http(base, 'GET', `/v1/jobs/${bad}`);
+      assert.is(r.status, 404, `${bad.slice(0, 50)}: ${r.status}`);
+      assert.is(r.json.error.code, 'HERMOD_ERR_JOB_NOT_FOUND');
+      assert.ok(r.text.length < 500, 'the reference is not echoed');
+    }
+    // Past the longest reference this gateway makes: refused before any decoding.
+    const long = await http(base, 'GET', `/v1/jobs/${'a'.repeat(5000)}`);
+    assert.is(long.status, 414);
+    assert.ok(long.text.length < 500, 'the reference is not echoed');
+    assert.is((await http(base, 'DELETE', '/v1/jobs/x')).status, 404);
+    assert.is((await http(base, 'GET', `/v1/jobs/${ref}?wait=abc`)).status, 400);
+    assert.is((await http(base, 'GET', `/v1/jobs/${ref}?timeout=1`)).status, 400);
+    // Another gateway on the same bus: its own random key does not open the reference; the same key does.
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig() });
+    const stranger = createGateway(tr, { ...withRender(topic), listen: { port: 0 } });
+    const twin = createGateway(tr, { ...withRender(topic), listen: { port: 0 }, jobsKey: key });
+    try {
+      const s = await stranger.start();
+      const w = await twin.start();
+      assert.is((await http(s.url, 'GET', `/v1/jobs/${ref}`)).status, 404);
+      const read = await http(w.url, 'GET', `/v1/jobs/${ref}?wait=5`);
+      assert.is(read.status, 200);
+      assert.is(read.json.result, 10);
+    } finally {
+      await stranger.stop(1000);
+      await twin.stop(1000);
+      await tr.close();
+    }
+  });
+
+  t('owners: a job started with one key is not found with another; no credentials 401; roles still apply', async (ctx) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-jobs-'));
+    const alice = randomBytes(32).toString('base64url');
+    const bob = randomBytes(32).toString('base64url');
+    const keysFile = path.join(dir, 'keys.json');
+    writeFileSync(
+      keysFile,
+      JSON.stringify({
+        keys: [
+          { id: 'alice', sha256: hashApiKey(alice), roles: ['render'], project: 'p1' },
+          { id: 'bob', sha256: hashApiKey(bob), roles: ['render'], project: 'p1' },
+        ],
+      }),
+    );
+    ctx.h = await harness(ctx.broker.url, (topic) => ({
+      auth: { keysFile },
+      routes: [{ topic, method: 'render', roles: ['render'] }],
+    }));
+    const { base, topic } = ctx.h;
+    const as = (k: string) => ({ authorization: `Bearer ${k}` });
+    const started = await http(base, 'POST', `/v1/${topic}/render`, { ms: 300 }, { ...ASYNC, ...as(alice) });
+    assert.is(started.status, 202);
+    const ref = started.json.job;
+    const byBob = await http(base, 'GET', `/v1/jobs/${ref}`, undefined, as(bob));
+    assert.is(byBob.status, 404);
+    assert.is(byBob.json.error.code, 'HERMOD_ERR_JOB_NOT_FOUND');
+    assert.is((await http(base, 'DELETE', `/v1/jobs/${ref}`, undefined, as(bob))).status, 404, 'bob cannot cancel it');
+    assert.is((await http(base, 'GET', `/v1/jobs/${ref}`)).status, 401);
+    const byAlice = await http(base, 'GET', `/v1/jobs/${ref}?wait=5`, undefined, as(alice));
+    assert.is(byAlice.status, 200);
+    assert.is(byAlice.json.result, 300);
+  });
+
+  t('jobs.enabled false: Prefer is ignored and there are no job routes', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, (topic) => ({ ...withRender(topic), jobs: { enabled: false } }));
+    const { base, topic } = ctx.h;
+    const r = await http(base, 'POST', `/v1/${topic}/get`, { id: 1 }, ASYNC);
+    assert.is(r.status, 200);
+    assert.is(r.json.result.id, 1);
+    assert.is((await http(base, 'GET', '/v1/jobs/abc')).status, 404);
+    const doc = await http(base, 'GET', '/openapi.json');
+    assert.is(doc.json.paths['/v1/jobs/{ref}'], undefined);
+  });
+
+  t("the server's jobs.max: a start beyond it is 503 TooManyJobs with Retry-After", async (ctx) => {
+    const topic = `jobs-max-${process.pid}-${Date.now()}`;
+    const serverTr = await getTransport(ctx.broker.url, { config: defaultConfig(), overrides: { 'jobs.max': 1 } });
+    const server = new RPCServer(serverTr, new Target({ topic, server: 'u1' }), [new Users()]);
+    await server.start();
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig() });
+    const gw = createGateway(tr, { ...withRender(topic), listen: { port: 0 } });
+    try {
+      const { url } = await gw.start();
+      const first = await http(url, 'POST', `/v1/${topic}/render`, { ms: 60_000 }, ASYNC);
+      assert.is(first.status, 202);
+      const second = await http(url, 'POST', `/v1/${topic}/render`, { ms: 10 }, ASYNC);
+      assert.is(second.status, 503, JSON.stringify(second.json));
+      assert.is(second.json.error.code, 'HERMOD_ERR_TOO_MANY_JOBS');
+      assert.is(second.headers.get('retry-after'), '5');
+      assert.is((await http(url, 'DELETE', `/v1/jobs/${first.json.job}`)).status, 202);
+    } finally {
+      await gw.stop(1000);
+      await server.stop();
+      await server.wait(1000);
+      await tr.close();
+      await serverTr.close();
+    }
+  });
+
+  return t;
+}
