@@ -196,6 +196,25 @@ function connectionsOf(pid: number, port: number): number {
   return n;
 }
 
+/** One HTTP exchange on a connection of its own (so that node:cluster may hand it to either worker). */
+function once(base: string, method: string, url: string, body?: string, headers: Record<string, string> = {}) {
+  return new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const req = request(
+      `${base}${url}`,
+      { method, agent: false, headers: { ...headers, ...(body ? { 'content-type': 'application/json' } : {}) } },
+      (res) => {
+        let text = '';
+        res.on('data', (d) => {
+          text += d;
+        });
+        res.on('end', () => resolve({ status: res.statusCode!, text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 cli('--workers 2: both workers answer on the one port, a killed worker is replaced, SIGTERM stops them all', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
   const router = new Router({ port: 0 });
@@ -238,6 +257,16 @@ cli('--workers 2: both workers answer on the one port, a killed worker is replac
     const held = [connectionsOf(w1!.pid, gwPort), connectionsOf(w2!.pid, gwPort)];
     assert.is(held[0]! + held[1]!, 8, String(held));
     assert.ok(held[0]! > 0 && held[1]! > 0, `connections per worker: ${held}`);
+    // A job started through one worker is read through any: the workers seal job references
+    // with the one key the primary made for the run. Each poll on a connection of its own.
+    const started = await once(base, 'POST', `/v1/${topic}/sleep`, '{"ms":10}', { prefer: 'respond-async' });
+    assert.is(started.status, 202, started.text);
+    const jobUrl = JSON.parse(started.text).href as string;
+    const polls = await Promise.all(Array.from({ length: 8 }, () => once(base, 'GET', `${jobUrl}?wait=5`)));
+    assert.equal(
+      polls.map((p) => [p.status, JSON.parse(p.text).result]),
+      Array(8).fill([200, 10]),
+    );
 
     agent.destroy();
     process.kill(w1!.pid, 'SIGKILL');
@@ -247,6 +276,12 @@ cli('--workers 2: both workers answer on the one port, a killed worker is replac
     const again = await Promise.all(Array.from({ length: 8 }, (_, i) => get(base, 100 + i)));
     assert.equal(
       again.map((a) => a.status),
+      Array(8).fill(200),
+    );
+    // The replacement has the run's key too.
+    const later = await Promise.all(Array.from({ length: 8 }, () => once(base, 'GET', jobUrl)));
+    assert.equal(
+      later.map((p) => p.status),
       Array(8).fill(200),
     );
 

@@ -88,6 +88,16 @@ for (const [name, broker] of BROKERS) {
       assert.equal([rest.status, rest.json], [200, { result: 3 }]);
       const missing = await http(url, 'POST', '/v1/py/add', { a: 1 });
       assert.is(missing.status, 400, 'refused by the schema before Python sees it');
+      // Prefer: respond-async is a preference: a Python server runs no jobs and answers the
+      // call, which the client gets as a plain 200 (no job reference, no Preference-Applied);
+      // a hermod server behind the same gateway starts a job.
+      const py202 = await http(url, 'POST', '/v1/py/add', { a: 5, b: 6 }, { prefer: 'respond-async' });
+      assert.equal([py202.status, py202.json], [200, { result: 11 }]);
+      assert.is(py202.headers.get('preference-applied'), null);
+      const js202 = await http(url, 'POST', '/v1/js/sleep', { ms: 20 }, { prefer: 'respond-async' });
+      assert.is(js202.status, 202, JSON.stringify(js202.json));
+      const polled = await http(url, 'GET', `/v1/jobs/${js202.json.job}?wait=5`);
+      assert.is(polled.json.result, 20);
     } finally {
       await gw.stop(1000);
       await server.stop();
