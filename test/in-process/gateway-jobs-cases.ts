@@ -145,6 +145,12 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
     const long = await http(base, 'GET', `/v1/jobs/${'a'.repeat(5000)}`);
     assert.is(long.status, 414);
     assert.ok(long.text.length < 500, 'the reference is not echoed');
+    assert.is(long.json.error.code, 'FST_ERR_MAX_PARAM_LENGTH');
+    // A malformed escape in a path parameter: the gateway's error shape, the path not quoted back.
+    const badUrl = await http(base, 'GET', `/users/%zz${'q'.repeat(3000)}`);
+    assert.is(badUrl.status, 400, badUrl.text.slice(0, 200));
+    assert.is(badUrl.json.error.code, 'FST_ERR_BAD_URL');
+    assert.ok(badUrl.text.length < 500, `${badUrl.text.length} bytes`);
     assert.is((await http(base, 'DELETE', '/v1/jobs/x')).status, 404);
     assert.is((await http(base, 'GET', `/v1/jobs/${ref}?wait=abc`)).status, 400);
     assert.is((await http(base, 'GET', `/v1/jobs/${ref}?timeout=1`)).status, 400);

@@ -128,20 +128,37 @@ t('the walkthrough runs as written: keys file, gateway file, every curl example 
 
     const all = [...examples(block('gateway-rest')), ...examples(block('gateway-jsonrpc'))];
     assert.is(all.length, 8, 'six REST and two JSON-RPC examples');
-    for (const ex of all) {
+    /** Runs one example against the gateway, checks its status and answer, and returns the answer. */
+    const run = async (ex: Example, env: NodeJS.ProcessEnv) => {
       const command = `${ex.command.replaceAll('localhost:8080', `127.0.0.1:${port}`)} -w '\\n%{http_code}'`;
       // Not spawnSync: the router runs in this process and must keep answering meanwhile.
-      const run = await sh(command, { ...process.env, KEY });
-      assert.is(run.status, 0, `${ex.command}: ${run.stderr}`);
-      const nl = run.stdout.lastIndexOf('\n');
-      const body = run.stdout.slice(0, nl);
-      const status = Number(run.stdout.slice(nl + 1));
+      const out = await sh(command, { ...process.env, ...env });
+      assert.is(out.status, 0, `${ex.command}: ${out.stderr}`);
+      const nl = out.stdout.lastIndexOf('\n');
+      const body = out.stdout.slice(0, nl);
+      const status = Number(out.stdout.slice(nl + 1));
       assert.is(status, ex.status, `${ex.command} → ${status} ${body}`);
       if (ex.expected !== undefined) {
         const wrong = matches(body, ex.expected);
         assert.not.ok(wrong, `${ex.command}\n${wrong}`);
       }
+      return body;
+    };
+    for (const ex of all) await run(ex, { KEY });
+    // Jobs over HTTP: the start's "job" becomes $JOB for the commands after it.
+    const jobs = examples(
+      block('gateway-jobs')
+        .split('\n')
+        .filter((l) => !l.startsWith('JOB='))
+        .join('\n'),
+    );
+    assert.is(jobs.length, 4, 'start, poll, wait, cancel');
+    let JOB = '';
+    for (const ex of jobs) {
+      const body = await run(ex, { KEY, JOB });
+      JOB ||= JSON.parse(body).job;
     }
+    assert.match(JOB, /^[A-Za-z0-9_-]{100,}$/);
     // Without the key: refused, as the README's keys file makes every API route need one.
     const anon = await sh(`curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${port}/add/2/40`, process.env);
     assert.is(anon.stdout, '401');
