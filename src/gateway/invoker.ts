@@ -101,6 +101,9 @@ export interface JobView {
   error?: Error;
 }
 
+/** Why a wait for a job's end gave up early: the gateway is stopping. */
+class WaitEnded extends Error {}
+
 /**
  * Whether `err` is the job's own outcome (the method raised, or the job was cancelled), as
  * opposed to a failure to learn it (the server unreachable, the job unknown there).
@@ -119,6 +122,11 @@ export class Invoker {
   private stopping = false;
   /** Rejects each call or cast still waiting, for {@link cut}. */
   private readonly waiting = new Set<(err: Error) => void>();
+  /**
+   * Aborted by {@link drain}: a request waiting for a job's end (`Prefer: wait`, `?wait`) is
+   * answered with what is known then instead of holding the stop until its deadline.
+   */
+  private readonly waits = new AbortController();
   /** The turn of the event loop the calls of the requests read so far start in (see {@link invoke}). */
   private turn: Promise<void> | undefined;
   /** Every declared route, in configuration order. */
@@ -273,6 +281,7 @@ export class Invoker {
   /** No new calls from now on (they get Unavailable); resolves when the running ones are done. */
   drain(): Promise<void> {
     this.stopping = true;
+    this.waits.abort(new WaitEnded());
     if (this.inFlight_ === 0) return Promise.resolve();
     return new Promise((r) => this.idle.push(r));
   }
@@ -423,10 +432,11 @@ export class Invoker {
         if (startJob.waitMs <= 0) return { kind: 'job', token };
         try {
           const job = this.client.job(token, ctx);
-          return { kind: 'result', result: this.checkedResult(route, await this.cuttable(job.result({ timeout: startJob.waitMs }))) };
+          const result = await this.cuttable(job.result({ timeout: startJob.waitMs, signal: this.waits.signal }));
+          return { kind: 'result', result: this.checkedResult(route, result) };
         } catch (err) {
-          // Still running: the client has asked for its token, and it keeps running.
-          if (err instanceof JobTimeout) return { kind: 'job', token };
+          // Still running (or the gateway stopping): the client asked for its token, and it runs on.
+          if (err instanceof JobTimeout || err instanceof WaitEnded) return { kind: 'job', token };
           throw err;
         }
       }
@@ -461,9 +471,10 @@ export class Invoker {
     try {
       const job = this.client.job(token, ctx);
       let ended: Omit<JobView, 'status'> | undefined;
-      const outcome = async (wait: number) => {
+      const outcome = async (wait: number, signal?: AbortSignal) => {
         try {
-          return { result: { value: this.checkedResult(route, await this.cuttable(job.result({ timeout: wait }))) } };
+          const value = await this.cuttable(job.result({ timeout: wait, ...(signal ? { signal } : {}) }));
+          return { result: { value: this.checkedResult(route, value) } };
         } catch (err) {
           if (err instanceof BadResult || isJobOutcome(err)) return { error: err as Error };
           throw err;
@@ -471,9 +482,9 @@ export class Invoker {
       };
       if (waitMs > 0) {
         try {
-          ended = await outcome(waitMs);
+          ended = await outcome(waitMs, this.waits.signal);
         } catch (err) {
-          if (!(err instanceof JobTimeout)) throw err;
+          if (!(err instanceof JobTimeout || err instanceof WaitEnded)) throw err;
         }
       }
       const status = await this.cuttable(job.status());

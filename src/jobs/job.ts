@@ -46,8 +46,9 @@ export class Job<R = unknown> implements AsyncIterable<JobProgress> {
    * Waits for the job's end and resolves with its result, or rejects with its error,
    * JobCancelled, ServerUnavailable, or JobTimeout after `timeout` ms (default config `jobs.jobTimeout`).
    * `onProgress` sees each change of state or progress on the way, as iterating the job would.
+   * Aborting `signal` gives the wait up (rejecting with the signal's reason); the job runs on.
    */
-  async result(options: { timeout?: number; onProgress?: (p: JobProgress) => void } = {}): Promise<R> {
+  async result(options: { timeout?: number; onProgress?: (p: JobProgress) => void; signal?: AbortSignal } = {}): Promise<R> {
     const { onProgress } = options;
     let last = '';
     const onStatus =
@@ -59,7 +60,7 @@ export class Job<R = unknown> implements AsyncIterable<JobProgress> {
         last = key;
         onProgress(p);
       });
-    return this.deserialize(await this.poller.result(options.timeout, onStatus)) as R;
+    return this.deserialize(await this.poller.result(options.timeout, onStatus, options.signal)) as R;
   }
 
   /** Asks the server to cancel the job (cooperative); resolves with its status. JobFinished if it had ended. */

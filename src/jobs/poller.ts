@@ -66,8 +66,22 @@ export function jobsTarget(token: JobToken): Target {
   });
 }
 
-/** Sleeps `ms`; an aborted signal ends the sleep early. */
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+/** Sleeps `ms`; an abort of `signal` ends the sleep early, rejecting with the signal's reason. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (!signal) return new Promise<void>((resolve) => setTimeout(resolve, ms));
+  return new Promise<void>((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
 
 /**
  * Talks to one job's server: each poll is a short server-directed call whose timeout (or an
@@ -113,12 +127,15 @@ export class JobPoller {
 
   /**
    * Polls with backoff until the job ends, then returns its result (or rejects with its error,
-   * JobCancelled, ServerUnavailable, or JobTimeout past `timeoutMs`). `onStatus` sees every status read.
+   * JobCancelled, ServerUnavailable, or JobTimeout past `timeoutMs`). `onStatus` sees every status
+   * read. An abort of `signal` ends the wait (not the job) with the signal's reason, at once
+   * between polls, else when the poll on its way is answered.
    */
-  async result(timeoutMs = this.options.jobTimeout, onStatus?: (s: JobStatus) => void): Promise<unknown> {
+  async result(timeoutMs = this.options.jobTimeout, onStatus?: (s: JobStatus) => void, signal?: AbortSignal): Promise<unknown> {
     const deadline = timeoutMs > 0 ? Date.now() + timeoutMs : Infinity;
     let delay = this.options.pollInterval;
     for (;;) {
+      signal?.throwIfAborted();
       // Each poll gets at most what is left of the wait: a server that does not answer must not
       // stretch a 1 s bound to a poll's 10 s.
       const left = deadline - Date.now();
@@ -136,13 +153,14 @@ export class JobPoller {
       }
       onStatus?.(s);
       if (isFinal(s)) return this.poll('job_result');
+      signal?.throwIfAborted();
       const remaining = deadline - Date.now();
       if (remaining <= 0) {
         throw new JobTimeout(
           `job ${s.id} (${s.method}) on server ${this.token.server} did not end within ${timeoutMs} ms (state ${s.state}); it may still be running: its token stays valid`,
         );
       }
-      await sleep(Math.min(delay, remaining));
+      await sleep(Math.min(delay, remaining), signal);
       delay = Math.min(this.options.pollMax, Math.max(1, delay * 1.5));
     }
   }

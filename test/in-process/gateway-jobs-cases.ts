@@ -205,6 +205,28 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
     assert.is(byAlice.json.result, 300);
   });
 
+  t('a stop answers the requests waiting for a job at once (200 with the state, 202 with a reference); the job runs on', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, withRender);
+    const { base, topic, gateway } = ctx.h;
+    const started = await http(base, 'POST', `/v1/${topic}/render`, { ms: 60_000 }, ASYNC);
+    const ref = started.json.job;
+    const polling = http(base, 'GET', `/v1/jobs/${ref}?wait=30`);
+    const starting = http(base, 'POST', `/v1/${topic}/render`, { ms: 60_000 }, { prefer: 'respond-async, wait=30' });
+    await until(() => gateway.inFlight === 2, 'both waiting');
+    const t0 = Date.now();
+    const stopped = await gateway.stop(10_000);
+    const stopMs = Date.now() - t0;
+    assert.equal(stopped, { aborted: 0 });
+    const [poll, start] = await Promise.all([polling, starting]);
+    assert.is(poll.status, 200, JSON.stringify(poll.json));
+    assert.is(poll.json.state, 'running');
+    assert.is(poll.json.done, false);
+    assert.is(start.status, 202, JSON.stringify(start.json));
+    assert.match(start.headers.get('location') ?? '', /^\/v1\/jobs\//);
+    assert.ok(stopMs < 5000, `stopped in ${stopMs} ms, not at the 10 s deadline`);
+    assert.is(ctx.h.users.cancelled, 0, 'the jobs run on: the gateway holds no job of its own');
+  });
+
   t('jobs.enabled false: Prefer is ignored and there are no job routes', async (ctx) => {
     ctx.h = await harness(ctx.broker.url, (topic) => ({ ...withRender(topic), jobs: { enabled: false } }));
     const { base, topic } = ctx.h;
