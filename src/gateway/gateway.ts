@@ -270,8 +270,10 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
         'x-hermod-timeout',
         'x-hermod-cast',
         'x-hermod-fanout',
+        // Jobs over HTTP: a browser client asks for one, and reads where to poll it.
+        'prefer',
       ],
-      exposedHeaders: ['x-request-id', 'retry-after'],
+      exposedHeaders: ['x-request-id', 'retry-after', 'location', 'preference-applied'],
       ...(config.cors.maxAgeSeconds !== undefined ? { maxAge: config.cors.maxAgeSeconds } : {}),
     });
   }

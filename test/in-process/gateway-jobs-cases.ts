@@ -227,6 +227,28 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
     assert.is(ctx.h.users.cancelled, 0, 'the jobs run on: the gateway holds no job of its own');
   });
 
+  t('CORS: a browser may send Prefer, read Location, and DELETE a job', async (ctx) => {
+    const origin = 'http://app.example';
+    ctx.h = await harness(ctx.broker.url, (topic) => ({ ...withRender(topic), cors: { origins: [origin] } }));
+    const { base, topic } = ctx.h;
+    const pre = await http(base, 'OPTIONS', `/v1/${topic}/render`, undefined, {
+      origin,
+      'access-control-request-method': 'POST',
+      'access-control-request-headers': 'prefer,content-type',
+    });
+    assert.is(pre.status, 204);
+    assert.match(pre.headers.get('access-control-allow-headers') ?? '', /(^|,\s*)prefer(\s*,|$)/);
+    const started = await http(base, 'POST', `/v1/${topic}/render`, { ms: 10 }, { ...ASYNC, origin });
+    assert.is(started.status, 202);
+    assert.match(started.headers.get('access-control-expose-headers') ?? '', /location/);
+    const del = await http(base, 'OPTIONS', started.headers.get('location')!, undefined, {
+      origin,
+      'access-control-request-method': 'DELETE',
+    });
+    assert.is(del.status, 204);
+    assert.match(del.headers.get('access-control-allow-methods') ?? '', /DELETE/);
+  });
+
   t('jobs.enabled false: Prefer is ignored and there are no job routes', async (ctx) => {
     ctx.h = await harness(ctx.broker.url, (topic) => ({ ...withRender(topic), jobs: { enabled: false } }));
     const { base, topic } = ctx.h;
