@@ -9,6 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { alive } from '../../scripts/rabbit-node.js';
 import { createGateway, readGatewayConfig, resolveGatewayConfig } from '../../src/gateway/index.js';
+import { jobsKey } from '../../src/gateway/job-refs.js';
 import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { rejects, until } from '../support/assert.js';
@@ -78,7 +79,38 @@ c("a relative auth.keysFile is read from the gateway file's directory, not the w
   assert.equal(readGatewayConfig(file).auth, { keysFile: path.join(dir, 'keys.json'), allowAnonymous: true });
   writeFileSync(file, JSON.stringify({ auth: { keysFile: '/etc/hermod/keys.json' } }));
   assert.equal(readGatewayConfig(file).auth, { keysFile: '/etc/hermod/keys.json' });
+  writeFileSync(file, JSON.stringify({ jobs: { keyFile: 'jobs.key' } }));
+  assert.equal(readGatewayConfig(file).jobs, { keyFile: path.join(dir, 'jobs.key') });
 });
+c(
+  'the jobs key: from the jobsKey option, jobs.keyFile or HERMOD_GATEWAY_JOBS_KEY; short or unreadable is a ConfigError naming it',
+  async (ctx) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-jobskey-'));
+    const good = 'k'.repeat(32);
+    writeFileSync(path.join(dir, 'good.key'), `${good}\n`);
+    writeFileSync(path.join(dir, 'short.key'), 'secret\n');
+    const same = jobsKey({ keyFile: path.join(dir, 'good.key') });
+    assert.equal(jobsKey({ text: good }), same, 'the file (trimmed) and the option give one key');
+    assert.equal(jobsKey({ env: { HERMOD_GATEWAY_JOBS_KEY: good } }), same);
+    assert.equal(jobsKey({ text: good, keyFile: path.join(dir, 'short.key') }), same, 'the option wins');
+    assert.is(jobsKey({ env: {} }).length, 32);
+    assert.not.equal(jobsKey({ env: {} }), jobsKey({ env: {} }), 'random without one');
+    await rejects(
+      () => jobsKey({ keyFile: path.join(dir, 'short.key') }),
+      'HERMOD_ERR_CONFIG',
+      /jobs\.keyFile .*short\.key holds 6 characters; a jobs key needs at least 32/,
+    );
+    await rejects(() => jobsKey({ keyFile: path.join(dir, 'none.key') }), 'HERMOD_ERR_CONFIG', /cannot read jobs\.keyFile .*none\.key/);
+    await rejects(
+      () => jobsKey({ env: { HERMOD_GATEWAY_JOBS_KEY: 'abc' } }),
+      'HERMOD_ERR_CONFIG',
+      /the HERMOD_GATEWAY_JOBS_KEY variable holds 3/,
+    );
+    await rejects(() => createGateway(ctx.tr, { jobsKey: 'abc' }), 'HERMOD_ERR_CONFIG', /the jobsKey option holds 3/);
+    // Off: no key is needed, a bad file is not read.
+    createGateway(ctx.tr, { jobs: { enabled: false, keyFile: path.join(dir, 'none.key') } });
+  },
+);
 c.run();
 
 for (const [name, broker] of IN_PROCESS) {
@@ -119,11 +151,17 @@ for (const [name, broker] of IN_PROCESS) {
 }
 
 const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'hermod-gateway.js');
-function start(args: string[]) {
+function start(args: string[], env: Record<string, string> = {}) {
   const child: ChildProcess = spawn(process.execPath, [bin, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     // The assertions read the plain log lines.
-    env: { ...process.env, HERMOD_TRANSPORT_URL: undefined, HERMOD_LOG_JSON: undefined } as never,
+    env: {
+      ...process.env,
+      HERMOD_TRANSPORT_URL: undefined,
+      HERMOD_LOG_JSON: undefined,
+      HERMOD_GATEWAY_JOBS_KEY: undefined,
+      ...env,
+    } as never,
   });
   // 'close', not 'exit': every line written (workers' too, on the inherited pipes) has been read.
   const p = { child, out: '', err: '', exited: new Promise<number | null>((r) => child.once('close', (code) => r(code))) };
@@ -446,6 +484,18 @@ cli('--workers 2: Ctrl-C (SIGINT to the primary and each worker, as a terminal s
   } finally {
     await w.close();
   }
+});
+cli('a jobs key that cannot be used exits 2 naming it, before any worker starts', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
+  const file = path.join(dir, 'gw.json');
+  writeFileSync(file, JSON.stringify({ jobs: { keyFile: 'missing.key' } }));
+  let p = start(['--config-file', file, '--port', '0', '--workers', '2', '--transport-url', 'memory://']);
+  assert.is(await p.exited, 2);
+  assert.match(p.err, /cannot read jobs\.keyFile \S*missing\.key/);
+  assert.not.match(p.out, /worker \d started/);
+  p = start(['--port', '0', '--transport-url', 'memory://'], { HERMOD_GATEWAY_JOBS_KEY: 'short' });
+  assert.is(await p.exited, 2);
+  assert.match(p.err, /HERMOD_GATEWAY_JOBS_KEY variable holds 5 characters/);
 });
 cli('a misspelt key in the gateway file or its hermod section exits 2 naming it', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
