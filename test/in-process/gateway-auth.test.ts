@@ -1,30 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createGateway, hashApiKey } from '../../src/gateway/index.js';
 import { defaultConfig, getTransport } from '../../src/index.js';
 import { rejects } from '../support/assert.js';
-import { halfSentPost, harness, harnessSuite, http, IN_PROCESS, type Json, keepAlive } from './gateway-cases.js';
+import { halfSentPost, harness, harnessSuite, http, IN_PROCESS, type Json, keepAlive, keysFileFor } from './gateway-cases.js';
 
 // API keys from a file of SHA-256 hashes, per-route roles, the authenticate hook, and what of the
 // identity reaches the RPC context — over real HTTP, on memory and through the embedded router.
 
-const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-auth-'));
-const reader = randomBytes(32).toString('base64url');
-const admin = randomBytes(32).toString('base64url');
-const keysFile = path.join(dir, 'keys.json');
-writeFileSync(
-  keysFile,
-  JSON.stringify({
-    keys: [
-      { id: 'reader', sha256: hashApiKey(reader), roles: ['reader'], user: 'u-reader', project: 'p1' },
-      { id: 'admin', sha256: hashApiKey(admin), roles: ['admin', 'reader'] },
-    ],
-  }),
-);
+const {
+  file: keysFile,
+  keys: { reader, admin },
+} = keysFileFor([
+  { id: 'reader', roles: ['reader'], user: 'u-reader', project: 'p1' },
+  { id: 'admin', roles: ['admin', 'reader'] },
+]);
+const dir = path.dirname(keysFile);
 
 for (const [name, broker] of IN_PROCESS) {
   const t = harnessSuite(`gateway auth over ${name}`, broker);

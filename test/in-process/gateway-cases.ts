@@ -1,9 +1,13 @@
 // The gateway cases every transport passes (memory, the embedded router, RabbitMQ): real HTTP
 // on 127.0.0.1 port 0 against real RPC servers. Imported by gateway-*.test.ts files.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createGateway, type Gateway, type GatewayOptions } from '../../src/gateway/index.js';
+import { createGateway, type Gateway, type GatewayOptions, hashApiKey, type KeyEntry } from '../../src/gateway/index.js';
 import { type Context, defaultConfig, getTransport, MessagingTimeout, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
@@ -83,6 +87,18 @@ export function userRoutes(topic: string): NonNullable<GatewayOptions['routes']>
     { topic, method: 'missing' },
     { topic, method: 'mul', namespace: 'math', version: '1.3' },
   ];
+}
+
+/**
+ * A keys file (in a temp dir) for `entries`, each with a fresh random key; returns the file and
+ * the keys by id.
+ */
+export function keysFileFor(entries: Array<Omit<KeyEntry, 'sha256'>>): { file: string; keys: Record<string, string> } {
+  const keys: Record<string, string> = {};
+  for (const e of entries) keys[e.id] = randomBytes(32).toString('base64url');
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'hermod-gw-keys-')), 'keys.json');
+  writeFileSync(file, JSON.stringify({ keys: entries.map((e) => ({ ...e, sha256: hashApiKey(keys[e.id]!) })) }));
+  return { file, keys };
 }
 
 /** Parsed JSON under test, probed field by field by the assertions. */

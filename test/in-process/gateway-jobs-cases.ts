@@ -2,14 +2,11 @@
 // polls and cancels it. Real HTTP against real RPC servers; run on memory and the embedded router
 // (gateway-jobs.test.ts) and on RabbitMQ (gateway-rabbit.test.ts).
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import * as assert from 'uvu/assert';
-import { createGateway, hashApiKey } from '../../src/gateway/index.js';
+import { createGateway } from '../../src/gateway/index.js';
 import { defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
 import { until } from '../support/assert.js';
-import { type GatewayBroker, harness, harnessSuite, http, Users, userRoutes } from './gateway-cases.js';
+import { type GatewayBroker, harness, harnessSuite, http, keysFileFor, Users, userRoutes } from './gateway-cases.js';
 
 const ASYNC = { prefer: 'respond-async' };
 
@@ -173,19 +170,13 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
   });
 
   t('owners: a job started with one key is not found with another; no credentials 401; roles still apply', async (ctx) => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-jobs-'));
-    const alice = randomBytes(32).toString('base64url');
-    const bob = randomBytes(32).toString('base64url');
-    const keysFile = path.join(dir, 'keys.json');
-    writeFileSync(
-      keysFile,
-      JSON.stringify({
-        keys: [
-          { id: 'alice', sha256: hashApiKey(alice), roles: ['render'], project: 'p1' },
-          { id: 'bob', sha256: hashApiKey(bob), roles: ['render'], project: 'p1' },
-        ],
-      }),
-    );
+    const {
+      file: keysFile,
+      keys: { alice, bob },
+    } = keysFileFor([
+      { id: 'alice', roles: ['render'], project: 'p1' },
+      { id: 'bob', roles: ['render'], project: 'p1' },
+    ]);
     ctx.h = await harness(ctx.broker.url, (topic) => ({
       auth: { keysFile },
       routes: [{ topic, method: 'render', roles: ['render'] }],
