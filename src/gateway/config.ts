@@ -36,6 +36,12 @@ export interface GatewayRoute {
   cast?: boolean;
   /** Allow fanout casts (`?fanout=1`). @default false */
   fanout?: boolean;
+  /**
+   * Always start the call as a job (202 and a job reference), as if every request sent
+   * `Prefer: respond-async`; a request's `Prefer: wait=N` still waits up to N s for the result.
+   * Needs `jobs.enabled`. @default false
+   */
+  job?: boolean;
   /** Target fields; the request may override `server`, `namespace` and `version`. */
   exchange?: string;
   server?: string;
@@ -143,6 +149,7 @@ const ROUTE = {
     roles,
     cast: { type: 'boolean' },
     fanout: { type: 'boolean' },
+    job: { type: 'boolean' },
     exchange: { type: 'string', pattern: NAME },
     server: { type: 'string', pattern: NAME },
     namespace: { type: 'string', pattern: NAME },
@@ -250,6 +257,9 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
   if (callTimeout > maxCallTimeout) throw new ConfigError(`callTimeout (${callTimeout}) exceeds maxCallTimeout (${maxCallTimeout})`);
   const seen = new Set<string>();
   for (const [i, r] of (c.routes ?? []).entries()) {
+    if (r.job && r.cast) throw new ConfigError(`routes[${i}]: a route is either a cast or a job, not both`, { key: `routes[${i}]` });
+    if (r.job && c.jobs?.enabled === false)
+      throw new ConfigError(`routes[${i}]: job routes need jobs.enabled (it is false)`, { key: `routes[${i}].job` });
     for (const name of [`${r.topic}.${r.method}`, ...(r.rpcName ? [r.rpcName] : [])]) {
       if (seen.has(name)) throw new ConfigError(`routes[${i}]: ${name} is declared twice`, { key: `routes[${i}]` });
       seen.add(name);

@@ -147,6 +147,7 @@ function operation(route: CompiledRoute, extra: Record<string, unknown>, jobs: b
     ...extra,
     responses: { ...(r.cast ? { '202': ACCEPTED } : { '200': success(route), '202': jobs ? ACCEPTED_OR_JOB : ACCEPTED }), ...ERRORS },
     ...(route.roles.length ? { 'x-hermod-roles': route.roles } : {}),
+    ...(r.job ? { 'x-hermod-job': true } : {}),
   };
 }
 

@@ -77,13 +77,13 @@ async function respond(
   const state = request.hermod as RequestState;
   invoker.authorize(route, state.identity);
   const checked = invoker.checkArgs(route, args);
-  // Asked for a job: only for calls (a cast already answers at once).
-  let startJob: { waitMs: number } | undefined;
+  // Asked for a job (or a job route): only for calls (a cast already answers at once).
+  let startJob: { waitMs: number } | undefined = route.route.job ? { waitMs: 0 } : undefined;
   if (jobs && request.headers.prefer !== undefined) {
     const vary = reply.getHeader('vary');
     reply.header('vary', vary ? `${String(vary)}, Prefer` : 'Prefer');
     const prefer = preferences(request, jobs.maxWaitMs);
-    if (prefer.respondAsync) startJob = { waitMs: prefer.waitMs ?? 0 };
+    if (prefer.respondAsync || startJob) startJob = { waitMs: prefer.waitMs ?? 0 };
   }
   const outcome = await invoker.invoke(route, state.context(), checked, controls, startJob);
   if (outcome.kind === 'accepted') return reply.code(202).send({ accepted: true, requestId: request.id });

@@ -107,6 +107,16 @@ c(
       /the HERMOD_GATEWAY_JOBS_KEY variable holds 3/,
     );
     await rejects(() => createGateway(ctx.tr, { jobsKey: 'abc' }), 'HERMOD_ERR_CONFIG', /the jobsKey option holds 3/);
+    await rejects(
+      () => createGateway(ctx.tr, { routes: [{ topic: 't', method: 'm', job: true, cast: true }] }),
+      'HERMOD_ERR_CONFIG',
+      /routes\[0\]: a route is either a cast or a job/,
+    );
+    await rejects(
+      () => createGateway(ctx.tr, { routes: [{ topic: 't', method: 'm', job: true }], jobs: { enabled: false } }),
+      'HERMOD_ERR_CONFIG',
+      /routes\[0\]: job routes need jobs\.enabled/,
+    );
     // Off: no key is needed, a bad file is not read.
     createGateway(ctx.tr, { jobs: { enabled: false, keyFile: path.join(dir, 'none.key') } });
   },

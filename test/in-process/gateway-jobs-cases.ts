@@ -84,6 +84,21 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
     assert.is(other.status, 200);
   });
 
+  t('a job route ("job": true) starts every call as a job, Prefer or not; Prefer: wait=N still waits', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, (topic) => ({
+      routes: [{ topic, method: 'render', job: true, alias: 'POST /renders' }],
+    }));
+    const { base, topic } = ctx.h;
+    const plain = await http(base, 'POST', '/renders', { ms: 10 });
+    assert.is(plain.status, 202, JSON.stringify(plain.json));
+    assert.match(plain.headers.get('location') ?? '', /^\/v1\/jobs\//);
+    assert.is((await http(base, 'GET', `${plain.json.href}?wait=5`)).json.result, 10);
+    const waited = await http(base, 'POST', `/v1/${topic}/render`, { ms: 10 }, { prefer: 'wait=5' });
+    assert.equal([waited.status, waited.json], [200, { result: 10 }]);
+    const doc = await http(base, 'GET', '/openapi.json');
+    assert.is(doc.json.paths['/renders'].post['x-hermod-job'], true);
+  });
+
   t('a failed job reads as state failed with the error of a call; schemas apply to job results too', async (ctx) => {
     ctx.h = await harness(ctx.broker.url, withRender);
     const { base, topic } = ctx.h;
