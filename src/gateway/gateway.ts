@@ -25,7 +25,7 @@ import { contextOf, requestIdOf } from './context.js';
 import { errorBody, mapError, RPC_CODES, Unauthenticated } from './errors.js';
 import { Invoker } from './invoker.js';
 import { JobRefs, jobsKey, MAX_REF_CHARS } from './job-refs.js';
-import { registerJobs } from './jobs-http.js';
+import { JobsFace, registerJobs } from './jobs-http.js';
 import { registerJsonRpc } from './jsonrpc.js';
 import { openApiDocument } from './openapi.js';
 import { registerRest } from './rest.js';
@@ -391,10 +391,13 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
         staticCSP: true,
       });
     }
-    const jobs = refs ? { refs, maxWaitMs: config.maxCallTimeout } : undefined;
+    const jobs = refs
+      ? new JobsFace(invoker, refs, { maxWaitMs: config.maxCallTimeout, exposeTracebacks: config.exposeTracebacks })
+      : undefined;
     registerRest(scope, invoker, config.maxCallTimeout, jobs);
-    if (refs) registerJobs(scope, invoker, refs, { maxWaitMs: config.maxCallTimeout, exposeTracebacks: config.exposeTracebacks });
+    if (jobs) registerJobs(scope, jobs);
     registerJsonRpc(scope, {
+      ...(jobs ? { jobs } : {}),
       invoker,
       maxDepth,
       exposeTracebacks: config.exposeTracebacks,

@@ -56,13 +56,13 @@ export function preferences(request: FastifyRequest, maxWaitMs: number): Prefere
 const jobPath = (ref: string) => `/v1/jobs/${ref}`;
 
 /** Answers a started job: 202, its reference and where to poll it. */
-export function acceptedJob(reply: FastifyReply, refs: JobRefs, route: CompiledRoute, token: JobToken, request: FastifyRequest) {
-  const ref = refs.seal(token, route.name, ownerOf((request.hermod as RequestState).identity));
+export function acceptedJob(reply: FastifyReply, face: JobsFace, route: CompiledRoute, token: JobToken, request: FastifyRequest) {
+  const body = face.started(request.hermod as RequestState, route, token);
   return reply
     .code(202)
-    .header('location', jobPath(ref))
+    .header('location', body.href)
     .header('preference-applied', 'respond-async')
-    .send({ job: ref, href: jobPath(ref), method: route.name, state: 'pending', requestId: request.id });
+    .send({ ...body, requestId: request.id });
 }
 
 /** The JSON of a job's status, as the jobs routes answer it. */
@@ -93,37 +93,55 @@ function pollWait(request: FastifyRequest, maxWaitMs: number): number {
   return Math.min(Number(raw) * 1000, maxWaitMs);
 }
 
-/** Registers `GET` and `DELETE /v1/jobs/:ref` on `app`. */
-export function registerJobs(
-  app: FastifyInstance,
-  invoker: Invoker,
-  refs: JobRefs,
-  options: { maxWaitMs: number; exposeTracebacks: boolean },
-): void {
-  /** The job of the request's reference, and the route it was started on (whose roles the caller must still hold). */
-  const opened = (request: FastifyRequest<{ Params: { ref: string } }>) => {
-    const state = request.hermod as RequestState;
-    const { token, route: name } = refs.open(request.params.ref, ownerOf(state.identity));
-    const route = invoker.byRpcName(name);
-    invoker.authorize(route, state.identity);
-    return { state, token, route };
-  };
+/** What REST and JSON-RPC share to read and cancel jobs by reference. */
+export class JobsFace {
+  constructor(
+    readonly invoker: Invoker,
+    readonly refs: JobRefs,
+    readonly options: { maxWaitMs: number; exposeTracebacks: boolean },
+  ) {}
 
-  app.get<{ Params: { ref: string } }>('/v1/jobs/:ref', async (request, reply) => {
-    const waitMs = pollWait(request, options.maxWaitMs);
-    const { state, token, route } = opened(request);
-    const view: JobView = await invoker.jobView(route, token, state.context(), waitMs);
-    return reply.code(200).send({
-      ...statusBody(request.params.ref, route, view.status),
+  /** The job of `ref`, and the route it was started on (whose roles the caller must still hold). */
+  private opened(state: RequestState, ref: string) {
+    const { token, route: name } = this.refs.open(ref, ownerOf(state.identity));
+    const route = this.invoker.byRpcName(name);
+    this.invoker.authorize(route, state.identity);
+    return { token, route };
+  }
+
+  /** The job's status, and once it ended its result or error, after waiting up to `waitMs` for the end. */
+  async read(state: RequestState, ref: string, waitMs: number, requestId: string) {
+    const { token, route } = this.opened(state, ref);
+    const view: JobView = await this.invoker.jobView(route, token, state.context(), waitMs);
+    return {
+      ...statusBody(ref, route, view.status),
       ...(view.result ? { result: view.result.value ?? null } : {}),
-      ...(view.error ? { error: errorBody(view.error, request.id, options.exposeTracebacks) } : {}),
-    });
+      ...(view.error ? { error: errorBody(view.error, requestId, this.options.exposeTracebacks) } : {}),
+    };
+  }
+
+  /** Asks the job to stop; its status (JobFinished when it had ended). */
+  async cancel(state: RequestState, ref: string) {
+    const { token, route } = this.opened(state, ref);
+    return statusBody(ref, route, await this.invoker.cancelJob(token, state.context()));
+  }
+
+  /** What a call started as a job answers with: its reference and where to poll it. */
+  started(state: RequestState, route: CompiledRoute, token: JobToken) {
+    const ref = this.refs.seal(token, route.name, ownerOf(state.identity));
+    return { job: ref, href: jobPath(ref), method: route.name, state: 'pending' as const };
+  }
+}
+
+/** Registers `GET` and `DELETE /v1/jobs/:ref` on `app`. */
+export function registerJobs(app: FastifyInstance, face: JobsFace): void {
+  app.get<{ Params: { ref: string } }>('/v1/jobs/:ref', async (request, reply) => {
+    const waitMs = pollWait(request, face.options.maxWaitMs);
+    return reply.code(200).send(await face.read(request.hermod as RequestState, request.params.ref, waitMs, request.id));
   });
 
   app.delete<{ Params: { ref: string } }>('/v1/jobs/:ref', async (request, reply) => {
     if (Object.keys((request.query ?? {}) as object).length > 0) throw new InvalidArgument('a job cancel takes no query parameters');
-    const { state, token, route } = opened(request);
-    const status = await invoker.cancelJob(token, state.context());
-    return reply.code(202).send(statusBody(request.params.ref, route, status));
+    return reply.code(202).send(await face.cancel(request.hermod as RequestState, request.params.ref));
   });
 }

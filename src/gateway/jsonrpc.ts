@@ -9,8 +9,9 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { InvalidArgument } from '../core/errors.js';
 import { nestsDeeperThan } from '../core/json.js';
 import type { Context } from '../core/serializer.js';
-import { type ErrorBody, errorBody, mapError, RPC_CODES } from './errors.js';
+import { type ErrorBody, errorBody, mapError, NotExposed, RPC_CODES } from './errors.js';
 import type { CallControls, Invoker } from './invoker.js';
+import { type JobsFace, preferences } from './jobs-http.js';
 import { requestControls } from './rest.js';
 import type { RequestState } from './state.js';
 
@@ -34,15 +35,45 @@ function validId(id: unknown): id is Id {
 interface Shared {
   invoker: Invoker;
   exposeTracebacks: boolean;
+  /** Jobs, when the gateway serves them: `rpc.job` and `rpc.cancel_job`, and calls started as jobs. */
+  jobs?: JobsFace;
 }
 
-async function one(
-  item: unknown,
-  s: Shared,
-  state: RequestState,
-  requestId: string,
-  controls: CallControls,
-): Promise<RpcResponse | undefined> {
+/** Per request: the controls, and whether its calls start as jobs (`Prefer: respond-async`, with its wait). */
+interface PerRequest {
+  controls: CallControls;
+  startJob: { waitMs: number } | undefined;
+  /** Set when a call of the request started as a job (for Preference-Applied). */
+  startedJob: boolean;
+}
+
+/** The params of `rpc.job` / `rpc.cancel_job`: `{ job: ref, wait?: seconds }`. */
+function jobParams(params: unknown, method: string, maxWaitMs: number): { ref: string; waitMs: number } {
+  const p = (params ?? {}) as Record<string, unknown>;
+  if (typeof p !== 'object' || Array.isArray(p) || typeof p.job !== 'string') {
+    throw new InvalidArgument(`${method} takes named params { job: <the job reference>${method === 'rpc.job' ? ', wait?: seconds' : ''} }`);
+  }
+  for (const k of Object.keys(p)) {
+    if (k !== 'job' && !(k === 'wait' && method === 'rpc.job')) throw new InvalidArgument(`${method} has no param ${k.slice(0, 100)}`);
+  }
+  const wait = p.wait ?? 0;
+  if (typeof wait !== 'number' || !Number.isInteger(wait) || wait < 0) throw new InvalidArgument('wait must be whole seconds from 0');
+  return { ref: p.job, waitMs: Math.min(wait * 1000, maxWaitMs) };
+}
+
+/** JSON-RPC's reserved `rpc.` names (the specification keeps them for extensions): the job methods. */
+async function reserved(method: string, params: unknown, s: Shared, state: RequestState, requestId: string): Promise<unknown> {
+  const jobs = s.jobs;
+  if (jobs && method === 'rpc.job') {
+    const { ref, waitMs } = jobParams(params, method, jobs.options.maxWaitMs);
+    return jobs.read(state, ref, waitMs, requestId);
+  }
+  if (jobs && method === 'rpc.cancel_job') return jobs.cancel(state, jobParams(params, method, 0).ref);
+  throw new NotExposed(`${method.slice(0, 200)} is not a method of this gateway${jobs ? ' (rpc.job, rpc.cancel_job)' : ''}`);
+}
+
+async function one(item: unknown, s: Shared, state: RequestState, requestId: string, per: PerRequest): Promise<RpcResponse | undefined> {
+  const { controls } = per;
   if (item === null || typeof item !== 'object' || Array.isArray(item)) {
     return failure(RPC_CODES.invalidRequest, 'Invalid Request: not a request object', null);
   }
@@ -56,6 +87,10 @@ async function one(
     return failure(RPC_CODES.invalidRequest, 'Invalid Request: params must be an object or an array', id);
   }
   try {
+    if (req.method.startsWith('rpc.')) {
+      const result = await reserved(req.method, req.params, s, state, requestId);
+      return notification ? undefined : { jsonrpc: '2.0', result, id };
+    }
     const route = s.invoker.byRpcName(req.method);
     s.invoker.authorize(route, state.identity);
     let params = req.params ?? {};
@@ -70,7 +105,12 @@ async function one(
       await s.invoker.invoke(route, ctx, args, { ...controls, cast: true }).catch(() => undefined);
       return undefined;
     }
-    const outcome = await s.invoker.invoke(route, ctx, args, controls);
+    const startJob = s.jobs ? (per.startJob ?? (route.route.job ? { waitMs: 0 } : undefined)) : undefined;
+    const outcome = await s.invoker.invoke(route, ctx, args, controls, startJob);
+    if (outcome.kind === 'job') {
+      per.startedJob = true;
+      return { jsonrpc: '2.0', result: s.jobs!.started(state, route, outcome.token), id };
+    }
     return { jsonrpc: '2.0', result: outcome.kind === 'result' ? (outcome.result ?? null) : null, id };
   } catch (err) {
     if (notification) return undefined;
@@ -96,7 +136,16 @@ export function registerJsonRpc(
     scope.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => done(null, body));
     scope.post('/jsonrpc', async (request: FastifyRequest, reply) => {
       const state = request.hermod as RequestState;
-      const controls = requestControls(request, shared.maxTimeout);
+      const per: PerRequest = { controls: requestControls(request, shared.maxTimeout), startJob: undefined, startedJob: false };
+      if (shared.jobs && request.headers.prefer !== undefined) {
+        const vary = reply.getHeader('vary');
+        reply.header('vary', vary ? `${String(vary)}, Prefer` : 'Prefer');
+        const prefer = preferences(request, shared.jobs.options.maxWaitMs);
+        if (prefer.respondAsync) per.startJob = { waitMs: prefer.waitMs ?? 0 };
+      }
+      const applied = () => {
+        if (per.startedJob) reply.header('preference-applied', 'respond-async');
+      };
       let payload: unknown;
       const text = String(request.body ?? '');
       if (nestsDeeperThan(text, shared.maxDepth)) {
@@ -116,12 +165,14 @@ export function registerJsonRpc(
         }
         // The rate limit counted this request once; its other members count too.
         shared.chargeBatch?.(request, reply, payload.length - 1);
-        const answers = (await Promise.all(payload.map((item) => one(item, shared, state, request.id, controls)))).filter(
+        const answers = (await Promise.all(payload.map((item) => one(item, shared, state, request.id, per)))).filter(
           (a): a is RpcResponse => a !== undefined,
         );
+        applied();
         return answers.length === 0 ? reply.code(204).send() : reply.send(answers);
       }
-      const answer = await one(payload, shared, state, request.id, controls);
+      const answer = await one(payload, shared, state, request.id, per);
+      applied();
       return answer === undefined ? reply.code(204).send() : reply.send(answer);
     });
   });

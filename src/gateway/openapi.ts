@@ -228,7 +228,10 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
     });
   }
   if (jobs) paths['/v1/jobs/{ref}'] = jobPaths(Math.floor(config.maxCallTimeout / 1000));
-  const methods = routes.flatMap((r) => [r.name, ...(r.route.rpcName ? [r.route.rpcName] : [])]);
+  const methods = [
+    ...routes.flatMap((r) => [r.name, ...(r.route.rpcName ? [r.route.rpcName] : [])]),
+    ...(jobs ? ['rpc.job', 'rpc.cancel_job'] : []),
+  ];
   const request = {
     type: 'object',
     required: ['jsonrpc', 'method'],

@@ -9,15 +9,8 @@ import { InvalidArgument } from '../core/errors.js';
 import { setOwn } from '../core/plain.js';
 import type { AliasVerb, JsonSchema } from './config.js';
 import { type CallControls, CONTROL_NAMES, type CompiledRoute, type Invoker, parseControls } from './invoker.js';
-import type { JobRefs } from './job-refs.js';
-import { acceptedJob, preferences } from './jobs-http.js';
+import { acceptedJob, type JobsFace, preferences } from './jobs-http.js';
 import type { RequestState } from './state.js';
-
-/** Jobs over REST, when the gateway serves them: the key of its references, and the longest `Prefer: wait`. */
-export interface RestJobs {
-  refs: JobRefs;
-  maxWaitMs: number;
-}
 
 const HEADERS = CONTROL_NAMES.map((k) => [k, `x-hermod-${k}`] as const);
 
@@ -72,7 +65,7 @@ async function respond(
   reply: FastifyReply,
   args: unknown,
   controls: CallControls,
-  jobs: RestJobs | undefined,
+  jobs: JobsFace | undefined,
 ) {
   const state = request.hermod as RequestState;
   invoker.authorize(route, state.identity);
@@ -82,18 +75,18 @@ async function respond(
   if (jobs && request.headers.prefer !== undefined) {
     const vary = reply.getHeader('vary');
     reply.header('vary', vary ? `${String(vary)}, Prefer` : 'Prefer');
-    const prefer = preferences(request, jobs.maxWaitMs);
+    const prefer = preferences(request, jobs.options.maxWaitMs);
     if (prefer.respondAsync || startJob) startJob = { waitMs: prefer.waitMs ?? 0 };
   }
   const outcome = await invoker.invoke(route, state.context(), checked, controls, startJob);
   if (outcome.kind === 'accepted') return reply.code(202).send({ accepted: true, requestId: request.id });
-  if (outcome.kind === 'job') return acceptedJob(reply, jobs!.refs, route, outcome.token, request);
+  if (outcome.kind === 'job') return acceptedJob(reply, jobs!, route, outcome.token, request);
   // Always an object, so that a string or null result is still JSON (and unambiguous).
   return reply.code(200).send({ result: outcome.result ?? null });
 }
 
 /** Registers the REST routes on `app`. */
-export function registerRest(app: FastifyInstance, invoker: Invoker, maxTimeout: number, jobs?: RestJobs): void {
+export function registerRest(app: FastifyInstance, invoker: Invoker, maxTimeout: number, jobs?: JobsFace): void {
   app.post<{ Params: { topic: string; method: string }; Querystring: Record<string, unknown> }>(
     '/v1/:topic/:method',
     async (request, reply) => {

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { createGateway } from '../../src/gateway/index.js';
 import { defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
 import { until } from '../support/assert.js';
-import { type GatewayBroker, harness, harnessSuite, http, keysFileFor, Users, userRoutes } from './gateway-cases.js';
+import { type GatewayBroker, harness, harnessSuite, http, type Json, keysFileFor, Users, userRoutes } from './gateway-cases.js';
 
 const ASYNC = { prefer: 'respond-async' };
 
@@ -97,6 +97,49 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
     assert.equal([waited.status, waited.json], [200, { result: 10 }]);
     const doc = await http(base, 'GET', '/openapi.json');
     assert.is(doc.json.paths['/renders'].post['x-hermod-job'], true);
+  });
+
+  t('JSON-RPC: Prefer: respond-async answers each call with its job; rpc.job and rpc.cancel_job read and cancel', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, withRender);
+    const { base, topic } = ctx.h;
+    const rpc = (body: unknown, headers: Record<string, string> = {}) => http(base, 'POST', '/jsonrpc', body, headers);
+    const batch = await rpc(
+      [
+        { jsonrpc: '2.0', method: `${topic}.render`, params: { ms: 300 }, id: 'r' },
+        { jsonrpc: '2.0', method: 'getUser', params: { id: 3 }, id: 'g' },
+        { jsonrpc: '2.0', method: `${topic}.render`, params: { ms: 60_000 }, id: 'long' },
+      ],
+      ASYNC,
+    );
+    assert.is(batch.status, 200);
+    assert.is(batch.headers.get('preference-applied'), 'respond-async');
+    const by = new Map<string, Json>(batch.json.map((x: Json) => [x.id, x.result]));
+    assert.is(by.get('r').method, `${topic}.render`);
+    assert.is(by.get('r').href, `/v1/jobs/${by.get('r').job}`);
+    const done = await rpc({ jsonrpc: '2.0', method: 'rpc.job', params: { job: by.get('r').job, wait: 5 }, id: 1 });
+    assert.is(done.json.result.state, 'succeeded', JSON.stringify(done.json));
+    assert.is(done.json.result.result, 300);
+    // The REST face reads the same reference.
+    assert.is((await http(base, 'GET', `${by.get('g').href}?wait=5`)).json.result.id, 3);
+    const cancel = await rpc({ jsonrpc: '2.0', method: 'rpc.cancel_job', params: { job: by.get('long').job }, id: 2 });
+    assert.is(cancel.json.result.cancelRequested, true, JSON.stringify(cancel.json));
+    const ended = await rpc({ jsonrpc: '2.0', method: 'rpc.job', params: { job: by.get('long').job, wait: 5 }, id: 3 });
+    assert.is(ended.json.result.state, 'cancelled');
+    const twice = await rpc({ jsonrpc: '2.0', method: 'rpc.cancel_job', params: { job: by.get('long').job }, id: 4 });
+    assert.is(twice.json.error.code, -32008);
+    assert.is(twice.json.error.data.code, 'HERMOD_ERR_JOB_FINISHED');
+    const unknown = await rpc({ jsonrpc: '2.0', method: 'rpc.job', params: { job: 'nope' }, id: 5 });
+    assert.is(unknown.json.error.code, -32007);
+    const noParams = await rpc({ jsonrpc: '2.0', method: 'rpc.job', id: 6 });
+    assert.is(noParams.json.error.code, -32602);
+    const extra = await rpc({ jsonrpc: '2.0', method: 'rpc.cancel_job', params: { job: 'x', wait: 1 }, id: 7 });
+    assert.is(extra.json.error.code, -32602);
+    const other = await rpc({ jsonrpc: '2.0', method: 'rpc.discover', id: 8 });
+    assert.is(other.json.error.code, -32601);
+    // Without the preference, calls are answered as before.
+    const plain = await rpc({ jsonrpc: '2.0', method: 'getUser', params: { id: 4 }, id: 9 });
+    assert.is(plain.json.result.id, 4);
+    assert.is(plain.headers.get('preference-applied'), null);
   });
 
   t('a failed job reads as state failed with the error of a call; schemas apply to job results too', async (ctx) => {
