@@ -12,6 +12,7 @@ import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { hermodSection, readGatewayConfig } from '../src/gateway/config.js';
 import { createGateway, type Gateway, type GatewayConfig, JOBS_KEY_ENV } from '../src/gateway/index.js';
 import { ClosedError, defaultConfig, getTransport, loadConfig, type Transport } from '../src/index.js';
+import { exposeMetrics, Metrics, type MetricsServer, parseMetricsAddress, serveClusterMetrics } from '../src/ops/metrics.js';
 import { parseWorkers } from '../src/ops/run/config.js';
 import { onPrimaryStop, READY_MESSAGE, tellPrimary, WorkerSupervisor, workerNumber } from '../src/ops/run/workers.js';
 
@@ -41,14 +42,21 @@ async function main(): Promise<void> {
         '--workers <n|max>',
         'worker processes (node:cluster) answering on the one port, each with its own connection; max = one per core (default 1: this process answers)',
       )
-      .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long running calls may finish (default 10 s)'),
+      .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long running calls may finish (default 10 s)')
+      .option(
+        '--metrics-port <[host:]port>',
+        "serve Prometheus metrics (HTTP requests, the gateway's RPC calls, its connection; with --workers every worker's, summed) at http://host:port/metrics",
+      ),
     [
       'Configuration: --config-file gw.json (the gateway file, hermod options under "hermod"; repeatable, later wins), --config key=value | --config key value, --help-config (every key)',
     ],
   )
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
-  const o = program.opts<{ host?: string; port?: number; transportUrl?: string; shutdownTimeout?: string; workers?: string } & LogFlags>();
+  const o = program.opts<
+    { host?: string; port?: number; transportUrl?: string; shutdownTimeout?: string; workers?: string; metricsPort?: string } & LogFlags
+  >();
+  if (o.metricsPort !== undefined) parseMetricsAddress(o.metricsPort);
   // In seconds, as every bin's --shutdown-timeout (it was milliseconds here alone).
   const shutdownMs = parseShutdownTimeout(o.shutdownTimeout, GATEWAY_SHUTDOWN_MS);
   const count = o.workers === undefined ? 1 : parseWorkers(o.workers, '--workers');
@@ -79,6 +87,8 @@ async function main(): Promise<void> {
     } finally {
       await probe.close();
     }
+    // One scrape for the whole run: the primary sums what every worker's Metrics counted.
+    const metrics = o.metricsPort === undefined ? undefined : await serveClusterMetrics(parseMetricsAddress(o.metricsPort));
     // A worker that ends before any worker listened met what a single gateway would have exited
     // on (the port taken, the broker refusing it): end the run with its status instead of
     // restarting it forever.
@@ -99,8 +109,15 @@ async function main(): Promise<void> {
       target: {
         pending: () => (supervisor.alive() > 0 ? `${supervisor.alive()} worker(s)` : ''),
         aborted: () => supervisor.aborted(),
-        graceful: (deadline) => supervisor.stop(deadline),
-        abort: () => supervisor.abort(),
+        graceful: async (deadline) => {
+          const failed = await supervisor.stop(deadline);
+          await metrics?.close();
+          return failed;
+        },
+        abort: async () => {
+          await supervisor.abort();
+          await metrics?.close();
+        },
       },
     });
     // The workers seal job references with one key (a poll may reach any of them); without a
@@ -108,6 +125,7 @@ async function main(): Promise<void> {
     if (gw.jobs?.enabled !== false && !gw.jobs?.keyFile && !process.env[JOBS_KEY_ENV]?.trim())
       process.env[JOBS_KEY_ENV] = randomBytes(32).toString('base64');
     log.info(`starting ${count} workers (deadline of each on stop ${shutdownMs / 1000} s)`, { workers: count });
+    if (metrics) log.info(`metrics of all workers at ${metrics.url}`, { event: 'metrics', url: metrics.url });
     supervisor.start();
     return;
   }
@@ -116,6 +134,7 @@ async function main(): Promise<void> {
   let transport: Transport | undefined;
   let gateway: Gateway | undefined;
   // Installed before connecting: a signal (or the primary's stop) while connecting stops at once.
+  let metrics: MetricsServer | undefined;
   const shutdown = handleShutdown({
     log,
     timeoutMs: shutdownMs,
@@ -126,14 +145,22 @@ async function main(): Promise<void> {
       graceful: async (deadline) => {
         if (gateway) aborted = (await gateway.stop(deadline)).aborted;
         await transport?.close();
+        await metrics?.close();
         return aborted;
       },
       abort: async () => {
         gateway?.app.server.closeAllConnections();
         await transport?.close();
+        await metrics?.close();
       },
     },
   });
+  if (o.metricsPort !== undefined && worker !== undefined)
+    new Metrics().start(); // answers the primary's scrapes
+  else if (o.metricsPort !== undefined) {
+    metrics = await exposeMetrics(o.metricsPort);
+    log.info(`metrics at ${metrics.url}`, { event: 'metrics', url: metrics.url });
+  }
   let aborted = 0;
   if (worker !== undefined) onPrimaryStop((reason) => shutdown.stop(reason));
   transport = await getTransport(o.transportUrl, { config });

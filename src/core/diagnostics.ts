@@ -24,7 +24,29 @@ export const channels = {
   connection: diagnostics_channel.channel('hermod:connection:state'),
   /** {@link NotificationEvent} when a listener endpoint fails or a notification is dropped. */
   notification: diagnostics_channel.channel('hermod:notify:listener'),
+  /** {@link GatewayRequestEvent} when the HTTP gateway has answered a request. */
+  gatewayRequest: diagnostics_channel.channel('hermod:gateway:request'),
+  /** {@link GatewayRefusedEvent} when the HTTP gateway closes a connection at one of its limits. */
+  gatewayRefused: diagnostics_channel.channel('hermod:gateway:refused'),
 } as const;
+
+/**
+ * Published on `hermod:gateway:request` once a response is sent. `route` is the route's pattern
+ * (`/v1/:topic/:method`, `/users/:id`, `/jsonrpc`), never the client's path, so the values are
+ * bounded by the configuration; a request no route matched has `route` `''`.
+ */
+export interface GatewayRequestEvent {
+  route: string;
+  /** The HTTP method. */
+  method: string;
+  status: number;
+  durationMs: number;
+}
+
+/** Published on `hermod:gateway:refused`: which limit closed a connection. */
+export interface GatewayRefusedEvent {
+  limit: 'maxConnections' | 'maxConnectionsPerAddress' | 'maxPipelined';
+}
 
 /** Published on `hermod:rpc:client:start`; the matching {@link CallEvent} follows. */
 export interface CallStartEvent {

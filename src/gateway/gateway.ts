@@ -16,6 +16,7 @@ import Fastify, {
   type FastifyRequest,
   type FastifyServerOptions,
 } from 'fastify';
+import { channels, type GatewayRefusedEvent, type GatewayRequestEvent } from '../core/diagnostics.js';
 import { ClosedError, HermodError, NestingTooDeep } from '../core/errors.js';
 import { nestsDeeperThan } from '../core/json.js';
 import type { Transport } from '../transport.js';
@@ -168,6 +169,10 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     const perAddress = config.maxConnectionsPerAddress > 0 && fromHere >= config.maxConnectionsPerAddress;
     if (open >= config.maxConnections || perAddress) {
       refused++;
+      if (channels.gatewayRefused.hasSubscribers)
+        channels.gatewayRefused.publish({
+          limit: perAddress ? 'maxConnectionsPerAddress' : 'maxConnections',
+        } satisfies GatewayRefusedEvent);
       onConnectionRefused?.({
         limit: perAddress ? config.maxConnectionsPerAddress : config.maxConnections,
         refused,
@@ -299,6 +304,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     if (n > config.maxPipelined && !socket.destroyed) {
       // Closed, not answered: an answer would wait behind the others like the rest.
       refused++;
+      if (channels.gatewayRefused.hasSubscribers) channels.gatewayRefused.publish({ limit: 'maxPipelined' } satisfies GatewayRefusedEvent);
       onConnectionRefused?.({
         limit: config.maxPipelined,
         refused,
@@ -309,10 +315,19 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     }
     done();
   });
-  app.addHook('onResponse', (request, _reply, done) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const socket = request.raw.socket;
     const n = unanswered.get(socket);
     if (n !== undefined) unanswered.set(socket, n - 1);
+    if (channels.gatewayRequest.hasSubscribers) {
+      channels.gatewayRequest.publish({
+        // The pattern, not the path: bounded by the routes, whatever clients send.
+        route: request.routeOptions.url ?? '',
+        method: request.method,
+        status: reply.statusCode,
+        durationMs: reply.elapsedTime,
+      } satisfies GatewayRequestEvent);
+    }
     done();
   });
 

@@ -9,6 +9,8 @@ import type {
   CallEvent,
   CallStartEvent,
   ConnectionStateEvent,
+  GatewayRefusedEvent,
+  GatewayRequestEvent,
   InvalidMessageEvent,
   NotificationEvent,
   ServerRequestEvent,
@@ -38,6 +40,7 @@ export interface MetricsOptions {
 }
 
 const PRIORITIES = new Set(['audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample']);
+const HTTP_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 /** prom-client's (and Python prometheus_client's, so oslo.metrics') default buckets, in seconds. */
 const DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -99,6 +102,8 @@ export class Metrics {
       ['hermod:connection:state', (e) => this.onConnection(e as ConnectionStateEvent)],
       ['hermod:message:invalid', (e) => this.m.invalid.at({ where: (e as InvalidMessageEvent).where }).value++],
       ['hermod:notify:listener', (e) => this.onNotification(e as NotificationEvent)],
+      ['hermod:gateway:request', (e) => this.onGatewayRequest(e as GatewayRequestEvent)],
+      ['hermod:gateway:refused', (e) => this.m.gatewayRefused.at({ limit: (e as GatewayRefusedEvent).limit }).value++],
     ];
   }
 
@@ -300,6 +305,15 @@ export class Metrics {
     else if (e.state === 'unblocked') this.m.blocked.at(labels).value = 0;
   }
 
+  private onGatewayRequest(e: GatewayRequestEvent): void {
+    // Routes are the gateway's patterns (bounded by its configuration); methods are bounded by
+    // the HTTP methods Node parses, and anything else is folded.
+    const method = HTTP_METHODS.has(e.method) ? e.method : OTHER;
+    const route = e.route.length <= 200 ? e.route : OTHER;
+    this.m.gatewayRequests.at({ route, method, status: String(e.status) }).value++;
+    this.m.gatewaySeconds.at({ route, method }).observe(e.durationMs / 1000);
+  }
+
   private onNotification(e: NotificationEvent): void {
     const p = typeof e.priority === 'string' ? e.priority.toLowerCase() : '';
     this.m.notifications.at({ priority: PRIORITIES.has(p) ? p : OTHER, outcome: e.outcome }).value++;
@@ -347,6 +361,9 @@ function defineMetrics(registry: Registry, buckets: readonly number[]) {
       'hermod_notifications_total',
       'Notifications seen by listeners: handled, requeue, dropped, error (an endpoint threw)',
     ),
+    gatewayRequests: counter('hermod_gateway_requests_total', 'HTTP requests the gateway answered, by route pattern, method and status'),
+    gatewaySeconds: histogram('hermod_gateway_request_seconds', 'Time from an HTTP request read to its response sent, in seconds'),
+    gatewayRefused: counter('hermod_gateway_connections_refused_total', 'Connections the gateway closed at one of its limits'),
   };
 }
 

@@ -354,6 +354,36 @@ cli('--workers takes a whole number from 1 or max, else exits 2', async () => {
     assert.match(p.err, /--workers: must be a whole number from 1 to 256 or "max"/);
   }
 });
+cli('--metrics-port: Prometheus text of the gateway (with --workers, every worker summed); a bad address exits 2', async () => {
+  const bad = start(['--metrics-port', 'nine']);
+  assert.is(await bad.exited, 2);
+  assert.match(bad.err, /--metrics-port wants \[host:\]port, got "nine"/);
+  for (const workers of ['1', '2']) {
+    const p = start(['--port', '0', '--transport-url', 'memory://', '--metrics-port', '0', '--workers', workers, '--log-level', 'info']);
+    try {
+      await until(
+        () => (p.out.match(/listening on http/g) ?? []).length === Number(workers),
+        `the gateway listening (${p.out}${p.err})`,
+        15_000,
+      );
+      const base = /listening on (http:\/\/\S+)/.exec(p.out)![1]!;
+      const scrape = /metrics (?:of all workers )?at (http:\/\/\S+)/.exec(p.out)![1]!;
+      // A connection each, so that the primary hands them to both workers.
+      const answers = await Promise.all(Array.from({ length: 6 }, () => once(base, 'GET', '/healthz')));
+      assert.equal(
+        answers.map((a) => a.status),
+        Array(6).fill(200),
+      );
+      const text = await (await fetch(scrape)).text();
+      assert.match(text, /^hermod_gateway_requests_total\{route="\/healthz",method="GET",status="200"\} 6$/m, text.slice(0, 2000));
+      assert.match(text, /^hermod_gateway_request_seconds_count\{route="\/healthz",method="GET"\} 6$/m);
+      p.child.kill('SIGTERM');
+      assert.is(await p.exited, 0, p.err);
+    } finally {
+      if (p.child.exitCode === null) p.child.kill('SIGKILL');
+    }
+  }
+});
 cli('--shutdown-timeout takes seconds from 0, else exits 2', async () => {
   for (const bad of ['-1', 'soon', '']) {
     const p = start(['--shutdown-timeout', bad, '--port', '0', '--transport-url', 'memory://']);
