@@ -246,6 +246,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
     operationId: 'jsonrpc',
     summary: 'JSON-RPC 2.0: one request, a notification (no id) or a batch',
     tags: ['jsonrpc'],
+    ...(jobs ? { parameters: [PREFER] } : {}),
     requestBody: {
       required: true,
       content: {
