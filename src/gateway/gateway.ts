@@ -256,6 +256,14 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     return reply.code(status).send({ error: body });
   });
 
+  // In the gateway's error shape (fastify's own said `Route GET:/path not found` in another).
+  app.setNotFoundHandler((request, reply) => {
+    const path = (request.url.split('?')[0] ?? '').slice(0, 200);
+    return reply.code(404).send({
+      error: { code: 'HERMOD_ERR_NOT_FOUND', type: 'NotFound', message: `no route ${request.method} ${path}`, requestId: request.id },
+    });
+  });
+
   if (config.cors) {
     // Registered before the auth hook so that a preflight is answered without credentials.
     app.register(cors, {

@@ -4,6 +4,7 @@
  * RPCClient, bounded in flight.
  */
 
+import { setMaxListeners } from 'node:events';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import type { MethodContract } from '../contracts/contract.js';
 import { compileContracts, violations } from '../contracts/validator.js';
@@ -13,7 +14,17 @@ import { findPrototypeKey } from '../core/plain.js';
 import type { Context } from '../core/serializer.js';
 import { Target, versionIsCompatible } from '../core/target.js';
 import { START_HINT } from '../jobs/context.js';
-import { InvalidJobToken, JobNotFound, JobPending, JobTimeout } from '../jobs/errors.js';
+import {
+  InvalidJobToken,
+  JobCancelled,
+  JobFinished,
+  JobLost,
+  JobNotFound,
+  JobPending,
+  JobTimeout,
+  ServerUnavailable,
+  TooManyJobs,
+} from '../jobs/errors.js';
 import { isFinal, type JobStatus } from '../jobs/poller.js';
 import { isJobToken, type JobToken, parseJobToken } from '../jobs/token.js';
 import { RPCClient } from '../rpc/client.js';
@@ -105,6 +116,22 @@ export interface JobView {
 class WaitEnded extends Error {}
 
 /**
+ * The messages of job errors as HTTP clients get them. The servers' own name the server, its
+ * topic and the job's id, which the gateway's references keep from clients; the class (and so
+ * the code and status) stays.
+ */
+function publicJobError(err: unknown): unknown {
+  if (err instanceof JobLost) return new JobLost('the job is lost: its server restarted since it started');
+  if (err instanceof JobNotFound) return new JobNotFound('no such job (the reference is unknown here, expired, or not yours)');
+  if (err instanceof ServerUnavailable)
+    return new ServerUnavailable("the job's server did not answer; its outcome is unknown, try again later (the reference stays valid)");
+  if (err instanceof JobFinished) return new JobFinished('the job had already ended: nothing to cancel');
+  if (err instanceof JobCancelled) return new JobCancelled('the job was cancelled');
+  if (err instanceof TooManyJobs) return new TooManyJobs('the server holds as many unfinished jobs as it may (jobs.max): try again later');
+  return err;
+}
+
+/**
  * Whether `err` is the job's own outcome (the method raised, or the job was cancelled), as
  * opposed to a failure to learn it (the server unreachable, the job unknown there).
  */
@@ -126,7 +153,13 @@ export class Invoker {
    * Aborted by {@link drain}: a request waiting for a job's end (`Prefer: wait`, `?wait`) is
    * answered with what is known then instead of holding the stop until its deadline.
    */
-  private readonly waits = new AbortController();
+  private readonly waits = (() => {
+    const c = new AbortController();
+    // Every waiting request listens on it (at most maxInFlight): not a leak, whatever Node's
+    // warning at 10 listeners would tell the operator.
+    setMaxListeners(0, c.signal);
+    return c;
+  })();
   /** The turn of the event loop the calls of the requests read so far start in (see {@link invoke}). */
   private turn: Promise<void> | undefined;
   /** Every declared route, in configuration order. */
@@ -348,12 +381,12 @@ export class Invoker {
    * A job given up on (the deadline, or the gateway's stop) is cancelled: nobody else has its
    * token, so it would run on for nobody.
    */
-  private async follow(ctx: Context, token: unknown, deadline: number, timeout: number, name: string): Promise<unknown> {
-    const job = this.client.job(token as Record<string, unknown>, ctx);
+  private async follow(ctx: Context, token: JobToken, deadline: number, timeout: number, name: string): Promise<unknown> {
+    const job = this.client.job(token, ctx);
     try {
       return await this.cuttable(job.result({ timeout: Math.max(1, deadline - Date.now()) }));
     } catch (err) {
-      if (!(err instanceof MessagingTimeout || err instanceof CallCut)) throw err;
+      if (!(err instanceof MessagingTimeout || err instanceof CallCut)) throw publicJobError(err);
       void job.cancel().catch(() => undefined);
       // Not JobTimeout, whose message offers a token to come back with: this caller has none.
       if (err instanceof CallCut) throw err;
@@ -394,6 +427,7 @@ export class Invoker {
   ): Promise<Outcome> {
     const cast = controls.fanout === true || controls.cast === true || route.route.cast === true;
     if (controls.fanout && !route.route.fanout) throw new InvalidArgument(`${route.name} does not allow fanout casts`);
+    if (cast && route.route.job) throw new InvalidArgument(`${route.name} runs as a job: it takes no cast`);
     this.admit();
     const r = route.route;
     const timeout = Math.min(controls.timeout ?? r.timeout ?? this.config.callTimeout, this.config.maxCallTimeout);
@@ -425,10 +459,16 @@ export class Invoker {
         return { kind: 'accepted' };
       }
       const sent = Date.now();
+      const server = controls.server ?? r.server ?? null;
       if (startJob) {
-        const answer = await this.cuttable(client.call({ ...ctx, [START_HINT]: 'start' }, r.method, args));
-        if (!isJobToken(answer)) return { kind: 'result', result: this.checkedResult(route, answer) };
-        const token = parseJobToken(answer);
+        let answer: unknown;
+        try {
+          answer = await this.cuttable(client.call({ ...ctx, [START_HINT]: 'start' }, r.method, args));
+        } catch (err) {
+          throw publicJobError(err);
+        }
+        const token = this.ownToken(route, server, answer);
+        if (!token) return { kind: 'result', result: this.checkedResult(route, answer) };
         if (startJob.waitMs <= 0) return { kind: 'job', token };
         try {
           const job = this.client.job(token, ctx);
@@ -437,16 +477,45 @@ export class Invoker {
         } catch (err) {
           // Still running (or the gateway stopping): the client asked for its token, and it runs on.
           if (err instanceof JobTimeout || err instanceof WaitEnded) return { kind: 'job', token };
-          throw err;
+          throw publicJobError(err);
         }
       }
       let result = await this.cuttable(client.call(ctx, r.method, args));
       // The whole request within its timeout: the job gets what the call left of it.
-      if (isJobToken(result)) result = await this.follow(ctx, result, sent + timeout, timeout, route.name);
+      const token = this.ownToken(route, server, result);
+      if (token) {
+        try {
+          result = await this.follow(ctx, token, sent + timeout, timeout, route.name);
+        } catch (err) {
+          // Not this call's job after all (its server's job runs another method): data.
+          if (!(err instanceof InvalidJobToken)) throw err;
+        }
+      }
       return { kind: 'result', result: this.checkedResult(route, result) };
     } finally {
       this.leave();
     }
+  }
+
+  /**
+   * The job token of `answer` when it is the token of this call's own job: a job of the route's
+   * topic, exchange and method (and server, when the call named one). Anything else is a result,
+   * whatever its shape: a method that returns what a client sent (an echo) must not make the
+   * gateway follow, cancel or hand out a job of the client's choosing.
+   */
+  private ownToken(route: CompiledRoute, server: string | null, answer: unknown): JobToken | undefined {
+    if (!isJobToken(answer)) return undefined;
+    let token: JobToken;
+    try {
+      token = parseJobToken(answer);
+    } catch {
+      return undefined;
+    }
+    const r = route.route;
+    if (token.topic !== r.topic || token.method !== r.method) return undefined;
+    if (token.exchange !== (r.exchange ?? this.transport.config.controlExchange)) return undefined;
+    if (server !== null && token.server !== server) return undefined;
+    return token;
   }
 
   /** `result`, unless it breaks the route's result schema (BadResult, 502). */
@@ -476,7 +545,7 @@ export class Invoker {
           const value = await this.cuttable(job.result({ timeout: wait, ...(signal ? { signal } : {}) }));
           return { result: { value: this.checkedResult(route, value) } };
         } catch (err) {
-          if (err instanceof BadResult || isJobOutcome(err)) return { error: err as Error };
+          if (err instanceof BadResult || isJobOutcome(err)) return { error: publicJobError(err) as Error };
           throw err;
         }
       };
@@ -491,6 +560,8 @@ export class Invoker {
       // Ended (or ending since the wait gave up): one more poll fetches what it ended with.
       if (!ended && isFinal(status)) ended = await outcome(this.transport.config.jobs.pollTimeout);
       return { status, ...ended };
+    } catch (err) {
+      throw publicJobError(err);
     } finally {
       this.leave();
     }
@@ -502,6 +573,8 @@ export class Invoker {
     this.inFlight_++;
     try {
       return await this.cuttable(this.client.job(token, ctx).cancel());
+    } catch (err) {
+      throw publicJobError(err);
     } finally {
       this.leave();
     }

@@ -29,12 +29,31 @@ const TAG_BYTES = 16;
 /** Bound to each reference, so a ciphertext made for anything else under the same key never opens as one. */
 const AAD = Buffer.from('hermod-gateway job reference v1');
 
-/** Who may use a reference: the user and project that started the job, or anyone holding it (no identity). */
-export type JobOwner = [user: string | null, project: string | null] | null;
+/**
+ * Who may use a reference: a digest of the identity that started the job (its user, project and
+ * the context fields an `authenticate` hook vouches for), or null for anyone holding it (a job
+ * started without credentials).
+ */
+export type JobOwner = string | null;
 
-/** The owner a request's identity makes. */
+/** JSON with every object's keys in order, so that one identity always gives one text. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const o = value as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+/** The owner a request's identity makes. Roles are not part of it: they change, the caller does not. */
 export function ownerOf(identity: Identity | undefined): JobOwner {
-  return identity ? [identity.user ?? null, identity.project ?? null] : null;
+  if (!identity) return null;
+  const who = canonical([identity.user ?? null, identity.project ?? null, identity.context ?? {}]);
+  return createHash('sha256').update(who).digest('base64url').slice(0, 22);
 }
 
 /** What a reference holds. */
@@ -139,6 +158,5 @@ export class JobRefs {
 }
 
 function sameOwner(sealed: unknown, owner: JobOwner): boolean {
-  if (sealed === null) return true;
-  return Array.isArray(sealed) && owner !== null && sealed[0] === owner[0] && sealed[1] === owner[1];
+  return sealed === null || (typeof sealed === 'string' && sealed === owner);
 }

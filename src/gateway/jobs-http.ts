@@ -23,18 +23,17 @@ export interface Preferences {
   waitMs?: number;
 }
 
-/** Longer `Prefer` headers are read only this far: a preference list is short. */
-const MAX_PREFER_CHARS = 1024;
-
 /**
  * The preferences of `request` this gateway knows. Unknown preferences and malformed values are
- * ignored, as RFC 7240 asks of a server; `wait` is bounded by `maxWaitMs`.
+ * ignored, and of a preference given twice the first counts, as RFC 7240 asks of a server;
+ * `wait` is bounded by `maxWaitMs`. (Node bounds the whole header, at 16 KiB of headers.)
  */
 export function preferences(request: FastifyRequest, maxWaitMs: number): Preferences {
   const out: Preferences = { respondAsync: false };
   const raw = request.headers.prefer;
   if (raw === undefined) return out;
-  const text = (Array.isArray(raw) ? raw.join(',') : raw).slice(0, MAX_PREFER_CHARS);
+  const text = Array.isArray(raw) ? raw.join(',') : raw;
+  let waitSeen = false;
   for (const item of text.split(',')) {
     const [head = ''] = item.split(';');
     const eq = head.indexOf('=');
@@ -47,7 +46,10 @@ export function preferences(request: FastifyRequest, maxWaitMs: number): Prefere
             .trim()
             .replace(/^"(.*)"$/, '$1');
     if (name === 'respond-async') out.respondAsync = true;
-    else if (name === 'wait' && value !== undefined && /^\d{1,9}$/.test(value)) out.waitMs = Math.min(Number(value) * 1000, maxWaitMs);
+    else if (name === 'wait' && !waitSeen) {
+      waitSeen = true;
+      if (value !== undefined && /^\d{1,9}$/.test(value)) out.waitMs = Math.min(Number(value) * 1000, maxWaitMs);
+    }
   }
   return out;
 }
@@ -56,13 +58,27 @@ export function preferences(request: FastifyRequest, maxWaitMs: number): Prefere
 const jobPath = (ref: string) => `/v1/jobs/${ref}`;
 
 /** Answers a started job: 202, its reference and where to poll it. */
-export function acceptedJob(reply: FastifyReply, face: JobsFace, route: CompiledRoute, token: JobToken, request: FastifyRequest) {
+export function acceptedJob(
+  reply: FastifyReply,
+  face: JobsFace,
+  route: CompiledRoute,
+  token: JobToken,
+  request: FastifyRequest,
+  asked: boolean,
+) {
   const body = face.started(request.hermod as RequestState, route, token);
+  // Said only to a client that asked: a job route answers 202 to everyone.
+  if (asked) reply.header('preference-applied', 'respond-async');
   return reply
     .code(202)
     .header('location', body.href)
-    .header('preference-applied', 'respond-async')
     .send({ ...body, requestId: request.id });
+}
+
+/** Adds `Prefer` to the response's `Vary` (what a cache must key on): its answer depends on it. */
+export function varyOnPrefer(reply: FastifyReply): void {
+  const vary = reply.getHeader('vary');
+  reply.header('vary', vary ? `${String(vary)}, Prefer` : 'Prefer');
 }
 
 /** The JSON of a job's status, as the jobs routes answer it. */
@@ -137,6 +153,7 @@ export class JobsFace {
 export function registerJobs(app: FastifyInstance, face: JobsFace): void {
   app.get<{ Params: { ref: string } }>('/v1/jobs/:ref', async (request, reply) => {
     const waitMs = pollWait(request, face.options.maxWaitMs);
+    varyOnPrefer(reply);
     return reply.code(200).send(await face.read(request.hermod as RequestState, request.params.ref, waitMs, request.id));
   });
 

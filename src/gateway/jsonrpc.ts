@@ -138,13 +138,12 @@ export function registerJsonRpc(
       const state = request.hermod as RequestState;
       const per: PerRequest = { controls: requestControls(request, shared.maxTimeout), startJob: undefined, startedJob: false };
       if (shared.jobs && request.headers.prefer !== undefined) {
-        const vary = reply.getHeader('vary');
-        reply.header('vary', vary ? `${String(vary)}, Prefer` : 'Prefer');
         const prefer = preferences(request, shared.jobs.options.maxWaitMs);
         if (prefer.respondAsync) per.startJob = { waitMs: prefer.waitMs ?? 0 };
       }
       const applied = () => {
-        if (per.startedJob) reply.header('preference-applied', 'respond-async');
+        // Said only to a client that asked: a job route's calls start as jobs for everyone.
+        if (per.startedJob && per.startJob) reply.header('preference-applied', 'respond-async');
       };
       let payload: unknown;
       const text = String(request.body ?? '');

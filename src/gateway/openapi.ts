@@ -54,7 +54,7 @@ function success(route: CompiledRoute | undefined) {
   };
 }
 
-const CAST_ACCEPTED = { type: 'object', properties: { accepted: { const: true }, requestId: { type: 'string' } } };
+const CAST_ACCEPTED = { type: 'object', required: ['accepted'], properties: { accepted: { const: true }, requestId: { type: 'string' } } };
 const ACCEPTED = {
   description: 'Cast accepted by the broker',
   content: { 'application/json': { schema: CAST_ACCEPTED } },
@@ -108,7 +108,11 @@ const JOB_SCHEMA = {
 function jobPaths(maxWaitSeconds: number) {
   const found = (description: string, status: string) => ({
     [status]: { description, content: { 'application/json': { schema: JOB_REF_SCHEMA } } },
-    '404': errorResponse('No such job: unknown, expired, or started by another caller'),
+    '400': ERRORS['400'],
+    '401': ERRORS['401'],
+    '403': errorResponse("The caller no longer holds any of the route's roles"),
+    '404': errorResponse('No such job: unknown, expired, lost with its server, or started by another caller'),
+    '429': ERRORS['429'],
     '503': errorResponse("The job's server did not answer, or the gateway is overloaded (see Retry-After)"),
   });
   return {
@@ -125,6 +129,7 @@ function jobPaths(maxWaitSeconds: number) {
           schema: { type: 'integer', minimum: 0, maximum: maxWaitSeconds },
           description: 'Wait up to this many seconds for the job to end first (also Prefer: wait=N)',
         },
+        { ...PREFER, description: 'wait=N: as ?wait=N' },
       ],
       responses: found('The job', '200'),
     },

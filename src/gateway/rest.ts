@@ -9,7 +9,7 @@ import { InvalidArgument } from '../core/errors.js';
 import { setOwn } from '../core/plain.js';
 import type { AliasVerb, JsonSchema } from './config.js';
 import { type CallControls, CONTROL_NAMES, type CompiledRoute, type Invoker, parseControls } from './invoker.js';
-import { acceptedJob, type JobsFace, preferences } from './jobs-http.js';
+import { acceptedJob, type JobsFace, preferences, varyOnPrefer } from './jobs-http.js';
 import type { RequestState } from './state.js';
 
 const HEADERS = CONTROL_NAMES.map((k) => [k, `x-hermod-${k}`] as const);
@@ -72,15 +72,19 @@ async function respond(
   const checked = invoker.checkArgs(route, args);
   // Asked for a job (or a job route): only for calls (a cast already answers at once).
   let startJob: { waitMs: number } | undefined = route.route.job ? { waitMs: 0 } : undefined;
-  if (jobs && request.headers.prefer !== undefined) {
-    const vary = reply.getHeader('vary');
-    reply.header('vary', vary ? `${String(vary)}, Prefer` : 'Prefer');
-    const prefer = preferences(request, jobs.options.maxWaitMs);
-    if (prefer.respondAsync || startJob) startJob = { waitMs: prefer.waitMs ?? 0 };
+  let asked = false;
+  if (jobs) {
+    // A GET's answer may be cached: it depends on the header, sent or not. (POSTs are not cached.)
+    if (request.method === 'GET') varyOnPrefer(reply);
+    if (request.headers.prefer !== undefined) {
+      const prefer = preferences(request, jobs.options.maxWaitMs);
+      asked = prefer.respondAsync;
+      if (prefer.respondAsync || startJob) startJob = { waitMs: prefer.waitMs ?? 0 };
+    }
   }
   const outcome = await invoker.invoke(route, state.context(), checked, controls, startJob);
   if (outcome.kind === 'accepted') return reply.code(202).send({ accepted: true, requestId: request.id });
-  if (outcome.kind === 'job') return acceptedJob(reply, jobs!, route, outcome.token, request);
+  if (outcome.kind === 'job') return acceptedJob(reply, jobs!, route, outcome.token, request, asked);
   // Always an object, so that a string or null result is still JSON (and unambiguous).
   return reply.code(200).send({ result: outcome.result ?? null });
 }

@@ -1,7 +1,7 @@
 import { MessageUndeliverable, MessagingTimeout } from '../core/errors.js';
 import type { Context } from '../core/serializer.js';
 import { Target } from '../core/target.js';
-import { JobTimeout, ServerUnavailable } from './errors.js';
+import { InvalidJobToken, JobTimeout, ServerUnavailable } from './errors.js';
 import { FINAL_STATES, type JobState, type JobStatusDict } from './store.js';
 import { HERMOD_NAMESPACE, JOBS_VERSION, type JobToken } from './token.js';
 
@@ -122,7 +122,18 @@ export class JobPoller {
   }
 
   async status(): Promise<JobStatus> {
-    return toStatus((await this.poll('job_status')) as JobStatusDict);
+    return this.checked(toStatus((await this.poll('job_status')) as JobStatusDict));
+  }
+
+  /**
+   * `s`, when it is the status of the token's job: a token whose method was changed (forged, or a
+   * result that merely looks like a token) names someone else's job, which it must not read.
+   */
+  private checked(s: JobStatus): JobStatus {
+    if (s.method !== this.token.method) {
+      throw new InvalidJobToken(`the token says method ${this.token.method}, but its job on server ${this.token.server} runs another`);
+    }
+    return s;
   }
 
   /**
@@ -142,7 +153,9 @@ export class JobPoller {
       const bounded = left < this.options.pollTimeout;
       let s: JobStatus;
       try {
-        s = toStatus((await this.poll('job_status', bounded ? Math.max(1, left) : this.options.pollTimeout)) as JobStatusDict);
+        s = this.checked(
+          toStatus((await this.poll('job_status', bounded ? Math.max(1, left) : this.options.pollTimeout)) as JobStatusDict),
+        );
       } catch (err) {
         if (bounded && err instanceof ServerUnavailable && err.cause instanceof MessagingTimeout) {
           throw new JobTimeout(

@@ -47,6 +47,10 @@ export class Users {
   async text() {
     return 'plain';
   }
+  /** Answers what it was sent, whatever its shape. */
+  async echo(_ctx: Context, args: { value: unknown }) {
+    return args.value;
+  }
   async render(ctx: Context, args: { ms: number }) {
     const signal = (ctx as { signal: AbortSignal }).signal;
     await new Promise<void>((resolve) => {

@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Validator } from '@seriousme/openapi-schema-validator';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import puppeteer, { type Browser } from 'puppeteer-core';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -44,7 +45,24 @@ for (const [name, broker] of IN_PROCESS) {
         ['job', 'href', 'method', 'state', 'requestId'],
       ],
     );
+    // Each 202 body matches exactly one branch (a strict response validator checks oneOf).
+    const ajv = new Ajv2020({ strict: false });
+    const accepted = ajv.compile(get.responses['202'].content['application/json'].schema);
+    assert.ok(accepted({ accepted: true, requestId: 'r' }), JSON.stringify(accepted.errors));
+    assert.ok(
+      accepted({ job: 'ref', href: '/v1/jobs/ref', method: 'm', state: 'pending', requestId: 'r' }),
+      JSON.stringify(accepted.errors),
+    );
     const jobs = doc.paths['/v1/jobs/{ref}'];
+    assert.equal(
+      jobs.get.parameters.map((p: Json) => [p.name, p.in]),
+      [
+        ['ref', 'path'],
+        ['wait', 'query'],
+        ['Prefer', 'header'],
+      ],
+    );
+    assert.ok(['400', '401', '403', '404', '429', '503'].every((c) => jobs.get.responses[c]));
     assert.equal(Object.keys(jobs), ['get', 'delete']);
     assert.is(jobs.get.responses['200'].content['application/json'].schema.$ref, '#/components/schemas/Job');
     assert.ok(doc.components.schemas.Job.properties.state.enum.includes('cancelled'));

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import * as assert from 'uvu/assert';
 import { createGateway } from '../../src/gateway/index.js';
-import { defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
+import { defaultConfig, getTransport, RPCClient, RPCServer, Target } from '../../src/index.js';
 import { until } from '../support/assert.js';
 import { type GatewayBroker, harness, harnessSuite, http, type Json, keysFileFor, Users, userRoutes } from './gateway-cases.js';
 
@@ -28,13 +28,13 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
     assert.is(started.json.href, `/v1/jobs/${ref}`);
     assert.is(started.json.method, `${topic}.render`);
     assert.is(started.headers.get('preference-applied'), 'respond-async');
-    assert.match(started.headers.get('vary') ?? '', /prefer/i);
     // Sealed: the server's name, topic and job id are not readable from the reference.
     const bytes = Buffer.from(ref, 'base64url').toString('latin1');
     for (const secret of [topic, 'u1', 'openstack']) assert.not.ok(bytes.includes(secret), `${secret} readable in the reference`);
 
     const running = await http(base, 'GET', `/v1/jobs/${ref}`);
     assert.is(running.status, 200, JSON.stringify(running.json));
+    assert.match(running.headers.get('vary') ?? '', /prefer/i, 'a poll answer depends on Prefer: wait');
     assert.ok(['pending', 'running'].includes(running.json.state), running.json.state);
     assert.is(running.json.done, false);
     assert.is(running.json.result, undefined);
@@ -140,6 +140,86 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
     const plain = await rpc({ jsonrpc: '2.0', method: 'getUser', params: { id: 4 }, id: 9 });
     assert.is(plain.json.result.id, 4);
     assert.is(plain.headers.get('preference-applied'), null);
+  });
+
+  t("a result shaped like a job token is data: never followed, cancelled or sealed (an echo of another job's token)", async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, (topic) => ({ routes: [...withRender(topic).routes, { topic, method: 'echo' }] }));
+    const { base, topic, transport } = ctx.h;
+    // A real job of the same service, whose token a client got hold of.
+    const job = await new RPCClient(transport, new Target({ topic })).start({}, 'render', { ms: 60_000 });
+    const echoed = await http(base, 'POST', `/v1/${topic}/echo?timeout=1000`, { value: job.token });
+    assert.is(echoed.status, 200, JSON.stringify(echoed.json));
+    assert.equal(echoed.json.result, job.token, 'answered as data');
+    assert.is((await job.status()).state, 'running', 'not followed into a cancel at the timeout');
+    // A token of another topic, server or method is data too (the forged one names none of them).
+    for (const forged of [
+      { ...job.token, topic: 'elsewhere' },
+      { ...job.token, method: 'echo' },
+      { ...job.token, exchange: 'x' },
+    ]) {
+      const r = await http(base, 'POST', `/v1/${topic}/echo`, { value: forged });
+      assert.equal([r.status, r.json.result], [200, forged]);
+    }
+    await job.cancel();
+  });
+
+  t('messages of job errors name no server, topic or job id', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, withRender);
+    const { base, topic } = ctx.h;
+    const started = await http(base, 'POST', `/v1/${topic}/render`, { ms: 60_000 }, ASYNC);
+    const ref = started.json.job;
+    assert.is((await http(base, 'DELETE', `/v1/jobs/${ref}`)).status, 202);
+    const ended = await http(base, 'GET', `/v1/jobs/${ref}?wait=5`);
+    const again = await http(base, 'DELETE', `/v1/jobs/${ref}`);
+    assert.is(again.status, 409);
+    for (const [what, text] of [
+      ['cancelled', JSON.stringify(ended.json.error)],
+      ['finished', JSON.stringify(again.json.error)],
+    ] as const) {
+      for (const secret of [topic, 'u1', 'openstack', /[0-9a-f]{32}/] as const) {
+        assert.not.ok(typeof secret === 'string' ? text.includes(secret) : secret.test(text), `${what}: ${secret} in ${text}`);
+      }
+    }
+    assert.is(ended.json.error.message, 'the job was cancelled');
+  });
+
+  t("owners: an authenticate hook's context fields (a tenant) bind the reference too", async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, (topic) => ({
+      ...withRender(topic),
+      // No user or project: the tenant alone tells callers apart.
+      authenticate: (req) => (req.headers['x-tenant'] ? { roles: [], context: { tenant: String(req.headers['x-tenant']) } } : null),
+    }));
+    const { base, topic } = ctx.h;
+    const started = await http(base, 'POST', `/v1/${topic}/render`, { ms: 10 }, { ...ASYNC, 'x-tenant': 'a' });
+    assert.is(started.status, 202);
+    assert.is((await http(base, 'GET', started.json.href, undefined, { 'x-tenant': 'b' })).status, 404);
+    assert.is((await http(base, 'DELETE', started.json.href, undefined, { 'x-tenant': 'b' })).status, 404);
+    assert.is((await http(base, 'GET', `${started.json.href}?wait=5`, undefined, { 'x-tenant': 'a' })).json.result, 10);
+  });
+
+  t('RFC 7240: the first of a repeated preference counts; Preference-Applied only to who asked; job routes take no cast', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, (topic) => ({
+      routes: [
+        { topic, method: 'render' },
+        { topic, method: 'sleep', job: true, alias: 'GET /naps' },
+      ],
+    }));
+    const { base, topic } = ctx.h;
+    const t0 = Date.now();
+    const first = await http(base, 'POST', `/v1/${topic}/render`, { ms: 3000 }, { prefer: 'respond-async, wait=1, wait=10' });
+    assert.is(first.status, 202);
+    assert.ok(Date.now() - t0 < 2500, `wait=1 counted, not wait=10 (${Date.now() - t0} ms)`);
+    const job = await http(base, 'GET', '/naps?ms=5');
+    assert.is(job.status, 202);
+    assert.is(job.headers.get('preference-applied'), null, 'nobody asked');
+    assert.match(job.headers.get('vary') ?? '', /prefer/i, 'a GET answer varies with Prefer');
+    const cast = await http(base, 'GET', '/naps?ms=5', undefined, { 'x-hermod-cast': '1' });
+    assert.is(cast.status, 400);
+    assert.match(cast.json.error.message, /runs as a job: it takes no cast/);
+    const nowhere = await http(base, 'PUT', '/v1/jobs/abc');
+    assert.is(nowhere.status, 404);
+    assert.is(nowhere.json.error.code, 'HERMOD_ERR_NOT_FOUND');
+    await http(base, 'DELETE', `/v1/jobs/${first.json.job}`);
   });
 
   t('a failed job reads as state failed with the error of a call; schemas apply to job results too', async (ctx) => {
