@@ -396,7 +396,7 @@ export class Invoker {
     }
   }
 
-  /** Checks that a request may start RPC work now (InvalidArgument, Unavailable, TooManyInFlight otherwise). */
+  /** Checks that a request may start RPC work now (Unavailable or TooManyInFlight otherwise). */
   private admit(): void {
     if (this.stopping) throw new Unavailable('the gateway is stopping');
     // Not connected yet (`idle`): the call opens the connection, as any first call does.
