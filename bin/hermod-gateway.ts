@@ -106,19 +106,7 @@ async function main(): Promise<void> {
     const shutdown = handleShutdown({
       log,
       timeoutMs: shutdownMs + PRIMARY_MARGIN_MS,
-      target: {
-        pending: () => (supervisor.alive() > 0 ? `${supervisor.alive()} worker(s)` : ''),
-        aborted: () => supervisor.aborted(),
-        graceful: async (deadline) => {
-          const failed = await supervisor.stop(deadline);
-          await metrics?.close();
-          return failed;
-        },
-        abort: async () => {
-          await supervisor.abort();
-          await metrics?.close();
-        },
-      },
+      target: supervisor.shutdownTarget(metrics),
     });
     // The workers seal job references with one key (a poll may reach any of them); without a
     // key file or variable, one made for this run, which they inherit with the environment.

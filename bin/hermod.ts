@@ -263,19 +263,7 @@ async function runCommand(argv: string[]): Promise<void> {
     const shutdown = handleShutdown({
       log,
       timeoutMs: timeoutMs + PRIMARY_MARGIN_MS,
-      target: {
-        pending: () => (supervisor.alive() > 0 ? `${supervisor.alive()} worker(s)` : ''),
-        aborted: () => supervisor.aborted(),
-        graceful: async (deadline) => {
-          const failed = await supervisor.stop(deadline);
-          await metrics?.close();
-          return failed;
-        },
-        abort: async () => {
-          await supervisor.abort();
-          await metrics?.close();
-        },
-      },
+      target: supervisor.shutdownTarget(metrics),
     });
     log.info(
       `starting ${count} worker${count === 1 ? '' : 's'} for ${spec.services.length} service(s) from ${file}${recycleAfter > 0 ? `, each recycled after ${recycleAfter} reloads` : ''}`,

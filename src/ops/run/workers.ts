@@ -143,6 +143,26 @@ export class WorkerSupervisor {
     return this.exitCodes.filter((c) => c !== 0 && c !== 2 && c !== 5).length;
   }
 
+  /**
+   * What a primary's signal handling stops (the CLIs' `handleShutdown` target): the workers, then
+   * `also` (the primary's metrics endpoint, say) once they are gone.
+   */
+  shutdownTarget(also?: { close(): Promise<unknown> }) {
+    return {
+      pending: () => (this.alive() > 0 ? `${this.alive()} worker(s)` : ''),
+      aborted: () => this.aborted(),
+      graceful: async (deadline: number) => {
+        const failed = await this.stop(deadline);
+        await also?.close();
+        return failed;
+      },
+      abort: async () => {
+        await this.abort();
+        await also?.close();
+      },
+    };
+  }
+
   private processes(): Worker[] {
     const out = [...this.retiring.keys()];
     for (const s of this.slots) for (const w of [s.worker, s.next]) if (w) out.push(w);
