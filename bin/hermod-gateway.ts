@@ -2,6 +2,7 @@
 // First: it must run before the other modules load (see the module).
 import '../src/cli/young-gen.js';
 import { randomBytes } from 'node:crypto';
+import diagnostics_channel from 'node:diagnostics_channel';
 import { Command } from 'commander';
 import { describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
@@ -9,6 +10,7 @@ import { EXIT, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
+import type { GatewayRequestEvent } from '../src/core/diagnostics.js';
 import { hermodSection, readGatewayConfig } from '../src/gateway/config.js';
 import { createGateway, type Gateway, type GatewayConfig, JOBS_KEY_ENV } from '../src/gateway/index.js';
 import { ClosedError, defaultConfig, getTransport, loadConfig, type Transport } from '../src/index.js';
@@ -174,6 +176,27 @@ async function main(): Promise<void> {
       refusedAtLog = refused;
     },
   });
+  if (gateway.config.accessLog) {
+    // One line per request; logSafe (in the logger) bounds and escapes the client's text.
+    diagnostics_channel.subscribe('hermod:gateway:request', (message) => {
+      const e = message as GatewayRequestEvent;
+      const ms = Math.round(e.durationMs * 10) / 10;
+      log.info(
+        `${e.method} ${e.url} ${e.status} ${ms} ms ${e.requestId} ${e.remoteAddress ?? '-'}${e.user !== undefined ? ` user=${e.user}` : ''}`,
+        {
+          event: 'access',
+          method: e.method,
+          url: e.url,
+          route: e.route,
+          status: e.status,
+          ms,
+          requestId: e.requestId,
+          ...(e.remoteAddress ? { remoteAddress: e.remoteAddress } : {}),
+          ...(e.user !== undefined ? { user: e.user } : {}),
+        },
+      );
+    });
+  }
   // A stop while binding makes start() reject (ClosedError): the stop in progress ends the process.
   const addr = await gateway.start().catch((err: unknown) => {
     if (!shutdown.stopping) throw err;

@@ -41,6 +41,13 @@ export interface GatewayRequestEvent {
   method: string;
   status: number;
   durationMs: number;
+  /** The request's target as the client sent it (path and query): unbounded client text. */
+  url: string;
+  /** The request id (the client's `X-Request-Id` when well-formed, else the gateway's). */
+  requestId: string;
+  remoteAddress?: string;
+  /** The caller's user, when it authenticated with one. */
+  user?: string;
 }
 
 /** Published on `hermod:gateway:refused`: which limit closed a connection. */

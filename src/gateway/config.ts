@@ -127,6 +127,12 @@ export interface GatewayConfig {
      */
     keyFile?: string;
   };
+  /**
+   * `hermod-gateway` logs one line per request at info (method, path, status, time, request id,
+   * client address, user). A library user subscribes to the `hermod:gateway:request` diagnostics
+   * channel instead. @default false
+   */
+  accessLog?: boolean;
   /** hermod's own configuration (transport options), used by `hermod-gateway` only. */
   hermod?: Record<string, unknown>;
 }
@@ -210,6 +216,7 @@ const SCHEMA = {
       additionalProperties: false,
       properties: { enabled: { type: 'boolean' }, keyFile: { type: 'string', minLength: 1 } },
     },
+    accessLog: { type: 'boolean' },
     hermod: { type: 'object' },
   },
 };
@@ -287,6 +294,7 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
     docs: c.docs ?? true,
     contractTimeout: c.contractTimeout ?? 0,
     jobs: { enabled: c.jobs?.enabled ?? true, ...(c.jobs?.keyFile ? { keyFile: c.jobs.keyFile } : {}) },
+    accessLog: c.accessLog ?? false,
   };
 }
 

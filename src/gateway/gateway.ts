@@ -328,12 +328,18 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     const n = unanswered.get(socket);
     if (n !== undefined) unanswered.set(socket, n - 1);
     if (channels.gatewayRequest.hasSubscribers) {
+      const user = request.hermod?.identity?.user;
+      const remoteAddress = request.raw.socket.remoteAddress;
       channels.gatewayRequest.publish({
         // The pattern, not the path: bounded by the routes, whatever clients send.
         route: request.routeOptions.url ?? '',
         method: request.method,
         status: reply.statusCode,
         durationMs: reply.elapsedTime,
+        url: request.url,
+        requestId: request.id,
+        ...(remoteAddress ? { remoteAddress } : {}),
+        ...(user !== undefined ? { user } : {}),
       } satisfies GatewayRequestEvent);
     }
     done();

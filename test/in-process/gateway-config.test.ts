@@ -384,6 +384,32 @@ cli('--metrics-port: Prometheus text of the gateway (with --workers, every worke
     }
   }
 });
+cli('accessLog: one bounded line per request at info (off by default)', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
+  const file = path.join(dir, 'gw.json');
+  for (const accessLog of [true, false]) {
+    writeFileSync(file, JSON.stringify({ accessLog }));
+    const p = start(['--config-file', file, '--port', '0', '--transport-url', 'memory://']);
+    try {
+      await until(() => /listening on http/.test(p.out), `the gateway listening (${p.out}${p.err})`, 15_000);
+      const base = /listening on (http:\/\/\S+)/.exec(p.out)![1]!;
+      assert.is((await once(base, 'GET', '/healthz', undefined, { 'x-request-id': 'abc-1' })).status, 200);
+      assert.is((await once(base, 'GET', `/no/${'x'.repeat(5000)}?q=1`)).status, 404);
+      if (accessLog) {
+        await until(() => /GET \/no\//.test(p.out), 'the second line');
+        assert.match(p.out, /INFO {2}hermod-gateway: GET \/healthz 200 [\d.]+ ms abc-1 127\.0\.0\.1\n/);
+        const line = p.out.split('\n').find((l) => l.includes('GET /no/'))!;
+        assert.match(line, / 404 [\d.]+ ms req-[0-9a-f-]{36} 127\.0\.0\.1$/);
+        assert.ok(line.length < 500, `the 5,000-character path is cut (${line.length})`);
+      }
+      p.child.kill('SIGTERM');
+      assert.is(await p.exited, 0, p.err);
+      if (!accessLog) assert.not.match(p.out, /GET \/healthz/);
+    } finally {
+      if (p.child.exitCode === null) p.child.kill('SIGKILL');
+    }
+  }
+});
 cli('--shutdown-timeout takes seconds from 0, else exits 2', async () => {
   for (const bad of ['-1', 'soon', '']) {
     const p = start(['--shutdown-timeout', bad, '--port', '0', '--transport-url', 'memory://']);
