@@ -47,7 +47,7 @@ async function main(): Promise<void> {
       .option('--shutdown-timeout <seconds>', 'on SIGTERM/SIGINT, how long running calls may finish (default 10 s)')
       .option(
         '--metrics-port <[host:]port>',
-        "serve Prometheus metrics (HTTP requests, the gateway's RPC calls, its connection; with --workers every worker's, summed) at http://host:port/metrics",
+        "serve Prometheus metrics (HTTP requests, the gateway's RPC calls, its connection; with --workers every worker's, summed) at http://host:port/metrics; off unless given, host 127.0.0.1 unless given, port 0 = any free port",
       ),
     [
       'Configuration: --config-file gw.json (the gateway file, hermod options under "hermod"; repeatable, later wins), --config key=value | --config key value, --help-config (every key)',
@@ -199,7 +199,7 @@ async function main(): Promise<void> {
   }
   // A stop while binding makes start() reject (ClosedError): the stop in progress ends the process.
   const addr = await gateway.start().catch((err: unknown) => {
-    if (!shutdown.stopping) throw err;
+    if (!shutdown.stopping) throw listenFailure(err as NodeJS.ErrnoException, gateway!.config.listen);
     // The stop's own ClosedError is expected; anything else (the bind it waited on failed) is said.
     if ((err as { code?: string }).code !== ClosedError.CODE) log.warn(`the gateway did not start: ${(err as Error).message}`);
     return undefined;
@@ -209,6 +209,21 @@ async function main(): Promise<void> {
     `listening on ${addr.url} (transport ${transport.url}, ${gateway.config.routes.length} route(s), policy ${gateway.config.mappingPolicy})`,
   );
   tellPrimary(READY_MESSAGE);
+}
+
+/** A failed listen said with the address and what to do (a bare "listen EADDRINUSE" named neither); other errors as they are. */
+function listenFailure(err: NodeJS.ErrnoException, listen: { host: string; port: number }): Error {
+  const where = `${listen.host}:${listen.port}`;
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return new Error(`cannot listen on ${where}: the port is in use (EADDRINUSE); use --port <n> to pick another (0 = any free port)`);
+    case 'EACCES':
+      return new Error(`cannot listen on ${where}: not allowed (EACCES; ports below 1024 need privileges); use --port`);
+    case 'EADDRNOTAVAIL':
+      return new Error(`cannot listen on ${where}: no interface of this host has that address (EADDRNOTAVAIL); use --host`);
+    default:
+      return err;
+  }
 }
 
 main().catch(fatal);

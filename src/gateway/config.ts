@@ -264,11 +264,16 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
   if (callTimeout > maxCallTimeout) throw new ConfigError(`callTimeout (${callTimeout}) exceeds maxCallTimeout (${maxCallTimeout})`);
   const seen = new Set<string>();
   for (const [i, r] of (c.routes ?? []).entries()) {
-    if (r.job && r.cast) throw new ConfigError(`routes[${i}]: a route is either a cast or a job, not both`, { key: `routes[${i}]` });
+    if (r.job && r.cast)
+      throw new ConfigError(`routes[${i}] (from ${source}): a route is either a cast or a job, not both`, { key: `routes[${i}]` });
     if (r.job && c.jobs?.enabled === false)
-      throw new ConfigError(`routes[${i}]: job routes need jobs.enabled (it is false)`, { key: `routes[${i}].job` });
+      throw new ConfigError(`routes[${i}] (from ${source}): job routes need jobs.enabled (it is false)`, { key: `routes[${i}].job` });
     for (const name of [`${r.topic}.${r.method}`, ...(r.rpcName ? [r.rpcName] : [])]) {
-      if (seen.has(name)) throw new ConfigError(`routes[${i}]: ${name} is declared twice`, { key: `routes[${i}]` });
+      if (seen.has(name))
+        throw new ConfigError(
+          `routes[${i}] (from ${source}): ${name} is declared twice (one route per method: a job route and a plain one cannot share it)`,
+          { key: `routes[${i}]` },
+        );
       seen.add(name);
     }
   }

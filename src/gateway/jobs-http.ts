@@ -105,7 +105,8 @@ function pollWait(request: FastifyRequest, maxWaitMs: number): number {
   }
   const raw = query.wait;
   if (raw === undefined) return preferences(request, maxWaitMs).waitMs ?? 0;
-  if (typeof raw !== 'string' || !/^\d{1,9}$/.test(raw)) throw new InvalidArgument('wait must be whole seconds, given once');
+  if (typeof raw !== 'string' || !/^\d{1,9}$/.test(raw))
+    throw new InvalidArgument(`wait must be given once, as whole seconds from 0 (got ${JSON.stringify(raw).slice(0, 40)})`);
   return Math.min(Number(raw) * 1000, maxWaitMs);
 }
 
@@ -145,7 +146,8 @@ export class JobsFace {
   /** What a call started as a job answers with: its reference and where to poll it. */
   started(state: RequestState, route: CompiledRoute, token: JobToken) {
     const ref = this.refs.seal(token, route.name, ownerOf(state.identity));
-    return { job: ref, href: jobPath(ref), method: route.name, state: 'pending' as const };
+    // No state: the server may have started it already, or (after a wait) long ago; a poll says.
+    return { job: ref, href: jobPath(ref), method: route.name };
   }
 }
 

@@ -66,7 +66,6 @@ const JOB_STARTED = {
     job: { type: 'string', description: 'The job reference' },
     href: { type: 'string', description: 'Where to poll it (also the Location header)' },
     method: { type: 'string' },
-    state: { const: 'pending' },
     requestId: { type: 'string' },
   },
 };

@@ -110,12 +110,12 @@ c(
     await rejects(
       () => createGateway(ctx.tr, { routes: [{ topic: 't', method: 'm', job: true, cast: true }] }),
       'HERMOD_ERR_CONFIG',
-      /routes\[0\]: a route is either a cast or a job/,
+      /routes\[0\] \(from options\): a route is either a cast or a job/,
     );
     await rejects(
       () => createGateway(ctx.tr, { routes: [{ topic: 't', method: 'm', job: true }], jobs: { enabled: false } }),
       'HERMOD_ERR_CONFIG',
-      /routes\[0\]: job routes need jobs\.enabled/,
+      /routes\[0\] \(from options\): job routes need jobs\.enabled/,
     );
     // Off: no key is needed, a bad file is not read.
     createGateway(ctx.tr, { jobs: { enabled: false, keyFile: path.join(dir, 'none.key') } });
@@ -440,7 +440,7 @@ cli('--workers 2: a port already taken ends the run with the worker exit status 
     ]);
     // The worker's own status (EADDRINUSE is no usage error: 1), carried to the primary's exit.
     assert.is(code, 1);
-    assert.match(p.err, /EADDRINUSE|address already in use/i);
+    assert.match(p.err, /cannot listen on 127\.0\.0\.1:\d+: the port is in use \(EADDRINUSE\); use --port/);
     assert.match(p.err, /before any worker listened; stopping/);
     // Not restarted, and not said to be.
     assert.not.match(p.err + p.out, /restarting in/);
