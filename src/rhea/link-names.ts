@@ -32,11 +32,13 @@ interface SessionProto {
 const key = (name: string, receiver: boolean) => `${receiver ? 'r' : 's'}:${name}`;
 
 /**
- * Works around rhea 3.0.5 keeping a session's links by name alone. In AMQP 1.0 a link is named
+ * Works around two rhea 3.0.5 faults in a session's link table. First, it keeps links by name alone. In AMQP 1.0 a link is named
  * per direction, so a peer may attach a sender and a receiver under one name (qpid-proton's
  * BlockingConnection names both `<container>-<address>`); rhea then finds the first link for the
  * second attach and fails the connection with "Attach already received". This keys the table by
  * role and name: our role is the opposite of the peer's (`role` true means the peer receives).
+ * Second, a link never learnt its remote handle, so removing it left its entry behind; and removing
+ * a closed link could drop a newer link that took over its handle or name.
  * Installed once per process; later calls do nothing.
  */
 export function installLinkNameFix(): void {
@@ -59,11 +61,23 @@ export function installLinkNameFix(): void {
     this.remote.handles[handle] = link;
     link.on_attach(frame);
     link.remote.attach = frame.performative;
+    // rhea reads the handle from `frame.handle` (undefined; it is on the performative), so a
+    // link never knew its remote handle and its removal left its entry behind: a peer
+    // attaching and detaching under ever new handles grew the table (and kept every dead
+    // link) without bound.
+    link.remote.handle = handle;
   };
+  // rhea removes a closed link two ticks after the peer's detach, by handle and name. By then a
+  // frame read in the same chunk may have attached a new link under the same remote handle (the
+  // peer may reuse it as soon as both detaches have crossed) or the same name, and an
+  // unconditional delete drops the new link: its next transfer or flow fails the connection
+  // with "Invalid handle". Only entries that still point at this link go.
   proto.remove_link = function (link) {
-    if (link.remote.handle !== undefined) delete this.remote.handles[link.remote.handle];
-    delete this.local.handles[link.local.handle];
-    delete this.links[key(link.name, link.is_receiver())];
+    const remote = link.remote.handle;
+    if (remote !== undefined && this.remote.handles[remote] === link) delete this.remote.handles[remote];
+    if (this.local.handles[link.local.handle] === link) delete this.local.handles[link.local.handle];
+    const k = key(link.name, link.is_receiver());
+    if (this.links[k] === link) delete this.links[k];
   };
   proto[FIXED] = true;
 }

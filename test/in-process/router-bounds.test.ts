@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import type { Connection, EventContext } from 'rhea';
 import { suite } from 'uvu';
@@ -422,6 +423,41 @@ t('a peer that goes silent after open is closed at twice the advertised idle tim
   const ms = await gone;
   assert.ok(ms >= 300 && ms < 3000, `closed after ${ms} ms`);
   await until(() => ctx.router.stats().connections === 0, 'the router to forget it');
+});
+
+const requireCjs = createRequire(import.meta.url);
+const rheaFrames = requireCjs('rhea/lib/frames.js') as Record<string, (fields: Record<string, unknown>) => object> & {
+  amqp_frame(channel: number, performative: object): object;
+  write_frame(f: object): Buffer;
+};
+const amqp = (p: object) => rheaFrames.write_frame(rheaFrames.amqp_frame(0, p));
+
+t('links attached and detached under ever new handles leave nothing behind in the session', async (ctx) => {
+  await startRouter(ctx);
+  const { socket } = await raw(ctx);
+  const N = 3000;
+  const parts = [
+    AMQP_HEADER,
+    amqp(rheaFrames.open({ container_id: 'handles' })),
+    amqp(rheaFrames.begin({ next_outgoing_id: 0, incoming_window: 2048, outgoing_window: 2048 })),
+  ];
+  for (let h = 0; h < N; h++) {
+    parts.push(amqp(rheaFrames.attach({ name: `l${h}`, handle: h, role: true, source: { address: 'q' }, target: {} })));
+    parts.push(amqp(rheaFrames.detach({ handle: h, closed: true })));
+  }
+  // One link stays: frames are read in order, so once the router has it, it has read all the rest.
+  parts.push(amqp(rheaFrames.attach({ name: 'last', handle: N, role: true, source: { address: 'q' }, target: {} })));
+  socket.write(Buffer.concat(parts));
+  type Session = { links: Record<string, unknown>; remote: { handles: Record<number, unknown> } };
+  const conns = (ctx.router as unknown as { connections: Set<{ remote_channel_map: Record<number, Session | undefined> }> }).connections;
+  const session = () => [...conns][0]?.remote_channel_map[0];
+  await until(() => Object.keys(session()?.links ?? {}).some((k) => k.endsWith('last')), 'the router to attach the last link');
+  await sleep(50);
+  const s = session() as Session;
+  // rhea 3.0.5 kept every dead link here (its remote handle was never recorded): 3,000 entries.
+  assert.equal(Object.keys(s.remote.handles), [String(N)], 'only the open link is kept by handle');
+  assert.is(Object.keys(s.links).length, 1, 'only the open link is kept by name');
+  assert.ok(!socket.destroyed, 'the connection stays up');
 });
 
 t.run();
