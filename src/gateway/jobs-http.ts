@@ -54,6 +54,25 @@ export function preferences(request: FastifyRequest, maxWaitMs: number): Prefere
   return out;
 }
 
+/** How one call starts, from the request's preferences and its route. */
+export interface StartMode {
+  /** Start the call as a job, waiting up to `waitMs` for its end before answering with the job. */
+  startJob?: { waitMs: number };
+  /** The client asked for it (`respond-async`): only then is `Preference-Applied` sent. */
+  asked: boolean;
+}
+
+/**
+ * The one rule for REST and JSON-RPC alike: `Prefer: respond-async` makes any call a job, a job
+ * route's calls are jobs for everyone, and `wait=N` is how long to wait for the end first on
+ * either (a job route honours it without `respond-async`).
+ */
+export function startMode(prefer: Preferences | undefined, jobRoute: boolean): StartMode {
+  const asked = prefer?.respondAsync ?? false;
+  if (!asked && !jobRoute) return { asked };
+  return { startJob: { waitMs: prefer?.waitMs ?? 0 }, asked };
+}
+
 /** The path of a job's reference. */
 const jobPath = (ref: string) => `/v1/jobs/${ref}`;
 

@@ -11,7 +11,7 @@ import { nestsDeeperThan } from '../core/json.js';
 import type { Context } from '../core/serializer.js';
 import { type ErrorBody, errorBody, mapError, NotExposed, RPC_CODES } from './errors.js';
 import type { CallControls, Invoker } from './invoker.js';
-import { type JobsFace, preferences } from './jobs-http.js';
+import { type JobsFace, type Preferences, preferences, startMode } from './jobs-http.js';
 import { requestControls } from './rest.js';
 import type { RequestState } from './state.js';
 
@@ -39,11 +39,11 @@ interface Shared {
   jobs?: JobsFace;
 }
 
-/** Per request: the controls, and whether its calls start as jobs (`Prefer: respond-async`, with its wait). */
+/** Per request: the controls, and its `Prefer` header (whether and how its calls start as jobs). */
 interface PerRequest {
   controls: CallControls;
-  startJob: { waitMs: number } | undefined;
-  /** Set when a call of the request started as a job (for Preference-Applied). */
+  prefer: Preferences | undefined;
+  /** Set when a call of the request started as a job because the client asked (for Preference-Applied). */
   startedJob: boolean;
 }
 
@@ -105,10 +105,10 @@ async function one(item: unknown, s: Shared, state: RequestState, requestId: str
       await s.invoker.invoke(route, ctx, args, { ...controls, cast: true }).catch(() => undefined);
       return undefined;
     }
-    const startJob = s.jobs ? (per.startJob ?? (route.route.job ? { waitMs: 0 } : undefined)) : undefined;
-    const outcome = await s.invoker.invoke(route, ctx, args, controls, startJob);
+    const mode = s.jobs ? startMode(per.prefer, route.route.job === true) : { asked: false };
+    const outcome = await s.invoker.invoke(route, ctx, args, controls, mode.startJob);
     if (outcome.kind === 'job') {
-      per.startedJob = true;
+      if (mode.asked) per.startedJob = true;
       return { jsonrpc: '2.0', result: s.jobs!.started(state, route, outcome.token), id };
     }
     return { jsonrpc: '2.0', result: outcome.kind === 'result' ? (outcome.result ?? null) : null, id };
@@ -136,14 +136,11 @@ export function registerJsonRpc(
     scope.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => done(null, body));
     scope.post('/jsonrpc', async (request: FastifyRequest, reply) => {
       const state = request.hermod as RequestState;
-      const per: PerRequest = { controls: requestControls(request, shared.maxTimeout), startJob: undefined, startedJob: false };
-      if (shared.jobs && request.headers.prefer !== undefined) {
-        const prefer = preferences(request, shared.jobs.options.maxWaitMs);
-        if (prefer.respondAsync) per.startJob = { waitMs: prefer.waitMs ?? 0 };
-      }
+      const prefer = shared.jobs && request.headers.prefer !== undefined ? preferences(request, shared.jobs.options.maxWaitMs) : undefined;
+      const per: PerRequest = { controls: requestControls(request, shared.maxTimeout), prefer, startedJob: false };
       const applied = () => {
         // Said only to a client that asked: a job route's calls start as jobs for everyone.
-        if (per.startedJob && per.startJob) reply.header('preference-applied', 'respond-async');
+        if (per.startedJob) reply.header('preference-applied', 'respond-async');
       };
       let payload: unknown;
       const text = String(request.body ?? '');

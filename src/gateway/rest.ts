@@ -9,7 +9,7 @@ import { InvalidArgument } from '../core/errors.js';
 import { setOwn } from '../core/plain.js';
 import type { AliasVerb, JsonSchema } from './config.js';
 import { type CallControls, CONTROL_NAMES, type CompiledRoute, type Invoker, parseControls } from './invoker.js';
-import { acceptedJob, type JobsFace, preferences, varyOnPrefer } from './jobs-http.js';
+import { acceptedJob, type JobsFace, preferences, type StartMode, startMode, varyOnPrefer } from './jobs-http.js';
 import type { RequestState } from './state.js';
 
 const HEADERS = CONTROL_NAMES.map((k) => [k, `x-hermod-${k}`] as const);
@@ -70,18 +70,14 @@ async function respond(
   const state = request.hermod as RequestState;
   invoker.authorize(route, state.identity);
   const checked = invoker.checkArgs(route, args);
-  // Asked for a job (or a job route): only for calls (a cast already answers at once).
-  let startJob: { waitMs: number } | undefined = route.route.job ? { waitMs: 0 } : undefined;
-  let asked = false;
+  let mode: StartMode = { asked: false };
   if (jobs) {
     // A GET's answer may be cached: it depends on the header, sent or not. (POSTs are not cached.)
     if (request.method === 'GET') varyOnPrefer(reply);
-    if (request.headers.prefer !== undefined) {
-      const prefer = preferences(request, jobs.options.maxWaitMs);
-      asked = prefer.respondAsync;
-      if (prefer.respondAsync || startJob) startJob = { waitMs: prefer.waitMs ?? 0 };
-    }
+    const prefer = request.headers.prefer === undefined ? undefined : preferences(request, jobs.options.maxWaitMs);
+    mode = startMode(prefer, route.route.job === true);
   }
+  const { startJob, asked } = mode;
   const outcome = await invoker.invoke(route, state.context(), checked, controls, startJob);
   if (outcome.kind === 'accepted') return reply.code(202).send({ accepted: true, requestId: request.id });
   if (outcome.kind === 'job') return acceptedJob(reply, jobs!, route, outcome.token, request, asked);

@@ -84,20 +84,35 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
     assert.is(other.status, 200);
   });
 
-  t('a job route ("job": true) starts every call as a job, Prefer or not; Prefer: wait=N still waits', async (ctx) => {
-    ctx.h = await harness(ctx.broker.url, (topic) => ({
-      routes: [{ topic, method: 'render', job: true, alias: 'POST /renders' }],
-    }));
-    const { base, topic } = ctx.h;
-    const plain = await http(base, 'POST', '/renders', { ms: 10 });
-    assert.is(plain.status, 202, JSON.stringify(plain.json));
-    assert.match(plain.headers.get('location') ?? '', /^\/v1\/jobs\//);
-    assert.is((await http(base, 'GET', `${plain.json.href}?wait=5`)).json.result, 10);
-    const waited = await http(base, 'POST', `/v1/${topic}/render`, { ms: 10 }, { prefer: 'wait=5' });
-    assert.equal([waited.status, waited.json], [200, { result: 10 }]);
-    const doc = await http(base, 'GET', '/openapi.json');
-    assert.is(doc.json.paths['/renders'].post['x-hermod-job'], true);
-  });
+  t(
+    'a job route ("job": true) starts every call as a job, Prefer or not, on REST and JSON-RPC; Prefer: wait=N still waits',
+    async (ctx) => {
+      ctx.h = await harness(ctx.broker.url, (topic) => ({
+        routes: [{ topic, method: 'render', job: true, alias: 'POST /renders' }],
+      }));
+      const { base, topic } = ctx.h;
+      const plain = await http(base, 'POST', '/renders', { ms: 10 });
+      assert.is(plain.status, 202, JSON.stringify(plain.json));
+      assert.match(plain.headers.get('location') ?? '', /^\/v1\/jobs\//);
+      assert.is((await http(base, 'GET', `${plain.json.href}?wait=5`)).json.result, 10);
+      const waited = await http(base, 'POST', `/v1/${topic}/render`, { ms: 10 }, { prefer: 'wait=5' });
+      assert.equal([waited.status, waited.json], [200, { result: 10 }]);
+      assert.is(waited.headers.get('preference-applied'), null, 'not asked for respond-async');
+      // JSON-RPC follows the same rule: a job without Prefer, the result within wait=N.
+      const call = (headers: Record<string, string> = {}) =>
+        http(base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: `${topic}.render`, params: { ms: 10 }, id: 1 }, headers);
+      const rpcJob = await call();
+      assert.match(rpcJob.json.result.href, /^\/v1\/jobs\//, JSON.stringify(rpcJob.json));
+      assert.is(rpcJob.headers.get('preference-applied'), null);
+      const rpcWaited = await call({ prefer: 'wait=5' });
+      assert.equal(rpcWaited.json, { jsonrpc: '2.0', result: 10, id: 1 });
+      assert.is(rpcWaited.headers.get('preference-applied'), null);
+      const rpcAsked = await call({ prefer: 'respond-async' });
+      assert.is(rpcAsked.headers.get('preference-applied'), 'respond-async');
+      const doc = await http(base, 'GET', '/openapi.json');
+      assert.is(doc.json.paths['/renders'].post['x-hermod-job'], true);
+    },
+  );
 
   t('JSON-RPC: Prefer: respond-async answers each call with its job; rpc.job and rpc.cancel_job read and cancel', async (ctx) => {
     ctx.h = await harness(ctx.broker.url, withRender);
