@@ -99,6 +99,12 @@ export interface GatewayConfig {
   maxCallTimeout?: number;
   /** RPC calls and casts in flight at once; beyond it requests get 503 with Retry-After. @default 256 */
   maxInFlight?: number;
+  /**
+   * RPC calls and casts one client may have in flight at once (a client: the identity's user and
+   * project, or the address without credentials); beyond it its requests get 429 with
+   * Retry-After, so that one client cannot take every `maxInFlight` slot. Off unless set.
+   */
+  maxInFlightPerClient?: number;
   /** Largest JSON-RPC batch. @default 100 */
   maxBatch?: number;
   /** Send remote tracebacks to HTTP clients (they reveal server internals). @default false */
@@ -207,6 +213,7 @@ const SCHEMA = {
     callTimeout: ms,
     maxCallTimeout: ms,
     maxInFlight: { type: 'integer', minimum: 1 },
+    maxInFlightPerClient: { type: 'integer', minimum: 1 },
     maxBatch: { type: 'integer', minimum: 1, maximum: 10_000 },
     exposeTracebacks: { type: 'boolean' },
     docs: { type: 'boolean' },
@@ -222,12 +229,15 @@ const SCHEMA = {
 };
 
 /** The configuration with every default filled in. */
-export type ResolvedGatewayConfig = Required<Omit<GatewayConfig, 'cors' | 'rateLimit' | 'hermod' | 'listen' | 'auth' | 'jobs'>> & {
+export type ResolvedGatewayConfig = Required<
+  Omit<GatewayConfig, 'cors' | 'rateLimit' | 'hermod' | 'listen' | 'auth' | 'jobs' | 'maxInFlightPerClient'>
+> & {
   listen: { host: string; port: number };
   jobs: { enabled: boolean; keyFile?: string };
   auth: { keysFile?: string; allowAnonymous: boolean };
   cors?: GatewayConfig['cors'];
   rateLimit?: GatewayConfig['rateLimit'];
+  maxInFlightPerClient?: number;
 };
 
 // verbose: errors carry their parentSchema, whose known keys the "did you mean" picks from.
@@ -294,6 +304,7 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
     callTimeout,
     maxCallTimeout,
     maxInFlight: c.maxInFlight ?? 256,
+    ...(c.maxInFlightPerClient !== undefined ? { maxInFlightPerClient: c.maxInFlightPerClient } : {}),
     maxBatch: c.maxBatch ?? 100,
     exposeTracebacks: c.exposeTracebacks ?? false,
     docs: c.docs ?? true,

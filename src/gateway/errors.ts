@@ -44,6 +44,10 @@ code(NotExposed, 'HERMOD_ERR_NOT_EXPOSED');
 export class BadResult extends HermodError {}
 code(BadResult, 'HERMOD_ERR_BAD_RESULT');
 
+/** The caller has `maxInFlightPerClient` calls in flight already: its own load, not the gateway's (429). */
+export class ClientBusy extends HermodError {}
+code(ClientBusy, 'HERMOD_ERR_CLIENT_BUSY');
+
 /** The transport is not connected, or the gateway is stopping. */
 export class Unavailable extends HermodError {}
 code(Unavailable, 'HERMOD_ERR_UNAVAILABLE');
@@ -79,6 +83,7 @@ export const RPC_CODES = {
   unauthenticated: -32006,
   jobNotFound: -32007,
   jobConflict: -32008,
+  clientBusy: -32009,
 } as const;
 
 /**
@@ -113,6 +118,8 @@ export const ERROR_TABLE: ReadonlyArray<readonly [abstract new (...args: never[]
   [MessageUndeliverable, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
   [MessageDeliveryFailure, { status: 502, rpcCode: RPC_CODES.remoteError }],
   [TooManyInFlight, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
+  // This client's own calls fill its share (maxInFlightPerClient); others still get through.
+  [ClientBusy, { status: 429, rpcCode: RPC_CODES.clientBusy, retryAfter: 1 }],
   [Unavailable, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
   [TransportError, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
   [ClosedError, { status: 503, rpcCode: RPC_CODES.unavailable, retryAfter: 1 }],
@@ -155,6 +162,7 @@ const LOCAL_ONLY: ReadonlySet<unknown> = new Set([
   MessageUndeliverable,
   MessageDeliveryFailure,
   Unavailable,
+  ClientBusy,
   CallCut,
 ]);
 

@@ -113,6 +113,11 @@ const isPublic = (request: FastifyRequest) => {
   return PUBLIC.has(url) || url === '/docs' || url.startsWith('/docs/');
 };
 
+/** A client's key for per-client limits: the identity when there is one, else the client's address. */
+function clientOf(identity: Identity | undefined, request: FastifyRequest): string {
+  return identity ? `id:${identity.user ?? ''}:${identity.project ?? ''}` : `ip:${request.ip}`;
+}
+
 /** Builds a gateway over `transport`; nothing listens until `start()`. Throws ConfigError on a bad configuration. */
 export function createGateway(transport: Transport, options: GatewayOptions = {}): Gateway {
   const { authenticate: hook, logger, onConnectionRefused, jobsKey: keyText, ...data } = options;
@@ -362,14 +367,14 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     const base = contextOf(request, request.id, identity);
     // A shallow copy per call is enough: nothing below the client mutates a context, and
     // structuredClone showed up at 1-2 % of the gateway's CPU under load.
-    request.hermod = { identity, context: () => ({ ...base, ...(Array.isArray(base.roles) ? { roles: [...base.roles] } : {}) }) };
+    request.hermod = {
+      identity,
+      client: clientOf(identity, request),
+      context: () => ({ ...base, ...(Array.isArray(base.roles) ? { roles: [...base.roles] } : {}) }),
+    };
   });
 
-  // The rate limit's key: the identity when there is one, else the client's address.
-  const clientKey = (request: FastifyRequest) => {
-    const who = request.hermod?.identity;
-    return who ? `id:${who.user ?? ''}:${who.project ?? ''}` : `ip:${request.ip}`;
-  };
+  const clientKey = (request: FastifyRequest) => request.hermod?.client ?? clientOf(undefined, request);
   // @fastify/rate-limit counts requests; a JSON-RPC batch is one request of up to maxBatch calls
   // (60 batches ran 6,000 calls in a second under a limit of 600 a minute). Batch members count
   // here, in a fixed window of the same length and budget per client.

@@ -33,7 +33,7 @@ import { isRemote } from '../rpc/remote-errors.js';
 import type { Transport } from '../transport.js';
 import type { Identity } from './auth.js';
 import type { GatewayRoute, ResolvedGatewayConfig } from './config.js';
-import { BadResult, CallCut, Forbidden, NotExposed, Unauthenticated, Unavailable } from './errors.js';
+import { BadResult, CallCut, ClientBusy, Forbidden, NotExposed, Unauthenticated, Unavailable } from './errors.js';
 
 /** A route ready to serve: its schemas compiled once. */
 export interface CompiledRoute {
@@ -63,6 +63,8 @@ export interface CallControls {
   timeout?: number;
   cast?: boolean;
   fanout?: boolean;
+  /** Who calls, for `maxInFlightPerClient`: set by the gateway from the request's identity or address, never read from the request. */
+  client?: string;
 }
 
 /** The names of {@link CallControls}: `?server=` or `X-Hermod-Server:`. */
@@ -145,6 +147,8 @@ export class Invoker {
   private readonly client: RPCClient;
   private readonly ajv = new Ajv2020({ strict: true, allErrors: false });
   private inFlight_ = 0;
+  /** Calls in flight per client, when `maxInFlightPerClient` is set (entries only for clients with calls in flight). */
+  private readonly perClient = new Map<string, number>();
   private readonly idle: Array<() => void> = [];
   private stopping = false;
   /** Rejects each call or cast still waiting, for {@link cut}. */
@@ -396,8 +400,8 @@ export class Invoker {
     }
   }
 
-  /** Checks that a request may start RPC work now (Unavailable or TooManyInFlight otherwise). */
-  private admit(): void {
+  /** Checks that a request may start RPC work now (Unavailable, TooManyInFlight or ClientBusy otherwise). */
+  private admit(client: string | undefined): void {
     if (this.stopping) throw new Unavailable('the gateway is stopping');
     // Not connected yet (`idle`): the call opens the connection, as any first call does.
     if (!this.ready() && !(this.transport.state.state === 'idle' && !this.stopping))
@@ -405,9 +409,26 @@ export class Invoker {
     if (this.inFlight_ >= this.config.maxInFlight) {
       throw new TooManyInFlight(`${this.config.maxInFlight} calls already in flight at the gateway`);
     }
+    const share = this.config.maxInFlightPerClient;
+    if (share !== undefined && client !== undefined && (this.perClient.get(client) ?? 0) >= share) {
+      throw new ClientBusy(`this client has ${share} calls in flight already (maxInFlightPerClient)`);
+    }
   }
 
-  private leave(): void {
+  /** Counts one more call in flight (after {@link admit}); {@link leave} with the same client ends it. */
+  private enter(client: string | undefined): void {
+    this.inFlight_++;
+    if (client !== undefined && this.config.maxInFlightPerClient !== undefined)
+      this.perClient.set(client, (this.perClient.get(client) ?? 0) + 1);
+  }
+
+  private leave(client: string | undefined): void {
+    if (client !== undefined && this.config.maxInFlightPerClient !== undefined) {
+      const n = (this.perClient.get(client) ?? 1) - 1;
+      // At most one entry per client with calls in flight: the map is bounded by maxInFlight.
+      if (n > 0) this.perClient.set(client, n);
+      else this.perClient.delete(client);
+    }
     this.inFlight_--;
     if (this.inFlight_ === 0) for (const r of this.idle.splice(0)) r();
   }
@@ -428,7 +449,7 @@ export class Invoker {
     const cast = controls.fanout === true || controls.cast === true || route.route.cast === true;
     if (controls.fanout && !route.route.fanout) throw new InvalidArgument(`${route.name} does not allow fanout casts`);
     if (cast && route.route.job) throw new InvalidArgument(`${route.name} runs as a job: it takes no cast`);
-    this.admit();
+    this.admit(controls.client);
     const r = route.route;
     const timeout = Math.min(controls.timeout ?? r.timeout ?? this.config.callTimeout, this.config.maxCallTimeout);
     const prepare = () =>
@@ -451,7 +472,7 @@ export class Invoker {
       controls.fanout !== true;
     if (plain && !route.client) route.client = prepare();
     const client = plain ? route.client! : prepare();
-    this.inFlight_++;
+    this.enter(controls.client);
     try {
       await this.nextTurn();
       if (cast) {
@@ -493,7 +514,7 @@ export class Invoker {
       }
       return { kind: 'result', result: this.checkedResult(route, result) };
     } finally {
-      this.leave();
+      this.leave(controls.client);
     }
   }
 
@@ -534,9 +555,9 @@ export class Invoker {
    * waits for them, and {@link cut} answers them). Rejects with JobNotFound / JobLost,
    * ServerUnavailable, or a transport error when the state cannot be learnt.
    */
-  async jobView(route: CompiledRoute, token: JobToken, ctx: Context, waitMs: number): Promise<JobView> {
-    this.admit();
-    this.inFlight_++;
+  async jobView(route: CompiledRoute, token: JobToken, ctx: Context, waitMs: number, client?: string): Promise<JobView> {
+    this.admit(client);
+    this.enter(client);
     try {
       const job = this.client.job(token, ctx);
       let ended: Omit<JobView, 'status'> | undefined;
@@ -563,20 +584,20 @@ export class Invoker {
     } catch (err) {
       throw publicJobError(err);
     } finally {
-      this.leave();
+      this.leave(client);
     }
   }
 
   /** Asks the job of `token` to stop (cooperative); its status. JobFinished when it had ended. */
-  async cancelJob(token: JobToken, ctx: Context): Promise<JobStatus> {
-    this.admit();
-    this.inFlight_++;
+  async cancelJob(token: JobToken, ctx: Context, client?: string): Promise<JobStatus> {
+    this.admit(client);
+    this.enter(client);
     try {
       return await this.cuttable(this.client.job(token, ctx).cancel());
     } catch (err) {
       throw publicJobError(err);
     } finally {
-      this.leave();
+      this.leave(client);
     }
   }
 }

@@ -148,7 +148,7 @@ export class JobsFace {
   /** The job's status, and once it ended its result or error, after waiting up to `waitMs` for the end. */
   async read(state: RequestState, ref: string, waitMs: number, requestId: string) {
     const { token, route } = this.opened(state, ref);
-    const view: JobView = await this.invoker.jobView(route, token, state.context(), waitMs);
+    const view: JobView = await this.invoker.jobView(route, token, state.context(), waitMs, state.client);
     return {
       ...statusBody(ref, route, view.status),
       ...(view.result ? { result: view.result.value ?? null } : {}),
@@ -159,7 +159,7 @@ export class JobsFace {
   /** Asks the job to stop; its status (JobFinished when it had ended). */
   async cancel(state: RequestState, ref: string) {
     const { token, route } = this.opened(state, ref);
-    return statusBody(ref, route, await this.invoker.cancelJob(token, state.context()));
+    return statusBody(ref, route, await this.invoker.cancelJob(token, state.context(), state.client));
   }
 
   /** What a call started as a job answers with: its reference and where to poll it. */

@@ -137,7 +137,8 @@ export function registerJsonRpc(
     scope.post('/jsonrpc', async (request: FastifyRequest, reply) => {
       const state = request.hermod as RequestState;
       const prefer = shared.jobs && request.headers.prefer !== undefined ? preferences(request, shared.jobs.options.maxWaitMs) : undefined;
-      const per: PerRequest = { controls: requestControls(request, shared.maxTimeout), prefer, startedJob: false };
+      const controls = { ...requestControls(request, shared.maxTimeout), client: state.client };
+      const per: PerRequest = { controls, prefer, startedJob: false };
       const applied = () => {
         // Said only to a client that asked: a job route's calls start as jobs for everyone.
         if (per.startedJob) reply.header('preference-applied', 'respond-async');

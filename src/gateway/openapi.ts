@@ -17,7 +17,7 @@ const ERRORS = {
   '404': errorResponse('Not exposed, or the server has no such method'),
   '409': errorResponse('No server supports the requested version'),
   '413': errorResponse('Body larger than the limit'),
-  '429': errorResponse('Rate limit reached (see Retry-After)'),
+  '429': errorResponse('Rate limit reached, or this client has maxInFlightPerClient calls running (see Retry-After)'),
   '502': errorResponse('The remote method raised, or broke its result schema'),
   '503': errorResponse('Transport down, gateway stopping or overloaded (see Retry-After)'),
   '504': errorResponse('No reply within the call timeout'),

@@ -78,7 +78,7 @@ async function respond(
     mode = startMode(prefer, route.route.job === true);
   }
   const { startJob, asked } = mode;
-  const outcome = await invoker.invoke(route, state.context(), checked, controls, startJob);
+  const outcome = await invoker.invoke(route, state.context(), checked, { ...controls, client: state.client }, startJob);
   if (outcome.kind === 'accepted') return reply.code(202).send({ accepted: true, requestId: request.id });
   if (outcome.kind === 'job') return acceptedJob(reply, jobs!, route, outcome.token, request, asked);
   // Always an object, so that a string or null result is still JSON (and unambiguous).

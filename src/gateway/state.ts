@@ -5,6 +5,11 @@ import type { Identity } from './auth.js';
 
 export interface RequestState {
   identity: Identity | undefined;
+  /**
+   * Who is calling, for per-client limits (the rate limit, `maxInFlightPerClient`): the
+   * identity's user and project when there is one, else the client's address.
+   */
+  client: string;
   /** A fresh copy of the request's RPC context (request id, trace context, identity). */
   context(): Context;
 }

@@ -244,7 +244,10 @@ export class RPCClient {
     const wireArgs: Record<string, unknown> = {};
     // setOwn: a `__proto__` argument (from JSON.parse) stays an argument, which a hermod server
     // refuses as MalformedMessage; `wireArgs[k] =` made it the prototype and the call ran without it.
-    for (const [k, v] of Object.entries(args as Record<string, unknown>)) setOwn(wireArgs, k, s.serializeEntity(ctx, v));
+    // for-in with an own check, not Object.entries: no pair array per argument (half the time on
+    // a gateway body of many keys, and no garbage per call).
+    const a = args as Record<string, unknown>;
+    for (const k in a) if (Object.hasOwn(a, k)) setOwn(wireArgs, k, s.serializeEntity(ctx, a[k]));
     const request: RpcRequest = { method, args: wireArgs };
     if (this.target.namespace !== undefined) request.namespace = this.target.namespace;
     if (version !== undefined) request.version = version;

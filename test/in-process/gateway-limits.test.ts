@@ -2,7 +2,17 @@ import net from 'node:net';
 import * as assert from 'uvu/assert';
 import type { ConnectionRefusedEvent } from '../../src/gateway/index.js';
 import { until } from '../support/assert.js';
-import { halfSentPost, harness, harnessSuite, http, IN_PROCESS, type KeepAlive, keepAlive } from './gateway-cases.js';
+import {
+  halfSentPost,
+  harness,
+  harnessSuite,
+  http,
+  IN_PROCESS,
+  type Json,
+  type KeepAlive,
+  keepAlive,
+  keysFileFor,
+} from './gateway-cases.js';
 
 // CORS (off by default), per-client rate limits, the body limit, the receive timeout, the call
 // timeout cap and the in-flight bound — over real HTTP, on memory and through the embedded router.
@@ -143,6 +153,41 @@ for (const [name, broker] of IN_PROCESS) {
     assert.ok(Date.now() - t0 < 200, 'refused at once');
     for (const r of await Promise.all(slow)) assert.is(r.status, 200);
     assert.is((await http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/get`, { id: 1 })).status, 200, 'slots come back');
+  });
+
+  t('per-client share: past maxInFlightPerClient a client gets 429 at once, while another client still gets through', async (ctx) => {
+    const { file: keysFile, keys } = keysFileFor([{ id: 'alice' }, { id: 'bob' }]);
+    ctx.h = await harness(ctx.broker.url, { maxInFlight: 10, maxInFlightPerClient: 2, auth: { keysFile } });
+    const { base, topic } = ctx.h;
+    const as = (key: string) => ({ authorization: `Bearer ${key}` });
+    const slow = [1, 2].map(() => http(base, 'POST', `/v1/${topic}/sleep`, { ms: 500 }, as(keys.alice!)));
+    await until(() => ctx.h.gateway.inFlight === 2, "alice's two calls in flight");
+    const t0 = Date.now();
+    const over = await http(base, 'POST', `/v1/${topic}/get`, { id: 1 }, as(keys.alice!));
+    assert.is(over.status, 429, JSON.stringify(over.json));
+    assert.is(over.json.error.code, 'HERMOD_ERR_CLIENT_BUSY');
+    assert.is(over.headers.get('retry-after'), '1');
+    assert.ok(Date.now() - t0 < 200, 'refused at once');
+    // The same bound per call of a JSON-RPC batch, with its own code.
+    const batch = await http(
+      base,
+      'POST',
+      '/jsonrpc',
+      [1, 2].map((id) => ({ jsonrpc: '2.0', method: `${topic}.get`, params: { id }, id })),
+      as(keys.alice!),
+    );
+    assert.equal(
+      batch.json.map((x: Json) => [x.error?.code, x.error?.data?.code]),
+      [
+        [-32009, 'HERMOD_ERR_CLIENT_BUSY'],
+        [-32009, 'HERMOD_ERR_CLIENT_BUSY'],
+      ],
+    );
+    const other = await http(base, 'POST', `/v1/${topic}/get`, { id: 1 }, as(keys.bob!));
+    assert.is(other.status, 200, 'another client is not held back by the first');
+    for (const r of await Promise.all(slow)) assert.is(r.status, 200);
+    assert.is((await http(base, 'POST', `/v1/${topic}/get`, { id: 1 }, as(keys.alice!))).status, 200, 'the share comes back');
+    assert.is(ctx.h.gateway.inFlight, 0);
   });
 
   t('timeouts: a call timeout above maxCallTimeout is refused; a client too slow to send its body gets 408', async (ctx) => {
