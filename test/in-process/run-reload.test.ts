@@ -193,6 +193,23 @@ t('a broken module keeps the old code serving and is logged with file and line; 
   assert.is(await client.call({}, 'v', {}), 4, 'the fixed module serves');
 });
 
+t('a deleted module is reported and its loaded code keeps serving; the file coming back is a reload', async (ctx) => {
+  const file = endpoints(ctx, 1);
+  const { reloader, client } = await serve(ctx, file, 'deleted');
+  const lib = path.join(ctx.dir, 'lib/version.js');
+  rmSync(lib);
+  await until(() => ctx.lines.some((l) => l.level === 'warn' && l.fields.event === 'deleted'), 'a warning for the deletion');
+  const warn = ctx.lines.find((l) => l.fields.event === 'deleted')!;
+  assert.is(warn.fields.file, lib);
+  assert.match(warn.msg, /version\.js was deleted; the code loaded from it keeps serving until it is back/);
+  assert.is(await client.call({}, 'v', {}), 1, 'the loaded code still answers');
+  assert.is(reloader.stats().failures, 0, 'a deletion is not a failed reload');
+  const before = reloader.stats();
+  endpoints(ctx, 2);
+  await reloaded(reloader, before, 'reloads');
+  assert.is(await client.call({}, 'v', {}), 2, 'the file back is loaded');
+});
+
 t('TypeScript modules and their TypeScript imports reload; type errors in syntax are located', async (ctx) => {
   write(ctx, 'util.ts', "export const greet = (n: string): string => 'hello ' + n;\n");
   const file = write(

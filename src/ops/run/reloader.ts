@@ -101,8 +101,17 @@ export class EndpointReloader {
       interval: this.options.interval ?? 300,
     });
     this.watcher = watcher;
-    watcher.on('all', (event) => {
+    watcher.on('all', (event, file) => {
       if (event === 'change' || event === 'add') this.schedule();
+      // Nothing to reload from, and nothing to stop: a deploy that swaps files may be midway.
+      // The operator hears of it once per deletion; the file's return is an `add`, a reload.
+      else if (event === 'unlink' && !this.closed) {
+        this.log.warn(`endpoint module ${file} was deleted; the code loaded from it keeps serving until it is back`, {
+          ...this.fields,
+          event: 'deleted',
+          file,
+        });
+      }
     });
     watcher.on('error', (err) => this.log.warn(`watching endpoint modules: ${(err as Error).message}`, this.fields));
     await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
