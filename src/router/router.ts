@@ -14,12 +14,13 @@ import {
   installRawDecode,
   installRheaFixes,
   limitIncomingMessages,
+  NOT_A_HEADER,
+  peerLabel,
+  SocketGuard,
   scanInsteadOfDecode,
 } from '../rhea/index.js';
 import { AddressTable, spendCredit, targetAddress } from './addresses.js';
 import { Forwarder } from './forwarding.js';
-import { NOT_A_HEADER } from './frame-scanner.js';
-import { peerLabel, SocketGuard } from './guard.js';
 import { allowed, UserDb, type UserEntry } from './users.js';
 
 /** TLS files of the router's listener (PEM paths or contents). */

@@ -13,6 +13,7 @@ import {
   connectionError,
   limitIncomingMessages,
   type OutcomeKind,
+  SocketGuard,
   setSaslCredentials,
   socketOf,
   stopReconnect,
@@ -152,13 +153,16 @@ export class Amqp1Connection {
               socket.once('connect', () => {
                 attempt.tlsPending = true;
               });
-              return socket;
+              return guarded(socket, attempt);
             }
           : (port: number, host: string, _o: unknown, cb: () => void) =>
-              net.connect({ port, host, noDelay: true }, () => {
-                attempt.tcpUp = true;
-                cb();
-              });
+              guarded(
+                net.connect({ port, host, noDelay: true }, () => {
+                  attempt.tcpUp = true;
+                  cb();
+                }),
+                attempt,
+              );
         return { host: h.hostname, port: h.port, connect, options: secure } as never;
       },
       // Our delays instead of rhea's own backoff, so that each reconnecting event can say when
@@ -314,7 +318,7 @@ export class Amqp1Connection {
     const a = this.attempt;
     // TLS that met a plain-text answer never counts as up (tcpUp is set at secureConnect).
     const plainPeer = this.url.tls && isPlainTextPeer(this.lastError ?? '');
-    if (!wasOpen && !this.refused && !this.probing && (a?.tcpUp || plainPeer) && a && !a.timedOut && !this.hooks.closed()) {
+    if (!wasOpen && !this.refused && !this.probing && (a?.tcpUp || plainPeer) && a && !a.timedOut && !a.framing && !this.hooks.closed()) {
       this.probing = this.probe(a.host, plainPeer).finally(() => {
         this.probing = undefined;
       });
@@ -419,6 +423,26 @@ export class Amqp1Connection {
 }
 
 /** One connect attempt: its host, whether its TCP connection (and TLS session) came up, how it ended. */
+/**
+ * A frame before the peer's open larger than this is refused: AMQP 1.0 holds both sides to 512
+ * bytes until open (§2.4.1), and real brokers' SASL and open frames stay far below.
+ */
+const HANDSHAKE_FRAME_SIZE = 64 * 1024;
+
+/**
+ * Holds the server to the frame sizes this side advertises, before rhea sees its bytes. rhea
+ * buffers whatever size a frame header declares; a peer that declared 2 GiB and kept sending
+ * (a broken or hostile broker, a wrong service) made this process hold it all. A header that
+ * is not AMQP 1.0's passes, for rhea and the protocol probe to name.
+ */
+function guarded<S extends net.Socket>(socket: S, attempt: Attempt): S {
+  new SocketGuard(socket, { handshake: HANDSHAKE_FRAME_SIZE, maxFrame: MAX_FRAME_SIZE, otherHeader: 'pass' }, (reason) => {
+    attempt.framing = true;
+    socket.destroy(new Error(`the peer broke AMQP 1.0 framing: ${reason} (this side advertised max-frame-size ${MAX_FRAME_SIZE})`));
+  });
+  return socket;
+}
+
 interface Attempt {
   host: TransportHost;
   tcpUp: boolean;
@@ -426,6 +450,8 @@ interface Attempt {
   tlsPending?: boolean;
   /** Ended by the connect timeout. */
   timedOut?: boolean;
+  /** Ended because the peer broke the frame size bounds: it speaks AMQP 1.0, so no probe. */
+  framing?: boolean;
 }
 
 /** rhea's SASL failure texts, said plainly. */

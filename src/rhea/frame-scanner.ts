@@ -2,8 +2,14 @@
 export interface FrameBounds {
   /** SASL frames and the AMQP `open` frame (nothing is negotiated yet). */
   handshake: number;
-  /** Every AMQP frame after `open`: the max-frame-size the router advertises. */
+  /** Every AMQP frame after `open`: the max-frame-size this side advertises. */
   maxFrame: number;
+  /**
+   * What a protocol header that is not AMQP 1.0's does: `refuse` (a violation, the router's
+   * answer to a client) or `pass` (stop scanning and leave the stream to rhea and the driver's
+   * protocol probe, which say which protocol the server speaks). @default 'refuse'
+   */
+  otherHeader?: 'refuse' | 'pass';
 }
 
 const MAGIC = 0x414d5150; // "AMQP"
@@ -17,7 +23,8 @@ export const NOT_A_HEADER = 'not an AMQP 1.0 protocol header';
  * buffers whatever size a frame header declares, so without this a peer that declares 2^31 bytes
  * and keeps sending makes the router hold it all. Frames of SASL (protocol 3) and the first AMQP
  * frame (the `open`) are held to the small handshake bound; later frames to the advertised
- * max-frame-size. A header at a frame boundary is how a client moves from SASL to AMQP.
+ * max-frame-size. A header at a frame boundary is how a peer moves from SASL to AMQP. The router
+ * scans what its clients send, and the AMQP 1.0 driver what its server sends.
  */
 export class FrameScanner {
   private readonly head = Buffer.alloc(8);
@@ -28,6 +35,8 @@ export class FrameScanner {
   /** Body bytes of the current frame still to pass. */
   private skip = 0;
   private amqpFrames = 0;
+  /** Not AMQP 1.0 (with `otherHeader: 'pass'`): nothing more is checked. */
+  private off = false;
 
   constructor(private readonly bounds: FrameBounds) {}
 
@@ -38,8 +47,9 @@ export class FrameScanner {
 
   /** Checks the next chunk of the stream; returns why it breaks the bounds, or undefined. */
   scan(chunk: Buffer): string | undefined {
+    if (this.off) return undefined;
     let i = 0;
-    while (i < chunk.length) {
+    while (i < chunk.length && !this.off) {
       if (this.skip > 0) {
         const n = Math.min(this.skip, chunk.length - i);
         this.skip -= n;
@@ -62,6 +72,10 @@ export class FrameScanner {
   private header(): string | undefined {
     const id = this.head[4]!;
     if (this.head.readUInt32BE(0) !== MAGIC || (id !== 0 && id !== 3) || this.head[5] !== 1) {
+      if (this.bounds.otherHeader === 'pass') {
+        this.off = true;
+        return undefined;
+      }
       return `${NOT_A_HEADER} (${this.head.toString('hex')})`;
     }
     this.protocol = id;
