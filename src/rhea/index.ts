@@ -14,17 +14,19 @@ export {
   settleLocally,
 } from './delivery.js';
 
+import { installAttachFirst } from './attach-first.js';
 import { installDispositionFix } from './dispositions.js';
 import { installFastFrames } from './fast-frames.js';
 import { installLinkNameFix } from './link-names.js';
 import { installQuietLogs } from './quiet-logs.js';
 import { installCorkedWrites } from './writes.js';
 
-/** Installs hermod's rhea 3.0.5 workarounds (dispositions, link names, corked writes, the transfer/disposition codec, disabled loggers as no-ops); idempotent. */
+/** Installs hermod's rhea 3.0.5 workarounds (dispositions, link names, attaches before transfers, corked writes, the transfer/disposition codec, disabled loggers as no-ops); idempotent. */
 export function installRheaFixes(): void {
   installDispositionFix();
   installFastFrames();
   installLinkNameFix();
+  installAttachFirst();
   installCorkedWrites();
   installQuietLogs();
 }

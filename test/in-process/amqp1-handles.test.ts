@@ -5,7 +5,9 @@ import rhea from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { clearRheaTimers, installRheaFixes } from '../../src/rhea/index.js';
+import { Router } from '../../src/router/router.js';
 import { until } from '../support/assert.js';
+import { rheaClose, rheaConnect } from '../support/rhea-peer.js';
 
 // A link handle freed by a detach may be reused by the peer at once (AMQP 1.0 §2.6.2: once both
 // detaches have crossed). hermod now records each link's remote handle (rhea 3.0.5 never did, so
@@ -174,6 +176,8 @@ test('a link the peer attaches under the handle it has just freed keeps receivin
     const got: string[] = [];
     peer.hold = true;
     first.close();
+    // The detach goes out in this turn's write pass, the attach in a later one.
+    await new Promise((r) => setTimeout(r, 20));
     const second = conn.open_receiver({ source: 'second', autoaccept: false });
     second.on('message', (ctx: EventContext) => got.push(String(ctx.message?.body)));
     await opened(second);
@@ -190,6 +194,57 @@ test('a link the peer attaches under the handle it has just freed keeps receivin
     clearRheaTimers(conn);
     await peer.close();
   }
+});
+
+test("the router writes a link's attach before the first message for it, even one read in the same turn", async () => {
+  // A receiver's attach and credit, and another connection's message for its address, read in
+  // one turn of the event loop: the router's write pass (deferred to setImmediate) queued the
+  // transfer before the attach, as rhea's session writes transfers before links, and the
+  // receiver's connection failed with "Invalid handle 0". `hermod status` (beacons are fanout
+  // casts) hit it in about one run in ten.
+  const router = new Router({ port: 0 });
+  const port = await router.start();
+  const sending = await rheaConnect(port);
+  const errors: string[] = [];
+  const receiving: Connection[] = [];
+  let delivered = 0;
+  try {
+    // A receiver that stays: the router gives a sender credit once its address has consumers.
+    const staying = await rheaConnect(port);
+    receiving.push(staying);
+    await opened(staying.open_receiver({ source: 'multicast.handles' }));
+    const sender = sending.open_sender({ target: { address: 'multicast.handles' } });
+    await until(() => sender.sendable(), 'credit for the sender');
+    for (let round = 0; round < 30; round++) {
+      const conn = await rheaConnect(port);
+      receiving.push(conn);
+      conn.on('disconnected', (ctx: EventContext) => {
+        const e = (ctx as unknown as { error?: Error }).error;
+        if (e) errors.push(e.message);
+      });
+      conn.on('connection_error', () => errors.push('connection error'));
+      // Credit in the attach's write, as hermod's driver gives it (rhea's credit window would
+      // wait for the router's attach, and the router would hold the copy until then).
+      const r = conn.open_receiver({ source: 'multicast.handles', credit_window: 0 } as never);
+      r.add_credit(64);
+      let got = false;
+      r.on('message', () => {
+        got = true;
+      });
+      // The same tick: both connections write in one pass, and the router reads both in one
+      // turn. When it reads the attach first, the message is for the new link.
+      sender.send({ body: `m${round}` });
+      await new Promise((done) => setTimeout(done, 60));
+      assert.equal(errors, [], `round ${round}`);
+      if (got) delivered++;
+    }
+  } finally {
+    for (const c of receiving) await rheaClose(c);
+    await rheaClose(sending);
+    await router.stop();
+  }
+  // Rounds where the router read the attach before the message: the case this test is about.
+  assert.ok(delivered > 0, 'no round had the message follow the attach in one turn');
 });
 
 test.run();

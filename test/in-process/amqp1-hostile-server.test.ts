@@ -13,7 +13,7 @@ import { until } from '../support/assert.js';
 
 const require = createRequire(import.meta.url);
 const frames = require('rhea/lib/frames.js') as Record<string, (fields: Record<string, unknown>) => object> & {
-  amqp_frame(channel: number, performative: object): object;
+  amqp_frame(channel: number, performative: object, payload?: Buffer): object;
   sasl_frame(performative: object): object;
   write_frame(f: object): Buffer;
 };
@@ -22,6 +22,8 @@ const AMQP_HEADER = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 1, 0, 0]);
 const frameHeader = (size: number, type: number) =>
   Buffer.from([size >>> 24, (size >>> 16) & 255, (size >>> 8) & 255, size & 255, 2, type, 0, 0]);
 const LOT = 256 * 1024 * 1024;
+const sasl = (p: object) => frames.write_frame(frames.sasl_frame(p));
+const amqp = (p: object, payload?: Buffer) => frames.write_frame(frames.amqp_frame(0, p, payload));
 
 /** A server that writes `opening` and then floods: what it got rid of before the client hung up. */
 class FloodingServer {
@@ -29,12 +31,35 @@ class FloodingServer {
   readonly sent: number[] = [];
   private readonly sockets = new Set<net.Socket>();
 
-  constructor(opening: Buffer) {
+  /**
+   * `opening` all at once then a flood; or, with `afterOpen`, a real SASL exchange (rhea reads
+   * bytes past the SASL outcome only when more arrive) and then `afterOpen`.
+   */
+  constructor(opening: Buffer, afterOpen?: Buffer) {
     this.server = net.createServer((s) => {
       this.sockets.add(s);
       s.on('error', () => {});
-      s.on('data', () => {});
-      void this.flood(s, opening);
+      s.on('close', () => this.sent.push(s.bytesWritten));
+      if (!afterOpen) {
+        s.on('data', () => {});
+        void this.flood(s, opening);
+        return;
+      }
+      let got = Buffer.alloc(0);
+      let step = 0;
+      s.write(Buffer.concat([SASL_HEADER, sasl(frames.sasl_mechanisms({ sasl_server_mechanisms: ['ANONYMOUS'] }))]));
+      s.on('data', (chunk) => {
+        got = Buffer.concat([got, chunk]);
+        // The client's SASL header, then its sasl-init, then its AMQP header.
+        if (step === 0 && got.length > SASL_HEADER.length) {
+          step = 1;
+          s.write(sasl(frames.sasl_outcome({ code: 0 })));
+        }
+        if (step === 1 && got.indexOf(AMQP_HEADER) >= 0) {
+          step = 2;
+          s.write(Buffer.concat([AMQP_HEADER, amqp(frames.open({ container_id: 'hostile-server', max_frame_size: 65536 })), afterOpen]));
+        }
+      });
     });
   }
 
@@ -56,7 +81,6 @@ class FloodingServer {
         clearTimeout(timer);
       }
     }
-    this.sent.push(s.bytesWritten);
     s.destroy();
   }
 
@@ -71,18 +95,19 @@ class FloodingServer {
   }
 }
 
-const test = suite('amqp1 driver against a server breaking its frame size');
+const test = suite('amqp1 driver against a hostile server (frame sizes, unknown handles)');
 
-async function against(opening: Buffer): Promise<{ sent: number; reason: string; grownMiB: number }> {
-  const server = new FloodingServer(opening);
+async function against(opening: Buffer, afterOpen?: Buffer): Promise<{ sent: number; reason: string; grownMiB: number }> {
+  const server = new FloodingServer(opening, afterOpen);
   const port = await server.listen();
   // One attempt in the test's time: the next would meet the same flood.
   const tr: Transport = await getTransport(`amqp://127.0.0.1:${port}/`, {
     config: applyOverrides(defaultConfig(), { 'amqp1.retryInterval': 30_000, 'amqp1.intervalMax': 30_000 }),
   });
   const reasons: string[] = [];
-  tr.driver.on('state', (s: { state: string; reason?: string }) => {
+  tr.driver.on('state', (s: { state: string; reason?: string; error?: Error }) => {
     if (s.state === 'reconnecting' && s.reason) reasons.push(s.reason);
+    if (s.state === 'disconnected' && s.error) reasons.push(s.error.message);
   });
   const before = process.memoryUsage().rss;
   const call = new RPCClient(tr, new Target({ topic: 'x' }), { timeout: 20_000 }).call({}, 'echo').catch((e: Error) => e);
@@ -105,17 +130,29 @@ test('a SASL frame declaring 2 GiB: the connection is closed at its header, and 
   assert.ok(r.grownMiB < 64, `RSS grew ${r.grownMiB.toFixed(0)} MiB`);
 });
 
-test('after open, a frame past the advertised max-frame-size: closed at its header', async () => {
-  const sasl = (p: object) => frames.write_frame(frames.sasl_frame(p));
-  const amqp = (p: object) => frames.write_frame(frames.amqp_frame(0, p));
-  const opening = Buffer.concat([
+const handshake = () =>
+  Buffer.concat([
     SASL_HEADER,
     sasl(frames.sasl_mechanisms({ sasl_server_mechanisms: ['ANONYMOUS'] })),
     sasl(frames.sasl_outcome({ code: 0 })),
     AMQP_HEADER,
-    amqp(frames.open({ container_id: 'flooding-server', max_frame_size: 65536 })),
-    frameHeader(0x7fffffff, 0),
+    amqp(frames.open({ container_id: 'hostile-server', max_frame_size: 65536 })),
   ]);
+
+test('a transfer on a handle never attached: the connection is reported lost for that reason, not for the write after it', async () => {
+  const afterOpen = Buffer.concat([
+    amqp(frames.begin({ next_outgoing_id: 0, incoming_window: 2048, outgoing_window: 2048 })),
+    amqp(
+      frames.transfer({ handle: 7, delivery_id: 0, delivery_tag: Buffer.from([0]), message_format: 0 }),
+      Buffer.from([0, 0x53, 0x77, 0x40]),
+    ),
+  ]);
+  const r = await against(Buffer.alloc(0), afterOpen);
+  assert.match(r.reason, /^protocol error: Invalid handle 7/, r.reason);
+});
+
+test('after open, a frame past the advertised max-frame-size: closed at its header', async () => {
+  const opening = Buffer.concat([handshake(), frameHeader(0x7fffffff, 0)]);
   const r = await against(opening);
   assert.ok(r.sent < 32 * 2 ** 20, `the client took ${r.sent} bytes before it hung up`);
   assert.match(r.reason, /the peer broke AMQP 1\.0 framing: frame of 2147483647 bytes exceeds the limit of 1048576/);

@@ -74,6 +74,8 @@ export class Amqp1Connection {
   private readonly gate: ConnectGate;
   private conn: Connection | undefined;
   private lastError: string | undefined;
+  /** rhea failed on what the peer sent (its `error` event): {@link lastError} says so; the socket's own error after it does not replace it. */
+  private readFailed = false;
   private failedAttempts = 0;
   /** The connection was open until the current disconnect (the next try is at once). */
   private wasOpen = false;
@@ -228,7 +230,14 @@ export class Amqp1Connection {
         this.wake();
       }
     });
-    conn.on('error', () => {});
+    // rhea reports a frame it could not take (a transfer on an unknown handle, say) here, then
+    // ends the socket; the error the socket goes down with is what a queued write met on the
+    // way ("write after end"), which told nothing. The first reason stays the reason.
+    conn.on('error', (err: unknown) => {
+      if (!(err instanceof Error) || this.refused) return;
+      this.lastError = `protocol error: ${err.message}`;
+      this.readFailed = true;
+    });
     conn.on('protocol_error', (err: Error) => {
       this.lastError = `protocol error: ${err.message}`;
     });
@@ -297,11 +306,12 @@ export class Amqp1Connection {
     const wasOpen = this.open_ || this.lostOpen;
     this.lostOpen = false;
     const host = this.hosts.currentLabel;
-    const error = ctx.error as Error | undefined;
-    // A refused login's reason beats what rhea's socket says as it goes ("write after end").
-    if (error && !this.refused) this.lastError = error.message;
+    // What rhea failed on beats the socket's own error after it, as a refused login's reason does.
+    const error = this.readFailed && this.lastError ? new Error(this.lastError) : (ctx.error as Error | undefined);
+    if (error && !this.refused && !this.readFailed) this.lastError = error.message;
     // A socket that just ended (a killed router) comes with no error: say that much.
     else if (wasOpen && !this.lastError) this.lastError = 'the peer closed the connection';
+    this.readFailed = false;
     if (this.hooks.closed()) {
       this.open_ = false;
       this.failedAttempts++;

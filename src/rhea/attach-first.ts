@@ -1,0 +1,49 @@
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const FIXED = Symbol.for('hermod.rhea.attach-first');
+
+interface EndpointStateLike {
+  need_open(): boolean;
+}
+interface LinkLike {
+  state: EndpointStateLike;
+  local: { attach: unknown };
+}
+interface SessionLike {
+  links: Record<string, LinkLike>;
+  state: EndpointStateLike;
+  local: { begin: unknown };
+  output(frame: unknown): void;
+}
+interface SessionProto {
+  _process(this: SessionLike): void;
+  [FIXED]?: boolean;
+}
+
+/**
+ * Works around rhea 3.0.5 writing a session's queued transfers before the attaches of links
+ * opened since its last write pass (`Session._process`: outgoing deliveries, then each link's
+ * attach). A message sent on a link the moment it opens then goes out on a handle the peer does
+ * not know yet, and the peer fails the connection with "Invalid handle". The router did this
+ * whenever a receiver's attach (with its credit) and a message for its address from another
+ * connection were read in one turn of the event loop (hermod's write pass runs once per turn):
+ * `hermod status` failed so about one run in ten. Here each pass writes the session's begin and
+ * every pending attach first; rhea counts them (`need_open`), so none is written twice.
+ * Installed once per process; later calls do nothing.
+ */
+export function installAttachFirst(): void {
+  const Session = require('rhea/lib/session.js') as { prototype: SessionProto };
+  const proto = Session.prototype;
+  if (proto[FIXED]) return;
+  const original = proto._process;
+  proto._process = function () {
+    if (this.state.need_open()) this.output(this.local.begin);
+    for (const k in this.links) {
+      const link = this.links[k]!;
+      if (link.state.need_open()) this.output(link.local.attach);
+    }
+    original.call(this);
+  };
+  proto[FIXED] = true;
+}
