@@ -435,7 +435,7 @@ const amqp = (p: object) => rheaFrames.write_frame(rheaFrames.amqp_frame(0, p));
 t('links attached and detached under ever new handles leave nothing behind in the session', async (ctx) => {
   await startRouter(ctx);
   const { socket } = await raw(ctx);
-  const N = 3000;
+  const N = 1000;
   const parts = [
     AMQP_HEADER,
     amqp(rheaFrames.open({ container_id: 'handles' })),
@@ -451,10 +451,11 @@ t('links attached and detached under ever new handles leave nothing behind in th
   type Session = { links: Record<string, unknown>; remote: { handles: Record<number, unknown> } };
   const conns = (ctx.router as unknown as { connections: Set<{ remote_channel_map: Record<number, Session | undefined> }> }).connections;
   const session = () => [...conns][0]?.remote_channel_map[0];
-  await until(() => Object.keys(session()?.links ?? {}).some((k) => k.endsWith('last')), 'the router to attach the last link');
+  // Generous: 2,000 frames answered on a loaded machine took over 5 s.
+  await until(() => Object.keys(session()?.links ?? {}).some((k) => k.endsWith('last')), 'the router to attach the last link', 30_000);
   await sleep(50);
   const s = session() as Session;
-  // rhea 3.0.5 kept every dead link here (its remote handle was never recorded): 3,000 entries.
+  // rhea 3.0.5 kept every dead link here (its remote handle was never recorded): 1,000 entries.
   assert.equal(Object.keys(s.remote.handles), [String(N)], 'only the open link is kept by handle');
   assert.is(Object.keys(s.links).length, 1, 'only the open link is kept by name');
   assert.ok(!socket.destroyed, 'the connection stays up');
