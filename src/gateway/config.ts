@@ -272,6 +272,15 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
   const callTimeout = c.callTimeout ?? 30_000;
   const maxCallTimeout = c.maxCallTimeout ?? Math.max(60_000, callTimeout);
   if (callTimeout > maxCallTimeout) throw new ConfigError(`callTimeout (${callTimeout}) exceeds maxCallTimeout (${maxCallTimeout})`);
+  // A batch's calls start together and count one by one: below maxBatch, an idle client's full
+  // batch would be refused in part.
+  const maxBatch = c.maxBatch ?? 100;
+  if (c.maxInFlightPerClient !== undefined && c.maxInFlightPerClient < maxBatch) {
+    throw new ConfigError(
+      `maxInFlightPerClient (${c.maxInFlightPerClient}) is below maxBatch (${maxBatch}): a JSON-RPC batch's calls count one by one, so an idle client's full batch would be refused in part; raise it or lower maxBatch`,
+      { key: 'maxInFlightPerClient' },
+    );
+  }
   const seen = new Set<string>();
   for (const [i, r] of (c.routes ?? []).entries()) {
     if (r.job && r.cast)

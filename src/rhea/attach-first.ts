@@ -5,6 +5,8 @@ const FIXED = Symbol.for('hermod.rhea.attach-first');
 
 interface EndpointStateLike {
   need_open(): boolean;
+  open_requests: number;
+  close_requests: number;
 }
 interface LinkLike {
   state: EndpointStateLike;
@@ -41,7 +43,10 @@ export function installAttachFirst(): void {
     if (this.state.need_open()) this.output(this.local.begin);
     for (const k in this.links) {
       const link = this.links[k]!;
-      if (link.state.need_open()) this.output(link.local.attach);
+      // Only a plain pending open: a link also closed (or closed and reopened) since the last
+      // pass keeps rhea's order, attach, detach, attach.
+      const s = link.state;
+      if (s.open_requests === 1 && s.close_requests === 0 && s.need_open()) this.output(link.local.attach);
     }
     original.call(this);
   };

@@ -59,6 +59,9 @@ export function installLinkNameFix(): void {
     let link = this.links[key(name, ours)];
     if (!link) link = role ? this.create_sender(name) : this.create_receiver(name);
     this.remote.handles[handle] = link;
+    // Before on_attach, whose open events may remove the link at once; again after, as rhea
+    // overwrites it there (with undefined) when it is 0.
+    link.remote.handle = handle;
     link.on_attach(frame);
     link.remote.attach = frame.performative;
     // rhea reads the handle from `frame.handle` (undefined; it is on the performative), so a

@@ -148,7 +148,7 @@ test('a transfer on a handle never attached: the connection is reported lost for
     ),
   ]);
   const r = await against(Buffer.alloc(0), afterOpen);
-  assert.match(r.reason, /^protocol error: Invalid handle 7/, r.reason);
+  assert.match(r.reason, /^AMQP error: Invalid handle 7/, r.reason);
 });
 
 test('after open, a frame past the advertised max-frame-size: closed at its header', async () => {

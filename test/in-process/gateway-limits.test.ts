@@ -1,6 +1,6 @@
 import net from 'node:net';
 import * as assert from 'uvu/assert';
-import type { ConnectionRefusedEvent } from '../../src/gateway/index.js';
+import { type ConnectionRefusedEvent, resolveGatewayConfig } from '../../src/gateway/index.js';
 import { until } from '../support/assert.js';
 import {
   halfSentPost,
@@ -157,7 +157,9 @@ for (const [name, broker] of IN_PROCESS) {
 
   t('per-client share: past maxInFlightPerClient a client gets 429 at once, while another client still gets through', async (ctx) => {
     const { file: keysFile, keys } = keysFileFor([{ id: 'alice' }, { id: 'bob' }]);
-    ctx.h = await harness(ctx.broker.url, { maxInFlight: 10, maxInFlightPerClient: 2, auth: { keysFile } });
+    // Below maxBatch (100 by default) it is refused: a batch's calls count one by one.
+    assert.throws(() => resolveGatewayConfig({ maxInFlightPerClient: 2 }), /maxInFlightPerClient \(2\) is below maxBatch \(100\)/);
+    ctx.h = await harness(ctx.broker.url, { maxInFlight: 10, maxInFlightPerClient: 2, maxBatch: 2, auth: { keysFile } });
     const { base, topic } = ctx.h;
     const as = (key: string) => ({ authorization: `Bearer ${key}` });
     const slow = [1, 2].map(() => http(base, 'POST', `/v1/${topic}/sleep`, { ms: 500 }, as(keys.alice!)));

@@ -235,11 +235,13 @@ export class Amqp1Connection {
     // way ("write after end"), which told nothing. The first reason stays the reason.
     conn.on('error', (err: unknown) => {
       if (!(err instanceof Error) || this.refused) return;
-      this.lastError = `protocol error: ${err.message}`;
+      // rhea raises it for a frame it could not read and for one it could not write.
+      this.lastError = `AMQP error: ${err.message}`;
       this.readFailed = true;
     });
     conn.on('protocol_error', (err: Error) => {
       this.lastError = `protocol error: ${err.message}`;
+      this.readFailed = true;
     });
   }
 
@@ -278,6 +280,7 @@ export class Amqp1Connection {
     this.wasOpen = true;
     this.lostOpen = false;
     this.lastError = undefined;
+    this.readFailed = false;
     this.hooks.state({ state: 'connected', host: this.hosts.currentLabel });
     this.hooks.opened(ctx.connection);
     this.wake();

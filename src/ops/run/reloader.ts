@@ -106,6 +106,8 @@ export class EndpointReloader {
       // Nothing to reload from, and nothing to stop: a deploy that swaps files may be midway.
       // The operator hears of it once per deletion; the file's return is an `add`, a reload.
       else if (event === 'unlink' && !this.closed) {
+        // chokidar drops a file's watch when it is deleted: watched again, its return is an `add`.
+        watcher.add(file);
         this.log.warn(`endpoint module ${file} was deleted; the code loaded from it keeps serving until it is back`, {
           ...this.fields,
           event: 'deleted',
