@@ -10,7 +10,18 @@ export interface FrameBounds {
    * protocol probe, which say which protocol the server speaks). @default 'refuse'
    */
   otherHeader?: 'refuse' | 'pass';
+  /**
+   * Who sends the scanned stream: a `client` moves from SASL to AMQP after its sasl-init or
+   * sasl-response, a `server` after its sasl-outcome. A protocol header anywhere else would make
+   * rhea, still reading SASL, take "AMQP" as a frame of 1 GB and buffer it. @default 'client'
+   */
+  peer?: 'client' | 'server';
 }
+
+/** The SASL frames (descriptor codes) after which each side sends its AMQP header. */
+const SWITCH_AFTER = { client: [0x41, 0x43], server: [0x44] } as const;
+/** Bytes of a SASL frame kept past its size to read its descriptor (doff up to 4 words, then `00 80` and a ulong). */
+const SASL_PEEK = 28;
 
 const MAGIC = 0x414d5150; // "AMQP"
 
@@ -37,6 +48,12 @@ export class FrameScanner {
   private amqpFrames = 0;
   /** Not AMQP 1.0 (with `otherHeader: 'pass'`): nothing more is checked. */
   private off = false;
+  /** The start of the current SASL frame past its size (doff, type, channel, body), being read. */
+  private readonly peek = Buffer.alloc(SASL_PEEK);
+  private peekWant = 0;
+  private peekHave = 0;
+  /** Descriptor code of the last SASL frame (-1: none, or not read). */
+  private lastSasl = -1;
 
   constructor(private readonly bounds: FrameBounds) {}
 
@@ -50,6 +67,17 @@ export class FrameScanner {
     if (this.off) return undefined;
     let i = 0;
     while (i < chunk.length && !this.off) {
+      if (this.peekWant > 0) {
+        const n = Math.min(this.peekWant - this.peekHave, chunk.length - i);
+        chunk.copy(this.peek, this.peekHave, i, i + n);
+        this.peekHave += n;
+        i += n;
+        if (this.peekHave === this.peekWant) {
+          this.lastSasl = saslDescriptor(this.peek.subarray(0, this.peekWant));
+          this.peekWant = 0;
+        }
+        continue;
+      }
       if (this.skip > 0) {
         const n = Math.min(this.skip, chunk.length - i);
         this.skip -= n;
@@ -87,6 +115,9 @@ export class FrameScanner {
     const size = this.head.readUInt32BE(0);
     // A SASL client sends the AMQP header where the next frame would start.
     if (this.protocol === 3 && size === MAGIC) {
+      if (!(SWITCH_AFTER[this.bounds.peer ?? 'client'] as readonly number[]).includes(this.lastSasl)) {
+        return 'AMQP protocol header before the SASL exchange ended';
+      }
       this.inHeader = true;
       this.have = 4;
       return undefined;
@@ -96,7 +127,25 @@ export class FrameScanner {
     if (size < 8) return `${what} of ${size} bytes is shorter than a frame header`;
     if (size > bound) return `${what} of ${size} bytes exceeds the limit of ${bound}`;
     if (this.protocol === 0) this.amqpFrames++;
+    if (this.protocol === 3) {
+      this.peekWant = Math.min(size - 4, SASL_PEEK);
+      this.peekHave = 0;
+      this.skip = size - 4 - this.peekWant;
+      return undefined;
+    }
     this.skip = size - 4;
     return undefined;
   }
+}
+
+/**
+ * The descriptor code of a SASL frame from its bytes past the size (doff, type, channel, then
+ * the body at doff words from the frame's start): `00 53 code` or `00 80` and a ulong; -1 else.
+ */
+function saslDescriptor(b: Buffer): number {
+  const at = b[0]! * 4 - 4;
+  if (at < 4 || b.length < at + 3 || b[at] !== 0) return -1;
+  if (b[at + 1] === 0x53) return b[at + 2]!;
+  if (b[at + 1] === 0x80 && b.length >= at + 10 && b.readUInt32BE(at + 2) === 0) return b.readUInt32BE(at + 6);
+  return -1;
 }

@@ -151,6 +151,13 @@ test('a transfer on a handle never attached: the connection is reported lost for
   assert.match(r.reason, /^AMQP error: Invalid handle 7/, r.reason);
 });
 
+test('an AMQP header before the SASL outcome (which rhea would read as a 1 GB SASL frame): closed there', async () => {
+  const mechanisms = frames.write_frame(frames.sasl_frame(frames.sasl_mechanisms({ sasl_server_mechanisms: ['ANONYMOUS'] })));
+  const r = await against(Buffer.concat([SASL_HEADER, mechanisms, AMQP_HEADER, frameHeader(60_000, 0)]));
+  assert.ok(r.sent < 32 * 2 ** 20, `the client took ${r.sent} bytes before it hung up`);
+  assert.match(r.reason, /the peer broke AMQP 1\.0 framing: AMQP protocol header before the SASL exchange ended/);
+});
+
 test('after open, a frame past the advertised max-frame-size: closed at its header', async () => {
   const opening = Buffer.concat([handshake(), frameHeader(0x7fffffff, 0)]);
   const r = await against(opening);

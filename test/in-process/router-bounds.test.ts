@@ -432,6 +432,20 @@ const rheaFrames = requireCjs('rhea/lib/frames.js') as Record<string, (fields: R
 };
 const amqp = (p: object) => rheaFrames.write_frame(rheaFrames.amqp_frame(0, p));
 
+t("an AMQP header before the client's sasl-init: closed there, not read as a 1 GB SASL frame", async (ctx) => {
+  await startRouter(ctx);
+  const { socket, closed } = await raw(ctx);
+  socket.write(Buffer.concat([SASL_HEADER, AMQP_HEADER]));
+  const accepted = await flood(socket, Buffer.alloc(64 * 1024, 7), LOT);
+  const ms = await closed;
+  assert.ok(accepted < 16 * 2 ** 20, `${accepted} bytes got in`);
+  assert.ok(ms < 3000, `closed after ${ms} ms`);
+  assert.ok(
+    ctx.log.some((l) => /AMQP protocol header before the SASL exchange ended/.test(l)),
+    ctx.log.join('\n'),
+  );
+});
+
 t('links attached and detached under ever new handles leave nothing behind in the session', async (ctx) => {
   await startRouter(ctx);
   const { socket } = await raw(ctx);

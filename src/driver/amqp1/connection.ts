@@ -449,7 +449,7 @@ const HANDSHAKE_FRAME_SIZE = 64 * 1024;
  * is not AMQP 1.0's passes, for rhea and the protocol probe to name.
  */
 function guarded<S extends net.Socket>(socket: S, attempt: Attempt): S {
-  new SocketGuard(socket, { handshake: HANDSHAKE_FRAME_SIZE, maxFrame: MAX_FRAME_SIZE, otherHeader: 'pass' }, (reason) => {
+  new SocketGuard(socket, { handshake: HANDSHAKE_FRAME_SIZE, maxFrame: MAX_FRAME_SIZE, otherHeader: 'pass', peer: 'server' }, (reason) => {
     attempt.framing = true;
     socket.destroy(new Error(`the peer broke AMQP 1.0 framing: ${reason} (this side advertised max-frame-size ${MAX_FRAME_SIZE})`));
   });
