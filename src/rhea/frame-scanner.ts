@@ -29,8 +29,9 @@ const MAGIC = 0x414d5150; // "AMQP"
 export const NOT_A_HEADER = 'not an AMQP 1.0 protocol header';
 
 /**
- * Follows the AMQP 1.0 byte stream a peer sends (protocol headers and frame headers only, never
- * frame bodies) and says when it breaks the frame size bounds, before rhea sees the bytes. rhea
+ * Follows the AMQP 1.0 byte stream a peer sends (protocol headers, frame headers and the
+ * descriptor of each SASL frame, never AMQP frame bodies) and says when it breaks the frame size
+ * bounds or switches from SASL to AMQP out of turn, before rhea sees the bytes. rhea
  * buffers whatever size a frame header declares, so without this a peer that declares 2^31 bytes
  * and keeps sending makes the router hold it all. Frames of SASL (protocol 3) and the first AMQP
  * frame (the `open`) are held to the small handshake bound; later frames to the advertised
@@ -113,7 +114,7 @@ export class FrameScanner {
 
   private frame(): string | undefined {
     const size = this.head.readUInt32BE(0);
-    // A SASL client sends the AMQP header where the next frame would start.
+    // A peer ending SASL sends the AMQP header where the next frame would start.
     if (this.protocol === 3 && size === MAGIC) {
       if (!(SWITCH_AFTER[this.bounds.peer ?? 'client'] as readonly number[]).includes(this.lastSasl)) {
         return 'AMQP protocol header before the SASL exchange ended';

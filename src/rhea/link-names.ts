@@ -32,14 +32,14 @@ interface SessionProto {
 const key = (name: string, receiver: boolean) => `${receiver ? 'r' : 's'}:${name}`;
 
 /**
- * Works around two rhea 3.0.5 faults in a session's link table. First, it keeps links by name alone. In AMQP 1.0 a link is named
- * per direction, so a peer may attach a sender and a receiver under one name (qpid-proton's
- * BlockingConnection names both `<container>-<address>`); rhea then finds the first link for the
- * second attach and fails the connection with "Attach already received". This keys the table by
- * role and name: our role is the opposite of the peer's (`role` true means the peer receives).
- * Second, a link never learnt its remote handle, so removing it left its entry behind; and removing
- * a closed link could drop a newer link that took over its handle or name.
- * Installed once per process; later calls do nothing.
+ * Works around two rhea 3.0.5 faults in a session's link table. First, it keeps links by name
+ * alone. In AMQP 1.0 a link is named per direction, so a peer may attach a sender and a receiver
+ * under one name (qpid-proton's BlockingConnection names both `<container>-<address>`); rhea then
+ * finds the first link for the second attach and fails the connection with "Attach already
+ * received". This keys the table by role and name: our role is the opposite of the peer's
+ * (`role` true means the peer receives). Second, a link never learnt its remote handle, so
+ * removing it left its entry behind; and removing a closed link could drop a newer link that
+ * took over its handle or name. Installed once per process; later calls do nothing.
  */
 export function installLinkNameFix(): void {
   const Session = require('rhea/lib/session.js') as { prototype: SessionProto };

@@ -435,7 +435,6 @@ export class Amqp1Connection {
   }
 }
 
-/** One connect attempt: its host, whether its TCP connection (and TLS session) came up, how it ended. */
 /**
  * A frame before the peer's open larger than this is refused: AMQP 1.0 holds both sides to 512
  * bytes until open (§2.4.1), and real brokers' SASL and open frames stay far below.
@@ -456,6 +455,7 @@ function guarded<S extends net.Socket>(socket: S, attempt: Attempt): S {
   return socket;
 }
 
+/** One connect attempt: its host, whether its TCP connection (and TLS session) came up, how it ended. */
 interface Attempt {
   host: TransportHost;
   tcpUp: boolean;
