@@ -5,7 +5,7 @@
  * running finish on the old code. A module that fails to load leaves the old code serving and
  * is logged with its file and line; the next save tries again.
  */
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
@@ -50,6 +50,9 @@ export class EndpointReloader {
   private verify: NodeJS.Timeout | undefined;
   private settle: NodeJS.Timeout | undefined;
   private settling: Promise<void> | undefined;
+  /** Watched files deleted and not back yet, and the timer that looks for their return. */
+  private readonly missing = new Set<string>();
+  private missingTimer: NodeJS.Timeout | undefined;
   /** What each file was when the serving code was read from it. */
   private loadedStamps = new Map<string, string>();
   private running: Promise<void> | undefined;
@@ -106,8 +109,10 @@ export class EndpointReloader {
       // Nothing to reload from, and nothing to stop: a deploy that swaps files may be midway.
       // The operator hears of it once per deletion; the file's return is an `add`, a reload.
       else if (event === 'unlink' && !this.closed) {
-        // chokidar drops a file's watch when it is deleted: watched again, its return is an `add`.
-        watcher.add(file);
+        // chokidar drops a file's watch when it is deleted, and adding it back raced its own
+        // cleanup (a CI run missed the return): the file's return is looked for here as well.
+        this.missing.add(file);
+        this.missingTimer ??= setInterval(() => this.lookForMissing(), 250).unref();
         this.log.warn(`endpoint module ${file} was deleted; the code loaded from it keeps serving until it is back`, {
           ...this.fields,
           event: 'deleted',
@@ -185,8 +190,24 @@ export class EndpointReloader {
   }
 
   /** Stops watching; a reload in progress finishes first. */
+  /** A deleted file that is back is watched again and reloaded from. */
+  private lookForMissing(): void {
+    for (const f of this.missing) {
+      if (!existsSync(f)) continue;
+      this.missing.delete(f);
+      this.watcher?.add(f);
+      this.schedule();
+    }
+    if (this.missing.size === 0) {
+      clearInterval(this.missingTimer);
+      this.missingTimer = undefined;
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.missingTimer);
+    this.missingTimer = undefined;
     clearTimeout(this.timer);
     clearTimeout(this.verify);
     clearTimeout(this.settle);
