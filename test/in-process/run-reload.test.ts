@@ -260,4 +260,23 @@ t('polling (containers, network filesystems): usePolling picks up a change', asy
   assert.is(await client.call({}, 'v', {}), 2);
 });
 
+t('a file replaced by delete-then-write (an editor, a deploy) while polling is a reload, not a deletion', async (ctx) => {
+  const file = endpoints(ctx, 1);
+  const { reloader, client } = await serve(ctx, file, 'replace', { usePolling: true, interval: 50 });
+  const lib = path.join(ctx.dir, 'lib/version.js');
+  const before = reloader.stats();
+  rmSync(lib);
+  // Longer than two polls, so the watcher sees the file gone (an unlink event), as a slow save can.
+  await sleep(120);
+  write(ctx, 'lib/version.js', 'export const version = 2;\n');
+  await reloaded(reloader, before, 'reloads');
+  assert.is(await client.call({}, 'v', {}), 2, 'the new file is loaded');
+  await sleep(400);
+  assert.equal(
+    ctx.lines.filter((l) => l.fields.event === 'deleted').map((l) => l.msg),
+    [],
+    'no deletion reported for a file that was back within a check',
+  );
+});
+
 t.run();

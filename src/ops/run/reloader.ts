@@ -14,6 +14,8 @@ import type { RunLogger } from './types.js';
 
 /** After a reload, when modification times are compared again (past chokidar's 50 ms change throttle). */
 const VERIFY_MS = 120;
+/** How often a deleted file's return is looked for; it is reported missing at the first look that still misses it. */
+const MISSING_CHECK_MS = 250;
 
 /** How files are watched. */
 export interface WatchOptions {
@@ -50,8 +52,11 @@ export class EndpointReloader {
   private verify: NodeJS.Timeout | undefined;
   private settle: NodeJS.Timeout | undefined;
   private settling: Promise<void> | undefined;
-  /** Watched files deleted and not back yet, and the timer that looks for their return. */
-  private readonly missing = new Set<string>();
+  /**
+   * Watched files deleted and not back yet (with when, and whether the operator was told), and
+   * the timer that looks for their return.
+   */
+  private readonly missing = new Map<string, { since: number; warned: boolean }>();
   private missingTimer: NodeJS.Timeout | undefined;
   /** What each file was when the serving code was read from it. */
   private loadedStamps = new Map<string, string>();
@@ -111,13 +116,10 @@ export class EndpointReloader {
       else if (event === 'unlink' && !this.closed) {
         // chokidar drops a file's watch when it is deleted, and adding it back raced its own
         // cleanup (a CI run missed the return): the file's return is looked for here as well.
-        this.missing.add(file);
-        this.missingTimer ??= setInterval(() => this.lookForMissing(), 250).unref();
-        this.log.warn(`endpoint module ${file} was deleted; the code loaded from it keeps serving until it is back`, {
-          ...this.fields,
-          event: 'deleted',
-          file,
-        });
+        // The warning waits for that first look: an editor or a deploy that replaces a file
+        // (delete, then write) leaves it missing for a moment, and a poll can fall in it.
+        if (!this.missing.has(file)) this.missing.set(file, { since: performance.now(), warned: false });
+        this.missingTimer ??= setInterval(() => this.lookForMissing(), MISSING_CHECK_MS).unref();
       }
     });
     watcher.on('error', (err) => this.log.warn(`watching endpoint modules: ${(err as Error).message}`, this.fields));
@@ -189,14 +191,22 @@ export class EndpointReloader {
     }
   }
 
-  /** Stops watching; a reload in progress finishes first. */
-  /** A deleted file that is back is watched again and reloaded from. */
+  /** A deleted file that is back is watched again and reloaded from; one still gone is reported once. */
   private lookForMissing(): void {
-    for (const f of this.missing) {
-      if (!existsSync(f)) continue;
-      this.missing.delete(f);
-      this.watcher?.add(f);
-      this.schedule();
+    const now = performance.now();
+    for (const [f, m] of this.missing) {
+      if (existsSync(f)) {
+        this.missing.delete(f);
+        this.watcher?.add(f);
+        this.schedule();
+      } else if (!m.warned && now - m.since >= MISSING_CHECK_MS * 0.9 && !this.closed) {
+        m.warned = true;
+        this.log.warn(`endpoint module ${f} was deleted; the code loaded from it keeps serving until it is back`, {
+          ...this.fields,
+          event: 'deleted',
+          file: f,
+        });
+      }
     }
     if (this.missing.size === 0) {
       clearInterval(this.missingTimer);
@@ -204,6 +214,7 @@ export class EndpointReloader {
     }
   }
 
+  /** Stops watching; a reload in progress finishes first. */
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.missingTimer);
