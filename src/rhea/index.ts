@@ -15,19 +15,21 @@ export {
 } from './delivery.js';
 
 import { installAttachFirst } from './attach-first.js';
+import { installNoOutputAfterClose } from './closed-sockets.js';
 import { installDispositionFix } from './dispositions.js';
 import { installFastFrames } from './fast-frames.js';
 import { installLinkNameFix } from './link-names.js';
 import { installQuietLogs } from './quiet-logs.js';
 import { installCorkedWrites } from './writes.js';
 
-/** Installs hermod's rhea 3.0.5 workarounds (dispositions, link names, attaches before transfers, corked writes, the transfer/disposition codec, disabled loggers as no-ops); idempotent. */
+/** Installs hermod's rhea 3.0.5 workarounds (dispositions, link names, attaches before transfers, corked writes, no writes or timers after the socket closed, the transfer/disposition codec, disabled loggers as no-ops); idempotent. */
 export function installRheaFixes(): void {
   installDispositionFix();
   installFastFrames();
   installLinkNameFix();
   installAttachFirst();
   installCorkedWrites();
+  installNoOutputAfterClose();
   installQuietLogs();
 }
 export { batchWrites } from './batching.js';

@@ -269,4 +269,24 @@ t('a peer sending garbage or vanishing mid-stream does not take the router down'
   await until(() => got.length === 1, 'the router still routes');
 });
 
+t('a connection its client closed cleanly writes nothing and arms no idle timer afterwards', async (ctx) => {
+  const c = await conn(ctx);
+  // The router's side of it (rhea keeps it "ready" after a clean close: both close frames, then the socket ends).
+  const server = [...(ctx.router as unknown as { connections: Set<Connection> }).connections].at(-1) as unknown as {
+    socket: { once(e: string, f: () => void): void };
+    heartbeat_in?: unknown;
+    heartbeat_out?: unknown;
+    _write_frame(): void;
+  };
+  const gone = new Promise<void>((resolve) => server.socket.once('close', resolve));
+  await rheaClose(c);
+  ctx.conns = ctx.conns.filter((x) => x !== c);
+  await gone;
+  // What a late pass does (a frame for a link of the client that left; rhea's heartbeat): before
+  // the fix this armed a 32 s heartbeat_in timer nothing cleared, which kept a test process alive.
+  server._write_frame();
+  assert.is(server.heartbeat_in, undefined, 'no idle timer');
+  assert.is(server.heartbeat_out, undefined, 'no heartbeat timer');
+});
+
 t.run();
