@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import convict from 'convict';
 import { ConfigError } from '../core/errors.js';
+import { parseConfigJson } from '../core/json.js';
 import { checkValue, registerFormats } from './formats.js';
 import { CONFIG_KEYS, type ConfigValues, convictSchema, envName, type HermodConfig, OPTIONS } from './schema.js';
 import { assertKnownKey, closeKey } from './suggest.js';
@@ -88,7 +89,7 @@ function assertKnownEnv(env: NodeJS.ProcessEnv): void {
 function readFile(file: string): Record<string, unknown> {
   let data: unknown;
   try {
-    data = JSON.parse(readFileSync(file, 'utf8'));
+    data = parseConfigJson(readFileSync(file, 'utf8'));
   } catch (err) {
     throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`, { cause: err, key: file });
   }

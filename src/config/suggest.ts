@@ -14,6 +14,10 @@ export function closeKey(key: string, candidates: readonly string[] = CONFIG_KEY
 
 /** Throws {@link ConfigError} (naming the close known key, if any) unless `key` is a configuration key. */
 export function assertKnownKey(key: string, source: string): void {
+  // `{ "rpc": null }`: the section is known, its value is not a section.
+  if (!CONFIG_KEYS.includes(key) && CONFIG_KEYS.some((k) => k.startsWith(`${key}.`))) {
+    throw new ConfigError(`configuration section '${key}' (from ${source}) must be an object of ${key}.* options`, { key });
+  }
   if (!CONFIG_KEYS.includes(key)) {
     const guess = closeKey(key);
     throw new ConfigError(

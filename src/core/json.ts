@@ -66,3 +66,75 @@ export function parsePeerJson(text: string, what: string, maxDepth: number = DEF
     throw new MalformedMessage(`${what} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
 }
+
+interface Level {
+  /** The keys seen so far (objects), or undefined (arrays). */
+  keys: Set<string> | undefined;
+  /** Where this level is, for the error (`services.calc`, `routes[2]`). */
+  path: string;
+  /** Objects: the next string is a key. Arrays: the index of the current item. */
+  expectKey: boolean;
+  index: number;
+  key: string;
+}
+
+/**
+ * The first key that appears twice in one object of the JSON `text` (already known to parse),
+ * with its path and line, or undefined. Keys compare as JSON.parse reads them (`"a"` and
+ * `"\u0061"` are one key).
+ */
+function duplicateKey(text: string): { path: string; line: number } | undefined {
+  const stack: Level[] = [];
+  const childPath = (): string => {
+    const p = stack.at(-1);
+    if (!p) return '';
+    return p.keys ? (p.path ? `${p.path}.${p.key}` : p.key) : `${p.path}[${p.index}]`;
+  };
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      let j = i;
+      for (;;) {
+        j = text.indexOf('"', j + 1);
+        let k = j - 1;
+        while (text.charCodeAt(k) === BACKSLASH) k--;
+        if ((j - 1 - k) % 2 === 0) break;
+      }
+      const top = stack.at(-1);
+      if (top?.keys && top.expectKey) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        if (top.keys.has(key)) {
+          return { path: top.path ? `${top.path}.${key}` : key, line: text.slice(0, i).split('\n').length };
+        }
+        top.keys.add(key);
+        top.key = key;
+        top.expectKey = false;
+      }
+      i = j;
+    } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
+      stack.push({ keys: c === OPEN_OBJECT ? new Set() : undefined, path: childPath(), expectKey: true, index: 0, key: '' });
+    } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
+      stack.pop();
+    } else if (c === 0x2c /* , */) {
+      const top = stack.at(-1);
+      if (top?.keys) top.expectKey = true;
+      else if (top) top.index++;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * JSON.parse for a file an operator wrote (configuration, run file, keys file): a leading byte
+ * order mark (Windows editors save one) is skipped, and a key given twice in one object is an
+ * error. JSON.parse keeps the last of duplicates silently, so a copied service block not renamed
+ * replaced the first, and a section written twice lost its first half.
+ */
+export function parseConfigJson(text: string): unknown {
+  const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  const data: unknown = JSON.parse(body);
+  const dup = duplicateKey(body);
+  if (dup)
+    throw new SyntaxError(`key ${dup.path} appears twice (line ${dup.line}): JSON would keep only the last; merge them or remove one`);
+  return data;
+}

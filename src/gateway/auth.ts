@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { FastifyRequest } from 'fastify';
 import { ConfigError } from '../core/errors.js';
+import { parseConfigJson } from '../core/json.js';
 
 /** What the gateway knows about a caller; it becomes part of the RPC context. */
 export interface Identity {
@@ -86,7 +87,7 @@ export function presentedKey(request: FastifyRequest): string | undefined {
 export function keysFileAuthenticator(file: string): Authenticate {
   let data: unknown;
   try {
-    data = JSON.parse(readFileSync(file, 'utf8'));
+    data = parseConfigJson(readFileSync(file, 'utf8'));
   } catch (err) {
     throw new ConfigError(`cannot read keys file ${file}: ${(err as Error).message}`, { cause: err, key: 'auth.keysFile' });
   }

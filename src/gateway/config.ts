@@ -9,6 +9,7 @@ import path from 'node:path';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { assertKnownKey, CONFIG_KEYS, closeKey } from '../config/index.js';
 import { ConfigError } from '../core/errors.js';
+import { parseConfigJson } from '../core/json.js';
 
 /** A JSON Schema (2020-12) object, as OpenAPI 3.1 uses it. */
 export type JsonSchema = Record<string, unknown>;
@@ -327,7 +328,7 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
 export function readGatewayConfig(file: string): GatewayConfig {
   let data: unknown;
   try {
-    data = JSON.parse(readFileSync(file, 'utf8'));
+    data = parseConfigJson(readFileSync(file, 'utf8'));
   } catch (err) {
     throw new ConfigError(`cannot read gateway config file ${file}: ${(err as Error).message}`, { cause: err, key: file });
   }

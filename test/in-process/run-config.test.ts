@@ -151,6 +151,15 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
     r = hermod(['run']);
     assert.is(r.status, 2);
     assert.match(r.stderr, /cannot read run file hermod\.config\.json/);
+    // A copied service block not renamed: JSON.parse kept the second and the first was never served.
+    writeFileSync(
+      file,
+      '{ "services": {\n  "calc": { "endpoints": "./ep.js", "topic": "a" },\n  "calc": { "endpoints": "./ep.js", "topic": "b" }\n} }\n',
+    );
+    r = hermod(['run']);
+    assert.is(r.status, 2, r.stderr);
+    assert.match(r.stderr, /cannot read run file hermod\.config\.json: key services\.calc appears twice \(line 3\)/);
+    assert.not.match(r.stdout, /"event":"serving"/);
     for (const args of [['--version'], ['-V'], ['run', '--version']]) {
       r = hermod(args);
       assert.is(r.status, 0, `${args.join(' ')}: ${r.stderr}`);

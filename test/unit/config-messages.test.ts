@@ -2,12 +2,15 @@
 // documented forms, "did you mean" only for close typos, each bad value named once with its
 // source, and transport URLs checked host:port by host:port before anything is dialled.
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { closeKey, loadConfig, OPTIONS } from '../../src/config/index.js';
 import { parseTransportUrl } from '../../src/config/transport-url.js';
+import { parseConfigJson } from '../../src/core/json.js';
 import { rejects } from '../support/assert.js';
 
 const t = suite('config messages');
@@ -32,6 +35,45 @@ t('every duration key takes 30s, 2m and a bare number in its unit', () => {
   // The environment and transport-URL query options go through the same parsing.
   assert.is(loadConfig({ env: { HERMOD_RABBIT_HEARTBEAT: '1m' } }).rabbit.heartbeat, 60);
   assert.is(parseTransportUrl('rabbit://h/?heartbeat=30s').options['rabbit.heartbeat'], '30s');
+});
+
+t(
+  'config files: a key given twice is refused with its path and line, a byte order mark is skipped, a section of the wrong type is named as a section',
+  async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-config-'));
+    try {
+      const file = (name: string, text: string) => {
+        const f = path.join(dir, name);
+        writeFileSync(f, text);
+        return f;
+      };
+      // JSON.parse keeps the last of duplicate keys: rpc.retry was lost without a word.
+      const twice = file('twice.json', '{\n  "rpc": { "retry": 0 },\n  "rpc": { "responseTimeout": 5000 }\n}\n');
+      await rejects(() => loadConfig({ env: {}, files: [twice] }), 'HERMOD_ERR_CONFIG', /twice\.json: key rpc appears twice \(line 3\)/);
+      const inner = file('inner.json', '{ "rpc": { "retry": 0, "retry": 2 } }');
+      await rejects(() => loadConfig({ env: {}, files: [inner] }), 'HERMOD_ERR_CONFIG', /key rpc\.retry appears twice \(line 1\)/);
+      // Windows editors save a BOM; it is not part of the JSON.
+      const bom = file('bom.json', '\ufeff{ "rpc": { "retry": 4 } }');
+      assert.is(loadConfig({ env: {}, files: [bom] }).rpc.retry, 4);
+      for (const value of ['null', '[1, 2]', '5']) {
+        const f = file('section.json', `{ "rpc": ${value} }`);
+        await rejects(
+          () => loadConfig({ env: {}, files: [f] }),
+          'HERMOD_ERR_CONFIG',
+          /configuration section 'rpc' \(from file .*\) must be an object of rpc\.\* options/,
+        );
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+t('parseConfigJson: duplicates in nested objects and arrays of objects, escaped keys, strings holding brackets', () => {
+  assert.equal(parseConfigJson('{"a":[{"k":1},{"k":2}],"b":{"k":"}{[,\\"k\\""}}'), { a: [{ k: 1 }, { k: 2 }], b: { k: '}{[,"k"' } });
+  assert.throws(() => parseConfigJson('{"a":[{"k":1},{"k":2,"k":3}]}'), /key a\[1\]\.k appears twice/);
+  assert.throws(() => parseConfigJson('{"a":1,"\\u0061":2}'), /key a appears twice/);
+  assert.throws(() => parseConfigJson('{"a":1,}'), SyntaxError);
 });
 
 t('a heartbeat is whole seconds: 1500ms is refused, saying so', async () => {

@@ -5,14 +5,14 @@ import { QUIET_ACK_DELAY_MS, TickAcks } from '../../src/driver/rabbit/tick-acks.
 
 const t = suite('rabbit acknowledgements per tick (TickAcks)');
 
-function fixture(prefetch?: number) {
+function fixture(prefetch?: number, quietDelayMs?: number) {
   const sent: string[] = [];
   const ch = {
     ack: (m: Message, multiple: boolean) => sent.push(`ack ${m.fields.deliveryTag}${multiple ? ' multiple' : ''}`),
     nack: (m: Message, _all: boolean, requeue: boolean) => sent.push(`nack ${m.fields.deliveryTag}${requeue ? ' requeue' : ''}`),
   } as unknown as Channel;
   const msg = (tag: number) => ({ fields: { deliveryTag: tag } }) as Message;
-  return { acks: new TickAcks(ch, prefetch), sent, msg };
+  return { acks: new TickAcks(ch, prefetch, quietDelayMs), sent, msg };
 }
 
 const tick = () => new Promise((r) => setImmediate(r));
@@ -73,7 +73,10 @@ t('a channel that throws on ack does not throw out of flush', () => {
 });
 
 t('a quiet channel (under half the prefetch unacknowledged) acks after a short delay, many calls in one frame', async () => {
-  const { acks, sent, msg } = fixture(8);
+  // A delay far longer than the real one: the steps below must all fall inside it, and on a
+  // loaded CI machine a few turns of the event loop took longer than the real 10 ms.
+  const delay = Math.max(QUIET_ACK_DELAY_MS, 300);
+  const { acks, sent, msg } = fixture(8, delay);
   acks.delivered(msg(1));
   acks.ack(msg(1));
   await tick();
@@ -83,12 +86,12 @@ t('a quiet channel (under half the prefetch unacknowledged) acks after a short d
   acks.delivered(msg(3));
   await tick();
   acks.ack(msg(3));
-  await sleep(QUIET_ACK_DELAY_MS + 15);
+  await sleep(delay + 50);
   assert.equal(sent, ['ack 3 multiple'], 'one frame for the three, within the delay');
   // The timer is re-armed for the next quiet batch.
   acks.delivered(msg(4));
   acks.ack(msg(4));
-  await sleep(QUIET_ACK_DELAY_MS + 15);
+  await sleep(delay + 50);
   assert.equal(sent.slice(1), ['ack 4 multiple']);
 });
 

@@ -49,6 +49,8 @@ export class TickAcks {
   constructor(
     private readonly ch: Channel,
     prefetch = 1,
+    /** How long quiet acks wait ({@link QUIET_ACK_DELAY_MS}; tests lengthen it to stay clear of a loaded machine's pauses). */
+    private readonly quietDelayMs = QUIET_ACK_DELAY_MS,
   ) {
     this.eager = Math.max(1, prefetch >> 1);
   }
@@ -76,7 +78,7 @@ export class TickAcks {
         this.timer = setTimeout(() => {
           this.timerArmed = false;
           this.flush();
-        }, QUIET_ACK_DELAY_MS);
+        }, this.quietDelayMs);
         // A consumer that stops flushes first; an abandoned channel needs nothing acknowledged.
         this.timer.unref();
       }

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CONFIG_KEYS, closeKey } from '../../config/index.js';
 import { ConfigError } from '../../core/errors.js';
+import { parseConfigJson } from '../../core/json.js';
 import { importModule } from '../load-endpoints.js';
 import { parseMetricsAddress } from '../metrics.js';
 import type { WatchOptions } from './reloader.js';
@@ -251,7 +252,7 @@ export const DEFAULT_RUN_FILES = ['hermod.config.json', 'hermod.config.js', 'her
 export async function readRunFile(file: string): Promise<RunSpec> {
   let data: unknown;
   try {
-    if (file.endsWith('.json')) data = JSON.parse(readFileSync(file, 'utf8'));
+    if (file.endsWith('.json')) data = parseConfigJson(readFileSync(file, 'utf8'));
     else {
       const mod = await importModule(file);
       data = typeof mod.default === 'function' ? await (mod.default as () => unknown)() : mod.default;
