@@ -251,3 +251,20 @@ export class RemoteError extends HermodError {
   }
 }
 define(RemoteError, 'HERMOD_ERR_REMOTE');
+
+/**
+ * Text for any thrown value. `String()` itself throws for some (an object without a prototype,
+ * one whose toString throws), and a handler of the first throw that throws again lost the
+ * call's reply and its server slot.
+ */
+export function textOf(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    try {
+      return JSON.stringify(value) ?? Object.prototype.toString.call(value);
+    } catch {
+      return Object.prototype.toString.call(value);
+    }
+  }
+}

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type * as OtelApi from '@opentelemetry/api';
 import type { Context as OtelContext, Span, SpanContext, Tracer } from '@opentelemetry/api';
+import { textOf } from './errors.js';
 import type { Context } from './serializer.js';
 
 /**
@@ -127,7 +128,7 @@ function attributes(info: SpanInfo): Record<string, string | boolean> {
 
 function finish(span: Span, error: unknown): void {
   if (error !== undefined) {
-    const err = error instanceof Error ? error : new Error(String(error));
+    const err = error instanceof Error ? error : new Error(textOf(error));
     span.recordException(err);
     span.setStatus({ code: api().SpanStatusCode.ERROR, message: err.message });
   }

@@ -1,3 +1,4 @@
+import { textOf } from '../core/errors.js';
 import { uuidHex } from '../core/ids.js';
 import type { SignalSource } from '../core/lazy-abort.js';
 import type { Context } from '../core/serializer.js';
@@ -209,8 +210,11 @@ export class JobRunner {
     if (job.state === 'running') this.notify(job);
     published = true;
     void work.then(() => {
-      this.finish(job, outcome!);
-      ended();
+      try {
+        this.finish(job, outcome!);
+      } finally {
+        ended();
+      }
     });
     return this.tokenOf(job);
   }
@@ -280,7 +284,7 @@ export class JobRunner {
   }
 
   private finish(r: JobRecord, o: { ok: true; value: unknown } | { ok: false; error: unknown }): void {
-    const error = o.ok ? undefined : o.error instanceof Error ? o.error : new Error(String(o.error));
+    const error = o.ok ? undefined : o.error instanceof Error ? o.error : new Error(textOf(o.error));
     const ended = o.ok
       ? this.store.end(r, { state: 'succeeded', result: o.value })
       : this.store.end(r, { state: r.cancelRequested ? 'cancelled' : 'failed', error: error! });

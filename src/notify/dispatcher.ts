@@ -1,4 +1,4 @@
-import { InvalidArgument } from '../core/errors.js';
+import { InvalidArgument, textOf } from '../core/errors.js';
 import { findPrototypeKey, notPlainError } from '../core/plain.js';
 import type { Context } from '../core/serializer.js';
 import { NotificationFilter } from './filter.js';
@@ -115,7 +115,7 @@ export class NotificationDispatcher {
     try {
       return (await fn(...args)) as NotificationResult;
     } catch (err) {
-      this.onFailure({ ...what, error: err instanceof Error ? err : new Error(String(err)) });
+      this.onFailure({ ...what, error: err instanceof Error ? err : new Error(textOf(err)) });
       return 'requeue';
     }
   }

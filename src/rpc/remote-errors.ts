@@ -8,6 +8,7 @@ import {
   RemoteError,
   SerializationError,
   ServerStopped,
+  textOf,
   UnsupportedVersion,
 } from '../core/errors.js';
 import type { Failure } from '../core/failure.js';
@@ -120,7 +121,7 @@ export function serializeFailure(thrown: unknown, opts: SerializeFailureOptions 
   try {
     text = typeof thrown === 'string' ? thrown : (JSON.stringify(thrown) ?? String(thrown));
   } catch {
-    text = String(thrown);
+    text = textOf(thrown);
   }
   return { class: 'NonErrorThrown', module: HERMOD_MODULE, message: `non-Error value thrown: ${text}`, tb: [], args: [text], kwargs: {} };
 }

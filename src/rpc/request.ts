@@ -1,5 +1,5 @@
 import { channels, publish, type ServerRequestEvent, type ServerRequestStartEvent } from '../core/diagnostics.js';
-import { HermodError, SerializationError, ServerStopped } from '../core/errors.js';
+import { HermodError, SerializationError, ServerStopped, textOf } from '../core/errors.js';
 import { LazyAbort } from '../core/lazy-abort.js';
 import type { Target } from '../core/target.js';
 import { serverSpan } from '../core/tracing.js';
@@ -105,7 +105,7 @@ export class ServerRequest implements Work {
       );
       reply = { result };
     } catch (err) {
-      error = err instanceof Error ? err : new Error(String(err));
+      error = err instanceof Error ? err : new Error(textOf(err));
       outcome =
         err instanceof HermodError && (err.code === 'HERMOD_ERR_MALFORMED_MESSAGE' || err.code === 'HERMOD_ERR_INVALID_ARGUMENT')
           ? 'invalid'

@@ -81,4 +81,32 @@ t('raw garbage straight into the topic queue: dropped and reported, not a crash'
   assert.is(await c.call({}, 'add', { a: 1, b: 2 }), 3);
 });
 
+t(
+  'a value String() cannot convert (an object without a prototype) thrown by a method is a NonErrorThrown failure; the slot is freed',
+  async (ctx) => {
+    const bare = () => Object.create(null) as unknown;
+    await serve(
+      ctx,
+      'bare',
+      's1',
+      [
+        {
+          async bad() {
+            throw bare();
+          },
+          async ping() {
+            return 'pong';
+          },
+        },
+      ],
+      { concurrency: 1 },
+    );
+    const c = new RPCClient(ctx.transport, new Target({ topic: 'bare' }), { timeout: 2000 });
+    // Before: the catch's String(err) threw again, the caller waited out its timeout and the one
+    // slot was never given back, so ping timed out too.
+    await rejects(() => c.call({}, 'bad', {}), 'HERMOD_ERR_REMOTE', /NonErrorThrown/);
+    assert.is(await c.call({}, 'ping', {}), 'pong');
+  },
+);
+
 t.run();
