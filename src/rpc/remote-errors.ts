@@ -79,8 +79,21 @@ export interface SerializeFailureOptions {
   includeTraceback?: boolean;
 }
 
-/** Turns anything thrown by an endpoint into oslo's failure object. */
+/**
+ * Turns anything thrown by an endpoint into oslo's failure object. Never throws: a thrown value
+ * whose fields cannot be read (a throwing getter, a hostile Proxy) still becomes a failure, since
+ * the caller must get a reply and the server must release the call's slot.
+ */
 export function serializeFailure(thrown: unknown, opts: SerializeFailureOptions = {}): Failure {
+  try {
+    return build(thrown, opts);
+  } catch (err) {
+    const why = `an error was thrown that could not be read (${textOf(err)})`;
+    return { class: 'UnreadableError', module: HERMOD_MODULE, message: why, tb: [], args: [why], kwargs: {} };
+  }
+}
+
+function build(thrown: unknown, opts: SerializeFailureOptions): Failure {
   if (thrown instanceof NoSuchMethod) {
     return failure(OSLO_DISPATCHER, 'NoSuchMethod', thrown, [thrown.method], {}, opts);
   }
@@ -103,15 +116,22 @@ export function serializeFailure(thrown: unknown, opts: SerializeFailureOptions 
   }
   if (thrown instanceof Error) {
     const origin = (thrown as { remote?: RemoteOrigin }).remote;
-    if (origin) return failure(origin.module, origin.class, thrown, [thrown.message], {}, opts);
-    const ctor = thrown.constructor as { remoteModule?: unknown };
-    const module = typeof ctor.remoteModule === 'string' ? ctor.remoteModule : HERMOD_MODULE;
+    if (origin) return failure(origin.module, origin.class, thrown, [messageOf(thrown)], {}, opts);
+    const ctor = thrown.constructor as { remoteModule?: unknown } | undefined;
+    const module = typeof ctor?.remoteModule === 'string' ? ctor.remoteModule : HERMOD_MODULE;
     const kwargs = (thrown as { kwargs?: unknown }).kwargs;
+    const name = (() => {
+      try {
+        return typeof thrown.name === 'string' && thrown.name ? thrown.name : 'Error';
+      } catch {
+        return 'Error';
+      }
+    })();
     return failure(
       module,
-      thrown.name || 'Error',
+      name,
       thrown,
-      [thrown.message],
+      [messageOf(thrown)],
       kwargs && typeof kwargs === 'object' ? (kwargs as Record<string, unknown>) : {},
       opts,
     );
@@ -134,8 +154,33 @@ function failure(
   kwargs: Record<string, unknown>,
   opts: SerializeFailureOptions,
 ): Failure {
-  const tb = opts.includeTraceback && err.stack ? err.stack.split('\n').map((l) => `${l}\n`) : [];
-  return { class: cls, module, message: err.message, tb, args, kwargs };
+  let tb: string[] = [];
+  if (opts.includeTraceback) {
+    try {
+      const stack: unknown = err.stack;
+      if (typeof stack === 'string') tb = stack.split('\n').map((l) => `${l}\n`);
+    } catch {
+      // A stack getter that throws leaves the failure without a traceback, nothing more.
+    }
+  }
+  return { class: cls, module, message: messageOf(err), tb, args, kwargs };
+}
+
+/** An error's message as text, whatever an endpoint put there (an object, a throwing getter). */
+function messageOf(err: Error): string {
+  let m: unknown;
+  try {
+    m = err.message;
+  } catch (e) {
+    return `(the error's message could not be read: ${textOf(e)})`;
+  }
+  if (typeof m === 'string') return m;
+  if (m === undefined) return '';
+  try {
+    return JSON.stringify(m) ?? textOf(m);
+  } catch {
+    return textOf(m);
+  }
 }
 
 /**

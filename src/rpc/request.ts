@@ -105,11 +105,7 @@ export class ServerRequest implements Work {
       );
       reply = { result };
     } catch (err) {
-      error = err instanceof Error ? err : new Error(textOf(err));
-      outcome =
-        err instanceof HermodError && (err.code === 'HERMOD_ERR_MALFORMED_MESSAGE' || err.code === 'HERMOD_ERR_INVALID_ARGUMENT')
-          ? 'invalid'
-          : 'error';
+      [error, outcome] = classify(err);
       reply = { failure: serializeFailure(err, { includeTraceback: this.host.sendTraceback }) };
     }
     this.stopHeartbeat();
@@ -152,7 +148,7 @@ export class ServerRequest implements Work {
       await this.incoming.reply(reply as never);
       return undefined;
     } catch (err) {
-      const e = err instanceof Error ? err : new SerializationError(String(err));
+      const e = err instanceof Error ? err : new SerializationError(textOf(err));
       try {
         await this.incoming.reply({ failure: serializeFailure(e, { includeTraceback: this.host.sendTraceback }) });
       } catch {
@@ -190,5 +186,19 @@ export class ServerRequest implements Work {
     if (this.namespace !== undefined) e.namespace = this.namespace;
     if (this.version !== undefined) e.version = this.version;
     return e;
+  }
+}
+
+/**
+ * What a thrown value means for the request's event. Reading it must not throw: a Proxy whose
+ * traps throw would otherwise skip the reply and keep the call's slot forever.
+ */
+function classify(err: unknown): [Error, ServerRequestEvent['outcome']] {
+  try {
+    const invalid =
+      err instanceof HermodError && (err.code === 'HERMOD_ERR_MALFORMED_MESSAGE' || err.code === 'HERMOD_ERR_INVALID_ARGUMENT');
+    return [err instanceof Error ? err : new Error(textOf(err)), invalid ? 'invalid' : 'error'];
+  } catch (e) {
+    return [new Error(`an error was thrown that could not be read (${textOf(e)})`), 'error'];
   }
 }

@@ -109,4 +109,66 @@ t(
   },
 );
 
+t(
+  'errors whose fields cannot be read (a throwing message getter, an object message, a non-string stack, a hostile Proxy) still get a failure reply; the slot is freed',
+  async (ctx) => {
+    const getterThrows = () => {
+      const e = new Error('x');
+      Object.defineProperty(e, 'message', {
+        get() {
+          throw new Error('no message for you');
+        },
+      });
+      return e;
+    };
+    const objectMessage = () => {
+      const e = new Error('x');
+      (e as unknown as { message: unknown }).message = { code: 7 };
+      (e as unknown as { stack: unknown }).stack = 42;
+      return e;
+    };
+    const proxy = () =>
+      new Proxy(
+        {},
+        {
+          getPrototypeOf() {
+            throw new Error('trap');
+          },
+          get() {
+            throw new Error('trap');
+          },
+        },
+      );
+    await serve(
+      ctx,
+      'unreadable',
+      's1',
+      [
+        {
+          async getter() {
+            throw getterThrows();
+          },
+          async object() {
+            throw objectMessage();
+          },
+          async proxy() {
+            throw proxy();
+          },
+          async ping() {
+            return 'pong';
+          },
+        },
+      ],
+      { concurrency: 1, sendTraceback: true },
+    );
+    const c = new RPCClient(ctx.transport, new Target({ topic: 'unreadable' }), { timeout: 2000 });
+    // Before: serializeFailure threw inside run()'s catch (err.message's getter, err.stack.split,
+    // instanceof on the Proxy), so no reply was sent and the one slot was never given back.
+    await rejects(() => c.call({}, 'getter', {}), 'HERMOD_ERR_REMOTE', /could not be read: Error: no message for you/);
+    await rejects(() => c.call({}, 'object', {}), 'HERMOD_ERR_REMOTE', /\{"code":7\}/);
+    await rejects(() => c.call({}, 'proxy', {}), 'HERMOD_ERR_REMOTE', /could not be read/);
+    assert.is(await c.call({}, 'ping', {}), 'pong');
+  },
+);
+
 t.run();
