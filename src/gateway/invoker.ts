@@ -271,6 +271,8 @@ export class Invoker {
     const found = this.byName.get(name);
     if (found) return found;
     const dot = name.lastIndexOf('.');
+    // Without a dot there is no topic: slicing to -1 made "ping" call method ping on topic "pin".
+    if (dot <= 0) return this.undeclared('', name, name);
     return this.undeclared(name.slice(0, dot), name.slice(dot + 1), name);
   }
 

@@ -50,7 +50,7 @@ function bodyObject(body: unknown, route: CompiledRoute): Record<string, unknown
 
 // Path and query values are text; where the route's schema says a property is a number or a
 // boolean, the text is read as one (and left as text when it is not one, for the schema to refuse).
-function coerce(value: unknown, schema: JsonSchema | undefined): unknown {
+function coerceTo(value: unknown, schema: JsonSchema | undefined): unknown {
   if (typeof value !== 'string' || !schema) return value;
   const types = ([] as unknown[]).concat(schema.type ?? []);
   if ((types.includes('integer') || types.includes('number')) && /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(value)) return Number(value);
@@ -98,15 +98,18 @@ export function registerRest(app: FastifyInstance, invoker: Invoker, maxTimeout:
   for (const route of invoker.routes) {
     if (!route.route.alias) continue;
     const [verb, url] = route.route.alias.split(' ') as [AliasVerb, string];
-    const props = (route.route.args?.properties ?? {}) as Record<string, JsonSchema>;
     app.route<{ Params: Record<string, string>; Querystring: Record<string, unknown> }>({
       method: verb,
       url,
       handler: async (request, reply) => {
+        // Read per request: a contract the route adopts from its servers arrives after registration.
+        const schema = (route.route.args ?? route.contract?.args) as JsonSchema | undefined;
+        const props = (schema?.properties ?? {}) as Record<string, JsonSchema>;
+        const coerce = (k: string, v: unknown) => coerceTo(v, Object.hasOwn(props, k) ? props[k] : undefined);
         const args: Record<string, unknown> = { ...bodyObject(request.body, route) };
         // setOwn: `?__proto__=…` is a key the arguments then refuse, not a prototype set in passing.
-        for (const [k, v] of Object.entries(request.query ?? {})) setOwn(args, k, coerce(v, props[k]));
-        for (const [k, v] of Object.entries(request.params ?? {})) setOwn(args, k, coerce(v, props[k]));
+        for (const [k, v] of Object.entries(request.query ?? {})) setOwn(args, k, coerce(k, v));
+        for (const [k, v] of Object.entries(request.params ?? {})) setOwn(args, k, coerce(k, v));
         return respond(invoker, route, request, reply, args, headerControls(request, maxTimeout), jobs);
       },
     });

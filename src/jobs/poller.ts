@@ -5,6 +5,14 @@ import { InvalidJobToken, JobTimeout, ServerUnavailable } from './errors.js';
 import { FINAL_STATES, type JobState, type JobStatusDict } from './store.js';
 import { HERMOD_NAMESPACE, JOBS_VERSION, type JobToken } from './token.js';
 
+/**
+ * The least a poll sent near the end of a bounded wait gets for its answer. Given only what was
+ * left (1 ms after the last sleep), it always timed out, so a job that ended within the wait's
+ * last poll interval (up to pollMax) was reported as still running; at the gateway, cancelled
+ * with its result lost. A server that does not answer stretches the wait by this much at most.
+ */
+const LAST_POLL_MS = 250;
+
 /** Makes one short call (a poll) to a target; the RPC client provides it. */
 export type PollCall = (target: Target, ctx: Context, method: string, args: Record<string, unknown>, timeoutMs: number) => Promise<unknown>;
 
@@ -151,11 +159,10 @@ export class JobPoller {
       // stretch a 1 s bound to a poll's 10 s.
       const left = deadline - Date.now();
       const bounded = left < this.options.pollTimeout;
+      const pollFor = bounded ? Math.max(Math.min(LAST_POLL_MS, this.options.pollTimeout), left) : this.options.pollTimeout;
       let s: JobStatus;
       try {
-        s = this.checked(
-          toStatus((await this.poll('job_status', bounded ? Math.max(1, left) : this.options.pollTimeout)) as JobStatusDict),
-        );
+        s = this.checked(toStatus((await this.poll('job_status', pollFor)) as JobStatusDict));
       } catch (err) {
         if (bounded && err instanceof ServerUnavailable && err.cause instanceof MessagingTimeout) {
           throw new JobTimeout(

@@ -150,6 +150,9 @@ for (const [name, broker] of IN_PROCESS) {
         { 'x-test-user': '1' },
       );
       assert.is(j.json.result, 'plain');
+      // A method name without a topic is not a call: before, "text" called method text on topic "tex".
+      const bare = await http(any.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 'text', id: 2 }, { 'x-test-user': '1' });
+      assert.equal([bare.json.error?.code, bare.json.error?.message], [-32601, 'text is not exposed by this gateway']);
       assert.is((await http(any.base, 'POST', '/v1/bad topic/x', {}, { 'x-test-user': '1' })).status, 404);
     } finally {
       await any.close();

@@ -53,7 +53,7 @@ export function gatewayContractSuite(name: string, broker: () => Promise<Gateway
       listen: { port: 0 },
       contractTimeout,
       routes: [
-        { topic, method: 'add' },
+        { topic, method: 'add', alias: `GET /${topic}/sum/:a` },
         { topic, method: 'tag', args: { type: 'object' } },
         { topic: `${topic}-nobody`, method: 'add' },
       ],
@@ -84,6 +84,11 @@ export function gatewayContractSuite(name: string, broker: () => Promise<Gateway
     assert.equal(own.json.error.remote?.type, 'ContractViolation', 'refused by the server this time');
     const rpc = await http(base, 'POST', '/jsonrpc', { jsonrpc: '2.0', id: 1, method: `${topic}.add`, params: { a: 1 } });
     assert.is(rpc.json.error.code, -32602);
+    // An alias without args reads its path and query values by the adopted contract (numbers):
+    // before, they stayed strings and the contract refused them.
+    const sum = await http(base, 'GET', `/${topic}/sum/2?b=5`);
+    assert.is(sum.status, 200, JSON.stringify(sum.json));
+    assert.equal(sum.json, { result: 7 });
   });
 
   t("a result that breaks its contract on the server is the server failing: 502 / -32005, not the caller's 400", async (ctx) => {

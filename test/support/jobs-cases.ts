@@ -382,6 +382,20 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     assert.equal(await job.result({ timeout: 3000 }), { image: 'img', resized: true, user: null });
   });
 
+  t('a job that ends after the last poll of a bounded wait but before its end is its result, not a JobTimeout', async (ctx) => {
+    const tp = topic('lastpoll');
+    await serve(ctx, tp, 's1', new Images());
+    // Polls at about 0, 1000 and 2000 ms; the wait ends at 2500, the job at about 2250.
+    const c = await client(ctx, tp, {}, { 'jobs.pollInterval': 1000, 'jobs.pollMax': 1000 });
+    const job = await c.start({}, 'resize', { ms: 2250, steps: 1 });
+    const t0 = performance.now();
+    // Before: the poll sent when the wait ran out was given 1 ms, timed out, and the job that had
+    // ended 250 ms earlier was reported as still running.
+    assert.equal(await job.result({ timeout: 2500 }), { image: 'img', resized: true, user: null });
+    const took = performance.now() - t0;
+    assert.ok(took >= 2000, `the result came from the poll at the wait's end, after ${took.toFixed(0)} ms`);
+  });
+
   t('client killed mid-poll and resumed from its serialized token', async (ctx) => {
     const tp = topic('resume');
     await serve(ctx, tp, 's1', new Images());
