@@ -1,3 +1,4 @@
+import { deferred } from '../core/deferred.js';
 import { channels, publish } from '../core/diagnostics.js';
 import { ClosedError, InvalidArgument, InvalidTarget, MalformedMessage, ServerStopped } from '../core/errors.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
@@ -85,6 +86,8 @@ export class NotificationListener {
   private readonly pool: WorkPool;
   private listener: Listener | undefined;
   private state: State = 'new';
+  /** Settled by the first stop(): wait() called earlier waits for it. */
+  private readonly stopCalled = deferred();
   /** Aborted by stop(): a subscription still being made gives up at once. */
   private readonly stopping = new AbortController();
   private batch: Parsed[] = [];
@@ -174,6 +177,7 @@ export class NotificationListener {
    * (see {@link wait}).
    */
   async stop(): Promise<void> {
+    this.stopCalled.resolve();
     const wasActive = this.state === 'running' || this.state === 'starting';
     this.state = 'stopped';
     this.stopping.abort();
@@ -193,6 +197,8 @@ export class NotificationListener {
    * second grace for the close), and at most 2 s (one CI run saw a second grace).
    */
   async wait(deadlineMs: number = this.transport.config.rpc.stopTimeout): Promise<WaitResult> {
+    // As RPCServer.wait(): before stop() it waits for stop(), and never ends a handler of a listener still taking work.
+    await this.stopCalled.promise;
     const result = await this.pool.drain(deadlineMs);
     // Only now: the acknowledgements of what finished went over the subscription's channel or links.
     if (this.state === 'stopped') await this.listener?.close();

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { deferred } from '../core/deferred.js';
 import { channels, publish, type ServerRequestEvent } from '../core/diagnostics.js';
 import { assertMs, ClosedError, InvalidArgument } from '../core/errors.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
@@ -104,6 +105,8 @@ export class RPCServer {
   private readonly pool: WorkPool<ServerRequest>;
   private listener: Listener | undefined;
   private state: State = 'new';
+  /** Settled by the first stop(): wait() called earlier waits for it. */
+  private readonly stopCalled = deferred();
   /** Aborted by stop(): a subscription still being made gives up at once. */
   private readonly stopping = new AbortController();
   private readonly counts = { served: 0, failed: 0 };
@@ -256,6 +259,7 @@ export class RPCServer {
    */
   async stop(options: StopOptions = {}): Promise<void> {
     assertOptions(options, STOP_OPTIONS, 'stop() options');
+    this.stopCalled.resolve();
     if (this.state === 'draining') return;
     if (this.state === 'running' && this.jobs.active > 0) {
       // The subscription stays so that pollers can follow the jobs to their end: wait() ends it.
@@ -279,8 +283,11 @@ export class RPCServer {
    * After a stop() it then releases the subscription. Returns within `deadlineMs` plus about 1 s
    * (the aborts' replies get up to 1 s; a broker that has not answered the consumer cancels of
    * stop() gets no second grace for the close handshake), whatever the broker does.
+   * Called before stop(), it first waits for stop() (as oslo.messaging's does), and the deadline
+   * counts from there: it never ends the requests of a server that is still serving.
    */
   async wait(deadlineMs: number = this.transport.config.rpc.stopTimeout): Promise<WaitResult> {
+    await this.stopCalled.promise;
     const started = performance.now();
     let jobs: WaitResult = { completed: 0, aborted: 0 };
     if (this.state === 'draining') {

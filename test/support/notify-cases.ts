@@ -279,6 +279,31 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
     await rejects(l1.start(), 'HERMOD_ERR_CLOSED', /cannot be started again/);
   });
 
+  t('lifecycle: wait() before stop() waits for stop(): a listener still taking work ends none of its handlers', async (ctx) => {
+    const tp = topic();
+    const ep = {
+      async info() {
+        await sleep(300);
+      },
+    };
+    const l = await listen(ctx, [tp], [ep]);
+    const nt = new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp] });
+    const sent = nt.info({}, 'e', {});
+    await until(() => l.stats().inFlight === 1, 'running');
+    let waited: unknown;
+    const w = l.wait(20).then((r) => {
+      waited = r;
+    });
+    // Before: the 20 ms deadline requeued the running notification while the listener went on.
+    await until(() => l.stats().handled === 1, 'handled, not aborted');
+    assert.is(l.stats().requeued, 0);
+    assert.is(waited, undefined, 'wait() has not returned: stop() was not called');
+    await sent;
+    await l.stop();
+    await w;
+    assert.equal(waited, { completed: 0, aborted: 0 });
+  });
+
   t('lifecycle: wait() returns once the running notifications are handled; abort() requeues at once', async (ctx) => {
     const tp = topic();
     const ep = {

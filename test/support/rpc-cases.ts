@@ -425,6 +425,25 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     await sleep(500); // the abandoned methods finish; their late results must go nowhere
   });
 
+  t('wait() before stop() waits for stop(): a serving server ends none of its calls', async (ctx) => {
+    const tp = topic('waitfirst');
+    const s = await serve(ctx, tp, 's', [new Recorder('s')]);
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 5000 });
+    const running = c.call({}, 'sleep', { ms: 300 });
+    await until(() => s.stats().inFlight === 1, 'the call to start');
+    let waited: unknown;
+    const w = s.wait(20).then((r) => {
+      waited = r;
+    });
+    // Before: the 20 ms deadline aborted the running call (ServerStopped) while the server served on.
+    assert.is(await running, 300);
+    assert.is(await c.call({}, 'add', { a: 1, b: 2 }), 3, 'still serving');
+    assert.is(waited, undefined, 'wait() has not returned: stop() was not called');
+    await s.stop();
+    await w;
+    assert.equal(waited, { completed: 0, aborted: 0 });
+  });
+
   t('abort(): stops and ends running calls at once; callers hear ServerStopped', async (ctx) => {
     const tp = topic('abort-now');
     const s = await serve(ctx, tp, 's', [new Recorder('s')]);
