@@ -1,3 +1,5 @@
+import { assertMs, InvalidArgument } from '../core/errors.js';
+import { assertOptions } from '../core/suggest.js';
 import { isFinal, type JobPoller, type JobStatus, toStatus } from './poller.js';
 import type { JobStatusDict } from './store.js';
 import { type JobToken, serializeJobToken } from './token.js';
@@ -8,6 +10,8 @@ export interface JobProgress {
   progress: number | null;
   message: string | null;
 }
+
+const RESULT_OPTIONS = { timeout: true, onProgress: true, signal: true } as const;
 
 /**
  * A handle on a job running on a server: what `RPCClient.start()` and `RPCClient.job(token)`
@@ -49,6 +53,15 @@ export class Job<R = unknown> implements AsyncIterable<JobProgress> {
    * Aborting `signal` gives the wait up (rejecting with the signal's reason); the job runs on.
    */
   async result(options: { timeout?: number; onProgress?: (p: JobProgress) => void; signal?: AbortSignal } = {}): Promise<R> {
+    // Checked as call options are: a NaN or negative timeout made the wait unbounded, a typo silently so.
+    assertOptions(options, RESULT_OPTIONS, 'Job.result() options');
+    assertMs('timeout', options.timeout, true);
+    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
+      throw new InvalidArgument(`onProgress must be a function, got ${typeof options.onProgress}`);
+    }
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+      throw new InvalidArgument('signal must be an AbortSignal');
+    }
     const { onProgress } = options;
     let last = '';
     const onStatus =

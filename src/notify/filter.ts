@@ -1,8 +1,11 @@
 import { InvalidArgument } from '../core/errors.js';
 import type { Context } from '../core/serializer.js';
+import { assertOptions } from '../core/suggest.js';
 import type { NotificationMetadata } from './message.js';
 
 type Regexes = Record<string, string | RegExp>;
+
+const RULES = { publisherId: true, eventType: true, context: true, metadata: true, payload: true } as const;
 
 /**
  * oslo's NotificationFilter: regular expressions matched from the start of the publisher id,
@@ -23,6 +26,8 @@ export class NotificationFilter {
     metadata?: Regexes;
     payload?: Regexes;
   }) {
+    // A misspelt rule (oslo's `event_type`) would otherwise pass every notification.
+    assertOptions(rules, RULES, 'NotificationFilter rules');
     this.publisherId = NotificationFilter.compile(rules.publisherId, 'publisherId');
     this.eventType = NotificationFilter.compile(rules.eventType, 'eventType');
     this.ctx = NotificationFilter.dict(rules.context, 'context');
@@ -37,6 +42,12 @@ export class NotificationFilter {
    */
   private static compile(p: string | RegExp | undefined, field: string): RegExp | undefined {
     if (p === undefined) return undefined;
+    // String() of anything else compiled to a pattern nobody wrote (`{}` to /[object Object]/).
+    if (typeof p !== 'string' && !(p instanceof RegExp)) {
+      throw new InvalidArgument(
+        `${field}: a rule must be a string or a RegExp, got ${p === null ? 'null' : Array.isArray(p) ? 'an array' : typeof p}`,
+      );
+    }
     try {
       return p instanceof RegExp ? new RegExp(p.source, `${p.flags.replace(/[gy]/g, '')}y`) : new RegExp(p, 'y');
     } catch (err) {
@@ -47,6 +58,9 @@ export class NotificationFilter {
 
   private static dict(d: Regexes | undefined, field: string): Record<string, RegExp> {
     const out: Record<string, RegExp> = {};
+    if (d !== undefined && (d === null || typeof d !== 'object' || Array.isArray(d) || d instanceof RegExp)) {
+      throw new InvalidArgument(`${field}: rules must be an object of field names to patterns`);
+    }
     for (const [k, v] of Object.entries(d ?? {})) out[k] = NotificationFilter.compile(v, `${field}.${k}`)!;
     return out;
   }

@@ -1,6 +1,6 @@
 import { deferred } from '../core/deferred.js';
 import { channels, publish } from '../core/diagnostics.js';
-import { ClosedError, InvalidArgument, InvalidTarget, MalformedMessage, ServerStopped } from '../core/errors.js';
+import { assertMs, ClosedError, InvalidArgument, InvalidTarget, MalformedMessage, ServerStopped } from '../core/errors.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { assertOptions } from '../core/suggest.js';
 import type { Target } from '../core/target.js';
@@ -115,6 +115,12 @@ export class NotificationListener {
     if (options.batchSize !== undefined && !(Number.isInteger(options.batchSize) && options.batchSize >= 1)) {
       throw new InvalidArgument('batchSize must be a positive integer');
     }
+    // As RPCServer checks its own: 0 became a prefetch of 0, which RabbitMQ reads as no limit at all.
+    if (!Number.isInteger(this.concurrency) || this.concurrency < 1) {
+      throw new InvalidArgument(`concurrency must be a whole number of at least 1, got ${this.concurrency}`);
+    }
+    // NaN or a negative delay fired the batch timer at once; a string was handed to setTimeout.
+    assertMs('batchTimeout', options.batchTimeout, false);
     // Batches are bounded by the prefetch window alone (max of concurrency and batchSize), as before.
     this.pool = new WorkPool(this.batching ? Infinity : this.concurrency);
     this.dispatcher = new NotificationDispatcher(endpoints, ({ error, ...what }) => {

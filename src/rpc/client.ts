@@ -161,6 +161,13 @@ export class RPCClient {
     if (options.retry !== undefined && (!Number.isInteger(options.retry) || options.retry < -1)) {
       throw new InvalidArgument(`retry must be -1 (forever), 0 (none) or a number of attempts, got ${options.retry}`);
     }
+    // As the config keys are checked: 0 or NaN made every call wait forever (or fail), 1.5 two.
+    if (options.maxInFlight !== undefined && (!Number.isInteger(options.maxInFlight) || options.maxInFlight < 1)) {
+      throw new InvalidArgument(`maxInFlight must be a whole number of calls, at least 1, got ${options.maxInFlight}`);
+    }
+    if (options.inFlightOverflow !== undefined && options.inFlightOverflow !== 'wait' && options.inFlightOverflow !== 'fail') {
+      throw new InvalidArgument(`inFlightOverflow must be 'wait' or 'fail', got ${JSON.stringify(options.inFlightOverflow)}`);
+    }
     this.target = target;
     this.opts = {
       timeout: options.timeout ?? conf.responseTimeout,

@@ -379,6 +379,11 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     assert.ok(took >= 150 && took < 2000, `JobTimeout before the 2 s job ended: after ${took.toFixed(0)} ms`);
     const job = await c.start({}, 'resize', { ms: 300 });
     await rejects(job.result({ timeout: 50 }), 'HERMOD_ERR_JOB_TIMEOUT');
+    // Before: NaN and -1 waited without a bound, and a misspelt option was dropped in silence.
+    for (const timeout of [Number.NaN, -1]) {
+      await rejects(job.result({ timeout }), 'HERMOD_ERR_INVALID_ARGUMENT', /timeout must be a non-negative number of milliseconds/);
+    }
+    await rejects(job.result({ timout: 50 } as never), 'HERMOD_ERR_INVALID_ARGUMENT', /unknown option 'timout'; did you mean 'timeout'/);
     assert.equal(await job.result({ timeout: 3000 }), { image: 'img', resized: true, user: null });
   });
 

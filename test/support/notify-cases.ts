@@ -372,6 +372,28 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
       () => new NotificationListener(tr, [new Target({ topic: 't' })], [{}], { redeliveryLimit: -1 }),
       /redeliveryLimit must be an integer of 0 or more, got -1/,
     );
+    // Before: each of these was taken; concurrency 0 became a prefetch of 0 (no limit on RabbitMQ).
+    for (const concurrency of [0, 1.5, Number.NaN]) {
+      assert.throws(
+        () => new NotificationListener(tr, [new Target({ topic: 't' })], [{}], { concurrency }),
+        /concurrency must be a whole number of at least 1/,
+      );
+    }
+    for (const batchTimeout of [Number.NaN, -5, '10' as never]) {
+      assert.throws(
+        () => new NotificationListener(tr, [new Target({ topic: 't' })], [{}], { batchSize: 5, batchTimeout }),
+        /batchTimeout must be a positive number of milliseconds/,
+      );
+    }
+    assert.throws(
+      () => new NotificationFilter({ payload: { a: { b: '^x' } as never } }),
+      /payload\.a: a rule must be a string or a RegExp, got object/,
+    );
+    assert.throws(
+      () => new NotificationFilter({ event_type: '^compute' } as never),
+      /unknown option 'event_type'; did you mean 'eventType'/,
+    );
+    assert.throws(() => new NotificationFilter({ context: '^x' as never }), /context: rules must be an object/);
     const nt = new Notifier(tr, { publisherId: 'p', topics: [topic()] });
     await rejects(nt.notify({}, 'e', {}, 'loud' as never), 'HERMOD_ERR_INVALID_ARGUMENT', /unknown priority/);
     await rejects(nt.info({}, '', {}), 'HERMOD_ERR_INVALID_ARGUMENT');

@@ -338,6 +338,19 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
       /versionCap/,
     );
     await rejects(() => new RPCClient(ctx.transport, new Target({ topic: 't' }), { retry: -2 }), 'HERMOD_ERR_INVALID_ARGUMENT', /retry/);
+    // Before: 0 and NaN made every call wait out its timeout for a slot that never comes.
+    for (const maxInFlight of [0, Number.NaN, 1.5, -3]) {
+      await rejects(
+        () => new RPCClient(ctx.transport, new Target({ topic: 't' }), { maxInFlight }),
+        'HERMOD_ERR_INVALID_ARGUMENT',
+        /maxInFlight must be a whole number of calls, at least 1/,
+      );
+    }
+    await rejects(
+      () => new RPCClient(ctx.transport, new Target({ topic: 't' }), { inFlightOverflow: 'drop' as never }),
+      'HERMOD_ERR_INVALID_ARGUMENT',
+      /inFlightOverflow must be 'wait' or 'fail', got "drop"/,
+    );
     await rejects(() => new RPCClient(ctx.transport, {} as Target), 'HERMOD_ERR_INVALID_ARGUMENT');
     await rejects(c.prepare({ version: '1.0' }).call({}, 'm', {}, { timeout: 0 }), 'HERMOD_ERR_INVALID_ARGUMENT', /timeout/);
     await rejects(
