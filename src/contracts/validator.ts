@@ -108,16 +108,24 @@ export function violations(errors: ErrorObject[] | null | undefined): Violation[
     const p = e.params as Record<string, unknown>;
     if (e.keyword === 'additionalProperties' || e.keyword === 'unevaluatedProperties') {
       const name = String(p.additionalProperty ?? p.unevaluatedProperty ?? '');
-      out.push({ path: `${e.instancePath}/${pointerPart(name)}`, message: 'is not allowed here (unknown name)' });
+      out.push({ path: `${capped(e.instancePath, 400)}/${pointerPart(name)}`, message: 'is not allowed here (unknown name)' });
     } else if (e.keyword === 'required') {
-      out.push({ path: `${e.instancePath}/${pointerPart(String(p.missingProperty))}`, message: 'is required' });
+      out.push({ path: `${capped(e.instancePath, 400)}/${pointerPart(String(p.missingProperty))}`, message: 'is required' });
     } else if (e.keyword === 'maxDepth') {
-      out.push({ path: e.instancePath, message: 'nests deeper than its maxDepth allows' });
+      out.push({ path: capped(e.instancePath, 400), message: 'nests deeper than its maxDepth allows' });
     } else {
-      out.push({ path: e.instancePath, message: e.message ?? e.keyword });
+      out.push({ path: capped(e.instancePath, 400), message: e.message ?? e.keyword });
     }
   }
   return out;
 }
 
-const pointerPart = (name: string) => name.replaceAll('~', '~0').replaceAll('/', '~1');
+const pointerPart = (name: string) => capped(name).replaceAll('~', '~0').replaceAll('/', '~1');
+
+/**
+ * Client text a violation quotes back (a property name, a path), cut to a size a message can
+ * carry: a 900 kB key made a 1.8 MB answer, at the gateway and in the caller's failure alike.
+ */
+export function capped(text: string, max = 200): string {
+  return text.length > max ? `${text.slice(0, max)}… (${text.length} characters)` : text;
+}

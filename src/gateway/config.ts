@@ -86,6 +86,14 @@ export interface GatewayConfig {
    */
   maxConnectionsPerAddress?: number;
   /**
+   * Which proxies in front of the gateway to believe about the client's address
+   * (`X-Forwarded-For`), as fastify's option of that name: `true` (any), a number of hops, or
+   * the proxies' addresses and CIDR ranges (`"10.0.0.0/8"`, `["127.0.0.1", "loopback"]`). The
+   * address counts for rate limits, failed credentials, per-client in-flight shares and the
+   * access log. Without it, every client behind a proxy is the proxy. @default false
+   */
+  trustProxy?: boolean | number | string | string[];
+  /**
    * Requests one connection may have waiting for their answers at once (HTTP pipelining); a
    * connection that sends more is closed. Node parses every request a client pipelines and
    * holds each answer until the ones before it are sent, so a client that sends thousands and
@@ -210,6 +218,14 @@ const SCHEMA = {
     maxConnections: { type: 'integer', minimum: 1, maximum: 1_000_000 },
     maxConnectionsPerAddress: { type: 'integer', minimum: 0, maximum: 1_000_000 },
     maxPipelined: { type: 'integer', minimum: 1, maximum: 10_000 },
+    trustProxy: {
+      anyOf: [
+        { type: 'boolean' },
+        { type: 'integer', minimum: 1, maximum: 100 },
+        { type: 'string', minLength: 1 },
+        { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+      ],
+    },
     keepAliveTimeout: ms,
     callTimeout: ms,
     maxCallTimeout: ms,
@@ -310,6 +326,7 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
     maxConnections: c.maxConnections ?? 1000,
     maxConnectionsPerAddress: c.maxConnectionsPerAddress ?? 256,
     maxPipelined: c.maxPipelined ?? 16,
+    trustProxy: c.trustProxy ?? false,
     keepAliveTimeout: c.keepAliveTimeout ?? 72_000,
     callTimeout,
     maxCallTimeout,

@@ -118,6 +118,56 @@ function clientOf(identity: Identity | undefined, request: FastifyRequest): stri
   return identity ? `id:${identity.user ?? ''}:${identity.project ?? ''}` : `ip:${request.ip}`;
 }
 
+/**
+ * Requests refused for their credentials, per client address, in a fixed window: the rate
+ * limit's own hook runs after authentication (its key is the identity), so without this a
+ * client could try keys as fast as the gateway answers 401s. Past `max` in a window, the
+ * address gets 429s before any key is checked, until the window ends.
+ */
+class FailedAuth {
+  /** Addresses with failures in this window; past this many, new ones share one count. */
+  private static readonly MAX_ADDRESSES = 10_000;
+  private start = 0;
+  private readonly seen = new Map<string, number>();
+
+  constructor(
+    private readonly max: number,
+    private readonly windowMs: number,
+  ) {}
+
+  private key(ip: string): string {
+    return this.seen.has(ip) || this.seen.size < FailedAuth.MAX_ADDRESSES ? ip : '*';
+  }
+
+  private roll(now: number): void {
+    if (now - this.start < this.windowMs) return;
+    this.start = now;
+    this.seen.clear();
+  }
+
+  /** Throws a 429 when `ip` used up its failures of this window. */
+  check(ip: string, reply: FastifyReply): void {
+    const now = Date.now();
+    this.roll(now);
+    if ((this.seen.get(this.key(ip)) ?? 0) < this.max) return;
+    reply.header('retry-after', String(Math.max(1, Math.ceil((this.start + this.windowMs - now) / 1000))));
+    throw Object.assign(
+      new Error(
+        `Rate limit exceeded: ${this.max} requests refused for their credentials from this address within ${this.windowMs / 1000} s`,
+      ),
+      {
+        statusCode: 429,
+      },
+    );
+  }
+
+  count(ip: string): void {
+    this.roll(Date.now());
+    const k = this.key(ip);
+    this.seen.set(k, (this.seen.get(k) ?? 0) + 1);
+  }
+}
+
 /** Builds a gateway over `transport`; nothing listens until `start()`. Throws ConfigError on a bad configuration. */
 export function createGateway(transport: Transport, options: GatewayOptions = {}): Gateway {
   const { authenticate: hook, logger, onConnectionRefused, jobsKey: keyText, ...data } = options;
@@ -141,6 +191,8 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
       connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.requestTimeout / 4))),
     },
     keepAliveTimeout: config.keepAliveTimeout,
+    // A number of hops is documented and handled by fastify (proxy-addr), only its types omit it.
+    trustProxy: config.trustProxy as boolean | string | string[],
     genReqId: (raw) => requestIdOf({ headers: raw.headers } as FastifyRequest),
     // A job reference is a path parameter of a few hundred characters (fastify's default: 100).
     routerOptions: { maxParamLength: MAX_REF_CHARS },
@@ -219,7 +271,9 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   });
 
   app.setErrorHandler((err: FastifyError | HermodError, request, reply) => {
-    const jsonrpc = request.url.startsWith('/jsonrpc');
+    // The matched route, not the URL's text: an absolute-form target (`POST http://host/jsonrpc`)
+    // reaches the same route, and `/jsonrpcx` is not it.
+    const jsonrpc = request.routeOptions.url === '/jsonrpc';
     let status: number;
     let body: ReturnType<typeof errorBody>;
     if (err instanceof HermodError) {
@@ -350,18 +404,25 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     done();
   });
 
+  const failures = config.rateLimit ? new FailedAuth(config.rateLimit.max, config.rateLimit.windowMs) : undefined;
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
     if (isPublic(request)) return;
     let identity: Identity | undefined;
     if (authenticate) {
+      failures?.check(request.ip, reply);
       identity = (await authenticate(request)) ?? undefined;
       if (!identity) {
         // A client that sent a key wants its identity: a wrong or mistyped key must not pass
         // as anonymous (and then fail on roles, or succeed with less than the client thinks).
-        if (request.headers.authorization !== undefined || request.headers['x-api-key'] !== undefined)
+        if (request.headers.authorization !== undefined || request.headers['x-api-key'] !== undefined) {
+          failures?.count(request.ip);
           throw new Unauthenticated('the credentials sent are not valid (an unknown key, or not "Bearer <key>")');
-        if (!config.auth.allowAnonymous) throw new Unauthenticated('credentials required (Authorization: Bearer <key> or X-API-Key)');
+        }
+        if (!config.auth.allowAnonymous) {
+          failures?.count(request.ip);
+          throw new Unauthenticated('credentials required (Authorization: Bearer <key> or X-API-Key)');
+        }
       }
     }
     const base = contextOf(request, request.id, identity);

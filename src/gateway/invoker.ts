@@ -7,7 +7,7 @@
 import { setMaxListeners } from 'node:events';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import type { MethodContract } from '../contracts/contract.js';
-import { compileContracts, violations } from '../contracts/validator.js';
+import { capped, compileContracts, violations } from '../contracts/validator.js';
 import { ContractViolation } from '../contracts/violation.js';
 import { ConfigError, InvalidArgument, MessagingTimeout, TooManyInFlight } from '../core/errors.js';
 import { findPrototypeKey } from '../core/plain.js';
@@ -311,7 +311,7 @@ export class Invoker {
     }
     if (route.checkArgs && !route.checkArgs(args)) {
       throw new InvalidArgument(
-        `arguments of ${route.name} do not match its schema: ${this.ajv.errorsText(route.checkArgs.errors, { dataVar: 'args' })}`,
+        `arguments of ${route.name} do not match its schema: ${capped(this.ajv.errorsText(route.checkArgs.errors, { dataVar: 'args' }), 2000)}`,
       );
     }
     return args as Record<string, unknown>;
@@ -545,7 +545,7 @@ export class Invoker {
   private checkedResult(route: CompiledRoute, result: unknown): unknown {
     if (route.checkResult && !route.checkResult(result)) {
       throw new BadResult(
-        `the result of ${route.name} does not match its schema: ${this.ajv.errorsText(route.checkResult.errors, { dataVar: 'result' })}`,
+        `the result of ${route.name} does not match its schema: ${capped(this.ajv.errorsText(route.checkResult.errors, { dataVar: 'result' }), 2000)}`,
       );
     }
     return result;

@@ -399,6 +399,25 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
     assert.is(parse.json.id, null);
     const single = await http(ctx.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 1, params: 'bar' });
     assert.is(single.json.error.code, -32600);
+    // An absolute-form target (as a client talking through a proxy sends) is the same route:
+    // before, its errors came in the REST shape because the check read the URL's text.
+    const raw = await new Promise<string>((resolve, reject) => {
+      const body = 'not json';
+      const s = net.connect(Number(new URL(ctx.base).port), '127.0.0.1', () =>
+        s.end(
+          `POST http://gateway.example/jsonrpc HTTP/1.1\r\nHost: gateway.example\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+        ),
+      );
+      let data = '';
+      s.on('data', (d) => {
+        data += d;
+      });
+      s.on('close', () => resolve(data));
+      s.on('error', reject);
+    });
+    const answer = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4));
+    assert.is(answer.jsonrpc, '2.0', raw);
+    assert.equal([answer.error.code, answer.error.data.status], [-32600, 415]);
   });
   return t;
 }

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import * as assert from 'uvu/assert';
 import { type ConnectionRefusedEvent, resolveGatewayConfig } from '../../src/gateway/index.js';
-import { until } from '../support/assert.js';
+import { sleep, until } from '../support/assert.js';
 import {
   halfSentPost,
   harness,
@@ -86,6 +86,44 @@ for (const [name, broker] of IN_PROCESS) {
     assert.is(over.json.error.code, -32002);
     assert.ok(Number(over.headers.get('retry-after')) > 0);
     assert.is(ctx.h.users.seen.length, 8, 'nothing of the refused batch was sent');
+  });
+
+  t('rate limit and bad credentials: refusals count per address, past max it is 429 before any key is checked', async (ctx) => {
+    let checked = 0;
+    ctx.h = await harness(ctx.broker.url, {
+      rateLimit: { max: 3, windowMs: 2000 },
+      authenticate: (req) => {
+        checked++;
+        return req.headers['x-api-key'] === 'good' ? { user: 'u', roles: [] } : null;
+      },
+    });
+    const get = (key?: string) => http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/get`, { id: 1 }, key ? { 'x-api-key': key } : {});
+    // Before: 401s were never counted (the limit's hook runs after authentication), so keys
+    // could be tried as fast as the gateway answered.
+    for (const key of ['guess-1', 'guess-2', undefined]) assert.is((await get(key)).status, 401);
+    const limited = await get('guess-4');
+    assert.is(limited.status, 429, JSON.stringify(limited.json));
+    assert.is(limited.json.error.code, 'HERMOD_ERR_RATE_LIMITED');
+    assert.ok(Number(limited.headers.get('retry-after')) >= 1);
+    assert.is(checked, 3, 'the fourth key was not even checked');
+    assert.is((await get('good')).status, 429, 'the address is held for the rest of the window');
+    assert.is((await http(ctx.h.base, 'GET', '/healthz')).status, 200, 'public routes stay open');
+    await sleep(2100);
+    assert.is((await get('good')).status, 200);
+  });
+
+  t('trustProxy: behind a proxy each forwarded client address has its own budget of failed credentials', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, {
+      rateLimit: { max: 2, windowMs: 60_000 },
+      trustProxy: 'loopback',
+      authenticate: (req) => (req.headers['x-api-key'] === 'good' ? { user: 'u', roles: [] } : null),
+    });
+    const get = (from: string, key: string) =>
+      http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/get`, { id: 1 }, { 'x-api-key': key, 'x-forwarded-for': from });
+    for (let i = 0; i < 2; i++) assert.is((await get('203.0.113.5', 'guess')).status, 401);
+    assert.is((await get('203.0.113.5', 'guess')).status, 429);
+    assert.is((await get('198.51.100.7', 'good')).status, 200, 'another client behind the same proxy goes on');
+    assert.throws(() => resolveGatewayConfig({ trustProxy: 0 }), /trustProxy/);
   });
 
   t('a deeply nested body → 400 on REST and an Invalid Request on JSON-RPC, refused before parsing; nothing sent', async (ctx) => {

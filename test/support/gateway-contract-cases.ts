@@ -77,6 +77,11 @@ export function gatewayContractSuite(name: string, broker: () => Promise<Gateway
     assert.match(bad.json.error.message, /\/b is required/);
     assert.match(bad.json.error.message, /\/extra is not allowed/);
     assert.not.ok(bad.json.error.remote, 'refused at the gateway, not by the server');
+    // The client's text quoted back is cut: before, a 500 kB key made a 1 MB answer.
+    const huge = await http(base, 'POST', `/v1/${topic}/add`, { a: 1, b: 2, ['k'.repeat(500_000)]: 1 });
+    assert.is(huge.status, 400);
+    assert.match(huge.json.error.message, /\/k{200}… \(500000 characters\) is not allowed/);
+    assert.ok(huge.text.length < 5000, `an answer of ${huge.text.length} bytes`);
     assert.is(calc.runs, 1, 'only the good call ran');
     // The route's own schema wins: tag's contract would refuse this, the route lets it through and the server refuses it.
     const own = await http(base, 'POST', `/v1/${topic}/tag`, { name: 'x'.repeat(40) });
