@@ -1,9 +1,9 @@
-import { textOf } from '../core/errors.js';
 import { uuidHex } from '../core/ids.js';
 import type { SignalSource } from '../core/lazy-abort.js';
 import type { Context } from '../core/serializer.js';
 import { ABORT_GRACE_MS, type WaitResult } from '../core/work-pool.js';
 import type { DispatchRequest } from '../rpc/dispatcher.js';
+import { errorOf } from '../rpc/remote-errors.js';
 import { START_HINT, withHooks } from './context.js';
 import { JobsEndpoint } from './endpoint.js';
 import { JobCancelled, TooManyJobs } from './errors.js';
@@ -284,7 +284,7 @@ export class JobRunner {
   }
 
   private finish(r: JobRecord, o: { ok: true; value: unknown } | { ok: false; error: unknown }): void {
-    const error = o.ok ? undefined : o.error instanceof Error ? o.error : new Error(textOf(o.error));
+    const error = o.ok ? undefined : errorOf(o.error);
     const ended = o.ok
       ? this.store.end(r, { state: 'succeeded', result: o.value })
       : this.store.end(r, { state: r.cancelRequested ? 'cancelled' : 'failed', error: error! });

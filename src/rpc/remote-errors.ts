@@ -131,19 +131,39 @@ function build(thrown: unknown, opts: SerializeFailureOptions): Failure {
       module,
       name,
       thrown,
-      [messageOf(thrown)],
+      name === NON_ERROR && Array.isArray((thrown as { args?: unknown }).args)
+        ? (thrown as unknown as { args: unknown[] }).args
+        : [messageOf(thrown)],
       kwargs && typeof kwargs === 'object' ? (kwargs as Record<string, unknown>) : {},
       opts,
     );
   }
   // Thrown non-Errors (strings, objects, undefined) still say something useful.
-  let text: string;
+  const text = thrownText(thrown);
+  return { class: NON_ERROR, module: HERMOD_MODULE, message: `non-Error value thrown: ${text}`, tb: [], args: [text], kwargs: {} };
+}
+
+const NON_ERROR = 'NonErrorThrown';
+
+function thrownText(thrown: unknown): string {
   try {
-    text = typeof thrown === 'string' ? thrown : (JSON.stringify(thrown) ?? String(thrown));
+    return typeof thrown === 'string' ? thrown : (JSON.stringify(thrown) ?? String(thrown));
   } catch {
-    text = textOf(thrown);
+    return textOf(thrown);
   }
-  return { class: 'NonErrorThrown', module: HERMOD_MODULE, message: `non-Error value thrown: ${text}`, tb: [], args: [text], kwargs: {} };
+}
+
+/**
+ * `thrown` as an Error: itself, or one that {@link serializeFailure} sends exactly as the thrown
+ * value (class NonErrorThrown), for code that keeps the error to send it later (a job's end).
+ */
+export function errorOf(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  const text = thrownText(thrown);
+  const err = new Error(`non-Error value thrown: ${text}`);
+  err.name = NON_ERROR;
+  Object.defineProperty(err, 'args', { value: [text], enumerable: false });
+  return err;
 }
 
 function failure(

@@ -37,7 +37,7 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
 
 /** An endpoint with long methods: `resize` reports progress and honours cancellation, `stubborn` ignores it. */
 export class Images {
-  static long = ['resize', 'stubborn'];
+  static long = ['resize', 'stubborn', 'throwText'];
   started = 0;
   cancelledSeen = 0;
   async resize(ctx: JobContext, args: { ms: number; steps?: number; fail?: string; image?: string }) {
@@ -58,6 +58,11 @@ export class Images {
   async stubborn(_ctx: JobContext, args: { ms: number }) {
     await sleep(args.ms);
     return 'stubborn done';
+  }
+  async throwText(_ctx: JobContext, args: { ms: number }) {
+    await sleep(args.ms);
+    // Not an Error on purpose, as careless code throws.
+    throw 'disk full';
   }
   async quick(_ctx: JobContext, args: { x: unknown }) {
     return args.x;
@@ -399,6 +404,18 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     assert.equal(await job.result({ timeout: 2500 }), { image: 'img', resized: true, user: null });
     const took = performance.now() - t0;
     assert.ok(took >= 2000, `the result came from the poll at the wait's end, after ${took.toFixed(0)} ms`);
+  });
+
+  t('a job whose method throws a value that is not an Error fails as a plain call would: NonErrorThrown with its text', async (ctx) => {
+    const tp = topic('nonerror');
+    await serve(ctx, tp, 's1', new Images());
+    const c = await client(ctx, tp);
+    const job = await c.start({}, 'throwText', { ms: 100 });
+    // Before: class "Error" (the job kept a wrapped Error), where a plain call said NonErrorThrown.
+    await rejects(job.result({ timeout: 3000 }), 'HERMOD_ERR_REMOTE', /non-Error value thrown: disk full/);
+    const err = (await job.result({ timeout: 3000 }).catch((e: unknown) => e)) as { excType?: string };
+    assert.is(err.excType, 'NonErrorThrown');
+    await rejects(c.call({}, 'throwText', { ms: 1 }), 'HERMOD_ERR_REMOTE', /non-Error value thrown: disk full/);
   });
 
   t('client killed mid-poll and resumed from its serialized token', async (ctx) => {
