@@ -269,8 +269,30 @@ export class RPCClient {
     this.target.assertCallable();
     checkCallOptions(options, 'call options');
     const reply = await this.callOnce(ctx, method, args, options);
-    if (!this.opts.followJobs || !isJobToken(reply)) return this.opts.serializer.deserializeEntity(ctx, reply) as R;
-    return this.jobOf<R>(parseJobToken(reply), ctx).result({ timeout: options.jobTimeout ?? this.opts.jobTimeout });
+    const token = this.opts.followJobs ? this.ownJob(reply, method) : undefined;
+    if (!token) return this.opts.serializer.deserializeEntity(ctx, reply) as R;
+    return this.jobOf<R>(token, ctx).result({ timeout: options.jobTimeout ?? this.opts.jobTimeout });
+  }
+
+  /**
+   * The token of this call's own job when `reply` is one: a job of this topic, exchange and
+   * method (and server, when the target names one). Anything else is the method's result,
+   * whatever its shape: a method that returns what it was sent (an echo, a stored record) must
+   * not make the client poll, or fail on, a token of the caller's choosing.
+   */
+  private ownJob(reply: unknown, method: string): JobToken | undefined {
+    if (!isJobToken(reply)) return undefined;
+    let token: JobToken;
+    try {
+      token = parseJobToken(reply);
+    } catch {
+      return undefined;
+    }
+    const t = this.target;
+    if (token.topic !== t.topic || token.method !== method) return undefined;
+    if (token.exchange !== (t.exchange ?? this.transport.config.controlExchange)) return undefined;
+    if (t.server !== undefined && token.server !== t.server) return undefined;
+    return token;
   }
 
   /**

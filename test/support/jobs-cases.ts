@@ -418,6 +418,18 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     await rejects(c.call({}, 'throwText', { ms: 1 }), 'HERMOD_ERR_REMOTE', /non-Error value thrown: disk full/);
   });
 
+  t("a result shaped like a job token is data unless it is the token of the call's own job", async (ctx) => {
+    const tp = topic('tokenshaped');
+    await serve(ctx, tp, 's1', new Images());
+    const c = await client(ctx, tp);
+    const other = await c.start({}, 'resize', { ms: 10 });
+    await other.result();
+    // Before: the echo of another job's token made call() poll that job and return its result,
+    // and a malformed one made call() fail with InvalidJobToken.
+    assert.equal(await c.call({}, 'quick', { x: other.token }), other.token);
+    assert.equal(await c.call({}, 'quick', { x: { hermod_job: 1 } }), { hermod_job: 1 });
+  });
+
   t('client killed mid-poll and resumed from its serialized token', async (ctx) => {
     const tp = topic('resume');
     await serve(ctx, tp, 's1', new Images());
