@@ -48,7 +48,9 @@ export function preferences(request: FastifyRequest, maxWaitMs: number): Prefere
     if (name === 'respond-async') out.respondAsync = true;
     else if (name === 'wait' && !waitSeen) {
       waitSeen = true;
-      if (value !== undefined && /^\d{1,9}$/.test(value)) out.waitMs = Math.min(Number(value) * 1000, maxWaitMs);
+      // Any number of digits: a wait longer than the gateway allows is the longest it allows (ten
+      // digits were ignored, and the call answered at once).
+      if (value !== undefined && /^\d+$/.test(value)) out.waitMs = Math.min(Number(value) * 1000, maxWaitMs);
     }
   }
   return out;

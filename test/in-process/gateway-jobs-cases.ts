@@ -224,6 +224,9 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
     const first = await http(base, 'POST', `/v1/${topic}/render`, { ms: 3000 }, { prefer: 'respond-async, wait=1, wait=10' });
     assert.is(first.status, 202);
     assert.ok(Date.now() - t0 < 2500, `wait=1 counted, not wait=10 (${Date.now() - t0} ms)`);
+    // A wait past what the gateway allows is its longest wait, not no wait at all (ten digits were ignored).
+    const long = await http(base, 'GET', '/naps?ms=300', undefined, { prefer: 'wait=99999999999' });
+    assert.equal([long.status, long.json], [200, { result: '300' }]);
     const job = await http(base, 'GET', '/naps?ms=5');
     assert.is(job.status, 202);
     assert.is(job.headers.get('preference-applied'), null, 'nobody asked');
