@@ -5,7 +5,7 @@
  */
 import type { CommanderError } from 'commander';
 import { redactUrl } from '../config/transport-url.js';
-import { ConfigError, HermodError, RemoteError } from '../core/errors.js';
+import { ConfigError, HermodError, RemoteError, type TransportError } from '../core/errors.js';
 import { isRemote } from '../rpc/remote-errors.js';
 import { logSafe } from './log.js';
 
@@ -36,7 +36,8 @@ export const EXIT_TABLE = `Exit status (all hermod CLIs):
   0  ok
   1  the remote method raised (rpc-client), or another failure not listed here
   2  usage or configuration error (bad option, argument, config key or value, endpoint module)
-  3  timeout: no reply in time, or (RabbitMQ) nobody serves the topic
+  3  timeout: no reply in time, or (RabbitMQ) nobody serves the topic, or still
+     connecting (the first attempt under way) when the time ran out
   4  no such method, or the server does not support the requested version
   5  cannot connect to the broker or router (gave up; the message says where and why)
   6  rpc-client: a call failed in an unexpected way (the message says how)
@@ -108,6 +109,10 @@ export function describeFailure(err: unknown, method?: string): { status: ExitSt
     case 'HERMOD_ERR_UNSUPPORTED_VERSION':
       return { status: EXIT.noSuchMethod, text: `unsupported version: ${e.message}` };
     case 'HERMOD_ERR_TRANSPORT':
+      // The call's own time ran out during a first connect attempt that had not failed: a
+      // timeout (3), as with `--timeout 0.001` against a broker that is up, not "cannot connect".
+      if ((err as TransportError).stillConnecting) return { status: EXIT.timeout, text: `timeout: ${e.message}` };
+      return { status: EXIT.connect, text: e.message };
     case 'HERMOD_ERR_ACCESS_REFUSED':
       return { status: EXIT.connect, text: e.message };
     default:

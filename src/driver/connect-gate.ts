@@ -55,12 +55,17 @@ export class ConnectGate {
       }
       const left = deadline - Date.now();
       if (left <= 0) {
-        if (!s.connected)
+        if (!s.connected) {
           // How long it waited: a timeout given in the wrong unit (`rpc.responseTimeout=8`, meant
           // as seconds, is 8 ms) shows at once.
-          throw Object.assign(new TransportError(`${s.problem} (still trying when ${what} timed out after ${waited(started)})`), {
-            stillConnecting: s.failedAttempts === 0,
-          });
+          const after = `${what} timed out after ${waited(started)}`;
+          // No attempt failed: "cannot connect" would blame a broker that may be fine.
+          const text =
+            s.failedAttempts === 0
+              ? `${s.problem.replace(/^cannot connect to/, 'not connected to')} yet: the attempt under way had not failed when ${after}`
+              : `${s.problem} (still trying when ${after})`;
+          throw Object.assign(new TransportError(text), { stillConnecting: s.failedAttempts === 0 });
+        }
         throw new MessagingTimeout(`timed out waiting to send ${what} (after ${waited(started)})`);
       }
       await this.sleep(Math.min(left, pollMs));

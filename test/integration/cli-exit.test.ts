@@ -145,6 +145,14 @@ t('exit 0, 1, 3, 4, 5 and 6 of rpc-client; a "no such method" said once; --json 
   assert.match(remote.err, /remote error: DemoError: boom/);
   const timeout = await run('rpc-client', ['nobody', 'add', '--timeout', '0.3', ...url]);
   assert.is(timeout.code, 3);
+  // A deadline spent while the first connect is still under way is a timeout, not "cannot connect"
+  // (exit 5): the router is up.
+  const early = await run('rpc-client', ['ex', 'add', '--timeout', '0.0001', ...url]);
+  assert.is(early.code, 3, early.err);
+  assert.match(
+    early.err,
+    /^error: timeout: not connected to amqp:\/\/127\.0\.0\.1:\d+ yet: the attempt under way had not failed when add timed out/,
+  );
   const nsm = await run('rpc-client', ['ex', 'nosuch', ...url]);
   assert.is(nsm.code, 4);
   assert.is(nsm.err, 'error: no such method: nosuch\n');

@@ -117,7 +117,21 @@ t('deadline: TransportError while still not connected, MessagingTimeout when con
   assert.not.ok(down.done);
   await clock.tickAsync(1);
   assert.is(down.err?.code, 'HERMOD_ERR_TRANSPORT');
-  assert.match(down.err!.message, /ECONNREFUSED.*still trying when call x timed out/);
+  assert.match(
+    down.err!.message,
+    /not connected to rabbit:\/\/h1:5672: ECONNREFUSED yet: the attempt under way had not failed when call x timed out/,
+  );
+  assert.ok((down.err as { stillConnecting?: boolean }).stillConnecting);
+  // After a failed attempt it is the connection's failure that is reported.
+  status.failedAttempts = 1;
+  const failing = track(gate.until(() => false, Date.now() + 1000, -1, 'call z'));
+  await clock.tickAsync(1000);
+  assert.match(
+    failing.err!.message,
+    /^cannot connect to rabbit:\/\/h1:5672: ECONNREFUSED \(still trying when call z timed out after 1 s\)/,
+  );
+  assert.not.ok((failing.err as { stillConnecting?: boolean }).stillConnecting);
+  status.failedAttempts = 0;
   status.connected = true;
   const up = track(gate.until(() => false, Date.now() + 1000, -1, 'call x'));
   await clock.tickAsync(999);
