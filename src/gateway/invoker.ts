@@ -26,7 +26,7 @@ import {
   TooManyJobs,
 } from '../jobs/errors.js';
 import { isFinal, type JobStatus } from '../jobs/poller.js';
-import { isJobToken, type JobToken, parseJobToken } from '../jobs/token.js';
+import { type JobToken, ownJobToken } from '../jobs/token.js';
 import { RPCClient } from '../rpc/client.js';
 import { describeWhenConnected } from '../rpc/introspection.js';
 import { isRemote } from '../rpc/remote-errors.js';
@@ -520,25 +520,15 @@ export class Invoker {
     }
   }
 
-  /**
-   * The job token of `answer` when it is the token of this call's own job: a job of the route's
-   * topic, exchange and method (and server, when the call named one). Anything else is a result,
-   * whatever its shape: a method that returns what a client sent (an echo) must not make the
-   * gateway follow, cancel or hand out a job of the client's choosing.
-   */
+  /** The token of this call's own job when `answer` is one (see {@link ownJobToken}). */
   private ownToken(route: CompiledRoute, server: string | null, answer: unknown): JobToken | undefined {
-    if (!isJobToken(answer)) return undefined;
-    let token: JobToken;
-    try {
-      token = parseJobToken(answer);
-    } catch {
-      return undefined;
-    }
     const r = route.route;
-    if (token.topic !== r.topic || token.method !== r.method) return undefined;
-    if (token.exchange !== (r.exchange ?? this.transport.config.controlExchange)) return undefined;
-    if (server !== null && token.server !== server) return undefined;
-    return token;
+    return ownJobToken(answer, {
+      topic: r.topic,
+      method: r.method,
+      exchange: r.exchange ?? this.transport.config.controlExchange,
+      server,
+    });
   }
 
   /** `result`, unless it breaks the route's result schema (BadResult, 502). */

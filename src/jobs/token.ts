@@ -86,3 +86,25 @@ export function parseJobToken(value: unknown): JobToken {
 export function serializeJobToken(token: JobToken): string {
   return JSON.stringify(token);
 }
+
+/**
+ * The token of a call's own job when `answer` is one: a job of that call's topic, exchange and
+ * method (and server, when the call named one). Anything else is the method's result, whatever
+ * its shape: a method that returns what it was sent (an echo, a stored record) must not make a
+ * client or the gateway follow, cancel or hand out a job of the caller's choosing.
+ */
+export function ownJobToken(
+  answer: unknown,
+  call: { topic: string | undefined; exchange: string; method: string; server?: string | null | undefined },
+): JobToken | undefined {
+  if (!isJobToken(answer)) return undefined;
+  let token: JobToken;
+  try {
+    token = parseJobToken(answer);
+  } catch {
+    return undefined;
+  }
+  if (token.topic !== call.topic || token.method !== call.method || token.exchange !== call.exchange) return undefined;
+  if (call.server != null && token.server !== call.server) return undefined;
+  return token;
+}

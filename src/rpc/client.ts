@@ -14,7 +14,7 @@ import { START_HINT } from '../jobs/context.js';
 import { InvalidJobToken } from '../jobs/errors.js';
 import { Job } from '../jobs/job.js';
 import { JobPoller, type PollOptions } from '../jobs/poller.js';
-import { isJobToken, type JobToken, parseJobToken } from '../jobs/token.js';
+import { isJobToken, type JobToken, ownJobToken, parseJobToken } from '../jobs/token.js';
 import type { Transport } from '../transport.js';
 import { MultiCall } from './multicall.js';
 import { deserializeFailure, HERMOD_MODULE, registerRemoteError } from './remote-errors.js';
@@ -274,25 +274,10 @@ export class RPCClient {
     return this.jobOf<R>(token, ctx).result({ timeout: options.jobTimeout ?? this.opts.jobTimeout });
   }
 
-  /**
-   * The token of this call's own job when `reply` is one: a job of this topic, exchange and
-   * method (and server, when the target names one). Anything else is the method's result,
-   * whatever its shape: a method that returns what it was sent (an echo, a stored record) must
-   * not make the client poll, or fail on, a token of the caller's choosing.
-   */
+  /** The token of this call's own job when `reply` is one (see {@link ownJobToken}). */
   private ownJob(reply: unknown, method: string): JobToken | undefined {
-    if (!isJobToken(reply)) return undefined;
-    let token: JobToken;
-    try {
-      token = parseJobToken(reply);
-    } catch {
-      return undefined;
-    }
     const t = this.target;
-    if (token.topic !== t.topic || token.method !== method) return undefined;
-    if (token.exchange !== (t.exchange ?? this.transport.config.controlExchange)) return undefined;
-    if (t.server !== undefined && token.server !== t.server) return undefined;
-    return token;
+    return ownJobToken(reply, { topic: t.topic, method, exchange: t.exchange ?? this.transport.config.controlExchange, server: t.server });
   }
 
   /**
