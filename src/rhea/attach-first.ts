@@ -1,5 +1,7 @@
 import { createRequire } from 'node:module';
 
+import { predecessors } from './link-names.js';
+
 const require = createRequire(import.meta.url);
 const FIXED = Symbol.for('hermod.rhea.attach-first');
 
@@ -46,6 +48,10 @@ export function installAttachFirst(): void {
       // Only a plain pending open: a link also closed (or closed and reopened) since the last
       // pass keeps rhea's order, attach, detach, attach.
       const s = link.state;
+      // A link reopened under the name of one whose detach is not written yet waits for it, in
+      // rhea's order (the old link comes first in the table): the peer takes an attach under
+      // the name of a link still open to it for a protocol error.
+      if ((predecessors.get(link)?.state.close_requests ?? 0) > 0) continue;
       if (s.open_requests === 1 && s.close_requests === 0 && s.need_open()) this.output(link.local.attach);
     }
     original.call(this);

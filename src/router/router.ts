@@ -154,6 +154,8 @@ export class Router {
   private readonly forwarder: Forwarder;
   private readonly connections = new Set<Connection>();
   private readonly peers = new Map<Connection, Peer>();
+  /** Links counted in their peer's `links`, until their detach or their session's end. */
+  private readonly counted = new WeakSet<Sender | Receiver>();
   /** Every accepted TCP socket, including ones that never completed an AMQP open. */
   private readonly sockets = new Set<Socket>();
   /** Sockets in their handshake, by client address (maxHandshakesPerAddress). */
@@ -530,6 +532,7 @@ export class Router {
     const peer = this.peers.get(link.connection);
     if (!peer) return true;
     peer.links++;
+    this.counted.add(link);
     if (peer.links <= this.opts.maxLinks) return true;
     const reason = `link limit of ${this.opts.maxLinks} per connection reached`;
     // A peer that keeps attaching after refusals is not going to stop.
@@ -569,6 +572,12 @@ export class Router {
     c.on('connection_error', () => {});
     c.on('error', (err: Error) => this.opts.log(`router: ${err.message}`));
     c.on('protocol_error', (err: Error) => this.opts.log(`router: protocol error ${err.message}`));
+    // Once per link, whichever comes first: its own detach or its session's end.
+    const linkGone = (link: Sender | Receiver) => {
+      if (!this.counted.delete(link)) return;
+      const peer = this.peers.get(link.connection);
+      if (peer) peer.links--;
+    };
     c.on('session_open', (ctx: EventContext) => {
       const peer = this.peers.get(ctx.connection);
       if (peer && ++peer.sessions > this.opts.maxSessions) {
@@ -578,6 +587,20 @@ export class Router {
     c.on('session_close', (ctx: EventContext) => {
       const peer = this.peers.get(ctx.connection);
       if (peer) peer.sessions--;
+      // A peer may end a session without detaching its links first (the end implies the
+      // detaches), and rhea raises no link events then: without this, a consumer on the ended
+      // session kept being offered messages that could never be settled, and its links counted
+      // against the connection until it closed.
+      const links = (ctx.session as unknown as { links?: Record<string, Sender | Receiver> }).links;
+      for (const link of Object.values(links ?? {})) {
+        if (link.is_sender()) {
+          linkGone(link);
+          f.dropConsumer(link as Sender);
+        } else {
+          linkGone(link);
+          f.dropProducer(link as Receiver);
+        }
+      }
     });
     const f = this.forwarder;
     c.on('sender_open', (ctx: EventContext) => {
@@ -602,16 +625,12 @@ export class Router {
       }
       f.onProducer(receiver);
     });
-    const linkGone = (ctx: EventContext) => {
-      const peer = this.peers.get(ctx.connection);
-      if (peer) peer.links--;
-    };
     c.on('sender_close', (ctx: EventContext) => {
-      linkGone(ctx);
+      linkGone(ctx.sender!);
       f.dropConsumer(ctx.sender!);
     });
     c.on('receiver_close', (ctx: EventContext) => {
-      linkGone(ctx);
+      linkGone(ctx.receiver!);
       f.dropProducer(ctx.receiver!);
     });
     c.on('sender_error', () => {});

@@ -430,6 +430,7 @@ const rheaFrames = requireCjs('rhea/lib/frames.js') as Record<string, (fields: R
   amqp_frame(channel: number, performative: object): object;
   write_frame(f: object): Buffer;
 };
+const rheaTerminus = requireCjs('rhea/lib/terminus.js') as { source(fields: object): { described(): object } };
 const amqp = (p: object) => rheaFrames.write_frame(rheaFrames.amqp_frame(0, p));
 
 t("an AMQP header before the client's sasl-init: closed there, not read as a 1 GB SASL frame", async (ctx) => {
@@ -473,6 +474,138 @@ t('links attached and detached under ever new handles leave nothing behind in th
   assert.equal(Object.keys(s.remote.handles), [String(N)], 'only the open link is kept by handle');
   assert.is(Object.keys(s.links).length, 1, 'only the open link is kept by name');
   assert.ok(!socket.destroyed, 'the connection stays up');
+});
+
+t('a link detached and attached again under its name in one write: the new link is served, the connection stays up', async (ctx) => {
+  await startRouter(ctx);
+  const { socket } = await raw(ctx);
+  const N = 200;
+  const parts = [
+    AMQP_HEADER,
+    amqp(rheaFrames.open({ container_id: 'relink' })),
+    amqp(rheaFrames.begin({ next_outgoing_id: 0, incoming_window: 2048, outgoing_window: 2048 })),
+  ];
+  // The peer's detach and its next attach cross the router's detach reply, which a peer may do:
+  // once it has sent its detach the old link is gone for it.
+  const source = (address: string) => rheaTerminus.source({ address }).described();
+  for (let h = 0; h < N; h++) {
+    parts.push(amqp(rheaFrames.attach({ name: 'L', handle: h, role: true, source: source(`q${h % 3}`), target: {} })));
+    parts.push(amqp(rheaFrames.detach({ handle: h, closed: true })));
+  }
+  parts.push(amqp(rheaFrames.attach({ name: 'L', handle: N, role: true, source: source('q'), target: {} })));
+  socket.write(Buffer.concat(parts));
+  type Link = { remote: { handle?: number }; is_open(): boolean };
+  type Session = { links: Record<string, Link>; remote: { handles: Record<number, unknown> } };
+  const conns = (ctx.router as unknown as { connections: Set<{ remote_channel_map: Record<number, Session | undefined> }> }).connections;
+  const session = () => [...conns][0]?.remote_channel_map[0];
+  const last = () => Object.values(session()?.links ?? {}).find((l) => l.remote.handle === N);
+  await until(() => last()?.is_open() === true, 'the router to attach the last link', 30_000);
+  await sleep(50);
+  assert.ok(!socket.destroyed, 'the connection stays up');
+  assert.not.ok(
+    ctx.log.some((l) => /Attach already received/.test(l)),
+    ctx.log.join('\n'),
+  );
+  const s = session() as Session;
+  assert.equal(Object.keys(s.remote.handles), [String(N)], 'only the open link is kept by handle');
+  assert.is(Object.keys(s.links).length, 1, 'only the open link is kept by name');
+});
+
+t('a session ended with its links still attached: they stop counting and get no messages', async (ctx) => {
+  await startRouter(ctx, { maxLinks: 2 });
+  const a = await rheaConnect(ctx.port);
+  ctx.conns.push(a);
+  type Ssn = { begin(): void; end(): void; attach_receiver(o: object): import('rhea').Receiver };
+  const ended = (a as unknown as { create_session(): Ssn }).create_session();
+  ended.begin();
+  const ghosts = [
+    ended.attach_receiver({ source: { address: 'q' }, credit_window: 10 }),
+    ended.attach_receiver({ source: { address: 'r' } }),
+  ];
+  let ghostGot = 0;
+  for (const g of ghosts) g.on('message', () => ghostGot++);
+  await until(() => ghosts.every((g) => g.is_open()), 'both links attached');
+  ended.end();
+  // The same connection may attach two links again: the ended session's two no longer count.
+  const live = [a.open_receiver({ source: { address: 'q' }, credit_window: 10 }), a.open_receiver('s')];
+  const errors: string[] = [];
+  for (const l of live)
+    l.on('receiver_error', (e: EventContext) => errors.push(String((e.receiver?.error as { condition?: string })?.condition)));
+  let liveGot = 0;
+  live[0]!.on('message', () => liveGot++);
+  await until(() => live.every((l) => l.is_open()), 'two new links attached');
+  const b = await rheaConnect(ctx.port);
+  ctx.conns.push(b);
+  const snd = b.open_sender('q');
+  let accepted = 0;
+  snd.on('accepted', () => accepted++);
+  await until(() => snd.sendable(), 'credit for the sender');
+  for (let i = 0; i < 10; i++) snd.send({ body: i });
+  // Before, the ended session's receiver still had credit: half the messages went to it and
+  // were never settled until the whole connection closed.
+  await until(() => accepted === 10, 'all 10 accepted');
+  assert.is(liveGot, 10);
+  assert.is(ghostGot, 0);
+  assert.equal(errors, []);
+  assert.is(ctx.router.stats().held, 0);
+});
+
+t('a rhea client closing a link and opening one under its name at once: detach goes first, the new link gets messages', async (ctx) => {
+  await startRouter(ctx);
+  const a = await rheaConnect(ctx.port);
+  ctx.conns.push(a);
+  const errors: string[] = [];
+  a.on('connection_error', (e: EventContext) => errors.push(String((e.connection.error as { description?: string })?.description)));
+  const first = a.open_receiver({ name: 'L', source: { address: 'q' } });
+  await until(() => first.is_open(), 'the first link attached');
+  let got = 0;
+  let second = first;
+  for (let i = 0; i < 20; i++) {
+    second.close();
+    // Same tick: rhea kept only the new link in its table and never wrote the old one's detach.
+    second = a.open_receiver({ name: 'L', source: { address: 'q' } });
+  }
+  second.on('message', () => got++);
+  await until(() => second.is_open(), 'the last link attached');
+  const b = await rheaConnect(ctx.port);
+  ctx.conns.push(b);
+  const snd = b.open_sender('q');
+  await until(() => snd.sendable(), 'credit for the sender');
+  snd.send({ body: 1 });
+  await until(() => got === 1, 'the message at the new link');
+  const links = (second as unknown as { session: { links: Record<string, unknown> } }).session.links;
+  await until(() => Object.keys(links).length === 1, 'the closed links gone from the client session');
+  assert.equal(errors, []);
+  assert.not.ok(
+    ctx.log.some((l) => /Attach already received/.test(l)),
+    ctx.log.join('\n'),
+  );
+});
+
+t("a client's detach is answered, and a link opened and closed in one tick is attached and detached once", async (ctx) => {
+  await startRouter(ctx);
+  const a = await rheaConnect(ctx.port);
+  ctx.conns.push(a);
+  const r = a.open_receiver('q');
+  await until(() => r.is_open(), 'attached');
+  let answered = false;
+  r.once('receiver_close', () => (answered = true));
+  r.close();
+  // The router removed its link before its write pass and never wrote the detach.
+  await until(() => answered, "the router's detach");
+  const links = (r as unknown as { session: { links: Record<string, unknown> } }).session.links;
+  await until(() => Object.keys(links).length === 0, 'the link gone from the client session');
+
+  const socket = (a as unknown as { socket: net.Socket }).socket;
+  const brief = a.open_receiver('q');
+  brief.close();
+  await until(() => Object.keys(links).length === 0, 'the brief link gone from the client session');
+  const written = socket.bytesWritten;
+  await sleep(200);
+  // rhea opened a link again on the answer to an attach it had withdrawn, and the two sides
+  // traded attaches and detaches without end.
+  assert.is(socket.bytesWritten, written, 'nothing more written');
+  assert.equal(ctx.router.stats().addresses, 0);
 });
 
 t.run();
