@@ -86,7 +86,10 @@ export function installLinkNameFix(): void {
       retiredKeys.set(old, rk);
       predecessors.set(l, old);
       let byKey = retired.get(this);
-      if (!byKey) retired.set(this, (byKey = new Map()));
+      if (!byKey) {
+        byKey = new Map();
+        retired.set(this, byKey);
+      }
       const list = byKey.get(k);
       if (list) list.push(old);
       else byKey.set(k, [old]);
@@ -160,7 +163,10 @@ export function installLinkNameFix(): void {
     const st = link.state;
     if (st.close_requests > 0 || st.open_requests > 0) {
       let set = pending.get(this);
-      if (!set) pending.set(this, (set = new Set()));
+      if (!set) {
+        set = new Set();
+        pending.set(this, set);
+      }
       set.add(link);
       return;
     }
