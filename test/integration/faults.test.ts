@@ -56,6 +56,14 @@ async function hasQueue(node: RabbitNode, name: string): Promise<boolean> {
     await conn.close().catch(() => {});
   }
 }
+/** Polls an asynchronous check until it holds or 10 s have passed. */
+async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
 t.before.each((ctx) => {
   ctx.transports = [];
   ctx.servers = [];
@@ -154,6 +162,55 @@ t('a call in flight when the broker restarts fails promptly with TransportError,
   }
   assert.is(again, 4, 'served again after the restart');
 });
+
+t(
+  'an operator deletes the queues: the server declares its own again and serves; a call whose reply queue went fails at once, later ones work',
+  async (ctx) => {
+    const topic = `deleted-${process.pid}`;
+    const server = new RPCServer(await transport(ctx, ctx.node.url()), new Target({ topic, server: 's' }), [new Recorder('s')]);
+    await server.start();
+    ctx.servers.push(server);
+    const replies = async () => [...(await ctx.node.queues('/')).keys()].filter((n) => n.startsWith('reply_'));
+    const before = new Set(await replies());
+    const client = new RPCClient(await transport(ctx, ctx.node.url()), new Target({ topic }), { timeout: 60_000 });
+    assert.is(await client.call({}, 'add', { a: 1, b: 1 }), 2);
+    // Earlier cases leave their reply queues behind until they expire.
+    const replyQueues = (await replies()).filter((n) => !before.has(n));
+    const raw = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${ctx.node.port}/`);
+    raw.on('error', () => {});
+    try {
+      const ch = await raw.createChannel();
+      // The broker cancels the consumers of a deleted queue (Basic.cancel). Before, the server
+      // served nothing from then on, and every call came back unroutable.
+      await ch.deleteQueue(topic);
+      await ch.deleteQueue(`${topic}.s`);
+      await eventually(
+        async () => (await hasQueue(ctx.node, topic)) && (await hasQueue(ctx.node, `${topic}.s`)),
+        'the server to declare its queues again',
+      );
+      assert.is(await client.call({}, 'add', { a: 2, b: 2 }), 4);
+      const direct = new RPCClient(client.transport, new Target({ topic, server: 's' }), { timeout: 60_000 });
+      assert.is(await direct.call({}, 'add', { a: 3, b: 3 }), 6);
+
+      // The reply queue, with a call waiting on it: its reply can no longer arrive.
+      assert.is(replyQueues.length, 1, `reply queues: ${replyQueues.join(', ')}`);
+      const t0 = Date.now();
+      const pending = client.call({}, 'sleep', { ms: 1500 }).then(
+        () => 'ok',
+        (e: Error & { code?: string }) => e.code,
+      );
+      await sleep(300);
+      await ch.deleteQueue(replyQueues[0]!);
+      assert.is(await pending, 'HERMOD_ERR_TRANSPORT');
+      const took = Date.now() - t0;
+      assert.ok(took < 10_000, `failed after ${took} ms, far from its 60 s timeout (before: every later call timed out too)`);
+      await eventually(() => hasQueue(ctx.node, replyQueues[0]!), 'the reply queue declared again');
+      assert.is(await client.call({}, 'add', { a: 4, b: 4 }), 8);
+    } finally {
+      await raw.close().catch(() => {});
+    }
+  },
+);
 
 t('a server killed mid-call: the caller gets a call-monitor timeout, not a hang', async (ctx) => {
   const url = ctx.node.url();

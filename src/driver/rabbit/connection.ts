@@ -178,6 +178,18 @@ export class RabbitConnection extends EventEmitter {
     if (this.model) await hook(this.model);
   }
 
+  /**
+   * Closes the open connection so that the loop dials again and every setup hook runs anew: for
+   * an owner whose channel the broker closed while the connection stayed up (a declare refused
+   * after a consumer was cancelled), which nothing else would set up again. Not open, or
+   * stopping: nothing to do.
+   */
+  recycle(): void {
+    const m = this.model;
+    if (!m || this.over) return;
+    void this.closeModel(m);
+  }
+
   /** Starts the connect loop (idempotent). */
   start(): void {
     if (this.started || this.closed) return;

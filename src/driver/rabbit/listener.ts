@@ -132,10 +132,13 @@ export class RabbitListener implements TrackedListener {
           if (b.stream) this.trackOffset(b.queue, msg);
           // Set by subscribe() before the first consume, for this channel.
           if (this.host) this.onMessage(this.host, b.queue, msg);
-        } else if (b.stream) {
-          // The broker cancelled the consumer (the stream was deleted): declare it again and
-          // consume from `last`, as oslo does after a Basic.cancel.
-          this.streamOffset.set(b.queue, 'last');
+        } else {
+          // The broker cancelled the consumer: its queue was deleted (by an operator, an expiry
+          // policy) or moved (a quorum or mirrored queue's failover). oslo reconnects and
+          // declares again after a Basic.cancel; without this the server stayed up serving
+          // nothing, and calls to its topic came back unroutable for good. A stream is consumed
+          // from `last` again, as oslo does.
+          if (b.stream) this.streamOffset.set(b.queue, 'last');
           void this.resubscribe(ch, b, ref.tag);
         }
       },
@@ -147,12 +150,16 @@ export class RabbitListener implements TrackedListener {
 
   private async resubscribe(ch: Channel, b: QueueBinding, oldTag: string): Promise<void> {
     if (this.stopped || this.channel !== ch) return;
+    this.tags = this.tags.filter((t) => t !== oldTag);
     try {
-      await this.o.topology.declareBinding(ch, b);
-      const tag = await this.consume(ch, b);
-      this.tags = [...this.tags.filter((t) => t !== oldTag), tag];
+      // Every binding of the queue: a pool's queue is bound once per priority.
+      for (const x of this.o.bindings) if (x.queue === b.queue) await this.o.topology.declareBinding(ch, x);
+      if (this.stopped || this.channel !== ch) return;
+      this.tags = [...this.tags, await this.consume(ch, b)];
     } catch {
-      /* the channel went: the reconnect declares and consumes again */
+      // The broker closed the channel (a declare refused, as when the queue came back with
+      // other arguments): only a new connection sets the listener up again.
+      if (!this.stopped && this.channel === ch) this.o.conn.recycle();
     }
   }
 

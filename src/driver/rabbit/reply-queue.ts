@@ -92,10 +92,17 @@ export class ReplyQueue {
     const ch = await model.createChannel();
     ch.on('error', () => {});
     await declaring(() => ch.assertQueue(this.name, this.options));
+    await this.subscribe(model, ch);
+  }
+
+  private async subscribe(model: ChannelModel, ch: Channel): Promise<void> {
     await ch.consume(
       this.name,
       (msg) => {
-        if (!msg) return;
+        if (!msg) {
+          void this.cancelled(model, ch);
+          return;
+        }
         if (this.acks) {
           this.ackChannel = ch;
           this.lastReply = msg;
@@ -131,12 +138,32 @@ export class ReplyQueue {
   }
 
   /**
+   * The broker cancelled the consumer: the queue was deleted (an operator, a policy) or moved.
+   * Replies sent to a deleted queue are gone, so the calls published fail now, as after a
+   * broker restart, instead of each at its timeout; then the queue is declared and consumed
+   * again for the calls to come (oslo reconnects after a Basic.cancel). Before, every later
+   * call timed out too, until the process restarted.
+   */
+  private async cancelled(model: ChannelModel, ch: Channel): Promise<void> {
+    if (this.model !== model) return;
+    try {
+      await this.checkSurvived(model, 'was deleted on the broker');
+      if (this.model !== model) return;
+      await declaring(() => ch.assertQueue(this.name, this.options));
+      await this.subscribe(model, ch);
+    } catch {
+      // The channel went (a declare refused): a new connection declares and consumes again.
+      if (this.model === model) this.conn.recycle();
+    }
+  }
+
+  /**
    * After a mere connection loss the reply queue is still there (x-expires) and pending calls
    * complete. After a broker restart (or a failover to another node) it is gone, and so are the
    * replies sent to it: fail the calls already published now instead of at their timeouts.
    * Calls still waiting to be published go out once the queue is declared again.
    */
-  private async checkSurvived(model: ChannelModel): Promise<void> {
+  private async checkSurvived(model: ChannelModel, how = 'was lost with the broker (restarted?)'): Promise<void> {
     const probe = await model.createChannel();
     probe.on('error', () => {});
     const exists = await probe.checkQueue(this.name).then(
@@ -147,7 +174,8 @@ export class ReplyQueue {
       await probe.close().catch(() => {});
       return;
     }
-    const err = new TransportError(`the reply queue ${this.name} was lost with the broker (restarted?); the call's reply cannot arrive`);
+    await probe.close().catch(() => {});
+    const err = new TransportError(`the reply queue ${this.name} ${how}; the call's reply cannot arrive`);
     this.waiter.failVia(this, err);
   }
 }
