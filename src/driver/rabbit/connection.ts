@@ -181,13 +181,13 @@ export class RabbitConnection extends EventEmitter {
   /**
    * Closes the open connection so that the loop dials again and every setup hook runs anew: for
    * an owner whose channel the broker closed while the connection stayed up (a declare refused
-   * after a consumer was cancelled), which nothing else would set up again. Not open, or
-   * stopping: nothing to do.
+   * after a consumer was cancelled, an acknowledgement it did not know), which nothing else
+   * would set up again. Another connection by now, or stopping: nothing to do.
    */
-  recycle(): void {
-    const m = this.model;
-    if (!m || this.over) return;
-    void this.closeModel(m);
+  recycle(model: ChannelModel): void {
+    // Only the connection the owner's channel was on: after a loss the loop dials by itself.
+    if (this.model !== model || this.over) return;
+    this.closeModel(model).catch(() => {});
   }
 
   /** Starts the connect loop (idempotent). */

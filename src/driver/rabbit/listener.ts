@@ -100,6 +100,15 @@ export class RabbitListener implements TrackedListener {
     if (this.stopped) return;
     const ch = await model.createChannel();
     ch.on('error', () => {});
+    // The broker closed the channel and not the connection (an acknowledgement it did not know,
+    // RabbitMQ's consumer_timeout, a declare refused): nothing would consume again, and the
+    // server would serve nothing while it looked up. Checked a turn later: on a connection loss
+    // the channels close first and the connection right after, and the loop dials by itself.
+    ch.once('close', () =>
+      setImmediate(() => {
+        if (!this.stopped && this.channel === ch) this.o.conn.recycle(model);
+      }),
+    );
     // Known from now on: deliveries may arrive before setup ends, and close() must flush their acks.
     this.channel = ch;
     const acks = new TickAcks(ch, this.o.listen.prefetch);
@@ -158,8 +167,7 @@ export class RabbitListener implements TrackedListener {
       this.tags = [...this.tags, await this.consume(ch, b)];
     } catch {
       // The broker closed the channel (a declare refused, as when the queue came back with
-      // other arguments): only a new connection sets the listener up again.
-      if (!this.stopped && this.channel === ch) this.o.conn.recycle();
+      // other arguments): its close handler has the connection made anew.
     }
   }
 

@@ -91,6 +91,14 @@ export class ReplyQueue {
     if (reconnect && this.waiter.waitsVia(this)) await this.checkSurvived(model);
     const ch = await model.createChannel();
     ch.on('error', () => {});
+    // Closed by the broker, the connection up (an acknowledgement it did not know, a declare
+    // refused): no reply would arrive again. A turn later, as a connection loss closes the
+    // channels first (see RabbitListener).
+    ch.once('close', () =>
+      setImmediate(() => {
+        if (this.model === model) this.conn.recycle(model);
+      }),
+    );
     await declaring(() => ch.assertQueue(this.name, this.options));
     await this.subscribe(model, ch);
   }
@@ -152,8 +160,7 @@ export class ReplyQueue {
       await declaring(() => ch.assertQueue(this.name, this.options));
       await this.subscribe(model, ch);
     } catch {
-      // The channel went (a declare refused): a new connection declares and consumes again.
-      if (this.model === model) this.conn.recycle();
+      // The channel went (a declare refused): its close handler has the connection made anew.
     }
   }
 
