@@ -160,6 +160,104 @@ t('router gone: a call in flight fails promptly with TransportError, new calls s
   await until(() => rec.calls.filter((x) => x.method === 'bump').length === 2, 'cast and fanout after reconnect');
 });
 
+/** The router's ends of `tr`'s links whose table key matches `re`, and their sessions. */
+type RouterEnd = { close(e?: object): void; session: { close(): void } };
+function routerEnds(ctx: Ctx, tr: Transport, re: RegExp): RouterEnd[] {
+  const id = (tr.driver as unknown as { connection: { rhea: { container: { id: string } } } }).connection.rhea.container.id;
+  const out: RouterEnd[] = [];
+  type Ssn = { links?: Record<string, never> };
+  for (const conn of (ctx.router as unknown as { connections: Set<{ container_id: string; local_channel_map: Record<string, Ssn> }> })
+    .connections) {
+    if (conn.container_id !== id) continue;
+    for (const ssn of Object.values(conn.local_channel_map ?? {})) {
+      for (const [k, l] of Object.entries(ssn.links ?? {})) if (re.test(k)) out.push(l);
+    }
+  }
+  return out;
+}
+
+/** Calls `add` until it is served (each try bounded), within `ms`. */
+async function servedAgain(c: RPCClient, ms = 10_000): Promise<number | undefined> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const r = await c.call<number>({}, 'add', { a: 20, b: 1 }, { timeout: 1500 }).catch(() => undefined);
+    if (r !== undefined) return r;
+    await sleep(50);
+  }
+  return undefined;
+}
+
+t(
+  'the router detaches a server receiver, then ends its session: each time it attaches again and serves; its state names the link',
+  async (ctx) => {
+    const fast = { 'amqp1.retryInterval': 50, 'amqp1.intervalMax': 400 };
+    const srvTr = await transport(ctx, fast);
+    const states: Array<{ state: string; error?: Error }> = [];
+    srvTr.on('state', (st: { state: string; error?: Error }) => states.push(st));
+    const server = new RPCServer(srvTr, new Target({ topic: 'dt', server: 's' }), [new Recorder('s')]);
+    await server.start();
+    ctx.servers.push(server);
+    const c = new RPCClient(await transport(ctx), new Target({ topic: 'dt' }), { timeout: 5000 });
+    assert.is(await c.call({}, 'add', { a: 1, b: 1 }), 2);
+    const ends = routerEnds(ctx, srvTr, /anycast\/openstack\/dt\]/);
+    assert.is(ends.length, 1);
+    ends[0]!.close({ condition: 'amqp:link:detach-forced', description: 'moved by an operator' });
+    // Before, the server stayed `running` and served nothing from then on.
+    assert.is(await servedAgain(c), 21, 'served again after the detach');
+    const lost = states.find((st) => st.state === 'disconnected');
+    assert.match(
+      String(lost?.error?.message),
+      /the peer detached link openstack\.org\/om\/receiver\/\[openstack\.org\/om\/rpc\/anycast\/openstack\/dt\].*detach-forced: moved by an operator/,
+    );
+    routerEnds(ctx, srvTr, /anycast\/openstack\/dt\]/)[0]!.session.close();
+    assert.is(await servedAgain(c), 21, 'served again after the session ended');
+    assert.ok(
+      states.some((st) => /the peer ended the session/.test(String(st.error?.message))),
+      JSON.stringify(states.map((st) => st.error?.message)),
+    );
+  },
+);
+
+t(
+  "the router detaches a client's reply link with a call in flight: that call fails at once with TransportError, later calls work",
+  async (ctx) => {
+    await serve(ctx, 'dr', 's', [new Recorder('s')]);
+    const tr = await transport(ctx, { 'amqp1.retryInterval': 50, 'amqp1.intervalMax': 400 });
+    const c = new RPCClient(tr, new Target({ topic: 'dr' }), { timeout: 10_000 });
+    assert.is(await c.call({}, 'add', { a: 1, b: 1 }), 2);
+    const t0 = Date.now();
+    const inflight = c.call({}, 'sleep', { ms: 1500 }).then(
+      () => undefined,
+      (e: Error & { code?: string }) => ({ e, at: Date.now() }),
+    );
+    await sleep(100);
+    const ends = routerEnds(ctx, tr, /\[rpc-response\]/);
+    assert.is(ends.length, 1);
+    ends[0]!.close({ condition: 'amqp:resource-limit-exceeded', description: 'too many links' });
+    const failed = await inflight;
+    assert.ok(failed, 'the in-flight call fails: its reply had nowhere to go');
+    assert.is(failed!.e.code, 'HERMOD_ERR_TRANSPORT');
+    assert.match(failed!.e.message, /the peer detached link openstack\.org\/om\/receiver\/\[rpc-response\]/);
+    // Before, it failed at its timeout, and so did every later call.
+    assert.ok(failed!.at - t0 < 1000, `failed after ${failed!.at - t0} ms`);
+    assert.is(await servedAgain(c), 21);
+  },
+);
+
+t("the router detaches a client's sender (unauthorized-access): the client reconnects and sends again", async (ctx) => {
+  await serve(ctx, 'ds', 's', [new Recorder('s')]);
+  const tr = await transport(ctx, { 'amqp1.retryInterval': 50, 'amqp1.intervalMax': 400 });
+  const c = new RPCClient(tr, new Target({ topic: 'ds' }), { timeout: 5000 });
+  assert.is(await c.call({}, 'add', { a: 1, b: 1 }), 2);
+  const ends = routerEnds(ctx, tr, /hermod\/sender\/unsettled/);
+  assert.is(ends.length, 1);
+  ends[0]!.close({ condition: 'amqp:unauthorized-access', description: 'policy changed' });
+  // Before, the next call went out on the dead handle, the router closed the connection with
+  // amqp:decode-error, after which rhea never reconnected: the client was dead for good.
+  assert.is(await servedAgain(c), 21);
+  await c.cast({}, 'bump', { seq: 1 });
+});
+
 t('failover: a dead first host is skipped; losing the live router moves everyone to the other', async (ctx) => {
   const portA = Number(new URL(ctx.url).port);
   const dead = new Router({ port: 0 });

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import os from 'node:os';
 import tls from 'node:tls';
-import type { Connection, Container, EventContext } from 'rhea';
+import type { Connection, Container, EventContext, Receiver, Sender } from 'rhea';
 import rhea from 'rhea';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportHost, TransportUrl } from '../../config/transport-url.js';
@@ -97,6 +97,14 @@ export class Amqp1Connection {
   private probing: Promise<void> | undefined;
   /** Ends a probe in progress when the connection is closed. */
   private readonly closing = new AbortController();
+  /** When the connection last opened (ms), to tell a peer that detaches again at once from a one-off. */
+  private openedAt = 0;
+  /** Reconnects in a row caused by the peer detaching our links (see {@link peerDropped}). */
+  private dropStreak = 0;
+  /** The next reconnect follows {@link peerDropped}: after a delay, not at once. */
+  private dropPending = false;
+  /** Sessions {@link watch} listens on. */
+  private readonly watchedSessions = new WeakSet<object>();
 
   constructor(
     private readonly url: TransportUrl,
@@ -171,6 +179,15 @@ export class Amqp1Connection {
       // the next try comes: at once after a loss (the next host may be fine), then growing with
       // jitter after failed attempts, as the RabbitMQ driver does.
       reconnect: () => {
+        if (this.dropPending) {
+          // The peer detached one of our links: an attach it refuses again at once must not
+          // become a reconnect storm. Grows like failed attempts, from amqp1.retryInterval
+          // (oslo re-attaches such a link after amqp1's link_retry_delay).
+          this.dropPending = false;
+          this.wasOpen = false;
+          this.nextDelayMs = backoffDelay(this.dropStreak, { initial: a.retryInterval, factor: 2, max: a.intervalMax });
+          return this.nextDelayMs;
+        }
         const afterLoss = this.wasOpen;
         this.wasOpen = false;
         // Called as rhea schedules, before it reports this failure: failedAttempts + 1 so far.
@@ -273,8 +290,61 @@ export class Amqp1Connection {
     this.connectTimer.unref();
   }
 
+  /**
+   * Treats the peer detaching `link` (or ending its session) while the connection stays up as a
+   * lost connection, as oslo's amqp1 driver turns a lost reply link into a reconnect. A router
+   * forcing a link off (`amqp:link:detach-forced`), a link limit, an operator, a policy change:
+   * before, the link was simply gone and nothing said so. A listener's receiver served nothing
+   * more while the server said `running`; the reply link's loss left every later call to time
+   * out; a detached sender's next message went out on a dead handle and the peer closed the
+   * connection with a condition after which rhea never reconnects. Reconnecting fails the calls
+   * in flight with TransportError (their replies went with the link), and rhea attaches every
+   * link of ours again. With `ownerReportsRefusal`, a detach for authorization is left to the
+   * link's owner (a listener reports it as a `failed` state: retrying will not help until
+   * someone changes the policy); the driver's own links, without which nothing can be sent,
+   * reconnect then too, at most every amqp1.intervalMax. Call it once the link is attached; a
+   * refusal of its first attach is its owner's to report.
+   */
+  watch(link: Sender | Receiver, ownerReportsRefusal = false): void {
+    const l = link as unknown as RheaLink;
+    l.on(link.is_sender() ? 'sender_close' : 'receiver_close', () => {
+      // Our own detach answered: nothing lost.
+      if (!l.state.local_open) return;
+      const e = (link.error ?? undefined) as { condition?: string; description?: string } | undefined;
+      if (ownerReportsRefusal && e?.condition === 'amqp:unauthorized-access') return;
+      // rhea closes and removes a link the peer detached a tick later; a connection lost before
+      // that keeps it for the reconnect to attach again, and a new marker keeps rhea off it.
+      l.state.mark();
+      const why = e ? ` (${e.condition ?? 'error'}${e.description ? `: ${e.description}` : ''})` : '';
+      this.peerDropped(`the peer detached link ${link.name}${why}`);
+    });
+    const session = l.session;
+    if (this.watchedSessions.has(session)) return;
+    this.watchedSessions.add(session);
+    session.on('session_close', () => {
+      if (!session.state.local_open) return;
+      session.state.mark();
+      this.peerDropped('the peer ended the session');
+    });
+  }
+
+  /** See {@link watch}: drops the socket, so that rhea reconnects after a growing delay. */
+  private peerDropped(reason: string): void {
+    const conn = this.conn;
+    if (!conn || !this.open_ || this.hooks.closed()) return;
+    // A peer that let the connection run a good while since it opened is no storm.
+    if (Date.now() - this.openedAt > this.config.amqp1.intervalMax) this.dropStreak = 0;
+    this.dropStreak++;
+    this.dropPending = true;
+    this.lastError = reason;
+    // The reason, not the socket's error on the way down (see onDisconnected).
+    this.readFailed = true;
+    socketOf(conn)?.destroy(new Error(reason));
+  }
+
   private onOpen(ctx: EventContext): void {
     clearTimeout(this.connectTimer);
+    this.openedAt = Date.now();
     this.open_ = true;
     this.failedAttempts = 0;
     this.wasOpen = true;
@@ -453,6 +523,18 @@ function guarded<S extends net.Socket>(socket: S, attempt: Attempt): S {
     socket.destroy(new Error(`the peer broke AMQP 1.0 framing: ${reason} (this side advertised max-frame-size ${MAX_FRAME_SIZE})`));
   });
   return socket;
+}
+
+/** What {@link Amqp1Connection.watch} reads of rhea's links and sessions beyond its typings. */
+interface RheaEndpointState {
+  local_open: boolean;
+  /** A new marker keeps rhea from closing an endpoint the peer closed (it checks its own). */
+  mark(): unknown;
+}
+interface RheaLink {
+  state: RheaEndpointState;
+  on(event: string, f: () => void): void;
+  session: { state: RheaEndpointState; on(event: string, f: () => void): void };
 }
 
 /** One connect attempt: its host, whether its TCP connection (and TLS session) came up, how it ended. */

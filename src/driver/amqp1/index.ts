@@ -105,6 +105,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
         this.flow.schedulePump();
       });
       s.on('sender_error', () => {});
+      this.connection.watch(s);
     }
     this.replyReceiver = conn.open_receiver({
       // rhea's typings demand an address even on a dynamic source, which the peer assigns.
@@ -127,6 +128,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
       this.onReply(c.message!);
     });
     this.replyReceiver.on('receiver_error', () => {});
+    this.connection.watch(this.replyReceiver);
   }
 
   private onReply(message: Message): void {
@@ -317,6 +319,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
           this.flow.sendReply(replyMessage(to, correlationId, body && this.encode(body, 'reply'), ttl)),
         // The subscription has ended, as a RabbitMQ one whose declares are refused on a reconnect.
         onRefused: (error) => this.setState({ state: 'failed', host: this.connection.hostLabel, error }),
+        watch: (r) => this.connection.watch(r, true),
       }),
     );
     this.active.add(listener);

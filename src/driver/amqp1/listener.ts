@@ -31,6 +31,8 @@ export interface Amqp1ListenerOptions {
    * it receives nothing from that address any more.
    */
   onRefused?: (err: Error) => void;
+  /** Called for each receiver once attached: a later detach by the peer reconnects (see Amqp1Connection.watch). */
+  watch?: (receiver: Receiver) => void;
 }
 
 /**
@@ -71,8 +73,12 @@ export class Amqp1Listener implements Listener {
           r.once('receiver_open', () =>
             setImmediate(() => {
               started = true;
-              if (refused) reject(refused);
-              else resolve();
+              if (refused) {
+                reject(refused);
+                return;
+              }
+              this.opts.watch?.(r);
+              resolve();
             }),
           );
           r.on('receiver_error', (ctx: EventContext) => {
@@ -88,7 +94,8 @@ export class Amqp1Listener implements Listener {
             // Refused once running: re-attached after a reconnect to a router whose policy changed,
             // or a detach that came in a later read than the attach. rhea does not attach a
             // refused link again, so this address is deaf for good: say so instead of idling.
-            if (!this.stopped && !this.closed) this.opts.onRefused?.(err);
+            // Any other detach reconnects, which attaches it again (see Amqp1Connection.watch).
+            if (!this.stopped && !this.closed && err instanceof AccessRefused) this.opts.onRefused?.(err);
           });
         }),
       );
