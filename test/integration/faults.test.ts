@@ -220,37 +220,28 @@ t('the broker closes a server channel and a reply channel, the connections up: b
   const client = new RPCClient(await transport(ctx, ctx.node.url()), new Target({ topic }), { timeout: 5_000 });
   assert.is(await client.call({}, 'add', { a: 1, b: 1 }), 2);
   type Ch = { ack(m: object): void; once(e: string, f: () => void): void };
-  const channelOf = (o: unknown) => (o as { channel?: Ch }).channel;
-  const serverChannel = channelOf((server as unknown as { listener: unknown }).listener);
-  assert.ok(serverChannel, "the server listener's channel");
-  let closed = false;
-  serverChannel.once('close', () => (closed = true));
-  // An acknowledgement of a delivery tag the broker never sent: it closes the channel with
-  // PRECONDITION_FAILED and leaves the connection up, as RabbitMQ's consumer_timeout does.
-  serverChannel.ack({ fields: { deliveryTag: 999_999 } });
-  await until(() => closed, 'the broker to close the channel');
+  /** Has the broker close `ch` (the connection stays up), then calls until served again. */
+  const closeAndRetry = async (ch: Ch | undefined, what: string, a: number) => {
+    assert.ok(ch, what);
+    let closed = false;
+    ch.once('close', () => (closed = true));
+    // An acknowledgement of a delivery tag the broker never sent: it closes the channel with
+    // PRECONDITION_FAILED and leaves the connection up, as RabbitMQ's consumer_timeout does.
+    ch.ack({ fields: { deliveryTag: 999_999 } });
+    await until(() => closed, `the broker to close ${what}`);
+    let got: unknown;
+    const end = Date.now() + 15_000;
+    while (got !== 2 * a && Date.now() < end) got = await client.call({}, 'add', { a, b: a }).catch(() => sleep(100));
+    assert.is(got, 2 * a, `served again after closing ${what}`);
+  };
   // Before, the server served nothing from then on: every call timed out.
-  let served: unknown;
-  const end = Date.now() + 15_000;
-  while (served !== 4 && Date.now() < end) {
-    served = await client.call({}, 'add', { a: 2, b: 2 }).catch(() => sleep(100));
-  }
-  assert.is(served, 4, 'served again');
-
-  // The client's reply channel (the one its replies are acknowledged on).
-  const replyChannel = (client.transport.driver as unknown as { replies: { ackChannel?: Ch } }).replies.ackChannel;
-  assert.ok(replyChannel, "the client's reply channel");
-  let replyClosed = false;
-  replyChannel.once('close', () => (replyClosed = true));
-  replyChannel.ack({ fields: { deliveryTag: 999_999 } });
-  await until(() => replyClosed, 'the broker to close the reply channel');
-  // Before, no reply arrived again: every later call timed out.
-  let answered: unknown;
-  const until2 = Date.now() + 15_000;
-  while (answered !== 6 && Date.now() < until2) {
-    answered = await client.call({}, 'add', { a: 3, b: 3 }).catch(() => sleep(100));
-  }
-  assert.is(answered, 6, 'replies arrive again');
+  await closeAndRetry((server as unknown as { listener: { channel?: Ch } }).listener.channel, "the server listener's channel", 2);
+  // Before, no reply arrived again (the channel its replies are consumed and acknowledged on).
+  await closeAndRetry(
+    (client.transport.driver as unknown as { replies: { ackChannel?: Ch } }).replies.ackChannel,
+    "the client's reply channel",
+    3,
+  );
 });
 
 t('a server killed mid-call: the caller gets a call-monitor timeout, not a hang', async (ctx) => {
