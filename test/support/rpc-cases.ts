@@ -452,6 +452,9 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     assert.is(await running, 300);
     assert.is(await c.call({}, 'add', { a: 1, b: 2 }), 3, 'still serving');
     assert.is(waited, undefined, 'wait() has not returned: stop() was not called');
+    // The caller can have its reply before the server has counted the call done (it publishes
+    // the reply, then settles): a stop() in between counts it as completed.
+    await until(() => s.stats().inFlight === 0, 'the server to finish its bookkeeping');
     await s.stop();
     await w;
     assert.equal(waited, { completed: 0, aborted: 0 });
