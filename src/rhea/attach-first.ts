@@ -48,10 +48,17 @@ export function installAttachFirst(): void {
       // Only a plain pending open: a link also closed (or closed and reopened) since the last
       // pass keeps rhea's order, attach, detach, attach.
       const s = link.state;
-      // A link reopened under the name of one whose detach is not written yet waits for it, in
-      // rhea's order (the old link comes first in the table): the peer takes an attach under
-      // the name of a link still open to it for a protocol error.
-      if ((predecessors.get(link)?.state.close_requests ?? 0) > 0) continue;
+      // A link reopened under the name of one whose detach is not written yet: the peer takes
+      // an attach under the name of a link still open to it for a protocol error.
+      const pred = predecessors.get(link);
+      if (pred) {
+        // Its detach first, in rhea's order (the old link comes first in the table and its
+        // queued transfers go before its detach). Not handled: transfers queued on the new link
+        // in the same pass go before its attach (rhea writes transfers first).
+        if (pred.state.close_requests > 0) continue;
+        // Written: the entry goes (it kept the whole chain of replaced links alive).
+        predecessors.delete(link);
+      }
       if (s.open_requests === 1 && s.close_requests === 0 && s.need_open()) this.output(link.local.attach);
     }
     original.call(this);

@@ -8,8 +8,10 @@ interface LinkLike {
   is_receiver(): boolean;
   on_attach(frame: unknown): void;
   remote: { attach?: unknown; detach?: unknown; handle?: number };
-  local: { handle: number };
+  local: { handle: number; attach?: unknown; detach?: unknown };
   state: {
+    need_open(): boolean;
+    need_close(): boolean;
     initialised: boolean;
     local_open: boolean;
     remote_open: boolean;

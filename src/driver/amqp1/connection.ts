@@ -299,10 +299,12 @@ export class Amqp1Connection {
    * out; a detached sender's next message went out on a dead handle and the peer closed the
    * connection with a condition after which rhea never reconnects. Reconnecting fails the calls
    * in flight with TransportError (their replies went with the link), and rhea attaches every
-   * link of ours again. With `ownerReportsRefusal`, a detach for authorization is left to the
-   * link's owner (a listener reports it as a `failed` state: retrying will not help until
-   * someone changes the policy); the driver's own links, without which nothing can be sent,
-   * reconnect then too, at most every amqp1.intervalMax. Call it once the link is attached; a
+   * link of ours again. With `ownerReportsRefusal`, a detach with an error other than
+   * `amqp:link:detach-forced` is left to the link's owner (a listener reports it as a `failed`
+   * state: a refusal, say of a re-attach past a link limit or a policy, comes back on every
+   * retry, and each reconnect would fail every call in flight on the transport); the driver's
+   * own links, without which nothing can be sent, reconnect then too, at most every
+   * amqp1.intervalMax. Call it once the link is attached; a
    * refusal of its first attach is its owner's to report.
    */
   watch(link: Sender | Receiver, ownerReportsRefusal = false): void {
@@ -311,27 +313,26 @@ export class Amqp1Connection {
       // Our own detach answered: nothing lost.
       if (!l.state.local_open) return;
       const e = (link.error ?? undefined) as { condition?: string; description?: string } | undefined;
-      if (ownerReportsRefusal && e?.condition === 'amqp:unauthorized-access') return;
-      // rhea closes and removes a link the peer detached a tick later; a connection lost before
-      // that keeps it for the reconnect to attach again, and a new marker keeps rhea off it.
-      l.state.mark();
+      if (ownerReportsRefusal && e?.condition !== undefined && e.condition !== 'amqp:link:detach-forced') return;
       const why = e ? ` (${e.condition ?? 'error'}${e.description ? `: ${e.description}` : ''})` : '';
-      this.peerDropped(`the peer detached link ${link.name}${why}`);
+      this.peerDropped(`the peer detached link ${link.name}${why}`, l.state);
     });
     const session = l.session;
     if (this.watchedSessions.has(session)) return;
     this.watchedSessions.add(session);
     session.on('session_close', () => {
       if (!session.state.local_open) return;
-      session.state.mark();
-      this.peerDropped('the peer ended the session');
+      this.peerDropped('the peer ended the session', session.state);
     });
   }
 
   /** See {@link watch}: drops the socket, so that rhea reconnects after a growing delay. */
-  private peerDropped(reason: string): void {
+  private peerDropped(reason: string, endpoint: RheaEndpointState): void {
     const conn = this.conn;
     if (!conn || !this.open_ || this.hooks.closed()) return;
+    // rhea closes and removes what the peer detached a tick later; a connection lost before
+    // that keeps it for the reconnect to attach again, and a new marker keeps rhea off it.
+    endpoint.mark();
     // A peer that let the connection run a good while since it opened is no storm.
     if (Date.now() - this.openedAt > this.config.amqp1.intervalMax) this.dropStreak = 0;
     this.dropStreak++;
@@ -345,6 +346,7 @@ export class Amqp1Connection {
   private onOpen(ctx: EventContext): void {
     clearTimeout(this.connectTimer);
     this.openedAt = Date.now();
+    this.dropPending = false;
     this.open_ = true;
     this.failedAttempts = 0;
     this.wasOpen = true;

@@ -94,8 +94,9 @@ export class Amqp1Listener implements Listener {
             // Refused once running: re-attached after a reconnect to a router whose policy changed,
             // or a detach that came in a later read than the attach. rhea does not attach a
             // refused link again, so this address is deaf for good: say so instead of idling.
-            // Any other detach reconnects, which attaches it again (see Amqp1Connection.watch).
-            if (!this.stopped && !this.closed && err instanceof AccessRefused) this.opts.onRefused?.(err);
+            // A detach the router forced (no refusal) reconnects instead, which attaches it again
+            // (see Amqp1Connection.watch).
+            if (!this.stopped && !this.closed && e.condition !== 'amqp:link:detach-forced') this.opts.onRefused?.(err);
           });
         }),
       );

@@ -147,6 +147,12 @@ export class RabbitConnection extends EventEmitter {
   private failed = false;
   private started = false;
   private sleepTimer: NodeJS.Timeout | undefined;
+  /** A {@link recycle} waiting for its delay; how many came in a row, and when the last did. */
+  private recycleTimer: NodeJS.Timeout | undefined;
+  private recycles = 0;
+  private lastRecycle = 0;
+  /** Closes in progress, so that close() during a recycle waits for it instead of closing twice. */
+  private readonly modelClosing = new WeakMap<ChannelModel, Promise<void>>();
   /** Ends a protocol probe in progress on close. */
   private readonly aborter = new AbortController();
   private wakeSleep: (() => void) | undefined;
@@ -186,8 +192,21 @@ export class RabbitConnection extends EventEmitter {
    */
   recycle(model: ChannelModel): void {
     // Only the connection the owner's channel was on: after a loss the loop dials by itself.
-    if (this.model !== model || this.over) return;
-    this.closeModel(model).catch(() => {});
+    if (this.model !== model || this.over || this.recycleTimer) return;
+    // A broker that closes the channel again right after every setup must not get a reconnect
+    // storm: the first recycle in a while is at once, later ones back off as failed attempts do.
+    const r = this.config.rabbit;
+    const now = Date.now();
+    this.recycles = now - this.lastRecycle > r.intervalMax ? 1 : this.recycles + 1;
+    this.lastRecycle = now;
+    const delay =
+      this.recycles <= 1 ? 0 : backoffDelay(this.recycles - 1, { initial: r.retryInterval, factor: r.retryBackoff, max: r.intervalMax });
+    this.recycleTimer = setTimeout(() => {
+      this.recycleTimer = undefined;
+      if (this.model === model && !this.over) this.closeModel(model).catch(() => {});
+    }, delay);
+    // The connection itself keeps the process up; a stop meanwhile makes this a no-op.
+    this.recycleTimer.unref();
   }
 
   /** Starts the connect loop (idempotent). */
@@ -418,7 +437,17 @@ export class RabbitConnection extends EventEmitter {
   }
 
   /** Closes `model`, or drops its socket when the broker does not answer within the grace. */
-  private async closeModel(model: ChannelModel, graceMs = CLOSE_GRACE_MS): Promise<void> {
+  private closeModel(model: ChannelModel, graceMs = CLOSE_GRACE_MS): Promise<void> {
+    // amqplib refuses a second close of a connection that is closing (a close() during a recycle).
+    let p = this.modelClosing.get(model);
+    if (!p) {
+      p = this.closeModelOnce(model, graceMs);
+      this.modelClosing.set(model, p);
+    }
+    return p;
+  }
+
+  private async closeModelOnce(model: ChannelModel, graceMs: number): Promise<void> {
     const closing = model.close().then(() => true);
     const done = graceMs > 0 ? await within(closing, graceMs) : false;
     closing.catch(() => {});
@@ -451,6 +480,8 @@ export class RabbitConnection extends EventEmitter {
   private async doClose(graceMs: number): Promise<void> {
     this.closed = true;
     this.aborter.abort();
+    clearTimeout(this.recycleTimer);
+    this.recycleTimer = undefined;
     if (this.sleepTimer) clearTimeout(this.sleepTimer);
     this.sleepTimer = undefined;
     this.wakeSleep?.();
