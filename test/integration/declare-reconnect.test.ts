@@ -44,11 +44,22 @@ t.after(async (ctx) => {
 /** As a peer configured otherwise would: the queue again, durable where hermod declares it transient. */
 async function redeclareDurable(ctx: Ctx, queue: string): Promise<void> {
   const conn = await amqplib.connect(ctx.node.url(ctx.vhost).replace(/^rabbit:/, 'amqp:'));
+  conn.on('error', () => {});
   try {
-    const ch = await conn.createChannel();
-    await ch.deleteQueue(queue);
-    await ch.assertQueue(queue, { durable: true });
-    await ch.close();
+    // hermod's server declares a queue deleted under it again (after rabbit.retryInterval, 50 ms
+    // here): a declare that lost that race is refused (406, the channel closes); try again.
+    for (let attempt = 1; ; attempt++) {
+      const ch = await conn.createChannel();
+      ch.on('error', () => {});
+      try {
+        await ch.deleteQueue(queue);
+        await ch.assertQueue(queue, { durable: true });
+        await ch.close();
+        return;
+      } catch (err) {
+        if (attempt >= 20) throw err;
+      }
+    }
   } finally {
     await conn.close();
   }

@@ -253,6 +253,7 @@ export class RabbitDriver extends DriverBase implements Driver {
         maxJsonDepth: this.config.maxJsonDepth,
         reply: this.sendReply,
         listen,
+        retryDelay: this.config.rabbit.retryInterval,
       }),
     );
     const failed = new Promise<never>((_, reject) => conn.once('setup-failed', (err: Error) => reject(err)));

@@ -44,6 +44,8 @@ export interface RabbitListenerOptions {
   maxJsonDepth: number;
   reply: ReplySender;
   listen: ListenOptions;
+  /** Wait before a consumer the broker cancelled is declared and consumed again (rabbit.retryInterval). */
+  retryDelay: number;
 }
 
 /** Acknowledges a delivery the listener settles itself (bad input, a duplicate): a function, not a closure made for every delivery. */
@@ -160,6 +162,10 @@ export class RabbitListener implements TrackedListener {
   private async resubscribe(ch: Channel, b: QueueBinding, oldTag: string): Promise<void> {
     if (this.stopped || this.channel !== ch) return;
     this.tags = this.tags.filter((t) => t !== oldTag);
+    // After rabbit.retryInterval, as oslo waits kombu_reconnect_delay after a Basic.cancel: an
+    // operator who deletes a queue to declare it otherwise gets to do so first.
+    await new Promise((r) => setTimeout(r, this.o.retryDelay).unref());
+    if (this.stopped || this.channel !== ch) return;
     try {
       // Every binding of the queue: a pool's queue is bound once per priority.
       for (const x of this.o.bindings) if (x.queue === b.queue) await this.o.topology.declareBinding(ch, x);
