@@ -578,6 +578,12 @@ export class Router {
       const peer = this.peers.get(link.connection);
       if (peer) peer.links--;
     };
+    const f = this.forwarder;
+    const dropLink = (link: Sender | Receiver) => {
+      linkGone(link);
+      if (link.is_sender()) f.dropConsumer(link as Sender);
+      else f.dropProducer(link as Receiver);
+    };
     c.on('session_open', (ctx: EventContext) => {
       const peer = this.peers.get(ctx.connection);
       if (peer && ++peer.sessions > this.opts.maxSessions) {
@@ -592,17 +598,8 @@ export class Router {
       // session kept being offered messages that could never be settled, and its links counted
       // against the connection until it closed.
       const links = (ctx.session as unknown as { links?: Record<string, Sender | Receiver> }).links;
-      for (const link of Object.values(links ?? {})) {
-        if (link.is_sender()) {
-          linkGone(link);
-          f.dropConsumer(link as Sender);
-        } else {
-          linkGone(link);
-          f.dropProducer(link as Receiver);
-        }
-      }
+      for (const link of Object.values(links ?? {})) dropLink(link);
     });
-    const f = this.forwarder;
     c.on('sender_open', (ctx: EventContext) => {
       const sender = ctx.sender!;
       if (!this.admitLink(sender)) return;
@@ -625,14 +622,8 @@ export class Router {
       }
       f.onProducer(receiver);
     });
-    c.on('sender_close', (ctx: EventContext) => {
-      linkGone(ctx.sender!);
-      f.dropConsumer(ctx.sender!);
-    });
-    c.on('receiver_close', (ctx: EventContext) => {
-      linkGone(ctx.receiver!);
-      f.dropProducer(ctx.receiver!);
-    });
+    c.on('sender_close', (ctx: EventContext) => dropLink(ctx.sender!));
+    c.on('receiver_close', (ctx: EventContext) => dropLink(ctx.receiver!));
     c.on('sender_error', () => {});
     c.on('receiver_error', () => {});
     c.on('session_error', () => {});
