@@ -1,9 +1,8 @@
 // The gateway cases every transport passes (memory, the embedded router, RabbitMQ): real HTTP
 // on 127.0.0.1 port 0 against real RPC servers. Imported by gateway-*.test.ts files.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -12,6 +11,7 @@ import { type Context, defaultConfig, getTransport, MessagingTimeout, RPCServer,
 import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
 import { Versioned } from '../support/endpoints.js';
+import { scratchDir } from '../support/scratch.js';
 
 /** A users service for the gateway tests. */
 export class Users {
@@ -100,7 +100,7 @@ export function userRoutes(topic: string): NonNullable<GatewayOptions['routes']>
 export function keysFileFor(entries: Array<Omit<KeyEntry, 'sha256'>>): { file: string; keys: Record<string, string> } {
   const keys: Record<string, string> = {};
   for (const e of entries) keys[e.id] = randomBytes(32).toString('base64url');
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'hermod-gw-keys-')), 'keys.json');
+  const file = path.join(scratchDir('hermod-gw-keys-'), 'keys.json');
   writeFileSync(file, JSON.stringify({ keys: entries.map((e) => ({ ...e, sha256: hashApiKey(keys[e.id]!) })) }));
   return { file, keys };
 }

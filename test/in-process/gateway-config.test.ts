@@ -1,8 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { type AddressInfo, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
@@ -13,6 +12,7 @@ import { jobsKey } from '../../src/gateway/job-refs.js';
 import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { rejects, until } from '../support/assert.js';
+import { scratchDir } from '../support/scratch.js';
 import { harness, http, IN_PROCESS, type KeepAlive, keepAlive, Users, userRoutes } from './gateway-cases.js';
 
 // The gateway configuration: strict validation naming the key, the mapping policy, and the
@@ -73,7 +73,7 @@ c('unknown keys are refused, naming the key and the nearest known one', async (c
   assert.is(d.keepAliveTimeout, 72_000);
 });
 c("a relative auth.keysFile is read from the gateway file's directory, not the working directory", async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-keys-'));
+  const dir = scratchDir('hermod-gw-keys-');
   const file = path.join(dir, 'gw.json');
   writeFileSync(file, JSON.stringify({ auth: { keysFile: 'keys.json', allowAnonymous: true } }));
   assert.equal(readGatewayConfig(file).auth, { keysFile: path.join(dir, 'keys.json'), allowAnonymous: true });
@@ -85,7 +85,7 @@ c("a relative auth.keysFile is read from the gateway file's directory, not the w
 c(
   'the jobs key: from the jobsKey option, jobs.keyFile or HERMOD_GATEWAY_JOBS_KEY; short or unreadable is a ConfigError naming it',
   async (ctx) => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-jobskey-'));
+    const dir = scratchDir('hermod-gw-jobskey-');
     const good = 'k'.repeat(32);
     writeFileSync(path.join(dir, 'good.key'), `${good}\n`);
     writeFileSync(path.join(dir, 'short.key'), 'secret\n');
@@ -189,7 +189,7 @@ function start(args: string[], env: Record<string, string> = {}) {
 
 const cli = suite('hermod-gateway (subprocess, embedded router)');
 cli('serves the routes of --config-file, takes hermod options from its "hermod" section, stops on SIGTERM', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
+  const dir = scratchDir('hermod-gw-cli-');
   const router = new Router({ port: 0 });
   const port = await router.start();
   const url = `amqp://127.0.0.1:${port}/`;
@@ -267,7 +267,7 @@ function once(base: string, method: string, url: string, body?: string, headers:
 }
 
 cli('--workers 2: both workers answer on the one port, a killed worker is replaced, SIGTERM stops them all', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
+  const dir = scratchDir('hermod-gw-cli-');
   const router = new Router({ port: 0 });
   const port = await router.start();
   const url = `amqp://127.0.0.1:${port}/`;
@@ -388,7 +388,7 @@ cli('--metrics-port: Prometheus text of the gateway (with --workers, every worke
   }
 });
 cli('accessLog: one bounded line per request at info (off by default)', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
+  const dir = scratchDir('hermod-gw-cli-');
   const file = path.join(dir, 'gw.json');
   for (const accessLog of [true, false]) {
     writeFileSync(file, JSON.stringify({ accessLog }));
@@ -421,7 +421,7 @@ cli('--shutdown-timeout takes seconds from 0, else exits 2', async () => {
   }
 });
 cli('--workers 2: an unusable route schema exits 2 before any worker starts', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
+  const dir = scratchDir('hermod-gw-cli-');
   const file = path.join(dir, 'gw.json');
   writeFileSync(file, JSON.stringify({ routes: [{ topic: 't', method: 'm', args: { type: 'nope' } }] }));
   const p = start(['--config-file', file, '--port', '0', '--workers', '2', '--transport-url', 'memory://']);
@@ -496,7 +496,7 @@ async function sleepyWorkers(tag: string) {
   const users = new Counted();
   const server = new RPCServer(st, new Target({ topic, server: 'u1' }), [users]);
   await server.start();
-  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
+  const dir = scratchDir('hermod-gw-cli-');
   const file = path.join(dir, 'gw.json');
   writeFileSync(file, JSON.stringify({ routes: userRoutes(topic), hermod: { log: { level: 'info' } } }));
   const gw = start(['--config-file', file, '--port', '0', '--transport-url', url, '--workers', '2']);
@@ -555,7 +555,7 @@ cli('--workers 2: Ctrl-C (SIGINT to the primary and each worker, as a terminal s
   }
 });
 cli('a jobs key that cannot be used exits 2 naming it, before any worker starts', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
+  const dir = scratchDir('hermod-gw-cli-');
   const file = path.join(dir, 'gw.json');
   writeFileSync(file, JSON.stringify({ jobs: { keyFile: 'missing.key' } }));
   let p = start(['--config-file', file, '--port', '0', '--workers', '2', '--transport-url', 'memory://']);
@@ -567,7 +567,7 @@ cli('a jobs key that cannot be used exits 2 naming it, before any worker starts'
   assert.match(p.err, /HERMOD_GATEWAY_JOBS_KEY variable holds 5 characters/);
 });
 cli('a misspelt key in the gateway file or its hermod section exits 2 naming it', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
+  const dir = scratchDir('hermod-gw-cli-');
   const file = path.join(dir, 'gw.json');
   writeFileSync(file, JSON.stringify({ routes: [], bodyLimt: 10 }));
   let p = start(['--config-file', file]);
@@ -584,7 +584,7 @@ cli('a misspelt key in the gateway file or its hermod section exits 2 naming it'
   assert.match(p.err, /invalid value for rpc\.responseTimeout \(from file \S*gw\.json, section hermod\)/);
 });
 cli('maxConnections from the file: a connection past it is closed and logged once per burst; SIGTERM still exits 0', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-cli-'));
+  const dir = scratchDir('hermod-gw-cli-');
   const file = path.join(dir, 'gw.json');
   writeFileSync(file, JSON.stringify({ maxConnections: 1 }));
   const gw = start(['--config-file', file, '--port', '0', '--transport-url', 'memory://']);

@@ -1,11 +1,11 @@
-import { existsSync, mkdtempSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import puppeteer, { type Browser } from 'puppeteer-core';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { scratchDir } from '../support/scratch.js';
 import { type GatewayBroker, type Harness, harness, harnessSuite, http, IN_PROCESS, type Json } from './gateway-cases.js';
 
 // The OpenAPI 3.1 document (checked against the OpenAPI 3.1 schema) and the /docs page, driven
@@ -86,7 +86,7 @@ for (const [name, broker] of IN_PROCESS) {
 const d = suite<{ broker: GatewayBroker; h: Harness; browser: Browser; dir: string }>('gateway /docs in headless Chromium', {} as never);
 d.before(async (ctx) => {
   ctx.broker = await IN_PROCESS[1]![1]();
-  ctx.dir = mkdtempSync(path.join(tmpdir(), 'hermod-gw-docs-'));
+  ctx.dir = scratchDir('hermod-gw-docs-');
 });
 d.after(async (ctx) => {
   await ctx.browser?.close();

@@ -1,9 +1,9 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { scratchDir } from './scratch.js';
 
 // Compiled to dist/test/support; the script stays in the source tree.
 const SCRIPT = fileURLToPath(new URL('../../../test/support/oslo_peer.py', import.meta.url));
@@ -45,7 +45,7 @@ export interface OsloFlavor {
 
 function configFile(flavor: OsloFlavor | undefined): string | undefined {
   if (!flavor?.rabbit || Object.keys(flavor.rabbit).length === 0) return undefined;
-  const dir = mkdtempSync(path.join(tmpdir(), 'hermod-oslo-'));
+  const dir = scratchDir('hermod-oslo-');
   const rabbit = { ...flavor.rabbit };
   // Each peer is a process group of its own (see the constructor), so each needs its own name.
   if (rabbit.use_queue_manager) rabbit.processname = `${rabbit.processname ?? 'oslo'}-${path.basename(dir)}`;
