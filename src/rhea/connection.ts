@@ -6,6 +6,7 @@ interface ConnectionInternals {
   socket?: Socket;
   options: Record<string, unknown>;
   scheduled_reconnect?: NodeJS.Timeout;
+  closed_with_non_fatal_error: boolean;
   set_reconnect(reconnect: boolean): void;
 }
 const internals = (conn: Connection) => conn as unknown as ConnectionInternals;
@@ -60,6 +61,18 @@ export function setSaslCredentials(
     else mechanisms.enable_anonymous();
     o.sasl_mechanisms = mechanisms;
   }
+}
+
+/**
+ * Makes rhea reconnect after the peer's close frame that carried no error, as it does after one
+ * with a non-fatal error. rhea marks that case only in `_handle_error` (a close with an error);
+ * after a plain close both ends count as closed and its `_disconnected()` neither reconnects nor
+ * reports `disconnected`. Call it from `connection_close`, before rhea answers the close on the
+ * next tick: the flag is read when the socket ends.
+ */
+export function reconnectAfterPlainClose(conn: Connection): void {
+  const c = internals(conn);
+  if (c.options.reconnect) c.closed_with_non_fatal_error = true;
 }
 
 /**

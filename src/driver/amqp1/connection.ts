@@ -13,6 +13,7 @@ import {
   connectionError,
   limitIncomingMessages,
   type OutcomeKind,
+  reconnectAfterPlainClose,
   SocketGuard,
   setSaslCredentials,
   socketOf,
@@ -39,10 +40,14 @@ export const MAX_FRAME_SIZE = 1024 * 1024;
 const WAIT_POLL_MS = 250;
 
 /**
- * Close conditions after which rhea reconnects. rhea treats most as fatal by default; a router
- * restart or a forced close must lead to a reconnect, while auth failures must not cause a storm.
+ * The close condition after which retrying cannot help: the peer refused us (a policy denying
+ * the user or vhost after open, as a failed SASL login before it). After any other condition
+ * the driver reconnects, as oslo's amqp1 driver does after every remote close: a router that
+ * closed on a frame it could not take (`amqp:decode-error`), a redirect, a condition it made up.
+ * rhea's default stopped after every condition but `amqp:connection:forced`, leaving servers
+ * dead and waiting sends "still trying".
  */
-const NON_FATAL = ['amqp:connection:forced', 'amqp:connection:framing-error', 'amqp:internal-error', 'amqp:resource-limit-exceeded'];
+const REFUSED = 'amqp:unauthorized-access';
 
 /** What the connection asks and tells its driver. */
 export interface ConnectionHooks {
@@ -99,6 +104,12 @@ export class Amqp1Connection {
   private readonly closing = new AbortController();
   /** When the connection last opened (ms), to tell a peer that detaches again at once from a one-off. */
   private openedAt = 0;
+  /**
+   * Losses in a row of connections that were open for less than `amqp1.intervalMax`: a peer
+   * that closes each connection soon after opening it (a connection limit, a frame of ours it
+   * refuses every time) is retried after a growing delay instead of at once, in a loop.
+   */
+  private lossStreak = 0;
   /** Reconnects in a row caused by the peer detaching our links (see {@link peerDropped}). */
   private dropStreak = 0;
   /** The next reconnect follows {@link peerDropped}: after a delay, not at once. */
@@ -191,15 +202,20 @@ export class Amqp1Connection {
         const afterLoss = this.wasOpen;
         this.wasOpen = false;
         // Called as rhea schedules, before it reports this failure: failedAttempts + 1 so far.
+        // The first loss in a while is retried at once (the next host may be fine).
         this.nextDelayMs = afterLoss
-          ? 0
+          ? this.lossStreak <= 1
+            ? 0
+            : backoffDelay(this.lossStreak - 1, { initial: a.retryInterval, factor: 2, max: a.intervalMax })
           : backoffDelay(this.failedAttempts + 1, { initial: a.retryInterval, factor: 2, max: a.intervalMax });
         return this.nextDelayMs;
       },
       // rhea's default is 4 GiB: a peer could send any message as one frame, which rhea buffers
       // whole, past the reach of limitIncomingMessages. Peers split by what we advertise.
       max_frame_size: MAX_FRAME_SIZE,
-      non_fatal_errors: NON_FATAL,
+      // Every condition reconnects, REFUSED too: its connection_close handler stops that, and
+      // rhea's fatal path would otherwise raise an 'error' nobody handles when no listener is set.
+      all_errors_non_fatal: true,
       idle_time_out: a.idleTimeout || undefined,
       properties: { process: process.argv[1] ? process.argv[1].split('/').pop() : 'node', pid: process.pid, node: os.hostname() },
     } as never);
@@ -226,12 +242,17 @@ export class Amqp1Connection {
       const err = connectionError(ctx.connection);
       if (err) this.lastError = err;
       if (this.hooks.closed()) return;
-      // The peer closed on us: calls in flight lost their reply address, fail them now. After a
-      // non-fatal condition rhea reconnects and reports `disconnected` once the socket is gone;
-      // after any other close it does neither, and the attempt ends here.
+      // The peer closed on us: calls in flight lost their reply address, fail them now. rhea
+      // reconnects and reports `disconnected` once the socket is gone.
       this.markLost();
-      const condition = (ctx.connection.error as { condition?: string } | undefined)?.condition;
-      if (!condition || !NON_FATAL.includes(condition)) this.attemptFailed(this.hosts.currentLabel, false);
+      const e = ctx.connection.error as { condition?: string; description?: string } | undefined;
+      if (e?.condition === REFUSED && !this.refused) {
+        // rhea still reports `disconnected` (not reconnecting), which counts the attempt.
+        stopReconnect(ctx.connection);
+        const problem = this.problem();
+        this.refused = (what) => new AccessRefused(`${problem} (the peer refused the connection; not retrying for ${what})`);
+        this.wake();
+      } else if (!e) reconnectAfterPlainClose(ctx.connection);
     });
     conn.on('connection_error', (ctx: EventContext) => {
       const err = connectionError(ctx.connection);
@@ -239,7 +260,9 @@ export class Amqp1Connection {
       // rhea reports a failed SASL exchange as a connection error of its own (not a close frame)
       // and, having set it as the transport error, never reconnects: say why at once.
       const e = ctx.error as { condition?: string; message?: string } | undefined;
-      if (e?.condition === 'amqp:unauthorized-access') {
+      // A close frame's error comes here too (before connection_close): after open it is no
+      // login, and connection_close says so.
+      if (e?.condition === REFUSED && !this.open_) {
         // rhea logs in with PLAIN only given a password; a username alone is ANONYMOUS's trace.
         this.lastError = saslReason(e.message ?? '', Boolean(this.attempt?.host.password));
         const problem = this.problem();
@@ -366,6 +389,8 @@ export class Amqp1Connection {
     if (!this.open_) return;
     this.open_ = false;
     this.lostOpen = true;
+    if (Date.now() - this.openedAt > this.config.amqp1.intervalMax) this.lossStreak = 0;
+    this.lossStreak++;
     const host = this.hosts.currentLabel;
     const err = error ?? (this.lastError ? new Error(this.lastError) : undefined);
     this.hooks.state({ state: 'disconnected', host, ...(err ? { error: err } : {}) });
