@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import amqplib from 'amqplib';
@@ -208,6 +209,42 @@ t(
       assert.is(await client.call({}, 'add', { a: 4, b: 4 }), 8);
     } finally {
       await raw.close().catch(() => {});
+    }
+  },
+);
+
+t(
+  'a reply queue whose declare the broker refuses (other flags): every call fails at once with the ConfigError naming the queue, none waits for its timeout',
+  async (ctx) => {
+    const topic = `replyrefused-${process.pid}`;
+    const server = new RPCServer(await transport(ctx, ctx.node.url()), new Target({ topic, server: 's' }), [new Recorder('s')]);
+    await server.start();
+    ctx.servers.push(server);
+    // The queue manager's names are known in advance: a queue left under the client's reply
+    // queue name by another program, with other flags, has its declare refused.
+    const host = `h${process.pid}${Math.random().toString(36).slice(2, 8)}`;
+    const name = `reply_${host}:p:1`;
+    const raw = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${ctx.node.port}/`);
+    raw.on('error', () => {});
+    try {
+      const ch = await raw.createChannel();
+      await ch.assertQueue(name, { durable: true });
+      const tr = await transport(ctx, ctx.node.url(), { 'rabbit.queueManager': true, 'rabbit.hostname': host, 'rabbit.processName': 'p' });
+      const client = new RPCClient(tr, new Target({ topic }), { timeout: 8_000 });
+      for (let i = 0; i < 3; i++) {
+        const t0 = Date.now();
+        const err = await rejects(
+          () => client.call({}, 'add', { a: 1, b: 1 }),
+          'HERMOD_ERR_CONFIG',
+          /exists with durable=true \(hermod declared false\)/,
+        );
+        assert.ok(err.message.includes(name), err.message);
+        assert.ok(Date.now() - t0 < 4_000, `call ${i + 1} failed after ${Date.now() - t0} ms`);
+      }
+      await ch.deleteQueue(name);
+    } finally {
+      await raw.close().catch(() => {});
+      rmSync(`/dev/shm/hermod_${host}_p_qmanager`, { force: true });
     }
   },
 );
