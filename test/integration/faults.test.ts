@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import amqplib from 'amqplib';
@@ -9,6 +8,7 @@ import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { type ConnectionState, defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { rejects, sleep, until } from '../support/assert.js';
 import { Recorder } from '../support/endpoints.js';
+import { removeQueueManagerFilesAtExit } from '../support/scratch.js';
 
 // Fault tests: brokers killed, stopped and refused under traffic. Each states its figures.
 // RabbitMQ faults use a node of their own (it gets killed), not the run's shared one.
@@ -223,6 +223,7 @@ t(
     // The queue manager's names are known in advance: a queue left under the client's reply
     // queue name by another program, with other flags, has its declare refused.
     const host = `h${process.pid}${Math.random().toString(36).slice(2, 8)}`;
+    removeQueueManagerFilesAtExit(host);
     const name = `reply_${host}:p:1`;
     const raw = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${ctx.node.port}/`);
     raw.on('error', () => {});
@@ -244,7 +245,6 @@ t(
       await ch.deleteQueue(name);
     } finally {
       await raw.close().catch(() => {});
-      rmSync(`/dev/shm/hermod_${host}_p_qmanager`, { force: true });
     }
   },
 );

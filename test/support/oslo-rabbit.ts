@@ -1,5 +1,6 @@
 import { RabbitNode } from '../../scripts/rabbit-node.js';
 import type { Broker, InteropFlavor } from './interop.js';
+import { removeQueueManagerFilesAtExit } from './scratch.js';
 
 /** A vhost of its own on the run's RabbitMQ node, for one interop suite. */
 export async function rabbitBroker(tag: string): Promise<Broker> {
@@ -16,7 +17,11 @@ export async function rabbitBroker(tag: string): Promise<Broker> {
 }
 
 /** A name no other run shares: the queue manager's counter file is per host and process name. */
-const unique = (who: string) => `${who}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+const unique = (who: string) => {
+  const name = `${who}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  removeQueueManagerFilesAtExit(name);
+  return name;
+};
 
 /**
  * The RabbitMQ 4-era settings of a current OpenStack deployment on oslo.messaging 18, and

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -20,4 +20,28 @@ export function scratchDir(prefix: string): string {
   }
   made.push(dir);
   return dir;
+}
+
+const shmNames: string[] = [];
+
+/**
+ * Removes, when the test process exits, the queue managers' counter files in /dev/shm whose
+ * names hold `fragment` (a process name unique to the run): hermod's and oslo's
+ * `use_queue_manager` keep one per host and process name, and nothing else removes them.
+ */
+export function removeQueueManagerFilesAtExit(fragment: string): void {
+  if (shmNames.length === 0) {
+    process.on('exit', () => {
+      let names: string[] = [];
+      try {
+        names = readdirSync('/dev/shm');
+      } catch {
+        return;
+      }
+      for (const n of names) {
+        if (n.endsWith('_qmanager') && shmNames.some((f) => n.includes(f))) rmSync(path.join('/dev/shm', n), { force: true });
+      }
+    });
+  }
+  shmNames.push(fragment);
 }
