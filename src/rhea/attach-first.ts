@@ -13,6 +13,10 @@ interface EndpointStateLike {
 interface LinkLike {
   state: EndpointStateLike;
   local: { attach: unknown };
+  is_sender(): boolean;
+  is_closed(): boolean;
+  dispatch(event: string, ctx: unknown): void;
+  _context(): unknown;
 }
 interface SessionLike {
   links: Record<string, LinkLike>;
@@ -43,6 +47,7 @@ export function installAttachFirst(): void {
   const original = proto._process;
   proto._process = function () {
     if (this.state.need_open()) this.output(this.local.begin);
+    let held: LinkLike[] | undefined;
     for (const k in this.links) {
       const link = this.links[k]!;
       // Only a plain pending open: a link also closed (or closed and reopened) since the last
@@ -53,15 +58,36 @@ export function installAttachFirst(): void {
       const pred = predecessors.get(link);
       if (pred) {
         // Its detach first, in rhea's order (the old link comes first in the table and its
-        // queued transfers go before its detach). Not handled: transfers queued on the new link
-        // in the same pass go before its attach (rhea writes transfers first).
-        if (pred.state.close_requests > 0) continue;
+        // queued transfers go before its detach). The new link sends nothing meanwhile
+        // (attachPending), since rhea writes transfers before attaches.
+        if (pred.state.close_requests > 0) {
+          if (held) held.push(link);
+          else held = [link];
+          continue;
+        }
         // Written: the entry goes (it kept the whole chain of replaced links alive).
         predecessors.delete(link);
       }
       if (s.open_requests === 1 && s.close_requests === 0 && s.need_open()) this.output(link.local.attach);
     }
     original.call(this);
+    // Written now: a sender held back by attachPending may send, and hears so as it hears of
+    // credit (a turn later, outside rhea's write pass).
+    for (const link of held ?? []) {
+      if (link.state.open_requests > 0 || !link.is_sender()) continue;
+      setImmediate(() => {
+        if (!link.is_closed()) link.dispatch('sendable', link._context());
+      });
+    }
   };
   proto[FIXED] = true;
+}
+
+/**
+ * Whether `link` must not send yet: it replaced a link of its name whose detach is still to be
+ * written, so its own attach is not written either, and a transfer on it would go out first
+ * ("Invalid handle" at the peer). It gets a `sendable` event once its attach is written.
+ */
+export function attachPending(link: object): boolean {
+  return predecessors.has(link) && (link as LinkLike).state.open_requests > 0;
 }

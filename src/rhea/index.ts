@@ -15,6 +15,9 @@ export {
 } from './delivery.js';
 
 import { installAttachFirst } from './attach-first.js';
+
+export { attachPending } from './attach-first.js';
+
 import { installNoOutputAfterClose } from './closed-sockets.js';
 import { installDispositionFix } from './dispositions.js';
 import { installFastFrames } from './fast-frames.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Delivery, Message, Receiver, Sender, Source, TerminusOptions } from 'rhea';
 import { SlotList } from '../core/slot-map.js';
-import { deliveryCount, linkCredit } from '../rhea/index.js';
+import { attachPending, deliveryCount, linkCredit } from '../rhea/index.js';
 
 /** One message on its way through the router. */
 export interface Item {
@@ -71,9 +71,12 @@ export interface Address {
 export const isMulticast = (address: string) =>
   address.includes('/multicast/') || address.startsWith('broadcast.') || address.startsWith('multicast.');
 
-/** Credit left on a consumer link, counting transfers rhea has not written yet. */
+/**
+ * Credit left on a consumer link, counting transfers rhea has not written yet; none while its
+ * attach waits for the detach of the link it replaced under its name (see attachPending).
+ */
 export function canSend(c: Consumer): boolean {
-  return c.sender.sendable() && linkCredit(c.sender) - (c.sent - deliveryCount(c.sender)) > 0;
+  return c.sender.sendable() && linkCredit(c.sender) - (c.sent - deliveryCount(c.sender)) > 0 && !attachPending(c.sender);
 }
 
 /**

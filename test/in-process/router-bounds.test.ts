@@ -582,6 +582,56 @@ t('a rhea client closing a link and opening one under its name at once: detach g
   );
 });
 
+t(
+  'a receiver detached and attached again under its name while messages wait for it: the attach goes before any transfer on it',
+  async (ctx) => {
+    await startRouter(ctx);
+    const cons = await rheaConnect(ctx.port);
+    const prod = await rheaConnect(ctx.port);
+    ctx.conns.push(cons, prod);
+    const errors: string[] = [];
+    cons.on('error', (e: Error) => errors.push(e.message));
+    cons.on('disconnected', (e: EventContext) => errors.push(`disconnected: ${(e as unknown as { error?: Error }).error?.message}`));
+    let got = 0;
+    let link = cons.open_receiver({ name: 'L', source: { address: 'q' }, credit_window: 0 });
+    link.on('message', () => got++);
+    await until(() => link.is_open(), 'the first link attached');
+    const snd = prod.open_sender({ target: { address: 'q' } });
+    let pumping = true;
+    let sent = 0;
+    // Messages arrive for the address in every turn, so the router always has one to send the
+    // moment a new link's credit arrives. Before, the router wrote those transfers ahead of the
+    // new link's attach (held back behind the old link's detach), and the client failed the
+    // connection with "Invalid handle" within the first few relinks.
+    const pump = () => {
+      if (!pumping) return;
+      while (snd.sendable()) {
+        snd.send({ body: sent++ });
+      }
+      setImmediate(pump);
+    };
+    snd.on('sendable', pump);
+    link.add_credit(50);
+    await until(() => got > 0, 'the first messages');
+    for (let i = 0; i < 200 && errors.length === 0; i++) {
+      link.close();
+      link = cons.open_receiver({ name: 'L', source: { address: 'q' }, credit_window: 0 });
+      link.on('message', (e: EventContext) => {
+        got++;
+        e.delivery!.accept();
+        link.add_credit(1);
+      });
+      link.add_credit(50);
+      await sleep(2);
+    }
+    pumping = false;
+    const before = got;
+    await until(() => got > before || errors.length > 0, 'the last link to get messages');
+    assert.equal(errors, [], ctx.log.join('\n'));
+    assert.ok(!cons.is_closed(), 'the connection stays up');
+  },
+);
+
 t("a client's detach is answered, and a link opened and closed in one tick is attached and detached once", async (ctx) => {
   await startRouter(ctx);
   const a = await rheaConnect(ctx.port);
