@@ -51,22 +51,43 @@ export function serveClusterMetrics(options: ServeMetricsOptions): Promise<Metri
   );
 }
 
+/** Sockets a metrics server keeps at once; more are closed as they arrive. */
+export const MAX_CONNECTIONS = 64;
+
 function listen(options: ServeMetricsOptions, exposition: () => Promise<string>, contentType: () => string): Promise<MetricsServer> {
   const host = options.host ?? '127.0.0.1';
   const path = options.path ?? '/metrics';
+  // Scrapes that arrive while one is being made share its text: on a cluster primary each one
+  // asks every worker, and a burst of requests (or a flood on an exposed port) would put that
+  // many rounds of messages in flight at once.
+  let pending: Promise<string> | undefined;
+  const scrape = (): Promise<string> => {
+    if (!pending) {
+      pending = exposition().finally(() => {
+        pending = undefined;
+      });
+    }
+    return pending;
+  };
   const server = http.createServer((req, res) => {
     const url = (req.url ?? '/').split('?')[0];
     if (url !== path || (req.method !== 'GET' && req.method !== 'HEAD')) {
       res.writeHead(url === path ? 405 : 404, { 'content-type': 'text/plain' }).end(url === path ? 'method not allowed\n' : 'not found\n');
       return;
     }
-    exposition().then(
+    scrape().then(
       (text) => res.writeHead(200, { 'content-type': contentType() }).end(req.method === 'HEAD' ? undefined : text),
       (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics unavailable: ${err.message}\n`),
     );
   });
   // A scrape is one short request: idle keep-alive sockets must not hold a stopping process.
   server.keepAliveTimeout = 5_000;
+  // Bounded against peers that open sockets and send nothing, or a header a byte at a time
+  // (Node's defaults allow 60 s for the headers and any number of sockets): a few Prometheus
+  // servers need a handful of connections. Past the bound Node drops new sockets at once.
+  server.maxConnections = MAX_CONNECTIONS;
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 15_000;
   return new Promise((resolve, reject) => {
     // Said with the address asked for: a bare "listen EADDRINUSE" or "getaddrinfo ENOTFOUND"
     // did not say that it was about the metrics port.

@@ -1,10 +1,12 @@
 import { spawn } from 'node:child_process';
 import cluster, { type Worker } from 'node:cluster';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Metrics, serveClusterMetrics, serveMetrics } from '../../src/ops/metrics.js';
+import { MAX_CONNECTIONS } from '../../src/ops/metrics-http.js';
 import { Router } from '../../src/router/router.js';
 import { rejects, sleep, until } from '../support/assert.js';
 import { Recorder } from '../support/endpoints.js';
@@ -173,6 +175,49 @@ t('serveMetrics: a taken port is a clear error; close() ends keep-alive connecti
   const t0 = Date.now();
   await a.close();
   assert.ok(Date.now() - t0 < 1000);
+});
+
+t('serveMetrics under a flood: concurrent scrapes share one exposition, idle sockets are bounded', async (ctx) => {
+  let made = 0;
+  let release: (() => void) | undefined;
+  const slow = {
+    contentType: 'text/plain; version=0.0.4; charset=utf-8',
+    text: async () => {
+      made++;
+      await new Promise<void>((r) => {
+        release = r;
+      });
+      return 'x_total 1\n';
+    },
+  };
+  const m = await serveMetrics(slow, { port: 0 });
+  ctx.closers.push(() => m.close());
+  // Sockets that never send a request: Node's default took any number, each for up to 60 s.
+  const idle: net.Socket[] = [];
+  ctx.closers.push(() => {
+    for (const s of idle) s.destroy();
+  });
+  let dropped = 0;
+  for (let i = 0; i < MAX_CONNECTIONS + 40; i++) {
+    const s = net.connect(m.port, '127.0.0.1');
+    s.on('error', () => {});
+    s.on('close', () => dropped++);
+    idle.push(s);
+  }
+  await until(() => dropped >= 40, 'the sockets past the bound to be closed');
+  await sleep(200);
+  assert.is(dropped, 40, `${dropped} of ${idle.length} sockets closed`);
+  for (const s of idle) s.destroy();
+  await until(() => dropped === idle.length, 'all gone');
+  // The server counts them out as their close reaches it.
+  await sleep(200);
+  // Served again once they left. Before, each of these asked the registry (on a cluster primary: every worker) on its own.
+  const scrapes = Array.from({ length: 50 }, () => fetch(m.url).then((r) => r.text()));
+  await until(() => made === 1 && release !== undefined, 'the first exposition');
+  await sleep(100);
+  release!();
+  assert.equal(new Set(await Promise.all(scrapes)), new Set(['x_total 1\n']));
+  assert.is(made, 1, 'one exposition for 50 concurrent scrapes');
 });
 
 t('serveClusterMetrics: the primary sums the metrics of 2 real workers', async (ctx) => {
