@@ -213,8 +213,7 @@ export class Amqp1Connection {
       // rhea's default is 4 GiB: a peer could send any message as one frame, which rhea buffers
       // whole, past the reach of limitIncomingMessages. Peers split by what we advertise.
       max_frame_size: MAX_FRAME_SIZE,
-      // Every condition reconnects, REFUSED too: its connection_close handler stops that, and
-      // rhea's fatal path would otherwise raise an 'error' nobody handles when no listener is set.
+      // Every close condition reconnects (see REFUSED: the connection_close handler stops it).
       all_errors_non_fatal: true,
       idle_time_out: a.idleTimeout || undefined,
       properties: { process: process.argv[1] ? process.argv[1].split('/').pop() : 'node', pid: process.pid, node: os.hostname() },
