@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto';
 import { deferred } from '../core/deferred.js';
 import { channels, publish } from '../core/diagnostics.js';
-import { assertMs, ClosedError, InvalidArgument, InvalidTarget, MalformedMessage, ServerStopped } from '../core/errors.js';
+import { assertMs, ClosedError, InvalidArgument, InvalidTarget, MalformedMessage, ServerStopped, textOf } from '../core/errors.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { assertOptions } from '../core/suggest.js';
 import type { Target } from '../core/target.js';
@@ -244,7 +245,7 @@ export class NotificationListener {
       incoming,
       msg: {
         ctxt,
-        publisher_id: String(m.publisher_id ?? ''),
+        publisher_id: publisherId(m.publisher_id),
         event_type: m.event_type,
         payload: this.serializer.deserializeEntity(ctxt, m.payload),
         metadata: { message_id: m.message_id as string | undefined, timestamp: m.timestamp as string | undefined },
@@ -259,7 +260,23 @@ export class NotificationListener {
       incoming.done();
       return;
     }
-    const parsed = this.parse(incoming);
+    let parsed: Parsed | undefined;
+    try {
+      parsed = this.parse(incoming);
+    } catch (err) {
+      // What a peer sent (a publisher_id no string can be made of) or what the serializer made
+      // of it threw: settled and reported, as a malformed message. Before, the error escaped
+      // into the driver's delivery callback: the process exited (memory driver) or the
+      // listener's delivery slot was never freed, and with it the queue behind it stalled.
+      incoming.acknowledge();
+      incoming.done();
+      this.counts.invalid++;
+      publish(channels.notification, {
+        outcome: 'dropped',
+        error: new MalformedMessage(`notification could not be read: ${textOf(err)}`),
+      });
+      return;
+    }
     if (!parsed) return;
     if (this.batching) {
       this.batch.push(parsed);
@@ -332,11 +349,14 @@ export class NotificationListener {
   private settle(p: Parsed, result: NotificationResult): void {
     const id = p.msg.metadata.message_id;
     const { event_type: eventType, priority } = p.msg;
+    // Redeliveries are counted by message_id; a notification without a string one (a
+    // third-party publisher) by its content, or the limit never applied and it looped at once.
+    const key = typeof id === 'string' && id !== '' ? id : result === 'requeue' && this.allowRequeue ? contentKey(p) : undefined;
     if (result === 'requeue' && this.allowRequeue) {
-      const n = (id ? (this.requeues.get(id) ?? 0) : 0) + 1;
+      const n = (key ? (this.requeues.get(key) ?? 0) : 0) + 1;
       if (n <= this.redeliveryLimit) {
-        if (id) {
-          this.requeues.set(id, n);
+        if (key) {
+          this.requeues.set(key, n);
           // Bounded memory: forget the oldest counts first.
           if (this.requeues.size > 10_000) this.requeues.delete(this.requeues.keys().next().value!);
         }
@@ -352,15 +372,33 @@ export class NotificationListener {
         priority,
         outcome: 'dropped',
         error: new InvalidArgument(
-          `notification ${id} requeued ${n - 1} times; dropped (notifications.redeliveryLimit=${this.redeliveryLimit})`,
+          `notification ${typeof id === 'string' && id !== '' ? id : '(no message_id)'} requeued ${n - 1} times; dropped (notifications.redeliveryLimit=${this.redeliveryLimit})`,
         ),
       });
     } else {
       this.counts.handled++;
       publish(channels.notification, { eventType, priority, outcome: 'handled' });
     }
-    if (id) this.requeues.delete(id);
+    if (key) this.requeues.delete(key);
     p.incoming.acknowledge();
     p.incoming.done();
   }
+}
+
+/**
+ * The publisher as a string: oslo's publishers send one; a number or a boolean is written out,
+ * a missing one is ''. Anything else (an object, a list) is no publisher: refused as malformed.
+ */
+function publisherId(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (v === undefined || v === null) return '';
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  throw new TypeError(`publisher_id is ${Array.isArray(v) ? 'a list' : typeof v}, not a string`);
+}
+
+/** A key for a notification's redeliveries when it has no message_id: a digest of what it carries. */
+function contentKey(p: Parsed): string {
+  const m = p.incoming.message;
+  const text = JSON.stringify([p.incoming.ctx, m.event_type, m.priority, m.publisher_id, m.timestamp, m.payload]);
+  return `sha1:${createHash('sha1').update(text).digest('base64')}`;
 }

@@ -245,6 +245,48 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
     );
   });
 
+  t(
+    "a peer's notification the listener cannot read is settled as invalid and the rest go on; one without message_id is requeued at most redeliveryLimit times",
+    async (ctx) => {
+      const tp = topic();
+      const c = new Collector();
+      c.fail = 0;
+      // One delivery at a time: before, a notification whose reading threw never freed its slot
+      // (or, on the memory driver, the error ended the process).
+      const l = await listen(ctx, [tp], [c], { concurrency: 1 });
+      const raw = await transport(ctx);
+      const send = (m: Record<string, unknown>) =>
+        raw.driver.sendNotification(
+          new Target({ topic: `${tp}.info` }),
+          {},
+          { priority: 'INFO', payload: {}, ...m },
+          { retry: 0, envelope: '2.0' },
+        );
+      await send({ message_id: 'bad-1', publisher_id: { toString: 1 }, event_type: 'evil' });
+      await send({ message_id: 'bad-2', publisher_id: ['x'], event_type: 'evil' });
+      await send({ message_id: 'ok-1', publisher_id: 7, event_type: 'fine' });
+      await until(() => c.got.length === 1 && l.stats().invalid === 2, 'the good one handled, the bad ones counted');
+      assert.is(c.got[0]!.publisherId, '7');
+
+      const tp2 = topic();
+      const r = new Collector();
+      r.fail = 100;
+      const l2 = await listen(ctx, [tp2], [r], { allowRequeue: true, redeliveryLimit: 3 });
+      // A third-party publisher: no message_id. Before, the limit never applied to it and it
+      // was redelivered as fast as the broker could (some 160,000 times a second in memory).
+      await raw.driver.sendNotification(
+        new Target({ topic: `${tp2}.error` }),
+        {},
+        { priority: 'ERROR', publisher_id: 'p', event_type: 'storm', payload: { n: 1 } },
+        { retry: 0, envelope: '2.0' },
+      );
+      await until(() => l2.stats().dropped === 1, 'dropped after the redelivery limit', 10_000);
+      await sleep(200);
+      assert.is(r.got.length, 4, 'first delivery + 3 redeliveries');
+      assert.is(l2.stats().requeued, 3);
+    },
+  );
+
   t('lifecycle: stop() then wait() lets the endpoints finish; at the deadline the rest is requeued, not lost', async (ctx) => {
     const tp = topic();
     let release!: () => void;
