@@ -1,5 +1,4 @@
 import { InvalidArgument, textOf } from '../core/errors.js';
-import { findPrototypeKey, notPlainError } from '../core/plain.js';
 import type { Context } from '../core/serializer.js';
 import { NotificationFilter } from './filter.js';
 import type { NotificationMetadata } from './message.js';
@@ -62,12 +61,11 @@ export class NotificationDispatcher {
   }
 
   /**
-   * Calls the endpoints that want `m`, in order, until one asks for a requeue. A notification
-   * whose context or payload is not plain data (a `__proto__` key, see core/plain.ts) reaches
-   * no endpoint: it is reported through `onFailure` and dropped.
+   * Calls the endpoints that want `m`, in order, until one asks for a requeue. The listener has
+   * checked that the notification was plain data as it came (see core/plain.ts) before its
+   * serializer made it into the application's objects.
    */
   async dispatch(m: BatchedNotification): Promise<NotificationResult> {
-    if (!this.plain(m)) return 'handled';
     let result: NotificationResult = 'handled';
     for (const { filter, fn } of this.callbacks.get(m.priority) ?? []) {
       if (filter && !matches(filter, m)) continue;
@@ -86,9 +84,8 @@ export class NotificationDispatcher {
    */
   async dispatchBatch(batch: BatchedNotification[]): Promise<Set<BatchedNotification>> {
     const requeue = new Set<BatchedNotification>();
-    const clean = batch.filter((m) => this.plain(m));
     for (const priority of PRIORITIES) {
-      const group = clean.filter((m) => m.priority === priority);
+      const group = batch.filter((m) => m.priority === priority);
       if (group.length === 0) continue;
       for (const { filter, fn } of this.callbacks.get(priority) ?? []) {
         const selected = filter ? group.filter((m) => matches(filter, m)) : group;
@@ -101,14 +98,6 @@ export class NotificationDispatcher {
       }
     }
     return requeue;
-  }
-
-  /** Whether `m` is plain data; reports it when not. */
-  private plain(m: BatchedNotification): boolean {
-    const at = findPrototypeKey(m.ctxt, 'context') ?? findPrototypeKey(m.payload, 'payload') ?? findPrototypeKey(m.metadata, 'metadata');
-    if (at === undefined) return true;
-    this.onFailure({ eventType: m.event_type, priority: m.priority, error: notPlainError('notification', at) });
-    return false;
   }
 
   private async call(fn: Callback, args: unknown[], what: { eventType?: string; priority: Priority }): Promise<NotificationResult> {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { deferred } from '../core/deferred.js';
 import { channels, publish } from '../core/diagnostics.js';
 import { assertMs, ClosedError, InvalidArgument, InvalidTarget, MalformedMessage, ServerStopped, textOf } from '../core/errors.js';
+import { findPrototypeKey, notPlainError } from '../core/plain.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { assertOptions } from '../core/suggest.js';
 import type { Target } from '../core/target.js';
@@ -238,6 +239,20 @@ export class NotificationListener {
         outcome: 'dropped',
         error: new InvalidArgument(`unknown priority '${priority}'`),
       });
+      return undefined;
+    }
+    // Checked as it came over the wire, as RPC requests are: what a serializer makes of it (a
+    // Date, a context class) is the application's own objects. Before, the check ran after
+    // deserializing, and such a serializer had every notification dropped unseen.
+    const at =
+      findPrototypeKey(incoming.ctx, 'context') ??
+      findPrototypeKey(m.payload, 'payload') ??
+      findPrototypeKey({ message_id: m.message_id, timestamp: m.timestamp }, 'metadata');
+    if (at !== undefined) {
+      incoming.acknowledge();
+      incoming.done();
+      this.counts.failed++;
+      publish(channels.notification, { eventType: m.event_type, priority, outcome: 'error', error: notPlainError('notification', at) });
       return undefined;
     }
     const ctxt = this.serializer.deserializeContext(incoming.ctx ?? {});

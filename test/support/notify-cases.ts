@@ -5,6 +5,7 @@ import {
   type Context,
   defaultConfig,
   getTransport,
+  NoOpSerializer,
   NotificationFilter,
   NotificationListener,
   type NotificationMetadata,
@@ -284,6 +285,43 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
       await sleep(200);
       assert.is(r.got.length, 4, 'first delivery + 3 redeliveries');
       assert.is(l2.stats().requeued, 3);
+    },
+  );
+
+  t(
+    'a serializer that makes objects of the payload and the context: the endpoint gets them (plain data is checked as it came)',
+    async (ctx) => {
+      const tp = topic();
+      class RequestContext {
+        constructor(readonly fields: Context) {}
+      }
+      class Dates extends NoOpSerializer {
+        override deserializeContext(c: Context): Context {
+          return new RequestContext(c) as unknown as Context;
+        }
+        override deserializeEntity(_c: Context, e: unknown): unknown {
+          const p = e as { at?: string };
+          return typeof p?.at === 'string' ? { ...p, at: new Date(p.at) } : e;
+        }
+      }
+      const got: Array<{ c: unknown; payload: { at: unknown } }> = [];
+      const l = await listen(
+        ctx,
+        [tp],
+        [{ info: (c: unknown, _p: string, _e: string, payload: { at: unknown }) => got.push({ c, payload }) }],
+        {
+          serializer: new Dates(),
+        },
+      );
+      await new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp] }).info({ user_id: 'u' }, 'made', {
+        at: '2026-01-02T03:04:05Z',
+      });
+      // Before, the plain-data check ran on what the serializer returned: dropped as "not plain data".
+      await until(() => got.length === 1 || l.stats().failed > 0, 'the notification');
+      assert.is(l.stats().failed, 0);
+      assert.instance(got[0]!.c, RequestContext);
+      assert.instance(got[0]!.payload.at, Date);
+      assert.is((got[0]!.payload.at as Date).toISOString(), '2026-01-02T03:04:05.000Z');
     },
   );
 
