@@ -231,7 +231,8 @@ export class Notifier {
         return;
       case 'log': {
         const name = `oslo.messaging.notification.${message.event_type}`;
-        const line = JSON.stringify(message);
+        // As oslo's LogDriver (strutils.mask_dict_password): a log is no place for secrets.
+        const line = JSON.stringify(maskSecrets(message));
         if (this.options.log) this.options.log(name, priority, line);
         else process.stderr.write(`${priority.toUpperCase()} ${name} ${line}\n`);
         return;
@@ -255,4 +256,58 @@ export class Notifier {
         throw new ConfigError(`unknown notification driver '${driver}'`, { key: 'notifications.driver' });
     }
   }
+}
+
+/** oslo.utils' `_SANITIZE_KEYS`: a key holding any of them (case-insensitive) has its value masked. */
+const SECRET_KEYS = [
+  'adminpass',
+  'admin_pass',
+  'password',
+  'admin_password',
+  'auth_token',
+  'new_pass',
+  'auth_password',
+  'secret_uuid',
+  'secret',
+  'sys_pswd',
+  'token',
+  'configdrive',
+  'chappassword',
+  'encrypted_key',
+  'private_key',
+  'fernetkey',
+  'sslkey',
+  'passphrase',
+  'cephclusterfsid',
+  'octaviaheartbeatkey',
+  'rabbitcookie',
+  'cephmanilaclientkey',
+  'pacemakerremoteauthkey',
+  'designaterndckey',
+  'cephadminkey',
+  'heatauthencryptionkey',
+  'cephclientkey',
+  'keystonecredential',
+  'barbicansimplecryptokek',
+  'cephrgwkey',
+  'swifthashsuffix',
+  'migrationsshkey',
+  'cephmdskey',
+  'cephmonkey',
+];
+
+/**
+ * `value` with the values of secret-looking keys replaced by `***`, in nested objects and lists
+ * too (oslo's mask_dict_password recurses into dicts only). A copy; `value` is left alone.
+ */
+export function maskSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(maskSecrets);
+  if (value === null || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    const lower = k.toLowerCase();
+    const masked = SECRET_KEYS.some((s) => lower.includes(s)) ? '***' : maskSecrets(v);
+    Object.defineProperty(out, k, { value: masked, enumerable: true, writable: true, configurable: true });
+  }
+  return out;
 }

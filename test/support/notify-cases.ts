@@ -503,6 +503,18 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
     assert.is(c.got.length, 1);
     assert.is(c.got[0]!.eventType, 'compute.start');
     assert.match(lines[0]!, /^warn oslo\.messaging\.notification\.compute\.slow \{.*"priority":"WARN"/);
+    // The log driver masks secrets as oslo's does (mask_dict_password); before, they were logged.
+    await routed.warn({}, 'compute.login', {
+      user: 'bob',
+      password: 'hunter2',
+      nested: { Admin_Pass: 'x1', list: [{ auth_token: 'tk' }] },
+    });
+    await until(() => lines.length === 2, 'the second log line');
+    assert.match(
+      lines[1]!,
+      /"payload":\{"user":"bob","password":"\*\*\*","nested":\{"Admin_Pass":"\*\*\*","list":\[\{"auth_token":"\*\*\*"\}\]\}\}/,
+    );
+    assert.not.match(lines[1]!, /hunter2|x1|"tk"/);
   });
 
   return t;
