@@ -313,6 +313,16 @@ export class NotificationListener {
     const batch = this.batch;
     this.batch = [];
     if (batch.length === 0) return;
+    if (this.transport.state.state === 'closed') {
+      // The transport was closed under the listener (it is not told): these can be neither
+      // acknowledged nor requeued over it, and the broker gives them to another consumer. Before,
+      // the batch timer ran the endpoints on them anyway and counted them handled.
+      for (const p of batch) {
+        this.counts.requeued++;
+        p.incoming.done();
+      }
+      return;
+    }
     this.pool.submit(
       this.work(batch, async () => {
         const requeue = await this.dispatcher.dispatchBatch(batch.map((p) => p.msg));

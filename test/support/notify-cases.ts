@@ -325,6 +325,29 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
     },
   );
 
+  t('batch listener: a partial batch whose transport was closed under it runs no endpoint', async (ctx) => {
+    const tp = topic();
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig() });
+    const batches: number[] = [];
+    const l = new NotificationListener(tr, [new Target({ topic: tp })], [{ info: (b: BatchedNotification[]) => batches.push(b.length) }], {
+      batchSize: 10,
+      batchTimeout: 300,
+    });
+    await l.start();
+    // Not awaited: through a router the send is settled only when the listener settles it.
+    const sent = new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp] }).info({}, 'e', {}).catch(() => {});
+    await until(() => l.stats().queued === 1, 'the notification waiting in the batch');
+    await tr.close();
+    // Before, the batch timer ran the endpoint on the closed transport and counted it handled.
+    await until(() => l.stats().requeued === 1, 'the batch given up at its timer');
+    await sleep(100);
+    assert.equal(batches, []);
+    assert.is(l.stats().handled, 0);
+    await l.stop();
+    await l.wait(1000);
+    void sent;
+  });
+
   t('lifecycle: stop() then wait() lets the endpoints finish; at the deadline the rest is requeued, not lost', async (ctx) => {
     const tp = topic();
     let release!: () => void;
