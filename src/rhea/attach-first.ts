@@ -65,7 +65,13 @@ export function installAttachFirst(): void {
           else held = [link];
           continue;
         }
-        // Written: the entry goes (it kept the whole chain of replaced links alive).
+        // Written: the entry goes (it kept the whole chain of replaced links alive). A link held
+        // back until now (its predecessor's detach went out in an earlier pass) is released
+        // below too: its credit's sendable event came while it was held.
+        if (s.open_requests > 0) {
+          if (held) held.push(link);
+          else held = [link];
+        }
         predecessors.delete(link);
       }
       if (s.open_requests === 1 && s.close_requests === 0 && s.need_open()) this.output(link.local.attach);

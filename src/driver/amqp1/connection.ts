@@ -201,6 +201,11 @@ export class Amqp1Connection {
         }
         const afterLoss = this.wasOpen;
         this.wasOpen = false;
+        // Counted here: rhea asks for the delay before it reports a socket's loss (markLost).
+        if (afterLoss) {
+          if (Date.now() - this.openedAt > a.intervalMax) this.lossStreak = 0;
+          this.lossStreak++;
+        }
         // Called as rhea schedules, before it reports this failure: failedAttempts + 1 so far.
         // The first loss in a while is retried at once (the next host may be fine).
         this.nextDelayMs = afterLoss
@@ -388,8 +393,6 @@ export class Amqp1Connection {
     if (!this.open_) return;
     this.open_ = false;
     this.lostOpen = true;
-    if (Date.now() - this.openedAt > this.config.amqp1.intervalMax) this.lossStreak = 0;
-    this.lossStreak++;
     const host = this.hosts.currentLabel;
     const err = error ?? (this.lastError ? new Error(this.lastError) : undefined);
     this.hooks.state({ state: 'disconnected', host, ...(err ? { error: err } : {}) });
