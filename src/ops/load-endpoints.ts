@@ -94,14 +94,17 @@ export interface FreshImport {
  * module's code per reload, which is why this is for development-time and occasional reloads.
  */
 export async function importFresh(file: string, options: FreshImport = {}): Promise<Record<string, unknown>> {
-  await enableTypeScript();
+  // Only for TypeScript: tsx compiles a `.js` file outside a `"type": "module"` package to
+  // CommonJS even when its syntax is ESM (which Node itself runs as ESM), and its exports then
+  // arrive wrapped (see esModuleExports).
+  if (TS.test(file)) await enableTypeScript();
   const generation = String(++generations);
   const reload = reloadHooks();
   const done = reload.listen(generation, options.onFile ?? (() => {}));
   try {
     const url = new URL(pathToFileURL(path.resolve(file)));
     url.searchParams.set(RELOAD_PARAM, generation);
-    return (await import(url.href)) as Record<string, unknown>;
+    return esModuleExports((await import(url.href)) as Record<string, unknown>);
   } finally {
     // Also when the import failed: the files it got to are where the error may be.
     await reload.flush();
@@ -113,7 +116,20 @@ export async function importFresh(file: string, options: FreshImport = {}): Prom
 /** Imports a module once (TypeScript through tsx). */
 export async function importModule(file: string): Promise<Record<string, unknown>> {
   if (TS.test(file)) await enableTypeScript();
-  return (await import(pathToFileURL(path.resolve(file)).href)) as Record<string, unknown>;
+  return esModuleExports((await import(pathToFileURL(path.resolve(file)).href)) as Record<string, unknown>);
+}
+
+/**
+ * The exports an ES module's author wrote, also when it was compiled to CommonJS on the way in
+ * (tsx does so for an ESM-syntax `.js` file outside a `"type": "module"` package once it is
+ * registered for a TypeScript service in the same process): Node then hands over
+ * `{ default: { __esModule: true, default, ...named } }`, and without this the factory itself
+ * would be served as an RPC method called `default`. Babel's and TypeScript's interop rule.
+ */
+export function esModuleExports(mod: Record<string, unknown>): Record<string, unknown> {
+  const inner = mod.default as Record<string, unknown> | null | undefined;
+  if (inner && (typeof inner === 'object' || typeof inner === 'function') && inner.__esModule === true) return inner;
+  return mod;
 }
 
 /** Turns a module's exports into endpoint objects. */

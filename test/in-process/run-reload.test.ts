@@ -211,6 +211,34 @@ t('a deleted module is reported and its loaded code keeps serving; the file comi
   assert.is(await client.call({}, 'v', {}), 2, 'the file back is loaded');
 });
 
+t(
+  'an ES module .js file outside a "type": "module" package serves its methods, before and after a TypeScript service registered tsx',
+  async (ctx) => {
+    // Node runs ESM syntax in such a file as ESM; tsx, once registered, compiles it to CommonJS,
+    // and its factory was served as one RPC method called `default`.
+    write(ctx, 'plain/package.json', '{ "name": "plain" }\n');
+    write(ctx, 'plain/lib.js', 'export const who = "v1";\n');
+    const file = write(
+      ctx,
+      'plain/ep.js',
+      "import { who } from './lib.js';\nexport default ({ server }) => ({ async whoami() { return who + ' ' + server; } });\n",
+    );
+    const { reloader, client } = await serve(ctx, file, 'plain');
+    assert.is(await client.call({}, 'whoami', {}), 'v1 s1');
+    const ts = write(ctx, 'other.ts', 'export default { async n(): Promise<number> { return 1; } };\n');
+    const other = await serve(ctx, ts, 'other-ts');
+    assert.is(await other.client.call({}, 'n', {}), 1);
+    const before = reloader.stats();
+    write(ctx, 'plain/lib.js', 'export const who = "v2";\n');
+    await reloaded(reloader, before, 'reloads');
+    assert.is(await client.call({}, 'whoami', {}), 'v2 s1');
+    const err = await client.call({}, 'default', {}).catch((e: unknown) => e);
+    assert.instance(err, Error);
+    assert.match(String((err as Error).message), /default/);
+    assert.is((err as Error).name, 'NoSuchMethod');
+  },
+);
+
 t('TypeScript modules and their TypeScript imports reload; type errors in syntax are located', async (ctx) => {
   write(ctx, 'util.ts', "export const greet = (n: string): string => 'hello ' + n;\n");
   const file = write(
