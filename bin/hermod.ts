@@ -23,12 +23,13 @@ import {
   DEFAULT_RUN_FILES,
   parseRecycleAfter,
   parseWorkers,
+  type RunSpec,
   type RunWatch,
   readRunFile,
   type ServiceSpec,
 } from '../src/ops/run/config.js';
 import { ServiceGroup } from '../src/ops/run/services.js';
-import { onPrimaryStop, READY_MESSAGE, tellPrimary, WorkerSupervisor, workerNumber } from '../src/ops/run/workers.js';
+import { onPrimaryStop, READY_MESSAGE, specFromPrimary, tellPrimary, WorkerSupervisor, workerNumber } from '../src/ops/run/workers.js';
 import { PRESENCE_TOPIC, PresenceView } from '../src/ops/status/index.js';
 import { renderTable, UNKNOWN_PEERS } from '../src/ops/status/table.js';
 import { getTransport } from '../src/transport.js';
@@ -183,9 +184,11 @@ async function runCommand(argv: string[]): Promise<void> {
     } & LogFlags
   >();
   const cliWorkers = o.workers === undefined ? undefined : parseWorkers(o.workers, '--workers');
-  const file = (program.args[0] as string | undefined) ?? DEFAULT_RUN_FILES.find((f) => existsSync(f));
-  if (!file) throw new UsageError(`no run file named and none of ${DEFAULT_RUN_FILES.join(', ')} here`);
-  const spec = await readRunFile(file);
+  const worker = workerNumber();
+  // Workers serve the file as the primary read it (see SPEC_REQUEST), however often they restart.
+  const spec =
+    worker === undefined ? await readRunFile(runFileOf(program.args[0] as string | undefined)) : ((await specFromPrimary()) as RunSpec);
+  const file = spec.file;
   // A module that is not there fails every worker alike, at every restart: said once, here.
   for (const s of spec.services) {
     for (const m of s.endpoints) {
@@ -228,7 +231,6 @@ async function runCommand(argv: string[]): Promise<void> {
       ? parseRecycleAfter(o.recycleAfter, '--recycle-after')
       : (watch.recycleAfter ?? DEFAULT_RECYCLE_AFTER);
   const timeoutMs = parseShutdownTimeout(o.shutdownTimeout, base.rpc.stopTimeout);
-  const worker = workerNumber();
   const log = makeLogger(base, worker === undefined ? 'hermod run' : `hermod run worker ${worker}`);
   const count = Math.max(...spec.services.map(workersOf));
   const metricsAt = o.metricsPort ?? spec.metricsPort;
@@ -248,6 +250,7 @@ async function runCommand(argv: string[]): Promise<void> {
     const supervisor = new WorkerSupervisor({
       count,
       log,
+      spec,
       onEarlyDeath: ({ worker: n, pid, code, signal }) => {
         if (code !== EXIT.usage || watch) return false;
         if (shutdown.stopping) return true;
@@ -322,6 +325,13 @@ async function runCommand(argv: string[]): Promise<void> {
   await group.start();
   // The primary hands over to a recycled worker's replacement once this is said.
   if (worker !== undefined && !shutdown.stopping) tellPrimary(READY_MESSAGE);
+}
+
+/** The run file named, or the first default one here. */
+function runFileOf(named: string | undefined): string {
+  const file = named ?? DEFAULT_RUN_FILES.find((f) => existsSync(f));
+  if (!file) throw new UsageError(`no run file named and none of ${DEFAULT_RUN_FILES.join(', ')} here`);
+  return file;
 }
 
 async function main(): Promise<void> {

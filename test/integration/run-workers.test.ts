@@ -28,7 +28,7 @@ t('workers share the topic, keep their own names, restart after a kill, and SIGT
 `,
   );
   const topic = `run-w-${process.pid}`;
-  runFile(ctx, { work: { endpoints: './ep.js', topic, server: 'node', workers: 2 } });
+  const file = runFile(ctx, { work: { endpoints: './ep.js', topic, server: 'node', workers: 2 } });
   const run = hermodRun([], ctx.dir);
   ctx.procs.push(run);
   const serving = () => count(run, (l) => l.event === 'serving');
@@ -53,7 +53,9 @@ t('workers share the topic, keep their own names, restart after a kill, and SIGT
   assert.is(mark.requestId, 'req-fanout-1');
   assert.is(mark.service, 'work');
 
-  // A worker killed outright is logged and replaced under the same name.
+  // A worker killed outright is logged and replaced under the same name, serving the run file
+  // the primary read at start: not the one on disk now, half written by an editor.
+  writeFileSync(file, '{ "config": { "transportUrl": "amqp://nowhere:1/" }, "services": { "work": { "endp');
   process.kill(one.pid, 'SIGKILL');
   await until(() => count(run, (l) => l.event === 'worker-crash') === 1, 'the crash logged');
   const crash = run.lines.find((l) => l.event === 'worker-crash')!;

@@ -26,6 +26,48 @@ export const READY_MESSAGE = { hermod: 'ready' } as const;
  */
 export const HELLO_MESSAGE = { hermod: 'hello' } as const;
 
+/**
+ * What a worker asks the primary for first: the run file as the primary read it. A worker that
+ * read the file itself (a restart after a crash, a recycle, hours later) would serve what the
+ * file says then, beside workers serving what it said at start, and one that read it half
+ * written would fail at every restart.
+ */
+export const SPEC_REQUEST = { hermod: 'spec?' } as const;
+
+/** The primary's answer to {@link SPEC_REQUEST}. */
+export interface SpecMessage {
+  hermod: 'spec';
+  spec: unknown;
+}
+
+/**
+ * Asks the primary for the run data it read (see {@link SPEC_REQUEST}). Rejects when the
+ * primary goes away before it answers.
+ */
+export function specFromPrimary(): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      process.off('message', onMessage);
+      process.off('disconnect', onGone);
+    };
+    const onMessage = (m: unknown) => {
+      const msg = m as Partial<SpecMessage> | null;
+      if (msg?.hermod !== 'spec') return;
+      done();
+      resolve(msg.spec);
+    };
+    const onGone = () => {
+      done();
+      reject(new Error('the primary went away before it sent the run file'));
+    };
+    process.on('message', onMessage);
+    process.on('disconnect', onGone);
+    if (!process.connected || !process.send) return onGone();
+    // Asked after listening, so the answer cannot arrive before anyone hears it.
+    process.send(SPEC_REQUEST, undefined, {}, (err: Error | null) => err && onGone());
+  });
+}
+
 /** What a worker asks the primary for when it wants a fresh process (`reloads`: its reloads so far). */
 export interface RecycleMessage {
   hermod: 'recycle';
@@ -78,6 +120,8 @@ export interface SupervisorOptions {
    * told instead, to end the run; unless it returns `false`, and that worker restarts like any
    * other. Without it, such a worker restarts like any other.
    */
+  /** What a worker gets when it asks for the run file ({@link specFromPrimary}). */
+  spec?: unknown;
   onEarlyDeath?: (death: { worker: number; pid: number | undefined; code: number | null; signal: string | null }) => boolean | undefined;
 }
 
@@ -238,6 +282,11 @@ export class WorkerSupervisor {
 
   private message(slot: Slot, worker: Worker, m: unknown): void {
     const msg = m as { hermod?: string; reloads?: unknown } | null;
+    if (msg?.hermod === SPEC_REQUEST.hermod) {
+      const answer: SpecMessage = { hermod: 'spec', spec: this.options.spec };
+      if (worker.isConnected()) worker.send(answer, undefined, undefined, () => undefined);
+      return;
+    }
     if (msg?.hermod === HELLO_MESSAGE.hermod) {
       this.heard.add(worker);
       if (this.askedEarly.has(worker) && worker.isConnected()) worker.send(STOP_MESSAGE, undefined, undefined, () => undefined);
