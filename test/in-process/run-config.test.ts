@@ -17,7 +17,7 @@ test('run file: a valid file resolves paths and keeps every field', () => {
   const spec = parseRunSpec(
     {
       workers: 2,
-      watch: { usePolling: true, interval: 500, recycleAfter: 0 },
+      watch: { usePolling: true, interval: 500, reloadTimeoutMs: 5000, recycleAfter: 0 },
       metricsPort: '0.0.0.0:9100',
       beacons: { intervalMs: 2000, version: '2.0.1' },
       config: { transportUrl: 'rabbit://h/', rpc: { responseTimeout: '5s' } },
@@ -46,7 +46,7 @@ test('run file: a valid file resolves paths and keeps every field', () => {
   );
   assert.equal(c.config, { 'rpc.sendTraceback': true });
   assert.equal(spec.config, { transportUrl: 'rabbit://h/', 'rpc.responseTimeout': '5s' });
-  assert.equal(spec.watch, { usePolling: true, interval: 500, recycleAfter: 0 }, 'recycleAfter 0: never recycle');
+  assert.equal(spec.watch, { usePolling: true, interval: 500, reloadTimeoutMs: 5000, recycleAfter: 0 }, 'recycleAfter 0: never recycle');
   assert.is(spec.metricsPort, '0.0.0.0:9100');
   assert.equal(spec.beacons, { intervalMs: 2000, version: '2.0.1' });
   const plain = parseRunSpec({ metricsPort: 9100, beacons: true, services: { a: ok } }, 'h.json');
@@ -82,6 +82,7 @@ test('run file: unknown keys suggest a known key only when close, bad values nam
       /watch\.recycleAfter: must be a whole number of reloads ≥ 0 \(0: never recycle\)/,
     ],
     [{ watch: { recycleAftr: 5 }, services: { a: ok } }, /watch: unknown key 'recycleAftr'; did you mean 'recycleAfter'\?/],
+    [{ watch: { reloadTimeoutMs: 0 }, services: { a: ok } }, /watch\.reloadTimeoutMs: must be/],
     [{ services: {} }, /services: declares no service/],
     [{ metricsPort: 'http://x', services: { a: ok } }, /metricsPort: must be a port or "host:port"/],
     [{ beacons: { interval: 1 }, services: { a: ok } }, /beacons: unknown key 'interval'; did you mean 'intervalMs'\?/],

@@ -239,6 +239,35 @@ t(
   },
 );
 
+t(
+  'a reload whose top-level await never settles fails after reloadTimeoutMs; the old code serves, the next save loads, close is prompt',
+  async (ctx) => {
+    const file = endpoints(ctx, 1);
+    const { reloader, client } = await serve(ctx, file, 'hang', { reloadTimeoutMs: 400 });
+    let before = reloader.stats();
+    write(ctx, 'lib/version.js', 'await new Promise(() => {});\nexport const version = 2;\n');
+    await reloaded(reloader, before, 'failures');
+    const err = ctx.lines.find((l) => l.fields.event === 'reload-failed')!;
+    assert.match(err.msg, /did not finish within 400 ms.*the previous code keeps serving$/, err.msg);
+    assert.is(await client.call({}, 'v', {}), 1);
+    before = reloader.stats();
+    write(ctx, 'lib/version.js', 'export const version = 3;\n');
+    await reloaded(reloader, before, 'reloads');
+    assert.is(await client.call({}, 'v', {}), 3);
+    // Hung again, and the reloader closes while it waits: the close does not wait for the import.
+    write(ctx, 'lib/version.js', 'await new Promise(() => {});\nexport const version = 4;\n');
+    const hung = new EndpointReloader([file], { server: 's1', topic: 'hang' }, logger(ctx), { reloadTimeoutMs: 60_000 });
+    await hung.start({ replaceEndpoints: () => assert.unreachable('nothing loaded') });
+    const reloading = hung.reload();
+    await sleep(300);
+    const t0 = performance.now();
+    await hung.close();
+    assert.is(await reloading, false);
+    assert.ok(performance.now() - t0 < 1000, `close took ${performance.now() - t0} ms`);
+    assert.is(hung.stats().failures, 0, 'a reload cut by the close is not a failure');
+  },
+);
+
 t('TypeScript modules and their TypeScript imports reload; type errors in syntax are located', async (ctx) => {
   write(ctx, 'util.ts', "export const greet = (n: string): string => 'hello ' + n;\n");
   const file = write(

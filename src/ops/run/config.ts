@@ -73,7 +73,7 @@ export interface BeaconSettings {
 
 const TOP_KEYS = ['services', 'config', 'workers', 'watch', 'metricsPort', 'beacons'] as const;
 const SERVICE_KEYS = ['endpoints', 'topic', 'server', 'exchange', 'namespace', 'version', 'concurrency', 'workers', 'config'] as const;
-const WATCH_KEYS = ['usePolling', 'interval', 'debounceMs', 'recycleAfter'] as const;
+const WATCH_KEYS = ['usePolling', 'interval', 'debounceMs', 'reloadTimeoutMs', 'recycleAfter'] as const;
 const BEACON_KEYS = ['intervalMs', 'version'] as const;
 
 function fail(where: string, message: string, key?: string): never {
@@ -159,6 +159,7 @@ function watchSection(value: unknown, where: string): RunWatch | false {
   }
   if (w.interval !== undefined) out.interval = positiveInt(w.interval, `${where}.interval`);
   if (w.debounceMs !== undefined) out.debounceMs = positiveInt(w.debounceMs, `${where}.debounceMs`);
+  if (w.reloadTimeoutMs !== undefined) out.reloadTimeoutMs = positiveInt(w.reloadTimeoutMs, `${where}.reloadTimeoutMs`);
   return out;
 }
 

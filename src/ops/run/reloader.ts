@@ -29,7 +29,18 @@ export interface WatchOptions {
   interval?: number;
   /** Quiet time after the last change before reloading, ms (an editor's save is often several writes). @default 100 */
   debounceMs?: number;
+  /**
+   * How long a reload may take to import the modules, ms. A module whose top level awaits
+   * something that never settles would otherwise hold every later reload (and the stop) behind
+   * it; past this the reload counts as failed, the previous code keeps serving, and the next
+   * save tries again (the stuck import is abandoned: ES module evaluation cannot be cancelled).
+   * @default 30000
+   */
+  reloadTimeoutMs?: number;
 }
+
+/** {@link WatchOptions.reloadTimeoutMs}'s default. */
+export const DEFAULT_RELOAD_TIMEOUT_MS = 30_000;
 
 /** Where the new endpoints go: a running RPCServer. */
 export interface EndpointTarget {
@@ -61,6 +72,8 @@ export class EndpointReloader {
   /** What each file was when the serving code was read from it. */
   private loadedStamps = new Map<string, string>();
   private running: Promise<void> | undefined;
+  /** End the imports reloads wait for, when the reloader closes. */
+  private readonly abandon = new Set<(err: Error) => void>();
   private again = false;
   private closed = false;
   private readonly counts: ReloadStats = { reloads: 0, failures: 0 };
@@ -152,7 +165,8 @@ export class EndpointReloader {
     const t0 = performance.now();
     this.log.debug('reloading endpoint modules', { ...this.fields, event: 'reloading' });
     try {
-      const endpoints = await this.load();
+      const endpoints = await this.bounded(this.load());
+      if (this.closed) return false;
       this.target.replaceEndpoints(endpoints);
       this.counts.reloads++;
       const ms = performance.now() - t0;
@@ -166,6 +180,7 @@ export class EndpointReloader {
       );
       return true;
     } catch (err) {
+      if (this.closed) return false;
       this.counts.failures++;
       const where = (err as { location?: string }).location ?? this.specs[0];
       this.log.error(`reload failed at ${where}: ${loadErrorMessage(err)}; the previous code keeps serving`, {
@@ -175,6 +190,34 @@ export class EndpointReloader {
         error: (err as Error).message,
       });
       return false;
+    }
+  }
+
+  /** `loading`, or a rejection once it took longer than the reload timeout or the reloader closed. */
+  private async bounded<T>(loading: Promise<T>): Promise<T> {
+    const ms = this.options.reloadTimeoutMs ?? DEFAULT_RELOAD_TIMEOUT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    let abandon: ((err: Error) => void) | undefined;
+    const cut = new Promise<never>((_, reject) => {
+      abandon = reject;
+      this.abandon.add(reject);
+      timer = setTimeout(
+        () =>
+          reject(
+            Object.assign(new Error(`the import did not finish within ${ms} ms (a top-level await that never settles?); it is abandoned`), {
+              location: this.specs[0],
+            }),
+          ),
+        ms,
+      );
+    });
+    // A load that fails after being abandoned has no one to tell.
+    loading.catch(() => undefined);
+    try {
+      return await Promise.race([loading, cut]);
+    } finally {
+      clearTimeout(timer);
+      this.abandon.delete(abandon!);
     }
   }
 
@@ -214,9 +257,10 @@ export class EndpointReloader {
     }
   }
 
-  /** Stops watching; a reload in progress finishes first. */
+  /** Stops watching; a reload in progress is abandoned (the code serving stays). */
   async close(): Promise<void> {
     this.closed = true;
+    for (const abandon of this.abandon) abandon(new Error('the reloader closed'));
     clearInterval(this.missingTimer);
     this.missingTimer = undefined;
     clearTimeout(this.timer);
