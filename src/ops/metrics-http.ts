@@ -1,7 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AggregatorRegistry, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { ConfigError } from '../core/errors.js';
+import { ClusterMetrics, type ClusterMetricsOptions } from './metrics-cluster.js';
 
 /** Options of {@link serveMetrics} and {@link serveClusterMetrics}. */
 export interface ServeMetricsOptions {
@@ -39,16 +40,29 @@ export function serveMetrics(
 /**
  * On a `node:cluster` primary: serves the sum of every worker's metrics (counters and
  * histograms summed, gauges summed: in-flight calls of all workers, connections up). Each
- * worker runs a started {@link Metrics}; a scrape asks every connected worker and fails with
- * 500 if one does not answer within 5 s (prom-client's limit).
+ * worker runs a started {@link Metrics}. A worker that does not answer within
+ * `workerTimeoutMs` counts with its last answer, one still starting or gone is left out, and
+ * `hermod_metrics_workers{answer="now"|"stale"}` says how many were summed each way.
  */
-export function serveClusterMetrics(options: ServeMetricsOptions): Promise<MetricsServer> {
-  const aggregator = new AggregatorRegistry();
-  return listen(
-    options,
-    () => aggregator.clusterMetrics(),
-    () => aggregator.contentType,
-  );
+export async function serveClusterMetrics(options: ServeMetricsOptions & ClusterMetricsOptions): Promise<MetricsServer> {
+  const workers = new ClusterMetrics(options);
+  try {
+    const server = await listen(
+      options,
+      () => workers.text(),
+      () => workers.contentType,
+    );
+    return {
+      ...server,
+      close: async () => {
+        workers.close();
+        await server.close();
+      },
+    };
+  } catch (err) {
+    workers.close();
+    throw err;
+  }
 }
 
 /** Sockets a metrics server keeps at once; more are closed as they arrive. */

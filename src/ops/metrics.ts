@@ -2,9 +2,8 @@
 // A package entry point: its .d.ts use Node's types (EventEmitter, Buffer, NodeJS.*), and from
 // TypeScript 6 on an app loads no @types package it is not told about (`types` defaults to []);
 // `preserve` keeps this line in the emitted .d.ts (TypeScript 5.5+ drops it otherwise).
-import cluster from 'node:cluster';
 import diagnostics_channel from 'node:diagnostics_channel';
-import { AggregatorRegistry, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import type {
   CallEvent,
   CallStartEvent,
@@ -17,6 +16,7 @@ import type {
   ServerRequestStartEvent,
 } from '../core/diagnostics.js';
 import { InvalidArgument } from '../core/errors.js';
+import { shareWithPrimary, stopSharing } from './metrics-cluster.js';
 import { type Cell, type HistogramCell, HistogramFamily, ValueFamily } from './metrics-family.js';
 import { type MetricsServer, serveMetrics } from './metrics-http.js';
 import { LabelCap, labelsFit, OTHER } from './metrics-labels.js';
@@ -57,10 +57,6 @@ interface Series {
   /** The event fields it was made for: the next event with the same ones skips the lookup. */
   fields: readonly (string | undefined)[];
 }
-
-/** Workers whose metrics the primary aggregates ({@link serveClusterMetrics}). */
-const clusterRegistries = new Set<Registry>();
-let clusterListening = false;
 
 /**
  * Prometheus metrics of everything hermod does in this process, built only from its
@@ -112,16 +108,7 @@ export class Metrics {
     if (this.running) return;
     this.running = true;
     for (const [name, fn] of this.subscriptions) diagnostics_channel.subscribe(name, fn);
-    if (cluster.isWorker) {
-      clusterRegistries.add(this.registry);
-      // prom-client answers the primary from the registries set here; its listener lives as
-      // long as the worker (prom-client cannot remove it), and answers [] once all stopped.
-      if (!clusterListening) {
-        new AggregatorRegistry();
-        clusterListening = true;
-      }
-      AggregatorRegistry.setRegistries([...clusterRegistries]);
-    }
+    shareWithPrimary(this.registry);
   }
 
   /** Unsubscribes; the series keep their values. */
@@ -129,7 +116,7 @@ export class Metrics {
     if (!this.running) return;
     this.running = false;
     for (const [name, fn] of this.subscriptions) diagnostics_channel.unsubscribe(name, fn);
-    if (clusterRegistries.delete(this.registry)) AggregatorRegistry.setRegistries([...clusterRegistries]);
+    stopSharing(this.registry);
   }
 
   /** Stops and removes every series from the registry. */

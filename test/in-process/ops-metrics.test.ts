@@ -220,35 +220,75 @@ t('serveMetrics under a flood: concurrent scrapes share one exposition, idle soc
   assert.is(made, 1, 'one exposition for 50 concurrent scrapes');
 });
 
-t('serveClusterMetrics: the primary sums the metrics of 2 real workers', async (ctx) => {
-  const exec = fileURLToPath(new URL('../support/metrics-worker.js', import.meta.url));
-  cluster.setupPrimary({ exec, silent: false });
-  const primary = await serveClusterMetrics({ port: 0 });
-  ctx.closers.push(() => primary.close());
-  const workers: Worker[] = [];
-  ctx.closers.push(async () => {
-    for (const w of workers) {
-      if (w.isDead()) continue;
-      const exited = new Promise((r) => w.once('exit', r));
-      w.kill();
-      await exited;
-    }
-  });
-  const ready: number[] = [];
-  for (const calls of [3, 5]) {
-    const w = cluster.fork({ METRICS_WORKER_CALLS: String(calls) });
-    w.on('message', (m: { ready?: number }) => {
-      if (typeof m?.ready === 'number') ready.push(m.ready);
+t(
+  'serveClusterMetrics: the primary sums the metrics of real workers; a busy one counts with its last answer, a dead or starting one does not hold the scrape',
+  async (ctx) => {
+    const exec = fileURLToPath(new URL('../support/metrics-worker.js', import.meta.url));
+    cluster.setupPrimary({ exec, silent: false });
+    const primary = await serveClusterMetrics({ port: 0, workerTimeoutMs: 500 });
+    ctx.closers.push(() => primary.close());
+    const workers: Worker[] = [];
+    ctx.closers.push(async () => {
+      for (const w of workers) {
+        if (w.isDead()) continue;
+        const exited = new Promise((r) => w.once('exit', r));
+        w.kill();
+        await exited;
+      }
     });
-    workers.push(w);
-  }
-  await until(() => ready.length === 2, 'both workers made their calls', 8000);
-  const text = await scrape(primary.url);
-  const labels = { exchange: 'openstack', topic: 'cluster-metrics', server: 'w', namespace: '', version: '1.0', method: 'add' };
-  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_end_total', labels), 8);
-  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_processing_second_count', labels), 8);
-  assert.is(sampleValue(text, 'hermod_rpc_server_in_flight', { topic: 'cluster-metrics', server: 'w' }), 0);
-});
+    const ready: number[] = [];
+    for (const env of [{ METRICS_WORKER_CALLS: '3' }, { METRICS_WORKER_CALLS: '5' }, { METRICS_WORKER_IDLE: '1' }]) {
+      const w = cluster.fork(env);
+      w.on('message', (m: { ready?: number }) => {
+        if (typeof m?.ready === 'number') ready.push(m.ready);
+      });
+      workers.push(w);
+    }
+    await until(() => ready.length === 3, 'the workers made their calls', 8000);
+    const labels = { exchange: 'openstack', topic: 'cluster-metrics', server: 'w', namespace: '', version: '1.0', method: 'add' };
+    const timed = async () => {
+      const t0 = performance.now();
+      const text = await scrape(primary.url);
+      return { text, ms: performance.now() - t0 };
+    };
+    // The idle worker (no Metrics: one still loading its modules) is not asked; before, every
+    // scrape waited 5 s for it and failed with 500.
+    let r = await timed();
+    assert.ok(r.ms < 400, `${r.ms} ms`);
+    assert.is(sampleValue(r.text, 'oslo_messaging_rpc_server_invocation_end_total', labels), 8);
+    assert.is(sampleValue(r.text, 'oslo_messaging_rpc_server_processing_second_count', labels), 8);
+    assert.is(sampleValue(r.text, 'hermod_rpc_server_in_flight', { topic: 'cluster-metrics', server: 'w' }), 0);
+    assert.is(sampleValue(r.text, 'hermod_metrics_workers', { answer: 'now' }), 2);
+    // A worker too busy to answer counts with its last answer: the sum does not step back.
+    workers[1]!.send({ block: 1500 });
+    r = await timed();
+    assert.ok(r.ms >= 450 && r.ms < 1400, `${r.ms} ms`);
+    assert.is(sampleValue(r.text, 'oslo_messaging_rpc_server_invocation_end_total', labels), 8);
+    assert.is(sampleValue(r.text, 'hermod_metrics_workers', { answer: 'now' }), 1);
+    assert.is(sampleValue(r.text, 'hermod_metrics_workers', { answer: 'stale' }), 1);
+    // A worker that dies is not waited for, also by a scrape waiting for it as it dies.
+    const waiting = timed();
+    await sleep(50);
+    workers[0]!.process.kill('SIGKILL');
+    r = await waiting;
+    assert.ok(r.ms < 1400, `${r.ms} ms`);
+    await until(() => workers[0]!.isDead(), 'worker 1 gone');
+    // Worker 2 may still be blocked: scraped until it answers again.
+    for (let i = 0; i < 20; i++) {
+      r = await timed();
+      if (sampleValue(r.text, 'hermod_metrics_workers', { answer: 'now' }) === 1) break;
+      await sleep(100);
+    }
+    r = await timed();
+    assert.is(sampleValue(r.text, 'hermod_metrics_workers', { answer: 'now' }), 1);
+    assert.ok(r.ms < 400, `${r.ms} ms`);
+    assert.is(
+      sampleValue(r.text, 'oslo_messaging_rpc_server_invocation_end_total', labels),
+      5,
+      'what the dead worker counted went with it',
+    );
+  },
+);
 
 t('rpc-server --metrics-port serves its metrics and stops with the server on SIGTERM', async (ctx) => {
   const router = new Router({ port: 0 });

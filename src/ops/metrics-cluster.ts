@@ -1,0 +1,139 @@
+/**
+ * Metrics of `node:cluster` workers, summed by the primary. Our own messages rather than
+ * prom-client's `AggregatorRegistry.clusterMetrics()`: that one asks every worker in
+ * `cluster.workers` and fails the whole scrape (500, after 5 s) when one does not answer, which
+ * every worker restart, recycle or crash caused: a worker still loading its modules has no
+ * listener yet, and one that died mid-scrape never answers. Here only workers that said they
+ * serve metrics are asked, one that exits is not waited for, and one that is late counts with
+ * its last answer, so a scrape always answers and counters never step back for a slow worker.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry, type Registry } from 'prom-client';
+
+/** What a worker says once it has metrics to give. */
+const READY = 'metrics-ready';
+/** The primary's request, and the worker's answer. */
+const REQUEST = 'metrics?';
+const ANSWER = 'metrics';
+
+type Snapshot = object[];
+interface Message {
+  hermod?: string;
+  id?: number;
+  metrics?: Snapshot[];
+}
+
+/** Registries this worker gives the primary. */
+const registries = new Set<Registry>();
+let answering = false;
+
+/** In a cluster worker: `registry` is part of what the primary's scrapes get from this process. */
+export function shareWithPrimary(registry: Registry): void {
+  if (!cluster.isWorker) return;
+  registries.add(registry);
+  if (answering) return;
+  answering = true;
+  process.on('message', (m: Message | null) => {
+    if (m?.hermod !== REQUEST) return;
+    void Promise.all([...registries].map((r) => r.getMetricsAsJSON())).then(
+      (metrics) => send({ hermod: ANSWER, id: m.id, metrics }),
+      () => send({ hermod: ANSWER, id: m.id, metrics: [] }),
+    );
+  });
+  send({ hermod: READY });
+}
+
+/** In a cluster worker: `registry` is no longer given (the primary then gets nothing of it). */
+export function stopSharing(registry: Registry): void {
+  registries.delete(registry);
+}
+
+function send(message: Message): void {
+  // With a callback: a channel closing meanwhile (the primary died) is not an unheard 'error'.
+  if (process.connected) process.send?.(message, undefined, {}, () => undefined);
+}
+
+/** Options of {@link ClusterMetrics}. */
+export interface ClusterMetricsOptions {
+  /** How long a scrape waits for a worker's answer before using its last one, ms. @default 3000 */
+  workerTimeoutMs?: number;
+}
+
+interface Peer {
+  /** The worker's last answer, used when it is late. */
+  last: Snapshot[] | undefined;
+}
+
+/** The primary's side: asks the workers that serve metrics and sums their answers. */
+export class ClusterMetrics {
+  private readonly peers = new Map<Worker, Peer>();
+  private readonly waiting = new Map<number, { worker: Worker; done: (answer: Snapshot[] | undefined) => void }>();
+  private nextId = 0;
+  private readonly timeoutMs: number;
+  private readonly onMessage = (worker: Worker, m: Message | null) => {
+    if (m?.hermod === READY) this.peers.set(worker, this.peers.get(worker) ?? { last: undefined });
+    else if (m?.hermod === ANSWER && typeof m.id === 'number') this.waiting.get(m.id)?.done(Array.isArray(m.metrics) ? m.metrics : []);
+  };
+  private readonly onExit = (worker: Worker) => {
+    this.peers.delete(worker);
+    for (const w of this.waiting.values()) if (w.worker === worker) w.done(undefined);
+  };
+
+  constructor(options: ClusterMetricsOptions = {}) {
+    this.timeoutMs = options.workerTimeoutMs ?? 3000;
+    cluster.on('message', this.onMessage);
+    cluster.on('exit', this.onExit);
+  }
+
+  /** The summed exposition of every worker that serves metrics, in Prometheus' text format. */
+  async text(): Promise<string> {
+    let now = 0;
+    let stale = 0;
+    const answers = await Promise.all(
+      [...this.peers.keys()].map(async (worker) => {
+        const answer = await this.ask(worker);
+        const peer = this.peers.get(worker);
+        // Gone meanwhile: what it counted went with it, as after any restart.
+        if (!peer) return [];
+        if (answer) {
+          peer.last = answer;
+          now++;
+        } else if (peer.last) stale++;
+        return peer.last ?? [];
+      }),
+    );
+    const body = await AggregatorRegistry.aggregate(answers.flat()).metrics();
+    return `${body}# HELP hermod_metrics_workers Workers summed in this scrape: answered now, or stale (late: their last answer counts).
+# TYPE hermod_metrics_workers gauge
+hermod_metrics_workers{answer="now"} ${now}
+hermod_metrics_workers{answer="stale"} ${stale}
+`;
+  }
+
+  /** The content type of {@link text}. */
+  get contentType(): string {
+    return AggregatorRegistry.PROMETHEUS_CONTENT_TYPE;
+  }
+
+  /** Stops listening to the workers; waiting scrapes get what they have. */
+  close(): void {
+    cluster.off('message', this.onMessage);
+    cluster.off('exit', this.onExit);
+    for (const w of [...this.waiting.values()]) w.done(undefined);
+  }
+
+  private ask(worker: Worker): Promise<Snapshot[] | undefined> {
+    if (!worker.isConnected()) return Promise.resolve(undefined);
+    const id = ++this.nextId;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(undefined), this.timeoutMs);
+      const done = (answer: Snapshot[] | undefined) => {
+        clearTimeout(timer);
+        this.waiting.delete(id);
+        resolve(answer);
+      };
+      this.waiting.set(id, { worker, done });
+      worker.send({ hermod: REQUEST, id } satisfies Message, undefined, undefined, (err: Error | null) => err && done(undefined));
+    });
+  }
+}
