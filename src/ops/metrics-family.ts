@@ -25,6 +25,12 @@ export class HistogramCell {
   constructor(private readonly bounds: readonly number[]) {
     this.counts = new Array<number>(bounds.length).fill(0);
   }
+  /** Adds `other`'s observations (same bounds). */
+  add(other: HistogramCell): void {
+    this.sum += other.sum;
+    this.count += other.count;
+    for (let i = 0; i < this.counts.length; i++) this.counts[i]! += other.counts[i] ?? 0;
+  }
   observe(v: number): void {
     this.sum += v;
     this.count++;
@@ -65,6 +71,18 @@ abstract class Family<C> {
   /** The cell of `labels`, keyed by their values in order (for rare events). */
   at(labels: Labels): C {
     return this.cell(Object.values(labels).join('\0'), labels);
+  }
+
+  /** Removes the series of `key` (it is no longer scraped); returns its cell. */
+  drop(key: string): C | undefined {
+    const s = this.series.get(key);
+    this.series.delete(key);
+    return s?.cell;
+  }
+
+  /** Removes the series {@link at} made for `labels`; returns its cell. */
+  dropAt(labels: Labels): C | undefined {
+    return this.drop(Object.values(labels).join('\0'));
   }
 
   /** prom-client's metric interface. */

@@ -42,4 +42,9 @@ export class LabelCap<T> {
     }
     return other;
   }
+
+  /** Forgets `key`: its place goes to the next new key. */
+  release(key: string): void {
+    this.kept.delete(key);
+  }
 }

@@ -56,6 +56,12 @@ interface Series {
   inFlight: number;
   /** The event fields it was made for: the next event with the same ones skips the lookup. */
   fields: readonly (string | undefined)[];
+  /** Has its own method label (not {@link OTHER}). */
+  admitted: boolean;
+  /** Some request of it ended other than "no such method or version": the method exists. */
+  proven: boolean;
+  /** The exception labels its "no such method" ends were counted under. */
+  notFound: Set<string> | undefined;
 }
 
 /**
@@ -135,10 +141,11 @@ export class Metrics {
     return this.registry.contentType;
   }
 
-  private server(e: ServerRequestStartEvent): Series {
+  private server(e: ServerRequestStartEvent, other = false): Series {
     const last = this.lastServer;
     const f = last?.fields;
     if (
+      !other &&
       f &&
       f[0] === e.method &&
       f[1] === e.topic &&
@@ -164,19 +171,21 @@ export class Metrics {
           method: admitted ? e.method : OTHER,
         };
         const gauge = this.m.serverInFlight.at({ topic: e.topic, server: e.server });
-        return this.series(admitted ? key : `${own}\0${OTHER}`, labels, 'server', gauge);
+        return this.series(admitted ? key : `${own}\0${OTHER}`, labels, 'server', gauge, admitted);
       },
-      labelsFit(e.method, e.namespace, e.version),
+      !other && labelsFit(e.method, e.namespace, e.version),
     );
+    if (other) return s;
     s.fields = [e.method, e.topic, e.server, e.exchange, e.namespace, e.version];
     this.lastServer = s;
     return s;
   }
 
-  private client(e: CallStartEvent): Series {
+  private client(e: CallStartEvent, other = false): Series {
     const last = this.lastClient;
     const f = last?.fields;
     if (
+      !other &&
       f &&
       f[0] === e.method &&
       f[1] === e.topic &&
@@ -207,16 +216,17 @@ export class Metrics {
           method: admitted ? e.method : OTHER,
         };
         const gauge = this.m.clientInFlight.at({ call_type: e.kind, topic: e.topic });
-        return this.series(admitted ? key : `${own}\0${OTHER}`, labels, 'client', gauge);
+        return this.series(admitted ? key : `${own}\0${OTHER}`, labels, 'client', gauge, admitted);
       },
-      labelsFit(e.method, e.namespace, e.version),
+      !other && labelsFit(e.method, e.namespace, e.version),
     );
+    if (other) return s;
     s.fields = [e.method, e.topic, e.server, e.exchange, e.namespace, e.version, e.kind, e.fanout ? 'True' : 'False'];
     this.lastClient = s;
     return s;
   }
 
-  private series(key: string, labels: Labels, side: 'server' | 'client', inFlightGauge: Cell): Series {
+  private series(key: string, labels: Labels, side: 'server' | 'client', inFlightGauge: Cell, admitted: boolean): Series {
     const m =
       side === 'server'
         ? [this.m.serverStart, this.m.serverEnd, this.m.serverSeconds]
@@ -230,7 +240,43 @@ export class Metrics {
       inFlightGauge,
       inFlight: 0,
       fields: [],
+      admitted,
+      proven: false,
+      notFound: undefined,
     };
+  }
+
+  /**
+   * After a request of `s` ended: a method that exists keeps its series; one that, so far, only
+   * ever answered "no such method" (or version) gives its place back once nothing of it is in
+   * flight, its counts moving to the {@link OTHER} series. Else a peer (or the gateway's HTTP
+   * clients) calling made-up method names filled the `maxMethods` budget, and the server's real
+   * methods, called later, were all counted as `__other__`.
+   */
+  private settle(side: 'server' | 'client', s: Series, e: ServerRequestEvent | CallEvent): void {
+    if (!isNotFound(e.error)) {
+      s.proven = true;
+      return;
+    }
+    if (!s.admitted || s.proven || s.inFlight > 0) return;
+    const server = side === 'server';
+    (server ? this.serverSeries : this.clientSeries).release(s.key);
+    if (server ? this.lastServer === s : this.lastClient === s) {
+      if (server) this.lastServer = undefined;
+      else this.lastClient = undefined;
+    }
+    const o = server ? this.server(e as ServerRequestEvent, true) : this.client(e as CallEvent, true);
+    const [start, end, seconds, exceptions] = server
+      ? [this.m.serverStart, this.m.serverEnd, this.m.serverSeconds, this.m.serverException]
+      : [this.m.clientStart, this.m.clientEnd, this.m.clientSeconds, this.m.clientException];
+    o.start.value += start.drop(s.key)?.value ?? 0;
+    o.end.value += end.drop(s.key)?.value ?? 0;
+    const h = seconds.drop(s.key);
+    if (h) o.seconds.add(h);
+    for (const exception of s.notFound ?? []) {
+      const c = exceptions.dropAt({ ...s.labels, exception });
+      if (c) exceptions.at({ ...o.labels, exception }).value += c.value;
+    }
   }
 
   private onServerStart(e: ServerRequestStartEvent): void {
@@ -258,7 +304,9 @@ export class Metrics {
       const name = e.error.name;
       const exception = this.serverExceptions.get(name, '', (ok) => (ok ? name : OTHER), labelsFit(name));
       this.m.serverException.at({ ...s.labels, exception }).value++;
+      if (isNotFound(e.error)) (s.notFound ??= new Set()).add(exception);
     }
+    if (!s.proven) this.settle('server', s, e);
   }
 
   private onClientStart(e: CallStartEvent): void {
@@ -280,7 +328,9 @@ export class Metrics {
       const name = exceptionName(e.error);
       const exception = this.clientExceptions.get(name, '', (ok) => (ok ? name : OTHER), labelsFit(name));
       this.m.clientException.at({ ...s.labels, exception }).value++;
+      if (isNotFound(e.error)) (s.notFound ??= new Set()).add(exception);
     }
+    if (!s.proven) this.settle('client', s, e);
   }
 
   private onConnection(e: ConnectionStateEvent): void {
@@ -305,6 +355,12 @@ export class Metrics {
     const p = typeof e.priority === 'string' ? e.priority.toLowerCase() : '';
     this.m.notifications.at({ priority: PRIORITIES.has(p) ? p : OTHER, outcome: e.outcome }).value++;
   }
+}
+
+/** The server has no such method, or no endpoint of that version (hermod's or oslo's, rebuilt). */
+function isNotFound(err: Error | undefined): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === 'HERMOD_ERR_NO_SUCH_METHOD' || code === 'HERMOD_ERR_UNSUPPORTED_VERSION';
 }
 
 function isUndeliverable(err: Error): boolean {

@@ -33,7 +33,7 @@ t.after.each(async (ctx) => {
   for (const c of ctx.closers.reverse()) await c();
 });
 
-async function setup(ctx: Ctx, url: string, topic: string, options: ConstructorParameters<typeof Metrics>[0] = {}) {
+async function setup(ctx: Ctx, url: string, topic: string, options: ConstructorParameters<typeof Metrics>[0] = {}, more: object[] = []) {
   const metrics = new Metrics(options);
   metrics.start();
   ctx.closers.push(() => metrics.close());
@@ -41,7 +41,7 @@ async function setup(ctx: Ctx, url: string, topic: string, options: ConstructorP
   ctx.closers.push(() => http.close());
   const transport = await getTransport(url, { config: defaultConfig() });
   ctx.transports.push(transport);
-  const server = new RPCServer(transport, new Target({ topic, server: 's1' }), [new Recorder('s1')]);
+  const server = new RPCServer(transport, new Target({ topic, server: 's1' }), [new Recorder('s1'), ...more]);
   await server.start();
   ctx.servers.push(server);
   const client = new RPCClient(transport, new Target({ topic }), { timeout: 3000 });
@@ -100,31 +100,65 @@ t('oslo.metrics series, in-flight gauges and exceptions, scraped over HTTP', asy
   await res.text();
 });
 
-t('method names from peers cannot grow the series without bound', async (ctx) => {
-  const { http, client } = await setup(ctx, 'memory://ops-metrics-2', 'mt2', { maxMethods: 20 });
+t('method names cannot grow the series without bound, and made-up ones do not use up the budget of real ones', async (ctx) => {
+  // 30 real methods beside the Recorder's, and a budget of 20 series per side.
+  const many = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`m${i}`, async () => i]));
+  const { http, client } = await setup(ctx, 'memory://ops-metrics-2', 'mt2', { maxMethods: 20 }, [many]);
   await client.call({}, 'add', { a: 1, b: 1 });
+  // Made-up names (a peer, or HTTP clients through the gateway) end up under __other__ and give
+  // their place back: before, they took the budget and every real method after them was __other__.
   for (let i = 0; i < 200; i++) await rejects(client.call({}, `nosuch_${i}`), 'HERMOD_ERR_NO_SUCH_METHOD');
-  const text = await scrape(http.url);
+  let text = await scrape(http.url);
+  assert.not.match(text, /method="nosuch_/);
+  const other = { exchange: 'openstack', topic: 'mt2', server: 's1', namespace: '__other__', version: '__other__', method: '__other__' };
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_start_total', other), 200);
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_end_total', other), 200);
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_processing_second_count', other), 200);
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_exception_total', { ...other, exception: 'NoSuchMethod' }), 200);
+  const caller = {
+    call_type: 'call',
+    exchange: 'openstack',
+    topic: 'mt2',
+    namespace: '__other__',
+    version: '__other__',
+    server: '',
+    fanout: 'False',
+  };
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_client_invocation_end_total', { ...caller, method: '__other__' }), 200);
+  assert.is(
+    sampleValue(text, 'oslo_messaging_rpc_client_exception_total', { ...caller, method: '__other__', exception: 'NoSuchMethod' }),
+    200,
+  );
+  // The real methods get the budget: add and 19 of the 30, the rest under __other__.
+  for (let i = 0; i < 30; i++) assert.is(await client.call({}, `m${i}`), i);
+  text = await scrape(http.url);
   const methods = new Set(
     [...text.matchAll(/^oslo_messaging_rpc_server_invocation_start_total\{[^}]*method="([^"]*)"/gm)].map((m) => m[1]),
   );
-  // 20 kept (add and the first 19 unknown names), everything later under __other__.
   assert.is(methods.size, 21);
-  assert.ok(methods.has('add') && methods.has('__other__'));
-  const other = { exchange: 'openstack', topic: 'mt2', server: 's1', namespace: '__other__', version: '__other__', method: '__other__' };
-  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_start_total', other), 181);
+  assert.ok(methods.has('add') && methods.has('m0') && methods.has('m18') && !methods.has('m19') && methods.has('__other__'));
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_start_total', other), 211);
+  // A version no endpoint has is folded the same way; the method's real version keeps its series.
+  await rejects(client.prepare({ version: '9.0' }).call({}, 'add', { a: 1, b: 1 }), 'HERMOD_ERR_UNSUPPORTED_VERSION');
+  text = await scrape(http.url);
+  assert.not.match(text, /version="9\.0"/);
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_start_total', other), 212);
+  assert.is(
+    sampleValue(text, 'oslo_messaging_rpc_server_invocation_start_total', { ...other, method: 'add', namespace: '', version: '1.0' }),
+    1,
+  );
   assert.ok(text.length < 200_000, `exposition grew to ${text.length} bytes`);
 });
 
 t(
   'long method names from peers are counted under __other__, not kept: 50 names of 100 kB stay out of memory and the scrape',
   async (ctx) => {
-    const { http, client } = await setup(ctx, 'memory://ops-metrics-long', 'mtl');
+    const { http, client } = await setup(ctx, 'memory://ops-metrics-long', 'mtl', {}, [{ ['n'.repeat(200)]: async () => 1 }]);
     await client.call({}, 'add', { a: 1, b: 1 });
     // Below the series limit: the length alone sends them to __other__ (500 names of 400 kB took a
     // server to 677 MiB and its scrape to 18 s).
     for (let i = 0; i < 50; i++) await rejects(client.call({}, `${'m'.repeat(100_000)}${i}`), 'HERMOD_ERR_NO_SUCH_METHOD');
-    await rejects(client.call({}, 'n'.repeat(200)), 'HERMOD_ERR_NO_SUCH_METHOD');
+    assert.is(await client.call({}, 'n'.repeat(200)), 1);
     const text = await scrape(http.url);
     assert.ok(text.length < 100_000, `exposition grew to ${text.length} bytes`);
     const other = { exchange: 'openstack', topic: 'mtl', server: 's1', namespace: '__other__', version: '__other__', method: '__other__' };
