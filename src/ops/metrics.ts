@@ -304,7 +304,10 @@ export class Metrics {
       const name = e.error.name;
       const exception = this.serverExceptions.get(name, '', (ok) => (ok ? name : OTHER), labelsFit(name));
       this.m.serverException.at({ ...s.labels, exception }).value++;
-      if (isNotFound(e.error)) (s.notFound ??= new Set()).add(exception);
+      if (isNotFound(e.error)) {
+        s.notFound ??= new Set();
+        s.notFound.add(exception);
+      }
     }
     if (!s.proven) this.settle('server', s, e);
   }
@@ -328,7 +331,10 @@ export class Metrics {
       const name = exceptionName(e.error);
       const exception = this.clientExceptions.get(name, '', (ok) => (ok ? name : OTHER), labelsFit(name));
       this.m.clientException.at({ ...s.labels, exception }).value++;
-      if (isNotFound(e.error)) (s.notFound ??= new Set()).add(exception);
+      if (isNotFound(e.error)) {
+        s.notFound ??= new Set();
+        s.notFound.add(exception);
+      }
     }
     if (!s.proven) this.settle('client', s, e);
   }
