@@ -83,6 +83,12 @@ test('run file: unknown keys suggest a known key only when close, bad values nam
     ],
     [{ watch: { recycleAftr: 5 }, services: { a: ok } }, /watch: unknown key 'recycleAftr'; did you mean 'recycleAfter'\?/],
     [{ watch: { reloadTimeoutMs: 0 }, services: { a: ok } }, /watch\.reloadTimeoutMs: must be/],
+    // Process-wide settings a service's config cannot change (they were accepted and ignored).
+    [{ services: { a: { ...ok, config: { log: { level: 'debug' } } } } }, /services\.a\.config\.log\.level: applies to the whole run/],
+    [
+      { services: { a: { ...ok, config: { 'rpc.stopTimeout': 1000 } } } },
+      /services\.a\.config\.rpc\.stopTimeout: applies to the whole run/,
+    ],
     [{ services: {} }, /services: declares no service/],
     [{ metricsPort: 'http://x', services: { a: ok } }, /metricsPort: must be a port or "host:port"/],
     [{ beacons: { interval: 1 }, services: { a: ok } }, /beacons: unknown key 'interval'; did you mean 'intervalMs'\?/],

@@ -75,6 +75,8 @@ const TOP_KEYS = ['services', 'config', 'workers', 'watch', 'metricsPort', 'beac
 const SERVICE_KEYS = ['endpoints', 'topic', 'server', 'exchange', 'namespace', 'version', 'concurrency', 'workers', 'config'] as const;
 const WATCH_KEYS = ['usePolling', 'interval', 'debounceMs', 'reloadTimeoutMs', 'recycleAfter'] as const;
 const BEACON_KEYS = ['intervalMs', 'version'] as const;
+/** Configuration of the whole process: a service's own value would be silently ignored. */
+const RUN_WIDE = ['log', 'rpc.stopTimeout'] as const;
 
 function fail(where: string, message: string, key?: string): never {
   throw new ConfigError(`${where}: ${message}`, key === undefined ? {} : { key });
@@ -201,6 +203,14 @@ function service(name: string, value: unknown, dir: string, where: string): Serv
     server: s.server === undefined ? os.hostname() : text(s.server, `${where}.server`),
     config: configSection(s.config, `${where}.config`),
   };
+  for (const key of Object.keys(spec.config)) {
+    if (RUN_WIDE.some((k) => key === k || key.startsWith(`${k}.`)))
+      fail(
+        `${where}.config.${key}`,
+        `applies to the whole run (one log and one stop deadline per process), not to one service: set it in the file's top-level config`,
+        key,
+      );
+  }
   if (s.exchange !== undefined) spec.exchange = text(s.exchange, `${where}.exchange`);
   if (s.namespace !== undefined) spec.namespace = text(s.namespace, `${where}.namespace`);
   if (s.version !== undefined) {
