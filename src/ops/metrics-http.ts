@@ -65,6 +65,20 @@ export async function serveClusterMetrics(options: ServeMetricsOptions & Cluster
   }
 }
 
+/**
+ * The path of a request target: origin form (`/metrics?x`) or absolute form
+ * (`http://host:9100/metrics`, which HTTP/1.1 servers must accept, and proxies send).
+ */
+function pathOf(target: string | undefined): string | undefined {
+  if (!target) return undefined;
+  if (target.startsWith('/')) return target.split('?')[0];
+  try {
+    return new URL(target).pathname;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Sockets a metrics server keeps at once; more are closed as they arrive. */
 export const MAX_CONNECTIONS = 64;
 
@@ -84,9 +98,13 @@ function listen(options: ServeMetricsOptions, exposition: () => Promise<string>,
     return pending;
   };
   const server = http.createServer((req, res) => {
-    const url = (req.url ?? '/').split('?')[0];
-    if (url !== path || (req.method !== 'GET' && req.method !== 'HEAD')) {
-      res.writeHead(url === path ? 405 : 404, { 'content-type': 'text/plain' }).end(url === path ? 'method not allowed\n' : 'not found\n');
+    const url = pathOf(req.url);
+    if (url !== path) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+      return;
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { 'content-type': 'text/plain', allow: 'GET, HEAD' }).end('method not allowed\n');
       return;
     }
     scrape().then(

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import cluster, { type Worker } from 'node:cluster';
+import nodeHttp from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
@@ -98,6 +99,23 @@ t('oslo.metrics series, in-flight gauges and exceptions, scraped over HTTP', asy
   const res = await fetch(http.url.replace('/metrics', '/other'));
   assert.is(res.status, 404);
   await res.text();
+  const post = await fetch(http.url, { method: 'POST', body: 'x' });
+  assert.is(post.status, 405);
+  assert.is(post.headers.get('allow'), 'GET, HEAD', 'a 405 says what is allowed (RFC 9110)');
+  await post.text();
+  // The absolute form of a request target (what a proxy sends) is the same resource.
+  const absolute = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const u = new URL(http.url);
+    const req = nodeHttp.request({ host: u.hostname, port: u.port, path: http.url }, (r) => {
+      let body = '';
+      r.on('data', (d) => (body += d));
+      r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.is(absolute.status, 200);
+  assert.match(absolute.body, /oslo_messaging_rpc_server_invocation_start_total/);
 });
 
 t('method names cannot grow the series without bound, and made-up ones do not use up the budget of real ones', async (ctx) => {
