@@ -12,6 +12,7 @@ import {
   type ConnectionState,
   type Context,
   getTransport,
+  InvalidArgument,
   NotificationFilter,
   NotificationListener,
   type NotificationMetadata,
@@ -29,6 +30,10 @@ async function main(): Promise<void> {
       .option('--priority <priority...>', `priorities to listen to (default all: ${PRIORITIES.join(', ')})`)
       .option('--exchange <exchange>', 'exchange (default the control exchange)')
       .option('--pool <name>', 'listener pool: listeners sharing a pool share its notifications (RabbitMQ and memory only)')
+      .option(
+        '--tap',
+        "a queue of its own, deleted on exit: print a copy of every notification, take none from the topic's listeners (RabbitMQ and memory only; implied by --publisher-id/--event-type without --pool)",
+      )
       .option('--publisher-id <regex>', 'only publisher ids matching (anchored at the start, as oslo)')
       .option('--event-type <regex>', 'only event types matching')
       .option('--count <n>', 'exit after n notifications', intAtLeast(1))
@@ -48,6 +53,7 @@ async function main(): Promise<void> {
       priority?: string[];
       exchange?: string;
       pool?: string;
+      tap?: boolean;
       publisherId?: string;
       eventType?: string;
       count?: number;
@@ -64,6 +70,11 @@ async function main(): Promise<void> {
     if (!(PRIORITIES as readonly string[]).includes(p))
       throw new UsageError(`unknown priority '${p}'; use one of ${PRIORITIES.join(', ')}`);
   }
+  if (o.tap && o.pool) throw new UsageError('--tap has a queue of its own: it cannot be in --pool');
+  // A filter on the topic's shared queue would take the notifications it skips from the
+  // listeners they are for (acknowledged, never printed: lost to everyone), so it taps instead.
+  const filtered = Boolean(o.publisherId || o.eventType);
+  let tap = Boolean(o.tap || (filtered && !o.pool));
   const log = makeLogger(config, 'notify-listen', true);
   logConnectionState(log);
   const transport: Transport = await getTransport(o.transportUrl, { config });
@@ -111,7 +122,9 @@ async function main(): Promise<void> {
   const announce = () => {
     if (announced) return;
     announced = true;
-    log.info(`listening on ${topics.map((t) => `${t}.{${priorities.join(',')}}`).join(' ')}${o.pool ? ` in pool ${o.pool}` : ''}`);
+    log.info(
+      `listening on ${topics.map((t) => `${t}.{${priorities.join(',')}}`).join(' ')}${o.pool ? ` in pool ${o.pool}` : tap ? ' through a tap (a queue of its own)' : ''}`,
+    );
   };
   for (const p of priorities) {
     endpoint[p] = (ctx: Context, publisherId: string, eventType: string, payload: unknown, metadata: NotificationMetadata) => {
@@ -128,25 +141,40 @@ async function main(): Promise<void> {
       return 'handled';
     };
   }
-  listener = new NotificationListener(
-    transport,
-    topics.map((topic) => new Target({ topic, ...(o.exchange ? { exchange: o.exchange } : {}) })),
-    [endpoint],
-    {
-      ...(o.pool ? { pool: o.pool } : {}),
-      allowRequeue: true,
-      // Its endpoints only requeue to give back (past --count, or stopping): never drop one for
-      // it. A limit would let a notification that bounces back before the consumer is cancelled
-      // be acknowledged and lost.
-      redeliveryLimit: Number.MAX_SAFE_INTEGER,
-    },
-  );
+  const listen = (asTap: boolean) =>
+    new NotificationListener(
+      transport,
+      topics.map((topic) => new Target({ topic, ...(o.exchange ? { exchange: o.exchange } : {}) })),
+      [endpoint],
+      {
+        ...(o.pool ? { pool: o.pool } : {}),
+        ...(asTap ? { tap: true } : {}),
+        allowRequeue: true,
+        // Its endpoints only requeue to give back (past --count, or stopping): never drop one for
+        // it. A limit would let a notification that bounces back before the consumer is cancelled
+        // be acknowledged and lost.
+        redeliveryLimit: Number.MAX_SAFE_INTEGER,
+      },
+    );
+  listener = listen(tap);
   // A subscription that can never come back (declares refused for flags a peer set meanwhile,
   // links a router refuses after a reconnect): logged; stop, exit 2 or 5 as the error says.
   transport.on('state', (s: ConnectionState) => {
     if (s.state === 'failed') shutdown.stop('the connection gave up', failureStatus(s.error));
   });
-  await listener.start();
+  try {
+    await listener.start();
+  } catch (err) {
+    if (!(tap && !o.tap && err instanceof InvalidArgument)) throw err;
+    // AMQP 1.0: a router keeps no queue to copy into. Filtering on the shared subscription is
+    // what oslo's listener does; said, since it takes notifications from the topic's others.
+    log.warn(
+      'AMQP 1.0 cannot tap: this listener shares the topic with its other listeners, and takes (without printing) the notifications the filter skips; filter the output (--json) to leave them be',
+    );
+    listener = listen(false);
+    tap = false;
+    await listener.start();
+  }
   if (shutdown.stopping) return;
   announce();
 }

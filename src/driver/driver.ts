@@ -81,6 +81,12 @@ export interface ListenOptions {
    * gives up at once: `listen` rejects with ClosedError and nothing stays open.
    */
   signal?: AbortSignal;
+  /**
+   * Notification listeners: a tap, i.e. a queue of this subscription's own (no pool), bound like
+   * the shared ones and deleted when it stops, so it gets a copy of every notification and takes
+   * none from the topic's other listeners. RabbitMQ and memory only.
+   */
+  tap?: boolean;
 }
 
 /**

@@ -17,6 +17,13 @@ import { PRIORITIES, type Priority } from './notifier.js';
 export interface NotificationListenerOptions {
   /** Listeners sharing a pool name share one queue: each pool gets every notification once. */
   pool?: string;
+  /**
+   * A tap: a queue of this listener's own, deleted when it stops, so it sees a copy of every
+   * notification and takes none from the topic's other listeners (a monitor, a debugging
+   * session, a filter that must not swallow what others need). Not with `pool`; RabbitMQ and
+   * memory only (a router keeps no queue).
+   */
+  tap?: boolean;
   /** Notifications handled at once (also the broker prefetch). Default `rpc.serverConcurrency`. */
   concurrency?: number;
   /** Batch mode: endpoints get arrays of up to `batchSize` notifications... */
@@ -32,6 +39,7 @@ export interface NotificationListenerOptions {
 
 const LISTENER_OPTIONS: Record<keyof NotificationListenerOptions, true> = {
   pool: true,
+  tap: true,
   concurrency: true,
   batchSize: true,
   batchTimeout: true,
@@ -123,6 +131,10 @@ export class NotificationListener {
     }
     // NaN or a negative delay fired the batch timer at once; a string was handed to setTimeout.
     assertMs('batchTimeout', options.batchTimeout, false);
+    if (options.tap !== undefined && typeof options.tap !== 'boolean')
+      throw new InvalidArgument(`tap must be true or false, got ${typeof options.tap}`);
+    if (options.tap && options.pool !== undefined)
+      throw new InvalidArgument(`a tap has a queue of its own: it cannot be in pool '${options.pool}'`);
     // Batches are bounded by the prefetch window alone (max of concurrency and batchSize), as before.
     this.pool = new WorkPool(this.batching ? Infinity : this.concurrency);
     this.dispatcher = new NotificationDispatcher(endpoints, ({ error, ...what }) => {
@@ -166,6 +178,7 @@ export class NotificationListener {
           publish(channels.notification, { outcome: 'dropped', error });
         },
         signal: this.stopping.signal,
+        ...(this.options.tap ? { tap: true } : {}),
       });
       listener = await untilAborted(listening, this.stopping.signal);
     } catch (err) {

@@ -5,7 +5,7 @@ import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { defaultConfig, getTransport, NotificationListener, Notifier, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
-import { runCli } from '../support/cli-procs.js';
+import { runCli, startCli } from '../support/cli-procs.js';
 import { Collector, notifySuite } from '../support/notify-cases.js';
 import { sharedVhost } from '../support/rabbit-vhost.js';
 
@@ -128,6 +128,46 @@ pool('notify-listen --count 1 with five notifications queued prints one and leav
       if (left !== 4) await sleep(100);
     }
     assert.is(left, 4, 'four left on the queue');
+  }),
+);
+pool("notify-listen --event-type taps: the notifications it skips, and the ones queued, stay for the topic's listeners", () =>
+  inVhost('tapcli', async ({ node, vhost, url, tr }) => {
+    const nt = new Notifier(tr, { publisherId: 'p', topics: ['filtq'] });
+    for (let i = 0; i < 4; i++) await nt.info({}, i % 2 ? `skip.${i}` : `keep.${i}`, { i });
+    const l = startCli(
+      'notify-listen',
+      ['--topic', 'filtq', '--priority', 'info', '--event-type', '^keep', '--count', '1', '--json', '--transport-url', url],
+      {
+        killAfterMs: 20_000,
+      },
+    );
+    await until(() => /through a tap/.test(l.err), `the tap listening (${l.err})`, 10_000);
+    await nt.info({}, 'skip.a', {});
+    await nt.info({}, 'keep.b', {});
+    assert.is(await l.exited, 0, l.err);
+    assert.equal(
+      l.out
+        .trim()
+        .split('\n')
+        .map((x) => JSON.parse(x).event_type),
+      ['keep.b'],
+    );
+    // Before, it consumed the shared queue: the queued keep.0, and every skip it took, were gone.
+    let queues = await node.queues(vhost);
+    for (
+      let i = 0;
+      i < 50 && (queues.get('filtq.info')?.messages !== 6 || [...queues.keys()].some((q) => q.startsWith('notifications-tap_')));
+      i++
+    ) {
+      await sleep(100);
+      queues = await node.queues(vhost);
+    }
+    assert.is(queues.get('filtq.info')?.messages, 6, 'all six still on the shared queue');
+    assert.equal(
+      [...queues.keys()].filter((q) => q.startsWith('notifications-tap_')),
+      [],
+      'the tap queue went with it',
+    );
   }),
 );
 pool.run();

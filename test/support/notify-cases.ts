@@ -188,6 +188,37 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
     );
   });
 
+  t("taps: a copy of every notification, none taken from the topic's listener, also with a filter", async (ctx) => {
+    const tp = topic();
+    await rejects(listen(ctx, [tp], [new Collector()], { tap: true, pool: 'p' }), 'HERMOD_ERR_INVALID_ARGUMENT', /cannot be in pool 'p'/);
+    if (!ctx.broker.pools) {
+      await rejects(listen(ctx, [tp], [new Collector()], { tap: true }), 'HERMOD_ERR_INVALID_ARGUMENT', /taps are not supported/);
+      return;
+    }
+    const main = new Collector();
+    const tap = new Collector();
+    // A filter on the shared queue acknowledges what it skips: lost to the other listeners.
+    const filtered = new Collector(new NotificationFilter({ eventType: '^keep' }));
+    await listen(ctx, [tp], [main]);
+    await listen(ctx, [tp], [tap], { tap: true });
+    const filteredTap = await listen(ctx, [tp], [filtered], { tap: true });
+    const nt = new Notifier(await transport(ctx), { publisherId: 'p', topics: [tp] });
+    for (let i = 0; i < 10; i++) await nt.info({}, i % 2 ? 'skip.x' : 'keep.x', { i });
+    await until(() => main.got.length === 10 && tap.got.length === 10 && filtered.got.length === 5, 'main 10, tap 10, filtered tap 5');
+    await sleep(100);
+    assert.is(main.got.length, 10, 'the listener of the shared queue lost nothing to the taps');
+    assert.equal(
+      filtered.got.map((g) => (g.payload as { i: number }).i),
+      [0, 2, 4, 6, 8],
+    );
+    // A stopped tap's queue is gone: what comes later is not kept for it, and the others still get it.
+    await filteredTap.stop();
+    await filteredTap.wait(1000);
+    await nt.info({}, 'keep.after', {});
+    await until(() => main.got.length === 11 && tap.got.length === 11, 'the later one');
+    assert.is(filtered.got.length, 5);
+  });
+
   t('batch listener: batchSize groups, batchTimeout flushes the rest', async (ctx) => {
     const tp = topic();
     const batches: BatchedNotification[][] = [];

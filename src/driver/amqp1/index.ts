@@ -294,6 +294,10 @@ export class Amqp1Driver extends DriverBase implements Driver {
       throw new InvalidArgument(
         `listener pools are not supported on AMQP 1.0 (pool '${pool}'); use RabbitMQ or the memory driver for pools`,
       );
+    if (opts.tap)
+      throw new InvalidArgument(
+        'notification taps are not supported on AMQP 1.0 (a router keeps no queue to copy into); use RabbitMQ or the memory driver for taps',
+      );
     const addresses = () =>
       targets.map(({ target, priority }) => notifyAddress(this.mode, this.exchange(target), `${target.topic}.${priority}`, this.vhost));
     return this.subscribe(addresses, opts);

@@ -111,12 +111,13 @@ export class MemoryDriver extends DriverBase implements Driver {
     opts: ListenOptions,
   ): Promise<Listener> {
     this.assertOpen();
+    const tap = opts.tap ? `tap.${uuidHex()}` : undefined;
     const queues: Array<[string, string, string]> = targets.map(({ target, priority }) => {
       const exchange = this.exchange(target);
       const key = `${target.topic}.${priority}`;
-      return [pool ? `${exchange}.${pool}` : `${exchange}.${key}`, exchange, key];
+      return [tap ?? (pool ? `${exchange}.${pool}` : `${exchange}.${key}`), exchange, key];
     });
-    return this.subscribe(queues, opts, []);
+    return this.subscribe(queues, opts, tap ? [tap] : []);
   }
 
   private subscribe(queues: Array<[string, string, string]>, opts: ListenOptions, transient: string[]): Listener {

@@ -229,8 +229,8 @@ export class RabbitDriver extends DriverBase implements Driver {
     this.assertOpen();
     const routes = targets.map(({ target, priority }) => ({ exchange: this.exchange(target), key: `${target.topic}.${priority}` }));
     return this.subscribe(
-      `notification listener${pool ? ` pool ${pool}` : ''}`,
-      this.topology.listenerBindings(routes, pool),
+      `notification ${opts.tap ? 'tap' : 'listener'}${pool ? ` pool ${pool}` : ''}`,
+      opts.tap ? this.topology.tapBindings(routes) : this.topology.listenerBindings(routes, pool),
       opts,
       'notify',
     );

@@ -209,4 +209,19 @@ export class Topology {
   listenerBindings(routes: Array<{ exchange: string; key: string }>, pool: string | undefined): QueueBinding[] {
     return routes.map(({ exchange, key }) => ({ ...this.notificationBinding(exchange, key), queue: pool ?? key }));
   }
+
+  /**
+   * A tap's queue: one of its own for all its routes, as a fanout queue is (transient, expiring
+   * with `transientQueuesTtl` if its owner dies), deleted when it stops.
+   */
+  tapBindings(routes: Array<{ exchange: string; key: string }>): QueueBinding[] {
+    const queue = `notifications-tap_${uuidHex()}`;
+    return routes.map(({ exchange, key }) => ({
+      queue,
+      options: this.transientQueue(),
+      exchange: { name: exchange, type: 'topic' },
+      key,
+      deleteOnStop: true,
+    }));
+  }
 }
