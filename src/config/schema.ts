@@ -92,7 +92,7 @@ export const SCHEMA = {
   notifications: {
     driver: opt('string-list', ['messagingv2'], 'Notifier drivers: messagingv2, messaging (1.0, no envelope), log, noop, routing'),
     topics: opt('string-list', ['notifications'], 'Topics a notifier publishes to; listeners default to them too'),
-    retry: opt('int-range', -1, 'Connection-failure retries of a notification: -1 forever, 0 none, N'),
+    retry: opt('int-range', -1, 'Connection-failure retries of a notification: -1 until rpc.responseTimeout, 0 none, N (within it)'),
     routingConfig: opt(String, '', "JSON file of the routing driver's groups (oslo's routing_config)"),
     allowRequeue: opt('bool', false, "Listener endpoints may requeue (oslo's allow_requeue); otherwise a requeue counts as handled"),
     redeliveryLimit: opt('non-negative-int', 5, 'Requeues of one notification (by message_id) before it is dropped'),

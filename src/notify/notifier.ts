@@ -38,7 +38,11 @@ export interface NotifierOptions {
   /** Exchange (default: the control exchange). */
   exchange?: string;
   serializer?: Serializer;
-  /** Connection-failure retries: -1 forever, 0 none, N. */
+  /**
+   * Connection-failure retries: -1 as many as fit in `rpc.responseTimeout` (a send waits that
+   * long for a broker that is away, then fails with `MessagingTimeout`: a caller awaiting a
+   * notification is never held forever), 0 none, N at most N within it.
+   */
   retry?: number;
   /** For the `routing` driver; default: the JSON file named by `notifications.routingConfig`. */
   routing?: RoutingConfig;
@@ -118,7 +122,7 @@ export class Notifier {
     this.serializer = options.serializer ?? new NoOpSerializer();
     this.retry = options.retry ?? conf.retry;
     if (!Number.isInteger(this.retry) || this.retry < -1)
-      throw new InvalidArgument(`retry must be -1 (forever), 0 (none) or a number of attempts, got ${this.retry}`);
+      throw new InvalidArgument(`retry must be -1 (until rpc.responseTimeout), 0 (none) or a number of attempts, got ${this.retry}`);
     this.routing = options.routing;
   }
 
