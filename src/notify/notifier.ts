@@ -63,13 +63,51 @@ const NOTIFIER_OPTIONS: Record<keyof NotifierOptions, true> = {
 
 const PREPARE_OPTIONS = { publisherId: true, retry: true } as const;
 
-function glob(pattern: string): RegExp {
-  const re = pattern
-    .replace(/[.+^${}()|\\]/g, '\\$&')
-    .replace(/\*/g, '.*')
-    .replace(/\?/g, '.')
-    .replace(/\[!/g, '[^');
-  return new RegExp(`^${re}$`);
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+
+/**
+ * A shell-style glob as Python's `fnmatch` (what oslo's routing driver matches with): `*`, `?`,
+ * `[abc]`, `[!abc]`, `[a-c]`; a `[` that opens no class is a literal `[`, as is every other
+ * character. A class whose range JavaScript refuses (`[c-a]`) matches nothing, as Python drops it.
+ */
+export function glob(pattern: string): RegExp {
+  let re = '';
+  let i = 0;
+  while (i < pattern.length) {
+    const c = pattern[i++]!;
+    if (c === '*') {
+      if (!re.endsWith('.*')) re += '.*';
+    } else if (c === '?') re += '.';
+    else if (c === '[') {
+      let j = i;
+      if (pattern[j] === '!') j++;
+      if (pattern[j] === ']') j++;
+      while (j < pattern.length && pattern[j] !== ']') j++;
+      if (j >= pattern.length) {
+        re += '\\[';
+        continue;
+      }
+      let stuff = pattern.slice(i, j);
+      i = j + 1;
+      const negate = stuff.startsWith('!');
+      if (negate) stuff = stuff.slice(1);
+      if (stuff === '') {
+        // `[!]` is one character that is not nothing: any; `[]` cannot happen (a `]` first is literal).
+        re += negate ? '.' : '(?!)';
+        continue;
+      }
+      // Inside a JavaScript class, `\`, `]`, `[` and `^` must be escaped to stay literal.
+      const body = stuff.replace(/[\\\][^]/g, '\\$&');
+      const cls = `[${negate ? '^' : ''}${body}]`;
+      try {
+        new RegExp(cls);
+        re += cls;
+      } catch {
+        re += '(?!)';
+      }
+    } else re += escapeRegExp(c);
+  }
+  return new RegExp(`^${re}$`, 's');
 }
 
 /** The notifier drivers (`notifications.driver`), as oslo names them. */

@@ -1,0 +1,43 @@
+// The routing driver's globs against Python's fnmatch, which oslo's routing driver matches with:
+// the same patterns and names go through both, and every answer must agree.
+import { execFileSync } from 'node:child_process';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { glob } from '../../src/notify/notifier.js';
+
+const CASES: Array<[string, string]> = [
+  ['compute.instance.*', 'compute.instance.create.end'],
+  ['compute.instance.*', 'network.create'],
+  ['*.end', 'compute.instance.create.end'],
+  ['compute.[!a]*', 'compute.bx'],
+  ['compute.[!a]*', 'compute.ax'],
+  ['a[b', 'a[b'], // a `[` that opens no class: before, a raw SyntaxError from the notifier
+  ['[]]x', ']x'],
+  ['[!]]', 'a'],
+  ['[!]]', ']'],
+  ['[!]x', '[!]x'],
+  ['[a-c]x', 'bx'],
+  ['[a-c]x', 'dx'],
+  ['[c-a]', 'b'],
+  ['x[^y]', 'x^'],
+  ['x[^y]', 'xz'],
+  ['[\\]]', '\\'],
+  ['a\\b', 'a\\b'],
+  ['a-b.(c)+{d}|$', 'a-b.(c)+{d}|$'],
+  ['a?c', 'abc'],
+  ['a?c', 'ac'],
+  ['a*b', 'a\nb'],
+  ['INFO', 'info'],
+];
+
+test("routing globs answer as Python's fnmatch does", () => {
+  const script = 'import fnmatch, json, sys\nprint(json.dumps([fnmatch.fnmatchcase(n, p) for p, n in json.load(sys.stdin)]))';
+  const python = JSON.parse(execFileSync('python3', ['-c', script], { input: JSON.stringify(CASES) }).toString()) as boolean[];
+  const ours = CASES.map(([p, n]) => glob(p).test(n));
+  assert.equal(
+    CASES.map(([p, n], i) => `${p} ${JSON.stringify(n)} ${ours[i]}`),
+    CASES.map(([p, n], i) => `${p} ${JSON.stringify(n)} ${python[i]}`),
+  );
+});
+
+test.run();
