@@ -11,7 +11,7 @@ import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import type { GatewayRequestEvent } from '../src/core/diagnostics.js';
-import { hermodSection, readGatewayConfig } from '../src/gateway/config.js';
+import { hermodSection, mergeGatewayConfig, readGatewayConfig } from '../src/gateway/config.js';
 import { createGateway, type Gateway, type GatewayConfig, JOBS_KEY_ENV } from '../src/gateway/index.js';
 import { ClosedError, defaultConfig, getTransport, loadConfig, type Transport } from '../src/index.js';
 import { exposeMetrics, Metrics, type MetricsServer, parseMetricsAddress, serveClusterMetrics } from '../src/ops/metrics.js';
@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     const { hermod: section, ...part } = readGatewayConfig(file);
     const source = `file ${file}, section hermod`;
     layers.push({ source, values: hermodSection(section, source) });
-    gw = { ...gw, ...part };
+    gw = mergeGatewayConfig(gw, part);
   }
   gw.listen = { ...gw.listen, ...(o.host !== undefined ? { host: o.host } : {}), ...(o.port !== undefined ? { port: o.port } : {}) };
   const config = applyLogFlags(loadConfig({ defaults: CLI_DEFAULTS, layers, overrides }), o);

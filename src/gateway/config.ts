@@ -342,6 +342,35 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
 }
 
 /** Reads a gateway configuration file (JSON); a relative `auth.keysFile` is taken from the file's directory. */
+/**
+ * `over` laid on `base` as repeated `--config-file`s are: key by key, into sections
+ * (`listen`, `auth`, `cors`, `rateLimit`, `jobs`, …) as deep as they go; a list (`routes`,
+ * `cors.origins`) is replaced whole. A shallow merge let a later file's `{"auth":
+ * {"allowAnonymous": false}}` drop the earlier `keysFile`, and with it authentication.
+ */
+export function mergeGatewayConfig(base: GatewayConfig, over: GatewayConfig): GatewayConfig {
+  return mergeObjects(base as Record<string, unknown>, over as Record<string, unknown>) as GatewayConfig;
+}
+
+function isSection(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function mergeObjects(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [k, v] of Object.entries(over)) {
+    const b = Object.hasOwn(out, k) ? out[k] : undefined;
+    // Defined, not assigned: a key named __proto__ stays a key (and is refused by validation).
+    Object.defineProperty(out, k, {
+      value: isSection(b) && isSection(v) ? mergeObjects(b, v) : v,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return out;
+}
+
 export function readGatewayConfig(file: string): GatewayConfig {
   let data: unknown;
   try {

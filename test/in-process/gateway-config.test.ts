@@ -13,7 +13,7 @@ import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '
 import { Router } from '../../src/router/router.js';
 import { rejects, until } from '../support/assert.js';
 import { scratchDir } from '../support/scratch.js';
-import { harness, http, IN_PROCESS, type KeepAlive, keepAlive, Users, userRoutes } from './gateway-cases.js';
+import { harness, http, IN_PROCESS, type KeepAlive, keepAlive, keysFileFor, Users, userRoutes } from './gateway-cases.js';
 
 // The gateway configuration: strict validation naming the key, the mapping policy, and the
 // hermod-gateway bin reading it (a subprocess against the embedded router).
@@ -206,6 +206,29 @@ cli('serves the routes of --config-file, takes hermod options from its "hermod" 
       hermod: { rpc: { responseTimeout: 4000 }, log: { level: 'info' } },
     }),
   );
+  // A second file laid on the first key by key, into its sections: its `auth` adds to the
+  // first file's (a shallow merge dropped keysFile, and with it authentication), its `listen`
+  // keeps the first file's host.
+  const { file: keysFile, keys } = keysFileFor([{ id: 'ops', roles: ['ops'] }]);
+  const base1 = path.join(dir, 'base.json');
+  writeFileSync(base1, JSON.stringify({ listen: { host: '127.0.0.1', port: 8080 }, auth: { keysFile }, routes: userRoutes(topic) }));
+  const over = path.join(dir, 'over.json');
+  writeFileSync(over, JSON.stringify({ auth: { allowAnonymous: false }, listen: { port: 0 } }));
+  const two = start(['--config-file', base1, '--config-file', over, '--transport-url', url]);
+  try {
+    await until(() => /listening on (http:\/\/\S+)/.test(two.out), `the gateway of two files to listen (${two.err})`, 10_000);
+    const at = /listening on (http:\/\/\S+)/.exec(two.out)![1]!;
+    assert.match(at, /^http:\/\/127\.0\.0\.1:\d+$/);
+    const anonymous = await http(at, 'GET', '/users/3');
+    assert.is(anonymous.status, 401, 'no key, no call');
+    const wrong = await http(at, 'GET', '/users/3', undefined, { authorization: 'Bearer nope' });
+    assert.is(wrong.status, 401);
+    const ok = await http(at, 'GET', '/users/3', undefined, { authorization: `Bearer ${keys.ops}` });
+    assert.equal([ok.status, ok.json.result.name], [200, 'user-3']);
+  } finally {
+    two.child.kill('SIGTERM');
+    await two.exited;
+  }
   const gw = start(['--config-file', file, '--port', '0', '--transport-url', url]);
   try {
     await until(() => /listening on (http:\/\/\S+)/.test(gw.out), 'the gateway to listen', 10_000);
