@@ -280,6 +280,9 @@ function describe(err: ErrorObject, source: string): string {
 }
 
 /** Checks `input` strictly and fills the defaults; throws {@link ConfigError} naming the key. */
+/** Paths (and everything under them) an alias may not take: the gateway serves them itself. */
+const RESERVED_PATHS = ['/healthz', '/readyz', '/openapi.json', '/docs', '/jsonrpc', '/v1/jobs'] as const;
+
 export function resolveGatewayConfig(input: unknown, source = 'options'): ResolvedGatewayConfig {
   if (!validate(input)) {
     const err = validate.errors![0]!;
@@ -299,7 +302,31 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
     );
   }
   const seen = new Set<string>();
+  const aliases = new Map<string, number>();
   for (const [i, r] of (c.routes ?? []).entries()) {
+    if (r.alias) {
+      const [verb, url] = r.alias.split(' ') as [string, string];
+      const reserved = RESERVED_PATHS.find((p) => url === p || url.startsWith(`${p}/`));
+      if (reserved)
+        throw new ConfigError(`routes[${i}] (from ${source}): alias ${r.alias}: ${reserved} is the gateway's own; choose another path`, {
+          key: `routes[${i}].alias`,
+        });
+      // The router's view: parameter names do not tell routes apart (`/u/:id` is `/u/:name`).
+      const shape = `${verb} ${url.replace(/:[^/]*/g, ':')}`;
+      const other = aliases.get(shape);
+      if (other !== undefined)
+        throw new ConfigError(`routes[${i}] (from ${source}): alias ${r.alias} is the same route as routes[${other}]'s alias`, {
+          key: `routes[${i}].alias`,
+        });
+      aliases.set(shape, i);
+      if (shape === 'POST /v1/:/:')
+        throw new ConfigError(
+          `routes[${i}] (from ${source}): alias ${r.alias} is the gateway's POST /v1/{topic}/{method}; choose another path`,
+          {
+            key: `routes[${i}].alias`,
+          },
+        );
+    }
     if (r.job && r.cast)
       throw new ConfigError(`routes[${i}] (from ${source}): a route is either a cast or a job, not both`, { key: `routes[${i}]` });
     if (r.job && c.jobs?.enabled === false)

@@ -44,6 +44,39 @@ c('unknown keys are refused, naming the key and the nearest known one', async (c
   );
   await rejects(() => resolveGatewayConfig({ mappingPolicy: 'everything' }), 'HERMOD_ERR_CONFIG', /mappingPolicy/);
   await rejects(() => resolveGatewayConfig({ routes: [{ topic: 't', method: 'm', alias: 'FETCH /x' }] }), 'HERMOD_ERR_CONFIG', /alias/);
+  // The gateway's own paths, and two aliases the router cannot tell apart: refused here, named.
+  // Before, an alias under /docs skipped authentication (and answered 500), and a collision
+  // failed start() with fastify's raw FST_ERR_DUPLICATED_ROUTE (exit 1, not 2).
+  for (const [alias, why] of [
+    ['GET /docs/:id', /alias GET \/docs\/:id: \/docs is the gateway's own/],
+    ['POST /healthz', /\/healthz is the gateway's own/],
+    ['GET /readyz', /\/readyz is the gateway's own/],
+    ['POST /jsonrpc', /\/jsonrpc is the gateway's own/],
+    ['GET /v1/jobs/:ref', /\/v1\/jobs is the gateway's own/],
+    ['POST /v1/:a/:b', /is the gateway's POST \/v1\/\{topic\}\/\{method\}/],
+  ] as const)
+    await rejects(() => resolveGatewayConfig({ routes: [{ topic: 't', method: 'm', alias }] }), 'HERMOD_ERR_CONFIG', why);
+  await rejects(
+    () =>
+      resolveGatewayConfig({
+        routes: [
+          { topic: 't', method: 'a', alias: 'GET /u/:id' },
+          { topic: 't', method: 'b', alias: 'GET /u/:name' },
+        ],
+      }),
+    'HERMOD_ERR_CONFIG',
+    /routes\[1\].*alias GET \/u\/:name is the same route as routes\[0\]'s alias/,
+  );
+  // Near misses are fine: another verb, a longer path, a static segment beside a parameter.
+  resolveGatewayConfig({
+    routes: [
+      { topic: 't', method: 'a', alias: 'GET /u/:id' },
+      { topic: 't', method: 'b', alias: 'DELETE /u/:id' },
+      { topic: 't', method: 'c', alias: 'GET /u/me' },
+      { topic: 't', method: 'd', alias: 'GET /docsearch' },
+      { topic: 't', method: 'e', alias: 'GET /v1/users/:id' },
+    ],
+  });
   await rejects(
     () =>
       resolveGatewayConfig({
