@@ -366,11 +366,19 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   });
 
   // Callback style, first of the request hooks: a pipelining flood is cut before any work.
-  app.addHook('onRequest', (request, _reply, done) => {
+  app.addHook('onRequest', (request, reply, done) => {
     const socket = request.raw.socket;
+    // A request Node parsed from a connection already cut (it read them all from one chunk)
+    // is dropped unrun: before, the one over the limit and every one after it in the same
+    // read went on to run their calls, for a client that would never see an answer.
+    if (socket.destroyed) {
+      reply.hijack();
+      done();
+      return;
+    }
     const n = (unanswered.get(socket) ?? 0) + 1;
     unanswered.set(socket, n);
-    if (n > config.maxPipelined && !socket.destroyed) {
+    if (n > config.maxPipelined) {
       // Closed, not answered: an answer would wait behind the others like the rest.
       refused++;
       if (channels.gatewayRefused.hasSubscribers) channels.gatewayRefused.publish({ limit: 'maxPipelined' } satisfies GatewayRefusedEvent);
@@ -381,6 +389,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
         ...(socket.remoteAddress ? { remoteAddress: socket.remoteAddress } : {}),
       });
       socket.destroy();
+      reply.hijack();
     }
     done();
   });

@@ -333,6 +333,24 @@ for (const [name, broker] of IN_PROCESS) {
     await until(() => (got.match(/HTTP\/1\.1 200 /g) ?? []).length === 4, 'four answers');
     polite.destroy();
     assert.is((await http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/get`, { id: 1 })).status, 200);
+    // Calls pipelined past the limit in one write are not run: the connection is cut, and only the
+    // 8 already admitted may have run. Before, the ninth and every request Node had parsed from
+    // the same read (hundreds) ran their calls, for a client that never saw an answer.
+    const seen = ctx.h.users.seen.length;
+    const calls = net.connect(port, '127.0.0.1');
+    calls.on('error', () => undefined);
+    const cut = new Promise<void>((r) => calls.once('close', () => r()));
+    await new Promise((r) => calls.once('connect', r));
+    const body = JSON.stringify({ id: 5 });
+    calls.write(
+      `POST /v1/${ctx.h.topic}/get HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`.repeat(
+        500,
+      ),
+    );
+    await cut;
+    await sleep(300);
+    const ran = ctx.h.users.seen.length - seen;
+    assert.ok(ran <= 8, `${ran} calls ran`);
   });
 
   t('keepAliveTimeout: an idle keep-alive connection is closed by the gateway, its slot freed', async (ctx) => {
