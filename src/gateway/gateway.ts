@@ -212,7 +212,9 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
         .header('connection', 'close')
         .send({ error: { code: err.code, type: 'BadUrl', message, requestId: request.id } });
     },
-    return503OnClosing: true,
+    // Requests that arrive while closing go to their route, whose admission refuses them with the
+    // documented 503 (Retry-After, the JSON-RPC envelope, X-Request-Id): fastify's own 503 had none.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
   });
   // Counted here rather than with Node's server.maxConnections: a cluster worker at that limit

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createGateway } from '../../src/gateway/index.js';
@@ -64,6 +65,36 @@ for (const [name, broker] of IN_PROCESS) {
     assert.equal(await stopping, { aborted: 0 });
     assert.ok(Date.now() - t0 < 2500, `stop took ${Date.now() - t0} ms for a call of 300 ms (deadline 3000)`);
   });
+
+  t(
+    "stop: a request that finishes arriving on an open connection meanwhile gets the gateway's 503 (Retry-After, code, request id)",
+    async (ctx) => {
+      ctx.h = await harness(ctx.broker.url);
+      const { port } = ctx.h.gateway.address!;
+      const running = http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/sleep`, { ms: 600 });
+      await until(() => ctx.h.gateway.inFlight === 1, 'the call in flight at the gateway');
+      const body = JSON.stringify({ id: 1 });
+      const request = `POST /v1/${ctx.h.topic}/get HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+      const late = net.connect(port, '127.0.0.1');
+      let got = '';
+      late.on('data', (d) => (got += d));
+      await new Promise((r) => late.once('connect', r));
+      // Its headers still arriving when the stop begins.
+      late.write(request.slice(0, 20));
+      await until(() => ctx.h.gateway.connections.open >= 2, 'both connections open');
+      const stopping = ctx.h.gateway.stop(3000);
+      late.write(request.slice(20));
+      await until(() => /\r\n\r\n\{.*\}$/s.test(got), `the late request answered (${got})`);
+      late.destroy();
+      // Before: fastify's {"error":"Service Unavailable",…}, with none of these.
+      assert.match(got, /^HTTP\/1\.1 503 /);
+      assert.match(got, /\r\nretry-after: 1\r\n/i);
+      assert.match(got, /\r\nx-request-id: \S+\r\n/i);
+      assert.match(got, /"code":"HERMOD_ERR_UNAVAILABLE"/);
+      assert.is((await running).status, 200);
+      assert.equal(await stopping, { aborted: 0 });
+    },
+  );
 
   t('stop(deadline): a call outliving the deadline is answered 504 CallCut and counted, in REST and in a JSON-RPC batch', async (ctx) => {
     ctx.h = await harness(ctx.broker.url);
