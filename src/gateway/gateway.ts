@@ -127,7 +127,12 @@ function clientOf(identity: Identity | undefined, request: FastifyRequest): stri
  * address gets 429s before any key is checked, until the window ends.
  */
 class FailedAuth {
-  /** Addresses with failures in this window; past this many, new ones share one count. */
+  /**
+   * Addresses tracked per window. Past this many, a new address is not tracked: its failed
+   * keys are answered 401 as usual, and nothing blocks it before its key is checked. A count
+   * shared by every untracked address let a flood of wrong keys from 10 000 addresses lock out
+   * every new client, valid keys included, for the rest of the window.
+   */
   private static readonly MAX_ADDRESSES = 10_000;
   private start = 0;
   private readonly seen = new Map<string, number>();
@@ -137,8 +142,15 @@ class FailedAuth {
     private readonly windowMs: number,
   ) {}
 
+  /**
+   * The key an address counts under: IPv4 as is; IPv6 by its /64, the block one subscriber
+   * gets (an attacker with one holds 2⁶⁴ addresses).
+   */
   private key(ip: string): string {
-    return this.seen.has(ip) || this.seen.size < FailedAuth.MAX_ADDRESSES ? ip : '*';
+    if (!ip.includes(':') || ip.startsWith('::ffff:')) return ip;
+    const [head = ''] = ip.split('::');
+    const groups = ip.includes('::') ? head.split(':').filter(Boolean) : ip.split(':');
+    return `${[...groups, '0', '0', '0', '0'].slice(0, 4).join(':')}::/64`;
   }
 
   private roll(now: number): void {
@@ -166,7 +178,9 @@ class FailedAuth {
   count(ip: string): void {
     this.roll(Date.now());
     const k = this.key(ip);
-    this.seen.set(k, (this.seen.get(k) ?? 0) + 1);
+    const n = this.seen.get(k);
+    if (n !== undefined) this.seen.set(k, n + 1);
+    else if (this.seen.size < FailedAuth.MAX_ADDRESSES) this.seen.set(k, 1);
   }
 }
 

@@ -126,6 +126,40 @@ for (const [name, broker] of IN_PROCESS) {
     assert.throws(() => resolveGatewayConfig({ trustProxy: 0 }), /trustProxy/);
   });
 
+  t('failed credentials: an IPv6 client counts by its /64; a flood from 10 000 addresses locks out no other client', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, {
+      rateLimit: { max: 2, windowMs: 60_000 },
+      trustProxy: 'loopback',
+      // Each good key its own user: the rate limit proper counts per identity.
+      authenticate: (req) => {
+        const key = String(req.headers['x-api-key']);
+        return key.startsWith('good') ? { user: key, roles: [] } : null;
+      },
+    });
+    const get = (from: string, key: string) =>
+      ctx.h.gateway.app.inject({
+        method: 'POST',
+        url: `/v1/${ctx.h.topic}/get`,
+        payload: { id: 1 },
+        headers: { 'x-api-key': key, 'x-forwarded-for': from },
+      });
+    // One subscriber's /64 is one client: a new address in it does not get a fresh budget.
+    assert.is((await get('2001:db8:1:2::a', 'guess')).statusCode, 401);
+    assert.is((await get('2001:db8:1:2:ffff:1:2:3', 'guess')).statusCode, 401);
+    assert.is((await get('2001:db8:1:2::c', 'good-1')).statusCode, 429);
+    assert.is((await get('2001:db8:1:3::1', 'good-2')).statusCode, 200, 'the next /64 is another client');
+    // Wrong keys from 10 000 addresses: before, every address past them shared one count,
+    // used up at once, and a new client with a valid key got 429 for the rest of the window.
+    for (let i = 0; i < 10_000; i++) {
+      const r = await get(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, 'guess');
+      if (r.statusCode !== 401) assert.unreachable(`${r.statusCode} for flood request ${i}`);
+    }
+    for (const from of ['192.0.2.9', '198.51.100.1', '2001:db8:9::1']) assert.is((await get(from, `good-${from}`)).statusCode, 200, from);
+    // A tracked address is still held.
+    assert.is((await get('10.0.0.1', 'guess')).statusCode, 401);
+    assert.is((await get('10.0.0.1', 'good-3')).statusCode, 429);
+  });
+
   t('a deeply nested body → 400 on REST and an Invalid Request on JSON-RPC, refused before parsing; nothing sent', async (ctx) => {
     ctx.h = await harness(ctx.broker.url);
     // 500,000 levels in 1 MB: JSON.parse alone would hold the event loop for a second or more.
