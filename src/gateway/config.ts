@@ -48,7 +48,7 @@ export interface GatewayRoute {
   server?: string;
   namespace?: string;
   version?: string;
-  /** Call timeout of this route in ms (requests may ask for less, never more than `maxCallTimeout`). */
+  /** Default call timeout of this route in ms; a request may ask for another, up to `maxCallTimeout`. */
   timeout?: number;
   /** One line for the OpenAPI document and the docs page. */
   summary?: string;

@@ -102,7 +102,10 @@ async function one(item: unknown, s: Shared, state: RequestState, requestId: str
     const ctx: Context = state.context();
     if (notification) {
       // Never answered, so a failure is not reported either (the spec's rule for notifications).
-      await s.invoker.invoke(route, ctx, args, { ...controls, cast: true }).catch(() => undefined);
+      // A job route takes no cast: its method is started as a job, whose token nobody asked for.
+      // Before, the cast was refused and the refusal swallowed: 204, and the method never ran.
+      const job = route.route.job === true ? { waitMs: 0 } : undefined;
+      await s.invoker.invoke(route, ctx, args, job ? controls : { ...controls, cast: true }, job).catch(() => undefined);
       return undefined;
     }
     const mode = s.jobs ? startMode(per.prefer, route.route.job === true) : { asked: false };

@@ -217,9 +217,16 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
       routes: [
         { topic, method: 'render' },
         { topic, method: 'sleep', job: true, alias: 'GET /naps' },
+        { topic, method: 'touch', job: true },
       ],
     }));
     const { base, topic } = ctx.h;
+    // A JSON-RPC notification to a job route starts the job (its token unasked for); before, it
+    // was sent as a cast, refused, the refusal swallowed: 204, and the method never ran.
+    const note = await http(base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: `${topic}.touch`, params: { n: 1 } });
+    assert.is(note.status, 204);
+    await until(() => ctx.h.users.touched.length === 1, 'the notified job to run');
+    assert.equal(ctx.h.users.touched[0]!.args, { n: 1 });
     const t0 = Date.now();
     const first = await http(base, 'POST', `/v1/${topic}/render`, { ms: 3000 }, { prefer: 'respond-async, wait=1, wait=10' });
     assert.is(first.status, 202);
