@@ -32,20 +32,56 @@ const CONTROL_PARAMS = [
 ];
 
 /** The route as documented: its own schemas, else those of its method's published contract. */
-function documented(route: CompiledRoute) {
+/** Route schemas' `$defs`, hoisted into `components.schemas` while a document is built. */
+type Hoisted = Record<string, unknown>;
+
+function documented(route: CompiledRoute, defs: Hoisted) {
   const r = route.route;
   const c = route.contract;
-  if (!c) return r;
+  const args = r.args ?? (c?.args as JsonSchema | undefined);
+  const result = r.result ?? (c?.result as JsonSchema | undefined);
   return {
     ...r,
-    ...(r.args ? {} : { args: c.args as JsonSchema }),
-    ...(r.result || !c.result ? {} : { result: c.result as JsonSchema }),
-    ...(r.summary || !c.description ? {} : { summary: c.description }),
+    ...(args ? { args: hoist(args, `${route.name}.args`, defs) } : {}),
+    ...(result ? { result: hoist(result, `${route.name}.result`, defs) } : {}),
+    ...(r.summary || !c?.description ? {} : { summary: c.description }),
   };
 }
 
-function success(route: CompiledRoute | undefined) {
-  const result = (route ? documented(route).result : undefined) ?? {};
+/** A component name from `text`: OpenAPI allows letters, digits, `.`, `-` and `_`. */
+const componentName = (text: string) => text.replace(/[^A-Za-z0-9._-]/g, '_');
+
+/**
+ * `schema` as it may stand inside the document: its `$defs` (and draft-07 `definitions`) moved to
+ * `components.schemas` as `<prefix>.<name>`, and its `#/$defs/…` references pointed there. Pasted
+ * as it was, a reference resolved against the document's root, where there is no `$defs`.
+ */
+function hoist(schema: JsonSchema, prefix: string, defs: Hoisted): JsonSchema {
+  const rewrite = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(rewrite);
+    if (!v || typeof v !== 'object') return v;
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) {
+      const ref = k === '$ref' && typeof x === 'string' ? /^#\/(\$defs|definitions)\/([^/]+)(.*)$/.exec(x) : null;
+      const value = ref
+        ? `#/components/schemas/${componentName(`${prefix}.${decodeURIComponent(ref[2]!).replace(/~1/g, '/').replace(/~0/g, '~')}`)}${ref[3]}`
+        : rewrite(x);
+      Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
+    }
+    return out;
+  };
+  const out = rewrite(schema) as Record<string, unknown>;
+  for (const key of ['$defs', 'definitions']) {
+    const found = out[key];
+    if (!found || typeof found !== 'object') continue;
+    for (const [name, def] of Object.entries(found as Record<string, unknown>)) defs[componentName(`${prefix}.${name}`)] = def;
+    delete out[key];
+  }
+  return out as JsonSchema;
+}
+
+function success(route: CompiledRoute | undefined, defs: Hoisted) {
+  const result = (route ? documented(route, defs).result : undefined) ?? {};
   return {
     description: 'The method returned',
     content: {
@@ -142,14 +178,14 @@ function jobPaths(maxWaitSeconds: number) {
   };
 }
 
-function operation(route: CompiledRoute, extra: Record<string, unknown>, jobs: boolean) {
-  const r = documented(route);
+function operation(route: CompiledRoute, extra: Record<string, unknown>, jobs: boolean, defs: Hoisted) {
+  const r = documented(route, defs);
   return {
     operationId: route.name,
     summary: r.summary ?? `${r.method} on topic ${r.topic}`,
     tags: [r.topic],
     ...extra,
-    responses: { ...(r.cast ? { '202': ACCEPTED } : { '200': success(route), '202': jobs ? ACCEPTED_OR_JOB : ACCEPTED }), ...ERRORS },
+    responses: { ...(r.cast ? { '202': ACCEPTED } : { '200': success(route, defs), '202': jobs ? ACCEPTED_OR_JOB : ACCEPTED }), ...ERRORS },
     ...(route.roles.length ? { 'x-hermod-roles': route.roles } : {}),
     ...(r.job ? { 'x-hermod-job': true } : {}),
   };
@@ -163,8 +199,9 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
     paths[path][verb] = op;
   };
   const jobs = config.jobs.enabled;
+  const defs: Hoisted = {};
   for (const route of routes) {
-    const r = documented(route);
+    const r = documented(route, defs);
     const prefer = jobs && !r.cast ? [PREFER] : [];
     const params = [
       ...CONTROL_PARAMS.concat(
@@ -182,6 +219,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
           requestBody: { required: false, content: { 'application/json': { schema: r.args ?? { type: 'object' } } } },
         },
         jobs,
+        defs,
       ),
     );
     if (r.alias) {
@@ -213,6 +251,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
             ...(hasBody ? { requestBody: { content: { 'application/json': { schema: r.args ?? { type: 'object' } } } } } : {}),
           },
           jobs,
+          defs,
         ),
       );
     }
@@ -228,7 +267,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
         ...(jobs ? [PREFER] : []),
       ],
       requestBody: { content: { 'application/json': { schema: { type: 'object' } } } },
-      responses: { '200': success(undefined), '202': jobs ? ACCEPTED_OR_JOB : ACCEPTED, ...ERRORS },
+      responses: { '200': success(undefined, defs), '202': jobs ? ACCEPTED_OR_JOB : ACCEPTED, ...ERRORS },
     });
   }
   if (jobs) paths['/v1/jobs/{ref}'] = jobPaths(Math.floor(config.maxCallTimeout / 1000));
@@ -274,6 +313,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
     paths,
     components: {
       schemas: {
+        ...defs,
         Error: { type: 'object', required: ['error'], properties: { error: { $ref: '#/components/schemas/ErrorDetail' } } },
         ErrorDetail: {
           type: 'object',

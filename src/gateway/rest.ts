@@ -105,7 +105,7 @@ export function registerRest(app: FastifyInstance, invoker: Invoker, maxTimeout:
         // Read per request: a contract the route adopts from its servers arrives after registration.
         const schema = (route.route.args ?? route.contract?.args) as JsonSchema | undefined;
         const props = (schema?.properties ?? {}) as Record<string, JsonSchema>;
-        const coerce = (k: string, v: unknown) => coerceTo(v, Object.hasOwn(props, k) ? props[k] : undefined);
+        const coerce = (k: string, v: unknown) => coerceTo(v, Object.hasOwn(props, k) ? localSchema(schema!, props[k]) : undefined);
         const args: Record<string, unknown> = { ...bodyObject(request.body, route) };
         // setOwn: `?__proto__=…` is a key the arguments then refuse, not a prototype set in passing.
         for (const [k, v] of Object.entries(request.query ?? {})) setOwn(args, k, coerce(k, v));
@@ -114,4 +114,20 @@ export function registerRest(app: FastifyInstance, invoker: Invoker, maxTimeout:
       },
     });
   }
+}
+
+/**
+ * `s` with its `#/$defs/…` (or `#/definitions/…`) references followed within `root`, so that a
+ * path or query parameter declared as `{"$ref": "#/$defs/id"}` is coerced by the type it names.
+ */
+function localSchema(root: JsonSchema, s: JsonSchema | undefined): JsonSchema | undefined {
+  let out = s;
+  for (let hops = 0; hops < 8 && out && typeof out.$ref === 'string'; hops++) {
+    const m = /^#\/(\$defs|definitions)\/([^/]+)$/.exec(out.$ref as string);
+    const defs = m ? (root[m[1]!] as Record<string, JsonSchema> | undefined) : undefined;
+    const name = m ? decodeURIComponent(m[2]!).replace(/~1/g, '/').replace(/~0/g, '~') : '';
+    if (!defs || !Object.hasOwn(defs, name)) break;
+    out = defs[name];
+  }
+  return out;
 }

@@ -17,6 +17,38 @@ const WAIT = 45_000;
 for (const [name, broker] of IN_PROCESS) {
   const t = harnessSuite(`gateway OpenAPI over ${name}`, broker);
 
+  t("a route schema's $defs move to components.schemas, its references with them", async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, (topic) => ({
+      routes: [
+        {
+          topic,
+          method: 'get',
+          alias: 'GET /people/:id',
+          args: {
+            type: 'object',
+            $defs: { id: { type: 'integer', minimum: 1 }, flag: { $ref: '#/$defs/bool' }, bool: { type: 'boolean' } },
+            properties: { id: { $ref: '#/$defs/id' }, verbose: { $ref: '#/$defs/flag' } },
+            required: ['id'],
+          },
+        },
+      ],
+    }));
+    const doc = (await http(ctx.h.base, 'GET', '/openapi.json')).json;
+    // Before: "#/$defs/id" pasted as is, resolved against the document's root: "Can't resolve".
+    assert.equal(await new Validator().validate(doc), { valid: true });
+    assert.not.match(JSON.stringify(doc), /#\/\$defs\//);
+    const name = `${ctx.h.topic}.get.args`;
+    const body = doc.paths[`/v1/${ctx.h.topic}/get`].post.requestBody.content['application/json'].schema;
+    assert.equal(body.properties.id, { $ref: `#/components/schemas/${name}.id` });
+    assert.equal(doc.components.schemas[`${name}.id`], { type: 'integer', minimum: 1 });
+    assert.equal(doc.components.schemas[`${name}.flag`], { $ref: `#/components/schemas/${name}.bool` });
+    const alias = doc.paths['/people/{id}'].get.parameters.find((p: Json) => p.name === 'id');
+    assert.equal(alias.schema, { $ref: `#/components/schemas/${name}.id` });
+    // The gateway still checks calls against the schema as written.
+    assert.is((await http(ctx.h.base, 'GET', '/people/0')).status, 400);
+    assert.is((await http(ctx.h.base, 'GET', '/people/3')).status, 200);
+  });
+
   t('/openapi.json is a valid OpenAPI 3.1 document built from the routes and their schemas', async (ctx) => {
     ctx.h = await harness(ctx.broker.url, { authenticate: () => ({ roles: [] }) });
     const r = await http(ctx.h.base, 'GET', '/openapi.json');
