@@ -6,7 +6,7 @@
  */
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { InvalidArgument } from '../core/errors.js';
+import { InvalidArgument, NestingTooDeep } from '../core/errors.js';
 import { nestsDeeperThan } from '../core/json.js';
 import type { Context } from '../core/serializer.js';
 import { type ErrorBody, errorBody, mapError, NotExposed, RPC_CODES } from './errors.js';
@@ -148,11 +148,9 @@ export function registerJsonRpc(
       };
       let payload: unknown;
       const text = String(request.body ?? '');
-      if (nestsDeeperThan(text, shared.maxDepth)) {
-        return reply.send(
-          failure(RPC_CODES.invalidRequest, `Invalid Request: the body nests deeper than ${shared.maxDepth} levels (maxJsonDepth)`, null),
-        );
-      }
+      // Refused as a whole, as the table says (400, -32600, the code in `data`), by the error
+      // handler that shapes every other refusal: it was HTTP 200 with no `data` here.
+      if (nestsDeeperThan(text, shared.maxDepth)) throw new NestingTooDeep(shared.maxDepth, 'the request body');
       try {
         payload = JSON.parse(text);
       } catch {

@@ -171,9 +171,11 @@ for (const [name, broker] of IN_PROCESS) {
     assert.is(r.json.error.code, 'HERMOD_ERR_NESTING_TOO_DEEP');
     assert.match(r.json.error.message, /deeper than 128 levels/);
     const j = await http(ctx.h.base, 'POST', '/jsonrpc', `{"jsonrpc":"2.0","method":"getUser","params":${deep},"id":1}`);
-    assert.is(j.status, 200);
+    // Refused as a whole, as the error table says: 400, with the code in data (was 200, no data).
+    assert.is(j.status, 400);
     assert.is(j.json.id, null);
     assert.is(j.json.error.code, -32600);
+    assert.is(j.json.error.data.code, 'HERMOD_ERR_NESTING_TOO_DEEP');
     assert.match(j.json.error.message, /deeper than 128 levels/);
     const ms = performance.now() - t0;
     console.log(`    two 1 MB bodies of ${depth} levels refused in ${ms.toFixed(0)} ms`);
