@@ -16,7 +16,7 @@ import { createGateway, type Gateway, type GatewayConfig, JOBS_KEY_ENV } from '.
 import { ClosedError, defaultConfig, getTransport, loadConfig, type Transport } from '../src/index.js';
 import { exposeMetrics, Metrics, type MetricsServer, parseMetricsAddress, serveClusterMetrics } from '../src/ops/metrics.js';
 import { parseWorkers } from '../src/ops/run/config.js';
-import { onPrimaryStop, READY_MESSAGE, tellPrimary, WorkerSupervisor, workerNumber } from '../src/ops/run/workers.js';
+import { onPrimaryStop, READY_MESSAGE, specFromPrimary, tellPrimary, WorkerSupervisor, workerNumber } from '../src/ops/run/workers.js';
 
 /** Past the workers' deadline, how long the primary waits for them to exit before it kills them. */
 const PRIMARY_MARGIN_MS = 1500;
@@ -66,12 +66,18 @@ async function main(): Promise<void> {
 
   let gw: GatewayConfig = {};
   // Each file's hermod section is a named layer: a bad value there is reported from it.
-  const layers: Array<{ source: string; values: Record<string, unknown> }> = [];
-  for (const file of files) {
-    const { hermod: section, ...part } = readGatewayConfig(file);
-    const source = `file ${file}, section hermod`;
-    layers.push({ source, values: hermodSection(section, source) });
-    gw = mergeGatewayConfig(gw, part);
+  let layers: Array<{ source: string; values: Record<string, unknown> }> = [];
+  if (worker === undefined) {
+    for (const file of files) {
+      const { hermod: section, ...part } = readGatewayConfig(file);
+      const source = `file ${file}, section hermod`;
+      layers.push({ source, values: hermodSection(section, source) });
+      gw = mergeGatewayConfig(gw, part);
+    }
+  } else {
+    // The files as the primary read them at start (see SPEC_REQUEST): a restarted worker
+    // serving the files as edited since would differ from the others.
+    ({ gw, layers } = (await specFromPrimary()) as { gw: GatewayConfig; layers: typeof layers });
   }
   gw.listen = { ...gw.listen, ...(o.host !== undefined ? { host: o.host } : {}), ...(o.port !== undefined ? { port: o.port } : {}) };
   const config = applyLogFlags(loadConfig({ defaults: CLI_DEFAULTS, layers, overrides }), o);
@@ -97,6 +103,7 @@ async function main(): Promise<void> {
     const supervisor = new WorkerSupervisor({
       count,
       log,
+      spec: { gw, layers },
       onEarlyDeath: ({ worker: n, pid, code, signal }) => {
         if (shutdown.stopping) return true;
         log.error(`worker ${n} (pid ${pid}) exited (${signal ?? `status ${code}`}) before any worker listened; stopping`);

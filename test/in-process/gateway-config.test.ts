@@ -376,6 +376,9 @@ cli('--workers 2: both workers answer on the one port, a killed worker is replac
     );
 
     agent.destroy();
+    // The replacement serves the configuration the primary read at start, not the file as it is
+    // on disk now (half written by an editor): before, it re-read it and failed at every restart.
+    writeFileSync(file, '{ "routes": [ { "topic": ');
     process.kill(w1!.pid, 'SIGKILL');
     // Logged at error level, so on stderr.
     await until(() => /worker \d \(pid \d+\) died \(signal SIGKILL\)/.test(gw.err), 'the crash to be logged', 10_000);
