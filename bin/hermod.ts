@@ -185,9 +185,11 @@ async function runCommand(argv: string[]): Promise<void> {
   >();
   const cliWorkers = o.workers === undefined ? undefined : parseWorkers(o.workers, '--workers');
   const worker = workerNumber();
-  // Workers serve the file as the primary read it (see SPEC_REQUEST), however often they restart.
-  const spec =
-    worker === undefined ? await readRunFile(runFileOf(program.args[0] as string | undefined)) : ((await specFromPrimary()) as RunSpec);
+  // Workers serve the run file and the configuration (its sections, --config-file files, the
+  // environment) as the primary read them (see SPEC_REQUEST), however often they restart.
+  const fromPrimary =
+    worker === undefined ? undefined : ((await specFromPrimary()) as { spec: RunSpec; base: HermodConfig; configs: HermodConfig[] });
+  const spec = fromPrimary?.spec ?? (await readRunFile(runFileOf(program.args[0] as string | undefined)));
   const file = spec.file;
   // A module that is not there fails every worker alike, at every restart: said once, here.
   for (const s of spec.services) {
@@ -210,8 +212,8 @@ async function runCommand(argv: string[]): Promise<void> {
       }),
       o,
     );
-  const base = configOf();
-  const configs = new Map(spec.services.map((s) => [s, configOf(s)]));
+  const base = fromPrimary?.base ?? configOf();
+  const configs = new Map(spec.services.map((s, i) => [s, fromPrimary?.configs[i] ?? configOf(s)]));
   const workersOf = (s: ServiceSpec) => cliWorkers ?? s.workers ?? spec.workers ?? 1;
   let watch: RunWatch | false = spec.watch ?? false;
   if (o.watch || o.watchPolling !== undefined) watch = { ...(watch || {}) };
@@ -250,7 +252,7 @@ async function runCommand(argv: string[]): Promise<void> {
     const supervisor = new WorkerSupervisor({
       count,
       log,
-      spec,
+      spec: { spec, base, configs: spec.services.map((s) => configs.get(s)!) },
       onEarlyDeath: ({ worker: n, pid, code, signal }) => {
         if (code !== EXIT.usage || watch) return false;
         if (shutdown.stopping) return true;
