@@ -18,6 +18,13 @@ export interface BatchedNotification {
   priority: Priority;
 }
 
+/**
+ * The `publisher_id` as it came, on a notification whose own was not a string (a number, a
+ * boolean, null or none): endpoints get it as text, while filters see what oslo's do, and a
+ * publisher id rule refuses a value that is not a string, as oslo's `NotificationFilter` does.
+ */
+export const WIRE_PUBLISHER_ID: unique symbol = Symbol('hermod.wirePublisherId');
+
 /** Where an endpoint method failed, for the report. */
 export interface EndpointFailure {
   eventType?: string;
@@ -111,5 +118,6 @@ export class NotificationDispatcher {
 }
 
 function matches(filter: NotificationFilter, m: BatchedNotification): boolean {
-  return filter.match(m.ctxt, m.publisher_id, m.event_type, m.metadata, m.payload);
+  const publisherId = WIRE_PUBLISHER_ID in m ? (m as { [WIRE_PUBLISHER_ID]: unknown })[WIRE_PUBLISHER_ID] : m.publisher_id;
+  return filter.match(m.ctxt, publisherId, m.event_type, m.metadata, m.payload);
 }

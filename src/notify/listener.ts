@@ -10,7 +10,7 @@ import { type WaitResult, type Work, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
 import { untilAborted } from '../driver/driver-base.js';
 import type { Transport } from '../transport.js';
-import { type BatchedNotification, NotificationDispatcher, type NotificationResult } from './dispatcher.js';
+import { type BatchedNotification, NotificationDispatcher, type NotificationResult, WIRE_PUBLISHER_ID } from './dispatcher.js';
 import { PRIORITIES, type Priority } from './notifier.js';
 
 /** Options of {@link NotificationListener}. */
@@ -269,17 +269,17 @@ export class NotificationListener {
       return undefined;
     }
     const ctxt = this.serializer.deserializeContext(incoming.ctx ?? {});
-    return {
-      incoming,
-      msg: {
-        ctxt,
-        publisher_id: publisherId(m.publisher_id),
-        event_type: m.event_type,
-        payload: this.serializer.deserializeEntity(ctxt, m.payload),
-        metadata: { message_id: m.message_id as string | undefined, timestamp: m.timestamp as string | undefined },
-        priority: priority as Priority,
-      },
+    const msg: BatchedNotification = {
+      ctxt,
+      publisher_id: publisherId(m.publisher_id),
+      event_type: m.event_type,
+      payload: this.serializer.deserializeEntity(ctxt, m.payload),
+      metadata: { message_id: m.message_id as string | undefined, timestamp: m.timestamp as string | undefined },
+      priority: priority as Priority,
     };
+    // Not enumerable: a batch endpoint that copies or logs the notification does not see it.
+    if (typeof m.publisher_id !== 'string') Object.defineProperty(msg, WIRE_PUBLISHER_ID, { value: m.publisher_id });
+    return { incoming, msg };
   }
 
   private onMessage(incoming: IncomingMessage): void {
