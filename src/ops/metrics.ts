@@ -141,6 +141,45 @@ export class Metrics {
     return this.registry.contentType;
   }
 
+  /**
+   * Requests in flight that started under {@link OTHER} (the budget was full) though their
+   * labels fit, by their own key: their end must find the series their start counted in. A slot
+   * freed meanwhile (see settle) would otherwise admit their key at the end, as a new series
+   * with nothing in flight: the end went uncounted, the gauge stayed up, the slot stayed taken.
+   */
+  private readonly strays = { server: new Map<string, number>(), client: new Map<string, number>() };
+
+  private serverKey(e: ServerRequestStartEvent): string {
+    return `${e.exchange}\0${e.topic}\0${e.server}\0${e.namespace ?? ''}\0${e.version ?? ''}\0${e.method}`;
+  }
+
+  private clientKey(e: CallStartEvent): string {
+    return `${e.kind}\0${e.exchange}\0${e.topic}\0${e.server ?? ''}\0${e.fanout ? 1 : 0}\0${e.namespace ?? ''}\0${e.version ?? ''}\0${e.method}`;
+  }
+
+  /** At a start: remember a request counted under OTHER whose own key could have had a series. */
+  private stray(side: 'server' | 'client', e: ServerRequestStartEvent | CallStartEvent): void {
+    if (!labelsFit(e.method, e.namespace, e.version)) return;
+    const key = side === 'server' ? this.serverKey(e as ServerRequestStartEvent) : this.clientKey(e as CallStartEvent);
+    const strays = this.strays[side];
+    strays.set(key, (strays.get(key) ?? 0) + 1);
+  }
+
+  /** At an end: the series its start counted in. */
+  private ended(side: 'server' | 'client', e: ServerRequestEvent | CallEvent): Series {
+    const strays = this.strays[side];
+    if (strays.size > 0) {
+      const key = side === 'server' ? this.serverKey(e as ServerRequestEvent) : this.clientKey(e as CallEvent);
+      const n = strays.get(key);
+      if (n !== undefined) {
+        if (n === 1) strays.delete(key);
+        else strays.set(key, n - 1);
+        return side === 'server' ? this.server(e as ServerRequestEvent, true) : this.client(e as CallEvent, true);
+      }
+    }
+    return side === 'server' ? this.server(e as ServerRequestEvent) : this.client(e as CallEvent);
+  }
+
   private server(e: ServerRequestStartEvent, other = false): Series {
     const last = this.lastServer;
     const f = last?.fields;
@@ -281,6 +320,7 @@ export class Metrics {
 
   private onServerStart(e: ServerRequestStartEvent): void {
     const s = this.server(e);
+    if (!s.admitted) this.stray('server', e);
     s.start.value++;
     s.inFlight++;
     s.inFlightGauge.value++;
@@ -293,7 +333,7 @@ export class Metrics {
     // outcome only, as oslo.metrics counts nothing it did not dispatch: looking its series up
     // here made zero-valued invocation series with empty labels appear.
     if (!e.started) return;
-    const s = this.server(e);
+    const s = this.ended('server', e);
     // Started before we subscribed: not in flight here.
     if (s.inFlight === 0) return;
     s.inFlight--;
@@ -314,13 +354,14 @@ export class Metrics {
 
   private onClientStart(e: CallStartEvent): void {
     const s = this.client(e);
+    if (!s.admitted) this.stray('client', e);
     s.start.value++;
     s.inFlight++;
     s.inFlightGauge.value++;
   }
 
   private onClientEnd(e: CallEvent): void {
-    const s = this.client(e);
+    const s = this.ended('client', e);
     if (e.error && isUndeliverable(e.error)) this.m.undeliverable.at({ side: 'client', topic: e.topic }).value++;
     if (s.inFlight === 0) return;
     s.inFlight--;

@@ -168,6 +168,23 @@ t('method names cannot grow the series without bound, and made-up ones do not us
   assert.ok(text.length < 200_000, `exposition grew to ${text.length} bytes`);
 });
 
+t('made-up names in flight together, more than the budget: every end finds the series its start counted in', async (ctx) => {
+  const { http, client } = await setup(ctx, 'memory://ops-metrics-burst', 'mtb', { maxMethods: 20 });
+  // Before: the first ends gave their places back, and the ends of calls that had started under
+  // __other__ then made new empty series that kept those places for good; the gauges stayed up.
+  await Promise.allSettled(Array.from({ length: 50 }, (_, i) => client.call({}, `burst_${i}`)));
+  assert.is(await client.call({}, 'add', { a: 1, b: 2 }), 3);
+  const text = await scrape(http.url);
+  assert.not.match(text, /method="burst_/);
+  assert.is(sampleValue(text, 'hermod_rpc_server_in_flight', { topic: 'mtb', server: 's1' }), 0);
+  assert.is(sampleValue(text, 'hermod_rpc_client_in_flight', { call_type: 'call', topic: 'mtb' }), 0);
+  const other = { exchange: 'openstack', topic: 'mtb', server: 's1', namespace: '__other__', version: '__other__', method: '__other__' };
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_start_total', other), 50);
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_end_total', other), 50);
+  const add = { exchange: 'openstack', topic: 'mtb', server: 's1', namespace: '', version: '1.0', method: 'add' };
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_end_total', add), 1, 'the real method has its own series');
+});
+
 t(
   'long method names from peers are counted under __other__, not kept: 50 names of 100 kB stay out of memory and the scrape',
   async (ctx) => {
