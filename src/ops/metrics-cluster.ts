@@ -12,6 +12,8 @@ import { AggregatorRegistry, type Registry } from 'prom-client';
 
 /** What a worker says once it has metrics to give. */
 const READY = 'metrics-ready';
+/** The primary asks, when it starts serving, which of the workers already running have metrics. */
+const WHO = 'metrics-who?';
 /** The primary's request, and the worker's answer. */
 const REQUEST = 'metrics?';
 const ANSWER = 'metrics';
@@ -34,6 +36,7 @@ export function shareWithPrimary(registry: Registry): void {
   if (answering) return;
   answering = true;
   process.on('message', (m: Message | null) => {
+    if (m?.hermod === WHO) send({ hermod: READY });
     if (m?.hermod !== REQUEST) return;
     void Promise.all([...registries].map((r) => r.getMetricsAsJSON())).then(
       (metrics) => send({ hermod: ANSWER, id: m.id, metrics }),
@@ -72,7 +75,17 @@ export class ClusterMetrics {
   private readonly timeoutMs: number;
   private readonly onMessage = (worker: Worker, m: Message | null) => {
     if (m?.hermod === READY) this.peers.set(worker, this.peers.get(worker) ?? { last: undefined });
-    else if (m?.hermod === ANSWER && typeof m.id === 'number') this.waiting.get(m.id)?.done(Array.isArray(m.metrics) ? m.metrics : []);
+    else if (m?.hermod === ANSWER && typeof m.id === 'number') {
+      const metrics = Array.isArray(m.metrics) ? m.metrics : [];
+      const waiting = this.waiting.get(m.id);
+      if (waiting) waiting.done(metrics);
+      else {
+        // Too late for its scrape, still the freshest it said: the next one that times out
+        // uses it (a worker always slower than the timeout was never summed).
+        const peer = this.peers.get(worker);
+        if (peer) peer.last = metrics;
+      }
+    }
   };
   private readonly onExit = (worker: Worker) => {
     this.peers.delete(worker);
@@ -83,6 +96,10 @@ export class ClusterMetrics {
     this.timeoutMs = options.workerTimeoutMs ?? 3000;
     cluster.on('message', this.onMessage);
     cluster.on('exit', this.onExit);
+    // Workers forked (and counting) before this primary began to serve said ready to no one.
+    for (const w of Object.values(cluster.workers ?? {})) {
+      if (w?.isConnected()) w.send({ hermod: WHO } satisfies Message, undefined, undefined, () => undefined);
+    }
   }
 
   /** The summed exposition of every worker that serves metrics, in Prometheus' text format. */
