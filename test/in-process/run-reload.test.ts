@@ -268,6 +268,27 @@ t(
   },
 );
 
+t('an abandoned reload runs nothing more once its stuck import settles: no later module, no factory', async (ctx) => {
+  write(ctx, 'slow/package.json', '{"type":"module"}\n');
+  const a = write(ctx, 'slow/a.js', 'export default { async a() { return 1; } };\n');
+  const b = write(
+    ctx,
+    'slow/b.js',
+    'export default () => { globalThis.__hermodFactories = (globalThis.__hermodFactories ?? 0) + 1; return { async b() { return 1; } }; };\n',
+  );
+  const g = globalThis as { __hermodFactories?: number };
+  const reloader = new EndpointReloader([a, b], { server: 's1', topic: 'slow' }, logger(ctx), { reloadTimeoutMs: 300 });
+  ctx.reloaders.push(reloader);
+  await reloader.load();
+  const made = g.__hermodFactories;
+  await reloader.start({ replaceEndpoints: () => undefined });
+  write(ctx, 'slow/a.js', 'await new Promise((r) => setTimeout(r, 800));\nexport default { async a() { return 2; } };\n');
+  assert.is(await reloader.reload(), false, 'the reload timed out');
+  // The stuck import settles at 800 ms; before, b.js was then imported and its factory run.
+  await sleep(1200);
+  assert.is(g.__hermodFactories, made);
+});
+
 t('TypeScript modules and their TypeScript imports reload; type errors in syntax are located', async (ctx) => {
   write(ctx, 'util.ts', "export const greet = (n: string): string => 'hello ' + n;\n");
   const file = write(

@@ -89,11 +89,20 @@ export class EndpointReloader {
     for (const s of this.specs) this.files.add(s);
   }
 
-  /** Loads the modules as fresh instances, recording the local files they import. */
-  async load(): Promise<object[]> {
+  /**
+   * Loads the modules as fresh instances, recording the local files they import. `cut` ends a
+   * load that was abandoned (timed out, or the reloader closed): the modules after a stuck one,
+   * and the factories of all, would otherwise still run once it settled, making database pools
+   * or timers that nothing serves with and nothing closes.
+   */
+  async load(cut?: { abandoned: boolean }): Promise<object[]> {
     const out: object[] = [];
     const stamps = this.stamps();
+    const check = () => {
+      if (cut?.abandoned) throw new Error('the reload was abandoned');
+    };
     for (const spec of this.specs) {
+      check();
       const involved = [spec];
       const onFile = (f: string) => {
         involved.push(f);
@@ -103,8 +112,11 @@ export class EndpointReloader {
         this.watcher?.add(f);
       };
       try {
-        out.push(...(await endpointsOf(await importFresh(spec, { onFile }), spec, this.ctx)));
+        const mod = await importFresh(spec, { onFile });
+        check();
+        out.push(...(await endpointsOf(mod, spec, this.ctx)));
       } catch (err) {
+        if (cut?.abandoned) throw err;
         const candidates = [...new Set([...involved, ...this.files])];
         throw Object.assign(err instanceof Error ? err : new Error(String(err)), { location: await loadErrorLocation(err, candidates) });
       }
@@ -165,7 +177,8 @@ export class EndpointReloader {
     const t0 = performance.now();
     this.log.debug('reloading endpoint modules', { ...this.fields, event: 'reloading' });
     try {
-      const endpoints = await this.bounded(this.load());
+      const cut = { abandoned: false };
+      const endpoints = await this.bounded(this.load(cut), cut);
       if (this.closed) return false;
       this.target.replaceEndpoints(endpoints);
       this.counts.reloads++;
@@ -194,11 +207,11 @@ export class EndpointReloader {
   }
 
   /** `loading`, or a rejection once it took longer than the reload timeout or the reloader closed. */
-  private async bounded<T>(loading: Promise<T>): Promise<T> {
+  private async bounded<T>(loading: Promise<T>, cut: { abandoned: boolean }): Promise<T> {
     const ms = this.options.reloadTimeoutMs ?? DEFAULT_RELOAD_TIMEOUT_MS;
     let timer: NodeJS.Timeout | undefined;
     let abandon: ((err: Error) => void) | undefined;
-    const cut = new Promise<never>((_, reject) => {
+    const stop = new Promise<never>((_, reject) => {
       abandon = reject;
       this.abandon.add(reject);
       timer = setTimeout(
@@ -214,7 +227,10 @@ export class EndpointReloader {
     // A load that fails after being abandoned has no one to tell.
     loading.catch(() => undefined);
     try {
-      return await Promise.race([loading, cut]);
+      return await Promise.race([loading, stop]);
+    } catch (err) {
+      cut.abandoned = true;
+      throw err;
     } finally {
       clearTimeout(timer);
       this.abandon.delete(abandon!);
