@@ -279,10 +279,10 @@ function describe(err: ErrorObject, source: string): string {
   return `invalid gateway configuration at '${at || '(top)'}' (from ${source}): ${err.message}`;
 }
 
-/** Checks `input` strictly and fills the defaults; throws {@link ConfigError} naming the key. */
 /** Paths (and everything under them) an alias may not take: the gateway serves them itself. */
 const RESERVED_PATHS = ['/healthz', '/readyz', '/openapi.json', '/docs', '/jsonrpc', '/v1/jobs'] as const;
 
+/** Checks `input` strictly and fills the defaults; throws {@link ConfigError} naming the key. */
 export function resolveGatewayConfig(input: unknown, source = 'options'): ResolvedGatewayConfig {
   if (!validate(input)) {
     const err = validate.errors![0]!;
@@ -368,7 +368,6 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
   };
 }
 
-/** Reads a gateway configuration file (JSON); a relative `auth.keysFile` is taken from the file's directory. */
 /**
  * `over` laid on `base` as repeated `--config-file`s are: key by key, into sections
  * (`listen`, `auth`, `cors`, `rateLimit`, `jobs`, …) as deep as they go; a list (`routes`,
@@ -398,6 +397,7 @@ function mergeObjects(base: Record<string, unknown>, over: Record<string, unknow
   return out;
 }
 
+/** Reads a gateway configuration file (JSON); a relative `auth.keysFile` is taken from the file's directory. */
 export function readGatewayConfig(file: string): GatewayConfig {
   let data: unknown;
   try {

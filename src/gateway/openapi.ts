@@ -31,10 +31,10 @@ const CONTROL_PARAMS = [
   { name: 'cast', schema: { type: 'boolean' }, description: 'Send without waiting for a result (202)' },
 ];
 
-/** The route as documented: its own schemas, else those of its method's published contract. */
 /** Route schemas' `$defs`, hoisted into `components.schemas` while a document is built. */
 type Hoisted = Record<string, unknown>;
 
+/** The route as documented: its own schemas, else those of its method's published contract. */
 function documented(route: CompiledRoute, defs: Hoisted) {
   const r = route.route;
   const c = route.contract;

@@ -40,8 +40,9 @@ export interface NotifierOptions {
   serializer?: Serializer;
   /**
    * Connection-failure retries: -1 as many as fit in `rpc.responseTimeout` (a send waits that
-   * long for a broker that is away, then fails with `MessagingTimeout`: a caller awaiting a
-   * notification is never held forever), 0 none, N at most N within it.
+   * long for a broker that is away, then fails: `TransportError` when it stayed unreachable,
+   * `MessagingTimeout` when it was there and did not confirm; a caller awaiting a notification
+   * is never held forever), 0 none, N at most N within it.
    */
   retry?: number;
   /** For the `routing` driver; default: the JSON file named by `notifications.routingConfig`. */

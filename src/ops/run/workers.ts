@@ -114,14 +114,14 @@ export interface SupervisorOptions {
   backoff?: BackoffOptions;
   /** A worker that lived this long before it died restarts at the first delay again. @default 10 s */
   stableMs?: number;
+  /** What a worker gets when it asks for the run file ({@link specFromPrimary}). */
+  spec?: unknown;
   /**
    * Given, a worker that dies before any worker said it was ready is not restarted: it met
    * what every worker would (the port taken, a broker refusing the credentials), and this is
    * told instead, to end the run; unless it returns `false`, and that worker restarts like any
    * other. Without it, such a worker restarts like any other.
    */
-  /** What a worker gets when it asks for the run file ({@link specFromPrimary}). */
-  spec?: unknown;
   onEarlyDeath?: (death: { worker: number; pid: number | undefined; code: number | null; signal: string | null }) => boolean | undefined;
 }
 
