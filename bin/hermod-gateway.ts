@@ -3,6 +3,7 @@
 import '../src/cli/young-gen.js';
 import { randomBytes } from 'node:crypto';
 import diagnostics_channel from 'node:diagnostics_channel';
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
@@ -11,6 +12,7 @@ import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import type { GatewayRequestEvent } from '../src/core/diagnostics.js';
+import { keysAuthenticator } from '../src/gateway/auth.js';
 import { hermodSection, mergeGatewayConfig, readGatewayConfig } from '../src/gateway/config.js';
 import { createGateway, type Gateway, type GatewayConfig, JOBS_KEY_ENV } from '../src/gateway/index.js';
 import { ClosedError, defaultConfig, getTransport, loadConfig, type Transport } from '../src/index.js';
@@ -65,6 +67,8 @@ async function main(): Promise<void> {
   const worker = workerNumber();
 
   let gw: GatewayConfig = {};
+  // The keys files' texts, in a worker: read by the primary like the configuration.
+  let keys: SecretTexts = {};
   // Each file's hermod section is a named layer: a bad value there is reported from it.
   let layers: Array<{ source: string; values: Record<string, unknown> }> = [];
   if (worker === undefined) {
@@ -77,7 +81,7 @@ async function main(): Promise<void> {
   } else {
     // The files as the primary read them at start (see SPEC_REQUEST): a restarted worker
     // serving the files as edited since would differ from the others.
-    ({ gw, layers } = (await specFromPrimary()) as { gw: GatewayConfig; layers: typeof layers });
+    ({ gw, layers, keys } = (await specFromPrimary()) as { gw: GatewayConfig; layers: typeof layers; keys: SecretTexts });
   }
   gw.listen = { ...gw.listen, ...(o.host !== undefined ? { host: o.host } : {}), ...(o.port !== undefined ? { port: o.port } : {}) };
   const config = applyLogFlags(loadConfig({ defaults: CLI_DEFAULTS, layers, overrides }), o);
@@ -103,7 +107,7 @@ async function main(): Promise<void> {
     const supervisor = new WorkerSupervisor({
       count,
       log,
-      spec: { gw, layers },
+      spec: { gw, layers, keys: secretTexts(gw) },
       onEarlyDeath: ({ worker: n, pid, code, signal }) => {
         if (shutdown.stopping) return true;
         log.error(`worker ${n} (pid ${pid}) exited (${signal ?? `status ${code}`}) before any worker listened; stopping`);
@@ -167,6 +171,8 @@ async function main(): Promise<void> {
   let refusedAtLog = 0;
   gateway = createGateway(transport, {
     ...gw,
+    ...(keys.auth !== undefined && gw.auth?.keysFile ? { authenticate: keysAuthenticator(keys.auth, gw.auth.keysFile) } : {}),
+    ...(keys.jobs !== undefined ? { jobsKey: keys.jobs } : {}),
     onConnectionRefused: ({ limit, refused, remoteAddress, perAddress, pipelined }) => {
       const now = Date.now();
       if (now - lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
@@ -231,6 +237,20 @@ function listenFailure(err: NodeJS.ErrnoException, listen: { host: string; port:
     default:
       return err;
   }
+}
+
+/** The texts of the keys files a gateway configuration names (the primary's reading of them). */
+interface SecretTexts {
+  auth?: string;
+  jobs?: string;
+}
+
+function secretTexts(gw: GatewayConfig): SecretTexts {
+  // Read after the probe gateway did (it reported any error, exit 2): these reads succeed.
+  return {
+    ...(gw.auth?.keysFile ? { auth: readFileSync(gw.auth.keysFile, 'utf8') } : {}),
+    ...(gw.jobs?.keyFile && gw.jobs.enabled !== false ? { jobs: readFileSync(gw.jobs.keyFile, 'utf8') } : {}),
+  };
 }
 
 main().catch(fatal);

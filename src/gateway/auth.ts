@@ -85,9 +85,24 @@ export function presentedKey(request: FastifyRequest): string | undefined {
 
 /** An `authenticate` hook over a keys file, read once. */
 export function keysFileAuthenticator(file: string): Authenticate {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read keys file ${file}: ${(err as Error).message}`, { cause: err, key: 'auth.keysFile' });
+  }
+  return keysAuthenticator(text, file);
+}
+
+/**
+ * An `authenticate` hook over the text of a keys file (`file` names it in errors): what the
+ * workers of `hermod-gateway --workers` use, given the text their primary read, so that every
+ * worker, a restarted one too, holds the keys the run started with.
+ */
+export function keysAuthenticator(text: string, file: string): Authenticate {
   let data: unknown;
   try {
-    data = parseConfigJson(readFileSync(file, 'utf8'));
+    data = parseConfigJson(text);
   } catch (err) {
     throw new ConfigError(`cannot read keys file ${file}: ${(err as Error).message}`, { cause: err, key: 'auth.keysFile' });
   }

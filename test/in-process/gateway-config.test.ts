@@ -332,7 +332,11 @@ cli('--workers 2: both workers answer on the one port, a killed worker is replac
   const server = new RPCServer(st, new Target({ topic, server: 'u1' }), [new Users()]);
   await server.start();
   const file = path.join(dir, 'gw.json');
-  writeFileSync(file, JSON.stringify({ routes: userRoutes(topic), hermod: { log: { level: 'info' } } }));
+  const { file: keysFile, keys } = keysFileFor([{ id: 'ops', roles: [] }]);
+  writeFileSync(
+    file,
+    JSON.stringify({ routes: userRoutes(topic), auth: { keysFile, allowAnonymous: true }, hermod: { log: { level: 'info' } } }),
+  );
   const gw = start(['--config-file', file, '--port', '0', '--transport-url', url, '--workers', '2']);
   const agent = new Agent({ keepAlive: true, maxSockets: 8 });
   const get = (base: string, id: number) =>
@@ -379,6 +383,7 @@ cli('--workers 2: both workers answer on the one port, a killed worker is replac
     // The replacement serves the configuration the primary read at start, not the file as it is
     // on disk now (half written by an editor): before, it re-read it and failed at every restart.
     writeFileSync(file, '{ "routes": [ { "topic": ');
+    writeFileSync(keysFile, '{ "keys": [ { "id": "op');
     process.kill(w1!.pid, 'SIGKILL');
     // Logged at error level, so on stderr.
     await until(() => /worker \d \(pid \d+\) died \(signal SIGKILL\)/.test(gw.err), 'the crash to be logged', 10_000);
@@ -392,6 +397,14 @@ cli('--workers 2: both workers answer on the one port, a killed worker is replac
     const later = await Promise.all(Array.from({ length: 8 }, () => once(base, 'GET', jobUrl)));
     assert.equal(
       later.map((p) => p.status),
+      Array(8).fill(200),
+    );
+    // And the API keys the run started with, on every worker.
+    const keyed = await Promise.all(
+      Array.from({ length: 8 }, () => once(base, 'GET', '/users/1', undefined, { authorization: `Bearer ${keys.ops}` })),
+    );
+    assert.equal(
+      keyed.map((p) => p.status),
       Array(8).fill(200),
     );
 
