@@ -148,9 +148,16 @@ class FailedAuth {
    */
   private key(ip: string): string {
     if (!ip.includes(':') || ip.startsWith('::ffff:')) return ip;
-    const [head = ''] = ip.split('::');
-    const groups = ip.includes('::') ? head.split(':').filter(Boolean) : ip.split(':');
-    return `${[...groups, '0', '0', '0', '0'].slice(0, 4).join(':')}::/64`;
+    const [head = '', tail] = ip.split('::');
+    const groups = (text: string) => text.split(':').filter(Boolean);
+    // `::` stands for as many zero groups as the address lacks (an embedded IPv4 is two).
+    const after = tail === undefined ? [] : groups(tail);
+    const lacking = 8 - groups(head).length - after.length - (after.at(-1)?.includes('.') ? 1 : 0);
+    const full = tail === undefined ? groups(head) : [...groups(head), ...Array<string>(Math.max(0, lacking)).fill('0'), ...after];
+    return `${full
+      .slice(0, 4)
+      .map((g) => g.toLowerCase().replace(/^0+(?=.)/, ''))
+      .join(':')}::/64`;
   }
 
   private roll(now: number): void {

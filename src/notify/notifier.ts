@@ -69,7 +69,7 @@ const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\/-]/g, '\\
 /**
  * A shell-style glob as Python's `fnmatch` (what oslo's routing driver matches with): `*`, `?`,
  * `[abc]`, `[!abc]`, `[a-c]`; a `[` that opens no class is a literal `[`, as is every other
- * character. A class whose range JavaScript refuses (`[c-a]`) matches nothing, as Python drops it.
+ * character; a reversed range (`[c-ax]`) is dropped and the rest of its class kept, as Python does.
  */
 export function glob(pattern: string): RegExp {
   let re = '';
@@ -88,23 +88,40 @@ export function glob(pattern: string): RegExp {
         re += '\\[';
         continue;
       }
-      let stuff = pattern.slice(i, j);
-      i = j + 1;
-      const negate = stuff.startsWith('!');
-      if (negate) stuff = stuff.slice(1);
-      if (stuff === '') {
-        // `[!]` is one character that is not nothing: any; `[]` cannot happen (a `]` first is literal).
-        re += negate ? '.' : '(?!)';
-        continue;
+      // Python's fnmatch.translate, step for step: ranges split into chunks, reversed ranges
+      // (`c-a`) dropped and the rest of the class kept, backslashes and lone hyphens literal.
+      let stuff: string;
+      if (!pattern.slice(i, j).includes('-')) stuff = pattern.slice(i, j).replace(/\\/g, '\\\\');
+      else {
+        const chunks: string[] = [];
+        let from = i;
+        let k = pattern[i] === '!' ? i + 2 : i + 1;
+        for (;;) {
+          k = pattern.indexOf('-', k);
+          if (k < 0 || k >= j) break;
+          chunks.push(pattern.slice(from, k));
+          from = k + 1;
+          k += 3;
+        }
+        const last = pattern.slice(from, j);
+        if (last) chunks.push(last);
+        else chunks[chunks.length - 1] += '-';
+        for (let m = chunks.length - 1; m > 0; m--) {
+          if (chunks[m - 1]!.at(-1)! > chunks[m]![0]!) {
+            chunks[m - 1] = chunks[m - 1]!.slice(0, -1) + chunks[m]!.slice(1);
+            chunks.splice(m, 1);
+          }
+        }
+        stuff = chunks.map((c) => c.replace(/\\/g, '\\\\').replace(/-/g, '\\-')).join('-');
       }
-      // Inside a JavaScript class, `\`, `]`, `[` and `^` must be escaped to stay literal.
-      const body = stuff.replace(/[\\\][^]/g, '\\$&');
-      const cls = `[${negate ? '^' : ''}${body}]`;
-      try {
-        new RegExp(cls);
-        re += cls;
-      } catch {
-        re += '(?!)';
+      i = j + 1;
+      if (stuff === '') re += '(?!)';
+      else if (stuff === '!') re += '.';
+      else {
+        if (stuff[0] === '!') stuff = `^${stuff.slice(1)}`;
+        else if (stuff[0] === '^' || stuff[0] === '[') stuff = `\\${stuff}`;
+        // JavaScript, unlike Python, reads a `]` first in a class as its end.
+        re += `[${stuff.replace(/^(\^?)\]/, '$1\\]')}]`;
       }
     } else re += escapeRegExp(c);
   }

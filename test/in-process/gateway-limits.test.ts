@@ -148,6 +148,11 @@ for (const [name, broker] of IN_PROCESS) {
     assert.is((await get('2001:db8:1:2:ffff:1:2:3', 'guess')).statusCode, 401);
     assert.is((await get('2001:db8:1:2::c', 'good-1')).statusCode, 429);
     assert.is((await get('2001:db8:1:3::1', 'good-2')).statusCode, 200, 'the next /64 is another client');
+    // `::` filling zero groups inside the first four: 2001::1:2:3:4:5 is in 2001:0:0:1::/64.
+    assert.is((await get('2001::1:2:3:4:5', 'guess')).statusCode, 401);
+    assert.is((await get('2001::1:2:3:4:6', 'guess')).statusCode, 401);
+    assert.is((await get('2001:0:0:1::7', 'good-4')).statusCode, 429);
+    assert.is((await get('2001::2:9:9:9:9', 'good-5')).statusCode, 200, 'another /64');
     // Wrong keys from 10 000 addresses: before, every address past them shared one count,
     // used up at once, and a new client with a valid key got 429 for the rest of the window.
     for (let i = 0; i < 10_000; i++) {

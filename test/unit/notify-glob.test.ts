@@ -28,6 +28,20 @@ const CASES: Array<[string, string]> = [
   ['a?c', 'ac'],
   ['a*b', 'a\nb'],
   ['INFO', 'info'],
+  // Reversed ranges: Python drops the range and keeps the rest of the class.
+  ['[c-ax]', 'x'],
+  ['[c-ax]', 'b'],
+  ['[z-a0-9]', '5'],
+  ['[!c-ax]', 'q'],
+  ['[!c-ax]', 'x'],
+  ['[a-]', '-'],
+  ['[-a]', '-'],
+  ['[a-c-e]', 'd'],
+  ['[a-c-e]', '-'],
+  ['[]-a]', 'Z'],
+  ['[!]-a]', 'b'],
+  ['[^a]', '^'],
+  ['[[a]', '['],
 ];
 
 test("routing globs answer as Python's fnmatch does", () => {
