@@ -57,15 +57,25 @@ const componentName = (text: string) => text.replace(/[^A-Za-z0-9._-]/g, '_');
  * as it was, a reference resolved against the document's root, where there is no `$defs`.
  */
 function hoist(schema: JsonSchema, prefix: string, defs: Hoisted): JsonSchema {
+  const self = componentName(prefix);
+  let rooted = false;
   const rewrite = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(rewrite);
     if (!v || typeof v !== 'object') return v;
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v)) {
-      const ref = k === '$ref' && typeof x === 'string' ? /^#\/(\$defs|definitions)\/([^/]+)(.*)$/.exec(x) : null;
-      const value = ref
-        ? `#/components/schemas/${componentName(`${prefix}.${decodeURIComponent(ref[2]!).replace(/~1/g, '/').replace(/~0/g, '~')}`)}${ref[3]}`
-        : rewrite(x);
+      let value: unknown;
+      const local = k === '$ref' && typeof x === 'string' && x.startsWith('#') ? x : undefined;
+      const def = local ? /^#\/(\$defs|definitions)\/([^/]+)(.*)$/.exec(local) : null;
+      if (def) {
+        const name = decodeURIComponent(def[2]!).replace(/~1/g, '/').replace(/~0/g, '~');
+        value = `#/components/schemas/${componentName(`${prefix}.${name}`)}${def[3]}`;
+      } else if (local !== undefined) {
+        // Any other place in the schema (`#` itself for a recursive one, `#/properties/…`): the
+        // schema becomes a component of its own, and the reference points into it.
+        rooted = true;
+        value = `#/components/schemas/${self}${local.slice(1)}`;
+      } else value = rewrite(x);
       Object.defineProperty(out, k, { value, enumerable: true, writable: true, configurable: true });
     }
     return out;
@@ -77,6 +87,7 @@ function hoist(schema: JsonSchema, prefix: string, defs: Hoisted): JsonSchema {
     for (const [name, def] of Object.entries(found as Record<string, unknown>)) defs[componentName(`${prefix}.${name}`)] = def;
     delete out[key];
   }
+  if (rooted) defs[self] = out;
   return out as JsonSchema;
 }
 

@@ -31,9 +31,27 @@ for (const [name, broker] of IN_PROCESS) {
             required: ['id'],
           },
         },
+        {
+          // A recursive schema, and a reference to another of its own places.
+          topic,
+          method: 'touch',
+          args: {
+            type: 'object',
+            properties: {
+              name: { type: 'string' },
+              children: { type: 'array', items: { $ref: '#' } },
+              alias: { $ref: '#/properties/name' },
+            },
+          },
+        },
       ],
     }));
     const doc = (await http(ctx.h.base, 'GET', '/openapi.json')).json;
+    const tree = `${ctx.h.topic}.touch.args`;
+    const touch = doc.paths[`/v1/${ctx.h.topic}/touch`].post.requestBody.content['application/json'].schema;
+    assert.equal(touch.properties.children.items, { $ref: `#/components/schemas/${tree}` });
+    assert.equal(touch.properties.alias, { $ref: `#/components/schemas/${tree}/properties/name` });
+    assert.ok(doc.components.schemas[tree], 'the recursive schema is a component');
     // Before: "#/$defs/id" pasted as is, resolved against the document's root: "Can't resolve".
     assert.equal(await new Validator().validate(doc), { valid: true });
     assert.not.match(JSON.stringify(doc), /#\/\$defs\//);
