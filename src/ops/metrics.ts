@@ -196,7 +196,8 @@ export class Metrics {
       return last!;
     }
     const own = `${e.exchange}\0${e.topic}\0${e.server}`;
-    const key = `${own}\0${e.namespace ?? ''}\0${e.version ?? ''}\0${e.method}`;
+    // One spelling of the key for the series and the strays, which must find each other.
+    const key = this.serverKey(e);
     const s = this.serverSeries.get(
       key,
       own,
@@ -238,7 +239,7 @@ export class Metrics {
       return last!;
     }
     const own = `${e.kind}\0${e.exchange}\0${e.topic}\0${e.server ?? ''}\0${e.fanout ? 1 : 0}`;
-    const key = `${own}\0${e.namespace ?? ''}\0${e.version ?? ''}\0${e.method}`;
+    const key = this.clientKey(e);
     const s = this.clientSeries.get(
       key,
       own,
