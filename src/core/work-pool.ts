@@ -1,4 +1,4 @@
-import { InvalidArgument } from './errors.js';
+import { InvalidArgument, MAX_TIMER_MS } from './errors.js';
 import { SlotList } from './slot-map.js';
 
 /**
@@ -44,6 +44,23 @@ export interface WorkPoolStats {
  * returns anyway: an abort that needs a broker which stopped answering must not hold up a stop.
  */
 export const ABORT_GRACE_MS = 1000;
+
+/**
+ * A stop deadline's timer, or none for `Infinity` (or anything past the longest timer Node
+ * sets): Node fires such a timer after 1 ms, so `wait(Infinity)` ended every request at once.
+ */
+export function deadlineTimer(ms: number, fn: () => void): NodeJS.Timeout | undefined {
+  return ms > MAX_TIMER_MS ? undefined : setTimeout(fn, ms);
+}
+
+/** Checks a stop deadline: milliseconds, 0 or more; `Infinity` waits as long as the work runs. */
+export function assertDeadline(deadlineMs: unknown): void {
+  if (typeof deadlineMs !== 'number' || Number.isNaN(deadlineMs) || deadlineMs < 0) {
+    throw new InvalidArgument(
+      `deadlineMs must be a non-negative number of milliseconds (Infinity: no deadline), got ${String(deadlineMs)}`,
+    );
+  }
+}
 
 interface Entry<W> {
   readonly work: W;
@@ -151,7 +168,7 @@ export class WorkPool<W extends Work = Work> {
     const abortedBefore = this.aborted;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), deadlineMs);
+      timer = deadlineTimer(deadlineMs, () => resolve(false));
     });
     const drained = await Promise.race([this.idle().then(() => true), deadline]);
     clearTimeout(timer);

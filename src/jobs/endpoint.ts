@@ -12,11 +12,12 @@ export interface JobsIdentity {
   readonly instance: string;
 }
 
-/** Arguments of every job method: the token dict, or its `job_id` (and optionally `instance`). */
+/** Arguments of every job method: the token dict, or its `job_id` (and optionally `instance` and `method`, checked when given). */
 export interface JobRef {
   token?: unknown;
   job_id?: unknown;
   instance?: unknown;
+  method?: unknown;
 }
 
 const HEX32 = /^[0-9a-f]{32}$/;
@@ -83,6 +84,7 @@ export class JobsEndpoint {
   #find(args: JobRef): JobRecord {
     let id: unknown;
     let instance: unknown;
+    let method: unknown;
     if (args?.token !== undefined) {
       const t = parseJobToken(args.token);
       if (t.server !== this.#identity.server || t.topic !== this.#identity.topic) {
@@ -92,12 +94,19 @@ export class JobsEndpoint {
       }
       id = t.job_id;
       instance = t.instance;
+      method = t.method;
     } else {
       id = args?.job_id;
       instance = args?.instance;
+      method = args?.method;
     }
     if (typeof id !== 'string' || !HEX32.test(id))
       throw new InvalidJobToken(`job_id must be 32 hex digits, got ${JSON.stringify(id)?.slice(0, 80)}`);
+    // A malformed instance is a bad reference, not a lost job: JobLost is final for its poller.
+    if (instance !== undefined && instance !== null && (typeof instance !== 'string' || !HEX32.test(instance)))
+      throw new InvalidJobToken(`instance must be 32 hex digits, got ${JSON.stringify(instance)?.slice(0, 80)}`);
+    if (method !== undefined && method !== null && typeof method !== 'string')
+      throw new InvalidJobToken(`method must be a string, got ${JSON.stringify(method)?.slice(0, 80)}`);
     if (instance !== undefined && instance !== null && instance !== this.#identity.instance) {
       throw new JobLost(
         `job ${id} was started by an earlier run of server ${this.#identity.server}, which stopped or restarted since: the job is lost`,
@@ -106,6 +115,12 @@ export class JobsEndpoint {
     const r = this.#store.get(id);
     if (!r)
       throw new JobNotFound(`server ${this.#identity.server} holds no job ${id} (never started here, or expired after jobs.resultTtl)`);
+    // An altered token (or a result that merely looks like one) must not read or cancel
+    // another method's job: the id alone is not the whole reference.
+    if (typeof method === 'string' && method !== r.method)
+      throw new InvalidJobToken(
+        `the token says method ${method.slice(0, 80)}, but job ${id} on server ${this.#identity.server} runs another`,
+      );
     return r;
   }
 }

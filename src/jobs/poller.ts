@@ -111,7 +111,13 @@ export class JobPoller {
   async poll(method: string, timeoutMs = this.options.pollTimeout): Promise<unknown> {
     const t = this.token;
     try {
-      return await this.call(this.target, this.ctx, method, { job_id: t.job_id, instance: t.instance }, Math.max(1, timeoutMs));
+      return await this.call(
+        this.target,
+        this.ctx,
+        method,
+        { job_id: t.job_id, instance: t.instance, method: t.method },
+        Math.max(1, timeoutMs),
+      );
     } catch (err) {
       if (err instanceof MessagingTimeout || err instanceof MessageUndeliverable) {
         // Undeliverable comes at once (the broker returned the poll: nothing receives that server's
@@ -145,6 +151,28 @@ export class JobPoller {
   }
 
   /**
+   * One poll within what is left of a bounded wait (`deadline`): a server that does not answer
+   * must not stretch a 1 s bound to a poll's 10 s, and a poll that times out so is the wait's
+   * JobTimeout. `what` ends its message. The `job_result` after the final status is bounded too:
+   * a server that answered the status and then stalled once stretched the wait to 10 s.
+   */
+  private async within(method: string, timeoutMs: number, deadline: number, what: string): Promise<unknown> {
+    const left = deadline - Date.now();
+    const bounded = left < this.options.pollTimeout;
+    const pollFor = bounded ? Math.max(Math.min(LAST_POLL_MS, this.options.pollTimeout), left) : this.options.pollTimeout;
+    try {
+      return await this.poll(method, pollFor);
+    } catch (err) {
+      if (bounded && err instanceof ServerUnavailable && err.cause instanceof MessagingTimeout) {
+        throw new JobTimeout(
+          `job ${this.token.job_id} (${this.token.method}) on server ${this.token.server} ${what} within ${timeoutMs} ms (the wait ran out while a poll was on its way); its token stays valid`,
+        );
+      }
+      throw err;
+    }
+  }
+
+  /**
    * Polls with backoff until the job ends, then returns its result (or rejects with its error,
    * JobCancelled, ServerUnavailable, or JobTimeout past `timeoutMs`). `onStatus` sees every status
    * read. An abort of `signal` ends the wait (not the job) with the signal's reason, at once
@@ -155,24 +183,9 @@ export class JobPoller {
     let delay = this.options.pollInterval;
     for (;;) {
       signal?.throwIfAborted();
-      // Each poll gets at most what is left of the wait: a server that does not answer must not
-      // stretch a 1 s bound to a poll's 10 s.
-      const left = deadline - Date.now();
-      const bounded = left < this.options.pollTimeout;
-      const pollFor = bounded ? Math.max(Math.min(LAST_POLL_MS, this.options.pollTimeout), left) : this.options.pollTimeout;
-      let s: JobStatus;
-      try {
-        s = this.checked(toStatus((await this.poll('job_status', pollFor)) as JobStatusDict));
-      } catch (err) {
-        if (bounded && err instanceof ServerUnavailable && err.cause instanceof MessagingTimeout) {
-          throw new JobTimeout(
-            `job ${this.token.job_id} (${this.token.method}) on server ${this.token.server} did not end within ${timeoutMs} ms (the wait ran out while a poll was on its way); it may still be running: its token stays valid`,
-          );
-        }
-        throw err;
-      }
+      const s = this.checked(toStatus((await this.within('job_status', timeoutMs, deadline, 'did not end')) as JobStatusDict));
       onStatus?.(s);
-      if (isFinal(s)) return this.poll('job_result');
+      if (isFinal(s)) return this.within('job_result', timeoutMs, deadline, 'ended, but its result did not come');
       signal?.throwIfAborted();
       const remaining = deadline - Date.now();
       if (remaining <= 0) {

@@ -1,7 +1,7 @@
 import { uuidHex } from '../core/ids.js';
 import type { SignalSource } from '../core/lazy-abort.js';
 import type { Context } from '../core/serializer.js';
-import { ABORT_GRACE_MS, type WaitResult } from '../core/work-pool.js';
+import { ABORT_GRACE_MS, deadlineTimer, type WaitResult } from '../core/work-pool.js';
 import type { DispatchRequest } from '../rpc/dispatcher.js';
 import { errorOf } from '../rpc/remote-errors.js';
 import { START_HINT, withHooks } from './context.js';
@@ -180,9 +180,11 @@ export class JobRunner {
     const expired = bound === 0 ? Promise.resolve() : new Promise<void>((resolve) => (timer = setTimeout(resolve, bound)));
     await Promise.race([work, expired]);
     clearTimeout(timer);
-    requestSignal.removeEventListener('abort', onRequestAbort);
 
-    if (!outcome && !rec) {
+    // Once a stop has begun no call becomes a job: the stop would cancel it at once (its caller
+    // holding a token for a job already gone), or, past an abort, never cancel it at all. It
+    // stays a plain call that the stop's deadline bounds, as past `jobs.max`.
+    if (!outcome && !rec && !this.stopping) {
       try {
         rec = this.store.create(req.method, controller, started);
         this.slots.take();
@@ -193,12 +195,18 @@ export class JobRunner {
       }
     }
     if (outcome || !rec) {
-      await work;
+      // A call that stays plain still sees the stop deadline on its ctx.signal.
+      try {
+        await work;
+      } finally {
+        requestSignal.removeEventListener('abort', onRequestAbort);
+      }
       if (rec) this.store.remove(rec);
       const o = outcome!;
       if (o.ok) return o.value;
       throw o.error;
     }
+    requestSignal.removeEventListener('abort', onRequestAbort);
     const job = rec;
     if (early) {
       job.progress = early.fraction;
@@ -250,7 +258,7 @@ export class JobRunner {
     if (!this.stopping) this.beginStop();
     const end = Date.now() + deadlineMs;
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.store.idle(), new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs)))]);
+    await Promise.race([this.store.idle(), new Promise<void>((resolve) => (timer = deadlineTimer(deadlineMs, resolve)))]);
     clearTimeout(timer);
     const completed = this.endedDuringStop.size;
     const aborted = this.forceEnd(`server ${this.o.server} stopped before the job finished`);
@@ -277,6 +285,7 @@ export class JobRunner {
       if (this.store.end(r, { state: 'cancelled', error: new JobCancelled(why) })) {
         n++;
         this.notify(r);
+        delete r.ctx;
       }
       if (this.stopping) this.endedDuringStop.add(r);
     }
@@ -289,7 +298,12 @@ export class JobRunner {
       ? this.store.end(r, { state: 'succeeded', result: o.value })
       : this.store.end(r, { state: r.cancelRequested ? 'cancelled' : 'failed', error: error! });
     if (ended && this.stopping) this.endedDuringStop.add(r);
-    if (ended) this.notify(r);
+    if (ended) {
+      this.notify(r);
+      // The caller's context served the notifications; a finished job holds only its status and
+      // its counted result (a context of any size, up to maxMessageSize, was kept for resultTtl).
+      delete r.ctx;
+    }
   }
 
   private notify(r: JobRecord): void {
@@ -297,13 +311,19 @@ export class JobRunner {
     if (!n) return;
     const payload = { ...statusOf(r), server: this.o.server };
     const ctx = r.ctx ?? {};
-    const sent =
-      r.state === 'running'
-        ? n.info(ctx, `${r.method}.start`, payload)
-        : r.state === 'succeeded'
-          ? n.info(ctx, `${r.method}.end`, payload)
-          : n.error(ctx, `${r.method}.error`, payload);
-    sent.catch(() => {});
+    // A notifier of the application's own may throw, or return no promise: either once crashed
+    // the process (an unhandled rejection at the job's end) or failed the call that started it.
+    try {
+      const sent =
+        r.state === 'running'
+          ? n.info(ctx, `${r.method}.start`, payload)
+          : r.state === 'succeeded'
+            ? n.info(ctx, `${r.method}.end`, payload)
+            : n.error(ctx, `${r.method}.error`, payload);
+      Promise.resolve(sent).catch(() => {});
+    } catch {
+      /* a failed notification never affects the job */
+    }
   }
 
   private isLong(req: DispatchRequest): boolean {

@@ -6,7 +6,7 @@ import { findPrototypeKey, notPlainError } from '../core/plain.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { assertOptions } from '../core/suggest.js';
 import type { Target } from '../core/target.js';
-import { type WaitResult, type Work, WorkPool } from '../core/work-pool.js';
+import { assertDeadline, type WaitResult, type Work, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
 import { untilAborted } from '../driver/driver-base.js';
 import type { Transport } from '../transport.js';
@@ -218,6 +218,7 @@ export class NotificationListener {
    * second grace for the close), and at most 2 s (one CI run saw a second grace).
    */
   async wait(deadlineMs: number = this.transport.config.rpc.stopTimeout): Promise<WaitResult> {
+    assertDeadline(deadlineMs);
     // As RPCServer.wait(): before stop() it waits for stop(), and never ends a handler of a listener still taking work.
     await this.stopCalled.promise;
     const result = await this.pool.drain(deadlineMs);

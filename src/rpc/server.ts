@@ -5,7 +5,7 @@ import { assertMs, ClosedError, InvalidArgument } from '../core/errors.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { assertOptions } from '../core/suggest.js';
 import { Target } from '../core/target.js';
-import { ABORT_GRACE_MS, type WaitResult, WorkPool } from '../core/work-pool.js';
+import { ABORT_GRACE_MS, assertDeadline, type WaitResult, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
 import { untilAborted } from '../driver/driver-base.js';
 import { type JobNotifier, JobRunner, type JobStopStrategy } from '../jobs/runner.js';
@@ -261,14 +261,20 @@ export class RPCServer {
     assertOptions(options, STOP_OPTIONS, 'stop() options');
     this.stopCalled.resolve();
     if (this.state === 'draining') return;
+    // Told in every case: a call still running must not become a job past this point.
+    if (!this.jobs.isStopping) this.jobs.beginStop(options.jobs);
     if (this.state === 'running' && this.jobs.active > 0) {
       // The subscription stays so that pollers can follow the jobs to their end: wait() ends it.
       this.state = 'draining';
-      this.jobs.beginStop(options.jobs);
       this.pool.requeueBacklog();
       return;
     }
-    const wasRunning = this.state === 'running';
+    await this.stopTaking();
+  }
+
+  /** The end of a stop: the subscription stops, and so does the pool; what is queued goes back. */
+  private async stopTaking(): Promise<void> {
+    const wasRunning = this.state === 'running' || this.state === 'draining';
     this.state = 'stopped';
     this.stopping.abort();
     this.pool.close();
@@ -278,8 +284,8 @@ export class RPCServer {
   }
 
   /**
-   * Waits until running requests finish. Past `deadlineMs` (default config `rpc.stopTimeout`)
-   * the rest are aborted: their callers get a ServerStopped failure and late results are dropped.
+   * Waits until running requests finish. Past `deadlineMs` (default config `rpc.stopTimeout`;
+   * `Infinity`: as long as they run) the rest are aborted: their callers get a ServerStopped failure and late results are dropped.
    * After a stop() it then releases the subscription. Returns within `deadlineMs` plus about 1 s
    * (the aborts' replies get up to 1 s; a broker that has not answered the consumer cancels of
    * stop() gets no second grace for the close handshake), whatever the broker does.
@@ -287,13 +293,15 @@ export class RPCServer {
    * counts from there: it never ends the requests of a server that is still serving.
    */
   async wait(deadlineMs: number = this.transport.config.rpc.stopTimeout): Promise<WaitResult> {
+    assertDeadline(deadlineMs);
     await this.stopCalled.promise;
     const started = performance.now();
     let jobs: WaitResult = { completed: 0, aborted: 0 };
     if (this.state === 'draining') {
       jobs = await this.jobs.settle(deadlineMs);
-      this.state = 'running';
-      await this.stop();
+      // Not stop(): it would drain again if a job had come meanwhile, and return with the
+      // subscription still open.
+      await this.stopTaking();
     }
     // Aborted requests answer ServerStopped through the broker; one that blocked publishing (a
     // resource alarm) takes none of those answers, so they get no grace.

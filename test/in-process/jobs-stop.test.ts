@@ -1,0 +1,266 @@
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { MessagingTimeout } from '../../src/core/errors.js';
+import { type Context, defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import { JobPoller } from '../../src/jobs/poller.js';
+import type { JobRunner } from '../../src/jobs/runner.js';
+import { rejects, sleep } from '../support/assert.js';
+
+// Long operations at the edges of a server's life and of a token's trust: a call that outlives
+// deferAfter while the server stops, what a finished job keeps, a notifier of the application's
+// own that throws, tokens altered or malformed, wait(Infinity), and a last poll's bound.
+
+interface Ctx {
+  transports: Transport[];
+  servers: RPCServer[];
+}
+const t = suite<Ctx>('jobs: stops, tokens and what a finished job keeps', {} as Ctx);
+
+let n = 0;
+t.before.each((ctx) => {
+  ctx.transports = [];
+  ctx.servers = [];
+});
+t.after.each(async (ctx) => {
+  for (const s of ctx.servers) {
+    await s.stop({ jobs: 'abort' });
+    await s.wait(500);
+  }
+  for (const tr of ctx.transports) await tr.close();
+});
+
+async function transport(ctx: Ctx, url: string, overrides: Record<string, unknown> = {}): Promise<Transport> {
+  const tr = await getTransport(url, {
+    config: defaultConfig(),
+    overrides: { 'jobs.pollInterval': 20, 'jobs.pollMax': 50, 'jobs.stopLinger': 200, ...overrides },
+  });
+  ctx.transports.push(tr);
+  return tr;
+}
+
+/** A server and a client on a fresh memory broker. */
+async function pair(ctx: Ctx, endpoint: object, opts: Record<string, unknown> = {}, overrides: Record<string, unknown> = {}) {
+  const url = `memory://jobs-stop-${++n}`;
+  const server = new RPCServer(await transport(ctx, url, overrides), new Target({ topic: 't', server: 's1' }), [endpoint], opts);
+  await server.start();
+  ctx.servers.push(server);
+  const client = new RPCClient(await transport(ctx, url, overrides), new Target({ topic: 't' }), { timeout: 10_000 });
+  return { server, client, runner: (server as unknown as { jobs: JobRunner }).jobs };
+}
+
+/** Asserts that `fn` rejects with an error whose name or message matches `re`. */
+async function fails(fn: () => Promise<unknown>, re: RegExp): Promise<void> {
+  const err = await fn().then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  assert.ok(err instanceof Error, 'expected a rejection');
+  assert.match(`${err.name}: ${err.message}`, re);
+}
+
+class Work {
+  seen: Record<string, string> = {};
+  async work(ctx: Context, args: { name: string; ms: number }) {
+    this.seen[args.name] = 'running';
+    (ctx as { signal: AbortSignal }).signal.addEventListener('abort', () => {
+      this.seen[args.name] = 'signal aborted';
+    });
+    await sleep(args.ms);
+    if (this.seen[args.name] === 'running') this.seen[args.name] = 'ended';
+    return args.name;
+  }
+  async ping() {
+    return 'pong';
+  }
+}
+
+t(
+  'a call that outlives deferAfter after stop() stays a plain call: it finishes within the deadline and its caller gets the result',
+  async (ctx) => {
+    const ep = new Work();
+    const { server, client } = await pair(ctx, ep, { deferAfter: 300 });
+    const call = client.call({}, 'work', { name: 'a', ms: 800 });
+    await sleep(100);
+    await server.stop();
+    const w = await server.wait(10_000);
+    // Before: at 300 ms it became a job, its caller got a token, and wait() cancelled the job at once.
+    assert.is(await call, 'a');
+    assert.equal(w, { completed: 1, aborted: 0 });
+    assert.is(ep.seen.a, 'ended');
+  },
+);
+
+t('while a stopping server drains its jobs, a call past deferAfter stays plain; wait() ends the subscription', async (ctx) => {
+  const ep = new Work();
+  const { server, client } = await pair(ctx, ep, { deferAfter: 200 }, { 'jobs.stopLinger': 600 });
+  // The job ends at once (it ignores its signal), unread: the stop lingers for its pollers, and
+  // the late call outlives deferAfter during that linger.
+  const job = await client.start({}, 'work', { name: 'job', ms: 60 });
+  const late = client.call({}, 'work', { name: 'late', ms: 700 });
+  await sleep(20);
+  await server.stop({ jobs: 'abort' });
+  const w = await server.wait(3000);
+  assert.is(await late, 'late', 'kept plain, it ran to its end within the deadline');
+  assert.is(ep.seen.job, 'signal aborted');
+  assert.is(w.completed + w.aborted, 2);
+  await fails(() => job.result({ timeout: 300 }), /ServerUnavailable|JobTimeout/);
+  // Before: the late call became a job during the linger, stop() went back to draining and wait()
+  // returned with the server still subscribed and answering.
+  const after = new RPCClient(client.transport, new Target({ topic: 't', server: 's1' }), { timeout: 300 });
+  await rejects(() => after.call({}, 'ping', {}), 'HERMOD_ERR_TIMEOUT');
+});
+
+t("a finished job keeps its status and its counted result, not its caller's context", async (ctx) => {
+  const { client, runner } = await pair(ctx, new Work());
+  const pad = 'x'.repeat(64 * 1024);
+  const job = await client.start({ pad }, 'work', { name: 'a', ms: 10 });
+  assert.ok(runner.store.get(job.id)?.ctx, 'held while it runs (its end notification needs it)');
+  assert.is(await job.result(), 'a');
+  assert.is(runner.store.get(job.id)?.ctx, undefined);
+});
+
+t("a failed job's error counts against jobs.maxResultBytes", async (ctx) => {
+  class Fails {
+    async fail(_ctx: Context, args: { size: number }) {
+      throw new Error('e'.repeat(args.size));
+    }
+  }
+  const { client, runner } = await pair(ctx, new Fails(), {}, { 'jobs.maxResultBytes': 10_000 });
+  const first = await client.start({}, 'fail', { size: 6000 });
+  await fails(() => first.result(), /eeee/);
+  assert.ok(runner.store.heldResultBytes > 6000, `held ${runner.store.heldResultBytes}`);
+  const second = await client.start({}, 'fail', { size: 6000 });
+  await fails(() => second.result(), /eeee/);
+  assert.is(runner.store.get(first.id), undefined, 'the older error made room');
+  assert.ok(runner.store.heldResultBytes <= 10_000 && runner.store.heldResultBytes > 6000);
+});
+
+t('a notifier that throws, or returns no promise, affects neither the job nor the process', async (ctx) => {
+  const rejections: unknown[] = [];
+  const onRejection = (e: unknown) => rejections.push(e);
+  process.on('unhandledRejection', onRejection);
+  try {
+    const throwing = {
+      info() {
+        throw new Error('notifier bug');
+      },
+      error() {
+        throw new Error('notifier bug');
+      },
+    };
+    const noPromise = { info: () => undefined, error: () => undefined };
+    for (const notifier of [throwing, noPromise]) {
+      const { client } = await pair(ctx, new Work(), { jobNotifier: notifier });
+      const job = await client.start({}, 'work', { name: 'a', ms: 10 });
+      assert.is(await job.result(), 'a');
+    }
+    await sleep(50);
+    assert.equal(rejections, []);
+  } finally {
+    process.off('unhandledRejection', onRejection);
+  }
+});
+
+t("a token whose method is not its job's reads and cancels nothing, on the token path and the job_id path", async (ctx) => {
+  const { client, server } = await pair(ctx, new Work());
+  const job = await client.start({}, 'work', { name: 'a', ms: 400 });
+  const altered = { ...job.token, method: 'ping' };
+  const jobs = new RPCClient(client.transport, new Target({ topic: 't', server: 's1', namespace: 'hermod', version: '1.0' }), {
+    timeout: 2000,
+  });
+  for (const method of ['job_status', 'job_result', 'job_cancel']) {
+    await rejects(() => jobs.call({}, method, { token: altered }), 'HERMOD_ERR_INVALID_JOB_TOKEN');
+    await rejects(
+      () => jobs.call({}, method, { job_id: job.id, instance: job.token.instance, method: 'ping' }),
+      'HERMOD_ERR_INVALID_JOB_TOKEN',
+    );
+  }
+  await rejects(() => client.job(altered).cancel(), 'HERMOD_ERR_INVALID_JOB_TOKEN');
+  const s = await job.status();
+  assert.is(s.cancelRequested, false);
+  assert.is(await job.result(), 'a');
+  assert.is(server.stats().jobs.running, 0);
+});
+
+t('a malformed instance is InvalidJobToken, not JobLost', async (ctx) => {
+  const { client } = await pair(ctx, new Work());
+  const job = await client.start({}, 'work', { name: 'a', ms: 10 });
+  const jobs = new RPCClient(client.transport, new Target({ topic: 't', server: 's1', namespace: 'hermod', version: '1.0' }), {
+    timeout: 2000,
+  });
+  for (const instance of [42, '', 'garbage', { a: 1 }, job.token.instance.toUpperCase()]) {
+    await rejects(() => jobs.call({}, 'job_status', { job_id: job.id, instance }), 'HERMOD_ERR_INVALID_JOB_TOKEN');
+  }
+  await rejects(() => jobs.call({}, 'job_status', { job_id: job.id, instance: 'f'.repeat(32) }), 'HERMOD_ERR_JOB_LOST');
+  assert.is(((await jobs.call({}, 'job_status', { job_id: job.id, instance: job.token.instance })) as { job_id: string }).job_id, job.id);
+});
+
+t('wait(Infinity) waits for the running job; a deadline that is not a number of ms is an InvalidArgument', async (ctx) => {
+  const ep = new Work();
+  const { server, client } = await pair(ctx, ep);
+  const job = await client.start({}, 'work', { name: 'a', ms: 300 });
+  await server.stop();
+  await rejects(() => server.wait(Number.NaN), 'HERMOD_ERR_INVALID_ARGUMENT');
+  await rejects(() => server.wait(-1), 'HERMOD_ERR_INVALID_ARGUMENT');
+  // Node fires a timer past 2^31-1 ms after 1 ms: wait(Infinity) cancelled every job at once.
+  const w = await server.wait(Number.POSITIVE_INFINITY);
+  assert.is(w.completed, 1);
+  assert.is(w.aborted, 0);
+  assert.is(ep.seen.a, 'ended');
+  void job;
+});
+
+t('a job kept plain at jobs.max still sees the stop deadline on ctx.signal', async (ctx) => {
+  const ep = new Work();
+  const { server, client } = await pair(ctx, ep, { deferAfter: 100 }, { 'jobs.max': 1 });
+  await client.start({}, 'work', { name: 'job', ms: 2000 });
+  const plain = client.call({}, 'work', { name: 'plain', ms: 2000 }).then(
+    (v) => v,
+    (e: Error) => e.name,
+  );
+  await sleep(250);
+  assert.is(server.stats().jobs.running, 1, 'the second call could not become a job');
+  await server.stop({ jobs: 'abort' });
+  await server.wait(200);
+  assert.is(await plain, 'ServerStopped');
+  assert.is(ep.seen.plain, 'signal aborted');
+});
+
+t("the result poll after a job's final status is bounded by what is left of the wait", async () => {
+  const token = {
+    hermod_job: 1 as const,
+    job_id: 'a'.repeat(32),
+    server: 's',
+    topic: 't',
+    exchange: 'openstack',
+    method: 'm',
+    instance: 'b'.repeat(32),
+  };
+  const sent: string[] = [];
+  const call = async (_t: unknown, _c: unknown, method: string, _a: unknown, timeoutMs: number) => {
+    sent.push(`${method}:${timeoutMs}`);
+    if (method === 'job_status') {
+      await sleep(300);
+      return {
+        job_id: token.job_id,
+        method: 'm',
+        state: 'succeeded',
+        progress: 1,
+        message: null,
+        created_at: '',
+        started_at: '',
+        ended_at: '',
+        cancel_requested: false,
+      };
+    }
+    await sleep(timeoutMs);
+    throw new MessagingTimeout('no reply');
+  };
+  const p = new JobPoller(token, call, {}, { pollInterval: 20, pollMax: 50, pollTimeout: 5000, jobTimeout: 0 });
+  // Before: job_result was polled with the whole pollTimeout (5 s here) and failed ServerUnavailable.
+  await rejects(() => p.result(500), 'HERMOD_ERR_JOB_TIMEOUT', /did not come within 500 ms/);
+  const [, last] = sent;
+  assert.ok(last?.startsWith('job_result:') && Number(last.split(':')[1]) <= 250, sent.join(' '));
+});
+
+t.run();
