@@ -392,7 +392,9 @@ export class Invoker {
     try {
       return await this.cuttable(job.result({ timeout: Math.max(1, deadline - Date.now()) }));
     } catch (err) {
-      if (!(err instanceof MessagingTimeout || err instanceof CallCut)) throw publicJobError(err);
+      // A MessagingTimeout the job itself failed with (rebuilt from the server) is its outcome,
+      // not this wait running out.
+      if (!((err instanceof MessagingTimeout && !isRemote(err)) || err instanceof CallCut)) throw publicJobError(err);
       void job.cancel().catch(() => undefined);
       // Not JobTimeout, whose message offers a token to come back with: this caller has none.
       if (err instanceof CallCut) throw err;

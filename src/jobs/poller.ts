@@ -1,6 +1,7 @@
 import { MessageUndeliverable, MessagingTimeout } from '../core/errors.js';
 import type { Context } from '../core/serializer.js';
 import { Target } from '../core/target.js';
+import { isRemote } from '../rpc/remote-errors.js';
 import { InvalidJobToken, JobTimeout, ServerUnavailable } from './errors.js';
 import { FINAL_STATES, type JobState, type JobStatusDict } from './store.js';
 import { HERMOD_NAMESPACE, JOBS_VERSION, type JobToken } from './token.js';
@@ -119,7 +120,9 @@ export class JobPoller {
         Math.max(1, timeoutMs),
       );
     } catch (err) {
-      if (err instanceof MessagingTimeout || err instanceof MessageUndeliverable) {
+      // Only this poll's own timeout: a job that failed with a MessagingTimeout of its own (its
+      // call elsewhere timed out) is answered as that error, rebuilt, and is the job's outcome.
+      if ((err instanceof MessagingTimeout || err instanceof MessageUndeliverable) && !isRemote(err)) {
         // Undeliverable comes at once (the broker returned the poll: nothing receives that server's
         // messages), so no timeout was waited out.
         const what =

@@ -273,6 +273,22 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
     const quick = await http(base, 'POST', `/v1/${topic}/fail`, { message: 'now' }, { prefer: 'respond-async, wait=5' });
     assert.is(quick.status, 502);
     assert.is(quick.json.error.message, 'now');
+    // A job that failed with a MessagingTimeout of its own (its call elsewhere timed out) failed:
+    // the poll that read it did not time out (it was taken for the server gone, 503).
+    const timedOut = await http(base, 'POST', `/v1/${topic}/fail`, { message: 'db slow', timeout: true }, ASYNC);
+    const tr = await http(base, 'GET', `/v1/jobs/${timedOut.json.job}?wait=5`);
+    assert.is(tr.status, 200, JSON.stringify(tr.json));
+    assert.is(tr.json.state, 'failed');
+    assert.is(tr.json.error.type, 'MessagingTimeout');
+    assert.is(tr.json.error.message, 'db slow');
+    const quickTimeout = await http(
+      base,
+      'POST',
+      `/v1/${topic}/fail`,
+      { message: 'db slow', timeout: true },
+      { prefer: 'respond-async, wait=5' },
+    );
+    assert.is(quickTimeout.status, 502, JSON.stringify(quickTimeout.json));
   });
 
   t('DELETE cancels (202); the job ends cancelled; a second DELETE is 409', async (ctx) => {
