@@ -342,7 +342,8 @@ export class RPCClient {
         retry: this.opts.retry,
       });
       if (!reply) throw new InvalidArgument('driver returned no reply for a call');
-      if (reply.failure) throw deserializeFailure(reply.failure, this.opts.allowed);
+      // Any failure a peer sent, falsy ones too (`"0"`, `"false"`): a falsy test made those calls succeed.
+      if (reply.failure !== undefined && reply.failure !== null) throw deserializeFailure(reply.failure, this.opts.allowed);
       return reply.result;
     } catch (err) {
       error = err as Error;

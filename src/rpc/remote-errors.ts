@@ -208,6 +208,12 @@ function messageOf(err: Error): string {
  * registered; otherwise a {@link RemoteError}. The result carries `remote` ({@link RemoteOrigin}).
  */
 export function deserializeFailure(f: Failure, allowedModules: readonly string[] = []): Error {
+  if (typeof f !== 'object' || f === null || Array.isArray(f)) {
+    // oslo fails on such a failure too (it reads it as a dict); it is no answer to take as one.
+    return new MalformedMessage(
+      `the reply carried a failure that is not an object: ${peerText(JSON.stringify(f) ?? String(f)).slice(0, 200)}`,
+    );
+  }
   const cls = typeof f.class === 'string' && f.class ? f.class : 'Exception';
   const module = typeof f.module === 'string' ? f.module : '';
   const tb = Array.isArray(f.tb) ? f.tb.map(peerText) : [];

@@ -338,6 +338,57 @@ t(
   },
 );
 
+t('amqp1: a reply whose failure is falsy JSON, or whose body is no JSON object, fails its call: never a success', async () => {
+  const router = new Router({ port: 0 });
+  const port = await router.start();
+  const peer = await rheaConnect(port);
+  const transport = await getTransport(`amqp://127.0.0.1:${port}/`, { config: defaultConfig() });
+  // What this peer answers to each method, as the reply's body.
+  const bodies: Record<string, string> = {
+    zero: JSON.stringify({ failure: '0' }),
+    nul: JSON.stringify({ failure: 'false' }),
+    empty: JSON.stringify({ failure: '""' }),
+    number: '5',
+    list: '[1]',
+    fine: JSON.stringify({ response: 42 }),
+  };
+  const senders = new Map<string, rhea.Sender>();
+  const rx = peer.open_receiver('openstack.org/om/rpc/anycast/openstack/falsy');
+  rx.on('message', (e: rhea.EventContext) => {
+    const m = e.message!;
+    const req = JSON.parse(String(m.body)) as { request: { method: string } };
+    const to = String(m.reply_to);
+    const tx = senders.get(to) ?? peer.open_sender(to);
+    senders.set(to, tx);
+    const send = () => tx.send({ body: bodies[req.request.method], correlation_id: m.message_id } as never);
+    if (tx.sendable()) send();
+    else tx.once('sendable', send);
+  });
+  try {
+    await new Promise((r) => rx.once('receiver_open', r));
+    const client = new RPCClient(transport, new Target({ topic: 'falsy' }), { timeout: 5000 });
+    const outcomes: Record<string, string> = {};
+    for (const method of Object.keys(bodies)) {
+      outcomes[method] = await client.call({}, method).then(
+        (v) => `resolved ${JSON.stringify(v)}`,
+        (e: Error) => e.name,
+      );
+    }
+    assert.equal(outcomes, {
+      zero: 'MalformedMessage',
+      nul: 'MalformedMessage',
+      empty: 'MalformedMessage',
+      number: 'MalformedMessage',
+      list: 'MalformedMessage',
+      fine: 'resolved 42',
+    });
+  } finally {
+    await transport.close();
+    await rheaClose(peer);
+    await router.stop();
+  }
+});
+
 t('amqp1: call_monitor_timeout 1e7, 0.001 and -1 give no heartbeats and no timer warning; 2 s gives one', async () => {
   const router = new Router({ port: 0 });
   await router.start();

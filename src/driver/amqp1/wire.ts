@@ -91,7 +91,11 @@ export function decodeReply(
     const error = err instanceof NestingTooDeep ? err : new MalformedMessage(`reply to ${id} is not valid JSON`, { cause: err });
     return { kind: 'malformed', id, error };
   }
-  if (data && data.failure !== undefined && data.failure !== null) {
+  // oslo's amqp1 driver raises on a reply that is no dict; answering the call with null hid it.
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    return { kind: 'malformed', id, error: new MalformedMessage(`reply to ${id} is not a JSON object`) };
+  }
+  if (data.failure !== undefined && data.failure !== null) {
     try {
       // JSON inside the reply's JSON: its depth is checked as the reply's was.
       const failure = (
@@ -103,7 +107,7 @@ export function decodeReply(
       return { kind: 'malformed', id, error: new MalformedMessage(`failure in reply to ${id} is not valid JSON`, { cause: err }) };
     }
   }
-  return { kind: 'reply', id, reply: { result: data?.response ?? null } };
+  return { kind: 'reply', id, reply: { result: data.response ?? null } };
 }
 
 /** A decoded request or notification. */
