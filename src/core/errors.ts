@@ -126,11 +126,12 @@ define(UnsupportedVersion, 'HERMOD_ERR_UNSUPPORTED_VERSION');
 /** A client tried to send a version above its `versionCap`. */
 export class RPCVersionCapError extends HermodError {
   constructor(
-    readonly version: string,
+    /** The version asked for; undefined when the request named none (a cap then refuses it, as oslo's). */
+    readonly version: string | undefined,
     readonly versionCap: string,
   ) {
     super(
-      `Requested message version, ${version} is incompatible. It needs to be equal in major version and less than or equal in minor version as the specified version cap ${versionCap}.`,
+      `Requested message version, ${version ?? 'None'} is incompatible. It needs to be equal in major version and less than or equal in minor version as the specified version cap ${versionCap}.`,
     );
   }
 }

@@ -1,4 +1,5 @@
 import { SerializationError } from './errors.js';
+import { setOwn } from './plain.js';
 
 /** The request context: a plain object that travels with every message. */
 export type Context = Record<string, unknown>;
@@ -38,22 +39,38 @@ export class NoOpSerializer implements Serializer {
  */
 export class JsonPayloadSerializer extends NoOpSerializer {
   override serializeEntity(_ctx: Context, entity: unknown): unknown {
-    return toPrimitive(entity);
+    try {
+      return toPrimitive(entity);
+    } catch (err) {
+      // A value's own toJSON may throw: the caller gets what every encoding failure is.
+      if (err instanceof SerializationError) throw err;
+      throw new SerializationError(`cannot convert a value to JSON: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
   }
 }
 
 function toPrimitive(value: unknown, seen = new Set<unknown>()): unknown {
   if (value === null || typeof value !== 'object') return value;
-  if (value instanceof Date) return value.toISOString();
+  // toJSON as JSON.stringify would call it (an invalid Date is null): a URL is its text, a class
+  // with toJSON what it says it is, never its private fields.
+  if (value instanceof Date) return value.toJSON();
   if (Buffer.isBuffer(value)) return value.toString('base64');
   if (seen.has(value)) return value; // leave the cycle for encodeJson to report
   seen.add(value);
   try {
-    if (value instanceof Map) return Object.fromEntries([...value].map(([k, v]) => [String(k), toPrimitive(v, seen)]));
+    const toJSON = (value as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === 'function') return toPrimitive(toJSON.call(value), seen);
+    if (value instanceof Map) {
+      const out: Record<string, unknown> = {};
+      for (const [k, v] of value) setOwn(out, String(k), toPrimitive(v, seen));
+      return out;
+    }
     if (value instanceof Set) return [...value].map((v) => toPrimitive(v, seen));
     if (Array.isArray(value)) return value.map((v) => toPrimitive(v, seen));
+    // setOwn: a `__proto__` key stays a key (refused by the server as the default serializer's
+    // is), not the prototype of what is sent.
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = toPrimitive(v, seen);
+    for (const [k, v] of Object.entries(value)) setOwn(out, k, toPrimitive(v, seen));
     return out;
   } finally {
     seen.delete(value);

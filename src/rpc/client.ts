@@ -56,7 +56,10 @@ export interface RPCClientOptions {
 
 /** Overrides accepted by {@link RPCClient.prepare}: target fields plus per-call options. */
 export type PrepareOptions = TargetOverrides &
-  Pick<RPCClientOptions, 'timeout' | 'callMonitorTimeout' | 'retry' | 'versionCap' | 'jobTimeout' | 'followJobs'>;
+  Pick<RPCClientOptions, 'timeout' | 'callMonitorTimeout' | 'retry' | 'jobTimeout' | 'followJobs'> & {
+    /** Highest version the copy may send; `null` clears the cap (oslo's `prepare(version_cap=None)`). */
+    versionCap?: string | null;
+  };
 
 /** Per-call options of {@link RPCClient.call}. */
 export interface CallOptions {
@@ -192,6 +195,7 @@ export class RPCClient {
     assertOptions(overrides, PREPARE_OPTIONS, 'prepare()');
     const { timeout, callMonitorTimeout, retry, versionCap, jobTimeout, followJobs, ...targetFields } = overrides;
     const target = this.target.merge(targetFields);
+    const cap = versionCap === null ? undefined : (versionCap ?? this.opts.versionCap);
     return new RPCClient(
       this.transport,
       target,
@@ -199,7 +203,7 @@ export class RPCClient {
         timeout: timeout ?? this.opts.timeout,
         callMonitorTimeout: callMonitorTimeout ?? this.opts.callMonitorTimeout,
         retry: retry ?? this.opts.retry,
-        ...((versionCap ?? this.opts.versionCap) !== undefined ? { versionCap: (versionCap ?? this.opts.versionCap)! } : {}),
+        ...(cap !== undefined ? { versionCap: cap } : {}),
         serializer: this.opts.serializer,
         allowedRemoteExmods: this.opts.allowed,
         jobTimeout: jobTimeout ?? this.opts.jobTimeout,
@@ -209,9 +213,13 @@ export class RPCClient {
     );
   }
 
-  /** Whether `version` (default: the target's) is within the version cap. */
+  /**
+   * Whether `version` (default: the target's) is within the version cap. As oslo's, with a cap
+   * set a request that names no version is not: what it would call cannot be bounded.
+   */
   canSendVersion(version: string | undefined = this.target.version): boolean {
-    if (!this.opts.versionCap || version === undefined) return true;
+    if (!this.opts.versionCap) return true;
+    if (version === undefined) return false;
     return versionIsCompatible(this.opts.versionCap, version);
   }
 
@@ -245,7 +253,7 @@ export class RPCClient {
       );
     }
     const version = this.target.version;
-    if (version !== undefined && !this.canSendVersion(version)) throw new RPCVersionCapError(version, this.opts.versionCap!);
+    if (!this.canSendVersion(version)) throw new RPCVersionCapError(version, this.opts.versionCap!);
     const s = this.opts.serializer;
     const wireCtx = s.serializeContext(ctx);
     const wireArgs: Record<string, unknown> = {};
@@ -328,8 +336,16 @@ export class RPCClient {
     const timeout = options.timeout ?? this.opts.timeout;
     const started = performance.now();
     let error: Error | undefined;
-    const acquired = this.slots.acquire(timeout, `call ${method}`);
-    if (acquired) await acquired;
+    try {
+      const acquired = this.slots.acquire(timeout, `call ${method}`);
+      if (acquired) await acquired;
+    } catch (err) {
+      // Refused (TooManyInFlight) or timed out waiting for a slot: still a call that failed, in
+      // the client metrics and events, since overload is when an operator looks at them.
+      publish(channels.clientCallStart, () => this.event('call', method));
+      publish(channels.clientCall, () => this.event('call', method, { started, error: err as Error }));
+      throw err;
+    }
     publish(channels.clientCallStart, () => this.event('call', method));
     const span = clientSpan(() => this.event('call', method), wireCtx);
     try {

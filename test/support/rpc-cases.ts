@@ -327,6 +327,14 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     assert.not.ok(c.canSendVersion('2.0'));
     assert.ok(c.prepare({ versionCap: '1.6' }).canSendVersion());
     assert.ok(new RPCClient(ctx.transport, new Target({ topic: 't' })).canSendVersion('9.9'));
+    // As oslo's: with a cap, a request that names no version is refused before it is sent;
+    // prepare({ versionCap: null }) clears the cap (oslo's prepare(version_cap=None)).
+    const unversioned = c.prepare({ version: null });
+    assert.not.ok(unversioned.canSendVersion());
+    await rejects(unversioned.call({}, 'm'), 'HERMOD_ERR_VERSION_CAP', /None is incompatible.*1\.3/);
+    await rejects(unversioned.cast({}, 'm'), 'HERMOD_ERR_VERSION_CAP');
+    assert.ok(c.prepare({ versionCap: null }).canSendVersion('9.9'));
+    assert.ok(c.prepare({ versionCap: null, version: null }).canSendVersion());
     await rejects(
       () => new RPCClient(ctx.transport, new Target({ topic: 't' }), { timeout: -1 }),
       'HERMOD_ERR_INVALID_ARGUMENT',
@@ -398,14 +406,29 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     assert.is(c.inFlight, 2);
     await all;
     assert.is(rec.maxActive, 2);
-    const fast = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 5000, maxInFlight: 1, inFlightOverflow: 'fail' });
-    const first = fast.call({}, 'sleep', { ms: 50 });
-    await rejects(fast.call({}, 'sleep', { ms: 1 }), 'HERMOD_ERR_TOO_MANY_IN_FLIGHT', /1 calls already in flight/);
-    await first;
-    const waiting = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 5000, maxInFlight: 1 });
-    const long = waiting.call({}, 'sleep', { ms: 200 });
-    await rejects(waiting.call({}, 'sleep', { ms: 1 }, { timeout: 50 }), 'HERMOD_ERR_TIMEOUT', /in-flight slots/);
-    await long;
+    // Calls refused for a slot are calls that failed, in the client's events (and so its metrics).
+    const ended: Array<{ method: string; error?: Error }> = [];
+    let started = 0;
+    const onStart = () => started++;
+    const onEnd = (e: unknown) => ended.push(e as { method: string; error?: Error });
+    diagnostics_channel.subscribe('hermod:rpc:client:start', onStart);
+    diagnostics_channel.subscribe('hermod:rpc:client:call', onEnd);
+    try {
+      const fast = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 5000, maxInFlight: 1, inFlightOverflow: 'fail' });
+      const first = fast.call({}, 'sleep', { ms: 50 });
+      await rejects(fast.call({}, 'sleep', { ms: 1 }), 'HERMOD_ERR_TOO_MANY_IN_FLIGHT', /1 calls already in flight/);
+      await first;
+      const waiting = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 5000, maxInFlight: 1 });
+      const long = waiting.call({}, 'sleep', { ms: 200 });
+      await rejects(waiting.call({}, 'sleep', { ms: 1 }, { timeout: 50 }), 'HERMOD_ERR_TIMEOUT', /in-flight slots/);
+      await long;
+    } finally {
+      diagnostics_channel.unsubscribe('hermod:rpc:client:start', onStart);
+      diagnostics_channel.unsubscribe('hermod:rpc:client:call', onEnd);
+    }
+    const errors = ended.map((e) => (e.error as { code?: string } | undefined)?.code ?? 'ok').sort();
+    assert.equal(errors, ['HERMOD_ERR_TIMEOUT', 'HERMOD_ERR_TOO_MANY_IN_FLIGHT', 'ok', 'ok']);
+    assert.is(started, 4, 'each end has its start');
   });
 
   t('stop() stops new work, wait() drains in-flight calls and their replies are sent', async (ctx) => {

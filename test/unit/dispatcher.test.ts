@@ -122,4 +122,32 @@ t('serializer converts results', async () => {
   assert.equal(await d.dispatch({}, parseRequest({ method: 'm' })), { a: [1] });
 });
 
+t('JsonPayloadSerializer: toJSON as JSON.stringify calls it, __proto__ stays a key, failures are SerializationError', () => {
+  const s = new JsonPayloadSerializer();
+  class Money {
+    constructor(private readonly cents: number) {}
+    toJSON() {
+      return `${(this.cents / 100).toFixed(2)} EUR`;
+    }
+  }
+  const value = { url: new URL('https://example.org/a?b=1'), price: new Money(1234), bad: new Date(Number.NaN) };
+  // Before: the URL went as {} and the Money as its private fields; an invalid Date threw a bare RangeError.
+  assert.equal(s.serializeEntity({}, value), JSON.parse(JSON.stringify(value)));
+  const withProto = JSON.parse('{"outer": {"__proto__": {"x": 1}, "y": 2}}') as Record<string, unknown>;
+  const out = s.serializeEntity({}, withProto) as { outer: object };
+  assert.ok(Object.hasOwn(out.outer, '__proto__'), 'kept as an own key (the server refuses it), not made the prototype');
+  assert.is(Object.getPrototypeOf(out.outer), Object.prototype);
+  const throwing = {
+    toJSON() {
+      throw new Error('no');
+    },
+  };
+  try {
+    s.serializeEntity({}, { throwing });
+    assert.unreachable('should throw');
+  } catch (err) {
+    assert.is((err as { code?: string }).code, 'HERMOD_ERR_SERIALIZATION');
+  }
+});
+
 t.run();
