@@ -12,6 +12,7 @@ import { demoJob } from '../src/cli/demo-job.js';
 import { demoRun } from '../src/cli/demo-run.js';
 import { EXIT_TABLE, exitOnUsage } from '../src/cli/exit-codes.js';
 import { HERMOD_VERSION } from '../src/cli/program.js';
+import { onOutputClosed } from '../src/cli/shutdown.js';
 import { defaultConfig, getTransport, type RemoteError, RPCClient, Target } from '../src/index.js';
 import { Router } from '../src/router/router.js';
 
@@ -24,6 +25,8 @@ const show = (v: unknown) => inspect(v, { colors: false });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function main(): Promise<void> {
+  // A reader that went away (`| head`) ends the command quietly, as it would a Unix tool.
+  onOutputClosed(() => process.exit(0));
   // Takes no options: --help says what it does instead of running it, a stray flag is a usage error.
   new Command('hermod-demo')
     .description(

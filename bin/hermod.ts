@@ -13,7 +13,7 @@ import { CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { EXIT, EXIT_TABLE, exitOnUsage, failureStatus, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, HERMOD_VERSION, type LogFlags, positiveSeconds } from '../src/cli/program.js';
-import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
+import { handleShutdown, onOutputClosed, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { type ConfigValues, closeKey, type HermodConfig, loadConfig } from '../src/config/index.js';
 import type { ConnectionState } from '../src/core/diagnostics.js';
 import { ConfigError, TransportError } from '../src/core/errors.js';
@@ -137,6 +137,7 @@ async function runStatusCommand(argv: string[], config: HermodConfig): Promise<n
 }
 
 async function statusCommand(argv: string[]): Promise<void> {
+  onOutputClosed(() => process.exit(0));
   const { config, rest } = cliConfig(argv, CLI_DEFAULTS);
   process.exitCode = await runStatusCommand(rest, config);
 }

@@ -136,6 +136,9 @@ async function main(): Promise<void> {
         ? JSON.stringify({ priority: p, publisher_id: publisherId, event_type: eventType, payload, context: ctx, ...metadata })
         : `${metadata.timestamp ?? ''} ${p.toUpperCase()} ${publisherId} ${eventType} ${JSON.stringify(payload)}`;
       process.stdout.write(`${line}\n`);
+      // Its reader went away (`| head`): the line was not read, so the notification goes back to
+      // the queue instead of being acknowledged (a failed write marks stdout at once).
+      if (process.stdout.errored) return 'requeue';
       seen++;
       if (o.count !== undefined && seen >= o.count) setImmediate(() => shutdown.stop(`--count ${o.count} reached`));
       return 'handled';

@@ -6,12 +6,15 @@ import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { parseJson, parseKeyValues } from '../src/cli/key-values.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, type LogFlags, positiveSeconds } from '../src/cli/program.js';
+import { onOutputClosed } from '../src/cli/shutdown.js';
 import { getTransport, NOTIFICATION_DRIVERS, Notifier, PRIORITIES, type Priority, type Transport } from '../src/index.js';
 
 /** Default `--timeout`: a notification through a router waits for a listener; a shell user should not wait a minute to learn there is none. */
 const DEFAULT_TIMEOUT_S = 10;
 
 async function main(): Promise<void> {
+  // A reader that went away (`| head`) ends the command quietly, as it would a Unix tool.
+  onOutputClosed(() => process.exit(0));
   const { config: loaded, rest } = cliConfig(process.argv.slice(2), NOTIFY_SEND_DEFAULTS);
   const program = commonOptions(
     new Command('notify-send')

@@ -9,9 +9,12 @@ import { parseKeyValues } from '../src/cli/key-values.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags, positiveSeconds } from '../src/cli/program.js';
 import { type RepeatStats, summaryJson, summaryText } from '../src/cli/repeat.js';
+import { onOutputClosed } from '../src/cli/shutdown.js';
 import { getTransport, RPCClient, Target, type Transport } from '../src/index.js';
 
 async function main(): Promise<void> {
+  // A reader that went away (`| head`) ends the command quietly, as it would a Unix tool.
+  onOutputClosed(() => process.exit(0));
   const { config: loaded, rest: given } = cliConfig(process.argv.slice(2), RPC_CLIENT_DEFAULTS);
   // `rpc-client help` and `rpc-client help job`, as git and npm take them. Only these two forms:
   // `rpc-client help <method>` stays a call to a topic named help.

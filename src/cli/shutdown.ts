@@ -147,7 +147,7 @@ export function handleShutdown(opts: {
     else onSignal('SIGINT');
   });
   process.on('SIGTERM', () => onSignal('SIGTERM'));
-  return {
+  const handle: Shutdown = {
     get stopping() {
       return stopping;
     },
@@ -157,4 +157,21 @@ export function handleShutdown(opts: {
       graceful(reason);
     },
   };
+  onOutputClosed(() => handle.stop('stdout closed'));
+  return handle;
+}
+
+/**
+ * Calls `closed` once when stdout fails (its reader went away: `| head`, a closed terminal).
+ * Without a listener the failed write was an unhandled 'error' event: a stack trace and exit 1.
+ * A failed stderr is ignored: there is nothing left to report it with.
+ */
+export function onOutputClosed(closed: () => void): void {
+  let told = false;
+  process.stdout.on('error', () => {
+    if (told) return;
+    told = true;
+    closed();
+  });
+  process.stderr.on('error', () => {});
 }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { defaultConfig, getTransport, NotificationListener, Notifier, Target } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { until } from '../support/assert.js';
 import { type CliProc as Proc, startCli as start } from '../support/cli-procs.js';
@@ -170,6 +171,49 @@ t('exit 0, 1, 3, 4, 5 and 6 of rpc-client; a "no such method" said once; --json 
   const json = await run('rpc-client', ['ex', 'nosuch', '--json', ...url]);
   assert.is(json.code, 4);
   assert.equal(JSON.parse(json.err), { error: { status: 4, code: 'HERMOD_ERR_NO_SUCH_METHOD', message: 'no such method: nosuch' } });
+});
+
+t('a reader that goes away (| head): rpc-client and notify-listen end quietly with 0; the unread notification goes back', async (ctx) => {
+  const url = ['--transport-url', ctx.url];
+  // Before: an unhandled 'error' event (EPIPE), a stack trace and exit 1.
+  const client = start('rpc-client', ['ex', 'add', 'a=2', 'b=3', ...url], { killAfterMs: 30_000 });
+  client.child.stdout!.destroy();
+  assert.is(await client.exited, 0, client.err);
+  assert.is(client.err, '');
+  const listener = start('notify-listen', ['--topic', 'gone', ...url], { killAfterMs: 30_000 });
+  const transport = await getTransport(ctx.url, { config: defaultConfig() });
+  try {
+    await until(() => listener.err.includes('listening on'), 'the listener', 30_000);
+    const notifier = new Notifier(transport, { publisherId: 'p', topics: ['gone'] });
+    await notifier.info({}, 'x.read', { i: 1 });
+    await until(() => listener.out.includes('x.read'), 'the first line');
+    listener.child.stdout!.destroy();
+    // Not awaited: the listener gives it back, and the router offers it again until a taker comes.
+    const second = notifier.info({}, 'x.unread', { i: 2 });
+    assert.is(await listener.exited, 0, listener.err);
+    assert.match(listener.err, /stdout closed/);
+    assert.not.match(listener.err, /EPIPE|Unhandled/);
+    const got: string[] = [];
+    const next = new NotificationListener(
+      transport,
+      [new Target({ topic: 'gone' })],
+      [
+        {
+          info: (_c: unknown, _p: string, eventType: string) => {
+            got.push(eventType);
+          },
+        },
+      ],
+    );
+    await next.start();
+    await second;
+    await until(() => got.length > 0, 'the unread notification');
+    assert.equal(got, ['x.unread']);
+    await next.stop();
+    await next.wait(1000);
+  } finally {
+    await transport.close();
+  }
 });
 
 t('exit 5: rpc-server, notify-listen and notify-send that cannot connect log each attempt, then give up', async () => {
