@@ -232,6 +232,18 @@ t('exit 5: rpc-server, notify-listen and notify-send that cannot connect log eac
     );
     assert.match(r.err, /error: cannot connect to amqp:\/\/127\.0\.0\.1:1/, name);
   }
+  // On RabbitMQ too the bound at start is rpc.responseTimeout (it was 3 × rabbit.connectTimeout: 30 s).
+  const rabbit = ['--transport-url', 'rabbit://127.0.0.1:1/', '--config', 'rabbit.retryInterval=50', '--config', 'rpc.responseTimeout=1s'];
+  for (const [name, args] of [
+    ['rpc-server', ['s', '-t', 'x', ...rabbit]],
+    ['notify-listen', rabbit],
+  ] as const) {
+    const t0 = Date.now();
+    const r = await run(name, [...args]);
+    assert.is(r.code, 5, `${name}: ${r.err}`);
+    assert.match(r.err, /error: cannot connect to rabbit:\/\/127\.0\.0\.1:1: .*timed out after (1 s|\d+ ms)\)/, name);
+    assert.ok(Date.now() - t0 < 20_000, `${name} gave up after ${Date.now() - t0} ms`);
+  }
 });
 
 t('exit 3: notify-send --timeout when no listener takes it; exit 7: a server stopped with work aborted', async (ctx) => {

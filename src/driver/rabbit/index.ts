@@ -263,7 +263,8 @@ export class RabbitDriver extends DriverBase implements Driver {
     try {
       if (listen.signal?.aborted) throw new ClosedError(`${role}: stopped before it was subscribed`);
       await conn.addHook((m) => listener.setup(m));
-      await Promise.race([conn.ready(Date.now() + this.config.rabbit.connectTimeout * 3, this.config.rpc.retry, role), failed]);
+      // The bound the README gives for a subscription at start, as on AMQP 1.0 (it was 3 × connectTimeout, whatever rpc.responseTimeout said).
+      await Promise.race([conn.ready(Date.now() + this.config.rpc.responseTimeout, this.config.rpc.retry, role), failed]);
     } catch (err) {
       await listener.close();
       this.untrack(listener);
