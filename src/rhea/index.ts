@@ -23,9 +23,10 @@ import { installDispositionFix } from './dispositions.js';
 import { installFastFrames } from './fast-frames.js';
 import { installLinkNameFix } from './link-names.js';
 import { installQuietLogs } from './quiet-logs.js';
+import { installSessionBuffers } from './session-buffer.js';
 import { installCorkedWrites } from './writes.js';
 
-/** Installs hermod's rhea 3.0.5 workarounds (dispositions, link names, attaches before transfers, corked writes, no writes or timers after the socket closed, the transfer/disposition codec, disabled loggers as no-ops); idempotent. */
+/** Installs hermod's rhea 3.0.5 workarounds (dispositions, link names, attaches before transfers, corked writes, no writes or timers after the socket closed, the transfer/disposition codec, disabled loggers as no-ops, session buffers freed around an unsettled delivery); idempotent. */
 export function installRheaFixes(): void {
   installDispositionFix();
   installFastFrames();
@@ -34,6 +35,7 @@ export function installRheaFixes(): void {
   installCorkedWrites();
   installNoOutputAfterClose();
   installQuietLogs();
+  installSessionBuffers();
 }
 export { batchWrites } from './batching.js';
 export { installFastFrames, rheaCodec } from './fast-frames.js';

@@ -9,7 +9,7 @@ interface LinkInternals {
 /**
  * Free slots in the outgoing delivery buffer of a link's session (0 without a link). rhea
  * queues every sent delivery in `session.outgoing.deliveries`, a fixed-size circular buffer
- * (2048 by default) freed only from its head once a delivery is settled on both sides; pushing
+ * (2048 by default; hermod frees settled ones wherever they are, see session-buffer.ts); pushing
  * past it throws and leaves the session unusable.
  */
 export function sessionRoom(link: Sender | undefined): number {
