@@ -82,6 +82,22 @@ const DRIVERS: Record<TransportUrl['driver'], DriverFactory> = {
 };
 
 /**
+ * A CA, certificate or key set for a URL that is not TLS would be ignored, and the connection go
+ * in plain text: a configuration ported from oslo (whose `ssl = True` turns TLS on for a
+ * `rabbit://` URL) believed itself encrypted. Refused instead.
+ */
+function assertTlsUsed(url: TransportUrl, config: HermodConfig): void {
+  if (url.tls || url.driver === 'memory') return;
+  const set = (['ca', 'cert', 'key'] as const).filter((k) => config.tls[k] !== '');
+  if (set.length === 0) return;
+  const names = set.map((k) => `tls.${k}`).join(', ');
+  throw new ConfigError(
+    `${names} ${set.length > 1 ? 'are' : 'is'} set, but the transport URL (${url.scheme}://) is not TLS: nothing would be encrypted; use ${url.driver === 'rabbit' ? 'rabbits' : 'amqps'}:// (or unset ${names})`,
+    { key: `tls.${set[0]}` },
+  );
+}
+
+/**
  * Builds a transport for `url` (default: the config's `transportUrl`). URL query options
  * override the config's values for that driver.
  */
@@ -95,6 +111,7 @@ export async function getTransport(url?: string, options: TransportOptions = {})
   const parsed = parseTransportUrl(url ?? config.transportUrl);
   if (Object.keys(parsed.options).length > 0) config = applyOverrides(config, parsed.options, 'the transport URL');
   config = { ...config, transportUrl: parsed.toString() };
+  assertTlsUsed(parsed, config);
   const load = DRIVERS[parsed.driver];
   if (!load) throw new ConfigError(`the ${parsed.driver} driver is not available in this build`, { key: 'transportUrl' });
   const driver = await load(parsed, config);

@@ -6,7 +6,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { describeConfig, parseConfigArgs } from '../../src/cli/config-args.js';
 import { applyOverrides, CONFIG_KEYS, envName, parseDuration } from '../../src/config/index.js';
-import { defaultConfig, loadConfig } from '../../src/index.js';
+import { defaultConfig, getTransport, loadConfig } from '../../src/index.js';
 import { rejects } from '../support/assert.js';
 
 const t = suite('config');
@@ -183,6 +183,20 @@ t('durations', async () => {
   assert.throws(() => parseDuration(3_000_000_000), /at most 2147483647 ms/);
   assert.is(parseDuration(42), 42);
   assert.throws(() => parseDuration('-1s'), /duration/);
+});
+
+t('tls.ca, tls.cert or tls.key with a URL that is not TLS is a ConfigError, not a plain-text connection', async () => {
+  for (const url of ['amqp://127.0.0.1:1/', 'rabbit://127.0.0.1:1/']) {
+    const err = await rejects(
+      getTransport(url, { config: defaultConfig(), overrides: { 'tls.ca': '/etc/ssl/ca.pem', 'tls.cert': '/etc/ssl/c.pem' } }),
+      'HERMOD_ERR_CONFIG',
+      /tls\.ca, tls\.cert are set, but the transport URL \((amqp|rabbit):\/\/\) is not TLS: nothing would be encrypted; use (amqps|rabbits):\/\//,
+    );
+    assert.is((err as { key?: string }).key, 'tls.ca');
+  }
+  // verify alone changes nothing on a plain URL; the memory driver has no wire at all.
+  const plain = await getTransport('memory://tls-unused', { config: defaultConfig(), overrides: { 'tls.ca': '/etc/ssl/ca.pem' } });
+  await plain.close();
 });
 
 t.run();
