@@ -55,8 +55,13 @@ export interface IncomingMessage {
   reply(reply: Reply): Promise<void>;
   /** Tells the caller the call is still running (oslo's call-monitor heartbeat). */
   heartbeat(): Promise<void>;
-  /** Settles the message: it will not be delivered again. */
-  acknowledge(): void;
+  /**
+   * Settles the message: it will not be delivered again. False when it can no longer be: the
+   * connection or channel it came on is gone, so the broker delivers it again (to this server
+   * or another), or that copy was already taken. Then it must not be processed: a server that
+   * ran it anyway ran one request twice (oslo discards it too).
+   */
+  acknowledge(): boolean;
   /** Gives the message back to the broker for another delivery. */
   requeue(): void;
   /** Processing is over; frees the slot it held in the listener's prefetch window. */

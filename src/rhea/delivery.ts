@@ -31,6 +31,15 @@ export function remoteOutcome(delivery: Delivery): RemoteOutcome | undefined {
 }
 
 /**
+ * What a link's session receives on now: rhea makes its sessions' delivery state anew at each
+ * reconnect (`Session._reconnect`), and a delivery of the connection before settles into the
+ * old one, which nothing writes any more. An opaque token to compare, taken on receipt.
+ */
+export function receivingEpoch(link: unknown): object | undefined {
+  return (link as { session?: { incoming?: object } } | undefined)?.session?.incoming;
+}
+
+/**
  * Whether the sender settled this incoming delivery before sending it (presettled). rhea copies
  * the transfer's `settled` flag into `delivery.remote_settled`.
  */

@@ -9,6 +9,7 @@ export {
   type OutcomeKind,
   presettledWritten,
   type RemoteOutcome,
+  receivingEpoch,
   remoteOutcome,
   remoteSettled,
   settleLocally,
@@ -40,7 +41,7 @@ export function installRheaFixes(): void {
 export { batchWrites } from './batching.js';
 export { installFastFrames, rheaCodec } from './fast-frames.js';
 export { type FrameBounds, FrameScanner, NOT_A_HEADER } from './frame-scanner.js';
-export { deliveryCount, linkCredit, sessionRoom } from './links.js';
+export { deliveryCount, linkCredit, locallyOpen, sessionRoom } from './links.js';
 export { installRawDecode, rawBytes, scanInsteadOfDecode } from './raw-decode.js';
 export { acceptSocket, closeNow, discarded, discardedBytes, limitIncomingMessages, type SaslPolicy } from './server.js';
 export { peerLabel, SocketGuard } from './socket-guard.js';

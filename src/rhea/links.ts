@@ -27,6 +27,14 @@ export function linkCredit(link: Sender | Receiver): number {
   return (link as unknown as LinkInternals).credit;
 }
 
+/**
+ * Whether we have the link open on our side (`state.local_open`), whatever the peer: true while
+ * a re-attach after a reconnect waits for the peer's answer, when `is_open()` is still false.
+ */
+export function locallyOpen(link: Sender | Receiver): boolean {
+  return (link as unknown as { state?: { local_open?: boolean } }).state?.local_open === true;
+}
+
 /** Transfers rhea has written on the link (its `delivery_count`, raised with each write). */
 export function deliveryCount(link: Sender | Receiver): number {
   return (link as unknown as LinkInternals).delivery_count;

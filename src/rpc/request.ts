@@ -77,7 +77,12 @@ export class ServerRequest implements Work {
     const incoming = this.incoming;
     this.started = performance.now();
     // oslo acknowledges a request when it starts on it (at-most-once): a crash never runs it twice.
-    incoming.acknowledge();
+    // One that can no longer be acknowledged (its connection dropped while it waited for a slot)
+    // is delivered again by the broker: this copy is dropped, as oslo drops it.
+    if (!incoming.acknowledge()) {
+      incoming.done();
+      return;
+    }
     const every = incoming.expectsReply ? heartbeatInterval(incoming.callMonitorTimeout) : undefined;
     if (every !== undefined) {
       this.heartbeat = setInterval(() => {

@@ -5,7 +5,16 @@ import amqplib from 'amqplib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
-import { type ConnectionState, defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import {
+  type ConnectionState,
+  type Context,
+  defaultConfig,
+  getTransport,
+  RPCClient,
+  RPCServer,
+  Target,
+  type Transport,
+} from '../../src/index.js';
 import { rejects, sleep, until } from '../support/assert.js';
 import { Recorder } from '../support/endpoints.js';
 import { removeQueueManagerFilesAtExit } from '../support/scratch.js';
@@ -280,6 +289,42 @@ t('the broker closes a server channel and a reply channel, the connections up: b
     3,
   );
 });
+
+t(
+  "a request waiting for a server's slot when its channel closes runs once: the stale copy is dropped, the broker's redelivery runs",
+  async (ctx) => {
+    const topic = `dupslot-${process.pid}`;
+    const runs = new Map<number, number>();
+    class Counting {
+      async work(_c: Context, args: { seq: number }) {
+        runs.set(args.seq, (runs.get(args.seq) ?? 0) + 1);
+        await sleep(800);
+        return args.seq;
+      }
+    }
+    const server = new RPCServer(await transport(ctx, ctx.node.url()), new Target({ topic, server: 's' }), [new Counting()], {
+      concurrency: 1,
+    });
+    await server.start();
+    ctx.servers.push(server);
+    const client = new RPCClient(await transport(ctx, ctx.node.url()), new Target({ topic }), { timeout: 20_000 });
+    const first = client.call({}, 'work', { seq: 1 });
+    const second = client.call({}, 'work', { seq: 2 });
+    await until(() => runs.get(1) === 1 && server.stats().queued === 1, 'one running, one waiting for the slot');
+    type Ch = { ack(m: object): void; once(e: string, f: () => void): void };
+    const ch = (server as unknown as { listener: { channel?: Ch } }).listener.channel!;
+    let closed = false;
+    ch.once('close', () => (closed = true));
+    // An acknowledgement of a tag the broker never sent: it closes the channel (PRECONDITION_FAILED),
+    // requeues what it had delivered on it, and the server consumes again on a new channel.
+    ch.ack({ fields: { deliveryTag: 999_999 } });
+    await until(() => closed, 'the broker to close the channel');
+    assert.equal(await Promise.all([first, second]), [1, 2]);
+    await sleep(500);
+    // Before: request 2 ran twice, from the stale delivery and from the redelivery.
+    assert.equal(Object.fromEntries(runs), { 1: 1, 2: 1 });
+  },
+);
 
 t('a server killed mid-call: the caller gets a call-monitor timeout, not a hang', async (ctx) => {
   const url = ctx.node.url();

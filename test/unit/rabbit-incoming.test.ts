@@ -28,6 +28,7 @@ function fixture(uniqueId = 'u-1'): { host: IncomingHost; rec: Recorded; make: (
     requeue: (m: ConsumeMessage) => rec.requeued.push(m),
   } as unknown as TickAcks;
   const host: IncomingHost = {
+    dead: false,
     acks,
     dedup: rec.dedup,
     reply: async (to, r) => {

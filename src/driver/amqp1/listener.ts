@@ -1,7 +1,7 @@
 import type { Connection, EventContext, Receiver } from 'rhea';
 import { AccessRefused, MalformedMessage, MessageTooLarge, TransportError } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
-import { discardedBytes } from '../../rhea/index.js';
+import { discardedBytes, locallyOpen, receivingEpoch } from '../../rhea/index.js';
 import type { IncomingMessage, Listener, ListenOptions, Reply } from '../driver.js';
 import { badInputBody, bodySize, decodeRequest, replyBody } from './wire.js';
 
@@ -117,7 +117,10 @@ export class Amqp1Listener implements Listener {
       if (freed) return;
       freed = true;
       this.processing.set(receiver, (this.processing.get(receiver) ?? 1) - 1);
-      if (!this.stopped && receiver.is_open()) receiver.add_credit(1);
+      // Locally open, not is_open(): a request that ends while the re-attach after a reconnect
+      // waits for the router's answer gave its credit to nobody, and the server received less
+      // from then on (with concurrency 1, nothing). rhea sends the flow after the attach.
+      if (!this.stopped && locallyOpen(receiver)) receiver.add_credit(1);
     };
     // Cut off while it arrived (see incomingLimit): rejected already, and nothing of it is left,
     // not even the reply address, so the caller cannot be told; the server's log is.
@@ -157,6 +160,7 @@ export class Amqp1Listener implements Listener {
     const cmt = decoded.callMonitorTimeout;
     const reply = this.opts.reply;
     let settled = false;
+    const epoch = receivingEpoch(receiver);
     const settle = (fn: () => void) => {
       if (!settled) {
         settled = true;
@@ -180,7 +184,16 @@ export class Amqp1Listener implements Listener {
         if (!expectsReply) return;
         reply(replyTo!, correlationId, undefined, cmt || undefined);
       },
-      acknowledge: () => settle(() => delivery.accept()),
+      acknowledge: () => {
+        // Taken on a connection that dropped since: the router gives it to a consumer again, and
+        // its accept would go nowhere.
+        if (receivingEpoch(receiver) !== epoch) {
+          settled = true;
+          return false;
+        }
+        settle(() => delivery.accept());
+        return true;
+      },
       requeue: () => {
         settle(() => delivery.release());
         free();

@@ -76,7 +76,9 @@ export class MemoryListener implements TrackedListener {
       async heartbeat() {
         send({ msgId: msgId!, ending: false, result: null, failure: null });
       },
-      acknowledge() {},
+      acknowledge() {
+        return true;
+      },
       requeue: () => d.requeue(),
       done: () => d.done(),
     };

@@ -10,6 +10,8 @@ export type ReplySender = (to: ReplyAddress, reply: ReplyContent) => Promise<voi
 
 /** What the messages of one consuming channel share. */
 export interface IncomingHost {
+  /** The channel the deliveries came on closed: the broker delivers them again, elsewhere or later. */
+  dead: boolean;
   readonly acks: TickAcks;
   readonly dedup: DedupRing;
   readonly reply: ReplySender;
@@ -60,10 +62,20 @@ export class RabbitIncoming implements IncomingMessage {
     return this.host.reply(this.to, { ending: false, result: null, failure: null });
   }
 
-  acknowledge(): void {
+  acknowledge(): boolean {
+    // Its channel is gone, so the broker has requeued it and delivers it again: this copy, still
+    // waiting in the server for a slot, must not run as well (oslo discards a request whose
+    // acknowledgement fails). A copy of a request another copy already started is dropped too.
+    if (this.host.dead || this.host.dedup.seen(this.uniqueId)) {
+      if (!this.host.dead) this.settle(true);
+      this.msg = undefined;
+      this.uniqueId = undefined;
+      return false;
+    }
     // Recorded on acknowledge, as oslo does: a requeued message is no duplicate when it returns.
     this.host.dedup.add(this.uniqueId);
     this.settle(true);
+    return true;
   }
 
   requeue(): void {

@@ -102,6 +102,12 @@ export class RabbitListener implements TrackedListener {
     if (this.stopped) return;
     const ch = await model.createChannel();
     ch.on('error', () => {});
+    const acks = new TickAcks(ch, this.o.listen.prefetch);
+    const host: IncomingHost = { dead: false, acks, dedup: this.dedup, reply: this.o.reply };
+    // At once: a request waiting for a slot must see it before it starts (see acknowledge).
+    ch.once('close', () => {
+      host.dead = true;
+    });
     // The broker closed the channel and not the connection (an acknowledgement it did not know,
     // RabbitMQ's consumer_timeout, a declare refused): nothing would consume again, and the
     // server would serve nothing while it looked up. Checked a turn later: on a connection loss
@@ -113,9 +119,8 @@ export class RabbitListener implements TrackedListener {
     );
     // Known from now on: deliveries may arrive before setup ends, and close() must flush their acks.
     this.channel = ch;
-    const acks = new TickAcks(ch, this.o.listen.prefetch);
     this.acks = acks;
-    this.host = { acks, dedup: this.dedup, reply: this.o.reply };
+    this.host = host;
     // Per-consumer prefetch (never global QoS): each queue may have `prefetch` unacked.
     await ch.prefetch(this.o.listen.prefetch, false);
     for (const b of this.o.bindings) await this.o.topology.declareBinding(ch, b);

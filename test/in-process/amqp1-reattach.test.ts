@@ -1,0 +1,85 @@
+import type { AddressInfo, Server } from 'node:net';
+import rhea from 'rhea';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { type Context, defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
+import { clearRheaTimers } from '../../src/rhea/index.js';
+import { sleep, until } from '../support/assert.js';
+
+// A server's link credit across a reconnect whose re-attach the peer answers late. The peer is a
+// plain rhea container (no router of ours), so that it can delay its answer to one attach.
+
+const t = suite('amqp1: credit across a slow re-attach');
+
+t('a request that ends while the re-attach waits for its answer gives its credit back: the server takes the next request', async () => {
+  const container = rhea.create_container({ id: 'slow-reattach' });
+  container.on('error', () => {});
+  container.on('disconnected', () => {});
+  let connections = 0;
+  let topicSender: rhea.Sender | undefined;
+  const sockets: Array<{ destroy(): void }> = [];
+  const peers: rhea.Connection[] = [];
+  container.on('connection_open', (ctx: rhea.EventContext) => {
+    connections++;
+    peers.push(ctx.connection);
+    sockets.push((ctx.connection as unknown as { socket: { destroy(): void } }).socket);
+    if (connections !== 2) return;
+    // The second connection: the attach of the server's topic receiver is answered 1.5 s late.
+    const conn = ctx.connection as unknown as { on_attach(frame: { performative: { name: string } }): void };
+    const original = conn.on_attach;
+    conn.on_attach = function (frame) {
+      if (frame.performative.name.includes('[unicast.openstack.t]')) setTimeout(() => original.call(this, frame), 1500);
+      else original.call(this, frame);
+    };
+  });
+  container.on('sender_open', (ctx: rhea.EventContext) => {
+    const s = ctx.sender!;
+    const address = (s.source as { address?: string } | undefined)?.address;
+    if ((s.source as { dynamic?: boolean } | undefined)?.dynamic) s.set_source({ address: `dyn-${connections}` } as never);
+    if (address === 'unicast.openstack.t') topicSender = s;
+  });
+  const listener = container.listen({ port: 0, host: '127.0.0.1' } as never) as unknown as Server;
+  await new Promise((r) => listener.once('listening', r));
+  const port = (listener.address() as AddressInfo).port;
+  const transport = await getTransport(`amqp://127.0.0.1:${port}/`, { config: defaultConfig() });
+  let runs = 0;
+  const server = new RPCServer(
+    transport,
+    new Target({ topic: 't', server: 's1' }),
+    [
+      {
+        async work(_c: Context) {
+          runs++;
+          await sleep(500);
+          return 'done';
+        },
+      },
+    ],
+    { concurrency: 1 },
+  );
+  const request = () => topicSender!.send({ body: JSON.stringify({ request: { method: 'work', args: {} }, context: {} }) } as never);
+  try {
+    await server.start();
+    await until(() => topicSender?.sendable() === true, 'credit from the server');
+    request();
+    await until(() => runs === 1, 'the first request running');
+    // Dropped while it runs: it ends after the new connection opened, before the late attach answer.
+    sockets[0]!.destroy();
+    await until(() => connections === 2, 'the reconnect');
+    await until(() => topicSender?.is_open() === true && topicSender.sendable(), 'credit after the re-attach', 10_000);
+    request();
+    // Before: the credit it gave back went to nobody, and the server never received again.
+    await until(() => runs === 2, 'the next request to run', 5000);
+    assert.is(runs, 2);
+  } finally {
+    await server.stop();
+    await server.wait(1000);
+    await transport.close();
+    for (const s of sockets) s.destroy();
+    // Peer connections keep rhea's heartbeat timers unless told.
+    for (const c of peers) clearRheaTimers(c);
+    await new Promise((r) => listener.close(r));
+  }
+});
+
+t.run();
