@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, NOTIFY_SEND_DEFAULTS } from '../src/cli/defaults.js';
-import { EXIT, exitOnUsage, fatal, UsageError } from '../src/cli/exit-codes.js';
+import { describeFailure, EXIT, exitOnUsage, fatal, printFailure, UsageError } from '../src/cli/exit-codes.js';
 import { parseJson, parseKeyValues } from '../src/cli/key-values.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, type LogFlags, positiveSeconds } from '../src/cli/program.js';
@@ -88,10 +88,20 @@ async function main(): Promise<void> {
       clearInterval(waiting);
       log.info(`waiting for the broker to take it${/^amqps?$/.test(transport!.url.scheme) ? ' (through a router: for a listener)' : ''}…`);
     }, 1000);
-    const outcome = await Promise.race([sent, timedOut]).finally(() => {
-      clearTimeout(timer);
-      clearInterval(waiting);
-    });
+    let outcome: 'timeout' | undefined;
+    try {
+      outcome = (await Promise.race([sent, timedOut]).finally(() => {
+        clearTimeout(timer);
+        clearInterval(waiting);
+      })) as 'timeout' | undefined;
+    } catch (err) {
+      // Its own deadline (rpc.responseTimeout shorter than --timeout) or nobody taking it (AMQP 1.0)
+      // is the timeout --timeout would have been: 3, as the table says, not 1.
+      const d = describeFailure(err);
+      printFailure(d, err, false);
+      process.exitCode = d.status;
+      return;
+    }
     if (outcome === 'timeout') {
       sent.catch(() => {});
       const queues = (o.topic ?? config.notifications.topics).map((t) => `${t}.${priority}`).join(', ');

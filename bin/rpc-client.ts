@@ -124,17 +124,20 @@ async function main(): Promise<void> {
       ...(o.timeout ? { timeout: o.timeout * 1000 } : {}),
       ...(o.monitor ? { callMonitorTimeout: o.monitor * 1000 } : {}),
     });
+    // --timeout bounds the whole command: the contract lookup spends from the first call's budget
+    // (it was given a whole --timeout again, so a slow first connect took twice as long).
+    const lookupStarted = performance.now();
+    const lookup = o.describe === true || needsContract(pairs);
     // Values are coerced by the published contract (a=1 stays "1" where it says string).
-    const contract =
-      o.describe || needsContract(pairs)
-        ? await fetchContract(
-            client,
-            method,
-            Math.min(1000, o.timeout ? o.timeout * 1000 : 1000),
-            o.timeout ? o.timeout * 1000 : config.rpc.responseTimeout,
-            { requireMethod: o.describe === true },
-          )
-        : undefined;
+    const contract = lookup
+      ? await fetchContract(
+          client,
+          method,
+          Math.min(1000, o.timeout ? o.timeout * 1000 : 1000),
+          o.timeout ? o.timeout * 1000 : config.rpc.responseTimeout,
+          { requireMethod: o.describe === true },
+        )
+      : undefined;
     if (o.describe) return void process.stdout.write(usage(topic, method, contract));
     args = coerceArgs(pairs, contract);
     stats.started = performance.now();
@@ -148,7 +151,18 @@ async function main(): Promise<void> {
         } else if (o.start) {
           await startJob(client, ctx, method, args, !!o.wait, !!o.json, o.timeout === undefined ? undefined : o.timeout * 1000);
         } else {
-          const result = await client.call(ctx, method, args);
+          const budget = i === 0 && o.timeout && lookup ? o.timeout * 1000 - (performance.now() - lookupStarted) : undefined;
+          const result = await client
+            .call(ctx, method, args, budget === undefined ? {} : { timeout: Math.max(1, budget) })
+            .catch((err: Error & { code?: string }) => {
+              // Named by what the user gave, not by what the lookup left of it.
+              if (budget !== undefined && typeof err.message === 'string')
+                err.message = err.message.replace(
+                  /timed out after [\d.]+ m?s/,
+                  `timed out after ${o.timeout} s (--timeout, the contract lookup included)`,
+                );
+              throw err;
+            });
           if (o.repeat === 1)
             process.stdout.write(
               `${o.json ? JSON.stringify(result) : typeof result === 'string' ? result : JSON.stringify(result, null, 2)}\n`,

@@ -36,8 +36,8 @@ export const EXIT_TABLE = `Exit status (all hermod CLIs):
   0  ok
   1  the remote method raised (rpc-client), or another failure not listed here
   2  usage or configuration error (bad option, argument, config key or value, endpoint module)
-  3  timeout: no reply in time, or (RabbitMQ) nobody serves the topic, or still
-     connecting (the first attempt under way) when the time ran out
+  3  timeout: no reply in time, or nobody serves the topic (nothing took it), or
+     still connecting (the first attempt under way) when the time ran out
   4  no such method, or the server does not support the requested version
   5  cannot connect to the broker or router (gave up; the message says where and why)
   6  rpc-client: a call failed in an unexpected way (the message says how)

@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -216,6 +217,24 @@ t('a reader that goes away (| head): rpc-client and notify-listen end quietly wi
   }
 });
 
+t('--timeout bounds the whole rpc-client command, its contract lookup included, against a peer that never answers', async () => {
+  // A peer that takes the connection and says nothing: the first connect hangs until its timeout.
+  const silent = net.createServer((s) => s.on('error', () => {}));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+  const port = (silent.address() as net.AddressInfo).port;
+  try {
+    const t0 = Date.now();
+    // a=1 is JSON-typed: the contract is looked up first. Before, the lookup waited the whole
+    // --timeout for the connect, and the call then got a whole --timeout of its own.
+    const r = await run('rpc-client', ['demo', 'add', 'a=1', 'b=2', '--timeout', '3', '--transport-url', `amqp://127.0.0.1:${port}/`]);
+    assert.is(r.code, 3, r.err);
+    assert.match(r.err, /timed out after 3 s \(--timeout, the contract lookup included\)/);
+    assert.ok(Date.now() - t0 < 6000, `took ${Date.now() - t0} ms`);
+  } finally {
+    silent.close();
+  }
+});
+
 t('exit 5: rpc-server, notify-listen and notify-send that cannot connect log each attempt, then give up', async () => {
   const fast = ['--transport-url', NOWHERE, '--config', 'amqp1.retryInterval=50', '--config', 'rpc.responseTimeout=1s'];
   for (const [name, args] of [
@@ -252,6 +271,18 @@ t('exit 3: notify-send --timeout when no listener takes it; exit 7: a server sto
   assert.is(n.code, 3, n.err);
   assert.match(n.err, /timeout: not taken within 0\.5 s \(nobody listening on nobody-listens\.info\?\)/);
   assert.ok(Date.now() - t0 < 15_000, `${Date.now() - t0} ms, not the old silent minute`);
+  // The library's own deadline first (rpc.responseTimeout shorter than --timeout): 3 too, not 1.
+  const own = await run('notify-send', ['compute.x', '--topic', 'nobody-listens', '--transport-url', ctx.url], {
+    HERMOD_RPC_RESPONSE_TIMEOUT: '0.5s',
+  });
+  assert.is(own.code, 3, own.err);
+  assert.match(own.err, /nobody serves it: notification: the router released it/);
+  // A cast (and a fanout cast) nobody receives: 3, "nobody serves it", as a call (it was 6).
+  for (const extra of [[], ['--fanout']]) {
+    const cast = await run('rpc-client', ['nobody-casts', 'x', '--cast', ...extra, '--timeout', '0.5', '--transport-url', ctx.url]);
+    assert.is(cast.code, 3, cast.err);
+    assert.match(cast.err, /nobody serves it/);
+  }
   const s = start('rpc-server', ['x7', '--topic', 'ex7', '--shutdown-timeout', '0.3', '--transport-url', ctx.url]);
   await until(() => s.out.includes('serving topic ex7'), 'the second server', 10_000);
   const forwarded = ctx.router.stats().forwarded;

@@ -1,5 +1,5 @@
 import type { Delivery, EventContext, Message, Sender } from 'rhea';
-import { MessageDeliveryFailure, MessagingTimeout } from '../../core/errors.js';
+import { MessageDeliveryFailure, MessageUndeliverable, MessagingTimeout } from '../../core/errors.js';
 import { SlotList, SlotMap } from '../../core/slot-map.js';
 import { presettledWritten, remoteOutcome } from '../../rhea/index.js';
 import type { Amqp1Connection } from './connection.js';
@@ -220,6 +220,8 @@ export class MessageSender {
   /** The error of a send the router kept handing back until its deadline. */
   nobodyTook(what: string, isCall: boolean): Error {
     if (isCall) return new MessagingTimeout(`${what}: nobody is serving it (the router released it until the deadline)`);
-    return new MessageDeliveryFailure(`${what}: the router released it and the deadline passed (no receiver for the address)`);
+    // Nobody receives it, as a RabbitMQ cast no queue is bound for: the same error (exit 3 in the
+    // CLIs, 503 at the gateway), still a MessageDeliveryFailure.
+    return new MessageUndeliverable(`${what}: the router released it and the deadline passed (no receiver for the address)`);
   }
 }
