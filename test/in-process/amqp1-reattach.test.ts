@@ -2,14 +2,14 @@ import type { AddressInfo, Server } from 'node:net';
 import rhea from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type Context, defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
+import { type Context, defaultConfig, getTransport, RPCClient, RPCServer, Target } from '../../src/index.js';
 import { clearRheaTimers } from '../../src/rhea/index.js';
 import { sleep, until } from '../support/assert.js';
 
 // A server's link credit across a reconnect whose re-attach the peer answers late. The peer is a
 // plain rhea container (no router of ours), so that it can delay its answer to one attach.
 
-const t = suite('amqp1: credit across a slow re-attach');
+const t = suite('amqp1: peers that answer late or never settle');
 
 t('a request that ends while the re-attach waits for its answer gives its credit back: the server takes the next request', async () => {
   const container = rhea.create_container({ id: 'slow-reattach' });
@@ -78,6 +78,85 @@ t('a request that ends while the re-attach waits for its answer gives its credit
     for (const s of sockets) s.destroy();
     // Peer connections keep rhea's heartbeat timers unless told.
     for (const c of peers) clearRheaTimers(c);
+    await new Promise((r) => listener.close(r));
+  }
+});
+
+t('close() ends the sends waiting for room in the session buffer at once (ClosedError), not at their deadlines', async () => {
+  // A peer that settles nothing: the session buffer fills with casts waiting for their outcome.
+  const container = rhea.create_container({ id: 'holds-all' });
+  container.on('error', () => {});
+  container.on('disconnected', () => {});
+  const peers: rhea.Connection[] = [];
+  container.on('connection_open', (ctx: rhea.EventContext) => peers.push(ctx.connection));
+  container.on('receiver_open', (ctx: rhea.EventContext) => ctx.receiver!.add_credit(5000));
+  const listener = container.listen({ port: 0, host: '127.0.0.1', autoaccept: false } as never) as unknown as Server;
+  await new Promise((r) => listener.once('listening', r));
+  const transport = await getTransport(`amqp://127.0.0.1:${(listener.address() as AddressInfo).port}/`, { config: defaultConfig() });
+  try {
+    const client = new RPCClient(transport, new Target({ topic: 'held' }), { timeout: 60_000 });
+    // 2048 slots, 128 kept for replies: the 1921st cast waits for room.
+    const held = Array.from({ length: 1920 }, () => client.cast({}, 'x').catch((e: Error & { code?: string }) => e.code));
+    await sleep(300);
+    const waiting = client.cast({}, 'x').then(
+      () => 'resolved',
+      (e: Error & { code?: string }) => e.code,
+    );
+    await sleep(200);
+    const t0 = Date.now();
+    await transport.close();
+    const closedAfter = Date.now() - t0;
+    // Before: it rejected only at its 60 s deadline, with MessagingTimeout, its timer holding the process.
+    const outcome = await Promise.race([waiting, sleep(2000).then(() => 'still waiting 2 s after close()')]);
+    assert.is(outcome, 'HERMOD_ERR_CLOSED', `close() took ${closedAfter} ms`);
+    assert.ok((await Promise.all(held)).every((c) => c !== undefined));
+  } finally {
+    await transport.close();
+    for (const c of peers) {
+      (c as unknown as { socket?: { destroy(): void } }).socket?.destroy();
+      clearRheaTimers(c);
+    }
+    await new Promise((r) => listener.close(r));
+  }
+});
+
+t('a peer that never answers an attach: start() fails within rpc.responseTimeout, not never', async () => {
+  const container = rhea.create_container({ id: 'mute-attach' });
+  container.on('error', () => {});
+  container.on('disconnected', () => {});
+  const peers: rhea.Connection[] = [];
+  container.on('connection_open', (ctx: rhea.EventContext) => {
+    peers.push(ctx.connection);
+    const conn = ctx.connection as unknown as { on_attach(frame: { performative: { name: string } }): void };
+    const original = conn.on_attach;
+    // The attach of the server's own address is swallowed: no answer, no error.
+    conn.on_attach = function (frame) {
+      if (!frame.performative.name.includes('.t.s1]')) original.call(this, frame);
+    };
+  });
+  const listener = container.listen({ port: 0, host: '127.0.0.1' } as never) as unknown as Server;
+  await new Promise((r) => listener.once('listening', r));
+  const transport = await getTransport(`amqp://127.0.0.1:${(listener.address() as AddressInfo).port}/`, {
+    config: defaultConfig(),
+    overrides: { 'rpc.responseTimeout': '1s' },
+  });
+  const server = new RPCServer(transport, new Target({ topic: 't', server: 's1' }), [{ ping: async () => 'pong' }]);
+  try {
+    const outcome = await Promise.race([
+      server.start().then(
+        () => 'started',
+        (e: Error & { code?: string }) => `${e.code}: ${e.message}`,
+      ),
+      sleep(10_000).then(() => 'still pending after 10 s'),
+    ]);
+    assert.match(outcome, /^HERMOD_ERR_TRANSPORT: subscribe: the peer did not answer the attach of .*within 1 s \(rpc\.responseTimeout\)/);
+  } finally {
+    await server.stop();
+    await transport.close();
+    for (const c of peers) {
+      (c as unknown as { socket?: { destroy(): void } }).socket?.destroy();
+      clearRheaTimers(c);
+    }
     await new Promise((r) => listener.close(r));
   }
 });

@@ -26,7 +26,7 @@ export interface FlowLinks {
  */
 export class SendFlow {
   /** Calls and casts waiting for a slot in the session buffer, oldest first. */
-  private readonly waiters: Array<() => void> = [];
+  private readonly waiters: Array<{ wake(): void; fail(err: Error): void }> = [];
   /** Slots promised to woken waiters that have not sent yet. */
   private reserved = 0;
   private readonly replyBacklog: Message[] = [];
@@ -49,13 +49,19 @@ export class SendFlow {
       return;
     }
     await new Promise<void>((resolve, reject) => {
-      const wake = () => {
-        clearTimeout(timer);
-        resolve();
+      const waiter = {
+        wake: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        fail: (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
+        },
       };
       const timer = setTimeout(
         () => {
-          const i = this.waiters.indexOf(wake);
+          const i = this.waiters.indexOf(waiter);
           if (i >= 0) this.waiters.splice(i, 1);
           reject(
             new MessagingTimeout(`${what}: timed out waiting for room to send (${this.waiters.length} sends queued on the connection)`),
@@ -63,9 +69,19 @@ export class SendFlow {
         },
         Math.max(1, deadline - Date.now()),
       );
-      this.waiters.push(wake);
+      this.waiters.push(waiter);
       this.schedulePump();
     });
+  }
+
+  /**
+   * The transport is closing: sends still waiting for room fail now with `err` (their timers
+   * would have kept the process alive to their deadlines), and replies held for room are dropped
+   * (their reply addresses died with the connection).
+   */
+  failAll(err: Error): void {
+    for (const w of this.waiters.splice(0)) w.fail(err);
+    this.replyBacklog.length = 0;
   }
 
   /** Gives back the slot {@link acquire} reserved. */
@@ -108,7 +124,7 @@ export class SendFlow {
         replies.send(this.replyBacklog.shift()!);
       while (this.waiters.length > 0 && this.requestRoom() > 0) {
         this.reserved++;
-        this.waiters.shift()!();
+        this.waiters.shift()!.wake();
       }
     });
   }

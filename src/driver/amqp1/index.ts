@@ -2,7 +2,7 @@ import type { Connection, EventContext, Message, Receiver, Sender, Source } from
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
 import { channels, publish } from '../../core/diagnostics.js';
-import { ClosedError, InvalidArgument, MessageTooLarge, MessagingTimeout } from '../../core/errors.js';
+import { ClosedError, InvalidArgument, MessageTooLarge, MessagingTimeout, TransportError } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import type { Context } from '../../core/serializer.js';
 import type { Target } from '../../core/target.js';
@@ -305,12 +305,8 @@ export class Amqp1Driver extends DriverBase implements Driver {
 
   private async subscribe(addresses: () => string[], opts: ListenOptions): Promise<Listener> {
     this.assertOpen();
-    await this.connection.until(
-      () => this.connection.isOpen,
-      Date.now() + this.config.rpc.responseTimeout,
-      this.config.rpc.retry,
-      'subscribe',
-    );
+    const deadline = Date.now() + this.config.rpc.responseTimeout;
+    await this.connection.until(() => this.connection.isOpen, deadline, this.config.rpc.retry, 'subscribe');
     const listener = this.track(
       new Amqp1Listener({
         conn: this.connection.rhea!,
@@ -332,12 +328,30 @@ export class Amqp1Driver extends DriverBase implements Driver {
       untrack?.();
       this.active.delete(listener);
     };
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await listener.attached;
+      // Bounded as the connect is: a peer that never answered an attach (hung, overloaded) kept
+      // start() pending for ever.
+      const unanswered = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new TransportError(
+                `subscribe: the peer did not answer the attach of ${addresses().join(', ')} within ${Math.round(this.config.rpc.responseTimeout / 1000)} s (rpc.responseTimeout)`,
+              ),
+            ),
+          Math.max(1, deadline - Date.now()),
+        );
+      });
+      // A refusal that comes after the deadline has nobody left to tell.
+      listener.attached.catch(() => {});
+      await Promise.race([listener.attached, unanswered]);
     } catch (err) {
       // A refused link: the others are detached, and the subscription fails as a whole.
       await listener.close();
       throw err;
+    } finally {
+      clearTimeout(timer);
     }
     return listener;
   }
@@ -358,8 +372,10 @@ export class Amqp1Driver extends DriverBase implements Driver {
     this.connection.wake();
     try {
       await this.connection.close();
-      // Sends still waiting for an outcome past the flush bound end now (ClosedError).
+      // Sends still waiting for an outcome past the flush bound end now (ClosedError), and so do
+      // those still waiting for room in the session buffer.
       this.sender.connectionLost(new ClosedError('transport closed before the peer settled the message'));
+      this.flow.failAll(new ClosedError('transport closed while the message waited for room to send'));
     } finally {
       this.markClosed();
     }
