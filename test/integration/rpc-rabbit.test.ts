@@ -148,6 +148,23 @@ t('a call nobody is bound for fails at once (mandatory), or at its deadline like
   await osloLike.cast({}, 'x');
 });
 
+t(
+  "a fanout cast after the topic's last server stopped (its auto-delete exchange gone) is MessageUndeliverable, with retry 0 too",
+  async (ctx) => {
+    const s = await serve(ctx, 'fx-gone', 's1', [{ bump: async () => undefined }]);
+    const c = new RPCClient(await transport(ctx), new Target({ topic: 'fx-gone', fanout: true }), { timeout: 5000 });
+    await c.cast({}, 'bump');
+    await s.stop();
+    await s.wait(1000);
+    // Before: the publisher still took fx-gone_fanout for declared; the broker's 404 closed both
+    // publishing channels and the cast failed as "connection lost" (TransportError) with retry 0.
+    for (const retry of [0, -1]) await rejects(c.prepare({ retry }).cast({}, 'bump'), 'HERMOD_ERR_UNDELIVERABLE', /fx-gone_fanout/);
+    // And the channels stood: a call on the same transport goes at once.
+    await serve(ctx, 'fx-other', 's1', [{ ping: async () => 'pong' }]);
+    assert.is(await new RPCClient(c.transport, new Target({ topic: 'fx-other' }), { timeout: 5000 }).call({}, 'ping'), 'pong');
+  },
+);
+
 t('bad input at a server: no envelope, bad JSON, wrong version, bad fields, duplicates, oversize; it keeps serving', async (ctx) => {
   const rec = new Recorder('s');
   let invalid = 0;

@@ -201,7 +201,10 @@ export class Publisher {
   private async declare(ch: Channel, p: Publication): Promise<void> {
     if (p.exchange && !this.declared.has(p.exchange.name)) {
       await this.topology.declareExchange(ch, p.exchange);
-      this.declared.add(p.exchange.name);
+      // Not kept when the broker deletes it by itself: a fanout cast after the topic's last
+      // server stopped went to an exchange no longer there, and the broker's 404 closed both
+      // publishing channels (failing other publishes under way) and read as a lost connection.
+      if (!this.topology.autoDeleted(p.exchange)) this.declared.add(p.exchange.name);
     }
     const b = p.declare;
     const key = b && `queue:${b.exchange.name}:${b.key}`;

@@ -141,6 +141,14 @@ export class Topology {
     return { durable: this.r.durableQueues || this.r.quorumQueues, autoDelete: this.r.autoDelete };
   }
 
+  /**
+   * Whether the broker deletes `ex` by itself (a `<topic>_fanout` exchange once its last queue
+   * is unbound, any exchange with `amqp_auto_delete`): a publisher cannot keep it as declared.
+   */
+  autoDeleted(ex: ExchangeRef): boolean {
+    return ex.name !== '' && (ex.type === 'fanout' ? this.fanoutExchangeOptions() : this.exchangeOptions()).autoDelete === true;
+  }
+
   /** Declares an exchange with its flags (the default exchange `""` needs none). */
   async declareExchange(ch: Channel, ex: ExchangeRef): Promise<void> {
     if (ex.name === '') return;
