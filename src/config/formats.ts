@@ -120,13 +120,22 @@ const FORMATS: { [K in keyof FormatTypes]: convict.Format } = {
     validate(value: unknown) {
       if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw new Error('must be a list of strings');
     },
-    coerce: (value: unknown) =>
-      typeof value === 'string'
-        ? value
-            .split(',')
-            .map((s) => s.trim())
-            .filter(Boolean)
-        : value,
+    coerce: (value: unknown) => {
+      if (typeof value !== 'string') return value;
+      // A JSON array (`["a","b"]` in an environment variable) is read as one: split on commas,
+      // it became the items '["a"' and '"b"]' without a word.
+      if (value.trim().startsWith('[')) {
+        try {
+          return JSON.parse(value) as unknown;
+        } catch {
+          return value;
+        }
+      }
+      return value
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+    },
   },
   bool: {
     validate(value: unknown) {

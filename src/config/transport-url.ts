@@ -197,6 +197,13 @@ export function parseTransportUrl(url: string): TransportUrl {
   const slash = rest.indexOf('/');
   const netloc = slash >= 0 ? rest.slice(0, slash) : rest;
   const path = slash >= 0 ? rest.slice(slash + 1) : undefined;
+  // A fragment after the hosts has no meaning here (oslo's urlparse drops it): kept, it became
+  // part of the virtual host or of the last option's value. (In a password '#' needs no encoding.)
+  if (path?.includes('#') || queryText.includes('#')) {
+    throw new ConfigError(`transport URL '${redactUrl(url)}' has a '#' after its hosts: percent-encode it (%23) in a virtual host`, {
+      key: 'transportUrl',
+    });
+  }
 
   const options: Record<string, string> = {};
   const section = info.driver;
@@ -215,6 +222,8 @@ export function parseTransportUrl(url: string): TransportUrl {
           : ` (options: ${known.map((c) => c.split('.').pop()).join(', ')})`;
       throw new ConfigError(`transport URL option '${k}' is not an option of the ${section} driver${hint}`, { key: full });
     }
+    // oslo joins repeated values ('30,10'), which no option of one value takes: said, not the last kept.
+    if (full in options) throw new ConfigError(`transport URL option '${k}' is given twice`, { key: full });
     options[full] = v;
   }
 

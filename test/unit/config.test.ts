@@ -199,4 +199,10 @@ t('tls.ca, tls.cert or tls.key with a URL that is not TLS is a ConfigError, not 
   await plain.close();
 });
 
+t('a list option given as a JSON array is read as one, not split on its commas', () => {
+  assert.equal(loadConfig({ env: { HERMOD_NOTIFICATIONS_TOPICS: '["a", "b"]' } }).notifications.topics, ['a', 'b']);
+  assert.equal(loadConfig({ env: { HERMOD_NOTIFICATIONS_TOPICS: 'a, b' } }).notifications.topics, ['a', 'b']);
+  assert.throws(() => loadConfig({ env: { HERMOD_NOTIFICATIONS_TOPICS: '["a", 1]' } }), /must be a list of strings/);
+});
+
 t.run();

@@ -74,4 +74,10 @@ t('getTransport applies URL options over the config and rejects unavailable driv
   await tr.close();
 });
 
+t("a '#' (a fragment: oslo drops it, it was kept in the vhost) and a repeated option are ConfigErrors", async () => {
+  await rejects(() => parseTransportUrl('rabbit://h/vh#frag'), 'HERMOD_ERR_CONFIG', /has a '#' after its hosts: percent-encode it \(%23\)/);
+  await rejects(() => parseTransportUrl('rabbit://h/?heartbeat=30&heartbeat=10'), 'HERMOD_ERR_CONFIG', /option 'heartbeat' is given twice/);
+  assert.is(parseTransportUrl('rabbit://u:p%23w@h/v%23h').virtualHost, 'v#h');
+});
+
 t.run();
