@@ -65,6 +65,8 @@ test('run file: unknown keys suggest a known key only when close, bad values nam
       /services\.a\.config\.rpc\.responseTimout: unknown configuration key .*did you mean 'rpc\.responseTimeout'/,
     ],
     [{ config: { rabit: { heartbeat: 1 } }, services: { a: ok } }, /config\.rabit: unknown configuration key 'rabit'/],
+    // A known section that is not an object is named as a section (it was "unknown key 'rpc'").
+    [{ config: { rpc: null }, services: { a: ok } }, /config\.rpc: configuration section 'rpc' must be an object of rpc\.\* options/],
     // Far from every key: no suggestion (a wild guess misleads), the known keys instead.
     [{ services: { a: { ...ok, xyzzy: 1 } } }, /services\.a: unknown key 'xyzzy' \(known keys: endpoints, topic, server,/],
     [

@@ -126,6 +126,9 @@ function configSection(value: unknown, where: string): Record<string, unknown> {
       if (CONFIG_KEYS.includes(key)) out[key] = v;
       else if (v && typeof v === 'object' && !Array.isArray(v) && CONFIG_KEYS.some((c) => c.startsWith(`${key}.`)))
         walk(v as Record<string, unknown>, key);
+      // `"rpc": null`: a known section whose value is not one, named as the other JSON files name it.
+      else if (CONFIG_KEYS.some((c) => c.startsWith(`${key}.`)))
+        fail(`${where}.${key}`, `configuration section '${key}' must be an object of ${key}.* options`, key);
       else {
         const guess = closeKey(key);
         fail(
