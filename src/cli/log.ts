@@ -145,7 +145,12 @@ export function logConnectionState(log: Logger, budget?: { retry: number; key: s
       // The connection itself would try again, but the one request of a short-lived bin gives up
       // past its retry budget: "next try in 4.4 s" right before "gave up" misled.
       const spent = budget !== undefined && budget.retry >= 0 && (ev.attempt ?? 0) > budget.retry;
-      const next = spent ? `no more tries (${budget.key}=${budget.retry})` : nextTryText(ev.delayMs);
+      // A wrong protocol or port says "not retried" in its reason: no next try to announce.
+      const next = /\bnot retried\)$/.test(why ?? '')
+        ? 'not retrying'
+        : spent
+          ? `no more tries (${budget.key}=${budget.retry})`
+          : nextTryText(ev.delayMs);
       log.info(`reconnecting to ${host}${why ? ` (${why})` : ''}: attempt ${ev.attempt ?? '?'} failed, ${next}`, {
         host: ev.host,
         ...(ev.role ? { role: ev.role } : {}),

@@ -60,6 +60,14 @@ t('the reconnect line of a driver event with a 30 ms delay says "next try in 30 
   channel.publish({ state: 'reconnecting', host: 'h:1', role: 'server t.s1', attempt: 1, delayMs: 300 });
   channel.publish({ state: 'reconnecting', host: 'h:1', role: 'publisher', attempt: 1, delayMs: 0 });
   channel.publish({ state: 'connected', host: 'h:1', role: 'publisher' });
+  // A wrong protocol is not retried: no "next try" (it said "next try in 30.0 s").
+  channel.publish({
+    state: 'reconnecting',
+    host: 'h:2',
+    attempt: 1,
+    delayMs: 30_000,
+    reason: 'h:2 speaks AMQP 1.0 (connecting not retried)',
+  });
   listening = false;
   assert.equal(lines, [
     'disconnected from h:1: the peer closed the connection',
@@ -70,6 +78,7 @@ t('the reconnect line of a driver event with a 30 ms delay says "next try in 30 
     'reconnecting to h:1 [server t.s1]: attempt 1 failed, next try in 0.3 s',
     'reconnecting to h:1 [publisher] (CONNECTION_FORCED): attempt 1 failed, next try at once',
     'connected to h:1 [publisher]',
+    'reconnecting to h:2 (h:2 speaks AMQP 1.0 (connecting not retried)): attempt 1 failed, not retrying',
   ]);
 });
 
