@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { coerceArgs, fetchContract, needsContract, usage } from '../src/cli/contract-args.js';
 import { CLI_DEFAULT_URL, RPC_CLIENT_DEFAULTS } from '../src/cli/defaults.js';
-import { EXIT, type ExitStatus, exitOnUsage, fatal, printFailure } from '../src/cli/exit-codes.js';
+import { EXIT, type ExitStatus, exitOnUsage, failureStatus, fatal, printFailure } from '../src/cli/exit-codes.js';
 import { describeJobFailure, jobCommand, startJob } from '../src/cli/jobs-command.js';
 import { parseKeyValues } from '../src/cli/key-values.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
@@ -51,6 +51,15 @@ async function main(): Promise<void> {
       CONFIG_HELP_LINE,
     ],
   )
+    .configureOutput({
+      // Commander's own usage errors: as JSON with --json, like every other error.
+      outputError: (text, write) =>
+        write(
+          JSON_ERRORS
+            ? `${JSON.stringify({ error: { status: EXIT.usage, code: 'HERMOD_ERR_USAGE', message: text.replace(/^error: /, '').trim() } })}\n`
+            : text,
+        ),
+    })
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
   const [topic, method, pairs] = [program.args[0]!, program.args[1]!, program.args.slice(2)];
@@ -204,4 +213,12 @@ async function main(): Promise<void> {
   process.exit(status);
 }
 
-main().catch(fatal);
+/** `--json` anywhere on the command line: errors of every kind (usage, configuration) are JSON too. */
+const JSON_ERRORS = process.argv.slice(2).includes('--json');
+
+main().catch((err: unknown) => {
+  if (!JSON_ERRORS) fatal(err);
+  const status = failureStatus(err);
+  printFailure({ status, text: err instanceof Error ? err.message : String(err) }, err, true);
+  process.exit(status);
+});

@@ -172,6 +172,20 @@ t('exit 0, 1, 3, 4, 5 and 6 of rpc-client; a "no such method" said once; --json 
   const json = await run('rpc-client', ['ex', 'nosuch', '--json', ...url]);
   assert.is(json.code, 4);
   assert.equal(JSON.parse(json.err), { error: { status: 4, code: 'HERMOD_ERR_NO_SUCH_METHOD', message: 'no such method: nosuch' } });
+  // Usage and configuration mistakes are JSON too with --json (they were plain text).
+  for (const [args, code, message] of [
+    [['ex', 'add', 'x'], 'HERMOD_ERR_USAGE', /argument 'x' is not key=value/],
+    [['ex', 'add', '--config', 'rpc.retry=x'], 'HERMOD_ERR_CONFIG', /invalid value for rpc\.retry/],
+    [['ex', 'add', '--start', '--cast'], 'HERMOD_ERR_USAGE', /--start makes a call/],
+    [['ex'], 'HERMOD_ERR_USAGE', /missing required argument 'method'/],
+  ] as const) {
+    const r = await run('rpc-client', [...args, '--json', ...url]);
+    assert.is(r.code, 2, r.err);
+    const e = (JSON.parse(r.err) as { error: { status: number; code: string; message: string } }).error;
+    assert.is(e.status, 2);
+    assert.is(e.code, code);
+    assert.match(e.message, message);
+  }
 });
 
 t('a reader that goes away (| head): rpc-client and notify-listen end quietly with 0; the unread notification goes back', async (ctx) => {
