@@ -143,7 +143,9 @@ export function installSessionBuffers(): void {
     const room = this.capacity - (this.size - count);
     // Never further than SWEEP_EVERY above the span now, nor past three quarters of the capacity.
     const at = Math.min(this.nextSweep!, this.span + SWEEP_EVERY, Math.max(1, Math.floor((this.capacity * 3) / 4)));
-    if (this.span >= at) {
+    // Short of room, every pass: nothing more is pushed then, so the span would never reach `at`
+    // while deliveries settled behind a pinned front stayed counted (a stall at ~800 unsettled).
+    if (this.span >= at || (this.span > 0 && room < SWEEP_EVERY)) {
       count += sweep(this, f);
       if (this.span > this.capacity / 2) compact(this, Math.floor(this.capacity / 4));
       this.nextSweep = this.span + SWEEP_EVERY;

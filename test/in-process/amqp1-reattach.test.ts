@@ -3,7 +3,8 @@ import rhea from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type Context, defaultConfig, getTransport, RPCClient, RPCServer, Target } from '../../src/index.js';
-import { clearRheaTimers } from '../../src/rhea/index.js';
+import { clearRheaTimers, socketOf } from '../../src/rhea/index.js';
+import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
 
 // A server's link credit across a reconnect whose re-attach the peer answers late. The peer is a
@@ -158,6 +159,53 @@ t('a peer that never answers an attach: start() fails within rpc.responseTimeout
       clearRheaTimers(c);
     }
     await new Promise((r) => listener.close(r));
+  }
+});
+
+t('a presettled cast waiting for the slot when the connection drops still runs: nothing delivers it again', async () => {
+  const router = new Router({ port: 0, log: () => {} });
+  const url = `amqp://127.0.0.1:${await router.start()}/`;
+  const serverT = await getTransport(url, { config: defaultConfig() });
+  const clientT = await getTransport(url, { config: defaultConfig(), overrides: { 'amqp1.presettledCasts': true } });
+  const runs = new Map<number, number>();
+  const server = new RPCServer(
+    serverT,
+    new Target({ topic: 'pc', server: 's1' }),
+    [
+      {
+        async work(_c: Context, args: { seq: number }) {
+          runs.set(args.seq, (runs.get(args.seq) ?? 0) + 1);
+          await sleep(800);
+        },
+      },
+    ],
+    { concurrency: 1 },
+  );
+  try {
+    await server.start();
+    await new RPCClient(clientT, new Target({ topic: 'pc' })).cast({}, 'work', { seq: 1 });
+    // Its own address has credit of its own: the second cast is taken while the first runs.
+    await new RPCClient(clientT, new Target({ topic: 'pc', server: 's1' })).cast({}, 'work', { seq: 2 });
+    await until(() => runs.get(1) === 1 && server.stats().queued === 1, 'one running, one waiting for the slot');
+    const conn = (serverT.driver as unknown as { connection: { rhea?: rhea.Connection } }).connection.rhea!;
+    let dropped = false;
+    serverT.on('state', (st: { state: string }) => {
+      if (st.state !== 'connected') dropped = true;
+    });
+    const socket = socketOf(conn);
+    assert.ok(socket, "the server connection's socket");
+    // With an error, as a network failure ends it.
+    socket.destroy(new Error('dropped'));
+    await until(() => dropped, 'the server connection to drop');
+    // Before: dropped as an unsettled one would be, and the router had kept no copy.
+    await until(() => runs.get(2) === 1, 'the second cast to run', 10_000);
+    assert.equal(Object.fromEntries(runs), { 1: 1, 2: 1 });
+  } finally {
+    await server.stop();
+    await server.wait(2000);
+    await clientT.close();
+    await serverT.close();
+    await router.stop();
   }
 });
 

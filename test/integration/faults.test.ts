@@ -326,6 +326,41 @@ t(
   },
 );
 
+t(
+  'with stream fanout, a fanout cast waiting for the slot when the channel closes still runs once (a stream delivers nothing again)',
+  async (ctx) => {
+    const overrides = { 'rabbit.transientQuorumQueues': true, 'rabbit.streamFanout': true };
+    const topic = `dupstream-${process.pid}`;
+    const runs = new Map<number, number>();
+    class Counting {
+      async work(_c: Context, args: { seq: number }) {
+        runs.set(args.seq, (runs.get(args.seq) ?? 0) + 1);
+        await sleep(800);
+      }
+    }
+    const server = new RPCServer(await transport(ctx, ctx.node.url(), overrides), new Target({ topic, server: 's' }), [new Counting()], {
+      concurrency: 1,
+    });
+    await server.start();
+    ctx.servers.push(server);
+    const ct = await transport(ctx, ctx.node.url(), overrides);
+    await new RPCClient(ct, new Target({ topic })).cast({}, 'work', { seq: 1 });
+    await until(() => runs.get(1) === 1, 'the first cast running');
+    await new RPCClient(ct, new Target({ topic, fanout: true })).cast({}, 'work', { seq: 2 });
+    await until(() => server.stats().queued === 1, 'the fanout cast waiting for the slot');
+    type Ch = { ack(m: object): void; once(e: string, f: () => void): void };
+    const ch = (server as unknown as { listener: { channel?: Ch } }).listener.channel!;
+    let closed = false;
+    ch.once('close', () => (closed = true));
+    ch.ack({ fields: { deliveryTag: 999_999 } });
+    await until(() => closed, 'the broker to close the channel');
+    // Dropped as a queue's would be, it never ran: the stream is consumed again past it.
+    await until(() => runs.get(2) === 1, 'the fanout cast to run', 10_000);
+    await sleep(500);
+    assert.equal(Object.fromEntries(runs), { 1: 1, 2: 1 });
+  },
+);
+
 t('a server killed mid-call: the caller gets a call-monitor timeout, not a hang', async (ctx) => {
   const url = ctx.node.url();
   const child = spawn(process.execPath, [bin('rpc-server'), 'victim', '--topic', 'victim', '--transport-url', url], {

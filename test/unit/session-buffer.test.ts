@@ -72,4 +72,29 @@ t('unsettled deliveries keep their slots, in the ring or moved aside; ids in bet
   assert.is(b.available(), 64);
 });
 
+t('short of room, settled deliveries behind pinned ones are freed at the next pass: no stall at available 0', () => {
+  installRheaFixes();
+  const Session = require('rhea/lib/session.js') as new (connection: object, channel: number) => { outgoing: { deliveries: Buffer } };
+  // rhea's default size, 2048.
+  const b = new Session({}, 0).outgoing.deliveries;
+  const all: Array<{ id: number; settled: boolean; pinned: boolean }> = [];
+  let id = 0;
+  // 700 pinned (calls waiting in a router for a busy server), then traffic settled 1 050 sends later.
+  while (b.available() > 0) {
+    const d = { id: id++, settled: false, pinned: id <= 700 || id % 1000 === 0 };
+    b.push(d);
+    all.push(d);
+    const old = all[all.length - 1 - 1050];
+    if (old && !old.pinned) old.settled = true;
+    b.pop_if(settled);
+  }
+  for (const d of all) if (!d.pinned) d.settled = true;
+  b.pop_if(settled);
+  const pinned = all.filter((d) => d.pinned).length;
+  // Before: 0, for good: nothing was pushed any more, the ring's span never grew, and no sweep
+  // came. Now within one sweep's amortization (256) of exact.
+  assert.ok(b.available() >= 2048 - pinned - 256, `available ${b.available()} with ${pinned} pinned`);
+  for (const d of all) if (d.pinned) assert.is(b.by_id(d.id), d);
+});
+
 t.run();

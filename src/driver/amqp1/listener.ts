@@ -1,7 +1,7 @@
 import type { Connection, EventContext, Receiver } from 'rhea';
 import { AccessRefused, MalformedMessage, MessageTooLarge, TransportError } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
-import { discardedBytes, locallyOpen, receivingEpoch } from '../../rhea/index.js';
+import { discardedBytes, linkCredit, locallyOpen, receivingEpoch, remoteSettled } from '../../rhea/index.js';
 import type { IncomingMessage, Listener, ListenOptions, Reply } from '../driver.js';
 import { badInputBody, bodySize, decodeRequest, replyBody } from './wire.js';
 
@@ -161,6 +161,7 @@ export class Amqp1Listener implements Listener {
     const reply = this.opts.reply;
     let settled = false;
     const epoch = receivingEpoch(receiver);
+    const presettled = remoteSettled(delivery);
     const settle = (fn: () => void) => {
       if (!settled) {
         settled = true;
@@ -187,7 +188,9 @@ export class Amqp1Listener implements Listener {
       acknowledge: () => {
         // Taken on a connection that dropped since: the router gives it to a consumer again, and
         // its accept would go nowhere.
-        if (receivingEpoch(receiver) !== epoch) {
+        // A presettled delivery is gone from the router once sent: nobody delivers it again, so
+        // it runs whatever became of the connection.
+        if (!presettled && receivingEpoch(receiver) !== epoch) {
           settled = true;
           return false;
         }
@@ -210,7 +213,9 @@ export class Amqp1Listener implements Listener {
   reattached(): void {
     if (this.stopped) return;
     for (const r of this.receivers) {
-      const free = this.credit - (this.processing.get(r) ?? 0);
+      // Less what the link holds already: a request that ended between rhea's reconnect (credit
+      // reset to 0) and this open gave its credit back to the link itself.
+      const free = this.credit - (this.processing.get(r) ?? 0) - linkCredit(r);
       if (free > 0) r.add_credit(free);
     }
   }

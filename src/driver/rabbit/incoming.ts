@@ -43,6 +43,11 @@ export class RabbitIncoming implements IncomingMessage {
     parts: IncomingDict,
     /** Undefined for a cast, and for anything a notification listener receives. */
     private readonly to: ReplyAddress | undefined,
+    /**
+     * The broker delivers it again when its channel dies (a queue requeues; a stream does not:
+     * its consumer resumes past the last offset delivered, so a stream message is run anyway).
+     */
+    private readonly redelivered = true,
   ) {
     this.msg = msg;
     this.uniqueId = parts.uniqueId;
@@ -63,10 +68,10 @@ export class RabbitIncoming implements IncomingMessage {
   }
 
   acknowledge(): boolean {
-    // Its channel is gone, so the broker has requeued it and delivers it again: this copy, still
-    // waiting in the server for a slot, must not run as well (oslo discards a request whose
+    // Its channel is gone, so the broker has requeued it and delivers it again (not from a
+    // stream): this copy, still waiting in the server for a slot, must not run as well (oslo discards a request whose
     // acknowledgement fails). A copy of a request another copy already started is dropped too.
-    if (this.host.dead || this.host.dedup.seen(this.uniqueId)) {
+    if ((this.host.dead && this.redelivered) || this.host.dedup.seen(this.uniqueId)) {
       if (!this.host.dead) this.settle(true);
       this.msg = undefined;
       this.uniqueId = undefined;

@@ -147,7 +147,7 @@ export class RabbitListener implements TrackedListener {
         if (msg) {
           if (b.stream) this.trackOffset(b.queue, msg);
           // Set by subscribe() before the first consume, for this channel.
-          if (this.host) this.onMessage(this.host, b.queue, msg);
+          if (this.host) this.onMessage(this.host, b.queue, msg, b.stream === true);
         } else {
           // The broker cancelled the consumer: its queue was deleted (by an operator, an expiry
           // policy) or moved (a quorum or mirrored queue's failover). oslo reconnects and
@@ -188,7 +188,7 @@ export class RabbitListener implements TrackedListener {
     else if (typeof offset === 'bigint') this.streamOffset.set(queue, Number(offset) + 1);
   }
 
-  private onMessage(host: IncomingHost, queue: string, msg: ConsumeMessage): void {
+  private onMessage(host: IncomingHost, queue: string, msg: ConsumeMessage, stream: boolean): void {
     host.acks.delivered(msg);
     let data: Record<string, unknown>;
     try {
@@ -207,7 +207,7 @@ export class RabbitListener implements TrackedListener {
       return;
     }
     const parts = splitIncoming(data);
-    this.o.listen.onMessage(new RabbitIncoming(host, msg, parts, this.o.kind === 'rpc' ? parts.replyTo : undefined));
+    this.o.listen.onMessage(new RabbitIncoming(host, msg, parts, this.o.kind === 'rpc' ? parts.replyTo : undefined, !stream));
   }
 
   /** Best effort: an unsupported envelope or a bad field may still name its reply queue. */
