@@ -366,7 +366,8 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
     ]);
     const took = Date.now() - t0;
     assert.is(r.status, 200);
-    assert.ok(took < 550, `concurrent: took ${took} ms for two 300 ms calls`);
+    // One after the other they take 600 ms at least: under that, they ran together (a tighter bound failed on a loaded CI machine).
+    assert.ok(took < 600, `concurrent: took ${took} ms for two 300 ms calls`);
     assert.is(r.json.length, 6, 'one answer per request, none for the notification');
     const byId = new Map<unknown, Json>(r.json.filter((x: Json) => x.id !== null).map((x: Json) => [x.id, x]));
     assert.is(byId.get('a').result, 300);
