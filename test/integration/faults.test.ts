@@ -258,6 +258,21 @@ t(
   },
 );
 
+type Ch = { ack(m: object): void; once(e: string, f: () => void): void };
+
+/**
+ * Has the broker close an amqplib channel while its connection stays up, as RabbitMQ's
+ * consumer_timeout does: an acknowledgement of a delivery tag the broker never sent is a
+ * PRECONDITION_FAILED channel error.
+ */
+async function brokerClosesChannel(ch: Ch | undefined, what: string): Promise<void> {
+  assert.ok(ch, what);
+  let closed = false;
+  ch.once('close', () => (closed = true));
+  ch.ack({ fields: { deliveryTag: 999_999 } });
+  await until(() => closed, `the broker to close ${what}`);
+}
+
 t('the broker closes a server channel and a reply channel, the connections up: both are made anew and serve again', async (ctx) => {
   const topic = `chclosed-${process.pid}`;
   const server = new RPCServer(await transport(ctx, ctx.node.url()), new Target({ topic, server: 's' }), [new Recorder('s')]);
@@ -265,16 +280,9 @@ t('the broker closes a server channel and a reply channel, the connections up: b
   ctx.servers.push(server);
   const client = new RPCClient(await transport(ctx, ctx.node.url()), new Target({ topic }), { timeout: 5_000 });
   assert.is(await client.call({}, 'add', { a: 1, b: 1 }), 2);
-  type Ch = { ack(m: object): void; once(e: string, f: () => void): void };
   /** Has the broker close `ch` (the connection stays up), then calls until served again. */
   const closeAndRetry = async (ch: Ch | undefined, what: string, a: number) => {
-    assert.ok(ch, what);
-    let closed = false;
-    ch.once('close', () => (closed = true));
-    // An acknowledgement of a delivery tag the broker never sent: it closes the channel with
-    // PRECONDITION_FAILED and leaves the connection up, as RabbitMQ's consumer_timeout does.
-    ch.ack({ fields: { deliveryTag: 999_999 } });
-    await until(() => closed, `the broker to close ${what}`);
+    await brokerClosesChannel(ch, what);
     let got: unknown;
     const end = Date.now() + 15_000;
     while (got !== 2 * a && Date.now() < end) got = await client.call({}, 'add', { a, b: a }).catch(() => sleep(100));
@@ -311,14 +319,8 @@ t(
     const first = client.call({}, 'work', { seq: 1 });
     const second = client.call({}, 'work', { seq: 2 });
     await until(() => runs.get(1) === 1 && server.stats().queued === 1, 'one running, one waiting for the slot');
-    type Ch = { ack(m: object): void; once(e: string, f: () => void): void };
-    const ch = (server as unknown as { listener: { channel?: Ch } }).listener.channel!;
-    let closed = false;
-    ch.once('close', () => (closed = true));
-    // An acknowledgement of a tag the broker never sent: it closes the channel (PRECONDITION_FAILED),
-    // requeues what it had delivered on it, and the server consumes again on a new channel.
-    ch.ack({ fields: { deliveryTag: 999_999 } });
-    await until(() => closed, 'the broker to close the channel');
+    // The broker requeues what it had delivered on the channel, and the server consumes again on a new one.
+    await brokerClosesChannel((server as unknown as { listener: { channel?: Ch } }).listener.channel, "the server listener's channel");
     assert.equal(await Promise.all([first, second]), [1, 2]);
     await sleep(500);
     // Before: request 2 ran twice, from the stale delivery and from the redelivery.
@@ -348,12 +350,7 @@ t(
     await until(() => runs.get(1) === 1, 'the first cast running');
     await new RPCClient(ct, new Target({ topic, fanout: true })).cast({}, 'work', { seq: 2 });
     await until(() => server.stats().queued === 1, 'the fanout cast waiting for the slot');
-    type Ch = { ack(m: object): void; once(e: string, f: () => void): void };
-    const ch = (server as unknown as { listener: { channel?: Ch } }).listener.channel!;
-    let closed = false;
-    ch.once('close', () => (closed = true));
-    ch.ack({ fields: { deliveryTag: 999_999 } });
-    await until(() => closed, 'the broker to close the channel');
+    await brokerClosesChannel((server as unknown as { listener: { channel?: Ch } }).listener.channel, "the server listener's channel");
     // Dropped as a queue's would be, it never ran: the stream is consumed again past it.
     await until(() => runs.get(2) === 1, 'the fanout cast to run', 10_000);
     await sleep(500);
