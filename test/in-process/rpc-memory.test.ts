@@ -2,7 +2,16 @@ import diagnostics_channel from 'node:diagnostics_channel';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { MemoryDriver } from '../../src/driver/memory/index.js';
-import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import {
+  defaultConfig,
+  getTransport,
+  NotificationListener,
+  Notifier,
+  RPCClient,
+  RPCServer,
+  Target,
+  type Transport,
+} from '../../src/index.js';
 import { rejects, until } from '../support/assert.js';
 import { Recorder } from '../support/endpoints.js';
 import { rpcSuite } from '../support/rpc-cases.js';
@@ -170,5 +179,105 @@ t(
     assert.is(await c.call({}, 'ping', {}), 'pong');
   },
 );
+
+t('exchange a.b with topic c and exchange a with topic b.c are different queues', async (ctx) => {
+  const x = new RPCServer(ctx.transport, new Target({ exchange: 'a.b', topic: 'c', server: 's1' }), [new Recorder('x')]);
+  const y = new RPCServer(ctx.transport, new Target({ exchange: 'a', topic: 'b.c', server: 's2' }), [new Recorder('y')]);
+  for (const s of [x, y]) {
+    await s.start();
+    ctx.servers.push(s);
+  }
+  const toY = new RPCClient(ctx.transport, new Target({ exchange: 'a', topic: 'b.c' }), { timeout: 1000 });
+  const toX = new RPCClient(ctx.transport, new Target({ exchange: 'a.b', topic: 'c' }), { timeout: 1000 });
+  // Before, both were queue `a.b.c`, and each server took half of the other's calls.
+  for (let i = 0; i < 4; i++) {
+    assert.is(await toY.call({}, 'whoami'), 'y');
+    assert.is(await toX.call({}, 'whoami'), 'x');
+  }
+});
+
+t('requeued messages leave again in the order they were published', async (ctx) => {
+  const broker = (ctx.transport.driver as MemoryDriver).broker;
+  broker.declareQueue('q');
+  const held: Array<{ body: string; requeue(): void; done(): void }> = [];
+  const consumer = { prefetch: 5, inFlight: 0, deliver: (d: (typeof held)[number]) => held.push(d) };
+  const cancel = broker.consume('q', consumer);
+  for (const b of ['e1', 'e2', 'e3', 'e4', 'e5']) broker.publish('', 'q', b);
+  await until(() => held.length === 5, 'five deliveries');
+  broker.publish('', 'q', 'e6');
+  const first = held.splice(0);
+  // Requeued one by one from the front, as a stopping listener does; before, each went to the
+  // head of the queue, so they came back e5 e4 e3 e2 e1.
+  for (const d of first) d.requeue();
+  await until(() => held.length === 5, 'five deliveries again');
+  assert.equal(
+    held.map((d) => d.body),
+    ['e1', 'e2', 'e3', 'e4', 'e5'],
+  );
+  for (const d of held.splice(0)) d.done();
+  await until(() => held.length === 1, 'the sixth');
+  assert.is(held[0]!.body, 'e6');
+  held[0]!.done();
+  cancel();
+});
+
+t('closing a transport gives back what its listeners hold: a notification in a batch reaches the next listener', async () => {
+  const name = fresh();
+  const target = new Target({ topic: 'held' });
+  const t1 = await getTransport(`memory://${name}`, { config: defaultConfig() });
+  const t2 = await getTransport(`memory://${name}`, { config: defaultConfig() });
+  const l1 = new NotificationListener(t1, [target], [{ info: () => assert.unreachable('the closed listener ran it') }], {
+    batchSize: 10,
+    batchTimeout: 300,
+  });
+  const got: unknown[] = [];
+  const l2 = new NotificationListener(t2, [target], [{ info: (_c: unknown, _p: unknown, ev: unknown) => void got.push(ev) }]);
+  try {
+    await l1.start();
+    await new Notifier(t2, { publisherId: 'p', topics: ['held'] }).info({}, 'important', { n: 1 });
+    await until(() => l1.stats().queued === 1, 'the first listener holding it in its batch');
+    await t1.close();
+    await l2.start();
+    // Before, it was lost: the closed listener's delivery was never given back to the queue.
+    await until(() => got.length === 1, 'the second listener getting it');
+    assert.is(got[0], 'important');
+  } finally {
+    await l1.stop();
+    await l1.wait(100);
+    await l2.stop();
+    await l2.wait(100);
+    await t2.close();
+  }
+});
+
+t('a request running when its transport closes runs again on another server, as RabbitMQ redelivers it', async (ctx) => {
+  const t1 = await getTransport(ctx.transport.url.toString(), { config: defaultConfig() });
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const s1 = new RPCServer(t1, new Target({ topic: 'redo', server: 's1' }), [
+    {
+      async work() {
+        await gate;
+        return 's1';
+      },
+    },
+  ]);
+  try {
+    await s1.start();
+    await serve(ctx, 'redo', 's2', [{ work: async () => 's2' }], { concurrency: 1 });
+    const c = new RPCClient(ctx.transport, new Target({ topic: 'redo', server: 's1' }), { timeout: 5000 });
+    const pending = c.call({}, 'work');
+    await until(() => s1.stats().inFlight === 1, 's1 running it');
+    await t1.close();
+    // The request went to s1's own queue; a server of the same name takes it up once s1's transport is gone.
+    await serve(ctx, 'redo', 's1', [{ work: async () => 'the new s1' }]);
+    // Before, the closed listener dropped it and the caller timed out.
+    assert.is(await pending, 'the new s1');
+  } finally {
+    release();
+    await s1.stop();
+    await s1.wait(100);
+  }
+});
 
 t.run();

@@ -9,7 +9,7 @@ export interface MemoryDelivery {
   readonly body: string;
   /** Frees the consumer's prefetch slot. */
   done(): void;
-  /** Puts the message back at the head of its queue. */
+  /** Puts the message back in its queue, ahead of every message published after it (as RabbitMQ keeps a requeued message's place). */
   requeue(): void;
 }
 
@@ -19,8 +19,15 @@ export interface MemoryConsumer {
   inFlight: number;
 }
 
+/** A queued message and its place in its queue's publish order. */
+interface Queued {
+  readonly body: string;
+  readonly seq: number;
+}
+
 class MemoryQueue {
-  readonly messages: string[] = [];
+  readonly messages: Queued[] = [];
+  private seq = 0;
   readonly consumers: MemoryConsumer[] = [];
   private next = 0;
   private scheduled = false;
@@ -30,9 +37,16 @@ class MemoryQueue {
     private readonly wake: (c: MemoryConsumer) => void,
   ) {}
 
-  push(body: string, front = false): void {
-    if (front) this.messages.unshift(body);
-    else this.messages.push(body);
+  push(body: string): void {
+    this.messages.push({ body, seq: this.seq++ });
+    this.schedule();
+  }
+
+  /** Puts `m` back at its place: requeued in any order, messages leave again in their publish order. */
+  private putBack(m: Queued): void {
+    let i = 0;
+    while (i < this.messages.length && this.messages[i]!.seq < m.seq) i++;
+    this.messages.splice(i, 0, m);
     this.schedule();
   }
 
@@ -50,7 +64,7 @@ class MemoryQueue {
     while (this.messages.length > 0) {
       const consumer = this.pickConsumer();
       if (!consumer) return;
-      const body = this.messages.shift()!;
+      const m = this.messages.shift()!;
       consumer.inFlight++;
       let finished = false;
       const release = () => {
@@ -61,12 +75,12 @@ class MemoryQueue {
         return true;
       };
       consumer.deliver({
-        body,
+        body: m.body,
         done: () => {
           release();
         },
         requeue: () => {
-          if (release()) this.push(body, true);
+          if (release()) this.putBack(m);
         },
       });
     }

@@ -11,6 +11,16 @@ import { MemoryListener } from './listener.js';
 import type { ReplyBody, RequestBody } from './wire.js';
 
 /**
+ * A queue or fanout exchange name in the memory broker: its parts joined by NUL, which no
+ * target field may contain, so that exchange `a.b` with topic `c` and exchange `a` with topic
+ * `b.c` never share a queue (dotted names did). Within one exchange a queue is named after its
+ * routing key, as oslo names it on RabbitMQ.
+ */
+function memoryName(...parts: string[]): string {
+  return parts.join('\0');
+}
+
+/**
  * The in-memory driver: oslo semantics (competing servers, server-directed calls, fanout,
  * exchanges, timeouts, call-monitor heartbeats, notifications) inside one process. Every
  * `memory://<name>` transport of the process shares the broker called `<name>`.
@@ -59,7 +69,7 @@ export class MemoryDriver extends DriverBase implements Driver {
     let routeExchange = exchange;
     let key = target.server ? `${topic}.${target.server}` : topic;
     if (target.fanout) {
-      routeExchange = `${exchange}.${topic}_fanout`;
+      routeExchange = memoryName(exchange, topic, 'fanout');
       key = '';
     }
     if (!opts.waitForReply) {
@@ -86,7 +96,7 @@ export class MemoryDriver extends DriverBase implements Driver {
     this.assertOpen();
     const exchange = this.exchange(target);
     // Like oslo's notifier, make sure the queue exists so notifications wait for a listener.
-    const queue = `${exchange}.${target.topic}`;
+    const queue = memoryName(exchange, target.topic!);
     this.broker.declareQueue(queue);
     this.broker.bind(queue, exchange, target.topic!);
     this.broker.publish(exchange, target.topic!, this.encode({ ctx, message }, 'notification'));
@@ -96,11 +106,12 @@ export class MemoryDriver extends DriverBase implements Driver {
     this.assertOpen();
     const exchange = this.exchange(target);
     const topic = target.topic!;
-    const fanoutQueue = `${exchange}.${topic}_fanout_${uuidHex()}`;
+    const fanoutQueue = memoryName(exchange, topic, 'fanout', uuidHex());
     const queues: Array<[string, string, string]> = [
-      [`${exchange}.${topic}`, exchange, topic],
-      [`${exchange}.${topic}.${target.server}`, exchange, `${topic}.${target.server}`],
-      [fanoutQueue, `${exchange}.${topic}_fanout`, ''],
+      [memoryName(exchange, topic), exchange, topic],
+      // Named after its key as on RabbitMQ, where topic `b` server `c` and topic `b.c` share a queue.
+      [memoryName(exchange, `${topic}.${target.server}`), exchange, `${topic}.${target.server}`],
+      [fanoutQueue, memoryName(exchange, topic, 'fanout'), ''],
     ];
     return this.subscribe(queues, opts, [fanoutQueue]);
   }
@@ -115,7 +126,7 @@ export class MemoryDriver extends DriverBase implements Driver {
     const queues: Array<[string, string, string]> = targets.map(({ target, priority }) => {
       const exchange = this.exchange(target);
       const key = `${target.topic}.${priority}`;
-      return [tap ?? (pool ? `${exchange}.${pool}` : `${exchange}.${key}`), exchange, key];
+      return [tap ?? memoryName(exchange, pool ?? key), exchange, key];
     });
     return this.subscribe(queues, opts, tap ? [tap] : []);
   }

@@ -15,6 +15,8 @@ export class MemoryListener implements TrackedListener {
   onStop: (() => void) | undefined;
   private stopped = false;
   private closed = false;
+  /** Delivered and not yet settled: what a broker gives back when its consumer's channel closes. */
+  private readonly unsettled = new Set<MemoryDelivery>();
 
   constructor(
     private readonly broker: MemoryBroker,
@@ -27,9 +29,22 @@ export class MemoryListener implements TrackedListener {
     const consumer: MemoryConsumer = {
       prefetch: opts.prefetch,
       inFlight: 0,
-      deliver: (d) => this.deliver(d),
+      deliver: (d) => this.deliver(this.track(d)),
     };
     for (const q of queues) this.cancels.push(broker.consume(q, consumer));
+  }
+
+  private track(d: MemoryDelivery): MemoryDelivery {
+    this.unsettled.add(d);
+    return {
+      body: d.body,
+      done: () => {
+        if (this.unsettled.delete(d)) d.done();
+      },
+      requeue: () => {
+        if (this.unsettled.delete(d)) d.requeue();
+      },
+    };
   }
 
   private deliver(d: MemoryDelivery): void {
@@ -76,9 +91,8 @@ export class MemoryListener implements TrackedListener {
       async heartbeat() {
         send({ msgId: msgId!, ending: false, result: null, failure: null });
       },
-      acknowledge() {
-        return true;
-      },
+      // False once close() gave it back: the broker delivers it again, so running this copy would run it twice.
+      acknowledge: () => !this.closed,
       requeue: () => d.requeue(),
       done: () => d.done(),
     };
@@ -95,6 +109,10 @@ export class MemoryListener implements TrackedListener {
     await this.stop();
     if (this.closed) return;
     this.closed = true;
+    // As RabbitMQ requeues a closed channel's unacknowledged deliveries: a request still running
+    // or a notification held in a batch is delivered again, not lost.
+    for (const d of [...this.unsettled]) d.requeue();
+    this.unsettled.clear();
     // A server's fanout queue goes with it, as oslo deletes it when the server's connection closes.
     for (const q of this.transient) this.broker.deleteQueue(q);
     this.onStop?.();
