@@ -53,6 +53,13 @@ export class Target implements TargetFields {
       if (/[\s\x00-\x1f]/.test(value)) {
         throw new InvalidTarget(`target ${key} ${JSON.stringify(value)} must not contain whitespace or control characters`);
       }
+      // RabbitMQ reads a routing key's `*` and `#` words as wildcards: a server on topic `#` binds
+      // to every request on the exchange and runs each one beside its real server.
+      if ((key === 'topic' || key === 'server') && value.split('.').some((w) => w === '*' || w === '#')) {
+        throw new InvalidTarget(
+          `target ${key} ${JSON.stringify(value)} must not have '*' or '#' as a dot-separated word (AMQP routing-key wildcards)`,
+        );
+      }
       this[key] = value;
     }
     if (fields.version !== undefined && fields.version !== null) {

@@ -42,6 +42,17 @@ t('bad field values and unknown fields are refused', async () => {
   await rejects(() => new Target(null as never), 'HERMOD_ERR_INVALID_TARGET');
 });
 
+t("AMQP wildcard words in a topic or server are refused (on RabbitMQ a server on '#' ran every call)", async () => {
+  for (const topic of ['#', '*', 'compute.*', '#.info', 'a.#.b']) {
+    await rejects(() => new Target({ topic }), 'HERMOD_ERR_INVALID_TARGET', /wildcard/);
+  }
+  await rejects(() => new Target({ topic: 't', server: '*' }), 'HERMOD_ERR_INVALID_TARGET', /server .*wildcard/);
+  await rejects(() => new Target({ topic: 't' }).merge({ topic: 'a.*' }), 'HERMOD_ERR_INVALID_TARGET', /wildcard/);
+  // Only whole words are wildcards; an exchange is a name, never matched.
+  for (const topic of ['a*b', 'c#', '#x.y', 'x.**']) assert.is(new Target({ topic }).topic, topic);
+  assert.is(new Target({ exchange: '#', topic: 't', server: 'h*' }).exchange, '#');
+});
+
 t('calls need a topic and cannot be fanout', async () => {
   await rejects(() => new Target({}).assertCallable(), 'HERMOD_ERR_INVALID_TARGET', /a call requires a topic/);
   await rejects(() => new Target({ topic: 't', fanout: true }).assertCallable(), 'HERMOD_ERR_INVALID_TARGET', /cannot be fanout/);
