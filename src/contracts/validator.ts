@@ -68,8 +68,11 @@ export function compileContracts(contracts: Contracts, label: string): Map<strin
     if (!c) {
       c = {
         contract,
-        args: compileSchema(closedArgs(contract.args), `${label}: the args schema of ${method}`),
-        result: contract.result === undefined ? undefined : compileSchema(contract.result, `${label}: the result schema of ${method}`),
+        args: compileOnce(argsCompiled, contract.args, closedArgs, `${label}: the args schema of ${method}`),
+        result:
+          contract.result === undefined
+            ? undefined
+            : compileOnce(resultCompiled, contract.result, (s) => s, `${label}: the result schema of ${method}`),
       };
       compiled.set(contract, c);
     }
@@ -78,11 +81,43 @@ export function compileContracts(contracts: Contracts, label: string): Map<strin
   return out;
 }
 
-function compileSchema(schema: JsonSchema, where: string): ValidateFunction {
-  try {
-    return sharedAjv().compile(schema as object);
-  } catch (err) {
-    throw new InvalidArgument(`${where} is not a usable JSON Schema: ${(err as Error).message}`, { cause: err });
+/** Validators by the schema object a contract gave, so one schema shared by several methods compiles once. */
+const argsCompiled = new WeakMap<object, ValidateFunction>();
+const resultCompiled = new WeakMap<object, ValidateFunction>();
+
+function compileOnce(
+  cache: WeakMap<object, ValidateFunction>,
+  schema: JsonSchema,
+  prepare: (s: JsonSchema) => object,
+  where: string,
+): ValidateFunction {
+  const key = typeof schema === 'object' && schema !== null ? (schema as object) : undefined;
+  const hit = key && cache.get(key);
+  if (hit) return hit;
+  const v = compileSchema(prepare(schema), where);
+  if (key) cache.set(key, v);
+  return v;
+}
+
+const ID_TAKEN = /^schema with key or id "(.*)" already exists$/;
+
+function compileSchema(schema: object, where: string): ValidateFunction {
+  const ajv = sharedAjv();
+  // Bounded by the ids one schema can declare; each pass frees one.
+  for (let freed = 0; ; freed++) {
+    try {
+      return ajv.compile(schema);
+    } catch (err) {
+      // ajv holds every `$id` it compiled: a second schema object with the same id (a reloaded
+      // module's copy, or two classes declaring one TypeBox type) was refused. The newest takes
+      // the id; validators compiled before keep what they compiled.
+      const taken = ID_TAKEN.exec((err as Error).message)?.[1];
+      if (taken !== undefined && freed < 1000) {
+        ajv.removeSchema(taken);
+        continue;
+      }
+      throw new InvalidArgument(`${where} is not a usable JSON Schema: ${(err as Error).message}`, { cause: err });
+    }
   }
 }
 

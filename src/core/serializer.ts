@@ -49,7 +49,8 @@ export class JsonPayloadSerializer extends NoOpSerializer {
   }
 }
 
-function toPrimitive(value: unknown, seen = new Set<unknown>()): unknown {
+/** `key`: the property name or array index `value` sits under, which JSON.stringify passes to toJSON. */
+function toPrimitive(value: unknown, seen = new Set<unknown>(), key = ''): unknown {
   if (value === null || typeof value !== 'object') return value;
   // toJSON as JSON.stringify would call it (an invalid Date is null): a URL is its text, a class
   // with toJSON what it says it is, never its private fields.
@@ -59,18 +60,23 @@ function toPrimitive(value: unknown, seen = new Set<unknown>()): unknown {
   seen.add(value);
   try {
     const toJSON = (value as { toJSON?: unknown }).toJSON;
-    if (typeof toJSON === 'function') return toPrimitive(toJSON.call(value), seen);
+    if (typeof toJSON === 'function') return toPrimitive(toJSON.call(value, key), seen, key);
+    // A boxed primitive (`new String('ab')`) goes as its value, as JSON.stringify sends it; its
+    // entries made `{"0":"a","1":"b"}`, and a boxed number or boolean `{}`.
+    if (value instanceof Number || value instanceof String || value instanceof Boolean || value instanceof BigInt) {
+      return value.valueOf();
+    }
     if (value instanceof Map) {
       const out: Record<string, unknown> = {};
-      for (const [k, v] of value) setOwn(out, String(k), toPrimitive(v, seen));
+      for (const [k, v] of value) setOwn(out, String(k), toPrimitive(v, seen, String(k)));
       return out;
     }
-    if (value instanceof Set) return [...value].map((v) => toPrimitive(v, seen));
-    if (Array.isArray(value)) return value.map((v) => toPrimitive(v, seen));
+    if (value instanceof Set) return [...value].map((v, i) => toPrimitive(v, seen, String(i)));
+    if (Array.isArray(value)) return value.map((v, i) => toPrimitive(v, seen, String(i)));
     // setOwn: a `__proto__` key stays a key (refused by the server as the default serializer's
     // is), not the prototype of what is sent.
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) setOwn(out, k, toPrimitive(v, seen));
+    for (const [k, v] of Object.entries(value)) setOwn(out, k, toPrimitive(v, seen, k));
     return out;
   } finally {
     seen.delete(value);

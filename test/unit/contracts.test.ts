@@ -158,6 +158,38 @@ t('a plain-object endpoint declares its contracts as an own property; formats ar
   assert.equal(d.describe(), [{ namespace: null, version: '1.2', methods: { mail: endpoint.contracts.mail } }]);
 });
 
+t('schemas with an $id: shared by two methods, or declared again by a reloaded module, compile; each validator keeps its own', () => {
+  const pair = () => ({
+    $id: `urn:hermod-test:pair`,
+    type: 'object',
+    properties: { a: { type: 'number' }, b: { type: 'number' } },
+    required: ['a', 'b'],
+  });
+  const shared = pair();
+  // Before: "schema with key or id ... already exists" for the second method.
+  const both = compileContracts({ add: { args: shared }, mul: { args: shared } }, 'endpoint #1 (Calc)');
+  assert.is(both.get('add')!.args, both.get('mul')!.args);
+  const v1 = compileContracts({ f: { args: pair() } }, 'endpoint #1 (V1)').get('f')!;
+  // The reloaded module's copy, now with a string `a`.
+  const v2 = compileContracts(
+    { f: { args: { ...pair(), properties: { a: { type: 'string' }, b: { type: 'number' } } } } },
+    'endpoint #1 (V2)',
+  ).get('f')!;
+  checkArgs(v1, 'f', { a: 1, b: 2 });
+  assert.throws(
+    () => checkArgs(v1, 'f', { a: 'x', b: 2 }),
+    (e: unknown) => e instanceof ContractViolation,
+  );
+  checkArgs(v2, 'f', { a: 'x', b: 2 });
+  assert.throws(
+    () => checkArgs(v2, 'f', { a: 1, b: 2 }),
+    (e: unknown) => e instanceof ContractViolation,
+  );
+  // A $ref to the id reaches the newest schema of that id.
+  const ref = compileContracts({ g: { args: { type: 'object', properties: { p: { $ref: 'urn:hermod-test:pair' } } } } }, 'R').get('g')!;
+  checkArgs(ref, 'g', { p: { a: 'x', b: 2 } });
+});
+
 t('depthAtMost counts nesting without recursion surprises', () => {
   assert.ok(depthAtMost(1, 0));
   assert.ok(depthAtMost({ a: [1] }, 2));

@@ -150,4 +150,25 @@ t('JsonPayloadSerializer: toJSON as JSON.stringify calls it, __proto__ stays a k
   }
 });
 
+t('JsonPayloadSerializer: boxed primitives go as their values, and toJSON gets its key, as JSON.stringify does', () => {
+  const s = new JsonPayloadSerializer();
+  const keyed = {
+    toJSON(key: string) {
+      return `key=${key}`;
+    },
+  };
+  const value = { s: new String('ab'), n: new Number(5), b: new Boolean(false), k: keyed, list: [keyed], map: new Map([['m', keyed]]) };
+  // Before: {"s":{"0":"a","1":"b"},"n":{},"b":{}} and "key=undefined".
+  assert.equal(s.serializeEntity({}, value), { s: 'ab', n: 5, b: false, k: 'key=k', list: ['key=0'], map: { m: 'key=m' } });
+  assert.equal(JSON.parse(JSON.stringify({ s: value.s, n: value.n, b: value.b, k: keyed, list: [keyed] })), {
+    s: 'ab',
+    n: 5,
+    b: false,
+    k: 'key=k',
+    list: ['key=0'],
+  });
+  // A boxed BigInt becomes a bigint, which the message encoding refuses with SerializationError as any BigInt.
+  assert.is((s.serializeEntity({}, { big: Object(1n) }) as { big: unknown }).big, 1n);
+});
+
 t.run();
