@@ -285,6 +285,24 @@ export class Invoker {
     return { route: { topic, method }, name: `${topic}.${method}`, declared: false, roles: this.config.anyRoles };
   }
 
+  /**
+   * Under `mappingPolicy: "any"`, refuses an undeclared call that reaches the servers of a
+   * declared route of the same method by another spelling: on RabbitMQ topic `demo.u1`, and
+   * topic `demo` with server `u1`, are both routing key `demo.u1`, the queue of server u1 of
+   * topic demo. Served, it skipped that route's roles, schema and cast or job flags.
+   */
+  private assertOwnQueue(route: CompiledRoute, server: string | undefined): void {
+    const key = server === undefined ? route.route.topic : `${route.route.topic}.${server}`;
+    for (const d of this.routes) {
+      if (d.route.method !== route.route.method) continue;
+      if (key === d.route.topic || key.startsWith(`${d.route.topic}.`)) {
+        throw new NotExposed(
+          `${route.name}${server === undefined ? '' : ` on server ${server}`} reaches the servers of the declared route ${d.name}: call it through that route`,
+        );
+      }
+    }
+  }
+
   /** Throws Unauthenticated or Forbidden unless `identity` may use `route`. */
   authorize(route: CompiledRoute, identity: Identity | undefined): void {
     if (route.roles.length === 0) return;
@@ -453,6 +471,7 @@ export class Invoker {
     const cast = controls.fanout === true || controls.cast === true || route.route.cast === true;
     if (controls.fanout && !route.route.fanout) throw new InvalidArgument(`${route.name} does not allow fanout casts`);
     if (cast && route.route.job) throw new InvalidArgument(`${route.name} runs as a job: it takes no cast`);
+    if (!route.declared) this.assertOwnQueue(route, controls.server);
     this.admit(controls.client);
     const r = route.route;
     const timeout = Math.min(controls.timeout ?? r.timeout ?? this.config.callTimeout, this.config.maxCallTimeout);

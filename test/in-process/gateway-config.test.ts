@@ -193,6 +193,35 @@ for (const [name, broker] of IN_PROCESS) {
       await b.stop();
     }
   });
+  p('"any" never reaches a declared route by another spelling of its queue (topic.server), which skipped its roles', async () => {
+    const b = await broker();
+    const gw = await harness(b.url, (topic) => ({
+      mappingPolicy: 'any',
+      routes: [{ topic, method: 'text', roles: ['admin'] }],
+      authenticate: () => ({ user: 'reader', roles: ['reader'] }),
+    }));
+    try {
+      const { topic } = gw;
+      assert.is((await http(gw.base, 'POST', `/v1/${topic}/text`, {})).status, 403);
+      assert.is((await http(gw.base, 'POST', `/v1/${topic}/text?server=u1`, {})).status, 403);
+      // Before: 200 {"result":"plain"}, the server u1 of the declared topic, without the admin role.
+      for (const [path, name] of [
+        [`/v1/${topic}.u1/text`, `${topic}.u1.text`],
+        [`/v1/${topic}.u1.x/text`, `${topic}.u1.x.text`],
+      ]) {
+        const r = await http(gw.base, 'POST', path!, {});
+        assert.equal([r.status, r.json.error?.code], [404, 'HERMOD_ERR_NOT_EXPOSED'], path);
+        assert.match(r.json.error?.message, `${name} reaches the servers of the declared route ${topic}.text`);
+      }
+      const j = await http(gw.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: `${topic}.u1.text`, id: 1 });
+      assert.is(j.json.error?.code, -32601);
+      // Other methods of the topic stay reachable under "any", as documented.
+      assert.equal((await http(gw.base, 'POST', `/v1/${topic}/get?server=u1`, { id: 1 })).status, 200);
+    } finally {
+      await gw.close();
+      await b.stop();
+    }
+  });
   p.run();
 }
 
