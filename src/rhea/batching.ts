@@ -38,10 +38,17 @@ function flush(): void {
     // A pass may queue work on another connection (or this one): the set is walked until empty.
     for (const c of dirty) {
       dirty.delete(c);
-      c._process();
+      try {
+        c._process();
+      } catch (err) {
+        // A pass that throws (rhea meeting state a peer's frames made that it cannot write)
+        // costs that connection, not the process: this runs from setImmediate, where a throw
+        // was uncaught. The socket's error reaches rhea as a disconnect, and its owner cleans up.
+        c.socket?.destroy(err instanceof Error ? err : new Error(String(err)));
+      }
     }
   } finally {
-    // A pass that threw leaves the others queued for the next turn rather than stranded.
+    // Should anything else throw, the others stay queued for the next turn rather than stranded.
     if (dirty.size > 0 && !scheduled) {
       scheduled = true;
       setImmediate(flush);

@@ -24,10 +24,11 @@ import { installDispositionFix } from './dispositions.js';
 import { installFastFrames } from './fast-frames.js';
 import { installLinkNameFix } from './link-names.js';
 import { installQuietLogs } from './quiet-logs.js';
+import { installSequenceNumbers } from './sequence-numbers.js';
 import { installSessionBuffers } from './session-buffer.js';
 import { installCorkedWrites } from './writes.js';
 
-/** Installs hermod's rhea 3.0.5 workarounds (dispositions, link names, attaches before transfers, corked writes, no writes or timers after the socket closed, the transfer/disposition codec, disabled loggers as no-ops, session buffers freed around an unsettled delivery); idempotent. */
+/** Installs hermod's rhea 3.0.5 workarounds (dispositions, link names, attaches before transfers, corked writes, no writes or timers after the socket closed, the transfer/disposition codec, disabled loggers as no-ops, session buffers freed around an unsettled delivery, sequence numbers modulo 2^32 and peer flows and disposition ranges bounded); idempotent. */
 export function installRheaFixes(): void {
   installDispositionFix();
   installFastFrames();
@@ -37,6 +38,8 @@ export function installRheaFixes(): void {
   installNoOutputAfterClose();
   installQuietLogs();
   installSessionBuffers();
+  // After installFastFrames: it wraps the frame constructors that one replaces.
+  installSequenceNumbers();
 }
 export { batchWrites } from './batching.js';
 export { installFastFrames, rheaCodec } from './fast-frames.js';

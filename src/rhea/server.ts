@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import type { AmqpError, Connection, Container, Delivery, Receiver } from 'rhea';
+import { settleLocally } from './delivery.js';
 
 /** How one accepted connection authenticates. */
 export interface SaslPolicy {
@@ -98,9 +99,12 @@ export function closeNow(conn: Connection, error: AmqpError): void {
 /** Deliveries cut off by {@link limitIncomingMessages}, with their bytes counted so far. */
 const DISCARDED = new WeakMap<object, number>();
 
-/** Whether `delivery` was cut off by {@link limitIncomingMessages} (its message is empty). */
+/** Deliveries their sender aborted (see {@link limitIncomingMessages}). */
+const ABORTED = new WeakSet<object>();
+
+/** Whether `delivery` was cut off by {@link limitIncomingMessages} or aborted by its sender (its message is empty). */
 export function discarded(delivery: Delivery): boolean {
-  return DISCARDED.has(delivery);
+  return DISCARDED.has(delivery) || ABORTED.has(delivery);
 }
 
 /** The size a delivery cut off by {@link limitIncomingMessages} reached (all of it, once its last frame came). */
@@ -117,7 +121,7 @@ interface LinkState {
 
 interface TransferFrame {
   channel: number;
-  performative: { handle: number; more?: boolean };
+  performative: { handle: number; more?: boolean; aborted?: boolean };
   payload?: Buffer;
 }
 
@@ -125,6 +129,47 @@ interface ConnectionInternals {
   on_transfer(frame: TransferFrame): void;
   remote_channel_map: Record<number, { remote: { handles: Record<number, Receiver | undefined> } } | undefined>;
   _register(): void;
+}
+
+/**
+ * An aborted transfer (AMQP 1.0 §2.7.5): the delivery's frames so far and this one's payload
+ * are discarded and the delivery is implicitly settled. rhea ignores the flag and dispatched the
+ * frames gathered so far as a complete message, which the router forwarded. rhea still handles
+ * the frame (its delivery and transfer ids and the link's credit move on as for any last frame),
+ * now with no payload; the message event it dispatches is for an empty, {@link discarded}
+ * delivery, settled here without a disposition.
+ */
+function abort(
+  c: ConnectionInternals,
+  frame: TransferFrame,
+  link: Receiver,
+  incomplete: (Delivery & { frames?: Buffer[] }) | undefined,
+  original: (frame: TransferFrame) => void,
+): void {
+  // An empty message, as a delivery cut off for its size ends (a first frame needs a payload).
+  frame.payload = incomplete ? undefined : Buffer.alloc(0);
+  frame.performative.more = false;
+  if (incomplete) incomplete.frames = [];
+  const r = link as unknown as { dispatch(name: string, ctx: { delivery?: Delivery }): unknown };
+  const own = Object.getOwnPropertyDescriptor(r, 'dispatch');
+  const dispatch = r.dispatch;
+  // The delivery exists only inside rhea's handling of this frame: it is marked as rhea hands it on.
+  r.dispatch = function (this: unknown, name, ctx) {
+    const d = name === 'message' ? ctx.delivery : undefined;
+    if (!d) return dispatch.call(this, name, ctx);
+    ABORTED.add(d);
+    (d as unknown as { remote_settled: boolean }).remote_settled = true;
+    const out = dispatch.call(this, name, ctx);
+    // Settled without a disposition (the sender settled it by aborting): its buffer slot is freed.
+    if (!(d as unknown as { settled: boolean }).settled) settleLocally(d);
+    return out;
+  };
+  try {
+    original.call(c, frame);
+  } finally {
+    if (own) Object.defineProperty(r, 'dispatch', own);
+    else delete (r as { dispatch?: unknown }).dispatch;
+  }
 }
 
 /**
@@ -152,6 +197,7 @@ export function limitIncomingMessages(conn: Connection, maxBytes: number, onOver
       s = { bytes: 0, dropping: false };
       states.set(link, s);
     }
+    if (frame.performative.aborted === true) return abort(this, frame, link, incomplete, original);
     s.bytes += frame.payload?.length ?? 0;
     if (s.dropping) {
       frame.payload = undefined;

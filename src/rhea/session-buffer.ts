@@ -37,6 +37,8 @@ interface BufferProto {
   [FIXED]?: boolean;
 }
 
+const WRAP = 2 ** 32;
+
 /** Deliveries pushed between two sweeps: a sweep's cost is spread over at least this many. */
 const SWEEP_EVERY = 256;
 /** Side entries checked at every pass while there are at most this many. */
@@ -69,7 +71,7 @@ function sweepSide(r: Ring, f: (d: Held) => boolean): number {
   if (r.side === undefined) return 0;
   for (const d of r.side.values()) {
     if (!f(d)) continue;
-    r.side.delete(d.id);
+    r.side.delete(d.id % WRAP);
     count++;
   }
   return count;
@@ -81,7 +83,7 @@ function compact(r: Ring, limit: number): void {
     const d = r.entries[r.head];
     if (d !== undefined) {
       r.side ??= new Map();
-      r.side.set(d.id, d);
+      r.side.set(d.id % WRAP, d);
     }
     advance(r);
   }
@@ -157,12 +159,14 @@ export function installSessionBuffers(): void {
     this.tail = (this.head + this.span) % this.capacity;
     return count;
   };
+  // Modulo 2^32: rhea counts ids on without bound, a peer's dispositions name them as written
+  // (see sequence-numbers.ts).
   proto.by_id = function (id) {
     if (this.span !== undefined) {
-      const gap = id - this.headId!;
-      if (gap >= 0 && gap < this.span) return this.entries[(this.head + gap) % this.capacity];
+      const gap = (id - this.headId!) >>> 0;
+      if (gap < this.span) return this.entries[(this.head + gap) % this.capacity];
     }
-    return this.side?.get(id);
+    return this.side?.get(id % WRAP);
   };
   proto.get_head = function () {
     for (let i = 0; i < (this.span ?? 0); i++) {
@@ -179,4 +183,14 @@ export function installSessionBuffers(): void {
     return undefined;
   };
   proto[FIXED] = true;
+}
+
+/** Every delivery a session buffer holds (ring and side map), for a walk bounded by what is held. */
+export function* heldDeliveries(buffer: object): Generator<object> {
+  const r = buffer as Ring;
+  for (let i = 0; i < (r.span ?? 0); i++) {
+    const d = r.entries[(r.head + i) % r.capacity];
+    if (d !== undefined) yield d;
+  }
+  if (r.side) yield* r.side.values();
 }

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import net from 'node:net';
+import rhea, { type EventContext, type Receiver, type Sender } from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { applyOverrides } from '../../src/config/index.js';
@@ -164,6 +165,36 @@ test('after open, a frame past the advertised max-frame-size: closed at its head
   assert.ok(r.sent < 32 * 2 ** 20, `the client took ${r.sent} bytes before it hung up`);
   assert.match(r.reason, /the peer broke AMQP 1\.0 framing: frame of 2147483647 bytes exceeds the limit of 1048576/);
   assert.ok(r.grownMiB < 64, `RSS grew ${r.grownMiB.toFixed(0)} MiB`);
+});
+
+test('a disposition for delivery ids 0 to 2^32-1: the client stays responsive (rhea walked the range, ~48 s)', async () => {
+  const container = rhea.create_container({ id: 'fake-broker' });
+  const links: Array<Sender | Receiver> = [];
+  container.on('sender_open', (ctx: EventContext) => void links.push(ctx.sender!));
+  container.on('receiver_open', (ctx: EventContext) => void links.push(ctx.receiver!));
+  container.on('error', () => {});
+  const server = container.listen({ port: 0, host: '127.0.0.1' });
+  await new Promise((r) => server.once('listening', r));
+  const port = (server.address() as net.AddressInfo).port;
+  const tr = await getTransport(`amqp://127.0.0.1:${port}/`, { config: defaultConfig() });
+  const call = new RPCClient(tr, new Target({ topic: 'x' }), { timeout: 2000 }).call({}, 'echo').catch((e: Error) => e);
+  try {
+    await until(() => links.some((l) => l.is_receiver()), "the client's sending link");
+    const receiver = links.find((l) => l.is_receiver())!;
+    const socket = (receiver.connection as unknown as { socket: net.Socket }).socket;
+    const channel = (receiver.session as unknown as { local: { channel: number } }).local.channel;
+    const t0 = Date.now();
+    socket.write(
+      frames.write_frame(frames.amqp_frame(channel, frames.disposition({ role: true, first: 0, last: 0xffffffff, settled: true }))),
+    );
+    // One process: a client stuck in the range walk would hold this timer too.
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(Date.now() - t0 < 2000, `the event loop was held ${Date.now() - t0} ms`);
+  } finally {
+    await tr.close();
+    await call;
+    await new Promise((r) => server.close(r));
+  }
 });
 
 test.run();
