@@ -22,13 +22,14 @@ export { attachPending } from './attach-first.js';
 import { installNoOutputAfterClose } from './closed-sockets.js';
 import { installDispositionFix } from './dispositions.js';
 import { installFastFrames } from './fast-frames.js';
+import { installHeartbeatFloor } from './heartbeats.js';
 import { installLinkNameFix } from './link-names.js';
 import { installQuietLogs } from './quiet-logs.js';
 import { installSequenceNumbers } from './sequence-numbers.js';
 import { installSessionBuffers } from './session-buffer.js';
 import { installCorkedWrites } from './writes.js';
 
-/** Installs hermod's rhea 3.0.5 workarounds (dispositions, link names, attaches before transfers, corked writes, no writes or timers after the socket closed, the transfer/disposition codec, disabled loggers as no-ops, session buffers freed around an unsettled delivery, sequence numbers modulo 2^32 and peer flows and disposition ranges bounded); idempotent. */
+/** Installs hermod's rhea 3.0.5 workarounds (dispositions, link names, attaches before transfers, corked writes, no writes or timers after the socket closed, the transfer/disposition codec, disabled loggers as no-ops, session buffers freed around an unsettled delivery, sequence numbers modulo 2^32 and peer flows and disposition ranges bounded, a floor under a peer's heartbeat rate); idempotent. */
 export function installRheaFixes(): void {
   installDispositionFix();
   installFastFrames();
@@ -40,6 +41,7 @@ export function installRheaFixes(): void {
   installSessionBuffers();
   // After installFastFrames: it wraps the frame constructors that one replaces.
   installSequenceNumbers();
+  installHeartbeatFloor();
 }
 export { batchWrites } from './batching.js';
 export { installFastFrames, rheaCodec } from './fast-frames.js';

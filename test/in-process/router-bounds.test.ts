@@ -412,7 +412,8 @@ t('a peer that goes silent after open is closed at twice the advertised idle tim
   await startRouter(ctx, { idleTimeout: 200 });
   const c = await rheaConnect(ctx.port);
   ctx.conns.push(c);
-  assert.is(c.idle_time_out, 200);
+  // The router advertised 200 ms; a client reads anything under 500 ms as 500 (its heartbeat floor).
+  assert.is(c.idle_time_out, 500);
   const socket = (c as unknown as { socket: net.Socket }).socket;
   // The client stops writing anything, heartbeats included, as a dead host would.
   socket.write = (() => true) as never;

@@ -195,4 +195,16 @@ for (const counter of ['delivery ids', 'transfer ids'] as const) {
   );
 }
 
+t(
+  "a peer's open asking for a 1 ms idle timeout does not set the router's heartbeat rate (one heartbeat per 0.5 ms before)",
+  async (ctx) => {
+    const p = await RawPeer.open(ctx.port, { idle_time_out: 1 });
+    ctx.peers.push(p);
+    const before = p.count('empty');
+    await sleep(1200);
+    const beats = p.count('empty') - before;
+    assert.ok(beats >= 2 && beats <= 8, `${beats} heartbeats in 1.2 s`);
+  },
+);
+
 t.run();
