@@ -114,6 +114,8 @@ export function discardedBytes(delivery: Delivery): number | undefined {
 
 interface LinkState {
   bytes: number;
+  /** Bytes of this delivery counted under assembly (see {@link AssemblyLimits}). */
+  counted: number;
   dropping: boolean;
   /** The delivery being dropped, whose size is kept up to date. */
   delivery?: Delivery;
@@ -182,23 +184,43 @@ function abort(
  * delivery pass through rhea with no payload, so its session and link accounting stay right;
  * the final frame yields a message event for an empty, {@link discarded} delivery. rhea writes a
  * session flow only when the connection is processed, so each dropped frame asks for that,
- * keeping the sender's window open to the end of the message.
+ * keeping the sender's window open to the end of the message. With `assembly`, the bytes of
+ * messages still arriving are also bounded per connection and over all connections. Returns the
+ * function that gives back what this connection still counts (call it when it is gone).
  */
-export function limitIncomingMessages(conn: Connection, maxBytes: number, onOversize: (delivery: Delivery, bytes: number) => void): void {
+export function limitIncomingMessages(
+  conn: Connection,
+  maxBytes: number,
+  onOversize: (delivery: Delivery, bytes: number) => void,
+  assembly?: AssemblyLimits,
+): () => void {
   const c = conn as unknown as ConnectionInternals;
   const original = c.on_transfer;
   const states = new WeakMap<Receiver, LinkState>();
+  /** Bytes of this connection's deliveries still arriving. */
+  let mine = 0;
+  let over = false;
+  const uncount = (s: LinkState) => {
+    mine -= s.counted;
+    if (assembly) assembly.shared.bytes -= s.counted;
+    s.counted = 0;
+  };
   c.on_transfer = function (this: ConnectionInternals, frame: TransferFrame) {
     const link = this.remote_channel_map[frame.channel]?.remote.handles[frame.performative.handle];
     if (!link) return original.call(this, frame);
     const incomplete = (link as unknown as { _incomplete?: Delivery & { frames?: Buffer[] } })._incomplete;
     let s = states.get(link);
     if (!s || !incomplete) {
-      s = { bytes: 0, dropping: false };
+      if (s) uncount(s);
+      s = { bytes: 0, counted: 0, dropping: false };
       states.set(link, s);
     }
-    if (frame.performative.aborted === true) return abort(this, frame, link, incomplete, original);
-    s.bytes += frame.payload?.length ?? 0;
+    if (frame.performative.aborted === true) {
+      uncount(s);
+      return abort(this, frame, link, incomplete, original);
+    }
+    const size = frame.payload?.length ?? 0;
+    s.bytes += size;
     if (s.dropping) {
       frame.payload = undefined;
       // Before rhea handles the frame: the last one dispatches the message event at once.
@@ -207,13 +229,45 @@ export function limitIncomingMessages(conn: Connection, maxBytes: number, onOver
     original.call(this, frame);
     const current = (link as unknown as { _incomplete?: Delivery & { frames?: Buffer[] } })._incomplete;
     if (s.dropping) {
+      uncount(s);
       this._register();
     } else if (current && s.bytes > maxBytes) {
       s.dropping = true;
       s.delivery = current;
       current.frames = [];
+      uncount(s);
       DISCARDED.set(current, s.bytes);
       onOversize(current, s.bytes);
+    } else if (current) {
+      s.counted += size;
+      mine += size;
+      if (assembly) {
+        assembly.shared.bytes += size;
+        if (!over && (mine > assembly.perConnection || assembly.shared.bytes > assembly.shared.limit)) {
+          over = true;
+          assembly.onOver(mine, assembly.shared.bytes);
+        }
+      }
+    } else {
+      uncount(s);
     }
   };
+  return () => {
+    if (assembly) assembly.shared.bytes -= mine;
+    mine = 0;
+  };
+}
+
+/**
+ * Bounds on the bytes of messages still arriving, frame by frame: each delivery is bounded by
+ * the message size limit, but a peer may have one under way on every link it attaches (a
+ * thousand links of 16 MiB each held about 1 GiB in a router, counted nowhere).
+ */
+export interface AssemblyLimits {
+  /** Shared by every connection of a server: the bytes under assembly over all of them, and their bound. */
+  shared: { bytes: number; limit: number };
+  /** The bound for one connection. */
+  perConnection: number;
+  /** Called once, when this connection passes its bound or the shared one: close it. */
+  onOver(mine: number, shared: number): void;
 }

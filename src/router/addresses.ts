@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Delivery, Message, Receiver, Sender, Source, TerminusOptions } from 'rhea';
 import { SlotList } from '../core/slot-map.js';
-import { attachPending, deliveryCount, linkCredit } from '../rhea/index.js';
+import { attachPending, deliveryCount, linkCredit, socketOf } from '../rhea/index.js';
 
 /** One message on its way through the router. */
 export interface Item {
@@ -72,11 +72,26 @@ export const isMulticast = (address: string) =>
   address.includes('/multicast/') || address.startsWith('broadcast.') || address.startsWith('multicast.');
 
 /**
+ * Bytes written to a receiving client's socket and not yet taken by the kernel past which the
+ * router sends it nothing more until the socket drains. A client that grants all the credit and
+ * session window AMQP allows and then stops reading made the router buffer every message sent to
+ * it in that socket, past any held-bytes budget (1 GiB of presettled casts: 1.1 GiB of RSS).
+ */
+export const WRITE_BACKLOG_BYTES = 1024 * 1024;
+
+/**
  * Credit left on a consumer link, counting transfers rhea has not written yet; none while its
- * attach waits for the detach of the link it replaced under its name (see attachPending).
+ * attach waits for the detach of the link it replaced under its name (see attachPending), nor
+ * while its connection's socket holds {@link WRITE_BACKLOG_BYTES} unwritten (what it is sent then
+ * waits in its backlog, within the router's held-bytes budget).
  */
 export function canSend(c: Consumer): boolean {
-  return c.sender.sendable() && linkCredit(c.sender) - (c.sent - deliveryCount(c.sender)) > 0 && !attachPending(c.sender);
+  return (
+    c.sender.sendable() &&
+    linkCredit(c.sender) - (c.sent - deliveryCount(c.sender)) > 0 &&
+    !attachPending(c.sender) &&
+    (socketOf(c.sender.connection)?.writableLength ?? 0) < WRITE_BACKLOG_BYTES
+  );
 }
 
 /**
@@ -128,6 +143,11 @@ export class AddressTable {
 
   consumer(sender: Sender): Consumer | undefined {
     return this.consumers.get(sender);
+  }
+
+  /** The consumer links of one connection. */
+  *consumersOf(conn: unknown): Generator<Consumer> {
+    for (const [sender, c] of this.consumers) if (sender.connection === conn) yield c;
   }
 
   /** Every consumer link (a copy). */

@@ -237,6 +237,11 @@ export class Forwarder {
     return best;
   }
 
+  /** A connection's socket took what was written to it: the queues of its receiving links go out. */
+  drainConnection(conn: unknown): void {
+    for (const c of this.table.consumersOf(conn)) this.drain(c.sender);
+  }
+
   /** A receiving link got credit (or a message was queued for it): its queue goes out. */
   drain(sender: Sender): void {
     const c = this.table.consumer(sender);

@@ -48,7 +48,10 @@ export interface RouterOptions {
   /**
    * Bytes of messages the router may hold for receivers without credit, all together (a multicast
    * message once); past it, a message that would wait is released to its sender (a presettled one
-   * dropped). At least `maxMessageSize`. @default 512 MiB
+   * dropped). At least `maxMessageSize`. The bytes of messages still arriving (frames gathered,
+   * the last not yet come) are bounded by the same figure over all connections, and by four
+   * times `maxMessageSize` on one connection: past either, that connection is closed with
+   * `amqp:resource-limit-exceeded`. @default 512 MiB
    */
   maxHeldBytes?: number;
   /** Largest incoming frame after `open` (the advertised max-frame-size). @default 65536 */
@@ -121,6 +124,8 @@ interface Peer {
   links: number;
   timer?: NodeJS.Timeout;
   closing?: boolean;
+  /** Gives back what the connection's messages still arriving count against the router's bound. */
+  releaseAssembly?: () => void;
 }
 
 type Resolved = Required<Omit<RouterOptions, 'log' | 'users' | 'tls'>> & { log: (line: string) => void };
@@ -153,6 +158,8 @@ export class Router {
   private readonly table: AddressTable;
   private readonly forwarder: Forwarder;
   private readonly connections = new Set<Connection>();
+  /** Bytes of messages still arriving over all connections (see `maxHeldBytes`). */
+  private readonly assembling: { bytes: number; limit: number };
   private readonly peers = new Map<Connection, Peer>();
   /** Links counted in their peer's `links`, until their detach or their session's end. */
   private readonly counted = new WeakSet<Sender | Receiver>();
@@ -229,6 +236,7 @@ export class Router {
     installRawDecode();
     installRheaFixes();
     this.table = new AddressTable(this.opts.linkCredit);
+    this.assembling = { bytes: 0, limit: this.opts.maxHeldBytes };
     const limits = {
       multicastMessages: MULTICAST_BACKLOG_CREDITS * this.opts.linkCredit,
       multicastBytes: MULTICAST_BACKLOG_BYTES,
@@ -416,7 +424,23 @@ export class Router {
     batchWrites(conn);
     peer.conn = conn;
     this.peers.set(conn, peer);
-    limitIncomingMessages(conn, this.opts.maxMessageSize, (delivery, bytes) => this.oversize(peer, delivery, bytes));
+    peer.releaseAssembly = limitIncomingMessages(
+      conn,
+      this.opts.maxMessageSize,
+      (delivery, bytes) => this.oversize(peer, delivery, bytes),
+      {
+        shared: this.assembling,
+        perConnection: 4 * this.opts.maxMessageSize,
+        onOver: (mine, all) =>
+          this.refuse(
+            peer,
+            'amqp:resource-limit-exceeded',
+            all > this.assembling.limit
+              ? `messages still arriving hold ${all} bytes over all connections (--max-held-bytes ${this.assembling.limit})`
+              : `its messages still arriving hold ${mine} bytes (at most ${4 * this.opts.maxMessageSize}, four times --max-message-size)`,
+          ),
+      },
+    );
     // The router reads only `to` of a message and forwards its bytes: checked, not decoded.
     scanInsteadOfDecode(conn, MAX_NESTING);
     // rhea dispatches read errors (a decoder blowing its stack on a 100,000-deep list, a frame it
@@ -488,6 +512,8 @@ export class Router {
   private gone(peer: Peer): void {
     if (peer.timer) clearTimeout(peer.timer);
     peer.timer = undefined;
+    peer.releaseAssembly?.();
+    peer.releaseAssembly = undefined;
     const conn = peer.conn;
     if (!conn) return;
     clearRheaTimers(conn);
@@ -562,6 +588,8 @@ export class Router {
         peer.user ??= 'anonymous';
       }
       this.connections.add(conn);
+      // What waited for this socket to take its writes (see WRITE_BACKLOG_BYTES) goes out.
+      peer?.socket.on('drain', () => this.forwarder.drainConnection(conn));
       const props = conn.properties as Record<string, unknown> | undefined;
       const product = props?.product ? ` product=${String(props.product)}` : '';
       this.opts.log(`connection open from ${peer?.label} user=${peer?.user} container=${conn.container_id}${product}`);

@@ -116,12 +116,12 @@ export class RawPeer {
   }
 
   /** Connects without SASL, opens and begins; resolves once the other side began too. */
-  static async open(port: number, openFields: Fields = {}): Promise<RawPeer> {
+  static async open(port: number, openFields: Fields = {}, beginFields: Fields = {}): Promise<RawPeer> {
     const p = new RawPeer(port);
     await new Promise((r) => p.socket.once('connect', r));
     p.write(AMQP_HEADER);
     p.write(frame(0, frames.open({ container_id: 'raw-peer', max_frame_size: 65536, channel_max: 100, ...openFields })));
-    p.write(frame(0, frames.begin({ next_outgoing_id: 0, incoming_window: 2048, outgoing_window: 2048 })));
+    p.write(frame(0, frames.begin({ next_outgoing_id: 0, incoming_window: 2048, outgoing_window: 2048, ...beginFields })));
     for (let i = 0; i < 200 && !p.names.includes('begin#11'); i++) await new Promise((r) => setTimeout(r, 10));
     if (!p.names.includes('begin#11')) throw new Error(`no begin from the peer: ${p.names.join(',')}`);
     return p;
