@@ -319,12 +319,15 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
           key: `routes[${i}].alias`,
         });
       aliases.set(shape, i);
-      if (shape === 'POST /v1/:/:')
+      // Any POST /v1/x/y is a URL POST /v1/{topic}/{method} answers too, and the router prefers
+      // the more static route: `/v1/demo/:any` or `/v1/demo/*` took demo.add's endpoint from it.
+      const segments = url.split('/').slice(1);
+      const inRestSpace =
+        segments[0] === 'v1' && (segments.length === 3 || (segments.length <= 3 && segments.slice(1).some((s) => s.includes('*'))));
+      if (verb === 'POST' && inRestSpace)
         throw new ConfigError(
-          `routes[${i}] (from ${source}): alias ${r.alias} is the gateway's POST /v1/{topic}/{method}; choose another path`,
-          {
-            key: `routes[${i}].alias`,
-          },
+          `routes[${i}] (from ${source}): alias ${r.alias} is within the gateway's POST /v1/{topic}/{method}, where it would take other routes' calls; choose another path`,
+          { key: `routes[${i}].alias` },
         );
     }
     if (r.job && r.cast)

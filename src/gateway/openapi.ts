@@ -205,8 +205,11 @@ function operation(route: CompiledRoute, extra: Record<string, unknown>, jobs: b
 /** Builds the document. */
 export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledRoute[], authOn: boolean): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
+  // Two operations on one path and verb are two routes the router could not both serve: the
+  // configuration refuses them, and a second one here would silently replace the first.
   const add = (path: string, verb: string, op: unknown) => {
     paths[path] ??= {};
+    if (Object.hasOwn(paths[path], verb)) throw new Error(`OpenAPI document: ${verb.toUpperCase()} ${path} is documented twice`);
     paths[path][verb] = op;
   };
   const jobs = config.jobs.enabled;
