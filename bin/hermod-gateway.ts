@@ -13,7 +13,7 @@ import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import type { GatewayRequestEvent } from '../src/core/diagnostics.js';
 import { keysAuthenticator } from '../src/gateway/auth.js';
-import { hermodSection, mergeGatewayConfig, readGatewayConfig } from '../src/gateway/config.js';
+import { hermodSection, mergeGatewayConfig, readGatewayConfig, resolveGatewayConfig } from '../src/gateway/config.js';
 import { createGateway, type Gateway, type GatewayConfig, JOBS_KEY_ENV } from '../src/gateway/index.js';
 import { ClosedError, defaultConfig, getTransport, loadConfig, type Transport } from '../src/index.js';
 import { exposeMetrics, Metrics, type MetricsServer, parseMetricsAddress, serveClusterMetrics } from '../src/ops/metrics.js';
@@ -78,6 +78,8 @@ async function main(): Promise<void> {
       layers.push({ source, values: hermodSection(section, source) });
       gw = mergeGatewayConfig(gw, part);
     }
+    // Each file was checked on its own; what spans keys, on what they make together.
+    if (files.length) resolveGatewayConfig(gw, files.length === 1 ? `file ${files[0]}` : `files ${files.join(', ')}`);
   } else {
     // The files as the primary read them at start (see SPEC_REQUEST): a restarted worker
     // serving the files as edited since would differ from the others.

@@ -257,8 +257,28 @@ export type ResolvedGatewayConfig = Required<
   maxInFlightPerClient?: number;
 };
 
+/**
+ * {@link SCHEMA} as each of several `--config-file`s is checked: sections merge key by key, so a
+ * section's required keys may come from different files and are checked on the merge alone.
+ */
+const FILE_SCHEMA = {
+  ...SCHEMA,
+  properties: Object.fromEntries(
+    Object.entries(SCHEMA.properties as Record<string, Record<string, unknown>>).map(([k, { required: _, ...rest }]) => [k, rest]),
+  ),
+};
+
 // verbose: errors carry their parentSchema, whose known keys the "did you mean" picks from.
-const validate = new Ajv2020({ allErrors: false, strict: true, verbose: true }).compile(SCHEMA);
+const ajv = new Ajv2020({ allErrors: false, strict: true, verbose: true });
+const validate = ajv.compile(SCHEMA);
+const validateFile = ajv.compile(FILE_SCHEMA);
+
+function checkShape(check: typeof validate, input: unknown, source: string): void {
+  if (!check(input)) {
+    const err = check.errors![0]!;
+    throw new ConfigError(describe(err, source), { key: err.instancePath || undefined });
+  }
+}
 
 function describe(err: ErrorObject, source: string): string {
   const at = err.instancePath
@@ -284,20 +304,20 @@ const RESERVED_PATHS = ['/healthz', '/readyz', '/openapi.json', '/docs', '/jsonr
 
 /** Checks `input` strictly and fills the defaults; throws {@link ConfigError} naming the key. */
 export function resolveGatewayConfig(input: unknown, source = 'options'): ResolvedGatewayConfig {
-  if (!validate(input)) {
-    const err = validate.errors![0]!;
-    throw new ConfigError(describe(err, source), { key: err.instancePath || undefined });
-  }
+  checkShape(validate, input, source);
   const c = input as GatewayConfig;
   const callTimeout = c.callTimeout ?? 30_000;
   const maxCallTimeout = c.maxCallTimeout ?? Math.max(60_000, callTimeout);
-  if (callTimeout > maxCallTimeout) throw new ConfigError(`callTimeout (${callTimeout}) exceeds maxCallTimeout (${maxCallTimeout})`);
+  if (callTimeout > maxCallTimeout)
+    throw new ConfigError(`callTimeout (${callTimeout}) exceeds maxCallTimeout (${maxCallTimeout}) (from ${source})`, {
+      key: 'callTimeout',
+    });
   // A batch's calls start together and count one by one: below maxBatch, an idle client's full
   // batch would be refused in part.
   const maxBatch = c.maxBatch ?? 100;
   if (c.maxInFlightPerClient !== undefined && c.maxInFlightPerClient < maxBatch) {
     throw new ConfigError(
-      `maxInFlightPerClient (${c.maxInFlightPerClient}) is below maxBatch (${maxBatch}): a JSON-RPC batch's calls count one by one, so an idle client's full batch would be refused in part; raise it or lower maxBatch`,
+      `maxInFlightPerClient (${c.maxInFlightPerClient}) is below maxBatch (${maxBatch}): a JSON-RPC batch's calls count one by one, so an idle client's full batch would be refused in part; raise it or lower maxBatch (from ${source})`,
       { key: 'maxInFlightPerClient' },
     );
   }
@@ -400,7 +420,12 @@ function mergeObjects(base: Record<string, unknown>, over: Record<string, unknow
   return out;
 }
 
-/** Reads a gateway configuration file (JSON); a relative `auth.keysFile` is taken from the file's directory. */
+/**
+ * Reads a gateway configuration file (JSON); a relative `auth.keysFile` is taken from the file's
+ * directory. Checks the file's keys and values, not what needs the whole configuration (a
+ * section's required keys, `maxInFlightPerClient` against `maxBatch`, …): another file may
+ * complete it. {@link resolveGatewayConfig} (and `createGateway`) check the merged configuration.
+ */
 export function readGatewayConfig(file: string): GatewayConfig {
   let data: unknown;
   try {
@@ -408,7 +433,7 @@ export function readGatewayConfig(file: string): GatewayConfig {
   } catch (err) {
     throw new ConfigError(`cannot read gateway config file ${file}: ${(err as Error).message}`, { cause: err, key: file });
   }
-  resolveGatewayConfig(data, `file ${file}`);
+  checkShape(validateFile, data, `file ${file}`);
   let config = data as GatewayConfig;
   // A relative keys file is next to the file that names it, whatever directory the gateway
   // is started from (a service manager's is rarely the configuration's).

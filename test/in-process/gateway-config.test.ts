@@ -675,6 +675,36 @@ cli('a jobs key that cannot be used exits 2 naming it, before any worker starts'
   assert.is(await p.exited, 2);
   assert.match(p.err, /HERMOD_GATEWAY_JOBS_KEY variable holds 5 characters/);
 });
+cli(
+  'repeated --config-file: each file is checked alone for its keys, the merge for what spans keys (exit 2 naming the files)',
+  async () => {
+    const dir = scratchDir('hermod-gw-cli-');
+    const a = path.join(dir, 'a.json');
+    const b = path.join(dir, 'b.json');
+    writeFileSync(a, JSON.stringify({ maxBatch: 10, rateLimit: { max: 100 } }));
+    writeFileSync(b, JSON.stringify({ maxInFlightPerClient: 50, rateLimit: { windowMs: 60_000 } }));
+    // Before: b.json alone was "maxInFlightPerClient (50) is below maxBatch (100)" (the default),
+    // and a.json alone "must have required property 'windowMs'": exit 2 for a valid configuration.
+    assert.equal(readGatewayConfig(b), { maxInFlightPerClient: 50, rateLimit: { windowMs: 60_000 } });
+    const both = ['--config-file', a, '--config-file', b, '--port', '0', '--transport-url', 'memory://'];
+    const gw = start(both);
+    try {
+      await until(() => /listening on http/.test(gw.out), `the gateway of two files to listen (${gw.err})`, 10_000);
+    } finally {
+      gw.child.kill('SIGTERM');
+      await gw.exited;
+    }
+    writeFileSync(a, JSON.stringify({ maxBatch: 100, rateLimit: { max: 100 } }));
+    let p = start(both);
+    assert.is(await p.exited, 2);
+    assert.match(p.err, `maxInFlightPerClient (50) is below maxBatch (100)`);
+    assert.match(p.err, `(from files ${a}, ${b})`);
+    writeFileSync(a, JSON.stringify({ rateLimit: { max: 100 } }));
+    p = start(['--config-file', a, '--port', '0', '--transport-url', 'memory://']);
+    assert.is(await p.exited, 2);
+    assert.match(p.err, `invalid gateway configuration at 'rateLimit' (from file ${a}): must have required property 'windowMs'`);
+  },
+);
 cli('a misspelt key in the gateway file or its hermod section exits 2 naming it', async () => {
   const dir = scratchDir('hermod-gw-cli-');
   const file = path.join(dir, 'gw.json');
