@@ -28,9 +28,10 @@ export interface MetricsOptions {
   /** Registry to fill. @default a registry of its own */
   registry?: Registry;
   /**
-   * Distinct namespace/version/method combinations kept per side (server, client); later
-   * ones are counted under `__other__`. Method names come from peers: this bounds the series
-   * a caller can create. @default 500
+   * Distinct namespace/version/method combinations kept per side (server, client; on the
+   * client, with topic and server); later ones are counted under `__other__`. Method names come
+   * from peers, targets from the gateway's HTTP clients: this bounds the series a caller can
+   * create. @default 500
    */
   maxMethods?: number;
   /** Distinct `exception` label values kept per side. @default 100 */
@@ -58,10 +59,10 @@ interface Series {
   fields: readonly (string | undefined)[];
   /** Has its own method label (not {@link OTHER}). */
   admitted: boolean;
-  /** Some request of it ended other than "no such method or version": the method exists. */
+  /** Some request of it got an answer other than "no such method or version": it exists. */
   proven: boolean;
-  /** The exception labels its "no such method" ends were counted under. */
-  notFound: Set<string> | undefined;
+  /** The exception labels its unanswered ends (see {@link unanswered}) were counted under. */
+  unanswered: Set<string> | undefined;
 }
 
 /**
@@ -85,6 +86,12 @@ export class Metrics {
   private readonly clientExceptions: LabelCap<string>;
   private lastServer: Series | undefined;
   private lastClient: Series | undefined;
+  /**
+   * Admitted client series per topic label. A caller may choose the topic (the gateway's
+   * mappingPolicy "any"), so the per-topic in-flight gauge and undeliverable counter of the
+   * client side exist only while some admitted series has that topic.
+   */
+  private readonly clientTopics = new Map<string, number>();
   private readonly m: ReturnType<typeof defineMetrics>;
 
   constructor(options: MetricsOptions = {}) {
@@ -238,7 +245,10 @@ export class Metrics {
     ) {
       return last!;
     }
-    const own = `${e.kind}\0${e.exchange}\0${e.topic}\0${e.server ?? ''}\0${e.fanout ? 1 : 0}`;
+    // Only labels the process controls: a caller chooses the topic and server through the
+    // gateway (`?server=`, mappingPolicy "any"), and keying the fallback by them made one series
+    // (and gauge) per made-up name, past any budget.
+    const own = `${e.kind}\0${e.exchange}\0${e.server ? 1 : 0}\0${e.fanout ? 1 : 0}`;
     const key = this.clientKey(e);
     const s = this.clientSeries.get(
       key,
@@ -247,15 +257,16 @@ export class Metrics {
         const labels: Labels = {
           call_type: e.kind,
           exchange: e.exchange ?? '',
-          topic: e.topic,
+          topic: admitted ? e.topic : OTHER,
           namespace: admitted ? (e.namespace ?? '') : OTHER,
           version: admitted ? (e.version ?? '') : OTHER,
-          server: e.server ?? '',
+          server: admitted || !e.server ? (e.server ?? '') : OTHER,
           fanout: e.fanout ? 'True' : 'False',
           // Not an oslo.metrics client label (oslo groups by target); hermod adds it.
           method: admitted ? e.method : OTHER,
         };
-        const gauge = this.m.clientInFlight.at({ call_type: e.kind, topic: e.topic });
+        if (admitted) this.clientTopics.set(e.topic, (this.clientTopics.get(e.topic) ?? 0) + 1);
+        const gauge = this.m.clientInFlight.at({ call_type: e.kind, topic: labels.topic! });
         return this.series(admitted ? key : `${own}\0${OTHER}`, labels, 'client', gauge, admitted);
       },
       !other && labelsFit(e.method, e.namespace, e.version),
@@ -282,25 +293,26 @@ export class Metrics {
       fields: [],
       admitted,
       proven: false,
-      notFound: undefined,
+      unanswered: undefined,
     };
   }
 
   /**
-   * After a request of `s` ended: a method that exists keeps its series; one that, so far, only
-   * ever answered "no such method" (or version) gives its place back once nothing of it is in
+   * After a request of `s` ended: a method that exists keeps its series; one that, so far, was
+   * never answered (see {@link unanswered}) gives its place back once nothing of it is in
    * flight, its counts moving to the {@link OTHER} series. Else a peer (or the gateway's HTTP
-   * clients) calling made-up method names filled the `maxMethods` budget, and the server's real
-   * methods, called later, were all counted as `__other__`.
+   * clients) calling made-up method names, or made-up servers or topics that never answer,
+   * filled the `maxMethods` budget, and the real methods, called later, were all `__other__`.
    */
   private settle(side: 'server' | 'client', s: Series, e: ServerRequestEvent | CallEvent): void {
-    if (!isNotFound(e.error)) {
+    if (!unanswered(side, e.error)) {
       s.proven = true;
       return;
     }
     if (!s.admitted || s.proven || s.inFlight > 0) return;
     const server = side === 'server';
     (server ? this.serverSeries : this.clientSeries).release(s.key);
+    if (!server) this.releaseTopic(s.labels.topic!);
     if (server ? this.lastServer === s : this.lastClient === s) {
       if (server) this.lastServer = undefined;
       else this.lastClient = undefined;
@@ -313,7 +325,7 @@ export class Metrics {
     o.end.value += end.drop(s.key)?.value ?? 0;
     const h = seconds.drop(s.key);
     if (h) o.seconds.add(h);
-    for (const exception of s.notFound ?? []) {
+    for (const exception of s.unanswered ?? []) {
       const c = exceptions.dropAt({ ...s.labels, exception });
       if (c) exceptions.at({ ...o.labels, exception }).value += c.value;
     }
@@ -345,9 +357,9 @@ export class Metrics {
       const name = e.error.name;
       const exception = this.serverExceptions.get(name, '', (ok) => (ok ? name : OTHER), labelsFit(name));
       this.m.serverException.at({ ...s.labels, exception }).value++;
-      if (isNotFound(e.error)) {
-        s.notFound ??= new Set();
-        s.notFound.add(exception);
+      if (unanswered('server', e.error)) {
+        s.unanswered ??= new Set();
+        s.unanswered.add(exception);
       }
     }
     if (!s.proven) this.settle('server', s, e);
@@ -363,7 +375,7 @@ export class Metrics {
 
   private onClientEnd(e: CallEvent): void {
     const s = this.ended('client', e);
-    if (e.error && isUndeliverable(e.error)) this.m.undeliverable.at({ side: 'client', topic: e.topic }).value++;
+    if (e.error && isUndeliverable(e.error)) this.m.undeliverable.at({ side: 'client', topic: s.labels.topic! }).value++;
     if (s.inFlight === 0) return;
     s.inFlight--;
     s.inFlightGauge.value--;
@@ -373,12 +385,27 @@ export class Metrics {
       const name = exceptionName(e.error);
       const exception = this.clientExceptions.get(name, '', (ok) => (ok ? name : OTHER), labelsFit(name));
       this.m.clientException.at({ ...s.labels, exception }).value++;
-      if (isNotFound(e.error)) {
-        s.notFound ??= new Set();
-        s.notFound.add(exception);
+      if (unanswered('client', e.error)) {
+        s.unanswered ??= new Set();
+        s.unanswered.add(exception);
       }
     }
     if (!s.proven) this.settle('client', s, e);
+  }
+
+  /** A client series of `topic` gave its place back: the topic's cells go with the last one. */
+  private releaseTopic(topic: string): void {
+    const n = (this.clientTopics.get(topic) ?? 0) - 1;
+    if (n > 0) {
+      this.clientTopics.set(topic, n);
+      return;
+    }
+    this.clientTopics.delete(topic);
+    // Nothing of the topic is in flight (every series of it gave its place back idle).
+    this.m.clientInFlight.dropAt({ call_type: 'call', topic });
+    this.m.clientInFlight.dropAt({ call_type: 'cast', topic });
+    const u = this.m.undeliverable.dropAt({ side: 'client', topic });
+    if (u) this.m.undeliverable.at({ side: 'client', topic: OTHER }).value += u.value;
   }
 
   private onConnection(e: ConnectionStateEvent): void {
@@ -405,10 +432,14 @@ export class Metrics {
   }
 }
 
-/** The server has no such method, or no endpoint of that version (hermod's or oslo's, rebuilt). */
-function isNotFound(err: Error | undefined): boolean {
+/**
+ * The request got no sign that its target exists: no such method or version (hermod's or oslo's,
+ * rebuilt) and, for a client, also a timeout or nobody to deliver to (a made-up server or topic).
+ */
+function unanswered(side: 'server' | 'client', err: Error | undefined): boolean {
   const code = (err as { code?: unknown } | undefined)?.code;
-  return code === 'HERMOD_ERR_NO_SUCH_METHOD' || code === 'HERMOD_ERR_UNSUPPORTED_VERSION';
+  if (code === 'HERMOD_ERR_NO_SUCH_METHOD' || code === 'HERMOD_ERR_UNSUPPORTED_VERSION') return true;
+  return side === 'client' && (code === 'HERMOD_ERR_TIMEOUT' || code === 'HERMOD_ERR_UNDELIVERABLE');
 }
 
 function isUndeliverable(err: Error): boolean {

@@ -133,10 +133,11 @@ t('method names cannot grow the series without bound, and made-up ones do not us
   assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_end_total', other), 200);
   assert.is(sampleValue(text, 'oslo_messaging_rpc_server_processing_second_count', other), 200);
   assert.is(sampleValue(text, 'oslo_messaging_rpc_server_exception_total', { ...other, exception: 'NoSuchMethod' }), 200);
+  // The client's fallback keeps only what the process controls: a caller may choose the topic.
   const caller = {
     call_type: 'call',
     exchange: 'openstack',
-    topic: 'mt2',
+    topic: '__other__',
     namespace: '__other__',
     version: '__other__',
     server: '',
@@ -166,6 +167,61 @@ t('method names cannot grow the series without bound, and made-up ones do not us
     1,
   );
   assert.ok(text.length < 200_000, `exposition grew to ${text.length} bytes`);
+});
+
+t('made-up servers and topics cannot grow the client series either, and do not use up the budget of real ones', async (ctx) => {
+  const { http, client } = await setup(ctx, 'memory://ops-metrics-targets', 'mts', { maxMethods: 20 });
+  assert.is(await client.call({}, 'add', { a: 1, b: 1 }), 2);
+  // What the gateway's HTTP clients choose with `?server=` or (mappingPolicy "any") the topic.
+  // Before: each became client series and a gauge of its own, kept for good since the calls
+  // time out; past the budget, the real methods were all __other__.
+  const quick = client.prepare({ timeout: 30 });
+  for (let round = 0; round < 4; round++) {
+    await Promise.allSettled(
+      Array.from({ length: 30 }, (_, i) =>
+        i % 2
+          ? quick.prepare({ server: `made-up-${round}-${i}` }).call({}, 'add')
+          : client.prepare({ topic: `t-${round}-${i}`, timeout: 30 }).call({}, 'add'),
+      ),
+    );
+  }
+  assert.is(await client.call({}, 'echo', { value: 1 }), 1);
+  let text = await scrape(http.url);
+  assert.not.match(text, /made-up-|topic="t-/);
+  const starts = text.split('\n').filter((l) => l.startsWith('oslo_messaging_rpc_client_invocation_start_total{'));
+  assert.ok(starts.length <= 24, `${starts.length} client series:\n${starts.join('\n')}`);
+  const gauges = text.split('\n').filter((l) => l.startsWith('hermod_rpc_client_in_flight{'));
+  assert.ok(gauges.length <= 4, `${gauges.length} client gauges:\n${gauges.join('\n')}`);
+  const caller = { call_type: 'call', exchange: 'openstack', topic: 'mts', namespace: '', version: '', server: '', fanout: 'False' };
+  assert.is(
+    sampleValue(text, 'oslo_messaging_rpc_client_invocation_end_total', { ...caller, method: 'echo' }),
+    1,
+    'a real method called later has its own series',
+  );
+  const unanswered = sampleValue(text, 'oslo_messaging_rpc_client_invocation_end_total', {
+    ...caller,
+    topic: '__other__',
+    namespace: '__other__',
+    version: '__other__',
+    method: '__other__',
+  });
+  const directed = sampleValue(text, 'oslo_messaging_rpc_client_invocation_end_total', {
+    ...caller,
+    topic: '__other__',
+    namespace: '__other__',
+    version: '__other__',
+    server: '__other__',
+    method: '__other__',
+  });
+  assert.is((unanswered ?? 0) + (directed ?? 0), 120, 'every unanswered call is counted, under __other__');
+  assert.is(sampleValue(text, 'hermod_rpc_client_in_flight', { call_type: 'call', topic: '__other__' }), 0);
+  // A cast gets no answer, so casts to made-up servers keep their places: the budget still holds.
+  for (let i = 0; i < 60; i++) await quick.prepare({ server: `cast-${i}` }).cast({}, 'add');
+  text = await scrape(http.url);
+  // The budget, plus one fallback per call type and kind of target (any server, one server).
+  const after = text.split('\n').filter((l) => l.startsWith('oslo_messaging_rpc_client_invocation_start_total{'));
+  assert.ok(after.length <= 24, `${after.length} client series:\n${after.join('\n')}`);
+  assert.ok(text.split('\n').filter((l) => l.startsWith('hermod_rpc_client_in_flight{')).length <= 4);
 });
 
 t('made-up names in flight together, more than the budget: every end finds the series its start counted in', async (ctx) => {
