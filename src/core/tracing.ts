@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import type * as OtelApi from '@opentelemetry/api';
 import type { Context as OtelContext, Span, SpanContext, Tracer } from '@opentelemetry/api';
 import { textOf } from './errors.js';
+import { bounded, MAX_ERROR_TEXT } from './peer-names.js';
 import type { Context } from './serializer.js';
 
 /**
@@ -112,25 +113,45 @@ export function injectTraceContext(ctx: Context, sc: SpanContext): Context {
   return out;
 }
 
+/**
+ * The span's attributes. Names a caller chose (the method, namespace and version a peer sent, a
+ * topic or server through the gateway) are cut to {@link bounded}: a span holds them until
+ * exported, and 256 KiB names cost about 0.5 MB per span.
+ */
 function attributes(info: SpanInfo): Record<string, string | boolean> {
-  const a: Record<string, string | boolean> = { 'rpc.system': 'oslo_messaging', 'rpc.method': info.method, 'hermod.kind': info.kind };
+  const a: Record<string, string | boolean> = {
+    'rpc.system': 'oslo_messaging',
+    'rpc.method': bounded(info.method),
+    'hermod.kind': info.kind,
+  };
   if (info.topic !== undefined) {
-    a['rpc.service'] = info.topic;
-    a['messaging.destination.name'] = info.topic;
+    a['rpc.service'] = bounded(info.topic);
+    a['messaging.destination.name'] = a['rpc.service'];
   }
-  if (info.server !== undefined) a['hermod.server'] = info.server;
-  if (info.exchange !== undefined) a['hermod.exchange'] = info.exchange;
-  if (info.namespace !== undefined) a['hermod.namespace'] = info.namespace;
-  if (info.version !== undefined) a['hermod.version'] = info.version;
+  if (info.server !== undefined) a['hermod.server'] = bounded(info.server);
+  if (info.exchange !== undefined) a['hermod.exchange'] = bounded(info.exchange);
+  if (info.namespace !== undefined) a['hermod.namespace'] = bounded(info.namespace);
+  if (info.version !== undefined) a['hermod.version'] = bounded(info.version);
   if (info.fanout) a['hermod.fanout'] = true;
   return a;
+}
+
+function spanName(i: SpanInfo): string {
+  return `${bounded(i.topic ?? '')}/${bounded(i.method)}`;
 }
 
 function finish(span: Span, error: unknown): void {
   if (error !== undefined) {
     const err = error instanceof Error ? error : new Error(textOf(error));
-    span.recordException(err);
-    span.setStatus({ code: api().SpanStatusCode.ERROR, message: err.message });
+    const message = bounded(err.message, MAX_ERROR_TEXT);
+    const code = (err as { code?: unknown }).code;
+    span.recordException({
+      name: err.name,
+      message,
+      ...(err.stack === undefined ? {} : { stack: bounded(err.stack, MAX_ERROR_TEXT) }),
+      ...(typeof code === 'string' || typeof code === 'number' ? { code } : {}),
+    });
+    span.setStatus({ code: api().SpanStatusCode.ERROR, message });
   }
   span.end();
 }
@@ -150,7 +171,7 @@ export function clientSpan(info: () => SpanInfo, wireCtx: Context): ClientSpan |
     if (remote) parent = trace.setSpanContext(parent, remote);
   }
   const span = t.startSpan(
-    `${i.topic ?? ''}/${i.method}`,
+    spanName(i),
     { kind: i.kind === 'call' ? SpanKind.CLIENT : SpanKind.PRODUCER, attributes: attributes(i) },
     parent,
   );
@@ -174,7 +195,7 @@ export function serverSpan<T>(ctx: Context, info: () => SpanInfo, fn: () => Prom
   const remote = extractTraceContext(ctx);
   const parent = remote ? trace.setSpanContext(ROOT_CONTEXT, remote) : ROOT_CONTEXT;
   const span = t.startSpan(
-    `${i.topic ?? ''}/${i.method}`,
+    spanName(i),
     { kind: i.kind === 'call' ? SpanKind.SERVER : SpanKind.CONSUMER, attributes: attributes(i) },
     parent,
   );

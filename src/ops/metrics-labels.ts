@@ -1,3 +1,5 @@
+import { MAX_NAME_LENGTH } from '../core/peer-names.js';
+
 /** The label value that stands for every value past a {@link LabelCap}'s limit. */
 export const OTHER = '__other__';
 
@@ -7,12 +9,8 @@ export const OTHER = '__other__';
  * with `admitted = false`, i.e. with the peer-given labels replaced by {@link OTHER}: a peer
  * sending endless method names cannot grow the series without bound, nor (with `fits`) long ones.
  */
-/**
- * Longest peer-given label value a series is made for. A label is kept in memory and written at
- * every scrape: 500 method names of 400 kB each took a server to 677 MiB and a scrape to 18 s.
- * oslo's and hermod's names are identifiers, far shorter.
- */
-export const MAX_LABEL_LENGTH = 200;
+/** Longest peer-given label value a series is made for: the bound traces cut names at too. */
+export const MAX_LABEL_LENGTH = MAX_NAME_LENGTH;
 
 /** True when every value fits {@link MAX_LABEL_LENGTH} (undefined counts as empty). */
 export function labelsFit(...values: Array<string | undefined>): boolean {

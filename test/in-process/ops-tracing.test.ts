@@ -87,6 +87,23 @@ t('a failing call marks both spans as errors; a cast is a producer/consumer pair
   assert.is(cast[0]!.spanContext().traceId, cast[1]!.spanContext().traceId);
 });
 
+t("a peer's long method name is cut in span names, attributes and the recorded exception", async (ctx) => {
+  const client = await pair(ctx, 'memory://tracing-long', 'trl');
+  const method = `m${'x'.repeat(99_999)}`;
+  await rejects(client.call({}, method), 'HERMOD_ERR_NO_SUCH_METHOD');
+  await until(() => ctx.exporter.getFinishedSpans().length === 2, 'a client and a server span');
+  const cut = `${method.slice(0, 200)}…[100000 chars]`;
+  for (const span of ctx.exporter.getFinishedSpans()) {
+    // Before: the whole name, in the span's name, its rpc.method and the exception's message and stack.
+    assert.is(span.name, `trl/${cut}`);
+    assert.is(span.attributes['rpc.method'], cut);
+    assert.ok(span.status.code === SpanStatusCode.ERROR && span.status.message!.length <= 4200, `status ${span.status.message?.length}`);
+    const size = JSON.stringify(span.events).length;
+    assert.ok(size < 10_000, `exception events of ${size} bytes`);
+    assert.is(span.events[0]?.attributes?.['exception.type'], 'HERMOD_ERR_NO_SUCH_METHOD');
+  }
+});
+
 t('a traceparent already in the context is the parent; a malformed one is replaced', async (ctx) => {
   const client = await pair(ctx, 'memory://tracing-4', 'tr4');
   const parent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
