@@ -199,8 +199,8 @@ t('beacons from peers are checked and bounded; the table shows no control charac
     view.add(bad, 0);
   }
   assert.is(view.rows([], 0).length, 0);
-  view.add({ ...good, name: 'evil\x1b[2J' }, 0);
   for (let i = 0; i < 10; i++) view.add({ ...good, pid: i }, 0);
+  view.add({ ...good, name: 'evil\x1b[2J' }, 0);
   assert.is(view.rows([], 0).length, 3);
   const table = renderTable(view.rows([], 0), []);
   assert.ok(!table.includes(String.fromCharCode(27)), 'no ESC in the table');
@@ -208,6 +208,26 @@ t('beacons from peers are checked and bounded; the table shows no control charac
   assert.match(table, /unknown peers may exist/);
   // Forgotten 6 intervals after the last beacon.
   assert.is(view.rows([], 6001).length, 0);
+});
+
+t('a peer filling the view with made-up servers cannot keep real ones out of it, nor hold rows for days', async (ctx) => {
+  const transport = await getTransport('memory://status-flood', { config: defaultConfig() });
+  ctx.transports.push(transport);
+  const view = new PresenceView(transport, { maxServers: 3 });
+  const fake = { host: 'h', topic: 'zzz', exchange: 'x', served: 0, failed: 0, intervalMs: 1e12 };
+  for (let i = 0; i < 3; i++) view.add({ ...fake, name: `fake${i}`, pid: i }, 0);
+  // Before: a full view ignored every new server, and the fakes' one-day interval kept them 6 days.
+  view.add({ name: 'host1', host: 'vm', pid: 7, topic: 'compute', exchange: 'x', served: 1, failed: 0, intervalMs: 1000 }, 10);
+  assert.equal(
+    view.rows(['compute'], 10).map((r) => r.name),
+    ['host1'],
+  );
+  assert.is(view.rows([], 10).length, 3, 'the fake heard from longest ago gave way');
+  const [row] = view.rows(['zzz'], 10);
+  assert.is(row!.intervalMs, 86_400_000, 'the claimed interval is still shown');
+  // Rows age by at most a minute per interval: stale after 150 s, forgotten after 6 minutes.
+  assert.is(view.rows(['zzz'], 150_001)[0]!.status, 'stale');
+  assert.is(view.rows(['zzz'], 360_001).length, 0);
 });
 
 t.run();

@@ -15,13 +15,21 @@ export interface PresenceRow extends Beacon {
 export interface PresenceViewOptions {
   presenceTopic?: string;
   exchange?: string;
-  /** Servers kept at most; beacons of further servers are ignored. @default 10 000 */
+  /**
+   * Servers kept at most; when full, a new server's beacon takes the place of the server heard
+   * from longest ago. @default 10 000
+   */
   maxServers?: number;
 }
 
 /** A beacon is late after this many of its intervals, and forgotten after {@link GONE_AFTER}. */
 export const STALE_AFTER = 2.5;
 export const GONE_AFTER = 6;
+/**
+ * The longest interval the view believes when it ages a row: the interval is the peer's claim,
+ * and a day (6 days kept) let anyone who can cast to the presence topic hold rows for days.
+ */
+export const MAX_TRUSTED_INTERVAL_MS = 60_000;
 
 const MAX_TEXT = 256;
 
@@ -67,7 +75,13 @@ export class PresenceView {
     const b = parseBeacon(raw);
     if (!b) return;
     const key = `${b.host}\0${b.pid}\0${b.exchange}\0${b.topic}\0${b.name}`;
-    if (!this.seen.has(key) && this.seen.size >= this.maxServers) return;
+    // Re-inserted, so the map is in the order servers were last heard from.
+    if (!this.seen.delete(key) && this.seen.size >= this.maxServers) {
+      // Full: the server heard from longest ago gives way. Ignoring newcomers instead let a peer
+      // casting made-up beacons keep every real server out of the view.
+      const stalest = this.seen.keys().next().value;
+      if (stalest !== undefined) this.seen.delete(stalest);
+    }
     this.seen.set(key, { beacon: b, at: now });
   }
 
@@ -76,13 +90,14 @@ export class PresenceView {
     const out: PresenceRow[] = [];
     for (const [key, { beacon, at }] of this.seen) {
       const age = now - at;
-      const gone = beacon.state === 'stopped' ? beacon.intervalMs : beacon.intervalMs * GONE_AFTER;
+      const interval = Math.min(beacon.intervalMs, MAX_TRUSTED_INTERVAL_MS);
+      const gone = beacon.state === 'stopped' ? interval : interval * GONE_AFTER;
       if (age > gone) {
         this.seen.delete(key);
         continue;
       }
       if (topics.length > 0 && !topics.includes(beacon.topic)) continue;
-      const status = beacon.state === 'stopped' ? 'stopped' : age > beacon.intervalMs * STALE_AFTER ? 'stale' : 'up';
+      const status = beacon.state === 'stopped' ? 'stopped' : age > interval * STALE_AFTER ? 'stale' : 'up';
       out.push({ ...beacon, status, lastSeenMs: age });
     }
     return out.sort((a, b) => a.topic.localeCompare(b.topic) || a.name.localeCompare(b.name) || a.pid - b.pid);
@@ -118,6 +133,6 @@ export function parseBeacon(raw: unknown): Beacon | undefined {
     return undefined;
   }
   if (b.served === undefined || b.failed === undefined || b.intervalMs === undefined || b.intervalMs < 50) return undefined;
-  // An absurd interval would keep a row for ever: a day at most.
+  // Shown as claimed up to a day; rows age by at most MAX_TRUSTED_INTERVAL_MS.
   return { ...(b as Beacon), intervalMs: Math.min(b.intervalMs, 86_400_000) };
 }
