@@ -2,6 +2,7 @@
 import diagnostics_channel from 'node:diagnostics_channel';
 import { pino } from 'pino';
 import type { HermodConfig } from '../config/index.js';
+import { UNSAFE_CHARS } from '../core/unsafe-text.js';
 
 /** Longest run of non-blank characters a log line keeps: a method name or topic is cut after it. */
 export const MAX_LOG_TOKEN = 200;
@@ -10,14 +11,10 @@ export const MAX_LOG_MESSAGE = 2000;
 /** Longest string field of a JSON log line, after escaping. */
 export const MAX_LOG_FIELD = 200;
 
-// C0 and C1 controls (newlines, ESC, CSI), line and paragraph separators, and bidi overrides:
-// whatever could end a line, forge another one or rewrite the terminal.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
 const SHORT: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
 function escapeUnsafe(s: string): string {
-  return s.replace(UNSAFE, (c) => SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return s.replace(UNSAFE_CHARS, (c) => SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function cut(s: string, max: number): string {

@@ -206,6 +206,12 @@ t('beacons from peers are checked and bounded; the table shows no control charac
   assert.ok(!table.includes(String.fromCharCode(27)), 'no ESC in the table');
   assert.match(table, /evil\?\[2J/);
   assert.match(table, /unknown peers may exist/);
+  // Nor bidi overrides, isolates, invisible characters or line separators (they went through:
+  // U+202E shows the rest of a row reversed, U+200B hides a difference between two names).
+  view.add({ ...good, name: 'evil\u202e\u2066', host: 'h\u200b1', version: '1\u2028' }, 0);
+  const tricky = renderTable(view.rows([], 0), []);
+  assert.not.match(tricky, /[\u202e\u2066\u200b\u2028]/);
+  assert.match(tricky, /evil\?\? +h\?1 +\d+ +1\? /);
   // Forgotten 6 intervals after the last beacon.
   assert.is(view.rows([], 6001).length, 0);
 });

@@ -1,3 +1,4 @@
+import { UNSAFE_CHARS } from '../../core/unsafe-text.js';
 import type { PresenceRow } from './view.js';
 
 /** Said under every view: the table shows beaconing hermod servers only. */
@@ -21,9 +22,9 @@ const COLUMNS: Array<[string, (r: PresenceRow) => string]> = [
 export function renderTable(rows: readonly PresenceRow[], topics: readonly string[]): string {
   const where = topics.length ? `topic ${topics.join(', ')}` : 'all topics';
   if (rows.length === 0) return `no hermod server beaconing on ${where}\n${UNKNOWN_PEERS}\n`;
-  // Peer-given text is shown verbatim but never as terminal control sequences.
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
-  const cells = rows.map((r) => COLUMNS.map(([, f]) => f(r).replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')));
+  // Peer-given text is shown verbatim but never as terminal control sequences, bidi overrides
+  // or invisible characters (the same set log lines escape).
+  const cells = rows.map((r) => COLUMNS.map(([, f]) => f(r).replace(UNSAFE_CHARS, '?')));
   const widths = COLUMNS.map(([h], i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: string[]) =>
     c

@@ -1,0 +1,8 @@
+/**
+ * Characters peer-given text must not bring to a terminal or a log line: C0 and C1 controls
+ * (newlines, ESC, CSI), line and paragraph separators, bidi marks, embeddings, overrides and
+ * isolates, and invisible ones (zero-width space, joiners, BOM): whatever could end a line,
+ * forge another one, reorder what is shown or hide a difference. Global: use it with `replace`.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+export const UNSAFE_CHARS = /[\u0000-\u001f\u007f-\u009f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
