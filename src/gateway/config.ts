@@ -152,6 +152,9 @@ export interface GatewayConfig {
   hermod?: Record<string, unknown>;
 }
 
+/** What a call's `version` looks like, a route's or a request's: `X.Y` or `X.Y.Z`. */
+export const VERSION_PATTERN = '^\\d+\\.\\d+(\\.\\d+)?$';
+
 const NAME = '^[A-Za-z0-9_][A-Za-z0-9_.:-]*$';
 const ms = { type: 'integer', minimum: 1, maximum: 86_400_000 };
 const roles = { type: 'array', items: { type: 'string', minLength: 1 } };
@@ -174,7 +177,7 @@ const ROUTE = {
     exchange: { type: 'string', pattern: NAME },
     server: { type: 'string', pattern: NAME },
     namespace: { type: 'string', pattern: NAME },
-    version: { type: 'string', pattern: '^\\d+\\.\\d+(\\.\\d+)?$' },
+    version: { type: 'string', pattern: VERSION_PATTERN },
     timeout: ms,
     summary: { type: 'string' },
   },

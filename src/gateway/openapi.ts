@@ -4,7 +4,7 @@
  * takes JSON Schema 2020-12 as it is, so the routes' schemas go in unchanged.
  */
 
-import type { JsonSchema, ResolvedGatewayConfig } from './config.js';
+import { type JsonSchema, type ResolvedGatewayConfig, VERSION_PATTERN } from './config.js';
 import type { CompiledRoute } from './invoker.js';
 
 const ERROR_REF = { $ref: '#/components/schemas/Error' };
@@ -26,13 +26,18 @@ const ERRORS = {
 const CONTROL_PARAMS = [
   { name: 'server', schema: { type: 'string' }, description: 'Send to this server of the topic' },
   { name: 'namespace', schema: { type: 'string' }, description: "The endpoint's namespace" },
-  { name: 'version', schema: { type: 'string', pattern: '^\\d+\\.\\d+$' }, description: 'API version X.Y' },
+  { name: 'version', schema: { type: 'string', pattern: VERSION_PATTERN }, description: 'API version X.Y or X.Y.Z' },
   { name: 'timeout', schema: { type: 'integer', minimum: 1 }, description: 'Call timeout in ms' },
   { name: 'cast', schema: { type: 'boolean' }, description: 'Send without waiting for a result (202)' },
 ];
 
 /** Route schemas' `$defs`, hoisted into `components.schemas` while a document is built. */
-type Hoisted = Record<string, unknown>;
+interface Hoisted {
+  schemas: Record<string, unknown>;
+  /** The component name of each hoisted schema, by its full name (`<topic>.<method>.args.<def>`). */
+  names: Map<string, string>;
+  taken: Set<string>;
+}
 
 /** The route as documented: its own schemas, else those of its method's published contract. */
 function documented(route: CompiledRoute, defs: Hoisted) {
@@ -48,8 +53,21 @@ function documented(route: CompiledRoute, defs: Hoisted) {
   };
 }
 
-/** A component name from `text`: OpenAPI allows letters, digits, `.`, `-` and `_`. */
-const componentName = (text: string) => text.replace(/[^A-Za-z0-9._-]/g, '_');
+/**
+ * The component name of the schema named `full`: OpenAPI allows letters, digits, `.`, `-` and
+ * `_`, the others become `_`, and a name another schema has already (`a:b.m…` and `a_b.m…`) gets
+ * `_2`, `_3`, …: one took the other's place, and its references with it.
+ */
+function componentName(full: string, defs: Hoisted): string {
+  let name = defs.names.get(full);
+  if (name !== undefined) return name;
+  const base = full.replace(/[^A-Za-z0-9._-]/g, '_');
+  name = base;
+  for (let n = 2; defs.taken.has(name); n++) name = `${base}_${n}`;
+  defs.names.set(full, name);
+  defs.taken.add(name);
+  return name;
+}
 
 /**
  * `schema` as it may stand inside the document: its `$defs` (and draft-07 `definitions`) moved to
@@ -57,7 +75,7 @@ const componentName = (text: string) => text.replace(/[^A-Za-z0-9._-]/g, '_');
  * as it was, a reference resolved against the document's root, where there is no `$defs`.
  */
 function hoist(schema: JsonSchema, prefix: string, defs: Hoisted): JsonSchema {
-  const self = componentName(prefix);
+  const self = componentName(prefix, defs);
   let rooted = false;
   const rewrite = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(rewrite);
@@ -69,7 +87,7 @@ function hoist(schema: JsonSchema, prefix: string, defs: Hoisted): JsonSchema {
       const def = local ? /^#\/(\$defs|definitions)\/([^/]+)(.*)$/.exec(local) : null;
       if (def) {
         const name = decodeURIComponent(def[2]!).replace(/~1/g, '/').replace(/~0/g, '~');
-        value = `#/components/schemas/${componentName(`${prefix}.${name}`)}${def[3]}`;
+        value = `#/components/schemas/${componentName(`${prefix}.${name}`, defs)}${def[3]}`;
       } else if (local !== undefined) {
         // Any other place in the schema (`#` itself for a recursive one, `#/properties/…`): the
         // schema becomes a component of its own, and the reference points into it.
@@ -84,11 +102,63 @@ function hoist(schema: JsonSchema, prefix: string, defs: Hoisted): JsonSchema {
   for (const key of ['$defs', 'definitions']) {
     const found = out[key];
     if (!found || typeof found !== 'object') continue;
-    for (const [name, def] of Object.entries(found as Record<string, unknown>)) defs[componentName(`${prefix}.${name}`)] = def;
+    for (const [name, def] of Object.entries(found as Record<string, unknown>))
+      defs.schemas[componentName(`${prefix}.${name}`, defs)] = def;
     delete out[key];
   }
-  if (rooted) defs[self] = out;
+  if (rooted) defs.schemas[self] = out;
   return out as JsonSchema;
+}
+
+/**
+ * An alias's URL, in the router's (find-my-way's) syntax, as an OpenAPI path template and its
+ * parameters: `:id` is `{id}`; a parameter's regular expression (`:id(^\d+$)`) constrains its
+ * value, so it goes to the parameter's `pattern`, anchored as the router anchors it, not into the
+ * path; `::` is a literal `:`.
+ */
+function aliasPath(url: string): { template: string; params: Array<{ name: string; pattern?: string }> } {
+  let template = '';
+  const params: Array<{ name: string; pattern?: string }> = [];
+  let i = 0;
+  while (i < url.length) {
+    if (url[i] !== ':') {
+      template += url[i++];
+      continue;
+    }
+    if (url[i + 1] === ':') {
+      template += ':';
+      i += 2;
+      continue;
+    }
+    let j = i + 1;
+    while (j < url.length && !'(-./'.includes(url[j]!)) j++;
+    const name = url.slice(i + 1, j);
+    let pattern: string | undefined;
+    if (url[j] === '(') {
+      const end = closingParenthesis(url, j);
+      pattern = `^(?:${url
+        .slice(j + 1, end)
+        .replace(/^\^/, '')
+        .replace(/\$$/, '')})$`;
+      j = end + 1;
+    }
+    params.push(pattern === undefined ? { name } : { name, pattern });
+    template += `{${name}}`;
+    i = j;
+  }
+  return { template, params };
+}
+
+/** Where the parenthesis opened at `open` closes, nested ones and `\`-escaped characters skipped (as find-my-way reads it). */
+function closingParenthesis(text: string, open: number): number {
+  let depth = 0;
+  for (let i = open; i < text.length; i++) {
+    if (text[i] === '\\') i++;
+    else if (text[i] === '(') depth++;
+    else if (text[i] === ')' && --depth === 0) return i;
+  }
+  // fastify refused the route already ("Invalid regexp expression").
+  return text.length - 1;
 }
 
 function success(route: CompiledRoute | undefined, defs: Hoisted) {
@@ -213,7 +283,8 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
     paths[path][verb] = op;
   };
   const jobs = config.jobs.enabled;
-  const defs: Hoisted = {};
+  // The document's own components first: no route schema takes their names.
+  const defs: Hoisted = { schemas: {}, names: new Map(), taken: new Set(['Error', 'ErrorDetail', 'Job']) };
   for (const route of routes) {
     const r = documented(route, defs);
     const prefer = jobs && !r.cast ? [PREFER] : [];
@@ -239,12 +310,13 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
     if (r.alias) {
       const [verb, url] = r.alias.split(' ') as [string, string];
       const props = ((r.args?.properties as Record<string, JsonSchema> | undefined) ?? {}) as Record<string, JsonSchema>;
-      const pathNames = [...url.matchAll(/:([A-Za-z0-9_]+)/g)].map((m) => m[1]!);
-      const parameters: unknown[] = pathNames.map((name) => ({
+      const { template, params: pathParams } = aliasPath(url);
+      const pathNames = pathParams.map((p) => p.name);
+      const parameters: unknown[] = pathParams.map(({ name, pattern }) => ({
         name,
         in: 'path',
         required: true,
-        schema: props[name] ?? { type: 'string' },
+        schema: props[name] ?? { type: 'string', ...(pattern ? { pattern } : {}) },
       }));
       const hasBody = verb === 'POST' || verb === 'PUT' || verb === 'PATCH';
       if (!hasBody) {
@@ -255,7 +327,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
       }
       parameters.push(...prefer);
       add(
-        url.replace(/:([A-Za-z0-9_]+)/g, '{$1}'),
+        template,
         verb.toLowerCase(),
         operation(
           route,
@@ -327,7 +399,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
     paths,
     components: {
       schemas: {
-        ...defs,
+        ...defs.schemas,
         Error: { type: 'object', required: ['error'], properties: { error: { $ref: '#/components/schemas/ErrorDetail' } } },
         ErrorDetail: {
           type: 'object',

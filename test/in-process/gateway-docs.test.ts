@@ -67,6 +67,42 @@ for (const [name, broker] of IN_PROCESS) {
     assert.is((await http(ctx.h.base, 'GET', '/people/3')).status, 200);
   });
 
+  t(
+    'the document says what the routes accept: X.Y.Z versions, regular expressions of path parameters, topics alike once sanitised',
+    async (ctx) => {
+      const args = (type: string) => ({ type: 'object', $defs: { x: { type } }, properties: { v: { $ref: '#/$defs/x' } } });
+      ctx.h = await harness(ctx.broker.url, (topic) => ({
+        routes: [
+          { topic: `${topic}:v`, method: 'get', args: args('string') },
+          { topic: `${topic}_v`, method: 'get', args: args('integer') },
+          { topic, method: 'get', alias: 'GET /e/:id(^\\d+$)' },
+        ],
+      }));
+      const { topic, base } = ctx.h;
+      const doc = (await http(base, 'GET', '/openapi.json')).json;
+      assert.equal(await new Validator().validate(doc), { valid: true });
+      // Before: both topics' $defs were the one component `<topic>_v.get.args.x`, the second replacing the first.
+      const component = (t: string) => {
+        const ref = doc.paths[`/v1/${t}/get`].post.requestBody.content['application/json'].schema.properties.v.$ref as string;
+        return doc.components.schemas[ref.replace('#/components/schemas/', '')];
+      };
+      assert.equal(component(`${topic}:v`), { type: 'string' });
+      assert.equal(component(`${topic}_v`), { type: 'integer' });
+      // Before: the path `/e/{id}(^\d+$)`, which no client can fill in.
+      const e = doc.paths['/e/{id}']?.get;
+      assert.ok(e, Object.keys(doc.paths).join(' '));
+      assert.equal(e.parameters[0], { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^(?:\\d+)$' } });
+      assert.is((await http(base, 'GET', '/e/12')).status, 200);
+      assert.is((await http(base, 'GET', '/e/ab')).status, 404);
+      // Before: the pattern ^\d+\.\d+$, though X.Y.Z versions are accepted.
+      const version = doc.paths[`/v1/${topic}/get`].post.parameters.find((p: Json) => p.name === 'version');
+      const documented = new Ajv2020().compile(version.schema);
+      for (const v of ['1.0', '1.0.3', '1', '1.0.3.4']) {
+        const r = await http(base, 'POST', `/v1/${topic}/get?version=${v}`, { id: 1 });
+        assert.is(documented(v), r.status !== 400, `version ${v}: documented ${documented(v)}, answered ${r.status}`);
+      }
+    },
+  );
   t('/openapi.json is a valid OpenAPI 3.1 document built from the routes and their schemas', async (ctx) => {
     ctx.h = await harness(ctx.broker.url, { authenticate: () => ({ roles: [] }) });
     const r = await http(ctx.h.base, 'GET', '/openapi.json');
