@@ -288,6 +288,12 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   // the call was refused as "not a JSON object" (400) instead of the 415 a wrong type earns.
   app.removeContentTypeParser('text/plain');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    // No body is no arguments, content type or not: fastify's parser answered 400 "Body cannot be
+    // empty" to a client that sets the type on every request (a DELETE alias, an argument-less call).
+    if (body === '') {
+      done(null, undefined);
+      return;
+    }
     if (nestsDeeperThan(body as string, maxDepth)) {
       done(new NestingTooDeep(maxDepth, 'the request body'), undefined);
       return;

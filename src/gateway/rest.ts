@@ -41,8 +41,9 @@ export function requestControls(request: FastifyRequest, maxTimeout: number): Ca
 }
 
 function bodyObject(body: unknown, route: CompiledRoute): Record<string, unknown> {
-  if (body === undefined || body === null || body === '') return {};
-  if (typeof body !== 'object' || Array.isArray(body)) {
+  // No body is {}; `null` is a body, and not an object (it was taken as {}).
+  if (body === undefined) return {};
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     throw new InvalidArgument(`the body of ${route.name} must be a JSON object of named arguments`);
   }
   return body as Record<string, unknown>;

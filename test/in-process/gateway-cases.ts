@@ -231,6 +231,39 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
     assert.match(bad.json.error.message, /args\/id must be integer/);
   });
 
+  t('REST bodies: none, or empty under a JSON content type, is {}; null or any other non-object is a 400', async (ctx) => {
+    const { topic } = ctx;
+    const g = await gateway(ctx, {
+      routes: [
+        { topic, method: 'get', alias: 'DELETE /users/:id', args: USER_ARGS },
+        { topic, method: 'ctx', alias: 'POST /whoami' },
+        { topic, method: 'text' },
+      ],
+    });
+    const base = g.address!.url;
+    // Before: 400 FST_ERR_CTP_EMPTY_JSON_BODY, though the document says the body is optional.
+    for (const [verb, path] of [
+      ['POST', `/v1/${topic}/text`],
+      ['DELETE', '/users/5'],
+      ['POST', '/whoami'],
+    ] as const) {
+      const r = await http(base, verb, path, '');
+      assert.is(r.status, 200, `${verb} ${path}: ${r.text}`);
+    }
+    assert.is((await http(base, 'DELETE', '/users/5', '')).json.result.id, 5);
+    // Before: null was taken as {} (200).
+    for (const [path, body] of [
+      [`/v1/${topic}/text`, 'null'],
+      ['/whoami', 'null'],
+      [`/v1/${topic}/text`, '[]'],
+      ['/whoami', '3'],
+    ]) {
+      const r = await http(base, 'POST', path!, body);
+      assert.equal([r.status, r.json.error.code], [400, 'HERMOD_ERR_INVALID_ARGUMENT'], `${path} ${body}`);
+      assert.match(r.json.error.message, /must be a JSON object of named arguments/);
+    }
+  });
+
   t('casts: a cast route and ?cast=1 answer 202 once the broker took it; fanout where the route allows', async (ctx) => {
     const other = new Users('u2');
     await serve(ctx, ctx.topic, 'u2', [other]);
