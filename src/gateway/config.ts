@@ -272,13 +272,16 @@ const FILE_SCHEMA = {
 };
 
 // verbose: errors carry their parentSchema, whose known keys the "did you mean" picks from.
-const ajv = new Ajv2020({ allErrors: false, strict: true, verbose: true });
+// allErrors: ajv checks `required` before `additionalProperties`, so with the first error alone a
+// misspelt required key (`rateLimit.window`) was reported missing, never by its name.
+const ajv = new Ajv2020({ allErrors: true, strict: true, verbose: true });
 const validate = ajv.compile(SCHEMA);
 const validateFile = ajv.compile(FILE_SCHEMA);
 
 function checkShape(check: typeof validate, input: unknown, source: string): void {
   if (!check(input)) {
-    const err = check.errors![0]!;
+    // An unknown key first: it is often why a required one is missing.
+    const err = check.errors!.find((e) => e.keyword === 'additionalProperties') ?? check.errors![0]!;
     throw new ConfigError(describe(err, source), { key: err.instancePath || undefined });
   }
 }

@@ -37,6 +37,18 @@ c('unknown keys are refused, naming the key and the nearest known one', async (c
     'HERMOD_ERR_CONFIG',
     /unknown gateway configuration key 'routes\[0\]\.rols'.*did you mean 'roles'/,
   );
+  // A misspelt required key is named as unknown, not reported as the key it lacks ("must have
+  // required property 'windowMs'" before).
+  await rejects(
+    () => resolveGatewayConfig({ rateLimit: { max: 1, window: 5 } }),
+    'HERMOD_ERR_CONFIG',
+    /unknown gateway configuration key 'rateLimit\.window'.*did you mean 'windowMs'/,
+  );
+  await rejects(
+    () => resolveGatewayConfig({ routes: [{ topic: 't', mthod: 'm' }] }),
+    'HERMOD_ERR_CONFIG',
+    /unknown gateway configuration key 'routes\[0\]\.mthod'.*did you mean 'method'/,
+  );
   await rejects(
     () => resolveGatewayConfig({ routes: [{ topic: 't' }] }),
     'HERMOD_ERR_CONFIG',
