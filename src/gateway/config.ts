@@ -360,6 +360,18 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
       throw new ConfigError(`routes[${i}] (from ${source}): a route is either a cast or a job, not both`, { key: `routes[${i}]` });
     if (r.job && c.jobs?.enabled === false)
       throw new ConfigError(`routes[${i}] (from ${source}): job routes need jobs.enabled (it is false)`, { key: `routes[${i}].job` });
+    // JSON-RPC 2.0 reserves the method names beginning with "rpc." (the gateway answers them
+    // itself: rpc.job, …): a route known by such a name alone was listed and never reached.
+    if (r.rpcName?.startsWith('rpc.'))
+      throw new ConfigError(
+        `routes[${i}] (from ${source}): rpcName ${r.rpcName} begins with "rpc.", which JSON-RPC reserves; choose another`,
+        { key: `routes[${i}].rpcName` },
+      );
+    if (!r.rpcName && `${r.topic}.${r.method}`.startsWith('rpc.'))
+      throw new ConfigError(
+        `routes[${i}] (from ${source}): its JSON-RPC name ${r.topic}.${r.method} begins with "rpc.", which JSON-RPC reserves; give the route an rpcName`,
+        { key: `routes[${i}]` },
+      );
     for (const name of [`${r.topic}.${r.method}`, ...(r.rpcName ? [r.rpcName] : [])]) {
       if (seen.has(name))
         throw new ConfigError(

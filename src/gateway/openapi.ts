@@ -358,7 +358,8 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
   }
   if (jobs) paths['/v1/jobs/{ref}'] = jobPaths(Math.floor(config.maxCallTimeout / 1000));
   const methods = [
-    ...routes.flatMap((r) => [r.name, ...(r.route.rpcName ? [r.route.rpcName] : [])]),
+    // A route on topic `rpc` is called by its rpcName: `rpc.…` names are the gateway's own.
+    ...routes.flatMap((r) => [r.name, ...(r.route.rpcName ? [r.route.rpcName] : [])]).filter((n) => !n.startsWith('rpc.')),
     ...(jobs ? ['rpc.job', 'rpc.cancel_job'] : []),
   ];
   const request = {

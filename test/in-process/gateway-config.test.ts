@@ -108,6 +108,26 @@ c('unknown keys are refused, naming the key and the nearest known one', async (c
     'HERMOD_ERR_CONFIG',
     /t\.m is declared twice/,
   );
+  // Accepted before, listed in /openapi.json, and answered -32601 (JSON-RPC's reserved rpc.* names).
+  await rejects(
+    () => resolveGatewayConfig({ routes: [{ topic: 't', method: 'add', rpcName: 'rpc.add' }] }),
+    'HERMOD_ERR_CONFIG',
+    /routes\[0\].*rpcName rpc\.add begins with "rpc\.", which JSON-RPC reserves/,
+  );
+  for (const topic of ['rpc', 'rpc.v2'])
+    await rejects(
+      () => resolveGatewayConfig({ routes: [{ topic, method: 'add' }] }),
+      'HERMOD_ERR_CONFIG',
+      new RegExp(
+        `its JSON-RPC name ${topic.replace('.', '\\.')}\\.add begins with "rpc\\.", which JSON-RPC reserves; give the route an rpcName`,
+      ),
+    );
+  resolveGatewayConfig({
+    routes: [
+      { topic: 'rpc', method: 'add', rpcName: 'add' },
+      { topic: 'rpcx', method: 'add' },
+    ],
+  });
   await rejects(() => resolveGatewayConfig({ callTimeout: 9000, maxCallTimeout: 5000 }), 'HERMOD_ERR_CONFIG', /exceeds maxCallTimeout/);
   await rejects(() => resolveGatewayConfig({ maxConnections: 0 }), 'HERMOD_ERR_CONFIG', /'maxConnections'.*must be >= 1/);
   await rejects(() => resolveGatewayConfig({ keepAliveTimeout: 'long' }), 'HERMOD_ERR_CONFIG', /'keepAliveTimeout'.*must be integer/);

@@ -103,6 +103,12 @@ for (const [name, broker] of IN_PROCESS) {
       }
     },
   );
+  t('JSON-RPC names: a route on topic rpc is listed by its rpcName, not by the reserved rpc.* one', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, { routes: [{ topic: 'rpc', method: 'add', rpcName: 'add' }] });
+    const doc = (await http(ctx.h.base, 'GET', '/openapi.json')).json;
+    const method = doc.paths['/jsonrpc'].post.requestBody.content['application/json'].schema.oneOf[0].properties.method;
+    assert.equal(method, { enum: ['add', 'rpc.job', 'rpc.cancel_job'] });
+  });
   t('/openapi.json is a valid OpenAPI 3.1 document built from the routes and their schemas', async (ctx) => {
     ctx.h = await harness(ctx.broker.url, { authenticate: () => ({ roles: [] }) });
     const r = await http(ctx.h.base, 'GET', '/openapi.json');
