@@ -164,12 +164,10 @@ async function main(): Promise<void> {
           const result = await client
             .call(ctx, method, args, budget === undefined ? {} : { timeout: Math.max(1, budget) })
             .catch((err: Error & { code?: string }) => {
-              // Named by what the user gave, not by what the lookup left of it.
+              // Named by what the user gave, not by what the lookup left of it, whichever stage
+              // ran out: the connect ("timed out after 1.9 s") or the reply ("… after 1952 ms").
               if (budget !== undefined && typeof err.message === 'string')
-                err.message = err.message.replace(
-                  /timed out after [\d.]+ m?s/,
-                  `timed out after ${o.timeout} s (--timeout, the contract lookup included)`,
-                );
+                err.message = err.message.replace(/\bafter [\d.]+ m?s\b/, `after ${o.timeout} s (--timeout, the contract lookup included)`);
               throw err;
             });
           if (o.repeat === 1)

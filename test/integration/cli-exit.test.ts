@@ -249,6 +249,13 @@ t('--timeout bounds the whole rpc-client command, its contract lookup included, 
   }
 });
 
+t('rpc-client --timeout with a contract lookup: a late reply is reported as the --timeout the user gave', async (ctx) => {
+  // seconds=5 is JSON-typed: the contract lookup spends from the budget, and the reply times out.
+  const late = await run('rpc-client', ['ex', 'sleep', 'seconds=5', '--timeout', '2', '--transport-url', ctx.url]);
+  assert.is(late.code, 3, late.err);
+  assert.match(late.err, /\(sleep on topic ex\) after 2 s \(--timeout, the contract lookup included\)/);
+});
+
 t('exit 5: rpc-server, notify-listen and notify-send that cannot connect log each attempt, then give up', async () => {
   const fast = ['--transport-url', NOWHERE, '--config', 'amqp1.retryInterval=50', '--config', 'rpc.responseTimeout=1s'];
   for (const [name, args] of [
