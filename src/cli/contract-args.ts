@@ -4,7 +4,7 @@
  * string), and print a method's usage (`--describe`).
  */
 import type { MethodContract } from '../contracts/contract.js';
-import { AccessRefused, NoSuchMethod, TransportError, WrongProtocol } from '../core/errors.js';
+import { NoSuchMethod, TransportError, WrongProtocol } from '../core/errors.js';
 import { versionIsCompatible } from '../core/target.js';
 import type { RPCClient } from '../rpc/client.js';
 import { describeWhenConnected, type ServerDescription } from '../rpc/introspection.js';
@@ -16,8 +16,8 @@ type Schema = Record<string, unknown>;
 /**
  * The contract of `method` as the servers of the client's target publish it, or undefined when
  * none is published or nobody answers within `timeoutMs` (an oslo.messaging server, an older
- * hermod, no server, a broker it cannot reach yet): the CLI then works as without contracts. A
- * refused login or a wrong protocol is thrown: the call would fail the same way. A first connect still under way when
+ * hermod, no server, a broker it cannot reach yet, a refused login): the CLI then works as without
+ * contracts, and the call reports what is wrong under its own name. A first connect still under way when
  * `timeoutMs` passes is waited for, up to `connectWithinMs` in all (the call's own timeout).
  */
 export async function fetchContract(
@@ -37,12 +37,11 @@ export async function fetchContract(
       connectWithinMs,
     );
   } catch (err) {
-    // Retrying cannot help (a refused login, the wrong protocol): the call would fail the same.
-    if (err instanceof AccessRefused || err instanceof WrongProtocol) throw err;
-    // `--describe` is this request: a transport failure is the answer (exit 5). Before a call:
-    // no contract, and the call says what is wrong within its own retry budget, naming its
-    // method (not "describe"). Anything else (no answer, an oslo server): no contract.
-    if (err instanceof TransportError && options.requireMethod) throw err;
+    // `--describe` is this request: a transport failure or the wrong protocol is the answer
+    // (exit 5 or 2). Before a call: no contract, and the call says what is wrong, naming its
+    // method (not "describe"); a refused login or the wrong protocol fails it at once, as it
+    // failed this lookup. Anything else (no answer, an oslo server): no contract.
+    if (options.requireMethod && (err instanceof TransportError || err instanceof WrongProtocol)) throw err;
     return undefined;
   }
   const ns = client.target.namespace ?? null;

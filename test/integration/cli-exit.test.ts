@@ -256,6 +256,14 @@ t('rpc-client --timeout with a contract lookup: a late reply is reported as the 
   assert.match(late.err, /\(sleep on topic ex\) after 2 s \(--timeout, the contract lookup included\)/);
 });
 
+t('rpc-client with a refused login: the error names the method called, not the contract lookup', async (ctx) => {
+  // The router offers ANONYMOUS only: the lookup is refused first, and the error is the call's.
+  const refused = await run('rpc-client', ['ex', 'add', 'a=1', 'b=2', '--transport-url', ctx.url.replace('amqp://', 'amqp://alice:x@')]);
+  assert.is(refused.code, 5, refused.err);
+  assert.match(refused.err, /not retrying for add\)/);
+  assert.not.match(refused.err, /describe/);
+});
+
 t('exit 5: rpc-server, notify-listen and notify-send that cannot connect log each attempt, then give up', async () => {
   const fast = ['--transport-url', NOWHERE, '--config', 'amqp1.retryInterval=50', '--config', 'rpc.responseTimeout=1s'];
   for (const [name, args] of [
