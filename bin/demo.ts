@@ -81,8 +81,22 @@ async function main(): Promise<void> {
     console.log(`    answered by ${info.server} (pid ${info.pid})`);
 
     say("fanout cast echo(value='hello everyone') to every server on the topic");
+    // A cast has no reply and servers log successful requests at debug only: each server's call
+    // count, asked before and after, shows that every one of them received it.
+    const names = ['alpha', 'beta'];
+    const served = async (name: string) => (await client.prepare({ server: name }).call<{ calls: number }>(ctx, 'info')).calls - 1; // not this info call
+    const before = await Promise.all(names.map(served));
     await client.prepare({ fanout: true }).cast(ctx, 'echo', { value: 'hello everyone' });
-    await sleep(200);
+    for (const [i, name] of names.entries()) {
+      // Calls since the count before: its own info call, the earlier polls, and the echo once it arrived.
+      let got = 0;
+      for (let poll = 0; poll < 40 && got === 0; poll++) {
+        if (poll > 0) await sleep(50);
+        got = (await served(name)) - before[i]! - 1 - poll;
+      }
+      const was = before[i]! + 1;
+      console.log(got > 0 ? `    ${name} received it: calls served ${was} → ${was + got}` : `    ${name} did not receive it`);
+    }
 
     say("call fail(message='boom'): the remote error arrives typed");
     try {

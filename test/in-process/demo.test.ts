@@ -15,6 +15,11 @@ t('npm run demo runs router, servers and client to the end and exits 0', () => {
   const run = spawnSync(process.execPath, [path.join(root, 'dist/bin/demo.js')], { cwd: root, encoding: 'utf8', timeout: 60_000, env });
   assert.is(run.status, 0, run.stdout + run.stderr);
   assert.match(run.stdout, /result after [\d.]+ s/);
+  // The fanout cast reached both servers, and the demo shows it (a cast has no reply to print).
+  assert.match(
+    run.stdout,
+    /▶ fanout cast[^\n]*\n {4}alpha received it: calls served \d+ → \d+\n {4}beta received it: calls served \d+ → \d+\n/,
+  );
   // One job from start to result: its token, progress lines in order, the result.
   const job = run.stdout.slice(run.stdout.indexOf('▶ start resize'));
   assert.match(job, /^ {4}token: job [0-9a-f]{8}… on server (alpha|beta) /m, run.stdout);
