@@ -128,7 +128,7 @@ async function main(): Promise<void> {
     if (gw.jobs?.enabled !== false && !gw.jobs?.keyFile && !process.env[JOBS_KEY_ENV]?.trim())
       process.env[JOBS_KEY_ENV] = randomBytes(32).toString('base64');
     log.info(`starting ${count} workers (deadline of each on stop ${shutdownMs / 1000} s)`, { workers: count });
-    if (metrics) log.info(`metrics of all workers at ${metrics.url}`, { event: 'metrics', url: metrics.url });
+    if (metrics) log.announce(`metrics of all workers at ${metrics.url}`, { event: 'metrics', url: metrics.url });
     supervisor.start();
     return;
   }
@@ -162,7 +162,7 @@ async function main(): Promise<void> {
     new Metrics().start(); // answers the primary's scrapes
   else if (o.metricsPort !== undefined) {
     metrics = await exposeMetrics(o.metricsPort);
-    log.info(`metrics at ${metrics.url}`, { event: 'metrics', url: metrics.url });
+    log.announce(`metrics at ${metrics.url}`, { event: 'metrics', url: metrics.url });
   }
   let aborted = 0;
   if (worker !== undefined) onPrimaryStop((reason) => shutdown.stop(reason));
@@ -220,7 +220,7 @@ async function main(): Promise<void> {
     return undefined;
   });
   if (!addr || shutdown.stopping) return;
-  log.info(
+  log.announce(
     `listening on ${addr.url} (transport ${transport.url}, ${gateway.config.routes.length} route(s), policy ${gateway.config.mappingPolicy})`,
   );
   tellPrimary(READY_MESSAGE);

@@ -108,8 +108,6 @@ const o = program.opts<
 >();
 const logConfig = applyLogFlags(loaded.config, o);
 const log = makeLogger(logConfig, 'hermod-router');
-// The listening line is what scripts and people wait for: printed even with --quiet (not with silent).
-const announce = makeLogger({ log: { ...logConfig.log, level: logConfig.log.level === 'silent' ? 'silent' : 'info' } }, 'hermod-router');
 if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
   process.stderr.write('error: --tls-cert and --tls-key go together\n');
   process.exit(EXIT.usage);
@@ -136,7 +134,7 @@ try {
     port: o.port,
     log: (line) => {
       if (line.startsWith('WARNING')) log.warn(line.replace(/^WARNING: /, ''));
-      else if (line.startsWith('router listening')) announce.info(line);
+      else if (line.startsWith('router listening')) log.announce(line);
       else log.info(line);
     },
     ...(o.users ? { users: o.users } : {}),

@@ -275,7 +275,7 @@ async function runCommand(argv: string[]): Promise<void> {
       `starting ${count} worker${count === 1 ? '' : 's'} for ${spec.services.length} service(s) from ${file}${recycleAfter > 0 ? `, each recycled after ${recycleAfter} reloads` : ''}`,
       { workers: count, recycleAfter },
     );
-    if (metrics) log.info(`metrics of all workers at ${metrics.url}`, { event: 'metrics', url: metrics.url });
+    if (metrics) log.announce(`metrics of all workers at ${metrics.url}`, { event: 'metrics', url: metrics.url });
     supervisor.start();
     return;
   }
@@ -286,7 +286,7 @@ async function runCommand(argv: string[]): Promise<void> {
     new Metrics().start(); // answers the primary's scrapes
   else if (metricsAt !== undefined) {
     metrics = await exposeMetrics(metricsAt);
-    log.info(`metrics at ${metrics.url}`, { event: 'metrics', url: metrics.url });
+    log.announce(`metrics at ${metrics.url}`, { event: 'metrics', url: metrics.url });
   }
   const group = new ServiceGroup({
     services: spec.services.filter((s) => worker === undefined || workersOf(s) >= worker),

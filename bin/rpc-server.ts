@@ -78,7 +78,7 @@ async function main(): Promise<void> {
   // Not from the package index, and metrics only when asked for: a server holds in memory the
   // code it loads, and the index brings the router (rhea) and prom-client.
   const metrics = o.metricsPort === undefined ? undefined : await (await import('../src/ops/metrics.js')).exposeMetrics(o.metricsPort);
-  if (metrics) log.info(`metrics at ${metrics.url}`);
+  if (metrics) log.announce(`metrics at ${metrics.url}`);
   const transport = await getTransport(o.transportUrl, { config });
   const server = new RPCServer(transport, target, endpoints, o.concurrency ? { concurrency: o.concurrency } : {});
   const beacon = o.beacon === undefined ? undefined : new PresenceBeacon(server, o.beacon === true ? {} : { intervalMs: o.beacon });

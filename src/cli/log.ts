@@ -65,33 +65,42 @@ export function makeLogger(config: LogConfig, name: string, allToStderr = false)
   // Looked up at each write, so that a test (or a bin) replacing process.stdout.write sees the lines.
   const out = sink(() => process.stdout);
   const err = sink(() => process.stderr);
-  const logger = pino(
-    {
-      name: logSafe(name, MAX_LOG_FIELD),
-      level: config.log.level,
-      base: { pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-    },
-    pino.multistream(
-      [
-        { level: 'debug', stream: allToStderr ? err : out },
-        { level: 'warn', stream: err },
-      ],
-      { dedupe: true },
-    ),
-  );
-  const write = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => {
-    if (!logger.isLevelEnabled(level)) return;
+  const build = (level: string) =>
+    pino(
+      {
+        name: logSafe(name, MAX_LOG_FIELD),
+        level,
+        base: { pid: process.pid },
+        timestamp: pino.stdTimeFunctions.isoTime,
+        formatters: { level: (label) => ({ level: label }) },
+      },
+      pino.multistream(
+        [
+          { level: 'debug', stream: allToStderr ? err : out },
+          { level: 'warn', stream: err },
+        ],
+        { dedupe: true },
+      ),
+    );
+  const logger = build(config.log.level);
+  // Announcements are info lines that --quiet and --log-level warn|error keep; silent drops them.
+  const announcer = config.log.level === 'silent' || logger.isLevelEnabled('info') ? logger : build('info');
+  const write = (to: pino.Logger, level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => {
+    if (!to.isLevelEnabled(level)) return;
     const text = logSafe(String(msg));
-    if (fields) logger[level](safeFields(fields), text);
-    else logger[level](text);
+    if (fields) to[level](safeFields(fields), text);
+    else to[level](text);
   };
   return {
-    debug: (m: string, f?: Record<string, unknown>) => write('debug', m, f),
-    info: (m: string, f?: Record<string, unknown>) => write('info', m, f),
-    warn: (m: string, f?: Record<string, unknown>) => write('warn', m, f),
-    error: (m: string, f?: Record<string, unknown>) => write('error', m, f),
+    debug: (m: string, f?: Record<string, unknown>) => write(logger, 'debug', m, f),
+    info: (m: string, f?: Record<string, unknown>) => write(logger, 'info', m, f),
+    warn: (m: string, f?: Record<string, unknown>) => write(logger, 'warn', m, f),
+    error: (m: string, f?: Record<string, unknown>) => write(logger, 'error', m, f),
+    /**
+     * An info line logged at every level but silent: an address the process listens on, which a
+     * script or person needs even with --quiet (with port 0 it is the only way to learn the port).
+     */
+    announce: (m: string, f?: Record<string, unknown>) => write(announcer, 'info', m, f),
   };
 }
 

@@ -402,6 +402,34 @@ t('logging: methods served, failed requests at info, every request at debug, --q
   }
 });
 
+t('--quiet and --log-level warn keep the address each CLI listens on (port 0 is otherwise unknowable); silent drops it', async (ctx) => {
+  const url = ['--transport-url', ctx.url];
+  for (const [name, args, line] of [
+    ['hermod-gateway', ['--port', '0', '--quiet', ...url], /INFO {2}hermod-gateway: listening on http:\/\/127\.0\.0\.1:\d+ /],
+    [
+      'rpc-server',
+      ['q1', '--topic', 'quiet', '--metrics-port', '0', '--log-level', 'warn', ...url],
+      /INFO {2}rpc-server q1: metrics at http:\/\/127\.0\.0\.1:\d+\/metrics/,
+    ],
+    ['hermod-router', ['--port', '0', '--log-level', 'warn'], /INFO {2}hermod-router: router listening on amqp:\/\/127\.0\.0\.1:\d+\//],
+  ] as const) {
+    const p = start(name, [...args], { killAfterMs: 30_000 });
+    try {
+      await until(() => line.test(p.out), `${name}'s address`, 30_000);
+    } finally {
+      // Not its exit status: rpc-server may take the SIGTERM before it installed its handler.
+      await stop(p);
+    }
+    assert.is(p.out.trim().split('\n').length, 1, `${name} logs nothing else at warn: ${p.out}`);
+  }
+  const silent = start('rpc-server', ['q2', '--topic', 'quiet', '--metrics-port', '0', '--log-level', 'silent', ...url], {
+    killAfterMs: 30_000,
+  });
+  await new Promise((r) => setTimeout(r, 1500));
+  await stop(silent);
+  assert.is(silent.out, '', silent.out);
+});
+
 t('hermod-router: --quiet keeps the listening line; --log-json; log.* from --config', async () => {
   const q = start('hermod-router', ['--port', '0', '--quiet', '--log-json', '--config', 'log.level=debug']);
   try {
