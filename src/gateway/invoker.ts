@@ -32,7 +32,7 @@ import { describeWhenConnected } from '../rpc/introspection.js';
 import { isRemote } from '../rpc/remote-errors.js';
 import type { Transport } from '../transport.js';
 import type { Identity } from './auth.js';
-import type { GatewayRoute, ResolvedGatewayConfig } from './config.js';
+import { type GatewayRoute, type ResolvedGatewayConfig, VERSION_PATTERN } from './config.js';
 import { BadResult, CallCut, ClientBusy, Forbidden, NotExposed, Unauthenticated, Unavailable } from './errors.js';
 
 /** A route ready to serve: its schemas compiled once. */
@@ -71,7 +71,8 @@ export interface CallControls {
 export const CONTROL_NAMES = ['server', 'namespace', 'version', 'timeout', 'cast', 'fanout'] as const;
 
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,254}$/;
-const VERSION = /^\d+\.\d+(\.\d+)?$/;
+/** The one pattern of a version, as the OpenAPI document states it. */
+const VERSION = new RegExp(VERSION_PATTERN);
 const FLAG: Record<string, boolean> = { '1': true, true: true, '0': false, false: false };
 
 /** Reads and checks controls from string values (query or headers); bad values are InvalidArgument (400). */
@@ -92,7 +93,7 @@ export function parseControls(values: Record<string, unknown>, maxTimeout: numbe
       if (b === undefined) throw new InvalidArgument(`${key} must be 1, 0, true or false, got ${v}`);
       out[key] = b;
     } else if (key === 'version') {
-      if (!VERSION.test(v)) throw new InvalidArgument(`version must look like X.Y, got ${v}`);
+      if (!VERSION.test(v)) throw new InvalidArgument(`version must look like X.Y or X.Y.Z, got ${v}`);
       out.version = v;
     } else {
       if (!NAME.test(v)) throw new InvalidArgument(`${key} has characters a ${key} name cannot have: ${v}`);
