@@ -132,7 +132,16 @@ export function logConnectionState(log: Logger, budget?: { retry: number; key: s
   // Connections that failed or were lost since they were last connected.
   const troubled = new Set<string>();
   diagnostics_channel.subscribe('hermod:connection:state', (e) => {
-    const ev = e as { state: string; host: string; role?: string; error?: Error; reason?: string; attempt?: number; delayMs?: number };
+    const ev = e as {
+      state: string;
+      host: string;
+      role?: string;
+      error?: Error;
+      reason?: string;
+      attempt?: number;
+      delayMs?: number;
+      refused?: boolean;
+    };
     const reason = ev.error?.message ?? ev.reason;
     // The RabbitMQ driver keeps a connection for publishing and one per server or listener, each
     // with its own backoff: one broker lost is a line per connection, and the role tells them apart.
@@ -151,12 +160,9 @@ export function logConnectionState(log: Logger, budget?: { retry: number; key: s
       // The connection itself would try again, but the one request of a short-lived bin gives up
       // past its retry budget: "next try in 4.4 s" right before "gave up" misled.
       const spent = budget !== undefined && budget.retry >= 0 && (ev.attempt ?? 0) > budget.retry;
-      // A wrong protocol or port says "not retried" in its reason: no next try to announce.
-      const next = /\bnot retried\)$/.test(why ?? '')
-        ? 'not retrying'
-        : spent
-          ? `no more tries (${budget.key}=${budget.retry})`
-          : nextTryText(ev.delayMs);
+      // A refused login or a wrong protocol fails what waits for the connection at once: a "next
+      // try in 30.0 s" right before "not retrying" misled.
+      const next = ev.refused ? 'not retrying' : spent ? `no more tries (${budget.key}=${budget.retry})` : nextTryText(ev.delayMs);
       log.info(`reconnecting to ${host}${why ? ` (${why})` : ''}: attempt ${ev.attempt ?? '?'} failed, ${next}`, {
         host: ev.host,
         ...(ev.role ? { role: ev.role } : {}),

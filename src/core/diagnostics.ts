@@ -110,7 +110,19 @@ export interface InvalidMessageEvent {
 export type ConnectionState =
   | { state: 'connected'; host: string }
   | { state: 'disconnected'; host: string; error?: Error }
-  | { state: 'reconnecting'; host: string; attempt: number; delayMs: number; reason?: string }
+  | {
+      state: 'reconnecting';
+      host: string;
+      attempt: number;
+      delayMs: number;
+      reason?: string;
+      /**
+       * The attempt was refused in a way retrying cannot fix (a login or vhost refused, a peer
+       * speaking the other protocol): sends and subscriptions waiting for the connection fail at
+       * once instead of waiting `delayMs` for the next attempt.
+       */
+      refused?: boolean;
+    }
   | { state: 'blocked'; host: string; reason: string }
   | { state: 'unblocked'; host: string }
   /**

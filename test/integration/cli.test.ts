@@ -249,6 +249,9 @@ r('call, server-directed call, fanout cast and exit statuses over rabbit://', as
   const bad = await run('rpc-client', ['rcli', 'add', '--transport-url', ctx.node.url(ctx.vhost, 'guest', 'nope')]);
   assert.is(bad.code, 5);
   assert.match(bad.err, /ACCESS_REFUSED/);
+  // The login is refused for good: the reconnect line says so, not "next try in 30.0 s".
+  assert.match(bad.err, /attempt 1 failed, not retrying\n/);
+  assert.not.match(bad.err, /next try/);
   assert.not.match(bad.err, /nope/, 'no password in the message');
 });
 

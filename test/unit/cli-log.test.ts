@@ -60,13 +60,23 @@ t('the reconnect line of a driver event with a 30 ms delay says "next try in 30 
   channel.publish({ state: 'reconnecting', host: 'h:1', role: 'server t.s1', attempt: 1, delayMs: 300 });
   channel.publish({ state: 'reconnecting', host: 'h:1', role: 'publisher', attempt: 1, delayMs: 0 });
   channel.publish({ state: 'connected', host: 'h:1', role: 'publisher' });
-  // A wrong protocol is not retried: no "next try" (it said "next try in 30.0 s").
+  // A wrong protocol or a refused login is not retried: no "next try" (it said "next try in 30.0 s").
   channel.publish({
     state: 'reconnecting',
     host: 'h:2',
     attempt: 1,
     delayMs: 30_000,
     reason: 'h:2 speaks AMQP 1.0 (connecting not retried)',
+    refused: true,
+  });
+  channel.publish({
+    state: 'reconnecting',
+    host: 'h:3',
+    role: 'publisher',
+    attempt: 1,
+    delayMs: 30_000,
+    reason: 'Handshake terminated by server: 403 (ACCESS-REFUSED)',
+    refused: true,
   });
   listening = false;
   assert.equal(lines, [
@@ -79,6 +89,7 @@ t('the reconnect line of a driver event with a 30 ms delay says "next try in 30 
     'reconnecting to h:1 [publisher] (CONNECTION_FORCED): attempt 1 failed, next try at once',
     'connected to h:1 [publisher]',
     'reconnecting to h:2 (h:2 speaks AMQP 1.0 (connecting not retried)): attempt 1 failed, not retrying',
+    'reconnecting to h:3 [publisher] (Handshake terminated by server: 403 (ACCESS-REFUSED)): attempt 1 failed, not retrying',
   ]);
 });
 

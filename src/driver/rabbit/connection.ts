@@ -387,6 +387,7 @@ export class RabbitConnection extends EventEmitter {
         attempt: this.failedAttempts,
         delayMs: delay,
         ...(this.lastError ? { reason: this.lastError } : {}),
+        ...(this.refusal ? { refused: true } : {}),
       });
       await new Promise<void>((resolve) => {
         this.wakeSleep = resolve;
