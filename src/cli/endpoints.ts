@@ -1,4 +1,5 @@
 /** rpc-server's `--endpoints` modules: loading them (a broken one is a usage error naming file and line) and saying what they serve. */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { syntaxErrorOf } from '../core/syntax-check.js';
@@ -32,8 +33,11 @@ async function importModule(spec: string, load: ModuleImporter): Promise<Record<
       const at = await syntaxErrorAt(file);
       throw new UsageError(`--endpoints ${spec}: ${at ?? `${e.name}: ${e.message}`}`, { cause: err });
     }
-    if (e?.code === 'ERR_MODULE_NOT_FOUND' || e?.code === 'ENOENT')
+    if (e?.code === 'ERR_MODULE_NOT_FOUND' || e?.code === 'ENOENT') {
+      // Node's text for the module itself names hermod's loader as the importer: say it as `hermod run` does.
+      if (!existsSync(file)) throw new UsageError(`--endpoints ${spec}: ${file} does not exist`, { cause: err });
       throw new UsageError(`--endpoints ${spec}: ${e.message}`, { cause: err });
+    }
     // The module ran and threw: its own error, with its own stack, is the useful report.
     throw new UsageError(`--endpoints ${spec}: loading it threw ${e?.name ?? 'an error'}: ${e?.message ?? String(err)}`, { cause: err });
   }

@@ -87,6 +87,8 @@ t('exit 2: every usage and configuration mistake of the issue', async (ctx) => {
   writeFileSync(brokenJs, 'export default {\n  async a() { return 1 + ; }\n};\n');
   const broken = path.join(ctx.dir, 'broken.mjs');
   writeFileSync(broken, 'export default {\n  async hi() { return 1; }\n  oops oops\n};\n');
+  const needs = path.join(ctx.dir, 'needs.mjs');
+  writeFileSync(needs, "import 'hermod-no-such-package';\nexport default {};\n");
   const cases: Array<[string, string[], Record<string, string>, RegExp]> = [
     ['rpc-client', ['demo', 'add', '2', '3', '--transport-url', NOWHERE], {}, /argument '2' is not key=value/],
     ['rpc-client', ['demo', 'add', '--timeout', '0', '--transport-url', NOWHERE], {}, /'--timeout <seconds>' argument '0' is invalid/],
@@ -123,7 +125,14 @@ t('exit 2: every usage and configuration mistake of the issue', async (ctx) => {
       'rpc-server',
       ['s', '-t', 'x', '--endpoints', path.join(ctx.dir, 'none.mjs'), '--transport-url', NOWHERE],
       {},
-      /none\.mjs: Cannot find module/,
+      /--endpoints \S*none\.mjs: \S*none\.mjs does not exist\n/,
+    ],
+    // A module the user's module imports is named by Node's own text, importer included.
+    [
+      'rpc-server',
+      ['s', '-t', 'x', '--endpoints', needs, '--transport-url', NOWHERE],
+      {},
+      /needs\.mjs: Cannot find package 'hermod-no-such-package' imported from \S*needs\.mjs/,
     ],
     ['notify-listen', ['--pool', 'p', '--transport-url', ctx.url], {}, /listener pools are not supported on AMQP 1\.0 \(pool 'p'\)/],
     ['notify-send', ['x', '--timeout', '0', '--transport-url', NOWHERE], {}, /'--timeout <seconds>' argument '0' is invalid/],
