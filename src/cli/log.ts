@@ -161,8 +161,16 @@ export function logConnectionState(log: Logger, budget?: { retry: number; key: s
       // past its retry budget: "next try in 4.4 s" right before "gave up" misled.
       const spent = budget !== undefined && budget.retry >= 0 && (ev.attempt ?? 0) > budget.retry;
       // A refused login or a wrong protocol fails what waits for the connection at once: a "next
-      // try in 30.0 s" right before "not retrying" misled.
-      const next = ev.refused ? 'not retrying' : spent ? `no more tries (${budget.key}=${budget.retry})` : nextTryText(ev.delayMs);
+      // try in 30.0 s" right before a one-shot bin's "not retrying" misled. A long-running one's
+      // connection does try again (a wrong protocol excepted, "not retried" in its reason).
+      const next =
+        /\bnot retried\)$/.test(why ?? '') || (ev.refused && budget !== undefined)
+          ? 'not retrying'
+          : ev.refused
+            ? `what waits for it fails at once, ${nextTryText(ev.delayMs)}`
+            : spent
+              ? `no more tries (${budget.key}=${budget.retry})`
+              : nextTryText(ev.delayMs);
       log.info(`reconnecting to ${host}${why ? ` (${why})` : ''}: attempt ${ev.attempt ?? '?'} failed, ${next}`, {
         host: ev.host,
         ...(ev.role ? { role: ev.role } : {}),
