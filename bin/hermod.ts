@@ -19,6 +19,7 @@ import type { ConnectionState } from '../src/core/diagnostics.js';
 import { ConfigError, TransportError } from '../src/core/errors.js';
 import { exposeMetrics, Metrics, type MetricsServer, parseMetricsAddress, serveClusterMetrics } from '../src/ops/metrics.js';
 import {
+  checkServerQueues,
   DEFAULT_RECYCLE_AFTER,
   DEFAULT_RUN_FILES,
   parseRecycleAfter,
@@ -216,6 +217,7 @@ async function runCommand(argv: string[]): Promise<void> {
   const base = fromPrimary?.base ?? configOf();
   const configs = new Map(spec.services.map((s, i) => [s, fromPrimary?.configs[i] ?? configOf(s)]));
   const workersOf = (s: ServiceSpec) => cliWorkers ?? s.workers ?? spec.workers ?? 1;
+  if (worker === undefined) checkServerQueues(spec, { workersOf, configOf: (s) => configs.get(s)! });
   let watch: RunWatch | false = spec.watch ?? false;
   if (o.watch || o.watchPolling !== undefined) watch = { ...(watch || {}) };
   if (o.watchPolling !== undefined && watch) {

@@ -96,10 +96,6 @@ test('run file: unknown keys suggest a known key only when close, bad values nam
     [{ beacons: { interval: 1 }, services: { a: ok } }, /beacons: unknown key 'interval'; did you mean 'intervalMs'\?/],
     [{ beacons: { intervalMs: 10 }, services: { a: ok } }, /beacons\.intervalMs: must be at least 50 ms/],
     [{ services: [ok] }, /services: must be an object, got an array/],
-    [
-      { services: { a: { ...ok, server: 's' }, b: { ...ok, server: 's' } } },
-      /services\.b: serves topic 'compute' as server 's' like services\.a/,
-    ],
   ];
   for (const [data, message] of cases) await rejects(() => parseRunSpec(data, f), 'HERMOD_ERR_CONFIG', message);
 });
@@ -184,6 +180,56 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
     r = spawnSync(process.execPath, [HERMOD, 'run'], { cwd: os.tmpdir(), encoding: 'utf8', timeout: 10_000 });
     assert.is(r.status, 2);
     assert.match(r.stderr, /no run file named/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('hermod run: two services on one server queue exit 2 naming both, as each worker and exchange will serve', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-runcfg-'));
+  try {
+    const file = path.join(dir, 'hermod.config.json');
+    writeFileSync(path.join(dir, 'ep.js'), 'export default {};\n');
+    const hermod = (args: string[]) =>
+      spawnSync(process.execPath, [HERMOD, 'run', ...args], { cwd: dir, encoding: 'utf8', timeout: 10_000 });
+    const run = (services: Record<string, unknown>, args: string[] = [], config: Record<string, unknown> = {}) => {
+      writeFileSync(file, JSON.stringify({ config: { transportUrl: 'memory://', ...config }, services }));
+      return hermod(args);
+    };
+    const refused = (r: ReturnType<typeof hermod>, message: RegExp) => {
+      assert.is(r.status, 2, r.stderr + r.stdout);
+      assert.match(r.stderr, message);
+      assert.not.match(r.stdout, /"event":"serving"/);
+    };
+    refused(
+      run({ a: { ...ok, server: 's' }, b: { ...ok, server: 's' } }),
+      /services\.b: serves topic 'compute' as server 's' like services\.a/,
+    );
+    // The exchange left out is the control exchange: the same queue as one naming it.
+    refused(
+      run({ a: { ...ok, server: 's' }, b: { ...ok, server: 's', exchange: 'openstack' } }),
+      /services\.b: serves topic 'compute' as server 's' like services\.a \(exchange openstack\)/,
+    );
+    refused(
+      run({ a: { ...ok, server: 's', exchange: 'nova' }, b: { ...ok, server: 's', config: { controlExchange: 'nova' } } }),
+      /services\.b: .* like services\.a \(exchange nova\)/,
+    );
+    // Workers serve as <server>-<n>: server 'h' with 2 workers is also 'h-1'.
+    refused(
+      run({ a: { ...ok, server: 'h', workers: 2 }, b: { ...ok, server: 'h-1' } }),
+      /services\.b: serves topic 'compute' as server 'h-1' like services\.a/,
+    );
+    refused(
+      run({ a: { ...ok, server: 'h-2' }, b: { ...ok, server: 'h', workers: 2 } }),
+      /services\.b: serves topic 'compute' as server 'h-2' \(one of its 2 workers\) like services\.a/,
+    );
+    // RabbitMQ names the queue <topic>.<server> on any exchange.
+    refused(
+      run({ a: { ...ok, server: 's', exchange: 'x' }, b: { ...ok, server: 's', exchange: 'y' } }, [], {
+        transportUrl: 'rabbit://127.0.0.1:1/',
+      }),
+      /services\.b: serves topic 'compute' as server 's' like services\.a: one of them/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -7,7 +7,8 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CONFIG_KEYS, closeKey } from '../../config/index.js';
+import { CONFIG_KEYS, closeKey, type HermodConfig } from '../../config/index.js';
+import { parseTransportUrl } from '../../config/transport-url.js';
 import { ConfigError } from '../../core/errors.js';
 import { parseConfigJson } from '../../core/json.js';
 import { importModule } from '../load-endpoints.js';
@@ -242,18 +243,45 @@ export function parseRunSpec(data: unknown, file: string): RunSpec {
   const metricsPort = metricsSection(top.metricsPort, `${file}: metricsPort`);
   if (metricsPort !== undefined) spec.metricsPort = metricsPort;
   if (top.workers !== undefined) spec.workers = parseWorkers(top.workers, `${file}: workers`);
-  const seen = new Map<string, string>();
-  for (const s of spec.services) {
-    const id = `${s.exchange ?? ''}/${s.topic}/${s.server}`;
-    const other = seen.get(id);
-    if (other)
-      fail(
-        `${file}: services.${s.name}`,
-        `serves topic '${s.topic}' as server '${s.server}' like services.${other}: one of them needs another server name`,
-      );
-    seen.set(id, s.name);
-  }
   return spec;
+}
+
+/** What {@link checkServerQueues} needs beyond the run file: what the command line and the configuration decide. */
+export interface ResolvedServices {
+  /** A service's worker count (`--workers` wins over the file). */
+  workersOf(service: ServiceSpec): number;
+  /** A service's configuration, every layer applied (its `controlExchange` and `transportUrl`). */
+  configOf(service: ServiceSpec): HermodConfig;
+}
+
+/**
+ * Refuses two services that would consume one server queue: the broker would split that
+ * queue's calls between them, and each would get calls meant for the other (or one none at
+ * all). Compared as each worker will serve: its server name (`<server>-<n>` with more than one
+ * worker) and the exchange it resolves to (the service's, else `controlExchange`). RabbitMQ
+ * names the queue `<topic>.<server>` whatever the exchange, so there the exchange does not tell
+ * two services apart.
+ */
+export function checkServerQueues(spec: RunSpec, resolved: ResolvedServices): void {
+  const seen = new Map<string, { name: string; server: string }>();
+  for (const s of spec.services) {
+    const config = resolved.configOf(s);
+    const rabbit = parseTransportUrl(config.transportUrl).driver === 'rabbit';
+    const exchange = rabbit ? '' : (s.exchange ?? config.controlExchange);
+    const workers = resolved.workersOf(s);
+    const servers = workers > 1 ? Array.from({ length: workers }, (_, i) => `${s.server}-${i + 1}`) : [s.server];
+    for (const server of servers) {
+      const id = `${exchange}\0${s.topic}\0${server}`;
+      const other = seen.get(id);
+      if (other && other.name !== s.name)
+        fail(
+          `${spec.file}: services.${s.name}`,
+          `serves topic '${s.topic}' as server '${server}'${server === s.server ? '' : ` (one of its ${workers} workers)`} like services.${other.name}${rabbit ? '' : ` (exchange ${exchange})`}: one of them needs another server name`,
+          'server',
+        );
+      seen.set(id, { name: s.name, server });
+    }
+  }
 }
 
 /** Default run files, looked for in the working directory when none is named. */
