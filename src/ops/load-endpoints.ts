@@ -4,7 +4,7 @@
  * class (constructed with the {@link EndpointContext}) or a factory (called with it, may be async).
  * TypeScript modules (`.ts`, `.mts`, `.cts`) load through tsx, registered on first need.
  */
-import { createRequire, register as registerHooks } from 'node:module';
+import { register as registerHooks } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
@@ -33,35 +33,10 @@ interface ReloadHooks {
 }
 let hooks: ReloadHooks | undefined;
 
-/**
- * Registers tsx once, so `.ts` modules (and their `.ts` imports) can be imported: its ESM loader,
- * and its CommonJS one for a `.ts` file outside a `"type": "module"` package, which Node's ESM
- * loader hands to `require` (without it such a file's type annotations were a syntax error).
- */
+/** Registers tsx's ESM loader once, so `.ts` modules (and their `.ts` imports) can be imported. */
 export function enableTypeScript(): Promise<unknown> {
-  tsx ??= Promise.all([import('tsx/esm/api').then((m) => m.register()), import('tsx/cjs/api').then((m) => m.register())]);
+  tsx ??= import('tsx/esm/api').then((m) => m.register());
   return tsx;
-}
-
-/** Node's CommonJS module cache (the one `require` uses everywhere in the process). */
-const cjsCache = createRequire(import.meta.url).cache;
-const PACKAGED = `${path.sep}node_modules${path.sep}`;
-/** The local CommonJS files each module's last fresh import loaded, by the module's path. */
-const cjsLoaded = new Map<string, ReadonlySet<string>>();
-
-/**
- * The local CommonJS modules in Node's cache among `roots` and what they required, transitively
- * (`require` does not pass through the reload hooks, so only this finds those files).
- */
-function localCommonJs(roots: Iterable<string>): Set<string> {
-  const out = new Set<string>();
-  const visit = (m: NodeJS.Module | undefined): void => {
-    if (!m || out.has(m.filename) || m.filename.includes(PACKAGED)) return;
-    out.add(m.filename);
-    for (const child of m.children) visit(child);
-  };
-  for (const f of roots) visit(cjsCache[f]);
-  return out;
 }
 
 /**
@@ -123,21 +98,11 @@ export async function importFresh(file: string, options: FreshImport = {}): Prom
   // CommonJS even when its syntax is ESM (which Node itself runs as ESM), and its exports then
   // arrive wrapped (see esModuleExports).
   if (TS.test(file)) await enableTypeScript();
-  const abs = path.resolve(file);
-  // The query makes a new ESM instance, but a CommonJS module (a `.cjs` file, a CommonJS `.js`,
-  // one compiled to CommonJS by tsx, or one of them imported) comes from Node's cache by file
-  // name: without this its old code would run again.
-  for (const f of localCommonJs([abs, ...(cjsLoaded.get(abs) ?? [])])) delete cjsCache[f];
   const generation = String(++generations);
   const reload = reloadHooks();
-  const reported = new Set<string>();
-  const onFile = options.onFile ?? (() => {});
-  const done = reload.listen(generation, (f) => {
-    reported.add(f);
-    onFile(f);
-  });
+  const done = reload.listen(generation, options.onFile ?? (() => {}));
   try {
-    const url = new URL(pathToFileURL(abs));
+    const url = new URL(pathToFileURL(path.resolve(file)));
     url.searchParams.set(RELOAD_PARAM, generation);
     return esModuleExports((await import(url.href)) as Record<string, unknown>);
   } finally {
@@ -145,9 +110,6 @@ export async function importFresh(file: string, options: FreshImport = {}): Prom
     await reload.flush();
     // Late reports from the loader thread still reach the listener for a moment.
     setTimeout(done, 1000).unref();
-    const loaded = localCommonJs([abs, ...reported]);
-    cjsLoaded.set(abs, loaded);
-    for (const f of loaded) if (f !== abs && !reported.has(f)) onFile(f);
   }
 }
 

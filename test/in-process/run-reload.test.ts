@@ -312,27 +312,6 @@ t('TypeScript modules and their TypeScript imports reload; type errors in syntax
   assert.is(await client.call({}, 'hello', { name: 'a' }), 'bonjour a');
 });
 
-t('CommonJS in a package without "type": "module": .cjs, CommonJS .js, .ts and what they require reload', async (ctx) => {
-  write(ctx, 'plain/package.json', '{"name":"plain"}\n');
-  const version = (v: number) => {
-    write(ctx, 'plain/lib.cjs', `module.exports = ${v};\n`);
-    write(ctx, 'plain/tslib.ts', `export const v: number = ${v};\n`);
-  };
-  version(1);
-  const mods = {
-    cjs: write(ctx, 'plain/a.cjs', "const v = require('./lib.cjs');\nmodule.exports = { async v() { return 'cjs ' + v; } };\n"),
-    js: write(ctx, 'plain/b.js', "const v = require('./lib.cjs');\nmodule.exports = { async v() { return 'js ' + v; } };\n"),
-    ts: write(ctx, 'plain/c.ts', "import { v } from './tslib';\nexport default { async v(): Promise<string> { return 'ts ' + v; } };\n"),
-  };
-  const served = await Promise.all(Object.entries(mods).map(([kind, file]) => serve(ctx, file, `plain-${kind}`)));
-  for (const [i, kind] of Object.keys(mods).entries()) assert.is(await served[i]!.client.call({}, 'v', {}), `${kind} 1`);
-  const before = served.map((s) => s.reloader.stats());
-  version(2);
-  for (const [i, s] of served.entries()) await reloaded(s.reloader, before[i]!, 'reloads');
-  for (const [i, kind] of Object.keys(mods).entries())
-    assert.is(await served[i]!.client.call({}, 'v', {}), `${kind} 2`, `${kind} after the edit`);
-});
-
 t('no duplicated service after reloads: a fanout cast runs once, one consumer', async (ctx) => {
   const file = endpoints(ctx, 1);
   const { reloader, client } = await serve(ctx, file, 'dup');
