@@ -256,6 +256,8 @@ async function runCommand(argv: string[]): Promise<void> {
       count,
       log,
       spec: { spec, base, configs: spec.services.map((s) => configs.get(s)!) },
+      ...(watch && watch.handOverTimeoutMs !== undefined ? { handOverTimeoutMs: watch.handOverTimeoutMs } : {}),
+      abandonGraceMs: timeoutMs + PRIMARY_MARGIN_MS,
       onEarlyDeath: ({ worker: n, pid, code, signal }) => {
         if (code !== EXIT.usage || watch) return false;
         if (shutdown.stopping) return true;

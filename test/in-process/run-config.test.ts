@@ -96,6 +96,12 @@ test('run file: unknown keys suggest a known key only when close, bad values nam
     [{ beacons: { interval: 1 }, services: { a: ok } }, /beacons: unknown key 'interval'; did you mean 'intervalMs'\?/],
     [{ beacons: { intervalMs: 10 }, services: { a: ok } }, /beacons\.intervalMs: must be at least 50 ms/],
     [{ services: [ok] }, /services: must be an object, got an array/],
+    // typeof null is 'object': the message said "must be an object, got object".
+    [{ services: null }, /services: must be an object, got null$/],
+    [{ services: { a: null } }, /services\.a: must be an object, got null$/],
+    // chokidar reads the interval only when polling: it was accepted and dropped.
+    [{ watch: { interval: 500 }, services: { a: ok } }, /watch\.interval: applies only with polling: set "usePolling": true/],
+    [{ watch: { usePolling: false, interval: 500 }, services: { a: ok } }, /watch\.interval: applies only with polling/],
   ];
   for (const [data, message] of cases) await rejects(() => parseRunSpec(data, f), 'HERMOD_ERR_CONFIG', message);
 });

@@ -97,4 +97,49 @@ t('recycleAfter 3: 10 reloads under load, a fresh pid after every 3rd, newest co
   assert.is(linesOf(run, (l) => /^worker 1 stopped \(exit status 0\)$/.test(String(l.msg))).length, 1);
 });
 
+t('a replacement that never consumes is stopped after handOverTimeoutMs; the old worker serves on and asks again', async (ctx) => {
+  // Code that loads in the first worker's pid and hangs at its top level in any other process:
+  // every replacement hangs before it consumes, while the old worker's reloads succeed.
+  const version = (v: number) =>
+    writeFileSync(
+      path.join(ctx.dir, 'ep.js'),
+      `import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+const f = new URL('./first-pid', import.meta.url);
+if (!existsSync(f)) writeFileSync(f, String(process.pid));
+else if (readFileSync(f, 'utf8') !== String(process.pid)) await new Promise(() => {});
+export default { async v() { return [${v}, process.pid]; } };
+`,
+    );
+  version(1);
+  const topic = `run-hang-${process.pid}`;
+  writeFileSync(
+    path.join(ctx.dir, 'hermod.config.json'),
+    JSON.stringify({
+      config: { transportUrl: ctx.url, log: { level: 'info' }, rpc: { stopTimeout: '1s' } },
+      watch: { debounceMs: 30, recycleAfter: 1, handOverTimeoutMs: 1500 },
+      services: { svc: { endpoints: './ep.js', topic, server: 'h' } },
+    }),
+  );
+  const run = hermodRun([], ctx.dir);
+  ctx.procs.push(run);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 5_000 });
+  const call = () => client.call({}, 'v', {}) as Promise<[number, number]>;
+  let first = 0;
+  for (const end = Date.now() + 20_000; !first && Date.now() < end; await sleep(100)) first = (await call().catch(() => [0, 0]))[1];
+  assert.ok(first, `the first answer (${run.err})`);
+  const failed = () => linesOf(run, (l) => l.event === 'recycle-failed');
+  for (const v of [2, 3]) {
+    version(v);
+    await until(() => failed().length === v - 1, `recycle-failed ${v - 1} (${run.err})`, 20_000);
+    const line = failed().at(-1)!;
+    assert.is(line.handOverTimeoutMs, 1500);
+    assert.is.not(line.workerPid, first);
+    await until(() => !alive(line.workerPid as number), `the stuck replacement ${line.workerPid} gone`, 20_000);
+    assert.equal(await call(), [v, first], `version ${v} from the first worker`);
+  }
+  assert.is(linesOf(run, (l) => l.event === 'worker-recycle' || l.event === 'worker-crash').length, 0, run.err);
+  run.child.kill('SIGTERM');
+  assert.is(await run.exited, 0, run.err);
+});
+
 t.run();

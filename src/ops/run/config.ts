@@ -59,6 +59,11 @@ export interface RunWatch extends WatchOptions {
    * 0: never. @default 100
    */
   recycleAfter?: number;
+  /**
+   * How long a recycle's fresh worker may take to consume before it is stopped and the old
+   * worker keeps serving (it asks again after its next reload). @default 60000
+   */
+  handOverTimeoutMs?: number;
 }
 
 /** Reloads before a recycle when neither the file nor `--recycle-after` says. */
@@ -74,7 +79,7 @@ export interface BeaconSettings {
 
 const TOP_KEYS = ['services', 'config', 'workers', 'watch', 'metricsPort', 'beacons'] as const;
 const SERVICE_KEYS = ['endpoints', 'topic', 'server', 'exchange', 'namespace', 'version', 'concurrency', 'workers', 'config'] as const;
-const WATCH_KEYS = ['usePolling', 'interval', 'debounceMs', 'reloadTimeoutMs', 'recycleAfter'] as const;
+const WATCH_KEYS = ['usePolling', 'interval', 'debounceMs', 'reloadTimeoutMs', 'recycleAfter', 'handOverTimeoutMs'] as const;
 const BEACON_KEYS = ['intervalMs', 'version'] as const;
 /** Configuration of the whole process: a service's own value would be silently ignored. */
 const RUN_WIDE = ['log', 'rpc.stopTimeout'] as const;
@@ -85,7 +90,7 @@ function fail(where: string, message: string, key?: string): never {
 
 function object(value: unknown, where: string): Record<string, unknown> {
   if (!value || typeof value !== 'object' || Array.isArray(value))
-    fail(where, `must be an object, got ${Array.isArray(value) ? 'an array' : typeof value}`);
+    fail(where, `must be an object, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
   return value as Record<string, unknown>;
 }
 
@@ -163,9 +168,15 @@ function watchSection(value: unknown, where: string): RunWatch | false {
     if (typeof w.usePolling !== 'boolean') fail(`${where}.usePolling`, 'must be true or false');
     out.usePolling = w.usePolling;
   }
-  if (w.interval !== undefined) out.interval = positiveInt(w.interval, `${where}.interval`);
+  if (w.interval !== undefined) {
+    out.interval = positiveInt(w.interval, `${where}.interval`);
+    // chokidar reads the interval only when it polls: without polling the setting would be dropped unsaid.
+    if (out.usePolling !== true)
+      fail(`${where}.interval`, 'applies only with polling: set "usePolling": true beside it, or remove it', 'interval');
+  }
   if (w.debounceMs !== undefined) out.debounceMs = positiveInt(w.debounceMs, `${where}.debounceMs`);
   if (w.reloadTimeoutMs !== undefined) out.reloadTimeoutMs = positiveInt(w.reloadTimeoutMs, `${where}.reloadTimeoutMs`);
+  if (w.handOverTimeoutMs !== undefined) out.handOverTimeoutMs = positiveInt(w.handOverTimeoutMs, `${where}.handOverTimeoutMs`);
   return out;
 }
 

@@ -123,7 +123,19 @@ export interface SupervisorOptions {
    * other. Without it, such a worker restarts like any other.
    */
   onEarlyDeath?: (death: { worker: number; pid: number | undefined; code: number | null; signal: string | null }) => boolean | undefined;
+  /**
+   * How long a recycle's replacement may take to consume. One that has not by then (its new code
+   * awaits something that never settles, its broker refuses it) is stopped and the old worker
+   * keeps serving, asking again after its next reload; without a bound the slot waited on it
+   * for good and never recycled again. @default 60000
+   */
+  handOverTimeoutMs?: number;
+  /** How long such a replacement's graceful stop may take before it is killed. @default 10000 */
+  abandonGraceMs?: number;
 }
+
+/** {@link SupervisorOptions.handOverTimeoutMs}'s default. */
+export const DEFAULT_HAND_OVER_TIMEOUT_MS = 60_000;
 
 interface Slot {
   n: number;
@@ -133,6 +145,8 @@ interface Slot {
   next: Worker | undefined;
   /** When the recycle began, and the reloads the old worker had made. */
   recycle: { at: number; reloads: number } | undefined;
+  /** Ends a hand-over whose replacement does not consume in time. */
+  handOverTimer: NodeJS.Timeout | undefined;
   startedAt: number;
   failures: number;
   timer: NodeJS.Timeout | undefined;
@@ -145,6 +159,8 @@ export class WorkerSupervisor {
   private readonly exitCodes: number[] = [];
   /** Recycled workers draining their last requests. */
   private readonly retiring = new Map<Worker, number>();
+  /** Replacements that did not consume in time, stopping, with the timer that kills them. */
+  private readonly abandoned = new Map<Worker, NodeJS.Timeout>();
   private allExited: (() => void) | undefined;
   private readonly backoff: BackoffOptions;
   /** Workers that said hello: a stop message reaches them. */
@@ -165,6 +181,7 @@ export class WorkerSupervisor {
       worker: undefined,
       next: undefined,
       recycle: undefined,
+      handOverTimer: undefined,
       startedAt: 0,
       failures: 0,
       timer: undefined,
@@ -208,7 +225,7 @@ export class WorkerSupervisor {
   }
 
   private processes(): Worker[] {
-    const out = [...this.retiring.keys()];
+    const out = [...this.retiring.keys(), ...this.abandoned.keys()];
     for (const s of this.slots) for (const w of [s.worker, s.next]) if (w) out.push(w);
     return out;
   }
@@ -219,7 +236,10 @@ export class WorkerSupervisor {
    */
   async stop(deadlineMs: number): Promise<number> {
     this.stopping = true;
-    for (const slot of this.slots) clearTimeout(slot.timer);
+    for (const slot of this.slots) {
+      clearTimeout(slot.timer);
+      clearTimeout(slot.handOverTimer);
+    }
     const done = new Promise<void>((resolve) => {
       this.allExited = resolve;
     });
@@ -244,7 +264,10 @@ export class WorkerSupervisor {
   /** Ends every worker now: a signal to a stopping worker aborts its work. */
   async abort(): Promise<void> {
     this.stopping = true;
-    for (const slot of this.slots) clearTimeout(slot.timer);
+    for (const slot of this.slots) {
+      clearTimeout(slot.timer);
+      clearTimeout(slot.handOverTimer);
+    }
     for (const w of this.processes()) w.process.kill('SIGTERM');
   }
 
@@ -261,8 +284,13 @@ export class WorkerSupervisor {
 
   private fork(slot: Slot, replacement = false): Worker {
     const worker = cluster.fork({ [WORKER_ENV]: String(slot.n) });
-    if (replacement) slot.next = worker;
-    else {
+    if (replacement) {
+      slot.next = worker;
+      slot.handOverTimer = setTimeout(
+        () => this.handOverLate(slot, worker),
+        this.options.handOverTimeoutMs ?? DEFAULT_HAND_OVER_TIMEOUT_MS,
+      );
+    } else {
       slot.worker = worker;
       slot.startedAt = Date.now();
     }
@@ -303,6 +331,8 @@ export class WorkerSupervisor {
 
   /** The replacement consumes: it becomes the slot's worker, and the old one drains and exits. */
   private handOver(slot: Slot): void {
+    clearTimeout(slot.handOverTimer);
+    slot.handOverTimer = undefined;
     const old = slot.worker;
     const fresh = slot.next!;
     slot.worker = fresh;
@@ -327,9 +357,44 @@ export class WorkerSupervisor {
     );
   }
 
+  /** The replacement did not consume in time: it is stopped (killed if it will not), the old worker serves on. */
+  private handOverLate(slot: Slot, worker: Worker): void {
+    slot.handOverTimer = undefined;
+    if (slot.next !== worker || this.stopping) return;
+    slot.next = undefined;
+    slot.recycle = undefined;
+    const ms = this.options.handOverTimeoutMs ?? DEFAULT_HAND_OVER_TIMEOUT_MS;
+    this.options.log.error(
+      `the replacement of worker ${slot.n} (pid ${worker.process.pid}) did not consume within ${ms} ms; stopping it, the old one keeps serving`,
+      { worker: slot.n, workerPid: worker.process.pid, event: 'recycle-failed', handOverTimeoutMs: ms },
+    );
+    // It may hold calls it took before the rest of its services hung: the graceful stop lets
+    // those finish, and the kill is for a process too stuck to stop.
+    this.abandoned.set(
+      worker,
+      setTimeout(() => {
+        if (!worker.isDead()) worker.process.kill('SIGKILL');
+      }, this.options.abandonGraceMs ?? 10_000),
+    );
+    this.askToStop(worker);
+  }
+
   private exited(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
     const how = signal ? `signal ${signal}` : `exit status ${code}`;
     const pid = worker.process.pid;
+    const kill = this.abandoned.get(worker);
+    if (kill) {
+      clearTimeout(kill);
+      this.abandoned.delete(worker);
+      this.options.log.info(`the replacement of worker ${slot.n} that did not consume (pid ${pid}) ended (${how})`, {
+        worker: slot.n,
+        workerPid: pid,
+        code,
+        signal,
+      });
+      if (this.stopping && this.alive() === 0) this.allExited?.();
+      return;
+    }
     // During a stop, a worker that had not said hello had started no service: a stop signal that
     // killed it (a terminal's Ctrl-C reaches the whole group, also a worker still in Node's own
     // start-up, before any handler of ours) cut nothing, so it counts as a clean stop.
@@ -340,6 +405,8 @@ export class WorkerSupervisor {
       if (code !== 0)
         this.options.log.warn(`recycled worker ${slot.n} (pid ${pid}) ended with ${how}`, { worker: slot.n, workerPid: pid, code, signal });
     } else if (worker === slot.next) {
+      clearTimeout(slot.handOverTimer);
+      slot.handOverTimer = undefined;
       slot.next = undefined;
       slot.recycle = undefined;
       if (this.stopping) this.exitCodes.push(status);
@@ -390,6 +457,8 @@ export class WorkerSupervisor {
     );
     if (slot.next) {
       // A replacement was starting already (a recycle): it takes the slot now, no restart needed.
+      clearTimeout(slot.handOverTimer);
+      slot.handOverTimer = undefined;
       slot.worker = slot.next;
       slot.next = undefined;
       slot.startedAt = Date.now();
