@@ -289,6 +289,30 @@ t('an abandoned reload runs nothing more once its stuck import settles: no later
   assert.is(g.__hermodFactories, made);
 });
 
+t('a file a cut reload imports after the close is not watched: the closed watcher stays closed', async (ctx) => {
+  write(ctx, 'late/package.json', '{"type":"module"}\n');
+  write(ctx, 'late/b.js', 'export const b = 1;\n');
+  const a = write(ctx, 'late/a.js', 'export default { async a() { return 1; } };\n');
+  const reloader = new EndpointReloader([a], { server: 's1', topic: 'late' }, logger(ctx), { reloadTimeoutMs: 60_000 });
+  ctx.reloaders.push(reloader);
+  await reloader.load();
+  await reloader.start({ replaceEndpoints: () => undefined });
+  write(
+    ctx,
+    'late/a.js',
+    "await new Promise((r) => setTimeout(r, 400));\nawait import('./b.js');\nexport default { async a() { return 2; } };\n",
+  );
+  const reloading = reloader.reload();
+  await sleep(100);
+  await reloader.close();
+  assert.is(await reloading, false);
+  // The import of b.js after the close added it to the closed watcher, which reopened it: a
+  // file watch that nothing closes, holding the process open.
+  await sleep(800);
+  const watcher = (reloader as unknown as { watcher: { closed: boolean; getWatched(): Record<string, string[]> } }).watcher;
+  assert.is(watcher.closed, true, `watching ${JSON.stringify(watcher.getWatched())}`);
+});
+
 t('TypeScript modules and their TypeScript imports reload; type errors in syntax are located', async (ctx) => {
   write(ctx, 'util.ts', "export const greet = (n: string): string => 'hello ' + n;\n");
   const file = write(

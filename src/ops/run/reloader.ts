@@ -106,7 +106,9 @@ export class EndpointReloader {
       const involved = [spec];
       const onFile = (f: string) => {
         involved.push(f);
-        if (this.files.has(f)) return;
+        // A load cut by close() goes on in the background: chokidar's add() reopens a closed
+        // watcher, and the file watch it makes is never closed.
+        if (this.files.has(f) || this.closed) return;
         this.files.add(f);
         stamps.set(f, stampOf(f));
         this.watcher?.add(f);
@@ -256,7 +258,7 @@ export class EndpointReloader {
     for (const [f, m] of this.missing) {
       if (existsSync(f)) {
         this.missing.delete(f);
-        this.watcher?.add(f);
+        if (!this.closed) this.watcher?.add(f);
         this.schedule();
       } else if (!m.warned && now - m.since >= MISSING_CHECK_MS * 0.9 && !this.closed) {
         m.warned = true;
