@@ -155,6 +155,23 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
       assert.not.match(r.stdout + r.stderr, /restarting in/);
       assert.not.match(r.stdout, /aborted \d+ piece/);
     }
+    // Endpoints that load but that no server takes (a contract naming no method): refused with
+    // the others, before anything serves (the services before it served, then the run exited 1).
+    writeFileSync(path.join(dir, 'contract.js'), 'export default { contracts: { nope: { args: {} } }, async a() { return 1; } };\n');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        config: { transportUrl: 'memory://' },
+        services: { calc: ok, contracted: { ...ok, topic: 'c', endpoints: './contract.js' } },
+      }),
+    );
+    r = hermod(['run']);
+    assert.is(r.status, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /services\.contracted\.endpoints: \S*contract\.js: InvalidArgument: endpoint #1 \(Object\) has a contract for nope but no callable method/,
+    );
+    assert.not.match(r.stdout, /"event":"serving"/, 'nothing served');
     r = hermod(['run', '--workers', 'lots']);
     assert.is(r.status, 2);
     assert.match(r.stderr, /--workers: must be a whole number/);

@@ -9,6 +9,7 @@ import type { HermodConfig } from '../../config/index.js';
 import type { ServerRequestEvent } from '../../core/diagnostics.js';
 import { ConfigError } from '../../core/errors.js';
 import { Target } from '../../core/target.js';
+import { RPCDispatcher } from '../../rpc/dispatcher.js';
 import { RPCServer } from '../../rpc/server.js';
 import { getTransport, type Transport } from '../../transport.js';
 import { type EndpointContext, loadEndpoints, loadErrorLocation, loadErrorMessage } from '../load-endpoints.js';
@@ -92,10 +93,16 @@ export class ServiceGroup {
       const ctx: EndpointContext = { server, topic: spec.topic, service: spec.name, ...(worker === undefined ? {} : { worker }) };
       const reloader = watch ? new EndpointReloader(spec.endpoints, ctx, log, watch, fields) : undefined;
       try {
-        loaded.push({
-          endpoints: withServiceTarget(reloader ? await reloader.load() : await loadEndpoints(spec.endpoints, ctx), spec),
-          reloader,
-        });
+        const endpoints = withServiceTarget(reloader ? await reloader.load() : await loadEndpoints(spec.endpoints, ctx), spec);
+        // What RPCServer refuses (a contract naming no method, a target that is not a Target) is
+        // refused here too, with the load failures: it threw once the services before it served.
+        try {
+          new RPCDispatcher(endpoints);
+        } catch (err) {
+          // The stack is hermod's own: the place is the service's modules.
+          throw Object.assign(err as Error, { location: spec.endpoints.join(', ') });
+        }
+        loaded.push({ endpoints, reloader });
       } catch (err) {
         throw await loadFailure(err, spec);
       }
