@@ -30,7 +30,15 @@ import {
   type ServiceSpec,
 } from '../src/ops/run/config.js';
 import { ServiceGroup } from '../src/ops/run/services.js';
-import { onPrimaryStop, READY_MESSAGE, specFromPrimary, tellPrimary, WorkerSupervisor, workerNumber } from '../src/ops/run/workers.js';
+import {
+  OUTPUT_CLOSED_MESSAGE,
+  onPrimaryStop,
+  READY_MESSAGE,
+  specFromPrimary,
+  tellPrimary,
+  WorkerSupervisor,
+  workerNumber,
+} from '../src/ops/run/workers.js';
 import { PRESENCE_TOPIC, PresenceView } from '../src/ops/status/index.js';
 import { renderTable, UNKNOWN_PEERS } from '../src/ops/status/table.js';
 import { getTransport } from '../src/transport.js';
@@ -258,6 +266,7 @@ async function runCommand(argv: string[]): Promise<void> {
       spec: { spec, base, configs: spec.services.map((s) => configs.get(s)!) },
       ...(watch && watch.handOverTimeoutMs !== undefined ? { handOverTimeoutMs: watch.handOverTimeoutMs } : {}),
       abandonGraceMs: timeoutMs + PRIMARY_MARGIN_MS,
+      onOutputClosed: (n) => shutdown.stop(`worker ${n}'s stdout closed`),
       onEarlyDeath: ({ worker: n, pid, code, signal }) => {
         if (code !== EXIT.usage || watch) return false;
         if (shutdown.stopping) return true;
@@ -322,7 +331,11 @@ async function runCommand(argv: string[]): Promise<void> {
       },
     },
   });
-  if (worker !== undefined) onPrimaryStop((reason) => shutdown.stop(reason));
+  if (worker !== undefined) {
+    onPrimaryStop((reason) => shutdown.stop(reason));
+    // Its graceful stop (handleShutdown's own) would look like a crash to the primary.
+    onOutputClosed(() => tellPrimary(OUTPUT_CLOSED_MESSAGE));
+  }
   // A connection that gave up (declares refused for flags a peer set while it was away, links a
   // router refuses after a reconnect) ends the services on it for good: stop, exit 2 or 5.
   diagnostics_channel.subscribe('hermod:connection:state', (e) => {

@@ -161,6 +161,32 @@ t('Ctrl-C to the whole process group while the workers still load: they stop, th
   }
 });
 
+t('the output closed (| head): the workers stop and the run exits 0, no worker taken for crashed', async (ctx) => {
+  writeFileSync(path.join(ctx.dir, 'ep.js'), 'export default { async ping() { return process.pid; } };\n');
+  const topic = `run-o-${process.pid}`;
+  runFile(ctx, { work: { endpoints: './ep.js', topic, server: 'node', workers: 2 } });
+  const run = hermodRun([], ctx.dir);
+  ctx.procs.push(run);
+  await until(() => count(run, (l) => l.event === 'serving') === 2, `two workers serving (${run.err})`, 15_000);
+  // The reader goes away, as `hermod run | head -3` does: the next line a worker logs fails.
+  run.child.stdout!.destroy();
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 5000 });
+  const pids = new Set(await Promise.all(Array.from({ length: 20 }, () => client.call({}, 'ping', {}) as Promise<number>)));
+  // Each worker stopped gracefully on EPIPE; the primary took that for a crash and forked it
+  // again (the run ended only because the primary's own next info line failed too).
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([run.exited, new Promise((r) => (timer = setTimeout(r, 20_000, 'still running')))]);
+  clearTimeout(timer);
+  assert.is(code, 0, run.err);
+  // Lines of warn and above still arrive (stderr): a crash would be told there.
+  assert.is(
+    count(run, (l) => l.event === 'worker-crash'),
+    0,
+    JSON.stringify(run.lines.filter((l) => l.level !== 'info')),
+  );
+  await until(() => ![...pids].some(alive), 'the workers gone', 10_000);
+});
+
 t('--watch under load through the runner: 0 failed calls, a broken module keeps the old code, the fixed one loads', async (ctx) => {
   const write = (body: string) => writeFileSync(path.join(ctx.dir, 'ep.js'), body);
   const version = (v: number) => write(`export default { async v() { return ${v}; } };\n`);

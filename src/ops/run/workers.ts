@@ -68,6 +68,14 @@ export function specFromPrimary(): Promise<unknown> {
   });
 }
 
+/**
+ * What a worker tells the primary when its stdout failed (the reader of the run's output went
+ * away: `| head`, a closed terminal). The worker stops, as a single process would; the primary
+ * stops the run, since every worker and itself write to that same output. Taken for a crash,
+ * the worker was restarted, met the same closed output, and so on for good.
+ */
+export const OUTPUT_CLOSED_MESSAGE = { hermod: 'stdout-closed' } as const;
+
 /** What a worker asks the primary for when it wants a fresh process (`reloads`: its reloads so far). */
 export interface RecycleMessage {
   hermod: 'recycle';
@@ -75,7 +83,7 @@ export interface RecycleMessage {
 }
 
 /** Sends a message to the primary, if this process has one. */
-export function tellPrimary(message: typeof READY_MESSAGE | typeof HELLO_MESSAGE | RecycleMessage): void {
+export function tellPrimary(message: typeof READY_MESSAGE | typeof HELLO_MESSAGE | typeof OUTPUT_CLOSED_MESSAGE | RecycleMessage): void {
   // With a callback, a channel that closes between the check and the write (the primary just
   // died) reports to it instead of throwing EPIPE as an 'error' nobody listens for.
   if (cluster.isWorker && process.connected) process.send?.(message, undefined, {}, () => undefined);
@@ -130,6 +138,8 @@ export interface SupervisorOptions {
    * for good and never recycled again. @default 60000
    */
   handOverTimeoutMs?: number;
+  /** Called when a worker's stdout failed ({@link OUTPUT_CLOSED_MESSAGE}): the run should stop. */
+  onOutputClosed?: (worker: number) => void;
   /** How long such a replacement's graceful stop may take before it is killed. @default 10000 */
   abandonGraceMs?: number;
 }
@@ -318,6 +328,10 @@ export class WorkerSupervisor {
     if (msg?.hermod === HELLO_MESSAGE.hermod) {
       this.heard.add(worker);
       if (this.askedEarly.has(worker) && worker.isConnected()) worker.send(STOP_MESSAGE, undefined, undefined, () => undefined);
+      return;
+    }
+    if (msg?.hermod === OUTPUT_CLOSED_MESSAGE.hermod) {
+      this.options.onOutputClosed?.(slot.n);
       return;
     }
     if (msg?.hermod === READY_MESSAGE.hermod) this.anyReady = true;
