@@ -134,7 +134,7 @@ module.exports = {
       comment:
         'Every import resolves (a moved file left a stale path). tsx types its API only as .d.mts, which the resolver finds but does not read.',
       from: {},
-      to: { couldNotResolve: true, pathNot: '^tsx/esm/api$' },
+      to: { couldNotResolve: true, pathNot: '^tsx/(esm|cjs)/api$' },
     },
   ],
   options: {

@@ -4,7 +4,7 @@
  * class (constructed with the {@link EndpointContext}) or a factory (called with it, may be async).
  * TypeScript modules (`.ts`, `.mts`, `.cts`) load through tsx, registered on first need.
  */
-import { register as registerHooks } from 'node:module';
+import { createRequire, register as registerHooks } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
@@ -33,11 +33,45 @@ interface ReloadHooks {
 }
 let hooks: ReloadHooks | undefined;
 
-/** Registers tsx's ESM loader once, so `.ts` modules (and their `.ts` imports) can be imported. */
+/**
+ * Registers tsx once, so `.ts` modules (and their `.ts` imports) can be imported. Both of its
+ * loaders: a `.ts` file outside a `"type": "module"` package is CommonJS to Node, whose own
+ * loader then reads it, and without tsx's hook there it failed on the first type annotation.
+ */
 export function enableTypeScript(): Promise<unknown> {
-  tsx ??= import('tsx/esm/api').then((m) => m.register());
+  tsx ??= Promise.all([import('tsx/esm/api').then((m) => m.register()), import('tsx/cjs/api').then((m) => m.register())]);
   return tsx;
 }
+
+/** Node's CommonJS module cache: the same object for every `require` of the process. */
+const requireCache = createRequire(import.meta.url).cache;
+
+/**
+ * The cache keys of the local CommonJS modules loaded from `roots`: each root that loaded as
+ * CommonJS and what it required, down the tree (`node_modules` left out, as in an ES module's
+ * reload). A key is a file name, on Node 22 and later sometimes with the import URL's query.
+ */
+function localCommonJs(roots: Iterable<string>): Set<string> {
+  const out = new Set<string>();
+  const walk = (file: string) => {
+    if (out.has(file) || file.split(path.sep).includes('node_modules')) return;
+    const mod = requireCache[file];
+    if (!mod) return;
+    out.add(file);
+    for (const child of mod.children) walk(child.filename);
+  };
+  const keys = Object.keys(requireCache);
+  for (const root of roots) {
+    walk(root);
+    // Node 22 keeps a module that tsx's CommonJS hook compiled under the URL's query too
+    // (`ep.ts?hermod-reload=7`), one more key per reload.
+    for (const k of keys) if (k.startsWith(`${root}?`)) walk(k);
+  }
+  return out;
+}
+
+/** Per module path, the local files its last fresh import loaded (the roots of its CommonJS tree). */
+const freshFiles = new Map<string, string[]>();
 
 /**
  * Registers the reload hooks once; they report, per reload generation, the local files a module
@@ -100,14 +134,35 @@ export async function importFresh(file: string, options: FreshImport = {}): Prom
   if (TS.test(file)) await enableTypeScript();
   const generation = String(++generations);
   const reload = reloadHooks();
-  const done = reload.listen(generation, options.onFile ?? (() => {}));
+  const abs = path.resolve(file);
+  const reported = [abs];
+  const onFile = options.onFile ?? (() => {});
+  const done = reload.listen(generation, (f) => {
+    reported.push(f);
+    onFile(f);
+  });
+  // Node's CommonJS loader keeps a module by file name, whatever the query of the URL it was
+  // imported by: without this, a CommonJS module (`.cjs`, a `.js` in a package without
+  // `"type": "module"`, TypeScript there) and what it requires kept their old code while the
+  // reload was logged. Computed now rather than at the last load: a require() run inside a
+  // method since is part of the tree too.
+  for (const f of localCommonJs(freshFiles.get(abs) ?? [])) delete requireCache[f];
   try {
-    const url = new URL(pathToFileURL(path.resolve(file)));
+    const url = new URL(pathToFileURL(abs));
     url.searchParams.set(RELOAD_PARAM, generation);
     return esModuleExports((await import(url.href)) as Record<string, unknown>);
   } finally {
     // Also when the import failed: the files it got to are where the error may be.
     await reload.flush();
+    freshFiles.set(abs, reported);
+    // What CommonJS modules require() passes by the loader hooks: watched from here.
+    const seen = new Set(reported);
+    for (const key of localCommonJs(reported)) {
+      const f = key.replace(/\?.*$/, '');
+      if (seen.has(f)) continue;
+      seen.add(f);
+      onFile(f);
+    }
     // Late reports from the loader thread still reach the listener for a moment.
     setTimeout(done, 1000).unref();
   }

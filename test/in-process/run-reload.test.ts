@@ -336,6 +336,44 @@ t('TypeScript modules and their TypeScript imports reload; type errors in syntax
   assert.is(await client.call({}, 'hello', { name: 'a' }), 'bonjour a');
 });
 
+t('CommonJS reloads: a .cjs, a CommonJS .js and a .ts in a package without "type": "module", and what they require', async (ctx) => {
+  // Node's CommonJS loader keeps a module by file name whatever the import URL's query: these
+  // kept their first code while every reload was logged. A .ts there did not load at all.
+  write(ctx, 'cjs/package.json', '{ "name": "typeless" }\n');
+  const lib = (v: number) => write(ctx, 'cjs/lib.js', `exports.version = ${v};\n`);
+  const tlib = (v: number) => write(ctx, 'cjs/tlib.ts', `export const version: number = ${v};\n`);
+  lib(1);
+  tlib(1);
+  const files = [
+    write(ctx, 'cjs/a.cjs', "const { version } = require('./lib.js');\nmodule.exports = { async v() { return ['cjs', version]; } };\n"),
+    write(ctx, 'cjs/b.js', "const lib = require('./lib.js');\nmodule.exports = { async v() { return ['js', lib.version]; } };\n"),
+    write(
+      ctx,
+      'cjs/c.ts',
+      "import { version } from './tlib';\nexport default { async v(): Promise<[string, number]> { return ['ts', version]; } };\n",
+    ),
+  ];
+  const served = await Promise.all(files.map((f, i) => serve(ctx, f, `cjs-${i}`)));
+  const answers = () => Promise.all(served.map(({ client }) => client.call({}, 'v', {})));
+  assert.equal(await answers(), [
+    ['cjs', 1],
+    ['js', 1],
+    ['ts', 1],
+  ]);
+  for (const v of [2, 3]) {
+    const before = served.map(({ reloader }) => reloader.stats());
+    lib(v);
+    tlib(v);
+    // A required file is watched: editing it (not the module) is the reload.
+    await Promise.all(served.map(({ reloader }, i) => reloaded(reloader, before[i]!, 'reloads')));
+    assert.equal(await answers(), [
+      ['cjs', v],
+      ['js', v],
+      ['ts', v],
+    ]);
+  }
+});
+
 t('no duplicated service after reloads: a fanout cast runs once, one consumer', async (ctx) => {
   const file = endpoints(ctx, 1);
   const { reloader, client } = await serve(ctx, file, 'dup');

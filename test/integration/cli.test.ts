@@ -116,6 +116,20 @@ t('endpoint modules and --help-config', async (ctx) => {
     assert.is(r.out.trim(), 'hi ann from mod1');
     s.child.kill('SIGTERM');
     assert.is(await s.exited, 0);
+    // TypeScript in a package without "type": "module" (npm init's default): Node reads it as
+    // CommonJS, and it failed to load ("Cannot require() ES Module … in a cycle").
+    writeFileSync(path.join(dir, 'package.json'), '{ "name": "app" }\n');
+    writeFileSync(path.join(dir, 'greet.ts'), "export const greet = (n: string): string => 'hello ' + n;\n");
+    writeFileSync(
+      path.join(dir, 'ep.ts'),
+      "import { greet } from './greet';\nexport default { async hello(_c: unknown, a: { name: string }): Promise<string> { return greet(a.name); } };\n",
+    );
+    const ts = start('rpc-server', ['mod2', '--topic', 'modts', '--endpoints', path.join(dir, 'ep.ts'), '--transport-url', ctx.url]);
+    await until(() => ts.out.includes('serving topic modts') || ts.child.exitCode !== null, 'the TypeScript module server', 10_000);
+    const r2 = await run('rpc-client', ['modts', 'hello', 'name=bob', '--transport-url', ctx.url]);
+    assert.is(r2.out.trim(), 'hello bob', ts.out + ts.err);
+    ts.child.kill('SIGTERM');
+    assert.is(await ts.exited, 0);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
