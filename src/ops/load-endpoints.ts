@@ -39,35 +39,61 @@ let hooks: ReloadHooks | undefined;
  * loader then reads it, and without tsx's hook there it failed on the first type annotation.
  */
 export function enableTypeScript(): Promise<unknown> {
-  tsx ??= Promise.all([import('tsx/esm/api').then((m) => m.register()), import('tsx/cjs/api').then((m) => m.register())]);
+  tsx ??= Promise.all([import('tsx/esm/api').then((m) => m.register()), import('tsx/cjs/api').then(registerTypeScriptOnly)]);
   return tsx;
 }
 
-/** Node's CommonJS module cache: the same object for every `require` of the process. */
-const requireCache = createRequire(import.meta.url).cache;
+/** Node's CommonJS module cache and loaders by extension: the same objects for every `require` of the process. */
+const { cache: requireCache, extensions: requireExtensions } = createRequire(import.meta.url);
 
 /**
- * The cache keys of the local CommonJS modules loaded from `roots`: each root that loaded as
- * CommonJS and what it required, down the tree (`node_modules` left out, as in an ES module's
- * reload). A key is a file name, on Node 22 and later sometimes with the import URL's query.
+ * tsx's CommonJS hook for TypeScript files alone. It also takes over `.js` and `.mjs`, compiling
+ * an ES module that CommonJS require()s into a second CommonJS copy: a service's
+ * `require('hermod')` then got classes of its own (`its target must be a Target`), and a module
+ * shared with an ES module was two modules, once any service of the process was TypeScript.
  */
-function localCommonJs(roots: Iterable<string>): Set<string> {
-  const out = new Set<string>();
-  const walk = (file: string) => {
-    if (out.has(file) || file.split(path.sep).includes('node_modules')) return;
-    const mod = requireCache[file];
+function registerTypeScriptOnly(api: { register(): unknown }): void {
+  const kept = ['.js', '.mjs', '.cjs'].map((ext) => [ext, Object.getOwnPropertyDescriptor(requireExtensions, ext)] as const);
+  api.register();
+  const compile = requireExtensions['.ts'];
+  for (const [ext, descriptor] of kept) {
+    if (descriptor) Object.defineProperty(requireExtensions, ext, descriptor);
+    else delete requireExtensions[ext];
+  }
+  // `.cts` reached tsx through its `.js` loader, which Node uses for unknown extensions.
+  if (compile) requireExtensions['.cts'] = compile;
+}
+
+/**
+ * The local CommonJS modules loaded from `roots`: each root that loaded as CommonJS and what it
+ * required, down the tree (`node_modules` left out, as in an ES module's reload). `keys` are
+ * their cache keys (a file name; on Node 22 and later sometimes with the import URL's query).
+ * `pinned` are the ES modules among what they required: require() returns the instance Node's
+ * ES module loader holds for good, whatever the cache says, so no reload reads them again.
+ * Native addons are left alone: most cannot be loaded twice ("did not self-register").
+ */
+function localCommonJs(roots: Iterable<string>): { keys: Set<string>; pinned: Set<string> } {
+  const keys = new Set<string>();
+  const pinned = new Set<string>();
+  const walk = (key: string, required: boolean) => {
+    if (keys.has(key) || key.endsWith('.node') || key.split(path.sep).includes('node_modules')) return;
+    const mod = requireCache[key];
     if (!mod) return;
-    out.add(file);
-    for (const child of mod.children) walk(child.filename);
+    if ((mod.exports as { [Symbol.toStringTag]?: unknown } | null)?.[Symbol.toStringTag] === 'Module') {
+      if (required) pinned.add(key.replace(/\?.*$/, ''));
+      return;
+    }
+    keys.add(key);
+    for (const child of mod.children) walk(child.filename, true);
   };
-  const keys = Object.keys(requireCache);
+  const all = Object.keys(requireCache);
   for (const root of roots) {
-    walk(root);
+    walk(root, false);
     // Node 22 keeps a module that tsx's CommonJS hook compiled under the URL's query too
     // (`ep.ts?hermod-reload=7`), one more key per reload.
-    for (const k of keys) if (k.startsWith(`${root}?`)) walk(k);
+    for (const k of all) if (k.startsWith(`${root}?`)) walk(k, false);
   }
-  return out;
+  return { keys, pinned };
 }
 
 /** Per module path, the local files its last fresh import loaded (the roots of its CommonJS tree). */
@@ -119,6 +145,11 @@ let generations = 0;
 export interface FreshImport {
   /** Called with every local file the module imports, as the loader resolves it. */
   onFile?: (file: string) => void;
+  /**
+   * Called with every local ES module that a CommonJS module of this import require()s: Node
+   * keeps its first instance for the process's life, so no reload takes edits to it.
+   */
+  onPinned?: (file: string) => void;
 }
 
 /**
@@ -146,7 +177,7 @@ export async function importFresh(file: string, options: FreshImport = {}): Prom
   // `"type": "module"`, TypeScript there) and what it requires kept their old code while the
   // reload was logged. Computed now rather than at the last load: a require() run inside a
   // method since is part of the tree too.
-  for (const f of localCommonJs(freshFiles.get(abs) ?? [])) delete requireCache[f];
+  for (const key of localCommonJs(freshFiles.get(abs) ?? []).keys) delete requireCache[key];
   try {
     const url = new URL(pathToFileURL(abs));
     url.searchParams.set(RELOAD_PARAM, generation);
@@ -157,12 +188,14 @@ export async function importFresh(file: string, options: FreshImport = {}): Prom
     freshFiles.set(abs, reported);
     // What CommonJS modules require() passes by the loader hooks: watched from here.
     const seen = new Set(reported);
-    for (const key of localCommonJs(reported)) {
+    const tree = localCommonJs(reported);
+    for (const key of tree.keys) {
       const f = key.replace(/\?.*$/, '');
       if (seen.has(f)) continue;
       seen.add(f);
       onFile(f);
     }
+    for (const f of tree.pinned) options.onPinned?.(f);
     // Late reports from the loader thread still reach the listener for a moment.
     setTimeout(done, 1000).unref();
   }

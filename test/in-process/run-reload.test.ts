@@ -3,6 +3,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
@@ -372,6 +373,51 @@ t('CommonJS reloads: a .cjs, a CommonJS .js and a .ts in a package without "type
       ['ts', v],
     ]);
   }
+});
+
+t('beside a TypeScript service, a CommonJS module that require()s hermod gets its classes, not a compiled copy', async (ctx) => {
+  // tsx's CommonJS hook, registered for TypeScript, also took over .js and .mjs: hermod (an ES
+  // module) require()d from CommonJS came back as a second copy, whose Target the server refused.
+  write(ctx, 'dual/package.json', '{ "name": "typeless" }\n');
+  const ts = write(ctx, 'dual/first.ts', 'export default { async t(): Promise<string> { return "ts"; } };\n');
+  const index = fileURLToPath(new URL('../../src/index.js', import.meta.url));
+  const cjs = write(
+    ctx,
+    'dual/ep.cjs',
+    `const { Target } = require(${JSON.stringify(index)});\nmodule.exports = { target: new Target({ namespace: 'ns', version: '1.2' }), async v() { return 'cjs'; } };\n`,
+  );
+  const first = await serve(ctx, ts, 'dual-ts');
+  assert.is(await first.client.call({}, 't', {}), 'ts');
+  const { client } = await serve(ctx, cjs, 'dual-cjs');
+  assert.is(await client.prepare({ namespace: 'ns', version: '1.1' }).call({}, 'v', {}), 'cjs');
+});
+
+t('an ES module that CommonJS require()s cannot reload: said once, not watched; the rest of the module reloads', async (ctx) => {
+  write(ctx, 'pin/package.json', '{ "name": "typeless" }\n');
+  const helper = write(ctx, 'pin/helper.mjs', 'export const h = 1;\n');
+  const lib = (v: number) => write(ctx, 'pin/lib.js', `exports.l = ${v};\n`);
+  lib(1);
+  const ep = write(
+    ctx,
+    'pin/ep.cjs',
+    "const { h } = require('./helper.mjs');\nconst lib = require('./lib.js');\nmodule.exports = { async v() { return [h, lib.l]; } };\n",
+  );
+  const { reloader, client } = await serve(ctx, ep, 'pin');
+  assert.equal(await client.call({}, 'v', {}), [1, 1]);
+  const before = reloader.stats();
+  lib(2);
+  await reloaded(reloader, before, 'reloads');
+  assert.equal(await client.call({}, 'v', {}), [1, 2]);
+  // Node's ES module loader keeps helper.mjs's first instance whatever the CommonJS cache says:
+  // it was watched, and an edit to it was logged as a reload that served the old code.
+  const warned = ctx.lines.filter((l) => l.fields.event === 'not-reloadable');
+  assert.equal(
+    warned.map((l) => [l.level, l.fields.file]),
+    [['warn', helper]],
+  );
+  assert.match(warned[0]!.msg, /require\(\)s: Node keeps its first instance, so a reload does not take edits to it/);
+  const watched = (reloader as unknown as { watcher: { getWatched(): Record<string, string[]> } }).watcher.getWatched();
+  assert.not.ok(watched[path.dirname(helper)]?.includes('helper.mjs'), JSON.stringify(watched));
 });
 
 t('no duplicated service after reloads: a fanout cast runs once, one consumer', async (ctx) => {

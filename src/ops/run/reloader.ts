@@ -57,6 +57,8 @@ export interface ReloadStats {
 export class EndpointReloader {
   private readonly specs: readonly string[];
   private readonly files = new Set<string>();
+  /** ES modules a CommonJS module require()s, told about once. */
+  private readonly pinnedFiles = new Set<string>();
   private watcher: FSWatcher | undefined;
   private target: EndpointTarget | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -114,7 +116,7 @@ export class EndpointReloader {
         this.watcher?.add(f);
       };
       try {
-        const mod = await importFresh(spec, { onFile });
+        const mod = await importFresh(spec, { onFile, onPinned: (f) => this.pinned(f) });
         check();
         out.push(...(await endpointsOf(mod, spec, this.ctx)));
       } catch (err) {
@@ -125,6 +127,16 @@ export class EndpointReloader {
     }
     this.loadedStamps = stamps;
     return out;
+  }
+
+  /** Says once per file that a reload cannot take edits to `file` (see FreshImport.onPinned). */
+  private pinned(file: string): void {
+    if (this.pinnedFiles.has(file) || this.closed) return;
+    this.pinnedFiles.add(file);
+    this.log.warn(
+      `${file} is an ES module that CommonJS require()s: Node keeps its first instance, so a reload does not take edits to it (import() it instead, or restart)`,
+      { ...this.fields, event: 'not-reloadable', file },
+    );
   }
 
   /** Starts watching; changes then go to `target`. Resolves once the watcher is ready. */
