@@ -20,6 +20,7 @@ import { ConfigError, TransportError } from '../src/core/errors.js';
 import { exposeMetrics, Metrics, type MetricsServer, parseMetricsAddress, serveClusterMetrics } from '../src/ops/metrics.js';
 import {
   checkServerQueues,
+  checkWatchInterval,
   DEFAULT_RECYCLE_AFTER,
   DEFAULT_RUN_FILES,
   parseRecycleAfter,
@@ -232,10 +233,12 @@ async function runCommand(argv: string[]): Promise<void> {
     watch.usePolling = true;
     if (o.watchPolling !== true) {
       const ms = Number(o.watchPolling);
-      if (!Number.isInteger(ms) || ms < 1) throw new UsageError(`--watch-polling takes an interval in ms ≥ 1, got '${o.watchPolling}'`);
+      if (!Number.isInteger(ms) || ms < 1 || ms > 2 ** 31 - 1)
+        throw new UsageError(`--watch-polling takes an interval in ms from 1 to ${2 ** 31 - 1}, got '${o.watchPolling}'`);
       watch.interval = ms;
     }
   }
+  checkWatchInterval(watch, file);
   if (o.recycleAfter !== undefined && !watch)
     throw new UsageError('--recycle-after applies to a watched run (--watch, or watch in the run file)');
   const recycleAfter = !watch

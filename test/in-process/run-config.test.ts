@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseRunSpec } from '../../src/ops/run/config.js';
+import { checkWatchInterval, parseRunSpec, type RunWatch } from '../../src/ops/run/config.js';
 import { rejects } from '../support/assert.js';
 
 const HERMOD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'hermod.js');
@@ -99,11 +99,28 @@ test('run file: unknown keys suggest a known key only when close, bad values nam
     // typeof null is 'object': the message said "must be an object, got object".
     [{ services: null }, /services: must be an object, got null$/],
     [{ services: { a: null } }, /services\.a: must be an object, got null$/],
-    // chokidar reads the interval only when polling: it was accepted and dropped.
-    [{ watch: { interval: 500 }, services: { a: ok } }, /watch\.interval: applies only with polling: set "usePolling": true/],
-    [{ watch: { usePolling: false, interval: 500 }, services: { a: ok } }, /watch\.interval: applies only with polling/],
+    // Past 2^31-1 ms Node fires a timer after 1 ms: every hand-over failed at once.
+    [{ watch: { handOverTimeoutMs: 3_000_000_000 }, services: { a: ok } }, /watch\.handOverTimeoutMs: must be at most 2147483647 ms/],
+    [{ watch: { reloadTimeoutMs: 2 ** 31 }, services: { a: ok } }, /watch\.reloadTimeoutMs: must be at most 2147483647 ms/],
   ];
   for (const [data, message] of cases) await rejects(() => parseRunSpec(data, f), 'HERMOD_ERR_CONFIG', message);
+  // chokidar reads the interval only when polling: it was accepted and dropped. Whether anything
+  // polls is known once --watch-polling and CHOKIDAR_USEPOLLING had their say.
+  const watchOf = (watch: unknown) => parseRunSpec({ watch, services: { a: ok } }, f).watch as RunWatch;
+  await rejects(
+    () => checkWatchInterval(watchOf({ interval: 500 }), f, {}),
+    'HERMOD_ERR_CONFIG',
+    /watch\.interval: applies only with polling: set "usePolling": true beside it \(or --watch-polling\)/,
+  );
+  await rejects(() => checkWatchInterval(watchOf({ usePolling: false, interval: 500 }), f, {}), 'HERMOD_ERR_CONFIG', /watch\.interval/);
+  await rejects(
+    () => checkWatchInterval(watchOf({ usePolling: true, interval: 500 }), f, { CHOKIDAR_USEPOLLING: 'false' }),
+    'HERMOD_ERR_CONFIG',
+    /watch\.interval/,
+  );
+  checkWatchInterval(watchOf({ usePolling: true, interval: 500 }), f, {});
+  checkWatchInterval(watchOf({ interval: 500 }), f, { CHOKIDAR_USEPOLLING: '1' });
+  checkWatchInterval({ ...watchOf({ interval: 500 }), usePolling: true }, f, {}); // --watch-polling
 });
 
 test('hermod run: a bad file, a bad config value and an unknown command exit 2 with the reason', () => {

@@ -1,7 +1,7 @@
 // `hermod run --watch` recycling its worker on a real RabbitMQ node: after every `recycleAfter`
 // reloads the worker holding the reloaded modules is handed over to a fresh process (it starts,
 // consumes, then the old one drains and exits), under a steady call rate with no failed call.
-import { writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as assert from 'uvu/assert';
 import { alive } from '../../scripts/rabbit-node.js';
@@ -138,6 +138,61 @@ export default { async v() { return [${v}, process.pid]; } };
     assert.equal(await call(), [v, first], `version ${v} from the first worker`);
   }
   assert.is(linesOf(run, (l) => l.event === 'worker-recycle' || l.event === 'worker-crash').length, 0, run.err);
+  run.child.kill('SIGTERM');
+  assert.is(await run.exited, 0, run.err);
+});
+
+t('the old worker dies while its replacement hangs: the slot restarts at the hand-over deadline and serves again', async (ctx) => {
+  // Hangs at its top level in any process but the first while the file `hang` exists.
+  const version = (v: number) =>
+    writeFileSync(
+      path.join(ctx.dir, 'ep.js'),
+      `import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+const f = new URL('./first-pid', import.meta.url);
+if (!existsSync(f)) writeFileSync(f, String(process.pid));
+else if (readFileSync(f, 'utf8') !== String(process.pid) && existsSync(new URL('./hang', import.meta.url))) {
+  writeFileSync(new URL('./hanging', import.meta.url), String(process.pid));
+  await new Promise(() => {});
+}
+export default { async v() { return [${v}, process.pid]; } };
+`,
+    );
+  version(1);
+  const topic = `run-promote-${process.pid}`;
+  writeFileSync(
+    path.join(ctx.dir, 'hermod.config.json'),
+    JSON.stringify({
+      config: { transportUrl: ctx.url, log: { level: 'info' }, rpc: { stopTimeout: '1s' } },
+      watch: { debounceMs: 30, recycleAfter: 1, handOverTimeoutMs: 3000 },
+      services: { svc: { endpoints: './ep.js', topic, server: 'p' } },
+    }),
+  );
+  const run = hermodRun([], ctx.dir);
+  ctx.procs.push(run);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 2_000 });
+  const call = () => client.call({}, 'v', {}) as Promise<[number, number]>;
+  let first = 0;
+  for (const end = Date.now() + 20_000; !first && Date.now() < end; await sleep(100)) first = (await call().catch(() => [0, 0]))[1];
+  assert.ok(first, `the first answer (${run.err})`);
+  writeFileSync(path.join(ctx.dir, 'hang'), '');
+  version(2);
+  // The recycle's replacement started (and hangs); then the worker it was to replace dies.
+  await until(() => existsSync(path.join(ctx.dir, 'hanging')), `a replacement hanging (${run.err})`, 20_000);
+  process.kill(first, 'SIGKILL');
+  await until(() => linesOf(run, (l) => l.event === 'worker-crash').length === 1, 'the crash told');
+  rmSync(path.join(ctx.dir, 'hang'));
+  // Made the slot's worker at once, the hung replacement served nothing for good.
+  await until(
+    () => linesOf(run, (l) => l.event === 'recycle-failed').length === 1,
+    `recycle-failed (${JSON.stringify(run.lines.slice(-8).map((l) => l.msg))})`,
+    20_000,
+  );
+  assert.match(String(linesOf(run, (l) => l.event === 'recycle-failed')[0]!.msg), /restarting the worker/);
+  let answer: [number, number] | undefined;
+  for (const end = Date.now() + 20_000; !answer && Date.now() < end; await sleep(100)) answer = await call().catch(() => undefined);
+  assert.ok(answer, `an answer after the restart (${JSON.stringify(run.lines.slice(-6))})`);
+  assert.is(answer![0], 2);
+  assert.is.not(answer![1], first);
   run.child.kill('SIGTERM');
   assert.is(await run.exited, 0, run.err);
 });

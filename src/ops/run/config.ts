@@ -122,6 +122,33 @@ function positiveInt(value: unknown, where: string): number {
   return value;
 }
 
+/** The longest timer Node keeps: a longer delay is taken as 1 ms (with a TimeoutOverflowWarning). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A duration in ms for a timer: a whole number from 1 to {@link MAX_TIMER_MS}. */
+function milliseconds(value: unknown, where: string): number {
+  const n = positiveInt(value, where);
+  if (n > MAX_TIMER_MS) fail(where, `must be at most ${MAX_TIMER_MS} ms (about 24.8 days), got ${n}`);
+  return n;
+}
+
+/**
+ * Refuses `watch.interval` where nothing polls: chokidar reads it only when polling, so it would
+ * be dropped unsaid. Checked once the command line (`--watch-polling`) and chokidar's own
+ * `CHOKIDAR_USEPOLLING` have had their say.
+ */
+export function checkWatchInterval(watch: RunWatch | false, file: string, env: NodeJS.ProcessEnv = process.env): void {
+  if (!watch || watch.interval === undefined) return;
+  const forced = env.CHOKIDAR_USEPOLLING?.toLowerCase();
+  const polling = forced === undefined ? watch.usePolling === true : forced !== 'false' && forced !== '0' && forced !== '';
+  if (!polling)
+    fail(
+      `${file}: watch.interval`,
+      'applies only with polling: set "usePolling": true beside it (or --watch-polling), or remove it',
+      'interval',
+    );
+}
+
 /** Flattens a `config` section to dotted keys and rejects keys the schema does not know. */
 function configSection(value: unknown, where: string): Record<string, unknown> {
   if (value === undefined) return {};
@@ -168,15 +195,10 @@ function watchSection(value: unknown, where: string): RunWatch | false {
     if (typeof w.usePolling !== 'boolean') fail(`${where}.usePolling`, 'must be true or false');
     out.usePolling = w.usePolling;
   }
-  if (w.interval !== undefined) {
-    out.interval = positiveInt(w.interval, `${where}.interval`);
-    // chokidar reads the interval only when it polls: without polling the setting would be dropped unsaid.
-    if (out.usePolling !== true)
-      fail(`${where}.interval`, 'applies only with polling: set "usePolling": true beside it, or remove it', 'interval');
-  }
-  if (w.debounceMs !== undefined) out.debounceMs = positiveInt(w.debounceMs, `${where}.debounceMs`);
-  if (w.reloadTimeoutMs !== undefined) out.reloadTimeoutMs = positiveInt(w.reloadTimeoutMs, `${where}.reloadTimeoutMs`);
-  if (w.handOverTimeoutMs !== undefined) out.handOverTimeoutMs = positiveInt(w.handOverTimeoutMs, `${where}.handOverTimeoutMs`);
+  if (w.interval !== undefined) out.interval = milliseconds(w.interval, `${where}.interval`);
+  if (w.debounceMs !== undefined) out.debounceMs = milliseconds(w.debounceMs, `${where}.debounceMs`);
+  if (w.reloadTimeoutMs !== undefined) out.reloadTimeoutMs = milliseconds(w.reloadTimeoutMs, `${where}.reloadTimeoutMs`);
+  if (w.handOverTimeoutMs !== undefined) out.handOverTimeoutMs = milliseconds(w.handOverTimeoutMs, `${where}.handOverTimeoutMs`);
   return out;
 }
 
@@ -187,7 +209,7 @@ function beaconsSection(value: unknown, where: string): BeaconSettings | false {
   onlyKnown(b, BEACON_KEYS, where);
   const out: BeaconSettings = {};
   if (b.intervalMs !== undefined) {
-    out.intervalMs = positiveInt(b.intervalMs, `${where}.intervalMs`);
+    out.intervalMs = milliseconds(b.intervalMs, `${where}.intervalMs`);
     if (out.intervalMs < 50) fail(`${where}.intervalMs`, `must be at least 50 ms, got ${out.intervalMs}`);
   }
   if (b.version !== undefined) out.version = text(b.version, `${where}.version`);

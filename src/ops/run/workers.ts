@@ -355,7 +355,13 @@ export class WorkerSupervisor {
     this.recycles++;
     const { at, reloads } = slot.recycle ?? { at: Date.now(), reloads: 0 };
     slot.recycle = undefined;
-    if (!old) return;
+    if (!old) {
+      this.options.log.info(`worker ${slot.n}: its replacement (pid ${fresh.process.pid}) consumes, the old one having died`, {
+        worker: slot.n,
+        workerPid: fresh.process.pid,
+      });
+      return;
+    }
     this.retiring.set(old, slot.n);
     this.askToStop(old);
     this.options.log.info(
@@ -379,7 +385,7 @@ export class WorkerSupervisor {
     slot.recycle = undefined;
     const ms = this.options.handOverTimeoutMs ?? DEFAULT_HAND_OVER_TIMEOUT_MS;
     this.options.log.error(
-      `the replacement of worker ${slot.n} (pid ${worker.process.pid}) did not consume within ${ms} ms; stopping it, the old one keeps serving`,
+      `the replacement of worker ${slot.n} (pid ${worker.process.pid}) did not consume within ${ms} ms; stopping it, ${slot.worker ? 'the old one keeps serving' : 'and restarting the worker (the old one died)'}`,
       { worker: slot.n, workerPid: worker.process.pid, event: 'recycle-failed', handOverTimeoutMs: ms },
     );
     // It may hold calls it took before the rest of its services hung: the graceful stop lets
@@ -391,6 +397,8 @@ export class WorkerSupervisor {
       }, this.options.abandonGraceMs ?? 10_000),
     );
     this.askToStop(worker);
+    // The worker it was to replace died meanwhile: nothing serves this slot now.
+    if (!slot.worker) this.restart(slot);
   }
 
   private exited(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
@@ -424,9 +432,9 @@ export class WorkerSupervisor {
       slot.next = undefined;
       slot.recycle = undefined;
       if (this.stopping) this.exitCodes.push(status);
-      else
+      else {
         this.options.log.error(
-          `the replacement of worker ${slot.n} (pid ${pid}) died (${how}) before it consumed; the old one keeps serving`,
+          `the replacement of worker ${slot.n} (pid ${pid}) died (${how}) before it consumed; ${slot.worker ? 'the old one keeps serving' : 'the old one died too: restarting'}`,
           {
             worker: slot.n,
             workerPid: pid,
@@ -435,6 +443,8 @@ export class WorkerSupervisor {
             event: 'recycle-failed',
           },
         );
+        if (!slot.worker) this.restart(slot);
+      }
     } else if (worker === slot.worker) {
       slot.worker = undefined;
       if (this.stopping) {
@@ -457,30 +467,26 @@ export class WorkerSupervisor {
     }
     const lived = Date.now() - slot.startedAt;
     slot.failures = lived >= (this.options.stableMs ?? 10_000) ? 1 : slot.failures + 1;
-    const delay = slot.next ? 0 : backoffDelay(slot.failures, this.backoff);
-    this.options.log.error(
-      `worker ${slot.n} (pid ${worker.process.pid}) died (${how}) after ${(lived / 1000).toFixed(1)} s; restarting in ${delay} ms`,
-      {
-        worker: slot.n,
-        workerPid: worker.process.pid,
-        code,
-        signal,
-        event: 'worker-crash',
-        restartInMs: delay,
-      },
-    );
+    const fields = { worker: slot.n, workerPid: worker.process.pid, code, signal, event: 'worker-crash' };
+    const died = `worker ${slot.n} (pid ${worker.process.pid}) died (${how}) after ${(lived / 1000).toFixed(1)} s`;
     if (slot.next) {
-      // A replacement was starting already (a recycle): it takes the slot now, no restart needed.
-      clearTimeout(slot.handOverTimer);
-      slot.handOverTimer = undefined;
-      slot.worker = slot.next;
-      slot.next = undefined;
-      slot.startedAt = Date.now();
+      // A replacement was starting already (a recycle): it takes the slot once it consumes, by
+      // the hand-over deadline, or the slot restarts then. Made the worker at once, one that
+      // never consumed (its new code hangs) held the slot for good, serving nothing.
+      this.options.log.error(`${died}; its replacement (pid ${slot.next.process.pid}) takes over once it consumes`, fields);
       return;
     }
+    this.restart(slot, died, fields);
+  }
+
+  /** Forks the slot's worker again after its backoff delay, saying so. */
+  private restart(slot: Slot, died?: string, fields?: Record<string, unknown>): void {
+    const delay = backoffDelay(Math.max(1, slot.failures), this.backoff);
+    if (died) this.options.log.error(`${died}; restarting in ${delay} ms`, { ...fields, restartInMs: delay });
+    clearTimeout(slot.timer);
     slot.timer = setTimeout(() => {
       slot.timer = undefined;
-      if (!this.stopping) this.fork(slot);
+      if (!this.stopping && !slot.worker && !slot.next) this.fork(slot);
     }, delay);
   }
 }
