@@ -1,5 +1,5 @@
 /** Logging of the bins (pino): one line per event, plain or JSON, at `log.level`; connection changes logged. */
-import diagnostics_channel from 'node:diagnostics_channel';
+import * as diagnostics_channel from 'node:diagnostics_channel';
 import { pino } from 'pino';
 import type { HermodConfig } from '../config/index.js';
 import { UNSAFE_CHARS } from '../core/unsafe-text.js';

@@ -1,4 +1,4 @@
-import diagnostics_channel from 'node:diagnostics_channel';
+import * as diagnostics_channel from 'node:diagnostics_channel';
 
 /**
  * hermod's lifecycle events on `node:diagnostics_channel`. Logging, metrics and tracing

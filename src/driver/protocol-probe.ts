@@ -6,7 +6,7 @@
  * so instead of "Socket closed abruptly" or retrying forever.
  */
 import net from 'node:net';
-import tls from 'node:tls';
+import * as tls from 'node:tls';
 import type { TransportHost } from '../config/transport-url.js';
 import { WrongProtocol } from '../core/errors.js';
 

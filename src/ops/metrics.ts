@@ -2,7 +2,7 @@
 // A package entry point: its .d.ts use Node's types (EventEmitter, Buffer, NodeJS.*), and from
 // TypeScript 6 on an app loads no @types package it is not told about (`types` defaults to []);
 // `preserve` keeps this line in the emitted .d.ts (TypeScript 5.5+ drops it otherwise).
-import diagnostics_channel from 'node:diagnostics_channel';
+import * as diagnostics_channel from 'node:diagnostics_channel';
 import { Registry } from 'prom-client';
 import type {
   CallEvent,

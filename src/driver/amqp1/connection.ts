@@ -1,6 +1,6 @@
 import net from 'node:net';
 import os from 'node:os';
-import tls from 'node:tls';
+import * as tls from 'node:tls';
 import type { Connection, Container, EventContext, Receiver, Sender } from 'rhea';
 import rhea from 'rhea';
 import type { HermodConfig } from '../../config/index.js';

@@ -1,4 +1,4 @@
-import diagnostics_channel from 'node:diagnostics_channel';
+import * as diagnostics_channel from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 import net, { type Socket } from 'node:net';
 import os from 'node:os';
