@@ -2,8 +2,9 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { syntaxErrorOf } from '../core/syntax-check.js';
+import { commonJsSyntaxHint, loadErrorMessage, syntaxErrorOf, transformErrorWhere } from '../core/syntax-check.js';
 import { findMethod } from '../rpc/dispatcher.js';
+import { emptyEndpoint, endpointsExport } from '../rpc/endpoint-module.js';
 import { UsageError } from './exit-codes.js';
 
 /** What a class or factory export receives. */
@@ -31,13 +32,16 @@ async function importModule(spec: string, load: ModuleImporter): Promise<Record<
     const e = err as Error & { code?: string };
     if (e instanceof SyntaxError) {
       const at = await syntaxErrorAt(file);
-      throw new UsageError(`--endpoints ${spec}: ${at ?? `${e.name}: ${e.message}`}`, { cause: err });
+      throw new UsageError(`--endpoints ${spec}: ${at ?? `${e.name}: ${e.message}`}${commonJsSyntaxHint(e.message, file)}`, { cause: err });
     }
     if (e?.code === 'ERR_MODULE_NOT_FOUND' || e?.code === 'ENOENT') {
       // Node's text for the module itself names hermod's loader as the importer: say it as `hermod run` does.
       if (!existsSync(file)) throw new UsageError(`--endpoints ${spec}: ${file} does not exist`, { cause: err });
       throw new UsageError(`--endpoints ${spec}: ${e.message}`, { cause: err });
     }
+    // esbuild's report of a TypeScript file: its place and reason on one line, as `hermod run` says it.
+    const where = transformErrorWhere(err);
+    if (where) throw new UsageError(`--endpoints ${spec}: ${where}: ${e.name}: ${loadErrorMessage(err)}`, { cause: err });
     // The module ran and threw: its own error, with its own stack, is the useful report.
     throw new UsageError(`--endpoints ${spec}: loading it threw ${e?.name ?? 'an error'}: ${e?.message ?? String(err)}`, { cause: err });
   }
@@ -51,7 +55,7 @@ export async function loadEndpoints(specs: string[], ctx: EndpointContext, load:
   const out: object[] = [];
   for (const spec of specs) {
     const mod = await importModule(spec, load);
-    let value = mod.default ?? mod.endpoints;
+    let value = endpointsExport(mod);
     if (value === undefined) throw new UsageError(`--endpoints ${spec} exports neither a default nor 'endpoints'`);
     if (typeof value === 'function') {
       const fn = value as (c: EndpointContext) => unknown;
@@ -59,8 +63,10 @@ export async function loadEndpoints(specs: string[], ctx: EndpointContext, load:
         ? new (fn as unknown as new (c: EndpointContext) => object)(ctx)
         : await fn(ctx);
     }
-    for (const e of Array.isArray(value) ? value : [value]) {
+    for (const [i, e] of (Array.isArray(value) ? value : [value]).entries()) {
       if (!e || typeof e !== 'object') throw new UsageError(`--endpoints ${spec}: endpoints must be objects`);
+      const empty = emptyEndpoint(e);
+      if (empty) throw new UsageError(`--endpoints ${spec}: its endpoint${Array.isArray(value) ? ` #${i + 1}` : ''} ${empty}`);
       out.push(e);
     }
   }

@@ -41,3 +41,37 @@ function check(file: string, asModule: boolean): Promise<{ where: string; what: 
     } else child.stdin?.end();
   });
 }
+
+/**
+ * What to do about an ES module's syntax in a file Node reads as CommonJS (a `.js` file in a
+ * package whose package.json says `"type": "commonjs"`, as `npm init` now writes, or a `.cjs`
+ * file): Node's own advice is a separate warning, and the error alone says only "Unexpected
+ * token 'export'". Empty for any other error.
+ */
+export function commonJsSyntaxHint(message: string, file: string): string {
+  if (!/Unexpected token 'export'|Cannot use import statement outside a module/.test(message)) return '';
+  const name = path.basename(file.replace(/:\d+(:\d+)?$/, ''));
+  if (!/\.c?js$/.test(name)) return '';
+  return name.endsWith('.cjs')
+    ? ` (a .cjs file is CommonJS: write module.exports and require(), or rename it .mjs)`
+    : ` (Node reads ${name} as CommonJS, as its package.json says "type": "commonjs" or Node cannot tell: rename it .mjs, set "type": "module", or write module.exports and require())`;
+}
+
+/**
+ * A load error in one line for a log message: esbuild's (TypeScript through tsx) begins with
+ * "Transform failed with 1 error:" and gives the reason on the next line, after its location.
+ */
+export function loadErrorMessage(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const [first = '', ...rest] = message.split('\n');
+  if (!/^Transform failed with \d+ errors?:$/.test(first) || rest.length === 0) return first;
+  return rest[0]!.replace(/^.*?: ERROR: /, '');
+}
+
+/** Where esbuild's transform error (see {@link loadErrorMessage}) is, as `file:line:column`, if it says. */
+export function transformErrorWhere(err: unknown): string | undefined {
+  const message = err instanceof Error ? err.message : String(err);
+  const [first = '', second = ''] = message.split('\n');
+  if (!/^Transform failed with \d+ errors?:$/.test(first)) return undefined;
+  return /^(.*?:\d+:\d+): ERROR: /.exec(second)?.[1];
+}

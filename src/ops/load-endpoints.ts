@@ -9,7 +9,11 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
 import { ConfigError } from '../core/errors.js';
-import { syntaxErrorOf } from '../core/syntax-check.js';
+import { loadErrorMessage, syntaxErrorOf } from '../core/syntax-check.js';
+
+export { loadErrorMessage };
+
+import { emptyEndpoint, endpointsExport } from '../rpc/endpoint-module.js';
 import { RELOAD_PARAM } from './run/reload-hooks.js';
 
 /** What a class or factory export receives. */
@@ -222,7 +226,7 @@ export function esModuleExports(mod: Record<string, unknown>): Record<string, un
 
 /** Turns a module's exports into endpoint objects. */
 export async function endpointsOf(mod: Record<string, unknown>, spec: string, ctx: EndpointContext): Promise<object[]> {
-  let value = mod.default ?? mod.endpoints;
+  let value = endpointsExport(mod);
   if (value === undefined) throw new ConfigError(`${spec} exports neither a default nor 'endpoints'`, { key: spec });
   if (typeof value === 'function') {
     const fn = value as (c: EndpointContext) => unknown;
@@ -234,6 +238,8 @@ export async function endpointsOf(mod: Record<string, unknown>, spec: string, ct
   for (const e of Array.isArray(value) ? value : [value]) {
     if (!e || typeof e !== 'object')
       throw new ConfigError(`${spec}: endpoints must be objects, got ${e === null ? 'null' : typeof e}`, { key: spec });
+    const empty = emptyEndpoint(e);
+    if (empty) throw new ConfigError(`${spec}: its endpoint${Array.isArray(value) ? ` #${out.length + 1}` : ''} ${empty}`, { key: spec });
     out.push(e);
   }
   return out;
@@ -263,17 +269,6 @@ function location(text: string): string | undefined {
     return `${file}:${m[2]}${m[3] ? `:${m[3]}` : ''}`;
   }
   return undefined;
-}
-
-/**
- * A load error in one line for a log message: esbuild's (TypeScript through tsx) begins with
- * "Transform failed with 1 error:" and gives the reason on the next line, after its location.
- */
-export function loadErrorMessage(err: unknown): string {
-  const message = err instanceof Error ? err.message : String(err);
-  const [first = '', ...rest] = message.split('\n');
-  if (!/^Transform failed with \d+ errors?:$/.test(first) || rest.length === 0) return first;
-  return rest[0]!.replace(/^.*?: ERROR: /, '');
 }
 
 /**

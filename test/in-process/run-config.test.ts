@@ -1,7 +1,7 @@
 // The run file is validated strictly: unknown keys name the nearest known one, bad values name
 // their place; the CLI turns each into exit status 2 with that message.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -127,7 +127,7 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-runcfg-'));
   try {
     const file = path.join(dir, 'hermod.config.json');
-    writeFileSync(path.join(dir, 'ep.js'), 'export default {};\n');
+    writeFileSync(path.join(dir, 'ep.js'), 'export default { async ping() { return 1; } };\n');
     const hermod = (args: string[]) => spawnSync(process.execPath, [HERMOD, ...args], { cwd: dir, encoding: 'utf8', timeout: 10_000 });
     writeFileSync(file, JSON.stringify({ services: { a: { ...ok, wrokers: 2 } } }));
     let r = hermod(['run']);
@@ -189,6 +189,35 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
       /services\.contracted\.endpoints: \S*contract\.js: InvalidArgument: endpoint #1 \(Object\) has a contract for nope but no callable method/,
     );
     assert.not.match(r.stdout, /"event":"serving"/, 'nothing served');
+    // CommonJS export shapes: Node hands the whole module.exports over as `default`, so
+    // `exports.endpoints` served nothing, and `{}` or `{ Calc }` were served as they were.
+    mkdirSync(path.join(dir, 'cjs'));
+    writeFileSync(path.join(dir, 'cjs', 'package.json'), '{ "type": "commonjs" }\n');
+    writeFileSync(path.join(dir, 'cjs', 'list.js'), 'exports.endpoints = [{ async e1() { return 1; } }, { async e2() { return 2; } }];\n');
+    writeFileSync(path.join(dir, 'cjs', 'empty.js'), 'module.exports = {};\n');
+    writeFileSync(path.join(dir, 'cjs', 'named.js'), 'class Calc { async add() { return 1; } }\nmodule.exports = { Calc };\n');
+    writeFileSync(path.join(dir, 'cjs', 'esm.js'), 'export default { async a() { return 1; } };\n');
+    const shapes: Array<[string, RegExp]> = [
+      // An ES module where Node reads CommonJS: what to do, not only "Unexpected token 'export'".
+      [
+        'esm.js',
+        /esm\.js:1: SyntaxError: Unexpected token 'export' \(Node reads esm\.js as CommonJS.*rename it \.mjs, set "type": "module"/,
+      ],
+      ['empty.js', /services\.s\.endpoints: \S*empty\.js: its endpoint has no methods to serve/],
+      ['named.js', /services\.s\.endpoints: \S*named\.js: its endpoint serves only classes as methods \(Calc\): export the class itself/],
+    ];
+    for (const [module, message] of shapes) {
+      writeFileSync(
+        file,
+        JSON.stringify({ config: { transportUrl: 'memory://' }, services: { s: { ...ok, endpoints: `./cjs/${module}` } } }),
+      );
+      r = hermod(['run']);
+      assert.is(r.status, 2, r.stderr);
+      assert.match(r.stderr, message);
+    }
+    writeFileSync(file, JSON.stringify({ config: { transportUrl: 'memory://' }, services: { s: { ...ok, endpoints: './cjs/list.js' } } }));
+    const listed = spawnSync(process.execPath, [HERMOD, 'run'], { cwd: dir, encoding: 'utf8', timeout: 3000, killSignal: 'SIGTERM' });
+    assert.match(listed.stdout, /"event":"serving".*2 endpoint\(s\)/, listed.stdout + listed.stderr);
     r = hermod(['run', '--workers', 'lots']);
     assert.is(r.status, 2);
     assert.match(r.stderr, /--workers: must be a whole number/);
@@ -229,7 +258,7 @@ test('hermod run: two services on one server queue exit 2 naming both, as each w
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-runcfg-'));
   try {
     const file = path.join(dir, 'hermod.config.json');
-    writeFileSync(path.join(dir, 'ep.js'), 'export default {};\n');
+    writeFileSync(path.join(dir, 'ep.js'), 'export default { async ping() { return 1; } };\n');
     const hermod = (args: string[]) =>
       spawnSync(process.execPath, [HERMOD, 'run', ...args], { cwd: dir, encoding: 'utf8', timeout: 10_000 });
     const run = (services: Record<string, unknown>, args: string[] = [], config: Record<string, unknown> = {}) => {

@@ -89,6 +89,10 @@ t('exit 2: every usage and configuration mistake of the issue', async (ctx) => {
   writeFileSync(broken, 'export default {\n  async hi() { return 1; }\n  oops oops\n};\n');
   const needs = path.join(ctx.dir, 'needs.mjs');
   writeFileSync(needs, "import 'hermod-no-such-package';\nexport default {};\n");
+  const badTs = path.join(ctx.dir, 'bad.ts');
+  writeFileSync(badTs, 'export default {\n  async a(): Promise<number> { return 1 + ); },\n};\n');
+  const emptyCjs = path.join(ctx.dir, 'empty.cjs');
+  writeFileSync(emptyCjs, 'module.exports = {};\n');
   const cases: Array<[string, string[], Record<string, string>, RegExp]> = [
     ['rpc-client', ['demo', 'add', '2', '3', '--transport-url', NOWHERE], {}, /argument '2' is not key=value/],
     ['rpc-client', ['demo', 'add', '--timeout', '0', '--transport-url', NOWHERE], {}, /'--timeout <seconds>' argument '0' is invalid/],
@@ -133,6 +137,21 @@ t('exit 2: every usage and configuration mistake of the issue', async (ctx) => {
       ['s', '-t', 'x', '--endpoints', needs, '--transport-url', NOWHERE],
       {},
       /needs\.mjs: Cannot find package 'hermod-no-such-package' imported from \S*needs\.mjs/,
+    ],
+    // esbuild's error on one line with its place, as hermod run says it (it printed a literal \n
+    // after "Transform failed with 1 error:").
+    [
+      'rpc-server',
+      ['s', '-t', 'x', '--endpoints', badTs, '--transport-url', NOWHERE],
+      {},
+      /--endpoints \S*bad\.ts: \S*bad\.ts:2:\d+: TransformError: Unexpected "\)"\n/,
+    ],
+    // CommonJS module.exports that serves nothing: refused (it was served with no methods).
+    [
+      'rpc-server',
+      ['s', '-t', 'x', '--endpoints', emptyCjs, '--transport-url', NOWHERE],
+      {},
+      /--endpoints \S*empty\.cjs: its endpoint has no methods to serve/,
     ],
     ['notify-listen', ['--pool', 'p', '--transport-url', ctx.url], {}, /listener pools are not supported on AMQP 1\.0 \(pool 'p'\)/],
     ['notify-send', ['x', '--timeout', '0', '--transport-url', NOWHERE], {}, /'--timeout <seconds>' argument '0' is invalid/],

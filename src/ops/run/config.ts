@@ -11,6 +11,7 @@ import { CONFIG_KEYS, closeKey, type HermodConfig } from '../../config/index.js'
 import { parseTransportUrl } from '../../config/transport-url.js';
 import { ConfigError } from '../../core/errors.js';
 import { parseConfigJson } from '../../core/json.js';
+import { commonJsSyntaxHint } from '../../core/syntax-check.js';
 import { importModule } from '../load-endpoints.js';
 import { parseMetricsAddress } from '../metrics.js';
 import type { WatchOptions } from './reloader.js';
@@ -333,7 +334,8 @@ export async function readRunFile(file: string): Promise<RunSpec> {
       data = typeof mod.default === 'function' ? await (mod.default as () => unknown)() : mod.default;
     }
   } catch (err) {
-    throw new ConfigError(`cannot read run file ${file}: ${(err as Error).message}`, { cause: err, key: file });
+    const message = (err as Error).message;
+    throw new ConfigError(`cannot read run file ${file}: ${message}${commonJsSyntaxHint(message, file)}`, { cause: err, key: file });
   }
   return parseRunSpec(data, file);
 }

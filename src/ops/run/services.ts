@@ -4,10 +4,11 @@
  * when asked, one JSON log line per request. Its lifecycle is every server's: start, stop (no new
  * work), wait(deadline), abort.
  */
-import diagnostics_channel from 'node:diagnostics_channel';
+import * as diagnostics_channel from 'node:diagnostics_channel';
 import type { HermodConfig } from '../../config/index.js';
 import type { ServerRequestEvent } from '../../core/diagnostics.js';
 import { ConfigError } from '../../core/errors.js';
+import { commonJsSyntaxHint } from '../../core/syntax-check.js';
 import { Target } from '../../core/target.js';
 import { RPCDispatcher } from '../../rpc/dispatcher.js';
 import { RPCServer } from '../../rpc/server.js';
@@ -237,10 +238,13 @@ export class ServiceGroup {
  * naming the service, the file and line, and the reason in one line.
  */
 async function loadFailure(err: unknown, spec: ServiceSpec): Promise<Error> {
-  if (err instanceof ConfigError) return err;
+  // The module's own mistake (an export that is no endpoint) names its file: the service is added.
+  if (err instanceof ConfigError)
+    return new ConfigError(`services.${spec.name}.endpoints: ${err.message}`, { key: `services.${spec.name}.endpoints`, cause: err });
   const where = (err as { location?: string }).location ?? (await loadErrorLocation(err, spec.endpoints));
   const name = err instanceof Error ? err.name : 'Error';
-  return new ConfigError(`services.${spec.name}.endpoints: ${where}: ${name}: ${loadErrorMessage(err)}`, {
+  const message = loadErrorMessage(err);
+  return new ConfigError(`services.${spec.name}.endpoints: ${where}: ${name}: ${message}${commonJsSyntaxHint(message, where)}`, {
     key: `services.${spec.name}.endpoints`,
     cause: err,
   });
