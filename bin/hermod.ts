@@ -7,6 +7,7 @@
 import '../src/cli/young-gen.js';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig, describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULTS } from '../src/cli/defaults.js';
@@ -30,6 +31,7 @@ import {
   readRunFile,
   type ServiceSpec,
 } from '../src/ops/run/config.js';
+import { RunFileWatch } from '../src/ops/run/reloader.js';
 import { ServiceGroup } from '../src/ops/run/services.js';
 import {
   OUTPUT_CLOSED_MESSAGE,
@@ -166,7 +168,9 @@ async function runCommand(argv: string[]): Promise<void> {
   const { overrides, files, rest } = parseConfigArgs(argv);
   const program = commonOptions(
     new Command('hermod run')
-      .description('Run the services of a deployment file (default ./hermod.config.json, .js, .mjs or .ts): one RPC server per service')
+      .description(
+        'Run the services of a deployment file (default ./hermod.config.json, .js, .mjs, .cjs or .ts): one RPC server per service',
+      )
       .argument('[file]', 'the run file: JSON, or a module (.js/.mjs/.ts) exporting it')
       .option('--workers <n|max>', 'worker processes per service (node:cluster), over the file; max = one per core')
       .option('--watch', 'reload endpoint modules when they or their local imports change')
@@ -256,6 +260,8 @@ async function runCommand(argv: string[]): Promise<void> {
   // each reload are never unloaded, so the process holding them must be replaced now and then,
   // and a worker can be handed over to a fresh one while the run itself (its pid for the
   // service manager, its signals, its metrics port) stays.
+  // The primary (or the single process) of a watched run says when the run file is edited.
+  const runFileWatch = watch && worker === undefined ? new RunFileWatch(path.resolve(file), log, watch) : undefined;
   if (worker === undefined && (count > 1 || recycleAfter > 0)) {
     // One scrape for the whole run: the primary sums what every worker's Metrics counted.
     const metrics = metricsAt === undefined ? undefined : await serveClusterMetrics(parseMetricsAddress(metricsAt));
@@ -285,7 +291,12 @@ async function runCommand(argv: string[]): Promise<void> {
     const shutdown = handleShutdown({
       log,
       timeoutMs: timeoutMs + PRIMARY_MARGIN_MS,
-      target: supervisor.shutdownTarget(metrics),
+      target: supervisor.shutdownTarget({
+        close: async () => {
+          await runFileWatch?.close();
+          await metrics?.close();
+        },
+      }),
     });
     log.info(
       `starting ${count} worker${count === 1 ? '' : 's'} for ${spec.services.length} service(s) from ${file}${recycleAfter > 0 ? `, each recycled after ${recycleAfter} reloads` : ''}`,
@@ -325,11 +336,13 @@ async function runCommand(argv: string[]): Promise<void> {
       graceful: async (deadline) => {
         await group.stop();
         const aborted = await group.wait(deadline);
+        await runFileWatch?.close();
         await metrics?.close();
         return aborted;
       },
       abort: async () => {
         await group.abort();
+        await runFileWatch?.close();
         await metrics?.close();
       },
     },

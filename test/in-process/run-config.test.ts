@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { checkWatchInterval, parseRunSpec, type RunWatch } from '../../src/ops/run/config.js';
-import { rejects } from '../support/assert.js';
+import { rejects, sleep, until } from '../support/assert.js';
+import { hermodRun } from '../support/ops-run.js';
 
 const HERMOD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'hermod.js');
 const ok = { endpoints: './ep.js', topic: 'compute' };
@@ -218,6 +219,12 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
     writeFileSync(file, JSON.stringify({ config: { transportUrl: 'memory://' }, services: { s: { ...ok, endpoints: './cjs/list.js' } } }));
     const listed = spawnSync(process.execPath, [HERMOD, 'run'], { cwd: dir, encoding: 'utf8', timeout: 3000, killSignal: 'SIGTERM' });
     assert.match(listed.stdout, /"event":"serving".*2 endpoint\(s\)/, listed.stdout + listed.stderr);
+    // hermod.config.cjs is looked for too (a CommonJS package's module run file), after .json.
+    const cjsDir = path.join(dir, 'cjs');
+    writeFileSync(path.join(cjsDir, 'hermod.config.cjs'), 'module.exports = { servics: {} };\n');
+    const found = spawnSync(process.execPath, [HERMOD, 'run'], { cwd: cjsDir, encoding: 'utf8', timeout: 10_000 });
+    assert.is(found.status, 2, found.stderr);
+    assert.match(found.stderr, /hermod\.config\.cjs: unknown key 'servics'; did you mean 'services'\?/);
     r = hermod(['run', '--workers', 'lots']);
     assert.is(r.status, 2);
     assert.match(r.stderr, /--workers: must be a whole number/);
@@ -299,6 +306,36 @@ test('hermod run: two services on one server queue exit 2 naming both, as each w
       }),
       /services\.b: serves topic 'compute' as server 's' like services\.a: one of them/,
     );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('hermod run --watch: an edit to the run file itself is told once (it is read at start), and the run stops cleanly', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-runfile-'));
+  try {
+    writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
+    writeFileSync(path.join(dir, 'ep.js'), 'export default { async ping() { return 1; } };\n');
+    const file = path.join(dir, 'hermod.config.json');
+    const spec = (topic: string) =>
+      JSON.stringify({ config: { transportUrl: 'memory://', log: { level: 'info' } }, services: { s: { ...ok, topic } } });
+    writeFileSync(file, spec('a'));
+    const run = hermodRun(['--watch'], dir);
+    try {
+      await until(() => run.lines.some((l) => l.event === 'serving'), `serving (${run.err})`, 15_000);
+      // Edited, as an editor saves: it changed nothing and nothing said so.
+      writeFileSync(file, spec('b'));
+      writeFileSync(file, spec('c'));
+      await until(() => run.lines.some((l) => l.event === 'run-file-changed'), 'the warning', 10_000);
+      await sleep(400);
+      const told = run.lines.filter((l) => l.event === 'run-file-changed');
+      assert.is(told.length, 1, JSON.stringify(told));
+      assert.is(told[0]!.level, 'warn');
+      assert.match(String(told[0]!.msg), /hermod\.config\.json changed: the run file is read once, at start; restart the run to apply it/);
+    } finally {
+      run.child.kill('SIGTERM');
+    }
+    assert.is(await run.exited, 0, run.err);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -319,7 +319,13 @@ export function checkServerQueues(spec: RunSpec, resolved: ResolvedServices): vo
 }
 
 /** Default run files, looked for in the working directory when none is named. */
-export const DEFAULT_RUN_FILES = ['hermod.config.json', 'hermod.config.js', 'hermod.config.mjs', 'hermod.config.ts'] as const;
+export const DEFAULT_RUN_FILES = [
+  'hermod.config.json',
+  'hermod.config.js',
+  'hermod.config.mjs',
+  'hermod.config.cjs',
+  'hermod.config.ts',
+] as const;
 
 /**
  * Reads and validates a run file: JSON, or a module (`.js`, `.mjs`, `.ts`) whose default export

@@ -355,3 +355,38 @@ function stampOf(file: string): string {
     return 'missing';
   }
 }
+
+/**
+ * Under a watched run, warns when the run file itself changes: it is read once, at start (the
+ * workers get the primary's copy), so an edit to it took no effect and nothing said so.
+ */
+export class RunFileWatch {
+  private readonly watcher: FSWatcher;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(file: string, log: RunLogger, options: WatchOptions = {}) {
+    this.watcher = watch(file, { ignoreInitial: true, usePolling: options.usePolling ?? false, interval: options.interval ?? 300 });
+    // An editor's save is often several writes: one line per save.
+    this.watcher.on('change', () => {
+      clearTimeout(this.timer);
+      this.timer = setTimeout(
+        () =>
+          log.warn(
+            `${file} changed: the run file is read once, at start; restart the run to apply it (endpoint modules reload by themselves)`,
+            {
+              event: 'run-file-changed',
+              file,
+            },
+          ),
+        options.debounceMs ?? 100,
+      );
+    });
+    this.watcher.on('error', () => undefined);
+  }
+
+  /** Stops watching. */
+  async close(): Promise<void> {
+    clearTimeout(this.timer);
+    await this.watcher.close();
+  }
+}
