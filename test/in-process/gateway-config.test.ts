@@ -422,7 +422,8 @@ cli('--workers 2: both workers answer on the one port, a killed worker is replac
     });
   const pids = () => [...gw.out.matchAll(/worker (\d) started \(pid (\d+)\)/g)].map((m) => ({ n: Number(m[1]), pid: Number(m[2]) }));
   try {
-    await until(() => (gw.out.match(/listening on http/g) ?? []).length === 2, 'both workers to listen', 15_000);
+    // Two processes loading fastify and connecting on a loaded 2-core machine: once over 15 s in CI.
+    await until(() => (gw.out.match(/listening on http/g) ?? []).length === 2, `both workers to listen (${gw.out}${gw.err})`, 40_000);
     const base = /listening on (http:\/\/\S+)/.exec(gw.out)![1]!;
     const gwPort = Number(new URL(base).port);
     const answers = await Promise.all(Array.from({ length: 32 }, (_, i) => get(base, i + 1)));
@@ -648,7 +649,8 @@ async function sleepyWorkers(tag: string) {
     pids,
     /** Once both workers listen: a 1.5 s call through the gateway, resolved when it runs on the server. */
     async sleeping() {
-      await until(() => (gw.out.match(/listening on http/g) ?? []).length === 2, 'both workers to listen', 15_000);
+      // Two processes loading fastify and connecting on a loaded 2-core machine: once over 15 s in CI.
+      await until(() => (gw.out.match(/listening on http/g) ?? []).length === 2, `both workers to listen (${gw.out}${gw.err})`, 40_000);
       const base = /listening on (http:\/\/\S+)/.exec(gw.out)![1]!;
       const call = http(base, 'POST', `/v1/${topic}/sleep`, { ms: 1500 });
       await until(() => users.sleeping === 1, 'the call to reach the server', 5000);

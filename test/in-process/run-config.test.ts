@@ -124,7 +124,7 @@ test('run file: unknown keys suggest a known key only when close, bad values nam
   checkWatchInterval({ ...watchOf({ interval: 500 }), usePolling: true }, f, {}); // --watch-polling
 });
 
-test('hermod run: a bad file, a bad config value and an unknown command exit 2 with the reason', () => {
+test('hermod run: a bad file, a bad config value and an unknown command exit 2 with the reason', async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-runcfg-'));
   try {
     const file = path.join(dir, 'hermod.config.json');
@@ -217,8 +217,14 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
       assert.match(r.stderr, message);
     }
     writeFileSync(file, JSON.stringify({ config: { transportUrl: 'memory://' }, services: { s: { ...ok, endpoints: './cjs/list.js' } } }));
-    const listed = spawnSync(process.execPath, [HERMOD, 'run'], { cwd: dir, encoding: 'utf8', timeout: 3000, killSignal: 'SIGTERM' });
-    assert.match(listed.stdout, /"event":"serving".*2 endpoint\(s\)/, listed.stdout + listed.stderr);
+    const listed = hermodRun([], dir);
+    try {
+      await until(() => listed.lines.some((l) => l.event === 'serving'), `serving (${listed.err})`, 30_000);
+      assert.match(String(listed.lines.find((l) => l.event === 'serving')!.msg), /2 endpoint\(s\)/);
+    } finally {
+      listed.child.kill('SIGTERM');
+    }
+    assert.is(await listed.exited, 0, listed.err);
     // hermod.config.cjs is looked for too (a CommonJS package's module run file), after .json.
     const cjsDir = path.join(dir, 'cjs');
     writeFileSync(path.join(cjsDir, 'hermod.config.cjs'), 'module.exports = { servics: {} };\n');
