@@ -4,7 +4,7 @@
  * error path: it starts `node --check`.
  */
 import { execFile } from 'node:child_process';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -50,8 +50,12 @@ function check(file: string, asModule: boolean): Promise<{ where: string; what: 
  */
 export function commonJsSyntaxHint(message: string, file: string): string {
   if (!/Unexpected token 'export'|Cannot use import statement outside a module/.test(message)) return '';
-  const name = path.basename(file.replace(/:\d+(:\d+)?$/, ''));
+  const abs = path.resolve(file.replace(/:\d+(:\d+)?$/, ''));
+  const name = path.basename(abs);
   if (!/\.c?js$/.test(name)) return '';
+  // In an ES module (a "type": "module" package) the same words are a plain syntax error: an
+  // `export` inside a block, say. Renaming the file would change nothing.
+  if (name.endsWith('.js') && packageType(path.dirname(abs)) === 'module') return '';
   return name.endsWith('.cjs')
     ? ` (a .cjs file is CommonJS: write module.exports and require(), or rename it .mjs)`
     : ` (Node reads ${name} as CommonJS, as its package.json says "type": "commonjs" or Node cannot tell: rename it .mjs, set "type": "module", or write module.exports and require())`;
@@ -74,4 +78,18 @@ export function transformErrorWhere(err: unknown): string | undefined {
   const [first = '', second = ''] = message.split('\n');
   if (!/^Transform failed with \d+ errors?:$/.test(first)) return undefined;
   return /^(.*?:\d+:\d+): ERROR: /.exec(second)?.[1];
+}
+
+/** The `type` of the nearest package.json above `dir` (Node's rule for `.js` files), if any says. */
+function packageType(dir: string): string | undefined {
+  for (let d = dir; ; d = path.dirname(d)) {
+    try {
+      const pkg = JSON.parse(readFileSync(path.join(d, 'package.json'), 'utf8')) as { type?: unknown };
+      return typeof pkg.type === 'string' ? pkg.type : undefined;
+    } catch (err) {
+      // Unreadable or not JSON: Node stops there too.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return undefined;
+    }
+    if (path.dirname(d) === d) return undefined;
+  }
 }

@@ -1,0 +1,82 @@
+// Which export of an endpoints module is served, and which endpoint serves nothing: the rules
+// rpc-server --endpoints, hermod run and hot reload share (src/rpc/endpoint-module.ts).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { commonJsSyntaxHint } from '../../src/core/syntax-check.js';
+import { emptyEndpoint, endpointsExport } from '../../src/rpc/endpoint-module.js';
+
+test('a CommonJS exports.endpoints is served; an object with state named endpoints is the endpoint itself', () => {
+  const list = [{ async a() {} }, { async b() {} }];
+  // `exports.endpoints = [...]` as Node hands it over: module.exports as default, plus the name.
+  assert.is(endpointsExport({ default: { endpoints: list }, endpoints: list }), list);
+  assert.is(endpointsExport({ default: { endpoints: list } }), list, 'module.exports = { endpoints: [...] }');
+  // A class instance whose `endpoints` is its own state: served as it is, its Map never exposed
+  // (served, the Map's clear/set/delete were callable by any client).
+  class Registry {
+    endpoints = new Map([['db', 'tcp://10.0.0.1:5432']]);
+    async lookup() {
+      return 1;
+    }
+  }
+  const registry = new Registry();
+  assert.is(endpointsExport({ default: registry }), registry);
+  // A plain endpoint with a data field named endpoints and methods of its own: the endpoint.
+  const urls = { endpoints: ['http://a:1'], async list() {} };
+  assert.is(endpointsExport({ default: urls }), urls);
+  const plain = { async a() {} };
+  assert.is(endpointsExport({ default: plain }), plain);
+  assert.is(endpointsExport({ endpoints: list }), list);
+  // A getter named endpoints is not run.
+  const getter = {
+    get endpoints(): never {
+      throw new Error('ran');
+    },
+    async a() {},
+  };
+  assert.is(endpointsExport({ default: getter }), getter);
+});
+
+test('an endpoint that serves nothing is told; getters are never run; a Proxy is left to the dispatcher', () => {
+  assert.match(emptyEndpoint({}) ?? '', /has no methods to serve/);
+  assert.match(emptyEndpoint({ _hidden() {} }) ?? '', /has no methods to serve/);
+  class Calc {
+    async add() {}
+  }
+  assert.match(emptyEndpoint({ Calc }) ?? '', /serves only classes as methods \(Calc\): export the class itself/);
+  assert.is(emptyEndpoint(new Calc()), undefined, 'methods on the prototype');
+  assert.is(emptyEndpoint({ Calc, async ping() {} }), undefined, 'a class beside a method');
+  const withGetter = {
+    get pool(): never {
+      throw new Error('pool not initialised: call init() first');
+    },
+    async ping() {},
+  };
+  assert.is(emptyEndpoint(withGetter), undefined);
+  const proxy = new Proxy(
+    {},
+    { getOwnPropertyDescriptor: (_t, k) => (String(k).startsWith('op') ? { value: async () => 1, configurable: true } : undefined) },
+  );
+  assert.is(emptyEndpoint(proxy), undefined);
+});
+
+test('the CommonJS hint is given only where Node reads the file as CommonJS', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-hint-'));
+  try {
+    const message = "Unexpected token 'export'";
+    writeFileSync(path.join(dir, 'package.json'), '{ "type": "commonjs" }\n');
+    assert.match(commonJsSyntaxHint(message, path.join(dir, 'ep.js:1')), /Node reads ep\.js as CommonJS/);
+    assert.match(commonJsSyntaxHint(message, path.join(dir, 'ep.cjs')), /a \.cjs file is CommonJS/);
+    assert.is(commonJsSyntaxHint('Unexpected token ;', path.join(dir, 'ep.js')), '');
+    assert.is(commonJsSyntaxHint(message, path.join(dir, 'ep.ts')), '');
+    // In an ES module the same words are a plain syntax error (an export inside a block).
+    writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
+    assert.is(commonJsSyntaxHint(message, path.join(dir, 'ep.js:3')), '');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test.run();
