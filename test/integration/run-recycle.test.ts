@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { alive } from '../../scripts/rabbit-node.js';
 import { RPCClient, Target } from '../../src/index.js';
 import { sleep, until } from '../support/assert.js';
-import { hermodRun, linesOf, procSuite, type Run } from '../support/ops-run.js';
+import { hermodRun, linesOf, type ProcSuiteCtx, procSuite, type Run } from '../support/ops-run.js';
 
 const t = procSuite<Run>('hermod run --watch recycles its worker (RabbitMQ)', 'recycle');
 
@@ -97,27 +97,34 @@ t('recycleAfter 3: 10 reloads under load, a fresh pid after every 3rd, newest co
   assert.is(linesOf(run, (l) => /^worker 1 stopped \(exit status 0\)$/.test(String(l.msg))).length, 1);
 });
 
-t('a replacement that never consumes is stopped after handOverTimeoutMs; the old worker serves on and asks again', async (ctx) => {
-  // Code that loads in the first worker's pid and hangs at its top level in any other process:
-  // every replacement hangs before it consumes, while the old worker's reloads succeed.
+/**
+ * A watched run of one service, recycled after every reload, whose module loads in the first
+ * worker's pid and, in any other process where the JavaScript condition `hangs` holds, writes
+ * the file `hanging` and hangs at its top level: a recycle's replacement that never consumes, while the old worker's reloads
+ * succeed. Returns the run, a call, the first worker's pid and `version(v)`, which writes the code.
+ */
+async function hangingRun(ctx: ProcSuiteCtx<Run>, name: string, handOverTimeoutMs: number, hangs: string) {
   const version = (v: number) =>
     writeFileSync(
       path.join(ctx.dir, 'ep.js'),
       `import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 const f = new URL('./first-pid', import.meta.url);
 if (!existsSync(f)) writeFileSync(f, String(process.pid));
-else if (readFileSync(f, 'utf8') !== String(process.pid)) await new Promise(() => {});
+else if (readFileSync(f, 'utf8') !== String(process.pid) && ${hangs}) {
+  writeFileSync(new URL('./hanging', import.meta.url), String(process.pid));
+  await new Promise(() => {});
+}
 export default { async v() { return [${v}, process.pid]; } };
 `,
     );
   version(1);
-  const topic = `run-hang-${process.pid}`;
+  const topic = `run-${name}-${process.pid}`;
   writeFileSync(
     path.join(ctx.dir, 'hermod.config.json'),
     JSON.stringify({
       config: { transportUrl: ctx.url, log: { level: 'info' }, rpc: { stopTimeout: '1s' } },
-      watch: { debounceMs: 30, recycleAfter: 1, handOverTimeoutMs: 1500 },
-      services: { svc: { endpoints: './ep.js', topic, server: 'h' } },
+      watch: { debounceMs: 30, recycleAfter: 1, handOverTimeoutMs },
+      services: { svc: { endpoints: './ep.js', topic, server: name } },
     }),
   );
   const run = hermodRun([], ctx.dir);
@@ -127,6 +134,12 @@ export default { async v() { return [${v}, process.pid]; } };
   let first = 0;
   for (const end = Date.now() + 20_000; !first && Date.now() < end; await sleep(100)) first = (await call().catch(() => [0, 0]))[1];
   assert.ok(first, `the first answer (${run.err})`);
+  return { run, call, first, version };
+}
+
+t('a replacement that never consumes is stopped after handOverTimeoutMs; the old worker serves on and asks again', async (ctx) => {
+  // Every replacement hangs before it consumes.
+  const { run, call, first, version } = await hangingRun(ctx, 'hang', 1500, 'true');
   const failed = () => linesOf(run, (l) => l.event === 'recycle-failed');
   for (const v of [2, 3]) {
     version(v);
@@ -143,37 +156,8 @@ export default { async v() { return [${v}, process.pid]; } };
 });
 
 t('the old worker dies while its replacement hangs: the slot restarts at the hand-over deadline and serves again', async (ctx) => {
-  // Hangs at its top level in any process but the first while the file `hang` exists.
-  const version = (v: number) =>
-    writeFileSync(
-      path.join(ctx.dir, 'ep.js'),
-      `import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-const f = new URL('./first-pid', import.meta.url);
-if (!existsSync(f)) writeFileSync(f, String(process.pid));
-else if (readFileSync(f, 'utf8') !== String(process.pid) && existsSync(new URL('./hang', import.meta.url))) {
-  writeFileSync(new URL('./hanging', import.meta.url), String(process.pid));
-  await new Promise(() => {});
-}
-export default { async v() { return [${v}, process.pid]; } };
-`,
-    );
-  version(1);
-  const topic = `run-promote-${process.pid}`;
-  writeFileSync(
-    path.join(ctx.dir, 'hermod.config.json'),
-    JSON.stringify({
-      config: { transportUrl: ctx.url, log: { level: 'info' }, rpc: { stopTimeout: '1s' } },
-      watch: { debounceMs: 30, recycleAfter: 1, handOverTimeoutMs: 3000 },
-      services: { svc: { endpoints: './ep.js', topic, server: 'p' } },
-    }),
-  );
-  const run = hermodRun([], ctx.dir);
-  ctx.procs.push(run);
-  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 2_000 });
-  const call = () => client.call({}, 'v', {}) as Promise<[number, number]>;
-  let first = 0;
-  for (const end = Date.now() + 20_000; !first && Date.now() < end; await sleep(100)) first = (await call().catch(() => [0, 0]))[1];
-  assert.ok(first, `the first answer (${run.err})`);
+  // A replacement hangs while the file `hang` exists.
+  const { run, call, first, version } = await hangingRun(ctx, 'promote', 3000, "existsSync(new URL('./hang', import.meta.url))");
   writeFileSync(path.join(ctx.dir, 'hang'), '');
   version(2);
   // The recycle's replacement started (and hangs); then the worker it was to replace dies.
