@@ -18,6 +18,7 @@ import { handleShutdown, onOutputClosed, parseShutdownTimeout } from '../src/cli
 import { type ConfigValues, closeKey, type HermodConfig, loadConfig } from '../src/config/index.js';
 import type { ConnectionState } from '../src/core/diagnostics.js';
 import { ConfigError, TransportError } from '../src/core/errors.js';
+import { modulePathProblem } from '../src/core/module-paths.js';
 import { exposeMetrics, Metrics, type MetricsServer, parseMetricsAddress, serveClusterMetrics } from '../src/ops/metrics.js';
 import {
   checkServerQueues,
@@ -209,8 +210,8 @@ async function runCommand(argv: string[]): Promise<void> {
   // A module that is not there fails every worker alike, at every restart: said once, here.
   for (const s of spec.services) {
     for (const m of s.endpoints) {
-      if (!existsSync(m))
-        throw new ConfigError(`${file}: services.${s.name}.endpoints: ${m} does not exist`, { key: `services.${s.name}.endpoints` });
+      const problem = modulePathProblem(m);
+      if (problem) throw new ConfigError(`${file}: services.${s.name}.endpoints: ${problem}`, { key: `services.${s.name}.endpoints` });
     }
   }
 

@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { modulePathProblem } from '../core/module-paths.js';
 import { commonJsSyntaxHint, loadErrorMessage, syntaxErrorOf, transformErrorWhere } from '../core/syntax-check.js';
 import { findMethod } from '../rpc/dispatcher.js';
 import { emptyEndpoint, endpointsExport } from '../rpc/endpoint-module.js';
@@ -26,6 +27,8 @@ const plainImport: ModuleImporter = async (file) => (await import(pathToFileURL(
 
 async function importModule(spec: string, load: ModuleImporter): Promise<Record<string, unknown>> {
   const file = path.resolve(spec);
+  const problem = modulePathProblem(file);
+  if (problem) throw new UsageError(`--endpoints ${spec}: ${problem}`);
   try {
     return await load(file);
   } catch (err) {

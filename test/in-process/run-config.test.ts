@@ -155,6 +155,11 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
       assert.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /services\.a\.endpoints: \S*nope\.js does not exist/);
     }
+    // Without its extension, as require() would take it: the file meant is named.
+    writeFileSync(file, JSON.stringify({ services: { a: { ...ok, endpoints: './ep' } } }));
+    r = hermod(['run']);
+    assert.is(r.status, 2, r.stderr);
+    assert.match(r.stderr, /services\.a\.endpoints: \S*ep does not exist; did you mean \S*ep\.js\?/);
     // A module that does not load: exit 2 naming service, file and line, before any service
     // serves (it served the services before it, then exited 1; with workers, restarted forever).
     writeFileSync(path.join(dir, 'bad.js'), 'export default {\n  async a() { return 1 + ; }\n};\n');

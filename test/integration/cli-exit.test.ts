@@ -146,6 +146,20 @@ t('exit 2: every usage and configuration mistake of the issue', async (ctx) => {
       {},
       /--endpoints \S*bad\.ts: \S*bad\.ts:2:\d+: TransformError: Unexpected "\)"\n/,
     ],
+    // A directory (Node's text named hermod's loader as the importer) and a path without its
+    // extension (as require would take it): said in the user's terms, with the likely file.
+    [
+      'rpc-server',
+      ['s', '-t', 'x', '--endpoints', ctx.dir, '--transport-url', NOWHERE],
+      {},
+      /--endpoints \S+: \S+ is a directory: name the module file\n/,
+    ],
+    [
+      'rpc-server',
+      ['s', '-t', 'x', '--endpoints', path.join(ctx.dir, 'empty'), '--transport-url', NOWHERE],
+      {},
+      /--endpoints \S*empty: \S*empty does not exist; did you mean \S*empty\.cjs\?\n/,
+    ],
     // CommonJS module.exports that serves nothing: refused (it was served with no methods).
     [
       'rpc-server',
