@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { modulePathProblem } from '../core/module-paths.js';
 import { commonJsSyntaxHint, loadErrorMessage, syntaxErrorOf, transformErrorWhere } from '../core/syntax-check.js';
 import { findMethod } from '../rpc/dispatcher.js';
-import { emptyEndpoint, endpointsExport } from '../rpc/endpoint-module.js';
+import { endpointsOfModule } from '../rpc/endpoint-module.js';
 import { UsageError } from './exit-codes.js';
 
 /** What a class or factory export receives. */
@@ -50,28 +50,12 @@ async function importModule(spec: string, load: ModuleImporter): Promise<Record<
   }
 }
 
-/**
- * Loads endpoint modules: the default export (or `endpoints`) is an endpoint, a list of them, a
- * class (constructed with `ctx`) or a factory (called with `ctx`, may be async).
- */
+/** Loads endpoint modules (what each may export: see endpointsOfModule). */
 export async function loadEndpoints(specs: string[], ctx: EndpointContext, load: ModuleImporter = plainImport): Promise<object[]> {
   const out: object[] = [];
   for (const spec of specs) {
     const mod = await importModule(spec, load);
-    let value = endpointsExport(mod);
-    if (value === undefined) throw new UsageError(`--endpoints ${spec} exports neither a default nor 'endpoints'`);
-    if (typeof value === 'function') {
-      const fn = value as (c: EndpointContext) => unknown;
-      value = /^class\s/.test(Function.prototype.toString.call(fn))
-        ? new (fn as unknown as new (c: EndpointContext) => object)(ctx)
-        : await fn(ctx);
-    }
-    for (const [i, e] of (Array.isArray(value) ? value : [value]).entries()) {
-      if (!e || typeof e !== 'object') throw new UsageError(`--endpoints ${spec}: endpoints must be objects`);
-      const empty = emptyEndpoint(e);
-      if (empty) throw new UsageError(`--endpoints ${spec}: its endpoint${Array.isArray(value) ? ` #${i + 1}` : ''} ${empty}`);
-      out.push(e);
-    }
+    out.push(...(await endpointsOfModule(mod, ctx, (reason) => new UsageError(`--endpoints ${spec}: ${reason}`))));
   }
   return out;
 }

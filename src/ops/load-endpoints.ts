@@ -13,7 +13,7 @@ import { loadErrorMessage, syntaxErrorOf } from '../core/syntax-check.js';
 
 export { loadErrorMessage };
 
-import { emptyEndpoint, endpointsExport } from '../rpc/endpoint-module.js';
+import { endpointsOfModule } from '../rpc/endpoint-module.js';
 import { RELOAD_PARAM } from './run/reload-hooks.js';
 
 /** What a class or factory export receives. */
@@ -225,24 +225,8 @@ export function esModuleExports(mod: Record<string, unknown>): Record<string, un
 }
 
 /** Turns a module's exports into endpoint objects. */
-export async function endpointsOf(mod: Record<string, unknown>, spec: string, ctx: EndpointContext): Promise<object[]> {
-  let value = endpointsExport(mod);
-  if (value === undefined) throw new ConfigError(`${spec} exports neither a default nor 'endpoints'`, { key: spec });
-  if (typeof value === 'function') {
-    const fn = value as (c: EndpointContext) => unknown;
-    value = /^class\s/.test(Function.prototype.toString.call(fn))
-      ? new (fn as unknown as new (c: EndpointContext) => object)(ctx)
-      : await fn(ctx);
-  }
-  const out: object[] = [];
-  for (const e of Array.isArray(value) ? value : [value]) {
-    if (!e || typeof e !== 'object')
-      throw new ConfigError(`${spec}: endpoints must be objects, got ${e === null ? 'null' : typeof e}`, { key: spec });
-    const empty = emptyEndpoint(e);
-    if (empty) throw new ConfigError(`${spec}: its endpoint${Array.isArray(value) ? ` #${out.length + 1}` : ''} ${empty}`, { key: spec });
-    out.push(e);
-  }
-  return out;
+export function endpointsOf(mod: Record<string, unknown>, spec: string, ctx: EndpointContext): Promise<object[]> {
+  return endpointsOfModule(mod, ctx, (reason) => new ConfigError(`${spec}: ${reason}`, { key: spec }));
 }
 
 /** Loads the endpoints of every module in `specs` (paths, relative to the working directory). */

@@ -49,3 +49,29 @@ export function emptyEndpoint(endpoint: object): string | undefined {
     return `serves only classes as methods (${classes.join(', ')}): export the class itself (module.exports = ${classes[0]}, or export default)`;
   return undefined;
 }
+
+const CLASS_SOURCE = /^class[\s{]/;
+
+/**
+ * The endpoints a loaded module serves: its export (see endpointsExport) is an endpoint, a list of
+ * them, a class (constructed with `ctx`) or a factory (called with `ctx`, may be async). What is
+ * wrong with it is handed to `problem` (the reason alone; the caller names the file its way) and
+ * the error it returns is thrown.
+ */
+export async function endpointsOfModule<C>(mod: Record<string, unknown>, ctx: C, problem: (reason: string) => Error): Promise<object[]> {
+  let value = endpointsExport(mod);
+  if (value === undefined) throw problem("exports neither a default nor 'endpoints'");
+  if (typeof value === 'function') {
+    const fn = value as (c: C) => unknown;
+    value = CLASS_SOURCE.test(Function.prototype.toString.call(fn)) ? new (fn as unknown as new (c: C) => object)(ctx) : await fn(ctx);
+  }
+  const list: unknown[] = Array.isArray(value) ? value : [value];
+  const out: object[] = [];
+  for (const e of list) {
+    if (!e || typeof e !== 'object') throw problem(`endpoints must be objects, got ${e === null ? 'null' : typeof e}`);
+    const empty = emptyEndpoint(e);
+    if (empty) throw problem(`its endpoint${Array.isArray(value) ? ` #${out.length + 1}` : ''} ${empty}`);
+    out.push(e);
+  }
+  return out;
+}

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { commonJsSyntaxHint } from '../../src/core/syntax-check.js';
-import { emptyEndpoint, endpointsExport } from '../../src/rpc/endpoint-module.js';
+import { emptyEndpoint, endpointsExport, endpointsOfModule } from '../../src/rpc/endpoint-module.js';
 
 test('a CommonJS exports.endpoints is served; an object with state named endpoints is the endpoint itself', () => {
   const list = [{ async a() {} }, { async b() {} }];
@@ -60,6 +60,38 @@ test('an endpoint that serves nothing is told; getters are never run; a Proxy is
     { getOwnPropertyDescriptor: (_t, k) => (String(k).startsWith('op') ? { value: async () => 1, configurable: true } : undefined) },
   );
   assert.is(emptyEndpoint(proxy), undefined);
+});
+
+test('classes are constructed and factories called with the context, whatever their source looks like', async () => {
+  const ctx = { server: 's1', topic: 't' };
+  const problem = (reason: string) => new Error(reason);
+  // A bundler's output has no space after `class` (class{…}): it was taken for a factory and
+  // called without new (TypeError: Class constructor cannot be invoked without 'new').
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  const Minified = new Function('return class{constructor(c){this.c=c}async who(){return this.c.server}}')() as new (c: unknown) => object;
+  const [made] = await endpointsOfModule({ default: Minified }, ctx, problem);
+  assert.instance(made, Minified);
+  assert.is(await (made as { who(): Promise<string> }).who(), 's1');
+  const [fromFactory] = await endpointsOfModule(
+    {
+      endpoints: async (c: typeof ctx) => ({
+        async t() {
+          return c.topic;
+        },
+      }),
+    },
+    ctx,
+    problem,
+  );
+  assert.is(await (fromFactory as { t(): Promise<string> }).t(), 't');
+  const reason = (mod: Record<string, unknown>) =>
+    endpointsOfModule(mod, ctx, problem).then(
+      () => 'served',
+      (err: Error) => err.message,
+    );
+  assert.match(await reason({ default: [{ async a() {} }, null] }), /^endpoints must be objects, got null$/);
+  assert.match(await reason({ default: [{ async a() {} }, {}] }), /^its endpoint #2 has no methods/);
+  assert.match(await reason({}), /^exports neither a default nor 'endpoints'$/);
 });
 
 test('the CommonJS hint is given only where Node reads the file as CommonJS', () => {
