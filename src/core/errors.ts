@@ -104,8 +104,8 @@ define(MessagingTimeout, 'HERMOD_ERR_TIMEOUT');
 /** The server has no callable method of that name (or it is not public). */
 export class NoSuchMethod extends HermodError {
   readonly method: string;
-  constructor(method: string, options?: { cause?: unknown }) {
-    super(`Endpoint does not support RPC method ${method}`, options);
+  constructor(method: string, options?: { cause?: unknown; message?: string }) {
+    super(options?.message ?? `Endpoint does not support RPC method ${method}`, options);
     this.method = method;
   }
 }

@@ -107,6 +107,10 @@ export function parseRequest(message: Record<string, unknown>): DispatchRequest 
   };
 }
 
+function namespaceText(namespace: string | undefined): string {
+  return namespace === undefined ? 'the default namespace' : `namespace '${namespace}'`;
+}
+
 /**
  * Routes requests to endpoint methods with oslo.messaging's rules: the endpoint's namespace
  * must equal the request's, its version must be compatible (same major, minor at least the
@@ -175,11 +179,28 @@ export class RPCDispatcher {
       if (fn && this.accessPolicy(e.endpoint, req.method)) return { endpoint: e.endpoint, fn, contract: e.contracts?.get(req.method) };
       foundCompatible = true;
     }
-    if (foundCompatible) throw new NoSuchMethod(req.method);
-    const ns = req.namespace === undefined ? 'the default namespace' : `namespace '${req.namespace}'`;
+    const hint = this.servedElsewhere(req.method);
+    if (foundCompatible) throw new NoSuchMethod(req.method, { message: `Endpoint does not support RPC method ${req.method}${hint}` });
     throw new UnsupportedVersion(req.version, req.method, {
-      message: `Endpoint does not support RPC version ${req.version} in ${ns}. Attempted method: ${req.method}`,
+      message: `Endpoint does not support RPC version ${req.version} in ${namespaceText(req.namespace)}. Attempted method: ${req.method}${hint}`,
     });
+  }
+
+  /**
+   * Where else this server serves `method`, for the caller's error: a call in the wrong namespace
+   * or at the wrong major version otherwise reads the same as a method that exists nowhere.
+   * Only on the error path, and only what describe() would tell the caller anyway.
+   */
+  private servedElsewhere(method: string): string {
+    const places: string[] = [];
+    for (const e of this.entries) {
+      if (!findMethod(e.endpoint, method) || !this.accessPolicy(e.endpoint, method)) continue;
+      const where = `${namespaceText(e.namespace)} at version ${e.version}`;
+      if (!places.includes(where)) places.push(where);
+    }
+    if (places.length === 0) return '';
+    const more = places.length > 3 ? ` and ${places.length - 3} more` : '';
+    return ` (this server has ${method} in ${places.slice(0, 3).join('; ')}${more})`;
   }
 
   /**

@@ -40,7 +40,12 @@ const firstArg = (f: Failure) => (Array.isArray(f.args) && typeof f.args[0] === 
 // oslo's own dispatcher errors and hermod's map onto the same classes, so a hermod client
 // sees NoSuchMethod whether a Python or a hermod server raised it.
 for (const module of [OSLO_DISPATCHER, HERMOD_MODULE]) {
-  registerRemoteError(module, 'NoSuchMethod', (f) => new NoSuchMethod(firstArg(f) ?? peerText(f.kwargs?.method)));
+  registerRemoteError(module, 'NoSuchMethod', (f) => {
+    const method = firstArg(f) ?? peerText(f.kwargs?.method);
+    // The server's text may say where the method is served (a wrong namespace or version).
+    const text = msg(f);
+    return new NoSuchMethod(method, text ? { message: text } : undefined);
+  });
   registerRemoteError(
     module,
     'UnsupportedVersion',

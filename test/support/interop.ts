@@ -166,6 +166,8 @@ export function interopSuite(name: string, broker: () => Promise<Broker>, flavor
     assert.equal([e.class, e.exc_type], ['RemoteError', 'UnsupportedVersion']);
     e = await pyError(py.call({ topic: 'he', method: 'mul', namespace: 'other', args: { a: 6, b: 7 } }));
     assert.is(e.exc_type, 'UnsupportedVersion');
+    // Python's str() of the error is the server's text, with where the method is served.
+    assert.match(e.value!, /this server has mul in namespace 'math' at version 1\.3/);
     // A call to a topic nobody serves fails in Python rather than hanging.
     e = await pyError(py.call({ topic: 'nobody-here', method: 'x', timeout: 1 }));
     assert.ok(['MessagingTimeout', 'MessageDeliveryFailure'].includes(e.class), e.class);

@@ -223,6 +223,18 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
       /1\.9/,
     );
     await rejects(c.prepare({ namespace: 'math', version: '2.0' }).call({}, 'mul', { a: 1, b: 1 }), 'HERMOD_ERR_UNSUPPORTED_VERSION');
+    // The server's text says where it has the method; the client keeps it and the type.
+    const elsewhere = await rejects(
+      c.call({}, 'mul', { a: 1, b: 1 }),
+      'HERMOD_ERR_NO_SUCH_METHOD',
+      /this server has mul in namespace 'math' at version 1\.3\)$/,
+    );
+    assert.is((elsewhere as NoSuchMethod).method, 'mul');
+    await rejects(
+      c.prepare({ namespace: 'maths' }).call({}, 'mul', { a: 1, b: 1 }),
+      'HERMOD_ERR_UNSUPPORTED_VERSION',
+      /namespace 'maths'\. Attempted method: mul \(this server has mul in namespace 'math' at version 1\.3\)$/,
+    );
     await rejects(c.prepare({ namespace: 'nope' }).call({}, 'mul', { a: 1, b: 1 }), 'HERMOD_ERR_UNSUPPORTED_VERSION', /namespace 'nope'/);
     await rejects(c.call({}, 'bigint'), 'HERMOD_ERR_SERIALIZATION');
     // The server kept serving through all of it.

@@ -73,19 +73,49 @@ t('namespace and version rules follow oslo', async () => {
     () => d.dispatch({}, parseRequest({ method: 'add', args: {}, namespace: 'api', version: '2.0' })),
     'HERMOD_ERR_UNSUPPORTED_VERSION',
   );
+  // A method served elsewhere says where, so a wrong namespace or major version is told apart
+  // from a method this server has nowhere.
   await rejects(
     () => d.dispatch({}, parseRequest({ method: 'add', args: {}, namespace: 'other' })),
     'HERMOD_ERR_UNSUPPORTED_VERSION',
-    /namespace 'other'/,
+    /namespace 'other'\. Attempted method: add \(this server has add in namespace 'api' at version 1\.3\)$/,
   );
-  await rejects(() => d.dispatch({}, parseRequest({ method: 'frob', args: {}, namespace: 'api' })), 'HERMOD_ERR_NO_SUCH_METHOD', /frob/);
-  await rejects(() => d.dispatch({}, parseRequest({ method: '_hidden', args: {}, namespace: 'api' })), 'HERMOD_ERR_NO_SUCH_METHOD');
-  await rejects(() => d.dispatch({}, parseRequest({ method: 'add', args: {} })), 'HERMOD_ERR_NO_SUCH_METHOD');
+  await rejects(
+    () => d.dispatch({}, parseRequest({ method: 'add', args: {}, namespace: 'api', version: '2.0' })),
+    'HERMOD_ERR_UNSUPPORTED_VERSION',
+    /\(this server has add in namespace 'api' at version 1\.3\)$/,
+  );
+  await rejects(
+    () => d.dispatch({}, parseRequest({ method: 'frob', args: {}, namespace: 'api' })),
+    'HERMOD_ERR_NO_SUCH_METHOD',
+    /^Endpoint does not support RPC method frob$/,
+  );
+  await rejects(
+    () => d.dispatch({}, parseRequest({ method: '_hidden', args: {}, namespace: 'api' })),
+    'HERMOD_ERR_NO_SUCH_METHOD',
+    /_hidden$/,
+  );
+  await rejects(
+    () => d.dispatch({}, parseRequest({ method: 'add', args: {} })),
+    'HERMOD_ERR_NO_SUCH_METHOD',
+    /^Endpoint does not support RPC method add \(this server has add in namespace 'api' at version 1\.3\)$/,
+  );
+  await rejects(
+    () => d.dispatch({}, parseRequest({ method: 'inherited', args: {}, namespace: 'zz' })),
+    'HERMOD_ERR_UNSUPPORTED_VERSION',
+    /inherited \(this server has inherited in namespace 'api'/,
+  );
 });
 
 t('custom access policy narrows further', async () => {
   const d = new RPCDispatcher([new Api()], undefined, (_e, m) => m !== 'add');
   await rejects(() => d.dispatch({}, parseRequest({ method: 'add', args: { a: 1, b: 1 }, namespace: 'api' })), 'HERMOD_ERR_NO_SUCH_METHOD');
+  // A method the policy hides is not named as served elsewhere either.
+  await rejects(
+    () => d.dispatch({}, parseRequest({ method: 'add', args: {}, namespace: 'x' })),
+    'HERMOD_ERR_UNSUPPORTED_VERSION',
+    /Attempted method: add$/,
+  );
 });
 
 t('request shape is checked', async () => {
