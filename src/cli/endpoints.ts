@@ -43,8 +43,11 @@ async function importModule(spec: string, load: ModuleImporter): Promise<Record<
       throw new UsageError(`--endpoints ${spec}: ${e.message}`, { cause: err });
     }
     // esbuild's report of a TypeScript file: its place and reason on one line, as `hermod run` says it.
-    const where = transformErrorWhere(err);
-    if (where) throw new UsageError(`--endpoints ${spec}: ${where}: ${e.name}: ${loadErrorMessage(err)}`, { cause: err });
+    const where = transformErrorWhere(err, [file]);
+    if (where) {
+      const message = loadErrorMessage(err);
+      throw new UsageError(`--endpoints ${spec}: ${where}: ${e.name}: ${message}${commonJsSyntaxHint(message, file)}`, { cause: err });
+    }
     // The module ran and threw: its own error, with its own stack, is the useful report.
     throw new UsageError(`--endpoints ${spec}: loading it threw ${e?.name ?? 'an error'}: ${e?.message ?? String(err)}`, { cause: err });
   }

@@ -4,7 +4,7 @@
  * error path: it starts `node --check`.
  */
 import { execFile } from 'node:child_process';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -49,9 +49,21 @@ function check(file: string, asModule: boolean): Promise<{ where: string; what: 
  * token 'export'". Empty for any other error.
  */
 export function commonJsSyntaxHint(message: string, file: string): string {
-  if (!/Unexpected token 'export'|Cannot use import statement outside a module/.test(message)) return '';
   const abs = path.resolve(file.replace(/:\d+(:\d+)?$/, ''));
   const name = path.basename(abs);
+  // tsx compiles a TypeScript file Node reads as CommonJS to CommonJS, where esbuild refuses a
+  // top-level await: an ES module's feature, like export above.
+  if (/Top-level await is currently not supported with the "cjs" output format/.test(message)) {
+    if (name.endsWith('.cts')) return ' (a .cts file is CommonJS, which has no top-level await: rename it .mts)';
+    if (!/\.tsx?$/.test(name) || packageType(path.dirname(abs)) === 'module') return '';
+    return ` (Node reads ${name} as CommonJS, as its package.json does not say "type": "module", and CommonJS has no top-level await: rename it ${name.replace(/\.ts(x?)$/, '.mts$1')}, or set "type": "module")`;
+  }
+  if (
+    !/Unexpected token 'export'|Cannot use import statement outside a module|await is only valid in async functions and the top level bodies of modules/.test(
+      message,
+    )
+  )
+    return '';
   if (!/\.c?js$/.test(name)) return '';
   // In an ES module (a "type": "module" package) the same words are a plain syntax error: an
   // `export` inside a block, say. Renaming the file would change nothing.
@@ -73,11 +85,26 @@ export function loadErrorMessage(err: unknown): string {
 }
 
 /** Where esbuild's transform error (see {@link loadErrorMessage}) is, as `file:line:column`, if it says. */
-export function transformErrorWhere(err: unknown): string | undefined {
+export function transformErrorWhere(err: unknown, known: readonly string[] = []): string | undefined {
   const message = err instanceof Error ? err.message : String(err);
   const [first = '', second = ''] = message.split('\n');
   if (!/^Transform failed with \d+ errors?:$/.test(first)) return undefined;
-  return /^(.*?:\d+:\d+): ERROR: /.exec(second)?.[1];
+  const m = /^(.*?):(\d+:\d+): ERROR: /.exec(second);
+  return m ? `${sourceFile(m[1]!, known)}:${m[2]}` : undefined;
+}
+
+/**
+ * The file a load error names, as it is on disk: tsx hands esbuild a `.mts` or `.cts` file under
+ * the name `.ts`, so its errors point at a file that does not exist. Of the `known` files (those
+ * being loaded), one so renamed is taken first; else a sibling `.mts` or `.cts` if only one
+ * exists. Any other name is kept.
+ */
+export function sourceFile(file: string, known: readonly string[] = []): string {
+  if (!/\.tsx?$/.test(file) || existsSync(file)) return file;
+  const own = known.map((k) => path.resolve(k)).find((k) => /\.[cm]ts$/.test(k) && k.replace(/\.[cm]ts$/, '.ts') === file);
+  if (own) return own;
+  const found = ['.mts', '.cts'].map((ext) => file.replace(/\.tsx?$/, ext)).filter((f) => existsSync(f));
+  return found.length === 1 ? found[0]! : file;
 }
 
 /** The `type` of the nearest package.json above `dir` (Node's rule for `.js` files), if any says. */

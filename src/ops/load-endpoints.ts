@@ -9,7 +9,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
 import { ConfigError } from '../core/errors.js';
-import { loadErrorMessage, syntaxErrorOf } from '../core/syntax-check.js';
+import { loadErrorMessage, sourceFile, syntaxErrorOf } from '../core/syntax-check.js';
 
 export { loadErrorMessage };
 
@@ -244,13 +244,13 @@ const LOCATION = /(file:\/\/[^\s)?:]+|\/[^\s():?]+\.[cm]?[jt]sx?)(?:\?[^\s):]*)?
 const DIST_SRC = path.resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
 const OWN = [DIST_SRC, path.resolve(DIST_SRC, '..', '..', 'src')].map((d) => d + path.sep);
 
-function location(text: string): string | undefined {
+function location(text: string, known: readonly string[] = []): string | undefined {
   for (const m of text.matchAll(LOCATION)) {
     const file = m[1]!.startsWith('file:') ? fileURLToPath(m[1]!) : m[1]!;
     // Frames in hermod (an export that is no endpoint is reported from endpointsOf) or a package
     // (tsx, esbuild) would send the reader to code that is not theirs.
     if (OWN.some((d) => file.startsWith(d)) || file.includes(`${path.sep}node_modules${path.sep}`)) continue;
-    return `${file}:${m[2]}${m[3] ? `:${m[3]}` : ''}`;
+    return `${sourceFile(file, known)}:${m[2]}${m[3] ? `:${m[3]}` : ''}`;
   }
   return undefined;
 }
@@ -263,7 +263,7 @@ function location(text: string): string | undefined {
  */
 export async function loadErrorLocation(err: unknown, files: readonly string[]): Promise<string> {
   const text = err instanceof Error ? `${err.message}\n${err.stack ?? ''}` : String(err);
-  const found = location(text);
+  const found = location(text, files);
   if (found || !(err instanceof SyntaxError)) return found ?? files[0] ?? '?';
   for (const file of files.filter((f) => /\.[cm]?js$/.test(f))) {
     const found = await syntaxErrorOf(file);

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { commonJsSyntaxHint } from '../../src/core/syntax-check.js';
+import { commonJsSyntaxHint, sourceFile, transformErrorWhere } from '../../src/core/syntax-check.js';
 import { emptyEndpoint, endpointsExport, endpointsOfModule } from '../../src/rpc/endpoint-module.js';
 
 test('a CommonJS exports.endpoints is served; an object with state named endpoints is the endpoint itself', () => {
@@ -94,6 +94,26 @@ test('classes are constructed and factories called with the context, whatever th
   assert.match(await reason({}), /^exports neither a default nor 'endpoints'$/);
 });
 
+test('a .mts or .cts file is named as it is on disk (tsx gives esbuild its name as .ts)', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-hint-'));
+  try {
+    const err = (file: string) => new Error(`Transform failed with 1 error:\n${file}:1:18: ERROR: Unexpected ";"`);
+    writeFileSync(path.join(dir, 'a.mts'), '');
+    assert.is(transformErrorWhere(err(path.join(dir, 'a.ts'))), `${path.join(dir, 'a.mts')}:1:18`);
+    // Both a.mts and a.cts there: the one being loaded says which.
+    writeFileSync(path.join(dir, 'a.cts'), '');
+    assert.is(transformErrorWhere(err(path.join(dir, 'a.ts'))), `${path.join(dir, 'a.ts')}:1:18`);
+    assert.is(transformErrorWhere(err(path.join(dir, 'a.ts')), [path.join(dir, 'a.cts')]), `${path.join(dir, 'a.cts')}:1:18`);
+    // A .ts that exists is itself.
+    writeFileSync(path.join(dir, 'b.ts'), '');
+    writeFileSync(path.join(dir, 'b.mts'), '');
+    assert.is(sourceFile(path.join(dir, 'b.ts')), path.join(dir, 'b.ts'));
+    assert.is(sourceFile(path.join(dir, 'c.js')), path.join(dir, 'c.js'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the CommonJS hint is given only where Node reads the file as CommonJS', () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-hint-'));
   try {
@@ -104,8 +124,23 @@ test('the CommonJS hint is given only where Node reads the file as CommonJS', ()
     assert.is(commonJsSyntaxHint('Unexpected token ;', path.join(dir, 'ep.js')), '');
     assert.is(commonJsSyntaxHint(message, path.join(dir, 'ep.ts')), '');
     // In an ES module the same words are a plain syntax error (an export inside a block).
+    // A top-level await in TypeScript that Node reads as CommonJS (tsx compiles it to CommonJS).
+    const tla = 'Top-level await is currently not supported with the "cjs" output format';
+    assert.match(
+      commonJsSyntaxHint(tla, path.join(dir, 'ep.ts:1:18')),
+      /Node reads ep\.ts as CommonJS.*rename it ep\.mts, or set "type": "module"\)$/,
+    );
+    assert.match(
+      commonJsSyntaxHint(tla, path.join(dir, 'ep.cts:1:18')),
+      /a \.cts file is CommonJS, which has no top-level await: rename it \.mts/,
+    );
+    assert.match(
+      commonJsSyntaxHint('await is only valid in async functions and the top level bodies of modules', path.join(dir, 'ep.js')),
+      /Node reads ep\.js/,
+    );
     writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
     assert.is(commonJsSyntaxHint(message, path.join(dir, 'ep.js:3')), '');
+    assert.is(commonJsSyntaxHint(tla, path.join(dir, 'ep.ts:1:18')), '');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
