@@ -59,6 +59,36 @@ t('without acknowledgements, a call whose reply is sent after a reconnect still 
   assert.is(await inFlight, 'released');
 });
 
+/** Ready messages in the vhost's reply queues, as the broker counts them. */
+async function replyBacklog(ctx: ModeCtx): Promise<Array<[string, number]>> {
+  const out = await ctx.node.ctl('list_queues', '-p', ctx.vhost, '--no-table-headers', '-q', 'name', 'messages');
+  return out
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter(([q]) => q?.startsWith('reply_'))
+    .map(([q, n]) => [q!, Number(n)] as [string, number]);
+}
+
+// The reply queue outlives its consumer (it expires after rabbit.transientQueuesTtl), and with the
+// queue manager the next process of the same name consumes it: a reply left in it was read again.
+t('the last reply before close() is acknowledged: nothing is left in the reply queue', async (ctx) => {
+  await serve(ctx, 'racks-close');
+  const before = new Set((await replyBacklog(ctx)).map(([q]) => q));
+  for (let i = 0; i < 3; i++) {
+    const tr = await getTransport(ctx.url, { config: defaultConfig() });
+    const c = new RPCClient(tr, new Target({ topic: 'racks-close' }), { timeout: 5000 });
+    assert.is(await c.call({}, 'echo', { v: i }), i);
+    // At once, as a CLI does after its one call: the reply's 20 ms acknowledgement timer has not run.
+    await tr.close();
+  }
+  const backlog = (await replyBacklog(ctx)).filter(([q]) => !before.has(q));
+  assert.is(backlog.length, 3, 'three reply queues, kept after their consumers went');
+  assert.equal(
+    backlog.filter(([, n]) => n !== 0),
+    [],
+  );
+});
+
 t('the option is validated like every other', async (ctx) => {
   let err: unknown;
   try {

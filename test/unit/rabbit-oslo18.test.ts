@@ -1,5 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ConfigError } from '../../src/core/errors.js';
@@ -7,6 +9,7 @@ import { explainDeclareError } from '../../src/driver/rabbit/declare-errors.js';
 import { QueueManager } from '../../src/driver/rabbit/queue-manager.js';
 import { Topology } from '../../src/driver/rabbit/topology.js';
 import { defaultConfig, getTransport } from '../../src/index.js';
+import { until } from '../support/assert.js';
 
 // The flags oslo.messaging 18's rabbit driver derives from its RabbitMQ 4-era options
 // (impl_rabbit.py: _get_queue_arguments, declare_direct/fanout_consumer, fanout_send).
@@ -86,8 +89,8 @@ t('queue manager: <host>:<process>:<n>, counted across the processes of one grou
     assert.not.ok(fanout!.deleteOnStop, 'a stable fanout queue is left to expire, as oslo leaves it');
     if (!existsSync('/dev/shm')) return;
     // A process in a group of its own restarts the count, and a child in its group continues it.
-    // (Run under setsid: the test's own group may have lost its leader, e.g. under a detached CI
-    // shell, and then every process counts on its own.)
+    // (Run under setsid, each in a group of its own: the test's own group holds the runner's
+    // other processes, which may count too.)
     const mod = new URL('../../src/driver/rabbit/queue-manager.js', import.meta.url).href;
     const script = `import('${mod}').then((m) => process.stdout.write(new m.QueueManager('node1', '${proc}').get()))`;
     const leader = `import('${mod}').then((m) => { process.stdout.write(new m.QueueManager('node1', '${proc}').get() + ' '); process.stdout.write(require('node:child_process').execFileSync(process.execPath, ['-e', ${JSON.stringify(script)}], { encoding: 'utf8' })); })`;
@@ -96,6 +99,32 @@ t('queue manager: <host>:<process>:<n>, counted across the processes of one grou
     assert.match(readFileSync(file, 'utf8'), /^\d+:1:\d+$/);
   } finally {
     rmSync(file, { force: true });
+  }
+});
+
+t('queue manager: the members of a group whose leader exited still count together', async () => {
+  if (!existsSync('/proc/self/stat') || !existsSync('/dev/shm')) return;
+  const file = `/dev/shm/hermod_node2_${proc}_qmanager`;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-qm-'));
+  try {
+    // A service started in the background by a shell that then ends: the group leader (here a
+    // node process under setsid) forks two workers and exits; they take their names after.
+    const mod = new URL('../../src/driver/rabbit/queue-manager.js', import.meta.url).href;
+    const worker = (out: string) =>
+      `setTimeout(() => import('${mod}').then((m) => require('node:fs').writeFileSync(${JSON.stringify(out)}, new m.QueueManager('node2', '${proc}').get())), 400)`;
+    const outs = [path.join(dir, 'a'), path.join(dir, 'b')];
+    const leader = outs
+      .map(
+        (o) => `require('node:child_process').spawn(process.execPath, ['-e', ${JSON.stringify(worker(o))}], { stdio: 'ignore' }).unref();`,
+      )
+      .join('');
+    execFileSync('setsid', [process.execPath, '-e', leader]);
+    await until(() => outs.every((o) => existsSync(o) && readFileSync(o, 'utf8') !== ''), 'both workers named', 10_000);
+    const names = outs.map((o) => readFileSync(o, 'utf8')).sort();
+    assert.equal(names, [`node2:${proc}:1`, `node2:${proc}:2`], 'two names, not both :1');
+  } finally {
+    rmSync(file, { force: true });
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 
@@ -119,6 +148,13 @@ t('a PRECONDITION_FAILED on a declare names the option that probably differs', (
     refusal("'x-queue-type' for queue 'compute' in vhost 'v': received none but current is the value 'quorum' of type 'longstr'"),
   ) as ConfigError;
   assert.is(e.key, 'rabbit.quorumQueues');
+  assert.match(e.message, /^queue 'compute' exists with x-queue-type=quorum \(hermod declared none\): /);
+  e = explainDeclareError(
+    refusal(
+      "'x-delivery-limit' for queue 'compute' in vhost 'v': received the value '5' of type 'long' but current is the value '3' of type 'long'",
+    ),
+  ) as ConfigError;
+  assert.match(e.message, /^queue 'compute' exists with x-delivery-limit=3 \(hermod declared 5\): /);
   e = explainDeclareError(refusal("'durable' for queue 'reply_abc' in vhost 'v': received 'false' but current is 'true'")) as ConfigError;
   assert.is(e.key, 'rabbit.transientQuorumQueues');
   const other = new Error('Channel closed by server: 404 (NOT-FOUND)');

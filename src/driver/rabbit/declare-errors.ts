@@ -58,6 +58,17 @@ function suspect(kind: string, name: string, arg: string): { key: string; hint: 
   };
 }
 
+/**
+ * A value as RabbitMQ writes it in the refusal: `'true'` for a flag, `the value 'quorum' of type
+ * 'longstr'` for an argument, `none` for an argument not given.
+ */
+function brokerValue(text: string): string {
+  const arg = /^the value '(.*)' of type '[^']*'$/.exec(text);
+  if (arg) return arg[1]!;
+  const quoted = /^'(.*)'$/.exec(text);
+  return quoted ? quoted[1]! : text;
+}
+
 /** `err` as a ConfigError when it is an inequivalent-arg refusal; otherwise unchanged. */
 export function explainDeclareError(err: unknown): unknown {
   const e = err as { code?: unknown; message?: unknown };
@@ -67,7 +78,7 @@ export function explainDeclareError(err: unknown): unknown {
   const [, arg, kind, name, received, current] = m as unknown as [string, string, string, string, string, string];
   const { key, hint } = suspect(kind, name, arg);
   return new ConfigError(
-    `${kind} '${name}' exists with ${arg}=${current.replace(/^'|'$/g, '')} (hermod declared ${received.replace(/^'|'$/g, '')}): ${hint}`,
+    `${kind} '${name}' exists with ${arg}=${brokerValue(current)} (hermod declared ${brokerValue(received)}): ${hint}`,
     { cause: err, key },
   );
 }

@@ -67,6 +67,9 @@ export class DirectReplyTo {
   /** Direct reply-to replies are not acknowledged (consumed with noAck). */
   flushAcks(): void {}
 
+  /** Direct reply-to replies need no acknowledgement. */
+  async settle(): Promise<void> {}
+
   /** Drops what is kept for a call that has ended. */
   forget(msgId: string): void {
     this.dispatch.forget(msgId);

@@ -15,7 +15,7 @@ import type {
   RpcRequest,
   SendOptions,
 } from '../driver.js';
-import { DriverBase } from '../driver-base.js';
+import { CLOSE_GRACE_MS, DriverBase } from '../driver-base.js';
 import { bounded, envelope, unenvelope } from '../envelope.js';
 import { RabbitConnection } from './connection.js';
 import { DIRECT_REPLY_TO, DirectReplyTo } from './direct-reply.js';
@@ -36,6 +36,8 @@ interface Replies {
   sent(msgId: string, replyTo: string): void;
   /** Acknowledges the replies received so far, so that the acks leave with the next request. */
   flushAcks(): void;
+  /** At close: acknowledges the replies received and sees the acknowledgement written. */
+  settle(graceMs: number): Promise<void>;
   forget(msgId: string): void;
 }
 
@@ -280,8 +282,8 @@ export class RabbitDriver extends DriverBase implements Driver {
   }
 
   protected async shutdown(): Promise<void> {
-    // The replies received are acknowledged before the connection goes (see flushAcks).
-    this.replies.flushAcks();
+    // The replies received are acknowledged before the connection goes (see ReplyQueue.settle).
+    await this.replies.settle(CLOSE_GRACE_MS);
     await this.conn.close();
   }
 }

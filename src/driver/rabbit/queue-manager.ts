@@ -18,7 +18,8 @@ import path from 'node:path';
 export class QueueManager {
   private readonly file: string;
   private readonly lock: string;
-  private readonly group: { pg: number; start: number };
+  /** Undefined where /proc cannot tell (not Linux): see {@link processGroup}. */
+  private readonly group: { pg: number; start: number } | undefined;
 
   constructor(
     readonly hostname: string,
@@ -41,12 +42,15 @@ export class QueueManager {
     try {
       const [pg, n, start] = readFileSync(this.file, 'utf8').trim().split(':').map(Number);
       // Another group (or the same pgrp number after a reboot or restart): a new service run.
-      if (pg === this.group.pg && start === this.group.start && Number.isInteger(n)) counter = n!;
+      // With no group to tell runs apart the count goes on: a name is never given twice, and a
+      // restart merely does not find its old queues.
+      const sameRun = !this.group || (pg === this.group.pg && start === this.group.start);
+      if (sameRun && Number.isInteger(n) && n! >= 0) counter = n!;
     } catch {
       /* no counter yet */
     }
     counter += 1;
-    writeFileSync(this.file, `${this.group.pg}:${counter}:${this.group.start}`);
+    writeFileSync(this.file, `${this.group?.pg ?? 0}:${counter}:${this.group?.start ?? 0}`);
     return counter;
   }
 
@@ -76,13 +80,25 @@ export class QueueManager {
   }
 }
 
-/** This process's group and its leader's start time (jiffies since boot), from /proc; pid and 0 elsewhere. */
-function processGroup(): { pg: number; start: number } {
+/**
+ * This process's group and its leader's start time (jiffies since boot), from /proc. A group
+ * whose leader has exited (a service started in the background by a shell that then ended, as
+ * init scripts and `sh -c '… &'` do) is still one group: its members agree on start 0. Before,
+ * each member fell back to its own pid, so every one of them restarted the count at 1 and the
+ * workers of one service shared one reply and one fanout queue (each fanout reached one worker;
+ * oslo refuses to start there). Undefined without /proc.
+ */
+function processGroup(): { pg: number; start: number } | undefined {
+  let pg: number;
   try {
-    const pg = Number(statFields('self')[4]) || process.pid;
+    pg = Number(statFields('self')[4]) || process.pid;
+  } catch {
+    return undefined;
+  }
+  try {
     return { pg, start: Number(statFields(String(pg))[21]) };
   } catch {
-    return { pg: process.pid, start: 0 };
+    return { pg, start: 0 };
   }
 }
 

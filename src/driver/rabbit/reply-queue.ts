@@ -1,5 +1,6 @@
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import { TransportError } from '../../core/errors.js';
+import { within } from '../driver-base.js';
 import type { ReplyWaiter } from '../reply-waiter.js';
 import type { RabbitConnection } from './connection.js';
 import { declaring } from './declare-errors.js';
@@ -143,6 +144,31 @@ export class ReplyQueue {
     } catch {
       /* channel gone: the broker requeues what was not acknowledged */
     }
+  }
+
+  /**
+   * At close: acknowledges the replies received and closes their channel, whose close-ok the
+   * broker sends after the acknowledgement. amqplib writes channel frames through its muxer a
+   * turn later, while a connection.close goes straight to the socket: closing the connection
+   * right after flushAcks() left the last reply unacknowledged, in the queue for good (an
+   * oslo-style reply queue outlives its consumer until it expires, and with the queue manager
+   * the next process of that name reads the stale reply). The listeners close so for the same
+   * reason.
+   */
+  async settle(graceMs: number): Promise<void> {
+    if (this.ackTimer) {
+      clearTimeout(this.ackTimer);
+      this.ackTimer = undefined;
+    }
+    const ch = this.lastReply ? this.ackChannel : undefined;
+    this.flushAcks();
+    if (!ch) return;
+    // Our close, not the broker's: the channel's close handler must not recycle the connection.
+    this.model = undefined;
+    await within(
+      ch.close().catch(() => {}),
+      graceMs,
+    );
   }
 
   /**
