@@ -45,7 +45,11 @@ export class JobsEndpoint {
 
   /** The job's state, progress and timestamps. */
   async job_status(_ctx: Context, args: JobRef): Promise<JobStatusDict> {
-    return statusOf(this.#find(args));
+    const r = this.#find(args);
+    // A stopping server lingers for outcomes nobody has read: a status-only poller has read it
+    // (see JobRunner.uncollected).
+    if (FINAL_STATES.has(r.state)) r.finalSeenAt ??= Date.now();
+    return statusOf(r);
   }
 
   /** The job's result; its own error if it failed; JobCancelled; JobPending while it runs. */
@@ -110,6 +114,7 @@ export class JobsEndpoint {
     if (instance !== undefined && instance !== null && instance !== this.#identity.instance) {
       throw new JobLost(
         `job ${id} was started by an earlier run of server ${this.#identity.server}, which stopped or restarted since: the job is lost`,
+        { answeredBy: this.#identity.instance },
       );
     }
     const r = this.#store.get(id);

@@ -12,7 +12,21 @@ export class JobNotFound extends HermodError {}
 define(JobNotFound, 'HERMOD_ERR_JOB_NOT_FOUND');
 
 /** The token names a job of an earlier run of the server: it restarted since, and the job is gone. */
-export class JobLost extends JobNotFound {}
+export class JobLost extends JobNotFound {
+  /**
+   * The run (instance) of the server that answered, when it said: the processes sharing one
+   * server name each answer for their own jobs only, so a poller asks again until the run the
+   * token names has answered, or every run it met has said the job is not theirs.
+   */
+  readonly answeredBy: string | undefined;
+  /** Sent as the failure's kwargs, so the poller can tell which run answered. */
+  readonly kwargs: { instance?: string };
+  constructor(message: string, options?: { cause?: unknown; answeredBy?: string }) {
+    super(message, options);
+    this.answeredBy = options?.answeredBy;
+    this.kwargs = this.answeredBy === undefined ? {} : { instance: this.answeredBy };
+  }
+}
 define(JobLost, 'HERMOD_ERR_JOB_LOST');
 
 /** A job token is not a job token (wrong shape, wrong types, not JSON). */
@@ -48,9 +62,12 @@ export class ServerUnavailable extends HermodError {}
 define(ServerUnavailable, 'HERMOD_ERR_SERVER_UNAVAILABLE');
 
 const msg = (f: { message?: unknown }) => peerText(f.message);
+registerRemoteError(HERMOD_MODULE, 'JobLost', (f) => {
+  const instance = f.kwargs?.instance;
+  return new JobLost(msg(f), typeof instance === 'string' && /^[0-9a-f]{32}$/.test(instance) ? { answeredBy: instance } : undefined);
+});
 for (const [name, cls] of [
   ['JobNotFound', JobNotFound],
-  ['JobLost', JobLost],
   ['InvalidJobToken', InvalidJobToken],
   ['TooManyJobs', TooManyJobs],
   ['JobPending', JobPending],

@@ -2,7 +2,7 @@ import { MessageUndeliverable, MessagingTimeout } from '../core/errors.js';
 import type { Context } from '../core/serializer.js';
 import { Target } from '../core/target.js';
 import { isRemote } from '../rpc/remote-errors.js';
-import { InvalidJobToken, JobTimeout, ServerUnavailable } from './errors.js';
+import { InvalidJobToken, JobLost, JobTimeout, ServerUnavailable } from './errors.js';
 import { FINAL_STATES, type JobState, type JobStatusDict } from './store.js';
 import { HERMOD_NAMESPACE, JOBS_VERSION, type JobToken } from './token.js';
 
@@ -13,6 +13,9 @@ import { HERMOD_NAMESPACE, JOBS_VERSION, type JobToken } from './token.js';
  * with its result lost. A server that does not answer stretches the wait by this much at most.
  */
 const LAST_POLL_MS = 250;
+
+/** Most polls of one job answered JobLost by other runs of its server before the poller believes it (see JobPoller.poll). */
+const MAX_LOST_POLLS = 16;
 
 /** Makes one short call (a poll) to a target; the RPC client provides it. */
 export type PollCall = (target: Target, ctx: Context, method: string, args: Record<string, unknown>, timeoutMs: number) => Promise<unknown>;
@@ -108,8 +111,28 @@ export class JobPoller {
     this.target = jobsTarget(token);
   }
 
-  /** One poll of `method` (job_status, job_result, job_cancel). */
+  /**
+   * One poll of `method` (job_status, job_result, job_cancel). Several processes may serve one
+   * server name (oslo services run workers under one `host`, sharing its queue; a rolling
+   * restart overlaps two runs), and each holds only its own jobs: a JobLost from a run other
+   * than the token's is asked again, until the token's run answers or the answers have come
+   * round the runs met more than once (each answer names its run). A restarted server alone
+   * answers JobLost after three polls.
+   */
   async poll(method: string, timeoutMs = this.options.pollTimeout): Promise<unknown> {
+    const runs = new Set<string>();
+    for (let lost = 1; ; lost++) {
+      try {
+        return await this.pollOnce(method, timeoutMs);
+      } catch (err) {
+        if (!(err instanceof JobLost)) throw err;
+        if (err.answeredBy !== undefined) runs.add(err.answeredBy);
+        if (lost >= Math.min(MAX_LOST_POLLS, 2 * runs.size + 1)) throw err;
+      }
+    }
+  }
+
+  private async pollOnce(method: string, timeoutMs: number): Promise<unknown> {
     const t = this.token;
     try {
       return await this.call(

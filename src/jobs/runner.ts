@@ -21,6 +21,9 @@ export interface JobNotifier {
   error(ctx: Context, eventType: string, payload: unknown): Promise<void>;
 }
 
+/** How long after a poller read a job's final state by job_status its job_result may still come (see uncollected). */
+const STATUS_READ_GRACE_MS = 500;
+
 /** What a stopping server does with running jobs. */
 export type JobStopStrategy = 'wait' | 'abort';
 
@@ -88,7 +91,14 @@ export class JobRunner {
   /** Jobs that ended during a stop and whose outcome no poller has read yet (the stop lingers for them). */
   get uncollected(): number {
     let n = 0;
-    for (const r of this.endedDuringStop) if (!r.collected && this.store.get(r.id) === r) n++;
+    const now = Date.now();
+    for (const r of this.endedDuringStop) {
+      // A final state read by job_status counts once the job_result that usually follows it (a
+      // hermod poller asks at once) had its moment: a poller that reads the status alone
+      // (`rpc-client job <token>`, a Python script) held the stop for all of jobs.stopLinger.
+      const read = r.collected || (r.finalSeenAt !== undefined && now - r.finalSeenAt >= STATUS_READ_GRACE_MS);
+      if (!read && this.store.get(r.id) === r) n++;
+    }
     return n;
   }
 

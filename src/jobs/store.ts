@@ -25,8 +25,10 @@ export interface JobRecord {
   error?: Error;
   /** Cancelling the job aborts this; the method sees it as `ctx.signal`. */
   readonly controller: AbortController;
-  /** A poller has read its final state (status or result) since it ended. */
+  /** A poller has read its outcome (job_result) since it ended. */
   collected: boolean;
+  /** When a poller first read its final state with job_status (ms, Date.now()), if it has. */
+  finalSeenAt?: number;
   expiry?: NodeJS.Timeout;
   /** Bytes its result counts against the store's `maxResultBytes` (its JSON length), once ended. */
   bytes?: number;

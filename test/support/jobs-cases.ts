@@ -484,6 +484,22 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     assert.ok(performance.now() - t0 < 1900, `wait() took ${(performance.now() - t0).toFixed(0)} ms`);
   });
 
+  t('a stop lingers until a status-only poller has read the final state, not for all of jobs.stopLinger', async (ctx) => {
+    const tp = topic('linger-status');
+    const s = await serve(ctx, tp, 's1', new Images(), {}, { 'jobs.stopLinger': 5000 });
+    const c = await client(ctx, tp);
+    const job = await c.start({}, 'resize', { ms: 200 });
+    await s.stop({ jobs: 'wait' });
+    const waited = s.wait(10_000);
+    await until(() => s.stats().jobs.uncollected === 1, 'the ended job counted as uncollected', 3000);
+    // As `rpc-client job <token>` (without --wait) or a Python script polling job_status does.
+    assert.is((await job.status()).state, 'succeeded');
+    const t0 = performance.now();
+    assert.equal(await waited, { completed: 1, aborted: 0 });
+    const took = performance.now() - t0;
+    assert.ok(took < 2500, `wait() ended ${took.toFixed(0)} ms after the status was read (stopLinger 5000)`);
+  });
+
   t('stop({ jobs: "abort" }): running jobs are cancelled and pollers read cancelled; then the server is unavailable', async (ctx) => {
     const tp = topic('stopabort');
     const s = await serve(ctx, tp, 's1', new Images());
@@ -549,6 +565,28 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     console.log(
       `    ${ctx.broker.url.split(':')[0]}: server gone mid-job: poller got ServerUnavailable ${unavailableMs.toFixed(0)} ms later (poll timeout 2000 ms); restarted server answered JobLost in ${(performance.now() - tLost).toFixed(0)} ms`,
     );
+  });
+
+  // oslo services run several workers under one host name, sharing its server queue, and a
+  // rolling restart overlaps two runs: each answers for its own jobs only.
+  t('two processes serving one server name: polls reach the run holding the job; a job neither holds is lost', async (ctx) => {
+    const tp = topic('shared');
+    const a = await serve(ctx, tp, 's1', new Images());
+    const b = await serve(ctx, tp, 's1', new Images());
+    const c = await client(ctx, tp);
+    const jobs = await Promise.all(Array.from({ length: 6 }, (_, i) => c.start({}, 'resize', { ms: 150, image: `i${i}` })));
+    assert.ok(a.stats().jobs.held > 0 && b.stats().jobs.held > 0, 'the jobs were spread over both runs');
+    for (const [i, job] of jobs.entries()) {
+      assert.is((await job.status()).method, 'resize');
+      assert.equal(await job.result(), { image: `i${i}`, resized: true, user: null });
+    }
+    // A plain call that became a job is followed to its result through the shared queue too.
+    assert.equal(await c.call({}, 'resize', { ms: 300, image: 'p' }), { image: 'p', resized: true, user: null });
+    // A token of a run that is gone: every run met says so, and the poller believes it.
+    const gone = { ...jobs[0]!.token, instance: 'f'.repeat(32) };
+    const t0 = performance.now();
+    await rejects(c.job(gone).status(), 'HERMOD_ERR_JOB_LOST', /earlier run of server s1/);
+    assert.ok(performance.now() - t0 < 2000, 'answered, not waited out');
   });
 
   t('job transitions as nova-style notifications: <method>.start, .end, .error', async (ctx) => {
