@@ -12,6 +12,24 @@ import { type RepeatStats, summaryJson, summaryText } from '../src/cli/repeat.js
 import { onOutputClosed } from '../src/cli/shutdown.js';
 import { getTransport, RPCClient, Target, type Transport } from '../src/index.js';
 
+/** The options of `rpc-client job` that take a value (src/cli/jobs-command.ts, commonOptions). */
+const JOB_VALUE_OPTIONS = new Set(['--timeout', '--transport-url', '--log-level']);
+
+/**
+ * Where the word `job` of `rpc-client job <token>` is: first, or after options only (`rpc-client
+ * --transport-url U job <token>`, which made a call to a topic named job with the token as its
+ * method). -1 when the command is a call.
+ */
+function jobWordAt(args: readonly string[]): number {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === 'job') return i;
+    if (!a.startsWith('-') || a === '-' || a === '--') return -1;
+    if (JOB_VALUE_OPTIONS.has(a)) i++;
+  }
+  return -1;
+}
+
 async function main(): Promise<void> {
   // A reader that went away (`| head`) ends the command quietly, as it would a Unix tool.
   onOutputClosed(() => process.exit(0));
@@ -19,7 +37,8 @@ async function main(): Promise<void> {
   // `rpc-client help` and `rpc-client help job`, as git and npm take them. Only these two forms:
   // `rpc-client help <method>` stays a call to a topic named help.
   const rest = given.length === 1 && given[0] === 'help' ? ['--help'] : given.join(' ') === 'help job' ? ['job', '--help'] : given;
-  if (rest[0] === 'job') process.exit(await jobCommand(rest.slice(1), loaded));
+  const job = jobWordAt(rest);
+  if (job >= 0) process.exit(await jobCommand([...rest.slice(0, job), ...rest.slice(job + 1)], loaded));
   const program = commonOptions(
     new Command('rpc-client')
       .description('Call or cast an RPC method from the shell. Values parse as JSON when they can, else strings.')

@@ -37,8 +37,9 @@ export const EXIT_TABLE = `Exit status (all hermod CLIs):
   1  the remote method raised (rpc-client), or another failure not listed here
   2  usage or configuration error (bad option, argument, config key or value, endpoint module)
   3  timeout: no reply in time, or nobody serves the topic (nothing took it), or
-     still connecting (the first attempt under way) when the time ran out
-  4  no such method, or the server does not support the requested version
+     still connecting (the first attempt under way) when the time ran out; a job's
+     server unavailable, or too many jobs on it to start another
+  4  no such method, or the server does not support the requested version; no such job
   5  cannot connect to the broker or router (gave up; the message says where and why)
   6  rpc-client: a call failed in an unexpected way (the message says how)
   7  stopped at the shutdown deadline with work still running, which was aborted
@@ -105,7 +106,14 @@ export function describeFailure(err: unknown, method?: string): { status: ExitSt
     case 'HERMOD_ERR_UNDELIVERABLE':
       return { status: EXIT.timeout, text: `nobody serves it: ${e.message}` };
     case 'HERMOD_ERR_NO_SUCH_METHOD':
-      return { status: EXIT.noSuchMethod, text: method === undefined ? `no such method: ${e.message}` : `no such method: ${method}` };
+      return {
+        status: EXIT.noSuchMethod,
+        // The server's own words only where they say where it has the method (another namespace or version).
+        text:
+          method === undefined
+            ? `no such method: ${e.message}`
+            : `no such method: ${method}${/ \(this server has .*\)$/.exec(e.message)?.[0] ?? ''}`,
+      };
     case 'HERMOD_ERR_UNSUPPORTED_VERSION':
       return { status: EXIT.noSuchMethod, text: `unsupported version: ${e.message}` };
     case 'HERMOD_ERR_TRANSPORT':

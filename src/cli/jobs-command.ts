@@ -20,6 +20,12 @@ export function describeJobFailure(err: unknown, method?: string): { status: Exi
   if (code === 'HERMOD_ERR_INVALID_JOB_TOKEN') return { status: EXIT.usage, text: `bad job token: ${message}` };
   if (code === 'HERMOD_ERR_SERVER_UNAVAILABLE') return { status: EXIT.timeout, text: `server unavailable: ${message}` };
   if (code === 'HERMOD_ERR_JOB_TIMEOUT') return { status: EXIT.timeout, text: `timeout: ${message}` };
+  // The server's verdicts on the job asked for, told apart from the method failing (1): no such
+  // job (its run restarted, or it expired) is the "no such method" of a job; too many jobs is
+  // the server busy, to try again later.
+  if (code === 'HERMOD_ERR_JOB_LOST') return { status: EXIT.noSuchMethod, text: `job lost: ${message}` };
+  if (code === 'HERMOD_ERR_JOB_NOT_FOUND') return { status: EXIT.noSuchMethod, text: `no such job: ${message}` };
+  if (code === 'HERMOD_ERR_TOO_MANY_JOBS') return { status: EXIT.timeout, text: `server busy: ${message}` };
   return describeFailure(err, method);
 }
 

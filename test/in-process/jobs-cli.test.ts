@@ -163,7 +163,7 @@ t(
   },
 );
 
-t('bad tokens exit 2 (usage); an unknown job exits 1 with JobNotFound', async (ctx) => {
+t('bad tokens exit 2 (usage); an unknown job exits 4 (JobNotFound), a lost one 4 (JobLost); options may come before job', async (ctx) => {
   const bad = await cli(ctx, ['job', '{"hermod_job":1}']);
   assert.is(bad.code, 2);
   assert.match(bad.stderr, /bad job token: job token: job_id must be 32 hex digits/);
@@ -172,8 +172,16 @@ t('bad tokens exit 2 (usage); an unknown job exits 1 with JobNotFound', async (c
   const started = await cli(ctx, ['img', 'resize', 'ms=100', '--start']);
   const token = { ...JSON.parse(started.stdout), job_id: 'e'.repeat(32) };
   const unknown = await cli(ctx, ['job', JSON.stringify(token)]);
-  assert.is(unknown.code, 1);
-  assert.match(unknown.stderr, /JobNotFound/);
+  assert.is(unknown.code, 4, 'no such job, told apart from the method failing (1)');
+  assert.match(unknown.stderr, /^error: no such job: server img1 holds no job e{32}/);
+  const lost = await cli(ctx, ['job', JSON.stringify({ ...token, instance: 'f'.repeat(32) })]);
+  assert.is(lost.code, 4);
+  assert.match(lost.stderr, /^error: job lost: job e{32} was started by an earlier run of server img1/);
+  // Options first, as with a call: it was a call to a topic named job, the token its method.
+  const real = JSON.parse(started.stdout) as Record<string, unknown>;
+  const first = await cli(ctx, ['--json', '--log-level', 'warn', 'job', JSON.stringify(real)]);
+  assert.is(first.code, 0, first.stderr);
+  assert.is(JSON.parse(first.stdout).method, 'resize');
 });
 
 t.run();

@@ -47,7 +47,25 @@ t(
       const local = await failure('slow', 50);
       assert.is(local.status, EXIT.timeout);
       assert.match(local.text, /^timeout: /);
-      assert.is((await failure('nope')).status, EXIT.noSuchMethod);
+      assert.equal(await failure('nope'), { status: EXIT.noSuchMethod, text: 'no such method: nope' });
+      // A method the server has elsewhere: where, in the server's words (a wrong --namespace).
+      const s2 = new RPCServer(transport, new Target({ topic: 'exit-codes2', server: 's' }), [
+        { target: new Target({ namespace: 'math', version: '1.3' }), mul: () => 1 },
+        { ping: () => 1 },
+      ]);
+      await s2.start();
+      try {
+        await new RPCClient(transport, new Target({ topic: 'exit-codes2' })).call({}, 'mul');
+        assert.unreachable('mul in the default namespace');
+      } catch (err) {
+        assert.equal(describeFailure(err, 'mul'), {
+          status: EXIT.noSuchMethod,
+          text: "no such method: mul (this server has mul in namespace 'math' at version 1.3)",
+        });
+      } finally {
+        await s2.stop();
+        await s2.wait(1000);
+      }
       // The server's contract refusing the arguments is a usage error too (it exited 1).
       const bad = await failure('checked');
       assert.is(bad.status, EXIT.usage, bad.text);
