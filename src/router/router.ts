@@ -135,6 +135,15 @@ const AMQP_HEADER = Buffer.from('AMQP\x00\x01\x00\x00', 'latin1');
 const SASL_HEADER = Buffer.from('AMQP\x03\x01\x00\x00', 'latin1');
 
 /**
+ * The TCP socket under a TLS socket, or a plain socket itself. The handshake count is kept per TCP
+ * socket (all the listener's 'connection' event gives); the TLS socket the router talks AMQP over
+ * is another object, and Node links the two only by `_parent` (no public accessor).
+ */
+function tcpOf(socket: Socket): Socket {
+  return (socket as Socket & { _parent?: Socket | null })._parent ?? socket;
+}
+
+/**
  * Deepest nesting of AMQP values (lists, maps, arrays, described values) a message may have; a
  * deeper one closes its connection with amqp:decode-error. hermod's own messages nest 3 deep.
  */
@@ -167,7 +176,7 @@ export class Router {
   private readonly sockets = new Set<Socket>();
   /** Sockets in their handshake, by client address (maxHandshakesPerAddress). */
   private readonly handshaking = new Map<string, number>();
-  /** Ends a socket's handshake count: at its connection's open, or when it closes first. */
+  /** Ends a TCP socket's handshake count: at its connection's open, or when it closes first. */
   private readonly handshakeDone = new WeakMap<Socket, () => void>();
   private readonly opts: Resolved;
   private readonly users: UserDb | undefined;
@@ -583,7 +592,7 @@ export class Router {
       if (peer) {
         if (peer.timer) clearTimeout(peer.timer);
         peer.timer = undefined;
-        this.handshakeDone.get(peer.socket)?.();
+        this.handshakeDone.get(tcpOf(peer.socket))?.();
         // A client that skipped SASL (allowed only with ANONYMOUS offered) is anonymous.
         peer.user ??= 'anonymous';
       }

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,6 +9,7 @@ import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transpo
 import { Router, type RouterOptions } from '../../src/router/router.js';
 import { setPassword, UserDb } from '../../src/router/users.js';
 import { rejects, until } from '../support/assert.js';
+import { pki } from '../support/pki.js';
 import { rheaClose } from '../support/rhea-peer.js';
 
 interface Ctx {
@@ -257,67 +257,6 @@ t(
     );
   },
 );
-
-/** A CA, a server certificate for 127.0.0.1 and a client certificate with CN=svc-1 (EC keys, made with openssl). */
-function pki(dir: string): Record<string, string> {
-  const f = (n: string) => path.join(dir, n);
-  const run = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-  run(
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    f('ca.key'),
-    '-out',
-    f('ca.pem'),
-    '-days',
-    '1',
-    '-subj',
-    '/CN=test-ca',
-  );
-  for (const [name, cn] of [
-    ['server', '127.0.0.1'],
-    ['client', 'svc-1'],
-  ] as const) {
-    run(
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      f(`${name}.key`),
-      '-out',
-      f(`${name}.csr`),
-      '-subj',
-      `/CN=${cn}`,
-    );
-    writeFileSync(f(`${name}.ext`), name === 'server' ? 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' : 'extendedKeyUsage=clientAuth\n');
-    run(
-      'x509',
-      '-req',
-      '-in',
-      f(`${name}.csr`),
-      '-CA',
-      f('ca.pem'),
-      '-CAkey',
-      f('ca.key'),
-      '-CAcreateserial',
-      '-out',
-      f(`${name}.pem`),
-      '-days',
-      '1',
-      '-extfile',
-      f(`${name}.ext`),
-    );
-  }
-  return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') };
-}
 
 t('TLS listener: PLAIN over TLS, and a client certificate logs in with SASL EXTERNAL as its CN', async (ctx) => {
   const p = pki(ctx.dir);
