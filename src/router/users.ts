@@ -24,11 +24,31 @@ export interface UsersFile {
 // per check), so a guessing client pays per attempt and the router's thread pool bounds it.
 const COST = { N: 16384, r: 8, p: 1 };
 const KEYLEN = 32;
+const MAXMEM = 64 * 1024 * 1024;
 
 function derive(password: string, salt: Buffer, o: ScryptOptions): Promise<Buffer> {
   return new Promise((resolve, reject) =>
-    scrypt(password, salt, KEYLEN, { ...o, maxmem: 64 * 1024 * 1024 }, (err, key) => (err ? reject(err) : resolve(key))),
+    scrypt(password, salt, KEYLEN, { ...o, maxmem: MAXMEM }, (err, key) => (err ? reject(err) : resolve(key))),
   );
+}
+
+const BASE64 = '[A-Za-z0-9+/]+={0,2}';
+const ENCODED = new RegExp(`^scrypt\\$(\\d{1,10})\\$(\\d{1,10})\\$(\\d{1,10})\\$(${BASE64})\\$(${BASE64})$`);
+
+/**
+ * An encoded hash's parts, or undefined when it is not one `hashPassword` could have written:
+ * scrypt's cost a power of two ≥ 2, r and p ≥ 1 within the memory `derive` allows, a salt, and
+ * a hash of KEYLEN bytes (any other length can never match).
+ */
+function decodeHash(encoded: string): { salt: Buffer; hash: Buffer; cost: ScryptOptions } | undefined {
+  const m = ENCODED.exec(encoded);
+  if (!m) return undefined;
+  const [N, r, p] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  if (N < 2 || (N & (N - 1)) !== 0 || r < 1 || p < 1 || 128 * N * r > MAXMEM) return undefined;
+  const salt = Buffer.from(m[4]!, 'base64');
+  const hash = Buffer.from(m[5]!, 'base64');
+  if (salt.length === 0 || hash.length !== KEYLEN) return undefined;
+  return { salt, hash, cost: { N, r, p } };
 }
 
 /** Encodes `password` as `scrypt$N$r$p$<salt base64>$<hash base64>` with a fresh 16-byte salt. */
@@ -38,13 +58,20 @@ export async function hashPassword(password: string): Promise<string> {
   return `scrypt$${COST.N}$${COST.r}$${COST.p}$${salt.toString('base64')}$${key.toString('base64')}`;
 }
 
-/** Whether `password` matches an encoded hash from {@link hashPassword} (constant-time compare). */
+/**
+ * Whether `password` matches an encoded hash from {@link hashPassword} (constant-time compare).
+ * False, never a rejection, for anything else: a throw inside rhea's SASL callback became the
+ * outcome `sys` and no log line.
+ */
 export async function verifyPassword(password: string, encoded: string): Promise<boolean> {
-  const [scheme, n, r, p, salt, hash] = encoded.split('$');
-  if (scheme !== 'scrypt' || !salt || !hash) return false;
-  const want = Buffer.from(hash, 'base64');
-  const got = await derive(password, Buffer.from(salt, 'base64'), { N: Number(n), r: Number(r), p: Number(p) });
-  return got.length === want.length && timingSafeEqual(got, want);
+  const h = decodeHash(encoded);
+  if (!h) return false;
+  try {
+    const got = await derive(password, h.salt, h.cost);
+    return timingSafeEqual(got, h.hash);
+  } catch {
+    return false;
+  }
 }
 
 function parse(text: string, file: string): UsersFile {
@@ -86,7 +113,16 @@ export class UserDb {
     } catch (err) {
       throw new ConfigError(`cannot read users file ${path}: ${(err as Error).message}`, { cause: err });
     }
-    return new UserDb(parse(text, path));
+    const file = parse(text, path);
+    // Checked here, not in parse(): `passwd` must still be able to fix such an entry.
+    for (const [name, entry] of Object.entries(file.users)) {
+      if (entry.password !== undefined && !decodeHash(entry.password)) {
+        throw new ConfigError(
+          `users file ${path}: user "${name}": "password" is not a hash written by \`hermod-router passwd\` (set it with: hermod-router passwd ${path} ${name})`,
+        );
+      }
+    }
+    return new UserDb(file);
   }
 
   /** Users that can log in with a password. */

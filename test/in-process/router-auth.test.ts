@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Router, type RouterOptions } from '../../src/router/router.js';
-import { setPassword, UserDb } from '../../src/router/users.js';
+import { setPassword, UserDb, verifyPassword } from '../../src/router/users.js';
 import { rejects, until } from '../support/assert.js';
 import { pki } from '../support/pki.js';
 import { rheaClose } from '../support/rhea-peer.js';
@@ -90,6 +90,32 @@ t('users file: scrypt hashes, right password accepted, wrong one and unknown use
   assert.ok(await db.check('alice', 'wonderland'));
   assert.not.ok(await db.check('alice', 'Wonderland'));
   assert.not.ok(await db.check('carol', 'wonderland'));
+});
+
+t('users file: a password that is not a hash from passwd refuses to load, naming the user; verifyPassword never throws', async (ctx) => {
+  const cases: Array<[string, string]> = [
+    ['plaintext', 'the password in clear'],
+    ['malformed', 'scrypt$abc$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAA'],
+    ['short hash', 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAA'],
+    ['cost not a power of two', 'scrypt$1000$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='],
+  ];
+  const good = JSON.parse(readFileSync(ctx.users, 'utf8'));
+  for (const [name, password] of cases) {
+    const file = path.join(ctx.dir, 'bad-users.json');
+    writeFileSync(file, JSON.stringify({ users: { ...good.users, [name]: { password } } }));
+    assert.throws(
+      () => UserDb.load(file),
+      (e: Error & { code?: string }) =>
+        e.code === 'HERMOD_ERR_CONFIG' &&
+        e.message.includes(`user "${name}": "password" is not a hash written by \`hermod-router passwd\``),
+      name,
+    );
+    assert.throws(() => new Router({ port: 0, users: file }), /is not a hash written by `hermod-router passwd`/, name);
+    // The only way out is the one the message names: passwd replaces the entry.
+    await setPassword(file, name, 'fixed');
+    assert.ok(await UserDb.load(file).check(name, 'fixed'), name);
+    assert.is(await verifyPassword('x', password), false, name);
+  }
 });
 
 t('SASL PLAIN: a rhea client with the right password gets in, with a wrong one is refused at once and logged', async (ctx) => {
