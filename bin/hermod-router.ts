@@ -112,6 +112,12 @@ if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
   process.stderr.write('error: --tls-cert and --tls-key go together\n');
   process.exit(EXIT.usage);
 }
+// Client certificates exist only on a TLS listener: without one the CA was dropped and the router
+// listened in clear, anonymous (or refused a public --host with advice to add the --tls-ca it had).
+if (o.tlsCa !== undefined && o.tlsCert === undefined) {
+  process.stderr.write('error: --tls-ca needs --tls-cert and --tls-key (client certificates are checked on a TLS listener)\n');
+  process.exit(EXIT.usage);
+}
 // Read now, as --users is: a missing file is the command line's mistake (2, naming the flag), not
 // a failure to listen (1).
 for (const [flag, file] of [
@@ -139,7 +145,9 @@ try {
     },
     ...(o.users ? { users: o.users } : {}),
     ...(o.allowAnonymous ? { allowAnonymous: true } : {}),
-    ...(o.tlsCert && o.tlsKey ? { tls: { cert: o.tlsCert, key: o.tlsKey, ...(o.tlsCa ? { ca: o.tlsCa } : {}) } } : {}),
+    ...(o.tlsCert !== undefined && o.tlsKey !== undefined
+      ? { tls: { cert: o.tlsCert, key: o.tlsKey, ...(o.tlsCa ? { ca: o.tlsCa } : {}) } }
+      : {}),
     maxConnections: o.maxConnections,
     maxHandshakesPerAddress: o.maxHandshakesPerAddress,
     maxSessions: o.maxSessions,

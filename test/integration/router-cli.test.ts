@@ -121,6 +121,15 @@ t('timeouts are seconds: --help shows their defaults in seconds, a bad one exits
   const noCert = router(['--tls-cert', '/nonexistent/cert.pem', '--tls-key', '/nonexistent/key.pem', '--port', '0']);
   assert.is(await noCert.exited, 2);
   assert.match(noCert.err, /cannot read --tls-cert file \/nonexistent\/cert\.pem: ENOENT/);
+  // --tls-ca alone was dropped: the router listened in clear and anonymous, and on a public --host
+  // refused to start, advising the --tls-ca it had been given.
+  for (const host of ['127.0.0.1', '0.0.0.0']) {
+    // Any readable file as the CA: the flag is refused before it is read.
+    const caOnly = router(['--tls-ca', bin, '--host', host, '--port', '0']);
+    assert.is(await caOnly.exited, 2, caOnly.out + caOnly.err);
+    assert.match(caOnly.err, /--tls-ca needs --tls-cert and --tls-key/);
+    assert.not.match(caOnly.out, /listening/);
+  }
   // A held-bytes budget below one message would refuse every message that has to wait.
   const small = router(['--max-held-bytes', '1000', '--port', '0']);
   assert.is(await small.exited, 2);
