@@ -178,6 +178,8 @@ export class Router {
   private readonly handshaking = new Map<string, number>();
   /** Ends a TCP socket's handshake count: at its connection's open, or when it closes first. */
   private readonly handshakeDone = new WeakMap<Socket, () => void>();
+  /** `address:port` of each TCP socket, taken at accept: a TLS socket that failed has none left to read. */
+  private readonly labels = new WeakMap<Socket, string>();
   private readonly opts: Resolved;
   private readonly users: UserDb | undefined;
   private readonly tls: RouterTls | undefined;
@@ -293,9 +295,17 @@ export class Router {
   /** Starts listening; resolves with the bound port. */
   async start(): Promise<number> {
     if (this.server) return this.port;
-    const server = this.tls ? this.tlsServer(this.tls) : net.createServer();
-    server.on('connection', (socket: Socket) => this.onSocket(socket));
-    if (!this.tls) server.on('connection', (socket: Socket) => this.accept(socket));
+    // TCP first, TLS only for sockets within the limits: a socket refused at a limit costs no TLS
+    // state, and its refusal is counted and logged once (a tls.Server listening itself wrapped it
+    // before the router saw it, and reported each as a failed handshake with no address).
+    const server = net.createServer();
+    // It never listens itself: the router hands it the TCP sockets it admits.
+    const tlsSide = this.tls ? this.tlsServer(this.tls) : undefined;
+    server.on('connection', (socket: Socket) => {
+      if (!this.onSocket(socket)) return;
+      if (tlsSide) tlsSide.emit('connection', socket);
+      else this.accept(socket);
+    });
     server.listen({ host: this.opts.host, port: this.opts.port });
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => reject(err);
@@ -323,7 +333,7 @@ export class Router {
     return this.port;
   }
 
-  private tlsServer(t: RouterTls): Server {
+  private tlsServer(t: RouterTls): tls.Server {
     const pem = (v: string | Buffer) => (Buffer.isBuffer(v) || v.includes('-----BEGIN') ? v : readFileSync(v));
     const server = tls.createServer({
       cert: pem(t.cert),
@@ -333,29 +343,32 @@ export class Router {
     });
     server.on('secureConnection', (socket: TLSSocket) => this.accept(socket));
     server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+      // Sockets dropped by stop() fail their handshake too: not a refusal.
+      if (!this.server) return;
       this.refused++;
-      this.opts.log(`refused ${peerLabel(socket)}: TLS handshake failed: ${err.message}`);
+      this.opts.log(`refused ${this.labels.get(tcpOf(socket)) ?? peerLabel(socket)}: TLS handshake failed: ${err.message}`);
     });
     return server;
   }
 
-  /** Every TCP socket: the connection limit, and the handshake clock (TLS included). */
-  private onSocket(socket: Socket): void {
+  /** Every TCP socket: the connection limit, and the handshake clock (TLS included). False: refused. */
+  private onSocket(socket: Socket): boolean {
     // Accepted while stopping: stop() has already swept the sockets.
     if (!this.server) {
       socket.destroy();
-      return;
+      return false;
     }
     if (this.sockets.size >= this.opts.maxConnections) {
       this.refuseAtLimit(socket, `connection limit of ${this.opts.maxConnections} reached`);
-      return;
+      return false;
     }
     const from = socket.remoteAddress ?? '';
     const shaking = this.handshaking.get(from) ?? 0;
     if (shaking >= this.opts.maxHandshakesPerAddress) {
       this.refuseAtLimit(socket, `${shaking} connections from its address are still in their handshake (maxHandshakesPerAddress)`);
-      return;
+      return false;
     }
+    this.labels.set(socket, peerLabel(socket));
     this.handshaking.set(from, shaking + 1);
     let counted = true;
     const done = () => {
@@ -373,6 +386,7 @@ export class Router {
       this.sockets.delete(socket);
       done();
     });
+    return true;
   }
 
   /**

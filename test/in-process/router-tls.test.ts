@@ -1,12 +1,14 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type net from 'node:net';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import type { Connection } from 'rhea';
 import rhea from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Router, type RouterOptions } from '../../src/router/router.js';
+import { sleep, until } from '../support/assert.js';
 import { pki } from '../support/pki.js';
 import { rheaClose } from '../support/rhea-peer.js';
 
@@ -75,6 +77,42 @@ t('TLS: connections that finished their login do not count against maxHandshakes
   // One after another, each open before the next: never more than one in its handshake.
   for (let i = 0; i < 6; i++) assert.ok(await tlsClient(ctx), `connection ${i + 1} refused:\n${ctx.log.join('\n')}`);
   assert.is(ctx.router!.stats().refused, 0);
+});
+
+/** A TCP connection to the router that starts a TLS handshake and never finishes it (no ClientHello sent). */
+async function rawTcp(ctx: Ctx): Promise<{ socket: net.Socket; closed: Promise<void> }> {
+  const socket = net.connect({ port: ctx.port, host: '127.0.0.1' });
+  ctx.sockets.push(socket);
+  socket.on('error', () => {});
+  await new Promise((r) => socket.once('connect', r));
+  return { socket, closed: new Promise((r) => socket.once('close', () => r())) };
+}
+
+t('TLS: sockets past a limit are refused as on plain TCP: counted once, logged with their address at most once per 10 s', async (ctx) => {
+  await startRouter(ctx, { maxConnections: 2 });
+  const held = [await rawTcp(ctx), await rawTcp(ctx)];
+  const refused = await Promise.all(Array.from({ length: 5 }, () => rawTcp(ctx)));
+  await Promise.all(refused.map((r) => r.closed));
+  await sleep(100);
+  assert.is(ctx.router!.stats().refused, 5, ctx.log.join('\n'));
+  const lines = ctx.log.filter((l) => l.startsWith('refused'));
+  assert.is(lines.length, 1, lines.join('\n'));
+  assert.match(lines[0]!, /^refused 127\.0\.0\.1:\d+: connection limit of 2 reached$/);
+  for (const h of held) assert.not.ok(h.socket.destroyed);
+});
+
+t('TLS: a client that rejects the router certificate is logged with its address:port, once', async (ctx) => {
+  await startRouter(ctx);
+  const client = tls.connect({ port: ctx.port, host: '127.0.0.1', servername: 'localhost' });
+  const failed = new Promise<string>((r) => client.once('error', (e: NodeJS.ErrnoException) => r(String(e.code))));
+  // The router's certificate is signed by the test CA, which this client does not trust.
+  assert.is(await failed, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+  await until(() => ctx.log.some((l) => l.includes('TLS handshake failed')), 'the failure logged');
+  await sleep(100);
+  const lines = ctx.log.filter((l) => l.includes('TLS handshake failed'));
+  assert.is(lines.length, 1, lines.join('\n'));
+  assert.match(lines[0]!, /^refused 127\.0\.0\.1:\d+: TLS handshake failed: /);
+  assert.is(ctx.router!.stats().refused, 1);
 });
 
 t.run();
