@@ -112,6 +112,18 @@ export interface RouterStats {
   refused: number;
 }
 
+/** A TCP socket from accept to its AMQP open: one deadline over TLS, the AMQP header and SASL. */
+interface Handshake {
+  /** `address:port`, taken at accept: a TLS socket that failed has none left to read. */
+  label: string;
+  /** Its connection, once TLS (if any) is done. */
+  peer?: Peer;
+  /** The router closed it at the deadline before TLS was done (its handshake error is not another refusal). */
+  cut?: boolean;
+  /** Stops the deadline and takes the socket out of its address's handshake count; idempotent. */
+  done: () => void;
+}
+
 /** One accepted socket and what the router knows of its peer. */
 interface Peer {
   label: string;
@@ -176,10 +188,8 @@ export class Router {
   private readonly sockets = new Set<Socket>();
   /** Sockets in their handshake, by client address (maxHandshakesPerAddress). */
   private readonly handshaking = new Map<string, number>();
-  /** Ends a TCP socket's handshake count: at its connection's open, or when it closes first. */
-  private readonly handshakeDone = new WeakMap<Socket, () => void>();
-  /** `address:port` of each TCP socket, taken at accept: a TLS socket that failed has none left to read. */
-  private readonly labels = new WeakMap<Socket, string>();
+  /** Each TCP socket's handshake, from accept until its connection's open or its close. */
+  private readonly handshakes = new WeakMap<Socket, Handshake>();
   private readonly opts: Resolved;
   private readonly users: UserDb | undefined;
   private readonly tls: RouterTls | undefined;
@@ -339,14 +349,16 @@ export class Router {
       cert: pem(t.cert),
       key: pem(t.key),
       ...(t.ca ? { ca: pem(t.ca), requestCert: true, rejectUnauthorized: false } : {}),
-      handshakeTimeout: this.opts.handshakeTimeout,
+      // No TLS timer of its own: the router's handshake deadline runs from TCP accept and covers
+      // TLS (Node's started again at zero for AMQP once TLS was done: up to twice the limit).
     });
     server.on('secureConnection', (socket: TLSSocket) => this.accept(socket));
     server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
       // Sockets dropped by stop() fail their handshake too: not a refusal.
-      if (!this.server) return;
+      const hs = this.handshakes.get(tcpOf(socket));
+      if (!this.server || hs?.cut) return;
       this.refused++;
-      this.opts.log(`refused ${this.labels.get(tcpOf(socket)) ?? peerLabel(socket)}: TLS handshake failed: ${err.message}`);
+      this.opts.log(`refused ${hs?.label ?? peerLabel(socket)}: TLS handshake failed: ${err.message}`);
     });
     return server;
   }
@@ -368,25 +380,42 @@ export class Router {
       this.refuseAtLimit(socket, `${shaking} connections from its address are still in their handshake (maxHandshakesPerAddress)`);
       return false;
     }
-    this.labels.set(socket, peerLabel(socket));
     this.handshaking.set(from, shaking + 1);
     let counted = true;
-    const done = () => {
-      if (!counted) return;
-      counted = false;
-      const left = (this.handshaking.get(from) ?? 1) - 1;
-      if (left > 0) this.handshaking.set(from, left);
-      else this.handshaking.delete(from);
+    const deadline = setTimeout(() => this.handshakeExpired(socket, hs), this.opts.handshakeTimeout);
+    const hs: Handshake = {
+      label: peerLabel(socket),
+      done: () => {
+        if (!counted) return;
+        counted = false;
+        clearTimeout(deadline);
+        const left = (this.handshaking.get(from) ?? 1) - 1;
+        if (left > 0) this.handshaking.set(from, left);
+        else this.handshaking.delete(from);
+      },
     };
-    this.handshakeDone.set(socket, done);
+    this.handshakes.set(socket, hs);
     // Small request/reply frames must not wait for Nagle's algorithm.
     socket.setNoDelay(true);
     this.sockets.add(socket);
     socket.once('close', () => {
       this.sockets.delete(socket);
-      done();
+      hs.done();
     });
     return true;
+  }
+
+  private handshakeExpired(socket: Socket, hs: Handshake): void {
+    const why = `no AMQP open within ${this.opts.handshakeTimeout} ms`;
+    if (hs.peer) {
+      this.hangUp(hs.peer, why);
+      return;
+    }
+    // Still in TLS: there is no AMQP connection to close, only the socket.
+    hs.cut = true;
+    this.refused++;
+    this.opts.log(`closing ${hs.label}: ${why} (TLS handshake not finished)`);
+    socket.destroy();
   }
 
   /**
@@ -408,11 +437,9 @@ export class Router {
 
   private accept(socket: Socket): void {
     if (socket.destroyed) return;
-    const peer: Peer = { label: peerLabel(socket), socket, sessions: 0, links: 0 };
-    peer.timer = setTimeout(() => {
-      peer.timer = undefined;
-      this.hangUp(peer, `no AMQP open within ${this.opts.handshakeTimeout} ms`);
-    }, this.opts.handshakeTimeout);
+    const hs = this.handshakes.get(tcpOf(socket));
+    const peer: Peer = { label: hs?.label ?? peerLabel(socket), socket, sessions: 0, links: 0 };
+    if (hs) hs.peer = peer;
     peer.guard = new SocketGuard(socket, { handshake: this.opts.handshakeFrameSize, maxFrame: this.opts.maxFrameSize }, (reason) => {
       // AMQP 1.0 §2.2: a protocol header the server does not take is answered with the header it
       // does take, then the socket closes, so that a client of another version (AMQP 0-9-1) learns
@@ -604,9 +631,7 @@ export class Router {
       const peer = this.peers.get(conn);
       if (peer?.closing) return;
       if (peer) {
-        if (peer.timer) clearTimeout(peer.timer);
-        peer.timer = undefined;
-        this.handshakeDone.get(tcpOf(peer.socket))?.();
+        this.handshakes.get(tcpOf(peer.socket))?.done();
         // A client that skipped SASL (allowed only with ANONYMOUS offered) is anonymous.
         peer.user ??= 'anonymous';
       }

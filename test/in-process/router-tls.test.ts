@@ -115,4 +115,32 @@ t('TLS: a client that rejects the router certificate is logged with its address:
   assert.is(ctx.router!.stats().refused, 1);
 });
 
+t('TLS: one handshake deadline from TCP connect, TLS included (the AMQP one started over once TLS was done)', async (ctx) => {
+  await startRouter(ctx, { handshakeTimeout: 600 });
+  // TLS done at 400 ms, then silence: closed at 600 ms from connect, not 400 + 600.
+  const slow = await rawTcp(ctx);
+  const t0 = Date.now();
+  const closedAt = slow.closed.then(() => Date.now() - t0);
+  await sleep(400);
+  const secure = tls.connect({ socket: slow.socket, ca: [readFileSync(ctx.pki.ca!)], servername: 'localhost' });
+  secure.on('error', () => {});
+  await new Promise((r) => secure.once('secureConnect', r));
+  const ms = await closedAt;
+  assert.ok(ms >= 550 && ms < 900, `closed after ${ms} ms`);
+  await until(() => ctx.log.some((l) => /^closing 127\.0\.0\.1:\d+: no AMQP open within 600 ms$/.test(l)), 'the deadline logged');
+  // No TLS at all: closed at the same deadline, said once, counted once.
+  ctx.log.length = 0;
+  const silent = await rawTcp(ctx);
+  const port = silent.socket.localPort;
+  const t1 = Date.now();
+  await silent.closed;
+  assert.ok(Date.now() - t1 < 900, `closed after ${Date.now() - t1} ms`);
+  await sleep(100);
+  assert.equal(
+    ctx.log.filter((l) => !l.startsWith('connection closed')),
+    [`closing 127.0.0.1:${port}: no AMQP open within 600 ms (TLS handshake not finished)`],
+  );
+  assert.is(ctx.router!.stats().refused, 2);
+});
+
 t.run();
