@@ -62,6 +62,13 @@ export interface IncomingMessage {
    * ran it anyway ran one request twice (oslo discards it too).
    */
   acknowledge(): boolean;
+  /**
+   * Whether this copy can no longer be settled because the connection, channel or link it came
+   * on is gone, so the broker delivers it again. A receiver that holds messages before it
+   * settles them (a notification batch filling up, a notification waiting for a slot) asks
+   * before it runs them: acknowledge() answers only afterwards, when the work was done twice.
+   */
+  stale(): boolean;
   /** Gives the message back to the broker for another delivery. */
   requeue(): void;
   /** Processing is over; frees the slot it held in the listener's prefetch window. */

@@ -1,7 +1,16 @@
 import { createHash } from 'node:crypto';
 import { deferred } from '../core/deferred.js';
 import { channels, publish } from '../core/diagnostics.js';
-import { assertMs, ClosedError, InvalidArgument, InvalidTarget, MalformedMessage, ServerStopped, textOf } from '../core/errors.js';
+import {
+  assertMs,
+  ClosedError,
+  InvalidArgument,
+  InvalidTarget,
+  MalformedMessage,
+  ServerStopped,
+  TransportError,
+  textOf,
+} from '../core/errors.js';
 import { findPrototypeKey, notPlainError } from '../core/plain.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { assertOptions } from '../core/suggest.js';
@@ -52,7 +61,10 @@ const LISTENER_OPTIONS: Record<keyof NotificationListenerOptions, true> = {
 export interface NotificationListenerStats {
   /** Acknowledged after the endpoints ran. */
   handled: number;
-  /** Given back to the broker after the endpoints saw them: on request, or aborted by {@link NotificationListener.wait}. */
+  /**
+   * Given back to the broker: on request, aborted by {@link NotificationListener.wait}, or left
+   * to it because the connection they came on dropped before they were acknowledged.
+   */
   requeued: number;
   /** Acknowledged without being handled: unknown priority, or past `redeliveryLimit`. */
   dropped: number;
@@ -338,8 +350,8 @@ export class NotificationListener {
       return;
     }
     this.pool.submit(
-      this.work(batch, async () => {
-        const requeue = await this.dispatcher.dispatchBatch(batch.map((p) => p.msg));
+      this.work(batch, async (live) => {
+        const requeue = await this.dispatcher.dispatchBatch(live.map((p) => p.msg));
         return (p) => (requeue.has(p.msg) ? 'requeue' : 'handled');
       }),
     );
@@ -349,14 +361,26 @@ export class NotificationListener {
    * Notifications handled together (one, or a batch) as one piece of pool work: settled by the
    * endpoints' verdict, or requeued when aborted first; whichever comes second is dropped.
    */
-  private work(items: Parsed[], dispatch: () => Promise<(p: Parsed) => NotificationResult>): Work {
+  private work(items: Parsed[], dispatch: (live: Parsed[]) => Promise<(p: Parsed) => NotificationResult>): Work {
     let over = false;
     return {
       run: async () => {
-        const verdict = await dispatch();
+        // A copy whose connection or channel dropped while it waited (for its batch to fill, for
+        // a slot) is being delivered again by the broker: running it too ran every such
+        // notification twice. Only the copies still settleable run.
+        const live: Parsed[] = [];
+        for (const p of items) {
+          if (p.incoming.stale()) this.leftToBroker(p);
+          else live.push(p);
+        }
+        if (live.length === 0) {
+          over = true;
+          return;
+        }
+        const verdict = await dispatch(live);
         if (over) return;
         over = true;
-        for (const p of items) this.settle(p, verdict(p));
+        for (const p of live) this.settle(p, verdict(p));
       },
       abort: async () => {
         if (over) return;
@@ -370,6 +394,20 @@ export class NotificationListener {
         }
       },
     };
+  }
+
+  /** A stale copy, not run: counted as requeued, since the broker delivers it again. */
+  private leftToBroker(p: Parsed): void {
+    this.counts.requeued++;
+    publish(channels.notification, {
+      eventType: p.msg.event_type,
+      priority: p.msg.priority,
+      outcome: 'requeue',
+      error: new TransportError(
+        `the connection ${p.msg.event_type} came on dropped before its endpoints ran; the broker delivers it again`,
+      ),
+    });
+    p.incoming.done();
   }
 
   /** Requeues a notification whose endpoints were cut short by a stop deadline. */
@@ -414,12 +452,27 @@ export class NotificationListener {
           `notification ${typeof id === 'string' && id !== '' ? id : '(no message_id)'} requeued ${n - 1} times; dropped (notifications.redeliveryLimit=${this.redeliveryLimit})`,
         ),
       });
+      if (key) this.requeues.delete(key);
+      p.incoming.acknowledge();
+      p.incoming.done();
+      return;
+    }
+    if (key) this.requeues.delete(key);
+    // The connection dropped while the endpoints ran: the broker delivers it again, and the copy
+    // that comes back is the one handled (at-least-once). Counting this one too counted every
+    // such notification twice.
+    if (!p.incoming.acknowledge()) {
+      this.counts.requeued++;
+      publish(channels.notification, {
+        eventType,
+        priority,
+        outcome: 'requeue',
+        error: new TransportError(`the connection ${eventType} came on dropped before it was acknowledged; the broker delivers it again`),
+      });
     } else {
       this.counts.handled++;
       publish(channels.notification, { eventType, priority, outcome: 'handled' });
     }
-    if (key) this.requeues.delete(key);
-    p.incoming.acknowledge();
     p.incoming.done();
   }
 }

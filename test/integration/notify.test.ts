@@ -2,7 +2,15 @@ import amqplib from 'amqplib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
-import { defaultConfig, getTransport, NotificationListener, Notifier, Target, type Transport } from '../../src/index.js';
+import {
+  type BatchedNotification,
+  defaultConfig,
+  getTransport,
+  NotificationListener,
+  Notifier,
+  Target,
+  type Transport,
+} from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
 import { runCli, startCli } from '../support/cli-procs.js';
@@ -78,6 +86,47 @@ bad('garbage, unknown priorities and missing fields are settled and counted; the
   }),
 );
 bad.run();
+
+const drop = suite('notifications: a connection dropped under the listener on RabbitMQ');
+drop('a partial batch pending when the broker closes the connection runs once: from the copies the broker delivers again', async () => {
+  const node = await RabbitNode.shared();
+  const vhost = await node.addVhost(`notify-drop-${process.pid}`);
+  const tr = await getTransport(node.url(vhost), { config: defaultConfig() });
+  try {
+    const seen: string[] = [];
+    const batchTimeout = 6000;
+    const l = new NotificationListener(
+      tr,
+      [new Target({ topic: 'bd' })],
+      [{ info: (b: BatchedNotification[]) => void seen.push(...b.map((m) => m.event_type)) }],
+      { batchSize: 10, batchTimeout },
+    );
+    await l.start();
+    const nt = new Notifier(tr, { publisherId: 'p', topics: ['bd'] });
+    await nt.info({}, 'e0', {});
+    await nt.info({}, 'e1', {});
+    await until(() => l.stats().queued === 2, `both waiting in the batch (${JSON.stringify(l.stats())})`);
+    // As an operator's close_connection, or a network failure the broker noticed first.
+    const conns = await node.ctl('list_connections', '-q', 'pid', 'vhost');
+    for (const line of conns.split('\n')) {
+      const [pid, v] = line.split('\t');
+      if (pid?.startsWith('<') && v === vhost) await node.ctl('close_connection', pid, 'test: connection dropped');
+    }
+    await until(() => l.stats().handled === 2, `the redelivered copies handled (${JSON.stringify(l.stats())})`, 4 * batchTimeout);
+    // Long enough for a second batch timer: before, the stale batch ran and then the redelivered one too.
+    await sleep(batchTimeout + 1000);
+    assert.equal([...seen].sort(), ['e0', 'e1'], `each ran once: ${JSON.stringify(seen)}`);
+    assert.is(l.stats().handled, 2);
+    assert.is(l.stats().requeued, 2, 'the stale copies counted as given back');
+    await l.stop();
+    await l.wait(1000);
+  } finally {
+    await tr.close();
+    await node.deleteVhost(vhost);
+    await node.release();
+  }
+});
+drop.run();
 
 const pool = suite('notifications: pools and notify-listen on RabbitMQ');
 pool('a pool member consumes its one queue once, so a member with one consumer (as oslo has) gets its share', () =>

@@ -172,6 +172,7 @@ export class Amqp1Listener implements Listener {
         }
       }
     };
+    const stale = () => !presettled && receivingEpoch(receiver) !== epoch;
     const incoming: IncomingMessage = {
       ctx: decoded.ctx,
       message: decoded.message,
@@ -190,13 +191,14 @@ export class Amqp1Listener implements Listener {
         // its accept would go nowhere.
         // A presettled delivery is gone from the router once sent: nobody delivers it again, so
         // it runs whatever became of the connection.
-        if (!presettled && receivingEpoch(receiver) !== epoch) {
+        if (stale()) {
           settled = true;
           return false;
         }
         settle(() => delivery.accept());
         return true;
       },
+      stale,
       requeue: () => {
         settle(() => delivery.release());
         free();

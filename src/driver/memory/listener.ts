@@ -93,6 +93,7 @@ export class MemoryListener implements TrackedListener {
       },
       // False once close() gave it back: the broker delivers it again, so running this copy would run it twice.
       acknowledge: () => !this.closed,
+      stale: () => this.closed,
       requeue: () => d.requeue(),
       done: () => d.done(),
     };

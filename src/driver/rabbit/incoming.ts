@@ -83,6 +83,10 @@ export class RabbitIncoming implements IncomingMessage {
     return true;
   }
 
+  stale(): boolean {
+    return this.host.dead && this.redelivered;
+  }
+
   requeue(): void {
     this.settle(false);
   }
