@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // First: it must run before the other modules load (see the module).
 import '../src/cli/young-gen.js';
+import diagnostics_channel from 'node:diagnostics_channel';
 import { Command } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { exitOnUsage, failureStatus, fatal, UsageError } from '../src/cli/exit-codes.js';
-import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import { lineBudget, logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import {
@@ -13,6 +14,8 @@ import {
   type Context,
   getTransport,
   InvalidArgument,
+  type InvalidMessageEvent,
+  type NotificationEvent,
   NotificationFilter,
   NotificationListener,
   type NotificationMetadata,
@@ -20,6 +23,9 @@ import {
   Target,
   type Transport,
 } from '../src/index.js';
+
+/** Lines a second for what publishers can cause at will (bad or dropped notifications), as rpc-server's. */
+const BAD_LINES_PER_SECOND = 20;
 
 async function main(): Promise<void> {
   const { config: loaded, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
@@ -77,6 +83,7 @@ async function main(): Promise<void> {
   let tap = Boolean(o.tap || (filtered && !o.pool));
   const log = makeLogger(config, 'notify-listen', true);
   logConnectionState(log);
+  logBadNotifications(log);
   const transport: Transport = await getTransport(o.transportUrl, { config });
   let seen = 0;
   let listener: NotificationListener | undefined;
@@ -180,6 +187,30 @@ async function main(): Promise<void> {
   }
   if (shutdown.stopping) return;
   announce();
+}
+
+/**
+ * Says what the listener settled without printing: it acknowledges malformed and dropped
+ * notifications so they cannot stall the queue, and without a line someone watching the output
+ * could not tell an idle topic from one whose notifications all vanish. Budgeted: a publisher
+ * can send such messages at will.
+ */
+function logBadNotifications(log: ReturnType<typeof makeLogger>): void {
+  const budget = lineBudget(BAD_LINES_PER_SECOND, 1000, (n) =>
+    log.warn(`${n} more invalid or dropped notification(s) in the last second not logged`, { event: 'invalid-not-logged', skipped: n }),
+  );
+  diagnostics_channel.subscribe('hermod:message:invalid', (e) => {
+    if (budget()) log.warn(`dropped an invalid message: ${(e as InvalidMessageEvent).error.message}`);
+  });
+  diagnostics_channel.subscribe('hermod:notify:listener', (e) => {
+    const ev = e as NotificationEvent;
+    if (!ev.error || ev.outcome === 'handled') return;
+    // A requeue with a reason (a stop deadline, a connection lost under it) comes back: said, not warned.
+    const warn = ev.outcome !== 'requeue';
+    if (!budget()) return;
+    const what = `notification ${ev.eventType ?? '?'} (${ev.priority ?? '?'})`;
+    (warn ? log.warn : log.info)(`${ev.outcome === 'requeue' ? 'gave back' : 'dropped'} ${what}: ${ev.error.message}`);
+  });
 }
 
 main().catch(fatal);

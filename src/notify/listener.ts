@@ -185,10 +185,7 @@ export class NotificationListener {
       const listening = this.transport.driver.listenForNotifications(pairs, this.options.pool, {
         prefetch: this.batching ? Math.max(this.concurrency, this.options.batchSize!) : this.concurrency,
         onMessage: (m) => this.onMessage(m),
-        onInvalid: (error) => {
-          this.counts.invalid++;
-          publish(channels.notification, { outcome: 'dropped', error });
-        },
+        onInvalid: (error, raw) => this.invalid(error, raw.size),
         signal: this.stopping.signal,
         ...(this.options.tap ? { tap: true } : {}),
       });
@@ -245,14 +242,24 @@ export class NotificationListener {
     return this.wait(0);
   }
 
+  /**
+   * Counts and reports a message no endpoint could be given. On `hermod:message:invalid`, where
+   * RPC servers report theirs: one channel (and one metric, by `where`) for everything a peer
+   * sent that could not be read, whoever received it; `hermod:notify:listener` says what became
+   * of notifications that could be.
+   */
+  private invalid(error: Error, size?: number): void {
+    this.counts.invalid++;
+    publish(channels.invalidMessage, { where: 'notification listener', error, ...(size === undefined ? {} : { size }) });
+  }
+
   private parse(incoming: IncomingMessage): Parsed | undefined {
     const m = incoming.message;
     const priority = typeof m.priority === 'string' ? m.priority.toLowerCase() : undefined;
     if (!priority || typeof m.event_type !== 'string') {
       incoming.acknowledge();
       incoming.done();
-      this.counts.invalid++;
-      publish(channels.notification, { outcome: 'dropped', error: new MalformedMessage('notification without priority or event_type') });
+      this.invalid(new MalformedMessage('notification without priority or event_type'));
       return undefined;
     }
     if (!(PRIORITIES as readonly string[]).includes(priority)) {
@@ -311,11 +318,7 @@ export class NotificationListener {
       // listener's delivery slot was never freed, and with it the queue behind it stalled.
       incoming.acknowledge();
       incoming.done();
-      this.counts.invalid++;
-      publish(channels.notification, {
-        outcome: 'dropped',
-        error: new MalformedMessage(`notification could not be read: ${textOf(err)}`),
-      });
+      this.invalid(new MalformedMessage(`notification could not be read: ${textOf(err)}`));
       return;
     }
     if (!parsed) return;

@@ -1,3 +1,4 @@
+import diagnostics_channel from 'node:diagnostics_channel';
 import amqplib from 'amqplib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -6,6 +7,7 @@ import {
   type BatchedNotification,
   defaultConfig,
   getTransport,
+  type InvalidMessageEvent,
   NotificationListener,
   Notifier,
   Target,
@@ -63,6 +65,9 @@ async function inVhost(
 const bad = suite('notifications: malformed input on RabbitMQ');
 bad('garbage, unknown priorities and missing fields are settled and counted; the listener goes on', () =>
   inVhost('bad', async ({ node, vhost, tr, raw }) => {
+    const invalid: InvalidMessageEvent[] = [];
+    const onInvalid = (e: unknown) => void invalid.push(e as InvalidMessageEvent);
+    diagnostics_channel.subscribe('hermod:message:invalid', onInvalid);
     const c = new Collector();
     const l = new NotificationListener(tr, [new Target({ topic: 'nb' })], [c]);
     await l.start();
@@ -82,7 +87,43 @@ bad('garbage, unknown priorities and missing fields are settled and counted; the
     await until(() => c.got.some((g) => g.eventType === 'after'), 'still listening');
     const q = await node.queues(vhost);
     assert.is(q.get('nb.info')!.messages, 0, 'nothing left to stall the queue');
+    diagnostics_channel.unsubscribe('hermod:message:invalid', onInvalid);
+    // Where the README's "Hostile input" says bad input is reported, as for RPC servers.
+    assert.equal(
+      invalid.map((e) => [e.where, e.error.name]),
+      [
+        ['notification listener', 'MalformedMessage'],
+        ['notification listener', 'UnsupportedEnvelopeVersion'],
+        ['notification listener', 'MalformedMessage'],
+      ],
+    );
     await l.stop();
+  }),
+);
+bad('notify-listen logs each notification it settles unprinted, at the default level', () =>
+  inVhost('badcli', async ({ url, raw }) => {
+    const l = startCli('notify-listen', ['--topic', 'nbc', '--priority', 'info', '--count', '1', '--transport-url', url], {
+      killAfterMs: 20_000,
+    });
+    await until(() => /listening on/.test(l.err), `notify-listen listening (${l.err})`, 10_000);
+    const ch = await raw.createChannel();
+    const props = { contentType: 'application/json' };
+    const env = (m: object) => Buffer.from(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': JSON.stringify(m) }));
+    const note = { message_id: 'm', publisher_id: 'p', event_type: 'e', priority: 'INFO', payload: {} };
+    ch.publish('openstack', 'nbc.info', Buffer.from('{not json'), props);
+    ch.publish('openstack', 'nbc.info', env({ ...note, priority: undefined }), props);
+    ch.publish('openstack', 'nbc.info', env({ ...note, publisher_id: { a: 1 } }), props);
+    ch.publish('openstack', 'nbc.info', env({ ...note, priority: 'LOUD' }), props);
+    ch.publish('openstack', 'nbc.info', env({ ...note, event_type: 'last' }), props);
+    assert.is(await l.exited, 0, l.err);
+    assert.match(l.out, / INFO p last \{\}/);
+    const lines = l.err.split('\n').filter((x) => /dropped/.test(x));
+    // Before, all four vanished without a word, even at --log-level debug.
+    assert.is(lines.length, 4, l.err);
+    assert.match(lines[0]!, /WARN .*dropped an invalid message: .*JSON/);
+    assert.match(lines[1]!, /dropped an invalid message: notification without priority or event_type/);
+    assert.match(lines[2]!, /dropped an invalid message: notification could not be read: TypeError: publisher_id is object/);
+    assert.match(lines[3]!, /dropped notification e \(loud\): unknown priority 'loud'/);
   }),
 );
 bad.run();
