@@ -12,6 +12,7 @@ import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import {
   type ConnectionState,
   type Context,
+  type DuplicateMessageEvent,
   getTransport,
   InvalidArgument,
   type InvalidMessageEvent,
@@ -190,17 +191,23 @@ async function main(): Promise<void> {
 }
 
 /**
- * Says what the listener settled without printing: it acknowledges malformed and dropped
- * notifications so they cannot stall the queue, and without a line someone watching the output
+ * Says what the listener settled without printing: it acknowledges malformed, duplicate and
+ * dropped notifications so they cannot stall the queue, and without a line someone watching the output
  * could not tell an idle topic from one whose notifications all vanish. Budgeted: a publisher
  * can send such messages at will.
  */
 function logBadNotifications(log: ReturnType<typeof makeLogger>): void {
   const budget = lineBudget(BAD_LINES_PER_SECOND, 1000, (n) =>
-    log.warn(`${n} more invalid or dropped notification(s) in the last second not logged`, { event: 'invalid-not-logged', skipped: n }),
+    log.warn(`${n} more invalid, duplicate or dropped notification(s) in the last second not logged`, {
+      event: 'invalid-not-logged',
+      skipped: n,
+    }),
   );
   diagnostics_channel.subscribe('hermod:message:invalid', (e) => {
     if (budget()) log.warn(`dropped an invalid message: ${(e as InvalidMessageEvent).error.message}`);
+  });
+  diagnostics_channel.subscribe('hermod:message:duplicate', (e) => {
+    if (budget()) log.warn(`ignoring duplicate message ${(e as DuplicateMessageEvent).uniqueId}`);
   });
   diagnostics_channel.subscribe('hermod:notify:listener', (e) => {
     const ev = e as NotificationEvent;

@@ -11,7 +11,7 @@ import { exitOnUsage, failureStatus, fatal } from '../src/cli/exit-codes.js';
 import { lineBudget, logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
-import type { ConnectionState, ServerRequestEvent } from '../src/core/diagnostics.js';
+import type { ConnectionState, DuplicateMessageEvent, ServerRequestEvent } from '../src/core/diagnostics.js';
 import { Target } from '../src/core/target.js';
 import { importModule } from '../src/ops/load-endpoints.js';
 import { PresenceBeacon } from '../src/ops/status/beacon.js';
@@ -106,11 +106,15 @@ async function main(): Promise<void> {
     });
   }
   const invalid = lineBudget(FAILURE_LINES_PER_SECOND, 1000, (n) =>
-    log.warn(`${n} more invalid message(s) in the last second not logged`, { event: 'invalid-not-logged', skipped: n }),
+    log.warn(`${n} more invalid or duplicate message(s) in the last second not logged`, { event: 'invalid-not-logged', skipped: n }),
   );
   diagnostics_channel.subscribe('hermod:message:invalid', (e) => {
     const ev = e as { error: Error };
     if (invalid()) log.warn(`dropped an invalid message: ${ev.error.message}`);
+  });
+  // As oslo logs it; a peer can send copies at will, so within the same budget.
+  diagnostics_channel.subscribe('hermod:message:duplicate', (e) => {
+    if (invalid()) log.warn(`ignoring duplicate message ${(e as DuplicateMessageEvent).uniqueId}`);
   });
 
   // Installed before start(): a signal while connecting stops at once instead of being lost.

@@ -16,6 +16,7 @@ export type {
   CallEvent,
   ConnectionState,
   ConnectionStateEvent,
+  DuplicateMessageEvent,
   InvalidMessageEvent,
   NotificationEvent,
   ServerRequestEvent,

@@ -20,6 +20,8 @@ export const channels = {
   serverRequest: diagnostics_channel.channel('hermod:rpc:server:request'),
   /** {@link InvalidMessageEvent} when a listener drops a message it cannot decode. */
   invalidMessage: diagnostics_channel.channel('hermod:message:invalid'),
+  /** {@link DuplicateMessageEvent} when a listener drops a copy of a message it already received. */
+  duplicateMessage: diagnostics_channel.channel('hermod:message:duplicate'),
   /** {@link ConnectionStateEvent} on connection state changes of any driver. */
   connection: diagnostics_channel.channel('hermod:connection:state'),
   /** {@link NotificationEvent} when a listener endpoint fails or a notification is dropped. */
@@ -104,6 +106,17 @@ export interface InvalidMessageEvent {
   where: string;
   error: Error;
   size?: number;
+}
+
+/**
+ * Published on `hermod:message:duplicate`: a request or notification carrying the `_unique_id`
+ * of one received before (RabbitMQ), acknowledged and not run again, as oslo drops it.
+ */
+export interface DuplicateMessageEvent {
+  /** `rpc server` or `notification listener`. */
+  where: string;
+  /** The sender's `_unique_id`: peer text, cut to 100 characters. */
+  uniqueId: string;
 }
 
 /** Connection state changes, emitted as `'state'` events by every driver. */

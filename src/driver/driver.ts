@@ -89,6 +89,12 @@ export interface ListenOptions {
   /** Malformed input: the listener has already settled it; this only reports. */
   onInvalid?: InvalidMessageHandler;
   /**
+   * A copy of a message already received (RabbitMQ's `_unique_id`): the listener has settled
+   * it, not handed it over (or, when the first copy was still running, refused its
+   * acknowledge()), and published it on `hermod:message:duplicate`; this only counts.
+   */
+  onDuplicate?: () => void;
+  /**
    * Aborting it while the subscription is still being made (connecting, reconnecting, declaring)
    * gives up at once: `listen` rejects with ClosedError and nothing stays open.
    */

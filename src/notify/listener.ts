@@ -72,6 +72,11 @@ export interface NotificationListenerStats {
   failed: number;
   /** Malformed: not decodable, or without priority or event type. */
   invalid: number;
+  /**
+   * Copies of a notification already received (the same `_unique_id`, RabbitMQ), acknowledged
+   * and not handed to the endpoints; one arriving while the first copy ran may have run too.
+   */
+  duplicates: number;
   /** Work running now: notifications, or batches in batch mode. */
   inFlight: number;
   /** Notifications taken but not started: waiting for a slot, or for their batch to fill. */
@@ -115,7 +120,7 @@ export class NotificationListener {
   private batch: Parsed[] = [];
   private batchTimer: NodeJS.Timeout | undefined;
   private readonly requeues = new Map<string, number>();
-  private readonly counts = { handled: 0, requeued: 0, dropped: 0, failed: 0, invalid: 0 };
+  private readonly counts = { handled: 0, requeued: 0, dropped: 0, failed: 0, invalid: 0, duplicates: 0 };
 
   constructor(
     private readonly transport: Transport,
@@ -186,6 +191,7 @@ export class NotificationListener {
         prefetch: this.batching ? Math.max(this.concurrency, this.options.batchSize!) : this.concurrency,
         onMessage: (m) => this.onMessage(m),
         onInvalid: (error, raw) => this.invalid(error, raw.size),
+        onDuplicate: () => this.counts.duplicates++,
         signal: this.stopping.signal,
         ...(this.options.tap ? { tap: true } : {}),
       });
@@ -465,6 +471,11 @@ export class NotificationListener {
     // that comes back is the one handled (at-least-once). Counting this one too counted every
     // such notification twice.
     if (!p.incoming.acknowledge()) {
+      // Another copy (the same _unique_id) was acknowledged first: counted in duplicates by the driver.
+      if (!p.incoming.stale()) {
+        p.incoming.done();
+        return;
+      }
       this.counts.requeued++;
       publish(channels.notification, {
         eventType,

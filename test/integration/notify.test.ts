@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
 import {
   type BatchedNotification,
+  type DuplicateMessageEvent,
   defaultConfig,
   getTransport,
   type InvalidMessageEvent,
@@ -98,6 +99,62 @@ bad('garbage, unknown priorities and missing fields are settled and counted; the
       ],
     );
     await l.stop();
+  }),
+);
+bad('notifications sharing a _unique_id: the copies are counted, published and logged, not dropped unseen', () =>
+  inVhost('dup', async ({ url, tr, raw }) => {
+    const dups: DuplicateMessageEvent[] = [];
+    const onDup = (e: unknown) => void dups.push(e as DuplicateMessageEvent);
+    diagnostics_channel.subscribe('hermod:message:duplicate', onDup);
+    const c = new Collector();
+    const l = new NotificationListener(tr, [new Target({ topic: 'nd' })], [c]);
+    await l.start();
+    const ch = await raw.createConfirmChannel();
+    // A third-party publisher reusing one template, _unique_id included.
+    const send = (i: number, uniqueId = 'same-unique-id') =>
+      ch.publish(
+        'openstack',
+        'nd.info',
+        Buffer.from(
+          JSON.stringify({
+            'oslo.version': '2.0',
+            'oslo.message': JSON.stringify({
+              message_id: `m-${i}`,
+              publisher_id: 'tpl',
+              event_type: `dup.${i}`,
+              priority: 'INFO',
+              payload: { i },
+              _unique_id: uniqueId,
+            }),
+          }),
+        ),
+      );
+    for (let i = 1; i <= 3; i++) send(i);
+    await ch.waitForConfirms();
+    await until(() => l.stats().handled + l.stats().duplicates === 3, `all three settled (${JSON.stringify(l.stats())})`);
+    diagnostics_channel.unsubscribe('hermod:message:duplicate', onDup);
+    assert.is(l.stats().duplicates, 2, JSON.stringify(l.stats()));
+    assert.is(l.stats().handled, 1);
+    assert.equal(dups, [
+      { where: 'notification listener', uniqueId: 'same-unique-id' },
+      { where: 'notification listener', uniqueId: 'same-unique-id' },
+    ]);
+    await l.stop();
+    await l.wait(1000);
+    // notify-listen says so, as oslo logs "ignoring duplicate message".
+    const cli = startCli('notify-listen', ['--topic', 'nd', '--priority', 'info', '--count', '2', '--transport-url', url], {
+      killAfterMs: 20_000,
+    });
+    await until(() => /listening on/.test(cli.err), `notify-listen listening (${cli.err})`, 10_000);
+    send(4);
+    await until(() => cli.out.includes('dup.4'), `the first printed (${cli.out})`);
+    send(5);
+    send(6, 'another-unique-id');
+    await ch.waitForConfirms();
+    assert.is(await cli.exited, 0, cli.err);
+    assert.not.match(cli.out, /dup\.5/);
+    assert.match(cli.out, /dup\.6/);
+    assert.match(cli.err, /WARN .*ignoring duplicate message same-unique-id/);
   }),
 );
 bad('notify-listen logs each notification it settles unprinted, at the default level', () =>

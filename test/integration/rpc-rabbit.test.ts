@@ -175,6 +175,9 @@ t('bad input at a server: no envelope, bad JSON, wrong version, bad fields, dupl
     invalid++;
   };
   diag('hermod:message:invalid').subscribe(onInvalid);
+  const duplicates: unknown[] = [];
+  const onDuplicate = (e: unknown) => void duplicates.push(e);
+  diag('hermod:message:duplicate').subscribe(onDuplicate);
   try {
     const m = await raw(ctx);
     const ch = await m.createChannel();
@@ -224,6 +227,8 @@ t('bad input at a server: no envelope, bad JSON, wrong version, bad fields, dupl
         .sort(),
       [1, 5],
     );
+    // Dropped, and said: before, the copy went without a trace.
+    assert.equal(duplicates, [{ where: 'rpc server', uniqueId: 'dup-1' }]);
     // The 17 MiB body reaches the consumer last and at its own pace: wait for it, not a fixed time.
     await until(() => invalid >= 5, `invalid messages reported (${invalid})`, 10000);
     // Everything was settled: nothing left in the queue, and the server still serves.
@@ -239,6 +244,7 @@ t('bad input at a server: no envelope, bad JSON, wrong version, bad fields, dupl
     assert.is(await c.call({}, 'add', { a: 3, b: 3 }), 6);
   } finally {
     diag('hermod:message:invalid').unsubscribe(onInvalid);
+    diag('hermod:message:duplicate').unsubscribe(onDuplicate);
   }
 });
 

@@ -412,7 +412,17 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
     await listen(ctx, [tp], [other]);
     await l1.stop();
     assert.equal(await l1.wait(50), { completed: 0, aborted: 1 });
-    assert.equal(l1.stats(), { handled: 1, requeued: 1, dropped: 0, failed: 0, invalid: 0, inFlight: 0, queued: 0, aborted: 1 });
+    assert.equal(l1.stats(), {
+      handled: 1,
+      requeued: 1,
+      dropped: 0,
+      failed: 0,
+      invalid: 0,
+      duplicates: 0,
+      inFlight: 0,
+      queued: 0,
+      aborted: 1,
+    });
     await until(() => other.got.some((g) => g.eventType === 'stuck'), 'the aborted notification reaches the other listener', 10000);
     await sent;
     release();

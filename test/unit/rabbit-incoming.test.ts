@@ -34,6 +34,7 @@ function fixture(uniqueId = 'u-1'): { host: IncomingHost; rec: Recorded; make: (
     reply: async (to, r) => {
       rec.replies.push({ to, ending: r.ending });
     },
+    duplicate: () => {},
   };
   const to: ReplyAddress = { replyQueue: 'reply_q', msgId: 'm-1' };
   const parts: IncomingDict = { ctx: { user: 'u' }, message: { method: 'echo', args: {} }, uniqueId, replyTo: to, callMonitorTimeout: 0 };

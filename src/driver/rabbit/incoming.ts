@@ -15,6 +15,8 @@ export interface IncomingHost {
   readonly acks: TickAcks;
   readonly dedup: DedupRing;
   readonly reply: ReplySender;
+  /** Reports a copy of a message already received, dropped. */
+  readonly duplicate: (uniqueId: unknown) => void;
 }
 
 /**
@@ -71,8 +73,16 @@ export class RabbitIncoming implements IncomingMessage {
     // Its channel is gone, so the broker has requeued it and delivers it again (not from a
     // stream): this copy, still waiting in the server for a slot, must not run as well (oslo discards a request whose
     // acknowledgement fails). A copy of a request another copy already started is dropped too.
-    if ((this.host.dead && this.redelivered) || this.host.dedup.seen(this.uniqueId)) {
-      if (!this.host.dead) this.settle(true);
+    const dead = this.host.dead;
+    if (dead && this.redelivered) {
+      this.msg = undefined;
+      this.uniqueId = undefined;
+      return false;
+    }
+    if (this.host.dedup.seen(this.uniqueId)) {
+      // Not a second acknowledge() of this copy: that has nothing left to report.
+      if (this.msg) this.host.duplicate(this.uniqueId);
+      if (!dead) this.settle(true);
       this.msg = undefined;
       this.uniqueId = undefined;
       return false;

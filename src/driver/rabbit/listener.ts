@@ -1,4 +1,5 @@
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
+import { channels, publish } from '../../core/diagnostics.js';
 import { MessageTooLarge } from '../../core/errors.js';
 import { failureOf } from '../../core/failure.js';
 import type { ListenOptions } from '../driver.js';
@@ -103,7 +104,7 @@ export class RabbitListener implements TrackedListener {
     const ch = await model.createChannel();
     ch.on('error', () => {});
     const acks = new TickAcks(ch, this.o.listen.prefetch);
-    const host: IncomingHost = { dead: false, acks, dedup: this.dedup, reply: this.o.reply };
+    const host: IncomingHost = { dead: false, acks, dedup: this.dedup, reply: this.o.reply, duplicate: this.duplicate };
     // At once: a request waiting for a slot must see it before it starts (see acknowledge).
     ch.once('close', () => {
       host.dead = true;
@@ -204,11 +205,25 @@ export class RabbitListener implements TrackedListener {
     }
     if (this.dedup.seen(data._unique_id)) {
       ackNow(host, msg);
+      this.duplicate(data._unique_id);
       return;
     }
     const parts = splitIncoming(data);
     this.o.listen.onMessage(new RabbitIncoming(host, msg, parts, this.o.kind === 'rpc' ? parts.replyTo : undefined, !stream));
   }
+
+  /**
+   * Reports a copy of a message already received, dropped as oslo drops it ("ignoring duplicate
+   * message"). Before, it went without a trace: a publisher's retry storm, or two publishers
+   * reusing ids, showed as messages that never arrived.
+   */
+  private readonly duplicate = (uniqueId: unknown): void => {
+    publish(channels.duplicateMessage, () => ({
+      where: this.o.kind === 'rpc' ? 'rpc server' : 'notification listener',
+      uniqueId: String(uniqueId).slice(0, 100),
+    }));
+    this.o.listen.onDuplicate?.();
+  };
 
   /** Best effort: an unsupported envelope or a bad field may still name its reply queue. */
   private answerBadCall(content: Buffer, e: Error): void {
