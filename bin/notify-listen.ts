@@ -9,6 +9,7 @@ import { exitOnUsage, failureStatus, fatal, UsageError } from '../src/cli/exit-c
 import { lineBudget, logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
+import { escapeUnsafe } from '../src/core/unsafe-text.js';
 import {
   type ConnectionState,
   type Context,
@@ -140,10 +141,13 @@ async function main(): Promise<void> {
       // and each one after the count goes back to the queue for the next listener.
       if (shutdown.stopping || (o.count !== undefined && seen >= o.count)) return 'requeue';
       announce();
+      // Every field but the priority is the publisher's text: a newline in one forged a second
+      // notification line, an ESC sequence recoloured or retitled the terminal. JSON.stringify
+      // leaves C1 controls, bidi overrides and U+2028 raw, so its output is escaped too.
       const line = o.json
         ? JSON.stringify({ priority: p, publisher_id: publisherId, event_type: eventType, payload, context: ctx, ...metadata })
-        : `${metadata.timestamp ?? ''} ${p.toUpperCase()} ${publisherId} ${eventType} ${JSON.stringify(payload)}`;
-      process.stdout.write(`${line}\n`);
+        : `${String(metadata.timestamp ?? '')} ${p.toUpperCase()} ${publisherId} ${eventType} ${JSON.stringify(payload)}`;
+      process.stdout.write(`${escapeUnsafe(line)}\n`);
       // Its reader went away (`| head`): the line was not read, so the notification goes back to
       // the queue instead of being acknowledged (a failed write marks stdout at once).
       if (process.stdout.errored) return 'requeue';

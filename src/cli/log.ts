@@ -2,7 +2,7 @@
 import * as diagnostics_channel from 'node:diagnostics_channel';
 import { pino } from 'pino';
 import type { HermodConfig } from '../config/index.js';
-import { UNSAFE_CHARS } from '../core/unsafe-text.js';
+import { escapeUnsafe } from '../core/unsafe-text.js';
 
 /** Longest run of non-blank characters a log line keeps: a method name or topic is cut after it. */
 export const MAX_LOG_TOKEN = 200;
@@ -10,12 +10,6 @@ export const MAX_LOG_TOKEN = 200;
 export const MAX_LOG_MESSAGE = 2000;
 /** Longest string field of a JSON log line, after escaping. */
 export const MAX_LOG_FIELD = 200;
-
-const SHORT: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
-
-function escapeUnsafe(s: string): string {
-  return s.replace(UNSAFE_CHARS, (c) => SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
 
 function cut(s: string, max: number): string {
   return s.length > max ? `${s.slice(0, max)}…[+${s.length - max} chars]` : s;

@@ -6,3 +6,14 @@
  */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 export const UNSAFE_CHARS = /[\u0000-\u001f\u007f-\u009f\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+
+const SHORT: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/**
+ * `text` with each {@link UNSAFE_CHARS} character written out as JSON would write it (`\n`,
+ * `\u001b`, `\u202e`): readable, one line, nothing a terminal acts on. Inside a JSON string the
+ * result means the same string, so JSON output may pass through it whole.
+ */
+export function escapeUnsafe(text: string): string {
+  return text.replace(UNSAFE_CHARS, (c) => SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}

@@ -317,4 +317,37 @@ pool("notify-listen --event-type taps: the notifications it skips, and the ones 
     );
   }),
 );
+pool('notify-listen prints what publishers sent as one line each, with no control character reaching the terminal', () =>
+  inVhost('escape', async ({ url, tr }) => {
+    const eventType = 'evil\n2026-01-01 00:00:00.000000 CRITICAL forged.host forged.event {}\u001b[31mRED';
+    const publisherId = 'pub\u001b]0;title\u0007';
+    const payload = { note: 'right\u202eleft\u0085next\u2028sep' };
+    const nt = new Notifier(tr, { publisherId, topics: ['esc'] });
+    await nt.info({ user: 'u\u001b[2J' }, eventType, payload);
+    await nt.info({}, eventType, payload);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: what must not reach the terminal is the point
+    const unsafe = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u202e]/;
+    const text = await runCli('notify-listen', ['--topic', 'esc', '--priority', 'info', '--count', '1', '--transport-url', url], {
+      killAfterMs: 20_000,
+    });
+    assert.is(text.code, 0, text.err);
+    // Before, the event type's newline printed a second, forged CRITICAL line, and the ESC and BEL went to the terminal raw.
+    assert.is(text.out.split('\n').length, 2, JSON.stringify(text.out));
+    assert.not.match(text.out, unsafe);
+    assert.ok(
+      text.out.includes(
+        ' INFO pub\\u001b]0;title\\u0007 evil\\n2026-01-01 00:00:00.000000 CRITICAL forged.host forged.event {}\\u001b[31mRED {"note":"right\\u202eleft\\u0085next\\u2028sep"}',
+      ),
+      text.out,
+    );
+    const json = await runCli('notify-listen', ['--topic', 'esc', '--priority', 'info', '--count', '1', '--json', '--transport-url', url], {
+      killAfterMs: 20_000,
+    });
+    assert.is(json.code, 0, json.err);
+    assert.not.match(json.out, unsafe);
+    // Escaped as JSON escapes: the values read back are the publisher's, unchanged.
+    const got = JSON.parse(json.out);
+    assert.equal([got.publisher_id, got.event_type, got.payload], [publisherId, eventType, payload]);
+  }),
+);
 pool.run();
