@@ -92,7 +92,7 @@ export interface RouterOptions {
  * server fits; a receiver that never grants credit cannot make the router hold more.
  */
 const MULTICAST_BACKLOG_CREDITS = 10;
-/** At most one "connection limit reached" line per this interval. */
+/** At most one line of each kind of repeated refusal (connection limits, address rules) per this interval. */
 const LIMIT_LOG_INTERVAL_MS = 10_000;
 const MULTICAST_BACKLOG_BYTES = 64 * 1024 * 1024;
 
@@ -134,6 +134,8 @@ interface Peer {
   user?: string;
   sessions: number;
   links: number;
+  /** Links refused by the user's address rules, and their log lines. */
+  denied: Throttle;
   timer?: NodeJS.Timeout;
   closing?: boolean;
   /** Gives back what the connection's messages still arriving count against the router's bound. */
@@ -194,11 +196,8 @@ export class Router {
   private readonly users: UserDb | undefined;
   private readonly tls: RouterTls | undefined;
   private refused = 0;
-  /** Sockets refused for the connection limit. */
-  private atLimit = 0;
-  /** When the last "connection limit reached" line was logged, and how many were refused before then. */
-  private limitLoggedAt = 0;
-  private limitRefusedAtLog = 0;
+  /** Lines of sockets refused at a connection limit. */
+  private readonly atLimit = new Throttle();
 
   constructor(options: RouterOptions = {}) {
     this.users = typeof options.users === 'string' ? UserDb.load(options.users) : options.users;
@@ -424,21 +423,15 @@ export class Router {
    */
   private refuseAtLimit(socket: Socket, why: string): void {
     this.refused++;
-    this.atLimit++;
-    const now = Date.now();
-    if (now - this.limitLoggedAt >= LIMIT_LOG_INTERVAL_MS) {
-      const more = this.atLimit - this.limitRefusedAtLog - 1;
-      this.opts.log(`refused ${peerLabel(socket)}: ${why}${more > 0 ? ` (and ${more} more since the last such line)` : ''}`);
-      this.limitLoggedAt = now;
-      this.limitRefusedAtLog = this.atLimit;
-    }
+    const more = this.atLimit.tick();
+    if (more !== undefined) this.opts.log(`refused ${peerLabel(socket)}: ${why}${more}`);
     socket.destroy();
   }
 
   private accept(socket: Socket): void {
     if (socket.destroyed) return;
     const hs = this.handshakes.get(tcpOf(socket));
-    const peer: Peer = { label: hs?.label ?? peerLabel(socket), socket, sessions: 0, links: 0 };
+    const peer: Peer = { label: hs?.label ?? peerLabel(socket), socket, sessions: 0, links: 0, denied: new Throttle() };
     if (hs) hs.peer = peer;
     peer.guard = new SocketGuard(socket, { handshake: this.opts.handshakeFrameSize, maxFrame: this.opts.maxFrameSize }, (reason) => {
       // AMQP 1.0 §2.2: a protocol header the server does not take is answered with the header it
@@ -617,11 +610,28 @@ export class Router {
     return false;
   }
 
-  private deny(link: Sender | Receiver, what: string): void {
+  /**
+   * Refuses a link the user's rules do not allow. A refused link is detached at once, so it never
+   * counts against --max-links: a client attaching forbidden links in a loop wrote one log line
+   * per link (22,000 in 5 s from one connection). Each connection's lines are throttled as
+   * refusals at the connection limits are (per connection, so one client's flood does not hide
+   * another's first refusal), and a connection refused more links than --max-links is closed.
+   */
+  private deny(link: Sender | Receiver, direction: string, address: string | undefined): void {
     const peer = this.peers.get(link.connection);
+    if (peer && peer.denied.count >= this.opts.maxLinks) {
+      this.refuse(peer, 'amqp:unauthorized-access', `more than ${this.opts.maxLinks} links refused by its address rules`);
+      return;
+    }
     this.refused++;
-    this.opts.log(`refused ${peer?.label}${peer?.user ? ` (${peer.user})` : ''}: may not ${what}`);
-    link.close({ condition: 'amqp:unauthorized-access', description: `not allowed to ${what}` } as AmqpError);
+    const more = peer ? peer.denied.tick() : '';
+    if (more !== undefined) {
+      this.opts.log(`refused ${peer?.label}${peer?.user ? ` (${peer.user})` : ''}: may not ${direction} ${logAddress(address)}${more}`);
+    }
+    link.close({
+      condition: 'amqp:unauthorized-access',
+      description: `not allowed to ${direction} ${JSON.stringify(address)}`,
+    } as AmqpError);
   }
 
   private wire(): void {
@@ -682,7 +692,7 @@ export class Router {
       const source = sender.source as { address?: string; dynamic?: boolean } | undefined;
       const rules = this.rulesOf(sender.connection);
       if (rules && !source?.dynamic && !allowed(rules.receive, source?.address ?? '')) {
-        this.deny(sender, `receive from ${JSON.stringify(source?.address)}`);
+        this.deny(sender, 'receive from', source?.address);
         return;
       }
       f.onConsumer(sender);
@@ -693,7 +703,7 @@ export class Router {
       const target = targetAddress(receiver);
       const rules = this.rulesOf(receiver.connection);
       if (rules && target !== undefined && !mayAddress(rules, target)) {
-        this.deny(receiver, `send to ${JSON.stringify(target)}`);
+        this.deny(receiver, 'send to', target);
         return;
       }
       f.onProducer(receiver);
@@ -774,6 +784,34 @@ export class Router {
     const peer = this.peers.get(conn);
     this.opts.log(`connection closed ${peer?.label ?? ''} container=${conn.container_id}`);
   }
+}
+
+/**
+ * One kind of log line at most once per LIMIT_LOG_INTERVAL_MS: the log is the disk's, and a
+ * flood of refusals is the peer's.
+ */
+class Throttle {
+  /** Events so far. */
+  count = 0;
+  private countAtLine = 0;
+  private lineAt = 0;
+
+  /** Counts one event; undefined when its line is held back, else the suffix the line ends with (what was held back). */
+  tick(): string | undefined {
+    this.count++;
+    const now = Date.now();
+    if (now - this.lineAt < LIMIT_LOG_INTERVAL_MS) return undefined;
+    const more = this.count - this.countAtLine - 1;
+    this.lineAt = now;
+    this.countAtLine = this.count;
+    return more > 0 ? ` (and ${more} more since the last such line)` : '';
+  }
+}
+
+/** A peer's address in a log line: quoted (newlines escaped), and cut short when long, since the peer chooses it. */
+function logAddress(address: string | undefined): string {
+  const quoted = JSON.stringify(address) ?? 'undefined';
+  return quoted.length <= 200 ? quoted : `${quoted.slice(0, 200)}…" (${address!.length} characters)`;
 }
 
 /** Whether a user with `rules` may send to `address`: its send prefixes, and always to dynamic (reply) addresses. */

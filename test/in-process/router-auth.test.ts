@@ -186,6 +186,41 @@ t('address rules: bob may attach and send only under work/, anonymous relay incl
   await until(() => r.is_open(), 'alice attached anywhere');
 });
 
+t(
+  'address rules: refused links are logged at most once per 10 s per connection, and a connection refused past maxLinks is closed',
+  async (ctx) => {
+    await startRouter(ctx, { maxLinks: 50 });
+    const bob = (await attempt(ctx, { username: 'bob', password: 'builder' })).conn!;
+    let closed: { condition?: string; description?: string } | undefined;
+    bob.on('connection_error', (e: EventContext) => {
+      closed = e.connection.error as typeof closed;
+    });
+    bob.on('receiver_error', () => {});
+    // One at a time, each detached before the next: as refused links they never counted against
+    // maxLinks, and each wrote a line. The first address is the peer's choice: long, with a forged
+    // log line in it.
+    // The refusal that closes the connection detaches nothing.
+    const gone = new Promise<void>((resolve) => bob.once('connection_error', () => resolve()));
+    const refusedOne = (address: string) =>
+      Promise.race([gone, new Promise<void>((resolve) => bob.open_receiver(address).once('receiver_close', () => resolve()))]);
+    await refusedOne(`evil\n2026-01-01T00:00:00.000Z INFO  hermod-router: forged ${'A'.repeat(50_000)}`);
+    for (let i = 0; i < 100 && !closed; i++) await refusedOne(`forbidden.${i}`);
+    await until(() => closed !== undefined, 'the connection closed');
+    assert.is(closed!.condition, 'amqp:unauthorized-access');
+    assert.match(String(closed!.description), /more than 50 links refused by its address rules/);
+    const lines = ctx.log.filter((l) => l.includes('may not'));
+    assert.is(lines.length, 1, lines.map((l) => l.slice(0, 300)).join('\n'));
+    assert.match(lines[0]!, /^refused 127\.0\.0\.1:\d+ \(bob\): may not receive from "evil\\n2026.*AAA…" \(50\d\d\d characters\)$/);
+    assert.ok(lines[0]!.length < 400);
+    assert.ok(ctx.log.some((l) => /closing 127\.0\.0\.1:\d+ \(bob\): more than 50 links refused/.test(l)));
+    // Another connection's first refusal is still logged.
+    const again = (await attempt(ctx, { username: 'bob', password: 'builder' })).conn!;
+    again.on('receiver_error', () => {});
+    again.open_receiver('secret/inbox');
+    await until(() => ctx.log.filter((l) => l.includes('may not')).length === 2, 'the second connection refusal logged');
+  },
+);
+
 async function transport(ctx: Ctx, url: string): Promise<Transport> {
   const tr = await getTransport(url, { config: defaultConfig() });
   ctx.transports.push(tr);
