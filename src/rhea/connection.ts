@@ -110,3 +110,16 @@ export function clearRheaTimers(conn: Connection): void {
     }
   }
 }
+
+/**
+ * How rhea 3 (transport.js `read`) reports the first protocol header of a peer: which header
+ * its SASL layer (or the absence of one) expected and did not get. `sasl`: a server requiring
+ * SASL got the plain AMQP header; `plain`: a client without SASL got the SASL header (the server
+ * requires a login). Undefined for any other error.
+ */
+export function headerMismatch(err: Error): 'sasl' | 'plain' | undefined {
+  if (err.name !== 'ProtocolError') return undefined;
+  if (err.message === 'Expecting SASL layer') return 'sasl';
+  if (err.message === 'SASL layer not enabled') return 'plain';
+  return undefined;
+}

@@ -3,7 +3,15 @@
  * that a future rhea may change). Each function names the rhea 3 behaviour it relies on; the
  * driver and the router use only these and rhea's typed API.
  */
-export { clearRheaTimers, connectionError, reconnectAfterPlainClose, setSaslCredentials, socketOf, stopReconnect } from './connection.js';
+export {
+  clearRheaTimers,
+  connectionError,
+  headerMismatch,
+  reconnectAfterPlainClose,
+  setSaslCredentials,
+  socketOf,
+  stopReconnect,
+} from './connection.js';
 export {
   markPresettled,
   type OutcomeKind,

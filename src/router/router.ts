@@ -11,6 +11,7 @@ import {
   clearRheaTimers,
   closeNow,
   discarded,
+  headerMismatch,
   installRawDecode,
   installRheaFixes,
   limitIncomingMessages,
@@ -535,6 +536,9 @@ export class Router {
   }
 
   private readError(peer: Peer, err: Error): void {
+    // AMQP 1.0 §2.2, as for a foreign header (see accept): a client that skipped SASL where the
+    // router requires a login gets the SASL header before the close, not a bare close.
+    if (peer.user === undefined && headerMismatch(err) === 'sasl') peer.socket.write(SASL_HEADER);
     const framing = err.name === 'ProtocolError';
     const text = err instanceof RangeError ? `cannot decode a frame: ${err.message}` : err.message;
     this.refuse(peer, framing ? 'amqp:connection:framing-error' : 'amqp:decode-error', text);

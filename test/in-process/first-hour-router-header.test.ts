@@ -78,6 +78,19 @@ t('a router that requires a login answers with the SASL header; other junk gets 
   assert.ok(http.closed);
 });
 
+t('a router that requires a login answers an AMQP 1.0 client that skipped SASL with the SASL header, then closes', async (ctx) => {
+  const file = path.join(ctx.dir, 'users.json');
+  await setPassword(file, 'alice', 'wonderland');
+  const port = await router(ctx, { users: file });
+  const r = await exchange(port, Buffer.from('AMQP\x00\x01\x00\x00', 'latin1'));
+  assert.ok(r.closed, 'the router closed the socket');
+  assert.is(r.got.toString('latin1'), 'AMQP\x03\x01\x00\x00');
+  assert.ok(
+    ctx.log.some((l) => /closing 127\.0\.0\.1:\d+: Expecting SASL layer/.test(l)),
+    ctx.log.join('\n'),
+  );
+});
+
 t('an AMQP 1.0 client is unaffected: its header gets the usual answer and the socket stays open', async (ctx) => {
   const port = await router(ctx);
   const r = await new Promise<Buffer>((resolve) => {

@@ -407,6 +407,21 @@ t('amqp1.saslAnonymous=false: no SASL layer, for a peer that has SASL disabled (
   }
 });
 
+t('amqp1.saslAnonymous=false against a router that requires a login: the error says the router wants a SASL login', async (ctx) => {
+  await startRouter(ctx);
+  const tr = await getTransport(`amqp://127.0.0.1:${ctx.port}/`, {
+    config: defaultConfig(),
+    overrides: { 'amqp1.saslAnonymous': false, 'rpc.retry': 0 },
+  });
+  ctx.transports.push(tr);
+  await rejects(
+    new RPCClient(tr, new Target({ topic: 't' }), { timeout: 3000 }).call({}, 'x'),
+    'HERMOD_ERR_TRANSPORT',
+    /the peer requires a SASL login \(it answered with the SASL protocol header\) and amqp1\.saslAnonymous=false sends none/,
+  );
+  await until(() => ctx.log.some((l) => /closing 127\.0\.0\.1:\d+: Expecting SASL layer/.test(l)), 'the router log');
+});
+
 t('no login in the URL against a router that requires one: AccessRefused at once, saying why (it retried with no reason)', async (ctx) => {
   await startRouter(ctx);
   const t0 = Date.now();

@@ -11,6 +11,7 @@ import { uuidHex } from '../../core/ids.js';
 import {
   clearRheaTimers,
   connectionError,
+  headerMismatch,
   limitIncomingMessages,
   type OutcomeKind,
   reconnectAfterPlainClose,
@@ -284,7 +285,11 @@ export class Amqp1Connection {
       this.readFailed = true;
     });
     conn.on('protocol_error', (err: Error) => {
-      this.lastError = `protocol error: ${err.message}`;
+      // rhea's own words ("SASL layer not enabled") named its setting, not the peer's answer.
+      this.lastError =
+        headerMismatch(err) === 'plain'
+          ? 'the peer requires a SASL login (it answered with the SASL protocol header) and amqp1.saslAnonymous=false sends none: give a username and password in the URL, or leave amqp1.saslAnonymous at true'
+          : `protocol error: ${err.message}`;
       this.readFailed = true;
     });
   }
