@@ -135,8 +135,12 @@ export function decodeRequest(body: unknown, maxSize: number, maxDepth = DEFAULT
   let req = data.request as Record<string, unknown> | undefined;
   if (req && typeof req === 'object' && !Array.isArray(req)) req = open(req, maxDepth);
   if (!req || typeof req !== 'object' || Array.isArray(req)) throw new MalformedMessage('message has no request object');
+  // As on RabbitMQ, where the context is made of _context_* keys and is always an object. A list
+  // reached the endpoints as their context; a string, number or boolean became {} unseen.
+  const ctx = data.context ?? {};
+  if (typeof ctx !== 'object' || Array.isArray(ctx)) throw new MalformedMessage('message context is not a JSON object');
   return {
-    ctx: (data.context && typeof data.context === 'object' ? data.context : {}) as Context,
+    ctx: ctx as Context,
     message: req,
     callMonitorTimeout: typeof data.call_monitor_timeout === 'number' ? data.call_monitor_timeout * 1000 : 0,
   };
