@@ -66,11 +66,15 @@ export interface NotificationListenerStats {
    * to it because the connection they came on dropped before they were acknowledged.
    */
   requeued: number;
-  /** Acknowledged without being handled: unknown priority, or past `redeliveryLimit`. */
+  /** Acknowledged without being handled after requeues past `redeliveryLimit`. */
   dropped: number;
   /** Endpoint methods that threw. */
   failed: number;
-  /** Malformed: not decodable, or without priority or event type. */
+  /**
+   * Malformed, acknowledged and reported on `hermod:message:invalid`: not decodable, without
+   * priority or event type, an unknown priority, a prototype key, or what the serializer or a
+   * publisher_id could not be read as.
+   */
   invalid: number;
   /**
    * Copies of a notification already received (the same `_unique_id`, RabbitMQ), acknowledged
@@ -268,16 +272,13 @@ export class NotificationListener {
       this.invalid(new MalformedMessage('notification without priority or event_type'));
       return undefined;
     }
+    // A publisher's mistake, not the listener's: invalid, as a missing priority is (it was
+    // counted dropped, beside the notifications given up after redeliveryLimit). oslo logs
+    // "Unknown priority" and drops it.
     if (!(PRIORITIES as readonly string[]).includes(priority)) {
       incoming.acknowledge();
       incoming.done();
-      this.counts.dropped++;
-      publish(channels.notification, {
-        eventType: m.event_type,
-        priority,
-        outcome: 'dropped',
-        error: new InvalidArgument(`unknown priority '${priority}'`),
-      });
+      this.invalid(new MalformedMessage(`notification ${m.event_type}: unknown priority '${priority}'`));
       return undefined;
     }
     // Checked as it came over the wire, as RPC requests are: what a serializer makes of it (a
@@ -287,11 +288,12 @@ export class NotificationListener {
       findPrototypeKey(incoming.ctx, 'context') ??
       findPrototypeKey(m.payload, 'payload') ??
       findPrototypeKey({ message_id: m.message_id, timestamp: m.timestamp }, 'metadata');
+    // Hostile input refused before any endpoint ran: invalid. Counted failed, it read as an
+    // endpoint that threw, and sent whoever watched the count to debug their own code.
     if (at !== undefined) {
       incoming.acknowledge();
       incoming.done();
-      this.counts.failed++;
-      publish(channels.notification, { eventType: m.event_type, priority, outcome: 'error', error: notPlainError('notification', at) });
+      this.invalid(notPlainError(`notification ${m.event_type}`, at));
       return undefined;
     }
     const ctxt = this.serializer.deserializeContext(incoming.ctx ?? {});

@@ -10,7 +10,7 @@ import { rheaClose, rheaConnect } from '../support/rhea-peer.js';
 // RabbitMQ: test/integration/hostile-rabbit): a raw rhea peer sends, over the embedded router,
 // oslo amqp1 notification bodies whose payload or context carries prototype-setting keys, in the
 // 2.0 envelope and bare (1.0). None may reach an endpoint (an endpoint that got one would see
-// an object whose prototype the peer chose); each is counted as failed; the clean one arrives
+// an object whose prototype the peer chose); each is counted as invalid; the clean one arrives
 // as own, plain data; Object.prototype stays untouched.
 
 const t = suite('amqp1: notifications carrying __proto__');
@@ -69,7 +69,8 @@ t('a notification whose payload or context sets a prototype reaches no endpoint;
         admin: undefined,
       },
     ]);
-    await until(() => listener.stats().failed === 4, `all four refused notifications counted (${listener.stats().failed})`, 2000);
+    await until(() => listener.stats().invalid === 4, `all four refused notifications counted (${listener.stats().invalid})`, 2000);
+    assert.is(listener.stats().failed, 0, 'no endpoint failed');
     assert.is(({} as Record<string, unknown>).admin, undefined, 'Object.prototype stays clean');
     assert.is(({} as Record<string, unknown>).is_admin, undefined, 'Object.prototype stays clean');
   } finally {
