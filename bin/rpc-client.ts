@@ -12,20 +12,24 @@ import { type RepeatStats, summaryJson, summaryText } from '../src/cli/repeat.js
 import { onOutputClosed } from '../src/cli/shutdown.js';
 import { getTransport, RPCClient, Target, type Transport } from '../src/index.js';
 
-/** The options of `rpc-client job` that take a value (src/cli/jobs-command.ts, commonOptions). */
+/** The options of `rpc-client job` (src/cli/jobs-command.ts, commonOptions): those taking a value, and flags. */
 const JOB_VALUE_OPTIONS = new Set(['--timeout', '--transport-url', '--log-level']);
+const JOB_FLAGS = new Set(['--wait', '--cancel', '--json', '--quiet', '--log-json', '-V', '--version', '-h', '--help']);
 
 /**
- * Where the word `job` of `rpc-client job <token>` is: first, or after options only (`rpc-client
- * --transport-url U job <token>`, which made a call to a topic named job with the token as its
- * method). -1 when the command is a call.
+ * Where the word `job` of `rpc-client job <token>` is: first, or after options of the job command
+ * only (`rpc-client --transport-url U job <token>`, which made a call to a topic named job with
+ * the token as its method). -1 when the command is a call: any other option before it is a call's
+ * (`--server job` names a server).
  */
 function jobWordAt(args: readonly string[]): number {
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === 'job') return i;
-    if (!a.startsWith('-') || a === '-' || a === '--') return -1;
-    if (JOB_VALUE_OPTIONS.has(a)) i++;
+    const name = a.split('=', 1)[0]!;
+    if (JOB_VALUE_OPTIONS.has(name)) {
+      if (name === a) i++;
+    } else if (!JOB_FLAGS.has(a)) return -1;
   }
   return -1;
 }

@@ -56,14 +56,13 @@ export function commonJsSyntaxHint(message: string, file: string): string {
   if (/Top-level await is currently not supported with the "cjs" output format/.test(message)) {
     if (name.endsWith('.cts')) return ' (a .cts file is CommonJS, which has no top-level await: rename it .mts)';
     if (!/\.tsx?$/.test(name) || packageType(path.dirname(abs)) === 'module') return '';
-    return ` (Node reads ${name} as CommonJS, as its package.json does not say "type": "module", and CommonJS has no top-level await: rename it ${name.replace(/\.ts(x?)$/, '.mts$1')}, or set "type": "module")`;
+    // There is no .mtsx: a .tsx file becomes an ES module only by the package's type.
+    const rename = name.endsWith('.ts') ? `rename it ${name.replace(/\.ts$/, '.mts')}, or ` : '';
+    return ` (Node reads ${name} as CommonJS, as its package.json does not say "type": "module", and CommonJS has no top-level await: ${rename}set "type": "module")`;
   }
-  if (
-    !/Unexpected token 'export'|Cannot use import statement outside a module|await is only valid in async functions and the top level bodies of modules/.test(
-      message,
-    )
-  )
-    return '';
+  // Not V8's "await is only valid in async functions…": it says the same of an await in any
+  // function that is not async, which no rename mends.
+  if (!/Unexpected token 'export'|Cannot use import statement outside a module/.test(message)) return '';
   if (!/\.c?js$/.test(name)) return '';
   // In an ES module (a "type": "module" package) the same words are a plain syntax error: an
   // `export` inside a block, say. Renaming the file would change nothing.

@@ -182,6 +182,10 @@ t('bad tokens exit 2 (usage); an unknown job exits 4 (JobNotFound), a lost one 4
   const first = await cli(ctx, ['--json', '--log-level', 'warn', 'job', JSON.stringify(real)]);
   assert.is(first.code, 0, first.stderr);
   assert.is(JSON.parse(first.stdout).method, 'resize');
+  // A call's option whose value is the word job stays a call (--namespace job: no such namespace).
+  const call = await cli(ctx, ['--namespace', 'job', 'img', 'resize', 'ms=1']);
+  assert.is(call.code, 4, call.stderr);
+  assert.match(call.stderr, /unsupported version: .*namespace 'job'/);
 });
 
 t.run();

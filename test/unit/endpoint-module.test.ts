@@ -134,9 +134,11 @@ test('the CommonJS hint is given only where Node reads the file as CommonJS', ()
       commonJsSyntaxHint(tla, path.join(dir, 'ep.cts:1:18')),
       /a \.cts file is CommonJS, which has no top-level await: rename it \.mts/,
     );
-    assert.match(
+    assert.match(commonJsSyntaxHint(tla, path.join(dir, 'ep.tsx:1:18')), /Node reads ep\.tsx as CommonJS.*: set "type": "module"\)$/);
+    // V8 says this of an await in any function that is not async too: no hint a rename would not mend.
+    assert.is(
       commonJsSyntaxHint('await is only valid in async functions and the top level bodies of modules', path.join(dir, 'ep.js')),
-      /Node reads ep\.js/,
+      '',
     );
     writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
     assert.is(commonJsSyntaxHint(message, path.join(dir, 'ep.js:3')), '');

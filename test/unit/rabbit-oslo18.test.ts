@@ -108,20 +108,23 @@ t('queue manager: the members of a group whose leader exited still count togethe
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-qm-'));
   try {
     // A service started in the background by a shell that then ends: the group leader (here a
-    // node process under setsid) forks two workers and exits; they take their names after.
+    // node process under setsid) takes a name while it lives (its start time in the file), forks
+    // two workers and exits; they take their names after (start 0), as a respawned worker would.
     const mod = new URL('../../src/driver/rabbit/queue-manager.js', import.meta.url).href;
-    const worker = (out: string) =>
-      `setTimeout(() => import('${mod}').then((m) => require('node:fs').writeFileSync(${JSON.stringify(out)}, new m.QueueManager('node2', '${proc}').get())), 400)`;
+    const take = (out: string) =>
+      `import('${mod}').then((m) => require('node:fs').writeFileSync(${JSON.stringify(out)}, new m.QueueManager('node2', '${proc}').get()))`;
+    const first = path.join(dir, 'leader');
     const outs = [path.join(dir, 'a'), path.join(dir, 'b')];
-    const leader = outs
+    const spawns = outs
       .map(
-        (o) => `require('node:child_process').spawn(process.execPath, ['-e', ${JSON.stringify(worker(o))}], { stdio: 'ignore' }).unref();`,
+        (o) =>
+          `require('node:child_process').spawn(process.execPath, ['-e', ${JSON.stringify(`setTimeout(() => ${take(o)}, 400)`)}], { stdio: 'ignore' }).unref();`,
       )
       .join('');
-    execFileSync('setsid', [process.execPath, '-e', leader]);
+    execFileSync('setsid', [process.execPath, '-e', `${take(first)}.then(() => { ${spawns} })`]);
     await until(() => outs.every((o) => existsSync(o) && readFileSync(o, 'utf8') !== ''), 'both workers named', 10_000);
-    const names = outs.map((o) => readFileSync(o, 'utf8')).sort();
-    assert.equal(names, [`node2:${proc}:1`, `node2:${proc}:2`], 'two names, not both :1');
+    const names = [first, ...outs].map((o) => readFileSync(o, 'utf8')).sort();
+    assert.equal(names, [`node2:${proc}:1`, `node2:${proc}:2`, `node2:${proc}:3`], 'three names, none given twice');
   } finally {
     rmSync(file, { force: true });
     rmSync(dir, { recursive: true, force: true });

@@ -44,7 +44,9 @@ export class QueueManager {
       // Another group (or the same pgrp number after a reboot or restart): a new service run.
       // With no group to tell runs apart the count goes on: a name is never given twice, and a
       // restart merely does not find its old queues.
-      const sameRun = !this.group || (pg === this.group.pg && start === this.group.start);
+      // A start of 0 (the leader had exited when that process looked) matches on the group
+      // alone: members that looked while it lived wrote its start time, and the two must agree.
+      const sameRun = !this.group || (pg === this.group.pg && (start === this.group.start || start === 0 || this.group.start === 0));
       if (sameRun && Number.isInteger(n) && n! >= 0) counter = n!;
     } catch {
       /* no counter yet */
