@@ -155,8 +155,12 @@ t('a failure whose text fields are objects (a peer\'s {"toString": 1}) still reb
   assert.is(t1.message, '{"toString":1}');
   const j = deserializeFailure({ class: 'JobNotFound', module: 'hermod', message: 42 as unknown as string, tb: [], args: [], kwargs: {} });
   assert.is(j.message, '42');
+  // NoSuchMethod keeps the server's text (it may say where the method is served), its method as JSON text.
   const n = deserializeFailure({ class: 'NoSuchMethod', module: 'hermod', message: 'm', tb: [], args: [], kwargs: { method: hostile } });
-  assert.match(n.message, /\{"toString":1\}/);
+  assert.is(n.message, 'm');
+  assert.is((n as Error & { method?: string }).method, '{"toString":1}');
+  const bare = deserializeFailure({ class: 'NoSuchMethod', module: 'hermod', message: '', tb: [], args: [], kwargs: { method: hostile } });
+  assert.match(bare.message, /^Endpoint does not support RPC method \{"toString":1\}$/);
 });
 
 t.run();
