@@ -14,8 +14,16 @@ export interface RpcRequest {
   version?: string;
 }
 
-/** What a call's reply carries: a result or a failure. */
-export type Reply = { result: unknown; failure?: undefined } | { failure: Failure; result?: undefined };
+/**
+ * What a call's reply carries: a result or a failure. `job` marks a result that is the token of
+ * a job the answering server started for this very request. It travels beside the result, never
+ * in it (as `_hermod_job` in the reply dict, which oslo's reply readers ignore), so a method that
+ * returns a dict shaped like a token is never taken for one.
+ */
+export type Reply = { result: unknown; failure?: undefined; job?: true } | { failure: Failure; result?: undefined; job?: undefined };
+
+/** The reply-dict key of {@link Reply.job} on the oslo wires (RabbitMQ and AMQP 1.0). */
+export const JOB_REPLY_KEY = '_hermod_job';
 
 /** Options of one {@link Driver.send}. Durations in milliseconds. */
 export interface SendOptions {

@@ -26,7 +26,7 @@ import {
   TooManyJobs,
 } from '../jobs/errors.js';
 import { isFinal, type JobStatus } from '../jobs/poller.js';
-import { type JobToken, ownJobToken } from '../jobs/token.js';
+import type { JobToken } from '../jobs/token.js';
 import { RPCClient } from '../rpc/client.js';
 import { describeWhenConnected } from '../rpc/introspection.js';
 import { isRemote } from '../rpc/remote-errors.js';
@@ -504,16 +504,17 @@ export class Invoker {
         return { kind: 'accepted' };
       }
       const sent = Date.now();
-      const server = controls.server ?? r.server ?? null;
       if (startJob) {
-        let answer: unknown;
+        let answer: { result: unknown; token: JobToken | undefined };
         try {
-          answer = await this.cuttable(client.call({ ...ctx, [START_HINT]: 'start' }, r.method, args));
+          answer = await this.cuttable(client.callOrJob({ ...ctx, [START_HINT]: 'start' }, r.method, args));
         } catch (err) {
           throw publicJobError(err);
         }
-        const token = this.ownToken(route, server, answer);
-        if (!token) return { kind: 'result', result: this.checkedResult(route, answer) };
+        // Only a reply its server marked as a job's is one: an oslo server ignores the start hint
+        // and answers with the method's result, whatever it looks like.
+        const token = answer.token;
+        if (!token) return { kind: 'result', result: this.checkedResult(route, answer.result) };
         if (startJob.waitMs <= 0) return { kind: 'job', token };
         try {
           const job = this.client.job(token, ctx);
@@ -525,32 +526,13 @@ export class Invoker {
           throw publicJobError(err);
         }
       }
-      let result = await this.cuttable(client.call(ctx, r.method, args));
+      const answer = await this.cuttable(client.callOrJob(ctx, r.method, args));
       // The whole request within its timeout: the job gets what the call left of it.
-      const token = this.ownToken(route, server, result);
-      if (token) {
-        try {
-          result = await this.follow(ctx, token, sent + timeout, timeout, route.name);
-        } catch (err) {
-          // Not this call's job after all (its server's job runs another method): data.
-          if (!(err instanceof InvalidJobToken)) throw err;
-        }
-      }
+      const result = answer.token ? await this.follow(ctx, answer.token, sent + timeout, timeout, route.name) : answer.result;
       return { kind: 'result', result: this.checkedResult(route, result) };
     } finally {
       this.leave(controls.client);
     }
-  }
-
-  /** The token of this call's own job when `answer` is one (see {@link ownJobToken}). */
-  private ownToken(route: CompiledRoute, server: string | null, answer: unknown): JobToken | undefined {
-    const r = route.route;
-    return ownJobToken(answer, {
-      topic: r.topic,
-      method: r.method,
-      exchange: r.exchange ?? this.transport.config.controlExchange,
-      server,
-    });
   }
 
   /** `result`, unless it breaks the route's result schema (BadResult, 502). */

@@ -65,6 +65,8 @@ export class JobRunner {
   readonly instance = uuidHex();
   private stopping: JobStopStrategy | undefined;
   private readonly endedDuringStop = new Set<JobRecord>();
+  /** The tokens handed to callers, until their reply objects are collected. */
+  private readonly tokens = new WeakSet<object>();
 
   constructor(
     private readonly o: JobRunnerOptions,
@@ -344,8 +346,16 @@ export class JobRunner {
     return Array.isArray(marked) && marked.includes(req.method);
   }
 
+  /**
+   * Whether `value` is a token this runner answered a call with: the server marks that reply
+   * (`Reply.job`), so that only such tokens are followed, never a result shaped like one.
+   */
+  issued(value: unknown): boolean {
+    return value !== null && typeof value === 'object' && this.tokens.has(value);
+  }
+
   private tokenOf(r: JobRecord): JobToken {
-    return {
+    const token: JobToken = {
       hermod_job: 1,
       job_id: r.id,
       server: this.o.server,
@@ -354,5 +364,7 @@ export class JobRunner {
       method: r.method,
       instance: this.instance,
     };
+    this.tokens.add(token);
+    return token;
   }
 }

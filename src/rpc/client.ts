@@ -9,7 +9,7 @@ import { type Context, NoOpSerializer, type Serializer } from '../core/serialize
 import { assertOptions } from '../core/suggest.js';
 import { Target, type TargetOverrides, versionIsCompatible } from '../core/target.js';
 import { clientSpan } from '../core/tracing.js';
-import type { RpcRequest } from '../driver/driver.js';
+import type { Reply, RpcRequest } from '../driver/driver.js';
 import { START_HINT } from '../jobs/context.js';
 import { InvalidJobToken } from '../jobs/errors.js';
 import { Job } from '../jobs/job.js';
@@ -277,12 +277,31 @@ export class RPCClient {
     this.target.assertCallable();
     checkCallOptions(options, 'call options');
     const reply = await this.callOnce(ctx, method, args, options);
-    const token = this.opts.followJobs ? this.ownJob(reply, method) : undefined;
-    if (!token) return this.opts.serializer.deserializeEntity(ctx, reply) as R;
+    const token = reply.job && this.opts.followJobs ? this.ownJob(reply.result, method) : undefined;
+    if (!token) return this.opts.serializer.deserializeEntity(ctx, reply.result) as R;
     return this.jobOf<R>(token, ctx).result({ timeout: options.jobTimeout ?? this.opts.jobTimeout });
   }
 
-  /** The token of this call's own job when `reply` is one (see {@link ownJobToken}). */
+  /**
+   * {@link call} that does not follow a job: resolves with `{ result, token }`, where `token` is
+   * set (and `result` is that token) only when the server made this call a job and marked its
+   * reply so. For callers that decide themselves whether to wait (the gateway does). Unlike
+   * `call()` with `followJobs: false`, a result that merely looks like a token is told apart.
+   */
+  async callOrJob(
+    ctx: Context,
+    method: string,
+    args?: Record<string, unknown>,
+    options: CallOptions = {},
+  ): Promise<{ result: unknown; token: JobToken | undefined }> {
+    this.target.assertCallable();
+    checkCallOptions(options, 'call options');
+    const reply = await this.callOnce(ctx, method, args, options);
+    const token = reply.job ? this.ownJob(reply.result, method) : undefined;
+    return { result: token ?? this.opts.serializer.deserializeEntity(ctx, reply.result), token };
+  }
+
+  /** The token of this call's own job (see {@link ownJobToken}); only asked of a reply marked as a job's. */
   private ownJob(reply: unknown, method: string): JobToken | undefined {
     const t = this.target;
     return ownJobToken(reply, { topic: t.topic, method, exchange: t.exchange ?? this.transport.config.controlExchange, server: t.server });
@@ -297,9 +316,11 @@ export class RPCClient {
     this.target.assertCallable();
     checkCallOptions(options, 'start options');
     const reply = await this.callOnce({ ...ctx, [START_HINT]: 'start' }, method, args, options);
-    if (!isJobToken(reply))
+    // Only a reply the server marked: a server that does not run jobs (oslo's) answers with the
+    // method's result, which may look like a token.
+    if (!reply.job || !isJobToken(reply.result))
       throw new InvalidJobToken(`${method} answered with a plain result, not a job token: the server does not run jobs`);
-    return this.jobOf<R>(parseJobToken(reply), ctx);
+    return this.jobOf<R>(parseJobToken(reply.result), ctx);
   }
 
   /**
@@ -326,12 +347,14 @@ export class RPCClient {
         retry: this.opts.retry,
         allowedRemoteExmods: this.opts.allowed,
         followJobs: false,
-      }).callOnce(c, m, a, {});
+      })
+        .callOnce(c, m, a, {})
+        .then((r) => r.result);
     return new Job<R>(new JobPoller(token, poll, ctx, options), (v) => this.opts.serializer.deserializeEntity(ctx, v));
   }
 
   /** One request and its reply (the wire result, not deserialized). */
-  private async callOnce(ctx: Context, method: string, args: Record<string, unknown> | undefined, options: CallOptions): Promise<unknown> {
+  private async callOnce(ctx: Context, method: string, args: Record<string, unknown> | undefined, options: CallOptions): Promise<Reply> {
     const { request, ctx: wireCtx } = this.build(ctx, method, args);
     const timeout = options.timeout ?? this.opts.timeout;
     const started = performance.now();
@@ -360,7 +383,7 @@ export class RPCClient {
       if (!reply) throw new InvalidArgument('driver returned no reply for a call');
       // Any failure a peer sent, falsy ones too (`"0"`, `"false"`): a falsy test made those calls succeed.
       if (reply.failure !== undefined && reply.failure !== null) throw deserializeFailure(reply.failure, this.opts.allowed);
-      return reply.result;
+      return reply;
     } catch (err) {
       error = err as Error;
       throw err;

@@ -30,7 +30,7 @@ export function heartbeatInterval(callMonitorTimeoutMs: unknown): number | undef
   return Math.min(intervalS * 1000, MAX_HEARTBEAT_INTERVAL_MS);
 }
 
-type ReplyBody = { result: unknown } | { failure: ReturnType<typeof serializeFailure> };
+type ReplyBody = { result: unknown; job?: true } | { failure: ReturnType<typeof serializeFailure> };
 
 /** What a request needs from the server that received it. */
 export interface RequestHost {
@@ -108,7 +108,7 @@ export class ServerRequest implements Work {
         () => this.event(),
         () => (jobs && incoming.expectsReply ? jobs.run(incoming.ctx, req, this.abandoned, dispatch) : dispatch(incoming.ctx)),
       );
-      reply = { result };
+      reply = jobs?.issued(result) ? { result, job: true } : { result };
     } catch (err) {
       [error, outcome] = classify(err);
       reply = { failure: serializeFailure(err, { includeTraceback: this.host.sendTraceback }) };

@@ -125,10 +125,12 @@ t('--start --wait prints the token, follows progress on stderr, prints the resul
 t(
   'a bounded wait: job --wait --timeout and a call past jobs.jobTimeout exit 3 (JobTimeout) while the job runs on; bad combinations exit 2',
   async (ctx) => {
-    const started = await cli(ctx, ['img', 'resize', 'ms=8000', 'steps=4', '--start']);
+    // 20 s: the check that it runs on comes after two CLIs ran and a third started, which took
+    // over 8 s on a loaded machine (the job had ended by then). Cancelled at the end.
+    const started = await cli(ctx, ['img', 'resize', 'ms=20000', 'steps=4', '--start']);
     assert.is(started.code, 0, started.stderr);
     const token = started.stdout.trim();
-    // Both at once (each CLI takes a second or more to start on a loaded machine): the job lasts 8 s.
+    // Both at once (each CLI takes a second or more to start on a loaded machine).
     const t0 = performance.now();
     const [bounded, call] = await Promise.all([
       cli(ctx, ['job', token, '--wait', '--timeout', '1', '--json', '--quiet']),
@@ -147,6 +149,7 @@ t(
     assert.ok(took < 7000, `both gave up before the job's end (${took.toFixed(0)} ms)`);
     const still = await cli(ctx, ['job', token]);
     assert.match(still.stdout, /^resize running/, 'the job runs on');
+    assert.is((await cli(ctx, ['job', token, '--cancel'])).code, 0);
 
     for (const [args, message] of [
       [['job', token, '--wait', '--timeout', 'abc'], /--timeout.*needs a number of seconds > 0/],

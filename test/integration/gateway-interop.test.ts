@@ -47,6 +47,7 @@ for (const [name, broker] of BROKERS) {
         { topic: 'py', method: 'fail' },
         { topic: 'py', method: 'sleep' },
         { topic: 'py', method: 'bump' },
+        { topic: 'py', method: 'echo' },
       ],
     });
     try {
@@ -98,6 +99,22 @@ for (const [name, broker] of BROKERS) {
       assert.is(js202.status, 202, JSON.stringify(js202.json));
       const polled = await http(url, 'GET', `/v1/jobs/${js202.json.job}?wait=5`);
       assert.is(polled.json.result, 20);
+      // A Python result shaped like the token of that very call is data, started or not: only a
+      // reply a hermod server marked is a job's. Before the marker it became a job reference
+      // (202), and a plain call polled the Python server's missing jobs endpoint (404).
+      const shaped = {
+        hermod_job: 1,
+        job_id: 'a'.repeat(32),
+        server: 'p1',
+        topic: 'py',
+        exchange: 'openstack',
+        method: 'echo',
+        instance: 'b'.repeat(32),
+      };
+      const echoed = await http(url, 'POST', '/v1/py/echo', { value: shaped });
+      assert.equal([echoed.status, echoed.json], [200, { result: shaped }]);
+      const echoed202 = await http(url, 'POST', '/v1/py/echo', { value: shaped }, { prefer: 'respond-async' });
+      assert.equal([echoed202.status, echoed202.json], [200, { result: shaped }]);
     } finally {
       await gw.stop(1000);
       await server.stop();

@@ -429,6 +429,21 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     // and a malformed one made call() fail with InvalidJobToken.
     assert.equal(await c.call({}, 'quick', { x: other.token }), other.token);
     assert.equal(await c.call({}, 'quick', { x: { hermod_job: 1 } }), { hermod_job: 1 });
+    // A token naming this very call's topic, exchange and method (and its server, when the call
+    // names one) is data too: only a reply the server marked as a job's is followed. Before the
+    // marker, call() polled it and failed with the poll's verdict (InvalidJobToken here).
+    const own = { ...other.token, method: 'quick' };
+    assert.equal(await c.call({}, 'quick', { x: own }), own);
+    const direct = c.prepare({ server: 's1' });
+    assert.equal(await direct.call({}, 'quick', { x: own }), own);
+    assert.equal(await c.callOrJob({}, 'quick', { x: own }), { result: own, token: undefined });
+    // A real job is still followed, and callOrJob() hands its token over instead.
+    assert.is(await c.call({}, 'stubborn', { ms: 300 }), 'stubborn done');
+    const deferred = await c.callOrJob({}, 'stubborn', { ms: 300 });
+    assert.ok(deferred.token, 'a long method past jobs.deferAfter answers with its token');
+    assert.is(deferred.result, deferred.token);
+    assert.is(deferred.token.method, 'stubborn');
+    assert.is(await c.job(deferred.token).result(), 'stubborn done');
   });
 
   t('client killed mid-poll and resumed from its serialized token', async (ctx) => {
@@ -601,10 +616,12 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
         sent.push({ priority: 'error', event, state: (p as { state: unknown }).state, ctx: c });
       },
     };
-    await serve(ctx, tp, 's1', new Images(), { jobNotifier: notifier });
+    // A bound of 300 ms, not 50: the 2 ms call must stay a plain call, and on a loaded machine it
+    // once took past 50 ms, became a job and sent two more transitions.
+    await serve(ctx, tp, 's1', new Images(), { jobNotifier: notifier }, { 'jobs.deferAfter': 300 });
     const c = await client(ctx, tp);
-    await c.call({ user: 'n' }, 'resize', { ms: 200 });
-    await rejects(c.call({}, 'resize', { ms: 200, fail: 'nope' }), 'HERMOD_ERR_REMOTE');
+    await c.call({ user: 'n' }, 'resize', { ms: 800 });
+    await rejects(c.call({}, 'resize', { ms: 800, fail: 'nope' }), 'HERMOD_ERR_REMOTE');
     await c.call({}, 'resize', { ms: 2 });
     await until(() => sent.length === 4, 'four transitions');
     assert.equal(

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
-import { sleep } from './assert.js';
+import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import { rejects, sleep } from './assert.js';
 import { Images } from './jobs-cases.js';
 import { OsloPeer, osloAvailable, type PyError } from './oslo.js';
 
@@ -72,6 +72,33 @@ export function jobsInteropSuite(name: string, broker: () => Promise<JobsInterop
       args,
       timeout: 5,
     });
+
+  t("a Python server's result shaped like a job token of that very call is data; start() there is refused", async (ctx) => {
+    const tp = topic();
+    const py = await OsloPeer.start('server', { url: ctx.broker.url, topic: tp, server: 'py1' });
+    try {
+      const tr = await getTransport(ctx.broker.url, { config: defaultConfig() });
+      ctx.transports.push(tr);
+      const client = new RPCClient(tr, new Target({ topic: tp, server: 'py1' }), { timeout: 10_000 });
+      // Everything a token of this call's own job would name: oslo servers answer with what the
+      // method returned, which hermod must not take for a job to poll (the Python server has no
+      // jobs endpoint: that poll failed with NoSuchMethod before the reply marker).
+      const shaped = {
+        hermod_job: 1,
+        job_id: 'a'.repeat(32),
+        server: 'py1',
+        topic: tp,
+        exchange: 'openstack',
+        method: 'echo',
+        instance: 'b'.repeat(32),
+      };
+      assert.equal(await client.call({}, 'echo', { value: shaped }), shaped);
+      assert.equal(await client.callOrJob({}, 'echo', { value: shaped }), { result: shaped, token: undefined });
+      await rejects(client.start({}, 'echo', { value: shaped }), 'HERMOD_ERR_INVALID_JOB_TOKEN', /plain result/);
+    } finally {
+      await py.stop();
+    }
+  });
 
   t('a Python client gets the token dict and polls job_status / job_result to the result', async (ctx) => {
     const tp = topic();

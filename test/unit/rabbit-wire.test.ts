@@ -47,6 +47,11 @@ t('a reply carries the failure as a JSON string; a heartbeat has ending false an
     `{"result":null,"failure":${JSON.stringify(JSON.stringify(failure))},"ending":true,"_msg_id":"m1","_unique_id":"u5"}`,
   );
   assert.equal(replyDict('m1', { ending: false }, 'u6'), { result: null, failure: null, ending: false, _msg_id: 'm1', _unique_id: 'u6' });
+  // A job's token: marked beside the result, and only then.
+  assert.is(
+    JSON.stringify(replyDict('m1', { ending: true, result: { hermod_job: 1 }, job: true }, 'u7')),
+    '{"result":{"hermod_job":1},"failure":null,"ending":true,"_msg_id":"m1","_unique_id":"u7","_hermod_job":1}',
+  );
   assert.equal(parseFailure(JSON.stringify(failure)), failure);
   assert.is(parseFailure('{not json').class, 'MalformedMessage');
 });

@@ -43,6 +43,30 @@ t('old-style replies (result, then ending) are joined; a late copy of the partia
   assert.is(d.partials, 0);
 });
 
+t('the job marker beside the result: exactly 1 marks a reply as a job token on both wires, anything else is a plain result', async () => {
+  const waiter = new ReplyWaiter();
+  const d = new ReplyDispatch(waiter, { maxJsonDepth: 100, maxMessageSize: 1 << 20 });
+  const token = { hermod_job: 1, job_id: 'a'.repeat(32) };
+  const cases: [unknown, boolean][] = [
+    [1, true],
+    [true, false],
+    ['1', false],
+    [2, false],
+    [undefined, false],
+  ];
+  for (const [i, [marker, job]] of cases.entries()) {
+    const call = waiter.wait(`j${i}`, { timeout: 5_000, describe: 'echo' });
+    d.onReply(body({ _msg_id: `j${i}`, result: token, failure: null, ending: true, _hermod_job: marker }));
+    assert.equal(await call, job ? { result: token, job: true } : { result: token }, `rabbit, marker ${String(marker)}`);
+    const decoded = decodeReply({ correlation_id: `j${i}`, body: JSON.stringify({ response: token, _hermod_job: marker }) });
+    assert.equal(
+      decoded,
+      { kind: 'reply', id: `j${i}`, reply: job ? { result: token, job: true } : { result: token } },
+      `amqp1, marker ${String(marker)}`,
+    );
+  }
+});
+
 t('replies for calls nobody waits for, and unreadable bodies, are dropped', () => {
   const waiter = new ReplyWaiter();
   const d = new ReplyDispatch(waiter, { maxJsonDepth: 100, maxMessageSize: 1 << 20 });

@@ -3,7 +3,7 @@ import { MalformedMessage, MessageTooLarge, NestingTooDeep } from '../../core/er
 import { failureOf } from '../../core/failure.js';
 import { DEFAULT_MAX_JSON_DEPTH, parsePeerJson } from '../../core/json.js';
 import type { Context } from '../../core/serializer.js';
-import type { Failure, Reply, RpcRequest } from '../driver.js';
+import { type Failure, JOB_REPLY_KEY, type Reply, type RpcRequest } from '../driver.js';
 import { open, wrap } from '../envelope.js';
 
 /*
@@ -33,7 +33,8 @@ export function notificationBody(
 
 /** The body of a final reply. */
 export function replyBody(reply: Reply): Record<string, unknown> {
-  return reply.failure ? failureBody(reply.failure) : { response: reply.result ?? null };
+  if (reply.failure) return failureBody(reply.failure);
+  return reply.job ? { response: reply.result ?? null, [JOB_REPLY_KEY]: 1 } : { response: reply.result ?? null };
 }
 
 /** The body of a failure reply. */
@@ -76,7 +77,7 @@ export function decodeReply(
   if (body === undefined || body === null) return { kind: 'heartbeat', id };
   const size = bodySize(body);
   if (size > maxSize) return { kind: 'malformed', id, error: new MessageTooLarge(size, maxSize) };
-  let data: { response?: unknown; failure?: unknown };
+  let data: { response?: unknown; failure?: unknown; [JOB_REPLY_KEY]?: unknown };
   try {
     data = parsePeerJson(
       typeof body === 'string'
@@ -107,6 +108,7 @@ export function decodeReply(
       return { kind: 'malformed', id, error: new MalformedMessage(`failure in reply to ${id} is not valid JSON`, { cause: err }) };
     }
   }
+  if (data[JOB_REPLY_KEY] === 1) return { kind: 'reply', id, reply: { result: data.response ?? null, job: true } };
   return { kind: 'reply', id, reply: { result: data.response ?? null } };
 }
 

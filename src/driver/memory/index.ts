@@ -56,7 +56,9 @@ export class MemoryDriver extends DriverBase implements Driver {
           return;
         }
         if (!body.ending) this.waiter.heartbeat(body.msgId);
-        else this.waiter.resolve(body.msgId, body.failure ? { failure: body.failure } : { result: body.result ?? null });
+        else if (body.failure) this.waiter.resolve(body.msgId, { failure: body.failure });
+        else
+          this.waiter.resolve(body.msgId, body.job === true ? { result: body.result ?? null, job: true } : { result: body.result ?? null });
       },
     });
   }

@@ -86,7 +86,9 @@ export class MemoryListener implements TrackedListener {
       expectsReply: Boolean(msgId && replyTo),
       callMonitorTimeout: typeof body.monitor === 'number' ? body.monitor : 0,
       async reply(reply) {
-        send({ msgId: msgId!, ending: true, result: reply.result ?? null, failure: reply.failure ?? null });
+        const body: ReplyBody = { msgId: msgId!, ending: true, result: reply.result ?? null, failure: reply.failure ?? null };
+        if (reply.job) body.job = true;
+        send(body);
       },
       async heartbeat() {
         send({ msgId: msgId!, ending: false, result: null, failure: null });

@@ -21,4 +21,6 @@ export interface ReplyBody {
   ending: boolean;
   result?: unknown;
   failure?: Reply['failure'] | null;
+  /** The result is the token of a job started for this request (see `Reply.job`). */
+  job?: true;
 }

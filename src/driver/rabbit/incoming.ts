@@ -61,7 +61,9 @@ export class RabbitIncoming implements IncomingMessage {
 
   reply(r: Reply): Promise<void> {
     if (!this.to) return Promise.resolve();
-    return this.host.reply(this.to, { ending: true, result: r.result ?? null, failure: r.failure ?? null });
+    const content: ReplyContent = { ending: true, result: r.result ?? null, failure: r.failure ?? null };
+    if (r.job) content.job = true;
+    return this.host.reply(this.to, content);
   }
 
   heartbeat(): Promise<void> {

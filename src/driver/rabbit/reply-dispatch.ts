@@ -1,4 +1,5 @@
 import { MalformedMessage, MessageTooLarge, NestingTooDeep } from '../../core/errors.js';
+import { JOB_REPLY_KEY } from '../driver.js';
 import { peekReplyId, unenvelope } from '../envelope.js';
 import type { ReplyWaiter } from '../reply-waiter.js';
 import { parseFailure } from './wire.js';
@@ -94,6 +95,7 @@ export class ReplyDispatch {
         return;
       }
       this.waiter.resolve(id, { failure: parsed });
-    } else this.waiter.resolve(id, { result: result ?? early?.result ?? null });
+    } else if (data[JOB_REPLY_KEY] === 1) this.waiter.resolve(id, { result: result ?? null, job: true });
+    else this.waiter.resolve(id, { result: result ?? early?.result ?? null });
   }
 }

@@ -4,7 +4,7 @@ import type { Failure } from '../../core/failure.js';
 import { DEFAULT_MAX_JSON_DEPTH, parsePeerJson } from '../../core/json.js';
 import { setOwn } from '../../core/plain.js';
 import type { Context } from '../../core/serializer.js';
-import type { RpcRequest } from '../driver.js';
+import { JOB_REPLY_KEY, type RpcRequest } from '../driver.js';
 
 /**
  * oslo.messaging's rabbit wire format (WIRE.md part 1): the message properties and the keys of
@@ -123,17 +123,21 @@ export interface ReplyContent {
   result?: unknown;
   failure?: Failure | null;
   ending: boolean;
+  /** The result is the token of a job started for this request (see `Reply.job`). */
+  job?: true;
 }
 
 /** A reply dict; the failure travels as a JSON string, as oslo sends it. */
 export function replyDict(msgId: string, reply: ReplyContent, uniqueId: string): Record<string, unknown> {
-  return {
+  const dict: Record<string, unknown> = {
     result: reply.result ?? null,
     failure: reply.failure ? JSON.stringify(reply.failure) : null,
     ending: reply.ending,
     _msg_id: msgId,
     _unique_id: uniqueId,
   };
+  if (reply.job) dict[JOB_REPLY_KEY] = 1;
+  return dict;
 }
 
 /** Where to answer a call: the caller's reply queue and the request's `_msg_id`. */
