@@ -72,7 +72,17 @@ export async function startJob(
   json: boolean,
   waitMs?: number,
 ): Promise<void> {
-  const job = await client.start(ctx, method, args);
+  let job: Job;
+  try {
+    job = await client.start(ctx, method, args);
+  } catch (err) {
+    // An unmarked token of this call (a server older than the marker): printed as a started
+    // job's would be, so `rpc-client job <token>` can follow it; the error still says why.
+    const token =
+      (err as { code?: unknown; token?: unknown }).code === 'HERMOD_ERR_INVALID_JOB_TOKEN' && (err as { token?: unknown }).token;
+    if (token) process.stdout.write(`${JSON.stringify(token)}\n`);
+    throw err;
+  }
   process.stdout.write(`${job.serialized}\n`);
   // --timeout bounds the wait as it does for `rpc-client job <token> --wait` (it was ignored here).
   if (wait) await follow(job, json, waitMs);

@@ -1,6 +1,7 @@
 import { HermodError, MessagingTimeout } from '../core/errors.js';
 import { peerText } from '../core/plain.js';
 import { HERMOD_MODULE, registerRemoteError } from '../rpc/remote-errors.js';
+import type { JobToken } from './token.js';
 
 // Same branding as core/errors.ts: `code` comes from the class's CODE.
 function define(cls: abstract new (...args: never[]) => HermodError, code: string): void {
@@ -30,7 +31,18 @@ export class JobLost extends JobNotFound {
 define(JobLost, 'HERMOD_ERR_JOB_LOST');
 
 /** A job token is not a job token (wrong shape, wrong types, not JSON). */
-export class InvalidJobToken extends HermodError {}
+export class InvalidJobToken extends HermodError {
+  /**
+   * Set by `client.start()` when the answer was this call's own token but its reply was not
+   * marked (a hermod server older than the marker): the job runs, and `client.job(err.token)`
+   * follows it.
+   */
+  readonly token: JobToken | undefined;
+  constructor(message: string, options?: { cause?: unknown; token?: JobToken }) {
+    super(message, options);
+    this.token = options?.token;
+  }
+}
 define(InvalidJobToken, 'HERMOD_ERR_INVALID_JOB_TOKEN');
 
 /** The server already holds `jobs.max` jobs: a new long call is refused before it starts. */

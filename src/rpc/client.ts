@@ -14,7 +14,7 @@ import { START_HINT } from '../jobs/context.js';
 import { InvalidJobToken } from '../jobs/errors.js';
 import { Job } from '../jobs/job.js';
 import { JobPoller, type PollOptions } from '../jobs/poller.js';
-import { isJobToken, type JobToken, ownJobToken, parseJobToken } from '../jobs/token.js';
+import { type JobToken, ownJobToken, parseJobToken } from '../jobs/token.js';
 import type { Transport } from '../transport.js';
 import { MultiCall } from './multicall.js';
 import { deserializeFailure, HERMOD_MODULE, registerRemoteError } from './remote-errors.js';
@@ -277,7 +277,10 @@ export class RPCClient {
     this.target.assertCallable();
     checkCallOptions(options, 'call options');
     const reply = await this.callOnce(ctx, method, args, options);
-    const token = reply.job && this.opts.followJobs ? this.ownJob(reply.result, method) : undefined;
+    // A marked reply is the server's word that this is the token of the job it made of this very
+    // request: no shape check on top (the token's exchange is the server's, which a call routed
+    // by queue name need not have named).
+    const token = reply.job && this.opts.followJobs ? parseJobToken(reply.result) : undefined;
     if (!token) return this.opts.serializer.deserializeEntity(ctx, reply.result) as R;
     return this.jobOf<R>(token, ctx).result({ timeout: options.jobTimeout ?? this.opts.jobTimeout });
   }
@@ -297,11 +300,11 @@ export class RPCClient {
     this.target.assertCallable();
     checkCallOptions(options, 'call options');
     const reply = await this.callOnce(ctx, method, args, options);
-    const token = reply.job ? this.ownJob(reply.result, method) : undefined;
+    const token = reply.job ? parseJobToken(reply.result) : undefined;
     return { result: token ?? this.opts.serializer.deserializeEntity(ctx, reply.result), token };
   }
 
-  /** The token of this call's own job (see {@link ownJobToken}); only asked of a reply marked as a job's. */
+  /** The token of this call's own job when `reply` is shaped as one (see {@link ownJobToken}). */
   private ownJob(reply: unknown, method: string): JobToken | undefined {
     const t = this.target;
     return ownJobToken(reply, { topic: t.topic, method, exchange: t.exchange ?? this.transport.config.controlExchange, server: t.server });
@@ -318,9 +321,17 @@ export class RPCClient {
     const reply = await this.callOnce({ ...ctx, [START_HINT]: 'start' }, method, args, options);
     // Only a reply the server marked: a server that does not run jobs (oslo's) answers with the
     // method's result, which may look like a token.
-    if (!reply.job || !isJobToken(reply.result))
-      throw new InvalidJobToken(`${method} answered with a plain result, not a job token: the server does not run jobs`);
-    return this.jobOf<R>(parseJobToken(reply.result), ctx);
+    if (reply.job) return this.jobOf<R>(parseJobToken(reply.result), ctx);
+    const unmarked = this.ownJob(reply.result, method);
+    if (unmarked) {
+      // The token of this very call, unmarked: a hermod server older than the marker made a job
+      // of it, which runs. The error says so and carries the token, so the job is not lost.
+      throw new InvalidJobToken(
+        `${method} answered with a job token its reply does not mark: a hermod server older than this client made a job of it, which runs (upgrade servers before clients; err.token re-attaches to it), or the method returned a dict shaped like one`,
+        { token: unmarked },
+      );
+    }
+    throw new InvalidJobToken(`${method} answered with a plain result, not a job token: the server does not run jobs`);
   }
 
   /**

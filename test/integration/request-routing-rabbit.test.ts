@@ -1,6 +1,6 @@
 import type { ConsumeMessage } from 'amqplib';
 import * as assert from 'uvu/assert';
-import { defaultConfig, getTransport, RPCClient, Target } from '../../src/index.js';
+import { defaultConfig, getTransport, RPCClient, RPCServer, Target } from '../../src/index.js';
 import { rejects, sleep, until } from '../support/assert.js';
 import { type ModeCtx, modeCases, modeRaw, modeSuite, modeTransport, serveSlow as serve } from '../support/rabbit-mode.js';
 import { rpcSuite } from '../support/rpc-cases.js';
@@ -105,6 +105,33 @@ t('requestRouting=queue: hermod servers on a topic, server-directed calls and fa
   await all.cast({}, 'echo', { v: 'all' });
   assert.is(await one.call({}, 'echo', { v: 'after' }), 'after');
 });
+
+t(
+  "requestRouting=queue: a job's marked reply is followed though the token names the server's exchange, not the one the call named",
+  async (ctx) => {
+    // The call names exchange 'nova', which queue routing ignores; the server runs on 'openstack'
+    // and its token says so. The marked reply is the server's word: call() followed only tokens
+    // matching the call's own exchange, and returned this one as the result.
+    class Long {
+      static long = ['work'];
+      async work(_ctx: unknown, args: { ms: number }) {
+        await sleep(args.ms);
+        return { done: args.ms };
+      }
+    }
+    const s = new RPCServer(await modeTransport(ctx, { 'jobs.deferAfter': 50 }), new Target({ topic: 'lane-jobs', server: 's1' }), [
+      new Long(),
+    ]);
+    await s.start();
+    ctx.servers.push(s);
+    const tr = await modeTransport(ctx, { 'rabbit.requestRouting': 'queue', 'jobs.pollInterval': 20 });
+    const c = new RPCClient(tr, new Target({ topic: 'lane-jobs', exchange: 'nova' }), { timeout: 5000 });
+    assert.equal(await c.call({}, 'work', { ms: 300 }), { done: 300 });
+    const { token } = await c.callOrJob({}, 'work', { ms: 300 });
+    assert.is(token?.exchange, 'openstack');
+    assert.equal(await c.job(token!).result(), { done: 300 });
+  },
+);
 
 t('requestExpiration=false: call requests carry no expiration, so a request nobody took outlives its caller', async (ctx) => {
   const q = await unboundQueue(ctx, 'lane-exp.s1');
