@@ -1,7 +1,7 @@
 import { HermodError, MessagingTimeout } from '../core/errors.js';
 import { peerText } from '../core/plain.js';
 import { HERMOD_MODULE, registerRemoteError } from '../rpc/remote-errors.js';
-import type { JobToken } from './token.js';
+import type { JobToken } from './job-token.js';
 
 // Same branding as core/errors.ts: `code` comes from the class's CODE.
 function define(cls: abstract new (...args: never[]) => HermodError, code: string): void {
