@@ -199,6 +199,8 @@ export class Router {
   private refused = 0;
   /** Lines of sockets refused at a connection limit. */
   private readonly atLimit = new Throttle();
+  /** Lines of failed TLS handshakes (a scanner or a load balancer's probe may fail thousands). */
+  private readonly tlsFailed = new Throttle();
 
   constructor(options: RouterOptions = {}) {
     this.users = typeof options.users === 'string' ? UserDb.load(options.users) : options.users;
@@ -358,7 +360,8 @@ export class Router {
       const hs = this.handshakes.get(tcpOf(socket));
       if (!this.server || hs?.cut) return;
       this.refused++;
-      this.opts.log(`refused ${hs?.label ?? peerLabel(socket)}: TLS handshake failed: ${err.message}`);
+      const more = this.tlsFailed.tick();
+      if (more !== undefined) this.opts.log(`refused ${hs?.label ?? peerLabel(socket)}: TLS handshake failed: ${err.message}${more}`);
     });
     return server;
   }

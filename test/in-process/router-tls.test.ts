@@ -115,6 +115,55 @@ t('TLS: a client that rejects the router certificate is logged with its address:
   assert.is(ctx.router!.stats().refused, 1);
 });
 
+t(
+  'TLS: sockets that hang up or send garbage instead of a handshake: each counted, logged at most once per 10 s with the count since',
+  async (ctx) => {
+    // Each line's time, to send the last socket once the throttle's 10 s are surely over.
+    let lastLineAt = 0;
+    await startRouter(ctx, {
+      // The flood comes from one address: the handshake limit is not what this case is about.
+      maxHandshakesPerAddress: 1000,
+      log: (l) => {
+        ctx.log.push(l);
+        if (l.includes('TLS handshake failed')) lastLineAt = Date.now();
+      },
+    });
+    const failed = () => ctx.log.filter((l) => l.includes('TLS handshake failed'));
+    const n = 200;
+    const t0 = Date.now();
+    for (let i = 0; i < n; i += 20) {
+      await Promise.all(
+        Array.from({ length: 20 }, async (_, j) => {
+          const { socket, closed } = await rawTcp(ctx);
+          // Half hang up at once, half send a request in clear (a client that forgot TLS).
+          if ((i + j) % 2) socket.end('GET / HTTP/1.0\r\n\r\n');
+          else socket.destroy();
+          await closed;
+        }),
+      );
+    }
+    await until(() => ctx.router!.stats().refused >= n, `${n} refusals counted (${ctx.router!.stats().refused})`, 20_000);
+    await sleep(200);
+    assert.is(ctx.router!.stats().refused, n, ctx.log.join('\n'));
+    // One line per started 10 s at most (one on an unloaded machine), naming its socket.
+    const lines = failed();
+    assert.ok(lines.length >= 1 && lines.length <= Math.floor((Date.now() - t0) / 10_000) + 1, lines.join('\n'));
+    for (const l of lines) assert.match(l, /^refused 127\.0\.0\.1:\d+: TLS handshake failed: /);
+    // Past the interval, the next failure is logged with what was held back: every failure is
+    // either a line or in a later line's count.
+    await sleep(Math.max(0, lastLineAt + 11_000 - Date.now()));
+    const last = await rawTcp(ctx);
+    last.socket.destroy();
+    await until(() => failed().length > lines.length, 'the next line', 10_000);
+    const all = failed();
+    assert.is(all.length, lines.length + 1, all.join('\n'));
+    assert.match(all.at(-1)!, / \(and \d+ more since the last such line\)$/);
+    const accounted = all.reduce((sum, l) => sum + 1 + Number(/\(and (\d+) more/.exec(l)?.[1] ?? 0), 0);
+    assert.is(accounted, n + 1, all.join('\n'));
+    assert.is(ctx.router!.stats().refused, n + 1);
+  },
+);
+
 t('TLS: one handshake deadline from TCP connect, TLS included (the AMQP one started over once TLS was done)', async (ctx) => {
   // Wide margins for a loaded machine: TLS gets a second to finish before the deadline, and the
   // old behaviour (closed at 1000 + 2000 ms) is far from the new (2000 ms).
