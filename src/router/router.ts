@@ -153,6 +153,13 @@ const SASL_HEADER = Buffer.from('AMQP\x03\x01\x00\x00', 'latin1');
  * The TCP socket under a TLS socket, or a plain socket itself. The handshake count is kept per TCP
  * socket (all the listener's 'connection' event gives); the TLS socket the router talks AMQP over
  * is another object, and Node links the two only by `_parent` (no public accessor).
+ *
+ * Neither public route keeps client certificates safe (Node 20, 22 and 24): Node verifies a
+ * client's certificate only on the sockets its own tls.Server makes, so a TLSSocket the router
+ * made over the TCP socket (`new tls.TLSSocket(tcp, { isServer: true, … })`) is never
+ * `authorized` and completes TLS with a certificate from any CA, rejectUnauthorized or not; and
+ * from a tls.Server's socket whose handshake failed nothing public leads back to its TCP socket,
+ * not even its address. Should `_parent` go, router-tls.test.ts fails (handshake counts).
  */
 function tcpOf(socket: Socket): Socket {
   return (socket as Socket & { _parent?: Socket | null })._parent ?? socket;

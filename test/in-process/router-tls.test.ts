@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -53,8 +53,8 @@ async function startRouter(ctx: Ctx, o: RouterOptions = {}): Promise<void> {
   ctx.port = await ctx.router.start();
 }
 
-/** A rhea client over TLS (anonymous); resolves with the open connection, or undefined when it was refused. */
-async function tlsClient(ctx: Ctx): Promise<Connection | undefined> {
+/** A rhea client over TLS (anonymous unless `options` give a client certificate); resolves with the open connection, or undefined when it was refused. */
+async function tlsClient(ctx: Ctx, options: Record<string, unknown> = {}): Promise<Connection | undefined> {
   const c = rhea.create_container();
   c.on('error', () => {});
   const conn = c.connect({
@@ -64,6 +64,7 @@ async function tlsClient(ctx: Ctx): Promise<Connection | undefined> {
     transport: 'tls',
     ca: [readFileSync(ctx.pki.ca!)],
     servername: 'localhost',
+    ...options,
   } as never);
   ctx.conns.push(conn);
   return new Promise((resolve) => {
@@ -77,6 +78,25 @@ t('TLS: connections that finished their login do not count against maxHandshakes
   // One after another, each open before the next: never more than one in its handshake.
   for (let i = 0; i < 6; i++) assert.ok(await tlsClient(ctx), `connection ${i + 1} refused:\n${ctx.log.join('\n')}`);
   assert.is(ctx.router!.stats().refused, 0);
+});
+
+t('TLS: a client certificate logs in with SASL EXTERNAL only when the router CA signed it', async (ctx) => {
+  // Another CA's client certificate, with the same CN as the real one.
+  const otherDir = path.join(ctx.dir, 'other');
+  mkdirSync(otherDir);
+  const other = pki(otherDir);
+  await startRouter(ctx, { tls: { cert: ctx.pki.cert!, key: ctx.pki.key!, ca: ctx.pki.ca! } });
+  const login = (p: Record<string, string>) =>
+    tlsClient(ctx, { cert: readFileSync(p.clientCert!), key: readFileSync(p.clientKey!), enable_sasl_external: true });
+  // Node verifies a server-side TLSSocket's peer only for sockets its tls.Server made (a TLSSocket
+  // made by hand over the TCP socket completes TLS with any certificate and is never authorized).
+  assert.not.ok(await login(other), ctx.log.join('\n'));
+  assert.not.ok(
+    ctx.log.some((l) => /user=svc-1/.test(l)),
+    ctx.log.join('\n'),
+  );
+  assert.ok(await login(ctx.pki), ctx.log.join('\n'));
+  await until(() => ctx.log.some((l) => /user=svc-1/.test(l)), 'the certificate CN as the user');
 });
 
 /** A TCP connection to the router that starts a TLS handshake and never finishes it (no ClientHello sent). */
