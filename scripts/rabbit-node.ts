@@ -1,10 +1,11 @@
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { makePki, type TestPki } from './pki.js';
 
 const run = promisify(execFile);
 const SBIN = '/usr/lib/rabbitmq/bin';
@@ -98,104 +99,6 @@ export interface RabbitNodeInfo {
   tlsPort?: number;
   /** With `management: true`: the HTTP API's port (loopback). */
   mgmtPort?: number;
-}
-
-/** Test PKI made with openssl: a CA, and a server certificate for localhost / 127.0.0.1. */
-export interface TestPki {
-  ca: string;
-  cert: string;
-  key: string;
-  otherCa: string;
-  /** A client certificate from the test CA, and one from the other CA (refused by the node). */
-  clientCert: string;
-  clientKey: string;
-  rogueCert: string;
-  rogueKey: string;
-}
-
-function makePki(dir: string): TestPki {
-  const f = (n: string) => path.join(dir, n);
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-  ssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=hermod test CA',
-    '-keyout',
-    f('ca.key'),
-    '-out',
-    f('ca.pem'),
-  );
-  ssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=some other CA',
-    '-keyout',
-    f('other-ca.key'),
-    '-out',
-    f('other-ca.pem'),
-  );
-  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', f('server.key'), '-out', f('server.csr'));
-  writeFileSync(f('san.ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  ssl(
-    'x509',
-    '-req',
-    '-in',
-    f('server.csr'),
-    '-CA',
-    f('ca.pem'),
-    '-CAkey',
-    f('ca.key'),
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    f('san.ext'),
-    '-out',
-    f('server.pem'),
-  );
-  for (const [name, ca] of [
-    ['client', 'ca'],
-    ['rogue', 'other-ca'],
-  ] as const) {
-    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=hermod ${name}`, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`));
-    ssl(
-      'x509',
-      '-req',
-      '-in',
-      f(`${name}.csr`),
-      '-CA',
-      f(`${ca}.pem`),
-      '-CAkey',
-      f(`${ca}.key`),
-      '-CAcreateserial',
-      '-days',
-      '2',
-      '-out',
-      f(`${name}.pem`),
-    );
-  }
-  return {
-    ca: f('ca.pem'),
-    cert: f('server.pem'),
-    key: f('server.key'),
-    otherCa: f('other-ca.pem'),
-    clientCert: f('client.pem'),
-    clientKey: f('client.key'),
-    rogueCert: f('rogue.pem'),
-    rogueKey: f('rogue.key'),
-  };
 }
 
 /**

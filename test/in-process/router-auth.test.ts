@@ -5,11 +5,11 @@ import type { Connection, EventContext } from 'rhea';
 import rhea from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { makePki } from '../../scripts/pki.js';
 import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Router, type RouterOptions } from '../../src/router/router.js';
 import { setPassword, UserDb, verifyPassword } from '../../src/router/users.js';
 import { rejects, until } from '../support/assert.js';
-import { pki } from '../support/pki.js';
 import { rheaClose } from '../support/rhea-peer.js';
 
 interface Ctx {
@@ -320,16 +320,16 @@ t(
 );
 
 t('TLS listener: PLAIN over TLS, and a client certificate logs in with SASL EXTERNAL as its CN', async (ctx) => {
-  const p = pki(ctx.dir);
-  await startRouter(ctx, { tls: { cert: p.cert!, key: p.key!, ca: p.ca! } });
+  const p = makePki(ctx.dir);
+  await startRouter(ctx, { tls: { cert: p.cert, key: p.key, ca: p.ca } });
   assert.match(ctx.router!.url, /^amqps:/);
-  const tlsOpts = { transport: 'tls', ca: [readFileSync(p.ca!)], servername: 'localhost' };
+  const tlsOpts = { transport: 'tls', ca: [readFileSync(p.ca)], servername: 'localhost' };
   const plain = await attempt(ctx, { ...tlsOpts, username: 'alice', password: 'wonderland' });
   assert.ok(plain.conn?.is_open());
   const ext = await attempt(ctx, {
     ...tlsOpts,
-    cert: readFileSync(p.clientCert!),
-    key: readFileSync(p.clientKey!),
+    cert: readFileSync(p.clientCert),
+    key: readFileSync(p.clientKey),
     enable_sasl_external: true,
   });
   assert.ok(ext.conn?.is_open(), JSON.stringify(ext.error));
@@ -356,7 +356,7 @@ t('TLS listener: PLAIN over TLS, and a client certificate logs in with SASL EXTE
     port: 0,
     users: ctx.users,
     allowAnonymous: true,
-    tls: { cert: p.cert!, key: p.key!, ca: p.ca! },
+    tls: { cert: p.cert, key: p.key, ca: p.ca },
     log: (l) => log.push(l),
   });
   const openPort = await open.start();

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,14 +7,14 @@ import type { Connection } from 'rhea';
 import rhea from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { makePki, type TestPki } from '../../scripts/pki.js';
 import { Router, type RouterOptions } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
-import { pki } from '../support/pki.js';
 import { rheaClose } from '../support/rhea-peer.js';
 
 interface Ctx {
   dir: string;
-  pki: Record<string, string>;
+  pki: TestPki;
   router: Router | undefined;
   port: number;
   log: string[];
@@ -23,7 +23,7 @@ interface Ctx {
 }
 const t = suite<Ctx>('router - TLS listener bounds', {
   dir: '',
-  pki: {},
+  pki: {} as TestPki,
   router: undefined,
   port: 0,
   log: [],
@@ -33,7 +33,7 @@ const t = suite<Ctx>('router - TLS listener bounds', {
 
 t.before((ctx) => {
   ctx.dir = mkdtempSync(path.join(tmpdir(), 'hermod-router-tls-'));
-  ctx.pki = pki(ctx.dir);
+  ctx.pki = makePki(ctx.dir);
 });
 t.after((ctx) => rmSync(ctx.dir, { recursive: true, force: true }));
 t.before.each((ctx) => {
@@ -49,7 +49,7 @@ t.after.each(async (ctx) => {
 
 async function startRouter(ctx: Ctx, o: RouterOptions = {}): Promise<void> {
   ctx.log = [];
-  ctx.router = new Router({ port: 0, tls: { cert: ctx.pki.cert!, key: ctx.pki.key! }, log: (l) => ctx.log.push(l), ...o });
+  ctx.router = new Router({ port: 0, tls: { cert: ctx.pki.cert, key: ctx.pki.key }, log: (l) => ctx.log.push(l), ...o });
   ctx.port = await ctx.router.start();
 }
 
@@ -62,7 +62,7 @@ async function tlsClient(ctx: Ctx, options: Record<string, unknown> = {}): Promi
     host: '127.0.0.1',
     reconnect: false,
     transport: 'tls',
-    ca: [readFileSync(ctx.pki.ca!)],
+    ca: [readFileSync(ctx.pki.ca)],
     servername: 'localhost',
     ...options,
   } as never);
@@ -81,21 +81,18 @@ t('TLS: connections that finished their login do not count against maxHandshakes
 });
 
 t('TLS: a client certificate logs in with SASL EXTERNAL only when the router CA signed it', async (ctx) => {
-  // Another CA's client certificate, with the same CN as the real one.
-  const otherDir = path.join(ctx.dir, 'other');
-  mkdirSync(otherDir);
-  const other = pki(otherDir);
-  await startRouter(ctx, { tls: { cert: ctx.pki.cert!, key: ctx.pki.key!, ca: ctx.pki.ca! } });
-  const login = (p: Record<string, string>) =>
-    tlsClient(ctx, { cert: readFileSync(p.clientCert!), key: readFileSync(p.clientKey!), enable_sasl_external: true });
+  await startRouter(ctx, { tls: { cert: ctx.pki.cert, key: ctx.pki.key, ca: ctx.pki.ca } });
+  const login = (cert: string, key: string) =>
+    tlsClient(ctx, { cert: readFileSync(cert), key: readFileSync(key), enable_sasl_external: true });
   // Node verifies a server-side TLSSocket's peer only for sockets its tls.Server made (a TLSSocket
   // made by hand over the TCP socket completes TLS with any certificate and is never authorized).
-  assert.not.ok(await login(other), ctx.log.join('\n'));
+  // The rogue certificate, from another CA, has the same CN as the real one.
+  assert.not.ok(await login(ctx.pki.rogueCert, ctx.pki.rogueKey), ctx.log.join('\n'));
   assert.not.ok(
     ctx.log.some((l) => /user=svc-1/.test(l)),
     ctx.log.join('\n'),
   );
-  assert.ok(await login(ctx.pki), ctx.log.join('\n'));
+  assert.ok(await login(ctx.pki.clientCert, ctx.pki.clientKey), ctx.log.join('\n'));
   await until(() => ctx.log.some((l) => /user=svc-1/.test(l)), 'the certificate CN as the user');
 });
 
@@ -193,7 +190,7 @@ t('TLS: one handshake deadline from TCP connect, TLS included (the AMQP one star
   const t0 = Date.now();
   const closedAt = slow.closed.then(() => Date.now() - t0);
   await sleep(1000);
-  const secure = tls.connect({ socket: slow.socket, ca: [readFileSync(ctx.pki.ca!)], servername: 'localhost' });
+  const secure = tls.connect({ socket: slow.socket, ca: [readFileSync(ctx.pki.ca)], servername: 'localhost' });
   secure.on('error', () => {});
   let tlsDone = false;
   // Raced with the close: a handshake the deadline cut must fail the test, not hang it.
