@@ -8,6 +8,7 @@ import type {
   CallEvent,
   CallStartEvent,
   ConnectionStateEvent,
+  DuplicateMessageEvent,
   GatewayRefusedEvent,
   GatewayRequestEvent,
   InvalidMessageEvent,
@@ -42,6 +43,11 @@ export interface MetricsOptions {
 
 const PRIORITIES = new Set(['audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample']);
 const HTTP_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+/**
+ * The receivers that drop copies by `_unique_id`. The event's `where` is a plain string on a
+ * public channel, so anything else is folded rather than trusted to stay a short, fixed list.
+ */
+const DUPLICATE_WHERE = new Set(['rpc server', 'notification listener']);
 /** prom-client's (and Python prometheus_client's, so oslo.metrics') default buckets, in seconds. */
 const DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -69,8 +75,8 @@ interface Series {
  * Prometheus metrics of everything hermod does in this process, built only from its
  * `node:diagnostics_channel` events: oslo.metrics' RPC server and client series (same names
  * and labels, minus `endpoint` and `process`; the client side adds `method`), plus in-flight
- * calls, outcomes, undeliverable messages, connection state, reconnects, invalid messages and
- * notifications.
+ * calls, outcomes, undeliverable messages, connection state, reconnects, invalid and duplicate
+ * messages, and notifications.
  *
  * `start()` subscribes, `stop()` unsubscribes (series keep their values), `close()` also
  * empties the registry. Nothing is counted while stopped, and nothing costs anything then:
@@ -110,6 +116,7 @@ export class Metrics {
       ['hermod:rpc:client:call', (e) => this.onClientEnd(e as CallEvent)],
       ['hermod:connection:state', (e) => this.onConnection(e as ConnectionStateEvent)],
       ['hermod:message:invalid', (e) => this.m.invalid.at({ where: (e as InvalidMessageEvent).where }).value++],
+      ['hermod:message:duplicate', (e) => this.onDuplicate(e as DuplicateMessageEvent)],
       ['hermod:notify:listener', (e) => this.onNotification(e as NotificationEvent)],
       ['hermod:gateway:request', (e) => this.onGatewayRequest(e as GatewayRequestEvent)],
       ['hermod:gateway:refused', (e) => this.m.gatewayRefused.at({ limit: (e as GatewayRefusedEvent).limit }).value++],
@@ -426,6 +433,11 @@ export class Metrics {
     this.m.gatewaySeconds.at({ route, method }).observe(e.durationMs / 1000);
   }
 
+  private onDuplicate(e: DuplicateMessageEvent): void {
+    // Only `where`: the id is the sender's, one per message, and would make a series per copy.
+    this.m.duplicates.at({ where: DUPLICATE_WHERE.has(e.where) ? e.where : OTHER }).value++;
+  }
+
   private onNotification(e: NotificationEvent): void {
     const p = typeof e.priority === 'string' ? e.priority.toLowerCase() : '';
     this.m.notifications.at({ priority: PRIORITIES.has(p) ? p : OTHER, outcome: e.outcome }).value++;
@@ -479,6 +491,10 @@ function defineMetrics(registry: Registry, buckets: readonly number[]) {
     blocked: gauge('hermod_connection_blocked', '1 while the broker blocks publishing on this connection'),
     reconnects: counter('hermod_connection_reconnects_total', 'Reconnect attempts'),
     invalid: counter('hermod_messages_invalid_total', 'Messages dropped because they could not be decoded'),
+    duplicates: counter(
+      'hermod_messages_duplicate_total',
+      'Requests and notifications dropped as copies of one already received (same _unique_id, RabbitMQ)',
+    ),
     notifications: counter(
       'hermod_notifications_total',
       'Notifications seen by listeners: handled, requeue, dropped, error (an endpoint threw)',
