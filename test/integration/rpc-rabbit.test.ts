@@ -2,7 +2,9 @@ import type { ConsumeMessage } from 'amqplib';
 import * as assert from 'uvu/assert';
 import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { rejects, sleep, until } from '../support/assert.js';
+import { startCli } from '../support/cli-procs.js';
 import { Recorder } from '../support/endpoints.js';
+import { sampleValue, scrape } from '../support/prometheus.js';
 import { type ModeCtx, modeRaw, modeSuite } from '../support/rabbit-mode.js';
 import { sharedVhost } from '../support/rabbit-vhost.js';
 import { rpcSuite } from '../support/rpc-cases.js';
@@ -245,6 +247,73 @@ t('bad input at a server: no envelope, bad JSON, wrong version, bad fields, dupl
   } finally {
     diag('hermod:message:invalid').unsubscribe(onInvalid);
     diag('hermod:message:duplicate').unsubscribe(onDuplicate);
+  }
+});
+
+t('rpc-server logs a duplicate once with its id, runs it once, and a flood of copies stays within its line budget', async (ctx) => {
+  const cli = startCli('rpc-server', ['d1', '--topic', 'cdup', '--transport-url', ctx.url, '--metrics-port', '0'], { killAfterMs: 60_000 });
+  try {
+    await until(() => /serving topic cdup/.test(cli.out), `rpc-server serving (${cli.out}${cli.err})`, 15_000);
+    const metricsUrl = /metrics at (http:\/\/\S+)/.exec(cli.out)?.[1];
+    assert.ok(metricsUrl, cli.out);
+    const ch = await (await raw(ctx)).createConfirmChannel();
+    const { queue: replyQ } = await ch.assertQueue('', { exclusive: true });
+    const replies: Array<Record<string, unknown>> = [];
+    await ch.consume(replyQ, (msg) => void (msg && replies.push(JSON.parse(JSON.parse(msg.content.toString())['oslo.message']))), {
+      noAck: true,
+    });
+    const call = (method: string, msgId: string, uniqueId: string, args = {}) =>
+      ch.publish('openstack', 'cdup', envelope({ method, args, _msg_id: msgId, _reply_q: replyQ, _unique_id: uniqueId }), props);
+    // One request sent twice (a publisher's retry after a lost confirm): one run, one reply, one line.
+    call('echo', 'm-echo', 'cli-dup-1', { value: 7 });
+    call('echo', 'm-echo', 'cli-dup-1', { value: 7 });
+    await ch.waitForConfirms();
+    await until(() => /ignoring duplicate message/.test(cli.err), `the copy logged (${cli.err})`, 10_000);
+    call('info', 'm-info', 'cli-info-1');
+    await ch.waitForConfirms();
+    await until(() => replies.some((r) => r._msg_id === 'm-info'), 'the info reply', 10_000);
+    // The demo endpoints count their runs: echo once, then info.
+    const info = replies.find((r) => r._msg_id === 'm-info')!;
+    assert.is((info.result as { calls: number }).calls, 2, JSON.stringify(info));
+    assert.equal(
+      replies.filter((r) => r._msg_id === 'm-echo').map((r) => r.result),
+      [7],
+    );
+    const dupLines = (id: string) => cli.err.split('\n').filter((l) => l.includes(`ignoring duplicate message ${id}`));
+    assert.is(dupLines('cli-dup-1').length, 1, cli.err);
+    assert.match(dupLines('cli-dup-1')[0]!, /WARN .*rpc-server d1: ignoring duplicate message cli-dup-1$/);
+
+    // A flood of copies: at most 20 lines a second, the rest counted in a line a second.
+    const copies = 2000;
+    const sent = Date.now();
+    call('echo', 'm-flood', 'cli-flood', { value: 8 });
+    for (let i = 0; i < copies; i++) call('echo', 'm-flood', 'cli-flood', { value: 8 });
+    await ch.waitForConfirms();
+    const skipped = () =>
+      [...cli.err.matchAll(/(\d+) more invalid or duplicate message\(s\) in the last second not logged/g)].reduce(
+        (n, m) => n + Number(m[1]),
+        0,
+      );
+    // Every copy is either logged or counted in a summary, which comes when its second ends.
+    await until(
+      () => dupLines('cli-flood').length + skipped() === copies,
+      `all copies accounted for (${dupLines('cli-flood').length} + ${skipped()})`,
+      20_000,
+    );
+    // The windows the CLI used all lie within what the test waited, plus the one it began in.
+    const windows = Math.ceil((Date.now() - sent) / 1000) + 1;
+    const flood = dupLines('cli-flood').length;
+    assert.ok(flood >= 1 && flood <= 20 * windows, `${flood} lines for ${copies} copies in ${windows} s`);
+    const summaries = cli.err.split('\n').filter((l) => l.includes('not logged'));
+    assert.ok(summaries.length >= 1 && summaries.length <= windows, summaries.join('\n'));
+    await until(() => replies.some((r) => r._msg_id === 'm-flood'), "the flood's first copy answered", 10_000);
+    assert.is(replies.filter((r) => r._msg_id === 'm-flood').length, 1);
+    // The same drops in the CLI's metrics.
+    const text = await scrape(metricsUrl!);
+    assert.is(sampleValue(text, 'hermod_messages_duplicate_total', { where: 'rpc server' }), copies + 1);
+  } finally {
+    cli.child.kill('SIGTERM');
+    await cli.exited;
   }
 });
 
