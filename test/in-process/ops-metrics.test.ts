@@ -224,6 +224,69 @@ t('made-up servers and topics cannot grow the client series either, and do not u
   assert.ok(text.split('\n').filter((l) => l.startsWith('hermod_rpc_client_in_flight{')).length <= 4);
 });
 
+t(
+  'thousands of casts to made-up servers at the default budget: the client series stop at the budget, on memory and the router',
+  async (ctx) => {
+    const series = (text: string, name: string) => text.split('\n').filter((l) => l.startsWith(`${name}{`));
+    const servers = (text: string) => new Set([...text.matchAll(/server="(x\d+)"/g)].map((m) => m[1]));
+    // memory:// takes a cast nobody is bound for without a word: each one is a success, so each
+    // made-up server keeps its place, and only the budget (500) stops them.
+    const mem = await setup(ctx, 'memory://ops-metrics-casts', 'mtc');
+    for (let i = 0; i < 3000; i++) await mem.client.prepare({ server: `x${i}` }).cast({}, 'add', { a: 1, b: 1 });
+    let text = await scrape(mem.http.url);
+    // The 500 admitted, plus the fallback of a cast to one server.
+    assert.is(series(text, 'oslo_messaging_rpc_client_invocation_start_total').length, 501);
+    assert.is(servers(text).size, 500);
+    assert.is(
+      sampleValue(text, 'oslo_messaging_rpc_client_invocation_start_total', {
+        call_type: 'cast',
+        exchange: 'openstack',
+        topic: '__other__',
+        namespace: '__other__',
+        version: '__other__',
+        server: '__other__',
+        fanout: 'False',
+        method: '__other__',
+      }),
+      2500,
+    );
+    assert.ok(series(text, 'hermod_rpc_client_in_flight').length <= 3, text);
+    await mem.server.stop();
+    await mem.server.wait(1000);
+    mem.metrics.close();
+
+    // The router releases a message nobody takes, and the cast fails undeliverable: each gives its
+    // place back, and none of them is left as a series.
+    const router = new Router({ port: 0 });
+    const port = await router.start();
+    ctx.closers.push(() => router.stop());
+    const amqp = await setup(ctx, `amqp://127.0.0.1:${port}/`, 'mtc');
+    const quick = amqp.client.prepare({ timeout: 300 });
+    for (let round = 0; round < 10; round++) {
+      const casts = Array.from({ length: 200 }, (_, i) => quick.prepare({ server: `x${round * 200 + i}` }).cast({}, 'add', { a: 1, b: 1 }));
+      for (const r of await Promise.allSettled(casts)) assert.is(r.status, 'rejected');
+    }
+    assert.is(await amqp.client.call({}, 'add', { a: 1, b: 2 }), 3);
+    text = await scrape(amqp.http.url);
+    assert.is(servers(text).size, 0, text);
+    assert.ok(series(text, 'oslo_messaging_rpc_client_invocation_start_total').length <= 4, text);
+    assert.is(
+      sampleValue(text, 'oslo_messaging_rpc_client_invocation_end_total', {
+        call_type: 'call',
+        exchange: 'openstack',
+        topic: 'mtc',
+        namespace: '',
+        version: '',
+        server: '',
+        fanout: 'False',
+        method: 'add',
+      }),
+      1,
+      'a real method called after them has its own series',
+    );
+  },
+);
+
 t('made-up names in flight together, more than the budget: every end finds the series its start counted in', async (ctx) => {
   const { http, client } = await setup(ctx, 'memory://ops-metrics-burst', 'mtb', { maxMethods: 20 });
   // Before: the first ends gave their places back, and the ends of calls that had started under
