@@ -26,7 +26,19 @@ export function hermodRun(args: string[], cwd: string, opts: { group?: boolean }
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: opts.group ?? false,
   });
-  const run: Run = { child, lines: [], err: '', exited: new Promise((r) => child.once('exit', (code) => r(code))) };
+  // On 'close', not 'exit': the output is all read by then, so a failed assertion shows it (a run
+  // once exited by a signal in CI with nothing to show), and a signal is said in err.
+  const run: Run = {
+    child,
+    lines: [],
+    err: '',
+    exited: new Promise((r) =>
+      child.once('close', (code, signal) => {
+        if (signal) run.err += `[hermod run ended by ${signal}]\n`;
+        r(code);
+      }),
+    ),
+  };
   let buf = '';
   const take = (d: Buffer) => {
     buf += d;
