@@ -28,7 +28,7 @@ import {
 import { isFinal, type JobStatus } from '../jobs/poller.js';
 import type { JobToken } from '../jobs/token.js';
 import { RPCClient } from '../rpc/client.js';
-import { describeWhenConnected } from '../rpc/introspection.js';
+import { describeWhenConnected, INTROSPECTION_NAMESPACE } from '../rpc/introspection.js';
 import { isRemote } from '../rpc/remote-errors.js';
 import type { Transport } from '../transport.js';
 import type { Identity } from './auth.js';
@@ -304,6 +304,18 @@ export class Invoker {
     }
   }
 
+  /**
+   * Refuses a call into the servers' reserved `hermod` namespace unless its route declares that
+   * namespace itself. It is protocol, not API: its `jobs`, `job_status` and `job_cancel` take
+   * any job id (every caller's jobs, which the gateway's sealed references keep apart) and
+   * `describe` names the server's host and pid. Reached by `?namespace=hermod`, any holder of
+   * `anyRoles` listed, read and cancelled every user's jobs.
+   */
+  private assertNotReserved(route: CompiledRoute, namespace: string | undefined): void {
+    if (namespace !== INTROSPECTION_NAMESPACE || route.route.namespace === INTROSPECTION_NAMESPACE) return;
+    throw new NotExposed(`namespace ${INTROSPECTION_NAMESPACE} is reserved for hermod's own protocol: ${route.name} is not exposed in it`);
+  }
+
   /** Throws Unauthenticated or Forbidden unless `identity` may use `route`. */
   authorize(route: CompiledRoute, identity: Identity | undefined): void {
     if (route.roles.length === 0) return;
@@ -473,6 +485,7 @@ export class Invoker {
     if (controls.fanout && !route.route.fanout) throw new InvalidArgument(`${route.name} does not allow fanout casts`);
     if (cast && route.route.job) throw new InvalidArgument(`${route.name} runs as a job: it takes no cast`);
     if (!route.declared) this.assertOwnQueue(route, controls.server);
+    this.assertNotReserved(route, controls.namespace);
     this.admit(controls.client);
     const r = route.route;
     const timeout = Math.min(controls.timeout ?? r.timeout ?? this.config.callTimeout, this.config.maxCallTimeout);

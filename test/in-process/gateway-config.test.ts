@@ -262,6 +262,46 @@ for (const [name, broker] of IN_PROCESS) {
       await b.stop();
     }
   });
+  p('the reserved hermod namespace is refused under "any" and on declared routes, unless a route declares it', async () => {
+    const b = await broker();
+    const gw = await harness(b.url, (topic) => ({
+      mappingPolicy: 'any',
+      anyRoles: ['ops'],
+      routes: [
+        { topic, method: 'get' },
+        { topic, method: 'ping', namespace: 'hermod', version: '1.0', rpcName: 'ping' },
+      ],
+      authenticate: () => ({ user: 'op', roles: ['ops'] }),
+    }));
+    try {
+      const { topic } = gw;
+      // Before: 200 with the server's host and pid, every caller's job ids, and any job's state
+      // or its cancellation by id, past the sealed references that keep users' jobs apart.
+      for (const [path, body] of [
+        [`/v1/${topic}/describe?namespace=hermod&server=u1`, {}],
+        [`/v1/${topic}/jobs?namespace=hermod`, {}],
+        [`/v1/${topic}/job_status?namespace=hermod&server=u1`, { job_id: 'x' }],
+        [`/v1/${topic}/job_cancel?namespace=hermod&server=u1`, { job_id: 'x' }],
+        // A declared route in another namespace is not moved into hermod's either.
+        [`/v1/${topic}/get?namespace=hermod`, { id: 1 }],
+      ] as const) {
+        const r = await http(gw.base, 'POST', path, body);
+        assert.equal([r.status, r.json.error?.code], [404, 'HERMOD_ERR_NOT_EXPOSED'], path);
+        assert.match(r.json.error?.message, 'namespace hermod is reserved');
+      }
+      const h = await http(gw.base, 'POST', `/v1/${topic}/describe`, {}, { 'x-hermod-namespace': 'hermod' });
+      assert.equal([h.status, h.json.error?.code], [404, 'HERMOD_ERR_NOT_EXPOSED']);
+      const j = await http(gw.base, 'POST', '/jsonrpc?namespace=hermod', { jsonrpc: '2.0', method: `${topic}.describe`, id: 1 });
+      assert.equal([j.json.error?.code, j.json.error?.data?.code], [-32601, 'HERMOD_ERR_NOT_EXPOSED']);
+      // The operator's explicit route into it is served, and the rest of "any" still works.
+      assert.is((await http(gw.base, 'POST', `/v1/${topic}/ping`, {})).json.result?.pong, true);
+      assert.is((await http(gw.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 'ping', id: 2 })).json.result?.pong, true);
+      assert.equal((await http(gw.base, 'POST', `/v1/${topic}/text?server=u1`, {})).json, { result: 'plain' });
+    } finally {
+      await gw.close();
+      await b.stop();
+    }
+  });
   p.run();
 }
 
