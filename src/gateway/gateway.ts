@@ -104,6 +104,27 @@ export interface Gateway {
   stop(deadlineMs?: number): Promise<{ aborted: number }>;
 }
 
+/**
+ * The Content-Security-Policy of `/docs`. @fastify/swagger-ui's own (`staticCSP: true`) has
+ * `upgrade-insecure-requests`: over plain HTTP under any name but a loopback one, the browser
+ * fetched the page's scripts and styles over https and the page stayed blank. Everything the page
+ * loads and calls is the gateway's own; the one inline style is the `<style>` of Swagger UI's
+ * logo (an SVG in its bundle), allowed by its hash rather than by 'unsafe-inline' (a Swagger UI
+ * whose logo changes shows up as a CSP error in `in-process/gateway-docs`).
+ */
+const DOCS_CSP = [
+  "default-src 'self'",
+  "base-uri 'self'",
+  "form-action 'self'",
+  "frame-ancestors 'self'",
+  "object-src 'none'",
+  "script-src 'self'",
+  "script-src-attr 'none'",
+  "style-src 'self' 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='",
+  "img-src 'self' data:",
+  "font-src 'self' data:",
+].join('; ');
+
 /** After the stop's deadline, how long the 503s of the calls still running get to be written before every connection is cut. */
 const CUT_GRACE_MS = 250;
 
@@ -523,7 +544,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
       await scope.register(swaggerUi, {
         routePrefix: '/docs',
         uiConfig: { validatorUrl: null, tryItOutEnabled: true, displayRequestDuration: true },
-        staticCSP: true,
+        staticCSP: DOCS_CSP,
       });
     }
     const jobs = refs
