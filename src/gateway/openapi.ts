@@ -111,6 +111,18 @@ function hoist(schema: JsonSchema, prefix: string, defs: Hoisted): JsonSchema {
 }
 
 /**
+ * The schema of an alias's path parameter: the property's in the route's `args`, constrained by
+ * the parameter's regular expression if it has one (the router refuses a value that does not
+ * match it: the expression was dropped from the document when `args` named the property).
+ */
+function aliasParamSchema(prop: JsonSchema | undefined, pattern: string | undefined): JsonSchema {
+  if (!prop) return { type: 'string', ...(pattern ? { pattern } : {}) };
+  if (!pattern) return prop;
+  // A property with a pattern of its own keeps it: the value has to match both.
+  return Object.hasOwn(prop, 'pattern') ? { allOf: [prop, { pattern }] } : { ...prop, pattern };
+}
+
+/**
  * An alias's URL, in the router's (find-my-way's) syntax, as an OpenAPI path template and its
  * parameters: `:id` is `{id}`; a parameter's regular expression (`:id(^\d+$)`) constrains its
  * value, so it goes to the parameter's `pattern`, anchored as the router anchors it, not into the
@@ -316,7 +328,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
         name,
         in: 'path',
         required: true,
-        schema: props[name] ?? { type: 'string', ...(pattern ? { pattern } : {}) },
+        schema: aliasParamSchema(props[name], pattern),
       }));
       const hasBody = verb === 'POST' || verb === 'PUT' || verb === 'PATCH';
       if (!hasBody) {

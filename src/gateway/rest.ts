@@ -51,12 +51,31 @@ function bodyObject(body: unknown, route: CompiledRoute): Record<string, unknown
 
 // Path and query values are text; where the route's schema says a property is a number or a
 // boolean, the text is read as one (and left as text when it is not one, for the schema to refuse).
-function coerceTo(value: unknown, schema: JsonSchema | undefined): unknown {
+function coerceScalar(value: unknown, schema: JsonSchema | undefined): unknown {
   if (typeof value !== 'string' || !schema) return value;
   const types = ([] as unknown[]).concat(schema.type ?? []);
   if ((types.includes('integer') || types.includes('number')) && /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(value)) return Number(value);
   if (types.includes('boolean') && (value === 'true' || value === 'false')) return value === 'true';
   return value;
+}
+
+/**
+ * A path or query value read as the property's schema says, as fastify's querystring coercion
+ * would: where the schema is an array, a repeated key (`?ids=1&ids=2`, which the query parser
+ * makes a list) and a single value (`?ids=1`, wrapped) are a list, and each item is read by the
+ * schema of `items`. Before, the OpenAPI document listed such parameters and every way of sending
+ * them was a 400.
+ */
+function coerceTo(value: unknown, schema: JsonSchema | undefined, root: JsonSchema): unknown {
+  if (!schema) return value;
+  const types = ([] as unknown[]).concat(schema.type ?? []);
+  if (!types.includes('array')) return coerceScalar(value, schema);
+  // A text the schema also accepts as text stays text (`type: ["string", "array"]`).
+  if (typeof value === 'string' && types.includes('string')) return value;
+  const list = Array.isArray(value) ? value : typeof value === 'string' ? [value] : undefined;
+  if (!list) return value;
+  const items = schema.items !== null && typeof schema.items === 'object' ? localSchema(root, schema.items as JsonSchema) : undefined;
+  return list.map((v) => coerceScalar(v, items));
 }
 
 async function respond(
@@ -106,7 +125,7 @@ export function registerRest(app: FastifyInstance, invoker: Invoker, maxTimeout:
         // Read per request: a contract the route adopts from its servers arrives after registration.
         const schema = (route.route.args ?? route.contract?.args) as JsonSchema | undefined;
         const props = (schema?.properties ?? {}) as Record<string, JsonSchema>;
-        const coerce = (k: string, v: unknown) => coerceTo(v, Object.hasOwn(props, k) ? localSchema(schema!, props[k]) : undefined);
+        const coerce = (k: string, v: unknown) => (Object.hasOwn(props, k) ? coerceTo(v, localSchema(schema!, props[k]), schema!) : v);
         const args: Record<string, unknown> = { ...bodyObject(request.body, route) };
         // setOwn: `?__proto__=…` is a key the arguments then refuse, not a prototype set in passing.
         for (const [k, v] of Object.entries(request.query ?? {})) setOwn(args, k, coerce(k, v));

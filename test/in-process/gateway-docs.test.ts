@@ -103,6 +103,66 @@ for (const [name, broker] of IN_PROCESS) {
       }
     },
   );
+  t(
+    "an alias's parameters are taken as the document lists them: array query parameters, path parameters with a regular expression and a schema",
+    async (ctx) => {
+      ctx.h = await harness(ctx.broker.url, (topic) => ({
+        routes: [
+          {
+            topic,
+            method: 'echo',
+            alias: 'GET /list',
+            args: {
+              type: 'object',
+              additionalProperties: false,
+              $defs: { n: { type: 'integer' } },
+              properties: { value: { type: 'array', items: { $ref: '#/$defs/n' } } },
+            },
+          },
+          {
+            topic,
+            method: 'get',
+            alias: 'GET /p/:id(^\\d+$)',
+            args: { type: 'object', required: ['id'], properties: { id: { type: 'integer', minimum: 1 } } },
+          },
+          {
+            topic,
+            method: 'text',
+            alias: 'GET /t/:code([a-z]+)',
+            args: { type: 'object', properties: { code: { type: 'string', pattern: '^a' } } },
+          },
+        ],
+      }));
+      const { base, topic } = ctx.h;
+      const doc = (await http(base, 'GET', '/openapi.json')).json;
+      assert.equal(await new Validator().validate(doc), { valid: true });
+      const list = doc.paths['/list'].get.parameters.find((p: Json) => p.name === 'value');
+      assert.equal([list.in, list.schema.type], ['query', 'array']);
+      // Before: 400 "args/value must be array", and "args/value/0 must be integer" for the repeated key.
+      for (const [query, value] of [
+        ['?value=1&value=2', [1, 2]],
+        ['?value=3', [3]],
+        ['?value=-4&value=5&value=6', [-4, 5, 6]],
+      ] as const) {
+        const r = await http(base, 'GET', `/list${query}`);
+        assert.equal([r.status, r.json], [200, { result: value }], query);
+      }
+      const bad = await http(base, 'GET', '/list?value=1&value=x');
+      assert.equal([bad.status, bad.json.error?.code], [400, 'HERMOD_ERR_INVALID_ARGUMENT']);
+      assert.match(bad.json.error.message, 'args/value/1 must be integer');
+      // Before: the schema of args alone, without the pattern the router holds the value to.
+      const id = doc.paths['/p/{id}'].get.parameters.find((p: Json) => p.name === 'id');
+      assert.equal(id.schema, { type: 'integer', minimum: 1, pattern: '^(?:\\d+)$' });
+      assert.is((await http(base, 'GET', '/p/12')).json.result?.id, 12);
+      assert.is((await http(base, 'GET', '/p/1x')).status, 404);
+      const code = doc.paths['/t/{code}'].get.parameters.find((p: Json) => p.name === 'code');
+      assert.equal(code.schema, { allOf: [{ type: 'string', pattern: '^a' }, { pattern: '^(?:[a-z]+)$' }] });
+      assert.equal((await http(base, 'GET', '/t/abc')).json, { result: 'plain' });
+      assert.is((await http(base, 'GET', '/t/bcd')).status, 400);
+      assert.is((await http(base, 'GET', '/t/a1')).status, 404);
+      assert.ok(topic);
+    },
+  );
   t('JSON-RPC names: a route on topic rpc is listed by its rpcName, not by the reserved rpc.* one', async (ctx) => {
     ctx.h = await harness(ctx.broker.url, { routes: [{ topic: 'rpc', method: 'add', rpcName: 'add' }] });
     const doc = (await http(ctx.h.base, 'GET', '/openapi.json')).json;
