@@ -14,7 +14,7 @@ import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import type { GatewayRequestEvent } from '../src/core/diagnostics.js';
 import { keysAuthenticator } from '../src/gateway/auth.js';
 import { hermodSection, mergeGatewayConfig, readGatewayConfig, resolveGatewayConfig } from '../src/gateway/config.js';
-import { createGateway, type Gateway, type GatewayConfig, JOBS_KEY_ENV } from '../src/gateway/index.js';
+import { type ConnectionRefusedEvent, createGateway, type Gateway, type GatewayConfig, JOBS_KEY_ENV } from '../src/gateway/index.js';
 import { ClosedError, defaultConfig, getTransport, loadConfig, type Transport } from '../src/index.js';
 import { exposeMetrics, Metrics, type MetricsServer, parseMetricsAddress, serveClusterMetrics } from '../src/ops/metrics.js';
 import { parseWorkers } from '../src/ops/run/config.js';
@@ -138,6 +138,8 @@ async function main(): Promise<void> {
   let gateway: Gateway | undefined;
   // Installed before connecting: a signal (or the primary's stop) while connecting stops at once.
   let metrics: MetricsServer | undefined;
+  /** Writes the refused-connections line still pending, at the stop (set once the gateway is made). */
+  let flushRefusals = () => {};
   const shutdown = handleShutdown({
     log,
     timeoutMs: shutdownMs,
@@ -146,12 +148,14 @@ async function main(): Promise<void> {
       pending: () => (gateway && gateway.inFlight > 0 ? `${gateway.inFlight} call(s) in flight` : ''),
       aborted: () => aborted,
       graceful: async (deadline) => {
+        flushRefusals();
         if (gateway) aborted = (await gateway.stop(deadline)).aborted;
         await transport?.close();
         await metrics?.close();
         return aborted;
       },
       abort: async () => {
+        flushRefusals();
         gateway?.app.server.closeAllConnections();
         await transport?.close();
         await metrics?.close();
@@ -168,27 +172,44 @@ async function main(): Promise<void> {
   if (worker !== undefined) onPrimaryStop((reason) => shutdown.stop(reason));
   transport = await getTransport(o.transportUrl, { config });
   if (shutdown.stopping) return;
-  // One line when refusing starts, then at most one per interval with the count since.
+  // One line when refusing starts, then at most one per interval with the count since. The
+  // count of refusals past the line is written by a timer at the end of the interval, or at the
+  // stop: written by the next refusal instead, a flood's count came whenever the next flood did
+  // (minutes later, or never for the last one).
   let lastRefusalLog = 0;
   let refusedAtLog = 0;
+  /** The last refusal not said in a line yet. */
+  let unlogged: ConnectionRefusedEvent | undefined;
+  let refusalTimer: NodeJS.Timeout | undefined;
+  const logRefusals = () => {
+    clearTimeout(refusalTimer);
+    refusalTimer = undefined;
+    const r = unlogged;
+    if (!r) return;
+    unlogged = undefined;
+    const why = r.pipelined
+      ? `it had more than ${r.limit} requests unanswered (maxPipelined)`
+      : r.perAddress
+        ? `${r.limit} open from its address (maxConnectionsPerAddress)`
+        : `${r.limit} open (maxConnections)`;
+    log.warn(
+      `refused ${r.refused - refusedAtLog} connection(s) since the last such line (${r.refused} in all)${r.remoteAddress ? `, the last from ${r.remoteAddress}` : ''}: ${why}`,
+      { event: 'connections-refused', refused: r.refused, limit: r.limit },
+    );
+    lastRefusalLog = Date.now();
+    refusedAtLog = r.refused;
+  };
+  flushRefusals = logRefusals;
   gateway = createGateway(transport, {
     ...gw,
     ...(keys.auth !== undefined && gw.auth?.keysFile ? { authenticate: keysAuthenticator(keys.auth, gw.auth.keysFile) } : {}),
     ...(keys.jobs !== undefined ? { jobsKey: keys.jobs } : {}),
-    onConnectionRefused: ({ limit, refused, remoteAddress, perAddress, pipelined }) => {
-      const now = Date.now();
-      if (now - lastRefusalLog < REFUSAL_LOG_INTERVAL_MS) return;
-      const why = pipelined
-        ? `it had more than ${limit} requests unanswered (maxPipelined)`
-        : perAddress
-          ? `${limit} open from its address (maxConnectionsPerAddress)`
-          : `${limit} open (maxConnections)`;
-      log.warn(
-        `refused ${refused - refusedAtLog} connection(s) since the last such line (${refused} in all)${remoteAddress ? `, the last from ${remoteAddress}` : ''}: ${why}`,
-        { event: 'connections-refused', refused, limit },
-      );
-      lastRefusalLog = now;
-      refusedAtLog = refused;
+    onConnectionRefused: (event) => {
+      unlogged = event;
+      const wait = lastRefusalLog + REFUSAL_LOG_INTERVAL_MS - Date.now();
+      if (wait <= 0) logRefusals();
+      // Unref'd: a pending line never keeps the process up (the stop writes it).
+      else refusalTimer ??= setTimeout(logRefusals, wait).unref();
     },
   });
   if (gateway.config.accessLog) {

@@ -796,7 +796,7 @@ cli('a misspelt key in the gateway file or its hermod section exits 2 naming it'
   assert.is(await p.exited, 2);
   assert.match(p.err, /invalid value for rpc\.responseTimeout \(from file \S*gw\.json, section hermod\)/);
 });
-cli('maxConnections from the file: a connection past it is closed and logged once per burst; SIGTERM still exits 0', async () => {
+cli('maxConnections from the file: refused at once, logged at once, the rest of a burst at the end of 10 s; SIGTERM exits 0', async () => {
   const dir = scratchDir('hermod-gw-cli-');
   const file = path.join(dir, 'gw.json');
   writeFileSync(file, JSON.stringify({ maxConnections: 1 }));
@@ -820,8 +820,18 @@ cli('maxConnections from the file: a connection past it is closed and logged onc
     );
     assert.is(gw.err.match(/refused \d+ connection/g)?.length, 1, 'one line for the burst');
     assert.match(await first.get('/healthz'), /^HTTP\/1\.1 200 /, 'the admitted connection still served');
+    // The rest of the burst at the end of the 10 s interval, with no refusal to bring it. Before:
+    // only when a next refusal came, however much later.
+    await until(() => /refused 2 connection/.test(gw.err), 'the rest of the burst logged', 25_000);
+    assert.match(gw.err, /WARN .*refused 2 connection\(s\) since the last such line \(3 in all\)/);
+    // One more within the next interval, then a stop: its line is written at the stop, not lost.
+    const late = await keepAlive(port);
+    held.push(late);
+    assert.is(await late.get('/healthz'), '', 'the late connection closed unanswered');
     gw.child.kill('SIGTERM');
     assert.is(await gw.exited, 0, gw.err);
+    assert.match(gw.err, /WARN .*refused 1 connection\(s\) since the last such line \(4 in all\)/);
+    assert.is(gw.err.match(/refused \d+ connection/g)?.length, 3, gw.err);
   } finally {
     for (const c of held) c.socket.destroy();
     if (gw.child.exitCode === null) gw.child.kill('SIGKILL');
