@@ -4,6 +4,7 @@
  * Transport only, so it works on every driver and with oslo.messaging servers alike.
  */
 
+import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
@@ -135,6 +136,12 @@ const isPublic = (request: FastifyRequest) => {
   const url = request.routeOptions.url ?? '';
   return PUBLIC.has(url) || url === '/docs' || url.startsWith('/docs/');
 };
+
+/** Whether a request announces a body (chunked, or a Content-Length other than 0). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && Number(length) !== 0);
+}
 
 /** A client's key for per-client limits: the identity when there is one, else the client's address. */
 function clientOf(identity: Identity | undefined, request: FastifyRequest): string {
@@ -409,9 +416,12 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   // A request answered before its body was read (401 from onRequest, 413, 404 on a POST) closes
   // too: the rest of its body would otherwise be read as the next request, or sit half-sent
   // until requestTimeout writes a second response (408) on the same connection.
+  // A request without a body is not such a request, though Node marks it complete only after
+  // the hooks that may answer it ran: every CORS preflight (answered in onRequest) closed its
+  // keep-alive connection, and a browser paid a new connection for each call that followed one.
   // Callback style: an async hook would cost a promise on every response.
   app.addHook('onSend', (request, reply, payload, done) => {
-    if (stopping || !request.raw.complete) reply.header('connection', 'close');
+    if (stopping || (!request.raw.complete && hasBody(request.raw))) reply.header('connection', 'close');
     done(null, payload);
   });
 

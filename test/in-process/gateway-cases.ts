@@ -531,6 +531,8 @@ export interface KeepAlive {
   closed: Promise<void>;
   /** One GET; resolves with the response's head and body as read, or '' when the server closed instead. */
   get(path: string): Promise<string>;
+  /** One request as written (its head and body, CRLFs included); resolves as {@link get} does. */
+  send(request: string): Promise<string>;
 }
 
 /** Opens a raw keep-alive HTTP/1.1 connection, to see exactly when the gateway accepts and closes. */
@@ -560,16 +562,18 @@ export function keepAlive(port: number, localAddress?: string): Promise<KeepAliv
       waiter = undefined;
     });
     socket.on('error', () => undefined);
+    const send = (request: string) =>
+      new Promise<string>((r) => {
+        if (ended) return r('');
+        waiter = r;
+        socket.write(request);
+      });
     socket.once('connect', () =>
       resolve({
         socket,
         closed,
-        get: (path) =>
-          new Promise<string>((r) => {
-            if (ended) return r('');
-            waiter = r;
-            socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n`);
-          }),
+        send,
+        get: (path) => send(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n`),
       }),
     );
     socket.once('error', reject);

@@ -48,6 +48,26 @@ for (const [name, broker] of IN_PROCESS) {
       'access-control-request-method': 'POST',
     });
     assert.is(other.headers.get('access-control-allow-origin'), null);
+    // A preflight keeps its keep-alive connection for the call it announces. Before: every one
+    // answered `Connection: close` and the call paid a new connection.
+    const conn = await keepAlive(ctx.h.gateway.address!.port);
+    try {
+      const preflight = await conn.send(
+        `OPTIONS /v1/${ctx.h.topic}/get HTTP/1.1\r\nHost: x\r\nOrigin: http://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n`,
+      );
+      assert.match(preflight, /^HTTP\/1\.1 204 /);
+      assert.not.match(preflight, /\r\nconnection: close\r\n/i);
+      assert.match(await conn.get('/healthz'), /^HTTP\/1\.1 200 /, 'the same connection serves the next request');
+      // A request answered before its body was read still closes (in-process/gateway-auth).
+      const refused = await conn.send(
+        `POST /v1/${ctx.h.topic}/get HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"id":`,
+      );
+      assert.match(refused, /^HTTP\/1\.1 401 /);
+      assert.match(refused, /\r\nconnection: close\r\n/i);
+      await conn.closed;
+    } finally {
+      conn.socket.destroy();
+    }
   });
 
   t('rate limit per client: 429 with Retry-After past the budget; another client and /healthz unaffected', async (ctx) => {
