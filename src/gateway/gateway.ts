@@ -4,7 +4,8 @@
  * Transport only, so it works on every driver and with oslo.messaging servers alike.
  */
 
-import type { IncomingMessage } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { type IncomingMessage, maxHeaderSize, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
@@ -260,6 +261,29 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
         .header('x-request-id', request.id)
         .header('connection', 'close')
         .send({ error: { code: err.code, type: 'BadUrl', message, requestId: request.id } });
+    },
+    // What Node's parser refuses before there is a request (headers over its maxHeaderSize, not
+    // HTTP, too slow to arrive), in the gateway's shape: fastify's default wrote a body of its
+    // own ({"error": "Request Header Fields Too Large", "statusCode": 431}) that no client of the
+    // gateway parses.
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const [status, type, message] =
+        err.code === 'HPE_HEADER_OVERFLOW'
+          ? [431, 'HeadersTooLarge', `the request's headers are larger than the ${maxHeaderSize} bytes the gateway reads`]
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? [408, 'RequestTimeout', `the request was not received within ${config.requestTimeout} ms (requestTimeout)`]
+            : [400, 'BadRequest', 'the request is not valid HTTP/1.1'];
+      const requestId = `req-${randomUUID()}`;
+      const body = JSON.stringify({ error: { code: err.code ?? 'HPE_INVALID', type, message, requestId } });
+      if (socket.writable) {
+        socket.write(
+          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+            `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+        );
+      }
+      // As Node and fastify do: the parser cannot go on with this connection.
+      socket.destroy(err);
     },
     // Requests that arrive while closing go to their route, whose admission refuses them with the
     // documented 503 (Retry-After, the JSON-RPC envelope, X-Request-Id): fastify's own 503 had none.

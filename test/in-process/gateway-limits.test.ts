@@ -300,7 +300,34 @@ for (const [name, broker] of IN_PROCESS) {
     const t0 = Date.now();
     const answer = await halfSentPost(port, `/v1/${ctx.h.topic}/get`);
     assert.match(answer, /^HTTP\/1\.1 408/);
+    assert.is(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).error.code, 'ERR_HTTP_REQUEST_TIMEOUT');
     assert.ok(Date.now() - t0 < 1500, `408 after ${Date.now() - t0} ms`);
+  });
+  t("headers over Node's limit: 431 in the gateway's error shape, and the connection closed", async (ctx) => {
+    ctx.h = await harness(ctx.broker.url);
+    const conn = await keepAlive(ctx.h.gateway.address!.port);
+    try {
+      const answer = await conn.send(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+      assert.match(answer, /^HTTP\/1\.1 431 /);
+      // Before: fastify's own {"error": "Request Header Fields Too Large", "statusCode": 431}.
+      const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
+      assert.equal(Object.keys(body.error), ['code', 'type', 'message', 'requestId']);
+      assert.is(body.error.code, 'HPE_HEADER_OVERFLOW');
+      assert.match(body.error.message, /headers are larger than the \d+ bytes the gateway reads/);
+      assert.match(answer, new RegExp(`\r\nx-request-id: ${body.error.requestId}\r\n`, 'i'));
+      await conn.closed;
+    } finally {
+      conn.socket.destroy();
+    }
+    // Nor is a request Node cannot parse answered in fastify's shape.
+    const bad = await keepAlive(ctx.h.gateway.address!.port);
+    try {
+      const answer = await bad.send('GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n');
+      assert.match(answer, /^HTTP\/1\.1 400 /);
+      assert.is(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).error.type, 'BadRequest');
+    } finally {
+      bad.socket.destroy();
+    }
   });
   t(
     'connection limit: past maxConnections a connection is closed as accepted and reported; a freed slot takes the next one',
