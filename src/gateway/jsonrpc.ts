@@ -123,6 +123,9 @@ async function one(item: unknown, s: Shared, state: RequestState, requestId: str
   }
 }
 
+/** The content types `POST /jsonrpc` takes. */
+const JSON_RPC_TYPES = ['application/json', 'application/json-rpc', 'application/jsonrequest'];
+
 /** Registers `POST /jsonrpc`, with its own body parser so that invalid JSON is a JSON-RPC parse error. */
 export function registerJsonRpc(
   app: FastifyInstance,
@@ -136,7 +139,9 @@ export function registerJsonRpc(
 ): void {
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+    // The media types JSON-RPC clients send besides JSON's own (the JSON-RPC over HTTP drafts
+    // name them; a client sending them got a 415).
+    scope.addContentTypeParser(JSON_RPC_TYPES, { parseAs: 'string' }, (_req, body, done) => done(null, body));
     scope.post('/jsonrpc', async (request: FastifyRequest, reply) => {
       const state = request.hermod as RequestState;
       const prefer = shared.jobs && request.headers.prefer !== undefined ? preferences(request, shared.jobs.options.maxWaitMs) : undefined;

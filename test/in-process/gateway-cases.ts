@@ -452,6 +452,17 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
     const answer = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4));
     assert.is(answer.jsonrpc, '2.0', raw);
     assert.equal([answer.error.code, answer.error.data.status], [-32600, 415]);
+    // The JSON-RPC media types clients send besides JSON's. Before: 415.
+    for (const type of ['application/json-rpc', 'application/jsonrequest', 'application/json-rpc; charset=utf-8']) {
+      const r = await http(
+        ctx.base,
+        'POST',
+        '/jsonrpc',
+        { jsonrpc: '2.0', method: 'getUser', params: { id: 3 }, id: 9 },
+        { 'content-type': type },
+      );
+      assert.equal([r.status, r.json?.result?.id, r.json?.id], [200, 3, 9], `${type}: ${r.text}`);
+    }
   });
   return t;
 }
