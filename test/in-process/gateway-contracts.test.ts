@@ -16,13 +16,14 @@ const slow = suite('gateway contracts: a slow first connect');
 slow('a first connect slower than contractTimeout is waited for: the routes still get their contracts', async () => {
   const router = new Router({ port: 0 });
   const url = `amqp://127.0.0.1:${await router.start()}/`;
-  // TCP is up at once, the AMQP open comes 1 s late: past the 300 ms the servers get to answer.
-  const proxy = await slowProxy(url, 1000);
+  // TCP is up at once, the AMQP open comes 3 s late: past the 1.5 s the servers get to answer
+  // (300 ms, and the answer after the connect, came late once on a loaded machine).
+  const proxy = await slowProxy(url, 3000);
   const st = await getTransport(url, { config: defaultConfig() });
   const server = new RPCServer(st, new Target({ topic: 'slowc', server: 's1' }), [new Calculator()]);
   await server.start();
   const gt = await getTransport(proxy.url, { config: defaultConfig() });
-  const gw = createGateway(gt, { listen: { port: 0 }, contractTimeout: 300, routes: [{ topic: 'slowc', method: 'add' }] });
+  const gw = createGateway(gt, { listen: { port: 0 }, contractTimeout: 1500, routes: [{ topic: 'slowc', method: 'add' }] });
   try {
     const { url: base } = await gw.start();
     const bad = await http(base, 'POST', '/v1/slowc/add', { a: 'one' });
