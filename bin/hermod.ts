@@ -292,6 +292,13 @@ async function runCommand(argv: string[]): Promise<void> {
     const shutdown = handleShutdown({
       log,
       timeoutMs: timeoutMs + PRIMARY_MARGIN_MS,
+      reload: () => {
+        if (supervisor.reload())
+          log.info('SIGHUP: handing every worker over to a fresh one that loads the endpoint modules again, one at a time', {
+            event: 'reload',
+          });
+        else log.info('SIGHUP: a reload is under way already', { event: 'reload' });
+      },
       target: supervisor.shutdownTarget({
         close: async () => {
           await runFileWatch?.close();
@@ -331,6 +338,16 @@ async function runCommand(argv: string[]): Promise<void> {
     log,
     timeoutMs,
     ...(worker === undefined ? {} : { primaryRelaysSigint: () => process.connected }),
+    reload: () => {
+      // The primary hands this worker over to a fresh process: one SIGHUP to the whole group
+      // (a closed terminal) reloads once.
+      if (worker !== undefined && process.connected) {
+        log.debug('SIGHUP: left to the primary, which hands the workers over to fresh ones');
+        return;
+      }
+      log.info('SIGHUP: importing the endpoint modules of every service again', { event: 'reload' });
+      void group.reload();
+    },
     target: {
       pending: () => group.pending(),
       aborted: () => group.aborted(),

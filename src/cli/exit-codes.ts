@@ -43,7 +43,7 @@ export const EXIT_TABLE = `Exit status (all hermod CLIs):
   5  cannot connect to the broker or router (gave up; the message says where and why)
   6  rpc-client: a call failed in an unexpected way (the message says how)
   7  stopped at the shutdown deadline with work still running, which was aborted
-  130 / 143  a second SIGINT / SIGTERM ended a graceful stop at once`;
+  129 / 130 / 143  a second SIGHUP / SIGINT / SIGTERM ended a graceful stop at once`;
 
 /** An exit status of {@link EXIT}. */
 export type ExitStatus = (typeof EXIT)[keyof typeof EXIT];

@@ -1,6 +1,6 @@
 /**
- * How every long-running bin stops (rpc-server, notify-listen, hermod-router): SIGTERM or SIGINT
- * starts the graceful stop with a deadline (`--shutdown-timeout`), logging what it waits for
+ * How every long-running bin stops (rpc-server, notify-listen, hermod-router, hermod-gateway,
+ * hermod run): SIGTERM, SIGINT or SIGHUP (unless the bin reloads on it) starts the graceful stop with a deadline (`--shutdown-timeout`), logging what it waits for
  * once a second; a second signal aborts and exits at once; the exit status says whether work was
  * aborted. A backstop timer ends the process shortly after the deadline whatever the broker,
  * the network or an endpoint does.
@@ -10,7 +10,7 @@ import { MAX_TIMER_MS } from '../core/errors.js';
 import { EXIT, UsageError } from './exit-codes.js';
 import type { Logger } from './log.js';
 
-/** Exit statuses of a stop. A second signal exits 128 + the signal's number (130 SIGINT, 143 SIGTERM). */
+/** Exit statuses of a stop. A second signal exits 128 + the signal's number (129 SIGHUP, 130 SIGINT, 143 SIGTERM). */
 export const STOP_EXIT = {
   /** Stopped; every piece of work in flight finished. */
   clean: EXIT.ok,
@@ -21,7 +21,7 @@ export const STOP_EXIT = {
 /** Past the deadline, the backstop allows this much for the aborts' replies and the close handshakes. */
 export const BACKSTOP_MS = 500;
 
-const SIGNAL_NUMBERS: Record<string, number> = { SIGINT: 2, SIGTERM: 15 };
+const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 
 /** What a bin tells {@link handleShutdown} about the thing it runs. */
 export interface ShutdownTarget {
@@ -61,8 +61,11 @@ export function parseShutdownTimeout(value: string | undefined, fallbackMs: numb
 }
 
 /**
- * Installs the SIGTERM/SIGINT handlers (call it before starting anything, so a signal during
- * start-up is honoured) and returns the handle. `exit` is for tests of this module.
+ * Installs the SIGTERM/SIGINT/SIGHUP handlers (call it before starting anything, so a signal
+ * during start-up is honoured) and returns the handle. `exit` is for tests of this module.
+ * Node's default for SIGHUP ends the process at once (exit 129, no log line, work in flight cut):
+ * systemd's `ExecReload=kill -HUP $MAINPID`, a closed terminal or an operator's habit sends it,
+ * so it is a graceful stop like SIGTERM, or `reload` where the bin gives one.
  */
 export function handleShutdown(opts: {
   log: Logger;
@@ -76,6 +79,12 @@ export function handleShutdown(opts: {
    * so is SIGINT while this returns false (the primary is gone: nobody passes Ctrl-C on).
    */
   primaryRelaysSigint?: () => boolean;
+  /**
+   * What SIGHUP does instead of the graceful stop (`hermod run` reloads its endpoint modules).
+   * Not called once a stop has begun: the signal is then logged and ignored, since a reload
+   * request is no request to abort.
+   */
+  reload?: () => void;
   exit?: (code: number) => void;
 }): Shutdown {
   const { log, timeoutMs, target } = opts;
@@ -147,6 +156,11 @@ export function handleShutdown(opts: {
     else onSignal('SIGINT');
   });
   process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGHUP', () => {
+    if (!opts.reload) onSignal('SIGHUP');
+    else if (stopping) log.info('SIGHUP: stopping already, not reloading');
+    else opts.reload();
+  });
   const handle: Shutdown = {
     get stopping() {
       return stopping;

@@ -181,7 +181,9 @@ export async function importFresh(file: string, options: FreshImport = {}): Prom
   // `"type": "module"`, TypeScript there) and what it requires kept their old code while the
   // reload was logged. Computed now rather than at the last load: a require() run inside a
   // method since is part of the tree too.
-  for (const key of localCommonJs(freshFiles.get(abs) ?? []).keys) delete requireCache[key];
+  // A module loaded once by a plain import (a run that does not watch, reloaded on SIGHUP) has
+  // no tree recorded yet: its own file is where the tree starts.
+  for (const key of localCommonJs(freshFiles.get(abs) ?? [abs]).keys) delete requireCache[key];
   try {
     const url = new URL(pathToFileURL(abs));
     url.searchParams.set(RELOAD_PARAM, generation);

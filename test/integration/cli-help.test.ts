@@ -33,7 +33,7 @@ for (const c of CASES) {
     assert.is(r.stderr, '');
     assert.match(r.stdout, /^Usage: /);
     assert.match(r.stdout, /Exit status \(all hermod CLIs\):\n {2}0 {2}ok\n/);
-    assert.match(r.stdout, /130 \/ 143 {2}a second SIGINT \/ SIGTERM/);
+    assert.match(r.stdout, /129 \/ 130 \/ 143 {2}a second SIGHUP \/ SIGINT \/ SIGTERM/);
     if (c.logFlags) {
       for (const flag of ['--log-level <level>', '--quiet', '--log-json']) assert.ok(r.stdout.includes(flag), `${flag} missing`);
     }

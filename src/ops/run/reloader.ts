@@ -185,6 +185,35 @@ export class EndpointReloader {
     if (!this.closed && this.changedSince(this.loadedStamps)) this.schedule();
   }
 
+  /**
+   * Sends reloads to `target` without watching any file: they come from {@link reloadNow} only
+   * (a SIGHUP to a run that does not watch).
+   */
+  attach(target: EndpointTarget): void {
+    this.target = target;
+  }
+
+  /**
+   * Reloads now, after the reload running (a save's) if any, never beside it: two at once could
+   * swap in the older code last. Resolves with whether the new code serves.
+   */
+  async reloadNow(): Promise<boolean> {
+    while (this.running) await this.running;
+    if (this.closed) return false;
+    let took = false;
+    this.running = this.reload().then((ok) => {
+      took = ok;
+      this.running = undefined;
+    });
+    await this.running;
+    // A save that came meanwhile found a reload running and was left for it to take up.
+    if (this.again) {
+      this.again = false;
+      this.run();
+    }
+    return took;
+  }
+
   /** Reloads and counts; never throws (a failure is logged and the old code keeps serving). */
   async reload(): Promise<boolean> {
     if (this.closed || !this.target) return false;

@@ -153,8 +153,8 @@ interface Slot {
   worker: Worker | undefined;
   /** Its replacement while a recycle hands over: started, not yet consuming. */
   next: Worker | undefined;
-  /** When the recycle began, and the reloads the old worker had made. */
-  recycle: { at: number; reloads: number } | undefined;
+  /** When the recycle began, the reloads the old worker had made, and whether a reload ({@link WorkerSupervisor.reload}) asked for it. */
+  recycle: { at: number; reloads: number; reload?: boolean } | undefined;
   /** Ends a hand-over whose replacement does not consume in time. */
   handOverTimer: NodeJS.Timeout | undefined;
   startedAt: number;
@@ -179,6 +179,9 @@ export class WorkerSupervisor {
   private readonly askedEarly = new WeakSet<Worker>();
   /** Some worker said it was ready (serving, or listening). */
   private anyReady = false;
+  /** A reload's slots still to hand over, one after the other, and the one handing over now. */
+  private reloadQueue: Slot[] = [];
+  private reloading: Slot | undefined;
   /** Crashes seen (exits not asked for). */
   crashes = 0;
   /** Recycles done (hand-overs to a fresh worker). */
@@ -201,6 +204,43 @@ export class WorkerSupervisor {
   /** Forks every worker. */
   start(): void {
     for (const slot of this.slots) this.fork(slot);
+  }
+
+  /**
+   * Hands every worker over to a fresh process, one after the other, as a recycle does: the new
+   * worker loads the endpoint modules from their files now, and once it consumes the old one
+   * drains and exits, so the slot never stops serving (what SIGHUP does to a run with workers).
+   * The run file is not read again: the new workers get the primary's copy. A slot whose worker
+   * is restarting or already handing over is left as it is, since its next process loads the
+   * files anyway. Returns false (and does nothing) while a reload is under way or during a stop.
+   */
+  reload(): boolean {
+    if (this.stopping || this.reloading || this.reloadQueue.length > 0) return false;
+    this.reloadQueue = [...this.slots];
+    this.reloadNext();
+    return true;
+  }
+
+  private reloadNext(): void {
+    this.reloading = undefined;
+    while (!this.stopping) {
+      const slot = this.reloadQueue.shift();
+      if (!slot) {
+        this.options.log.info('reload: every worker handed over', { event: 'reload-done' });
+        return;
+      }
+      if (!slot.worker || slot.next) continue;
+      this.reloading = slot;
+      slot.recycle = { at: Date.now(), reloads: 0, reload: true };
+      this.fork(slot, true);
+      return;
+    }
+    this.reloadQueue = [];
+  }
+
+  /** The slot's hand-over ended (done, late or failed): a reload goes on with the next slot. */
+  private handedOver(slot: Slot): void {
+    if (this.reloading === slot) this.reloadNext();
   }
 
   /** Worker processes alive now (replacements starting and recycled ones draining included). */
@@ -353,28 +393,30 @@ export class WorkerSupervisor {
     slot.next = undefined;
     slot.startedAt = Date.now();
     this.recycles++;
-    const { at, reloads } = slot.recycle ?? { at: Date.now(), reloads: 0 };
+    const { at, reloads, reload } = slot.recycle ?? { at: Date.now(), reloads: 0 };
     slot.recycle = undefined;
     if (!old) {
       this.options.log.info(`worker ${slot.n}: its replacement (pid ${fresh.process.pid}) consumes, the old one having died`, {
         worker: slot.n,
         workerPid: fresh.process.pid,
       });
+      this.handedOver(slot);
       return;
     }
     this.retiring.set(old, slot.n);
     this.askToStop(old);
     this.options.log.info(
-      `worker ${slot.n} recycled after ${reloads} reloads: pid ${fresh.process.pid} consumes, pid ${old.process.pid} drains and exits (hand-over ${Date.now() - at} ms)`,
+      `worker ${slot.n} ${reload ? 'reloaded' : `recycled after ${reloads} reloads`}: pid ${fresh.process.pid} consumes, pid ${old.process.pid} drains and exits (hand-over ${Date.now() - at} ms)`,
       {
         worker: slot.n,
-        event: 'worker-recycle',
-        reloads,
+        event: reload ? 'worker-reload' : 'worker-recycle',
+        ...(reload ? {} : { reloads }),
         workerPid: fresh.process.pid,
         oldWorkerPid: old.process.pid,
         handOverMs: Date.now() - at,
       },
     );
+    this.handedOver(slot);
   }
 
   /** The replacement did not consume in time: it is stopped (killed if it will not), the old worker serves on. */
@@ -399,6 +441,7 @@ export class WorkerSupervisor {
     this.askToStop(worker);
     // The worker it was to replace died meanwhile: nothing serves this slot now.
     if (!slot.worker) this.restart(slot);
+    this.handedOver(slot);
   }
 
   private exited(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
@@ -444,6 +487,7 @@ export class WorkerSupervisor {
           },
         );
         if (!slot.worker) this.restart(slot);
+        this.handedOver(slot);
       }
     } else if (worker === slot.worker) {
       slot.worker = undefined;

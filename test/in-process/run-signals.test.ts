@@ -1,0 +1,163 @@
+// `hermod run` and the other long-running CLIs as real processes on the embedded router (a real
+// socket on port 0): what SIGHUP does (a reload for `hermod run`, a graceful stop elsewhere),
+// and how the run behaves at its edges: the stop deadline with beacons on, a flood of failing
+// requests, JSON-only output, a hung worker in the cluster scrape.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { defaultConfig, getTransport, RPCClient, Target, type Transport } from '../../src/index.js';
+import { Router } from '../../src/router/router.js';
+import { sleep, until } from '../support/assert.js';
+import { startCli } from '../support/cli-procs.js';
+import { hermodRun, type Run } from '../support/ops-run.js';
+
+interface Ctx {
+  router: Router;
+  url: string;
+  transport: Transport;
+  dir: string;
+  runs: Array<{ child: Run['child'] }>;
+}
+
+const t = suite<Ctx>('hermod run: signals and the edges of a run, real processes on the router', {} as Ctx);
+
+t.before(async (ctx) => {
+  ctx.router = new Router({ port: 0 });
+  ctx.url = `amqp://127.0.0.1:${await ctx.router.start()}/`;
+  ctx.transport = await getTransport(ctx.url, { config: defaultConfig() });
+});
+t.before.each((ctx) => {
+  ctx.dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-run-signals-'));
+  writeFileSync(path.join(ctx.dir, 'package.json'), '{"type":"module"}\n');
+  ctx.runs = [];
+});
+t.after.each((ctx) => {
+  for (const r of ctx.runs) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
+  rmSync(ctx.dir, { recursive: true, force: true });
+});
+t.after(async (ctx) => {
+  await ctx.transport.close();
+  await ctx.router.stop();
+});
+
+const count = (run: Run, pred: (l: Record<string, unknown>) => boolean) => run.lines.filter(pred).length;
+const said = (run: Run) => `${run.err}\n${run.lines.map((l) => JSON.stringify(l)).join('\n')}`;
+
+/** An endpoint module answering `version` with `v`, plus a slow method and the process's pid. */
+function endpoint(ctx: Ctx, v: number): void {
+  writeFileSync(
+    path.join(ctx.dir, 'ep.js'),
+    `export default (c) => ({
+  async version() { return ${v}; },
+  async whoami() { return { server: c.server, pid: process.pid }; },
+  async slow(_ctx, { ms }) { await new Promise((r) => setTimeout(r, ms)); return 'v${v} done'; },
+});
+`,
+  );
+}
+
+function runFile(ctx: Ctx, topic: string, more: Record<string, unknown> = {}, service: Record<string, unknown> = {}): void {
+  writeFileSync(
+    path.join(ctx.dir, 'hermod.config.json'),
+    JSON.stringify({
+      config: { transportUrl: ctx.url },
+      ...more,
+      services: { s: { endpoints: './ep.js', topic, server: 'node', ...service } },
+    }),
+  );
+}
+
+function start(ctx: Ctx, args: string[] = []): Run {
+  const run = hermodRun(args, ctx.dir);
+  ctx.runs.push(run);
+  return run;
+}
+
+t('SIGHUP to a single-process run: the modules are imported again, the running call finishes, the run goes on', async (ctx) => {
+  const topic = `hup-1-${process.pid}`;
+  endpoint(ctx, 1);
+  runFile(ctx, topic);
+  const run = start(ctx);
+  await until(() => count(run, (l) => l.event === 'serving') === 1, `serving (${said(run)})`, 20_000);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 15_000 });
+  assert.is(await client.call({}, 'version', {}), 1);
+  const slow = client.call({}, 'slow', { ms: 2500 });
+  // Awaited below; without this, a failure before then ended the file with an unhandled rejection.
+  slow.catch(() => undefined);
+  await until(() => count(run, (l) => l.method === 'version') === 1, 'the first call logged');
+  await sleep(500);
+  endpoint(ctx, 2);
+  run.child.kill('SIGHUP');
+  await until(
+    () => count(run, (l) => l.event === 'reload' && /reloaded ep\.js/.test(String(l.msg))) === 1,
+    `reloaded (${said(run)})`,
+    15_000,
+  );
+  assert.is(
+    count(run, (l) => /^SIGHUP: importing the endpoint modules/.test(String(l.msg))),
+    1,
+    said(run),
+  );
+  assert.is(await client.call({}, 'version', {}), 2, 'new calls run the new code');
+  assert.is(await slow, 'v1 done', 'the call running at the SIGHUP finished on the old code');
+  assert.is(run.child.exitCode, null, 'still running');
+  run.child.kill('SIGTERM');
+  assert.is(await run.exited, 0, said(run));
+});
+
+t('SIGHUP to a run with workers: each worker is handed over to a fresh one, no call fails, the run goes on', async (ctx) => {
+  const topic = `hup-w-${process.pid}`;
+  endpoint(ctx, 1);
+  runFile(ctx, topic, { workers: 2 });
+  const run = start(ctx);
+  await until(() => count(run, (l) => l.event === 'serving') === 2, `two workers serving (${said(run)})`, 20_000);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 20_000 });
+  const who = async (server: string) => (await client.prepare({ server }).call({}, 'whoami', {})) as { pid: number };
+  const before = [(await who('node-1')).pid, (await who('node-2')).pid];
+  const slow = ['node-1', 'node-2'].map((server) => client.prepare({ server }).call({}, 'slow', { ms: 2000 }));
+  for (const s of slow) s.catch(() => undefined);
+  await sleep(500);
+  endpoint(ctx, 2);
+  run.child.kill('SIGHUP');
+  await until(() => count(run, (l) => l.event === 'reload-done') === 1, `both workers handed over (${said(run)})`, 40_000);
+  assert.is(
+    count(run, (l) => l.event === 'worker-reload'),
+    2,
+    said(run),
+  );
+  assert.equal(await Promise.all(slow), ['v1 done', 'v1 done'], 'the running calls finished on the old workers');
+  for (const server of ['node-1', 'node-2']) assert.is(await client.prepare({ server }).call({}, 'version', {}), 2, server);
+  const after = [(await who('node-1')).pid, (await who('node-2')).pid];
+  assert.ok(
+    after.every((p) => !before.includes(p)),
+    `fresh processes: ${before} → ${after}`,
+  );
+  assert.is(
+    count(run, (l) => l.event === 'worker-crash'),
+    0,
+    said(run),
+  );
+  assert.is(run.child.exitCode, null, 'still running');
+  run.child.kill('SIGTERM');
+  assert.is(await run.exited, 0, said(run));
+});
+
+t('SIGHUP to rpc-server: a graceful stop as SIGTERM is (the running call answered, exit 0)', async (ctx) => {
+  const topic = `hup-rs-${process.pid}`;
+  const server = startCli('rpc-server', ['hup', '--topic', topic, '--transport-url', ctx.url]);
+  ctx.runs.push(server);
+  await until(() => /serving/.test(server.out + server.err), `rpc-server serving (${server.out}${server.err})`, 20_000);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 15_000 });
+  const slow = client.call({}, 'sleep', { seconds: 1.5 });
+  slow.catch(() => undefined);
+  await sleep(500);
+  server.child.kill('SIGHUP');
+  // Node's default action killed it at once: the call got no answer (a timeout).
+  assert.equal(await slow, { slept: 1.5, server: 'hup' }, 'the running call answered');
+  assert.is(await server.exited, 0, server.out + server.err);
+  assert.match(server.out + server.err, /SIGHUP: no new work; finishing 1 in-flight request/);
+});
+
+t.run();
