@@ -352,8 +352,10 @@ async function runCommand(argv: string[]): Promise<void> {
       pending: () => group.pending(),
       aborted: () => group.aborted(),
       graceful: async (deadline) => {
+        // The deadline counts from the signal: the backstop does, and it ends the process 0.5 s after.
+        const t0 = Date.now();
         await group.stop();
-        const aborted = await group.wait(deadline);
+        const aborted = await group.wait(Math.max(0, deadline - (Date.now() - t0)));
         await runFileWatch?.close();
         await metrics?.close();
         return aborted;

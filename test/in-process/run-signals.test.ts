@@ -144,6 +144,26 @@ t('SIGHUP to a run with workers: each worker is handed over to a fresh one, no c
   assert.is(await run.exited, 0, said(run));
 });
 
+t('beacons on: a call still running at the stop deadline gets ServerStopped, the run exits 7', async (ctx) => {
+  const topic = `beacon-stop-${process.pid}`;
+  endpoint(ctx, 1);
+  // No status view runs: the router releases the goodbye and the driver retries it to its bound.
+  runFile(ctx, topic, { beacons: { intervalMs: 1000 } });
+  const run = start(ctx, ['--shutdown-timeout', '2']);
+  await until(() => count(run, (l) => l.event === 'serving') === 1, `serving (${said(run)})`, 20_000);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 15_000 });
+  const slow = client.call({}, 'slow', { ms: 10_000 }).then(
+    () => 'answered',
+    (err: Error & { code?: string }) => err.code ?? err.name,
+  );
+  await sleep(1000);
+  run.child.kill('SIGTERM');
+  // The abort came 600 ms after the deadline, by when the backstop had ended the process: the
+  // caller waited out its own timeout instead.
+  assert.is(await slow, 'HERMOD_ERR_SERVER_STOPPED', said(run));
+  assert.is(await run.exited, 7, said(run));
+});
+
 t('SIGHUP to rpc-server: a graceful stop as SIGTERM is (the running call answered, exit 0)', async (ctx) => {
   const topic = `hup-rs-${process.pid}`;
   const server = startCli('rpc-server', ['hup', '--topic', topic, '--transport-url', ctx.url]);

@@ -73,6 +73,8 @@ export class ServiceGroup {
   private readonly transports = new Map<string, Transport>();
   private readonly names = new Map<string, string>();
   private stopping = false;
+  /** The beacons' goodbyes, sent by stop(): wait() lets them go out before it closes the connections. */
+  private goodbyes: Promise<unknown> = Promise.resolve();
   private reloads = 0;
   private readonly onRequest = (e: unknown) => this.logRequest(e as ServerRequestEvent);
 
@@ -199,15 +201,22 @@ export class ServiceGroup {
     return took;
   }
 
-  /** Takes no new work, at once: watchers closed, every server stopped, beacons end with a goodbye. */
+  /**
+   * Takes no new work, at once: watchers closed, every server stopped. The beacons' goodbyes are
+   * sent meanwhile, not waited for here: with no status view to take one, a goodbye takes up to
+   * twice the beacon's bound (600 ms), and awaited before wait() it pushed the abort of calls
+   * still running at the deadline past the CLIs' backstop, so they never got ServerStopped.
+   */
   async stop(): Promise<void> {
     this.stopping = true;
-    await Promise.all(this.running.map(async (r) => Promise.all([r.reloader?.close(), r.server.stop(), r.beacon?.stop()])));
+    this.goodbyes = Promise.all(this.running.map((r) => r.beacon?.stop()));
+    await Promise.all(this.running.map(async (r) => Promise.all([r.reloader?.close(), r.server.stop()])));
   }
 
   /** Waits up to `deadlineMs` for running requests, then closes; resolves with how many were aborted. */
   async wait(deadlineMs: number): Promise<number> {
     const results = await Promise.all(this.running.map((r) => r.server.wait(deadlineMs)));
+    await this.goodbyes;
     await this.close();
     return results.reduce((n, r) => n + r.aborted, 0);
   }
