@@ -12,7 +12,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig, describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { EXIT, EXIT_TABLE, exitOnUsage, failureStatus, fatal, UsageError } from '../src/cli/exit-codes.js';
-import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import { lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, HERMOD_VERSION, type LogFlags, positiveSeconds } from '../src/cli/program.js';
 import { handleShutdown, onOutputClosed, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { type ConfigValues, closeKey, type HermodConfig, loadConfig } from '../src/config/index.js';
@@ -331,6 +331,10 @@ async function runCommand(argv: string[]): Promise<void> {
     log,
     watch: watch && { ...watch },
     beacons: spec.beacons ?? false,
+    // Failed requests are a peer's to cause: past rpc-server's budget, a line a second counts them.
+    failureLines: lineBudget(PEER_LINES_PER_SECOND, 1000, (n) =>
+      log.warn(`${n} more failed request(s) in the last second not logged`, { event: 'failures-not-logged', skipped: n }),
+    ),
     recycleAfter: worker === undefined ? 0 : recycleAfter,
     onRecycle: (reloads) => tellPrimary({ hermod: 'recycle', reloads }),
   });

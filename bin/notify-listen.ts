@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { exitOnUsage, failureStatus, fatal, UsageError } from '../src/cli/exit-codes.js';
-import { lineBudget, logConnectionState, makeLogger } from '../src/cli/log.js';
+import { lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { escapeUnsafe } from '../src/core/unsafe-text.js';
@@ -25,9 +25,6 @@ import {
   Target,
   type Transport,
 } from '../src/index.js';
-
-/** Lines a second for what publishers can cause at will (bad or dropped notifications), as rpc-server's. */
-const BAD_LINES_PER_SECOND = 20;
 
 async function main(): Promise<void> {
   const { config: loaded, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
@@ -201,7 +198,7 @@ async function main(): Promise<void> {
  * can send such messages at will.
  */
 function logBadNotifications(log: ReturnType<typeof makeLogger>): void {
-  const budget = lineBudget(BAD_LINES_PER_SECOND, 1000, (n) =>
+  const budget = lineBudget(PEER_LINES_PER_SECOND, 1000, (n) =>
     log.warn(`${n} more invalid, duplicate or dropped notification(s) in the last second not logged`, {
       event: 'invalid-not-logged',
       skipped: n,

@@ -8,7 +8,7 @@ import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { DemoEndpoints } from '../src/cli/demo-endpoints.js';
 import { describeEndpoint, loadEndpoints } from '../src/cli/endpoints.js';
 import { exitOnUsage, failureStatus, fatal } from '../src/cli/exit-codes.js';
-import { lineBudget, logConnectionState, makeLogger } from '../src/cli/log.js';
+import { lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import type { ConnectionState, DuplicateMessageEvent, ServerRequestEvent } from '../src/core/diagnostics.js';
@@ -17,9 +17,6 @@ import { importModule } from '../src/ops/load-endpoints.js';
 import { PresenceBeacon } from '../src/ops/status/beacon.js';
 import { RPCServer } from '../src/rpc/server.js';
 import { getTransport } from '../src/transport.js';
-
-/** Lines per second for failed requests, and for invalid messages, before the rest are only counted. */
-const FAILURE_LINES_PER_SECOND = 20;
 
 async function main(): Promise<void> {
   const { config: loaded, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
@@ -88,7 +85,7 @@ async function main(): Promise<void> {
   const debug = config.log.level === 'debug';
   if (debug || config.log.level === 'info') {
     // Failed requests are a peer's to cause: a flood of them is a line a second past the budget.
-    const failures = lineBudget(FAILURE_LINES_PER_SECOND, 1000, (n) =>
+    const failures = lineBudget(PEER_LINES_PER_SECOND, 1000, (n) =>
       log.info(`${n} more failed request(s) in the last second not logged`, { event: 'failures-not-logged', skipped: n }),
     );
     diagnostics_channel.subscribe('hermod:rpc:server:request', (e) => {
@@ -105,7 +102,7 @@ async function main(): Promise<void> {
       });
     });
   }
-  const invalid = lineBudget(FAILURE_LINES_PER_SECOND, 1000, (n) =>
+  const invalid = lineBudget(PEER_LINES_PER_SECOND, 1000, (n) =>
     log.warn(`${n} more invalid or duplicate message(s) in the last second not logged`, { event: 'invalid-not-logged', skipped: n }),
   );
   diagnostics_channel.subscribe('hermod:message:invalid', (e) => {

@@ -182,6 +182,12 @@ export function logConnectionState(log: Logger, budget?: { retry: number; key: s
 }
 
 /**
+ * Lines a second the long-running CLIs write for failed requests, and for invalid or duplicate
+ * messages, before the rest are only counted (README "Logging"): a peer causes those at will.
+ */
+export const PEER_LINES_PER_SECOND = 20;
+
+/**
  * A budget of log lines for one kind of event a peer can cause at will (a failed request, an
  * invalid message): at most `perWindow` lines each `windowMs`; the rest are counted and
  * `summarize` is told how many once their window ends, so a flood costs one line a window

@@ -164,6 +164,37 @@ t('beacons on: a call still running at the stop deadline gets ServerStopped, the
   assert.is(await run.exited, 7, said(run));
 });
 
+t('3000 casts of an unknown method: failure lines within the 20-a-second budget, the rest counted', async (ctx) => {
+  const topic = `flood-${process.pid}`;
+  endpoint(ctx, 1);
+  runFile(ctx, topic);
+  const run = start(ctx, ['--log-level', 'warn']);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 5000 });
+  // At warn nothing says it serves: a call that answers does.
+  await until(() => run.child.exitCode === null, 'started');
+  for (let i = 0; ; i++) {
+    try {
+      assert.is(await client.call({}, 'version', {}), 1);
+      break;
+    } catch (err) {
+      if (i > 40) throw new Error(`the run never answered: ${(err as Error).message}\n${said(run)}`);
+      await sleep(500);
+    }
+  }
+  const t0 = Date.now();
+  for (let i = 0; i < 3000; i++) await client.cast({}, 'no_such_method', {});
+  const failed = () => run.lines.filter((l) => l.method === 'no_such_method');
+  const skipped = () => run.lines.filter((l) => l.event === 'failures-not-logged').reduce((n, l) => n + (l.skipped as number), 0);
+  // Every failure is either a line or counted in a summary (said once its second is over).
+  await until(() => failed().length + skipped() === 3000, `3000 failures accounted for (${failed().length} + ${skipped()})`, 30_000);
+  const seconds = Math.ceil((Date.now() - t0) / 1000) + 1;
+  assert.ok(failed().length <= 20 * seconds, `${failed().length} failure lines in ${seconds} s`);
+  assert.ok(skipped() > 0, 'a summary line counts the rest');
+  assert.is(run.lines.find((l) => l.event === 'failures-not-logged')?.level, 'warn', 'shown at the level the failures are');
+  run.child.kill('SIGTERM');
+  assert.is(await run.exited, 0, said(run));
+});
+
 t('SIGHUP to rpc-server: a graceful stop as SIGTERM is (the running call answered, exit 0)', async (ctx) => {
   const topic = `hup-rs-${process.pid}`;
   const server = startCli('rpc-server', ['hup', '--topic', topic, '--transport-url', ctx.url]);

@@ -32,6 +32,12 @@ export interface GroupOptions {
   log: RunLogger;
   /** Hot reload; false or absent: modules load once. */
   watch?: WatchOptions | false;
+  /**
+   * Asked before each failed request's line: false, and the line is not written. Peers cause
+   * failures at will (casts of an unknown method), so the bins bound them (lineBudget). Absent:
+   * every failure is logged.
+   */
+  failureLines?: () => boolean;
   /** Presence beacons of every server (for `hermod status`); false or absent: none. */
   beacons?: PresenceBeaconOptions | false;
   /**
@@ -253,6 +259,7 @@ export class ServiceGroup {
   private logRequest(ev: ServerRequestEvent): void {
     const service = this.names.get(`${ev.topic}\0${ev.server}`);
     if (service === undefined) return;
+    if (ev.outcome !== 'ok' && this.options.failureLines?.() === false) return;
     const { worker } = this.options;
     const fields = {
       service,
