@@ -266,10 +266,12 @@ async function runCommand(argv: string[]): Promise<void> {
   if (worker === undefined && (count > 1 || recycleAfter > 0)) {
     // One scrape for the whole run: the primary sums what every worker's Metrics counted.
     const metrics = metricsAt === undefined ? undefined : await serveClusterMetrics(parseMetricsAddress(metricsAt));
-    // A worker that exits 2 before any worker served met a mistake every worker meets (a module
-    // that does not load, a bad value): the run ends with it instead of restarting workers
-    // forever. Under --watch it restarts (the module may be fixed meanwhile), as does a worker
-    // that failed on something it can outlive (5: the broker, which may come back).
+    // A worker that exits 2 or 5 before any worker served met what every worker meets: a
+    // mistake (a module that does not load, a bad value: 2) or a broker that refused it for good
+    // (credentials, vhost: 5; a broker that is down is retried, not given up on): the run ends
+    // with its status, as a single process does, instead of restarting workers forever while a
+    // service manager sees it active. Under --watch a 2 restarts (the module may be fixed
+    // meanwhile); nothing watched fixes a 5, since the configuration is read once.
     const supervisor = new WorkerSupervisor({
       count,
       log,
@@ -278,7 +280,7 @@ async function runCommand(argv: string[]): Promise<void> {
       abandonGraceMs: timeoutMs + PRIMARY_MARGIN_MS,
       onOutputClosed: (n) => shutdown.stop(`worker ${n}'s stdout closed`),
       onEarlyDeath: ({ worker: n, pid, code, signal }) => {
-        if (code !== EXIT.usage || watch) return false;
+        if (!(code === EXIT.connect || (code === EXIT.usage && !watch))) return false;
         if (shutdown.stopping) return true;
         log.error(`worker ${n} (pid ${pid}) exited (${signal ?? `status ${code}`}) before any worker served; stopping`, {
           worker: n,

@@ -79,6 +79,32 @@ t('workers share the topic, keep their own names, restart after a kill, and SIGT
   );
 });
 
+t('credentials the broker refuses, with workers: the run exits 5 as a single process does, not restarting workers forever', async (ctx) => {
+  writeFileSync(path.join(ctx.dir, 'ep.js'), 'export default { async ping() { return 1; } };\n');
+  const file = path.join(ctx.dir, 'hermod.config.json');
+  const services = { work: { endpoints: './ep.js', topic: `run-c-${process.pid}`, server: 'node', workers: 2 } };
+  writeFileSync(file, JSON.stringify({ config: { transportUrl: ctx.node.url(ctx.vhost, 'guest', 'not-the-password') }, services }));
+  const single = hermodRun(['--workers', '1'], ctx.dir);
+  ctx.procs.push(single);
+  assert.is(await single.exited, 5, `${single.err}\n${JSON.stringify(single.lines)}`);
+  const run = hermodRun([], ctx.dir);
+  ctx.procs.push(run);
+  // Workers were restarted forever (backoff capped at 10 s): a service manager saw it active.
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([run.exited, new Promise((r) => (timer = setTimeout(r, 30_000, 'still running')))]);
+  clearTimeout(timer);
+  assert.is(code, 5, `${run.err}\n${JSON.stringify(run.lines)}`);
+  assert.ok(
+    count(run, (l) => /exited \(status 5\) before any worker served; stopping/.test(String(l.msg))) >= 1,
+    JSON.stringify(run.lines.filter((l) => l.level !== 'info')),
+  );
+  assert.is(
+    count(run, (l) => /restarting in/.test(String(l.msg))),
+    0,
+    'no worker restarted',
+  );
+});
+
 /**
  * Two workers of one service, each running a 1.5 s call: the run, the workers' pids and the two
  * calls' results (1 and 2, the workers' numbers), started 300 ms ago.
