@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig, describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULTS } from '../src/cli/defaults.js';
-import { EXIT, EXIT_TABLE, exitOnUsage, failureStatus, fatal, UsageError } from '../src/cli/exit-codes.js';
+import { EXIT, EXIT_TABLE, exitOnUsage, failureStatus, fatal, fatalAsJsonLog, UsageError } from '../src/cli/exit-codes.js';
 import { lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, HERMOD_VERSION, type LogFlags, positiveSeconds } from '../src/cli/program.js';
 import { handleShutdown, onOutputClosed, parseShutdownTimeout } from '../src/cli/shutdown.js';
@@ -201,6 +201,10 @@ async function runCommand(argv: string[]): Promise<void> {
   >();
   const cliWorkers = o.workers === undefined ? undefined : parseWorkers(o.workers, '--workers');
   const worker = workerNumber();
+  const logName = worker === undefined ? 'hermod run' : `hermod run worker ${worker}`;
+  // A failure before the configuration is read (the run file, a missing module) is a line of
+  // the run's default log, JSON; once read, of the log it configures.
+  fatalAsJsonLog(logName);
   // Workers serve the run file and the configuration (its sections, --config-file files, the
   // environment) as the primary read them (see SPEC_REQUEST), however often they restart.
   const fromPrimary =
@@ -252,7 +256,8 @@ async function runCommand(argv: string[]): Promise<void> {
       ? parseRecycleAfter(o.recycleAfter, '--recycle-after')
       : (watch.recycleAfter ?? DEFAULT_RECYCLE_AFTER);
   const timeoutMs = parseShutdownTimeout(o.shutdownTimeout, base.rpc.stopTimeout);
-  const log = makeLogger(base, worker === undefined ? 'hermod run' : `hermod run worker ${worker}`);
+  fatalAsJsonLog(base.log.json ? logName : undefined);
+  const log = makeLogger(base, logName);
   const count = Math.max(...spec.services.map(workersOf));
   const metricsAt = o.metricsPort ?? spec.metricsPort;
   if (metricsAt !== undefined) parseMetricsAddress(metricsAt);

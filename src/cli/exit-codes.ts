@@ -136,11 +136,38 @@ export function failureStatus(err: unknown): ExitStatus {
   return EXIT.failed;
 }
 
+/** The logger name {@link fatal} writes its JSON line under; undefined: plain text. */
+let fatalJsonName: string | undefined;
+
+/**
+ * Makes {@link fatal} write one JSON log line (`level` `fatal`, `time`, `pid`, `name` as the
+ * bin's logger writes them, `msg`, `status`, `code`) instead of `error: …`, for a bin whose log
+ * is JSON: a plain line among JSON ones is one a log pipeline cannot parse. `undefined`: plain
+ * text again.
+ */
+export function fatalAsJsonLog(name: string | undefined): void {
+  fatalJsonName = name;
+}
+
 /** Prints a startup or usage error (passwords redacted) and exits with {@link failureStatus}. */
 export function fatal(err: unknown): never {
-  const msg = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`error: ${logSafe(redactUrl(msg))}\n`);
-  process.exit(failureStatus(err));
+  const msg = logSafe(redactUrl(err instanceof Error ? err.message : String(err)));
+  const status = failureStatus(err);
+  if (fatalJsonName === undefined) process.stderr.write(`error: ${msg}\n`);
+  else {
+    const code = (err as { code?: unknown } | undefined)?.code;
+    const line = {
+      level: 'fatal',
+      time: new Date().toISOString(),
+      pid: process.pid,
+      name: logSafe(fatalJsonName),
+      msg,
+      status,
+      ...(typeof code === 'string' ? { code } : {}),
+    };
+    process.stderr.write(`${JSON.stringify(line)}\n`);
+  }
+  process.exit(status);
 }
 
 /** For commander's `exitOverride`: `--help` and `--version` exit 0, a bad command line exits 2. */

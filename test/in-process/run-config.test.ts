@@ -129,7 +129,18 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
   try {
     const file = path.join(dir, 'hermod.config.json');
     writeFileSync(path.join(dir, 'ep.js'), 'export default { async ping() { return 1; } };\n');
-    const hermod = (args: string[]) => spawnSync(process.execPath, [HERMOD, ...args], { cwd: dir, encoding: 'utf8', timeout: 10_000 });
+    // hermod run's log is JSON, and so is its startup failure: the reason is the line's msg.
+    const hermod = (args: string[]) => {
+      const r = spawnSync(process.execPath, [HERMOD, ...args], { cwd: dir, encoding: 'utf8', timeout: 10_000 });
+      const msgOf = (l: string) => {
+        try {
+          return String((JSON.parse(l) as { msg?: unknown }).msg);
+        } catch {
+          return l;
+        }
+      };
+      return { ...r, stderr: r.stderr.split('\n').map(msgOf).join('\n') };
+    };
     writeFileSync(file, JSON.stringify({ services: { a: { ...ok, wrokers: 2 } } }));
     let r = hermod(['run']);
     assert.is(r.status, 2, r.stderr);

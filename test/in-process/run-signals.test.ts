@@ -2,7 +2,7 @@
 // socket on port 0): what SIGHUP does (a reload for `hermod run`, a graceful stop elsewhere),
 // and how the run behaves at its edges: the stop deadline with beacons on, a flood of failing
 // requests, JSON-only output, a hung worker in the cluster scrape.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { suite } from 'uvu';
@@ -193,6 +193,56 @@ t('3000 casts of an unknown method: failure lines within the 20-a-second budget,
   assert.is(run.lines.find((l) => l.event === 'failures-not-logged')?.level, 'warn', 'shown at the level the failures are');
   run.child.kill('SIGTERM');
   assert.is(await run.exited, 0, said(run));
+});
+
+/** Top-level keys a JSON line repeats (JSON.parse keeps the last one silently). */
+function repeatedKeys(line: string): string[] {
+  const obj = JSON.parse(line) as Record<string, unknown>;
+  // Inside a JSON string a quote is escaped, so `"key":` appears unescaped only as a key.
+  return Object.keys(obj).filter((k) => line.split(`${JSON.stringify(k)}:`).length > 2);
+}
+
+t('JSON logs: a worker failing to start and a worker killed at the deadline write JSON lines only, no key twice', async (ctx) => {
+  const topic = `json-${process.pid}`;
+  writeFileSync(
+    path.join(ctx.dir, 'ep.js'),
+    `export default {
+  async whoami() { return { pid: process.pid }; },
+  async spin(_ctx, { ms }) { const end = Date.now() + ms; while (Date.now() < end); return 1; },
+};
+`,
+  );
+  runFile(ctx, topic, { workers: 2 });
+  const run = start(ctx, ['--shutdown-timeout', '1']);
+  await until(() => count(run, (l) => l.event === 'serving') === 2, `two workers serving (${said(run)})`, 20_000);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 15_000 });
+  const one = (await client.prepare({ server: 'node-1' }).call({}, 'whoami', {})) as { pid: number };
+  // A deploy midway: the module is gone when worker 1 restarts, so the restart fails at startup.
+  renameSync(path.join(ctx.dir, 'ep.js'), path.join(ctx.dir, 'ep.away'));
+  process.kill(one.pid, 'SIGKILL');
+  await until(() => run.raw.some((l) => /ep\.js does not exist/.test(l)), `the restarted worker's startup failure (${said(run)})`, 20_000);
+  renameSync(path.join(ctx.dir, 'ep.away'), path.join(ctx.dir, 'ep.js'));
+  await until(() => count(run, (l) => l.event === 'serving') === 3, `worker 1 serving again (${said(run)})`, 30_000);
+  // Worker 2's event loop is busy past the deadline: the primary kills it.
+  // Not awaited: the router settles the cast once the worker takes it, after its spin.
+  void client
+    .prepare({ server: 'node-2' })
+    .cast({}, 'spin', { ms: 8000 })
+    .catch(() => undefined);
+  await sleep(1500);
+  run.child.kill('SIGTERM');
+  await run.exited;
+  assert.ok(
+    run.raw.some((l) => /did not exit by the deadline; killing it/.test(l)),
+    `the primary killed the busy worker (${said(run)})`,
+  );
+  const fatal = run.lines.find((l) => /ep\.js does not exist/.test(String(l.msg)));
+  assert.ok(fatal, `the startup failure is a JSON line (${run.err})`);
+  assert.is(fatal!.level, 'fatal');
+  assert.is(fatal!.name, 'hermod run worker 1');
+  assert.is(run.err, '', 'no line that is not JSON');
+  const repeats = run.raw.map((l) => [l, repeatedKeys(l)] as const).filter(([, keys]) => keys.length > 0);
+  assert.equal(repeats, [], 'no key twice on a line');
 });
 
 t('SIGHUP to rpc-server: a graceful stop as SIGTERM is (the running call answered, exit 0)', async (ctx) => {

@@ -15,6 +15,8 @@ const HERMOD = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 
 export interface Run {
   child: ChildProcess;
   lines: Array<Record<string, unknown>>;
+  /** Every line as written, JSON or not (stdout and stderr together). */
+  raw: string[];
   err: string;
   exited: Promise<number | null>;
 }
@@ -31,6 +33,7 @@ export function hermodRun(args: string[], cwd: string, opts: { group?: boolean }
   const run: Run = {
     child,
     lines: [],
+    raw: [],
     err: '',
     exited: new Promise((r) =>
       child.once('close', (code, signal) => {
@@ -46,6 +49,7 @@ export function hermodRun(args: string[], cwd: string, opts: { group?: boolean }
     while (i >= 0) {
       const line = buf.slice(0, i);
       buf = buf.slice(i + 1);
+      run.raw.push(line);
       try {
         run.lines.push(JSON.parse(line) as Record<string, unknown>);
       } catch {

@@ -305,7 +305,7 @@ export class WorkerSupervisor {
     let killed = 0;
     for (const w of this.processes()) {
       killed++;
-      this.options.log.warn(`worker pid ${w.process.pid} did not exit by the deadline; killing it`, { pid: w.process.pid });
+      this.options.log.warn(`worker pid ${w.process.pid} did not exit by the deadline; killing it`, { workerPid: w.process.pid });
       w.process.kill('SIGKILL');
     }
     return this.aborted() + killed;
