@@ -106,6 +106,9 @@ export class ClusterMetrics {
   async text(): Promise<string> {
     let now = 0;
     let stale = 0;
+    // Late with no answer before (hung, SIGSTOPped or busy since it started): nothing of it is
+    // in the sum, and a scrape that said nothing of it read as if it were not there at all.
+    let missing = 0;
     const answers = await Promise.all(
       [...this.peers.keys()].map(async (worker) => {
         const answer = await this.ask(worker);
@@ -116,14 +119,16 @@ export class ClusterMetrics {
           peer.last = answer;
           now++;
         } else if (peer.last) stale++;
+        else missing++;
         return peer.last ?? [];
       }),
     );
     const body = await AggregatorRegistry.aggregate(answers.flat()).metrics();
-    return `${body}# HELP hermod_metrics_workers Workers summed in this scrape: answered now, or stale (late: their last answer counts).
+    return `${body}# HELP hermod_metrics_workers Workers that serve metrics, by their answer to this scrape: now, stale (late: their last answer counts), missing (late with no answer yet: not in the sum).
 # TYPE hermod_metrics_workers gauge
 hermod_metrics_workers{answer="now"} ${now}
 hermod_metrics_workers{answer="stale"} ${stale}
+hermod_metrics_workers{answer="missing"} ${missing}
 `;
   }
 

@@ -12,6 +12,7 @@ import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
 import { startCli } from '../support/cli-procs.js';
 import { hermodRun, type Run } from '../support/ops-run.js';
+import { sampleValue, scrape } from '../support/prometheus.js';
 
 interface Ctx {
   router: Router;
@@ -243,6 +244,32 @@ t('JSON logs: a worker failing to start and a worker killed at the deadline writ
   assert.is(run.err, '', 'no line that is not JSON');
   const repeats = run.raw.map((l) => [l, repeatedKeys(l)] as const).filter(([, keys]) => keys.length > 0);
   assert.equal(repeats, [], 'no key twice on a line');
+});
+
+t('--metrics-port with workers: a worker hung before the first scrape is counted as missing, not left out unflagged', async (ctx) => {
+  const topic = `metrics-hung-${process.pid}`;
+  endpoint(ctx, 1);
+  runFile(ctx, topic, { workers: 2 });
+  const run = start(ctx, ['--metrics-port', '127.0.0.1:0']);
+  await until(() => count(run, (l) => l.event === 'serving') === 2, `two workers serving (${said(run)})`, 20_000);
+  const url = String(run.lines.find((l) => l.event === 'metrics')?.url);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 10_000 });
+  const { pid } = (await client.prepare({ server: 'node-2' }).call({}, 'whoami', {})) as { pid: number };
+  process.kill(pid, 'SIGSTOP');
+  try {
+    // Its Metrics said ready when it started serving; it has answered no scrape before this one.
+    const text = await scrape(url);
+    assert.is(sampleValue(text, 'hermod_metrics_workers', { answer: 'now' }), 1, text);
+    assert.is(sampleValue(text, 'hermod_metrics_workers', { answer: 'stale' }), 0, text);
+    assert.is(sampleValue(text, 'hermod_metrics_workers', { answer: 'missing' }), 1, text);
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  const text = await scrape(url);
+  assert.is(sampleValue(text, 'hermod_metrics_workers', { answer: 'now' }), 2, text);
+  assert.is(sampleValue(text, 'hermod_metrics_workers', { answer: 'missing' }), 0, text);
+  run.child.kill('SIGTERM');
+  assert.is(await run.exited, 0, said(run));
 });
 
 t('SIGHUP to rpc-server: a graceful stop as SIGTERM is (the running call answered, exit 0)', async (ctx) => {
