@@ -348,7 +348,7 @@ async function runCommand(argv: string[]): Promise<void> {
   const shutdown = handleShutdown({
     log,
     timeoutMs,
-    ...(worker === undefined ? {} : { primaryRelaysSigint: () => process.connected }),
+    ...(worker === undefined ? {} : { primaryRelaysSigint: () => process.connected, primaryRelaysSigterm: () => process.connected }),
     reload: () => {
       // The primary hands this worker over to a fresh process: one SIGHUP to the whole group
       // (a closed terminal) reloads once.
@@ -379,7 +379,10 @@ async function runCommand(argv: string[]): Promise<void> {
     },
   });
   if (worker !== undefined) {
-    onPrimaryStop((reason) => shutdown.stop(reason));
+    onPrimaryStop(
+      (reason) => shutdown.stop(reason),
+      (reason) => shutdown.abort(reason),
+    );
     // Its graceful stop (handleShutdown's own) would look like a crash to the primary.
     onOutputClosed(() => tellPrimary(OUTPUT_CLOSED_MESSAGE));
   }

@@ -45,7 +45,15 @@ export interface Shutdown {
    * still graceful, but the process did not end because it was asked to).
    */
   stop(reason: string, status?: number): void;
+  /**
+   * Aborts as a second signal does (`reason` goes to the log), exiting `status` (default 143, as
+   * a second SIGTERM): a worker whose primary got the second signal.
+   */
+  abort(reason: string, status?: number): void;
 }
+
+/** How long a worker that left a SIGTERM to its primary waits for the primary's stop request before stopping by itself. */
+export const RELAY_WAIT_MS = 1000;
 
 /**
  * Parses `--shutdown-timeout` (seconds, decimals allowed) into milliseconds; undefined keeps the
@@ -80,6 +88,16 @@ export function handleShutdown(opts: {
    */
   primaryRelaysSigint?: () => boolean;
   /**
+   * A cluster worker's whose primary stops and aborts it by message (hermod run): SIGTERM, while
+   * this returns true, is left to the primary too. A service manager's SIGTERM reaches the whole
+   * process group (systemd's default KillMode=control-group): taken here as well, the one that
+   * came after the primary's stop request aborted the work in flight within milliseconds. A
+   * SIGTERM sent to this worker alone starts its graceful stop after {@link RELAY_WAIT_MS} if no
+   * request of the primary's came; during a stop it is ignored (the primary's second signal is
+   * passed on as an abort message).
+   */
+  primaryRelaysSigterm?: () => boolean;
+  /**
    * What SIGHUP does instead of the graceful stop (`hermod run` reloads its endpoint modules).
    * Not called once a stop has begun: the signal is then logged and ignored, since a reload
    * request is no request to abort.
@@ -96,11 +114,13 @@ export function handleShutdown(opts: {
   let failure: number | undefined;
   let progress: NodeJS.Timeout | undefined;
   let backstop: NodeJS.Timeout | undefined;
+  let relayWait: NodeJS.Timeout | undefined;
   // Nothing of the target's own left: what remains is closing (connections, the broker's answers).
   const waitingFor = () => target.pending() || 'connections to close';
   const end = (code: number) => {
     clearInterval(progress);
     clearTimeout(backstop);
+    clearTimeout(relayWait);
     exit(forced ?? failure ?? code);
   };
   const graceful = (reason: string) => {
@@ -136,8 +156,12 @@ export function handleShutdown(opts: {
       return;
     }
     // A second signal: whoever sent it wants the process gone, now.
-    log.warn(`${signal} again: aborting ${waitingFor()} and exiting`);
-    const code = 128 + (SIGNAL_NUMBERS[signal] ?? 15);
+    abortNow(`${signal} again`, 128 + (SIGNAL_NUMBERS[signal] ?? 15));
+  };
+  const abortNow = (why: string, code: number) => {
+    if (forced !== undefined) return;
+    stopping = true;
+    log.warn(`${why}: aborting ${waitingFor()} and exiting`);
     forced = code;
     const timer = setTimeout(() => end(code), 300);
     target.abort().then(
@@ -155,7 +179,14 @@ export function handleShutdown(opts: {
     if (opts.primaryRelaysSigint?.()) log.debug('SIGINT: left to the primary, which asks the workers to stop');
     else onSignal('SIGINT');
   });
-  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGTERM', () => {
+    if (!opts.primaryRelaysSigterm?.()) return onSignal('SIGTERM');
+    log.debug('SIGTERM: left to the primary, which asks the workers to stop');
+    if (stopping) return;
+    relayWait ??= setTimeout(() => {
+      if (!stopping) graceful('SIGTERM');
+    }, RELAY_WAIT_MS);
+  });
   process.on('SIGHUP', () => {
     if (!opts.reload) onSignal('SIGHUP');
     else if (stopping) log.info('SIGHUP: stopping already, not reloading');
@@ -169,6 +200,9 @@ export function handleShutdown(opts: {
       if (stopping) return;
       failure = status;
       graceful(reason);
+    },
+    abort(reason: string, status = 128 + 15) {
+      abortNow(reason, status);
     },
   };
   onOutputClosed(() => handle.stop('stdout closed'));

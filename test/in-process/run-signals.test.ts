@@ -272,6 +272,77 @@ t('--metrics-port with workers: a worker hung before the first scrape is counted
   assert.is(await run.exited, 0, said(run));
 });
 
+/** A run of two workers, started in a process group of its own, each worker running a 3 s call. */
+async function busyGroup(ctx: Ctx, tag: string) {
+  const topic = `group-${tag}-${process.pid}`;
+  endpoint(ctx, 1);
+  runFile(ctx, topic, { workers: 2 });
+  const run = hermodRun([], ctx.dir, { group: true });
+  ctx.runs.push(run);
+  await until(() => count(run, (l) => l.event === 'serving') === 2, `two workers serving (${said(run)})`, 20_000);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 15_000 });
+  const pids = await Promise.all(
+    ['node-1', 'node-2'].map(async (server) => ((await client.prepare({ server }).call({}, 'whoami', {})) as { pid: number }).pid),
+  );
+  const calls = ['node-1', 'node-2'].map((server) =>
+    client
+      .prepare({ server })
+      .call({}, 'slow', { ms: 3000 })
+      .then(
+        (r) => r,
+        (err: Error & { code?: string }) => err.code ?? err.name,
+      ),
+  );
+  await sleep(700);
+  return { run, pids, calls };
+}
+
+const killGroup = (run: Run) => {
+  try {
+    process.kill(-run.child.pid!, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+};
+
+t('SIGTERM to the primary and to each worker (systemd KillMode=control-group): the workers drain, nothing aborted', async (ctx) => {
+  const { run, pids, calls } = await busyGroup(ctx, 't');
+  try {
+    // The group's signal, each worker's copy arriving after the primary's stop request (the
+    // order a busy machine gives): taken as a second signal, it aborted the calls.
+    run.child.kill('SIGTERM');
+    await until(() => count(run, (l) => /^asked by the primary/.test(String(l.msg))) === 2, `both workers stopping (${said(run)})`);
+    for (const pid of pids) process.kill(pid, 'SIGTERM');
+    assert.equal(await Promise.all(calls), ['v1 done', 'v1 done'], said(run));
+    assert.is(await run.exited, 0, said(run));
+    assert.is(
+      count(run, (l) => /again|abort/.test(String(l.msg))),
+      0,
+      said(run),
+    );
+  } finally {
+    killGroup(run);
+  }
+});
+
+t('SIGTERM to the group, then a second SIGTERM to the primary: the workers abort (ServerStopped), exit 143', async (ctx) => {
+  const { run, calls } = await busyGroup(ctx, 'tt');
+  try {
+    process.kill(-run.child.pid!, 'SIGTERM');
+    await until(() => count(run, (l) => /^asked by the primary/.test(String(l.msg))) === 2, `both workers stopping (${said(run)})`);
+    run.child.kill('SIGTERM');
+    assert.equal(await Promise.all(calls), ['HERMOD_ERR_SERVER_STOPPED', 'HERMOD_ERR_SERVER_STOPPED'], said(run));
+    assert.is(await run.exited, 143, said(run));
+    assert.is(
+      count(run, (l) => /^aborted by the primary/.test(String(l.msg))),
+      2,
+      said(run),
+    );
+  } finally {
+    killGroup(run);
+  }
+});
+
 t('SIGHUP to rpc-server: a graceful stop as SIGTERM is (the running call answered, exit 0)', async (ctx) => {
   const topic = `hup-rs-${process.pid}`;
   const server = startCli('rpc-server', ['hup', '--topic', topic, '--transport-url', ctx.url]);

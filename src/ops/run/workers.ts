@@ -17,6 +17,13 @@ export const WORKER_ENV = '_HERMOD_RUN_WORKER';
 /** The message the primary sends a worker to start its graceful stop. */
 export const STOP_MESSAGE = { hermod: 'stop' } as const;
 
+/**
+ * The message the primary sends a worker to abort its work now (the primary got a second
+ * signal). A message, not a SIGTERM: a worker that leaves SIGTERM to its primary (see
+ * {@link onPrimaryStop}) cannot tell the primary's signal from a service manager's.
+ */
+export const ABORT_MESSAGE = { hermod: 'abort' } as const;
+
 /** What a worker tells the primary once its services consume. */
 export const READY_MESSAGE = { hermod: 'ready' } as const;
 
@@ -97,13 +104,20 @@ export function workerNumber(): number | undefined {
 }
 
 /**
- * Calls `stop` when the primary asks this worker to stop or goes away, and tells the primary it
- * may now be asked. Call it before anything slow (connecting), so a stop asked for during start-up
- * is honoured.
+ * Calls `stop` when the primary asks this worker to stop or goes away, and `abort` when it asks
+ * for an abort ({@link ABORT_MESSAGE}; without `abort` this worker sends itself a SIGTERM, which
+ * its signal handling takes as a second signal once a stop began), and tells the primary it may
+ * now be asked. Call it before anything slow (connecting), so a stop asked for during start-up is
+ * honoured.
  */
-export function onPrimaryStop(stop: (reason: string) => void): void {
+export function onPrimaryStop(stop: (reason: string) => void, abort?: (reason: string) => void): void {
   process.on('message', (m: unknown) => {
-    if ((m as { hermod?: string } | null)?.hermod === STOP_MESSAGE.hermod) stop('asked by the primary');
+    const what = (m as { hermod?: string } | null)?.hermod;
+    if (what === STOP_MESSAGE.hermod) stop('asked by the primary');
+    else if (what === ABORT_MESSAGE.hermod) {
+      if (abort) abort('aborted by the primary');
+      else process.kill(process.pid, 'SIGTERM');
+    }
   });
   // node:cluster's own handler, installed first, exits at once (status 0) on a lost channel
   // unless the disconnect was asked for: requests in flight would be cut. Marking it asked for
@@ -311,14 +325,23 @@ export class WorkerSupervisor {
     return this.aborted() + killed;
   }
 
-  /** Ends every worker now: a signal to a stopping worker aborts its work. */
+  /**
+   * Ends every worker now: a worker that listens is sent {@link ABORT_MESSAGE}, any other a
+   * SIGTERM (which aborts a stopping worker's work).
+   */
   async abort(): Promise<void> {
     this.stopping = true;
     for (const slot of this.slots) {
       clearTimeout(slot.timer);
       clearTimeout(slot.handOverTimer);
     }
-    for (const w of this.processes()) w.process.kill('SIGTERM');
+    for (const w of this.processes()) {
+      if (w.isConnected() && this.heard.has(w))
+        w.send(ABORT_MESSAGE, undefined, undefined, (err) => {
+          if (err && !w.isDead()) w.process.kill('SIGTERM');
+        });
+      else w.process.kill('SIGTERM');
+    }
   }
 
   /** Starts `w`'s graceful stop: now if it listens for the request, else once it says hello. */
