@@ -131,8 +131,15 @@ async function main(): Promise<void> {
       },
       aborted: () => server.stats().aborted,
       graceful: async (deadline) => {
-        await Promise.all([server.stop(o.stopJobs ? { jobs: o.stopJobs } : {}), beacon?.stop()]);
-        const res = await server.wait(deadline);
+        // The goodbye is sent, not waited for, before the wait: with no status view to take it, it
+        // takes up to twice the beacon's bound (600 ms), which pushed the abort of calls running
+        // at the deadline past the backstop (their callers timed out instead of ServerStopped).
+        // The deadline counts from the signal, as the backstop's does.
+        const t0 = Date.now();
+        const goodbye = beacon?.stop();
+        await server.stop(o.stopJobs ? { jobs: o.stopJobs } : {});
+        const res = await server.wait(Math.max(0, deadline - (Date.now() - t0)));
+        await goodbye;
         await transport.close();
         await metrics?.close();
         return res.aborted;

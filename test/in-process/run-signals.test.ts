@@ -343,6 +343,35 @@ t('SIGTERM to the group, then a second SIGTERM to the primary: the workers abort
   }
 });
 
+t('rpc-server --beacon: a call still running at the stop deadline gets ServerStopped, exit 7', async (ctx) => {
+  const topic = `beacon-rs-${process.pid}`;
+  // No status view runs: the goodbye is released by the router and retried to its bound.
+  const server = startCli('rpc-server', [
+    'bs',
+    '--topic',
+    topic,
+    '--transport-url',
+    ctx.url,
+    '--beacon',
+    '1000',
+    '--shutdown-timeout',
+    '2',
+  ]);
+  ctx.runs.push(server);
+  await until(() => /serving/.test(server.out + server.err), `rpc-server serving (${server.out}${server.err})`, 20_000);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 15_000 });
+  const slow = client.call({}, 'sleep', { seconds: 10 }).then(
+    () => 'answered',
+    (err: Error & { code?: string }) => err.code ?? err.name,
+  );
+  await sleep(1000);
+  server.child.kill('SIGTERM');
+  // Before: the stop awaited the goodbye first, the abort came past the backstop, and the caller
+  // waited out its own timeout.
+  assert.is(await slow, 'HERMOD_ERR_SERVER_STOPPED', server.out + server.err);
+  assert.is(await server.exited, 7, server.out + server.err);
+});
+
 t('SIGHUP to rpc-server: a graceful stop as SIGTERM is (the running call answered, exit 0)', async (ctx) => {
   const topic = `hup-rs-${process.pid}`;
   const server = startCli('rpc-server', ['hup', '--topic', topic, '--transport-url', ctx.url]);
