@@ -117,7 +117,12 @@ export function handleShutdown(opts: {
   let relayWait: NodeJS.Timeout | undefined;
   // Nothing of the target's own left: what remains is closing (connections, the broker's answers).
   const waitingFor = () => target.pending() || 'connections to close';
+  // Holds the event loop until the stop ends. A server whose transport keeps no socket open
+  // (memory://) returned from main and exited 0 right after its serving line; and on Node 24 a
+  // SIGTERM that came during that exit found the handlers gone and killed it by the signal.
+  const keepAlive = setInterval(() => {}, MAX_TIMER_MS);
   const end = (code: number) => {
+    clearInterval(keepAlive);
     clearInterval(progress);
     clearTimeout(backstop);
     clearTimeout(relayWait);

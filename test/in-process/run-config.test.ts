@@ -237,11 +237,6 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
     try {
       await until(() => listed.lines.some((l) => l.event === 'serving'), `serving (${listed.err})`, 30_000);
       assert.match(String(listed.lines.find((l) => l.event === 'serving')!.msg), /2 endpoint\(s\)/);
-      // On Node 24 a SIGTERM within ~100 ms of the serving line ends the process by the signal's
-      // default action (2 to 7 runs in 10 of rpc-server and hermod run alike, not on Node 20),
-      // though the handler is installed before and never removed: an open defect (session note
-      // of stop 59), not what this case is about.
-      await sleep(500);
     } finally {
       listed.child.kill('SIGTERM');
     }

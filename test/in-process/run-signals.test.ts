@@ -372,6 +372,27 @@ t('rpc-server --beacon: a call still running at the stop deadline gets ServerSto
   assert.is(await server.exited, 7, server.out + server.err);
 });
 
+t('on memory://, rpc-server and hermod run keep serving until a signal (they exited 0 right after the serving line)', async (ctx) => {
+  const server = startCli('rpc-server', ['mem', '--topic', 'mem', '--transport-url', 'memory://']);
+  ctx.runs.push(server);
+  writeFileSync(path.join(ctx.dir, 'ep.js'), 'export default { async ping() { return 1; } };\n');
+  writeFileSync(
+    path.join(ctx.dir, 'hermod.config.json'),
+    JSON.stringify({ config: { transportUrl: 'memory://' }, services: { s: { endpoints: './ep.js', topic: 'mem' } } }),
+  );
+  const run = start(ctx);
+  await until(() => /serving/.test(server.out + server.err), `rpc-server serving (${server.out}${server.err})`, 20_000);
+  await until(() => count(run, (l) => l.event === 'serving') === 1, `serving (${said(run)})`, 20_000);
+  await sleep(1500);
+  assert.is(server.child.exitCode, null, `rpc-server still running: ${server.out}${server.err}`);
+  assert.is(run.child.exitCode, null, `hermod run still running: ${said(run)}`);
+  server.child.kill('SIGTERM');
+  run.child.kill('SIGTERM');
+  assert.is(await server.exited, 0, server.out + server.err);
+  assert.is(await run.exited, 0, said(run));
+  assert.match(server.out + server.err, /SIGTERM: no new work/);
+});
+
 t('SIGHUP to rpc-server: a graceful stop as SIGTERM is (the running call answered, exit 0)', async (ctx) => {
   const topic = `hup-rs-${process.pid}`;
   const server = startCli('rpc-server', ['hup', '--topic', topic, '--transport-url', ctx.url]);
