@@ -12,6 +12,7 @@ import type { Context } from '../core/serializer.js';
 import { type ErrorBody, errorBody, mapError, NotExposed, RPC_CODES } from './errors.js';
 import type { CallControls, Invoker } from './invoker.js';
 import { type JobsFace, type Preferences, preferences, startMode } from './jobs-http.js';
+import { idLiterals, inexactId, withIdLiteral } from './raw-ids.js';
 import { requestControls } from './rest.js';
 import type { RequestState } from './state.js';
 
@@ -168,15 +169,22 @@ export function registerJsonRpc(
         }
         // The rate limit counted this request once; its other members count too.
         shared.chargeBatch?.(request, reply, payload.length - 1);
-        const answers = (await Promise.all(payload.map((item) => one(item, shared, state, request.id, per)))).filter(
-          (a): a is RpcResponse => a !== undefined,
-        );
+        const literals = payload.some((item) => inexactId((item as { id?: unknown } | null)?.id)) ? idLiterals(text) : undefined;
+        const all = await Promise.all(payload.map((item) => one(item, shared, state, request.id, per)));
         applied();
-        return answers.length === 0 ? reply.code(204).send() : reply.send(answers);
+        if (all.every((a) => a === undefined)) return reply.code(204).send();
+        if (literals === undefined) return reply.send(all.filter((a): a is RpcResponse => a !== undefined));
+        const parts: string[] = [];
+        for (const [i, a] of all.entries()) if (a !== undefined) parts.push(withIdLiteral(a, literals[i]));
+        return reply.type('application/json; charset=utf-8').send(`[${parts.join(',')}]`);
       }
+      const literal = inexactId((payload as { id?: unknown } | null)?.id) ? idLiterals(text)[0] : undefined;
       const answer = await one(payload, shared, state, request.id, per);
       applied();
-      return answer === undefined ? reply.code(204).send() : reply.send(answer);
+      if (answer === undefined) return reply.code(204).send();
+      return literal === undefined
+        ? reply.send(answer)
+        : reply.type('application/json; charset=utf-8').send(withIdLiteral(answer, literal));
     });
   });
 }

@@ -413,6 +413,37 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
     await until(() => ctx.users.touched.some((x) => x.args.n === 'note'), 'the notification cast');
   });
 
+  t('JSON-RPC: ids beyond 2^53 and fractional ids come back with the digits the request sent', async (ctx) => {
+    // JSON.parse rounds 9007199254740993 to …992: a client with 64-bit ids could not match its answer.
+    const big = '9007199254740993';
+    const single = await http(ctx.base, 'POST', '/jsonrpc', `{"jsonrpc":"2.0","method":"getUser","params":{"id":5},"id":${big}}`);
+    assert.is(single.status, 200);
+    assert.match(single.headers.get('content-type') ?? '', /^application\/json/);
+    assert.ok(single.text.endsWith(`"id":${big}}`), single.text);
+    assert.is(single.json.result.name, 'user-5');
+    const batch = await http(
+      ctx.base,
+      'POST',
+      '/jsonrpc',
+      `[{"jsonrpc":"2.0","method":"getUser","params":{"id":1},"id":-12345678901234567890},
+        {"jsonrpc":"2.0","method":"${ctx.topic}.touch","params":{"n":3}},
+        {"jsonrpc":"2.0","method":"${ctx.topic}.missing","id":1.25e-3},
+        {"jsonrpc":"2.0","method":"getUser","params":{"id":2},"\\u0069d":18446744073709551615},
+        {"jsonrpc":"2.0","method":"getUser","params":{"id":3},"id":7}]`,
+    );
+    assert.is(batch.status, 200);
+    assert.is(batch.json.length, 4);
+    const at = ['"id":-12345678901234567890}', '"id":1.25e-3}', '"id":18446744073709551615}', '"id":7}'].map((s) => batch.text.indexOf(s));
+    assert.ok(
+      at.every((p, i) => p > 0 && (i === 0 || p > at[i - 1]!)),
+      batch.text,
+    );
+    assert.equal(
+      batch.json.map((a: Json) => a.result?.name ?? a.error.code),
+      ['user-1', -32601, 'user-2', 'user-3'],
+    );
+  });
+
   t('JSON-RPC: all-notification batch → 204 nothing; empty batch, invalid JSON, invalid request → one error', async (ctx) => {
     const none = await http(ctx.base, 'POST', '/jsonrpc', [
       { jsonrpc: '2.0', method: `${ctx.topic}.touch`, params: { n: 1 } },
