@@ -70,6 +70,16 @@ export interface ServerStats {
   served: number;
   /** Requests whose method threw or that could not be dispatched. */
   failed: number;
+  /**
+   * Messages the driver settled without dispatching as requests: malformed (not oslo's envelope,
+   * unreadable JSON, too deep, a prototype key), published on `hermod:message:invalid` too.
+   */
+  invalid: number;
+  /**
+   * Copies of a request already received (the same `_unique_id`, RabbitMQ), settled without
+   * running the method a second time.
+   */
+  duplicates: number;
   /** Requests running now. */
   inFlight: number;
   /** Requests received but waiting for a concurrency slot. */
@@ -109,7 +119,7 @@ export class RPCServer {
   private readonly stopCalled = deferred();
   /** Aborted by stop(): a subscription still being made gives up at once. */
   private readonly stopping = new AbortController();
-  private readonly counts = { served: 0, failed: 0 };
+  private readonly counts = { served: 0, failed: 0, invalid: 0, duplicates: 0 };
   private readonly jobs: JobRunner;
   private readonly heldBack = new Map<NodeJS.Timeout, IncomingMessage>();
   private startedAt = 0;
@@ -234,7 +244,11 @@ export class RPCServer {
       const listening = this.transport.driver.listen(this.target, {
         prefetch: this.concurrency,
         onMessage: (m) => this.onMessage(m),
-        onInvalid: (error, raw) => publish(channels.invalidMessage, { where: `server ${this.target.server}`, error, size: raw.size }),
+        onInvalid: (error, raw) => {
+          this.counts.invalid++;
+          publish(channels.invalidMessage, { where: `server ${this.target.server}`, error, size: raw.size });
+        },
+        onDuplicate: () => this.counts.duplicates++,
         signal: this.stopping.signal,
       });
       listener = await untilAborted(listening, this.stopping.signal);

@@ -171,10 +171,11 @@ t('bad input at a server: no envelope, bad JSON, wrong version, bad fields, dupl
   const rec = new Recorder('s');
   let invalid = 0;
   const server = await serve(ctx, 'bad', 's', [rec]);
-  void server;
   const { channel: diag } = await import('node:diagnostics_channel');
-  const onInvalid = () => {
+  let atServer = 0;
+  const onInvalid = (e: unknown) => {
     invalid++;
+    if ((e as { where: string }).where.startsWith('server ')) atServer++;
   };
   diag('hermod:message:invalid').subscribe(onInvalid);
   const duplicates: unknown[] = [];
@@ -233,6 +234,10 @@ t('bad input at a server: no envelope, bad JSON, wrong version, bad fields, dupl
     assert.equal(duplicates, [{ where: 'rpc server', uniqueId: 'dup-1' }]);
     // The 17 MiB body reaches the consumer last and at its own pace: wait for it, not a fixed time.
     await until(() => invalid >= 5, `invalid messages reported (${invalid})`, 10000);
+    // Counted by the server too, beside what it served: before, stats() showed neither.
+    assert.is(server.stats().duplicates, 1);
+    assert.ok(atServer >= 4, `${atServer} invalid at the server`);
+    assert.is(server.stats().invalid, atServer);
     // Everything was settled: nothing left in the queue, and the server still serves.
     const q = await ctx.node.queues(ctx.vhost);
     assert.is(q.get('bad')!.messages, 0);
