@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, NOTIFY_SEND_DEFAULTS } from '../src/cli/defaults.js';
-import { describeFailure, EXIT, exitOnUsage, fatal, printFailure, UsageError } from '../src/cli/exit-codes.js';
+import { describeFailure, EXIT, exitOnUsage, exitWhenWritten, fatal, printFailure, UsageError } from '../src/cli/exit-codes.js';
 import { parseJson, parseKeyValues } from '../src/cli/key-values.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, type LogFlags, positiveSeconds } from '../src/cli/program.js';
@@ -126,4 +126,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(() => process.exit(process.exitCode ?? EXIT.ok), fatal);
+main().then(() => exitWhenWritten(Number(process.exitCode ?? EXIT.ok)), fatal);

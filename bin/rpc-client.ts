@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { coerceArgs, fetchContract, needsContract, usage } from '../src/cli/contract-args.js';
 import { CLI_DEFAULT_URL, RPC_CLIENT_DEFAULTS } from '../src/cli/defaults.js';
-import { EXIT, type ExitStatus, exitOnUsage, failureStatus, fatal, printFailure } from '../src/cli/exit-codes.js';
+import { EXIT, type ExitStatus, exitOnUsage, exitWhenWritten, failureStatus, fatal, printFailure } from '../src/cli/exit-codes.js';
 import { describeJobFailure, jobCommand, startJob } from '../src/cli/jobs-command.js';
 import { parseKeyValues } from '../src/cli/key-values.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
@@ -42,7 +42,7 @@ async function main(): Promise<void> {
   // `rpc-client help <method>` stays a call to a topic named help.
   const rest = given.length === 1 && given[0] === 'help' ? ['--help'] : given.join(' ') === 'help job' ? ['job', '--help'] : given;
   const job = jobWordAt(rest);
-  if (job >= 0) process.exit(await jobCommand([...rest.slice(0, job), ...rest.slice(job + 1)], loaded));
+  if (job >= 0) return exitWhenWritten(await jobCommand([...rest.slice(0, job), ...rest.slice(job + 1)], loaded));
   const program = commonOptions(
     new Command('rpc-client')
       .description('Call or cast an RPC method from the shell. Values parse as JSON when they can, else strings.')
@@ -231,7 +231,7 @@ async function main(): Promise<void> {
   } finally {
     await transport?.close();
   }
-  process.exit(status);
+  return exitWhenWritten(status);
 }
 
 /** `--json` anywhere on the command line: errors of every kind (usage, configuration) are JSON too. */
@@ -241,5 +241,5 @@ main().catch((err: unknown) => {
   if (!JSON_ERRORS) fatal(err);
   const status = failureStatus(err);
   printFailure({ status, text: err instanceof Error ? err.message : String(err) }, err, true);
-  process.exit(status);
+  return exitWhenWritten(status);
 });

@@ -149,6 +149,29 @@ export function fatalAsJsonLog(name: string | undefined): void {
   fatalJsonName = name;
 }
 
+/**
+ * Exits with `status` once stdout and stderr have handed what was written to them to the OS.
+ * `process.exit()` drops what a pipe has not taken yet: a 1 MB result piped to `wc -c` arrived as
+ * 64 KiB, exit 0. A reader that stops reading keeps the command waiting, as it would keep `cat`;
+ * one that goes away ends it (onOutputClosed, or the failed write's callback).
+ */
+export function exitWhenWritten(status: number): Promise<never> {
+  return new Promise<never>(() => {
+    let waiting = 0;
+    const done = () => {
+      if (--waiting === 0) process.exit(status);
+    };
+    for (const stream of [process.stdout, process.stderr]) {
+      // An empty write's callback runs once everything written before it has left.
+      if (stream.writableLength > 0 && !stream.destroyed) {
+        waiting++;
+        stream.write('', done);
+      }
+    }
+    if (waiting === 0) process.exit(status);
+  });
+}
+
 /** Prints a startup or usage error (passwords redacted) and exits with {@link failureStatus}. */
 export function fatal(err: unknown): never {
   const msg = logSafe(redactUrl(err instanceof Error ? err.message : String(err)));

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -5,7 +6,17 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
 import { until } from '../support/assert.js';
-import { type CliProc as Proc, runCli as run, startCli as start } from '../support/cli-procs.js';
+import { bin, type CliProc as Proc, runCli as run, startCli as start } from '../support/cli-procs.js';
+
+/** Runs `file` with `args` (HERMOD_* variables of the test's environment left out, as the CLIs get them). */
+function runScript(file: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HERMOD_')));
+  return new Promise((resolve) => {
+    execFile(file, args, { env, timeout: 30_000 }, (err, out, errOut) =>
+      resolve({ code: typeof err?.code === 'number' ? err.code : err ? -1 : 0, out, err: errOut }),
+    );
+  });
+}
 
 interface Ctx {
   router: Proc;
@@ -64,6 +75,15 @@ t('exit statuses: remote error 1, no such method 4, timeout 3, cannot connect 5,
   const bad = await run('rpc-client', ['cli', 'add', '--config', 'rpc.respnseTimeout=5', '--transport-url', ctx.url]);
   assert.is(bad.code, 2);
   assert.match(bad.err, /did you mean 'rpc.responseTimeout'/);
+});
+
+t('a result larger than a pipe holds reaches a slow reader whole', async (ctx) => {
+  // process.exit() right after the write dropped what the pipe had not taken: 64 KiB of 120 kB
+  // arrived, exit 0. The reader starts a second late, so the pipe is full when the result is written.
+  const script = `"$0" "$1" cli echo "value=$2" --transport-url "$3" | (sleep 1; wc -c); echo "status \${PIPESTATUS[0]}"`;
+  const r = await runScript('bash', ['-c', script, process.execPath, bin('rpc-client'), 'x'.repeat(120_000), ctx.url]);
+  assert.is(r.code, 0, r.err);
+  assert.equal(r.out.trim().split(/\s+/), ['120001', 'status', '0'], r.err);
 });
 
 t('server-directed, cast, fanout and --repeat statistics', async (ctx) => {
