@@ -2,11 +2,13 @@ import amqplib from 'amqplib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
+import { RabbitConnection } from '../../src/driver/rabbit/connection.js';
 import {
   ConfigError,
   type ConnectionState,
   defaultConfig,
   getTransport,
+  parseTransportUrl,
   RPCClient,
   RPCServer,
   Target,
@@ -164,6 +166,39 @@ t(
     } finally {
       proto.bindQueue = bind;
       await admin.close();
+    }
+  },
+);
+
+t(
+  'a declare failing with a transient channel error (its text names the vhost) is retried soon, not taken for a refused login',
+  async (ctx) => {
+    // RabbitMQ names the vhost in every channel error; a quorum queue or stream whose node is still
+    // recovering answers a declare with "NOT_FOUND - home node … in vhost 'v' is down". Taken for a
+    // refused login, that left a restarted server deaf for intervalMax (30 s) and callers with AccessRefused.
+    const config = defaultConfig();
+    config.rabbit.retryInterval = 100;
+    config.rabbit.intervalMax = 30_000;
+    const conn = new RabbitConnection(parseTransportUrl(ctx.node.url(ctx.vhost)), config, 'test');
+    const states: ConnectionState[] = [];
+    conn.on('state', (s: ConnectionState) => states.push(s));
+    let tries = 0;
+    await conn.addHook(async (model) => {
+      if (++tries > 1) return;
+      const ch = await model.createChannel();
+      ch.on('error', () => {});
+      await ch.checkExchange(`hermod-missing-${process.pid}`);
+    });
+    try {
+      await conn.ready(Date.now() + 10_000, -1, 'the test');
+      const retry = states.find((s) => s.state === 'reconnecting');
+      assert.ok(retry, JSON.stringify(states));
+      assert.match(String((retry as { reason?: string }).reason), /NOT_FOUND.*in vhost/);
+      assert.not.ok((retry as { refused?: boolean }).refused, JSON.stringify(retry));
+      assert.ok((retry as { delayMs: number }).delayMs < 5000, JSON.stringify(retry));
+      assert.is(tries, 2);
+    } finally {
+      await conn.close();
     }
   },
 );

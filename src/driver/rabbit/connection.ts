@@ -88,8 +88,15 @@ function dropModel(model: ChannelModel): void {
  * Broker answers that retrying at full speed cannot fix: bad credentials, missing vhost,
  * untrusted certificates. Read from the text: amqplib reports a refused handshake (login,
  * connection.open) as a plain Error naming the close frame, with no reply code on it.
+ *
+ * `opened`: the failure came after the connection was open, from a setup hook's declare. Every
+ * RabbitMQ channel error names its vhost ("NOT_FOUND - home node … of durable queue 'q' in vhost
+ * 'v' is down or inaccessible", as a quorum queue or stream answers while its node recovers), so
+ * there only a refused permission (403 ACCESS_REFUSED) counts: taken as a refused login, a broker
+ * restart left a server deaf for `intervalMax` and its callers with AccessRefused.
  */
-function isAuthProblem(message: string): boolean {
+export function isAuthProblem(message: string, opened = false): boolean {
+  if (opened) return /ACCESS_REFUSED|ACCESS-REFUSED/.test(message);
   // Certificate problems are configuration too: a retry cannot fix them.
   return /ACCESS_REFUSED|NOT_ALLOWED|access_refused|not_allowed|authentication|vhost|certificate|CERT_|self.signed/i.test(message);
 }
@@ -367,7 +374,7 @@ export class RabbitConnection extends EventEmitter {
         if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(this.lastError)) {
           this.lastError = `the broker refused to open vhost '${this.url.virtualHost ?? '/'}' (NOT_ALLOWED: no such vhost, or no permission on it)`;
         }
-        this.authProblem = isAuthProblem(this.lastError);
+        this.authProblem = isAuthProblem(this.lastError, model !== undefined);
         // amqplib writes its header once the TCP connection is up: bytes written mean the peer answered the connect.
         this.refusal = await this.refusalOf(h, this.lastError, !model && (socket?.bytesWritten ?? 0) > 0);
         this.failedAttempts++;
