@@ -266,10 +266,18 @@ export class RabbitConnection extends EventEmitter {
     ) as unknown as Promise<ChannelModel>;
   }
 
+  /**
+   * The wait before the next attempt. As kombu (oslo's rabbit driver) fails over: the next host at
+   * once until every host of the URL has been tried in this round, then the backoff, which grows
+   * per round. A dead first host cost every new connection a full retryInterval before the
+   * second host was tried.
+   */
   private backoff(): number {
     const r = this.config.rabbit;
+    const hosts = this.url.hosts.length;
+    if (this.failedAttempts % hosts !== 0) return 0;
     if (this.authProblem || this.refusal) return r.intervalMax;
-    return backoffDelay(this.failedAttempts, { initial: r.retryInterval, factor: r.retryBackoff, max: r.intervalMax });
+    return backoffDelay(this.failedAttempts / hosts, { initial: r.retryInterval, factor: r.retryBackoff, max: r.intervalMax });
   }
 
   /**
