@@ -86,6 +86,45 @@ t('a server started after the call was sent still gets it (released → resend)'
   assert.is(await pending, 'late-server');
 });
 
+t('bodies just under maxMessageSize: answered, or MessageTooLarge at once; never a reply the router drops', async (ctx) => {
+  // The router counts the whole AMQP message against its limit, the driver counted the body: a
+  // reply a few bytes under the limit was refused by the router and, sent presettled, vanished,
+  // and its call waited out its timeout. A request there came back MessageDeliveryFailure.
+  const limit = 65_536;
+  await ctx.router.stop();
+  ctx.router = new Router({ port: 0, maxMessageSize: limit });
+  ctx.url = `amqp://127.0.0.1:${await ctx.router.start()}/`;
+  const sizes = {
+    big(_ctx: unknown, a: { n: number }) {
+      return 'x'.repeat(a.n);
+    },
+    len(_ctx: unknown, a: { s: string }) {
+      return a.s.length;
+    },
+  };
+  const s = new RPCServer(await transport(ctx, { maxMessageSize: limit }), new Target({ topic: 'edge', server: 'e' }), [sizes]);
+  await s.start();
+  ctx.servers.push(s);
+  const c = new RPCClient(await transport(ctx, { maxMessageSize: limit }), new Target({ topic: 'edge' }), { timeout: 4000 });
+  const outcomes = new Set<string>();
+  for (let n = limit - 1200; n <= limit - 60; n += 40) {
+    for (const [method, args] of [
+      ['big', { n }],
+      ['len', { s: 'y'.repeat(n) }],
+    ] as const) {
+      const started = performance.now();
+      const outcome = await c.call({}, method, args).then(
+        (r) => (typeof r === 'number' || (typeof r === 'string' && r.length === n) ? 'ok' : `wrong ${typeof r}`),
+        (e: Error) => e.name,
+      );
+      outcomes.add(outcome);
+      assert.ok(outcome === 'ok' || outcome === 'MessageTooLarge', `${method} ${n}: ${outcome}`);
+      assert.ok(performance.now() - started < 3000, `${method} ${n}: ${Math.round(performance.now() - started)} ms`);
+    }
+  }
+  assert.equal([...outcomes].sort(), ['MessageTooLarge', 'ok']);
+});
+
 t('malformed bodies from a foreign peer: rejected, a failure reply for calls, the server keeps serving', async (ctx) => {
   await serve(ctx, 'bad', 's', [new Recorder('s')]);
   const peer = await rheaConnect(Number(new URL(ctx.url).port));

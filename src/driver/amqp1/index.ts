@@ -16,6 +16,16 @@ import { Amqp1Listener } from './listener.js';
 import { Abandon, MessageSender } from './sender.js';
 import { decodeReply, notificationBody, replyMessage, requestBody } from './wire.js';
 
+/**
+ * What an AMQP 1.0 message of hermod's takes besides its body and the names in its addresses, at
+ * most: the header (ttl) and properties sections with their descriptors and type codes, the
+ * address prefixes and a reply address's generated part, a message id, the body section's
+ * descriptor and length.
+ */
+const MESSAGE_ROOM = 512;
+
+const byteLength = (s: string) => Buffer.byteLength(s);
+
 /** How long `close()` waits for casts and notifications already sent to be settled or written. */
 export const CLOSE_FLUSH_MS = 5_000;
 
@@ -139,6 +149,31 @@ export class Amqp1Driver extends DriverBase implements Driver {
     else this.waiter.resolve(r.id, r.reply);
   }
 
+  /**
+   * JSON of `value` that fits one AMQP 1.0 message of at most maxMessageSize once its sections
+   * are around it: `strings` bytes of addresses and ids, plus {@link MESSAGE_ROOM}. The router
+   * (and any peer) counts the whole message against its limit: a body within maxMessageSize but
+   * not with them was refused there, and a reply, sent presettled, vanished while its call waited
+   * out its timeout. Past it: MessageTooLarge, as for a body over the limit.
+   */
+  private encodeWithin(value: unknown, what: string, strings: number): string {
+    const body = this.encode(value, what);
+    const max = this.maxMessageSize;
+    const room = MESSAGE_ROOM + strings;
+    if (body.length * 3 > max - room) {
+      const size = Buffer.byteLength(body) + room;
+      if (size > max) throw new MessageTooLarge(size, max);
+    }
+    return body;
+  }
+
+  /** Bytes of the names a message to `target` carries in its addresses, at most. */
+  private targetRoom(target: Target): number {
+    return (
+      byteLength(this.exchange(target)) + byteLength(target.topic ?? '') + byteLength(target.server ?? '') + byteLength(this.vhost ?? '')
+    );
+  }
+
   private address(target: Target): string {
     return rpcAddress(
       this.mode,
@@ -197,7 +232,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
   private async cast(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<undefined> {
     const deadline = Date.now() + opts.timeout;
     const retry = opts.retry ?? -1;
-    const body = this.encode(requestBody(request, ctx), `cast ${request.method}`);
+    const body = this.encodeWithin(requestBody(request, ctx), `cast ${request.method}`, this.targetRoom(target));
     await this.connection.until(() => this.connection.isOpen, deadline, retry, request.method);
     const presettled = this.config.amqp1.presettledCasts;
     await this.sender.deliver(() => ({ to: this.address(target), body }), presettled, deadline, retry, `cast ${request.method}`);
@@ -207,7 +242,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
   private async call(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<Reply | undefined> {
     const deadline = Date.now() + opts.timeout;
     const retry = opts.retry ?? -1;
-    const body = this.encode(requestBody(request, ctx, opts.callMonitorTimeout), `call ${request.method}`);
+    const body = this.encodeWithin(requestBody(request, ctx, opts.callMonitorTimeout), `call ${request.method}`, this.targetRoom(target));
     await this.connection.until(() => this.connection.isOpen && this.replyAddress !== undefined, deadline, retry, request.method);
     const msgId = uuidHex();
     const reply = this.waiter.wait(msgId, {
@@ -266,7 +301,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
 
   private async notify(target: Target, ctx: Context, message: Record<string, unknown>, opts: NotificationSendOptions): Promise<void> {
     const deadline = Date.now() + this.config.rpc.responseTimeout;
-    const body = this.encode(notificationBody(message, ctx, opts.envelope), 'notification');
+    const body = this.encodeWithin(notificationBody(message, ctx, opts.envelope), 'notification', this.targetRoom(target));
     await this.connection.until(() => this.connection.isOpen, deadline, opts.retry ?? -1, 'notification');
     await this.sender.deliver(
       () => ({ to: notifyAddress(this.mode, this.exchange(target), target.topic!, this.vhost), body }),
@@ -316,7 +351,14 @@ export class Amqp1Driver extends DriverBase implements Driver {
         maxMessageSize: this.maxMessageSize,
         maxJsonDepth: this.config.maxJsonDepth,
         reply: (to, correlationId, body, ttl) =>
-          this.flow.sendReply(replyMessage(to, correlationId, body && this.encode(body, 'reply'), ttl)),
+          this.flow.sendReply(
+            replyMessage(
+              to,
+              correlationId,
+              body && this.encodeWithin(body, 'reply', byteLength(to) + byteLength(String(correlationId))),
+              ttl,
+            ),
+          ),
         // The subscription has ended, as a RabbitMQ one whose declares are refused on a reconnect.
         onRefused: (error) => this.setState({ state: 'failed', host: this.connection.hostLabel, error }),
         watch: (r) => this.connection.watch(r, true),
