@@ -223,6 +223,39 @@ t('close() does not wait for a cast nobody takes: released during close fails at
   assert.ok(['HERMOD_ERR_DELIVERY_FAILURE', 'HERMOD_ERR_CLOSED'].includes(err!.code!), `code ${err!.code}`);
 });
 
+for (const how of ['never reached', 'lost'] as const) {
+  t(`close() with a cast waiting for a connection that is backing off (${how}) does not wait for the reconnect`, async (ctx) => {
+    // Only a state change after close() began gave its flush up: a connection already backing
+    // off changed none, and close() waited all of CLOSE_FLUSH_MS (5 s) for the cast.
+    const tr = await transport(ctx, { 'amqp1.retryInterval': 20_000, 'amqp1.intervalMax': 20_000 });
+    const states: string[] = [];
+    tr.on('state', (s: { state: string }) => states.push(s.state));
+    if (how === 'lost') {
+      await tr.connect();
+      await ctx.router.stop();
+    } else {
+      await ctx.router.stop();
+      void tr.connect().catch(() => {});
+    }
+    await until(() => states.includes('reconnecting'), `a reconnect scheduled (states: ${states.join(', ')})`);
+    const c = new RPCClient(tr, new Target({ topic: 'nobody' }), { timeout: 30_000 });
+    const cast = c.cast({}, 'bump', { seq: 1 }).then(
+      () => undefined,
+      (e: Error & { code?: string }) => e,
+    );
+    await sleep(100);
+    const t0 = Date.now();
+    await tr.close();
+    const took = Date.now() - t0;
+    assert.ok(took < 2000, `close() took ${took} ms (the flush bound is 5 s)`);
+    const err = await cast;
+    assert.is(err?.code, 'HERMOD_ERR_CLOSED', String(err));
+    // The router is gone already; after.each stops it again.
+    ctx.router = new Router({ port: 0 });
+    await ctx.router.start();
+  });
+}
+
 t('a call whose request the server never settles fails when the call monitor fires, not at its deadline', async (ctx) => {
   const { got } = await rawReceiver(ctx, anycast('limbo'));
   const c = new RPCClient(await transport(ctx), new Target({ topic: 'limbo' }), { timeout: 5000, callMonitorTimeout: 200 });

@@ -90,6 +90,8 @@ export class Amqp1Connection {
   /** The delay of the reconnect rhea scheduled last. */
   private nextDelayMs = 0;
   private open_ = false;
+  /** The connection has opened once: any connect from now on is a reconnect. */
+  private everOpened = false;
   /**
    * Retrying cannot help: the peer refused our SASL login, or speaks AMQP 0-9-1. The error that
    * waiting sends fail with, given what they wait for.
@@ -142,6 +144,14 @@ export class Amqp1Connection {
   /** An AMQP connection is open now. */
   get isOpen(): boolean {
     return this.open_;
+  }
+
+  /**
+   * Not open, and not on its first try either: an attempt failed or an open connection was lost,
+   * so what comes next is a reconnect, possibly a backoff of up to `amqp1.intervalMax` away.
+   */
+  get retrying(): boolean {
+    return !this.open_ && (this.failedAttempts > 0 || this.everOpened || this.refused !== undefined);
   }
 
   /** The rhea connection (after the first {@link until}). */
@@ -380,6 +390,7 @@ export class Amqp1Connection {
     this.openedAt = Date.now();
     this.dropPending = false;
     this.open_ = true;
+    this.everOpened = true;
     this.failedAttempts = 0;
     this.wasOpen = true;
     this.lostOpen = false;

@@ -401,11 +401,16 @@ export class Amqp1Driver extends DriverBase implements Driver {
   /**
    * Flushes, then closes: casts and notifications already sent get their outcome (a released
    * one is not resent now) and presettled ones are written, within {@link CLOSE_FLUSH_MS}. A
-   * first connect still under way is waited for; a connection that fails or is lost meanwhile
-   * is not (no reconnect while closing). What is left then fails with ClosedError.
+   * first connect still under way is waited for; a connection that fails or is lost meanwhile,
+   * or was already failing or lost, is not (no reconnect while closing). What is left then fails with ClosedError.
    */
   protected async shutdown(): Promise<void> {
     this.sender.closing = true;
+    // Only a state change after close() began gave the flush up: a connection already backing
+    // off (an unreachable peer, a lost one) changes none until its next try, so close() waited
+    // the whole CLOSE_FLUSH_MS for casts that could not go anywhere, though it never waits for
+    // a reconnect. Those casts fail with ClosedError below.
+    if (this.connection.retrying) this.flushGivenUp = true;
     const end = Date.now() + CLOSE_FLUSH_MS;
     while ((this.casting > 0 || !this.sender.flushed()) && !this.flushGivenUp && Date.now() < end) {
       await new Promise((r) => setTimeout(r, 2));
