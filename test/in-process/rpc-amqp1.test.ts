@@ -125,6 +125,32 @@ t('bodies just under maxMessageSize: answered, or MessageTooLarge at once; never
   assert.equal([...outcomes].sort(), ['MessageTooLarge', 'ok']);
 });
 
+t('a cast that times out behind a busy server says its delivery is unknown, and may still run', async (ctx) => {
+  // The router holds casts for a receiver without credit and never withdraws them: the error
+  // said "address has no consumer?" though the server was there, and the cast ran later.
+  let ran = 0;
+  const slow = {
+    async work() {
+      await sleep(400);
+      ran++;
+    },
+  };
+  const s = new RPCServer(await transport(ctx), new Target({ topic: 'busy', server: 'b' }), [slow], { concurrency: 1 });
+  await s.start();
+  ctx.servers.push(s);
+  const c = new RPCClient(await transport(ctx), new Target({ topic: 'busy' }), { timeout: 1000 });
+  const outcomes = await Promise.allSettled(Array.from({ length: 8 }, () => c.cast({}, 'work')));
+  const failed = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
+  assert.ok(failed.length > 0, 'some casts outlive their 1 s behind a server that takes 0.4 s each');
+  for (const f of failed) {
+    assert.is(f.reason.name, 'MessagingTimeout');
+    assert.match(f.reason.message, /delivery is unknown: it may still reach a receiver/);
+    assert.not.match(f.reason.message, /no consumer/);
+  }
+  // As the error says: they run all the same.
+  await until(() => ran === 8, `all eight casts ran (${ran})`, 10_000);
+});
+
 t('malformed bodies from a foreign peer: rejected, a failure reply for calls, the server keeps serving', async (ctx) => {
   await serve(ctx, 'bad', 's', [new Recorder('s')]);
   const peer = await rheaConnect(Number(new URL(ctx.url).port));

@@ -204,7 +204,12 @@ export class MessageSender {
         throw new MessageDeliveryFailure(`${what} was rejected by the peer${outcome.detail ? `: ${outcome.detail}` : ''}`);
       if (outcome.kind === 'timeout') {
         if (progress.handedBack) throw this.nobodyTook(what, isCall);
-        throw new MessagingTimeout(`${what}: no receiver accepted the message before the deadline (address has no consumer?)`);
+        // The router holds a message for receivers that are busy (no credit) and does not withdraw
+        // it: it may still be delivered and run. Said so, since a caller that retries on this
+        // error runs the work twice; "no consumer?" sent people looking for a server that was there.
+        throw new MessagingTimeout(
+          `${what}: not settled before the deadline; its delivery is unknown: it may still reach a receiver (the router holds messages for busy ones) or none may exist`,
+        );
       }
       progress.handedBack = true;
       // released, modified or connection lost: try again while time allows.
