@@ -84,7 +84,9 @@ export class Forwarder {
     private readonly table: AddressTable,
     private readonly maxMessageSize: number,
     private readonly limits: HoldLimits = UNBOUNDED,
-    private readonly notify: (e: { kind: 'slow'; consumer: Consumer } | { kind: 'budget'; held: number }) => void = () => {},
+    private readonly notify: (
+      e: { kind: 'slow'; consumer: Consumer } | { kind: 'budget'; held: number } | { kind: 'oversize'; item: Item; bytes: number },
+    ) => void = () => {},
   ) {}
 
   /** Bytes of the messages waiting for receiver credit. */
@@ -156,6 +158,9 @@ export class Forwarder {
     if (settled) settleLocally(delivery);
     if (raw && raw.length > this.maxMessageSize) {
       this.counters.rejected++;
+      // A presettled message (a reply, a presettled cast) has no outcome to carry the refusal:
+      // without a line it vanished and its call waited out its timeout with no trace anywhere.
+      if (settled) this.notify({ kind: 'oversize', item, bytes: raw.length });
       this.settleInbound(item, 'rejected', {
         error: {
           condition: 'amqp:link:message-size-exceeded',

@@ -208,6 +208,8 @@ export class Router {
   private readonly atLimit = new Throttle();
   /** Lines of failed TLS handshakes (a scanner or a load balancer's probe may fail thousands). */
   private readonly tlsFailed = new Throttle();
+  /** Presettled messages over --max-message-size, dropped: one line per interval. */
+  private readonly oversized = new Throttle();
 
   constructor(options: RouterOptions = {}) {
     this.users = typeof options.users === 'string' ? UserDb.load(options.users) : options.users;
@@ -273,6 +275,15 @@ export class Router {
       heldBytes: this.opts.maxHeldBytes,
     };
     this.forwarder = new Forwarder(this.table, this.opts.maxMessageSize, limits, (e) => {
+      if (e.kind === 'oversize') {
+        const more = this.oversized.tick();
+        if (more === undefined) return;
+        const peer = this.peers.get(e.item.from.connection);
+        this.opts.log(
+          `presettled message of ${e.bytes} bytes from ${peer?.label ?? 'a peer'}${peer?.user ? ` (${peer.user})` : ''} to ${logAddress(targetAddress(e.item.from) ?? e.item.message.to)} dropped: over --max-message-size ${this.opts.maxMessageSize}${more}`,
+        );
+        return;
+      }
       if (e.kind === 'budget') {
         this.opts.log(
           `holding ${e.held} bytes for receivers without credit (--max-held-bytes ${this.opts.maxHeldBytes}): further messages that would wait are released (presettled ones dropped) until half of that is free`,

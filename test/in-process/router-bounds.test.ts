@@ -247,6 +247,35 @@ t('a message past maxMessageSize is rejected with message-size-exceeded while it
 });
 
 t(
+  'a presettled message just over maxMessageSize is dropped with a line saying so (it has no outcome to carry the refusal)',
+  async (ctx) => {
+    await startRouter(ctx, { maxMessageSize: 64 * 1024 });
+    const addr = 'openstack.org/om/rpc/anycast/openstack/over';
+    const rc = await rheaConnect(ctx.port);
+    ctx.conns.push(rc);
+    const r = rc.open_receiver(addr);
+    const got: unknown[] = [];
+    r.on('message', (e: EventContext) => got.push(e.message?.body));
+    const sc = await rheaConnect(ctx.port);
+    ctx.conns.push(sc);
+    const s = sc.open_sender({ target: { address: addr }, snd_settle_mode: 1 });
+    await until(() => s.sendable(), 'credit');
+    s.send({ body: 'x'.repeat(64 * 1024) });
+    s.send({ body: 'small' });
+    await until(() => got.length === 1, 'the small message through');
+    assert.equal(got, ['small']);
+    assert.ok(
+      ctx.log.some((l) =>
+        /presettled message of \d+ bytes from 127\.0\.0\.1:\d+ \(anonymous\) to "openstack\.org\/om\/rpc\/anycast\/openstack\/over" dropped: over --max-message-size 65536/.test(
+          l,
+        ),
+      ),
+      ctx.log.join('\n'),
+    );
+  },
+);
+
+t(
   'multicast: a receiver that never grants credit gets at most ten credit windows queued; the rest of its copies are dropped, the others get every message',
   async (ctx) => {
     // A multicast sender's credit comes back at once, so nothing else bounded what the router held
