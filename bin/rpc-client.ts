@@ -4,7 +4,7 @@ import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { coerceArgs, fetchContract, needsContract, usage } from '../src/cli/contract-args.js';
 import { CLI_DEFAULT_URL, RPC_CLIENT_DEFAULTS } from '../src/cli/defaults.js';
 import { EXIT, type ExitStatus, exitOnUsage, exitWhenWritten, failureStatus, fatal, printFailure } from '../src/cli/exit-codes.js';
-import { describeJobFailure, jobCommand, startJob } from '../src/cli/jobs-command.js';
+import { callWithin, describeJobFailure, jobCommand, startJob } from '../src/cli/jobs-command.js';
 import { parseKeyValues } from '../src/cli/key-values.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags, positiveSeconds } from '../src/cli/program.js';
@@ -59,7 +59,7 @@ async function main(): Promise<void> {
       .option('--target-version <version>', 'version the call asks for (X.Y)')
       .option(
         '--timeout <seconds>',
-        `call timeout in seconds (default rpc.responseTimeout, ${loaded.rpc.responseTimeout / 1000} s)`,
+        `call timeout in seconds, a job the call becomes included (default rpc.responseTimeout, ${loaded.rpc.responseTimeout / 1000} s)`,
         positiveSeconds,
       )
       .option('--monitor <seconds>', 'call-monitor timeout in seconds (server heartbeats keep long calls alive)', positiveSeconds)
@@ -184,15 +184,24 @@ async function main(): Promise<void> {
           await startJob(client, ctx, method, args, !!o.wait, !!o.json, o.timeout === undefined ? undefined : o.timeout * 1000);
         } else {
           const budget = i === 0 && o.timeout && lookup ? o.timeout * 1000 - (performance.now() - lookupStarted) : undefined;
-          const result = await client
-            .call(ctx, method, args, budget === undefined ? {} : { timeout: Math.max(1, budget) })
-            .catch((err: Error & { code?: string }) => {
-              // Named by what the user gave, not by what the lookup left of it, whichever stage
-              // ran out: the connect ("timed out after 1.9 s") or the reply ("… after 1952 ms").
-              if (budget !== undefined && typeof err.message === 'string')
-                err.message = err.message.replace(/\bafter [\d.]+ m?s\b/, `after ${o.timeout} s (--timeout, the contract lookup included)`);
-              throw err;
-            });
+          // --timeout bounds the call whole, a job the server made of it included (that wait was
+          // bounded by jobs.jobTimeout alone, by default nothing).
+          const bound = budget ?? (o.timeout ? o.timeout * 1000 : undefined);
+          const result = await callWithin(
+            client,
+            ctx,
+            method,
+            args,
+            budget === undefined ? {} : { timeout: Math.max(1, budget) },
+            bound,
+            o.timeout,
+          ).catch((err: Error & { code?: string }) => {
+            // Named by what the user gave, not by what the lookup left of it, whichever stage
+            // ran out: the connect ("timed out after 1.9 s") or the reply ("… after 1952 ms").
+            if (budget !== undefined && typeof err.message === 'string')
+              err.message = err.message.replace(/\bafter [\d.]+ m?s\b/, `after ${o.timeout} s (--timeout, the contract lookup included)`);
+            throw err;
+          });
           if (o.repeat === 1)
             process.stdout.write(
               `${o.json ? JSON.stringify(result) : typeof result === 'string' ? result : JSON.stringify(result, null, 2)}\n`,

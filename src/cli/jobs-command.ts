@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import type { HermodConfig } from '../config/index.js';
-import { type Context, getTransport, type Job, type JobProgress, RPCClient, Target, type Transport } from '../index.js';
+import { type CallOptions, type Context, getTransport, type Job, type JobProgress, RPCClient, Target, type Transport } from '../index.js';
 import { CONFIG_HELP_LINE } from './config-args.js';
 import { CLI_DEFAULT_URL } from './defaults.js';
 import { describeFailure, EXIT, type ExitStatus, exitOnUsage, printFailure } from './exit-codes.js';
@@ -53,6 +53,37 @@ async function follow(job: Job, json: boolean, timeoutMs: number | undefined): P
     process.stdout.write(`${json || typeof result !== 'string' ? JSON.stringify(result, null, json ? 0 : 2) : result}\n`);
   } catch (err) {
     if (tty && shown) process.stderr.write('\n');
+    throw err;
+  }
+}
+
+/**
+ * A plain `rpc-client` call: `boundMs` (what `--timeout`, `seconds`, leaves) bounds all of it, a
+ * job the server made of it (a long method past `deferAfter`) included; without it the job is
+ * followed within `jobs.jobTimeout`, as `call()` does. Past the bound the wait fails with
+ * JobTimeout (exit 3) and the job runs on, as for `--start --wait --timeout`: a call's timeout
+ * stops nothing on an oslo server either. The message carries the token, to follow or cancel it.
+ */
+export async function callWithin(
+  client: RPCClient,
+  ctx: Context,
+  method: string,
+  args: Record<string, unknown>,
+  options: CallOptions,
+  boundMs: number | undefined,
+  seconds: number | undefined,
+): Promise<unknown> {
+  if (boundMs === undefined) return client.call(ctx, method, args, options);
+  const deadline = performance.now() + boundMs;
+  const { result, token } = await client.callOrJob(ctx, method, args, options);
+  if (!token) return result;
+  const job = client.job(token, ctx);
+  try {
+    return await job.result({ timeout: Math.max(1, Math.ceil(deadline - performance.now())) });
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'HERMOD_ERR_JOB_TIMEOUT' && err instanceof Error) {
+      err.message = `${method} did not end within ${seconds} s (--timeout): server ${token.server} made it job ${token.job_id}, which runs on; rpc-client job '${job.serialized}' --wait follows it, --cancel cancels it`;
+    }
     throw err;
   }
 }

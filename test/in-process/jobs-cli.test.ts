@@ -166,6 +166,35 @@ t(
   },
 );
 
+t(
+  '--timeout bounds a plain call whole, the job the server made of it included: exit 3, the job runs on, its token in the message',
+  async (ctx) => {
+    // The call outlives the server's deferAfter (1 s) and becomes a job; only jobs.jobTimeout
+    // (default: none) bounded the wait for it, so --timeout 2 printed the result after the job's
+    // whole run, exit 0.
+    const t0 = performance.now();
+    const r = await cli(ctx, ['img', 'resize', 'ms=20000', 'steps=4', '--timeout', '2']);
+    const took = performance.now() - t0;
+    assert.is(r.code, 3, r.stderr);
+    assert.is(r.stdout, '');
+    assert.match(
+      r.stderr,
+      /error: timeout: resize did not end within 2 s \(--timeout\): server img1 made it job [0-9a-f]{32}, which runs on/,
+    );
+    assert.ok(took < 12_000, `gave up after ${took.toFixed(0)} ms, not at the job's end (20 s)`);
+    const token = /rpc-client job '([^']+)' --wait/.exec(r.stderr)?.[1];
+    assert.ok(token, r.stderr);
+    const still = await cli(ctx, ['job', token!]);
+    assert.match(still.stdout, /^resize running/, 'the job runs on');
+    assert.is((await cli(ctx, ['job', token!, '--cancel'])).code, 0);
+
+    // A call that ends within the bound is as before.
+    const quick = await cli(ctx, ['img', 'resize', 'ms=1500', 'steps=1', 'image=q.png', '--timeout', '20', '--json']);
+    assert.is(quick.code, 0, quick.stderr);
+    assert.equal(JSON.parse(quick.stdout), { image: 'q.png', resized: true, user: null });
+  },
+);
+
 t('bad tokens exit 2 (usage); an unknown job exits 4 (JobNotFound), a lost one 4 (JobLost); options may come before job', async (ctx) => {
   const bad = await cli(ctx, ['job', '{"hermod_job":1}']);
   assert.is(bad.code, 2);

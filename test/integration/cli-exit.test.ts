@@ -72,7 +72,10 @@ t("--version prints hermod's version and --help ends with the one exit-status ta
   assert.match(server, /--concurrency <n> requests run at once \(default rpc\.serverConcurrency, 64\)/);
   assert.match(server, /--target-version <version>/);
   const client = (await run('rpc-client', ['--help'])).out.replace(/\s+/g, ' ');
-  assert.match(client, /--timeout <seconds> call timeout in seconds \(default rpc\.responseTimeout, 60 s\)/);
+  assert.match(
+    client,
+    /--timeout <seconds> call timeout in seconds, a job the call becomes included \(default rpc\.responseTimeout, 60 s\)/,
+  );
   // `help` and `help job` as git takes them (they tried to connect and call a topic named help).
   const help = await run('rpc-client', ['help']);
   assert.is(help.code, 0, help.err);
