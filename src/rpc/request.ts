@@ -7,7 +7,7 @@ import type { Work } from '../core/work-pool.js';
 import type { IncomingMessage } from '../driver/driver.js';
 import type { JobRunner } from '../jobs/runner.js';
 import { parseRequest, type RPCDispatcher } from './dispatcher.js';
-import { serializeFailure } from './remote-errors.js';
+import { errorOf, serializeFailure } from './remote-errors.js';
 
 /** Longest interval between two call-monitor heartbeats: a caller monitoring for longer is fed hourly. */
 export const MAX_HEARTBEAT_INTERVAL_MS = 3_600_000;
@@ -202,7 +202,9 @@ function classify(err: unknown): [Error, ServerRequestEvent['outcome']] {
   try {
     const invalid =
       err instanceof HermodError && (err.code === 'HERMOD_ERR_MALFORMED_MESSAGE' || err.code === 'HERMOD_ERR_INVALID_ARGUMENT');
-    return [err instanceof Error ? err : new Error(textOf(err)), invalid ? 'invalid' : 'error'];
+    // errorOf: named NonErrorThrown, as the caller's reply names it; a plain Error put the
+    // metrics' exception label at "Error" while the caller got NonErrorThrown.
+    return [errorOf(err), invalid ? 'invalid' : 'error'];
   } catch (e) {
     return [new Error(`an error was thrown that could not be read (${textOf(e)})`), 'error'];
   }

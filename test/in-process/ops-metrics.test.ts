@@ -118,6 +118,39 @@ t('oslo.metrics series, in-flight gauges and exceptions, scraped over HTTP', asy
   assert.match(absolute.body, /oslo_messaging_rpc_server_invocation_start_total/);
 });
 
+t('a method that throws a value that is not an Error counts as NonErrorThrown on both sides, as its caller is told', async (ctx) => {
+  class Careless {
+    throwText() {
+      throw 'disk full';
+    }
+    throwNull() {
+      throw null;
+    }
+  }
+  const { http, client } = await setup(ctx, 'memory://ops-metrics-nonerror', 'mtn', {}, [new Careless()]);
+  for (const method of ['throwText', 'throwNull']) {
+    const err = (await rejects(client.call({}, method), 'HERMOD_ERR_REMOTE')) as Error & { excType?: string };
+    assert.is(err.excType, 'NonErrorThrown', method);
+  }
+  const text = await scrape(http.url);
+  const server = { exchange: 'openstack', topic: 'mtn', server: 's1', namespace: '', version: '1.0' };
+  const caller = { call_type: 'call', exchange: 'openstack', topic: 'mtn', namespace: '', version: '', server: '', fanout: 'False' };
+  for (const method of ['throwText', 'throwNull']) {
+    // The server labelled it "Error" (the wrapper it made of the value), the client NonErrorThrown.
+    assert.is(
+      sampleValue(text, 'oslo_messaging_rpc_server_exception_total', { ...server, method, exception: 'NonErrorThrown' }),
+      1,
+      method,
+    );
+    assert.is(
+      sampleValue(text, 'oslo_messaging_rpc_client_exception_total', { ...caller, method, exception: 'NonErrorThrown' }),
+      1,
+      method,
+    );
+  }
+  assert.not.match(text, /exception="Error"/);
+});
+
 t('method names cannot grow the series without bound, and made-up ones do not use up the budget of real ones', async (ctx) => {
   // 30 real methods beside the Recorder's, and a budget of 20 series per side.
   const many = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`m${i}`, async () => i]));
