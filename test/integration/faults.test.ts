@@ -10,6 +10,7 @@ import {
   type Context,
   defaultConfig,
   getTransport,
+  Notifier,
   RPCClient,
   RPCServer,
   Target,
@@ -399,6 +400,78 @@ t('the broker blocks publishers (memory alarm): surfaced as a blocked state, the
   }
   assert.is(await c.call({}, 'add', { a: 2, b: 2 }), 4);
 });
+
+t(
+  'a blocked broker: casts, notifications and rpc-client --cast fail with a timeout at their deadline, not when it unblocks',
+  async (ctx) => {
+    const rec = new Recorder('s');
+    const server = new RPCServer(await transport(ctx, ctx.node.url()), new Target({ topic: 'blkt', server: 's' }), [rec]);
+    await server.start();
+    ctx.servers.push(server);
+    const tr = await transport(ctx, ctx.node.url(), { 'rpc.responseTimeout': 3000 });
+    const c = new RPCClient(tr, new Target({ topic: 'blkt' }), { timeout: 3000 });
+    await c.cast({}, 'bump', { seq: 0 });
+    const states: string[] = [];
+    tr.driver.on('state', (st: ConnectionState) => states.push(st.state));
+    await ctx.node.ctl('set_vm_memory_high_watermark', '0.0000001');
+    try {
+      let t0 = Date.now();
+      // Before, these waited for the confirm until the broker unblocked: for ever, here.
+      const cast = rejects(c.cast({}, 'bump', { seq: 1 }), 'HERMOD_ERR_TIMEOUT', /not confirmed by the broker before the deadline/);
+      const notified = rejects(
+        new Notifier(tr, { publisherId: 'blk', topics: ['blkt_notes'] }).info({}, 'ev.blocked', {}),
+        'HERMOD_ERR_TIMEOUT',
+        /notification ev\.blocked: not (confirmed by the broker|sent) before the deadline/,
+      );
+      // Awaited below; not an unhandled rejection should the cast fail the case first.
+      notified.catch(() => {});
+      // Bounded, so that a publish held for ever fails the case instead of hanging the suite.
+      const within15s = (p: Promise<unknown>, what: string) =>
+        Promise.race([p, sleep(15_000).then(() => assert.unreachable(`${what} still pending after 15 s (timeout 3 s)`))]);
+      await within15s(cast, 'the cast');
+      assert.ok(states.includes('blocked'), `the broker blocked the connection: ${states.join(', ')}`);
+      let took = Date.now() - t0;
+      assert.ok(took >= 2500 && took < 8000, `the cast failed after ${took} ms (timeout 3 s)`);
+      await within15s(notified, 'the notification');
+      took = Date.now() - t0;
+      assert.ok(took < 8000, `the notification failed after ${took} ms (rpc.responseTimeout 3 s)`);
+
+      t0 = Date.now();
+      const cli = spawn(
+        process.execPath,
+        [bin('rpc-client'), '--transport-url', ctx.node.url(), '--cast', '--timeout', '3', 'blkt', 'bump', 'seq=2'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let err = '';
+      cli.stderr!.on('data', (d) => {
+        err += d;
+      });
+      const code = await new Promise<number | null>((resolve) => {
+        const kill = setTimeout(() => cli.kill('SIGKILL'), 20_000);
+        cli.on('exit', (status) => {
+          clearTimeout(kill);
+          resolve(status);
+        });
+      });
+      assert.is(code, 3, `rpc-client --cast --timeout 3 exits 3 (timeout); stderr: ${err}`);
+      assert.match(err, /timeout: cast bump/);
+      took = Date.now() - t0;
+      assert.ok(took < 12_000, `rpc-client ended after ${took} ms`);
+    } finally {
+      await ctx.node.ctl('set_vm_memory_high_watermark', '0.4');
+    }
+    // The broker had the casts in its socket buffer: once it reads them they are delivered, and
+    // their late confirms are dropped without anything left waiting.
+    await until(
+      () => rec.calls.some((x) => x.method === 'bump' && (x.args as { seq?: number }).seq === 1),
+      'the timed-out cast, late',
+      15_000,
+    );
+    const pending = (tr.driver as unknown as { publisher: { deadlines: { size: number } } }).publisher.deadlines;
+    await until(() => pending.size === 0, 'no publish left waiting for its deadline', 5_000);
+    await c.cast({}, 'bump', { seq: 3 });
+  },
+);
 
 t('fuzz: 600 malformed messages at a server; all settled, none crash it, it keeps serving', async (ctx) => {
   const rec = new Recorder('s');

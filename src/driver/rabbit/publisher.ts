@@ -1,4 +1,5 @@
 import type { Channel, ChannelModel, ConfirmChannel, Message } from 'amqplib';
+import { type DeadlineEntry, Deadlines } from '../../core/deadlines.js';
 import { ConfigError, MessageDeliveryFailure, MessageUndeliverable, MessagingTimeout, TransportError } from '../../core/errors.js';
 import { unenvelope } from '../envelope.js';
 import type { RabbitConnection } from './connection.js';
@@ -97,6 +98,12 @@ export class Publisher {
   private returned = new Set<string>();
   private drained: Promise<void> | undefined;
   private drainResolve: (() => void) | undefined;
+  /**
+   * Deadlines of publishes waiting on the broker: for their confirm, and on the slow path for a
+   * declare or a `drain`. A broker that blocked the connection (memory or disk alarm) stops
+   * reading it, and none of those would otherwise end before it unblocks.
+   */
+  private readonly deadlines = new Deadlines();
 
   /** `onCallReturned` gets call requests the broker returned (mandatory, nobody bound). */
   constructor(
@@ -266,8 +273,8 @@ export class Publisher {
       }
       const chans = this.chans && this.conn.isOpen ? this.chans : await this.channels(p);
       try {
-        if (this.undeclared(p)) await this.declare(chans.confirms, p);
-        while (this.drained) await this.drained;
+        if (this.undeclared(p)) await this.beforeDeadline(this.declare(chans.confirms, p), p, 'declaring its exchange or queue');
+        while (this.drained) await this.beforeDeadline(this.drained, p, 'waiting for the broker to read');
         await this.send(p.confirm ? chans.confirms : chans.calls, p, content);
         return;
       } catch (e) {
@@ -282,8 +289,9 @@ export class Publisher {
    * spent; returns the attempts counted so far when another one may go.
    */
   private judge(p: Publication, err: unknown, chans: Channels, attempts: number): number {
-    // A refused declare (inequivalent flags) is a ConfigError: resending cannot help.
-    if (err instanceof MessageDeliveryFailure || err instanceof ConfigError) throw err;
+    // A refused declare (inequivalent flags) is a ConfigError: resending cannot help. A
+    // MessagingTimeout is the deadline passing while the broker held the publish.
+    if (err instanceof MessageDeliveryFailure || err instanceof ConfigError || err instanceof MessagingTimeout) throw err;
     const msg = (err as Error)?.message ?? String(err);
     if (isRefusal(err)) {
       throw new MessageDeliveryFailure(`${p.what}: the broker refused it: ${msg}`, { cause: err });
@@ -306,14 +314,38 @@ export class Publisher {
     return p.confirm ? attempts + 1 : attempts;
   }
 
+  /** `step` of `p`'s slow path, or MessagingTimeout at `p.deadline` if it has not settled by then. */
+  private beforeDeadline<T>(step: Promise<T>, p: Publication, doing: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const entry = this.deadlines.add({
+        deadline: p.deadline,
+        expire: () => reject(new MessagingTimeout(`${p.what}: not sent before the deadline (still ${doing}; is the broker blocked?)`)),
+      });
+      step.then(
+        (v) => {
+          this.deadlines.remove(entry);
+          resolve(v);
+        },
+        (err: unknown) => {
+          this.deadlines.remove(entry);
+          reject(err);
+        },
+      );
+    });
+  }
+
   /**
    * One attempt: hands the message to amqplib and, on the confirm channel, settles on the
-   * confirm (MessageUndeliverable when the broker returned it first).
+   * confirm (MessageUndeliverable when the broker returned it first), or with MessagingTimeout
+   * at the deadline when no confirm came (a blocked broker holds it). A confirm after that is
+   * only cleaned up after: amqplib still calls back once the broker acks.
    */
   private send(ch: Channel, p: Publication, content: Buffer): Promise<void> {
     const props = publishProps(p.mandatory, expiration(p));
     const exchange = p.exchange?.name ?? '';
     return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      let waiting: DeadlineEntry | undefined;
       const fail = (err: unknown) => {
         if (this.returned.size > 0) this.returned.delete(p.uniqueId);
         reject(err);
@@ -322,8 +354,13 @@ export class Publisher {
       try {
         ok = p.confirm
           ? (ch as ConfirmChannel).publish(exchange, p.key, content, props, (err) => {
-              if (err) return fail(err);
-              if (this.returned.size === 0 || !this.returned.delete(p.uniqueId)) return resolve();
+              // The return of a message confirmed after its deadline must not stay in the set.
+              const returned = this.returned.size > 0 && this.returned.delete(p.uniqueId);
+              if (settled) return;
+              settled = true;
+              if (waiting) this.deadlines.remove(waiting);
+              if (err) return reject(err);
+              if (!returned) return resolve();
               reject(
                 new MessageUndeliverable(
                   `${p.what}: no queue is bound for ${returnedFrom(p.exchange?.name)} routing key '${p.key}' (returned by the broker)`,
@@ -342,7 +379,19 @@ export class Publisher {
         return;
       }
       if (!ok) this.awaitDrain();
-      if (!p.confirm) resolve();
+      if (!p.confirm) return resolve();
+      if (settled) return;
+      waiting = this.deadlines.add({
+        deadline: p.deadline,
+        expire: () => {
+          settled = true;
+          reject(
+            new MessagingTimeout(
+              `${p.what}: not confirmed by the broker before the deadline (is it blocked? it may still deliver the message once it reads it)`,
+            ),
+          );
+        },
+      });
     });
   }
 }
