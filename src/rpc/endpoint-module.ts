@@ -3,6 +3,7 @@
  * `hermod run` and hot reload.
  */
 import { types } from 'node:util';
+import { Target } from '../core/target.js';
 import { methodNames } from './dispatcher.js';
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -69,9 +70,36 @@ export async function endpointsOfModule<C>(mod: Record<string, unknown>, ctx: C,
   const out: object[] = [];
   for (const e of list) {
     if (!e || typeof e !== 'object') throw problem(`endpoints must be objects, got ${e === null ? 'null' : typeof e}`);
+    const which = `its endpoint${Array.isArray(value) ? ` #${out.length + 1}` : ''}`;
     const empty = emptyEndpoint(e);
-    if (empty) throw problem(`its endpoint${Array.isArray(value) ? ` #${out.length + 1}` : ''} ${empty}`);
+    if (empty) throw problem(`${which} ${empty}`);
+    const target = badTarget(e);
+    if (target) throw problem(`${which} ${target}`);
     out.push(e);
   }
   return out;
+}
+
+/**
+ * Why `endpoint`'s `target` is no Target, or undefined when it is one (or has none). Checked here
+ * so that the error names the module: the server's own check said only `endpoint #2: its target
+ * must be a Target`, with no file, for a `target = { namespace, version }` written as the Python
+ * endpoint's `oslo_messaging.Target(...)` reads.
+ */
+export function badTarget(endpoint: object): string | undefined {
+  const t = (endpoint as { target?: unknown }).target;
+  if (t === undefined || t instanceof Target) return undefined;
+  const made = (fields: string) => `make it new Target({ ${fields} }) with Target imported from hermod`;
+  if (isPlainObject(t)) {
+    // Its own string fields, as the Target to write (a value of another type is shown as …).
+    const fields = Object.entries(Object.getOwnPropertyDescriptors(t))
+      .slice(0, 6)
+      .map(([k, d]) => `${k}: ${'value' in d && typeof d.value === 'string' && d.value.length <= 60 ? JSON.stringify(d.value) : '…'}`)
+      .join(', ');
+    return `has a target that is a plain object, not a Target: ${made(fields)}`;
+  }
+  if (t && typeof t === 'object' && (t as object).constructor?.name === 'Target') {
+    return 'has a target made by another copy of hermod (a second install, or a bundled one): import Target from the hermod that runs the server';
+  }
+  return `has a target that is ${t === null ? 'null' : typeof t}, not a Target: ${made('namespace: …, version: …')}`;
 }

@@ -214,6 +214,7 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
     writeFileSync(path.join(dir, 'cjs', 'empty.js'), 'module.exports = {};\n');
     writeFileSync(path.join(dir, 'cjs', 'named.js'), 'class Calc { async add() { return 1; } }\nmodule.exports = { Calc };\n');
     writeFileSync(path.join(dir, 'cjs', 'esm.js'), 'export default { async a() { return 1; } };\n');
+    writeFileSync(path.join(dir, 'cjs', 'target.js'), "exports.endpoints = [{ target: { namespace: 'n' }, async a() { return 1; } }];\n");
     const shapes: Array<[string, RegExp]> = [
       // An ES module where Node reads CommonJS: what to do, not only "Unexpected token 'export'".
       [
@@ -222,6 +223,11 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
       ],
       ['empty.js', /services\.s\.endpoints: \S*empty\.js: its endpoint has no methods to serve/],
       ['named.js', /services\.s\.endpoints: \S*named\.js: its endpoint serves only classes as methods \(Calc\): export the class itself/],
+      // The server's own check named no file: `endpoint #1: its target must be a Target`.
+      [
+        'target.js',
+        /services\.s\.endpoints: \S*target\.js: its endpoint #1 has a target that is a plain object, not a Target: make it new Target\(\{ namespace: "n" \}\)/,
+      ],
     ];
     for (const [module, message] of shapes) {
       writeFileSync(

@@ -96,6 +96,13 @@ t('exit 2: every usage and configuration mistake of the issue', async (ctx) => {
   writeFileSync(badTs, 'export default {\n  async a(): Promise<number> { return 1 + ); },\n};\n');
   const emptyCjs = path.join(ctx.dir, 'empty.cjs');
   writeFileSync(emptyCjs, 'module.exports = {};\n');
+  // The second endpoint's target as a Python endpoint's reads, a plain object: the server's own
+  // check said `endpoint #2: its target must be a Target`, naming no file.
+  const plainTarget = path.join(ctx.dir, 'plain-target.mjs');
+  writeFileSync(
+    plainTarget,
+    "export default [{ async a() { return 1; } }, { target: { namespace: 'things', version: '1.2' }, async b() { return 2; } }];\n",
+  );
   const cases: Array<[string, string[], Record<string, string>, RegExp]> = [
     ['rpc-client', ['demo', 'add', '2', '3', '--transport-url', NOWHERE], {}, /argument '2' is not key=value/],
     ['rpc-client', ['demo', 'add', '--timeout', '0', '--transport-url', NOWHERE], {}, /'--timeout <seconds>' argument '0' is invalid/],
@@ -169,6 +176,12 @@ t('exit 2: every usage and configuration mistake of the issue', async (ctx) => {
       ['s', '-t', 'x', '--endpoints', emptyCjs, '--transport-url', NOWHERE],
       {},
       /--endpoints \S*empty\.cjs: its endpoint has no methods to serve/,
+    ],
+    [
+      'rpc-server',
+      ['s', '-t', 'x', '--endpoints', plainTarget, '--transport-url', NOWHERE],
+      {},
+      /--endpoints \S*plain-target\.mjs: its endpoint #2 has a target that is a plain object, not a Target: make it new Target\(\{ namespace: "things", version: "1\.2" \}\) with Target imported from hermod\n/,
     ],
     ['notify-listen', ['--pool', 'p', '--transport-url', ctx.url], {}, /listener pools are not supported on AMQP 1\.0 \(pool 'p'\)/],
     ['notify-send', ['x', '--timeout', '0', '--transport-url', NOWHERE], {}, /'--timeout <seconds>' argument '0' is invalid/],
