@@ -5,7 +5,7 @@ import { coerceArgs, fetchContract, needsContract, usage } from '../src/cli/cont
 import { CLI_DEFAULT_URL, RPC_CLIENT_DEFAULTS } from '../src/cli/defaults.js';
 import { EXIT, type ExitStatus, exitOnUsage, exitWhenWritten, failureStatus, fatal, printFailure } from '../src/cli/exit-codes.js';
 import { callWithin, describeJobFailure, jobCommand, startJob } from '../src/cli/jobs-command.js';
-import { parseKeyValues } from '../src/cli/key-values.js';
+import { checkKeys, parseKeyValues } from '../src/cli/key-values.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags, positiveSeconds } from '../src/cli/program.js';
 import { type RepeatStats, summaryJson, summaryText } from '../src/cli/repeat.js';
@@ -116,7 +116,10 @@ async function main(): Promise<void> {
   if (o.start && (o.cast || o.fanout))
     program.error('error: --start makes a call that answers with a job token; not with --cast or --fanout');
   if (o.fanout && !o.cast) o.cast = true;
-  let args = parseKeyValues(pairs);
+  // The words' shape and repeated keys are usage errors before connecting; their values are read
+  // by the method's contract once it is known (where it says string, 12345678901234567890 is text).
+  checkKeys(pairs);
+  let args: Record<string, unknown>;
   const ctx = parseKeyValues(o.context ?? []);
   const printError = (d: { status: ExitStatus; text: string }, err: unknown) => printFailure(d, err, !!o.json);
   const stats: RepeatStats = {

@@ -9,7 +9,7 @@ import { versionIsCompatible } from '../core/target.js';
 import type { RPCClient } from '../rpc/client.js';
 import { describeWhenConnected, type ServerDescription } from '../rpc/introspection.js';
 import { UsageError } from './exit-codes.js';
-import { parseValue } from './key-values.js';
+import { keyOf, parseValue } from './key-values.js';
 
 type Schema = Record<string, unknown>;
 
@@ -66,7 +66,13 @@ export async function fetchContract(
 export function needsContract(words: string[]): boolean {
   return words.some((w) => {
     const eq = w.indexOf('=');
-    return eq > 0 && typeof parseValue(w.slice(eq + 1)) !== 'string';
+    if (eq <= 0) return false;
+    try {
+      return typeof parseValue(w.slice(eq + 1)) !== 'string';
+    } catch {
+      // A number JSON would not carry as written: a contract saying string takes it as text.
+      return true;
+    }
   });
 }
 
@@ -76,14 +82,14 @@ const typesOf = (s: Schema | undefined): string[] => {
 };
 
 /** One value by its property schema: text stays text where the schema wants a string; anything else parses as JSON when it can. */
-function coerce(text: string, schema: Schema | undefined): unknown {
+function coerce(text: string, schema: Schema | undefined, key: string): unknown {
   const types = typesOf(schema);
   if (types.includes('string') && !types.some((t) => t === 'number' || t === 'integer' || t === 'boolean')) return text;
   if (types.length === 0 && (schema?.const !== undefined || Array.isArray(schema?.enum))) {
     const options = (schema?.enum as unknown[] | undefined) ?? [schema?.const];
     if (options.includes(text)) return text;
   }
-  return parseValue(text);
+  return parseValue(text, key);
 }
 
 /**
@@ -94,12 +100,11 @@ function coerce(text: string, schema: Schema | undefined): unknown {
 export function coerceArgs(words: string[], contract?: MethodContract): Record<string, unknown> {
   const props = ((contract?.args as Schema | undefined)?.properties ?? {}) as Record<string, Schema>;
   const out: Record<string, unknown> = {};
+  const seen = new Set<string>();
   for (const w of words) {
-    const eq = w.indexOf('=');
-    if (eq <= 0) throw new UsageError(`argument '${w}' is not key=value`);
-    const key = w.slice(0, eq);
+    const key = keyOf(w, seen);
     Object.defineProperty(out, key, {
-      value: coerce(w.slice(eq + 1), Object.hasOwn(props, key) ? props[key] : undefined),
+      value: coerce(w.slice(key.length + 1), Object.hasOwn(props, key) ? props[key] : undefined, key),
       enumerable: true,
       writable: true,
       configurable: true,

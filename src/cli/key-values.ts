@@ -2,23 +2,91 @@
 import { setOwn } from '../core/plain.js';
 import { UsageError } from './exit-codes.js';
 
-/** A shell value: JSON when it parses (`5`, `true`, `{"a":1}`), else the string itself. */
-export function parseValue(text: string): unknown {
+/** A number literal of JSON text (the text is known to parse, so strings are the only other place digits appear). */
+const NUMBER = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+
+/** At most this much of a value is quoted in an error. */
+const SHOWN = 60;
+const shown = (text: string) => (text.length > SHOWN ? `${text.slice(0, SHOWN)}…` : text);
+
+/**
+ * Why a number literal of the JSON `text` would not arrive as written, or undefined. JSON.parse
+ * reads `1e400` as Infinity, which JSON sends as null, and an integer past 2^53 as the nearest
+ * double, whose digits differ (`12345678901234567890` went out as 12345678901234567000): both
+ * were sent silently.
+ */
+function lostNumber(text: string): string | undefined {
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      // Past the string: a quote preceded by an even run of backslashes ends it.
+      for (;;) {
+        i = text.indexOf('"', i + 1);
+        let k = i - 1;
+        while (text[k] === '\\') k--;
+        if ((i - 1 - k) % 2 === 0) break;
+      }
+    } else if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) {
+      NUMBER.lastIndex = i;
+      const literal = NUMBER.exec(text)?.[0] ?? c;
+      const n = Number(literal);
+      if (!Number.isFinite(n)) return `the number ${shown(literal)} is beyond what JSON can carry: it would be sent as null`;
+      if (/^-?\d+$/.test(literal) && !Number.isSafeInteger(n) && String(n) !== literal) {
+        return `the integer ${shown(literal)} is beyond 2^53: it would be sent as ${String(n)}`;
+      }
+      i += literal.length - 1;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A shell value: JSON when it parses (`5`, `true`, `{"a":1}`), else the string itself. A number
+ * that would not arrive as written (see lostNumber) is a {@link UsageError} naming `key`.
+ */
+export function parseValue(text: string, key = 'value'): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch {
     return text;
   }
+  const lost = lostNumber(text);
+  if (lost) {
+    const quote = typeof value === 'number' ? `: ${key}='"${shown(text)}"'` : ' inside the JSON';
+    throw new UsageError(`${key}=${shown(text)}: ${lost}; quote it to send it as a string${quote}`);
+  }
+  return value;
+}
+
+/**
+ * The key of a `key=value` word; a word without one, or a key `seen` already, is a
+ * {@link UsageError}. A repeated key kept only its last value, silently (config files refuse
+ * duplicate keys for the same reason).
+ */
+export function keyOf(word: string, seen: Set<string>): string {
+  const eq = word.indexOf('=');
+  if (eq <= 0) throw new UsageError(`argument '${word}' is not key=value`);
+  const key = word.slice(0, eq);
+  if (seen.has(key)) throw new UsageError(`${key} is given twice: only one value would be sent; give it once (a list: ${key}='[1, 2]')`);
+  seen.add(key);
+  return key;
+}
+
+/** Checks `key=value` words for their shape and repeated keys alone (see {@link keyOf}); values are read later. */
+export function checkKeys(words: string[]): void {
+  const seen = new Set<string>();
+  for (const w of words) keyOf(w, seen);
 }
 
 /** `key=value` words (arguments, context, payload) into an object of parsed values; anything else is a {@link UsageError}. */
 export function parseKeyValues(pairs: string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
+  const seen = new Set<string>();
   for (const p of pairs) {
-    const eq = p.indexOf('=');
-    if (eq <= 0) throw new UsageError(`argument '${p}' is not key=value`);
+    const key = keyOf(p, seen);
     // An own key even for `__proto__`: the receiver refuses it, instead of it vanishing here.
-    setOwn(out, p.slice(0, eq), parseValue(p.slice(eq + 1)));
+    setOwn(out, key, parseValue(p.slice(key.length + 1), key));
   }
   return out;
 }

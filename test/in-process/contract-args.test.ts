@@ -52,6 +52,13 @@ t('where the schema says string, text stays text (message=123 is "123"); unknown
     { mode: '1', n: true, xs: [1, 2] },
   );
   await rejects(() => coerceArgs(['novalue']), 'HERMOD_ERR_USAGE');
+  // A number JSON would not carry as written is text where the contract says string, else a
+  // usage error (it was sent as 12345678901234567000); needsContract asks for the contract.
+  assert.equal(coerceArgs(['message=12345678901234567890'], fail), { message: '12345678901234567890' });
+  assert.ok(needsContract(['message=12345678901234567890']));
+  await rejects(() => coerceArgs(['message=12345678901234567890']), 'HERMOD_ERR_USAGE', /beyond 2\^53/);
+  await rejects(() => coerceArgs(['other=1e400'], fail), 'HERMOD_ERR_USAGE', /would be sent as null/);
+  await rejects(() => coerceArgs(['message=a', 'message=b'], fail), 'HERMOD_ERR_USAGE', /message is given twice/);
   assert.equal(Object.keys(coerceArgs(['__proto__=1'])), ['__proto__'], 'an own key, never a prototype');
 });
 

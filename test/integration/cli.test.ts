@@ -50,6 +50,44 @@ t('call prints the result; JSON values parse, others stay strings', async (ctx) 
   await until(() => /call add ok/.test(ctx.server.out), 'a log line per request at debug');
 });
 
+t('a number JSON would not carry as written, or a key given twice, is a usage error (2), not sent changed', async (ctx) => {
+  const url = ['--transport-url', ctx.url];
+  // 1e400 went out as null and 12345678901234567890 as 12345678901234567000, exit 0; a=1 a=2 sent 2.
+  for (const [args, message] of [
+    [
+      ['value=1e400'],
+      /error: value=1e400: the number 1e400 is beyond what JSON can carry: it would be sent as null; quote it to send it as a string: value='"1e400"'/,
+    ],
+    [
+      ['value=12345678901234567890'],
+      /error: value=12345678901234567890: the integer 12345678901234567890 is beyond 2\^53: it would be sent as 12345678901234567000; quote it/,
+    ],
+    [
+      ['value={"ids":[1,-9007199254740993]}'],
+      /the integer -9007199254740993 is beyond 2\^53: .*quote it to send it as a string inside the JSON/,
+    ],
+    [['a=1', 'a=2'], /error: a is given twice: only one value would be sent/],
+  ] as Array<[string[], RegExp]>) {
+    const r = await run('rpc-client', ['cli', 'echo', ...args, ...url]);
+    assert.is(r.code, 2, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, message);
+    assert.is(r.out, '');
+  }
+  const ctxTwice = await run('rpc-client', ['cli', 'echo', '--context', 'u=1', '--context', 'u=2', ...url]);
+  assert.is(ctxTwice.code, 2, ctxTwice.err);
+  assert.match(ctxTwice.err, /u is given twice/);
+  const notify = await run('notify-send', ['ev', 'n=1e400', ...url]);
+  assert.is(notify.code, 2, notify.err);
+  assert.match(notify.err, /n=1e400: the number 1e400 is beyond what JSON can carry/);
+  // Quoted, it is a string; 2^53 itself and numbers inside strings arrive as written.
+  const quoted = await run('rpc-client', ['cli', 'echo', 'value="12345678901234567890"', '--json', ...url]);
+  assert.is(quoted.code, 0, quoted.err);
+  assert.is(quoted.out.trim(), '"12345678901234567890"');
+  const exact = await run('rpc-client', ['cli', 'echo', 'a=9007199254740992', 'b=["1e400"]', 'c=1.5e3', '--json', ...url]);
+  assert.is(exact.code, 0, exact.err);
+  assert.equal(JSON.parse(exact.out), { a: 9007199254740992, b: ['1e400'], c: 1500 });
+});
+
 t('exit statuses: remote error 1, no such method 4, timeout 3, cannot connect 5, usage 2', async (ctx) => {
   const f = await run('rpc-client', ['cli', 'fail', 'message=boom', '--transport-url', ctx.url]);
   assert.is(f.code, 1);
