@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -26,7 +26,7 @@ t.before(async (ctx) => {
   ctx.router = new Router({ port: 0 });
   ctx.url = `amqp://127.0.0.1:${await ctx.router.start()}/`;
   ctx.transport = await getTransport(ctx.url, { config: defaultConfig() });
-  ctx.server = new RPCServer(ctx.transport, new Target({ topic: 'img', server: 'img1' }), [new Images()]);
+  ctx.server = new RPCServer(ctx.transport, new Target({ topic: 'img', server: 'img1' }), [new Images(), new Big()]);
   await ctx.server.start();
 });
 t.after(async (ctx) => {
@@ -35,6 +35,41 @@ t.after(async (ctx) => {
   await ctx.transport.close();
   await ctx.router.stop();
 });
+
+/** A result of `n` bytes, more than a pipe holds (64 KiB on Linux). */
+class Big {
+  async big(_ctx: unknown, args: { n: number }) {
+    return 'x'.repeat(args.n);
+  }
+}
+
+/**
+ * Runs rpc-client with its stdout a pipe this process does not read for `delayMs`: the pipe fills
+ * while the CLI writes its result, as behind `| (sleep 1; wc -c)`.
+ */
+function cliSlowReader(ctx: Ctx, args: string[], delayMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args, '--transport-url', ctx.url], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NO_COLOR: '1' },
+    });
+    const kill = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    let stdout = '';
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    // Paused until then: Node reads up to the stream's high-water mark, then leaves the rest in the pipe.
+    child.stdout.pause();
+    setTimeout(() => {
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      child.stdout.resume();
+    }, delayMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(kill);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
 
 async function cli(ctx: Ctx, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -195,6 +230,27 @@ t(
     assert.equal(JSON.parse(quick.stdout), { image: 'q.png', resized: true, user: null });
   },
 );
+
+t('a 1 MB result reaches a slow reader whole: a plain call, --start --wait and job <token> --wait', async (ctx) => {
+  // process.exit() right after the write dropped what the pipe had not taken: 64 to 256 KiB of
+  // the result arrived, exit 0.
+  const n = 1_000_000;
+  const call = await cliSlowReader(ctx, ['img', 'big', `n=${n}`], 1500);
+  assert.is(call.code, 0, call.stderr);
+  assert.is(call.stdout.length, n + 1);
+  assert.is(call.stdout, `${'x'.repeat(n)}\n`);
+
+  const both = await cliSlowReader(ctx, ['img', 'big', `n=${n}`, '--start', '--wait'], 1500);
+  assert.is(both.code, 0, both.stderr);
+  const [tokenLine, result, ...rest] = both.stdout.split('\n');
+  assert.is(JSON.parse(tokenLine!).method, 'big');
+  assert.is(result!.length, n, `${result!.length} of ${n} bytes`);
+  assert.equal(rest, ['']);
+
+  const waited = await cliSlowReader(ctx, ['job', tokenLine!, '--wait'], 1500);
+  assert.is(waited.code, 0, waited.stderr);
+  assert.is(waited.stdout.length, n + 1, `${waited.stdout.length} of ${n + 1} bytes`);
+});
 
 t('bad tokens exit 2 (usage); an unknown job exits 4 (JobNotFound), a lost one 4 (JobLost); options may come before job', async (ctx) => {
   const bad = await cli(ctx, ['job', '{"hermod_job":1}']);
