@@ -9,6 +9,12 @@ import { sessionRoom } from '../../rhea/index.js';
  */
 export const REPLY_RESERVE = 128;
 
+/** Where a waiting send hears that it is no longer wanted (a call's `Abandon`). */
+export interface AbortHook {
+  /** Set while the send waits for room; called once if it is abandoned meanwhile. */
+  onAbort: (() => void) | undefined;
+}
+
 /** The links a {@link SendFlow} meters, looked up at each use (they change on reconnect). */
 export interface FlowLinks {
   /** The connection is open. */
@@ -41,34 +47,52 @@ export class SendFlow {
 
   /**
    * Waits for a slot in the session's delivery buffer (FIFO among waiters), then reserves it;
-   * the caller must call {@link release} right after its synchronous send.
+   * the caller must call {@link release} right after its synchronous send. Resolves `false`,
+   * with nothing reserved, when `abandon` is aborted first: a call whose caller already has its
+   * answer or failure leaves the queue at once instead of holding its place to the deadline.
    */
-  async acquire(deadline: number, what: string): Promise<void> {
+  async acquire(deadline: number, what: string, abandon?: AbortHook): Promise<boolean> {
     if (this.waiters.length === 0 && this.requestRoom() > 0) {
       this.reserved++;
-      return;
+      return true;
     }
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<boolean>((resolve, reject) => {
+      // wake and fail are called on a waiter already taken off the queue; the timer and the
+      // abort take it off themselves.
+      const done = () => {
+        clearTimeout(timer);
+        if (abandon) abandon.onAbort = undefined;
+      };
+      const dequeue = () => {
+        const i = this.waiters.indexOf(waiter);
+        if (i >= 0) this.waiters.splice(i, 1);
+      };
       const waiter = {
         wake: () => {
-          clearTimeout(timer);
-          resolve();
+          done();
+          resolve(true);
         },
         fail: (err: Error) => {
-          clearTimeout(timer);
+          done();
           reject(err);
         },
       };
       const timer = setTimeout(
         () => {
-          const i = this.waiters.indexOf(waiter);
-          if (i >= 0) this.waiters.splice(i, 1);
+          done();
+          dequeue();
           reject(
             new MessagingTimeout(`${what}: timed out waiting for room to send (${this.waiters.length} sends queued on the connection)`),
           );
         },
         Math.max(1, deadline - Date.now()),
       );
+      if (abandon)
+        abandon.onAbort = () => {
+          done();
+          dequeue();
+          resolve(false);
+        };
       this.waiters.push(waiter);
       this.schedulePump();
     });
@@ -84,9 +108,16 @@ export class SendFlow {
     this.replyBacklog.length = 0;
   }
 
-  /** Gives back the slot {@link acquire} reserved. */
+  /**
+   * Gives back the slot {@link acquire} reserved. A woken send that did not use its slot (its
+   * call ended, or the credit went while it queued) leaves the buffer as it was, so nothing else
+   * would wake the sends behind it: the pump runs again for them. Without this, sends queued
+   * behind calls failed by a lost connection stayed queued after the reconnect until their
+   * deadlines.
+   */
   release(): void {
     this.reserved--;
+    if (this.waiters.length > 0) this.schedulePump();
   }
 
   /** A delivery was settled: room may have come free for waiting sends. */

@@ -145,7 +145,7 @@ export class MessageSender {
           what,
         );
         if (abandon?.aborted) return;
-        await this.flow.acquire(deadline, what);
+        if (!(await this.flow.acquire(deadline, what, abandon))) return;
       } catch (err) {
         // The deadline came while waiting to resend: say what happened to the message.
         if (err instanceof MessagingTimeout && progress.handedBack) throw this.nobodyTook(what, isCall);
