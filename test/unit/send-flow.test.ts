@@ -1,9 +1,10 @@
 import type { Sender } from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { MessagingTimeout } from '../../src/core/errors.js';
+import { MessageUndeliverable, MessagingTimeout, TransportError } from '../../src/core/errors.js';
+import type { Amqp1Connection } from '../../src/driver/amqp1/connection.js';
 import { REPLY_RESERVE, SendFlow } from '../../src/driver/amqp1/flow.js';
-import { Abandon } from '../../src/driver/amqp1/sender.js';
+import { Abandon, MessageSender } from '../../src/driver/amqp1/sender.js';
 
 /** A link whose session buffer has `free` slots, as sessionRoom reads it. */
 function fakeLinks(state: { free: number }) {
@@ -60,6 +61,23 @@ t('a send queued for room still fails at its deadline, saying how many wait', as
   const err = await flow.acquire(Date.now() + 30, 'cast x').catch((e: unknown) => e);
   assert.instance(err, MessagingTimeout);
   assert.match((err as Error).message, 'cast x: timed out waiting for room to send (0 sends queued');
+});
+
+t('a cast lost with the connection near its deadline says its delivery is unknown, not that nobody took it', async () => {
+  const conn = { isOpen: true, until: async () => {} };
+  const link = { sendable: () => true, send: () => ({}) } as unknown as Sender;
+  const flow = new SendFlow(fakeLinks({ free: 2048 }));
+  const sender = new MessageSender(conn as unknown as Amqp1Connection, flow, { link: () => link });
+  const sent = sender.deliver(() => ({ body: 'x' }), false, Date.now() + 30, -1, 'cast c').catch((e: unknown) => e);
+  await turn();
+  conn.isOpen = false;
+  sender.connectionLost(new TransportError('gone'));
+  const err = (await sent) as Error;
+  // Before: MessageUndeliverable, "the router released it … (no receiver for the address)".
+  assert.not.instance(err, MessageUndeliverable);
+  assert.instance(err, MessagingTimeout);
+  assert.match(err.message, 'cast c: the connection dropped before the router settled it');
+  assert.match(err.message, 'its delivery is unknown');
 });
 
 t.run();

@@ -288,7 +288,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
       (err: Error) => {
         ended();
         // The reply's deadline and the request's last resend race: either way nobody took it.
-        if (err instanceof MessagingTimeout && progress.handedBack) throw this.sender.nobodyTook(`call ${request.method}`, true);
+        if (err instanceof MessagingTimeout && progress.handedBack) throw this.sender.nobodyTook(`call ${request.method}`, true, progress);
         throw err;
       },
     );

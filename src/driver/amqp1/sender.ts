@@ -21,6 +21,11 @@ interface Outcome {
 export interface SendProgress {
   /** The router handed an attempt back (released, modified) and no later one was accepted yet. */
   handedBack: boolean;
+  /**
+   * The latest attempt went down with the connection, unsettled: the router may have taken it
+   * before the drop, so a deadline after that must not say that nobody took it.
+   */
+  lost?: boolean;
 }
 
 /**
@@ -148,7 +153,7 @@ export class MessageSender {
         if (!(await this.flow.acquire(deadline, what, abandon))) return;
       } catch (err) {
         // The deadline came while waiting to resend: say what happened to the message.
-        if (err instanceof MessagingTimeout && progress.handedBack) throw this.nobodyTook(what, isCall);
+        if (err instanceof MessagingTimeout && progress.handedBack) throw this.nobodyTook(what, isCall, progress);
         throw err;
       }
       if (abandon?.aborted) {
@@ -203,7 +208,7 @@ export class MessageSender {
       if (outcome.kind === 'rejected')
         throw new MessageDeliveryFailure(`${what} was rejected by the peer${outcome.detail ? `: ${outcome.detail}` : ''}`);
       if (outcome.kind === 'timeout') {
-        if (progress.handedBack) throw this.nobodyTook(what, isCall);
+        if (progress.handedBack) throw this.nobodyTook(what, isCall, progress);
         // The router holds a message for receivers that are busy (no credit) and does not withdraw
         // it: it may still be delivered and run. Said so, since a caller that retries on this
         // error runs the work twice; "no consumer?" sent people looking for a server that was there.
@@ -212,18 +217,23 @@ export class MessageSender {
         );
       }
       progress.handedBack = true;
+      progress.lost = outcome.kind === 'lost';
       // released, modified or connection lost: try again while time allows.
       if (this.closing && !isCall) {
         const why = outcome.kind === 'lost' ? 'the connection closed before it was settled' : `the router ${outcome.kind} it`;
         throw new MessageDeliveryFailure(`${what}: ${why} while the transport was closing; not resent`);
       }
-      if (Date.now() + RESEND_DELAY_MS >= deadline) throw this.nobodyTook(what, isCall);
+      if (Date.now() + RESEND_DELAY_MS >= deadline) throw this.nobodyTook(what, isCall, progress);
       await new Promise((r) => setTimeout(r, RESEND_DELAY_MS));
     }
   }
 
   /** The error of a send the router kept handing back until its deadline. */
-  nobodyTook(what: string, isCall: boolean): Error {
+  nobodyTook(what: string, isCall: boolean, progress?: SendProgress): Error {
+    if (progress?.lost)
+      return new MessagingTimeout(
+        `${what}: the connection dropped before the router settled it and it could not be sent again before the deadline; its delivery is unknown (the router may have taken it before the drop)`,
+      );
     if (isCall) return new MessagingTimeout(`${what}: nobody is serving it (the router released it until the deadline)`);
     // Nobody receives it, as a RabbitMQ cast no queue is bound for: the same error (exit 3 in the
     // CLIs, 503 at the gateway), still a MessageDeliveryFailure.
