@@ -68,7 +68,8 @@ async function main(): Promise<void> {
       .option('--context <key=value...>', 'context entries sent with the request')
       .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
       .option('--json', 'print results, the --repeat summary and errors as JSON')
-      .option('--describe', "print the method's usage from its published contract, and call nothing"),
+      .option('--describe', "print the method's usage from its published contract, and call nothing")
+      .option('--no-contract', 'read key=value values as JSON, without first asking the servers for the contract'),
     [
       'Jobs: rpc-client job <token> [--wait [--timeout s] | --cancel] shows, follows or cancels a job --start began (rpc-client job --help)',
       CONFIG_HELP_LINE,
@@ -104,6 +105,7 @@ async function main(): Promise<void> {
       start?: boolean;
       wait?: boolean;
       describe?: boolean;
+      contract: boolean;
     } & LogFlags
   >();
   const config = applyLogFlags(loaded, o);
@@ -115,6 +117,7 @@ async function main(): Promise<void> {
   // A cast has no answer, so no token to print: it would silently be a plain cast.
   if (o.start && (o.cast || o.fanout))
     program.error('error: --start makes a call that answers with a job token; not with --cast or --fanout');
+  if (o.describe && !o.contract) program.error('error: --describe prints the contract; not with --no-contract');
   if (o.fanout && !o.cast) o.cast = true;
   // The words' shape and repeated keys are usage errors before connecting; their values are read
   // by the method's contract once it is known (where it says string, 12345678901234567890 is text).
@@ -162,7 +165,7 @@ async function main(): Promise<void> {
     // --timeout bounds the whole command: the contract lookup spends from the first call's budget
     // (it was given a whole --timeout again, so a slow first connect took twice as long).
     const lookupStarted = performance.now();
-    const lookup = o.describe === true || needsContract(pairs);
+    const lookup = o.describe === true || (o.contract && needsContract(pairs));
     // Values are coerced by the published contract (a=1 stays "1" where it says string).
     const contract = lookup
       ? await fetchContract(

@@ -94,7 +94,7 @@ export type { CallOptions, ContractProxyOptions, PrepareOptions, RPCClientOption
 export { RPCClient } from './rpc/client.js';
 export type { AccessPolicy, Endpoint, EndpointDescription } from './rpc/dispatcher.js';
 export type { ServerDescription } from './rpc/introspection.js';
-export { INTROSPECTION_NAMESPACE, IntrospectionEndpoint } from './rpc/introspection.js';
+export { INTROSPECTION_NAMESPACE, IntrospectionEndpoint, QUIET_DESCRIBE } from './rpc/introspection.js';
 export { type Caller, MultiCall, type MultiCallOptions, MultiCallResults } from './rpc/multicall.js';
 export type { RemoteErrorFactory, RemoteOrigin } from './rpc/remote-errors.js';
 export { isRemote, registerRemoteError } from './rpc/remote-errors.js';

@@ -1,5 +1,5 @@
 /**
- * What `rpc-client` does with a published contract: fetch it (`hermod.describe`), coerce
+ * What `rpc-client` does with a published contract: fetch it (`describe`, see QUIET_DESCRIBE), coerce
  * `key=value` words by the schema (`a=1` a number where it says number, the text where it says
  * string), and print a method's usage (`--describe`).
  */
@@ -7,7 +7,7 @@ import type { MethodContract } from '../contracts/contract.js';
 import { NoSuchMethod, TransportError, WrongProtocol } from '../core/errors.js';
 import { versionIsCompatible } from '../core/target.js';
 import type { RPCClient } from '../rpc/client.js';
-import { describeWhenConnected, type ServerDescription } from '../rpc/introspection.js';
+import { describeWhenConnected, QUIET_DESCRIBE, type ServerDescription } from '../rpc/introspection.js';
 import { UsageError } from './exit-codes.js';
 import { keyOf, parseValue } from './key-values.js';
 
@@ -29,12 +29,17 @@ export async function fetchContract(
 ): Promise<MethodContract | undefined> {
   let d: ServerDescription;
   try {
-    // No call monitor on it, whatever the user's --monitor: an oslo server has no `describe`, and
+    // Asked in the namespace and version of the call to come, under a name an oslo server logs
+    // at DEBUG when it does not have it: `hermod.describe` it logged at ERROR with a traceback
+    // (UnsupportedVersion, no `hermod` namespace), once per rpc-client call.
+    // No call monitor on it, whatever the user's --monitor: an oslo server has no such method, and
     // its dispatcher starts the heartbeat thread before it finds the method and never stops it,
     // heartbeating into a reply queue nobody reads for as long as it runs.
     d = await describeWhenConnected(
-      client.prepare({ namespace: 'hermod', version: '1.0', timeout: timeoutMs, callMonitorTimeout: 0 }),
+      client.prepare({ timeout: timeoutMs, callMonitorTimeout: 0 }),
       connectWithinMs,
+      undefined,
+      QUIET_DESCRIBE,
     );
   } catch (err) {
     // `--describe` is this request: a transport failure or the wrong protocol is the answer

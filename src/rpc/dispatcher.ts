@@ -66,6 +66,13 @@ export interface EndpointDescription {
 export interface DispatcherOptions {
   /** Check results against their contracts too (development and tests). @default false */
   validateResults?: boolean;
+  /**
+   * A method answered in every namespace and version the dispatcher serves where no endpoint has
+   * one of that name: `method` of `endpoint` (one of the endpoints, its contract and the access
+   * policy as for a call of it there) runs instead. The server's quiet `describe`, see
+   * introspection.ts.
+   */
+  everywhere?: { name: string; endpoint: object; method: string };
 }
 
 /** A request after validation. */
@@ -125,6 +132,7 @@ export class RPCDispatcher {
     contracts: Map<string, CompiledContract> | undefined;
   }>;
   private readonly validateResults: boolean;
+  private readonly everywhere: DispatcherOptions['everywhere'];
 
   constructor(
     endpoints: readonly object[],
@@ -134,6 +142,7 @@ export class RPCDispatcher {
   ) {
     if (!Array.isArray(endpoints) || endpoints.length === 0) throw new InvalidArgument('a server needs at least one endpoint object');
     this.validateResults = options.validateResults ?? false;
+    this.everywhere = options.everywhere;
     this.entries = endpoints.map((endpoint, i) => {
       if (!endpoint || typeof endpoint !== 'object') throw new InvalidArgument(`endpoint #${i + 1} is not an object`);
       const t = (endpoint as Endpoint).target;
@@ -178,6 +187,14 @@ export class RPCDispatcher {
       const fn = findMethod(e.endpoint, req.method);
       if (fn && this.accessPolicy(e.endpoint, req.method)) return { endpoint: e.endpoint, fn, contract: e.contracts?.get(req.method) };
       foundCompatible = true;
+    }
+    const alias = this.everywhere;
+    if (foundCompatible && alias && req.method === alias.name) {
+      const fn = findMethod(alias.endpoint, alias.method);
+      const entry = this.entries.find((e) => e.endpoint === alias.endpoint);
+      if (fn && entry && this.accessPolicy(alias.endpoint, alias.method)) {
+        return { endpoint: alias.endpoint, fn, contract: entry.contracts?.get(alias.method) };
+      }
     }
     const hint = this.servedElsewhere(req.method);
     if (foundCompatible) throw new NoSuchMethod(req.method, { message: `Endpoint does not support RPC method ${req.method}${hint}` });

@@ -7,6 +7,16 @@ import type { EndpointDescription } from './dispatcher.js';
 /** The namespace hermod reserves for what every server answers about itself. */
 export const INTROSPECTION_NAMESPACE = 'hermod';
 
+/**
+ * `describe` under another name, answered in every namespace and version a server serves (where
+ * no endpoint has a method of that name), so a client can ask in the namespace it is about to
+ * call. An oslo.messaging server answers it NoSuchMethod like any unknown method but, for a
+ * name ending in `_ignore_errors`, logs that at DEBUG; `hermod.describe` it answers
+ * UnsupportedVersion (no `hermod` namespace), logged at ERROR with a traceback
+ * (oslo_messaging/rpc/server.py, `_process_incoming`). rpc-client's contract lookup uses it.
+ */
+export const QUIET_DESCRIBE = 'hermod_describe_ignore_errors';
+
 /** What `hermod.describe` answers: the server, its load, and every endpoint it serves with their contracts. */
 export interface ServerDescription {
   server: string;
@@ -91,7 +101,8 @@ export class IntrospectionEndpoint {
 
 /**
  * Calls `hermod.describe` with `describer` (a client prepared for namespace `hermod` 1.0, whose
- * timeout bounds the servers' answer). A first connect still under way when that timeout passes
+ * timeout bounds the servers' answer), or `method` ({@link QUIET_DESCRIBE} in the namespace and
+ * version `describer` is prepared for). A first connect still under way when that timeout passes
  * is no failure: the call is made again, until `connectWithinMs` has passed or `stopped()` says so.
  * Any other error is thrown as the call threw it.
  */
@@ -99,11 +110,12 @@ export async function describeWhenConnected(
   describer: RPCClient,
   connectWithinMs: number,
   stopped: () => boolean = () => false,
+  method = 'describe',
 ): Promise<ServerDescription> {
   const connectBy = Date.now() + connectWithinMs;
   for (;;) {
     try {
-      return await describer.call<ServerDescription>({}, 'describe');
+      return await describer.call<ServerDescription>({}, method);
     } catch (err) {
       if (!(err instanceof TransportError && err.stillConnecting && Date.now() < connectBy && !stopped())) throw err;
     }

@@ -12,7 +12,7 @@ import { type JobNotifier, JobRunner, type JobStopStrategy } from '../jobs/runne
 import { HERMOD_NAMESPACE } from '../jobs/token.js';
 import type { Transport } from '../transport.js';
 import { type AccessPolicy, RPCDispatcher } from './dispatcher.js';
-import { IntrospectionEndpoint, type ServerDescription } from './introspection.js';
+import { IntrospectionEndpoint, QUIET_DESCRIBE, type ServerDescription } from './introspection.js';
 import { type RequestHost, ServerRequest } from './request.js';
 
 /** Options of an {@link RPCServer}. */
@@ -165,9 +165,11 @@ export class RPCServer {
     // for replaceEndpoints().
     this.makeDispatcher = (eps) => {
       const withJobs: readonly object[] = Array.isArray(eps) && eps.length > 0 ? [...eps, jobs.endpoint] : eps;
-      const served = introspect ? [...withJobs, new IntrospectionEndpoint(() => this.describe())] : withJobs;
+      const intro = introspect ? new IntrospectionEndpoint(() => this.describe()) : undefined;
+      const served = intro ? [...withJobs, intro] : withJobs;
       return new RPCDispatcher(served, options.serializer ?? new NoOpSerializer(), options.accessPolicy, {
         validateResults: options.validateResults ?? conf.validateResults,
+        ...(intro ? { everywhere: { name: QUIET_DESCRIBE, endpoint: intro, method: 'describe' } } : {}),
       });
     };
     this.dispatcher = this.makeDispatcher(endpoints);

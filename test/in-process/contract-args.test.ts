@@ -2,7 +2,16 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { coerceArgs, fetchContract, needsContract, typeText, usage } from '../../src/cli/contract-args.js';
 import { DemoEndpoints } from '../../src/cli/demo-endpoints.js';
-import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import {
+  defaultConfig,
+  getTransport,
+  QUIET_DESCRIBE,
+  RPCClient,
+  RPCServer,
+  type ServerDescription,
+  Target,
+  type Transport,
+} from '../../src/index.js';
 import { rejects } from '../support/assert.js';
 
 // rpc-client's use of published contracts, against a real server (the demo endpoints) over memory://.
@@ -90,6 +99,57 @@ t('usage from the contract: rpc-client demo add --describe', async (ctx) => {
   assert.match(usage('demo', 'x', undefined), /no contract is published/);
   assert.is(typeText({ type: 'array', items: { type: 'string', maxLength: 8 }, maxItems: 4 }), 'array of string (length ≤ 8) (items ≤ 4)');
 });
+
+/** A versioned endpoint in a namespace of its own whose contract says `code` is a string. */
+class Shop {
+  readonly target = new Target({ namespace: 'shop', version: '2.3' });
+  static readonly contracts = {
+    label: { args: { type: 'object', properties: { code: { type: 'string' }, n: { type: 'integer' } } } },
+  };
+  label(_ctx: unknown, args: { code: unknown; n?: unknown }) {
+    return { code: args.code, n: args.n ?? null };
+  }
+}
+
+t(
+  'the lookup asks in the namespace and version of the call (oslo logs that unknown method at DEBUG, hermod.describe at ERROR)',
+  async (ctx) => {
+    const server = new RPCServer(ctx.transport, new Target({ topic: 'shop', server: 's1' }), [new Shop()]);
+    // An endpoint's own method of that name stays its own.
+    const own = new RPCServer(ctx.transport, new Target({ topic: 'own', server: 'o1' }), [{ [QUIET_DESCRIBE]: () => 'mine' }]);
+    // An access policy that refuses `describe` refuses it under the quiet name too.
+    const closed = new RPCServer(ctx.transport, new Target({ topic: 'closed', server: 'c1' }), [new Shop()], {
+      accessPolicy: (_e, m) => m !== 'describe',
+    });
+    await Promise.all([server.start(), closed.start(), own.start()]);
+    try {
+      const shop = new RPCClient(ctx.transport, new Target({ topic: 'shop', namespace: 'shop', version: '2.1' }), { timeout: 2000 });
+      const d = await shop.call<ServerDescription>({}, QUIET_DESCRIBE);
+      assert.is(d.server, 's1');
+      assert.ok(d.endpoints.some((e) => e.namespace === 'shop' && e.version === '2.3'));
+      assert.ok(
+        d.endpoints.every((e) => !Object.hasOwn(e.methods, QUIET_DESCRIBE)),
+        'not listed as a method of any namespace',
+      );
+      const label = await fetchContract(shop, 'label', 1000);
+      assert.equal(label, Shop.contracts.label);
+      assert.equal(await shop.call({}, 'label', coerceArgs(['code=42', 'n=5'], label)), { code: '42', n: 5 });
+      // Only where the server serves the namespace and version, as any method.
+      const other = shop.prepare({ namespace: 'other' });
+      await rejects(other.call({}, QUIET_DESCRIBE), 'HERMOD_ERR_UNSUPPORTED_VERSION');
+      await rejects(shop.prepare({ version: '3.0' }).call({}, QUIET_DESCRIBE), 'HERMOD_ERR_UNSUPPORTED_VERSION');
+      const refused = new RPCClient(ctx.transport, new Target({ topic: 'closed', namespace: 'shop', version: '2.0' }), { timeout: 2000 });
+      await rejects(refused.call({}, QUIET_DESCRIBE), 'HERMOD_ERR_NO_SUCH_METHOD');
+      assert.is(await fetchContract(refused, 'label', 1000), undefined);
+      assert.is(await new RPCClient(ctx.transport, new Target({ topic: 'own' }), { timeout: 2000 }).call({}, QUIET_DESCRIBE), 'mine');
+    } finally {
+      for (const s of [server, closed, own]) {
+        await s.stop();
+        await s.wait(1000);
+      }
+    }
+  },
+);
 
 t('needsContract: only values a schema could read differently are worth a describe round trip', () => {
   assert.ok(needsContract(['a=1']));

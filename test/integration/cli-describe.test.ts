@@ -111,6 +111,21 @@ t('key=value coercion by the contract: a=1 a number where it says number, text w
   assert.equal(JSON.parse(loose.out), { code: 42, codeType: 'number' });
 });
 
+t(
+  '--no-contract skips the lookup: values read as JSON (code=42 a number, which the contract refuses); not with --describe',
+  async (ctx) => {
+    const label = await run(['labels', 'label', 'code=42', '--no-contract', '--transport-url', ctx.url]);
+    assert.is(label.code, 2, label.out);
+    assert.match(label.err, /ContractViolation.*\/code must be string/);
+    const loose = await run(['labels', 'loose', 'code=42', '--no-contract', '--json', '--transport-url', ctx.url]);
+    assert.is(loose.code, 0, loose.err);
+    assert.equal(JSON.parse(loose.out), { code: 42, codeType: 'number' });
+    const both = await run(['labels', 'label', '--describe', '--no-contract', '--transport-url', ctx.url]);
+    assert.is(both.code, 2, both.out);
+    assert.match(both.err, /--describe prints the contract; not with --no-contract/);
+  },
+);
+
 t('a value the contract refuses: the server says which, the exit status is 2 (a bad argument, as the exit table says)', async (ctx) => {
   const r = await run(['demo', 'add', 'a=1', 'b=two', '--transport-url', ctx.url]);
   assert.is(r.code, 2, r.out);
