@@ -9,6 +9,17 @@ const NUMBER = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const SHOWN = 60;
 const shown = (text: string) => (text.length > SHOWN ? `${text.slice(0, SHOWN)}…` : text);
 
+/** Where the JSON string opening at `open` ends (its closing quote): the first quote after an even run of backslashes. */
+function stringEnd(text: string, open: number): number {
+  let i = open;
+  for (;;) {
+    i = text.indexOf('"', i + 1);
+    let k = i - 1;
+    while (text[k] === '\\') k--;
+    if ((i - 1 - k) % 2 === 0) return i;
+  }
+}
+
 /**
  * Why a number literal of the JSON `text` would not arrive as written, or undefined. JSON.parse
  * reads `1e400` as Infinity, which JSON sends as null, and an integer past 2^53 as the nearest
@@ -19,13 +30,7 @@ function lostNumber(text: string): string | undefined {
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
     if (c === '"') {
-      // Past the string: a quote preceded by an even run of backslashes ends it.
-      for (;;) {
-        i = text.indexOf('"', i + 1);
-        let k = i - 1;
-        while (text[k] === '\\') k--;
-        if ((i - 1 - k) % 2 === 0) break;
-      }
+      i = stringEnd(text, i);
     } else if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) {
       NUMBER.lastIndex = i;
       const literal = NUMBER.exec(text)?.[0] ?? c;
@@ -41,8 +46,38 @@ function lostNumber(text: string): string | undefined {
 }
 
 /**
+ * A key the JSON `text` (known to parse) gives twice in one object, or undefined. JSON.parse keeps
+ * the last value, silently, as `a=1 a=2` did; `"\u0078"` and `"x"` are the same key.
+ */
+function repeatedKey(text: string): string | undefined {
+  // One entry per open object (its keys so far) or array (null).
+  const open: Array<Set<string> | null> = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '{') open.push(new Set());
+    else if (c === '[') open.push(null);
+    else if (c === '}' || c === ']') open.pop();
+    else if (c === '"') {
+      const start = i;
+      i = stringEnd(text, i);
+      const keys = open[open.length - 1];
+      if (!keys) continue;
+      // In an object a string is a key when a colon follows it, else a value.
+      let j = i + 1;
+      while (text[j] === ' ' || text[j] === '\t' || text[j] === '\n' || text[j] === '\r') j++;
+      if (text[j] !== ':') continue;
+      const key = JSON.parse(text.slice(start, i + 1)) as string;
+      if (keys.has(key)) return key;
+      keys.add(key);
+    }
+  }
+  return undefined;
+}
+
+/**
  * A shell value: JSON when it parses (`5`, `true`, `{"a":1}`), else the string itself. A number
- * that would not arrive as written (see lostNumber) is a {@link UsageError} naming `key`.
+ * that would not arrive as written (see lostNumber) or a key given twice in one object (see
+ * repeatedKey) is a {@link UsageError} naming `key`.
  */
 export function parseValue(text: string, key = 'value'): unknown {
   let value: unknown;
@@ -55,6 +90,12 @@ export function parseValue(text: string, key = 'value'): unknown {
   if (lost) {
     const quote = typeof value === 'number' ? `: ${key}='"${shown(text)}"'` : ' inside the JSON';
     throw new UsageError(`${key}=${shown(text)}: ${lost}; quote it to send it as a string${quote}`);
+  }
+  const twice = typeof value === 'object' && value !== null ? repeatedKey(text) : undefined;
+  if (twice !== undefined) {
+    throw new UsageError(
+      `${key}=${shown(text)}: the key ${JSON.stringify(shown(twice))} is given twice in one object: only the last value would be sent; give it once`,
+    );
   }
   return value;
 }

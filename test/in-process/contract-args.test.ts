@@ -2,6 +2,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { coerceArgs, fetchContract, needsContract, typeText, usage } from '../../src/cli/contract-args.js';
 import { DemoEndpoints } from '../../src/cli/demo-endpoints.js';
+import { parseKeyValues } from '../../src/cli/key-values.js';
 import {
   defaultConfig,
   getTransport,
@@ -69,6 +70,20 @@ t('where the schema says string, text stays text (message=123 is "123"); unknown
   await rejects(() => coerceArgs(['other=1e400'], fail), 'HERMOD_ERR_USAGE', /would be sent as null/);
   await rejects(() => coerceArgs(['message=a', 'message=b'], fail), 'HERMOD_ERR_USAGE', /message is given twice/);
   assert.equal(Object.keys(coerceArgs(['__proto__=1'])), ['__proto__'], 'an own key, never a prototype');
+});
+
+t('a key given twice inside a JSON value is a usage error, as at the top level; text where the contract says string', async (ctx) => {
+  const client = new RPCClient(ctx.transport, new Target({ topic: 'demo' }), { timeout: 2000 });
+  const fail = await fetchContract(client, 'fail', 1000);
+  await rejects(() => coerceArgs(['o={"x":1,"x":2}']), 'HERMOD_ERR_USAGE', /o=\{"x":1,"x":2\}: the key "x" is given twice in one object/);
+  await rejects(() => coerceArgs(['o=[{"a":{"x":1,"y":[{}],"\\u0078":2}}]']), 'HERMOD_ERR_USAGE', /the key "x" is given twice/);
+  await rejects(() => parseKeyValues(['u={"k":1,"k":1}']), 'HERMOD_ERR_USAGE', /the key "k" is given twice/);
+  assert.equal(coerceArgs(['message={"x":1,"x":2}'], fail), { message: '{"x":1,"x":2}' });
+  // The same name in other objects, or as a value, is no repeat.
+  assert.equal(coerceArgs(['o=[{"x":1},{"x":2}]', 'p={"x":"x","y":{"x":"\\"x\\":"}}']), {
+    o: [{ x: 1 }, { x: 2 }],
+    p: { x: 'x', y: { x: '"x":' } },
+  });
 });
 
 t('no contract published (nobody answers, or namespace/version not served): undefined within the timeout', async (ctx) => {

@@ -67,6 +67,8 @@ t('a number JSON would not carry as written, or a key given twice, is a usage er
       /the integer -9007199254740993 is beyond 2\^53: .*quote it to send it as a string inside the JSON/,
     ],
     [['a=1', 'a=2'], /error: a is given twice: only one value would be sent/],
+    // Inside a JSON value too: JSON.parse kept the last, {"z":2} was sent.
+    [['value={"x":1,"y":{"z":1, "z" :2}}'], /error: value=.*: the key "z" is given twice in one object: only the last value would be sent/],
   ] as Array<[string[], RegExp]>) {
     const r = await run('rpc-client', ['cli', 'echo', ...args, ...url]);
     assert.is(r.code, 2, `${args.join(' ')}: ${r.err}`);
