@@ -28,7 +28,7 @@ import {
 import { isFinal, type JobStatus } from '../jobs/poller.js';
 import type { JobToken } from '../jobs/token.js';
 import { RPCClient } from '../rpc/client.js';
-import { describeWhenConnected, INTROSPECTION_NAMESPACE } from '../rpc/introspection.js';
+import { describeWhenConnected, INTROSPECTION_NAMESPACE, QUIET_DESCRIBE } from '../rpc/introspection.js';
 import { isRemote } from '../rpc/remote-errors.js';
 import type { Transport } from '../transport.js';
 import type { Identity } from './auth.js';
@@ -211,15 +211,23 @@ export class Invoker {
 
   /**
    * Asks the servers of each declared route that has no `args` schema for the method's contract
-   * (`hermod.describe` on the route's topic, namespace `hermod`), each topic at most `timeoutMs`,
-   * all at once. A route whose servers do not answer (none running, an oslo.messaging server, an
-   * older hermod) keeps going unchecked. Returns the names of the routes that got a contract.
+   * ({@link QUIET_DESCRIBE} on the route's topic, in its namespace and version), each target at
+   * most `timeoutMs`, all at once. A route whose servers do not answer (none running, an
+   * oslo.messaging server, an older hermod) keeps going unchecked. Returns the names of the routes
+   * that got a contract. `hermod.describe` (namespace `hermod`) put an ERROR with a traceback in an
+   * oslo server's log per route target at each gateway start; the quiet name it logs at DEBUG.
    */
   async loadContracts(timeoutMs: number): Promise<string[]> {
     const wanting = this.routes.filter((r) => !r.route.args);
     const byTarget = new Map<string, CompiledRoute[]>();
     for (const r of wanting) {
-      const key = JSON.stringify([r.route.topic, r.route.exchange ?? null, r.route.server ?? null]);
+      const key = JSON.stringify([
+        r.route.topic,
+        r.route.exchange ?? null,
+        r.route.server ?? null,
+        r.route.namespace ?? null,
+        r.route.version ?? null,
+      ]);
       byTarget.set(key, [...(byTarget.get(key) ?? []), r]);
     }
     const adopted: string[] = [];
@@ -230,8 +238,8 @@ export class Invoker {
           topic: r0.topic,
           exchange: r0.exchange ?? null,
           server: r0.server ?? null,
-          namespace: 'hermod',
-          version: '1.0',
+          namespace: r0.namespace ?? null,
+          version: r0.version ?? null,
           timeout: timeoutMs,
         });
         let described: Described;
@@ -239,7 +247,7 @@ export class Invoker {
           // The timeout is for the servers' answer: a first connect still under way when it
           // passes is waited for (up to the gateway's call timeout), else a slow broker would
           // silently leave every route without its contract.
-          described = await describeWhenConnected(client, this.config.callTimeout, () => this.stopping);
+          described = await describeWhenConnected(client, this.config.callTimeout, () => this.stopping, QUIET_DESCRIBE);
         } catch {
           return;
         }
