@@ -55,6 +55,7 @@ export { batchWrites } from './batching.js';
 export { installFastFrames, rheaCodec } from './fast-frames.js';
 export { type FrameBounds, FrameScanner, NOT_A_HEADER } from './frame-scanner.js';
 export { deliveryCount, linkCredit, locallyOpen, sessionRoom } from './links.js';
+export { type ScannedMessage, withTtl } from './message-scan.js';
 export { installRawDecode, rawBytes, scanInsteadOfDecode } from './raw-decode.js';
 export { acceptSocket, closeNow, discarded, discardedBytes, limitIncomingMessages, type SaslPolicy } from './server.js';
 export { peerLabel, SocketGuard } from './socket-guard.js';

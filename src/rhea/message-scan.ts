@@ -1,8 +1,9 @@
 /**
  * A check of an encoded AMQP 1.0 message that allocates next to nothing (the scanner, the `to`
  * it reads): every value's constructor is known and its bytes lie inside the message, compound
- * values (lists, maps, arrays, described values) nest at most `maxDepth` deep, and the properties
- * section's `to` is read out. A router forwards the bytes it received, so this is all it needs
+ * values (lists, maps, arrays, described values) nest at most `maxDepth` deep, the properties
+ * section's `to` is read out, and so is the header's `ttl` (with where it lies, so that a router
+ * can pass on a reduced one without encoding the message again). A router forwards the bytes it received, so this is all it needs
  * of a message; rhea's decoder builds a typed wrapper per value and a message object per
  * transfer, none of which the router needs.
  */
@@ -25,11 +26,22 @@ export interface ScannedMessage {
    * is a number or described): the message is valid, but only a full decode gives its `to`.
    */
   odd?: true;
+  /**
+   * The header section's `ttl` in milliseconds, when it is a uint other than 0 (proton, and so
+   * oslo's driver, sends 0 for "no ttl"; rhea sends it as a uint too).
+   */
+  ttl?: number;
+  /**
+   * Where `ttl`'s value starts (its 0x70 or 0x52 constructor), for {@link withTtl}.
+   */
+  ttlAt?: number;
 }
 
 class Scanner {
   to: string | undefined;
   odd = false;
+  ttl: number | undefined;
+  ttlAt: number | undefined;
   constructor(
     private readonly buf: Buffer,
     private readonly maxDepth: number,
@@ -122,22 +134,57 @@ class Scanner {
    * by value, so all of these are the properties section to it).
    */
   isProperties(pos: number): boolean {
+    return this.isSection(pos, 0x73, 'amqp:properties:list');
+  }
+
+  /** Whether the (validated) value at `pos` is the descriptor of the header section (0x70, `amqp:header:list`). */
+  isHeader(pos: number): boolean {
+    return this.isSection(pos, 0x70, 'amqp:header:list');
+  }
+
+  /** Whether the descriptor at `pos` is `code` in any unsigned integer form, or the symbol `name`. */
+  isSection(pos: number, code: number, name: string): boolean {
     const buf = this.buf;
     switch (buf[pos]) {
       case 0x52:
       case 0x53:
-        return buf[pos + 1] === 0x73;
+        return buf[pos + 1] === code;
       case 0x70:
-        return buf.readUInt32BE(pos + 1) === 0x73;
+        return buf.readUInt32BE(pos + 1) === code;
       case 0x80:
-        return buf.readUInt32BE(pos + 1) === 0 && buf.readUInt32BE(pos + 5) === 0x73;
+        return buf.readUInt32BE(pos + 1) === 0 && buf.readUInt32BE(pos + 5) === code;
       case 0xa3:
-        return buf[pos + 1] === 20 && buf.toString('latin1', pos + 2, pos + 22) === 'amqp:properties:list';
+        return buf[pos + 1] === name.length && buf.toString('latin1', pos + 2, pos + 2 + name.length) === name;
       case 0xb3:
-        return buf.readUInt32BE(pos + 1) === 20 && buf.toString('latin1', pos + 5, pos + 25) === 'amqp:properties:list';
+        return buf.readUInt32BE(pos + 1) === name.length && buf.toString('latin1', pos + 5, pos + 5 + name.length) === name;
       default:
         return false;
     }
+  }
+
+  /**
+   * Reads `ttl`, the third field of the header list at `pos` (already validated), when it is a
+   * uint or smalluint (the forms a reduced value can be written back into in place); a later
+   * header section wins, as in rhea. Any other form leaves the message without a ttl here: the
+   * router then forwards it as it came, unexpired, as it did before it read ttls at all.
+   */
+  readTtl(pos: number): void {
+    const buf = this.buf;
+    this.ttl = undefined;
+    this.ttlAt = undefined;
+    const code = buf[pos]!;
+    if (code !== 0xc0 && code !== 0xd0) return;
+    const w = code === 0xd0 ? 4 : 1;
+    const count = w === 4 ? buf.readUInt32BE(pos + 1 + w) : buf[pos + 1 + w]!;
+    if (count < 3) return;
+    const stop = buf.length;
+    let at = pos + 1 + 2 * w;
+    at = this.value(at, stop, 0);
+    at = this.value(at, stop, 0);
+    const ttl = buf[at] === 0x70 ? buf.readUInt32BE(at + 1) : buf[at] === 0x52 ? buf[at + 1]! : 0;
+    if (ttl === 0) return;
+    this.ttl = ttl;
+    this.ttlAt = at;
   }
 
   /**
@@ -190,6 +237,7 @@ class Scanner {
         const valueAt = this.value(descriptor, end, 1);
         const next = this.value(valueAt, end, 1);
         if (this.isProperties(descriptor)) this.readTo(valueAt);
+        else if (this.isHeader(descriptor)) this.readTtl(valueAt);
         pos = next;
       } else {
         // rhea only warns about a section that is not a described value; so does not this.
@@ -207,5 +255,22 @@ export function scanMessage(buf: Buffer, maxDepth: number): ScannedMessage {
   const s = new Scanner(buf, maxDepth);
   s.message();
   if (s.odd) return { odd: true };
-  return s.to === undefined ? {} : { to: s.to };
+  const m: ScannedMessage = s.to === undefined ? {} : { to: s.to };
+  if (s.ttl !== undefined) {
+    m.ttl = s.ttl;
+    m.ttlAt = s.ttlAt!;
+  }
+  return m;
+}
+
+/**
+ * A copy of the message `buf` whose header `ttl` (at `at`, as {@link scanMessage} found it) is
+ * `ttl`, which must not exceed the one it has: a smaller value always fits the width the sender
+ * chose, so nothing else moves.
+ */
+export function withTtl(buf: Buffer, at: number, ttl: number): Buffer {
+  const out = Buffer.from(buf);
+  if (out[at] === 0x70) out.writeUInt32BE(ttl, at + 1);
+  else out[at + 1] = ttl;
+  return out;
 }

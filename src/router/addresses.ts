@@ -18,6 +18,13 @@ export interface Item {
   size: number;
   /** Backlogs holding it now (a multicast message is held once, whatever its copies). */
   copies?: number;
+  /** The header's ttl (ms), when it has one: past it, the router no longer forwards the message. */
+  ttl?: number;
+  /**
+   * When `ttl` runs out, on `performance.now()`'s clock, counted from the message's arrival; set
+   * when it first has to wait (in the turn it arrived), undefined for one forwarded at once.
+   */
+  expires?: number;
 }
 
 /** A receiving client's link (our sender) on one address. */
@@ -148,6 +155,11 @@ export class AddressTable {
   /** The consumer links of one connection. */
   *consumersOf(conn: unknown): Generator<Consumer> {
     for (const [sender, c] of this.consumers) if (sender.connection === conn) yield c;
+  }
+
+  /** Every consumer. */
+  everyConsumer(): IterableIterator<Consumer> {
+    return this.consumers.values();
   }
 
   /** Every consumer link (a copy). */

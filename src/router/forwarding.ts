@@ -6,7 +6,9 @@ import {
   rawBytes,
   remoteOutcome,
   remoteSettled,
+  type ScannedMessage,
   settleLocally,
+  withTtl,
 } from '../rhea/index.js';
 import {
   type Address,
@@ -30,7 +32,29 @@ export interface ForwardCounters {
    * presettled ones past the router's held-bytes budget (unsettled ones are `released` instead).
    */
   dropped: number;
+  /**
+   * Messages (or multicast copies) whose header ttl ran out while they waited for a receiver's
+   * credit: not forwarded; an unsettled one is settled `rejected` ({@link EXPIRED}).
+   */
+  expired: number;
 }
+
+/**
+ * The error condition of a message the router settles `rejected` because its ttl ran out while
+ * it waited for receiver credit. `rejected`, not `released` or `modified`: hermod's and oslo's
+ * senders resend a released message (hermod a modified one too) while their deadline allows, and
+ * a sender that keeps no deadline of its own would resend it for ever; its ttl says nobody wants
+ * it any more.
+ */
+export const EXPIRED = 'hermod:ttl-expired';
+
+/**
+ * How often messages that carry a ttl and wait for receiver credit are checked for one that ran
+ * out (only while some wait): one that did is also dropped when its receiver grants credit, so
+ * this only frees what they hold (their sender's credit, the held-bytes budget, a multicast
+ * receiver's backlog) from a receiver that grants none for a long time.
+ */
+export const EXPIRY_SWEEP_MS = 1000;
 
 /** Bounds on what the router holds for receivers that have no credit for it. */
 export interface HoldLimits {
@@ -62,13 +86,17 @@ interface Settlement {
  * take a message, and a vanished receiver's messages handed back to their senders.
  */
 export class Forwarder {
-  readonly counters: ForwardCounters = { forwarded: 0, released: 0, rejected: 0, dropped: 0 };
+  readonly counters: ForwardCounters = { forwarded: 0, released: 0, rejected: 0, dropped: 0, expired: 0 };
   /** Bytes of the messages in every backlog, a multicast message once. */
   private held = 0;
   /** Consumers told about once per episode of a full multicast backlog (see `notify`). */
   private readonly slow = new WeakSet<Consumer>();
   /** Whether the held-bytes budget was reached and not yet relieved (said once per episode). */
   private overBudget = false;
+  /** Backlog entries of messages that carry a ttl (a multicast message once per copy). */
+  private expiring = 0;
+  /** Runs {@link sweep} while `expiring` is above 0. */
+  private sweeper: NodeJS.Timeout | undefined;
 
   /**
    * @param limits what may wait for receiver credit. An anycast sender's credit comes back only as
@@ -85,7 +113,11 @@ export class Forwarder {
     private readonly maxMessageSize: number,
     private readonly limits: HoldLimits = UNBOUNDED,
     private readonly notify: (
-      e: { kind: 'slow'; consumer: Consumer } | { kind: 'budget'; held: number } | { kind: 'oversize'; item: Item; bytes: number },
+      e:
+        | { kind: 'slow'; consumer: Consumer }
+        | { kind: 'budget'; held: number }
+        | { kind: 'oversize'; item: Item; bytes: number }
+        | { kind: 'expired'; item: Item; consumer: Consumer; heldMs: number },
     ) => void = () => {},
   ) {}
 
@@ -120,12 +152,19 @@ export class Forwarder {
     c.backlogBytes += item.size;
     item.copies = (item.copies ?? 0) + 1;
     if (item.copies === 1) this.held += item.size;
+    // Counted from arrival, which was this very turn: only a message that has to wait pays for the clock.
+    if (item.ttl !== undefined) item.expires ??= performance.now() + item.ttl;
+    if (item.expires !== undefined && this.expiring++ === 0 && !this.sweeper) {
+      this.sweeper = setInterval(() => this.sweep(), EXPIRY_SWEEP_MS);
+      this.sweeper.unref();
+    }
     this.drain(c.sender);
     return true;
   }
 
   /** `item` left `c`'s backlog (forwarded, released or dropped with it). */
   private unqueued(c: Consumer, item: Item): void {
+    if (item.expires !== undefined) this.expiring--;
     c.backlogBytes -= item.size;
     item.copies = (item.copies ?? 1) - 1;
     if (item.copies === 0) this.held -= item.size;
@@ -152,6 +191,10 @@ export class Forwarder {
     const raw = rawBytes(message);
     const settled = remoteSettled(delivery);
     const item: Item = { message, inbound: settled ? undefined : delivery, from: receiver, presettled: settled, size: raw?.length ?? 0 };
+    // AMQP 1.0 §3.2.1: a ttl counts from the message's arrival at an intermediary (see route).
+    // proton sends 0 for none.
+    const ttl = message.ttl;
+    if (typeof ttl === 'number' && ttl > 0) item.ttl = ttl;
     // rhea frees a session's incoming slot only for deliveries settled locally, even presettled
     // ones: without this, 2048 presettled messages (casts, replies) would close the session's
     // window for good.
@@ -255,13 +298,75 @@ export class Forwarder {
     while (c.backlog.length > 0 && canSend(c)) {
       const item = c.backlog.shift()!;
       this.unqueued(c, item);
-      this.forward(c, item);
+      const now = item.expires === undefined ? 0 : performance.now();
+      // A call whose caller gave up while it waited here must not run, nor hold up those behind it.
+      if (item.expires !== undefined && item.expires <= now) this.expire(c, item, now);
+      else this.forward(c, item);
     }
     if (c.backlog.length === 0) this.slow.delete(c);
   }
 
+  /**
+   * Drops the messages whose ttl ran out from every backlog, so that what they hold (their
+   * sender's credit, the held-bytes budget, room in a multicast backlog) is freed while their
+   * receiver grants no credit: a peer sending messages with a 1 ms ttl to a busy receiver
+   * otherwise kept a full window of dead messages there.
+   */
+  private sweep(): void {
+    const now = performance.now();
+    for (const c of this.table.everyConsumer()) {
+      if (c.backlog.length === 0) continue;
+      const expired: Item[] = [];
+      let kept = 0;
+      for (const item of c.backlog) {
+        if (item.expires !== undefined && item.expires <= now) expired.push(item);
+        else c.backlog[kept++] = item;
+      }
+      if (expired.length === 0) continue;
+      c.backlog.length = kept;
+      for (const item of expired) {
+        this.unqueued(c, item);
+        this.expire(c, item, now);
+      }
+      if (kept === 0) this.slow.delete(c);
+    }
+    if (this.expiring === 0) this.stop();
+  }
+
+  /** Stops the expiry sweep (the router stops; it starts again with the next message held with a ttl). */
+  stop(): void {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
+
+  /** `item`, taken out of `c`'s backlog, outlived its ttl there: counted, settled back, not forwarded. */
+  private expire(c: Consumer, item: Item, now: number): void {
+    this.counters.expired++;
+    this.notify({ kind: 'expired', item, consumer: c, heldMs: now - (item.expires! - item.ttl!) });
+    if (item.remaining !== undefined) {
+      if (--item.remaining === 0) this.settleInbound(item, 'accepted');
+      return;
+    }
+    this.settleInbound(item, 'rejected', {
+      error: {
+        condition: EXPIRED,
+        description: `its ttl of ${item.ttl} ms ran out while the router held it for a receiver without credit`,
+      },
+    });
+    // Anycast credit comes back as a message leaves a queue, forwarded or not.
+    this.table.topUp(item.from);
+  }
+
   private forward(c: Consumer, item: Item): void {
-    const raw = rawBytes(item.message);
+    let raw = rawBytes(item.message);
+    // AMQP 1.0 §3.2.1: an intermediary passes on what is left of a ttl, so that the receiver (a
+    // server holding requests behind its concurrency) counts from the sender's deadline, not
+    // from its own receipt. Only a message that waited here is copied for it.
+    const at = (item.message as ScannedMessage).ttlAt;
+    if (raw && item.expires !== undefined && at !== undefined) {
+      const left = Math.ceil(item.expires - performance.now());
+      if (left < item.ttl!) raw = withTtl(raw, at, Math.max(1, left));
+    }
     const out = raw ? c.sender.send(raw, undefined, 0) : c.sender.send(item.message);
     this.counters.forwarded++;
     c.sent++;

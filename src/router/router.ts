@@ -109,6 +109,12 @@ export interface RouterStats {
   heldBytes: number;
   /** Multicast copies dropped for a receiver whose backlog was full, and presettled messages past `maxHeldBytes`. */
   dropped: number;
+  /**
+   * Messages (and multicast copies) whose header ttl ran out while they waited for a receiver's
+   * credit, dropped (an unsettled one settled `rejected` with `hermod:ttl-expired`): a call whose
+   * caller had given up does not reach its busy server once it has room again.
+   */
+  expired: number;
   /** Sockets refused or closed by the router's limits, bounds and authentication. */
   refused: number;
 }
@@ -210,6 +216,8 @@ export class Router {
   private readonly tlsFailed = new Throttle();
   /** Presettled messages over --max-message-size, dropped: one line per interval. */
   private readonly oversized = new Throttle();
+  /** Messages whose ttl ran out while held, dropped: one line per interval. */
+  private readonly expiredLines = new Throttle();
 
   constructor(options: RouterOptions = {}) {
     this.users = typeof options.users === 'string' ? UserDb.load(options.users) : options.users;
@@ -281,6 +289,16 @@ export class Router {
         const peer = this.peers.get(e.item.from.connection);
         this.opts.log(
           `presettled message of ${e.bytes} bytes from ${peer?.label ?? 'a peer'}${peer?.user ? ` (${peer.user})` : ''} to ${logAddress(targetAddress(e.item.from) ?? e.item.message.to)} dropped: over --max-message-size ${this.opts.maxMessageSize}${more}`,
+        );
+        return;
+      }
+      if (e.kind === 'expired') {
+        const more = this.expiredLines.tick();
+        if (more === undefined) return;
+        const from = this.peers.get(e.item.from.connection);
+        const to = this.peers.get(e.consumer.sender.connection);
+        this.opts.log(
+          `message from ${from?.label ?? 'a peer'}${from?.user ? ` (${from.user})` : ''} to ${logAddress(e.consumer.address)} dropped: its ttl of ${e.item.ttl} ms ran out after ${Math.round(e.heldMs)} ms waiting for the credit of ${to?.label ?? 'its receiver'}${more}`,
         );
         return;
       }
@@ -596,6 +614,7 @@ export class Router {
   async stop(): Promise<void> {
     const server = this.server;
     this.server = undefined;
+    this.forwarder.stop();
     const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     for (const c of this.connections) {
       try {

@@ -217,4 +217,62 @@ t('accepting one delivery and releasing the next in one pass: the sender hears e
   );
 });
 
+// AMQP 1.0 §3.2.1: a ttl counts from arrival at an intermediary; one that runs out is discarded,
+// and one passed on carries what is left. Qpid Dispatch ignores ttls; a router that forwarded
+// them ran calls whose callers had given up (see rpc-amqp1 "a call that timed out…").
+t(
+  'a message whose ttl runs out while it waits for credit is dropped at once: rejected (hermod:ttl-expired), counted; one without a ttl waits on',
+  async (ctx) => {
+    const addr = 'openstack.org/om/rpc/anycast/openstack/ttl';
+    const r = (await conn(ctx)).open_receiver({ source: { address: addr }, credit_window: 0 } as never);
+    const got = collect(r);
+    await opened(r);
+    const s = (await conn(ctx)).open_sender({ target: { address: addr } } as never);
+    const o = outcomes(s);
+    await until(() => s.sendable(), 'credit');
+    for (let i = 0; i < 5; i++) o.sent.set(s.send({ body: i, ttl: 200 }), i);
+    o.sent.set(s.send({ body: 'no ttl' }), 5);
+    await until(() => ctx.router.stats().held === 6, 'all six held for the receiver without credit');
+    // The receiver grants nothing: they must not sit there holding their sender's credit and the
+    // held-bytes budget (a peer sending 1 ms ttls to a busy receiver filled both with dead messages).
+    await until(() => o.got.size === 5, `an outcome for each expired one, with no credit granted (${o.got.size})`, 5000);
+    for (let i = 0; i < 5; i++) {
+      const out = o.got.get(i)!;
+      assert.is(out.kind, 'rejected', `message ${i}`);
+      assert.is(out.error?.condition, 'hermod:ttl-expired');
+    }
+    assert.is(ctx.router.stats().expired, 5);
+    assert.is(ctx.router.stats().held, 1);
+    r.add_credit(10);
+    await until(() => got.length === 1, 'the one without a ttl delivered');
+    await until(() => o.got.get(5)?.kind === 'accepted', 'and accepted');
+    await sleep(100);
+    assert.equal(
+      got.map((m) => m.body),
+      ['no ttl'],
+    );
+  },
+);
+
+t('a held message goes out with its ttl less the time it waited; one forwarded at once keeps its ttl', async (ctx) => {
+  const addr = 'openstack.org/om/rpc/anycast/openstack/ttl-left';
+  const r = (await conn(ctx)).open_receiver({ source: { address: addr }, credit_window: 0 } as never);
+  const got: Array<{ body: unknown; ttl: number | undefined }> = [];
+  r.on('message', (e: EventContext) => got.push({ body: e.message!.body, ttl: e.message!.ttl }));
+  await opened(r);
+  const s = (await conn(ctx)).open_sender({ target: { address: addr } } as never);
+  await until(() => s.sendable(), 'credit');
+  s.send({ body: 'held', ttl: 10_000 });
+  await until(() => ctx.router.stats().held === 1, 'held');
+  await sleep(1500);
+  r.add_credit(2);
+  await until(() => got.length === 1, 'the held one delivered');
+  const left = got[0]!.ttl!;
+  assert.ok(left > 0 && left <= 8600, `ttl passed on after 1.5 s held: ${left}`);
+  s.send({ body: 'at once', ttl: 10_000 });
+  await until(() => got.length === 2, 'the next one delivered');
+  assert.equal(got[1], { body: 'at once', ttl: 10_000 });
+  assert.is(ctx.router.stats().expired, 0);
+});
+
 t.run();

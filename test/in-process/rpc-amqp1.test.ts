@@ -151,6 +151,48 @@ t('a cast that times out behind a busy server says its delivery is unknown, and 
   await until(() => ran === 8, `all eight casts ran (${ran})`, 10_000);
 });
 
+/** A server's endpoint whose `block` holds its slot until `release()`, counting runs of `work`. */
+class Blocker {
+  blocked = 0;
+  runs = 0;
+  release: () => void = () => {};
+  private readonly gate = new Promise<void>((r) => {
+    this.release = r;
+  });
+  async block() {
+    this.blocked++;
+    await this.gate;
+    return 'released';
+  }
+  async work() {
+    this.runs++;
+    return this.runs;
+  }
+}
+
+// A call's request carries its time left as the header ttl. The router held a request for a
+// busy server (no credit) past it and delivered it later: it ran for a caller that had had its
+// MessagingTimeout, and fresh calls waited behind such requests.
+t('a call that timed out while the router held it for a busy server does not run; a fresh call is answered at once', async (ctx) => {
+  const ep = new Blocker();
+  // Concurrency 1: one request on the topic address at a time, so the next waits in the router.
+  await serve(ctx, 'expiry', 's', [ep], { concurrency: 1 });
+  const c = new RPCClient(await transport(ctx), new Target({ topic: 'expiry' }), { timeout: 30_000 });
+  const blocked = c.call({}, 'block');
+  await until(() => ep.blocked === 1, 'the server runs block');
+  await rejects(c.prepare({ timeout: 1000 }).call({}, 'work'), 'HERMOD_ERR_TIMEOUT');
+  assert.is(ctx.router.stats().held, 1, 'the request waited in the router, not in the server');
+  await sleep(500);
+  ep.release();
+  assert.is(await blocked, 'released');
+  const t0 = performance.now();
+  assert.is(await c.prepare({ timeout: 10_000 }).call({}, 'work'), 1, 'the timed-out request did not run first');
+  assert.ok(performance.now() - t0 < 3000, `answered in ${Math.round(performance.now() - t0)} ms`);
+  await sleep(200);
+  assert.is(ep.runs, 1, 'work ran once: the fresh call only');
+  assert.is(ctx.router.stats().expired, 1);
+});
+
 t('malformed bodies from a foreign peer: rejected, a failure reply for calls, the server keeps serving', async (ctx) => {
   await serve(ctx, 'bad', 's', [new Recorder('s')]);
   const peer = await rheaConnect(Number(new URL(ctx.url).port));

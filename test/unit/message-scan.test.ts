@@ -2,7 +2,7 @@ import rhea from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { installRawDecode, rawBytes, scanInsteadOfDecode } from '../../src/rhea/index.js';
-import { scanMessage } from '../../src/rhea/message-scan.js';
+import { scanMessage, withTtl } from '../../src/rhea/message-scan.js';
 
 const t = suite('router message scan (src/rhea/message-scan.ts)');
 
@@ -49,13 +49,16 @@ function samples(): Buffer[] {
   ];
 }
 
-t('reads the same `to` as rhea decodes, from every kind of message rhea writes', () => {
+t('reads the same `to` and `ttl` as rhea decodes, from every kind of message rhea writes', () => {
   for (const buf of samples()) {
+    const { ttlAt, ...scanned } = scanMessage(buf, 128);
+    const decoded = codec.decode(buf) as { to?: string; ttl?: number };
     assert.equal(
-      scanMessage(buf, 128),
-      codec.decode(buf).to === undefined ? {} : { to: codec.decode(buf).to },
+      scanned,
+      { ...(decoded.to === undefined ? {} : { to: decoded.to }), ...(decoded.ttl ? { ttl: decoded.ttl } : {}) },
       buf.toString('hex').slice(0, 80),
     );
+    assert.is(ttlAt === undefined, !decoded.ttl);
   }
 });
 
@@ -178,6 +181,47 @@ t('`to` as rhea reads it: the last properties section wins, a null to changes no
   // A described array element constructor, described twice.
   assert.equal(scanMessage(hex('00 53 77 e0 0a 02 00 53 01 00 53 02 50 07 08'), 128), {});
 });
+
+/** A message with a header section of `desc` (descriptor hex) and `fields`, and a body. */
+const withHeader = (desc: string, fields: string[]) => {
+  const list = hex(fields.join(''));
+  return Buffer.concat([hex(`00 ${desc} c0`), Buffer.from([list.length + 1, fields.length]), list, hex('00 53 77 a1 01 62')]);
+};
+
+t(
+  '`ttl`: a uint or smalluint in any header descriptor form, 0 as none, the last header wins; withTtl writes a smaller one in place',
+  () => {
+    const forms = ['53 70', '52 70', '70 00000070', '80 0000000000000070', 'a3 10 616d71703a6865616465723a6c697374'];
+    for (const desc of forms) {
+      const wide = withHeader(desc, ['40', '40', '70 00007530']);
+      const scanned = scanMessage(wide, 128);
+      assert.is(scanned.ttl, 30_000, desc);
+      assert.is((codec.decode(wide) as { ttl?: number }).ttl, 30_000, `rhea reads it so too: ${desc}`);
+      const reduced = withTtl(wide, scanned.ttlAt!, 1234);
+      assert.is((codec.decode(reduced) as { ttl?: number }).ttl, 1234, desc);
+      assert.is(reduced.length, wide.length);
+      assert.is(
+        (codec.decode(wide) as { ttl?: number }).ttl,
+        30_000,
+        'the original is left as it was (a multicast copy may still need it)',
+      );
+    }
+    const small = withHeader('53 70', ['42', '50 04', '52 c8', '41']);
+    const s = scanMessage(small, 128);
+    assert.is(s.ttl, 200);
+    assert.is((codec.decode(withTtl(small, s.ttlAt!, 7)) as { ttl?: number }).ttl, 7);
+    for (const none of [
+      ['40', '40', '43'],
+      ['40', '40', '40'],
+      ['40', '40'],
+      ['40', '40', '80 0000000000000005'],
+    ]) {
+      assert.is(scanMessage(withHeader('53 70', none), 128).ttl, undefined, none.join(' '));
+    }
+    const twice = Buffer.concat([withHeader('53 70', ['40', '40', '52 05']), withHeader('53 70', ['40', '40', '70 00000009'])]);
+    assert.is(scanMessage(twice, 128).ttl, 9);
+  },
+);
 
 t(
   'a `to` only rhea reads (a number, a described string, the section as an array) makes the message odd, and the router decodes those with rhea',
