@@ -91,10 +91,14 @@ export interface ServerRequestStartEvent {
   kind: 'call' | 'cast';
 }
 
-/** Published on `hermod:rpc:server:request`. `started` tells whether a start event came before. */
+/**
+ * Published on `hermod:rpc:server:request`. `started` tells whether a start event came before.
+ * `expired`: a request whose ttl (AMQP 1.0) ran out while it waited for a slot, settled and not
+ * run (never started; its `error` a MessagingTimeout saying so).
+ */
 export interface ServerRequestEvent extends ServerRequestStartEvent {
   durationMs: number;
-  outcome: 'ok' | 'error' | 'invalid' | 'aborted';
+  outcome: 'ok' | 'error' | 'invalid' | 'aborted' | 'expired';
   started: boolean;
   error?: Error;
   /** The caller's request id (`request_id` in the context, as oslo's RequestContext), when it sent one. */

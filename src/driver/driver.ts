@@ -59,6 +59,17 @@ export interface IncomingMessage {
   readonly expectsReply: boolean;
   /** The caller's call-monitor timeout in ms, or 0 when it has none. */
   readonly callMonitorTimeout: number;
+  /**
+   * The sender's time to live for it in ms (AMQP 1.0 header `ttl`, what was left of the caller's
+   * timeout when it left the last router), when it came with one.
+   */
+  readonly ttl?: number;
+  /**
+   * When `ttl` runs out, on `performance.now()`'s clock, counted from when the driver received
+   * it: a server does not start a request past it (its caller has stopped waiting). Absent
+   * without a ttl: such a request waits for a slot as long as it takes.
+   */
+  readonly expiresAt?: number;
   /** Sends the final reply of a call. A value that cannot be encoded throws SerializationError. */
   reply(reply: Reply): Promise<void>;
   /** Tells the caller the call is still running (oslo's call-monitor heartbeat). */

@@ -477,7 +477,10 @@ function defineMetrics(registry: Registry, buckets: readonly number[]) {
     serverException: counter('oslo_messaging_rpc_server_exception_total', 'Requests that ended in an exception, by exception class'),
     serverSeconds: histogram('oslo_messaging_rpc_server_processing_second', 'Server processing time in seconds'),
     serverInFlight: gauge('hermod_rpc_server_in_flight', 'Requests running on servers now'),
-    serverOutcome: counter('hermod_rpc_server_requests_total', 'Requests a server finished, by outcome (ok, error, invalid, aborted)'),
+    serverOutcome: counter(
+      'hermod_rpc_server_requests_total',
+      'Requests a server finished, by outcome (ok, error, invalid, aborted, expired)',
+    ),
     clientStart: counter('oslo_messaging_rpc_client_invocation_start_total', 'Calls and casts started'),
     clientEnd: counter('oslo_messaging_rpc_client_invocation_end_total', 'Calls and casts finished, either way'),
     clientException: counter('oslo_messaging_rpc_client_exception_total', 'Calls and casts that failed, by exception class'),

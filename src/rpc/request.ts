@@ -1,5 +1,5 @@
 import { channels, publish, type ServerRequestEvent, type ServerRequestStartEvent } from '../core/diagnostics.js';
-import { HermodError, SerializationError, ServerStopped, textOf } from '../core/errors.js';
+import { HermodError, MessagingTimeout, SerializationError, ServerStopped, textOf } from '../core/errors.js';
 import { LazyAbort } from '../core/lazy-abort.js';
 import type { Target } from '../core/target.js';
 import { serverSpan } from '../core/tracing.js';
@@ -76,6 +76,21 @@ export class ServerRequest implements Work {
   async run(): Promise<void> {
     const incoming = this.incoming;
     this.started = performance.now();
+    // Its caller has had its MessagingTimeout: running it now is work nobody waits for (with its
+    // side effects), and the requests behind it wait longer. RabbitMQ drops such a request in
+    // the queue; one a server took early, behind its concurrency, is dropped here.
+    if (incoming.expiresAt !== undefined && this.started >= incoming.expiresAt) {
+      this.finished = true;
+      incoming.acknowledge();
+      const waited = Math.round(this.started - (incoming.expiresAt - (incoming.ttl ?? 0)));
+      this.finish(
+        'expired',
+        new MessagingTimeout(
+          `${this.kind} ${this.method} not run: its ttl of ${incoming.ttl} ms ran out while it waited ${waited} ms for a free slot (concurrency); its caller has stopped waiting`,
+        ),
+      );
+      return;
+    }
     // oslo acknowledges a request when it starts on it (at-most-once): a crash never runs it twice.
     // One that can no longer be acknowledged (its connection dropped while it waited for a slot)
     // is delivered again by the broker: this copy is dropped, as oslo drops it.

@@ -80,6 +80,12 @@ export interface ServerStats {
    * running the method a second time.
    */
   duplicates: number;
+  /**
+   * Requests whose ttl (AMQP 1.0: the time their caller had left) ran out while they waited for
+   * a slot behind the server's concurrency: settled and not run, reported on
+   * `hermod:rpc:server:request` with outcome `expired`. Not counted in `served`.
+   */
+  expired: number;
   /** Requests running now. */
   inFlight: number;
   /** Requests received but waiting for a concurrency slot. */
@@ -119,7 +125,7 @@ export class RPCServer {
   private readonly stopCalled = deferred();
   /** Aborted by stop(): a subscription still being made gives up at once. */
   private readonly stopping = new AbortController();
-  private readonly counts = { served: 0, failed: 0, invalid: 0, duplicates: 0 };
+  private readonly counts = { served: 0, failed: 0, invalid: 0, duplicates: 0, expired: 0 };
   private readonly jobs: JobRunner;
   private readonly heldBack = new Map<NodeJS.Timeout, IncomingMessage>();
   private startedAt = 0;
@@ -183,6 +189,10 @@ export class RPCServer {
       },
       sendTraceback: options.sendTraceback ?? conf.sendTraceback,
       finished: (outcome: ServerRequestEvent['outcome']) => {
+        if (outcome === 'expired') {
+          this.counts.expired++;
+          return;
+        }
         this.counts.served++;
         if (outcome !== 'ok') this.counts.failed++;
       },

@@ -1,7 +1,8 @@
+import * as diagnostics_channel from 'node:diagnostics_channel';
 import type rhea from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import { defaultConfig, getTransport, RPCClient, RPCServer, type ServerRequestEvent, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { rejects, sleep, until } from '../support/assert.js';
 import { Recorder } from '../support/endpoints.js';
@@ -191,6 +192,46 @@ t('a call that timed out while the router held it for a busy server does not run
   await sleep(200);
   assert.is(ep.runs, 1, 'work ran once: the fresh call only');
   assert.is(ctx.router.stats().expired, 1);
+});
+
+// The server takes a request on each of its addresses (topic, server, fanout) and runs one at a
+// time with concurrency 1: one sent to the server's own address waits in the server, not in the
+// router, and ran there after its caller's timeout.
+t('a call that timed out while the server held it behind its concurrency does not run; a cast without a ttl still does', async (ctx) => {
+  const ep = new Blocker();
+  const s = await serve(ctx, 'expiry-server', 's', [ep], { concurrency: 1 });
+  const events: ServerRequestEvent[] = [];
+  const onEvent = (e: unknown) => events.push(e as ServerRequestEvent);
+  diagnostics_channel.subscribe('hermod:rpc:server:request', onEvent);
+  try {
+    const c = new RPCClient(await transport(ctx), new Target({ topic: 'expiry-server' }), { timeout: 30_000 });
+    const blocked = c.call({}, 'block');
+    await until(() => ep.blocked === 1, 'the server runs block');
+    await rejects(c.prepare({ server: 's', timeout: 1000 }).call({}, 'work'), 'HERMOD_ERR_TIMEOUT');
+    // A cast carries no ttl: it waits for its slot as long as it takes (and resolves once it
+    // starts, when the server accepts it).
+    const cast = c.prepare({ fanout: true }).cast({}, 'work');
+    await until(() => s.stats().queued === 2, 'both held in the server');
+    assert.is(ctx.router.stats().held, 0, 'not in the router');
+    await sleep(500);
+    ep.release();
+    assert.is(await blocked, 'released');
+    await cast;
+    const t0 = performance.now();
+    assert.is(await c.prepare({ timeout: 10_000 }).call({}, 'work'), 2, 'work ran for the cast, then this call: not for the timed-out one');
+    assert.ok(performance.now() - t0 < 3000, `answered in ${Math.round(performance.now() - t0)} ms`);
+    await sleep(200);
+    assert.is(ep.runs, 2, 'work ran for the cast and the fresh call, not for the timed-out call');
+    assert.is(s.stats().expired, 1);
+    assert.is(s.stats().served, 3);
+    const expired = events.filter((e) => e.outcome === 'expired');
+    assert.is(expired.length, 1);
+    assert.is(expired[0]!.method, 'work');
+    assert.is(expired[0]!.started, false);
+    assert.match(expired[0]!.error!.message, /call work not run: its ttl of \d+ ms ran out while it waited \d+ ms for a free slot/);
+  } finally {
+    diagnostics_channel.unsubscribe('hermod:rpc:server:request', onEvent);
+  }
 });
 
 t('malformed bodies from a foreign peer: rejected, a failure reply for calls, the server keeps serving', async (ctx) => {

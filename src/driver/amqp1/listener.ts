@@ -111,6 +111,9 @@ export class Amqp1Listener implements Listener {
   private onMessage(receiver: Receiver, ctx: EventContext): void {
     const message = ctx.message!;
     const delivery = ctx.delivery!;
+    // Counted from now, as an intermediary counts it (AMQP 1.0 §3.2.1); 0 is none, as proton sends it.
+    const ttl = typeof message.ttl === 'number' && message.ttl > 0 ? message.ttl : undefined;
+    const expiresAt = ttl === undefined ? undefined : performance.now() + ttl;
     let freed = false;
     this.processing.set(receiver, (this.processing.get(receiver) ?? 0) + 1);
     const free = () => {
@@ -178,6 +181,7 @@ export class Amqp1Listener implements Listener {
       message: decoded.message,
       expectsReply,
       callMonitorTimeout: cmt,
+      ...(ttl === undefined ? {} : { ttl, expiresAt }),
       async reply(r: Reply) {
         if (!expectsReply) return;
         reply(replyTo!, correlationId, replyBody(r));
