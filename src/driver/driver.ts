@@ -60,8 +60,9 @@ export interface IncomingMessage {
   /** The caller's call-monitor timeout in ms, or 0 when it has none. */
   readonly callMonitorTimeout: number;
   /**
-   * The sender's time to live for it in ms (AMQP 1.0 header `ttl`, what was left of the caller's
-   * timeout when it left the last router), when it came with one.
+   * The sender's time to live for it in ms, when it came with one: AMQP 1.0's header `ttl` (what
+   * was left of the caller's timeout when it left the last router), RabbitMQ's per-message
+   * `expiration` of a call request (as published: the time it spent queued is not taken off).
    */
   readonly ttl?: number;
   /**

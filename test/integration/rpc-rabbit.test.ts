@@ -404,4 +404,43 @@ t('quorum queues: topic and server queues are quorum, reply and fanout stay clas
   assert.not.match(q.get(fanout)!.arguments, /quorum/);
 });
 
+// RabbitMQ drops an expired request while it is queued, but a server takes one per queue (topic,
+// server, fanout) up to its concurrency, and a request taken early waits in the server: there it
+// ran after its caller's MessagingTimeout.
+t('a call that timed out while the server held it behind its concurrency does not run; a fresh call is answered at once', async (ctx) => {
+  let blocked = 0;
+  let runs = 0;
+  let release: () => void = () => {};
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  const ep = {
+    async block() {
+      blocked++;
+      await gate;
+      return 'released';
+    },
+    async work() {
+      runs++;
+      return runs;
+    },
+  };
+  const s = await serve(ctx, 'expiry', 's', [ep], { concurrency: 1 });
+  const c = new RPCClient(await transport(ctx), new Target({ topic: 'expiry' }), { timeout: 30_000 });
+  const first = c.call({}, 'block');
+  await until(() => blocked === 1, 'the server runs block');
+  // To the server's own queue, whose consumer still has room in its prefetch of 1.
+  await rejects(c.prepare({ server: 's', timeout: 1000 }).call({}, 'work'), 'HERMOD_ERR_TIMEOUT');
+  assert.is(s.stats().queued, 1, 'held in the server, not in the queue');
+  await sleep(500);
+  release();
+  assert.is(await first, 'released');
+  const t0 = performance.now();
+  assert.is(await c.prepare({ timeout: 10_000 }).call({}, 'work'), 1, 'the timed-out request did not run first');
+  assert.ok(performance.now() - t0 < 3000, `answered in ${Math.round(performance.now() - t0)} ms`);
+  await sleep(200);
+  assert.is(runs, 1);
+  assert.is(s.stats().expired, 1);
+});
+
 t.run();

@@ -28,6 +28,16 @@ export class RabbitIncoming implements IncomingMessage {
   readonly message: Record<string, unknown>;
   readonly expectsReply: boolean;
   readonly callMonitorTimeout: number;
+  /** A call request's per-message expiration in ms, as published (see {@link expiresAt}). */
+  readonly ttl: number | undefined;
+  /**
+   * When `ttl` runs out counted from this delivery. RabbitMQ drops an expired request only while it
+   * is queued: one delivered into the prefetch window waits in the server behind its concurrency
+   * (a consumer on each of the topic, server and fanout queues), where nothing dropped it. The
+   * broker delivers the expiration as published, not what is left of it, so the whole of it is
+   * counted again from here: a request may still run late, never early.
+   */
+  readonly expiresAt: number | undefined;
 
   /**
    * The delivery, until it is settled. A server holds its request until the broker confirms the
@@ -57,6 +67,15 @@ export class RabbitIncoming implements IncomingMessage {
     this.message = parts.message;
     this.expectsReply = to !== undefined;
     this.callMonitorTimeout = to ? parts.callMonitorTimeout : 0;
+    const expiration: unknown = msg.properties.expiration;
+    // Whole milliseconds as decimal digits (RabbitMQ refuses anything else at publish).
+    if (to && typeof expiration === 'string' && /^[1-9]\d{0,9}$/.test(expiration)) {
+      this.ttl = Number(expiration);
+      this.expiresAt = performance.now() + this.ttl;
+    } else {
+      this.ttl = undefined;
+      this.expiresAt = undefined;
+    }
   }
 
   reply(r: Reply): Promise<void> {
