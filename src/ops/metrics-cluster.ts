@@ -6,6 +6,9 @@
  * listener yet, and one that died mid-scrape never answers. Here only workers that said they
  * serve metrics are asked, one that exits is not waited for, and one that is late counts with
  * its last answer, so a scrape always answers and counters never step back for a slow worker.
+ * Nor for a dead one: its counters (histograms' buckets, sums and counts too) as it last
+ * reported them are folded into one retained set of summed series, which later scrapes add, so
+ * a worker's exit is no counter reset to Prometheus' rate(); its gauges go with it.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
@@ -19,6 +22,20 @@ const REQUEST = 'metrics?';
 const ANSWER = 'metrics';
 
 type Snapshot = object[];
+/** A sample of a metric, as prom-client's `getMetricsAsJSON()` gives it. */
+interface Sample {
+  labels: Record<string, string | number>;
+  value: number;
+  metricName?: string;
+}
+/** A metric, as prom-client's `getMetricsAsJSON()` gives it. */
+interface MetricJson {
+  name: string;
+  help: string;
+  type: string;
+  aggregator?: string;
+  values: Sample[];
+}
 interface Message {
   hermod?: string;
   id?: number;
@@ -73,6 +90,14 @@ export class ClusterMetrics {
   private readonly waiting = new Map<number, { worker: Worker; done: (answer: Snapshot[] | undefined) => void }>();
   private nextId = 0;
   private readonly timeoutMs: number;
+  /**
+   * The counters of workers that exited, as they last reported them, summed into one set of
+   * series (by metric, then by sample name and labels): bounded by the series there are, not by
+   * how many workers ever died.
+   */
+  private readonly retained = new Map<string, { metric: Omit<MetricJson, 'values'>; values: Map<string, Sample> }>();
+  /** Workers that served metrics and exited (crashed, recycled, stopped). */
+  private exits = 0;
   private readonly onMessage = (worker: Worker, m: Message | null) => {
     if (m?.hermod === READY) this.peers.set(worker, this.peers.get(worker) ?? { last: undefined });
     else if (m?.hermod === ANSWER && typeof m.id === 'number') {
@@ -88,6 +113,12 @@ export class ClusterMetrics {
     }
   };
   private readonly onExit = (worker: Worker) => {
+    const peer = this.peers.get(worker);
+    if (peer) {
+      this.exits++;
+      // Dropped, its counts made the sums step back: a counter reset (a false spike) to rate().
+      if (peer.last) this.retain(peer.last);
+    }
     this.peers.delete(worker);
     for (const w of this.waiting.values()) if (w.worker === worker) w.done(undefined);
   };
@@ -109,27 +140,59 @@ export class ClusterMetrics {
     // Late with no answer before (hung, SIGSTOPped or busy since it started): nothing of it is
     // in the sum, and a scrape that said nothing of it read as if it were not there at all.
     let missing = 0;
-    const answers = await Promise.all(
-      [...this.peers.keys()].map(async (worker) => {
+    const asked = [...this.peers.keys()];
+    await Promise.all(
+      asked.map(async (worker) => {
         const answer = await this.ask(worker);
         const peer = this.peers.get(worker);
-        // Gone meanwhile: what it counted went with it, as after any restart.
-        if (!peer) return [];
+        if (!peer) return;
         if (answer) {
           peer.last = answer;
           now++;
         } else if (peer.last) stale++;
         else missing++;
-        return peer.last ?? [];
       }),
     );
-    const body = await AggregatorRegistry.aggregate(answers.flat()).metrics();
+    // Read together, after every answer is in: a worker that exited meanwhile is in the retained
+    // counters now, and summed from its answer as well it would count twice in this scrape only.
+    const live = asked.flatMap((w) => this.peers.get(w)?.last ?? []);
+    const body = await AggregatorRegistry.aggregate([...live, this.retainedSnapshot()]).metrics();
     return `${body}# HELP hermod_metrics_workers Workers that serve metrics, by their answer to this scrape: now, stale (late: their last answer counts), missing (late with no answer yet: not in the sum).
 # TYPE hermod_metrics_workers gauge
 hermod_metrics_workers{answer="now"} ${now}
 hermod_metrics_workers{answer="stale"} ${stale}
 hermod_metrics_workers{answer="missing"} ${missing}
+# HELP hermod_metrics_worker_exits_total Workers that served metrics and exited (crashed, recycled, restarted or stopped); their counters stay in the sums.
+# TYPE hermod_metrics_worker_exits_total counter
+hermod_metrics_worker_exits_total ${this.exits}
 `;
+  }
+
+  /** Adds the counters of a worker's last answer to {@link retained}; gauges are left out (they end with the worker). */
+  private retain(answer: Snapshot[]): void {
+    for (const registry of answer) {
+      for (const m of registry as MetricJson[]) {
+        if (!m || (m.type !== 'counter' && m.type !== 'histogram') || (m.aggregator ?? 'sum') !== 'sum' || !Array.isArray(m.values))
+          continue;
+        let kept = this.retained.get(m.name);
+        if (!kept) {
+          kept = { metric: { name: m.name, help: m.help, type: m.type, aggregator: 'sum' }, values: new Map() };
+          this.retained.set(m.name, kept);
+        }
+        for (const v of m.values) {
+          if (typeof v?.value !== 'number' || !Number.isFinite(v.value)) continue;
+          const key = `${v.metricName ?? ''}\0${JSON.stringify(Object.entries(v.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))}`;
+          const sum = kept.values.get(key);
+          if (sum) sum.value += v.value;
+          else kept.values.set(key, { labels: { ...v.labels }, value: v.value, ...(v.metricName ? { metricName: v.metricName } : {}) });
+        }
+      }
+    }
+  }
+
+  /** {@link retained} as one registry's `getMetricsAsJSON()`. */
+  private retainedSnapshot(): MetricJson[] {
+    return [...this.retained.values()].map(({ metric, values }) => ({ ...metric, values: [...values.values()].map((v) => ({ ...v })) }));
   }
 
   /** The content type of {@link text}. */

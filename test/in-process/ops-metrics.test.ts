@@ -442,7 +442,7 @@ t('serveMetrics under a flood: concurrent scrapes share one exposition, idle soc
 });
 
 t(
-  'serveClusterMetrics: the primary sums the metrics of real workers; a busy one counts with its last answer, a dead or starting one does not hold the scrape',
+  'serveClusterMetrics: the primary sums the metrics of real workers; a busy one counts with its last answer, a dead or starting one does not hold the scrape, the counters of a dead one stay in the sums',
   async (ctx) => {
     const exec = fileURLToPath(new URL('../support/metrics-worker.js', import.meta.url));
     cluster.setupPrimary({ exec, silent: false });
@@ -517,11 +517,32 @@ t(
     r = await timed();
     assert.is(sampleValue(r.text, 'hermod_metrics_workers', { answer: 'now' }), 1);
     assert.ok(r.ms < 1500, `${r.ms} ms`);
-    assert.is(
-      sampleValue(r.text, 'oslo_messaging_rpc_server_invocation_end_total', labels),
-      5,
-      'what the dead worker counted went with it',
-    );
+    // What the dead worker counted stays in the sums: 8 → 5 read as a counter reset to rate().
+    assert.is(sampleValue(r.text, 'oslo_messaging_rpc_server_invocation_end_total', labels), 8, 'the counter did not step back');
+    assert.is(sampleValue(r.text, 'oslo_messaging_rpc_server_processing_second_count', labels), 8);
+    assert.is(sampleValue(r.text, 'oslo_messaging_rpc_server_processing_second_bucket', { ...labels, le: '+Inf' }), 8);
+    assert.is(sampleValue(r.text, 'hermod_metrics_worker_exits_total', {}), 1);
+    // A worker started after it adds its own counts to what was kept, once.
+    const more = cluster.fork({ METRICS_WORKER_CALLS: '2' });
+    workers.push(more);
+    let moreReady = false;
+    more.on('message', (m: { ready?: number }) => {
+      if (m?.ready === 2) moreReady = true;
+    });
+    await until(() => moreReady, 'the new worker made its calls', 8000);
+    for (let i = 0; i < 50; i++) {
+      r = await timed();
+      if (sampleValue(r.text, 'hermod_metrics_workers', { answer: 'now' }) === 2) break;
+      await sleep(100);
+    }
+    assert.is(sampleValue(r.text, 'hermod_metrics_workers', { answer: 'now' }), 2, r.text);
+    assert.is(sampleValue(r.text, 'oslo_messaging_rpc_server_invocation_end_total', labels), 10);
+    // Its gauges went with it: the in-flight gauge is summed over the live workers only.
+    assert.is(sampleValue(r.text, 'hermod_rpc_server_in_flight', { topic: 'cluster-metrics', server: 'w' }), 0);
+    // Repeated scrapes do not fold anything in twice.
+    r = await timed();
+    assert.is(sampleValue(r.text, 'oslo_messaging_rpc_server_invocation_end_total', labels), 10);
+    assert.is(sampleValue(r.text, 'hermod_metrics_worker_exits_total', {}), 1);
   },
 );
 
