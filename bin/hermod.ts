@@ -300,11 +300,17 @@ async function runCommand(argv: string[]): Promise<void> {
       log,
       timeoutMs: timeoutMs + PRIMARY_MARGIN_MS,
       reload: () => {
-        if (supervisor.reload())
+        const what = supervisor.reload();
+        if (what === 'started')
           log.info('SIGHUP: handing every worker over to a fresh one that loads the endpoint modules again, one at a time', {
             event: 'reload',
           });
-        else log.info('SIGHUP: a reload is under way already', { event: 'reload' });
+        else if (what === 'queued')
+          log.info('SIGHUP: a reload is under way; every worker is handed over again once it ends, loading the files as they are then', {
+            event: 'reload',
+          });
+        else if (what === 'pending')
+          log.info('SIGHUP: a reload is under way and another is queued already, which loads the files as they are then');
       },
       target: supervisor.shutdownTarget({
         close: async () => {
@@ -356,8 +362,26 @@ async function runCommand(argv: string[]): Promise<void> {
         log.debug('SIGHUP: left to the primary, which hands the workers over to fresh ones');
         return;
       }
-      log.info('SIGHUP: importing the endpoint modules of every service again', { event: 'reload' });
-      void group.reload();
+      const { state, done } = group.reload();
+      if (state === 'pending') {
+        log.info('SIGHUP: a reload is under way and another is queued already, which imports the files as they are then');
+        return;
+      }
+      log.info(
+        state === 'started'
+          ? 'SIGHUP: importing the endpoint modules of every service again'
+          : 'SIGHUP: a reload is under way; the endpoint modules are imported again once it ends',
+        { event: 'reload' },
+      );
+      void done.then((r) => {
+        // The services' own lines say what failed and why; this one says how the reload ended.
+        if (r.failed === 0) log.info('reload: every service serves the new code', { event: 'reload-done', failed: 0 });
+        else
+          log.error(
+            `reload: ${r.failed} of ${r.failed + r.took} service(s) failed to load and still serve the old code (see the reload-failed lines)`,
+            { event: 'reload-done', failed: r.failed },
+          );
+      });
     },
     target: {
       pending: () => group.pending(),

@@ -145,6 +145,116 @@ t('SIGHUP to a run with workers: each worker is handed over to a fresh one, no c
   assert.is(await run.exited, 0, said(run));
 });
 
+/** An endpoint module answering `version` with `v` that takes `ms` to import (a slow start-up: a hand-over that lasts). */
+function slowEndpoint(ctx: Ctx, v: number, ms: number): void {
+  writeFileSync(
+    path.join(ctx.dir, 'ep.js'),
+    `await new Promise((r) => setTimeout(r, ${ms}));
+export default () => ({ async version() { return ${v}; } });
+`,
+  );
+}
+
+t('a SIGHUP during a reload with workers is queued: one more pass follows, every worker ends on the newest code', async (ctx) => {
+  const topic = `hup-again-${process.pid}`;
+  // Each worker takes 1.5 s to import its module: the second SIGHUP surely comes while worker 2
+  // is still being handed over.
+  slowEndpoint(ctx, 1, 1500);
+  runFile(ctx, topic, { workers: 2 });
+  const run = start(ctx);
+  await until(() => count(run, (l) => l.event === 'serving') === 2, `two workers serving (${said(run)})`, 30_000);
+  slowEndpoint(ctx, 2, 1500);
+  run.child.kill('SIGHUP');
+  await until(() => count(run, (l) => l.event === 'worker-reload' && l.worker === 1) === 1, `worker 1 reloaded (${said(run)})`, 30_000);
+  // A deploy while worker 2's hand-over runs; before, this SIGHUP was dropped and worker 1 kept v2.
+  slowEndpoint(ctx, 3, 1500);
+  run.child.kill('SIGHUP');
+  await until(() => count(run, (l) => l.event === 'reload-done') === 2, `two reload passes (${said(run)})`, 60_000);
+  assert.is(
+    count(run, (l) => /^SIGHUP: a reload is under way; every worker is handed over again/.test(String(l.msg))),
+    1,
+    said(run),
+  );
+  assert.is(
+    count(run, (l) => l.event === 'worker-reload'),
+    4,
+    said(run),
+  );
+  assert.ok(
+    run.lines.filter((l) => l.event === 'reload-done').every((l) => l.level === 'info' && l.failed === 0),
+    said(run),
+  );
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 20_000 });
+  for (const server of ['node-1', 'node-2']) assert.is(await client.prepare({ server }).call({}, 'version', {}), 3, server);
+  run.child.kill('SIGTERM');
+  assert.is(await run.exited, 0, said(run));
+});
+
+t('a reload with workers whose every replacement fails says so at error level; the old code serves on', async (ctx) => {
+  const topic = `hup-bad-${process.pid}`;
+  endpoint(ctx, 1);
+  runFile(ctx, topic, { workers: 2 });
+  const run = start(ctx);
+  await until(() => count(run, (l) => l.event === 'serving') === 2, `two workers serving (${said(run)})`, 30_000);
+  writeFileSync(path.join(ctx.dir, 'ep.js'), 'export default () => ({ async version() { return 2 }\n');
+  run.child.kill('SIGHUP');
+  await until(() => count(run, (l) => l.event === 'reload-done') === 1, `the reload ended (${said(run)})`, 60_000);
+  assert.is(
+    count(run, (l) => l.event === 'recycle-failed'),
+    2,
+    said(run),
+  );
+  const done = run.lines.find((l) => l.event === 'reload-done')!;
+  // Before: "reload: every worker handed over", at info, after two recycle-failed lines.
+  assert.is(done.level, 'error', said(run));
+  assert.is(done.failed, 2, said(run));
+  assert.match(String(done.msg), /2 of 2 worker\(s\) failed to hand over and still run the old code/);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 20_000 });
+  for (const server of ['node-1', 'node-2']) assert.is(await client.prepare({ server }).call({}, 'version', {}), 1, server);
+  run.child.kill('SIGTERM');
+  assert.is(await run.exited, 0, said(run));
+});
+
+t('single process: a SIGHUP during a reload is queued and runs after it; a module that fails is reported at the end', async (ctx) => {
+  const topic = `hup-one-${process.pid}`;
+  endpoint(ctx, 1);
+  runFile(ctx, topic);
+  const run = start(ctx);
+  await until(() => count(run, (l) => l.event === 'serving') === 1, `serving (${said(run)})`, 20_000);
+  // Each import takes 3 s: the next two SIGHUPs come while the first reload runs.
+  slowEndpoint(ctx, 2, 3000);
+  run.child.kill('SIGHUP');
+  await until(() => count(run, (l) => /^SIGHUP: importing/.test(String(l.msg))) === 1, `reloading (${said(run)})`, 10_000);
+  slowEndpoint(ctx, 3, 3000);
+  // One signal at a time: two sent at once may reach the process as one.
+  run.child.kill('SIGHUP');
+  await until(
+    () => count(run, (l) => /^SIGHUP: a reload is under way; the endpoint modules are imported again/.test(String(l.msg))) === 1,
+    said(run),
+  );
+  run.child.kill('SIGHUP');
+  await until(() => count(run, (l) => /another is queued already/.test(String(l.msg))) === 1, said(run));
+  // Three requests, two passes: the third shared the queued one.
+  await until(() => count(run, (l) => l.event === 'reload-done') === 2, `two reloads (${said(run)})`, 30_000);
+  await sleep(1000);
+  assert.is(
+    count(run, (l) => l.event === 'reload-done'),
+    2,
+    said(run),
+  );
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 20_000 });
+  assert.is(await client.call({}, 'version', {}), 3);
+  writeFileSync(path.join(ctx.dir, 'ep.js'), 'export default () => ({ async version() { return 4 }\n');
+  run.child.kill('SIGHUP');
+  await until(() => count(run, (l) => l.event === 'reload-done') === 3, `the third reload (${said(run)})`, 30_000);
+  const last = run.lines.filter((l) => l.event === 'reload-done').at(-1)!;
+  assert.is(last.level, 'error', said(run));
+  assert.is(last.failed, 1, said(run));
+  assert.is(await client.call({}, 'version', {}), 3, 'the old code serves on');
+  run.child.kill('SIGTERM');
+  assert.is(await run.exited, 0, said(run));
+});
+
 t('beacons on: a call still running at the stop deadline gets ServerStopped, the run exits 7', async (ctx) => {
   const topic = `beacon-stop-${process.pid}`;
   endpoint(ctx, 1);

@@ -73,6 +73,12 @@ function withServiceTarget(endpoints: object[], spec: ServiceSpec): object[] {
   return endpoints;
 }
 
+/** How a {@link ServiceGroup.reload} pass ended: services serving new code, and services whose modules did not load (they serve the old code). */
+export interface GroupReload {
+  took: number;
+  failed: number;
+}
+
 /** One process's services. */
 export class ServiceGroup {
   private readonly running: Running[] = [];
@@ -82,6 +88,9 @@ export class ServiceGroup {
   /** The beacons' goodbyes, sent by stop(): wait() lets them go out before it closes the connections. */
   private goodbyes: Promise<unknown> = Promise.resolve();
   private reloads = 0;
+  /** The reload pass running, and the one queued after it. */
+  private reloadRunning: Promise<GroupReload> | undefined;
+  private reloadQueued: Promise<GroupReload> | undefined;
   private readonly onRequest = (e: unknown) => this.logRequest(e as ServerRequestEvent);
 
   constructor(private readonly options: GroupOptions) {}
@@ -184,11 +193,35 @@ export class ServiceGroup {
   /**
    * Imports every running service's endpoint modules again and swaps them in, as a save under
    * hot reload does (what SIGHUP does): calls already running finish on the old code, and a
-   * module that does not load is logged and leaves the old code serving. Resolves with how many
-   * services serve new code.
+   * module that does not load is logged and leaves the old code serving. Asked while a reload
+   * runs, one more pass follows it (requests made meanwhile share that pass: `pending`), so the
+   * files as they are after the last request are what serves. `done` resolves with how many
+   * services serve new code and how many failed to load.
    */
-  async reload(): Promise<number> {
+  reload(): { state: 'started' | 'queued' | 'pending'; done: Promise<GroupReload> } {
+    if (this.reloadQueued) return { state: 'pending', done: this.reloadQueued };
+    if (this.reloadRunning) {
+      const queued = this.reloadRunning.then(() => {
+        this.reloadQueued = undefined;
+        return this.reloadPass();
+      });
+      this.reloadQueued = queued;
+      return { state: 'queued', done: queued };
+    }
+    return { state: 'started', done: this.reloadPass() };
+  }
+
+  private reloadPass(): Promise<GroupReload> {
+    const pass: Promise<GroupReload> = this.reloadAll().finally(() => {
+      if (this.reloadRunning === pass) this.reloadRunning = undefined;
+    });
+    this.reloadRunning = pass;
+    return pass;
+  }
+
+  private async reloadAll(): Promise<GroupReload> {
     let took = 0;
+    let failed = 0;
     for (const r of [...this.running]) {
       if (this.stopping) break;
       if (!r.reloader) {
@@ -203,8 +236,9 @@ export class ServiceGroup {
         });
       }
       if (await r.reloader.reloadNow()) took++;
+      else if (!this.stopping) failed++;
     }
-    return took;
+    return { took, failed };
   }
 
   /**

@@ -196,6 +196,10 @@ export class WorkerSupervisor {
   /** A reload's slots still to hand over, one after the other, and the one handing over now. */
   private reloadQueue: Slot[] = [];
   private reloading: Slot | undefined;
+  /** A reload was asked for during one: a further pass follows it. */
+  private reloadAgain = false;
+  /** This reload pass's slots whose replacement failed while the old worker serves on. */
+  private reloadKept: number[] = [];
   /** Crashes seen (exits not asked for). */
   crashes = 0;
   /** Recycles done (hand-overs to a fresh worker). */
@@ -226,13 +230,21 @@ export class WorkerSupervisor {
    * drains and exits, so the slot never stops serving (what SIGHUP does to a run with workers).
    * The run file is not read again: the new workers get the primary's copy. A slot whose worker
    * is restarting or already handing over is left as it is, since its next process loads the
-   * files anyway. Returns false (and does nothing) while a reload is under way or during a stop.
+   * files anyway. Asked while a reload is under way, one more pass over every worker is queued
+   * to run after it (several such requests make one pass): dropped, a deploy made during a
+   * reload left the workers handed over before it on the older code, silently. Returns what it
+   * did: `started`, `queued`, `pending` (a pass was queued already), or `stopping` (nothing).
    */
-  reload(): boolean {
-    if (this.stopping || this.reloading || this.reloadQueue.length > 0) return false;
+  reload(): 'started' | 'queued' | 'pending' | 'stopping' {
+    if (this.stopping) return 'stopping';
+    if (this.reloading || this.reloadQueue.length > 0) {
+      if (this.reloadAgain) return 'pending';
+      this.reloadAgain = true;
+      return 'queued';
+    }
     this.reloadQueue = [...this.slots];
     this.reloadNext();
-    return true;
+    return 'started';
   }
 
   private reloadNext(): void {
@@ -240,8 +252,12 @@ export class WorkerSupervisor {
     while (!this.stopping) {
       const slot = this.reloadQueue.shift();
       if (!slot) {
-        this.options.log.info('reload: every worker handed over', { event: 'reload-done' });
-        return;
+        this.reloadEnded();
+        if (!this.reloadAgain) return;
+        this.reloadAgain = false;
+        this.options.log.info('reload: another was asked for during this one; handing every worker over again', { event: 'reload' });
+        this.reloadQueue = [...this.slots];
+        continue;
       }
       if (!slot.worker || slot.next) continue;
       this.reloading = slot;
@@ -250,11 +266,32 @@ export class WorkerSupervisor {
       return;
     }
     this.reloadQueue = [];
+    this.reloadAgain = false;
+    this.reloadKept = [];
   }
 
-  /** The slot's hand-over ended (done, late or failed): a reload goes on with the next slot. */
-  private handedOver(slot: Slot): void {
-    if (this.reloading === slot) this.reloadNext();
+  /** The last line of a reload pass: says which workers, if any, still run the code from before it. */
+  private reloadEnded(): void {
+    const kept = this.reloadKept;
+    this.reloadKept = [];
+    if (kept.length === 0) {
+      this.options.log.info('reload: every worker handed over', { event: 'reload-done', failed: 0 });
+      return;
+    }
+    this.options.log.error(
+      `reload: ${kept.length} of ${this.slots.length} worker(s) failed to hand over and still run the old code (worker ${kept.join(', ')}; see the recycle-failed lines)`,
+      { event: 'reload-done', failed: kept.length, workers: kept },
+    );
+  }
+
+  /**
+   * The slot's hand-over ended (done, late or failed): a reload goes on with the next slot.
+   * `ok` false: its replacement never consumed; if the old worker serves on, it runs the old code.
+   */
+  private handedOver(slot: Slot, ok: boolean): void {
+    if (this.reloading !== slot) return;
+    if (!ok && slot.worker) this.reloadKept.push(slot.n);
+    this.reloadNext();
   }
 
   /** Worker processes alive now (replacements starting and recycled ones draining included). */
@@ -423,7 +460,7 @@ export class WorkerSupervisor {
         worker: slot.n,
         workerPid: fresh.process.pid,
       });
-      this.handedOver(slot);
+      this.handedOver(slot, true);
       return;
     }
     this.retiring.set(old, slot.n);
@@ -439,7 +476,7 @@ export class WorkerSupervisor {
         handOverMs: Date.now() - at,
       },
     );
-    this.handedOver(slot);
+    this.handedOver(slot, true);
   }
 
   /** The replacement did not consume in time: it is stopped (killed if it will not), the old worker serves on. */
@@ -464,7 +501,7 @@ export class WorkerSupervisor {
     this.askToStop(worker);
     // The worker it was to replace died meanwhile: nothing serves this slot now.
     if (!slot.worker) this.restart(slot);
-    this.handedOver(slot);
+    this.handedOver(slot, false);
   }
 
   private exited(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
@@ -510,7 +547,7 @@ export class WorkerSupervisor {
           },
         );
         if (!slot.worker) this.restart(slot);
-        this.handedOver(slot);
+        this.handedOver(slot, false);
       }
     } else if (worker === slot.worker) {
       slot.worker = undefined;
