@@ -41,8 +41,8 @@ export type LogConfig = Pick<HermodConfig, 'log'>;
 
 /** Plain text for a person: `time LEVEL name: message`, the fields already said in the message. */
 function plainLine(json: string): string {
-  const e = JSON.parse(json) as { time: string; level: string; name: string; msg: string };
-  return `${e.time} ${e.level.toUpperCase().padEnd(5)} ${e.name}: ${e.msg}\n`;
+  const e = JSON.parse(json) as { time: string; level: string; name: string; msg: string; stack?: string };
+  return `${e.time} ${e.level.toUpperCase().padEnd(5)} ${e.name}: ${e.msg}${e.stack ? ` | ${e.stack}` : ''}\n`;
 }
 
 /**
@@ -95,6 +95,16 @@ export function makeLogger(config: LogConfig, name: string, allToStderr = false)
      * script or person needs even with --quiet (with port 0 it is the only way to learn the port).
      */
     announce: (m: string, f?: Record<string, unknown>) => write(announcer, 'info', m, f),
+    /**
+     * The line of a process that is going down (an uncaught exception), logged at every level
+     * but silent. `stack` is kept up to {@link MAX_LOG_MESSAGE} characters (other string fields
+     * are cut at {@link MAX_LOG_FIELD}), escaped onto the one line; plain text shows it after the
+     * message.
+     */
+    fatal: (m: string, f: Record<string, unknown> = {}, stack?: string) => {
+      if (!logger.isLevelEnabled('fatal')) return;
+      logger.fatal({ ...safeFields(f), ...(stack === undefined ? {} : { stack: logSafe(stack, MAX_LOG_MESSAGE) }) }, logSafe(String(m)));
+    },
   };
 }
 

@@ -3,7 +3,8 @@
  * hermod run): SIGTERM, SIGINT or SIGHUP (unless the bin reloads on it) starts the graceful stop with a deadline (`--shutdown-timeout`), logging what it waits for
  * once a second; a second signal aborts and exits at once; the exit status says whether work was
  * aborted. A backstop timer ends the process shortly after the deadline whatever the broker,
- * the network or an endpoint does.
+ * the network or an endpoint does. An uncaught exception or unhandled rejection is logged as one
+ * fatal line and starts the same graceful stop, exiting 1.
  */
 
 import { MAX_TIMER_MS } from '../core/errors.js';
@@ -33,7 +34,15 @@ export interface ShutdownTarget {
   graceful(deadlineMs: number): Promise<number>;
   /** Ends everything now (second signal). */
   abort(): Promise<unknown>;
+  /**
+   * How the stopped line words {@link graceful}'s count, for a target whose count is not of
+   * pieces of work (a cluster primary counts workers). @default `aborted N piece(s) of work still running at the deadline`
+   */
+  abortedText?(n: number): string;
 }
+
+/** Uncaught exceptions logged one by one; after them, one line says more were not. */
+export const MAX_CRASH_LINES = 5;
 
 /** The handle a bin keeps: the stop in progress, and a way to start one without a signal (`--count`). */
 export interface Shutdown {
@@ -145,7 +154,8 @@ export function handleShutdown(opts: {
     target.graceful(timeoutMs).then(
       (aborted) => {
         if (forced !== undefined) return;
-        if (aborted > 0) log.warn(`stopped: aborted ${aborted} piece(s) of work still running at the deadline`);
+        if (aborted > 0)
+          log.warn(`stopped: ${target.abortedText?.(aborted) ?? `aborted ${aborted} piece(s) of work still running at the deadline`}`);
         else log.info('stopped');
         end(aborted > 0 ? STOP_EXIT.aborted : STOP_EXIT.clean);
       },
@@ -196,6 +206,30 @@ export function handleShutdown(opts: {
     if (!opts.reload) onSignal('SIGHUP');
     else if (stopping) log.info('SIGHUP: stopping already, not reloading');
     else opts.reload();
+  });
+  // An exception nothing caught (an endpoint's timer that throws, a rejection nobody awaited):
+  // Node's default printed a raw stack among the log lines and exited 1 at once, cutting every
+  // call in flight with no stop at all. Its state is unknown after one, so it is not resumed (as
+  // Node's docs say): one fatal line, then the graceful stop, exiting 1.
+  let crashes = 0;
+  process.on('uncaughtException', (err: unknown, origin: string) => {
+    crashes++;
+    try {
+      if (crashes <= MAX_CRASH_LINES) {
+        const e = err instanceof Error ? err : undefined;
+        const text = e ? `${e.name}: ${e.message}` : String(err);
+        const what = origin === 'unhandledRejection' ? 'unhandled rejection' : 'uncaught exception';
+        log.fatal(
+          `${what}: ${text}; ${stopping ? 'stopping already' : 'stopping'} (the process state is unknown after it)`,
+          { event: 'uncaught-exception', origin, error: e?.message ?? String(err) },
+          e?.stack ?? text,
+        );
+      } else if (crashes === MAX_CRASH_LINES + 1) log.fatal('more uncaught exceptions; not logged', { event: 'uncaught-exception' });
+    } catch {
+      // Nothing left to report it with (stderr gone): the stop still runs.
+    }
+    if (failure === undefined || failure === 0) failure = EXIT.failed;
+    if (!stopping) graceful(origin === 'unhandledRejection' ? 'unhandled rejection' : 'uncaught exception');
   });
   const handle: Shutdown = {
     get stopping() {

@@ -255,6 +255,107 @@ t('single process: a SIGHUP during a reload is queued and runs after it; a modul
   assert.is(await run.exited, 0, said(run));
 });
 
+/** An endpoint module whose `boom` arms a timer that throws (outside any call's promise), beside a slow method. */
+function crashingEndpoint(ctx: Ctx): void {
+  writeFileSync(
+    path.join(ctx.dir, 'ep.js'),
+    `export default (c) => ({
+  async boom() { setTimeout(() => { throw new Error('timer boom'); }, 50); return 'armed'; },
+  async whoami() { return { server: c.server, pid: process.pid }; },
+  async slow(_ctx, { ms }) { await new Promise((r) => setTimeout(r, ms)); return 'slow done'; },
+});
+`,
+  );
+}
+
+const fatalLines = (run: Run) => run.lines.filter((l) => l.level === 'fatal');
+
+t('an uncaught exception in a single-process run: one fatal JSON line with the stack, the call in flight finishes, exit 1', async (ctx) => {
+  const topic = `crash-1-${process.pid}`;
+  crashingEndpoint(ctx);
+  runFile(ctx, topic, { workers: 1 });
+  const run = start(ctx);
+  await until(() => count(run, (l) => l.event === 'serving') === 1, `serving (${said(run)})`, 20_000);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 20_000 });
+  const slow = client.call({}, 'slow', { ms: 2000 }).then(
+    (r) => r,
+    (err: Error & { code?: string }) => err.code ?? err.name,
+  );
+  await sleep(300);
+  assert.is(await client.call({}, 'boom', {}), 'armed');
+  // Before: Node's raw stack on stderr and exit 1 at once, the slow call cut (it timed out).
+  assert.is(await slow, 'slow done', said(run));
+  assert.is(await run.exited, 1, said(run));
+  assert.is(run.err, '', `only JSON lines: ${run.err}`);
+  const fatal = fatalLines(run);
+  assert.is(fatal.length, 1, said(run));
+  assert.is(fatal[0]!.event, 'uncaught-exception');
+  assert.is(fatal[0]!.error, 'timer boom');
+  assert.match(String(fatal[0]!.msg), /^uncaught exception: Error: timer boom; stopping/);
+  assert.match(String(fatal[0]!.stack), /Error: timer boom\\n\s+at /);
+  assert.ok(
+    run.lines.some((l) => /^uncaught exception: no new work; finishing 1 in-flight/.test(String(l.msg))),
+    said(run),
+  );
+});
+
+t('an uncaught exception in a worker: its fatal JSON line, no raw stack, the worker drains and is restarted', async (ctx) => {
+  const topic = `crash-w-${process.pid}`;
+  crashingEndpoint(ctx);
+  runFile(ctx, topic, { workers: 2 });
+  const run = start(ctx);
+  await until(() => count(run, (l) => l.event === 'serving') === 2, `two workers serving (${said(run)})`, 30_000);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 20_000 });
+  const one = client.prepare({ server: 'node-1' });
+  const before = ((await one.call({}, 'whoami', {})) as { pid: number }).pid;
+  const slow = one.call({}, 'slow', { ms: 1500 });
+  slow.catch(() => undefined);
+  await sleep(300);
+  assert.is(await one.call({}, 'boom', {}), 'armed');
+  assert.is(await slow, 'slow done', 'the worker drained its calls');
+  await until(() => count(run, (l) => l.event === 'worker-crash') === 1, `worker 1 restarted (${said(run)})`, 20_000);
+  await until(() => count(run, (l) => l.event === 'serving') === 3, `worker 1 serving again (${said(run)})`, 30_000);
+  const crash = run.lines.find((l) => l.event === 'worker-crash')!;
+  assert.is(crash.code, 1, said(run));
+  const fatal = fatalLines(run);
+  assert.is(fatal.length, 1, said(run));
+  assert.is(fatal[0]!.name, 'hermod run worker 1');
+  assert.is(fatal[0]!.pid, before);
+  assert.is(run.err, '', `only JSON lines: ${run.err}`);
+  const after = ((await one.call({}, 'whoami', {})) as { pid: number }).pid;
+  assert.not.equal(after, before);
+  run.child.kill('SIGTERM');
+  assert.is(await run.exited, 0, said(run));
+});
+
+t('rpc-server: an unhandled rejection in an endpoint module is one fatal line and a graceful stop, exit 1', async (ctx) => {
+  const topic = `crash-rs-${process.pid}`;
+  writeFileSync(
+    path.join(ctx.dir, 'ep.js'),
+    `export default {
+  async boom() { void Promise.reject(new Error('nobody awaited me')); return 'armed'; },
+  async slow(_ctx, { ms }) { await new Promise((r) => setTimeout(r, ms)); return 'slow done'; },
+};
+`,
+  );
+  const server = startCli('rpc-server', ['rs', '--topic', topic, '--transport-url', ctx.url, '--endpoints', path.join(ctx.dir, 'ep.js')]);
+  ctx.runs.push(server);
+  await until(() => /serving/.test(server.out + server.err), `rpc-server serving (${server.out}${server.err})`, 20_000);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 15_000 });
+  const slow = client.call({}, 'slow', { ms: 1500 }).then(
+    (r) => r,
+    (err: Error & { code?: string }) => err.code ?? err.name,
+  );
+  await sleep(300);
+  assert.is(await client.call({}, 'boom', {}), 'armed');
+  assert.is(await slow, 'slow done', server.out + server.err);
+  assert.is(await server.exited, 1, server.out + server.err);
+  const fatal = server.err.split('\n').filter((l) => / FATAL /.test(l));
+  assert.is(fatal.length, 1, server.err);
+  assert.match(fatal[0]!, /unhandled rejection: Error: nobody awaited me; stopping .* \| Error: nobody awaited me\\n\s+at /);
+  assert.not.match(server.err, /^\s+at /m, 'no raw stack lines');
+});
+
 t('beacons on: a call still running at the stop deadline gets ServerStopped, the run exits 7', async (ctx) => {
   const topic = `beacon-stop-${process.pid}`;
   endpoint(ctx, 1);
@@ -273,6 +374,35 @@ t('beacons on: a call still running at the stop deadline gets ServerStopped, the
   // caller waited out its own timeout instead.
   assert.is(await slow, 'HERMOD_ERR_SERVER_STOPPED', said(run));
   assert.is(await run.exited, 7, said(run));
+});
+
+t('workers: calls cut at the stop deadline are counted by each worker; the primary says it counts workers', async (ctx) => {
+  const topic = `abort-w-${process.pid}`;
+  endpoint(ctx, 1);
+  runFile(ctx, topic, { workers: 2 });
+  const run = start(ctx, ['--shutdown-timeout', '2']);
+  await until(() => count(run, (l) => l.event === 'serving') === 2, `two workers serving (${said(run)})`, 30_000);
+  const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 15_000 });
+  const calls = ['node-1', 'node-1', 'node-1', 'node-2', 'node-2', 'node-2'].map((server) =>
+    client
+      .prepare({ server })
+      .call({}, 'slow', { ms: 10_000 })
+      .then(
+        () => 'answered',
+        (err: Error & { code?: string }) => err.code ?? err.name,
+      ),
+  );
+  await sleep(1000);
+  run.child.kill('SIGTERM');
+  assert.equal(await Promise.all(calls), Array(6).fill('HERMOD_ERR_SERVER_STOPPED'), said(run));
+  assert.is(await run.exited, 7, said(run));
+  const stopped = (name: string) => run.lines.filter((l) => l.name === name && /^stopped: /.test(String(l.msg))).map((l) => String(l.msg));
+  for (const n of [1, 2])
+    assert.equal(stopped(`hermod run worker ${n}`), ['stopped: aborted 3 piece(s) of work still running at the deadline'], said(run));
+  // Before: "stopped: aborted 2 piece(s) of work", read as 2 calls where 6 were cut.
+  const primary = stopped('hermod run');
+  assert.is(primary.length, 1, said(run));
+  assert.match(primary[0]!, /^stopped: 2 worker\(s\) did not stop cleanly/);
 });
 
 t('3000 casts of an unknown method: failure lines within the 20-a-second budget, the rest counted', async (ctx) => {

@@ -48,7 +48,7 @@ t('the reconnect line of a driver event with a 30 ms delay says "next try in 30 
   const record = (m: string) => {
     if (listening) lines.push(m);
   };
-  const log: Logger = { debug: record, info: record, warn: record, error: record, announce: record };
+  const log: Logger = { debug: record, info: record, warn: record, error: record, announce: record, fatal: record };
   logConnectionState(log);
   const channel = diagnostics_channel.channel('hermod:connection:state');
   channel.publish({ state: 'disconnected', host: 'h:1', reason: 'the peer closed the connection' });

@@ -313,6 +313,10 @@ export class WorkerSupervisor {
     return {
       pending: () => (this.alive() > 0 ? `${this.alive()} worker(s)` : ''),
       aborted: () => this.aborted(),
+      // It counts workers, not calls: "aborted 2 piece(s) of work" read as 2 calls when the two
+      // workers had aborted 6 between them.
+      abortedText: (n: number) =>
+        `${n} worker(s) did not stop cleanly: they aborted work still running at the deadline, or were killed (each worker's own line says how many calls)`,
       graceful: async (deadline: number) => {
         const failed = await this.stop(deadline);
         await also?.close();
