@@ -161,7 +161,7 @@ t('the old worker dies while its replacement hangs: the slot restarts at the han
   writeFileSync(path.join(ctx.dir, 'hang'), '');
   version(2);
   // The recycle's replacement started (and hangs); then the worker it was to replace dies.
-  await until(() => existsSync(path.join(ctx.dir, 'hanging')), `a replacement hanging (${run.err})`, 20_000);
+  await until(() => existsSync(path.join(ctx.dir, 'hanging')), `a replacement hanging (${run.err})`, 40_000);
   process.kill(first, 'SIGKILL');
   await until(() => linesOf(run, (l) => l.event === 'worker-crash').length === 1, 'the crash told');
   rmSync(path.join(ctx.dir, 'hang'));
