@@ -61,6 +61,11 @@ export const SCHEMA = {
       256 * 1024 * 1024,
       "Bytes of finished jobs' results (as JSON) one server holds for pollers, all together; past it the oldest finished jobs are dropped early (JobNotFound)",
     ),
+    maxPendingBytes: opt(
+      'positive-int',
+      64 * 1024 * 1024,
+      "Bytes of pending jobs' requests (arguments and context as JSON) one server holds until a slot is free, all together; a long call that would wait past it fails with TooManyJobs (one is always taken when none is pending)",
+    ),
     deferAfter: opt(
       'duration-ms',
       1_000,

@@ -45,7 +45,10 @@ export class InvalidJobToken extends HermodError {
 }
 define(InvalidJobToken, 'HERMOD_ERR_INVALID_JOB_TOKEN');
 
-/** The server already holds `jobs.max` jobs: a new long call is refused before it starts. */
+/**
+ * The server already holds `jobs.max` jobs, or a new long call would wait for a slot past
+ * `jobs.maxPendingBytes` of pending requests: it is refused before it starts; try again later.
+ */
 export class TooManyJobs extends HermodError {}
 define(TooManyJobs, 'HERMOD_ERR_TOO_MANY_JOBS');
 

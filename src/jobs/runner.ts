@@ -8,7 +8,7 @@ import { START_HINT, withHooks } from './context.js';
 import { JobsEndpoint } from './endpoint.js';
 import { JobCancelled, TooManyJobs } from './errors.js';
 import { JobSlots } from './slots.js';
-import { FINAL_STATES, type JobRecord, JobStore, statusOf } from './store.js';
+import { FINAL_STATES, type JobRecord, JobStore, jsonBytes, statusOf } from './store.js';
 import { HERMOD_NAMESPACE, type JobToken } from './token.js';
 
 /**
@@ -38,6 +38,8 @@ export interface JobRunnerOptions {
   resultTtl: number;
   /** Bytes of finished results held at most (see JobStore). */
   maxResultBytes: number;
+  /** Bytes of pending jobs' requests held at most (see JobStore). */
+  maxPendingBytes: number;
   /** Bound for methods marked long. */
   longDeferAfter: number;
   /** Bound for every method (the server's `deferAfter` option); undefined: only long methods become jobs. */
@@ -73,7 +75,7 @@ export class JobRunner {
     /** Finds the endpoint of a request (the server's dispatcher), to read its class's `static long`. */
     private readonly resolve: (req: DispatchRequest) => { endpoint: object },
   ) {
-    this.store = new JobStore(o.max, o.resultTtl, o.maxResultBytes);
+    this.store = new JobStore(o.max, o.resultTtl, o.maxResultBytes, o.maxPendingBytes);
     this.slots = new JobSlots(o.concurrency);
     this.endpoint = new JobsEndpoint(this.store, { server: o.server, topic: o.topic, instance: this.instance }, (r, why) =>
       this.cancel(r, why),
@@ -106,7 +108,8 @@ export class JobRunner {
 
   /**
    * Runs one call. Resolves with its result, or with a job token when it became a job; rejects
-   * with its error, or TooManyJobs for a long method beyond `jobs.max` (which then never starts).
+   * with its error, or TooManyJobs for a long method beyond `jobs.max` or, when it would wait
+   * for a slot, `jobs.maxPendingBytes` (it then never starts).
    * A long method is a job from the start: `pending` until one of the `concurrency` job slots is
    * free, then `running`; its caller gets the token at the bound either way. `request`'s signal
    * aborts when the server abandons the request (stop deadline) before it is a job.
@@ -138,7 +141,11 @@ export class JobRunner {
     bound: number,
   ): Promise<unknown> {
     const started = Date.now();
-    let rec: JobRecord | undefined = long ? this.store.create(req.method) : undefined;
+    // A job that will wait for a slot keeps its request until then: it is weighed (its arguments
+    // and context as JSON) against jobs.maxPendingBytes. One that starts at once (in this tick,
+    // begin() below) holds no more than a plain call and costs no measuring.
+    const weight = long && !this.slots.free ? jsonBytes(req.args) + jsonBytes(wireCtx) : 0;
+    let rec: JobRecord | undefined = long ? this.store.create(req.method, undefined, undefined, weight) : undefined;
     // Whether this call holds a job slot (given back when the method ends).
     let slot = false;
     // Once its caller got a token, the slot is given back after the job's end is recorded, so

@@ -16,6 +16,11 @@ export class JobSlots {
     return this.active;
   }
 
+  /** Whether {@link acquire} would take a slot at once. */
+  get free(): boolean {
+    return this.active < this.limit && this.waiters.length === 0;
+  }
+
   /** Jobs waiting for a slot. */
   get waiting(): number {
     return this.waiters.length;
@@ -35,7 +40,7 @@ export class JobSlots {
    */
   acquire(signal: AbortSignal): Promise<void> | undefined {
     if (signal.aborted) return Promise.reject(signal.reason);
-    if (this.active < this.limit && this.waiters.length === 0) {
+    if (this.free) {
       this.active++;
       return undefined;
     }

@@ -34,6 +34,8 @@ export interface JobRecord {
   bytes?: number;
   /** The caller's context (for transition notifications). */
   ctx?: Record<string, unknown>;
+  /** Bytes its request counts against the store's `maxPendingBytes` while it is pending. */
+  requestBytes?: number;
 }
 
 /** A job as `job_status` and `jobs` answer it: plain data, snake_case like oslo's dicts. */
@@ -76,6 +78,10 @@ export function statusOf(r: JobRecord): JobStatusDict {
  * Finished results are bounded in bytes too (`maxResultBytes`, their JSON length, all together):
  * any caller may start any method as a job, and 1,000 results of 4 MiB nobody collected took a
  * server out of memory. Past the budget the oldest finished jobs go first, as at the count bound.
+ * The requests of pending jobs are bounded in bytes as well (`maxPendingBytes`): the server has
+ * taken such a request off the broker and holds its arguments until a slot is free, and 100
+ * starts of 8 MiB behind busy slots grew a server by a gigabyte. Past it a new pending job is
+ * refused (TooManyJobs) unless no other job is pending, so one request of any size still gets in.
  */
 export class JobStore {
   private readonly jobs = new Map<string, JobRecord>();
@@ -88,11 +94,14 @@ export class JobStore {
 
   /** Bytes of the finished results held now. */
   private resultBytes = 0;
+  /** Bytes of the requests of the pending jobs held now. */
+  private pendingRequestBytes = 0;
 
   constructor(
     readonly max: number,
     readonly resultTtl: number,
     readonly maxResultBytes: number = Number.POSITIVE_INFINITY,
+    readonly maxPendingBytes: number = Number.POSITIVE_INFINITY,
   ) {
     if (!Number.isInteger(max) || max < 1) throw new InvalidArgument(`jobs.max must be a positive integer, got ${max}`);
   }
@@ -116,12 +125,25 @@ export class JobStore {
     return this.waiting;
   }
 
+  /** Bytes of the requests of the pending jobs held now (see {@link create}). */
+  get heldPendingBytes(): number {
+    return this.pendingRequestBytes;
+  }
+
   /**
    * Registers a new job, cancelled through `controller`: `pending` until {@link start}, or
-   * running since `startedAt` when given (a call that was already running). Throws TooManyJobs
-   * at the bound.
+   * running since `startedAt` when given (a call that was already running). `requestBytes` is
+   * what its request weighs while it is pending (its arguments and context as JSON; 0 for a job
+   * that gets its slot at once). Throws TooManyJobs at the count bound, and for a pending job
+   * past `maxPendingBytes` while another job is pending.
    */
-  create(method: string, controller = new AbortController(), startedAt?: number): JobRecord {
+  create(method: string, controller = new AbortController(), startedAt?: number, requestBytes = 0): JobRecord {
+    const pending = startedAt === undefined;
+    if (pending && requestBytes > 0 && this.waiting > 0 && this.pendingRequestBytes + requestBytes > this.maxPendingBytes) {
+      throw new TooManyJobs(
+        `server holds ${this.waiting} pending jobs whose requests weigh ${this.pendingRequestBytes} bytes; ${method} of ${requestBytes} more bytes would pass jobs.maxPendingBytes (${this.maxPendingBytes}): refused, try again later`,
+      );
+    }
     if (this.jobs.size >= this.max && !this.evictOldestFinished()) {
       throw new TooManyJobs(`server holds ${this.max} unfinished jobs (jobs.max): ${method} refused, try again later`);
     }
@@ -141,7 +163,11 @@ export class JobStore {
     };
     this.jobs.set(r.id, r);
     this.unfinished++;
-    if (r.state === 'pending') this.waiting++;
+    if (pending) {
+      this.waiting++;
+      r.requestBytes = requestBytes;
+      this.pendingRequestBytes += requestBytes;
+    }
     return r;
   }
 
@@ -150,8 +176,15 @@ export class JobStore {
     if (r.state !== 'pending' || this.jobs.get(r.id) !== r) return false;
     r.state = 'running';
     r.startedAt = Date.now();
-    this.waiting--;
+    this.unpend(r);
     return true;
+  }
+
+  /** `r` leaves the pending jobs (started, ended or forgotten): its request no longer counts. */
+  private unpend(r: JobRecord): void {
+    this.waiting--;
+    this.pendingRequestBytes -= r.requestBytes ?? 0;
+    r.requestBytes = 0;
   }
 
   get(id: string): JobRecord | undefined {
@@ -165,7 +198,7 @@ export class JobStore {
   /** Ends a job once; a later end (a late result after a forced cancel) is ignored. Returns whether it ended it. */
   end(r: JobRecord, outcome: { state: 'succeeded'; result: unknown } | { state: 'failed' | 'cancelled'; error: Error }): boolean {
     if (FINAL_STATES.has(r.state) || this.jobs.get(r.id) !== r) return false;
-    if (r.state === 'pending') this.waiting--;
+    if (r.state === 'pending') this.unpend(r);
     r.state = outcome.state;
     r.endedAt = Date.now();
     if (outcome.state === 'succeeded') r.result = outcome.result;
@@ -201,7 +234,7 @@ export class JobStore {
     this.finished.delete(r);
     if (r.bytes !== undefined) this.resultBytes -= r.bytes;
     if (r.expiry) clearTimeout(r.expiry);
-    if (r.state === 'pending') this.waiting--;
+    if (r.state === 'pending') this.unpend(r);
     if (!FINAL_STATES.has(r.state)) {
       this.unfinished--;
       if (this.unfinished === 0) for (const w of this.idleWaiters.splice(0)) w();
@@ -230,6 +263,7 @@ export class JobStore {
     this.jobs.clear();
     this.finished.clear();
     this.resultBytes = 0;
+    this.pendingRequestBytes = 0;
     this.unfinished = 0;
     this.waiting = 0;
     for (const w of this.idleWaiters.splice(0)) w();
@@ -251,7 +285,7 @@ export class JobStore {
 }
 
 /** The JSON length of a result, as it would travel (0 for what JSON cannot say; a cycle counts as 0 too: it cannot be sent). */
-function jsonBytes(value: unknown): number {
+export function jsonBytes(value: unknown): number {
   try {
     return Buffer.byteLength(JSON.stringify(value) ?? '');
   } catch {

@@ -157,6 +157,7 @@ export class RPCServer {
         concurrency: this.concurrency,
         resultTtl: jc.resultTtl,
         maxResultBytes: jc.maxResultBytes,
+        maxPendingBytes: jc.maxPendingBytes,
         longDeferAfter: jc.deferAfter,
         deferAfter: options.deferAfter,
         long: options.long ?? [],

@@ -375,6 +375,54 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     );
   });
 
+  t(
+    'jobs.maxPendingBytes: a long call that would wait past it is refused with TooManyJobs; the jobs taken all run, and once they drained new ones are taken',
+    async (ctx) => {
+      const tp = topic('pendingbytes');
+      const images = new Images();
+      // One slot: every job behind the blocker waits pending, holding its request.
+      const s = await serve(ctx, tp, 's1', images, { concurrency: 1 }, { 'jobs.maxPendingBytes': 100_000 });
+      const c = await client(ctx, tp);
+      const big = (ch: string, n = 40_000) => ch.repeat(n);
+      // Cancelled below, never waited out: the pending jobs then get the slot.
+      const blocker = await c.start({}, 'resize', { ms: 60_000, steps: 600 });
+      const a = await c.start({}, 'resize', { ms: 10, steps: 1, image: big('a') });
+      const b = await c.start({}, 'resize', { ms: 10, steps: 1, image: big('b') });
+      assert.is((await a.status()).state, 'pending');
+      // Before: taken and held (100 such starts of 8 MiB grew a server by a gigabyte).
+      await rejects(
+        c.start({}, 'resize', { ms: 10, steps: 1, image: big('c') }),
+        'HERMOD_ERR_TOO_MANY_JOBS',
+        /jobs\.maxPendingBytes \(100000\)/,
+      );
+      await rejects(c.call({}, 'resize', { ms: 10, steps: 1, image: big('d') }), 'HERMOD_ERR_TOO_MANY_JOBS', /maxPendingBytes/);
+      // Bytes, not a count: a small request still fits beside the two.
+      const small = await c.start({}, 'resize', { ms: 10, steps: 1, image: 'small' });
+      assert.is(s.stats().jobs.pending, 3);
+      assert.is(images.started, 1, 'refused calls never ran');
+      assert.is(await c.call({}, 'quick', { x: 1 }), 1, 'plain calls still served');
+      await blocker.cancel();
+      assert.equal(await a.result({ timeout: 10_000 }), { image: big('a'), resized: true, user: null });
+      assert.equal(await b.result({ timeout: 10_000 }), { image: big('b'), resized: true, user: null });
+      assert.equal(await small.result({ timeout: 10_000 }), { image: 'small', resized: true, user: null });
+      await rejects(blocker.result(), 'HERMOD_ERR_JOB_CANCELLED');
+
+      // Drained: taken again. A request above the whole budget is taken when no other job is
+      // pending (else it could never be), and then fills the budget for the next one.
+      const blocker2 = await c.start({}, 'resize', { ms: 60_000, steps: 600 });
+      const huge = await c.start({}, 'resize', { ms: 10, steps: 1, image: big('h', 150_000) });
+      await rejects(c.start({}, 'resize', { ms: 10, steps: 1, image: 'tiny' }), 'HERMOD_ERR_TOO_MANY_JOBS', /maxPendingBytes/);
+      await blocker2.cancel();
+      assert.equal(await huge.result({ timeout: 10_000 }), { image: big('h', 150_000), resized: true, user: null });
+      const after = await c.start({}, 'resize', { ms: 10, steps: 1, image: big('e') });
+      assert.equal(await after.result({ timeout: 10_000 }), { image: big('e'), resized: true, user: null });
+      assert.is(images.started, 7, 'every job taken ran; the 3 refused never did');
+      console.log(
+        `    ${ctx.broker.url.split(':')[0]}: jobs.maxPendingBytes 100000: 2 pending requests of 40 kB taken, a third and a call refused TooManyJobs, a small one taken; all ran once the slot was free; a 150 kB one taken alone`,
+      );
+    },
+  );
+
   t('jobTimeout bounds the wait apart from the request timeout; the token stays good', async (ctx) => {
     const tp = topic('jobtimeout');
     await serve(ctx, tp, 's1', new Images());
