@@ -1,3 +1,4 @@
+import { MessageTooLarge } from '../core/errors.js';
 import { uuidHex } from '../core/ids.js';
 import type { SignalSource } from '../core/lazy-abort.js';
 import type { Context } from '../core/serializer.js';
@@ -21,6 +22,12 @@ export interface JobNotifier {
   error(ctx: Context, eventType: string, payload: unknown): Promise<void>;
 }
 
+/**
+ * Bytes a reply carries besides its result, at most: ids, the 2.0 envelope's keys, AMQP 1.0's
+ * sections and addresses (the driver's own room is 512 plus the addresses).
+ */
+const REPLY_ROOM = 2048;
+
 /** How long after a poller read a job's final state by job_status its job_result may still come (see uncollected). */
 const STATUS_READ_GRACE_MS = 500;
 
@@ -40,6 +47,13 @@ export interface JobRunnerOptions {
   maxResultBytes: number;
   /** Bytes of pending jobs' requests held at most (see JobStore). */
   maxPendingBytes: number;
+  /** The transport's `maxMessageSize`: a result whose reply would pass it fails its job (MessageTooLarge). */
+  maxMessageSize: number;
+  /**
+   * The transport's replies carry the result's JSON inside a JSON string (RabbitMQ's oslo 2.0
+   * envelope), where each quote and backslash takes two bytes: the result is measured so.
+   */
+  quotedReplies: boolean;
   /** Bound for methods marked long. */
   longDeferAfter: number;
   /** Bound for every method (the server's `deferAfter` option); undefined: only long methods become jobs. */
@@ -313,9 +327,12 @@ export class JobRunner {
 
   private finish(r: JobRecord, o: { ok: true; value: unknown } | { ok: false; error: unknown }): void {
     const error = o.ok ? undefined : errorOf(o.error);
-    const ended = o.ok
-      ? this.store.end(r, { state: 'succeeded', result: o.value })
-      : this.store.end(r, { state: r.cancelRequested ? 'cancelled' : 'failed', error: error! });
+    const size = o.ok ? this.measure(r, o.value) : undefined;
+    const ended = size?.tooLarge
+      ? this.store.end(r, { state: 'failed', error: size.tooLarge })
+      : o.ok
+        ? this.store.end(r, { state: 'succeeded', result: o.value, bytes: size?.bytes })
+        : this.store.end(r, { state: r.cancelRequested ? 'cancelled' : 'failed', error: error! });
     if (ended && this.stopping) this.endedDuringStop.add(r);
     if (ended) {
       this.notify(r);
@@ -323,6 +340,33 @@ export class JobRunner {
       // its counted result (a context of any size, up to maxMessageSize, was kept for resultTtl).
       delete r.ctx;
     }
+  }
+
+  /**
+   * The JSON length of a job's result (what it counts against maxResultBytes; 0 when it cannot
+   * be encoded), and the MessageTooLarge that every `job_result` reply of it would meet, if it
+   * would. Such a job used to end `succeeded` with a result no poller could ever read, held for
+   * jobs.resultTtl against maxResultBytes; it fails now, as a plain call with that result does.
+   */
+  private measure(r: JobRecord, value: unknown): { bytes: number; tooLarge?: MessageTooLarge } {
+    const max = this.o.maxMessageSize;
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(value);
+    } catch {
+      // Not encodable at all: the reply says so (SerializationError), as for a plain call.
+      return { bytes: 0 };
+    }
+    if (json === undefined) return { bytes: 0 };
+    const bytes = Buffer.byteLength(json);
+    // Quoted, a unit of the JSON takes at most 3 bytes as well (a quote or backslash 2, one
+    // beyond ASCII 3 as before): most results need no second pass.
+    if (json.length * 3 + REPLY_ROOM <= max) return { bytes };
+    const size = (this.o.quotedReplies ? Buffer.byteLength(JSON.stringify(json)) : bytes) + REPLY_ROOM;
+    if (size <= max) return { bytes };
+    const tooLarge = new MessageTooLarge(size, max);
+    tooLarge.message += ` (the result of ${r.method} as a reply: no poller could read it, so it was dropped and the job failed)`;
+    return { bytes, tooLarge };
   }
 
   private notify(r: JobRecord): void {

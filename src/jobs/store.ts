@@ -196,7 +196,10 @@ export class JobStore {
   }
 
   /** Ends a job once; a later end (a late result after a forced cancel) is ignored. Returns whether it ended it. */
-  end(r: JobRecord, outcome: { state: 'succeeded'; result: unknown } | { state: 'failed' | 'cancelled'; error: Error }): boolean {
+  end(
+    r: JobRecord,
+    outcome: { state: 'succeeded'; result: unknown; bytes?: number | undefined } | { state: 'failed' | 'cancelled'; error: Error },
+  ): boolean {
     if (FINAL_STATES.has(r.state) || this.jobs.get(r.id) !== r) return false;
     if (r.state === 'pending') this.unpend(r);
     r.state = outcome.state;
@@ -206,7 +209,7 @@ export class JobStore {
     if (outcome.state === 'succeeded') r.progress = 1;
     this.unfinished--;
     this.finished.add(r);
-    this.hold(r);
+    this.hold(r, outcome.state === 'succeeded' ? outcome.bytes : undefined);
     r.expiry = setTimeout(() => this.remove(r), this.resultTtl);
     // Expiry alone must not keep a process alive.
     r.expiry.unref();
@@ -218,11 +221,11 @@ export class JobStore {
 
   /**
    * Counts `r`'s outcome against the budget, dropping the oldest other finished jobs past it: its
-   * result, or the error's class and message that `job_status` and `job_result` answer (an
+   * result (`measured` when the caller has its JSON length already), or the error's class and message that `job_status` and `job_result` answer (an
    * error's message is any size the method made it).
    */
-  private hold(r: JobRecord): void {
-    r.bytes = r.state === 'succeeded' ? jsonBytes(r.result) : jsonBytes({ class: r.error?.name, message: r.error?.message });
+  private hold(r: JobRecord, measured: number | undefined): void {
+    r.bytes = measured ?? (r.state === 'succeeded' ? jsonBytes(r.result) : jsonBytes({ class: r.error?.name, message: r.error?.message }));
     this.resultBytes += r.bytes;
     while (this.resultBytes > this.maxResultBytes && this.evictOldestFinished(r)) {}
   }

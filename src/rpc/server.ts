@@ -158,6 +158,8 @@ export class RPCServer {
         resultTtl: jc.resultTtl,
         maxResultBytes: jc.maxResultBytes,
         maxPendingBytes: jc.maxPendingBytes,
+        maxMessageSize: transport.config.maxMessageSize,
+        quotedReplies: transport.driver.kind === 'rabbit',
         longDeferAfter: jc.deferAfter,
         deferAfter: options.deferAfter,
         long: options.long ?? [],

@@ -73,6 +73,18 @@ export class Images {
   }
 }
 
+/** Results of a chosen size: `made` as a job (marked long), `plain` as a plain call. */
+class Results {
+  static long = ['made'];
+  async made(_ctx: JobContext, args: { ch: string; n: number; ms: number }) {
+    await sleep(args.ms);
+    return args.ch.repeat(args.n);
+  }
+  async plain(_ctx: JobContext, args: { ch: string; n: number }) {
+    return args.ch.repeat(args.n);
+  }
+}
+
 interface Ctx {
   broker: JobsBroker;
   transports: Transport[];
@@ -454,6 +466,43 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     const took = performance.now() - t0;
     assert.ok(took >= 2000, `the result came from the poll at the wait's end, after ${took.toFixed(0)} ms`);
   });
+
+  t(
+    'a job whose result no reply can carry (past maxMessageSize) ends failed with MessageTooLarge, its result dropped; as a plain call does',
+    async (ctx) => {
+      const tp = topic('toolarge');
+      const limit = { maxMessageSize: 200_000 };
+      const s = await serve(ctx, tp, 's1', new Results(), {}, limit);
+      const c = await client(ctx, tp, {}, limit);
+      // Before: succeeded, and every job_result of it failed with MessageTooLarge for jobs.resultTtl.
+      const job = await c.start({}, 'made', { ch: 'x', n: 300_000, ms: 10 });
+      await rejects(job.result({ timeout: 10_000 }), 'HERMOD_ERR_MESSAGE_TOO_LARGE', /exceeds the limit of 200000 bytes/);
+      const st = await job.status();
+      assert.is(st.state, 'failed');
+      assert.is(st.error?.class, 'MessageTooLarge');
+      assert.match(st.error!.message, /the result of made as a reply: no poller could read it/);
+      // call() following the job it became (past jobs.deferAfter) says the same.
+      await rejects(c.call({}, 'made', { ch: 'x', n: 300_000, ms: 300 }), 'HERMOD_ERR_MESSAGE_TOO_LARGE');
+      assert.equal(await c.call({}, 'made', { ch: 'x', n: 150_000, ms: 300 }), 'x'.repeat(150_000), 'a result within the limit');
+      // Quotes cost twice on RabbitMQ (the reply's JSON inside the 2.0 envelope's string): 160 kB
+      // of JSON fits a reply on memory:// and AMQP 1.0, not on RabbitMQ. A job ends as a plain call
+      // of the same result does, readable or MessageTooLarge, never succeeded and unreadable.
+      const quoted = { ch: '"', n: 80_000 };
+      const plain = await c.call({}, 'plain', quoted).then(
+        (r) => ({ ok: r === '"'.repeat(80_000) }),
+        (e: { code?: string }) => ({ code: e.code }),
+      );
+      const quotedJob = await c.start({}, 'made', { ...quoted, ms: 10 });
+      const asJob = await quotedJob.result({ timeout: 10_000 }).then(
+        (r) => ({ ok: r === '"'.repeat(80_000) }),
+        (e: { code?: string }) => ({ code: e.code }),
+      );
+      assert.equal(asJob, plain);
+      assert.is((await quotedJob.status()).state, 'ok' in plain ? 'succeeded' : 'failed');
+      assert.equal(plain, ctx.broker.url.startsWith('rabbit') ? { code: 'HERMOD_ERR_MESSAGE_TOO_LARGE' } : { ok: true });
+      assert.is(s.stats().jobs.running, 0);
+    },
+  );
 
   t('a job whose method throws a value that is not an Error fails as a plain call would: NonErrorThrown with its text', async (ctx) => {
     const tp = topic('nonerror');
