@@ -7,7 +7,7 @@ import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { exitOnUsage, failureStatus, fatal, UsageError } from '../src/cli/exit-codes.js';
 import { lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../src/cli/log.js';
-import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
+import { applyLogFlags, commonOptions, intAtLeast, type LogFlags, listOf } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { escapeUnsafe } from '../src/core/unsafe-text.js';
 import {
@@ -31,8 +31,12 @@ async function main(): Promise<void> {
   const program = commonOptions(
     new Command('notify-listen')
       .description('Print notifications as they arrive: one line each, or JSON.')
-      .option('--topic <topic...>', 'topics (default notifications.topics)')
-      .option('--priority <priority...>', `priorities to listen to (default all: ${PRIORITIES.join(', ')})`)
+      .option('--topic <topic>', 'topic; repeat it or separate with commas for several (default notifications.topics)', listOf)
+      .option(
+        '--priority <priority>',
+        `priority to listen to; repeat it or separate with commas for several (default all: ${PRIORITIES.join(', ')})`,
+        listOf,
+      )
       .option('--exchange <exchange>', 'exchange (default the control exchange)')
       .option('--pool <name>', 'listener pool: listeners sharing a pool share its notifications (RabbitMQ and memory only)')
       .option(
@@ -50,8 +54,15 @@ async function main(): Promise<void> {
       .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`),
     ['Notifications go to stdout, logs to stderr.', CONFIG_HELP_LINE],
   )
+    // Refused below with a hint: `--topic a b` was the way to give two topics before.
+    .allowExcessArguments(true)
     .exitOverride(exitOnUsage)
     .parse(rest, { from: 'user' });
+  if (program.args.length > 0) {
+    throw new UsageError(
+      `unexpected argument '${program.args[0]}': notify-listen takes none; several topics or priorities are --topic a --topic b or --topic a,b`,
+    );
+  }
   const o = program.opts<
     {
       topic?: string[];
@@ -75,6 +86,7 @@ async function main(): Promise<void> {
     if (!(PRIORITIES as readonly string[]).includes(p))
       throw new UsageError(`unknown priority '${p}'; use one of ${PRIORITIES.join(', ')}`);
   }
+  if (o.topic?.some((t) => t === '')) throw new UsageError('--topic: a topic cannot be empty');
   if (o.tap && o.pool) throw new UsageError('--tap has a queue of its own: it cannot be in --pool');
   // A filter on the topic's shared queue would take the notifications it skips from the
   // listeners they are for (acknowledged, never printed: lost to everyone), so it taps instead.

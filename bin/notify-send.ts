@@ -5,7 +5,7 @@ import { CLI_DEFAULT_URL, NOTIFY_SEND_DEFAULTS } from '../src/cli/defaults.js';
 import { describeFailure, EXIT, exitOnUsage, exitWhenWritten, fatal, printFailure, UsageError } from '../src/cli/exit-codes.js';
 import { parseJson, parseKeyValues } from '../src/cli/key-values.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
-import { applyLogFlags, commonOptions, type LogFlags, positiveSeconds } from '../src/cli/program.js';
+import { applyLogFlags, commonOptions, type LogFlags, listOf, positiveSeconds } from '../src/cli/program.js';
 import { onOutputClosed } from '../src/cli/shutdown.js';
 import { getTransport, NOTIFICATION_DRIVERS, Notifier, PRIORITIES, type Priority, type Transport } from '../src/index.js';
 
@@ -23,7 +23,7 @@ async function main(): Promise<void> {
       .argument('[payload...]', 'payload as key=value (JSON values parse), or one JSON document with --payload')
       .option('--priority <priority>', `one of ${PRIORITIES.join(', ')}`, 'info')
       .option('--publisher-id <id>', 'publisher id', 'hermod.cli')
-      .option('--topic <topic...>', 'topics (default notifications.topics)')
+      .option('--topic <topic>', 'topic; repeat it or separate with commas for several (default notifications.topics)', listOf)
       .option('--exchange <exchange>', 'exchange (default the control exchange)')
       .option('--payload <json>', 'the whole payload as JSON')
       .option('--context <key=value...>', 'context entries (oslo keeps only its safe keys)')

@@ -49,6 +49,17 @@ export function applyLogFlags<C extends Pick<HermodConfig, 'log'>>(config: C, o:
   };
 }
 
+/**
+ * A commander parser for an option that takes one value a time, repeated and comma-separated
+ * (`--topic a --topic b,c` is a, b, c), as most CLIs take a list. A variadic option
+ * (`--topic <topic...>`) took every word after it: `notify-send --topic t ev` read `ev` as a
+ * second topic and then missed its event type. Each value is trimmed; an empty one is kept, for
+ * the command to refuse by its flag's name.
+ */
+export function listOf(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), ...value.split(',').map((v) => v.trim())];
+}
+
 /** A commander parser: a whole number ≥ `min` ("abc", "1.5", "-1" and "" rejected, exit 2). */
 export function intAtLeast(min: number): (v: string) => number {
   return (v) => {

@@ -196,9 +196,15 @@ t('endpoint modules and --help-config', async (ctx) => {
 });
 
 t('notify-listen prints what notify-send sends, filtered, and exits after --count', async (ctx) => {
+  // One value per flag, repeated or comma-separated: before, --topic and --priority were
+  // variadic, and `notify-send --topic t ev` took `ev` for a second topic.
   const l = start('notify-listen', [
     '--topic',
-    'clinote',
+    'clinote,clinote2',
+    '--priority',
+    'warn',
+    '--priority',
+    'info, error',
     '--json',
     '--count',
     '2',
@@ -208,12 +214,14 @@ t('notify-listen prints what notify-send sends, filtered, and exits after --coun
     ctx.url,
   ]);
   await until(() => l.err.includes('listening on'), 'the listener to listen', 10_000);
-  for (const [event, prio] of [
-    ['compute.start', 'warn'],
-    ['network.up', 'info'],
-    ['compute.end', 'info'],
+  for (const [event, prio, topic] of [
+    ['compute.start', 'warn', 'clinote'],
+    ['network.up', 'info', 'clinote'],
+    ['compute.end', 'info', 'clinote2'],
   ]) {
     const r = await run('notify-send', [
+      '--topic',
+      topic!,
       event!,
       'id=7',
       'name=vm',
@@ -221,8 +229,6 @@ t('notify-listen prints what notify-send sends, filtered, and exits after --coun
       prio!,
       '--publisher-id',
       'cli.host',
-      '--topic',
-      'clinote',
       '--transport-url',
       ctx.url,
     ]);
@@ -245,9 +251,20 @@ t('notify-listen prints what notify-send sends, filtered, and exits after --coun
   const bad = await run('notify-send', ['x', '--priority', 'loud', '--transport-url', ctx.url]);
   assert.is(bad.code, 2);
   assert.match(bad.err, /unknown priority 'loud'; use one of audit, debug, info, warn, error, critical, sample/);
-  const badListen = await run('notify-listen', ['--priority', 'loud', '--transport-url', ctx.url]);
+  // The option before the event type: the event is read as such, and the bad priority is what is said.
+  const afterTopic = await run('notify-send', ['--transport-url', ctx.url, '--topic', 't9', 'ev', '--priority', 'bogus']);
+  assert.is(afterTopic.code, 2);
+  assert.match(afterTopic.err, /unknown priority 'bogus'/);
+  const badListen = await run('notify-listen', ['--priority', 'info,loud', '--transport-url', ctx.url]);
   assert.is(badListen.code, 2);
   assert.match(badListen.err, /unknown priority 'loud'; use one of audit/);
+  // The variadic form of before is refused with the way to say it now, not read as something else.
+  const twoWords = await run('notify-listen', ['--topic', 'a', 'b', '--transport-url', ctx.url]);
+  assert.is(twoWords.code, 2, twoWords.err);
+  assert.match(twoWords.err, /unexpected argument 'b'.*--topic a --topic b or --topic a,b/);
+  const emptyListen = await run('notify-listen', ['--topic', 'a,', '--transport-url', ctx.url]);
+  assert.is(emptyListen.code, 2, emptyListen.err);
+  assert.match(emptyListen.err, /--topic: a topic cannot be empty/);
   // Two payloads: key=value arguments were dropped silently for --payload.
   const both = await run('notify-send', ['x', 'a=1', '--payload', '{"b":2}', '--transport-url', ctx.url]);
   assert.is(both.code, 2);
