@@ -129,6 +129,24 @@ c('unknown keys are refused, naming the key and the nearest known one', async (c
     ],
   });
   await rejects(() => resolveGatewayConfig({ callTimeout: 9000, maxCallTimeout: 5000 }), 'HERMOD_ERR_CONFIG', /exceeds maxCallTimeout/);
+  // A route's timeout likewise: it was accepted and cut to maxCallTimeout at every call, silently.
+  await rejects(
+    () =>
+      resolveGatewayConfig({
+        routes: [
+          { topic: 't', method: 'a' },
+          { topic: 't', method: 'sleep', timeout: 120_000 },
+        ],
+      }),
+    'HERMOD_ERR_CONFIG',
+    /routes\[1\].*timeout \(120000\) exceeds maxCallTimeout \(60000\)/,
+  );
+  await rejects(
+    () => resolveGatewayConfig({ maxCallTimeout: 5000, callTimeout: 1000, routes: [{ topic: 't', method: 'm', timeout: 5001 }] }),
+    'HERMOD_ERR_CONFIG',
+    /routes\[0\].*timeout \(5001\) exceeds maxCallTimeout \(5000\)/,
+  );
+  resolveGatewayConfig({ maxCallTimeout: 120_000, routes: [{ topic: 't', method: 'sleep', timeout: 120_000 }] });
   await rejects(() => resolveGatewayConfig({ maxConnections: 0 }), 'HERMOD_ERR_CONFIG', /'maxConnections'.*must be >= 1/);
   await rejects(() => resolveGatewayConfig({ keepAliveTimeout: 'long' }), 'HERMOD_ERR_CONFIG', /'keepAliveTimeout'.*must be integer/);
   // Schemas are compiled strictly at creation: a typo in a schema is a configuration error, not a silent pass.
@@ -610,6 +628,30 @@ cli('--workers 2: an unusable route schema exits 2 before any worker starts', as
   assert.is(await p.exited, 2);
   assert.match(p.err, /routes\[0\]\.args is not a usable JSON Schema/);
   assert.not.match(p.out, /worker \d started/);
+});
+cli('a route timeout above maxCallTimeout exits 2 naming the route, before anything listens', async () => {
+  const dir = scratchDir('hermod-gw-cli-');
+  const file = path.join(dir, 'gw.json');
+  // Before: it started, and a 65 s call to the route got 504 at 60 000 ms.
+  writeFileSync(
+    file,
+    JSON.stringify({
+      routes: [
+        { topic: 'demo', method: 'add' },
+        { topic: 'demo', method: 'sleep', timeout: 120_000 },
+      ],
+    }),
+  );
+  const p = start(['--config-file', file, '--port', '0', '--transport-url', 'memory://']);
+  // Bounded: without the check the gateway starts and would run on.
+  const guard = setTimeout(() => p.child.kill('SIGKILL'), 15_000);
+  try {
+    assert.is(await p.exited, 2, p.err);
+  } finally {
+    clearTimeout(guard);
+  }
+  assert.match(p.err, /routes\[1\] \(from .*gw\.json\): timeout \(120000\) exceeds maxCallTimeout \(60000\)/);
+  assert.not.match(p.out, /listening on/);
 });
 cli('--workers 2: a port already taken ends the run with the worker exit status instead of restarting it', async () => {
   const taken = createServer();
