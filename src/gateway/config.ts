@@ -311,6 +311,82 @@ function describe(err: ErrorObject, source: string): string {
 /** Paths (and everything under them) an alias may not take: the gateway serves them itself. */
 const RESERVED_PATHS = ['/healthz', '/readyz', '/openapi.json', '/docs', '/jsonrpc', '/v1/jobs'] as const;
 
+/**
+ * An alias's URL, in the router's (find-my-way's) syntax, as an OpenAPI path template and its
+ * parameters: `:id` is `{id}`; a parameter's regular expression (`:id(^\d+$)`) constrains its
+ * value, so it goes to the parameter's `pattern`, anchored as the router anchors it, not into the
+ * path; `::` is a literal `:`.
+ */
+export function aliasPath(url: string): { template: string; params: Array<{ name: string; pattern?: string }> } {
+  let template = '';
+  const params: Array<{ name: string; pattern?: string }> = [];
+  let i = 0;
+  while (i < url.length) {
+    if (url[i] !== ':') {
+      template += url[i++];
+      continue;
+    }
+    if (url[i + 1] === ':') {
+      template += ':';
+      i += 2;
+      continue;
+    }
+    let j = i + 1;
+    while (j < url.length && !'(-./'.includes(url[j]!)) j++;
+    const name = url.slice(i + 1, j);
+    let pattern: string | undefined;
+    if (url[j] === '(') {
+      const end = closingParenthesis(url, j);
+      pattern = `^(?:${url
+        .slice(j + 1, end)
+        .replace(/^\^/, '')
+        .replace(/\$$/, '')})$`;
+      j = end + 1;
+    }
+    params.push(pattern === undefined ? { name } : { name, pattern });
+    template += `{${name}}`;
+    i = j;
+  }
+  return { template, params };
+}
+
+/** Where the parenthesis opened at `open` closes, nested ones and `\`-escaped characters skipped (as find-my-way reads it). */
+function closingParenthesis(text: string, open: number): number {
+  let depth = 0;
+  for (let i = open; i < text.length; i++) {
+    if (text[i] === '\\') i++;
+    else if (text[i] === '(') depth++;
+    else if (text[i] === ')' && --depth === 0) return i;
+  }
+  // fastify refused the route already ("Invalid regexp expression").
+  return text.length - 1;
+}
+
+/**
+ * Why a route's `args` schema refuses an argument named `name` whatever its value, or undefined
+ * when it may take one: `additionalProperties: false` without a property (or a pattern) of that
+ * name, or the property's schema `false`. Other keywords (`allOf`, `$ref`, `unevaluatedProperties`)
+ * are not followed: a schema they make refuse it is not caught here.
+ */
+function refusedArgument(schema: JsonSchema, name: string): string | undefined {
+  const props = schema.properties;
+  if (props !== null && typeof props === 'object' && Object.hasOwn(props, name))
+    return (props as Record<string, unknown>)[name] === false ? `its args schema has properties.${name}: false` : undefined;
+  const patterns = schema.patternProperties;
+  if (patterns !== null && typeof patterns === 'object') {
+    for (const [pattern, sub] of Object.entries(patterns)) {
+      let matches = true;
+      try {
+        matches = new RegExp(pattern, 'u').test(name);
+      } catch {
+        // Not a pattern ajv takes either: compiling the schema names the mistake.
+      }
+      if (matches) return sub === false ? `its args schema refuses it by patternProperties ${pattern}` : undefined;
+    }
+  }
+  return schema.additionalProperties === false ? `its args schema has additionalProperties: false and no property ${name}` : undefined;
+}
+
 /** Checks `input` strictly and fills the defaults; throws {@link ConfigError} naming the key. */
 export function resolveGatewayConfig(input: unknown, source = 'options'): ResolvedGatewayConfig {
   checkShape(validate, input, source);
@@ -348,6 +424,20 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
           key: `routes[${i}].alias`,
         });
       aliases.set(shape, i);
+      // Path parameters become arguments of the same name at every request: one the route's own
+      // schema refuses made the alias a 400 for every URL it matched, while /openapi.json listed it.
+      if (r.args) {
+        const { template, params } = aliasPath(url);
+        const names = [...params.map((p) => p.name), ...(template.includes('*') ? ['*'] : [])];
+        for (const name of names) {
+          const why = refusedArgument(r.args, name);
+          if (why)
+            throw new ConfigError(
+              `routes[${i}] (from ${source}): alias ${r.alias}: its path parameter ${name} is an argument the route refuses (${why}), so every request to it would be a 400; add the property or rename the parameter`,
+              { key: `routes[${i}].alias` },
+            );
+        }
+      }
       // Any POST /v1/x/y is a URL POST /v1/{topic}/{method} answers too, and the router prefers
       // the more static route: `/v1/demo/:any` or `/v1/demo/*` took demo.add's endpoint from it.
       const segments = url.split('/').slice(1);

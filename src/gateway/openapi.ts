@@ -4,7 +4,7 @@
  * takes JSON Schema 2020-12 as it is, so the routes' schemas go in unchanged.
  */
 
-import { type JsonSchema, type ResolvedGatewayConfig, VERSION_PATTERN } from './config.js';
+import { aliasPath, type JsonSchema, type ResolvedGatewayConfig, VERSION_PATTERN } from './config.js';
 import type { CompiledRoute } from './invoker.js';
 
 const ERROR_REF = { $ref: '#/components/schemas/Error' };
@@ -120,57 +120,6 @@ function aliasParamSchema(prop: JsonSchema | undefined, pattern: string | undefi
   if (!pattern) return prop;
   // A property with a pattern of its own keeps it: the value has to match both.
   return Object.hasOwn(prop, 'pattern') ? { allOf: [prop, { pattern }] } : { ...prop, pattern };
-}
-
-/**
- * An alias's URL, in the router's (find-my-way's) syntax, as an OpenAPI path template and its
- * parameters: `:id` is `{id}`; a parameter's regular expression (`:id(^\d+$)`) constrains its
- * value, so it goes to the parameter's `pattern`, anchored as the router anchors it, not into the
- * path; `::` is a literal `:`.
- */
-function aliasPath(url: string): { template: string; params: Array<{ name: string; pattern?: string }> } {
-  let template = '';
-  const params: Array<{ name: string; pattern?: string }> = [];
-  let i = 0;
-  while (i < url.length) {
-    if (url[i] !== ':') {
-      template += url[i++];
-      continue;
-    }
-    if (url[i + 1] === ':') {
-      template += ':';
-      i += 2;
-      continue;
-    }
-    let j = i + 1;
-    while (j < url.length && !'(-./'.includes(url[j]!)) j++;
-    const name = url.slice(i + 1, j);
-    let pattern: string | undefined;
-    if (url[j] === '(') {
-      const end = closingParenthesis(url, j);
-      pattern = `^(?:${url
-        .slice(j + 1, end)
-        .replace(/^\^/, '')
-        .replace(/\$$/, '')})$`;
-      j = end + 1;
-    }
-    params.push(pattern === undefined ? { name } : { name, pattern });
-    template += `{${name}}`;
-    i = j;
-  }
-  return { template, params };
-}
-
-/** Where the parenthesis opened at `open` closes, nested ones and `\`-escaped characters skipped (as find-my-way reads it). */
-function closingParenthesis(text: string, open: number): number {
-  let depth = 0;
-  for (let i = open; i < text.length; i++) {
-    if (text[i] === '\\') i++;
-    else if (text[i] === '(') depth++;
-    else if (text[i] === ')' && --depth === 0) return i;
-  }
-  // fastify refused the route already ("Invalid regexp expression").
-  return text.length - 1;
 }
 
 function success(route: CompiledRoute | undefined, defs: Hoisted) {

@@ -85,6 +85,33 @@ c('unknown keys are refused, naming the key and the nearest known one', async (c
     'HERMOD_ERR_CONFIG',
     /routes\[1\].*alias GET \/u\/:name is the same route as routes\[0\]'s alias/,
   );
+  // A path parameter the route's own schema refuses: every request was a 400, while
+  // /openapi.json listed the path.
+  const closed = { type: 'object', properties: { a: { type: 'number' } }, additionalProperties: false };
+  for (const [alias, args, why] of [
+    ['GET /a/:x', closed, /routes\[0\].*alias GET \/a\/:x: its path parameter x .*additionalProperties: false and no property x/],
+    ['GET /a/:a/:x(^\\d+$)', closed, /its path parameter x /],
+    ['DELETE /a/:lat-:lng', { ...closed, properties: { lat: {} } }, /its path parameter lng /],
+    ['GET /files/*', closed, /its path parameter \* /],
+    ['GET /a/:a', { type: 'object', properties: { a: false } }, /its path parameter a .*properties\.a: false/],
+    ['GET /a/:xy', { type: 'object', patternProperties: { '^x': false }, additionalProperties: true }, /patternProperties \^x/],
+  ] as const)
+    await rejects(() => resolveGatewayConfig({ routes: [{ topic: 't', method: 'm', alias, args }] }), 'HERMOD_ERR_CONFIG', why);
+  // A property, a pattern or an open schema takes the parameter.
+  resolveGatewayConfig({
+    routes: [
+      { topic: 't', method: 'a', alias: 'GET /a/:a', args: closed },
+      {
+        topic: 't',
+        method: 'b',
+        alias: 'GET /b/:xy',
+        args: { type: 'object', patternProperties: { '^x': {} }, additionalProperties: false },
+      },
+      { topic: 't', method: 'c', alias: 'GET /c/:x', args: { type: 'object', properties: { a: { type: 'number' } } } },
+      { topic: 't', method: 'd', alias: 'GET /d/:x' },
+      { topic: 't', method: 'e', alias: 'GET /e/::x', args: closed },
+    ],
+  });
   // Near misses are fine: another verb, a longer path, a static segment beside a parameter.
   resolveGatewayConfig({
     routes: [
@@ -651,6 +678,22 @@ cli('a route timeout above maxCallTimeout exits 2 naming the route, before anyth
     clearTimeout(guard);
   }
   assert.match(p.err, /routes\[1\] \(from .*gw\.json\): timeout \(120000\) exceeds maxCallTimeout \(60000\)/);
+  assert.not.match(p.out, /listening on/);
+});
+cli('an alias whose path parameter its own args schema refuses exits 2 naming the route', async () => {
+  const dir = scratchDir('hermod-gw-cli-');
+  const file = path.join(dir, 'gw.json');
+  // Before: it started, listed /a/{x} in /openapi.json, and answered every request 400.
+  const args = { type: 'object', properties: { a: { type: 'number' }, b: { type: 'number' } }, additionalProperties: false };
+  writeFileSync(file, JSON.stringify({ routes: [{ topic: 'demo', method: 'add', alias: 'GET /a/:x', args }] }));
+  const p = start(['--config-file', file, '--port', '0', '--transport-url', 'memory://']);
+  const guard = setTimeout(() => p.child.kill('SIGKILL'), 15_000);
+  try {
+    assert.is(await p.exited, 2, p.err);
+  } finally {
+    clearTimeout(guard);
+  }
+  assert.match(p.err, /routes\[0\] \(from .*gw\.json\): alias GET \/a\/:x: its path parameter x is an argument the route refuses/);
   assert.not.match(p.out, /listening on/);
 });
 cli('--workers 2: a port already taken ends the run with the worker exit status instead of restarting it', async () => {
