@@ -138,6 +138,41 @@ const isPublic = (request: FastifyRequest) => {
   return PUBLIC.has(url) || url === '/docs' || url.startsWith('/docs/');
 };
 
+/**
+ * Bounds of the lingering close of a connection answered before its request's body was read:
+ * how long it goes on reading (and dropping) what the client still sends, and how much of it.
+ */
+const LINGER_MS = 5_000;
+const LINGER_BYTES = 64 * 1024 * 1024;
+const LINGER_POLL_MS = 100;
+
+/**
+ * Has `socket`, once its answer is written, close the way nginx's lingering close does: the
+ * answer and a FIN go out, and what the client still sends is read and dropped until it closes
+ * too, or for at most {@link LINGER_MS} and {@link LINGER_BYTES}. Node destroyed the socket as
+ * soon as the answer was written, with the body still arriving: the kernel answered the unread
+ * bytes with a reset, and a client still sending (a 1.1-20 MB body to a 1 MiB limit, curl or
+ * fetch) often got EPIPE or ECONNRESET instead of the 413. Node's HTTP parser reads the socket
+ * and drops the rest of the request's body (the request is dumped), so nothing is held;
+ * requests parsed after it are dropped unrun (see the onRequest hook).
+ */
+function lingerOnClose(socket: Socket, lingering: WeakSet<Socket>): void {
+  if (lingering.has(socket)) return;
+  lingering.add(socket);
+  // Node's server calls destroySoon once the last answer of a `Connection: close` is written.
+  socket.destroySoon = () => {
+    if (socket.writable) socket.end();
+    if (socket.destroyed) return;
+    const from = socket.bytesRead;
+    const until = Date.now() + LINGER_MS;
+    const poll = setInterval(() => {
+      if (Date.now() >= until || socket.bytesRead - from > LINGER_BYTES) socket.destroy();
+    }, LINGER_POLL_MS);
+    poll.unref();
+    socket.once('close', () => clearInterval(poll));
+  };
+}
+
 /** Whether a request announces a body (chunked, or a Content-Length other than 0). */
 function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
@@ -327,6 +362,8 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   });
   // Requests of each connection not yet answered (pipelined ones wait for those before them).
   const unanswered = new WeakMap<Socket, number>();
+  /** Connections closing the lingering way (see {@link lingerOnClose}). */
+  const lingering = new WeakSet<Socket>();
   app.decorateRequest('hermod', null);
   // JSON bodies pass the same depth bound as messages from the broker before they are parsed:
   // JSON.parse of deep nesting takes time superlinear in the depth, and a 1 MB body of `[` would
@@ -445,7 +482,9 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   // keep-alive connection, and a browser paid a new connection for each call that followed one.
   // Callback style: an async hook would cost a promise on every response.
   app.addHook('onSend', (request, reply, payload, done) => {
-    if (stopping || (!request.raw.complete && hasBody(request.raw))) reply.header('connection', 'close');
+    const unread = !request.raw.complete && hasBody(request.raw);
+    if (stopping || unread) reply.header('connection', 'close');
+    if (unread) lingerOnClose(request.raw.socket, lingering);
     done(null, payload);
   });
 
@@ -455,7 +494,10 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     // A request Node parsed from a connection already cut (it read them all from one chunk)
     // is dropped unrun: before, the one over the limit and every one after it in the same
     // read went on to run their calls, for a client that would never see an answer.
-    if (socket.destroyed) {
+    // Likewise one read from a connection closing after an answer given before its body was
+    // read: the answer said `Connection: close`, and whatever the client sent after that body
+    // is not run (its answer could not be written).
+    if (socket.destroyed || lingering.has(socket)) {
       reply.hijack();
       done();
       return;
