@@ -12,6 +12,7 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, {
+  errorCodes,
   type FastifyError,
   type FastifyInstance,
   type FastifyReply,
@@ -388,6 +389,31 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
       return;
     }
     parseJson(request, body as string, done);
+  });
+  // Any other type: an empty body is no arguments too, as the README says, whatever the type (curl
+  // -d '' sends a form type; some clients send text/plain on every request). fastify had no
+  // parser for it and answered 415 without looking at the body. A body with anything in it is
+  // still the 415 of a type the gateway does not read: at the first bytes, without reading on.
+  // /jsonrpc has its own parsers (JSON-RPC over HTTP takes JSON types only).
+  app.addContentTypeParser('*', (request, payload, done) => {
+    // Unrouted: the 404 it gets says more than a 415.
+    if (request.is404) {
+      done(null, undefined);
+      return;
+    }
+    const settle = (err: Error | null) => {
+      payload.removeListener('data', onData);
+      payload.removeListener('end', onEnd);
+      payload.removeListener('error', onError);
+      done(err, undefined);
+    };
+    const onData = () => settle(new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE());
+    const onEnd = () => settle(null);
+    // A body cut short: the 400 fastify's own parsers give it, not a 500.
+    const onError = (err: Error & { statusCode?: number }) => settle(Object.assign(err, { statusCode: err.statusCode ?? 400 }));
+    payload.on('data', onData);
+    payload.on('end', onEnd);
+    payload.on('error', onError);
   });
 
   app.setErrorHandler((err: FastifyError | HermodError, request, reply) => {
