@@ -81,7 +81,10 @@ export function parseControls(values: Record<string, unknown>, maxTimeout: numbe
   for (const key of CONTROL_NAMES) {
     const raw = values[key];
     if (raw === undefined) continue;
-    const v = Array.isArray(raw) ? raw[raw.length - 1] : raw;
+    // A repeated query key is a list: the last one went through, so `?server=a&server=b` went
+    // to b. Refused, as the same header twice is (Node joins it into a value no check takes).
+    if (Array.isArray(raw)) throw new InvalidArgument(`${key} is given ${raw.length} times; give it once`);
+    const v = raw;
     if (typeof v !== 'string') throw new InvalidArgument(`${key} must be given once as text`);
     if (key === 'timeout') {
       const n = Number(v);

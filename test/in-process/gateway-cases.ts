@@ -366,6 +366,26 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
     assert.equal(ok.json, { result: 6 });
     const badT = await http(ctx.base, 'POST', `/v1/${ctx.topic}/get?timeout=abc`, { id: 1 });
     assert.is(badT.status, 400);
+    // A control given twice is refused, in the query as in the headers: the last one won, so
+    // `?timeout=5000&timeout=300` used 300 and `?cast=1&cast=0` made a call.
+    for (const query of ['server=u1&server=nope', 'timeout=5000&timeout=300', 'cast=1&cast=0', 'version=1.0&version=1.0']) {
+      const twice = await http(ctx.base, 'POST', `/v1/${ctx.topic}/get?${query}`, { id: 1 });
+      assert.equal([twice.status, twice.json.error?.code], [400, 'HERMOD_ERR_INVALID_ARGUMENT'], `${query}: ${twice.text}`);
+      assert.match(twice.json.error.message, /is given 2 times; give it once/);
+      const rpc = await http(ctx.base, 'POST', `/jsonrpc?${query}`, { jsonrpc: '2.0', method: 'getUser', params: { id: 1 }, id: 1 });
+      assert.equal([rpc.status, rpc.json.error?.code], [400, -32602], `jsonrpc ${query}: ${rpc.text}`);
+    }
+    const twiceHeader = await fetch(`${ctx.base}/v1/${ctx.topic}/get`, {
+      method: 'POST',
+      headers: [
+        ['content-type', 'application/json'],
+        ['x-hermod-server', 'u1'],
+        ['x-hermod-server', 'nope'],
+      ],
+      body: '{"id":1}',
+    });
+    assert.is(twiceHeader.status, 400);
+    assert.is(ctx.users.seen.length, 1, 'none of them sent');
     const unknownQ = await http(ctx.base, 'POST', `/v1/${ctx.topic}/get?id=1`, { id: 1 });
     assert.is(unknownQ.status, 400);
     assert.match(unknownQ.json.error.message, /unknown query parameter id/);
