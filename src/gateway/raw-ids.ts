@@ -3,7 +3,7 @@
  * id beyond 2^53 (an int64 counter, a snowflake id) came back rounded, `9007199254740993` as
  * `9007199254740992`, and the client could not match its answer: the specification has the
  * response carry the request's id unchanged. The body is scanned for the ids' source text only
- * when a parsed id is a number that is not a safe integer, so ordinary requests pay nothing.
+ * when a parsed id is a number that is not a safe integer (or is 0), so ordinary requests pay nothing.
  */
 
 /**
@@ -32,9 +32,13 @@ export function idLiterals(text: string): Array<string | undefined> {
   }
 }
 
-/** Whether a parsed id would not give the client back the number it sent. */
+/**
+ * Whether a parsed id may not give the client back the number it sent: beyond 2^53 or a
+ * fraction; infinite (`1e400` overflows); or 0, which is also what `-0` (written back as `0`)
+ * and an underflow (`1e-400`) parse to.
+ */
 export function inexactId(id: unknown): boolean {
-  return typeof id === 'number' && !Number.isSafeInteger(id);
+  return typeof id === 'number' && (!Number.isSafeInteger(id) || id === 0);
 }
 
 /**

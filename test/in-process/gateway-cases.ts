@@ -487,6 +487,24 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
       batch.json.map((a: Json) => a.result?.name ?? a.error.code),
       ['user-1', -32601, 'user-2', 'user-3'],
     );
+    // Numbers JSON.parse cannot give back: 1e400 overflows (it was refused as an Invalid Request
+    // with id null), 1e-400 underflows and -0 loses its sign (both came back as 0).
+    for (const id of ['1e400', '-1e400', '1e-400', '-0']) {
+      const one = await http(ctx.base, 'POST', '/jsonrpc', `{"jsonrpc":"2.0","method":"getUser","params":{"id":4},"id":${id}}`);
+      assert.ok(one.text.endsWith(`"id":${id}}`), `${id}: ${one.text}`);
+      assert.is(one.json.result?.name, 'user-4', one.text);
+    }
+    const odd = await http(
+      ctx.base,
+      'POST',
+      '/jsonrpc',
+      `[{"jsonrpc":"2.0","method":"getUser","params":{"id":1},"id":-1e400},{"jsonrpc":"2.0","method":"nope.x","id":1e-400},{"jsonrpc":"2.0","method":"getUser","params":{"id":2},"id":0}]`,
+    );
+    assert.ok(odd.text.includes('"id":-1e400}') && odd.text.includes('"id":1e-400}') && odd.text.endsWith('"id":0}]'), odd.text);
+    assert.equal(
+      odd.json.map((a: Json) => a.result?.name ?? a.error.code),
+      ['user-1', -32601, 'user-2'],
+    );
   });
 
   t('JSON-RPC: all-notification batch → 204 nothing; empty batch, invalid JSON, invalid request → one error', async (ctx) => {

@@ -39,6 +39,14 @@ t('a response is written with the literal only where the parsed id would not rou
     '{"jsonrpc":"2.0","result":{"id":1},"id":9007199254740993}',
   );
   assert.is(withIdLiteral({ id: 3 }, '3.0'), '{"id":3}', 'an exact id is written as parsed');
+  // Numbers JSON.parse turns into another: overflow to ±Infinity (JSON.stringify: null), underflow
+  // to 0, and -0 (JSON.stringify: 0). Each comes back as written.
+  for (const literal of ['1e400', '-1e400', '1e-400', '-1e-400', '-0', '-0.0', '0e5', '0']) {
+    const id = JSON.parse(literal);
+    assert.ok(inexactId(id), literal);
+    assert.equal(idLiterals(`{"jsonrpc":"2.0","id":${literal}}`), [literal]);
+    assert.is(withIdLiteral({ jsonrpc: '2.0', result: 1, id } as { id: unknown }, literal), `{"jsonrpc":"2.0","result":1,"id":${literal}}`);
+  }
   assert.is(withIdLiteral({ id: big }, undefined), '{"id":9007199254740992}');
 });
 
