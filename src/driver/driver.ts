@@ -155,6 +155,11 @@ export interface Listener {
 export interface Driver extends EventEmitter {
   /** `memory`, `rabbit` or `amqp1`. */
   readonly kind: string;
+  /**
+   * Replies carry a result's JSON inside a JSON string (RabbitMQ's oslo 2.0 envelope), where each
+   * quote and backslash takes two bytes: what a result weighs against `maxMessageSize` as a reply.
+   */
+  readonly quotesResults: boolean;
   /** Sends a request; resolves with the reply for calls, with undefined for casts. */
   send(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<Reply | undefined>;
   /** Publishes a notification to `target.topic` (`<topic>.<priority>` already applied). */

@@ -159,7 +159,7 @@ export class RPCServer {
         maxResultBytes: jc.maxResultBytes,
         maxPendingBytes: jc.maxPendingBytes,
         maxMessageSize: transport.config.maxMessageSize,
-        quotedReplies: transport.driver.kind === 'rabbit',
+        quotedReplies: transport.driver.quotesResults,
         longDeferAfter: jc.deferAfter,
         deferAfter: options.deferAfter,
         long: options.long ?? [],

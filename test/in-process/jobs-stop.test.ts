@@ -4,7 +4,7 @@ import { MessagingTimeout } from '../../src/core/errors.js';
 import { type Context, defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { JobPoller } from '../../src/jobs/poller.js';
 import type { JobRunner } from '../../src/jobs/runner.js';
-import { rejects, sleep } from '../support/assert.js';
+import { rejects, sleep, until } from '../support/assert.js';
 
 // Long operations at the edges of a server's life and of a token's trust: a call that outlives
 // deferAfter while the server stops, what a finished job keeps, a notifier of the application's
@@ -97,7 +97,8 @@ t('while a stopping server drains its jobs, a call past deferAfter stays plain; 
   // the late call outlives deferAfter during that linger.
   const job = await client.start({}, 'work', { name: 'job', ms: 60 });
   const late = client.call({}, 'work', { name: 'late', ms: 700 });
-  await sleep(20);
+  // The late call running when the stop comes (a sleep of 20 ms missed it at load 12).
+  await until(() => ep.seen.late === 'running', 'the late call running');
   await server.stop({ jobs: 'abort' });
   const w = await server.wait(3000);
   assert.is(await late, 'late', 'kept plain, it ran to its end within the deadline');

@@ -27,6 +27,7 @@ function memoryName(...parts: string[]): string {
  */
 export class MemoryDriver extends DriverBase implements Driver {
   readonly kind = 'memory';
+  readonly quotesResults = false;
   /** The shared in-process broker (exposed for tests and diagnostics). */
   readonly broker: MemoryBroker;
   private readonly replyQueue = `reply_${uuidHex()}`;

@@ -50,6 +50,7 @@ interface Replies {
  */
 export class RabbitDriver extends DriverBase implements Driver {
   readonly kind = 'rabbit';
+  readonly quotesResults = true;
   private readonly conn: RabbitConnection;
   private readonly topology: Topology;
   private readonly publisher: Publisher;
