@@ -163,6 +163,18 @@ class Scanner {
   }
 
   /**
+   * Where the third field of the list at `pos` (a validated list8 or list32, 0xc0 or 0xd0)
+   * starts, or undefined when the list has fewer than three: `ttl` in a header, `to` in properties.
+   */
+  thirdField(pos: number): number | undefined {
+    const buf = this.buf;
+    const w = buf[pos] === 0xd0 ? 4 : 1;
+    const count = w === 4 ? buf.readUInt32BE(pos + 1 + w) : buf[pos + 1 + w]!;
+    if (count < 3) return undefined;
+    return this.value(this.value(pos + 1 + 2 * w, buf.length, 0), buf.length, 0);
+  }
+
+  /**
    * Reads `ttl`, the third field of the header list at `pos` (already validated), when it is a
    * uint or smalluint (the forms a reduced value can be written back into in place); a later
    * header section wins, as in rhea. Any other form leaves the message without a ttl here: the
@@ -174,13 +186,8 @@ class Scanner {
     this.ttlAt = undefined;
     const code = buf[pos]!;
     if (code !== 0xc0 && code !== 0xd0) return;
-    const w = code === 0xd0 ? 4 : 1;
-    const count = w === 4 ? buf.readUInt32BE(pos + 1 + w) : buf[pos + 1 + w]!;
-    if (count < 3) return;
-    const stop = buf.length;
-    let at = pos + 1 + 2 * w;
-    at = this.value(at, stop, 0);
-    at = this.value(at, stop, 0);
+    const at = this.thirdField(pos);
+    if (at === undefined) return;
     const ttl = buf[at] === 0x70 ? buf.readUInt32BE(at + 1) : buf[at] === 0x52 ? buf[at + 1]! : 0;
     if (ttl === 0) return;
     this.ttl = ttl;
@@ -201,13 +208,8 @@ class Scanner {
       this.odd = true;
       return;
     }
-    const w = code === 0xd0 ? 4 : 1;
-    const count = w === 4 ? buf.readUInt32BE(pos + 1 + w) : buf[pos + 1 + w]!;
-    if (count < 3) return;
-    const stop = buf.length;
-    let at = pos + 1 + 2 * w;
-    at = this.value(at, stop, 0);
-    at = this.value(at, stop, 0);
+    const at = this.thirdField(pos);
+    if (at === undefined) return;
     switch (buf[at]) {
       case 0x40:
         return;
