@@ -147,12 +147,16 @@ t('SIGHUP to a run with workers: each worker is handed over to a fresh one, no c
 
 /** An endpoint module answering `version` with `v` that takes `ms` to import (a slow start-up: a hand-over that lasts). */
 function slowEndpoint(ctx: Ctx, v: number, ms: number): void {
+  // Written aside and renamed in: a reload under way reads the file while the next version is
+  // written, and a truncated file read then failed it at once ("exports neither a default…").
+  const tmp = path.join(ctx.dir, 'ep.js.tmp');
   writeFileSync(
-    path.join(ctx.dir, 'ep.js'),
+    tmp,
     `await new Promise((r) => setTimeout(r, ${ms}));
 export default () => ({ async version() { return ${v}; } });
 `,
   );
+  renameSync(tmp, path.join(ctx.dir, 'ep.js'));
 }
 
 t('a SIGHUP during a reload with workers is queued: one more pass follows, every worker ends on the newest code', async (ctx) => {
