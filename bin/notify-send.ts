@@ -5,7 +5,7 @@ import { CLI_DEFAULT_URL, NOTIFY_SEND_DEFAULTS } from '../src/cli/defaults.js';
 import { describeFailure, EXIT, exitOnUsage, exitWhenWritten, fatal, printFailure, UsageError } from '../src/cli/exit-codes.js';
 import { parseJson, parseKeyValues } from '../src/cli/key-values.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
-import { applyLogFlags, commonOptions, type LogFlags, listOf, positiveSeconds } from '../src/cli/program.js';
+import { applyLogFlags, commonOptions, eachOf, type LogFlags, listOf, positiveSeconds } from '../src/cli/program.js';
 import { onOutputClosed } from '../src/cli/shutdown.js';
 import { getTransport, NOTIFICATION_DRIVERS, Notifier, PRIORITIES, type Priority, type Transport } from '../src/index.js';
 
@@ -26,7 +26,7 @@ async function main(): Promise<void> {
       .option('--topic <topic>', 'topic; repeat it or separate with commas for several (default notifications.topics)', listOf)
       .option('--exchange <exchange>', 'exchange (default the control exchange)')
       .option('--payload <json>', 'the whole payload as JSON')
-      .option('--context <key=value...>', 'context entries (oslo keeps only its safe keys)')
+      .option('--context <key=value>', 'a context entry (oslo keeps only its safe keys); repeat it for several', eachOf)
       .option('--driver <driver>', 'messagingv2 (default), messaging (1.0 bodies), log, noop, routing (notifications.routingConfig)')
       .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
       .option(

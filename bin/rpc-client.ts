@@ -7,7 +7,7 @@ import { EXIT, type ExitStatus, exitOnUsage, exitWhenWritten, failureStatus, fat
 import { callWithin, describeJobFailure, jobCommand, startJob } from '../src/cli/jobs-command.js';
 import { checkKeys, parseKeyValues } from '../src/cli/key-values.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
-import { applyLogFlags, commonOptions, intAtLeast, type LogFlags, positiveSeconds } from '../src/cli/program.js';
+import { applyLogFlags, commonOptions, eachOf, intAtLeast, type LogFlags, positiveSeconds } from '../src/cli/program.js';
 import { type RepeatStats, summaryJson, summaryText } from '../src/cli/repeat.js';
 import { onOutputClosed } from '../src/cli/shutdown.js';
 import { getTransport, RPCClient, Target, type Transport } from '../src/index.js';
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
       .option('--monitor <seconds>', 'call-monitor timeout in seconds (server heartbeats keep long calls alive)', positiveSeconds)
       .option('--repeat <n>', 'repeat and print calls attempted, rate and p50/p99 latency', intAtLeast(1), 1)
       .option('--keep-going', 'with --repeat: go on after a timeout (by default the first timeout stops the run)')
-      .option('--context <key=value...>', 'context entries sent with the request')
+      .option('--context <key=value>', 'a context entry sent with the request; repeat it for several', eachOf)
       .option('--transport-url <url>', `transport URL (default ${CLI_DEFAULT_URL})`)
       .option('--json', 'print results, the --repeat summary and errors as JSON')
       .option('--describe', "print the method's usage from its published contract, and call nothing")

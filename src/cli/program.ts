@@ -60,6 +60,15 @@ export function listOf(value: string, previous: string[] | undefined): string[] 
   return [...(previous ?? []), ...value.split(',').map((v) => v.trim())];
 }
 
+/**
+ * A commander parser for an option given once per value (`--context user=a --context project=b`),
+ * as `curl -H` or `docker -e` take theirs. A variadic option (`<key=value...>`) took every word
+ * after it, so a call's own `key=value` arguments given after `--context` went into the context.
+ */
+export function eachOf(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
 /** A commander parser: a whole number ≥ `min` ("abc", "1.5", "-1" and "" rejected, exit 2). */
 export function intAtLeast(min: number): (v: string) => number {
   return (v) => {

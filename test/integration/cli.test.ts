@@ -78,6 +78,15 @@ t('a number JSON would not carry as written, or a key given twice, is a usage er
   const ctxTwice = await run('rpc-client', ['cli', 'echo', '--context', 'u=1', '--context', 'u=2', ...url]);
   assert.is(ctxTwice.code, 2, ctxTwice.err);
   assert.match(ctxTwice.err, /u is given twice/);
+  // --context takes one entry each time: the arguments after it are the call's, not the context's.
+  const ctxThenArgs = await run('rpc-client', ['cli', 'info', '--context', 'user=u1', '--context', 'project=p1', '--json', ...url]);
+  assert.is(ctxThenArgs.code, 0, ctxThenArgs.err);
+  const info = JSON.parse(ctxThenArgs.out) as { context: Record<string, unknown> };
+  assert.is(info.context.user, 'u1');
+  assert.is(info.context.project, 'p1');
+  const argAfter = await run('rpc-client', ['cli', 'echo', '--context', 'user=u1', 'value=7', '--json', ...url]);
+  assert.is(argAfter.code, 0, argAfter.err);
+  assert.is(argAfter.out.trim(), '7');
   const notify = await run('notify-send', ['ev', 'n=1e400', ...url]);
   assert.is(notify.code, 2, notify.err);
   assert.match(notify.err, /n=1e400: the number 1e400 is beyond what JSON can carry/);
