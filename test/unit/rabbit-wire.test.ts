@@ -1,5 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { SerializationError } from '../../src/core/errors.js';
 import { envelope, peek } from '../../src/driver/envelope.js';
 import {
   addCallFields,
@@ -33,6 +34,23 @@ t('a call without call monitor still carries _timeout: null; a cast has no call 
   assert.equal(Object.keys(call), ['method', 'args', '_unique_id', '_msg_id', '_reply_q', '_timeout']);
   assert.is(call._timeout, null);
   assert.equal(requestDict({}, { method: 'x', args: {} }, 'u3'), { method: 'x', args: {}, _unique_id: 'u3' });
+});
+
+t('a context value that cannot be read is a SerializationError, as on the other drivers', () => {
+  const ctx = {
+    get user(): string {
+      throw new Error('cannot read user');
+    },
+  };
+  for (const make of [() => requestDict(ctx, { method: 'x', args: {} }, 'u5'), () => notificationDict(ctx, { event_type: 'e' }, 'u6')]) {
+    try {
+      make();
+      assert.unreachable('a throwing getter was read without an error');
+    } catch (e) {
+      assert.instance(e, SerializationError);
+      assert.match((e as Error).message, /its key 'user' cannot be read: cannot read user/);
+    }
+  }
 });
 
 t("a notification keeps the notifier's fields first, then context, then _unique_id", () => {

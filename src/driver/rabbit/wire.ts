@@ -1,5 +1,5 @@
 import type { Options } from 'amqplib';
-import { NestingTooDeep } from '../../core/errors.js';
+import { NestingTooDeep, SerializationError } from '../../core/errors.js';
 import type { Failure } from '../../core/failure.js';
 import { DEFAULT_MAX_JSON_DEPTH, parsePeerJson } from '../../core/json.js';
 import { setOwn } from '../../core/plain.js';
@@ -82,7 +82,19 @@ const unprefixed = new KeyTable((k) => k.slice(CONTEXT_PREFIX.length));
 function addContext(msg: Record<string, unknown>, ctx: Context | undefined): void {
   if (!ctx) return;
   // for...in, not Object.entries: no array per key.
-  for (const k in ctx) if (Object.hasOwn(ctx, k)) msg[prefixed.get(k)] = ctx[k];
+  for (const k in ctx) {
+    if (!Object.hasOwn(ctx, k)) continue;
+    let v: unknown;
+    try {
+      v = ctx[k];
+    } catch (err) {
+      // A getter that throws: the other drivers read the context inside JSON encoding and give a
+      // SerializationError; here it is read before, and the raw error escaped untyped.
+      const reason = err instanceof Error ? err.message.split('\n')[0] : String(err);
+      throw new SerializationError(`cannot encode the context as JSON: its key '${k}' cannot be read: ${reason}`, { cause: err });
+    }
+    msg[prefixed.get(k)] = v;
+  }
 }
 
 /** A request dict (call or cast): method, args, namespace, version, the flattened context, `_unique_id`. */
