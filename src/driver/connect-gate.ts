@@ -8,6 +8,8 @@ export interface GateStatus {
   connected: boolean;
   /** Failed connect attempts since the last success. */
   failedAttempts: number;
+  /** Failed connect attempts since the connection was made: never goes down, so a waiter can count those of its own wait. */
+  failuresEver: number;
   /**
    * Retrying cannot help: the broker refused the login, vhost or certificate, or speaks another
    * protocol. `true` fails waiters with a TransportError; a function gives the error to fail
@@ -36,21 +38,26 @@ export class ConnectGate {
   }
 
   /**
-   * Resolves once `ready()` holds. `retry` counts failed connect attempts (-1: no limit).
-   * `pollMs` bounds each sleep for conditions nobody wakes the gate for.
+   * Resolves once `ready()` holds. `retry` counts failed connect attempts (-1: no limit), this
+   * waiter's own: those that fail while it waits, and the failure that left the connection waiting
+   * when it came (its first try, in effect). oslo's sends each reconnect with their own
+   * `max_retries`; a count of the connection's failures since its last success instead failed
+   * every send with a small `retry` at once, without a try of its own, once an outage had lasted
+   * that many attempts. `pollMs` bounds each sleep for conditions nobody wakes the gate for.
    */
   async until(ready: () => boolean, deadline: number, retry: number, what: string, pollMs = Infinity): Promise<void> {
     const started = Date.now();
+    let base: number | undefined;
     while (!ready()) {
       const s = this.status();
       if (s.closed) throw new ClosedError('transport is closed');
+      base ??= s.failuresEver - (!s.connected && s.failedAttempts > 0 ? 1 : 0);
       if (!s.connected) {
         if (typeof s.refused === 'function') throw s.refused(what);
         if (s.refused) throw new TransportError(`${s.problem} (the broker refused the login or vhost; not retrying for ${what})`);
-        if (retry >= 0 && s.failedAttempts > retry) {
-          throw new TransportError(
-            `${s.problem} (gave up after ${s.failedAttempts} attempt${s.failedAttempts === 1 ? '' : 's'}, retry=${retry})`,
-          );
+        const own = s.failuresEver - base;
+        if (retry >= 0 && own > retry) {
+          throw new TransportError(`${s.problem} (gave up after ${own} attempt${own === 1 ? '' : 's'}, retry=${retry})`);
         }
       }
       const left = deadline - Date.now();

@@ -16,6 +16,7 @@ t.before.each((ctx) => {
     closed: false,
     connected: false,
     failedAttempts: 0,
+    failuresEver: 0,
     refused: false,
     problem: 'cannot connect to rabbit://h1:5672: ECONNREFUSED',
   };
@@ -78,37 +79,51 @@ t('refused login or vhost: TransportError at once, not retried; not while connec
   assert.is(s.err, undefined);
 });
 
-t('retry budget: TransportError once failed attempts exceed it; -1 has no budget', async ({ gate, status, clock }) => {
-  status.failedAttempts = 2;
+/** One more failed connect attempt, as a driver counts it, and the waiters woken to re-check. */
+async function fail(ctx: Ctx, n = 1) {
+  ctx.status.failedAttempts += n;
+  ctx.status.failuresEver += n;
+  ctx.gate.wake();
+  await ctx.clock.tickAsync(0);
+}
+
+t("retry budget: TransportError once the waiter's own failed attempts exceed it; -1 has no budget", async (ctx) => {
+  const { gate, clock } = ctx;
+  const within = track(gate.until(() => false, Date.now() + 10_000, 1, 'call x'));
+  const unlimited = track(gate.until(() => false, Date.now() + 10_000, -1, 'call y'));
+  await fail(ctx);
+  assert.not.ok(within.done);
+  await fail(ctx);
+  assert.is(within.err?.code, 'HERMOD_ERR_TRANSPORT');
+  assert.match(within.err!.message, /gave up after 2 attempts, retry=1/);
+  await fail(ctx, 50);
+  assert.not.ok(unlimited.done, 'retry -1 never gives up before the deadline');
+  await clock.tickAsync(10_000);
+  assert.is(unlimited.err?.code, 'HERMOD_ERR_TRANSPORT');
+});
+
+t('retry budget: a send that joins an outage gets its own tries; the failure it found counts as its first', async (ctx) => {
+  const { gate, status } = ctx;
+  // An outage 52 attempts long: a send with retry=3 used to fail at once, with no try of its own.
+  await fail(ctx, 52);
+  const three = track(gate.until(() => false, Date.now() + 60_000, 3, 'cast x'));
+  await fail(ctx, 2);
+  assert.not.ok(three.done, 'the found failure and two more are 3 attempts: within retry=3');
+  await fail(ctx);
+  assert.match(three.err!.message, /gave up after 4 attempts, retry=3/);
+  // retry=0: the failure it found is its one try, so it fails at once, as it always did.
   await rejects(
-    gate.until(() => false, Date.now() + 60_000, 1, 'call x'),
-    'HERMOD_ERR_TRANSPORT',
-    /gave up after 2 attempts, retry=1/,
-  );
-  status.failedAttempts = 1;
-  await rejects(
-    gate.until(() => false, Date.now() + 60_000, 0, 'call x'),
+    gate.until(() => false, Date.now() + 60_000, 0, 'call z'),
     'HERMOD_ERR_TRANSPORT',
     /gave up after 1 attempt, retry=0/,
   );
-  // Within the budget, and without one, the waiter keeps waiting.
-  const within = track(gate.until(() => false, Date.now() + 1000, 1, 'call x'));
-  const unlimited = track(gate.until(() => false, Date.now() + 1000, -1, 'call y'));
-  await clock.tickAsync(500);
-  assert.not.ok(within.done);
-  assert.not.ok(unlimited.done);
-  // Another failed attempt spends the budget of the first; the woken waiters re-check.
-  status.failedAttempts = 2;
-  gate.wake();
-  await clock.tickAsync(0);
-  assert.is(within.err?.code, 'HERMOD_ERR_TRANSPORT');
-  assert.not.ok(unlimited.done);
-  status.failedAttempts = 50;
-  gate.wake();
-  await clock.tickAsync(0);
-  assert.not.ok(unlimited.done, 'retry -1 never gives up before the deadline');
-  await clock.tickAsync(500);
-  assert.is(unlimited.err?.code, 'HERMOD_ERR_TRANSPORT');
+  // After a lost connection, before any attempt failed, retry=0 waits for the attempt under way.
+  status.failedAttempts = 0;
+  const zero = track(gate.until(() => false, Date.now() + 60_000, 0, 'call w'));
+  await ctx.clock.tickAsync(1000);
+  assert.not.ok(zero.done);
+  await fail(ctx);
+  assert.match(zero.err!.message, /gave up after 1 attempt, retry=0/);
 });
 
 t('deadline: TransportError while still not connected, MessagingTimeout when connected; not before', async ({ gate, status, clock }) => {

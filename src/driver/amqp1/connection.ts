@@ -83,6 +83,8 @@ export class Amqp1Connection {
   /** rhea failed on what the peer sent (its `error` event): {@link lastError} says so; the socket's own error after it does not replace it. */
   private readFailed = false;
   private failedAttempts = 0;
+  /** Failed attempts over the connection's life (the gate's per-send retry budget counts from it). */
+  private failuresEver = 0;
   /** The connection was open until the current disconnect (the next try is at once). */
   private wasOpen = false;
   /** A close frame ended the open connection; rhea's `disconnected` for it is still to come. */
@@ -136,6 +138,7 @@ export class Amqp1Connection {
       closed: this.hooks.closed(),
       connected: this.open_,
       failedAttempts: this.failedAttempts,
+      failuresEver: this.failuresEver,
       refused: this.refused ?? false,
       problem: this.problem(),
     }));
@@ -433,11 +436,16 @@ export class Amqp1Connection {
     if (this.hooks.closed()) {
       this.open_ = false;
       this.failedAttempts++;
+      this.failuresEver++;
       return;
     }
     const reconnecting = (ctx as { reconnecting?: boolean }).reconnecting === true;
     if (wasOpen) {
       this.markLost(error);
+      // markLost marks the loss for a disconnect still to come; this is it. Left set, the failure
+      // of rhea's immediate retry was taken for the same loss: neither counted nor reported, so
+      // a `retry: 0` send waited out the backoff (about a second) instead of failing at once.
+      this.lostOpen = false;
       // rhea tries again at once; only a failed attempt is news (as on RabbitMQ).
       if (reconnecting) return;
     }
@@ -458,6 +466,7 @@ export class Amqp1Connection {
   /** A connect attempt failed; `reconnecting`: rhea scheduled the next one, {@link nextDelayMs} from now. */
   private attemptFailed(host: string, reconnecting: boolean): void {
     this.failedAttempts++;
+    this.failuresEver++;
     // After a refused login or a wrong protocol rhea does not reconnect; do not claim it does.
     if (reconnecting && !this.refused && !this.hooks.closed()) {
       this.hooks.state({

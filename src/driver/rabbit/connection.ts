@@ -147,6 +147,8 @@ export class RabbitConnection extends EventEmitter {
   private refusal: ((what: string) => Error) | undefined;
   /** Failed connect attempts since the last successful one. */
   private failedAttempts = 0;
+  /** Failed attempts over the connection's life (the gate's per-send retry budget counts from it). */
+  private failuresEver = 0;
   private closed = false;
   /** It was open once: a later give-up is news only a `failed` state can carry. */
   private wasConnected = false;
@@ -176,6 +178,7 @@ export class RabbitConnection extends EventEmitter {
       closed: this.closed,
       connected: this.model !== undefined,
       failedAttempts: this.failedAttempts,
+      failuresEver: this.failuresEver,
       refused: this.refusal ?? this.authProblem,
       problem: `cannot connect to ${this.hosts.describe()}${this.lastError ? `: ${this.lastError}` : ''}`,
     }));
@@ -386,6 +389,7 @@ export class RabbitConnection extends EventEmitter {
         // amqplib writes its header once the TCP connection is up: bytes written mean the peer answered the connect.
         this.refusal = await this.refusalOf(h, this.lastError, !model && (socket?.bytesWritten ?? 0) > 0);
         this.failedAttempts++;
+        this.failuresEver++;
         if (model) void this.closeModel(model);
         this.model = undefined;
         this.gate.wake();

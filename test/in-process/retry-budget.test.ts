@@ -1,0 +1,83 @@
+import type { Socket } from 'node:net';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { freePort } from '../../scripts/rabbit-node.js';
+import { type ConnectionState, defaultConfig, getTransport, RPCClient, Target, type Transport } from '../../src/index.js';
+import { Router } from '../../src/router/router.js';
+
+// `retry` (oslo's per-send `retry`, kombu's max_retries) is each send's own: the attempts that fail
+// while it waits, counting the failure it found as its first try. It was the connection's count
+// since its last success, so once an outage had lasted N attempts, every send with retry <= N
+// failed at once without a try of its own, even if the broker came back a moment later.
+
+const t = suite('retry budget per send, on both drivers (nothing listening)');
+
+/** How a send settled, and how long it took. */
+async function timed(p: Promise<unknown>): Promise<{ ms: number; error?: Error & { code?: string } }> {
+  const t0 = Date.now();
+  try {
+    await p;
+    return { ms: Date.now() - t0 };
+  } catch (e) {
+    return { ms: Date.now() - t0, error: e as Error & { code?: string } };
+  }
+}
+
+for (const scheme of ['amqp', 'rabbit'] as const) {
+  t(`${scheme}: a send that joins an outage makes its own tries`, async () => {
+    const port = await freePort();
+    const config = defaultConfig();
+    // Quick, steady retries: the outage is many attempts long before the second send comes.
+    config.rabbit.retryInterval = config.rabbit.intervalMax = 100;
+    config.amqp1.retryInterval = config.amqp1.intervalMax = 100;
+    const url = scheme === 'amqp' ? `amqp://127.0.0.1:${port}/` : `rabbit://guest:guest@127.0.0.1:${port}/`;
+    const tr = await getTransport(url, { config });
+    let failures = 0;
+    tr.on('state', (s: ConnectionState) => {
+      if (s.state === 'reconnecting') failures++;
+    });
+    try {
+      const client = new RPCClient(tr, new Target({ topic: 'budget' }), { timeout: 1500 });
+      const first = await timed(client.prepare({ retry: -1 }).call({}, 'm'));
+      assert.is(first.error?.code, 'HERMOD_ERR_TRANSPORT', String(first.error));
+      assert.ok(failures >= 4, `the outage lasted ${failures} failed attempts, more than the next send's budget`);
+      const seen = failures;
+      const cast = await timed(client.prepare({ retry: 3, timeout: 30_000 }).cast({}, 'm'));
+      assert.is(cast.error?.code, 'HERMOD_ERR_TRANSPORT', String(cast.error));
+      assert.match(cast.error!.message, /gave up after 4 attempts, retry=3/);
+      assert.ok(failures - seen >= 3, `the cast waited for three attempts of its own (${failures - seen} failed while it waited)`);
+    } finally {
+      await tr.close();
+    }
+  });
+}
+
+t('amqp: the immediate reconnect after a lost connection is counted: a retry: 0 call fails at once', async () => {
+  const router = new Router({ port: 0, log: () => {} });
+  const port = await router.start();
+  const config = defaultConfig();
+  // A backoff the call must not wait for: before, the failed immediate retry went uncounted and
+  // the call waited for the next attempt, one retryInterval later.
+  config.amqp1.retryInterval = config.amqp1.intervalMax = 8000;
+  let tr: Transport | undefined;
+  try {
+    tr = await getTransport(`amqp://127.0.0.1:${port}/`, { config });
+    await tr.connect(5000);
+    const states: string[] = [];
+    tr.on('state', (s: ConnectionState) => states.push(s.state === 'reconnecting' ? `reconnecting ${s.attempt}` : s.state));
+    // Gone as a killed router goes: no close frame, and nothing listening on the port any more.
+    for (const socket of (router as unknown as { sockets: Set<Socket> }).sockets) socket.destroy();
+    await router.stop();
+    const client = new RPCClient(tr, new Target({ topic: 'budget' }), { timeout: 20_000, retry: 0 });
+    const call = await timed(client.call({}, 'm'));
+    assert.is(call.error?.code, 'HERMOD_ERR_TRANSPORT', String(call.error));
+    assert.match(call.error!.message, /gave up after 1 attempt, retry=0/);
+    assert.ok(call.ms < 4000, `failed after ${call.ms} ms, not after the 8 s backoff`);
+    assert.ok(states.includes('reconnecting 1'), `the failed immediate retry is reported: ${states.join(', ')}`);
+  } finally {
+    await tr?.close();
+    await router.stop();
+  }
+});
+
+t.run();
