@@ -2,7 +2,7 @@ import type { AddressInfo, Server } from 'node:net';
 import rhea from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type Context, defaultConfig, getTransport, RPCClient, RPCServer, Target } from '../../src/index.js';
+import { type Context, defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { clearRheaTimers, socketOf } from '../../src/rhea/index.js';
 import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
@@ -12,6 +12,9 @@ import { sleep, until } from '../support/assert.js';
 
 const t = suite('amqp1: peers that answer late or never settle');
 
+/** The driver's queue of sends waiting for room in the session buffer, read from outside for the precondition. */
+const queued = (tr: Transport): number => (tr as unknown as { driver: { flow: { waiters: unknown[] } } }).driver.flow.waiters.length;
+
 t('close() ends the sends waiting for room in the session buffer at once (ClosedError), not at their deadlines', async () => {
   // A peer that settles nothing: the session buffer fills with casts waiting for their outcome.
   const container = rhea.create_container({ id: 'holds-all' });
@@ -20,6 +23,10 @@ t('close() ends the sends waiting for room in the session buffer at once (Closed
   const peers: rhea.Connection[] = [];
   container.on('connection_open', (ctx: rhea.EventContext) => peers.push(ctx.connection));
   container.on('receiver_open', (ctx: rhea.EventContext) => ctx.receiver!.add_credit(5000));
+  let received = 0;
+  container.on('message', () => {
+    received++;
+  });
   const listener = container.listen({ port: 0, host: '127.0.0.1', autoaccept: false } as never) as unknown as Server;
   await new Promise((r) => listener.once('listening', r));
   const transport = await getTransport(`amqp://127.0.0.1:${(listener.address() as AddressInfo).port}/`, { config: defaultConfig() });
@@ -27,12 +34,14 @@ t('close() ends the sends waiting for room in the session buffer at once (Closed
     const client = new RPCClient(transport, new Target({ topic: 'held' }), { timeout: 60_000 });
     // 2048 slots, 128 kept for replies: the 1921st cast waits for room.
     const held = Array.from({ length: 1920 }, () => client.cast({}, 'x').catch((e: Error & { code?: string }) => e.code));
-    await sleep(300);
+    // Until the session buffer is full: at load 15, 300 ms was not enough, and the cast below went
+    // out into the buffer instead of waiting for room.
+    await until(() => received >= 1920, 'the held casts at the peer', 30_000);
     const waiting = client.cast({}, 'x').then(
       () => 'resolved',
       (e: Error & { code?: string }) => e.code,
     );
-    await sleep(200);
+    await until(() => queued(transport) === 1, 'the next cast to wait for room', 30_000);
     const t0 = Date.now();
     await transport.close();
     const closedAfter = Date.now() - t0;

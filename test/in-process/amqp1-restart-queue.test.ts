@@ -54,7 +54,7 @@ t('casts queued behind failed calls go out after the reconnect, well before thei
         (e: Error) => `${e.constructor.name}: ${e.message}`,
       ),
     );
-    await until(() => queued(ct) > 1000, 'more sends than the session buffer holds queued for room');
+    await until(() => queued(ct) > 1000, 'more sends than the session buffer holds queued for room', 30_000);
     // Dropped as a killed router drops them: no close frame, no outcome for what it held.
     for (const socket of (router as unknown as { sockets: Set<Socket> }).sockets) socket.destroy();
     await router.stop();

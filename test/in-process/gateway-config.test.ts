@@ -403,7 +403,7 @@ cli('serves the routes of --config-file, takes hermod options from its "hermod" 
   writeFileSync(over, JSON.stringify({ auth: { allowAnonymous: false }, listen: { port: 0 } }));
   const two = start(['--config-file', base1, '--config-file', over, '--transport-url', url]);
   try {
-    await until(() => /listening on (http:\/\/\S+)/.test(two.out), `the gateway of two files to listen (${two.err})`, 10_000);
+    await until(() => /listening on (http:\/\/\S+)/.test(two.out), `the gateway of two files to listen (${two.err})`, 30_000);
     const at = /listening on (http:\/\/\S+)/.exec(two.out)![1]!;
     assert.match(at, /^http:\/\/127\.0\.0\.1:\d+$/);
     const anonymous = await http(at, 'GET', '/users/3');
@@ -418,7 +418,7 @@ cli('serves the routes of --config-file, takes hermod options from its "hermod" 
   }
   const gw = start(['--config-file', file, '--port', '0', '--transport-url', url]);
   try {
-    await until(() => /listening on (http:\/\/\S+)/.test(gw.out), 'the gateway to listen', 10_000);
+    await until(() => /listening on (http:\/\/\S+)/.test(gw.out), 'the gateway to listen', 30_000);
     const base = /listening on (http:\/\/\S+)/.exec(gw.out)![1]!;
     const r = await http(base, 'GET', '/users/3');
     assert.equal([r.status, r.json.result.name], [200, 'user-3']);
@@ -848,7 +848,7 @@ cli(
     const both = ['--config-file', a, '--config-file', b, '--port', '0', '--transport-url', 'memory://'];
     const gw = start(both);
     try {
-      await until(() => /listening on http/.test(gw.out), `the gateway of two files to listen (${gw.err})`, 10_000);
+      await until(() => /listening on http/.test(gw.out), `the gateway of two files to listen (${gw.err})`, 30_000);
     } finally {
       gw.child.kill('SIGTERM');
       await gw.exited;
@@ -888,7 +888,7 @@ cli('maxConnections from the file: refused at once, logged at once, the rest of 
   const gw = start(['--config-file', file, '--port', '0', '--transport-url', 'memory://']);
   const held: KeepAlive[] = [];
   try {
-    await until(() => /listening on http:\/\/127\.0\.0\.1:(\d+)/.test(gw.out), 'the gateway to listen', 10_000);
+    await until(() => /listening on http:\/\/127\.0\.0\.1:(\d+)/.test(gw.out), 'the gateway to listen', 30_000);
     const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(gw.out)![1]);
     const first = await keepAlive(port);
     held.push(first);

@@ -467,7 +467,7 @@ t(
       });
       workers.push(w);
     }
-    await until(() => ready.length === 3, 'the workers made their calls', 8000);
+    await until(() => ready.length === 3, 'the workers made their calls', 30_000);
     const labels = { exchange: 'openstack', topic: 'cluster-metrics', server: 'w', namespace: '', version: '1.0', method: 'add' };
     const timed = async () => {
       const t0 = performance.now();
