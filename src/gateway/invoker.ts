@@ -133,7 +133,15 @@ function publicJobError(err: unknown): unknown {
     return new ServerUnavailable("the job's server did not answer; its outcome is unknown, try again later (the reference stays valid)");
   if (err instanceof JobFinished) return new JobFinished('the job had already ended: nothing to cancel');
   if (err instanceof JobCancelled) return new JobCancelled('the job was cancelled');
-  if (err instanceof TooManyJobs) return new TooManyJobs('the server holds as many unfinished jobs as it may (jobs.max): try again later');
+  if (err instanceof TooManyJobs) {
+    // A server older than the `bound` field says it only in its message, which is not passed on.
+    const bound = err.bound ?? (err.message.includes('jobs.maxPendingBytes') ? 'maxPendingBytes' : 'max');
+    return bound === 'maxPendingBytes'
+      ? new TooManyJobs("the server holds as many bytes of pending jobs' requests as it may (jobs.maxPendingBytes): try again later", {
+          bound,
+        })
+      : new TooManyJobs('the server holds as many unfinished jobs as it may (jobs.max): try again later', { bound });
+  }
   return err;
 }
 

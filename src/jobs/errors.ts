@@ -49,8 +49,24 @@ define(InvalidJobToken, 'HERMOD_ERR_INVALID_JOB_TOKEN');
  * The server already holds `jobs.max` jobs, or a new long call would wait for a slot past
  * `jobs.maxPendingBytes` of pending requests: it is refused before it starts; try again later.
  */
-export class TooManyJobs extends HermodError {}
+export class TooManyJobs extends HermodError {
+  /**
+   * Which bound refused the job: `max` (`jobs.max`) or `maxPendingBytes`; undefined when the
+   * answering server did not say (one older than the field).
+   */
+  readonly bound: TooManyJobsBound | undefined;
+  /** Sent as the failure's kwargs, so that a caller (the gateway) can name the bound without the server's message. */
+  readonly kwargs: { bound?: TooManyJobsBound };
+  constructor(message: string, options?: { cause?: unknown; bound?: TooManyJobsBound }) {
+    super(message, options);
+    this.bound = options?.bound;
+    this.kwargs = this.bound === undefined ? {} : { bound: this.bound };
+  }
+}
 define(TooManyJobs, 'HERMOD_ERR_TOO_MANY_JOBS');
+
+/** The server bounds a {@link TooManyJobs} names: `jobs.max` or `jobs.maxPendingBytes`. */
+export type TooManyJobsBound = 'max' | 'maxPendingBytes';
 
 /** `job_result` of a job that has not ended yet. */
 export class JobPending extends HermodError {}
@@ -81,10 +97,13 @@ registerRemoteError(HERMOD_MODULE, 'JobLost', (f) => {
   const instance = f.kwargs?.instance;
   return new JobLost(msg(f), typeof instance === 'string' && /^[0-9a-f]{32}$/.test(instance) ? { answeredBy: instance } : undefined);
 });
+registerRemoteError(HERMOD_MODULE, 'TooManyJobs', (f) => {
+  const bound = f.kwargs?.bound;
+  return new TooManyJobs(msg(f), bound === 'max' || bound === 'maxPendingBytes' ? { bound } : undefined);
+});
 for (const [name, cls] of [
   ['JobNotFound', JobNotFound],
   ['InvalidJobToken', InvalidJobToken],
-  ['TooManyJobs', TooManyJobs],
   ['JobPending', JobPending],
   ['JobCancelled', JobCancelled],
   ['JobFinished', JobFinished],

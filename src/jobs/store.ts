@@ -142,10 +142,11 @@ export class JobStore {
     if (pending && requestBytes > 0 && this.waiting > 0 && this.pendingRequestBytes + requestBytes > this.maxPendingBytes) {
       throw new TooManyJobs(
         `server holds ${this.waiting} pending jobs whose requests weigh ${this.pendingRequestBytes} bytes; ${method} of ${requestBytes} more bytes would pass jobs.maxPendingBytes (${this.maxPendingBytes}): refused, try again later`,
+        { bound: 'maxPendingBytes' },
       );
     }
     if (this.jobs.size >= this.max && !this.evictOldestFinished()) {
-      throw new TooManyJobs(`server holds ${this.max} unfinished jobs (jobs.max): ${method} refused, try again later`);
+      throw new TooManyJobs(`server holds ${this.max} unfinished jobs (jobs.max): ${method} refused, try again later`, { bound: 'max' });
     }
     const now = Date.now();
     const r: JobRecord = {

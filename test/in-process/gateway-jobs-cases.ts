@@ -460,5 +460,39 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
     }
   });
 
+  t("the server's jobs.maxPendingBytes: a start refused by it is 503 TooManyJobs naming that bound, not jobs.max", async (ctx) => {
+    const topic = `jobs-pending-${process.pid}-${Date.now()}`;
+    const serverTr = await getTransport(ctx.broker.url, {
+      config: defaultConfig(),
+      overrides: { 'jobs.maxPendingBytes': 1000 },
+    });
+    // One job slot: the first job runs, the second waits pending with its request held.
+    const server = new RPCServer(serverTr, new Target({ topic, server: 'u1' }), [new Users()], { concurrency: 1 });
+    await server.start();
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig() });
+    const gw = createGateway(tr, { routes: [{ topic, method: 'render' }], listen: { port: 0 } });
+    try {
+      const { url } = await gw.start();
+      for (const ms of [60_000, 60_000]) {
+        const r = await http(url, 'POST', `/v1/${topic}/render`, { ms }, ASYNC);
+        assert.is(r.status, 202, JSON.stringify(r.json));
+      }
+      // 2,000 bytes of arguments behind a pending job: past the 1,000 of jobs.maxPendingBytes.
+      const third = await http(url, 'POST', `/v1/${topic}/render`, { ms: 10, pad: 'x'.repeat(2000) }, ASYNC);
+      assert.is(third.status, 503, JSON.stringify(third.json));
+      assert.is(third.json.error.code, 'HERMOD_ERR_TOO_MANY_JOBS');
+      assert.is(third.headers.get('retry-after'), '5');
+      assert.match(third.json.error.message, /jobs\.maxPendingBytes/);
+      assert.not.match(third.json.error.message, /jobs\.max\b(?!P)/);
+      for (const secret of [topic, 'u1']) assert.not.ok(third.text.includes(secret), `${secret} in ${third.text}`);
+    } finally {
+      await gw.stop(1000);
+      await server.stop({ jobs: 'abort' });
+      await server.wait(1000);
+      await tr.close();
+      await serverTr.close();
+    }
+  });
+
   return t;
 }
