@@ -118,6 +118,12 @@ export interface JobView {
   error?: Error;
 }
 
+/**
+ * The timeout of the status poll after a `?wait` that ran out on a poll the job's server did not
+ * answer: the request is answered about this long after its wait, not a whole pollTimeout.
+ */
+const AFTER_WAIT_POLL_MS = 1000;
+
 /** Why a wait for a job's end gave up early: the gateway is stopping. */
 class WaitEnded extends Error {}
 
@@ -133,6 +139,10 @@ function publicJobError(err: unknown): unknown {
     return new ServerUnavailable("the job's server did not answer; its outcome is unknown, try again later (the reference stays valid)");
   if (err instanceof JobFinished) return new JobFinished('the job had already ended: nothing to cancel');
   if (err instanceof JobCancelled) return new JobCancelled('the job was cancelled');
+  if (err instanceof JobTimeout)
+    return new JobTimeout("the job's server did not answer in time; the job may still be running (the reference stays valid)");
+  if (err instanceof JobPending) return new JobPending('the job has not ended yet');
+  if (err instanceof InvalidJobToken) return new InvalidJobToken('the job reference does not match the job its server holds');
   if (err instanceof TooManyJobs) {
     // A server older than the `bound` field says it only in its message, which is not passed on.
     const bound = err.bound ?? (err.message.includes('jobs.maxPendingBytes') ? 'maxPendingBytes' : 'max');
@@ -589,25 +599,33 @@ export class Invoker {
     try {
       const job = this.client.job(token, ctx);
       let ended: Omit<JobView, 'status'> | undefined;
-      const outcome = async (wait: number, signal?: AbortSignal) => {
+      const outcome = async (read: Promise<unknown>) => {
         try {
-          const value = await this.cuttable(job.result({ timeout: wait, ...(signal ? { signal } : {}) }));
+          const value = await this.cuttable(read);
           return { result: { value: this.checkedResult(route, value) } };
         } catch (err) {
           if (err instanceof BadResult || isJobOutcome(err)) return { error: publicJobError(err) as Error };
           throw err;
         }
       };
+      const pollTimeout = this.transport.config.jobs.pollTimeout;
+      let statusTimeout = pollTimeout;
       if (waitMs > 0) {
         try {
-          ended = await outcome(waitMs, this.waits.signal);
+          ended = await outcome(job.result({ timeout: waitMs, signal: this.waits.signal }));
         } catch (err) {
           if (!(err instanceof JobTimeout || err instanceof WaitEnded)) throw err;
+          // The wait ran out on a poll its server did not answer: a full pollTimeout more would
+          // answer `?wait=2` after 12 s. One short poll still catches a server that was only slow.
+          if (err instanceof JobTimeout && err.cause instanceof ServerUnavailable)
+            statusTimeout = Math.min(pollTimeout, AFTER_WAIT_POLL_MS);
         }
       }
-      const status = await this.cuttable(job.status());
-      // Ended (or ending since the wait gave up): one more poll fetches what it ended with.
-      if (!ended && isFinal(status)) ended = await outcome(this.transport.config.jobs.pollTimeout);
+      const status = await this.cuttable(job.status({ timeout: statusTimeout }));
+      // Ended (or ending since the wait gave up): one more poll fetches what it ended with, with a
+      // pollTimeout of its own. Read by result() it shared one bound with a second job_status, and
+      // a large result that took longer than what was left came back as a JobTimeout.
+      if (!ended && isFinal(status)) ended = await outcome(job.readResult({ timeout: pollTimeout }));
       return { status, ...ended };
     } catch (err) {
       throw publicJobError(err);

@@ -191,6 +191,11 @@ function jobPaths(maxWaitSeconds: number) {
     '404': errorResponse('No such job: unknown, expired, lost with its server, or started by another caller'),
     '429': ERRORS['429'],
     '503': errorResponse("The job's server did not answer, or the gateway is overloaded (see Retry-After)"),
+    // The gateway's stop deadline cut the request (CallCut), or a job's server answered too slowly
+    // for a wait (JobTimeout): declared, as every status a client may be given is.
+    '504': errorResponse(
+      'The gateway stopped before the request was answered, or the job did not answer in time; the reference stays valid',
+    ),
   });
   return {
     get: {

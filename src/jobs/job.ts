@@ -12,6 +12,7 @@ export interface JobProgress {
 }
 
 const RESULT_OPTIONS = { timeout: true, onProgress: true, signal: true } as const;
+const POLL_OPTIONS = { timeout: true } as const;
 
 /**
  * A handle on a job running on a server: what `RPCClient.start()` and `RPCClient.job(token)`
@@ -41,9 +42,26 @@ export class Job<R = unknown> implements AsyncIterable<JobProgress> {
     return serializeJobToken(this.poller.token);
   }
 
-  /** The job's state now (one poll). Rejects with JobNotFound / JobLost / ServerUnavailable. */
-  status(): Promise<JobStatus> {
-    return this.poller.status();
+  /**
+   * The job's state now (one poll). Rejects with JobNotFound / JobLost / ServerUnavailable, the
+   * latter when no answer came within `timeout` ms (default config `jobs.pollTimeout`).
+   */
+  status(options: { timeout?: number } = {}): Promise<JobStatus> {
+    assertOptions(options, POLL_OPTIONS, 'Job.status() options');
+    assertMs('timeout', options.timeout, false);
+    return this.poller.status(options.timeout);
+  }
+
+  /**
+   * The outcome of a job that has ended, in one poll (no waiting): resolves with its result or
+   * rejects with its error or JobCancelled; JobPending while it runs; ServerUnavailable when no
+   * answer came within `timeout` ms (default config `jobs.pollTimeout`), a bound of its own
+   * whatever an earlier wait used up (a large result takes its time to come).
+   */
+  async readResult(options: { timeout?: number } = {}): Promise<R> {
+    assertOptions(options, POLL_OPTIONS, 'Job.readResult() options');
+    assertMs('timeout', options.timeout, false);
+    return this.deserialize(await this.poller.fetchResult(options.timeout)) as R;
   }
 
   /**

@@ -161,8 +161,17 @@ export class JobPoller {
     }
   }
 
-  async status(): Promise<JobStatus> {
-    return this.checked(toStatus((await this.poll('job_status')) as JobStatusDict));
+  /** One job_status poll, answered within `timeoutMs` (default `pollTimeout`) or ServerUnavailable. */
+  async status(timeoutMs = this.options.pollTimeout): Promise<JobStatus> {
+    return this.checked(toStatus((await this.poll('job_status', timeoutMs)) as JobStatusDict));
+  }
+
+  /**
+   * One job_result poll with a timeout of its own (default `pollTimeout`): the result, or the
+   * job's error, JobPending while it runs, ServerUnavailable when no answer came in time.
+   */
+  fetchResult(timeoutMs = this.options.pollTimeout): Promise<unknown> {
+    return this.poll('job_result', timeoutMs);
   }
 
   /**
@@ -190,8 +199,10 @@ export class JobPoller {
       return await this.poll(method, pollFor);
     } catch (err) {
       if (bounded && err instanceof ServerUnavailable && err.cause instanceof MessagingTimeout) {
+        // The cause tells a caller that the server was silent, not merely the job still running.
         throw new JobTimeout(
           `job ${this.token.job_id} (${this.token.method}) on server ${this.token.server} ${what} within ${timeoutMs} ms (the wait ran out while a poll was on its way); its token stays valid`,
+          { cause: err },
         );
       }
       throw err;

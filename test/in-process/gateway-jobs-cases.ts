@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import * as assert from 'uvu/assert';
 import { createGateway } from '../../src/gateway/index.js';
 import { defaultConfig, getTransport, RPCClient, RPCServer, Target } from '../../src/index.js';
-import { until } from '../support/assert.js';
+import { sleep, until } from '../support/assert.js';
 import { type GatewayBroker, harness, harnessSuite, http, type Json, keysFileFor, Users, userRoutes } from './gateway-cases.js';
 
 const ASYNC = { prefer: 'respond-async' };
@@ -491,6 +491,97 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
       await server.wait(1000);
       await tr.close();
       await serverTr.close();
+    }
+  });
+
+  /**
+   * A server whose job polls the test can slow down or hold (as a loaded server, one sending a
+   * large result, or a SIGSTOPped one answers them), and a gateway with `pollTimeout`.
+   */
+  const slowPolls = async (url: string, pollTimeout: number) => {
+    const topic = `jobs-slow-${process.pid}-${Date.now()}`;
+    const serverTr = await getTransport(url, { config: defaultConfig() });
+    const server = new RPCServer(serverTr, new Target({ topic, server: 'u1' }), [new Users()]);
+    await server.start();
+    const tr = await getTransport(url, { config: defaultConfig(), overrides: { 'jobs.pollTimeout': pollTimeout } });
+    const gw = createGateway(tr, { routes: [{ topic, method: 'render' }], listen: { port: 0 } });
+    const { url: base } = await gw.start();
+    // The server's own jobs endpoint, the one its dispatcher calls for the hermod namespace.
+    const endpoint = (server as unknown as { jobs: { endpoint: Record<string, (...a: unknown[]) => Promise<unknown>> } }).jobs.endpoint;
+    const held = new Set<() => void>();
+    return {
+      base,
+      topic,
+      /** Each later `method` poll is answered only after `ms` (Infinity: when released). */
+      delay(method: 'job_status' | 'job_result', ms: number) {
+        const original = endpoint[method]!.bind(endpoint);
+        endpoint[method] = async (...a: unknown[]) => {
+          await (ms === Infinity ? new Promise<void>((r) => held.add(r)) : sleep(ms));
+          return original(...a);
+        };
+      },
+      async close() {
+        for (const release of held) release();
+        await gw.stop(1000);
+        await server.stop({ jobs: 'abort' });
+        await server.wait(1000);
+        await tr.close();
+        await serverTr.close();
+      },
+    };
+  };
+  const secrets = (topic: string) => [topic, 'u1', /[0-9a-f]{32}/] as const;
+  const assertNoSecrets = (topic: string, text: string) => {
+    for (const secret of secrets(topic))
+      assert.not.ok(typeof secret === 'string' ? text.includes(secret) : secret.test(text), `${secret} in ${text}`);
+  };
+
+  t('a poll of an ended job reads its result with a poll timeout of its own (REST and rpc.job)', async (ctx) => {
+    const s = await slowPolls(ctx.broker.url, 2500);
+    try {
+      const started = await http(s.base, 'POST', `/v1/${s.topic}/render`, { ms: 10 }, ASYNC);
+      const ref = started.json.job;
+      assert.is((await http(s.base, 'GET', `/v1/jobs/${ref}?wait=5`)).json.state, 'succeeded');
+      // Each poll takes 1.5 s: a status and a result fit in one 2.5 s poll timeout each, not
+      // both in one (they shared it, and the poll answered 504 with the server's own message).
+      s.delay('job_status', 1500);
+      s.delay('job_result', 1500);
+      const polled = await http(s.base, 'GET', `/v1/jobs/${ref}`);
+      assertNoSecrets(s.topic, JSON.stringify(polled.json.error ?? null));
+      assert.is(polled.status, 200, polled.text);
+      assert.equal([polled.json.state, polled.json.result], ['succeeded', 10]);
+      const rpc = await http(s.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 'rpc.job', params: { job: ref }, id: 1 });
+      assertNoSecrets(s.topic, JSON.stringify(rpc.json.error ?? null));
+      assert.equal([rpc.json.result?.state, rpc.json.result?.result], ['succeeded', 10], rpc.text);
+    } finally {
+      await s.close();
+    }
+  });
+
+  t('?wait=N on a job whose server does not answer is answered about N s later (REST and rpc.job), not N + pollTimeout', async (ctx) => {
+    // pollTimeout 6 s: the old answer came after 1 + 6 s; now 1 s + one 1 s poll.
+    const s = await slowPolls(ctx.broker.url, 6000);
+    try {
+      const started = await http(s.base, 'POST', `/v1/${s.topic}/render`, { ms: 60_000 }, ASYNC);
+      const ref = started.json.job;
+      s.delay('job_status', Infinity);
+      s.delay('job_result', Infinity);
+      const t0 = Date.now();
+      const polled = await http(s.base, 'GET', `/v1/jobs/${ref}?wait=1`);
+      const restMs = Date.now() - t0;
+      assert.is(polled.status, 503, polled.text);
+      assert.is(polled.json.error.code, 'HERMOD_ERR_SERVER_UNAVAILABLE');
+      assertNoSecrets(s.topic, polled.text);
+      const t1 = Date.now();
+      const rpc = await http(s.base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 'rpc.job', params: { job: ref, wait: 1 }, id: 1 });
+      const rpcMs = Date.now() - t1;
+      assert.is(rpc.json.error?.data?.code, 'HERMOD_ERR_SERVER_UNAVAILABLE', rpc.text);
+      assertNoSecrets(s.topic, rpc.text);
+      console.log(`    ?wait=1 on a silent server: 503 after ${restMs} ms (REST), ${rpcMs} ms (rpc.job)`);
+      assert.ok(restMs >= 900 && restMs < 4000, `REST answered after ${restMs} ms`);
+      assert.ok(rpcMs >= 900 && rpcMs < 4000, `rpc.job answered after ${rpcMs} ms`);
+    } finally {
+      await s.close();
     }
   });
 
