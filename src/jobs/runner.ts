@@ -127,8 +127,16 @@ export class JobRunner {
    * A long method is a job from the start: `pending` until one of the `concurrency` job slots is
    * free, then `running`; its caller gets the token at the bound either way. `request`'s signal
    * aborts when the server abandons the request (stop deadline) before it is a job.
+   * `expiresAt` (on `performance.now()`'s clock) is when the caller stops waiting, when the
+   * request said (its ttl): a call still running then at its bound is cancelled, not made a job.
    */
-  run(wireCtx: Context, req: DispatchRequest, request: SignalSource, dispatch: (ctx: Context) => Promise<unknown>): Promise<unknown> {
+  run(
+    wireCtx: Context,
+    req: DispatchRequest,
+    request: SignalSource,
+    dispatch: (ctx: Context) => Promise<unknown>,
+    expiresAt?: number,
+  ): Promise<unknown> {
     if (req.namespace === HERMOD_NAMESPACE) return dispatch(wireCtx);
     const startNow = wireCtx[START_HINT] === 'start';
     let long: boolean;
@@ -142,7 +150,7 @@ export class JobRunner {
     const bound = startNow ? 0 : long ? (this.o.deferAfter ?? this.o.longDeferAfter) : this.o.deferAfter;
     // A plain call (most of them) is dispatched without another async frame around it.
     if (bound === undefined) return dispatch(withHooks(wireCtx, request, noop));
-    return this.runBounded(wireCtx, req, request, dispatch, long, bound);
+    return this.runBounded(wireCtx, req, request, dispatch, long, bound, expiresAt);
   }
 
   /** {@link run} for a call that becomes a job when it is long or outlives `bound` ms. */
@@ -153,6 +161,7 @@ export class JobRunner {
     dispatch: (ctx: Context) => Promise<unknown>,
     long: boolean,
     bound: number,
+    expiresAt: number | undefined,
   ): Promise<unknown> {
     const started = Date.now();
     // A job that will wait for a slot keeps its request until then: it is weighed (its arguments
@@ -214,10 +223,24 @@ export class JobRunner {
     await Promise.race([work, expired]);
     clearTimeout(timer);
 
+    // The caller's timeout ran out before the call reached its bound (a gateway request of 800 ms
+    // to a method deferred at 1 s): the reply with its token goes to nobody, so nobody could
+    // poll or cancel the job, which ran on for nobody and held a jobs.max place. It is cancelled
+    // instead (cooperatively, through ctx.signal, as job_cancel would). Decided here, from the
+    // request's own ttl, because the caller cannot: its reply waiter drops the late token. Only
+    // a caller that gave up is concerned (oslo callers send their timeout as the ttl too); an
+    // oslo method that ignores the signal still runs to its end, as it would under oslo.
+    const callerGone = !outcome && expiresAt !== undefined && performance.now() >= expiresAt;
+    if (callerGone) {
+      const why = 'its caller stopped waiting (its timeout) before the call became a job: nobody holds its token';
+      if (rec) this.cancel(rec, why);
+      else controller.abort(new JobCancelled(why));
+    }
+
     // Once a stop has begun no call becomes a job: the stop would cancel it at once (its caller
     // holding a token for a job already gone), or, past an abort, never cancel it at all. It
     // stays a plain call that the stop's deadline bounds, as past `jobs.max`.
-    if (!outcome && !rec && !this.stopping) {
+    if (!outcome && !rec && !this.stopping && !callerGone) {
       try {
         rec = this.store.create(req.method, controller, started);
         this.slots.take();

@@ -121,7 +121,10 @@ export class ServerRequest implements Work {
       const result = await serverSpan(
         incoming.ctx,
         () => this.event(),
-        () => (jobs && incoming.expectsReply ? jobs.run(incoming.ctx, req, this.abandoned, dispatch) : dispatch(incoming.ctx)),
+        () =>
+          jobs && incoming.expectsReply
+            ? jobs.run(incoming.ctx, req, this.abandoned, dispatch, incoming.expiresAt)
+            : dispatch(incoming.ctx),
       );
       reply = jobs?.issued(result) ? { result, job: true } : { result };
     } catch (err) {

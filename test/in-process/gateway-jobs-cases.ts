@@ -585,5 +585,22 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
     }
   });
 
+  t(
+    "a call whose timeout ends before the server's deferAfter: the job its server makes after is cancelled (no one holds its token)",
+    async (ctx) => {
+      // The server learns its caller's deadline from the request's ttl, which the memory driver
+      // does not carry (AMQP 1.0 and RabbitMQ do).
+      if (ctx.broker.url.startsWith('memory:')) return;
+      ctx.h = await harness(ctx.broker.url, withRender);
+      const { base, topic, users } = ctx.h;
+      const t0 = Date.now();
+      // render is long: the server makes it a job at jobs.deferAfter (1 s), after this call's 400 ms.
+      const r = await http(base, 'POST', `/v1/${topic}/render`, { ms: 60_000 }, { 'x-hermod-timeout': '400' });
+      assert.is(r.status, 504, r.text);
+      await until(() => users.cancelled === 1, 'the orphan job cancelled', 10_000);
+      console.log(`    a 400 ms call of a job deferred at 1 s: its job cancelled ${Date.now() - t0} ms after the call`);
+    },
+  );
+
   return t;
 }
