@@ -19,6 +19,7 @@ import { type ConfigValues, closeKey, type HermodConfig, loadConfig } from '../s
 import type { ConnectionState } from '../src/core/diagnostics.js';
 import { ConfigError, TransportError } from '../src/core/errors.js';
 import { modulePathProblem } from '../src/core/module-paths.js';
+import { lingerPastDeadline } from '../src/jobs/runner.js';
 import { exposeMetrics, Metrics, type MetricsServer, parseMetricsAddress, serveClusterMetrics } from '../src/ops/metrics.js';
 import {
   checkServerQueues,
@@ -256,6 +257,8 @@ async function runCommand(argv: string[]): Promise<void> {
       ? parseRecycleAfter(o.recycleAfter, '--recycle-after')
       : (watch.recycleAfter ?? DEFAULT_RECYCLE_AFTER);
   const timeoutMs = parseShutdownTimeout(o.shutdownTimeout, base.rpc.stopTimeout);
+  // Each service is an RPC server: jobs cancelled at the deadline are still polled for a while.
+  const overrunMs = Math.max(0, ...spec.services.map((s) => lingerPastDeadline(configs.get(s)!.jobs)));
   fatalAsJsonLog(base.log.json ? logName : undefined);
   const log = makeLogger(base, logName);
   const count = Math.max(...spec.services.map(workersOf));
@@ -282,7 +285,7 @@ async function runCommand(argv: string[]): Promise<void> {
       log,
       spec: { spec, base, configs: spec.services.map((s) => configs.get(s)!) },
       ...(watch && watch.handOverTimeoutMs !== undefined ? { handOverTimeoutMs: watch.handOverTimeoutMs } : {}),
-      abandonGraceMs: timeoutMs + PRIMARY_MARGIN_MS,
+      abandonGraceMs: timeoutMs + overrunMs + PRIMARY_MARGIN_MS,
       onOutputClosed: (n) => shutdown.stop(`worker ${n}'s stdout closed`),
       onEarlyDeath: ({ worker: n, pid, code, signal }) => {
         if (!(code === EXIT.connect || (code === EXIT.usage && !watch))) return false;
@@ -298,7 +301,7 @@ async function runCommand(argv: string[]): Promise<void> {
     });
     const shutdown = handleShutdown({
       log,
-      timeoutMs: timeoutMs + PRIMARY_MARGIN_MS,
+      timeoutMs: timeoutMs + overrunMs + PRIMARY_MARGIN_MS,
       reload: () => {
         const what = supervisor.reload();
         if (what === 'started')
@@ -354,6 +357,7 @@ async function runCommand(argv: string[]): Promise<void> {
   const shutdown = handleShutdown({
     log,
     timeoutMs,
+    overrunMs,
     ...(worker === undefined ? {} : { primaryRelaysSigint: () => process.connected, primaryRelaysSigterm: () => process.connected }),
     reload: () => {
       // The primary hands this worker over to a fresh process: one SIGHUP to the whole group

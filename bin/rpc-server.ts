@@ -13,6 +13,7 @@ import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import type { ConnectionState, DuplicateMessageEvent, ServerRequestEvent } from '../src/core/diagnostics.js';
 import { Target } from '../src/core/target.js';
+import { lingerPastDeadline } from '../src/jobs/runner.js';
 import { importModule } from '../src/ops/load-endpoints.js';
 import { PresenceBeacon } from '../src/ops/status/beacon.js';
 import { RPCServer } from '../src/rpc/server.js';
@@ -118,6 +119,8 @@ async function main(): Promise<void> {
   const shutdown = handleShutdown({
     log,
     timeoutMs,
+    // Jobs cancelled at the deadline are still polled for a while: the backstop waits for that.
+    overrunMs: lingerPastDeadline(config.jobs),
     target: {
       pending: () => {
         const { inFlight, queued, jobs } = server.stats();

@@ -112,9 +112,16 @@ export function handleShutdown(opts: {
    * request is no request to abort.
    */
   reload?: () => void;
+  /**
+   * How long past the deadline the target may take on purpose, on top of {@link BACKSTOP_MS}
+   * (rpc-server: answering polls of the jobs it cancelled at the deadline, see
+   * `lingerPastDeadline`). @default 0
+   */
+  overrunMs?: number;
   exit?: (code: number) => void;
 }): Shutdown {
   const { log, timeoutMs, target } = opts;
+  const overrunMs = opts.overrunMs ?? 0;
   const exit = opts.exit ?? ((code: number) => process.exit(code));
   let stopping = false;
   /** Set by a second signal: its status wins over whatever the graceful stop reports. */
@@ -146,11 +153,16 @@ export function handleShutdown(opts: {
       const left = Math.max(0, timeoutMs - (Date.now() - t0)) / 1000;
       log.info(`stopping: waiting for ${waitingFor()} (${left.toFixed(0)} s left)`);
     }, 1000);
-    backstop = setTimeout(() => {
-      const what = target.pending();
-      log.warn(`stopping: gave up ${BACKSTOP_MS} ms past the deadline${what ? ` with ${what} not finished` : ' while closing'}`);
-      end(what || target.aborted() > 0 ? STOP_EXIT.aborted : STOP_EXIT.clean);
-    }, timeoutMs + BACKSTOP_MS);
+    backstop = setTimeout(
+      () => {
+        const what = target.pending();
+        log.warn(
+          `stopping: gave up ${overrunMs + BACKSTOP_MS} ms past the deadline${what ? ` with ${what} not finished` : ' while closing'}`,
+        );
+        end(what || target.aborted() > 0 ? STOP_EXIT.aborted : STOP_EXIT.clean);
+      },
+      timeoutMs + overrunMs + BACKSTOP_MS,
+    );
     target.graceful(timeoutMs).then(
       (aborted) => {
         if (forced !== undefined) return;

@@ -31,6 +31,23 @@ const REPLY_ROOM = 2048;
 /** How long after a poller read a job's final state by job_status its job_result may still come (see uncollected). */
 const STATUS_READ_GRACE_MS = 500;
 
+/**
+ * Past a poller's longest pause between polls (`jobs.pollMax`), what a stopping server allows for
+ * the poll's round trip and the job_result that follows it (see {@link lingerPastDeadline}).
+ */
+export const POLL_MARGIN_MS = 1000;
+
+/**
+ * How long past its stop deadline a server keeps answering polls of the jobs it ended there
+ * (`cancelled`), while some are unread: a poller that polled just before the deadline asks again
+ * up to `pollMax` later, so less (it was 1 s) left a poller with the default backoff timing out
+ * on a gone server (ServerUnavailable after `pollTimeout`) instead of reading `cancelled`. At
+ * least the 1 s it was; at most `jobs.stopLinger`. 3 s with the defaults.
+ */
+export function lingerPastDeadline(jobs: { stopLinger: number; pollMax: number }): number {
+  return Math.min(jobs.stopLinger, Math.max(ABORT_GRACE_MS, jobs.pollMax + POLL_MARGIN_MS));
+}
+
 /** What a stopping server does with running jobs. */
 export type JobStopStrategy = 'wait' | 'abort';
 
@@ -62,6 +79,8 @@ export interface JobRunnerOptions {
   long: readonly string[];
   stopStrategy: JobStopStrategy;
   stopLinger: number;
+  /** The longest pause between a poller's polls (config `jobs.pollMax`): the stop lingers for it (see {@link lingerPastDeadline}). */
+  pollMax: number;
   /** Sent a notification per transition; a failed notification never affects the job. */
   notifier?: JobNotifier | undefined;
 }
@@ -308,7 +327,7 @@ export class JobRunner {
    * Stop, phase two: waits for running jobs until the deadline and then cancels what is left
    * (their late results are dropped); then keeps answering polls until every job that ended
    * during the stop was read by a poller, at most `jobs.stopLinger` and never past the deadline
-   * plus 1 s. `completed` counts jobs that ended on their own meanwhile, `aborted` the rest.
+   * plus {@link lingerPastDeadline}. `completed` counts jobs that ended on their own meanwhile, `aborted` the rest.
    */
   async settle(deadlineMs: number): Promise<WaitResult> {
     if (!this.stopping) this.beginStop();
@@ -318,7 +337,7 @@ export class JobRunner {
     clearTimeout(timer);
     const completed = this.endedDuringStop.size;
     const aborted = this.forceEnd(`server ${this.o.server} stopped before the job finished`);
-    const lingerEnd = Math.min(Date.now() + this.o.stopLinger, Math.max(end, Date.now()) + ABORT_GRACE_MS);
+    const lingerEnd = Math.min(Date.now() + this.o.stopLinger, Math.max(end, Date.now()) + lingerPastDeadline(this.o));
     while (Date.now() < lingerEnd && this.uncollected > 0) {
       await new Promise((resolve) => setTimeout(resolve, 20));
     }

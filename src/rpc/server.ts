@@ -165,6 +165,7 @@ export class RPCServer {
         long: options.long ?? [],
         stopStrategy: jc.stopStrategy,
         stopLinger: jc.stopLinger,
+        pollMax: jc.pollMax,
         notifier: options.jobNotifier,
       },
       (req): { endpoint: object } => server.dispatcher.resolve(req),

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { createGateway } from '../../src/gateway/index.js';
 import { defaultConfig, getTransport, type Job, RPCClient, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { rejects, until } from '../support/assert.js';
@@ -12,6 +13,7 @@ import { rejects, until } from '../support/assert.js';
 // a poller in this process.
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const BIN = path.join(root, 'dist/bin/rpc-server.js');
+const CLIENT_BIN = path.join(root, 'dist/bin/rpc-client.js');
 
 interface Ctx {
   router: Router;
@@ -129,5 +131,76 @@ t('--stop-jobs takes only wait or abort', async (ctx) => {
   assert.is(code, 2);
   assert.match(err, /--stop-jobs <strategy>' argument 'later' is invalid\. Allowed choices are wait, abort/);
 });
+
+t(
+  'pollers with the default backoff (up to jobs.pollMax, 2 s) read cancelled after a stop at the deadline: rpc-client job --wait and the gateway long poll',
+  async (ctx) => {
+    const s = await server(ctx, ['--shutdown-timeout', '1']);
+    const topic = s.client.target.topic!;
+    // The gateway and the CLIs poll with the default jobs.pollInterval, pollMax and pollTimeout.
+    const gwTransport = await getTransport(ctx.url, { config: defaultConfig() });
+    const gw = createGateway(gwTransport, { routes: [{ topic, method: 'resize' }], listen: { port: 0 } });
+    const clis: ChildProcess[] = [];
+    try {
+      const { url: base } = await gw.start();
+      const polls: Array<Promise<{ who: string; what: string; ms: number }>> = [];
+      let t0 = 0;
+      const ms = () => Math.round(performance.now() - t0);
+      // Four pollers started 500 ms apart: once their pauses reach pollMax they poll at four
+      // phases of the 2 s period, so some poll next well past the old 1 s linger after the deadline.
+      for (let i = 0; i < 4; i++) {
+        if (i % 2 === 0) {
+          const job = await s.client.start({}, 'resize', { image: `p${i}.png`, seconds: 60 });
+          const cli = spawn(process.execPath, [CLIENT_BIN, 'job', job.serialized, '--wait', '--transport-url', ctx.url], {
+            stdio: ['ignore', 'pipe', 'pipe'],
+            env: { ...process.env, NO_COLOR: '1' },
+          });
+          clis.push(cli);
+          let err = '';
+          cli.stderr!.on('data', (d: Buffer) => (err += d));
+          polls.push(
+            new Promise((resolve) =>
+              cli.once('exit', (code) =>
+                resolve({ who: `rpc-client ${i}`, what: `exit ${code}: ${err.trim().split('\n').at(-1)}`, ms: ms() }),
+              ),
+            ),
+          );
+        } else {
+          const r = await fetch(`${base}/v1/${topic}/resize`, {
+            method: 'POST',
+            headers: { prefer: 'respond-async', 'content-type': 'application/json' },
+            body: JSON.stringify({ image: `p${i}.png`, seconds: 60 }),
+          });
+          const { href } = (await r.json()) as { href: string };
+          polls.push(
+            fetch(`${base}${href}?wait=60`).then(async (res) => {
+              const body = (await res.json()) as { state?: string; error?: { code: string } };
+              return { who: `gateway ${i}`, what: `${res.status} ${body.state ?? body.error?.code}`, ms: ms() };
+            }),
+          );
+        }
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      // Past 5 s each poller pauses pollMax between polls.
+      await new Promise((resolve) => setTimeout(resolve, 5000));
+      t0 = performance.now();
+      s.child.kill('SIGTERM');
+      const read = await Promise.all(polls);
+      const { code, at } = await s.exited;
+      console.log(`    ${read.map((r) => `${r.who}: ${r.what} at ${r.ms} ms`).join('; ')}; exit ${code} at ${Math.round(at - t0)} ms`);
+      for (const r of read) {
+        if (r.who.startsWith('gateway')) assert.is(r.what, '200 cancelled', `${r.who} ${r.what}`);
+        else assert.match(r.what, /^exit 1: .*JobCancelled/, `${r.who} ${r.what}`);
+      }
+      assert.is(code, 7, s.log());
+      // The deadline (1 s), the linger for pollers (pollMax + 1 s), the backstop's 0.5 s, and a margin.
+      assert.ok(at - t0 < 6500, `exited ${Math.round(at - t0)} ms after SIGTERM`);
+    } finally {
+      for (const c of clis) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      await gw.stop(1000);
+      await gwTransport.close();
+    }
+  },
+);
 
 t.run();
