@@ -327,16 +327,21 @@ export class RPCServer {
     await this.stopCalled.promise;
     const started = performance.now();
     let jobs: WaitResult = { completed: 0, aborted: 0 };
+    // Aborted requests answer ServerStopped through the broker; one that blocked publishing (a
+    // resource alarm) takes none of those answers, so they get no grace.
+    const grace = () => (this.transport.state.state === 'blocked' ? 0 : ABORT_GRACE_MS);
+    let calls: Promise<WaitResult> | undefined;
     if (this.state === 'draining') {
+      // The plain calls still running end at the deadline, alongside the jobs: after the jobs'
+      // settle they waited out its linger for pollers too (up to jobs.pollMax + 1 s more). The
+      // pool takes nothing new while draining (stop() closed it).
+      calls = this.pool.drain(deadlineMs, grace());
       jobs = await this.jobs.settle(deadlineMs);
       // Not stop(): it would drain again if a job had come meanwhile, and return with the
       // subscription still open.
       await this.stopTaking();
     }
-    // Aborted requests answer ServerStopped through the broker; one that blocked publishing (a
-    // resource alarm) takes none of those answers, so they get no grace.
-    const blocked = this.transport.state.state === 'blocked';
-    const result = await this.pool.drain(Math.max(0, deadlineMs - (performance.now() - started)), blocked ? 0 : ABORT_GRACE_MS);
+    const result = await (calls ?? this.pool.drain(Math.max(0, deadlineMs - (performance.now() - started)), grace()));
     if (this.state === 'stopped') {
       await this.listener?.close();
       jobs.aborted += this.jobs.close();

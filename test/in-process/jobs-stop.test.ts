@@ -111,6 +111,26 @@ t('while a stopping server drains its jobs, a call past deferAfter stays plain; 
   await rejects(() => after.call({}, 'ping', {}), 'HERMOD_ERR_TIMEOUT');
 });
 
+t('a plain call running at the deadline ends there, not after the linger for the pollers of the jobs ended with it', async (ctx) => {
+  const ep = new Work();
+  // Lingering 4 s past the deadline (pollMax + 1 s) for the unread job the deadline cancels.
+  const { server, client } = await pair(ctx, ep, {}, { 'jobs.pollMax': 3000, 'jobs.stopLinger': 5000 });
+  await client.start({}, 'work', { name: 'job', ms: 8000 });
+  const plain = client.call({}, 'work', { name: 'plain', ms: 8000 }).then(
+    () => ({ code: 'resolved', at: Date.now() }),
+    (e: Error & { code?: string }) => ({ code: e.code, at: Date.now() }),
+  );
+  await until(() => ep.seen.plain === 'running', 'the plain call running');
+  await server.stop();
+  const t0 = Date.now();
+  const w = server.wait(500);
+  const { code, at } = await plain;
+  assert.is(code, 'HERMOD_ERR_SERVER_STOPPED');
+  // Before: it waited out the linger too, about 4.5 s after the stop.
+  assert.ok(at - t0 < 2500, `the plain call ended ${at - t0} ms after the stop, its deadline 500 ms`);
+  assert.equal(await w, { completed: 0, aborted: 2 });
+});
+
 t("a finished job keeps its status and its counted result, not its caller's context", async (ctx) => {
   const { client, runner } = await pair(ctx, new Work());
   const pad = 'x'.repeat(64 * 1024);
