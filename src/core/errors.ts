@@ -253,6 +253,33 @@ export class RemoteError extends HermodError {
 }
 define(RemoteError, 'HERMOD_ERR_REMOTE');
 
+// The prototypes whose `name` says only which built-in an error derives from, never its class.
+const BUILTIN_ERROR_PROTOTYPES: ReadonlySet<object> = new Set(
+  [Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError, AggregateError].map((c) => c.prototype),
+);
+
+/**
+ * The class name an error is known by on the wire, in job records and in metrics labels, as
+ * oslo names an exception by `ex.__class__.__name__`. That is `err.name` when the error or a
+ * class of its own sets it, and otherwise its constructor's name: `class QuotaExceeded extends
+ * Error {}` inherits `name` 'Error' from `Error.prototype`, and was sent as class `Error`, so a
+ * caller could neither rebuild it nor tell it from any other error. Never throws (an error's
+ * fields may be throwing getters); 'Error' when nothing can be read.
+ */
+export function errorClassName(err: Error): string {
+  try {
+    const name: unknown = err.name;
+    if (typeof name !== 'string' || !name) return 'Error';
+    let owner: object | null = err;
+    while (owner !== null && !Object.hasOwn(owner, 'name')) owner = Object.getPrototypeOf(owner);
+    if (owner === null || !BUILTIN_ERROR_PROTOTYPES.has(owner)) return name;
+    const ctorName: unknown = (err.constructor as { name?: unknown } | undefined)?.name;
+    return typeof ctorName === 'string' && ctorName ? ctorName : name;
+  } catch {
+    return 'Error';
+  }
+}
+
 /**
  * Text for any thrown value. `String()` itself throws for some (an object without a prototype,
  * one whose toString throws), and a handler of the first throw that throws again lost the

@@ -1,4 +1,4 @@
-import { InvalidArgument } from '../core/errors.js';
+import { errorClassName, InvalidArgument } from '../core/errors.js';
 import { uuidHex } from '../core/ids.js';
 import { TooManyJobs } from './errors.js';
 
@@ -67,7 +67,7 @@ export function statusOf(r: JobRecord): JobStatusDict {
     started_at: iso(r.startedAt),
     ended_at: iso(r.endedAt),
     cancel_requested: r.cancelRequested,
-    ...(r.state === 'failed' && r.error ? { error: { class: r.error.name, message: r.error.message } } : {}),
+    ...(r.state === 'failed' && r.error ? { error: { class: errorClassName(r.error), message: r.error.message } } : {}),
   };
 }
 
@@ -226,7 +226,9 @@ export class JobStore {
    * error's message is any size the method made it).
    */
   private hold(r: JobRecord, measured: number | undefined): void {
-    r.bytes = measured ?? (r.state === 'succeeded' ? jsonBytes(r.result) : jsonBytes({ class: r.error?.name, message: r.error?.message }));
+    r.bytes =
+      measured ??
+      (r.state === 'succeeded' ? jsonBytes(r.result) : jsonBytes({ class: r.error && errorClassName(r.error), message: r.error?.message }));
     this.resultBytes += r.bytes;
     while (this.resultBytes > this.maxResultBytes && this.evictOldestFinished(r)) {}
   }

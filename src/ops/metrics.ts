@@ -16,7 +16,7 @@ import type {
   ServerRequestEvent,
   ServerRequestStartEvent,
 } from '../core/diagnostics.js';
-import { InvalidArgument } from '../core/errors.js';
+import { errorClassName, InvalidArgument } from '../core/errors.js';
 import { shareWithPrimary, stopSharing } from './metrics-cluster.js';
 import { type Cell, type HistogramCell, HistogramFamily, ValueFamily } from './metrics-family.js';
 import { type MetricsServer, serveMetrics } from './metrics-http.js';
@@ -361,7 +361,7 @@ export class Metrics {
     s.end.value++;
     s.seconds.observe(e.durationMs / 1000);
     if (e.error) {
-      const name = e.error.name;
+      const name = errorClassName(e.error);
       const exception = this.serverExceptions.get(name, '', (ok) => (ok ? name : OTHER), labelsFit(name));
       this.m.serverException.at({ ...s.labels, exception }).value++;
       if (unanswered('server', e.error)) {
@@ -461,7 +461,7 @@ function isUndeliverable(err: Error): boolean {
 /** A remote error is labelled by the remote class (oslo labels by exception class). */
 function exceptionName(err: Error): string {
   const remote = (err as { excType?: unknown }).excType;
-  return typeof remote === 'string' && remote.length > 0 ? remote : err.name;
+  return typeof remote === 'string' && remote.length > 0 ? remote : errorClassName(err);
 }
 
 function defineMetrics(registry: Registry, buckets: readonly number[]) {

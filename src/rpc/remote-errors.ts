@@ -1,4 +1,5 @@
 import {
+  errorClassName,
   InvalidArgument,
   MalformedMessage,
   MessageTooLarge,
@@ -125,13 +126,7 @@ function build(thrown: unknown, opts: SerializeFailureOptions): Failure {
     const ctor = thrown.constructor as { remoteModule?: unknown } | undefined;
     const module = typeof ctor?.remoteModule === 'string' ? ctor.remoteModule : HERMOD_MODULE;
     const kwargs = (thrown as { kwargs?: unknown }).kwargs;
-    const name = (() => {
-      try {
-        return typeof thrown.name === 'string' && thrown.name ? thrown.name : 'Error';
-      } catch {
-        return 'Error';
-      }
-    })();
+    const name = errorClassName(thrown);
     return failure(
       module,
       name,

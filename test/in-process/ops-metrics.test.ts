@@ -151,6 +151,25 @@ t('a method that throws a value that is not an Error counts as NonErrorThrown on
   assert.not.match(text, /exception="Error"/);
 });
 
+t('an error class that sets no name is counted by its class on both sides, as its caller is told', async (ctx) => {
+  class QuotaExceeded extends Error {}
+  const { http, client } = await setup(ctx, 'memory://ops-metrics-classname', 'mtq', {}, [
+    {
+      quota: () => {
+        throw new QuotaExceeded('over');
+      },
+    },
+  ]);
+  const err = (await rejects(client.call({}, 'quota'), 'HERMOD_ERR_REMOTE')) as Error & { excType?: string };
+  assert.is(err.excType, 'QuotaExceeded');
+  const text = await scrape(http.url);
+  const server = { exchange: 'openstack', topic: 'mtq', server: 's1', namespace: '', version: '1.0', method: 'quota' };
+  const caller = { call_type: 'call', exchange: 'openstack', topic: 'mtq', namespace: '', version: '', server: '', fanout: 'False' };
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_exception_total', { ...server, exception: 'QuotaExceeded' }), 1, text);
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_client_exception_total', { ...caller, method: 'quota', exception: 'QuotaExceeded' }), 1);
+  assert.not.match(text, /exception="Error"/);
+});
+
 t('method names cannot grow the series without bound, and made-up ones do not use up the budget of real ones', async (ctx) => {
   // 30 real methods beside the Recorder's, and a budget of 20 series per side.
   const many = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`m${i}`, async () => i]));

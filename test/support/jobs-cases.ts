@@ -35,12 +35,15 @@ function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** An error class that sets no `name` of its own: it is known by its class name. */
+class QuotaExceeded extends Error {}
+
 /** An endpoint with long methods: `resize` reports progress and honours cancellation, `stubborn` ignores it. */
 export class Images {
   static long = ['resize', 'stubborn', 'throwText'];
   started = 0;
   cancelledSeen = 0;
-  async resize(ctx: JobContext, args: { ms: number; steps?: number; fail?: string; image?: string }) {
+  async resize(ctx: JobContext, args: { ms: number; steps?: number; fail?: string; overQuota?: string; image?: string }) {
     this.started++;
     const steps = args.steps ?? 4;
     try {
@@ -53,6 +56,7 @@ export class Images {
       throw err;
     }
     if (args.fail) throw new TypeError(args.fail);
+    if (args.overQuota) throw new QuotaExceeded(args.overQuota);
     return { image: args.image ?? 'img', resized: true, user: ctx.user ?? null };
   }
   async stubborn(_ctx: JobContext, args: { ms: number }) {
@@ -287,6 +291,9 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     const st = await job.status();
     assert.is(st.state, 'failed');
     assert.equal(st.error, { class: 'TypeError', message: 'again' });
+    const quota = await c.start({}, 'resize', { ms: 100, overQuota: 'none left' });
+    await rejects(quota.result(), 'HERMOD_ERR_REMOTE', /QuotaExceeded none left/);
+    assert.equal((await quota.status()).error, { class: 'QuotaExceeded', message: 'none left' });
   });
 
   t('cancel: the method sees ctx.signal, the job ends cancelled; cancelling a finished job is JobFinished', async (ctx) => {

@@ -4,10 +4,12 @@ import * as assert from 'uvu/assert';
 import {
   defaultConfig,
   getTransport,
+  isRemote,
   NoSuchMethod,
   RemoteError,
   RPCClient,
   RPCServer,
+  registerRemoteError,
   type ServerRequestEvent,
   Target,
   type Transport,
@@ -247,6 +249,48 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 3000 });
     const e = (await rejects(c.call({}, 'fail', { message: 'x' }), 'HERMOD_ERR_REMOTE')) as RemoteError;
     assert.ok(e.traceback.some((l) => l.includes('TypeError: x')));
+  });
+
+  t('an error class that sets no name goes out as its class: rebuilt when registered, else RemoteError of that class', async (ctx) => {
+    // Its `name` is Error.prototype's 'Error'; oslo names an exception by its class.
+    class QuotaExceeded extends Error {
+      static remoteModule = 'nova.exception';
+    }
+    class Unregistered extends TypeError {
+      static remoteModule = 'nova.exception';
+    }
+    // A name the class sets itself still wins over the class name.
+    class Renamed extends Error {
+      static remoteModule = 'nova.exception';
+      override name = 'OverQuota';
+    }
+    registerRemoteError('nova.exception', 'QuotaExceeded', (f) => new QuotaExceeded(f.message));
+    const tp = topic('cls');
+    await serve(ctx, tp, 's', [
+      {
+        quota: () => {
+          throw new QuotaExceeded('over quota');
+        },
+        unregistered: () => {
+          throw new Unregistered('bad type');
+        },
+        renamed: () => {
+          throw new Renamed('renamed');
+        },
+      },
+    ]);
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 3000, allowedRemoteExmods: ['nova.exception'] });
+    const rebuilt = await c.call({}, 'quota').then(
+      () => assert.unreachable('quota resolved'),
+      (e: unknown) => e,
+    );
+    assert.ok(rebuilt instanceof QuotaExceeded, `got ${String(rebuilt)}`);
+    assert.is((rebuilt as Error).message, 'over quota');
+    assert.equal(isRemote(rebuilt) && [rebuilt.remote.module, rebuilt.remote.class], ['nova.exception', 'QuotaExceeded']);
+    const other = (await rejects(c.call({}, 'unregistered'), 'HERMOD_ERR_REMOTE')) as RemoteError;
+    assert.equal([other.module, other.excType, other.value], ['nova.exception', 'Unregistered', 'bad type']);
+    const renamed = (await rejects(c.call({}, 'renamed'), 'HERMOD_ERR_REMOTE')) as RemoteError;
+    assert.equal([renamed.module, renamed.excType], ['nova.exception', 'OverQuota']);
   });
 
   t('non-serialisable results and arguments give typed errors; the server keeps serving', async (ctx) => {

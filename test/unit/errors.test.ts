@@ -79,6 +79,28 @@ t('errors declare their remote module and kwargs', () => {
   assert.equal([f.module, f.class, f.kwargs], ['nova.exception', 'QuotaExceeded', { quota: 5 }]);
 });
 
+t('an error class that sets no name is sent as its class name; a name of its own wins', () => {
+  class QuotaExceeded extends Error {
+    static remoteModule = 'nova.exception';
+  }
+  class BadSize extends RangeError {}
+  class Named extends Error {
+    override name = 'Custom';
+  }
+  const viaProto = new Error('p');
+  viaProto.name = 'SetLater';
+  assert.equal(
+    [new QuotaExceeded('q'), new BadSize('b'), new Named('n'), viaProto, new TypeError('t'), new Error('e')].map(
+      (e) => serializeFailure(e).class,
+    ),
+    ['QuotaExceeded', 'BadSize', 'Custom', 'SetLater', 'TypeError', 'Error'],
+  );
+  // DOMException keeps its own name (AbortError), not its class.
+  assert.is(serializeFailure(new DOMException('stop', 'AbortError')).class, 'AbortError');
+  // An anonymous class has no class name to send: its inherited name stays.
+  assert.is(serializeFailure(new (class extends Error {})('x')).class, 'Error');
+});
+
 t('unknown or disallowed remote errors become RemoteError with type, message and trace', () => {
   const e = deserializeFailure({
     class: 'ValueError',
