@@ -664,6 +664,7 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     await pending;
     await rejects(c.call({}, 'x'), 'HERMOD_ERR_CLOSED');
     await rejects(c.cast({}, 'x'), 'HERMOD_ERR_CLOSED');
+    await rejects(tr.connect(1000), 'HERMOD_ERR_CLOSED', /transport is closed/);
     await rejects(new RPCServer(tr, new Target({ topic: 'a', server: 'b' }), [{}]).start(), 'HERMOD_ERR_CLOSED');
   });
 

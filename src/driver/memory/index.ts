@@ -152,6 +152,14 @@ export class MemoryDriver extends DriverBase implements Driver {
     );
   }
 
+  /**
+   * There is nothing to open, but a closed transport refuses here too, as the broker drivers'
+   * do: code that checks readiness with connect() on memory:// must see what it will see there.
+   */
+  async connect(_deadline: number): Promise<void> {
+    this.assertOpen();
+  }
+
   protected async shutdown(): Promise<void> {
     this.replyConsumerCancel?.();
     this.broker.deleteQueue(this.replyQueue);
