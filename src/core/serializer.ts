@@ -56,11 +56,22 @@ function toPrimitive(value: unknown, seen = new Set<unknown>(), key = ''): unkno
   // with toJSON what it says it is, never its private fields.
   if (value instanceof Date) return value.toJSON();
   if (Buffer.isBuffer(value)) return value.toString('base64');
-  if (seen.has(value)) return value; // leave the cycle for encodeJson to report
+  // `seen` holds the containers above `value`. A cycle is refused here: handed on to encodeJson
+  // as it was, one through a Map or Set went out cut short (`{"self":{}}`), the Map left in it
+  // being what JSON.stringify makes `{}`.
+  if (seen.has(value)) {
+    throw new SerializationError(
+      `cannot convert a value to JSON: circular structure (the value under ${JSON.stringify(key)} refers back to one that contains it)`,
+    );
+  }
   seen.add(value);
   try {
     const toJSON = (value as { toJSON?: unknown }).toJSON;
-    if (typeof toJSON === 'function') return toPrimitive(toJSON.call(value, key), seen, key);
+    if (typeof toJSON === 'function') {
+      const json: unknown = toJSON.call(value, key);
+      // A toJSON that returns its own object asks for its fields, as JSON.stringify reads it.
+      if (json !== value) return toPrimitive(json, seen, key);
+    }
     // A boxed primitive (`new String('ab')`) goes as its value, as JSON.stringify sends it; its
     // entries made `{"0":"a","1":"b"}`, and a boxed number or boolean `{}`.
     if (value instanceof Number || value instanceof String || value instanceof Boolean || value instanceof BigInt) {

@@ -5,6 +5,7 @@ import {
   defaultConfig,
   getTransport,
   isRemote,
+  JsonPayloadSerializer,
   NoSuchMethod,
   RemoteError,
   RPCClient,
@@ -305,6 +306,42 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     await rejects(c.call({}, 'echo', { value: 'y'.repeat(20_000) }), 'HERMOD_ERR_MESSAGE_TOO_LARGE');
     assert.is(await c.call({}, 'echo', { value: 'small' }), 'small');
     assert.is(await c.call({}, 'add', { a: 2, b: 2 }), 4);
+  });
+
+  t('JsonPayloadSerializer: a cycle through a Map or Set is a SerializationError on both sides, as through an object', async (ctx) => {
+    const tp = topic('jps');
+    const cyclicMap = () => {
+      const m = new Map<string, unknown>([['a', 1]]);
+      m.set('self', m);
+      return m;
+    };
+    const throughMap = () => {
+      const o: Record<string, unknown> = { a: 1 };
+      o.m = new Map([['back', o]]);
+      return o;
+    };
+    const cyclicSet = () => {
+      const st = new Set<unknown>([1]);
+      st.add(st);
+      return st;
+    };
+    const serializer = new JsonPayloadSerializer();
+    await serve(ctx, tp, 's', [new Recorder('s'), { cyclicMap, throughMap, cyclicSet }], { serializer });
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 3000, serializer });
+    for (const value of [cyclicMap(), throughMap(), cyclicSet()]) {
+      await rejects(c.call({}, 'echo', { value }), 'HERMOD_ERR_SERIALIZATION', /circular structure/);
+      await rejects(c.cast({}, 'echo', { value }), 'HERMOD_ERR_SERIALIZATION', /circular structure/);
+    }
+    for (const method of ['cyclicMap', 'throughMap', 'cyclicSet']) {
+      await rejects(c.call({}, method), 'HERMOD_ERR_SERIALIZATION', /circular structure/);
+    }
+    // Shared values that form no cycle still go, Maps as objects and Sets as arrays.
+    const shared = new Map([['k', 1]]);
+    assert.equal(await c.call({}, 'echo', { value: { x: shared, y: shared, s: new Set([shared]) } }), {
+      x: { k: 1 },
+      y: { k: 1 },
+      s: [{ k: 1 }],
+    });
   });
 
   t('oversized messages are refused with MessageTooLarge on both sides', async (ctx) => {

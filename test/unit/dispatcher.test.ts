@@ -180,6 +180,36 @@ t('JsonPayloadSerializer: toJSON as JSON.stringify calls it, __proto__ stays a k
   }
 });
 
+t(
+  'JsonPayloadSerializer: a cycle through a Map or Set throws SerializationError; shared values and a toJSON returning its own object do not',
+  () => {
+    const s = new JsonPayloadSerializer();
+    const m = new Map<string, unknown>([['a', 1]]);
+    m.set('self', m);
+    const st = new Set<unknown>([1]);
+    st.add(st);
+    const o: Record<string, unknown> = { a: 1 };
+    o.m = new Map([['back', o]]);
+    const plain: Record<string, unknown> = { a: 1 };
+    plain.self = plain;
+    for (const value of [m, st, o, plain, [new Set([m])]]) {
+      assert.throws(
+        () => s.serializeEntity({}, { value }),
+        (err: Error & { code?: string }) => err.code === 'HERMOD_ERR_SERIALIZATION' && /circular structure/.test(err.message),
+      );
+    }
+    const shared = new Map([['k', 1]]);
+    assert.equal(s.serializeEntity({}, { x: shared, y: [shared, new Set([shared])] }), { x: { k: 1 }, y: [{ k: 1 }, [{ k: 1 }]] });
+    const self = {
+      a: 1,
+      toJSON() {
+        return this;
+      },
+    };
+    assert.equal(JSON.parse(JSON.stringify(s.serializeEntity({}, { self }))), JSON.parse(JSON.stringify({ self })));
+  },
+);
+
 t('JsonPayloadSerializer: boxed primitives go as their values, and toJSON gets its key, as JSON.stringify does', () => {
   const s = new JsonPayloadSerializer();
   const keyed = {
