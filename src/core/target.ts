@@ -20,6 +20,19 @@ export interface TargetFields {
 export type TargetOverrides = { [K in keyof TargetFields]?: TargetFields[K] | null };
 
 const VERSION_RE = /^\d+\.\d+(\.\d+)?$/;
+
+/**
+ * The longest name AMQP 0-9-1 carries: routing keys, exchange and queue names are short
+ * strings of at most 255 bytes. Refused in every Target, on every driver, because memory:// and
+ * AMQP 1.0 carry any length: code tested there failed only once it met RabbitMQ, with a
+ * MessageDeliveryFailure or a bare TransportError.
+ */
+export const MAX_NAME_BYTES = 255;
+/**
+ * The longest topic: a server's fanout queue on RabbitMQ is `<topic>_fanout_<32 hex digits>`
+ * (as oslo names it), 40 bytes more than the topic, and must fit too.
+ */
+export const MAX_TOPIC_BYTES = MAX_NAME_BYTES - '_fanout_'.length - 32;
 const FIELDS = ['exchange', 'topic', 'namespace', 'version', 'server', 'fanout'] as const;
 
 /**
@@ -60,7 +73,23 @@ export class Target implements TargetFields {
           `target ${key} ${JSON.stringify(value)} must not have '*' or '#' as a dot-separated word (AMQP routing-key wildcards)`,
         );
       }
+      const limit = key === 'topic' ? MAX_TOPIC_BYTES : key === 'namespace' ? undefined : MAX_NAME_BYTES;
+      const bytes = Buffer.byteLength(value, 'utf8');
+      if (limit !== undefined && bytes > limit) {
+        throw new InvalidTarget(
+          `target ${key} ${JSON.stringify(`${value.slice(0, 24)}…`)} is ${bytes} bytes long in UTF-8, more than the ${limit} RabbitMQ can carry${key === 'topic' ? ` (a server's fanout queue there is '<topic>_fanout_<32 hex digits>', at most ${MAX_NAME_BYTES} bytes)` : ''}`,
+        );
+      }
       this[key] = value;
+    }
+    // A server's own queue, and the routing key of a call or cast to it, is `<topic>.<server>`.
+    if (this.topic !== undefined && this.server !== undefined) {
+      const bytes = Buffer.byteLength(`${this.topic}.${this.server}`, 'utf8');
+      if (bytes > MAX_NAME_BYTES) {
+        throw new InvalidTarget(
+          `target topic and server make the ${bytes}-byte routing key and queue name '<topic>.<server>', more than the ${MAX_NAME_BYTES} RabbitMQ can carry`,
+        );
+      }
     }
     if (fields.version !== undefined && fields.version !== null) {
       if (typeof fields.version !== 'string' || !VERSION_RE.test(fields.version)) {

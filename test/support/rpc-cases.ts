@@ -148,6 +148,27 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     }
   });
 
+  t("names at RabbitMQ's limits serve on every driver; one byte more is InvalidTarget on every driver", async (ctx) => {
+    // 215 bytes, 'é' being 2: the fanout queue '<topic>_fanout_<uuid>' is 255 bytes on RabbitMQ.
+    const base = `${topic('long')}-`;
+    const tp = base + 'é'.repeat((215 - Buffer.byteLength(base)) >> 1) + (Buffer.byteLength(base) % 2 === 0 ? 'x' : '');
+    assert.is(Buffer.byteLength(tp), 215);
+    const server = 's'.repeat(255 - 216); // '<topic>.<server>': 255 bytes
+    const rec = new Recorder('long');
+    await serve(ctx, tp, server, [rec]);
+    const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 3000 });
+    assert.is(await c.call({}, 'whoami'), 'long');
+    assert.is(await c.prepare({ server }).call({}, 'whoami'), 'long');
+    await c.prepare({ fanout: true }).cast({}, 'bump', { seq: 1 });
+    await until(() => rec.calls.some((x) => x.method === 'bump'), 'the fanout cast');
+    await rejects(() => c.prepare({ topic: `${tp}x` }), 'HERMOD_ERR_INVALID_TARGET', /216 bytes long in UTF-8/);
+    await rejects(() => c.prepare({ server: `${server}s` }), 'HERMOD_ERR_INVALID_TARGET', /256-byte routing key/);
+    await rejects(() => c.prepare({ topic: 't', server: 'y'.repeat(256) }), 'HERMOD_ERR_INVALID_TARGET', /server .* is 256 bytes/);
+    await rejects(() => c.prepare({ exchange: 'e'.repeat(256) }), 'HERMOD_ERR_INVALID_TARGET', /exchange .* is 256 bytes/);
+    // The client still works.
+    assert.is(await c.call({}, 'whoami'), 'long');
+  });
+
   t('a call nobody serves times out with MessagingTimeout at its deadline, never hangs', async (ctx) => {
     const tr = await transport(ctx, ctx.broker.unrouted);
     const c = new RPCClient(tr, new Target({ topic: topic('nobody') }), { timeout: 400 });

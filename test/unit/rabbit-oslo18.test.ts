@@ -102,6 +102,25 @@ t('queue manager: <host>:<process>:<n>, counted across the processes of one grou
   }
 });
 
+t("queue manager: a fanout queue name past RabbitMQ's 255 bytes is refused with InvalidTarget before anything is declared", () => {
+  const longProc = `${proc}-${'p'.repeat(150)}`;
+  const file = `/dev/shm/hermod_node3_${longProc}_qmanager`;
+  try {
+    const q = topology({ queueManager: true, hostname: 'node3', processName: longProc });
+    const topic = 't'.repeat(255 - '_fanout_node3:'.length - longProc.length - ':1'.length);
+    assert.is(Buffer.byteLength(q.serverBindings('openstack', topic, 'h1')[2]!.queue), 255);
+    try {
+      q.serverBindings('openstack', `${topic}xx`, 'h1');
+      assert.unreachable('accepted');
+    } catch (err) {
+      assert.is((err as { code?: string }).code, 'HERMOD_ERR_INVALID_TARGET');
+      assert.match((err as Error).message, /longer than the 255 bytes RabbitMQ carries: shorten the topic, or rabbit\.hostname/);
+    }
+  } finally {
+    rmSync(file, { force: true });
+  }
+});
+
 t('queue manager: the members of a group whose leader exited still count together', async () => {
   if (!existsSync('/proc/self/stat') || !existsSync('/dev/shm')) return;
   const file = `/dev/shm/hermod_node2_${proc}_qmanager`;

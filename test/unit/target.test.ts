@@ -53,6 +53,36 @@ t("AMQP wildcard words in a topic or server are refused (on RabbitMQ a server on
   assert.is(new Target({ exchange: '#', topic: 't', server: 'h*' }).exchange, '#');
 });
 
+t(
+  "names RabbitMQ cannot carry are refused on every driver: 255 UTF-8 bytes, a topic 40 fewer for its fanout queue, '<topic>.<server>' 255",
+  async () => {
+    const topic = 't'.repeat(215);
+    assert.is(new Target({ topic }).topic, topic);
+    await rejects(
+      () => new Target({ topic: `${topic}t` }),
+      'HERMOD_ERR_INVALID_TARGET',
+      /topic "t+…" is 216 bytes long in UTF-8, more than the 215/,
+    );
+    // Bytes, not characters: 108 × 'é' is 216 bytes.
+    assert.is(new Target({ topic: 'é'.repeat(107) }).topic!.length, 107);
+    await rejects(() => new Target({ topic: 'é'.repeat(108) }), 'HERMOD_ERR_INVALID_TARGET', /216 bytes/);
+    for (const key of ['server', 'exchange'] as const) {
+      assert.is(new Target({ [key]: 's'.repeat(255) })[key]!.length, 255);
+      await rejects(() => new Target({ [key]: 's'.repeat(256) }), 'HERMOD_ERR_INVALID_TARGET', new RegExp(`${key} .* is 256 bytes`));
+    }
+    // A server's queue and routing key '<topic>.<server>'.
+    assert.ok(new Target({ topic: 'a'.repeat(100), server: 'b'.repeat(154) }));
+    await rejects(
+      () => new Target({ topic: 'a'.repeat(100), server: 'b'.repeat(155) }),
+      'HERMOD_ERR_INVALID_TARGET',
+      /256-byte routing key/,
+    );
+    await rejects(() => new Target({ topic: 'a'.repeat(100) }).merge({ server: 'b'.repeat(155) }), 'HERMOD_ERR_INVALID_TARGET', /256-byte/);
+    // A namespace never becomes a name on the broker: it travels inside the message.
+    assert.is(new Target({ namespace: 'n'.repeat(1000) }).namespace!.length, 1000);
+  },
+);
+
 t('calls need a topic and cannot be fanout', async () => {
   await rejects(() => new Target({}).assertCallable(), 'HERMOD_ERR_INVALID_TARGET', /a call requires a topic/);
   await rejects(() => new Target({ topic: 't', fanout: true }).assertCallable(), 'HERMOD_ERR_INVALID_TARGET', /cannot be fanout/);

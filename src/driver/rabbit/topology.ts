@@ -1,8 +1,8 @@
 import type { Channel, Options } from 'amqplib';
 import type { HermodConfig } from '../../config/index.js';
-import { ConfigError } from '../../core/errors.js';
+import { ConfigError, InvalidTarget } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
-import type { Target } from '../../core/target.js';
+import { MAX_NAME_BYTES, type Target } from '../../core/target.js';
 import { declaring } from './declare-errors.js';
 import { type QueueManager, queueManagerFor } from './queue-manager.js';
 
@@ -189,10 +189,18 @@ export class Topology {
   serverBindings(exchange: string, topic: string, server: string): QueueBinding[] {
     const shared = this.sharedQueue();
     const ex: ExchangeRef = { name: exchange, type: 'topic' };
+    const unique = this.r.streamFanout ? '' : this.uniqueName();
+    // Target keeps room for a uuid after '<topic>_fanout_'; the queue manager's
+    // '<host>:<process>:<n>' is as long as the host and process names make it.
+    if (this.qm && Buffer.byteLength(`${topic}_fanout_${unique}`, 'utf8') > MAX_NAME_BYTES) {
+      throw new InvalidTarget(
+        `the fanout queue '${topic}_fanout_${unique}' would be longer than the ${MAX_NAME_BYTES} bytes RabbitMQ carries: shorten the topic, or rabbit.hostname / rabbit.processName`,
+      );
+    }
     const fanout: QueueBinding = this.r.streamFanout
       ? { queue: `${topic}_fanout`, options: this.streamQueue(), exchange: fanoutExchange(topic), key: topic, stream: true }
       : {
-          queue: `${topic}_fanout_${this.uniqueName()}`,
+          queue: `${topic}_fanout_${unique}`,
           options: this.transientQueue(),
           exchange: fanoutExchange(topic),
           key: topic,
