@@ -18,6 +18,7 @@ rpcSuite(
     // The reply wait starts once connected and names the part of the deadline left by then.
     unservedTimeout: () => /Timed out waiting for a reply to message ID [0-9a-f]{32} \(x on topic nobody-\d+\) after \d+ ms/,
   }),
+  { mandatory: true },
 ).run();
 
 // What is RabbitMQ's own: topology and wire format checked with raw amqplib clients, mandatory

@@ -7,6 +7,7 @@ import {
   isRemote,
   JsonPayloadSerializer,
   NoSuchMethod,
+  Notifier,
   RemoteError,
   RPCClient,
   RPCServer,
@@ -44,8 +45,18 @@ interface Ctx {
   servers: RPCServer[];
 }
 
+/** What a driver does beyond the cases every driver passes. */
+export interface RpcSuiteOptions {
+  /**
+   * A request no queue is bound for fails at once with MessageUndeliverable unless
+   * `rabbit.mandatoryRequests` is off (RabbitMQ and memory://, which models it; AMQP 1.0's
+   * router releases it until its deadline instead).
+   */
+  mandatory?: boolean;
+}
+
 /** The RPC cases every driver must pass: the same assertions on memory://, AMQP 1.0 and RabbitMQ. */
-export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
+export function rpcSuite(name: string, broker: () => Promise<RpcBroker>, options: RpcSuiteOptions = {}) {
   const t = suite<Ctx>(name, {} as Ctx);
   t.before(async (ctx) => {
     ctx.broker = await broker();
@@ -186,6 +197,40 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>) {
     assert.ok(queuedTook >= 400 - (ctx.broker.early ?? 5) && queuedTook < 1300, `queued call took ${queuedTook} ms`);
     await holder;
   });
+
+  if (options.mandatory) {
+    t('a call, cast, server-directed call or fanout cast no queue is bound for fails at once; off, dropped as oslo', async (ctx) => {
+      const tp = topic('unbound');
+      const c = new RPCClient(ctx.transport, new Target({ topic: tp }), { timeout: 10_000 });
+      const t0 = Date.now();
+      const bound = (what: string, exchange: string, key: string) =>
+        new RegExp(`^${what}: no queue is bound for exchange '${exchange}' routing key '${key}' \\(returned by the broker\\)$`);
+      await rejects(c.call({}, 'x'), 'HERMOD_ERR_UNDELIVERABLE', bound('call x', 'openstack', tp));
+      await rejects(c.cast({}, 'x'), 'HERMOD_ERR_UNDELIVERABLE', bound('cast x', 'openstack', tp));
+      await rejects(c.prepare({ server: 's9' }).call({}, 'x'), 'HERMOD_ERR_UNDELIVERABLE', bound('call x', 'openstack', `${tp}.s9`));
+      await rejects(c.prepare({ server: 's9' }).cast({}, 'x'), 'HERMOD_ERR_UNDELIVERABLE', bound('cast x', 'openstack', `${tp}.s9`));
+      await rejects(c.prepare({ fanout: true }).cast({}, 'x'), 'HERMOD_ERR_UNDELIVERABLE', bound('cast x', `${tp}_fanout`, ''));
+      await rejects(c.prepare({ exchange: 'elsewhere' }).call({}, 'x'), 'HERMOD_ERR_UNDELIVERABLE', bound('call x', 'elsewhere', tp));
+      assert.ok(Date.now() - t0 < 5000, `failed at once, not at the 10 s deadline (took ${Date.now() - t0} ms)`);
+      // A server that stopped leaves its topic and server queues (they take what comes until it
+      // is back) but not its fanout queue.
+      const s = await serve(ctx, tp, 's1', [new Recorder('s1')]);
+      await s.stop();
+      await s.wait(1000);
+      await c.cast({}, 'x');
+      await c.prepare({ server: 's1' }).cast({}, 'x');
+      await rejects(c.prepare({ fanout: true }).cast({}, 'x'), 'HERMOD_ERR_UNDELIVERABLE', bound('cast x', `${tp}_fanout`, ''));
+      // Notifications wait for a listener instead: the notifier declares their queue first.
+      await new Notifier(ctx.transport, { driver: 'messaging', topics: [topic('notes')], publisherId: 'p' }).info({}, 'e.t', {});
+      // Off: dropped, as oslo drops them; a call times out.
+      const osloLike = new RPCClient(await transport(ctx, { 'rabbit.mandatoryRequests': false }), new Target({ topic: topic('unbound') }), {
+        timeout: 400,
+      });
+      await osloLike.cast({}, 'x');
+      await osloLike.prepare({ fanout: true }).cast({}, 'x');
+      await rejects(osloLike.call({}, 'x'), 'HERMOD_ERR_TIMEOUT');
+    });
+  }
 
   t('call monitor: heartbeats keep a long call alive past the monitor timeout', async (ctx) => {
     const tp = topic('slow');

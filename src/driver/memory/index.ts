@@ -1,5 +1,6 @@
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
+import { MessageUndeliverable } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import { parsePeerJson } from '../../core/json.js';
 import type { Context } from '../../core/serializer.js';
@@ -18,6 +19,12 @@ import type { ReplyBody, RequestBody } from './wire.js';
  */
 function memoryName(...parts: string[]): string {
   return parts.join('\0');
+}
+
+/** What the RabbitMQ driver says of a request the broker returned, its exchange named as there. */
+function unroutable(what: string, target: Target, exchange: string, key: string): MessageUndeliverable {
+  const named = target.fanout ? `${target.topic}_fanout` : exchange;
+  return new MessageUndeliverable(`${what}: no queue is bound for exchange '${named}' routing key '${key}' (returned by the broker)`);
 }
 
 /**
@@ -75,8 +82,14 @@ export class MemoryDriver extends DriverBase implements Driver {
       routeExchange = memoryName(exchange, topic, 'fanout');
       key = '';
     }
+    // As the RabbitMQ driver's mandatory requests (rabbit.mandatoryRequests, default on): a
+    // request no queue is bound for fails at once with the same error, where memory:// dropped
+    // a cast silently and let a call wait its whole timeout. Off, it is dropped, as oslo does.
+    const mandatory = this.config.rabbit.mandatoryRequests;
     if (!opts.waitForReply) {
-      this.broker.publish(routeExchange, key, this.encode(body, `cast ${request.method}`));
+      const what = `cast ${request.method}`;
+      if (this.broker.publish(routeExchange, key, this.encode(body, what)) === 0 && mandatory)
+        throw unroutable(what, target, exchange, key);
       return undefined;
     }
     this.ensureReplyConsumer();
@@ -91,7 +104,9 @@ export class MemoryDriver extends DriverBase implements Driver {
       named: opts.callTimeout ?? opts.timeout,
       describe: `${request.method} on topic ${topic}${target.server ? ` server ${target.server}` : ''}`,
     });
-    this.broker.publish(routeExchange, key, encoded);
+    if (this.broker.publish(routeExchange, key, encoded) === 0 && mandatory) {
+      this.waiter.fail(msgId, unroutable(`call ${request.method}`, target, exchange, key));
+    }
     return reply;
   }
 
