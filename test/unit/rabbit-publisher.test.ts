@@ -3,7 +3,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { envelope } from '../../src/driver/envelope.js';
 import type { RabbitConnection } from '../../src/driver/rabbit/connection.js';
-import { type Publication, Publisher } from '../../src/driver/rabbit/publisher.js';
+import { MAX_DECLARED, type Publication, Publisher } from '../../src/driver/rabbit/publisher.js';
 import { Topology } from '../../src/driver/rabbit/topology.js';
 import { defaultConfig } from '../../src/index.js';
 import { rejects } from '../support/assert.js';
@@ -160,6 +160,29 @@ t('channels the broker closed are re-opened on the next publish, and exchanges d
   await publisher.publish(pub());
   assert.is(confirms().length, 2);
   assert.is(confirms()[1]!.published.length, 1);
+});
+
+t('what it remembers as declared is bounded: notification topics made up without end do not grow it', async () => {
+  const { publisher, model, confirms } = setup();
+  await publisher.setup(model as never);
+  let bound = 0;
+  confirms()[0]!.bindQueue = async () => {
+    bound++;
+    return {};
+  };
+  const exchange = { name: 'openstack', type: 'topic' } as const;
+  const notify = (topic: string) => publisher.publish(pub({ key: topic, declare: { queue: topic, options: {}, exchange, key: topic } }));
+  for (let i = 0; i < MAX_DECLARED + 100; i++) await notify(`made-up-${i}.info`);
+  const declared = (publisher as unknown as { declared: Set<string> }).declared;
+  // Before: one entry per topic until the channels reopened (about 190 bytes each).
+  assert.ok(declared.size <= MAX_DECLARED, `${declared.size} names remembered`);
+  assert.is(bound, MAX_DECLARED + 100, 'each new topic was declared');
+  // A name remembered is not declared again; one forgotten is, and its publish still goes.
+  await notify(`made-up-${MAX_DECLARED + 99}.info`);
+  assert.is(bound, MAX_DECLARED + 100);
+  await notify('made-up-0.info');
+  assert.is(bound, MAX_DECLARED + 101);
+  assert.is(confirms()[0]!.published.length, MAX_DECLARED + 102);
 });
 
 t('publishNow sends a call request at once only when nothing stands in the way, and otherwise sends nothing', async () => {

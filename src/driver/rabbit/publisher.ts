@@ -74,6 +74,9 @@ interface Channels {
   confirms: ConfirmChannel;
 }
 
+/** Exchanges and notifier queues a {@link Publisher} remembers as declared. */
+export const MAX_DECLARED = 4096;
+
 /**
  * Publishes on one connection: a plain channel for call requests and a confirm channel for
  * the rest, with one retry loop for both. It resends after a channel or connection loss while
@@ -85,7 +88,7 @@ interface Channels {
 export class Publisher {
   private chans: Channels | undefined;
   private opening: Promise<Channels> | undefined;
-  /** Exchanges and notifier queues declared on the current channels. */
+  /** Exchanges and notifier queues declared on the current channels (at most {@link MAX_DECLARED}). */
   private declared = new Set<string>();
   /**
    * `_unique_id`s of confirmed mandatory publishes the broker returned, until their confirm
@@ -211,14 +214,25 @@ export class Publisher {
       // Not kept when the broker deletes it by itself: a fanout cast after the topic's last
       // server stopped went to an exchange no longer there, and the broker's 404 closed both
       // publishing channels (failing other publishes under way) and read as a lost connection.
-      if (!this.topology.autoDeleted(p.exchange)) this.declared.add(p.exchange.name);
+      if (!this.topology.autoDeleted(p.exchange)) this.remember(p.exchange.name);
     }
     const b = p.declare;
     const key = b && `queue:${b.exchange.name}:${b.key}`;
     if (b && key && !this.declared.has(key)) {
       await this.topology.declareBinding(ch, b);
-      this.declared.add(key);
+      this.remember(key);
     }
+  }
+
+  /**
+   * Notes a declared name. Past {@link MAX_DECLARED} the set starts again: declares are
+   * idempotent, so forgetting costs one more declare per name, while keeping every name held
+   * memory for each notification topic a long-lived process ever used until it reconnected
+   * (about 190 bytes a topic, for applications that make topic names up).
+   */
+  private remember(name: string): void {
+    if (this.declared.size >= MAX_DECLARED) this.declared.clear();
+    this.declared.add(name);
   }
 
   /**
