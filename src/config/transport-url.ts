@@ -52,7 +52,8 @@ function decode(part: string, what: string): string {
 }
 
 function parseHost(spec: string, defaultPort: number, index: number, url: string): TransportHost {
-  const fail = (what: string) => new ConfigError(`transport URL '${redactUrl(url)}': host #${index + 1} ${what}`, { key: 'transportUrl' });
+  const fail = (what: string) =>
+    new ConfigError(`transport URL '${redactWhole(url)}': host #${index + 1} ${what}`, { key: 'transportUrl' });
   let creds: string | undefined;
   let hostport = spec;
   const at = spec.lastIndexOf('@');
@@ -115,15 +116,71 @@ function ambiguousCredentials(rest: string): boolean {
  * Replaces every password in a transport URL (parsed or raw), or in the URLs a message quotes,
  * with `****`. A raw URL whose user info cannot be told apart from its hosts loses everything up
  * to its last '@' but the first user name, so no part of a password survives however it was
- * mistyped.
+ * mistyped. A string that is one URL (it starts with `scheme://`, or has no scheme and no
+ * whitespace) is redacted whole, whatever its password holds: spaces and tabs too. In other
+ * text a URL in quotes runs to its closing quote; an unquoted one ends at whitespace, except
+ * where its user info does not: a `user:` with no '@' before the next whitespace is masked up to
+ * the last '@' that follows, since a password with a space cannot be told from the words after
+ * it.
  */
 export function redactUrl(url: string | TransportUrl): string {
   if (typeof url !== 'string') return url.toString();
-  if (url.includes('://'))
-    return url.replace(/([A-Za-z][A-Za-z0-9+.-]*:\/\/)(\S*)/g, (_m, scheme: string, rest: string) => scheme + redactRest(rest));
-  // No scheme: a URL typed without one is redacted whole; in other text, each `user:pass@`.
-  if (!/\s/.test(url)) return redactRest(url);
-  return url.replace(/(^|[\s,/])([^\s,/@:]*):([^\s,/@]*)@/g, (_m, pre: string, user: string) => `${pre}${user}:****@`);
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(url) || !/\s/.test(url)) return redactWhole(url);
+  return redactText(url);
+}
+
+/**
+ * {@link redactUrl} of a string taken as one URL, with or without a scheme, whatever characters
+ * its password holds. Every message of the parser quotes the URL through this.
+ */
+function redactWhole(url: string): string {
+  const m = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(url);
+  return m ? m[0] + redactRest(url.slice(m[0].length)) : redactRest(url);
+}
+
+/**
+ * {@link redactUrl} of free text: what follows each `scheme://`, up to its closing quote when it
+ * is quoted, else up to the next URL (see {@link redactSpan}); without a
+ * scheme, each `user:pass@` at the start of the text or of a quoted part (where hermod's
+ * messages quote a URL), its password running to the last '@' of that part.
+ */
+function redactText(text: string): string {
+  const found = [...text.matchAll(/[A-Za-z][A-Za-z0-9+.-]*:\/\//g)];
+  if (found.length === 0) {
+    return text.replace(/(^|['"`])([^\s,/@:'"`]*):([^'"`]*)@/g, (_m, pre: string, user: string) => `${pre}${user}:****@`);
+  }
+  let out = text.slice(0, found[0]!.index);
+  found.forEach((m, i) => {
+    const start = m.index + m[0].length;
+    const end = i + 1 < found.length ? found[i + 1]!.index : text.length;
+    const span = text.slice(start, end);
+    // A quoted URL (as hermod's messages quote them) runs to its closing quote, spaces and all.
+    const quote = /['"`]/.exec(text[m.index - 1] ?? '')?.[0];
+    const close = quote ? span.search(new RegExp(`${quote}(?=[\\s:;,.)]|$)`)) : -1;
+    out += m[0] + (close >= 0 ? redactRest(span.slice(0, close)) + span.slice(close) : redactSpan(span));
+  });
+  return out;
+}
+
+/**
+ * The text after one `scheme://`, up to the next URL or the end, redacted. The URL ends at
+ * whitespace, unless the user info of its last host is cut short there (a `user:` and no '@'): a
+ * password with a space cannot be told from the words after it, so it is taken to run to the
+ * last '@' of the span, and everything up to that '@' is masked.
+ */
+function redactSpan(span: string): string {
+  const ws = span.search(/\s/);
+  if (ws < 0) return redactRest(span);
+  const token = span.slice(0, ws);
+  const netloc = token.split(/[/?]/, 1)[0]!;
+  const lastAt = span.lastIndexOf('@');
+  const hosts = netloc.split(',');
+  const last = hosts.pop()!;
+  if (!last.includes('@') && last.includes(':') && lastAt > ws) {
+    const before = hosts.length ? `${redactRest(hosts.join(','))},` : '';
+    return `${before}${last.slice(0, last.indexOf(':'))}:****${span.slice(lastAt)}`;
+  }
+  return redactRest(token) + span.slice(ws);
 }
 
 /** {@link redactUrl} of what follows `scheme://`. */
@@ -170,7 +227,7 @@ export function parseTransportUrl(url: string): TransportUrl {
   const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s.exec(url);
   if (!m)
     throw new ConfigError(
-      `transport URL '${redactUrl(url)}' has no scheme; expected rabbit://, rabbits://, amqp://, amqps:// or memory://`,
+      `transport URL '${redactWhole(url)}' has no scheme; expected rabbit://, rabbits://, amqp://, amqps:// or memory://`,
       { key: 'transportUrl' },
     );
   const scheme = m[1]!.toLowerCase();
@@ -184,7 +241,7 @@ export function parseTransportUrl(url: string): TransportUrl {
   // Before any other message can quote a fragment of it: a mistyped password must not leak.
   if (info.driver !== 'memory' && ambiguousCredentials(rest)) {
     throw new ConfigError(
-      `transport URL '${redactUrl(url)}' has ambiguous credentials: percent-encode '/', '?' and ',' in user names and passwords (%2F, %3F, %2C), give every host before one with credentials its own, and write '@' in a virtual host as %40`,
+      `transport URL '${redactWhole(url)}' has ambiguous credentials: percent-encode '/', '?' and ',' in user names and passwords (%2F, %3F, %2C), give every host before one with credentials its own, and write '@' in a virtual host as %40`,
       { key: 'transportUrl' },
     );
   }
@@ -200,7 +257,7 @@ export function parseTransportUrl(url: string): TransportUrl {
   // A fragment after the hosts has no meaning here (oslo's urlparse drops it): kept, it became
   // part of the virtual host or of the last option's value. (In a password '#' needs no encoding.)
   if (path?.includes('#') || queryText.includes('#')) {
-    throw new ConfigError(`transport URL '${redactUrl(url)}' has a '#' after its hosts: percent-encode it (%23) in a virtual host`, {
+    throw new ConfigError(`transport URL '${redactWhole(url)}' has a '#' after its hosts: percent-encode it (%23) in a virtual host`, {
       key: 'transportUrl',
     });
   }
@@ -233,9 +290,9 @@ export function parseTransportUrl(url: string): TransportUrl {
     const name = decode(netloc, 'the memory transport name') || 'default';
     parsed = { scheme, driver: 'memory', tls: false, hosts: [], name, options };
   } else {
-    if (!netloc) throw new ConfigError(`transport URL '${redactUrl(url)}' names no host`, { key: 'transportUrl' });
+    if (!netloc) throw new ConfigError(`transport URL '${redactWhole(url)}' names no host`, { key: 'transportUrl' });
     const hosts = netloc.split(',').map((h, i) => {
-      if (!h) throw new ConfigError(`transport URL '${redactUrl(url)}': host #${i + 1} is empty (stray comma?)`, { key: 'transportUrl' });
+      if (!h) throw new ConfigError(`transport URL '${redactWhole(url)}': host #${i + 1} is empty (stray comma?)`, { key: 'transportUrl' });
       return parseHost(h, info.port, i, url);
     });
     parsed = { scheme, driver: info.driver, tls: info.tls, hosts, options };

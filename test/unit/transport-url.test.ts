@@ -80,4 +80,82 @@ t("a '#' (a fragment: oslo drops it, it was kept in the vhost) and a repeated op
   assert.is(parseTransportUrl('rabbit://u:p%23w@h/v%23h').virtualHost, 'v#h');
 });
 
+t('no part of an odd password is echoed, by any error of the parser or by redactUrl', async () => {
+  // Each password's pieces are distinctive, so a fragment of one in a message is found.
+  const passwords = [
+    'QQa WWb',
+    'QQa\tWWb',
+    ' QQa  WWb ',
+    'QQa@WWb',
+    'QQa:WWb',
+    'QQa/WWb',
+    'QQa#WWb',
+    'QQa?WWb',
+    'QQa,WWb',
+    'QQaΩ€😀WWb',
+    'QQa%20WWb',
+    'QQa%zzWWb',
+    'QQa WWb@ZZc',
+    'QQa@WWb ZZc',
+    'QQa WWb/ZZc?YYd',
+    "QQa'WWb",
+    'QQa\nWWb',
+  ];
+  const shapes = [
+    (s: string, pw: string) => `${s}://nova:${pw}@h:0/`, // bad port
+    (s: string, pw: string) => `${s}://nova:${pw}@h!x/`, // bad host name
+    (s: string, pw: string) => `${s}://nova:${pw}@h1,,h2/`, // empty host
+    (s: string, pw: string) => `${s}://ok:fine@h0,nova:${pw}@h:0/v`, // several hosts
+    (s: string, pw: string) => `${s}://nova:${pw}@h/v#frag`, // a fragment
+    (s: string, pw: string) => `${s}://nova:${pw}@[::1/`, // unclosed bracket
+    (s: string, pw: string) => `${s}:/nova:${pw}@h/`, // no scheme (one slash)
+    (_s: string, pw: string) => `nova:${pw}@h:0/`, // no scheme at all
+  ];
+  const pieces = (pw: string) => pw.split(/[^A-Za-z]+/).filter((p) => p.length >= 3);
+  let refused = 0;
+  for (const scheme of ['rabbit', 'rabbits', 'amqp', 'amqps']) {
+    for (const pw of passwords) {
+      for (const shape of shapes) {
+        const url = shape(scheme, pw);
+        const leaks = (text: string) => pieces(pw).filter((p) => text.includes(p));
+        let message: string | undefined;
+        try {
+          const u = parseTransportUrl(url);
+          assert.equal(leaks(String(u)), [], `${JSON.stringify(url)} rendered as ${String(u)}`);
+        } catch (err) {
+          assert.is((err as { code?: string }).code, 'HERMOD_ERR_CONFIG', String(err));
+          message = (err as Error).message;
+          refused++;
+        }
+        if (message !== undefined) {
+          assert.equal(leaks(message), [], `${JSON.stringify(url)}: ${JSON.stringify(message)}`);
+          // The CLIs print a message through redactUrl again: it must not undo or mangle it.
+          assert.is(redactUrl(message), message);
+        }
+        assert.equal(leaks(redactUrl(url)), [], `${JSON.stringify(url)} redacted as ${JSON.stringify(redactUrl(url))}`);
+        // In a message's text, quoted as hermod quotes URLs; a quote in the password ends the quoted part.
+        if (!pw.includes("'")) {
+          const quoted = redactUrl(`cannot use '${url}': refused`);
+          assert.equal(leaks(quoted), [], quoted);
+          assert.ok(quoted.endsWith("': refused"), quoted);
+        }
+        // Unquoted in text: a URL with a scheme is still masked (a password with both '@' and
+        // whitespace in unquoted text cannot be told from the words after it).
+        if (url.includes('://') && !(pw.includes('@') && /\s/.test(pw))) {
+          const inText = redactUrl(`cannot use ${url} today`);
+          assert.equal(leaks(inText), [], inText);
+        }
+      }
+    }
+  }
+  assert.ok(refused > 400, `${refused} refused`);
+  // Well-formed, the same passwords parse to what was meant, and render masked.
+  const ok = parseTransportUrl('rabbit://nova:QQa%20WWb@h1,bob:my secret@h2:5673/');
+  assert.equal(
+    ok.hosts.map((h) => h.password),
+    ['QQa WWb', 'my secret'],
+  );
+  assert.is(String(ok), 'rabbit://nova:****@h1:5672,bob:****@h2:5673/');
+});
+
 t.run();
