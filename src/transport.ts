@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { applyOverrides, type HermodConfig, loadConfig } from './config/index.js';
-import { parseTransportUrl, type TransportUrl } from './config/transport-url.js';
+import { maskSecrets, parseTransportUrl, redactUrl, type TransportUrl } from './config/transport-url.js';
 import type { ConnectionState } from './core/diagnostics.js';
 import { ConfigError } from './core/errors.js';
 import { assertOptions } from './core/suggest.js';
@@ -110,7 +110,9 @@ export async function getTransport(url?: string, options: TransportOptions = {})
     : loadConfig({ overrides: options.overrides ?? {}, overridesSource: 'getTransport overrides' });
   const parsed = parseTransportUrl(url ?? config.transportUrl);
   if (Object.keys(parsed.options).length > 0) config = applyOverrides(config, parsed.options, 'the transport URL');
-  config = { ...config, transportUrl: parsed.toString() };
+  // The URL as given, password and all: the config is reusable (another getTransport logs in
+  // with it); it shows `****` when logged, serialized or inspected.
+  config = maskSecrets({ ...config, transportUrl: url ?? config.transportUrl }, (c) => ({ ...c, transportUrl: redactUrl(c.transportUrl) }));
   assertTlsUsed(parsed, config);
   const load = DRIVERS[parsed.driver];
   if (!load) throw new ConfigError(`the ${parsed.driver} driver is not available in this build`, { key: 'transportUrl' });

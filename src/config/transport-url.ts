@@ -4,11 +4,15 @@
  * of the driver's section and are checked against the schema.
  */
 import { isIPv6 } from 'node:net';
+import { inspect } from 'node:util';
 import { ConfigError } from '../core/errors.js';
 import { CONFIG_KEYS } from './schema.js';
 import { closeKey } from './suggest.js';
 
-/** One broker host of a transport URL. */
+/**
+ * One broker host of a transport URL. Its `password` is readable, but `JSON.stringify`, pino and
+ * `util.inspect` show it as `****`.
+ */
 export interface TransportHost {
   hostname: string;
   port: number;
@@ -91,7 +95,10 @@ function parseHost(spec: string, defaultPort: number, index: number, url: string
   if (creds !== undefined) {
     const colon = creds.indexOf(':');
     host.username = decode(colon >= 0 ? creds.slice(0, colon) : creds, `the user name of host #${index + 1}`);
-    if (colon >= 0) host.password = decode(creds.slice(colon + 1), `the password of host #${index + 1}`);
+    if (colon >= 0) {
+      host.password = decode(creds.slice(colon + 1), `the password of host #${index + 1}`);
+      maskSecrets(host, (h) => ({ ...h, password: '****' }));
+    }
   }
   return host;
 }
@@ -181,6 +188,23 @@ function redactSpan(span: string): string {
     return `${before}${last.slice(0, last.indexOf(':'))}:****${span.slice(lastAt)}`;
   }
   return redactRest(token) + span.slice(ws);
+}
+
+/**
+ * Gives `obj` a `toJSON` and a `util.inspect` view (both non-enumerable, so copies, equality
+ * checks and `Object.keys` are unchanged) in which `mask` has replaced its secrets: `obj` itself
+ * keeps them for the driver that logs in with them, while logging, serializing or inspecting it
+ * (a host, a transport's config) shows `****`.
+ */
+export function maskSecrets<T extends object>(obj: T, mask: (copy: T) => T): T {
+  const masked = () => mask({ ...obj });
+  Object.defineProperty(obj, 'toJSON', { value: masked, enumerable: false, configurable: true });
+  Object.defineProperty(obj, inspect.custom, {
+    value: (_depth: number, options: object) => inspect(masked(), options),
+    enumerable: false,
+    configurable: true,
+  });
+  return obj;
 }
 
 /** {@link redactUrl} of what follows `scheme://`. */

@@ -1,6 +1,7 @@
+import util from 'node:util';
 import type { ConsumeMessage } from 'amqplib';
 import * as assert from 'uvu/assert';
-import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import { defaultConfig, getTransport, parseTransportUrl, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { rejects, sleep, until } from '../support/assert.js';
 import { startCli } from '../support/cli-procs.js';
 import { Recorder } from '../support/endpoints.js';
@@ -357,6 +358,45 @@ t('wrong credentials or vhost: a clear TransportError, quickly, no crash', async
   // Nothing listening at all: cannot connect, naming the host.
   const dead = await transport(ctx, { 'rabbit.retryInterval': 50 }, 'rabbit://guest:guest@127.0.0.1:1/');
   await rejects(new RPCClient(dead, new Target({ topic: 'x' }), { timeout: 300 }).call({}, 'x'), 'HERMOD_ERR_TRANSPORT', /127\.0\.0\.1:1/);
+});
+
+t("a transport's config logs in again, and shows its password nowhere", async (ctx) => {
+  const user = `cfgcopy-${process.pid}`;
+  const password = 'S3cr3t PW@x';
+  await ctx.node.addUser(user, password, ctx.vhost);
+  try {
+    const url = ctx.node.url(ctx.vhost, user, password);
+    const first = await transport(ctx, {}, url);
+    await serve(ctx, 'cfgcopy', 's1', [new Recorder('s1')]);
+    // A second transport from the first one's config (a per-tenant copy, say) logs in with the
+    // same password: the config used to hold the URL as rendered, its password '****'.
+    const second = await getTransport(undefined, { config: first.config, overrides: { 'rpc.retry': 0 } });
+    ctx.transports.push(second);
+    assert.is(await new RPCClient(second, new Target({ topic: 'cfgcopy' }), { timeout: 10_000 }).call({}, 'whoami'), 's1');
+    await new RPCClient(first, new Target({ topic: 'cfgcopy' }), { timeout: 10_000 }).call({}, 'whoami');
+    // Connected, neither the transport, its config nor its URL shows the password when
+    // serialized (JSON, as pino writes) or inspected.
+    for (const tr of [first, second]) {
+      for (const shown of [
+        JSON.stringify(tr.config),
+        JSON.stringify(tr.url),
+        JSON.stringify({ config: tr.config, hosts: tr.url.hosts }),
+        util.inspect(tr, { depth: 8 }),
+        util.inspect(tr.config),
+        util.inspect(tr.url.hosts),
+      ]) {
+        assert.not.ok(shown.includes('S3cr3t'), shown.slice(0, 300));
+      }
+      assert.match(JSON.stringify(tr.config), /"transportUrl":"rabbit:\/\/cfgcopy-\d+:\*\*\*\*@127\.0\.0\.1:/);
+      assert.match(JSON.stringify(tr.url.hosts), /"password":"\*\*\*\*"/);
+    }
+    // The values themselves are the real ones, for the driver and for a copy.
+    assert.is(first.url.hosts[0]!.password, password);
+    assert.is(first.config.transportUrl, url);
+    assert.equal(JSON.parse(JSON.stringify(parseTransportUrl(url))).hosts[0].password, '****');
+  } finally {
+    await ctx.node.deleteUser(user);
+  }
 });
 
 t('the broker closes the connections: servers and clients reconnect and serve again', async (ctx) => {
