@@ -16,7 +16,7 @@ export function parseDuration(value: unknown, unit: 'ms' | 's' = 'ms', max = MAX
   const m = typeof value === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(value) : null;
   const ms =
     typeof value === 'number' && Number.isFinite(value) && value >= 0
-      ? value * UNIT_MS[unit]
+      ? Math.round(value * UNIT_MS[unit])
       : m
         ? Math.round(Number(m[1]) * UNIT_MS[(m[2] as keyof typeof UNIT_MS | undefined) ?? unit])
         : undefined;
@@ -97,21 +97,21 @@ const FORMATS: { [K in keyof FormatTypes]: convict.Format } = {
   },
   'int-range': {
     validate(value: unknown) {
-      if (!Number.isInteger(value) || (value as number) < -1)
+      if (!Number.isSafeInteger(value) || (value as number) < -1)
         throw new Error(`must be -1 (forever), 0 (none) or a number of attempts, got ${JSON.stringify(value)}`);
     },
     coerce: (value: unknown) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value),
   },
   'non-negative-int': {
     validate(value: unknown) {
-      if (!Number.isInteger(value) || (value as number) < 0)
+      if (!Number.isSafeInteger(value) || (value as number) < 0)
         throw new Error(`must be an integer of 0 or more, got ${JSON.stringify(value)}`);
     },
     coerce: (value: unknown) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value),
   },
   'positive-int': {
     validate(value: unknown) {
-      if (!Number.isInteger(value) || (value as number) < 1)
+      if (!Number.isSafeInteger(value) || (value as number) < 1)
         throw new Error(`must be an integer of 1 or more, got ${JSON.stringify(value)}`);
     },
     coerce: (value: unknown) => (typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value),
@@ -157,6 +157,16 @@ export function registerFormats(): void {
   if (registered) return;
   convict.addFormats(FORMATS);
   registered = true;
+}
+
+/**
+ * A number given for a duration (from a JSON file or a library caller), in whole milliseconds
+ * (whole seconds for `duration-s`) as the string forms are: convict coerces strings only, and
+ * 1500.5 reached a broker's integer argument as is (x-expires, refused at declaration).
+ */
+export function normalizeNumber(format: Format, value: unknown): unknown {
+  if (typeof value !== 'number' || typeof format !== 'string' || !format.startsWith('duration-')) return value;
+  return FORMATS[format as keyof FormatTypes].coerce!(value);
 }
 
 /**

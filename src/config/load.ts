@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import convict from 'convict';
 import { ConfigError } from '../core/errors.js';
 import { parseConfigJson } from '../core/json.js';
-import { checkValue, registerFormats } from './formats.js';
+import { checkValue, normalizeNumber, registerFormats } from './formats.js';
 import { CONFIG_KEYS, type ConfigValues, convictSchema, envName, type HermodConfig, OPTIONS } from './schema.js';
 import { assertKnownKey, closeKey } from './suggest.js';
 
@@ -50,13 +50,31 @@ function flatten(obj: Record<string, unknown>, prefix = ''): Array<[string, unkn
 }
 
 const FORMAT_OF = new Map(OPTIONS.map(([k, o]) => [k, o.format]));
+const RANGE_OF = new Map(OPTIONS.flatMap(([k, o]) => (o.range ? [[k, o.range] as const] : [])));
+
+/** The unit a key's values are said in, for its range's message. */
+function unitOf(key: string): string {
+  const format = FORMAT_OF.get(key);
+  return format === 'duration-s' ? ' s' : typeof format === 'string' && format.startsWith('duration-ms') ? ' ms' : '';
+}
+
+function checkRange(key: string, value: unknown): void {
+  const range = RANGE_OF.get(key);
+  if (!range || typeof value !== 'number') return;
+  const unit = unitOf(key);
+  // 0 means "off" or "unset" for the durations with a range: it sends nothing to bound.
+  if (range.min !== undefined && value < range.min && !(unit && value === 0))
+    throw new Error(`must be at least ${range.min}${unit} (${range.why}), got ${value}`);
+  if (range.max !== undefined && value > range.max) throw new Error(`must be at most ${range.max}${unit} (${range.why}), got ${value}`);
+}
 
 /** Sets and checks one value at once, so that a bad value is reported with its source, and once. */
 function setKey(conf: convict.Config<unknown>, key: string, value: unknown, source: string): void {
   try {
-    conf.set(key as never, value as never);
     const format = FORMAT_OF.get(key);
+    conf.set(key as never, (format === undefined ? value : normalizeNumber(format, value)) as never);
     if (format !== undefined) checkValue(format, conf.get(key as never));
+    checkRange(key, conf.get(key as never));
   } catch (err) {
     throw new ConfigError(`invalid value for ${key} (from ${source}): ${(err as Error).message}`, { cause: err, key });
   }

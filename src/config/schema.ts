@@ -6,11 +6,24 @@
  */
 import type { Format, ValueOf } from './formats.js';
 
-/** One option of the schema: its value format, its default and a one-line doc. */
+/**
+ * The bounds of a numeric option beyond its format's, where the value goes into a protocol field
+ * or a broker argument that takes no more (or no less): out of them, the broker would refuse the
+ * connection or the declaration, which is reported as "cannot connect" and retried.
+ */
+export interface Range {
+  readonly min?: number;
+  readonly max?: number;
+  /** Why the bound, said after it in the error: `AMQP's frame-max`. */
+  readonly why: string;
+}
+
+/** One option of the schema: its value format, its default, a one-line doc, and its bounds. */
 export interface Option<F extends Format = Format> {
   readonly format: F;
   readonly default: ValueOf<F>;
   readonly doc: string;
+  readonly range?: Range;
 }
 
 /**
@@ -19,9 +32,15 @@ export interface Option<F extends Format = Format> {
  * and a list of values → their literal union (`['wait', 'fail']` → `'wait' | 'fail'`); the
  * default must be of that type.
  */
-export function opt<const F extends Format>(format: F, def: NoInfer<ValueOf<F>>, doc: string): Option<F> {
-  return { format, default: def, doc };
+export function opt<const F extends Format>(format: F, def: NoInfer<ValueOf<F>>, doc: string, range?: Range): Option<F> {
+  return range ? { format, default: def, doc, range } : { format, default: def, doc };
 }
+
+/** 2³²−1: the largest AMQP unsigned 32-bit field, and RabbitMQ's largest `x-expires`. */
+const UINT32_MAX = 4_294_967_295;
+/** 2¹⁶−1: the largest AMQP unsigned 16-bit field (a heartbeat, a prefetch count). */
+const UINT16_MAX = 65_535;
+const X_EXPIRES: Range = { max: UINT32_MAX, why: "RabbitMQ's largest x-expires, 2^32-1 ms, about 49.7 days" };
 
 export const SCHEMA = {
   transportUrl: opt(
@@ -35,7 +54,10 @@ export const SCHEMA = {
   rpc: {
     responseTimeout: opt('duration-ms-positive', 60_000, 'Default call timeout (rpc_response_timeout)'),
     callMonitorTimeout: opt('duration-ms', 0, 'Call-monitor timeout: a call fails after this long without a heartbeat; 0 = off'),
-    serverConcurrency: opt('positive-int', 64, 'Requests a server runs at once; also its prefetch / link credit'),
+    serverConcurrency: opt('positive-int', 64, 'Requests a server runs at once; also its prefetch / link credit', {
+      max: UINT16_MAX,
+      why: "RabbitMQ's prefetch count, a 16-bit field",
+    }),
     maxInFlight: opt('positive-int', 1024, 'Calls one client may have in flight'),
     inFlightOverflow: opt(['wait', 'fail'], 'wait', 'Beyond maxInFlight: wait for a slot, or fail with TooManyInFlight'),
     retry: opt('int-range', -1, 'Connection-failure retries of a send: -1 forever (within the timeout), 0 none, N attempts'),
@@ -103,8 +125,15 @@ export const SCHEMA = {
     redeliveryLimit: opt('non-negative-int', 5, 'Requeues of one notification (by message_id) before it is dropped'),
   },
   rabbit: {
-    heartbeat: opt('duration-s', 60, 'AMQP heartbeat in seconds, or 30s, 2m (heartbeat_timeout_threshold); 0 = off'),
-    frameMax: opt('positive-int', 131_072, 'Largest AMQP frame in bytes'),
+    heartbeat: opt('duration-s', 60, 'AMQP heartbeat in seconds, or 30s, 2m (heartbeat_timeout_threshold); 0 = off', {
+      max: UINT16_MAX,
+      why: "AMQP's heartbeat, a 16-bit count of seconds",
+    }),
+    frameMax: opt('positive-int', 131_072, 'Largest AMQP frame in bytes', {
+      min: 4096,
+      max: UINT32_MAX,
+      why: "AMQP 0-9-1's frame-max: 4096 at least, a 32-bit field",
+    }),
     durableQueues: opt('bool', false, 'Topic and server queues durable (amqp_durable_queues)'),
     autoDelete: opt('bool', false, 'Topic and server queues auto-delete (amqp_auto_delete)'),
     quorumQueues: opt('bool', false, 'Quorum topic, server and notification queues (rabbit_quorum_queue)'),
@@ -129,11 +158,13 @@ export const SCHEMA = {
       'duration-ms-broker',
       1_800_000,
       'x-expires of reply and fanout queues; with streamFanout the x-max-age of the stream, in whole seconds (rabbit_transient_queues_ttl); 0 = unset',
+      X_EXPIRES,
     ),
     serverQueueTtl: opt(
       'duration-ms-broker',
       0,
       "x-expires of each server's own <topic>.<server> queue: removed this long after its last consumer left; 0 = off (kept, as oslo's)",
+      X_EXPIRES,
     ),
     retryInterval: opt('duration-ms-positive', 1_000, 'First reconnect delay'),
     retryBackoff: opt('positive-int', 2, 'Factor the reconnect delay grows by after each failure (capped at intervalMax, ±25% jitter)'),
@@ -174,8 +205,14 @@ export const SCHEMA = {
       'dynamic',
       'Address format: routable, legacy, or dynamic (by the peer product, as oslo)',
     ),
-    serverCredit: opt('positive-int', 100, 'Link credit of each server receiver (rpc_server_credit)'),
-    replyCredit: opt('positive-int', 200, 'Link credit of the reply receiver (reply_link_credit)'),
+    serverCredit: opt('positive-int', 100, 'Link credit of each server receiver (rpc_server_credit)', {
+      max: UINT32_MAX,
+      why: "AMQP 1.0's link credit, a 32-bit field",
+    }),
+    replyCredit: opt('positive-int', 200, 'Link credit of the reply receiver (reply_link_credit)', {
+      max: UINT32_MAX,
+      why: "AMQP 1.0's link credit, a 32-bit field",
+    }),
     presettledCasts: opt(
       'bool',
       false,
@@ -267,7 +304,11 @@ export function convictSchema(node: object = SCHEMA, prefix = ''): Record<string
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(node)) {
     const path = prefix ? `${prefix}.${k}` : k;
-    out[k] = v && typeof v === 'object' && 'doc' in v ? { ...(v as Option), env: envName(path) } : convictSchema(v as object, path);
+    if (v && typeof v === 'object' && 'doc' in v) {
+      // The range is checked by loadConfig, where its error names the value's source.
+      const { range: _range, ...option } = v as Option;
+      out[k] = { ...option, env: envName(path) };
+    } else out[k] = convictSchema(v as object, path);
   }
   return out;
 }

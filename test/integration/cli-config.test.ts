@@ -55,6 +55,18 @@ t('rpc-client: usage errors exit 2 as its help promises', async () => {
   assert.is(option.code, 2, option.err);
 });
 
+t('rpc-client: a broker-bound value out of range exits 2 naming its key, not 5 ("cannot connect") after retries', async () => {
+  // Port 1: were the value let through, the run would end in "cannot connect" (exit 5).
+  const frame = await run('rpc-client', ['cli', 'add', '--timeout', '10', '--transport-url', 'rabbit://127.0.0.1:1/?frameMax=4095']);
+  assert.is(frame.code, 2, frame.err);
+  assert.match(frame.err, /invalid value for rabbit\.frameMax \(from the transport URL\): must be at least 4096/);
+  const file = path.join(dir, 'ttl.json');
+  writeFileSync(file, JSON.stringify({ rabbit: { transientQueuesTtl: 10_000_000_000_000 } }));
+  const ttl = await run('rpc-client', ['cli', 'add', '--timeout', '10', '--transport-url', 'rabbit://127.0.0.1:1/', '--config-file', file]);
+  assert.is(ttl.code, 2, ttl.err);
+  assert.match(ttl.err, /invalid value for rabbit\.transientQueuesTtl \(from file .*ttl\.json\): must be at most 4294967295 ms/);
+});
+
 t('notify-listen: a filter that is no regular expression exits 2 naming its flag and the pattern as typed', async () => {
   const bad = await run('notify-listen', ['--event-type', '(', '--transport-url', 'memory://']);
   assert.is(bad.code, 2, bad.err);

@@ -399,6 +399,12 @@ t("a transport's config logs in again, and shows its password nowhere", async (c
   }
 });
 
+t("a server's concurrency beyond the 16-bit prefetch count serves (the prefetch is capped at 65,535)", async (ctx) => {
+  await serve(ctx, 'bigpool', 's1', [new Recorder('s1')], { concurrency: 100_000 });
+  const c = new RPCClient(await transport(ctx), new Target({ topic: 'bigpool' }), { timeout: 10_000 });
+  assert.is(await c.call({}, 'whoami'), 's1');
+});
+
 t('the broker closes the connections: servers and clients reconnect and serve again', async (ctx) => {
   const rec = new Recorder('s');
   const fast = { 'rabbit.retryInterval': 50, 'rabbit.intervalMax': 200 };

@@ -148,6 +148,75 @@ t('bad values are rejected with the key', async () => {
   await rejects(() => loadConfig({ env: {}, files: [arr] }), 'HERMOD_ERR_CONFIG', /JSON object/);
 });
 
+t('broker-bound numbers out of what the broker or protocol takes are ConfigErrors naming the key, before connecting', async () => {
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ 'rabbit.frameMax': 4095 }, /rabbit\.frameMax .*must be at least 4096 \(AMQP 0-9-1's frame-max/],
+    [{ 'rabbit.frameMax': 2 ** 32 }, /rabbit\.frameMax .*must be at most 4294967295/],
+    [
+      { 'rabbit.transientQueuesTtl': 10_000_000_000_000 },
+      /rabbit\.transientQueuesTtl .*must be at most 4294967295 ms \(RabbitMQ's largest x-expires/,
+    ],
+    [{ 'rabbit.serverQueueTtl': '1200h' }, /rabbit\.serverQueueTtl/],
+    [{ 'rabbit.heartbeat': 65_536 }, /rabbit\.heartbeat .*must be at most 65535 s/],
+    [{ 'rpc.serverConcurrency': 65_536 }, /rpc\.serverConcurrency .*at most 65535 \(RabbitMQ's prefetch count/],
+    [{ 'amqp1.serverCredit': 2 ** 32 }, /amqp1\.serverCredit .*at most 4294967295/],
+    [{ 'rabbit.quorumDeliveryLimit': 1e300 }, /rabbit\.quorumDeliveryLimit/],
+    [{ 'rpc.retry': 2 ** 60 }, /rpc\.retry/],
+  ];
+  for (const [overrides, message] of cases) {
+    await rejects(() => loadConfig({ env: {}, overrides }), 'HERMOD_ERR_CONFIG', message);
+  }
+  // From a file, the environment and a transport URL alike, each naming where the value came from.
+  const file = path.join(dir, 'range.json');
+  writeFileSync(file, JSON.stringify({ rabbit: { frameMax: 100 } }));
+  await rejects(
+    () => loadConfig({ env: {}, files: [file] }),
+    'HERMOD_ERR_CONFIG',
+    /rabbit\.frameMax \(from file .*range\.json\): must be at least 4096/,
+  );
+  await rejects(
+    () => loadConfig({ env: { HERMOD_RABBIT_TRANSIENT_QUEUES_TTL: '2000h' } }),
+    'HERMOD_ERR_CONFIG',
+    /from environment HERMOD_RABBIT_TRANSIENT_QUEUES_TTL\): must be at most 4294967295 ms/,
+  );
+  await rejects(
+    () => getTransport('rabbit://127.0.0.1:1/?frameMax=4095', { config: defaultConfig() }),
+    'HERMOD_ERR_CONFIG',
+    /rabbit\.frameMax \(from the transport URL\): must be at least 4096/,
+  );
+  // The bounds themselves, and 0 (unset) for the TTLs, are fine.
+  const edge = loadConfig({
+    env: {},
+    overrides: {
+      'rabbit.frameMax': 4096,
+      'rabbit.transientQueuesTtl': 4_294_967_295,
+      'rabbit.serverQueueTtl': 0,
+      'rabbit.heartbeat': 65_535,
+    },
+  });
+  assert.equal(
+    [edge.rabbit.frameMax, edge.rabbit.transientQueuesTtl, edge.rabbit.serverQueueTtl, edge.rabbit.heartbeat],
+    [4096, 4_294_967_295, 0, 65_535],
+  );
+});
+
+t('a number given for a duration is whole milliseconds (whole seconds for the heartbeat), as the string forms are', async () => {
+  const file = path.join(dir, 'ttl.json');
+  // From JSON a fraction went as is into x-expires, which RabbitMQ refuses as a double.
+  writeFileSync(
+    file,
+    JSON.stringify({ rabbit: { transientQueuesTtl: 1500.5, serverQueueTtl: 60_000.4 }, rpc: { responseTimeout: 2500.6 } }),
+  );
+  const c = loadConfig({ env: {}, files: [file] });
+  assert.equal([c.rabbit.transientQueuesTtl, c.rabbit.serverQueueTtl, c.rpc.responseTimeout], [1501, 60_000, 2501]);
+  assert.is(loadConfig({ env: {}, overrides: { 'rabbit.transientQueuesTtl': '1.5' } }).rabbit.transientQueuesTtl, 2);
+  await rejects(
+    () => loadConfig({ env: {}, overrides: { 'rabbit.heartbeat': 1.5 } }),
+    'HERMOD_ERR_CONFIG',
+    /rabbit\.heartbeat .*whole seconds/,
+  );
+});
+
 t('--config key=value, --config key value and --config-file', async () => {
   const r = parseConfigArgs([
     'srv',

@@ -103,7 +103,11 @@ export class RabbitListener implements TrackedListener {
     if (this.stopped) return;
     const ch = await model.createChannel();
     ch.on('error', () => {});
-    const acks = new TickAcks(ch, this.o.listen.prefetch);
+    // prefetch_count is a 16-bit field: a larger concurrency (a server's or listener's own
+    // option; rpc.serverConcurrency is bounded in the config) made amqplib throw at every
+    // (re)connect. 65,535 unacknowledged per queue keeps any such server busy.
+    const prefetch = Math.min(this.o.listen.prefetch, 65_535);
+    const acks = new TickAcks(ch, prefetch);
     const host: IncomingHost = { dead: false, acks, dedup: this.dedup, reply: this.o.reply, duplicate: this.duplicate };
     // At once: a request waiting for a slot must see it before it starts (see acknowledge).
     ch.once('close', () => {
@@ -123,7 +127,7 @@ export class RabbitListener implements TrackedListener {
     this.acks = acks;
     this.host = host;
     // Per-consumer prefetch (never global QoS): each queue may have `prefetch` unacked.
-    await ch.prefetch(this.o.listen.prefetch, false);
+    await ch.prefetch(prefetch, false);
     for (const b of this.o.bindings) await this.o.topology.declareBinding(ch, b);
     const tags: string[] = [];
     // One consumer per queue: a pool's one queue is bound once per priority, and a consumer per
