@@ -26,7 +26,7 @@ export interface TransportUrl {
   scheme: string;
   /** Which driver serves it. */
   driver: 'rabbit' | 'amqp1' | 'memory';
-  /** TLS (`rabbits://`, `amqps://`). */
+  /** TLS (`rabbits://`, `amqps://`, or oslo's `?ssl=1`). */
   tls: boolean;
   /** Hosts in the order given; drivers fail over across them. Empty for memory://. */
   hosts: TransportHost[];
@@ -34,7 +34,10 @@ export interface TransportUrl {
   virtualHost?: string;
   /** Name of the in-process broker for memory:// (`default` when none). */
   name?: string;
-  /** Query options, as dotted config keys (`rabbit.heartbeat`) → string values. */
+  /**
+   * Query options, as dotted config keys (`rabbit.heartbeat`) → string values; oslo's names
+   * (`heartbeat_timeout_threshold=30`) are given as hermod's (`rabbit.heartbeat`: `30s`).
+   */
   options: Record<string, string>;
   toString(): string;
 }
@@ -223,18 +226,135 @@ function redactRest(rest: string): string {
   return `${hosts.join(',')}${end >= 0 ? rest.slice(end) : ''}`;
 }
 
-function render(u: Omit<TransportUrl, 'toString'>): string {
+function render(u: Omit<TransportUrl, 'toString'>, written: Array<[string, string]>): string {
   if (u.driver === 'memory') return `memory://${u.name === 'default' ? '' : u.name}`;
   const hosts = u.hosts.map((h) => {
     const name = h.hostname.includes(':') ? `[${h.hostname}]` : h.hostname;
     const cred = h.username !== undefined ? `${encodeURIComponent(h.username)}${h.password !== undefined ? ':****' : ''}@` : '';
     return `${cred}${name}:${h.port}`;
   });
-  const query = Object.entries(u.options)
-    .map(([k, v]) => `${k.split('.').pop()}=${encodeURIComponent(v)}`)
-    .join('&');
+  // The query as written (oslo's names stay oslo's), so the URL reads back the same.
+  const query = written.map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
   const vhost = u.virtualHost === undefined ? '' : encodeURIComponent(u.virtualHost);
   return `${u.scheme}://${hosts.join(',')}/${vhost}${query ? `?${query}` : ''}`;
+}
+
+/**
+ * How an oslo.messaging option name in a `transport_url` query is read. oslo lets any option of
+ * the driver's group (`[oslo_messaging_rabbit]`, `[oslo_messaging_amqp]`) be given in the query,
+ * over its config file, so the URL of the Python services may carry them. `key`: hermod's
+ * equivalent, the value converted from oslo's form (`seconds`: oslo's whole seconds, hermod's
+ * ms; `bool`: oslo's spellings); `tls`: oslo's `ssl`, TLS as `rabbits://`/`amqps://`; `ignore`:
+ * nothing hermod does depends on it (why); otherwise refused, `why` saying what hermod does
+ * instead.
+ */
+type OsloName =
+  | { key: string; kind: 'bool' | 'int' | 'seconds' | 'string' }
+  | { kind: 'tls' }
+  | { kind: 'ignore'; why: string }
+  | { kind: 'refuse'; why: string };
+
+const B = (key: string): OsloName => ({ key, kind: 'bool' });
+const S = (key: string): OsloName => ({ key, kind: 'seconds' });
+const no = (why: string): OsloName => ({ kind: 'refuse', why });
+const ignored = (why: string): OsloName => ({ kind: 'ignore', why });
+const TLS_FILES = {
+  ssl: { kind: 'tls' },
+  ssl_ca_file: { key: 'tls.ca', kind: 'string' },
+  ssl_cert_file: { key: 'tls.cert', kind: 'string' },
+  ssl_key_file: { key: 'tls.key', kind: 'string' },
+} as const satisfies Record<string, OsloName>;
+
+/** oslo.messaging's option names (14 and 18) a transport URL's query may carry, by driver. */
+export const OSLO_QUERY_NAMES: Record<'rabbit' | 'amqp1', Record<string, OsloName>> = {
+  rabbit: {
+    ...TLS_FILES,
+    heartbeat_timeout_threshold: S('rabbit.heartbeat'),
+    amqp_durable_queues: B('rabbit.durableQueues'),
+    amqp_auto_delete: B('rabbit.autoDelete'),
+    rabbit_quorum_queue: B('rabbit.quorumQueues'),
+    rabbit_transient_quorum_queue: B('rabbit.transientQuorumQueues'),
+    rabbit_stream_fanout: B('rabbit.streamFanout'),
+    rabbit_transient_queues_ttl: S('rabbit.transientQueuesTtl'),
+    rabbit_quorum_delivery_limit: { key: 'rabbit.quorumDeliveryLimit', kind: 'int' },
+    rabbit_ha_queues: B('rabbit.haQueues'),
+    use_queue_manager: B('rabbit.queueManager'),
+    hostname: { key: 'rabbit.hostname', kind: 'string' },
+    processname: { key: 'rabbit.processName', kind: 'string' },
+    rabbit_login_method: { key: 'rabbit.loginMethod', kind: 'string' },
+    rabbit_retry_interval: S('rabbit.retryInterval'),
+    rabbit_interval_max: S('rabbit.intervalMax'),
+    heartbeat_in_pthread: ignored("how oslo's Python process runs its heartbeat thread"),
+    rpc_conn_pool_size: ignored("the size of oslo's Python connection pool"),
+    conn_pool_min_size: ignored("the size of oslo's Python connection pool"),
+    conn_pool_ttl: ignored("the idle time of oslo's Python pooled connections"),
+    ssl_version: no('hermod negotiates the TLS version with Node (TLS 1.2 or later)'),
+    ssl_enforce_hostname_verification: no('hermod verifies the host name whenever tls.verify is true (the default)'),
+    ssl_enforce_fips_mode: no("FIPS mode is Node's (node --enable-fips)"),
+    kombu_reconnect_delay: no('reconnects wait rabbit.retryInterval, growing by rabbit.retryBackoff up to rabbit.intervalMax'),
+    kombu_reconnect_splay: no('reconnect delays carry ±25% jitter'),
+    kombu_compression: no('hermod sends and reads uncompressed bodies only'),
+    kombu_missing_consumer_retry_timeout: no('a reply to a caller that is gone is dropped at once'),
+    kombu_failover_strategy: no('hermod rotates hosts round-robin'),
+    rabbit_retry_backoff: no('oslo adds it in seconds; rabbit.retryBackoff is a factor: set it with --config'),
+    rabbit_quorum_max_memory_length: no('hermod declares no x-max-in-memory-length'),
+    rabbit_quorum_max_memory_bytes: no('hermod declares no x-max-in-memory-bytes'),
+    rabbit_quroum_max_memory_length: no('hermod declares no x-max-in-memory-length'),
+    rabbit_quroum_max_memory_bytes: no('hermod declares no x-max-in-memory-bytes'),
+    rabbit_qos_prefetch_count: no("the prefetch is rpc.serverConcurrency (a server's concurrency): set it with --config"),
+    heartbeat_rate: no("hermod's heartbeat is amqplib's, at rabbit.heartbeat"),
+    direct_mandatory_flag: no('replies are always published mandatory'),
+    enable_cancel_on_failover: no('a classic mirrored-queue feature hermod does not use'),
+  },
+  amqp1: {
+    ...TLS_FILES,
+    container_name: { key: 'amqp1.containerName', kind: 'string' },
+    idle_timeout: S('amqp1.idleTimeout'),
+    connection_retry_interval: S('amqp1.retryInterval'),
+    connection_retry_interval_max: S('amqp1.intervalMax'),
+    addressing_mode: { key: 'amqp1.addressingMode', kind: 'string' },
+    rpc_server_credit: { key: 'amqp1.serverCredit', kind: 'int' },
+    reply_link_credit: { key: 'amqp1.replyCredit', kind: 'int' },
+    trace: ignored("oslo's protocol trace in its Python log"),
+    ...Object.fromEntries(
+      [
+        'ssl_key_password',
+        'ssl_verify_vhost',
+        'sasl_mechanisms',
+        'sasl_config_dir',
+        'sasl_config_name',
+        'sasl_default_realm',
+        'connection_retry_backoff',
+        'link_retry_delay',
+        'default_reply_retry',
+        'default_reply_timeout',
+        'default_send_timeout',
+        'default_notify_timeout',
+        'default_sender_link_timeout',
+        'pseudo_vhost',
+        'server_request_prefix',
+        'broadcast_prefix',
+        'group_request_prefix',
+        'rpc_address_prefix',
+        'notify_address_prefix',
+        'multicast_address',
+        'unicast_address',
+        'anycast_address',
+        'default_notification_exchange',
+        'default_rpc_exchange',
+        'notify_server_credit',
+        'pre_settled',
+      ].map((n) => [n, no("hermod's AMQP 1.0 driver has no such setting (amqp1.* options and --help-config list what it has)")]),
+    ),
+  },
+};
+
+/** oslo_config's Boolean spellings. */
+function osloBool(v: string): boolean | undefined {
+  const s = v.trim().toLowerCase();
+  if (['1', 'true', 'on', 'yes'].includes(s)) return true;
+  if (['0', 'false', 'off', 'no'].includes(s)) return false;
+  return undefined;
 }
 
 /**
@@ -287,13 +407,45 @@ export function parseTransportUrl(url: string): TransportUrl {
   }
 
   const options: Record<string, string> = {};
+  const written: Array<[string, string]> = [];
   const section = info.driver;
+  let tls = info.tls;
   for (const pair of queryText.split('&').filter(Boolean)) {
     const eq = pair.indexOf('=');
     const k = decode(eq >= 0 ? pair.slice(0, eq) : pair, 'a query option name');
-    const v = decode(eq >= 0 ? pair.slice(eq + 1) : '', `the value of query option ${k}`);
-    const full = `${section}.${k}`;
-    if (!CONFIG_KEYS.includes(full)) {
+    let v = decode(eq >= 0 ? pair.slice(eq + 1) : '', `the value of query option ${k}`);
+    written.push([k, v]);
+    let full = `${section}.${k}`;
+    const oslo = section === 'memory' || CONFIG_KEYS.includes(full) ? undefined : OSLO_QUERY_NAMES[section][k];
+    if (oslo) {
+      const bad = (expected: string) =>
+        new ConfigError(`transport URL option '${k}' (oslo.messaging's) must be ${expected}, got '${v}'`, { key: 'transportUrl' });
+      if (oslo.kind === 'refuse' || oslo.kind === 'ignore') {
+        if (oslo.kind === 'ignore') continue;
+        throw new ConfigError(
+          `transport URL option '${k}' is oslo.messaging's, and hermod has no equivalent: ${oslo.why}; remove it from the URL hermod is given`,
+          { key: 'transportUrl' },
+        );
+      }
+      if (oslo.kind === 'tls') {
+        const on = osloBool(v);
+        if (on === undefined) throw bad('true or false (1, yes, on / 0, no, off)');
+        // oslo's ssl=false over a TLS scheme has no counterpart: kombu would still speak TLS.
+        if (!on && info.tls)
+          throw new ConfigError(`transport URL option 'ssl=${v}' contradicts ${scheme}://, which is TLS`, { key: 'transportUrl' });
+        tls ||= on;
+        continue;
+      }
+      if (oslo.kind === 'bool') {
+        const on = osloBool(v);
+        if (on === undefined) throw bad('true or false (1, yes, on / 0, no, off)');
+        v = String(on);
+      } else if (oslo.kind === 'int' || oslo.kind === 'seconds') {
+        if (!/^\s*[+-]?\d+\s*$/.test(v)) throw bad(oslo.kind === 'seconds' ? 'a whole number of seconds' : 'a whole number');
+        v = oslo.kind === 'seconds' ? `${Number(v)}s` : String(Number(v));
+      }
+      full = oslo.key;
+    } else if (!CONFIG_KEYS.includes(full)) {
       const known = CONFIG_KEYS.filter((c) => c.startsWith(`${section}.`));
       const guess = closeKey(full, known);
       const hint = !known.length
@@ -315,14 +467,16 @@ export function parseTransportUrl(url: string): TransportUrl {
     parsed = { scheme, driver: 'memory', tls: false, hosts: [], name, options };
   } else {
     if (!netloc) throw new ConfigError(`transport URL '${redactWhole(url)}' names no host`, { key: 'transportUrl' });
+    // oslo's ssl=true over rabbit:// or amqp:// is TLS, on 5671 where no port is given, as kombu does.
+    const defaultPort = tls && !info.tls ? SCHEMES[`${scheme}s`]!.port : info.port;
     const hosts = netloc.split(',').map((h, i) => {
       if (!h) throw new ConfigError(`transport URL '${redactWhole(url)}': host #${i + 1} is empty (stray comma?)`, { key: 'transportUrl' });
-      return parseHost(h, info.port, i, url);
+      return parseHost(h, defaultPort, i, url);
     });
-    parsed = { scheme, driver: info.driver, tls: info.tls, hosts, options };
+    parsed = { scheme, driver: info.driver, tls, hosts, options };
     if (path !== undefined && path !== '') parsed.virtualHost = decode(path, 'the virtual host');
   }
   const out = parsed as TransportUrl;
-  Object.defineProperty(out, 'toString', { value: () => render(parsed), enumerable: false });
+  Object.defineProperty(out, 'toString', { value: () => render(parsed, written), enumerable: false });
   return out;
 }
