@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { applyOverrides, type HermodConfig, loadConfig } from './config/index.js';
+import { applyOverrides, defaultConfig, type HermodConfig, loadConfig } from './config/index.js';
 import { maskSecrets, parseTransportUrl, redactUrl, type TransportUrl } from './config/transport-url.js';
 import type { ConnectionState } from './core/diagnostics.js';
 import { ConfigError } from './core/errors.js';
@@ -97,9 +97,31 @@ function assertTlsUsed(url: TransportUrl, config: HermodConfig): void {
   );
 }
 
+const warnedOverrides = new Set<string>();
+
+/**
+ * URL query options outrank every other source, as oslo's do over its config file; a value the
+ * configuration set (one that is not the default) and the URL replaces is said once per process
+ * as a `HermodWarning`, so that a `--config` value seemingly ignored has its reason on stderr.
+ */
+function warnUrlOverrides(parsed: TransportUrl, before: HermodConfig, after: HermodConfig): void {
+  const defaults = defaultConfig();
+  const at = (c: HermodConfig, key: string) =>
+    JSON.stringify(key.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], c));
+  for (const key of Object.keys(parsed.options)) {
+    const was = at(before, key);
+    if (was === at(defaults, key) || was === at(after, key)) continue;
+    const message = `the transport URL sets ${key}=${at(after, key)}, over ${was} from the configuration (--config, HERMOD_*, a config file): URL options outrank them`;
+    if (warnedOverrides.has(message)) continue;
+    warnedOverrides.add(message);
+    process.emitWarning(message, { type: 'HermodWarning', code: 'HERMOD_URL_OPTION_OVERRIDES_CONFIG' });
+  }
+}
+
 /**
  * Builds a transport for `url` (default: the config's `transportUrl`). URL query options
- * override the config's values for that driver.
+ * override the config's values for that driver, whatever their source (a `HermodWarning` says so
+ * when they replace a value the config set).
  */
 export async function getTransport(url?: string, options: TransportOptions = {}): Promise<Transport> {
   assertOptions(options, TRANSPORT_OPTIONS, 'getTransport options');
@@ -109,7 +131,11 @@ export async function getTransport(url?: string, options: TransportOptions = {})
     ? applyOverrides(options.config, options.overrides ?? {}, 'getTransport overrides')
     : loadConfig({ overrides: options.overrides ?? {}, overridesSource: 'getTransport overrides' });
   const parsed = parseTransportUrl(url ?? config.transportUrl);
-  if (Object.keys(parsed.options).length > 0) config = applyOverrides(config, parsed.options, 'the transport URL');
+  if (Object.keys(parsed.options).length > 0) {
+    const before = config;
+    config = applyOverrides(config, parsed.options, 'the transport URL');
+    warnUrlOverrides(parsed, before, config);
+  }
   // The URL as given, password and all: the config is reusable (another getTransport logs in
   // with it); it shows `****` when logged, serialized or inspected.
   config = maskSecrets({ ...config, transportUrl: url ?? config.transportUrl }, (c) => ({ ...c, transportUrl: redactUrl(c.transportUrl) }));

@@ -1,7 +1,7 @@
 /**
  * Loading a configuration. Sources from lowest to highest: schema defaults, caller defaults
  * (a CLI's own defaults), named layers (a run file's `config` sections), `--config-file` JSON files, `HERMOD_*` environment, `--config
- * key=value` overrides. Every value is validated; unknown keys and bad values throw
+ * key=value` overrides; a transport URL's query options go over all of these (in getTransport). Every value is validated; unknown keys and bad values throw
  * {@link ConfigError} naming the key and where it came from.
  */
 

@@ -67,6 +67,22 @@ t('rpc-client: a broker-bound value out of range exits 2 naming its key, not 5 (
   assert.match(ttl.err, /invalid value for rabbit\.transientQueuesTtl \(from file .*ttl\.json\): must be at most 4294967295 ms/);
 });
 
+t('rpc-client: a URL option over a --config value wins, and stderr says so', async () => {
+  const r = await run('rpc-client', [
+    'cli',
+    'add',
+    '--timeout',
+    '2',
+    '--transport-url',
+    'amqp://127.0.0.1:1/?idleTimeout=5000',
+    '--config',
+    'amqp1.idleTimeout=7000',
+    '--config',
+    'rpc.retry=0',
+  ]);
+  assert.match(r.err, /HermodWarning: the transport URL sets amqp1\.idleTimeout=5000, over 7000 from the configuration/);
+});
+
 t('notify-listen: a filter that is no regular expression exits 2 naming its flag and the pattern as typed', async () => {
   const bad = await run('notify-listen', ['--event-type', '(', '--transport-url', 'memory://']);
   assert.is(bad.code, 2, bad.err);

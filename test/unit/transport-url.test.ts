@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultConfig, getTransport, parseTransportUrl, redactUrl } from '../../src/index.js';
+import { defaultConfig, getTransport, loadConfig, parseTransportUrl, redactUrl } from '../../src/index.js';
 import { rejects } from '../support/assert.js';
 
 const t = suite('transport url');
@@ -156,6 +156,27 @@ t('no part of an odd password is echoed, by any error of the parser or by redact
     ['QQa WWb', 'my secret'],
   );
   assert.is(String(ok), 'rabbit://nova:****@h1:5672,bob:****@h2:5673/');
+});
+
+t('URL options outrank every config source, and say so when they replace a value the config set', async () => {
+  const warnings: Error[] = [];
+  const onWarning = (w: Error) => warnings.push(w);
+  process.on('warning', onWarning);
+  try {
+    const config = loadConfig({ env: { HERMOD_AMQP1_REPLY_CREDIT: '50' }, overrides: { 'amqp1.idleTimeout': 7000 } });
+    const tr = await getTransport('amqp://127.0.0.1:1/?idleTimeout=5000&replyCredit=60&serverCredit=100', { config });
+    // serverCredit=100 is the default: nothing the config set is replaced, nothing said.
+    assert.equal([tr.config.amqp1.idleTimeout, tr.config.amqp1.replyCredit, tr.config.amqp1.serverCredit], [5000, 60, 100]);
+    await tr.close();
+    await new Promise((r) => setImmediate(r));
+    const said = warnings.filter((w) => w.name === 'HermodWarning').map((w) => w.message);
+    assert.equal(said, [
+      'the transport URL sets amqp1.idleTimeout=5000, over 7000 from the configuration (--config, HERMOD_*, a config file): URL options outrank them',
+      'the transport URL sets amqp1.replyCredit=60, over 50 from the configuration (--config, HERMOD_*, a config file): URL options outrank them',
+    ]);
+  } finally {
+    process.off('warning', onWarning);
+  }
 });
 
 t.run();
