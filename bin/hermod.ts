@@ -390,6 +390,7 @@ async function runCommand(argv: string[]): Promise<void> {
     target: {
       pending: () => group.pending(),
       aborted: () => group.aborted(),
+      lingering: () => group.lingering(),
       graceful: async (deadline) => {
         // The deadline counts from the signal: the backstop does, and it ends the process 0.5 s after.
         const t0 = Date.now();

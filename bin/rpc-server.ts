@@ -119,7 +119,8 @@ async function main(): Promise<void> {
   const shutdown = handleShutdown({
     log,
     timeoutMs,
-    // Jobs cancelled at the deadline are still polled for a while: the backstop waits for that.
+    // Jobs cancelled at the deadline are still polled for a while: the backstop waits for that
+    // (only while the server says so).
     overrunMs: lingerPastDeadline(config.jobs),
     target: {
       pending: () => {
@@ -133,6 +134,7 @@ async function main(): Promise<void> {
         return what.filter(Boolean).join(', ');
       },
       aborted: () => server.stats().aborted,
+      lingering: () => server.stats().jobs.uncollected > 0,
       graceful: async (deadline) => {
         // The goodbye is sent, not waited for, before the wait: with no status view to take it, it
         // takes up to twice the beacon's bound (600 ms), which pushed the abort of calls running

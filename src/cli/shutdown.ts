@@ -39,6 +39,11 @@ export interface ShutdownTarget {
    * pieces of work (a cluster primary counts workers). @default `aborted N piece(s) of work still running at the deadline`
    */
   abortedText?(n: number): string;
+  /**
+   * Still answering polls of jobs that ended during the stop, unread yet: the backstop then
+   * allows {@link handleShutdown}'s `overrunMs` more. @default never
+   */
+  lingering?(): boolean;
 }
 
 /** Uncaught exceptions logged one by one; after them, one line says more were not. */
@@ -113,9 +118,10 @@ export function handleShutdown(opts: {
    */
   reload?: () => void;
   /**
-   * How long past the deadline the target may take on purpose, on top of {@link BACKSTOP_MS}
-   * (rpc-server: answering polls of the jobs it cancelled at the deadline, see
-   * `lingerPastDeadline`). @default 0
+   * How much longer past the deadline the target may take on purpose while it says it is
+   * {@link ShutdownTarget.lingering} when the backstop comes (rpc-server: answering polls of the
+   * jobs it cancelled at the deadline, see `lingerPastDeadline`). Only then: a stop held up by
+   * anything else (a frozen broker) is still ended {@link BACKSTOP_MS} past the deadline. @default 0
    */
   overrunMs?: number;
   exit?: (code: number) => void;
@@ -153,16 +159,18 @@ export function handleShutdown(opts: {
       const left = Math.max(0, timeoutMs - (Date.now() - t0)) / 1000;
       log.info(`stopping: waiting for ${waitingFor()} (${left.toFixed(0)} s left)`);
     }, 1000);
-    backstop = setTimeout(
-      () => {
-        const what = target.pending();
-        log.warn(
-          `stopping: gave up ${overrunMs + BACKSTOP_MS} ms past the deadline${what ? ` with ${what} not finished` : ' while closing'}`,
-        );
-        end(what || target.aborted() > 0 ? STOP_EXIT.aborted : STOP_EXIT.clean);
-      },
-      timeoutMs + overrunMs + BACKSTOP_MS,
-    );
+    let past = BACKSTOP_MS;
+    const giveUp = () => {
+      if (past === BACKSTOP_MS && overrunMs > 0 && target.lingering?.()) {
+        past += overrunMs;
+        backstop = setTimeout(giveUp, overrunMs);
+        return;
+      }
+      const what = target.pending();
+      log.warn(`stopping: gave up ${past} ms past the deadline${what ? ` with ${what} not finished` : ' while closing'}`);
+      end(what || target.aborted() > 0 ? STOP_EXIT.aborted : STOP_EXIT.clean);
+    };
+    backstop = setTimeout(giveUp, timeoutMs + BACKSTOP_MS);
     target.graceful(timeoutMs).then(
       (aborted) => {
         if (forced !== undefined) return;

@@ -5,7 +5,7 @@ import { assertMs, ClosedError, InvalidArgument } from '../core/errors.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { assertOptions } from '../core/suggest.js';
 import { Target } from '../core/target.js';
-import { ABORT_GRACE_MS, assertDeadline, type WaitResult, WorkPool } from '../core/work-pool.js';
+import { ABORT_GRACE_MS, assertDeadline, deadlineTimer, type WaitResult, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
 import { untilAborted } from '../driver/driver-base.js';
 import { type JobNotifier, JobRunner, type JobStopStrategy } from '../jobs/runner.js';
@@ -332,11 +332,14 @@ export class RPCServer {
     const grace = () => (this.transport.state.state === 'blocked' ? 0 : ABORT_GRACE_MS);
     let calls: Promise<WaitResult> | undefined;
     if (this.state === 'draining') {
-      // The plain calls still running end at the deadline, alongside the jobs: after the jobs'
-      // settle they waited out its linger for pollers too (up to jobs.pollMax + 1 s more). The
-      // pool takes nothing new while draining (stop() closed it).
-      calls = this.pool.drain(deadlineMs, grace());
+      // The plain calls still running end at the deadline, as the jobs do: drained after the
+      // jobs' settle, they waited out its linger for pollers too (up to jobs.pollMax + 1 s more).
+      // Cut there only, so that the counts stay those of a drain after the settle.
+      const cut = deadlineTimer(deadlineMs, () => {
+        calls = this.pool.drain(0, grace());
+      });
       jobs = await this.jobs.settle(deadlineMs);
+      clearTimeout(cut);
       // Not stop(): it would drain again if a job had come meanwhile, and return with the
       // subscription still open.
       await this.stopTaking();

@@ -331,7 +331,8 @@ t('rpc-client with a refused login: the error names the method called, not the c
 });
 
 t('exit 5: rpc-server, notify-listen and notify-send that cannot connect log each attempt, then give up', async () => {
-  const fast = ['--transport-url', NOWHERE, '--config', 'amqp1.retryInterval=50', '--config', 'rpc.responseTimeout=1s'];
+  // 3 s: at load 10 a 1 s budget ran out before the first attempt had failed (no line to match).
+  const fast = ['--transport-url', NOWHERE, '--config', 'amqp1.retryInterval=50', '--config', 'rpc.responseTimeout=3s'];
   for (const [name, args] of [
     ['rpc-server', ['s', '-t', 'x', ...fast]],
     ['notify-listen', fast],

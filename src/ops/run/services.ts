@@ -180,6 +180,11 @@ export class ServiceGroup {
     return this.running.reduce((n, r) => n + r.server.stats().aborted, 0);
   }
 
+  /** Whether a server is still answering polls of jobs that ended during its stop, unread yet. */
+  lingering(): boolean {
+    return this.running.some((r) => r.server.stats().jobs.uncollected > 0);
+  }
+
   /** The running servers, by service name (for tests and introspection). */
   servers(): ReadonlyMap<string, RPCServer> {
     return new Map(this.running.map((r) => [r.spec.name, r.server]));
