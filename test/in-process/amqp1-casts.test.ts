@@ -128,6 +128,27 @@ t(
   },
 );
 
+t(
+  'a cast nobody receives is resent at a growing pause (50 ms doubling to 1 s), and reaches a server that comes up meanwhile',
+  async (ctx) => {
+    const c = new RPCClient(await transport(ctx), new Target({ topic: 'later' }), { timeout: 4000 });
+    const before = ctx.router.stats().released;
+    await rejects(c.cast({}, 'bump', { seq: 1 }), 'HERMOD_ERR_UNDELIVERABLE', /released/);
+    const released = ctx.router.stats().released - before;
+    // 0, 50, 150, 350, 750, 1550, 2550, 3550 ms: 8 sends. At a steady 50 ms it was about 80.
+    assert.ok(released >= 5 && released <= 12, `${released} hand-backs in 4 s`);
+    // A server that starts while a cast waits still gets it, within the longest pause.
+    const counter = new Counter();
+    const pending = c.cast({}, 'bump', { seq: 2 });
+    await sleep(2000);
+    const s = new RPCServer(await transport(ctx), new Target({ topic: 'later', server: 's1' }), [counter]);
+    ctx.servers.push(s);
+    await s.start();
+    await pending;
+    assert.equal([...counter.seen], [2]);
+  },
+);
+
 t('fanout casts and notifications are sent unsettled and resolve on accepted', async (ctx) => {
   const a = await rawReceiver(ctx, 'openstack.org/om/rpc/multicast/openstack/fan');
   const b = await rawReceiver(ctx, 'openstack.org/om/rpc/multicast/openstack/fan');
