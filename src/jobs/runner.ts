@@ -29,7 +29,10 @@ export interface JobNotifier {
 const REPLY_ROOM = 2048;
 
 /** How long after a poller read a job's final state by job_status its job_result may still come (see uncollected). */
-const STATUS_READ_GRACE_MS = 500;
+// 1.5 s: a gateway long poll that read a cancelled job's status at load sent its job_result more
+// than 500 ms later, when the stopping server had counted the job read and gone (503 after
+// pollTimeout instead of `cancelled`). A status-only poller holds the stop this much longer.
+const STATUS_READ_GRACE_MS = 1500;
 
 /**
  * Past a poller's longest pause between polls (`jobs.pollMax`), what a stopping server allows for
