@@ -1,5 +1,5 @@
 import type { Contracts } from '../contracts/contract.js';
-import { TransportError } from '../core/errors.js';
+import { MessagingTimeout, TransportError } from '../core/errors.js';
 import { Target } from '../core/target.js';
 import type { RPCClient } from './client.js';
 import type { EndpointDescription } from './dispatcher.js';
@@ -103,8 +103,9 @@ export class IntrospectionEndpoint {
  * Calls `hermod.describe` with `describer` (a client prepared for namespace `hermod` 1.0, whose
  * timeout bounds the servers' answer), or `method` ({@link QUIET_DESCRIBE} in the namespace and
  * version `describer` is prepared for). A first connect still under way when that timeout passes
- * is no failure: the call is made again, until `connectWithinMs` has passed or `stopped()` says so.
- * Any other error is thrown as the call threw it.
+ * is no failure: the call is made again, until `connectWithinMs` has passed or `stopped()` says so;
+ * so is a timeout of a call made before the connect came, whose servers had only what was left of
+ * it. Any other error is thrown as the call threw it.
  */
 export async function describeWhenConnected(
   describer: RPCClient,
@@ -113,11 +114,20 @@ export async function describeWhenConnected(
   method = 'describe',
 ): Promise<ServerDescription> {
   const connectBy = Date.now() + connectWithinMs;
+  const state = (): string => describer.transport.state.state;
   for (;;) {
+    const unconnected = state() === 'idle' || state() === 'reconnecting';
     try {
       return await describer.call<ServerDescription>({}, method);
     } catch (err) {
-      if (!(err instanceof TransportError && err.stillConnecting && Date.now() < connectBy && !stopped())) throw err;
+      if (Date.now() >= connectBy || stopped()) throw err;
+      if (err instanceof TransportError && err.stillConnecting) continue;
+      // A call made while the first connect was under way, timed out after it came: the servers
+      // had what was left of the timeout, perhaps nothing, to answer in. Made once more, it has all
+      // of it (with a contract timeout half the connect time, the connect came each second call's
+      // last moment: a loaded machine lost the race and the routes their contracts).
+      if (err instanceof MessagingTimeout && unconnected && state() === 'connected') continue;
+      throw err;
     }
   }
 }

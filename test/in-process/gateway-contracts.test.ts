@@ -41,6 +41,45 @@ slow('a first connect slower than contractTimeout is waited for: the routes stil
   }
 });
 slow(
+  'a call made during the first connect that times out after it is made again: the servers get the whole contractTimeout to answer',
+  async () => {
+    const router = new Router({ port: 0 });
+    const url = `amqp://127.0.0.1:${await router.start()}/`;
+    // The open comes at 1 s, inside the first describe's 2 s; its server only at 2.5 s, after that
+    // call timed out. Not made again, the route went without its contract.
+    const proxy = await slowProxy(url, 1000);
+    const st = await getTransport(url, { config: defaultConfig() });
+    const server = new RPCServer(st, new Target({ topic: 'latec', server: 's1' }), [new Calculator()]);
+    const gt = await getTransport(proxy.url, { config: defaultConfig() });
+    const gw = createGateway(gt, { listen: { port: 0 }, contractTimeout: 2000, routes: [{ topic: 'latec', method: 'add' }] });
+    let started: Promise<void> | undefined;
+    const timer = setTimeout(() => {
+      started = server.start();
+    }, 2500);
+    try {
+      const t0 = Date.now();
+      const { url: base } = await gw.start();
+      assert.ok(Date.now() - t0 >= 2500, `the gateway started after ${Date.now() - t0} ms: before its server did`);
+      const bad = await http(base, 'POST', '/v1/latec/add', { a: 'one' });
+      assert.is(bad.status, 400);
+      assert.is(bad.json.error.code, 'HERMOD_ERR_CONTRACT_VIOLATION');
+      assert.not.ok(bad.json.error.remote, 'refused at the gateway: the contract was adopted');
+    } finally {
+      clearTimeout(timer);
+      await gw.stop(1000);
+      if (started) {
+        await started;
+        await server.stop();
+        await server.wait(1000);
+      }
+      await gt.close();
+      await st.close();
+      await proxy.close();
+      await router.stop();
+    }
+  },
+);
+slow(
   'a broker that refuses the connection does not hold the start up to callTimeout (only a first attempt still under way is waited for)',
   async () => {
     const closed = new Router({ port: 0 });
