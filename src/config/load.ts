@@ -60,6 +60,10 @@ function unitOf(key: string): string {
 
 function checkRange(key: string, value: unknown): void {
   const range = RANGE_OF.get(key);
+  if (range?.maxBytes !== undefined && typeof value === 'string') {
+    const bytes = Buffer.byteLength(value, 'utf8');
+    if (bytes > range.maxBytes) throw new Error(`must be at most ${range.maxBytes} bytes long in UTF-8 (${range.why}), got ${bytes}`);
+  }
   if (!range || typeof value !== 'number') return;
   const unit = unitOf(key);
   // 0 means "off" or "unset" for the durations with a range: it sends nothing to bound.

@@ -14,6 +14,8 @@ import type { Format, ValueOf } from './formats.js';
 export interface Range {
   readonly min?: number;
   readonly max?: number;
+  /** The longest string value in UTF-8 bytes, for a name that goes into an AMQP shortstr. */
+  readonly maxBytes?: number;
   /** Why the bound, said after it in the error: `AMQP's frame-max`. */
   readonly why: string;
 }
@@ -48,7 +50,10 @@ export const SCHEMA = {
     'memory://',
     'Where to connect: memory://name, rabbit://user:pass@host:5672/vhost, amqp://host:5672/ (AMQP 1.0 router); several hosts comma-separated',
   ),
-  controlExchange: opt(String, 'openstack', "Exchange used when a target names none (oslo's control_exchange)"),
+  controlExchange: opt(String, 'openstack', "Exchange used when a target names none (oslo's control_exchange)", {
+    maxBytes: 255,
+    why: "an AMQP exchange name, as a target's exchange",
+  }),
   maxMessageSize: opt('positive-int', 16 * 1024 * 1024, 'Largest message sent or accepted, in bytes'),
   maxJsonDepth: opt('positive-int', 128, 'Deepest nesting of arrays and objects a received message may have (checked before parsing)'),
   rpc: {

@@ -14,7 +14,7 @@ import {
 import { findPrototypeKey, notPlainError } from '../core/plain.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { assertOptions } from '../core/suggest.js';
-import type { Target } from '../core/target.js';
+import { MAX_NAME_BYTES, type Target } from '../core/target.js';
 import { assertDeadline, type WaitResult, type Work, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
 import { untilAborted } from '../driver/driver-base.js';
@@ -154,6 +154,18 @@ export class NotificationListener {
     assertMs('batchTimeout', options.batchTimeout, false);
     if (options.tap !== undefined && typeof options.tap !== 'boolean')
       throw new InvalidArgument(`tap must be true or false, got ${typeof options.tap}`);
+    // The pool names a queue on RabbitMQ (an AMQP shortstr): past 255 bytes the listener's start
+    // failed there with amqplib's "Field 'queue' is the wrong type", a TransportError, after
+    // working on memory:// and the router. Refused on every driver, as a target's names are.
+    if (options.pool !== undefined) {
+      if (typeof options.pool !== 'string' || options.pool === '')
+        throw new InvalidArgument(`pool must be a non-empty string, got ${JSON.stringify(options.pool)}`);
+      const bytes = Buffer.byteLength(options.pool, 'utf8');
+      if (bytes > MAX_NAME_BYTES)
+        throw new InvalidArgument(
+          `pool ${JSON.stringify(`${options.pool.slice(0, 24)}…`)} is ${bytes} bytes long in UTF-8, more than the ${MAX_NAME_BYTES} a RabbitMQ queue name can have`,
+        );
+    }
     if (options.tap && options.pool !== undefined)
       throw new InvalidArgument(`a tap has a queue of its own: it cannot be in pool '${options.pool}'`);
     // Batches are bounded by the prefetch window alone (max of concurrency and batchSize), as before.

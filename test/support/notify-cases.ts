@@ -166,6 +166,13 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
 
   t('pools: each pool gets every notification once; listeners in a pool share them', async (ctx) => {
     const tp = topic();
+    // A queue name on RabbitMQ: refused on every driver, as a target's names are.
+    await rejects(
+      listen(ctx, [tp], [new Collector()], { pool: 'é'.repeat(128) }),
+      'HERMOD_ERR_INVALID_ARGUMENT',
+      /256 bytes long in UTF-8, more than the 255 a RabbitMQ queue name/,
+    );
+    await rejects(listen(ctx, [tp], [new Collector()], { pool: '' }), 'HERMOD_ERR_INVALID_ARGUMENT', /pool must be a non-empty string/);
     if (!ctx.broker.pools) {
       await rejects(listen(ctx, [tp], [new Collector()], { pool: 'p1' }), 'HERMOD_ERR_INVALID_ARGUMENT', /pools are not supported/);
       return;

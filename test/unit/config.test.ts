@@ -162,6 +162,7 @@ t('broker-bound numbers out of what the broker or protocol takes are ConfigError
     [{ 'amqp1.serverCredit': 2 ** 32 }, /amqp1\.serverCredit .*at most 4294967295/],
     [{ 'rabbit.quorumDeliveryLimit': 1e300 }, /rabbit\.quorumDeliveryLimit/],
     [{ 'rpc.retry': 2 ** 60 }, /rpc\.retry/],
+    [{ controlExchange: 'é'.repeat(128) }, /controlExchange .*must be at most 255 bytes long in UTF-8 \(an AMQP exchange name/],
   ];
   for (const [overrides, message] of cases) {
     await rejects(() => loadConfig({ env: {}, overrides }), 'HERMOD_ERR_CONFIG', message);
