@@ -116,7 +116,7 @@ export async function describeWhenConnected(
   const connectBy = Date.now() + connectWithinMs;
   const state = (): string => describer.transport.state.state;
   for (;;) {
-    const unconnected = state() === 'idle' || state() === 'reconnecting';
+    const unconnected = state() === 'idle' || state() === 'reconnecting' || state() === 'disconnected';
     try {
       return await describer.call<ServerDescription>({}, method);
     } catch (err) {
