@@ -78,7 +78,11 @@ t('wire format: envelope, properties and keys of calls, casts and replies as osl
       ch.ack(msg);
     }
   });
-  const c = new RPCClient(await transport(ctx), new Target({ topic: 'wire', namespace: 'ns', version: '1.2' }), {
+  // Connected first: the 700 ms are for the call (a loaded machine took longer for the connect,
+  // and the call failed as not connected yet instead of timing out).
+  const tr = await transport(ctx);
+  await tr.connect(10_000);
+  const c = new RPCClient(tr, new Target({ topic: 'wire', namespace: 'ns', version: '1.2' }), {
     timeout: 700,
     callMonitorTimeout: 2000,
   });

@@ -589,35 +589,36 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
 
   t('a stop lingers for a job that ended unread: stats().jobs.uncollected counts it until a poller reads it', async (ctx) => {
     const tp = topic('linger');
-    const s = await serve(ctx, tp, 's1', new Images());
+    // A linger of 8 s against a collection in well under one: told apart at any load.
+    const s = await serve(ctx, tp, 's1', new Images(), {}, { 'jobs.stopLinger': 8000 });
     const c = await client(ctx, tp);
     const job = await c.start({}, 'resize', { ms: 200 });
     await s.stop({ jobs: 'wait' });
     const t0 = performance.now();
-    const waited = s.wait(5000);
-    await until(() => s.stats().jobs.uncollected === 1, 'the ended job counted as uncollected', 3000);
+    const waited = s.wait(15_000);
+    await until(() => s.stats().jobs.uncollected === 1, 'the ended job counted as uncollected');
     assert.is(s.stats().jobs.running, 0);
     assert.equal(await job.result(), { image: 'img', resized: true, user: null });
     assert.equal(await waited, { completed: 1, aborted: 0 });
     assert.is(s.stats().jobs.uncollected, 0);
-    // Collected: the linger ended then, not at jobs.stopLinger (2 s here).
-    assert.ok(performance.now() - t0 < 1900, `wait() took ${(performance.now() - t0).toFixed(0)} ms`);
+    // Collected: the linger ended then, not at jobs.stopLinger.
+    assert.ok(performance.now() - t0 < 6000, `wait() took ${(performance.now() - t0).toFixed(0)} ms (stopLinger 8000)`);
   });
 
   t('a stop lingers until a status-only poller has read the final state, not for all of jobs.stopLinger', async (ctx) => {
     const tp = topic('linger-status');
-    const s = await serve(ctx, tp, 's1', new Images(), {}, { 'jobs.stopLinger': 5000 });
+    const s = await serve(ctx, tp, 's1', new Images(), {}, { 'jobs.stopLinger': 8000 });
     const c = await client(ctx, tp);
     const job = await c.start({}, 'resize', { ms: 200 });
     await s.stop({ jobs: 'wait' });
-    const waited = s.wait(10_000);
-    await until(() => s.stats().jobs.uncollected === 1, 'the ended job counted as uncollected', 3000);
+    const waited = s.wait(15_000);
+    await until(() => s.stats().jobs.uncollected === 1, 'the ended job counted as uncollected');
     // As `rpc-client job <token>` (without --wait) or a Python script polling job_status does.
     assert.is((await job.status()).state, 'succeeded');
     const t0 = performance.now();
     assert.equal(await waited, { completed: 1, aborted: 0 });
     const took = performance.now() - t0;
-    assert.ok(took < 2500, `wait() ended ${took.toFixed(0)} ms after the status was read (stopLinger 5000)`);
+    assert.ok(took < 5000, `wait() ended ${took.toFixed(0)} ms after the status was read (stopLinger 8000)`);
   });
 
   t('stop({ jobs: "abort" }): running jobs are cancelled and pollers read cancelled; then the server is unavailable', async (ctx) => {

@@ -22,10 +22,11 @@ export async function backlog(node: RabbitNode, vhost: string, url: string, topi
   assert.is((await node.queues(vhost)).get(`${topic}.info`)?.messages, n, 'the backlog is queued');
 }
 
-/** The `n` of every notification `notify-listen --json` printed. */
+/** The `n` of every notification `notify-listen --json` printed (whole lines: the last may still be arriving). */
 export const printedNs = (p: Proc): number[] =>
   p.out
     .split('\n')
+    .slice(0, -1)
     .filter((l) => l.startsWith('{'))
     .map((l) => (JSON.parse(l) as { payload: { n: number } }).payload.n);
 
