@@ -176,7 +176,8 @@ t('--once gives up on an unreachable broker at --wait, exit 5 with the reason (i
   const view = status({ ...ctx, url: `amqp://127.0.0.1:${port}/` }, ['--once', '--wait', '1.5', '--quiet']);
   assert.is(await view.exited, 5, view.stderr());
   const took = Date.now() - t0;
-  assert.ok(took < 8000, `took ${took} ms with --wait 1.5`);
+  // Against the 60 s connect budget; a process starting at load takes seconds of its own.
+  assert.ok(took < 30_000, `took ${took} ms with --wait 1.5`);
   assert.match(view.stderr(), new RegExp(`cannot connect to amqp://127\\.0\\.0\\.1:${port}/ within --wait \\(1\\.5 s\\): .*ECONNREFUSED`));
   // --quiet: no reconnect lines at info.
   assert.not.match(view.stderr(), /reconnecting to/);
