@@ -137,14 +137,29 @@ t(
     const released = ctx.router.stats().released - before;
     // 0, 50, 150, 350, 750, 1550, 2550, 3550 ms: 8 sends. At a steady 50 ms it was about 80.
     assert.ok(released >= 5 && released <= 12, `${released} hand-backs in 4 s`);
-    // A server that starts while a cast waits still gets it, within the longest pause.
+    // A server that starts while a cast waits still gets it, within the longest pause. The cast
+    // has a deadline of its own, far past that: connecting and starting the server took more
+    // than the 2 s a 4 s deadline left at the suite's load, and the cast, failed meanwhile with
+    // nothing awaiting it yet, was an unhandled rejection that ended the file.
     const counter = new Counter();
-    const pending = c.cast({}, 'bump', { seq: 2 });
+    const pending = c
+      .prepare({ timeout: 20_000 })
+      .cast({}, 'bump', { seq: 2 })
+      .then(
+        () => Date.now(),
+        (e: Error) => e,
+      );
     await sleep(2000);
     const s = new RPCServer(await transport(ctx), new Target({ topic: 'later', server: 's1' }), [counter]);
     ctx.servers.push(s);
     await s.start();
-    await pending;
+    const started = Date.now();
+    const done = await pending;
+    assert.type(done, 'number', `the waiting cast failed: ${done}`);
+    assert.ok(
+      (done as number) - started < 3000,
+      `delivered ${(done as number) - started} ms after the server started (pauses stop growing at 1 s)`,
+    );
     assert.equal([...counter.seen], [2]);
   },
 );
