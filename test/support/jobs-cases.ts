@@ -654,7 +654,8 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     await serve(ctx, tp, 's1', new Images(), { concurrency: 1 });
     const c = await client(ctx, tp);
     const job = await c.start({}, 'resize', { ms: 3000 });
-    const busy = c.call({}, 'slowPlain', { ms: 2500 });
+    // Its own deadline, well past its 2.5 s: at the suite's load the client's 3 s ran out on it.
+    const busy = c.prepare({ timeout: 15_000 }).call({}, 'slowPlain', { ms: 2500 });
     await sleep(100);
     const t0 = performance.now();
     await rejects(
