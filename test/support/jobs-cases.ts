@@ -138,16 +138,18 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
 
   t('a long method that ends within deferAfter answers plainly; past it call() polls the job to its result', async (ctx) => {
     const tp = topic('follow');
-    const s = await serve(ctx, tp, 's1', new Images(), {}, { 'jobs.deferAfter': 250 });
+    // deferAfter 1 s, not 250 ms: at the suite's load the server's event loop stalled past 250 ms
+    // around a 4 ms method, its deferAfter timer ran first and the plain call was made a job.
+    const s = await serve(ctx, tp, 's1', new Images(), {}, { 'jobs.deferAfter': 1000 });
     const c = await client(ctx, tp);
     assert.equal(await c.call({ user: 'u1' }, 'resize', { ms: 4 }), { image: 'img', resized: true, user: 'u1' });
     assert.is(s.stats().jobs.held, 0, 'a call answered plainly leaves no job behind');
-    // 2.5 s > deferAfter (250 ms) and > the request timeout (1.5 s, room for the token's reply on a
+    // 4 s > deferAfter (1 s) and > the request timeout (2.5 s, room for the token's reply on a
     // busy machine): the job wait is bounded by jobTimeout instead.
     const t0 = performance.now();
-    const r = await c.call({ user: 'u2' }, 'resize', { ms: 2500, image: 'big' }, { timeout: 1500 });
+    const r = await c.call({ user: 'u2' }, 'resize', { ms: 4000, image: 'big' }, { timeout: 2500 });
     assert.equal(r, { image: 'big', resized: true, user: 'u2' });
-    assert.ok(performance.now() - t0 >= 2480, 'the result came after the job ended');
+    assert.ok(performance.now() - t0 >= 3980, 'the result came after the job ended');
     assert.equal(s.stats().jobs, { running: 0, pending: 0, held: 1, uncollected: 0 });
   });
 
