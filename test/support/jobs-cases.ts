@@ -158,7 +158,9 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     const images = new Images();
     const s = await serve(ctx, tp, 's1', images, { concurrency: 1 });
     const c = await client(ctx, tp);
-    const first = await c.start({}, 'resize', { ms: 600, steps: 3, image: 'first' });
+    // 3 s: the first job must outlast the status calls, the listing and a plain call below (a
+    // 600 ms one had ended before them at the suite's load).
+    const first = await c.start({}, 'resize', { ms: 3000, steps: 3, image: 'first' });
     const second = await c.start({}, 'resize', { ms: 150, steps: 1, image: 'second' });
     assert.is((await first.status()).state, 'running');
     const waiting = await second.status();
@@ -182,9 +184,9 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     const b = await second.status();
     assert.is(a.state, 'succeeded');
     assert.ok(b.startedAt! >= a.endedAt!, `second started ${b.startedAt} after the first ended ${a.endedAt}`);
-    assert.ok(Date.parse(b.startedAt!) - Date.parse(b.createdAt) >= 400, 'it was pending for most of the first job');
+    assert.ok(Date.parse(b.startedAt!) - Date.parse(b.createdAt) >= 2000, 'it was pending for most of the first job');
     console.log(
-      `    ${ctx.broker.url.split(':')[0]}: second job pending ${Date.parse(b.startedAt!) - Date.parse(b.createdAt)} ms (first job 600 ms), started ${Date.parse(b.startedAt!) - Date.parse(a.endedAt!)} ms after the first ended`,
+      `    ${ctx.broker.url.split(':')[0]}: second job pending ${Date.parse(b.startedAt!) - Date.parse(b.createdAt)} ms (first job 3000 ms), started ${Date.parse(b.startedAt!) - Date.parse(a.endedAt!)} ms after the first ended`,
     );
     // A pending job cancelled never starts; a pending job is cancelled at a stop with abort.
     const third = await c.start({}, 'resize', { ms: 1000, steps: 10 });
