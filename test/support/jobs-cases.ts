@@ -261,7 +261,8 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     const tp = topic('start');
     await serve(ctx, tp, 's1', new Images());
     const c = await client(ctx, tp);
-    const job = await c.start<{ image: string }>({ user: 'p' }, 'resize', { ms: 400, steps: 4, image: 'x' });
+    // 500 ms a step: at 100 ms the polls, late at the suite's load, saw only the last two.
+    const job = await c.start<{ image: string }>({ user: 'p' }, 'resize', { ms: 2000, steps: 4, image: 'x' });
     assert.match(job.id, /^[0-9a-f]{32}$/);
     assert.is(job.token.job_id, job.id);
     const first = await job.status();
