@@ -61,9 +61,11 @@ t('oslo.metrics series, in-flight gauges and exceptions, scraped over HTTP', asy
   for (let i = 0; i < 3; i++) assert.is(await client.call({}, 'add', { a: i, b: 1 }), i + 1);
   await rejects(client.call({}, 'fail', { message: 'no' }), 'HERMOD_ERR_REMOTE');
   // While a slow call runs, both sides show it in flight (polled: the machine may be loaded).
-  const slow = client.call({}, 'sleep', { ms: 2000 });
+  // 5 s under a 15 s timeout: a 2 s call under the client's 3 s timed out at the suite's load,
+  // and the scrapes below must all fall within the call.
+  const slow = client.call({}, 'sleep', { ms: 5000 }, { timeout: 15_000 });
   let text = '';
-  const deadline = Date.now() + 1800;
+  const deadline = Date.now() + 4500;
   let seen = false;
   while (!seen && Date.now() < deadline) {
     text = await scrape(http.url);
