@@ -610,9 +610,13 @@ export class Invoker {
       };
       const pollTimeout = this.transport.config.jobs.pollTimeout;
       let statusTimeout = pollTimeout;
+      let final: JobStatus | undefined;
       if (waitMs > 0) {
         try {
-          ended = await outcome(job.result({ timeout: waitMs, signal: this.waits.signal }));
+          const onStatus = (s: JobStatus) => {
+            if (isFinal(s)) final = s;
+          };
+          ended = await outcome(job.result({ timeout: waitMs, signal: this.waits.signal, onStatus }));
         } catch (err) {
           if (!(err instanceof JobTimeout || err instanceof WaitEnded)) throw err;
           // The wait ran out on a poll its server did not answer: a full pollTimeout more would
@@ -621,7 +625,10 @@ export class Invoker {
             statusTimeout = Math.min(pollTimeout, AFTER_WAIT_POLL_MS);
         }
       }
-      const status = await this.cuttable(job.status({ timeout: statusTimeout }));
+      // The final status the wait read, not one more poll: a stopping server that lingers for its
+      // jobs' outcomes may exit once this one's result was read, and the poll after it found
+      // nobody (503 instead of the state, in CI at load).
+      const status = ended && final ? final : await this.cuttable(job.status({ timeout: statusTimeout }));
       // Ended (or ending since the wait gave up): one more poll fetches what it ended with, with a
       // pollTimeout of its own. Read by result() it shared one bound with a second job_status, and
       // a large result that took longer than what was left came back as a JobTimeout.

@@ -11,7 +11,7 @@ export interface JobProgress {
   message: string | null;
 }
 
-const RESULT_OPTIONS = { timeout: true, onProgress: true, signal: true } as const;
+const RESULT_OPTIONS = { timeout: true, onProgress: true, onStatus: true, signal: true } as const;
 const POLL_OPTIONS = { timeout: true } as const;
 
 /**
@@ -67,30 +67,39 @@ export class Job<R = unknown> implements AsyncIterable<JobProgress> {
   /**
    * Waits for the job's end and resolves with its result, or rejects with its error,
    * JobCancelled, ServerUnavailable, or JobTimeout after `timeout` ms (default config `jobs.jobTimeout`).
-   * `onProgress` sees each change of state or progress on the way, as iterating the job would.
+   * `onProgress` sees each change of state or progress on the way, as iterating the job would;
+   * `onStatus` every status read, whole, the final one included (what ended the wait, without a
+   * further poll: a stopping server may be gone once its result was read).
    * Aborting `signal` gives the wait up (rejecting with the signal's reason); the job runs on.
    */
-  async result(options: { timeout?: number; onProgress?: (p: JobProgress) => void; signal?: AbortSignal } = {}): Promise<R> {
+  async result(
+    options: { timeout?: number; onProgress?: (p: JobProgress) => void; onStatus?: (s: JobStatus) => void; signal?: AbortSignal } = {},
+  ): Promise<R> {
     // Checked as call options are: a NaN or negative timeout made the wait unbounded, a typo silently so.
     assertOptions(options, RESULT_OPTIONS, 'Job.result() options');
     assertMs('timeout', options.timeout, true);
-    if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
-      throw new InvalidArgument(`onProgress must be a function, got ${typeof options.onProgress}`);
+    for (const key of ['onProgress', 'onStatus'] as const) {
+      if (options[key] !== undefined && typeof options[key] !== 'function') {
+        throw new InvalidArgument(`${key} must be a function, got ${typeof options[key]}`);
+      }
     }
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
       throw new InvalidArgument('signal must be an AbortSignal');
     }
-    const { onProgress } = options;
+    const { onProgress, onStatus: onWhole } = options;
     let last = '';
     const onStatus =
-      onProgress &&
-      ((s: JobStatus) => {
-        const p: JobProgress = { state: s.state, progress: s.progress, message: s.message };
-        const key = JSON.stringify(p);
-        if (key === last) return;
-        last = key;
-        onProgress(p);
-      });
+      onProgress || onWhole
+        ? (s: JobStatus) => {
+            onWhole?.(s);
+            if (!onProgress) return;
+            const p: JobProgress = { state: s.state, progress: s.progress, message: s.message };
+            const key = JSON.stringify(p);
+            if (key === last) return;
+            last = key;
+            onProgress(p);
+          }
+        : undefined;
     return this.deserialize(await this.poller.result(options.timeout, onStatus, options.signal)) as R;
   }
 

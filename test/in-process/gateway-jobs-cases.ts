@@ -520,6 +520,21 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
           return original(...a);
         };
       },
+      /** Once a job_result was answered, job_status polls go unanswered (as a stopping server that exits once its jobs' outcomes were read). */
+      silentAfterResult() {
+        const status = endpoint.job_status!.bind(endpoint);
+        const result = endpoint.job_result!.bind(endpoint);
+        let read = false;
+        endpoint.job_result = async (...a: unknown[]) => {
+          const r = await result(...a);
+          read = true;
+          return r;
+        };
+        endpoint.job_status = async (...a: unknown[]) => {
+          if (read) await new Promise<void>((r) => held.add(r));
+          return status(...a);
+        };
+      },
       async close() {
         for (const release of held) release();
         await gw.stop(1000);
@@ -557,6 +572,24 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
       await s.close();
     }
   });
+
+  t(
+    '?wait=N answers with the final status its wait read: no poll after the result, which a stopping server may no longer answer',
+    async (ctx) => {
+      const s = await slowPolls(ctx.broker.url, 1500);
+      try {
+        const started = await http(s.base, 'POST', `/v1/${s.topic}/render`, { ms: 300 }, ASYNC);
+        // Before, the gateway polled job_status once more after reading the result: a server that
+        // had exited meanwhile (its last job's outcome read) made the answer a 503 after pollTimeout.
+        s.silentAfterResult();
+        const polled = await http(s.base, 'GET', `/v1/jobs/${started.json.job}?wait=10`);
+        assert.is(polled.status, 200, polled.text);
+        assert.equal([polled.json.state, polled.json.result], ['succeeded', 300]);
+      } finally {
+        await s.close();
+      }
+    },
+  );
 
   t('?wait=N on a job whose server does not answer is answered about N s later (REST and rpc.job), not N + pollTimeout', async (ctx) => {
     // pollTimeout 6 s: the old answer came after 1 + 6 s; now 1 s + one 1 s poll.

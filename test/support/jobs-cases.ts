@@ -464,7 +464,12 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
       await rejects(job.result({ timeout }), 'HERMOD_ERR_INVALID_ARGUMENT', /timeout must be a non-negative number of milliseconds/);
     }
     await rejects(job.result({ timout: 50 } as never), 'HERMOD_ERR_INVALID_ARGUMENT', /unknown option 'timout'; did you mean 'timeout'/);
-    assert.equal(await job.result({ timeout: 3000 }), { image: 'img', resized: true, user: null });
+    await rejects(job.result({ onStatus: 'log' } as never), 'HERMOD_ERR_INVALID_ARGUMENT', /onStatus must be a function, got string/);
+    // onStatus sees every status read, whole, the final one (which ended the wait) last.
+    const seen: Array<{ id: string; state: string }> = [];
+    assert.equal(await job.result({ timeout: 3000, onStatus: (st) => seen.push(st) }), { image: 'img', resized: true, user: null });
+    assert.ok(seen.length >= 1 && seen.every((st) => st.id === job.id), JSON.stringify(seen));
+    assert.is(seen.at(-1)!.state, 'succeeded');
   });
 
   t('a job that ends after the last poll of a bounded wait but before its end is its result, not a JobTimeout', async (ctx) => {
