@@ -182,6 +182,10 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>, options
 
   t('a call nobody serves times out with MessagingTimeout at its deadline, never hangs', async (ctx) => {
     const tr = await transport(ctx, ctx.broker.unrouted);
+    // Connected first: a deadline that passes during the first connect is a TransportError
+    // (stillConnecting), not the unserved call's timeout, and at CI's load a RabbitMQ connect
+    // alone took more than 400 ms.
+    await tr.connect(10_000);
     const c = new RPCClient(tr, new Target({ topic: topic('nobody') }), { timeout: 400 });
     const started = Date.now();
     await rejects(c.call({}, 'x'), 'HERMOD_ERR_TIMEOUT', ctx.broker.unservedTimeout(400));
@@ -222,10 +226,11 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>, options
       await rejects(c.prepare({ fanout: true }).cast({}, 'x'), 'HERMOD_ERR_UNDELIVERABLE', bound('cast x', `${tp}_fanout`, ''));
       // Notifications wait for a listener instead: the notifier declares their queue first.
       await new Notifier(ctx.transport, { driver: 'messaging', topics: [topic('notes')], publisherId: 'p' }).info({}, 'e.t', {});
-      // Off: dropped, as oslo drops them; a call times out.
-      const osloLike = new RPCClient(await transport(ctx, { 'rabbit.mandatoryRequests': false }), new Target({ topic: topic('unbound') }), {
-        timeout: 400,
-      });
+      // Off: dropped, as oslo drops them; a call times out. Connected first, so that the 400 ms
+      // are the unrouted call's and not the first connect's.
+      const unchecked = await transport(ctx, { 'rabbit.mandatoryRequests': false });
+      await unchecked.connect(10_000);
+      const osloLike = new RPCClient(unchecked, new Target({ topic: topic('unbound') }), { timeout: 400 });
       await osloLike.cast({}, 'x');
       await osloLike.prepare({ fanout: true }).cast({}, 'x');
       await rejects(osloLike.call({}, 'x'), 'HERMOD_ERR_TIMEOUT');
