@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createGateway } from '../../src/gateway/index.js';
-import { defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
+import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { Calculator } from '../support/contract-cases.js';
 import { gatewayContractSuite } from '../support/gateway-contract-cases.js';
@@ -11,6 +11,22 @@ import { http, IN_PROCESS } from './gateway-cases.js';
 // The gateway's contract cases on memory and through the embedded router; RabbitMQ:
 // test/integration/gateway-contracts-rabbit.
 for (const [name, broker] of IN_PROCESS) gatewayContractSuite(`gateway contracts over ${name}`, broker).run();
+
+/** A bad request to `topic`.add is refused at the gateway by the contract it adopted, not by the server. */
+async function assertAdopted(base: string, topic: string): Promise<void> {
+  const bad = await http(base, 'POST', `/v1/${topic}/add`, { a: 'one' });
+  assert.is(bad.status, 400);
+  assert.is(bad.json.error.code, 'HERMOD_ERR_CONTRACT_VIOLATION');
+  assert.not.ok(bad.json.error.remote, 'refused at the gateway: the contract was adopted');
+}
+
+/** Closes the transports and the proxy, then stops the router. */
+async function closeAll(gt: Transport, st: Transport, proxy: { close(): Promise<void> }, router: Router): Promise<void> {
+  await gt.close();
+  await st.close();
+  await proxy.close();
+  await router.stop();
+}
 
 const slow = suite('gateway contracts: a slow first connect');
 slow('a first connect slower than contractTimeout is waited for: the routes still get their contracts', async () => {
@@ -26,18 +42,12 @@ slow('a first connect slower than contractTimeout is waited for: the routes stil
   const gw = createGateway(gt, { listen: { port: 0 }, contractTimeout: 1500, routes: [{ topic: 'slowc', method: 'add' }] });
   try {
     const { url: base } = await gw.start();
-    const bad = await http(base, 'POST', '/v1/slowc/add', { a: 'one' });
-    assert.is(bad.status, 400);
-    assert.is(bad.json.error.code, 'HERMOD_ERR_CONTRACT_VIOLATION');
-    assert.not.ok(bad.json.error.remote, 'refused at the gateway: the contract was adopted');
+    await assertAdopted(base, 'slowc');
   } finally {
     await gw.stop(1000);
     await server.stop();
     await server.wait(1000);
-    await gt.close();
-    await st.close();
-    await proxy.close();
-    await router.stop();
+    await closeAll(gt, st, proxy, router);
   }
 });
 slow(
@@ -60,10 +70,7 @@ slow(
       const t0 = Date.now();
       const { url: base } = await gw.start();
       assert.ok(Date.now() - t0 >= 2500, `the gateway started after ${Date.now() - t0} ms: before its server did`);
-      const bad = await http(base, 'POST', '/v1/latec/add', { a: 'one' });
-      assert.is(bad.status, 400);
-      assert.is(bad.json.error.code, 'HERMOD_ERR_CONTRACT_VIOLATION');
-      assert.not.ok(bad.json.error.remote, 'refused at the gateway: the contract was adopted');
+      await assertAdopted(base, 'latec');
     } finally {
       clearTimeout(timer);
       await gw.stop(1000);
@@ -72,10 +79,7 @@ slow(
         await server.stop();
         await server.wait(1000);
       }
-      await gt.close();
-      await st.close();
-      await proxy.close();
-      await router.stop();
+      await closeAll(gt, st, proxy, router);
     }
   },
 );
