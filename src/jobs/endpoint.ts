@@ -18,6 +18,8 @@ export interface JobRef {
   job_id?: unknown;
   instance?: unknown;
   method?: unknown;
+  /** On job_status: the poller reads the result next if the job has ended (see {@link JobsEndpoint.job_status}). */
+  result_follows?: unknown;
 }
 
 const HEX32 = /^[0-9a-f]{32}$/;
@@ -43,12 +45,16 @@ export class JobsEndpoint {
     this.#cancel = cancel;
   }
 
-  /** The job's state, progress and timestamps. */
+  /**
+   * The job's state, progress and timestamps. `result_follows: true` says the poller reads
+   * job_result next if the job has ended, so a stopping server waits for that read.
+   */
   async job_status(_ctx: Context, args: JobRef): Promise<JobStatusDict> {
     const r = this.#find(args);
     // A stopping server lingers for outcomes nobody has read: a status-only poller has read it
-    // (see JobRunner.uncollected).
-    if (FINAL_STATES.has(r.state)) r.finalSeenAt ??= Date.now();
+    // (see JobRunner.uncollected). A poller that says its job_result follows has not yet: the
+    // stop waits for that (within jobs.stopLinger) rather than for a grace it may overrun.
+    if (FINAL_STATES.has(r.state) && args?.result_follows !== true) r.finalSeenAt ??= Date.now();
     return statusOf(r);
   }
 

@@ -17,6 +17,14 @@ const LAST_POLL_MS = 250;
 /** Most polls of one job answered JobLost by other runs of its server before the poller believes it (see JobPoller.poll). */
 const MAX_LOST_POLLS = 16;
 
+/**
+ * The argument of a job_status poll whose poller reads the result next if the job has ended.
+ * A stopping server counts a final state read by a status-only poll as collected after a short
+ * grace, and could exit before a stalled poller's job_result came; told the result follows, it
+ * waits for the job_result itself (within jobs.stopLinger). A server without it ignores the key.
+ */
+export const RESULT_FOLLOWS = 'result_follows';
+
 /** Makes one short call (a poll) to a target; the RPC client provides it. */
 export type PollCall = (target: Target, ctx: Context, method: string, args: Record<string, unknown>, timeoutMs: number) => Promise<unknown>;
 
@@ -119,11 +127,11 @@ export class JobPoller {
    * round the runs met more than once (each answer names its run). A restarted server alone
    * answers JobLost after three polls.
    */
-  async poll(method: string, timeoutMs = this.options.pollTimeout): Promise<unknown> {
+  async poll(method: string, timeoutMs = this.options.pollTimeout, resultFollows = false): Promise<unknown> {
     const runs = new Set<string>();
     for (let lost = 1; ; lost++) {
       try {
-        return await this.pollOnce(method, timeoutMs);
+        return await this.pollOnce(method, timeoutMs, resultFollows);
       } catch (err) {
         if (!(err instanceof JobLost)) throw err;
         if (err.answeredBy !== undefined) runs.add(err.answeredBy);
@@ -132,16 +140,12 @@ export class JobPoller {
     }
   }
 
-  private async pollOnce(method: string, timeoutMs: number): Promise<unknown> {
+  private async pollOnce(method: string, timeoutMs: number, resultFollows: boolean): Promise<unknown> {
     const t = this.token;
+    const args: Record<string, unknown> = { job_id: t.job_id, instance: t.instance, method: t.method };
+    if (resultFollows) args[RESULT_FOLLOWS] = true;
     try {
-      return await this.call(
-        this.target,
-        this.ctx,
-        method,
-        { job_id: t.job_id, instance: t.instance, method: t.method },
-        Math.max(1, timeoutMs),
-      );
+      return await this.call(this.target, this.ctx, method, args, Math.max(1, timeoutMs));
     } catch (err) {
       // Only this poll's own timeout: a job that failed with a MessagingTimeout of its own (its
       // call elsewhere timed out) is answered as that error, rebuilt, and is the job's outcome.
@@ -191,12 +195,12 @@ export class JobPoller {
    * JobTimeout. `what` ends its message. The `job_result` after the final status is bounded too:
    * a server that answered the status and then stalled once stretched the wait to 10 s.
    */
-  private async within(method: string, timeoutMs: number, deadline: number, what: string): Promise<unknown> {
+  private async within(method: string, timeoutMs: number, deadline: number, what: string, resultFollows = false): Promise<unknown> {
     const left = deadline - Date.now();
     const bounded = left < this.options.pollTimeout;
     const pollFor = bounded ? Math.max(Math.min(LAST_POLL_MS, this.options.pollTimeout), left) : this.options.pollTimeout;
     try {
-      return await this.poll(method, pollFor);
+      return await this.poll(method, pollFor, resultFollows);
     } catch (err) {
       if (bounded && err instanceof ServerUnavailable && err.cause instanceof MessagingTimeout) {
         // The cause tells a caller that the server was silent, not merely the job still running.
@@ -220,7 +224,7 @@ export class JobPoller {
     let delay = this.options.pollInterval;
     for (;;) {
       signal?.throwIfAborted();
-      const s = this.checked(toStatus((await this.within('job_status', timeoutMs, deadline, 'did not end')) as JobStatusDict));
+      const s = this.checked(toStatus((await this.within('job_status', timeoutMs, deadline, 'did not end', true)) as JobStatusDict));
       onStatus?.(s);
       if (isFinal(s)) return this.within('job_result', timeoutMs, deadline, 'ended, but its result did not come');
       signal?.throwIfAborted();

@@ -28,10 +28,14 @@ export interface JobNotifier {
  */
 const REPLY_ROOM = 2048;
 
-/** How long after a poller read a job's final state by job_status its job_result may still come (see uncollected). */
+/**
+ * How long after a poller read a job's final state by job_status, without saying its job_result
+ * follows, that job_result may still come (see uncollected): a poller older than `result_follows`
+ * reads the result at once too. A status-only poller holds the stop this much longer.
+ */
 // 1.5 s: a gateway long poll that read a cancelled job's status at load sent its job_result more
 // than 500 ms later, when the stopping server had counted the job read and gone (503 after
-// pollTimeout instead of `cancelled`). A status-only poller holds the stop this much longer.
+// pollTimeout instead of `cancelled`). Pollers that say `result_follows` no longer depend on it.
 const STATUS_READ_GRACE_MS = 1500;
 
 /**
@@ -133,9 +137,10 @@ export class JobRunner {
     let n = 0;
     const now = Date.now();
     for (const r of this.endedDuringStop) {
-      // A final state read by job_status counts once the job_result that usually follows it (a
-      // hermod poller asks at once) had its moment: a poller that reads the status alone
-      // (`rpc-client job <token>`, a Python script) held the stop for all of jobs.stopLinger.
+      // A final state read by job_status counts once the job_result that may follow it had its
+      // moment: a poller that reads the status alone (`rpc-client job <token>`, a Python script)
+      // held the stop for all of jobs.stopLinger. One that said its job_result follows
+      // (`result_follows`, Job.result()) left finalSeenAt unset: only that job_result counts.
       const read = r.collected || (r.finalSeenAt !== undefined && now - r.finalSeenAt >= STATUS_READ_GRACE_MS);
       if (!read && this.store.get(r.id) === r) n++;
     }

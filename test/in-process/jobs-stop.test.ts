@@ -284,4 +284,42 @@ t("the result poll after a job's final status is bounded by what is left of the 
   assert.ok(last?.startsWith('job_result:') && Number(last.split(':')[1]) <= 250, sent.join(' '));
 });
 
+t('result() tells the server its job_result follows on every status poll; status() alone does not', async () => {
+  const token = {
+    hermod_job: 1 as const,
+    job_id: 'c'.repeat(32),
+    server: 's',
+    topic: 't',
+    exchange: 'openstack',
+    method: 'm',
+    instance: 'd'.repeat(32),
+  };
+  const sent: { method: string; follows: unknown }[] = [];
+  let polls = 0;
+  const call = async (_t: unknown, _c: unknown, method: string, a: Record<string, unknown>) => {
+    sent.push({ method, follows: a.result_follows });
+    if (method === 'job_result') return 'done';
+    return {
+      job_id: token.job_id,
+      method: 'm',
+      state: ++polls < 3 ? 'running' : 'succeeded',
+      progress: null,
+      message: null,
+      created_at: '',
+      started_at: '',
+      ended_at: null,
+      cancel_requested: false,
+    };
+  };
+  const p = new JobPoller(token, call, {}, { pollInterval: 5, pollMax: 10, pollTimeout: 2000, jobTimeout: 0 });
+  assert.is(await p.result(5000), 'done');
+  assert.equal(
+    sent.map((s) => `${s.method}:${String(s.follows)}`),
+    ['job_status:true', 'job_status:true', 'job_status:true', 'job_result:undefined'],
+  );
+  sent.length = 0;
+  await p.status();
+  assert.equal(sent, [{ method: 'job_status', follows: undefined }]);
+});
+
 t.run();

@@ -633,6 +633,31 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     assert.ok(took < 5000, `wait() ended ${took.toFixed(0)} ms after the status was read (stopLinger 8000)`);
   });
 
+  t('a poller that says its job_result follows holds the stop until it comes, past the status-only grace', async (ctx) => {
+    const tp = topic('linger-follows');
+    const s = await serve(ctx, tp, 's1', new Images(), {}, { 'jobs.stopLinger': 8000 });
+    const c = await client(ctx, tp);
+    const job = await c.start({}, 'resize', { ms: 200 });
+    await s.stop({ jobs: 'wait' });
+    let ended = false;
+    const waited = s.wait(15_000).then((w) => {
+      ended = true;
+      return w;
+    });
+    await until(() => s.stats().jobs.uncollected === 1, 'the ended job counted as uncollected');
+    // Job.result()'s two polls, with a stall between them longer than the 1.5 s a status-only
+    // read is given (a process paused at load): the server must still be there for the second.
+    const { job_id, instance, method } = job.token;
+    const jobs = c.prepare({ namespace: 'hermod', version: '1.0', server: 's1', timeout: 5000 });
+    const st = (await jobs.call({}, 'job_status', { job_id, instance, method, result_follows: true })) as { state: string };
+    assert.is(st.state, 'succeeded');
+    await sleep(3000);
+    assert.not.ok(ended, 'the stop waited for the job_result');
+    assert.is(s.stats().jobs.uncollected, 1);
+    assert.equal(await jobs.call({}, 'job_result', { job_id, instance, method }), { image: 'img', resized: true, user: null });
+    assert.equal(await waited, { completed: 1, aborted: 0 });
+  });
+
   t('stop({ jobs: "abort" }): running jobs are cancelled and pollers read cancelled; then the server is unavailable', async (ctx) => {
     const tp = topic('stopabort');
     const s = await serve(ctx, tp, 's1', new Images());

@@ -124,7 +124,8 @@ export function jobsInteropSuite(name: string, broker: () => Promise<JobsInterop
     assert.is(token.method, 'resize');
     const states: string[] = [];
     for (let i = 0; i < 100; i++) {
-      const st = (await hermodCall(ctx, token, 'job_status', { token })) as Record<string, unknown>;
+      // As the README's Python loop polls: the job_result that follows is announced.
+      const st = (await hermodCall(ctx, token, 'job_status', { token, result_follows: true })) as Record<string, unknown>;
       states.push(String(st.state));
       if (st.state === 'succeeded') break;
       await sleep(100);
