@@ -247,16 +247,19 @@ t('a job kept plain at jobs.max still sees the stop deadline on ctx.signal', asy
   assert.is(ep.seen.plain, 'signal aborted');
 });
 
+/** A token of method `m` on server `s` for the JobPoller cases, which answer its polls themselves. */
+const pollerToken = () => ({
+  hermod_job: 1 as const,
+  job_id: 'a'.repeat(32),
+  server: 's',
+  topic: 't',
+  exchange: 'openstack',
+  method: 'm',
+  instance: 'b'.repeat(32),
+});
+
 t("the result poll after a job's final status is bounded by what is left of the wait", async () => {
-  const token = {
-    hermod_job: 1 as const,
-    job_id: 'a'.repeat(32),
-    server: 's',
-    topic: 't',
-    exchange: 'openstack',
-    method: 'm',
-    instance: 'b'.repeat(32),
-  };
+  const token = pollerToken();
   const sent: string[] = [];
   const call = async (_t: unknown, _c: unknown, method: string, _a: unknown, timeoutMs: number) => {
     sent.push(`${method}:${timeoutMs}`);
@@ -285,15 +288,7 @@ t("the result poll after a job's final status is bounded by what is left of the 
 });
 
 t('result() tells the server its job_result follows on every status poll; status() alone does not', async () => {
-  const token = {
-    hermod_job: 1 as const,
-    job_id: 'c'.repeat(32),
-    server: 's',
-    topic: 't',
-    exchange: 'openstack',
-    method: 'm',
-    instance: 'd'.repeat(32),
-  };
+  const token = pollerToken();
   const sent: { method: string; follows: unknown }[] = [];
   let polls = 0;
   const call = async (_t: unknown, _c: unknown, method: string, a: Record<string, unknown>) => {
