@@ -22,6 +22,7 @@ interface ConnectionInternals {
   _process(): void;
   _write_frame(channel?: number, frame?: unknown, payload?: Buffer): void;
   output(): void;
+  remove_session(session: unknown): void;
 }
 interface FramesModule {
   amqp_frame(channel?: number, frame?: unknown, payload?: Buffer): Frame;
@@ -100,6 +101,15 @@ export function batchWrites(conn: Connection): void {
     writeOut(this);
     t.encode(frames.amqp_frame(channel, frame, payload));
     this.output();
+  };
+  // rhea answers a peer's `end` with close() on one tick, which queues the pass that writes our
+  // `end`, and removes the session on the next (Session.on_end). With its own nextTick pass that
+  // pass ran between the two; queued for setImmediate, it ran after the removal and the `end` was
+  // never written: the peer's session stayed half-closed (AMQP 1.0 2.7.8 requires the reply).
+  const removeSession = c.remove_session;
+  c.remove_session = function (this: ConnectionInternals, session: unknown) {
+    if (dirty.has(this)) this._process();
+    removeSession.call(this, session);
   };
   c._process = function (this: ConnectionInternals) {
     // Whoever calls a pass directly (closeNow) runs it now; a queued one would be a spare.

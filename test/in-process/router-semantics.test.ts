@@ -275,4 +275,20 @@ t('a held message goes out with its ttl less the time it waited; one forwarded a
   assert.is(ctx.router.stats().expired, 0);
 });
 
+t("a peer's end is answered with the router's end (AMQP 1.0 2.7.8), session after session on one connection", async (ctx) => {
+  const c = await conn(ctx);
+  for (let i = 0; i < 3; i++) {
+    const session = c.create_session();
+    const begun = new Promise<void>((resolve) => session.once('session_open', () => resolve()));
+    session.begin();
+    await begun;
+    // rhea's client emits session_close only once the router's own end has come back.
+    const ended = new Promise<string>((resolve) => session.once('session_close', () => resolve('end')));
+    session.close();
+    const outcome = await Promise.race([ended, sleep(5000).then(() => 'no end from the router within 5 s')]);
+    assert.is(outcome, 'end', `session ${i}`);
+    assert.ok(session.is_closed(), `session ${i} closed on both sides`);
+  }
+});
+
 t.run();
