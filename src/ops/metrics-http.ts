@@ -82,6 +82,9 @@ function pathOf(target: string | undefined): string | undefined {
 /** Sockets a metrics server keeps at once; more are closed as they arrive. */
 export const MAX_CONNECTIONS = 64;
 
+/** How long a metrics server waits for a request's headers before it answers 408 and closes. */
+export const HEADERS_TIMEOUT_MS = 10_000;
+
 function listen(options: ServeMetricsOptions, exposition: () => Promise<string>, contentType: () => string): Promise<MetricsServer> {
   const host = options.host ?? '127.0.0.1';
   const path = options.path ?? '/metrics';
@@ -97,7 +100,12 @@ function listen(options: ServeMetricsOptions, exposition: () => Promise<string>,
     }
     return pending;
   };
-  const server = http.createServer((req, res) => {
+  // Bounded against peers that open sockets and send nothing, or a header a byte at a time
+  // (Node's defaults allow 60 s for the headers and any number of sockets): a few Prometheus
+  // servers need a handful of connections. Node enforces these timeouts only when it checks its
+  // connections, every 30 s unless told otherwise: a half-sent request was kept 13-36 s, not 10.
+  const timeouts = { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 15_000, connectionsCheckingInterval: 1_000 };
+  const server = http.createServer(timeouts, (req, res) => {
     const url = pathOf(req.url);
     if (url !== path) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
@@ -114,12 +122,8 @@ function listen(options: ServeMetricsOptions, exposition: () => Promise<string>,
   });
   // A scrape is one short request: idle keep-alive sockets must not hold a stopping process.
   server.keepAliveTimeout = 5_000;
-  // Bounded against peers that open sockets and send nothing, or a header a byte at a time
-  // (Node's defaults allow 60 s for the headers and any number of sockets): a few Prometheus
-  // servers need a handful of connections. Past the bound Node drops new sockets at once.
+  // Past the bound Node drops new sockets at once.
   server.maxConnections = MAX_CONNECTIONS;
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 15_000;
   return new Promise((resolve, reject) => {
     // Said with the address asked for: a bare "listen EADDRINUSE" or "getaddrinfo ENOTFOUND"
     // did not say that it was about the metrics port.

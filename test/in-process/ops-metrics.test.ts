@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Metrics, serveClusterMetrics, serveMetrics } from '../../src/ops/metrics.js';
-import { MAX_CONNECTIONS } from '../../src/ops/metrics-http.js';
+import { HEADERS_TIMEOUT_MS, MAX_CONNECTIONS } from '../../src/ops/metrics-http.js';
 import { Router } from '../../src/router/router.js';
 import { rejects, sleep, until } from '../support/assert.js';
 import { Recorder } from '../support/endpoints.js';
@@ -472,6 +472,27 @@ t('serveMetrics under a flood: concurrent scrapes share one exposition, idle soc
   release!();
   assert.equal(new Set(await Promise.all(scrapes)), new Set(['x_total 1\n']));
   assert.is(made, 1, 'one exposition for 50 concurrent scrapes');
+});
+
+t('serveMetrics: a request whose headers never end is answered 408 and closed near the 10 s headers timeout', async (ctx) => {
+  const m = await serveMetrics({ contentType: 'text/plain', text: async () => 'x_total 1\n' }, { port: 0 });
+  ctx.closers.push(() => m.close());
+  const s = net.connect(m.port, '127.0.0.1');
+  ctx.closers.push(() => s.destroy());
+  let answer = '';
+  s.on('data', (d: Buffer) => {
+    answer += d.toString('latin1');
+  });
+  s.on('error', () => {});
+  const closed = new Promise<void>((r) => s.once('close', () => r()));
+  await new Promise((r) => s.once('connect', r));
+  const t0 = Date.now();
+  s.write('GET /metrics HTTP/1.1\r\nHost: x\r\n');
+  await closed;
+  const took = Date.now() - t0;
+  // Node checks its connections' timeouts every 30 s by default: such a socket was kept 13-36 s.
+  assert.ok(took >= HEADERS_TIMEOUT_MS - 500 && took < HEADERS_TIMEOUT_MS + 4000, `closed after ${took} ms`);
+  assert.match(answer, /^HTTP\/1\.1 408 /);
 });
 
 t(
