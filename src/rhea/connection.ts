@@ -7,6 +7,7 @@ interface ConnectionInternals {
   options: Record<string, unknown>;
   scheduled_reconnect?: NodeJS.Timeout;
   closed_with_non_fatal_error: boolean;
+  transport_error?: unknown;
   set_reconnect(reconnect: boolean): void;
 }
 const internals = (conn: Connection) => conn as unknown as ConnectionInternals;
@@ -73,6 +74,17 @@ export function setSaslCredentials(
 export function reconnectAfterPlainClose(conn: Connection): void {
   const c = internals(conn);
   if (c.options.reconnect) c.closed_with_non_fatal_error = true;
+}
+
+/**
+ * Makes rhea reconnect after a SASL exchange the peer ended with a system error (outcome `sys`
+ * or `sys-temp`: an overloaded or unready authenticator, not a refused login). rhea records every
+ * SASL failure as the connection's transport error, and `_disconnected()` schedules no reconnect
+ * while one is set: the client waited for ever. Call it from `connection_error`, which rhea
+ * emits before it ends the socket.
+ */
+export function reconnectAfterSaslFailure(conn: Connection): void {
+  internals(conn).transport_error = undefined;
 }
 
 /**

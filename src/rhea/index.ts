@@ -8,6 +8,7 @@ export {
   connectionError,
   headerMismatch,
   reconnectAfterPlainClose,
+  reconnectAfterSaslFailure,
   setSaslCredentials,
   socketOf,
   stopReconnect,

@@ -22,6 +22,7 @@ import {
 } from '../rhea/index.js';
 import { AddressTable, spendCredit, targetAddress } from './addresses.js';
 import { Forwarder } from './forwarding.js';
+import { LoginChecks } from './login-checks.js';
 import { allowed, UserDb, type UserEntry } from './users.js';
 
 /** TLS files of the router's listener (PEM paths or contents). */
@@ -214,6 +215,10 @@ export class Router {
   private readonly atLimit = new Throttle();
   /** Lines of failed TLS handshakes (a scanner or a load balancer's probe may fail thousands). */
   private readonly tlsFailed = new Throttle();
+  /** Password checks (scrypt) of PLAIN logins: bounded, and skipped for peers that left. */
+  private readonly logins = new LoginChecks();
+  /** Lines of logins refused because too many were being checked. */
+  private readonly loginsBusy = new Throttle();
   /** Presettled messages over --max-message-size, dropped: one line per interval. */
   private readonly oversized = new Throttle();
   /** Messages whose ttl ran out while held, dropped: one line per interval. */
@@ -489,7 +494,23 @@ export class Router {
       ...(users
         ? {
             plain: async (user: string, password: string) => {
-              const ok = await users.check(user, password);
+              const from = socket.remoteAddress ?? '';
+              const ok = await this.logins.run(
+                from,
+                () => socket.destroyed || peer.closing === true,
+                () => users.check(user, password),
+              );
+              // The peer hung up while its login waited: nobody to answer, nothing to check.
+              if (ok === 'gone') return false;
+              if (ok === 'busy') {
+                this.refused++;
+                const more = this.loginsBusy.tick();
+                if (more !== undefined)
+                  this.opts.log(`refused ${peer.label}: too many logins being checked (${this.logins.held}); it may try again${more}`);
+                // rhea answers a throw with the SASL outcome `sys` and closes the connection with
+                // amqp:internal-error: a client retries that, unlike a refused login.
+                throw new Error('too many logins being checked');
+              }
               if (!ok) {
                 this.refused++;
                 this.opts.log(`refused ${peer.label}: authentication failed for user ${JSON.stringify(user)}`);

@@ -1,4 +1,6 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Connection, EventContext } from 'rhea';
@@ -7,10 +9,20 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { makePki } from '../../scripts/pki.js';
 import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import { LoginChecks } from '../../src/router/login-checks.js';
 import { Router, type RouterOptions } from '../../src/router/router.js';
 import { setPassword, UserDb, verifyPassword } from '../../src/router/users.js';
-import { rejects, until } from '../support/assert.js';
+import { rejects, sleep, until } from '../support/assert.js';
 import { rheaClose } from '../support/rhea-peer.js';
+
+// rhea's frame codec, to write a SASL init without a client that waits for its outcome.
+const frames = createRequire(import.meta.url)('rhea/lib/frames.js') as {
+  write_frame(f: unknown): Buffer;
+  sasl_frame(p: unknown): unknown;
+  sasl_init(o: { mechanism: string; initial_response: Buffer }): unknown;
+  sasl_mechanisms(o: { sasl_server_mechanisms: string[] }): unknown;
+  sasl_outcome(o: { code: number }): unknown;
+};
 
 interface Ctx {
   dir: string;
@@ -128,6 +140,108 @@ t('SASL PLAIN: a rhea client with the right password gets in, with a wrong one i
   assert.is(bad.error?.condition, 'amqp:unauthorized-access');
   assert.ok(Date.now() - t0 < 2000);
   assert.ok(ctx.log.some((l) => /refused 127\.0\.0\.1:\d+: authentication failed for user "alice"/.test(l)));
+});
+
+t('wrong-password logins from peers that hang up at once are not checked: a real login after 200 of them gets in', async (ctx) => {
+  await startRouter(ctx);
+  const saslHeader = Buffer.from('AMQP\x03\x01\x00\x00', 'latin1');
+  const init = frames.write_frame(
+    frames.sasl_frame(frames.sasl_init({ mechanism: 'PLAIN', initial_response: Buffer.from('\0alice\0wrong') })),
+  );
+  let sent = 0;
+  await new Promise<void>((resolve) => {
+    let open = 0;
+    const go = () => {
+      while (open < 32 && sent < 200) {
+        open++;
+        sent++;
+        const s = net.connect(ctx.port, '127.0.0.1');
+        s.on('error', () => {});
+        s.once('connect', () => {
+          s.write(Buffer.concat([saslHeader, init]));
+          setImmediate(() => s.destroy());
+        });
+        s.once('close', () => {
+          open--;
+          if (sent >= 200 && open === 0) resolve();
+          else go();
+        });
+      }
+    };
+    go();
+  });
+  const t0 = Date.now();
+  const ok = await attempt(ctx, { username: 'alice', password: 'wonderland' });
+  assert.ok(ok.conn?.is_open(), JSON.stringify(ok.error));
+  const took = Date.now() - t0;
+  // Every one was checked before (scrypt on libuv's pool, in order), the real login last: 600
+  // took it 17.6 s. Now only those whose peer was still there when a slot came up.
+  const checked = ctx.log.filter((l) => /authentication failed for user "alice"/.test(l)).length;
+  console.log(`    a real login ${took} ms after 200 wrong ones from peers that left; ${checked} of them checked`);
+  assert.ok(checked < 40, `${checked} of 200 wrong passwords checked`);
+});
+
+t('logins past what the router checks at once from one address are answered sasl `sys` (retry), not refused as wrong', async (ctx) => {
+  await startRouter(ctx);
+  // 60 at once from 127.0.0.1 (64 may be in their handshake): 16 held (2 checked at a time), the
+  // rest turned away.
+  const results = await Promise.all(Array.from({ length: 60 }, () => attempt(ctx, { username: 'alice', password: 'nope' })));
+  const conditions = results.map((r) => r.error?.condition);
+  const busy = conditions.filter((c) => c === 'amqp:internal-error').length;
+  const refused = conditions.filter((c) => c === 'amqp:unauthorized-access').length;
+  assert.is(busy + refused, 60, conditions.join(' '));
+  assert.ok(refused >= 16 && busy >= 1, `${refused} refused, ${busy} turned away`);
+  assert.ok(ctx.log.some((l) => /refused 127\.0\.0\.1:\d+: too many logins being checked \(\d+\); it may try again/.test(l)));
+  // Turned away is not locked out.
+  const ok = await attempt(ctx, { username: 'alice', password: 'wonderland' });
+  assert.ok(ok.conn?.is_open(), JSON.stringify(ok.error));
+});
+
+t("hermod's client retries a login the router turned away, and gets in once there is room", async (ctx) => {
+  await startRouter(ctx);
+  // No room at all: every login is turned away until the router's checks are put back.
+  const router = ctx.router as unknown as { logins: LoginChecks };
+  const room = router.logins;
+  router.logins = new LoginChecks(0, 0, 0);
+  const tr = await getTransport(`amqp://alice:wonderland@127.0.0.1:${ctx.port}/`, { config: defaultConfig() });
+  ctx.transports.push(tr);
+  const connected = tr.connect(30_000);
+  await until(() => ctx.log.filter((l) => /too many logins being checked/.test(l)).length >= 1, 'a login turned away');
+  await sleep(1500);
+  assert.is(tr.state.state === 'connected', false);
+  router.logins = room;
+  await connected;
+  assert.is(tr.state.state, 'connected', 'retried, not refused as a wrong password');
+});
+
+t('a SASL outcome sys-perm from a peer is AccessRefused at once: retrying cannot help', async (ctx) => {
+  // A bare AMQP 1.0 peer: it offers PLAIN and answers every login with outcome 3 (sys-perm).
+  const saslHeader = Buffer.from('AMQP\x03\x01\x00\x00', 'latin1');
+  const logins: number[] = [];
+  const server = net.createServer((s) => {
+    s.on('error', () => {});
+    let seen = 0;
+    s.on('data', (d: Buffer) => {
+      seen += d.length;
+      // The header and then the sasl-init frame: answer the init.
+      if (seen > 8 && logins.push(Date.now())) s.end(frames.write_frame(frames.sasl_frame(frames.sasl_outcome({ code: 3 }))));
+    });
+    s.write(
+      Buffer.concat([saslHeader, frames.write_frame(frames.sasl_frame(frames.sasl_mechanisms({ sasl_server_mechanisms: ['PLAIN'] })))]),
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  try {
+    const port = (server.address() as net.AddressInfo).port;
+    const tr = await getTransport(`amqp://alice:wonderland@127.0.0.1:${port}/`, { config: defaultConfig() });
+    ctx.transports.push(tr);
+    const t0 = Date.now();
+    await rejects(tr.connect(20_000), 'HERMOD_ERR_ACCESS_REFUSED', /permanent system error \(outcome sys-perm\)/);
+    assert.ok(Date.now() - t0 < 5000, `refused after ${Date.now() - t0} ms`);
+    assert.is(logins.length, 1, 'one login, no retries');
+  } finally {
+    server.close();
+  }
 });
 
 t('with a users file ANONYMOUS is not offered unless allowed', async (ctx) => {

@@ -15,6 +15,7 @@ import {
   limitIncomingMessages,
   type OutcomeKind,
   reconnectAfterPlainClose,
+  reconnectAfterSaslFailure,
   SocketGuard,
   setSaslCredentials,
   socketOf,
@@ -286,6 +287,20 @@ export class Amqp1Connection {
         const problem = this.problem();
         this.refused = (what) => new AccessRefused(`${problem} (the peer refused the login; not retrying for ${what})`);
         this.wake();
+        return;
+      }
+      // A SASL outcome of `sys` (2) or `sys-temp` (4): the peer could not check the login now
+      // (hermod's router when too many are being checked). Retried as any failed attempt;
+      // `sys-perm` (3) cannot succeed and is refused as above.
+      const sys = !this.open_ ? /^Failed to authenticate: ([234])$/.exec(e?.message ?? '') : null;
+      if (sys?.[1] === '3') {
+        this.lastError = `SASL failed: the peer reports a permanent system error (outcome sys-perm)`;
+        const problem = this.problem();
+        this.refused = (what) => new AccessRefused(`${problem} (not retrying for ${what})`);
+        this.wake();
+      } else if (sys) {
+        this.lastError = `SASL failed: the peer could not check the login now (outcome ${sys[1] === '2' ? 'sys' : 'sys-temp'}); retrying`;
+        reconnectAfterSaslFailure(ctx.connection);
       }
     });
     // rhea reports a frame it could not take (a transfer on an unknown handle, say) here, then
