@@ -10,7 +10,7 @@ import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, eachOf, intAtLeast, type LogFlags, positiveSeconds } from '../src/cli/program.js';
 import { type RepeatStats, summaryJson, summaryText } from '../src/cli/repeat.js';
 import { onOutputClosed } from '../src/cli/shutdown.js';
-import { getTransport, RPCClient, Target, type Transport } from '../src/index.js';
+import { getTransport, RPCClient, Target, type Transport, type TransportState } from '../src/index.js';
 
 /** The options of `rpc-client job` (src/cli/jobs-command.ts, commonOptions): those taking a value, and flags. */
 const JOB_VALUE_OPTIONS = new Set(['--timeout', '--transport-url', '--log-level']);
@@ -166,6 +166,13 @@ async function main(): Promise<void> {
     // (it was given a whole --timeout again, so a slow first connect took twice as long).
     const lookupStarted = performance.now();
     const lookup = o.describe === true || (o.contract && needsContract(pairs));
+    // Connect attempts that failed during the lookup, since the last success.
+    let failedInLookup = 0;
+    const countFailures = (s: TransportState) => {
+      if (s.state === 'connected') failedInLookup = 0;
+      else if (s.state === 'reconnecting' && typeof s.attempt === 'number') failedInLookup = Math.max(failedInLookup, s.attempt);
+    };
+    if (lookup) transport.on('state', countFailures);
     // Values are coerced by the published contract (a=1 stays "1" where it says string).
     const contract = lookup
       ? await fetchContract(
@@ -176,25 +183,36 @@ async function main(): Promise<void> {
           { requireMethod: o.describe === true },
         )
       : undefined;
+    transport.off('state', countFailures);
     if (o.describe) return void process.stdout.write(usage(topic, method, contract));
     args = coerceArgs(pairs, contract);
+    // The lookup and the first send are one command with one rpc.retry. Each send counts the
+    // connect attempts that fail while it waits (oslo's max_retries per send), so a send after a
+    // lookup that spent some on a broker still down got the whole budget again: "attempt 4
+    // failed, no more tries" after "attempt 3 failed, no more tries", twice as long.
+    const retry = config.rpc.retry;
+    const first =
+      retry >= 0 && failedInLookup > 0 && transport.state.state !== 'connected'
+        ? client.prepare({ retry: Math.max(0, retry - failedInLookup + 1) })
+        : client;
     stats.started = performance.now();
     for (let i = 0; i < o.repeat; i++) {
       const t0 = performance.now();
       try {
+        const sender = i === 0 ? first : client;
         if (o.cast) {
-          await client.cast(ctx, method, args);
+          await sender.cast(ctx, method, args);
           if (o.repeat === 1)
             process.stdout.write(o.json ? `${JSON.stringify({ cast: true })}\n` : `cast sent${o.fanout ? ' (fanout)' : ''}\n`);
         } else if (o.start) {
-          await startJob(client, ctx, method, args, !!o.wait, !!o.json, o.timeout === undefined ? undefined : o.timeout * 1000);
+          await startJob(sender, ctx, method, args, !!o.wait, !!o.json, o.timeout === undefined ? undefined : o.timeout * 1000);
         } else {
           const budget = i === 0 && o.timeout && lookup ? o.timeout * 1000 - (performance.now() - lookupStarted) : undefined;
           // --timeout bounds the call whole, a job the server made of it included (that wait was
           // bounded by jobs.jobTimeout alone, by default nothing).
           const bound = budget ?? (o.timeout ? o.timeout * 1000 : undefined);
           const result = await callWithin(
-            client,
+            sender,
             ctx,
             method,
             args,
@@ -216,6 +234,12 @@ async function main(): Promise<void> {
         stats.latencies.push(performance.now() - t0);
       } catch (err) {
         stats.failed++;
+        // Counted as the command's attempts, not the send's share of them (see `first`).
+        if (i === 0 && first !== client && err instanceof Error)
+          err.message = err.message.replace(
+            /\(gave up after (\d+) attempts?, retry=\d+\)/,
+            (_m, n: string) => `(gave up after ${Number(n) + failedInLookup - 1} attempts, retry=${retry})`,
+          );
         // A plain call of a long method follows its job too: JobTimeout and ServerUnavailable are timeouts (3).
         const d = describeJobFailure(err, method);
         status = d.status;

@@ -4,7 +4,7 @@
  * string), and print a method's usage (`--describe`).
  */
 import type { MethodContract } from '../contracts/contract.js';
-import { NoSuchMethod, TransportError, WrongProtocol } from '../core/errors.js';
+import { AccessRefused, NoSuchMethod, TransportError, WrongProtocol } from '../core/errors.js';
 import { versionIsCompatible } from '../core/target.js';
 import type { RPCClient } from '../rpc/client.js';
 import { describeWhenConnected, QUIET_DESCRIBE, type ServerDescription } from '../rpc/introspection.js';
@@ -16,8 +16,9 @@ type Schema = Record<string, unknown>;
 /**
  * The contract of `method` as the servers of the client's target publish it, or undefined when
  * none is published or nobody answers within `timeoutMs` (an oslo.messaging server, an older
- * hermod, no server, a broker it cannot reach yet, a refused login): the CLI then works as without
- * contracts, and the call reports what is wrong under its own name. A first connect still under way when
+ * hermod, no server, a connection still trying when `timeoutMs` passes): the CLI then works as
+ * without contracts, and the call reports what is wrong under its own name. A broker given up on
+ * (TransportError) and the wrong protocol are thrown: the call would meet them too. A first connect still under way when
  * `timeoutMs` passes is waited for, up to `connectWithinMs` in all (the call's own timeout).
  */
 export async function fetchContract(
@@ -43,10 +44,16 @@ export async function fetchContract(
     );
   } catch (err) {
     // `--describe` is this request: a transport failure or the wrong protocol is the answer
-    // (exit 5 or 2). Before a call: no contract, and the call says what is wrong, naming its
-    // method (not "describe"); a refused login or the wrong protocol fails it at once, as it
-    // failed this lookup. Anything else (no answer, an oslo server): no contract.
-    if (options.requireMethod && (err instanceof TransportError || err instanceof WrongProtocol)) throw err;
+    // (exit 5 or 2). Before a call too, unless the lookup's own deadline passed while the
+    // connection was still trying (the call goes on trying within what is left of --timeout):
+    // the lookup and the call are one command with one rpc.retry, and a call made after the
+    // lookup gave up on the broker started a connect cycle of its own ("attempt 4 failed, no more
+    // tries" after "attempt 3 failed, no more tries", twice as long). The error names the broker,
+    // not the method. A refused login is left to the call, which fails at once as this lookup
+    // did, its message naming the call's method. Anything else (no answer, an oslo server): no
+    // contract.
+    if (err instanceof WrongProtocol) throw err;
+    if (err instanceof TransportError && (options.requireMethod || !(err.deadlinePassed || err instanceof AccessRefused))) throw err;
     return undefined;
   }
   const ns = client.target.namespace ?? null;

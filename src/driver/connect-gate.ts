@@ -71,7 +71,7 @@ export class ConnectGate {
             s.failedAttempts === 0
               ? `${s.problem.replace(/^cannot connect to/, 'not connected to')} yet: the attempt under way had not failed when ${after}`
               : `${s.problem} (still trying when ${after})`;
-          throw Object.assign(new TransportError(text), { stillConnecting: s.failedAttempts === 0 });
+          throw Object.assign(new TransportError(text), { stillConnecting: s.failedAttempts === 0, deadlinePassed: true });
         }
         throw new MessagingTimeout(`timed out waiting to send ${what} (after ${waited(started)})`);
       }
