@@ -119,8 +119,10 @@ export function tlsMismatch(host: TransportHost, scheme: string, tls: boolean, w
   // The scheme that would work there: the peer's protocol, with or without TLS.
   const base = version === 'AMQP 1.0' ? 'amqp' : 'rabbit';
   if (tls) {
+    // TLS asked by `?ssl=1` on a plain scheme: "point amqp:// at the TLS port" read as dropping it.
+    const asked = scheme.endsWith('s') ? `${scheme}://` : `${scheme}://…?ssl=1`;
     return new WrongProtocol(
-      `${where} does not speak TLS${speaks ? ` (it answered in plain ${speaks})` : ''}: use ${base}://${where}/, or point ${scheme}:// at the TLS port (${what} not retried)`,
+      `${where} does not speak TLS${speaks ? ` (it answered in plain ${speaks})` : ''}: use ${base}://${where}/, or point ${asked} at the TLS port (${what} not retried)`,
       where,
       version,
     );

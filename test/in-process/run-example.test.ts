@@ -59,14 +59,14 @@ test('the example runs: calc on two workers, greeter from TypeScript; SIGTERM ex
     // The README's calls of the running example, each printing what its comment says.
     const calls = /<!-- readme-example: run-calls -->\s*```sh\n([\s\S]*?)```/.exec(readFileSync(path.join(root, 'README.md'), 'utf8'));
     assert.ok(calls, 'README has the marked run-calls block');
-    const lines = calls![1]!.split('\n').filter((l) => l.startsWith('rpc-client '));
+    const lines = calls![1]!.split('\n').filter((l) => l.startsWith('npx rpc-client '));
     assert.is(lines.length, 3);
     for (const line of lines) {
       const [command, expected] = line.split(/\s+# /) as [string, string];
       // Not spawnSync: the router answering it runs in this process.
       const r = await execFileAsync(
         process.execPath,
-        [path.join(root, 'dist/bin/rpc-client.js'), ...command.trim().split(/\s+/).slice(1)],
+        [path.join(root, 'dist/bin/rpc-client.js'), ...command.trim().split(/\s+/).slice(2)],
         {
           encoding: 'utf8',
           timeout: 15_000,

@@ -129,6 +129,13 @@ t('TLS on a plain port and plain on a TLS port: WrongProtocol naming the URL tha
         ),
       ],
       [
+        // TLS asked with ?ssl=1: the TLS URL to point at the TLS port keeps it.
+        `amqp://127.0.0.1:${plainRouterPort}/?ssl=1`,
+        new RegExp(
+          `^${re(`127.0.0.1:${plainRouterPort}`)} does not speak TLS \\(it answered in plain AMQP 1\\.0\\): use amqp://${re(`127.0.0.1:${plainRouterPort}`)}/, or point amqp://…\\?ssl=1 at the TLS port`,
+        ),
+      ],
+      [
         `rabbits://guest:guest@127.0.0.1:${ctx.node.port}/`,
         new RegExp(
           `^${re(`127.0.0.1:${ctx.node.port}`)} does not speak TLS \\(it answered in plain AMQP 0-9-1\\): use rabbit://${re(`127.0.0.1:${ctx.node.port}`)}/`,
