@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
-import { EXIT, exitOnUsage, fatal } from '../src/cli/exit-codes.js';
+import { EXIT, exitOnUsage, fatal, fatalAsJsonLog } from '../src/cli/exit-codes.js';
 import { logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
@@ -87,7 +87,10 @@ async function main(): Promise<void> {
   }
   gw.listen = { ...gw.listen, ...(o.host !== undefined ? { host: o.host } : {}), ...(o.port !== undefined ? { port: o.port } : {}) };
   const config = applyLogFlags(loadConfig({ defaults: CLI_DEFAULTS, layers, overrides }), o);
-  const log = makeLogger(config, worker === undefined ? 'hermod-gateway' : `hermod-gateway worker ${worker}`);
+  const logName = worker === undefined ? 'hermod-gateway' : `hermod-gateway worker ${worker}`;
+  const log = makeLogger(config, logName);
+  // A failure from here on is a line of this log: JSON with --log-json.
+  fatalAsJsonLog(config.log.json ? logName : undefined);
 
   // The primary answers nothing itself: node:cluster hands each accepted connection to a worker
   // in turn, and a connection stays with its worker. Workers that die are restarted; on

@@ -175,7 +175,9 @@ export function logConnectionState(log: Logger, budget?: { retry: number; key: s
             : spent
               ? `no more tries (${budget.key}=${budget.retry})`
               : nextTryText(ev.delayMs);
-      log.info(`reconnecting to ${host}${why ? ` (${why})` : ''}: attempt ${ev.attempt ?? '?'} failed, ${next}`, {
+      // "reconnecting to" before "not retrying" or "no more tries" said two things at once.
+      const verb = next === 'not retrying' || spent ? 'connecting to' : 'reconnecting to';
+      log.info(`${verb} ${host}${why ? ` (${why})` : ''}: attempt ${ev.attempt ?? '?'} failed, ${next}`, {
         host: ev.host,
         ...(ev.role ? { role: ev.role } : {}),
         attempt: ev.attempt,

@@ -366,9 +366,24 @@ r('call, server-directed call, fanout cast and exit statuses over rabbit://', as
   assert.is(bad.code, 5);
   assert.match(bad.err, /ACCESS_REFUSED/);
   // The login is refused for good: the reconnect line says so, not "next try in 30.0 s".
-  assert.match(bad.err, /attempt 1 failed, not retrying\n/);
-  assert.not.match(bad.err, /next try/);
+  assert.match(bad.err, /connecting to 127\.0\.0\.1:\d+ \[publisher\] \(.*\): attempt 1 failed, not retrying\n/);
+  assert.not.match(bad.err, /reconnecting to|next try/);
   assert.not.match(bad.err, /nope/, 'no password in the message');
+  // With --log-json the failure that ends a server is a JSON line of its log too (it was plain text).
+  const server = await run('rpc-server', [
+    'rcli-bad',
+    '--topic',
+    'rcli-bad',
+    '--log-json',
+    '--transport-url',
+    ctx.node.url(ctx.vhost, 'guest', 'nope'),
+  ]);
+  assert.is(server.code, 5, server.err);
+  const last = JSON.parse(server.err.trim().split('\n').at(-1)!) as { level: string; name: string; msg: string; status: number };
+  assert.is(last.level, 'fatal');
+  assert.is(last.name, 'rpc-server rcli-bad');
+  assert.match(last.msg, /ACCESS_REFUSED/);
+  assert.is(last.status, 5);
 });
 
 r.run();

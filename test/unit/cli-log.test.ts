@@ -88,7 +88,7 @@ t('the reconnect line of a driver event with a 30 ms delay says "next try in 30 
     'reconnecting to h:1 [server t.s1]: attempt 1 failed, next try in 0.3 s',
     'reconnecting to h:1 [publisher] (CONNECTION_FORCED): attempt 1 failed, next try at once',
     'connected to h:1 [publisher]',
-    'reconnecting to h:2 (h:2 speaks AMQP 1.0 (connecting not retried)): attempt 1 failed, not retrying',
+    'connecting to h:2 (h:2 speaks AMQP 1.0 (connecting not retried)): attempt 1 failed, not retrying',
     // Without a one-shot budget (a server): its connection does try again.
     'reconnecting to h:3 [publisher] (Handshake terminated by server: 403 (ACCESS-REFUSED)): attempt 1 failed, what waits for it fails at once, next try in 30.0 s',
   ]);
