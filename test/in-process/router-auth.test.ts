@@ -525,14 +525,17 @@ t('amqp1.saslAnonymous=false against a router that requires a login: the error s
   await startRouter(ctx);
   const tr = await getTransport(`amqp://127.0.0.1:${ctx.port}/`, {
     config: defaultConfig(),
-    overrides: { 'amqp1.saslAnonymous': false, 'rpc.retry': 0 },
+    overrides: { 'amqp1.saslAnonymous': false, 'amqp1.retryInterval': 4000 },
   });
   ctx.transports.push(tr);
+  // Not retried (rpc.retry 2 took three attempts, 3-5 s apart here): the same settings meet the same answer.
+  const t0 = Date.now();
   await rejects(
-    new RPCClient(tr, new Target({ topic: 't' }), { timeout: 3000 }).call({}, 'x'),
-    'HERMOD_ERR_TRANSPORT',
-    /the peer requires a SASL login \(it answered with the SASL protocol header\) and amqp1\.saslAnonymous=false sends none/,
+    new RPCClient(tr, new Target({ topic: 't' }), { timeout: 20_000 }).call({}, 'x'),
+    'HERMOD_ERR_ACCESS_REFUSED',
+    /the peer requires a SASL login \(it answered with the SASL protocol header\) and amqp1\.saslAnonymous=false sends none.*\(not retrying for x\)/,
   );
+  assert.ok(Date.now() - t0 < 3000, `refused after ${Date.now() - t0} ms`);
   await until(() => ctx.log.some((l) => /closing 127\.0\.0\.1:\d+: Expecting SASL layer/.test(l)), 'the router log');
 });
 

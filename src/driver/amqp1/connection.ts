@@ -313,12 +313,20 @@ export class Amqp1Connection {
       this.readFailed = true;
     });
     conn.on('protocol_error', (err: Error) => {
+      this.readFailed = true;
+      if (headerMismatch(err) !== 'plain') {
+        this.lastError = `protocol error: ${err.message}`;
+        return;
+      }
       // rhea's own words ("SASL layer not enabled") named its setting, not the peer's answer.
       this.lastError =
-        headerMismatch(err) === 'plain'
-          ? 'the peer requires a SASL login (it answered with the SASL protocol header) and amqp1.saslAnonymous=false sends none: give a username and password in the URL, or leave amqp1.saslAnonymous at true'
-          : `protocol error: ${err.message}`;
-      this.readFailed = true;
+        'the peer requires a SASL login (it answered with the SASL protocol header) and amqp1.saslAnonymous=false sends none: give a username and password in the URL, or leave amqp1.saslAnonymous at true';
+      // The same settings meet the same answer: what waits fails now, as for a refused login
+      // (it was retried to the budget, three attempts and about 3 s for rpc-client).
+      if (this.open_ || this.refused) return;
+      const problem = this.problem();
+      this.refused = (what) => new AccessRefused(`${problem} (not retrying for ${what})`);
+      this.wake();
     });
   }
 
