@@ -22,7 +22,8 @@ export function assertKnownKey(key: string, source: string): void {
     const guess = closeKey(key);
     throw new ConfigError(
       `unknown configuration key '${key}' (from ${source})${guess ? `; did you mean '${guess}'?` : '.'} ` +
-        'Run with --help-config to list the options.',
+        // Also met by library callers (getTransport's overrides), for whom a flag alone said nothing.
+        'The options: --help-config of any hermod CLI, or the README\'s "Configuration".',
       { key },
     );
   }
