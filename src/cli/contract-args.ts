@@ -4,7 +4,7 @@
  * string), and print a method's usage (`--describe`).
  */
 import type { MethodContract } from '../contracts/contract.js';
-import { AccessRefused, NoSuchMethod, TransportError, WrongProtocol } from '../core/errors.js';
+import { NoSuchMethod, TransportError, WrongProtocol } from '../core/errors.js';
 import { versionIsCompatible } from '../core/target.js';
 import type { RPCClient } from '../rpc/client.js';
 import { describeWhenConnected, QUIET_DESCRIBE, type ServerDescription } from '../rpc/introspection.js';
@@ -44,16 +44,15 @@ export async function fetchContract(
     );
   } catch (err) {
     // `--describe` is this request: a transport failure or the wrong protocol is the answer
-    // (exit 5 or 2). Before a call too, unless the lookup's own deadline passed while the
-    // connection was still trying (the call goes on trying within what is left of --timeout):
-    // the lookup and the call are one command with one rpc.retry, and a call made after the
-    // lookup gave up on the broker started a connect cycle of its own ("attempt 4 failed, no more
-    // tries" after "attempt 3 failed, no more tries", twice as long). The error names the broker,
-    // not the method. A refused login is left to the call, which fails at once as this lookup
-    // did, its message naming the call's method. Anything else (no answer, an oslo server): no
-    // contract.
-    if (err instanceof WrongProtocol) throw err;
-    if (err instanceof TransportError && (options.requireMethod || !(err.deadlinePassed || err instanceof AccessRefused))) throw err;
+    // (exit 5 or 2). Before a call, a lookup whose retries ran out fails the command: the lookup
+    // and the call are one command with one rpc.retry, and a call made after it started a connect
+    // cycle of its own ("attempt 4 failed, no more tries" after "attempt 3 failed, no more tries",
+    // twice as long); that message names the broker, not the method. A refused login or the wrong
+    // protocol is left to the call, which fails at once as this lookup did, its message naming
+    // the call's method, not the lookup's. Anything else (no answer, an oslo server, a connection
+    // still trying when the lookup's time ran out): no contract.
+    if (options.requireMethod && (err instanceof TransportError || err instanceof WrongProtocol)) throw err;
+    if (err instanceof TransportError && err.gaveUp) throw err;
     return undefined;
   }
   const ns = client.target.namespace ?? null;

@@ -189,13 +189,8 @@ export class TransportError extends HermodError {
    * succeed.
    */
   stillConnecting?: boolean;
-  /**
-   * Set when the send's own deadline passed while the connection was still trying (its first
-   * attempt or a retry): the connection has not given up, and a send with a later deadline may
-   * get through. Unset when the send's retries ran out, the login was refused, or the
-   * connection was lost.
-   */
-  deadlinePassed?: boolean;
+  /** Set when the send's connection retries (`retry`) ran out: "gave up after N attempts". */
+  gaveUp?: boolean;
 }
 define(TransportError, 'HERMOD_ERR_TRANSPORT');
 

@@ -57,7 +57,9 @@ export class ConnectGate {
         if (s.refused) throw new TransportError(`${s.problem} (the broker refused the login or vhost; not retrying for ${what})`);
         const own = s.failuresEver - base;
         if (retry >= 0 && own > retry) {
-          throw new TransportError(`${s.problem} (gave up after ${own} attempt${own === 1 ? '' : 's'}, retry=${retry})`);
+          throw Object.assign(new TransportError(`${s.problem} (gave up after ${own} attempt${own === 1 ? '' : 's'}, retry=${retry})`), {
+            gaveUp: true,
+          });
         }
       }
       const left = deadline - Date.now();
@@ -71,7 +73,7 @@ export class ConnectGate {
             s.failedAttempts === 0
               ? `${s.problem.replace(/^cannot connect to/, 'not connected to')} yet: the attempt under way had not failed when ${after}`
               : `${s.problem} (still trying when ${after})`;
-          throw Object.assign(new TransportError(text), { stillConnecting: s.failedAttempts === 0, deadlinePassed: true });
+          throw Object.assign(new TransportError(text), { stillConnecting: s.failedAttempts === 0 });
         }
         throw new MessagingTimeout(`timed out waiting to send ${what} (after ${waited(started)})`);
       }

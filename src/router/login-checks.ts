@@ -40,22 +40,27 @@ export class LoginChecks {
   async run(from: string, gone: () => boolean, check: () => Promise<boolean>): Promise<LoginOutcome> {
     if (gone()) return 'gone';
     // Waiters whose connections closed leave room before a newcomer is refused for want of it.
-    if ((this.byAddress.get(from) ?? 0) >= this.perAddress) this.dropGone();
-    const mine = this.byAddress.get(from) ?? 0;
-    if (mine >= this.perAddress) return 'busy';
+    if (this.heldFrom(from) >= this.perAddress) this.dropGone();
+    if (this.heldFrom(from) >= this.perAddress) return 'busy';
     if (this.running < this.maxRunning) {
       this.running++;
     } else {
       if (this.waiting.length >= this.maxWaiting) this.dropGone();
       if (this.waiting.length >= this.maxWaiting) return 'busy';
-      this.byAddress.set(from, mine + 1);
+      // Counted as it is now: dropGone() may just have released waiters of this address too.
+      this.byAddress.set(from, this.heldFrom(from) + 1);
       const granted = await new Promise<boolean>((wake) => this.waiting.push({ from, gone, wake }));
       if (!granted) return 'gone';
       // The slot was handed over by the check that ended: running is unchanged.
       return this.checkIn(from, gone, check);
     }
-    this.byAddress.set(from, mine + 1);
+    this.byAddress.set(from, this.heldFrom(from) + 1);
     return this.checkIn(from, gone, check);
+  }
+
+  /** Checks running or waiting for logins from `from`. */
+  heldFrom(from: string): number {
+    return this.byAddress.get(from) ?? 0;
   }
 
   private async checkIn(from: string, gone: () => boolean, check: () => Promise<boolean>): Promise<LoginOutcome> {

@@ -205,6 +205,10 @@ t("hermod's client retries a login the router turned away, and gets in once ther
   router.logins = new LoginChecks(0, 0, 0);
   const tr = await getTransport(`amqp://alice:wonderland@127.0.0.1:${ctx.port}/`, { config: defaultConfig() });
   ctx.transports.push(tr);
+  const reasons: string[] = [];
+  tr.on('state', (st: { state: string; reason?: string }) => {
+    if (st.state === 'reconnecting') reasons.push(String(st.reason));
+  });
   const connected = tr.connect(30_000);
   await until(() => ctx.log.filter((l) => /too many logins being checked/.test(l)).length >= 1, 'a login turned away');
   await sleep(1500);
@@ -212,6 +216,10 @@ t("hermod's client retries a login the router turned away, and gets in once ther
   router.logins = room;
   await connected;
   assert.is(tr.state.state, 'connected', 'retried, not refused as a wrong password');
+  // Whether it tries again is the reconnect line's to say: the reason said "retrying" even in
+  // the give-up that ended a spent budget.
+  assert.ok(reasons.length >= 1);
+  for (const r of reasons) assert.is(r, 'SASL failed: the peer could not check the login now (outcome sys)');
 });
 
 t('a SASL outcome sys-perm from a peer is AccessRefused at once: retrying cannot help', async (ctx) => {
@@ -537,6 +545,9 @@ t('amqp1.saslAnonymous=false against a router that requires a login: the error s
   );
   assert.ok(Date.now() - t0 < 3000, `refused after ${Date.now() - t0} ms`);
   await until(() => ctx.log.some((l) => /closing 127\.0\.0\.1:\d+: Expecting SASL layer/.test(l)), 'the router log');
+  // Nor does the transport go on trying in the background, unseen: rhea reconnected 3-5 s later.
+  await sleep(5500);
+  assert.is(ctx.log.filter((l) => /Expecting SASL layer/.test(l)).length, 1, ctx.log.join('\n'));
 });
 
 t('no login in the URL against a router that requires one: AccessRefused at once, saying why (it retried with no reason)', async (ctx) => {

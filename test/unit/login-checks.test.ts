@@ -91,4 +91,27 @@ test('LoginChecks: busy past the waiting room and past one address share; waiter
   assert.is(lc2.held, 0);
 });
 
+test('LoginChecks: waiters of the same address that left, dropped for a newcomer, are not counted again', async () => {
+  const lc = new LoginChecks(1, 1, 4);
+  const a = gated();
+  const ra = lc.run('10.0.0.1', () => false, a.check);
+  let gone = false;
+  const w = lc.run('10.0.0.1', () => gone, gated().check);
+  assert.is(lc.heldFrom('10.0.0.1'), 2);
+  gone = true;
+  // The room is full: dropping the waiter that left makes room for this one, of the same address.
+  const n = gated(true);
+  const rn = lc.run('10.0.0.1', () => false, n.check);
+  assert.is(await w, 'gone');
+  assert.is(lc.heldFrom('10.0.0.1'), 2, 'the running check and the newcomer');
+  a.end();
+  await ra;
+  await tick();
+  n.end();
+  assert.is(await rn, true);
+  // Was 1 for good: each such round left one more, until the address got one login at a time.
+  assert.is(lc.heldFrom('10.0.0.1'), 0);
+  assert.is(lc.held, 0);
+});
+
 test.run();

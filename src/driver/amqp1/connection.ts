@@ -299,7 +299,11 @@ export class Amqp1Connection {
         this.refused = (what) => new AccessRefused(`${problem} (not retrying for ${what})`);
         this.wake();
       } else if (sys) {
-        this.lastError = `SASL failed: the peer could not check the login now (outcome ${sys[1] === '2' ? 'sys' : 'sys-temp'}); retrying`;
+        // Whether another try follows is the reconnect line's to say (the budget may be spent).
+        this.lastError = `SASL failed: the peer could not check the login now (outcome ${sys[1] === '2' ? 'sys' : 'sys-temp'})`;
+        // It answered SASL: an AMQP 1.0 peer, nothing for a protocol probe to learn (and a
+        // second connection per attempt to a peer that is turning logins away).
+        if (this.attempt) this.attempt.saslAnswered = true;
         reconnectAfterSaslFailure(ctx.connection);
       }
     });
@@ -326,6 +330,9 @@ export class Amqp1Connection {
       if (this.open_ || this.refused) return;
       const problem = this.problem();
       this.refused = (what) => new AccessRefused(`${problem} (not retrying for ${what})`);
+      // As after a refused login: rhea would reconnect (no transport error is set), to the
+      // same answer, unseen (a refused connection reports no reconnecting state).
+      stopReconnect(conn);
       this.wake();
     });
   }
@@ -477,7 +484,17 @@ export class Amqp1Connection {
     const a = this.attempt;
     // TLS that met a plain-text answer never counts as up (tcpUp is set at secureConnect).
     const plainPeer = this.url.tls && isPlainTextPeer(this.lastError ?? '');
-    if (!wasOpen && !this.refused && !this.probing && (a?.tcpUp || plainPeer) && a && !a.timedOut && !a.framing && !this.hooks.closed()) {
+    if (
+      !wasOpen &&
+      !this.refused &&
+      !this.probing &&
+      (a?.tcpUp || plainPeer) &&
+      a &&
+      !a.timedOut &&
+      !a.framing &&
+      !a.saslAnswered &&
+      !this.hooks.closed()
+    ) {
       this.probing = this.probe(a.host, plainPeer).finally(() => {
         this.probing = undefined;
       });
@@ -624,6 +641,8 @@ interface Attempt {
   timedOut?: boolean;
   /** Ended because the peer broke the frame size bounds: it speaks AMQP 1.0, so no probe. */
   framing?: boolean;
+  /** Ended by the peer's SASL outcome: it speaks AMQP 1.0, so no probe. */
+  saslAnswered?: boolean;
 }
 
 /** rhea's SASL failure texts, said plainly. */
