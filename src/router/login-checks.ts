@@ -25,7 +25,7 @@ export class LoginChecks {
   constructor(
     private readonly maxRunning = 2,
     private readonly maxWaiting = 64,
-    private readonly perAddress = 16,
+    private readonly perAddress = 32,
   ) {}
 
   /** Checks held now: running and waiting. */
