@@ -16,10 +16,11 @@ type Schema = Record<string, unknown>;
 /**
  * The contract of `method` as the servers of the client's target publish it, or undefined when
  * none is published or nobody answers within `timeoutMs` (an oslo.messaging server, an older
- * hermod, no server, a connection still trying when `timeoutMs` passes): the CLI then works as
- * without contracts, and the call reports what is wrong under its own name. A broker given up on
- * (TransportError) and the wrong protocol are thrown: the call would meet them too. A first connect still under way when
- * `timeoutMs` passes is waited for, up to `connectWithinMs` in all (the call's own timeout).
+ * hermod, no server, a connection still trying when `timeoutMs` passes, a refused login, the
+ * wrong protocol): the CLI then works as without contracts, and the call reports what is wrong
+ * under its own name. A lookup whose connect retries ran out throws (TransportError.gaveUp): the
+ * call would only start them again. A first connect still under way when `timeoutMs` passes is
+ * waited for, up to `connectWithinMs` in all (the call's own timeout).
  */
 export async function fetchContract(
   client: RPCClient,

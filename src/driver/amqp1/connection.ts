@@ -268,9 +268,7 @@ export class Amqp1Connection {
       if (e?.condition === REFUSED && !this.refused) {
         // rhea still reports `disconnected` (not reconnecting), which counts the attempt.
         stopReconnect(ctx.connection);
-        const problem = this.problem();
-        this.refused = (what) => new AccessRefused(`${problem} (the peer refused the connection; not retrying for ${what})`);
-        this.wake();
+        this.refuseWaiters('the peer refused the connection; ');
       } else if (!e) reconnectAfterPlainClose(ctx.connection);
     });
     conn.on('connection_error', (ctx: EventContext) => {
@@ -284,9 +282,7 @@ export class Amqp1Connection {
       if (e?.condition === REFUSED && !this.open_) {
         // rhea logs in with PLAIN only given a password; a username alone is ANONYMOUS's trace.
         this.lastError = saslReason(e.message ?? '', Boolean(this.attempt?.host.password));
-        const problem = this.problem();
-        this.refused = (what) => new AccessRefused(`${problem} (the peer refused the login; not retrying for ${what})`);
-        this.wake();
+        this.refuseWaiters('the peer refused the login; ');
         return;
       }
       // A SASL outcome of `sys` (2) or `sys-temp` (4): the peer could not check the login now
@@ -295,9 +291,7 @@ export class Amqp1Connection {
       const sys = !this.open_ ? /^Failed to authenticate: ([234])$/.exec(e?.message ?? '') : null;
       if (sys?.[1] === '3') {
         this.lastError = `SASL failed: the peer reports a permanent system error (outcome sys-perm)`;
-        const problem = this.problem();
-        this.refused = (what) => new AccessRefused(`${problem} (not retrying for ${what})`);
-        this.wake();
+        this.refuseWaiters();
       } else if (sys) {
         // Whether another try follows is the reconnect line's to say (the budget may be spent).
         this.lastError = `SASL failed: the peer could not check the login now (outcome ${sys[1] === '2' ? 'sys' : 'sys-temp'})`;
@@ -328,13 +322,21 @@ export class Amqp1Connection {
       // The same settings meet the same answer: what waits fails now, as for a refused login
       // (it was retried to the budget, three attempts and about 3 s for rpc-client).
       if (this.open_ || this.refused) return;
-      const problem = this.problem();
-      this.refused = (what) => new AccessRefused(`${problem} (not retrying for ${what})`);
       // As after a refused login: rhea would reconnect (no transport error is set), to the
       // same answer, unseen (a refused connection reports no reconnecting state).
       stopReconnect(conn);
-      this.wake();
+      this.refuseWaiters();
     });
+  }
+
+  /**
+   * Fails what waits for the connection, now and later, with AccessRefused naming the problem
+   * (`why` before "not retrying"): retrying the same settings meets the same answer.
+   */
+  private refuseWaiters(why = ''): void {
+    const problem = this.problem();
+    this.refused = (what) => new AccessRefused(`${problem} (${why}not retrying for ${what})`);
+    this.wake();
   }
 
   /**
