@@ -62,6 +62,14 @@ const program = commonOptions(
       64,
     )
     .option('--max-sessions <n>', 'sessions per connection at most', intAtLeast(1), 64)
+    .option('--max-login-checks <n>', 'password checks (scrypt) run at once; other logins wait', intAtLeast(1), 2)
+    .option('--max-logins-waiting <n>', 'logins waiting for a password check at most; past it they are told to retry', intAtLeast(1), 64)
+    .option(
+      '--max-logins-per-address <n>',
+      'logins from one client address being checked or waiting at most; past it they are told to retry',
+      intAtLeast(1),
+      32,
+    )
     .option('--max-links <n>', 'links per connection at most', intAtLeast(1), 1000)
     .option('--max-message-size <bytes>', 'largest message accepted', intAtLeast(1), 16 * 1024 * 1024)
     .option(
@@ -98,6 +106,9 @@ const o = program.opts<
     maxConnections: number;
     maxHandshakesPerAddress: number;
     maxSessions: number;
+    maxLoginChecks: number;
+    maxLoginsWaiting: number;
+    maxLoginsPerAddress: number;
     maxLinks: number;
     maxMessageSize: number;
     maxHeldBytes: number;
@@ -153,6 +164,9 @@ try {
     maxConnections: o.maxConnections,
     maxHandshakesPerAddress: o.maxHandshakesPerAddress,
     maxSessions: o.maxSessions,
+    maxLoginChecks: o.maxLoginChecks,
+    maxLoginsWaiting: o.maxLoginsWaiting,
+    maxLoginsPerAddress: o.maxLoginsPerAddress,
     maxLinks: o.maxLinks,
     maxMessageSize: o.maxMessageSize,
     maxHeldBytes: o.maxHeldBytes,

@@ -70,6 +70,23 @@ export interface RouterOptions {
   maxHandshakesPerAddress?: number;
   /** Sessions per connection at most; the connection that opens more is closed. @default 64 */
   maxSessions?: number;
+  /**
+   * Password checks (scrypt: about 16 MiB and a libuv pool thread each) run at once for SASL
+   * PLAIN logins; others wait. More than libuv's pool (4 threads unless `UV_THREADPOOL_SIZE` says
+   * otherwise) only queues them there, behind DNS lookups and file reads. @default 2
+   */
+  maxLoginChecks?: number;
+  /**
+   * Logins waiting for a password check, all together; past it a login is answered with the SASL
+   * outcome `sys` (clients retry it), and a waiter whose peer hung up is dropped unchecked. @default 64
+   */
+  maxLoginsWaiting?: number;
+  /**
+   * Logins from one client address being checked or waiting at most; past it, SASL outcome `sys`.
+   * Keeps one client from filling the waiting room; raise it when many services behind one
+   * address (a NAT, one host) log in at once when they start. @default 32
+   */
+  maxLoginsPerAddress?: number;
   /** Links per connection at most; more are refused (detached with an error). @default 1000 */
   maxLinks?: number;
   /** Milliseconds from accept to the peer's `open` (TLS, AMQP header, SASL included). @default 5000 */
@@ -216,7 +233,7 @@ export class Router {
   /** Lines of failed TLS handshakes (a scanner or a load balancer's probe may fail thousands). */
   private readonly tlsFailed = new Throttle();
   /** Password checks (scrypt) of PLAIN logins: bounded, and skipped for peers that left. */
-  private readonly logins = new LoginChecks();
+  private readonly logins: LoginChecks;
   /** Lines of logins refused because too many were being checked. */
   private readonly loginsBusy = new Throttle();
   /** Presettled messages over --max-message-size, dropped: one line per interval. */
@@ -241,6 +258,9 @@ export class Router {
       maxConnections: options.maxConnections ?? 1000,
       maxHandshakesPerAddress: options.maxHandshakesPerAddress ?? 64,
       maxSessions: options.maxSessions ?? 64,
+      maxLoginChecks: options.maxLoginChecks ?? 2,
+      maxLoginsWaiting: options.maxLoginsWaiting ?? 64,
+      maxLoginsPerAddress: options.maxLoginsPerAddress ?? 32,
       maxLinks: options.maxLinks ?? 1000,
       handshakeTimeout: options.handshakeTimeout ?? 5000,
       idleTimeout: options.idleTimeout ?? 16000,
@@ -251,6 +271,9 @@ export class Router {
       'maxConnections',
       'maxHandshakesPerAddress',
       'maxSessions',
+      'maxLoginChecks',
+      'maxLoginsWaiting',
+      'maxLoginsPerAddress',
       'maxLinks',
       'maxMessageSize',
       'maxHeldBytes',
@@ -260,6 +283,7 @@ export class Router {
       const v = this.opts[key];
       if (!Number.isInteger(v) || v < 1) throw new ConfigError(`router ${key} must be a whole number ≥ 1, got ${v}`, { key });
     }
+    this.logins = new LoginChecks(this.opts.maxLoginChecks, this.opts.maxLoginsWaiting, this.opts.maxLoginsPerAddress);
     // A budget below one message would refuse every message that has to wait at all.
     if (this.opts.maxHeldBytes < this.opts.maxMessageSize) {
       throw new ConfigError(

@@ -197,6 +197,34 @@ t('logins past what the router checks at once from one address are answered sasl
   assert.ok(ok.conn?.is_open(), JSON.stringify(ok.error));
 });
 
+t(
+  'the login bounds are options: raised, 60 logins at once from one address are all checked; lowered, most are turned away',
+  async (ctx) => {
+    const wrong = (n: number) => Promise.all(Array.from({ length: n }, () => attempt(ctx, { username: 'alice', password: 'nope' })));
+    const count = (results: { error?: { condition?: string } }[], condition: string) =>
+      results.filter((r) => r.error?.condition === condition).length;
+    await startRouter(ctx, { maxLoginsPerAddress: 64 });
+    // The same 60 as above, where the default of 32 per address turned some away.
+    const raised = await wrong(60);
+    assert.is(count(raised, 'amqp:unauthorized-access'), 60, raised.map((r) => r.error?.condition).join(' '));
+    await ctx.router!.stop();
+    for (const c of ctx.conns.splice(0)) await rheaClose(c);
+    await startRouter(ctx, { maxLoginChecks: 1, maxLoginsWaiting: 1 });
+    // One check running and one waiting: of 20 sent together, at most a few are checked.
+    const lowered = await wrong(20);
+    const busy = count(lowered, 'amqp:internal-error');
+    assert.is(busy + count(lowered, 'amqp:unauthorized-access'), 20);
+    assert.ok(busy >= 12, `${busy} of 20 turned away`);
+    assert.ok((await attempt(ctx, { username: 'alice', password: 'wonderland' })).conn?.is_open(), 'a later login gets in');
+    for (const key of ['maxLoginChecks', 'maxLoginsWaiting', 'maxLoginsPerAddress'] as const) {
+      assert.throws(
+        () => new Router({ port: 0, users: ctx.users, [key]: 0 }),
+        new RegExp(`router ${key} must be a whole number ≥ 1, got 0`),
+      );
+    }
+  },
+);
+
 t("hermod's client retries a login the router turned away, and gets in once there is room", async (ctx) => {
   await startRouter(ctx);
   // No room at all: every login is turned away until the router's checks are put back.

@@ -111,6 +111,9 @@ t('timeouts are seconds: --help shows their defaults in seconds, a bad one exits
     ['--max-links', '-3'],
     ['--max-message-size', '1.5'],
     ['--max-held-bytes', 'lots'],
+    ['--max-login-checks', '0'],
+    ['--max-logins-waiting', 'x'],
+    ['--max-logins-per-address', '2.5'],
   ]) {
     const bad = router([...args, '--port', '0']);
     assert.is(await bad.exited, 2, args.join(' '));
