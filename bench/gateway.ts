@@ -42,6 +42,11 @@ const opts = new Command('bench-gateway')
     'RabbitMQ calls in the fast lane (direct reply-to, requests straight to the queue, no expiration) for the library client and the gateways alike',
   )
   .option('--brokers <list>', 'comma-separated: rabbitmq, router', 'rabbitmq,router')
+  .option(
+    '--wrk-batch <yes|no>',
+    "also run wrk under SCHED_BATCH (chrt -b 0) at 64 connections, in the same rounds: woken by a response it then waits for its turn instead of preempting the gateway, as clients on other machines would; 'no' skips that row",
+    'yes',
+  )
   .option('--json <file>', 'also write the results as JSON')
   .parse()
   .opts<{
@@ -54,8 +59,10 @@ const opts = new Command('bench-gateway')
     gatewayWorkers: number;
     lane?: boolean;
     brokers: string;
+    wrkBatch: string;
     json?: string;
   }>();
+if (opts.wrkBatch !== 'yes' && opts.wrkBatch !== 'no') throw new Error(`--wrk-batch must be yes or no, got ${opts.wrkBatch}`);
 if (opts.loadGenerator !== 'wrk' && opts.loadGenerator !== 'autocannon') {
   throw new Error(`--load-generator must be wrk or autocannon, got ${opts.loadGenerator}`);
 }
@@ -101,13 +108,45 @@ function cpuOf(pid: number | number[] | 'self' | undefined): number | undefined 
   }
 }
 
-/** CPU µs per call of the processes in a workload: `begin` right before the timed calls, `end` right after. */
+/**
+ * Times the kernel took the CPU from a process's main thread so far (`nonvoluntary_ctxt_switches`,
+ * summed over several processes), mostly for a process it had just woken: on two cores shared by
+ * every process of the bench, the load generator woken by each response preempted the gateway
+ * about once per two requests (0.44–0.55), the library client about once per 25 calls.
+ */
+function preemptionsOf(pid: number | number[] | 'self' | undefined): number | undefined {
+  if (Array.isArray(pid)) {
+    const each = pid.map(preemptionsOf);
+    return each.some((v) => v === undefined) ? undefined : each.reduce((t, v) => t! + v!, 0);
+  }
+  try {
+    const m = /^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(
+      readFileSync(`/proc/${pid === 'self' || pid === undefined ? 'self' : pid}/status`, 'utf8'),
+    );
+    return pid === undefined || !m ? undefined : Number(m[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU µs per call of the processes in a workload, and how often the gateway (or, in the library
+ * rows, the client: this process) was preempted per call: `begin` right before the timed calls,
+ * `end` right after.
+ */
 class Meter {
   private start: Array<number | undefined> = [];
+  private preemptedAt: number | undefined;
   cpu: Record<string, number | undefined> = {};
-  constructor(private readonly procs: Record<string, number | number[] | 'self' | undefined>) {}
+  preempted: number | undefined;
+  constructor(
+    private readonly procs: Record<string, number | number[] | 'self' | undefined>,
+    /** Whose preemptions count: the gateway's processes, or this one (the library client). */
+    private readonly watched: 'gateway' | 'bench' = 'gateway',
+  ) {}
   begin(): void {
     this.start = Object.values(this.procs).map(cpuOf);
+    this.preemptedAt = preemptionsOf(this.procs[this.watched]);
   }
   end(calls: number): void {
     Object.keys(this.procs).forEach((name, i) => {
@@ -115,6 +154,8 @@ class Meter {
       const b = cpuOf(this.procs[name]);
       this.cpu[name] = a === undefined || b === undefined ? undefined : (b - a) / calls;
     });
+    const now = preemptionsOf(this.procs[this.watched]);
+    this.preempted = now === undefined || this.preemptedAt === undefined ? undefined : (now - this.preemptedAt) / calls;
   }
 }
 
@@ -136,17 +177,25 @@ function child(file: string) {
 
 interface Row {
   broker: string;
-  client: 'library' | 'library, paused' | 'gateway' | 'gateway, node:http client' | `gateway, ${number} workers`;
+  client:
+    | 'library'
+    | 'library, paused'
+    | 'gateway'
+    | 'gateway, wrk SCHED_BATCH'
+    | 'gateway, node:http client'
+    | `gateway, ${number} workers`;
   connections: number;
   rate: number;
   p50: number;
   p99: number;
   /** CPU µs per call: `bench` is this process (the library client, or the HTTP load generator). */
   cpu: Record<string, number | undefined>;
+  /** Preemptions per call of the gateway's processes (of the library client in its rows). */
+  preempted?: number | undefined;
   /** Each round's figures, where the row is the median of several. */
-  rounds?: Array<Measured & { cpu: Record<string, number | undefined> }>;
+  rounds?: Array<Measured & { cpu: Record<string, number | undefined>; preempted?: number | undefined }>;
 }
-type Measured = Omit<Row, 'broker' | 'client' | 'connections' | 'cpu' | 'rounds'>;
+type Measured = Omit<Row, 'broker' | 'client' | 'connections' | 'cpu' | 'rounds' | 'preempted'>;
 
 /** One row from several rounds: the median of each figure (CPU per process too). */
 function medianRow(base: Pick<Row, 'broker' | 'client' | 'connections'>, rounds: NonNullable<Row['rounds']>): Row {
@@ -155,12 +204,14 @@ function medianRow(base: Pick<Row, 'broker' | 'client' | 'connections'>, rounds:
     const vs = rounds.map((r) => r.cpu[k]);
     cpu[k] = vs.some((v) => v === undefined) ? undefined : median(vs as number[]);
   }
+  const preempted = rounds.map((r) => r.preempted);
   return {
     ...base,
     rate: median(rounds.map((r) => r.rate)),
     p50: median(rounds.map((r) => r.p50)),
     p99: median(rounds.map((r) => r.p99)),
     cpu,
+    ...(preempted.every((v) => v !== undefined) ? { preempted: median(preempted as number[]) } : {}),
     rounds,
   };
 }
@@ -306,6 +357,18 @@ const wrkInstalled = (() => {
 /** The load generator the 64-connection rows use: wrk unless it is missing or autocannon was asked for. */
 const loadGenerator = opts.loadGenerator === 'wrk' && wrkInstalled ? 'wrk' : 'autocannon';
 
+/** Why the SCHED_BATCH row is skipped, if it is: it needs wrk and util-linux's chrt. */
+const wrkBatchSkipped = (() => {
+  if (opts.wrkBatch === 'no') return 'skipped (--wrk-batch no)';
+  if (loadGenerator !== 'wrk') return 'skipped: it needs wrk';
+  try {
+    execFileSync('chrt', ['-b', '0', 'true'], { stdio: 'ignore' });
+    return undefined;
+  } catch (err) {
+    return `skipped: chrt -b 0 failed (${(err as Error).message.split('\n')[0]})`;
+  }
+})();
+
 // wrk reports its own CPU time at the end (utime + stime from /proc/self/stat, in clock ticks),
 // so that its column is its own and not this idle process's. Latencies are µs.
 const WRK_SCRIPT = `wrk.method = "POST"
@@ -330,7 +393,7 @@ end
  * `--wrk-seconds`. It costs far less CPU per request than autocannon, and on a two-core machine
  * every µs the load generator burns is a µs the gateway path does not get.
  */
-async function wrk(port: number, connections: number, meter: Meter): Promise<Measured> {
+async function wrk(port: number, connections: number, meter: Meter, batch = false): Promise<Measured> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-wrk-'));
   try {
     const script = path.join(dir, 'post.lua');
@@ -338,8 +401,16 @@ async function wrk(port: number, connections: number, meter: Meter): Promise<Mea
     const run = (seconds: number) =>
       new Promise<string>((resolve, reject) =>
         execFile(
-          'wrk',
-          ['-t1', `-c${connections}`, `-d${seconds}s`, '-s', script, `http://127.0.0.1:${port}/v1/bench/echo`],
+          batch ? 'chrt' : 'wrk',
+          [
+            ...(batch ? ['-b', '0', 'wrk'] : []),
+            '-t1',
+            `-c${connections}`,
+            `-d${seconds}s`,
+            '-s',
+            script,
+            `http://127.0.0.1:${port}/v1/bench/echo`,
+          ],
           (err, stdout) => (err ? reject(err) : resolve(stdout)),
         ),
       );
@@ -509,6 +580,7 @@ async function main(): Promise<void> {
           const libraryRounds: NonNullable<Row['rounds']> = [];
           const gatewayRounds: NonNullable<Row['rounds']> = [];
           const workersRounds: NonNullable<Row['rounds']> = [];
+          const batchRounds: NonNullable<Row['rounds']> = [];
           let peak = 0;
           let workersPeak = 0;
           const sampler =
@@ -525,15 +597,36 @@ async function main(): Promise<void> {
             for (let round = 1; round <= opts.rounds; round++) {
               const of = opts.rounds > 1 ? ` (round ${round} of ${opts.rounds})` : '';
               progress(`${broker}: library client, ${connections} in flight${of}`);
-              let meter = new Meter(procs);
-              libraryRounds.push({ ...(await direct(url, callsOf(connections), connections, meter)), cpu: meter.cpu });
-              progress(`${broker}: gateway over HTTP, ${connections} connection(s)${of}`);
-              meter = new Meter(procs);
-              gatewayRounds.push({ ...(await http(port, callsOf(connections), connections, meter)), cpu: meter.cpu });
+              let meter = new Meter(procs, 'bench');
+              libraryRounds.push({
+                ...(await direct(url, callsOf(connections), connections, meter)),
+                cpu: meter.cpu,
+                preempted: meter.preempted,
+              });
+              const asIs = async () => {
+                progress(`${broker}: gateway over HTTP, ${connections} connection(s)${of}`);
+                const m = new Meter(procs);
+                gatewayRounds.push({ ...(await http(port, callsOf(connections), connections, m)), cpu: m.cpu, preempted: m.preempted });
+              };
+              const batched = async () => {
+                progress(`${broker}: gateway over HTTP, ${connections} connections, wrk under SCHED_BATCH${of}`);
+                const m = new Meter(procs);
+                batchRounds.push({ ...(await wrk(port, connections, m, true)), cpu: m.cpu, preempted: m.preempted });
+              };
+              if (connections === 64 && !wrkBatchSkipped) {
+                // Each goes first every other round: the second of a pair ran on a gateway warmed by the first.
+                for (const run of round % 2 ? [asIs, batched] : [batched, asIs]) await run();
+              } else {
+                await asIs();
+              }
               if (workers && connections === 64) {
                 progress(`${broker}: hermod-gateway --workers ${opts.gatewayWorkers} over HTTP, ${connections} connections${of}`);
                 meter = new Meter({ ...procs, gateway: workers.pids });
-                workersRounds.push({ ...(await http(workers.port, callsOf(connections), connections, meter)), cpu: meter.cpu });
+                workersRounds.push({
+                  ...(await http(workers.port, callsOf(connections), connections, meter)),
+                  cpu: meter.cpu,
+                  preempted: meter.preempted,
+                });
               }
             }
           } finally {
@@ -541,6 +634,7 @@ async function main(): Promise<void> {
           }
           rows.push(medianRow({ broker, client: 'library', connections }, libraryRounds));
           rows.push(medianRow({ broker, client: 'gateway', connections }, gatewayRounds));
+          if (batchRounds.length) rows.push(medianRow({ broker, client: 'gateway, wrk SCHED_BATCH', connections }, batchRounds));
           if (workersRounds.length) {
             rows.push(medianRow({ broker, client: workersClient, connections }, workersRounds));
             rss[`${broker} workers`] = workersPeak;
@@ -582,13 +676,15 @@ async function main(): Promise<void> {
         ]
       : []),
     `64-connection gateway rows: ${loadGenerator === 'wrk' ? `wrk, one thread, ${opts.wrkSeconds} s runs (its CPU is the bench column)` : `autocannon${opts.loadGenerator === 'wrk' ? ' (wrk is not installed: apt-get install wrk)' : ''}`}`,
+    `the 'gateway, wrk SCHED_BATCH' row: ${wrkBatchSkipped ?? 'the same wrk under chrt -b 0, beside the gateway row in each round (each first every other round): a response wakes it without preempting the gateway, as clients on other machines cannot'}`,
+    "preempted/call: the gateway's main thread (in library rows the client's) losing its CPU involuntarily, per call",
     '',
-    '| broker | client | in flight | calls/s | p50 ms | p99 ms | CPU µs/call: bench | gateway | server | broker |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| broker | client | in flight | calls/s | p50 ms | p99 ms | CPU µs/call: bench | gateway | server | broker | preempted/call |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows)
     lines.push(
-      `| ${r.broker} | ${r.client} | ${r.connections} | ${r.rate.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${us(r.cpu.bench)} | ${r.client.startsWith('gateway') ? us(r.cpu.gateway) : '–'} | ${us(r.cpu.server)} | ${us(r.cpu.broker)} |`,
+      `| ${r.broker} | ${r.client} | ${r.connections} | ${r.rate.toFixed(0)} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${us(r.cpu.bench)} | ${r.client.startsWith('gateway') ? us(r.cpu.gateway) : '–'} | ${us(r.cpu.server)} | ${us(r.cpu.broker)} | ${r.preempted === undefined ? '–' : r.preempted.toFixed(2)} |`,
     );
   const summary: Record<string, unknown> = {};
   for (const broker of ['RabbitMQ', 'router']) {
@@ -630,6 +726,21 @@ async function main(): Promise<void> {
       gatewayRssMiB: rss[broker]! / 2 ** 20,
       cpuUsPerCallAt64: cpu,
     };
+    const batchRow = rows.find((r) => r.broker === broker && r.client === 'gateway, wrk SCHED_BATCH' && r.connections === 64);
+    if (batchRow) {
+      const each = find('library', 64).rounds!.map((l, i) => batchRow.rounds![i]!.rate / l.rate);
+      summary[broker] = {
+        ...(summary[broker] as object),
+        batchRatioAt64: median(each),
+        batchRatioAt64Rounds: each,
+        batchCpuUsPerCallAt64: { gateway: batchRow.cpu.gateway, gatewayPath: sum(batchRow.cpu, ['bench', 'gateway', 'server', 'broker']) },
+        preemptedPerCallAt64: {
+          library: find('library', 64).preempted,
+          gateway: find('gateway', 64).preempted,
+          gatewayBatch: batchRow.preempted,
+        },
+      };
+    }
     const workersRow = rows.find((r) => r.broker === broker && r.client === `gateway, ${opts.gatewayWorkers} workers`);
     if (workersRow) {
       const each = find('library', 64).rounds!.map((l, i) => workersRow.rounds![i]!.rate / l.rate);
@@ -647,6 +758,13 @@ async function main(): Promise<void> {
       `${broker}: of the added p50, the gateway's own time per request (HTTP in → call, reply → HTTP out) is ${ownP50[broker]!.toFixed(2)} ms; library calls made ${PAUSE_MS} ms after the last answer are ${pauseCost.toFixed(2)} ms slower than back-to-back ones`,
       `${broker}: CPU µs per call at 64: gateway process ${us(cpu.gateway)} (library client ${us(cpu.libraryClient)}, HTTP load generator ${us(cpu.loadGenerator)}); all processes: gateway path ${us(cpu.gatewayPath)}, library path ${us(cpu.libraryPath)}`,
     );
+    if (batchRow) {
+      const s = summary[broker] as { batchRatioAt64: number; batchRatioAt64Rounds: number[] };
+      const times = (v: number | undefined) => (v === undefined ? '–' : v.toFixed(2));
+      lines.push(
+        `${broker}: with wrk under SCHED_BATCH, gateway/library at 64 = ${s.batchRatioAt64.toFixed(2)}×${spread(s.batchRatioAt64Rounds, 2)}; the gateway preempted ${times(batchRow.preempted)} times per request (${times(find('gateway', 64).preempted)} with wrk as is; the library client ${times(find('library', 64).preempted)} per call), its CPU ${us(batchRow.cpu.gateway)} µs per request`,
+      );
+    }
     if (workersRow) {
       const s = summary[broker] as { workersRatioAt64: number; workersRatioAt64Rounds: number[]; workersRssMiB: number };
       lines.push(
