@@ -155,8 +155,10 @@ export class NestingTooDeep extends MalformedMessage {
   constructor(
     readonly limit: number,
     what = 'message',
+    /** Where the limit comes from, when it is not maxJsonDepth itself. */
+    basis = 'maxJsonDepth',
   ) {
-    super(`${what} nests arrays and objects deeper than ${limit} levels (maxJsonDepth)`);
+    super(`${what} nests arrays and objects deeper than ${limit} levels (${basis})`);
     this.kwargs = { limit };
   }
 }

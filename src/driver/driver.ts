@@ -160,6 +160,14 @@ export interface Driver extends EventEmitter {
    * quote and backslash takes two bytes: what a result weighs against `maxMessageSize` as a reply.
    */
   readonly quotesResults: boolean;
+  /**
+   * Levels of nesting a request's own encoding puts around its arguments object, which the
+   * receiving server counts against its `maxJsonDepth` with them: 1 where the arguments are a
+   * member of the message object (RabbitMQ: oslo's `{"method", "args"}`), 2 where that object is
+   * itself a member (AMQP 1.0's and memory's `request`/`message`). A caller that checks arguments
+   * before sending (the gateway) allows for it, so what it lets through is not refused by the server.
+   */
+  readonly argsDepth: number;
   /** Sends a request; resolves with the reply for calls, with undefined for casts. */
   send(target: Target, ctx: Context, request: RpcRequest, opts: SendOptions): Promise<Reply | undefined>;
   /** Publishes a notification to `target.topic` (`<topic>.<priority>` already applied). */

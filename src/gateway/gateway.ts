@@ -371,7 +371,17 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   // stall the gateway. fastify's own parser does the rest; a `__proto__` or `constructor.prototype`
   // key is kept as data here and refused with the arguments (400 naming the key, as JSON-RPC's
   // params are): fastify's own refusal said only "Body is not valid JSON".
+  // The server counts the levels its message puts around the arguments against the same limit:
+  // a body that used all 128 was sent, and refused there (a cast's 502, a call's remote 400).
   const maxDepth = transport.config.maxJsonDepth;
+  const argsDepth = Math.max(1, maxDepth - transport.driver.argsDepth);
+  /** The refusal of a body deeper than the arguments may nest, with `around` levels of the body's own around them. */
+  const tooDeep = (around = 0, of = '') =>
+    new NestingTooDeep(
+      argsDepth + around,
+      'the request body',
+      `maxJsonDepth ${maxDepth}, less ${maxDepth - argsDepth} for the message around the arguments${around ? `, plus ${around} for ${of}` : ''}`,
+    );
   const parseJson = app.getDefaultJsonParser('ignore', 'ignore');
   app.removeContentTypeParser('application/json');
   // JSON only: fastify's text/plain parser handed a JSON body sent as text on as a string, and
@@ -384,8 +394,8 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
       done(null, undefined);
       return;
     }
-    if (nestsDeeperThan(body as string, maxDepth)) {
-      done(new NestingTooDeep(maxDepth, 'the request body'), undefined);
+    if (nestsDeeperThan(body as string, argsDepth)) {
+      done(tooDeep(), undefined);
       return;
     }
     parseJson(request, body as string, done);
@@ -657,7 +667,8 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     registerJsonRpc(scope, {
       ...(jobs ? { jobs } : {}),
       invoker,
-      maxDepth,
+      argsDepth,
+      tooDeep,
       exposeTracebacks: config.exposeTracebacks,
       maxBatch: config.maxBatch,
       maxTimeout: config.maxCallTimeout,

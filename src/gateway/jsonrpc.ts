@@ -6,7 +6,7 @@
  */
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { InvalidArgument, NestingTooDeep } from '../core/errors.js';
+import { InvalidArgument, type NestingTooDeep } from '../core/errors.js';
 import { nestsDeeperThan } from '../core/json.js';
 import type { Context } from '../core/serializer.js';
 import { type ErrorBody, errorBody, mapError, NotExposed, RPC_CODES } from './errors.js';
@@ -135,7 +135,10 @@ export function registerJsonRpc(
   shared: Shared & {
     maxBatch: number;
     maxTimeout: number;
-    maxDepth: number;
+    /** How deep arguments may nest (maxJsonDepth less the levels of the message around them). */
+    argsDepth: number;
+    /** The refusal of a body too deep, with `around` levels of its own around the params (`of`: what they are). */
+    tooDeep: (around: number, of: string) => NestingTooDeep;
     /** Counts a batch's members past the first against the client's rate limit; throws a 429 past it. */
     chargeBatch?: (request: FastifyRequest, reply: FastifyReply, extra: number) => void;
   },
@@ -158,7 +161,11 @@ export function registerJsonRpc(
       const text = String(request.body ?? '');
       // Refused as a whole, as the table says (400, -32600, the code in `data`), by the error
       // handler that shapes every other refusal: it was HTTP 200 with no `data` here.
-      if (nestsDeeperThan(text, shared.maxDepth)) throw new NestingTooDeep(shared.maxDepth, 'the request body');
+      // params sit one level into a request object, two into a batch.
+      const batch = /^\s*\[/.test(text);
+      if (nestsDeeperThan(text, shared.argsDepth + (batch ? 2 : 1))) {
+        throw batch ? shared.tooDeep(2, 'the batch and its request objects') : shared.tooDeep(1, 'the request object');
+      }
       try {
         payload = JSON.parse(text);
       } catch {

@@ -47,8 +47,10 @@ export class Users {
   async text() {
     return 'plain';
   }
+  echoes = 0;
   /** Answers what it was sent, whatever its shape. */
   async echo(_ctx: Context, args: { value: unknown }) {
+    this.echoes++;
     return args.value;
   }
   async render(ctx: Context, args: { ms: number }) {
@@ -206,6 +208,51 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
     assert.is(s.status, 200);
     assert.equal(s.json, { result: 'plain' });
   });
+
+  t(
+    'nesting: arguments as deep as the server takes reach it; a level deeper is 400 before anything is sent (REST, cast, JSON-RPC, batch)',
+    async (ctx) => {
+      // The server counts its message's own levels around the arguments against maxJsonDepth: a
+      // body that used all of it was sent and refused there (a cast's 502, a call's remote error).
+      const g = await gateway(ctx, { routes: [{ topic: ctx.topic, method: 'echo' }, ...userRoutes(ctx.topic)] });
+      const base = g.address!.url;
+      const tr = ctx.transports.at(-1)!;
+      const max = tr.config.maxJsonDepth - tr.driver.argsDepth;
+      // `{"value": …}` with `depth` levels in all.
+      const args = (depth: number) => `{"value":${'['.repeat(depth - 1)}${']'.repeat(depth - 1)}}`;
+      const rest = await http(base, 'POST', `/v1/${ctx.topic}/echo`, args(max));
+      assert.is(rest.status, 200, rest.text);
+      assert.is(ctx.users.echoes, 1);
+      const rpc = (depth: number, batch = false) => {
+        const one = `{"jsonrpc":"2.0","method":"${ctx.topic}.echo","params":${args(depth)},"id":7}`;
+        return http(base, 'POST', '/jsonrpc', batch ? `[${one}]` : one);
+      };
+      const single = await rpc(max);
+      assert.is(single.status, 200, single.text);
+      assert.ok(Array.isArray(single.json.result), single.text);
+      const inBatch = await rpc(max, true);
+      assert.ok(Array.isArray(inBatch.json?.[0]?.result), inBatch.text);
+      assert.is(ctx.users.echoes, 3);
+      const refused = await http(base, 'POST', `/v1/${ctx.topic}/echo`, args(max + 1));
+      assert.is(refused.status, 400, refused.text);
+      assert.is(refused.json.error.code, 'HERMOD_ERR_NESTING_TOO_DEEP');
+      assert.match(
+        refused.json.error.message,
+        new RegExp(
+          `deeper than ${max} levels \\(maxJsonDepth ${tr.config.maxJsonDepth}, less ${tr.driver.argsDepth} for the message around the arguments\\)`,
+        ),
+      );
+      const cast = await http(base, 'POST', `/v1/${ctx.topic}/touch`, args(max + 1));
+      assert.is(cast.status, 400, cast.text);
+      for (const r of [await rpc(max + 1), await rpc(max + 1, true)]) {
+        assert.is(r.status, 400, r.text);
+        assert.equal([r.json.error.code, r.json.error.data.code, r.json.id], [-32600, 'HERMOD_ERR_NESTING_TOO_DEEP', null]);
+      }
+      await sleep(100);
+      assert.is(ctx.users.echoes, 3, 'nothing deeper was sent');
+      assert.is(ctx.users.touched.length, 0);
+    },
+  );
 
   t('context: request id generated when absent, traceparent passed, client context fields ignored', async (ctx) => {
     const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';

@@ -40,6 +40,7 @@ export const CLOSE_FLUSH_MS = 5_000;
 export class Amqp1Driver extends DriverBase implements Driver {
   readonly kind = 'amqp1';
   readonly quotesResults = false;
+  readonly argsDepth = 2;
   private readonly connection: Amqp1Connection;
   private readonly flow: SendFlow;
   private readonly sender: MessageSender;

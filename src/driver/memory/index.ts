@@ -35,6 +35,7 @@ function unroutable(what: string, target: Target, exchange: string, key: string)
 export class MemoryDriver extends DriverBase implements Driver {
   readonly kind = 'memory';
   readonly quotesResults = false;
+  readonly argsDepth = 2;
   /** The shared in-process broker (exposed for tests and diagnostics). */
   readonly broker: MemoryBroker;
   private readonly replyQueue = `reply_${uuidHex()}`;

@@ -51,6 +51,7 @@ interface Replies {
 export class RabbitDriver extends DriverBase implements Driver {
   readonly kind = 'rabbit';
   readonly quotesResults = true;
+  readonly argsDepth = 1;
   private readonly conn: RabbitConnection;
   private readonly topology: Topology;
   private readonly publisher: Publisher;
