@@ -174,7 +174,8 @@ export class JobsFace {
 
 /** Registers `GET` and `DELETE /v1/jobs/:ref` on `app`. */
 export function registerJobs(app: FastifyInstance, face: JobsFace): void {
-  app.get<{ Params: { ref: string } }>('/v1/jobs/:ref', async (request, reply) => {
+  // No HEAD: a poll with ?wait=N would hold the request for an answer it throws away.
+  app.get<{ Params: { ref: string } }>('/v1/jobs/:ref', { exposeHeadRoute: false }, async (request, reply) => {
     const waitMs = pollWait(request, face.options.maxWaitMs);
     varyOnPrefer(reply);
     return reply.code(200).send(await face.read(request.hermod as RequestState, request.params.ref, waitMs, request.id));

@@ -121,6 +121,9 @@ export function registerRest(app: FastifyInstance, invoker: Invoker, maxTimeout:
     app.route<{ Params: Record<string, string>; Querystring: Record<string, unknown> }>({
       method: verb,
       url,
+      // fastify answers HEAD with a GET route by default: a HEAD ran the call (and with Prefer:
+      // respond-async started a job) to throw its answer away. HEAD is not an RPC verb here.
+      exposeHeadRoute: false,
       handler: async (request, reply) => {
         // Read per request: a contract the route adopts from its servers arrives after registration.
         const schema = (route.route.args ?? route.contract?.args) as JsonSchema | undefined;

@@ -254,6 +254,15 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
     },
   );
 
+  t('HEAD: a GET alias is not called for it (404, nothing sent); the health probes answer it', async (ctx) => {
+    // fastify's default HEAD route for each GET ran the call and threw the answer away.
+    const head = await fetch(`${ctx.base}/users/7`, { method: 'HEAD' });
+    assert.is(head.status, 404);
+    assert.is(ctx.users.seen.length, 0, 'nothing called');
+    assert.is((await http(ctx.base, 'GET', '/users/7')).status, 200);
+    for (const probe of ['/healthz', '/readyz']) assert.is((await fetch(`${ctx.base}${probe}`, { method: 'HEAD' })).status, 200, probe);
+  });
+
   t('context: request id generated when absent, traceparent passed, client context fields ignored', async (ctx) => {
     const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
     const r = await http(ctx.base, 'POST', `/v1/${ctx.topic}/ctx`, {}, { traceparent: tp, 'x-request-id': 'bad id with spaces' });

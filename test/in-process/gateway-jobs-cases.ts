@@ -35,6 +35,8 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
     for (const secret of [topic, 'u1', 'openstack'].map((x) => JSON.stringify(x)))
       assert.not.ok(bytes.includes(secret), `${secret} readable in the reference`);
 
+    // Not a poll: with ?wait it held the request for an answer it threw away.
+    assert.is((await fetch(`${base}/v1/jobs/${ref}?wait=10`, { method: 'HEAD' })).status, 404);
     const running = await http(base, 'GET', `/v1/jobs/${ref}`);
     assert.is(running.status, 200, JSON.stringify(running.json));
     assert.match(running.headers.get('vary') ?? '', /prefer/i, 'a poll answer depends on Prefer: wait');
