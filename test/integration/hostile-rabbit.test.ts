@@ -2,7 +2,17 @@ import amqplib, { type Channel, type ChannelModel } from 'amqplib';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
-import { type Context, defaultConfig, getTransport, NotificationListener, RPCServer, Target, type Transport } from '../../src/index.js';
+import {
+  type ConnectionState,
+  type Context,
+  defaultConfig,
+  getTransport,
+  NotificationListener,
+  RPCClient,
+  RPCServer,
+  Target,
+  type Transport,
+} from '../../src/index.js';
 import { sleep, until } from '../support/assert.js';
 
 // Hand-made messages from a hostile peer on RabbitMQ, published with raw amqplib: prototype
@@ -119,6 +129,74 @@ t('__proto__ in args and in _context___proto__ is refused with MalformedMessage;
   assert.equal(probe.seen, [{ keys: ['a', 'b'], a: 40, plainArgs: true, ctxKeys: ['user'], plainCtx: true, admin: undefined }]);
   assert.is(({} as Record<string, unknown>).a, undefined, 'Object.prototype stays clean');
 });
+
+/**
+ * A raw connection whose publishes carry a headers table with field types RabbitMQ takes and
+ * amqplib cannot decode: the placeholder header `k: "XXXXXXXX"` is rewritten on its way to the
+ * socket into `k` of type L (unsigned 64-bit) and `zz` of type V (void).
+ */
+async function oddHeaders(ctx: Ctx): Promise<Channel> {
+  const conn = await amqplib.connect(`amqp://guest:guest@127.0.0.1:${ctx.node.port}/${encodeURIComponent(ctx.vhost)}`);
+  conn.on('error', () => {});
+  ctx.stops.push(() => conn.close().catch(() => {}));
+  const stream = (conn as unknown as { connection: { stream: { write: (b: unknown, ...r: unknown[]) => boolean } } }).connection.stream;
+  const write = stream.write.bind(stream);
+  // `k` as a long string of 8 bytes (15 bytes in all) becomes `k` of type L and an 8-byte value,
+  // then `zz` void: the same 15 bytes, so the frame's sizes hold.
+  const needle = Buffer.from('\x01kS\x00\x00\x00\x08XXXXXXXX', 'latin1');
+  const odd = Buffer.concat([Buffer.from('\x01kL', 'latin1'), Buffer.from([0, 0, 0, 1, 2, 3, 4, 5]), Buffer.from('\x02zzV', 'latin1')]);
+  assert.is(odd.length, needle.length);
+  stream.write = (chunk: unknown, ...rest: unknown[]) => {
+    if (Buffer.isBuffer(chunk) && chunk.includes(needle)) {
+      const copy = Buffer.from(chunk);
+      odd.copy(copy, copy.indexOf(needle));
+      return write(copy, ...rest);
+    }
+    return write(chunk, ...rest);
+  };
+  return conn.createChannel();
+}
+
+t(
+  'a header type amqplib cannot decode (L) neither drops the connection nor poisons the queue: requests and replies carrying it get through',
+  async (ctx) => {
+    // Before: amqplib threw "Unexpected type tag" from its frame parser, the connection closed
+    // with the delivery unsettled, and every reconnect got the same message back and died.
+    const probe = new Probe();
+    await serve(ctx, 'p', [probe]);
+    const states: string[] = [];
+    ctx.transports[0]!.on('state', (s: ConnectionState) => states.push(s.state));
+    const odd = await oddHeaders(ctx);
+    const body = (inner: string) => Buffer.from(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': inner }));
+    odd.publish('openstack', 'p', body(call('odd', '"method":"add","args":{"a":40,"b":2}')), { headers: { k: 'XXXXXXXX' } });
+    await until(() => ctx.replies.length === 1, 'the call with the odd header answered');
+    assert.is(ctx.replies[0]!.result, 42);
+    publish(ctx, 'p', call('after', '"method":"add","args":{"a":1,"b":2}'));
+    await until(() => ctx.replies.length === 2, 'the next call answered');
+    assert.not.ok(states.includes('disconnected'), `the server never lost its connection: ${states.join(' ')}`);
+
+    // A client's reply carrying it: a raw responder answers hermod's call with the odd header.
+    await odd.assertQueue('raw-server', { exclusive: true });
+    await odd.bindQueue('raw-server', 'openstack', 'raw-server');
+    await odd.consume(
+      'raw-server',
+      (m) => {
+        if (!m) return;
+        const req = JSON.parse(JSON.parse(m.content.toString())['oslo.message']) as { _msg_id: string; _reply_q: string };
+        const reply = JSON.stringify({ result: 'odd', failure: null, ending: true, _msg_id: req._msg_id });
+        odd.sendToQueue(req._reply_q, body(reply), { headers: { k: 'XXXXXXXX' } });
+      },
+      { noAck: true },
+    );
+    const tr = await transport(ctx);
+    const client = new RPCClient(tr, new Target({ topic: 'raw-server' }), { timeout: 5000 });
+    const clientStates: string[] = [];
+    tr.on('state', (s: ConnectionState) => clientStates.push(s.state));
+    assert.is(await client.call({}, 'anything', {}), 'odd');
+    assert.is(await client.call({}, 'anything', {}), 'odd');
+    assert.not.ok(clientStates.includes('disconnected'), clientStates.join(' '));
+  },
+);
 
 t(
   'envelopes the server cannot open are still answered where the ids can be read: oslo.message an object, a byte-order mark, oslo.version an object',

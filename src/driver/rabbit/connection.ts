@@ -14,6 +14,7 @@ import { CLOSE_GRACE_MS, within } from '../driver-base.js';
 import { HostRotation, hostLabel } from '../hosts.js';
 import { isPlainTextPeer, probeProtocol, tlsMismatch, tlsPortSpeaks, wrongProtocol } from '../protocol-probe.js';
 import { tlsOptions } from '../tls.js';
+import { decodeHeadersLeniently } from './header-frames.js';
 import { encodePublishes } from './publish-frames.js';
 
 /** Runs on every (re)connect, before the connection counts as open: channels, topology, consumers. */
@@ -314,6 +315,7 @@ export class RabbitConnection extends EventEmitter {
         this.blocked = false;
         coalesceWrites(model);
         encodePublishes(model);
+        decodeHeadersLeniently(model);
         model.on('error', (err: Error) => {
           this.lastError = err.message;
         });
