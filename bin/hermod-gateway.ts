@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import { describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { EXIT, exitOnUsage, fatal, fatalAsJsonLog } from '../src/cli/exit-codes.js';
-import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import { captureConsole, logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import type { GatewayRequestEvent } from '../src/core/diagnostics.js';
@@ -89,6 +89,7 @@ async function main(): Promise<void> {
   const config = applyLogFlags(loadConfig({ defaults: CLI_DEFAULTS, layers, overrides }), o);
   const logName = worker === undefined ? 'hermod-gateway' : `hermod-gateway worker ${worker}`;
   const log = makeLogger(config, logName);
+  captureConsole(log);
   // A failure from here on is a line of this log: JSON with --log-json.
   fatalAsJsonLog(config.log.json ? logName : undefined);
 

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { EXIT, exitOnUsage, fatal, fatalAsJsonLog, UsageError } from '../src/cli/exit-codes.js';
-import { makeLogger } from '../src/cli/log.js';
+import { captureConsole, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { MAX_TIMER_MS } from '../src/core/errors.js';
@@ -119,6 +119,7 @@ const o = program.opts<
 >();
 const logConfig = applyLogFlags(loaded.config, o);
 const log = makeLogger(logConfig, 'hermod-router');
+captureConsole(log);
 // A failure from here on is a line of this log: JSON with --log-json.
 fatalAsJsonLog(logConfig.log.json ? 'hermod-router' : undefined);
 if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {

@@ -12,7 +12,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig, describeConfig, parseConfigArgs } from '../src/cli/config-args.js';
 import { CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { EXIT, EXIT_TABLE, exitOnUsage, failureStatus, fatal, fatalAsJsonLog, UsageError } from '../src/cli/exit-codes.js';
-import { lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../src/cli/log.js';
+import { captureConsole, lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, HERMOD_VERSION, type LogFlags, positiveSeconds } from '../src/cli/program.js';
 import { handleShutdown, onOutputClosed, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { type ConfigValues, closeKey, type HermodConfig, loadConfig } from '../src/config/index.js';
@@ -261,6 +261,7 @@ async function runCommand(argv: string[]): Promise<void> {
   const overrunMs = Math.max(0, ...spec.services.map((s) => lingerPastDeadline(configs.get(s)!.jobs)));
   fatalAsJsonLog(base.log.json ? logName : undefined);
   const log = makeLogger(base, logName);
+  captureConsole(log);
   const count = Math.max(...spec.services.map(workersOf));
   const metricsAt = o.metricsPort ?? spec.metricsPort;
   if (metricsAt !== undefined) parseMetricsAddress(metricsAt);

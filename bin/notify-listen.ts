@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { exitOnUsage, failureStatus, fatal, fatalAsJsonLog, UsageError } from '../src/cli/exit-codes.js';
-import { lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../src/cli/log.js';
+import { captureConsole, lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags, listOf } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { escapeUnsafe } from '../src/core/unsafe-text.js';
@@ -93,6 +93,7 @@ async function main(): Promise<void> {
   const filtered = Boolean(o.publisherId || o.eventType);
   let tap = Boolean(o.tap || (filtered && !o.pool));
   const log = makeLogger(config, 'notify-listen', true);
+  captureConsole(log);
   // A failure from here on is a line of this log: JSON with --log-json.
   fatalAsJsonLog(config.log.json ? 'notify-listen' : undefined);
   logConnectionState(log);

@@ -4,7 +4,7 @@ import { CONFIG_HELP_LINE, cliConfig } from '../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, NOTIFY_SEND_DEFAULTS } from '../src/cli/defaults.js';
 import { describeFailure, EXIT, exitOnUsage, exitWhenWritten, fatal, printFailure, UsageError } from '../src/cli/exit-codes.js';
 import { parseJson, parseKeyValues } from '../src/cli/key-values.js';
-import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import { captureConsole, logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, eachOf, type LogFlags, listOf, positiveSeconds } from '../src/cli/program.js';
 import { onOutputClosed } from '../src/cli/shutdown.js';
 import { getTransport, NOTIFICATION_DRIVERS, Notifier, PRIORITIES, type Priority, type Transport } from '../src/index.js';
@@ -55,6 +55,7 @@ async function main(): Promise<void> {
   const config = applyLogFlags(loaded, o);
   // stdout says what was sent; logs (connection progress) go to stderr.
   const log = makeLogger(config, 'notify-send', true);
+  captureConsole(log);
   logConnectionState(log, { retry: config.notifications.retry, key: 'notifications.retry' });
   // oslo's Notifier.warning() sends WARN: the name is taken here too.
   const priority = o.priority.toLowerCase() === 'warning' ? 'warn' : o.priority.toLowerCase();

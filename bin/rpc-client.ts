@@ -6,7 +6,7 @@ import { CLI_DEFAULT_URL, RPC_CLIENT_DEFAULTS } from '../src/cli/defaults.js';
 import { EXIT, type ExitStatus, exitOnUsage, exitWhenWritten, failureStatus, fatal, printFailure } from '../src/cli/exit-codes.js';
 import { callWithin, describeJobFailure, jobCommand, startJob } from '../src/cli/jobs-command.js';
 import { checkKeys, parseKeyValues } from '../src/cli/key-values.js';
-import { logConnectionState, makeLogger } from '../src/cli/log.js';
+import { captureConsole, logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, eachOf, intAtLeast, type LogFlags, positiveSeconds } from '../src/cli/program.js';
 import { type RepeatStats, summaryJson, summaryText } from '../src/cli/repeat.js';
 import { onOutputClosed } from '../src/cli/shutdown.js';
@@ -111,6 +111,7 @@ async function main(): Promise<void> {
   const config = applyLogFlags(loaded, o);
   // stdout is the result: logs (connection progress) go to stderr.
   const log = makeLogger(config, 'rpc-client', true);
+  captureConsole(log);
   // One call gives up past rpc.retry; --repeat's calls go on trying, each within the budget.
   logConnectionState(log, o.repeat === 1 ? { retry: config.rpc.retry, key: 'rpc.retry' } : undefined);
   if (o.wait && !o.start) program.error('error: --wait goes with --start (or: rpc-client job <token> --wait)');

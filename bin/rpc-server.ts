@@ -8,7 +8,7 @@ import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { DemoEndpoints } from '../src/cli/demo-endpoints.js';
 import { describeEndpoint, loadEndpoints } from '../src/cli/endpoints.js';
 import { exitOnUsage, failureStatus, fatal, fatalAsJsonLog } from '../src/cli/exit-codes.js';
-import { lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../src/cli/log.js';
+import { captureConsole, lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import type { ConnectionState, DuplicateMessageEvent, ServerRequestEvent } from '../src/core/diagnostics.js';
@@ -67,6 +67,7 @@ async function main(): Promise<void> {
   const config = applyLogFlags(loaded, o);
   const timeoutMs = parseShutdownTimeout(o.shutdownTimeout, config.rpc.stopTimeout);
   const log = makeLogger(config, `rpc-server ${name}`);
+  captureConsole(log);
   // A failure from here on (cannot connect, a refused login) is a line of this log: JSON with --log-json.
   fatalAsJsonLog(config.log.json ? `rpc-server ${name}` : undefined);
   logConnectionState(log);

@@ -1,5 +1,6 @@
 /** Logging of the bins (pino): one line per event, plain or JSON, at `log.level`; connection changes logged. */
 import * as diagnostics_channel from 'node:diagnostics_channel';
+import { format } from 'node:util';
 import { pino } from 'pino';
 import type { HermodConfig } from '../config/index.js';
 import { escapeUnsafe } from '../core/unsafe-text.js';
@@ -110,6 +111,34 @@ export function makeLogger(config: LogConfig, name: string, allToStderr = false)
 
 /** The logger {@link makeLogger} returns. */
 export type Logger = ReturnType<typeof makeLogger>;
+
+let consoleCaptured = false;
+
+/**
+ * Sends what libraries write with `console.error` and `console.warn` to `log` as warn lines, at
+ * most {@link PEER_LINES_PER_SECOND} a second. rhea writes peer-chosen text that way (a link's
+ * terminus descriptor, an outcome, "Received transfer when credit was 0"), once per frame and
+ * unescaped: a peer could forge log lines and fill the disk past every bound of the CLI's own
+ * lines. Once per process: the first CLI logger keeps them. Returns what puts the console back.
+ */
+export function captureConsole(log: Logger): () => void {
+  if (consoleCaptured) return () => {};
+  consoleCaptured = true;
+  const { error, warn } = console;
+  const budget = lineBudget(PEER_LINES_PER_SECOND, 1000, (skipped) =>
+    log.warn(`${skipped} more console lines not logged in the last second`),
+  );
+  const toLog = (...args: unknown[]) => {
+    if (budget()) log.warn(`console: ${format(...args)}`);
+  };
+  console.error = toLog;
+  console.warn = toLog;
+  return () => {
+    console.error = error;
+    console.warn = warn;
+    consoleCaptured = false;
+  };
+}
 
 /**
  * When the next connection attempt comes, for a reconnect line: `at once` for 0, milliseconds

@@ -31,7 +31,7 @@ export { attachPending } from './attach-first.js';
 import { installNoOutputAfterClose } from './closed-sockets.js';
 import { installDispositionFix } from './dispositions.js';
 import { installFastFrames } from './fast-frames.js';
-import { installHeartbeatFloor } from './heartbeats.js';
+import { installOpenChecks } from './heartbeats.js';
 import { installLinkNameFix } from './link-names.js';
 import { installQuietLogs } from './quiet-logs.js';
 import { installSequenceNumbers } from './sequence-numbers.js';
@@ -50,7 +50,7 @@ export function installRheaFixes(): void {
   installSessionBuffers();
   // After installFastFrames: it wraps the frame constructors that one replaces.
   installSequenceNumbers();
-  installHeartbeatFloor();
+  installOpenChecks();
 }
 export { batchWrites } from './batching.js';
 export { installFastFrames, rheaCodec } from './fast-frames.js';

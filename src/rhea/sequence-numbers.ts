@@ -12,6 +12,11 @@ function uint(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < WRAP ? v : undefined;
 }
 
+/** `n` modulo 2^32 as a uint: JavaScript's `%` keeps the sign, and rhea's encoder throws on a negative uint. */
+function wrap(n: number): number {
+  return ((Math.trunc(n) % WRAP) + WRAP) % WRAP;
+}
+
 type Fields = Record<string, unknown>;
 interface FramesModule {
   transfer(fields: Fields): unknown;
@@ -106,16 +111,16 @@ export function installSequenceNumbers(): void {
   if (frames[FIXED]) return;
   const { transfer, disposition, flow } = frames;
   frames.transfer = (fields) => {
-    if (typeof fields.delivery_id === 'number') fields.delivery_id = fields.delivery_id % WRAP;
+    if (typeof fields.delivery_id === 'number') fields.delivery_id = wrap(fields.delivery_id);
     return transfer(fields);
   };
   frames.disposition = (fields) => {
-    if (typeof fields.first === 'number') fields.first = fields.first % WRAP;
-    if (typeof fields.last === 'number') fields.last = fields.last % WRAP;
+    if (typeof fields.first === 'number') fields.first = wrap(fields.first);
+    if (typeof fields.last === 'number') fields.last = wrap(fields.last);
     return disposition(fields);
   };
   frames.flow = (fields) => {
-    if (typeof fields.delivery_count === 'number') fields.delivery_count = ((fields.delivery_count % WRAP) + WRAP) % WRAP;
+    if (typeof fields.delivery_count === 'number') fields.delivery_count = wrap(fields.delivery_count);
     if (typeof fields.link_credit === 'number') fields.link_credit = Math.min(WRAP - 1, Math.max(0, Math.floor(fields.link_credit)));
     return flow(fields);
   };
@@ -167,9 +172,16 @@ export function installSequenceNumbers(): void {
     };
   }
   const onTransfer = incoming.on_transfer;
+  const { ProtocolError } = require('rhea/lib/errors.js') as { ProtocolError: new (message: string) => Error };
   incoming.on_transfer = function (frame, receiver) {
     const p = frame.performative;
     const id = uint(p.delivery_id);
+    // An id encoded as a signed type (int -1) became rhea's count of deliveries, and the
+    // disposition written from it later threw out of the event loop: the router exited. rhea
+    // closes the connection on a ProtocolError thrown while it reads.
+    if (id === undefined && p.delivery_id !== undefined && p.delivery_id !== null) {
+      throw new ProtocolError(`transfer with delivery-id ${String(p.delivery_id).slice(0, 40)}, which is not a uint`);
+    }
     const expected = receiver._incomplete ? receiver._incomplete.id : this.next_delivery_id;
     // The peer's ids wrapped where ours count on: the expected one it is.
     if (id !== undefined && expected !== undefined && id !== expected && id === expected % WRAP) p.delivery_id = expected;

@@ -765,4 +765,69 @@ t("a client's detach is answered, and a link opened and closed in one tick is at
   assert.equal(ctx.router.stats().addresses, 0);
 });
 
+/** Writes hex chunks with a pause between them, as the fuzzer that found these did. */
+async function writeHex(socket: net.Socket, chunks: string[]): Promise<void> {
+  for (const [i, hex] of chunks.entries()) {
+    if (i > 0) await sleep(60);
+    socket.write(Buffer.from(hex, 'hex'));
+  }
+}
+/** SASL header and an ANONYMOUS sasl-init. */
+const SASL_ANONYMOUS = '414d5150030100000000001902010000005341c00c01a309414e4f4e594d4f5553';
+
+t('an open with max-frame-size below 512 is refused: rhea split a message into frames of (size - 50) bytes, forever', async (ctx) => {
+  // From a fuzzer: open with max-frame-size 20, a sender and a receiver on fuzz.q, one 5-byte
+  // message. The router's frame loop never ended and it died at 4 GB; any anonymous client could.
+  await startRouter(ctx);
+  const { socket, closed } = await raw(ctx);
+  await writeHex(socket, [
+    SASL_ANONYMOUS,
+    '414d5150000100000000001e02000000005310c01104a105776564676540700000001460003f0000001a02000000005311c00d044043700000080070000008000000002a02000000005312c01d0aa101734342404000532845005329c00901a10666757a7a2e714040430000002802000000005312c01b07a101725201414040005328c00901a10666757a7a2e71005329450000001f02000000005313c01207437000000800437000000800520143520a',
+    '0000002d02000000005314c006034343a00174005373c00b034040a10666757a7a2e71005375a00568656c6c6f',
+  ]);
+  await Promise.race([closed, sleep(3000).then(() => assert.unreachable('the connection was not closed'))]);
+  await until(() => ctx.log.some((l) => /open with max-frame-size 20, below AMQP's minimum of 512/.test(l)), 'the refusal logged');
+  // Still serving.
+  const c = await rheaConnect(ctx.port);
+  ctx.conns.push(c);
+  const got: unknown[] = [];
+  c.open_receiver('fuzz.q').on('message', (e: EventContext) => got.push(e.message?.body));
+  const snd = c.open_sender('fuzz.q');
+  await until(() => snd.sendable(), 'credit');
+  snd.send({ body: 'after' });
+  await until(() => got.length === 1, 'a message through');
+});
+
+t('a transfer whose delivery-id is a signed -1 closes its connection; the router does not exit', async (ctx) => {
+  // From a fuzzer: delivery-id encoded as int -1, then end. rhea counted from -1, and the
+  // disposition written for it threw out of the event loop ("value out of range"): the router
+  // process exited, for any client that could log in.
+  await startRouter(ctx);
+  const { socket, closed } = await raw(ctx);
+  await writeHex(socket, [
+    SASL_ANONYMOUS,
+    '414d5150000100000000001e02000000005310c01104a105637261736840700001000060003f0000001a02000000005311c00d044043700000080070000008000000002a02000000005312c01d0aa101734342404000532845005329c00901a10666757a7a2e78404043',
+    '0000002f02000000005314c00b034371ffffffffa0027430005373c00b034040a10666757a7a2e78005377a10268690000000c0200000000531745',
+  ]);
+  await Promise.race([closed, sleep(3000).then(() => assert.unreachable('the connection was not closed'))]);
+  await sleep(200);
+  assert.ok(
+    ctx.log.some((l) => /transfer with delivery-id -1, which is not a uint/.test(l)),
+    ctx.log.join('\n'),
+  );
+  const c = await rheaConnect(ctx.port);
+  ctx.conns.push(c);
+  assert.ok(c.is_open());
+});
+
+t("an idle-time-out of 0xffffffff gets no heartbeat storm (Node's timer overflowed to 1 ms)", async (ctx) => {
+  await startRouter(ctx);
+  const p = await RawPeer.open(ctx.port, { idle_time_out: 0xffffffff });
+  ctx.sockets.push(p.socket);
+  const before = p.count('empty');
+  await sleep(1000);
+  // Before: about 800 empty frames a second.
+  assert.ok(p.count('empty') - before <= 1, `${p.count('empty') - before} heartbeats in a second`);
+});
+
 t.run();

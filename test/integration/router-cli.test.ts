@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,6 +85,35 @@ t('a non-loopback bind without authentication exits 2 unless --allow-anonymous, 
   } finally {
     open.child.kill('SIGTERM');
     await open.exited;
+  }
+});
+
+t('what rhea prints for a peer (console.error, console.warn) goes through the log: escaped, bounded, never a forged line', async () => {
+  // An attach whose source terminus has a symbol descriptor holding a newline, a forged log line
+  // and ANSI colours: rhea printed "Unknown terminus: …" to stderr as it came, once per frame.
+  const r = router(['--port', '0']);
+  try {
+    await until(() => /listening on amqp:\/\/127\.0\.0\.1:(\d+)\//.test(r.out), 'the listening line');
+    const port = Number(/:(\d+)\//.exec(r.out)![1]);
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    s.on('data', () => {});
+    await new Promise((res) => s.once('connect', res));
+    s.write(Buffer.from('414d5150030100000000001902010000005341c00c01a309414e4f4e594d4f5553', 'hex'));
+    await new Promise((res) => setTimeout(res, 60));
+    const attach =
+      '414d5150000100000000001f02000000005310c01204a10673746465727240700001000060003f0000001a02000000005311c00d044043700000080070000008000000006502000000005312c05807a101724341404000a348780a323032362d30312d30315430303a30303a30302e3030305a20464154414c206865726d6f642d726f757465723a20666f72676564206c696e65201b5b33316d5245441b5b306d4500532945';
+    s.write(Buffer.from(attach, 'hex'));
+    await until(
+      () => /console: Unknown terminus: x\\n2026-01-01T00:00:00\.000Z FATAL hermod-router: forged line \\u001b\[31mRED/.test(r.err),
+      'the escaped line',
+    );
+    s.destroy();
+    assert.not.match(r.err, /^2026-01-01T00:00:00\.000Z FATAL/m, 'no forged line');
+    assert.not.ok(r.err.includes('\u001b'), 'no escape character reaches the terminal');
+  } finally {
+    r.child.kill('SIGTERM');
+    await r.exited;
   }
 });
 

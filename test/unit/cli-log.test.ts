@@ -2,7 +2,7 @@ import diagnostics_channel from 'node:diagnostics_channel';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EXIT, printFailure } from '../../src/cli/exit-codes.js';
-import { type Logger, lineBudget, logConnectionState, nextTryText } from '../../src/cli/log.js';
+import { captureConsole, type Logger, lineBudget, logConnectionState, nextTryText } from '../../src/cli/log.js';
 
 // The reconnect line's delay: a 30 ms delay printed "next try in 0.0 s" (one decimal of a second).
 
@@ -18,6 +18,26 @@ t('lineBudget: lines up to the budget, the rest counted and said once when the w
   assert.equal(said, [7], 'one summary for the seven skipped, with no further event needed');
   assert.ok(allow(), 'a new window, a new budget');
 });
+
+t(
+  'captureConsole: console.error and console.warn become warn lines of the log, 20 a second, then one line saying how many were not',
+  async () => {
+    const lines: string[] = [];
+    const log = { warn: (m: string) => lines.push(m) } as unknown as Logger;
+    const restore = captureConsole(log);
+    try {
+      for (let i = 0; i < 100; i++) console.error('Received transfer when credit was %d', i);
+      console.warn('one more');
+      assert.is(lines.length, 20);
+      assert.is(lines[0], 'console: Received transfer when credit was 0');
+      await new Promise((r) => setTimeout(r, 1100));
+      assert.is(lines[20], '81 more console lines not logged in the last second');
+    } finally {
+      restore();
+    }
+    assert.is(lines.length, 21);
+  },
+);
 
 t('0 is at once, under 100 ms in ms, from 100 ms on in seconds, no delay says trying again', () => {
   const cases: Array<[number | undefined, string]> = [
