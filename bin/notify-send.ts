@@ -6,7 +6,7 @@ import { describeFailure, EXIT, exitOnUsage, exitWhenWritten, fatal, printFailur
 import { parseJson, parseKeyValues } from '../src/cli/key-values.js';
 import { captureConsole, logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, eachOf, type LogFlags, listOf, positiveSeconds } from '../src/cli/program.js';
-import { onOutputClosed } from '../src/cli/shutdown.js';
+import { closeBeforeExit, exitWhenOutputCloses } from '../src/cli/shutdown.js';
 import { getTransport, NOTIFICATION_DRIVERS, Notifier, PRIORITIES, type Priority, type Transport } from '../src/index.js';
 
 /** Default `--timeout`: a notification through a router waits for a listener; a shell user should not wait a minute to learn there is none. */
@@ -14,7 +14,7 @@ const DEFAULT_TIMEOUT_S = 10;
 
 async function main(): Promise<void> {
   // A reader that went away (`| head`) ends the command quietly, as it would a Unix tool.
-  onOutputClosed(() => process.exit(0));
+  exitWhenOutputCloses();
   const { config: loaded, rest } = cliConfig(process.argv.slice(2), NOTIFY_SEND_DEFAULTS);
   const program = commonOptions(
     new Command('notify-send')
@@ -71,7 +71,7 @@ async function main(): Promise<void> {
   const payload = o.payload !== undefined ? parseJson(o.payload, '--payload') : parseKeyValues(kv);
   let transport: Transport | undefined;
   try {
-    transport = await getTransport(o.transportUrl, { config });
+    transport = closeBeforeExit(await getTransport(o.transportUrl, { config }));
     const notifier = new Notifier(transport, {
       publisherId: o.publisherId,
       ...(o.topic ? { topics: o.topic } : {}),

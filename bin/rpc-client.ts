@@ -9,7 +9,7 @@ import { checkKeys, parseKeyValues } from '../src/cli/key-values.js';
 import { captureConsole, logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, eachOf, intAtLeast, type LogFlags, positiveSeconds } from '../src/cli/program.js';
 import { type RepeatStats, summaryJson, summaryText } from '../src/cli/repeat.js';
-import { onOutputClosed } from '../src/cli/shutdown.js';
+import { closeBeforeExit, exitWhenOutputCloses } from '../src/cli/shutdown.js';
 import { getTransport, RPCClient, Target, type Transport, type TransportState } from '../src/index.js';
 
 /** The options of `rpc-client job` (src/cli/jobs-command.ts, commonOptions): those taking a value, and flags. */
@@ -36,7 +36,7 @@ function jobWordAt(args: readonly string[]): number {
 
 async function main(): Promise<void> {
   // A reader that went away (`| head`) ends the command quietly, as it would a Unix tool.
-  onOutputClosed(() => process.exit(0));
+  exitWhenOutputCloses();
   const { config: loaded, rest: given } = cliConfig(process.argv.slice(2), RPC_CLIENT_DEFAULTS);
   // `rpc-client help` and `rpc-client help job`, as git and npm take them. Only these two forms:
   // `rpc-client help <method>` stays a call to a topic named help.
@@ -150,7 +150,7 @@ async function main(): Promise<void> {
   let transport: Transport | undefined;
   let status: ExitStatus = EXIT.ok;
   try {
-    transport = await getTransport(o.transportUrl, { config });
+    transport = closeBeforeExit(await getTransport(o.transportUrl, { config }));
     const target = new Target({
       topic,
       ...(o.server ? { server: o.server } : {}),

@@ -12,6 +12,7 @@ import { CLI_DEFAULT_URL } from './defaults.js';
 import { describeFailure, EXIT, type ExitStatus, exitOnUsage, printFailure } from './exit-codes.js';
 import { logConnectionState, makeLogger } from './log.js';
 import { applyLogFlags, commonOptions, type LogFlags, positiveSeconds } from './program.js';
+import { closeBeforeExit } from './shutdown.js';
 
 /** Exit status and text for job errors, on top of the RPC ones (`method`: as for {@link describeFailure}). */
 export function describeJobFailure(err: unknown, method?: string): { status: ExitStatus; text: string } {
@@ -161,7 +162,7 @@ export async function jobCommand(argv: string[], loaded: HermodConfig): Promise<
   }
   let transport: Transport | undefined;
   try {
-    transport = await getTransport(o.transportUrl, { config });
+    transport = closeBeforeExit(await getTransport(o.transportUrl, { config }));
     // The token names its own target; the client's is only a placeholder.
     const job = new RPCClient(transport, new Target({ topic: 'hermod' })).job(text.trim());
     if (o.cancel) {

@@ -268,6 +268,30 @@ export function handleShutdown(opts: {
   return handle;
 }
 
+/** What a one-shot command has open that {@link exitWhenOutputCloses} closes first. */
+const openForExit = new Set<{ close(): Promise<void> }>();
+
+/** Registers `closable` (a transport) to be closed before the command exits for a reader that went away; returns it. */
+export function closeBeforeExit<T extends { close(): Promise<void> }>(closable: T): T {
+  openForExit.add(closable);
+  return closable;
+}
+
+/**
+ * For a one-shot command: when stdout's reader goes away (`| head`, `| true`), closes what
+ * {@link closeBeforeExit} registered (within 2 s) and exits 0, as a Unix tool ends. Exiting at
+ * once left a call's reply unacknowledged in its reply queue, the connection cut without a close.
+ */
+export function exitWhenOutputCloses(): void {
+  onOutputClosed(() => {
+    const timer = setTimeout(() => process.exit(0), 2000);
+    void Promise.allSettled([...openForExit].map((c) => c.close())).then(() => {
+      clearTimeout(timer);
+      process.exit(0);
+    });
+  });
+}
+
 /**
  * Calls `closed` once when stdout fails (its reader went away: `| head`, a closed terminal).
  * Without a listener the failed write was an unhandled 'error' event: a stack trace and exit 1.

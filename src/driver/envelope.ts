@@ -48,11 +48,16 @@ export function open(o: Record<string, unknown>, maxDepth = DEFAULT_MAX_JSON_DEP
     );
   }
   const version = String(raw);
-  // Every message of oslo and hermod says exactly "2.0": only another spelling is split and read.
+  // Every message of oslo and hermod says exactly "2.0": only another spelling is read, as oslo's
+  // version_is_compatible reads it (major.minor[.revision], whole numbers): 2.0 and 2.0.0 are
+  // 2.0; a higher minor or revision is not supported. Number() took "2.", "0x2.0", "2.0e0" and
+  // "2.0.x" for 2.0.
   if (version !== ENVELOPE_VERSION) {
-    const [major, minor] = version.split('.').map(Number);
-    if (major !== 2 || !(minor !== undefined && minor <= 0)) {
-      throw new UnsupportedEnvelopeVersion(`message envelope version ${version} is not supported (expected ${ENVELOPE_VERSION})`);
+    const m = /^(\d{1,9})\.(\d{1,9})(?:\.(\d{1,9}))?$/.exec(version);
+    if (!m || Number(m[1]) !== 2 || Number(m[2]) !== 0 || Number(m[3] ?? 0) !== 0) {
+      throw new UnsupportedEnvelopeVersion(
+        `message envelope version ${version.slice(0, 40)} is not supported (expected ${ENVELOPE_VERSION})`,
+      );
     }
   }
   if (typeof o['oslo.message'] !== 'string') throw new MalformedMessage('oslo.message is not a string');
@@ -88,9 +93,11 @@ export function peek(content: Buffer | string): Record<string, unknown> | undefi
     if (typeof message === 'string' && nestsDeeperThan(message, DEFAULT_MAX_JSON_DEPTH)) return scanCallFields(content);
     // `oslo.message` as an object, not the string it must be: its ids are still where to answer.
     const inner = typeof message === 'string' ? (JSON.parse(message) as unknown) : message && typeof message === 'object' ? message : o;
-    return inner && typeof inner === 'object' && !Array.isArray(inner) ? (inner as Record<string, unknown>) : undefined;
+    return inner && typeof inner === 'object' && !Array.isArray(inner) ? (inner as Record<string, unknown>) : scanCallFields(content);
   } catch {
-    return undefined;
+    // A small body cut short after its ids (a truncated inner message) is answered as a large
+    // one is: its ids are still readable where oslo writes them.
+    return scanCallFields(content);
   }
 }
 

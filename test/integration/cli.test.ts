@@ -5,7 +5,7 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
-import { until } from '../support/assert.js';
+import { sleep, until } from '../support/assert.js';
 import { bin, type CliProc as Proc, runCli as run, startCli as start } from '../support/cli-procs.js';
 
 /** Runs `file` with `args` (HERMOD_* variables of the test's environment left out, as the CLIs get them). */
@@ -393,5 +393,26 @@ r('call, server-directed call, fanout cast and exit statuses over rabbit://', as
   assert.match(last.msg, /ACCESS_REFUSED/);
   assert.is(last.status, 5);
 });
+
+r(
+  'a reader that goes away (| true): rpc-client closes its connection first, nothing is left unacknowledged in its reply queue',
+  async (ctx) => {
+    // Before: it exited at the failed write, the connection cut without a close, and its reply
+    // stayed unacknowledged in a reply_<uuid> queue until the queue expired (30 minutes).
+    const before = new Set((await ctx.node.queues(ctx.vhost)).keys());
+    for (let i = 0; i < 3; i++) {
+      const c = start('rpc-client', ['rcli', 'add', 'a=2', 'b=3', '--transport-url', ctx.url], { killAfterMs: 30_000 });
+      c.child.stdout!.destroy();
+      assert.is(await c.exited, 0, c.err);
+    }
+    // The broker lists a queue's messages a moment after its consumer went.
+    let left: string[] = [];
+    for (const end = Date.now() + 10_000; Date.now() < end; await sleep(200)) {
+      left = [...(await ctx.node.queues(ctx.vhost))].filter(([name, q]) => !before.has(name) && q.messages > 0).map(([name]) => name);
+      if (left.length === 0) break;
+    }
+    assert.equal(left, [], 'replies left unacknowledged');
+  },
+);
 
 r.run();

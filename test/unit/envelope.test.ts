@@ -41,6 +41,12 @@ t('version 2.0 is opened; 2.1, 3.0 and 1.x envelopes are refused with Unsupporte
     await rejects(() => open({ 'oslo.version': v, 'oslo.message': inner }), 'HERMOD_ERR_UNSUPPORTED_ENVELOPE');
     await rejects(() => unenvelope(JSON.stringify({ 'oslo.version': v, 'oslo.message': inner })), 'HERMOD_ERR_UNSUPPORTED_ENVELOPE');
   }
+  // Read as oslo's version_is_compatible reads them: whole numbers, major.minor[.revision].
+  // Number() took each of these for 2.0.
+  for (const v of ['2.', '2.0.1', '2.0.999', '0x2.0', '2.0e0', '2.-0', '2.0.x', ' 2.0', '2.0.0.0']) {
+    await rejects(() => open({ 'oslo.version': v, 'oslo.message': inner }), 'HERMOD_ERR_UNSUPPORTED_ENVELOPE');
+  }
+  for (const v of ['2.0.0', '02.0']) assert.equal(open({ 'oslo.version': v, 'oslo.message': inner }), msg, v);
   // The version is checked before the payload: a refused version says so whatever it carries.
   await rejects(() => open({ 'oslo.version': '3.0', 'oslo.message': 42 }), 'HERMOD_ERR_UNSUPPORTED_ENVELOPE');
 });
@@ -79,6 +85,14 @@ t('peek: the inner dict of a body that failed to decode, without the version che
   assert.is(peek('null'), undefined);
   assert.is(peek('"s"'), undefined);
   assert.is(peek(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': '{broken' })), undefined);
+  // Cut short after its ids: answered as a body too large to parse is (it was dropped unanswered
+  // under 64 KiB, answered above).
+  const cut = JSON.stringify({
+    'oslo.version': '2.0',
+    'oslo.message': '{"method":"add","_msg_id":"m-cut","_reply_q":"reply_2","args":{"a":',
+  });
+  assert.equal(peek(cut), { _msg_id: 'm-cut', _reply_q: 'reply_2' });
+  assert.equal(peek(cut.slice(0, -10)), { _msg_id: 'm-cut', _reply_q: 'reply_2' });
   assert.is(peek(JSON.stringify({ 'oslo.version': '2.0', 'oslo.message': '[1]' })), undefined);
 });
 

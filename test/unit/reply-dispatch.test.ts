@@ -1,3 +1,4 @@
+import diagnostics_channel from 'node:diagnostics_channel';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { decodeReply } from '../../src/driver/amqp1/wire.js';
@@ -75,6 +76,70 @@ t('replies for calls nobody waits for, and unreadable bodies, are dropped', () =
   d.onReply(Buffer.from('{not json'));
   assert.is(d.partials, 0);
   assert.is(waiter.size, 0);
+});
+
+t(
+  'a failure that is not an object ("null", "0") fails the call as unreadable on both wires; any true `ending` ends it, as in oslo',
+  async () => {
+    const waiter = new ReplyWaiter();
+    const d = new ReplyDispatch(waiter, { maxJsonDepth: 100, maxMessageSize: 1 << 20 });
+    for (const [i, f] of ['null', '0', 'false', '[]'].entries()) {
+      const call = waiter.wait(`f${i}`, { timeout: 5_000, describe: 'echo' });
+      d.onReply(body({ _msg_id: `f${i}`, result: 7, failure: f, ending: true }));
+      // Before: "null" read as no failure, and the call succeeded with no result at all.
+      const r = (await call) as { failure?: { class: string; message: string } };
+      assert.is(r.failure?.class, 'MalformedMessage', f);
+      assert.match(r.failure!.message, /unreadable failure/);
+    }
+    const reply = (failure: unknown) => ({ body: JSON.stringify({ failure }), correlation_id: 'c1' });
+    for (const f of ['null', '0', '"x"']) {
+      const r = decodeReply(reply(f) as never, 100, 1 << 20) as { kind: string; error?: Error };
+      assert.is(r.kind, 'malformed', f);
+      assert.match(r.error!.message, /not a JSON object/);
+    }
+    for (const [i, ending] of [1, 'yes', [0], { a: 1 }].entries()) {
+      const call = waiter.wait(`e${i}`, { timeout: 5_000, describe: 'echo' });
+      d.onReply(body({ _msg_id: `e${i}`, result: i, failure: null, ending }));
+      assert.equal(await call, { result: i }, JSON.stringify(ending));
+    }
+    for (const [i, ending] of [0, '', [], {}, null].entries()) {
+      let settled = false;
+      const call = waiter.wait(`n${i}`, { timeout: 5_000, describe: 'echo' }).then(
+        () => (settled = true),
+        () => undefined,
+      );
+      d.onReply(body({ _msg_id: `n${i}`, result: null, failure: null, ending }));
+      await new Promise((r) => setImmediate(r));
+      assert.not.ok(settled, `${JSON.stringify(ending)} does not end the call`);
+      waiter.fail(`n${i}`, new Error('test over'));
+      await call;
+    }
+  },
+);
+
+t('unreadable replies are reported on hermod:message:invalid; one for a call nobody waits for is not', () => {
+  const seen: Array<{ where: string; error: Error }> = [];
+  const listen = (e: unknown) => seen.push(e as { where: string; error: Error });
+  diagnostics_channel.subscribe('hermod:message:invalid', listen);
+  try {
+    const waiter = new ReplyWaiter();
+    const d = new ReplyDispatch(waiter, { maxJsonDepth: 100, maxMessageSize: 1 << 10 });
+    d.onReply(body({ _msg_id: 'late', result: 1, failure: null, ending: true }));
+    assert.is(seen.length, 0);
+    d.onReply(Buffer.from('{not json'));
+    d.onReply(body({ result: 1, failure: null, ending: true }));
+    d.onReply(Buffer.alloc(2048, 0x20));
+    assert.equal(
+      seen.map((e) => [e.where, e.error.name]),
+      [
+        ['reply queue', 'MalformedMessage'],
+        ['reply queue', 'MalformedMessage'],
+        ['reply queue', 'MessageTooLarge'],
+      ],
+    );
+  } finally {
+    diagnostics_channel.unsubscribe('hermod:message:invalid', listen);
+  }
 });
 
 t('a reply over maxMessageSize fails its call with MessageTooLarge, unparsed (RabbitMQ dispatch and AMQP 1.0 decoding)', async () => {

@@ -102,6 +102,10 @@ export function decodeReply(
       const failure = (
         typeof data.failure === 'string' ? parsePeerJson(data.failure, 'the failure in a reply', maxDepth) : data.failure
       ) as Failure;
+      // "null" or "0" says nothing: read as no failure, the call succeeded with no result at all.
+      if (failure === null || typeof failure !== 'object' || Array.isArray(failure)) {
+        return { kind: 'malformed', id, error: new MalformedMessage(`failure in reply to ${id} is not a JSON object`) };
+      }
       return { kind: 'reply', id, reply: { failure } };
     } catch (err) {
       if (err instanceof NestingTooDeep) return { kind: 'malformed', id, error: err };

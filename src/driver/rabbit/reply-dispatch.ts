@@ -1,3 +1,4 @@
+import { channels, publish } from '../../core/diagnostics.js';
 import { MalformedMessage, MessageTooLarge, NestingTooDeep } from '../../core/errors.js';
 import { JOB_REPLY_KEY } from '../driver.js';
 import { peekReplyId, unenvelope } from '../envelope.js';
@@ -55,7 +56,9 @@ export class ReplyDispatch {
     if (content.length > this.maxMessageSize) {
       // Found by scanning the body's ends only, as an oversized request's ids are.
       const id = peekReplyId(content);
-      if (id) this.waiter.fail(id, new MessageTooLarge(content.length, this.maxMessageSize));
+      const error = new MessageTooLarge(content.length, this.maxMessageSize);
+      if (id) this.waiter.fail(id, error);
+      invalid(error, content.length);
       return;
     }
     let data: Record<string, unknown>;
@@ -72,12 +75,18 @@ export class ReplyDispatch {
             : new MalformedMessage(`reply is not readable: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
         this.waiter.fail(id, why);
       }
+      invalid(err instanceof Error ? err : new MalformedMessage(String(err)), content.length);
       return;
     }
     const id = data._msg_id;
-    if (typeof id !== 'string') return;
+    if (typeof id !== 'string') {
+      invalid(new MalformedMessage('reply without a _msg_id'), content.length);
+      return;
+    }
     const { result, failure } = data;
-    if (data.ending !== true) {
+    // Any true value ends the call, as in oslo (`ending = data.get('ending', False)`): a peer's
+    // `"ending": 1` or "yes" left the call waiting for its timeout.
+    if (!pythonTrue(data.ending)) {
       // oslo < 2 sent the result first and `ending` separately; keep it for the final message,
       // while the call waits (a late copy must not stay behind after forget()).
       if (this.waiter.heartbeat(id) && ((result !== null && result !== undefined) || failure)) this.partial.set(id, { result, failure });
@@ -98,4 +107,20 @@ export class ReplyDispatch {
     } else if (data[JOB_REPLY_KEY] === 1) this.waiter.resolve(id, { result: result ?? null, job: true });
     else this.waiter.resolve(id, { result: result ?? early?.result ?? null });
   }
+}
+
+/** Python's truth of a JSON value: false for null, false, 0, "", [] and {}. */
+function pythonTrue(v: unknown): boolean {
+  if (Array.isArray(v)) return v.length > 0;
+  if (v !== null && typeof v === 'object') return Object.keys(v).length > 0;
+  return Boolean(v);
+}
+
+/**
+ * Reports a reply no call can be given on `hermod:message:invalid`, as servers and listeners
+ * report what they refuse: anyone who may publish to the vhost can write to a reply queue. A
+ * reply for a call no longer waited for (after its timeout) is not invalid, and not reported.
+ */
+function invalid(error: Error, size: number): void {
+  publish(channels.invalidMessage, { where: 'reply queue', error, size });
 }

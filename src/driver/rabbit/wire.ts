@@ -206,7 +206,11 @@ export function parseFailure(f: unknown, maxDepth: number = DEFAULT_MAX_JSON_DEP
   try {
     // The failure is JSON inside the reply's JSON: its own depth is checked as the reply's was
     // (a 5-million-deep one held a client's event loop for 3.5 s).
-    return (typeof f === 'string' ? parsePeerJson(f, 'the failure in a reply', maxDepth) : f) as Failure;
+    const parsed = typeof f === 'string' ? parsePeerJson(f, 'the failure in a reply', maxDepth) : f;
+    // "null" (or "0") is a failure that says nothing: the call failed, with an unreadable reason.
+    // Read as no failure, the call succeeded with no result at all.
+    if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) return parsed as Failure;
+    throw new TypeError('not an object');
   } catch (err) {
     if (err instanceof NestingTooDeep) throw err;
     return {
