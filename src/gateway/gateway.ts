@@ -5,7 +5,7 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import { type IncomingMessage, maxHeaderSize, STATUS_CODES } from 'node:http';
+import { type IncomingMessage, maxHeaderSize, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
@@ -180,6 +180,19 @@ function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && Number(length) !== 0);
 }
 
+/**
+ * A whole HTTP/1.1 answer in the gateway's error shape, for a socket no request object can answer
+ * (a request Node's parser refused, a CONNECT); the connection closes after it.
+ */
+function rawAnswer(status: number, code: string, type: string, message: string): string {
+  const requestId = `req-${randomUUID()}`;
+  const body = JSON.stringify({ error: { code, type, message, requestId } });
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`
+  );
+}
+
 /** A client's key for per-client limits: the identity when there is one, else the client's address. */
 function clientOf(identity: Identity | undefined, request: FastifyRequest): string {
   return identity ? `id:${identity.user ?? ''}:${identity.project ?? ''}` : `ip:${request.ip}`;
@@ -277,6 +290,9 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
       requestTimeout: config.requestTimeout,
       headersTimeout: config.requestTimeout,
       connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.requestTimeout / 4))),
+      // Node answered an HTTP/1.1 request without Host itself, with a bare 400: the onRequest
+      // hook answers it in the gateway's shape (RFC 9112 §3.2 still requires the 400).
+      requireHostHeader: false,
     },
     keepAliveTimeout: config.keepAliveTimeout,
     // A number of hops is documented and handled by fastify (proxy-addr), only its types omit it.
@@ -310,14 +326,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
           : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
             ? [408, 'RequestTimeout', `the request was not received within ${config.requestTimeout} ms (requestTimeout)`]
             : [400, 'BadRequest', 'the request is not valid HTTP/1.1'];
-      const requestId = `req-${randomUUID()}`;
-      const body = JSON.stringify({ error: { code: err.code ?? 'HPE_INVALID', type, message, requestId } });
-      if (socket.writable) {
-        socket.write(
-          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
-            `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
-        );
-      }
+      if (socket.writable) socket.write(rawAnswer(status, err.code ?? 'HPE_INVALID', type, message));
       // As Node and fastify do: the parser cannot go on with this connection.
       socket.destroy(err);
     },
@@ -333,6 +342,32 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   let refused = 0;
   /** Open connections by client address, for maxConnectionsPerAddress. */
   const byAddress = new Map<string, number>();
+  // What Node answers by itself, with a bare status line and no body, in the gateway's shape:
+  // `Expect` other than 100-continue (417), CONNECT (no route can take a tunnel: 405, it was a
+  // cut connection), and `Expect: 100-continue` checked before the 100 is sent, so a client is not
+  // told to upload a body the gateway refuses for its size.
+  app.server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    res.socket?.end(rawAnswer(417, 'HTTP_EXPECTATION_FAILED', 'ExpectationFailed', 'the only Expect the gateway takes is 100-continue'));
+  });
+  app.server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+    socket.end(rawAnswer(405, 'HTTP_METHOD_NOT_ALLOWED', 'MethodNotAllowed', 'CONNECT is not a method of the gateway'));
+  });
+  app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    const length = Number(req.headers['content-length']);
+    if (length > config.bodyLimit) {
+      res.socket?.end(
+        rawAnswer(
+          413,
+          'FST_ERR_CTP_BODY_TOO_LARGE',
+          'PayloadTooLarge',
+          `the body of ${length} bytes is over the gateway's limit of ${config.bodyLimit}`,
+        ),
+      );
+      return;
+    }
+    res.writeContinue();
+    app.server.emit('request', req, res);
+  });
   app.server.on('connection', (socket: Socket) => {
     const from = socket.remoteAddress ?? '';
     const fromHere = byAddress.get(from) ?? 0;
@@ -580,6 +615,9 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   const failures = config.rateLimit ? new FailedAuth(config.rateLimit.max, config.rateLimit.windowMs) : undefined;
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+    if (request.headers.host === undefined && request.raw.httpVersion === '1.1') {
+      throw Object.assign(new Error('an HTTP/1.1 request needs a Host header'), { statusCode: 400, code: 'HTTP_HOST_REQUIRED' });
+    }
     if (isPublic(request)) return;
     let identity: Identity | undefined;
     if (authenticate) {

@@ -71,6 +71,13 @@ export interface CallControls {
 export const CONTROL_NAMES = ['server', 'namespace', 'version', 'timeout', 'cast', 'fanout'] as const;
 
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,254}$/;
+/** Longest server, namespace or version a control takes (the broker's queue names are at most 255 bytes). */
+const MAX_NAME = 255;
+
+/** A control's value as a message quotes it back: the client's text, bounded. */
+function quoted(v: string): string {
+  return v.length > 100 ? `${JSON.stringify(v.slice(0, 100))}… (${v.length} characters)` : JSON.stringify(v);
+}
 /** The one pattern of a version, as the OpenAPI document states it. */
 const VERSION = new RegExp(VERSION_PATTERN);
 const FLAG: Record<string, boolean> = { '1': true, true: true, '0': false, false: false };
@@ -89,17 +96,19 @@ export function parseControls(values: Record<string, unknown>, maxTimeout: numbe
     if (key === 'timeout') {
       const n = Number(v);
       if (!/^\d+$/.test(v) || n < 1 || n > maxTimeout)
-        throw new InvalidArgument(`timeout must be whole milliseconds from 1 to ${maxTimeout}, got ${v}`);
+        throw new InvalidArgument(`timeout must be whole milliseconds from 1 to ${maxTimeout}, got ${quoted(v)}`);
       out.timeout = n;
     } else if (key === 'cast' || key === 'fanout') {
       const b = FLAG[v.toLowerCase()];
-      if (b === undefined) throw new InvalidArgument(`${key} must be 1, 0, true or false, got ${v}`);
+      if (b === undefined) throw new InvalidArgument(`${key} must be 1, 0, true or false, got ${quoted(v)}`);
       out[key] = b;
     } else if (key === 'version') {
-      if (!VERSION.test(v)) throw new InvalidArgument(`version must look like X.Y or X.Y.Z, got ${v}`);
+      if (!VERSION.test(v)) throw new InvalidArgument(`version must look like X.Y or X.Y.Z, got ${quoted(v)}`);
       out.version = v;
     } else {
-      if (!NAME.test(v)) throw new InvalidArgument(`${key} has characters a ${key} name cannot have: ${v}`);
+      // The length first: 8,000 good characters were refused as bad ones, all quoted back.
+      if (v.length > MAX_NAME) throw new InvalidArgument(`${key} is ${v.length} characters long; at most ${MAX_NAME}`);
+      if (!NAME.test(v)) throw new InvalidArgument(`${key} has characters a ${key} name cannot have: ${quoted(v)}`);
       out[key] = v;
     }
   }

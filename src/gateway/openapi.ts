@@ -17,6 +17,7 @@ const ERRORS = {
   '404': errorResponse('Not exposed, or the server has no such method'),
   '409': errorResponse('No server supports the requested version'),
   '413': errorResponse('Body larger than the limit'),
+  '415': errorResponse('A body that is not application/json'),
   '429': errorResponse('Rate limit reached, or this client has maxInFlightPerClient calls running (see Retry-After)'),
   '502': errorResponse('The remote method raised, or broke its result schema'),
   '503': errorResponse('Transport down, gateway stopping or overloaded (see Retry-After)'),
@@ -276,13 +277,19 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
     if (r.alias) {
       const [verb, url] = r.alias.split(' ') as [string, string];
       const props = ((r.args?.properties as Record<string, JsonSchema> | undefined) ?? {}) as Record<string, JsonSchema>;
-      const { template, params: pathParams } = aliasPath(url);
+      const alias = aliasPath(url);
+      // fastify's wildcard (`/files/*`) is the path parameter `*`: the rest of the path. It was a
+      // literal `*` in the document's path, with the parameter listed in the query.
+      const wildcard = alias.template.endsWith('*');
+      const template = wildcard ? `${alias.template.slice(0, -1)}{*}` : alias.template;
+      const pathParams = wildcard ? [...alias.params, { name: '*' }] : alias.params;
       const pathNames = pathParams.map((p) => p.name);
-      const parameters: unknown[] = pathParams.map(({ name, pattern }) => ({
+      const parameters: unknown[] = pathParams.map(({ name, pattern }: { name: string; pattern?: string }) => ({
         name,
         in: 'path',
         required: true,
         schema: aliasParamSchema(props[name], pattern),
+        ...(name === '*' ? { description: 'The rest of the path, slashes included' } : {}),
       }));
       const hasBody = verb === 'POST' || verb === 'PUT' || verb === 'PATCH';
       if (!hasBody) {
@@ -338,26 +345,48 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
       id: { type: ['string', 'number', 'null'] },
     },
   };
+  // An example the first route's schema takes as it is: one without required arguments.
+  const plain = routes.find((r) => !((r.route.args?.required as unknown[] | undefined)?.length ?? 0) && !r.route.cast);
+  const body = { schema: { oneOf: [request, { type: 'array', items: request, minItems: 1 }] } };
+  const refused = (description: string) => ({
+    description,
+    content: { 'application/json': { schema: { $ref: '#/components/schemas/JsonRpcError' } } },
+  });
   add('/jsonrpc', 'post', {
     operationId: 'jsonrpc',
     summary: 'JSON-RPC 2.0: one request, a notification (no id) or a batch',
     tags: ['jsonrpc'],
-    ...(jobs ? { parameters: [PREFER] } : {}),
+    parameters: [
+      ...CONTROL_PARAMS.map((p) => ({ ...p, in: 'query', required: false })),
+      ...(jobs
+        ? [
+            {
+              ...PREFER,
+              description:
+                'respond-async: run each call as a job; its result is then {job, href, method}, the reference to poll (wait=N: unless it ends within N seconds)',
+            },
+          ]
+        : []),
+    ],
     requestBody: {
       required: true,
       content: {
-        'application/json': {
-          schema: { oneOf: [request, { type: 'array', items: request, minItems: 1 }] },
-          example: routes[0] ? { jsonrpc: '2.0', method: routes[0].name, params: {}, id: 1 } : undefined,
-        },
+        'application/json': { ...body, ...(plain ? { example: { jsonrpc: '2.0', method: plain.name, params: {}, id: 1 } } : {}) },
+        'application/json-rpc': body,
+        'application/jsonrequest': body,
       },
     },
     responses: {
       '200': {
-        description: 'A response object, or an array of them for a batch',
+        description: 'A response object, or an array of them for a batch (whatever the calls came to)',
         content: { 'application/json': { schema: { type: ['object', 'array'] } } },
       },
       '204': { description: 'Only notifications were sent' },
+      '400': refused('Refused as a whole: arguments nested too deep, an unknown query parameter'),
+      '401': refused('No or unknown credentials'),
+      '413': refused('Body larger than the limit'),
+      '415': refused('A content type other than application/json, application/json-rpc or application/jsonrequest'),
+      '429': refused('Rate limit reached (see Retry-After)'),
     },
   });
   return {
@@ -384,6 +413,19 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
                 traceback: { type: 'array', items: { type: 'string' } },
               },
             },
+          },
+        },
+        JsonRpcError: {
+          type: 'object',
+          required: ['jsonrpc', 'error', 'id'],
+          properties: {
+            jsonrpc: { const: '2.0' },
+            error: {
+              type: 'object',
+              required: ['code', 'message'],
+              properties: { code: { type: 'integer' }, message: { type: 'string' }, data: { $ref: '#/components/schemas/ErrorDetail' } },
+            },
+            id: { type: 'null' },
           },
         },
         ...(jobs ? { Job: JOB_SCHEMA } : {}),

@@ -19,9 +19,23 @@ export function headerControls(request: FastifyRequest, maxTimeout: number): Cal
   const values: Record<string, unknown> = {};
   for (const [k, header] of HEADERS) {
     const v = request.headers[header];
-    if (v !== undefined) values[k] = v;
+    if (v === undefined) continue;
+    // Node joins a header sent twice with ", ": refused as the query's repeated key is, naming
+    // the header, not as a value no check takes ("version must look like X.Y, got 1.0, 1.0").
+    if (typeof v === 'string' && v.includes(', ')) {
+      const times = timesGiven(request.raw.rawHeaders, header);
+      if (times > 1) throw new InvalidArgument(`the ${header} header is given ${times} times; give it once`);
+    }
+    values[k] = v;
   }
   return parseControls(values, maxTimeout);
+}
+
+/** How many times the raw header list (name, value, name, …) holds `name` (lower case). */
+function timesGiven(raw: string[], name: string): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.toLowerCase() === name) n++;
+  return n;
 }
 
 /**

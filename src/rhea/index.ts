@@ -34,11 +34,12 @@ import { installFastFrames } from './fast-frames.js';
 import { installOpenChecks } from './heartbeats.js';
 import { installLinkNameFix } from './link-names.js';
 import { installQuietLogs } from './quiet-logs.js';
+import { installSaslPipelining } from './sasl-pipelining.js';
 import { installSequenceNumbers } from './sequence-numbers.js';
 import { installSessionBuffers } from './session-buffer.js';
 import { installCorkedWrites } from './writes.js';
 
-/** Installs hermod's rhea 3.0.5 workarounds (dispositions, link names, attaches before transfers, corked writes, no writes or timers after the socket closed, the transfer/disposition codec, disabled loggers as no-ops, session buffers freed around an unsettled delivery, sequence numbers modulo 2^32 and peer flows and disposition ranges bounded, a floor under a peer's heartbeat rate); idempotent. */
+/** Installs hermod's rhea 3.0.5 workarounds (dispositions, link names, attaches before transfers, corked writes, no writes or timers after the socket closed, the transfer/disposition codec, disabled loggers as no-ops, session buffers freed around an unsettled delivery, sequence numbers modulo 2^32 and peer flows and disposition ranges bounded, a peer's open checked (heartbeat rate within bounds, max-frame-size at least 512), AMQP input that followed a sasl-init in one chunk read once SASL succeeds); idempotent. */
 export function installRheaFixes(): void {
   installDispositionFix();
   installFastFrames();
@@ -51,6 +52,7 @@ export function installRheaFixes(): void {
   // After installFastFrames: it wraps the frame constructors that one replaces.
   installSequenceNumbers();
   installOpenChecks();
+  installSaslPipelining();
 }
 export { batchWrites } from './batching.js';
 export { installFastFrames, rheaCodec } from './fast-frames.js';

@@ -163,6 +163,20 @@ for (const [name, broker] of IN_PROCESS) {
       assert.ok(topic);
     },
   );
+  t('a wildcard alias is the path parameter * in /openapi.json, not a literal * and a query parameter', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, (topic) => ({ routes: [{ topic, method: 'text', alias: 'GET /files/*' }] }));
+    const doc = (await http(ctx.h.base, 'GET', '/openapi.json')).json;
+    assert.equal(await new Validator().validate(doc), { valid: true });
+    assert.is(doc.paths['/files/*'], undefined);
+    assert.equal(
+      doc.paths['/files/{*}'].get.parameters.map((p: Json) => [p.name, p.in]),
+      [
+        ['*', 'path'],
+        ['Prefer', 'header'],
+      ],
+    );
+    assert.equal((await http(ctx.h.base, 'GET', '/files/a/b.txt')).json, { result: 'plain' });
+  });
   t('JSON-RPC names: a route on topic rpc is listed by its rpcName, not by the reserved rpc.* one', async (ctx) => {
     ctx.h = await harness(ctx.broker.url, { routes: [{ topic: 'rpc', method: 'add', rpcName: 'add' }] });
     const doc = (await http(ctx.h.base, 'GET', '/openapi.json')).json;
@@ -223,6 +237,17 @@ for (const [name, broker] of IN_PROCESS) {
     assert.is(doc.paths[`/v1/${ctx.h.topic}/secret`], undefined, 'only declared routes');
     assert.ok(doc.paths['/jsonrpc'].post.requestBody.content['application/json'].schema.oneOf);
     assert.equal(doc.security, [{ bearer: [] }, { apiKey: [] }]);
+    // /jsonrpc as it answers: the refusals of a whole request, its three media types, its query
+    // controls, and an example its route's schema takes (getUser needs an id: not that one).
+    const rpc = doc.paths['/jsonrpc'].post;
+    assert.equal(Object.keys(rpc.responses), ['200', '204', '400', '401', '413', '415', '429']);
+    assert.equal(Object.keys(rpc.requestBody.content), ['application/json', 'application/json-rpc', 'application/jsonrequest']);
+    assert.equal(
+      rpc.parameters.filter((p: Json) => p.in === 'query').map((p: Json) => p.name),
+      ['server', 'namespace', 'version', 'timeout', 'cast'],
+    );
+    assert.not.equal(rpc.requestBody.content['application/json'].example?.method, 'getUser');
+    assert.ok(get.responses['415'], 'REST: a body that is not JSON');
     // docs: false serves neither.
     const off = await harness(ctx.broker.url, { docs: false });
     try {

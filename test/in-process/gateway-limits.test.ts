@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
 import net from 'node:net';
 import * as assert from 'uvu/assert';
 import { type ConnectionRefusedEvent, resolveGatewayConfig } from '../../src/gateway/index.js';
@@ -404,6 +405,98 @@ for (const [name, broker] of IN_PROCESS) {
     assert.is(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).error.code, 'ERR_HTTP_REQUEST_TIMEOUT');
     assert.ok(Date.now() - t0 < 1500, `408 after ${Date.now() - t0} ms`);
   });
+  t('controls: a long value is refused for its length and quoted back cut short; a header sent twice is named', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url);
+    // Before: 400 "server has characters a server name cannot have: aaaa…", all 8,000 of them.
+    const long = await http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/get?server=${'a'.repeat(8000)}`, { id: 1 });
+    assert.is(long.status, 400);
+    assert.is(long.json.error.message, 'server is 8000 characters long; at most 255');
+    const bad = await http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/get?version=${'9'.repeat(300)}x`, { id: 1 });
+    assert.is(bad.status, 400);
+    assert.ok(bad.text.length < 600, `${bad.text.length} bytes`);
+    assert.match(bad.json.error.message, /^version must look like X\.Y or X\.Y\.Z, got "9{100}"… \(301 characters\)$/);
+    // Node joins a header given twice with ", ": it was refused as the joined value.
+    const { port } = ctx.h.gateway.address!;
+    const twice = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(
+        {
+          port,
+          host: '127.0.0.1',
+          method: 'POST',
+          path: `/v1/${ctx.h.topic}/get`,
+          headers: { 'content-type': 'application/json', 'x-hermod-version': ['1.0', '1.0'] },
+        },
+        (res) => {
+          let body = '';
+          res.on('data', (d) => (body += d));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        },
+      );
+      req.on('error', reject);
+      req.end('{"id":1}');
+    });
+    assert.is(twice.status, 400);
+    assert.is(JSON.parse(twice.body).error.message, 'the x-hermod-version header is given 2 times; give it once');
+    assert.is(ctx.h.users.seen.length, 0, 'nothing sent');
+  });
+
+  t(
+    "what Node answered by itself is answered in the gateway's shape: no Host, Expect other than 100-continue, CONNECT; a body too large for Expect: 100-continue gets its 413 before any 100",
+    async (ctx) => {
+      ctx.h = await harness(ctx.broker.url, { bodyLimit: 1024 });
+      const { port } = ctx.h.gateway.address!;
+      /** Writes `text` on a fresh socket; resolves with all the gateway wrote until it closed (or 3 s). */
+      const exchange = (text: string, then?: (got: string, socket: net.Socket) => void) =>
+        new Promise<string>((resolve) => {
+          const socket = net.connect(port, '127.0.0.1');
+          let got = '';
+          socket.on('data', (d) => {
+            got += d;
+            then?.(got, socket);
+          });
+          socket.on('error', () => {});
+          const timer = setTimeout(() => socket.destroy(), 3000);
+          socket.on('close', () => {
+            clearTimeout(timer);
+            resolve(got);
+          });
+          socket.write(text);
+        });
+      const bodyOf = (answer: string) =>
+        JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: { code: string; message: string } };
+      const path = `/v1/${ctx.h.topic}/get`;
+      // Before: Node's bare 400 with an empty chunked body.
+      const noHost = await exchange(
+        `POST ${path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 8\r\nConnection: close\r\n\r\n{"id":1}`,
+      );
+      assert.match(noHost, /^HTTP\/1\.1 400 /);
+      assert.equal(bodyOf(noHost).error.code, 'HTTP_HOST_REQUIRED');
+      // Before: a bare 417.
+      const expect = await exchange(`POST ${path} HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: 8\r\n\r\n{"id":1}`);
+      assert.match(expect, /^HTTP\/1\.1 417 /);
+      assert.is(bodyOf(expect).error.code, 'HTTP_EXPECTATION_FAILED');
+      // Before: the connection cut with no answer.
+      const tunnel = await exchange('CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n');
+      assert.match(tunnel, /^HTTP\/1\.1 405 /);
+      assert.is(bodyOf(tunnel).error.code, 'HTTP_METHOD_NOT_ALLOWED');
+      // Before: 100 Continue, then 413 once the client had started its upload.
+      const big = await exchange(
+        `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 5000000\r\n\r\n`,
+      );
+      assert.match(big, /^HTTP\/1\.1 413 /);
+      assert.not.match(big, /100 Continue/);
+      // A body within the limit gets its 100, then its answer.
+      const small = await exchange(
+        `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 8\r\nConnection: close\r\n\r\n`,
+        (got, socket) => {
+          if (got === 'HTTP/1.1 100 Continue\r\n\r\n') socket.write('{"id":1}');
+        },
+      );
+      assert.match(small, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+      assert.is(ctx.h.users.seen.length, 1, 'only the last one was called');
+    },
+  );
+
   t("headers over Node's limit: 431 in the gateway's error shape, and the connection closed", async (ctx) => {
     ctx.h = await harness(ctx.broker.url);
     const conn = await keepAlive(ctx.h.gateway.address!.port);
