@@ -88,8 +88,11 @@ export interface Gateway {
   readonly config: ResolvedGatewayConfig;
   /** Calls and casts sent and not yet answered (what a stop waits for). */
   readonly inFlight: number;
-  /** HTTP connections open now, and refused so far for `maxConnections`. */
-  readonly connections: { open: number; refused: number };
+  /**
+   * HTTP connections open now, refused so far for `maxConnections` (and the per-address and
+   * pipelining limits), and idle keep-alive ones closed so far to make room at those limits.
+   */
+  readonly connections: { open: number; refused: number; evictedIdle: number };
   /**
    * Listens on `listen.host`:`listen.port` (port 0: any free port). Rejects with a
    * `ClosedError` once {@link stop} was called, including a stop that came while it started
@@ -368,11 +371,34 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     res.writeContinue();
     app.server.emit('request', req, res);
   });
+  /**
+   * Keep-alive connections with every request answered, oldest first: at a connection limit the
+   * oldest of them is closed to admit the newcomer, as nginx drains its reusable connections.
+   * Before, a few addresses' idle keep-alive connections (one request each, then silence for the
+   * 72 s keepAliveTimeout) held every slot, and every other client was refused for that long.
+   */
+  const idle = new Set<Socket>();
+  /** Closes the oldest idle connection (from `from`, when given); whether there was one. */
+  const evictIdle = (from?: string): boolean => {
+    for (const s of idle) {
+      if (from !== undefined && s.remoteAddress !== from) continue;
+      idle.delete(s);
+      s.destroy();
+      evicted++;
+      return true;
+    }
+    return false;
+  };
+  let evicted = 0;
   app.server.on('connection', (socket: Socket) => {
     const from = socket.remoteAddress ?? '';
     const fromHere = byAddress.get(from) ?? 0;
-    const perAddress = config.maxConnectionsPerAddress > 0 && fromHere >= config.maxConnectionsPerAddress;
-    if (open >= config.maxConnections || perAddress) {
+    let perAddress = config.maxConnectionsPerAddress > 0 && fromHere >= config.maxConnectionsPerAddress;
+    // The address's own idle connection makes room for it first; then anyone's, for the total.
+    if (perAddress && evictIdle(from)) perAddress = false;
+    if (!perAddress && open >= config.maxConnections && evictIdle()) {
+      // Counted down when its close event comes; meanwhile one over the limit, briefly.
+    } else if (open >= config.maxConnections || perAddress) {
       refused++;
       if (channels.gatewayRefused.hasSubscribers)
         channels.gatewayRefused.publish({
@@ -390,6 +416,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     open++;
     byAddress.set(from, fromHere + 1);
     socket.once('close', () => {
+      idle.delete(socket);
       open--;
       const left = (byAddress.get(from) ?? 1) - 1;
       if (left > 0) byAddress.set(from, left);
@@ -575,6 +602,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     }
     const n = (unanswered.get(socket) ?? 0) + 1;
     unanswered.set(socket, n);
+    idle.delete(socket);
     if (n > config.maxPipelined) {
       // Closed, not answered: an answer would wait behind the others like the rest.
       refused++;
@@ -594,6 +622,8 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     const socket = request.raw.socket;
     const n = unanswered.get(socket);
     if (n !== undefined) unanswered.set(socket, n - 1);
+    // Re-added at the end: the order is of when each connection went idle.
+    if (n === 1 && !socket.destroyed && !lingering.has(socket)) idle.add(socket);
     if (channels.gatewayRequest.hasSubscribers) {
       const user = request.hermod?.identity?.user;
       const remoteAddress = request.raw.socket.remoteAddress;
@@ -730,7 +760,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
       return invoker.inFlight;
     },
     get connections() {
-      return { open, refused };
+      return { open, refused, evictedIdle: evicted };
     },
     async start() {
       if (stopped) throw new ClosedError('the gateway was stopped');

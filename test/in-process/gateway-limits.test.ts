@@ -524,64 +524,85 @@ for (const [name, broker] of IN_PROCESS) {
     }
   });
   t(
-    'connection limit: past maxConnections a connection is closed as accepted and reported; a freed slot takes the next one',
+    'connection limit: past maxConnections a connection is closed as accepted and reported, unless an idle keep-alive one can make room; a freed slot takes the next one',
     async (ctx) => {
       const refusals: ConnectionRefusedEvent[] = [];
       ctx.h = await harness(ctx.broker.url, { maxConnections: 3, onConnectionRefused: (e) => refusals.push(e) });
       const { port } = ctx.h.gateway.address!;
       const held: KeepAlive[] = [];
       try {
-        for (let i = 0; i < 3; i++) {
-          const c = await keepAlive(port);
-          held.push(c);
-          assert.match(await c.get('/healthz'), /^HTTP\/1\.1 200 /, `connection ${i + 1} served`);
-        }
-        assert.equal(ctx.h.gateway.connections, { open: 3, refused: 0 });
+        // Three connections that have sent nothing yet: none is idle (a fresh one has its
+        // requestTimeout), so a fourth has no room.
+        for (let i = 0; i < 3; i++) held.push(await keepAlive(port));
+        await until(() => ctx.h.gateway.connections.open === 3, 'three open');
+        assert.equal(ctx.h.gateway.connections, { open: 3, refused: 0, evictedIdle: 0 });
         const over = await keepAlive(port);
         held.push(over);
         assert.is(await over.get('/healthz'), '', 'the fourth connection is closed without an answer');
         assert.is(ctx.h.gateway.connections.refused, 1);
         assert.equal(refusals, [{ limit: 3, refused: 1, remoteAddress: '127.0.0.1' }]);
-        // The held connections keep working, calls included.
+        // The held connections work, calls included.
         assert.match(await held[0]!.get('/readyz'), /^HTTP\/1\.1 200 /);
-        held[1]!.socket.destroy();
+        assert.match(
+          await held[1]!.send(
+            `POST /v1/${ctx.h.topic}/get HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 8\r\n\r\n{"id":1}`,
+          ),
+          /^HTTP\/1\.1 200 /,
+        );
+        // Both now idle: a newcomer closes the one idle the longest (held[0]) and gets in. Before,
+        // idle keep-alive connections of a few addresses held every slot for keepAliveTimeout.
+        const newcomer = await keepAlive(port);
+        held.push(newcomer);
+        assert.match(await newcomer.get('/healthz'), /^HTTP\/1\.1 200 /, 'the newcomer is served');
+        await held[0]!.closed;
+        assert.is(held[1]!.socket.destroyed, false, 'the more recently used one stays');
+        assert.equal(ctx.h.gateway.connections, { open: 3, refused: 1, evictedIdle: 1 });
+        held[2]!.socket.destroy();
         await until(() => ctx.h.gateway.connections.open === 2, 'the slot freed');
         const next = await keepAlive(port);
         held.push(next);
         assert.match(await next.get('/healthz'), /^HTTP\/1\.1 200 /, 'a freed slot takes a new connection');
-        assert.equal(ctx.h.gateway.connections, { open: 3, refused: 1 });
-        const r = await http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/get`, { id: 1 }).catch((e: Error) => e);
-        assert.instance(r, Error, 'a fourth connection is refused again while three are open');
-        assert.is(ctx.h.gateway.connections.refused, 2);
+        assert.equal(ctx.h.gateway.connections, { open: 3, refused: 1, evictedIdle: 1 });
       } finally {
         for (const c of held) c.socket.destroy();
       }
     },
   );
 
-  t('per address: past maxConnectionsPerAddress a connection from that address is closed; another address still gets in', async (ctx) => {
-    const refusals: ConnectionRefusedEvent[] = [];
-    ctx.h = await harness(ctx.broker.url, { maxConnectionsPerAddress: 2, onConnectionRefused: (e) => refusals.push(e) });
-    const { port } = ctx.h.gateway.address!;
-    const held: KeepAlive[] = [];
-    try {
-      for (let i = 0; i < 2; i++) {
-        const c = await keepAlive(port);
-        held.push(c);
-        assert.match(await c.get('/healthz'), /^HTTP\/1\.1 200 /);
+  t(
+    'per address: past maxConnectionsPerAddress a connection from that address is closed, unless one of its own is idle; another address still gets in',
+    async (ctx) => {
+      const refusals: ConnectionRefusedEvent[] = [];
+      ctx.h = await harness(ctx.broker.url, { maxConnectionsPerAddress: 2, onConnectionRefused: (e) => refusals.push(e) });
+      const { port } = ctx.h.gateway.address!;
+      const held: KeepAlive[] = [];
+      try {
+        for (let i = 0; i < 2; i++) held.push(await keepAlive(port));
+        await until(() => ctx.h.gateway.connections.open === 2, 'two open');
+        const over = await keepAlive(port);
+        held.push(over);
+        assert.is(await over.get('/healthz'), '', 'a third from 127.0.0.1 is closed without an answer');
+        assert.equal(refusals, [{ limit: 2, refused: 1, perAddress: true, remoteAddress: '127.0.0.1' }]);
+        // Loopback is a /8: 127.0.0.2 is another client to the gateway, and its idle connection
+        // is not 127.0.0.1's to take.
+        const other = await keepAlive(port, '127.0.0.2');
+        held.push(other);
+        assert.match(await other.get('/healthz'), /^HTTP\/1\.1 200 /, 'another address is served');
+        const again = await keepAlive(port);
+        held.push(again);
+        assert.is(await again.get('/healthz'), '', 'still none of its own idle');
+        // One of its own goes idle: the next from 127.0.0.1 takes its place.
+        assert.match(await held[0]!.get('/healthz'), /^HTTP\/1\.1 200 /);
+        const third = await keepAlive(port);
+        held.push(third);
+        assert.match(await third.get('/healthz'), /^HTTP\/1\.1 200 /);
+        await held[0]!.closed;
+        assert.is(other.socket.destroyed, false);
+      } finally {
+        for (const c of held) c.socket.destroy();
       }
-      const over = await keepAlive(port);
-      held.push(over);
-      assert.is(await over.get('/healthz'), '', 'a third from 127.0.0.1 is closed without an answer');
-      assert.equal(refusals, [{ limit: 2, refused: 1, perAddress: true, remoteAddress: '127.0.0.1' }]);
-      // Loopback is a /8: 127.0.0.2 is another client to the gateway.
-      const other = await keepAlive(port, '127.0.0.2');
-      held.push(other);
-      assert.match(await other.get('/healthz'), /^HTTP\/1\.1 200 /, 'another address is served');
-    } finally {
-      for (const c of held) c.socket.destroy();
-    }
-  });
+    },
+  );
 
   t('pipelining: a connection with more than maxPipelined requests unanswered is closed; the gateway holds nothing for it', async (ctx) => {
     // A client that pipelined 20,000 GETs of /openapi.json on each of 200 connections and read
