@@ -33,13 +33,32 @@ t('a removed entry never expires and is not kept; one timer serves many entries'
   const d = new Deadlines();
   const fired: number[] = [];
   const now = Date.now();
-  const entries = Array.from({ length: 1000 }, (_, i) => d.add({ deadline: now + 5000 + i, expire: () => fired.push(i) }));
+  const entries = Array.from({ length: 1000 }, (_, i) => {
+    const e = { deadline: now + 5000 + i, expire: () => fired.push(i) };
+    return { e, slot: d.add(e) };
+  });
   assert.is(ctx.clock.countTimers(), 1);
-  for (const e of entries.slice(0, 999)) d.remove(e);
+  for (const { e, slot } of entries.slice(0, 999)) d.remove(slot, e);
   assert.is(d.size, 1);
   ctx.clock.tick(10_000);
   assert.equal(fired, [999]);
   assert.is(d.size, 0);
+});
+
+t('a slot freed by an entry that expired is taken again: removing the expired entry later leaves the new one alone', (ctx) => {
+  const d = new Deadlines();
+  const fired: string[] = [];
+  const now = Date.now();
+  const old = { deadline: now + 100, expire: () => fired.push('old') };
+  const slot = d.add(old);
+  ctx.clock.tick(100);
+  const next = { deadline: now + 1000, expire: () => fired.push('next') };
+  assert.is(d.add(next), slot, 'the slot is reused');
+  // The publish that expired settles late (its confirm came after all): it must not free the slot.
+  d.remove(slot, old);
+  assert.is(d.size, 1);
+  ctx.clock.tick(1000);
+  assert.equal(fired, ['old', 'next']);
 });
 
 t('an entry earlier than the armed one re-arms the timer for it', (ctx) => {

@@ -331,17 +331,18 @@ export class Publisher {
   /** `step` of `p`'s slow path, or MessagingTimeout at `p.deadline` if it has not settled by then. */
   private beforeDeadline<T>(step: Promise<T>, p: Publication, doing: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const entry = this.deadlines.add({
+      const entry: DeadlineEntry = {
         deadline: p.deadline,
         expire: () => reject(new MessagingTimeout(`${p.what}: not sent before the deadline (still ${doing}; is the broker blocked?)`)),
-      });
+      };
+      const slot = this.deadlines.add(entry);
       step.then(
         (v) => {
-          this.deadlines.remove(entry);
+          this.deadlines.remove(slot, entry);
           resolve(v);
         },
         (err: unknown) => {
-          this.deadlines.remove(entry);
+          this.deadlines.remove(slot, entry);
           reject(err);
         },
       );
@@ -360,6 +361,7 @@ export class Publisher {
     return new Promise<void>((resolve, reject) => {
       let settled = false;
       let waiting: DeadlineEntry | undefined;
+      let waitingSlot = -1;
       const fail = (err: unknown) => {
         if (this.returned.size > 0) this.returned.delete(p.uniqueId);
         reject(err);
@@ -372,7 +374,7 @@ export class Publisher {
               const returned = this.returned.size > 0 && this.returned.delete(p.uniqueId);
               if (settled) return;
               settled = true;
-              if (waiting) this.deadlines.remove(waiting);
+              if (waiting) this.deadlines.remove(waitingSlot, waiting);
               if (err) return reject(err);
               if (!returned) return resolve();
               reject(
@@ -395,7 +397,7 @@ export class Publisher {
       if (!ok) this.awaitDrain();
       if (!p.confirm) return resolve();
       if (settled) return;
-      waiting = this.deadlines.add({
+      waiting = {
         deadline: p.deadline,
         expire: () => {
           settled = true;
@@ -405,7 +407,8 @@ export class Publisher {
             ),
           );
         },
-      });
+      };
+      waitingSlot = this.deadlines.add(waiting);
     });
   }
 }
