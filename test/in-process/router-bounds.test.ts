@@ -775,17 +775,21 @@ async function writeHex(socket: net.Socket, chunks: string[]): Promise<void> {
 /** SASL header and an ANONYMOUS sasl-init. */
 const SASL_ANONYMOUS = '414d5150030100000000001902010000005341c00c01a309414e4f4e594d4f5553';
 
+/** Logs in anonymously on a raw socket, writes `chunks` (hex) and waits for the router to close the connection (3 s at most). */
+async function closedAfter(ctx: Ctx, chunks: string[]): Promise<void> {
+  const { socket, closed } = await raw(ctx);
+  await writeHex(socket, [SASL_ANONYMOUS, ...chunks]);
+  await Promise.race([closed, sleep(3000).then(() => assert.unreachable('the connection was not closed'))]);
+}
+
 t('an open with max-frame-size below 512 is refused: rhea split a message into frames of (size - 50) bytes, forever', async (ctx) => {
   // From a fuzzer: open with max-frame-size 20, a sender and a receiver on fuzz.q, one 5-byte
   // message. The router's frame loop never ended and it died at 4 GB; any anonymous client could.
   await startRouter(ctx);
-  const { socket, closed } = await raw(ctx);
-  await writeHex(socket, [
-    SASL_ANONYMOUS,
+  await closedAfter(ctx, [
     '414d5150000100000000001e02000000005310c01104a105776564676540700000001460003f0000001a02000000005311c00d044043700000080070000008000000002a02000000005312c01d0aa101734342404000532845005329c00901a10666757a7a2e714040430000002802000000005312c01b07a101725201414040005328c00901a10666757a7a2e71005329450000001f02000000005313c01207437000000800437000000800520143520a',
     '0000002d02000000005314c006034343a00174005373c00b034040a10666757a7a2e71005375a00568656c6c6f',
   ]);
-  await Promise.race([closed, sleep(3000).then(() => assert.unreachable('the connection was not closed'))]);
   await until(() => ctx.log.some((l) => /open with max-frame-size 20, below AMQP's minimum of 512/.test(l)), 'the refusal logged');
   // Still serving.
   const c = await rheaConnect(ctx.port);
@@ -803,13 +807,10 @@ t('a transfer whose delivery-id is a signed -1 closes its connection; the router
   // disposition written for it threw out of the event loop ("value out of range"): the router
   // process exited, for any client that could log in.
   await startRouter(ctx);
-  const { socket, closed } = await raw(ctx);
-  await writeHex(socket, [
-    SASL_ANONYMOUS,
+  await closedAfter(ctx, [
     '414d5150000100000000001e02000000005310c01104a105637261736840700001000060003f0000001a02000000005311c00d044043700000080070000008000000002a02000000005312c01d0aa101734342404000532845005329c00901a10666757a7a2e78404043',
     '0000002f02000000005314c00b034371ffffffffa0027430005373c00b034040a10666757a7a2e78005377a10268690000000c0200000000531745',
   ]);
-  await Promise.race([closed, sleep(3000).then(() => assert.unreachable('the connection was not closed'))]);
   await sleep(200);
   assert.ok(
     ctx.log.some((l) => /transfer with delivery-id -1, which is not a uint/.test(l)),
