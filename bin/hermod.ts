@@ -14,7 +14,7 @@ import { CLI_DEFAULTS } from '../src/cli/defaults.js';
 import { EXIT, EXIT_TABLE, exitOnUsage, failureStatus, fatal, fatalAsJsonLog, UsageError } from '../src/cli/exit-codes.js';
 import { captureConsole, lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, HERMOD_VERSION, type LogFlags, positiveSeconds } from '../src/cli/program.js';
-import { handleShutdown, onOutputClosed, parseShutdownTimeout } from '../src/cli/shutdown.js';
+import { closeBeforeExit, exitWhenOutputCloses, handleShutdown, onOutputClosed, parseShutdownTimeout } from '../src/cli/shutdown.js';
 import { type ConfigValues, closeKey, type HermodConfig, loadConfig } from '../src/config/index.js';
 import type { ConnectionState } from '../src/core/diagnostics.js';
 import { ConfigError, TransportError } from '../src/core/errors.js';
@@ -100,7 +100,7 @@ async function runStatusCommand(argv: string[], config: HermodConfig): Promise<n
   const settings = applyLogFlags(config, o);
   // Reconnects on stderr, or an unreachable broker is a silent wait.
   logConnectionState(makeLogger(settings, 'hermod status', true));
-  const transport = await getTransport(o.transportUrl, { config: settings });
+  const transport = closeBeforeExit(await getTransport(o.transportUrl, { config: settings }));
   const view = new PresenceView(transport, { presenceTopic: o.presenceTopic, ...(o.exchange ? { exchange: o.exchange } : {}) });
   const tty = process.stdout.isTTY && !o.json;
   const print = () => {
@@ -151,7 +151,7 @@ async function runStatusCommand(argv: string[], config: HermodConfig): Promise<n
 }
 
 async function statusCommand(argv: string[]): Promise<void> {
-  onOutputClosed(() => process.exit(0));
+  exitWhenOutputCloses();
   const { config, rest } = cliConfig(argv, CLI_DEFAULTS);
   process.exitCode = await runStatusCommand(rest, config);
 }

@@ -184,6 +184,13 @@ function hasBody(req: IncomingMessage): boolean {
 }
 
 /**
+ * How long a keep-alive connection must have been idle before it may be closed to make room for a
+ * new one: between an answer and its next request a busy client is idle for microseconds, and a
+ * request already on its way would be lost (fetch does not resend a POST).
+ */
+export const MIN_IDLE_MS = 1000;
+
+/**
  * A whole HTTP/1.1 answer in the gateway's error shape, for a socket no request object can answer
  * (a request Node's parser refused, a CONNECT); the connection closes after it.
  */
@@ -348,23 +355,46 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   // What Node answers by itself, with a bare status line and no body, in the gateway's shape:
   // `Expect` other than 100-continue (417), CONNECT (no route can take a tunnel: 405, it was a
   // cut connection), and `Expect: 100-continue` checked before the 100 is sent, so a client is not
-  // told to upload a body the gateway refuses for its size.
-  app.server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
-    res.socket?.end(rawAnswer(417, 'HTTP_EXPECTATION_FAILED', 'ExpectationFailed', 'the only Expect the gateway takes is 100-continue'));
+  // told to upload a body the gateway refuses for its size. Through the request's own response,
+  // so that a pipelined one is answered in its turn (written to the socket at once, it went
+  // nowhere while an answer before it was pending, or ahead of that answer).
+  const refuseRaw = (req: IncomingMessage, res: ServerResponse, status: number, code: string, type: string, message: string) => {
+    const requestId = `req-${randomUUID()}`;
+    const detail = { code, type, message, requestId };
+    const jsonrpc = (req.url ?? '').split('?')[0] === '/jsonrpc';
+    const body = JSON.stringify(
+      jsonrpc
+        ? { jsonrpc: '2.0', error: { code: RPC_CODES.invalidRequest, message, data: { ...detail, status } }, id: null }
+        : { error: detail },
+    );
+    res.shouldKeepAlive = false;
+    res.writeHead(status, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'x-request-id': requestId,
+      connection: 'close',
+    });
+    res.end(body);
+  };
+  app.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    refuseRaw(req, res, 417, 'HTTP_EXPECTATION_FAILED', 'ExpectationFailed', 'the only Expect the gateway takes is 100-continue');
   });
   app.server.on('connect', (_req: IncomingMessage, socket: Socket) => {
-    socket.end(rawAnswer(405, 'HTTP_METHOD_NOT_ALLOWED', 'MethodNotAllowed', 'CONNECT is not a method of the gateway'));
+    // Node gives the socket up at a CONNECT: an answer written to it would overtake those still
+    // pending for requests pipelined before it, so such a connection is only cut, as before.
+    if ((unanswered.get(socket) ?? 0) > 0) socket.destroy();
+    else socket.end(rawAnswer(405, 'HTTP_METHOD_NOT_ALLOWED', 'MethodNotAllowed', 'CONNECT is not a method of the gateway'));
   });
   app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
     const length = Number(req.headers['content-length']);
     if (length > config.bodyLimit) {
-      res.socket?.end(
-        rawAnswer(
-          413,
-          'FST_ERR_CTP_BODY_TOO_LARGE',
-          'PayloadTooLarge',
-          `the body of ${length} bytes is over the gateway's limit of ${config.bodyLimit}`,
-        ),
+      refuseRaw(
+        req,
+        res,
+        413,
+        'FST_ERR_CTP_BODY_TOO_LARGE',
+        'PayloadTooLarge',
+        `the body of ${length} bytes is over the gateway's limit of ${config.bodyLimit}`,
       );
       return;
     }
@@ -372,17 +402,26 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     app.server.emit('request', req, res);
   });
   /**
-   * Keep-alive connections with every request answered, oldest first: at a connection limit the
-   * oldest of them is closed to admit the newcomer, as nginx drains its reusable connections.
-   * Before, a few addresses' idle keep-alive connections (one request each, then silence for the
-   * 72 s keepAliveTimeout) held every slot, and every other client was refused for that long.
+   * Keep-alive connections with every request answered, by when each went idle, oldest first: at
+   * a connection limit the oldest of them is closed to admit the newcomer, as nginx drains its
+   * reusable connections. Before, a few addresses' idle keep-alive connections (one request each,
+   * then silence for the 72 s keepAliveTimeout) held every slot, and every other client was
+   * refused for that long. Only one idle for {@link MIN_IDLE_MS} or more is closed: a busy client
+   * is idle for microseconds between an answer and its next request, which may be on its way.
    */
-  const idle = new Set<Socket>();
+  const idle = new Map<Socket, number>();
+  /** Connections closed to make room whose close event has not come yet: their slots are free already. */
+  let freeing = 0;
   /** Closes the oldest idle connection (from `from`, when given); whether there was one. */
   const evictIdle = (from?: string): boolean => {
-    for (const s of idle) {
+    const before = Date.now() - MIN_IDLE_MS;
+    for (const [s, since] of idle) {
+      // Oldest first: once one is too recent, so are the rest.
+      if (since > before) return false;
       if (from !== undefined && s.remoteAddress !== from) continue;
       idle.delete(s);
+      freeing++;
+      s.once('close', () => freeing--);
       s.destroy();
       evicted++;
       return true;
@@ -394,11 +433,12 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     const from = socket.remoteAddress ?? '';
     const fromHere = byAddress.get(from) ?? 0;
     let perAddress = config.maxConnectionsPerAddress > 0 && fromHere >= config.maxConnectionsPerAddress;
-    // The address's own idle connection makes room for it first; then anyone's, for the total.
+    // The address's own idle connection makes room for it first, which frees a slot of the total
+    // too; else anyone's, for the total. `open` and the address's count go down at the close
+    // events: the slots being freed are not counted meanwhile.
     if (perAddress && evictIdle(from)) perAddress = false;
-    if (!perAddress && open >= config.maxConnections && evictIdle()) {
-      // Counted down when its close event comes; meanwhile one over the limit, briefly.
-    } else if (open >= config.maxConnections || perAddress) {
+    else if (!perAddress && open - freeing >= config.maxConnections) evictIdle();
+    if (open - freeing >= config.maxConnections || perAddress) {
       refused++;
       if (channels.gatewayRefused.hasSubscribers)
         channels.gatewayRefused.publish({
@@ -623,7 +663,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     const n = unanswered.get(socket);
     if (n !== undefined) unanswered.set(socket, n - 1);
     // Re-added at the end: the order is of when each connection went idle.
-    if (n === 1 && !socket.destroyed && !lingering.has(socket)) idle.add(socket);
+    if (n === 1 && !socket.destroyed && !lingering.has(socket)) idle.set(socket, Date.now());
     if (channels.gatewayRequest.hasSubscribers) {
       const user = request.hermod?.identity?.user;
       const remoteAddress = request.raw.socket.remoteAddress;

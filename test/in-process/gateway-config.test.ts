@@ -11,7 +11,7 @@ import { createGateway, readGatewayConfig, resolveGatewayConfig } from '../../sr
 import { jobsKey } from '../../src/gateway/job-refs.js';
 import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
-import { rejects, until } from '../support/assert.js';
+import { rejects, sleep, until } from '../support/assert.js';
 import { scratchDir } from '../support/scratch.js';
 import { harness, http, IN_PROCESS, type KeepAlive, keepAlive, keysFileFor, Users, userRoutes } from './gateway-cases.js';
 
@@ -910,7 +910,8 @@ cli('maxConnections from the file: refused at once, logged at once, the rest of 
     await until(() => /refused 2 connection/.test(gw.err), 'the rest of the burst logged', 25_000);
     assert.match(gw.err, /WARN .*refused 2 connection\(s\) since the last such line \(3 in all\)/);
     // One more within the next interval, then a stop: its line is written at the stop, not lost.
-    // `first` is idle now: a newcomer takes its place, and the one after it is refused.
+    // `first` is idle now (for a second): a newcomer takes its place, and the one after it is refused.
+    await sleep(1100);
     const taker = await keepAlive(port);
     held.push(taker);
     await first.closed;

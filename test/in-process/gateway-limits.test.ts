@@ -549,20 +549,27 @@ for (const [name, broker] of IN_PROCESS) {
           ),
           /^HTTP\/1\.1 200 /,
         );
-        // Both now idle: a newcomer closes the one idle the longest (held[0]) and gets in. Before,
-        // idle keep-alive connections of a few addresses held every slot for keepAliveTimeout.
+        // Idle for less than a second, neither is closed for room: a busy client's next request
+        // may be on its way.
+        const early = await keepAlive(port);
+        held.push(early);
+        assert.is(await early.get('/healthz'), '', 'refused while the idle ones are recent');
+        assert.is(ctx.h.gateway.connections.refused, 2);
+        await sleep(1100);
+        // Both idle for a second now: a newcomer closes the one idle the longest (held[0]) and gets
+        // in. Before, idle keep-alive connections of a few addresses held every slot for keepAliveTimeout.
         const newcomer = await keepAlive(port);
         held.push(newcomer);
         assert.match(await newcomer.get('/healthz'), /^HTTP\/1\.1 200 /, 'the newcomer is served');
         await held[0]!.closed;
         assert.is(held[1]!.socket.destroyed, false, 'the more recently used one stays');
-        assert.equal(ctx.h.gateway.connections, { open: 3, refused: 1, evictedIdle: 1 });
+        assert.equal(ctx.h.gateway.connections, { open: 3, refused: 2, evictedIdle: 1 });
         held[2]!.socket.destroy();
         await until(() => ctx.h.gateway.connections.open === 2, 'the slot freed');
         const next = await keepAlive(port);
         held.push(next);
         assert.match(await next.get('/healthz'), /^HTTP\/1\.1 200 /, 'a freed slot takes a new connection');
-        assert.equal(ctx.h.gateway.connections, { open: 3, refused: 1, evictedIdle: 1 });
+        assert.equal(ctx.h.gateway.connections, { open: 3, refused: 2, evictedIdle: 1 });
       } finally {
         for (const c of held) c.socket.destroy();
       }
@@ -591,8 +598,9 @@ for (const [name, broker] of IN_PROCESS) {
         const again = await keepAlive(port);
         held.push(again);
         assert.is(await again.get('/healthz'), '', 'still none of its own idle');
-        // One of its own goes idle: the next from 127.0.0.1 takes its place.
+        // One of its own goes idle (for a second): the next from 127.0.0.1 takes its place.
         assert.match(await held[0]!.get('/healthz'), /^HTTP\/1\.1 200 /);
+        await sleep(1100);
         const third = await keepAlive(port);
         held.push(third);
         assert.match(await third.get('/healthz'), /^HTTP\/1\.1 200 /);
@@ -601,6 +609,62 @@ for (const [name, broker] of IN_PROCESS) {
       } finally {
         for (const c of held) c.socket.destroy();
       }
+    },
+  );
+
+  t("at both limits at once one idle connection makes room, the address's own; another client's stays", async (ctx) => {
+    ctx.h = await harness(ctx.broker.url, { maxConnections: 2, maxConnectionsPerAddress: 1 });
+    const { port } = ctx.h.gateway.address!;
+    const other = await keepAlive(port, '127.0.0.2');
+    const own = await keepAlive(port);
+    try {
+      assert.match(await other.get('/healthz'), /^HTTP\/1\.1 200 /);
+      assert.match(await own.get('/healthz'), /^HTTP\/1\.1 200 /);
+      await sleep(1100);
+      const newcomer = await keepAlive(port);
+      try {
+        assert.match(await newcomer.get('/healthz'), /^HTTP\/1\.1 200 /);
+        await own.closed;
+        // Before: the total was checked again before the first close came, and 127.0.0.2's went too.
+        assert.is(other.socket.destroyed, false);
+        assert.is(ctx.h.gateway.connections.evictedIdle, 1);
+      } finally {
+        newcomer.socket.destroy();
+      }
+    } finally {
+      other.socket.destroy();
+      own.socket.destroy();
+    }
+  });
+
+  t(
+    'a pipelined request refused for its Expect is answered in its turn, after the one before it; on /jsonrpc in its shape',
+    async (ctx) => {
+      ctx.h = await harness(ctx.broker.url, { bodyLimit: 1024 });
+      const { port } = ctx.h.gateway.address!;
+      const answers = await new Promise<string>((resolve) => {
+        const socket = net.connect(port, '127.0.0.1');
+        let got = '';
+        socket.on('data', (d) => {
+          got += d;
+        });
+        socket.on('error', () => {});
+        const timer = setTimeout(() => socket.destroy(), 5000);
+        socket.on('close', () => {
+          clearTimeout(timer);
+          resolve(got);
+        });
+        const slow = `POST /v1/${ctx.h.topic}/sleep HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{"ms":300}`;
+        const expect =
+          'POST /jsonrpc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 5000000\r\n\r\n';
+        socket.write(slow + expect);
+      });
+      // Before: the 413 went to the socket while the sleep's answer was pending, and nowhere: the
+      // second request was never answered and the connection held.
+      const statuses = [...answers.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1]);
+      assert.equal(statuses, ['200', '413'], answers);
+      const last = JSON.parse(answers.slice(answers.lastIndexOf('\r\n\r\n') + 4));
+      assert.equal([last.error.code, last.error.data.code], [-32600, 'FST_ERR_CTP_BODY_TOO_LARGE']);
     },
   );
 

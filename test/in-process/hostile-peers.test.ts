@@ -349,6 +349,8 @@ t('amqp1: a reply whose failure is falsy JSON, or whose body is no JSON object, 
     zero: JSON.stringify({ failure: '0' }),
     nul: JSON.stringify({ failure: 'false' }),
     empty: JSON.stringify({ failure: '""' }),
+    // Parsed to null, it was read as no failure: the call succeeded with no result at all.
+    nothing: JSON.stringify({ failure: 'null' }),
     number: '5',
     list: '[1]',
     fine: JSON.stringify({ response: 42 }),
@@ -365,6 +367,9 @@ t('amqp1: a reply whose failure is falsy JSON, or whose body is no JSON object, 
     if (tx.sendable()) send();
     else tx.once('sendable', send);
   });
+  const invalid: Array<{ where: string }> = [];
+  const onInvalid = (e: unknown) => invalid.push(e as { where: string });
+  diagnostics_channel.subscribe('hermod:message:invalid', onInvalid);
   try {
     await new Promise((r) => rx.once('receiver_open', r));
     const client = new RPCClient(transport, new Target({ topic: 'falsy' }), { timeout: 5000 });
@@ -379,11 +384,18 @@ t('amqp1: a reply whose failure is falsy JSON, or whose body is no JSON object, 
       zero: 'MalformedMessage',
       nul: 'MalformedMessage',
       empty: 'MalformedMessage',
+      nothing: 'MalformedMessage',
       number: 'MalformedMessage',
       list: 'MalformedMessage',
       fine: 'resolved 42',
     });
+    // Reported as a reply queue's are on RabbitMQ (they were only failed, unseen).
+    assert.equal(
+      invalid.map((e) => e.where),
+      Array(6).fill('reply link'),
+    );
   } finally {
+    diagnostics_channel.unsubscribe('hermod:message:invalid', onInvalid);
     await transport.close();
     await rheaClose(peer);
     await router.stop();

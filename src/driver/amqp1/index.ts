@@ -2,7 +2,7 @@ import type { Connection, EventContext, Message, Receiver, Sender, Source } from
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
 import { channels, publish } from '../../core/diagnostics.js';
-import { ClosedError, InvalidArgument, MessageTooLarge, MessagingTimeout, TransportError } from '../../core/errors.js';
+import { ClosedError, InvalidArgument, MalformedMessage, MessageTooLarge, MessagingTimeout, TransportError } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import type { Context } from '../../core/serializer.js';
 import type { Target } from '../../core/target.js';
@@ -145,10 +145,16 @@ export class Amqp1Driver extends DriverBase implements Driver {
 
   private onReply(message: Message): void {
     const r = decodeReply(message, this.config.maxJsonDepth, this.maxMessageSize);
-    if (!r) return;
+    if (!r) {
+      // No correlation id: nothing says which call it answers (as a reply queue's without _msg_id).
+      publish(channels.invalidMessage, { where: 'reply link', error: new MalformedMessage('reply without a correlation id') });
+      return;
+    }
     if (r.kind === 'heartbeat') this.waiter.heartbeat(r.id);
-    else if (r.kind === 'malformed') this.waiter.fail(r.id, r.error);
-    else this.waiter.resolve(r.id, r.reply);
+    else if (r.kind === 'malformed') {
+      this.waiter.fail(r.id, r.error);
+      publish(channels.invalidMessage, { where: 'reply link', error: r.error });
+    } else this.waiter.resolve(r.id, r.reply);
   }
 
   /**
