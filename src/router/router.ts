@@ -688,7 +688,16 @@ export class Router {
   /** Counts a new link against its connection's limit; false (and the link refused) past it. */
   private admitLink(link: Sender | Receiver): boolean {
     const peer = this.peers.get(link.connection);
-    if (!peer) return true;
+    // Its socket closed already (a login checked after the client hung up, whose buffered
+    // attaches rhea then replayed): registered, it stayed a receiver of its address for good,
+    // and messages forwarded to it were never settled.
+    if (!peer) return false;
+    // AMQP 1.0 §2.4.1: nothing but an open comes first. rhea took begin and attach before it, and
+    // such a link was registered and routed to (and left behind when the peer went).
+    if (!this.connections.has(link.connection)) {
+      this.refuse(peer, 'amqp:not-allowed', 'a link attached before the connection was opened');
+      return false;
+    }
     peer.links++;
     this.counted.add(link);
     if (peer.links <= this.opts.maxLinks) return true;
@@ -728,12 +737,12 @@ export class Router {
     c.on('connection_open', (ctx: EventContext) => {
       const conn = ctx.connection;
       const peer = this.peers.get(conn);
-      if (peer?.closing) return;
-      if (peer) {
-        this.handshakes.get(tcpOf(peer.socket))?.done();
-        // A client that skipped SASL (allowed only with ANONYMOUS offered) is anonymous.
-        peer.user ??= 'anonymous';
-      }
+      // No peer: its socket closed while its login was checked, and rhea replays the open it had
+      // buffered. Counted as open, it was never closed again (`connection open from undefined`).
+      if (!peer || peer.closing) return;
+      this.handshakes.get(tcpOf(peer.socket))?.done();
+      // A client that skipped SASL (allowed only with ANONYMOUS offered) is anonymous.
+      peer.user ??= 'anonymous';
       this.connections.add(conn);
       // What waited for this socket to take its writes (see WRITE_BACKLOG_BYTES) goes out.
       peer?.socket.on('drain', () => this.forwarder.drainConnection(conn));
@@ -864,12 +873,14 @@ export class Router {
   }
 
   private dropConnection(conn: Connection): void {
-    if (!this.connections.delete(conn)) return;
+    const wasOpen = this.connections.delete(conn);
     clearRheaTimers(conn);
+    // Whether or not it got as far as open: its links go with it, whenever they were made.
     for (const sender of this.table.consumerLinks()) if (sender.connection === conn) this.forwarder.dropConsumer(sender);
     for (const a of this.table.all()) {
       for (const r of [...a.producers]) if (r.connection === conn) this.forwarder.dropProducer(r);
     }
+    if (!wasOpen) return;
     const peer = this.peers.get(conn);
     this.opts.log(`connection closed ${peer?.label ?? ''} container=${conn.container_id}`);
   }

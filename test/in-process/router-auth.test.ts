@@ -12,6 +12,7 @@ import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transpo
 import { LoginChecks } from '../../src/router/login-checks.js';
 import { Router, type RouterOptions } from '../../src/router/router.js';
 import { setPassword, UserDb, verifyPassword } from '../../src/router/users.js';
+import { raw } from '../support/amqp-raw.js';
 import { rejects, sleep, until } from '../support/assert.js';
 import { rheaClose } from '../support/rhea-peer.js';
 
@@ -22,6 +23,9 @@ const frames = createRequire(import.meta.url)('rhea/lib/frames.js') as {
   sasl_init(o: { mechanism: string; initial_response: Buffer }): unknown;
   sasl_mechanisms(o: { sasl_server_mechanisms: string[] }): unknown;
   sasl_outcome(o: { code: number }): unknown;
+  amqp_frame(channel: number, performative: unknown): unknown;
+  open(o: Record<string, unknown>): unknown;
+  begin(o: Record<string, unknown>): unknown;
 };
 
 interface Ctx {
@@ -179,6 +183,39 @@ t('wrong-password logins from peers that hang up at once are not checked: a real
   const checked = ctx.log.filter((l) => /authentication failed for user "alice"/.test(l)).length;
   console.log(`    a real login ${took} ms after 200 wrong ones from peers that left; ${checked} of them checked`);
   assert.ok(checked < 40, `${checked} of 200 wrong passwords checked`);
+});
+
+t('a login checked after its client hung up leaves nothing: no open connection, no receiver on its address', async (ctx) => {
+  // From a fuzzer: SASL PLAIN, the AMQP header, open, begin and a receiver's attach and flow in
+  // one write, the socket closed while the password was checked. rhea replayed the buffered open
+  // and attach once the check passed: the router counted a connection with no socket for good,
+  // and messages to the address went to its dead receiver, never settled.
+  await startRouter(ctx);
+  const amqp = (p: unknown) => frames.write_frame(frames.amqp_frame(0, p));
+  const login = Buffer.concat([
+    Buffer.from('AMQP\x03\x01\x00\x00', 'latin1'),
+    frames.write_frame(frames.sasl_frame(frames.sasl_init({ mechanism: 'PLAIN', initial_response: Buffer.from('\0alice\0wonderland') }))),
+    Buffer.from('AMQP\x00\x01\x00\x00', 'latin1'),
+    amqp(frames.open({ container_id: 'zombie', max_frame_size: 65536 })),
+    amqp(frames.begin({ next_outgoing_id: 0, incoming_window: 2048, outgoing_window: 2048 })),
+    raw.attach(0, 'receiver', 'zombie.q'),
+    raw.flow({ handle: 0, delivery_count: 0, link_credit: 10 }),
+  ]);
+  for (const delay of [0, 5, 20, 40]) {
+    for (let i = 0; i < 5; i++) {
+      const s = net.connect(ctx.port, '127.0.0.1');
+      s.on('error', () => {});
+      s.once('connect', () => {
+        s.write(login);
+        setTimeout(() => s.destroy(), delay);
+      });
+    }
+  }
+  // Twenty checks at two a time, about 50 ms each, then whatever follows them.
+  await sleep(2500);
+  const stats = ctx.router!.stats();
+  assert.equal([stats.connections, stats.addresses], [0, 0], ctx.log.filter((l) => /open|closed/.test(l)).join('\n'));
+  assert.not.ok(ctx.log.some((l) => /connection open from undefined/.test(l)));
 });
 
 t('logins past what the router checks at once from one address are answered sasl `sys` (retry), not refused as wrong', async (ctx) => {

@@ -844,4 +844,31 @@ t('a client that sends its AMQP header and open right behind its sasl-init, in o
   await until(() => /02000000005310/.test(Buffer.concat(got).toString('hex')), "the router's open", 2000);
 });
 
+t('a begin and attach before any open close the connection; the link is never routed to, nothing is left of it', async (ctx) => {
+  // From a fuzzer: the AMQP header, then begin, attach and flow with no open. rhea took them, the
+  // router routed messages to the link, and kept it (and its address) after the peer went.
+  await startRouter(ctx);
+  const codec = requireCjs('rhea/lib/frames.js') as {
+    write_frame(f: unknown): Buffer;
+    amqp_frame(c: number, p: unknown): unknown;
+    begin(o: object): unknown;
+  };
+  const { socket, closed } = await raw(ctx);
+  socket.write(
+    Buffer.concat([
+      AMQP_HEADER,
+      codec.write_frame(codec.amqp_frame(0, codec.begin({ next_outgoing_id: 0, incoming_window: 2048, outgoing_window: 2048 }))),
+      frame.attach(0, 'receiver', 'before.open'),
+      frame.flow({ handle: 0, delivery_count: 0, link_credit: 10 }),
+    ]),
+  );
+  await Promise.race([closed, sleep(3000).then(() => assert.unreachable('the connection was not closed'))]);
+  assert.ok(
+    ctx.log.some((l) => /a link attached before the connection was opened \(amqp:not-allowed\)/.test(l)),
+    ctx.log.join('\n'),
+  );
+  await until(() => ctx.router.stats().connections === 0, 'the connection forgotten');
+  assert.is(ctx.router.stats().addresses, 0, 'no address left behind');
+});
+
 t.run();
