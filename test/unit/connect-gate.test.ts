@@ -59,6 +59,27 @@ t('closed: ClosedError, whatever else holds', async ({ gate, status }) => {
   );
 });
 
+t(
+  'a refused transport fails each waiter after a turn of the event loop: a caller retrying at once does not starve it',
+  async ({ gate, status }) => {
+    status.refused = true;
+    // Before: every send was refused within the same turn, and a loop of them never let I/O or
+    // timers run (325,000 refusals in 6 s held a 100 ms interval back by 4.5 s).
+    let turns = 0;
+    let stop = false;
+    const tick = () => {
+      turns++;
+      if (!stop) setImmediate(tick);
+    };
+    setImmediate(tick);
+    for (let i = 0; i < 50; i++) {
+      await gate.until(() => false, Date.now() + 60_000, -1, 'call x').catch(() => undefined);
+    }
+    stop = true;
+    assert.ok(turns >= 40, `${turns} turns of the event loop in 50 refusals`);
+  },
+);
+
 t('refused login or vhost: TransportError at once, not retried; not while connected', async ({ gate, status, clock }) => {
   status.refused = true;
   await rejects(
@@ -85,6 +106,8 @@ async function fail(ctx: Ctx, n = 1) {
   ctx.status.failuresEver += n;
   ctx.gate.wake();
   await ctx.clock.tickAsync(0);
+  // A waiter that gives up does so after the event loop's next turn (setImmediate is not faked).
+  await new Promise((r) => setImmediate(r));
 }
 
 t("retry budget: TransportError once the waiter's own failed attempts exceed it; -1 has no budget", async (ctx) => {
