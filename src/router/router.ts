@@ -43,7 +43,12 @@ export interface RouterOptions {
   linkCredit?: number;
   /** Container id announced in Open. @default `hermod-router-<uuid>` */
   containerId?: string;
-  /** Receives one line per connection and notable event (info level). */
+  /**
+   * Receives one line per connection and notable event (info level). Lines quote what peers sent
+   * (container ids, addresses, error descriptions) as they sent it, cut short but not escaped:
+   * escape control characters before writing them to a terminal or a line-based log, as
+   * `hermod-router` does.
+   */
   log?: (line: string) => void;
   /** Largest message accepted, bytes; counted as frames arrive, larger ones are rejected. @default 16 MiB */
   maxMessageSize?: number;
