@@ -629,7 +629,14 @@ export class Router {
     // router requires a login gets the SASL header before the close, not a bare close.
     if (peer.user === undefined && headerMismatch(err) === 'sasl') peer.socket.write(SASL_HEADER);
     const framing = err.name === 'ProtocolError';
-    const text = err instanceof RangeError ? `cannot decode a frame: ${err.message}` : err.message;
+    // rhea's decoder hands a field of the wrong AMQP type (an attach whose name is a uint) to Node,
+    // whose TypeError names a Node argument, not the frame: say what the peer got wrong first.
+    const text =
+      err instanceof RangeError
+        ? `cannot decode a frame: ${err.message}`
+        : err instanceof TypeError
+          ? `cannot decode a frame: a field of the wrong type (${err.message})`
+          : err.message;
     this.refuse(peer, framing ? 'amqp:connection:framing-error' : 'amqp:decode-error', text);
   }
 

@@ -871,4 +871,38 @@ t('a begin and attach before any open close the connection; the link is never ro
   assert.is(ctx.router.stats().addresses, 0, 'no address left behind');
 });
 
+t('an attach whose name is a uint closes its connection as a decode error that says so; the router serves on', async (ctx) => {
+  // From a fuzzer: rhea handed the uint to Buffer.byteLength and the close carried only Node's
+  // TypeError text, which names no frame or field.
+  await startRouter(ctx);
+  const types = requireCjs('rhea/lib/types.js') as {
+    described(d: unknown, v: unknown): unknown;
+    wrap_ulong(n: number): unknown;
+    wrap_uint(n: number): unknown;
+    wrap_ubyte(n: number): unknown;
+    wrap_boolean(b: boolean): unknown;
+    wrap_list(l: unknown[]): unknown;
+    wrap_string(s: string): unknown;
+  };
+  const codec = requireCjs('rhea/lib/frames.js') as { write_frame(f: unknown): Buffer; amqp_frame(c: number, p: unknown): unknown };
+  const source = types.described(types.wrap_ulong(0x28), types.wrap_list([types.wrap_string('named.q')]));
+  const attach = types.described(
+    types.wrap_ulong(0x12),
+    types.wrap_list([types.wrap_uint(5), types.wrap_uint(0), types.wrap_boolean(true), types.wrap_ubyte(0), types.wrap_ubyte(0), source]),
+  );
+  const p = await RawPeer.open(ctx.port);
+  ctx.sockets.push(p.socket);
+  p.write(codec.write_frame(codec.amqp_frame(0, attach)));
+  await Promise.race([p.closed, sleep(3000).then(() => assert.unreachable('the connection was not closed'))]);
+  assert.ok(p.names.includes('close#18'), p.names.join(','));
+  assert.ok(
+    ctx.log.some((l) => /cannot decode a frame: a field of the wrong type \(.*\) \(amqp:decode-error\)/.test(l)),
+    ctx.log.join('\n'),
+  );
+  assert.is(ctx.router.stats().addresses, 0);
+  const c = await rheaConnect(ctx.port);
+  ctx.conns.push(c);
+  assert.ok(c.is_open());
+});
+
 t.run();
