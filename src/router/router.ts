@@ -629,13 +629,13 @@ export class Router {
     // router requires a login gets the SASL header before the close, not a bare close.
     if (peer.user === undefined && headerMismatch(err) === 'sasl') peer.socket.write(SASL_HEADER);
     const framing = err.name === 'ProtocolError';
-    // rhea's decoder hands a field of the wrong AMQP type (an attach whose name is a uint) to Node,
-    // whose TypeError names a Node argument, not the frame: say what the peer got wrong first.
+    // rhea hands a field of the wrong AMQP type (an attach whose name is a uint) or a missing one (a
+    // transfer with no payload) to Node, whose TypeError names no frame: say what the peer got wrong first.
     const text =
       err instanceof RangeError
         ? `cannot decode a frame: ${err.message}`
         : err instanceof TypeError
-          ? `cannot decode a frame: a field of the wrong type (${err.message})`
+          ? `cannot decode a frame: a field missing or of the wrong type (${err.message})`
           : err.message;
     this.refuse(peer, framing ? 'amqp:connection:framing-error' : 'amqp:decode-error', text);
   }
