@@ -203,6 +203,12 @@ export const SCHEMA = {
     ),
     haQueues: opt('bool', false, 'x-ha-policy: all on topic, server, reply and fanout queues (rabbit_ha_queues)'),
     quorumDeliveryLimit: opt('non-negative-int', 0, 'x-delivery-limit of quorum queues; 0 = unset'),
+    quorumMaxMemoryLength: opt(
+      'non-negative-int',
+      0,
+      'x-max-in-memory-length of quorum queues (rabbit_quorum_max_memory_length); 0 = unset',
+    ),
+    quorumMaxMemoryBytes: opt('non-negative-int', 0, 'x-max-in-memory-bytes of quorum queues (rabbit_quorum_max_memory_bytes); 0 = unset'),
   },
   amqp1: {
     addressingMode: opt(

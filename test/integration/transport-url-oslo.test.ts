@@ -111,7 +111,7 @@ t("oslo's names hermod has no equivalent of are refused naming them; hermod's ow
   for (const [url, message] of [
     [
       'rabbit://h/?kombu_compression=gzip',
-      /'kombu_compression' is oslo\.messaging's, and hermod has no equivalent: hermod sends and reads uncompressed/,
+      /'kombu_compression' is oslo\.messaging's, and hermod has no equivalent: hermod sends bodies uncompressed; it reads the ones oslo peers compress/,
     ],
     ['rabbit://h/?rabbit_qos_prefetch_count=10', /'rabbit_qos_prefetch_count' is oslo\.messaging's.*rpc\.serverConcurrency/],
     ['amqp://h/?pre_settled=rpc-cast', /'pre_settled' is oslo\.messaging's/],
@@ -122,6 +122,11 @@ t("oslo's names hermod has no equivalent of are refused naming them; hermod's ow
   }
   // Accepted and ignored: only what no behaviour of hermod depends on.
   assert.equal(parseTransportUrl('rabbit://h/?heartbeat_in_pthread=true&rpc_conn_pool_size=30').options, {});
+  // oslo 18's quorum memory bounds, and oslo 14's misspelt names of them, are taken.
+  assert.equal(parseTransportUrl('rabbit://h/?rabbit_quorum_max_memory_length=10&rabbit_quroum_max_memory_bytes=4096').options, {
+    'rabbit.quorumMaxMemoryLength': '10',
+    'rabbit.quorumMaxMemoryBytes': '4096',
+  });
   // ssl=1 is TLS on 5671 where no port is given, as rabbits://; the URL reads back as written.
   const u = parseTransportUrl('rabbit://u:p@h/?ssl=1&heartbeat_timeout_threshold=30');
   assert.equal([u.tls, u.hosts[0]!.port, u.options], [true, 5671, { 'rabbit.heartbeat': '30s' }]);

@@ -46,6 +46,10 @@ function suspect(kind: string, name: string, arg: string): { key: string; hint: 
   if (arg === 'x-ha-policy') return { key: 'rabbit.haQueues', hint: 'set rabbit.haQueues to match rabbit_ha_queues' };
   if (arg === 'x-delivery-limit')
     return { key: 'rabbit.quorumDeliveryLimit', hint: 'set rabbit.quorumDeliveryLimit to match rabbit_quorum_delivery_limit' };
+  if (arg === 'x-max-in-memory-length')
+    return { key: 'rabbit.quorumMaxMemoryLength', hint: 'set rabbit.quorumMaxMemoryLength to match rabbit_quorum_max_memory_length' };
+  if (arg === 'x-max-in-memory-bytes')
+    return { key: 'rabbit.quorumMaxMemoryBytes', hint: 'set rabbit.quorumMaxMemoryBytes to match rabbit_quorum_max_memory_bytes' };
   if (transientQueue) {
     return {
       key: 'rabbit.transientQuorumQueues',

@@ -1,6 +1,7 @@
 import type { Channel, ChannelModel } from 'amqplib';
 import { MessagingTimeout, TransportError } from '../../core/errors.js';
 import type { ReplyWaiter } from '../reply-waiter.js';
+import { compressionOf } from './compression.js';
 import type { RabbitConnection } from './connection.js';
 import { ReplyDispatch, type ReplyLimits } from './reply-dispatch.js';
 
@@ -97,7 +98,12 @@ export class DirectReplyTo {
       });
     });
     closed.catch(() => {});
-    await Promise.race([ch.consume(DIRECT_REPLY_TO, (msg) => msg && this.dispatch.onReply(msg.content), { noAck: true }), closed]);
+    await Promise.race([
+      ch.consume(DIRECT_REPLY_TO, (msg) => msg && this.dispatch.onReply(msg.content, compressionOf(msg.properties.headers)), {
+        noAck: true,
+      }),
+      closed,
+    ]);
     this.name = await Promise.race([learnAddress(ch), closed]);
     this.channel = ch;
   }

@@ -17,6 +17,7 @@ import type {
 } from '../driver.js';
 import { CLOSE_GRACE_MS, DriverBase } from '../driver-base.js';
 import { bounded, envelope, unenvelope } from '../envelope.js';
+import { compressionOf, decompressBody } from './compression.js';
 import { RabbitConnection } from './connection.js';
 import { DIRECT_REPLY_TO, DirectReplyTo } from './direct-reply.js';
 import { RabbitListener, type ReplySender } from './listener.js';
@@ -92,7 +93,10 @@ export class RabbitDriver extends DriverBase implements Driver {
 
   private onCallReturned(msg: Message): void {
     try {
-      const data = unenvelope(msg.content);
+      const compression = compressionOf(msg.properties.headers);
+      const data = unenvelope(
+        compression === undefined ? msg.content : decompressBody(msg.content, compression, this.config.maxMessageSize),
+      );
       if (typeof data._msg_id === 'string') {
         this.waiter.fail(
           data._msg_id,

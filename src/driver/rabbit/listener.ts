@@ -5,6 +5,7 @@ import { failureOf } from '../../core/failure.js';
 import type { ListenOptions } from '../driver.js';
 import { CLOSE_GRACE_MS, type TrackedListener, within } from '../driver-base.js';
 import { peek, unenvelope } from '../envelope.js';
+import { compressionOf, decompressBody } from './compression.js';
 import type { RabbitConnection } from './connection.js';
 import { DedupRing } from './dedup.js';
 import { type IncomingHost, RabbitIncoming, type ReplySender } from './incoming.js';
@@ -196,14 +197,19 @@ export class RabbitListener implements TrackedListener {
   private onMessage(host: IncomingHost, queue: string, msg: ConsumeMessage, stream: boolean): void {
     host.acks.delivered(msg);
     let data: Record<string, unknown>;
+    // A kombu-compressed body (an oslo peer with kombu_compression set) is read decompressed,
+    // and so searched for where to answer when it is refused.
+    let body = msg.content;
     try {
       if (msg.content.length > this.o.maxMessageSize) throw new MessageTooLarge(msg.content.length, this.o.maxMessageSize);
-      data = unenvelope(msg.content, this.o.maxJsonDepth);
+      const compression = compressionOf(msg.properties.headers);
+      if (compression !== undefined) body = decompressBody(msg.content, compression, this.o.maxMessageSize);
+      data = unenvelope(body, this.o.maxJsonDepth);
     } catch (err) {
       // Acknowledge bad input so it cannot stall the queue, and answer a call if we can tell.
       ackNow(host, msg);
       const e = err as Error;
-      this.answerBadCall(msg.content, e);
+      this.answerBadCall(body, e);
       this.o.listen.onInvalid?.(e, { address: queue, size: msg.content.length });
       return;
     }

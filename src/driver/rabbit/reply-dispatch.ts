@@ -3,6 +3,7 @@ import { MalformedMessage, MessageTooLarge, NestingTooDeep } from '../../core/er
 import { JOB_REPLY_KEY } from '../driver.js';
 import { peekReplyId, unenvelope } from '../envelope.js';
 import type { ReplyWaiter } from '../reply-waiter.js';
+import { decompressBody } from './compression.js';
 import { parseFailure } from './wire.js';
 
 /**
@@ -51,8 +52,21 @@ export class ReplyDispatch {
     if (this.partial.size > 0) this.partial.delete(msgId);
   }
 
-  /** One reply body as it arrived; anything unreadable or not ours is dropped. */
-  onReply(content: Buffer): void {
+  /**
+   * One reply body as it arrived, `compression` its kombu `compression` header (an oslo server
+   * with kombu_compression set); anything unreadable or not ours is dropped.
+   */
+  onReply(content: Buffer, compression?: string): void {
+    if (compression !== undefined) {
+      try {
+        content = decompressBody(content, compression, this.maxMessageSize);
+      } catch (err) {
+        // Nothing of a compressed body can be read to find its call: it waits out its timeout,
+        // and the line says why.
+        invalid(err as Error, content.length);
+        return;
+      }
+    }
     if (content.length > this.maxMessageSize) {
       // Found by scanning the body's ends only, as an oversized request's ids are.
       const id = peekReplyId(content);

@@ -2,6 +2,7 @@ import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import { TransportError } from '../../core/errors.js';
 import { within } from '../driver-base.js';
 import type { ReplyWaiter } from '../reply-waiter.js';
+import { compressionOf } from './compression.js';
 import type { RabbitConnection } from './connection.js';
 import { declaring } from './declare-errors.js';
 import { ReplyDispatch, type ReplyLimits } from './reply-dispatch.js';
@@ -123,7 +124,7 @@ export class ReplyQueue {
             this.ackTimer.unref();
           }
         }
-        this.dispatch.onReply(msg.content);
+        this.dispatch.onReply(msg.content, compressionOf(msg.properties.headers));
       },
       { noAck: !this.acks },
     );

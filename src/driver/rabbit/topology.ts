@@ -101,6 +101,8 @@ export class Topology {
     if (quorum) {
       args['x-queue-type'] = 'quorum';
       if (this.r.quorumDeliveryLimit > 0) args['x-delivery-limit'] = this.r.quorumDeliveryLimit;
+      if (this.r.quorumMaxMemoryLength > 0) args['x-max-in-memory-length'] = this.r.quorumMaxMemoryLength;
+      if (this.r.quorumMaxMemoryBytes > 0) args['x-max-in-memory-bytes'] = this.r.quorumMaxMemoryBytes;
     }
     if (kind === 'transient' && this.r.transientQueuesTtl > 0) args['x-expires'] = this.r.transientQueuesTtl;
     return args;
