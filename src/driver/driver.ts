@@ -125,6 +125,14 @@ export interface ListenOptions {
    * none from the topic's other listeners. RabbitMQ and memory only.
    */
   tap?: boolean;
+  /**
+   * RPC servers: a second server name of this subscription's own, served beside
+   * `target.server` (the address `<topic>.<alias>` only, no topic or fanout part) and gone with
+   * the subscription: on RabbitMQ an exclusive queue, which the broker deletes when the
+   * connection drops, so a message to a process that died is returned at once. A job's polls
+   * ask there when the server name's shared queue handed them to another process of that name.
+   */
+  alias?: string;
 }
 
 /**

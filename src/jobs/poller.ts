@@ -4,7 +4,7 @@ import { Target } from '../core/target.js';
 import { isRemote } from '../rpc/remote-errors.js';
 import { InvalidJobToken, JobLost, JobTimeout, ServerUnavailable } from './errors.js';
 import { FINAL_STATES, type JobState, type JobStatusDict } from './store.js';
-import { HERMOD_NAMESPACE, JOBS_VERSION, type JobToken } from './token.js';
+import { HERMOD_NAMESPACE, JOBS_VERSION, type JobToken, runAlias } from './token.js';
 
 /**
  * The least a poll sent near the end of a bounded wait gets for its answer. Given only what was
@@ -13,9 +13,6 @@ import { HERMOD_NAMESPACE, JOBS_VERSION, type JobToken } from './token.js';
  * with its result lost. A server that does not answer stretches the wait by this much at most.
  */
 const LAST_POLL_MS = 250;
-
-/** Most polls of one job answered JobLost by other runs of its server before the poller believes it (see JobPoller.poll). */
-const MAX_LOST_POLLS = 16;
 
 /**
  * The argument of a job_status poll whose poller reads the result next if the job has ended.
@@ -76,11 +73,11 @@ export function toStatus(d: JobStatusDict): JobStatus {
 export const isFinal = (s: JobStatus) => FINAL_STATES.has(s.state);
 
 /** The server-directed target of a token's jobs endpoint. */
-export function jobsTarget(token: JobToken): Target {
+export function jobsTarget(token: JobToken, server = token.server): Target {
   return new Target({
     exchange: token.exchange,
     topic: token.topic,
-    server: token.server,
+    server,
     namespace: HERMOD_NAMESPACE,
     version: JOBS_VERSION,
   });
@@ -109,6 +106,8 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  */
 export class JobPoller {
   private readonly target: Target;
+  /** The token's own run (see runAlias), asked when another run of the server name answered. */
+  private readonly runTarget: Target;
 
   constructor(
     readonly token: JobToken,
@@ -117,35 +116,42 @@ export class JobPoller {
     readonly options: PollOptions,
   ) {
     this.target = jobsTarget(token);
+    this.runTarget = jobsTarget(token, runAlias(token.instance));
   }
 
   /**
    * One poll of `method` (job_status, job_result, job_cancel). Several processes may serve one
    * server name (oslo services run workers under one `host`, sharing its queue; a rolling
-   * restart overlaps two runs), and each holds only its own jobs: a JobLost from a run other
-   * than the token's is asked again, until the token's run answers or the answers have come
-   * round the runs met more than once (each answer names its run). A restarted server alone
-   * answers JobLost after three polls.
+   * restart overlaps two runs), and each holds only its own jobs. A poll goes to the server
+   * name, which a lone process answers at once; when another run answered it (JobLost naming
+   * that run), it is asked again at the token's run's own address, which only that process
+   * serves. There it is answered, or refused because the process is gone (RabbitMQ and memory
+   * return it at once; over AMQP 1.0 the router releases it until the poll's timeout): then the
+   * job is lost. Before, the poll was repeated at the shared name, and pollers that took turns
+   * with each other were handed to the same wrong process every time (a false JobLost for most
+   * jobs of four workers).
    */
   async poll(method: string, timeoutMs = this.options.pollTimeout, resultFollows = false): Promise<unknown> {
-    const runs = new Set<string>();
-    for (let lost = 1; ; lost++) {
+    try {
+      return await this.pollOnce(this.target, method, timeoutMs, resultFollows);
+    } catch (err) {
+      if (!(err instanceof JobLost) || err.answeredBy === this.token.instance) throw err;
       try {
-        return await this.pollOnce(method, timeoutMs, resultFollows);
-      } catch (err) {
-        if (!(err instanceof JobLost)) throw err;
-        if (err.answeredBy !== undefined) runs.add(err.answeredBy);
-        if (lost >= Math.min(MAX_LOST_POLLS, 2 * runs.size + 1)) throw err;
+        return await this.pollOnce(this.runTarget, method, timeoutMs, resultFollows);
+      } catch (again) {
+        // The run's address is gone with its process: the first answer stands.
+        if (again instanceof ServerUnavailable) throw err;
+        throw again;
       }
     }
   }
 
-  private async pollOnce(method: string, timeoutMs: number, resultFollows: boolean): Promise<unknown> {
+  private async pollOnce(target: Target, method: string, timeoutMs: number, resultFollows: boolean): Promise<unknown> {
     const t = this.token;
     const args: Record<string, unknown> = { job_id: t.job_id, instance: t.instance, method: t.method };
     if (resultFollows) args[RESULT_FOLLOWS] = true;
     try {
-      return await this.call(this.target, this.ctx, method, args, Math.max(1, timeoutMs));
+      return await this.call(target, this.ctx, method, args, Math.max(1, timeoutMs));
     } catch (err) {
       // Only this poll's own timeout: a job that failed with a MessagingTimeout of its own (its
       // call elsewhere timed out) is answered as that error, rebuilt, and is the job's outcome.

@@ -12,6 +12,14 @@ export type { JobToken } from './job-token.js';
 
 const HEX32 = /^[0-9a-f]{32}$/;
 
+/**
+ * The server name a run of a server answers on beside its own (see the driver's
+ * `ListenOptions.alias`): where a job's polls reach the very process that holds the job.
+ */
+export function runAlias(instance: string): string {
+  return `run-${instance}`;
+}
+
 /** Whether a call's result is a job token (only the marker is looked at; {@link parseJobToken} checks the rest). */
 export function isJobToken(value: unknown): boolean {
   return value !== null && typeof value === 'object' && !Array.isArray(value) && Object.hasOwn(value, JOB_TOKEN_MARKER);

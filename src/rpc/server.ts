@@ -9,7 +9,7 @@ import { ABORT_GRACE_MS, assertDeadline, deadlineTimer, type WaitResult, WorkPoo
 import type { IncomingMessage, Listener } from '../driver/driver.js';
 import { untilAborted } from '../driver/driver-base.js';
 import { type JobNotifier, JobRunner, type JobStopStrategy } from '../jobs/runner.js';
-import { HERMOD_NAMESPACE } from '../jobs/token.js';
+import { HERMOD_NAMESPACE, runAlias } from '../jobs/token.js';
 import type { Transport } from '../transport.js';
 import { type AccessPolicy, RPCDispatcher } from './dispatcher.js';
 import { IntrospectionEndpoint, QUIET_DESCRIBE, type ServerDescription } from './introspection.js';
@@ -266,6 +266,9 @@ export class RPCServer {
         },
         onDuplicate: () => this.counts.duplicates++,
         signal: this.stopping.signal,
+        // Several processes may serve one server name and share its queue; each holds its own
+        // jobs, and their polls find it here.
+        alias: runAlias(this.jobs.instance),
       });
       listener = await untilAborted(listening, this.stopping.signal);
     } catch (err) {

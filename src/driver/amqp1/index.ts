@@ -321,8 +321,12 @@ export class Amqp1Driver extends DriverBase implements Driver {
   }
 
   async listen(target: Target, opts: ListenOptions): Promise<Listener> {
-    const addresses = () =>
-      serverAddresses(this.mode, { exchange: this.exchange(target), topic: target.topic!, server: target.server! }, this.vhost);
+    const addresses = () => {
+      const t = { exchange: this.exchange(target), topic: target.topic!, server: target.server! };
+      const all = serverAddresses(this.mode, t, this.vhost);
+      if (opts.alias !== undefined) all.push(rpcAddress(this.mode, { ...t, server: opts.alias, fanout: false }, this.vhost));
+      return all;
+    };
     return this.subscribe(addresses, opts);
   }
 

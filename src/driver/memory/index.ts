@@ -132,7 +132,13 @@ export class MemoryDriver extends DriverBase implements Driver {
       [memoryName(exchange, `${topic}.${target.server}`), exchange, `${topic}.${target.server}`],
       [fanoutQueue, memoryName(exchange, topic, 'fanout'), ''],
     ];
-    return this.subscribe(queues, opts, [fanoutQueue]);
+    const transient = [fanoutQueue];
+    if (opts.alias !== undefined) {
+      const alias = memoryName(exchange, `${topic}.${opts.alias}`);
+      queues.push([alias, exchange, `${topic}.${opts.alias}`]);
+      transient.push(alias);
+    }
+    return this.subscribe(queues, opts, transient);
   }
 
   async listenForNotifications(

@@ -225,7 +225,7 @@ export class RabbitDriver extends DriverBase implements Driver {
   async listen(target: Target, opts: ListenOptions): Promise<Listener> {
     this.assertOpen();
     const topic = target.topic!;
-    const bindings = this.topology.serverBindings(this.exchange(target), topic, target.server!);
+    const bindings = this.topology.serverBindings(this.exchange(target), topic, target.server!, opts.alias);
     return this.subscribe(`server ${topic}.${target.server}`, bindings, opts, 'rpc');
   }
 

@@ -188,7 +188,7 @@ export class Topology {
    * manager `<topic>_fanout_<host>:<process>:<n>`, kept (it expires); with `streamFanout` the
    * stream `<topic>_fanout` every server of the topic shares, kept.
    */
-  serverBindings(exchange: string, topic: string, server: string): QueueBinding[] {
+  serverBindings(exchange: string, topic: string, server: string, alias?: string): QueueBinding[] {
     const shared = this.sharedQueue();
     const ex: ExchangeRef = { name: exchange, type: 'topic' };
     const unique = this.r.streamFanout ? '' : this.uniqueName();
@@ -208,11 +208,23 @@ export class Topology {
           key: topic,
           deleteOnStop: !this.qm,
         };
-    return [
+    const bindings: QueueBinding[] = [
       { queue: topic, options: shared, exchange: ex, key: topic },
       { queue: `${topic}.${server}`, options: this.serverQueue(), exchange: ex, key: `${topic}.${server}` },
       fanout,
     ];
+    if (alias !== undefined) {
+      const key = `${topic}.${alias}`;
+      if (Buffer.byteLength(key, 'utf8') > MAX_NAME_BYTES)
+        throw new InvalidTarget(
+          `the queue '${key}' of this server's jobs would be longer than the ${MAX_NAME_BYTES} bytes RabbitMQ carries: shorten the topic`,
+        );
+      // hermod's own, never shared with oslo: exclusive, so the broker deletes it with the
+      // connection of a process that died, and a poll for one of its jobs is returned at once
+      // (a queue left to expire would take the polls and answer none).
+      bindings.push({ queue: key, options: { exclusive: true, durable: false, autoDelete: true }, exchange: ex, key, deleteOnStop: true });
+    }
+    return bindings;
   }
 
   /**
