@@ -23,6 +23,8 @@ export interface JobRef {
 }
 
 const HEX32 = /^[0-9a-f]{32}$/;
+/** Longest error message of a failed job in the `jobs` listing (job_status has the whole, up to MAX_JOB_ERROR_MESSAGE). */
+export const LISTED_ERROR_MESSAGE = 512;
 const STATES = new Set<JobState>(['pending', 'running', 'succeeded', 'failed', 'cancelled']);
 
 /**
@@ -37,12 +39,17 @@ export class JobsEndpoint {
   readonly #store: JobStore;
   readonly #identity: JobsIdentity;
   readonly #cancel: (r: JobRecord, why: string) => void;
+  readonly #listBytes: number;
 
-  /** `cancel` cancels a running job (the runner owns how). */
-  constructor(store: JobStore, identity: JobsIdentity, cancel: (r: JobRecord, why: string) => void) {
+  /**
+   * `cancel` cancels a running job (the runner owns how); `listBytes` bounds the `jobs` listing's
+   * JSON (a quarter of maxMessageSize: a reply on RabbitMQ quotes it twice over).
+   */
+  constructor(store: JobStore, identity: JobsIdentity, cancel: (r: JobRecord, why: string) => void, listBytes = Number.POSITIVE_INFINITY) {
     this.#store = store;
     this.#identity = identity;
     this.#cancel = cancel;
+    this.#listBytes = listBytes;
   }
 
   /**
@@ -78,17 +85,27 @@ export class JobsEndpoint {
     return statusOf(r);
   }
 
-  /** Every job held, or those in one state; newest last. */
+  /**
+   * Every job held, or those in one state; newest last. The newest that fit in the listing's byte
+   * bound, each failed one's message cut to {@link LISTED_ERROR_MESSAGE} characters: 2,000 failed
+   * jobs with 10 kB messages made a 20 MB listing that no reply could carry (MessageTooLarge).
+   */
   async jobs(_ctx: Context, args: { state?: unknown }): Promise<JobStatusDict[]> {
     const state = args?.state;
     if (state !== undefined && state !== null && !STATES.has(state as JobState)) {
       // A bad filter is a bad argument, not a bad token.
       throw new InvalidArgument(`state must be one of ${[...STATES].join(', ')}, got ${JSON.stringify(state)?.slice(0, 80)}`);
     }
-    return this.#store
-      .list()
-      .filter((r) => !state || r.state === state)
-      .map(statusOf);
+    const held = this.#store.list().filter((r) => !state || r.state === state);
+    const listed: JobStatusDict[] = [];
+    let bytes = 2;
+    for (let i = held.length - 1; i >= 0; i--) {
+      const s = statusOf(held[i]!, LISTED_ERROR_MESSAGE);
+      bytes += Buffer.byteLength(JSON.stringify(s)) + 1;
+      if (bytes > this.#listBytes) break;
+      listed.push(s);
+    }
+    return listed.reverse();
   }
 
   #find(args: JobRef): JobRecord {

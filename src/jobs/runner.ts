@@ -1,4 +1,4 @@
-import { MessageTooLarge } from '../core/errors.js';
+import { MessageTooLarge, SerializationError } from '../core/errors.js';
 import { uuidHex } from '../core/ids.js';
 import type { SignalSource } from '../core/lazy-abort.js';
 import type { Context } from '../core/serializer.js';
@@ -117,8 +117,11 @@ export class JobRunner {
   ) {
     this.store = new JobStore(o.max, o.resultTtl, o.maxResultBytes, o.maxPendingBytes);
     this.slots = new JobSlots(o.concurrency);
-    this.endpoint = new JobsEndpoint(this.store, { server: o.server, topic: o.topic, instance: this.instance }, (r, why) =>
-      this.cancel(r, why),
+    this.endpoint = new JobsEndpoint(
+      this.store,
+      { server: o.server, topic: o.topic, instance: this.instance },
+      (r, why) => this.cancel(r, why),
+      Math.floor(o.maxMessageSize / 4),
     );
   }
 
@@ -314,7 +317,7 @@ export class JobRunner {
   cancel(r: JobRecord, why: string): void {
     if (FINAL_STATES.has(r.state)) return;
     r.cancelRequested = true;
-    r.controller.abort(new JobCancelled(why));
+    r.controller?.abort(new JobCancelled(why));
   }
 
   /**
@@ -378,8 +381,8 @@ export class JobRunner {
   private finish(r: JobRecord, o: { ok: true; value: unknown } | { ok: false; error: unknown }): void {
     const error = o.ok ? undefined : errorOf(o.error);
     const size = o.ok ? this.measure(r, o.value) : undefined;
-    const ended = size?.tooLarge
-      ? this.store.end(r, { state: 'failed', error: size.tooLarge })
+    const ended = size?.unreadable
+      ? this.store.end(r, { state: 'failed', error: size.unreadable })
       : o.ok
         ? this.store.end(r, { state: 'succeeded', result: o.value, bytes: size?.bytes })
         : this.store.end(r, { state: r.cancelRequested ? 'cancelled' : 'failed', error: error! });
@@ -398,14 +401,18 @@ export class JobRunner {
    * would. Such a job used to end `succeeded` with a result no poller could ever read, held for
    * jobs.resultTtl against maxResultBytes; it fails now, as a plain call with that result does.
    */
-  private measure(r: JobRecord, value: unknown): { bytes: number; tooLarge?: MessageTooLarge } {
+  private measure(r: JobRecord, value: unknown): { bytes: number; unreadable?: Error } {
     const max = this.o.maxMessageSize;
     let json: string | undefined;
     try {
       json = JSON.stringify(value);
-    } catch {
-      // Not encodable at all: the reply says so (SerializationError), as for a plain call.
-      return { bytes: 0 };
+    } catch (err) {
+      // Not encodable at all (a cycle, a BigInt): it ended `succeeded`, counted as 0 bytes against
+      // maxResultBytes, held whole, and every job_result failed with SerializationError.
+      const e = new SerializationError(
+        `the result of ${r.method} cannot be encoded as JSON (${String((err as Error).message).split('\n')[0]}): no poller could read it, so it was dropped and the job failed`,
+      );
+      return { bytes: 0, unreadable: e };
     }
     if (json === undefined) return { bytes: 0 };
     const bytes = Buffer.byteLength(json);
@@ -416,7 +423,7 @@ export class JobRunner {
     if (size <= max) return { bytes };
     const tooLarge = new MessageTooLarge(size, max);
     tooLarge.message += ` (the result of ${r.method} as a reply: no poller could read it, so it was dropped and the job failed)`;
-    return { bytes, tooLarge };
+    return { bytes, unreadable: tooLarge };
   }
 
   private notify(r: JobRecord): void {

@@ -23,8 +23,12 @@ export interface JobRecord {
   /** The method's result (succeeded), its error (failed) or why it was cancelled. */
   result?: unknown;
   error?: Error;
-  /** Cancelling the job aborts this; the method sees it as `ctx.signal`. */
-  readonly controller: AbortController;
+  /**
+   * Cancelling the job aborts this; the method sees it as `ctx.signal`. Dropped when the job
+   * ends: the listeners a method put on its signal (a closure over its buffers, a child process)
+   * were held for jobs.resultTtl with the record, uncounted by maxResultBytes.
+   */
+  controller: AbortController | undefined;
   /** A poller has read its outcome (job_result) since it ended. */
   collected: boolean;
   /** When a poller first read its final state with job_status (ms, Date.now()), if it has. */
@@ -55,8 +59,29 @@ export interface JobStatusDict {
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-/** The status dict of a record. */
-export function statusOf(r: JobRecord): JobStatusDict {
+/**
+ * Longest error message a job keeps: its status and result replies carry it, and a method that
+ * failed with a 17 MB message left a job whose status no poller could read (MessageTooLarge).
+ */
+export const MAX_JOB_ERROR_MESSAGE = 8192;
+
+/** `err` with its message cut to {@link MAX_JOB_ERROR_MESSAGE} characters, saying how much was cut. */
+function capMessage(err: Error): Error {
+  const m = err.message;
+  if (typeof m === 'string' && m.length > MAX_JOB_ERROR_MESSAGE) {
+    // The note fits within the bound too.
+    const kept = MAX_JOB_ERROR_MESSAGE - 48;
+    try {
+      err.message = `${m.slice(0, kept)}… (${m.length - kept} more characters cut)`;
+    } catch {
+      // A frozen error keeps its message; its replies say MessageTooLarge, as before.
+    }
+  }
+  return err;
+}
+
+/** The status dict of a record; `maxMessage` cuts a failed job's error message further (the `jobs` listing). */
+export function statusOf(r: JobRecord, maxMessage = MAX_JOB_ERROR_MESSAGE): JobStatusDict {
   return {
     job_id: r.id,
     method: r.method,
@@ -67,7 +92,14 @@ export function statusOf(r: JobRecord): JobStatusDict {
     started_at: iso(r.startedAt),
     ended_at: iso(r.endedAt),
     cancel_requested: r.cancelRequested,
-    ...(r.state === 'failed' && r.error ? { error: { class: errorClassName(r.error), message: r.error.message } } : {}),
+    ...(r.state === 'failed' && r.error
+      ? {
+          error: {
+            class: errorClassName(r.error),
+            message: r.error.message.length > maxMessage ? `${r.error.message.slice(0, maxMessage)}…` : r.error.message,
+          },
+        }
+      : {}),
   };
 }
 
@@ -206,7 +238,8 @@ export class JobStore {
     r.state = outcome.state;
     r.endedAt = Date.now();
     if (outcome.state === 'succeeded') r.result = outcome.result;
-    else r.error = outcome.error;
+    else r.error = capMessage(outcome.error);
+    r.controller = undefined;
     if (outcome.state === 'succeeded') r.progress = 1;
     this.unfinished--;
     this.finished.add(r);
