@@ -449,6 +449,18 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     },
   );
 
+  t('a call whose caller stopped waiting before it reached deferAfter is cancelled, not run on as a job for nobody', async (ctx) => {
+    // From a fuzzer: memory:// carried no ttl, so there the method ran on as a job nobody had the
+    // token of, where RabbitMQ and the router cancelled it.
+    const tp = topic('callergone');
+    const images = new Images();
+    const s = await serve(ctx, tp, 's1', images, {}, { 'jobs.deferAfter': 600 });
+    const c = await client(ctx, tp, { timeout: 250 });
+    await rejects(c.call({}, 'resize', { ms: 5000, steps: 50 }), 'HERMOD_ERR_TIMEOUT');
+    await until(() => images.cancelledSeen === 1, 'the method saw its signal abort', 3000);
+    await until(() => s.stats().jobs.running === 0, 'nothing left running');
+  });
+
   t('jobTimeout bounds the wait apart from the request timeout; the token stays good', async (ctx) => {
     const tp = topic('jobtimeout');
     await serve(ctx, tp, 's1', new Images());

@@ -98,6 +98,10 @@ export class MemoryDriver extends DriverBase implements Driver {
     body.msgId = msgId;
     body.replyTo = this.replyQueue;
     if (opts.callMonitorTimeout) body.monitor = opts.callMonitorTimeout;
+    // As on RabbitMQ and AMQP 1.0: the server learns when its caller stops waiting (a call that
+    // would become a job then is cancelled, a request still waiting for a slot is not started).
+    // Without it the same program behaved otherwise on memory://.
+    if (opts.timeout > 0 && Number.isFinite(opts.timeout)) body.ttl = opts.timeout;
     const encoded = this.encode(body, `call ${request.method}`);
     const reply = this.waiter.wait(msgId, {
       timeout: opts.timeout,

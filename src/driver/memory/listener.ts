@@ -85,6 +85,8 @@ export class MemoryListener implements TrackedListener {
       message: body.message,
       expectsReply: Boolean(msgId && replyTo),
       callMonitorTimeout: typeof body.monitor === 'number' ? body.monitor : 0,
+      // Counted from delivery, as the RabbitMQ driver counts a request's expiration.
+      ...(typeof body.ttl === 'number' && body.ttl > 0 ? { ttl: body.ttl, expiresAt: performance.now() + body.ttl } : {}),
       async reply(reply) {
         const body: ReplyBody = { msgId: msgId!, ending: true, result: reply.result ?? null, failure: reply.failure ?? null };
         if (reply.job) body.job = true;

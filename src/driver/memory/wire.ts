@@ -13,6 +13,8 @@ export interface RequestBody {
   replyTo?: string;
   /** Call-monitor timeout, ms. */
   monitor?: number;
+  /** A call's time to live, ms: its caller's timeout, as RabbitMQ's per-message expiration carries it. */
+  ttl?: number;
 }
 
 /** A reply (`ending: true`) or a call-monitor heartbeat (`ending: false`). */
