@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import type { HermodConfig } from '../config/index.js';
+import { escapeUnsafe } from '../core/unsafe-text.js';
 import { type CallOptions, type Context, getTransport, type Job, type JobProgress, RPCClient, Target, type Transport } from '../index.js';
 import { CONFIG_HELP_LINE } from './config-args.js';
 import { CLI_DEFAULT_URL } from './defaults.js';
@@ -31,8 +32,14 @@ export function describeJobFailure(err: unknown, method?: string): { status: Exi
 }
 
 const pct = (p: number | null) => (p === null ? '' : ` ${Math.round(p * 100)}%`);
+/**
+ * Server-chosen text as a terminal line: the message a method reports, its error, its name. A
+ * hostile server's escapes set the terminal's title, cleared the screen and forged a line
+ * ("FAKE: succeeded 100%") in the progress and status output.
+ */
+const safe = (text: unknown) => escapeUnsafe(String(text));
 /** One progress report as the CLIs print it: `running 50% step 2 of 4`. */
-export const progressLine = (p: JobProgress) => `${p.state}${pct(p.progress)}${p.message ? ` ${p.message}` : ''}`;
+export const progressLine = (p: JobProgress) => `${safe(p.state)}${pct(p.progress)}${p.message ? ` ${safe(p.message)}` : ''}`;
 
 /**
  * Follows a job: each change of state or progress goes to stderr (rewritten in place on a
@@ -144,8 +151,6 @@ export async function jobCommand(argv: string[], loaded: HermodConfig): Promise<
     .exitOverride(exitOnUsage)
     .parse(argv, { from: 'user' });
   const o = program.opts<{ wait?: boolean; cancel?: boolean; timeout?: number; transportUrl?: string; json?: boolean } & LogFlags>();
-  if (o.wait && o.cancel) program.error('error: --wait and --cancel do not go together (cancel, then: rpc-client job <token> --wait)');
-  if (o.timeout !== undefined && !o.wait) program.error('error: --timeout goes with --wait');
   const config = applyLogFlags(loaded, o);
   // stdout is the status or result: logs (connection progress) go to stderr.
   logConnectionState(makeLogger(config, 'rpc-client job', true));
@@ -153,6 +158,10 @@ export async function jobCommand(argv: string[], loaded: HermodConfig): Promise<
     printFailure(d, err, !!o.json);
     return d.status;
   };
+  // Usage errors too are JSON with --json, as the README says of every error of this command.
+  if (o.wait && o.cancel)
+    return fail({ status: EXIT.usage, text: '--wait and --cancel do not go together (cancel, then: rpc-client job <token> --wait)' });
+  if (o.timeout !== undefined && !o.wait) return fail({ status: EXIT.usage, text: '--timeout goes with --wait' });
   const raw = program.args[0]!;
   let text: string;
   try {
@@ -167,7 +176,7 @@ export async function jobCommand(argv: string[], loaded: HermodConfig): Promise<
     const job = new RPCClient(transport, new Target({ topic: 'hermod' })).job(text.trim());
     if (o.cancel) {
       const s = await job.cancel();
-      process.stdout.write(o.json ? `${JSON.stringify(s)}\n` : `cancel requested: ${s.method} ${s.state}${pct(s.progress)}\n`);
+      process.stdout.write(o.json ? `${JSON.stringify(s)}\n` : `cancel requested: ${safe(s.method)} ${safe(s.state)}${pct(s.progress)}\n`);
     } else if (o.wait) {
       await follow(job, !!o.json, o.timeout === undefined ? undefined : o.timeout * 1000);
     } else {
@@ -175,7 +184,7 @@ export async function jobCommand(argv: string[], loaded: HermodConfig): Promise<
       process.stdout.write(
         o.json
           ? `${JSON.stringify(s)}\n`
-          : `${s.method} ${s.state}${pct(s.progress)}${s.message ? ` ${s.message}` : ''}\n  job ${s.id} on ${job.token.server} (topic ${job.token.topic})\n  ${s.startedAt ? `started ${s.startedAt}` : 'not started yet'}${s.endedAt ? `, ended ${s.endedAt}` : ''}${s.error ? `\n  error ${s.error.class}: ${s.error.message}` : ''}\n`,
+          : `${safe(s.method)} ${safe(s.state)}${pct(s.progress)}${s.message ? ` ${safe(s.message)}` : ''}\n  job ${safe(s.id)} on ${safe(job.token.server)} (topic ${safe(job.token.topic)})\n  ${s.startedAt ? `started ${safe(s.startedAt)}` : 'not started yet'}${s.endedAt ? `, ended ${safe(s.endedAt)}` : ''}${s.error ? `\n  error ${safe(s.error.class)}: ${safe(s.error.message)}` : ''}\n`,
       );
     }
     return EXIT.ok;

@@ -26,7 +26,7 @@ t.before(async (ctx) => {
   ctx.router = new Router({ port: 0 });
   ctx.url = `amqp://127.0.0.1:${await ctx.router.start()}/`;
   ctx.transport = await getTransport(ctx.url, { config: defaultConfig() });
-  ctx.server = new RPCServer(ctx.transport, new Target({ topic: 'img', server: 'img1' }), [new Images(), new Big()]);
+  ctx.server = new RPCServer(ctx.transport, new Target({ topic: 'img', server: 'img1' }), [new Images(), new Big(), new Hostile()]);
   await ctx.server.start();
 });
 t.after(async (ctx) => {
@@ -35,6 +35,16 @@ t.after(async (ctx) => {
   await ctx.transport.close();
   await ctx.router.stop();
 });
+
+/** A job whose progress and error carry terminal escapes, a forged line and a bidi override. */
+class Hostile {
+  static long = ['evil'];
+  async evil(ctx: { progress(f: number, m?: string): void }, args: { ms: number }) {
+    ctx.progress(0.5, 'ok\x1b]0;owned\x07\x1b[2J\nFAKE: succeeded 100%\u202e');
+    await new Promise((r) => setTimeout(r, args.ms));
+    throw new Error('bad\x1b[31mRED\nFAKE: exit 0');
+  }
+}
 
 /** A result of `n` bytes, more than a pipe holds (64 KiB on Linux). */
 class Big {
@@ -275,6 +285,33 @@ t('bad tokens exit 2 (usage); an unknown job exits 4 (JobNotFound), a lost one 4
   const call = await cli(ctx, ['--namespace', 'job', 'img', 'resize', 'ms=1']);
   assert.is(call.code, 4, call.stderr);
   assert.match(call.stderr, /unsupported version: .*namespace 'job'/);
+});
+
+t("a server's progress messages, status and errors reach the terminal escaped; usage errors are JSON with --json", async (ctx) => {
+  const started = await cli(ctx, ['img', 'evil', 'ms=1500', '--start']);
+  assert.is(started.code, 0, started.stderr);
+  const token = started.stdout.trim();
+  const status = await cli(ctx, ['job', token]);
+  const waited = await cli(ctx, ['job', token, '--wait']);
+  for (const out of [status.stdout, waited.stderr]) {
+    // Before: ESC, the OSC title, the clear-screen and U+202E came through, and "FAKE: …" stood on a line of its own.
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are what must not pass
+    assert.not.match(out, /[\u001b\u0007\u202e]/, JSON.stringify(out));
+    assert.not.match(out, /^FAKE/m, out);
+    assert.match(out, /ok\\u001b\]0;owned\\u0007\\u001b\[2J\\nFAKE: succeeded 100%\\u202e/);
+  }
+  assert.is(waited.code, 1, waited.stderr);
+  assert.match(waited.stderr, /bad\\u001b\[31mRED\\nFAKE: exit 0/);
+  for (const args of [
+    ['--json', '--timeout', '1'],
+    ['--json', '--wait', '--cancel'],
+  ]) {
+    const r = await cli(ctx, ['job', token, ...args]);
+    assert.is(r.code, 2, r.stderr);
+    const e = JSON.parse(r.stderr.trim()) as { error: { status: number; message: string } };
+    assert.is(e.error.status, 2);
+    assert.match(e.error.message, /--timeout goes with --wait|--wait and --cancel do not go together/);
+  }
 });
 
 t.run();
