@@ -208,9 +208,46 @@ export async function importFresh(file: string, options: FreshImport = {}): Prom
 }
 
 /** Imports a module once (TypeScript through tsx). */
-export async function importModule(file: string): Promise<Record<string, unknown>> {
+/**
+ * How long a module may take to load (its top-level awaits included) before it is refused, as a
+ * reload is refused past watch.reloadTimeoutMs (30 s by default, the same bound).
+ */
+export const MODULE_LOAD_TIMEOUT_MS = 30_000;
+
+/**
+ * Imports a service or run-file module. Bounded: a top-level await that never settles made
+ * `hermod run` exit 0 at once with nothing said (nothing kept the event loop alive), or wait
+ * forever with nothing served when something else did. The timer keeps the process alive for
+ * the error; the import itself cannot be cancelled and is abandoned.
+ */
+export async function importModule(file: string, timeoutMs = MODULE_LOAD_TIMEOUT_MS): Promise<Record<string, unknown>> {
   if (TS.test(file)) await enableTypeScript();
-  return esModuleExports((await import(pathToFileURL(path.resolve(file)).href)) as Record<string, unknown>);
+  return esModuleExports(await withinLoadBound(import(pathToFileURL(path.resolve(file)).href), timeoutMs, file));
+}
+
+/**
+ * `loading`, or a ConfigError naming `what` once it took `timeoutMs`. The timer is ref'd on
+ * purpose: it keeps the process alive to say so.
+ */
+export async function withinLoadBound<T>(loading: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  loading.catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new ConfigError(`${what}: did not finish loading within ${timeoutMs} ms (a top-level await that never settles?)`, {
+            key: what,
+          }),
+        ),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([loading, bound]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
@@ -232,9 +269,9 @@ export function endpointsOf(mod: Record<string, unknown>, spec: string, ctx: End
 }
 
 /** Loads the endpoints of every module in `specs` (paths, relative to the working directory). */
-export async function loadEndpoints(specs: readonly string[], ctx: EndpointContext): Promise<object[]> {
+export async function loadEndpoints(specs: readonly string[], ctx: EndpointContext, timeoutMs = MODULE_LOAD_TIMEOUT_MS): Promise<object[]> {
   const out: object[] = [];
-  for (const spec of specs) out.push(...(await endpointsOf(await importModule(spec), spec, ctx)));
+  for (const spec of specs) out.push(...(await endpointsOf(await importModule(spec, timeoutMs), spec, ctx)));
   return out;
 }
 

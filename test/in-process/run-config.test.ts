@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { importModule } from '../../src/ops/load-endpoints.js';
 import { checkWatchInterval, parseRunSpec, type RunWatch } from '../../src/ops/run/config.js';
 import { rejects, sleep, until } from '../support/assert.js';
 import { hermodRun } from '../support/ops-run.js';
@@ -364,6 +365,48 @@ test('hermod run --watch: an edit to the run file itself is told once (it is rea
       run.child.kill('SIGTERM');
     }
     assert.is(await run.exited, 0, run.err);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('hermod run: a service module whose top-level await never settles fails at watch.reloadTimeoutMs, naming it; a run module so, at its bound', async () => {
+  // From a fuzzer: nothing was logged and nothing served, for as long as one cared to wait; a run
+  // module so made `hermod run` exit 0 at once, with nothing said.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-runtla-'));
+  try {
+    writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
+    writeFileSync(path.join(dir, 'never.js'), 'await new Promise(() => {});\nexport default { async ping() { return 1; } };\n');
+    writeFileSync(
+      path.join(dir, 'hermod.config.json'),
+      JSON.stringify({
+        config: { transportUrl: 'memory://', log: { level: 'info' } },
+        watch: { reloadTimeoutMs: 1500 },
+        services: { s: { topic: 'tla', endpoints: './never.js' } },
+      }),
+    );
+    const run = hermodRun([], dir);
+    try {
+      await until(
+        () =>
+          run.lines.some((l) =>
+            /services\.s\.endpoints: \S*never\.js: did not finish loading within 1500 ms \(a top-level await that never settles\?\)/.test(
+              String(l.msg),
+            ),
+          ),
+        `the load refused (${run.err})`,
+        15_000,
+      );
+      assert.not.ok(
+        run.lines.some((l) => l.event === 'serving'),
+        'nothing served',
+      );
+    } finally {
+      run.child.kill('SIGTERM');
+    }
+    await run.exited;
+    // A run file that is a module goes through the same bound (30 s there: nothing configures it yet).
+    await rejects(importModule(path.join(dir, 'never.js'), 300), 'HERMOD_ERR_CONFIG', /never\.js: did not finish loading within 300 ms/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

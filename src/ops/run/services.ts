@@ -13,7 +13,14 @@ import { Target } from '../../core/target.js';
 import { RPCDispatcher } from '../../rpc/dispatcher.js';
 import { RPCServer } from '../../rpc/server.js';
 import { getTransport, type Transport } from '../../transport.js';
-import { type EndpointContext, loadEndpoints, loadErrorLocation, loadErrorMessage } from '../load-endpoints.js';
+import {
+  type EndpointContext,
+  loadEndpoints,
+  loadErrorLocation,
+  loadErrorMessage,
+  MODULE_LOAD_TIMEOUT_MS,
+  withinLoadBound,
+} from '../load-endpoints.js';
 import { PresenceBeacon, type PresenceBeaconOptions } from '../status/beacon.js';
 import type { ServiceSpec } from './config.js';
 import { EndpointReloader, type WatchOptions } from './reloader.js';
@@ -114,7 +121,14 @@ export class ServiceGroup {
       const ctx: EndpointContext = { server, topic: spec.topic, service: spec.name, ...(worker === undefined ? {} : { worker }) };
       const reloader = watch ? new EndpointReloader(spec.endpoints, ctx, log, watch, fields) : undefined;
       try {
-        const endpoints = withServiceTarget(reloader ? await reloader.load() : await loadEndpoints(spec.endpoints, ctx), spec);
+        // Bounded as a reload is: a module that never finished loading left the service silent.
+        const bound = (watch ? watch.reloadTimeoutMs : undefined) ?? MODULE_LOAD_TIMEOUT_MS;
+        const endpoints = withServiceTarget(
+          reloader
+            ? await withinLoadBound(reloader.load(), bound, spec.endpoints.join(', '))
+            : await loadEndpoints(spec.endpoints, ctx, bound),
+          spec,
+        );
         // What RPCServer refuses (a contract naming no method, a target that is not a Target) is
         // refused here too, with the load failures: it threw once the services before it served.
         try {
