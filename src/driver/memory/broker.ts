@@ -104,6 +104,11 @@ export class MemoryBroker {
   private readonly queues = new Map<string, MemoryQueue>();
   /** exchange → routing key → queue names */
   private readonly bindings = new Map<string, Map<string, Set<string>>>();
+  /**
+   * queue → where it is bound (exchange, key), so that deleting a queue touches only its own
+   * bindings: a scan of all of them per queue made stopping a run of 12,000 services take 20 s.
+   */
+  private readonly boundAt = new Map<string, Array<[string, string]>>();
 
   constructor(readonly name: string) {}
 
@@ -123,7 +128,16 @@ export class MemoryBroker {
 
   deleteQueue(name: string): void {
     this.queues.delete(name);
-    for (const keys of this.bindings.values()) for (const set of keys.values()) set.delete(name);
+    for (const [exchange, key] of this.boundAt.get(name) ?? []) {
+      const keys = this.bindings.get(exchange);
+      const set = keys?.get(key);
+      if (!keys || !set) continue;
+      set.delete(name);
+      // Gone with their last queue: a process that starts and stops servers all day keeps no trace.
+      if (set.size === 0) keys.delete(key);
+      if (keys.size === 0) this.bindings.delete(exchange);
+    }
+    this.boundAt.delete(name);
   }
 
   bind(queue: string, exchange: string, key: string): void {
@@ -137,7 +151,14 @@ export class MemoryBroker {
       set = new Set();
       keys.set(key, set);
     }
+    if (set.has(queue)) return;
     set.add(queue);
+    let at = this.boundAt.get(queue);
+    if (!at) {
+      at = [];
+      this.boundAt.set(queue, at);
+    }
+    at.push([exchange, key]);
   }
 
   /** Routes `body` to every queue bound with `key`; exchange `''` addresses a queue by name. Returns how many queues got it. */
