@@ -143,7 +143,12 @@ export class RPCServer {
     const conf = transport.config.rpc;
     // 0 is "a token at once"; a negative or NaN one made every method a job after a tick.
     assertMs('deferAfter', options.deferAfter, true);
-    this.concurrency = options.concurrency ?? conf.serverConcurrency;
+    const concurrency = options.concurrency;
+    // rpc.serverConcurrency's bounds: it is RabbitMQ's prefetch count too, a 16-bit field, and
+    // 1e300 made an unbounded work pool behind a prefetch RabbitMQ clamped to 65,535.
+    if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 65_535))
+      throw new InvalidArgument(`RPCServer option concurrency must be a whole number from 1 to 65535, got ${String(concurrency)}`);
+    this.concurrency = concurrency ?? conf.serverConcurrency;
     this.pool = new WorkPool(this.concurrency);
     const introspect = (options.introspection ?? conf.introspection) && Array.isArray(endpoints) && endpoints.length > 0;
     const jc = transport.config.jobs;

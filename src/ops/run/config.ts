@@ -255,7 +255,12 @@ function service(name: string, value: unknown, dir: string, where: string): Serv
     spec.version = text(s.version, `${where}.version`);
     if (!/^\d+\.\d+$/.test(spec.version)) fail(`${where}.version`, `must be of the form X.Y, got ${JSON.stringify(s.version)}`);
   }
-  if (s.concurrency !== undefined) spec.concurrency = positiveInt(s.concurrency, `${where}.concurrency`);
+  if (s.concurrency !== undefined) {
+    spec.concurrency = positiveInt(s.concurrency, `${where}.concurrency`);
+    // As rpc.serverConcurrency: RabbitMQ's prefetch count is a 16-bit field.
+    if (spec.concurrency > 65_535)
+      fail(`${where}.concurrency`, `must be at most 65535 (RabbitMQ's prefetch count), got ${spec.concurrency}`);
+  }
   if (s.workers !== undefined) spec.workers = parseWorkers(s.workers, `${where}.workers`);
   return spec;
 }
