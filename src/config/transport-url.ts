@@ -252,12 +252,15 @@ type OsloName =
   | { key: string; kind: 'bool' | 'int' | 'seconds' | 'string' }
   | { kind: 'tls' }
   | { kind: 'ignore'; why: string }
-  | { kind: 'refuse'; why: string };
+  | { kind: 'refuse'; why: string }
+  /** A flag whose value `is` is what hermod always does: taken and ignored then, refused otherwise. */
+  | { kind: 'fixed'; is: boolean; why: string };
 
 const B = (key: string): OsloName => ({ key, kind: 'bool' });
 const S = (key: string): OsloName => ({ key, kind: 'seconds' });
 const no = (why: string): OsloName => ({ kind: 'refuse', why });
 const ignored = (why: string): OsloName => ({ kind: 'ignore', why });
+const fixed = (is: boolean, why: string): OsloName => ({ kind: 'fixed', is, why });
 const TLS_FILES = {
   ssl: { kind: 'tls' },
   ssl_ca_file: { key: 'tls.ca', kind: 'string' },
@@ -306,8 +309,9 @@ export const OSLO_QUERY_NAMES: Record<'rabbit' | 'amqp1', Record<string, OsloNam
     rabbit_quroum_max_memory_bytes: { key: 'rabbit.quorumMaxMemoryBytes', kind: 'int' },
     rabbit_qos_prefetch_count: no("the prefetch is rpc.serverConcurrency (a server's concurrency): set it with --config"),
     heartbeat_rate: no("hermod's heartbeat is amqplib's, at rabbit.heartbeat"),
-    direct_mandatory_flag: no('replies are always published mandatory'),
-    enable_cancel_on_failover: no('a classic mirrored-queue feature hermod does not use'),
+    // A URL shared with Python services may carry them at the value hermod always has.
+    direct_mandatory_flag: fixed(true, 'replies are always published mandatory'),
+    enable_cancel_on_failover: fixed(false, "a classic mirrored-queue feature hermod's consumers do not ask for"),
   },
   amqp1: {
     ...TLS_FILES,
@@ -427,6 +431,15 @@ export function parseTransportUrl(url: string): TransportUrl {
         if (oslo.kind === 'ignore') continue;
         throw new ConfigError(
           `transport URL option '${k}' is oslo.messaging's, and hermod has no equivalent: ${oslo.why}; remove it from the URL hermod is given`,
+          { key: 'transportUrl' },
+        );
+      }
+      if (oslo.kind === 'fixed') {
+        const on = osloBool(v);
+        if (on === undefined) throw bad('true or false (1, yes, on / 0, no, off)');
+        if (on === oslo.is) continue;
+        throw new ConfigError(
+          `transport URL option '${k}=${v}' is oslo.messaging's, and hermod has no equivalent: ${oslo.why}; remove it from the URL hermod is given`,
           { key: 'transportUrl' },
         );
       }

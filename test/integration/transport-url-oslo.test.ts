@@ -122,6 +122,15 @@ t("oslo's names hermod has no equivalent of are refused naming them; hermod's ow
   }
   // Accepted and ignored: only what no behaviour of hermod depends on.
   assert.equal(parseTransportUrl('rabbit://h/?heartbeat_in_pthread=true&rpc_conn_pool_size=30').options, {});
+  // Flags at the value hermod always has are taken (a URL shared with Python services may carry
+  // them); the other value is refused, saying why.
+  assert.equal(parseTransportUrl('rabbit://h/?direct_mandatory_flag=true&enable_cancel_on_failover=false').options, {});
+  assert.throws(
+    () => parseTransportUrl('rabbit://h/?direct_mandatory_flag=false'),
+    /'direct_mandatory_flag=false' is oslo\.messaging's, and hermod has no equivalent: replies are always published mandatory/,
+  );
+  assert.throws(() => parseTransportUrl('rabbit://h/?enable_cancel_on_failover=yes'), /'enable_cancel_on_failover=yes'.*mirrored-queue/);
+  assert.throws(() => parseTransportUrl('rabbit://h/?direct_mandatory_flag=maybe'), /must be true or false/);
   // oslo 18's quorum memory bounds, and oslo 14's misspelt names of them, are taken.
   assert.equal(parseTransportUrl('rabbit://h/?rabbit_quorum_max_memory_length=10&rabbit_quroum_max_memory_bytes=4096').options, {
     'rabbit.quorumMaxMemoryLength': '10',
