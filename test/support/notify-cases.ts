@@ -595,6 +595,22 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
       /"payload":\{"user":"bob","password":"\*\*\*","nested":\{"Admin_Pass":"\*\*\*","list":\[\{"auth_token":"\*\*\*"\}\]\}\}/,
     );
     assert.not.match(lines[1]!, /hunter2|x1|"tk"/);
+    // A routing config of the wrong shape is refused at once, naming the place; before, a string
+    // where a list belongs threw "rules.accepted_events.some is not a function" at the first send.
+    for (const [routing, re] of [
+      [
+        { g: { log: { accepted_events: 'compute.*' } } },
+        /routing config \(the routing option\): g\.log\.accepted_events must be a list of glob strings/,
+      ],
+      [{ g: [{ accepted_events: ['x'] }] }, /group 'g' must be an object of driver → rules/],
+      [{ g: { logg: { accepted_events: ['x'] } } }, /g\.logg names no notification driver/],
+      [{ g: { log: { accepted_event: ['x'] } } }, /g\.log\.accepted_event is not a rule/],
+    ] as const) {
+      assert.throws(
+        () => new Notifier(tr, { publisherId: 'p', topics: [tp], driver: 'routing', routing: routing as never }),
+        (e: Error) => (e as { code?: string }).code === 'HERMOD_ERR_CONFIG' && re.test(e.message),
+      );
+    }
   });
 
   return t;

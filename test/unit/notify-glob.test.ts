@@ -42,6 +42,25 @@ const CASES: Array<[string, string]> = [
   ['[!]-a]', 'b'],
   ['[^a]', '^'],
   ['[[a]', '['],
+  // Stars, matched without backtracking: the first took about a second as a regular expression.
+  ['*a*a*a*a*a*a*a*a*a*a*a*a*b', 'a'.repeat(32)],
+  ['*a*a*a*a*a*a*a*a*a*a*a*a*b', `${'a'.repeat(31)}b`],
+  ['*a*a*b', 'xaxaxb'],
+  ['*', ''],
+  ['**', 'x'],
+  ['a*', 'a'],
+  ['*x', 'x'],
+  ['a*b*c', 'abc'],
+  ['a*b*c', 'abxc'],
+  ['a*b*c', 'acb'],
+  ['a*b*c', 'abcbc'],
+  ['?*?', 'a'],
+  ['?*?', 'ab'],
+  ['[ab]*[cd]', 'acd'],
+  ['*.*.end', 'a.b.end'],
+  ['*.*.end', 'a.end'],
+  ['*ab', 'aab'],
+  ['*aab*', 'aaab'],
 ];
 
 test("routing globs answer as Python's fnmatch does", () => {
