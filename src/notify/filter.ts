@@ -2,6 +2,7 @@ import { InvalidArgument } from '../core/errors.js';
 import type { Context } from '../core/serializer.js';
 import { assertOptions } from '../core/suggest.js';
 import type { NotificationMetadata } from './message.js';
+import { pythonRegexSource } from './python-regex.js';
 
 type Regexes = Record<string, string | RegExp>;
 
@@ -10,7 +11,8 @@ const RULES = { publisherId: true, eventType: true, context: true, metadata: tru
 /**
  * oslo's NotificationFilter: regular expressions matched from the start of the publisher id,
  * event type, and named fields of the context, metadata and payload. A field that is missing or
- * not a string fails the match.
+ * not a string fails the match. A rule given as a string is a Python pattern, read as Python's
+ * `re` reads it (`\A`, `\Z`, `$`, Unicode `\w`, `(?P<name>…)`); a RegExp is JavaScript's.
  */
 export class NotificationFilter {
   private readonly publisherId: RegExp | undefined;
@@ -49,7 +51,9 @@ export class NotificationFilter {
       );
     }
     try {
-      return p instanceof RegExp ? new RegExp(p.source, `${p.flags.replace(/[gy]/g, '')}y`) : new RegExp(p, 'y');
+      // A string is a Python pattern, as oslo's filters are written (see pythonRegexSource); a
+      // RegExp is the caller's own JavaScript.
+      return p instanceof RegExp ? new RegExp(p.source, `${p.flags.replace(/[gy]/g, '')}y`) : new RegExp(pythonRegexSource(p), 'uy');
     } catch (err) {
       const why = (err as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '');
       throw new InvalidArgument(`${field}: bad regular expression ${JSON.stringify(String(p))}: ${why}`);
@@ -74,7 +78,9 @@ export class NotificationFilter {
 
   private static all(data: unknown, res: Record<string, RegExp>): boolean {
     for (const [k, re] of Object.entries(res)) {
-      if (!data || typeof data !== 'object' || !(k in data)) return false;
+      // A plain object's own key, as Python's `k in dict`: a list's index or an inherited name
+      // (`constructor`) matched before; oslo finds no such key in a list.
+      if (!data || typeof data !== 'object' || Array.isArray(data) || !Object.hasOwn(data, k)) return false;
       if (!NotificationFilter.single((data as Record<string, unknown>)[k], re)) return false;
     }
     return true;
