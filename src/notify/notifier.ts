@@ -432,11 +432,58 @@ const SECRET_KEYS = [
   'cephmonkey',
 ];
 
+// oslo.utils' strutils patterns, `%(key)s` filled in per key: matched case-insensitively and
+// across lines (re.DOTALL | re.IGNORECASE), group 1 (and 2) kept around the masked value.
+const FORMAT_1 = [(k: string) => `(${k}[0-9]*\\s*[=]\\s*)[^\\s^'^"]+`];
+const FORMAT_2 = [
+  (k: string) => `(${k}[0-9]*\\s*[=]\\s*["'])[^"']*(["'])`,
+  (k: string) => `(${k}[0-9]*\\s*[=]\\s*["])[^"]*(["])`,
+  (k: string) => `(${k}[0-9]*\\s*[=]\\s*['])[^']*(['])`,
+  (k: string) => `(${k}[0-9]*\\s+["'])[^"']*(["'])`,
+  (k: string) => `([-]{2}${k}[0-9]*\\s+)[^'^"^=^\\s]+([\\s]*)`,
+  (k: string) => `(<${k}[0-9]*>)[^<]*(</${k}[0-9]*>)`,
+  (k: string) => `(["']${k}[0-9]*["']\\s*:\\s*["'])[^"']*(["'])`,
+  (k: string) => `(['"][^"']*${k}[0-9]*['"]\\s*:\\s*u?['"])[^"']*(['"])`,
+  (k: string) => `(['"][^'"]*${k}[0-9]*['"]\\s*,\\s*'--?[A-z]+'\\s*,\\s*u?['"])[^"']*(['"])`,
+  (k: string) => `(${k}[0-9]*\\s*--?[A-z]+\\s*)\\S+(\\s*)`,
+];
+const FORMAT_WILDCARD = [(k: string) => `(['"][^"']*${k}[0-9]*['"]\\s*:\\s*u?['"].*['"])[^"']*(['"])`];
+let maskPatterns: Map<string, { two: RegExp[]; one: RegExp[]; wildcard: RegExp[] }> | undefined;
+
+/**
+ * oslo.utils' `mask_password`: secrets written inside text (`password=…`, `"token": "…"`,
+ * `--password …`, `<password>…</password>`) replaced by `***`, as oslo's log notification
+ * driver masks string values. Compiled on first use.
+ */
+export function maskPassword(text: string): string {
+  maskPatterns ??= new Map(
+    SECRET_KEYS.map((k) => [
+      k,
+      {
+        two: FORMAT_2.map((f) => new RegExp(f(k), 'gsi')),
+        one: FORMAT_1.map((f) => new RegExp(f(k), 'gsi')),
+        wildcard: FORMAT_WILDCARD.map((f) => new RegExp(f(k), 'gsi')),
+      },
+    ]),
+  );
+  const lower = text.toLowerCase();
+  let out = text;
+  for (const [k, p] of maskPatterns) {
+    if (!lower.includes(k)) continue;
+    for (const re of p.two) out = out.replace(re, '$1***$2');
+    for (const re of p.one) out = out.replace(re, '$1***');
+    for (const re of p.wildcard) out = out.replace(re, '$1');
+  }
+  return out;
+}
+
 /**
  * `value` with the values of secret-looking keys replaced by `***`, in nested objects and lists
- * too (oslo's mask_dict_password recurses into dicts only). A copy; `value` is left alone.
+ * too (oslo's mask_dict_password recurses into dicts only), and secrets written inside string
+ * values masked as {@link maskPassword} masks them. A copy; `value` is left alone.
  */
 export function maskSecrets(value: unknown): unknown {
+  if (typeof value === 'string') return maskPassword(value);
   if (Array.isArray(value)) return value.map(maskSecrets);
   if (value === null || typeof value !== 'object') return value;
   const out: Record<string, unknown> = {};
