@@ -145,6 +145,46 @@ t('reload under load: 0 failed calls, new calls reach the new code, the subscrip
   assert.is(server.stats().failed, 0);
 });
 
+t("a module's dispose export is called when a reload replaces it: the old instance's timers stop", async (ctx) => {
+  // From a fuzzer: an ES module cannot be unloaded, and after 100 reloads the intervals of all
+  // 101 versions were still ticking. A module that exports dispose() now gets to close them.
+  const g = globalThis as { __hermodTicks?: Record<number, number>; __hermodDisposed?: number[] };
+  g.__hermodTicks = {};
+  g.__hermodDisposed = [];
+  const mod = (v: number) =>
+    write(
+      ctx,
+      'ticking.js',
+      `const t = setInterval(() => { globalThis.__hermodTicks[${v}] = (globalThis.__hermodTicks[${v}] ?? 0) + 1; }, 5);
+export function dispose() { clearInterval(t); globalThis.__hermodDisposed.push(${v}); }
+export default { async v() { return ${v}; } };
+`,
+    );
+  const { reloader, client } = await serve(ctx, mod(1), 'dispose');
+  for (let v = 2; v <= 4; v++) {
+    const before = reloader.stats();
+    mod(v);
+    await reloaded(reloader, before, 'reloads');
+    assert.is(await client.call({}, 'v', {}), v);
+  }
+  await until(() => g.__hermodDisposed!.length === 3, 'three disposed');
+  assert.equal(g.__hermodDisposed, [1, 2, 3]);
+  const before = { ...g.__hermodTicks };
+  await sleep(100);
+  for (const v of [1, 2, 3]) assert.is(g.__hermodTicks[v], before[v], `version ${v} stopped ticking`);
+  assert.ok(g.__hermodTicks[4]! > before[4]!, 'the serving version ticks');
+  // A dispose that throws is logged; the new code serves on.
+  write(ctx, 'ticking.js', `export function dispose() { throw new Error('cannot close'); }\nexport default { async v() { return 5; } };\n`);
+  let b = reloader.stats();
+  await reloaded(reloader, b, 'reloads');
+  write(ctx, 'ticking.js', `export default { async v() { return 6; } };\n`);
+  b = reloader.stats();
+  await reloaded(reloader, b, 'reloads');
+  await until(() => ctx.lines.some((l) => l.fields.event === 'dispose-failed' && /cannot close/.test(l.msg)), 'the failure logged');
+  assert.is(await client.call({}, 'v', {}), 6);
+  assert.equal(g.__hermodDisposed, [1, 2, 3, 4]);
+});
+
 t('a running call finishes on the old code while new calls get the new', async (ctx) => {
   const file = endpoints(ctx, 1);
   const { reloader, client } = await serve(ctx, file, 'inflight');

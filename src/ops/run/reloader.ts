@@ -78,6 +78,13 @@ export class EndpointReloader {
   private readonly abandon = new Set<(err: Error) => void>();
   private again = false;
   private closed = false;
+  /**
+   * The `dispose` exports of the modules serving now, and of the last load not yet swapped in.
+   * An ES module cannot be unloaded: without them an old instance's timers, sockets and pools
+   * ran on after every reload (101 versions' intervals ticking after 100 SIGHUPs).
+   */
+  private disposers: Array<() => unknown> | undefined;
+  private loadedDisposers: Array<() => unknown> = [];
   private readonly counts: ReloadStats = { reloads: 0, failures: 0 };
 
   constructor(
@@ -103,6 +110,7 @@ export class EndpointReloader {
     const check = () => {
       if (cut?.abandoned) throw new Error('the reload was abandoned');
     };
+    const disposers: Array<() => unknown> = [];
     for (const spec of this.specs) {
       check();
       const involved = [spec];
@@ -119,6 +127,7 @@ export class EndpointReloader {
         const mod = await importFresh(spec, { onFile, onPinned: (f) => this.pinned(f) });
         check();
         out.push(...(await endpointsOf(mod, spec, this.ctx)));
+        if (typeof mod.dispose === 'function') disposers.push(mod.dispose as () => unknown);
       } catch (err) {
         if (cut?.abandoned) throw err;
         const candidates = [...new Set([...involved, ...this.files])];
@@ -126,7 +135,39 @@ export class EndpointReloader {
       }
     }
     this.loadedStamps = stamps;
+    // Serving once start() or attach() takes them (the first load) or reload() swaps them in.
+    this.loadedDisposers = disposers;
     return out;
+  }
+
+  /** The last load's modules are the ones serving (the run's first load, before any reload). */
+  private takeLoaded(): void {
+    this.disposers ??= this.loadedDisposers;
+    this.loadedDisposers = [];
+  }
+
+  /**
+   * Calls the `dispose` exports of the modules a reload replaced, each bounded by the reload
+   * timeout; a failure is logged, never thrown: the new code already serves.
+   */
+  private disposeOld(old: Array<() => unknown>): void {
+    const ms = this.options.reloadTimeoutMs ?? DEFAULT_RELOAD_TIMEOUT_MS;
+    for (const dispose of old) {
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`dispose() did not finish within ${ms} ms`)), ms);
+        timer.unref();
+      });
+      Promise.race([Promise.resolve().then(dispose), bound])
+        .catch((err: unknown) =>
+          this.log.warn(`dispose() of the replaced module failed: ${loadErrorMessage(err)}`, {
+            ...this.fields,
+            event: 'dispose-failed',
+            error: (err as Error)?.message ?? String(err),
+          }),
+        )
+        .finally(() => clearTimeout(timer));
+    }
   }
 
   /** Says once per file that a reload cannot take edits to `file` (see FreshImport.onPinned). */
@@ -142,6 +183,7 @@ export class EndpointReloader {
   /** Starts watching; changes then go to `target`. Resolves once the watcher is ready. */
   async start(target: EndpointTarget): Promise<void> {
     this.target = target;
+    this.takeLoaded();
     const watcher = watch([...this.files], {
       ignoreInitial: true,
       usePolling: this.options.usePolling ?? false,
@@ -191,6 +233,7 @@ export class EndpointReloader {
    */
   attach(target: EndpointTarget): void {
     this.target = target;
+    this.takeLoaded();
   }
 
   /**
@@ -224,6 +267,10 @@ export class EndpointReloader {
       const endpoints = await this.bounded(this.load(cut), cut);
       if (this.closed) return false;
       this.target.replaceEndpoints(endpoints);
+      const old = this.disposers ?? [];
+      this.disposers = this.loadedDisposers;
+      this.loadedDisposers = [];
+      this.disposeOld(old);
       this.counts.reloads++;
       const ms = performance.now() - t0;
       this.log.info(
