@@ -286,6 +286,8 @@ async function runCommand(argv: string[]): Promise<void> {
       log,
       spec: { spec, base, configs: spec.services.map((s) => configs.get(s)!) },
       ...(watch && watch.handOverTimeoutMs !== undefined ? { handOverTimeoutMs: watch.handOverTimeoutMs } : {}),
+      // A worker's loop blocked well past what a reload may take is wedged, not busy.
+      ...(watch && watch.reloadTimeoutMs !== undefined ? { unresponsiveMs: watch.reloadTimeoutMs + 15_000 } : {}),
       abandonGraceMs: timeoutMs + overrunMs + PRIMARY_MARGIN_MS,
       onOutputClosed: (n) => shutdown.stop(`worker ${n}'s stdout closed`),
       onEarlyDeath: ({ worker: n, pid, code, signal }) => {

@@ -181,4 +181,49 @@ t('the old worker dies while its replacement hangs: the slot restarts at the han
   assert.is(await run.exited, 0, run.err);
 });
 
+t(
+  'a reload into a loop that blocks the event loop: the worker is killed at reloadTimeoutMs + 15 s and restarted, and serves again',
+  async (ctx) => {
+    // From a fuzzer: a save of `while (true) {}` wedged the worker for good, every call timing out,
+    // no later save taken, nothing logged; only a SIGTERM ended the run.
+    const topic = `run-wedge-${process.pid}`;
+    const ep = path.join(ctx.dir, 'ep.js');
+    writeFileSync(ep, 'export default { async v() { return [1, process.pid]; } };\n');
+    writeFileSync(
+      path.join(ctx.dir, 'hermod.config.json'),
+      JSON.stringify({
+        config: { transportUrl: ctx.url, log: { level: 'info' } },
+        watch: { debounceMs: 30, reloadTimeoutMs: 1500 },
+        services: { svc: { endpoints: './ep.js', topic, server: 'w' } },
+      }),
+    );
+    const run = hermodRun([], ctx.dir);
+    ctx.procs.push(run);
+    const client = new RPCClient(ctx.transport, new Target({ topic }), { timeout: 3000 });
+    let first: [number, number] | undefined;
+    for (const end = Date.now() + 20_000; !first && Date.now() < end; await sleep(100))
+      first = (await client.call({}, 'v', {}).catch(() => undefined)) as typeof first;
+    assert.ok(first, `served (${run.err})`);
+    // Blocks while the file `block` exists: the restarted worker loads the same module and serves.
+    writeFileSync(path.join(ctx.dir, 'block'), '');
+    writeFileSync(
+      ep,
+      "import { existsSync } from 'node:fs';\nwhile (existsSync(new URL('./block', import.meta.url))) {}\nexport default { async v() { return [2, process.pid]; } };\n",
+    );
+    await until(() => linesOf(run, (l) => l.event === 'worker-unresponsive').length === 1, `the wedged worker told (${run.err})`, 30_000);
+    const told = linesOf(run, (l) => l.event === 'worker-unresponsive')[0]!;
+    assert.is(told.workerPid, first![1]);
+    assert.match(String(told.msg), /has not answered for 1[6-9] s .*killing it/);
+    rmSync(path.join(ctx.dir, 'block'));
+    let answer: [number, number] | undefined;
+    for (const end = Date.now() + 20_000; !answer && Date.now() < end; await sleep(100))
+      answer = (await client.call({}, 'v', {}).catch(() => undefined)) as typeof answer;
+    assert.ok(answer, `an answer after the restart (${JSON.stringify(run.lines.slice(-6).map((l) => l.msg))})`);
+    assert.is(answer![0], 2);
+    assert.is.not(answer![1], first![1]);
+    run.child.kill('SIGTERM');
+    assert.is(await run.exited, 0, run.err);
+  },
+);
+
 t.run();

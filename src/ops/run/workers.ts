@@ -33,6 +33,11 @@ export const READY_MESSAGE = { hermod: 'ready' } as const;
  */
 export const HELLO_MESSAGE = { hermod: 'hello' } as const;
 
+/** What a worker sends the primary every {@link BEAT_EVERY_MS}: its event loop turns. */
+export const BEAT_MESSAGE = { hermod: 'beat' } as const;
+/** How often a worker says its event loop turns. */
+export const BEAT_EVERY_MS = 1000;
+
 /**
  * What a worker asks the primary for first: the run file as the primary read it. A worker that
  * read the file itself (a restart after a crash, a recycle, hours later) would serve what the
@@ -90,7 +95,9 @@ export interface RecycleMessage {
 }
 
 /** Sends a message to the primary, if this process has one. */
-export function tellPrimary(message: typeof READY_MESSAGE | typeof HELLO_MESSAGE | typeof OUTPUT_CLOSED_MESSAGE | RecycleMessage): void {
+export function tellPrimary(
+  message: typeof READY_MESSAGE | typeof HELLO_MESSAGE | typeof BEAT_MESSAGE | typeof OUTPUT_CLOSED_MESSAGE | RecycleMessage,
+): void {
   // With a callback, a channel that closes between the check and the write (the primary just
   // died) reports to it instead of throwing EPIPE as an 'error' nobody listens for.
   if (cluster.isWorker && process.connected) process.send?.(message, undefined, {}, () => undefined);
@@ -125,7 +132,10 @@ export function onPrimaryStop(stop: (reason: string) => void, abort?: (reason: s
   if (cluster.worker) cluster.worker.exitedAfterDisconnect = true;
   process.on('disconnect', () => stop('the primary is gone'));
   if (!process.connected) stop('the primary is gone');
-  else tellPrimary(HELLO_MESSAGE);
+  else {
+    tellPrimary(HELLO_MESSAGE);
+    setInterval(() => tellPrimary(BEAT_MESSAGE), BEAT_EVERY_MS).unref();
+  }
 }
 
 /** Options of a {@link WorkerSupervisor}. */
@@ -156,7 +166,16 @@ export interface SupervisorOptions {
   onOutputClosed?: (worker: number) => void;
   /** How long such a replacement's graceful stop may take before it is killed. @default 10000 */
   abandonGraceMs?: number;
+  /**
+   * A worker whose event loop has not turned for this long (no {@link BEAT_MESSAGE}) is killed
+   * and restarted like a crashed one: a reload into `while (true) {}` wedged a worker for good,
+   * every call timing out and no later save taken, with nothing logged. @default 45000
+   */
+  unresponsiveMs?: number;
 }
+
+/** {@link SupervisorOptions.unresponsiveMs}'s default. */
+export const DEFAULT_UNRESPONSIVE_MS = 45_000;
 
 /** {@link SupervisorOptions.handOverTimeoutMs}'s default. */
 export const DEFAULT_HAND_OVER_TIMEOUT_MS = 60_000;
@@ -200,6 +219,9 @@ export class WorkerSupervisor {
   private reloadAgain = false;
   /** This reload pass's slots whose replacement failed while the old worker serves on. */
   private reloadKept: number[] = [];
+  /** When each worker that said hello was last heard from (see unresponsiveMs). */
+  private readonly lastBeat = new Map<Worker, number>();
+  private watchdog: NodeJS.Timeout | undefined;
   /** Crashes seen (exits not asked for). */
   crashes = 0;
   /** Recycles done (hand-overs to a fresh worker). */
@@ -222,6 +244,27 @@ export class WorkerSupervisor {
   /** Forks every worker. */
   start(): void {
     for (const slot of this.slots) this.fork(slot);
+    this.watchdog = setInterval(() => this.checkBeats(), BEAT_EVERY_MS);
+    this.watchdog.unref();
+  }
+
+  /** Kills a serving worker (or replacement) whose event loop stopped turning; its exit restarts it. */
+  private checkBeats(): void {
+    if (this.stopping) return;
+    const limit = this.options.unresponsiveMs ?? DEFAULT_UNRESPONSIVE_MS;
+    const now = Date.now();
+    for (const slot of this.slots) {
+      for (const w of [slot.worker, slot.next]) {
+        const last = w && this.lastBeat.get(w);
+        if (!w || last === undefined || now - last <= limit) continue;
+        this.lastBeat.delete(w);
+        this.options.log.error(
+          `worker ${slot.n} (pid ${w.process.pid}) has not answered for ${Math.round((now - last) / 1000)} s (its event loop is blocked: a reload stuck in a loop?); killing it`,
+          { worker: slot.n, workerPid: w.process.pid, event: 'worker-unresponsive' },
+        );
+        w.process.kill('SIGKILL');
+      }
+    }
   }
 
   /**
@@ -341,6 +384,7 @@ export class WorkerSupervisor {
    */
   async stop(deadlineMs: number): Promise<number> {
     this.stopping = true;
+    clearInterval(this.watchdog);
     for (const slot of this.slots) {
       clearTimeout(slot.timer);
       clearTimeout(slot.handOverTimer);
@@ -372,6 +416,7 @@ export class WorkerSupervisor {
    */
   async abort(): Promise<void> {
     this.stopping = true;
+    clearInterval(this.watchdog);
     for (const slot of this.slots) {
       clearTimeout(slot.timer);
       clearTimeout(slot.handOverTimer);
@@ -429,8 +474,13 @@ export class WorkerSupervisor {
       if (worker.isConnected()) worker.send(answer, undefined, undefined, () => undefined);
       return;
     }
+    if (msg?.hermod === BEAT_MESSAGE.hermod) {
+      if (this.lastBeat.has(worker)) this.lastBeat.set(worker, Date.now());
+      return;
+    }
     if (msg?.hermod === HELLO_MESSAGE.hermod) {
       this.heard.add(worker);
+      this.lastBeat.set(worker, Date.now());
       if (this.askedEarly.has(worker) && worker.isConnected()) worker.send(STOP_MESSAGE, undefined, undefined, () => undefined);
       return;
     }
@@ -509,6 +559,7 @@ export class WorkerSupervisor {
   }
 
   private exited(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
+    this.lastBeat.delete(worker);
     const how = signal ? `signal ${signal}` : `exit status ${code}`;
     const pid = worker.process.pid;
     const kill = this.abandoned.get(worker);
