@@ -144,10 +144,10 @@ export class RPCServer {
     // 0 is "a token at once"; a negative or NaN one made every method a job after a tick.
     assertMs('deferAfter', options.deferAfter, true);
     const concurrency = options.concurrency;
-    // rpc.serverConcurrency's bounds: it is RabbitMQ's prefetch count too, a 16-bit field, and
-    // 1e300 made an unbounded work pool behind a prefetch RabbitMQ clamped to 65,535.
-    if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 65_535))
-      throw new InvalidArgument(`RPCServer option concurrency must be a whole number from 1 to 65535, got ${String(concurrency)}`);
+    // Larger than a prefetch count is allowed (RabbitMQ's prefetch is then capped at 65,535), but
+    // not past AMQP 1.0's 32-bit credit: 1e300 was taken as a work pool of that size.
+    if (concurrency !== undefined && (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 0xffff_ffff))
+      throw new InvalidArgument(`RPCServer option concurrency must be a whole number from 1 to 4294967295, got ${String(concurrency)}`);
     this.concurrency = concurrency ?? conf.serverConcurrency;
     this.pool = new WorkPool(this.concurrency);
     const introspect = (options.introspection ?? conf.introspection) && Array.isArray(endpoints) && endpoints.length > 0;

@@ -80,11 +80,8 @@ test('run file: unknown keys suggest a known key only when close, bad values nam
     [{ services: { a: { ...ok, workers: 0 } } }, /services\.a\.workers: must be a whole number from 1 to 256 or "max"/],
     [{ services: { a: { ...ok, version: '1' } } }, /services\.a\.version: must be of the form X\.Y/],
     [{ services: { a: { ...ok, concurrency: 1.5 } } }, /services\.a\.concurrency: must be a whole number ≥ 1/],
-    // Accepted before, an unbounded work pool behind a prefetch RabbitMQ clamps to 65,535.
-    [
-      { services: { a: { ...ok, concurrency: 4294967296 } } },
-      /services\.a\.concurrency: must be at most 65535 \(RabbitMQ's prefetch count\)/,
-    ],
+    // Accepted before, as a work pool of that size (past a prefetch count is allowed).
+    [{ services: { a: { ...ok, concurrency: 1e300 } } }, /services\.a\.concurrency: must be at most 4294967295 \(AMQP 1\.0's credit\)/],
     [{ watch: { polling: true }, services: { a: ok } }, /watch: unknown key 'polling'; did you mean 'usePolling'\?/],
     [
       { watch: { recycleAfter: -1 }, services: { a: ok } },

@@ -257,9 +257,10 @@ function service(name: string, value: unknown, dir: string, where: string): Serv
   }
   if (s.concurrency !== undefined) {
     spec.concurrency = positiveInt(s.concurrency, `${where}.concurrency`);
-    // As rpc.serverConcurrency: RabbitMQ's prefetch count is a 16-bit field.
-    if (spec.concurrency > 65_535)
-      fail(`${where}.concurrency`, `must be at most 65535 (RabbitMQ's prefetch count), got ${spec.concurrency}`);
+    // As RPCServer's option: past a prefetch count is allowed (RabbitMQ's is capped at 65,535), past
+    // AMQP 1.0's 32-bit credit is not (1e300 was taken as a work pool of that size).
+    if (spec.concurrency > 0xffff_ffff)
+      fail(`${where}.concurrency`, `must be at most 4294967295 (AMQP 1.0's credit), got ${spec.concurrency}`);
   }
   if (s.workers !== undefined) spec.workers = parseWorkers(s.workers, `${where}.workers`);
   return spec;
