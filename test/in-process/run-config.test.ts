@@ -61,6 +61,10 @@ test('run file: unknown keys suggest a known key only when close, bad values nam
   const f = 'h.json';
   const cases: Array<[unknown, RegExp]> = [
     [{ servics: {} }, /h\.json: unknown key 'servics'; did you mean 'services'\?/],
+    // Refused by Target only at start, naming no place; an empty name served as "serving : …".
+    [{ services: { a: { ...ok, server: 's\u001b[2J\nfake' } } }, /h\.json: services\.a: target server .*must not contain/],
+    [{ services: { a: { ...ok, topic: 'a b/c*#' } } }, /h\.json: services\.a: target topic/],
+    [{ services: { '': ok } }, /h\.json: services: a service needs a name, got ""/],
     [{ services: { a: { ...ok, topc: 'x' } } }, /services\.a: unknown key 'topc'; did you mean 'topic'\?/],
     [
       { services: { a: { ...ok, config: { rpc: { responseTimout: 1 } } } } },
@@ -156,6 +160,11 @@ test('hermod run: a bad file, a bad config value and an unknown command exit 2 w
     r = hermod(['run']);
     assert.is(r.status, 2, r.stderr);
     assert.match(r.stderr, /invalid value for rpc\.responseTimeout \(from hermod\.config\.json: config\)/);
+    // A transport URL with a scheme hermod has no driver for names the service it is for.
+    writeFileSync(file, JSON.stringify({ config: { transportUrl: 'gopher://h/' }, services: { a: ok } }));
+    r = hermod(['run']);
+    assert.is(r.status, 2, r.stderr);
+    assert.match(r.stderr, /services\.a: transportUrl: .*gopher/);
     // A --config or environment mistake is its own, not the run file's.
     writeFileSync(file, JSON.stringify({ services: { a: ok } }));
     r = hermod(['run', '--config', 'rpc.responseTimeout=soon']);

@@ -12,6 +12,7 @@ import { parseTransportUrl } from '../../config/transport-url.js';
 import { ConfigError } from '../../core/errors.js';
 import { parseConfigJson } from '../../core/json.js';
 import { commonJsSyntaxHint } from '../../core/syntax-check.js';
+import { Target } from '../../core/target.js';
 import { importModule } from '../load-endpoints.js';
 import { parseMetricsAddress } from '../metrics.js';
 import type { WatchOptions } from './reloader.js';
@@ -263,6 +264,19 @@ function service(name: string, value: unknown, dir: string, where: string): Serv
       fail(`${where}.concurrency`, `must be at most 4294967295 (AMQP 1.0's credit), got ${spec.concurrency}`);
   }
   if (s.workers !== undefined) spec.workers = parseWorkers(s.workers, `${where}.workers`);
+  // The target as its server will make it, checked here so that the error names the service: a
+  // server name with a control character was refused by Target at start with no place named.
+  try {
+    new Target({
+      topic: spec.topic,
+      server: spec.server,
+      ...(spec.exchange === undefined ? {} : { exchange: spec.exchange }),
+      ...(spec.namespace === undefined ? {} : { namespace: spec.namespace }),
+      ...(spec.version === undefined ? {} : { version: spec.version }),
+    }).assertListenable();
+  } catch (err) {
+    fail(where, (err as Error).message);
+  }
   return spec;
 }
 
@@ -275,7 +289,11 @@ export function parseRunSpec(data: unknown, file: string): RunSpec {
   const dir = path.dirname(path.resolve(file));
   const spec: RunSpec = {
     file,
-    services: Object.entries(services).map(([name, v]) => service(name, v, dir, `${file}: services.${name}`)),
+    services: Object.entries(services).map(([name, v]) => {
+      // Named in every log line of the service ("serving : topic calc" for an empty one).
+      if (name.trim() === '') fail(`${file}: services`, `a service needs a name, got ${JSON.stringify(name)}`);
+      return service(name, v, dir, `${file}: services.${name}`);
+    }),
     watch: watchSection(top.watch, `${file}: watch`),
     config: configSection(top.config, `${file}: config`),
     beacons: beaconsSection(top.beacons, `${file}: beacons`),
@@ -306,7 +324,13 @@ export function checkServerQueues(spec: RunSpec, resolved: ResolvedServices): vo
   const seen = new Map<string, { name: string; server: string }>();
   for (const s of spec.services) {
     const config = resolved.configOf(s);
-    const rabbit = parseTransportUrl(config.transportUrl).driver === 'rabbit';
+    let rabbit: boolean;
+    try {
+      rabbit = parseTransportUrl(config.transportUrl).driver === 'rabbit';
+    } catch (err) {
+      // The URL may come from the file, --config or the environment: the service it is for is named.
+      throw new ConfigError(`services.${s.name}: transportUrl: ${(err as Error).message}`, { key: 'transportUrl', cause: err });
+    }
     const exchange = rabbit ? '' : (s.exchange ?? config.controlExchange);
     const workers = resolved.workersOf(s);
     const servers = workers > 1 ? Array.from({ length: workers }, (_, i) => `${s.server}-${i + 1}`) : [s.server];
