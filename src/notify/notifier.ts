@@ -161,6 +161,19 @@ export function glob(pattern: string): { test(text: string): boolean } {
 
 const STAR = '*';
 
+/** The routing config's globs, compiled once: they came from configuration, and each send matched them anew. */
+const globs = new Map<string, { test(text: string): boolean }>();
+function compiledGlob(pattern: string): { test(text: string): boolean } {
+  let g = globs.get(pattern);
+  if (!g) {
+    // Patterns come from configuration, not peers; the bound only guards a program making them up.
+    if (globs.size >= 1024) globs.clear();
+    g = glob(pattern);
+    globs.set(pattern, g);
+  }
+  return g;
+}
+
 /**
  * A matcher of one-character pieces with stars between: the parts between stars are
  * fixed-length, so the first is matched at the start, the last at the end, and each in between
@@ -332,8 +345,8 @@ export class Notifier {
       for (const group of Object.values(this.routingConfig())) {
         for (const [driver, rules] of Object.entries(group)) {
           const checks: boolean[] = [];
-          if (rules.accepted_events) checks.push(rules.accepted_events.some((p) => glob(p).test(eventType)));
-          if (rules.accepted_priorities) checks.push(rules.accepted_priorities.some((p) => glob(p.toLowerCase()).test(priority)));
+          if (rules.accepted_events) checks.push(rules.accepted_events.some((p) => compiledGlob(p).test(eventType)));
+          if (rules.accepted_priorities) checks.push(rules.accepted_priorities.some((p) => compiledGlob(p.toLowerCase()).test(priority)));
           if (checks.every(Boolean) && driver !== 'routing') out.add(driver);
         }
       }

@@ -1,10 +1,8 @@
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ConfigError, defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import { ConfigError, RPCClient, RPCServer, Target } from '../../src/index.js';
 import { Recorder } from '../support/endpoints.js';
-import { type Broker, interopSuite } from '../support/interop.js';
-import { OsloPeer } from '../support/oslo.js';
-import { modernFlavor, rabbitBroker } from '../support/oslo-rabbit.js';
+import { interopSuite } from '../support/interop.js';
+import { modernFlavor, pythonServerSuite, rabbitBroker } from '../support/oslo-rabbit.js';
 
 // oslo.messaging 18.1.0 with the RabbitMQ 4-era options (quorum queues, transient quorum
 // queues, stream fanout, queue manager) and hermod configured to match; then hermod configured
@@ -13,33 +11,12 @@ import { modernFlavor, rabbitBroker } from '../support/oslo-rabbit.js';
 const flavor = modernFlavor();
 interopSuite('interop rabbit: oslo.messaging 18.1.0, RabbitMQ 4-era options', () => rabbitBroker('o18m'), flavor).run();
 
-interface Ctx {
-  broker: Broker;
-  py: OsloPeer;
-  transports: Transport[];
-}
-const t = suite<Ctx>('interop rabbit: hermod configured unlike an oslo 18 deployment on RabbitMQ 4-era options', {} as Ctx);
-t.before(async (ctx) => {
-  ctx.broker = await rabbitBroker('o18x');
-  ctx.transports = [];
-  try {
-    ctx.py = await OsloPeer.start('server', { url: ctx.broker.url, topic: 'mm', server: 'p1' }, flavor.oslo);
-  } catch (err) {
-    // uvu marks every case failed when a hook throws but does not print why.
-    console.error('mismatch suite: setup failed:', err);
-    throw err;
-  }
-});
-t.after(async (ctx) => {
-  await ctx.py?.kill();
-  for (const tr of ctx.transports ?? []) await tr.close();
-  await ctx.broker?.stop();
-});
-async function transport(ctx: Ctx, overrides: Record<string, unknown>): Promise<Transport> {
-  const tr = await getTransport(ctx.broker.url, { config: defaultConfig(), overrides });
-  ctx.transports.push(tr);
-  return tr;
-}
+const { t, transport } = pythonServerSuite(
+  'interop rabbit: hermod configured unlike an oslo 18 deployment on RabbitMQ 4-era options',
+  'o18x',
+  'mm',
+  flavor.oslo,
+);
 async function configError(p: Promise<unknown>): Promise<ConfigError> {
   const t0 = Date.now();
   try {

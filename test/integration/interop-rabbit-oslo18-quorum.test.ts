@@ -1,10 +1,8 @@
-import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ConfigError, defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
+import { ConfigError, RPCServer, Target } from '../../src/index.js';
 import { Recorder } from '../support/endpoints.js';
-import { type Broker, type InteropFlavor, interopSuite } from '../support/interop.js';
-import { OsloPeer } from '../support/oslo.js';
-import { rabbitBroker } from '../support/oslo-rabbit.js';
+import { type InteropFlavor, interopSuite } from '../support/interop.js';
+import { pythonServerSuite, rabbitBroker } from '../support/oslo-rabbit.js';
 
 // oslo.messaging 18.1.0 with quorum queues bounded in memory (rabbit_quorum_max_memory_length
 // and _bytes, which put x-max-in-memory-* on every quorum queue) and kombu_compression = gzip
@@ -40,34 +38,16 @@ interopSuite(
   flavor,
 ).run();
 
-interface Ctx {
-  broker: Broker;
-  py: OsloPeer;
-  transports: Transport[];
-}
-const t = suite<Ctx>('interop rabbit: hermod without the quorum memory bounds of an oslo 18 deployment', {} as Ctx);
-t.before(async (ctx) => {
-  ctx.broker = await rabbitBroker('o18qx');
-  ctx.transports = [];
-  try {
-    ctx.py = await OsloPeer.start('server', { url: ctx.broker.url, topic: 'qm', server: 'p1' }, flavor.oslo);
-  } catch (err) {
-    // uvu marks every case failed when a hook throws but does not print why.
-    console.error('mismatch suite: setup failed:', err);
-    throw err;
-  }
-});
-t.after(async (ctx) => {
-  await ctx.py?.kill();
-  for (const tr of ctx.transports ?? []) await tr.close();
-  await ctx.broker?.stop();
-});
+const { t, transport } = pythonServerSuite(
+  'interop rabbit: hermod without the quorum memory bounds of an oslo 18 deployment',
+  'o18qx',
+  'qm',
+  flavor.oslo,
+);
 
 t('a hermod server on the topic fails at once with a ConfigError naming rabbit.quorumMaxMemoryLength', async (ctx) => {
   const { 'rabbit.quorumMaxMemoryLength': _l, 'rabbit.quorumMaxMemoryBytes': _b, ...rest } = flavor.hermod!;
-  const tr = await getTransport(ctx.broker.url, { config: defaultConfig(), overrides: rest });
-  ctx.transports.push(tr);
-  const s = new RPCServer(tr, new Target({ topic: 'qm', server: 'h1' }), [new Recorder('h1')]);
+  const s = new RPCServer(await transport(ctx, rest), new Target({ topic: 'qm', server: 'h1' }), [new Recorder('h1')]);
   try {
     await s.start();
   } catch (err) {

@@ -1,5 +1,8 @@
+import { suite, type Test } from 'uvu';
 import { RabbitNode } from '../../scripts/rabbit-node.js';
+import { defaultConfig, getTransport, type Transport } from '../../src/index.js';
 import type { Broker, InteropFlavor } from './interop.js';
+import { type OsloFlavor, OsloPeer } from './oslo.js';
 import { removeQueueManagerFilesAtExit } from './scratch.js';
 
 /** A vhost of its own on the run's RabbitMQ node, for one interop suite. */
@@ -49,4 +52,47 @@ export function modernFlavor(): InteropFlavor {
     },
     rabbit: true,
   };
+}
+
+/** The context of a {@link pythonServerSuite}: its broker, the Python server, the transports made. */
+export interface PythonServerCtx {
+  broker: Broker;
+  py: OsloPeer;
+  transports: Transport[];
+}
+
+/**
+ * A suite with one oslo.messaging server (topic `topic`, server `p1`) of `oslo`'s flavor on a
+ * vhost of its own, for cases where hermod is configured unlike it; `transport` makes a hermod
+ * transport there with `overrides`, closed after the suite.
+ */
+export function pythonServerSuite(
+  title: string,
+  tag: string,
+  topic: string,
+  oslo: OsloFlavor | undefined,
+): { t: Test<PythonServerCtx>; transport: (ctx: PythonServerCtx, overrides: Record<string, unknown>) => Promise<Transport> } {
+  const t = suite<PythonServerCtx>(title, {} as PythonServerCtx);
+  t.before(async (ctx) => {
+    ctx.broker = await rabbitBroker(tag);
+    ctx.transports = [];
+    try {
+      ctx.py = await OsloPeer.start('server', { url: ctx.broker.url, topic, server: 'p1' }, oslo);
+    } catch (err) {
+      // uvu marks every case failed when a hook throws but does not print why.
+      console.error(`${title}: setup failed:`, err);
+      throw err;
+    }
+  });
+  t.after(async (ctx) => {
+    await ctx.py?.kill();
+    for (const tr of ctx.transports ?? []) await tr.close();
+    await ctx.broker?.stop();
+  });
+  const transport = async (ctx: PythonServerCtx, overrides: Record<string, unknown>) => {
+    const tr = await getTransport(ctx.broker.url, { config: defaultConfig(), overrides });
+    ctx.transports.push(tr);
+    return tr;
+  };
+  return { t, transport };
 }
