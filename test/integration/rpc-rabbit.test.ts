@@ -1,7 +1,16 @@
 import util from 'node:util';
 import type { ConsumeMessage } from 'amqplib';
 import * as assert from 'uvu/assert';
-import { defaultConfig, getTransport, parseTransportUrl, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import {
+  defaultConfig,
+  getTransport,
+  parseTransportUrl,
+  RPCClient,
+  RPCServer,
+  Target,
+  type Transport,
+  TransportError,
+} from '../../src/index.js';
 import { rejects, sleep, until } from '../support/assert.js';
 import { startCli } from '../support/cli-procs.js';
 import { Recorder } from '../support/endpoints.js';
@@ -9,6 +18,7 @@ import { sampleValue, scrape } from '../support/prometheus.js';
 import { type ModeCtx, modeRaw, modeSuite } from '../support/rabbit-mode.js';
 import { sharedVhost } from '../support/rabbit-vhost.js';
 import { rpcSuite } from '../support/rpc-cases.js';
+import { type CuttingProxy, cuttingProxy, queueDeclareBytes } from '../support/slow-proxy.js';
 
 // The RPC cases every driver passes, in a vhost of their own.
 rpcSuite(
@@ -423,6 +433,37 @@ t('the broker closes the connections: servers and clients reconnect and serve ag
   await c.prepare({ fanout: true }).cast({}, 'bump', { seq: 9 });
   await until(() => rec.calls.some((x) => x.method === 'bump'), 'fanout after reconnect');
 });
+
+t(
+  'a connection lost while a server declares its queues: start() connects again and declares them; lost every time, start() fails naming the loss',
+  async (ctx) => {
+    const fast = { 'rabbit.retryInterval': 50, 'rabbit.intervalMax': 200 };
+    const via = (p: CuttingProxy) => `rabbit://guest:guest@127.0.0.1:${new URL(p.url).port}/${encodeURIComponent(ctx.vhost)}`;
+    // RabbitMQ closes a connection (541) whose quorum queue did not start in time: amqplib then
+    // fails the declare with "Channel ended", and start() failed at once for a passing loss.
+    const twice = await cuttingProxy(ctx.url, queueDeclareBytes('cutq.s1'), 2);
+    try {
+      const s = new RPCServer(await transport(ctx, fast, via(twice)), new Target({ topic: 'cutq', server: 's1' }), [new Recorder('s1')]);
+      await s.start();
+      ctx.servers.push(s);
+      assert.is(twice.cuts, 2);
+      const c = new RPCClient(await transport(ctx), new Target({ topic: 'cutq', server: 's1' }), { timeout: 5000 });
+      assert.is(await c.call({}, 'whoami'), 's1');
+    } finally {
+      await twice.close();
+    }
+    const always = await cuttingProxy(ctx.url, queueDeclareBytes('cutq.s2'), Infinity);
+    try {
+      const tr = await transport(ctx, { ...fast, 'rpc.responseTimeout': 1500 }, via(always));
+      const s = new RPCServer(tr, new Target({ topic: 'cutq', server: 's2' }), [new Recorder('s2')]);
+      const err = await rejects(s.start(), 'HERMOD_ERR_TRANSPORT', /the connection was lost while it was being set up/);
+      assert.instance(err, TransportError);
+      assert.ok(always.cuts >= 2, `tried again: ${always.cuts} connections dropped`);
+    } finally {
+      await always.close();
+    }
+  },
+);
 
 t('failover: a dead first host is skipped at once, as kombu does (the backoff comes after a round of every host)', async (ctx) => {
   const url = `rabbit://guest:guest@127.0.0.1:1,guest:guest@127.0.0.1:${ctx.node.port}/${encodeURIComponent(ctx.vhost)}`;

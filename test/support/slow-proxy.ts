@@ -46,3 +46,64 @@ export async function slowProxy(upstream: string, holdMs: number): Promise<SlowP
     },
   };
 }
+
+/** A TCP proxy that drops a connection when its client sends bytes holding `match`, the first `times` times. */
+export interface CuttingProxy {
+  /** `amqp://127.0.0.1:<proxy port>/`. */
+  url: string;
+  /** How many connections it has dropped. */
+  readonly cuts: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a proxy to `upstream` that drops the whole connection, both ways, the moment a client
+ * sends a chunk holding `match` (a queue's name in its Queue.Declare, say), for the first `times`
+ * such chunks: a connection lost in the middle of a setup.
+ */
+export async function cuttingProxy(upstream: string, match: Buffer, times: number): Promise<CuttingProxy> {
+  const to = new URL(upstream);
+  const needle = match;
+  const sockets = new Set<net.Socket>();
+  let cuts = 0;
+  const server = net.createServer((client) => {
+    sockets.add(client);
+    const up = net.connect(Number(to.port), to.hostname);
+    sockets.add(up);
+    const drop = () => {
+      client.destroy();
+      up.destroy();
+    };
+    client.on('data', (chunk: Buffer) => {
+      if (cuts < times && chunk.includes(needle)) {
+        cuts++;
+        drop();
+      } else up.write(chunk);
+    });
+    up.pipe(client);
+    for (const s of [client, up]) {
+      s.on('error', drop);
+      s.on('close', () => {
+        sockets.delete(s);
+        drop();
+      });
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: `${to.protocol}//127.0.0.1:${(server.address() as net.AddressInfo).port}/`,
+    get cuts() {
+      return cuts;
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/** The bytes that open an AMQP 0-9-1 Queue.Declare of `queue` (class 50, method 10, reserved short, the name): found in no other frame. */
+export function queueDeclareBytes(queue: string): Buffer {
+  const name = Buffer.from(queue);
+  return Buffer.concat([Buffer.from([0, 50, 0, 10, 0, 0, name.length]), name]);
+}

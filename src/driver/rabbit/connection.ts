@@ -305,6 +305,8 @@ export class RabbitConnection extends EventEmitter {
       const host = hostLabel(h);
       let model: ChannelModel | undefined;
       let socket: Socket | undefined;
+      // Set when the connection closes; read only by the catch below, while hooks still ran.
+      let lostInSetup: Error | undefined;
       try {
         model = await this.dial(h, (s) => {
           this.dialing = s;
@@ -327,7 +329,12 @@ export class RabbitConnection extends EventEmitter {
           this.blocked = false;
           this.setState({ state: 'unblocked', host });
         });
-        const closedP = new Promise<Error | undefined>((resolve) => model!.once('close', (err?: Error) => resolve(err)));
+        const closedP = new Promise<Error | undefined>((resolve) =>
+          model!.once('close', (err?: Error) => {
+            lostInSetup = err ?? new Error('the broker closed the connection');
+            resolve(err);
+          }),
+        );
         if (this.over) {
           await this.closeModel(model);
           return;
@@ -365,7 +372,12 @@ export class RabbitConnection extends EventEmitter {
       } catch (err) {
         this.dialing = undefined;
         this.current = undefined;
-        if (model && !this.closed) this.emit('setup-failed', err);
+        // The connection itself went (a socket cut, or RabbitMQ closing it with 541 when a quorum
+        // queue's Raft cluster did not start in time under load): every pending declare fails
+        // with amqplib's "Channel ended", which says nothing of the hook. That is a loss like any
+        // other, retried within the waiters' deadline, not a setup that cannot work.
+        const lost = model !== undefined && lostInSetup !== undefined && !(err instanceof ConfigError);
+        if (model && !this.closed && !lost) this.emit('setup-failed', err);
         // A hook refused as misconfigured (a declare the broker refuses for other flags, set by a
         // peer while we were away) fails the same way on every try: give up instead of retrying
         // forever. Waiters fail with the ConfigError; a connection that had been up reports the
@@ -381,7 +393,7 @@ export class RabbitConnection extends EventEmitter {
           this.gate.wake();
           return;
         }
-        this.lastError = (err as Error).message;
+        this.lastError = lost ? `the connection was lost while it was being set up: ${lostInSetup!.message}` : (err as Error).message;
         // amqplib reports a refused connection.open (missing vhost, no permission on it) only
         // as an unexpected frame; say what it means.
         if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(this.lastError)) {
