@@ -1,4 +1,4 @@
-import { InvalidArgument } from '../core/errors.js';
+import { assertMs, InvalidArgument } from '../core/errors.js';
 import type { Context } from '../core/serializer.js';
 import { assertOptions } from '../core/suggest.js';
 
@@ -74,6 +74,13 @@ export class MultiCall {
       throw new InvalidArgument(
         `MultiCall options of ${method}: via must be a client (client.prepare({ … })), got ${via === null ? 'null' : typeof via}`,
       );
+    // As a client's call checks them, but at queue time: run() would send the calls around it.
+    try {
+      assertMs('timeout', callOptions.timeout, false);
+      assertMs('callMonitorTimeout', callOptions.callMonitorTimeout, true);
+    } catch (err) {
+      throw new InvalidArgument(`MultiCall options of ${method}: ${(err as Error).message}`);
+    }
     this.queued.push({ via: via ?? this.client, method, args, options: callOptions });
     return this;
   }

@@ -78,6 +78,14 @@ t('MultiCall: a bad via or option is refused when queued; nothing was sent, noth
   const mc = c.multicall({}).call('add', { a: 1, b: 1 });
   await rejects(() => mc.call('who', {}, { via: 'c2' as never }), BAD, /MultiCall options of who: via must be a client/);
   await rejects(() => mc.call('who', {}, { server: 'c2' } as never), BAD, /MultiCall options of who: unknown option 'server'/);
+  await rejects(
+    () => mc.call('who', {}, { timeout: -5 }),
+    BAD,
+    /MultiCall options of who: timeout must be a positive number of milliseconds, got -5/,
+  );
+  await rejects(() => mc.call('who', {}, { timeout: 0 }), BAD, /timeout must be a positive/);
+  await rejects(() => mc.call('who', {}, { callMonitorTimeout: Number.NaN }), BAD, /callMonitorTimeout must be a non-negative/);
+  assert.is(mc.size, 1, 'none of the refused entries was queued');
   // The entry queued before still runs (and fails on its own: nobody serves the topic).
   const results = await mc.run();
   assert.is(results.length, 1);
