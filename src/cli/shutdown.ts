@@ -8,6 +8,7 @@
  */
 
 import { MAX_TIMER_MS } from '../core/errors.js';
+import { takeStartupSignals } from './early-signals.js';
 import { EXIT, UsageError } from './exit-codes.js';
 import type { Logger } from './log.js';
 
@@ -265,6 +266,22 @@ export function handleShutdown(opts: {
     },
   };
   onOutputClosed(() => handle.stop('stdout closed'));
+  // Signals that came while the bin loaded its modules (see early-signals), acted on now that
+  // the handlers are in place; a turn later, so that the bin has begun what it starts after
+  // this call, as for a signal that comes during start-up.
+  const early = takeStartupSignals();
+  if (early.length > 0)
+    setImmediate(() => {
+      for (const signal of early) {
+        if (signal === 'SIGHUP' && opts.reload) {
+          // The modules are being loaded for the first time: there is nothing older to replace.
+          log.info('SIGHUP during start-up: the endpoint modules are loaded now, nothing to reload');
+          continue;
+        }
+        log.debug(`${signal} came during start-up`);
+        process.emit(signal, signal);
+      }
+    });
   return handle;
 }
 

@@ -31,7 +31,7 @@ t('RabbitMQ of the quick start is on one port, not the router’s 5672', () => {
   const quick = block.slice(0, block.indexOf('```'));
   assert.match(quick, new RegExp(`rabbit://guest:guest@127\\.0\\.0\\.1:${rabbitPort}/`));
   assert.match(readme, /npx hermod-router {2,}# 1\. AMQP 1\.0 router on 127\.0\.0\.1:5672/);
-  assert.match(read('bin/hermod-router.ts'), /'--port <port>'[^\n]*, 5672\)/, 'the router’s default port');
+  assert.match(read('bin/main/hermod-router.ts'), /'--port <port>'[^\n]*, 5672\)/, 'the router’s default port');
 });
 
 t.run();

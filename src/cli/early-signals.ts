@@ -1,0 +1,44 @@
+/**
+ * Signals that come while a long-running CLI is still loading its modules.
+ *
+ * Node's default for SIGHUP, SIGINT and SIGTERM ends the process at once. A CLI loads its
+ * modules for 100–150 ms before {@link handleShutdown} installs its handlers, and a signal in
+ * that window (systemd's `ExecReload=kill -HUP` right after a start, a deploy that stops what it
+ * just started) ended it with 129, 130 or 143 and no log line. Each long-running bin is a small
+ * entry that calls {@link holdStartupSignals} first and only then imports its main module, whose
+ * `handleShutdown` takes the held signals over with {@link takeStartupSignals} and acts on each.
+ *
+ * This module imports nothing: the entry's static imports are loaded before any of its code runs.
+ */
+
+/** The signals {@link handleShutdown} handles. */
+export const SHUTDOWN_SIGNALS = ['SIGHUP', 'SIGINT', 'SIGTERM'] as const;
+
+/** One of {@link SHUTDOWN_SIGNALS}. */
+export type ShutdownSignal = (typeof SHUTDOWN_SIGNALS)[number];
+
+const held: ShutdownSignal[] = [];
+let holding = false;
+
+function hold(signal: NodeJS.Signals): void {
+  // A signal sent again and again while loading is one request: its first copy decides.
+  if (!held.includes(signal as ShutdownSignal)) held.push(signal as ShutdownSignal);
+}
+
+/** Keeps SIGHUP, SIGINT and SIGTERM from ending the process until {@link takeStartupSignals}. */
+export function holdStartupSignals(): void {
+  if (holding) return;
+  holding = true;
+  for (const s of SHUTDOWN_SIGNALS) process.on(s, hold);
+}
+
+/**
+ * Stops holding and returns the signals that came meanwhile, in order. Call it once the real
+ * handlers are installed, so that no signal finds the process without one.
+ */
+export function takeStartupSignals(): ShutdownSignal[] {
+  if (!holding) return [];
+  holding = false;
+  for (const s of SHUTDOWN_SIGNALS) process.off(s, hold);
+  return held.splice(0);
+}
