@@ -5,6 +5,7 @@ import type { ConnectionState } from './core/diagnostics.js';
 import { ConfigError } from './core/errors.js';
 import { assertOptions } from './core/suggest.js';
 import type { Driver } from './driver/driver.js';
+import { checkTlsFiles } from './driver/tls.js';
 
 export type { TransportHost, TransportUrl } from './config/transport-url.js';
 export { parseTransportUrl, redactUrl } from './config/transport-url.js';
@@ -140,6 +141,7 @@ export async function getTransport(url?: string, options: TransportOptions = {})
   // with it); it shows `****` when logged, serialized or inspected.
   config = maskSecrets({ ...config, transportUrl: url ?? config.transportUrl }, (c) => ({ ...c, transportUrl: redactUrl(c.transportUrl) }));
   assertTlsUsed(parsed, config);
+  if (parsed.tls) checkTlsFiles(config.tls);
   const load = DRIVERS[parsed.driver];
   if (!load) throw new ConfigError(`the ${parsed.driver} driver is not available in this build`, { key: 'transportUrl' });
   const driver = await load(parsed, config);

@@ -249,11 +249,14 @@ export class RabbitConnection extends EventEmitter {
     if (this.url.tls) {
       // Our own TCP socket under amqplib's TLS one: it is created here with net.connect, so the
       // dialing capture sees it and a close during the TLS handshake drops it at once.
+      // The files first: one that became unreadable since the transport was made throws here,
+      // before a socket is opened that nothing would close.
+      const secure = tlsOptions(this.config.tls);
       const raw = net.connect({ host: h.hostname, port: h.port });
       raw.on('error', () => {}); // reported through the TLS socket amqplib listens on
       // SNI takes host names only (RFC 6066); Node warns when given an address.
       const sni = net.isIP(h.hostname) === 0 ? { servername: h.hostname } : {};
-      Object.assign(socketOptions, tlsOptions(this.config.tls), sni, { socket: raw });
+      Object.assign(socketOptions, secure, sni, { socket: raw });
     }
     return amqplib.connect(
       {
@@ -382,13 +385,14 @@ export class RabbitConnection extends EventEmitter {
         // peer while we were away) fails the same way on every try: give up instead of retrying
         // forever. Waiters fail with the ConfigError; a connection that had been up reports the
         // end as a `failed` state, since nobody is waiting on it to hear otherwise.
-        if (model && err instanceof ConfigError) {
+        // So is a dial refused as misconfigured (a TLS file removed since the transport was made).
+        if (err instanceof ConfigError) {
           this.refusal = () => err;
           this.lastError = err.message;
           this.current = undefined;
           this.model = undefined;
           this.failed = true;
-          void this.closeModel(model);
+          if (model) void this.closeModel(model);
           if (this.wasConnected) this.setState({ state: 'failed', host, error: err });
           this.gate.wake();
           return;
