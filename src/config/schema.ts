@@ -42,6 +42,15 @@ export function opt<const F extends Format>(format: F, def: NoInfer<ValueOf<F>>,
 const UINT32_MAX = 4_294_967_295;
 /** 2¹⁶−1: the largest AMQP unsigned 16-bit field (a heartbeat, a prefetch count). */
 const UINT16_MAX = 65_535;
+/**
+ * The queue manager's name parts: `reply_<host>:<process>:<n>` is a queue name (RabbitMQ takes
+ * 255 bytes) and `hermod_<host>_<process>_qmanager.lock` a file name (255 too). A longer one
+ * failed as ENAMETOOLONG at the first connect, naming no option.
+ */
+const QM_NAME_PART: Range = {
+  maxBytes: 100,
+  why: "with the other part, within the 255 bytes of a queue name and of the queue manager's file name",
+};
 const X_EXPIRES: Range = { max: UINT32_MAX, why: "RabbitMQ's largest x-expires, 2^32-1 ms, about 49.7 days" };
 
 export const SCHEMA = {
@@ -157,8 +166,13 @@ export const SCHEMA = {
       false,
       'Stable reply and fanout queue names <host>:<processName>:<n>, reused after a restart (use_queue_manager)',
     ),
-    hostname: opt(String, '', "Host part of the queue manager's names; empty = os.hostname() (oslo's hostname)"),
-    processName: opt(String, '', "Process part of the queue manager's names; empty = the script's file name (oslo's processname)"),
+    hostname: opt(String, '', "Host part of the queue manager's names; empty = os.hostname() (oslo's hostname)", QM_NAME_PART),
+    processName: opt(
+      String,
+      '',
+      "Process part of the queue manager's names; empty = the script's file name (oslo's processname)",
+      QM_NAME_PART,
+    ),
     transientQueuesTtl: opt(
       'duration-ms-broker',
       1_800_000,

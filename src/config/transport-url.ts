@@ -421,6 +421,9 @@ export function parseTransportUrl(url: string): TransportUrl {
     const eq = pair.indexOf('=');
     const k = decode(eq >= 0 ? pair.slice(0, eq) : pair, 'a query option name');
     let v = decode(eq >= 0 ? pair.slice(eq + 1) : '', `the value of query option ${k}`);
+    // By its name first: the options that set no key of their own (`ssl`, the ones taken as
+    // hermod's behaviour) were never counted below, and `ssl=1&ssl=0` meant TLS.
+    if (written.some(([name]) => name === k)) throw new ConfigError(`transport URL option '${k}' is given twice`, { key: 'transportUrl' });
     written.push([k, v]);
     let full = `${section}.${k}`;
     const oslo = section === 'memory' || CONFIG_KEYS.includes(full) ? undefined : OSLO_QUERY_NAMES[section][k];
@@ -479,6 +482,9 @@ export function parseTransportUrl(url: string): TransportUrl {
   let parsed: Omit<TransportUrl, 'toString'>;
   if (info.driver === 'memory') {
     if (path) throw new ConfigError('memory:// URLs take a name only (memory://name), not a path', { key: 'transportUrl' });
+    // A password there would be part of the name, and logged with it wherever the URL is.
+    if (netloc.includes('@'))
+      throw new ConfigError(`memory:// URLs take a name only (memory://name), not credentials or '@'`, { key: 'transportUrl' });
     const name = decode(netloc, 'the memory transport name') || 'default';
     parsed = { scheme, driver: 'memory', tls: false, hosts: [], name, options };
   } else {
@@ -491,6 +497,13 @@ export function parseTransportUrl(url: string): TransportUrl {
     });
     parsed = { scheme, driver: info.driver, tls, hosts, options };
     if (path !== undefined && path !== '') parsed.virtualHost = decode(path, 'the virtual host');
+    // AMQP 0-9-1 carries it as a short string: amqplib's encoder refused a longer one at every
+    // connect attempt, as "cannot connect", and a server retried that for good.
+    const vhostBytes = Buffer.byteLength(parsed.virtualHost ?? '', 'utf8');
+    if (info.driver === 'rabbit' && vhostBytes > 255)
+      throw new ConfigError(`transport URL: the virtual host is ${vhostBytes} bytes long; AMQP 0-9-1 carries at most 255`, {
+        key: 'transportUrl',
+      });
   }
   const out = parsed as TransportUrl;
   Object.defineProperty(out, 'toString', { value: () => render(parsed, written), enumerable: false });

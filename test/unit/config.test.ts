@@ -163,6 +163,12 @@ t('broker-bound numbers out of what the broker or protocol takes are ConfigError
     [{ 'rabbit.quorumDeliveryLimit': 1e300 }, /rabbit\.quorumDeliveryLimit/],
     [{ 'rpc.retry': 2 ** 60 }, /rpc\.retry/],
     [{ controlExchange: 'é'.repeat(128) }, /controlExchange .*must be at most 255 bytes long in UTF-8 \(an AMQP exchange name/],
+    // ENAMETOOLONG from the queue manager's file at the first connect, naming no option.
+    [
+      { 'rabbit.hostname': 'h'.repeat(101) },
+      /rabbit\.hostname .*must be at most 100 bytes long in UTF-8 \(with the other part, within the 255 bytes of a queue name/,
+    ],
+    [{ 'rabbit.processName': 'p'.repeat(101) }, /rabbit\.processName .*must be at most 100 bytes/],
   ];
   for (const [overrides, message] of cases) {
     await rejects(() => loadConfig({ env: {}, overrides }), 'HERMOD_ERR_CONFIG', message);

@@ -35,6 +35,28 @@ t('memory URLs name an in-process broker', () => {
   assert.is(String(parseTransportUrl('memory://tests')), 'memory://tests');
 });
 
+t(
+  "a memory:// URL with credentials is refused (the password was the name's, logged with it); an AMQP 0-9-1 vhost over 255 bytes too",
+  async () => {
+    await rejects(
+      () => parseTransportUrl('memory://u:s3cret@x'),
+      'HERMOD_ERR_CONFIG',
+      /memory:\/\/ URLs take a name only .*not credentials/,
+    );
+    const long = 'v'.repeat(256);
+    // amqplib's encoder refused it at every connect, reported as "cannot connect" and retried.
+    await rejects(
+      () => parseTransportUrl(`rabbit://h/${long}`),
+      'HERMOD_ERR_CONFIG',
+      /the virtual host is 256 bytes long; AMQP 0-9-1 carries at most 255/,
+    );
+    await rejects(() => parseTransportUrl(`rabbit://h/${'é'.repeat(128)}`), 'HERMOD_ERR_CONFIG', /256 bytes long/);
+    assert.is(parseTransportUrl(`rabbit://h/${'v'.repeat(255)}`).virtualHost!.length, 255);
+    // AMQP 1.0 has no such field size.
+    assert.is(parseTransportUrl(`amqp://h/${long}`).virtualHost, long);
+  },
+);
+
 t('bad URLs give ConfigError saying what is wrong', async () => {
   await rejects(() => parseTransportUrl(''), 'HERMOD_ERR_CONFIG', /empty/);
   await rejects(() => parseTransportUrl('localhost:5672'), 'HERMOD_ERR_CONFIG', /no scheme/);
@@ -77,6 +99,14 @@ t('getTransport applies URL options over the config and rejects unavailable driv
 t("a '#' (a fragment: oslo drops it, it was kept in the vhost) and a repeated option are ConfigErrors", async () => {
   await rejects(() => parseTransportUrl('rabbit://h/vh#frag'), 'HERMOD_ERR_CONFIG', /has a '#' after its hosts: percent-encode it \(%23\)/);
   await rejects(() => parseTransportUrl('rabbit://h/?heartbeat=30&heartbeat=10'), 'HERMOD_ERR_CONFIG', /option 'heartbeat' is given twice/);
+  // Options that set no key of their own were not counted: ssl=1&ssl=0 was TLS.
+  await rejects(() => parseTransportUrl('rabbit://h/?ssl=1&ssl=0'), 'HERMOD_ERR_CONFIG', /option 'ssl' is given twice/);
+  await rejects(() => parseTransportUrl('amqp://h/?ssl=1&ssl=1'), 'HERMOD_ERR_CONFIG', /option 'ssl' is given twice/);
+  await rejects(
+    () => parseTransportUrl('rabbit://h/?direct_mandatory_flag=true&direct_mandatory_flag=true'),
+    'HERMOD_ERR_CONFIG',
+    /option 'direct_mandatory_flag' is given twice/,
+  );
   assert.is(parseTransportUrl('rabbit://u:p%23w@h/v%23h').virtualHost, 'v#h');
 });
 
