@@ -38,15 +38,32 @@ export interface ConfigSources {
   overridesSource?: string;
 }
 
-function flatten(obj: Record<string, unknown>, prefix = ''): Array<[string, unknown]> {
+function flatten(obj: Record<string, unknown>, source: string): Array<[string, unknown]> {
   const out: Array<[string, unknown]> = [];
-  for (const [k, v] of Object.entries(obj)) {
-    const path = prefix ? `${prefix}.${k}` : k;
-    if (v && typeof v === 'object' && !Array.isArray(v) && !CONFIG_KEYS.includes(path))
-      out.push(...flatten(v as Record<string, unknown>, path));
-    else out.push([path, v]);
-  }
+  const seen = new Set<string>();
+  const walk = (o: Record<string, unknown>, prefix: string) => {
+    for (const [k, v] of Object.entries(o)) {
+      const path = prefix ? `${prefix}.${k}` : k;
+      if (v && typeof v === 'object' && !Array.isArray(v) && !CONFIG_KEYS.includes(path)) walk(v as Record<string, unknown>, path);
+      else {
+        assertOnce(seen, path, source);
+        out.push([path, v]);
+      }
+    }
+  };
+  walk(obj, '');
   return out;
+}
+
+/**
+ * Refuses a key reached a second time in one source: written both dotted and nested
+ * (`{"rpc": {"retry": 1}, "rpc.retry": 2}`), the last silently won, as JSON's duplicate keys
+ * did before they were refused.
+ */
+function assertOnce(seen: Set<string>, key: string, source: string): void {
+  if (seen.has(key))
+    throw new ConfigError(`configuration key ${key} is given twice in ${source} (dotted and nested, or repeated)`, { key });
+  seen.add(key);
 }
 
 const FORMAT_OF = new Map(OPTIONS.map(([k, o]) => [k, o.format]));
@@ -139,7 +156,7 @@ export function loadConfig(sources: ConfigSources = {}): HermodConfig {
       }
     }
     for (const file of sources.files ?? []) {
-      for (const [k, v] of flatten(readFile(file))) {
+      for (const [k, v] of flatten(readFile(file), `file ${file}`)) {
         assertKnownKey(k, `file ${file}`);
         setKey(conf, k, v, `file ${file}`);
       }
@@ -150,7 +167,7 @@ export function loadConfig(sources: ConfigSources = {}): HermodConfig {
       if (value !== undefined) setKey(conf, k, value, `environment ${envName(k)}`);
     }
     const from = sources.overridesSource ?? '--config';
-    for (const [k, v] of flatten(sources.overrides ?? {})) {
+    for (const [k, v] of flatten(sources.overrides ?? {}, from)) {
       assertKnownKey(k, from);
       setKey(conf, k, v, from);
     }

@@ -575,6 +575,7 @@ export function hermodSection(section: Record<string, unknown> | undefined, sour
       if (v && typeof v === 'object' && !Array.isArray(v) && !CONFIG_KEYS.includes(key)) walk(v as Record<string, unknown>, key);
       else {
         assertKnownKey(key, source);
+        if (key in out) throw new ConfigError(`configuration key ${key} is given twice in ${source} (dotted and nested)`, { key });
         out[key] = v;
       }
     }

@@ -890,6 +890,11 @@ cli('a misspelt key in the gateway file or its hermod section exits 2 naming it'
   p = start(['--config-file', file]);
   assert.is(await p.exited, 2);
   assert.match(p.err, /invalid value for rpc\.responseTimeout \(from file \S*gw\.json, section hermod\)/);
+  // Dotted and nested at once: the last silently won.
+  writeFileSync(file, JSON.stringify({ hermod: { rpc: { retry: 1 }, 'rpc.retry': 2 } }));
+  p = start(['--config-file', file]);
+  assert.is(await p.exited, 2);
+  assert.match(p.err, /configuration key rpc\.retry is given twice in file \S*gw\.json, section hermod \(dotted and nested\)/);
 });
 cli('maxConnections from the file: refused at once, logged at once, the rest of a burst at the end of 10 s; SIGTERM exits 0', async () => {
   const dir = scratchDir('hermod-gw-cli-');

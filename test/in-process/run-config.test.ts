@@ -110,6 +110,15 @@ test('run file: unknown keys suggest a known key only when close, bad values nam
     // Past 2^31-1 ms Node fires a timer after 1 ms: every hand-over failed at once.
     [{ watch: { handOverTimeoutMs: 3_000_000_000 }, services: { a: ok } }, /watch\.handOverTimeoutMs: must be at most 2147483647 ms/],
     [{ watch: { reloadTimeoutMs: 2 ** 31 }, services: { a: ok } }, /watch\.reloadTimeoutMs: must be at most 2147483647 ms/],
+    // Dotted and nested at once: the last won, and a bad value written first was never seen.
+    [
+      { config: { 'rpc.retry': 'x', rpc: { retry: 1 } }, services: { a: ok } },
+      /config\.rpc\.retry: configuration key rpc\.retry is given twice \(dotted and nested\)/,
+    ],
+    [
+      { services: { a: { ...ok, config: { rpc: { retry: 1 }, 'rpc.retry': 2 } } } },
+      /services\.a\.config\.rpc\.retry: configuration key rpc\.retry is given twice/,
+    ],
   ];
   for (const [data, message] of cases) await rejects(() => parseRunSpec(data, f), 'HERMOD_ERR_CONFIG', message);
   // chokidar reads the interval only when polling: it was accepted and dropped. Whether anything

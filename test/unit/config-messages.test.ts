@@ -52,6 +52,18 @@ t(
       await rejects(() => loadConfig({ env: {}, files: [twice] }), 'HERMOD_ERR_CONFIG', /twice\.json: key rpc appears twice \(line 3\)/);
       const inner = file('inner.json', '{ "rpc": { "retry": 0, "retry": 2 } }');
       await rejects(() => loadConfig({ env: {}, files: [inner] }), 'HERMOD_ERR_CONFIG', /key rpc\.retry appears twice \(line 1\)/);
+      // Dotted and nested in one file, or in one overrides object: the last silently won.
+      const both = file('both.json', '{ "rpc": { "retry": 1 }, "rpc.retry": 2 }');
+      await rejects(
+        () => loadConfig({ env: {}, files: [both] }),
+        'HERMOD_ERR_CONFIG',
+        /configuration key rpc\.retry is given twice in file \S*both\.json \(dotted and nested, or repeated\)/,
+      );
+      await rejects(
+        () => loadConfig({ env: {}, overrides: { 'rpc.retry': 1, rpc: { retry: 2 } } }),
+        'HERMOD_ERR_CONFIG',
+        /configuration key rpc\.retry is given twice in --config/,
+      );
       // Windows editors save a BOM; it is not part of the JSON.
       const bom = file('bom.json', '\ufeff{ "rpc": { "retry": 4 } }');
       assert.is(loadConfig({ env: {}, files: [bom] }).rpc.retry, 4);

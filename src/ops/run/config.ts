@@ -158,8 +158,10 @@ function configSection(value: unknown, where: string): Record<string, unknown> {
   const walk = (o: Record<string, unknown>, prefix: string) => {
     for (const [k, v] of Object.entries(o)) {
       const key = prefix ? `${prefix}.${k}` : k;
-      if (CONFIG_KEYS.includes(key)) out[key] = v;
-      else if (v && typeof v === 'object' && !Array.isArray(v) && CONFIG_KEYS.some((c) => c.startsWith(`${key}.`)))
+      if (CONFIG_KEYS.includes(key)) {
+        if (key in out) fail(`${where}.${key}`, `configuration key ${key} is given twice (dotted and nested)`, key);
+        out[key] = v;
+      } else if (v && typeof v === 'object' && !Array.isArray(v) && CONFIG_KEYS.some((c) => c.startsWith(`${key}.`)))
         walk(v as Record<string, unknown>, key);
       // `"rpc": null`: a known section whose value is not one, named as the other JSON files name it.
       else if (CONFIG_KEYS.some((c) => c.startsWith(`${key}.`)))
