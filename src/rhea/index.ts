@@ -32,6 +32,7 @@ import { installNoOutputAfterClose } from './closed-sockets.js';
 import { installDispositionFix } from './dispositions.js';
 import { installFastFrames } from './fast-frames.js';
 import { installOpenChecks } from './heartbeats.js';
+import { installIncompleteReset } from './incomplete-reset.js';
 import { installLinkNameFix } from './link-names.js';
 import { installQuietLogs } from './quiet-logs.js';
 import { installSaslPipelining } from './sasl-pipelining.js';
@@ -53,6 +54,7 @@ export function installRheaFixes(): void {
   installSequenceNumbers();
   installOpenChecks();
   installSaslPipelining();
+  installIncompleteReset();
 }
 export { batchWrites } from './batching.js';
 export { installFastFrames, rheaCodec } from './fast-frames.js';
