@@ -1,5 +1,8 @@
+import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { AmqpError, Connection } from 'rhea';
+
+const require = createRequire(import.meta.url);
 
 /** rhea keeps fields we need on the connection object without declaring them in its typings. */
 interface ConnectionInternals {
@@ -105,6 +108,36 @@ export function stopReconnect(conn: Connection): void {
 export function connectionError(conn: Connection): string | undefined {
   const err = conn.error as AmqpError | undefined;
   return err ? `${err.condition}: ${err.description ?? ''}` : undefined;
+}
+
+/** Connections rhea closed for silence since it was last asked (see {@link closedIdle}). */
+const idled = new WeakSet<object>();
+
+/**
+ * Notes each connection rhea closes for silence: its `idle()` sets a close error for that and
+ * clears it once the close frame is written, so by the disconnect nothing said why.
+ */
+export function installIdleNotes(): void {
+  const Connection = require('rhea/lib/connection.js') as { prototype: { idle(this: object): void; [IDLE_NOTED]?: boolean } };
+  const proto = Connection.prototype;
+  if (proto[IDLE_NOTED]) return;
+  proto[IDLE_NOTED] = true;
+  const idle = proto.idle;
+  proto.idle = function (this: object) {
+    idled.add(this);
+    idle.call(this);
+  };
+}
+const IDLE_NOTED = Symbol.for('hermod.rhea.idle-notes');
+
+/**
+ * Whether rhea closed `conn` for silence (nothing from the peer within twice the idle timeout
+ * we advertised) since the last call; asking forgets it, for the next connection of `conn`.
+ */
+export function closedIdle(conn: Connection): boolean {
+  const was = idled.has(conn);
+  idled.delete(conn);
+  return was;
 }
 
 /**

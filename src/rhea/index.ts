@@ -5,6 +5,7 @@
  */
 export {
   clearRheaTimers,
+  closedIdle,
   connectionError,
   headerMismatch,
   reconnectAfterPlainClose,
@@ -29,6 +30,7 @@ import { installAttachFirst } from './attach-first.js';
 export { attachPending } from './attach-first.js';
 
 import { installNoOutputAfterClose } from './closed-sockets.js';
+import { installIdleNotes } from './connection.js';
 import { installDispositionFix } from './dispositions.js';
 import { installFastFrames } from './fast-frames.js';
 import { installOpenChecks } from './heartbeats.js';
@@ -55,6 +57,7 @@ export function installRheaFixes(): void {
   installOpenChecks();
   installSaslPipelining();
   installIncompleteReset();
+  installIdleNotes();
 }
 export { batchWrites } from './batching.js';
 export { installFastFrames, rheaCodec } from './fast-frames.js';

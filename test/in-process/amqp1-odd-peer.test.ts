@@ -3,9 +3,9 @@ import type { AddressInfo, Server } from 'node:net';
 import rhea from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultConfig, getTransport, NotificationListener, Notifier, Target, type Transport } from '../../src/index.js';
+import { defaultConfig, getTransport, NotificationListener, Notifier, RPCClient, Target, type Transport } from '../../src/index.js';
 import { clearRheaTimers } from '../../src/rhea/index.js';
-import { until } from '../support/assert.js';
+import { rejects, until } from '../support/assert.js';
 import { Collector } from '../support/notify-cases.js';
 
 // hermod's AMQP 1.0 driver against a peer that is no router of ours: a plain rhea container that
@@ -18,6 +18,9 @@ interface Peer {
   port: number;
   /** The peer's sending links (hermod's receivers), open ones last. */
   senders: rhea.Sender[];
+  /** While true, attaches on connections opened from now on get no answer. */
+  swallowAttaches: boolean;
+  swallowed: number;
   connections: rhea.Connection[];
   close(): Promise<void>;
 }
@@ -25,20 +28,39 @@ interface Peer {
 /** A link whose connection's socket the test destroyed (rhea on this side still calls it open). */
 const dropped = (s: rhea.Sender) => (s.connection as unknown as { socket?: { destroyed: boolean } }).socket?.destroyed !== false;
 
-async function forwardingPeer(): Promise<Peer> {
+async function forwardingPeer(opts: { noCredit?: boolean } = {}): Promise<Peer> {
   const container = rhea.create_container({ id: 'forwarding-peer' });
   container.on('error', () => {});
   container.on('disconnected', () => {});
-  const peer = { senders: [] as rhea.Sender[], connections: [] as rhea.Connection[] } as Peer;
-  container.on('connection_open', (ctx: rhea.EventContext) => peer.connections.push(ctx.connection));
-  container.on('sender_open', (ctx: rhea.EventContext) => peer.senders.push(ctx.sender!));
+  const peer = { senders: [] as rhea.Sender[], connections: [] as rhea.Connection[], swallowAttaches: false, swallowed: 0 } as Peer;
+  container.on('connection_open', (ctx: rhea.EventContext) => {
+    peer.connections.push(ctx.connection);
+    if (!peer.swallowAttaches) return;
+    const conn = ctx.connection as unknown as { on_attach(frame: unknown): void };
+    const original = conn.on_attach;
+    conn.on_attach = function (frame) {
+      if (peer.swallowAttaches) peer.swallowed++;
+      else original.call(this, frame);
+    };
+  });
+  let dynamic = 0;
+  container.on('sender_open', (ctx: rhea.EventContext) => {
+    const s = ctx.sender!;
+    // A reply link asks for an address of the peer's choosing, as a router assigns one.
+    if ((s.source as { dynamic?: boolean }).dynamic) s.set_source({ address: `dynamic/${++dynamic}` });
+    peer.senders.push(s);
+  });
   container.on('message', (ctx: rhea.EventContext) => {
     const to = (ctx.message!.to as string | undefined) ?? ctx.receiver!.target.address;
     const sender = peer.senders.findLast((s) => s.source.address === to && s.is_open() && !dropped(s) && s.sendable());
     ctx.delivery!.accept();
     sender?.send(ctx.message!);
   });
-  const listener = container.listen({ port: 0, host: '127.0.0.1' } as never) as unknown as Server;
+  const listener = container.listen({
+    port: 0,
+    host: '127.0.0.1',
+    ...(opts.noCredit ? { credit_window: 0 } : {}),
+  } as never) as unknown as Server;
   await new Promise((r) => listener.once('listening', r));
   peer.port = (listener.address() as AddressInfo).port;
   peer.close = async () => {
@@ -133,5 +155,99 @@ t(
     }
   },
 );
+
+t(
+  "attaches of the driver's own links that the peer never answers after a reconnect: it connects again after amqp1.connectTimeout, not never",
+  async () => {
+    const peer = await forwardingPeer();
+    const transports: Transport[] = [];
+    const states: string[] = [];
+    const open = async (overrides: Record<string, unknown> = {}) => {
+      const tr = await getTransport(`amqp://127.0.0.1:${peer.port}/`, {
+        config: defaultConfig(),
+        overrides: { 'amqp1.retryInterval': 50, 'amqp1.intervalMax': 200, ...overrides },
+      });
+      transports.push(tr);
+      return tr;
+    };
+    const c = new Collector();
+    const listener = new NotificationListener(await open(), [new Target({ topic: 'mute' })], [c]);
+    try {
+      await listener.start();
+      const tr = await open({ 'amqp1.connectTimeout': 1000, 'rpc.responseTimeout': 15_000 });
+      tr.on('state', (s: { state: string; error?: Error }) => states.push(`${s.state}${s.error ? `: ${s.error.message}` : ''}`));
+      const notifier = new Notifier(tr, { publisherId: 'p', topics: ['mute'] });
+      await notifier.info({}, 'first', { n: 1 });
+      await until(() => c.got.length === 1, 'the first notification', 10_000);
+      // The notifier's connection drops; its reconnect finds a peer that answers no attach for a while.
+      peer.swallowAttaches = true;
+      const own = peer.connections.at(-1)!;
+      (own as unknown as { socket: { destroy(): void } }).socket.destroy();
+      await until(() => peer.swallowed >= 3, "the reconnect's attaches, swallowed", 10_000);
+      peer.swallowAttaches = false;
+      const t0 = Date.now();
+      // Before: the connection stayed up with its senders never attached, and every send waited
+      // out its timeout, as long as the peer's heartbeats came.
+      await notifier.info({}, 'second', { n: 2 });
+      await until(() => c.got.length === 2, 'the notification sent after the peer answers again', 10_000);
+      assert.ok(Date.now() - t0 < 10_000, `${Date.now() - t0} ms`);
+      assert.ok(
+        states.some((s) => /did not answer the attach of link hermod\/sender\/\w+\/[0-9a-f]+ within 1000 ms/.test(s)),
+        states.join('\n'),
+      );
+    } finally {
+      await listener.stop();
+      await listener.wait(1000);
+      for (const tr of transports) await tr.close();
+      await peer.close();
+    }
+  },
+);
+
+t(
+  'a peer gone silent (no frames, no heartbeats) is reported as that, with the timeout that decided it, not as "the peer closed the connection"',
+  async () => {
+    const peer = await forwardingPeer();
+    const tr = await getTransport(`amqp://127.0.0.1:${peer.port}/`, {
+      config: defaultConfig(),
+      overrides: { 'amqp1.idleTimeout': 300, 'amqp1.retryInterval': 50 },
+    });
+    const lost: string[] = [];
+    tr.on('state', (s: { state: string; error?: Error }) => {
+      if (s.state === 'disconnected') lost.push(s.error?.message ?? '(no error)');
+    });
+    try {
+      const notifier = new Notifier(tr, { publisherId: 'p', topics: ['quiet'] });
+      await notifier.info({}, 'first', { n: 1 });
+      // The peer writes nothing from now on, heartbeats included; it still reads.
+      const socket = (peer.connections.at(-1) as unknown as { socket: { write: (b: unknown) => boolean } }).socket;
+      socket.write = () => true;
+      await until(() => lost.length > 0, 'the silent peer taken for dead', 10_000);
+      assert.match(lost[0]!, /the peer sent nothing, not even a heartbeat, for 600 ms \(twice amqp1\.idleTimeout\): taken for dead/);
+    } finally {
+      await tr.close();
+      await peer.close();
+    }
+  },
+);
+
+t('a call the peer never gave credit for says it timed out waiting to send, not waiting for a reply', async () => {
+  const peer = await forwardingPeer({ noCredit: true });
+  const tr = await getTransport(`amqp://127.0.0.1:${peer.port}/`, { config: defaultConfig() });
+  try {
+    const client = new RPCClient(tr, new Target({ topic: 'nocredit' }), { timeout: 800 });
+    // Before: "Timed out waiting for a reply to message ID …", for a request that never left.
+    await rejects(
+      client.call({}, 'echo'),
+      'HERMOD_ERR_TIMEOUT',
+      /^timed out waiting to send call echo \(after 800 ms\): it never left this process \(no credit from the peer/,
+    );
+    // A cast says the same in its own words.
+    await rejects(client.cast({}, 'echo'), 'HERMOD_ERR_TIMEOUT', /timed out waiting to send/);
+  } finally {
+    await tr.close();
+    await peer.close();
+  }
+});
 
 t.run();

@@ -10,6 +10,7 @@ import { AccessRefused, TransportError } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import {
   clearRheaTimers,
+  closedIdle,
   connectionError,
   headerMismatch,
   limitIncomingMessages,
@@ -104,6 +105,8 @@ export class Amqp1Connection {
   private attempt: Attempt | undefined;
   /** Ends the current connect attempt at `amqp1.connectTimeout` unless it reached AMQP open. */
   private connectTimer: NodeJS.Timeout | undefined;
+  /** See {@link expectAttached}. */
+  private attachTimer: NodeJS.Timeout | undefined;
   /** A protocol probe in progress: failures seen meanwhile count once it has answered. */
   private probing: Promise<void> | undefined;
   /** Ends a probe in progress when the connection is closed. */
@@ -403,13 +406,30 @@ export class Amqp1Connection {
     });
   }
 
+  /**
+   * Reconnects when the peer has not answered the attach of one of `links` (the driver's own
+   * senders and reply link, without which nothing can be sent or answered) within `ms` of this
+   * open. A peer that swallowed those attaches after a reconnect kept the connection up, every
+   * send on it timing out, for as long as its heartbeats came.
+   */
+  expectAttached(links: Array<Sender | Receiver>, ms: number): void {
+    const conn = this.conn;
+    clearTimeout(this.attachTimer);
+    this.attachTimer = setTimeout(() => {
+      this.attachTimer = undefined;
+      if (this.conn !== conn || !this.open_) return;
+      const unanswered = links.find((l) => (l as unknown as { remote?: { attach?: unknown } }).remote?.attach === undefined);
+      if (unanswered) this.peerDropped(`the peer did not answer the attach of link ${unanswered.name} within ${ms} ms`);
+    }, ms);
+  }
+
   /** See {@link watch}: drops the socket, so that rhea reconnects after a growing delay. */
-  private peerDropped(reason: string, endpoint: RheaEndpointState): void {
+  private peerDropped(reason: string, endpoint?: RheaEndpointState): void {
     const conn = this.conn;
     if (!conn || !this.open_ || this.hooks.closed()) return;
     // rhea closes and removes what the peer detached a tick later; a connection lost before
     // that keeps it for the reconnect to attach again, and a new marker keeps rhea off it.
-    endpoint.mark();
+    endpoint?.mark();
     // A peer that let the connection run a good while since it opened is no storm.
     if (Date.now() - this.openedAt > this.config.amqp1.intervalMax) this.dropStreak = 0;
     this.dropStreak++;
@@ -455,6 +475,7 @@ export class Amqp1Connection {
 
   private onDisconnected(ctx: EventContext): void {
     clearTimeout(this.connectTimer);
+    clearTimeout(this.attachTimer);
     // Open until now, or until the close frame that came just before (markLost ran then).
     const wasOpen = this.open_ || this.lostOpen;
     this.lostOpen = false;
@@ -463,7 +484,11 @@ export class Amqp1Connection {
     const error = this.readFailed && this.lastError ? new Error(this.lastError) : (ctx.error as Error | undefined);
     if (error && !this.refused && !this.readFailed) this.lastError = error.message;
     // A socket that just ended (a killed router) comes with no error: say that much.
-    else if (wasOpen && !this.lastError) this.lastError = 'the peer closed the connection';
+    else if (wasOpen && !this.lastError)
+      this.lastError =
+        this.conn && closedIdle(this.conn)
+          ? `the peer sent nothing, not even a heartbeat, for ${2 * this.config.amqp1.idleTimeout} ms (twice amqp1.idleTimeout): taken for dead`
+          : 'the peer closed the connection';
     this.readFailed = false;
     if (this.hooks.closed()) {
       this.open_ = false;
@@ -576,6 +601,7 @@ export class Amqp1Connection {
   /** Stops reconnecting, closes the connection (waiting briefly for the peer) and drops the socket. */
   async close(): Promise<void> {
     clearTimeout(this.connectTimer);
+    clearTimeout(this.attachTimer);
     this.closing.abort();
     this.wake();
     const conn = this.conn;

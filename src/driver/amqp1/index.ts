@@ -13,7 +13,7 @@ import { type AddressingMode, notifyAddress, pickMode, rpcAddress, serverAddress
 import { Amqp1Connection } from './connection.js';
 import { SendFlow } from './flow.js';
 import { Amqp1Listener } from './listener.js';
-import { Abandon, MessageSender } from './sender.js';
+import { Abandon, MessageSender, type SendProgress } from './sender.js';
 import { decodeReply, notificationBody, replyMessage, requestBody } from './wire.js';
 
 /**
@@ -107,6 +107,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
     this.mode = pickMode(this.config.amqp1.addressingMode, props?.product);
     if (this.settledSender) {
       for (const l of this.active) l.reattached();
+      this.expectOwnLinks();
       return;
     }
     this.settledSender = conn.open_sender({ target: {}, snd_settle_mode: 1, name: `hermod/sender/settled/${uuidHex()}` });
@@ -141,6 +142,12 @@ export class Amqp1Driver extends DriverBase implements Driver {
     });
     this.replyReceiver.on('receiver_error', () => {});
     this.connection.watch(this.replyReceiver);
+    this.expectOwnLinks();
+  }
+
+  /** The driver's own links must be answered within amqp1.connectTimeout of each open (see expectAttached). */
+  private expectOwnLinks(): void {
+    this.connection.expectAttached([this.settledSender!, this.unsettledSender!, this.replyReceiver!], this.config.amqp1.connectTimeout);
   }
 
   private onReply(message: Message): void {
@@ -265,7 +272,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
     reply.catch(() => {});
     const untrack = this.sender.trackCall(msgId, (err) => this.waiter.fail(msgId, err));
     const abandon = new Abandon();
-    const progress = { handedBack: false };
+    const progress: SendProgress = { handedBack: false };
     this.sender
       .deliver(
         () => ({
@@ -297,6 +304,13 @@ export class Amqp1Driver extends DriverBase implements Driver {
         ended();
         // The reply's deadline and the request's last resend race: either way nobody took it.
         if (err instanceof MessagingTimeout && progress.handedBack) throw this.sender.nobodyTook(`call ${request.method}`, true, progress);
+        // The reply's deadline is the send's too, and its timer won: "waiting for a reply" blamed
+        // a server that never got the request (the peer gave no credit, the session no room).
+        if (err instanceof MessagingTimeout && !progress.sent && !/call monitor/.test(err.message))
+          throw new MessagingTimeout(
+            `timed out waiting to send call ${request.method} (after ${opts.callTimeout ?? opts.timeout} ms): it never left this process (no credit from the peer for its address, or no room on the connection)`,
+            { cause: err },
+          );
         throw err;
       },
     );

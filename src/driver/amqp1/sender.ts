@@ -34,6 +34,8 @@ export interface SendProgress {
    * before the drop, so a deadline after that must not say that nobody took it.
    */
   lost?: boolean;
+  /** An attempt was handed to rhea: the request left, or is leaving, this process. */
+  sent?: boolean;
 }
 
 /**
@@ -178,6 +180,7 @@ export class MessageSender {
       if (presettled) {
         try {
           this.unwritten.add(sender()!.send(message));
+          progress.sent = true;
           // Written ones leave in order: pruning the written head keeps the set to what is
           // still in rhea's buffers (a long-running caster of presettled casts grew it forever).
           if (this.unwritten.size > UNWRITTEN_PRUNE_AT) this.flushed();
@@ -190,6 +193,7 @@ export class MessageSender {
         let d: Delivery;
         try {
           d = sender()!.send(message);
+          progress.sent = true;
         } finally {
           this.flow.release();
         }
