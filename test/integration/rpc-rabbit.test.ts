@@ -465,6 +465,30 @@ t(
   },
 );
 
+t(
+  "a reply the broker refuses (no write on amq.default) fails at once and frees the server's slot; it was resent every 20 ms until twice its deadline",
+  async (ctx) => {
+    const user = `noreply-${process.pid}`;
+    await ctx.node.addUser(user, 'pw', ctx.vhost);
+    // Everything but publishing to the default exchange, where replies go.
+    await ctx.node.ctl('set_permissions', '-p', ctx.vhost, user, '.*', '^(?!amq\\.default$).*', '.*');
+    const rec = new Recorder('s');
+    const tr = await transport(ctx, { 'rpc.responseTimeout': 20_000 }, ctx.node.url(ctx.vhost, user, 'pw'));
+    const server = new RPCServer(tr, new Target({ topic: 'noreply', server: 's' }), [rec], { concurrency: 1 });
+    await server.start();
+    ctx.servers.push(server);
+    const c = new RPCClient(await transport(ctx), new Target({ topic: 'noreply' }), { timeout: 1500 });
+    await rejects(c.call({}, 'echo', { value: 1 }), 'HERMOD_ERR_TIMEOUT');
+    // With one slot, the second call runs only once the first one's reply is done with.
+    await rejects(c.call({}, 'echo', { value: 2 }), 'HERMOD_ERR_TIMEOUT');
+    assert.equal(
+      rec.calls.map((x) => x.args.value),
+      [1, 2],
+      'the second call ran: the refused reply freed the slot',
+    );
+  },
+);
+
 t('failover: a dead first host is skipped at once, as kombu does (the backoff comes after a round of every host)', async (ctx) => {
   const url = `rabbit://guest:guest@127.0.0.1:1,guest:guest@127.0.0.1:${ctx.node.port}/${encodeURIComponent(ctx.vhost)}`;
   // A long retry interval: each new connection waited it out before trying the second host.

@@ -107,6 +107,14 @@ export class Publisher {
    * reading it, and none of those would otherwise end before it unblocks.
    */
   private readonly deadlines = new Deadlines();
+  /**
+   * The refusal with which the broker closed a publishing channel (`403 ACCESS_REFUSED - access to
+   * exchange 'x' … refused`, `404 NOT_FOUND - no exchange 'x'`). amqplib fails every publish still
+   * waiting for its confirm on that channel with a bare "channel closed", the refused one
+   * included: taken for a connection loss, a refused reply was resent every 20 ms until twice
+   * its deadline, holding its server's slot all that while.
+   */
+  private readonly refusals = new WeakMap<Channel, Error>();
 
   /** `onCallReturned` gets call requests the broker returned (mandatory, nobody bound). */
   constructor(
@@ -141,7 +149,10 @@ export class Publisher {
   }
 
   private watch(ch: Channel): void {
-    ch.on('error', () => {});
+    // The broker's reason for closing it, for the publishes it fails (see refusedHere).
+    ch.on('error', (err: Error) => {
+      if (isRefusal(err)) this.refusals.set(ch, err);
+    });
     ch.on('drain', () => this.releaseDrain());
     ch.on('close', () => {
       const c = this.chans;
@@ -310,6 +321,10 @@ export class Publisher {
     if (isRefusal(err)) {
       throw new MessageDeliveryFailure(`${p.what}: the broker refused it: ${msg}`, { cause: err });
     }
+    // The channel went with a refusal of this publish's exchange: it was this one, or one like
+    // it, which the broker would refuse alike. A refusal of another exchange leaves it innocent.
+    const refusal = this.refusedHere(p, chans);
+    if (refusal) throw new MessageDeliveryFailure(`${p.what}: the broker refused it: ${refusal.message}`, { cause: refusal });
     // amqplib fails a nacked publish with a bare `Error('message nacked')`: no code to read.
     // A nack while the channel still stands is the broker's answer, not a loss.
     if (p.confirm && /nack/i.test(msg) && this.conn.isOpen && this.chans === chans) {
@@ -326,6 +341,15 @@ export class Publisher {
       );
     }
     return p.confirm ? attempts + 1 : attempts;
+  }
+
+  /** The refusal that closed `chans` if it names `p`'s exchange (the default one is `amq.default`). */
+  private refusedHere(p: Publication, chans: Channels): Error | undefined {
+    const refusal = this.refusals.get(chans.confirms) ?? this.refusals.get(chans.calls);
+    if (!refusal) return undefined;
+    const named = /exchange '((?:[^'\\]|\\.)*)'/.exec(refusal.message)?.[1];
+    const exchange = p.exchange?.name || 'amq.default';
+    return named === exchange ? refusal : undefined;
   }
 
   /** `step` of `p`'s slow path, or MessagingTimeout at `p.deadline` if it has not settled by then. */
