@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig, parseConfigArgs } from '../../src/cli/config-args.js';
 import { EXIT, exitOnUsage, fatal, fatalAsJsonLog, UsageError } from '../../src/cli/exit-codes.js';
 import { captureConsole, makeLogger } from '../../src/cli/log.js';
-import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../../src/cli/program.js';
+import { applyLogFlags, commonOptions, intAtLeast, type LogFlags, plainNumber } from '../../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../../src/cli/shutdown.js';
 import { MAX_TIMER_MS } from '../../src/core/errors.js';
 import { Router } from '../../src/router/router.js';
@@ -17,7 +17,7 @@ if (process.argv[2] === 'passwd') {
 const seconds =
   (zero: boolean) =>
   (v: string): number => {
-    const n = Number(v);
+    const n = plainNumber(v);
     if (v.trim() === '' || !Number.isFinite(n) || n < 0 || (!zero && n === 0) || n * 1000 > MAX_TIMER_MS)
       throw new InvalidArgumentError(`needs a number of seconds ${zero ? '≥' : '>'} 0 and at most ${Math.floor(MAX_TIMER_MS / 1000)}.`);
     return Math.round(n * 1000);

@@ -69,10 +69,18 @@ export function eachOf(value: string, previous: string[] | undefined): string[] 
   return [...(previous ?? []), value];
 }
 
+/**
+ * `v` as a plain decimal number (`30`, `1.5`, `-1`), NaN for anything else: `Number()` also
+ * takes `0x10`, `0b11`, `1e3` and `Infinity`, and `--shutdown-timeout 0x10` was a 16 s deadline.
+ */
+export function plainNumber(v: string): number {
+  return /^\s*[+-]?(?:\d+\.?\d*|\.\d+)\s*$/.test(v) ? Number(v) : Number.NaN;
+}
+
 /** A commander parser: a whole number ≥ `min` ("abc", "1.5", "-1" and "" rejected, exit 2). */
 export function intAtLeast(min: number): (v: string) => number {
   return (v) => {
-    const n = Number(v);
+    const n = plainNumber(v);
     if (v.trim() === '' || !Number.isInteger(n) || n < min) throw new InvalidArgumentError(`needs a whole number ≥ ${min}.`);
     return n;
   };
@@ -90,7 +98,7 @@ export function msAtLeast(min: number): (v: string) => number {
 
 /** A commander parser: seconds > 0, decimals allowed ("0", "-1", "abc" rejected, exit 2). */
 export function positiveSeconds(v: string): number {
-  const n = Number(v);
+  const n = plainNumber(v);
   if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('needs a number of seconds > 0.');
   if (n * 1000 > MAX_TIMER_MS)
     throw new InvalidArgumentError(`needs at most ${Math.floor(MAX_TIMER_MS / 1000)} seconds (about 24.8 days).`);

@@ -11,6 +11,7 @@ import { MAX_TIMER_MS } from '../core/errors.js';
 import { takeStartupSignals } from './early-signals.js';
 import { EXIT, UsageError } from './exit-codes.js';
 import type { Logger } from './log.js';
+import { plainNumber } from './program.js';
 
 /** Exit statuses of a stop. A second signal exits 128 + the signal's number (129 SIGHUP, 130 SIGINT, 143 SIGTERM). */
 export const STOP_EXIT = {
@@ -76,7 +77,7 @@ export const RELAY_WAIT_MS = 1000;
  */
 export function parseShutdownTimeout(value: string | undefined, fallbackMs: number): number {
   if (value === undefined) return fallbackMs;
-  const s = Number(value);
+  const s = plainNumber(value);
   if (value.trim() === '' || !Number.isFinite(s) || s < 0 || s * 1000 > MAX_TIMER_MS) {
     throw new UsageError(`--shutdown-timeout must be a number of seconds from 0 to ${Math.floor(MAX_TIMER_MS / 1000)}, got '${value}'`);
   }
