@@ -98,6 +98,14 @@ function assertTlsUsed(url: TransportUrl, config: HermodConfig): void {
   );
 }
 
+/** What a wrong value is, for an error: `null`, `an array`, `a string`, `a URL object`. */
+function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return `a ${(v as object).constructor?.name ?? 'plain'} object`;
+  return `a ${typeof v}`;
+}
+
 const warnedOverrides = new Set<string>();
 
 /**
@@ -126,6 +134,22 @@ function warnUrlOverrides(parsed: TransportUrl, before: HermodConfig, after: Her
  */
 export async function getTransport(url?: string, options: TransportOptions = {}): Promise<Transport> {
   assertOptions(options, TRANSPORT_OPTIONS, 'getTransport options');
+  // Said as what they are: a URL object was "transport URL is empty", an overrides string
+  // "unknown configuration key '0'", and a null or array config silently the defaults.
+  if (url !== undefined && typeof url !== 'string')
+    throw new ConfigError(
+      `getTransport: the transport URL must be a string, got ${describeValue(url)}${(url as unknown) instanceof URL ? ' (pass url.href)' : ''}`,
+      {
+        key: 'transportUrl',
+      },
+    );
+  for (const name of ['config', 'overrides'] as const) {
+    const v = options[name] as unknown;
+    if (v !== undefined && (v === null || typeof v !== 'object' || Array.isArray(v)))
+      throw new ConfigError(
+        `getTransport options: ${name} must be an object${name === 'overrides' ? " of 'key': value" : ''}, got ${describeValue(v)}`,
+      );
+  }
   // A given config is checked as a file would be (a partial one gets the defaults): used as it
   // was, a missing section failed later as an unrelated TypeError, a bad value not at all.
   let config = options.config

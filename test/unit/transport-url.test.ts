@@ -96,6 +96,24 @@ t('getTransport applies URL options over the config and rejects unavailable driv
   await tr.close();
 });
 
+t('getTransport says what is wrong with an argument of the wrong kind', async () => {
+  // A URL object was "transport URL is empty"; an overrides string "unknown configuration key
+  // '0'"; a null or array config silently the defaults.
+  await rejects(
+    () => getTransport(new URL('rabbit://h/') as never),
+    'HERMOD_ERR_CONFIG',
+    /transport URL must be a string, got a URL object \(pass url\.href\)/,
+  );
+  await rejects(() => getTransport(5 as never), 'HERMOD_ERR_CONFIG', /must be a string, got a number/);
+  await rejects(
+    () => getTransport('memory://', { overrides: 'rpc.retry=1' as never }),
+    'HERMOD_ERR_CONFIG',
+    /overrides must be an object of 'key': value, got a string/,
+  );
+  await rejects(() => getTransport('memory://', { config: null as never }), 'HERMOD_ERR_CONFIG', /config must be an object, got null/);
+  await rejects(() => getTransport('memory://', { config: [] as never }), 'HERMOD_ERR_CONFIG', /config must be an object, got an array/);
+});
+
 t("a '#' (a fragment: oslo drops it, it was kept in the vhost) and a repeated option are ConfigErrors", async () => {
   await rejects(() => parseTransportUrl('rabbit://h/vh#frag'), 'HERMOD_ERR_CONFIG', /has a '#' after its hosts: percent-encode it \(%23\)/);
   await rejects(() => parseTransportUrl('rabbit://h/?heartbeat=30&heartbeat=10'), 'HERMOD_ERR_CONFIG', /option 'heartbeat' is given twice/);
