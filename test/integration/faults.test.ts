@@ -276,7 +276,12 @@ async function brokerClosesChannel(ch: Ch | undefined, what: string): Promise<vo
 
 t('the broker closes a server channel and a reply channel, the connections up: both are made anew and serve again', async (ctx) => {
   const topic = `chclosed-${process.pid}`;
-  const server = new RPCServer(await transport(ctx, ctx.node.url()), new Target({ topic, server: 's' }), [new Recorder('s')]);
+  const serverTransport = await transport(ctx, ctx.node.url());
+  const lost: string[] = [];
+  serverTransport.on('state', (s: { state: string; error?: Error }) => {
+    if (s.state === 'disconnected') lost.push(s.error?.message ?? '(no reason)');
+  });
+  const server = new RPCServer(serverTransport, new Target({ topic, server: 's' }), [new Recorder('s')]);
   await server.start();
   ctx.servers.push(server);
   const client = new RPCClient(await transport(ctx, ctx.node.url()), new Target({ topic }), { timeout: 5_000 });
@@ -291,6 +296,8 @@ t('the broker closes a server channel and a reply channel, the connections up: b
   };
   // Before, the server served nothing from then on: every call timed out.
   await closeAndRetry((server as unknown as { listener: { channel?: Ch } }).listener.channel, "the server listener's channel", 2);
+  // The reconnect it takes says why (it said "disconnected" and nothing else, as after RabbitMQ's consumer_timeout).
+  assert.match(lost.join('\n'), /the broker closed the server's channel: .*PRECONDITION_FAILED - unknown delivery tag 999999/);
   // Before, no reply arrived again (the channel its replies are consumed and acknowledged on).
   await closeAndRetry(
     (client.transport.driver as unknown as { replies: { ackChannel?: Ch } }).replies.ackChannel,

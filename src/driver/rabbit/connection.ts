@@ -159,6 +159,8 @@ export class RabbitConnection extends EventEmitter {
   private sleepTimer: NodeJS.Timeout | undefined;
   /** A {@link recycle} waiting for its delay; how many came in a row, and when the last did. */
   private recycleTimer: NodeJS.Timeout | undefined;
+  /** Why the owner asked for the {@link recycle} under way, for the `disconnected` state. */
+  private recycleReason: string | undefined;
   private recycles = 0;
   private lastRecycle = 0;
   /** Closes in progress, so that close() during a recycle waits for it instead of closing twice. */
@@ -201,9 +203,12 @@ export class RabbitConnection extends EventEmitter {
    * after a consumer was cancelled, an acknowledgement it did not know), which nothing else
    * would set up again. Another connection by now, or stopping: nothing to do.
    */
-  recycle(model: ChannelModel): void {
+  recycle(model: ChannelModel, reason?: string): void {
     // Only the connection the owner's channel was on: after a loss the loop dials by itself.
     if (this.model !== model || this.over || this.recycleTimer) return;
+    // Said with the disconnect: the log showed "disconnected" and nothing else when RabbitMQ's
+    // consumer_timeout closed a server's channel.
+    this.recycleReason = reason;
     // A broker that closes the channel again right after every setup must not get a reconnect
     // storm: the first recycle in a while is at once, later ones back off as failed attempts do.
     const r = this.config.rabbit;
@@ -356,7 +361,9 @@ export class RabbitConnection extends EventEmitter {
         this.lastError = undefined;
         this.setState({ state: 'connected', host });
         this.gate.wake();
-        const err = await closedP;
+        const closedWith = await closedP;
+        const err = closedWith ?? (this.recycleReason === undefined ? undefined : new Error(this.recycleReason));
+        this.recycleReason = undefined;
         this.model = undefined;
         this.current = undefined;
         if (this.closed) return;

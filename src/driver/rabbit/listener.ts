@@ -103,7 +103,10 @@ export class RabbitListener implements TrackedListener {
   private async setupOnce(model: ChannelModel): Promise<void> {
     if (this.stopped) return;
     const ch = await model.createChannel();
-    ch.on('error', () => {});
+    let closedBy: Error | undefined;
+    ch.on('error', (err: Error) => {
+      closedBy = err;
+    });
     // prefetch_count is a 16-bit field: a larger concurrency (a server's or listener's own
     // option; rpc.serverConcurrency is bounded in the config) made amqplib throw at every
     // (re)connect. 65,535 unacknowledged per queue keeps any such server busy.
@@ -120,7 +123,11 @@ export class RabbitListener implements TrackedListener {
     // the channels close first and the connection right after, and the loop dials by itself.
     ch.once('close', () =>
       setImmediate(() => {
-        if (!this.stopped && this.channel === ch) this.o.conn.recycle(model);
+        if (!this.stopped && this.channel === ch)
+          this.o.conn.recycle(
+            model,
+            closedBy ? `the broker closed the ${this.o.kind === 'rpc' ? 'server' : 'listener'}'s channel: ${closedBy.message}` : undefined,
+          );
       }),
     );
     // Known from now on: deliveries may arrive before setup ends, and close() must flush their acks.
