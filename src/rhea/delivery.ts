@@ -58,6 +58,20 @@ export function settleLocally(delivery: Delivery): void {
 }
 
 /**
+ * Gives up on a delivery we sent that the peer has not settled: settles it on our side (rhea
+ * queues the disposition that tells the peer) and lets rhea free its session-buffer slot, which
+ * `Outgoing.process` frees only once the peer has settled too (`settled && remote_settled`).
+ * Left there, every send whose deadline passed unsettled kept its slot: 2048 of them (casts
+ * behind a server that never settles) stopped every later send on the connection, any topic.
+ * The peer may still deliver it; a disposition of its own for it later finds no delivery.
+ */
+export function forgetSent(delivery: Delivery): void {
+  if (delivery.remote_settled) return;
+  delivery.update(true);
+  (delivery as { remote_settled: boolean }).remote_settled = true;
+}
+
+/**
  * Makes a delivery we just sent presettled. rhea writes a transfer on its next processing pass
  * with `settled` taken from `delivery.settled` (`Outgoing.process`), and drops a presettled
  * delivery from the session buffer once written; `Sender.send` sets the same flag itself only

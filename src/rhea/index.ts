@@ -15,6 +15,7 @@ export {
   stopReconnect,
 } from './connection.js';
 export {
+  forgetSent,
   markPresettled,
   type OutcomeKind,
   presettledWritten,

@@ -250,4 +250,53 @@ t('a call the peer never gave credit for says it timed out waiting to send, not 
   }
 });
 
+t(
+  'sends whose deadline passed unsettled give their session-buffer slots back: 2100 casts a peer never settles do not stop the next ones',
+  async () => {
+    // A peer that settles nothing sent to 'held', and accepts the rest.
+    const container = rhea.create_container({ id: 'settles-some' });
+    container.on('error', () => {});
+    container.on('disconnected', () => {});
+    const connections: rhea.Connection[] = [];
+    container.on('connection_open', (ctx: rhea.EventContext) => connections.push(ctx.connection));
+    container.on('receiver_open', (ctx: rhea.EventContext) => ctx.receiver!.add_credit(10_000));
+    let held = 0;
+    container.on('message', (ctx: rhea.EventContext) => {
+      if (String(ctx.message!.to).includes('.held')) held++;
+      else ctx.delivery!.accept();
+    });
+    const server = container.listen({ port: 0, host: '127.0.0.1', autoaccept: false } as never) as unknown as Server;
+    await new Promise((r) => server.once('listening', r));
+    const tr = await getTransport(`amqp://127.0.0.1:${(server.address() as AddressInfo).port}/`, { config: defaultConfig() });
+    try {
+      const stuck = new RPCClient(tr, new Target({ topic: 'held' }), { timeout: 2000 });
+      const outcomes = await Promise.all(
+        Array.from({ length: 2100 }, () =>
+          stuck.cast({}, 'x').then(
+            () => 'sent',
+            (e: Error & { code?: string }) => e.code,
+          ),
+        ),
+      );
+      assert.ok(
+        outcomes.every((o) => o === 'HERMOD_ERR_TIMEOUT'),
+        [...new Set(outcomes)].join(', '),
+      );
+      assert.ok(held >= 1900, `${held} held at the peer`);
+      // Before: "timed out waiting for room to send", for this and every later send on the
+      // connection, whatever its address, until the peer settled the held ones.
+      const fine = new RPCClient(tr, new Target({ topic: 'fine' }), { timeout: 5000 });
+      await fine.cast({}, 'x');
+      await fine.cast({}, 'y');
+    } finally {
+      await tr.close();
+      for (const c of connections) {
+        (c as unknown as { socket?: { destroy(): void } }).socket?.destroy();
+        clearRheaTimers(c);
+      }
+      await new Promise((r) => server.close(r));
+    }
+  },
+);
+
 t.run();

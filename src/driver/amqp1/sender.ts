@@ -1,7 +1,7 @@
 import type { Delivery, EventContext, Message, Sender } from 'rhea';
 import { MessageDeliveryFailure, MessageUndeliverable, MessagingTimeout } from '../../core/errors.js';
 import { SlotList, SlotMap } from '../../core/slot-map.js';
-import { presettledWritten, remoteOutcome } from '../../rhea/index.js';
+import { forgetSent, presettledWritten, remoteOutcome } from '../../rhea/index.js';
 import type { Amqp1Connection } from './connection.js';
 import type { SendFlow } from './flow.js';
 
@@ -189,10 +189,12 @@ export class MessageSender {
         }
         return;
       }
+      let sent: Delivery | undefined;
       const outcome = await new Promise<Outcome>((resolve) => {
         let d: Delivery;
         try {
           d = sender()!.send(message);
+          sent = d;
           progress.sent = true;
         } finally {
           this.flow.release();
@@ -221,6 +223,8 @@ export class MessageSender {
       if (outcome.kind === 'rejected')
         throw new MessageDeliveryFailure(`${what} was rejected by the peer${outcome.detail ? `: ${outcome.detail}` : ''}`);
       if (outcome.kind === 'timeout') {
+        // Its outcome will not be waited for any more: its slot in the session buffer goes.
+        if (sent && this.connection.isOpen) forgetSent(sent);
         if (progress.handedBack) throw this.nobodyTook(what, isCall, progress);
         // The router holds a message for receivers that are busy (no credit) and does not withdraw
         // it: it may still be delivered and run. Said so, since a caller that retries on this
