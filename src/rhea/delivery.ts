@@ -66,9 +66,23 @@ export function settleLocally(delivery: Delivery): void {
  * The peer may still deliver it; a disposition of its own for it later finds no delivery.
  */
 export function forgetSent(delivery: Delivery): void {
-  if (delivery.remote_settled) return;
+  if (delivery.remote_settled || !written(delivery)) return;
   delivery.update(true);
   (delivery as { remote_settled: boolean }).remote_settled = true;
+}
+
+/**
+ * Whether rhea has written all of a delivery's transfers: `Outgoing.process` sends deliveries in
+ * id order and moves `next_pending_delivery` past each one once its last frame is out. One still
+ * waiting there (for credit, or the peer's session window) must stay: freed, rhea's next pass
+ * looked for it ("Next pending delivery not found") and sent nothing more on the session.
+ */
+function written(delivery: Delivery): boolean {
+  const d = delivery as unknown as { id: number; link?: { session?: { outgoing?: { next_pending_delivery: number } } } };
+  const next = d.link?.session?.outgoing?.next_pending_delivery;
+  if (next === undefined) return false;
+  const ahead = (next - d.id + 2 ** 32) % 2 ** 32;
+  return ahead > 0 && ahead < 2 ** 31;
 }
 
 /**

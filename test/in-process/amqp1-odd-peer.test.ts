@@ -260,6 +260,9 @@ t(
     const connections: rhea.Connection[] = [];
     container.on('connection_open', (ctx: rhea.EventContext) => connections.push(ctx.connection));
     container.on('receiver_open', (ctx: rhea.EventContext) => ctx.receiver!.add_credit(10_000));
+    container.on('sender_open', (ctx: rhea.EventContext) => {
+      if ((ctx.sender!.source as { dynamic?: boolean }).dynamic) ctx.sender!.set_source({ address: 'dynamic/1' });
+    });
     let held = 0;
     container.on('message', (ctx: rhea.EventContext) => {
       if (String(ctx.message!.to).includes('.held')) held++;
@@ -267,7 +270,8 @@ t(
     });
     const server = container.listen({ port: 0, host: '127.0.0.1', autoaccept: false } as never) as unknown as Server;
     await new Promise((r) => server.once('listening', r));
-    const tr = await getTransport(`amqp://127.0.0.1:${(server.address() as AddressInfo).port}/`, { config: defaultConfig() });
+    const url = `amqp://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    const tr = await getTransport(url, { config: defaultConfig() });
     try {
       const stuck = new RPCClient(tr, new Target({ topic: 'held' }), { timeout: 2000 });
       const outcomes = await Promise.all(
@@ -287,6 +291,26 @@ t(
       // connection, whatever its address, until the peer settled the held ones.
       const fine = new RPCClient(tr, new Target({ topic: 'fine' }), { timeout: 5000 });
       await fine.cast({}, 'x');
+      // Calls whose requests stay unsettled past their failed replies held their slots alike (on a
+      // connection of their own: past 2048 unsettled, rhea as the peer closes its session window).
+      const tr2 = await getTransport(url, { config: defaultConfig() });
+      try {
+        const calls = await Promise.all(
+          Array.from({ length: 1950 }, () =>
+            new RPCClient(tr2, new Target({ topic: 'held' }), { timeout: 2000 }).call({}, 'x').then(
+              () => 'answered',
+              (e: Error & { code?: string }) => e.code,
+            ),
+          ),
+        );
+        assert.ok(
+          calls.every((o) => o === 'HERMOD_ERR_TIMEOUT'),
+          [...new Set(calls)].join(', '),
+        );
+        await new RPCClient(tr2, new Target({ topic: 'fine' }), { timeout: 5000 }).cast({}, 'z');
+      } finally {
+        await tr2.close();
+      }
       await fine.cast({}, 'y');
     } finally {
       await tr.close();

@@ -291,8 +291,8 @@ export class Amqp1Driver extends DriverBase implements Driver {
         progress,
       )
       .catch((err: Error) => this.waiter.fail(msgId, err));
-    const ended = () => {
-      abandon.abort();
+    const ended = (failed = false) => {
+      abandon.abort(failed);
       untrack();
     };
     return reply.then(
@@ -301,7 +301,7 @@ export class Amqp1Driver extends DriverBase implements Driver {
         return r;
       },
       (err: Error) => {
-        ended();
+        ended(true);
         // The reply's deadline and the request's last resend race: either way nobody took it.
         if (err instanceof MessagingTimeout && progress.handedBack) throw this.sender.nobodyTook(`call ${request.method}`, true, progress);
         // The reply's deadline is the send's too, and its timer won: "waiting for a reply" blamed

@@ -46,12 +46,15 @@ export interface SendProgress {
  */
 export class Abandon {
   aborted = false;
+  /** Set by abort(true): the call failed, and its request's slot in the session buffer goes (see forgetSent). */
+  forget = false;
   /** Called once, on the first abort. */
   onAbort: (() => void) | undefined = undefined;
 
-  abort(): void {
+  abort(forget = false): void {
     if (this.aborted) return;
     this.aborted = true;
+    this.forget = forget;
     const f = this.onAbort;
     this.onAbort = undefined;
     f?.();
@@ -213,6 +216,9 @@ export class MessageSender {
         if (abandon)
           abandon.onAbort = () => {
             (d as OutcomeHolder)[OUTCOME] = undefined;
+            // A call that failed (timeout, call monitor) waits for nothing more from its request; one
+            // answered is left alone (its settlement is on its way, and costs no frame of ours).
+            if (abandon.forget && this.connection.isOpen) forgetSent(d);
             done({ kind: 'abandoned' });
           };
         const slot = this.awaiting.add(lost);
