@@ -77,6 +77,9 @@ function unitOf(key: string): string {
 
 function checkRange(key: string, value: unknown): void {
   const range = RANGE_OF.get(key);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
+  if (range?.name && typeof value === 'string' && (value === '' || /[\s\x00-\x1f]/.test(value)))
+    throw new Error(`must be a non-empty name without whitespace or control characters (${range.why}), got ${JSON.stringify(value)}`);
   if (range?.maxBytes !== undefined && typeof value === 'string') {
     const bytes = Buffer.byteLength(value, 'utf8');
     if (bytes > range.maxBytes) throw new Error(`must be at most ${range.maxBytes} bytes long in UTF-8 (${range.why}), got ${bytes}`);

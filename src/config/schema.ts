@@ -16,6 +16,8 @@ export interface Range {
   readonly max?: number;
   /** The longest string value in UTF-8 bytes, for a name that goes into an AMQP shortstr. */
   readonly maxBytes?: number;
+  /** A name as a target's: not empty, no whitespace or control characters. */
+  readonly name?: true;
   /** Why the bound, said after it in the error: `AMQP's frame-max`. */
   readonly why: string;
 }
@@ -61,6 +63,7 @@ export const SCHEMA = {
   ),
   controlExchange: opt(String, 'openstack', "Exchange used when a target names none (oslo's control_exchange)", {
     maxBytes: 255,
+    name: true,
     why: "an AMQP exchange name, as a target's exchange",
   }),
   maxMessageSize: opt('positive-int', 16 * 1024 * 1024, 'Largest message sent or accepted, in bytes'),

@@ -163,6 +163,9 @@ t('broker-bound numbers out of what the broker or protocol takes are ConfigError
     [{ 'rabbit.quorumDeliveryLimit': 1e300 }, /rabbit\.quorumDeliveryLimit/],
     [{ 'rpc.retry': 2 ** 60 }, /rpc\.retry/],
     [{ controlExchange: 'é'.repeat(128) }, /controlExchange .*must be at most 255 bytes long in UTF-8 \(an AMQP exchange name/],
+    // Accepted before: "" sent every target without an exchange to the default exchange.
+    [{ controlExchange: '' }, /controlExchange .*must be a non-empty name without whitespace or control characters/],
+    [{ controlExchange: 'x\u0000y' }, /controlExchange .*got "x\\u0000y"/],
     // ENAMETOOLONG from the queue manager's file at the first connect, naming no option.
     [
       { 'rabbit.hostname': 'h'.repeat(101) },
