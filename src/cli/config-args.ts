@@ -35,9 +35,8 @@ export function parseConfigArgs(argv: readonly string[]): { overrides: Record<st
         if (value === undefined) throw new ConfigError(`--config ${spec} needs a value`, { key: spec });
       }
       assertKnownKey(spec, '--config');
-      // The last one silently won; a key given twice is an error everywhere else (a JSON file,
-      // rpc-client's arguments), and a script that appends its own --config hides the first.
-      if (Object.hasOwn(overrides, spec)) throw new ConfigError(`--config ${spec} is given twice: give it once`, { key: spec });
+      // A later flag of the same key wins, as command-line flags do: a script adds its own
+      // --config after the ones it was given (the tests' helpers do too).
       overrides[spec] = value;
     } else if (a === '--config-file' || a.startsWith('--config-file=')) {
       const file = a === '--config-file' ? argv[++i] : a.slice('--config-file='.length);
