@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig, parseConfigArgs } from '../../src/cli/config-args.js';
+import { releaseStartupSignals } from '../../src/cli/early-signals.js';
 import { EXIT, exitOnUsage, fatal, fatalAsJsonLog, UsageError } from '../../src/cli/exit-codes.js';
 import { captureConsole, makeLogger } from '../../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags, plainNumber } from '../../src/cli/program.js';
@@ -10,6 +11,8 @@ import { Router } from '../../src/router/router.js';
 import { setPassword } from '../../src/router/users.js';
 
 if (process.argv[2] === 'passwd') {
+  // It installs no handlers: Ctrl-C must end it while it waits for a password.
+  releaseStartupSignals();
   await passwd();
 }
 

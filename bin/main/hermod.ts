@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig, describeConfig, parseConfigArgs } from '../../src/cli/config-args.js';
 import { CLI_DEFAULTS } from '../../src/cli/defaults.js';
+import { releaseStartupSignals } from '../../src/cli/early-signals.js';
 import { EXIT, EXIT_TABLE, exitOnUsage, failureStatus, fatal, fatalAsJsonLog, UsageError } from '../../src/cli/exit-codes.js';
 import { captureConsole, lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../../src/cli/log.js';
 import { applyLogFlags, commonOptions, HERMOD_VERSION, type LogFlags, positiveSeconds } from '../../src/cli/program.js';
@@ -435,6 +436,8 @@ function runFileOf(named: string | undefined): string {
 
 async function main(): Promise<void> {
   const [name, ...argv] = process.argv.slice(2);
+  // Only `run` takes the held signals over (handleShutdown); every other command has Node's defaults.
+  if (name !== 'run') releaseStartupSignals();
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(10)} ${c.summary}`);
     process.stdout.write(

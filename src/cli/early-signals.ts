@@ -19,10 +19,15 @@ export type ShutdownSignal = (typeof SHUTDOWN_SIGNALS)[number];
 
 const held: ShutdownSignal[] = [];
 let holding = false;
+const NUMBERS: Record<ShutdownSignal, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 
 function hold(signal: NodeJS.Signals): void {
-  // A signal sent again and again while loading is one request: its first copy decides.
-  if (!held.includes(signal as ShutdownSignal)) held.push(signal as ShutdownSignal);
+  const s = signal as ShutdownSignal;
+  // A second stop request while the command still loads (an endpoint module whose top level
+  // never settles, a worker waiting for its primary): whoever sent it wants the process gone,
+  // as a second signal during a graceful stop aborts it. Held, it was never acted on.
+  if (s !== 'SIGHUP' && held.some((h) => h !== 'SIGHUP')) process.exit(128 + NUMBERS[s]);
+  if (!held.includes(s)) held.push(s);
 }
 
 /** Keeps SIGHUP, SIGINT and SIGTERM from ending the process until {@link takeStartupSignals}. */
@@ -41,4 +46,14 @@ export function takeStartupSignals(): ShutdownSignal[] {
   holding = false;
   for (const s of SHUTDOWN_SIGNALS) process.off(s, hold);
   return held.splice(0);
+}
+
+/**
+ * For a command that installs no signal handlers of its own (`hermod status`, `hermod-router
+ * passwd`): Node's defaults again, and a signal held meanwhile ends the process as Node's default
+ * would have. Left held, those commands ignored SIGINT, SIGTERM and SIGHUP for good.
+ */
+export function releaseStartupSignals(): void {
+  const early = takeStartupSignals();
+  if (early.length > 0) process.kill(process.pid, early[0]!);
 }

@@ -83,4 +83,28 @@ t(
   },
 );
 
+t('hermod status, which installs no handlers of its own, ends on a SIGINT held while it loaded (it was held for good)', async (ctx) => {
+  const p = await loading(ctx, 'hermod', ['status', '--transport-url', 'amqp://127.0.0.1:1/']);
+  p.child.kill('SIGINT');
+  await p.exited;
+  assert.is(p.child.signalCode, 'SIGINT', `${p.child.exitCode}: ${output(p)}`);
+});
+
+t('a second stop signal while the command still loads ends it at once (an endpoint module that never finishes loading)', async (ctx) => {
+  // Its top level never settles; the interval keeps Node from ending the wait itself.
+  writeFileSync(path.join(dir, 'never.mjs'), 'setInterval(() => {}, 1000);\nawait new Promise(() => {});\nexport default [];\n');
+  const p = startCli('rpc-server', ['s1', '--transport-url', 'memory://', '--topic', 'x', '--endpoints', './never.mjs'], {
+    cwd: dir,
+    killAfterMs: 20_000,
+  });
+  ctx.procs.push(p);
+  await new Promise((r) => setTimeout(r, 1500));
+  p.child.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.is(p.child.exitCode, null, 'the first one waits for the load, to stop gracefully after it');
+  p.child.kill('SIGINT');
+  // Before: every signal was held, and only SIGKILL ended it.
+  assert.is(await p.exited, 130, output(p));
+});
+
 t.run();

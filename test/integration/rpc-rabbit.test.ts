@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert';
 import {
   defaultConfig,
   getTransport,
+  Notifier,
   parseTransportUrl,
   RPCClient,
   RPCServer,
@@ -488,6 +489,21 @@ t(
     );
   },
 );
+
+t('an exchange deleted under a notifier: the notifications on their way are resent and declared again, none fails', async (ctx) => {
+  const tr = await transport(ctx, { controlExchange: 'exdel-x' });
+  const notifier = new Notifier(tr, { publisherId: 'p', topics: ['exdel'] });
+  await notifier.info({}, 'one', {});
+  const ch = await (await raw(ctx)).createChannel();
+  await ch.deleteExchange('exdel-x');
+  // A 404 on an exchange hermod declares itself is no refusal: the next channel declares it again
+  // (only a 403 fails the publishes it names at once).
+  await Promise.all([notifier.info({}, 'two', {}), notifier.info({}, 'three', {}), notifier.info({}, 'four', {})]);
+  let queued = 0;
+  for (const end = Date.now() + 10_000; queued < 4 && Date.now() < end; await sleep(100))
+    queued = (await ctx.node.queues(ctx.vhost)).get('exdel.info')?.messages ?? 0;
+  assert.is(queued, 4, 'the four notifications are queued');
+});
 
 t('failover: a dead first host is skipped at once, as kombu does (the backoff comes after a round of every host)', async (ctx) => {
   const url = `rabbit://guest:guest@127.0.0.1:1,guest:guest@127.0.0.1:${ctx.node.port}/${encodeURIComponent(ctx.vhost)}`;

@@ -392,14 +392,15 @@ export class RabbitConnection extends EventEmitter {
         // peer while we were away) fails the same way on every try: give up instead of retrying
         // forever. Waiters fail with the ConfigError; a connection that had been up reports the
         // end as a `failed` state, since nobody is waiting on it to hear otherwise.
-        // So is a dial refused as misconfigured (a TLS file removed since the transport was made).
-        if (err instanceof ConfigError) {
+        // A dial that could not start (a TLS file gone since the transport was made, say during a
+        // certificate rotation) is retried like a refused connect: the file may come back.
+        if (model && err instanceof ConfigError) {
           this.refusal = () => err;
           this.lastError = err.message;
           this.current = undefined;
           this.model = undefined;
           this.failed = true;
-          if (model) void this.closeModel(model);
+          void this.closeModel(model);
           if (this.wasConnected) this.setState({ state: 'failed', host, error: err });
           this.gate.wake();
           return;

@@ -109,7 +109,7 @@ export class Publisher {
   private readonly deadlines = new Deadlines();
   /**
    * The refusal with which the broker closed a publishing channel (`403 ACCESS_REFUSED - access to
-   * exchange 'x' … refused`, `404 NOT_FOUND - no exchange 'x'`). amqplib fails every publish still
+   * exchange 'x' … refused`). amqplib fails every publish still
    * waiting for its confirm on that channel with a bare "channel closed", the refused one
    * included: taken for a connection loss, a refused reply was resent every 20 ms until twice
    * its deadline, holding its server's slot all that while.
@@ -343,10 +343,14 @@ export class Publisher {
     return p.confirm ? attempts + 1 : attempts;
   }
 
-  /** The refusal that closed `chans` if it names `p`'s exchange (the default one is `amq.default`). */
+  /**
+   * The permission refusal (403) that closed `chans` if it names `p`'s exchange (the default one
+   * is `amq.default`). Not a 404: an exchange deleted under us is declared again on the next
+   * channel, and the resend gets through.
+   */
   private refusedHere(p: Publication, chans: Channels): Error | undefined {
     const refusal = this.refusals.get(chans.confirms) ?? this.refusals.get(chans.calls);
-    if (!refusal) return undefined;
+    if (!refusal || (refusal as { code?: unknown }).code !== 403) return undefined;
     const named = /exchange '((?:[^'\\]|\\.)*)'/.exec(refusal.message)?.[1];
     const exchange = p.exchange?.name || 'amq.default';
     return named === exchange ? refusal : undefined;
