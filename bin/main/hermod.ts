@@ -11,7 +11,7 @@ import { CLI_DEFAULTS } from '../../src/cli/defaults.js';
 import { releaseStartupSignals } from '../../src/cli/early-signals.js';
 import { EXIT, EXIT_TABLE, exitOnUsage, failureStatus, fatal, fatalAsJsonLog, UsageError } from '../../src/cli/exit-codes.js';
 import { captureConsole, lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../../src/cli/log.js';
-import { applyLogFlags, commonOptions, HERMOD_VERSION, type LogFlags, positiveSeconds } from '../../src/cli/program.js';
+import { applyLogFlags, commonOptions, HERMOD_VERSION, type LogFlags, plainNumber, positiveSeconds } from '../../src/cli/program.js';
 import { closeBeforeExit, exitWhenOutputCloses, handleShutdown, onOutputClosed, parseShutdownTimeout } from '../../src/cli/shutdown.js';
 import { type ConfigValues, closeKey, type HermodConfig, loadConfig } from '../../src/config/index.js';
 import type { ConnectionState } from '../../src/core/diagnostics.js';
@@ -240,7 +240,7 @@ async function runCommand(argv: string[]): Promise<void> {
   if (o.watchPolling !== undefined && watch) {
     watch.usePolling = true;
     if (o.watchPolling !== true) {
-      const ms = Number(o.watchPolling);
+      const ms = plainNumber(String(o.watchPolling));
       if (!Number.isInteger(ms) || ms < 1 || ms > 2 ** 31 - 1)
         throw new UsageError(`--watch-polling takes an interval in ms from 1 to ${2 ** 31 - 1}, got '${o.watchPolling}'`);
       watch.interval = ms;

@@ -1,8 +1,11 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { InvalidArgumentError } from 'commander';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { intAtLeast, plainNumber, positiveSeconds } from '../../src/cli/program.js';
 import { parseShutdownTimeout } from '../../src/cli/shutdown.js';
+import { scratchDir } from '../support/scratch.js';
 
 // The CLIs' number flags take plain decimals only. Number() also reads hex, binary, exponents and
 // Infinity: `--shutdown-timeout 0x10` was a 16 s deadline, `--timeout 1e3` a quarter of an hour.
@@ -30,6 +33,21 @@ test('the flag parsers refuse what is not a plain decimal, with their usual mess
   assert.is(positiveSeconds('1.5'), 1.5);
   assert.is(intAtLeast(1)('64'), 64);
   assert.is(parseShutdownTimeout('0.25', 25_000), 250);
+});
+
+test('hermod run --watch-polling takes a plain decimal too (0x10 was a 16 ms interval)', async () => {
+  const { startCli } = await import('../support/cli-procs.js');
+  const dir = scratchDir('hermod-watch-polling-');
+  writeFileSync(path.join(dir, 'a.mjs'), 'export default [];\n');
+  writeFileSync(
+    path.join(dir, 'run.json'),
+    JSON.stringify({ config: { transportUrl: 'memory://' }, services: { a: { endpoints: ['./a.mjs'], topic: 't' } } }),
+  );
+  for (const v of ['0x10', '1e3']) {
+    const p = startCli('hermod', ['run', '--watch-polling', v, 'run.json'], { cwd: dir, killAfterMs: 15_000 });
+    assert.is(await p.exited, 2, p.err);
+    assert.match(p.out + p.err, new RegExp(`--watch-polling takes an interval in ms from 1 to 2147483647, got '${v}'`));
+  }
 });
 
 test.run();
