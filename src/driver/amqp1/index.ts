@@ -306,7 +306,12 @@ export class Amqp1Driver extends DriverBase implements Driver {
         if (err instanceof MessagingTimeout && progress.handedBack) throw this.sender.nobodyTook(`call ${request.method}`, true, progress);
         // The reply's deadline is the send's too, and its timer won: "waiting for a reply" blamed
         // a server that never got the request (the peer gave no credit, the session no room).
-        if (err instanceof MessagingTimeout && !progress.sent && !/call monitor/.test(err.message))
+        if (
+          err instanceof MessagingTimeout &&
+          !progress.sent &&
+          /^Timed out waiting for a reply/.test(err.message) &&
+          !/call monitor/.test(err.message)
+        )
           throw new MessagingTimeout(
             `timed out waiting to send call ${request.method} (after ${opts.callTimeout ?? opts.timeout} ms): it never left this process (no credit from the peer for its address, or no room on the connection)`,
             { cause: err },
