@@ -5,10 +5,9 @@
  * {@link ConfigError} naming the key and where it came from.
  */
 
-import { readFileSync } from 'node:fs';
 import convict from 'convict';
 import { ConfigError } from '../core/errors.js';
-import { parseConfigJson } from '../core/json.js';
+import { parseConfigJson, readUtf8File } from '../core/json.js';
 import { checkValue, normalizeNumber, registerFormats } from './formats.js';
 import { CONFIG_KEYS, type ConfigValues, convictSchema, envName, type HermodConfig, OPTIONS } from './schema.js';
 import { assertKnownKey, closeKey } from './suggest.js';
@@ -131,7 +130,7 @@ function assertKnownEnv(env: NodeJS.ProcessEnv): void {
 function readFile(file: string): Record<string, unknown> {
   let data: unknown;
   try {
-    data = parseConfigJson(readFileSync(file, 'utf8'));
+    data = parseConfigJson(readUtf8File(file));
   } catch (err) {
     throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`, { cause: err, key: file });
   }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { MalformedMessage, NestingTooDeep } from './errors.js';
 
 /**
@@ -137,4 +138,20 @@ export function parseConfigJson(text: string): unknown {
   if (dup)
     throw new SyntaxError(`key ${dup.path} appears twice (line ${dup.line}): JSON would keep only the last; merge them or remove one`);
   return data;
+}
+
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A configuration file's text, refusing bytes that are not UTF-8: `readFileSync(file, 'utf8')`
+ * turned each into U+FFFD, so a password or a name saved in Latin-1 was read as another value
+ * without a word. A leading byte order mark is kept for the JSON reader to skip.
+ */
+export function readUtf8File(file: string): string {
+  const bytes = readFileSync(file);
+  try {
+    return STRICT_UTF8.decode(bytes);
+  } catch {
+    throw new Error('it is not UTF-8 text (saved in another encoding?)');
+  }
 }

@@ -11,11 +11,10 @@
  */
 
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { FastifyRequest } from 'fastify';
 import { ConfigError } from '../core/errors.js';
-import { parseConfigJson } from '../core/json.js';
+import { parseConfigJson, readUtf8File } from '../core/json.js';
 
 /** What the gateway knows about a caller; it becomes part of the RPC context. */
 export interface Identity {
@@ -87,7 +86,7 @@ export function presentedKey(request: FastifyRequest): string | undefined {
 export function keysFileAuthenticator(file: string): Authenticate {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readUtf8File(file);
   } catch (err) {
     throw new ConfigError(`cannot read keys file ${file}: ${(err as Error).message}`, { cause: err, key: 'auth.keysFile' });
   }

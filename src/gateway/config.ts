@@ -4,12 +4,11 @@
  * nearest known one, like hermod's own configuration).
  */
 
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { assertKnownKey, CONFIG_KEYS, closeKey } from '../config/index.js';
 import { ConfigError } from '../core/errors.js';
-import { parseConfigJson } from '../core/json.js';
+import { parseConfigJson, readUtf8File } from '../core/json.js';
 
 /** A JSON Schema (2020-12) object, as OpenAPI 3.1 uses it. */
 export type JsonSchema = Record<string, unknown>;
@@ -547,7 +546,7 @@ function mergeObjects(base: Record<string, unknown>, over: Record<string, unknow
 export function readGatewayConfig(file: string): GatewayConfig {
   let data: unknown;
   try {
-    data = parseConfigJson(readFileSync(file, 'utf8'));
+    data = parseConfigJson(readUtf8File(file));
   } catch (err) {
     throw new ConfigError(`cannot read gateway config file ${file}: ${(err as Error).message}`, { cause: err, key: file });
   }

@@ -64,6 +64,14 @@ t(
         'HERMOD_ERR_CONFIG',
         /configuration key rpc\.retry is given twice in --config/,
       );
+      // Bytes that are not UTF-8 (a file saved in Latin-1) were read as U+FFFD, another value.
+      const latin1 = path.join(dir, 'latin1.json');
+      writeFileSync(latin1, Buffer.concat([Buffer.from('{ "controlExchange": "caf'), Buffer.from([0xe9]), Buffer.from('" }')]));
+      await rejects(
+        () => loadConfig({ env: {}, files: [latin1] }),
+        'HERMOD_ERR_CONFIG',
+        /cannot read config file \S*latin1\.json: it is not UTF-8 text/,
+      );
       // Windows editors save a BOM; it is not part of the JSON.
       const bom = file('bom.json', '\ufeff{ "rpc": { "retry": 4 } }');
       assert.is(loadConfig({ env: {}, files: [bom] }).rpc.retry, 4);

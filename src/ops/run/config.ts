@@ -4,13 +4,12 @@
  * configuration) and list the known ones otherwise; `config` sections
  * hold hermod configuration keys (nested or dotted), checked against the schema.
  */
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CONFIG_KEYS, closeKey, type HermodConfig } from '../../config/index.js';
 import { parseTransportUrl } from '../../config/transport-url.js';
 import { ConfigError } from '../../core/errors.js';
-import { parseConfigJson } from '../../core/json.js';
+import { parseConfigJson, readUtf8File } from '../../core/json.js';
 import { commonJsSyntaxHint } from '../../core/syntax-check.js';
 import { Target } from '../../core/target.js';
 import { importModule } from '../load-endpoints.js';
@@ -366,7 +365,7 @@ export const DEFAULT_RUN_FILES = [
 export async function readRunFile(file: string): Promise<RunSpec> {
   let data: unknown;
   try {
-    if (file.endsWith('.json')) data = parseConfigJson(readFileSync(file, 'utf8'));
+    if (file.endsWith('.json')) data = parseConfigJson(readUtf8File(file));
     else {
       const mod = await importModule(file);
       data = typeof mod.default === 'function' ? await (mod.default as () => unknown)() : mod.default;
