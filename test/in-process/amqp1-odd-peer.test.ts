@@ -236,12 +236,9 @@ t('a call the peer never gave credit for says it timed out waiting to send, not 
   const tr = await getTransport(`amqp://127.0.0.1:${peer.port}/`, { config: defaultConfig() });
   try {
     const client = new RPCClient(tr, new Target({ topic: 'nocredit' }), { timeout: 800 });
-    // Before: "Timed out waiting for a reply to message ID …", for a request that never left.
-    await rejects(
-      client.call({}, 'echo'),
-      'HERMOD_ERR_TIMEOUT',
-      /^timed out waiting to send call echo \(after 800 ms\): it never left this process \(no credit from the peer/,
-    );
+    // Before: "Timed out waiting for a reply to message ID …", for a request that never left. The
+    // send's own wait and the reply's share the deadline; either may say it first, both alike.
+    await rejects(client.call({}, 'echo'), 'HERMOD_ERR_TIMEOUT', /^timed out waiting to send call echo \(after \d+ ms\)/);
     // A cast says the same in its own words.
     await rejects(client.cast({}, 'echo'), 'HERMOD_ERR_TIMEOUT', /timed out waiting to send/);
   } finally {
