@@ -19,14 +19,15 @@ export type ShutdownSignal = (typeof SHUTDOWN_SIGNALS)[number];
 
 const held: ShutdownSignal[] = [];
 let holding = false;
-const NUMBERS: Record<ShutdownSignal, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+/** Their numbers: a process ended by one exits 128 + it. */
+export const SIGNAL_NUMBERS: Record<ShutdownSignal, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 
 function hold(signal: NodeJS.Signals): void {
   const s = signal as ShutdownSignal;
   // A second stop request while the command still loads (an endpoint module whose top level
   // never settles, a worker waiting for its primary): whoever sent it wants the process gone,
   // as a second signal during a graceful stop aborts it. Held, it was never acted on.
-  if (s !== 'SIGHUP' && held.some((h) => h !== 'SIGHUP')) process.exit(128 + NUMBERS[s]);
+  if (s !== 'SIGHUP' && held.some((h) => h !== 'SIGHUP')) process.exit(128 + SIGNAL_NUMBERS[s]);
   if (!held.includes(s)) held.push(s);
 }
 

@@ -8,7 +8,7 @@
  */
 
 import { MAX_TIMER_MS } from '../core/errors.js';
-import { takeStartupSignals } from './early-signals.js';
+import { type ShutdownSignal, SIGNAL_NUMBERS, takeStartupSignals } from './early-signals.js';
 import { EXIT, UsageError } from './exit-codes.js';
 import type { Logger } from './log.js';
 import { plainNumber } from './program.js';
@@ -23,8 +23,6 @@ export const STOP_EXIT = {
 
 /** Past the deadline, the backstop allows this much for the aborts' replies and the close handshakes. */
 export const BACKSTOP_MS = 500;
-
-const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 
 /** What a bin tells {@link handleShutdown} about the thing it runs. */
 export interface ShutdownTarget {
@@ -193,7 +191,7 @@ export function handleShutdown(opts: {
       return;
     }
     // A second signal: whoever sent it wants the process gone, now.
-    abortNow(`${signal} again`, 128 + (SIGNAL_NUMBERS[signal] ?? 15));
+    abortNow(`${signal} again`, 128 + (SIGNAL_NUMBERS[signal as ShutdownSignal] ?? 15));
   };
   const abortNow = (why: string, code: number) => {
     if (forced !== undefined) return;

@@ -22,6 +22,9 @@ interface Peer {
   swallowAttaches: boolean;
   swallowed: number;
   connections: rhea.Connection[];
+  /** A transport to the peer (fast reconnects, with `overrides`), closed by {@link close}. */
+  open(overrides?: Record<string, unknown>): Promise<Transport>;
+  /** Closes the transports it opened, then its side of every connection. */
   close(): Promise<void>;
 }
 
@@ -63,7 +66,17 @@ async function forwardingPeer(opts: { noCredit?: boolean } = {}): Promise<Peer> 
   } as never) as unknown as Server;
   await new Promise((r) => listener.once('listening', r));
   peer.port = (listener.address() as AddressInfo).port;
+  const transports: Transport[] = [];
+  peer.open = async (overrides = {}) => {
+    const tr = await getTransport(`amqp://127.0.0.1:${peer.port}/`, {
+      config: defaultConfig(),
+      overrides: { 'amqp1.retryInterval': 50, 'amqp1.intervalMax': 200, ...overrides },
+    });
+    transports.push(tr);
+    return tr;
+  };
   peer.close = async () => {
+    for (const tr of transports) await tr.close();
     for (const c of peer.connections) {
       (c as unknown as { socket?: { destroy(): void } }).socket?.destroy();
       clearRheaTimers(c);
@@ -112,15 +125,7 @@ t(
   'a delivery cut off in the middle by a lost connection does not poison the reconnected link (rhea kept it: "frame sequence error")',
   async () => {
     const peer = await forwardingPeer();
-    const transports: Transport[] = [];
-    const open = async () => {
-      const tr = await getTransport(`amqp://127.0.0.1:${peer.port}/`, {
-        config: defaultConfig(),
-        overrides: { 'amqp1.retryInterval': 50, 'amqp1.intervalMax': 200 },
-      });
-      transports.push(tr);
-      return tr;
-    };
+    const open = peer.open;
     const c = new Collector();
     const listener = new NotificationListener(await open(), [new Target({ topic: 'cut' })], [c]);
     try {
@@ -150,7 +155,6 @@ t(
     } finally {
       await listener.stop();
       await listener.wait(1000);
-      for (const tr of transports) await tr.close();
       await peer.close();
     }
   },
@@ -160,16 +164,8 @@ t(
   "attaches of the driver's own links that the peer never answers after a reconnect: it connects again after amqp1.connectTimeout, not never",
   async () => {
     const peer = await forwardingPeer();
-    const transports: Transport[] = [];
     const states: string[] = [];
-    const open = async (overrides: Record<string, unknown> = {}) => {
-      const tr = await getTransport(`amqp://127.0.0.1:${peer.port}/`, {
-        config: defaultConfig(),
-        overrides: { 'amqp1.retryInterval': 50, 'amqp1.intervalMax': 200, ...overrides },
-      });
-      transports.push(tr);
-      return tr;
-    };
+    const open = peer.open;
     const c = new Collector();
     const listener = new NotificationListener(await open(), [new Target({ topic: 'mute' })], [c]);
     try {
@@ -198,7 +194,6 @@ t(
     } finally {
       await listener.stop();
       await listener.wait(1000);
-      for (const tr of transports) await tr.close();
       await peer.close();
     }
   },
