@@ -490,6 +490,47 @@ t(
   },
 );
 
+t(
+  'a call the broker refuses (no write on its exchange) fails at once, the calls sent after it on that channel fail as dropped, the ones before it are answered; all waited out their timeouts',
+  async (ctx) => {
+    const user = `nowrite-${process.pid}`;
+    await ctx.node.addUser(user, 'pw', ctx.vhost);
+    // Declaring 'refx' is allowed (configure), publishing to it is not (write).
+    await ctx.node.ctl('set_permissions', '-p', ctx.vhost, user, '.*', '^(?!refx$).*', '.*');
+    const ok = new Recorder('ok');
+    const server = new RPCServer(await transport(ctx), new Target({ topic: 'refok', exchange: 'refok-x', server: 'ok' }), [ok]);
+    await server.start();
+    ctx.servers.push(server);
+    const tr = await transport(ctx, {}, ctx.node.url(ctx.vhost, user, 'pw'));
+    const timeout = 20_000;
+    const allowed = new RPCClient(tr, new Target({ topic: 'refok', exchange: 'refok-x' }), { timeout });
+    const refused = new RPCClient(tr, new Target({ topic: 'refd', exchange: 'refx' }), { timeout });
+    // Declares 'refok-x' on the calls' channel set: the slow call below goes out at once.
+    assert.is(await allowed.call({}, 'add', { a: 1, b: 1 }), 2);
+    const before = allowed.call({}, 'sleep', { ms: 1500 });
+    await until(() => ok.active > 0, 'the slow call reached its server', 5000);
+    // Both exchanges are new on these channels: both calls wait for their declares, which the
+    // broker answers in order before it reads the refused call, so the second one is written
+    // after it and before its channel's close is read.
+    const other = new RPCClient(tr, new Target({ topic: 'refok', exchange: 'refok-y' }), { timeout });
+    const started = performance.now();
+    const [r, d] = await Promise.allSettled([refused.call({}, 'echo', { value: 1 }), other.call({}, 'echo', { value: 2 })]);
+    const took = performance.now() - started;
+    assert.is(r.status, 'rejected');
+    const refusal = (r as PromiseRejectedResult).reason as Error & { code?: string };
+    assert.is(refusal.code, 'HERMOD_ERR_DELIVERY_FAILURE', refusal.message);
+    assert.match(refusal.message, /call echo on topic refd: the broker refused it: .*ACCESS_REFUSED - access to exchange 'refx'/);
+    assert.is(d.status, 'rejected');
+    const dropped = (d as PromiseRejectedResult).reason as Error & { code?: string };
+    assert.instance(dropped, TransportError);
+    assert.match(dropped.message, /call echo on topic refok: the broker dropped it unread, .* exchange 'refx' .* may be sent again/);
+    assert.ok(took < 5000, `both failed in ${Math.round(took)} ms, not at their ${timeout} ms timeout`);
+    assert.is(await before, 1500, 'the call sent before the refused one is answered');
+    // The calls channel is open again, and the dropped call goes through when sent again.
+    assert.is(await allowed.call({}, 'add', { a: 2, b: 3 }), 5);
+  },
+);
+
 t('an exchange deleted under a notifier: the notifications on their way are resent and declared again, none fails', async (ctx) => {
   const tr = await transport(ctx, { controlExchange: 'exdel-x' });
   const notifier = new Notifier(tr, { publisherId: 'p', topics: ['exdel'] });

@@ -1,7 +1,7 @@
 import type { ChannelModel, Message } from 'amqplib';
 import type { HermodConfig } from '../../config/index.js';
 import type { TransportUrl } from '../../config/transport-url.js';
-import { ClosedError, ConfigError, MessageUndeliverable, TransportError } from '../../core/errors.js';
+import { ClosedError, ConfigError, MessageDeliveryFailure, MessageUndeliverable, TransportError } from '../../core/errors.js';
 import { uuidHex } from '../../core/ids.js';
 import type { Context } from '../../core/serializer.js';
 import type { Target } from '../../core/target.js';
@@ -21,7 +21,7 @@ import { compressionOf, decompressBody } from './compression.js';
 import { RabbitConnection } from './connection.js';
 import { DIRECT_REPLY_TO, DirectReplyTo } from './direct-reply.js';
 import { RabbitListener, type ReplySender } from './listener.js';
-import { type Publication, Publisher, returnedFrom } from './publisher.js';
+import { type Publication, Publisher, refusedExchange, returnedFrom } from './publisher.js';
 import { ReplyQueue } from './reply-queue.js';
 import { type QueueBinding, requestRoute, Topology } from './topology.js';
 import { addCallFields, notificationDict, replyDict, requestDict } from './wire.js';
@@ -34,7 +34,8 @@ interface Replies {
   setup(model: ChannelModel): Promise<void>;
   /** Undefined when the reply address is ready: a call then takes no await for it. */
   ensure(deadline: number, retry: number, what: string): Promise<void> | undefined;
-  sent(msgId: string, replyTo: string): void;
+  /** The request went out, numbered `seq` by the publisher, to exchange `sentTo` (`''` the default one). */
+  sent(msgId: string, replyTo: string, seq: number, sentTo: string): void;
   /** Acknowledges the replies received so far, so that the acks leave with the next request. */
   flushAcks(): void;
   /** At close: acknowledges the replies received and sees the acknowledgement written. */
@@ -62,7 +63,12 @@ export class RabbitDriver extends DriverBase implements Driver {
     super(url, config);
     this.topology = new Topology(config.rabbit);
     this.conn = this.connection('publisher');
-    this.publisher = new Publisher(this.conn, this.topology, (msg) => this.onCallReturned(msg));
+    this.publisher = new Publisher(
+      this.conn,
+      this.topology,
+      (msg) => this.onCallReturned(msg),
+      (from, to, refusal) => this.onCallsRefused(from, to, refusal),
+    );
     // Replies to calls in flight still reach the reply queue after a connection loss (it
     // outlives the connection by rabbit.transientQueuesTtl), so those calls complete after the
     // reconnect; the reply queue fails them at once when it was lost with the broker.
@@ -108,6 +114,29 @@ export class RabbitDriver extends DriverBase implements Driver {
     } catch {
       /* not ours */
     }
+  }
+
+  /**
+   * The broker closed the calls channel for refusing a call's exchange (403): the calls to it
+   * sent there fail now, and so do the calls sent after the refused one, which the broker
+   * discarded unread. Before, each waited out its timeout (60 s by default) for a reply that
+   * could not come. Not on a 404 (an exchange deleted under us): calls to it sent before the
+   * deletion reached their queues and will be answered, and which one was refused is unknown.
+   */
+  private onCallsRefused(from: number, to: number, refusal: Error): void {
+    const exchange = refusedExchange(refusal);
+    if (exchange === undefined || (refusal as { code?: unknown }).code !== 403) return;
+    this.waiter.failDropped(
+      from,
+      to,
+      exchange,
+      (call) => new MessageDeliveryFailure(`call ${call}: the broker refused it: ${refusal.message}`, { cause: refusal }),
+      (call) =>
+        new TransportError(
+          `call ${call}: the broker dropped it unread, having closed the channel it went out on for a call to exchange '${exchange || 'amq.default'}' (${refusal.message}); it reached no server and may be sent again`,
+          { cause: refusal },
+        ),
+    );
   }
 
   /** The 2.0 envelope of an oslo dict, within maxMessageSize. */
@@ -156,10 +185,11 @@ export class RabbitDriver extends DriverBase implements Driver {
     const expires = this.config.rabbit.requestExpiration;
     const req: Publication = { exchange, key, body, uniqueId, mandatory, confirm: false, expires, deadline, retry, what };
     this.replies.flushAcks();
-    if (this.publisher.publishNow(req)) this.replies.sent(msgId, replyTo);
+    const sentTo = exchange?.name ?? '';
+    if (this.publisher.publishNow(req)) this.replies.sent(msgId, replyTo, this.publisher.lastCall, sentTo);
     else
-      this.publisher.publish(req).then(
-        () => this.replies.sent(msgId, replyTo),
+      this.publisher.publishCall(req).then(
+        (seq) => this.replies.sent(msgId, replyTo, seq, sentTo),
         (err: Error) => this.waiter.fail(msgId, err),
       );
     try {

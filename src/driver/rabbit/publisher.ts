@@ -22,6 +22,15 @@ function isRefusal(err: unknown): boolean {
   return typeof code === 'number' && REFUSALS.has(code);
 }
 
+/**
+ * The exchange a broker's refusal names (`403 … access to exchange 'x' … refused`, `404 … no
+ * exchange 'x' …`), `''` for the default one (`amq.default`); undefined when it names none.
+ */
+export function refusedExchange(err: Error): string | undefined {
+  const named = /exchange '((?:[^'\\]|\\.)*)'/.exec(err.message)?.[1];
+  return named === 'amq.default' ? '' : named;
+}
+
 /** Where a returned message was sent, for MessageUndeliverable: to the default exchange, a key names a queue. */
 export function returnedFrom(exchange: string | undefined): string {
   return exchange ? `exchange '${exchange}'` : 'the default exchange (no queue of that name)';
@@ -70,6 +79,8 @@ export interface Publication {
 interface Channels {
   /** Call requests: no confirms. */
   calls: Channel;
+  /** The number of the first call request sent on `calls` (see {@link Publisher.lastCall}). */
+  firstCall: number;
   /** Everything else: publisher confirms. */
   confirms: ConfirmChannel;
 }
@@ -115,13 +126,30 @@ export class Publisher {
    * its deadline, holding its server's slot all that while.
    */
   private readonly refusals = new WeakMap<Channel, Error>();
+  /**
+   * The number of the call request last handed to amqplib: call requests are numbered in the
+   * order they are written, across channels, so that a refusal can tell which went out after
+   * the refused one (see `onCallsRefused`).
+   */
+  private callSeq = 0;
 
-  /** `onCallReturned` gets call requests the broker returned (mandatory, nobody bound). */
+  /**
+   * `onCallReturned` gets call requests the broker returned (mandatory, nobody bound);
+   * `onCallsRefused` the numbers of the call requests sent on a calls channel the broker closed
+   * with a refusal (403/404/406), and that refusal. Call requests have no confirm to fail, so
+   * without it they waited for replies that could not come.
+   */
   constructor(
     private readonly conn: RabbitConnection,
     private readonly topology: Topology,
     private readonly onCallReturned: (msg: Message) => void,
+    private readonly onCallsRefused: (from: number, to: number, refusal: Error) => void = () => {},
   ) {}
+
+  /** The number of the call request last handed to amqplib (0 before the first). */
+  get lastCall(): number {
+    return this.callSeq;
+  }
 
   /** Setup hook: opens the channels on every (re)connect. */
   async setup(model: ChannelModel): Promise<void> {
@@ -140,7 +168,7 @@ export class Publisher {
     const confirms = await model.createConfirmChannel({ highWaterMark: PUBLISH_HWM } as never);
     this.watch(confirms);
     confirms.on('return', (msg: Message) => this.onReturn(msg));
-    const chans = { calls, confirms };
+    const chans = { calls, firstCall: this.callSeq + 1, confirms };
     this.chans = chans;
     this.declared = new Set();
     // Returns seen on the old channels: their publishes failed with it (or are being resent).
@@ -151,7 +179,11 @@ export class Publisher {
   private watch(ch: Channel): void {
     // The broker's reason for closing it, for the publishes it fails (see refusedHere).
     ch.on('error', (err: Error) => {
-      if (isRefusal(err)) this.refusals.set(ch, err);
+      if (!isRefusal(err)) return;
+      this.refusals.set(ch, err);
+      // Emitted before 'close': the channels are still the current ones.
+      const c = this.chans;
+      if (c?.calls === ch && this.callSeq >= c.firstCall) this.onCallsRefused(c.firstCall, this.callSeq, err);
     });
     ch.on('drain', () => this.releaseDrain());
     ch.on('close', () => {
@@ -260,6 +292,7 @@ export class Publisher {
     let ok: boolean;
     try {
       ok = chans.calls.publish(p.exchange?.name ?? '', p.key, Buffer.from(p.body, 'utf8'), props);
+      this.callSeq++;
     } catch {
       // A closing channel, or a message amqplib cannot encode: publish() resends or explains.
       return false;
@@ -275,6 +308,12 @@ export class Publisher {
    * rest, and every failure, goes through {@link resend}'s loop.
    */
   publish(p: Publication): Promise<void> {
+    // The same promise: its number is for publishCall's callers only.
+    return this.publishCall(p) as Promise<unknown> as Promise<void>;
+  }
+
+  /** {@link publish}, resolving with a call request's number ({@link lastCall}; 0 for a confirmed publish). */
+  publishCall(p: Publication): Promise<number> {
     const content = Buffer.from(p.body, 'utf8');
     const chans = this.ready(p);
     if (!chans) return this.resend(p, content, undefined, undefined);
@@ -287,7 +326,7 @@ export class Publisher {
    * The slow path: judges `failed` (the error of an attempt on `failedOn`) when given, then
    * waits for channels, declares, waits for `drain` and sends, until sent or out of budget.
    */
-  private async resend(p: Publication, content: Buffer, failed: unknown, failedOn: Channels | undefined): Promise<void> {
+  private async resend(p: Publication, content: Buffer, failed: unknown, failedOn: Channels | undefined): Promise<number> {
     let attempts = 0;
     let err = failed;
     let on = failedOn;
@@ -300,8 +339,7 @@ export class Publisher {
       try {
         if (this.undeclared(p)) await this.beforeDeadline(this.declare(chans.confirms, p), p, 'declaring its exchange or queue');
         while (this.drained) await this.beforeDeadline(this.drained, p, 'waiting for the broker to read');
-        await this.send(p.confirm ? chans.confirms : chans.calls, p, content);
-        return;
+        return await this.send(p.confirm ? chans.confirms : chans.calls, p, content);
       } catch (e) {
         err = e;
         on = chans;
@@ -351,9 +389,7 @@ export class Publisher {
   private refusedHere(p: Publication, chans: Channels): Error | undefined {
     const refusal = this.refusals.get(chans.confirms) ?? this.refusals.get(chans.calls);
     if (!refusal || (refusal as { code?: unknown }).code !== 403) return undefined;
-    const named = /exchange '((?:[^'\\]|\\.)*)'/.exec(refusal.message)?.[1];
-    const exchange = p.exchange?.name || 'amq.default';
-    return named === exchange ? refusal : undefined;
+    return refusedExchange(refusal) === (p.exchange?.name ?? '') ? refusal : undefined;
   }
 
   /** `step` of `p`'s slow path, or MessagingTimeout at `p.deadline` if it has not settled by then. */
@@ -381,12 +417,13 @@ export class Publisher {
    * One attempt: hands the message to amqplib and, on the confirm channel, settles on the
    * confirm (MessageUndeliverable when the broker returned it first), or with MessagingTimeout
    * at the deadline when no confirm came (a blocked broker holds it). A confirm after that is
-   * only cleaned up after: amqplib still calls back once the broker acks.
+   * only cleaned up after: amqplib still calls back once the broker acks. Resolves as
+   * {@link publish} does.
    */
-  private send(ch: Channel, p: Publication, content: Buffer): Promise<void> {
+  private send(ch: Channel, p: Publication, content: Buffer): Promise<number> {
     const props = publishProps(p.mandatory, expiration(p));
     const exchange = p.exchange?.name ?? '';
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<number>((resolve, reject) => {
       let settled = false;
       let waiting: DeadlineEntry | undefined;
       let waitingSlot = -1;
@@ -404,7 +441,7 @@ export class Publisher {
               settled = true;
               if (waiting) this.deadlines.remove(waitingSlot, waiting);
               if (err) return reject(err);
-              if (!returned) return resolve();
+              if (!returned) return resolve(0);
               reject(
                 new MessageUndeliverable(
                   `${p.what}: no queue is bound for ${returnedFrom(p.exchange?.name)} routing key '${p.key}' (returned by the broker)`,
@@ -412,6 +449,7 @@ export class Publisher {
               );
             })
           : ch.publish(exchange, p.key, content, props);
+        if (!p.confirm) this.callSeq++;
       } catch (err) {
         // amqplib throws IllegalOperationError on a closing channel: a loss, resent by the loop.
         // Anything else is a message it cannot encode (a routing key over 255 bytes): resending cannot help.
@@ -423,7 +461,7 @@ export class Publisher {
         return;
       }
       if (!ok) this.awaitDrain();
-      if (!p.confirm) return resolve();
+      if (!p.confirm) return resolve(this.callSeq);
       if (settled) return;
       waiting = {
         deadline: p.deadline,
