@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig, describeConfig, parseConfigArgs } from '../../src/cli/config-args.js';
 import { CLI_DEFAULTS } from '../../src/cli/defaults.js';
-import { releaseStartupSignals } from '../../src/cli/early-signals.js';
+import { quitOnStopWhile, releaseStartupSignals } from '../../src/cli/early-signals.js';
 import { EXIT, EXIT_TABLE, exitOnUsage, failureStatus, fatal, fatalAsJsonLog, UsageError } from '../../src/cli/exit-codes.js';
 import { captureConsole, lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../../src/cli/log.js';
 import { applyLogFlags, commonOptions, HERMOD_VERSION, type LogFlags, plainNumber, positiveSeconds } from '../../src/cli/program.js';
@@ -208,7 +208,7 @@ async function runCommand(argv: string[]): Promise<void> {
   // environment) as the primary read them (see SPEC_REQUEST), however often they restart.
   const fromPrimary =
     worker === undefined ? undefined : ((await specFromPrimary()) as { spec: RunSpec; base: HermodConfig; configs: HermodConfig[] });
-  const spec = fromPrimary?.spec ?? (await readRunFile(runFileOf(program.args[0] as string | undefined)));
+  const spec = fromPrimary?.spec ?? (await readRunFileOrQuit(runFileOf(program.args[0] as string | undefined)));
   const file = spec.file;
   // A module that is not there fails every worker alike, at every restart: said once, here.
   for (const s of spec.services) {
@@ -460,3 +460,16 @@ async function main(): Promise<void> {
 }
 
 main().catch(fatal);
+
+/**
+ * Reads the run file; one in JavaScript or TypeScript is a module of the user's, which may take
+ * long to load, and a stop signal meanwhile ends the run at once (nothing serves yet).
+ */
+async function readRunFileOrQuit(file: string): Promise<RunSpec> {
+  if (file.endsWith('.json')) return readRunFile(file);
+  return quitOnStopWhile(readRunFile(file), (signal) => {
+    // No log yet: the run file configures it.
+    process.stderr.write(`hermod run: ${signal} while loading the run file: nothing serves yet; stopped\n`);
+    process.exit(0);
+  });
+}

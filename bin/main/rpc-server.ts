@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig } from '../../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../../src/cli/defaults.js';
 import { DemoEndpoints } from '../../src/cli/demo-endpoints.js';
+import { quitOnStopWhile } from '../../src/cli/early-signals.js';
 import { describeEndpoint, loadEndpoints } from '../../src/cli/endpoints.js';
 import { exitOnUsage, failureStatus, fatal, fatalAsJsonLog } from '../../src/cli/exit-codes.js';
 import { captureConsole, lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../../src/cli/log.js';
@@ -71,7 +72,10 @@ async function main(): Promise<void> {
 
   const target = new Target({ topic: o.topic, server: name, ...(o.exchange ? { exchange: o.exchange } : {}) });
   const endpoints = o.endpoints?.length
-    ? await loadEndpoints(o.endpoints, { server: name, topic: o.topic }, importModule)
+    ? await quitOnStopWhile(loadEndpoints(o.endpoints, { server: name, topic: o.topic }, importModule), (signal) => {
+        log.info(`${signal} while loading the endpoint modules: nothing serves yet; stopped`, { event: 'stopped', signal });
+        process.exit(0);
+      })
     : [new DemoEndpoints(name, o.namespace, o.targetVersion)];
   // Not from the package index, and metrics only when asked for: a server holds in memory the
   // code it loads, and the index brings the router (rhea) and prom-client.

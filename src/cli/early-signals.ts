@@ -22,8 +22,15 @@ let holding = false;
 /** Their numbers: a process ended by one exits 128 + it. */
 export const SIGNAL_NUMBERS: Record<ShutdownSignal, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
 
+/** Set while {@link quitOnStopWhile} runs: a stop signal then ends the process at once. */
+let quitOnStop: ((signal: ShutdownSignal) => void) | undefined;
+
 function hold(signal: NodeJS.Signals): void {
   const s = signal as ShutdownSignal;
+  if (s !== 'SIGHUP' && quitOnStop) {
+    quitOnStop(s);
+    return;
+  }
   // A second stop request while the command still loads (an endpoint module whose top level
   // never settles, a worker waiting for its primary): whoever sent it wants the process gone,
   // as a second signal during a graceful stop aborts it. Held, it was never acted on.
@@ -36,6 +43,26 @@ export function holdStartupSignals(): void {
   if (holding) return;
   holding = true;
   for (const s of SHUTDOWN_SIGNALS) process.on(s, hold);
+}
+
+/**
+ * Runs `work` (the user's modules loading, before anything serves) with SIGINT and SIGTERM
+ * calling `quit`, which should log and exit, instead of being held: nothing is started yet, so
+ * there is nothing to finish. Held, a stop waited for the load, up to its 30 s bound for a top
+ * level that never settles, where Node's default had ended the process at once. A stop signal
+ * held before this call is acted on so at once. SIGHUP stays held (a reload before the first
+ * load has nothing to replace). Without holding (the bin's entry did not hold), `work` as is.
+ */
+export async function quitOnStopWhile<T>(work: Promise<T>, quit: (signal: ShutdownSignal) => void): Promise<T> {
+  if (!holding) return work;
+  const early = held.find((h) => h !== 'SIGHUP');
+  if (early) quit(early);
+  quitOnStop = quit;
+  try {
+    return await work;
+  } finally {
+    quitOnStop = undefined;
+  }
 }
 
 /**

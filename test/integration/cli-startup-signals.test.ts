@@ -28,11 +28,11 @@ t.after.each((ctx) => {
 
 let n = 0;
 /** Starts a CLI whose main module is held loading, and resolves once its entry runs and the load is held. */
-async function loading(ctx: { procs: CliProc[] }, name: string, args: string[]): Promise<CliProc> {
+async function loading(ctx: { procs: CliProc[] }, name: string, args: string[], env: Record<string, string> = {}): Promise<CliProc> {
   const marker = path.join(dir, `marker-${++n}`);
   const p = startCli(name, args, {
     cwd: dir,
-    env: { NODE_OPTIONS: `--import ${hooks}`, SLOW_MAIN_MARKER: marker, SLOW_MAIN_MS: '1500' },
+    env: { NODE_OPTIONS: `--import ${hooks}`, SLOW_MAIN_MARKER: marker, SLOW_MAIN_MS: '1500', ...env },
     killAfterMs: 20_000,
   });
   ctx.procs.push(p);
@@ -90,21 +90,62 @@ t('hermod status, which installs no handlers of its own, ends on a SIGINT held w
   assert.is(p.child.signalCode, 'SIGINT', `${p.child.exitCode}: ${output(p)}`);
 });
 
-t('a second stop signal while the command still loads ends it at once (an endpoint module that never finishes loading)', async (ctx) => {
-  // Its top level never settles; the interval keeps Node from ending the wait itself.
-  writeFileSync(path.join(dir, 'never.mjs'), 'setInterval(() => {}, 1000);\nawait new Promise(() => {});\nexport default [];\n');
-  const p = startCli('rpc-server', ['s1', '--transport-url', 'memory://', '--topic', 'x', '--endpoints', './never.mjs'], {
-    cwd: dir,
-    killAfterMs: 20_000,
-  });
-  ctx.procs.push(p);
-  await new Promise((r) => setTimeout(r, 1500));
+t('a second stop signal while the command still loads ends it at once, 130 or 143', async (ctx) => {
+  const p = await loading(ctx, 'rpc-server', CLIS[0]![1]);
   p.child.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 300));
-  assert.is(p.child.exitCode, null, 'the first one waits for the load, to stop gracefully after it');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.is(p.child.exitCode, null, 'the first one is held, to stop gracefully once the handlers are in place');
   p.child.kill('SIGINT');
-  // Before: every signal was held, and only SIGKILL ended it.
   assert.is(await p.exited, 130, output(p));
+});
+
+// Its top level never settles, having said it started; the interval keeps Node from ending the wait itself.
+writeFileSync(
+  path.join(dir, 'never.mjs'),
+  "import { writeFileSync } from 'node:fs';\nwriteFileSync(process.env.NEVER_MARKER, '');\nsetInterval(() => {}, 1000);\nawait new Promise(() => {});\nexport default [];\n",
+);
+writeFileSync(path.join(dir, 'never.config.mjs'), "import './never.mjs';\nexport default {};\n");
+
+for (const [what, name, args, said] of [
+  [
+    'rpc-server, an endpoint module',
+    'rpc-server',
+    ['s1', '--transport-url', 'memory://', '--topic', 'x', '--endpoints', './never.mjs'],
+    /SIGTERM while loading the endpoint modules: nothing serves yet; stopped/,
+  ],
+  [
+    'hermod run, a run file in JavaScript',
+    'hermod',
+    ['run', 'never.config.mjs'],
+    /hermod run: SIGTERM while loading the run file: nothing serves yet; stopped/,
+  ],
+] as const) {
+  t(
+    `${what} whose top level does not settle: a SIGTERM ends the load at once, exit 0 (it waited for the load's 30 s bound)`,
+    async (ctx) => {
+      const marker = path.join(dir, `never-${++n}`);
+      const p = startCli(name, [...args], { cwd: dir, env: { NEVER_MARKER: marker }, killAfterMs: 20_000 });
+      ctx.procs.push(p);
+      await until(() => existsSync(marker) || p.child.exitCode !== null, 'the module began to load', 10_000);
+      const sent = performance.now();
+      p.child.kill('SIGTERM');
+      assert.is(await p.exited, 0, output(p));
+      assert.ok(performance.now() - sent < 3000, `stopped ${Math.round(performance.now() - sent)} ms after the signal`);
+      await until(() => said.test(output(p)), 'its line', 2000).catch(() => {});
+      assert.match(output(p), said);
+    },
+  );
+}
+
+t('a SIGTERM held while the command loaded, before its endpoint modules load: rpc-server stops without loading them', async (ctx) => {
+  const marker = path.join(dir, `never-${++n}`);
+  const p = await loading(ctx, 'rpc-server', ['s1', '--transport-url', 'memory://', '--topic', 'x', '--endpoints', './never.mjs'], {
+    NEVER_MARKER: marker,
+  });
+  p.child.kill('SIGTERM');
+  assert.is(await p.exited, 0, output(p));
+  assert.match(output(p), /SIGTERM while loading the endpoint modules: nothing serves yet; stopped/);
+  assert.not.ok(existsSync(marker));
 });
 
 t.run();
