@@ -10,6 +10,7 @@ import { captureConsole, logConnectionState, makeLogger } from '../src/cli/log.j
 import { applyLogFlags, commonOptions, eachOf, intAtLeast, type LogFlags, positiveSeconds } from '../src/cli/program.js';
 import { type RepeatStats, summaryJson, summaryText } from '../src/cli/repeat.js';
 import { closeBeforeExit, exitWhenOutputCloses } from '../src/cli/shutdown.js';
+import { escapeUnsafeKeepLines } from '../src/core/unsafe-text.js';
 import { getTransport, RPCClient, Target, type Transport, type TransportState } from '../src/index.js';
 
 /** The options of `rpc-client job` (src/cli/jobs-command.ts, commonOptions): those taking a value, and flags. */
@@ -185,7 +186,8 @@ async function main(): Promise<void> {
         )
       : undefined;
     transport.off('state', countFailures);
-    if (o.describe) return void process.stdout.write(usage(topic, method, contract));
+    // The descriptions are the server's text.
+    if (o.describe) return void process.stdout.write(escapeUnsafeKeepLines(usage(topic, method, contract)));
     args = coerceArgs(pairs, contract);
     // The lookup and the first send are one command with one rpc.retry. Each send counts the
     // connect attempts that fail while it waits (oslo's max_retries per send), so a send after a
@@ -227,9 +229,11 @@ async function main(): Promise<void> {
               err.message = err.message.replace(/\bafter [\d.]+ m?s\b/, `after ${o.timeout} s (--timeout, the contract lookup included)`);
             throw err;
           });
+          // The server's text: an ESC sequence in a string result retitled or recoloured the
+          // caller's terminal, and JSON leaves C1 controls, bidi overrides and U+2028 raw.
           if (o.repeat === 1)
             process.stdout.write(
-              `${o.json ? JSON.stringify(result) : typeof result === 'string' ? result : JSON.stringify(result, null, 2)}\n`,
+              `${escapeUnsafeKeepLines(o.json ? JSON.stringify(result) : typeof result === 'string' ? result : JSON.stringify(result, null, 2))}\n`,
             );
         }
         stats.latencies.push(performance.now() - t0);

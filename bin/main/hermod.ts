@@ -17,6 +17,7 @@ import { type ConfigValues, closeKey, type HermodConfig, loadConfig } from '../.
 import type { ConnectionState } from '../../src/core/diagnostics.js';
 import { ConfigError, TransportError } from '../../src/core/errors.js';
 import { modulePathProblem } from '../../src/core/module-paths.js';
+import { escapeUnsafe } from '../../src/core/unsafe-text.js';
 import { lingerPastDeadline } from '../../src/jobs/runner.js';
 import { exposeMetrics, Metrics, type MetricsServer, parseMetricsAddress, serveClusterMetrics } from '../../src/ops/metrics.js';
 import {
@@ -103,7 +104,11 @@ async function runStatusCommand(argv: string[], config: HermodConfig): Promise<n
   const tty = process.stdout.isTTY && !o.json;
   const print = () => {
     const rows = view.rows(topics);
-    if (o.json) process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), topics, servers: rows, note: UNKNOWN_PEERS })}\n`);
+    // The rows are peers' text: JSON leaves C1 controls, bidi overrides and U+2028 raw.
+    if (o.json)
+      process.stdout.write(
+        `${escapeUnsafe(JSON.stringify({ time: new Date().toISOString(), topics, servers: rows, note: UNKNOWN_PEERS }))}\n`,
+      );
     else process.stdout.write(`${tty && !o.once ? '\x1b[H\x1b[2J' : ''}${renderTable(rows, topics)}`);
   };
   try {

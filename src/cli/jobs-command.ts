@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import type { HermodConfig } from '../config/index.js';
-import { escapeUnsafe } from '../core/unsafe-text.js';
+import { escapeUnsafe, escapeUnsafeKeepLines } from '../core/unsafe-text.js';
 import { type CallOptions, type Context, getTransport, type Job, type JobProgress, RPCClient, Target, type Transport } from '../index.js';
 import { CONFIG_HELP_LINE } from './config-args.js';
 import { CLI_DEFAULT_URL } from './defaults.js';
@@ -58,7 +58,10 @@ async function follow(job: Job, json: boolean, timeoutMs: number | undefined): P
       },
     });
     if (tty && shown) process.stderr.write('\n');
-    process.stdout.write(`${json || typeof result !== 'string' ? JSON.stringify(result, null, json ? 0 : 2) : result}\n`);
+    // The server's text: see rpc-client's output of a result.
+    process.stdout.write(
+      `${escapeUnsafeKeepLines(json || typeof result !== 'string' ? JSON.stringify(result, null, json ? 0 : 2) : result)}\n`,
+    );
   } catch (err) {
     if (tty && shown) process.stderr.write('\n');
     throw err;
@@ -119,10 +122,10 @@ export async function startJob(
     // job's would be, so `rpc-client job <token>` can follow it; the error still says why.
     const token =
       (err as { code?: unknown; token?: unknown }).code === 'HERMOD_ERR_INVALID_JOB_TOKEN' && (err as { token?: unknown }).token;
-    if (token) process.stdout.write(`${JSON.stringify(token)}\n`);
+    if (token) process.stdout.write(`${escapeUnsafe(JSON.stringify(token))}\n`);
     throw err;
   }
-  process.stdout.write(`${job.serialized}\n`);
+  process.stdout.write(`${escapeUnsafe(job.serialized)}\n`);
   // --timeout bounds the wait as it does for `rpc-client job <token> --wait` (it was ignored here).
   if (wait) await follow(job, json, waitMs);
 }
@@ -176,14 +179,16 @@ export async function jobCommand(argv: string[], loaded: HermodConfig): Promise<
     const job = new RPCClient(transport, new Target({ topic: 'hermod' })).job(text.trim());
     if (o.cancel) {
       const s = await job.cancel();
-      process.stdout.write(o.json ? `${JSON.stringify(s)}\n` : `cancel requested: ${safe(s.method)} ${safe(s.state)}${pct(s.progress)}\n`);
+      process.stdout.write(
+        o.json ? `${escapeUnsafe(JSON.stringify(s))}\n` : `cancel requested: ${safe(s.method)} ${safe(s.state)}${pct(s.progress)}\n`,
+      );
     } else if (o.wait) {
       await follow(job, !!o.json, o.timeout === undefined ? undefined : o.timeout * 1000);
     } else {
       const s = await job.status();
       process.stdout.write(
         o.json
-          ? `${JSON.stringify(s)}\n`
+          ? `${escapeUnsafe(JSON.stringify(s))}\n`
           : `${safe(s.method)} ${safe(s.state)}${pct(s.progress)}${s.message ? ` ${safe(s.message)}` : ''}\n  job ${safe(s.id)} on ${safe(job.token.server)} (topic ${safe(job.token.topic)})\n  ${s.startedAt ? `started ${safe(s.startedAt)}` : 'not started yet'}${s.endedAt ? `, ended ${safe(s.endedAt)}` : ''}${s.error ? `\n  error ${safe(s.error.class)}: ${safe(s.error.message)}` : ''}\n`,
       );
     }

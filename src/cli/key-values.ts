@@ -132,11 +132,26 @@ export function parseKeyValues(pairs: string[]): Record<string, unknown> {
   return out;
 }
 
-/** A JSON document given on the command line (`--payload '{"a":1}'`); bad JSON is a {@link UsageError} naming the option. */
+/**
+ * A JSON document given on the command line (`--payload '{"a":1}'`); bad JSON is a
+ * {@link UsageError} naming the option, and so are a number JSON cannot carry unchanged and a
+ * key given twice in one object, as in a `key=value` value (the payload went out with `null`
+ * for 1e400, a rounded 12345678901234567890, and the last of two keys).
+ */
 export function parseJson(text: string, option: string): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (err) {
     throw new UsageError(`${option} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
+  const lost = lostNumber(text);
+  if (lost) throw new UsageError(`${option}: ${lost}; quote it to send it as a string`);
+  const twice = typeof value === 'object' && value !== null ? repeatedKey(text) : undefined;
+  if (twice !== undefined) {
+    throw new UsageError(
+      `${option}: the key ${JSON.stringify(shown(twice))} is given twice in one object: only the last value would be sent; give it once`,
+    );
+  }
+  return value;
 }

@@ -17,3 +17,14 @@ const SHORT: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 export function escapeUnsafe(text: string): string {
   return text.replace(UNSAFE_CHARS, (c) => SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
+
+/**
+ * {@link escapeUnsafe}, leaving newlines and tabs as they are: for output of several lines, a
+ * pretty-printed JSON document (whose strings JSON has escaped C0 controls in already) or a
+ * string result meant to be read as text.
+ */
+export function escapeUnsafeKeepLines(text: string): string {
+  return text.replace(UNSAFE_CHARS, (c) =>
+    c === '\n' || c === '\t' ? c : (SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`),
+  );
+}

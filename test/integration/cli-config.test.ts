@@ -100,6 +100,13 @@ t('notify-send: usage errors exit 2', async () => {
   const json = await run('notify-send', ['compute.start', '--payload', '{nope', '--transport-url', NOWHERE]);
   assert.is(json.code, 2, json.err);
   assert.match(json.err, /--payload is not valid JSON/);
+  // As in a key=value value: it went out as {"n":null,"i":12345678901234567000}, then as {"a":2}.
+  const lost = await run('notify-send', ['compute.start', '--payload', '{"n":1e400,"i":12345678901234567890}', '--transport-url', NOWHERE]);
+  assert.is(lost.code, 2, lost.err);
+  assert.match(lost.err, /--payload: the number 1e400 is beyond what JSON can carry/);
+  const twice = await run('notify-send', ['compute.start', '--payload', '{"a":{"b":1,"b":2}}', '--transport-url', NOWHERE]);
+  assert.is(twice.code, 2, twice.err);
+  assert.match(twice.err, /--payload: the key "b" is given twice in one object/);
   const prio = await run('notify-send', ['compute.start', '--priority', 'loud', '--transport-url', NOWHERE]);
   assert.is(prio.code, 2, prio.err);
   assert.match(prio.err, /unknown priority 'loud'/);

@@ -50,6 +50,19 @@ t('call prints the result; JSON values parse, others stay strings', async (ctx) 
   await until(() => /call add ok/.test(ctx.server.out), 'a log line per request at debug');
 });
 
+t("a server's text reaches the terminal without control sequences; lines and tabs stay", async (ctx) => {
+  // An OSC sequence that retitles the terminal, a C1 CSI and a bidi override, in a string result.
+  const text = 'a\u001b]0;pwned\u0007b\u009b31mc\u202ed\ne\tf';
+  const plain = await run('rpc-client', ['cli', 'echo', `value=${text}`, '--transport-url', ctx.url]);
+  assert.is(plain.code, 0, plain.err);
+  assert.is(plain.out, 'a\\u001b]0;pwned\\u0007b\\u009b31mc\\u202ed\ne\tf\n');
+  const json = await run('rpc-client', ['cli', 'echo', `value=${text}`, '--json', '--transport-url', ctx.url]);
+  assert.is(json.out, '"a\\u001b]0;pwned\\u0007b\\u009b31mc\\u202ed\\ne\\tf"\n');
+  assert.is(JSON.parse(json.out), text, 'the JSON output still means the same string');
+  const nested = await run('rpc-client', ['cli', 'echo', `value={"k":"x\u009by"}`, '--transport-url', ctx.url]);
+  assert.is(nested.out, '{\n  "k": "x\\u009by"\n}\n');
+});
+
 t('a number JSON would not carry as written, or a key given twice, is a usage error (2), not sent changed', async (ctx) => {
   const url = ['--transport-url', ctx.url];
   // 1e400 went out as null and 12345678901234567890 as 12345678901234567000, exit 0; a=1 a=2 sent 2.
