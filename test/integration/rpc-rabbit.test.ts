@@ -508,26 +508,67 @@ t(
     // Declares 'refok-x' on the calls' channel set: the slow call below goes out at once.
     assert.is(await allowed.call({}, 'add', { a: 1, b: 1 }), 2);
     const before = allowed.call({}, 'sleep', { ms: 1500 });
+    // Settled below; handled here so that a failed assertion before that reads as itself.
+    before.catch(() => {});
     await until(() => ok.active > 0, 'the slow call reached its server', 5000);
-    // Both exchanges are new on these channels: both calls wait for their declares, which the
-    // broker answers in order before it reads the refused call, so the second one is written
-    // after it and before its channel's close is read.
-    const other = new RPCClient(tr, new Target({ topic: 'refok', exchange: 'refok-y' }), { timeout });
+    // A call of `allowed` made as the refused one is handed to amqplib, in the same tick: it is
+    // written after it, on the same channel, before the broker's close of that channel is read.
+    // Without the refusal it would be answered (its server is there).
+    type Send = (ch: unknown, p: { exchange?: { name: string } }, content: Buffer) => Promise<number>;
+    const publisher = (tr.driver as unknown as { publisher: { send: Send } }).publisher;
+    const send = publisher.send;
+    let after: Promise<unknown> | undefined;
+    publisher.send = function (this: unknown, ch, p, content) {
+      const sent = send.call(this, ch, p, content);
+      if (p.exchange?.name === 'refx' && !after) after = allowed.call({}, 'echo', { value: 2 });
+      return sent;
+    };
     const started = performance.now();
-    const [r, d] = await Promise.allSettled([refused.call({}, 'echo', { value: 1 }), other.call({}, 'echo', { value: 2 })]);
+    const r = await refused.call({}, 'echo', { value: 1 }).then(
+      () => ({ status: 'fulfilled' }),
+      (reason: unknown) => ({ status: 'rejected', reason }),
+    );
+    assert.ok(after, 'the refused call went out through send()');
+    const d = await after.then(
+      () => ({ status: 'fulfilled' }),
+      (reason: unknown) => ({ status: 'rejected', reason }),
+    );
     const took = performance.now() - started;
     assert.is(r.status, 'rejected');
-    const refusal = (r as PromiseRejectedResult).reason as Error & { code?: string };
+    const refusal = (r as { reason: unknown }).reason as Error & { code?: string };
     assert.is(refusal.code, 'HERMOD_ERR_DELIVERY_FAILURE', refusal.message);
     assert.match(refusal.message, /call echo on topic refd: the broker refused it: .*ACCESS_REFUSED - access to exchange 'refx'/);
     assert.is(d.status, 'rejected');
-    const dropped = (d as PromiseRejectedResult).reason as Error & { code?: string };
-    assert.instance(dropped, TransportError);
+    const dropped = (d as { reason: unknown }).reason as Error & { code?: string };
+    assert.instance(dropped, TransportError, `${dropped.name}: ${dropped.message}`);
     assert.match(dropped.message, /call echo on topic refok: the broker dropped it unread, .* exchange 'refx' .* may be sent again/);
+    publisher.send = send;
     assert.ok(took < 5000, `both failed in ${Math.round(took)} ms, not at their ${timeout} ms timeout`);
     assert.is(await before, 1500, 'the call sent before the refused one is answered');
     // The calls channel is open again, and the dropped call goes through when sent again.
     assert.is(await allowed.call({}, 'add', { a: 2, b: 3 }), 5);
+  },
+);
+
+t(
+  "a target's exchange does not keep a topic apart (oslo's queue names are the topic's): servers on two exchanges share its calls and fanout casts",
+  async (ctx) => {
+    const [a, b] = [new Recorder('a'), new Recorder('b')];
+    for (const [rec, exchange] of [
+      [a, 'shx-a'],
+      [b, 'shx-b'],
+    ] as const) {
+      const s = new RPCServer(await transport(ctx), new Target({ topic: 'shx', exchange, server: rec.name }), [rec]);
+      await s.start();
+      ctx.servers.push(s);
+    }
+    const c = new RPCClient(await transport(ctx), new Target({ topic: 'shx', exchange: 'shx-a' }), { timeout: 5000 });
+    const who = new Set<string>();
+    for (let i = 0; i < 8; i++) who.add((await c.call({}, 'whoami')) as string);
+    assert.equal([...who].sort(), ['a', 'b'], 'calls to exchange shx-a reach the server on shx-b too');
+    await c.prepare({ fanout: true }).cast({}, 'bump', { seq: 1 });
+    const bumped = (r: Recorder) => r.calls.some((x) => x.method === 'bump');
+    await until(() => bumped(a) && bumped(b), 'the fanout cast at both servers', 5000);
   },
 );
 
