@@ -572,6 +572,29 @@ t(
   },
 );
 
+t(
+  'a MultiCall that is the first thing a transport does goes out in one write; each call declared the exchange and was a write of its own',
+  async (ctx) => {
+    await serve(ctx, 'mcw', 's', [new Recorder('s')]);
+    const proxy = await cuttingProxy(ctx.url, Buffer.from('oslo.message'), 0);
+    try {
+      const url = `rabbit://guest:guest@127.0.0.1:${new URL(proxy.url).port}/${encodeURIComponent(ctx.vhost)}`;
+      const c = new RPCClient(await transport(ctx, {}, url), new Target({ topic: 'mcw' }), { timeout: 5000 });
+      const m = c.multicall({});
+      for (let i = 0; i < 20; i++) m.call('add', { a: i, b: 1 });
+      const r = await m.run();
+      assert.equal(
+        r.settled().map((x) => (x.ok ? x.value : x.error)),
+        Array.from({ length: 20 }, (_, i) => i + 1),
+      );
+      // Socket chunks reach the proxy as the client wrote them (one TCP segment each on loopback, with noDelay).
+      assert.is(proxy.seen, 1, `the 20 requests in ${proxy.seen} writes`);
+    } finally {
+      await proxy.close();
+    }
+  },
+);
+
 t('an exchange deleted under a notifier: the notifications on their way are resent and declared again, none fails', async (ctx) => {
   const tr = await transport(ctx, { controlExchange: 'exdel-x' });
   const notifier = new Notifier(tr, { publisherId: 'p', topics: ['exdel'] });

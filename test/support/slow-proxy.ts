@@ -53,6 +53,8 @@ export interface CuttingProxy {
   url: string;
   /** How many connections it has dropped. */
   readonly cuts: number;
+  /** How many chunks its clients sent holding `match`, the dropped ones included: writes, seen from the wire. */
+  readonly seen: number;
   close(): Promise<void>;
 }
 
@@ -66,6 +68,7 @@ export async function cuttingProxy(upstream: string, match: Buffer, times: numbe
   const needle = match;
   const sockets = new Set<net.Socket>();
   let cuts = 0;
+  let seen = 0;
   const server = net.createServer((client) => {
     sockets.add(client);
     const up = net.connect(Number(to.port), to.hostname);
@@ -75,7 +78,9 @@ export async function cuttingProxy(upstream: string, match: Buffer, times: numbe
       up.destroy();
     };
     client.on('data', (chunk: Buffer) => {
-      if (cuts < times && chunk.includes(needle)) {
+      const holds = chunk.includes(needle);
+      if (holds) seen++;
+      if (cuts < times && holds) {
         cuts++;
         drop();
       } else up.write(chunk);
@@ -94,6 +99,9 @@ export async function cuttingProxy(upstream: string, match: Buffer, times: numbe
     url: `${to.protocol}//127.0.0.1:${(server.address() as net.AddressInfo).port}/`,
     get cuts() {
       return cuts;
+    },
+    get seen() {
+      return seen;
     },
     async close() {
       for (const s of sockets) s.destroy();

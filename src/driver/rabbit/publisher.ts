@@ -101,6 +101,8 @@ export class Publisher {
   private opening: Promise<Channels> | undefined;
   /** Exchanges and notifier queues declared on the current channels (at most {@link MAX_DECLARED}). */
   private declared = new Set<string>();
+  /** Exchange declares on their way, by name, with the channel each went out on (see declare). */
+  private readonly declaring = new Map<string, { ch: Channel; done: Promise<void> }>();
   /**
    * `_unique_id`s of confirmed mandatory publishes the broker returned, until their confirm
    * comes. RabbitMQ sends a basic.return before the basic.ack of the same message, on the same
@@ -252,12 +254,26 @@ export class Publisher {
   }
 
   private async declare(ch: Channel, p: Publication): Promise<void> {
-    if (p.exchange && !this.declared.has(p.exchange.name)) {
-      await this.topology.declareExchange(ch, p.exchange);
+    const ex = p.exchange;
+    if (ex && !this.declared.has(ex.name)) {
+      // Publishes to an exchange not declared yet share one declare: a batch of calls made
+      // before the first one's declare came back each declared it again, and each went out
+      // in a write of its own, once its own declare-ok was read.
+      let declaring = this.declaring.get(ex.name);
+      if (!declaring || declaring.ch !== ch) {
+        declaring = {
+          ch,
+          done: this.topology.declareExchange(ch, ex).finally(() => {
+            if (this.declaring.get(ex.name) === declaring) this.declaring.delete(ex.name);
+          }),
+        };
+        this.declaring.set(ex.name, declaring);
+      }
+      await declaring.done;
       // Not kept when the broker deletes it by itself: a fanout cast after the topic's last
       // server stopped went to an exchange no longer there, and the broker's 404 closed both
       // publishing channels (failing other publishes under way) and read as a lost connection.
-      if (!this.topology.autoDeleted(p.exchange)) this.remember(p.exchange.name);
+      if (!this.topology.autoDeleted(ex)) this.remember(ex.name);
     }
     const b = p.declare;
     const key = b && `queue:${b.exchange.name}:${b.key}`;
