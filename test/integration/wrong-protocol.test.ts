@@ -4,6 +4,7 @@
 // (3.x without its AMQP 1.0 plugin).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -139,6 +140,25 @@ t('the right peer still works, and a dead port is a plain TransportError (no pro
   const { tr: dead } = await transport(ctx, 'rabbit://guest:guest@127.0.0.1:1/', { 'rpc.retry': 0 });
   const err = await rejects(new RPCClient(dead, new Target({ topic: 'x' }), { timeout: 3000 }).call({}, 'x'), 'HERMOD_ERR_TRANSPORT');
   assert.match(err.message, /ECONNREFUSED/);
+});
+
+t("a peer that takes the TCP connection and never answers: 'no AMQP answer', not amqplib's 'connect ETIMEDOUT'", async (ctx) => {
+  const held = new Set<net.Socket>();
+  const silent = net.createServer((s) => {
+    held.add(s);
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  try {
+    const port = (silent.address() as net.AddressInfo).port;
+    const { tr } = await transport(ctx, `rabbit://guest:guest@127.0.0.1:${port}/`, { 'rpc.retry': 0, 'rabbit.connectTimeout': 500 });
+    const err = await rejects(new RPCClient(tr, new Target({ topic: 'x' }), { timeout: 5000 }).call({}, 'x'), 'HERMOD_ERR_TRANSPORT');
+    assert.match(err.message, /no AMQP answer within 500 ms \(the peer took the TCP connection and did not answer/);
+    assert.not.match(err.message, /ETIMEDOUT/);
+  } finally {
+    for (const s of held) s.destroy();
+    await new Promise((r) => silent.close(r));
+  }
 });
 
 t('refused logins: AccessRefused at once on RabbitMQ (ACCESS_REFUSED) and on the router (SASL), no storm', async (ctx) => {

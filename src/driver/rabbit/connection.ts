@@ -411,6 +411,11 @@ export class RabbitConnection extends EventEmitter {
         if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(this.lastError)) {
           this.lastError = `the broker refused to open vhost '${this.url.virtualHost ?? '/'}' (NOT_ALLOWED: no such vhost, or no permission on it)`;
         }
+        // amqplib's socket timeout covers the handshake too, and says "connect ETIMEDOUT" of a
+        // peer that took the TCP connection (amqplib then wrote its header) and never answered.
+        if (!model && this.lastError === 'connect ETIMEDOUT' && (socket?.bytesWritten ?? 0) > 0) {
+          this.lastError = `no AMQP answer within ${this.config.rabbit.connectTimeout} ms (the peer took the TCP connection and did not answer the AMQP 0-9-1 handshake: not a RabbitMQ node, or one too busy to answer; rabbit.connectTimeout)`;
+        }
         this.authProblem = isAuthProblem(this.lastError, model !== undefined);
         // amqplib writes its header once the TCP connection is up: bytes written mean the peer answered the connect.
         this.refusal = await this.refusalOf(h, this.lastError, !model && (socket?.bytesWritten ?? 0) > 0);
