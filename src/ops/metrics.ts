@@ -21,8 +21,10 @@ import { shareWithPrimary, stopSharing } from './metrics-cluster.js';
 import { type Cell, type HistogramCell, HistogramFamily, ValueFamily } from './metrics-family.js';
 import { type MetricsServer, serveMetrics } from './metrics-http.js';
 import { LabelCap, labelsFit, OTHER } from './metrics-labels.js';
+import { registerProcessMetrics } from './metrics-process.js';
 
 export { type MetricsServer, type ServeMetricsOptions, serveClusterMetrics, serveMetrics } from './metrics-http.js';
+export { PROCESS_METRIC_NAMES } from './metrics-process.js';
 
 /** Options of {@link Metrics}. */
 export interface MetricsOptions {
@@ -39,6 +41,13 @@ export interface MetricsOptions {
   maxExceptions?: number;
   /** Histogram buckets in seconds. @default prom-client's (as oslo.metrics: 5 ms … 10 s) */
   buckets?: number[];
+  /**
+   * The process's own series, by prom-client's default names (`process_cpu_seconds_total`,
+   * `process_resident_memory_bytes`, `nodejs_heap_size_used_bytes`, …), read when scraped.
+   * @default true with a registry of its own; false with `registry` given, which may have
+   * prom-client's `collectDefaultMetrics()` on it already
+   */
+  processMetrics?: boolean;
 }
 
 const PRIORITIES = new Set(['audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample']);
@@ -103,6 +112,7 @@ export class Metrics {
   constructor(options: MetricsOptions = {}) {
     this.registry = options.registry ?? new Registry();
     this.m = defineMetrics(this.registry, options.buckets ?? DEFAULT_BUCKETS);
+    if (options.processMetrics ?? options.registry === undefined) registerProcessMetrics(this.registry);
     const maxMethods = options.maxMethods ?? 500;
     const maxExceptions = options.maxExceptions ?? 100;
     this.serverSeries = new LabelCap(maxMethods);

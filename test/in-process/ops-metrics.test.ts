@@ -3,10 +3,11 @@ import cluster, { type Worker } from 'node:cluster';
 import nodeHttp from 'node:http';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
-import { Metrics, serveClusterMetrics, serveMetrics } from '../../src/ops/metrics.js';
+import { Metrics, PROCESS_METRIC_NAMES, serveClusterMetrics, serveMetrics } from '../../src/ops/metrics.js';
 import { HEADERS_TIMEOUT_MS, MAX_CONNECTIONS } from '../../src/ops/metrics-http.js';
 import { Router } from '../../src/router/router.js';
 import { rejects, sleep, until } from '../support/assert.js';
@@ -411,6 +412,32 @@ t('connection state over the embedded router; stop() counts nothing more, close(
   assert.not.match(text, /oslo_messaging/);
 });
 
+t(
+  "the process's own series, by prom-client's default names, read when scraped; not on a registry of the caller's unless asked",
+  async () => {
+    const own = new Metrics();
+    const text = await own.text();
+    for (const name of PROCESS_METRIC_NAMES) assert.match(text, new RegExp(`^${name}[{ ]`, 'm'), name);
+    const rss = sampleValue(text, 'process_resident_memory_bytes', {})!;
+    assert.ok(Math.abs(rss - process.memoryUsage.rss()) < 50e6, `${rss} bytes`);
+    assert.ok(sampleValue(text, 'process_open_fds', {})! > 0);
+    const cpu = sampleValue(text, 'process_cpu_seconds_total', {})!;
+    const busy = Date.now() + 60;
+    while (Date.now() < busy);
+    assert.ok(sampleValue(await own.text(), 'process_cpu_seconds_total', {})! > cpu, 'read again at each scrape');
+    own.close();
+    // A registry of the caller's may have prom-client's collectDefaultMetrics() on it: the same names would clash.
+    const theirs = new Registry();
+    collectDefaultMetrics({ register: theirs });
+    const given = new Metrics({ registry: theirs });
+    assert.is((await given.text()).match(/^process_resident_memory_bytes /gm)?.length, 1);
+    given.close();
+    const asked = new Metrics({ registry: new Registry(), processMetrics: true });
+    assert.match(await asked.text(), /^nodejs_heap_size_used_bytes \d+/m);
+    asked.close();
+  },
+);
+
 t('serveMetrics: a taken port is a clear error; close() ends keep-alive connections', async (ctx) => {
   const metrics = new Metrics();
   const a = await serveMetrics(metrics, { port: 0 });
@@ -536,6 +563,14 @@ t(
     assert.is(sampleValue(r.text, 'oslo_messaging_rpc_server_processing_second_count', labels), 8);
     assert.is(sampleValue(r.text, 'hermod_rpc_server_in_flight', { topic: 'cluster-metrics', server: 'w' }), 0);
     assert.is(sampleValue(r.text, 'hermod_metrics_workers', { answer: 'now' }), 2);
+    // The workers' own process series, aggregated as prom-client's are: summed, but the earliest
+    // start time and one version line.
+    const [major, minor, patch] = process.versions.node.split('.') as [string, string, string];
+    assert.is(sampleValue(r.text, 'nodejs_version_info', { version: process.version, major, minor, patch }), 1);
+    const started = sampleValue(r.text, 'process_start_time_seconds', {})!;
+    assert.ok(started <= Date.now() / 1000 && started > Date.now() / 1000 - 120, `start time ${started}`);
+    assert.ok(sampleValue(r.text, 'process_resident_memory_bytes', {})! > 2 * 20e6, 'two workers of 20 MB at least');
+    assert.ok(sampleValue(r.text, 'process_cpu_seconds_total', {})! > 0);
     // A primary that begins to serve after its workers started counting finds them too.
     const late = await serveClusterMetrics({ port: 0, workerTimeoutMs: 500 });
     ctx.closers.push(() => late.close());
