@@ -434,6 +434,12 @@ export class RPCClient {
    */
   multicall(ctx: Context = {}): MultiCall {
     this.target.assertCallable();
+    // Here, not in run(): each call there failed alike with it, one by one.
+    if (ctx === null || typeof ctx !== 'object' || Array.isArray(ctx)) {
+      throw new InvalidArgument(
+        `the context of a MultiCall must be a plain object, got ${Array.isArray(ctx) ? 'an array' : ctx === null ? 'null' : typeof ctx}`,
+      );
+    }
     return new MultiCall(this, ctx);
   }
 

@@ -74,6 +74,8 @@ export class MultiCall {
       throw new InvalidArgument(
         `MultiCall options of ${method}: via must be a client (client.prepare({ … })), got ${via === null ? 'null' : typeof via}`,
       );
+    // A client whose target cannot be called (fanout) failed its entry only in run().
+    (via as { target?: { assertCallable?: () => void } } | undefined)?.target?.assertCallable?.();
     // As a client's call checks them, but at queue time: run() would send the calls around it.
     try {
       assertMs('timeout', callOptions.timeout, false);

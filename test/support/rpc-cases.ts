@@ -758,6 +758,9 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>, options
     await rejects(mc.run(), 'HERMOD_ERR_INVALID_ARGUMENT', /already ran/);
     assert.is((await c.multicall().run()).length, 0);
     assert.throws(() => c.prepare({ fanout: true }).multicall(), /fanout/i);
+    // When queued, not in run(), where each entry failed with it alike.
+    assert.throws(() => c.multicall(null as never), /the context of a MultiCall must be a plain object, got null/);
+    assert.throws(() => c.multicall().call('add', {}, { via: c.prepare({ fanout: true }) }), /a call cannot be fanout/);
   });
 
   t('closing a transport fails pending calls with ClosedError and refuses new work', async (ctx) => {
