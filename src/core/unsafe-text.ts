@@ -19,12 +19,15 @@ export function escapeUnsafe(text: string): string {
 }
 
 /**
- * {@link escapeUnsafe}, leaving newlines and tabs as they are: for output of several lines, a
- * pretty-printed JSON document (whose strings JSON has escaped C0 controls in already) or a
- * string result meant to be read as text.
+ * {@link escapeUnsafe}, leaving newlines, tabs and the carriage return of a CRLF line end as
+ * they are: for output of several lines, a pretty-printed JSON document (whose strings JSON has
+ * escaped C0 controls in already) or a string result meant to be read as text. A carriage
+ * return alone is escaped: it would let the text overwrite its own line on a terminal.
  */
 export function escapeUnsafeKeepLines(text: string): string {
-  return text.replace(UNSAFE_CHARS, (c) =>
-    c === '\n' || c === '\t' ? c : (SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`),
+  return text.replace(UNSAFE_CHARS, (c: string, at: number) =>
+    c === '\n' || c === '\t' || (c === '\r' && text.charCodeAt(at + 1) === 10)
+      ? c
+      : (SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`),
   );
 }

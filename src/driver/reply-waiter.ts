@@ -18,6 +18,8 @@ interface Pending {
   sentSeq: number;
   /** Where the request went: the RabbitMQ exchange (`''` the default one). */
   sentTo: string | undefined;
+  /** Its routing key. */
+  sentKey: string | undefined;
 }
 
 /** Options of {@link ReplyWaiter.wait}; durations in ms. */
@@ -68,6 +70,7 @@ export class ReplyWaiter {
         via: undefined,
         sentSeq: 0,
         sentTo: undefined,
+        sentKey: undefined,
       };
       if (this.pending.size === 0) this.timer?.ref();
       this.pending.set(msgId, entry);
@@ -133,39 +136,41 @@ export class ReplyWaiter {
    * Set of ids beside it cost a hash insert and delete per call, and held ids of calls that had
    * ended before their publish was confirmed.
    */
-  published(msgId: string, via: object | undefined, seq = 0, sentTo?: string): void {
+  published(msgId: string, via: object | undefined, seq = 0, sentTo?: string, sentKey?: string): void {
     const entry = this.pending.get(msgId);
     if (!entry) return;
     entry.via = via;
     entry.sentSeq = seq;
     entry.sentTo = sentTo;
+    entry.sentKey = sentKey;
   }
 
   /**
    * Fails the calls a broker's refusal dropped. The sender numbers its requests in the order it
    * writes them (`published`), and those numbered `from`..`to` went out on one channel, which
-   * the broker closed for refusing a request to `refusedTo`. The broker refuses every request to
-   * it alike, so the first of them on that channel is the one refused, and the broker discarded
-   * everything after it on the channel unread (AMQP: after a channel.close, only close and
-   * close-ok count): those fail now with `dropped`'s error, the ones to `refusedTo` with
-   * `refused`'s, instead of each at its timeout. Requests before the refused one were taken, and
-   * keep waiting for their replies. Nothing happens when no call to `refusedTo` is found there.
+   * the broker closed for refusing a request that `isRefused` (by its exchange and routing key)
+   * describes. The broker refuses every such request alike, so the first of them on that channel
+   * is the one refused, and the broker discarded everything after it on the channel unread
+   * (AMQP: after a channel.close, only close and close-ok count): those fail now with
+   * `dropped`'s error, the refused kind with `refused`'s, instead of each at its timeout.
+   * Requests before the refused one were taken, and keep waiting for their replies. Nothing
+   * happens when no refused kind of call is found there.
    */
   failDropped(
     from: number,
     to: number,
-    refusedTo: string,
+    isRefused: (sentTo: string | undefined, sentKey: string | undefined) => boolean,
     refused: (describe: string) => Error,
     dropped: (describe: string) => Error,
   ): number {
     let first = Infinity;
     for (const [, e] of this.pending.entries()) {
-      if (e.sentTo === refusedTo && e.sentSeq >= from && e.sentSeq <= to && e.sentSeq < first) first = e.sentSeq;
+      if (e.sentSeq >= from && e.sentSeq <= to && e.sentSeq < first && isRefused(e.sentTo, e.sentKey)) first = e.sentSeq;
     }
     if (first === Infinity) return 0;
     const hit: Array<[string, Pending]> = [];
     for (const [msgId, e] of this.pending.entries()) if (e.sentSeq >= first && e.sentSeq <= to) hit.push([msgId, e]);
-    for (const [msgId, e] of hit) this.fail(msgId, e.sentTo === refusedTo ? refused(e.describe) : dropped(e.describe));
+    for (const [msgId, e] of hit) this.fail(msgId, isRefused(e.sentTo, e.sentKey) ? refused(e.describe) : dropped(e.describe));
     return hit.length;
   }
 

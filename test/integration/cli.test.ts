@@ -52,12 +52,13 @@ t('call prints the result; JSON values parse, others stay strings', async (ctx) 
 
 t("a server's text reaches the terminal without control sequences; lines and tabs stay", async (ctx) => {
   // An OSC sequence that retitles the terminal, a C1 CSI and a bidi override, in a string result.
-  const text = 'a\u001b]0;pwned\u0007b\u009b31mc\u202ed\ne\tf';
+  const text = 'a\u001b]0;pwned\u0007b\u009b31mc\u202ed\ne\tf\r\ng\rh';
   const plain = await run('rpc-client', ['cli', 'echo', `value=${text}`, '--transport-url', ctx.url]);
   assert.is(plain.code, 0, plain.err);
-  assert.is(plain.out, 'a\\u001b]0;pwned\\u0007b\\u009b31mc\\u202ed\ne\tf\n');
+  // A CRLF line end stays; a carriage return alone would overwrite the line.
+  assert.is(plain.out, 'a\\u001b]0;pwned\\u0007b\\u009b31mc\\u202ed\ne\tf\r\ng\\rh\n');
   const json = await run('rpc-client', ['cli', 'echo', `value=${text}`, '--json', '--transport-url', ctx.url]);
-  assert.is(json.out, '"a\\u001b]0;pwned\\u0007b\\u009b31mc\\u202ed\\ne\\tf"\n');
+  assert.is(json.out, '"a\\u001b]0;pwned\\u0007b\\u009b31mc\\u202ed\\ne\\tf\\r\\ng\\rh"\n');
   assert.is(JSON.parse(json.out), text, 'the JSON output still means the same string');
   const nested = await run('rpc-client', ['cli', 'echo', `value={"k":"x\u009by"}`, '--transport-url', ctx.url]);
   assert.is(nested.out, '{\n  "k": "x\\u009by"\n}\n');

@@ -595,6 +595,51 @@ t(
   },
 );
 
+t(
+  'a topic permission refuses one routing key: only that call fails as refused, a call before it on the same exchange is answered, the one after it is dropped',
+  async (ctx) => {
+    const user = `topicperm-${process.pid}`;
+    await ctx.node.addUser(user, 'pw', ctx.vhost);
+    // Every exchange and key but 'tdenied' on 'tperm-x'.
+    await ctx.node.ctl('set_topic_permissions', '-p', ctx.vhost, user, 'tperm-x', '^tallowed$', '.*');
+    const ok = new Recorder('ok');
+    const server = new RPCServer(await transport(ctx), new Target({ topic: 'tallowed', exchange: 'tperm-x', server: 'ok' }), [ok]);
+    await server.start();
+    ctx.servers.push(server);
+    const tr = await transport(ctx, {}, ctx.node.url(ctx.vhost, user, 'pw'));
+    const allowed = new RPCClient(tr, new Target({ topic: 'tallowed', exchange: 'tperm-x' }), { timeout: 20_000 });
+    const denied = new RPCClient(tr, new Target({ topic: 'tdenied', exchange: 'tperm-x' }), { timeout: 20_000 });
+    // Declares the exchange on these channels: the three calls below go out in one write, in order.
+    assert.is(await allowed.call({}, 'add', { a: 1, b: 1 }), 2);
+    const settle = (p: Promise<unknown>) =>
+      p.then(
+        (value) => ({ value, error: undefined as (Error & { code?: string }) | undefined }),
+        (error: Error & { code?: string }) => ({ value: undefined, error }),
+      );
+    const started = performance.now();
+    const [before, refused, after] = await Promise.all([
+      settle(allowed.call({}, 'sleep', { ms: 800 })),
+      settle(denied.call({}, 'echo', { value: 1 })),
+      settle(allowed.call({}, 'echo', { value: 2 })),
+    ]);
+    assert.is(before.error, undefined, `the call before the refused one, to the same exchange: ${before.error?.message}`);
+    assert.is(before.value, 800);
+    assert.is(refused.error?.code, 'HERMOD_ERR_DELIVERY_FAILURE', refused.error?.message);
+    assert.match(
+      refused.error!.message,
+      /call echo on topic tdenied: the broker refused it: .*access to topic 'tdenied' in exchange 'tperm-x'/,
+    );
+    assert.instance(after.error, TransportError, after.error?.message);
+    assert.match(after.error!.message, /call echo on topic tallowed: the broker dropped it unread/);
+    assert.ok(performance.now() - started < 5000, 'none waited out its timeout');
+    assert.equal(
+      ok.calls.filter((c) => c.method === 'echo'),
+      [],
+      'the dropped call never reached the server',
+    );
+  },
+);
+
 t('an exchange deleted under a notifier: the notifications on their way are resent and declared again, none fails', async (ctx) => {
   const tr = await transport(ctx, { controlExchange: 'exdel-x' });
   const notifier = new Notifier(tr, { publisherId: 'p', topics: ['exdel'] });

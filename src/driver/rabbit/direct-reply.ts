@@ -60,8 +60,8 @@ export class DirectReplyTo {
    * The request of call `msgId`, naming `replyTo`, has been published. If the channel changed
    * since the request was built, its reply cannot arrive: the call fails now.
    */
-  sent(msgId: string, replyTo: string, seq: number, sentTo: string): void {
-    if (replyTo === this.name) this.waiter.published(msgId, this.address, seq, sentTo);
+  sent(msgId: string, replyTo: string, seq: number, sentTo: string, sentKey: string): void {
+    if (replyTo === this.name) this.waiter.published(msgId, this.address, seq, sentTo, sentKey);
     else this.waiter.fail(msgId, this.lostError('was replaced while the request was sent'));
   }
 

@@ -21,7 +21,7 @@ import { compressionOf, decompressBody } from './compression.js';
 import { RabbitConnection } from './connection.js';
 import { DIRECT_REPLY_TO, DirectReplyTo } from './direct-reply.js';
 import { RabbitListener, type ReplySender } from './listener.js';
-import { type Publication, Publisher, refusedExchange, returnedFrom } from './publisher.js';
+import { type Publication, Publisher, refusedAlike, refusedRoute, returnedFrom } from './publisher.js';
 import { ReplyQueue } from './reply-queue.js';
 import { type QueueBinding, requestRoute, Topology } from './topology.js';
 import { addCallFields, notificationDict, replyDict, requestDict } from './wire.js';
@@ -34,8 +34,8 @@ interface Replies {
   setup(model: ChannelModel): Promise<void>;
   /** Undefined when the reply address is ready: a call then takes no await for it. */
   ensure(deadline: number, retry: number, what: string): Promise<void> | undefined;
-  /** The request went out, numbered `seq` by the publisher, to exchange `sentTo` (`''` the default one). */
-  sent(msgId: string, replyTo: string, seq: number, sentTo: string): void;
+  /** The request went out, numbered `seq` by the publisher, to exchange `sentTo` (`''` the default one) with routing key `sentKey`. */
+  sent(msgId: string, replyTo: string, seq: number, sentTo: string, sentKey: string): void;
   /** Acknowledges the replies received so far, so that the acks leave with the next request. */
   flushAcks(): void;
   /** At close: acknowledges the replies received and sees the acknowledgement written. */
@@ -124,12 +124,13 @@ export class RabbitDriver extends DriverBase implements Driver {
    * deletion reached their queues and will be answered, and which one was refused is unknown.
    */
   private onCallsRefused(from: number, to: number, refusal: Error): void {
-    const exchange = refusedExchange(refusal);
-    if (exchange === undefined || (refusal as { code?: unknown }).code !== 403) return;
+    const route = refusedRoute(refusal);
+    if (route === undefined || (refusal as { code?: unknown }).code !== 403) return;
+    const exchange = route.exchange;
     this.waiter.failDropped(
       from,
       to,
-      exchange,
+      (sentTo, sentKey) => refusedAlike(route, sentTo, sentKey),
       (call) => new MessageDeliveryFailure(`call ${call}: the broker refused it: ${refusal.message}`, { cause: refusal }),
       (call) =>
         new TransportError(
@@ -186,10 +187,10 @@ export class RabbitDriver extends DriverBase implements Driver {
     const req: Publication = { exchange, key, body, uniqueId, mandatory, confirm: false, expires, deadline, retry, what };
     this.replies.flushAcks();
     const sentTo = exchange?.name ?? '';
-    if (this.publisher.publishNow(req)) this.replies.sent(msgId, replyTo, this.publisher.lastCall, sentTo);
+    if (this.publisher.publishNow(req)) this.replies.sent(msgId, replyTo, this.publisher.lastCall, sentTo, key);
     else
       this.publisher.publishCall(req).then(
-        (seq) => this.replies.sent(msgId, replyTo, seq, sentTo),
+        (seq) => this.replies.sent(msgId, replyTo, seq, sentTo, key),
         (err: Error) => this.waiter.fail(msgId, err),
       );
     try {

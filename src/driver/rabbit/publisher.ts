@@ -23,12 +23,22 @@ function isRefusal(err: unknown): boolean {
 }
 
 /**
- * The exchange a broker's refusal names (`403 … access to exchange 'x' … refused`, `404 … no
- * exchange 'x' …`), `''` for the default one (`amq.default`); undefined when it names none.
+ * What a broker's refusal names: the exchange (`403 … access to exchange 'x' … refused`, `404 …
+ * no exchange 'x' …`; `''` for the default one, `amq.default`), and with a topic permission
+ * (`403 … write access to topic 'k' in exchange 'x' …`) the routing key it refused, which only
+ * that key's publishes to the exchange share. Undefined when it names no exchange.
  */
-export function refusedExchange(err: Error): string | undefined {
-  const named = /exchange '((?:[^'\\]|\\.)*)'/.exec(err.message)?.[1];
-  return named === 'amq.default' ? '' : named;
+export function refusedRoute(err: Error): { exchange: string; key?: string } | undefined {
+  const quoted = "'((?:[^'\\\\]|\\\\.)*)'";
+  const topic = new RegExp(`topic ${quoted} in exchange ${quoted}`).exec(err.message);
+  if (topic) return { exchange: topic[2] === 'amq.default' ? '' : topic[2]!, key: topic[1]! };
+  const named = new RegExp(`exchange ${quoted}`).exec(err.message)?.[1];
+  return named === undefined ? undefined : { exchange: named === 'amq.default' ? '' : named };
+}
+
+/** Whether a publish to `exchange` with `key` is of the kind `route` describes. */
+export function refusedAlike(route: { exchange: string; key?: string }, exchange: string | undefined, key: string | undefined): boolean {
+  return route.exchange === exchange && (route.key === undefined || route.key === key);
 }
 
 /** Where a returned message was sent, for MessageUndeliverable: to the default exchange, a key names a queue. */
@@ -405,7 +415,9 @@ export class Publisher {
   private refusedHere(p: Publication, chans: Channels): Error | undefined {
     const refusal = this.refusals.get(chans.confirms) ?? this.refusals.get(chans.calls);
     if (!refusal || (refusal as { code?: unknown }).code !== 403) return undefined;
-    return refusedExchange(refusal) === (p.exchange?.name ?? '') ? refusal : undefined;
+    // A topic permission refuses one routing key: the exchange's other keys are innocent.
+    const route = refusedRoute(refusal);
+    return route && refusedAlike(route, p.exchange?.name ?? '', p.key) ? refusal : undefined;
   }
 
   /** `step` of `p`'s slow path, or MessagingTimeout at `p.deadline` if it has not settled by then. */

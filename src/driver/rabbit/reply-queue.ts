@@ -75,9 +75,9 @@ export class ReplyQueue {
   }
 
   /** The request of call `msgId` has been published. */
-  sent(msgId: string, _replyTo: string, seq: number, sentTo: string): void {
+  sent(msgId: string, _replyTo: string, seq: number, sentTo: string, sentKey: string): void {
     // The calls published naming this queue are the ones a lost queue leaves without a reply.
-    this.waiter.published(msgId, this, seq, sentTo);
+    this.waiter.published(msgId, this, seq, sentTo, sentKey);
   }
 
   /** Drops what is kept for a call that has ended. */
