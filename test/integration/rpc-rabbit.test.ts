@@ -637,6 +637,18 @@ t(
       [],
       'the dropped call never reached the server',
     );
+    // Casts are confirmed: the ones to the allowed key waiting on the refused one's channel are
+    // sent again, not failed as refused with it.
+    const casts = await Promise.all([
+      settle(allowed.cast({}, 'bump', { seq: 1 })),
+      settle(denied.cast({}, 'bump', { seq: 2 })),
+      settle(allowed.cast({}, 'bump', { seq: 3 })),
+    ]);
+    assert.is(casts[1]!.error?.code, 'HERMOD_ERR_DELIVERY_FAILURE', casts[1]!.error?.message);
+    assert.equal([casts[0]!.error?.message, casts[2]!.error?.message], [undefined, undefined]);
+    const bumps = () => ok.calls.filter((c) => c.method === 'bump').map((c) => (c.args as { seq: number }).seq);
+    await until(() => bumps().length === 2, 'both allowed casts at the server', 5000);
+    assert.equal(bumps().sort(), [1, 3]);
   },
 );
 
