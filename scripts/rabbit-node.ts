@@ -3,6 +3,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, wri
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { makePki, type TestPki } from './pki.js';
@@ -63,6 +64,33 @@ async function answersAs(port: number, shortName: string): Promise<boolean> {
     });
     s.once('error', () => done(false));
     s.once('close', () => done(got.includes(shortName)));
+  });
+}
+
+/**
+ * Whether the TLS listener on `port` is the node's: a handshake that the node's own test CA
+ * (made afresh for each node) vouches for. As with the AMQP port, another process of a parallel
+ * run may take the port first: a test's TCP proxy to the run's shared node did, and the node's
+ * "TLS port" then spoke plain AMQP for a whole suite.
+ */
+async function tlsAnswers(port: number, ca: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = tls.connect({
+      host: '127.0.0.1',
+      port,
+      ca: readFileSync(ca),
+      rejectUnauthorized: true,
+      checkServerIdentity: () => undefined,
+    });
+    const done = (v: boolean) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(false), 2000);
+    s.once('secureConnect', () => done(true));
+    s.once('error', () => done(false));
+    s.once('close', () => done(false));
   });
 }
 
@@ -246,10 +274,19 @@ export class RabbitNode implements RabbitNodeInfo {
     const shortName = this.clusterShortName;
     // Something that accepts connections on the node's port is not yet the node: see answersAs.
     let foreign = false;
+    let tlsSince: number | undefined;
     for (;;) {
       if (await accepts(this.port)) {
         if (await answersAs(this.port, shortName)) {
-          if (this.mgmtPort === undefined || (await accepts(this.mgmtPort))) return;
+          const tlsUp = this.tlsPort === undefined || (await tlsAnswers(this.tlsPort, this.pki!.ca));
+          if (tlsUp && (this.mgmtPort === undefined || (await accepts(this.mgmtPort)))) return;
+          // The node listens on TLS right after AMQP; long after, the port is someone else's.
+          tlsSince ??= Date.now();
+          if (!tlsUp && Date.now() - tlsSince > 15_000) {
+            throw new PortsTaken(
+              `rabbitmq-server answers on ${this.port} but not with its TLS certificate on ${this.tlsPort}:\n${this.tail()}`,
+            );
+          }
         } else foreign = true;
       }
       if (this.proc.exitCode !== null) {
