@@ -7,6 +7,7 @@ import { parseJson, parseKeyValues } from '../src/cli/key-values.js';
 import { captureConsole, logConnectionState, makeLogger } from '../src/cli/log.js';
 import { applyLogFlags, commonOptions, eachOf, type LogFlags, listOf, positiveSeconds } from '../src/cli/program.js';
 import { closeBeforeExit, exitWhenOutputCloses } from '../src/cli/shutdown.js';
+import { CLOSE_GRACE_MS, within } from '../src/driver/driver-base.js';
 import { getTransport, NOTIFICATION_DRIVERS, Notifier, PRIORITIES, type Priority, type Transport } from '../src/index.js';
 
 /** Default `--timeout`: a notification through a router waits for a listener; a shell user should not wait a minute to learn there is none. */
@@ -70,8 +71,15 @@ async function main(): Promise<void> {
     throw new UsageError(`key=value arguments (${kv.join(' ')}) and --payload are two payloads: give one`);
   const payload = o.payload !== undefined ? parseJson(o.payload, '--payload') : parseKeyValues(kv);
   let transport: Transport | undefined;
+  // Past --timeout the command is over: close() would wait up to 5 s more for a first connect
+  // still under way, to flush what was sent (--timeout 1 took 6.2 s against a silent peer).
+  let gaveUp = false;
+  let connectedOnce = false;
   try {
     transport = closeBeforeExit(await getTransport(o.transportUrl, { config }));
+    transport.on('state', (s: { state: string }) => {
+      if (s.state === 'connected') connectedOnce = true;
+    });
     const notifier = new Notifier(transport, {
       publisherId: o.publisherId,
       ...(o.topic ? { topics: o.topic } : {}),
@@ -105,10 +113,18 @@ async function main(): Promise<void> {
     }
     if (outcome === 'timeout') {
       sent.catch(() => {});
+      gaveUp = true;
       const queues = (o.topic ?? config.notifications.topics).map((t) => `${t}.${priority}`).join(', ');
-      process.stderr.write(
-        `error: timeout: not taken within ${o.timeout ?? DEFAULT_TIMEOUT_S} s (${/^amqps?$/.test(transport.url.scheme) ? `nobody listening on ${queues}?` : 'the broker did not confirm it: blocked or unreachable?'})\n`,
-      );
+      // Never connected: no listener or broker is to blame yet (a peer that took the TCP
+      // connection and never answered was told "nobody listening on …").
+      const st = transport.state;
+      const why =
+        st.state === 'idle' || (st.state === 'reconnecting' && !connectedOnce)
+          ? `not connected to ${'host' in st ? st.host : transport.url.hosts.map((h) => `${h.hostname}:${h.port}`).join(', ')} yet${'reason' in st && st.reason ? `: ${st.reason}` : ''}`
+          : /^amqps?$/.test(transport.url.scheme)
+            ? `nobody listening on ${queues}?`
+            : 'the broker did not confirm it: blocked or unreachable?';
+      process.stderr.write(`error: timeout: not taken within ${o.timeout ?? DEFAULT_TIMEOUT_S} s (${why})\n`);
       process.exitCode = EXIT.timeout;
       return;
     }
@@ -123,7 +139,8 @@ async function main(): Promise<void> {
           : `not sent: no driver sends it (${configured})\n`,
     );
   } finally {
-    await transport?.close();
+    if (gaveUp && transport) await within(transport.close(), CLOSE_GRACE_MS);
+    else await transport?.close();
   }
 }
 

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -111,6 +112,30 @@ t('notify-send: usage errors exit 2', async () => {
   assert.is(prio.code, 2, prio.err);
   assert.match(prio.err, /unknown priority 'loud'/);
 });
+
+t(
+  'notify-send --timeout against a peer that takes the connection and never answers: exit 3 at the timeout, saying it is not connected (it blamed listeners, and closed 5 s later)',
+  async () => {
+    const held = new Set<net.Socket>();
+    const silent = net.createServer((c) => {
+      held.add(c);
+      c.on('error', () => {});
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const port = (silent.address() as net.AddressInfo).port;
+      const started = performance.now();
+      const r = await run('notify-send', ['compute.x', 'a=1', '--transport-url', `amqp://127.0.0.1:${port}/`, '--timeout', '1']);
+      const took = performance.now() - started;
+      assert.is(r.code, 3, r.err);
+      assert.match(r.err, new RegExp(`not taken within 1 s \\(not connected to 127\\.0\\.0\\.1:${port} yet`));
+      assert.ok(took < 4000, `${Math.round(took)} ms`);
+    } finally {
+      for (const c of held) c.destroy();
+      await new Promise((r) => silent.close(r));
+    }
+  },
+);
 
 t('rpc-client retries a connection twice by default; env, --config and a config file override that', async () => {
   const args = ['cli', 'add', '--timeout', '10', '--transport-url', NOWHERE, '--config', 'amqp1.retryInterval=20'];
