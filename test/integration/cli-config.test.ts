@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { silentPeer } from '../support/slow-proxy.js';
 
 // The bins' configuration sources and usage errors. Nothing here needs a peer: usage errors
 // are reported before connecting, and the rest connects to a closed port (the error names the
@@ -116,14 +116,9 @@ t('notify-send: usage errors exit 2', async () => {
 t(
   'notify-send --timeout against a peer that takes the connection and never answers: exit 3 at the timeout, saying it is not connected (it blamed listeners, and closed 5 s later)',
   async () => {
-    const held = new Set<net.Socket>();
-    const silent = net.createServer((c) => {
-      held.add(c);
-      c.on('error', () => {});
-    });
-    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const silent = await silentPeer();
     try {
-      const port = (silent.address() as net.AddressInfo).port;
+      const port = silent.port;
       const started = performance.now();
       const r = await run('notify-send', ['compute.x', 'a=1', '--transport-url', `amqp://127.0.0.1:${port}/`, '--timeout', '1']);
       const took = performance.now() - started;
@@ -131,8 +126,7 @@ t(
       assert.match(r.err, new RegExp(`not taken within 1 s \\(not connected to 127\\.0\\.0\\.1:${port} yet`));
       assert.ok(took < 4000, `${Math.round(took)} ms`);
     } finally {
-      for (const c of held) c.destroy();
-      await new Promise((r) => silent.close(r));
+      await silent.close();
     }
   },
 );

@@ -4,7 +4,6 @@
 // (3.x without its AMQP 1.0 plugin).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +27,7 @@ import {
 } from '../../src/index.js';
 import { setPassword } from '../../src/router/users.js';
 import { rejects, sleep } from '../support/assert.js';
+import { silentPeer } from '../support/slow-proxy.js';
 
 interface Ctx {
   node: RabbitNode;
@@ -143,21 +143,15 @@ t('the right peer still works, and a dead port is a plain TransportError (no pro
 });
 
 t("a peer that takes the TCP connection and never answers: 'no AMQP answer', not amqplib's 'connect ETIMEDOUT'", async (ctx) => {
-  const held = new Set<net.Socket>();
-  const silent = net.createServer((s) => {
-    held.add(s);
-    s.on('error', () => {});
-  });
-  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  const silent = await silentPeer();
   try {
-    const port = (silent.address() as net.AddressInfo).port;
+    const port = silent.port;
     const { tr } = await transport(ctx, `rabbit://guest:guest@127.0.0.1:${port}/`, { 'rpc.retry': 0, 'rabbit.connectTimeout': 500 });
     const err = await rejects(new RPCClient(tr, new Target({ topic: 'x' }), { timeout: 5000 }).call({}, 'x'), 'HERMOD_ERR_TRANSPORT');
     assert.match(err.message, /no AMQP answer within 500 ms \(the peer took the TCP connection and did not answer/);
     assert.not.match(err.message, /ETIMEDOUT/);
   } finally {
-    for (const s of held) s.destroy();
-    await new Promise((r) => silent.close(r));
+    await silent.close();
   }
 });
 

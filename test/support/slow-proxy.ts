@@ -115,3 +115,27 @@ export function queueDeclareBytes(queue: string): Buffer {
   const name = Buffer.from(queue);
   return Buffer.concat([Buffer.from([0, 50, 0, 10, 0, 0, name.length]), name]);
 }
+
+/** A TCP server on loopback that takes every connection and never sends a byte: a peer that does not answer. */
+export interface SilentPeer {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/** Starts a {@link SilentPeer} on a port of the OS's choosing. */
+export async function silentPeer(): Promise<SilentPeer> {
+  const held = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    held.add(s);
+    s.on('error', () => {});
+    s.on('close', () => held.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    async close() {
+      for (const s of held) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}

@@ -117,8 +117,8 @@ export class RabbitDriver extends DriverBase implements Driver {
   }
 
   /**
-   * The broker closed the calls channel for refusing a call's exchange (403): the calls to it
-   * sent there fail now, and so do the calls sent after the refused one, which the broker
+   * The broker closed the calls channel for refusing a call's exchange, or one routing key of it
+   * under a topic permission (403): the calls of that kind sent there fail now, and so do the calls sent after the refused one, which the broker
    * discarded unread. Before, each waited out its timeout (60 s by default) for a reply that
    * could not come. Not on a 404 (an exchange deleted under us): calls to it sent before the
    * deletion reached their queues and will be answered, and which one was refused is unknown.

@@ -22,6 +22,10 @@ function isRefusal(err: unknown): boolean {
   return typeof code === 'number' && REFUSALS.has(code);
 }
 
+const QUOTED = "'((?:[^'\\\\]|\\\\.)*)'";
+const REFUSED_TOPIC = new RegExp(`topic ${QUOTED} in exchange ${QUOTED}`);
+const REFUSED_EXCHANGE = new RegExp(`exchange ${QUOTED}`);
+
 /**
  * What a broker's refusal names: the exchange (`403 … access to exchange 'x' … refused`, `404 …
  * no exchange 'x' …`; `''` for the default one, `amq.default`), and with a topic permission
@@ -29,10 +33,9 @@ function isRefusal(err: unknown): boolean {
  * that key's publishes to the exchange share. Undefined when it names no exchange.
  */
 export function refusedRoute(err: Error): { exchange: string; key?: string } | undefined {
-  const quoted = "'((?:[^'\\\\]|\\\\.)*)'";
-  const topic = new RegExp(`topic ${quoted} in exchange ${quoted}`).exec(err.message);
+  const topic = REFUSED_TOPIC.exec(err.message);
   if (topic) return { exchange: topic[2] === 'amq.default' ? '' : topic[2]!, key: topic[1]! };
-  const named = new RegExp(`exchange ${quoted}`).exec(err.message)?.[1];
+  const named = REFUSED_EXCHANGE.exec(err.message)?.[1];
   return named === undefined ? undefined : { exchange: named === 'amq.default' ? '' : named };
 }
 
@@ -148,7 +151,7 @@ export class Publisher {
   /**
    * `onCallReturned` gets call requests the broker returned (mandatory, nobody bound);
    * `onCallsRefused` the numbers of the call requests sent on a calls channel the broker closed
-   * with a refusal (403/404/406), and that refusal. Call requests have no confirm to fail, so
+   * with a refusal (403/404/406), and that refusal, for the driver to judge. Call requests have no confirm to fail, so
    * without it they waited for replies that could not come.
    */
   constructor(
