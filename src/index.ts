@@ -97,7 +97,7 @@ export type { ServerDescription } from './rpc/introspection.js';
 export { INTROSPECTION_NAMESPACE, IntrospectionEndpoint, QUIET_DESCRIBE } from './rpc/introspection.js';
 export { type Caller, MultiCall, type MultiCallOptions, MultiCallResults } from './rpc/multicall.js';
 export type { RemoteErrorFactory, RemoteOrigin } from './rpc/remote-errors.js';
-export { isRemote, registerRemoteError } from './rpc/remote-errors.js';
+export { ENDPOINT_MODULE, isRemote, registerRemoteError } from './rpc/remote-errors.js';
 export type { RPCServerOptions, ServerStats, StopOptions } from './rpc/server.js';
 export { RPCServer } from './rpc/server.js';
 export type { TransportHost, TransportOptions, TransportState, TransportUrl } from './transport.js';

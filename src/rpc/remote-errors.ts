@@ -1,5 +1,6 @@
 import {
   errorClassName,
+  HermodError,
   InvalidArgument,
   MalformedMessage,
   MessageTooLarge,
@@ -19,8 +20,15 @@ import { peerText } from '../core/plain.js';
 export type RemoteErrorFactory = (failure: Failure) => Error;
 
 const EXCEPTIONS_MODULES = new Set(['builtins', 'exceptions']);
-/** Module name hermod puts on failures for errors that name none themselves. */
+/** Module name of failures for hermod's own error classes (the classes this package defines). */
 export const HERMOD_MODULE = 'hermod';
+/**
+ * Module name of failures for an endpoint's errors that name no module (`static remoteModule`).
+ * Not {@link HERMOD_MODULE}: a client rebuilds hermod's classes by (module, class), so an app's
+ * own `class NoSuchMethod extends Error` sent as `hermod` arrived as hermod's NoSuchMethod, its
+ * message and meaning lost.
+ */
+export const ENDPOINT_MODULE = 'hermod.endpoint';
 const OSLO_DISPATCHER = 'oslo_messaging.rpc.dispatcher';
 
 const registry = new Map<string, RemoteErrorFactory>();
@@ -29,7 +37,8 @@ const key = (module: string, cls: string) => `${module}:${cls}`;
 /**
  * Lets clients rebuild failures of class `cls` from `module` as local errors. The module must
  * also be in the client's allowed remote modules (`rpc.allowedRemoteExmods`) unless it is
- * `hermod` or oslo.messaging's dispatcher, whose errors are always rebuilt.
+ * `hermod`, {@link ENDPOINT_MODULE} (a hermod endpoint's errors that name no module) or
+ * oslo.messaging's dispatcher, whose errors are always rebuilt.
  */
 export function registerRemoteError(module: string, cls: string, factory: RemoteErrorFactory): void {
   registry.set(key(module, cls), factory);
@@ -124,7 +133,7 @@ function build(thrown: unknown, opts: SerializeFailureOptions): Failure {
     const origin = (thrown as { remote?: RemoteOrigin }).remote;
     if (origin) return failure(origin.module, origin.class, thrown, [messageOf(thrown)], {}, opts);
     const ctor = thrown.constructor as { remoteModule?: unknown } | undefined;
-    const module = typeof ctor?.remoteModule === 'string' ? ctor.remoteModule : HERMOD_MODULE;
+    const module = typeof ctor?.remoteModule === 'string' ? ctor.remoteModule : isHermodClass(thrown) ? HERMOD_MODULE : ENDPOINT_MODULE;
     const kwargs = (thrown as { kwargs?: unknown }).kwargs;
     const name = errorClassName(thrown);
     return failure(
@@ -144,6 +153,14 @@ function build(thrown: unknown, opts: SerializeFailureOptions): Failure {
 }
 
 const NON_ERROR = 'NonErrorThrown';
+
+/**
+ * True when the error's own class is one hermod defines: each sets its own static CODE. A user's
+ * subclass of HermodError (exported) inherits CODE without owning it, so it is an endpoint's error.
+ */
+function isHermodClass(err: Error): boolean {
+  return err instanceof HermodError && Object.hasOwn(err.constructor, 'CODE');
+}
 
 function thrownText(thrown: unknown): string {
   try {
@@ -218,7 +235,11 @@ export function deserializeFailure(f: Failure, allowedModules: readonly string[]
   const module = typeof f.module === 'string' ? f.module : '';
   const tb = Array.isArray(f.tb) ? f.tb.map(peerText) : [];
   const allowed =
-    module === HERMOD_MODULE || module === OSLO_DISPATCHER || EXCEPTIONS_MODULES.has(module) || allowedModules.includes(module);
+    module === HERMOD_MODULE ||
+    module === ENDPOINT_MODULE ||
+    module === OSLO_DISPATCHER ||
+    EXCEPTIONS_MODULES.has(module) ||
+    allowedModules.includes(module);
   const factory = allowed ? registry.get(key(EXCEPTIONS_MODULES.has(module) ? 'builtins' : module, cls)) : undefined;
   let err: Error;
   if (factory) {

@@ -271,6 +271,7 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>, options
     const e = await rejects(c.call({}, 'fail', { message: 'boom' }), 'HERMOD_ERR_REMOTE', /TypeError boom/);
     assert.ok(e instanceof RemoteError);
     assert.is((e as RemoteError).excType, 'TypeError');
+    assert.is((e as RemoteError).module, 'hermod.endpoint');
     assert.is((e as RemoteError).value, 'boom');
     assert.equal((e as RemoteError).traceback, []);
     const s = await rejects(c.call({}, 'throwString'), 'HERMOD_ERR_REMOTE', /just a string/);
@@ -336,6 +337,11 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>, options
       static remoteModule = 'nova.exception';
       override name = 'OverQuota';
     }
+    // The app's own class named as one of hermod's: it was sent as hermod's module and came
+    // back as hermod's NoSuchMethod, with the method name taken from its message.
+    class NoSuchDish extends Error {
+      override name = 'NoSuchMethod';
+    }
     registerRemoteError('nova.exception', 'QuotaExceeded', (f) => new QuotaExceeded(f.message));
     const tp = topic('cls');
     await serve(ctx, tp, 's', [
@@ -348,6 +354,9 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>, options
         },
         renamed: () => {
           throw new Renamed('renamed');
+        },
+        soup: () => {
+          throw new NoSuchDish('no soup today');
         },
       },
     ]);
@@ -363,6 +372,8 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>, options
     assert.equal([other.module, other.excType, other.value], ['nova.exception', 'Unregistered', 'bad type']);
     const renamed = (await rejects(c.call({}, 'renamed'), 'HERMOD_ERR_REMOTE')) as RemoteError;
     assert.equal([renamed.module, renamed.excType], ['nova.exception', 'OverQuota']);
+    const soup = (await rejects(c.call({}, 'soup'), 'HERMOD_ERR_REMOTE')) as RemoteError;
+    assert.equal([soup.module, soup.excType, soup.value], ['hermod.endpoint', 'NoSuchMethod', 'no soup today']);
   });
 
   t('non-serialisable results and arguments give typed errors; the server keeps serving', async (ctx) => {

@@ -2,7 +2,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
   ConfigError,
+  ENDPOINT_MODULE,
   HermodError,
+  InvalidArgument,
   isRemote,
   MessageDeliveryFailure,
   MessageTooLarge,
@@ -47,7 +49,7 @@ t('instanceof works for errors from another copy of the module (branded codes)',
 t('failures use the oslo format', () => {
   const f = serializeFailure(new TypeError('bad type'), { includeTraceback: true });
   assert.is(f.class, 'TypeError');
-  assert.is(f.module, 'hermod');
+  assert.is(f.module, 'hermod.endpoint');
   assert.is(f.message, 'bad type');
   assert.equal(f.args, ['bad type']);
   assert.equal(f.kwargs, {});
@@ -57,6 +59,43 @@ t('failures use the oslo format', () => {
   assert.equal([nsm.module, nsm.class, nsm.args], ['oslo_messaging.rpc.dispatcher', 'NoSuchMethod', ['frob']]);
   const uv = serializeFailure(new UnsupportedVersion('2.0', 'add'));
   assert.equal([uv.class, uv.args, uv.kwargs], ['UnsupportedVersion', ['2.0'], { method: 'add' }]);
+});
+
+t("an endpoint's error class named like one of hermod's is not rebuilt as hermod's", () => {
+  // The app's own classes, named as hermod's rebuilt ones are.
+  class NoSuchMethodErr extends Error {}
+  Object.defineProperty(NoSuchMethodErr, 'name', { value: 'NoSuchMethod' });
+  class MessagingTimeoutErr extends Error {
+    override name = 'MessagingTimeout';
+  }
+  // A subclass of the exported base owns no CODE: it is the app's too.
+  class InvalidArgumentErr extends HermodError {}
+  Object.defineProperty(InvalidArgumentErr, 'name', { value: 'InvalidArgument' });
+  for (const thrown of [
+    new NoSuchMethodErr('no such dish: soup'),
+    new MessagingTimeoutErr('the oven was late'),
+    new InvalidArgumentErr('ham'),
+  ]) {
+    const f = serializeFailure(thrown);
+    assert.is(f.module, ENDPOINT_MODULE, f.class);
+    const back = deserializeFailure(f);
+    assert.instance(back, RemoteError, f.class);
+    assert.is((back as RemoteError).excType, f.class);
+    assert.is((back as RemoteError).value, thrown.message);
+  }
+  // hermod's own classes still go as hermod's and come back as themselves.
+  for (const [thrown, cls] of [
+    [new MessagingTimeout('nested call late'), MessagingTimeout],
+    [new InvalidArgument('bad'), InvalidArgument],
+  ] as const) {
+    const f = serializeFailure(thrown);
+    assert.is(f.module, 'hermod');
+    assert.instance(deserializeFailure(f), cls);
+  }
+  // The endpoint module's registered classes are rebuilt without being listed as allowed.
+  class OutOfStock extends Error {}
+  registerRemoteError(ENDPOINT_MODULE, 'OutOfStock', (x) => new OutOfStock(x.message));
+  assert.instance(deserializeFailure(serializeFailure(new OutOfStock('eggs'))), OutOfStock);
 });
 
 t('thrown non-Errors still produce useful failures', () => {
