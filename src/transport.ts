@@ -34,8 +34,11 @@ export class Transport extends EventEmitter {
 
   /** @internal */
   constructor(
+    /** The parsed transport URL (its `toString()` hides passwords). */
     readonly url: TransportUrl,
+    /** The resolved configuration (defaults, file, environment, overrides). */
     readonly config: HermodConfig,
+    /** The driver that serves the URL's scheme. */
     readonly driver: Driver,
   ) {
     super();
@@ -65,6 +68,7 @@ export class Transport extends EventEmitter {
     this.state_ = { state: 'closed' };
   }
 
+  /** The transport URL with passwords shown as `****`. */
   override toString(): string {
     return `<Transport ${this.url}>`;
   }

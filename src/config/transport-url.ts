@@ -14,9 +14,13 @@ import { closeKey } from './suggest.js';
  * `util.inspect` show it as `****`.
  */
 export interface TransportHost {
+  /** Host name or IP address (IPv6 without brackets). */
   hostname: string;
+  /** TCP port; the scheme's default when the URL gives none. */
   port: number;
+  /** User name, percent-decoded. */
   username?: string;
+  /** Password, percent-decoded. */
   password?: string;
 }
 
@@ -39,6 +43,7 @@ export interface TransportUrl {
    * (`heartbeat_timeout_threshold=30`) are given as hermod's (`rabbit.heartbeat`: `30s`).
    */
   options: Record<string, string>;
+  /** The URL with passwords shown as `****`. */
   toString(): string;
 }
 

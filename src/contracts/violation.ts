@@ -6,6 +6,7 @@ import { peerText } from '../core/plain.js';
 export interface Violation {
   /** JSON Pointer from the arguments (or result) object: `/items/2/name`; `` for the object itself. */
   path: string;
+  /** What is wrong there, in Ajv's words (`must be number`). */
   message: string;
 }
 
@@ -18,6 +19,7 @@ export const MAX_VIOLATIONS = 20;
  * `RemoteError` whose `exc_type` is `ContractViolation` and whose message lists them.
  */
 export class ContractViolation extends InvalidArgument {
+  /** Where and how the value broke its contract: at most {@link MAX_VIOLATIONS}, the rest counted in the message. */
   readonly violations: Violation[];
   /**
    * What broke the contract: the caller's `arguments` (the caller's mistake: a usage error, HTTP

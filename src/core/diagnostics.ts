@@ -72,7 +72,9 @@ export interface CallStartEvent {
 
 /** Published on `hermod:rpc:client:call`. */
 export interface CallEvent extends CallStartEvent {
+  /** From the call's start to its reply (or to the broker's acceptance of a cast). */
   durationMs: number;
+  /** Why the call or cast failed; absent when it succeeded. */
   error?: Error;
 }
 
@@ -97,9 +99,13 @@ export interface ServerRequestStartEvent {
  * run (never started; its `error` a MessagingTimeout saying so).
  */
 export interface ServerRequestEvent extends ServerRequestStartEvent {
+  /** From receipt to the reply (or the end of a cast's method). */
   durationMs: number;
+  /** `ok`, `error` (the method threw), `invalid` (the request could not be dispatched), `aborted` (a stop cut it short), `expired` (see above). */
   outcome: 'ok' | 'error' | 'invalid' | 'aborted' | 'expired';
+  /** Whether a {@link ServerRequestStartEvent} came before this event. */
   started: boolean;
+  /** What the method threw, or why the request was not run. */
   error?: Error;
   /** The caller's request id (`request_id` in the context, as oslo's RequestContext), when it sent one. */
   requestId?: string;
@@ -107,8 +113,11 @@ export interface ServerRequestEvent extends ServerRequestStartEvent {
 
 /** Published on `hermod:message:invalid`. */
 export interface InvalidMessageEvent {
+  /** Which receiver refused it: `server <name>`, `reply queue`, `reply link` or `notification listener`. */
   where: string;
+  /** Why, as a typed error (MalformedMessage, MessageTooLarge, …). */
   error: Error;
+  /** The message's size in bytes, when the driver knows it. */
   size?: number;
 }
 
@@ -158,9 +167,13 @@ export type ConnectionStateEvent = ConnectionState & { driver: string };
 
 /** Published on `hermod:notify:listener`. */
 export interface NotificationEvent {
+  /** The notification's `event_type`, when it could be read. */
   eventType?: string;
+  /** Its priority (`info`, `error`, …), when it could be read. */
   priority?: string;
+  /** `handled`, `requeue` (its endpoint asked for it again), `error` (an endpoint threw), `dropped` (requeued past `notifications.redeliveryLimit`). */
   outcome: 'handled' | 'requeue' | 'error' | 'dropped';
+  /** What an endpoint threw, or why the notification was dropped. */
   error?: Error;
 }
 

@@ -21,6 +21,7 @@ export class HermodError extends Error {
   }
 
   // `this` is the class instanceof was asked about (a subclass, not HermodError): it must stay `this`.
+  /** Answers by the codes an instance is branded with, so that errors from another copy of hermod match. */
   static override [Symbol.hasInstance](value: unknown): boolean {
     if (value === null || typeof value !== 'object') return false;
     const codes = (value as Branded)[BRAND];
@@ -103,6 +104,7 @@ define(MessagingTimeout, 'HERMOD_ERR_TIMEOUT');
 
 /** The server has no callable method of that name (or it is not public). */
 export class NoSuchMethod extends HermodError {
+  /** The method the caller asked for. */
   readonly method: string;
   constructor(method: string, options?: { cause?: unknown; message?: string }) {
     super(options?.message ?? `Endpoint does not support RPC method ${method}`, options);
@@ -113,7 +115,9 @@ define(NoSuchMethod, 'HERMOD_ERR_NO_SUCH_METHOD');
 
 /** No endpoint accepts the requested namespace and version. */
 export class UnsupportedVersion extends HermodError {
+  /** The version the caller asked for (undefined: none, read as 1.0). */
   readonly version: string | undefined;
+  /** The method the caller asked for, when known. */
   readonly method: string | undefined;
   constructor(version: string | undefined, method?: string, options?: { cause?: unknown; message?: string }) {
     super(options?.message ?? `Endpoint does not support RPC version ${version ?? '1.0'}. Attempted method: ${method}`, options);
@@ -128,6 +132,7 @@ export class RPCVersionCapError extends HermodError {
   constructor(
     /** The version asked for; undefined when the request named none (a cap then refuses it, as oslo's). */
     readonly version: string | undefined,
+    /** The highest version the client may send. */
     readonly versionCap: string,
   ) {
     super(
@@ -153,6 +158,7 @@ export class NestingTooDeep extends MalformedMessage {
   /** What crosses the wire beside the message. */
   readonly kwargs: { limit: number };
   constructor(
+    /** The nesting depth allowed. */
     readonly limit: number,
     what = 'message',
     /** Where the limit comes from, when it is not maxJsonDepth itself. */
@@ -167,7 +173,9 @@ define(NestingTooDeep, 'HERMOD_ERR_NESTING_TOO_DEEP');
 /** A message is larger than the configured maximum. */
 export class MessageTooLarge extends HermodError {
   constructor(
+    /** The message's size in bytes. */
     readonly size: number,
+    /** The largest size allowed, in bytes. */
     readonly limit: number,
   ) {
     super(`message of ${size} bytes exceeds the limit of ${limit} bytes`);

@@ -2,11 +2,17 @@ import { MessageTooLarge } from './errors.js';
 
 /** oslo.messaging's failure object: how a remote exception travels. */
 export interface Failure {
+  /** The exception's class name (`ValueError`, `NoSuchMethod`). */
   class: string;
+  /** Its module (`builtins`, `nova.exception`, `hermod`, `hermod.endpoint`). */
   module: string;
+  /** Its message. */
   message: string;
+  /** Traceback lines, each ending in a newline; empty unless the server sends tracebacks. */
   tb: string[];
+  /** The exception's positional arguments. */
   args: unknown[];
+  /** The exception's keyword arguments (oslo's `kwargs`). */
   kwargs: Record<string, unknown>;
 }
 

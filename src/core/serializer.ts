@@ -10,23 +10,31 @@ export type Context = Record<string, unknown>;
  * receipt.
  */
 export interface Serializer {
+  /** An argument, result or payload to its wire form, before JSON encoding. */
   serializeEntity(ctx: Context, entity: unknown): unknown;
+  /** An argument, result or payload from its wire form, after JSON decoding. */
   deserializeEntity(ctx: Context, entity: unknown): unknown;
+  /** The context to its wire form. */
   serializeContext(ctx: Context): Context;
+  /** The context from its wire form. */
   deserializeContext(ctx: Context): Context;
 }
 
 /** Passes everything through unchanged. */
 export class NoOpSerializer implements Serializer {
+  /** Returns `entity` as it is. */
   serializeEntity(_ctx: Context, entity: unknown): unknown {
     return entity;
   }
+  /** Returns `entity` as it is. */
   deserializeEntity(_ctx: Context, entity: unknown): unknown {
     return entity;
   }
+  /** Returns `ctx` as it is. */
   serializeContext(ctx: Context): Context {
     return ctx;
   }
+  /** Returns `ctx` as it is. */
   deserializeContext(ctx: Context): Context {
     return ctx;
   }
@@ -38,6 +46,7 @@ export class NoOpSerializer implements Serializer {
  * `jsonutils.to_primitive`.
  */
 export class JsonPayloadSerializer extends NoOpSerializer {
+  /** Date, Map, Set and Buffer to JSON values; everything else as it is. */
   override serializeEntity(_ctx: Context, entity: unknown): unknown {
     try {
       return toPrimitive(entity);

@@ -40,11 +40,17 @@ const FIELDS = ['exchange', 'topic', 'namespace', 'version', 'server', 'fanout']
  * server and fanout. Immutable; {@link Target.merge} returns a new one.
  */
 export class Target implements TargetFields {
+  /** The exchange the topic lives in; undefined: the transport's control exchange (`openstack`). */
   readonly exchange?: string;
+  /** The service's topic: servers listen on it, callers address it. */
   readonly topic?: string;
+  /** The endpoint namespace a call is for; undefined: the default namespace. */
   readonly namespace?: string;
+  /** The API version: `X.Y` (or `X.Y.Z`); a server accepts calls up to the minor version it serves. */
   readonly version?: string;
+  /** One server of the topic; undefined: any of them. */
   readonly server?: string;
+  /** Cast to every server of the topic. */
   readonly fanout?: boolean;
 
   constructor(fields: TargetFields = {}) {
@@ -147,6 +153,7 @@ export class Target implements TargetFields {
     return out as TargetFields;
   }
 
+  /** `<topic>[.<server>]` with the other fields that are set, for logs and error messages. */
   toString(): string {
     const parts = FIELDS.filter((k) => this[k] !== undefined).map((k) => `${k}=${this[k]}`);
     return `<Target ${parts.join(', ')}>`;

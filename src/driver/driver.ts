@@ -8,9 +8,13 @@ export type { Failure } from '../core/failure.js';
 
 /** An RPC request as the RPC layer hands it to a driver (oslo's message dict). */
 export interface RpcRequest {
+  /** The method to run. */
   method: string;
+  /** Its named arguments. */
   args: Record<string, unknown>;
+  /** The endpoint namespace; undefined: the default one. */
   namespace?: string;
+  /** The version the caller asked for; undefined: 1.0. */
   version?: string;
 }
 
@@ -45,6 +49,7 @@ export interface SendOptions {
 
 /** Options of one {@link Driver.sendNotification}. */
 export interface NotificationSendOptions {
+  /** Connection-failure retries: -1 forever (within the send's bound), 0 none, N attempts. */
   retry?: number;
   /** `2.0` wraps the message in oslo's envelope (messagingv2); `1.0` sends it bare (messaging). */
   envelope?: '1.0' | '2.0';
@@ -52,6 +57,7 @@ export interface NotificationSendOptions {
 
 /** A received RPC request or notification, with the operations its receiver can apply. */
 export interface IncomingMessage {
+  /** The request's or notification's context, as decoded from the message. */
   readonly ctx: Context;
   /** The request (method, args, namespace, version) or the notification dict. */
   readonly message: Record<string, unknown>;
@@ -105,6 +111,7 @@ export type InvalidMessageHandler = (error: Error, raw: { address: string; size:
 export interface ListenOptions {
   /** At most this many messages are delivered and not yet `done()` (broker prefetch / link credit). */
   prefetch: number;
+  /** Receives each message; it must call `done()` (or one of the other settlements) once. */
   onMessage: MessageHandler;
   /** Malformed input: the listener has already settled it; this only reports. */
   onInvalid?: InvalidMessageHandler;

@@ -37,8 +37,11 @@ export interface KeyEntry {
   id: string;
   /** Hex SHA-256 of the key (`printf %s "$KEY" | sha256sum`). */
   sha256: string;
+  /** Roles the key grants, checked against a route's `roles`. */
   roles?: string[];
+  /** The RPC context's `user`. */
   user?: string;
+  /** The RPC context's `project`. */
   project?: string;
 }
 

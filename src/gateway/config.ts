@@ -44,8 +44,11 @@ export interface GatewayRoute {
   job?: boolean;
   /** Target fields; the request may override `server`, `namespace` and `version`. */
   exchange?: string;
+  /** Send to this server of the topic; the request may name another. */
   server?: string;
+  /** The endpoint namespace; the request may name another. */
   namespace?: string;
+  /** The version to ask for; the request may name another. */
   version?: string;
   /**
    * Default call timeout of this route in ms, at most `maxCallTimeout` (a larger one is a
@@ -64,6 +67,7 @@ export interface GatewayConfig {
   mappingPolicy?: 'declared' | 'any';
   /** Roles required for undeclared methods under `mappingPolicy: 'any'`. @default none */
   anyRoles?: string[];
+  /** The exposed methods, each under its paths. */
   routes?: GatewayRoute[];
   /** API keys / bearer tokens. Without `keysFile` (and without an `authenticate` hook) the API is open. */
   auth?: { keysFile?: string; allowAnonymous?: boolean };

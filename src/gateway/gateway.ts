@@ -72,7 +72,9 @@ export interface ConnectionRefusedEvent {
 
 /** Where a started gateway listens. */
 export interface GatewayAddress {
+  /** The address it listens on. */
   host: string;
+  /** The port it listens on (the one the OS gave for port 0). */
   port: number;
   /** `http://host:port` */
   url: string;

@@ -17,7 +17,9 @@ export interface JobToken {
   job_id: string;
   /** The server holding the job. */
   server: string;
+  /** The topic the server serves. */
   topic: string;
+  /** The exchange it serves the topic on. */
   exchange: string;
   /** The method the job runs. */
   method: string;

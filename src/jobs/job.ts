@@ -6,8 +6,11 @@ import { type JobToken, serializeJobToken } from './token.js';
 
 /** A progress report of a job, as its async iteration yields them. */
 export interface JobProgress {
+  /** The job's state at this report. */
   state: JobStatus['state'];
+  /** 0..1, or null before the method first reported progress. */
   progress: number | null;
+  /** The method's last progress message, or null. */
   message: string | null;
 }
 
@@ -108,6 +111,7 @@ export class Job<R = unknown> implements AsyncIterable<JobProgress> {
     return toStatus((await this.poller.poll('job_cancel')) as JobStatusDict);
   }
 
+  /** Yields each new progress report until the job ends; polls with the handle's backoff. */
   async *[Symbol.asyncIterator](): AsyncIterator<JobProgress> {
     let last = '';
     let delay = this.poller.options.pollInterval;

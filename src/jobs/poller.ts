@@ -39,15 +39,23 @@ export interface PollOptions {
 
 /** A job's state as a client sees it. */
 export interface JobStatus {
+  /** The job's id on its server. */
   id: string;
+  /** The method the job runs. */
   method: string;
+  /** `pending`, `running`, `succeeded`, `failed` or `cancelled`. */
   state: JobState;
   /** 0..1, or null before the method first reported progress. */
   progress: number | null;
+  /** The method's last progress message, or null. */
   message: string | null;
+  /** When the server took the job (ISO 8601). */
   createdAt: string;
+  /** When its method began running, or null while it waits for a slot. */
   startedAt: string | null;
+  /** When it ended, or null while it runs. */
   endedAt: string | null;
+  /** A cancel was asked for (the method may still be finishing). */
   cancelRequested: boolean;
   /** For a failed job: the error's class and message (`result()` rejects with the error itself). */
   error?: { class: string; message: string };

@@ -18,7 +18,9 @@ import { HERMOD_NAMESPACE, type JobToken } from './token.js';
  * (info) when it succeeds, `<method>.error` (error) when it fails or is cancelled; the payload is the job's status dict plus `server`. A hermod `Notifier` is one.
  */
 export interface JobNotifier {
+  /** Sends `<method>.start` and `<method>.end`. */
   info(ctx: Context, eventType: string, payload: unknown): Promise<void>;
+  /** Sends `<method>.error`. */
   error(ctx: Context, eventType: string, payload: unknown): Promise<void>;
 }
 

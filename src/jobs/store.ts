@@ -44,14 +44,23 @@ export interface JobRecord {
 
 /** A job as `job_status` and `jobs` answer it: plain data, snake_case like oslo's dicts. */
 export interface JobStatusDict {
+  /** The job's id on its server. */
   job_id: string;
+  /** The method the job runs. */
   method: string;
+  /** `pending`, `running`, `succeeded`, `failed` or `cancelled`. */
   state: JobState;
+  /** 0..1, or null before the method first reported progress. */
   progress: number | null;
+  /** The method's last progress message, or null. */
   message: string | null;
+  /** When the server took the job (ISO 8601). */
   created_at: string;
+  /** When its method began running, or null while it waits for a slot. */
   started_at: string | null;
+  /** When it ended, or null while it runs. */
   ended_at: string | null;
+  /** A cancel was asked for (the method may still be finishing). */
   cancel_requested: boolean;
   /** For a failed job: the error's class and message. */
   error?: { class: string; message: string };

@@ -10,11 +10,17 @@ export type NotificationResult = 'handled' | 'requeue' | undefined | void;
 
 /** One notification as a batch endpoint receives it (oslo's dict). */
 export interface BatchedNotification {
+  /** The sender's context. */
   ctxt: Context;
+  /** Who sent it (the notifier's `publisherId`). */
   publisher_id: string;
+  /** What happened, e.g. `compute.instance.create.end`. */
   event_type: string;
+  /** The notification's body. */
   payload: unknown;
+  /** Its `message_id` and `timestamp`. */
   metadata: NotificationMetadata;
+  /** The priority it was sent at. */
   priority: Priority;
 }
 

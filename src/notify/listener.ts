@@ -43,6 +43,7 @@ export interface NotificationListenerOptions {
   allowRequeue?: boolean;
   /** Requeues of one notification before it is dropped (default `notifications.redeliveryLimit`). */
   redeliveryLimit?: number;
+  /** Converts payloads and contexts from their wire form. @default NoOpSerializer */
   serializer?: Serializer;
 }
 

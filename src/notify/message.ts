@@ -4,7 +4,9 @@ import type { Context } from '../core/serializer.js';
 
 /** `message_id` and `timestamp` of a notification, as oslo passes them. */
 export interface NotificationMetadata {
+  /** The sender's uuid of the notification. */
   message_id?: string;
+  /** When it was sent: oslo's `YYYY-MM-DD HH:MM:SS.ffffff`, UTC. */
   timestamp?: string;
 }
 

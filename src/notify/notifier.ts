@@ -9,15 +9,22 @@ import { osloTimestamp, sanitizeContext } from './message.js';
 
 /** oslo's notification priorities, lower-case as in routing keys and endpoint method names. */
 export const PRIORITIES = ['audit', 'debug', 'info', 'warn', 'error', 'critical', 'sample'] as const;
+/** One of {@link PRIORITIES}. */
 export type Priority = (typeof PRIORITIES)[number];
 
 /** What a notifier puts on the wire (before `_context_*` and `_unique_id`), as oslo builds it. */
 export interface NotificationMessage {
+  /** A fresh uuid per notification. */
   message_id: string;
+  /** The notifier's `publisherId`. */
   publisher_id: string;
+  /** What happened, e.g. `compute.instance.create.end`. */
   event_type: string;
+  /** Upper-case priority (`INFO`), as oslo sends it. */
   priority: string;
+  /** The notification's body, after the serializer. */
   payload: unknown;
+  /** When it was sent: oslo's `YYYY-MM-DD HH:MM:SS.ffffff`, UTC. */
   timestamp: string;
 }
 
@@ -64,6 +71,7 @@ export interface NotifierOptions {
   topics?: string[];
   /** Exchange (default: the control exchange). */
   exchange?: string;
+  /** Converts payloads and contexts to their wire form. @default NoOpSerializer */
   serializer?: Serializer;
   /**
    * Connection-failure retries: -1 as many as fit in `rpc.responseTimeout` (a send waits that
@@ -227,6 +235,7 @@ const DRIVERS = new Set<string>(NOTIFICATION_DRIVERS);
  * has it (and rejects with the typed error if it could not be sent).
  */
 export class Notifier {
+  /** Who sends the notifications (oslo's `publisher_id`, e.g. `compute.host1`). */
   readonly publisherId: string;
   private readonly drivers: string[];
   private readonly topics: string[];
@@ -285,15 +294,19 @@ export class Notifier {
     return this.drivers.some((d) => d !== 'noop');
   }
 
+  /** Sends `eventType` at priority `audit`; settles once the broker has it. */
   audit(ctx: Context, eventType: string, payload: unknown): Promise<void> {
     return this.notify(ctx, eventType, payload, 'audit');
   }
+  /** Sends `eventType` at priority `debug`; settles once the broker has it. */
   debug(ctx: Context, eventType: string, payload: unknown): Promise<void> {
     return this.notify(ctx, eventType, payload, 'debug');
   }
+  /** Sends `eventType` at priority `info`; settles once the broker has it. */
   info(ctx: Context, eventType: string, payload: unknown): Promise<void> {
     return this.notify(ctx, eventType, payload, 'info');
   }
+  /** Sends `eventType` at priority `warn`; settles once the broker has it. */
   warn(ctx: Context, eventType: string, payload: unknown): Promise<void> {
     return this.notify(ctx, eventType, payload, 'warn');
   }
@@ -301,12 +314,15 @@ export class Notifier {
   warning(ctx: Context, eventType: string, payload: unknown): Promise<void> {
     return this.notify(ctx, eventType, payload, 'warn');
   }
+  /** Sends `eventType` at priority `error`; settles once the broker has it. */
   error(ctx: Context, eventType: string, payload: unknown): Promise<void> {
     return this.notify(ctx, eventType, payload, 'error');
   }
+  /** Sends `eventType` at priority `critical`; settles once the broker has it. */
   critical(ctx: Context, eventType: string, payload: unknown): Promise<void> {
     return this.notify(ctx, eventType, payload, 'critical');
   }
+  /** Sends `eventType` at priority `sample`; settles once the broker has it. */
   sample(ctx: Context, eventType: string, payload: unknown): Promise<void> {
     return this.notify(ctx, eventType, payload, 'sample');
   }

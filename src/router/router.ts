@@ -109,22 +109,27 @@ export interface RouterOptions {
   tls?: RouterTls;
 }
 
-/** Counters for tests and the `--stats` view. */
 /**
  * What a multicast receiver may have queued for its credit: this many senders' credit windows
  * (2,500 messages by default), and at most this many bytes. A burst of fanout casts to a busy
  * server fits; a receiver that never grants credit cannot make the router hold more.
  */
 const MULTICAST_BACKLOG_CREDITS = 10;
+const MULTICAST_BACKLOG_BYTES = 64 * 1024 * 1024;
 /** At most one line of each kind of repeated refusal (connection limits, address rules) per this interval. */
 const LIMIT_LOG_INTERVAL_MS = 10_000;
-const MULTICAST_BACKLOG_BYTES = 64 * 1024 * 1024;
 
+/** What {@link Router.stats} reports, for tests and the `--stats` view: counts since start, and the state now. */
 export interface RouterStats {
+  /** Open client connections. */
   connections: number;
+  /** Addresses with a sender or receiver attached. */
   addresses: number;
+  /** Messages handed to a receiver. */
   forwarded: number;
+  /** Messages handed back to their sender `released` (no receiver, or the router stopped holding them). */
   released: number;
+  /** Messages and links refused (too large, not allowed, over a limit). */
   rejected: number;
   /** Messages waiting for receiver credit (anycast, and multicast copies). */
   held: number;
@@ -363,6 +368,7 @@ export class Router {
     return `${this.tls ? 'amqps' : 'amqp'}://${h}:${this.port}/`;
   }
 
+  /** The counters and the state now; cheap enough to poll. */
   stats(): RouterStats {
     return {
       connections: this.connections.size,

@@ -63,7 +63,9 @@ export type PrepareOptions = TargetOverrides &
 
 /** Per-call options of {@link RPCClient.call}. */
 export interface CallOptions {
+  /** This call's timeout (ms). @default the client's */
   timeout?: number;
+  /** This call's call-monitor timeout (ms); 0 turns it off. @default the client's */
   callMonitorTimeout?: number;
   /** Bound of following a job (when the server answers with a job token); 0 = none. */
   jobTimeout?: number;
@@ -144,11 +146,13 @@ interface Resolved {
  * with some target fields or options changed; copies share the in-flight bound.
  */
 export class RPCClient {
+  /** Where the client sends: its calls go to this target, or to one made with `prepare()`. */
   readonly target: Target;
   private readonly opts: Resolved;
   private readonly slots: Semaphore;
 
   constructor(
+    /** The transport the client sends over. */
     readonly transport: Transport,
     target: Target,
     options: RPCClientOptions = {},

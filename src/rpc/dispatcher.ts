@@ -11,6 +11,7 @@ import { Target, versionIsCompatible } from '../core/target.js';
  * version 1.0).
  */
 export interface Endpoint {
+  /** Namespace and version this endpoint implements. @default no namespace, version 1.0 */
   target?: Target;
   /** Per-method argument and result schemas; or a static `contracts` on the class (README "Contracts"). */
   contracts?: Contracts;
@@ -57,8 +58,11 @@ export function methodNames(endpoint: object): string[] {
 
 /** What `describe` tells of one endpoint: where it is served and each callable method's contract, if any. */
 export interface EndpointDescription {
+  /** The endpoint's namespace; null for the default one. */
   namespace: string | null;
+  /** The version it serves. */
   version: string;
+  /** Each callable method and its contract (null: none declared). */
   methods: Record<string, MethodContract | null>;
 }
 

@@ -19,10 +19,15 @@ export const QUIET_DESCRIBE = 'hermod_describe_ignore_errors';
 
 /** What `hermod.describe` answers: the server, its load, and every endpoint it serves with their contracts. */
 export interface ServerDescription {
+  /** The server's name. */
   server: string;
+  /** The topic it serves. */
   topic: string;
+  /** The exchange it serves the topic on; null: the control exchange. */
   exchange: string | null;
+  /** The host it runs on. */
   host: string;
+  /** Its process id. */
   pid: number;
   /** Requests a server runs at once. */
   concurrency: number;
@@ -43,8 +48,10 @@ const NO_ARGS = { type: 'object', properties: {} } as const;
  * `client.prepare({ namespace: 'hermod', version: '1.0' }).call({}, 'describe')`.
  */
 export class IntrospectionEndpoint {
+  /** Namespace `hermod`, version 1.0. */
   readonly target = new Target({ namespace: INTROSPECTION_NAMESPACE, version: '1.0' });
 
+  /** Both methods take no arguments. */
   static readonly contracts: Contracts = {
     ping: {
       args: NO_ARGS,
@@ -90,10 +97,12 @@ export class IntrospectionEndpoint {
     this.#source = source;
   }
 
+  /** Answers at once with the server's name and time. */
   ping(_ctx: unknown): { pong: true; server: string; time: string } {
     return { pong: true, server: this.#source().server, time: new Date().toISOString() };
   }
 
+  /** What the server serves, and its load. */
   describe(_ctx: unknown): ServerDescription {
     return this.#source();
   }

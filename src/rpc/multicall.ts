@@ -4,6 +4,7 @@ import { assertOptions } from '../core/suggest.js';
 
 /** What a {@link MultiCall} needs of a client: its `call`. */
 export interface Caller {
+  /** Makes one call; a MultiCall hands each of its calls here. */
   call<R = unknown>(
     ctx: Context,
     method: string,

@@ -83,8 +83,11 @@ registerRemoteError(HERMOD_MODULE, 'MessageTooLarge', (f) => {
 
 /** The remote side of a rebuilt error: where it came from and its trace. */
 export interface RemoteOrigin {
+  /** The module the server named (`builtins`, `nova.exception`, `hermod`, `hermod.endpoint`). */
   module: string;
+  /** The class the server named. */
   class: string;
+  /** The server's traceback lines; empty unless it sends them. */
   traceback: string[];
 }
 

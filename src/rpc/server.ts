@@ -113,6 +113,7 @@ const HOLD_BACK_MS = 200;
  * requests finish and aborts the rest at the deadline, `abort()` ends them now, `stats()`.
  */
 export class RPCServer {
+  /** Topic, server name and exchange the server listens on. */
   readonly target: Target;
   private readonly host: RequestHost;
   private dispatcher: RPCDispatcher;
@@ -131,6 +132,7 @@ export class RPCServer {
   private startedAt = 0;
 
   constructor(
+    /** The transport the server listens on. */
     readonly transport: Transport,
     target: Target,
     endpoints: readonly object[],
