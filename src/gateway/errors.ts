@@ -182,12 +182,16 @@ export function errorBody(err: unknown, requestId: string | undefined, exposeTra
   if (m === INTERNAL) {
     return { code: 'HERMOD_ERR_INTERNAL', type: 'InternalError', message: 'internal gateway error', ...(requestId ? { requestId } : {}) };
   }
-  const body: ErrorBody = { code: e.code ?? 'HERMOD_ERR', type: e.name, message: e.message, ...(requestId ? { requestId } : {}) };
+  // A rebuilt app error (registerRemoteError) is the server's failure: its own `code`, if the
+  // factory gave it one, is not one of hermod's stable codes.
+  const code = err instanceof HermodError ? (e.code ?? 'HERMOD_ERR') : m === OTHER_REMOTE ? 'HERMOD_ERR_REMOTE' : (e.code ?? 'HERMOD_ERR');
+  const body: ErrorBody = { code, type: e.name, message: e.message, ...(requestId ? { requestId } : {}) };
   if (err instanceof RemoteError) {
     body.type = err.excType;
     body.message = err.value;
     body.remote = { module: err.module, type: err.excType, ...(exposeTracebacks ? { traceback: err.traceback } : {}) };
   } else if (e.remote) {
+    body.type = e.remote.class;
     body.remote = {
       module: e.remote.module,
       type: e.remote.class,

@@ -22,6 +22,7 @@ import Fastify, {
 import { channels, type GatewayRefusedEvent, type GatewayRequestEvent } from '../core/diagnostics.js';
 import { ClosedError, HermodError, NestingTooDeep } from '../core/errors.js';
 import { nestsDeeperThan } from '../core/json.js';
+import { isRemote } from '../rpc/remote-errors.js';
 import type { Transport } from '../transport.js';
 import { type Authenticate, type Identity, keysFileAuthenticator } from './auth.js';
 import { type GatewayConfig, type ResolvedGatewayConfig, resolveGatewayConfig } from './config.js';
@@ -536,7 +537,10 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     const jsonrpc = request.routeOptions.url === '/jsonrpc';
     let status: number;
     let body: ReturnType<typeof errorBody>;
-    if (err instanceof HermodError) {
+    // A server's error rebuilt as the app's own class (registerRemoteError) is no HermodError, and
+    // fastify's branch below made it a 500 "internal gateway error", or read its statusCode field.
+    const mapped = err instanceof HermodError || isRemote(err);
+    if (mapped) {
       const m = mapError(err);
       status = m.status;
       body = errorBody(err, request.id, config.exposeTracebacks);
@@ -560,14 +564,13 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
       if (status === 500) request.log.error(err);
     }
     if (jsonrpc) {
-      const rpcCode =
-        err instanceof HermodError
-          ? mapError(err).rpcCode
-          : status === 429
-            ? RPC_CODES.unavailable
-            : status < 500
-              ? RPC_CODES.invalidRequest
-              : RPC_CODES.internalError;
+      const rpcCode = mapped
+        ? mapError(err).rpcCode
+        : status === 429
+          ? RPC_CODES.unavailable
+          : status < 500
+            ? RPC_CODES.invalidRequest
+            : RPC_CODES.internalError;
       return reply
         .code(status)
         .send({ jsonrpc: '2.0', error: { code: rpcCode, message: body.message, data: { ...body, status } }, id: null });

@@ -7,11 +7,31 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createGateway, type Gateway, type GatewayOptions, hashApiKey, type KeyEntry } from '../../src/gateway/index.js';
-import { type Context, defaultConfig, getTransport, MessagingTimeout, RPCServer, Target, type Transport } from '../../src/index.js';
+import {
+  type Context,
+  defaultConfig,
+  ENDPOINT_MODULE,
+  getTransport,
+  MessagingTimeout,
+  RPCServer,
+  registerRemoteError,
+  Target,
+  type Transport,
+} from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
 import { Versioned } from '../support/endpoints.js';
 import { scratchDir } from '../support/scratch.js';
+
+/**
+ * An app's error class, rebuilt by the gateway's client (registered below): no HermodError, and a
+ * `statusCode` field, as errors of HTTP libraries have, that must not become the gateway's status.
+ */
+class OutOfStock extends Error {
+  override name = 'OutOfStock';
+  statusCode = 418;
+}
+registerRemoteError(ENDPOINT_MODULE, 'OutOfStock', (f) => new OutOfStock(f.message));
 
 /** A users service for the gateway tests. */
 export class Users {
@@ -29,9 +49,10 @@ export class Users {
   async touch(ctx: Context, args: Record<string, unknown>) {
     this.touched.push({ ctx, args });
   }
-  async fail(_ctx: Context, args: { message: string; timeout?: boolean }) {
+  async fail(_ctx: Context, args: { message: string; timeout?: boolean; app?: boolean }) {
     // As a method whose own call to another service timed out would.
     if (args.timeout) throw new MessagingTimeout(args.message);
+    if (args.app) throw new OutOfStock(args.message);
     throw new TypeError(args.message);
   }
   async sleep(_ctx: Context, args: { ms: number }) {
@@ -381,6 +402,25 @@ export function gatewaySuite(name: string, broker: () => Promise<GatewayBroker>)
     assert.is(remote.json.error.type, 'TypeError');
     assert.is(remote.json.error.message, 'boom');
     assert.is(remote.json.error.remote.traceback, undefined, 'no traceback unless configured');
+    // The app's own class, rebuilt on the gateway: a 502 as any server failure (it was a 500
+    // "internal gateway error" over REST, and code HERMOD_ERR over JSON-RPC).
+    const app = await http(ctx.base, 'POST', `/v1/${ctx.topic}/fail`, { message: 'no eggs', app: true });
+    assert.is(app.status, 502, JSON.stringify(app.json));
+    assert.equal(
+      [app.json.error.code, app.json.error.type, app.json.error.message, app.json.error.remote],
+      ['HERMOD_ERR_REMOTE', 'OutOfStock', 'no eggs', { module: 'hermod.endpoint', type: 'OutOfStock' }],
+    );
+    const appRpc = await http(ctx.base, 'POST', '/jsonrpc', {
+      jsonrpc: '2.0',
+      method: `${ctx.topic}.fail`,
+      params: { message: 'no eggs', app: true },
+      id: 1,
+    });
+    assert.is(appRpc.json.error.code, -32001, JSON.stringify(appRpc.json));
+    assert.equal(
+      [appRpc.json.error.data.code, appRpc.json.error.data.type, appRpc.json.error.data.status],
+      ['HERMOD_ERR_REMOTE', 'OutOfStock', 502],
+    );
     const broken = await http(ctx.base, 'POST', `/v1/${ctx.topic}/broken`, {});
     assert.is(broken.status, 502);
     assert.is(broken.json.error.code, 'HERMOD_ERR_BAD_RESULT');
