@@ -93,6 +93,7 @@ export { Router } from './router/router.js';
 export type { CallOptions, ContractProxyOptions, PrepareOptions, RPCClientOptions, RpcProxy } from './rpc/client.js';
 export { RPCClient } from './rpc/client.js';
 export type { AccessPolicy, Endpoint, EndpointDescription } from './rpc/dispatcher.js';
+export type { EndpointContext } from './rpc/endpoint-module.js';
 export type { ServerDescription } from './rpc/introspection.js';
 export { INTROSPECTION_NAMESPACE, IntrospectionEndpoint, QUIET_DESCRIBE } from './rpc/introspection.js';
 export { type Caller, MultiCall, type MultiCallOptions, MultiCallResults } from './rpc/multicall.js';

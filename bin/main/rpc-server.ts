@@ -71,8 +71,10 @@ async function main(): Promise<void> {
   logConnectionState(log);
 
   const target = new Target({ topic: o.topic, server: name, ...(o.exchange ? { exchange: o.exchange } : {}) });
+  // Before the modules load, so that they get it: getTransport connects nothing yet.
+  const transport = await getTransport(o.transportUrl, { config });
   const endpoints = o.endpoints?.length
-    ? await quitOnStopWhile(loadEndpoints(o.endpoints, { server: name, topic: o.topic }, importModule), (signal) => {
+    ? await quitOnStopWhile(loadEndpoints(o.endpoints, { server: name, topic: o.topic, transport }, importModule), (signal) => {
         log.info(`${signal} while loading the endpoint modules: nothing serves yet; stopped`, { event: 'stopped', signal });
         process.exit(0);
       })
@@ -81,7 +83,6 @@ async function main(): Promise<void> {
   // code it loads, and the index brings the router (rhea) and prom-client.
   const metrics = o.metricsPort === undefined ? undefined : await (await import('../../src/ops/metrics.js')).exposeMetrics(o.metricsPort);
   if (metrics) log.announce(`metrics at ${metrics.url}`);
-  const transport = await getTransport(o.transportUrl, { config });
   const server = new RPCServer(transport, target, endpoints, o.concurrency ? { concurrency: o.concurrency } : {});
   const beacon = o.beacon === undefined ? undefined : new PresenceBeacon(server, o.beacon === true ? {} : { intervalMs: o.beacon });
 

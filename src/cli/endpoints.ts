@@ -5,14 +5,8 @@ import { pathToFileURL } from 'node:url';
 import { modulePathProblem } from '../core/module-paths.js';
 import { commonJsSyntaxHint, loadErrorMessage, syntaxErrorOf, transformErrorWhere } from '../core/syntax-check.js';
 import { findMethod } from '../rpc/dispatcher.js';
-import { endpointsOfModule } from '../rpc/endpoint-module.js';
+import { type EndpointContext, endpointsOfModule } from '../rpc/endpoint-module.js';
 import { UsageError } from './exit-codes.js';
-
-/** What a class or factory export receives. */
-export interface EndpointContext {
-  server: string;
-  topic: string;
-}
 
 /** `file:line: SyntaxError: …` of a syntax error in `file` (see syntaxErrorOf). */
 async function syntaxErrorAt(file: string): Promise<string | undefined> {

@@ -13,19 +13,11 @@ import { loadErrorMessage, sourceFile, syntaxErrorOf } from '../core/syntax-chec
 
 export { loadErrorMessage };
 
-import { endpointsOfModule } from '../rpc/endpoint-module.js';
-import { RELOAD_PARAM } from './run/reload-hooks.js';
+import { type EndpointContext, endpointsOfModule } from '../rpc/endpoint-module.js';
 
-/** What a class or factory export receives. */
-export interface EndpointContext {
-  /** The server name (Target.server) the endpoints serve as. */
-  server: string;
-  topic: string;
-  /** The service name in a `hermod run` file. */
-  service?: string;
-  /** The worker number (1…N) under `hermod run --workers`. */
-  worker?: number;
-}
+export type { EndpointContext };
+
+import { RELOAD_PARAM } from './run/reload-hooks.js';
 
 const TS = /\.[cm]?tsx?$/;
 let tsx: Promise<unknown> | undefined;

@@ -4,7 +4,29 @@
  */
 import { types } from 'node:util';
 import { Target } from '../core/target.js';
+import type { Transport } from '../transport.js';
 import { methodNames } from './dispatcher.js';
+
+/**
+ * What an endpoints module's class export is constructed with, or its factory export called with,
+ * under `rpc-server --endpoints` and `hermod run` (again on each hot reload).
+ */
+export interface EndpointContext {
+  /** The server name (Target.server) the endpoints serve as. */
+  server: string;
+  /** The topic they serve. */
+  topic: string;
+  /** The service name in a `hermod run` file. */
+  service?: string;
+  /** The worker number (1…N) under `hermod run --workers`. */
+  worker?: number;
+  /**
+   * The transport the endpoints are served on, for their own calls, casts and notifications
+   * (`new RPCClient(ctx.transport, …)`, `new Notifier(ctx.transport, …)`). The run owns it: do not
+   * close it. A module's own `getTransport()` is not the run's: without a URL it is `memory://`.
+   */
+  transport: Transport;
+}
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (!value || typeof value !== 'object' || Array.isArray(value)) return false;

@@ -82,10 +82,23 @@ export default {
   );
 }
 
+/** A transport for a reloader's modules that make no calls of their own. */
+async function memoryTransport(ctx: Ctx): Promise<Transport> {
+  const t = await getTransport('memory://reload-ctx', { config: defaultConfig() });
+  ctx.transports.push(t);
+  return t;
+}
+
 async function serve(ctx: Ctx, file: string, topic: string, watch: WatchOptions = {}) {
   const transport = await getTransport(ctx.url, { config: defaultConfig() });
   ctx.transports.push(transport);
-  const reloader = new EndpointReloader([file], { server: 's1', topic }, logger(ctx), { debounceMs: 30, ...watch }, { service: topic });
+  const reloader = new EndpointReloader(
+    [file],
+    { server: 's1', topic, transport },
+    logger(ctx),
+    { debounceMs: 30, ...watch },
+    { service: topic },
+  );
   ctx.reloaders.push(reloader);
   const server = new RPCServer(transport, new Target({ topic, server: 's1' }), await reloader.load());
   await server.start();
@@ -297,7 +310,9 @@ t(
     assert.is(await client.call({}, 'v', {}), 3);
     // Hung again, and the reloader closes while it waits: the close does not wait for the import.
     write(ctx, 'lib/version.js', 'await new Promise(() => {});\nexport const version = 4;\n');
-    const hung = new EndpointReloader([file], { server: 's1', topic: 'hang' }, logger(ctx), { reloadTimeoutMs: 60_000 });
+    const hung = new EndpointReloader([file], { server: 's1', topic: 'hang', transport: await memoryTransport(ctx) }, logger(ctx), {
+      reloadTimeoutMs: 60_000,
+    });
     await hung.start({ replaceEndpoints: () => assert.unreachable('nothing loaded') });
     const reloading = hung.reload();
     await sleep(300);
@@ -318,7 +333,9 @@ t('an abandoned reload runs nothing more once its stuck import settles: no later
     'export default () => { globalThis.__hermodFactories = (globalThis.__hermodFactories ?? 0) + 1; return { async b() { return 1; } }; };\n',
   );
   const g = globalThis as { __hermodFactories?: number };
-  const reloader = new EndpointReloader([a, b], { server: 's1', topic: 'slow' }, logger(ctx), { reloadTimeoutMs: 300 });
+  const reloader = new EndpointReloader([a, b], { server: 's1', topic: 'slow', transport: await memoryTransport(ctx) }, logger(ctx), {
+    reloadTimeoutMs: 300,
+  });
   ctx.reloaders.push(reloader);
   await reloader.load();
   const made = g.__hermodFactories;
@@ -334,7 +351,9 @@ t('a file a cut reload imports after the close is not watched: the closed watche
   write(ctx, 'late/package.json', '{"type":"module"}\n');
   write(ctx, 'late/b.js', 'export const b = 1;\n');
   const a = write(ctx, 'late/a.js', 'export default { async a() { return 1; } };\n');
-  const reloader = new EndpointReloader([a], { server: 's1', topic: 'late' }, logger(ctx), { reloadTimeoutMs: 60_000 });
+  const reloader = new EndpointReloader([a], { server: 's1', topic: 'late', transport: await memoryTransport(ctx) }, logger(ctx), {
+    reloadTimeoutMs: 60_000,
+  });
   ctx.reloaders.push(reloader);
   await reloader.load();
   await reloader.start({ replaceEndpoints: () => undefined });

@@ -114,11 +114,21 @@ export class ServiceGroup {
     // Every service's modules load before any service starts: one that does not load stops the
     // run before anything serves (it started the services before it, then died with exit 1).
     const loaded: Array<{ endpoints: object[]; reloader: EndpointReloader | undefined }> = [];
+    const loadedCtx: EndpointContext[] = [];
     for (const spec of this.options.services) {
       if (this.stopping) return;
       const server = this.serverName(spec);
       const fields = { service: spec.name, ...(worker === undefined ? {} : { worker }), topic: spec.topic, server };
-      const ctx: EndpointContext = { server, topic: spec.topic, service: spec.name, ...(worker === undefined ? {} : { worker }) };
+      // The modules get the transport their service is served on (getTransport connects nothing yet).
+      const transport = await this.transportFor(this.options.configFor(spec));
+      const ctx: EndpointContext = {
+        server,
+        topic: spec.topic,
+        service: spec.name,
+        ...(worker === undefined ? {} : { worker }),
+        transport,
+      };
+      loadedCtx.push(ctx);
       const reloader = watch ? new EndpointReloader(spec.endpoints, ctx, log, watch, fields) : undefined;
       try {
         // Bounded as a reload is: a module that never finished loading left the service silent.
@@ -151,7 +161,7 @@ export class ServiceGroup {
       const transport = await this.transportFor(config);
       const target = new Target({ topic: spec.topic, server, ...(spec.exchange ? { exchange: spec.exchange } : {}) });
       const rpc = new RPCServer(transport, target, endpoints, spec.concurrency ? { concurrency: spec.concurrency } : {});
-      const ctx: EndpointContext = { server, topic: spec.topic, service: spec.name, ...(worker === undefined ? {} : { worker }) };
+      const ctx = loadedCtx[i]!;
       this.running.push({ spec, server: rpc, ctx, fields, ...(reloader ? { reloader } : {}) });
       this.names.set(`${spec.topic}\0${server}`, spec.name);
       if (this.stopping) return;
