@@ -115,7 +115,7 @@ export class JobRunner {
   constructor(
     private readonly o: JobRunnerOptions,
     /** Finds the endpoint of a request (the server's dispatcher), to read its class's `static long`. */
-    private readonly resolve: (req: DispatchRequest) => { endpoint: object },
+    private readonly resolve: (req: DispatchRequest) => { endpoint: object; long: boolean },
   ) {
     this.store = new JobStore(o.max, o.resultTtl, o.maxResultBytes, o.maxPendingBytes);
     this.slots = new JobSlots(o.concurrency);
@@ -450,10 +450,7 @@ export class JobRunner {
 
   private isLong(req: DispatchRequest): boolean {
     // resolve() throws NoSuchMethod / UnsupportedVersion exactly as the dispatch would.
-    const { endpoint } = this.resolve(req);
-    if (this.o.long.includes(req.method)) return true;
-    const marked = (endpoint.constructor as { long?: unknown }).long;
-    return Array.isArray(marked) && marked.includes(req.method);
+    return this.resolve(req).long || this.o.long.includes(req.method);
   }
 
   /**

@@ -134,6 +134,8 @@ export class RPCDispatcher {
     namespace: string | undefined;
     version: string;
     contracts: Map<string, CompiledContract> | undefined;
+    /** Its methods marked long (become jobs): its `long` list, or its class's `static long`. */
+    long: ReadonlySet<string> | undefined;
   }>;
   private readonly validateResults: boolean;
   private readonly everywhere: DispatcherOptions['everywhere'];
@@ -157,7 +159,7 @@ export class RPCDispatcher {
         if (!findMethod(endpoint, m)) throw new InvalidArgument(`${label} has a contract for ${m} but no callable method of that name`);
       }
       const contracts = declared ? compileContracts(declared, label) : undefined;
-      return { endpoint, namespace: t?.namespace, version: t?.version ?? '1.0', contracts };
+      return { endpoint, namespace: t?.namespace, version: t?.version ?? '1.0', contracts, long: longOf(endpoint, label) };
     });
   }
 
@@ -181,15 +183,27 @@ export class RPCDispatcher {
     return [...out.values()];
   }
 
+  /** Whether an endpoint has a callable method of that name (in any namespace or version). */
+  serves(method: string): boolean {
+    return this.entries.some((e) => findMethod(e.endpoint, method) !== undefined);
+  }
+
   /** Finds the method for a request or throws NoSuchMethod / UnsupportedVersion. */
-  resolve(req: DispatchRequest): { endpoint: object; fn: (...args: unknown[]) => unknown; contract: CompiledContract | undefined } {
+  resolve(req: DispatchRequest): {
+    endpoint: object;
+    fn: (...args: unknown[]) => unknown;
+    contract: CompiledContract | undefined;
+    /** The endpoint marks the method long. */
+    long: boolean;
+  } {
     let foundCompatible = false;
     for (const e of this.entries) {
       // The same text is compatible: the common case skips parsing both (a request's version is
       // checked to be X.Y[.Z] on arrival).
       if (e.namespace !== req.namespace || (e.version !== req.version && !versionIsCompatible(e.version, req.version))) continue;
       const fn = findMethod(e.endpoint, req.method);
-      if (fn && this.accessPolicy(e.endpoint, req.method)) return { endpoint: e.endpoint, fn, contract: e.contracts?.get(req.method) };
+      if (fn && this.accessPolicy(e.endpoint, req.method))
+        return { endpoint: e.endpoint, fn, contract: e.contracts?.get(req.method), long: e.long?.has(req.method) ?? false };
       foundCompatible = true;
     }
     const alias = this.everywhere;
@@ -197,7 +211,7 @@ export class RPCDispatcher {
       const fn = findMethod(alias.endpoint, alias.method);
       const entry = this.entries.find((e) => e.endpoint === alias.endpoint);
       if (fn && entry && this.accessPolicy(alias.endpoint, alias.method)) {
-        return { endpoint: alias.endpoint, fn, contract: entry.contracts?.get(alias.method) };
+        return { endpoint: alias.endpoint, fn, contract: entry.contracts?.get(alias.method), long: entry.long?.has(alias.method) ?? false };
       }
     }
     const hint = this.servedElsewhere(req.method);
@@ -242,4 +256,22 @@ export class RPCDispatcher {
     if (contract && this.validateResults) checkResult(contract, req.method, wire);
     return wire;
   }
+}
+
+/**
+ * The methods `endpoint` marks long: its own `long` list (an object endpoint), else its class's
+ * `static long`. A name that is no callable method of it is refused, as a contract's is: a typo
+ * (`'slowRepot'`) left the method a plain call, whose callers then timed out.
+ */
+function longOf(endpoint: object, label: string): ReadonlySet<string> | undefined {
+  // A method that happens to be called `long` is a method, not a list.
+  const own = (endpoint as { long?: unknown }).long;
+  const found = own !== undefined && typeof own !== 'function' ? own : (endpoint.constructor as { long?: unknown } | undefined)?.long;
+  if (found === undefined || found === null) return undefined;
+  if (!Array.isArray(found) || found.some((m) => typeof m !== 'string' || m === ''))
+    throw new InvalidArgument(`${label}: long must be a list of method names, got ${JSON.stringify(found)?.slice(0, 200)}`);
+  for (const m of found as string[]) {
+    if (!findMethod(endpoint, m)) throw new InvalidArgument(`${label} lists ${m} as long but has no callable method of that name`);
+  }
+  return new Set(found as string[]);
 }

@@ -175,7 +175,7 @@ export class RPCServer {
         pollMax: jc.pollMax,
         notifier: options.jobNotifier,
       },
-      (req): { endpoint: object } => server.dispatcher.resolve(req),
+      (req): { endpoint: object; long: boolean } => server.dispatcher.resolve(req),
     );
     this.jobs = jobs;
     // The application's endpoints plus hermod's own (jobs, introspection), for the constructor and
@@ -190,6 +190,15 @@ export class RPCServer {
       });
     };
     this.dispatcher = this.makeDispatcher(endpoints);
+    // A name no endpoint serves made nothing long, silently: its callers then timed out.
+    const long: unknown = options.long;
+    if (long !== undefined) {
+      if (!Array.isArray(long) || long.some((m) => typeof m !== 'string' || m === ''))
+        throw new InvalidArgument(`RPCServer option long must be a list of method names, got ${JSON.stringify(long)?.slice(0, 200)}`);
+      for (const m of long as string[]) {
+        if (!this.dispatcher.serves(m)) throw new InvalidArgument(`RPCServer option long names ${m}, which no endpoint serves`);
+      }
+    }
     this.host = {
       target,
       exchange: target.exchange ?? transport.config.controlExchange,
