@@ -491,6 +491,15 @@ export class RabbitNode implements RabbitNodeInfo {
 // `npm run rabbit`: a throwaway node for trying hermod against RabbitMQ by hand (README
 // "RabbitMQ"), on free ports, gone with its data when this process is stopped.
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const extra = process.argv.slice(2);
+  if (extra.length > 0) {
+    // It takes no options: `--help` started a node (and left it for Ctrl-C) instead of saying so.
+    const help = extra.every((a) => a === '--help' || a === '-h');
+    (help ? process.stdout : process.stderr).write(
+      `${help ? '' : `unknown argument(s): ${extra.join(' ')}\n`}Usage: npm run rabbit\n\nStarts a throwaway RabbitMQ node on free loopback ports, prints its rabbit:// URL, and on Ctrl-C\n(SIGINT, SIGTERM, SIGHUP) stops it and deletes its data. Takes no options.\n`,
+    );
+    process.exit(help ? 0 : 2);
+  }
   if (!rabbitAvailable()) {
     process.stderr.write('rabbitmq-server is not installed (Debian: apt-get install rabbitmq-server)\n');
     process.exit(1);

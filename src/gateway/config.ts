@@ -7,11 +7,19 @@
 import path from 'node:path';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import { assertKnownKey, CONFIG_KEYS, closeKey } from '../config/index.js';
+import type { JsonSchema as ContractSchema } from '../contracts/contract.js';
 import { ConfigError } from '../core/errors.js';
 import { parseConfigJson, readUtf8File } from '../core/json.js';
 
-/** A JSON Schema (2020-12) object, as OpenAPI 3.1 uses it. */
-export type JsonSchema = Record<string, unknown>;
+/**
+ * A JSON Schema (2020-12) object, as OpenAPI 3.1 uses it: a plain object literal or a TypeBox
+ * type, the same objects a method's contract takes (tsc refused a `Type.Object({...})` here).
+ */
+export type JsonSchema = ContractSchema;
+/** A schema as the gateway reads it: at run time every {@link JsonSchema} is a plain object. */
+export type SchemaObject = Record<string, unknown>;
+/** `schema` read as the plain object it is (a TypeBox type's own keys are JSON Schema's). */
+export const schemaObject = (schema: JsonSchema | undefined): SchemaObject | undefined => schema as SchemaObject | undefined;
 
 /** HTTP methods an alias route may use. */
 export type AliasVerb = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -371,7 +379,7 @@ function closingParenthesis(text: string, open: number): number {
  * name, or the property's schema `false`. Other keywords (`allOf`, `$ref`, `unevaluatedProperties`)
  * are not followed: a schema they make refuse it is not caught here.
  */
-function refusedArgument(schema: JsonSchema, name: string): string | undefined {
+function refusedArgument(schema: SchemaObject, name: string): string | undefined {
   const props = schema.properties;
   if (props !== null && typeof props === 'object' && Object.hasOwn(props, name))
     return (props as Record<string, unknown>)[name] === false ? `its args schema has properties.${name}: false` : undefined;
@@ -433,7 +441,7 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
         const { template, params } = aliasPath(url);
         const names = [...params.map((p) => p.name), ...(template.includes('*') ? ['*'] : [])];
         for (const name of names) {
-          const why = refusedArgument(r.args, name);
+          const why = refusedArgument(schemaObject(r.args)!, name);
           if (why)
             throw new ConfigError(
               `routes[${i}] (from ${source}): alias ${r.alias}: its path parameter ${name} is an argument the route refuses (${why}), so every request to it would be a 400; add the property or rename the parameter`,

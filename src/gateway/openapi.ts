@@ -4,7 +4,7 @@
  * takes JSON Schema 2020-12 as it is, so the routes' schemas go in unchanged.
  */
 
-import { aliasPath, type JsonSchema, type ResolvedGatewayConfig, VERSION_PATTERN } from './config.js';
+import { aliasPath, type ResolvedGatewayConfig, type SchemaObject, schemaObject, VERSION_PATTERN } from './config.js';
 import type { CompiledRoute } from './invoker.js';
 
 const ERROR_REF = { $ref: '#/components/schemas/Error' };
@@ -44,8 +44,8 @@ interface Hoisted {
 function documented(route: CompiledRoute, defs: Hoisted) {
   const r = route.route;
   const c = route.contract;
-  const args = r.args ?? (c?.args as JsonSchema | undefined);
-  const result = r.result ?? (c?.result as JsonSchema | undefined);
+  const args = schemaObject(r.args ?? c?.args);
+  const result = schemaObject(r.result ?? c?.result);
   return {
     ...r,
     ...(args ? { args: hoist(args, `${route.name}.args`, defs) } : {}),
@@ -75,7 +75,7 @@ function componentName(full: string, defs: Hoisted): string {
  * `components.schemas` as `<prefix>.<name>`, and its `#/$defs/…` references pointed there. Pasted
  * as it was, a reference resolved against the document's root, where there is no `$defs`.
  */
-function hoist(schema: JsonSchema, prefix: string, defs: Hoisted): JsonSchema {
+function hoist(schema: SchemaObject, prefix: string, defs: Hoisted): SchemaObject {
   const self = componentName(prefix, defs);
   let rooted = false;
   const rewrite = (v: unknown): unknown => {
@@ -108,7 +108,7 @@ function hoist(schema: JsonSchema, prefix: string, defs: Hoisted): JsonSchema {
     delete out[key];
   }
   if (rooted) defs.schemas[self] = out;
-  return out as JsonSchema;
+  return out as SchemaObject;
 }
 
 /**
@@ -116,7 +116,7 @@ function hoist(schema: JsonSchema, prefix: string, defs: Hoisted): JsonSchema {
  * the parameter's regular expression if it has one (the router refuses a value that does not
  * match it: the expression was dropped from the document when `args` named the property).
  */
-function aliasParamSchema(prop: JsonSchema | undefined, pattern: string | undefined): JsonSchema {
+function aliasParamSchema(prop: SchemaObject | undefined, pattern: string | undefined): SchemaObject {
   if (!prop) return { type: 'string', ...(pattern ? { pattern } : {}) };
   if (!pattern) return prop;
   // A property with a pattern of its own keeps it: the value has to match both.
@@ -276,7 +276,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
     );
     if (r.alias) {
       const [verb, url] = r.alias.split(' ') as [string, string];
-      const props = ((r.args?.properties as Record<string, JsonSchema> | undefined) ?? {}) as Record<string, JsonSchema>;
+      const props = ((schemaObject(r.args)?.properties as Record<string, SchemaObject> | undefined) ?? {}) as Record<string, SchemaObject>;
       const alias = aliasPath(url);
       // fastify's wildcard (`/files/*`) is the path parameter `*`: the rest of the path. It was a
       // literal `*` in the document's path, with the parameter listed in the query.
@@ -293,7 +293,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
       }));
       const hasBody = verb === 'POST' || verb === 'PUT' || verb === 'PATCH';
       if (!hasBody) {
-        const required = (r.args?.required as string[] | undefined) ?? [];
+        const required = (schemaObject(r.args)?.required as string[] | undefined) ?? [];
         for (const [name, schema] of Object.entries(props)) {
           if (!pathNames.includes(name)) parameters.push({ name, in: 'query', required: required.includes(name), schema });
         }
@@ -346,7 +346,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
     },
   };
   // An example the first route's schema takes as it is: one without required arguments.
-  const plain = routes.find((r) => !((r.route.args?.required as unknown[] | undefined)?.length ?? 0) && !r.route.cast);
+  const plain = routes.find((r) => !((schemaObject(r.route.args)?.required as unknown[] | undefined)?.length ?? 0) && !r.route.cast);
   const body = { schema: { oneOf: [request, { type: 'array', items: request, minItems: 1 }] } };
   const refused = (description: string) => ({
     description,

@@ -7,7 +7,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { InvalidArgument } from '../core/errors.js';
 import { setOwn } from '../core/plain.js';
-import type { AliasVerb, JsonSchema } from './config.js';
+import type { AliasVerb, SchemaObject } from './config.js';
 import { type CallControls, CONTROL_NAMES, type CompiledRoute, type Invoker, parseControls } from './invoker.js';
 import { acceptedJob, type JobsFace, preferences, type StartMode, startMode, varyOnPrefer } from './jobs-http.js';
 import type { RequestState } from './state.js';
@@ -65,7 +65,7 @@ function bodyObject(body: unknown, route: CompiledRoute): Record<string, unknown
 
 // Path and query values are text; where the route's schema says a property is a number or a
 // boolean, the text is read as one (and left as text when it is not one, for the schema to refuse).
-function coerceScalar(value: unknown, schema: JsonSchema | undefined): unknown {
+function coerceScalar(value: unknown, schema: SchemaObject | undefined): unknown {
   if (typeof value !== 'string' || !schema) return value;
   const types = ([] as unknown[]).concat(schema.type ?? []);
   if ((types.includes('integer') || types.includes('number')) && /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(value)) return Number(value);
@@ -80,7 +80,7 @@ function coerceScalar(value: unknown, schema: JsonSchema | undefined): unknown {
  * schema of `items`. Before, the OpenAPI document listed such parameters and every way of sending
  * them was a 400.
  */
-function coerceTo(value: unknown, schema: JsonSchema | undefined, root: JsonSchema): unknown {
+function coerceTo(value: unknown, schema: SchemaObject | undefined, root: SchemaObject): unknown {
   if (!schema) return value;
   const types = ([] as unknown[]).concat(schema.type ?? []);
   if (!types.includes('array')) return coerceScalar(value, schema);
@@ -88,7 +88,7 @@ function coerceTo(value: unknown, schema: JsonSchema | undefined, root: JsonSche
   if (typeof value === 'string' && types.includes('string')) return value;
   const list = Array.isArray(value) ? value : typeof value === 'string' ? [value] : undefined;
   if (!list) return value;
-  const items = schema.items !== null && typeof schema.items === 'object' ? localSchema(root, schema.items as JsonSchema) : undefined;
+  const items = schema.items !== null && typeof schema.items === 'object' ? localSchema(root, schema.items as SchemaObject) : undefined;
   return list.map((v) => coerceScalar(v, items));
 }
 
@@ -140,8 +140,8 @@ export function registerRest(app: FastifyInstance, invoker: Invoker, maxTimeout:
       exposeHeadRoute: false,
       handler: async (request, reply) => {
         // Read per request: a contract the route adopts from its servers arrives after registration.
-        const schema = (route.route.args ?? route.contract?.args) as JsonSchema | undefined;
-        const props = (schema?.properties ?? {}) as Record<string, JsonSchema>;
+        const schema = (route.route.args ?? route.contract?.args) as SchemaObject | undefined;
+        const props = (schema?.properties ?? {}) as Record<string, SchemaObject>;
         const coerce = (k: string, v: unknown) => (Object.hasOwn(props, k) ? coerceTo(v, localSchema(schema!, props[k]), schema!) : v);
         const args: Record<string, unknown> = { ...bodyObject(request.body, route) };
         // setOwn: `?__proto__=…` is a key the arguments then refuse, not a prototype set in passing.
@@ -157,11 +157,11 @@ export function registerRest(app: FastifyInstance, invoker: Invoker, maxTimeout:
  * `s` with its `#/$defs/…` (or `#/definitions/…`) references followed within `root`, so that a
  * path or query parameter declared as `{"$ref": "#/$defs/id"}` is coerced by the type it names.
  */
-function localSchema(root: JsonSchema, s: JsonSchema | undefined): JsonSchema | undefined {
+function localSchema(root: SchemaObject, s: SchemaObject | undefined): SchemaObject | undefined {
   let out = s;
   for (let hops = 0; hops < 8 && out && typeof out.$ref === 'string'; hops++) {
     const m = /^#\/(\$defs|definitions)\/([^/]+)$/.exec(out.$ref as string);
-    const defs = m ? (root[m[1]!] as Record<string, JsonSchema> | undefined) : undefined;
+    const defs = m ? (root[m[1]!] as Record<string, SchemaObject> | undefined) : undefined;
     const name = m ? decodeURIComponent(m[2]!).replace(/~1/g, '/').replace(/~0/g, '~') : '';
     if (!defs || !Object.hasOwn(defs, name)) break;
     out = defs[name];

@@ -244,7 +244,15 @@ export class RPCClient {
   }
 
   private build(ctx: Context, method: string, args: unknown): { request: RpcRequest; ctx: Context } {
-    if (typeof method !== 'string' || method.length === 0) throw new InvalidArgument('method must be a non-empty string');
+    if (typeof method !== 'string' || method.length === 0) {
+      // call('users.get', { id: 1 }), Moleculer's and NestJS's shape: the method went where the context goes.
+      const shifted =
+        typeof ctx === 'string' && ctx !== ''
+          ? `; the request context comes first: (ctx, method, args), e.g. ({}, ${JSON.stringify(ctx).slice(0, 100)}, { ... })`
+          : '';
+      const got = method === '' ? 'an empty string' : method === null ? 'null' : Array.isArray(method) ? 'an array' : typeof method;
+      throw new InvalidArgument(`method must be a non-empty string, got ${got}${shifted}`);
+    }
     if (ctx === null || typeof ctx !== 'object' || Array.isArray(ctx)) {
       throw new InvalidArgument(
         `the context of ${method} must be a plain object, got ${Array.isArray(ctx) ? 'an array' : ctx === null ? 'null' : typeof ctx}`,

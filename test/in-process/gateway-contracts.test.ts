@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { createGateway } from '../../src/gateway/index.js';
 import { defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
-import { Calculator } from '../support/contract-cases.js';
+import { Calculator, calculatorContracts } from '../support/contract-cases.js';
 import { gatewayContractSuite } from '../support/gateway-contract-cases.js';
 import { slowProxy } from '../support/slow-proxy.js';
 import { http, IN_PROCESS } from './gateway-cases.js';
@@ -109,3 +109,32 @@ slow(
 );
 
 slow.run();
+
+const typed = suite("gateway routes: a contract's TypeBox schemas as a route's own");
+typed("a route's args and result may be TypeBox types (tsc refused them): the gateway checks with them", async () => {
+  const url = 'memory://gateway-typebox-route';
+  const st = await getTransport(url, { config: defaultConfig() });
+  // No contracts on the server: what refuses is the route's own schema.
+  const server = new RPCServer(st, new Target({ topic: 'tbc', server: 's1' }), [
+    { add: (_c: unknown, a: { a: number; b: number }) => a.a + a.b },
+  ]);
+  await server.start();
+  const gt = await getTransport(url, { config: defaultConfig() });
+  const { args, result } = calculatorContracts.add;
+  const gw = createGateway(gt, { listen: { port: 0 }, routes: [{ topic: 'tbc', method: 'add', args, result }] });
+  try {
+    const { url: base } = await gw.start();
+    const ok = await http(base, 'POST', '/v1/tbc/add', { a: 40, b: 2 });
+    assert.equal([ok.status, ok.json], [200, { result: 42 }]);
+    const bad = await http(base, 'POST', '/v1/tbc/add', { a: 'one', b: 2 });
+    assert.is(bad.status, 400, JSON.stringify(bad.json));
+    assert.is(bad.json.error.code, 'HERMOD_ERR_INVALID_ARGUMENT');
+  } finally {
+    await gw.stop(1000);
+    await server.stop();
+    await server.wait(1000);
+    await gt.close();
+    await st.close();
+  }
+});
+typed.run();

@@ -285,6 +285,12 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>, options
     // arguments and in the context: the client made it the prototype, and the call ran without it.
     await rejects(c.call({}, 'echo', JSON.parse('{"__proto__":{"x":1},"value":1}')), 'HERMOD_ERR_MALFORMED_MESSAGE', /args\.__proto__/);
     await rejects(c.call(JSON.parse('{"__proto__":{"x":1}}'), 'echo', { value: 1 }), 'HERMOD_ERR_MALFORMED_MESSAGE', /context\.__proto__/);
+    // Moleculer's and NestJS's shape, the method where the context goes: said so, not only "method must be a string".
+    await rejects(
+      c.call('add' as never, { a: 1, b: 2 } as never),
+      'HERMOD_ERR_INVALID_ARGUMENT',
+      /^method must be a non-empty string, got object; the request context comes first: \(ctx, method, args\), e\.g\. \(\{\}, "add", \{ \.\.\. \}\)$/,
+    );
     assert.is(await c.prepare({ namespace: 'math', version: '1.1' }).call({}, 'mul', { a: 6, b: 7 }), 42);
     assert.is(await c.prepare({ namespace: 'math', version: '1.2' }).call({}, 'mul', { a: 2, b: 5 }), 10);
     await rejects(
