@@ -255,12 +255,23 @@ export class RemoteError extends HermodError {
   readonly module: string;
   /** Remote traceback lines, when the server sends them. */
   readonly traceback: string[];
-  constructor(excType: string, value: string, options?: { module?: string; traceback?: string[]; cause?: unknown }) {
+  /**
+   * The exception's keyword arguments as the server sent them (oslo's failure `kwargs`: what
+   * a Python exception was built with, an error's own `kwargs` field on a hermod server); `{}`
+   * when none. A peer's data: read it as untrusted JSON.
+   */
+  readonly kwargs: Record<string, unknown>;
+  constructor(
+    excType: string,
+    value: string,
+    options?: { module?: string; traceback?: string[]; kwargs?: Record<string, unknown>; cause?: unknown },
+  ) {
     super(`Remote error: ${excType} ${value}`, options);
     this.excType = excType;
     this.value = value;
     this.module = options?.module ?? '';
     this.traceback = options?.traceback ?? [];
+    this.kwargs = options?.kwargs ?? {};
   }
 }
 define(RemoteError, 'HERMOD_ERR_REMOTE');

@@ -67,6 +67,14 @@ export interface GatewayRoute {
   summary?: string;
 }
 
+/** How one class of server errors is answered over HTTP (see {@link GatewayConfig.remoteErrors}). */
+export interface RemoteErrorRule {
+  /** The HTTP status, 400–599; JSON-RPC answers keep their code and carry it as `data.status`. */
+  status: number;
+  /** Send the error's keyword arguments as `error.data` (they are the server's data: expose them knowingly). @default false */
+  data?: boolean;
+}
+
 /** The gateway's configuration file (`hermod-gateway --config-file gw.json`). */
 export interface GatewayConfig {
   /** Where to listen. @default { host: '127.0.0.1', port: 8080 } */
@@ -132,6 +140,14 @@ export interface GatewayConfig {
   maxBatch?: number;
   /** Send remote tracebacks to HTTP clients (they reveal server internals). @default false */
   exposeTracebacks?: boolean;
+  /**
+   * How servers' own errors reach HTTP clients, by their class: `"UserNotFound"` (from any module)
+   * or `"nova.exception.InstanceNotFound"` (that module's; it wins over the class alone). `status`
+   * (400–599) replaces the 502 every other server error gets; `data: true` adds the error's
+   * keyword arguments (oslo's `kwargs`, a hermod error's `kwargs` field) as `error.data`.
+   * @default {}
+   */
+  remoteErrors?: Record<string, RemoteErrorRule>;
   /** Serve /openapi.json and /docs. @default true */
   docs?: boolean;
   /**
@@ -250,6 +266,16 @@ const SCHEMA = {
     maxInFlightPerClient: { type: 'integer', minimum: 1 },
     maxBatch: { type: 'integer', minimum: 1, maximum: 10_000 },
     exposeTracebacks: { type: 'boolean' },
+    remoteErrors: {
+      type: 'object',
+      propertyNames: { minLength: 1, maxLength: 512 },
+      additionalProperties: {
+        type: 'object',
+        required: ['status'],
+        additionalProperties: false,
+        properties: { status: { type: 'integer', minimum: 400, maximum: 599 }, data: { type: 'boolean' } },
+      },
+    },
     docs: { type: 'boolean' },
     contractTimeout: { type: 'integer', minimum: 0, maximum: 60_000 },
     jobs: {
@@ -513,6 +539,7 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
     ...(c.maxInFlightPerClient !== undefined ? { maxInFlightPerClient: c.maxInFlightPerClient } : {}),
     maxBatch: c.maxBatch ?? 100,
     exposeTracebacks: c.exposeTracebacks ?? false,
+    remoteErrors: c.remoteErrors ?? {},
     docs: c.docs ?? true,
     contractTimeout: c.contractTimeout ?? 0,
     jobs: { enabled: c.jobs?.enabled ?? true, ...(c.jobs?.keyFile ? { keyFile: c.jobs.keyFile } : {}) },

@@ -23,6 +23,7 @@ import {
 } from '../core/errors.js';
 import { InvalidJobToken, JobCancelled, JobFinished, JobNotFound, ServerUnavailable, TooManyJobs } from '../jobs/errors.js';
 import { isRemote } from '../rpc/remote-errors.js';
+import type { RemoteErrorRule } from './config.js';
 
 function code(cls: abstract new (...args: never[]) => HermodError, value: string): void {
   Object.defineProperty(cls, 'CODE', { value });
@@ -138,8 +139,10 @@ const BROKEN_RESULT: Mapped = { status: 502, rpcCode: RPC_CODES.badResult };
  * The row of {@link ERROR_TABLE} for `err`; any other error that crossed the wire is a 502
  * (the server failed), anything else a 500 / -32603 (the gateway failed).
  */
-export function mapError(err: unknown): Mapped {
+export function mapError(err: unknown, rules?: RemoteErrorRules): Mapped {
   const remote = isRemote(err);
+  const rule = rules && remoteRule(err, rules);
+  if (rule) return { status: rule.status, rpcCode: RPC_CODES.remoteError };
   // A ContractViolation is an InvalidArgument, but one of the result is the server failing its
   // own contract, as a BadResult is: not the caller's mistake.
   if (err instanceof ContractViolation && err.of === 'result') return BROKEN_RESULT;
@@ -166,6 +169,26 @@ const LOCAL_ONLY: ReadonlySet<unknown> = new Set([
   CallCut,
 ]);
 
+/** The operator's `remoteErrors` (see GatewayConfig.remoteErrors). */
+export type RemoteErrorRules = Readonly<Record<string, RemoteErrorRule>>;
+
+/**
+ * The rule for a server's error: by `module.class`, else by class. Own keys only: a class named
+ * `constructor` or `__proto__` is a peer's choice and must not find Object.prototype's.
+ */
+function remoteRule(err: unknown, rules: RemoteErrorRules): RemoteErrorRule | undefined {
+  const from =
+    err instanceof RemoteError
+      ? { module: err.module, cls: err.excType }
+      : isRemote(err)
+        ? { module: err.remote.module, cls: err.remote.class }
+        : undefined;
+  if (!from) return undefined;
+  const qualified = `${from.module}.${from.cls}`;
+  if (from.module && Object.hasOwn(rules, qualified)) return rules[qualified];
+  return Object.hasOwn(rules, from.cls) ? rules[from.cls] : undefined;
+}
+
 /** What a client sees of an error: its stable code, type and message; remote details when it came from a server. */
 export interface ErrorBody {
   code: string;
@@ -173,10 +196,12 @@ export interface ErrorBody {
   message: string;
   requestId?: string;
   remote?: { module: string; type: string; traceback?: string[] };
+  /** The server error's keyword arguments, when its `remoteErrors` rule says `data: true`. */
+  data?: Record<string, unknown>;
 }
 
 /** The error as sent to HTTP clients; internal (unmapped) errors say only that something failed. */
-export function errorBody(err: unknown, requestId: string | undefined, exposeTracebacks: boolean): ErrorBody {
+export function errorBody(err: unknown, requestId: string | undefined, exposeTracebacks: boolean, rules?: RemoteErrorRules): ErrorBody {
   const m = mapError(err);
   const e = err as Error & { code?: string; remote?: { module: string; class: string; traceback?: string[] } };
   if (m === INTERNAL) {
@@ -197,6 +222,10 @@ export function errorBody(err: unknown, requestId: string | undefined, exposeTra
       type: e.remote.class,
       ...(exposeTracebacks && e.remote.traceback ? { traceback: e.remote.traceback } : {}),
     };
+  }
+  if (rules && remoteRule(err, rules)?.data) {
+    const kwargs = err instanceof RemoteError ? err.kwargs : (e.remote as { kwargs?: Record<string, unknown> } | undefined)?.kwargs;
+    if (kwargs) body.data = kwargs;
   }
   return body;
 }

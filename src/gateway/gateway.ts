@@ -541,9 +541,9 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     // fastify's branch below made it a 500 "internal gateway error", or read its statusCode field.
     const mapped = err instanceof HermodError || isRemote(err);
     if (mapped) {
-      const m = mapError(err);
+      const m = mapError(err, config.remoteErrors);
       status = m.status;
-      body = errorBody(err, request.id, config.exposeTracebacks);
+      body = errorBody(err, request.id, config.exposeTracebacks, config.remoteErrors);
       if (m.retryAfter) reply.header('retry-after', String(m.retryAfter));
       if (err instanceof Unauthenticated) reply.header('www-authenticate', 'Bearer');
     } else {
@@ -565,7 +565,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
     }
     if (jsonrpc) {
       const rpcCode = mapped
-        ? mapError(err).rpcCode
+        ? mapError(err, config.remoteErrors).rpcCode
         : status === 429
           ? RPC_CODES.unavailable
           : status < 500
@@ -773,7 +773,11 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
       });
     }
     const jobs = refs
-      ? new JobsFace(invoker, refs, { maxWaitMs: config.maxCallTimeout, exposeTracebacks: config.exposeTracebacks })
+      ? new JobsFace(invoker, refs, {
+          maxWaitMs: config.maxCallTimeout,
+          exposeTracebacks: config.exposeTracebacks,
+          remoteErrors: config.remoteErrors,
+        })
       : undefined;
     registerRest(scope, invoker, config.maxCallTimeout, jobs);
     if (jobs) registerJobs(scope, jobs);
@@ -783,6 +787,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
       argsDepth,
       tooDeep,
       exposeTracebacks: config.exposeTracebacks,
+      remoteErrors: config.remoteErrors,
       maxBatch: config.maxBatch,
       maxTimeout: config.maxCallTimeout,
       ...(chargeBatch ? { chargeBatch } : {}),

@@ -10,7 +10,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { InvalidArgument } from '../core/errors.js';
 import type { JobStatus } from '../jobs/poller.js';
 import type { JobToken } from '../jobs/token.js';
-import { errorBody } from './errors.js';
+import { errorBody, type RemoteErrorRules } from './errors.js';
 import type { CompiledRoute, Invoker, JobView } from './invoker.js';
 import { type JobRefs, ownerOf } from './job-refs.js';
 import type { RequestState } from './state.js';
@@ -136,7 +136,7 @@ export class JobsFace {
   constructor(
     readonly invoker: Invoker,
     readonly refs: JobRefs,
-    readonly options: { maxWaitMs: number; exposeTracebacks: boolean },
+    readonly options: { maxWaitMs: number; exposeTracebacks: boolean; remoteErrors: RemoteErrorRules },
   ) {}
 
   /** The job of `ref`, and the route it was started on (whose roles the caller must still hold). */
@@ -154,7 +154,7 @@ export class JobsFace {
     return {
       ...statusBody(ref, route, view.status),
       ...(view.result ? { result: view.result.value ?? null } : {}),
-      ...(view.error ? { error: errorBody(view.error, requestId, this.options.exposeTracebacks) } : {}),
+      ...(view.error ? { error: errorBody(view.error, requestId, this.options.exposeTracebacks, this.options.remoteErrors) } : {}),
     };
   }
 

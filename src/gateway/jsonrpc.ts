@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { InvalidArgument, type NestingTooDeep } from '../core/errors.js';
 import { nestsDeeperThan } from '../core/json.js';
 import type { Context } from '../core/serializer.js';
-import { type ErrorBody, errorBody, mapError, NotExposed, RPC_CODES } from './errors.js';
+import { type ErrorBody, errorBody, mapError, NotExposed, type RemoteErrorRules, RPC_CODES } from './errors.js';
 import type { CallControls, Invoker } from './invoker.js';
 import { type JobsFace, type Preferences, preferences, startMode } from './jobs-http.js';
 import { idLiterals, inexactId, withIdLiteral } from './raw-ids.js';
@@ -38,6 +38,8 @@ function validId(id: unknown): id is Id {
 interface Shared {
   invoker: Invoker;
   exposeTracebacks: boolean;
+  /** How servers' errors are answered, by class (GatewayConfig.remoteErrors). */
+  remoteErrors: RemoteErrorRules;
   /** Jobs, when the gateway serves them: `rpc.job` and `rpc.cancel_job`, and calls started as jobs. */
   jobs?: JobsFace;
 }
@@ -120,8 +122,8 @@ async function one(item: unknown, s: Shared, state: RequestState, requestId: str
     return { jsonrpc: '2.0', result: outcome.kind === 'result' ? (outcome.result ?? null) : null, id };
   } catch (err) {
     if (notification) return undefined;
-    const m = mapError(err);
-    const body = errorBody(err, requestId, s.exposeTracebacks);
+    const m = mapError(err, s.remoteErrors);
+    const body = errorBody(err, requestId, s.exposeTracebacks, s.remoteErrors);
     return failure(m.rpcCode, body.message, id, { ...body, status: m.status });
   }
 }

@@ -24,6 +24,23 @@ const ERRORS = {
   '504': errorResponse('No reply within the call timeout'),
 };
 
+/** {@link ERRORS} with the statuses `remoteErrors` gives servers' own errors, each naming its classes. */
+function errorsWith(rules: ResolvedGatewayConfig['remoteErrors']): Record<string, ReturnType<typeof errorResponse>> {
+  const byStatus = new Map<string, string[]>();
+  for (const [cls, rule] of Object.entries(rules)) {
+    const list = byStatus.get(String(rule.status)) ?? [];
+    list.push(cls);
+    byStatus.set(String(rule.status), list);
+  }
+  const out: Record<string, ReturnType<typeof errorResponse>> = { ...ERRORS };
+  for (const [status, classes] of [...byStatus].sort(([a], [b]) => Number(a) - Number(b))) {
+    const raised = `the remote method raised ${classes.join(', ')}`;
+    const known = out[status];
+    out[status] = errorResponse(known ? `${known.description}; or ${raised}` : raised.charAt(0).toUpperCase() + raised.slice(1));
+  }
+  return out;
+}
+
 const CONTROL_PARAMS = [
   { name: 'server', schema: { type: 'string' }, description: 'Send to this server of the topic' },
   { name: 'namespace', schema: { type: 'string' }, description: "The endpoint's namespace" },
@@ -226,14 +243,20 @@ function jobPaths(maxWaitSeconds: number) {
   };
 }
 
-function operation(route: CompiledRoute, extra: Record<string, unknown>, jobs: boolean, defs: Hoisted) {
+function operation(
+  route: CompiledRoute,
+  extra: Record<string, unknown>,
+  jobs: boolean,
+  defs: Hoisted,
+  errors: Record<string, ReturnType<typeof errorResponse>>,
+) {
   const r = documented(route, defs);
   return {
     operationId: route.name,
     summary: r.summary ?? `${r.method} on topic ${r.topic}`,
     tags: [r.topic],
     ...extra,
-    responses: { ...(r.cast ? { '202': ACCEPTED } : { '200': success(route, defs), '202': jobs ? ACCEPTED_OR_JOB : ACCEPTED }), ...ERRORS },
+    responses: { ...(r.cast ? { '202': ACCEPTED } : { '200': success(route, defs), '202': jobs ? ACCEPTED_OR_JOB : ACCEPTED }), ...errors },
     ...(route.roles.length ? { 'x-hermod-roles': route.roles } : {}),
     ...(r.job ? { 'x-hermod-job': true } : {}),
   };
@@ -250,6 +273,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
     paths[path][verb] = op;
   };
   const jobs = config.jobs.enabled;
+  const errors = errorsWith(config.remoteErrors);
   // The document's own components first: no route schema takes their names.
   const defs: Hoisted = { schemas: {}, names: new Map(), taken: new Set(['Error', 'ErrorDetail', 'Job']) };
   for (const route of routes) {
@@ -272,6 +296,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
         },
         jobs,
         defs,
+        errors,
       ),
     );
     if (r.alias) {
@@ -311,6 +336,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
           },
           jobs,
           defs,
+          errors,
         ),
       );
     }
@@ -326,7 +352,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
         ...(jobs ? [PREFER] : []),
       ],
       requestBody: { content: { 'application/json': { schema: { type: 'object' } } } },
-      responses: { '200': success(undefined, defs), '202': jobs ? ACCEPTED_OR_JOB : ACCEPTED, ...ERRORS },
+      responses: { '200': success(undefined, defs), '202': jobs ? ACCEPTED_OR_JOB : ACCEPTED, ...errors },
     });
   }
   if (jobs) paths['/v1/jobs/{ref}'] = jobPaths(Math.floor(config.maxCallTimeout / 1000));
@@ -405,6 +431,7 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
             type: { type: 'string' },
             message: { type: 'string' },
             requestId: { type: 'string' },
+            data: { type: 'object', description: "The server error's keyword arguments, where the gateway's remoteErrors say so" },
             remote: {
               type: 'object',
               properties: {

@@ -89,6 +89,8 @@ export interface RemoteOrigin {
   class: string;
   /** The server's traceback lines; empty unless it sends them. */
   traceback: string[];
+  /** The exception's keyword arguments as the server sent them (a peer's data); `{}` when none. */
+  kwargs: Record<string, unknown>;
 }
 
 /** Options for turning local errors into failures. */
@@ -130,11 +132,18 @@ function build(thrown: unknown, opts: SerializeFailureOptions): Failure {
   }
   if (thrown instanceof RemoteError) {
     // Re-raising a remote error keeps its original identity, as oslo's _Remote suffix does.
-    return { class: thrown.excType, module: thrown.module, message: thrown.value, tb: thrown.traceback, args: [thrown.value], kwargs: {} };
+    return {
+      class: thrown.excType,
+      module: thrown.module,
+      message: thrown.value,
+      tb: thrown.traceback,
+      args: [thrown.value],
+      kwargs: thrown.kwargs,
+    };
   }
   if (thrown instanceof Error) {
     const origin = (thrown as { remote?: RemoteOrigin }).remote;
-    if (origin) return failure(origin.module, origin.class, thrown, [messageOf(thrown)], {}, opts);
+    if (origin) return failure(origin.module, origin.class, thrown, [messageOf(thrown)], origin.kwargs ?? {}, opts);
     const ctor = thrown.constructor as { remoteModule?: unknown } | undefined;
     const module = typeof ctor?.remoteModule === 'string' ? ctor.remoteModule : isHermodClass(thrown) ? HERMOD_MODULE : ENDPOINT_MODULE;
     const kwargs = (thrown as { kwargs?: unknown }).kwargs;
@@ -237,6 +246,7 @@ export function deserializeFailure(f: Failure, allowedModules: readonly string[]
   const cls = typeof f.class === 'string' && f.class ? f.class : 'Exception';
   const module = typeof f.module === 'string' ? f.module : '';
   const tb = Array.isArray(f.tb) ? f.tb.map(peerText) : [];
+  const kwargs = f.kwargs !== null && typeof f.kwargs === 'object' && !Array.isArray(f.kwargs) ? f.kwargs : {};
   const allowed =
     module === HERMOD_MODULE ||
     module === ENDPOINT_MODULE ||
@@ -249,12 +259,12 @@ export function deserializeFailure(f: Failure, allowedModules: readonly string[]
     try {
       err = factory(f);
     } catch {
-      err = new RemoteError(cls, msg(f), { module, traceback: tb });
+      err = new RemoteError(cls, msg(f), { module, traceback: tb, kwargs });
     }
   } else {
-    err = new RemoteError(cls, msg(f), { module, traceback: tb });
+    err = new RemoteError(cls, msg(f), { module, traceback: tb, kwargs });
   }
-  Object.defineProperty(err, 'remote', { value: { module, class: cls, traceback: tb } satisfies RemoteOrigin, enumerable: false });
+  Object.defineProperty(err, 'remote', { value: { module, class: cls, traceback: tb, kwargs } satisfies RemoteOrigin, enumerable: false });
   return err;
 }
 

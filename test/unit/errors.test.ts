@@ -98,6 +98,21 @@ t("an endpoint's error class named like one of hermod's is not rebuilt as hermod
   assert.instance(deserializeFailure(serializeFailure(new OutOfStock('eggs'))), OutOfStock);
 });
 
+t("a failure's kwargs reach RemoteError.kwargs and a rebuilt error's remote.kwargs, and survive a re-raise", () => {
+  const f = { class: 'InstanceNotFound', module: 'nova.exception', message: 'gone', tb: [], args: [], kwargs: { instance_id: 'i-1' } };
+  const r = deserializeFailure(f) as RemoteError;
+  assert.equal(r.kwargs, { instance_id: 'i-1' });
+  assert.equal(serializeFailure(r).kwargs, { instance_id: 'i-1' }, 'a server re-raising it sends them on');
+  class Gone extends Error {}
+  registerRemoteError('nova.exception', 'Gone', (x) => new Gone(x.message));
+  const g = deserializeFailure({ ...f, class: 'Gone' }, ['nova.exception']);
+  assert.instance(g, Gone);
+  assert.equal(isRemote(g) && g.remote.kwargs, { instance_id: 'i-1' });
+  assert.equal(serializeFailure(g).kwargs, { instance_id: 'i-1' });
+  // Not an object: none.
+  assert.equal((deserializeFailure({ ...f, kwargs: [1] as never }) as RemoteError).kwargs, {});
+});
+
 t('thrown non-Errors still produce useful failures', () => {
   assert.match(serializeFailure('plain string').message, /plain string/);
   assert.match(serializeFailure({ code: 42 }).message, /"code":42/);
