@@ -8,7 +8,7 @@
 
 export type { Authenticate, Identity, KeyEntry } from './auth.js';
 export { hashApiKey } from './auth.js';
-export type { AliasVerb, GatewayConfig, GatewayRoute, JsonSchema, ResolvedGatewayConfig } from './config.js';
+export type { AliasVerb, GatewayConfig, GatewayRoute, JsonSchema, RemoteErrorRule, ResolvedGatewayConfig } from './config.js';
 export { readGatewayConfig, resolveGatewayConfig } from './config.js';
 export { BadResult, CallCut, ClientBusy, ERROR_TABLE, Forbidden, NotExposed, RPC_CODES, Unauthenticated, Unavailable } from './errors.js';
 export type { ConnectionRefusedEvent, Gateway, GatewayAddress, GatewayOptions } from './gateway.js';
