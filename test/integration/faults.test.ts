@@ -366,6 +366,52 @@ t(
   },
 );
 
+t(
+  'with stream fanout, a server starting over a stream with messages, and stopping with fanouts waiting, keeps its connection (a nack on a stream is a 540 that closes it)',
+  async (ctx) => {
+    const overrides = { 'rabbit.transientQuorumQueues': true, 'rabbit.streamFanout': true };
+    const topic = `streamnack-${process.pid}`;
+    const runs: string[] = [];
+    const endpoint = (name: string) => ({
+      async bump(_c: Context, args: { seq: string; ms?: number }) {
+        runs.push(`${name}:${args.seq}`);
+        await sleep(args.ms ?? 0);
+      },
+    });
+    const first = new RPCServer(await transport(ctx, ctx.node.url(), overrides), new Target({ topic, server: 's1' }), [endpoint('s1')]);
+    await first.start();
+    ctx.servers.push(first);
+    const fan = new RPCClient(await transport(ctx, ctx.node.url(), overrides), new Target({ topic, fanout: true }));
+    for (let i = 0; i < 5; i++) await fan.cast({}, 'bump', { seq: `old${i}` });
+    await until(() => runs.length === 5, 'the first server running the fanouts');
+    // The second server's consumer starts at the stream's last chunk: those fanouts come while it
+    // is still starting, and it handed them back with a nack.
+    const t2 = await transport(ctx, ctx.node.url(), overrides);
+    const lost: string[] = [];
+    t2.on('state', (st: { state: string; error?: Error }) => {
+      if (st.state !== 'connected' && st.state !== 'connecting') lost.push(`${st.state}: ${st.error?.message ?? ''}`);
+    });
+    const second = new RPCServer(t2, new Target({ topic, server: 's2' }), [endpoint('s2')], { concurrency: 2 });
+    await second.start();
+    ctx.servers.push(second);
+    await sleep(1000);
+    await fan.cast({}, 'bump', { seq: 'new' });
+    await until(() => runs.includes('s2:new'), 'the second server running a new fanout');
+    // Both slots busy (casts to it alone), then two fanouts wait for one when it stops: handed
+    // back at the stop, not nacked.
+    const direct = new RPCClient(fan.transport, new Target({ topic, server: 's2' }));
+    for (const seq of ['busyA', 'busyB']) await direct.cast({}, 'bump', { seq, ms: 2500 });
+    await until(() => second.stats().inFlight === 2, 'both slots busy');
+    await fan.cast({}, 'bump', { seq: 'late1' });
+    await fan.cast({}, 'bump', { seq: 'late2' });
+    await until(() => second.stats().queued === 2, 'two fanouts waiting for a slot');
+    await second.stop();
+    await second.wait(5000);
+    assert.equal(lost, [], 'the connection stayed up');
+    assert.not.ok(runs.includes('s2:late1') || runs.includes('s2:late2'), 'handed back, not run');
+  },
+);
+
 t('a server killed mid-call: the caller gets a call-monitor timeout, not a hang', async (ctx) => {
   const url = ctx.node.url();
   const child = spawn(process.execPath, [bin('rpc-server'), 'victim', '--topic', 'victim', '--transport-url', url], {

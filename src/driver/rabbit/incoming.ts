@@ -119,7 +119,12 @@ export class RabbitIncoming implements IncomingMessage {
   }
 
   requeue(): void {
-    this.settle(false);
+    // A stream takes nothing back: RabbitMQ answers a nack or reject on a stream queue by closing
+    // the whole connection (540 NOT_IMPLEMENTED), and every consumer on it with it. A stream
+    // delivery (a fanout of rabbit.streamFanout) that a starting or stopping server hands back is
+    // acknowledged instead: its offset is passed, as a classic fanout queue's messages go with the
+    // queue that is deleted at stop.
+    this.settle(!this.redelivered);
   }
 
   done(): void {}
