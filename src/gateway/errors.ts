@@ -140,9 +140,15 @@ const BROKEN_RESULT: Mapped = { status: 502, rpcCode: RPC_CODES.badResult };
  * (the server failed), anything else a 500 / -32603 (the gateway failed).
  */
 export function mapError(err: unknown, rules?: RemoteErrorRules): Mapped {
-  const remote = isRemote(err);
   const rule = rules && remoteRule(err, rules);
-  if (rule) return { status: rule.status, rpcCode: RPC_CODES.remoteError };
+  // The rule sets the HTTP status alone: hermod's own classes keep their JSON-RPC code (and a
+  // Retry-After their row gives).
+  if (rule) return { ...tableRow(err), status: rule.status };
+  return tableRow(err);
+}
+
+function tableRow(err: unknown): Mapped {
+  const remote = isRemote(err);
   // A ContractViolation is an InvalidArgument, but one of the result is the server failing its
   // own contract, as a BadResult is: not the caller's mistake.
   if (err instanceof ContractViolation && err.of === 'result') return BROKEN_RESULT;
@@ -224,8 +230,9 @@ export function errorBody(err: unknown, requestId: string | undefined, exposeTra
     };
   }
   if (rules && remoteRule(err, rules)?.data) {
-    const kwargs = err instanceof RemoteError ? err.kwargs : (e.remote as { kwargs?: Record<string, unknown> } | undefined)?.kwargs;
-    if (kwargs) body.data = kwargs;
+    const kwargs = err instanceof RemoteError ? err.kwargs : isRemote(err) ? err.remote.kwargs : undefined;
+    // Peer data, passed on as the server sent it (a `__proto__` key stays a key of the JSON text).
+    if (kwargs && Object.keys(kwargs).length > 0) body.data = kwargs;
   }
   return body;
 }

@@ -1,6 +1,6 @@
 import { HermodError, MessagingTimeout } from '../core/errors.js';
 import { peerText } from '../core/plain.js';
-import { HERMOD_MODULE, registerRemoteError } from '../rpc/remote-errors.js';
+import { registerHermodError } from '../rpc/remote-errors.js';
 import type { JobToken } from './job-token.js';
 
 // Same branding as core/errors.ts: `code` comes from the class's CODE.
@@ -93,11 +93,11 @@ export class ServerUnavailable extends HermodError {}
 define(ServerUnavailable, 'HERMOD_ERR_SERVER_UNAVAILABLE');
 
 const msg = (f: { message?: unknown }) => peerText(f.message);
-registerRemoteError(HERMOD_MODULE, 'JobLost', (f) => {
+registerHermodError('JobLost', (f) => {
   const instance = f.kwargs?.instance;
   return new JobLost(msg(f), typeof instance === 'string' && /^[0-9a-f]{32}$/.test(instance) ? { answeredBy: instance } : undefined);
 });
-registerRemoteError(HERMOD_MODULE, 'TooManyJobs', (f) => {
+registerHermodError('TooManyJobs', (f) => {
   const bound = f.kwargs?.bound;
   return new TooManyJobs(msg(f), bound === 'max' || bound === 'maxPendingBytes' ? { bound } : undefined);
 });
@@ -108,5 +108,5 @@ for (const [name, cls] of [
   ['JobCancelled', JobCancelled],
   ['JobFinished', JobFinished],
 ] as const) {
-  registerRemoteError(HERMOD_MODULE, name, (f) => new cls(msg(f)));
+  registerHermodError(name, (f) => new cls(msg(f)));
 }

@@ -17,10 +17,10 @@ import { JobPoller, type PollOptions } from '../jobs/poller.js';
 import { type JobToken, ownJobToken, parseJobToken } from '../jobs/token.js';
 import type { Transport } from '../transport.js';
 import { MultiCall } from './multicall.js';
-import { deserializeFailure, HERMOD_MODULE, registerRemoteError } from './remote-errors.js';
+import { deserializeFailure, registerHermodError } from './remote-errors.js';
 
 // A server's ContractViolation comes back as one, with its violations.
-registerRemoteError(HERMOD_MODULE, 'ContractViolation', ContractViolation.fromFailure);
+registerHermodError('ContractViolation', ContractViolation.fromFailure);
 
 /** Options of {@link RPCClient.proxy} given a contracts map. */
 export interface ContractProxyOptions<C extends Contracts> {

@@ -264,9 +264,13 @@ export class RPCDispatcher {
  * (`'slowRepot'`) left the method a plain call, whose callers then timed out.
  */
 function longOf(endpoint: object, label: string): ReadonlySet<string> | undefined {
-  // A method that happens to be called `long` is a method, not a list.
-  const own = (endpoint as { long?: unknown }).long;
-  const found = own !== undefined && typeof own !== 'function' ? own : (endpoint.constructor as { long?: unknown } | undefined)?.long;
+  // Only a plain object's own data property is a list: a class instance's `long` is its data (a
+  // longitude), which must neither be refused nor hide the class's `static long`, and a getter is
+  // never run (README: getters are not methods, and nothing of an endpoint's runs uncalled).
+  const proto: unknown = Object.getPrototypeOf(endpoint);
+  const own = proto === Object.prototype || proto === null ? Object.getOwnPropertyDescriptor(endpoint, 'long') : undefined;
+  const listed = own && 'value' in own && typeof own.value !== 'function' ? own.value : undefined;
+  const found = listed !== undefined ? listed : (endpoint.constructor as { long?: unknown } | undefined)?.long;
   if (found === undefined || found === null) return undefined;
   if (!Array.isArray(found) || found.some((m) => typeof m !== 'string' || m === ''))
     throw new InvalidArgument(`${label}: long must be a list of method names, got ${JSON.stringify(found)?.slice(0, 200)}`);

@@ -44,6 +44,30 @@ export function registerRemoteError(module: string, cls: string, factory: Remote
   registry.set(key(module, cls), factory);
 }
 
+/** hermod's own classes under {@link HERMOD_MODULE}: an endpoint's class of such a name is never rebuilt as one. */
+const own = new Set<string>(['NoSuchMethod', 'UnsupportedVersion']);
+
+/** Registers one of hermod's own classes (under {@link HERMOD_MODULE}); for hermod's modules, not applications. */
+export function registerHermodError(cls: string, factory: RemoteErrorFactory): void {
+  own.add(cls);
+  registry.set(key(HERMOD_MODULE, cls), factory);
+}
+
+/**
+ * The factory for a failure from `module`, across versions of hermod: a server older than
+ * {@link ENDPOINT_MODULE} sends an app's errors as `hermod`, so a class registered under the
+ * endpoint module is looked up for them too; and an app class registered under `hermod` the old
+ * way still rebuilds what a newer server sends as the endpoint module's, unless it is one of
+ * hermod's own names (the app's `NoSuchMethod` is never hermod's).
+ */
+function factoryFor(module: string, cls: string): RemoteErrorFactory | undefined {
+  const found = registry.get(key(module, cls));
+  if (found) return found;
+  if (module === HERMOD_MODULE) return registry.get(key(ENDPOINT_MODULE, cls));
+  if (module === ENDPOINT_MODULE && !own.has(cls)) return registry.get(key(HERMOD_MODULE, cls));
+  return undefined;
+}
+
 const msg = (f: Failure) => peerText(f.message);
 const firstArg = (f: Failure) => (Array.isArray(f.args) && typeof f.args[0] === 'string' ? f.args[0] : undefined);
 
@@ -62,18 +86,18 @@ for (const module of [OSLO_DISPATCHER, HERMOD_MODULE]) {
     (f) => new UnsupportedVersion(firstArg(f), f.kwargs?.method as string | undefined, { message: msg(f) }),
   );
 }
-registerRemoteError(HERMOD_MODULE, 'MessagingTimeout', (f) => new MessagingTimeout(msg(f)));
-registerRemoteError(HERMOD_MODULE, 'InvalidArgument', (f) => new InvalidArgument(msg(f)));
-registerRemoteError(HERMOD_MODULE, 'ServerStopped', (f) => new ServerStopped(msg(f)));
-registerRemoteError(HERMOD_MODULE, 'MalformedMessage', (f) => new MalformedMessage(msg(f)));
-registerRemoteError(HERMOD_MODULE, 'SerializationError', (f) => new SerializationError(msg(f)));
-registerRemoteError(HERMOD_MODULE, 'NestingTooDeep', (f) => {
+registerHermodError('MessagingTimeout', (f) => new MessagingTimeout(msg(f)));
+registerHermodError('InvalidArgument', (f) => new InvalidArgument(msg(f)));
+registerHermodError('ServerStopped', (f) => new ServerStopped(msg(f)));
+registerHermodError('MalformedMessage', (f) => new MalformedMessage(msg(f)));
+registerHermodError('SerializationError', (f) => new SerializationError(msg(f)));
+registerHermodError('NestingTooDeep', (f) => {
   const limit = f.kwargs?.limit ?? /deeper than (\d+) levels/.exec(msg(f))?.[1];
   const err = new NestingTooDeep(Number(limit) || 0);
   err.message = msg(f);
   return err;
 });
-registerRemoteError(HERMOD_MODULE, 'MessageTooLarge', (f) => {
+registerHermodError('MessageTooLarge', (f) => {
   const [size, limit] = Array.isArray(f.args) ? f.args : [];
   if (typeof size === 'number' && typeof limit === 'number') return new MessageTooLarge(size, limit);
   // Older hermod receivers sent the message as the only arg: read the sizes from it.
@@ -167,11 +191,15 @@ function build(thrown: unknown, opts: SerializeFailureOptions): Failure {
 const NON_ERROR = 'NonErrorThrown';
 
 /**
- * True when the error's own class is one hermod defines: each sets its own static CODE. A user's
- * subclass of HermodError (exported) inherits CODE without owning it, so it is an endpoint's error.
+ * True when the error's own class is one hermod defines: each sets its own static CODE, a
+ * `HERMOD_ERR…` one. A user's subclass of HermodError (exported) inherits CODE without owning it,
+ * or owns one of its own: either way it is an endpoint's error.
  */
 function isHermodClass(err: Error): boolean {
-  return err instanceof HermodError && Object.hasOwn(err.constructor, 'CODE');
+  if (!(err instanceof HermodError) || !Object.hasOwn(err.constructor, 'CODE')) return false;
+  // An app's subclass with a code of its own (`static CODE = 'APP_NO_SUCH_DISH'`) is the app's.
+  const code: unknown = (err.constructor as { CODE?: unknown }).CODE;
+  return typeof code === 'string' && code.startsWith('HERMOD_ERR');
 }
 
 function thrownText(thrown: unknown): string {
@@ -253,7 +281,7 @@ export function deserializeFailure(f: Failure, allowedModules: readonly string[]
     module === OSLO_DISPATCHER ||
     EXCEPTIONS_MODULES.has(module) ||
     allowedModules.includes(module);
-  const factory = allowed ? registry.get(key(EXCEPTIONS_MODULES.has(module) ? 'builtins' : module, cls)) : undefined;
+  const factory = allowed ? factoryFor(EXCEPTIONS_MODULES.has(module) ? 'builtins' : module, cls) : undefined;
   let err: Error;
   if (factory) {
     try {
@@ -265,10 +293,22 @@ export function deserializeFailure(f: Failure, allowedModules: readonly string[]
     err = new RemoteError(cls, msg(f), { module, traceback: tb, kwargs });
   }
   Object.defineProperty(err, 'remote', { value: { module, class: cls, traceback: tb, kwargs } satisfies RemoteOrigin, enumerable: false });
+  rebuilt.add(err);
   return err;
 }
 
-/** True for errors that crossed the wire (rebuilt or RemoteError). */
+/** The errors {@link deserializeFailure} made: a `remote` field of an app's own error is not one. */
+const rebuilt = new WeakSet<Error>();
+
+/**
+ * True for errors that crossed the wire (rebuilt or RemoteError). An error of the app's own with
+ * a `remote` field (an address, null) is not one: the gateway took such an error from an
+ * `authenticate` hook for a server's, and read `remote.module` off null. Errors rebuilt by another
+ * copy of hermod in the process count by the shape of their origin.
+ */
 export function isRemote(err: unknown): err is Error & { remote: RemoteOrigin } {
-  return err instanceof Error && 'remote' in err;
+  if (!(err instanceof Error)) return false;
+  if (rebuilt.has(err)) return true;
+  const o = (err as { remote?: unknown }).remote as Partial<RemoteOrigin> | null | undefined;
+  return typeof o === 'object' && o !== null && typeof o.module === 'string' && typeof o.class === 'string' && Array.isArray(o.traceback);
 }

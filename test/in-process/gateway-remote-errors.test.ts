@@ -4,7 +4,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createGateway, type Gateway, resolveGatewayConfig } from '../../src/gateway/index.js';
-import { type Context, defaultConfig, getTransport, RPCServer, Target, type Transport } from '../../src/index.js';
+import { type Context, defaultConfig, getTransport, InvalidArgument, RPCServer, Target, type Transport } from '../../src/index.js';
 import { rejects } from '../support/assert.js';
 import { http } from './gateway-cases.js';
 
@@ -38,6 +38,9 @@ const shop = {
   },
   plain() {
     throw new TypeError('boom');
+  },
+  invalid() {
+    throw new InvalidArgument('bad size');
   },
 };
 
@@ -129,6 +132,48 @@ t('a rule is checked: a status outside 400–599 and an unknown key are refused,
     'HERMOD_ERR_CONFIG',
     /'remoteErrors\.X'.*required property 'status'/,
   );
+});
+
+t("an app's own error with a `remote` field (from an authenticate hook) is not taken for a server's", async (ctx) => {
+  for (const remote of ['10.0.0.7:389', null, { module: 1 }]) {
+    const gw = createGateway(ctx.gt, {
+      listen: { port: 0 },
+      routes: [{ topic: 'shop', method: 'plain' }],
+      remoteErrors: { Error: { status: 418 } },
+      authenticate: () => {
+        throw Object.assign(new Error('directory refused the bind'), { statusCode: 401, remote });
+      },
+    });
+    try {
+      const base = (await gw.start()).url;
+      const r = await http(base, 'POST', '/v1/shop/plain', {});
+      // Before: 502 HERMOD_ERR_REMOTE with "remote":{} for a string, and for null a 500 quoting
+      // the gateway's own TypeError (reading 'module' of null).
+      assert.is(r.status, 401, `remote ${JSON.stringify(remote)}: ${JSON.stringify(r.json)}`);
+      assert.not.ok(r.json.error.remote, 'no remote details');
+    } finally {
+      await gw.stop(1000);
+    }
+  }
+});
+
+t("a rule gives hermod's own class its HTTP status and keeps its JSON-RPC code; data: true with no kwargs sends no data", async (ctx) => {
+  const gw = createGateway(ctx.gt, {
+    listen: { port: 0 },
+    routes: [{ topic: 'shop', method: 'invalid' }],
+    remoteErrors: { InvalidArgument: { status: 422, data: true } },
+  });
+  try {
+    const base = (await gw.start()).url;
+    const r = await http(base, 'POST', '/v1/shop/invalid', {});
+    assert.is(r.status, 422, JSON.stringify(r.json));
+    assert.is(r.json.error.code, 'HERMOD_ERR_INVALID_ARGUMENT');
+    assert.is(r.json.error.data, undefined, 'no kwargs: no data');
+    const rpc = await http(base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 'shop.invalid', params: {}, id: 1 });
+    assert.equal([rpc.json.error.code, rpc.json.error.data.status], [-32602, 422]);
+  } finally {
+    await gw.stop(1000);
+  }
 });
 
 t.run();

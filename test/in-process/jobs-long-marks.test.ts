@@ -44,6 +44,28 @@ test('a long list naming no method is refused when the server is built: static, 
     'HERMOD_ERR_INVALID_ARGUMENT',
     /option long names wrok, which no endpoint serves/,
   );
+  // A class instance's own `long` is its data (a longitude), not a list, and hides nothing.
+  class Place {
+    static long = ['where'];
+    lat = 59.9;
+    long = 10.7;
+    async where() {
+      return [this.lat, this.long];
+    }
+  }
+  new RPCServer(t, target, [new Place()]);
+  // A getter called `long` on an object endpoint is not run to look for a list.
+  let ran = 0;
+  new RPCServer(t, target, [
+    {
+      get long() {
+        ran++;
+        return ['work'];
+      },
+      work: async () => 1,
+    },
+  ]);
+  assert.is(ran, 0, 'the getter did not run');
   // A method that is called `long` is a method, not a list.
   const s = new RPCServer(t, target, [{ long: async () => 'a method' }]);
   await s.start();

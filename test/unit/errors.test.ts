@@ -71,10 +71,16 @@ t("an endpoint's error class named like one of hermod's is not rebuilt as hermod
   // A subclass of the exported base owns no CODE: it is the app's too.
   class InvalidArgumentErr extends HermodError {}
   Object.defineProperty(InvalidArgumentErr, 'name', { value: 'InvalidArgument' });
+  // ...and one with a code of its own.
+  class NoSuchDish extends HermodError {
+    static override readonly CODE = 'APP_NO_SUCH_DISH';
+  }
+  Object.defineProperty(NoSuchDish, 'name', { value: 'NoSuchMethod' });
   for (const thrown of [
     new NoSuchMethodErr('no such dish: soup'),
     new MessagingTimeoutErr('the oven was late'),
     new InvalidArgumentErr('ham'),
+    new NoSuchDish('no such dish: stew'),
   ]) {
     const f = serializeFailure(thrown);
     assert.is(f.module, ENDPOINT_MODULE, f.class);
@@ -96,6 +102,21 @@ t("an endpoint's error class named like one of hermod's is not rebuilt as hermod
   class OutOfStock extends Error {}
   registerRemoteError(ENDPOINT_MODULE, 'OutOfStock', (x) => new OutOfStock(x.message));
   assert.instance(deserializeFailure(serializeFailure(new OutOfStock('eggs'))), OutOfStock);
+});
+
+t('app errors rebuild across hermod versions: an older server sends them as hermod, an older registration names hermod', () => {
+  class Sold extends Error {}
+  registerRemoteError(ENDPOINT_MODULE, 'Sold', (f) => new Sold(f.message));
+  const fromOld = { class: 'Sold', module: 'hermod', message: 'sold', tb: [], args: [], kwargs: {} };
+  assert.instance(deserializeFailure(fromOld), Sold, 'from a server that sends app errors as hermod');
+  class Legacy extends Error {}
+  registerRemoteError('hermod', 'Legacy', (f) => new Legacy(f.message));
+  assert.instance(deserializeFailure({ ...fromOld, class: 'Legacy', module: ENDPOINT_MODULE }), Legacy, 'registered the old way');
+  // Never one of hermod's own classes: the app's NoSuchMethod stays the app's.
+  const nsm = deserializeFailure({ ...fromOld, class: 'NoSuchMethod', module: ENDPOINT_MODULE });
+  assert.instance(nsm, RemoteError);
+  assert.not.instance(nsm, NoSuchMethod);
+  assert.instance(deserializeFailure({ ...fromOld, class: 'InvalidArgument', module: ENDPOINT_MODULE }), RemoteError);
 });
 
 t("a failure's kwargs reach RemoteError.kwargs and a rebuilt error's remote.kwargs, and survive a re-raise", () => {
