@@ -96,6 +96,15 @@ interface Channels {
   firstCall: number;
   /** Everything else: publisher confirms. */
   confirms: ConfirmChannel;
+  /**
+   * Exchange and queue declares, on a channel of their own, opened at the first one. A declare
+   * the broker refuses (406: other flags than a peer's, as oslo 14's non-durable fanout exchange
+   * against transient quorum queues) closes its channel: on the confirm channel that failed every
+   * publish awaiting its confirm, and those were sent again, though the broker had routed them
+   * before the declare: casts ran twice, on two servers of a pool.
+   */
+  declares: Promise<Channel> | undefined;
+  model: ChannelModel;
 }
 
 /** Exchanges and notifier queues a {@link Publisher} remembers as declared. */
@@ -183,7 +192,7 @@ export class Publisher {
     const confirms = await model.createConfirmChannel({ highWaterMark: PUBLISH_HWM } as never);
     this.watch(confirms);
     confirms.on('return', (msg: Message) => this.onReturn(msg));
-    const chans = { calls, firstCall: this.callSeq + 1, confirms };
+    const chans: Channels = { calls, firstCall: this.callSeq + 1, confirms, declares: undefined, model };
     this.chans = chans;
     this.declared = new Set();
     // Returns seen on the old channels: their publishes failed with it (or are being resent).
@@ -204,14 +213,33 @@ export class Publisher {
     ch.on('close', () => {
       const c = this.chans;
       if (c && (c.calls === ch || c.confirms === ch)) {
-        // The broker closed one of them (a refused declare) or the connection went: both are
+        // The broker closed one of them (a refused publish) or the connection went: both are
         // re-opened together on the next publish.
         this.chans = undefined;
         (c.calls === ch ? c.confirms : c.calls).close().catch(() => {});
+        void c.declares?.then((d) => d.close()).catch(() => {});
       }
       // Publishes waiting for this channel's drain go on, and find the channel gone.
       this.releaseDrain();
     });
+  }
+
+  /** The declares channel of `chans`, opened at its first use and again after the broker closed it. */
+  private declareChannel(chans: Channels): Promise<Channel> {
+    if (chans.declares) return chans.declares;
+    const opening = chans.model.createChannel().then((ch) => {
+      // A refused declare closes it alone; its error is the declare's own, read there.
+      ch.on('error', () => {});
+      ch.on('close', () => {
+        if (chans.declares === opening) chans.declares = undefined;
+      });
+      return ch;
+    });
+    opening.catch(() => {
+      if (chans.declares === opening) chans.declares = undefined;
+    });
+    chans.declares = opening;
+    return opening;
   }
 
   /** amqplib's buffer is full: later publishes wait for its `drain`. */
@@ -366,7 +394,10 @@ export class Publisher {
       }
       const chans = this.chans && this.conn.isOpen ? this.chans : await this.channels(p);
       try {
-        if (this.undeclared(p)) await this.beforeDeadline(this.declare(chans.confirms, p), p, 'declaring its exchange or queue');
+        if (this.undeclared(p)) {
+          const declaring = this.declareChannel(chans).then((ch) => this.declare(ch, p));
+          await this.beforeDeadline(declaring, p, 'declaring its exchange or queue');
+        }
         while (this.drained) await this.beforeDeadline(this.drained, p, 'waiting for the broker to read');
         return await this.send(p.confirm ? chans.confirms : chans.calls, p, content);
       } catch (e) {
