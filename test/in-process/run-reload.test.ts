@@ -158,6 +158,39 @@ t('reload under load: 0 failed calls, new calls reach the new code, the subscrip
   assert.is(server.stats().failed, 0);
 });
 
+t(
+  'a load that serves nothing disposes the modules it made: a reload the server refuses, and one whose second module fails',
+  async (ctx) => {
+    const g = globalThis as { __hermodRejected?: string[] };
+    g.__hermodRejected = [];
+    const version = (v: string, extra = '') =>
+      `export function dispose() { globalThis.__hermodRejected.push('${v}'); }\nexport default { ${extra}async v() { return '${v}'; } };\n`;
+    const file = write(ctx, 'refused/a.js', version('v1'));
+    const { reloader, client } = await serve(ctx, file, 'refused');
+    const before = reloader.stats();
+    // Loads, then the server refuses it: a long list naming no method.
+    write(ctx, 'refused/a.js', version('v2', "long: ['nope'], "));
+    await reloaded(reloader, before, 'failures');
+    await until(() => g.__hermodRejected!.includes('v2'), 'the refused version disposed');
+    assert.equal(g.__hermodRejected, ['v2'], 'the serving version is not');
+    assert.is(await client.call({}, 'v', {}), 'v1');
+    // Two modules, the second failing: the first one's fresh instance is disposed.
+    const a = write(ctx, 'twomods/a.js', version('a1'));
+    const b = write(ctx, 'twomods/b.js', 'export default { async b() { return 1; } };\n');
+    const two = new EndpointReloader([a, b], { server: 's1', topic: 'twomods', transport: await memoryTransport(ctx) }, logger(ctx), {});
+    ctx.reloaders.push(two);
+    await two.load();
+    write(ctx, 'twomods/a.js', version('a2'));
+    write(ctx, 'twomods/b.js', "throw new Error('b is broken');\n");
+    await two.load().then(
+      () => assert.unreachable('the load failed'),
+      (err: Error) => assert.match(err.message, /b is broken/),
+    );
+    await until(() => g.__hermodRejected!.includes('a2'), 'the first module of the failed load disposed');
+    assert.not.ok(g.__hermodRejected.includes('a1'), 'not the one loaded before');
+  },
+);
+
 t("a module's dispose export is called when a reload replaces it: the old instance's timers stop", async (ctx) => {
   // From a fuzzer: an ES module cannot be unloaded, and after 100 reloads the intervals of all
   // 101 versions were still ticking. A module that exports dispose() now gets to close them.

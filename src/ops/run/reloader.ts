@@ -111,6 +111,28 @@ export class EndpointReloader {
       if (cut?.abandoned) throw new Error('the reload was abandoned');
     };
     const disposers: Array<() => unknown> = [];
+    let loaded = false;
+    try {
+      out.push(...(await this.loadEach(stamps, disposers, check, cut)));
+      loaded = true;
+    } finally {
+      // Modules loaded before one that failed (or before the load was abandoned) serve nothing:
+      // what their factories made (timers, pools) is closed now, not left running.
+      if (!loaded && disposers.length > 0) this.disposeOld(disposers);
+    }
+    this.loadedStamps = stamps;
+    // Serving once start() or attach() takes them (the first load) or reload() swaps them in.
+    this.loadedDisposers = disposers;
+    return out;
+  }
+
+  private async loadEach(
+    stamps: Map<string, string>,
+    disposers: Array<() => unknown>,
+    check: () => void,
+    cut: { abandoned: boolean } | undefined,
+  ): Promise<object[]> {
+    const out: object[] = [];
     for (const spec of this.specs) {
       check();
       const involved = [spec];
@@ -134,9 +156,6 @@ export class EndpointReloader {
         throw Object.assign(err instanceof Error ? err : new Error(String(err)), { location: await loadErrorLocation(err, candidates) });
       }
     }
-    this.loadedStamps = stamps;
-    // Serving once start() or attach() takes them (the first load) or reload() swaps them in.
-    this.loadedDisposers = disposers;
     return out;
   }
 
@@ -266,7 +285,15 @@ export class EndpointReloader {
       const cut = { abandoned: false };
       const endpoints = await this.bounded(this.load(cut), cut);
       if (this.closed) return false;
-      this.target.replaceEndpoints(endpoints);
+      try {
+        this.target.replaceEndpoints(endpoints);
+      } catch (err) {
+        // Refused (a contract or long list naming no method): the new modules will never serve.
+        const rejected = this.loadedDisposers;
+        this.loadedDisposers = [];
+        this.disposeOld(rejected);
+        throw err;
+      }
       const old = this.disposers ?? [];
       this.disposers = this.loadedDisposers;
       this.loadedDisposers = [];
