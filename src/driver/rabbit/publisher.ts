@@ -150,15 +150,6 @@ export class Publisher {
    * its deadline, holding its server's slot all that while.
    */
   private readonly refusals = new WeakMap<Channel, Error>();
-  /** Confirmed publishes numbered in write order, across confirm channels (see {@link routedBeforeRefusal}). */
-  private confirmSeq = 0;
-  /** The number of each confirmed publish that failed, set on that path only. */
-  private readonly failedSeq = new WeakMap<Publication, number>();
-  /**
-   * Per confirm channel the broker closed refusing a publish (403, 404), the lowest number of the
-   * failed publishes it refused alike: the refused one. Those before it were routed.
-   */
-  private readonly cuts = new WeakMap<Channel, number>();
   /**
    * The number of the call request last handed to amqplib: call requests are numbered in the
    * order they are written, across channels, so that a refusal can tell which went out after
@@ -400,8 +391,6 @@ export class Publisher {
       if (on !== undefined) {
         attempts = this.judge(p, err, on, attempts);
         await new Promise((r) => setTimeout(r, 20));
-        // By now every publish the channel's close failed was judged, the refused one among them.
-        if (this.routedBeforeRefusal(p, on)) return 0;
       }
       const chans = this.chans && this.conn.isOpen ? this.chans : await this.channels(p);
       try {
@@ -430,7 +419,6 @@ export class Publisher {
     if (isRefusal(err)) {
       throw new MessageDeliveryFailure(`${p.what}: the broker refused it: ${msg}`, { cause: err });
     }
-    this.noteCut(p, chans);
     // The channel went with a refusal of this publish's exchange: it was this one, or one like
     // it, which the broker would refuse alike. A refusal of another exchange leaves it innocent.
     const refusal = this.refusedHere(p, chans);
@@ -466,40 +454,6 @@ export class Publisher {
     return route && refusedAlike(route, p.exchange?.name ?? '', p.key) ? refusal : undefined;
   }
 
-  /**
-   * Records `p` as the refused publish of its confirm channel if it is the first of the failed
-   * ones that the refusal names: same exchange (a 404, an exchange deleted under us) or same
-   * exchange and key (a 403). The broker acts on a channel's frames in order and drops those after
-   * the refused one unread, so publishes numbered before it were routed: their confirms were lost
-   * with the channel, not the messages.
-   */
-  private noteCut(p: Publication, chans: Channels): void {
-    if (!p.confirm) return;
-    const refusal = this.refusals.get(chans.confirms);
-    const seq = this.failedSeq.get(p);
-    const code = (refusal as { code?: unknown } | undefined)?.code;
-    if (!refusal || seq === undefined || (code !== 403 && code !== 404)) return;
-    const route = refusedRoute(refusal);
-    if (!route) return;
-    const exchange = p.exchange?.name ?? '';
-    if (code === 403 ? !refusedAlike(route, exchange, p.key) : route.exchange !== exchange) return;
-    const cut = this.cuts.get(chans.confirms);
-    if (cut === undefined || seq < cut) this.cuts.set(chans.confirms, seq);
-  }
-
-  /**
-   * Whether the broker routed `p` before the publish it refused on `chans`' confirm channel: sent
-   * again, it was delivered twice (to two servers of a pool, which no `_unique_id` check sees).
-   * False when the refused one is not known (it had already timed out): then everything is sent
-   * again, as before.
-   */
-  private routedBeforeRefusal(p: Publication, chans: Channels): boolean {
-    if (!p.confirm) return false;
-    const cut = this.cuts.get(chans.confirms);
-    const seq = this.failedSeq.get(p);
-    return cut !== undefined && seq !== undefined && seq < cut;
-  }
-
   /** `step` of `p`'s slow path, or MessagingTimeout at `p.deadline` if it has not settled by then. */
   private beforeDeadline<T>(step: Promise<T>, p: Publication, doing: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -531,7 +485,6 @@ export class Publisher {
   private send(ch: Channel, p: Publication, content: Buffer): Promise<number> {
     const props = publishProps(p.mandatory, expiration(p));
     const exchange = p.exchange?.name ?? '';
-    const seq = p.confirm ? ++this.confirmSeq : 0;
     return new Promise<number>((resolve, reject) => {
       let settled = false;
       let waiting: DeadlineEntry | undefined;
@@ -549,10 +502,7 @@ export class Publisher {
               if (settled) return;
               settled = true;
               if (waiting) this.deadlines.remove(waitingSlot, waiting);
-              if (err) {
-                this.failedSeq.set(p, seq);
-                return reject(err);
-              }
+              if (err) return reject(err);
               if (!returned) return resolve(0);
               reject(
                 new MessageUndeliverable(
