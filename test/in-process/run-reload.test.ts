@@ -188,6 +188,21 @@ t(
     );
     await until(() => g.__hermodRejected!.includes('a2'), 'the first module of the failed load disposed');
     assert.not.ok(g.__hermodRejected.includes('a1'), 'not the one loaded before');
+    // A factory that outlives the reload timeout: the reload is abandoned, and what the factory
+    // made once it finished is disposed (it sat in the next load's place, then was lost).
+    const slow = (v: string, ms: number) =>
+      `export function dispose() { globalThis.__hermodRejected.push('${v}'); }\nexport default async () => { await new Promise((r) => setTimeout(r, ${ms})); return { async v() { return '${v}'; } }; };\n`;
+    const c = write(ctx, 'slowfactory/a.js', slow('s1', 0));
+    const timed = new EndpointReloader([c], { server: 's1', topic: 'slowf', transport: await memoryTransport(ctx) }, logger(ctx), {
+      reloadTimeoutMs: 200,
+    });
+    ctx.reloaders.push(timed);
+    await timed.load();
+    timed.attach({ replaceEndpoints: () => assert.unreachable('the abandoned load must not serve') });
+    write(ctx, 'slowfactory/a.js', slow('s2', 600));
+    assert.is(await timed.reload(), false, 'abandoned at its timeout');
+    await until(() => g.__hermodRejected!.includes('s2'), 'the late factory product disposed', 5000);
+    assert.not.ok(g.__hermodRejected.includes('s1'), 'not the serving one');
   },
 );
 

@@ -147,9 +147,12 @@ export class EndpointReloader {
       };
       try {
         const mod = await importFresh(spec, { onFile, onPinned: (f) => this.pinned(f) });
+        // Its top level ran: from here on, a load that serves nothing disposes it too.
+        if (typeof mod.dispose === 'function') disposers.push(mod.dispose as () => unknown);
         check();
         out.push(...(await endpointsOf(mod, spec, this.ctx)));
-        if (typeof mod.dispose === 'function') disposers.push(mod.dispose as () => unknown);
+        // A factory that outlived the reload timeout (or a close) made what nothing will serve.
+        check();
       } catch (err) {
         if (cut?.abandoned) throw err;
         const candidates = [...new Set([...involved, ...this.files])];
@@ -284,7 +287,13 @@ export class EndpointReloader {
     try {
       const cut = { abandoned: false };
       const endpoints = await this.bounded(this.load(cut), cut);
-      if (this.closed) return false;
+      if (this.closed) {
+        // Closed while it loaded: the new modules never serve.
+        const unserved = this.loadedDisposers;
+        this.loadedDisposers = [];
+        this.disposeOld(unserved);
+        return false;
+      }
       try {
         this.target.replaceEndpoints(endpoints);
       } catch (err) {
