@@ -272,10 +272,16 @@ function longOf(endpoint: object, label: string): ReadonlySet<string> | undefine
   const listed = own && 'value' in own && typeof own.value !== 'function' ? own.value : undefined;
   const found = listed !== undefined ? listed : (endpoint.constructor as { long?: unknown } | undefined)?.long;
   if (found === undefined || found === null) return undefined;
-  if (!Array.isArray(found) || found.some((m) => typeof m !== 'string' || m === ''))
-    throw new InvalidArgument(`${label}: long must be a list of method names, got ${JSON.stringify(found)?.slice(0, 200)}`);
-  for (const m of found as string[]) {
+  const names = methodNameList(found, `${label}: long`);
+  for (const m of names) {
     if (!findMethod(endpoint, m)) throw new InvalidArgument(`${label} lists ${m} as long but has no callable method of that name`);
   }
-  return new Set(found as string[]);
+  return new Set(names);
+}
+
+/** `value` as a list of method names, or InvalidArgument naming `what` (an endpoint's or a server's `long`). */
+export function methodNameList(value: unknown, what: string): string[] {
+  if (!Array.isArray(value) || value.some((m) => typeof m !== 'string' || m === ''))
+    throw new InvalidArgument(`${what} must be a list of method names, got ${JSON.stringify(value)?.slice(0, 200)}`);
+  return value as string[];
 }

@@ -11,7 +11,7 @@ import { untilAborted } from '../driver/driver-base.js';
 import { type JobNotifier, JobRunner, type JobStopStrategy } from '../jobs/runner.js';
 import { HERMOD_NAMESPACE, runAlias } from '../jobs/token.js';
 import type { Transport } from '../transport.js';
-import { type AccessPolicy, RPCDispatcher } from './dispatcher.js';
+import { type AccessPolicy, methodNameList, RPCDispatcher } from './dispatcher.js';
 import { IntrospectionEndpoint, QUIET_DESCRIBE, type ServerDescription } from './introspection.js';
 import { type RequestHost, ServerRequest } from './request.js';
 
@@ -191,11 +191,8 @@ export class RPCServer {
     };
     this.dispatcher = this.makeDispatcher(endpoints);
     // A name no endpoint serves made nothing long, silently: its callers then timed out.
-    const long: unknown = options.long;
-    if (long !== undefined) {
-      if (!Array.isArray(long) || long.some((m) => typeof m !== 'string' || m === ''))
-        throw new InvalidArgument(`RPCServer option long must be a list of method names, got ${JSON.stringify(long)?.slice(0, 200)}`);
-      for (const m of long as string[]) {
+    if (options.long !== undefined) {
+      for (const m of methodNameList(options.long, 'RPCServer option long')) {
         if (!this.dispatcher.serves(m)) throw new InvalidArgument(`RPCServer option long names ${m}, which no endpoint serves`);
       }
     }

@@ -158,10 +158,11 @@ export class ServiceGroup {
       const fields = { service: spec.name, ...(worker === undefined ? {} : { worker }), topic: spec.topic, server };
       const { endpoints, reloader } = loaded[i]!;
       const config = this.options.configFor(spec);
-      const transport = await this.transportFor(config);
+      // The one its modules were given when they loaded.
+      const ctx = loadedCtx[i]!;
+      const transport = ctx.transport;
       const target = new Target({ topic: spec.topic, server, ...(spec.exchange ? { exchange: spec.exchange } : {}) });
       const rpc = new RPCServer(transport, target, endpoints, spec.concurrency ? { concurrency: spec.concurrency } : {});
-      const ctx = loadedCtx[i]!;
       this.running.push({ spec, server: rpc, ctx, fields, ...(reloader ? { reloader } : {}) });
       this.names.set(`${spec.topic}\0${server}`, spec.name);
       if (this.stopping) return;
