@@ -5,6 +5,7 @@
  */
 
 import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyRequest } from 'fastify';
 import type { Context } from '../core/serializer.js';
 import type { Identity } from './auth.js';
@@ -13,8 +14,13 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const TRACEPARENT = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
 const TRACESTATE = /^[\x20-\x7e]{1,512}$/;
 
-/** The request id: the client's when it looks like one, else `req-<uuid>` (oslo's form). */
-export function requestIdOf(request: FastifyRequest): string {
+/**
+ * The request id hermod-gateway gives a request: the client's `X-Request-Id` when it looks like
+ * one, else `req-<uuid>` (oslo's form). It is fastify's `genReqId` there; give it to your own
+ * `Fastify({ genReqId: gatewayRequestId })` when you mount the `hermodGateway` plugin in your server,
+ * so that the id a caller sends is the `request_id` of the calls it makes.
+ */
+export function gatewayRequestId(request: { headers: IncomingHttpHeaders }): string {
   const given = request.headers['x-request-id'];
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : `req-${randomUUID()}`;
 }

@@ -75,9 +75,6 @@ export function startMode(prefer: Preferences | undefined, jobRoute: boolean): S
   return { startJob: { waitMs: prefer?.waitMs ?? 0 }, asked };
 }
 
-/** The path of a job's reference. */
-const jobPath = (ref: string) => `/v1/jobs/${ref}`;
-
 /** Answers a started job: 202, its reference and where to poll it. */
 export function acceptedJob(
   reply: FastifyReply,
@@ -136,7 +133,13 @@ export class JobsFace {
   constructor(
     readonly invoker: Invoker,
     readonly refs: JobRefs,
-    readonly options: { maxWaitMs: number; exposeTracebacks: boolean; remoteErrors: RemoteErrorRules },
+    readonly options: {
+      maxWaitMs: number;
+      exposeTracebacks: boolean;
+      remoteErrors: RemoteErrorRules;
+      /** Where the gateway's paths start in the app ('' on its own server). */
+      prefix: string;
+    },
   ) {}
 
   /** The job of `ref`, and the route it was started on (whose roles the caller must still hold). */
@@ -168,21 +171,25 @@ export class JobsFace {
   started(state: RequestState, route: CompiledRoute, token: JobToken) {
     const ref = this.refs.seal(token, route.name, ownerOf(state.identity));
     // No state: the server may have started it already, or (after a wait) long ago; a poll says.
-    return { job: ref, href: jobPath(ref), method: route.name };
+    return { job: ref, href: `${this.options.prefix}/v1/jobs/${ref}`, method: route.name };
   }
 }
 
-/** Registers `GET` and `DELETE /v1/jobs/:ref` on `app`. */
+/** Registers `GET` and `DELETE /v1/jobs/{ref}` on `app`. */
 export function registerJobs(app: FastifyInstance, face: JobsFace): void {
   // No HEAD: a poll with ?wait=N would hold the request for an answer it throws away.
-  app.get<{ Params: { ref: string } }>('/v1/jobs/:ref', { exposeHeadRoute: false }, async (request, reply) => {
+  // A wildcard, not `:ref`: a reference is a few hundred characters, over the 100 that fastify's
+  // router allows a path parameter by default, and in an application's own server (the plugin)
+  // that limit is the application's (polls were refused 414). JobRefs.open checks the reference's
+  // length and characters (a `/` in it is no reference: 404).
+  app.get<{ Params: { '*': string } }>('/v1/jobs/*', { exposeHeadRoute: false }, async (request, reply) => {
     const waitMs = pollWait(request, face.options.maxWaitMs);
     varyOnPrefer(reply);
-    return reply.code(200).send(await face.read(request.hermod as RequestState, request.params.ref, waitMs, request.id));
+    return reply.code(200).send(await face.read(request.hermod as RequestState, request.params['*'], waitMs, request.id));
   });
 
-  app.delete<{ Params: { ref: string } }>('/v1/jobs/:ref', async (request, reply) => {
+  app.delete<{ Params: { '*': string } }>('/v1/jobs/*', async (request, reply) => {
     if (Object.keys((request.query ?? {}) as object).length > 0) throw new InvalidArgument('a job cancel takes no query parameters');
-    return reply.code(202).send(await face.cancel(request.hermod as RequestState, request.params.ref));
+    return reply.code(202).send(await face.cancel(request.hermod as RequestState, request.params['*']));
   });
 }

@@ -263,7 +263,12 @@ function operation(
 }
 
 /** Builds the document. */
-export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledRoute[], authOn: boolean): Record<string, unknown> {
+export function openApiDocument(
+  config: ResolvedGatewayConfig,
+  routes: CompiledRoute[],
+  authOn: boolean,
+  prefix = '',
+): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   // Two operations on one path and verb are two routes the router could not both serve: the
   // configuration refuses them, and a second one here would silently replace the first.
@@ -418,6 +423,8 @@ export function openApiDocument(config: ResolvedGatewayConfig, routes: CompiledR
   return {
     openapi: '3.1.0',
     info: { title: 'hermod gateway', version: '1', description: 'RPC methods exposed over HTTP by hermod-gateway' },
+    // Mounted under a prefix in an application's server, the paths below are relative to it.
+    ...(prefix ? { servers: [{ url: prefix }] } : {}),
     paths,
     components: {
       schemas: {

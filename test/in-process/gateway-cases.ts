@@ -4,9 +4,19 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createGateway, type Gateway, type GatewayOptions, hashApiKey, type KeyEntry } from '../../src/gateway/index.js';
+import {
+  createGateway,
+  type Gateway,
+  type GatewayOptions,
+  type GatewayPluginOptions,
+  gatewayRequestId,
+  hashApiKey,
+  hermodGateway,
+  type KeyEntry,
+} from '../../src/gateway/index.js';
 import {
   type Context,
   defaultConfig,
@@ -687,6 +697,55 @@ export async function harness(url: string, options: GatewayOptions | ((topic: st
     transport,
     async close() {
       await gateway.stop(1000);
+      await server.stop();
+      await server.wait(1000);
+      await transport.close();
+      await serverTransport.close();
+    },
+  };
+}
+
+/** {@link Harness} with the gateway as a plugin in an application's fastify server, under `prefix`. */
+export interface MountedHarness extends Omit<Harness, 'gateway'> {
+  /** The application: its own `GET /app/hello` and `POST /app/echo`, and the gateway under the prefix. */
+  app: FastifyInstance;
+  /** The application's root URL (`base` is the gateway's: root + prefix). */
+  root: string;
+}
+
+/**
+ * The users service and an application of its own (two routes, its own error handler) with
+ * `hermodGateway` registered under `prefix`, listening on 127.0.0.1 port 0.
+ */
+export async function mountedHarness(
+  url: string,
+  prefix: string,
+  options: Omit<GatewayPluginOptions, 'transport'> | ((topic: string) => Omit<GatewayPluginOptions, 'transport'>) = {},
+): Promise<MountedHarness> {
+  const topic = `m-${process.pid}-${++harnesses}`;
+  const serverTransport = await getTransport(url, { config: defaultConfig() });
+  const users = new Users();
+  const server = new RPCServer(serverTransport, new Target({ topic, server: 'u1' }), [users]);
+  await server.start();
+  const transport = await getTransport(url, { config: defaultConfig() });
+  const opts = typeof options === 'function' ? options(topic) : options;
+  const app = Fastify({ genReqId: gatewayRequestId });
+  app.setErrorHandler((err: Error, _request, reply) => reply.code(418).send({ app: 'error', message: err.message }));
+  app.get('/app/hello', async () => ({ hello: 'app' }));
+  app.post('/app/echo', async (request) => ({ body: request.body }));
+  await app.register(hermodGateway, { routes: userRoutes(topic), ...opts, transport, prefix });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as { port: number };
+  const root = `http://127.0.0.1:${port}`;
+  return {
+    app,
+    root,
+    base: `${root}${prefix}`,
+    topic,
+    users,
+    transport,
+    async close() {
+      await app.close();
       await server.stop();
       await server.wait(1000);
       await transport.close();

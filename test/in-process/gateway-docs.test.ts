@@ -6,7 +6,7 @@ import puppeteer, { type Browser } from 'puppeteer-core';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { scratchDir } from '../support/scratch.js';
-import { type GatewayBroker, type Harness, harness, harnessSuite, http, IN_PROCESS, type Json } from './gateway-cases.js';
+import { type GatewayBroker, type Harness, harness, harnessSuite, http, IN_PROCESS, type Json, mountedHarness } from './gateway-cases.js';
 
 // The OpenAPI 3.1 document (checked against the OpenAPI 3.1 schema) and the /docs page, driven
 // in headless Chromium: a person's "try it out" call from the page, answered by a real server.
@@ -260,21 +260,26 @@ for (const [name, broker] of IN_PROCESS) {
   t.run();
 }
 
-const d = suite<{ broker: GatewayBroker; h: Harness; browser: Browser; dir: string }>('gateway /docs in headless Chromium', {} as never);
+const d = suite<{ broker: GatewayBroker; h: Pick<Harness, 'base' | 'users' | 'close'>; browser: Browser; dir: string }>(
+  'gateway /docs in headless Chromium',
+  {} as never,
+);
 d.before(async (ctx) => {
   ctx.broker = await IN_PROCESS[1]![1]();
   ctx.dir = scratchDir('hermod-gw-docs-');
 });
 d.after(async (ctx) => {
   await ctx.browser?.close();
-  await ctx.h?.close();
   await ctx.broker.stop();
 });
+d.after.each(async (ctx) => {
+  await ctx.h?.close();
+});
 
-d('a call made from the docs page reaches the server and its result is shown', async (ctx) => {
+/** Opens the docs page at `base`, makes a call from it and checks what the page shows; `shotName` is the screenshot's file. */
+async function callFromDocs(ctx: { h: Pick<Harness, 'base' | 'users'>; browser: Browser; dir: string }, shotName: string) {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is needed (apt-get install -y chromium; .ci/run installs it)`);
-  ctx.h = await harness(ctx.broker.url);
-  ctx.browser = await puppeteer.launch({
+  ctx.browser ??= await puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
     userDataDir: path.join(ctx.dir, 'profile'),
@@ -294,12 +299,16 @@ d('a call made from the docs page reaches the server and its result is shown', a
     ],
   });
   const base = ctx.h.base.replace('//127.0.0.1:', '//gw.test:');
+  const origin = new URL(base).origin;
   const page = await ctx.browser.newPage();
   await page.setViewport({ width: 1280, height: 1000 });
   // Every request the page makes stays on the gateway (no CDN, no network).
   const foreign: string[] = [];
   page.on('request', (req) => {
     if (!req.url().startsWith(base) && !req.url().startsWith('data:')) foreign.push(req.url());
+    // Mounted under a prefix, the page's calls go to the prefix (the document's server URL).
+    if (req.url().startsWith(origin) && req.method() !== 'GET' && !req.url().startsWith(base))
+      foreign.push(`outside the prefix: ${req.url()}`);
   });
   // Before: the logo's inline style refused by the CSP, and every failed https fetch.
   const errors: string[] = [];
@@ -328,7 +337,7 @@ d('a call made from the docs page reaches the server and its result is shown', a
   const text = await shown!.evaluate((el) => el.textContent ?? '');
   const status = await block.$eval('.live-responses-table tbody .response-col_status', (el) => el.textContent?.trim());
   await (await block.$('.live-responses-table'))!.scrollIntoView();
-  const shot = path.join(ctx.dir, 'docs.png');
+  const shot = path.join(ctx.dir, shotName);
   await page.screenshot({ path: shot });
   console.log(`screenshot: ${shot}`);
   assert.is(status, '200');
@@ -337,5 +346,16 @@ d('a call made from the docs page reaches the server and its result is shown', a
   assert.equal(foreign, []);
   assert.equal(errors, []);
   assert.ok(statSync(shot).size > 10_000);
+  await page.close();
+}
+
+d('a call made from the docs page reaches the server and its result is shown', async (ctx) => {
+  ctx.h = await harness(ctx.broker.url);
+  await callFromDocs(ctx, 'docs.png');
+});
+
+d("the same from the docs page of the gateway mounted under /rpc in an application's own server", async (ctx) => {
+  ctx.h = await mountedHarness(ctx.broker.url, '/rpc');
+  await callFromDocs(ctx, 'docs-mounted.png');
 });
 d.run();

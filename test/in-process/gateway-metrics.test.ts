@@ -47,7 +47,7 @@ for (const [name, broker] of IN_PROCESS) {
       assert.is(sample(text, `hermod_gateway_requests_total{route="${rest}",method="POST",status="404"}`), 1);
       assert.is(sample(text, `hermod_gateway_requests_total{route="",method="GET",status="404"}`), 5);
       assert.is(sample(text, `hermod_gateway_requests_total{route="${rest}",method="POST",status="202"}`), 1);
-      assert.is(sample(text, `hermod_gateway_requests_total{route="/v1/jobs/:ref",method="GET",status="200"}`), 1);
+      assert.is(sample(text, `hermod_gateway_requests_total{route="/v1/jobs/*",method="GET",status="200"}`), 1);
       assert.is(sample(text, `hermod_gateway_request_seconds_count{route="${rest}",method="POST"}`), 5);
       assert.ok((sample(text, `hermod_gateway_request_seconds_sum{route="${rest}",method="POST"}`) ?? 0) > 0);
       // fetch's own pooled connection may hold a slot as well: the count is the gateway's own.

@@ -15,14 +15,17 @@ t('the first lines are the two commands', () => {
   assert.match(lines, /npm test/);
 });
 
-t('the library quick start runs as written', () => {
-  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
-  const m = /<!-- readme-example[^>]*-->\s*```ts\n([\s\S]*?)```/.exec(readme);
-  assert.ok(m, 'README has the marked example');
-  // Type annotations are erased by a tiny tsc run so the example is checked as TypeScript too.
+/**
+ * Compiles a README example with a tiny tsc run (so it is checked as TypeScript too), its package
+ * imports pointed at this checkout, runs it, and returns what it printed.
+ */
+function runExample(src: string): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'hermod-readme-'));
   try {
-    const src = m![1]!.replace("from 'hermod'", `from '${path.join(root, 'dist/src/index.js')}'`);
+    src = src
+      .replace("from 'hermod'", `from '${path.join(root, 'dist/src/index.js')}'`)
+      .replace("from 'hermod/gateway'", `from '${path.join(root, 'dist/src/gateway/index.js')}'`)
+      .replace("from 'fastify'", `from '${path.join(root, 'node_modules/fastify/fastify.js')}'`);
     writeFileSync(path.join(dir, 'example.mts'), src);
     const tsc = spawnSync(
       process.execPath,
@@ -49,11 +52,32 @@ t('the library quick start runs as written', () => {
     assert.is(tsc.status, 0, tsc.stdout + tsc.stderr);
     const run = spawnSync(process.execPath, [path.join(dir, 'example.mjs')], { encoding: 'utf8', timeout: 20_000 });
     assert.is(run.status, 0, run.stderr);
-    assert.match(run.stdout, /i-1[^\n]*m1[^\n]*alice/, run.stdout);
-    assert.match(run.stdout, /i-2[^\n]*m2[^\n]*bob/, run.stdout);
+    return run.stdout;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+function example(tag: string): string {
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
+  const m = new RegExp(`<!-- readme-example${tag}[^>]*-->\\s*\`\`\`ts\\n([\\s\\S]*?)\`\`\``).exec(readme);
+  assert.ok(m, `README has the marked example${tag}`);
+  return m![1]!;
+}
+
+t('the library quick start runs as written', () => {
+  const out = runExample(example(''));
+  assert.match(out, /i-1[^\n]*m1[^\n]*alice/, out);
+  assert.match(out, /i-2[^\n]*m2[^\n]*bob/, out);
+});
+
+t('the gateway plugin example runs as written, printing what its comments say', () => {
+  const src = example(': gateway-plugin');
+  const out = runExample(src).trim().split('\n');
+  // Each console.log line's comment, in order, is what that line printed.
+  const said = [...src.matchAll(/console\.log\(.*\/\/ (.*)$/gm)].map((m) => m[1]!);
+  assert.is(said.length, 3);
+  assert.equal(out, said);
 });
 
 t.run();

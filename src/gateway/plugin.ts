@@ -1,0 +1,136 @@
+/**
+ * `hermodGateway`: the gateway as a fastify plugin, for an application that has its own fastify
+ * server and wants its RPC methods beside its own routes (`app.register(hermodGateway, { prefix:
+ * '/rpc', transport, routes })`) rather than on a second port.
+ */
+
+import type { FastifyPluginAsync } from 'fastify';
+import { ConfigError } from '../core/errors.js';
+import type { Transport } from '../transport.js';
+import { type Authenticate, keysFileAuthenticator } from './auth.js';
+import { resolveGatewayConfig } from './config.js';
+import type { GatewayOptions } from './gateway.js';
+import { Invoker } from './invoker.js';
+import { JobRefs, jobsKey } from './job-refs.js';
+import { mountGateway } from './mount.js';
+
+/**
+ * What only the owner of an HTTP server can set (a plugin has no say on its connections, their
+ * timeouts, or which proxies to believe), and the bin's own access log. Refused, not ignored: an
+ * operator who moved `maxConnections` into the plugin's options would believe it in force.
+ */
+const SERVER_KEYS = [
+  'listen',
+  'requestTimeout',
+  'keepAliveTimeout',
+  'maxConnections',
+  'maxConnectionsPerAddress',
+  'maxPipelined',
+  'trustProxy',
+  'accessLog',
+  'logger',
+  'onConnectionRefused',
+] as const;
+
+/** fastify's own options of `register()`, which it hands to the plugin with the plugin's. */
+const REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers']);
+
+/**
+ * Options of the {@link hermodGateway} plugin: those of `createGateway` but the HTTP server's own
+ * (`listen`, `requestTimeout`, `keepAliveTimeout`, `maxConnections`, `maxConnectionsPerAddress`,
+ * `maxPipelined`, `trustProxy`, `accessLog`, `logger`, `onConnectionRefused`: give those to your
+ * `Fastify(...)`), plus the transport. fastify's `prefix` places every path of the gateway under it.
+ */
+export interface GatewayPluginOptions extends Omit<GatewayOptions, (typeof SERVER_KEYS)[number]> {
+  /** What the calls go out on. The application's: it stays open when the application closes. */
+  transport: Transport;
+  /**
+   * How long the application's `close()` lets the gateway's running calls finish; those still
+   * running then are answered 504 (`CallCut`: the method may have run), as `createGateway`'s
+   * `stop` does.
+   * @default 10000
+   */
+  closeDeadline?: number;
+  /** fastify's: the path every route of the gateway is under (`/rpc` → `/rpc/v1/{topic}/{method}`, `/rpc/jsonrpc`). */
+  prefix?: string;
+}
+
+/**
+ * The gateway as a fastify plugin: REST and JSON-RPC routes, `/healthz`, `/readyz`, the OpenAPI
+ * document and `/docs`, jobs, credentials and rate limits, all under the registration's prefix,
+ * in a scope of their own (the gateway's body parsers, error shape and hooks do not reach the
+ * application's routes). Contracts load (and the transport starts connecting) while the
+ * application readies. The application's `close()` stops the gateway's calls: new requests are
+ * refused with 503 and running calls get `closeDeadline` to finish. Throws ConfigError on a bad
+ * option, at registration, as `createGateway` does.
+ *
+ * @example
+ * ```ts
+ * const app = Fastify({ genReqId: gatewayRequestId });
+ * await app.register(hermodGateway, { prefix: '/rpc', transport, routes: [{ topic: 'users', method: 'get' }] });
+ * await app.listen({ port: 3000 }); // POST /rpc/v1/users/get, POST /rpc/jsonrpc
+ * ```
+ */
+export const hermodGateway: FastifyPluginAsync<GatewayPluginOptions> = async (scope, options) => {
+  const { transport, authenticate: hook, jobsKey: keyText, closeDeadline = 10_000, ...rest } = options;
+  if (!transport || typeof transport.connect !== 'function' || !transport.driver) {
+    throw new ConfigError('hermodGateway needs the transport its calls go out on: register(hermodGateway, { transport, ... })', {
+      key: 'transport',
+    });
+  }
+  if (typeof closeDeadline !== 'number' || !Number.isFinite(closeDeadline) || closeDeadline < 0) {
+    throw new ConfigError(`closeDeadline must be a number of ms from 0 (got ${String(closeDeadline)})`, { key: 'closeDeadline' });
+  }
+  const data: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(rest)) if (!REGISTER_KEYS.has(k)) data[k] = v;
+  for (const k of SERVER_KEYS) {
+    if (Object.hasOwn(data, k)) {
+      throw new ConfigError(
+        `${k} is a setting of the HTTP server, which is your application's: give it to Fastify(...) (the hermodGateway plugin adds routes to it)`,
+        { key: k },
+      );
+    }
+  }
+  const config = resolveGatewayConfig(data, 'hermodGateway options');
+  const refs = config.jobs.enabled
+    ? new JobRefs(
+        jobsKey({ ...(keyText !== undefined ? { text: keyText } : {}), ...(config.jobs.keyFile ? { keyFile: config.jobs.keyFile } : {}) }),
+      )
+    : undefined;
+  const authenticate: Authenticate | undefined = hook ?? (config.auth.keysFile ? keysFileAuthenticator(config.auth.keysFile) : undefined);
+  const invoker = new Invoker(transport, config);
+  let stopping = false;
+  mountGateway(scope, {
+    transport,
+    config,
+    invoker,
+    authenticate,
+    refs,
+    prefix: scope.prefix,
+    notFound: scope.prefix !== '',
+    stopping: () => stopping,
+  });
+  // As createGateway's start(): /readyz says ready once the connection is up, not before.
+  if (transport.url.driver !== 'memory') transport.connect().catch(() => undefined);
+  // Before the routes' scope is built (it runs after this function), so that the OpenAPI document
+  // has the contracts' schemas.
+  if (config.contractTimeout > 0) await invoker.loadContracts(config.contractTimeout);
+
+  let cutTimer: NodeJS.Timeout | undefined;
+  // preClose runs before the server stops accepting and waits for its connections: the calls are
+  // stopped here, and those still running at the deadline are answered, so that the server's
+  // close (which waits for every response) ends within it.
+  scope.addHook('preClose', (done) => {
+    stopping = true;
+    const drained = invoker.drain();
+    cutTimer = setTimeout(() => invoker.cut(), closeDeadline);
+    void drained.then(() => clearTimeout(cutTimer));
+    done();
+  });
+  scope.addHook('onClose', (_instance, done) => {
+    clearTimeout(cutTimer);
+    done();
+  });
+};
+// The name fastify prints for it (printPlugins, errors), instead of "anonymous".
+Object.assign(hermodGateway, { [Symbol.for('fastify.display-name')]: 'hermod-gateway' });

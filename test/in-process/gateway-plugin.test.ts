@@ -1,0 +1,231 @@
+import Fastify from 'fastify';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { hermodGateway } from '../../src/gateway/index.js';
+import { ConfigError, defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
+import { type GatewayBroker, http, IN_PROCESS, type MountedHarness, mountedHarness, Users, userRoutes } from './gateway-cases.js';
+
+// The gateway as a fastify plugin in an application's own server: real HTTP on one port to the
+// application's routes and the gateway's, under a prefix, against real RPC servers.
+
+/** Polls `check` until it holds, for at most 10 s. */
+async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
+  const until = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+for (const [name, broker] of IN_PROCESS) {
+  const t = suite<{ broker: GatewayBroker; h: MountedHarness }>(`gateway plugin over ${name}`, {} as never);
+  t.before(async (ctx) => {
+    ctx.broker = await broker();
+  });
+  t.after(async (ctx) => {
+    await ctx.broker.stop();
+  });
+  t.after.each(async (ctx) => {
+    await ctx.h?.close();
+  });
+
+  t("under a prefix beside the application's routes: REST, aliases, JSON-RPC, health and the document", async (ctx) => {
+    ctx.h = await mountedHarness(ctx.broker.url, '/rpc');
+    const { base, root, topic } = ctx.h;
+    const rest = await http(base, 'POST', `/v1/${topic}/get`, { id: 7 });
+    assert.equal([rest.status, rest.json], [200, { result: { id: 7, name: 'user-7', verbose: false, by: 'u1' } }], rest.text);
+    const alias = await http(base, 'GET', '/users/8?verbose=true');
+    assert.equal([alias.status, alias.json?.result?.verbose], [200, true], alias.text);
+    const batch = await http(base, 'POST', '/jsonrpc', [
+      { jsonrpc: '2.0', method: 'getUser', params: { id: 1 }, id: 1 },
+      { jsonrpc: '2.0', method: `${topic}.nope`, params: {}, id: 2 },
+    ]);
+    assert.is(batch.status, 200, batch.text);
+    assert.equal(batch.json[0], { jsonrpc: '2.0', result: { id: 1, name: 'user-1', verbose: false, by: 'u1' }, id: 1 });
+    assert.is(batch.json[1].error.code, -32601, batch.text);
+    assert.equal((await http(base, 'GET', '/healthz')).json, { status: 'ok' });
+    await eventually(async () => (await http(base, 'GET', '/readyz')).json?.status === 'ready', 'readyz 200');
+    // The document's paths are the routes' own, under a server URL of the prefix (Swagger UI
+    // sends "try it out" calls there; the docs page in headless Chromium: gateway-docs).
+    const doc = (await http(base, 'GET', '/openapi.json')).json;
+    assert.equal(doc.servers, [{ url: '/rpc' }]);
+    assert.ok(doc.paths[`/v1/${topic}/get`] && doc.paths['/users/{id}'] && doc.paths['/jsonrpc'], Object.keys(doc.paths).join());
+    assert.is((await http(base, 'GET', '/docs/')).status, 200);
+    // Unrouted under the prefix: the gateway's 404; elsewhere the application's own.
+    const under = await http(base, 'GET', '/nope');
+    assert.equal([under.status, under.json?.error?.code], [404, 'HERMOD_ERR_NOT_FOUND'], under.text);
+    const outside = await http(root, 'GET', '/nope');
+    assert.equal([outside.status, outside.json?.error?.code, outside.json?.message], [404, undefined, 'Route GET:/nope not found']);
+    // Nothing of the gateway's only path exists at the root.
+    assert.is((await http(root, 'POST', `/v1/${topic}/get`, { id: 1 })).status, 404);
+    assert.is((await http(root, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 'getUser', id: 1 })).status, 404);
+  });
+
+  t("the gateway's parsers, error shape, credentials and limits stay in its scope", async (ctx) => {
+    ctx.h = await mountedHarness(ctx.broker.url, '/rpc', {
+      authenticate: (request) => (request.headers['x-user'] === 'ann' ? { user: 'ann', roles: [] } : null),
+      rateLimit: { max: 2, windowMs: 60_000 },
+      bodyLimit: 1024,
+    });
+    const { base, root, topic } = ctx.h;
+    const ann = { 'x-user': 'ann' };
+    const none = await http(base, 'POST', `/v1/${topic}/get`, { id: 1 });
+    assert.equal([none.status, none.json?.error?.code], [401, 'HERMOD_ERR_UNAUTHENTICATED'], none.text);
+    // The gateway's bodyLimit is its routes': 2 KiB is over it there, and the application's
+    // route (fastify's 1 MiB) takes it.
+    const big = { id: 1, pad: 'x'.repeat(2048) };
+    const refused = await http(base, 'POST', `/v1/${topic}/get`, big, ann);
+    assert.equal([refused.status, refused.json?.error?.code], [413, 'FST_ERR_CTP_BODY_TOO_LARGE'], refused.text);
+    const echoed = await http(root, 'POST', '/app/echo', big);
+    assert.equal([echoed.status, echoed.json?.body?.pad?.length], [200, 2048]);
+    // The application's text/plain parser is untouched; the gateway reads JSON only.
+    const text = await http(root, 'POST', '/app/echo', 'hello', { 'content-type': 'text/plain' });
+    assert.equal(text.json, { body: 'hello' });
+    const asText = await http(base, 'POST', `/v1/${topic}/get`, '{"id":1}', { ...ann, 'content-type': 'text/plain' });
+    assert.is(asText.status, 415, asText.text);
+    // The application's error handler answers its own routes' errors; the gateway's shape its own.
+    const badJson = await http(root, 'POST', '/app/echo', '{', { 'content-type': 'application/json' });
+    assert.equal([badJson.status, badJson.json?.app], [418, 'error'], badJson.text);
+    // Two requests per minute at the gateway (the 413 and the 415 above; a 401 counts apart, as
+    // failed credentials): the third is refused.
+    const limited = await http(base, 'POST', `/v1/${topic}/get`, { id: 2 }, ann);
+    assert.equal([limited.status, limited.json?.error?.code], [429, 'HERMOD_ERR_RATE_LIMITED'], limited.text);
+    // None of it reaches the application's routes: no credentials, no limit, no request id header.
+    for (let i = 0; i < 5; i++) {
+      const hello = await http(root, 'GET', '/app/hello');
+      assert.equal([hello.status, hello.json, hello.headers.get('x-request-id')], [200, { hello: 'app' }, null]);
+    }
+  });
+
+  t('a job started through the plugin is polled under its prefix (Location, href)', async (ctx) => {
+    ctx.h = await mountedHarness(ctx.broker.url, '/rpc', (topic) => ({ routes: [...userRoutes(topic), { topic, method: 'render' }] }));
+    const { base, root, topic } = ctx.h;
+    const started = await http(base, 'POST', `/v1/${topic}/render`, { ms: 1300 }, { prefer: 'respond-async' });
+    assert.is(started.status, 202, started.text);
+    const ref: string = started.json.job;
+    assert.is(started.headers.get('location'), `/rpc/v1/jobs/${ref}`);
+    assert.is(started.json.href, `/rpc/v1/jobs/${ref}`);
+    const done = await http(root, 'GET', `${started.headers.get('location')}?wait=10`);
+    assert.equal([done.status, done.json?.state, done.json?.result], [200, 'succeeded', 1300], done.text);
+  });
+
+  t("a caller's X-Request-Id is its calls' request_id (gatewayRequestId), and a new req-<uuid> otherwise", async (ctx) => {
+    ctx.h = await mountedHarness(ctx.broker.url, '/rpc');
+    const { base, topic, users } = ctx.h;
+    const given = await http(base, 'POST', `/v1/${topic}/get`, { id: 1 }, { 'x-request-id': 'order-42' });
+    assert.is(given.headers.get('x-request-id'), 'order-42');
+    const fresh = await http(base, 'POST', `/v1/${topic}/get`, { id: 2 });
+    const id = fresh.headers.get('x-request-id') ?? '';
+    assert.match(id, /^req-[0-9a-f-]{36}$/);
+    assert.equal(
+      users.seen.map((c) => c.request_id),
+      ['order-42', id],
+    );
+  });
+
+  t("the application's close() stops the gateway: new calls 503, running ones answered at closeDeadline", async (ctx) => {
+    ctx.h = await mountedHarness(ctx.broker.url, '/rpc', { closeDeadline: 400 });
+    const { base, topic } = ctx.h;
+    // One call that ends within the deadline, one that would not.
+    const quick = http(base, 'POST', `/v1/${topic}/sleep`, { ms: 200 });
+    const slow = http(base, 'POST', `/v1/${topic}/sleep`, { ms: 1500 });
+    await eventually(
+      async () => JSON.parse((await ctx.h.app.inject({ method: 'GET', url: '/rpc/readyz' })).body).inFlight === 2,
+      'two calls in flight',
+    );
+    const t0 = Date.now();
+    const closing = ctx.h.app.close();
+    const late = await ctx.h.app.inject({ method: 'POST', url: `/rpc/v1/${topic}/get`, payload: { id: 1 } });
+    assert.is(late.statusCode, 503, late.body);
+    const [q, s] = await Promise.all([quick, slow]);
+    await closing;
+    const took = Date.now() - t0;
+    assert.equal([q.status, q.json?.result, q.headers.get('connection')], [200, 200, 'close'], q.text);
+    assert.equal([s.status, s.json?.error?.code], [504, 'HERMOD_ERR_CALL_CUT'], s.text);
+    assert.ok(took >= 350 && took < 1400, `closed in ${took} ms`);
+  });
+
+  t.run();
+}
+
+const o = suite('gateway plugin options');
+
+o('server settings, unknown keys and a missing transport are refused at registration, naming the key', async () => {
+  const transport = await getTransport('memory://', { config: defaultConfig() });
+  try {
+    const refusedWith = async (options: Record<string, unknown>) => {
+      const app = Fastify();
+      try {
+        await app.register(hermodGateway, options as never);
+        await app.ready();
+      } catch (err) {
+        return err as ConfigError;
+      } finally {
+        await app.close().catch(() => undefined);
+      }
+      throw new Error(`not refused: ${JSON.stringify(Object.keys(options))}`);
+    };
+    for (const key of [
+      'listen',
+      'maxConnections',
+      'maxConnectionsPerAddress',
+      'maxPipelined',
+      'requestTimeout',
+      'keepAliveTimeout',
+      'trustProxy',
+      'accessLog',
+    ]) {
+      const err = await refusedWith({ transport, [key]: key === 'listen' ? { port: 1 } : 5 });
+      assert.instance(err, ConfigError);
+      assert.is(err.key, key);
+      assert.match(err.message, /Fastify\(\.\.\.\)/);
+    }
+    const typo = await refusedWith({ transport, rotues: [] });
+    assert.instance(typo, ConfigError);
+    assert.match(typo.message, /routes/);
+    const without = await refusedWith({ routes: [] });
+    assert.instance(without, ConfigError);
+    assert.is(without.key, 'transport');
+    const deadline = await refusedWith({ transport, closeDeadline: -1 });
+    assert.is(deadline.key, 'closeDeadline');
+  } finally {
+    await transport.close();
+  }
+});
+
+o("two gateways in one application, one of them at the root, where the 404s stay the application's", async () => {
+  const transport = await getTransport('memory://', { config: defaultConfig() });
+  const a = new Users('a');
+  const b = new Users('b');
+  const servers = [
+    new RPCServer(transport, new Target({ topic: 'pa', server: 'a' }), [a]),
+    new RPCServer(transport, new Target({ topic: 'pb', server: 'b' }), [b]),
+  ];
+  for (const s of servers) await s.start();
+  const app = Fastify();
+  app.get('/hello', async () => ({ hello: 'app' }));
+  try {
+    await app.register(hermodGateway, { transport, routes: userRoutes('pa').slice(0, 1) });
+    await app.register(hermodGateway, { transport, prefix: '/b', routes: userRoutes('pb').slice(0, 1) });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const root = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    assert.equal((await http(root, 'GET', '/users/1')).json?.result?.by, 'a');
+    assert.equal((await http(root, 'GET', '/b/users/1')).json?.result?.by, 'b');
+    // Each exposes only its own routes.
+    assert.is((await http(root, 'POST', '/v1/pb/get', { id: 1 })).status, 404);
+    assert.is((await http(root, 'POST', '/b/v1/pa/get', { id: 1 })).status, 404);
+    assert.equal((await http(root, 'GET', '/hello')).json, { hello: 'app' });
+    assert.is((await http(root, 'GET', '/nope')).json?.message, 'Route GET:/nope not found');
+    assert.is((await http(root, 'GET', '/b/nope')).json?.error?.code, 'HERMOD_ERR_NOT_FOUND');
+    assert.equal([a.seen.length, b.seen.length], [1, 1]);
+  } finally {
+    await app.close();
+    for (const s of servers) {
+      await s.stop();
+      await s.wait(1000);
+    }
+    await transport.close();
+  }
+});
+
+o.run();
