@@ -64,6 +64,11 @@ async function main(): Promise<void> {
         positiveSeconds,
       )
       .option('--monitor <seconds>', 'call-monitor timeout in seconds (server heartbeats keep long calls alive)', positiveSeconds)
+      .option(
+        '--wait-for-server <seconds>',
+        'first wait up to this long for a server of the target to answer (one starting, or the broker), then call',
+        positiveSeconds,
+      )
       .option('--repeat <n>', 'repeat and print calls attempted, rate and p50/p99 latency', intAtLeast(1), 1)
       .option('--keep-going', 'with --repeat: go on after a timeout (by default the first timeout stops the run)')
       .option('--context <key=value>', 'a context entry sent with the request; repeat it for several', eachOf)
@@ -98,6 +103,7 @@ async function main(): Promise<void> {
       targetVersion?: string;
       timeout?: number;
       monitor?: number;
+      waitForServer?: number;
       repeat: number;
       keepGoing?: boolean;
       context?: string[];
@@ -164,6 +170,12 @@ async function main(): Promise<void> {
       ...(o.timeout ? { timeout: o.timeout * 1000 } : {}),
       ...(o.monitor ? { callMonitorTimeout: o.monitor * 1000 } : {}),
     });
+    if (o.waitForServer) {
+      // Not part of --timeout's budget: a deployment's start order is what it waits out.
+      // A fanout cast reaches every server of the topic: any one of them is one to wait for.
+      const found = await (o.fanout ? client.prepare({ fanout: null }) : client).waitForServer({ timeout: o.waitForServer * 1000 });
+      log.info(`${found.server ? `server ${found.server}` : 'a server'} of ${topic} answered after ${Math.round(found.waitedMs)} ms`);
+    }
     // --timeout bounds the whole command: the contract lookup spends from the first call's budget
     // (it was given a whole --timeout again, so a slow first connect took twice as long).
     const lookupStarted = performance.now();

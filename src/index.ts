@@ -90,7 +90,15 @@ export type { NotificationMessage, NotifierOptions, Priority, RoutingConfig } fr
 export { NOTIFICATION_DRIVERS, Notifier, PRIORITIES } from './notify/notifier.js';
 export type { RouterOptions, RouterStats } from './router/router.js';
 export { Router } from './router/router.js';
-export type { CallOptions, ContractProxyOptions, PrepareOptions, RPCClientOptions, RpcProxy } from './rpc/client.js';
+export type {
+  CallOptions,
+  ContractProxyOptions,
+  PrepareOptions,
+  RPCClientOptions,
+  RpcProxy,
+  ServerFound,
+  WaitForServerOptions,
+} from './rpc/client.js';
 export { RPCClient } from './rpc/client.js';
 export type { AccessPolicy, Endpoint, EndpointDescription } from './rpc/dispatcher.js';
 export type { EndpointContext } from './rpc/endpoint-module.js';

@@ -2,7 +2,16 @@ import { type ContractProxy, type Contracts, contractsOf } from '../contracts/co
 import { checkArgs, compileContracts } from '../contracts/validator.js';
 import { ContractViolation } from '../contracts/violation.js';
 import { type CallEvent, channels, publish } from '../core/diagnostics.js';
-import { assertMs, InvalidArgument, RPCVersionCapError } from '../core/errors.js';
+import {
+  assertMs,
+  InvalidArgument,
+  MessageDeliveryFailure,
+  MessagingTimeout,
+  RPCVersionCapError,
+  ServerStopped,
+  TooManyInFlight,
+  TransportError,
+} from '../core/errors.js';
 import { setOwn } from '../core/plain.js';
 import { Semaphore } from '../core/semaphore.js';
 import { type Context, NoOpSerializer, type Serializer } from '../core/serializer.js';
@@ -16,8 +25,9 @@ import { Job } from '../jobs/job.js';
 import { JobPoller, type PollOptions } from '../jobs/poller.js';
 import { type JobToken, ownJobToken, parseJobToken } from '../jobs/token.js';
 import type { Transport } from '../transport.js';
+import { QUIET_DESCRIBE } from './introspection.js';
 import { MultiCall } from './multicall.js';
-import { deserializeFailure, registerHermodError } from './remote-errors.js';
+import { deserializeFailure, isRemote, registerHermodError } from './remote-errors.js';
 
 // A server's ContractViolation comes back as one, with its violations.
 registerHermodError('ContractViolation', ContractViolation.fromFailure);
@@ -100,6 +110,41 @@ const PREPARE_OPTIONS: Record<keyof PrepareOptions, true> = {
   followJobs: true,
 };
 const CALL_OPTIONS: Record<keyof CallOptions, true> = { timeout: true, callMonitorTimeout: true, jobTimeout: true };
+const WAIT_OPTIONS: Record<keyof WaitForServerOptions, true> = { timeout: true, interval: true };
+
+/** Options of {@link RPCClient.waitForServer}, in ms. */
+export interface WaitForServerOptions {
+  /** How long to wait in all. @default the client's timeout */
+  timeout?: number;
+  /** The pause after an attempt that failed at once (no queue yet, broker not reachable). @default 500 */
+  interval?: number;
+}
+
+/** What {@link RPCClient.waitForServer} resolves with. */
+export interface ServerFound {
+  /** The server that answered; undefined when it did not say (an oslo.messaging server, or introspection off). */
+  server: string | undefined;
+  /** How long the wait took. */
+  waitedMs: number;
+}
+
+/**
+ * How long one attempt of waitForServer waits for its answer: a request that sits in a queue (or
+ * at a router) with no consumer yet is answered as soon as a server takes it, so a long attempt
+ * costs nothing; a fresh one now and then covers a request lost with a server that died holding it.
+ */
+const PROBE_MS = 5_000;
+
+/** Whether an attempt of waitForServer failed for want of a server (or broker) worth waiting on. */
+function noServerYet(err: unknown): boolean {
+  return (
+    err instanceof MessagingTimeout ||
+    err instanceof MessageDeliveryFailure ||
+    err instanceof TransportError ||
+    err instanceof ServerStopped ||
+    err instanceof TooManyInFlight
+  );
+}
 const PROXY_OPTIONS: Record<keyof ContractProxyOptions<Contracts>, true> = { contracts: true, check: true };
 
 /** The durations a client and each call take: a timeout above 0, the others 0 (off) or more. */
@@ -414,6 +459,58 @@ export class RPCClient {
       this.slots.release();
       span?.end(error);
       publish(channels.clientCall, () => this.event('call', method, { started, error }));
+    }
+  }
+
+  /**
+   * Waits until a server of this client's target answers, for a process that starts before the
+   * services it calls (Moleculer's `waitForServices`). Each attempt asks `hermod_describe_ignore_errors`
+   * (QUIET_DESCRIBE) in the target's namespace and version; any answer from a server is a server:
+   * an oslo.messaging server's NoSuchMethod too (logged at DEBUG there), or a refusal of its access
+   * policy. An attempt that failed for want of one (no queue yet, the broker not reachable, a
+   * server stopping, the attempt's own timeout) is made again, after `interval` when it failed at
+   * once, until `timeout`; then MessagingTimeout, naming the last failure. Errors of the client's
+   * own (ClosedError, a version cap, a bad target) are thrown at once. The attempts are calls in
+   * the client's events and metrics, under that method name.
+   */
+  async waitForServer(options: WaitForServerOptions = {}): Promise<ServerFound> {
+    this.target.assertCallable();
+    assertOptions(options, WAIT_OPTIONS, 'waitForServer()');
+    assertMs('timeout', options.timeout, false);
+    assertMs('interval', options.interval, true);
+    const timeout = options.timeout ?? this.opts.timeout;
+    const interval = options.interval ?? 500;
+    const started = performance.now();
+    let last: unknown;
+    for (;;) {
+      const left = timeout - (performance.now() - started);
+      if (left <= 0) {
+        const t = this.target;
+        const why = last instanceof Error ? `; the last attempt: ${last.message}` : '';
+        throw new MessagingTimeout(
+          `no server of topic ${t.topic}${t.server ? ` server ${t.server}` : ''} answered within ${timeout} ms${why}`,
+          { cause: last },
+        );
+      }
+      const attempt = performance.now();
+      try {
+        const described = await this.callOnce(
+          {},
+          QUIET_DESCRIBE,
+          {},
+          { timeout: Math.max(1, Math.min(left, PROBE_MS)), callMonitorTimeout: 0 },
+        );
+        const d = described.result as { server?: unknown } | null;
+        return { server: typeof d?.server === 'string' ? d.server : undefined, waitedMs: performance.now() - started };
+      } catch (err) {
+        // A server's own answer, whatever it is (but a stopping server's), is a server.
+        if (isRemote(err) && !(err instanceof ServerStopped)) return { server: undefined, waitedMs: performance.now() - started };
+        if (!noServerYet(err)) throw err;
+        last = err;
+      }
+      // An attempt that failed at once waits out the interval; one that waited for its answer did.
+      const pause = Math.min(interval - (performance.now() - attempt), timeout - (performance.now() - started));
+      if (pause > 0) await new Promise((r) => setTimeout(r, pause));
     }
   }
 

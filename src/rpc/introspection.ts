@@ -1,7 +1,6 @@
 import type { Contracts } from '../contracts/contract.js';
 import { MessagingTimeout, TransportError } from '../core/errors.js';
 import { Target } from '../core/target.js';
-import type { RPCClient } from './client.js';
 import type { EndpointDescription } from './dispatcher.js';
 
 /** The namespace hermod reserves for what every server answers about itself. */
@@ -109,6 +108,15 @@ export class IntrospectionEndpoint {
 }
 
 /**
+ * What {@link describeWhenConnected} asks with: an RPCClient (by shape, so that the client, whose
+ * waitForServer asks QUIET_DESCRIBE, and this module do not import each other).
+ */
+export interface Describer {
+  call<R>(ctx: Record<string, unknown>, method: string): Promise<R>;
+  readonly transport: { readonly state: { readonly state: string } };
+}
+
+/**
  * Calls `hermod.describe` with `describer` (a client prepared for namespace `hermod` 1.0, whose
  * timeout bounds the servers' answer), or `method` ({@link QUIET_DESCRIBE} in the namespace and
  * version `describer` is prepared for). A first connect still under way when that timeout passes
@@ -117,7 +125,7 @@ export class IntrospectionEndpoint {
  * it. Any other error is thrown as the call threw it.
  */
 export async function describeWhenConnected(
-  describer: RPCClient,
+  describer: Describer,
   connectWithinMs: number,
   stopped: () => boolean = () => false,
   method = 'describe',

@@ -164,6 +164,24 @@ t(
   },
 );
 
+t('--wait-for-server: the call waits for a server that starts later; nobody within the wait is a timeout (3)', async (ctx) => {
+  const caller = start('rpc-client', ['later', 'add', 'a=1', 'b=2', '--wait-for-server', '20', '--transport-url', ctx.url]);
+  await sleep(800);
+  assert.is(caller.child.exitCode, null, 'still waiting');
+  const later = start('rpc-server', ['s2', '--topic', 'later', '--transport-url', ctx.url]);
+  try {
+    assert.is(await caller.exited, 0, caller.err);
+    assert.is(caller.out.trim(), '3');
+    assert.match(caller.err, /server s2 of later answered after \d+ ms/);
+  } finally {
+    later.child.kill('SIGTERM');
+    await later.exited;
+  }
+  const none = await run('rpc-client', ['nobody', 'add', '--wait-for-server', '0.5', '--transport-url', ctx.url]);
+  assert.is(none.code, 3, none.err);
+  assert.match(none.err, /no server of topic nobody answered within 500 ms/);
+});
+
 t('a result larger than a pipe holds reaches a slow reader whole', async (ctx) => {
   // process.exit() right after the write dropped what the pipe had not taken: 64 KiB of 120 kB
   // arrived, exit 0. The reader starts a second late, so the pipe is full when the result is written.
