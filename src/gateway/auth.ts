@@ -22,8 +22,11 @@ export interface Identity {
   user?: string;
   /** Project id (`project_id` in the context). */
   project?: string;
-  /** Roles, checked against each route's `roles` and passed on as `roles`. */
-  roles: string[];
+  /**
+   * Roles, checked against each route's `roles` and passed on as `roles`. @default none (an
+   * array of strings when given: anything else is the hook's mistake, answered 500)
+   */
+  roles?: string[];
   /** Further context fields the hook vouches for (never taken from the client as such). */
   context?: Record<string, unknown>;
 }

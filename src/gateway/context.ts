@@ -37,7 +37,7 @@ export function contextOf(request: FastifyRequest, requestId: string, identity: 
   if (identity) {
     if (identity.user !== undefined) ctx.user_id = identity.user;
     if (identity.project !== undefined) ctx.project_id = identity.project;
-    ctx.roles = [...identity.roles];
+    ctx.roles = [...(identity.roles ?? [])];
   }
   return ctx;
 }

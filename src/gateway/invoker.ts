@@ -246,8 +246,9 @@ export class Invoker {
    * oslo.messaging server, an older hermod) keeps going unchecked. Returns the names of the routes
    * that got a contract. `hermod.describe` (namespace `hermod`) put an ERROR with a traceback in an
    * oslo server's log per route target at each gateway start; the quiet name it logs at DEBUG.
+   * A first connect still under way is waited for up to `connectWithinMs` more.
    */
-  async loadContracts(timeoutMs: number): Promise<string[]> {
+  async loadContracts(timeoutMs: number, connectWithinMs = this.config.callTimeout): Promise<string[]> {
     const wanting = this.routes.filter((r) => !r.route.args);
     const byTarget = new Map<string, CompiledRoute[]>();
     for (const r of wanting) {
@@ -277,7 +278,7 @@ export class Invoker {
           // The timeout is for the servers' answer: a first connect still under way when it
           // passes is waited for (up to the gateway's call timeout), else a slow broker would
           // silently leave every route without its contract.
-          described = await describeWhenConnected(client, this.config.callTimeout, () => this.stopping, QUIET_DESCRIBE);
+          described = await describeWhenConnected(client, connectWithinMs, () => this.stopping, QUIET_DESCRIBE);
         } catch {
           return;
         }
@@ -358,7 +359,7 @@ export class Invoker {
   authorize(route: CompiledRoute, identity: Identity | undefined): void {
     if (route.roles.length === 0) return;
     if (!identity) throw new Unauthenticated(`${route.name} needs credentials`);
-    if (!route.roles.some((r) => identity.roles.includes(r))) {
+    if (!route.roles.some((r) => (identity.roles ?? []).includes(r))) {
       throw new Forbidden(`${route.name} needs one of the roles ${route.roles.join(', ')}`);
     }
   }

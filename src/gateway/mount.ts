@@ -11,7 +11,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { errorCodes, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { channels, type GatewayRequestEvent } from '../core/diagnostics.js';
-import { HermodError, NestingTooDeep } from '../core/errors.js';
+import { ConfigError, HermodError, NestingTooDeep } from '../core/errors.js';
 import { nestsDeeperThan } from '../core/json.js';
 import { isRemote } from '../rpc/remote-errors.js';
 import type { Transport } from '../transport.js';
@@ -126,6 +126,25 @@ class FailedAuth {
   }
 }
 
+/**
+ * The `authenticate` hook's identity with its roles checked: none is no roles, but anything other
+ * than an array of strings is the hook's mistake, refused (a 500) rather than read: a string
+ * `'superadmin'` would have matched a route's `admin` by substring (and a missing list was a
+ * TypeError naming nothing).
+ */
+function checkedIdentity(identity: Identity | undefined): Identity | undefined {
+  if (identity === undefined) return undefined;
+  if (typeof identity !== 'object' || identity === null) {
+    throw new Error(`the authenticate hook returned ${typeof identity}, not an identity object (or null)`);
+  }
+  const roles = (identity as { roles?: unknown }).roles;
+  if (roles === undefined) return { ...identity, roles: [] };
+  if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string')) {
+    throw new Error('the authenticate hook returned roles that are not an array of strings');
+  }
+  return identity;
+}
+
 /** What {@link mountGateway} needs beside the fastify instance. */
 export interface Mount {
   transport: Transport;
@@ -133,8 +152,13 @@ export interface Mount {
   invoker: Invoker;
   authenticate: Authenticate | undefined;
   refs: JobRefs | undefined;
-  /** Where the gateway's paths start: '' on its own server, the plugin's prefix in an application's. */
+  /** Where the gateway's paths start, without a trailing `/`: '' on its own server, the plugin's prefix in an application's. */
   prefix: string;
+  /**
+   * In an application's server (the plugin): whether the registration has a prefix of its own (a
+   * gateway at an enclosing plugin's prefix shares it). Undefined on the gateway's own server.
+   */
+  ownPrefix?: boolean;
   /** Whether a stop began: responses from then on close their connection. */
   stopping: () => boolean;
   /**
@@ -289,6 +313,20 @@ export function mountGateway(app: FastifyInstance, m: Mount): void {
     });
 
   if (config.cors) {
+    if (m.ownPrefix === false) {
+      throw new ConfigError(
+        "cors needs the plugin registered under a prefix of its own: at the application's root its preflight route (OPTIONS *) would answer for the application's routes too",
+        { key: 'cors' },
+      );
+    }
+    // @fastify/cors decorates every request of the scope it is registered in; registered again
+    // below an application's own, it threw (FST_ERR_DEC_ALREADY_PRESENT) and took the process down.
+    if (app.hasRequestDecorator('corsPreflightEnabled')) {
+      throw new ConfigError(
+        "the application registers @fastify/cors already, whose policy covers the gateway's routes: leave out the gateway's cors, or register the application's in a scope of its own",
+        { key: 'cors' },
+      );
+    }
     // Registered before the auth hook so that a preflight is answered without credentials.
     app.register(cors, {
       origin: config.cors.origins,
@@ -355,7 +393,7 @@ export function mountGateway(app: FastifyInstance, m: Mount): void {
     let identity: Identity | undefined;
     if (authenticate) {
       failures?.check(request.ip, reply);
-      identity = (await authenticate(request)) ?? undefined;
+      identity = checkedIdentity((await authenticate(request)) ?? undefined);
       if (!identity) {
         // A client that sent a key wants its identity: a wrong or mistyped key must not pass
         // as anonymous (and then fail on roles, or succeed with less than the client thinks).

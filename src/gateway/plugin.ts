@@ -32,6 +32,12 @@ const SERVER_KEYS = [
   'onConnectionRefused',
 ] as const;
 
+/** The longest delay a Node timer takes. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** What the contracts' load leaves of fastify's pluginTimeout for the rest of the application's start. */
+const CONTRACT_MARGIN_MS = 1_000;
+
 /** fastify's own options of `register()`, which it hands to the plugin with the plugin's. */
 const REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers']);
 
@@ -78,8 +84,11 @@ export const hermodGateway: FastifyPluginAsync<GatewayPluginOptions> = async (sc
       key: 'transport',
     });
   }
-  if (typeof closeDeadline !== 'number' || !Number.isFinite(closeDeadline) || closeDeadline < 0) {
-    throw new ConfigError(`closeDeadline must be a number of ms from 0 (got ${String(closeDeadline)})`, { key: 'closeDeadline' });
+  // A timer's longest delay: beyond it Node fires at once (and the running calls were cut at once).
+  if (typeof closeDeadline !== 'number' || !Number.isFinite(closeDeadline) || closeDeadline < 0 || closeDeadline > MAX_TIMER_MS) {
+    throw new ConfigError(`closeDeadline must be a number of ms from 0 to ${MAX_TIMER_MS} (got ${String(closeDeadline)})`, {
+      key: 'closeDeadline',
+    });
   }
   const data: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(rest)) if (!REGISTER_KEYS.has(k)) data[k] = v;
@@ -100,21 +109,36 @@ export const hermodGateway: FastifyPluginAsync<GatewayPluginOptions> = async (sc
   const authenticate: Authenticate | undefined = hook ?? (config.auth.keysFile ? keysFileAuthenticator(config.auth.keysFile) : undefined);
   const invoker = new Invoker(transport, config);
   let stopping = false;
+  // fastify serves `/rpc/` as `/rpc` (and `/` as the root) but keeps the prefix as given: the
+  // gateway's own paths (public ones, /jsonrpc, job links, the document's server URL) were built
+  // on `/rpc//…` and missed.
+  const trim = (p: string) => p.replace(/\/+$/, '');
+  // The registration's own prefix decides the 404s: one inherited from an enclosing plugin is the
+  // application's, whose misses the gateway answered (401 with credentials on).
+  const own = typeof options.prefix === 'string' && trim(options.prefix) !== '';
   mountGateway(scope, {
     transport,
     config,
     invoker,
     authenticate,
     refs,
-    prefix: scope.prefix,
-    notFound: scope.prefix !== '',
+    prefix: trim(scope.prefix),
+    ownPrefix: own,
+    notFound: own,
     stopping: () => stopping,
   });
   // As createGateway's start(): /readyz says ready once the connection is up, not before.
   if (transport.url.driver !== 'memory') transport.connect().catch(() => undefined);
   // Before the routes' scope is built (it runs after this function), so that the OpenAPI document
-  // has the contracts' schemas.
-  if (config.contractTimeout > 0) await invoker.loadContracts(config.contractTimeout);
+  // has the contracts' schemas; within fastify's pluginTimeout, past which the whole application
+  // failed to start (the wait for a first connection alone is up to callTimeout). Routes whose
+  // servers did not answer in time go without their contracts, as on createGateway's timeout.
+  if (config.contractTimeout > 0) {
+    const pluginTimeout = scope.initialConfig.pluginTimeout ?? 10_000;
+    const budget = pluginTimeout > 0 ? Math.max(0, pluginTimeout - CONTRACT_MARGIN_MS) : Number.POSITIVE_INFINITY;
+    const timeout = Math.min(config.contractTimeout, budget);
+    if (timeout > 0) await invoker.loadContracts(timeout, Math.min(config.callTimeout, budget - timeout));
+  }
 
   let cutTimer: NodeJS.Timeout | undefined;
   // preClose runs before the server stops accepting and waits for its connections: the calls are

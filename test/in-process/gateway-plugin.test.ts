@@ -1,3 +1,5 @@
+import net from 'node:net';
+import cors from '@fastify/cors';
 import Fastify from 'fastify';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -186,8 +188,13 @@ o('server settings, unknown keys and a missing transport are refused at registra
     const without = await refusedWith({ routes: [] });
     assert.instance(without, ConfigError);
     assert.is(without.key, 'transport');
-    const deadline = await refusedWith({ transport, closeDeadline: -1 });
-    assert.is(deadline.key, 'closeDeadline');
+    for (const closeDeadline of [-1, 2 ** 31, Number.POSITIVE_INFINITY]) {
+      // 2^31 ms is past what a timer takes: Node fired it at once and cut the running calls.
+      assert.is((await refusedWith({ transport, closeDeadline })).key, 'closeDeadline');
+    }
+    // CORS at the application's root, where its preflight route would answer for every path.
+    const rootCors = await refusedWith({ transport, cors: { origins: ['http://a.test'] } });
+    assert.equal([rootCors.key, rootCors instanceof ConfigError], ['cors', true]);
   } finally {
     await transport.close();
   }
@@ -227,5 +234,149 @@ o("two gateways in one application, one of them at the root, where the 404s stay
     await transport.close();
   }
 });
+
+o(
+  "beside the application's own @fastify/cors: the gateway's cors is a ConfigError (it threw from a decorator and took the process down)",
+  async () => {
+    const transport = await getTransport('memory://', { config: defaultConfig() });
+    const app = Fastify();
+    try {
+      await app.register(cors, { origin: ['http://app.test'] });
+      const err = await app
+        .register(hermodGateway, { transport, prefix: '/rpc', cors: { origins: ['http://gw.test'] } })
+        .then(() => app.ready())
+        .then(
+          () => undefined,
+          (e: Error) => e,
+        );
+      assert.instance(err, ConfigError);
+      assert.is((err as ConfigError).key, 'cors');
+      assert.match(err!.message, /@fastify\/cors/);
+    } finally {
+      await app.close().catch(() => undefined);
+      await transport.close();
+    }
+  },
+);
+
+o(
+  "prefixes as fastify takes them: '/rpc/' is /rpc, '/' the root, and a gateway inside an application's /api plugin leaves /api's 404s alone",
+  async () => {
+    const transport = await getTransport('memory://', { config: defaultConfig() });
+    const users = new Users();
+    const server = new RPCServer(transport, new Target({ topic: 'pp', server: 'u1' }), [users]);
+    await server.start();
+    const authenticate = (request: { headers: Record<string, unknown> }) => (request.headers['x-user'] ? { user: 'ann' } : null);
+    const routes = [...userRoutes('pp').slice(0, 1), { topic: 'pp', method: 'render', job: true }];
+    const app = Fastify();
+    app.get('/hello', async () => ({ hello: 'app' }));
+    try {
+      await app.register(hermodGateway, { transport, prefix: '/rpc/', authenticate, routes });
+      await app.register(hermodGateway, { transport, prefix: '/', routes: userRoutes('pp').slice(0, 1) });
+      await app.register(
+        async (api) => {
+          api.get('/users', async () => ['app']);
+          await api.register(hermodGateway, { transport, authenticate, routes });
+        },
+        { prefix: '/api' },
+      );
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      const root = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+      const ann = { 'x-user': 'ann' };
+      for (const base of [`${root}/rpc`, `${root}/api`]) {
+        // Public without credentials (they were 401 under '/rpc/'), and the document's server URL.
+        assert.is((await http(base, 'GET', '/healthz')).status, 200, base);
+        const doc = await http(base, 'GET', '/openapi.json');
+        assert.equal(doc.json?.servers, [{ url: new URL(base).pathname }]);
+        // The JSON-RPC envelope on a refusal (it was the REST shape).
+        const rpc = await http(base, 'POST', '/jsonrpc', { jsonrpc: '2.0', method: 'getUser', params: { id: 1 }, id: 1 });
+        assert.equal([rpc.status, rpc.json?.jsonrpc, rpc.json?.error?.data?.code], [401, '2.0', 'HERMOD_ERR_UNAUTHENTICATED'], rpc.text);
+        // A job's link is under the prefix, once, and polls there.
+        const started = await http(base, 'POST', '/v1/pp/render', { ms: 10 }, ann);
+        assert.is(started.status, 202, started.text);
+        assert.is(started.json.href, `${new URL(base).pathname}/v1/jobs/${started.json.job}`);
+        const done = await http(root, 'GET', `${started.json.href}?wait=5`, undefined, ann);
+        assert.equal([done.status, done.json?.result], [200, 10], done.text);
+      }
+      // '/' is the root: its routes there, and the 404s the application's.
+      assert.equal((await http(root, 'GET', '/users/4')).json?.result?.id, 4);
+      assert.equal((await http(root, 'GET', '/nope')).json?.message, 'Route GET:/nope not found');
+      // Inside /api without a prefix of its own: /api's misses are the application's, not a 401.
+      assert.equal((await http(root, 'GET', '/api/users')).json, ['app']);
+      const miss = await http(root, 'GET', '/api/userz');
+      assert.equal([miss.status, miss.json?.message], [404, 'Route GET:/api/userz not found'], miss.text);
+    } finally {
+      await app.close();
+      await server.stop();
+      await server.wait(1000);
+      await transport.close();
+    }
+  },
+);
+
+o(
+  "an identity without roles has none; roles that are no array of strings are the hook's mistake (500), never matched by substring",
+  async () => {
+    const transport = await getTransport('memory://', { config: defaultConfig() });
+    const users = new Users();
+    const server = new RPCServer(transport, new Target({ topic: 'pr', server: 'u1' }), [users]);
+    await server.start();
+    const app = Fastify();
+    try {
+      await app.register(hermodGateway, {
+        transport,
+        prefix: '/rpc',
+        authenticate: (request) =>
+          request.headers['x-user'] === 'plain' ? ({ user: 'plain' } as never) : ({ user: 'odd', roles: 'superadmin' } as never),
+        routes: [
+          { topic: 'pr', method: 'get' },
+          { topic: 'pr', method: 'ctx', roles: ['admin'] },
+        ],
+      });
+      const plain = await app.inject({ method: 'POST', url: '/rpc/v1/pr/get', headers: { 'x-user': 'plain' }, payload: { id: 1 } });
+      assert.is(plain.statusCode, 200, plain.body);
+      const forbidden = await app.inject({ method: 'POST', url: '/rpc/v1/pr/ctx', headers: { 'x-user': 'plain' }, payload: {} });
+      assert.is(forbidden.statusCode, 403, forbidden.body);
+      const odd = await app.inject({ method: 'POST', url: '/rpc/v1/pr/ctx', headers: { 'x-user': 'odd' }, payload: {} });
+      assert.equal([odd.statusCode, JSON.parse(odd.body).error.code], [500, 'HERMOD_ERR_INTERNAL'], odd.body);
+      assert.is(users.seen.length, 1);
+    } finally {
+      await app.close();
+      await server.stop();
+      await server.wait(1000);
+      await transport.close();
+    }
+  },
+);
+
+o(
+  "contracts load within fastify's pluginTimeout: a broker that never answers leaves the routes without them, the application starts",
+  async () => {
+    // A port that takes the connection and never speaks AMQP.
+    const accepted = new Set<net.Socket>();
+    const silent = net.createServer((socket) => {
+      accepted.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('close', () => accepted.delete(socket));
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as net.AddressInfo).port;
+    const transport = await getTransport(`amqp://127.0.0.1:${port}/`, { config: defaultConfig() });
+    const app = Fastify({ pluginTimeout: 3000 });
+    const t0 = Date.now();
+    try {
+      await app.register(hermodGateway, { transport, prefix: '/rpc', contractTimeout: 2000, routes: [{ topic: 'x', method: 'y' }] });
+      await app.ready();
+      const took = Date.now() - t0;
+      assert.ok(took < 3000, `ready in ${took} ms`);
+      assert.is((await app.inject({ method: 'GET', url: '/rpc/healthz' })).statusCode, 200);
+    } finally {
+      await app.close();
+      await transport.close();
+      for (const s of accepted) s.destroy();
+      await new Promise((r) => silent.close(r));
+    }
+  },
+);
 
 o.run();
