@@ -192,8 +192,13 @@ export function mountGateway(app: FastifyInstance, m: Mount): void {
   };
   const jsonrpcPath = `${prefix}/jsonrpc`;
   // In an application's server its own bodyLimit is for its own routes: the gateway's is per route.
+  const inApplication = m.ownPrefix !== undefined;
   app.addHook('onRoute', (route) => {
     route.bodyLimit ??= config.bodyLimit;
+    // The gateway documents its routes itself (its /openapi.json, with the methods' schemas): in an
+    // application's own @fastify/swagger document they came out as its bare patterns
+    // (`/rpc/v1/{topic}/{method}`, `/rpc/v1/jobs/{*}`), without any of that.
+    if (inApplication) route.schema = { ...route.schema, hide: true };
   });
   app.decorateRequest('hermod', null);
   // JSON bodies pass the same depth bound as messages from the broker before they are parsed:

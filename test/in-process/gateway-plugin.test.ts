@@ -1,5 +1,6 @@
 import net from 'node:net';
 import cors from '@fastify/cors';
+import swagger from '@fastify/swagger';
 import Fastify from 'fastify';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -258,6 +259,28 @@ o(
     }
   },
 );
+
+o("the application's own @fastify/swagger document leaves the gateway's routes out; the gateway's own document has them", async () => {
+  const transport = await getTransport('memory://', { config: defaultConfig() });
+  const app = Fastify();
+  try {
+    await app.register(swagger, { openapi: { info: { title: 'app', version: '1' } } });
+    app.get('/hello', async () => ({ hello: 'app' }));
+    await app.register(hermodGateway, { transport, prefix: '/rpc', routes: userRoutes('sw') });
+    await app.ready();
+    const paths = Object.keys((app.swagger() as { paths?: Record<string, unknown> }).paths ?? {});
+    assert.ok(paths.includes('/hello'), paths.join());
+    assert.equal(
+      paths.filter((p) => p.startsWith('/rpc')),
+      [],
+    );
+    const own = JSON.parse((await app.inject({ method: 'GET', url: '/rpc/openapi.json' })).body);
+    assert.ok(own.paths['/v1/sw/get'] && own.paths['/users/{id}'], Object.keys(own.paths).join());
+  } finally {
+    await app.close();
+    await transport.close();
+  }
+});
 
 o(
   "prefixes as fastify takes them: '/rpc/' is /rpc, '/' the root, and a gateway inside an application's /api plugin leaves /api's 404s alone",
