@@ -120,7 +120,9 @@ async function main(): Promise<void> {
   const log = makeLogger(config, 'rpc-client', true);
   captureConsole(log);
   // One call gives up past rpc.retry; --repeat's calls go on trying, each within the budget.
-  logConnectionState(log, o.repeat === 1 ? { retry: config.rpc.retry, key: 'rpc.retry' } : undefined);
+  // With --wait-for-server, as with --repeat, a connect attempt that runs out of rpc.retry is not the
+  // command's last: the wait makes another ("no more tries" while it went on was wrong).
+  logConnectionState(log, o.repeat === 1 && !o.waitForServer ? { retry: config.rpc.retry, key: 'rpc.retry' } : undefined);
   if (o.wait && !o.start) program.error('error: --wait goes with --start (or: rpc-client job <token> --wait)');
   // A cast has no answer, so no token to print: it would silently be a plain cast.
   if (o.start && (o.cast || o.fanout))
@@ -171,6 +173,9 @@ async function main(): Promise<void> {
       ...(o.monitor ? { callMonitorTimeout: o.monitor * 1000 } : {}),
     });
     if (o.waitForServer) {
+      // A target the command cannot use is its usage error at once, not after the wait.
+      if (o.cast) target.assertCastable();
+      else target.assertCallable();
       // Not part of --timeout's budget: a deployment's start order is what it waits out.
       // A fanout cast reaches every server of the topic: any one of them is one to wait for.
       const found = await (o.fanout ? client.prepare({ fanout: null }) : client).waitForServer({ timeout: o.waitForServer * 1000 });

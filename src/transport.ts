@@ -62,10 +62,12 @@ export class Transport extends EventEmitter {
     await this.driver.connect?.(Date.now() + timeoutMs);
   }
 
-  /** Closes the driver's connections; pending calls fail with ClosedError. */
+  /** Closes the driver's connections; pending calls fail with ClosedError. Emits `close` once closed. */
   async close(): Promise<void> {
     await this.driver.close();
+    const first = this.state_.state !== 'closed';
     this.state_ = { state: 'closed' };
+    if (first) this.emit('close');
   }
 
   /** The transport URL with passwords shown as `****`. */

@@ -3,14 +3,17 @@ import { checkArgs, compileContracts } from '../contracts/validator.js';
 import { ContractViolation } from '../contracts/violation.js';
 import { type CallEvent, channels, publish } from '../core/diagnostics.js';
 import {
+  AccessRefused,
   assertMs,
+  ClosedError,
   InvalidArgument,
-  MessageDeliveryFailure,
+  MessageUndeliverable,
   MessagingTimeout,
   RPCVersionCapError,
   ServerStopped,
   TooManyInFlight,
   TransportError,
+  UnsupportedVersion,
 } from '../core/errors.js';
 import { setOwn } from '../core/plain.js';
 import { Semaphore } from '../core/semaphore.js';
@@ -135,13 +138,20 @@ export interface ServerFound {
  */
 const PROBE_MS = 5_000;
 
-/** Whether an attempt of waitForServer failed for want of a server (or broker) worth waiting on. */
+/**
+ * Whether an attempt of waitForServer failed for want of a server (or of the broker) worth waiting
+ * for: no queue bound yet, no connection yet, a server stopping, servers there that serve another
+ * version or namespace (a rolling upgrade), the client's slots all taken, or no answer in time.
+ * A refused login, vhost or permission is not: no wait mends it (the connect gives up on it too).
+ */
 function noServerYet(err: unknown): boolean {
+  if (err instanceof AccessRefused) return false;
   return (
     err instanceof MessagingTimeout ||
-    err instanceof MessageDeliveryFailure ||
+    err instanceof MessageUndeliverable ||
     err instanceof TransportError ||
     err instanceof ServerStopped ||
+    err instanceof UnsupportedVersion ||
     err instanceof TooManyInFlight
   );
 }
@@ -482,9 +492,10 @@ export class RPCClient {
     const interval = options.interval ?? 500;
     const started = performance.now();
     let last: unknown;
-    for (;;) {
+    for (let attempts = 0; ; attempts++) {
       const left = timeout - (performance.now() - started);
-      if (left <= 0) {
+      // At least one attempt, however small the timeout: a server already there is found.
+      if (left <= 0 && attempts > 0) {
         const t = this.target;
         const why = last instanceof Error ? `; the last attempt: ${last.message}` : '';
         throw new MessagingTimeout(
@@ -503,15 +514,32 @@ export class RPCClient {
         const d = described.result as { server?: unknown } | null;
         return { server: typeof d?.server === 'string' ? d.server : undefined, waitedMs: performance.now() - started };
       } catch (err) {
-        // A server's own answer, whatever it is (but a stopping server's), is a server.
-        if (isRemote(err) && !(err instanceof ServerStopped)) return { server: undefined, waitedMs: performance.now() - started };
-        if (!noServerYet(err)) throw err;
+        if (!noServerYet(err)) {
+          // Any other answer from a server (an oslo server's NoSuchMethod, an access policy's
+          // refusal) is a server; the client's own errors are thrown.
+          if (isRemote(err)) return { server: undefined, waitedMs: performance.now() - started };
+          throw err;
+        }
         last = err;
       }
       // An attempt that failed at once waits out the interval; one that waited for its answer did.
       const pause = Math.min(interval - (performance.now() - attempt), timeout - (performance.now() - started));
-      if (pause > 0) await new Promise((r) => setTimeout(r, pause));
+      if (pause > 0) await this.pause(pause);
     }
+  }
+
+  /** Waits `ms`, or less when the transport closes meanwhile (the next attempt then says so). */
+  private pause(ms: number): Promise<void> {
+    if (this.transport.state.state === 'closed') return Promise.reject(new ClosedError('the transport was closed'));
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.transport.off('close', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.transport.once('close', done);
+    });
   }
 
   /** Sends `method` without waiting for a result; resolves once the transport has accepted it. */

@@ -1,12 +1,16 @@
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
+  AccessRefused,
   ClosedError,
   type Context,
   defaultConfig,
   getTransport,
   InvalidArgument,
+  MessageDeliveryFailure,
   MessagingTimeout,
   RPCClient,
   RPCServer,
@@ -15,12 +19,21 @@ import {
   type Transport,
 } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
+import { hashPassword } from '../../src/router/users.js';
+import { scratchDir } from '../support/scratch.js';
 
 // client.waitForServer(): a process that starts before the services it calls waits for one to
 // answer, on memory:// and through the embedded router (RabbitMQ and an oslo.messaging server:
 // integration/wait-for-server-rabbit).
 
 class Echo {
+  async echo(_ctx: Context, args: { v: unknown }) {
+    return args.v;
+  }
+}
+
+class EchoV2 {
+  readonly target = new Target({ version: '2.0' });
   async echo(_ctx: Context, args: { v: unknown }) {
     return args.v;
   }
@@ -123,6 +136,49 @@ for (const [name, broker] of BROKERS) {
     assert.is(found.server, undefined);
   });
 
+  t('a version nobody serves yet is waited for past the servers of another (a rolling upgrade)', async (ctx) => {
+    const topic = `wait-${process.pid}-${++topics}`;
+    await serve(ctx, topic, 'old');
+    const client = new RPCClient(await transport(ctx), new Target({ topic, version: '2.0' }));
+    const waiting = client.waitForServer({ timeout: 8000, interval: 100 });
+    let settled = false;
+    void waiting.finally(() => {
+      settled = true;
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.not.ok(settled, 'the 1.0 server is not one for 2.0');
+    const s = new RPCServer(await transport(ctx), new Target({ topic, server: 'new' }), [new EchoV2()]);
+    ctx.servers.push(s);
+    await s.start();
+    assert.is((await waiting).server, 'new');
+    // (Calls to the topic still reach either server, and the old one refuses 2.0.)
+    assert.is(await client.prepare({ server: 'new' }).call({}, 'echo', { v: 2 }), 2);
+  });
+
+  t('a tiny timeout still makes one attempt; a close during the pause ends the wait at once', async (ctx) => {
+    const topic = `wait-${process.pid}-${++topics}`;
+    await serve(ctx, topic, 's1');
+    const tr = await transport(ctx);
+    // One attempt is made, of 1 ms: it finds the server, or (a router's round trip, a loaded
+    // machine) names how it failed; before, none was made and the error named none.
+    const tiny = await new RPCClient(tr, new Target({ topic })).waitForServer({ timeout: 0.0001 }).then(
+      (found) => found.server,
+      (e: Error) => e.message,
+    );
+    assert.ok(tiny === 's1' || /the last attempt: /.test(String(tiny)), String(tiny));
+    const nobody = new RPCClient(tr, new Target({ topic: `${topic}-nobody` }));
+    const waiting = nobody.waitForServer({ timeout: 60_000, interval: 30_000 }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    await tr.close();
+    const err = await waiting;
+    assert.instance(err, ClosedError);
+    assert.ok(Date.now() - t0 < 1000, `settled ${Date.now() - t0} ms after the close`);
+  });
+
   t('nobody comes: MessagingTimeout at the timeout, naming the topic', async (ctx) => {
     const topic = `wait-${process.pid}-${++topics}`;
     const client = new RPCClient(await transport(ctx), new Target({ topic }));
@@ -191,6 +247,43 @@ b('through the embedded router started after the wait began: the wait goes on un
     await serverTransport?.close();
     await tr.close();
     await router?.stop();
+  }
+});
+
+b('a refused login or a refused address is thrown at once, not waited on', async () => {
+  const dir = scratchDir('hermod-wait-users-');
+  const file = path.join(dir, 'users.json');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      users: {
+        alice: { password: await hashPassword('pw') },
+        bob: { password: await hashPassword('pw'), send: ['other'], receive: ['other'] },
+      },
+    }),
+  );
+  const router = new Router({ port: 0, users: file });
+  const port = await router.start();
+  try {
+    for (const [who, url, type] of [
+      ['a wrong password', `amqp://alice:bad@127.0.0.1:${port}/`, AccessRefused],
+      ['no right to send to the topic', `amqp://bob:pw@127.0.0.1:${port}/`, MessageDeliveryFailure],
+    ] as const) {
+      const tr = await getTransport(url, { config: defaultConfig() });
+      try {
+        const t0 = Date.now();
+        const err = await new RPCClient(tr, new Target({ topic: 'acl' })).waitForServer({ timeout: 8000, interval: 100 }).then(
+          () => undefined,
+          (e: Error) => e,
+        );
+        assert.instance(err, type, `${who}: ${err}`);
+        assert.ok(Date.now() - t0 < 4000, `${who}: thrown after ${Date.now() - t0} ms`);
+      } finally {
+        await tr.close();
+      }
+    }
+  } finally {
+    await router.stop();
   }
 });
 

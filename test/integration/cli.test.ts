@@ -180,6 +180,37 @@ t('--wait-for-server: the call waits for a server that starts later; nobody with
   const none = await run('rpc-client', ['nobody', 'add', '--wait-for-server', '0.5', '--transport-url', ctx.url]);
   assert.is(none.code, 3, none.err);
   assert.match(none.err, /no server of topic nobody answered within 500 ms/);
+  // A target the command cannot use is a usage error at once, not after the wait.
+  const t0 = Date.now();
+  const both = await run('rpc-client', [
+    'cli',
+    'echo',
+    '--fanout',
+    '--server',
+    's9',
+    '--wait-for-server',
+    '10',
+    '--transport-url',
+    ctx.url,
+  ]);
+  assert.is(both.code, 2, both.err);
+  assert.match(both.err, /both fanout and directed to server/);
+  assert.ok(Date.now() - t0 < 8000, `usage error after ${Date.now() - t0} ms`);
+  // No broker: the wait goes on past rpc.retry's attempts, and the log does not say it stopped.
+  const down = await run('rpc-client', [
+    'cli',
+    'add',
+    '--wait-for-server',
+    '1.5',
+    '--transport-url',
+    'amqp://127.0.0.1:1/',
+    '--config',
+    'amqp1.retryInterval=50',
+    '--config',
+    'rpc.retry=1',
+  ]);
+  assert.is(down.code, 3, down.err);
+  assert.not.match(down.err, /no more tries/);
 });
 
 t('a result larger than a pipe holds reaches a slow reader whole', async (ctx) => {
