@@ -11,13 +11,12 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOpt
 import { channels, type GatewayRefusedEvent } from '../core/diagnostics.js';
 import { ClosedError } from '../core/errors.js';
 import type { Transport } from '../transport.js';
-import { type Authenticate, keysFileAuthenticator } from './auth.js';
-import { type GatewayConfig, type ResolvedGatewayConfig, resolveGatewayConfig } from './config.js';
+import type { Authenticate } from './auth.js';
+import type { GatewayConfig, ResolvedGatewayConfig } from './config.js';
 import { gatewayRequestId } from './context.js';
 import { RPC_CODES } from './errors.js';
-import { Invoker } from './invoker.js';
-import { JobRefs, jobsKey, MAX_REF_CHARS } from './job-refs.js';
-import { mountGateway } from './mount.js';
+import { MAX_REF_CHARS } from './job-refs.js';
+import { gatewayParts, mountGateway } from './mount.js';
 
 /** Options of {@link createGateway}: the configuration (as in the gateway config file) plus hooks. */
 export interface GatewayOptions extends Omit<GatewayConfig, 'hermod'> {
@@ -163,14 +162,7 @@ function rawAnswer(status: number, code: string, type: string, message: string):
 /** Builds a gateway over `transport`; nothing listens until `start()`. Throws ConfigError on a bad configuration. */
 export function createGateway(transport: Transport, options: GatewayOptions = {}): Gateway {
   const { authenticate: hook, logger, onConnectionRefused, jobsKey: keyText, ...data } = options;
-  const config = resolveGatewayConfig(data);
-  const refs = config.jobs.enabled
-    ? new JobRefs(
-        jobsKey({ ...(keyText !== undefined ? { text: keyText } : {}), ...(config.jobs.keyFile ? { keyFile: config.jobs.keyFile } : {}) }),
-      )
-    : undefined;
-  const authenticate: Authenticate | undefined = hook ?? (config.auth.keysFile ? keysFileAuthenticator(config.auth.keysFile) : undefined);
-  const invoker = new Invoker(transport, config);
+  const { config, refs, authenticate, invoker } = gatewayParts(transport, data, { authenticate: hook, jobsKey: keyText });
   const app = Fastify({
     logger: logger ?? false,
     bodyLimit: config.bodyLimit,

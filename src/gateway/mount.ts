@@ -15,12 +15,12 @@ import { ConfigError, HermodError, NestingTooDeep } from '../core/errors.js';
 import { nestsDeeperThan } from '../core/json.js';
 import { isRemote } from '../rpc/remote-errors.js';
 import type { Transport } from '../transport.js';
-import type { Authenticate, Identity } from './auth.js';
-import type { ResolvedGatewayConfig } from './config.js';
+import { type Authenticate, type Identity, keysFileAuthenticator } from './auth.js';
+import { type ResolvedGatewayConfig, resolveGatewayConfig } from './config.js';
 import { contextOf } from './context.js';
 import { errorBody, mapError, RPC_CODES, Unauthenticated } from './errors.js';
-import type { Invoker } from './invoker.js';
-import type { JobRefs } from './job-refs.js';
+import { Invoker } from './invoker.js';
+import { JobRefs, jobsKey } from './job-refs.js';
 import { JobsFace, registerJobs } from './jobs-http.js';
 import { registerJsonRpc } from './jsonrpc.js';
 import { openApiDocument } from './openapi.js';
@@ -143,6 +143,30 @@ function checkedIdentity(identity: Identity | undefined): Identity | undefined {
     throw new Error('the authenticate hook returned roles that are not an array of strings');
   }
   return identity;
+}
+
+/**
+ * What createGateway and the plugin build alike from their options: the configuration resolved
+ * (ConfigError on a mistake), the job references' key, the authenticator (the hook, else the keys
+ * file's) and the invoker.
+ */
+export function gatewayParts(
+  transport: Transport,
+  data: Record<string, unknown>,
+  hooks: { authenticate: Authenticate | undefined; jobsKey: string | undefined },
+  source?: string,
+): Pick<Mount, 'config' | 'refs' | 'authenticate' | 'invoker'> {
+  const config = resolveGatewayConfig(data, source);
+  const refs = config.jobs.enabled
+    ? new JobRefs(
+        jobsKey({
+          ...(hooks.jobsKey !== undefined ? { text: hooks.jobsKey } : {}),
+          ...(config.jobs.keyFile ? { keyFile: config.jobs.keyFile } : {}),
+        }),
+      )
+    : undefined;
+  const authenticate = hooks.authenticate ?? (config.auth.keysFile ? keysFileAuthenticator(config.auth.keysFile) : undefined);
+  return { config, refs, authenticate, invoker: new Invoker(transport, config) };
 }
 
 /** What {@link mountGateway} needs beside the fastify instance. */

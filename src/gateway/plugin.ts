@@ -7,12 +7,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { ConfigError } from '../core/errors.js';
 import type { Transport } from '../transport.js';
-import { type Authenticate, keysFileAuthenticator } from './auth.js';
-import { resolveGatewayConfig } from './config.js';
 import type { GatewayOptions } from './gateway.js';
-import { Invoker } from './invoker.js';
-import { JobRefs, jobsKey } from './job-refs.js';
-import { mountGateway } from './mount.js';
+import { gatewayParts, mountGateway } from './mount.js';
 
 /**
  * What only the owner of an HTTP server can set (a plugin has no say on its connections, their
@@ -100,14 +96,12 @@ export const hermodGateway: FastifyPluginAsync<GatewayPluginOptions> = async (sc
       );
     }
   }
-  const config = resolveGatewayConfig(data, 'hermodGateway options');
-  const refs = config.jobs.enabled
-    ? new JobRefs(
-        jobsKey({ ...(keyText !== undefined ? { text: keyText } : {}), ...(config.jobs.keyFile ? { keyFile: config.jobs.keyFile } : {}) }),
-      )
-    : undefined;
-  const authenticate: Authenticate | undefined = hook ?? (config.auth.keysFile ? keysFileAuthenticator(config.auth.keysFile) : undefined);
-  const invoker = new Invoker(transport, config);
+  const { config, refs, authenticate, invoker } = gatewayParts(
+    transport,
+    data,
+    { authenticate: hook, jobsKey: keyText },
+    'hermodGateway options',
+  );
   let stopping = false;
   // fastify serves `/rpc/` as `/rpc` (and `/` as the root) but keeps the prefix as given: the
   // gateway's own paths (public ones, /jsonrpc, job links, the document's server URL) were built

@@ -679,13 +679,30 @@ export interface Harness {
 }
 
 let harnesses = 0;
-export async function harness(url: string, options: GatewayOptions | ((topic: string) => GatewayOptions) = {}): Promise<Harness> {
-  const topic = `h-${process.pid}-${++harnesses}`;
+
+/** A users service (server u1) on a topic of its own, and a transport for its callers. */
+async function usersService(url: string, prefix: string) {
+  const topic = `${prefix}-${process.pid}-${++harnesses}`;
   const serverTransport = await getTransport(url, { config: defaultConfig() });
   const users = new Users();
   const server = new RPCServer(serverTransport, new Target({ topic, server: 'u1' }), [users]);
   await server.start();
   const transport = await getTransport(url, { config: defaultConfig() });
+  return {
+    topic,
+    users,
+    transport,
+    async close() {
+      await server.stop();
+      await server.wait(1000);
+      await transport.close();
+      await serverTransport.close();
+    },
+  };
+}
+
+export async function harness(url: string, options: GatewayOptions | ((topic: string) => GatewayOptions) = {}): Promise<Harness> {
+  const { topic, users, transport, close } = await usersService(url, 'h');
   const opts = typeof options === 'function' ? options(topic) : options;
   const gateway = createGateway(transport, { routes: userRoutes(topic), ...opts, listen: { host: '127.0.0.1', port: 0 } });
   const { url: base } = await gateway.start();
@@ -697,10 +714,7 @@ export async function harness(url: string, options: GatewayOptions | ((topic: st
     transport,
     async close() {
       await gateway.stop(1000);
-      await server.stop();
-      await server.wait(1000);
-      await transport.close();
-      await serverTransport.close();
+      await close();
     },
   };
 }
@@ -722,12 +736,7 @@ export async function mountedHarness(
   prefix: string,
   options: Omit<GatewayPluginOptions, 'transport'> | ((topic: string) => Omit<GatewayPluginOptions, 'transport'>) = {},
 ): Promise<MountedHarness> {
-  const topic = `m-${process.pid}-${++harnesses}`;
-  const serverTransport = await getTransport(url, { config: defaultConfig() });
-  const users = new Users();
-  const server = new RPCServer(serverTransport, new Target({ topic, server: 'u1' }), [users]);
-  await server.start();
-  const transport = await getTransport(url, { config: defaultConfig() });
+  const { topic, users, transport, close } = await usersService(url, 'm');
   const opts = typeof options === 'function' ? options(topic) : options;
   const app = Fastify({ genReqId: gatewayRequestId });
   app.setErrorHandler((err: Error, _request, reply) => reply.code(418).send({ app: 'error', message: err.message }));
@@ -746,10 +755,7 @@ export async function mountedHarness(
     transport,
     async close() {
       await app.close();
-      await server.stop();
-      await server.wait(1000);
-      await transport.close();
-      await serverTransport.close();
+      await close();
     },
   };
 }
