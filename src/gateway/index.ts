@@ -18,3 +18,6 @@ export type { JobOwner } from './job-refs.js';
 export { JOBS_KEY_ENV } from './job-refs.js';
 export type { GatewayPluginOptions } from './plugin.js';
 export { hermodGateway } from './plugin.js';
+// Types of what the gateway puts on requests and routes; importing them also brings the module
+// augmentation (`request.hermod`, `routeOptions.config.hermodGateway`) to an application's tsc.
+export type { GatewayRouteMark, RequestState } from './state.js';

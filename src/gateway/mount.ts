@@ -210,10 +210,8 @@ export function mountGateway(app: FastifyInstance, m: Mount): void {
   // alias `GET /docs/:id` was taken for one of them, skipped authentication and answered 500.
   const PUBLIC = new Set(['/healthz', '/readyz', '/openapi.json'].map((p) => prefix + p));
   const docsPath = `${prefix}/docs`;
-  const isPublic = (request: FastifyRequest) => {
-    const url = request.routeOptions.url ?? '';
-    return PUBLIC.has(url) || url === docsPath || url.startsWith(`${docsPath}/`);
-  };
+  const isPublicUrl = (url: string) => PUBLIC.has(url) || url === docsPath || url.startsWith(`${docsPath}/`);
+  const isPublic = (request: FastifyRequest) => isPublicUrl(request.routeOptions.url ?? '');
   const jsonrpcPath = `${prefix}/jsonrpc`;
   // In an application's server its own bodyLimit is for its own routes: the gateway's is per route.
   const inApplication = m.ownPrefix !== undefined;
@@ -223,6 +221,11 @@ export function mountGateway(app: FastifyInstance, m: Mount): void {
     // application's own @fastify/swagger document they came out as its bare patterns
     // (`/rpc/v1/{topic}/{method}`, `/rpc/v1/jobs/{*}`), without any of that.
     if (inApplication) route.schema = { ...route.schema, hide: true };
+    // What an application's own hooks read to tell the gateway's routes (and its open ones) from
+    // theirs: `request.routeOptions.config.hermodGateway`. Without it an app-wide credentials hook
+    // had to list the gateway's paths to leave /healthz, /docs and CORS preflights alone.
+    const url = typeof route.url === 'string' ? route.url : '';
+    route.config = { ...route.config, hermodGateway: { public: isPublicUrl(url) || route.method === 'OPTIONS' } };
   });
   app.decorateRequest('hermod', null);
   // JSON bodies pass the same depth bound as messages from the broker before they are parsed:
@@ -299,6 +302,9 @@ export function mountGateway(app: FastifyInstance, m: Mount): void {
       status = m.status;
       body = errorBody(err, request.id, config.exposeTracebacks, config.remoteErrors);
       if (m.retryAfter) reply.header('retry-after', String(m.retryAfter));
+      // In an application's server its logger is the only place a failed upstream shows (the
+      // bin has its access log): a timeout, a stopped server or a cut call, with the error.
+      if (inApplication && status >= 500) request.log.warn({ err }, `${request.method} ${request.routeOptions.url ?? ''}: ${err.message}`);
       if (err instanceof Unauthenticated) reply.header('www-authenticate', 'Bearer');
     } else {
       // fastify's and its plugins' own errors (413, 415, 400 bad JSON, 408, 429) keep their status.

@@ -28,6 +28,9 @@ const SERVER_KEYS = [
   'onConnectionRefused',
 ] as const;
 
+/** The prefixes each server has a gateway at. */
+const mounted = new WeakMap<object, Set<string>>();
+
 /** The longest delay a Node timer takes. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -110,6 +113,21 @@ export const hermodGateway: FastifyPluginAsync<GatewayPluginOptions> = async (sc
   // The registration's own prefix decides the 404s: one inherited from an enclosing plugin is the
   // application's, whose misses the gateway answered (401 with credentials on).
   const own = typeof options.prefix === 'string' && trim(options.prefix) !== '';
+  // Two gateways at one prefix of one server: fastify's router threw from inside the second's
+  // registration ("Method 'ACL' already declared for route '/rpc/*'"), uncaught, and the process died.
+  const at = trim(scope.prefix);
+  const taken = mounted.get(scope.server) ?? new Set<string>();
+  if (taken.has(at)) {
+    throw new ConfigError(`a hermodGateway is registered at ${at || 'the root'} of this server already: give each its own prefix`, {
+      key: 'prefix',
+    });
+  }
+  taken.add(at);
+  mounted.set(scope.server, taken);
+  scope.addHook('onClose', (_instance, done) => {
+    taken.delete(at);
+    done();
+  });
   mountGateway(scope, {
     transport,
     config,

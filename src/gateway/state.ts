@@ -3,7 +3,9 @@
 import type { Context } from '../core/serializer.js';
 import type { Identity } from './auth.js';
 
+/** What the gateway attaches to each request of its routes (`request.hermod`). */
 export interface RequestState {
+  /** Who the caller is, as `authenticate` (or the keys file) said; undefined when anonymous. */
   identity: Identity | undefined;
   /**
    * Who is calling, for per-client limits (the rate limit, `maxInFlightPerClient`): the
@@ -14,8 +16,19 @@ export interface RequestState {
   context(): Context;
 }
 
+/** The mark the gateway puts on each of its routes' config, for an application's own hooks. */
+export interface GatewayRouteMark {
+  /** Open without credentials: /healthz, /readyz, /openapi.json, /docs and CORS preflights. */
+  public: boolean;
+}
+
 declare module 'fastify' {
   interface FastifyRequest {
+    /** What the gateway attaches to the requests of its routes (null on other routes). */
     hermod: RequestState | null;
+  }
+  interface FastifyContextConfig {
+    /** Set on the gateway's routes (`request.routeOptions.config.hermodGateway`), absent on others. */
+    hermodGateway?: GatewayRouteMark;
   }
 }

@@ -127,7 +127,7 @@ export interface WaitForServerOptions {
 export interface ServerFound {
   /** The server that answered; undefined when it did not say (an oslo.messaging server, or introspection off). */
   server: string | undefined;
-  /** How long the wait took. */
+  /** How long the wait took, in whole ms. */
   waitedMs: number;
 }
 
@@ -512,12 +512,12 @@ export class RPCClient {
           { timeout: Math.max(1, Math.min(left, PROBE_MS)), callMonitorTimeout: 0 },
         );
         const d = described.result as { server?: unknown } | null;
-        return { server: typeof d?.server === 'string' ? d.server : undefined, waitedMs: performance.now() - started };
+        return { server: typeof d?.server === 'string' ? d.server : undefined, waitedMs: Math.round(performance.now() - started) };
       } catch (err) {
         if (!noServerYet(err)) {
           // Any other answer from a server (an oslo server's NoSuchMethod, an access policy's
           // refusal) is a server; the client's own errors are thrown.
-          if (isRemote(err)) return { server: undefined, waitedMs: performance.now() - started };
+          if (isRemote(err)) return { server: undefined, waitedMs: Math.round(performance.now() - started) };
           throw err;
         }
         last = err;

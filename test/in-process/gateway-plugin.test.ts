@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { Writable } from 'node:stream';
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import Fastify from 'fastify';
@@ -281,6 +282,98 @@ o("the application's own @fastify/swagger document leaves the gateway's routes o
     await transport.close();
   }
 });
+
+o(
+  "an application's own hooks tell the gateway's routes by their mark; its 5xx answers reach the application's logger; one gateway per prefix",
+  async () => {
+    const transport = await getTransport('memory://', { config: defaultConfig() });
+    const users = new Users();
+    const server = new RPCServer(transport, new Target({ topic: 'mk', server: 'u1' }), [users]);
+    await server.start();
+    const lines: string[] = [];
+    const stream = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    const app = Fastify({ logger: { level: 'warn', stream } });
+    // An app-wide credentials hook, as an application has: the gateway's routes are left to the
+    // gateway's own authenticate, its open ones (health, docs, preflights) to nobody.
+    app.addHook('onRequest', async (request, reply) => {
+      const mark = request.routeOptions.config.hermodGateway;
+      if (mark) return;
+      if (request.headers['x-app-token'] !== 'ok') return reply.code(401).send({ app: 'no token' });
+    });
+    app.get('/mine', async () => ({ mine: true }));
+    try {
+      await app.register(hermodGateway, {
+        transport,
+        prefix: '/rpc',
+        authenticate: (request) => (request.headers['x-user'] ? { user: String(request.headers['x-user']) } : null),
+        routes: userRoutes('mk'),
+      });
+      const second = await app
+        .register(hermodGateway, { transport, prefix: '/rpc/', routes: userRoutes('mk') })
+        .then(() => app.ready())
+        .then(
+          () => undefined,
+          (e: Error) => e,
+        );
+      assert.instance(second, ConfigError, String(second));
+      assert.is((second as ConfigError).key, 'prefix');
+    } catch (err) {
+      await app.close().catch(() => undefined);
+      throw err;
+    }
+    // The failed registration leaves the application unusable (fastify's own rule): a fresh one.
+    await app.close().catch(() => undefined);
+    const app2 = Fastify({ logger: { level: 'warn', stream } });
+    app2.addHook('onRequest', async (request, reply) => {
+      if (request.routeOptions.config.hermodGateway) return;
+      if (request.headers['x-app-token'] !== 'ok') return reply.code(401).send({ app: 'no token' });
+    });
+    app2.get('/mine', async () => ({ mine: true }));
+    try {
+      await app2.register(hermodGateway, {
+        transport,
+        prefix: '/rpc',
+        authenticate: (request) => (request.headers['x-user'] ? { user: String(request.headers['x-user']) } : null),
+        routes: userRoutes('mk'),
+      });
+      await app2.ready();
+      const marks: Record<string, unknown> = {};
+      for (const url of ['/rpc/healthz', '/rpc/docs/static/index.html', '/mine']) {
+        const r = await app2.inject({ method: 'GET', url });
+        marks[url] = r.statusCode;
+      }
+      // Open: health and docs (the docs' index redirects); the app's own route needs its token;
+      // the gateway's call route its own credentials (401 in the gateway's shape, not the app's).
+      assert.equal(marks, { '/rpc/healthz': 200, '/rpc/docs/static/index.html': 302, '/mine': 401 });
+      const call = await app2.inject({ method: 'POST', url: '/rpc/v1/mk/get', payload: { id: 1 } });
+      assert.equal([call.statusCode, JSON.parse(call.body).error?.code], [401, 'HERMOD_ERR_UNAUTHENTICATED']);
+      const ok = await app2.inject({ method: 'POST', url: '/rpc/v1/mk/get', headers: { 'x-user': 'ann' }, payload: { id: 1 } });
+      assert.is(ok.statusCode, 200, ok.body);
+      // A call that times out: 504, and a warning in the application's log with the error.
+      const late = await app2.inject({
+        method: 'POST',
+        url: '/rpc/v1/mk/sleep?timeout=200',
+        headers: { 'x-user': 'ann' },
+        payload: { ms: 1500 },
+      });
+      assert.is(late.statusCode, 504, late.body);
+      const warned = lines.map((l) => JSON.parse(l)).filter((l) => l.level === 40);
+      assert.is(warned.length, 1, lines.join(''));
+      assert.match(warned[0].msg, /POST \/rpc\/v1\/:topic\/:method: .*timed out/i);
+      assert.is(warned[0].err?.type, 'MessagingTimeout');
+    } finally {
+      await app2.close();
+      await server.stop();
+      await server.wait(3000);
+      await transport.close();
+    }
+  },
+);
 
 o(
   "prefixes as fastify takes them: '/rpc/' is /rpc, '/' the root, and a gateway inside an application's /api plugin leaves /api's 404s alone",
