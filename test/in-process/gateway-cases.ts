@@ -764,8 +764,8 @@ export async function mountedHarness(
  * A suite on one broker, started before its tests and stopped after them, where each test keeps
  * its harness in `ctx.h` and has it closed after it, pass or fail.
  */
-export function harnessSuite(title: string, broker: () => Promise<GatewayBroker>) {
-  const t = suite<{ broker: GatewayBroker; h: Harness }>(title, {} as never);
+export function harnessSuite<H extends { close(): Promise<void> } = Harness>(title: string, broker: () => Promise<GatewayBroker>) {
+  const t = suite<{ broker: GatewayBroker; h: H }>(title, {} as never);
   t.before(async (ctx) => {
     ctx.broker = await broker();
   });

@@ -7,7 +7,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { hermodGateway } from '../../src/gateway/index.js';
 import { ConfigError, defaultConfig, getTransport, RPCServer, Target } from '../../src/index.js';
-import { type GatewayBroker, http, IN_PROCESS, type MountedHarness, mountedHarness, Users, userRoutes } from './gateway-cases.js';
+import { harnessSuite, http, IN_PROCESS, type MountedHarness, mountedHarness, Users, userRoutes } from './gateway-cases.js';
 
 // The gateway as a fastify plugin in an application's own server: real HTTP on one port to the
 // application's routes and the gateway's, under a prefix, against real RPC servers.
@@ -22,16 +22,7 @@ async function eventually(check: () => Promise<boolean>, what: string): Promise<
 }
 
 for (const [name, broker] of IN_PROCESS) {
-  const t = suite<{ broker: GatewayBroker; h: MountedHarness }>(`gateway plugin over ${name}`, {} as never);
-  t.before(async (ctx) => {
-    ctx.broker = await broker();
-  });
-  t.after(async (ctx) => {
-    await ctx.broker.stop();
-  });
-  t.after.each(async (ctx) => {
-    await ctx.h?.close();
-  });
+  const t = harnessSuite<MountedHarness>(`gateway plugin over ${name}`, broker);
 
   t("under a prefix beside the application's routes: REST, aliases, JSON-RPC, health and the document", async (ctx) => {
     ctx.h = await mountedHarness(ctx.broker.url, '/rpc');
