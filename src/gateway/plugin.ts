@@ -124,17 +124,13 @@ export const hermodGateway: FastifyPluginAsync<GatewayPluginOptions> = async (sc
   }
   taken.add(at);
   mounted.set(scope.server, taken);
-  scope.addHook('onClose', (_instance, done) => {
-    taken.delete(at);
-    done();
-  });
   mountGateway(scope, {
     transport,
     config,
     invoker,
     authenticate,
     refs,
-    prefix: trim(scope.prefix),
+    prefix: at,
     ownPrefix: own,
     notFound: own,
     stopping: () => stopping,
@@ -165,6 +161,7 @@ export const hermodGateway: FastifyPluginAsync<GatewayPluginOptions> = async (sc
   });
   scope.addHook('onClose', (_instance, done) => {
     clearTimeout(cutTimer);
+    taken.delete(at);
     done();
   });
 };

@@ -475,13 +475,16 @@ export class RPCClient {
   /**
    * Waits until a server of this client's target answers, for a process that starts before the
    * services it calls (Moleculer's `waitForServices`). Each attempt asks `hermod_describe_ignore_errors`
-   * (QUIET_DESCRIBE) in the target's namespace and version; any answer from a server is a server:
-   * an oslo.messaging server's NoSuchMethod too (logged at DEBUG there), or a refusal of its access
-   * policy. An attempt that failed for want of one (no queue yet, the broker not reachable, a
-   * server stopping, the attempt's own timeout) is made again, after `interval` when it failed at
-   * once, until `timeout`; then MessagingTimeout, naming the last failure. Errors of the client's
-   * own (ClosedError, a version cap, a bad target) are thrown at once. The attempts are calls in
-   * the client's events and metrics, under that method name.
+   * (QUIET_DESCRIBE) in the target's namespace and version; an answer from a server that serves
+   * them is a server, whatever it says: an oslo.messaging server's NoSuchMethod too (logged at
+   * DEBUG there), or a refusal of its access policy. An attempt that failed for want of one (no
+   * queue yet, the broker not reachable, a server stopping, only servers of another version or
+   * namespace, the attempt's own timeout) is made again, after `interval` when it failed at once,
+   * until `timeout` (at least one attempt); then MessagingTimeout, naming the last failure. What no
+   * wait mends is thrown at once: a refused login or vhost (AccessRefused), a refused request, the
+   * client's own errors (ClosedError, also when the transport closes during the wait; a version
+   * cap; a fanout target). The attempts are calls in the client's events and metrics, under that
+   * method name.
    */
   async waitForServer(options: WaitForServerOptions = {}): Promise<ServerFound> {
     this.target.assertCallable();
