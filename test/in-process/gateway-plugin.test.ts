@@ -288,38 +288,26 @@ o(
         done();
       },
     });
-    const app = Fastify({ logger: { level: 'warn', stream } });
-    // An app-wide credentials hook, as an application has: the gateway's routes are left to the
-    // gateway's own authenticate, its open ones (health, docs, preflights) to nobody.
-    app.addHook('onRequest', async (request, reply) => {
-      const mark = request.routeOptions.config.hermodGateway;
-      if (mark) return;
-      if (request.headers['x-app-token'] !== 'ok') return reply.code(401).send({ app: 'no token' });
-    });
-    app.get('/mine', async () => ({ mine: true }));
+    // One gateway per prefix: a second at '/rpc/' (the same prefix) is refused. A failed
+    // registration leaves an application unusable (fastify's own rule), so it has one of its own.
+    const taken = Fastify();
     try {
-      await app.register(hermodGateway, {
-        transport,
-        prefix: '/rpc',
-        authenticate: (request) => (request.headers['x-user'] ? { user: String(request.headers['x-user']) } : null),
-        routes: userRoutes('mk'),
-      });
-      const second = await app
+      await taken.register(hermodGateway, { transport, prefix: '/rpc', routes: userRoutes('mk') });
+      const second = await taken
         .register(hermodGateway, { transport, prefix: '/rpc/', routes: userRoutes('mk') })
-        .then(() => app.ready())
+        .then(() => taken.ready())
         .then(
           () => undefined,
           (e: Error) => e,
         );
       assert.instance(second, ConfigError, String(second));
       assert.is((second as ConfigError).key, 'prefix');
-    } catch (err) {
-      await app.close().catch(() => undefined);
-      throw err;
+    } finally {
+      await taken.close().catch(() => undefined);
     }
-    // The failed registration leaves the application unusable (fastify's own rule): a fresh one.
-    await app.close().catch(() => undefined);
     const app2 = Fastify({ logger: { level: 'warn', stream } });
+    // An app-wide credentials hook, as an application has: the gateway's routes are left to the
+    // gateway's own authenticate, its open ones (health, docs, preflights) to nobody.
     app2.addHook('onRequest', async (request, reply) => {
       if (request.routeOptions.config.hermodGateway) return;
       if (request.headers['x-app-token'] !== 'ok') return reply.code(401).send({ app: 'no token' });
