@@ -104,7 +104,18 @@ export type { AccessPolicy, Endpoint, EndpointDescription } from './rpc/dispatch
 export type { EndpointContext } from './rpc/endpoint-module.js';
 export type { ServerDescription } from './rpc/introspection.js';
 export { INTROSPECTION_NAMESPACE, IntrospectionEndpoint, QUIET_DESCRIBE } from './rpc/introspection.js';
-export { type Caller, MultiCall, type MultiCallOptions, MultiCallResults } from './rpc/multicall.js';
+export {
+  type Caller,
+  MultiCall,
+  type MultiCallMethod,
+  type MultiCallOptions,
+  type MultiCallRest,
+  type MultiCallResult,
+  type MultiCallResultAt,
+  MultiCallResults,
+  type MultiCallSettled,
+  type UntypedRemote,
+} from './rpc/multicall.js';
 export type { RemoteErrorFactory, RemoteOrigin } from './rpc/remote-errors.js';
 export { ENDPOINT_MODULE, isRemote, registerRemoteError } from './rpc/remote-errors.js';
 export type { RPCServerOptions, ServerStats, StopOptions } from './rpc/server.js';

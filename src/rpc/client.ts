@@ -29,7 +29,7 @@ import { JobPoller, type PollOptions } from '../jobs/poller.js';
 import { type JobToken, ownJobToken, parseJobToken } from '../jobs/token.js';
 import type { Transport } from '../transport.js';
 import { QUIET_DESCRIBE } from './introspection.js';
-import { MultiCall } from './multicall.js';
+import { MultiCall, type UntypedRemote } from './multicall.js';
 import { deserializeFailure, isRemote, registerHermodError } from './remote-errors.js';
 
 // A server's ContractViolation comes back as one, with its violations.
@@ -571,8 +571,10 @@ export class RPCClient {
   /**
    * Several calls sent together, results read in order, each failure raised only when its
    * result is read: `await client.multicall(ctx).call('a', {...}).call('b', {...}).run()`.
+   * With an endpoint type, `client.multicall<Calc>(ctx)`, tsc checks each call's method and
+   * arguments against `Calc` (as {@link proxy} does) and the results are typed in order.
    */
-  multicall(ctx: Context = {}): MultiCall {
+  multicall<T extends object = never>(ctx: Context = {}): MultiCall<[T] extends [never] ? UntypedRemote : RpcProxy<T>> {
     this.target.assertCallable();
     // Here, not in run(): each call there failed alike with it, one by one.
     if (ctx === null || typeof ctx !== 'object' || Array.isArray(ctx)) {
@@ -580,7 +582,7 @@ export class RPCClient {
         `the context of a MultiCall must be a plain object, got ${Array.isArray(ctx) ? 'an array' : ctx === null ? 'null' : typeof ctx}`,
       );
     }
-    return new MultiCall(this, ctx);
+    return new MultiCall<[T] extends [never] ? UntypedRemote : RpcProxy<T>>(this, ctx);
   }
 
   /**

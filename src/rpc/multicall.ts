@@ -28,6 +28,58 @@ export interface MultiCallOptions {
 
 const ENTRY_OPTIONS: Record<keyof MultiCallOptions, true> = { timeout: true, callMonitorTimeout: true, via: true };
 
+declare const untyped: unique symbol;
+/**
+ * The remote shape of a MultiCall made without an endpoint type (`client.multicall(ctx)`): any
+ * method name, named arguments, `unknown` results.
+ */
+export interface UntypedRemote {
+  readonly [untyped]: true;
+}
+
+type AnyRemoteMethod = (...args: never[]) => Promise<unknown>;
+
+/** Method names a MultiCall over the remote shape `S` (an `RpcProxy<T>`) accepts. */
+export type MultiCallMethod<S> = [S] extends [UntypedRemote]
+  ? string
+  : { [K in keyof S]: S[K] extends AnyRemoteMethod ? K : never }[keyof S] & string;
+
+/**
+ * What follows the method name in `call()`: the method's arguments (required when the endpoint's
+ * method requires them, absent when it takes none), then the entry's options.
+ */
+export type MultiCallRest<S, K> = [S] extends [UntypedRemote]
+  ? [args?: Record<string, unknown>, options?: MultiCallOptions]
+  : K extends keyof S
+    ? S[K] extends (...args: infer P) => Promise<unknown>
+      ? P extends []
+        ? [args?: undefined, options?: MultiCallOptions]
+        : P extends [infer A, ...unknown[]]
+          ? [args: A, options?: MultiCallOptions]
+          : P extends [(infer A)?, ...unknown[]]
+            ? [args?: A, options?: MultiCallOptions]
+            : never
+      : never
+    : never;
+
+/** The result type of method `K` of the remote shape `S`: `unknown` when untyped. */
+export type MultiCallResult<S, K> = [S] extends [UntypedRemote]
+  ? unknown
+  : K extends keyof S
+    ? S[K] extends (...args: never[]) => Promise<infer R>
+      ? R
+      : unknown
+    : unknown;
+
+/**
+ * The type of result `I` of the results `R`. A MultiCall whose calls were queued without keeping
+ * the returned value (in a loop) has no tuple to read from: its results are `unknown`, as untyped.
+ */
+export type MultiCallResultAt<R extends unknown[], I extends number> = R extends [] ? unknown : R[I];
+
+/** One call's outcome, as {@link MultiCallResults.settled} gives it. */
+export type MultiCallSettled<R> = { method: string; ok: true; value: R } | { method: string; ok: false; error: Error };
+
 interface Queued {
   via: Caller;
   method: string;
@@ -49,8 +101,12 @@ interface Queued {
  * All calls are handed to the driver in the same turn of the event loop, so the driver writes
  * them to the socket together (one write on RabbitMQ and AMQP 1.0 where the batch fits its
  * buffers); each is an ordinary oslo call on the wire, so any server (hermod or Python) answers.
+ *
+ * Made with an endpoint type (`client.multicall<Calc>(ctx)`, as `client.proxy<Calc>()`), each
+ * entry's method name and arguments are checked by tsc against `Calc`, and the results are typed
+ * in order: `S` is the remote shape (`RpcProxy<Calc>`), `R` the tuple of results queued so far.
  */
-export class MultiCall {
+export class MultiCall<S = UntypedRemote, R extends unknown[] = []> {
   private readonly queued: Queued[] = [];
   private ran = false;
 
@@ -64,8 +120,12 @@ export class MultiCall {
     return this.queued.length;
   }
 
-  /** Queues a call of `method`; chainable. */
-  call(method: string, args?: Record<string, unknown>, options: MultiCallOptions = {}): this {
+  /**
+   * Queues a call of `method`; chainable. Returns this MultiCall, its type extended by the
+   * call's result: keep chaining, or keep the returned value, for typed results.
+   */
+  call<K extends MultiCallMethod<S>>(method: K, ...rest: MultiCallRest<S, K>): MultiCall<S, [...R, MultiCallResult<S, K>]>;
+  call(method: string, args?: unknown, options: MultiCallOptions = {}): unknown {
     if (this.ran) throw new InvalidArgument('this MultiCall already ran: make a new one with client.multicall()');
     if (typeof method !== 'string' || method === '') throw new InvalidArgument('a MultiCall entry needs a method name');
     assertOptions(options, ENTRY_OPTIONS, `MultiCall options of ${method}`);
@@ -84,12 +144,14 @@ export class MultiCall {
     } catch (err) {
       throw new InvalidArgument(`MultiCall options of ${method}: ${(err as Error).message}`);
     }
-    this.queued.push({ via: via ?? this.client, method, args, options: callOptions });
+    // Arguments that are no object are the client's to refuse, as that entry's failure in run().
+    this.queued.push({ via: via ?? this.client, method, args: args as Record<string, unknown> | undefined, options: callOptions });
+    // The same object: only its type grows by the call queued.
     return this;
   }
 
   /** Sends every queued call at once and resolves when all have an outcome; never rejects for a call's failure. */
-  async run(): Promise<MultiCallResults> {
+  async run(): Promise<MultiCallResults<R>> {
     if (this.ran) throw new InvalidArgument('this MultiCall already ran: make a new one with client.multicall()');
     this.ran = true;
     // Started in one synchronous loop: no await between them, so they reach the driver together.
@@ -102,7 +164,7 @@ export class MultiCall {
         return Promise.reject(err);
       }
     });
-    return new MultiCallResults(
+    return new MultiCallResults<R>(
       this.queued.map((q) => q.method),
       await Promise.allSettled(pending),
     );
@@ -111,9 +173,10 @@ export class MultiCall {
 
 /**
  * The outcomes of a {@link MultiCall}, in the order the calls were queued. Reading a result
- * ({@link get}, iteration, destructuring) throws that call's error if it failed.
+ * ({@link get}, {@link all}, iteration, destructuring) throws that call's error if it failed.
+ * `R` is the tuple of the calls' result types (all `unknown` without an endpoint type).
  */
-export class MultiCallResults implements Iterable<unknown> {
+export class MultiCallResults<R extends unknown[] = unknown[]> implements Iterable<MultiCallResultAt<R, number>> {
   constructor(
     private readonly methods: readonly string[],
     private readonly outcomes: readonly PromiseSettledResult<unknown>[],
@@ -124,12 +187,26 @@ export class MultiCallResults implements Iterable<unknown> {
     return this.outcomes.length;
   }
 
-  /** The result of call `index`; throws the error of that call if it failed. */
-  get<R = unknown>(index: number): R {
+  /**
+   * The result of call `index`, typed as that call's result; throws the error of that call if it
+   * failed. `get<T>(i)` states the type of an untyped MultiCall's result.
+   */
+  // NoInfer: else tsc takes T from the variable the result is assigned to, and any type passes.
+  get<T = never, I extends number = number>(index: I): [NoInfer<T>] extends [never] ? MultiCallResultAt<R, I> : NoInfer<T> {
     const o = this.outcomes[index];
     if (!o) throw new InvalidArgument(`no call #${index} in this MultiCall (it had ${this.outcomes.length})`);
     if (o.status === 'rejected') throw o.reason;
-    return o.value as R;
+    return o.value as [NoInfer<T>] extends [never] ? MultiCallResultAt<R, I> : NoInfer<T>;
+  }
+
+  /**
+   * Every result in order, as a tuple typed call by call (`const [sum, user] = results.all()`);
+   * throws the error of the first call that failed.
+   */
+  all(): R extends [] ? unknown[] : R {
+    const values: unknown[] = [];
+    for (let i = 0; i < this.outcomes.length; i++) values.push(this.get(i));
+    return values as R extends [] ? unknown[] : R;
   }
 
   /** Whether call `index` succeeded. */
@@ -137,17 +214,17 @@ export class MultiCallResults implements Iterable<unknown> {
     return this.outcomes[index]?.status === 'fulfilled';
   }
 
-  /** Every outcome without throwing: `{ method, ok, value | error }` per call. */
-  settled(): Array<{ method: string; ok: true; value: unknown } | { method: string; ok: false; error: Error }> {
+  /** Every outcome without throwing: `{ method, ok, value | error }` per call, typed call by call. */
+  settled(): R extends [] ? MultiCallSettled<unknown>[] : { [I in keyof R]: MultiCallSettled<R[I]> } {
     return this.outcomes.map((o, i) =>
       o.status === 'fulfilled'
         ? { method: this.methods[i]!, ok: true as const, value: o.value }
         : { method: this.methods[i]!, ok: false as const, error: o.reason as Error },
-    );
+    ) as R extends [] ? MultiCallSettled<unknown>[] : { [I in keyof R]: MultiCallSettled<R[I]> };
   }
 
   /** Results in order; throws at the first call that failed (xmlrpclib's MultiCallIterator). */
-  *[Symbol.iterator](): Iterator<unknown> {
-    for (let i = 0; i < this.outcomes.length; i++) yield this.get(i);
+  *[Symbol.iterator](): Iterator<MultiCallResultAt<R, number>> {
+    for (let i = 0; i < this.outcomes.length; i++) yield this.get(i) as MultiCallResultAt<R, number>;
   }
 }

@@ -80,4 +80,12 @@ t('the gateway plugin example runs as written, printing what its comments say', 
   assert.equal(out, said);
 });
 
+t('the MultiCall example runs as written, printing what its comments say', () => {
+  const src = example(': multicall');
+  const out = runExample(src).trim().split('\n');
+  const said = [...src.matchAll(/console\.log\(.*\/\/ (.*)$/gm)].map((m) => m[1]!);
+  assert.is(said.length, 3);
+  assert.equal(out, said);
+});
+
 t.run();

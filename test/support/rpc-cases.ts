@@ -771,6 +771,21 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>, options
       for (const r of results) seen.push(r);
     }, /second one fails/);
     assert.equal(seen, [3]);
+    // Typed by the endpoint class (test/unit/multicall-types.ts checks the types): all() gives
+    // the results as a tuple, or throws the first failure.
+    const typed = await c
+      .multicall<Recorder>({ user: 't' })
+      .call('add', { a: 2, b: 3 })
+      .call('whoami', undefined, { via: c.prepare({ server: 'a' }) })
+      .call('ctx')
+      .run();
+    const [sum, who, seenCtx] = typed.all();
+    assert.is(sum + 1, 6);
+    assert.is(who.toUpperCase(), 'A');
+    assert.is(seenCtx.user, 't', 'each entry carries the MultiCall context');
+    const failing = await c.multicall<Recorder>().call('add', { a: 1, b: 1 }).call('fail', { message: 'typed fails' }).run();
+    assert.throws(() => failing.all(), /typed fails/);
+    assert.is(failing.get(0), 2);
     // A MultiCall runs once; an empty one resolves with nothing.
     await rejects(mc.run(), 'HERMOD_ERR_INVALID_ARGUMENT', /already ran/);
     assert.is((await c.multicall().run()).length, 0);
