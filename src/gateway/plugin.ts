@@ -4,7 +4,7 @@
  * '/rpc', transport, routes })`) rather than on a second port.
  */
 
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { ConfigError } from '../core/errors.js';
 import type { Transport } from '../transport.js';
 import type { GatewayOptions } from './gateway.js';
@@ -148,6 +148,30 @@ export const hermodGateway: FastifyPluginAsync<GatewayPluginOptions> = async (sc
     if (timeout > 0) await invoker.loadContracts(timeout, Math.min(config.callTimeout, budget - timeout));
   }
 
+  // Requests to the gateway's routes whose bodies are still arriving. fastify's requestTimeout is
+  // none by default, so a client trickling a body held the application's close() open for as long
+  // as it liked; at closeDeadline their connections are cut, as running calls are answered.
+  const uploading = new Set<FastifyRequest>();
+  const parsed = (request: FastifyRequest) => {
+    uploading.delete(request);
+  };
+  scope.addHook('onRequest', (request, _reply, done) => {
+    uploading.add(request);
+    done();
+  });
+  scope.addHook('preValidation', (request, _reply, done) => {
+    parsed(request);
+    done();
+  });
+  scope.addHook('onResponse', (request, _reply, done) => {
+    parsed(request);
+    done();
+  });
+  scope.addHook('onRequestAbort', (request, done) => {
+    parsed(request);
+    done();
+  });
+
   let cutTimer: NodeJS.Timeout | undefined;
   // preClose runs before the server stops accepting and waits for its connections: the calls are
   // stopped here, and those still running at the deadline are answered, so that the server's
@@ -155,8 +179,15 @@ export const hermodGateway: FastifyPluginAsync<GatewayPluginOptions> = async (sc
   scope.addHook('preClose', (done) => {
     stopping = true;
     const drained = invoker.drain();
-    cutTimer = setTimeout(() => invoker.cut(), closeDeadline);
-    void drained.then(() => clearTimeout(cutTimer));
+    cutTimer = setTimeout(() => {
+      invoker.cut();
+      for (const request of uploading) request.raw.socket?.destroy();
+      uploading.clear();
+    }, closeDeadline);
+    // Only when no upload is left either: a body still arriving is cut at the deadline.
+    void drained.then(() => {
+      if (uploading.size === 0) clearTimeout(cutTimer);
+    });
     done();
   });
   scope.addHook('onClose', (_instance, done) => {
