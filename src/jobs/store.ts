@@ -1,5 +1,6 @@
-import { errorClassName, InvalidArgument } from '../core/errors.js';
+import { errorClassName, InvalidArgument, RemoteError } from '../core/errors.js';
 import { uuidHex } from '../core/ids.js';
+import { serializeFailure } from '../rpc/remote-errors.js';
 import { TooManyJobs } from './errors.js';
 
 /** Where a job is: `pending` (registered, not started), `running`, or one of the three ends. */
@@ -74,17 +75,60 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
  */
 export const MAX_JOB_ERROR_MESSAGE = 8192;
 
-/** `err` with its message cut to {@link MAX_JOB_ERROR_MESSAGE} characters, saying how much was cut. */
-function capMessage(err: Error): Error {
-  const m = err.message;
-  if (typeof m === 'string' && m.length > MAX_JOB_ERROR_MESSAGE) {
-    // The note fits within the bound too.
-    const kept = MAX_JOB_ERROR_MESSAGE - 48;
-    try {
-      err.message = `${m.slice(0, kept)}… (${m.length - kept} more characters cut)`;
-    } catch {
-      // A frozen error keeps its message; its replies say MessageTooLarge, as before.
+/** `text` cut to {@link MAX_JOB_ERROR_MESSAGE} characters, saying how much was cut. */
+function cutText(text: string): string {
+  if (text.length <= MAX_JOB_ERROR_MESSAGE) return text;
+  // The note fits within the bound too.
+  const kept = MAX_JOB_ERROR_MESSAGE - 48;
+  return `${text.slice(0, kept)}… (${text.length - kept} more characters cut)`;
+}
+
+/** Sets a field of an error the method threw; a frozen one keeps it (its replies may then fail as MessageTooLarge). */
+function setField(err: Error, key: string, value: unknown): void {
+  try {
+    const own = Object.getOwnPropertyDescriptor(err, key);
+    Object.defineProperty(err, key, { value, writable: true, configurable: true, enumerable: own?.enumerable ?? false });
+  } catch {
+    // Frozen, or a Proxy that refuses.
+  }
+}
+
+/** Whether `value` is JSON of more than {@link MAX_JOB_ERROR_MESSAGE} bytes, or no JSON at all. */
+function oversized(value: unknown): boolean {
+  try {
+    return Buffer.byteLength(JSON.stringify(value) ?? '') > MAX_JOB_ERROR_MESSAGE;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * `err` bounded in every part a job's status and result replies carry: its message, and what oslo's
+ * failure format sends beside it (a thrown non-Error's text in `args`, an error's `kwargs`, a
+ * re-raised remote error's value, traceback and kwargs, the stack). Only the message was cut
+ * before: a job that threw a 20 MB string or an error with 20 MB of kwargs held all of it outside
+ * the jobs budget, and its result reply was refused (MessageTooLarge) to every poller.
+ */
+function boundError(err: Error): Error {
+  const fields = err as unknown as Record<string, unknown>;
+  try {
+    const m = err.message;
+    if (typeof m === 'string' && m.length > MAX_JOB_ERROR_MESSAGE) setField(err, 'message', cutText(m));
+    const stack = fields.stack;
+    // A stack starts with the message: a 20 MB message made a 20 MB traceback (rpc.sendTraceback).
+    if (typeof stack === 'string' && stack.length > 4 * MAX_JOB_ERROR_MESSAGE) setField(err, 'stack', cutText(stack));
+    if (Array.isArray(fields.args) && oversized(fields.args)) setField(err, 'args', [cutText(String(fields.args[0]))]);
+    if (fields.kwargs !== undefined && fields.kwargs !== null && oversized(fields.kwargs)) setField(err, 'kwargs', {});
+    const origin = fields.remote as { kwargs?: unknown } | undefined;
+    if (origin && typeof origin === 'object' && origin.kwargs !== undefined && oversized(origin.kwargs))
+      setField(err, 'remote', { ...origin, kwargs: {} });
+    if (err instanceof RemoteError) {
+      if (err.value.length > MAX_JOB_ERROR_MESSAGE) setField(err, 'value', cutText(err.value));
+      if (oversized(err.traceback)) setField(err, 'traceback', [cutText(err.traceback.join(''))]);
     }
+  } catch {
+    // A field that cannot be read is one the failure's serializer cannot read either: it sends
+    // an UnreadableError in its place.
   }
   return err;
 }
@@ -247,7 +291,7 @@ export class JobStore {
     r.state = outcome.state;
     r.endedAt = Date.now();
     if (outcome.state === 'succeeded') r.result = outcome.result;
-    else r.error = capMessage(outcome.error);
+    else r.error = boundError(outcome.error);
     r.controller = undefined;
     if (outcome.state === 'succeeded') r.progress = 1;
     this.unfinished--;
@@ -264,13 +308,14 @@ export class JobStore {
 
   /**
    * Counts `r`'s outcome against the budget, dropping the oldest other finished jobs past it: its
-   * result (`measured` when the caller has its JSON length already), or the error's class and message that `job_status` and `job_result` answer (an
-   * error's message is any size the method made it).
+   * result (`measured` when the caller has its JSON length already), or the failure that
+   * `job_result` answers (class, message, arguments, kwargs and traceback, each bounded).
    */
   private hold(r: JobRecord, measured: number | undefined): void {
     r.bytes =
       measured ??
-      (r.state === 'succeeded' ? jsonBytes(r.result) : jsonBytes({ class: r.error && errorClassName(r.error), message: r.error?.message }));
+      // Without the traceback, which only a server with rpc.sendTraceback sends (bounded either way).
+      (r.state === 'succeeded' ? jsonBytes(r.result) : jsonBytes(serializeFailure(r.error)));
     this.resultBytes += r.bytes;
     while (this.resultBytes > this.maxResultBytes && this.evictOldestFinished(r)) {}
   }

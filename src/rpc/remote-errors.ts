@@ -219,7 +219,8 @@ export function errorOf(thrown: unknown): Error {
   const text = thrownText(thrown);
   const err = new Error(`non-Error value thrown: ${text}`);
   err.name = NON_ERROR;
-  Object.defineProperty(err, 'args', { value: [text], enumerable: false });
+  // Writable: a job's store cuts it to its bound (it is the thrown value's whole text).
+  Object.defineProperty(err, 'args', { value: [text], enumerable: false, writable: true, configurable: true });
   return err;
 }
 

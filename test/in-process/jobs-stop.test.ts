@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { MessagingTimeout } from '../../src/core/errors.js';
+import { MessagingTimeout, RemoteError } from '../../src/core/errors.js';
 import { type Context, defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { JobPoller } from '../../src/jobs/poller.js';
 import type { JobRunner } from '../../src/jobs/runner.js';
@@ -146,14 +146,49 @@ t("a failed job's error counts against jobs.maxResultBytes", async (ctx) => {
       throw new Error('e'.repeat(args.size));
     }
   }
-  const { client, runner } = await pair(ctx, new Fails(), {}, { 'jobs.maxResultBytes': 10_000 });
+  // Each failure is about 12 kB as job_result sends it: the message, and again in its args.
+  const { client, runner } = await pair(ctx, new Fails(), {}, { 'jobs.maxResultBytes': 20_000 });
   const first = await client.start({}, 'fail', { size: 6000 });
   await fails(() => first.result(), /eeee/);
   assert.ok(runner.store.heldResultBytes > 6000, `held ${runner.store.heldResultBytes}`);
   const second = await client.start({}, 'fail', { size: 6000 });
   await fails(() => second.result(), /eeee/);
   assert.is(runner.store.get(first.id), undefined, 'the older error made room');
-  assert.ok(runner.store.heldResultBytes <= 10_000 && runner.store.heldResultBytes > 6000);
+  assert.ok(runner.store.heldResultBytes <= 20_000 && runner.store.heldResultBytes > 12_000, `held ${runner.store.heldResultBytes}`);
+});
+
+t("a failed job's whole failure is bounded and counted: a thrown string, kwargs, a re-raised remote error", async (ctx) => {
+  // From a review: only the message was cut and counted. A thrown 20 MB string (kept in the
+  // failure's args), an error's 20 MB kwargs or a re-raised RemoteError's value and traceback
+  // were held outside jobs.maxResultBytes, and every job_result reply was MessageTooLarge.
+  const big = 'x'.repeat(20_000_000);
+  class Throws {
+    async str() {
+      throw big;
+    }
+    async obj() {
+      throw { big };
+    }
+    async kw() {
+      throw Object.assign(new Error('small'), { kwargs: { big } });
+    }
+    async remote() {
+      throw new RemoteError('ValueError', big, { module: 'nova.exception', traceback: [big], kwargs: { big } });
+    }
+  }
+  const { client, runner } = await pair(ctx, new Throws(), { sendTraceback: true }, { maxMessageSize: 1024 * 1024 });
+  for (const [method, re] of [
+    ['str', /NonErrorThrown.*more characters cut/],
+    ['obj', /NonErrorThrown.*more characters cut/],
+    ['kw', /small/],
+    ['remote', /ValueError x+… \(\d+ more characters cut\)/],
+  ] as const) {
+    const job = await client.start({}, method, {});
+    await fails(() => job.result(), re);
+    assert.is((await job.status()).state, 'failed', method);
+    assert.ok(runner.store.heldResultBytes < 64 * 1024, `${method}: held ${runner.store.heldResultBytes} bytes`);
+    runner.store.remove(runner.store.get(job.id)!);
+  }
 });
 
 t('a notifier that throws, or returns no promise, affects neither the job nor the process', async (ctx) => {
