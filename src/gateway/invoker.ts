@@ -565,7 +565,7 @@ export class Invoker {
         }
         // Only a reply its server marked as a job's is one: an oslo server ignores the start hint
         // and answers with the method's result, whatever it looks like.
-        const token = answer.token;
+        const token = ownToken(client, r.method, answer.token);
         if (!token) return { kind: 'result', result: this.checkedResult(route, answer.result) };
         if (startJob.waitMs <= 0) return { kind: 'job', token };
         try {
@@ -579,8 +579,9 @@ export class Invoker {
         }
       }
       const answer = await this.cuttable(client.callOrJob(ctx, r.method, args));
+      const token = ownToken(client, r.method, answer.token);
       // The whole request within its timeout: the job gets what the call left of it.
-      const result = answer.token ? await this.follow(ctx, answer.token, sent + timeout, timeout, route.name) : answer.result;
+      const result = token ? await this.follow(ctx, token, sent + timeout, timeout, route.name) : answer.result;
       return { kind: 'result', result: this.checkedResult(route, result) };
     } finally {
       this.leave(controls.client);
@@ -675,4 +676,23 @@ function findContract(described: Described, route: CompiledRoute): MethodContrac
     if (c && typeof c === 'object' && c.args && typeof c.args === 'object') return c;
   }
   return undefined;
+}
+
+/**
+ * `token` when it is the token of this call's own job: of the route's method and topic, of the
+ * call's server when it named one, and of its exchange unless requests go by queue name
+ * (`rabbit.requestRouting=queue` reaches the queue whatever exchange its server's tokens name).
+ * A marked token of any other job came from a peer that answers for the route's topic: it is
+ * answered as data, so that it cannot make the gateway follow, seal or hand out another job
+ * (polled under this route's roles).
+ */
+function ownToken(client: RPCClient, method: string, token: JobToken | undefined): JobToken | undefined {
+  if (!token) return undefined;
+  const t = client.target;
+  if (token.method !== method || token.topic !== t.topic) return undefined;
+  if (t.server != null && token.server !== t.server) return undefined;
+  const config = client.transport.config;
+  const byQueue = client.transport.url.driver === 'rabbit' && config.rabbit.requestRouting === 'queue';
+  if (!byQueue && token.exchange !== (t.exchange ?? config.controlExchange)) return undefined;
+  return token;
 }

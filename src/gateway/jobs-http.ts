@@ -123,7 +123,9 @@ function pollWait(request: FastifyRequest, maxWaitMs: number): number {
   }
   const raw = query.wait;
   if (raw === undefined) return preferences(request, maxWaitMs).waitMs ?? 0;
-  if (typeof raw !== 'string' || !/^\d{1,9}$/.test(raw))
+  // Any number of digits, capped as Prefer's wait and rpc.job's are: `9999999999` was refused
+  // here only, saying it was not whole seconds.
+  if (typeof raw !== 'string' || !/^\d{1,1000}$/.test(raw))
     throw new InvalidArgument(`wait must be given once, as whole seconds from 0 (got ${JSON.stringify(raw).slice(0, 40)})`);
   return Math.min(Number(raw) * 1000, maxWaitMs);
 }

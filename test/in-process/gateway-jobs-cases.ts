@@ -185,6 +185,34 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
     await job.cancel();
   });
 
+  t("a reply marked as a job's whose token names another job (a rogue server of the route's topic) is data", async (ctx) => {
+    // From a review: the gateway followed and sealed any marked token, so a peer answering for
+    // one topic handed out another service's job, polled under its own route's roles.
+    const rogue = `rogue-${randomBytes(4).toString('hex')}`;
+    ctx.h = await harness(ctx.broker.url, (topic) => ({ routes: [...withRender(topic).routes, { topic: rogue, method: 'render' }] }));
+    const { base, topic, transport } = ctx.h;
+    const victim = await new RPCClient(transport, new Target({ topic })).start({}, 'render', { ms: 60_000 });
+    const listener = await transport.driver.listen(new Target({ topic: rogue, server: 'r1' }), {
+      prefetch: 10,
+      onMessage: async (m) => {
+        m.acknowledge();
+        if (m.expectsReply) await m.reply({ result: victim.token, job: true });
+        m.done();
+      },
+    });
+    try {
+      const started = await http(base, 'POST', `/v1/${rogue}/render`, {}, { prefer: 'respond-async' });
+      assert.equal([started.status, started.json.result], [200, victim.token], JSON.stringify(started.json));
+      assert.is(started.json.job, undefined, 'no reference handed out');
+      const plain = await http(base, 'POST', `/v1/${rogue}/render?timeout=1000`, {});
+      assert.equal([plain.status, plain.json.result], [200, victim.token], 'answered as data, not followed');
+      assert.is((await victim.status()).state, 'running');
+    } finally {
+      await listener.close();
+      await victim.cancel();
+    }
+  });
+
   t('messages of job errors name no server, topic or job id', async (ctx) => {
     ctx.h = await harness(ctx.broker.url, withRender);
     const { base, topic } = ctx.h;
@@ -338,6 +366,9 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
     assert.ok(badUrl.text.length < 500, `${badUrl.text.length} bytes`);
     assert.is((await http(base, 'DELETE', '/v1/jobs/x')).status, 404);
     assert.is((await http(base, 'GET', `/v1/jobs/${ref}?wait=abc`)).status, 400);
+    // Whole seconds of any length are capped, as Prefer's wait and rpc.job's (was 400 past 9 digits).
+    const long = await http(base, 'GET', `/v1/jobs/${ref}?wait=${'9'.repeat(12)}`);
+    assert.equal([long.status, long.json.result], [200, 10], long.text);
     assert.is((await http(base, 'GET', `/v1/jobs/${ref}?timeout=1`)).status, 400);
     // Another gateway on the same bus: its own random key does not open the reference; the same key does.
     const tr = await getTransport(ctx.broker.url, { config: defaultConfig() });
