@@ -72,7 +72,7 @@ export class JobsEndpoint {
       throw new JobPending(`job ${r.id} (${r.method}) is ${r.state}${r.progress === null ? '' : ` (${Math.round(r.progress * 100)} %)`}`);
     }
     r.collected = true;
-    if (r.state === 'succeeded') return r.result;
+    if (r.state === 'succeeded') return r.resultJson !== undefined ? JSON.parse(r.resultJson) : r.result;
     if (r.state === 'cancelled') throw new JobCancelled(`job ${r.id} (${r.method}) was cancelled: ${r.error?.message ?? ''}`);
     throw r.error;
   }

@@ -386,7 +386,7 @@ export class JobRunner {
     const ended = size?.unreadable
       ? this.store.end(r, { state: 'failed', error: size.unreadable })
       : o.ok
-        ? this.store.end(r, { state: 'succeeded', result: o.value, bytes: size?.bytes })
+        ? this.store.end(r, { state: 'succeeded', result: o.value, bytes: size?.bytes, json: size?.json })
         : this.store.end(r, { state: r.cancelRequested ? 'cancelled' : 'failed', error: error! });
     if (ended && this.stopping) this.endedDuringStop.add(r);
     if (ended) {
@@ -403,7 +403,7 @@ export class JobRunner {
    * would. Such a job used to end `succeeded` with a result no poller could ever read, held for
    * jobs.resultTtl against maxResultBytes; it fails now, as a plain call with that result does.
    */
-  private measure(r: JobRecord, value: unknown): { bytes: number; unreadable?: Error } {
+  private measure(r: JobRecord, value: unknown): { bytes: number; json?: string; unreadable?: Error } {
     const max = this.o.maxMessageSize;
     let json: string | undefined;
     try {
@@ -420,9 +420,9 @@ export class JobRunner {
     const bytes = Buffer.byteLength(json);
     // Quoted, a unit of the JSON takes at most 3 bytes as well (a quote or backslash 2, one
     // beyond ASCII 3 as before): most results need no second pass.
-    if (json.length * 3 + REPLY_ROOM <= max) return { bytes };
+    if (json.length * 3 + REPLY_ROOM <= max) return { bytes, json };
     const size = (this.o.quotedReplies ? Buffer.byteLength(JSON.stringify(json)) : bytes) + REPLY_ROOM;
-    if (size <= max) return { bytes };
+    if (size <= max) return { bytes, json };
     const tooLarge = new MessageTooLarge(size, max);
     tooLarge.message += ` (the result of ${r.method} as a reply: no poller could read it, so it was dropped and the job failed)`;
     return { bytes, unreadable: tooLarge };

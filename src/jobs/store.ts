@@ -21,8 +21,14 @@ export interface JobRecord {
   startedAt: number | null;
   endedAt: number | null;
   cancelRequested: boolean;
-  /** The method's result (succeeded), its error (failed) or why it was cancelled. */
+  /** The method's result (succeeded) when it came without its JSON; see {@link resultJson}. */
   result?: unknown;
+  /**
+   * The method's result as JSON, as measured against `maxResultBytes`: held as text, since the
+   * parsed value of 15 MB of JSON took about seven times that of heap, past the budget's meaning.
+   */
+  resultJson?: string;
+  /** The job's error (failed) or why it was cancelled. */
   error?: Error;
   /**
    * Cancelling the job aborts this; the method sees it as `ctx.signal`. Dropped when the job
@@ -284,14 +290,18 @@ export class JobStore {
   /** Ends a job once; a later end (a late result after a forced cancel) is ignored. Returns whether it ended it. */
   end(
     r: JobRecord,
-    outcome: { state: 'succeeded'; result: unknown; bytes?: number | undefined } | { state: 'failed' | 'cancelled'; error: Error },
+    outcome:
+      | { state: 'succeeded'; result: unknown; bytes?: number | undefined; json?: string | undefined }
+      | { state: 'failed' | 'cancelled'; error: Error },
   ): boolean {
     if (FINAL_STATES.has(r.state) || this.jobs.get(r.id) !== r) return false;
     if (r.state === 'pending') this.unpend(r);
     r.state = outcome.state;
     r.endedAt = Date.now();
-    if (outcome.state === 'succeeded') r.result = outcome.result;
-    else r.error = boundError(outcome.error);
+    if (outcome.state === 'succeeded') {
+      if (outcome.json !== undefined) r.resultJson = outcome.json;
+      else r.result = outcome.result;
+    } else r.error = boundError(outcome.error);
     r.controller = undefined;
     if (outcome.state === 'succeeded') r.progress = 1;
     this.unfinished--;
