@@ -1,3 +1,4 @@
+import { Target } from '../core/target.js';
 import { InvalidJobToken } from './errors.js';
 import type { JobToken } from './job-token.js';
 
@@ -57,7 +58,7 @@ export function parseJobToken(value: unknown): JobToken {
   if (typeof jobId !== 'string' || !HEX32.test(jobId)) throw new InvalidJobToken('job token: job_id must be 32 hex digits');
   const instance = o.instance;
   if (typeof instance !== 'string' || !HEX32.test(instance)) throw new InvalidJobToken('job token: instance must be 32 hex digits');
-  return {
+  const token: JobToken = {
     hermod_job: 1,
     job_id: jobId,
     server: name(o, 'server'),
@@ -66,6 +67,14 @@ export function parseJobToken(value: unknown): JobToken {
     method: name(o, 'method'),
     instance,
   };
+  // Names a target may carry (no `#` or `*` word, no whitespace): polls go to this topic and
+  // server, and client.job() of a token naming `#` threw InvalidTarget when it made the poller.
+  try {
+    new Target({ exchange: token.exchange, topic: token.topic, server: token.server });
+  } catch (err) {
+    throw new InvalidJobToken(`job token: ${(err as Error).message}`);
+  }
+  return token;
 }
 
 /** The token as one line of JSON: what a client stores to re-attach later ({@link parseJobToken} reads it back). */

@@ -345,6 +345,10 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
       '[]',
       JSON.stringify({ ...job.token, job_id: 'x' }),
       JSON.stringify({ ...job.token, server: '' }),
+      // Names no target may have: were InvalidTarget, from making the poller.
+      JSON.stringify({ ...job.token, server: '#' }),
+      JSON.stringify({ ...job.token, topic: 'a.*' }),
+      JSON.stringify({ ...job.token, topic: 'a b' }),
       'x'.repeat(5000),
     ]) {
       assert.throws(
