@@ -107,6 +107,7 @@ export { INTROSPECTION_NAMESPACE, IntrospectionEndpoint, QUIET_DESCRIBE } from '
 export {
   type Caller,
   MultiCall,
+  type MultiCallAfter,
   type MultiCallMethod,
   type MultiCallOptions,
   type MultiCallRest,

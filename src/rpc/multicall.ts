@@ -77,6 +77,15 @@ export type MultiCallResult<S, K> = [S] extends [UntypedRemote]
  */
 export type MultiCallResultAt<R extends unknown[], I extends number> = R extends [] ? unknown : R[I];
 
+/**
+ * A MultiCall after queuing a call of `K`: typed, its results grow by that call's; untyped, it
+ * stays `MultiCall` (whose results are `unknown`), so that code that keeps one in a `MultiCall`
+ * variable and reassigns it in a loop compiles as before.
+ */
+export type MultiCallAfter<S, R extends unknown[], K> = [S] extends [UntypedRemote]
+  ? MultiCall<S, R>
+  : MultiCall<S, [...R, MultiCallResult<S, K>]>;
+
 /** One call's outcome, as {@link MultiCallResults.settled} gives it. */
 export type MultiCallSettled<R> = { method: string; ok: true; value: R } | { method: string; ok: false; error: Error };
 
@@ -124,7 +133,7 @@ export class MultiCall<S = UntypedRemote, R extends unknown[] = []> {
    * Queues a call of `method`; chainable. Returns this MultiCall, its type extended by the
    * call's result: keep chaining, or keep the returned value, for typed results.
    */
-  call<K extends MultiCallMethod<S>>(method: K, ...rest: MultiCallRest<S, K>): MultiCall<S, [...R, MultiCallResult<S, K>]>;
+  call<K extends MultiCallMethod<S>>(method: K, ...rest: MultiCallRest<S, K>): MultiCallAfter<S, R, K>;
   call(method: string, args?: unknown, options: MultiCallOptions = {}): unknown {
     if (this.ran) throw new InvalidArgument('this MultiCall already ran: make a new one with client.multicall()');
     if (typeof method !== 'string' || method === '') throw new InvalidArgument('a MultiCall entry needs a method name');

@@ -1,7 +1,7 @@
 // Compile-time checks of RPCClient.multicall<T>(): `npm test` builds this file with tsc, and every
 // expect-error directive below fails the build if the type system stops rejecting that misuse.
 // The runtime behaviour is tested on every driver in test/support/rpc-cases.ts.
-import type { Context, RPCClient } from '../../src/index.js';
+import type { Context, MultiCall, MultiCallResults, RPCClient } from '../../src/index.js';
 
 class Calc {
   async add(_ctx: Context, args: { a: number; b: number }): Promise<number> {
@@ -71,6 +71,11 @@ export async function typeChecks(client: RPCClient): Promise<void> {
   void [first, stated, notNumber];
   // @ts-expect-error arguments are named arguments: an object
   client.multicall().call('anything', 42);
+  // Untyped, a chained MultiCall is still a MultiCall: reassigned in a loop as before.
+  let batch: MultiCall = client.multicall();
+  for (let i = 0; i < 3; i++) batch = batch.call('add', { a: i, b: i });
+  const plain: MultiCallResults = await batch.run();
+  void plain;
 
   // Queued in a loop, the tuple is not kept: results read as unknown (not never).
   const mc = client.multicall<Calc>();
