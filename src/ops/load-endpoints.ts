@@ -199,7 +199,6 @@ export async function importFresh(file: string, options: FreshImport = {}): Prom
   }
 }
 
-/** Imports a module once (TypeScript through tsx). */
 /**
  * How long a module may take to load (its top-level awaits included) before it is refused, as a
  * reload is refused past watch.reloadTimeoutMs (30 s by default, the same bound).
@@ -213,27 +212,37 @@ export const MODULE_LOAD_TIMEOUT_MS = 30_000;
  * the error; the import itself cannot be cancelled and is abandoned.
  */
 export async function importModule(file: string, timeoutMs = MODULE_LOAD_TIMEOUT_MS): Promise<Record<string, unknown>> {
-  if (TS.test(file)) await enableTypeScript();
-  return esModuleExports(await withinLoadBound(import(pathToFileURL(path.resolve(file)).href), timeoutMs, file));
+  return withinLoadBound(importOnce(file), timeoutMs, file);
 }
 
+/** Imports a module once (TypeScript through tsx), unbounded. */
+async function importOnce(file: string): Promise<Record<string, unknown>> {
+  if (TS.test(file)) await enableTypeScript();
+  return esModuleExports((await import(pathToFileURL(path.resolve(file)).href)) as Record<string, unknown>);
+}
+
+/** What a load bound names when it runs out: the module, and what may be holding it. */
+export interface LoadStage {
+  what: string;
+  hint: string;
+}
+
+const TOP_LEVEL_AWAIT = 'a top-level await that never settles?';
+
 /**
- * `loading`, or a ConfigError naming `what` once it took `timeoutMs`. The timer is ref'd on
- * purpose: it keeps the process alive to say so.
+ * `loading`, or a ConfigError naming `what` once it took `timeoutMs` (`what` may be asked at
+ * that moment, for a load of several modules). The timer is ref'd on purpose: it keeps the
+ * process alive to say so.
  */
-export async function withinLoadBound<T>(loading: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+export async function withinLoadBound<T>(loading: Promise<T>, timeoutMs: number, what: string | (() => LoadStage)): Promise<T> {
   loading.catch(() => undefined);
+  const stage = typeof what === 'string' ? () => ({ what, hint: TOP_LEVEL_AWAIT }) : what;
   let timer: NodeJS.Timeout | undefined;
   const bound = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new ConfigError(`${what}: did not finish loading within ${timeoutMs} ms (a top-level await that never settles?)`, {
-            key: what,
-          }),
-        ),
-      timeoutMs,
-    );
+    timer = setTimeout(() => {
+      const { what, hint } = stage();
+      reject(new ConfigError(`${what}: did not finish loading within ${timeoutMs} ms (${hint})`, { key: what }));
+    }, timeoutMs);
   });
   try {
     return await Promise.race([loading, bound]);
@@ -260,11 +269,25 @@ export function endpointsOf(mod: Record<string, unknown>, spec: string, ctx: End
   return endpointsOfModule(mod, ctx, (reason) => new ConfigError(`${spec}: ${reason}`, { key: spec }));
 }
 
-/** Loads the endpoints of every module in `specs` (paths, relative to the working directory). */
+/**
+ * Loads the endpoints of every module in `specs` (paths, relative to the working directory),
+ * all of it within `timeoutMs`: the imports and the factories they export. A factory whose
+ * promise never settled left `hermod run` without a watch silent for good, as a top-level await
+ * did before the imports were bounded. The error names the module being loaded then.
+ */
 export async function loadEndpoints(specs: readonly string[], ctx: EndpointContext, timeoutMs = MODULE_LOAD_TIMEOUT_MS): Promise<object[]> {
-  const out: object[] = [];
-  for (const spec of specs) out.push(...(await endpointsOf(await importModule(spec, timeoutMs), spec, ctx)));
-  return out;
+  let stage: LoadStage = { what: specs[0] ?? '', hint: TOP_LEVEL_AWAIT };
+  const loading = (async () => {
+    const out: object[] = [];
+    for (const spec of specs) {
+      stage = { what: spec, hint: TOP_LEVEL_AWAIT };
+      const mod = await importOnce(spec);
+      stage = { what: spec, hint: 'an endpoints factory whose promise never settles?' };
+      out.push(...(await endpointsOf(mod, spec, ctx)));
+    }
+    return out;
+  })();
+  return withinLoadBound(loading, timeoutMs, () => stage);
 }
 
 const LOCATION = /(file:\/\/[^\s)?:]+|\/[^\s():?]+\.[cm]?[jt]sx?)(?:\?[^\s):]*)?:(\d+)(?::(\d+))?/g;

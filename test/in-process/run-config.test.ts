@@ -7,7 +7,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { importModule } from '../../src/ops/load-endpoints.js';
+import { defaultConfig, getTransport } from '../../src/index.js';
+import { importModule, loadEndpoints } from '../../src/ops/load-endpoints.js';
 import { checkWatchInterval, parseRunSpec, type RunWatch } from '../../src/ops/run/config.js';
 import { rejects, sleep, until } from '../support/assert.js';
 import { hermodRun } from '../support/ops-run.js';
@@ -428,6 +429,35 @@ test('hermod run: a service module whose top-level await never settles fails at 
     // A run file that is a module goes through the same bound (30 s there: nothing configures it yet).
     await rejects(importModule(path.join(dir, 'never.js'), 300), 'HERMOD_ERR_CONFIG', /never\.js: did not finish loading within 300 ms/);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a service's first load without a watch bounds its endpoints factory too, naming the module", async () => {
+  // From a review: only the import was bounded, so `hermod run` with no watch section and a
+  // factory whose promise never settled served nothing and said nothing, for good.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-runfactory-'));
+  const transport = await getTransport('memory://never-factory', { config: defaultConfig() });
+  try {
+    writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
+    writeFileSync(path.join(dir, 'fine.js'), 'export default { async ping() { return 1; } };\n');
+    writeFileSync(path.join(dir, 'stuck.js'), 'export default async () => { await new Promise(() => {}); };\n');
+    const ctx = { server: 's', topic: 'factory', transport };
+    const files = [path.join(dir, 'fine.js'), path.join(dir, 'stuck.js')];
+    // Unbounded, the load never ends: this says so instead of the test never finishing.
+    let guard: NodeJS.Timeout | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      guard = setTimeout(() => reject(new Error('still loading after 5 s')), 5000);
+    });
+    await rejects(
+      Promise.race([loadEndpoints(files, ctx, 300), stuck]),
+      'HERMOD_ERR_CONFIG',
+      /stuck\.js: did not finish loading within 300 ms \(an endpoints factory whose promise never settles\?\)/,
+    );
+    clearTimeout(guard);
+    assert.is((await loadEndpoints([files[0]!], ctx, 300)).length, 1, 'a load that finishes is what it was');
+  } finally {
+    await transport.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });
