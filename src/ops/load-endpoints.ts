@@ -269,23 +269,39 @@ export function endpointsOf(mod: Record<string, unknown>, spec: string, ctx: End
   return endpointsOfModule(mod, ctx, (reason) => new ConfigError(`${spec}: ${reason}`, { key: spec }));
 }
 
+/** What {@link loadEndpoints} loaded. */
+export interface LoadedEndpoints {
+  endpoints: object[];
+  /**
+   * The modules' `dispose` exports: a SIGHUP reload that replaces them calls these, as a watched
+   * reload does (they were dropped, and the startup instance's timers and pools ran on).
+   */
+  disposers: Array<() => unknown>;
+}
+
 /**
  * Loads the endpoints of every module in `specs` (paths, relative to the working directory),
  * all of it within `timeoutMs`: the imports and the factories they export. A factory whose
  * promise never settled left `hermod run` without a watch silent for good, as a top-level await
  * did before the imports were bounded. The error names the module being loaded then.
  */
-export async function loadEndpoints(specs: readonly string[], ctx: EndpointContext, timeoutMs = MODULE_LOAD_TIMEOUT_MS): Promise<object[]> {
+export async function loadEndpoints(
+  specs: readonly string[],
+  ctx: EndpointContext,
+  timeoutMs = MODULE_LOAD_TIMEOUT_MS,
+): Promise<LoadedEndpoints> {
   let stage: LoadStage = { what: specs[0] ?? '', hint: TOP_LEVEL_AWAIT };
   const loading = (async () => {
-    const out: object[] = [];
+    const endpoints: object[] = [];
+    const disposers: Array<() => unknown> = [];
     for (const spec of specs) {
       stage = { what: spec, hint: TOP_LEVEL_AWAIT };
       const mod = await importOnce(spec);
+      if (typeof mod.dispose === 'function') disposers.push(mod.dispose as () => unknown);
       stage = { what: spec, hint: 'an endpoints factory whose promise never settles?' };
-      out.push(...(await endpointsOf(mod, spec, ctx)));
+      endpoints.push(...(await endpointsOf(mod, spec, ctx)));
     }
-    return out;
+    return { endpoints, disposers };
   })();
   return withinLoadBound(loading, timeoutMs, () => stage);
 }

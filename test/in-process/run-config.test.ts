@@ -455,7 +455,7 @@ test("a service's first load without a watch bounds its endpoints factory too, n
       /stuck\.js: did not finish loading within 300 ms \(an endpoints factory whose promise never settles\?\)/,
     );
     clearTimeout(guard);
-    assert.is((await loadEndpoints([files[0]!], ctx, 300)).length, 1, 'a load that finishes is what it was');
+    assert.is((await loadEndpoints([files[0]!], ctx, 300)).endpoints.length, 1, 'a load that finishes is what it was');
   } finally {
     await transport.close();
     rmSync(dir, { recursive: true, force: true });

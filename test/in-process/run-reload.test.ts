@@ -8,6 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { EndpointReloader, type WatchOptions } from '../../src/ops/run/reloader.js';
+import { ServiceGroup } from '../../src/ops/run/services.js';
 import type { RunLogger } from '../../src/ops/run/types.js';
 import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
@@ -244,6 +245,40 @@ export default { async v() { return ${v}; } };
   await until(() => ctx.lines.some((l) => l.fields.event === 'dispose-failed' && /cannot close/.test(l.msg)), 'the failure logged');
   assert.is(await client.call({}, 'v', {}), 6);
   assert.equal(g.__hermodDisposed, [1, 2, 3, 4]);
+});
+
+t('a SIGHUP reload of a run without a watch disposes the instance loaded at start, then each one it replaces', async (ctx) => {
+  // From a review: the start's load went through loadEndpoints, which dropped `dispose`, so the
+  // first SIGHUP's reloader had nothing to call for the instance it replaced.
+  const g = globalThis as { __hermodHupDisposed?: string[] };
+  g.__hermodHupDisposed = [];
+  const mod = (v: string) =>
+    write(
+      ctx,
+      'hup/ep.js',
+      `export function dispose() { globalThis.__hermodHupDisposed.push('${v}'); }\nexport default { async v() { return '${v}'; } };\n`,
+    );
+  const file = mod('v1');
+  const group = new ServiceGroup({
+    services: [{ name: 'hup', endpoints: [file], topic: 'hup', server: 's1', config: {} }],
+    workersOf: () => 1,
+    configFor: () => ({ ...defaultConfig(), transportUrl: 'memory://hup-dispose' }),
+    log: logger(ctx),
+  });
+  await group.start();
+  try {
+    const server = group.servers().get('hup')!;
+    for (const v of ['v2', 'v3']) {
+      mod(v);
+      assert.equal(await group.reload().done, { took: 1, failed: 0 });
+      assert.is(server.stats().failed, 0);
+    }
+    await until(() => g.__hermodHupDisposed!.length === 2, `both replaced instances disposed (${g.__hermodHupDisposed})`);
+    assert.equal(g.__hermodHupDisposed, ['v1', 'v2'], 'the startup instance first; the serving one is not');
+  } finally {
+    await group.stop();
+    await group.wait(1000);
+  }
 });
 
 t('a running call finishes on the old code while new calls get the new', async (ctx) => {

@@ -251,10 +251,13 @@ export class EndpointReloader {
 
   /**
    * Sends reloads to `target` without watching any file: they come from {@link reloadNow} only
-   * (a SIGHUP to a run that does not watch).
+   * (a SIGHUP to a run that does not watch). `serving`: the `dispose` exports of the modules
+   * serving now when they were loaded without this reloader (a run's startup load), called when
+   * the first reload replaces them.
    */
-  attach(target: EndpointTarget): void {
+  attach(target: EndpointTarget, serving?: ReadonlyArray<() => unknown>): void {
     this.target = target;
+    if (serving) this.loadedDisposers = [...serving];
     this.takeLoaded();
   }
 

@@ -63,6 +63,8 @@ interface Running {
   ctx: EndpointContext;
   fields: Record<string, unknown>;
   reloader?: EndpointReloader;
+  /** The `dispose` exports of the modules loaded at start without a reloader, for the first SIGHUP's. */
+  disposers: ReadonlyArray<() => unknown>;
   beacon?: PresenceBeacon;
 }
 
@@ -113,7 +115,7 @@ export class ServiceGroup {
     diagnostics_channel.subscribe('hermod:rpc:server:request', this.onRequest);
     // Every service's modules load before any service starts: one that does not load stops the
     // run before anything serves (it started the services before it, then died with exit 1).
-    const loaded: Array<{ endpoints: object[]; reloader: EndpointReloader | undefined }> = [];
+    const loaded: Array<{ endpoints: object[]; disposers: ReadonlyArray<() => unknown>; reloader: EndpointReloader | undefined }> = [];
     const loadedCtx: EndpointContext[] = [];
     for (const spec of this.options.services) {
       if (this.stopping) return;
@@ -133,12 +135,11 @@ export class ServiceGroup {
       try {
         // Bounded as a reload is: a module that never finished loading left the service silent.
         const bound = (watch ? watch.reloadTimeoutMs : undefined) ?? MODULE_LOAD_TIMEOUT_MS;
-        const endpoints = withServiceTarget(
-          reloader
-            ? await withinLoadBound(reloader.load(), bound, spec.endpoints.join(', '))
-            : await loadEndpoints(spec.endpoints, ctx, bound),
-          spec,
-        );
+        // A reloader keeps its modules' disposers itself.
+        const { endpoints: loadedEndpoints, disposers } = reloader
+          ? { endpoints: await withinLoadBound(reloader.load(), bound, spec.endpoints.join(', ')), disposers: [] }
+          : await loadEndpoints(spec.endpoints, ctx, bound);
+        const endpoints = withServiceTarget(loadedEndpoints, spec);
         // What RPCServer refuses (a contract naming no method, a target that is not a Target) is
         // refused here too, with the load failures: it threw once the services before it served.
         try {
@@ -147,7 +148,7 @@ export class ServiceGroup {
           // The stack is hermod's own: the place is the service's modules.
           throw Object.assign(err as Error, { location: spec.endpoints.join(', ') });
         }
-        loaded.push({ endpoints, reloader });
+        loaded.push({ endpoints, disposers, reloader });
       } catch (err) {
         throw await loadFailure(err, spec);
       }
@@ -156,14 +157,14 @@ export class ServiceGroup {
       if (this.stopping) return;
       const server = this.serverName(spec);
       const fields = { service: spec.name, ...(worker === undefined ? {} : { worker }), topic: spec.topic, server };
-      const { endpoints, reloader } = loaded[i]!;
+      const { endpoints, disposers, reloader } = loaded[i]!;
       const config = this.options.configFor(spec);
       // The one its modules were given when they loaded.
       const ctx = loadedCtx[i]!;
       const transport = ctx.transport;
       const target = new Target({ topic: spec.topic, server, ...(spec.exchange ? { exchange: spec.exchange } : {}) });
       const rpc = new RPCServer(transport, target, endpoints, spec.concurrency ? { concurrency: spec.concurrency } : {});
-      this.running.push({ spec, server: rpc, ctx, fields, ...(reloader ? { reloader } : {}) });
+      this.running.push({ spec, server: rpc, ctx, fields, disposers, ...(reloader ? { reloader } : {}) });
       this.names.set(`${spec.topic}\0${server}`, spec.name);
       if (this.stopping) return;
       // Watching starts before consuming, and an edit made since the load is taken in first: a
@@ -258,12 +259,15 @@ export class ServiceGroup {
         // A run that does not watch loaded its modules once; it reloads through the same path
         // as a watched one, without the watcher.
         r.reloader = new EndpointReloader(r.spec.endpoints, r.ctx, this.options.log, {}, r.fields);
-        r.reloader.attach({
-          replaceEndpoints: (eps) => {
-            r.server.replaceEndpoints(withServiceTarget([...eps], r.spec));
-            this.reloaded();
+        r.reloader.attach(
+          {
+            replaceEndpoints: (eps) => {
+              r.server.replaceEndpoints(withServiceTarget([...eps], r.spec));
+              this.reloaded();
+            },
           },
-        });
+          r.disposers,
+        );
       }
       if (await r.reloader.reloadNow()) took++;
       else if (!this.stopping) failed++;
