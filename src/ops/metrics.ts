@@ -57,6 +57,23 @@ const HTTP_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', '
  * public channel, so anything else is folded rather than trusted to stay a short, fixed list.
  */
 const DUPLICATE_WHERE = new Set(['rpc server', 'notification listener']);
+/**
+ * The `version` label of a requested version: `major.minor` as numbers (`01.00` and `1.000` are
+ * `1.0`, `1.4.2` is `1.4`), as the dispatcher compares them. The spelling is the caller's, and
+ * every spelling of a compatible version is answered: labelled as sent, a peer filled the
+ * `maxMethods` budget with `1.00`, `01.0`, `1.000`, … of one real method, each a proven series,
+ * and real methods called later were `__other__`. So the distinct labels of answered requests
+ * are bounded by the versions the endpoints serve (same major, minor up to the served one).
+ * The patch is dropped because it is not so bounded: any patch of a lower minor is compatible.
+ * The endpoint's own version would be exact, but the request events do not carry it. Anything
+ * else (refused by the dispatcher as not X.Y, and so folded by settle) is kept as sent.
+ */
+function versionLabel(version: string | undefined): string {
+  if (version === undefined) return '';
+  const m = /^(\d+)\.(\d+)(?:\.\d+)?$/.exec(version);
+  return m ? `${Number(m[1])}.${Number(m[2])}` : version;
+}
+
 /** prom-client's (and Python prometheus_client's, so oslo.metrics') default buckets, in seconds. */
 const DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -174,16 +191,16 @@ export class Metrics {
   private readonly strays = { server: new Map<string, number>(), client: new Map<string, number>() };
 
   private serverKey(e: ServerRequestStartEvent): string {
-    return `${e.exchange}\0${e.topic}\0${e.server}\0${e.namespace ?? ''}\0${e.version ?? ''}\0${e.method}`;
+    return `${e.exchange}\0${e.topic}\0${e.server}\0${e.namespace ?? ''}\0${versionLabel(e.version)}\0${e.method}`;
   }
 
   private clientKey(e: CallStartEvent): string {
-    return `${e.kind}\0${e.exchange}\0${e.topic}\0${e.server ?? ''}\0${e.fanout ? 1 : 0}\0${e.namespace ?? ''}\0${e.version ?? ''}\0${e.method}`;
+    return `${e.kind}\0${e.exchange}\0${e.topic}\0${e.server ?? ''}\0${e.fanout ? 1 : 0}\0${e.namespace ?? ''}\0${versionLabel(e.version)}\0${e.method}`;
   }
 
   /** At a start: remember a request counted under OTHER whose own key could have had a series. */
   private stray(side: 'server' | 'client', e: ServerRequestStartEvent | CallStartEvent): void {
-    if (!labelsFit(e.method, e.namespace, e.version)) return;
+    if (!labelsFit(e.method, e.namespace, versionLabel(e.version))) return;
     const key = side === 'server' ? this.serverKey(e as ServerRequestStartEvent) : this.clientKey(e as CallStartEvent);
     const strays = this.strays[side];
     strays.set(key, (strays.get(key) ?? 0) + 1);
@@ -231,13 +248,13 @@ export class Metrics {
           topic: e.topic,
           server: e.server,
           namespace: admitted ? (e.namespace ?? '') : OTHER,
-          version: admitted ? (e.version ?? '') : OTHER,
+          version: admitted ? versionLabel(e.version) : OTHER,
           method: admitted ? e.method : OTHER,
         };
         const gauge = this.m.serverInFlight.at({ topic: e.topic, server: e.server });
         return this.series(admitted ? key : `${own}\0${OTHER}`, labels, 'server', gauge, admitted);
       },
-      !other && labelsFit(e.method, e.namespace, e.version),
+      !other && labelsFit(e.method, e.namespace, versionLabel(e.version)),
     );
     if (other) return s;
     s.fields = [e.method, e.topic, e.server, e.exchange, e.namespace, e.version];
@@ -276,7 +293,7 @@ export class Metrics {
           exchange: e.exchange ?? '',
           topic: admitted ? e.topic : OTHER,
           namespace: admitted ? (e.namespace ?? '') : OTHER,
-          version: admitted ? (e.version ?? '') : OTHER,
+          version: admitted ? versionLabel(e.version) : OTHER,
           server: admitted || !e.server ? (e.server ?? '') : OTHER,
           fanout: e.fanout ? 'True' : 'False',
           // Not an oslo.metrics client label (oslo groups by target); hermod adds it.
@@ -286,7 +303,7 @@ export class Metrics {
         const gauge = this.m.clientInFlight.at({ call_type: e.kind, topic: labels.topic! });
         return this.series(admitted ? key : `${own}\0${OTHER}`, labels, 'client', gauge, admitted);
       },
-      !other && labelsFit(e.method, e.namespace, e.version),
+      !other && labelsFit(e.method, e.namespace, versionLabel(e.version)),
     );
     if (other) return s;
     s.fields = [e.method, e.topic, e.server, e.exchange, e.namespace, e.version, e.kind, e.fanout ? 'True' : 'False'];

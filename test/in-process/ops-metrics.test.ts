@@ -231,6 +231,31 @@ t('method names cannot grow the series without bound, and made-up ones do not us
   assert.ok(text.length < 200_000, `exposition grew to ${text.length} bytes`);
 });
 
+t('spellings of a compatible version (01.0, 1.00, …) share one series: they cannot use up the budget of real methods', async (ctx) => {
+  // From a review: the label was the version as the caller spelt it, and every spelling of a
+  // compatible one is answered, so each took (and kept) a place of the budget.
+  const many = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`m${i}`, async () => i]));
+  const { http, client } = await setup(ctx, 'memory://ops-metrics-versions', 'mtv', { maxMethods: 20 }, [many]);
+  const spellings = Array.from({ length: 60 }, (_, i) => `${'0'.repeat(i % 6)}1.${'0'.repeat(1 + Math.floor(i / 6))}`);
+  assert.is(new Set(spellings).size, 60);
+  for (const version of spellings) assert.is(await client.prepare({ version }).call({}, 'add', { a: 1, b: 1 }), 2);
+  for (let i = 0; i < 30; i++) assert.is(await client.call({}, `m${i}`), i);
+  const text = await scrape(http.url);
+  const versions = new Set(
+    [...text.matchAll(/^oslo_messaging_rpc_(?:server|client)_invocation_start_total\{[^}]*version="([^"]*)"/gm)].map((m) => m[1]),
+  );
+  // '': the client's calls that name no version.
+  assert.equal([...versions].sort(), ['', '1.0', '__other__'], 'one label per version, as the dispatcher compares them');
+  const own = { exchange: 'openstack', topic: 'mtv', server: 's1', namespace: '', version: '1.0' };
+  assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_start_total', { ...own, method: 'add' }), 60);
+  // The real methods get the budget: add and 19 of the 30, the rest under __other__.
+  const methods = new Set(
+    [...text.matchAll(/^oslo_messaging_rpc_server_invocation_start_total\{[^}]*method="([^"]*)"/gm)].map((m) => m[1]),
+  );
+  assert.is(methods.size, 21);
+  assert.ok(methods.has('m18') && !methods.has('m19') && methods.has('__other__'));
+});
+
 t('made-up servers and topics cannot grow the client series either, and do not use up the budget of real ones', async (ctx) => {
   // Requests nobody is bound for dropped (as oslo's on RabbitMQ): the calls wait for their timeout.
   const { http, client } = await setup(ctx, 'memory://ops-metrics-targets', 'mts', { maxMethods: 20 }, [], {
