@@ -12,6 +12,7 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
+import { OTHER } from './metrics-labels.js';
 
 /** What a worker says once it has metrics to give. */
 const READY = 'metrics-ready';
@@ -77,11 +78,48 @@ function send(message: Message): void {
 export interface ClusterMetricsOptions {
   /** How long a scrape waits for a worker's answer before using its last one, ms. @default 3000 */
   workerTimeoutMs?: number;
+  /**
+   * Distinct series (label sets, a histogram's buckets counted once) kept per metric of the
+   * workers that exited; later ones are folded into `__other__` series, as each worker's
+   * `maxMethods` folds its own. @default 500, the workers' default budget
+   */
+  maxMethods?: number;
 }
+
+/** Labels a peer chooses, on every side: folded past the budget. */
+const PEER_LABELS = new Set(['namespace', 'version', 'method', 'exception']);
+/**
+ * Metrics whose `topic` and `server` are the process's own (a server's): elsewhere (the client
+ * side, undeliverable messages) a caller chooses them through the gateway, and they are folded too.
+ */
+const OWN_TARGET = /^(?:oslo_messaging_rpc_server_|hermod_rpc_server_)/;
 
 interface Peer {
   /** The worker's last answer, used when it is late. */
   last: Snapshot[] | undefined;
+}
+
+function sortedEntries(labels: Record<string, string | number>): Array<[string, string | number]> {
+  return Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** A sample's series: its labels but a histogram bucket's `le`. */
+function seriesKey(labels: Record<string, string | number>): string {
+  return JSON.stringify(sortedEntries(labels).filter(([k]) => k !== 'le'));
+}
+
+/**
+ * `labels` with those a peer chooses replaced by {@link OTHER}, as Metrics' own fallback
+ * series: what is left is the process's own, so the folded series are bounded.
+ */
+function folded(metric: string, labels: Record<string, string | number>): Record<string, string | number> {
+  const own = OWN_TARGET.test(metric);
+  const out: Record<string, string | number> = {};
+  for (const [k, v] of Object.entries(labels)) {
+    const peer = PEER_LABELS.has(k) || (!own && (k === 'topic' || (k === 'server' && v !== '')));
+    out[k] = peer ? OTHER : v;
+  }
+  return out;
 }
 
 /** The primary's side: asks the workers that serve metrics and sums their answers. */
@@ -95,7 +133,8 @@ export class ClusterMetrics {
    * series (by metric, then by sample name and labels): bounded by the series there are, not by
    * how many workers ever died.
    */
-  private readonly retained = new Map<string, { metric: Omit<MetricJson, 'values'>; values: Map<string, Sample> }>();
+  private readonly retained = new Map<string, { metric: Omit<MetricJson, 'values'>; values: Map<string, Sample>; series: Set<string> }>();
+  private readonly maxSeries: number;
   /** Workers that served metrics and exited (crashed, recycled, stopped). */
   private exits = 0;
   private readonly onMessage = (worker: Worker, m: Message | null) => {
@@ -125,6 +164,7 @@ export class ClusterMetrics {
 
   constructor(options: ClusterMetricsOptions = {}) {
     this.timeoutMs = options.workerTimeoutMs ?? 3000;
+    this.maxSeries = options.maxMethods ?? 500;
     cluster.on('message', this.onMessage);
     cluster.on('exit', this.onExit);
     // Workers forked (and counting) before this primary began to serve said ready to no one.
@@ -168,7 +208,13 @@ hermod_metrics_worker_exits_total ${this.exits}
 `;
   }
 
-  /** Adds the counters of a worker's last answer to {@link retained}; gauges are left out (they end with the worker). */
+  /**
+   * Adds the counters of a worker's last answer to {@link retained}; gauges are left out (they
+   * end with the worker). Each worker's series are within its budget, but not their union over
+   * many exits: a peer choosing labels (method names, version spellings) anew for each worker
+   * grew the scrape by a budget per round of exits, for good. Past {@link maxSeries} series a
+   * metric's new ones are folded as a live worker folds them.
+   */
   private retain(answer: Snapshot[]): void {
     for (const registry of answer) {
       for (const m of registry as MetricJson[]) {
@@ -176,15 +222,21 @@ hermod_metrics_worker_exits_total ${this.exits}
           continue;
         let kept = this.retained.get(m.name);
         if (!kept) {
-          kept = { metric: { name: m.name, help: m.help, type: m.type, aggregator: 'sum' }, values: new Map() };
+          kept = { metric: { name: m.name, help: m.help, type: m.type, aggregator: 'sum' }, values: new Map(), series: new Set() };
           this.retained.set(m.name, kept);
         }
         for (const v of m.values) {
           if (typeof v?.value !== 'number' || !Number.isFinite(v.value)) continue;
-          const key = `${v.metricName ?? ''}\0${JSON.stringify(Object.entries(v.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))}`;
+          let labels: Record<string, string | number> = { ...v.labels };
+          const series = seriesKey(labels);
+          if (!kept.series.has(series)) {
+            if (kept.series.size < this.maxSeries) kept.series.add(series);
+            else labels = folded(m.name, labels);
+          }
+          const key = `${v.metricName ?? ''}\0${JSON.stringify(sortedEntries(labels))}`;
           const sum = kept.values.get(key);
           if (sum) sum.value += v.value;
-          else kept.values.set(key, { labels: { ...v.labels }, value: v.value, ...(v.metricName ? { metricName: v.metricName } : {}) });
+          else kept.values.set(key, { labels, value: v.value, ...(v.metricName ? { metricName: v.metricName } : {}) });
         }
       }
     }

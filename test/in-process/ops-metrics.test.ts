@@ -8,6 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { Metrics, PROCESS_METRIC_NAMES, serveClusterMetrics, serveMetrics } from '../../src/ops/metrics.js';
+import { ClusterMetrics } from '../../src/ops/metrics-cluster.js';
 import { HEADERS_TIMEOUT_MS, MAX_CONNECTIONS } from '../../src/ops/metrics-http.js';
 import { Router } from '../../src/router/router.js';
 import { rejects, sleep, until } from '../support/assert.js';
@@ -545,6 +546,69 @@ t('serveMetrics: a request whose headers never end is answered 408 and closed ne
   // Node checks its connections' timeouts every 30 s by default: such a socket was kept 13-36 s.
   assert.ok(took >= HEADERS_TIMEOUT_MS - 500 && took < HEADERS_TIMEOUT_MS + 4000, `closed after ${took} ms`);
   assert.match(answer, /^HTTP\/1\.1 408 /);
+});
+
+t('the counters kept from workers that exited are bounded by the series budget, the excess folded into __other__', async () => {
+  // From a review: each exit merged the worker's series into the retained set with no bound, so
+  // a peer choosing new labels for each worker grew the scrape by a budget per round of exits.
+  // The primary's side alone, its workers played by events on `cluster`.
+  const primary = new ClusterMetrics({ maxMethods: 20 });
+  try {
+    const server = { exchange: 'openstack', topic: 't', server: 'w', namespace: '', version: '1.0' };
+    const client = { call_type: 'call', exchange: 'openstack', namespace: '', version: '1.0', server: '', fanout: 'False', method: 'add' };
+    for (let round = 0; round < 5; round++) {
+      const worker = { id: 1000 + round } as unknown as Worker;
+      const names = Array.from({ length: 20 }, (_, i) => `m_${round}_${i}`);
+      const answer = [
+        {
+          name: 'oslo_messaging_rpc_server_invocation_start_total',
+          help: 'h',
+          type: 'counter',
+          aggregator: 'sum',
+          values: names.map((method) => ({ labels: { ...server, method }, value: 1 })),
+        },
+        {
+          name: 'oslo_messaging_rpc_server_processing_second',
+          help: 'h',
+          type: 'histogram',
+          aggregator: 'sum',
+          values: names.flatMap((method) => [
+            { labels: { ...server, method, le: 0.1 }, value: 1, metricName: 'oslo_messaging_rpc_server_processing_second_bucket' },
+            { labels: { ...server, method, le: '+Inf' }, value: 1, metricName: 'oslo_messaging_rpc_server_processing_second_bucket' },
+            { labels: { ...server, method }, value: 0.05, metricName: 'oslo_messaging_rpc_server_processing_second_sum' },
+            { labels: { ...server, method }, value: 1, metricName: 'oslo_messaging_rpc_server_processing_second_count' },
+          ]),
+        },
+        {
+          // A caller chooses the client's topic (the gateway's mappingPolicy "any").
+          name: 'oslo_messaging_rpc_client_invocation_end_total',
+          help: 'h',
+          type: 'counter',
+          aggregator: 'sum',
+          values: names.map((topic) => ({ labels: { ...client, topic }, value: 1 })),
+        },
+      ];
+      cluster.emit('message', worker, { hermod: 'metrics-ready' });
+      // An answer no scrape waits for is kept as the worker's last.
+      cluster.emit('message', worker, { hermod: 'metrics', id: -1, metrics: [answer] });
+      cluster.emit('exit', worker, 0, null);
+    }
+    const text = await primary.text();
+    const series = (name: string) => [...text.matchAll(new RegExp(`^${name}\\{`, 'gm'))].length;
+    assert.is(series('oslo_messaging_rpc_server_invocation_start_total'), 21, 'the first 20, and __other__');
+    assert.is(series('oslo_messaging_rpc_server_processing_second_count'), 21);
+    assert.is(series('oslo_messaging_rpc_client_invocation_end_total'), 21);
+    const other = { ...server, namespace: '__other__', version: '__other__', method: '__other__' };
+    assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_start_total', { ...server, method: 'm_0_7' }), 1);
+    assert.is(sampleValue(text, 'oslo_messaging_rpc_server_invocation_start_total', other), 80, 'nothing lost');
+    assert.is(sampleValue(text, 'oslo_messaging_rpc_server_processing_second_count', other), 80);
+    assert.is(sampleValue(text, 'oslo_messaging_rpc_server_processing_second_bucket', { ...other, le: '+Inf' }), 80);
+    const clientOther = { ...client, topic: '__other__', namespace: '__other__', version: '__other__', method: '__other__' };
+    assert.is(sampleValue(text, 'oslo_messaging_rpc_client_invocation_end_total', clientOther), 80);
+    assert.is(sampleValue(text, 'hermod_metrics_worker_exits_total', {}), 5);
+  } finally {
+    primary.close();
+  }
 });
 
 t(
