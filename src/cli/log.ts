@@ -25,10 +25,35 @@ const LONG_TOKEN = new RegExp(`\\S{${MAX_LOG_TOKEN + 1},}`, 'g');
  * of bounded size, so a peer can neither forge lines nor fill the disk.
  */
 export function logSafe(text: string, max = MAX_LOG_MESSAGE): string {
-  return cut(
-    escapeUnsafe(text).replace(LONG_TOKEN, (t) => cut(t, MAX_LOG_TOKEN)),
-    max,
-  );
+  const escaped = escapeUnsafe(text);
+  const tokensCut = escaped.replace(LONG_TOKEN, (t) => cut(t, MAX_LOG_TOKEN));
+  if (tokensCut.length <= max) return tokensCut;
+  // Cut again at `max`, counting what is hidden in the escaped text: cutting the token-cut text
+  // counted a token's marker as text, and (for a field, as long as a token) chopped it, so a
+  // 1,000,001-character method name was said to hide 16 characters.
+  let out = '';
+  let at = 0;
+  for (const m of escaped.matchAll(LONG_TOKEN)) {
+    const plain = escaped.slice(at, m.index);
+    if (out.length + plain.length >= max) return `${out}${plain.slice(0, max - out.length)}${hidden(escaped, at + max - out.length)}`;
+    out += plain;
+    at = m.index;
+    const kept = Math.min(MAX_LOG_TOKEN, max - out.length);
+    const marker = `…[+${m[0].length - MAX_LOG_TOKEN} chars]`;
+    // A token's own marker only when it fits whole; else the line's marker says it all.
+    if (kept < MAX_LOG_TOKEN || out.length + MAX_LOG_TOKEN + marker.length > max) {
+      return `${out}${m[0].slice(0, kept)}${hidden(escaped, at + kept)}`;
+    }
+    out += m[0].slice(0, MAX_LOG_TOKEN) + marker;
+    at += m[0].length;
+  }
+  const rest = escaped.slice(at);
+  return `${out}${rest.slice(0, max - out.length)}${hidden(escaped, at + max - out.length)}`;
+}
+
+/** The marker of a line cut at `shown` characters of `escaped`. */
+function hidden(escaped: string, shown: number): string {
+  return `…[+${escaped.length - shown} chars]`;
 }
 
 function safeFields(fields: Record<string, unknown>): Record<string, unknown> {

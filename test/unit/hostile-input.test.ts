@@ -1,6 +1,6 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { logSafe, MAX_LOG_MESSAGE, MAX_LOG_TOKEN, makeLogger } from '../../src/cli/log.js';
+import { logSafe, MAX_LOG_FIELD, MAX_LOG_MESSAGE, MAX_LOG_TOKEN, makeLogger } from '../../src/cli/log.js';
 import { findPrototypeKey } from '../../src/core/plain.js';
 import { decodeRequest } from '../../src/driver/amqp1/wire.js';
 import { peek } from '../../src/driver/envelope.js';
@@ -117,6 +117,20 @@ t('log lines: control characters escaped, long runs and long lines capped, JSON 
   assert.is(j.n, 3);
   assert.match(j.method, /^x\\n2030/);
   assert.ok(j.big.length < 300);
+  // The marker says how much was hidden: the field's cut chopped the token's marker, and a
+  // 1,000,001-character method name was said to hide 16 characters.
+  assert.is(j.big, `${'b'.repeat(MAX_LOG_FIELD)}…[+${(1 << 20) - MAX_LOG_FIELD} chars]`);
+  assert.is(logSafe('m'.repeat(1_000_001), MAX_LOG_FIELD), `${'m'.repeat(MAX_LOG_FIELD)}…[+999801 chars]`);
+  // Text and long runs together: what is shown of the escaped text, and the count of the rest.
+  const mixed = `${'w '.repeat(40)}${'t'.repeat(500)} end`;
+  const shown = logSafe(mixed, MAX_LOG_FIELD);
+  assert.is(shown, `${'w '.repeat(40)}${'t'.repeat(MAX_LOG_FIELD - 80)}…[+${mixed.length - MAX_LOG_FIELD} chars]`);
+  // A message of long runs: each run's own marker while it fits, then the line's.
+  const tokens = Array.from({ length: 20 }, (_, i) => String(i).padEnd(250, 'x'));
+  const runs = tokens.join(' ');
+  const whole = tokens.slice(0, 9).map((tok) => `${tok.slice(0, MAX_LOG_TOKEN)}…[+50 chars] `);
+  const rest = MAX_LOG_MESSAGE - whole.join('').length;
+  assert.is(logSafe(runs), `${whole.join('')}${tokens[9]!.slice(0, rest)}…[+${runs.length - 9 * 251 - rest} chars]`);
 });
 
 t('transport URLs: no part of a mistyped password is echoed', async () => {
