@@ -93,6 +93,15 @@ test('run file: unknown keys suggest a known key only when close, bad values nam
       /watch\.recycleAfter: must be a whole number of reloads ≥ 0 \(0: never recycle\)/,
     ],
     [{ watch: { recycleAftr: 5 }, services: { a: ok } }, /watch: unknown key 'recycleAftr'; did you mean 'recycleAfter'\?/],
+    // Numbers written as strings are refused as every number of the file is ("debounceMs": "100"
+    // was): these two were taken, as the flags of the same names take text.
+    [{ workers: '1', services: { a: ok } }, /h\.json: workers: must be a whole number from 1 to 256 or "max", got "1"/],
+    [{ services: { a: { ...ok, workers: '2' } } }, /services\.a\.workers: must be a whole number from 1 to 256 or "max", got "2"/],
+    [
+      { watch: { recycleAfter: '7' }, services: { a: ok } },
+      /watch\.recycleAfter: must be a whole number of reloads ≥ 0 \(0: never recycle\), got "7"/,
+    ],
+    [{ watch: { debounceMs: '100' }, services: { a: ok } }, /watch\.debounceMs: must be a whole number ≥ 1, got "100"/],
     [{ watch: { reloadTimeoutMs: 0 }, services: { a: ok } }, /watch\.reloadTimeoutMs: must be/],
     // Process-wide settings a service's config cannot change (they were accepted and ignored).
     [{ services: { a: { ...ok, config: { log: { level: 'debug' } } } } }, /services\.a\.config\.log\.level: applies to the whole run/],

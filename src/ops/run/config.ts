@@ -108,10 +108,14 @@ function text(value: unknown, where: string): string {
   return value;
 }
 
-/** `N` (≥ 1) or `"max"` (one per core), as `--workers` takes it. */
-export function parseWorkers(value: unknown, where: string): number {
+/**
+ * `N` (≥ 1) or `"max"` (one per core), as `--workers` takes it. `asText`: the number may come as
+ * digits in a string, as a flag's does; false for the run file, where `"workers": "2"` is a
+ * mistake to name, as every other number of the file written as a string is (it was taken).
+ */
+export function parseWorkers(value: unknown, where: string, asText = true): number {
   if (value === 'max') return os.availableParallelism();
-  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+  const n = asText && typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 256)
     fail(where, `must be a whole number from 1 to 256 or "max", got ${JSON.stringify(value)}`);
   return n;
@@ -179,9 +183,9 @@ function configSection(value: unknown, where: string): Record<string, unknown> {
   return out;
 }
 
-/** A whole number ≥ 0 (`--recycle-after`, `watch.recycleAfter`); 0 turns recycling off. */
-export function parseRecycleAfter(value: unknown, where: string): number {
-  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+/** A whole number ≥ 0 (`--recycle-after`, `watch.recycleAfter`); 0 turns recycling off. `asText`: see {@link parseWorkers}. */
+export function parseRecycleAfter(value: unknown, where: string, asText = true): number {
+  const n = asText && typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 0)
     fail(where, `must be a whole number of reloads ≥ 0 (0: never recycle), got ${JSON.stringify(value)}`);
   return n;
@@ -193,7 +197,7 @@ function watchSection(value: unknown, where: string): RunWatch | false {
   const w = object(value, where);
   onlyKnown(w, WATCH_KEYS, where);
   const out: RunWatch = {};
-  if (w.recycleAfter !== undefined) out.recycleAfter = parseRecycleAfter(w.recycleAfter, `${where}.recycleAfter`);
+  if (w.recycleAfter !== undefined) out.recycleAfter = parseRecycleAfter(w.recycleAfter, `${where}.recycleAfter`, false);
   if (w.usePolling !== undefined) {
     if (typeof w.usePolling !== 'boolean') fail(`${where}.usePolling`, 'must be true or false');
     out.usePolling = w.usePolling;
@@ -264,7 +268,7 @@ function service(name: string, value: unknown, dir: string, where: string): Serv
     if (spec.concurrency > 0xffff_ffff)
       fail(`${where}.concurrency`, `must be at most 4294967295 (AMQP 1.0's credit), got ${spec.concurrency}`);
   }
-  if (s.workers !== undefined) spec.workers = parseWorkers(s.workers, `${where}.workers`);
+  if (s.workers !== undefined) spec.workers = parseWorkers(s.workers, `${where}.workers`, false);
   // The target as its server will make it, checked here so that the error names the service: a
   // server name with a control character was refused by Target at start with no place named.
   try {
@@ -301,7 +305,7 @@ export function parseRunSpec(data: unknown, file: string): RunSpec {
   };
   const metricsPort = metricsSection(top.metricsPort, `${file}: metricsPort`);
   if (metricsPort !== undefined) spec.metricsPort = metricsPort;
-  if (top.workers !== undefined) spec.workers = parseWorkers(top.workers, `${file}: workers`);
+  if (top.workers !== undefined) spec.workers = parseWorkers(top.workers, `${file}: workers`, false);
   return spec;
 }
 
