@@ -34,6 +34,7 @@ declare const untyped: unique symbol;
  * method name, named arguments, `unknown` results.
  */
 export interface UntypedRemote {
+  /** A brand only: no value has it, so no endpoint type is mistaken for this one. */
   readonly [untyped]: true;
 }
 
