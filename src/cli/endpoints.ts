@@ -47,12 +47,50 @@ async function importModule(spec: string, load: ModuleImporter): Promise<Record<
   }
 }
 
-/** Loads endpoint modules (what each may export: see endpointsOfModule). */
-export async function loadEndpoints(specs: string[], ctx: EndpointContext, load: ModuleImporter = plainImport): Promise<object[]> {
+/** How long a module's endpoints factory may take, as `hermod run`'s first load (30 s). */
+export const FACTORY_TIMEOUT_MS = 30_000;
+
+/**
+ * `making`, or a UsageError once it took `timeoutMs`. The timer is ref'd on purpose: it keeps
+ * the process alive to say so (a factory whose promise never settled left rpc-server silent,
+ * serving nothing, until a signal).
+ */
+async function withinFactoryBound<T>(making: Promise<T>, timeoutMs: number, spec: string): Promise<T> {
+  making.catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new UsageError(
+            `--endpoints ${spec}: its endpoints factory did not finish within ${timeoutMs} ms (a promise that never settles?)`,
+          ),
+        ),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([making, bound]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Loads endpoint modules (what each may export: see endpointsOfModule); a factory gets
+ * `factoryTimeoutMs` to make its endpoints (the import's own bound is `load`'s).
+ */
+export async function loadEndpoints(
+  specs: string[],
+  ctx: EndpointContext,
+  load: ModuleImporter = plainImport,
+  factoryTimeoutMs = FACTORY_TIMEOUT_MS,
+): Promise<object[]> {
   const out: object[] = [];
   for (const spec of specs) {
     const mod = await importModule(spec, load);
-    out.push(...(await endpointsOfModule(mod, ctx, (reason) => new UsageError(`--endpoints ${spec}: ${reason}`))));
+    const making = endpointsOfModule(mod, ctx, (reason) => new UsageError(`--endpoints ${spec}: ${reason}`));
+    out.push(...(await withinFactoryBound(making, factoryTimeoutMs, spec)));
   }
   return out;
 }

@@ -5,6 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { loadEndpoints } from '../../src/cli/endpoints.js';
+import { UsageError } from '../../src/cli/exit-codes.js';
 import { commonJsSyntaxHint, sourceFile, transformErrorWhere } from '../../src/core/syntax-check.js';
 import { emptyEndpoint, endpointsExport, endpointsOfModule } from '../../src/rpc/endpoint-module.js';
 
@@ -143,6 +145,29 @@ test('the CommonJS hint is given only where Node reads the file as CommonJS', ()
     writeFileSync(path.join(dir, 'package.json'), '{ "type": "module" }\n');
     assert.is(commonJsSyntaxHint(message, path.join(dir, 'ep.js:3')), '');
     assert.is(commonJsSyntaxHint(tla, path.join(dir, 'ep.ts:1:18')), '');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('rpc-server --endpoints: a factory whose promise never settles is a usage error at its bound, naming the module', async () => {
+  // Only the import was bounded: rpc-server stayed silent, serving nothing, until a signal.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hermod-factory-'));
+  try {
+    const stuck = path.join(dir, 'stuck.mjs');
+    writeFileSync(stuck, 'export default async () => { await new Promise(() => {}); return { async x() { return 1; } }; };\n');
+    const fine = path.join(dir, 'fine.mjs');
+    writeFileSync(fine, 'export default async () => ({ async x() { return 1; } });\n');
+    const ctx = { server: 's', topic: 't', transport: undefined as never };
+    assert.is((await loadEndpoints([fine], ctx, undefined, 300)).length, 1);
+    const t0 = Date.now();
+    const err = await loadEndpoints([fine, stuck], ctx, undefined, 300).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    assert.instance(err, UsageError);
+    assert.match(err!.message, /--endpoints \S*stuck\.mjs: its endpoints factory did not finish within 300 ms/);
+    assert.ok(Date.now() - t0 < 3000);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
