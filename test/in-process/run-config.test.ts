@@ -391,6 +391,18 @@ test('hermod run --watch: an edit to the run file itself is told once (it is rea
       assert.is(told.length, 1, JSON.stringify(told));
       assert.is(told[0]!.level, 'warn');
       assert.match(String(told[0]!.msg), /hermod\.config\.json changed: the run file is read once, at start; restart the run to apply it/);
+      // Deleted, then written again more than a second later: told too (chokidar stops watching
+      // a deleted file, and the recreated one went unseen).
+      rmSync(file);
+      await sleep(1500);
+      writeFileSync(file, spec('d'));
+      await until(
+        () => run.lines.filter((l) => l.event === 'run-file-changed').length === 2,
+        'the warning after the file came back',
+        10_000,
+      );
+      await sleep(600);
+      assert.is(run.lines.filter((l) => l.event === 'run-file-changed').length, 2, 'once');
     } finally {
       run.child.kill('SIGTERM');
     }

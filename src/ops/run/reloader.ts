@@ -478,11 +478,14 @@ function stampOf(file: string): string {
 export class RunFileWatch {
   private readonly watcher: FSWatcher;
   private timer: NodeJS.Timeout | undefined;
+  /** Looks for the file while it is deleted (see the reloader's lookForMissing). */
+  private missingTimer: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(file: string, log: RunLogger, options: WatchOptions = {}) {
     this.watcher = watch(file, { ignoreInitial: true, usePolling: options.usePolling ?? false, interval: options.interval ?? 300 });
     // An editor's save is often several writes: one line per save.
-    this.watcher.on('change', () => {
+    const changed = () => {
       clearTimeout(this.timer);
       this.timer = setTimeout(
         () =>
@@ -495,13 +498,33 @@ export class RunFileWatch {
           ),
         options.debounceMs ?? 100,
       );
+    };
+    this.watcher.on('change', changed);
+    this.watcher.on('add', () => {
+      clearInterval(this.missingTimer);
+      this.missingTimer = undefined;
+      changed();
+    });
+    // chokidar stops watching a file that is deleted, and does not reliably see it come back: a
+    // run file deleted and written again a second later was never told. It is looked for until
+    // it is back, as a deleted endpoint module is.
+    this.watcher.on('unlink', () => {
+      this.missingTimer ??= setInterval(() => {
+        if (this.closed || !existsSync(file)) return;
+        clearInterval(this.missingTimer);
+        this.missingTimer = undefined;
+        this.watcher.add(file);
+        changed();
+      }, MISSING_CHECK_MS).unref();
     });
     this.watcher.on('error', () => undefined);
   }
 
   /** Stops watching. */
   async close(): Promise<void> {
+    this.closed = true;
     clearTimeout(this.timer);
+    clearInterval(this.missingTimer);
     await this.watcher.close();
   }
 }
