@@ -110,14 +110,13 @@ export abstract class DriverBase extends EventEmitter {
 }
 
 /**
- * `p`, or a ClosedError as soon as `signal` aborts; a subscription that arrives after that is
- * closed, since nobody will use it.
+ * `p`, or a ClosedError as soon as `signal` aborts. A subscription that arrives after that is the
+ * caller's to close ({@link closeLateSubscription}), after the work it delivered meanwhile settled:
+ * closed here at once, it took the acknowledgements of messages handled during start() with it,
+ * and they were delivered again.
  */
 export async function untilAborted(p: Promise<Listener>, signal: AbortSignal): Promise<Listener> {
-  if (signal.aborted) {
-    p.then((l) => l.close()).catch(() => {});
-    throw new ClosedError('stopped before the subscription was made');
-  }
+  if (signal.aborted) throw new ClosedError('stopped before the subscription was made');
   let onAbort: (() => void) | undefined;
   const aborted = new Promise<never>((_, reject) => {
     onAbort = () => reject(new ClosedError('stopped before the subscription was made'));
@@ -125,10 +124,29 @@ export async function untilAborted(p: Promise<Listener>, signal: AbortSignal): P
   });
   try {
     return await Promise.race([p, aborted]);
-  } catch (err) {
-    if (signal.aborted) p.then((l) => l.close()).catch(() => {});
-    throw err;
   } finally {
     signal.removeEventListener('abort', onAbort!);
   }
+}
+
+/**
+ * Closes a subscription that a stop during start() gave up waiting for, once what it delivered
+ * meanwhile has settled (the caller's wait() calls this after its drain). Waits for it at most
+ * `graceMs`: one still dialing is closed whenever it arrives, as nothing was delivered on it.
+ */
+export async function closeLateSubscription(late: Promise<Listener | undefined>, graceMs: number): Promise<void> {
+  if (graceMs <= 0) {
+    void late.then((l) => l?.close()).catch(() => {});
+    return;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const arrived = await Promise.race([
+    late,
+    new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), graceMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (arrived === 'late') void late.then((l) => l?.close()).catch(() => {});
+  else await arrived?.close();
 }

@@ -15,9 +15,9 @@ import { findPrototypeKey, notPlainError } from '../core/plain.js';
 import { NoOpSerializer, type Serializer } from '../core/serializer.js';
 import { assertOptions } from '../core/suggest.js';
 import { MAX_NAME_BYTES, type Target } from '../core/target.js';
-import { assertDeadline, type WaitResult, type Work, WorkPool } from '../core/work-pool.js';
+import { ABORT_GRACE_MS, assertDeadline, type WaitResult, type Work, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
-import { untilAborted } from '../driver/driver-base.js';
+import { closeLateSubscription, untilAborted } from '../driver/driver-base.js';
 import type { Transport } from '../transport.js';
 import { type BatchedNotification, NotificationDispatcher, type NotificationResult, WIRE_PUBLISHER_ID } from './dispatcher.js';
 import { PRIORITIES, type Priority } from './notifier.js';
@@ -117,6 +117,10 @@ export class NotificationListener {
   private readonly redeliveryLimit: number;
   private readonly pool: WorkPool;
   private listener: Listener | undefined;
+  /** A subscription a stop during start() did not wait for (closed by wait()). */
+  private late: Promise<Listener | undefined> | undefined;
+  /** Something was delivered before start() had its subscription: `late` may hold its acknowledgements. */
+  private deliveredEarly = false;
   private state: State = 'new';
   /** Settled by the first stop(): wait() called earlier waits for it. */
   private readonly stopCalled = deferred();
@@ -203,8 +207,9 @@ export class NotificationListener {
     this.state = 'starting';
     const pairs = this.targets.flatMap((target) => this.priorities.map((priority) => ({ target, priority })));
     let listener: Listener;
+    let listening: Promise<Listener> | undefined;
     try {
-      const listening = this.transport.driver.listenForNotifications(pairs, this.options.pool, {
+      listening = this.transport.driver.listenForNotifications(pairs, this.options.pool, {
         prefetch: this.batching ? Math.max(this.concurrency, this.options.batchSize!) : this.concurrency,
         onMessage: (m) => this.onMessage(m),
         onInvalid: (error, raw) => this.invalid(error, raw.size),
@@ -214,14 +219,19 @@ export class NotificationListener {
       });
       listener = await untilAborted(listening, this.stopping.signal);
     } catch (err) {
-      // stop() came while subscribing: start() ends quietly with nothing subscribed.
-      if ((this.state as State) === 'stopped') return;
+      // stop() came while subscribing: start() ends quietly; wait() closes the subscription once
+      // the notifications it delivered meanwhile are settled.
+      if ((this.state as State) === 'stopped') {
+        this.late = listening?.catch(() => undefined);
+        return;
+      }
       if (this.state === 'starting') this.state = 'new';
       throw err;
     }
     this.listener = listener;
-    // stop() came while subscribing: the subscription it could not cancel ends here.
-    if ((this.state as State) === 'stopped') await listener.close();
+    // stop() came while subscribing: no more deliveries; wait() closes it after those it made
+    // (closed here, their acknowledgements were lost and every one was delivered again).
+    if ((this.state as State) === 'stopped') await listener.stop();
     else this.state = 'running';
   }
 
@@ -255,7 +265,11 @@ export class NotificationListener {
     await this.stopCalled.promise;
     const result = await this.pool.drain(deadlineMs);
     // Only now: the acknowledgements of what finished went over the subscription's channel or links.
-    if (this.state === 'stopped') await this.listener?.close();
+    if (this.state === 'stopped') {
+      if (this.listener) await this.listener.close();
+      // A subscription that delivered nothing (one still dialing a silent peer) is not waited for.
+      else if (this.late) await closeLateSubscription(this.late, this.deliveredEarly ? ABORT_GRACE_MS : 0);
+    }
     return result;
   }
 
@@ -324,6 +338,7 @@ export class NotificationListener {
   }
 
   private onMessage(incoming: IncomingMessage): void {
+    if (this.listener === undefined) this.deliveredEarly = true;
     if (this.state !== 'running' && this.state !== 'starting') {
       incoming.requeue();
       incoming.done();

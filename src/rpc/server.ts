@@ -7,7 +7,7 @@ import { assertOptions } from '../core/suggest.js';
 import { Target } from '../core/target.js';
 import { ABORT_GRACE_MS, assertDeadline, deadlineTimer, type WaitResult, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
-import { untilAborted } from '../driver/driver-base.js';
+import { closeLateSubscription, untilAborted } from '../driver/driver-base.js';
 import { type JobNotifier, JobRunner, type JobStopStrategy } from '../jobs/runner.js';
 import { HERMOD_NAMESPACE, runAlias } from '../jobs/token.js';
 import type { Transport } from '../transport.js';
@@ -121,6 +121,10 @@ export class RPCServer {
   private readonly concurrency: number;
   private readonly pool: WorkPool<ServerRequest>;
   private listener: Listener | undefined;
+  /** A subscription a stop during start() did not wait for (closed by wait()). */
+  private late: Promise<Listener | undefined> | undefined;
+  /** Something was delivered before start() had its subscription: `late` may hold its acknowledgements. */
+  private deliveredEarly = false;
   private state: State = 'new';
   /** Settled by the first stop(): wait() called earlier waits for it. */
   private readonly stopCalled = deferred();
@@ -269,8 +273,9 @@ export class RPCServer {
       throw new ClosedError('a stopped RPCServer cannot be started again; make a new one');
     this.state = 'starting';
     let listener: Listener;
+    let listening: Promise<Listener> | undefined;
     try {
-      const listening = this.transport.driver.listen(this.target, {
+      listening = this.transport.driver.listen(this.target, {
         prefetch: this.concurrency,
         onMessage: (m) => this.onMessage(m),
         onInvalid: (error, raw) => {
@@ -285,13 +290,18 @@ export class RPCServer {
       });
       listener = await untilAborted(listening, this.stopping.signal);
     } catch (err) {
-      if ((this.state as State) === 'stopped') return;
+      if ((this.state as State) === 'stopped') {
+        // Requests it delivered meanwhile may be running: wait() closes it after them.
+        this.late = listening?.catch(() => undefined);
+        return;
+      }
       if (this.state === 'starting') this.state = 'new';
       throw err;
     }
     this.listener = listener;
-    // stop() came while subscribing: the subscription it could not cancel ends here.
-    if ((this.state as State) === 'stopped') await listener.close();
+    // stop() came while subscribing: no more deliveries; wait() closes it once the requests it
+    // delivered meanwhile are answered and acknowledged (closed here, they were delivered again).
+    if ((this.state as State) === 'stopped') await listener.stop();
     else {
       this.state = 'running';
       this.startedAt = performance.now();
@@ -362,7 +372,9 @@ export class RPCServer {
     }
     const result = await (calls ?? this.pool.drain(Math.max(0, deadlineMs - (performance.now() - started)), grace()));
     if (this.state === 'stopped') {
-      await this.listener?.close();
+      if (this.listener) await this.listener.close();
+      // A subscription that delivered nothing (one still dialing a silent peer) is not waited for.
+      else if (this.late) await closeLateSubscription(this.late, this.deliveredEarly ? ABORT_GRACE_MS : 0);
       jobs.aborted += this.jobs.close();
     }
     return { completed: result.completed + jobs.completed, aborted: result.aborted + jobs.aborted };
@@ -378,6 +390,7 @@ export class RPCServer {
   }
 
   private onMessage(incoming: IncomingMessage): void {
+    if (this.listener === undefined) this.deliveredEarly = true;
     if (this.state === 'draining') {
       // Job polls are answered to the end of the stop, outside the (closed) pool: they are instant.
       if (incoming.message.namespace === HERMOD_NAMESPACE && incoming.expectsReply) void new ServerRequest(incoming, this.host).run();

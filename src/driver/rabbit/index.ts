@@ -297,7 +297,10 @@ export class RabbitDriver extends DriverBase implements Driver {
     );
     const failed = new Promise<never>((_, reject) => conn.once('setup-failed', (err: Error) => reject(err)));
     failed.catch(() => {});
-    const abort = () => void listener.close();
+    // Once it has a channel, deliveries may be running above: stopped (no more come; their
+    // acknowledgements still go) and closed by the server's or listener's wait(). Closed at once,
+    // a notification handled during start() was delivered again, every time.
+    const abort = () => void (listener.delivering ? listener.stop() : listener.close());
     listen.signal?.addEventListener('abort', abort, { once: true });
     try {
       if (listen.signal?.aborted) throw new ClosedError(`${role}: stopped before it was subscribed`);

@@ -90,6 +90,11 @@ export class RabbitListener implements TrackedListener {
    * Setup hook: declares the topology and consumes; runs on every (re)connect. A bind refused
    * because its exchange is gone is declared again on a fresh channel (see {@link exchangeVanished}).
    */
+  /** Whether it has a channel, on which deliveries may have come (see subscribe's abort). */
+  get delivering(): boolean {
+    return this.channel !== undefined;
+  }
+
   async setup(model: ChannelModel): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -148,6 +153,8 @@ export class RabbitListener implements TrackedListener {
       tags.push(await this.consume(ch, b));
     }
     this.tags = tags;
+    // Stopped while it was consuming: stop() had no tags to cancel yet.
+    if (this.stopped) for (const tag of tags) void ch.cancel(tag).catch(() => undefined);
   }
 
   private async consume(ch: Channel, b: QueueBinding): Promise<string> {
