@@ -157,6 +157,10 @@ export class NotificationListener {
     }
     // NaN or a negative delay fired the batch timer at once; a string was handed to setTimeout.
     assertMs('batchTimeout', options.batchTimeout, false);
+    // Batching is batchSize's: a batchTimeout alone was taken and ignored, and the endpoints got
+    // single notifications where their author expected arrays.
+    if (options.batchTimeout !== undefined && options.batchSize === undefined)
+      throw new InvalidArgument('batchTimeout needs batchSize: it bounds how long a batch waits to fill (give both to batch)');
     if (options.tap !== undefined && typeof options.tap !== 'boolean')
       throw new InvalidArgument(`tap must be true or false, got ${typeof options.tap}`);
     // The pool names a queue on RabbitMQ (an AMQP shortstr): past 255 bytes the listener's start

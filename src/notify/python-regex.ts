@@ -12,12 +12,17 @@
  * - `(?P<name>…)` and `(?P=name)` are Python's named groups, `{,n}` is `{0,n}`;
  * - an escaped character that is not special (`\:`, `\#`) and a `{` or `}` that is not part of a
  *   quantifier are literal, as Python takes them (the `u` flag would refuse them);
- * - a `]` right after `[` or `[^` is a literal `]`.
+ * - a `]` right after `[` or `[^` is a literal `]`;
+ * - `.` is anything but `\n` (JavaScript's also refuses `\r`, U+2028 and U+2029);
+ * - `\s` and `\S` are Python's whitespace (`str.isspace`: with `\x1c`–`\x1f` and `\x85`, without
+ *   U+FEFF), except `\S` inside a class, which stays JavaScript's.
  *
  * Inline flags such as `(?i)` stay unsupported (Node's engine refuses them) and fail to compile
  * with the engine's message.
  */
 const WORD = '\\p{L}\\p{N}_';
+/** Python's `str.isspace` characters, as a class body. */
+const SPACE = '\\t\\n\\v\\f\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
 const SYNTAX = new Set('^$\\.*+?()[]{}|/'.split(''));
 const QUANTIFIER = /^\{(?:\d+(?:,\d*)?|,\d+)\}/;
 
@@ -34,6 +39,7 @@ export function pythonRegexSource(p: string): string {
         else if (n === 'd') out += '\\p{Nd}';
         else if (n === 'D') out += '\\P{Nd}';
         else if (n === 'b') out += '\\x08';
+        else if (n === 's') out += SPACE;
         else if (/[A-Za-z0-9]/.test(n)) out += `\\${n}`;
         else out += SYNTAX.has(n) || n === '-' ? `\\${n}` : n;
         continue;
@@ -44,6 +50,8 @@ export function pythonRegexSource(p: string): string {
       else if (n === 'W') out += `[^${WORD}]`;
       else if (n === 'd') out += '\\p{Nd}';
       else if (n === 'D') out += '\\P{Nd}';
+      else if (n === 's') out += `[${SPACE}]`;
+      else if (n === 'S') out += `[^${SPACE}]`;
       else if (n === 'b') out += `(?:(?<=[${WORD}])(?![${WORD}])|(?<![${WORD}])(?=[${WORD}]))`;
       else if (n === 'B') out += `(?:(?<=[${WORD}])(?=[${WORD}])|(?<![${WORD}])(?![${WORD}]))`;
       else if (/[A-Za-z0-9]/.test(n)) out += `\\${n}`;
@@ -71,6 +79,7 @@ export function pythonRegexSource(p: string): string {
       continue;
     }
     if (c === '$') out += '(?=\\n?(?![\\s\\S]))';
+    else if (c === '.') out += '[^\\n]';
     // Python's `{,n}` is `{0,n}`, which JavaScript spells out.
     else if (c === '{') out += QUANTIFIER.test(p.slice(i)) ? (p[i + 1] === ',' ? '{0' : c) : '\\{';
     else if (c === '}') out += /\{(?:\d+(?:,\d*)?|,\d+)$/.test(p.slice(0, i)) ? c : '\\}';

@@ -582,6 +582,11 @@ export function notifySuite(name: string, broker: () => Promise<NotifyBroker>) {
         /batchTimeout must be a positive number of milliseconds/,
       );
     }
+    // Alone it was taken and ignored: the endpoints got single notifications, not arrays.
+    assert.throws(
+      () => new NotificationListener(tr, [new Target({ topic: 't' })], [{}], { batchTimeout: 100 }),
+      /batchTimeout needs batchSize/,
+    );
     assert.throws(
       () => new NotificationFilter({ payload: { a: { b: '^x' } as never } }),
       /payload\.a: a rule must be a string or a RegExp, got object/,

@@ -36,6 +36,18 @@ const CASES: Array<[string, string]> = [
   ['[\\d]+', '٣'],
   ['\\W', 'é'],
   ['\\W', '!'],
+  // `.`, `\s` and `\S` as Python's (a review found `a\rb`, `a\x85b` and `a\x1fb` answered otherwise).
+  ['^a.b$', 'a\rb'],
+  ['^a.b$', 'a\u2028b'],
+  ['^a.b$', 'a\u2029b'],
+  ['^a.b$', 'a\nb'],
+  ['^a\\sb$', 'a\x85b'],
+  ['^a\\sb$', 'a\x1cb'],
+  ['^a\\sb$', 'a\ufeffb'],
+  ['^a\\Sb$', 'a\x1fb'],
+  ['^a\\Sb$', 'a\ufeffb'],
+  ['^a[\\s]b$', 'a\x1eb'],
+  ['^a\\s+b$', 'a \t\u3000b'],
 ];
 
 test("string rules answer as Python's re.match does", () => {
