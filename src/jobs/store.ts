@@ -81,6 +81,22 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
  */
 export const MAX_JOB_ERROR_MESSAGE = 8192;
 
+/** Longest class or module name a failed job keeps (a Python dotted path is far shorter). */
+const MAX_JOB_ERROR_NAME = 1024;
+
+/** A non-string message as the failure's serializer sends it: its JSON, else its text. */
+function textOf(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    try {
+      return String(value);
+    } catch {
+      return '(unreadable)';
+    }
+  }
+}
+
 /** `text` cut to {@link MAX_JOB_ERROR_MESSAGE} characters, saying how much was cut. */
 function cutText(text: string): string {
   if (text.length <= MAX_JOB_ERROR_MESSAGE) return text;
@@ -118,18 +134,37 @@ function oversized(value: unknown): boolean {
 function boundError(err: Error): Error {
   const fields = err as unknown as Record<string, unknown>;
   try {
-    const m = err.message;
-    if (typeof m === 'string' && m.length > MAX_JOB_ERROR_MESSAGE) setField(err, 'message', cutText(m));
+    const m: unknown = err.message;
+    if (typeof m === 'string') {
+      if (m.length > MAX_JOB_ERROR_MESSAGE) setField(err, 'message', cutText(m));
+    } else if (m !== undefined) {
+      // Sent as its JSON (or its text): bounded as a string message is.
+      setField(err, 'message', cutText(textOf(m)));
+    }
+    // The failure's class: an error's name, or a re-raised remote error's class and module.
+    const name: unknown = err.name;
+    if (typeof name === 'string' && name.length > MAX_JOB_ERROR_NAME) setField(err, 'name', name.slice(0, MAX_JOB_ERROR_NAME));
     const stack = fields.stack;
     // A stack starts with the message: a 20 MB message made a 20 MB traceback (rpc.sendTraceback).
     if (typeof stack === 'string' && stack.length > 4 * MAX_JOB_ERROR_MESSAGE) setField(err, 'stack', cutText(stack));
     if (Array.isArray(fields.args) && oversized(fields.args)) setField(err, 'args', [cutText(String(fields.args[0]))]);
     if (fields.kwargs !== undefined && fields.kwargs !== null && oversized(fields.kwargs)) setField(err, 'kwargs', {});
-    const origin = fields.remote as { kwargs?: unknown } | undefined;
-    if (origin && typeof origin === 'object' && origin.kwargs !== undefined && oversized(origin.kwargs))
-      setField(err, 'remote', { ...origin, kwargs: {} });
+    const origin = fields.remote as { kwargs?: unknown; class?: unknown; module?: unknown } | undefined;
+    if (origin && typeof origin === 'object') {
+      const long = (v: unknown) => typeof v === 'string' && v.length > MAX_JOB_ERROR_NAME;
+      if ((origin.kwargs !== undefined && oversized(origin.kwargs)) || long(origin.class) || long(origin.module)) {
+        setField(err, 'remote', {
+          ...origin,
+          ...(origin.kwargs !== undefined && oversized(origin.kwargs) ? { kwargs: {} } : {}),
+          ...(long(origin.class) ? { class: (origin.class as string).slice(0, MAX_JOB_ERROR_NAME) } : {}),
+          ...(long(origin.module) ? { module: (origin.module as string).slice(0, MAX_JOB_ERROR_NAME) } : {}),
+        });
+      }
+    }
     if (err instanceof RemoteError) {
       if (err.value.length > MAX_JOB_ERROR_MESSAGE) setField(err, 'value', cutText(err.value));
+      if (err.excType.length > MAX_JOB_ERROR_NAME) setField(err, 'excType', err.excType.slice(0, MAX_JOB_ERROR_NAME));
+      if (err.module.length > MAX_JOB_ERROR_NAME) setField(err, 'module', err.module.slice(0, MAX_JOB_ERROR_NAME));
       if (oversized(err.traceback)) setField(err, 'traceback', [cutText(err.traceback.join(''))]);
     }
   } catch {

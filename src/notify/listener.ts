@@ -121,6 +121,8 @@ export class NotificationListener {
   private late: Promise<Listener | undefined> | undefined;
   /** Something was delivered before start() had its subscription: `late` may hold its acknowledgements. */
   private deliveredEarly = false;
+  /** wait() has closed the subscription, or found none yet: one start() gets from now on is closed at once. */
+  private released = false;
   private state: State = 'new';
   /** Settled by the first stop(): wait() called earlier waits for it. */
   private readonly stopCalled = deferred();
@@ -226,16 +228,30 @@ export class NotificationListener {
       // stop() came while subscribing: start() ends quietly; wait() closes the subscription once
       // the notifications it delivered meanwhile are settled.
       if ((this.state as State) === 'stopped') {
-        this.late = listening?.catch(() => undefined);
+        // One that delivered nothing is closed as it arrives (a driver that does not watch the
+        // abort, AMQP 1.0's, would otherwise consume for a stopped server until wait()); one
+        // that did stops consuming and is closed by wait() after the drain.
+        this.late = listening?.then(
+          async (l) => {
+            if (this.released || !this.deliveredEarly) {
+              await l.close();
+              return undefined;
+            }
+            await l.stop();
+            return l;
+          },
+          () => undefined,
+        );
         return;
       }
       if (this.state === 'starting') this.state = 'new';
       throw err;
     }
     this.listener = listener;
-    // stop() came while subscribing: no more deliveries; wait() closes it after those it made
-    // (closed here, their acknowledgements were lost and every one was delivered again).
-    if ((this.state as State) === 'stopped') await listener.stop();
+    // stop() came while subscribing. Closed now when nothing came through it, or wait() is past
+    // its close; else it stops consuming and wait() closes it after what it delivered (closed
+    // here, their acknowledgements were lost and every one was delivered again).
+    if ((this.state as State) === 'stopped') await (this.released || !this.deliveredEarly ? listener.close() : listener.stop());
     else this.state = 'running';
   }
 
@@ -270,6 +286,9 @@ export class NotificationListener {
     const result = await this.pool.drain(deadlineMs);
     // Only now: the acknowledgements of what finished went over the subscription's channel or links.
     if (this.state === 'stopped') {
+      // Before the close: a start() that gets its subscription after this (wait() came first,
+      // or with an empty pool overtook start()'s last turns) closes it itself.
+      this.released = true;
       if (this.listener) await this.listener.close();
       // A subscription that delivered nothing (one still dialing a silent peer) is not waited for.
       else if (this.late) await closeLateSubscription(this.late, this.deliveredEarly ? ABORT_GRACE_MS : 0);

@@ -175,6 +175,19 @@ t("a failed job's whole failure is bounded and counted: a thrown string, kwargs,
     async remote() {
       throw new RemoteError('ValueError', big, { module: 'nova.exception', traceback: [big], kwargs: { big } });
     }
+    // Then from a review of the fix: the class (an error's name, a re-raised error's class) and
+    // a message that is no string were not bounded.
+    async named() {
+      throw Object.assign(new Error('small'), { name: `N${big}` });
+    }
+    async objMessage() {
+      const e = new Error('x');
+      Object.defineProperty(e, 'message', { value: { big } });
+      throw e;
+    }
+    async remoteClass() {
+      throw Object.assign(new Error('small'), { remote: { class: `C${big}`, module: `m${big}` } });
+    }
   }
   const { client, runner } = await pair(ctx, new Throws(), { sendTraceback: true }, { maxMessageSize: 1024 * 1024 });
   for (const [method, re] of [
@@ -182,6 +195,9 @@ t("a failed job's whole failure is bounded and counted: a thrown string, kwargs,
     ['obj', /NonErrorThrown.*more characters cut/],
     ['kw', /small/],
     ['remote', /ValueError x+… \(\d+ more characters cut\)/],
+    ['named', /Nx+/],
+    ['objMessage', /more characters cut/],
+    ['remoteClass', /Cx+/],
   ] as const) {
     const job = await client.start({}, method, {});
     await fails(() => job.result(), re);

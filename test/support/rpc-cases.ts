@@ -664,6 +664,36 @@ export function rpcSuite(name: string, broker: () => Promise<RpcBroker>, options
     assert.equal(waited, { completed: 0, aborted: 0 });
   });
 
+  t('a stop during start(), whatever the order of wait(): nothing stays subscribed', async (ctx) => {
+    // From a review: with wait() called first (or with an empty pool overtaking start()), the
+    // subscription start() got was stopped but never closed, and its fanout queue took casts for
+    // good; on AMQP 1.0 one that arrived after the stop consumed (and released) until wait().
+    const tracked = () => (ctx.transport.driver as unknown as { listeners_: Set<unknown> }).listeners_.size;
+    const before = tracked();
+    for (const order of ['wait first', 'together', 'stop, then wait', 'stop, no wait']) {
+      const s = new RPCServer(ctx.transport, new Target({ topic: topic('sds'), server: 's' }), [new Recorder('s')]);
+      if (order === 'wait first') {
+        const w = s.wait();
+        const st = s.start();
+        await s.stop();
+        await w;
+        await st;
+      } else if (order === 'together') {
+        const st = s.start();
+        const sp = s.stop();
+        await s.wait();
+        await st;
+        await sp;
+      } else {
+        const st = s.start();
+        await s.stop();
+        if (order === 'stop, then wait') await s.wait();
+        await st;
+      }
+      await until(() => tracked() === before, `${order}: nothing subscribed (${tracked() - before} left)`);
+    }
+  });
+
   t('abort(): stops and ends running calls at once; callers hear ServerStopped', async (ctx) => {
     const tp = topic('abort-now');
     const s = await serve(ctx, tp, 's', [new Recorder('s')]);
