@@ -304,7 +304,9 @@ export const OSLO_QUERY_NAMES: Record<'rabbit' | 'amqp1', Record<string, OsloNam
     kombu_compression: no(
       "hermod sends bodies uncompressed; it reads the ones oslo peers compress (gzip, and brotli or zstd when the peer's kombu has them) without being told",
     ),
-    kombu_missing_consumer_retry_timeout: no('a reply to a caller that is gone is dropped at once'),
+    kombu_missing_consumer_retry_timeout: no(
+      'a reply whose queue is missing is sent again every 0.25 s for rpc.responseTimeout (60 s), as oslo does for this option: set that with --config',
+    ),
     kombu_failover_strategy: no('hermod rotates hosts round-robin'),
     rabbit_retry_backoff: no('oslo adds it in seconds; rabbit.retryBackoff is a factor: set it with --config'),
     rabbit_quorum_max_memory_length: { key: 'rabbit.quorumMaxMemoryLength', kind: 'int' },

@@ -1,5 +1,5 @@
 import { channels, publish, type ServerRequestEvent, type ServerRequestStartEvent } from '../core/diagnostics.js';
-import { HermodError, MessagingTimeout, SerializationError, ServerStopped, textOf } from '../core/errors.js';
+import { HermodError, MessageUndeliverable, MessagingTimeout, SerializationError, ServerStopped, textOf } from '../core/errors.js';
 import { LazyAbort } from '../core/lazy-abort.js';
 import type { Target } from '../core/target.js';
 import { serverSpan } from '../core/tracing.js';
@@ -172,6 +172,9 @@ export class ServerRequest implements Work {
       return undefined;
     } catch (err) {
       const e = err instanceof Error ? err : new SerializationError(textOf(err));
+      // The caller's queue is gone (the driver already tried again for a while): a failure
+      // reply would find none either.
+      if (e instanceof MessageUndeliverable) return e;
       try {
         await this.incoming.reply({ failure: serializeFailure(e, { includeTraceback: this.host.sendTraceback }) });
       } catch {

@@ -76,6 +76,36 @@ t('topology matches oslo: queue names, flags and x-expires', async (ctx) => {
   assert.ok(after.has('topo'));
 });
 
+t("a reply whose caller's queue is not there yet is sent again until it is, as oslo's servers do", async (ctx) => {
+  // From an interop review: after a broker restart a server reconnects before its callers have
+  // declared their reply queues again; the mandatory reply came back and was dropped at once, and
+  // an oslo 18 caller timed out on a call that had run. oslo retries every 0.25 s for 60 s.
+  await serve(ctx, 'late-reply', 's1', [new Recorder('s1')]);
+  const m = await raw(ctx);
+  const ch = await m.createChannel();
+  const replyQ = `reply_late_${process.pid}`;
+  ch.publish(
+    'openstack',
+    'late-reply',
+    envelope({ method: 'add', args: { a: 2, b: 3 }, _msg_id: 'late-1', _reply_q: replyQ, _unique_id: 'late-u1', _timeout: 30 }),
+    props,
+  );
+  // The reply is returned for want of the queue for a second, then finds it.
+  await sleep(1000);
+  await ch.assertQueue(replyQ, { autoDelete: true });
+  const replies: Array<Record<string, unknown>> = [];
+  await ch.consume(
+    replyQ,
+    (msg) => {
+      if (msg) replies.push(JSON.parse(JSON.parse(msg.content.toString())['oslo.message']));
+    },
+    { noAck: true },
+  );
+  await until(() => replies.length === 1, 'the reply, once its queue is there', 5000);
+  assert.equal([replies[0]!._msg_id, replies[0]!.result, replies[0]!.ending], ['late-1', 5, true]);
+  assert.is(ctx.servers[0]!.stats().served, 1);
+});
+
 t('wire format: envelope, properties and keys of calls, casts and replies as oslo sends them', async (ctx) => {
   const m = await raw(ctx);
   const ch = await m.createChannel();

@@ -26,6 +26,9 @@ import { ReplyQueue } from './reply-queue.js';
 import { type QueueBinding, requestRoute, Topology } from './topology.js';
 import { addCallFields, notificationDict, replyDict, requestDict } from './wire.js';
 
+/** How often a reply whose queue is missing is sent again (oslo's: 0.25 s). */
+const REPLY_RETRY_MS = 250;
+
 const DIRECT_REPLY_PREFIX = `${DIRECT_REPLY_TO}.`;
 
 /** Where a client's replies come: its `reply_<uuid>` queue, or a direct reply-to channel. */
@@ -239,19 +242,45 @@ export class RabbitDriver extends DriverBase implements Driver {
       // Heartbeats call this from a timer: an unencodable reply must reject, never throw.
       return Promise.reject(err);
     }
-    return this.publisher.publish({
-      exchange: undefined,
-      key: to.replyQueue,
-      body,
-      uniqueId,
-      mandatory: !to.replyQueue.startsWith(DIRECT_REPLY_PREFIX),
-      confirm: true,
-      expires: false,
-      deadline: Date.now() + this.config.rpc.responseTimeout,
-      retry: -1,
-      what: `reply to ${to.msgId}`,
-    });
+    const mandatory = !to.replyQueue.startsWith(DIRECT_REPLY_PREFIX);
+    const send = () =>
+      this.publisher.publish({
+        exchange: undefined,
+        key: to.replyQueue,
+        body,
+        uniqueId,
+        mandatory,
+        confirm: true,
+        expires: false,
+        deadline: Date.now() + this.config.rpc.responseTimeout,
+        retry: -1,
+        what: `reply to ${to.msgId}`,
+      });
+    // A heartbeat that finds no queue is not worth another: the final reply follows it.
+    return mandatory && reply.ending ? this.replyUntilQueued(send) : send();
   };
+
+  /**
+   * Sends a reply again, every {@link REPLY_RETRY_MS}, while the broker returns it for want of
+   * its queue, for at most `rpc.responseTimeout` (60 s), as oslo's servers do for
+   * `kombu_missing_consumer_retry_timeout` (60 s). After a broker restart the server often
+   * reconnects before its callers have declared their (transient) reply queues again: a reply
+   * dropped at once left an oslo caller timing out on a call that had run, which a retry would
+   * run twice. The request holds its slot meanwhile, as oslo's holds an executor thread.
+   */
+  private async replyUntilQueued(send: () => Promise<void>): Promise<void> {
+    const giveUpAt = performance.now() + this.config.rpc.responseTimeout;
+    for (;;) {
+      try {
+        return await send();
+      } catch (err) {
+        if (!(err instanceof MessageUndeliverable) || this.closed || performance.now() + REPLY_RETRY_MS > giveUpAt) throw err;
+      }
+      // Unref'd: a stopping process does not wait out a caller that is gone.
+      await new Promise((resolve) => setTimeout(resolve, REPLY_RETRY_MS).unref());
+      if (this.closed) throw new ClosedError('transport is closed');
+    }
+  }
 
   async listen(target: Target, opts: ListenOptions): Promise<Listener> {
     this.assertOpen();
