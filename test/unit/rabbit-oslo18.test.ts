@@ -179,6 +179,26 @@ t('a PRECONDITION_FAILED on a declare names the option that probably differs', (
   assert.match(e.message, /^queue 'compute' exists with x-delivery-limit=3 \(hermod declared 5\): /);
   e = explainDeclareError(refusal("'durable' for queue 'reply_abc' in vhost 'v': received 'false' but current is 'true'")) as ConfigError;
   assert.is(e.key, 'rabbit.transientQuorumQueues');
+  // From an interop review: the stream's TTL, a topic named *_fanout and a topic with _fanout_ in
+  // its name were all said to be rabbit.streamFanout or a transient queue's.
+  e = explainDeclareError(
+    refusal(
+      "'x-max-age' for queue 'sa_fanout' in vhost 'v': received the value '1800s' of type 'longstr' but current is the value '600s' of type 'longstr'",
+    ),
+  ) as ConfigError;
+  assert.is(e.key, 'rabbit.transientQueuesTtl');
+  e = explainDeclareError(
+    refusal("'x-queue-type' for queue 'jobs_fanout' in vhost 'v': received none but current is the value 'quorum' of type 'longstr'"),
+  ) as ConfigError;
+  assert.is(e.key, 'rabbit.quorumQueues');
+  e = explainDeclareError(
+    refusal("'x-queue-type' for queue 'a_fanout_b' in vhost 'v': received none but current is the value 'quorum' of type 'longstr'"),
+  ) as ConfigError;
+  assert.is(e.key, 'rabbit.quorumQueues');
+  e = explainDeclareError(
+    refusal(`'durable' for queue 'a_fanout_${'0'.repeat(32)}' in vhost 'v': received 'false' but current is 'true'`),
+  ) as ConfigError;
+  assert.is(e.key, 'rabbit.transientQuorumQueues');
   const other = new Error('Channel closed by server: 404 (NOT-FOUND)');
   assert.is(explainDeclareError(other), other, 'anything else is left alone');
 });

@@ -9,10 +9,16 @@ import { ConfigError } from '../../core/errors.js';
 const INEQUIVALENT = /inequivalent arg '([^']+)' for (exchange|queue) '([^']*)' in vhost '[^']*': received (.*?) but current is (.*?)$/;
 
 /** What each refusal probably means: the hermod option (and oslo's) behind the flag. */
-function suspect(kind: string, name: string, arg: string): { key: string; hint: string } {
+function suspect(kind: string, name: string, arg: string, values: string): { key: string; hint: string } {
   const fanoutExchange = kind === 'exchange' && name.endsWith('_fanout');
-  const streamQueue = kind === 'queue' && name.endsWith('_fanout');
-  const transientQueue = kind === 'queue' && (name.startsWith('reply_') || /_fanout_/.test(name));
+  // A queue named <topic>_fanout is the shared fanout stream only when one side declared a
+  // stream: a topic of that name (`jobs_fanout`) has a queue of it too, and an x-max-age
+  // difference on the stream is its TTL's (a review saw both named rabbit.streamFanout).
+  const fanoutNamed = kind === 'queue' && name.endsWith('_fanout');
+  const streamQueue = fanoutNamed && arg === 'x-queue-type' && /\bstream\b/.test(values);
+  // A server's own fanout queue: <topic>_fanout_<uuid hex>, or <topic>_fanout_<host>:<pid>:<n>
+  // with the queue manager (a topic such as `a_fanout_b` is not one).
+  const transientQueue = kind === 'queue' && (name.startsWith('reply_') || /_fanout_(?:[0-9a-f]{32}|.+:\d+:\d+)$/.test(name));
   if (fanoutExchange && arg === 'durable') {
     return {
       key: 'rabbit.transientQuorumQueues',
@@ -40,7 +46,7 @@ function suspect(kind: string, name: string, arg: string): { key: string; hint: 
     };
   }
   if (arg === 'x-expires' || arg === 'x-max-age') {
-    const key = transientQueue || streamQueue ? 'rabbit.transientQueuesTtl' : 'rabbit.serverQueueTtl';
+    const key = transientQueue || (fanoutNamed && arg === 'x-max-age') ? 'rabbit.transientQueuesTtl' : 'rabbit.serverQueueTtl';
     return { key, hint: `set ${key} to match (oslo: rabbit_transient_queues_ttl, in seconds)` };
   }
   if (arg === 'x-ha-policy') return { key: 'rabbit.haQueues', hint: 'set rabbit.haQueues to match rabbit_ha_queues' };
@@ -80,7 +86,7 @@ export function explainDeclareError(err: unknown): unknown {
   const m = INEQUIVALENT.exec(e.message.replace(/"$/, ''));
   if (!m) return err;
   const [, arg, kind, name, received, current] = m as unknown as [string, string, string, string, string, string];
-  const { key, hint } = suspect(kind, name, arg);
+  const { key, hint } = suspect(kind, name, arg, `${received} ${current}`);
   return new ConfigError(
     `${kind} '${name}' exists with ${arg}=${brokerValue(current)} (hermod declared ${brokerValue(received)}): ${hint}`,
     { cause: err, key },
