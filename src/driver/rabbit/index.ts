@@ -256,8 +256,11 @@ export class RabbitDriver extends DriverBase implements Driver {
         retry: -1,
         what: `reply to ${to.msgId}`,
       });
-    // A heartbeat that finds no queue is not worth another: the final reply follows it.
-    return mandatory && reply.ending ? this.replyUntilQueued(send) : send();
+    // A heartbeat that finds no queue is not worth another: the final reply follows it. Only a
+    // returned reply enters the retry's async frame: a reply that found its queue costs one
+    // `catch` more, not an async function around every reply.
+    const sent = send();
+    return mandatory && reply.ending ? sent.catch((err: unknown) => this.replyUntilQueued(send, err)) : sent;
   };
 
   /**
@@ -268,17 +271,20 @@ export class RabbitDriver extends DriverBase implements Driver {
    * dropped at once left an oslo caller timing out on a call that had run, which a retry would
    * run twice. The request holds its slot meanwhile, as oslo's holds an executor thread.
    */
-  private async replyUntilQueued(send: () => Promise<void>): Promise<void> {
+  private async replyUntilQueued(send: () => Promise<void>, first: unknown): Promise<void> {
+    // Counted from the first return, a round trip after the first send.
     const giveUpAt = performance.now() + this.config.rpc.responseTimeout;
+    let err = first;
     for (;;) {
-      try {
-        return await send();
-      } catch (err) {
-        if (!(err instanceof MessageUndeliverable) || this.closed || performance.now() + REPLY_RETRY_MS > giveUpAt) throw err;
-      }
+      if (!(err instanceof MessageUndeliverable) || this.closed || performance.now() + REPLY_RETRY_MS > giveUpAt) throw err;
       // Unref'd: a stopping process does not wait out a caller that is gone.
       await new Promise((resolve) => setTimeout(resolve, REPLY_RETRY_MS).unref());
       if (this.closed) throw new ClosedError('transport is closed');
+      try {
+        return await send();
+      } catch (e) {
+        err = e;
+      }
     }
   }
 
