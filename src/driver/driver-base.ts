@@ -150,3 +150,18 @@ export async function closeLateSubscription(late: Promise<Listener | undefined>,
   if (arrived === 'late') void late.then((l) => l?.close()).catch(() => {});
   else await arrived?.close();
 }
+
+/**
+ * A subscription a stop during start() got: closed now when `closeNow` (nothing came through it,
+ * or its owner's wait() is past its close), else stopped (no more deliveries; their
+ * acknowledgements still go) and returned for wait() to close after the drain. Closed at once,
+ * what it had delivered was delivered again.
+ */
+export async function settleStoppedSubscription(l: Listener, closeNow: boolean): Promise<Listener | undefined> {
+  if (closeNow) {
+    await l.close();
+    return undefined;
+  }
+  await l.stop();
+  return l;
+}

@@ -17,7 +17,7 @@ import { assertOptions } from '../core/suggest.js';
 import { MAX_NAME_BYTES, type Target } from '../core/target.js';
 import { ABORT_GRACE_MS, assertDeadline, type WaitResult, type Work, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
-import { closeLateSubscription, untilAborted } from '../driver/driver-base.js';
+import { closeLateSubscription, settleStoppedSubscription, untilAborted } from '../driver/driver-base.js';
 import type { Transport } from '../transport.js';
 import { type BatchedNotification, NotificationDispatcher, type NotificationResult, WIRE_PUBLISHER_ID } from './dispatcher.js';
 import { PRIORITIES, type Priority } from './notifier.js';
@@ -232,14 +232,7 @@ export class NotificationListener {
         // abort, AMQP 1.0's, would otherwise consume for a stopped server until wait()); one
         // that did stops consuming and is closed by wait() after the drain.
         this.late = listening?.then(
-          async (l) => {
-            if (this.released || !this.deliveredEarly) {
-              await l.close();
-              return undefined;
-            }
-            await l.stop();
-            return l;
-          },
+          (l) => settleStoppedSubscription(l, this.released || !this.deliveredEarly),
           () => undefined,
         );
         return;
@@ -251,7 +244,7 @@ export class NotificationListener {
     // stop() came while subscribing. Closed now when nothing came through it, or wait() is past
     // its close; else it stops consuming and wait() closes it after what it delivered (closed
     // here, their acknowledgements were lost and every one was delivered again).
-    if ((this.state as State) === 'stopped') await (this.released || !this.deliveredEarly ? listener.close() : listener.stop());
+    if ((this.state as State) === 'stopped') await settleStoppedSubscription(listener, this.released || !this.deliveredEarly);
     else this.state = 'running';
   }
 

@@ -7,7 +7,7 @@ import { assertOptions } from '../core/suggest.js';
 import { Target } from '../core/target.js';
 import { ABORT_GRACE_MS, assertDeadline, deadlineTimer, type WaitResult, WorkPool } from '../core/work-pool.js';
 import type { IncomingMessage, Listener } from '../driver/driver.js';
-import { closeLateSubscription, untilAborted } from '../driver/driver-base.js';
+import { closeLateSubscription, settleStoppedSubscription, untilAborted } from '../driver/driver-base.js';
 import { type JobNotifier, JobRunner, type JobStopStrategy } from '../jobs/runner.js';
 import { HERMOD_NAMESPACE, runAlias } from '../jobs/token.js';
 import type { Transport } from '../transport.js';
@@ -298,14 +298,7 @@ export class RPCServer {
         // abort, AMQP 1.0's, would otherwise consume for a stopped server until wait()); one
         // that did stops consuming and is closed by wait() after the drain.
         this.late = listening?.then(
-          async (l) => {
-            if (this.released || !this.deliveredEarly) {
-              await l.close();
-              return undefined;
-            }
-            await l.stop();
-            return l;
-          },
+          (l) => settleStoppedSubscription(l, this.released || !this.deliveredEarly),
           () => undefined,
         );
         return;
@@ -317,7 +310,7 @@ export class RPCServer {
     // stop() came while subscribing. Closed now when nothing came through it, or wait() is past
     // its close; else it stops consuming and wait() closes it once the requests it delivered
     // meanwhile are answered and acknowledged (closed here, they were delivered again).
-    if ((this.state as State) === 'stopped') await (this.released || !this.deliveredEarly ? listener.close() : listener.stop());
+    if ((this.state as State) === 'stopped') await settleStoppedSubscription(listener, this.released || !this.deliveredEarly);
     else {
       this.state = 'running';
       this.startedAt = performance.now();
