@@ -495,6 +495,11 @@ export function resolveGatewayConfig(input: unknown, source = 'options'): Resolv
       );
     if (r.job && r.cast)
       throw new ConfigError(`routes[${i}] (from ${source}): a route is either a cast or a job, not both`, { key: `routes[${i}]` });
+    // Every fanout request of a job route would be refused (a job is a call): refused here once.
+    if (r.job && r.fanout)
+      throw new ConfigError(`routes[${i}] (from ${source}): a job route takes no fanout casts (fanout: true)`, {
+        key: `routes[${i}].fanout`,
+      });
     if (r.job && c.jobs?.enabled === false)
       throw new ConfigError(`routes[${i}] (from ${source}): job routes need jobs.enabled (it is false)`, { key: `routes[${i}].job` });
     // JSON-RPC 2.0 reserves the method names beginning with "rpc." (the gateway answers them

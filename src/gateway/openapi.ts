@@ -171,6 +171,11 @@ const ACCEPTED_OR_JOB = {
   headers: { Location: { description: "The job's URL (jobs only)", schema: { type: 'string' } } },
   content: { 'application/json': { schema: { oneOf: [CAST_ACCEPTED, JOB_STARTED] } } },
 };
+const JOB_ACCEPTED = {
+  description: 'The call started as a job (it did not end within the wait): poll the Location',
+  headers: { Location: { description: "The job's URL", schema: { type: 'string' } } },
+  content: { 'application/json': { schema: JOB_STARTED } },
+};
 const PREFER = {
   name: 'Prefer',
   in: 'header',
@@ -256,7 +261,11 @@ function operation(
     summary: r.summary ?? `${r.method} on topic ${r.topic}`,
     tags: [r.topic],
     ...extra,
-    responses: { ...(r.cast ? { '202': ACCEPTED } : { '200': success(route, defs), '202': jobs ? ACCEPTED_OR_JOB : ACCEPTED }), ...errors },
+    // A job route takes no cast, so its 202 is only ever a job.
+    responses: {
+      ...(r.cast ? { '202': ACCEPTED } : { '200': success(route, defs), '202': r.job ? JOB_ACCEPTED : jobs ? ACCEPTED_OR_JOB : ACCEPTED }),
+      ...errors,
+    },
     ...(route.roles.length ? { 'x-hermod-roles': route.roles } : {}),
     ...(r.job ? { 'x-hermod-job': true } : {}),
   };
@@ -284,10 +293,12 @@ export function openApiDocument(
   for (const route of routes) {
     const r = documented(route, defs);
     const prefer = jobs && !r.cast ? [PREFER] : [];
+    // A job route refuses `?cast` (and its configuration refuses `fanout`): not offered.
+    const controls = r.job ? CONTROL_PARAMS.filter((p) => p.name !== 'cast') : CONTROL_PARAMS;
     const params = [
-      ...CONTROL_PARAMS.concat(
-        r.fanout ? [{ name: 'fanout', schema: { type: 'boolean' }, description: 'Cast to every server of the topic (202)' }] : [],
-      ).map((p) => ({ ...p, in: 'query', required: false })),
+      ...controls
+        .concat(r.fanout ? [{ name: 'fanout', schema: { type: 'boolean' }, description: 'Cast to every server of the topic (202)' }] : [])
+        .map((p) => ({ ...p, in: 'query', required: false })),
       ...prefer,
     ];
     add(

@@ -231,6 +231,11 @@ c(
       /routes\[0\] \(from options\): a route is either a cast or a job/,
     );
     await rejects(
+      () => createGateway(ctx.tr, { routes: [{ topic: 't', method: 'm', job: true, fanout: true }] }),
+      'HERMOD_ERR_CONFIG',
+      /routes\[0\] \(from options\): a job route takes no fanout casts/,
+    );
+    await rejects(
       () => createGateway(ctx.tr, { routes: [{ topic: 't', method: 'm', job: true }], jobs: { enabled: false } }),
       'HERMOD_ERR_CONFIG',
       /routes\[0\] \(from options\): job routes need jobs\.enabled/,

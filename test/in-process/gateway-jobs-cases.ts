@@ -116,6 +116,19 @@ export function gatewayJobSuite(title: string, broker: () => Promise<GatewayBrok
       assert.is(rpcAsked.headers.get('preference-applied'), 'respond-async');
       const doc = await http(base, 'GET', '/openapi.json');
       assert.is(doc.json.paths['/renders'].post['x-hermod-job'], true);
+      // The document offers a job route no `?cast` (refused: it takes no cast), and its 202 is a job.
+      const post = doc.json.paths[`/v1/${topic}/render`].post;
+      assert.equal(
+        post.parameters.map((p: { name: string }) => p.name),
+        ['server', 'namespace', 'version', 'timeout', 'Prefer'],
+      );
+      assert.equal(Object.keys(post.responses['202'].content['application/json'].schema.properties), [
+        'job',
+        'href',
+        'method',
+        'requestId',
+      ]);
+      assert.is((await http(base, 'POST', `/v1/${topic}/render?cast=1`, { ms: 10 })).status, 400);
     },
   );
 
