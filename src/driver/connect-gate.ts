@@ -30,7 +30,17 @@ export interface GateStatus {
 export class ConnectGate {
   private readonly waiters = new Set<() => void>();
 
-  constructor(private readonly status: () => GateStatus) {}
+  /**
+   * `hurry(attempts)`, when given, asks the connection for its next attempt no later than the
+   * backoff after `attempts` failed ones from now (it may try sooner, never later). A waiter calls
+   * it on arrival and after each failure of its own: oslo's sends reconnect on a backoff of their
+   * own, started afresh for each send, where waiting out the connection's (grown to
+   * `intervalMax` in a long outage) made a `retry=2` send take up to a minute instead of seconds.
+   */
+  constructor(
+    private readonly status: () => GateStatus,
+    private readonly hurry?: (attempts: number) => void,
+  ) {}
 
   /** Wakes every waiter to re-check (connected, lost, closed, credit arrived). */
   wake(): void {
@@ -48,6 +58,7 @@ export class ConnectGate {
   async until(ready: () => boolean, deadline: number, retry: number, what: string, pollMs = Infinity): Promise<void> {
     const started = Date.now();
     let base: number | undefined;
+    let hurried = -1;
     while (!ready()) {
       const s = this.status();
       if (s.closed) return failSoon(new ClosedError('transport is closed'));
@@ -63,6 +74,10 @@ export class ConnectGate {
               gaveUp: true,
             }),
           );
+        }
+        if (own !== hurried) {
+          hurried = own;
+          this.hurry?.(own);
         }
       }
       const left = deadline - Date.now();

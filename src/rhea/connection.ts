@@ -12,6 +12,7 @@ interface ConnectionInternals {
   closed_with_non_fatal_error: boolean;
   transport_error?: unknown;
   set_reconnect(reconnect: boolean): void;
+  reconnect(): void;
 }
 const internals = (conn: Connection) => conn as unknown as ConnectionInternals;
 
@@ -99,6 +100,20 @@ export function stopReconnect(conn: Connection): void {
   const c = internals(conn);
   c.set_reconnect(false);
   if (c.scheduled_reconnect) clearTimeout(c.scheduled_reconnect);
+  // Undefined as rhea leaves it when none is due: rescheduleReconnect() then has nothing to move.
+  c.scheduled_reconnect = undefined;
+}
+
+/**
+ * Moves a reconnect rhea has scheduled to `delayMs` from now. False when none is scheduled
+ * (connected, connecting, or reconnecting turned off by {@link stopReconnect}).
+ */
+export function rescheduleReconnect(conn: Connection, delayMs: number): boolean {
+  const c = internals(conn);
+  if (!c.scheduled_reconnect || !c.options.reconnect) return false;
+  clearTimeout(c.scheduled_reconnect);
+  c.scheduled_reconnect = setTimeout(() => c.reconnect(), delayMs);
+  return true;
 }
 
 /**

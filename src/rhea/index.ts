@@ -10,6 +10,7 @@ export {
   headerMismatch,
   reconnectAfterPlainClose,
   reconnectAfterSaslFailure,
+  rescheduleReconnect,
   setSaslCredentials,
   socketOf,
   stopReconnect,

@@ -52,6 +52,39 @@ for (const scheme of ['amqp', 'rabbit'] as const) {
   });
 }
 
+for (const scheme of ['amqp', 'rabbit'] as const) {
+  t(`${scheme}: a send that joins a long outage tries on a backoff of its own, not the connection's grown one`, async () => {
+    // oslo's sends each reconnect with kombu's backoff started afresh (1 s, then 3 s, ...): a
+    // retry=2 send took 4 s however long the outage. Waiting out the connection's backoff,
+    // grown towards intervalMax (30 s), made the same send take 10, then 47 s, and outlive its
+    // timeout.
+    const port = await freePort();
+    const config = defaultConfig();
+    config.rabbit.retryInterval = config.amqp1.retryInterval = 400;
+    config.rabbit.intervalMax = config.amqp1.intervalMax = 20_000;
+    const url = scheme === 'amqp' ? `amqp://127.0.0.1:${port}/` : `rabbit://guest:guest@127.0.0.1:${port}/`;
+    const tr = await getTransport(url, { config });
+    let longSleep: () => void = () => {};
+    const grown = new Promise<void>((resolve) => (longSleep = resolve));
+    tr.on('state', (s: ConnectionState) => {
+      if (s.state === 'reconnecting' && (s.delayMs ?? 0) >= 2400) longSleep();
+    });
+    try {
+      const client = new RPCClient(tr, new Target({ topic: 'budget' }), { timeout: 30_000 });
+      // The first send starts the connection; its budget ends long before the backoff grows.
+      await timed(client.prepare({ retry: 0 }).cast({}, 'm'));
+      await grown;
+      // Its own tries: the failure it found, one after about retryInterval (400 ms ± 25 %).
+      const cast = await timed(client.prepare({ retry: 1 }).cast({}, 'm'));
+      assert.is(cast.error?.code, 'HERMOD_ERR_TRANSPORT', String(cast.error));
+      assert.match(cast.error!.message, /gave up after 2 attempts, retry=1/);
+      assert.ok(cast.ms < 1500, `gave up after ${cast.ms} ms; the connection's next attempt was at least 1800 ms away`);
+    } finally {
+      await tr.close();
+    }
+  });
+}
+
 t('amqp: the immediate reconnect after a lost connection is counted: a retry: 0 call fails at once', async () => {
   const router = new Router({ port: 0, log: () => {} });
   const port = await router.start();

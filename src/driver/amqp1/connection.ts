@@ -17,6 +17,7 @@ import {
   type OutcomeKind,
   reconnectAfterPlainClose,
   reconnectAfterSaslFailure,
+  rescheduleReconnect,
   SocketGuard,
   setSaslCredentials,
   socketOf,
@@ -93,6 +94,8 @@ export class Amqp1Connection {
   private lostOpen = false;
   /** The delay of the reconnect rhea scheduled last. */
   private nextDelayMs = 0;
+  /** When rhea's scheduled reconnect is due (Date.now() clock). */
+  private reconnectAt = 0;
   private open_ = false;
   /** The connection has opened once: any connect from now on is a reconnect. */
   private everOpened = false;
@@ -138,14 +141,17 @@ export class Amqp1Connection {
       this.container.on(kind, (ctx: EventContext) => this.hooks.outcome(ctx, kind));
     }
     this.hosts = new HostRotation(url);
-    this.gate = new ConnectGate(() => ({
-      closed: this.hooks.closed(),
-      connected: this.open_,
-      failedAttempts: this.failedAttempts,
-      failuresEver: this.failuresEver,
-      refused: this.refused ?? false,
-      problem: this.problem(),
-    }));
+    this.gate = new ConnectGate(
+      () => ({
+        closed: this.hooks.closed(),
+        connected: this.open_,
+        failedAttempts: this.failedAttempts,
+        failuresEver: this.failuresEver,
+        refused: this.refused ?? false,
+        problem: this.problem(),
+      }),
+      (attempts) => this.hurry(attempts),
+    );
   }
 
   /** An AMQP connection is open now. */
@@ -215,6 +221,7 @@ export class Amqp1Connection {
           this.dropPending = false;
           this.wasOpen = false;
           this.nextDelayMs = backoffDelay(this.dropStreak, { initial: a.retryInterval, factor: 2, max: a.intervalMax });
+          this.reconnectAt = Date.now() + this.nextDelayMs;
           return this.nextDelayMs;
         }
         const afterLoss = this.wasOpen;
@@ -231,6 +238,7 @@ export class Amqp1Connection {
             ? 0
             : backoffDelay(this.lossStreak - 1, { initial: a.retryInterval, factor: 2, max: a.intervalMax })
           : backoffDelay(this.failedAttempts + 1, { initial: a.retryInterval, factor: 2, max: a.intervalMax });
+        this.reconnectAt = Date.now() + this.nextDelayMs;
         return this.nextDelayMs;
       },
       // rhea's default is 4 GiB: a peer could send any message as one frame, which rhea buffers
@@ -587,6 +595,18 @@ export class Amqp1Connection {
   /** Wakes every send waiting in {@link until} to re-check its condition. */
   wake(): void {
     this.gate.wake();
+  }
+
+  /**
+   * Brings rhea's scheduled reconnect forward to the backoff a waiter that has seen `attempts`
+   * failures of its own would have (see ConnectGate): per send, as oslo's, not the connection's
+   * backoff grown through an outage. Only a scheduled reconnect is moved; a refused one stays.
+   */
+  private hurry(attempts: number): void {
+    if (!this.conn || this.refused) return;
+    const a = this.config.amqp1;
+    const delay = backoffDelay(Math.max(1, attempts), { initial: a.retryInterval, factor: 2, max: a.intervalMax });
+    if (Date.now() + delay < this.reconnectAt && rescheduleReconnect(this.conn, delay)) this.reconnectAt = Date.now() + delay;
   }
 
   /**

@@ -168,6 +168,8 @@ export class RabbitConnection extends EventEmitter {
   /** Ends a protocol probe in progress on close. */
   private readonly aborter = new AbortController();
   private wakeSleep: (() => void) | undefined;
+  /** When the current backoff sleep ends (Date.now() clock), while one runs. */
+  private sleepUntil: number | undefined;
 
   constructor(
     private readonly url: TransportUrl,
@@ -177,14 +179,17 @@ export class RabbitConnection extends EventEmitter {
   ) {
     super();
     this.hosts = new HostRotation(url);
-    this.gate = new ConnectGate(() => ({
-      closed: this.closed,
-      connected: this.model !== undefined,
-      failedAttempts: this.failedAttempts,
-      failuresEver: this.failuresEver,
-      refused: this.refusal ?? this.authProblem,
-      problem: `cannot connect to ${this.hosts.describe()}${this.lastError ? `: ${this.lastError}` : ''}`,
-    }));
+    this.gate = new ConnectGate(
+      () => ({
+        closed: this.closed,
+        connected: this.model !== undefined,
+        failedAttempts: this.failedAttempts,
+        failuresEver: this.failuresEver,
+        refused: this.refusal ?? this.authProblem,
+        problem: `cannot connect to ${this.hosts.describe()}${this.lastError ? `: ${this.lastError}` : ''}`,
+      }),
+      (attempts) => this.hurry(attempts),
+    );
   }
 
   get isOpen(): boolean {
@@ -276,6 +281,21 @@ export class RabbitConnection extends EventEmitter {
       } as never,
       socketOptions as never,
     ) as unknown as Promise<ChannelModel>;
+  }
+
+  /**
+   * Brings the next attempt forward to the backoff a waiter that has seen `attempts` failures of
+   * its own would have (see ConnectGate): the connection's own backoff keeps growing through an
+   * outage, a new send's starts again at `retryInterval`. Only a backoff sleep is shortened.
+   */
+  private hurry(attempts: number): void {
+    if (!this.wakeSleep || this.authProblem || this.refusal || this.sleepUntil === undefined) return;
+    const r = this.config.rabbit;
+    const at = Date.now() + backoffDelay(Math.max(1, attempts), { initial: r.retryInterval, factor: r.retryBackoff, max: r.intervalMax });
+    if (at >= this.sleepUntil) return;
+    clearTimeout(this.sleepTimer);
+    this.sleepUntil = at;
+    this.sleepTimer = setTimeout(this.wakeSleep, at - Date.now());
   }
 
   /**
@@ -441,9 +461,11 @@ export class RabbitConnection extends EventEmitter {
       });
       await new Promise<void>((resolve) => {
         this.wakeSleep = resolve;
+        this.sleepUntil = Date.now() + delay;
         this.sleepTimer = setTimeout(resolve, delay);
       });
       this.wakeSleep = undefined;
+      this.sleepUntil = undefined;
       this.sleepTimer = undefined;
     }
   }
