@@ -74,9 +74,18 @@ export interface Address {
   next: number;
 }
 
-/** oslo's multicast addresses (routable `/multicast/`, legacy `broadcast.`) and `multicast.` ones. */
+/**
+ * The first `anycast`, `unicast` or `multicast` segment of a routable address: oslo's
+ * `<prefix>/<rpc|notify>/<kind>[/<vhost>]/<exchange>/<topic>`. The kind is the segment after the
+ * prefix, as Qpid Dispatch's prefix-configured distribution reads it: a vhost, exchange or topic
+ * named `multicast` further on (`…/anycast/multicast/nova/compute`) is not one. It was any
+ * `/multicast/` in the address, which ran every call of such a topic on every server.
+ */
+const ROUTABLE_KIND = /^(?:[^/]*\/)*?(anycast|unicast|multicast)\//;
+
+/** oslo's multicast addresses (routable `<prefix>/multicast/`, legacy `broadcast.`) and `multicast.` ones. */
 export const isMulticast = (address: string) =>
-  address.includes('/multicast/') || address.startsWith('broadcast.') || address.startsWith('multicast.');
+  address.startsWith('broadcast.') || address.startsWith('multicast.') || ROUTABLE_KIND.exec(address)?.[1] === 'multicast';
 
 /**
  * Bytes written to a receiving client's socket and not yet taken by the kernel past which the

@@ -83,6 +83,40 @@ t('multicast: a presettled message reaches every receiver presettled; an unsettl
   await until(() => accepted === 1, 'one outcome for the unsettled message');
 });
 
+t(
+  "the kind is the address's first anycast/unicast/multicast segment: a vhost, exchange or topic named multicast stays anycast",
+  async (ctx) => {
+    // Found by a review: any `/multicast/` in the address fanned it out, so with vhost `multicast`
+    // every RPC call ran on every server.
+    for (const addr of [
+      'openstack.org/om/rpc/anycast/multicast/openstack/t',
+      'openstack.org/om/rpc/anycast/multicast/t',
+      'openstack.org/om/rpc/anycast/openstack/a/multicast/b',
+      'openstack.org/om/rpc/unicast/multicast/openstack/t/s1',
+    ]) {
+      const rs = await Promise.all([conn(ctx), conn(ctx)]).then((cs) => cs.map((c) => c.open_receiver(addr)));
+      const gots = rs.map(collect);
+      await Promise.all(rs.map(opened));
+      const s = (await conn(ctx)).open_sender({ target: { address: addr }, snd_settle_mode: 1 } as never);
+      await until(() => s.sendable(), 'credit');
+      for (let i = 0; i < 4; i++) s.send({ body: i });
+      await until(() => gots[0]!.length + gots[1]!.length >= 4, `four deliveries on ${addr}`);
+      await sleep(100);
+      assert.is(gots[0]!.length + gots[1]!.length, 4, `each message once on ${addr}: ${gots.map((g) => g.length)}`);
+    }
+    // The kind after a custom prefix decides too; legacy broadcast. stays multicast.
+    for (const addr of ['myorg/rpc/multicast/openstack/t', 'broadcast.openstack.t.all']) {
+      const rs = await Promise.all([conn(ctx), conn(ctx)]).then((cs) => cs.map((c) => c.open_receiver(addr)));
+      const gots = rs.map(collect);
+      await Promise.all(rs.map(opened));
+      const s = (await conn(ctx)).open_sender({ target: { address: addr }, snd_settle_mode: 1 } as never);
+      await until(() => s.sendable(), 'credit');
+      s.send({ body: 'all' });
+      await until(() => gots.every((g) => g.length === 1), `a copy each on ${addr}`);
+    }
+  },
+);
+
 t('anycast: settlement mode kept (presettled in, presettled out; unsettled in, unsettled out)', async (ctx) => {
   const addr = 'openstack.org/om/rpc/anycast/openstack/mode';
   const r = (await conn(ctx)).open_receiver(addr);
