@@ -24,8 +24,14 @@ export function socketOf(conn: Connection): Socket | undefined {
   return internals(conn).socket;
 }
 
+/** A SASL client mechanism as rhea runs it: `start` gives the initial response. */
+interface ClientMechanism {
+  start(callback: (err: unknown, response?: Buffer) => void): void;
+}
+
 /** rhea's SASL client mechanisms (the container's `sasl` module, untyped in its typings). */
 interface ClientMechanisms {
+  PLAIN?: () => ClientMechanism;
   enable_anonymous(name?: string): void;
   enable_external(): void;
 }
@@ -51,7 +57,18 @@ export function setSaslCredentials(
   if (username !== undefined) {
     o.username = username;
     o.password = password ?? '';
-    delete o.sasl_mechanisms;
+    if (password) {
+      // rhea 3.0.5's PLAIN sizes its response by characters, not UTF-8 bytes: `pé` went out
+      // as `p` and a NUL, so a non-ASCII name or password never logged in ("wrong username or
+      // password"). RFC 4616: authzid NUL authcid NUL passwd, each UTF-8.
+      const mechanisms = clientMechanisms(conn);
+      const response = Buffer.concat([Buffer.from([0]), Buffer.from(username, 'utf8'), Buffer.from([0]), Buffer.from(password, 'utf8')]);
+      mechanisms.PLAIN = () => ({ start: (callback) => callback(undefined, response) });
+      o.sasl_mechanisms = mechanisms;
+    } else {
+      // No password: rhea's own choice (ANONYMOUS with the name as its trace).
+      delete o.sasl_mechanisms;
+    }
   } else {
     delete o.username;
     delete o.password;

@@ -146,6 +146,21 @@ t('SASL PLAIN: a rhea client with the right password gets in, with a wrong one i
   assert.ok(ctx.log.some((l) => /refused 127\.0\.0\.1:\d+: authentication failed for user "alice"/.test(l)));
 });
 
+t("hermod's client logs in with a non-ASCII name and password (SASL PLAIN in UTF-8 bytes)", async (ctx) => {
+  // rhea's own PLAIN sized its response in characters: `pé` went out as `p` and a NUL, refused
+  // as a wrong password. The router itself read UTF-8 right (python3-qpid-proton got in).
+  await setPassword(ctx.users, 'usé', 'pé:ü/✓');
+  await startRouter(ctx);
+  const user = encodeURIComponent('usé');
+  const tr = await getTransport(`amqp://${user}:${encodeURIComponent('pé:ü/✓')}@127.0.0.1:${ctx.port}/`, { config: defaultConfig() });
+  ctx.transports.push(tr);
+  await tr.connect(5_000);
+  await until(() => ctx.log.some((l) => /connection open from 127\.0\.0\.1:\d+ user=usé/.test(l)), 'the open logged with the user');
+  const wrong = await getTransport(`amqp://${user}:${encodeURIComponent('pe:ü/✓')}@127.0.0.1:${ctx.port}/`, { config: defaultConfig() });
+  ctx.transports.push(wrong);
+  await rejects(() => wrong.connect(5_000), 'HERMOD_ERR_ACCESS_REFUSED');
+});
+
 t('wrong-password logins from peers that hang up at once are not checked: a real login after 200 of them gets in', async (ctx) => {
   await startRouter(ctx);
   const saslHeader = Buffer.from('AMQP\x03\x01\x00\x00', 'latin1');
