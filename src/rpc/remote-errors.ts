@@ -73,18 +73,25 @@ const firstArg = (f: Failure) => (Array.isArray(f.args) && typeof f.args[0] === 
 
 // oslo's own dispatcher errors and hermod's map onto the same classes, so a hermod client
 // sees NoSuchMethod whether a Python or a hermod server raised it.
+// oslo's exceptions pass their formatted message to Exception.__init__, so `args` (what
+// serialize_remote_exception sends) is that text, not the method or version: read them back out
+// of it. hermod's servers send `[method]` and `[version]` (kwargs `method`).
+const OSLO_NO_SUCH_METHOD = /^Endpoint does not support RPC method (.*)$/s;
+const OSLO_UNSUPPORTED_VERSION = /^Endpoint does not support RPC version (.*?)\. Attempted method: (.*)$/s;
 for (const module of [OSLO_DISPATCHER, HERMOD_MODULE]) {
   registerRemoteError(module, 'NoSuchMethod', (f) => {
-    const method = firstArg(f) ?? peerText(f.kwargs?.method);
+    const arg = firstArg(f);
+    const method = (arg !== undefined ? OSLO_NO_SUCH_METHOD.exec(arg)?.[1] : undefined) ?? arg ?? peerText(f.kwargs?.method);
     // The server's text may say where the method is served (a wrong namespace or version).
     const text = msg(f);
     return new NoSuchMethod(method, text ? { message: text } : undefined);
   });
-  registerRemoteError(
-    module,
-    'UnsupportedVersion',
-    (f) => new UnsupportedVersion(firstArg(f), f.kwargs?.method as string | undefined, { message: msg(f) }),
-  );
+  registerRemoteError(module, 'UnsupportedVersion', (f) => {
+    const arg = firstArg(f);
+    const oslo = arg !== undefined ? OSLO_UNSUPPORTED_VERSION.exec(arg) : null;
+    const method = typeof f.kwargs?.method === 'string' ? f.kwargs.method : oslo?.[2];
+    return new UnsupportedVersion(oslo ? oslo[1] : arg, method, { message: msg(f) });
+  });
 }
 registerHermodError('MessagingTimeout', (f) => new MessagingTimeout(msg(f)));
 registerHermodError('InvalidArgument', (f) => new InvalidArgument(msg(f)));

@@ -4,6 +4,7 @@ import type { RabbitNode } from '../../scripts/rabbit-node.js';
 import {
   defaultConfig,
   getTransport,
+  type NoSuchMethod,
   NotificationListener,
   Notifier,
   type RemoteError,
@@ -11,6 +12,7 @@ import {
   RPCServer,
   Target,
   type Transport,
+  type UnsupportedVersion,
 } from '../../src/index.js';
 import { rejects, sleep, until } from './assert.js';
 import { Recorder, Versioned } from './endpoints.js';
@@ -218,9 +220,15 @@ export function interopSuite(name: string, broker: () => Promise<Broker>, flavor
     );
     const typed = (await rejects(c.call({}, 'fail_typed', { message: 'typed' }), 'HERMOD_ERR_REMOTE')) as RemoteError;
     assert.equal([typed.excType, typed.value], ['PeerError', 'typed']);
-    await rejects(c.call({}, 'missing_method'), 'HERMOD_ERR_NO_SUCH_METHOD', /missing_method/);
+    // The fields are what was asked for, read out of oslo's text (its exceptions' only argument).
+    const nsm = (await rejects(c.call({}, 'missing_method'), 'HERMOD_ERR_NO_SUCH_METHOD', /missing_method/)) as NoSuchMethod;
+    assert.is(nsm.method, 'missing_method');
     assert.is(await c.prepare({ namespace: 'math', version: '1.1' }).call({}, 'mul', { a: 3, b: 4 }), 12);
-    await rejects(c.prepare({ namespace: 'math', version: '2.0' }).call({}, 'mul', { a: 3, b: 4 }), 'HERMOD_ERR_UNSUPPORTED_VERSION');
+    const uv = (await rejects(
+      c.prepare({ namespace: 'math', version: '2.0' }).call({}, 'mul', { a: 3, b: 4 }),
+      'HERMOD_ERR_UNSUPPORTED_VERSION',
+    )) as UnsupportedVersion;
+    assert.equal([uv.version, uv.method], ['2.0', 'mul']);
     await rejects(c.call({}, 'add', { a: 1 }), 'HERMOD_ERR_REMOTE', /TypeError/);
   });
 

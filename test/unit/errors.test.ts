@@ -223,6 +223,16 @@ t('oslo and hermod dispatcher errors rebuild as NoSuchMethod / UnsupportedVersio
   });
   assert.ok(n instanceof NoSuchMethod);
   assert.is((n as NoSuchMethod).method, 'frob');
+  // oslo's own, as its servers send them: the formatted text is the exception's only argument.
+  const oslo = (text: string, cls: string) =>
+    deserializeFailure({ class: cls, module: 'oslo_messaging.rpc.dispatcher', message: text, tb: [], args: [text], kwargs: {} });
+  const on = oslo('Endpoint does not support RPC method only1', 'NoSuchMethod') as NoSuchMethod;
+  assert.equal([on.method, on.message], ['only1', 'Endpoint does not support RPC method only1']);
+  const ov = oslo('Endpoint does not support RPC version 1.5. Attempted method: common', 'UnsupportedVersion') as UnsupportedVersion;
+  assert.equal([ov.version, ov.method], ['1.5', 'common']);
+  // And passed on by a hermod endpoint that re-throws it: hermod's shape again.
+  assert.equal(serializeFailure(on).args, ['only1']);
+  assert.equal([serializeFailure(ov).args, serializeFailure(ov).kwargs], [['1.5'], { method: 'common' }]);
   const v = deserializeFailure(serializeFailure(new UnsupportedVersion('3.0', 'add')));
   assert.ok(v instanceof UnsupportedVersion);
   assert.is((v as UnsupportedVersion).version, '3.0');
