@@ -145,24 +145,30 @@ async function main(): Promise<void> {
     );
   };
   for (const p of priorities) {
-    endpoint[p] = (ctx: Context, publisherId: string, eventType: string, payload: unknown, metadata: NotificationMetadata) => {
+    endpoint[p] = async (ctx: Context, publisherId: string, eventType: string, payload: unknown, metadata: NotificationMetadata) => {
       // Past --count before the stop begins: queued notifications come in a burst (the prefetch),
       // and each one after the count goes back to the queue for the next listener.
       if (shutdown.stopping || (o.count !== undefined && seen >= o.count)) return 'requeue';
       announce();
+      // Counted before the line is out: the ones already on their way make the count.
+      seen++;
+      if (o.count !== undefined && seen >= o.count) setImmediate(() => shutdown.stop(`--count ${o.count} reached`));
       // Every field but the priority is the publisher's text: a newline in one forged a second
       // notification line, an ESC sequence recoloured or retitled the terminal. JSON.stringify
       // leaves C1 controls, bidi overrides and U+2028 raw, so its output is escaped too.
       const line = o.json
         ? JSON.stringify({ priority: p, publisher_id: publisherId, event_type: eventType, payload, context: ctx, ...metadata })
         : `${String(metadata.timestamp ?? '')} ${p.toUpperCase()} ${publisherId} ${eventType} ${JSON.stringify(payload)}`;
-      process.stdout.write(`${escapeUnsafe(line)}\n`);
+      // Acknowledged only once the line is out: handed to the reader (the pipe, the terminal, the
+      // file). Returning at once acknowledged notifications whose lines waited in this process's
+      // buffer behind a slow reader, and the exit after --count or a signal lost them. A stalled
+      // reader holds the endpoints up, so the listener's concurrency (its prefetch) bounds what
+      // waits here; past the stop deadline those still waiting are requeued.
+      if (await printLine(`${escapeUnsafe(line)}\n`)) return 'handled';
       // Its reader went away (`| head`): the line was not read, so the notification goes back to
-      // the queue instead of being acknowledged (a failed write marks stdout at once).
-      if (process.stdout.errored) return 'requeue';
-      seen++;
-      if (o.count !== undefined && seen >= o.count) setImmediate(() => shutdown.stop(`--count ${o.count} reached`));
-      return 'handled';
+      // the queue instead of being acknowledged.
+      seen--;
+      return 'requeue';
     };
   }
   const listen = (asTap: boolean) =>
@@ -201,6 +207,39 @@ async function main(): Promise<void> {
   }
   if (shutdown.stopping) return;
   announce();
+}
+
+/** The wait for stdout's 'drain' that the endpoints held up by a full buffer share. */
+let drained: Promise<void> | undefined;
+
+/**
+ * Writes `line` to stdout; resolves true once it is written out (handed to the pipe, terminal or
+ * file), false when stdout failed (its reader went away). Behind a full buffer it first waits for
+ * 'drain', so a stalled reader holds up the callers instead of lines piling up in memory.
+ */
+async function printLine(line: string): Promise<boolean> {
+  const out = process.stdout;
+  // One wait shared by every endpoint held up (one listener each would pass Node's warning limit).
+  while (out.writableNeedDrain && !out.errored && !out.destroyed) {
+    drained ??= new Promise<void>((resolve) => {
+      const done = () => {
+        out.off('drain', done);
+        out.off('error', done);
+        out.off('close', done);
+        drained = undefined;
+        resolve();
+      };
+      out.on('drain', done);
+      out.on('error', done);
+      out.on('close', done);
+    });
+    await drained;
+  }
+  // A failed write marks stdout at once.
+  if (out.errored || out.destroyed) return false;
+  return new Promise<boolean>((resolve) => {
+    out.write(line, (err) => resolve(!err && !out.errored));
+  });
 }
 
 /**
