@@ -157,7 +157,9 @@ async function main(): Promise<void> {
       },
       abort: async () => {
         flushRefusals();
-        gateway?.app.server.closeAllConnections();
+        // The calls still running are answered (504, as at the deadline) before the connections
+        // are cut: closing them at once left every caller with an empty reply.
+        await gateway?.abort();
         await transport?.close();
         await metrics?.close();
       },

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { type IncomingMessage, maxHeaderSize, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
+import { deferred } from '../core/deferred.js';
 import { channels, type GatewayRefusedEvent } from '../core/diagnostics.js';
 import { ClosedError } from '../core/errors.js';
 import type { Transport } from '../transport.js';
@@ -93,6 +94,12 @@ export interface Gateway {
    * closes the port, so nothing listens once it resolves.
    */
   stop(deadlineMs?: number): Promise<{ aborted: number }>;
+  /**
+   * Stops as {@link stop} does, but now: a stop in progress ends its wait at once. The calls
+   * still running are answered 504 (CallCut, as at the deadline) before the connections are cut,
+   * so that no caller is left with a dropped connection (a second signal to `hermod-gateway`).
+   */
+  abort(): Promise<{ aborted: number }>;
 }
 
 /** After the stop's deadline, how long the 503s of the calls still running get to be written before every connection is cut. */
@@ -405,6 +412,8 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
 
   let address: GatewayAddress | undefined;
   let stopped: Promise<{ aborted: number }> | undefined;
+  /** Resolved by abort(): the stop's waits (the bind, the deadline) end now. */
+  const aborting = deferred();
   /** The listen in progress or done, once start() got that far. */
   let binding: Promise<unknown> | undefined;
   return {
@@ -457,6 +466,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
             new Promise((r) => {
               bindTimer = setTimeout(r, deadlineMs);
             }),
+            aborting.promise,
           ]);
           clearTimeout(bindTimer);
         }
@@ -468,6 +478,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
           new Promise<boolean>((r) => {
             timer = setTimeout(() => r(true), deadlineMs);
           }),
+          aborting.promise.then(() => true),
         ]);
         clearTimeout(timer);
         const aborted = late ? invoker.inFlight : 0;
@@ -489,6 +500,10 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
         return { aborted };
       })();
       return stopped;
+    },
+    abort() {
+      aborting.resolve();
+      return this.stop(0);
     },
   };
 }

@@ -126,6 +126,21 @@ for (const [name, broker] of IN_PROCESS) {
     assert.match(b.json[1].error.message, /stopped before the call finished/);
     assert.is(b.json[1].error.code, -32000);
   });
+
+  t('abort() during a stop ends its wait now: the running call is answered 504 CallCut, not cut', async (ctx) => {
+    ctx.h = await harness(ctx.broker.url);
+    const running = http(ctx.h.base, 'POST', `/v1/${ctx.h.topic}/sleep`, { ms: 5000 });
+    await until(() => ctx.h.gateway.inFlight === 1, 'the call in flight at the gateway');
+    const t0 = Date.now();
+    const stopping = ctx.h.gateway.stop(30_000);
+    // hermod-gateway's second signal: before, its connections were closed with no answer.
+    assert.equal(await ctx.h.gateway.abort(), { aborted: 1 });
+    assert.equal(await stopping, { aborted: 1 });
+    assert.ok(Date.now() - t0 < 3000, `the abort took ${Date.now() - t0} ms`);
+    const r = await running;
+    assert.is(r.status, 504, JSON.stringify(r.json));
+    assert.is(r.json.error.code, 'HERMOD_ERR_CALL_CUT');
+  });
   t.run();
 }
 
