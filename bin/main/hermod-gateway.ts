@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { describeConfig, parseConfigArgs } from '../../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../../src/cli/defaults.js';
-import { EXIT, exitOnUsage, fatal, fatalAsJsonLog } from '../../src/cli/exit-codes.js';
+import { EXIT, exitOnUsage, fatal, fatalAsJsonLog, fatalAsJsonLogIfAsked } from '../../src/cli/exit-codes.js';
 import { captureConsole, logConnectionState, makeLogger } from '../../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../../src/cli/shutdown.js';
@@ -26,6 +26,8 @@ const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
+  // A bad --config-file or flag with --log-json is a JSON line too, before the log exists.
+  fatalAsJsonLogIfAsked('hermod-gateway', argv);
   if (argv.includes('--help-config')) {
     process.stdout.write(`${describeConfig(CLI_DEFAULTS)}\n`);
     process.exit(0);

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig, parseConfigArgs } from '../../src/cli/config-args.js';
 import { releaseStartupSignals } from '../../src/cli/early-signals.js';
-import { EXIT, exitOnUsage, fatal, fatalAsJsonLog, UsageError } from '../../src/cli/exit-codes.js';
+import { EXIT, exitOnUsage, fatal, fatalAsJsonLog, fatalAsJsonLogIfAsked, UsageError } from '../../src/cli/exit-codes.js';
 import { captureConsole, makeLogger } from '../../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags, plainNumber } from '../../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../../src/cli/shutdown.js';
@@ -40,6 +40,8 @@ function routerConfig(argv: string[]): ReturnType<typeof cliConfig> {
     fatal(err);
   }
 }
+// A bad --config or flag with --log-json is a JSON line too, before the log exists.
+fatalAsJsonLogIfAsked('hermod-router', process.argv.slice(2));
 const loaded = routerConfig(process.argv.slice(2));
 const program = commonOptions(
   new Command('hermod-router')
@@ -123,14 +125,12 @@ captureConsole(log);
 // A failure from here on is a line of this log: JSON with --log-json.
 fatalAsJsonLog(logConfig.log.json ? 'hermod-router' : undefined);
 if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
-  process.stderr.write('error: --tls-cert and --tls-key go together\n');
-  process.exit(EXIT.usage);
+  fatal(new UsageError('--tls-cert and --tls-key go together'));
 }
 // Client certificates exist only on a TLS listener: without one the CA was dropped and the router
 // listened in clear, anonymous (or refused a public --host with advice to add the --tls-ca it had).
 if (o.tlsCa !== undefined && o.tlsCert === undefined) {
-  process.stderr.write('error: --tls-ca needs --tls-cert and --tls-key (client certificates are checked on a TLS listener)\n');
-  process.exit(EXIT.usage);
+  fatal(new UsageError('--tls-ca needs --tls-cert and --tls-key (client certificates are checked on a TLS listener)'));
 }
 // Read now, as --users is: a missing file is the command line's mistake (2, naming the flag), not
 // a failure to listen (1).
@@ -143,8 +143,7 @@ for (const [flag, file] of [
   try {
     readFileSync(file);
   } catch (err) {
-    process.stderr.write(`error: cannot read ${flag} file ${file}: ${(err as Error).message}\n`);
-    process.exit(EXIT.usage);
+    fatal(new UsageError(`cannot read ${flag} file ${file}: ${(err as Error).message}`));
   }
 }
 let router: Router;
@@ -175,8 +174,7 @@ try {
     idleTimeout: o.idleTimeout ?? 16_000,
   });
 } catch (err) {
-  process.stderr.write(`error: ${(err as Error).message}\n`);
-  process.exit(EXIT.usage);
+  fatal(new UsageError((err as Error).message));
 }
 let timeoutMs = 0;
 try {
@@ -203,8 +201,8 @@ handleShutdown({
   },
 });
 router.start().catch((err: NodeJS.ErrnoException) => {
-  process.stderr.write(`error: ${listenFailure(err, o.host, o.port)}\n`);
-  process.exit(EXIT.failed);
+  // Status 1, as before: a failure to listen, not the command line's.
+  fatal(new Error(listenFailure(err, o.host, o.port)));
 });
 
 /** One line saying why the router cannot listen, with what to do about it. */

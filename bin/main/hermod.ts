@@ -170,6 +170,11 @@ async function runCommand(argv: string[]): Promise<void> {
     process.stdout.write(`${describeConfig(RUN_DEFAULTS)}\n`);
     process.exit(EXIT.ok);
   }
+  // Its log is JSON by default: so is a failure before the configuration is read (a bad
+  // --config, an unknown flag, --workers), as one of the run file's was already.
+  const worker = workerNumber();
+  const logName = worker === undefined ? 'hermod run' : `hermod run worker ${worker}`;
+  fatalAsJsonLog(logName);
   const { overrides, files, rest } = parseConfigArgs(argv);
   const program = commonOptions(
     new Command('hermod run')
@@ -204,11 +209,8 @@ async function runCommand(argv: string[]): Promise<void> {
     } & LogFlags
   >();
   const cliWorkers = o.workers === undefined ? undefined : parseWorkers(o.workers, '--workers');
-  const worker = workerNumber();
-  const logName = worker === undefined ? 'hermod run' : `hermod run worker ${worker}`;
   // A failure before the configuration is read (the run file, a missing module) is a line of
   // the run's default log, JSON; once read, of the log it configures.
-  fatalAsJsonLog(logName);
   // Workers serve the run file and the configuration (its sections, --config-file files, the
   // environment) as the primary read them (see SPEC_REQUEST), however often they restart.
   const fromPrimary =

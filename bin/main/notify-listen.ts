@@ -2,7 +2,7 @@ import diagnostics_channel from 'node:diagnostics_channel';
 import { Command } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig } from '../../src/cli/config-args.js';
 import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../../src/cli/defaults.js';
-import { exitOnUsage, failureStatus, fatal, fatalAsJsonLog, UsageError } from '../../src/cli/exit-codes.js';
+import { exitOnUsage, failureStatus, fatal, fatalAsJsonLog, fatalAsJsonLogIfAsked, UsageError } from '../../src/cli/exit-codes.js';
 import { captureConsole, lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags, listOf } from '../../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../../src/cli/shutdown.js';
@@ -24,6 +24,8 @@ import {
 } from '../../src/index.js';
 
 async function main(): Promise<void> {
+  // A bad --config or flag with --log-json is a JSON line too, before the log exists.
+  fatalAsJsonLogIfAsked('notify-listen', process.argv.slice(2));
   const { config: loaded, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
   const program = commonOptions(
     new Command('notify-listen')

@@ -5,7 +5,7 @@ import { CLI_DEFAULT_URL, CLI_DEFAULTS } from '../../src/cli/defaults.js';
 import { DemoEndpoints } from '../../src/cli/demo-endpoints.js';
 import { quitOnStopWhile } from '../../src/cli/early-signals.js';
 import { describeEndpoint, loadEndpoints } from '../../src/cli/endpoints.js';
-import { exitOnUsage, failureStatus, fatal, fatalAsJsonLog } from '../../src/cli/exit-codes.js';
+import { exitOnUsage, failureStatus, fatal, fatalAsJsonLog, fatalAsJsonLogIfAsked } from '../../src/cli/exit-codes.js';
 import { captureConsole, lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../../src/cli/log.js';
 import { applyLogFlags, commonOptions, intAtLeast, type LogFlags } from '../../src/cli/program.js';
 import { handleShutdown, parseShutdownTimeout } from '../../src/cli/shutdown.js';
@@ -18,6 +18,8 @@ import { RPCServer } from '../../src/rpc/server.js';
 import { getTransport } from '../../src/transport.js';
 
 async function main(): Promise<void> {
+  // A bad --config or flag with --log-json is a JSON line too, before the log exists.
+  fatalAsJsonLogIfAsked('rpc-server', process.argv.slice(2));
   const { config: loaded, rest } = cliConfig(process.argv.slice(2), CLI_DEFAULTS);
   const program = commonOptions(
     new Command('rpc-server')

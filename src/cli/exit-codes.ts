@@ -150,6 +150,40 @@ export function fatalAsJsonLog(name: string | undefined): void {
 }
 
 /**
+ * For a long-running bin, called before anything can fail: with `--log-json` on its command line
+ * (before a `--`), {@link fatal} and commander's own errors ({@link usageErrorOutput}) are JSON
+ * lines from the start, under `name`. A bad `--config`, a missing `--config-file` or an unknown
+ * flag came before the logger existed, and was a plain `error: …` line among JSON ones.
+ */
+export function fatalAsJsonLogIfAsked(name: string, argv: readonly string[]): void {
+  const end = argv.indexOf('--');
+  if ((end === -1 ? argv : argv.slice(0, end)).includes('--log-json')) fatalJsonName = name;
+}
+
+/** The JSON line {@link fatal} writes under {@link fatalAsJsonLog}. */
+function fatalJsonLine(name: string, msg: string, status: number, code?: unknown): string {
+  const line = {
+    level: 'fatal',
+    time: new Date().toISOString(),
+    pid: process.pid,
+    name: logSafe(name),
+    msg,
+    status,
+    ...(typeof code === 'string' ? { code } : {}),
+  };
+  return `${JSON.stringify(line)}\n`;
+}
+
+/**
+ * For commander's `configureOutput({ outputError })`: its own error (`error: unknown option
+ * '--bogus'`) as it writes it, or as one JSON line under {@link fatalAsJsonLog}.
+ */
+export function usageErrorOutput(text: string, write: (text: string) => void): void {
+  if (fatalJsonName === undefined) write(text);
+  else write(fatalJsonLine(fatalJsonName, logSafe(text.trim().replace(/^error: /, '')), EXIT.usage));
+}
+
+/**
  * Exits with `status` once stdout and stderr have handed what was written to them to the OS.
  * `process.exit()` drops what a pipe has not taken yet: a 1 MB result piped to `wc -c` arrived as
  * 64 KiB, exit 0. A reader that stops reading keeps the command waiting, as it would keep `cat`;
@@ -177,19 +211,7 @@ export function fatal(err: unknown): never {
   const msg = logSafe(redactUrl(err instanceof Error ? err.message : String(err)));
   const status = failureStatus(err);
   if (fatalJsonName === undefined) process.stderr.write(`error: ${msg}\n`);
-  else {
-    const code = (err as { code?: unknown } | undefined)?.code;
-    const line = {
-      level: 'fatal',
-      time: new Date().toISOString(),
-      pid: process.pid,
-      name: logSafe(fatalJsonName),
-      msg,
-      status,
-      ...(typeof code === 'string' ? { code } : {}),
-    };
-    process.stderr.write(`${JSON.stringify(line)}\n`);
-  }
+  else process.stderr.write(fatalJsonLine(fatalJsonName, msg, status, (err as { code?: unknown } | undefined)?.code));
   process.exit(status);
 }
 

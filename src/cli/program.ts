@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { HermodConfig } from '../config/index.js';
 import { MAX_TIMER_MS } from '../core/errors.js';
-import { EXIT_TABLE } from './exit-codes.js';
+import { EXIT_TABLE, usageErrorOutput } from './exit-codes.js';
 
 /** hermod's version, from its package.json (`dist/src/cli/` → the package root). */
 export const HERMOD_VERSION: string = (() => {
@@ -33,12 +33,16 @@ export interface LogFlags {
  * statuses) to `cmd`; a command line error exits 2 (see `exitOnUsage`).
  */
 export function commonOptions(cmd: Command, extra: string[] = []): Command {
-  return cmd
-    .version(HERMOD_VERSION, '-V, --version', "print hermod's version")
-    .addOption(new Option('--log-level <level>', 'log level (default log.level, info)').choices(LOG_LEVELS))
-    .option('--quiet', 'log warnings and errors only (as --log-level warn)')
-    .option('--log-json', 'log one JSON object per line (pino format) instead of text')
-    .addHelpText('after', `\n${[...extra, EXIT_TABLE].join('\n\n')}`);
+  return (
+    cmd
+      .version(HERMOD_VERSION, '-V, --version', "print hermod's version")
+      .addOption(new Option('--log-level <level>', 'log level (default log.level, info)').choices(LOG_LEVELS))
+      .option('--quiet', 'log warnings and errors only (as --log-level warn)')
+      .option('--log-json', 'log one JSON object per line (pino format) instead of text')
+      // A bad command line of a bin whose log is JSON is a JSON line too (see fatalAsJsonLogIfAsked).
+      .configureOutput({ outputError: usageErrorOutput })
+      .addHelpText('after', `\n${[...extra, EXIT_TABLE].join('\n\n')}`)
+  );
 }
 
 /** Applies the logging flags over `config.log` (flags win over files, environment and `--config`). */
