@@ -174,12 +174,6 @@ export class ReplyWaiter {
     return hit.length;
   }
 
-  /** Whether a call published through `via` still waits. */
-  waitsVia(via: object): boolean {
-    for (const [, e] of this.pending.entries()) if (e.via === via) return true;
-    return false;
-  }
-
   /** Fails every call published through `via` (its reply queue or channel was lost). */
   failVia(via: object, err: Error): void {
     for (const [msgId, e] of this.pending.entries()) if (e.via === via) this.fail(msgId, err);

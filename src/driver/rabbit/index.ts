@@ -74,7 +74,8 @@ export class RabbitDriver extends DriverBase implements Driver {
     );
     // Replies to calls in flight still reach the reply queue after a connection loss (it
     // outlives the connection by rabbit.transientQueuesTtl), so those calls complete after the
-    // reconnect; the reply queue fails them at once when it was lost with the broker.
+    // reconnect; a queue lost with the broker is declared again under its name, and servers send
+    // the replies it missed again until it is back (reply-queue.ts).
     // With rabbit.directReplyTo, replies come to the publisher connection's direct reply-to
     // channel instead; calls in flight when it goes fail at once (direct-reply.ts).
     this.replies = config.rabbit.directReplyTo

@@ -1,5 +1,4 @@
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
-import { TransportError } from '../../core/errors.js';
 import { within } from '../driver-base.js';
 import type { ReplyWaiter } from '../reply-waiter.js';
 import { compressionOf } from './compression.js';
@@ -88,9 +87,7 @@ export class ReplyQueue {
   private async consume(model: ChannelModel): Promise<void> {
     // The reconnect hook and the first call may both get here for one connection.
     if (this.model === model) return;
-    const reconnect = this.model !== undefined;
     this.model = model;
-    if (reconnect && this.waiter.waitsVia(this)) await this.checkSurvived(model);
     const ch = await model.createChannel();
     ch.on('error', () => {});
     // Closed by the broker, the connection up (an acknowledgement it did not know, a declare
@@ -174,42 +171,22 @@ export class ReplyQueue {
 
   /**
    * The broker cancelled the consumer: the queue was deleted (an operator, a policy) or moved.
-   * Replies sent to a deleted queue are gone, so the calls published fail now, as after a
-   * broker restart, instead of each at its timeout; then the queue is declared and consumed
-   * again for the calls to come (oslo reconnects after a Basic.cancel). Before, every later
-   * call timed out too, until the process restarted.
+   * It is declared and consumed again under its name (oslo reconnects after a Basic.cancel);
+   * before, every later call timed out too, until the process restarted. The calls in flight
+   * keep waiting, as after a broker restart that lost the queue: a reply sent while the queue
+   * was gone is returned to its server, which sends it again until the queue is back (hermod's
+   * and oslo's servers, for up to `rpc.responseTimeout`). Only a reply already in the deleted
+   * queue is lost, and its call ends at its timeout (or call-monitor timeout), as oslo's caller's
+   * does. Failing every call in flight at once (as until 2026-12) gave a TransportError, read as
+   * "safe to retry", to calls that had run or were running and whose replies were still to come.
    */
   private async cancelled(model: ChannelModel, ch: Channel): Promise<void> {
     if (this.model !== model) return;
     try {
-      await this.checkSurvived(model, 'was deleted on the broker');
-      if (this.model !== model) return;
       await declaring(() => ch.assertQueue(this.name, this.options));
       await this.subscribe(model, ch);
     } catch {
       // The channel went (a declare refused): its close handler has the connection made anew.
     }
-  }
-
-  /**
-   * After a mere connection loss the reply queue is still there (x-expires) and pending calls
-   * complete. After a broker restart (or a failover to another node) it is gone, and so are the
-   * replies sent to it: fail the calls already published now instead of at their timeouts.
-   * Calls still waiting to be published go out once the queue is declared again.
-   */
-  private async checkSurvived(model: ChannelModel, how = 'was lost with the broker (restarted?)'): Promise<void> {
-    const probe = await model.createChannel();
-    probe.on('error', () => {});
-    const exists = await probe.checkQueue(this.name).then(
-      () => true,
-      () => false,
-    );
-    if (exists) {
-      await probe.close().catch(() => {});
-      return;
-    }
-    await probe.close().catch(() => {});
-    const err = new TransportError(`the reply queue ${this.name} ${how}; the call's reply cannot arrive`);
-    this.waiter.failVia(this, err);
   }
 }
