@@ -1,9 +1,10 @@
-import type { Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../../scripts/rabbit-node.js';
 import { type ConnectionState, defaultConfig, getTransport, RPCClient, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
+import { until } from '../support/assert.js';
 
 // `retry` (oslo's per-send `retry`, kombu's max_retries) is each send's own: the attempts that fail
 // while it waits, counting the failure it found as its first try. It was the connection's count
@@ -84,6 +85,37 @@ for (const scheme of ['amqp', 'rabbit'] as const) {
     }
   });
 }
+
+t(
+  'rabbit: a front end that takes TCP and closes it (a load balancer, its brokers down) is probed once per outage, not at every attempt',
+  async () => {
+    // Each failed handshake ran the protocol probes (one or two TCP connections more) again: three
+    // connections per attempt at the balancer for the whole outage.
+    const front = net.createServer((c) => {
+      accepted++;
+      c.destroy();
+    });
+    let accepted = 0;
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    const port = (front.address() as AddressInfo).port;
+    const config = defaultConfig();
+    config.rabbit.retryInterval = config.rabbit.intervalMax = 100;
+    const tr = await getTransport(`rabbit://guest:guest@127.0.0.1:${port}/`, { config });
+    let failures = 0;
+    tr.on('state', (s: ConnectionState) => {
+      if (s.state === 'reconnecting') failures++;
+    });
+    try {
+      await timed(tr.connect(1_500));
+      await until(() => failures >= 6, 'six failed attempts', 10_000);
+      const seen = failures;
+      assert.ok(accepted <= seen + 1 + 2, `${accepted} connections for ${seen} attempts (at most one each, the first two probes besides)`);
+    } finally {
+      await tr.close();
+      await new Promise((resolve) => front.close(resolve));
+    }
+  },
+);
 
 t('amqp: the immediate reconnect after a lost connection is counted: a retry: 0 call fails at once', async () => {
   const router = new Router({ port: 0, log: () => {} });

@@ -168,6 +168,8 @@ export class RabbitConnection extends EventEmitter {
   /** Ends a protocol probe in progress on close. */
   private readonly aborter = new AbortController();
   private wakeSleep: (() => void) | undefined;
+  /** Hosts whose failed handshake a protocol probe found nothing to say of, since the last connect. */
+  private readonly probedHosts = new Set<string>();
   /** When the current backoff sleep ends (Date.now() clock), while one runs. */
   private sleepUntil: number | undefined;
 
@@ -376,6 +378,7 @@ export class RabbitConnection extends EventEmitter {
         this.model = model;
         this.wasConnected = true;
         this.failedAttempts = 0;
+        this.probedHosts.clear();
         this.authProblem = false;
         this.refusal = undefined;
         this.lastError = undefined;
@@ -486,6 +489,18 @@ export class RabbitConnection extends EventEmitter {
     }
     // Closing or stopping: our own close broke the handshake, there is nobody to tell.
     if (this.over || !handshakeFailed) return undefined;
+    // Probed once per host in an outage: a front end that takes TCP and closes it (a load
+    // balancer whose brokers are down) fails every attempt so, and each probe opened one or two
+    // connections more per attempt for the whole outage.
+    const key = `${h.hostname}:${h.port}`;
+    if (this.probedHosts.has(key)) return undefined;
+    const found = await this.probeRefusal(h, message);
+    if (!found && !this.over) this.probedHosts.add(key);
+    return found;
+  }
+
+  /** What a probe of `h` says of a failed handshake: a refusal naming the URL that would work, or undefined. */
+  private async probeRefusal(h: TransportHost, message: string): Promise<((what: string) => Error) | undefined> {
     const timeoutMs = Math.min(this.config.rabbit.connectTimeout, 2000);
     const scheme = this.url.scheme;
     const refuse = (error: (what: string) => Error) => {
