@@ -32,8 +32,8 @@ export class ConnectGate {
 
   /**
    * `hurry(attempts)`, when given, asks the connection for its next attempt no later than the
-   * backoff after `attempts` failed ones from now (it may try sooner, never later). A waiter calls
-   * it on arrival and after each failure of its own: oslo's sends reconnect on a backoff of their
+   * backoff after `attempts` failed ones from now (it may try sooner, never later). A waiter with
+   * a retry budget calls it on arrival and after each failure of its own: oslo's sends reconnect on a backoff of their
    * own, started afresh for each send, where waiting out the connection's (grown to
    * `intervalMax` in a long outage) made a `retry=2` send take up to a minute instead of seconds.
    */
@@ -75,7 +75,11 @@ export class ConnectGate {
             }),
           );
         }
-        if (own !== hurried) {
+        // Only a send with a budget: its tries must happen for `retry` to mean anything. Sends
+        // without one (the default) wait on the connection's backoff, which spares a recovering
+        // broker: hurried by every send, steady traffic kept each client trying about once a
+        // second for a whole outage.
+        if (retry >= 0 && own !== hurried) {
           hurried = own;
           this.hurry?.(own);
         }

@@ -67,8 +67,11 @@ for (const scheme of ['amqp', 'rabbit'] as const) {
     const tr = await getTransport(url, { config });
     let longSleep: () => void = () => {};
     const grown = new Promise<void>((resolve) => (longSleep = resolve));
+    let failures = 0;
     tr.on('state', (s: ConnectionState) => {
-      if (s.state === 'reconnecting' && (s.delayMs ?? 0) >= 2400) longSleep();
+      if (s.state !== 'reconnecting') return;
+      failures++;
+      if ((s.delayMs ?? 0) >= 2400) longSleep();
     });
     try {
       const client = new RPCClient(tr, new Target({ topic: 'budget' }), { timeout: 30_000 });
@@ -80,6 +83,12 @@ for (const scheme of ['amqp', 'rabbit'] as const) {
       assert.is(cast.error?.code, 'HERMOD_ERR_TRANSPORT', String(cast.error));
       assert.match(cast.error!.message, /gave up after 2 attempts, retry=1/);
       assert.ok(cast.ms < 1500, `gave up after ${cast.ms} ms; the connection's next attempt was at least 1800 ms away`);
+      // A send without a budget waits on the connection's backoff (grown past 2.4 s again by
+      // that failure): hurried by every send, steady traffic kept a client trying once a second.
+      const seen = failures;
+      const patient = await timed(client.prepare({ retry: -1, timeout: 1000 }).cast({}, 'm'));
+      assert.is(patient.error?.code, 'HERMOD_ERR_TRANSPORT', String(patient.error));
+      assert.is(failures, seen, 'no attempt brought forward by a send without a retry budget');
     } finally {
       await tr.close();
     }
