@@ -68,4 +68,4 @@ export { deliveryCount, linkCredit, locallyOpen, sessionRoom } from './links.js'
 export { type ScannedMessage, withTtl } from './message-scan.js';
 export { installRawDecode, rawBytes, scanInsteadOfDecode } from './raw-decode.js';
 export { acceptSocket, closeNow, discarded, discardedBytes, limitIncomingMessages, type SaslPolicy } from './server.js';
-export { peerLabel, SocketGuard } from './socket-guard.js';
+export { pauseWhileBacklogged, peerLabel, SocketGuard } from './socket-guard.js';

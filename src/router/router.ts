@@ -16,11 +16,12 @@ import {
   installRheaFixes,
   limitIncomingMessages,
   NOT_A_HEADER,
+  pauseWhileBacklogged,
   peerLabel,
   SocketGuard,
   scanInsteadOfDecode,
 } from '../rhea/index.js';
-import { AddressTable, spendCredit, targetAddress } from './addresses.js';
+import { AddressTable, spendCredit, targetAddress, WRITE_BACKLOG_BYTES } from './addresses.js';
 import { Forwarder } from './forwarding.js';
 import { LoginChecks } from './login-checks.js';
 import { allowed, UserDb, type UserEntry } from './users.js';
@@ -116,6 +117,12 @@ export interface RouterOptions {
  */
 const MULTICAST_BACKLOG_CREDITS = 10;
 const MULTICAST_BACKLOG_BYTES = 64 * 1024 * 1024;
+/**
+ * Bytes written to a client's socket and not yet taken by the kernel past which the router stops
+ * reading that client until they went (see pauseWhileBacklogged): twice what stops forwarding to
+ * it, so a consumer taking its messages slowly keeps sending its dispositions and flows.
+ */
+const READ_PAUSE_BACKLOG_BYTES = 2 * WRITE_BACKLOG_BYTES;
 /** At most one line of each kind of repeated refusal (connection limits, address rules) per this interval. */
 const LIMIT_LOG_INTERVAL_MS = 10_000;
 
@@ -521,6 +528,8 @@ export class Router {
       if (peer.user === undefined && reason.startsWith(NOT_A_HEADER)) socket.write(this.opts.allowAnonymous ? AMQP_HEADER : SASL_HEADER);
       this.refuse(peer, 'amqp:connection:framing-error', reason);
     });
+    // A peer that sends and does not read meets a router that stops reading it.
+    pauseWhileBacklogged(socket, READ_PAUSE_BACKLOG_BYTES, () => !peer.closing);
     const cert = (socket as TLSSocket).authorized ? (socket as TLSSocket).getPeerCertificate() : undefined;
     const users = this.users;
     const conn = acceptSocket(this.container, this.connectionOptions(), socket, {

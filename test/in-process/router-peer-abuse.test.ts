@@ -1,0 +1,121 @@
+import { createRequire } from 'node:module';
+import type net from 'node:net';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Router, type RouterOptions } from '../../src/router/router.js';
+import { RawPeer } from '../support/amqp-raw.js';
+import { sleep, until } from '../support/assert.js';
+
+interface Ctx {
+  router: Router;
+  port: number;
+  log: string[];
+  peers: RawPeer[];
+}
+const t = suite<Ctx>('router - peers that abuse what the router holds for them (raw sockets)', {
+  router: undefined as never,
+  port: 0,
+  log: [],
+  peers: [],
+});
+
+async function startRouter(ctx: Ctx, o: RouterOptions = {}): Promise<void> {
+  ctx.log = [];
+  ctx.router = new Router({ port: 0, log: (l) => ctx.log.push(l), ...o });
+  ctx.port = await ctx.router.start();
+}
+
+async function open(ctx: Ctx): Promise<RawPeer> {
+  const p = await RawPeer.open(ctx.port);
+  ctx.peers.push(p);
+  return p;
+}
+
+t.before.each((ctx) => {
+  ctx.peers = [];
+});
+t.after.each(async (ctx) => {
+  for (const p of ctx.peers) p.destroy();
+  await ctx.router.stop();
+});
+
+const requireCjs = createRequire(import.meta.url);
+const rheaFrames = requireCjs('rhea/lib/frames.js') as Record<string, (fields: Record<string, unknown>) => object> & {
+  write_frame(f: object): Buffer;
+  amqp_frame(channel: number, p: object, payload?: Buffer): object;
+};
+const amqp = (p: object, payload?: Buffer) => rheaFrames.write_frame(rheaFrames.amqp_frame(0, p, payload));
+
+/** The router's side of each accepted socket. */
+const routerSockets = (ctx: Ctx) => [...(ctx.router as unknown as { sockets: Set<net.Socket> }).sockets];
+
+t('a peer that sends attach/detach pairs and never reads: the router stops reading it instead of queueing the answers', async (ctx) => {
+  // One such connection took a router from 66 MB to 1.2 GB: every attach and detach is answered,
+  // and the answers queued in the socket of a peer that reads nothing.
+  await startRouter(ctx, { idleTimeout: 0 });
+  const p = await open(ctx);
+  p.socket.pause();
+  // Long link names make each answer large (the router's attach names the link): fewer frames
+  // for the router to get through before its answers outgrow what the kernel takes.
+  const long = 'n'.repeat(30_000);
+  const pairs: Buffer[] = [];
+  for (let i = 0; i < 20; i++) {
+    pairs.push(amqp(rheaFrames.attach({ name: `x${i}${long}`, handle: 1, role: true, source: { address: 'q' }, target: {} })));
+    pairs.push(amqp(rheaFrames.detach({ handle: 1, closed: true })));
+  }
+  const chunk = Buffer.concat(pairs);
+  let peak = 0;
+  let sent = 0;
+  const watch = setInterval(() => {
+    for (const s of routerSockets(ctx)) peak = Math.max(peak, s.writableLength);
+  }, 5);
+  try {
+    // Written with backpressure until the router stops taking it (nothing drains for 500 ms) or 32 MiB went.
+    while (sent < 32 * 1024 * 1024 && !p.socket.destroyed) {
+      sent += chunk.length;
+      if (!p.socket.write(chunk)) {
+        const drained = await Promise.race([new Promise((r) => p.socket.once('drain', () => r(true))), sleep(500).then(() => false)]);
+        if (!drained) break;
+      }
+    }
+    await sleep(100);
+  } finally {
+    clearInterval(watch);
+  }
+  for (const s of routerSockets(ctx)) peak = Math.max(peak, s.writableLength);
+  // Its bound (2 MiB), and the answers to what it read in the turn of the event loop that crossed
+  // it (libuv reads up to 32 chunks of 64 KiB at a time). It was 29 MiB: all 32 MiB answered.
+  assert.ok(peak < 6 * 1024 * 1024, `the router queued ${peak} bytes of answers for a peer that reads nothing`);
+  // Reading again, the peer gets every answer, and the router reads it again.
+  p.socket.resume();
+  p.write(amqp(rheaFrames.attach({ name: 'last', handle: 2, role: true, source: { address: 'last' }, target: {} })));
+  const attaches = (sent / chunk.length) * 20 + 1;
+  const end = Date.now() + 20_000;
+  while (p.count('attach#12') < attaches && Date.now() < end) await sleep(20);
+  assert.is(p.count('attach#12'), attaches, 'every attach is answered, the last one too');
+  assert.ok(!p.socket.destroyed, 'the connection stays up');
+});
+
+t('a peer the router stopped reading is closed once silent for twice the idle timeout', async (ctx) => {
+  await startRouter(ctx, { idleTimeout: 500 });
+  const p = await open(ctx);
+  p.socket.pause();
+  const long = 'n'.repeat(30_000);
+  const pairs: Buffer[] = [];
+  for (let i = 0; i < 20; i++) {
+    pairs.push(amqp(rheaFrames.attach({ name: `x${i}${long}`, handle: 1, role: true, source: { address: 'q' }, target: {} })));
+    pairs.push(amqp(rheaFrames.detach({ handle: 1, closed: true })));
+  }
+  const chunk = Buffer.concat(pairs);
+  // Enough that its answers outgrow the kernel's buffers and the router's bound.
+  for (let i = 0; i < 20; i++) p.write(chunk);
+  await until(() => routerSockets(ctx).some((s) => s.isPaused()), 'the router to stop reading the peer');
+  let closed = false;
+  void p.closed.then(() => {
+    closed = true;
+  });
+  await until(() => closed, 'the router to close the connection', 10_000);
+  await until(() => ctx.router.stats().connections === 0, 'the router to forget the connection');
+});
+
+t.run();
