@@ -4,6 +4,8 @@ import { heldDeliveries } from './session-buffer.js';
 const require = createRequire(import.meta.url);
 const FIXED = Symbol.for('hermod.rhea.sequence-numbers');
 
+/** AMQP 1.0 §2.8.7: the longest delivery-tag, in octets. */
+export const MAX_DELIVERY_TAG = 32;
 const WRAP = 2 ** 32;
 const HALF = 2 ** 31;
 
@@ -181,6 +183,13 @@ export function installSequenceNumbers(): void {
     // closes the connection on a ProtocolError thrown while it reads.
     if (id === undefined && p.delivery_id !== undefined && p.delivery_id !== null) {
       throw new ProtocolError(`transfer with delivery-id ${String(p.delivery_id).slice(0, 40)}, which is not a uint`);
+    }
+    // AMQP 1.0 §2.8.7: a delivery-tag is at most 32 octets. Each unsettled delivery keeps its tag,
+    // and a client pinning deliveries with 60 KB tags took a router to 1.5 GB, outside
+    // --max-held-bytes.
+    const tag = p.delivery_tag as { length?: unknown } | undefined | null;
+    if (tag !== undefined && tag !== null && typeof tag.length === 'number' && tag.length > MAX_DELIVERY_TAG) {
+      throw new ProtocolError(`transfer with a delivery-tag of ${tag.length} octets, over AMQP's limit of ${MAX_DELIVERY_TAG}`);
     }
     const expected = receiver._incomplete ? receiver._incomplete.id : this.next_delivery_id;
     // The peer's ids wrapped where ours count on: the expected one it is.

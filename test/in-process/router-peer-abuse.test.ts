@@ -1,22 +1,26 @@
 import { createRequire } from 'node:module';
 import type net from 'node:net';
+import type { Connection, EventContext } from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Router, type RouterOptions } from '../../src/router/router.js';
 import { RawPeer } from '../support/amqp-raw.js';
 import { sleep, until } from '../support/assert.js';
+import { rheaClose, rheaConnect } from '../support/rhea-peer.js';
 
 interface Ctx {
   router: Router;
   port: number;
   log: string[];
   peers: RawPeer[];
+  conns: Connection[];
 }
 const t = suite<Ctx>('router - peers that abuse what the router holds for them (raw sockets)', {
   router: undefined as never,
   port: 0,
   log: [],
   peers: [],
+  conns: [],
 });
 
 async function startRouter(ctx: Ctx, o: RouterOptions = {}): Promise<void> {
@@ -33,9 +37,11 @@ async function open(ctx: Ctx): Promise<RawPeer> {
 
 t.before.each((ctx) => {
   ctx.peers = [];
+  ctx.conns = [];
 });
 t.after.each(async (ctx) => {
   for (const p of ctx.peers) p.destroy();
+  for (const c of ctx.conns) await rheaClose(c);
   await ctx.router.stop();
 });
 
@@ -116,6 +122,34 @@ t('a peer the router stopped reading is closed once silent for twice the idle ti
   });
   await until(() => closed, 'the router to close the connection', 10_000);
   await until(() => ctx.router.stats().connections === 0, 'the router to forget the connection');
+});
+
+t('a delivery-tag over 32 octets closes its connection with a framing error; one of 32 is delivered', async (ctx) => {
+  // AMQP 1.0 §2.8.7. Unsettled deliveries pinning 60 KB tags took a router to 1.5 GB.
+  await startRouter(ctx);
+  const rx = await rheaConnect(ctx.port);
+  const tx = await rheaConnect(ctx.port);
+  ctx.conns.push(rx, tx);
+  const got: Buffer[] = [];
+  const receiver = rx.open_receiver({ source: 'tags', credit_window: 10 });
+  receiver.on('message', (e: EventContext) => got.push(e.delivery!.tag as Buffer));
+  await new Promise((r) => receiver.once('receiver_open', r));
+  const sender = tx.open_sender({ target: 'tags' });
+  await new Promise((r) => sender.once('sendable', r));
+  sender.send({ body: 'ok' }, Buffer.alloc(32, 1));
+  await until(() => got.length === 1, 'the message with a 32-octet tag');
+  let e: { condition?: string; description?: string } | undefined;
+  tx.once('connection_error', (ev: EventContext) => {
+    e = (ev.connection.error ?? {}) as never;
+  });
+  sender.send({ body: 'too long' }, Buffer.alloc(33, 2));
+  await until(() => e !== undefined, 'the connection to be closed', 5000);
+  assert.ok(e);
+  assert.is(e.condition, 'amqp:connection:framing-error');
+  assert.match(String(e.description), /delivery-tag of 33 octets, over AMQP's limit of 32/);
+  await sleep(50);
+  assert.is(got.length, 1, 'the message with the long tag was not forwarded');
+  assert.ok(rx.is_open(), 'other connections stay up');
 });
 
 t.run();
