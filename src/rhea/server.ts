@@ -129,6 +129,8 @@ interface TransferFrame {
 
 interface ConnectionInternals {
   on_transfer(frame: TransferFrame): void;
+  on_detach(frame: { channel: number; performative: { handle: number } }): void;
+  on_end(frame: { channel: number }): void;
   remote_channel_map: Record<number, { remote: { handles: Record<number, Receiver | undefined> } } | undefined>;
   _register(): void;
 }
@@ -251,6 +253,24 @@ export function limitIncomingMessages(
     } else {
       uncount(s);
     }
+  };
+  // A link detached or a session ended with a message half sent: that message is gone, and so
+  // is its count (it stayed charged to the connection, and to the shared bound, until a later
+  // transfer on the dead link or the connection's close: 67 links detached so closed a
+  // connection for holding 67 MB nothing was sending).
+  const forget = (link: Receiver | undefined) => {
+    const s = link ? states.get(link) : undefined;
+    if (s) uncount(s);
+  };
+  const onDetach = c.on_detach;
+  c.on_detach = function (this: ConnectionInternals, frame) {
+    forget(this.remote_channel_map[frame.channel]?.remote.handles[frame.performative?.handle]);
+    return onDetach.call(this, frame);
+  };
+  const onEnd = c.on_end;
+  c.on_end = function (this: ConnectionInternals, frame) {
+    for (const link of Object.values(this.remote_channel_map[frame.channel]?.remote.handles ?? {})) forget(link);
+    return onEnd.call(this, frame);
   };
   return () => {
     if (assembly) assembly.shared.bytes -= mine;

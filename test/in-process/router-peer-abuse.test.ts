@@ -4,7 +4,7 @@ import type { Connection, EventContext } from 'rhea';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Router, type RouterOptions } from '../../src/router/router.js';
-import { RawPeer } from '../support/amqp-raw.js';
+import { RawPeer, raw } from '../support/amqp-raw.js';
 import { sleep, until } from '../support/assert.js';
 import { rheaClose, rheaConnect } from '../support/rhea-peer.js';
 
@@ -151,5 +151,33 @@ t('a delivery-tag over 32 octets closes its connection with a framing error; one
   assert.is(got.length, 1, 'the message with the long tag was not forwarded');
   assert.ok(rx.is_open(), 'other connections stay up');
 });
+
+for (const how of ['detach', 'end'] as const) {
+  t(
+    `a message half sent when its link is detached (${how}): its bytes stop counting against the connection and the router`,
+    async (ctx) => {
+      // They stayed charged until the connection closed: a client sending the first 1 MB of a
+      // message and detaching, 67 times, was closed for holding 67 MB that nothing was sending.
+      await startRouter(ctx, { maxMessageSize: 200_000, maxHeldBytes: 200_000 });
+      const assembling = () => (ctx.router as unknown as { assembling: { bytes: number } }).assembling.bytes;
+      const p = await open(ctx);
+      const part = Buffer.alloc(50_000, 7);
+      for (let i = 0; i < 6; i++) {
+        if (how === 'end' && i > 0) {
+          p.write(amqp(rheaFrames.begin({ next_outgoing_id: 0, incoming_window: 2048, outgoing_window: 2048 })));
+        }
+        p.write(raw.attach(0, 'sender', 'phantom'));
+        p.write(raw.transfer({ handle: 0, delivery_id: how === 'detach' ? i : 0, delivery_tag: Buffer.from('t'), more: true }, part));
+        p.write(raw.transfer({ handle: 0, more: true }, part));
+        await until(() => assembling() === 100_000, 'the router to count the half-sent message');
+        p.write(how === 'detach' ? amqp(rheaFrames.detach({ handle: 0, closed: true })) : amqp(rheaFrames.end({})));
+        await until(() => assembling() === 0, `the ${how} to give back what the message counted`, 3000);
+      }
+      // Six of them are 600 KB: over the bound of 4 x 200 KB on one connection, and the router's 200 KB.
+      assert.ok(!p.socket.destroyed && !p.names.includes('close#18'), p.names.join(','));
+      assert.is(ctx.router.stats().refused, 0, ctx.log.join('\n'));
+    },
+  );
+}
 
 t.run();
