@@ -67,5 +67,13 @@ export { type FrameBounds, FrameScanner, NOT_A_HEADER } from './frame-scanner.js
 export { deliveryCount, linkCredit, locallyOpen, sessionRoom } from './links.js';
 export { type ScannedMessage, withTtl } from './message-scan.js';
 export { installRawDecode, rawBytes, scanInsteadOfDecode } from './raw-decode.js';
-export { acceptSocket, closeNow, discarded, discardedBytes, limitIncomingMessages, type SaslPolicy } from './server.js';
+export {
+  type AssemblyHolder,
+  acceptSocket,
+  closeNow,
+  discarded,
+  discardedBytes,
+  limitIncomingMessages,
+  type SaslPolicy,
+} from './server.js';
 export { pauseWhileBacklogged, peerLabel, SocketGuard } from './socket-guard.js';

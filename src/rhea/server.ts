@@ -202,11 +202,37 @@ export function limitIncomingMessages(
   /** Bytes of this connection's deliveries still arriving. */
   let mine = 0;
   let over = false;
+  /** Given back at once (this connection is being closed): nothing more is counted. */
+  let released = false;
   const uncount = (s: LinkState) => {
-    mine -= s.counted;
-    if (assembly) assembly.shared.bytes -= s.counted;
+    if (!released) {
+      mine -= s.counted;
+      if (assembly) assembly.shared.bytes -= s.counted;
+    }
     s.counted = 0;
   };
+  const release = () => {
+    if (released) return;
+    released = true;
+    if (assembly) {
+      assembly.shared.bytes -= mine;
+      assembly.shared.holders?.delete(holder);
+    }
+    mine = 0;
+  };
+  const holder: AssemblyHolder = {
+    get bytes() {
+      return mine;
+    },
+    evict(shared: number) {
+      if (over) return;
+      over = true;
+      const held = mine;
+      release();
+      assembly?.onOver(held, shared);
+    },
+  };
+  assembly?.shared.holders?.add(holder);
   c.on_transfer = function (this: ConnectionInternals, frame: TransferFrame) {
     const link = this.remote_channel_map[frame.channel]?.remote.handles[frame.performative.handle];
     if (!link) return original.call(this, frame);
@@ -240,14 +266,22 @@ export function limitIncomingMessages(
       uncount(s);
       DISCARDED.set(current, s.bytes);
       onOversize(current, s.bytes);
-    } else if (current) {
+    } else if (current && !released) {
       s.counted += size;
       mine += size;
       if (assembly) {
-        assembly.shared.bytes += size;
-        if (!over && (mine > assembly.perConnection || assembly.shared.bytes > assembly.shared.limit)) {
+        const shared = assembly.shared;
+        shared.bytes += size;
+        if (!over && mine > assembly.perConnection) {
           over = true;
-          assembly.onOver(mine, assembly.shared.bytes);
+          assembly.onOver(mine, shared.bytes);
+        } else if (shared.bytes > shared.limit) {
+          // Over the shared bound, the connection holding the most goes (its bytes given back at
+          // once), not whichever crossed it: peers hoarding half-sent messages closed the honest
+          // sender whose frame came last. Without a registry, this one.
+          let most = holder;
+          for (const h of shared.holders ?? []) if (h.bytes > most.bytes) most = h;
+          most.evict(shared.bytes);
         }
       }
     } else {
@@ -272,10 +306,14 @@ export function limitIncomingMessages(
     for (const link of Object.values(this.remote_channel_map[frame.channel]?.remote.handles ?? {})) forget(link);
     return onEnd.call(this, frame);
   };
-  return () => {
-    if (assembly) assembly.shared.bytes -= mine;
-    mine = 0;
-  };
+  return release;
+}
+
+/** One connection's bytes under assembly, as {@link AssemblyLimits.shared}'s `holders` list it. */
+export interface AssemblyHolder {
+  readonly bytes: number;
+  /** Gives its bytes back and has its connection closed (`onOver`), once. */
+  evict(shared: number): void;
 }
 
 /**
@@ -285,9 +323,12 @@ export function limitIncomingMessages(
  */
 export interface AssemblyLimits {
   /** Shared by every connection of a server: the bytes under assembly over all of them, and their bound. */
-  shared: { bytes: number; limit: number };
+  shared: { bytes: number; limit: number; holders?: Set<AssemblyHolder> };
   /** The bound for one connection. */
   perConnection: number;
-  /** Called once, when this connection passes its bound or the shared one: close it. */
+  /**
+   * Called once, when this connection passes its bound, or when the shared one is passed and this
+   * connection holds the most of all in `shared.holders`: close it. Its bytes no longer count.
+   */
   onOver(mine: number, shared: number): void;
 }

@@ -6,6 +6,7 @@ import type { AmqpError, Connection, Container, Delivery, EventContext, Receiver
 import rhea from 'rhea';
 import { ConfigError } from '../core/errors.js';
 import {
+  type AssemblyHolder,
   acceptSocket,
   batchWrites,
   clearRheaTimers,
@@ -231,7 +232,7 @@ export class Router {
   private readonly forwarder: Forwarder;
   private readonly connections = new Set<Connection>();
   /** Bytes of messages still arriving over all connections (see `maxHeldBytes`). */
-  private readonly assembling: { bytes: number; limit: number };
+  private readonly assembling: { bytes: number; limit: number; holders: Set<AssemblyHolder> };
   private readonly peers = new Map<Connection, Peer>();
   /** Links counted in their peer's `links`, until their detach or their session's end. */
   private readonly counted = new WeakSet<Sender | Receiver>();
@@ -322,7 +323,7 @@ export class Router {
     installRawDecode();
     installRheaFixes();
     this.table = new AddressTable(this.opts.linkCredit);
-    this.assembling = { bytes: 0, limit: this.opts.maxHeldBytes };
+    this.assembling = { bytes: 0, limit: this.opts.maxHeldBytes, holders: new Set() };
     const limits = {
       multicastMessages: MULTICAST_BACKLOG_CREDITS * this.opts.linkCredit,
       multicastBytes: MULTICAST_BACKLOG_BYTES,
@@ -584,7 +585,7 @@ export class Router {
             peer,
             'amqp:resource-limit-exceeded',
             all > this.assembling.limit
-              ? `messages still arriving hold ${all} bytes over all connections (--max-held-bytes ${this.assembling.limit})`
+              ? `its messages still arriving hold ${mine} bytes, the most of any connection, when those of all connections reached ${all} (--max-held-bytes ${this.assembling.limit})`
               : `its messages still arriving hold ${mine} bytes (at most ${4 * this.opts.maxMessageSize}, four times --max-message-size)`,
           ),
       },

@@ -180,4 +180,52 @@ for (const how of ['detach', 'end'] as const) {
   );
 }
 
+t(
+  'peers hoarding half-sent messages over --max-held-bytes: the one holding the most is closed, not the sender that crossed it',
+  async (ctx) => {
+    // Four peers each holding 90% of a message used up the shared bound, and the honest sender
+    // whose frame crossed it was the one disconnected.
+    await startRouter(ctx, { maxMessageSize: 100_000, maxHeldBytes: 400_000 });
+    const hoarders: RawPeer[] = [];
+    const part = Buffer.alloc(45_000, 7);
+    for (let i = 0; i < 4; i++) {
+      const p = await open(ctx);
+      hoarders.push(p);
+      p.write(raw.attach(0, 'sender', 'hoard'));
+      p.write(raw.transfer({ handle: 0, delivery_id: 0, delivery_tag: Buffer.from('t'), more: true }, part));
+      p.write(raw.transfer({ handle: 0, more: true }, i === 0 ? Buffer.concat([part, Buffer.alloc(100)]) : part));
+    }
+    const assembling = () => (ctx.router as unknown as { assembling: { bytes: number } }).assembling.bytes;
+    await until(() => assembling() === 360_100, 'the router to count the hoarded bytes');
+    const rx = await rheaConnect(ctx.port);
+    const tx = await rheaConnect(ctx.port);
+    ctx.conns.push(rx, tx);
+    let got = 0;
+    const receiver = rx.open_receiver({ source: 'honest', credit_window: 10 });
+    receiver.on('message', () => got++);
+    await new Promise((r) => receiver.once('receiver_open', r));
+    const sender = tx.open_sender({ target: 'honest' });
+    await new Promise((r) => sender.once('sendable', r));
+    sender.send({ body: Buffer.alloc(90_000, 1) });
+    await until(() => got === 1, 'the honest message to arrive');
+    // The first hoarder holds 100 bytes more than the others: it goes.
+    let closed = false;
+    void hoarders[0]!.closed.then(() => {
+      closed = true;
+    });
+    await until(() => closed, 'the biggest hoarder to be closed');
+    assert.ok(tx.is_open(), 'the honest sender stays connected');
+    for (const p of hoarders.slice(1)) assert.ok(!p.socket.destroyed, 'the other hoarders are not closed');
+    assert.ok(
+      ctx.log.some((l) =>
+        /its messages still arriving hold 90100 bytes, the most of any connection, when those of all connections reached \d+ \(--max-held-bytes 400000\) \(amqp:resource-limit-exceeded\)/.test(
+          l,
+        ),
+      ),
+      ctx.log.join('\n'),
+    );
+    assert.ok(hoarders[0]!.names.includes('close#18'), hoarders[0]!.names.join(','));
+  },
+);
+
 t.run();
