@@ -58,9 +58,9 @@ export interface RouterOptions {
    * Bytes of messages the router may hold for receivers without credit, all together (a multicast
    * message once); past it, a message that would wait is released to its sender (a presettled one
    * dropped). At least `maxMessageSize`. The bytes of messages still arriving (frames gathered,
-   * the last not yet come) are bounded by the same figure over all connections, and by four
-   * times `maxMessageSize` on one connection: past either, that connection is closed with
-   * `amqp:resource-limit-exceeded`. @default 512 MiB
+   * the last not yet come) are bounded by four times `maxMessageSize` on one connection (past it,
+   * that connection is closed with `amqp:resource-limit-exceeded`) and by the same figure over all
+   * connections (past it, the connection holding the most of them is closed so). @default 512 MiB
    */
   maxHeldBytes?: number;
   /** Largest incoming frame after `open` (the advertised max-frame-size). @default 65536 */
