@@ -40,7 +40,11 @@ interface SideProto {
   updated: Held[];
   next_delivery_id?: number;
   on_disposition(this: SideProto, fields: Fields): void;
-  on_transfer(this: SideProto, frame: { performative: Fields }, receiver: { _incomplete?: { id: number } }): void;
+  on_transfer(
+    this: SideProto,
+    frame: { performative: Fields },
+    receiver: { _incomplete?: { id: number }; is_receiver?(): boolean } | undefined,
+  ): void;
 }
 interface LinkProto {
   credit: number;
@@ -177,6 +181,18 @@ export function installSequenceNumbers(): void {
   const { ProtocolError } = require('rhea/lib/errors.js') as { ProtocolError: new (message: string) => Error };
   incoming.on_transfer = function (frame, receiver) {
     const p = frame.performative;
+    // A transfer on a link of the peer's that receives (ours sends): rhea read a sender as a
+    // receiver and threw "Cannot read properties of undefined (reading 'connection')". Plain
+    // errors close the connection with amqp:decode-error and their message.
+    if (!receiver?.is_receiver?.()) {
+      throw new Error(`transfer on handle ${String(p.handle).slice(0, 20)}, a link on which the peer receives: it may not send there`);
+    }
+    // AMQP 1.0 §2.7.5: the first transfer of a delivery carries its delivery-id. Without one rhea
+    // forwarded a delivery with no id (its disposition went out with first=null) or, with no
+    // credit, dropped the socket with no close.
+    if (!receiver._incomplete && (p.delivery_id === undefined || p.delivery_id === null)) {
+      throw new Error('first transfer of a delivery without a delivery-id (AMQP 1.0 §2.7.5)');
+    }
     const id = uint(p.delivery_id);
     // An id encoded as a signed type (int -1) became rhea's count of deliveries, and the
     // disposition written from it later threw out of the event loop: the router exited. rhea

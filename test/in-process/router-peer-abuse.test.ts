@@ -228,4 +228,45 @@ t(
   },
 );
 
+const hostileTransfers: [string, (p: RawPeer) => void, RegExp][] = [
+  [
+    // rhea read the router's sender as a receiver: "Cannot read properties of undefined (reading 'connection')".
+    'a transfer on a link where the peer receives',
+    (p) => {
+      p.write(raw.attach(0, 'receiver', 'q'));
+      p.write(raw.transfer({ handle: 0, delivery_id: 0, delivery_tag: Buffer.from('t') }, raw.message('q', 'x')));
+    },
+    /transfer on handle 0, a link on which the peer receives: it may not send there \(amqp:decode-error\)/,
+  ],
+  [
+    // With no credit the socket dropped with no close; with credit it was forwarded with no id.
+    'a first transfer without a delivery-id',
+    (p) => {
+      p.write(raw.attach(0, 'sender', 'q'));
+      p.write(raw.transfer({ handle: 0, delivery_tag: Buffer.from('t') }, raw.message('q', 'x')));
+    },
+    /first transfer of a delivery without a delivery-id \(AMQP 1\.0 §2\.7\.5\) \(amqp:decode-error\)/,
+  ],
+];
+for (const [what, send, logged] of hostileTransfers) {
+  t(`${what} closes the connection with amqp:decode-error, saying so`, async (ctx) => {
+    await startRouter(ctx);
+    const p = await open(ctx);
+    send(p);
+    let closed = false;
+    void p.closed.then(() => {
+      closed = true;
+    });
+    await until(() => closed, 'the connection to be closed', 5000);
+    assert.ok(p.names.includes('close#18'), `a close frame first: ${p.names.join(',')}`);
+    assert.ok(
+      ctx.log.some((l) => logged.test(l)),
+      ctx.log.join('\n'),
+    );
+    const c = await rheaConnect(ctx.port);
+    ctx.conns.push(c);
+    assert.ok(c.is_open());
+  });
+}
+
 t.run();
