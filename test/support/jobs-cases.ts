@@ -801,9 +801,21 @@ export function jobsSuite(name: string, broker: () => Promise<JobsBroker>) {
     await c.call({ user: 'n' }, 'resize', { ms: 800 });
     await rejects(c.call({}, 'resize', { ms: 800, fail: 'nope' }), 'HERMOD_ERR_REMOTE');
     await c.call({}, 'resize', { ms: 2 });
-    await until(() => sent.length === 4, 'four transitions');
+    await until(() => sent.length >= 4, 'four transitions');
+    // On a machine loaded enough to hold the 2 ms call past 300 ms it becomes a job too, and its
+    // own two transitions follow the four (seen once in a full in-process run).
+    if (sent.length > 4) {
+      await until(() => sent.length === 6, 'the quick call turned job: its two transitions');
+      assert.equal(
+        sent.slice(4).map((e) => [e.event, e.state]),
+        [
+          ['resize.start', 'running'],
+          ['resize.end', 'succeeded'],
+        ],
+      );
+    }
     assert.equal(
-      sent.map((e) => [e.priority, e.event, e.state]),
+      sent.slice(0, 4).map((e) => [e.priority, e.event, e.state]),
       [
         ['info', 'resize.start', 'running'],
         ['info', 'resize.end', 'succeeded'],
