@@ -53,21 +53,20 @@ export class SocketGuard {
  * a begin, an echoed flow), and the answers pile up in the socket of a peer that does not read:
  * one connection sending attach and detach pairs without reading took a router from 66 MB to
  * 1.2 GB. Paused, the peer's frames wait in its own TCP window, and what the router holds for it
- * is this bound and the answers to what it read in the turn of the event loop that crossed it.
+ * is this bound and the answers to the one read that found it crossed.
  * A peer paused long enough is also silent to the idle timeout, which closes it. `mayResume`
  * says whether to read again (not when the connection is being closed).
  */
 export function pauseWhileBacklogged(socket: Socket, bound: number, mayResume: () => boolean): void {
   let paused = false;
-  const write = socket.write;
-  socket.write = function (this: Socket, ...args: unknown[]) {
-    const ok = (write as (...a: unknown[]) => boolean).apply(this, args);
-    if (!paused && this.writableLength > bound) {
+  // Checked as input arrives, ahead of rhea's own listener: what fills the backlog is answers to
+  // input, so no write (the router's hot path) pays for the check.
+  socket.prependListener('data', () => {
+    if (!paused && socket.writableLength > bound) {
       paused = true;
-      this.pause();
+      socket.pause();
     }
-    return ok;
-  } as Socket['write'];
+  });
   socket.on('drain', () => {
     if (!paused) return;
     paused = false;
