@@ -414,6 +414,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
   let stopped: Promise<{ aborted: number }> | undefined;
   /** Resolved by abort(): the stop's waits (the bind, the deadline) end now. */
   const aborting = deferred();
+  let abortedAtOnce = false;
   /** The listen in progress or done, once start() got that far. */
   let binding: Promise<unknown> | undefined;
   return {
@@ -485,7 +486,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
         if (late) {
           // The calls still running get a 503 (with Connection: close) instead of a cut
           // connection; what is left a moment later (slow uploads, clients not reading) is cut.
-          invoker.cut();
+          invoker.cut(abortedAtOnce ? 'it was told to stop at once' : undefined);
           let grace: NodeJS.Timeout | undefined;
           await Promise.race([
             closing,
@@ -502,6 +503,7 @@ export function createGateway(transport: Transport, options: GatewayOptions = {}
       return stopped;
     },
     abort() {
+      abortedAtOnce = true;
       aborting.resolve();
       return this.stop(0);
     },

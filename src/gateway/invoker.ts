@@ -397,11 +397,12 @@ export class Invoker {
 
   /**
    * Fails every call and cast still waiting with CallCut (504, no Retry-After), so that the stop's
-   * deadline answers their requests instead of cutting their connections. Their replies, if any
+   * deadline (or an abort, `why` says which) answers their requests instead of cutting their
+   * connections. Their replies, if any
    * come, are dropped; the methods may have run.
    */
-  cut(): void {
-    const err = new CallCut('the gateway stopped before the call finished (its shutdown deadline passed); the method may have run');
+  cut(why = 'its shutdown deadline passed'): void {
+    const err = new CallCut(`the gateway stopped before the call finished (${why}); the method may have run`);
     for (const reject of this.waiting) reject(err);
     this.waiting.clear();
   }

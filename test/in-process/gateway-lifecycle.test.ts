@@ -117,7 +117,7 @@ for (const [name, broker] of IN_PROCESS) {
     assert.is(r.status, 504, JSON.stringify(r.json));
     assert.is(r.json.error.code, 'HERMOD_ERR_CALL_CUT');
     assert.is(r.headers.get('retry-after'), null);
-    assert.match(r.json.error.message, /stopped before the call finished .*the method may have run/);
+    assert.match(r.json.error.message, /stopped before the call finished \(its shutdown deadline passed\); the method may have run/);
     assert.is(r.headers.get('connection'), 'close');
     const b = await batch;
     assert.is(b.status, 200);
@@ -140,6 +140,8 @@ for (const [name, broker] of IN_PROCESS) {
     const r = await running;
     assert.is(r.status, 504, JSON.stringify(r.json));
     assert.is(r.json.error.code, 'HERMOD_ERR_CALL_CUT');
+    // Its text says why: no deadline passed here.
+    assert.match(r.json.error.message, /told to stop at once/);
   });
   t.run();
 }
