@@ -150,14 +150,29 @@ export function fatalAsJsonLog(name: string | undefined): void {
 }
 
 /**
- * For a long-running bin, called before anything can fail: with `--log-json` on its command line
- * (before a `--`), {@link fatal} and commander's own errors ({@link usageErrorOutput}) are JSON
- * lines from the start, under `name`. A bad `--config`, a missing `--config-file` or an unknown
- * flag came before the logger existed, and was a plain `error: …` line among JSON ones.
+ * For a long-running bin, called before anything can fail: with `--log-json` or `--config
+ * log.json=true` on its command line (before a `--`), or `HERMOD_LOG_JSON` true in its
+ * environment, {@link fatal} and commander's own errors ({@link usageErrorOutput}) are JSON lines
+ * from the start, under `name`. A bad `--config`, a missing `--config-file` or an unknown flag
+ * came before the logger existed, and was a plain `error: …` line among JSON ones. (A
+ * `--config-file`'s `log.json` is known only once the file has been read, and its errors come
+ * before that.)
  */
-export function fatalAsJsonLogIfAsked(name: string, argv: readonly string[]): void {
+export function fatalAsJsonLogIfAsked(name: string, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): void {
   const end = argv.indexOf('--');
-  if ((end === -1 ? argv : argv.slice(0, end)).includes('--log-json')) fatalJsonName = name;
+  const args = end === -1 ? argv : argv.slice(0, end);
+  // The values config's 'bool' format reads as true.
+  const yes = (v: string | undefined) => v !== undefined && /^(true|1|yes|on)$/i.test(v.trim());
+  let asked = yes(env.HERMOD_LOG_JSON);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const spec = a === '--config' ? args[i + 1] : a.startsWith('--config=') ? a.slice('--config='.length) : undefined;
+    const m = spec === undefined ? null : /^\s*log\.json\s*=(.*)$/.exec(spec);
+    // The last one given wins, as in the configuration itself.
+    if (m) asked = yes(m[1]);
+  }
+  // The flag wins over the configuration, as in program.ts.
+  if (asked || args.includes('--log-json')) fatalJsonName = name;
 }
 
 /** The JSON line {@link fatal} writes under {@link fatalAsJsonLog}. */

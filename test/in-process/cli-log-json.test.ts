@@ -11,8 +11,8 @@ import { runCli } from '../support/cli-procs.js';
 const t = suite('--log-json: the exit error is a JSON line');
 
 /** Runs `name` with `args`; asserts its stderr is one fatal JSON line with `status`, whose msg matches `msg`. */
-async function jsonExit(name: string, args: string[], status: number, msg: RegExp, logName = name) {
-  const r = await runCli(name, args, { killAfterMs: 30_000 });
+async function jsonExit(name: string, args: string[], status: number, msg: RegExp, logName = name, env?: Record<string, string>) {
+  const r = await runCli(name, args, { killAfterMs: 30_000, ...(env ? { env } : {}) });
   assert.is(r.code, status, `${name} ${args.join(' ')}: ${r.err}`);
   const lines = r.err.trim().split('\n');
   assert.is(lines.length, 1, `${name} ${args.join(' ')}: one line\n${r.err}`);
@@ -37,6 +37,23 @@ t('rpc-server, notify-listen, hermod-gateway: a bad --config, a missing --config
   const plain = await runCli('notify-listen', ['--bogus'], { killAfterMs: 30_000 });
   assert.is(plain.code, 2);
   assert.is(plain.err, "error: unknown option '--bogus'\n");
+});
+
+t('JSON asked for by the environment or by --config log.json, not only by --log-json', async () => {
+  // Its log would be JSON (HERMOD_LOG_JSON, a --config override): so is the error before it.
+  await jsonExit('notify-listen', ['--bogus'], 2, /^unknown option '--bogus'$/, undefined, { HERMOD_LOG_JSON: 'true' });
+  await jsonExit('rpc-server', ['s', '--topic', 't', '--concurrency', '0'], 2, /--concurrency/, undefined, { HERMOD_LOG_JSON: '1' });
+  await jsonExit('hermod-gateway', ['--config', 'log.json=true', '--config-file', 'nope.json'], 2, /cannot read gateway config file/);
+  await jsonExit('notify-listen', ['--config=log.json=on', '--config', 'rpc.retyr=1'], 2, /unknown configuration key 'rpc\.retyr'/);
+  // The command line overrides the environment, and --log-json overrides both.
+  const off = await runCli('notify-listen', ['--config', 'log.json=false', '--bogus'], {
+    killAfterMs: 30_000,
+    env: { HERMOD_LOG_JSON: 'true' },
+  });
+  assert.is(off.err, "error: unknown option '--bogus'\n");
+  await jsonExit('notify-listen', ['--config', 'log.json=false', '--log-json', '--bogus'], 2, /^unknown option/);
+  const no = await runCli('notify-listen', ['--bogus'], { killAfterMs: 30_000, env: { HERMOD_LOG_JSON: 'false' } });
+  assert.is(no.err, "error: unknown option '--bogus'\n");
 });
 
 t('hermod-router: a port in use (1), its own flag checks (2)', async () => {
