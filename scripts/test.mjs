@@ -26,9 +26,9 @@ const lingerReport = pathToFileURL(path.join(root, 'scripts', 'linger-report.mjs
 // beside them those bounds measure the neighbours, not hermod.
 const SERIAL = [/^integration[\\/]faults\.test\.js$/, /^integration[\\/]shutdown-race\.test\.js$/];
 
-// Measured wall seconds per file (scripts/test-times.json, refreshed with TEST_TIMES_OUT=path):
-// the longest files start first so the run does not end waiting on one long file. A file not
-// listed gets a guess from its tier.
+// Measured wall and CPU seconds per file (scripts/test-times.json, `[wall, cpu]`, refreshed with
+// TEST_TIMES_OUT=path): the longest files start first so the run does not end waiting on one long
+// file. A file not listed gets a guess from its tier.
 const times = (() => {
   try {
     return JSON.parse(readFileSync(path.join(root, 'scripts', 'test-times.json'), 'utf8'));
@@ -37,13 +37,27 @@ const times = (() => {
   }
 })();
 const tierGuess = { integration: 20, 'in-process': 5, unit: 1 };
-const weight = (f) => times[f.split(path.sep).join('/')] ?? tierGuess[f.split(path.sep)[0]] ?? 5;
+const timesOf = (f) => {
+  const t = times[f.split(path.sep).join('/')];
+  return Array.isArray(t) ? t : typeof t === 'number' ? [t, undefined] : [undefined, undefined];
+};
+const weight = (f) => timesOf(f)[0] ?? tierGuess[f.split(path.sep)[0]] ?? 5;
+// Files that mostly wait (deadlines, idle timeouts, jobs' polling under test: under a fifth of a
+// core over at least 15 s) may also run in slots of their own beside the TEST_JOBS ones
+// (TEST_SLEEPER_JOBS, default half as many): they add little load, and in the shared slots they
+// held a quarter of the run's wall time on a 2-core machine.
+const sleeper = (f) => {
+  const [wall, cpu] = timesOf(f);
+  return wall !== undefined && cpu != null && wall >= 15 && cpu / wall < 0.2;
+};
 
 // How long a file's process may stay alive after uvu's totals before it counts as a leaked
 // handle (TEST_LINGER_MS to change it).
 const LINGER_MS = Number.parseInt(process.env.TEST_LINGER_MS ?? '', 10) || 15_000;
 const jobsDefault = () => 2 * (os.availableParallelism?.() ?? os.cpus().length);
 const jobs = Math.max(1, Number.parseInt(process.env.TEST_JOBS ?? '', 10) || jobsDefault());
+const sleeperJobsSet = Number.parseInt(process.env.TEST_SLEEPER_JOBS ?? '', 10);
+const sleeperJobs = Number.isNaN(sleeperJobsSet) ? Math.floor(jobs / 2) : Math.max(0, sleeperJobsSet);
 const coverage = process.env.TEST_COVERAGE !== '0';
 
 // Suites live in three tiers: test/unit (pure logic), test/in-process (memory driver, embedded
@@ -203,11 +217,18 @@ const byWeight = (a, b) => weight(b) - weight(a) || a.localeCompare(b);
 const serial = selected.filter((f) => SERIAL.some((re) => re.test(f))).sort(byWeight);
 const queue = selected.filter((f) => !serial.includes(f)).sort(byWeight);
 for (const f of serial) report(await runFile(f));
-await Promise.all(
-  Array.from({ length: Math.min(jobs, queue.length) }, async () => {
+const nextSleeper = () => {
+  const i = queue.findIndex(sleeper);
+  return i === -1 ? undefined : queue.splice(i, 1)[0];
+};
+await Promise.all([
+  ...Array.from({ length: Math.min(jobs, queue.length) }, async () => {
     for (let f = queue.shift(); f !== undefined; f = queue.shift()) report(await runFile(f));
   }),
-);
+  ...Array.from({ length: Math.min(sleeperJobs, queue.filter(sleeper).length) }, async () => {
+    for (let f = nextSleeper(); f !== undefined; f = nextSleeper()) report(await runFile(f));
+  }),
+]);
 const wall = (Date.now() - t0) / 1000;
 await stopRabbit();
 
@@ -226,7 +247,7 @@ const hungriest = [...results]
   .sort((a, b) => b.cpu - a.cpu)
   .slice(0, 8);
 console.log(
-  `\n${results.length} files in ${wall.toFixed(1)} s with ${jobs} at a time (${serial.length} alone first)${
+  `\n${results.length} files in ${wall.toFixed(1)} s with ${jobs} at a time and ${sleeperJobs} more for waiting files (${serial.length} alone first)${
     cpu === undefined ? '' : `, ${cpu.toFixed(0)} s of CPU`
   }; slowest: ${slowest.map((r) => `${r.file.split(path.sep).join('/')} ${r.seconds.toFixed(0)} s`).join(', ')}${
     hungriest.length ? `; most CPU: ${hungriest.map((r) => `${r.file.split(path.sep).join('/')} ${r.cpu.toFixed(0)} s`).join(', ')}` : ''
@@ -234,10 +255,14 @@ console.log(
 );
 if (process.env.TEST_TIMES_OUT) {
   const { writeFileSync } = await import('node:fs');
-  const table = Object.fromEntries(
-    [...results].sort((a, b) => b.seconds - a.seconds).map((r) => [r.file.split(path.sep).join('/'), Math.round(r.seconds * 10) / 10]),
-  );
-  writeFileSync(process.env.TEST_TIMES_OUT, `${JSON.stringify(table, null, 2)}\n`);
+  // One file a line, as the formatter keeps it.
+  const lines = [...results]
+    .sort((a, b) => b.seconds - a.seconds)
+    .map(
+      (r) =>
+        `  ${JSON.stringify(r.file.split(path.sep).join('/'))}: [${r.seconds.toFixed(1)}, ${r.cpu === undefined ? 'null' : r.cpu.toFixed(1)}]`,
+    );
+  writeFileSync(process.env.TEST_TIMES_OUT, `{\n${lines.join(',\n')}\n}\n`);
 }
 const failedFiles = results.filter((r) => r.failed).map((r) => r.file.split(path.sep).join('/'));
 if (failedFiles.length) console.log(`failed in: ${failedFiles.join(', ')}`);
