@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { type Context, defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
 import { clearRheaTimers, socketOf } from '../../src/rhea/index.js';
 import { Router } from '../../src/router/router.js';
-import { sleep, until } from '../support/assert.js';
+import { lapse, sleep, until } from '../support/assert.js';
 
 // A server's link credit across a reconnect whose re-attach the peer answers late. The peer is a
 // plain rhea container (no router of ours), so that it can delay its answer to one attach.
@@ -46,7 +46,7 @@ t('close() ends the sends waiting for room in the session buffer at once (Closed
     await transport.close();
     const closedAfter = Date.now() - t0;
     // Before: it rejected only at its 60 s deadline, with MessagingTimeout, its timer holding the process.
-    const outcome = await Promise.race([waiting, sleep(2000).then(() => 'still waiting 2 s after close()')]);
+    const outcome = await Promise.race([waiting, lapse(2000).then(() => 'still waiting 2 s after close()')]);
     assert.is(outcome, 'HERMOD_ERR_CLOSED', `close() took ${closedAfter} ms`);
     assert.ok((await Promise.all(held)).every((c) => c !== undefined));
   } finally {
@@ -86,7 +86,7 @@ t('a peer that never answers an attach: start() fails within rpc.responseTimeout
         () => 'started',
         (e: Error & { code?: string }) => `${e.code}: ${e.message}`,
       ),
-      sleep(10_000).then(() => 'still pending after 10 s'),
+      lapse(10_000).then(() => 'still pending after 10 s'),
     ]);
     assert.match(outcome, /^HERMOD_ERR_TRANSPORT: subscribe: the peer did not answer the attach of .*within 1 s \(rpc\.responseTimeout\)/);
   } finally {

@@ -5,7 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Router, type RouterOptions } from '../../src/router/router.js';
 import { raw as frame, RawPeer } from '../support/amqp-raw.js';
-import { sleep, until } from '../support/assert.js';
+import { lapse, sleep, until } from '../support/assert.js';
 import { rheaClose, rheaConnect } from '../support/rhea-peer.js';
 
 interface Ctx {
@@ -66,7 +66,7 @@ async function flood(socket: net.Socket, chunk: Buffer, limit: number): Promise<
     const ok = socket.write(chunk);
     sent += chunk.length;
     if (!ok) {
-      await Promise.race([new Promise((r) => socket.once('drain', r)), new Promise((r) => socket.once('close', r)), sleep(3000)]);
+      await Promise.race([new Promise((r) => socket.once('drain', r)), new Promise((r) => socket.once('close', r)), lapse(3000)]);
     }
   }
   return socket.bytesWritten;
@@ -779,7 +779,7 @@ const SASL_ANONYMOUS = '414d5150030100000000001902010000005341c00c01a309414e4f4e
 async function closedAfter(ctx: Ctx, chunks: string[]): Promise<void> {
   const { socket, closed } = await raw(ctx);
   await writeHex(socket, [SASL_ANONYMOUS, ...chunks]);
-  await Promise.race([closed, sleep(3000).then(() => assert.unreachable('the connection was not closed'))]);
+  await Promise.race([closed, lapse(3000).then(() => assert.unreachable('the connection was not closed'))]);
 }
 
 t('an open with max-frame-size below 512 is refused: rhea split a message into frames of (size - 50) bytes, forever', async (ctx) => {
@@ -862,7 +862,7 @@ t('a begin and attach before any open close the connection; the link is never ro
       frame.flow({ handle: 0, delivery_count: 0, link_credit: 10 }),
     ]),
   );
-  await Promise.race([closed, sleep(3000).then(() => assert.unreachable('the connection was not closed'))]);
+  await Promise.race([closed, lapse(3000).then(() => assert.unreachable('the connection was not closed'))]);
   assert.ok(
     ctx.log.some((l) => /a link attached before the connection was opened \(amqp:not-allowed\)/.test(l)),
     ctx.log.join('\n'),
@@ -893,7 +893,7 @@ t('an attach whose name is a uint closes its connection as a decode error that s
   const p = await RawPeer.open(ctx.port);
   ctx.sockets.push(p.socket);
   p.write(codec.write_frame(codec.amqp_frame(0, attach)));
-  await Promise.race([p.closed, sleep(3000).then(() => assert.unreachable('the connection was not closed'))]);
+  await Promise.race([p.closed, lapse(3000).then(() => assert.unreachable('the connection was not closed'))]);
   assert.ok(p.names.includes('close#18'), p.names.join(','));
   assert.ok(
     ctx.log.some((l) => /cannot decode a frame: a field missing or of the wrong type \(.*\) \(amqp:decode-error\)/.test(l)),

@@ -5,7 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Router, type RouterOptions } from '../../src/router/router.js';
 import { RawPeer, raw } from '../support/amqp-raw.js';
-import { sleep, until } from '../support/assert.js';
+import { lapse, sleep, until } from '../support/assert.js';
 import { rheaClose, rheaConnect } from '../support/rhea-peer.js';
 
 interface Ctx {
@@ -87,7 +87,7 @@ t('a peer that sends attach/detach pairs and never reads: the router stops readi
     while (sent < 32 * 1024 * 1024 && !p.socket.destroyed) {
       sent += chunk.length;
       if (!p.socket.write(chunk)) {
-        const drained = await Promise.race([new Promise((r) => p.socket.once('drain', () => r(true))), sleep(500).then(() => false)]);
+        const drained = await Promise.race([new Promise((r) => p.socket.once('drain', () => r(true))), lapse(500).then(() => false)]);
         if (!drained) break;
       }
     }

@@ -3,7 +3,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type RemoteOutcome, remoteOutcome } from '../../src/rhea/index.js';
 import { Router } from '../../src/router/router.js';
-import { sleep, until } from '../support/assert.js';
+import { lapse, sleep, until } from '../support/assert.js';
 import { rheaClose, rheaConnect, rheaDrop } from '../support/rhea-peer.js';
 
 // Router semantics checked against what Qpid Dispatch Router 1.19 does (DESIGN.md), with rhea's
@@ -319,7 +319,7 @@ t("a peer's end is answered with the router's end (AMQP 1.0 2.7.8), session afte
     // rhea's client emits session_close only once the router's own end has come back.
     const ended = new Promise<string>((resolve) => session.once('session_close', () => resolve('end')));
     session.close();
-    const outcome = await Promise.race([ended, sleep(5000).then(() => 'no end from the router within 5 s')]);
+    const outcome = await Promise.race([ended, lapse(5000).then(() => 'no end from the router within 5 s')]);
     assert.is(outcome, 'end', `session ${i}`);
     assert.ok(session.is_closed(), `session ${i} closed on both sides`);
   }

@@ -16,7 +16,7 @@ import {
   Target,
   type Transport,
 } from '../../src/index.js';
-import { rejects, sleep, until } from '../support/assert.js';
+import { lapse, rejects, sleep, until } from '../support/assert.js';
 import { Recorder } from '../support/endpoints.js';
 import { removeQueueManagerFilesAtExit } from '../support/scratch.js';
 
@@ -485,7 +485,7 @@ t(
       notified.catch(() => {});
       // Bounded, so that a publish held for ever fails the case instead of hanging the suite.
       const within15s = (p: Promise<unknown>, what: string) =>
-        Promise.race([p, sleep(15_000).then(() => assert.unreachable(`${what} still pending after 15 s (timeout 3 s)`))]);
+        Promise.race([p, lapse(15_000).then(() => assert.unreachable(`${what} still pending after 15 s (timeout 3 s)`))]);
       await within15s(cast, 'the cast');
       assert.ok(states.includes('blocked'), `the broker blocked the connection: ${states.join(', ')}`);
       let took = Date.now() - t0;

@@ -17,6 +17,11 @@ export async function rejects(fn: (() => unknown) | Promise<unknown>, code: stri
 
 /** Resolves after `ms` milliseconds. */
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/**
+ * As {@link sleep}, for the losing side of a race (a bound on a wait): its timer does not hold
+ * the test process open once the race is won (a 10 s bound kept a file alive 7 s after its tests).
+ */
+export const lapse = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 /** Polls `check` until it returns true or `timeoutMs` passes; throws with `what` on timeout. */
 export async function until(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
