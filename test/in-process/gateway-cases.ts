@@ -65,8 +65,18 @@ export class Users {
     if (args.app) throw new OutOfStock(args.message);
     throw new TypeError(args.message);
   }
-  async sleep(_ctx: Context, args: { ms: number }) {
-    await sleep(args.ms);
+  async sleep(ctx: Context, args: { ms: number }) {
+    // Ends when the server abandons the call (a stop's deadline, abort()): else the test
+    // process waited out a 5 s sleep after its last test.
+    const signal = (ctx as { signal: AbortSignal }).signal;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, args.ms);
+      signal.addEventListener('abort', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    if (signal.aborted) throw signal.reason;
     return args.ms;
   }
   async broken() {
