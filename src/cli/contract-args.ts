@@ -88,20 +88,66 @@ export function needsContract(words: string[]): boolean {
   });
 }
 
-const typesOf = (s: Schema | undefined): string[] => {
+/** The branches a value may match: a union's (`anyOf`, `oneOf`, TypeBox's Union and Optional/nullable forms) and an intersection's (`allOf`). */
+const branchesOf = (s: Schema | undefined): Schema[] =>
+  (['anyOf', 'oneOf', 'allOf'] as const).flatMap((k) =>
+    Array.isArray(s?.[k]) ? (s[k] as unknown[]).filter((b): b is Schema => !!b && typeof b === 'object') : [],
+  );
+
+/** The JSON types a schema allows, through its unions and intersections (`string | null` for a nullable string). */
+const typesOf = (s: Schema | undefined, depth = 0): string[] => {
   const t = s?.type;
-  return typeof t === 'string' ? [t] : Array.isArray(t) ? t.map(String) : [];
+  const own = typeof t === 'string' ? [t] : Array.isArray(t) ? t.map(String) : [];
+  if (depth > 8) return own;
+  return [...new Set([...own, ...branchesOf(s).flatMap((b) => typesOf(b, depth + 1))])];
+};
+
+/** The literal values a schema allows (`enum`, `const`, a union of literals), or undefined when it is not made of them. */
+const literalsOf = (s: Schema | undefined, depth = 0): unknown[] | undefined => {
+  if (!s || depth > 8) return undefined;
+  if (Array.isArray(s.enum)) return s.enum;
+  if (s.const !== undefined) return [s.const];
+  const branches = branchesOf(s);
+  if (branches.length === 0) return undefined;
+  const all = branches.map((b) => literalsOf(b, depth + 1));
+  return all.every((l) => l !== undefined) ? all.flat() : undefined;
 };
 
 /** One value by its property schema: text stays text where the schema wants a string; anything else parses as JSON when it can. */
 function coerce(text: string, schema: Schema | undefined, key: string): unknown {
   const types = typesOf(schema);
   if (types.includes('string') && !types.some((t) => t === 'number' || t === 'integer' || t === 'boolean')) return text;
-  if (types.length === 0 && (schema?.const !== undefined || Array.isArray(schema?.enum))) {
-    const options = (schema?.enum as unknown[] | undefined) ?? [schema?.const];
-    if (options.includes(text)) return text;
-  }
+  const literals = literalsOf(schema);
+  if (literals?.includes(text)) return text;
   return parseValue(text, key);
+}
+
+/**
+ * The named arguments an args schema declares: its own `properties`, and those of the schemas it
+ * combines (TypeBox's Intersect is `allOf`, a Union of objects `anyOf`), a name declared in
+ * several of them as the union of its schemas; required where the schema or one it intersects
+ * requires it.
+ */
+function argumentsOf(args: Schema | undefined): { props: Map<string, Schema>; required: Set<string> } {
+  const found = new Map<string, Schema[]>();
+  const required = new Set<string>();
+  const visit = (s: Schema | undefined, intersected: boolean, depth: number) => {
+    if (!s || depth > 8) return;
+    const props = s.properties && typeof s.properties === 'object' ? (s.properties as Record<string, unknown>) : {};
+    for (const [k, v] of Object.entries(props)) {
+      if (!v || typeof v !== 'object') continue;
+      const list = found.get(k) ?? [];
+      list.push(v as Schema);
+      found.set(k, list);
+    }
+    if (intersected && Array.isArray(s.required)) for (const k of s.required) if (typeof k === 'string') required.add(k);
+    for (const b of Array.isArray(s.allOf) ? (s.allOf as Schema[]) : []) visit(b, intersected, depth + 1);
+    for (const k of ['anyOf', 'oneOf'] as const) for (const b of Array.isArray(s[k]) ? (s[k] as Schema[]) : []) visit(b, false, depth + 1);
+  };
+  visit(args, true, 0);
+  const props = new Map<string, Schema>();
+  for (const [k, list] of found) props.set(k, list.length === 1 ? list[0]! : { anyOf: list });
+  return { props, required };
 }
 
 /**
@@ -110,13 +156,13 @@ function coerce(text: string, schema: Schema | undefined, key: string): unknown 
  * says it is unknown). Anything that is not `key=value` is a {@link UsageError}.
  */
 export function coerceArgs(words: string[], contract?: MethodContract): Record<string, unknown> {
-  const props = ((contract?.args as Schema | undefined)?.properties ?? {}) as Record<string, Schema>;
+  const { props } = argumentsOf(contract?.args as Schema | undefined);
   const out: Record<string, unknown> = {};
   const seen = new Set<string>();
   for (const w of words) {
     const key = keyOf(w, seen);
     Object.defineProperty(out, key, {
-      value: coerce(w.slice(key.length + 1), Object.hasOwn(props, key) ? props[key] : undefined, key),
+      value: coerce(w.slice(key.length + 1), props.get(key), key),
       enumerable: true,
       writable: true,
       configurable: true,
@@ -128,10 +174,10 @@ export function coerceArgs(words: string[], contract?: MethodContract): Record<s
 /** A schema in a few words: `number`, `string ≤ 16`, `array of string`, `'a' | 'b'`. */
 export function typeText(s: Schema | undefined): string {
   if (!s) return 'any';
-  if (Array.isArray(s.enum)) return s.enum.map((v) => JSON.stringify(v)).join(' | ');
-  if (s.const !== undefined) return JSON.stringify(s.const);
+  const literals = literalsOf(s);
+  if (literals) return literals.map((v) => JSON.stringify(v)).join(' | ');
   const types = typesOf(s);
-  const base = types.length ? types.join(' | ') : Array.isArray(s.anyOf) ? (s.anyOf as Schema[]).map(typeText).join(' | ') : 'any';
+  const base = types.length ? types.join(' | ') : 'any';
   const items = types.includes('array') && s.items && typeof s.items === 'object' ? ` of ${typeText(s.items as Schema)}` : '';
   const bounds: string[] = [];
   for (const [k, label] of [
@@ -152,12 +198,11 @@ export function typeText(s: Schema | undefined): string {
 export function usage(topic: string, method: string, contract: MethodContract | undefined): string {
   if (!contract) return `${topic} ${method}: no contract is published for it (the servers of ${topic} do not describe it)\n`;
   const args = contract.args as Schema;
-  const props = (args.properties ?? {}) as Record<string, Schema>;
-  const required = new Set(Array.isArray(args.required) ? (args.required as string[]) : []);
-  const words = Object.keys(props).map((k) => (required.has(k) ? `${k}=<${typesOf(props[k]).join('|') || 'value'}>` : `[${k}=…]`));
+  const { props, required } = argumentsOf(args);
+  const words = [...props.keys()].map((k) => (required.has(k) ? `${k}=<${typesOf(props.get(k)).join('|') || 'value'}>` : `[${k}=…]`));
   const lines = [`usage: rpc-client ${topic} ${method}${words.length ? ` ${words.join(' ')}` : ''}`];
   if (contract.description) lines.push(`  ${contract.description}`);
-  for (const [k, s] of Object.entries(props)) {
+  for (const [k, s] of props) {
     const note = typeof s.description === 'string' ? `  ${s.description}` : '';
     lines.push(`  ${k.padEnd(12)} ${typeText(s)}${required.has(k) ? ', required' : ''}${note}`);
   }

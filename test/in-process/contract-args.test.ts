@@ -1,10 +1,13 @@
+import { Type } from 'typebox';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { coerceArgs, fetchContract, needsContract, typeText, usage } from '../../src/cli/contract-args.js';
 import { DemoEndpoints } from '../../src/cli/demo-endpoints.js';
 import { parseKeyValues } from '../../src/cli/key-values.js';
 import {
+  type Context,
   defaultConfig,
+  defineContracts,
   getTransport,
   QUIET_DESCRIBE,
   RPCClient,
@@ -165,6 +168,53 @@ t(
     }
   },
 );
+
+/** Arguments declared through unions and intersections, as TypeBox writes nullable and composed objects. */
+class Addresses {
+  static readonly contracts = defineContracts({
+    nullable: { args: Type.Object({ zip: Type.Union([Type.String(), Type.Null()]) }) },
+    inter: {
+      args: Type.Intersect([
+        Type.Object({ zip: Type.String() }),
+        Type.Object({ kind: Type.Union([Type.Literal('home'), Type.Literal('1')]), n: Type.Optional(Type.Number()) }),
+      ]),
+    },
+  });
+  async nullable(_ctx: Context, args: { zip: string | null }) {
+    return args.zip;
+  }
+  async inter(_ctx: Context, args: { zip: string; kind: string; n?: number }) {
+    return args;
+  }
+}
+
+t('nullable and intersected arguments: zip=12345 is text where a branch says string, and --describe lists them', async (ctx) => {
+  // From a review: only top-level `properties` and `type` were read, so zip=12345 went out as a
+  // number (the server refused it) and --describe of an Intersect printed no arguments.
+  const server = new RPCServer(ctx.transport, new Target({ topic: 'addr', server: 'a1' }), [new Addresses()]);
+  await server.start();
+  try {
+    const client = new RPCClient(ctx.transport, new Target({ topic: 'addr' }), { timeout: 5000 });
+    const nullable = await fetchContract(client, 'nullable', 1000);
+    assert.equal(coerceArgs(['zip=12345'], nullable), { zip: '12345' });
+    assert.is(await client.call({}, 'nullable', coerceArgs(['zip=12345'], nullable)), '12345');
+    const inter = await fetchContract(client, 'inter', 1000);
+    // `kind` is a union of literals: '1' stays the literal text, not the number 1.
+    const args = coerceArgs(['zip=02134', 'kind=1', 'n=7'], inter);
+    assert.equal(args, { zip: '02134', kind: '1', n: 7 });
+    assert.equal(await client.call({}, 'inter', args), { zip: '02134', kind: '1', n: 7 });
+    const text = usage('addr', 'inter', inter);
+    assert.match(text, /^usage: rpc-client addr inter zip=<string> kind=<string> \[n=…\]\n/);
+    assert.match(text, /\n {2}zip +string, required\n {2}kind +"home" \| "1", required\n {2}n +number\n/);
+    assert.match(
+      usage('addr', 'nullable', nullable),
+      /^usage: rpc-client addr nullable zip=<string\|null>\n {2}zip +string \| null, required/,
+    );
+  } finally {
+    await server.stop();
+    await server.wait(1000);
+  }
+});
 
 t('needsContract: only values a schema could read differently are worth a describe round trip', () => {
   assert.ok(needsContract(['a=1']));

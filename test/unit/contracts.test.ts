@@ -46,6 +46,21 @@ t('unknown names are refused unless the schema allows them; composed schemas are
   )) as ContractViolation;
   assert.equal(err.violations, [{ path: '/c', message: 'is not allowed here (unknown name)' }]);
   assert.equal(closedArgs({ type: 'object', additionalProperties: true }), { type: 'object', additionalProperties: true });
+  // As the README says: an args schema of {} or Type.Any() names no argument, so it refuses them all.
+  class Open {
+    static contracts = { any: { args: Type.Any() }, empty: { args: {} } };
+    any() {
+      return 'ran';
+    }
+    empty() {
+      return 'ran';
+    }
+  }
+  const o = new RPCDispatcher([new Open()]);
+  for (const m of ['any', 'empty']) {
+    assert.is(await o.dispatch({}, request(`{"method":"${m}","args":{}}`)), 'ran');
+    await rejects(() => o.dispatch({}, request(`{"method":"${m}","args":{"x":1}}`)), 'HERMOD_ERR_CONTRACT_VIOLATION');
+  }
 });
 
 t('a violation travels as oslo failure kwargs and comes back as ContractViolation; is an InvalidArgument', () => {
