@@ -101,7 +101,10 @@ export class MemoryDriver extends DriverBase implements Driver {
     // As on RabbitMQ and AMQP 1.0: the server learns when its caller stops waiting (a call that
     // would become a job then is cancelled, a request still waiting for a slot is not started).
     // Without it the same program behaved otherwise on memory://.
-    if (opts.timeout > 0 && Number.isFinite(opts.timeout)) body.ttl = opts.timeout;
+    if (opts.timeout > 0 && Number.isFinite(opts.timeout)) {
+      body.ttl = opts.timeout;
+      body.expires = performance.now() + opts.timeout;
+    }
     const encoded = this.encode(body, `call ${request.method}`);
     const reply = this.waiter.wait(msgId, {
       timeout: opts.timeout,
@@ -165,7 +168,12 @@ export class MemoryDriver extends DriverBase implements Driver {
       this.broker.declareQueue(queue);
       this.broker.bind(queue, exchange, key);
     }
-    const reply = (replyTo: string, body: ReplyBody) => this.broker.publish('', replyTo, this.encode(body, 'reply'));
+    const reply = (replyTo: string, body: ReplyBody) => {
+      // As a broker's: a reply sent after its transport closed is lost (the caller times out); it
+      // went out through the shared broker as if the connection were still there.
+      this.assertOpen();
+      this.broker.publish('', replyTo, this.encode(body, 'reply'));
+    };
     return this.track(
       new MemoryListener(
         this.broker,

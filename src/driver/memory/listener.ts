@@ -6,6 +6,11 @@ import type { TrackedListener } from '../driver-base.js';
 import type { MemoryBroker, MemoryConsumer, MemoryDelivery } from './broker.js';
 import type { ReplyBody, RequestBody } from './wire.js';
 
+/** A delivery this listener holds; `ack()` settles it without freeing its prefetch slot (that is `done()`'s). */
+interface TrackedDelivery extends MemoryDelivery {
+  ack(): void;
+}
+
 /** Sends a reply or heartbeat to a caller's reply queue. */
 export type MemoryReply = (replyTo: string, body: ReplyBody) => void;
 
@@ -34,20 +39,28 @@ export class MemoryListener implements TrackedListener {
     for (const q of queues) this.cancels.push(broker.consume(q, consumer));
   }
 
-  private track(d: MemoryDelivery): MemoryDelivery {
+  private track(d: MemoryDelivery): TrackedDelivery {
     this.unsettled.add(d);
     return {
       body: d.body,
+      // The broker's own done() and requeue() act once: after close() gave the delivery back, or
+      // after the other one, a call does nothing.
       done: () => {
-        if (this.unsettled.delete(d)) d.done();
+        this.unsettled.delete(d);
+        d.done();
       },
       requeue: () => {
+        // Acknowledged, the message is gone from the broker: there is nothing to put back.
         if (this.unsettled.delete(d)) d.requeue();
+        else d.done();
+      },
+      ack: () => {
+        this.unsettled.delete(d);
       },
     };
   }
 
-  private deliver(d: MemoryDelivery): void {
+  private deliver(d: TrackedDelivery): void {
     let body: RequestBody;
     try {
       body = parsePeerJson(d.body, 'message body', this.maxJsonDepth) as RequestBody;
@@ -64,6 +77,11 @@ export class MemoryListener implements TrackedListener {
       this.answerBadCall(d.body, e);
       return;
     }
+    // Past its caller's timeout before a consumer took it: RabbitMQ would have discarded it.
+    if (typeof body.expires === 'number' && performance.now() >= body.expires) {
+      d.done();
+      return;
+    }
     this.opts.onMessage(this.incoming(d, body));
   }
 
@@ -75,7 +93,7 @@ export class MemoryListener implements TrackedListener {
     if (msgId && replyTo) this.reply(replyTo, { msgId, ending: true, result: null, failure: failureOf(e) });
   }
 
-  private incoming(d: MemoryDelivery, body: RequestBody): IncomingMessage {
+  private incoming(d: TrackedDelivery, body: RequestBody): IncomingMessage {
     const { msgId, replyTo } = body;
     const send = (reply: ReplyBody) => {
       if (msgId && replyTo) this.reply(replyTo, reply);
@@ -85,8 +103,11 @@ export class MemoryListener implements TrackedListener {
       message: body.message,
       expectsReply: Boolean(msgId && replyTo),
       callMonitorTimeout: typeof body.monitor === 'number' ? body.monitor : 0,
-      // Counted from delivery, as the RabbitMQ driver counts a request's expiration.
-      ...(typeof body.ttl === 'number' && body.ttl > 0 ? { ttl: body.ttl, expiresAt: performance.now() + body.ttl } : {}),
+      // Counted from the publish (see RequestBody.expires): the RabbitMQ driver can only count
+      // from delivery, but the broker there has already discarded what waited past it.
+      ...(typeof body.ttl === 'number' && body.ttl > 0
+        ? { ttl: body.ttl, expiresAt: typeof body.expires === 'number' ? body.expires : performance.now() + body.ttl }
+        : {}),
       async reply(reply) {
         const body: ReplyBody = { msgId: msgId!, ending: true, result: reply.result ?? null, failure: reply.failure ?? null };
         if (reply.job) body.job = true;
@@ -95,8 +116,14 @@ export class MemoryListener implements TrackedListener {
       async heartbeat() {
         send({ msgId: msgId!, ending: false, result: null, failure: null });
       },
-      // False once close() gave it back: the broker delivers it again, so running this copy would run it twice.
-      acknowledge: () => !this.closed,
+      // False once close() gave it back: the broker delivers it again, so running this copy would
+      // run it twice. Acknowledged, it is settled (oslo's at-most-once): a close() while it runs
+      // does not give it back, and no other server runs it again.
+      acknowledge: () => {
+        if (this.closed) return false;
+        d.ack();
+        return true;
+      },
       stale: () => this.closed,
       requeue: () => d.requeue(),
       done: () => d.done(),

@@ -15,6 +15,12 @@ export interface RequestBody {
   monitor?: number;
   /** A call's time to live, ms: its caller's timeout, as RabbitMQ's per-message expiration carries it. */
   ttl?: number;
+  /**
+   * When that time runs out, on `performance.now()`'s clock: every memory transport is in one
+   * process. The request is discarded if it is still waiting to be delivered then, as RabbitMQ
+   * discards an expired message at its queue's head; counted from the publish, not from delivery.
+   */
+  expires?: number;
 }
 
 /** A reply (`ending: true`) or a call-monitor heartbeat (`ending: false`). */
