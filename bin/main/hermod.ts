@@ -9,7 +9,16 @@ import { Command, InvalidArgumentError } from 'commander';
 import { CONFIG_HELP_LINE, cliConfig, describeConfig, parseConfigArgs } from '../../src/cli/config-args.js';
 import { CLI_DEFAULTS } from '../../src/cli/defaults.js';
 import { quitOnStopWhile, releaseStartupSignals } from '../../src/cli/early-signals.js';
-import { EXIT, EXIT_TABLE, exitOnUsage, failureStatus, fatal, fatalAsJsonLog, UsageError } from '../../src/cli/exit-codes.js';
+import {
+  EXIT,
+  EXIT_TABLE,
+  exitOnUsage,
+  failureStatus,
+  fatal,
+  fatalAsJsonLog,
+  fatalAsJsonLogIfAsked,
+  UsageError,
+} from '../../src/cli/exit-codes.js';
 import { captureConsole, lineBudget, logConnectionState, makeLogger, PEER_LINES_PER_SECOND } from '../../src/cli/log.js';
 import { applyLogFlags, commonOptions, HERMOD_VERSION, type LogFlags, plainNumber, positiveSeconds } from '../../src/cli/program.js';
 import { closeBeforeExit, exitWhenOutputCloses, handleShutdown, onOutputClosed, parseShutdownTimeout } from '../../src/cli/shutdown.js';
@@ -97,8 +106,13 @@ async function runStatusCommand(argv: string[], config: HermodConfig): Promise<n
     } & LogFlags
   >();
   const settings = applyLogFlags(config, o);
+  fatalAsJsonLog(settings.log.json ? 'hermod status' : undefined);
   // Reconnects on stderr, or an unreachable broker is a silent wait.
-  logConnectionState(makeLogger(settings, 'hermod status', true));
+  const log = makeLogger(settings, 'hermod status', true);
+  logConnectionState(log);
+  // Warnings (a URL option overriding --config) and rhea's console output as lines of this log,
+  // as every other command has them: they were plain text among --log-json's lines.
+  captureConsole(log);
   const transport = closeBeforeExit(await getTransport(o.transportUrl, { config: settings }));
   const view = new PresenceView(transport, { presenceTopic: o.presenceTopic, ...(o.exchange ? { exchange: o.exchange } : {}) });
   const tty = process.stdout.isTTY && !o.json;
@@ -154,6 +168,8 @@ async function runStatusCommand(argv: string[], config: HermodConfig): Promise<n
 }
 
 async function statusCommand(argv: string[]): Promise<void> {
+  // Its failures (cannot connect within --wait, a bad flag) are lines of its log, JSON when asked.
+  fatalAsJsonLogIfAsked('hermod status', argv);
   exitWhenOutputCloses();
   const { config, rest } = cliConfig(argv, CLI_DEFAULTS);
   process.exitCode = await runStatusCommand(rest, config);

@@ -266,11 +266,15 @@ function logBadNotifications(log: ReturnType<typeof makeLogger>): void {
   diagnostics_channel.subscribe('hermod:notify:listener', (e) => {
     const ev = e as NotificationEvent;
     if (!ev.error || ev.outcome === 'handled') return;
-    // A requeue with a reason (a stop deadline, a connection lost under it) comes back: said, not warned.
-    const warn = ev.outcome !== 'requeue';
+    // A requeue with a reason (a stop deadline, a connection lost under it) comes back: said, not
+    // warned. An endpoint that threw is warned of whatever became of the notification.
+    const warn = ev.outcome !== 'requeue' || ev.failed === true;
     if (!budget()) return;
     const what = `notification ${ev.eventType ?? '?'} (${ev.priority ?? '?'})`;
-    (warn ? log.warn : log.info)(`${ev.outcome === 'requeue' ? 'gave back' : 'dropped'} ${what}: ${ev.error.message}`);
+    const done = ev.outcome === 'requeue' ? 'gave back' : ev.outcome === 'error' ? 'acknowledged' : 'dropped';
+    (warn ? log.warn : log.info)(
+      `${done} ${what}: ${ev.failed && ev.outcome !== 'dropped' ? 'its endpoint threw: ' : ''}${ev.error.message}`,
+    );
   });
 }
 

@@ -171,10 +171,17 @@ export interface NotificationEvent {
   eventType?: string;
   /** Its priority (`info`, `error`, …), when it could be read. */
   priority?: string;
-  /** `handled`, `requeue` (its endpoint asked for it again), `error` (an endpoint threw), `dropped` (requeued past `notifications.redeliveryLimit`). */
+  /**
+   * What became of the notification, once per delivery: `handled`, `requeue` (given back: its
+   * endpoint asked for it or threw, with `notifications.allowRequeue`; or the listener could not
+   * settle it), `error` (an endpoint threw and it was acknowledged all the same, requeue not
+   * allowed), `dropped` (requeued past `notifications.redeliveryLimit`).
+   */
   outcome: 'handled' | 'requeue' | 'error' | 'dropped';
-  /** What an endpoint threw, or why the notification was dropped. */
+  /** What an endpoint threw, or why the notification was given back or dropped. */
   error?: Error;
+  /** An endpoint threw on it (`error` is what it threw, or for `dropped` has it as `cause`). */
+  failed?: true;
 }
 
 /** Publishes `event` on `channel` only when somebody subscribed. */

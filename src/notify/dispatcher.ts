@@ -43,10 +43,13 @@ type Callback = (...args: unknown[]) => unknown;
 /**
  * oslo's NotificationDispatcher: finds each endpoint's method per priority and its optional
  * `filterRule` (or `filter_rule`), and calls the methods that want a notification (or a batch).
- * A method that throws counts as `requeue`; `onFailure` reports it.
+ * A method that throws counts as `requeue` (oslo's `_exec_callback`); `onFailure` reports it, and
+ * {@link failureOf} tells the listener which notifications it threw on.
  */
 export class NotificationDispatcher {
   private readonly callbacks = new Map<Priority, Array<{ filter: NotificationFilter | undefined; fn: Callback }>>();
+  /** The last error an endpoint threw on a notification (one of a batch for its whole group). */
+  private readonly failures = new WeakMap<BatchedNotification, Error>();
 
   constructor(
     endpoints: object[],
@@ -82,7 +85,7 @@ export class NotificationDispatcher {
     let result: NotificationResult = 'handled';
     for (const { filter, fn } of this.callbacks.get(m.priority) ?? []) {
       if (filter && !matches(filter, m)) continue;
-      result = await this.call(fn, [m.ctxt, m.publisher_id, m.event_type, m.payload, m.metadata], {
+      result = await this.call(fn, [m.ctxt, m.publisher_id, m.event_type, m.payload, m.metadata], [m], {
         eventType: m.event_type,
         priority: m.priority,
       });
@@ -103,7 +106,7 @@ export class NotificationDispatcher {
       for (const { filter, fn } of this.callbacks.get(priority) ?? []) {
         const selected = filter ? group.filter((m) => matches(filter, m)) : group;
         if (selected.length === 0) continue;
-        const r = await this.call(fn, [selected], { priority });
+        const r = await this.call(fn, [selected], selected, { priority });
         if (r === 'requeue') {
           for (const m of group) requeue.add(m);
           break;
@@ -113,11 +116,23 @@ export class NotificationDispatcher {
     return requeue;
   }
 
-  private async call(fn: Callback, args: unknown[], what: { eventType?: string; priority: Priority }): Promise<NotificationResult> {
+  /** What an endpoint threw on `m` while it was dispatched, if anything. */
+  failureOf(m: BatchedNotification): Error | undefined {
+    return this.failures.get(m);
+  }
+
+  private async call(
+    fn: Callback,
+    args: unknown[],
+    messages: BatchedNotification[],
+    what: { eventType?: string; priority: Priority },
+  ): Promise<NotificationResult> {
     try {
       return (await fn(...args)) as NotificationResult;
     } catch (err) {
-      this.onFailure({ ...what, error: err instanceof Error ? err : new Error(textOf(err)) });
+      const error = err instanceof Error ? err : new Error(textOf(err));
+      for (const m of messages) this.failures.set(m, error);
+      this.onFailure({ ...what, error });
       return 'requeue';
     }
   }

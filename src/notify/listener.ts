@@ -181,9 +181,11 @@ export class NotificationListener {
       throw new InvalidArgument(`a tap has a queue of its own: it cannot be in pool '${options.pool}'`);
     // Batches are bounded by the prefetch window alone (max of concurrency and batchSize), as before.
     this.pool = new WorkPool(this.batching ? Infinity : this.concurrency);
-    this.dispatcher = new NotificationDispatcher(endpoints, ({ error, ...what }) => {
+    // Counted per endpoint failure; the event comes once per notification, when it is settled
+    // (see settle): published here as well, a notification whose endpoint threw was counted
+    // twice in hermod_notifications_total, as `error` and as what became of it.
+    this.dispatcher = new NotificationDispatcher(endpoints, () => {
       this.counts.failed++;
-      publish(channels.notification, { ...what, outcome: 'error', error });
     });
   }
 
@@ -481,6 +483,10 @@ export class NotificationListener {
   private settle(p: Parsed, result: NotificationResult): void {
     const id = p.msg.metadata.message_id;
     const { event_type: eventType, priority } = p.msg;
+    // What an endpoint threw on it: the cause of a requeue or drop, or, acknowledged anyway
+    // (requeue not allowed), outcome `error` in place of `handled`.
+    const threw = this.dispatcher.failureOf(p.msg);
+    const failed = threw ? ({ error: threw, failed: true } as const) : {};
     // Redeliveries are counted by message_id; a notification without a string one (a
     // third-party publisher) by its content, or the limit never applied and it looped at once.
     const key = typeof id === 'string' && id !== '' ? id : result === 'requeue' && this.allowRequeue ? contentKey(p) : undefined;
@@ -493,7 +499,7 @@ export class NotificationListener {
           if (this.requeues.size > 10_000) this.requeues.delete(this.requeues.keys().next().value!);
         }
         this.counts.requeued++;
-        publish(channels.notification, { eventType, priority, outcome: 'requeue' });
+        publish(channels.notification, { eventType, priority, outcome: 'requeue', ...failed });
         p.incoming.requeue();
         p.incoming.done();
         return;
@@ -504,8 +510,10 @@ export class NotificationListener {
         priority,
         outcome: 'dropped',
         error: new InvalidArgument(
-          `notification ${typeof id === 'string' && id !== '' ? id : '(no message_id)'} requeued ${n - 1} times; dropped (notifications.redeliveryLimit=${this.redeliveryLimit})`,
+          `notification ${typeof id === 'string' && id !== '' ? id : '(no message_id)'} requeued ${n - 1} times; dropped (notifications.redeliveryLimit=${this.redeliveryLimit})${threw ? `; its endpoint threw: ${threw.message}` : ''}`,
+          threw ? { cause: threw } : undefined,
         ),
+        ...(threw ? { failed: true } : {}),
       });
       if (key) this.requeues.delete(key);
       p.incoming.acknowledge();
@@ -531,7 +539,10 @@ export class NotificationListener {
       });
     } else {
       this.counts.handled++;
-      publish(channels.notification, { eventType, priority, outcome: 'handled' });
+      publish(
+        channels.notification,
+        threw ? { eventType, priority, outcome: 'error', ...failed } : { eventType, priority, outcome: 'handled' },
+      );
     }
     p.incoming.done();
   }

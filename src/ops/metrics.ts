@@ -446,7 +446,12 @@ export class Metrics {
     const labels = { driver: e.driver, host: e.host };
     if (e.state === 'connected') this.m.connectionUp.at(labels).value = 1;
     else if (e.state === 'disconnected') this.m.connectionUp.at(labels).value = 0;
-    else if (e.state === 'reconnecting') this.m.reconnects.at({ driver: e.driver }).value++;
+    else if (e.state === 'reconnecting') {
+      this.m.reconnects.at({ driver: e.driver }).value++;
+      // A host never reached (a wrong port after a deploy) shows as down, not as no series at
+      // all: an alert on `hermod_connection_up == 0` missed a server that never connected.
+      if (typeof e.host === 'string') this.m.connectionUp.at(labels).value = 0;
+    } else if (e.state === 'failed' && typeof e.host === 'string') this.m.connectionUp.at(labels).value = 0;
     else if (e.state === 'blocked') this.m.blocked.at(labels).value = 1;
     else if (e.state === 'unblocked') this.m.blocked.at(labels).value = 0;
   }
@@ -517,7 +522,10 @@ function defineMetrics(registry: Registry, buckets: readonly number[]) {
       'hermod_rpc_undeliverable_total',
       'Messages nobody could take: calls with no queue bound (client), replies whose caller is gone (server)',
     ),
-    connectionUp: gauge('hermod_connection_up', '1 while the connection to this host is up, 0 after it went down'),
+    connectionUp: gauge(
+      'hermod_connection_up',
+      '1 while the connection to this host is up, 0 after it went down or an attempt to reach it failed',
+    ),
     blocked: gauge('hermod_connection_blocked', '1 while the broker blocks publishing on this connection'),
     reconnects: counter('hermod_connection_reconnects_total', 'Reconnect attempts'),
     invalid: counter('hermod_messages_invalid_total', 'Messages dropped because they could not be decoded'),

@@ -74,6 +74,48 @@ t('hermod-router: a port in use (1), its own flag checks (2)', async () => {
   await jsonExit('hermod-router', ['--log-json', '--port', 'x'], 2, /--port.*expected a TCP port/);
 });
 
+t('hermod status --log-json: every stderr line is JSON (a Node warning, a reconnect, the failure)', async () => {
+  // From a review: its Node warnings were plain text (no captureConsole) and so was its failure.
+  const closed = net.createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', () => r()));
+  const { port } = closed.address() as net.AddressInfo;
+  await new Promise<void>((r) => closed.close(() => r()));
+  const r = await runCli(
+    'hermod',
+    [
+      'status',
+      '--once',
+      '--wait',
+      '1',
+      '--log-json',
+      '--transport-url',
+      `amqp://127.0.0.1:${port}/?idle_timeout=30`,
+      '--config',
+      'amqp1.idleTimeout=10000',
+    ],
+    { killAfterMs: 30_000 },
+  );
+  assert.is(r.code, 5, r.err);
+  const lines = r.err.trim().split('\n');
+  const parsed = lines.map((l) => {
+    try {
+      return JSON.parse(l) as { level: string; name: string; msg: string };
+    } catch {
+      assert.unreachable(`not a JSON line: ${l}`);
+      throw new Error('unreachable');
+    }
+  });
+  assert.ok(
+    parsed.some((l) => l.level === 'warn' && /HERMOD_URL_OPTION_OVERRIDES_CONFIG/.test(l.msg)),
+    r.err,
+  );
+  const last = parsed.at(-1)!;
+  assert.is(last.level, 'fatal');
+  assert.is(last.name, 'hermod status');
+  assert.match(last.msg, /cannot connect to .* within --wait/);
+  await jsonExit('hermod', ['status', '--log-json', '--bogus'], 2, /^unknown option '--bogus'$/, 'hermod status');
+});
+
 t('hermod run, whose log is JSON by default: --workers 0x2, an unknown flag, a bad --config', async () => {
   await jsonExit('hermod', ['run', '--workers', '0x2'], 2, /--workers: must be a whole number/, 'hermod run');
   await jsonExit('hermod', ['run', '--bogus'], 2, /^unknown option '--bogus'$/, 'hermod run');

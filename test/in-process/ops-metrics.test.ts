@@ -6,7 +6,16 @@ import { fileURLToPath } from 'node:url';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultConfig, getTransport, RPCClient, RPCServer, Target, type Transport } from '../../src/index.js';
+import {
+  defaultConfig,
+  getTransport,
+  NotificationListener,
+  Notifier,
+  RPCClient,
+  RPCServer,
+  Target,
+  type Transport,
+} from '../../src/index.js';
 import { Metrics, PROCESS_METRIC_NAMES, serveClusterMetrics, serveMetrics } from '../../src/ops/metrics.js';
 import { ClusterMetrics } from '../../src/ops/metrics-cluster.js';
 import { HEADERS_TIMEOUT_MS, MAX_CONNECTIONS } from '../../src/ops/metrics-http.js';
@@ -463,6 +472,85 @@ t(
     asked.close();
   },
 );
+
+t('a host never reached shows as down (hermod_connection_up 0), not as no series', async (ctx) => {
+  // From a review: the gauge was set only on connected/disconnected, so a server started with
+  // the wrong port had no series at all and an alert on `== 0` never fired.
+  const metrics = new Metrics();
+  metrics.start();
+  ctx.closers.push(() => metrics.close());
+  const closed = net.createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', () => r()));
+  const { port } = closed.address() as net.AddressInfo;
+  await new Promise<void>((r) => closed.close(() => r()));
+  const transport = await getTransport(`amqp://127.0.0.1:${port}/`, { config: defaultConfig() });
+  ctx.transports.push(transport);
+  const c = new RPCClient(transport, new Target({ topic: 'nowhere' }), { timeout: 3000 });
+  void c.cast({}, 'x').catch(() => {});
+  const host = `127.0.0.1:${port}`;
+  let text = '';
+  const poll = setInterval(async () => {
+    text = await metrics.registry.metrics();
+  }, 50);
+  try {
+    await until(() => text.includes(`hermod_connection_up{driver="amqp1",host="${host}"} 0`), 'a 0 for the host', 5000);
+  } finally {
+    clearInterval(poll);
+  }
+  assert.match(text, /hermod_connection_reconnects_total\{driver="amqp1"\} [1-9]/);
+});
+
+t('a notification is counted once, by what became of it, also when its endpoint threw', async (ctx) => {
+  // From a review: an endpoint that threw was counted as `error` and again as `handled` (or as
+  // `requeue` each time and `dropped` at the end): two counts per delivery.
+  const metrics = new Metrics();
+  metrics.start();
+  ctx.closers.push(() => metrics.close());
+  const count = async (outcome: string) =>
+    sampleValue(await metrics.registry.metrics(), 'hermod_notifications_total', { priority: 'info', outcome }) ?? 0;
+  for (const allowRequeue of [false, true]) {
+    const transport = await getTransport(`memory://metrics-notify-${allowRequeue}`, {
+      config: defaultConfig(),
+      overrides: { 'notifications.allowRequeue': allowRequeue, 'notifications.redeliveryLimit': 2 },
+    });
+    ctx.transports.push(transport);
+    let runs = 0;
+    const before = {
+      error: await count('error'),
+      handled: await count('handled'),
+      requeue: await count('requeue'),
+      dropped: await count('dropped'),
+    };
+    const listener = new NotificationListener(
+      transport,
+      [new Target({ topic: 'notifications' })],
+      [
+        {
+          info() {
+            runs++;
+            throw new Error('boom');
+          },
+        },
+      ],
+    );
+    await listener.start();
+    await new Notifier(transport, { publisherId: 'p', topics: ['notifications'] }).info({}, 'thing.happened', { n: 1 });
+    // Without requeue: run once and acknowledged (error). With it: given back twice, then dropped.
+    const deliveries = allowRequeue ? 3 : 1;
+    await until(() => runs === deliveries, `${deliveries} runs`, 5000);
+    const settled = allowRequeue ? 'dropped' : 'error';
+    for (let i = 0; i < 100 && (await count(settled)) - before[settled] !== 1; i++) await sleep(50);
+    const d = {
+      error: (await count('error')) - before.error,
+      handled: (await count('handled')) - before.handled,
+      requeue: (await count('requeue')) - before.requeue,
+      dropped: (await count('dropped')) - before.dropped,
+    };
+    assert.equal(d, allowRequeue ? { error: 0, handled: 0, requeue: 2, dropped: 1 } : { error: 1, handled: 0, requeue: 0, dropped: 0 });
+    await listener.stop();
+    await listener.wait(1000);
+  }
+});
 
 t('serveMetrics: a taken port is a clear error; close() ends keep-alive connections', async (ctx) => {
   const metrics = new Metrics();
