@@ -240,7 +240,9 @@ async function printLine(line: string): Promise<boolean> {
   // A failed write marks stdout at once.
   if (out.errored || out.destroyed) return false;
   return new Promise<boolean>((resolve) => {
-    out.write(line, (err) => resolve(!err && !out.errored));
+    // By this write's own outcome: a later line's EPIPE marks the stream errored before this
+    // one's callback runs, and a line the reader got was given back and printed twice.
+    out.write(line, (err) => resolve(!err));
   });
 }
 

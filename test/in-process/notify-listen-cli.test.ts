@@ -1,9 +1,10 @@
+import { spawn } from 'node:child_process';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultConfig, getTransport, NotificationListener, Notifier, Target, type Transport } from '../../src/index.js';
 import { Router } from '../../src/router/router.js';
 import { sleep, until } from '../support/assert.js';
-import { type CliProc, startCli } from '../support/cli-procs.js';
+import { bin, type CliProc, startCli } from '../support/cli-procs.js';
 
 // notify-listen as a subprocess behind a reader that does not keep up, against the embedded
 // router in this process (AMQP 1.0). README "Stopping": notifications are acknowledged once the
@@ -75,6 +76,60 @@ const printed = (out: string) =>
     .split('\n')
     .filter((s) => s !== '')
     .map((s) => (JSON.parse(s.slice(s.indexOf('{'))) as { i: number }).i);
+
+t('| head -1: the line head read is acknowledged, the ones after it go back (none printed twice)', async (ctx) => {
+  // From a review: the lines written after head had gone failed (EPIPE) and marked stdout
+  // errored before the first line's own write callback ran, so the line head had printed was
+  // given back too and the next listener printed it again.
+  const script = `"${process.execPath}" "${bin('notify-listen')}" --topic headed --transport-url ${ctx.url} | head -1`;
+  const sh = spawn('sh', ['-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let headOut = '';
+  let err = '';
+  sh.stdout.on('data', (d: Buffer) => {
+    headOut += d.toString();
+  });
+  sh.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  const exited = new Promise((r) => sh.on('close', r));
+  await until(() => err.includes('listening on'), `the listener (${err})`, 30_000);
+  const notifier = new Notifier(ctx.transport, { publisherId: 'p', topics: ['headed'] });
+  // Not awaited: those given back wait in the router for the next listener.
+  const sent = Promise.allSettled([0, 1, 2].map((i) => notifier.info({}, 'h.ev', { i })));
+  await exited;
+  const byHead = printed(headOut);
+  assert.is(byHead.length, 1, headOut);
+  const got: number[] = [];
+  const next = new NotificationListener(
+    ctx.transport,
+    [new Target({ topic: 'headed' })],
+    [
+      {
+        info: (_c: unknown, _p: string, _e: string, payload: { i: number }) => {
+          got.push(payload.i);
+        },
+      },
+    ],
+  );
+  await next.start();
+  try {
+    await sent;
+    await until(
+      () => got.length + byHead.length >= 3,
+      `the other two (got ${JSON.stringify(got)}, head ${JSON.stringify(byHead)})`,
+      10_000,
+    );
+    await sleep(300);
+    assert.equal(
+      [...byHead, ...got].sort(),
+      [0, 1, 2],
+      `head printed ${JSON.stringify(byHead)}, the next listener got ${JSON.stringify(got)}`,
+    );
+  } finally {
+    await next.stop();
+    await next.wait(1000);
+  }
+});
 
 t('--count with a reader that reads late: every notification taken is printed; none acknowledged unprinted', async (ctx) => {
   const l = await stalled(['--topic', 'slowc', '--count', String(N), '--transport-url', ctx.url]);
