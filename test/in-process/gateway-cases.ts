@@ -43,6 +43,21 @@ class OutOfStock extends Error {
 }
 registerRemoteError(ENDPOINT_MODULE, 'OutOfStock', (f) => new OutOfStock(f.message));
 
+/** Waits `ms`, or throws the reason once the server abandons the call (its ctx.signal aborts). */
+async function sleepUnlessAbandoned(ctx: Context, ms: number, onAbort?: () => void): Promise<number> {
+  const signal = (ctx as { signal: AbortSignal }).signal;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      onAbort?.();
+      resolve();
+    });
+  });
+  if (signal.aborted) throw signal.reason;
+  return ms;
+}
+
 /** A users service for the gateway tests. */
 export class Users {
   /** `render` answers with a job token once it runs past the server's deferAfter (1 s). */
@@ -68,16 +83,7 @@ export class Users {
   async sleep(ctx: Context, args: { ms: number }) {
     // Ends when the server abandons the call (a stop's deadline, abort()): else the test
     // process waited out a 5 s sleep after its last test.
-    const signal = (ctx as { signal: AbortSignal }).signal;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, args.ms);
-      signal.addEventListener('abort', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-    if (signal.aborted) throw signal.reason;
-    return args.ms;
+    return sleepUnlessAbandoned(ctx, args.ms);
   }
   async broken() {
     return { id: 'not a number' };
@@ -95,17 +101,7 @@ export class Users {
     return args.value;
   }
   async render(ctx: Context, args: { ms: number }) {
-    const signal = (ctx as { signal: AbortSignal }).signal;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, args.ms);
-      signal.addEventListener('abort', () => {
-        clearTimeout(timer);
-        this.cancelled++;
-        resolve();
-      });
-    });
-    if (signal.aborted) throw signal.reason;
-    return args.ms;
+    return sleepUnlessAbandoned(ctx, args.ms, () => this.cancelled++);
   }
 }
 
