@@ -396,9 +396,11 @@ async function runCommand(argv: string[]): Promise<void> {
         return;
       }
       log.info(
-        state === 'started'
-          ? 'SIGHUP: importing the endpoint modules of every service again'
-          : 'SIGHUP: a reload is under way; the endpoint modules are imported again once it ends',
+        state !== 'started'
+          ? 'SIGHUP: a reload is under way; the endpoint modules are imported again once it ends'
+          : group.starting
+            ? 'SIGHUP: the services are still starting; the endpoint modules of every service are imported again once all of them serve'
+            : 'SIGHUP: importing the endpoint modules of every service again',
         { event: 'reload' },
       );
       void done.then((r) => {

@@ -77,6 +77,8 @@ export interface DispatcherOptions {
    * introspection.ts.
    */
   everywhere?: { name: string; endpoint: object; method: string };
+  /** The namespace and version of an endpoint that declares no `target` of its own. @default none, 1.0 */
+  defaultTarget?: Target;
 }
 
 /** A request after validation. */
@@ -151,7 +153,7 @@ export class RPCDispatcher {
     this.everywhere = options.everywhere;
     this.entries = endpoints.map((endpoint, i) => {
       if (!endpoint || typeof endpoint !== 'object') throw new InvalidArgument(`endpoint #${i + 1} is not an object`);
-      const t = (endpoint as Endpoint).target;
+      const t = (endpoint as Endpoint).target ?? options.defaultTarget;
       if (t !== undefined && !(t instanceof Target)) throw new InvalidArgument(`endpoint #${i + 1}: its target must be a Target`);
       const label = `endpoint #${i + 1} (${endpoint.constructor?.name || 'Object'})`;
       const declared = contractsOf(endpoint, label);

@@ -1,12 +1,13 @@
 import { channels, publish, type ServerRequestEvent, type ServerRequestStartEvent } from '../core/diagnostics.js';
 import { HermodError, MessageUndeliverable, MessagingTimeout, SerializationError, ServerStopped, textOf } from '../core/errors.js';
 import { LazyAbort } from '../core/lazy-abort.js';
+import type { Context } from '../core/serializer.js';
 import type { Target } from '../core/target.js';
 import { serverSpan } from '../core/tracing.js';
 import type { Work } from '../core/work-pool.js';
 import type { IncomingMessage } from '../driver/driver.js';
 import type { JobRunner } from '../jobs/runner.js';
-import { parseRequest, type RPCDispatcher } from './dispatcher.js';
+import { type DispatchRequest, parseRequest, type RPCDispatcher } from './dispatcher.js';
 import { errorOf, serializeFailure } from './remote-errors.js';
 
 /** Longest interval between two call-monitor heartbeats: a caller monitoring for longer is fed hourly. */
@@ -38,6 +39,11 @@ export interface RequestHost {
   /** The exchange the target is in (the transport's control exchange when it names none). */
   readonly exchange: string;
   readonly dispatcher: RPCDispatcher;
+  /**
+   * Runs the request on the endpoints current when it is called (a reload swaps them: a request
+   * already running keeps the ones it began with), counted against them until it settles.
+   */
+  dispatch(ctx: Context, req: DispatchRequest): Promise<unknown>;
   readonly sendTraceback: boolean;
   /** Long operations: runs each call, and makes a job of it when it is long or outlives deferAfter. */
   readonly jobs?: JobRunner;
@@ -116,7 +122,7 @@ export class ServerRequest implements Work {
       this.version = req.version;
       this.startedEvent = channels.serverRequestStart.hasSubscribers;
       publish(channels.serverRequestStart, () => this.event());
-      const dispatch = (ctx: typeof incoming.ctx) => this.host.dispatcher.dispatch(ctx, req);
+      const dispatch = (ctx: typeof incoming.ctx) => this.host.dispatch(ctx, req);
       const jobs = this.host.jobs;
       const result = await serverSpan(
         incoming.ctx,

@@ -43,6 +43,13 @@ export interface RPCServerOptions {
   long?: string[];
   /** Gets `<method>.start` / `.end` / `.error` per job transition (a `Notifier`); none by default. */
   jobNotifier?: JobNotifier;
+  /**
+   * The namespace and version of the endpoints that declare no `target` of their own, here and
+   * after {@link RPCServer.replaceEndpoints} (`hermod run` gives a service's `namespace` and
+   * `version` so, without writing onto objects that may be shared or frozen).
+   * @default no namespace, version 1.0
+   */
+  endpointTarget?: Target;
 }
 
 /** Options of {@link RPCServer.stop}. */
@@ -61,6 +68,7 @@ const SERVER_OPTIONS: Record<keyof RPCServerOptions, true> = {
   deferAfter: true,
   long: true,
   jobNotifier: true,
+  endpointTarget: true,
 };
 const STOP_OPTIONS: Record<keyof StopOptions, true> = { jobs: true };
 
@@ -117,6 +125,10 @@ export class RPCServer {
   readonly target: Target;
   private readonly host: RequestHost;
   private dispatcher: RPCDispatcher;
+  /** Dispatches not yet settled, per dispatcher (the current one and any a reload replaced). */
+  private readonly runningOn = new Map<RPCDispatcher, number>();
+  /** replaceEndpoints() promises waiting for a replaced dispatcher's last dispatch. */
+  private readonly retiring = new Map<RPCDispatcher, Array<() => void>>();
   private readonly makeDispatcher: (endpoints: readonly object[]) => RPCDispatcher;
   private readonly concurrency: number;
   private readonly pool: WorkPool<ServerRequest>;
@@ -146,6 +158,8 @@ export class RPCServer {
   ) {
     if (!(target instanceof Target)) throw new InvalidArgument('RPCServer needs a Target');
     assertOptions(options, SERVER_OPTIONS, 'RPCServer options');
+    if (options.endpointTarget !== undefined && !(options.endpointTarget instanceof Target))
+      throw new InvalidArgument('RPCServer option endpointTarget must be a Target');
     target.assertListenable();
     this.target = target;
     const conf = transport.config.rpc;
@@ -193,6 +207,7 @@ export class RPCServer {
       return new RPCDispatcher(served, options.serializer ?? new NoOpSerializer(), options.accessPolicy, {
         validateResults: options.validateResults ?? conf.validateResults,
         ...(intro ? { everywhere: { name: QUIET_DESCRIBE, endpoint: intro, method: 'describe' } } : {}),
+        ...(options.endpointTarget ? { defaultTarget: options.endpointTarget } : {}),
       });
     };
     this.dispatcher = this.makeDispatcher(endpoints);
@@ -206,9 +221,18 @@ export class RPCServer {
       target,
       exchange: target.exchange ?? transport.config.controlExchange,
       jobs,
-      // Read when a request starts: one already running keeps the dispatcher it began with.
       get dispatcher() {
         return server.dispatcher;
+      },
+      dispatch: (ctx, req) => {
+        // Read when a request starts: one already running keeps the dispatcher it began with,
+        // and is counted against it until it settles (replaceEndpoints' promise waits for that).
+        const d = this.dispatcher;
+        this.runningOn.set(d, (this.runningOn.get(d) ?? 0) + 1);
+        const p = d.dispatch(ctx, req);
+        const settled = () => this.settledOn(d);
+        p.then(settled, settled);
+        return p;
       },
       sendTraceback: options.sendTraceback ?? conf.sendTraceback,
       finished: (outcome: ServerRequestEvent['outcome']) => {
@@ -225,10 +249,34 @@ export class RPCServer {
   /**
    * Swaps the endpoints (hot reload): requests that start from now on go to `endpoints`; those
    * already running finish on the old ones. The subscription is untouched. Throws what the
-   * constructor would for bad endpoints, keeping the old ones.
+   * constructor would for bad endpoints, keeping the old ones. Resolves once no method runs on
+   * the old endpoints any more (a job started on them included): only then may what they use
+   * (a pool, a file) be closed.
    */
-  replaceEndpoints(endpoints: readonly object[]): void {
+  replaceEndpoints(endpoints: readonly object[]): Promise<void> {
+    const old = this.dispatcher;
     this.dispatcher = this.makeDispatcher(endpoints);
+    if (!this.runningOn.has(old)) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const list = this.retiring.get(old);
+      if (list) list.push(resolve);
+      else this.retiring.set(old, [resolve]);
+    });
+  }
+
+  /** A dispatch on `d` settled: the last one on endpoints that were replaced frees them. */
+  private settledOn(d: RPCDispatcher): void {
+    const n = (this.runningOn.get(d) ?? 1) - 1;
+    if (n > 0) {
+      this.runningOn.set(d, n);
+      return;
+    }
+    this.runningOn.delete(d);
+    const waiting = this.retiring.get(d);
+    if (waiting) {
+      this.retiring.delete(d);
+      for (const resolve of waiting) resolve();
+    }
   }
 
   /** Counters since start. */

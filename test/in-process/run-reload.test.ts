@@ -293,6 +293,122 @@ t('a running call finishes on the old code while new calls get the new', async (
   assert.is(await slow, 1, 'the call that started on version 1 ends on it');
 });
 
+t("a replaced module's dispose waits for the calls still running on it (a SIGHUP, and a save)", async (ctx) => {
+  // From a review: dispose() ran right after the swap, and a call in flight on the old code
+  // failed with "pool is closed" between its two queries.
+  const mod = (v: string) =>
+    write(
+      ctx,
+      'pool/ep.js',
+      `let open = true;
+export function dispose() { open = false; }
+const query = () => { if (!open) throw new Error('pool is closed'); return '${v}'; };
+export default {
+  async transfer(_ctx, { ms }) { query(); await new Promise((r) => setTimeout(r, ms)); return query(); },
+  async v() { return query(); },
+};
+`,
+    );
+  const file = mod('v1');
+  const group = new ServiceGroup({
+    services: [{ name: 'pool', endpoints: [file], topic: 'pool', server: 's1', config: {} }],
+    workersOf: () => 1,
+    configFor: () => ({ ...defaultConfig(), transportUrl: 'memory://reload-pool' }),
+    log: logger(ctx),
+  });
+  await group.start();
+  const transport = await getTransport('memory://reload-pool', { config: defaultConfig() });
+  ctx.transports.push(transport);
+  const client = new RPCClient(transport, new Target({ topic: 'pool' }), { timeout: 5000 });
+  try {
+    const running = client.call({}, 'transfer', { ms: 500 });
+    await until(() => group.servers().get('pool')!.stats().inFlight === 1, 'the transfer running');
+    mod('v2');
+    assert.equal(await group.reload().done, { took: 1, failed: 0 });
+    assert.is(await client.call({}, 'v', {}), 'v2');
+    assert.is(await running, 'v1', 'the running call ends on the old code, its pool still open');
+  } finally {
+    await group.stop();
+    await group.wait(1000);
+  }
+});
+
+t('two services of one module that exports an object: each serves in its own namespace and version, frozen or not', async (ctx) => {
+  // From a review: the service's namespace was written onto the exported object, which Node
+  // shares between the services that load it: the second served in the first one's namespace,
+  // and a frozen object stopped the run with a TypeError in hermod's own file.
+  for (const frozen of [false, true]) {
+    const file = write(ctx, `shared-${frozen}.js`, `export default ${frozen ? 'Object.freeze(' : '('}{ async hi() { return 'hi'; } });\n`);
+    const url = `memory://shared-object-${frozen}`;
+    const group = new ServiceGroup({
+      services: [
+        { name: 'a', endpoints: [file], topic: 'ta', server: 's1', namespace: 'ns1', version: '1.0', config: {} },
+        { name: 'b', endpoints: [file], topic: 'tb', server: 's1', namespace: 'ns2', version: '2.0', config: {} },
+      ],
+      workersOf: () => 1,
+      configFor: () => ({ ...defaultConfig(), transportUrl: url }),
+      log: logger(ctx),
+    });
+    await group.start();
+    try {
+      const transport = await getTransport(url, { config: defaultConfig() });
+      ctx.transports.push(transport);
+      const a = new RPCClient(transport, new Target({ topic: 'ta', namespace: 'ns1', version: '1.0' }), { timeout: 3000 });
+      const b = new RPCClient(transport, new Target({ topic: 'tb', namespace: 'ns2', version: '2.0' }), { timeout: 3000 });
+      assert.is(await a.call({}, 'hi', {}), 'hi');
+      assert.is(await b.call({}, 'hi', {}), 'hi', `frozen: ${frozen}`);
+      // And after a reload, whose endpoints get the same.
+      assert.equal(await group.reload().done, { took: 2, failed: 0 });
+      assert.is(await b.call({}, 'hi', {}), 'hi');
+    } finally {
+      await group.stop();
+      await group.wait(1000);
+    }
+  }
+});
+
+t('a reload asked for while the services are still starting waits for them all, then reloads every one', async (ctx) => {
+  // From a review: a SIGHUP while the broker was not there yet reloaded only the services
+  // started so far and said every service served the new code.
+  const mod = (name: string, v: string) => write(ctx, `starting/${name}.js`, `export default { async v() { return '${v}'; } };\n`);
+  const fa = mod('a', 'a1');
+  const fb = mod('b', 'b1');
+  const router = new Router({ port: 0 });
+  const port = await router.start();
+  await router.stop();
+  const url = `amqp://127.0.0.1:${port}/`;
+  const group = new ServiceGroup({
+    services: [
+      { name: 'a', endpoints: [fa], topic: 'sa', server: 's1', config: {} },
+      { name: 'b', endpoints: [fb], topic: 'sb', server: 's1', config: {} },
+    ],
+    workersOf: () => 1,
+    configFor: () => ({ ...defaultConfig(), transportUrl: url }),
+    log: logger(ctx),
+  });
+  const started = group.start();
+  await sleep(200);
+  assert.ok(group.starting, 'no router: still starting');
+  mod('a', 'a2');
+  mod('b', 'b2');
+  const reload = group.reload().done;
+  const later = new Router({ port });
+  await later.start();
+  try {
+    await started;
+    assert.equal(await reload, { took: 2, failed: 0 });
+    const transport = await getTransport(url, { config: defaultConfig() });
+    ctx.transports.push(transport);
+    const c = (topic: string) => new RPCClient(transport, new Target({ topic }), { timeout: 3000 });
+    assert.is(await c('sa').call({}, 'v', {}), 'a2');
+    assert.is(await c('sb').call({}, 'v', {}), 'b2');
+  } finally {
+    await group.stop();
+    await group.wait(1000);
+    await later.stop();
+  }
+});
+
 t('a broken module keeps the old code serving and is logged with file and line; the fixed one loads on the next save', async (ctx) => {
   const file = endpoints(ctx, 1);
   const { reloader, client } = await serve(ctx, file, 'broken');

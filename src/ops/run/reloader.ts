@@ -44,7 +44,8 @@ export const DEFAULT_RELOAD_TIMEOUT_MS = 30_000;
 
 /** Where the new endpoints go: a running RPCServer. */
 export interface EndpointTarget {
-  replaceEndpoints(endpoints: readonly object[]): void;
+  /** Swaps them in; the promise, if any, resolves once nothing runs on the old ones (their modules' `dispose` waits for it). */
+  replaceEndpoints(endpoints: readonly object[]): void | Promise<void>;
 }
 
 /** Counters of a reloader, for logs and tests. */
@@ -297,8 +298,9 @@ export class EndpointReloader {
         this.disposeOld(unserved);
         return false;
       }
+      let retired: void | Promise<void>;
       try {
-        this.target.replaceEndpoints(endpoints);
+        retired = this.target.replaceEndpoints(endpoints);
       } catch (err) {
         // Refused (a contract or long list naming no method): the new modules will never serve.
         const rejected = this.loadedDisposers;
@@ -309,7 +311,10 @@ export class EndpointReloader {
       const old = this.disposers ?? [];
       this.disposers = this.loadedDisposers;
       this.loadedDisposers = [];
-      this.disposeOld(old);
+      // Calls (and jobs) still running on the old code may need what its dispose() closes (a
+      // pool): it ran at once, and a call in flight failed with "pool is closed".
+      if (old.length > 0 && retired) void retired.then(() => this.disposeOld(old));
+      else this.disposeOld(old);
       this.counts.reloads++;
       const ms = performance.now() - t0;
       this.log.info(

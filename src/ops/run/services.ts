@@ -6,6 +6,7 @@
  */
 import * as diagnostics_channel from 'node:diagnostics_channel';
 import type { HermodConfig } from '../../config/index.js';
+import { deferred } from '../../core/deferred.js';
 import type { ServerRequestEvent } from '../../core/diagnostics.js';
 import { ConfigError } from '../../core/errors.js';
 import { commonJsSyntaxHint } from '../../core/syntax-check.js';
@@ -68,18 +69,15 @@ interface Running {
   beacon?: PresenceBeacon;
 }
 
-/** Endpoints that declare no `target` get the service's namespace and version. */
-function withServiceTarget(endpoints: object[], spec: ServiceSpec): object[] {
-  if (spec.namespace === undefined && spec.version === undefined) return endpoints;
-  for (const e of endpoints) {
-    if ((e as { target?: unknown }).target === undefined) {
-      Object.defineProperty(e, 'target', {
-        value: new Target({ namespace: spec.namespace, version: spec.version ?? '1.0' }),
-        enumerable: false,
-      });
-    }
-  }
-  return endpoints;
+/**
+ * The RPCServer options that give endpoints declaring no `target` the service's namespace and
+ * version. An option, not a `target` written onto each endpoint: an object a module exports is
+ * one object for every service that loads the module (the second service served in the first
+ * one's namespace), and a frozen one could not take it.
+ */
+function serviceTargetOptions(spec: ServiceSpec): { endpointTarget?: Target } {
+  if (spec.namespace === undefined && spec.version === undefined) return {};
+  return { endpointTarget: new Target({ namespace: spec.namespace, version: spec.version ?? '1.0' }) };
 }
 
 /** How a {@link ServiceGroup.reload} pass ended: services serving new code, and services whose modules did not load (they serve the old code). */
@@ -100,6 +98,15 @@ export class ServiceGroup {
   /** The reload pass running, and the one queued after it. */
   private reloadRunning: Promise<GroupReload> | undefined;
   private reloadQueued: Promise<GroupReload> | undefined;
+  /**
+   * Settles when start() has ended (every service serving, or failed, or stopped): a reload
+   * pass waits for it. One asked for while the services started (SIGHUP while the broker was not
+   * there yet) reloaded those started so far, said every service served the new code, and the
+   * services started after it kept the old.
+   */
+  private readonly startEnded = deferred();
+  private startCalled = false;
+  private startOver = false;
   private readonly onRequest = (e: unknown) => this.logRequest(e as ServerRequestEvent);
 
   constructor(private readonly options: GroupOptions) {}
@@ -111,6 +118,21 @@ export class ServiceGroup {
 
   /** Connects, loads every service's endpoints and subscribes; a stop() meanwhile ends it early. */
   async start(): Promise<void> {
+    this.startCalled = true;
+    try {
+      await this.startServices();
+    } finally {
+      this.startOver = true;
+      this.startEnded.resolve();
+    }
+  }
+
+  /** Whether start() is still under way (a reload asked for now waits for it). */
+  get starting(): boolean {
+    return this.startCalled && !this.startOver;
+  }
+
+  private async startServices(): Promise<void> {
     const { log, watch, worker } = this.options;
     diagnostics_channel.subscribe('hermod:rpc:server:request', this.onRequest);
     // Every service's modules load before any service starts: one that does not load stops the
@@ -139,11 +161,12 @@ export class ServiceGroup {
         const { endpoints: loadedEndpoints, disposers } = reloader
           ? { endpoints: await withinLoadBound(reloader.load(), bound, spec.endpoints.join(', ')), disposers: [] }
           : await loadEndpoints(spec.endpoints, ctx, bound);
-        const endpoints = withServiceTarget(loadedEndpoints, spec);
+        const endpoints = loadedEndpoints;
         // What RPCServer refuses (a contract naming no method, a target that is not a Target) is
         // refused here too, with the load failures: it threw once the services before it served.
         try {
-          new RPCDispatcher(endpoints);
+          const t = serviceTargetOptions(spec).endpointTarget;
+          new RPCDispatcher(endpoints, undefined, undefined, t ? { defaultTarget: t } : {});
         } catch (err) {
           // The stack is hermod's own: the place is the service's modules.
           throw Object.assign(err as Error, { location: spec.endpoints.join(', ') });
@@ -163,7 +186,10 @@ export class ServiceGroup {
       const ctx = loadedCtx[i]!;
       const transport = ctx.transport;
       const target = new Target({ topic: spec.topic, server, ...(spec.exchange ? { exchange: spec.exchange } : {}) });
-      const rpc = new RPCServer(transport, target, endpoints, spec.concurrency ? { concurrency: spec.concurrency } : {});
+      const rpc = new RPCServer(transport, target, endpoints, {
+        ...(spec.concurrency ? { concurrency: spec.concurrency } : {}),
+        ...serviceTargetOptions(spec),
+      });
       this.running.push({ spec, server: rpc, ctx, fields, disposers, ...(reloader ? { reloader } : {}) });
       this.names.set(`${spec.topic}\0${server}`, spec.name);
       if (this.stopping) return;
@@ -171,8 +197,9 @@ export class ServiceGroup {
       // recycled worker's replacement must not answer with older code than the worker it replaces.
       await reloader?.start({
         replaceEndpoints: (eps) => {
-          rpc.replaceEndpoints(withServiceTarget([...eps], spec));
+          const retired = rpc.replaceEndpoints(eps);
           this.reloaded();
+          return retired;
         },
       });
       await reloader?.idle();
@@ -243,9 +270,12 @@ export class ServiceGroup {
   }
 
   private reloadPass(): Promise<GroupReload> {
-    const pass: Promise<GroupReload> = this.reloadAll().finally(() => {
-      if (this.reloadRunning === pass) this.reloadRunning = undefined;
-    });
+    const started = this.startCalled ? this.startEnded.promise : Promise.resolve();
+    const pass: Promise<GroupReload> = started
+      .then(() => this.reloadAll())
+      .finally(() => {
+        if (this.reloadRunning === pass) this.reloadRunning = undefined;
+      });
     this.reloadRunning = pass;
     return pass;
   }
@@ -262,8 +292,9 @@ export class ServiceGroup {
         r.reloader.attach(
           {
             replaceEndpoints: (eps) => {
-              r.server.replaceEndpoints(withServiceTarget([...eps], r.spec));
+              const retired = r.server.replaceEndpoints(eps);
               this.reloaded();
+              return retired;
             },
           },
           r.disposers,
