@@ -41,6 +41,9 @@ import { installLinkNameFix } from './link-names.js';
 import { installQuietLogs } from './quiet-logs.js';
 import { installSaslPipelining } from './sasl-pipelining.js';
 import { installSequenceNumbers } from './sequence-numbers.js';
+
+export { isDraining } from './sequence-numbers.js';
+
 import { installSessionBuffers } from './session-buffer.js';
 import { installCorkedWrites } from './writes.js';
 

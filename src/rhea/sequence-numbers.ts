@@ -249,3 +249,12 @@ export function installSequenceNumbers(): void {
     if (this.credit === 0) this.dispatch('receiver_drained', this._context());
   };
 }
+
+/**
+ * Whether a sending link's peer asked it to drain in its last flow: the same flow also makes
+ * the link sendable (rhea dispatches `sender_draining`, then `sendable`), and only a later flow
+ * without `drain` is a fresh grant of credit.
+ */
+export function isDraining(sender: unknown): boolean {
+  return (sender as Partial<LinkProto> | undefined)?._draining === true;
+}

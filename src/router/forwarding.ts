@@ -1,5 +1,6 @@
 import type { AmqpError, EventContext, Receiver, Sender } from 'rhea';
 import {
+  isDraining,
   markPresettled,
   type OutcomeKind,
   type RemoteOutcome,
@@ -294,7 +295,10 @@ export class Forwarder {
   drain(sender: Sender): void {
     const c = this.table.consumer(sender);
     if (!c) return;
-    if (c.drained && canSend(c)) c.drained = false;
+    // The flow that asked for the drain makes the link sendable too, before rhea zeroes its
+    // credit: clearing `drained` then routed new calls to a stopping server, where they waited
+    // for its stop to end (or for their callers' timeout). Only a fresh grant brings it back.
+    if (c.drained && canSend(c) && !isDraining(sender)) c.drained = false;
     while (c.backlog.length > 0 && canSend(c)) {
       const item = c.backlog.shift()!;
       this.unqueued(c, item);

@@ -466,6 +466,30 @@ t(
   },
 );
 
+t('calls made after a server stop()s go to the other servers of the topic at once, while its last call runs', async (ctx) => {
+  // From a review: the flow that drained the stopping server's links also made them sendable, and
+  // the router took that for fresh credit: half the calls went to the stopping server and waited
+  // there until its stop ended, or until their callers' timeout.
+  const mk = (name: string) => ({
+    async w(_c: unknown, a: { ms?: number }) {
+      await sleep(a.ms ?? 0);
+      return name;
+    },
+  });
+  const a = await serve(ctx, 'drain', 'a', [mk('a')], { concurrency: 10 });
+  await serve(ctx, 'drain', 'b', [mk('b')], { concurrency: 10 });
+  const c = new RPCClient(await transport(ctx), new Target({ topic: 'drain' }), { timeout: 10_000 });
+  const long = c.prepare({ server: 'a' }).call({}, 'w', { ms: 3000 });
+  await until(() => a.stats().inFlight === 1, 'the long call running on a');
+  await a.stop();
+  const t0 = performance.now();
+  const answers = await Promise.all(Array.from({ length: 10 }, () => c.call({}, 'w', {})));
+  const ms = performance.now() - t0;
+  assert.equal(answers, Array(10).fill('b'));
+  assert.ok(ms < 2000, `answered in ${Math.round(ms)} ms, not held for the stopping server`);
+  assert.is(await long, 'a');
+});
+
 t('a process that closes its transport exits at once (no rhea timers left behind)', async (ctx) => {
   await serve(ctx, 'exit', 's', [new Recorder('s')]);
   const { spawn } = await import('node:child_process');
