@@ -268,6 +268,46 @@ t('close() does not wait for a cast nobody takes: released during close fails at
   assert.ok(['HERMOD_ERR_DELIVERY_FAILURE', 'HERMOD_ERR_CLOSED'].includes(err!.code!), `code ${err!.code}`);
 });
 
+t('a cast the router holds for a busy server when close() gives up (5 s) fails with ClosedError: its delivery is unknown', async (ctx) => {
+  // From a review: it failed with MessageDeliveryFailure ("not resent"), the error that tells a
+  // caller to send again; the server then ran it anyway, as the router had it to deliver.
+  const ran: string[] = [];
+  const tr = await transport(ctx);
+  const server = new RPCServer(
+    tr,
+    new Target({ topic: 'held', server: 's' }),
+    [
+      {
+        async slow(_c: unknown, a: { id: string; ms: number }) {
+          ran.push(a.id);
+          await sleep(a.ms);
+        },
+      },
+    ],
+    { concurrency: 1 },
+  );
+  await server.start();
+  try {
+    const caster = await getTransport(ctx.url, { config: defaultConfig() });
+    const c = new RPCClient(caster, new Target({ topic: 'held' }), { timeout: 30_000 });
+    await c.cast({}, 'slow', { id: 'busy', ms: 6500 });
+    const held = c.cast({}, 'slow', { id: 'held', ms: 1 }).then(
+      () => undefined,
+      (e: Error & { code?: string }) => e,
+    );
+    await sleep(200);
+    await caster.close();
+    const err = await held;
+    assert.is(err?.code, 'HERMOD_ERR_CLOSED', String(err));
+    assert.match(err!.message, /delivery is unknown/);
+    // As it says: the router still had it, and the server runs it once it is free.
+    await until(() => ran.includes('held'), 'the held cast run', 5000);
+  } finally {
+    await server.stop();
+    await server.wait(1000);
+  }
+});
+
 for (const how of ['never reached', 'lost'] as const) {
   t(`close() with a cast waiting for a connection that is backing off (${how}) does not wait for the reconnect`, async (ctx) => {
     // Only a state change after close() began gave its flush up: a connection already backing

@@ -1,5 +1,5 @@
 import type { Delivery, EventContext, Message, Sender } from 'rhea';
-import { MessageDeliveryFailure, MessageUndeliverable, MessagingTimeout } from '../../core/errors.js';
+import { ClosedError, MessageDeliveryFailure, MessageUndeliverable, MessagingTimeout } from '../../core/errors.js';
 import { SlotList, SlotMap } from '../../core/slot-map.js';
 import { forgetSent, presettledWritten, remoteOutcome } from '../../rhea/index.js';
 import type { Amqp1Connection } from './connection.js';
@@ -243,8 +243,13 @@ export class MessageSender {
       progress.lost = outcome.kind === 'lost';
       // released, modified or connection lost: try again while time allows.
       if (this.closing && !isCall) {
-        const why = outcome.kind === 'lost' ? 'the connection closed before it was settled' : `the router ${outcome.kind} it`;
-        throw new MessageDeliveryFailure(`${what}: ${why} while the transport was closing; not resent`);
+        // Written and never settled: the router may have delivered it (a busy receiver runs it
+        // later), so it is not a delivery failure, which a caller would take as "resend it".
+        if (outcome.kind === 'lost')
+          throw new ClosedError(
+            `${what}: the transport closed before its outcome came; its delivery is unknown: it may still reach a receiver (the router holds messages for busy ones); not resent`,
+          );
+        throw new MessageDeliveryFailure(`${what}: the router ${outcome.kind} it while the transport was closing; not resent`);
       }
       // The last resend leaves a first delay's worth of time before the deadline for its outcome.
       const pause = Math.min(resendDelay, deadline - Date.now() - RESEND_DELAY_MS);
