@@ -490,6 +490,50 @@ t('calls made after a server stop()s go to the other servers of the topic at onc
   assert.is(await long, 'a');
 });
 
+t("a reply made while the server's connection is down is held and sent once it is back: the call gets its result", async (ctx) => {
+  // From a review: the reply was thrown away ("connection lost before the reply could be sent")
+  // and the caller waited out its whole timeout for a call that had run. oslo's amqp1 driver
+  // queues a reply on a link that is not active; hermod's RabbitMQ driver resends replies.
+  let runs = 0;
+  const srvT = await transport(ctx);
+  const server = new RPCServer(srvT, new Target({ topic: 'held-reply', server: 's' }), [
+    {
+      async work(_c: unknown, a: { ms: number }) {
+        runs++;
+        await sleep(a.ms);
+        return 'done';
+      },
+    },
+  ]);
+  await server.start();
+  ctx.servers.push(server);
+  const c = new RPCClient(await transport(ctx), new Target({ topic: 'held-reply' }), { timeout: 10_000 });
+  assert.is(await c.call({}, 'work', { ms: 0 }), 'done');
+  const t0 = performance.now();
+  const call = c.call({}, 'work', { ms: 300 });
+  await until(() => server.stats().inFlight === 1, 'the call running');
+  // The router forces the detach of the server's sending links: its driver takes the
+  // connection as lost and reconnects (amqp1.retryInterval, about a second).
+  const id = (srvT.driver as unknown as { connection: { rhea: { container: { id: string } } } }).connection.rhea.container.id;
+  type Link = { close(e: unknown): void };
+  type Conn = { container_id: string; local_channel_map?: Record<string, { links?: Record<string, Link> }> };
+  const conns = (ctx.router as unknown as { connections: Set<Conn> }).connections;
+  let detached = 0;
+  for (const conn of conns) {
+    if (conn.container_id !== id) continue;
+    for (const ssn of Object.values(conn.local_channel_map ?? {}))
+      for (const [name, link] of Object.entries(ssn.links ?? {}))
+        if (/hermod\/sender\//.test(name)) {
+          link.close({ condition: 'amqp:link:detach-forced', description: 'test' });
+          detached++;
+        }
+  }
+  assert.ok(detached > 0, 'found the server sending links');
+  assert.is(await call, 'done');
+  assert.ok(performance.now() - t0 < 8000, `answered in ${Math.round(performance.now() - t0)} ms, not at the caller's timeout`);
+  assert.is(runs, 2, 'ran once');
+});
+
 t('a process that closes its transport exits at once (no rhea timers left behind)', async (ctx) => {
   await serve(ctx, 'exit', 's', [new Recorder('s')]);
   const { spawn } = await import('node:child_process');

@@ -9,6 +9,9 @@ import { sessionRoom } from '../../rhea/index.js';
  */
 export const REPLY_RESERVE = 128;
 
+/** Replies held at most while the connection is down; past it the oldest goes. */
+const MAX_HELD_REPLIES = 10_000;
+
 /** Where a waiting send hears that it is no longer wanted (a call's `Abandon`). */
 export interface AbortHook {
   /** Set while the send waits for room; called once if it is abandoned meanwhile. */
@@ -35,10 +38,18 @@ export class SendFlow {
   private readonly waiters: Array<{ wake(): void; fail(err: Error): void }> = [];
   /** Slots promised to woken waiters that have not sent yet. */
   private reserved = 0;
-  private readonly replyBacklog: Message[] = [];
+  /** Replies held for room, or for the connection to come back, each until its `until` (performance.now()). */
+  private readonly replyBacklog: Array<{ m: Message; until: number }> = [];
   private pumpScheduled = false;
 
-  constructor(private readonly links: FlowLinks) {}
+  /**
+   * @param holdRepliesMs how long a reply made while the connection is down is held for its
+   *   return (`rpc.responseTimeout`, as the RabbitMQ driver resends replies); 0: it fails at once.
+   */
+  constructor(
+    private readonly links: FlowLinks,
+    private readonly holdRepliesMs = 0,
+  ) {}
 
   /** Slots a call or cast may take now. */
   private requestRoom(): number {
@@ -127,14 +138,25 @@ export class SendFlow {
 
   /**
    * Sends a reply or heartbeat on the reply link, or holds it until the pump finds room: a full
-   * session buffer must not throw (that would corrupt the session). Throws TransportError when
-   * the connection is down.
+   * session buffer must not throw (that would corrupt the session). With the connection down it
+   * is held for the connection's return, up to `holdRepliesMs` (a heartbeat up to its own ttl),
+   * as oslo's amqp1 driver queues a reply on a link that is not active: the caller's reply
+   * address outlives the server's connection, and a reply thrown away left a call that had run
+   * to wait out its timeout. Throws TransportError when it cannot be held.
    */
   sendReply(m: Message): void {
     const s = this.links.replies();
-    if (!this.links.isOpen() || !s) throw new TransportError('connection lost before the reply could be sent');
+    if (!this.links.isOpen() || !s) {
+      const hold = m.body === undefined && typeof m.ttl === 'number' ? Math.min(m.ttl, this.holdRepliesMs) : this.holdRepliesMs;
+      if (hold <= 0) throw new TransportError('connection lost before the reply could be sent');
+      // Bounded: what runs while the connection is down is bounded by the server's credit, but
+      // a flapping connection must not pile up replies without end.
+      if (this.replyBacklog.length >= MAX_HELD_REPLIES) this.replyBacklog.shift();
+      this.replyBacklog.push({ m, until: performance.now() + hold });
+      return;
+    }
     if (this.replyBacklog.length > 0 || sessionRoom(s) === 0) {
-      this.replyBacklog.push(m);
+      this.replyBacklog.push({ m, until: Number.POSITIVE_INFINITY });
       this.schedulePump();
       return;
     }
@@ -151,8 +173,12 @@ export class SendFlow {
     setImmediate(() => {
       this.pumpScheduled = false;
       const replies = this.links.replies();
-      while (this.replyBacklog.length > 0 && this.links.isOpen() && replies && sessionRoom(replies) > 0)
-        replies.send(this.replyBacklog.shift()!);
+      const now = performance.now();
+      while (this.replyBacklog.length > 0 && this.links.isOpen() && replies && sessionRoom(replies) > 0) {
+        const held = this.replyBacklog.shift()!;
+        // Held past its bound while the connection was down: its caller has stopped waiting.
+        if (held.until >= now) replies.send(held.m);
+      }
       while (this.waiters.length > 0 && this.requestRoom() > 0) {
         this.reserved++;
         this.waiters.shift()!.wake();

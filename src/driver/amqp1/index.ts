@@ -83,11 +83,14 @@ export class Amqp1Driver extends DriverBase implements Driver {
       },
       outcome: (ctx, kind) => this.sender.onOutcome(ctx, kind),
     });
-    this.flow = new SendFlow({
-      isOpen: () => this.connection.isOpen,
-      requests: () => this.unsettledSender,
-      replies: () => this.replyLink(),
-    });
+    this.flow = new SendFlow(
+      {
+        isOpen: () => this.connection.isOpen,
+        requests: () => this.unsettledSender,
+        replies: () => this.replyLink(),
+      },
+      config.rpc.responseTimeout,
+    );
     this.sender = new MessageSender(this.connection, this.flow, {
       link: (presettled) => (presettled ? this.settledSender : this.unsettledSender),
     });
