@@ -49,6 +49,8 @@ export interface Consumer {
    * new message is routed to it until it grants credit again.
    */
   drained: boolean;
+  /** It has granted credit since it attached: one that never has is the last choice of routing. */
+  granted: boolean;
 }
 
 /** A message forwarded to a consumer, until the consumer settles it. */
@@ -199,6 +201,7 @@ export class AddressTable {
       backlogBytes: 0,
       unsettled: new SlotList<Unsettled>(),
       drained: false,
+      granted: false,
     };
     this.consumers.set(sender, consumer);
     const a = this.address(name);

@@ -268,18 +268,27 @@ export class Forwarder {
     }
   }
 
-  /** The consumer with the fewest messages outstanding, round-robin among equals; drained ones are passed over. */
+  /**
+   * The consumer with the fewest messages outstanding among those with credit (round-robin among
+   * equals), else among those that have granted credit before, else among all; drained ones are
+   * passed over. A receiver that never grants any (a stopping server's links re-attached after a
+   * router restart) had the fewest outstanding and held half the calls until it went.
+   */
   private pick(a: Address): Consumer {
     const n = a.consumers.length;
     let bestAt = a.next % n;
     for (let i = 0; i < n && a.consumers[bestAt]!.drained; i++) bestAt = (a.next + i + 1) % n;
     let best = a.consumers[bestAt]!;
-    for (let i = 1; i < n && outstanding(best) > 0; i++) {
+    let bestScore = score(best);
+    for (let i = 1; i < n && bestScore > 0; i++) {
       const at = (a.next + i) % n;
       const c = a.consumers[at]!;
-      if (!c.drained && outstanding(c) < outstanding(best)) {
+      if (c.drained) continue;
+      const sc = score(c);
+      if (sc < bestScore) {
         best = c;
         bestAt = at;
+        bestScore = sc;
       }
     }
     a.next = (bestAt + 1) % n;
@@ -299,6 +308,7 @@ export class Forwarder {
     // credit: clearing `drained` then routed new calls to a stopping server, where they waited
     // for its stop to end (or for their callers' timeout). Only a fresh grant brings it back.
     if (c.drained && canSend(c) && !isDraining(sender)) c.drained = false;
+    if (!c.granted && canSend(c)) c.granted = true;
     while (c.backlog.length > 0 && canSend(c)) {
       const item = c.backlog.shift()!;
       this.unqueued(c, item);
@@ -487,3 +497,17 @@ function settlementOf(o: RemoteOutcome | undefined): Settlement {
   if (o.undeliverableHere !== undefined) s.undeliverableHere = o.undeliverableHere;
   return s;
 }
+
+/**
+ * What {@link Forwarder.pick} minimises: messages outstanding, behind any receiver with credit,
+ * and behind any that has granted credit before when none has any now.
+ */
+function score(c: Consumer): number {
+  if (canSend(c)) return outstanding(c);
+  return (c.granted ? NO_CREDIT : NEVER_GRANTED) + outstanding(c);
+}
+
+/** Puts a receiver without credit behind every one with some. */
+const NO_CREDIT = 2 ** 40;
+/** And one that has never granted any behind those too. */
+const NEVER_GRANTED = 2 ** 41;

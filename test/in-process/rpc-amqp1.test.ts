@@ -77,6 +77,25 @@ t('a hung foreign receiver is caught by the call monitor', async (ctx) => {
   }
 });
 
+t('a receiver that grants no credit is passed over while another has some: calls do not wait behind it', async (ctx) => {
+  // From a review: after a router restart a stopping server's links came back with no credit,
+  // and the router, balancing by messages outstanding alone, queued every other call there
+  // (0 outstanding) until the link went: seconds for calls that another server could take.
+  await serve(ctx, 'credit', 's', [new Recorder('served')], { concurrency: 4 });
+  const peer = await rheaConnect(Number(new URL(ctx.url).port));
+  try {
+    const r = peer.open_receiver({ source: { address: 'openstack.org/om/rpc/anycast/openstack/credit' }, credit_window: 0 });
+    await new Promise((res) => r.once('receiver_open', res));
+    const c = new RPCClient(await transport(ctx), new Target({ topic: 'credit' }), { timeout: 5000 });
+    const t0 = performance.now();
+    const answers = await Promise.all(Array.from({ length: 20 }, () => c.call({}, 'whoami')));
+    assert.equal(new Set(answers), new Set(['served']));
+    assert.ok(performance.now() - t0 < 2000, `answered in ${Math.round(performance.now() - t0)} ms`);
+  } finally {
+    await rheaClose(peer);
+  }
+});
+
 // The router releases a call nobody receives and the driver resends it until its deadline.
 // RabbitMQ refuses it at once (mandatory; see rpc-rabbit), so this case is AMQP 1.0's own.
 t('a server started after the call was sent still gets it (released → resend)', async (ctx) => {
