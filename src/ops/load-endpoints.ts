@@ -4,6 +4,7 @@
  * class (constructed with the {@link EndpointContext}) or a factory (called with it, may be async).
  * TypeScript modules (`.ts`, `.mts`, `.cts`) load through tsx, registered on first need.
  */
+import { realpathSync } from 'node:fs';
 import { createRequire, register as registerHooks } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -162,7 +163,11 @@ export async function importFresh(file: string, options: FreshImport = {}): Prom
   const generation = String(++generations);
   const reload = reloadHooks();
   const abs = path.resolve(file);
-  const reported = [abs];
+  // Imported by its real path: Node's resolver keeps the real path of every path it resolved for
+  // the process's life, so a symlink swapped since (a deploy's `current -> releases/v2`) still led
+  // to the first release, and the reload served the old code while saying it took the new.
+  const real = realPath(abs);
+  const reported = real === abs ? [abs] : [abs, real];
   const onFile = options.onFile ?? (() => {});
   const done = reload.listen(generation, (f) => {
     reported.push(f);
@@ -175,9 +180,9 @@ export async function importFresh(file: string, options: FreshImport = {}): Prom
   // method since is part of the tree too.
   // A module loaded once by a plain import (a run that does not watch, reloaded on SIGHUP) has
   // no tree recorded yet: its own file is where the tree starts.
-  for (const key of localCommonJs(freshFiles.get(abs) ?? [abs]).keys) delete requireCache[key];
+  for (const key of localCommonJs(freshFiles.get(abs) ?? [real]).keys) delete requireCache[key];
   try {
-    const url = new URL(pathToFileURL(abs));
+    const url = new URL(pathToFileURL(real));
     url.searchParams.set(RELOAD_PARAM, generation);
     return esModuleExports((await import(url.href)) as Record<string, unknown>);
   } finally {
@@ -196,6 +201,15 @@ export async function importFresh(file: string, options: FreshImport = {}): Prom
     for (const f of tree.pinned) options.onPinned?.(f);
     // Late reports from the loader thread still reach the listener for a moment.
     setTimeout(done, 1000).unref();
+  }
+}
+
+/** `file`'s real path, read now (no cache); `file` itself when it does not exist (the import says so). */
+function realPath(file: string): string {
+  try {
+    return realpathSync(file);
+  } catch {
+    return file;
   }
 }
 

@@ -1,6 +1,6 @@
 // Hot reload without the runner: an EndpointReloader on a plain RPCServer over the embedded
 // router (real AMQP 1.0 sockets). Modules are rewritten on disk and picked up by chokidar.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -721,6 +721,39 @@ t('a file replaced by delete-then-write (an editor, a deploy) while polling is a
     [],
     'no deletion reported for a file that was back within a check',
   );
+});
+
+t('a symlink-swap deploy (current -> releases/vN) reloads the new release, and what it imports through a symlink too', async (ctx) => {
+  // From a review: Node's resolver keeps each path's real path for the process's life, so a
+  // reload after `current` was swapped read releases/v1 again and said it took the new code.
+  for (const v of [1, 2]) {
+    write(ctx, `releases/v${v}/package.json`, '{"type":"module"}\n');
+    write(ctx, `releases/v${v}/calc.js`, `export default { async v() { return 'v${v}'; } };\n`);
+    write(ctx, `releases/v${v}/lib.js`, `export const v = 'lib v${v}';\n`);
+  }
+  const current = path.join(ctx.dir, 'current');
+  const deploy = (v: number) => {
+    symlinkSync(`releases/v${v}`, `${current}.tmp`);
+    renameSync(`${current}.tmp`, current);
+  };
+  deploy(1);
+  // Imports its local file through the symlink: the hook's own resolution is where that goes wrong.
+  const ep = write(ctx, 'ep.js', "import { v } from './current/lib.js';\nexport default { async lib() { return v; } };\n");
+  const reloader = new EndpointReloader(
+    [path.join(current, 'calc.js'), ep],
+    { server: 's1', topic: 'sym', transport: await memoryTransport(ctx) },
+    logger(ctx),
+  );
+  ctx.reloaders.push(reloader);
+  const served = async () => {
+    const [calc, lib] = (await reloader.load()) as Array<Record<string, () => Promise<string>>>;
+    return [await calc!.v!(), await lib!.lib!()];
+  };
+  assert.equal(await served(), ['v1', 'lib v1']);
+  deploy(2);
+  assert.equal(await served(), ['v2', 'lib v2'], 'the release current points to now');
+  deploy(1);
+  assert.equal(await served(), ['v1', 'lib v1'], 'and back (a rollback)');
 });
 
 t.run();

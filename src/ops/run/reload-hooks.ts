@@ -6,7 +6,8 @@
  * thread, which watches it. Written here rather than taken from tsx's namespaced `tsImport`:
  * that adds a loader to Node's chain per call that is never removed, so it grows with every reload.
  */
-import { fileURLToPath } from 'node:url';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { MessagePort } from 'node:worker_threads';
 
 /** The query parameter that carries a reload generation. */
@@ -27,6 +28,25 @@ export function initialize(data: { port?: MessagePort } | undefined): void {
 type Resolved = { url: string; format?: string | null; shortCircuit?: boolean };
 type NextResolve = (specifier: string, context: { parentURL?: string }) => Promise<Resolved>;
 
+/**
+ * `result`'s URL with the real path its specifier names now. Node's resolver keeps each path's
+ * real path for the process's life, so an import that goes through a symlink swapped since (a
+ * deploy's `current -> releases/v2`) resolved to the first target for good.
+ */
+function freshRealUrl(specifier: string, parent: string, result: string): URL {
+  const url = new URL(result);
+  if (!/^(\.{1,2}(\/|$)|\/|file:)/.test(specifier)) return url;
+  try {
+    const named = new URL(specifier, parent);
+    const real = pathToFileURL(realpathSync(fileURLToPath(named)));
+    // Only where the specifier names the file itself (tsx maps `./x.js` to `x.ts`, say).
+    if (real.pathname.split('/').pop() === url.pathname.split('/').pop()) return new URL(real.href + url.search);
+  } catch {
+    // Not a file as written (tsx's extension mapping): what the resolver said.
+  }
+  return url;
+}
+
 /** Tags local imports of a reloaded module with its generation. */
 export async function resolve(specifier: string, context: { parentURL?: string }, nextResolve: NextResolve): Promise<Resolved> {
   const result = await nextResolve(specifier, context);
@@ -34,8 +54,8 @@ export async function resolve(specifier: string, context: { parentURL?: string }
   if (!parent?.startsWith('file:') || !result.url.startsWith('file:') || result.url.includes('/node_modules/')) return result;
   const generation = new URL(parent).searchParams.get(RELOAD_PARAM);
   if (generation === null) return result;
-  const url = new URL(result.url);
+  const url = freshRealUrl(specifier, parent, result.url);
   url.searchParams.set(RELOAD_PARAM, generation);
-  port?.postMessage({ generation, file: fileURLToPath(result.url) });
+  port?.postMessage({ generation, file: fileURLToPath(url) });
   return { ...result, url: url.href };
 }
