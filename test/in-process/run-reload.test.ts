@@ -1,6 +1,6 @@
 // Hot reload without the runner: an EndpointReloader on a plain RPCServer over the embedded
 // router (real AMQP 1.0 sockets). Modules are rewritten on disk and picked up by chokidar.
-import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -754,6 +754,26 @@ t('a symlink-swap deploy (current -> releases/vN) reloads the new release, and w
   assert.equal(await served(), ['v2', 'lib v2'], 'the release current points to now');
   deploy(1);
   assert.equal(await served(), ['v1', 'lib v1'], 'and back (a rollback)');
+});
+
+t('hermod installed through a symlink (npm link, a workspace) is not loaded again by a reload', async (ctx) => {
+  // From a review: the loader hook told a package by /node_modules/ in its real path, which a
+  // linked package has not: every reload loaded a second hermod, whose Target the server refused.
+  let root = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(root, 'package.json'))) root = path.dirname(root);
+  mkdirSync(path.join(ctx.dir, 'node_modules'));
+  symlinkSync(root, path.join(ctx.dir, 'node_modules/hermod'));
+  const file = write(
+    ctx,
+    'linked.js',
+    "import { Target } from 'hermod';\nexport default { target: new Target({ namespace: 'ns', version: '1.0' }), async hi() { return 'hi'; } };\n",
+  );
+  const { reloader, client } = await serve(ctx, file, 'linked');
+  const prepared = client.prepare({ namespace: 'ns', version: '1.0' });
+  assert.is(await prepared.call({}, 'hi', {}), 'hi');
+  assert.ok(await reloader.reloadNow(), `reloaded (${JSON.stringify(ctx.lines.filter((l) => l.level === 'error'))})`);
+  assert.ok(await reloader.reloadNow(), 'and again');
+  assert.is(await prepared.call({}, 'hi', {}), 'hi');
 });
 
 t.run();

@@ -2,7 +2,7 @@
  * Module customization hooks of hot reload (registered with `node:module` `register()`, run in
  * Node's loader thread). An endpoints module imported with `?hermod-reload=<generation>` passes
  * that generation on to every local file it imports, so one reload re-evaluates the module and
- * its local imports while `node_modules` stays cached; each local file is reported to the main
+ * its local imports while packages stay cached; each local file is reported to the main
  * thread, which watches it. Written here rather than taken from tsx's namespaced `tsImport`:
  * that adds a loader to Node's chain per call that is never removed, so it grows with every reload.
  */
@@ -29,6 +29,17 @@ type Resolved = { url: string; format?: string | null; shortCircuit?: boolean };
 type NextResolve = (specifier: string, context: { parentURL?: string }) => Promise<Resolved>;
 
 /**
+ * A package: a bare specifier (`hermod`, `lodash/fp`), resolved through node_modules. Its real
+ * path may lie outside any node_modules (`npm link`, `npm i ../pkg`, a workspace), so the path
+ * alone does not tell: tagged, such a package was loaded again by every reload, a second hermod
+ * whose classes the running one refuses. The user's own files are imported by a relative or
+ * absolute path, a file: URL, or the package's own `#` imports.
+ */
+function isPackage(specifier: string): boolean {
+  return !/^(\.{1,2}(\/|$)|\/|file:|#)/.test(specifier) && !/^[a-zA-Z]:[\\/]/.test(specifier);
+}
+
+/**
  * `result`'s URL with the real path its specifier names now. Node's resolver keeps each path's
  * real path for the process's life, so an import that goes through a symlink swapped since (a
  * deploy's `current -> releases/v2`) resolved to the first target for good.
@@ -51,7 +62,8 @@ function freshRealUrl(specifier: string, parent: string, result: string): URL {
 export async function resolve(specifier: string, context: { parentURL?: string }, nextResolve: NextResolve): Promise<Resolved> {
   const result = await nextResolve(specifier, context);
   const parent = context.parentURL;
-  if (!parent?.startsWith('file:') || !result.url.startsWith('file:') || result.url.includes('/node_modules/')) return result;
+  if (!parent?.startsWith('file:') || !result.url.startsWith('file:') || result.url.includes('/node_modules/') || isPackage(specifier))
+    return result;
   const generation = new URL(parent).searchParams.get(RELOAD_PARAM);
   if (generation === null) return result;
   const url = freshRealUrl(specifier, parent, result.url);
