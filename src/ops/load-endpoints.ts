@@ -103,19 +103,24 @@ const freshFiles = new Map<string, string[]>();
 function reloadHooks(): ReloadHooks {
   if (hooks) return hooks;
   const { port1, port2 } = new MessageChannel();
-  const listeners = new Map<string, (file: string) => void>();
+  // Several imports of one reload pass share its generation, and each hears every file of it.
+  const listeners = new Map<string, Set<(file: string) => void>>();
   const flushes = new Map<number, () => void>();
   let flushId = 0;
   port1.on('message', (m: { generation: string; file: string } | { flushed: number }) => {
     if ('flushed' in m) flushes.get(m.flushed)?.();
-    else listeners.get(m.generation)?.(m.file);
+    else for (const listener of listeners.get(m.generation) ?? []) listener(m.file);
   });
   port1.unref();
   registerHooks('./run/reload-hooks.js', import.meta.url, { data: { port: port2 }, transferList: [port2] });
   hooks = {
     listen(generation, listener) {
-      listeners.set(generation, listener);
-      return () => listeners.delete(generation);
+      const set = listeners.get(generation) ?? new Set();
+      listeners.set(generation, set.add(listener));
+      return () => {
+        set.delete(listener);
+        if (set.size === 0 && listeners.get(generation) === set) listeners.delete(generation);
+      };
     },
     // The loader thread answers a flush on the port its reports travel on, so the answer comes
     // after them: import() alone may resolve before they arrive (it did on a loaded machine,
@@ -138,8 +143,26 @@ function reloadHooks(): ReloadHooks {
 
 let generations = 0;
 
+/**
+ * One reload pass: the imports given it (every endpoint module a reload loads) share one
+ * generation, so a local file two of them import is evaluated once, one instance shared by both
+ * as in a plain import, and a CommonJS module they both require is read again once.
+ */
+export interface FreshPass {
+  readonly generation: string;
+  /** require.cache keys this pass dropped already: dropped again, a second import would read a second copy. */
+  readonly cleared: Set<string>;
+}
+
+/** A new reload pass for {@link importFresh}'s `pass`. */
+export function freshPass(): FreshPass {
+  return { generation: String(++generations), cleared: new Set() };
+}
+
 /** Options of {@link importFresh}. */
 export interface FreshImport {
+  /** The reload pass this import belongs to (see {@link freshPass}); without it, a pass of its own. */
+  pass?: FreshPass;
   /** Called with every local file the module imports, as the loader resolves it. */
   onFile?: (file: string) => void;
   /**
@@ -160,7 +183,8 @@ export async function importFresh(file: string, options: FreshImport = {}): Prom
   // CommonJS even when its syntax is ESM (which Node itself runs as ESM), and its exports then
   // arrive wrapped (see esModuleExports).
   if (TS.test(file)) await enableTypeScript();
-  const generation = String(++generations);
+  const pass = options.pass ?? freshPass();
+  const generation = pass.generation;
   const reload = reloadHooks();
   const abs = path.resolve(file);
   // Imported by its real path: Node's resolver keeps the real path of every path it resolved for
@@ -180,7 +204,11 @@ export async function importFresh(file: string, options: FreshImport = {}): Prom
   // method since is part of the tree too.
   // A module loaded once by a plain import (a run that does not watch, reloaded on SIGHUP) has
   // no tree recorded yet: its own file is where the tree starts.
-  for (const key of localCommonJs(freshFiles.get(abs) ?? [real]).keys) delete requireCache[key];
+  for (const key of localCommonJs(freshFiles.get(abs) ?? [real]).keys) {
+    if (pass.cleared.has(key)) continue;
+    pass.cleared.add(key);
+    delete requireCache[key];
+  }
   try {
     const url = new URL(pathToFileURL(real));
     url.searchParams.set(RELOAD_PARAM, generation);

@@ -756,6 +756,47 @@ t('a symlink-swap deploy (current -> releases/vN) reloads the new release, and w
   assert.equal(await served(), ['v1', 'lib v1'], 'and back (a rollback)');
 });
 
+t('a local file two endpoint modules import is one instance after a reload, as in a plain run', async (ctx) => {
+  // From a review: each module of a reload took a generation of its own, so a.js and b.js got two
+  // copies of shared.js (a put through one was not seen by a get through the other).
+  write(ctx, 'kv/shared.js', 'export const store = new Map();\n');
+  const a = write(
+    ctx,
+    'kv/a.js',
+    "import { store } from './shared.js';\nexport default { async put(_c, { k, v }) { store.set(k, v); } };\n",
+  );
+  const b = write(
+    ctx,
+    'kv/b.js',
+    "import { store } from './shared.js';\nexport default { async get(_c, { k }) { return store.get(k); } };\n",
+  );
+  write(
+    ctx,
+    'kv/c.cjs',
+    "const { store } = require('./shared.cjs');\nmodule.exports = { async cput(_c, { k, v }) { store.set(k, v); } };\n",
+  );
+  write(
+    ctx,
+    'kv/d.cjs',
+    "const { store } = require('./shared.cjs');\nmodule.exports = { async cget(_c, { k }) { return store.get(k); } };\n",
+  );
+  write(ctx, 'kv/shared.cjs', 'exports.store = new Map();\n');
+  const reloader = new EndpointReloader(
+    [a, b, path.join(ctx.dir, 'kv/c.cjs'), path.join(ctx.dir, 'kv/d.cjs')],
+    { server: 's1', topic: 'kv', transport: await memoryTransport(ctx) },
+    logger(ctx),
+  );
+  ctx.reloaders.push(reloader);
+  type Kv = Record<string, (c: object, args: Record<string, string>) => Promise<unknown>>;
+  for (const pass of ['start', 'reload', 'second reload']) {
+    const [put, get, cput, cget] = (await reloader.load()) as Kv[];
+    await put!.put!({}, { k: pass, v: 'x' });
+    assert.is(await get!.get!({}, { k: pass }), 'x', `ES modules, ${pass}`);
+    await cput!.cput!({}, { k: pass, v: 'y' });
+    assert.is(await cget!.cget!({}, { k: pass }), 'y', `CommonJS modules, ${pass}`);
+  }
+});
+
 t('hermod installed through a symlink (npm link, a workspace) is not loaded again by a reload', async (ctx) => {
   // From a review: the loader hook told a package by /node_modules/ in its real path, which a
   // linked package has not: every reload loaded a second hermod, whose Target the server refused.

@@ -9,7 +9,7 @@ import { existsSync, statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { type FSWatcher, watch } from 'chokidar';
-import { type EndpointContext, endpointsOf, importFresh, loadErrorLocation, loadErrorMessage } from '../load-endpoints.js';
+import { type EndpointContext, endpointsOf, freshPass, importFresh, loadErrorLocation, loadErrorMessage } from '../load-endpoints.js';
 import type { RunLogger } from './types.js';
 
 /** After a reload, when modification times are compared again (past chokidar's 50 ms change throttle). */
@@ -134,6 +134,8 @@ export class EndpointReloader {
     cut: { abandoned: boolean } | undefined,
   ): Promise<object[]> {
     const out: object[] = [];
+    // One pass for every module of this load: a local file two of them import is one instance, as in a plain run.
+    const pass = freshPass();
     for (const spec of this.specs) {
       check();
       const involved = [spec];
@@ -147,7 +149,7 @@ export class EndpointReloader {
         this.watcher?.add(f);
       };
       try {
-        const mod = await importFresh(spec, { onFile, onPinned: (f) => this.pinned(f) });
+        const mod = await importFresh(spec, { pass, onFile, onPinned: (f) => this.pinned(f) });
         // Its top level ran: from here on, a load that serves nothing disposes it too.
         if (typeof mod.dispose === 'function') disposers.push(mod.dispose as () => unknown);
         check();
