@@ -307,8 +307,11 @@ async function runCommand(argv: string[]): Promise<void> {
       log,
       spec: { spec, base, configs: spec.services.map((s) => configs.get(s)!) },
       ...(watch && watch.handOverTimeoutMs !== undefined ? { handOverTimeoutMs: watch.handOverTimeoutMs } : {}),
-      // A worker's loop blocked well past what a reload may take is wedged, not busy.
+      // A worker's loop blocked well past what a load or reload may take is wedged, not busy. A
+      // serving worker is watched only where it reloads by itself (a save); elsewhere a long
+      // synchronous call is its service's own business, as in a single process.
       ...(watch && watch.reloadTimeoutMs !== undefined ? { unresponsiveMs: watch.reloadTimeoutMs + 15_000 } : {}),
+      watchServing: Boolean(watch),
       abandonGraceMs: timeoutMs + overrunMs + PRIMARY_MARGIN_MS,
       onOutputClosed: (n) => shutdown.stop(`worker ${n}'s stdout closed`),
       onEarlyDeath: ({ worker: n, pid, code, signal }) => {

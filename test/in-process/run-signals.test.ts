@@ -2,9 +2,11 @@
 // socket on port 0): what SIGHUP does (a reload for `hermod run`, a graceful stop elsewhere),
 // and how the run behaves at its edges: the stop deadline with beacons on, a flood of failing
 // requests, JSON-only output, a hung worker in the cluster scrape.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { defaultConfig, getTransport, RPCClient, Target, type Transport } from '../../src/index.js';
@@ -651,6 +653,50 @@ t('SIGHUP to rpc-server: a graceful stop as SIGTERM is (the running call answere
   assert.equal(await slow, { slept: 1.5, server: 'hup' }, 'the running call answered');
   assert.is(await server.exited, 0, server.out + server.err);
   assert.match(server.out + server.err, /SIGHUP: no new work; finishing 1 in-flight request/);
+});
+
+t('the workers watchdog acts while a worker loads, and on a serving worker only in a watched run', async (ctx) => {
+  // From a review: a run that does not watch killed a worker whose call blocked its event loop
+  // for 45 s (a synchronous call, redelivered after each kill, took three workers down in turn);
+  // the watchdog is there for a load or a reload stuck in a loop. A supervisor of its own, with a
+  // 1.5 s bound, over workers that block for 4 s before or after they say they serve.
+  const workers = fileURLToPath(new URL('../../src/ops/run/workers.js', import.meta.url));
+  const script = path.join(ctx.dir, 'watchdog.mjs');
+  writeFileSync(
+    script,
+    `import cluster from 'node:cluster';
+import { onPrimaryStop, READY_MESSAGE, tellPrimary, WorkerSupervisor } from ${JSON.stringify(workers)};
+const block = (ms) => { for (const end = Date.now() + ms; Date.now() < end; ); };
+if (cluster.isPrimary) {
+  const out = (msg, fields) => console.log(JSON.stringify({ msg, ...fields }));
+  const log = { debug() {}, info() {}, warn: out, error: out };
+  new WorkerSupervisor({ count: 1, log, unresponsiveMs: 1500, watchServing: process.env.SERVING === '1', backoff: { initial: 60000, factor: 1, max: 60000 } }).start();
+  setTimeout(() => { for (const w of Object.values(cluster.workers)) w.process.kill('SIGKILL'); process.exit(0); }, 6500);
+} else {
+  onPrimaryStop(() => process.exit(0));
+  if (process.env.PHASE === 'serving') tellPrimary(READY_MESSAGE);
+  setTimeout(() => { block(4000); console.log(JSON.stringify({ msg: 'unblocked' })); if (process.env.PHASE === 'loading') tellPrimary(READY_MESSAGE); }, 300);
+}
+`,
+  );
+  const runWith = (env: Record<string, string>) =>
+    new Promise<string>((resolve) => {
+      const child = spawn(process.execPath, [script], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.on('close', () => resolve(out));
+    });
+  const [serving, servingWatched, loading] = await Promise.all([
+    runWith({ PHASE: 'serving' }),
+    runWith({ PHASE: 'serving', SERVING: '1' }),
+    runWith({ PHASE: 'loading' }),
+  ]);
+  assert.not.match(serving, /worker-unresponsive/, `a serving worker is left to its call (${serving})`);
+  assert.match(serving, /unblocked/, serving);
+  assert.match(servingWatched, /"event":"worker-unresponsive"/, `watched: the serving worker is killed (${servingWatched})`);
+  assert.not.match(servingWatched, /unblocked/, servingWatched);
+  assert.match(loading, /"event":"worker-unresponsive"/, `a loading worker is killed (${loading})`);
+  assert.not.match(loading, /unblocked/, loading);
 });
 
 t.run();

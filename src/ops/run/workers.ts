@@ -167,11 +167,19 @@ export interface SupervisorOptions {
   /** How long such a replacement's graceful stop may take before it is killed. @default 10000 */
   abandonGraceMs?: number;
   /**
-   * A worker whose event loop has not turned for this long (no {@link BEAT_MESSAGE}) is killed
-   * and restarted like a crashed one: a reload into `while (true) {}` wedged a worker for good,
-   * every call timing out and no later save taken, with nothing logged. @default 45000
+   * A worker whose event loop has not turned for this long (no {@link BEAT_MESSAGE}) while it
+   * loads (before it says {@link READY_MESSAGE}: a start, a restart, a reload's replacement) is
+   * killed and restarted like a crashed one: a module stuck in `while (true) {}` wedged a worker
+   * for good, every call timing out, with nothing logged. @default 45000
    */
   unresponsiveMs?: number;
+  /**
+   * The watchdog also watches workers that serve: a watched run's worker reloads by itself at any
+   * save, unseen by the primary. Otherwise a serving worker is left to its calls, however long one
+   * blocks its event loop (a synchronous call of 55 s, redelivered after each kill, took three
+   * workers down in turn). @default false
+   */
+  watchServing?: boolean;
 }
 
 /** {@link SupervisorOptions.unresponsiveMs}'s default. */
@@ -221,6 +229,8 @@ export class WorkerSupervisor {
   private reloadKept: number[] = [];
   /** When each worker that said hello was last heard from (see unresponsiveMs). */
   private readonly lastBeat = new Map<Worker, number>();
+  /** Workers that said they serve (see {@link SupervisorOptions.watchServing}). */
+  private readonly serving = new WeakSet<Worker>();
   private watchdog: NodeJS.Timeout | undefined;
   /** Crashes seen (exits not asked for). */
   crashes = 0;
@@ -248,7 +258,10 @@ export class WorkerSupervisor {
     this.watchdog.unref();
   }
 
-  /** Kills a serving worker (or replacement) whose event loop stopped turning; its exit restarts it. */
+  /**
+   * Kills a loading worker (or replacement), or under `watchServing` a serving one, whose event
+   * loop stopped turning; its exit restarts it.
+   */
   private checkBeats(): void {
     if (this.stopping) return;
     const limit = this.options.unresponsiveMs ?? DEFAULT_UNRESPONSIVE_MS;
@@ -257,9 +270,10 @@ export class WorkerSupervisor {
       for (const w of [slot.worker, slot.next]) {
         const last = w && this.lastBeat.get(w);
         if (!w || last === undefined || now - last <= limit) continue;
+        if (this.serving.has(w) && !this.options.watchServing) continue;
         this.lastBeat.delete(w);
         this.options.log.error(
-          `worker ${slot.n} (pid ${w.process.pid}) has not answered for ${Math.round((now - last) / 1000)} s (its event loop is blocked: a reload stuck in a loop?); killing it`,
+          `worker ${slot.n} (pid ${w.process.pid}) has not answered for ${Math.round((now - last) / 1000)} s (its event loop is blocked: a load or reload stuck in a loop?); killing it`,
           { worker: slot.n, workerPid: w.process.pid, event: 'worker-unresponsive' },
         );
         w.process.kill('SIGKILL');
@@ -488,7 +502,10 @@ export class WorkerSupervisor {
       this.options.onOutputClosed?.(slot.n);
       return;
     }
-    if (msg?.hermod === READY_MESSAGE.hermod) this.anyReady = true;
+    if (msg?.hermod === READY_MESSAGE.hermod) {
+      this.anyReady = true;
+      this.serving.add(worker);
+    }
     if (this.stopping || !msg) return;
     if (msg.hermod === 'recycle' && worker === slot.worker && !slot.next) {
       // Asked again after every further reload, so a replacement that failed is tried again.
