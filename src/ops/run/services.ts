@@ -158,15 +158,14 @@ export class ServiceGroup {
         // Bounded as a reload is: a module that never finished loading left the service silent.
         const bound = (watch ? watch.reloadTimeoutMs : undefined) ?? MODULE_LOAD_TIMEOUT_MS;
         // A reloader keeps its modules' disposers itself.
-        const { endpoints: loadedEndpoints, disposers } = reloader
+        const { endpoints, disposers } = reloader
           ? { endpoints: await withinLoadBound(reloader.load(), bound, spec.endpoints.join(', ')), disposers: [] }
           : await loadEndpoints(spec.endpoints, ctx, bound);
-        const endpoints = loadedEndpoints;
         // What RPCServer refuses (a contract naming no method, a target that is not a Target) is
         // refused here too, with the load failures: it threw once the services before it served.
+        // (The service's own namespace and version, given as an option, cannot be refused.)
         try {
-          const t = serviceTargetOptions(spec).endpointTarget;
-          new RPCDispatcher(endpoints, undefined, undefined, t ? { defaultTarget: t } : {});
+          new RPCDispatcher(endpoints);
         } catch (err) {
           // The stack is hermod's own: the place is the service's modules.
           throw Object.assign(err as Error, { location: spec.endpoints.join(', ') });
